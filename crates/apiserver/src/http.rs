@@ -1,0 +1,979 @@
+//! The HTTP face of the embedded cluster: Kubernetes REST paths, discovery, content
+//! negotiation (JSON, YAML bodies, server-side `Table` printing) and watch streams.
+//!
+//! Paths are parsed by hand rather than with a router table because Kubernetes' URL space
+//! is data-driven: `/api/v1/namespaces/x` is a Namespace, `/api/v1/namespaces/x/pods` a
+//! collection, and a CRD adds paths at run time. Everything below the path lives in
+//! [`crate::api`], so this module stays a translation layer.
+
+use crate::api::{
+    Api, DeleteOptions, Deleted, ListOptions, PatchType, Propagation, Subresource, WriteOptions,
+};
+use crate::error::ApiError;
+use crate::registry::ResourceType;
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::store::{Event, EventType, Stored};
+use crate::table;
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use bytes::Bytes;
+use futures::SinkExt;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest request body accepted (Kubernetes' default is 3 MiB as well).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Shared state of the HTTP layer.
+#[derive(Clone)]
+pub struct HttpState {
+    pub api: Api,
+    /// `host:port` this server is reachable at, for `/api`'s server addresses.
+    pub address: String,
+    /// Extra routes served by other parts of the cluster (pod metrics).
+    pub metrics: Option<crate::sim::MetricsHandler>,
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .fallback(handle)
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+fn json_response(code: StatusCode, v: &Value) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(v).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+fn error_response(e: &ApiError) -> Response {
+    let code = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(code, &e.to_status())
+}
+
+type Query = HashMap<String, String>;
+
+fn parse_query(uri: &Uri) -> Query {
+    uri.query()
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn truthy(q: &Query, k: &str) -> bool {
+    q.get(k).is_some_and(|v| v == "true" || v == "1")
+}
+
+async fn handle(
+    axum::extract::State(st): axum::extract::State<HttpState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error_response(&ApiError::RequestEntityTooLarge(format!(
+                "the request body is larger than the {MAX_BODY_BYTES}-byte limit"
+            )))
+        }
+    };
+    match route(&st, &method, &uri, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    }
+}
+
+/// A parsed resource path.
+struct ResourcePath {
+    rt: Arc<ResourceType>,
+    namespace: Option<String>,
+    name: Option<String>,
+    sub: Option<String>,
+    watch: bool,
+}
+
+async fn route(
+    st: &HttpState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let path = uri.path();
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["healthz"] | ["readyz"] | ["livez"] => return Ok((StatusCode::OK, "ok").into_response()),
+        ["healthz", _] | ["readyz", _] | ["livez", _] => {
+            return Ok((StatusCode::OK, "ok").into_response())
+        }
+        ["version"] => return Ok(json_response(StatusCode::OK, &version())),
+        ["metrics", rest @ ..] => {
+            if let Some(m) = &st.metrics {
+                if let Some(text) = m(&rest.join("/")) {
+                    return Ok((
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        text,
+                    )
+                        .into_response());
+                }
+            }
+            return Err(ApiError::NotFound {
+                message: format!("no metrics at {path}"),
+                details: Default::default(),
+            });
+        }
+        ["api"] => {
+            return Ok(json_response(
+                StatusCode::OK,
+                &json!({"kind": "APIVersions", "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": st.address}]}),
+            ))
+        }
+        ["apis"] => return Ok(json_response(StatusCode::OK, &api_group_list(st))),
+        ["openapi", "v3"] => return Ok(json_response(StatusCode::OK, &openapi_root(st))),
+        ["openapi", "v3", "api", "v1"] => {
+            return Ok(json_response(
+                StatusCode::OK,
+                &openapi_group_version(st, "", "v1"),
+            ))
+        }
+        ["openapi", "v3", "apis", group, version] => {
+            return Ok(json_response(
+                StatusCode::OK,
+                &openapi_group_version(st, group, version),
+            ))
+        }
+        ["api", "v1"] => return Ok(json_response(StatusCode::OK, &resource_list(st, "", "v1"))),
+        ["apis", group] => {
+            return api_group(st, group)
+                .map(|g| json_response(StatusCode::OK, &g))
+                .ok_or_else(|| not_served(path))
+        }
+        ["apis", group, version] => {
+            if !st
+                .api
+                .registry
+                .all()
+                .iter()
+                .any(|t| t.group == *group && t.version == *version)
+            {
+                return Err(not_served(path));
+            }
+            return Ok(json_response(
+                StatusCode::OK,
+                &resource_list(st, group, version),
+            ));
+        }
+        _ => {}
+    }
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", "v1", rest @ ..] => ("", "v1", rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(not_served(path)),
+    };
+    let rp = parse_resource_path(st, group, version, rest).ok_or_else(|| not_served(path))?;
+    let q = parse_query(uri);
+    serve_resource(st, method, headers, &q, rp, body).await
+}
+
+fn not_served(path: &str) -> ApiError {
+    ApiError::NotFound {
+        message: format!("the server could not find the requested resource ({path})"),
+        details: Default::default(),
+    }
+}
+
+fn parse_resource_path(
+    st: &HttpState,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> Option<ResourcePath> {
+    let (watch, rest) = match rest {
+        ["watch", r @ ..] => (true, r),
+        r => (false, r),
+    };
+    let reg = &st.api.registry;
+    // /namespaces/{ns}/{plural}... when {plural} is a namespaced resource of this group.
+    if let ["namespaces", ns, plural, tail @ ..] = rest {
+        if let Some(rt) = reg.get(group, version, plural).filter(|t| t.namespaced) {
+            if tail.len() > 2 {
+                return None;
+            }
+            return Some(ResourcePath {
+                rt,
+                namespace: Some(ns.to_string()),
+                name: tail.first().map(|s| s.to_string()),
+                sub: tail.get(1).map(|s| s.to_string()),
+                watch,
+            });
+        }
+    }
+    let (plural, tail) = rest.split_first()?;
+    if tail.len() > 2 {
+        return None;
+    }
+    let rt = reg.get(group, version, plural)?;
+    Some(ResourcePath {
+        rt,
+        namespace: None,
+        name: tail.first().map(|s| s.to_string()),
+        sub: tail.get(1).map(|s| s.to_string()),
+        watch,
+    })
+}
+
+fn version() -> Value {
+    json!({
+        "major": "1", "minor": "32", "gitVersion": "v1.32.0-mooring",
+        "gitCommit": "mooring", "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "rust", "compiler": "rustc", "platform": "linux/amd64",
+        "emulationMajor": "1", "emulationMinor": "32",
+    })
+}
+
+fn group_json(group: &str, versions: &[String]) -> Value {
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
+    json!({"name": group, "versions": vs, "preferredVersion": vs.first().cloned().unwrap_or(Value::Null)})
+}
+
+fn api_group_list(st: &HttpState) -> Value {
+    let groups: Vec<Value> = st
+        .api
+        .registry
+        .groups()
+        .iter()
+        .map(|(g, vs)| group_json(g, vs))
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+fn api_group(st: &HttpState, group: &str) -> Option<Value> {
+    let groups = st.api.registry.groups();
+    let (g, vs) = groups.iter().find(|(g, _)| g == group)?;
+    let mut v = group_json(g, vs);
+    v["kind"] = json!("APIGroup");
+    v["apiVersion"] = json!("v1");
+    Some(v)
+}
+
+fn resource_list(st: &HttpState, group: &str, version: &str) -> Value {
+    let mut resources = Vec::new();
+    for t in st.api.registry.all() {
+        if t.group != group || t.version != version {
+            continue;
+        }
+        let verbs = [
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ];
+        let mut r = json!({
+            "name": t.plural, "singularName": t.singular, "namespaced": t.namespaced,
+            "kind": t.kind, "verbs": verbs, "storageVersionHash": "",
+        });
+        if !t.short_names.is_empty() {
+            r["shortNames"] = json!(t.short_names);
+        }
+        if !t.categories.is_empty() {
+            r["categories"] = json!(t.categories);
+        }
+        resources.push(r);
+        if t.status_subresource {
+            resources.push(
+                json!({"name": format!("{}/status", t.plural), "singularName": "",
+                "namespaced": t.namespaced, "kind": t.kind, "verbs": ["get", "patch", "update"]}),
+            );
+        }
+        if t.scale.is_some() {
+            resources.push(
+                json!({"name": format!("{}/scale", t.plural), "singularName": "",
+                "namespaced": t.namespaced, "group": "autoscaling", "version": "v1",
+                "kind": "Scale", "verbs": ["get", "patch", "update"]}),
+            );
+        }
+    }
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
+}
+
+/// Group/versions served, as `api/v1` and `apis/{group}/{version}` paths.
+fn served_group_versions(st: &HttpState) -> Vec<(String, String)> {
+    let mut gvs: Vec<(String, String)> = st
+        .api
+        .registry
+        .all()
+        .iter()
+        .map(|t| (t.group.clone(), t.version.clone()))
+        .collect();
+    gvs.sort();
+    gvs.dedup();
+    gvs
+}
+
+fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+/// The OpenAPI v3 index. kubectl reads it to learn that the server validates fields
+/// itself (`fieldValidation`), instead of downloading schemas to validate client-side.
+fn openapi_root(st: &HttpState) -> Value {
+    use std::hash::{Hash, Hasher};
+    let mut paths = serde_json::Map::new();
+    for (g, v) in served_group_versions(st) {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for t in st.api.registry.all() {
+            if t.group == g && t.version == v {
+                t.kind.hash(&mut h);
+                t.plural.hash(&mut h);
+            }
+        }
+        let p = gv_path(&g, &v);
+        paths.insert(
+            p.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={:016X}", h.finish())}),
+        );
+    }
+    json!({"paths": paths})
+}
+
+/// A minimal OpenAPI v3 document for one group/version: the PATCH operations with their
+/// group-version-kind and query parameters. Schemas are not published, so kubectl falls
+/// back to its compiled-in types for strategic merge patches, as it does for old servers.
+fn openapi_group_version(st: &HttpState, group: &str, version: &str) -> Value {
+    let params: Vec<Value> = ["dryRun", "fieldManager", "fieldValidation", "force"]
+        .iter()
+        .map(|n| json!({"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": true}}))
+        .collect();
+    let mut paths = serde_json::Map::new();
+    for t in st.api.registry.all() {
+        if t.group != group || t.version != version {
+            continue;
+        }
+        let base = format!("/{}", gv_path(group, version));
+        let path = if t.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}/{{name}}", t.plural)
+        } else {
+            format!("{base}/{}/{{name}}", t.plural)
+        };
+        let gvk = json!({"group": t.group, "version": t.version, "kind": t.kind});
+        paths.insert(
+            path,
+            json!({"patch": {
+                "operationId": format!("patch{}", t.kind),
+                "parameters": params,
+                "responses": {"200": {"description": "OK"}},
+                "x-kubernetes-action": "patch",
+                "x-kubernetes-group-version-kind": gvk,
+            }}),
+        );
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.32.0-mooring"},
+        "paths": paths,
+        "components": {"schemas": {}},
+    })
+}
+
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| {
+            a.split(',')
+                .next()
+                .is_some_and(|first| first.contains("as=Table"))
+        })
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string()
+}
+
+/// Decode a request body as JSON or YAML (by content type; JSON is valid YAML).
+fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::BadRequest("the request body is empty".into()));
+    }
+    let ct = content_type(headers);
+    if ct.contains("protobuf") {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {ct:?})"
+        )));
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::BadRequest("the request body is not valid UTF-8".into()))?;
+    if ct.contains("yaml") {
+        mooring_core::yaml::parse_one(text)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding YAML body: {e}")))
+    } else {
+        serde_json::from_str(text).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "the object provided is unrecognized: error decoding JSON body: {e}"
+            ))
+        })
+    }
+}
+
+fn write_options(q: &Query, headers: &HeaderMap) -> WriteOptions {
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split('/').next())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    WriteOptions {
+        field_manager: q.get("fieldManager").cloned().or(agent),
+        dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
+        force: truthy(q, "force"),
+    }
+}
+
+fn list_options(q: &Query) -> Result<ListOptions, ApiError> {
+    let label_selector = match q.get("labelSelector").filter(|s| !s.is_empty()) {
+        Some(s) => Some(
+            LabelSelector::parse(s)
+                .map_err(|e| ApiError::BadRequest(format!("unable to parse requirement: {e}")))?,
+        ),
+        None => None,
+    };
+    let field_selector = match q.get("fieldSelector").filter(|s| !s.is_empty()) {
+        Some(s) => Some(
+            FieldSelector::parse(s)
+                .map_err(|e| ApiError::BadRequest(format!("invalid field selector: {e}")))?,
+        ),
+        None => None,
+    };
+    let limit = match q.get("limit") {
+        Some(l) => Some(
+            l.parse::<usize>()
+                .map_err(|_| ApiError::BadRequest(format!("invalid limit {l:?}")))?,
+        ),
+        None => None,
+    };
+    Ok(ListOptions {
+        label_selector,
+        field_selector,
+        limit,
+        continue_token: q.get("continue").filter(|s| !s.is_empty()).cloned(),
+    })
+}
+
+fn delete_options(q: &Query, headers: &HeaderMap, body: &Bytes) -> Result<DeleteOptions, ApiError> {
+    let from_body = if body.is_empty() {
+        Value::Null
+    } else {
+        decode_body(headers, body)?
+    };
+    let policy = q
+        .get("propagationPolicy")
+        .cloned()
+        .or_else(|| {
+            from_body
+                .get("propagationPolicy")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .or_else(|| {
+            let orphan = q
+                .get("orphanDependents")
+                .map(|v| v == "true")
+                .or_else(|| from_body.get("orphanDependents").and_then(Value::as_bool));
+            match orphan {
+                Some(true) => Some("Orphan".into()),
+                Some(false) => Some("Background".into()),
+                None => None,
+            }
+        });
+    let propagation = match policy.as_deref() {
+        None => None,
+        Some("Background") => Some(Propagation::Background),
+        Some("Foreground") => Some(Propagation::Foreground),
+        Some("Orphan") => Some(Propagation::Orphan),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "propagationPolicy: Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+            )))
+        }
+    };
+    let dry_run = q.get("dryRun").is_some_and(|v| v == "All")
+        || from_body
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
+    Ok(DeleteOptions {
+        propagation,
+        precondition_uid: from_body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        precondition_rv: from_body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        dry_run,
+    })
+}
+
+fn list_json(
+    rt: &ResourceType,
+    items: &[Arc<Stored>],
+    rv: u64,
+    cont: Option<&str>,
+    remaining: Option<usize>,
+) -> Result<Bytes, ApiError> {
+    // Stored objects are already JSON: splice them instead of re-serialising.
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if let Some(c) = cont {
+        meta["continue"] = json!(c);
+    }
+    if let Some(r) = remaining {
+        meta["remainingItemCount"] = json!(r);
+    }
+    let head = format!(
+        "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{},\"items\":[",
+        json!(rt.list_kind()),
+        json!(rt.api_version()),
+        meta
+    );
+    let size: usize = items.iter().map(|s| s.json.len() + 1).sum();
+    let mut out = Vec::with_capacity(head.len() + size + 2);
+    out.extend_from_slice(head.as_bytes());
+    let want_av = rt.api_version();
+    for (i, s) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        if stored_api_version_is(s, &want_av) {
+            out.extend_from_slice(&s.json);
+        } else {
+            let v = Api::present(rt, s)?;
+            out.extend_from_slice(&serde_json::to_vec(&v).unwrap_or_default());
+        }
+    }
+    out.extend_from_slice(b"]}");
+    Ok(Bytes::from(out))
+}
+
+/// Whether the stored JSON already says `"apiVersion":"<want>"` (cheap prefix check; the
+/// store writes apiVersion first).
+fn stored_api_version_is(s: &Stored, want: &str) -> bool {
+    let needle = format!("\"apiVersion\":\"{want}\"");
+    s.json
+        .get(..needle.len() + 1)
+        .is_some_and(|head| head[1..] == *needle.as_bytes())
+}
+
+async fn serve_resource(
+    st: &HttpState,
+    method: &Method,
+    headers: &HeaderMap,
+    q: &Query,
+    rp: ResourcePath,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let api = &st.api;
+    let rt = rp.rt.clone();
+    let ns = rp.namespace.as_deref();
+    if rt.namespaced && ns.is_none() && rp.name.is_some() {
+        return Err(ApiError::NotFound {
+            message: format!("the server could not find the requested resource ({} must be addressed in a namespace)", rt.plural),
+            details: Default::default(),
+        });
+    }
+    let sub = match rp.sub.as_deref() {
+        None => None,
+        Some("status") if rt.status_subresource => Some(Subresource::Status),
+        Some("scale") if rt.scale.is_some() => None,
+        Some(other) => {
+            return Err(ApiError::NotFound {
+                message: format!(
+                    "the server could not find the requested resource ({}/{other})",
+                    rt.plural
+                ),
+                details: Default::default(),
+            })
+        }
+    };
+    let is_scale = rp.sub.as_deref() == Some("scale");
+    let table = wants_table(headers);
+    let watch = rp.watch || truthy(q, "watch");
+    match (method.clone(), rp.name.as_deref()) {
+        (Method::GET, None) if watch => watch_response(st, &rt, ns, q, table).await,
+        (Method::GET, None) => {
+            let opts = list_options(q)?;
+            let res = api.list(&rt, ns, &opts)?;
+            if table {
+                let objs: Result<Vec<Value>, ApiError> =
+                    res.items.iter().map(|s| Api::present(&rt, s)).collect();
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &table::table(
+                        &rt,
+                        &objs?,
+                        res.resource_version,
+                        res.continue_token.as_deref(),
+                    ),
+                ));
+            }
+            let bytes = list_json(
+                &rt,
+                &res.items,
+                res.resource_version,
+                res.continue_token.as_deref(),
+                res.remaining,
+            )?;
+            Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                bytes,
+            )
+                .into_response())
+        }
+        (Method::GET, Some(name)) if watch => {
+            let mut q = q.clone();
+            q.insert("fieldSelector".into(), format!("metadata.name={name}"));
+            watch_response(st, &rt, ns, &q, table).await
+        }
+        (Method::GET, Some(name)) => {
+            if is_scale {
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &api.get_scale(&rt, ns, name)?,
+                ));
+            }
+            let v = api.get(&rt, ns, name)?;
+            if table {
+                let rv = v
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &table::table(&rt, &[v], rv, None),
+                ));
+            }
+            Ok(json_response(StatusCode::OK, &v))
+        }
+        (Method::POST, None) => {
+            let obj = decode_body(headers, &body)?;
+            let v = api.create(&rt, ns, obj, &write_options(q, headers))?;
+            Ok(json_response(StatusCode::CREATED, &v))
+        }
+        (Method::PUT, Some(name)) => {
+            let obj = decode_body(headers, &body)?;
+            if is_scale {
+                let v = api.set_scale(&rt, ns, name, &obj, &write_options(q, headers))?;
+                return Ok(json_response(StatusCode::OK, &v));
+            }
+            let v = api.update(
+                &rt,
+                ns,
+                name,
+                obj,
+                sub.unwrap_or(Subresource::Main),
+                &write_options(q, headers),
+            )?;
+            Ok(json_response(StatusCode::OK, &v))
+        }
+        (Method::PATCH, Some(name)) => {
+            let ct = content_type(headers);
+            let pt = PatchType::from_content_type(&ct).ok_or_else(|| {
+                ApiError::UnsupportedMediaType(format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"
+                ))
+            })?;
+            let patch = if pt == PatchType::Apply {
+                let text = std::str::from_utf8(&body).map_err(|_| {
+                    ApiError::BadRequest("the request body is not valid UTF-8".into())
+                })?;
+                mooring_core::yaml::parse_one(text)
+                    .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?
+            } else {
+                serde_json::from_slice(&body)
+                    .map_err(|e| ApiError::BadRequest(format!("error decoding patch body: {e}")))?
+            };
+            let opts = write_options(q, headers);
+            if is_scale {
+                let current = api.get_scale(&rt, ns, name)?;
+                let patched = match pt {
+                    PatchType::Json => crate::patch::json_patch(&current, &patch)
+                        .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+                    PatchType::Strategic => crate::patch::strategic_merge_patch(&current, &patch)
+                        .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+                    _ => crate::patch::merge_patch(&current, &patch),
+                };
+                let v = api.set_scale(&rt, ns, name, &patched, &opts)?;
+                return Ok(json_response(StatusCode::OK, &v));
+            }
+            let existed = pt != PatchType::Apply || api.get(&rt, ns, name).is_ok();
+            let v = api.patch(
+                &rt,
+                ns,
+                name,
+                pt,
+                &patch,
+                sub.unwrap_or(Subresource::Main),
+                &opts,
+            )?;
+            let code = if existed {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            Ok(json_response(code, &v))
+        }
+        (Method::DELETE, Some(name)) => {
+            let opts = delete_options(q, headers, &body)?;
+            match api.delete(&rt, ns, name, &opts)? {
+                Deleted::Gone(v) => Ok(json_response(StatusCode::OK, &v)),
+                Deleted::Pending(v) => Ok(json_response(StatusCode::OK, &v)),
+            }
+        }
+        (Method::DELETE, None) => {
+            let opts = delete_options(q, headers, &body)?;
+            let items = api.delete_collection(&rt, ns, &list_options(q)?, &opts)?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"kind": rt.list_kind(), "apiVersion": rt.api_version(),
+                    "metadata": {"resourceVersion": api.store.revision().to_string()}, "items": items}),
+            ))
+        }
+        (m, _) => Err(ApiError::MethodNotAllowed(format!(
+            "the server does not allow this method on the requested resource ({m} {})",
+            rt.plural
+        ))),
+    }
+}
+
+/// One watch event line.
+fn event_line(kind: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+struct WatchFilter {
+    rt: Arc<ResourceType>,
+    storage_key: String,
+    namespace: Option<String>,
+    labels: Option<LabelSelector>,
+    fields: Option<FieldSelector>,
+    table: bool,
+}
+
+impl WatchFilter {
+    fn render(&self, ev_kind: EventType, s: &Stored) -> Option<Bytes> {
+        if s.key.resource != self.storage_key {
+            return None;
+        }
+        if let Some(ns) = &self.namespace {
+            if &s.key.namespace != ns {
+                return None;
+            }
+        }
+        if let Some(l) = &self.labels {
+            if !l.matches(&s.labels) {
+                return None;
+            }
+        }
+        let v = Api::present(&self.rt, s).ok()?;
+        if let Some(f) = &self.fields {
+            if !f.matches(&v) {
+                return None;
+            }
+        }
+        let obj = if self.table {
+            table::table(&self.rt, &[v], s.rv, None)
+        } else {
+            v
+        };
+        Some(event_line(ev_kind.as_str(), &obj))
+    }
+
+    fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        event_line(
+            "BOOKMARK",
+            &json!({"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": meta}),
+        )
+    }
+}
+
+fn expired(rv: u64, oldest: u64) -> Bytes {
+    event_line(
+        "ERROR",
+        &ApiError::Gone(format!("too old resource version: {rv} ({oldest})")).to_status(),
+    )
+}
+
+async fn watch_response(
+    st: &HttpState,
+    rt: &Arc<ResourceType>,
+    ns: Option<&str>,
+    q: &Query,
+    table: bool,
+) -> Result<Response, ApiError> {
+    let opts = list_options(q)?;
+    let filter = WatchFilter {
+        rt: rt.clone(),
+        storage_key: rt.storage_key(),
+        namespace: if rt.namespaced {
+            ns.map(str::to_string)
+        } else {
+            None
+        },
+        labels: opts.label_selector.clone(),
+        fields: opts.field_selector.clone(),
+        table,
+    };
+    let since: Option<u64> = match q.get("resourceVersion").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(v) => Some(
+            v.parse()
+                .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {v:?}")))?,
+        ),
+    };
+    let send_initial = truthy(q, "sendInitialEvents");
+    let bookmarks = truthy(q, "allowWatchBookmarks");
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(1800);
+    let api = st.api.clone();
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(256);
+    // Start from a consistent point: subscribe, then list at (or after) that revision.
+    let (start_rv, initial, backlog, mut live) = match since {
+        Some(rv) if rv > 0 && !send_initial => match api.store.watch_from(rv) {
+            Ok((backlog, live)) => (rv, vec![], backlog, live),
+            Err(oldest) => {
+                let line = expired(rv, oldest);
+                let body = Body::from(line);
+                return Ok((
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+                    .into_response());
+            }
+        },
+        _ => {
+            let rev = api.store.revision();
+            let (backlog, live) = api
+                .store
+                .watch_from(rev)
+                .map_err(|o| ApiError::Gone(format!("too old resource version: {rev} ({o})")))?;
+            let res = api.list(
+                rt,
+                filter.namespace.as_deref(),
+                &ListOptions {
+                    label_selector: opts.label_selector.clone(),
+                    field_selector: opts.field_selector.clone(),
+                    limit: None,
+                    continue_token: None,
+                },
+            )?;
+            (res.resource_version, res.items, backlog, live)
+        }
+    };
+    tokio::spawn(async move {
+        let deadline = tokio::time::sleep(Duration::from_secs(timeout));
+        tokio::pin!(deadline);
+        let mut last = start_rv;
+        for s in &initial {
+            if let Some(line) = filter.render(EventType::Added, s) {
+                if tx.send(Ok(line)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if send_initial && tx.send(Ok(filter.bookmark(start_rv, true))).await.is_err() {
+            return;
+        }
+        let mut pending: std::collections::VecDeque<Arc<Event>> = backlog.into();
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        tick.tick().await;
+        loop {
+            while let Some(ev) = pending.pop_front() {
+                if ev.rv() <= last {
+                    continue;
+                }
+                last = ev.rv();
+                if let Some(line) = filter.render(ev.kind, &ev.object) {
+                    if tx.send(Ok(line)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = &mut deadline => return,
+                _ = tick.tick(), if bookmarks => {
+                    if tx.send(Ok(filter.bookmark(last, false))).await.is_err() {
+                        return;
+                    }
+                }
+                r = live.recv() => match r {
+                    Ok(ev) => pending.push_back(ev),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        match api.store.events_since(last) {
+                            Ok(evs) => pending.extend(evs),
+                            Err(oldest) => {
+                                let _ = tx.send(Ok(expired(last, oldest))).await;
+                                return;
+                            }
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        }
+    });
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(rx),
+    )
+        .into_response())
+}

@@ -1,0 +1,367 @@
+//! Server-side printing: the `meta.k8s.io/v1` `Table` that `kubectl get` asks for.
+//!
+//! kubectl requests `application/json;as=Table;g=meta.k8s.io;v=v1` and prints whatever
+//! columns the server returns, so the familiar READY / UP-TO-DATE / AVAILABLE columns come
+//! from here. Custom resources use their `additionalPrinterColumns`.
+
+use crate::registry::ResourceType;
+use serde_json::{json, Value};
+
+struct Col {
+    name: &'static str,
+    type_: &'static str,
+    format: &'static str,
+}
+
+const fn col(name: &'static str) -> Col {
+    Col {
+        name,
+        type_: "string",
+        format: "",
+    }
+}
+
+fn columns(rt: &ResourceType) -> Vec<Col> {
+    let name = Col {
+        name: "Name",
+        type_: "string",
+        format: "name",
+    };
+    let mut cols = vec![name];
+    if rt.crd.is_none() {
+        match (rt.group.as_str(), rt.kind.as_str()) {
+            ("", "Namespace") => cols.push(col("Status")),
+            ("", "Pod") => cols.extend([col("Ready"), col("Status"), col("Restarts")]),
+            ("", "Node") => cols.extend([col("Status"), col("Roles"), col("Version")]),
+            ("", "Service") => cols.extend([
+                col("Type"),
+                col("Cluster-IP"),
+                col("External-IP"),
+                col("Port(s)"),
+            ]),
+            ("", "ConfigMap") => cols.push(col("Data")),
+            ("", "Secret") => cols.extend([col("Type"), col("Data")]),
+            ("", "PersistentVolumeClaim") => cols.extend([
+                col("Status"),
+                col("Volume"),
+                col("Capacity"),
+                col("Access Modes"),
+                col("StorageClass"),
+            ]),
+            ("apps", "Deployment") => {
+                cols.extend([col("Ready"), col("Up-to-date"), col("Available")])
+            }
+            ("apps", "ReplicaSet") => cols.extend([col("Desired"), col("Current"), col("Ready")]),
+            ("apps", "StatefulSet") => cols.push(col("Ready")),
+            ("apps", "DaemonSet") => cols.extend([
+                col("Desired"),
+                col("Current"),
+                col("Ready"),
+                col("Up-to-date"),
+                col("Available"),
+            ]),
+            ("batch", "Job") => cols.extend([col("Status"), col("Completions")]),
+            ("batch", "CronJob") => cols.extend([col("Schedule"), col("Suspend"), col("Active")]),
+            _ => {}
+        }
+    }
+    cols
+}
+
+fn s(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn n(v: &Value, ptr: &str) -> i64 {
+    v.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn cells(rt: &ResourceType, v: &Value, now: jiff::Timestamp) -> Vec<Value> {
+    let mut out = vec![json!(s(v.pointer("/metadata/name")))];
+    if rt.crd.is_none() {
+        match (rt.group.as_str(), rt.kind.as_str()) {
+            ("", "Namespace") => out.push(json!(s(v.pointer("/status/phase")))),
+            ("", "Pod") => {
+                let statuses = v
+                    .pointer("/status/containerStatuses")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let total = v
+                    .pointer("/spec/containers")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
+                let ready = statuses
+                    .iter()
+                    .filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true))
+                    .count();
+                let restarts: i64 = statuses
+                    .iter()
+                    .filter_map(|c| c.get("restartCount").and_then(Value::as_i64))
+                    .sum();
+                let waiting = statuses.iter().find_map(|c| {
+                    c.pointer("/state/waiting/reason")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
+                let status = if v.pointer("/metadata/deletionTimestamp").is_some() {
+                    "Terminating".to_string()
+                } else {
+                    waiting.unwrap_or_else(|| {
+                        let p = s(v.pointer("/status/phase"));
+                        if p.is_empty() {
+                            "Pending".into()
+                        } else {
+                            p
+                        }
+                    })
+                };
+                out.extend([
+                    json!(format!("{ready}/{total}")),
+                    json!(status),
+                    json!(restarts),
+                ]);
+            }
+            ("", "Node") => out.extend([json!("Ready"), json!("<none>"), json!("v1.32.0-mooring")]),
+            ("", "Service") => {
+                let ports = v
+                    .pointer("/spec/ports")
+                    .and_then(Value::as_array)
+                    .map(|ps| {
+                        ps.iter()
+                            .map(|p| format!("{}/{}", s(p.get("port")), s(p.get("protocol"))))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default();
+                out.extend([
+                    json!(s(v.pointer("/spec/type"))),
+                    json!(s(v.pointer("/spec/clusterIP"))),
+                    json!("<none>"),
+                    json!(if ports.is_empty() {
+                        "<none>".into()
+                    } else {
+                        ports
+                    }),
+                ]);
+            }
+            ("", "ConfigMap") => {
+                let count = v
+                    .get("data")
+                    .and_then(Value::as_object)
+                    .map_or(0, |m| m.len())
+                    + v.get("binaryData")
+                        .and_then(Value::as_object)
+                        .map_or(0, |m| m.len());
+                out.push(json!(count));
+            }
+            ("", "Secret") => {
+                let count = v
+                    .get("data")
+                    .and_then(Value::as_object)
+                    .map_or(0, |m| m.len());
+                out.extend([json!(s(v.get("type"))), json!(count)]);
+            }
+            ("", "PersistentVolumeClaim") => out.extend([
+                json!(s(v.pointer("/status/phase"))),
+                json!(s(v.pointer("/spec/volumeName"))),
+                json!(s(v.pointer("/status/capacity/storage"))),
+                json!(v
+                    .pointer("/spec/accessModes")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().map(|m| s(Some(m))).collect::<Vec<_>>().join(","))
+                    .unwrap_or_default()),
+                json!(s(v.pointer("/spec/storageClassName"))),
+            ]),
+            ("apps", "Deployment") => out.extend([
+                json!(format!(
+                    "{}/{}",
+                    n(v, "/status/readyReplicas"),
+                    n(v, "/spec/replicas")
+                )),
+                json!(n(v, "/status/updatedReplicas")),
+                json!(n(v, "/status/availableReplicas")),
+            ]),
+            ("apps", "ReplicaSet") => out.extend([
+                json!(n(v, "/spec/replicas")),
+                json!(n(v, "/status/replicas")),
+                json!(n(v, "/status/readyReplicas")),
+            ]),
+            ("apps", "StatefulSet") => out.push(json!(format!(
+                "{}/{}",
+                n(v, "/status/readyReplicas"),
+                n(v, "/spec/replicas")
+            ))),
+            ("apps", "DaemonSet") => out.extend([
+                json!(n(v, "/status/desiredNumberScheduled")),
+                json!(n(v, "/status/currentNumberScheduled")),
+                json!(n(v, "/status/numberReady")),
+                json!(n(v, "/status/updatedNumberScheduled")),
+                json!(n(v, "/status/numberAvailable")),
+            ]),
+            ("batch", "Job") => {
+                let conds = v
+                    .pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let has = |t: &str| {
+                    conds.iter().any(|c| {
+                        c.get("type").and_then(Value::as_str) == Some(t)
+                            && c.get("status").and_then(Value::as_str) == Some("True")
+                    })
+                };
+                let status = if has("Complete") {
+                    "Complete"
+                } else if has("Failed") {
+                    "Failed"
+                } else {
+                    "Running"
+                };
+                out.extend([
+                    json!(status),
+                    json!(format!(
+                        "{}/{}",
+                        n(v, "/status/succeeded"),
+                        n(v, "/spec/completions").max(1)
+                    )),
+                ]);
+            }
+            ("batch", "CronJob") => out.extend([
+                json!(s(v.pointer("/spec/schedule"))),
+                json!(s(v.pointer("/spec/suspend"))),
+                json!(v
+                    .pointer("/status/active")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len)),
+            ]),
+            _ => {}
+        }
+    }
+    for c in &rt.printer_columns {
+        if c.type_ == "date" {
+            out.push(json!(age(
+                crate::api::path_get(v, strip_braces(&c.json_path)).and_then(Value::as_str),
+                now
+            )));
+        } else {
+            out.push(
+                crate::api::path_get(v, strip_braces(&c.json_path))
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            );
+        }
+    }
+    if !rt
+        .printer_columns
+        .iter()
+        .any(|c| c.name.eq_ignore_ascii_case("age"))
+    {
+        out.push(json!(age(
+            v.pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str),
+            now
+        )));
+    }
+    out
+}
+
+fn strip_braces(p: &str) -> &str {
+    p.trim().trim_start_matches('{').trim_end_matches('}')
+}
+
+/// kubectl's short human duration: `45s`, `3m12s`, `5h`, `2d3h`.
+pub fn age(ts: Option<&str>, now: jiff::Timestamp) -> String {
+    let Some(t) = ts.and_then(|t| t.parse::<jiff::Timestamp>().ok()) else {
+        return "<unknown>".into();
+    };
+    let secs = (now.as_second() - t.as_second()).max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 600 => format!("{}m{}s", s / 60, s % 60),
+        s if s < 3 * 3600 => format!("{}m", s / 60),
+        s if s < 8 * 3600 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        s if s < 2 * 86400 => format!("{}h", s / 3600),
+        s if s < 8 * 86400 => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+fn partial_metadata(v: &Value) -> Value {
+    let mut m = v.get("metadata").cloned().unwrap_or(json!({}));
+    if let Some(o) = m.as_object_mut() {
+        o.remove("managedFields");
+    }
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": m})
+}
+
+/// A Table of `objects`.
+pub fn table(
+    rt: &ResourceType,
+    objects: &[Value],
+    resource_version: u64,
+    cont: Option<&str>,
+) -> Value {
+    let now = jiff::Timestamp::now();
+    let mut defs: Vec<Value> = columns(rt)
+        .iter()
+        .map(|c| {
+            json!({"name": c.name, "type": c.type_, "format": c.format, "description": "", "priority": 0})
+        })
+        .collect();
+    for c in &rt.printer_columns {
+        defs.push(json!({"name": c.name, "type": c.type_, "format": "", "description": "", "priority": 0}));
+    }
+    if !rt
+        .printer_columns
+        .iter()
+        .any(|c| c.name.eq_ignore_ascii_case("age"))
+    {
+        defs.push(json!({"name": "Age", "type": "string", "format": "", "description": "", "priority": 0}));
+    }
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| json!({"cells": cells(rt, o, now), "object": partial_metadata(o)}))
+        .collect();
+    let mut meta = json!({"resourceVersion": resource_version.to_string()});
+    if let Some(c) = cont {
+        meta["continue"] = json!(c);
+    }
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": meta,
+        "columnDefinitions": defs,
+        "rows": rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Registry;
+
+    #[test]
+    fn deployment_row() {
+        let r = Registry::with_builtins();
+        let rt = r.get("apps", "v1", "deployments").expect("deploy");
+        let d = json!({"metadata": {"name": "web", "creationTimestamp": "2020-01-01T00:00:00Z"},
+            "spec": {"replicas": 3}, "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}});
+        let t = table(&rt, &[d], 7, None);
+        assert_eq!(t["rows"][0]["cells"][0], "web");
+        assert_eq!(t["rows"][0]["cells"][1], "2/3");
+        assert_eq!(t["columnDefinitions"].as_array().expect("defs").len(), 5);
+    }
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        let now: jiff::Timestamp = "2020-01-01T01:00:00Z".parse().expect("ts");
+        assert_eq!(age(Some("2020-01-01T00:59:15Z"), now), "45s");
+        assert_eq!(age(Some("2020-01-01T00:55:00Z"), now), "5m0s");
+        assert_eq!(age(None, now), "<unknown>");
+    }
+}

@@ -1,0 +1,272 @@
+//! `mooring bench cluster`: the embedded cluster's figures, measured through the real
+//! client path (kube-rs over HTTP on 127.0.0.1) against a cluster started in-process with
+//! SQLite storage in a temporary directory.
+//!
+//! Figures: writes/s for create and server-side apply, list latency at 10k and 100k
+//! objects, watch fan-out to N watchers, and resident memory at 100k objects. Results
+//! are printed as a table; docs/benchmarks.md records them with the machine.
+
+use anyhow::Context;
+use futures::{StreamExt, TryStreamExt};
+use mooring_k8s::k8s_openapi::api::core::v1::ConfigMap;
+use mooring_k8s::kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum, default_value = "cluster")]
+    pub target: Target,
+    /// Objects written for the writes/s figures.
+    #[arg(long, default_value_t = 5000)]
+    pub writes: usize,
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 16)]
+    pub writers: usize,
+    /// Watchers for the fan-out figure.
+    #[arg(long, default_value_t = 100)]
+    pub watchers: usize,
+    /// Largest object count for list latency and memory (10k is always measured too).
+    #[arg(long, default_value_t = 100_000)]
+    pub objects: usize,
+}
+
+#[derive(clap::ValueEnum, Clone, Debug)]
+pub enum Target {
+    Cluster,
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn cm(name: &str, i: usize) -> ConfigMap {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": {"app": "bench", "shard": format!("s{}", i % 10)}},
+        "data": {"model": "resnet50", "version": format!("v{i}"), "threshold": "0.95"}
+    }))
+    .expect("static ConfigMap is valid")
+}
+
+async fn parallel<F, Fut>(n: usize, writers: usize, f: F) -> anyhow::Result<Duration>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let f = Arc::new(f);
+    let start = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let f = f.clone();
+            async move { f(i).await }
+        })
+        .buffer_unordered(writers.max(1))
+        .try_for_each(|()| futures::future::ready(Ok(())))
+        .await?;
+    Ok(start.elapsed())
+}
+
+async fn list_latency(
+    client: &mooring_k8s::kube::Client,
+    ns: &str,
+) -> anyhow::Result<(Duration, usize)> {
+    let mut times = Vec::new();
+    let mut count = 0;
+    for _ in 0..5 {
+        let req = http::Request::get(format!("/api/v1/namespaces/{ns}/configmaps"))
+            .body(Vec::new())
+            .context("building list request")?;
+        let t = Instant::now();
+        let text = client.request_text(req).await.context("listing")?;
+        times.push(t.elapsed());
+        count = text.matches("\"kind\":\"ConfigMap\"").count();
+    }
+    times.sort();
+    Ok((times[times.len() / 2], count))
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let Target::Cluster = args.target;
+    let dir = tempfile::tempdir().context("creating a temporary data directory")?;
+    let cluster = mooring_apiserver::Cluster::start(mooring_apiserver::ClusterOptions {
+        name: "bench".into(),
+        data_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    })
+    .await
+    .context("starting the embedded cluster")?;
+    let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path()).await?;
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let ns_api: Api<mooring_k8s::k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    for ns in ["bench-writes", "bench-10k", "bench-big", "bench-watch"] {
+        ns_api
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}}))?,
+            )
+            .await
+            .with_context(|| format!("creating namespace {ns}"))?;
+    }
+
+    // Writes/s: create.
+    let writes: Api<ConfigMap> = Api::namespaced(client.clone(), "bench-writes");
+    let w = writes.clone();
+    let took = parallel(args.writes, args.writers, move |i| {
+        let w = w.clone();
+        async move {
+            w.create(&PostParams::default(), &cm(&format!("cm-{i}"), i))
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    rows.push((
+        format!("create, {} writers", args.writers),
+        format!(
+            "{:.0} writes/s ({} objects in {:.2} s)",
+            args.writes as f64 / took.as_secs_f64(),
+            args.writes,
+            took.as_secs_f64()
+        ),
+    ));
+
+    // Writes/s: server-side apply (updates of the same objects).
+    let w = writes.clone();
+    let took = parallel(args.writes, args.writers, move |i| {
+        let w = w.clone();
+        async move {
+            let mut obj = cm(&format!("cm-{i}"), i + 1);
+            obj.metadata
+                .labels
+                .get_or_insert_default()
+                .insert("applied".into(), "yes".into());
+            w.patch(
+                &format!("cm-{i}"),
+                &PatchParams::apply("bench").force(),
+                &Patch::Apply(&obj),
+            )
+            .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    rows.push((
+        format!("server-side apply, {} writers", args.writers),
+        format!("{:.0} writes/s", args.writes as f64 / took.as_secs_f64()),
+    ));
+
+    // Watch fan-out.
+    let watch_api: Api<ConfigMap> = Api::namespaced(client.clone(), "bench-watch");
+    let events = 100usize;
+    let mut handles = Vec::new();
+    for _ in 0..args.watchers {
+        let stream = watch_api.watch(&WatchParams::default(), "0").await?.boxed();
+        handles.push(tokio::spawn(async move {
+            let mut stream = stream;
+            let mut seen = 0usize;
+            while let Some(ev) = stream.next().await {
+                if let Ok(WatchEvent::Added(_)) = ev {
+                    seen += 1;
+                    if seen == events {
+                        return Instant::now();
+                    }
+                }
+            }
+            Instant::now()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = Instant::now();
+    for i in 0..events {
+        watch_api
+            .create(&PostParams::default(), &cm(&format!("w-{i}"), i))
+            .await?;
+    }
+    let written = start.elapsed();
+    let mut last = start;
+    for h in handles {
+        last = last.max(h.await.context("watcher task")?);
+    }
+    let all = last.duration_since(start);
+    rows.push((
+        format!("watch fan-out, {} watchers x {events} events", args.watchers),
+        format!(
+            "all delivered {:.0} ms after the first write ({:.0} ms to write); {:.0} events/s delivered",
+            all.as_secs_f64() * 1000.0,
+            written.as_secs_f64() * 1000.0,
+            (args.watchers * events) as f64 / all.as_secs_f64()
+        ),
+    ));
+
+    // List latency at 10k and at `objects`, and memory.
+    let api = cluster.api.clone();
+    let rt = api
+        .registry
+        .get("", "v1", "configmaps")
+        .context("configmaps registered")?;
+    let populate = |ns: &str, from: usize, to: usize| -> anyhow::Result<()> {
+        let opts = mooring_apiserver::api::WriteOptions {
+            field_manager: Some("bench".into()),
+            ..Default::default()
+        };
+        for i in from..to {
+            let obj = serde_json::to_value(cm(&format!("cm-{i}"), i))?;
+            api.create(&rt, Some(ns), obj, &opts)?;
+        }
+        Ok(())
+    };
+    populate("bench-10k", 0, 10_000)?;
+    let (lat, n) = list_latency(&client, "bench-10k").await?;
+    rows.push((
+        "list 10k objects (median of 5)".into(),
+        format!("{:.1} ms ({n} items)", lat.as_secs_f64() * 1000.0),
+    ));
+    let rss_before = rss_mib();
+    let t = Instant::now();
+    populate("bench-big", 0, args.objects)?;
+    let populate_took = t.elapsed();
+    let (lat, n) = list_latency(&client, "bench-big").await?;
+    rows.push((
+        format!("list {}k objects (median of 5)", args.objects / 1000),
+        format!("{:.1} ms ({n} items)", lat.as_secs_f64() * 1000.0),
+    ));
+    let rss_after = rss_mib();
+    rows.push((
+        format!("in-process create of {}k objects", args.objects / 1000),
+        format!(
+            "{:.0} writes/s",
+            args.objects as f64 / populate_took.as_secs_f64()
+        ),
+    ));
+    rows.push((
+        format!(
+            "resident memory at {}k objects",
+            (args.objects + 10_000 + 2 * args.writes) / 1000
+        ),
+        format!(
+            "{rss_after:.0} MiB (+{:.0} MiB for {}k objects)",
+            rss_after - rss_before,
+            args.objects / 1000
+        ),
+    ));
+
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(10);
+    println!("{:width$}  RESULT", "FIGURE");
+    for (k, v) in rows {
+        println!("{k:width$}  {v}");
+    }
+    cluster.stop();
+    Ok(())
+}

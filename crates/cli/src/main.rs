@@ -1,0 +1,140 @@
+//! The `mooring` binary: argument parsing and glue only. Every behaviour lives in a library
+//! crate, so tests exercise the same code in-process.
+//!
+//! Exit codes: 0 ok, 1 findings/diff, 2 usage or runtime error.
+
+mod bench;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "mooring",
+    version,
+    about = "GitOps for ML infrastructure in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Embedded Kubernetes-compatible clusters.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+    /// Measure the embedded cluster (figures recorded in docs/benchmarks.md).
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Run an embedded cluster in the foreground until Ctrl-C.
+    Start {
+        /// Cluster name (also the kubeconfig context).
+        #[arg(long, default_value = "mooring")]
+        name: String,
+        /// Port on 127.0.0.1 (0 picks a free port).
+        #[arg(long, default_value_t = 6443)]
+        port: u16,
+        /// Where the cluster keeps its SQLite data and kubeconfig.
+        #[arg(long, default_value = ".mooring/cluster")]
+        data_dir: PathBuf,
+        /// Simulated nodes (for DaemonSets and scheduling).
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Simulation speed: 1.0 is real time, 10 makes pods start ten times faster.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MOORING_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Cluster {
+            command:
+                ClusterCommand::Start {
+                    name,
+                    port,
+                    data_dir,
+                    nodes,
+                    speed,
+                },
+        } => {
+            if !(speed > 0.0 && speed.is_finite()) {
+                anyhow::bail!("--speed must be a positive number, got {speed}");
+            }
+            let opts = mooring_apiserver::ClusterOptions {
+                name: name.clone(),
+                port,
+                data_dir: Some(data_dir.clone()),
+                sim: mooring_apiserver::sim::SimOptions {
+                    nodes,
+                    speed,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let cluster = mooring_apiserver::Cluster::start(opts)
+                .await
+                .with_context(|| format!("starting embedded cluster {name:?}"))?;
+            let kc = std::fs::canonicalize(cluster.kubeconfig_path())
+                .unwrap_or_else(|_| cluster.kubeconfig_path().to_path_buf());
+            println!("embedded cluster {name:?} serving at {}", cluster.url());
+            println!("kubeconfig: {}", kc.display());
+            println!();
+            println!("try:");
+            println!("  export KUBECONFIG={}", kc.display());
+            println!("  kubectl get namespaces");
+            println!("  kubectl create deployment web --image=nginx:1.27 --replicas=3");
+            println!("  kubectl rollout status deployment/web");
+            println!();
+            println!(
+                "data in {} (kept across restarts); Ctrl-C stops",
+                data_dir.display()
+            );
+            tokio::signal::ctrl_c()
+                .await
+                .context("waiting for Ctrl-C")?;
+            cluster.stop();
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => {
+            bench::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Shared vocabulary of every Mooring crate.
+//!
+//! `ResourceKey` is the one identity of a Kubernetes object used everywhere (diff, sync
+//! results, caches, API, UI), and `yaml` is the one place manifests are parsed, with limits
+//! against alias bombs and oversized input, so no crate parses YAML its own way.
+
+pub mod yaml;
+
+use serde::{Deserialize, Serialize};
+
+/// Identity of a Kubernetes object: API group, kind, namespace (empty for cluster-scoped)
+/// and name. Version is deliberately absent: the same object is served under every version.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ResourceKey {
+    pub group: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ResourceKey {
+    pub fn new(group: &str, kind: &str, namespace: &str, name: &str) -> Self {
+        ResourceKey {
+            group: group.into(),
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let gk = if self.group.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        };
+        if self.namespace.is_empty() {
+            write!(f, "{gk}/{}", self.name)
+        } else {
+            write!(f, "{gk}/{}/{}", self.namespace, self.name)
+        }
+    }
+}

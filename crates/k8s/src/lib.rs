@@ -1,0 +1,51 @@
+//! The one place Mooring uses kube-rs.
+//!
+//! Every cluster, the embedded one included, is reached through the Kubernetes API with
+//! this crate's clients; there is no second in-memory path. It grows the live cache,
+//! discovery and apply logic as the controller needs them; for now it builds clients from
+//! kubeconfig files, which is what the CLI, benchmarks and tests need.
+
+pub use k8s_openapi;
+pub use kube;
+
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot read kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: String,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("kubeconfig {path} is not usable: {source}")]
+    Config {
+        path: String,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("cannot build a client for {path}: {source}")]
+    Client {
+        path: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// A client for the current context of a kubeconfig file.
+pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client, ClientError> {
+    let p = path.display().to_string();
+    let kc =
+        kube::config::Kubeconfig::read_from(path).map_err(|source| ClientError::Kubeconfig {
+            path: p.clone(),
+            source,
+        })?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|source| ClientError::Config {
+                path: p.clone(),
+                source,
+            })?;
+    kube::Client::try_from(config).map_err(|source| ClientError::Client { path: p, source })
+}
