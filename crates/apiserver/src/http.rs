@@ -25,6 +25,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How often an idle watch with `allowWatchBookmarks` gets a BOOKMARK (Kubernetes sends
+/// them about once a minute; more often costs one short line per watcher and lets clients
+/// resume from a fresher revision).
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Largest request body accepted (Kubernetes' default is 3 MiB as well).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
@@ -82,18 +87,40 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+    let body = match read_body(body).await {
         Ok(b) => b,
-        Err(_) => {
-            return error_response(&ApiError::RequestEntityTooLarge(format!(
-                "the request body is larger than the {MAX_BODY_BYTES}-byte limit"
-            )))
-        }
+        Err(e) => return error_response(&e),
     };
     match route(&st, &method, &uri, &headers, body).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     }
+}
+
+/// Read a request body up to [`MAX_BODY_BYTES`]. An oversized body is still drained (up
+/// to a bound) before the 413 is sent, so the client reads the error instead of a reset
+/// connection.
+async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("reading the request body: {e}")))?;
+        seen += chunk.len();
+        if seen <= MAX_BODY_BYTES {
+            buf.extend_from_slice(&chunk);
+        } else if seen > 8 * MAX_BODY_BYTES {
+            break;
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(ApiError::RequestEntityTooLarge(format!(
+            "the request body ({seen} bytes or more) is larger than the {MAX_BODY_BYTES}-byte limit"
+        )));
+    }
+    Ok(Bytes::from(buf))
 }
 
 /// A parsed resource path.
@@ -930,7 +957,7 @@ async fn watch_response(
             return;
         }
         let mut pending: std::collections::VecDeque<Arc<Event>> = backlog.into();
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut tick = tokio::time::interval(BOOKMARK_INTERVAL);
         tick.tick().await;
         loop {
             while let Some(ev) = pending.pop_front() {

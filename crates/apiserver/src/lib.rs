@@ -166,7 +166,7 @@ impl Cluster {
             }
         })?;
 
-        let metrics = sim::metrics_handler(api.clone());
+        let metrics = sim::metrics_handler_at(api.clone(), Some(addr.to_string()));
         let state = http::HttpState {
             api: api.clone(),
             address: addr.to_string(),

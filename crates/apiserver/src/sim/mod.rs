@@ -1,30 +1,403 @@
-//! Workload simulation (placeholder; being written).
-use crate::api::Api;
-use crate::error::ApiError;
-use std::sync::Arc;
+//! Workload simulation, kwok style: the controllers and the kubelet of a cluster with no
+//! containers.
+//!
+//! The embedded cluster has no container runtime, yet Mooring's health checks, rollouts
+//! and analyses need workloads that behave like real ones: Deployments that roll out,
+//! Pods that turn Ready, Jobs that complete, and failures on demand. This module runs the
+//! controllers that produce exactly the `status` Kubernetes would write, through the same
+//! in-process [`Api`] the HTTP layer uses (so every write is an ordinary, watchable
+//! update with a resourceVersion):
+//!
+//! | controller | does |
+//! |---|---|
+//! | [`pods`] | scheduler + kubelet: `spec.nodeName` (least loaded Ready node), then Pending → Running → Ready, or Succeeded/Failed for `restartPolicy: Never/OnFailure` |
+//! | [`replicaset`] | `{rs}-{5 chars}` Pods from the template, scale up/down (not-ready Pods go first), status |
+//! | [`deployment`] | ReplicaSet per template (`{deploy}-{pod-template-hash}`), RollingUpdate (maxSurge / maxUnavailable) and Recreate, `paused`, revisions, history cleanup, conditions `Available` / `Progressing` with Kubernetes' reasons |
+//! | [`statefulset`] | `{sts}-{i}` Pods one at a time (OrderedReady) or all at once (Parallel), PVCs `{tmpl}-{sts}-{i}`, rolling update from the highest ordinal (honouring `partition`) |
+//! | [`daemonset`] | one Pod per Ready node, rolling update with `maxUnavailable` |
+//! | [`job`] | parallelism / completions, `backoffLimit`, conditions Complete / SuccessCriteriaMet and Failed / FailureTarget |
+//! | [`endpoints`] | an Endpoints object per Service with a selector, with ready and not-ready Pod addresses |
+//! | [`pvc`] | PersistentVolumeClaims become Bound |
+//!
+//! Each controller is a tokio task driven by the store's event stream (plus timers for
+//! time-based transitions such as "the container is up after one simulated second"), so an
+//! idle cluster does no work at all. A lagged event stream triggers a full resync.
+//!
+//! # Time
+//!
+//! [`SimOptions::speed`] multiplies simulated time: at `1.0` a Pod is Running one second
+//! after creation and Ready half a second later; at `20.0` it is Ready after ~75 ms.
+//! Every duration the simulation honours is divided by the speed, including
+//! `progressDeadlineSeconds`, `minReadySeconds`, readiness `initialDelaySeconds`, the
+//! crash-loop back-off and the run time of Job Pods.
+//!
+//! # Failure injection
+//!
+//! Set on the Pod template's annotations (or on a Pod):
+//!
+//! | annotation `sim.mooring.dev/fail` | effect |
+//! |---|---|
+//! | `crashloop` | containers start, exit with code 1 and wait in `CrashLoopBackOff` with a growing `restartCount` (back-off 10 s, 20 s, … 300 s, scaled); never Ready. In a Pod with `restartPolicy: Never/OnFailure` it behaves like `job` |
+//! | `never-ready` | Running, containers never Ready (`Ready=False`, reason `ContainersNotReady`) |
+//! | `image-pull` | Pending, containers waiting in `ImagePullBackOff` |
+//! | `job` | Job Pods run, then fail (exit code 1, phase Failed), so the Job hits `backoffLimit` |
+//!
+//! An image tag ending in `:crashloop`, `:never-ready` or `:image-pull` does the same for
+//! that container, so a change of the manifest alone (a "bad release") can produce a
+//! Degraded workload. Other annotations: `sim.mooring.dev/run-seconds` (how long a Job
+//! Pod runs, default 2) and the metrics annotations described in [`metrics`].
+//!
+//! # Deliberate simplifications
+//!
+//! Pods are deleted at once (no graceful termination), there are no ControllerRevision
+//! objects, no PersistentVolume objects, no EndpointSlices, no Events, and no CronJob
+//! controller. Endpoints carry an owner reference to their Service so that garbage
+//! collection removes them (Kubernetes' endpoints controller deletes them itself).
 
+pub mod daemonset;
+pub mod deployment;
+pub mod endpoints;
+pub mod job;
+pub mod metrics;
+pub mod pods;
+pub mod pvc;
+pub mod replicaset;
+pub mod statefulset;
+mod util;
+
+use crate::api::{Api, WriteOptions};
+use crate::error::ApiError;
+use crate::registry::ResourceType;
+use crate::store::{Event, ObjKey};
+use serde_json::json;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::time::Instant;
+
+pub use metrics::{metrics_handler, metrics_handler_at, MetricsHandler};
+
+/// How the simulation behaves.
 #[derive(Debug, Clone)]
 pub struct SimOptions {
+    /// Simulated nodes (`mooring-node-0` …), created at startup when missing.
     pub nodes: usize,
+    /// Time multiplier: 1.0 is realistic-ish, tests use 20.0 or more.
     pub speed: f64,
+    /// Whether `start` runs the controllers at all (a cluster used only as an API
+    /// server, e.g. for benchmarks, can turn them off).
+    pub enabled: bool,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { nodes: 3, speed: 1.0 }
+        SimOptions {
+            nodes: 3,
+            speed: 1.0,
+            enabled: true,
+        }
     }
 }
 
-pub fn start(_api: Api, _opts: SimOptions) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![]
+impl SimOptions {
+    /// A simulated duration in seconds, as real time.
+    pub fn scaled(&self, sim_seconds: f64) -> Duration {
+        let speed = if self.speed.is_finite() && self.speed > 0.0 {
+            self.speed
+        } else {
+            1.0
+        };
+        Duration::from_secs_f64((sim_seconds / speed).clamp(0.0, 1.0e9))
+    }
+
+    /// Real elapsed time as simulated seconds.
+    pub fn sim_seconds(&self, real: Duration) -> f64 {
+        let speed = if self.speed.is_finite() && self.speed > 0.0 {
+            self.speed
+        } else {
+            1.0
+        };
+        real.as_secs_f64() * speed
+    }
 }
 
-pub type MetricsHandler = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
-
-pub fn metrics_handler(_api: Api) -> MetricsHandler {
-    Arc::new(|_| None)
+/// What every controller needs: the API, the options and the resource types it writes.
+pub(crate) struct Ctx {
+    pub api: Api,
+    pub opts: SimOptions,
+    pub wo: WriteOptions,
+    pub pods: Arc<ResourceType>,
+    pub replicasets: Arc<ResourceType>,
+    pub deployments: Arc<ResourceType>,
+    pub statefulsets: Arc<ResourceType>,
+    pub daemonsets: Arc<ResourceType>,
+    pub jobs: Arc<ResourceType>,
+    pub endpoints: Arc<ResourceType>,
+    pub pvcs: Arc<ResourceType>,
 }
 
-pub fn bootstrap_nodes(_api: &Api, _opts: &SimOptions) -> Result<(), ApiError> {
+impl Ctx {
+    fn new(api: Api, opts: SimOptions) -> Result<Ctx, ApiError> {
+        let get = |g: &str, p: &str| {
+            api.registry
+                .get(g, "v1", p)
+                .ok_or_else(|| ApiError::Internal(format!("{g}/v1 {p} are not registered")))
+        };
+        Ok(Ctx {
+            pods: get("", "pods")?,
+            replicasets: get("apps", "replicasets")?,
+            deployments: get("apps", "deployments")?,
+            statefulsets: get("apps", "statefulsets")?,
+            daemonsets: get("apps", "daemonsets")?,
+            jobs: get("batch", "jobs")?,
+            endpoints: get("", "endpoints")?,
+            pvcs: get("", "persistentvolumeclaims")?,
+            wo: WriteOptions {
+                field_manager: Some("kube-controller-manager".into()),
+                ..Default::default()
+            },
+            api,
+            opts,
+        })
+    }
+}
+
+/// Storage keys of the resources the controllers follow.
+pub(crate) mod res {
+    pub const PODS: &str = "/pods";
+    pub const NODES: &str = "/nodes";
+    pub const SERVICES: &str = "/services";
+    pub const ENDPOINTS: &str = "/endpoints";
+    pub const PVCS: &str = "/persistentvolumeclaims";
+    pub const REPLICASETS: &str = "apps/replicasets";
+    pub const DEPLOYMENTS: &str = "apps/deployments";
+    pub const STATEFULSETS: &str = "apps/statefulsets";
+    pub const DAEMONSETS: &str = "apps/daemonsets";
+    pub const JOBS: &str = "batch/jobs";
+}
+
+/// An event-driven controller: which objects an event concerns, and how to converge one.
+pub(crate) trait Controller: Send + 'static {
+    fn name(&self) -> &'static str;
+    /// Keys to reconcile because of this event.
+    fn keys_for(&mut self, ctx: &Ctx, ev: &Event, out: &mut Vec<ObjKey>);
+    /// Every key (startup and after a lagged event stream).
+    fn all_keys(&mut self, ctx: &Ctx) -> Vec<ObjKey>;
+    /// Converge one object; `Some(d)` asks to be called again after `d` (a time-based
+    /// transition is due), even if nothing changes.
+    fn reconcile(&mut self, ctx: &Ctx, key: &ObjKey) -> Result<Option<Duration>, ApiError>;
+}
+
+/// Start the simulation controllers.
+pub fn start(api: Api, opts: SimOptions) -> Vec<tokio::task::JoinHandle<()>> {
+    if !opts.enabled {
+        return vec![];
+    }
+    let ctx = match Ctx::new(api, opts) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            tracing::error!("workload simulation disabled: {e}");
+            return vec![];
+        }
+    };
+    vec![
+        tokio::spawn(run(ctx.clone(), pods::PodController::default())),
+        tokio::spawn(run(ctx.clone(), replicaset::ReplicaSetController)),
+        tokio::spawn(run(
+            ctx.clone(),
+            deployment::DeploymentController::default(),
+        )),
+        tokio::spawn(run(ctx.clone(), statefulset::StatefulSetController)),
+        tokio::spawn(run(ctx.clone(), daemonset::DaemonSetController)),
+        tokio::spawn(run(ctx.clone(), job::JobController)),
+        tokio::spawn(run(ctx.clone(), endpoints::EndpointsController)),
+        tokio::spawn(run(ctx, pvc::PvcController)),
+    ]
+}
+
+/// The loop shared by all controllers: coalesce events into a set of dirty keys,
+/// reconcile them, and sleep until the next event or the next due timer.
+async fn run<C: Controller>(ctx: Arc<Ctx>, mut c: C) {
+    let Ok((_, mut rx)) = ctx.api.store.watch_from(ctx.api.store.revision()) else {
+        return;
+    };
+    let mut dirty: BTreeSet<ObjKey> = c.all_keys(&ctx).into_iter().collect();
+    let mut timers = Timers::default();
+    let mut buf = Vec::new();
+    loop {
+        for (i, key) in std::mem::take(&mut dirty).into_iter().enumerate() {
+            // Reconciles are synchronous; let other tasks run during a large batch.
+            if i % 64 == 63 {
+                tokio::task::yield_now().await;
+            }
+            match c.reconcile(&ctx, &key) {
+                Ok(Some(d)) => timers.schedule(key, Instant::now() + d),
+                Ok(None) => {}
+                // Someone else wrote first (their event will bring us back), or a
+                // create raced: look again shortly.
+                Err(ApiError::Conflict { .. } | ApiError::AlreadyExists { .. }) => {
+                    timers.schedule(key, Instant::now() + Duration::from_millis(20))
+                }
+                Err(ApiError::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!("simulation {}: {key}: {e}", c.name());
+                    timers.schedule(key, Instant::now() + Duration::from_secs(1));
+                }
+            }
+        }
+        let next = timers.next();
+        let mut resync = false;
+        tokio::select! {
+            r = rx.recv() => match r {
+                Ok(ev) => {
+                    c.keys_for(&ctx, &ev, &mut buf);
+                    // Take whatever else is already queued, so a burst is one batch.
+                    loop {
+                        match rx.try_recv() {
+                            Ok(ev) => c.keys_for(&ctx, &ev, &mut buf),
+                            Err(TryRecvError::Lagged(_)) => resync = true,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvError::Lagged(_)) => resync = true,
+                Err(RecvError::Closed) => return,
+            },
+            _ = sleep_until(next) => {}
+        }
+        if resync {
+            dirty.extend(c.all_keys(&ctx));
+        }
+        dirty.extend(buf.drain(..));
+        dirty.extend(timers.due(Instant::now()));
+    }
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Per-key wake-up times (the earliest request wins).
+#[derive(Default)]
+struct Timers {
+    by_time: BTreeSet<(Instant, ObjKey)>,
+    by_key: HashMap<ObjKey, Instant>,
+}
+
+impl Timers {
+    fn schedule(&mut self, key: ObjKey, at: Instant) {
+        if let Some(old) = self.by_key.get(&key) {
+            if *old <= at {
+                return;
+            }
+            self.by_time.remove(&(*old, key.clone()));
+        }
+        self.by_key.insert(key.clone(), at);
+        self.by_time.insert((at, key));
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.by_time.first().map(|(t, _)| *t)
+    }
+
+    fn due(&mut self, now: Instant) -> Vec<ObjKey> {
+        let mut out = Vec::new();
+        while let Some((t, _)) = self.by_time.first() {
+            if *t > now {
+                break;
+            }
+            if let Some((_, k)) = self.by_time.pop_first() {
+                self.by_key.remove(&k);
+                out.push(k);
+            }
+        }
+        out
+    }
+}
+
+/// Name of the `i`th simulated node.
+pub fn node_name(i: usize) -> String {
+    format!("mooring-node-{i}")
+}
+
+/// Create the simulated nodes when missing (Ready, 8 CPUs, 32Gi, 110 pods each).
+pub fn bootstrap_nodes(api: &Api, opts: &SimOptions) -> Result<(), ApiError> {
+    let rt = api
+        .registry
+        .get("", "v1", "nodes")
+        .ok_or_else(|| ApiError::Internal("nodes are not registered".into()))?;
+    let wo = WriteOptions {
+        field_manager: Some("kubelet".into()),
+        ..Default::default()
+    };
+    for i in 0..opts.nodes {
+        let name = node_name(i);
+        if api.get(&rt, None, &name).is_ok() {
+            continue;
+        }
+        let created = api.create(
+            &rt,
+            None,
+            json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "labels": {
+                        "beta.kubernetes.io/arch": "amd64",
+                        "beta.kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                        "kubernetes.io/hostname": name,
+                        "kubernetes.io/os": "linux",
+                        "node-role.kubernetes.io/agent": "",
+                        "type": "kwok",
+                    },
+                    "annotations": {"node.alpha.kubernetes.io/ttl": "0", "kwok.x-k8s.io/node": "fake"},
+                },
+                "spec": {"podCIDR": format!("10.244.{i}.0/24"), "podCIDRs": [format!("10.244.{i}.0/24")]},
+            }),
+            &wo,
+        )?;
+        let mut node = created;
+        let now = crate::api::now_rfc3339();
+        let cond = |t: &str, s: &str, reason: &str, msg: &str| {
+            json!({"type": t, "status": s, "reason": reason, "message": msg,
+                   "lastHeartbeatTime": now, "lastTransitionTime": now})
+        };
+        let resources =
+            json!({"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"});
+        node["status"] = json!({
+            "capacity": resources,
+            "allocatable": resources,
+            "phase": "Running",
+            "conditions": [
+                cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+            ],
+            "addresses": [
+                {"type": "InternalIP", "address": util::node_ip(i)},
+                {"type": "Hostname", "address": name},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "architecture": "amd64",
+                "bootID": "",
+                "containerRuntimeVersion": "kwok-v0.6.0",
+                "kernelVersion": "",
+                "kubeProxyVersion": "v1.31.0",
+                "kubeletVersion": "v1.31.0",
+                "machineID": "",
+                "operatingSystem": "linux",
+                "osImage": "Mooring simulated node",
+                "systemUUID": "",
+            },
+        });
+        api.update(&rt, None, &name, node, crate::api::Subresource::Status, &wo)?;
+    }
     Ok(())
 }

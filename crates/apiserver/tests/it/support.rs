@@ -1,0 +1,48 @@
+//! Test harness: start an embedded cluster in-process and get a kube-rs client for it.
+
+use mooring_apiserver::{sim::SimOptions, Cluster, ClusterOptions};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Simulation speed used by tests: fast, but every state still passes through.
+pub const TEST_SPEED: f64 = 20.0;
+
+pub async fn start(data_dir: Option<PathBuf>) -> Cluster {
+    start_with(ClusterOptions {
+        data_dir,
+        ..Default::default()
+    })
+    .await
+}
+
+pub async fn start_with(mut opts: ClusterOptions) -> Cluster {
+    opts.sim = SimOptions {
+        speed: TEST_SPEED,
+        ..opts.sim
+    };
+    Cluster::start(opts).await.expect("embedded cluster starts")
+}
+
+pub async fn client(c: &Cluster) -> kube::Client {
+    mooring_k8s::client_from_kubeconfig(c.kubeconfig_path())
+        .await
+        .expect("client from the cluster's kubeconfig")
+}
+
+/// Poll `f` until it returns `Some`, or panic after `secs` seconds with `what`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {secs}s waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
