@@ -822,3 +822,68 @@ async fn kubernetes_object_semantics() {
         "an idle watch with bookmarks gets at least one: {events:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_clusters_in_one_process_and_raw_endpoints() {
+    let a = start_with(mooring_apiserver::ClusterOptions {
+        name: "east".into(),
+        ..Default::default()
+    })
+    .await;
+    let b = start_with(mooring_apiserver::ClusterOptions {
+        name: "west".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_ne!(a.addr, b.addr);
+    let (ca, cb) = (client(&a).await, client(&b).await);
+    let east: Api<ConfigMap> = Api::default_namespaced(ca.clone());
+    let west: Api<ConfigMap> = Api::default_namespaced(cb.clone());
+    east.create(&PostParams::default(), &cm("only-east"))
+        .await
+        .expect("create");
+    assert!(east.get_opt("only-east").await.expect("get").is_some());
+    assert!(
+        west.get_opt("only-east").await.expect("get").is_none(),
+        "clusters are isolated"
+    );
+    let kc = std::fs::read_to_string(b.kubeconfig_path()).expect("kubeconfig");
+    assert!(kc.contains("current-context: west") && kc.contains(&b.addr.to_string()));
+
+    for path in ["/healthz", "/readyz", "/livez"] {
+        let req = http::Request::get(path).body(Vec::new()).expect("req");
+        assert_eq!(ca.request_text(req).await.expect(path), "ok");
+    }
+    let req = http::Request::get("/version")
+        .body(Vec::new())
+        .expect("req");
+    let v: serde_json::Value = ca.request(req).await.expect("version");
+    assert_eq!(v["major"], "1");
+
+    // The legacy `/watch/` path form streams like `?watch=true`.
+    let rv = east
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .expect("rv");
+    let req = http::Request::get(format!(
+        "/api/v1/watch/namespaces/default/configmaps?resourceVersion={rv}&timeoutSeconds=2"
+    ))
+    .body(Vec::new())
+    .expect("req");
+    let watch = tokio::spawn({
+        let ca = ca.clone();
+        async move { ca.request_text(req).await.expect("watch stream") }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    east.create(&PostParams::default(), &cm("via-watch-path"))
+        .await
+        .expect("create");
+    let text = watch.await.expect("watch task");
+    assert!(
+        text.contains("\"type\":\"ADDED\"") && text.contains("via-watch-path"),
+        "{text}"
+    );
+}
