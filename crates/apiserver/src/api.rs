@@ -577,16 +577,7 @@ impl Api {
             .filter(|s| !s.is_empty())
             .map(str::to_string);
         self.modify(rt, ns, name, sub, opts, |old| {
-            if let Some(rv) = &want_rv {
-                let cur = meta_str(old, "resourceVersion").unwrap_or_default();
-                if rv != cur {
-                    return Err(ApiError::conflict(
-                        (&rt.plural, &rt.group),
-                        name,
-                        "the object has been modified; please apply your changes to the latest version and try again",
-                    ));
-                }
-            }
+            check_resource_version(rt, name, want_rv.as_deref(), old)?;
             Ok(obj)
         })
         .map(|(v, _)| v)
@@ -694,16 +685,8 @@ impl Api {
                 }
             }
             .map_err(|e| patch_error(rt, name, e))?;
-            if let Some(rv) = meta_str(&patched, "resourceVersion").filter(|s| !s.is_empty()) {
-                let cur = meta_str(old, "resourceVersion").unwrap_or_default();
-                if rv != cur {
-                    return Err(ApiError::conflict(
-                        (&rt.plural, &rt.group),
-                        name,
-                        "the object has been modified; please apply your changes to the latest version and try again",
-                    ));
-                }
-            }
+            let want = meta_str(&patched, "resourceVersion").filter(|s| !s.is_empty());
+            check_resource_version(rt, name, want, old)?;
             Ok(patched)
         })
         .map(|(v, _)| v)
@@ -1023,20 +1006,29 @@ impl Api {
             .filter(|s| !s.is_empty())
             .map(str::to_string);
         self.modify(rt, ns, name, Subresource::Main, opts, |old| {
-            if let Some(rv) = &want_rv {
-                if meta_str(old, "resourceVersion") != Some(rv.as_str()) {
-                    return Err(ApiError::conflict(
-                        (&rt.plural, &rt.group),
-                        name,
-                        "the object has been modified; please apply your changes to the latest version and try again",
-                    ));
-                }
-            }
+            check_resource_version(rt, name, want_rv.as_deref(), old)?;
             let mut new = old.clone();
             path_set(&mut new, &spec.spec_replicas_path, json!(replicas));
             Ok(new)
         })?;
         self.get_scale(rt, ns, name)
+    }
+}
+
+/// Optimistic concurrency: a write that names a resourceVersion must name the current one.
+fn check_resource_version(
+    rt: &ResourceType,
+    name: &str,
+    want: Option<&str>,
+    current: &Value,
+) -> Result<(), ApiError> {
+    match want {
+        Some(rv) if Some(rv) != meta_str(current, "resourceVersion") => Err(ApiError::conflict(
+            (&rt.plural, &rt.group),
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )),
+        _ => Ok(()),
     }
 }
 

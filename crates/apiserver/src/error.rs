@@ -45,14 +45,19 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// `name.group`, or just `name` for the core group, as Kubernetes names types in messages.
+fn qualified(name: &str, group: &str) -> String {
+    if group.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}.{group}")
+    }
+}
+
 impl ApiError {
     pub fn not_found(plural_group: (&str, &str), name: &str) -> Self {
         let (plural, group) = plural_group;
-        let what = if group.is_empty() {
-            plural.to_string()
-        } else {
-            format!("{plural}.{group}")
-        };
+        let what = qualified(plural, group);
         ApiError::NotFound {
             message: format!("{what} \"{name}\" not found"),
             details: Details {
@@ -65,11 +70,7 @@ impl ApiError {
 
     pub fn already_exists(plural_group: (&str, &str), name: &str) -> Self {
         let (plural, group) = plural_group;
-        let what = if group.is_empty() {
-            plural.to_string()
-        } else {
-            format!("{plural}.{group}")
-        };
+        let what = qualified(plural, group);
         ApiError::AlreadyExists {
             message: format!("{what} \"{name}\" already exists"),
             details: Details {
@@ -82,11 +83,7 @@ impl ApiError {
 
     pub fn conflict(plural_group: (&str, &str), name: &str, why: &str) -> Self {
         let (plural, group) = plural_group;
-        let what = if group.is_empty() {
-            plural.to_string()
-        } else {
-            format!("{plural}.{group}")
-        };
+        let what = qualified(plural, group);
         ApiError::Conflict {
             message: format!("Operation cannot be fulfilled on {what} \"{name}\": {why}"),
             details: Details {
@@ -101,11 +98,7 @@ impl ApiError {
     /// `Kind.group "name" is invalid: [field: reason, ...]`.
     pub fn invalid(kind_group: (&str, &str), name: &str, causes: Vec<String>) -> Self {
         let (kind, group) = kind_group;
-        let what = if group.is_empty() {
-            kind.to_string()
-        } else {
-            format!("{kind}.{group}")
-        };
+        let what = qualified(kind, group);
         let joined = if causes.len() == 1 {
             causes[0].clone()
         } else {

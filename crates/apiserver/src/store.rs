@@ -397,85 +397,79 @@ impl Store {
         let current = self.get(key);
         let next = self.revision() + 1;
         let decision = f(current.as_ref(), next)?;
-        let sql = |source| StoreError::Sqlite {
+        // The version the event carries: the new object, or the deleted one at the
+        // revision of its deletion (as etcd reports a delete).
+        let (kind, mut value) = match decision {
+            Write::Keep => return Ok(Written::Unchanged(current)),
+            Write::Put(value) if current.is_some() => (EventType::Modified, value),
+            Write::Put(value) => (EventType::Added, value),
+            Write::Delete => match &current {
+                Some(cur) => (EventType::Deleted, cur.value()?),
+                None => return Ok(Written::Unchanged(None)),
+            },
+        };
+        set_resource_version(&mut value, next);
+        let json = serde_json::to_vec(&value).map_err(|source| StoreError::Serialise {
+            key: key.to_string(),
+            source,
+        })?;
+        self.persist(
+            &conn,
+            key,
+            next,
+            (kind != EventType::Deleted).then_some(&json),
+        )
+        .map_err(|source| StoreError::Sqlite {
             path: self.path.clone(),
             source,
+        })?;
+        let stored = Arc::new(make_stored(key.clone(), next, Bytes::from(json), &value));
+        let written = match kind {
+            EventType::Added => Written::Created(stored.clone()),
+            EventType::Modified => Written::Updated(stored.clone()),
+            EventType::Deleted => Written::Deleted(stored.clone()),
         };
-        let (event, written) = match decision {
-            Write::Keep => return Ok(Written::Unchanged(current)),
-            Write::Put(mut value) => {
-                set_resource_version(&mut value, next);
-                let json = serde_json::to_vec(&value).map_err(|source| StoreError::Serialise {
-                    key: key.to_string(),
-                    source,
-                })?;
-                let tx = conn.unchecked_transaction().map_err(sql)?;
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO objects (resource, namespace, name, rv, data)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        key.resource,
-                        key.namespace,
-                        key.name,
-                        next as i64,
-                        json
-                    ])
-                })
-                .map_err(sql)?;
-                bump_revision(&tx, next).map_err(sql)?;
-                tx.commit().map_err(sql)?;
-                let stored = Arc::new(make_stored(key.clone(), next, Bytes::from(json), &value));
-                let kind = if current.is_some() {
-                    EventType::Modified
-                } else {
-                    EventType::Added
-                };
-                let written = if current.is_some() {
-                    Written::Updated(stored.clone())
-                } else {
-                    Written::Created(stored.clone())
-                };
-                (
-                    Event {
-                        kind,
-                        object: stored,
-                    },
-                    written,
-                )
-            }
-            Write::Delete => {
-                let Some(cur) = current.clone() else {
-                    return Ok(Written::Unchanged(None));
-                };
-                let mut value = cur.value()?;
-                set_resource_version(&mut value, next);
-                let json = serde_json::to_vec(&value).map_err(|source| StoreError::Serialise {
-                    key: key.to_string(),
-                    source,
-                })?;
-                let tx = conn.unchecked_transaction().map_err(sql)?;
-                tx.prepare_cached(
-                    "DELETE FROM objects WHERE resource = ?1 AND namespace = ?2 AND name = ?3",
-                )
-                .and_then(|mut s| s.execute(params![key.resource, key.namespace, key.name]))
-                .map_err(sql)?;
-                bump_revision(&tx, next).map_err(sql)?;
-                tx.commit().map_err(sql)?;
-                let stored = Arc::new(make_stored(key.clone(), next, Bytes::from(json), &value));
-                (
-                    Event {
-                        kind: EventType::Deleted,
-                        object: stored.clone(),
-                    },
-                    Written::Deleted(stored),
-                )
-            }
+        let event = Event {
+            kind,
+            object: stored,
         };
         self.publish(current.as_deref(), event);
         drop(conn);
         Ok(written)
+    }
+
+    /// Write (or, with `json = None`, delete) one row and the revision in one transaction.
+    fn persist(
+        &self,
+        conn: &Connection,
+        key: &ObjKey,
+        rev: u64,
+        json: Option<&Vec<u8>>,
+    ) -> rusqlite::Result<()> {
+        let tx = conn.unchecked_transaction()?;
+        match json {
+            Some(data) => {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO objects (resource, namespace, name, rv, data)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    key.resource,
+                    key.namespace,
+                    key.name,
+                    rev as i64,
+                    data
+                ])?;
+            }
+            None => {
+                tx.prepare_cached(
+                    "DELETE FROM objects WHERE resource = ?1 AND namespace = ?2 AND name = ?3",
+                )?
+                .execute(params![key.resource, key.namespace, key.name])?;
+            }
+        }
+        bump_revision(&tx, rev)?;
+        tx.commit()
     }
 
     fn publish(&self, previous: Option<&Stored>, event: Event) {
