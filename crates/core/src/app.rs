@@ -1,0 +1,474 @@
+//! The Argo CD `Application` (`argoproj.io/v1alpha1`) as Rust types, and the health and
+//! sync vocabulary shared by the engine, controller, API and UI.
+//!
+//! Users bring their Argo CD manifests unchanged, so field names follow Argo CD's JSON
+//! exactly (camelCase, the same optionality); unknown fields are kept in `extra` maps where
+//! Argo CD has open-ended sections, so a round trip through Mooring loses nothing.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+pub const GROUP: &str = "argoproj.io";
+pub const VERSION: &str = "v1alpha1";
+/// The in-cluster destination, as in Argo CD: the management cluster itself.
+pub const IN_CLUSTER: &str = "https://kubernetes.default.svc";
+
+/// Health of a resource or an application, ordered from best to worst so that the health
+/// of an application is the maximum of its resources' (Argo CD's rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+pub enum HealthStatusCode {
+    #[default]
+    Healthy,
+    Suspended,
+    Progressing,
+    Missing,
+    Degraded,
+    Unknown,
+}
+
+impl HealthStatusCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatusCode::Healthy => "Healthy",
+            HealthStatusCode::Suspended => "Suspended",
+            HealthStatusCode::Progressing => "Progressing",
+            HealthStatusCode::Missing => "Missing",
+            HealthStatusCode::Degraded => "Degraded",
+            HealthStatusCode::Unknown => "Unknown",
+        }
+    }
+
+    /// Parse Argo CD's status strings (as Lua health scripts return them).
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "Healthy" => HealthStatusCode::Healthy,
+            "Suspended" => HealthStatusCode::Suspended,
+            "Progressing" => HealthStatusCode::Progressing,
+            "Missing" => HealthStatusCode::Missing,
+            "Degraded" => HealthStatusCode::Degraded,
+            "Unknown" => HealthStatusCode::Unknown,
+            _ => return None,
+        })
+    }
+
+    /// Argo CD's ordering for aggregation: Healthy < Suspended < Progressing < Missing <
+    /// Degraded < Unknown (`IsWorse`).
+    pub fn worst(items: impl IntoIterator<Item = HealthStatusCode>) -> HealthStatusCode {
+        items
+            .into_iter()
+            .max()
+            .unwrap_or(HealthStatusCode::Healthy)
+    }
+}
+
+impl std::fmt::Display for HealthStatusCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HealthStatus {
+    pub status: HealthStatusCode,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+impl HealthStatus {
+    pub fn new(status: HealthStatusCode, message: impl Into<String>) -> Self {
+        HealthStatus {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum SyncStatusCode {
+    Synced,
+    OutOfSync,
+    #[default]
+    Unknown,
+}
+
+/// `spec.source`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationSource {
+    #[serde(rename = "repoURL")]
+    pub repo_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<DirectorySource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kustomize: Option<KustomizeSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectorySource {
+    #[serde(default)]
+    pub recurse: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizeSource {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_suffix: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub common_labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub common_annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationDestination {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncPolicyAutomated {
+    #[serde(default)]
+    pub prune: bool,
+    #[serde(default)]
+    pub self_heal: bool,
+    #[serde(default)]
+    pub allow_empty: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Backoff {
+    /// Go duration string, e.g. `5s`, `3m` (Argo CD's format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryStrategy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Backoff>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automated: Option<SyncPolicyAutomated>,
+    /// `Key=Value` options such as `CreateNamespace=true`, `PruneLast=true`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sync_options: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryStrategy>,
+}
+
+impl SyncPolicy {
+    /// The value of a `Key=Value` sync option, if set.
+    pub fn option(&self, key: &str) -> Option<&str> {
+        sync_option(&self.sync_options, key)
+    }
+}
+
+/// Look up `Key=Value` in a list of sync options (also used for the per-resource
+/// `argocd.argoproj.io/sync-options` annotation, comma-separated).
+pub fn sync_option<'a>(options: &'a [String], key: &str) -> Option<&'a str> {
+    options.iter().rev().find_map(|o| {
+        let (k, v) = o.split_once('=')?;
+        (k.trim() == key).then_some(v.trim())
+    })
+}
+
+/// One `spec.ignoreDifferences` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceIgnoreDifferences {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub json_pointers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jq_path_expressions: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_fields_managers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<ApplicationSource>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<ApplicationSource>,
+    pub destination: ApplicationDestination,
+    #[serde(default)]
+    pub project: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_policy: Option<SyncPolicy>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_differences: Vec<ResourceIgnoreDifferences>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_history_limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub info: Vec<Value>,
+}
+
+/// Status of one managed resource (`status.resources[]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceStatus {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub namespace: String,
+    pub name: String,
+    pub status: SyncStatusCode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthStatus>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hook: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requires_pruning: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatus {
+    pub status: SyncStatusCode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+}
+
+/// One `status.history[]` entry: a successful sync.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionHistory {
+    pub id: i64,
+    pub revision: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<ApplicationSource>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceStatus>,
+    #[serde(default)]
+    pub sync: SyncStatus,
+    #[serde(default)]
+    pub health: HealthStatus,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<RevisionHistory>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ApplicationCondition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciled_at: Option<String>,
+    /// The resumable sync operation's state (phase, per-step results), written after
+    /// every step so a restarted controller resumes where it stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_state: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_type: Option<String>,
+}
+
+/// An Argo CD `Application` object (metadata kept as JSON: it is Kubernetes' own).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Application {
+    #[serde(default = "app_api_version")]
+    pub api_version: String,
+    #[serde(default = "app_kind")]
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: Value,
+    pub spec: ApplicationSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ApplicationStatus>,
+    /// `operation`: a requested sync (set by `app sync` or automation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<Value>,
+}
+
+fn app_api_version() -> String {
+    format!("{GROUP}/{VERSION}")
+}
+
+fn app_kind() -> String {
+    "Application".into()
+}
+
+impl Application {
+    pub fn name(&self) -> &str {
+        self.metadata
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.metadata
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The single source (Argo CD's `source`, or the first of `sources`).
+    pub fn source(&self) -> Option<&ApplicationSource> {
+        self.spec.source.as_ref().or(self.spec.sources.first())
+    }
+}
+
+/// Parse a Go duration (`300ms`, `5s`, `3m`, `1h30m`) as Argo CD's retry backoff uses.
+pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        if c == 'm' && chars.peek() == Some(&'s') {
+            unit.push('s');
+            chars.next();
+        }
+        let n: f64 = num.parse().ok()?;
+        num.clear();
+        total += n * match unit.as_str() {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            _ => return None,
+        };
+    }
+    if !num.is_empty() {
+        return None;
+    }
+    Some(std::time::Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_an_argo_cd_application_unchanged() {
+        let yaml = r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: model-serving, namespace: argocd}
+spec:
+  project: ml-platform
+  source:
+    repoURL: https://git.example.com/ml/platform.git
+    targetRevision: main
+    path: applications/model-serving/overlays/production
+    kustomize: {namePrefix: prod-, images: ["model=registry/model:2.1"], commonLabels: {team: ml}}
+  destination: {server: https://kubernetes.default.svc, namespace: ml-serving}
+  syncPolicy:
+    automated: {prune: true, selfHeal: true}
+    syncOptions: [CreateNamespace=true, PruneLast=true]
+    retry: {limit: 5, backoff: {duration: 5s, factor: 2, maxDuration: 3m}}
+  ignoreDifferences:
+  - group: apps
+    kind: Deployment
+    jsonPointers: [/spec/replicas]
+  revisionHistoryLimit: 10
+"#;
+        let v = crate::yaml::parse_one(yaml).expect("yaml");
+        let app: Application = serde_json::from_value(v.clone()).expect("application");
+        assert_eq!(app.name(), "model-serving");
+        let src = app.source().expect("source");
+        assert_eq!(src.kustomize.as_ref().map(|k| k.images.len()), Some(1));
+        let sp = app.spec.sync_policy.as_ref().expect("sync policy");
+        assert_eq!(sp.option("CreateNamespace"), Some("true"));
+        assert!(sp.automated.as_ref().is_some_and(|a| a.self_heal));
+        assert_eq!(app.spec.ignore_differences[0].json_pointers, vec!["/spec/replicas"]);
+        // Round trip keeps the Argo CD field names.
+        let back = serde_json::to_value(&app).expect("serialise");
+        assert_eq!(back["spec"]["source"]["repoURL"], v["spec"]["source"]["repoURL"]);
+        assert_eq!(back["spec"]["syncPolicy"]["retry"]["backoff"]["maxDuration"], "3m");
+    }
+
+    #[test]
+    fn health_aggregates_to_the_worst() {
+        use HealthStatusCode::*;
+        assert_eq!(HealthStatusCode::worst([Healthy, Progressing, Suspended]), Progressing);
+        assert_eq!(HealthStatusCode::worst([Healthy, Degraded, Missing]), Degraded);
+        assert_eq!(HealthStatusCode::worst([]), Healthy);
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("5s"), Some(std::time::Duration::from_secs(5)));
+        assert_eq!(parse_go_duration("1h30m"), Some(std::time::Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("300ms"), Some(std::time::Duration::from_millis(300)));
+        assert_eq!(parse_go_duration("3x"), None);
+    }
+}

@@ -1,0 +1,1 @@
+//! Health assessment (being written).

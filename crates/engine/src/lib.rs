@@ -1,0 +1,7 @@
+//! Mooring's pure core, in the shape of Argo CD's gitops-engine: diff (with
+//! normalisation), health, and sync planning are functions of values, tested with golden
+//! YAML fixtures. No I/O happens here; the controller feeds these functions with rendered
+//! manifests and live objects and acts on their results.
+
+pub mod diff;
+pub mod health;
