@@ -8,6 +8,8 @@
 pub use k8s_openapi;
 pub use kube;
 
+pub mod cluster;
+
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,447 @@
+//! One destination cluster: discovery, server-side apply, delete, get — and the
+//! watch-fed cache of the objects Mooring manages there.
+//!
+//! Every cluster, the embedded one included, is reached the same way: kube-rs over the
+//! Kubernetes API. Objects are handled as JSON (`DynamicObject`) because applications
+//! carry arbitrary kinds, CRDs included; discovery maps `apiVersion`/`kind` to the REST
+//! resource and is refreshed when a kind is unknown (a CRD applied in an earlier wave).
+//!
+//! Managed objects are recognised by Argo CD's annotation tracking
+//! (`argocd.argoproj.io/tracking-id: APP:GROUP/KIND:NAMESPACE/NAME`), so resources
+//! deployed by Argo CD are recognised as the same application's, and the cache only
+//! holds those objects: it is the live side of every diff, and its change stream is what
+//! triggers self-heal (watch-driven, not timer-driven).
+
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams,
+    PropagationPolicy,
+};
+use kube::discovery::{Discovery, Scope};
+use kube::runtime::watcher;
+use mooring_core::ResourceKey;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use tokio::sync::broadcast;
+
+pub const TRACKING_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
+
+#[derive(Debug, thiserror::Error)]
+pub enum K8sError {
+    #[error("the cluster does not serve {api_version} {kind} (is its CRD installed?)")]
+    UnknownKind { api_version: String, kind: String },
+    #[error("{key}: {message}")]
+    Api {
+        key: String,
+        code: u16,
+        reason: String,
+        message: String,
+    },
+    #[error("{key}: {source}")]
+    Client {
+        key: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("discovery failed: {0}")]
+    Discovery(#[source] kube::Error),
+    #[error("object has no apiVersion/kind/metadata.name: {0}")]
+    NoIdentity(String),
+}
+
+impl K8sError {
+    fn from_kube(key: &str, e: kube::Error) -> Self {
+        match e {
+            kube::Error::Api(s) => K8sError::Api {
+                key: key.to_string(),
+                code: s.code,
+                reason: s.reason,
+                message: s.message,
+            },
+            other => K8sError::Client {
+                key: key.to_string(),
+                source: other,
+            },
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, K8sError::Api { code: 404, .. })
+    }
+
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, K8sError::Api { code: 409, .. })
+    }
+}
+
+/// The tracking id Argo CD writes for a resource of an application.
+pub fn tracking_id(app: &str, key: &ResourceKey) -> String {
+    format!(
+        "{app}:{}/{}:{}/{}",
+        key.group, key.kind, key.namespace, key.name
+    )
+}
+
+/// The application a tracking id names.
+pub fn tracking_app(id: &str) -> Option<&str> {
+    id.split_once(':').map(|(a, _)| a)
+}
+
+#[derive(Clone)]
+struct Kind {
+    resource: ApiResource,
+    namespaced: bool,
+    watchable: bool,
+}
+
+/// A live object changed (for self-heal and refresh triggers).
+#[derive(Debug, Clone)]
+pub struct LiveChange {
+    pub app: String,
+    pub key: ResourceKey,
+}
+
+/// A connection to one cluster.
+pub struct ClusterClient {
+    pub name: String,
+    client: kube::Client,
+    kinds: RwLock<HashMap<(String, String), Kind>>,
+    live: Arc<RwLock<BTreeMap<ResourceKey, Value>>>,
+    changes: broadcast::Sender<LiveChange>,
+}
+
+fn split_api_version(api_version: &str) -> (&str, &str) {
+    api_version.split_once('/').unwrap_or(("", api_version))
+}
+
+/// Identity of a manifest.
+pub fn key_of(obj: &Value) -> Option<ResourceKey> {
+    let (group, _) = split_api_version(obj.get("apiVersion")?.as_str()?);
+    let kind = obj.get("kind")?.as_str()?;
+    let meta = obj.get("metadata")?;
+    let name = meta.get("name")?.as_str()?;
+    let ns = meta.get("namespace").and_then(Value::as_str).unwrap_or("");
+    Some(ResourceKey::new(group, kind, ns, name))
+}
+
+impl ClusterClient {
+    pub fn new(name: &str, client: kube::Client) -> Arc<Self> {
+        let (changes, _) = broadcast::channel(1024);
+        Arc::new(ClusterClient {
+            name: name.to_string(),
+            client,
+            kinds: RwLock::new(HashMap::new()),
+            live: Arc::new(RwLock::new(BTreeMap::new())),
+            changes,
+        })
+    }
+
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    /// Re-read discovery.
+    pub async fn refresh_discovery(&self) -> Result<(), K8sError> {
+        let d = Discovery::new(self.client.clone())
+            .run()
+            .await
+            .map_err(K8sError::Discovery)?;
+        let mut map = HashMap::new();
+        for g in d.groups() {
+            for (ar, caps) in g.recommended_resources() {
+                let watchable = caps.supports_operation("watch");
+                map.insert(
+                    (ar.api_version.clone(), ar.kind.clone()),
+                    Kind {
+                        resource: ar.clone(),
+                        namespaced: caps.scope == Scope::Namespaced,
+                        watchable,
+                    },
+                );
+                // Also answer for the group's other served versions.
+                for v in g.versions() {
+                    let av = if g.name().is_empty() {
+                        v.to_string()
+                    } else {
+                        format!("{}/{v}", g.name())
+                    };
+                    map.entry((av.clone(), ar.kind.clone()))
+                        .or_insert_with(|| Kind {
+                            resource: ApiResource {
+                                api_version: av,
+                                version: v.to_string(),
+                                ..ar.clone()
+                            },
+                            namespaced: caps.scope == Scope::Namespaced,
+                            watchable: false,
+                        });
+                }
+            }
+        }
+        *self
+            .kinds
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = map;
+        Ok(())
+    }
+
+    fn lookup(&self, api_version: &str, kind: &str) -> Option<Kind> {
+        self.kinds
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(api_version.to_string(), kind.to_string()))
+            .cloned()
+    }
+
+    /// Resolve a kind, refreshing discovery once when it is unknown.
+    async fn resolve(&self, api_version: &str, kind: &str) -> Result<Kind, K8sError> {
+        if let Some(k) = self.lookup(api_version, kind) {
+            return Ok(k);
+        }
+        self.refresh_discovery().await?;
+        self.lookup(api_version, kind)
+            .ok_or_else(|| K8sError::UnknownKind {
+                api_version: api_version.into(),
+                kind: kind.into(),
+            })
+    }
+
+    /// Whether the kind is namespaced (`None` when the cluster does not serve it).
+    pub async fn is_namespaced(&self, api_version: &str, kind: &str) -> Option<bool> {
+        self.resolve(api_version, kind)
+            .await
+            .ok()
+            .map(|k| k.namespaced)
+    }
+
+    fn api(&self, k: &Kind, ns: &str) -> Api<DynamicObject> {
+        if k.namespaced {
+            Api::namespaced_with(self.client.clone(), ns, &k.resource)
+        } else {
+            Api::all_with(self.client.clone(), &k.resource)
+        }
+    }
+
+    /// Server-side apply `obj` as `manager` (force: Mooring is the source of truth).
+    pub async fn apply(
+        &self,
+        obj: &Value,
+        manager: &str,
+        dry_run: bool,
+    ) -> Result<Value, K8sError> {
+        let key = key_of(obj).ok_or_else(|| K8sError::NoIdentity(obj.to_string()))?;
+        let av = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let k = self.resolve(av, &key.kind).await?;
+        let api = self.api(&k, &key.namespace);
+        let mut pp = PatchParams::apply(manager).force();
+        pp.dry_run = dry_run;
+        let out = api
+            .patch(&key.name, &pp, &Patch::Apply(obj))
+            .await
+            .map_err(|e| K8sError::from_kube(&key.to_string(), e))?;
+        serde_json::to_value(out).map_err(|e| K8sError::NoIdentity(e.to_string()))
+    }
+
+    /// Replace (PUT) an object, creating it when missing (`Replace=true`).
+    pub async fn replace(&self, obj: &Value) -> Result<Value, K8sError> {
+        let key = key_of(obj).ok_or_else(|| K8sError::NoIdentity(obj.to_string()))?;
+        let av = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let k = self.resolve(av, &key.kind).await?;
+        let api = self.api(&k, &key.namespace);
+        let mut dynamic: DynamicObject =
+            serde_json::from_value(obj.clone()).map_err(|e| K8sError::NoIdentity(e.to_string()))?;
+        let res = match api.get_opt(&key.name).await {
+            Ok(Some(cur)) => {
+                dynamic.metadata.resource_version = cur.metadata.resource_version;
+                api.replace(&key.name, &PostParams::default(), &dynamic)
+                    .await
+            }
+            Ok(None) => api.create(&PostParams::default(), &dynamic).await,
+            Err(e) => Err(e),
+        };
+        let out = res.map_err(|e| K8sError::from_kube(&key.to_string(), e))?;
+        serde_json::to_value(out).map_err(|e| K8sError::NoIdentity(e.to_string()))
+    }
+
+    /// Create an object (hooks); `AlreadyExists` is an error the caller may accept.
+    pub async fn create(&self, obj: &Value) -> Result<Value, K8sError> {
+        let key = key_of(obj).ok_or_else(|| K8sError::NoIdentity(obj.to_string()))?;
+        let av = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let k = self.resolve(av, &key.kind).await?;
+        let dynamic: DynamicObject =
+            serde_json::from_value(obj.clone()).map_err(|e| K8sError::NoIdentity(e.to_string()))?;
+        let out = self
+            .api(&k, &key.namespace)
+            .create(&PostParams::default(), &dynamic)
+            .await
+            .map_err(|e| K8sError::from_kube(&key.to_string(), e))?;
+        serde_json::to_value(out).map_err(|e| K8sError::NoIdentity(e.to_string()))
+    }
+
+    pub async fn get(
+        &self,
+        api_version: &str,
+        key: &ResourceKey,
+    ) -> Result<Option<Value>, K8sError> {
+        let k = match self.resolve(api_version, &key.kind).await {
+            Ok(k) => k,
+            Err(K8sError::UnknownKind { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let got = self
+            .api(&k, &key.namespace)
+            .get_opt(&key.name)
+            .await
+            .map_err(|e| K8sError::from_kube(&key.to_string(), e))?;
+        got.map(|o| serde_json::to_value(o).map_err(|e| K8sError::NoIdentity(e.to_string())))
+            .transpose()
+    }
+
+    /// Delete an object; a missing object is not an error.
+    pub async fn delete(
+        &self,
+        api_version: &str,
+        key: &ResourceKey,
+        propagation: Option<&str>,
+    ) -> Result<(), K8sError> {
+        let k = self.resolve(api_version, &key.kind).await?;
+        let dp = DeleteParams {
+            propagation_policy: match propagation {
+                Some("orphan") | Some("Orphan") => Some(PropagationPolicy::Orphan),
+                Some("background") | Some("Background") => Some(PropagationPolicy::Background),
+                _ => Some(PropagationPolicy::Foreground),
+            },
+            ..Default::default()
+        };
+        match self.api(&k, &key.namespace).delete(&key.name, &dp).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(K8sError::from_kube(&key.to_string(), e)),
+        }
+    }
+
+    /// Live objects tracked as belonging to `app`.
+    pub fn managed(&self, app: &str) -> Vec<Value> {
+        self.live
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .filter(|o| {
+                o.pointer("/metadata/annotations")
+                    .and_then(|a| a.get(TRACKING_ANNOTATION))
+                    .and_then(Value::as_str)
+                    .and_then(tracking_app)
+                    == Some(app)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The cached live object, if managed.
+    pub fn cached(&self, key: &ResourceKey) -> Option<Value> {
+        self.live
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .cloned()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveChange> {
+        self.changes.subscribe()
+    }
+
+    /// Start watching every listable kind; managed objects enter the cache and changes
+    /// are broadcast. Returns the watch tasks.
+    pub async fn start_cache(
+        self: &Arc<Self>,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, K8sError> {
+        self.refresh_discovery().await?;
+        let kinds: Vec<Kind> = self
+            .kinds
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .filter(|k| k.watchable)
+            .cloned()
+            .collect();
+        let mut tasks = Vec::new();
+        for k in kinds {
+            // Pods, events and leases churn and are never applied from Git.
+            if matches!(
+                k.resource.kind.as_str(),
+                "Event" | "Lease" | "Pod" | "Endpoints" | "ReplicaSet" | "ControllerRevision"
+            ) {
+                continue;
+            }
+            let me = self.clone();
+            tasks.push(tokio::spawn(async move { me.watch_kind(k).await }));
+        }
+        Ok(tasks)
+    }
+
+    async fn watch_kind(self: Arc<Self>, k: Kind) {
+        use futures::StreamExt;
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &k.resource);
+        let mut stream = watcher(api, watcher::Config::default()).boxed();
+        while let Some(ev) = stream.next().await {
+            let Ok(ev) = ev else {
+                // The watcher retries with backoff by itself; keep going.
+                continue;
+            };
+            match ev {
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => self.observe(o, false),
+                watcher::Event::Delete(o) => self.observe(o, true),
+                watcher::Event::Init | watcher::Event::InitDone => {}
+            }
+        }
+    }
+
+    fn observe(&self, o: DynamicObject, deleted: bool) {
+        let Ok(mut v) = serde_json::to_value(&o) else {
+            return;
+        };
+        if let Some(tm) = &o.types {
+            v["apiVersion"] = Value::String(tm.api_version.clone());
+            v["kind"] = Value::String(tm.kind.clone());
+        }
+        let Some(key) = key_of(&v) else { return };
+        let app = v
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(TRACKING_ANNOTATION))
+            .and_then(Value::as_str)
+            .and_then(tracking_app)
+            .map(str::to_string);
+        let mut live = self
+            .live
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let previous_app = live
+            .get(&key)
+            .and_then(|p| p.pointer("/metadata/annotations"))
+            .and_then(|a| a.get(TRACKING_ANNOTATION))
+            .and_then(Value::as_str)
+            .and_then(tracking_app)
+            .map(str::to_string);
+        if deleted || app.is_none() {
+            live.remove(&key);
+        } else {
+            live.insert(key.clone(), v);
+        }
+        drop(live);
+        for a in [app, previous_app].into_iter().flatten() {
+            let _ = self.changes.send(LiveChange {
+                app: a,
+                key: key.clone(),
+            });
+        }
+    }
+}
