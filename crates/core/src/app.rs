@@ -16,7 +16,9 @@ pub const IN_CLUSTER: &str = "https://kubernetes.default.svc";
 
 /// Health of a resource or an application, ordered from best to worst so that the health
 /// of an application is the maximum of its resources' (Argo CD's rule).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 pub enum HealthStatusCode {
     #[default]
     Healthy,
@@ -55,10 +57,7 @@ impl HealthStatusCode {
     /// Argo CD's ordering for aggregation: Healthy < Suspended < Progressing < Missing <
     /// Degraded < Unknown (`IsWorse`).
     pub fn worst(items: impl IntoIterator<Item = HealthStatusCode>) -> HealthStatusCode {
-        items
-            .into_iter()
-            .max()
-            .unwrap_or(HealthStatusCode::Healthy)
+        items.into_iter().max().unwrap_or(HealthStatusCode::Healthy)
     }
 }
 
@@ -449,26 +448,50 @@ spec:
         let sp = app.spec.sync_policy.as_ref().expect("sync policy");
         assert_eq!(sp.option("CreateNamespace"), Some("true"));
         assert!(sp.automated.as_ref().is_some_and(|a| a.self_heal));
-        assert_eq!(app.spec.ignore_differences[0].json_pointers, vec!["/spec/replicas"]);
+        assert_eq!(
+            app.spec.ignore_differences[0].json_pointers,
+            vec!["/spec/replicas"]
+        );
         // Round trip keeps the Argo CD field names.
         let back = serde_json::to_value(&app).expect("serialise");
-        assert_eq!(back["spec"]["source"]["repoURL"], v["spec"]["source"]["repoURL"]);
-        assert_eq!(back["spec"]["syncPolicy"]["retry"]["backoff"]["maxDuration"], "3m");
+        assert_eq!(
+            back["spec"]["source"]["repoURL"],
+            v["spec"]["source"]["repoURL"]
+        );
+        assert_eq!(
+            back["spec"]["syncPolicy"]["retry"]["backoff"]["maxDuration"],
+            "3m"
+        );
     }
 
     #[test]
     fn health_aggregates_to_the_worst() {
         use HealthStatusCode::*;
-        assert_eq!(HealthStatusCode::worst([Healthy, Progressing, Suspended]), Progressing);
-        assert_eq!(HealthStatusCode::worst([Healthy, Degraded, Missing]), Degraded);
+        assert_eq!(
+            HealthStatusCode::worst([Healthy, Progressing, Suspended]),
+            Progressing
+        );
+        assert_eq!(
+            HealthStatusCode::worst([Healthy, Degraded, Missing]),
+            Degraded
+        );
         assert_eq!(HealthStatusCode::worst([]), Healthy);
     }
 
     #[test]
     fn go_durations() {
-        assert_eq!(parse_go_duration("5s"), Some(std::time::Duration::from_secs(5)));
-        assert_eq!(parse_go_duration("1h30m"), Some(std::time::Duration::from_secs(5400)));
-        assert_eq!(parse_go_duration("300ms"), Some(std::time::Duration::from_millis(300)));
+        assert_eq!(
+            parse_go_duration("5s"),
+            Some(std::time::Duration::from_secs(5))
+        );
+        assert_eq!(
+            parse_go_duration("1h30m"),
+            Some(std::time::Duration::from_secs(5400))
+        );
+        assert_eq!(
+            parse_go_duration("300ms"),
+            Some(std::time::Duration::from_millis(300))
+        );
         assert_eq!(parse_go_duration("3x"), None);
     }
 }

@@ -463,7 +463,7 @@ pub fn plan(input: &PlanInput) -> Result<SyncPlan, PlanError> {
             },
         );
     }
-    on_fail.sort_by(|a, b| (a.wave, order_key(a)).cmp(&(b.wave, order_key(b))));
+    on_fail.sort_by_key(|t| (t.wave, order_key(t)));
     Ok(SyncPlan {
         steps,
         on_fail,

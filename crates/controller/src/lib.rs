@@ -1,0 +1,453 @@
+//! The application controller: keeps every destination cluster equal to Git.
+//!
+//! Applications are custom resources in the management cluster; their status is the
+//! controller's only state, so the controller can be killed at any moment and resumes
+//! from what it wrote. Work arrives on one queue of application names from four
+//! triggers — a change of the Application itself (watch), a change of one of its live
+//! objects (the destination's watch-fed cache: this is self-heal, not a timer), a Git
+//! webhook, and the periodic poll (default 3 minutes, with jitter) — and a small pool of
+//! workers runs [`reconcile::reconcile`] on it, one app at a time per name.
+
+pub mod operation;
+pub mod reconcile;
+
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use mooring_core::app::{Application, ApplicationDestination, IN_CLUSTER};
+use mooring_k8s::cluster::ClusterClient;
+use mooring_k8s::kube;
+use mooring_source::{Credentials, RepoCache};
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("invalid application spec: {0}")]
+    Spec(String),
+    #[error(transparent)]
+    Source(#[from] mooring_source::SourceError),
+    #[error(transparent)]
+    Render(#[from] mooring_render::RenderError),
+    #[error(transparent)]
+    Diff(#[from] mooring_engine::diff::DiffError),
+    #[error(transparent)]
+    Kube(#[from] mooring_k8s::cluster::K8sError),
+    #[error("writing the Application: {0}")]
+    Write(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Controller settings (plain data).
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    /// Field manager for server-side apply (and the owner of fields removed from Git).
+    pub manager: String,
+    /// Git poll interval (Argo CD's default: 3 minutes), jittered by up to 10 %.
+    pub poll: Duration,
+    /// How often a running operation is looked at again.
+    pub operation_poll: Duration,
+    /// Where Git object stores are cached.
+    pub cache_dir: std::path::PathBuf,
+    /// Argo CD-layout directory of Lua health checks.
+    pub health_dir: Option<std::path::PathBuf>,
+    pub workers: usize,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        ControllerOptions {
+            manager: "mooring".into(),
+            poll: Duration::from_secs(180),
+            operation_poll: Duration::from_millis(250),
+            cache_dir: std::env::temp_dir().join("mooring-repos"),
+            health_dir: None,
+            workers: 4,
+        }
+    }
+}
+
+/// Reconcile timing and convergence figures.
+#[derive(Default)]
+pub struct Metrics {
+    reconciles: Mutex<(u64, Duration)>,
+    /// First time each (app, revision) was seen, to measure commit → converged.
+    seen: Mutex<HashMap<(String, String), Instant>>,
+    converged: Mutex<HashMap<(String, String), Duration>>,
+}
+
+impl Metrics {
+    pub fn record_reconcile(&self, took: Duration) {
+        let mut r = self
+            .reconciles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        r.0 += 1;
+        r.1 += took;
+    }
+
+    pub fn saw_revision(&self, app: &str, revision: &str) {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((app.into(), revision.into()))
+            .or_insert_with(Instant::now);
+    }
+
+    pub fn converged(&self, app: &str, revision: &str) {
+        let seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(app.to_string(), revision.to_string()))
+            .copied();
+        if let Some(t) = seen {
+            self.converged
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry((app.into(), revision.into()))
+                .or_insert_with(|| t.elapsed());
+        }
+    }
+
+    /// Commit seen → Synced and Healthy, per (app, revision).
+    pub fn convergence(&self) -> HashMap<(String, String), Duration> {
+        self.converged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// (reconciles, total time).
+    pub fn reconciles(&self) -> (u64, Duration) {
+        *self
+            .reconciles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Everything a reconcile needs (kube-rs's `Context`).
+pub struct Context {
+    pub options: ControllerOptions,
+    /// The management cluster, where Applications live; also `https://kubernetes.default.svc`.
+    pub management: Arc<ClusterClient>,
+    /// Other destinations by server URL and by name.
+    pub clusters: RwLock<HashMap<String, Arc<ClusterClient>>>,
+    pub repos: Arc<RepoCache>,
+    pub renders: mooring_render::RenderCache,
+    pub render_options: mooring_render::RenderOptions,
+    pub lua: Option<mooring_engine::health::LuaHealthChecks>,
+    pub credentials: RwLock<HashMap<String, Credentials>>,
+    pub metrics: Metrics,
+    queue: mpsc::UnboundedSender<String>,
+}
+
+pub fn application_resource() -> ApiResource {
+    ApiResource {
+        group: "argoproj.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "Application".into(),
+        plural: "applications".into(),
+    }
+}
+
+impl Context {
+    /// The cluster an app deploys to.
+    pub fn cluster_for(
+        &self,
+        d: &ApplicationDestination,
+    ) -> Result<Arc<ClusterClient>, ControllerError> {
+        let server = d.server.as_deref().unwrap_or_default();
+        let name = d.name.as_deref().unwrap_or_default();
+        if server == IN_CLUSTER || name == "in-cluster" || (server.is_empty() && name.is_empty()) {
+            return Ok(self.management.clone());
+        }
+        let clusters = self
+            .clusters
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        clusters
+            .get(server)
+            .or_else(|| clusters.get(name))
+            .cloned()
+            .ok_or_else(|| {
+                ControllerError::Spec(format!(
+                    "destination cluster {:?} is not registered (use `mooring cluster add`)",
+                    if server.is_empty() { name } else { server }
+                ))
+            })
+    }
+
+    pub fn credentials_for(&self, url: &str) -> Credentials {
+        let creds = self
+            .credentials
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let norm = mooring_source::webhook::normalize_repo_url(url);
+        creds
+            .iter()
+            .find(|(u, _)| mooring_source::webhook::normalize_repo_url(u) == norm)
+            .map(|(_, c)| c.clone())
+            .unwrap_or_else(Credentials::none)
+    }
+
+    fn apps_api(&self, ns: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.management.client().clone(),
+            ns,
+            &application_resource(),
+        )
+    }
+
+    /// Merge-patch the Application's `status`.
+    pub async fn patch_app_status(
+        &self,
+        app: &Application,
+        patch: Value,
+    ) -> Result<(), ControllerError> {
+        self.patch_app(app, patch).await
+    }
+
+    /// Merge-patch the Application (the CRD has no status subresource, as in Argo CD).
+    pub async fn patch_app(&self, app: &Application, patch: Value) -> Result<(), ControllerError> {
+        self.apps_api(app.namespace())
+            .patch(app.name(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .map_err(|e| ControllerError::Write(format!("{}/{}: {e}", app.namespace(), app.name())))
+    }
+
+    /// Queue an application (`namespace/name`) for reconciliation.
+    pub fn enqueue(&self, key: &str) {
+        let _ = self.queue.send(key.to_string());
+    }
+}
+
+/// A running controller.
+pub struct Controller {
+    pub ctx: Arc<Context>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Controller {
+    /// Start the controller against the management cluster.
+    pub async fn start(
+        management: kube::Client,
+        options: ControllerOptions,
+    ) -> Result<Controller, ControllerError> {
+        let mgmt = ClusterClient::new("in-cluster", management);
+        let mut tasks = mgmt.start_cache().await?;
+        let lua = match &options.health_dir {
+            Some(d) => Some(
+                mooring_engine::health::LuaHealthChecks::load_dir(d).map_err(|e| {
+                    ControllerError::Spec(format!("health checks in {}: {e}", d.display()))
+                })?,
+            ),
+            None => None,
+        };
+        std::fs::create_dir_all(&options.cache_dir).map_err(|e| {
+            ControllerError::Internal(format!("cache dir {}: {e}", options.cache_dir.display()))
+        })?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let ctx = Arc::new(Context {
+            repos: Arc::new(RepoCache::new(options.cache_dir.clone())),
+            options,
+            management: mgmt.clone(),
+            clusters: RwLock::new(HashMap::new()),
+            renders: mooring_render::RenderCache::new(4096),
+            render_options: mooring_render::RenderOptions::default(),
+            lua,
+            credentials: RwLock::new(HashMap::new()),
+            metrics: Metrics::default(),
+            queue: tx,
+        });
+        tasks.push(tokio::spawn(watch_apps(ctx.clone())));
+        tasks.push(tokio::spawn(watch_live(ctx.clone(), mgmt.clone())));
+        tasks.push(tokio::spawn(poll(ctx.clone())));
+        tasks.push(tokio::spawn(work(ctx.clone(), rx)));
+        Ok(Controller { ctx, tasks })
+    }
+}
+
+/// Application changes → queue.
+async fn watch_apps(ctx: Arc<Context>) {
+    use futures::StreamExt;
+    let api: Api<DynamicObject> =
+        Api::all_with(ctx.management.client().clone(), &application_resource());
+    let mut stream = kube::runtime::watcher(api, Default::default()).boxed();
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(
+                kube::runtime::watcher::Event::Apply(o)
+                | kube::runtime::watcher::Event::InitApply(o),
+            ) => {
+                let ns = o.metadata.namespace.clone().unwrap_or_default();
+                let name = o.metadata.name.clone().unwrap_or_default();
+                ctx.enqueue(&format!("{ns}/{name}"));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!("application watch: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Live changes of managed objects → queue (self-heal, health updates).
+async fn watch_live(ctx: Arc<Context>, cluster: Arc<ClusterClient>) {
+    let mut rx = cluster.subscribe();
+    loop {
+        match rx.recv().await {
+            Ok(change) => {
+                for key in app_keys_named(&ctx, &change.app).await {
+                    ctx.enqueue(&key);
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                for key in all_app_keys(&ctx).await {
+                    ctx.enqueue(&key);
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+async fn all_app_keys(ctx: &Context) -> Vec<String> {
+    let api: Api<DynamicObject> =
+        Api::all_with(ctx.management.client().clone(), &application_resource());
+    match api.list(&Default::default()).await {
+        Ok(l) => l
+            .items
+            .into_iter()
+            .map(|o| {
+                format!(
+                    "{}/{}",
+                    o.metadata.namespace.unwrap_or_default(),
+                    o.metadata.name.unwrap_or_default()
+                )
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!("listing applications: {e}");
+            vec![]
+        }
+    }
+}
+
+async fn app_keys_named(ctx: &Context, name: &str) -> Vec<String> {
+    all_app_keys(ctx)
+        .await
+        .into_iter()
+        .filter(|k| k.rsplit('/').next() == Some(name))
+        .collect()
+}
+
+/// Periodic refresh of every app, jittered so a fleet does not hit Git at once.
+async fn poll(ctx: Arc<Context>) {
+    loop {
+        let jitter = rand_fraction() * 0.1;
+        tokio::time::sleep(ctx.options.poll.mul_f64(1.0 + jitter)).await;
+        for key in all_app_keys(&ctx).await {
+            ctx.enqueue(&key);
+        }
+    }
+}
+
+fn rand_fraction() -> f64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    f64::from(n % 1000) / 1000.0
+}
+
+/// The work loop: dedups queued names, runs at most one reconcile per app at a time.
+async fn work(ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<String>) {
+    let busy: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let dirty: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let permits = Arc::new(tokio::sync::Semaphore::new(ctx.options.workers.max(1)));
+    while let Some(key) = rx.recv().await {
+        {
+            let mut b = busy
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if b.contains(&key) {
+                dirty
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(key);
+                continue;
+            }
+            b.insert(key.clone());
+        }
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let (ctx, busy, dirty) = (ctx.clone(), busy.clone(), dirty.clone());
+        tokio::spawn(async move {
+            let action = run_one(&ctx, &key).await;
+            drop(permit);
+            busy.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&key);
+            let again = dirty
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&key);
+            match action {
+                Some(reconcile::Action::RequeueAfter(d)) => {
+                    tokio::time::sleep(d).await;
+                    ctx.enqueue(&key);
+                }
+                _ if again => ctx.enqueue(&key),
+                _ => {}
+            }
+        });
+    }
+}
+
+async fn run_one(ctx: &Arc<Context>, key: &str) -> Option<reconcile::Action> {
+    let (ns, name) = key.split_once('/')?;
+    let obj = match ctx.apps_api(ns).get_opt(name).await {
+        Ok(Some(o)) => o,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!("reading application {key}: {e}");
+            return Some(reconcile::Action::RequeueAfter(Duration::from_secs(2)));
+        }
+    };
+    let value = serde_json::to_value(&obj).ok()?;
+    let app: Application = match serde_json::from_value(value) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("application {key} is not valid: {e}");
+            return None;
+        }
+    };
+    if let Some(rev) = app.status.as_ref().and_then(|s| s.sync.revision.as_deref()) {
+        ctx.metrics.saw_revision(app.name(), rev);
+    }
+    match reconcile::reconcile(Arc::new(app), ctx.clone()).await {
+        Ok(a) => Some(a),
+        Err(e) => {
+            // Error policy: log and retry with a short backoff.
+            tracing::warn!("reconcile {key}: {e}");
+            Some(reconcile::Action::RequeueAfter(Duration::from_secs(2)))
+        }
+    }
+}

@@ -1,0 +1,702 @@
+//! The sync operation: a resumable state machine persisted in `status.operationState`.
+//!
+//! A sync is requested by setting the Application's `operation` field (the CLI's
+//! `app sync`, or automation), exactly as in Argo CD. The controller then:
+//!
+//! 1. renders the operation's revision and validates every manifest (identity,
+//!    duplicates, annotations; kinds the cluster does not serve must be defined by a CRD in
+//!    the same sync; server-side dry run of every object whose kind is served) — any
+//!    failure ends the operation with nothing applied;
+//! 2. plans the steps ([`mooring_engine::sync::plan`]) and stores the plan's skeleton (keys
+//!    and task kinds, not the manifests) in `operationState`, so the step indices stay
+//!    stable even as prunes change the live state;
+//! 3. executes one step at a time — submit, then wait for health / hook completion — and
+//!    writes `operationState` after every transition. A controller killed at any point
+//!    re-reads the state and continues at the first unfinished step; hook objects carry
+//!    the operation id, so a hook created before the crash is found, not created twice.
+//!
+//! On failure the SyncFail hooks run, then the sync policy's retry (limit, backoff with
+//! factor and maximum) starts the operation again; on success a history entry is added and
+//! `operation` cleared.
+
+use crate::reconcile::{self, desired_state, now, Compared};
+use crate::{Context, ControllerError};
+use mooring_core::app::{
+    parse_go_duration, Application, HealthStatusCode, RevisionHistory, SyncStatusCode,
+};
+use mooring_core::ResourceKey;
+use mooring_engine::health;
+use mooring_engine::sync::{
+    self, next_action, HookDeletePolicy, NextAction, PlanInput, SyncPlan, SyncState, TaskKind,
+};
+use mooring_k8s::cluster::ClusterClient;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+pub const OPERATION_ANNOTATION: &str = "mooring.dev/operation-id";
+
+pub enum OperationOutcome {
+    InProgress,
+    Finished,
+}
+
+/// The automated sync Argo CD would start now, if any: out of sync, automated, and not
+/// already attempted for this revision (unless self-heal applies after a success).
+pub fn automated_operation(app: &Application, c: &Compared) -> Option<Value> {
+    let policy = app.spec.sync_policy.as_ref()?;
+    let auto = policy.automated.as_ref()?;
+    if c.sync != SyncStatusCode::OutOfSync {
+        return None;
+    }
+    let non_hook_desired = c.desired.iter().filter(|d| !sync::is_hook(d)).count();
+    if non_hook_desired == 0 && !auto.allow_empty {
+        return None;
+    }
+    if app
+        .metadata
+        .pointer("/annotations/mooring.dev~1auto-sync-suspended")
+        .is_some()
+    {
+        return None;
+    }
+    let last = app.status.as_ref().and_then(|s| s.operation_state.as_ref());
+    if let Some(last) = last {
+        let last_rev = last.pointer("/syncResult/revision").and_then(Value::as_str);
+        let automated = last
+            .pointer("/operation/initiatedBy/automated")
+            .and_then(Value::as_bool)
+            == Some(true);
+        let phase = last.get("phase").and_then(Value::as_str);
+        if last_rev == Some(c.revision.as_str()) && automated {
+            // Already attempted this revision: only self-heal re-syncs, and only after a
+            // success (a failed revision is not retried forever).
+            if !(auto.self_heal && phase == Some("Succeeded")) {
+                return None;
+            }
+        }
+    }
+    Some(json!({
+        "sync": {"revision": c.revision, "prune": auto.prune, "syncOptions": policy.sync_options},
+        "initiatedBy": {"automated": true},
+    }))
+}
+
+/// Ask for a sync by setting `operation`.
+pub async fn request(ctx: &Context, app: &Application, op: Value) -> Result<(), ControllerError> {
+    ctx.patch_app(app, json!({"operation": op})).await
+}
+
+fn op_id(state: &Value) -> String {
+    state
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Strip manifests from the plan for storage.
+fn skeleton(plan: &SyncPlan) -> Value {
+    let strip = |t: &sync::SyncTask| {
+        let mut t = t.clone();
+        let av = t.object.get("apiVersion").cloned().unwrap_or(Value::Null);
+        t.object = json!({"apiVersion": av});
+        t
+    };
+    let mut p = plan.clone();
+    for s in &mut p.steps {
+        s.tasks = s.tasks.iter().map(strip).collect();
+    }
+    p.on_fail = p.on_fail.iter().map(strip).collect();
+    serde_json::to_value(p).unwrap_or(Value::Null)
+}
+
+/// Put the manifests back into a stored skeleton.
+fn hydrate(stored: &Value, desired: &[Value], live: &[Value]) -> Result<SyncPlan, ControllerError> {
+    let mut plan: SyncPlan = serde_json::from_value(stored.clone())
+        .map_err(|e| ControllerError::Internal(format!("stored sync plan is unreadable: {e}")))?;
+    let find = |key: &ResourceKey, hook: bool, pool: &[Value]| {
+        pool.iter()
+            .find(|o| sync::resource_key(o).as_ref() == Some(key) && sync::is_hook(o) == hook)
+            .cloned()
+    };
+    let fill = |t: &mut sync::SyncTask| {
+        let full = match t.kind {
+            TaskKind::Apply => find(&t.key, false, desired),
+            TaskKind::Hook => find(&t.key, true, desired),
+            TaskKind::Prune => find(&t.key, false, live),
+        };
+        if let Some(o) = full {
+            t.object = o;
+        }
+    };
+    for s in &mut plan.steps {
+        s.tasks.iter_mut().for_each(fill);
+    }
+    plan.on_fail.iter_mut().for_each(fill);
+    Ok(plan)
+}
+
+/// Give `generateName` hooks a name derived from the operation, so a resumed step finds
+/// the hook it created instead of creating another.
+fn name_hooks(desired: &mut [Value], op: &str) {
+    for d in desired.iter_mut() {
+        if !sync::is_hook(d) {
+            continue;
+        }
+        let Some(meta) = d.get_mut("metadata").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        if !meta.contains_key("name") {
+            if let Some(prefix) = meta
+                .get("generateName")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+            {
+                let suffix: String = op
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .take(8)
+                    .collect();
+                meta.insert(
+                    "name".into(),
+                    json!(format!("{prefix}{}", suffix.to_lowercase())),
+                );
+                meta.remove("generateName");
+            }
+        }
+        let ann = meta.entry("annotations").or_insert_with(|| json!({}));
+        if let Some(a) = ann.as_object_mut() {
+            a.insert(OPERATION_ANNOTATION.into(), json!(op));
+        }
+    }
+}
+
+fn api_version(obj: &Value) -> &str {
+    obj.get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// Validate before the first write: unknown kinds must come from a CRD of this sync, and
+/// every served kind passes a server-side dry run.
+async fn validate(plan: &SyncPlan, cluster: &ClusterClient, manager: &str) -> Result<(), String> {
+    let crds: BTreeSet<(String, String)> = plan
+        .steps
+        .iter()
+        .flat_map(|s| &s.tasks)
+        .filter(|t| t.key.kind == "CustomResourceDefinition")
+        .filter_map(|t| {
+            let g = t.object.pointer("/spec/group")?.as_str()?.to_string();
+            let k = t.object.pointer("/spec/names/kind")?.as_str()?.to_string();
+            Some((g, k))
+        })
+        .collect();
+    for t in plan.steps.iter().flat_map(|s| &s.tasks) {
+        if t.kind != TaskKind::Apply {
+            continue;
+        }
+        let av = api_version(&t.object);
+        if cluster.is_namespaced(av, &t.key.kind).await.is_none() {
+            if crds.contains(&(t.key.group.clone(), t.key.kind.clone())) {
+                continue;
+            }
+            return Err(format!(
+                "{}: the cluster does not serve {av} {} and no CustomResourceDefinition in this sync defines it",
+                t.key, t.key.kind
+            ));
+        }
+        if t.option("Validate") == Some("false") || t.option("Replace") == Some("true") {
+            continue;
+        }
+        if let Err(e) = cluster.apply(&t.object, manager, true).await {
+            // A namespace created by this same sync does not exist yet for the dry run.
+            let missing_ns = matches!(&e, mooring_k8s::cluster::K8sError::Api { code: 404, message, .. } if message.contains("namespaces"));
+            if !missing_ns {
+                return Err(format!("{}: {e}", t.key));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Drive the operation as far as it can go now.
+pub async fn drive(
+    ctx: &Context,
+    app: &Application,
+    cluster: &ClusterClient,
+) -> Result<OperationOutcome, ControllerError> {
+    let mut state = app
+        .status
+        .as_ref()
+        .and_then(|s| s.operation_state.clone())
+        .unwrap_or(Value::Null);
+    let running = state.get("phase").and_then(Value::as_str) == Some("Running");
+    let requested = app.operation.clone();
+    if !running {
+        let Some(op) = requested else {
+            return Ok(OperationOutcome::Finished);
+        };
+        let retry_count = 0;
+        state = json!({
+            "id": format!("{}-{}", app.name(), uuid_like()),
+            "operation": op,
+            "phase": "Running",
+            "message": "starting",
+            "startedAt": now(),
+            "retryCount": retry_count,
+            "syncResult": {"resources": []},
+        });
+        ctx.patch_app_status(app, json!({"status": {"operationState": state}}))
+            .await?;
+    }
+    if let Some(at) = state.get("nextRetryAt").and_then(Value::as_str) {
+        if at
+            .parse::<jiff::Timestamp>()
+            .is_ok_and(|t| t > jiff::Timestamp::now())
+        {
+            return Ok(OperationOutcome::InProgress);
+        }
+    }
+    let op = state.get("operation").cloned().unwrap_or(Value::Null);
+    let id = op_id(&state);
+    let revision = op
+        .pointer("/sync/revision")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let (revision, mut desired) = match desired_state(ctx, app, revision.as_deref(), cluster).await
+    {
+        Ok(x) => x,
+        Err(e) => return finish(ctx, app, state, "Error", &e.to_string(), None).await,
+    };
+    name_hooks(&mut desired, &id);
+    let compared =
+        match reconcile::compare(ctx, app, cluster, revision.clone(), desired.clone()).await {
+            Ok(c) => c,
+            Err(e) => return finish(ctx, app, state, "Error", &e.to_string(), None).await,
+        };
+    let mut plan = match state.get("plan") {
+        Some(stored) if !stored.is_null() => hydrate(stored, &desired, &compared.live)?,
+        _ => {
+            let mut options = app
+                .spec
+                .sync_policy
+                .as_ref()
+                .map(|p| p.sync_options.clone())
+                .unwrap_or_default();
+            if let Some(extra) = op.pointer("/sync/syncOptions").and_then(Value::as_array) {
+                options.extend(extra.iter().filter_map(Value::as_str).map(str::to_string));
+            }
+            let out_of_sync: BTreeSet<ResourceKey> = compared
+                .diffs
+                .iter()
+                .filter(|d| d.status == SyncStatusCode::OutOfSync)
+                .map(|d| d.key.clone())
+                .collect();
+            let plan = sync::plan(&PlanInput {
+                desired: &desired,
+                live: &compared.live,
+                out_of_sync: &out_of_sync,
+                app_options: &options,
+                prune: op.pointer("/sync/prune").and_then(Value::as_bool) == Some(true),
+                namespace: app.spec.destination.namespace.as_deref(),
+            });
+            let plan = match plan {
+                Ok(p) => p,
+                Err(e) => {
+                    return finish(ctx, app, state, "Failed", &e.to_string(), Some(&revision)).await
+                }
+            };
+            if let Err(msg) = validate(&plan, cluster, &ctx.options.manager).await {
+                return finish(
+                    ctx,
+                    app,
+                    state,
+                    "Failed",
+                    &format!("nothing was applied: {msg}"),
+                    Some(&revision),
+                )
+                .await;
+            }
+            state["plan"] = skeleton(&plan);
+            state["syncResult"]["revision"] = json!(revision);
+            state["sync"] = serde_json::to_value(SyncState::default()).unwrap_or(Value::Null);
+            ctx.patch_app_status(app, json!({"status": {"operationState": state}}))
+                .await?;
+            plan
+        }
+    };
+    let mut ss: SyncState = state
+        .get("sync")
+        .and_then(|s| serde_json::from_value(s.clone()).ok())
+        .unwrap_or_default();
+    let manager = ctx.options.manager.clone();
+    loop {
+        match next_action(&plan, &ss) {
+            NextAction::Submit(i) => {
+                let step = plan.steps[i].clone();
+                let mut results = Vec::new();
+                for t in &step.tasks {
+                    let r = submit_task(cluster, t, &manager, &id).await;
+                    match r {
+                        Ok(Submitted::Done(msg)) => results.push(result_entry(t, "Synced", &msg)),
+                        Ok(Submitted::Retry(msg)) => {
+                            state["message"] = json!(msg);
+                            ctx.patch_app_status(app, json!({"status": {"operationState": state}}))
+                                .await?;
+                            return Ok(OperationOutcome::InProgress);
+                        }
+                        Err(msg) => {
+                            results.push(result_entry(t, "SyncFailed", &msg));
+                            ss.failed = true;
+                            ss.message = format!("{}: {msg}", t.key);
+                            break;
+                        }
+                    }
+                }
+                if !ss.failed {
+                    ss.submitted = true;
+                }
+                append_results(&mut state, results);
+                state["message"] = json!(if ss.failed {
+                    ss.message.clone()
+                } else {
+                    format!(
+                        "waiting for {} wave {} ({} tasks)",
+                        step.phase.as_str(),
+                        step.wave,
+                        step.tasks.len()
+                    )
+                });
+                persist(ctx, app, &mut state, &ss).await?;
+            }
+            NextAction::Wait(i) => {
+                let step = plan.steps[i].clone();
+                match step_done(ctx, cluster, &step.tasks).await? {
+                    StepStatus::Done => {
+                        ss.next_step += 1;
+                        ss.submitted = false;
+                        persist(ctx, app, &mut state, &ss).await?;
+                    }
+                    StepStatus::Waiting(msg) => {
+                        if state.get("message").and_then(Value::as_str) != Some(msg.as_str()) {
+                            state["message"] = json!(msg);
+                            persist(ctx, app, &mut state, &ss).await?;
+                        }
+                        return Ok(OperationOutcome::InProgress);
+                    }
+                    StepStatus::Failed(msg) => {
+                        ss.failed = true;
+                        ss.message = msg;
+                        persist(ctx, app, &mut state, &ss).await?;
+                    }
+                }
+            }
+            NextAction::RunFailHooks => {
+                for t in plan.on_fail.clone() {
+                    if let Err(msg) = submit_task(cluster, &t, &manager, &id).await {
+                        tracing::warn!(app = app.name(), "SyncFail hook {}: {msg}", t.key);
+                    }
+                }
+                ss.fail_hooks_submitted = true;
+                persist(ctx, app, &mut state, &ss).await?;
+            }
+            NextAction::Succeeded => {
+                plan.steps.clear();
+                return finish(
+                    ctx,
+                    app,
+                    state,
+                    "Succeeded",
+                    "successfully synced (all tasks run)",
+                    Some(&revision),
+                )
+                .await;
+            }
+            NextAction::Failed(msg) => {
+                return finish(ctx, app, state, "Failed", &msg, Some(&revision)).await;
+            }
+        }
+    }
+}
+
+async fn persist(
+    ctx: &Context,
+    app: &Application,
+    state: &mut Value,
+    ss: &SyncState,
+) -> Result<(), ControllerError> {
+    state["sync"] = serde_json::to_value(ss).unwrap_or(Value::Null);
+    ctx.patch_app_status(app, json!({"status": {"operationState": state}}))
+        .await
+}
+
+fn result_entry(t: &sync::SyncTask, status: &str, message: &str) -> Value {
+    let status = match (t.kind, status) {
+        (TaskKind::Prune, "Synced") => "Pruned",
+        (_, s) => s,
+    };
+    json!({
+        "group": t.key.group, "kind": t.key.kind, "namespace": t.key.namespace, "name": t.key.name,
+        "status": status, "message": message, "syncPhase": t.phase.as_str(),
+        "hookType": if t.kind == TaskKind::Hook { Value::String(t.phase.as_str().into()) } else { Value::Null },
+    })
+}
+
+fn append_results(state: &mut Value, results: Vec<Value>) {
+    if !state["syncResult"]["resources"].is_array() {
+        state["syncResult"]["resources"] = json!([]);
+    }
+    if let Some(a) = state["syncResult"]["resources"].as_array_mut() {
+        a.extend(results);
+    }
+}
+
+enum Submitted {
+    Done(String),
+    /// Not yet possible (an old hook is still terminating): try again later.
+    Retry(String),
+}
+
+async fn submit_task(
+    cluster: &ClusterClient,
+    t: &sync::SyncTask,
+    manager: &str,
+    op: &str,
+) -> Result<Submitted, String> {
+    let av = api_version(&t.object).to_string();
+    match t.kind {
+        TaskKind::Apply => {
+            let r = if t.option("Replace") == Some("true") {
+                cluster.replace(&t.object).await
+            } else {
+                cluster.apply(&t.object, manager, false).await
+            };
+            r.map(|_| Submitted::Done("applied".into()))
+                .map_err(|e| e.to_string())
+        }
+        TaskKind::Prune => {
+            let policy = t.option("PrunePropagationPolicy").unwrap_or("foreground");
+            cluster
+                .delete(&av, &t.key, Some(policy))
+                .await
+                .map(|_| Submitted::Done("pruned".into()))
+                .map_err(|e| e.to_string())
+        }
+        TaskKind::Hook => match cluster.get(&av, &t.key).await.map_err(|e| e.to_string())? {
+            Some(existing) => {
+                let same_op = existing
+                    .pointer("/metadata/annotations")
+                    .and_then(|a| a.get(OPERATION_ANNOTATION))
+                    .and_then(Value::as_str)
+                    == Some(op);
+                if same_op {
+                    return Ok(Submitted::Done(
+                        "hook already created by this operation".into(),
+                    ));
+                }
+                if t.delete_policies
+                    .contains(&HookDeletePolicy::BeforeHookCreation)
+                {
+                    cluster
+                        .delete(&av, &t.key, Some("foreground"))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    return Ok(Submitted::Retry(format!(
+                        "waiting for the previous {} to be deleted (BeforeHookCreation)",
+                        t.key
+                    )));
+                }
+                Ok(Submitted::Done("hook exists".into()))
+            }
+            None => match cluster.create(&t.object).await {
+                Ok(_) => Ok(Submitted::Done("hook created".into())),
+                Err(e) if e.is_conflict() => {
+                    Ok(Submitted::Retry(format!("{} is still terminating", t.key)))
+                }
+                Err(e) => Err(e.to_string()),
+            },
+        },
+    }
+}
+
+enum StepStatus {
+    Done,
+    Waiting(String),
+    Failed(String),
+}
+
+/// A step is done when its applied resources are healthy (or have no health), its hooks
+/// finished successfully, and its prunes are gone.
+async fn step_done(
+    ctx: &Context,
+    cluster: &ClusterClient,
+    tasks: &[sync::SyncTask],
+) -> Result<StepStatus, ControllerError> {
+    for t in tasks {
+        let av = api_version(&t.object).to_string();
+        let live = cluster.get(&av, &t.key).await?;
+        match t.kind {
+            TaskKind::Prune => {
+                if live.is_some() {
+                    return Ok(StepStatus::Waiting(format!(
+                        "waiting for {} to be pruned",
+                        t.key
+                    )));
+                }
+            }
+            TaskKind::Apply => {
+                let Some(l) = live else {
+                    return Ok(StepStatus::Waiting(format!(
+                        "waiting for {} to appear",
+                        t.key
+                    )));
+                };
+                if let Some(h) = health::assess(&l, ctx.lua.as_ref()) {
+                    match h.status {
+                        HealthStatusCode::Healthy | HealthStatusCode::Suspended => {}
+                        _ => {
+                            return Ok(StepStatus::Waiting(format!(
+                                "waiting for {} to become healthy ({}{})",
+                                t.key,
+                                h.status,
+                                if h.message.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(": {}", h.message)
+                                }
+                            )))
+                        }
+                    }
+                }
+            }
+            TaskKind::Hook => {
+                let Some(l) = live else {
+                    return Ok(StepStatus::Waiting(format!("waiting for hook {}", t.key)));
+                };
+                let h = health::assess(&l, ctx.lua.as_ref());
+                match h.as_ref().map(|h| h.status) {
+                    Some(HealthStatusCode::Healthy) | None => {
+                        if t.delete_policies.contains(&HookDeletePolicy::HookSucceeded) {
+                            cluster.delete(&av, &t.key, Some("background")).await?;
+                        }
+                    }
+                    Some(HealthStatusCode::Degraded) => {
+                        if t.delete_policies.contains(&HookDeletePolicy::HookFailed) {
+                            cluster.delete(&av, &t.key, Some("background")).await?;
+                        }
+                        return Ok(StepStatus::Failed(format!(
+                            "{} hook {} failed: {}",
+                            t.phase.as_str(),
+                            t.key,
+                            h.map(|h| h.message).unwrap_or_default()
+                        )));
+                    }
+                    Some(s) => {
+                        return Ok(StepStatus::Waiting(format!(
+                            "waiting for hook {} ({s})",
+                            t.key
+                        )))
+                    }
+                }
+            }
+        }
+    }
+    Ok(StepStatus::Done)
+}
+
+/// End the operation: record the phase, history on success, clear `operation`; on
+/// failure, retry per the sync policy.
+async fn finish(
+    ctx: &Context,
+    app: &Application,
+    mut state: Value,
+    phase: &str,
+    message: &str,
+    revision: Option<&str>,
+) -> Result<OperationOutcome, ControllerError> {
+    let retry = app.spec.sync_policy.as_ref().and_then(|p| p.retry.clone());
+    let count = state.get("retryCount").and_then(Value::as_i64).unwrap_or(0);
+    if phase != "Succeeded" {
+        if let Some(r) = retry {
+            let limit = r.limit.unwrap_or(0);
+            if limit < 0 || count < limit {
+                let b = r.backoff.unwrap_or_default();
+                let base = b
+                    .duration
+                    .as_deref()
+                    .and_then(parse_go_duration)
+                    .unwrap_or(std::time::Duration::from_secs(5));
+                let factor = b.factor.unwrap_or(2).max(1) as u32;
+                let max = b
+                    .max_duration
+                    .as_deref()
+                    .and_then(parse_go_duration)
+                    .unwrap_or(std::time::Duration::from_secs(180));
+                let wait = base
+                    .saturating_mul(factor.saturating_pow(count as u32))
+                    .min(max);
+                state["retryCount"] = json!(count + 1);
+                state["message"] = json!(format!(
+                    "{message} (retrying in {}s, attempt {} of {limit})",
+                    wait.as_secs_f64(),
+                    count + 1
+                ));
+                state["plan"] = Value::Null;
+                state["sync"] = Value::Null;
+                state["nextRetryAt"] = json!((jiff::Timestamp::now() + wait)
+                    .strftime("%Y-%m-%dT%H:%M:%SZ")
+                    .to_string());
+                ctx.patch_app_status(app, json!({"status": {"operationState": state}}))
+                    .await?;
+                return Ok(OperationOutcome::InProgress);
+            }
+        }
+    }
+    state["phase"] = json!(phase);
+    state["message"] = json!(message);
+    state["finishedAt"] = json!(now());
+    state["plan"] = Value::Null;
+    if let Some(r) = revision {
+        state["syncResult"]["revision"] = json!(r);
+    }
+    let mut status = json!({"operationState": state});
+    if phase == "Succeeded" {
+        let mut history = app
+            .status
+            .as_ref()
+            .map(|s| s.history.clone())
+            .unwrap_or_default();
+        let id = history.iter().map(|h| h.id).max().unwrap_or(-1) + 1;
+        history.push(RevisionHistory {
+            id,
+            revision: revision.unwrap_or_default().to_string(),
+            deployed_at: Some(now()),
+            deploy_started_at: state
+                .get("startedAt")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            source: app.source().cloned(),
+        });
+        let limit = app.spec.revision_history_limit.unwrap_or(10).max(1) as usize;
+        if history.len() > limit {
+            history.drain(..history.len() - limit);
+        }
+        status["history"] = serde_json::to_value(history).unwrap_or(Value::Null);
+    } else {
+        let conds =
+            vec![json!({"type": "SyncError", "message": message, "lastTransitionTime": now()})];
+        status["conditions"] = json!(conds);
+    }
+    ctx.patch_app_status(app, json!({"status": status})).await?;
+    ctx.patch_app(app, json!({"operation": null})).await?;
+    Ok(OperationOutcome::Finished)
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{nanos:x}")
+}

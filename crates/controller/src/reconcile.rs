@@ -1,0 +1,412 @@
+//! One reconciliation of one Application: resolve the Git revision, render it, compare
+//! with the live cluster, assess health, write the status, and drive the sync operation.
+//!
+//! The steps are the same as Argo CD's: desired = Git at the resolved revision (rendered
+//! once per commit and source options, and reused when a new commit does not touch the
+//! app's inputs), actual = the destination cluster's watch-fed cache of managed objects,
+//! drift = the engine's normalised diff. Every failure becomes an Application condition
+//! with the offending input named; nothing is applied when anything before the apply
+//! fails, so the last synced state stays running.
+
+use crate::operation::{self, OperationOutcome};
+use crate::{Context, ControllerError};
+use mooring_core::app::{
+    Application, ApplicationCondition, HealthStatus, HealthStatusCode, ResourceStatus, SyncStatus,
+    SyncStatusCode,
+};
+use mooring_core::ResourceKey;
+use mooring_engine::diff::{self, DiffOptions};
+use mooring_engine::health;
+use mooring_k8s::cluster::{ClusterClient, TRACKING_ANNOTATION};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What to do after a reconcile.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Nothing pending; the next trigger (watch, webhook, poll) will come.
+    Idle,
+    /// An operation is in progress: look again soon.
+    RequeueAfter(Duration),
+}
+
+/// The rendered, annotated desired state of an app and the live objects it manages.
+pub struct Compared {
+    pub revision: String,
+    pub desired: Vec<Value>,
+    pub live: Vec<Value>,
+    pub resources: Vec<ResourceStatus>,
+    pub diffs: Vec<diff::ResourceDiff>,
+    pub sync: SyncStatusCode,
+    pub health: HealthStatus,
+}
+
+pub(crate) fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn condition(type_: &str, message: impl Into<String>) -> ApplicationCondition {
+    ApplicationCondition {
+        type_: type_.into(),
+        message: message.into(),
+        last_transition_time: Some(now()),
+    }
+}
+
+/// Resolve, render and annotate the desired manifests of `app` at its target revision.
+pub async fn desired_state(
+    ctx: &Context,
+    app: &Application,
+    revision_override: Option<&str>,
+    cluster: &ClusterClient,
+) -> Result<(String, Vec<Value>), ControllerError> {
+    let source = app
+        .source()
+        .ok_or_else(|| ControllerError::Spec("spec.source is required".into()))?
+        .clone();
+    let revision = revision_override
+        .map(str::to_string)
+        .or_else(|| source.target_revision.clone())
+        .unwrap_or_else(|| "HEAD".into());
+    let repos = ctx.repos.clone();
+    let creds = ctx.credentials_for(&source.repo_url);
+    let url = source.repo_url.clone();
+    let commit = tokio::task::spawn_blocking(move || repos.resolve(&url, &revision, &creds))
+        .await
+        .map_err(|e| ControllerError::Internal(e.to_string()))??;
+    let path = source.path.clone().unwrap_or_else(|| ".".into());
+    let key =
+        mooring_render::RenderCache::key_for(&source.repo_url, commit.as_str(), &path, &source);
+    let manifests = match ctx.renders.get(&key) {
+        Some(m) => m,
+        None => {
+            let repos = ctx.repos.clone();
+            let url = source.repo_url.clone();
+            let c = commit.clone();
+            let opts = ctx.render_options.clone();
+            let src = source.clone();
+            let rendered =
+                tokio::task::spawn_blocking(move || -> Result<Vec<Value>, ControllerError> {
+                    let dir = tempfile::Builder::new()
+                        .prefix("mooring-render-")
+                        .tempdir()
+                        .map_err(|e| {
+                            ControllerError::Internal(format!("temporary directory: {e}"))
+                        })?;
+                    repos.export(&url, &c, dir.path(), &mooring_source::Limits::default())?;
+                    Ok(mooring_render::render(dir.path(), &src, &opts)?)
+                })
+                .await
+                .map_err(|e| ControllerError::Internal(e.to_string()))??;
+            let m = Arc::new(rendered);
+            ctx.renders.insert(key, m.clone());
+            m
+        }
+    };
+    let dest_ns = app.spec.destination.namespace.clone().unwrap_or_default();
+    let mut out = Vec::with_capacity(manifests.len());
+    for m in manifests.iter() {
+        let mut obj = m.clone();
+        let api_version = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let kind = obj
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        // Namespaced objects without a namespace go to the destination namespace; for a
+        // kind the cluster does not serve yet (a CRD in an earlier wave) assume namespaced
+        // unless it is one of the well-known cluster-scoped kinds.
+        let namespaced = match cluster.is_namespaced(&api_version, &kind).await {
+            Some(n) => n,
+            None => !matches!(
+                kind.as_str(),
+                "Namespace" | "CustomResourceDefinition" | "ClusterRole" | "ClusterRoleBinding"
+            ),
+        };
+        let meta = obj
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| ControllerError::Spec(format!("manifest {kind} has no metadata")))?;
+        if namespaced && !meta.contains_key("namespace") && !dest_ns.is_empty() {
+            meta.insert("namespace".into(), json!(dest_ns));
+        }
+        if !namespaced {
+            meta.remove("namespace");
+        }
+        out.push(obj);
+    }
+    for obj in &mut out {
+        if let Some(key) = mooring_engine::sync::resource_key(obj) {
+            let id = mooring_k8s::cluster::tracking_id(app.name(), &key);
+            let ann = obj["metadata"]
+                .as_object_mut()
+                .expect("checked above that metadata is an object")
+                .entry("annotations")
+                .or_insert_with(|| json!({}));
+            if let Some(a) = ann.as_object_mut() {
+                a.insert(TRACKING_ANNOTATION.into(), json!(id));
+            }
+        }
+    }
+    Ok((commit.to_string(), out))
+}
+
+/// Compare desired with live: per-resource sync status, diffs and health.
+pub async fn compare(
+    ctx: &Context,
+    app: &Application,
+    cluster: &ClusterClient,
+    revision: String,
+    desired: Vec<Value>,
+) -> Result<Compared, ControllerError> {
+    let live_managed = cluster.managed(app.name());
+    let opts = DiffOptions {
+        ignore: &app.spec.ignore_differences,
+        manager: Some(&ctx.options.manager),
+    };
+    let mut resources = Vec::new();
+    let mut diffs = Vec::new();
+    let mut healths = Vec::new();
+    let mut desired_keys = std::collections::BTreeSet::new();
+    for d in &desired {
+        let Some(key) = mooring_engine::sync::resource_key(d) else {
+            continue;
+        };
+        let hook = mooring_engine::sync::is_hook(d);
+        if hook {
+            continue;
+        }
+        desired_keys.insert(key.clone());
+        let api_version = d
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let live = match cluster.cached(&key) {
+            Some(l) => Some(l),
+            None => cluster.get(api_version, &key).await?,
+        };
+        let rd = diff::diff(Some(d), live.as_ref(), &opts)?;
+        let h = match &live {
+            None => Some(HealthStatus::new(
+                HealthStatusCode::Missing,
+                "resource does not exist",
+            )),
+            Some(l) => health::assess(l, ctx.lua.as_ref()),
+        };
+        if let Some(h) = &h {
+            healths.push(h.status);
+        }
+        resources.push(resource_status(&key, api_version, rd.status, h, false));
+        diffs.push(rd);
+    }
+    for l in &live_managed {
+        let Some(key) = mooring_engine::sync::resource_key(l) else {
+            continue;
+        };
+        if desired_keys.contains(&key) || mooring_engine::sync::is_hook(l) {
+            continue;
+        }
+        let api_version = l
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let rd = diff::diff(None, Some(l), &opts)?;
+        resources.push(resource_status(&key, api_version, rd.status, None, true));
+        diffs.push(rd);
+    }
+    let sync = if resources.iter().all(|r| r.status == SyncStatusCode::Synced) {
+        SyncStatusCode::Synced
+    } else {
+        SyncStatusCode::OutOfSync
+    };
+    let worst = HealthStatusCode::worst(healths);
+    let message = resources
+        .iter()
+        .filter(|r| {
+            r.health
+                .as_ref()
+                .is_some_and(|h| h.status == worst && worst != HealthStatusCode::Healthy)
+        })
+        .map(|r| {
+            format!(
+                "{}/{}: {}",
+                r.kind,
+                r.name,
+                r.health
+                    .as_ref()
+                    .map(|h| h.message.as_str())
+                    .unwrap_or_default()
+            )
+        })
+        .next()
+        .unwrap_or_default();
+    Ok(Compared {
+        revision,
+        desired,
+        live: live_managed,
+        resources,
+        diffs,
+        sync,
+        health: HealthStatus::new(worst, message),
+    })
+}
+
+fn resource_status(
+    key: &ResourceKey,
+    api_version: &str,
+    status: SyncStatusCode,
+    health: Option<HealthStatus>,
+    requires_pruning: bool,
+) -> ResourceStatus {
+    ResourceStatus {
+        group: key.group.clone(),
+        version: api_version
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        kind: key.kind.clone(),
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        status,
+        health,
+        hook: false,
+        requires_pruning,
+    }
+}
+
+/// Reconcile one Application (the `reconcile(Arc<T>, Arc<Ctx>) -> Result<Action>` shape).
+pub async fn reconcile(
+    app: Arc<Application>,
+    ctx: Arc<Context>,
+) -> Result<Action, ControllerError> {
+    let started = std::time::Instant::now();
+    let cluster = match ctx.cluster_for(&app.spec.destination) {
+        Ok(c) => c,
+        Err(e) => {
+            write_error(&ctx, &app, "InvalidSpecError", &e.to_string()).await?;
+            return Ok(Action::Idle);
+        }
+    };
+    // A running (or requested) operation is driven first; it renders its own revision.
+    if app.operation.is_some()
+        || app
+            .status
+            .as_ref()
+            .and_then(|s| s.operation_state.as_ref())
+            .and_then(|o| o.get("phase"))
+            .and_then(Value::as_str)
+            == Some("Running")
+    {
+        return match operation::drive(&ctx, &app, &cluster).await? {
+            OperationOutcome::InProgress => Ok(Action::RequeueAfter(ctx.options.operation_poll)),
+            OperationOutcome::Finished => Ok(Action::RequeueAfter(Duration::from_millis(10))),
+        };
+    }
+    let (revision, desired) = match desired_state(&ctx, &app, None, &cluster).await {
+        Ok(x) => x,
+        Err(e) => {
+            write_error(&ctx, &app, "ComparisonError", &e.to_string()).await?;
+            return Ok(Action::Idle);
+        }
+    };
+    ctx.metrics.saw_revision(app.name(), &revision);
+    let compared = match compare(&ctx, &app, &cluster, revision, desired).await {
+        Ok(c) => c,
+        Err(e) => {
+            write_error(&ctx, &app, "ComparisonError", &e.to_string()).await?;
+            return Ok(Action::Idle);
+        }
+    };
+    write_status(&ctx, &app, &compared, vec![]).await?;
+    ctx.metrics.record_reconcile(started.elapsed());
+    if compared.sync == SyncStatusCode::Synced
+        && compared.health.status == HealthStatusCode::Healthy
+    {
+        ctx.metrics.converged(app.name(), &compared.revision);
+    }
+    if let Some(op) = operation::automated_operation(&app, &compared) {
+        operation::request(&ctx, &app, op).await?;
+        return Ok(Action::RequeueAfter(Duration::from_millis(10)));
+    }
+    Ok(Action::Idle)
+}
+
+/// Write the comparison result into `status` (conditions replaced by `conditions`).
+pub async fn write_status(
+    ctx: &Context,
+    app: &Application,
+    c: &Compared,
+    conditions: Vec<ApplicationCondition>,
+) -> Result<(), ControllerError> {
+    let mut conds: Vec<ApplicationCondition> = app
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| {
+            !matches!(
+                c.type_.as_str(),
+                "ComparisonError" | "InvalidSpecError" | "SyncError"
+            )
+        })
+        .collect();
+    conds.extend(conditions);
+    // Write only real changes: the status write is itself an Application change that
+    // triggers a reconcile, and `reconciledAt` alone must not loop.
+    if let Some(cur) = &app.status {
+        if cur.sync.status == c.sync
+            && cur.sync.revision.as_deref() == Some(c.revision.as_str())
+            && cur.health == c.health
+            && cur.resources == c.resources
+            && cur.conditions == conds
+        {
+            return Ok(());
+        }
+    }
+    let patch = json!({"status": {
+        "sync": SyncStatus { status: c.sync, revision: Some(c.revision.clone()) },
+        "health": c.health,
+        "resources": c.resources,
+        "conditions": conds,
+        "reconciledAt": now(),
+    }});
+    ctx.patch_app_status(app, patch).await
+}
+
+/// Record an error condition without touching the last known resources.
+pub async fn write_error(
+    ctx: &Context,
+    app: &Application,
+    type_: &str,
+    message: &str,
+) -> Result<(), ControllerError> {
+    let mut conds: Vec<ApplicationCondition> = app
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.type_ != type_)
+        .collect();
+    conds.push(condition(type_, message));
+    let sync = app
+        .status
+        .as_ref()
+        .map(|s| s.sync.clone())
+        .unwrap_or_default();
+    let patch = json!({"status": {
+        "conditions": conds,
+        "sync": SyncStatus { status: SyncStatusCode::Unknown, revision: sync.revision },
+        "reconciledAt": now(),
+    }});
+    ctx.patch_app_status(app, patch).await
+}
