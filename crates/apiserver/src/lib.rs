@@ -69,6 +69,9 @@ pub struct ClusterOptions {
     pub sim: sim::SimOptions,
     /// Past events kept for watch resumption.
     pub event_log: usize,
+    /// CustomResourceDefinitions to install at start (created when missing, replaced
+    /// when they differ), e.g. Mooring's own.
+    pub crds: Vec<serde_json::Value>,
 }
 
 impl Default for ClusterOptions {
@@ -79,6 +82,7 @@ impl Default for ClusterOptions {
             data_dir: None,
             sim: sim::SimOptions::default(),
             event_log: store::DEFAULT_EVENT_LOG,
+            crds: vec![],
         }
     }
 }
@@ -273,6 +277,30 @@ fn bootstrap(api: &Api, opts: &ClusterOptions) -> Result<(), error::ApiError> {
                 &wo,
             )?;
         }
+    }
+    let crd_rt = api
+        .registry
+        .get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        .ok_or_else(|| error::ApiError::Internal("CRDs are not registered".into()))?;
+    for crd in &opts.crds {
+        let name = crd
+            .pointer("/metadata/name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        let apply = api::WriteOptions {
+            field_manager: Some("mooring-apiserver".into()),
+            force: true,
+            ..Default::default()
+        };
+        api.patch(
+            &crd_rt,
+            None,
+            name,
+            api::PatchType::Apply,
+            crd,
+            api::Subresource::Main,
+            &apply,
+        )?;
     }
     sim::bootstrap_nodes(api, &opts.sim)
 }

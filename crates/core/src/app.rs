@@ -17,7 +17,18 @@ pub const IN_CLUSTER: &str = "https://kubernetes.default.svc";
 /// Health of a resource or an application, ordered from best to worst so that the health
 /// of an application is the maximum of its resources' (Argo CD's rule).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    Default,
 )]
 pub enum HealthStatusCode {
     #[default]
@@ -67,7 +78,7 @@ impl std::fmt::Display for HealthStatusCode {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 pub struct HealthStatus {
     pub status: HealthStatusCode,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -83,7 +94,9 @@ impl HealthStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema, Default,
+)]
 pub enum SyncStatusCode {
     Synced,
     OutOfSync,
@@ -92,7 +105,7 @@ pub enum SyncStatusCode {
 }
 
 /// `spec.source`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSource {
     #[serde(rename = "repoURL")]
@@ -113,7 +126,7 @@ pub struct ApplicationSource {
     pub plugin: Option<Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct DirectorySource {
     #[serde(default)]
@@ -124,7 +137,7 @@ pub struct DirectorySource {
     pub exclude: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct KustomizeSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,7 +154,7 @@ pub struct KustomizeSource {
     pub namespace: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationDestination {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,7 +165,7 @@ pub struct ApplicationDestination {
     pub namespace: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncPolicyAutomated {
     #[serde(default)]
@@ -163,7 +176,7 @@ pub struct SyncPolicyAutomated {
     pub allow_empty: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Backoff {
     /// Go duration string, e.g. `5s`, `3m` (Argo CD's format).
@@ -175,7 +188,7 @@ pub struct Backoff {
     pub max_duration: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RetryStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -184,7 +197,7 @@ pub struct RetryStrategy {
     pub backoff: Option<Backoff>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -213,7 +226,7 @@ pub fn sync_option<'a>(options: &'a [String], key: &str) -> Option<&'a str> {
 }
 
 /// One `spec.ignoreDifferences` entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceIgnoreDifferences {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -231,7 +244,7 @@ pub struct ResourceIgnoreDifferences {
     pub managed_fields_managers: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -252,7 +265,7 @@ pub struct ApplicationSpec {
 }
 
 /// Status of one managed resource (`status.resources[]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceStatus {
     #[serde(default)]
@@ -272,7 +285,7 @@ pub struct ResourceStatus {
     pub requires_pruning: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationCondition {
     #[serde(rename = "type")]
@@ -282,7 +295,7 @@ pub struct ApplicationCondition {
     pub last_transition_time: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncStatus {
     pub status: SyncStatusCode,
@@ -291,7 +304,7 @@ pub struct SyncStatus {
 }
 
 /// One `status.history[]` entry: a successful sync.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RevisionHistory {
     pub id: i64,
@@ -304,7 +317,7 @@ pub struct RevisionHistory {
     pub source: Option<ApplicationSource>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -328,7 +341,7 @@ pub struct ApplicationStatus {
 }
 
 /// An Argo CD `Application` object (metadata kept as JSON: it is Kubernetes' own).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Application {
     #[serde(default = "app_api_version")]

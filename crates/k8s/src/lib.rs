@@ -9,6 +9,7 @@ pub use k8s_openapi;
 pub use kube;
 
 pub mod cluster;
+pub mod crds;
 
 use std::path::Path;
 

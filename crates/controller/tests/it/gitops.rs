@@ -1,0 +1,327 @@
+//! The GitOps loop: commit → converged; prune; self-heal; ignoreDifferences; hostile
+//! sources leave the cluster untouched.
+
+use crate::support::{env, eventually, field, Repo};
+use mooring_k8s::kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use mooring_k8s::kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{json, Value};
+
+fn deployment(replicas: u32, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: model-server
+  labels: {{app: model-server}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: model-server}}}}
+  template:
+    metadata: {{labels: {{app: model-server}}}}
+    spec:
+      containers:
+      - name: server
+        image: {image}
+        ports: [{{containerPort: 8080}}]
+"
+    )
+}
+
+const CONFIG: &str = "apiVersion: v1
+kind: ConfigMap
+metadata: {name: model-config}
+data: {threshold: \"0.9\"}
+";
+
+fn application(name: &str, repo: &str, path: &str, extra_spec: Value) -> Value {
+    let mut app = json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "project": "default",
+            "source": {"repoURL": repo, "targetRevision": "main", "path": path},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": "ml-serving"},
+            "syncPolicy": {"automated": {"prune": true, "selfHeal": true}, "syncOptions": ["CreateNamespace=true"]},
+        }
+    });
+    if let (Some(spec), Some(extra)) = (app["spec"].as_object_mut(), extra_spec.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    app
+}
+
+fn apps(client: &mooring_k8s::kube::Client) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        "default",
+        &mooring_controller::application_resource(),
+    )
+}
+
+fn api(
+    client: &mooring_k8s::kube::Client,
+    g: &str,
+    v: &str,
+    k: &str,
+    plural: &str,
+) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        "ml-serving",
+        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(g, v, k), plural),
+    )
+}
+
+async fn app_status(apps: &Api<DynamicObject>, name: &str) -> Value {
+    let a = apps.get(name).await.expect("app");
+    serde_json::to_value(a).expect("json")
+}
+
+async fn wait_synced_healthy(apps: &Api<DynamicObject>, name: &str, revision: &str) -> Value {
+    eventually(
+        60,
+        &format!("{name} Synced+Healthy at {revision}"),
+        || async {
+            let a = app_status(apps, name).await;
+            (field(&a, "/status/sync/status") == "Synced"
+                && field(&a, "/status/health/status") == "Healthy"
+                && field(&a, "/status/sync/revision") == revision)
+                .then_some(a)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_converges_prunes_and_self_heals() {
+    let repo = Repo::new();
+    repo.write(
+        "apps/model/deployment.yaml",
+        &deployment(2, "registry.local/model:1.0"),
+    );
+    repo.write("apps/model/config.yaml", CONFIG);
+    repo.write("README.md", "not a manifest\n");
+    let c1 = repo.commit("model v1");
+    let e = env().await;
+    let apps = apps(&e.client);
+    let app: DynamicObject =
+        serde_json::from_value(application("model", &repo.url(), "apps/model", json!({})))
+            .expect("app");
+    apps.create(&PostParams::default(), &app)
+        .await
+        .expect("create app");
+
+    let a = wait_synced_healthy(&apps, "model", &c1).await;
+    assert_eq!(
+        a["status"]["resources"].as_array().map(Vec::len),
+        Some(2),
+        "{a}"
+    );
+    assert_eq!(field(&a, "/status/operationState/phase"), "Succeeded");
+    assert_eq!(a["status"]["history"].as_array().map(Vec::len), Some(1));
+    let deploys = api(&e.client, "apps", "v1", "Deployment", "deployments");
+    let d = deploys.get("model-server").await.expect("deployed");
+    assert_eq!(d.data["spec"]["replicas"], 2);
+    assert!(field(
+        &serde_json::to_value(&d).expect("json"),
+        "/metadata/annotations/argocd.argoproj.io~1tracking-id"
+    )
+    .starts_with("model:apps/Deployment:ml-serving/model-server"));
+
+    // A new commit: scale up and drop the ConfigMap → applied and pruned.
+    repo.write(
+        "apps/model/deployment.yaml",
+        &deployment(3, "registry.local/model:1.1"),
+    );
+    repo.remove("apps/model/config.yaml");
+    let c2 = repo.commit("model v1.1");
+    e.controller.ctx.enqueue("default/model");
+    let a = wait_synced_healthy(&apps, "model", &c2).await;
+    assert_eq!(
+        a["status"]["resources"].as_array().map(Vec::len),
+        Some(1),
+        "{a}"
+    );
+    let d = deploys.get("model-server").await.expect("deployed");
+    assert_eq!(d.data["spec"]["replicas"], 3);
+    let cms = api(&e.client, "", "v1", "ConfigMap", "configmaps");
+    assert!(
+        cms.get_opt("model-config").await.expect("get").is_none(),
+        "pruned"
+    );
+
+    // Drift on a managed field is healed by the watch, without a refresh.
+    deploys
+        .patch(
+            "model-server",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "server", "image": "evil:latest"}]}}}})),
+        )
+        .await
+        .expect("drift");
+    eventually(30, "self-heal restores the image", || async {
+        let d = deploys.get("model-server").await.ok()?;
+        (d.data["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.local/model:1.1")
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignore_differences_and_prune_false() {
+    let repo = Repo::new();
+    repo.write(
+        "apps/model/deployment.yaml",
+        &deployment(2, "registry.local/model:1.0"),
+    );
+    repo.write(
+        "apps/model/keep.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep-me\n  annotations: {argocd.argoproj.io/sync-options: Prune=false}\ndata: {a: b}\n",
+    );
+    let c1 = repo.commit("v1");
+    let e = env().await;
+    let apps = apps(&e.client);
+    let app: DynamicObject = serde_json::from_value(application(
+        "hpa-app",
+        &repo.url(),
+        "apps/model",
+        json!({"ignoreDifferences": [{"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]}]}),
+    ))
+    .expect("app");
+    apps.create(&PostParams::default(), &app)
+        .await
+        .expect("create");
+    wait_synced_healthy(&apps, "hpa-app", &c1).await;
+
+    // An HPA-style change of replicas is ignored: still Synced, not reverted.
+    let deploys = api(&e.client, "apps", "v1", "Deployment", "deployments");
+    deploys
+        .patch("model-server", &PatchParams::apply("hpa").force(), &Patch::Apply(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "model-server"}, "spec": {"replicas": 5}})))
+        .await
+        .expect("scale");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let a = wait_synced_healthy(&apps, "hpa-app", &c1).await;
+    assert_eq!(field(&a, "/status/sync/status"), "Synced");
+    assert_eq!(
+        deploys.get("model-server").await.expect("d").data["spec"]["replicas"],
+        5
+    );
+
+    // Removing a Prune=false resource from Git keeps it in the cluster.
+    repo.remove("apps/model/keep.yaml");
+    let c2 = repo.commit("drop keep");
+    e.controller.ctx.enqueue("default/hpa-app");
+    eventually(30, "revision 2 compared", || async {
+        let a = app_status(&apps, "hpa-app").await;
+        (field(&a, "/status/sync/revision") == c2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let cms = api(&e.client, "", "v1", "ConfigMap", "configmaps");
+    assert!(
+        cms.get_opt("keep-me").await.expect("get").is_some(),
+        "Prune=false keeps it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_sources_apply_nothing() {
+    let repo = Repo::new();
+    repo.write(
+        "apps/model/deployment.yaml",
+        &deployment(1, "registry.local/model:1.0"),
+    );
+    let mut bomb = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\na: &a [x,x,x,x,x,x,x,x,x,x]\n",
+    );
+    let mut prev = 'a';
+    for ch in 'b'..='p' {
+        bomb.push_str(&format!("{ch}: &{ch} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"));
+        prev = ch;
+    }
+    repo.write("apps/bomb/bomb.yaml", &bomb);
+    repo.write("apps/bomb/ok.yaml", CONFIG);
+    repo.write("apps/dup/a.yaml", CONFIG);
+    repo.write("apps/dup/b.yaml", CONFIG);
+    repo.commit("hostile");
+    // Like Argo CD, a repository with a link leaving it is refused as a whole.
+    let linked = Repo::new();
+    linked.write(
+        "apps/model/deployment.yaml",
+        &deployment(1, "registry.local/model:1.0"),
+    );
+    std::os::unix::fs::symlink("/etc/passwd", linked.path().join("apps/model/passwd.yaml"))
+        .expect("symlink");
+    linked.commit("link out");
+    let e = env().await;
+    let apps = apps(&e.client);
+    let cases = [
+        ("escape", repo.url(), "../../etc", "path"),
+        ("symlink", linked.url(), "apps/model", "passwd"),
+        ("bomb", repo.url(), "apps/bomb", "bomb.yaml"),
+        ("dup", repo.url(), "apps/dup", "model-config"),
+        ("no-commit", repo.url(), "apps/model", "does-not-exist"),
+        (
+            "unreachable",
+            "http://127.0.0.1:9/nothing.git".to_string(),
+            "apps/model",
+            "127.0.0.1",
+        ),
+        (
+            "injection",
+            "--upload-pack=touch /tmp/pwned".to_string(),
+            "apps/model",
+            "upload-pack",
+        ),
+    ];
+    for (name, url, path, _) in &cases {
+        let mut a = application(name, url, path, json!({}));
+        if *name == "no-commit" {
+            a["spec"]["source"]["targetRevision"] = json!("does-not-exist");
+        }
+        let obj: DynamicObject = serde_json::from_value(a).expect("app");
+        apps.create(&PostParams::default(), &obj)
+            .await
+            .expect("create");
+    }
+    for (name, _, _, needle) in &cases {
+        let a = eventually(60, &format!("{name}: error condition"), || async {
+            let a = app_status(&apps, name).await;
+            a["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "ComparisonError"))
+                .then_some(a)
+        })
+        .await;
+        let msg = a["status"]["conditions"].to_string();
+        assert!(
+            msg.contains(needle),
+            "{name}: condition should mention {needle:?}: {msg}"
+        );
+        assert!(
+            !msg.contains("root:x:0:0"),
+            "{name}: never read outside the repo"
+        );
+    }
+    assert!(!std::path::Path::new("/tmp/pwned").exists());
+    let deploys = api(&e.client, "apps", "v1", "Deployment", "deployments");
+    let cms = api(&e.client, "", "v1", "ConfigMap", "configmaps");
+    assert!(
+        deploys
+            .list(&Default::default())
+            .await
+            .map(|l| l.items.is_empty())
+            .unwrap_or(true),
+        "nothing applied"
+    );
+    assert!(
+        cms.list(&Default::default())
+            .await
+            .map(|l| l.items.is_empty())
+            .unwrap_or(true),
+        "nothing applied"
+    );
+}

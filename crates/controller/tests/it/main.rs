@@ -1,0 +1,4 @@
+//! End-to-end: a real Git repository, the embedded cluster, the controller.
+
+mod gitops;
+mod support;

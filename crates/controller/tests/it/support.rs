@@ -1,0 +1,124 @@
+//! Test harness: a Git repository built with the git CLI, an embedded cluster with
+//! Mooring's CRDs, and a running controller.
+
+use mooring_apiserver::{sim::SimOptions, Cluster, ClusterOptions};
+use mooring_controller::{Controller, ControllerOptions};
+use mooring_k8s::kube;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+}
+
+impl Repo {
+    pub fn new() -> Repo {
+        let dir = tempfile::tempdir().expect("tmp");
+        let r = Repo { dir };
+        r.git(&["init", "-q", "-b", "main"]);
+        r
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.path().display())
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        let o = Command::new("git")
+            .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+            .args(args)
+            .current_dir(self.path())
+            .output()
+            .expect("git must be installed");
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, content).expect("write");
+    }
+
+    pub fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.path().join(rel)).expect("remove");
+    }
+
+    /// Commit everything; returns the commit id.
+    pub fn commit(&self, msg: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", msg]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+}
+
+pub struct Env {
+    pub cluster: Cluster,
+    pub client: kube::Client,
+    pub controller: Controller,
+    _cache: tempfile::TempDir,
+}
+
+pub async fn env() -> Env {
+    let cluster = Cluster::start(ClusterOptions {
+        sim: SimOptions {
+            speed: 20.0,
+            ..Default::default()
+        },
+        crds: mooring_k8s::crds::all(),
+        ..Default::default()
+    })
+    .await
+    .expect("cluster");
+    let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path())
+        .await
+        .expect("client");
+    let cache = tempfile::tempdir().expect("tmp");
+    let controller = Controller::start(
+        client.clone(),
+        ControllerOptions {
+            cache_dir: PathBuf::from(cache.path()),
+            operation_poll: Duration::from_millis(100),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("controller");
+    Env {
+        cluster,
+        client,
+        controller,
+        _cache: cache,
+    }
+}
+
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {secs}s waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn field<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
+}

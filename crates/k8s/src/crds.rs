@@ -1,0 +1,167 @@
+//! CustomResourceDefinitions generated from Mooring's Rust types (`mooring crds`).
+//!
+//! The schema comes from the same `mooring_core` types the controller deserialises, via
+//! schemars with kube-rs's structural-schema transforms (the ones `#[derive(CustomResource)]`
+//! uses), so the CRD and the code cannot drift apart. Open-ended fields (`helm`, `info`,
+//! `operation`, `operationState`) are kept with `x-kubernetes-preserve-unknown-fields`.
+//! Like Argo CD's, the Application CRD has no status subresource: the controller writes
+//! `status` and `operation` on the main resource.
+
+use kube::core::schema::{OptionalEnum, OptionalIntOrString, StructuralSchemaRewriter};
+use mooring_core::app::{ApplicationSpec, ApplicationStatus};
+use schemars::generate::SchemaSettings;
+use serde_json::{json, Map, Value};
+
+fn schema_of<T: schemars::JsonSchema>() -> Value {
+    let generator = SchemaSettings::openapi3()
+        .with(|s| {
+            s.inline_subschemas = true;
+            s.meta_schema = None;
+        })
+        .with_transform(OptionalEnum)
+        .with_transform(OptionalIntOrString)
+        .with_transform(StructuralSchemaRewriter)
+        .into_generator();
+    let mut v = serde_json::to_value(generator.into_root_schema_for::<T>()).unwrap_or(Value::Null);
+    structural(&mut v);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("title");
+        o.remove("$schema");
+    }
+    v
+}
+
+/// Make every untyped node (serde_json::Value fields) preserve unknown fields, and drop
+/// keywords Kubernetes' structural schemas reject.
+fn structural(v: &mut Value) {
+    match v {
+        Value::Bool(true) => *v = json!({"x-kubernetes-preserve-unknown-fields": true}),
+        Value::Object(o) => {
+            for k in ["$schema", "title", "examples", "format"] {
+                if k == "format"
+                    && o.get("format")
+                        .and_then(Value::as_str)
+                        .is_some_and(|f| f.starts_with("int") || f == "double")
+                {
+                    continue;
+                }
+                o.remove(k);
+            }
+            let untyped = !o.contains_key("type")
+                && !o.contains_key("properties")
+                && !o.contains_key("items")
+                && !o.contains_key("anyOf")
+                && !o.contains_key("oneOf")
+                && !o.contains_key("allOf")
+                && !o.contains_key("x-kubernetes-preserve-unknown-fields")
+                && !o.contains_key("enum");
+            if untyped {
+                o.insert("x-kubernetes-preserve-unknown-fields".into(), json!(true));
+            }
+            for (_, child) in o.iter_mut() {
+                structural(child);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(structural),
+        _ => {}
+    }
+}
+
+fn crd(
+    group: &str,
+    kind: &str,
+    plural: &str,
+    short: &[&str],
+    properties: Map<String, Value>,
+    columns: Value,
+) -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.{group}"), "labels": {"app.kubernetes.io/part-of": "mooring"}},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"kind": kind, "listKind": format!("{kind}List"), "plural": plural,
+                      "singular": kind.to_lowercase(), "shortNames": short},
+            "versions": [{
+                "name": "v1alpha1", "served": true, "storage": true,
+                "additionalPrinterColumns": columns,
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "required": ["metadata", "spec"],
+                    "properties": properties,
+                }},
+            }],
+        },
+    })
+}
+
+/// The Argo CD-compatible `Application` CRD.
+pub fn application_crd() -> Value {
+    let mut props = Map::new();
+    props.insert("apiVersion".into(), json!({"type": "string"}));
+    props.insert("kind".into(), json!({"type": "string"}));
+    props.insert("metadata".into(), json!({"type": "object"}));
+    props.insert("spec".into(), schema_of::<ApplicationSpec>());
+    props.insert("status".into(), schema_of::<ApplicationStatus>());
+    props.insert(
+        "operation".into(),
+        json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+    );
+    crd(
+        "argoproj.io",
+        "Application",
+        "applications",
+        &["app", "apps"],
+        props,
+        json!([
+            {"name": "Sync Status", "type": "string", "jsonPath": ".status.sync.status"},
+            {"name": "Health Status", "type": "string", "jsonPath": ".status.health.status"},
+            {"name": "Revision", "type": "string", "jsonPath": ".status.sync.revision", "priority": 10},
+        ]),
+    )
+}
+
+/// Every CRD Mooring serves, in install order.
+pub fn all() -> Vec<Value> {
+    vec![application_crd()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walk(v: &Value, f: &mut dyn FnMut(&Map<String, Value>)) {
+        match v {
+            Value::Object(o) => {
+                f(o);
+                o.values().for_each(|c| walk(c, f));
+            }
+            Value::Array(a) => a.iter().for_each(|c| walk(c, f)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn application_schema_follows_the_types_and_is_structural() {
+        let c = application_crd();
+        let spec = &c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let source = &spec["properties"]["source"]["properties"];
+        assert_eq!(source["repoURL"]["type"], "string");
+        assert_eq!(source["targetRevision"]["type"], "string");
+        assert_eq!(
+            spec["properties"]["syncPolicy"]["properties"]["automated"]["properties"]["selfHeal"]
+                ["type"],
+            "boolean"
+        );
+        // Structural: no references or untyped nodes left.
+        walk(&c, &mut |o| {
+            assert!(!o.contains_key("$ref"), "{o:?}");
+            assert!(
+                !o.contains_key("definitions") && !o.contains_key("$defs"),
+                "{o:?}"
+            );
+        });
+    }
+}
