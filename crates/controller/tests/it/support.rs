@@ -63,7 +63,8 @@ impl Repo {
 }
 
 pub struct Env {
-    pub cluster: Cluster,
+    /// Kept alive for the test's duration (dropping it stops the cluster).
+    _cluster: Cluster,
     pub client: kube::Client,
     pub controller: Controller,
     _cache: tempfile::TempDir,
@@ -95,7 +96,7 @@ pub async fn env() -> Env {
     .await
     .expect("controller");
     Env {
-        cluster,
+        _cluster: cluster,
         client,
         controller,
         _cache: cache,
