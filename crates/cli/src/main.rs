@@ -3,7 +3,9 @@
 //!
 //! Exit codes: 0 ok, 1 findings/diff, 2 usage or runtime error.
 
+mod app;
 mod bench;
+mod up;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -30,6 +32,32 @@ enum Command {
     },
     /// Measure the embedded cluster (figures recorded in docs/benchmarks.md).
     Bench(bench::BenchArgs),
+    /// One command: embedded cluster + controller + webhook endpoint, registering the
+    /// Applications found in REPO (default examples/ml-platform).
+    Up(up::UpArgs),
+    /// Argo CD-compatible application commands.
+    App {
+        #[command(subcommand)]
+        command: app::AppCommand,
+        #[command(flatten)]
+        common: app::Common,
+    },
+    /// Print Mooring's CustomResourceDefinitions (generated from the Rust types).
+    Crds,
+    /// Health checks.
+    Health {
+        #[command(subcommand)]
+        command: HealthCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum HealthCommand {
+    /// Run every health_test.yaml in an Argo CD-layout tree of health.lua checks.
+    Test {
+        /// The directory (`<group>/<Kind>/health.lua` with `health_test.yaml` beside it).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -131,6 +159,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("waiting for Ctrl-C")?;
             cluster.stop();
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Up(args) => {
+            up::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::App { command, common } => app::run(command, common).await,
+        Command::Crds => {
+            for crd in mooring_k8s::crds::all() {
+                println!("---");
+                print!("{}", serde_saphyr::to_string(&crd)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Health {
+            command: HealthCommand::Test { dir },
+        } => {
+            let report = mooring_engine::health::run_health_tests(&dir)
+                .with_context(|| format!("running the health tests in {}", dir.display()))?;
+            print!("{report}");
+            Ok(if report.all_passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Bench(args) => {
             bench::run(args).await?;

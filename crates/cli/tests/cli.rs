@@ -98,3 +98,95 @@ fn bad_arguments_exit_2_with_a_message() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--speed"));
 }
+
+/// `mooring up` from a clean checkout brings every example application to Synced and
+/// Healthy, and the `app` commands report it.
+#[test]
+fn up_converges_the_example_platform() {
+    let data = tempfile::tempdir().expect("tmp");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/ml-platform");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .args([
+            "up",
+            example,
+            "--port",
+            "0",
+            "--webhook-port",
+            "0",
+            "--speed",
+            "20",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mooring up runs");
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(out).lines();
+    let mut kubeconfig = None;
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        if let Some(p) = line.trim().strip_prefix("kubeconfig  ") {
+            kubeconfig = Some(p.trim().to_string());
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    let kc = kubeconfig.expect("mooring up prints its kubeconfig");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let expected = [
+        "ml-platform",
+        "model-serving-development",
+        "feature-store-development",
+        "training-platform-development",
+        "inference-service-development",
+        "infrastructure-development",
+    ];
+    let apps = loop {
+        let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
+            .args(["app", "list", "-o", "json", "--kubeconfig", &kc])
+            .output()
+            .expect("mooring app list");
+        if o.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+            let items = v.as_array().cloned().unwrap_or_default();
+            let done = expected.iter().all(|name| {
+                items.iter().any(|a| {
+                    a["metadata"]["name"] == *name
+                        && a["status"]["sync"]["status"] == "Synced"
+                        && a["status"]["health"]["status"] == "Healthy"
+                })
+            });
+            if done {
+                break items;
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "example apps did not converge: {}",
+                String::from_utf8_lossy(&o.stdout)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert!(apps.len() >= expected.len());
+    let get = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .args([
+            "app",
+            "get",
+            "model-serving-development",
+            "--kubeconfig",
+            &kc,
+        ])
+        .output()
+        .expect("mooring app get");
+    let text = String::from_utf8_lossy(&get.stdout);
+    assert!(
+        text.contains("Synced") && text.contains("Deployment") && text.contains("model-server"),
+        "{text}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -54,6 +54,10 @@ pub struct ControllerOptions {
     /// Argo CD-layout directory of Lua health checks.
     pub health_dir: Option<std::path::PathBuf>,
     pub workers: usize,
+    /// Repository URL rewrites (git's `insteadOf`): an Application naming the first URL
+    /// is fetched from the second. `mooring up` uses this to serve a local repository
+    /// under the URL the manifests were written for.
+    pub repo_aliases: Vec<(String, String)>,
 }
 
 impl Default for ControllerOptions {
@@ -65,6 +69,7 @@ impl Default for ControllerOptions {
             cache_dir: std::env::temp_dir().join("mooring-repos"),
             health_dir: None,
             workers: 4,
+            repo_aliases: vec![],
         }
     }
 }
@@ -221,6 +226,67 @@ impl Context {
             .map_err(|e| ControllerError::Write(format!("{}/{}: {e}", app.namespace(), app.name())))
     }
 
+    /// The URL to fetch for a repository URL named in an Application.
+    pub fn fetch_url(&self, url: &str) -> String {
+        let norm = mooring_source::webhook::normalize_repo_url(url);
+        self.options
+            .repo_aliases
+            .iter()
+            .find(|(from, _)| mooring_source::webhook::normalize_repo_url(from) == norm)
+            .map(|(_, to)| to.clone())
+            .unwrap_or_else(|| url.to_string())
+    }
+
+    /// Refresh the applications a Git push concerns; returns their keys.
+    pub async fn refresh_for_push(
+        &self,
+        event: &mooring_source::webhook::PushEvent,
+    ) -> Vec<String> {
+        use mooring_source::webhook::{normalize_repo_url, touches};
+        let pushed: Vec<String> = event
+            .repo_urls
+            .iter()
+            .map(|u| normalize_repo_url(u))
+            .collect();
+        let api: Api<DynamicObject> =
+            Api::all_with(self.management.client().clone(), &application_resource());
+        let Ok(list) = api.list(&Default::default()).await else {
+            return vec![];
+        };
+        let mut out = Vec::new();
+        for o in list.items {
+            let Ok(app) = serde_json::to_value(&o).and_then(serde_json::from_value::<Application>)
+            else {
+                continue;
+            };
+            let Some(src) = app.source() else { continue };
+            let names = [src.repo_url.clone(), self.fetch_url(&src.repo_url)];
+            if !names
+                .iter()
+                .any(|u| pushed.contains(&normalize_repo_url(u)))
+            {
+                continue;
+            }
+            let target = src.target_revision.as_deref().unwrap_or("HEAD");
+            let same_ref = matches!(target, "" | "HEAD")
+                || event.branch() == Some(target)
+                || event.tag() == Some(target)
+                || event.git_ref == target;
+            if !same_ref {
+                continue;
+            }
+            if let Some(files) = &event.changed_files {
+                if !touches(files, src.path.as_deref().unwrap_or(".")) {
+                    continue;
+                }
+            }
+            let key = format!("{}/{}", app.namespace(), app.name());
+            self.enqueue(&key);
+            out.push(key);
+        }
+        out
+    }
+
     /// Queue an application (`namespace/name`) for reconciliation.
     pub fn enqueue(&self, key: &str) {
         let _ = self.queue.send(key.to_string());
@@ -238,6 +304,34 @@ impl Drop for Controller {
         for t in &self.tasks {
             t.abort();
         }
+    }
+}
+
+impl Context {
+    /// A context for one-off use (the CLI's `app diff` / `app manifests`): same rendering
+    /// and comparison as the controller, without watches or workers.
+    pub async fn offline(
+        management: kube::Client,
+        options: ControllerOptions,
+    ) -> Result<Arc<Context>, ControllerError> {
+        let mgmt = ClusterClient::new("in-cluster", management);
+        mgmt.refresh_discovery().await?;
+        std::fs::create_dir_all(&options.cache_dir).map_err(|e| {
+            ControllerError::Internal(format!("cache dir {}: {e}", options.cache_dir.display()))
+        })?;
+        let (tx, _rx) = mpsc::unbounded_channel();
+        Ok(Arc::new(Context {
+            repos: Arc::new(RepoCache::new(options.cache_dir.clone())),
+            options,
+            management: mgmt,
+            clusters: RwLock::new(HashMap::new()),
+            renders: mooring_render::RenderCache::new(64),
+            render_options: mooring_render::RenderOptions::default(),
+            lua: None,
+            credentials: RwLock::new(HashMap::new()),
+            metrics: Metrics::default(),
+            queue: tx,
+        }))
     }
 }
 

@@ -22,6 +22,9 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Argo CD's finalizer for cascading deletion of an application's resources.
+pub const RESOURCES_FINALIZER: &str = "resources-finalizer.argocd.argoproj.io";
+
 /// What to do after a reconcile.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -73,7 +76,7 @@ pub async fn desired_state(
         .unwrap_or_else(|| "HEAD".into());
     let repos = ctx.repos.clone();
     let creds = ctx.credentials_for(&source.repo_url);
-    let url = source.repo_url.clone();
+    let url = ctx.fetch_url(&source.repo_url);
     let commit = tokio::task::spawn_blocking(move || repos.resolve(&url, &revision, &creds))
         .await
         .map_err(|e| ControllerError::Internal(e.to_string()))??;
@@ -84,7 +87,7 @@ pub async fn desired_state(
         Some(m) => m,
         None => {
             let repos = ctx.repos.clone();
-            let url = source.repo_url.clone();
+            let url = ctx.fetch_url(&source.repo_url);
             let c = commit.clone();
             let opts = ctx.render_options.clone();
             let src = source.clone();
@@ -295,6 +298,42 @@ pub async fn reconcile(
             return Ok(Action::Idle);
         }
     };
+    // Cascading delete (Argo CD's resources finalizer): remove the app's resources, then
+    // let the Application go.
+    if app.metadata.get("deletionTimestamp").is_some() {
+        let finalizers: Vec<String> = app
+            .metadata
+            .get("finalizers")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if finalizers.iter().any(|f| f == RESOURCES_FINALIZER) {
+            for live in cluster.managed(app.name()) {
+                if let Some(key) = mooring_engine::sync::resource_key(&live) {
+                    let av = live
+                        .get("apiVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    cluster.delete(av, &key, Some("foreground")).await?;
+                }
+            }
+            if !cluster.managed(app.name()).is_empty() {
+                return Ok(Action::RequeueAfter(Duration::from_millis(500)));
+            }
+            let rest: Vec<&String> = finalizers
+                .iter()
+                .filter(|f| *f != RESOURCES_FINALIZER)
+                .collect();
+            ctx.patch_app(&app, json!({"metadata": {"finalizers": rest}}))
+                .await?;
+        }
+        return Ok(Action::Idle);
+    }
     // A running (or requested) operation is driven first; it renders its own revision.
     if app.operation.is_some()
         || app

@@ -1,0 +1,582 @@
+//! `mooring app …`: Argo CD's application commands, against the management cluster.
+//!
+//! Flags follow `argocd app` so muscle memory carries over (`get --refresh`,
+//! `sync --prune --revision`, `wait --sync --health --timeout`, `rollback NAME ID`).
+//! Everything goes through the Application objects: `sync` sets `operation`, the
+//! controller runs it, and `wait`/`sync` follow its progress in `status`.
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand, ValueEnum};
+use mooring_k8s::kube;
+use mooring_k8s::kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, ValueEnum, Default, PartialEq)]
+pub enum Output {
+    #[default]
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Args, Debug)]
+pub struct Common {
+    /// Kubeconfig of the management cluster (default: $KUBECONFIG, then the one `mooring up` wrote).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace of the Application objects.
+    #[arg(
+        long = "app-namespace",
+        short = 'N',
+        global = true,
+        default_value = "default"
+    )]
+    pub app_namespace: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AppCommand {
+    /// Create (or update) Applications from a manifest file.
+    Create {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// List applications.
+    List {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Show an application, its resources and conditions.
+    Get {
+        name: String,
+        /// Ask the controller to compare with Git now.
+        #[arg(long)]
+        refresh: bool,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Show the differences between Git and the cluster (exit 1 when there are any).
+    Diff { name: String },
+    /// Print the rendered manifests of the app's target revision.
+    Manifests {
+        name: String,
+        #[arg(long)]
+        revision: Option<String>,
+    },
+    /// Sync an application to its target (or a given) revision.
+    Sync {
+        name: String,
+        /// Delete resources no longer in Git.
+        #[arg(long)]
+        prune: bool,
+        #[arg(long)]
+        revision: Option<String>,
+        /// Return once the operation is requested.
+        #[arg(long = "async")]
+        no_wait: bool,
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Wait until an application is synced / healthy / done operating.
+    Wait {
+        name: String,
+        #[arg(long)]
+        sync: bool,
+        #[arg(long)]
+        health: bool,
+        #[arg(long)]
+        operation: bool,
+        /// Seconds (0 = forever).
+        #[arg(long, default_value_t = 0)]
+        timeout: u64,
+    },
+    /// Deployment history.
+    History {
+        name: String,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Sync back to a history entry (refused while automated sync is on).
+    Rollback {
+        name: String,
+        id: i64,
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Delete an application (and, with --cascade, its resources).
+    Delete {
+        name: String,
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        cascade: bool,
+    },
+}
+
+/// The kubeconfig rule: flag, then $KUBECONFIG, then `.mooring/kubeconfig`.
+pub fn kubeconfig_path(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = flag {
+        return Ok(p);
+    }
+    if let Some(p) = std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let local = PathBuf::from(".mooring/kubeconfig");
+    if local.is_file() {
+        return Ok(local);
+    }
+    bail!("no kubeconfig: pass --kubeconfig, set KUBECONFIG, or run `mooring up` in this directory first")
+}
+
+async fn client(common: &Common) -> anyhow::Result<kube::Client> {
+    let path = kubeconfig_path(common.kubeconfig.clone())?;
+    Ok(mooring_k8s::client_from_kubeconfig(&path).await?)
+}
+
+fn apps(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &mooring_controller::application_resource(),
+    )
+}
+
+fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+}
+
+fn print_table(rows: &[Vec<String>]) {
+    let cols = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, String::len))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| format!("{cell:w$}", w = widths[i]))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+fn emit(v: &Value, output: Output) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(v)?),
+        Output::Yaml => print!("{}", serde_saphyr::to_string(v)?),
+        Output::Table => unreachable!("tables are printed by the caller"),
+    }
+    Ok(())
+}
+
+async fn get_app(api: &Api<DynamicObject>, name: &str) -> anyhow::Result<Value> {
+    let o = api
+        .get_opt(name)
+        .await
+        .with_context(|| format!("reading application {name}"))?
+        .with_context(|| format!("application {name:?} not found (see `mooring app list`)"))?;
+    Ok(serde_json::to_value(o)?)
+}
+
+fn automated(app: &Value) -> bool {
+    app.pointer("/spec/syncPolicy/automated")
+        .is_some_and(|a| !a.is_null())
+}
+
+pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
+    let client = client(&common).await?;
+    let api = apps(&client, &common.app_namespace);
+    match cmd {
+        AppCommand::Create { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let docs = mooring_core::yaml::parse_all(&text)
+                .with_context(|| format!("parsing {}", file.display()))?;
+            let mut n = 0;
+            for d in docs.into_iter().filter(|d| d["kind"] == "Application") {
+                let name = s(&d, "/metadata/name").to_string();
+                let ns = d
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&common.app_namespace)
+                    .to_string();
+                apps(&client, &ns)
+                    .patch(
+                        &name,
+                        &PatchParams::apply("mooring-cli").force(),
+                        &Patch::Apply(&d),
+                    )
+                    .await
+                    .with_context(|| format!("creating application {name}"))?;
+                println!("application.argoproj.io/{name} created");
+                n += 1;
+            }
+            if n == 0 {
+                bail!("{} contains no Application", file.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AppCommand::List { output } => {
+            let list = api
+                .list(&Default::default())
+                .await
+                .context("listing applications")?;
+            let items: Vec<Value> = list
+                .items
+                .into_iter()
+                .filter_map(|o| serde_json::to_value(o).ok())
+                .collect();
+            if output != Output::Table {
+                return emit(&Value::Array(items), output).map(|_| ExitCode::SUCCESS);
+            }
+            let mut rows = vec![[
+                "NAME",
+                "CLUSTER",
+                "NAMESPACE",
+                "PROJECT",
+                "STATUS",
+                "HEALTH",
+                "SYNCPOLICY",
+                "REVISION",
+            ]
+            .map(String::from)
+            .to_vec()];
+            for a in &items {
+                rows.push(vec![
+                    s(a, "/metadata/name").into(),
+                    s(a, "/spec/destination/server").to_string() + s(a, "/spec/destination/name"),
+                    s(a, "/spec/destination/namespace").into(),
+                    s(a, "/spec/project").into(),
+                    s(a, "/status/sync/status").into(),
+                    s(a, "/status/health/status").into(),
+                    if automated(a) {
+                        "Auto".into()
+                    } else {
+                        "Manual".into()
+                    },
+                    s(a, "/status/sync/revision").chars().take(7).collect(),
+                ]);
+            }
+            print_table(&rows);
+            Ok(ExitCode::SUCCESS)
+        }
+        AppCommand::Get {
+            name,
+            refresh,
+            output,
+        } => {
+            if refresh {
+                let stamp = jiff::Timestamp::now().to_string();
+                api.patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal", "mooring.dev/refresh": stamp}}})),
+                )
+                .await
+                .with_context(|| format!("requesting a refresh of {name}"))?;
+                tokio::time::sleep(Duration::from_millis(800)).await;
+            }
+            let a = get_app(&api, &name).await?;
+            if output != Output::Table {
+                return emit(&a, output).map(|_| ExitCode::SUCCESS);
+            }
+            println!("Name:           {}", s(&a, "/metadata/name"));
+            println!("Project:        {}", s(&a, "/spec/project"));
+            println!(
+                "Server:         {}{}",
+                s(&a, "/spec/destination/server"),
+                s(&a, "/spec/destination/name")
+            );
+            println!("Namespace:      {}", s(&a, "/spec/destination/namespace"));
+            println!("Repo:           {}", s(&a, "/spec/source/repoURL"));
+            println!("Target:         {}", s(&a, "/spec/source/targetRevision"));
+            println!("Path:           {}", s(&a, "/spec/source/path"));
+            println!(
+                "Sync Policy:    {}",
+                if automated(&a) { "Automated" } else { "Manual" }
+            );
+            println!(
+                "Sync Status:    {} ({})",
+                s(&a, "/status/sync/status"),
+                s(&a, "/status/sync/revision")
+                    .chars()
+                    .take(7)
+                    .collect::<String>()
+            );
+            println!("Health Status:  {}", s(&a, "/status/health/status"));
+            if let Some(op) = a.pointer("/status/operationState") {
+                println!(
+                    "Operation:      {} — {}",
+                    s(op, "/phase"),
+                    s(op, "/message")
+                );
+            }
+            if let Some(conds) = a.pointer("/status/conditions").and_then(Value::as_array) {
+                for c in conds {
+                    println!("Condition:      {}: {}", s(c, "/type"), s(c, "/message"));
+                }
+            }
+            println!();
+            let mut rows = vec![[
+                "GROUP",
+                "KIND",
+                "NAMESPACE",
+                "NAME",
+                "STATUS",
+                "HEALTH",
+                "MESSAGE",
+            ]
+            .map(String::from)
+            .to_vec()];
+            for r in a
+                .pointer("/status/resources")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                rows.push(vec![
+                    s(r, "/group").into(),
+                    s(r, "/kind").into(),
+                    s(r, "/namespace").into(),
+                    s(r, "/name").into(),
+                    s(r, "/status").into(),
+                    s(r, "/health/status").into(),
+                    s(r, "/health/message").into(),
+                ]);
+            }
+            print_table(&rows);
+            Ok(ExitCode::SUCCESS)
+        }
+        AppCommand::Diff { name } => {
+            let (ctx, app) = offline(&client, &api, &name).await?;
+            let cluster = ctx.cluster_for(&app.spec.destination)?;
+            let (rev, desired) =
+                mooring_controller::reconcile::desired_state(&ctx, &app, None, &cluster).await?;
+            let compared =
+                mooring_controller::reconcile::compare(&ctx, &app, &cluster, rev, desired).await?;
+            let mut differs = false;
+            for d in &compared.diffs {
+                if d.status == mooring_core::app::SyncStatusCode::OutOfSync {
+                    differs = true;
+                    println!("===== {} ======", d.key);
+                    println!("{}", d.unified);
+                }
+            }
+            Ok(if differs {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        AppCommand::Manifests { name, revision } => {
+            let (ctx, app) = offline(&client, &api, &name).await?;
+            let cluster = ctx.cluster_for(&app.spec.destination)?;
+            let (_, desired) = mooring_controller::reconcile::desired_state(
+                &ctx,
+                &app,
+                revision.as_deref(),
+                &cluster,
+            )
+            .await?;
+            for d in desired {
+                println!("---");
+                print!(
+                    "{}",
+                    serde_saphyr::to_string(&mooring_engine::diff::mask_secret(&d))?
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AppCommand::Sync {
+            name,
+            prune,
+            revision,
+            no_wait,
+            timeout,
+        } => {
+            let a = get_app(&api, &name).await?;
+            let op = json!({"sync": {"revision": revision, "prune": prune}, "initiatedBy": {"username": "mooring-cli"}});
+            request_operation(&api, &name, op).await?;
+            if no_wait {
+                println!("sync of {name} requested");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let started = s(&a, "/status/operationState/startedAt").to_string();
+            wait_operation(&api, &name, &started, timeout).await
+        }
+        AppCommand::Wait {
+            name,
+            sync,
+            health,
+            operation,
+            timeout,
+        } => {
+            let (sync, health) = if !sync && !health && !operation {
+                (true, true)
+            } else {
+                (sync, health)
+            };
+            let start = Instant::now();
+            let mut last = String::new();
+            loop {
+                let a = get_app(&api, &name).await?;
+                let st = s(&a, "/status/sync/status");
+                let he = s(&a, "/status/health/status");
+                let op = s(&a, "/status/operationState/phase");
+                let line = format!("{name}: sync {st:10} health {he:12} operation {op}");
+                if line != last {
+                    eprintln!("{line}");
+                    last = line;
+                }
+                let ok = (!sync || st == "Synced")
+                    && (!health || he == "Healthy")
+                    && (!operation
+                        || (op != "Running" && a.get("operation").is_none_or(Value::is_null)));
+                if ok {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if timeout > 0 && start.elapsed() > Duration::from_secs(timeout) {
+                    eprintln!("timed out after {timeout}s waiting for {name}; see `mooring app get {name}`");
+                    return Ok(ExitCode::from(1));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        AppCommand::History { name, output } => {
+            let a = get_app(&api, &name).await?;
+            let h = a.pointer("/status/history").cloned().unwrap_or(json!([]));
+            if output != Output::Table {
+                return emit(&h, output).map(|_| ExitCode::SUCCESS);
+            }
+            let mut rows = vec![["ID", "DATE", "REVISION"].map(String::from).to_vec()];
+            for e in h.as_array().into_iter().flatten() {
+                rows.push(vec![
+                    e.get("id").map(Value::to_string).unwrap_or_default(),
+                    s(e, "/deployedAt").into(),
+                    s(e, "/revision").into(),
+                ]);
+            }
+            print_table(&rows);
+            Ok(ExitCode::SUCCESS)
+        }
+        AppCommand::Rollback { name, id, prune } => {
+            let a = get_app(&api, &name).await?;
+            if automated(&a) {
+                bail!("rollback cannot be initiated when auto-sync is enabled: disable spec.syncPolicy.automated of {name} first (as in Argo CD)");
+            }
+            let entry = a
+                .pointer("/status/history")
+                .and_then(Value::as_array)
+                .and_then(|h| h.iter().find(|e| e.get("id").and_then(Value::as_i64) == Some(id)))
+                .with_context(|| format!("application {name} has no history entry {id} (see `mooring app history {name}`)"))?;
+            let rev = s(entry, "/revision").to_string();
+            let started = s(&a, "/status/operationState/startedAt").to_string();
+            request_operation(&api, &name, json!({"sync": {"revision": rev, "prune": prune}, "initiatedBy": {"username": "mooring-cli"}})).await?;
+            wait_operation(&api, &name, &started, 300).await
+        }
+        AppCommand::Delete { name, cascade } => {
+            if cascade {
+                api.patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"finalizers": [mooring_controller::reconcile::RESOURCES_FINALIZER]}})),
+                )
+                .await
+                .with_context(|| format!("marking {name} for cascading deletion"))?;
+            }
+            api.delete(&name, &DeleteParams::default())
+                .await
+                .with_context(|| format!("deleting {name}"))?;
+            println!(
+                "application.argoproj.io/{name} deleted{}",
+                if cascade {
+                    " (its resources are being removed)"
+                } else {
+                    ""
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn offline(
+    client: &kube::Client,
+    api: &Api<DynamicObject>,
+    name: &str,
+) -> anyhow::Result<(
+    std::sync::Arc<mooring_controller::Context>,
+    mooring_core::app::Application,
+)> {
+    let a = get_app(api, name).await?;
+    let app: mooring_core::app::Application =
+        serde_json::from_value(a).context("reading the Application")?;
+    let opts = mooring_controller::ControllerOptions {
+        cache_dir: std::env::temp_dir().join("mooring-cli-repos"),
+        ..Default::default()
+    };
+    Ok((
+        mooring_controller::Context::offline(client.clone(), opts).await?,
+        app,
+    ))
+}
+
+async fn request_operation(api: &Api<DynamicObject>, name: &str, op: Value) -> anyhow::Result<()> {
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"operation": op})),
+    )
+    .await
+    .with_context(|| format!("requesting a sync of {name}"))?;
+    Ok(())
+}
+
+/// Follow an operation to its end, printing progress; exit 1 when it failed.
+async fn wait_operation(
+    api: &Api<DynamicObject>,
+    name: &str,
+    previous_start: &str,
+    timeout: u64,
+) -> anyhow::Result<ExitCode> {
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        let a = get_app(api, name).await?;
+        let op = a
+            .pointer("/status/operationState")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let pending = a.get("operation").is_some_and(|o| !o.is_null());
+        let fresh = s(&op, "/startedAt") != previous_start || !previous_start.is_empty() && pending;
+        let line = format!("{name}: {} {}", s(&op, "/phase"), s(&op, "/message"));
+        if fresh && line != last {
+            eprintln!("{line}");
+            last = line;
+        }
+        if fresh && !pending && s(&op, "/phase") != "Running" && !s(&op, "/phase").is_empty() {
+            println!(
+                "Operation:  Sync\nPhase:      {}\nMessage:    {}\nRevision:   {}",
+                s(&op, "/phase"),
+                s(&op, "/message"),
+                s(&op, "/syncResult/revision")
+            );
+            return Ok(if s(&op, "/phase") == "Succeeded" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        if start.elapsed() > Duration::from_secs(timeout) {
+            eprintln!("timed out after {timeout}s; the operation continues (see `mooring app get {name}`)");
+            return Ok(ExitCode::from(1));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

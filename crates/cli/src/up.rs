@@ -1,0 +1,325 @@
+//! `mooring up [REPO]`: the one command that shows everything.
+//!
+//! It starts an embedded cluster (with Mooring's CRDs), the application controller and
+//! the Git webhook endpoint in one process, turns REPO into a local Git repository the
+//! controller fetches from, and registers the Applications found at REPO's top level
+//! (the app-of-apps of the example). Applications name their real remote (for example
+//! `https://git.example.com/ml-platform/platform.git`); `up` maps every such URL to the
+//! local repository (git's `insteadOf`), so the manifests work unchanged.
+
+use anyhow::{bail, Context as _};
+use mooring_k8s::kube;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    /// The platform repository (a directory of manifests; a Git work tree is used as is).
+    #[arg(default_value = "examples/ml-platform")]
+    pub repo: PathBuf,
+    /// Where cluster data, the kubeconfig, Git caches and logs live.
+    #[arg(long, default_value = ".mooring")]
+    pub data_dir: PathBuf,
+    /// API server port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 6443)]
+    pub port: u16,
+    /// Webhook endpoint port on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
+    pub webhook_port: u16,
+    /// Git poll interval in seconds (Argo CD's default is 180).
+    #[arg(long, default_value_t = 15)]
+    pub poll: u64,
+    /// Simulation speed of the embedded cluster.
+    #[arg(long, default_value_t = 4.0)]
+    pub speed: f64,
+}
+
+fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let o = Command::new("git")
+        .args([
+            "-c",
+            "user.name=mooring",
+            "-c",
+            "user.email=mooring@localhost",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .context("running git (install it: apt-get install git)")?;
+    if !o.status.success() {
+        bail!(
+            "git {args:?} in {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let ty = entry.file_type()?;
+        let dest = to.join(entry.file_name());
+        if ty.is_dir() {
+            std::fs::create_dir_all(&dest)?;
+            copy_tree(&entry.path(), &dest)?;
+        } else if ty.is_file() {
+            std::fs::copy(entry.path(), &dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// A local Git repository holding REPO's content: REPO itself when it is a Git work-tree
+/// root, else a snapshot under the data dir, committed when REPO changed.
+fn local_repo(repo: &Path, data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let repo = std::fs::canonicalize(repo).with_context(|| {
+        format!(
+            "{} does not exist (pass the platform repository directory)",
+            repo.display()
+        )
+    })?;
+    if repo.join(".git").exists() {
+        return Ok(repo);
+    }
+    let name = repo
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("platform");
+    let snap = std::fs::canonicalize(data_dir)?.join("repos").join(name);
+    if !snap.join(".git").exists() {
+        std::fs::create_dir_all(&snap)?;
+        git(&snap, &["init", "-q", "-b", "main"])?;
+    }
+    // Mirror REPO into the snapshot (deletions included) and commit if anything changed.
+    for entry in std::fs::read_dir(&snap)? {
+        let entry = entry?;
+        if entry.file_name() != ".git" {
+            let p = entry.path();
+            if entry.file_type()?.is_dir() {
+                std::fs::remove_dir_all(&p)?;
+            } else {
+                std::fs::remove_file(&p)?;
+            }
+        }
+    }
+    copy_tree(&repo, &snap)?;
+    git(&snap, &["add", "-A"])?;
+    if !git(&snap, &["status", "--porcelain"])?.is_empty() {
+        git(
+            &snap,
+            &[
+                "commit",
+                "-q",
+                "-m",
+                &format!("snapshot of {}", repo.display()),
+            ],
+        )?;
+    }
+    Ok(snap)
+}
+
+/// Applications in the top level of the repository (the app-of-apps).
+fn top_level_applications(repo: &Path) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(repo)?.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let p = e.path();
+        let is_yaml = p
+            .extension()
+            .and_then(|x| x.to_str())
+            .is_some_and(|x| x == "yaml" || x == "yml");
+        if !is_yaml || !p.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p)?;
+        let docs = mooring_core::yaml::parse_all(&text)
+            .with_context(|| format!("parsing {}", p.display()))?;
+        out.extend(docs.into_iter().filter(|d| d["kind"] == "Application"));
+    }
+    Ok(out)
+}
+
+/// Every repoURL named by Applications anywhere in the repository (to alias them).
+fn repo_urls(repo: &Path, out: &mut std::collections::BTreeSet<String>) {
+    let Ok(entries) = std::fs::read_dir(repo) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == ".git") {
+            continue;
+        }
+        if p.is_dir() {
+            repo_urls(&p, out);
+        } else if p
+            .extension()
+            .and_then(|x| x.to_str())
+            .is_some_and(|x| x == "yaml" || x == "yml")
+        {
+            let Ok(text) = std::fs::read_to_string(&p) else {
+                continue;
+            };
+            for d in mooring_core::yaml::parse_all(&text).unwrap_or_default() {
+                if let Some(u) = d.pointer("/spec/source/repoURL").and_then(Value::as_str) {
+                    out.insert(u.to_string());
+                }
+                if let Some(u) = d
+                    .pointer("/spec/template/spec/source/repoURL")
+                    .and_then(Value::as_str)
+                {
+                    out.insert(u.to_string());
+                }
+            }
+        }
+    }
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let repo = local_repo(&args.repo, &args.data_dir)?;
+    let repo_url = format!("file://{}", repo.display());
+    let cluster = mooring_apiserver::Cluster::start(mooring_apiserver::ClusterOptions {
+        name: "mooring".into(),
+        port: args.port,
+        data_dir: Some(args.data_dir.join("cluster")),
+        sim: mooring_apiserver::sim::SimOptions {
+            speed: args.speed,
+            ..Default::default()
+        },
+        crds: mooring_k8s::crds::all(),
+        ..Default::default()
+    })
+    .await
+    .context("starting the embedded cluster")?;
+    let kubeconfig = args.data_dir.join("kubeconfig");
+    std::fs::copy(cluster.kubeconfig_path(), &kubeconfig).context("writing .mooring/kubeconfig")?;
+    let kubeconfig = std::fs::canonicalize(&kubeconfig)?;
+    let client = mooring_k8s::client_from_kubeconfig(&kubeconfig).await?;
+
+    let mut urls = std::collections::BTreeSet::new();
+    repo_urls(&repo, &mut urls);
+    let aliases: Vec<(String, String)> = urls.into_iter().map(|u| (u, repo_url.clone())).collect();
+    let controller = mooring_controller::Controller::start(
+        client.clone(),
+        mooring_controller::ControllerOptions {
+            cache_dir: args.data_dir.join("repos-cache"),
+            poll: Duration::from_secs(args.poll.max(1)),
+            repo_aliases: aliases,
+            ..Default::default()
+        },
+    )
+    .await
+    .context("starting the controller")?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.webhook_port))
+        .await
+        .with_context(|| {
+            format!(
+                "listening on 127.0.0.1:{} for webhooks (pick another with --webhook-port)",
+                args.webhook_port
+            )
+        })?;
+    let webhook_addr = listener.local_addr()?;
+    let router = mooring_server::router(controller.ctx.clone(), Default::default());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!("webhook server: {e}");
+        }
+    });
+
+    let apps_api = kube::api::Api::<kube::api::DynamicObject>::namespaced_with(
+        client.clone(),
+        "default",
+        &mooring_controller::application_resource(),
+    );
+    let mut names = Vec::new();
+    for app in top_level_applications(&repo)? {
+        let name = app
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let ns = app
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_string();
+        kube::api::Api::<kube::api::DynamicObject>::namespaced_with(
+            client.clone(),
+            &ns,
+            &mooring_controller::application_resource(),
+        )
+        .patch(
+            &name,
+            &kube::api::PatchParams::apply("mooring-up").force(),
+            &kube::api::Patch::Apply(&app),
+        )
+        .await
+        .with_context(|| format!("registering application {name}"))?;
+        names.push(name);
+    }
+    println!("mooring is up");
+    println!(
+        "  cluster     {} (data in {})",
+        cluster.url(),
+        args.data_dir.join("cluster").display()
+    );
+    println!("  kubeconfig  {}", kubeconfig.display());
+    println!("  git repo    {repo_url}");
+    println!("  webhook     http://{webhook_addr}/api/webhook");
+    println!(
+        "  registered  {}",
+        if names.is_empty() {
+            "no top-level Application found".into()
+        } else {
+            names.join(", ")
+        }
+    );
+    println!();
+    println!("try:");
+    println!("  export KUBECONFIG={}", kubeconfig.display());
+    println!("  mooring app list");
+    println!("  mooring app wait <name> --health --timeout 120");
+    println!("  kubectl get deployments -A");
+    println!("  (edit and commit in {}; changes are picked up within {}s, or at once with `mooring app get <name> --refresh`)", repo.display(), args.poll);
+    println!();
+    // Progress: one line per application state change until Ctrl-C.
+    let mut last: std::collections::BTreeMap<String, String> = Default::default();
+    let list_all = kube::api::Api::<kube::api::DynamicObject>::all_with(
+        client.clone(),
+        &mooring_controller::application_resource(),
+    );
+    let _ = apps_api;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                if let Ok(l) = list_all.list(&Default::default()).await {
+                    for o in l.items {
+                        let v = serde_json::to_value(&o).unwrap_or(Value::Null);
+                        let name = v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+                        let state = format!(
+                            "{} {}",
+                            v.pointer("/status/sync/status").and_then(Value::as_str).unwrap_or("Unknown"),
+                            v.pointer("/status/health/status").and_then(Value::as_str).unwrap_or("Unknown"),
+                        );
+                        if last.get(&name) != Some(&state) {
+                            println!("  app {name:32} {state}");
+                            last.insert(name, state);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    drop(controller);
+    cluster.stop();
+    Ok(())
+}
