@@ -475,7 +475,11 @@ async fn work(ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<String>) {
     let busy: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let dirty: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let permits = Arc::new(tokio::sync::Semaphore::new(ctx.options.workers.max(1)));
+    // Reconciles run in a set owned by this loop: stopping the controller aborts them
+    // too, like a killed process (the operation state in the API is all that remains).
+    let mut running = tokio::task::JoinSet::new();
     while let Some(key) = rx.recv().await {
+        while running.try_join_next().is_some() {}
         {
             let mut b = busy
                 .lock()
@@ -493,7 +497,7 @@ async fn work(ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<String>) {
             return;
         };
         let (ctx, busy, dirty) = (ctx.clone(), busy.clone(), dirty.clone());
-        tokio::spawn(async move {
+        running.spawn(async move {
             let action = run_one(&ctx, &key).await;
             drop(permit);
             busy.lock()

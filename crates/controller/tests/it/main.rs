@@ -1,4 +1,5 @@
 //! End-to-end: a real Git repository, the embedded cluster, the controller.
 
 mod gitops;
+mod operations;
 mod support;

@@ -64,13 +64,20 @@ impl Repo {
 
 pub struct Env {
     /// Kept alive for the test's duration (dropping it stops the cluster).
-    _cluster: Cluster,
+    _cluster: Option<Cluster>,
     pub client: kube::Client,
     pub controller: Controller,
     _cache: tempfile::TempDir,
 }
 
 pub async fn env() -> Env {
+    let (cluster, mut e) = env_with_cluster().await;
+    e._cluster = Some(cluster);
+    e
+}
+
+/// The cluster separately, so a test can kill the controller and start another.
+pub async fn env_with_cluster() -> (Cluster, Env) {
     let cluster = Cluster::start(ClusterOptions {
         sim: SimOptions {
             speed: 20.0,
@@ -81,6 +88,12 @@ pub async fn env() -> Env {
     })
     .await
     .expect("cluster");
+    let e = controller_for(&cluster).await;
+    (cluster, e)
+}
+
+/// A fresh controller (own Git cache) against `cluster`.
+pub async fn controller_for(cluster: &Cluster) -> Env {
     let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path())
         .await
         .expect("client");
@@ -96,7 +109,7 @@ pub async fn env() -> Env {
     .await
     .expect("controller");
     Env {
-        _cluster: cluster,
+        _cluster: None,
         client,
         controller,
         _cache: cache,

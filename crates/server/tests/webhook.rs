@@ -1,0 +1,175 @@
+//! A Git push delivered to the webhook endpoint refreshes the application at once (the
+//! poll interval is set to an hour, so only the webhook can explain the convergence), a
+//! bad signature is refused, and an oversized body gets 413.
+
+use mooring_apiserver::{sim::SimOptions, Cluster, ClusterOptions};
+use mooring_controller::{Controller, ControllerOptions};
+use mooring_k8s::kube::api::{Api, DynamicObject, PostParams};
+use serde_json::json;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn cm(value: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: model-config}}\ndata: {{version: \"{value}\"}}\n")
+}
+
+fn sign(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
+    mac.update(body);
+    let bytes = mac.finalize().into_bytes();
+    format!(
+        "sha256={}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_webhook_refreshes_the_app() {
+    let repo = tempfile::tempdir().expect("tmp");
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    std::fs::create_dir_all(repo.path().join("app")).expect("mkdir");
+    std::fs::write(repo.path().join("app/cm.yaml"), cm("1")).expect("write");
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "v1"]);
+    let remote = "https://git.example.com/ml/platform.git";
+
+    let cluster = Cluster::start(ClusterOptions {
+        sim: SimOptions {
+            speed: 20.0,
+            ..Default::default()
+        },
+        crds: mooring_k8s::crds::all(),
+        ..Default::default()
+    })
+    .await
+    .expect("cluster");
+    let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path())
+        .await
+        .expect("client");
+    let cache = tempfile::tempdir().expect("tmp");
+    let controller = Controller::start(
+        client.clone(),
+        ControllerOptions {
+            cache_dir: cache.path().to_path_buf(),
+            poll: Duration::from_secs(3600),
+            repo_aliases: vec![(remote.into(), format!("file://{}", repo.path().display()))],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("controller");
+    let secret = "s3cret";
+    let router = mooring_server::router(
+        controller.ctx.clone(),
+        mooring_server::WebhookSecrets {
+            github: Some(secret.into()),
+            gitlab: None,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
+
+    let apps: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &mooring_controller::application_resource(),
+    );
+    let app: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "hooked", "namespace": "default"},
+        "spec": {"project": "default", "source": {"repoURL": remote, "targetRevision": "main", "path": "app"},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": "default"},
+            "syncPolicy": {"automated": {"prune": true}}}
+    }))
+    .expect("app");
+    apps.create(&PostParams::default(), &app)
+        .await
+        .expect("create");
+    let cms: Api<DynamicObject> = Api::default_namespaced_with(
+        client.clone(),
+        &mooring_k8s::kube::core::ApiResource::erase::<
+            mooring_k8s::k8s_openapi::api::core::v1::ConfigMap,
+        >(&()),
+    );
+    let wait_version = |v: &'static str| {
+        let cms = cms.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(Some(c)) = cms.get_opt("model-config").await {
+                    if c.data["data"]["version"] == v {
+                        return;
+                    }
+                }
+                assert!(Instant::now() < deadline, "version {v} never arrived");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    wait_version("1").await;
+
+    std::fs::write(repo.path().join("app/cm.yaml"), cm("2")).expect("write");
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "v2"]);
+    let after = git(repo.path(), &["rev-parse", "HEAD"]);
+    let payload = serde_json::to_vec(&json!({
+        "ref": "refs/heads/main", "after": after,
+        "repository": {"html_url": "https://git.example.com/ml/platform", "clone_url": remote},
+        "commits": [{"added": [], "removed": [], "modified": ["app/cm.yaml"]}],
+    }))
+    .expect("json");
+    let http = Http(addr);
+    // Wrong signature: refused, nothing refreshed.
+    let (code, _) = http.post(&payload, "sha256=00").await;
+    assert_eq!(code, 401);
+    let (code, body) = http.post(&payload, &sign(secret, &payload)).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("refreshing 1"), "{body}");
+    wait_version("2").await;
+    // Oversized body.
+    let big = vec![b' '; 2 * 1024 * 1024];
+    let (code, _) = http.post(&big, &sign(secret, &big)).await;
+    assert_eq!(code, 413);
+}
+
+/// A tiny HTTP/1.1 client over a TcpStream (enough for one POST).
+struct Http(std::net::SocketAddr);
+
+impl Http {
+    async fn post(&self, body: &[u8], signature: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(self.0)
+            .await
+            .expect("connect");
+        let head = format!(
+            "POST /api/webhook HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nX-GitHub-Event: push\r\nX-Hub-Signature-256: {signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.expect("write head");
+        let _ = s.write_all(body).await;
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        let text = String::from_utf8_lossy(&out).to_string();
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (code, text)
+    }
+}
