@@ -147,8 +147,15 @@ pub struct Context {
     pub lua: Option<mooring_engine::health::LuaHealthChecks>,
     pub credentials: RwLock<HashMap<String, Credentials>>,
     pub metrics: Metrics,
+    /// Recently resolved revisions: (fetch URL, revision) → (commit, when). Reconciles
+    /// triggered by live changes reuse them instead of fetching; a webhook for the URL
+    /// and the poll (which runs after the TTL) see fresh ones.
+    resolved: Mutex<HashMap<(String, String), (mooring_source::CommitId, Instant)>>,
     queue: mpsc::UnboundedSender<String>,
 }
+
+/// How long a resolved revision is reused without fetching.
+pub const RESOLVE_TTL: Duration = Duration::from_secs(10);
 
 pub fn application_resource() -> ApiResource {
     ApiResource {
@@ -237,6 +244,47 @@ impl Context {
             .unwrap_or_else(|| url.to_string())
     }
 
+    /// Resolve a revision, reusing a resolution younger than [`RESOLVE_TTL`].
+    pub async fn resolve(
+        &self,
+        url: &str,
+        revision: &str,
+        creds: Credentials,
+    ) -> Result<mooring_source::CommitId, ControllerError> {
+        let key = (url.to_string(), revision.to_string());
+        let cached = self
+            .resolved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        if let Some((c, at)) = cached {
+            if at.elapsed() < RESOLVE_TTL.min(self.options.poll) {
+                return Ok(c);
+            }
+        }
+        let repos = self.repos.clone();
+        let (u, r) = key.clone();
+        let commit = tokio::task::spawn_blocking(move || repos.resolve(&u, &r, &creds))
+            .await
+            .map_err(|e| ControllerError::Internal(e.to_string()))??;
+        self.resolved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, (commit.clone(), Instant::now()));
+        Ok(commit)
+    }
+
+    /// Forget cached resolutions of repositories (a push changed them).
+    fn forget_resolutions(&self, normalized_urls: &[String]) {
+        self.resolved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(u, _), _| {
+                !normalized_urls.contains(&mooring_source::webhook::normalize_repo_url(u))
+            });
+    }
+
     /// Refresh the applications a Git push concerns; returns their keys.
     pub async fn refresh_for_push(
         &self,
@@ -267,6 +315,7 @@ impl Context {
             {
                 continue;
             }
+            self.forget_resolutions(&[normalize_repo_url(&names[1])]);
             let target = src.target_revision.as_deref().unwrap_or("HEAD");
             let same_ref = matches!(target, "" | "HEAD")
                 || event.branch() == Some(target)
@@ -285,6 +334,20 @@ impl Context {
             out.push(key);
         }
         out
+    }
+
+    /// Refresh an application now: forget cached revision resolutions and queue it (what
+    /// `app get --refresh` and a webhook amount to).
+    pub fn refresh(&self, key: &str) {
+        self.forget_all_resolutions();
+        self.enqueue(key);
+    }
+
+    pub(crate) fn forget_all_resolutions(&self) {
+        self.resolved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     /// Queue an application (`namespace/name`) for reconciliation.
@@ -330,6 +393,7 @@ impl Context {
             lua: None,
             credentials: RwLock::new(HashMap::new()),
             metrics: Metrics::default(),
+            resolved: Mutex::new(HashMap::new()),
             queue: tx,
         }))
     }
@@ -365,6 +429,7 @@ impl Controller {
             lua,
             credentials: RwLock::new(HashMap::new()),
             metrics: Metrics::default(),
+            resolved: Mutex::new(HashMap::new()),
             queue: tx,
         });
         tasks.push(tokio::spawn(watch_apps(ctx.clone())));

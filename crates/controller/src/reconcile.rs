@@ -74,12 +74,10 @@ pub async fn desired_state(
         .map(str::to_string)
         .or_else(|| source.target_revision.clone())
         .unwrap_or_else(|| "HEAD".into());
-    let repos = ctx.repos.clone();
     let creds = ctx.credentials_for(&source.repo_url);
-    let url = ctx.fetch_url(&source.repo_url);
-    let commit = tokio::task::spawn_blocking(move || repos.resolve(&url, &revision, &creds))
-        .await
-        .map_err(|e| ControllerError::Internal(e.to_string()))??;
+    let commit = ctx
+        .resolve(&ctx.fetch_url(&source.repo_url), &revision, creds)
+        .await?;
     let path = source.path.clone().unwrap_or_else(|| ".".into());
     let key =
         mooring_render::RenderCache::key_for(&source.repo_url, commit.as_str(), &path, &source);
@@ -333,6 +331,20 @@ pub async fn reconcile(
                 .await?;
         }
         return Ok(Action::Idle);
+    }
+    // `app get --refresh` (Argo CD's refresh annotation): compare with Git now, then
+    // clear the request.
+    if app
+        .metadata
+        .pointer("/annotations/argocd.argoproj.io~1refresh")
+        .is_some()
+    {
+        ctx.forget_all_resolutions();
+        ctx.patch_app(
+            &app,
+            json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": null}}}),
+        )
+        .await?;
     }
     // A running (or requested) operation is driven first; it renders its own revision.
     if app.operation.is_some()

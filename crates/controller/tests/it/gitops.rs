@@ -137,7 +137,7 @@ async fn commit_converges_prunes_and_self_heals() {
     );
     repo.remove("apps/model/config.yaml");
     let c2 = repo.commit("model v1.1");
-    e.controller.ctx.enqueue("default/model");
+    e.controller.ctx.refresh("default/model");
     let a = wait_synced_healthy(&apps, "model", &c2).await;
     assert_eq!(
         a["status"]["resources"].as_array().map(Vec::len),
@@ -213,7 +213,7 @@ async fn ignore_differences_and_prune_false() {
     // Removing a Prune=false resource from Git keeps it in the cluster.
     repo.remove("apps/model/keep.yaml");
     let c2 = repo.commit("drop keep");
-    e.controller.ctx.enqueue("default/hpa-app");
+    e.controller.ctx.refresh("default/hpa-app");
     eventually(30, "revision 2 compared", || async {
         let a = app_status(&apps, "hpa-app").await;
         (field(&a, "/status/sync/revision") == c2).then_some(())
