@@ -31,11 +31,21 @@ pub struct BenchArgs {
     /// Largest object count for list latency and memory (10k is always measured too).
     #[arg(long, default_value_t = 100_000)]
     pub objects: usize,
+    /// Applications for the refresh-pass figure (gitops).
+    #[arg(long, default_value_t = 1000)]
+    pub apps: usize,
+    /// Commits / drifts measured (gitops).
+    #[arg(long, default_value_t = 20)]
+    pub rounds: usize,
 }
 
 #[derive(clap::ValueEnum, Clone, Debug)]
 pub enum Target {
+    /// The embedded API server: writes/s, list latency, watch fan-out, memory.
     Cluster,
+    /// The GitOps loop: commit → converged with a webhook, drift → healed, and a full
+    /// refresh pass over many applications.
+    Gitops,
 }
 
 fn rss_mib() -> f64 {
@@ -98,7 +108,13 @@ async fn list_latency(
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let Target::Cluster = args.target;
+    match args.target {
+        Target::Cluster => cluster_bench(args).await,
+        Target::Gitops => crate::bench_gitops::run(args.apps, args.rounds).await,
+    }
+}
+
+async fn cluster_bench(args: BenchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("creating a temporary data directory")?;
     let cluster = mooring_apiserver::Cluster::start(mooring_apiserver::ClusterOptions {
         name: "bench".into(),

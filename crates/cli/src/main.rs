@@ -5,6 +5,7 @@
 
 mod app;
 mod bench;
+mod bench_gitops;
 mod up;
 
 use anyhow::Context;

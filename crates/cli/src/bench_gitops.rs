@@ -1,0 +1,302 @@
+//! `mooring bench gitops`: the GitOps loop's figures, in-process and on loopback: a Git
+//! repository (git CLI, file://), the embedded cluster, the controller and the webhook
+//! endpoint, driven the way users drive them.
+//!
+//! - commit → converged: commit, POST a GitHub-style push to the webhook, wait until the
+//!   app reports the commit as Synced and Healthy (10-resource app);
+//! - drift → healed: change a managed object behind Mooring's back, wait until restored;
+//! - a full refresh pass over N applications of 10 resources each: time and peak RSS.
+
+use anyhow::{bail, Context as _};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use mooring_k8s::kube;
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn git(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<String> {
+    let o = Command::new("git")
+        .args(["-c", "user.name=bench", "-c", "user.email=bench@localhost"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .context("git")?;
+    if !o.status.success() {
+        bail!("git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+fn write_app(dir: &std::path::Path, version: usize) -> anyhow::Result<()> {
+    let app = dir.join("app");
+    std::fs::create_dir_all(&app)?;
+    for i in 0..9 {
+        let v = if i == 0 { version } else { 0 };
+        std::fs::write(
+            app.join(format!("cm-{i}.yaml")),
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i}}}\ndata: {{version: \"{v}\"}}\n"),
+        )?;
+    }
+    std::fs::write(
+        app.join("deployment.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: server}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: server}}\n  template:\n    metadata: {labels: {app: server}}\n    spec:\n      containers: [{name: s, image: registry.local/server:1}]\n",
+    )?;
+    Ok(())
+}
+
+fn percentile(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn vm_hwm_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn app(name: &str, ns: &str, remote: &str) -> anyhow::Result<DynamicObject> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"project": "default", "source": {"repoURL": remote, "targetRevision": "main", "path": "app"},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": ns},
+            "syncPolicy": {"automated": {"prune": true, "selfHeal": true}, "syncOptions": ["CreateNamespace=true"]}}
+    }))?)
+}
+
+async fn converged(
+    apps: &Api<DynamicObject>,
+    name: &str,
+    revision: Option<&str>,
+) -> anyhow::Result<bool> {
+    let a = serde_json::to_value(apps.get(name).await?)?;
+    let s = |p: &str| {
+        a.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    Ok(s("/status/sync/status") == "Synced"
+        && s("/status/health/status") == "Healthy"
+        && revision.is_none_or(|r| s("/status/sync/revision") == r))
+}
+
+pub async fn run(n_apps: usize, rounds: usize) -> anyhow::Result<()> {
+    let repo = tempfile::tempdir()?;
+    git(repo.path(), &["init", "-q", "-b", "main"])?;
+    write_app(repo.path(), 0)?;
+    git(repo.path(), &["add", "-A"])?;
+    git(repo.path(), &["commit", "-q", "-m", "v0"])?;
+    let remote = "https://git.example.com/bench/platform.git";
+    let speed = 20.0;
+    let cluster = mooring_apiserver::Cluster::start(mooring_apiserver::ClusterOptions {
+        sim: mooring_apiserver::sim::SimOptions {
+            speed,
+            ..Default::default()
+        },
+        crds: mooring_k8s::crds::all(),
+        ..Default::default()
+    })
+    .await?;
+    let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path()).await?;
+    let cache = tempfile::tempdir()?;
+    let controller = mooring_controller::Controller::start(
+        client.clone(),
+        mooring_controller::ControllerOptions {
+            cache_dir: cache.path().to_path_buf(),
+            poll: Duration::from_secs(3600),
+            operation_poll: Duration::from_millis(50),
+            repo_aliases: vec![(remote.into(), format!("file://{}", repo.path().display()))],
+            ..Default::default()
+        },
+    )
+    .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hook_addr = listener.local_addr()?;
+    let router = mooring_server::router(controller.ctx.clone(), Default::default());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let apps: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &mooring_controller::application_resource(),
+    );
+    apps.create(&PostParams::default(), &app("bench", "bench", remote)?)
+        .await?;
+    let t = Instant::now();
+    while !converged(&apps, "bench", None).await? {
+        if t.elapsed() > Duration::from_secs(120) {
+            bail!("the benchmark app did not converge");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first = t.elapsed();
+
+    // Commit → webhook → converged.
+    let mut commit_lat = Vec::new();
+    for i in 1..=rounds {
+        write_app(repo.path(), i)?;
+        git(repo.path(), &["add", "-A"])?;
+        git(repo.path(), &["commit", "-q", "-m", &format!("v{i}")])?;
+        let sha = git(repo.path(), &["rev-parse", "HEAD"])?;
+        let payload = serde_json::to_vec(&json!({"ref": "refs/heads/main", "after": sha,
+            "repository": {"clone_url": remote, "html_url": remote.trim_end_matches(".git")},
+            "commits": [{"modified": ["app/cm-0.yaml"], "added": [], "removed": []}]}))?;
+        let t = Instant::now();
+        post_webhook(hook_addr, &payload).await?;
+        while !converged(&apps, "bench", Some(&sha)).await? {
+            if t.elapsed() > Duration::from_secs(60) {
+                bail!("commit {i} did not converge");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        commit_lat.push(t.elapsed());
+    }
+
+    // Drift → healed.
+    let cms: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "bench",
+        &kube::core::ApiResource::erase::<mooring_k8s::k8s_openapi::api::core::v1::ConfigMap>(&()),
+    );
+    let mut heal_lat = Vec::new();
+    for i in 0..rounds {
+        let t = Instant::now();
+        cms.patch(
+            "cm-1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"version": format!("drift-{i}")}})),
+        )
+        .await?;
+        loop {
+            let c = cms.get("cm-1").await?;
+            if c.data["data"]["version"] == "0" {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(30) {
+                bail!("drift {i} was not healed");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        heal_lat.push(t.elapsed());
+    }
+
+    // Many applications: initial convergence, then one full refresh pass.
+    let t = Instant::now();
+    for i in 0..n_apps {
+        apps.create(
+            &PostParams::default(),
+            &app(&format!("fleet-{i}"), &format!("fleet-{i}"), remote)?,
+        )
+        .await?;
+    }
+    loop {
+        let list = apps.list(&Default::default()).await?;
+        let done = list
+            .items
+            .iter()
+            .filter(|o| {
+                let v = serde_json::to_value(o).unwrap_or(Value::Null);
+                v.pointer("/status/sync/status").and_then(Value::as_str) == Some("Synced")
+                    && v.pointer("/status/health/status").and_then(Value::as_str) == Some("Healthy")
+            })
+            .count();
+        if done > n_apps {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(1800) {
+            bail!("only {done} of {} apps converged", n_apps + 1);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let fleet_converge = t.elapsed();
+    let (before, _) = controller.ctx.metrics.reconciles();
+    let t = Instant::now();
+    for i in 0..n_apps {
+        controller.ctx.refresh(&format!("default/fleet-{i}"));
+    }
+    while controller.ctx.metrics.reconciles().0 < before + n_apps as u64 {
+        if t.elapsed() > Duration::from_secs(1800) {
+            bail!("refresh pass did not finish");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pass = t.elapsed();
+    let rows = vec![
+        (
+            "first sync of a 10-resource app (sim speed 20)".to_string(),
+            format!("{:.0} ms", first.as_secs_f64() * 1e3),
+        ),
+        (
+            format!("commit → webhook → Synced+Healthy ({rounds} commits)"),
+            format!(
+                "p50 {:.0} ms, p90 {:.0} ms, max {:.0} ms",
+                percentile(&mut commit_lat, 0.5).as_secs_f64() * 1e3,
+                percentile(&mut commit_lat, 0.9).as_secs_f64() * 1e3,
+                percentile(&mut commit_lat, 1.0).as_secs_f64() * 1e3
+            ),
+        ),
+        (
+            format!("drift → healed ({rounds} drifts)"),
+            format!(
+                "p50 {:.0} ms, p90 {:.0} ms, max {:.0} ms",
+                percentile(&mut heal_lat, 0.5).as_secs_f64() * 1e3,
+                percentile(&mut heal_lat, 0.9).as_secs_f64() * 1e3,
+                percentile(&mut heal_lat, 1.0).as_secs_f64() * 1e3
+            ),
+        ),
+        (
+            format!("{n_apps} apps × 10 resources: created → all Synced+Healthy"),
+            format!("{:.1} s", fleet_converge.as_secs_f64()),
+        ),
+        (
+            format!("full refresh pass over {n_apps} apps"),
+            format!(
+                "{:.2} s ({:.1} ms/app)",
+                pass.as_secs_f64(),
+                pass.as_secs_f64() * 1e3 / n_apps as f64
+            ),
+        ),
+        (
+            "peak RSS (cluster + controller in one process)".to_string(),
+            format!("{:.0} MiB", vm_hwm_mib()),
+        ),
+    ];
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(10);
+    println!("{:width$}  RESULT", "FIGURE");
+    for (k, v) in rows {
+        println!("{k:width$}  {v}");
+    }
+    drop(controller);
+    cluster.stop();
+    Ok(())
+}
+
+async fn post_webhook(addr: std::net::SocketAddr, body: &[u8]) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let head = format!(
+        "POST /api/webhook HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nX-GitHub-Event: push\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await?;
+    s.write_all(body).await?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await?;
+    if !out.starts_with(b"HTTP/1.1 200") {
+        bail!("webhook answered: {}", String::from_utf8_lossy(&out));
+    }
+    Ok(())
+}
