@@ -190,3 +190,39 @@ fn up_converges_the_example_platform() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn health_test_and_crds_commands() {
+    let tree = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../engine/tests/fixtures/health/customizations"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .args(["health", "test", tree])
+        .output()
+        .expect("mooring health test");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "a failing case exits 1: {out}");
+    assert!(
+        out.contains("9 passed, 1 failed") && out.contains("deliberately_wrong_expectation"),
+        "{out}"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .args(["health", "test", "/nonexistent/health/tree"])
+        .output()
+        .expect("mooring health test");
+    assert_eq!(o.status.code(), Some(2));
+
+    let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .arg("crds")
+        .output()
+        .expect("mooring crds");
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("kind: CustomResourceDefinition")
+            && text.contains("applications.argoproj.io"),
+        "{text}"
+    );
+    assert!(text.contains("repoURL"), "schema generated from the types");
+}

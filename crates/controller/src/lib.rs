@@ -435,6 +435,7 @@ impl Controller {
         tasks.push(tokio::spawn(watch_apps(ctx.clone())));
         tasks.push(tokio::spawn(watch_live(ctx.clone(), mgmt.clone())));
         tasks.push(tokio::spawn(poll(ctx.clone())));
+        tasks.push(tokio::spawn(watch_repository_secrets(ctx.clone())));
         tasks.push(tokio::spawn(work(ctx.clone(), rx)));
         Ok(Controller { ctx, tasks })
     }
@@ -513,6 +514,49 @@ async fn app_keys_named(ctx: &Context, name: &str) -> Vec<String> {
         .into_iter()
         .filter(|k| k.rsplit('/').next() == Some(name))
         .collect()
+}
+
+/// Argo CD repository Secrets (`argocd.argoproj.io/secret-type: repository`) in the
+/// management cluster provide Git credentials, matched by repository URL.
+async fn watch_repository_secrets(ctx: Arc<Context>) {
+    use futures::StreamExt;
+    use mooring_k8s::k8s_openapi::api::core::v1::Secret;
+    let api: Api<Secret> = Api::all(ctx.management.client().clone());
+    let cfg = kube::runtime::watcher::Config::default()
+        .labels("argocd.argoproj.io/secret-type=repository");
+    let mut stream = kube::runtime::watcher(api, cfg).boxed();
+    while let Some(ev) = stream.next().await {
+        let (secret, deleted) = match ev {
+            Ok(
+                kube::runtime::watcher::Event::Apply(s)
+                | kube::runtime::watcher::Event::InitApply(s),
+            ) => (s, false),
+            Ok(kube::runtime::watcher::Event::Delete(s)) => (s, true),
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::debug!("repository secret watch: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let Ok(v) = serde_json::to_value(&secret) else {
+            continue;
+        };
+        match Credentials::from_repository_secret(&v) {
+            Ok((url, creds)) => {
+                let mut all = ctx
+                    .credentials
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if deleted {
+                    all.remove(&url);
+                } else {
+                    all.insert(url, creds);
+                }
+            }
+            Err(e) => tracing::warn!("repository secret ignored: {e}"),
+        }
+    }
 }
 
 /// Periodic refresh of every app, jittered so a fleet does not hit Git at once.

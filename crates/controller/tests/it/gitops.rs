@@ -325,3 +325,87 @@ async fn hostile_sources_apply_nothing() {
         "nothing applied"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_commit_keeps_the_last_synced_state_and_unknown_kinds_apply_nothing() {
+    let repo = Repo::new();
+    repo.write(
+        "apps/model/deployment.yaml",
+        &deployment(2, "registry.local/model:1.0"),
+    );
+    repo.write("apps/model/config.yaml", CONFIG);
+    let c1 = repo.commit("good");
+    let e = env().await;
+    let apps = apps(&e.client);
+    let app: DynamicObject =
+        serde_json::from_value(application("steady", &repo.url(), "apps/model", json!({})))
+            .expect("app");
+    apps.create(&PostParams::default(), &app)
+        .await
+        .expect("create");
+    wait_synced_healthy(&apps, "steady", &c1).await;
+
+    // A broken manifest lands in Git: the app reports it, the cluster keeps running v1.
+    repo.write(
+        "apps/model/broken.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: [not, a, name}\n",
+    );
+    repo.write(
+        "apps/model/deployment.yaml",
+        &deployment(5, "registry.local/model:2.0"),
+    );
+    repo.commit("broken");
+    e.controller.ctx.refresh("default/steady");
+    let a = eventually(30, "comparison error reported", || async {
+        let a = app_status(&apps, "steady").await;
+        a["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "ComparisonError")
+            .then_some(a)
+    })
+    .await;
+    assert!(
+        a["status"]["conditions"]
+            .to_string()
+            .contains("broken.yaml"),
+        "{a}"
+    );
+    let deploys = api(&e.client, "apps", "v1", "Deployment", "deployments");
+    let d = deploys.get("model-server").await.expect("still running");
+    assert_eq!(d.data["spec"]["replicas"], 2, "v1 stays");
+
+    // A kind the cluster does not serve (and no CRD in the sync) fails the sync before
+    // anything — including the valid ConfigMap next to it — is applied.
+    let repo2 = Repo::new();
+    repo2.write(
+        "app/cm.yaml",
+        &CONFIG.replace("model-config", "next-to-widget"),
+    );
+    repo2.write(
+        "app/widget.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {size: 3}\n",
+    );
+    repo2.commit("unknown kind");
+    let app: DynamicObject =
+        serde_json::from_value(application("widgets", &repo2.url(), "app", json!({})))
+            .expect("app");
+    apps.create(&PostParams::default(), &app)
+        .await
+        .expect("create");
+    let a = eventually(30, "sync failed", || async {
+        let a = app_status(&apps, "widgets").await;
+        (field(&a, "/status/operationState/phase") == "Failed").then_some(a)
+    })
+    .await;
+    let msg = field(&a, "/status/operationState/message");
+    assert!(
+        msg.contains("Widget") && msg.contains("nothing was applied"),
+        "{msg}"
+    );
+    let cms = api(&e.client, "", "v1", "ConfigMap", "configmaps");
+    assert!(
+        cms.get_opt("next-to-widget").await.expect("get").is_none(),
+        "nothing applied"
+    );
+}
