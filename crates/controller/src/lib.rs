@@ -151,6 +151,9 @@ pub struct Context {
     /// triggered by live changes reuse them instead of fetching; a webhook for the URL
     /// and the poll (which runs after the TTL) see fresh ones.
     resolved: Mutex<HashMap<(String, String), (mooring_source::CommitId, Instant)>>,
+    /// Application name → `namespace/name` keys, kept by the Application watch, so a
+    /// live change (which names its app) is queued without listing Applications.
+    app_index: RwLock<HashMap<String, BTreeSet<String>>>,
     queue: mpsc::UnboundedSender<String>,
 }
 
@@ -213,15 +216,6 @@ impl Context {
             ns,
             &application_resource(),
         )
-    }
-
-    /// Merge-patch the Application's `status`.
-    pub async fn patch_app_status(
-        &self,
-        app: &Application,
-        patch: Value,
-    ) -> Result<(), ControllerError> {
-        self.patch_app(app, patch).await
     }
 
     /// Merge-patch the Application (the CRD has no status subresource, as in Argo CD).
@@ -394,6 +388,7 @@ impl Context {
             credentials: RwLock::new(HashMap::new()),
             metrics: Metrics::default(),
             resolved: Mutex::new(HashMap::new()),
+            app_index: RwLock::new(HashMap::new()),
             queue: tx,
         }))
     }
@@ -430,6 +425,7 @@ impl Controller {
             credentials: RwLock::new(HashMap::new()),
             metrics: Metrics::default(),
             resolved: Mutex::new(HashMap::new()),
+            app_index: RwLock::new(HashMap::new()),
             queue: tx,
         });
         tasks.push(tokio::spawn(watch_apps(ctx.clone())));
@@ -455,7 +451,28 @@ async fn watch_apps(ctx: Arc<Context>) {
             ) => {
                 let ns = o.metadata.namespace.clone().unwrap_or_default();
                 let name = o.metadata.name.clone().unwrap_or_default();
-                ctx.enqueue(&format!("{ns}/{name}"));
+                let key = format!("{ns}/{name}");
+                ctx.app_index
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .entry(name)
+                    .or_default()
+                    .insert(key.clone());
+                ctx.enqueue(&key);
+            }
+            Ok(kube::runtime::watcher::Event::Delete(o)) => {
+                let ns = o.metadata.namespace.clone().unwrap_or_default();
+                let name = o.metadata.name.clone().unwrap_or_default();
+                let mut index = ctx
+                    .app_index
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(keys) = index.get_mut(&name) {
+                    keys.remove(&format!("{ns}/{name}"));
+                    if keys.is_empty() {
+                        index.remove(&name);
+                    }
+                }
             }
             Ok(_) => {}
             Err(e) => {
@@ -509,11 +526,12 @@ async fn all_app_keys(ctx: &Context) -> Vec<String> {
 }
 
 async fn app_keys_named(ctx: &Context, name: &str) -> Vec<String> {
-    all_app_keys(ctx)
-        .await
-        .into_iter()
-        .filter(|k| k.rsplit('/').next() == Some(name))
-        .collect()
+    ctx.app_index
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(name)
+        .map(|keys| keys.iter().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// Argo CD repository Secrets (`argocd.argoproj.io/secret-type: repository`) in the

@@ -246,7 +246,7 @@ pub async fn drive(
             "retryCount": retry_count,
             "syncResult": {"resources": []},
         });
-        ctx.patch_app_status(app, json!({"status": {"operationState": state}}))
+        ctx.patch_app(app, json!({"status": {"operationState": state}}))
             .await?;
     }
     if let Some(at) = state.get("nextRetryAt").and_then(Value::as_str) {
@@ -320,7 +320,7 @@ pub async fn drive(
             state["plan"] = skeleton(&plan);
             state["syncResult"]["revision"] = json!(revision);
             state["sync"] = serde_json::to_value(SyncState::default()).unwrap_or(Value::Null);
-            ctx.patch_app_status(app, json!({"status": {"operationState": state}}))
+            ctx.patch_app(app, json!({"status": {"operationState": state}}))
                 .await?;
             plan
         }
@@ -341,7 +341,7 @@ pub async fn drive(
                         Ok(Submitted::Done(msg)) => results.push(result_entry(t, "Synced", &msg)),
                         Ok(Submitted::Retry(msg)) => {
                             state["message"] = json!(msg);
-                            ctx.patch_app_status(app, json!({"status": {"operationState": state}}))
+                            ctx.patch_app(app, json!({"status": {"operationState": state}}))
                                 .await?;
                             return Ok(OperationOutcome::InProgress);
                         }
@@ -426,7 +426,7 @@ async fn persist(
     ss: &SyncState,
 ) -> Result<(), ControllerError> {
     state["sync"] = serde_json::to_value(ss).unwrap_or(Value::Null);
-    ctx.patch_app_status(app, json!({"status": {"operationState": state}}))
+    ctx.patch_app(app, json!({"status": {"operationState": state}}))
         .await
 }
 
@@ -646,7 +646,7 @@ async fn finish(
                 state["nextRetryAt"] = json!((jiff::Timestamp::now() + wait)
                     .strftime("%Y-%m-%dT%H:%M:%SZ")
                     .to_string());
-                ctx.patch_app_status(app, json!({"status": {"operationState": state}}))
+                ctx.patch_app(app, json!({"status": {"operationState": state}}))
                     .await?;
                 return Ok(OperationOutcome::InProgress);
             }
@@ -687,7 +687,7 @@ async fn finish(
             vec![json!({"type": "SyncError", "message": message, "lastTransitionTime": now()})];
         status["conditions"] = json!(conds);
     }
-    ctx.patch_app_status(app, json!({"status": status})).await?;
+    ctx.patch_app(app, json!({"status": status})).await?;
     ctx.patch_app(app, json!({"operation": null})).await?;
     Ok(OperationOutcome::Finished)
 }

@@ -430,7 +430,7 @@ pub async fn write_status(
         "conditions": conds,
         "reconciledAt": now(),
     }});
-    ctx.patch_app_status(app, patch).await
+    ctx.patch_app(app, patch).await
 }
 
 /// Record an error condition without touching the last known resources.
@@ -448,6 +448,16 @@ pub async fn write_error(
         .into_iter()
         .filter(|c| c.type_ != type_)
         .collect();
+    // The same error again: nothing to write (a write would trigger another reconcile).
+    let unchanged = app.status.as_ref().is_some_and(|s| {
+        s.sync.status == SyncStatusCode::Unknown
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == type_ && c.message == message)
+    });
+    if unchanged {
+        return Ok(());
+    }
     conds.push(condition(type_, message));
     let sync = app
         .status
@@ -459,5 +469,5 @@ pub async fn write_error(
         "sync": SyncStatus { status: SyncStatusCode::Unknown, revision: sync.revision },
         "reconciledAt": now(),
     }});
-    ctx.patch_app_status(app, patch).await
+    ctx.patch_app(app, patch).await
 }

@@ -94,6 +94,36 @@ struct Kind {
     watchable: bool,
 }
 
+/// Managed objects, and which keys each application owns (so listing an app's objects
+/// does not scan every object of the cluster).
+#[derive(Default)]
+struct LiveCache {
+    objects: BTreeMap<ResourceKey, (String, Value)>,
+    by_app: HashMap<String, std::collections::BTreeSet<ResourceKey>>,
+}
+
+impl LiveCache {
+    fn remove(&mut self, key: &ResourceKey) -> Option<String> {
+        let (app, _) = self.objects.remove(key)?;
+        if let Some(set) = self.by_app.get_mut(&app) {
+            set.remove(key);
+            if set.is_empty() {
+                self.by_app.remove(&app);
+            }
+        }
+        Some(app)
+    }
+
+    fn insert(&mut self, key: ResourceKey, app: String, v: Value) {
+        self.remove(&key);
+        self.by_app
+            .entry(app.clone())
+            .or_default()
+            .insert(key.clone());
+        self.objects.insert(key, (app, v));
+    }
+}
+
 /// A live object changed (for self-heal and refresh triggers).
 #[derive(Debug, Clone)]
 pub struct LiveChange {
@@ -106,7 +136,7 @@ pub struct ClusterClient {
     pub name: String,
     client: kube::Client,
     kinds: RwLock<HashMap<(String, String), Kind>>,
-    live: Arc<RwLock<BTreeMap<ResourceKey, Value>>>,
+    live: Arc<RwLock<LiveCache>>,
     changes: broadcast::Sender<LiveChange>,
 }
 
@@ -131,7 +161,7 @@ impl ClusterClient {
             name: name.to_string(),
             client,
             kinds: RwLock::new(HashMap::new()),
-            live: Arc::new(RwLock::new(BTreeMap::new())),
+            live: Arc::new(RwLock::new(LiveCache::default())),
             changes,
         })
     }
@@ -214,6 +244,18 @@ impl ClusterClient {
             .map(|k| k.namespaced)
     }
 
+    /// Identity and REST resource of a manifest.
+    async fn target(&self, obj: &Value) -> Result<(ResourceKey, Api<DynamicObject>), K8sError> {
+        let key = key_of(obj).ok_or_else(|| K8sError::NoIdentity(obj.to_string()))?;
+        let av = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let k = self.resolve(av, &key.kind).await?;
+        let api = self.api(&k, &key.namespace);
+        Ok((key, api))
+    }
+
     fn api(&self, k: &Kind, ns: &str) -> Api<DynamicObject> {
         if k.namespaced {
             Api::namespaced_with(self.client.clone(), ns, &k.resource)
@@ -229,13 +271,7 @@ impl ClusterClient {
         manager: &str,
         dry_run: bool,
     ) -> Result<Value, K8sError> {
-        let key = key_of(obj).ok_or_else(|| K8sError::NoIdentity(obj.to_string()))?;
-        let av = obj
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let k = self.resolve(av, &key.kind).await?;
-        let api = self.api(&k, &key.namespace);
+        let (key, api) = self.target(obj).await?;
         let mut pp = PatchParams::apply(manager).force();
         pp.dry_run = dry_run;
         let out = api
@@ -247,13 +283,7 @@ impl ClusterClient {
 
     /// Replace (PUT) an object, creating it when missing (`Replace=true`).
     pub async fn replace(&self, obj: &Value) -> Result<Value, K8sError> {
-        let key = key_of(obj).ok_or_else(|| K8sError::NoIdentity(obj.to_string()))?;
-        let av = obj
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let k = self.resolve(av, &key.kind).await?;
-        let api = self.api(&k, &key.namespace);
+        let (key, api) = self.target(obj).await?;
         let mut dynamic: DynamicObject =
             serde_json::from_value(obj.clone()).map_err(|e| K8sError::NoIdentity(e.to_string()))?;
         let res = match api.get_opt(&key.name).await {
@@ -271,16 +301,10 @@ impl ClusterClient {
 
     /// Create an object (hooks); `AlreadyExists` is an error the caller may accept.
     pub async fn create(&self, obj: &Value) -> Result<Value, K8sError> {
-        let key = key_of(obj).ok_or_else(|| K8sError::NoIdentity(obj.to_string()))?;
-        let av = obj
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let k = self.resolve(av, &key.kind).await?;
+        let (key, api) = self.target(obj).await?;
         let dynamic: DynamicObject =
             serde_json::from_value(obj.clone()).map_err(|e| K8sError::NoIdentity(e.to_string()))?;
-        let out = self
-            .api(&k, &key.namespace)
+        let out = api
             .create(&PostParams::default(), &dynamic)
             .await
             .map_err(|e| K8sError::from_kube(&key.to_string(), e))?;
@@ -331,19 +355,18 @@ impl ClusterClient {
 
     /// Live objects tracked as belonging to `app`.
     pub fn managed(&self, app: &str) -> Vec<Value> {
-        self.live
+        let live = self
+            .live
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .filter(|o| {
-                o.pointer("/metadata/annotations")
-                    .and_then(|a| a.get(TRACKING_ANNOTATION))
-                    .and_then(Value::as_str)
-                    .and_then(tracking_app)
-                    == Some(app)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        live.by_app
+            .get(app)
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| live.objects.get(k).map(|(_, v)| v.clone()))
+                    .collect()
             })
-            .cloned()
-            .collect()
+            .unwrap_or_default()
     }
 
     /// The cached live object, if managed.
@@ -351,8 +374,9 @@ impl ClusterClient {
         self.live
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .objects
             .get(key)
-            .cloned()
+            .map(|(_, v)| v.clone())
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<LiveChange> {
@@ -424,20 +448,13 @@ impl ClusterClient {
             .live
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let previous_app = live
-            .get(&key)
-            .and_then(|p| p.pointer("/metadata/annotations"))
-            .and_then(|a| a.get(TRACKING_ANNOTATION))
-            .and_then(Value::as_str)
-            .and_then(tracking_app)
-            .map(str::to_string);
-        if deleted || app.is_none() {
-            live.remove(&key);
-        } else {
-            live.insert(key.clone(), v);
+        let previous_app = live.remove(&key);
+        if let (false, Some(a)) = (deleted, &app) {
+            live.insert(key.clone(), a.clone(), v);
         }
         drop(live);
-        for a in [app, previous_app].into_iter().flatten() {
+        let moved = previous_app.filter(|p| Some(p) != app.as_ref());
+        for a in [app, moved].into_iter().flatten() {
             let _ = self.changes.send(LiveChange {
                 app: a,
                 key: key.clone(),
