@@ -45,6 +45,16 @@ async fn push_webhook_refreshes_the_app() {
     git(repo.path(), &["commit", "-q", "-m", "v1"]);
     let remote = "https://git.example.com/ml/platform.git";
 
+    // The repository is served over smart HTTP on 127.0.0.1 (git http-backend), as a Git
+    // host would serve it; the Application names its public URL.
+    let projects = repo.path().parent().expect("tmp parent").to_path_buf();
+    let git_http = mooring_testkit::GitHttpServer::start(&projects, None).expect("git http server");
+    let served = git_http.url(
+        repo.path()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("dir name"),
+    );
     let cluster = Cluster::start(ClusterOptions {
         sim: SimOptions {
             speed: 20.0,
@@ -64,7 +74,7 @@ async fn push_webhook_refreshes_the_app() {
         ControllerOptions {
             cache_dir: cache.path().to_path_buf(),
             poll: Duration::from_secs(3600),
-            repo_aliases: vec![(remote.into(), format!("file://{}", repo.path().display()))],
+            repo_aliases: vec![(remote.into(), served.clone())],
             ..Default::default()
         },
     )
@@ -141,6 +151,10 @@ async fn push_webhook_refreshes_the_app() {
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("refreshing 1"), "{body}");
     wait_version("2").await;
+    assert!(
+        git_http.requests.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "fetched over HTTP"
+    );
     // Oversized body.
     let big = vec![b' '; 2 * 1024 * 1024];
     let (code, _) = http.post(&big, &sign(secret, &big)).await;

@@ -1,0 +1,175 @@
+//! Test support shared by Mooring's integration tests: real parts only.
+//!
+//! [`GitHttpServer`] serves Git repositories over smart HTTP on 127.0.0.1 through
+//! `git http-backend` (CGI), as a Git hosting service would, optionally demanding basic
+//! authentication. It is deliberately small (one thread per request) and only for tests.
+
+use anyhow::{Context as _, Result};
+use base64::Engine as _;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A tiny HTTP/1.1 server in front of `git http-backend` (CGI), one connection per
+/// request, optionally demanding basic authentication.
+pub struct GitHttpServer {
+    port: u16,
+    /// Requests served so far (tests use it to prove a cache hit fetched nothing).
+    pub requests: Arc<AtomicUsize>,
+}
+
+impl GitHttpServer {
+    /// Serve the repositories under `project_root` (`http://127.0.0.1:PORT/<dir>`).
+    pub fn start(project_root: &Path, basic_auth: Option<(&str, &str)>) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let root = project_root.to_path_buf();
+        let expected = basic_auth.map(|(u, p)| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        });
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let root = root.clone();
+                let expected = expected.clone();
+                counter.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    if let Err(e) = serve_one(stream, &root, expected.as_deref()) {
+                        eprintln!("test http server: {e:#}");
+                    }
+                });
+            }
+        });
+        Ok(GitHttpServer { port, requests })
+    }
+
+    /// URL of the repository at `path` under the project root.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+fn serve_one(stream: TcpStream, root: &Path, expected_auth: Option<&str>) -> Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().context("method")?.to_string();
+    let target = parts.next().context("target")?.to_string();
+    let mut headers: Vec<(String, String)> = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    if let Some(len) = header("content-length") {
+        body.resize(len.parse()?, 0);
+        reader.read_exact(&mut body)?;
+    } else if header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size_line = String::new();
+            reader.read_line(&mut size_line)?;
+            let size =
+                usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16)?;
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk)?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    }
+    if let Some(expected) = expected_auth {
+        if header("authorization").as_deref() != Some(expected) {
+            out.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )?;
+            return Ok(());
+        }
+    }
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let mut cmd = Command::new("git");
+    cmd.arg("http-backend")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_PROJECT_ROOT", root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REQUEST_METHOD", &method)
+        .env("PATH_INFO", path)
+        .env("QUERY_STRING", query)
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .env("SERVER_PROTOCOL", "HTTP/1.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(ct) = header("content-type") {
+        cmd.env("CONTENT_TYPE", ct);
+    }
+    if let Some(p) = header("git-protocol") {
+        cmd.env("GIT_PROTOCOL", p);
+    }
+    if let Some(enc) = header("content-encoding") {
+        cmd.env("HTTP_CONTENT_ENCODING", enc);
+    }
+    let mut child = cmd.spawn().context("spawning git http-backend")?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    let writer = std::thread::spawn(move || stdin.write_all(&body));
+    let output = child.wait_with_output()?;
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("stdin writer panicked"))??;
+    let raw = output.stdout;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)))
+        .context("CGI response has no header end")?;
+    let head = String::from_utf8_lossy(&raw[..split.0]).to_string();
+    let cgi_body = &raw[split.0 + split.1..];
+    let mut status = "200 OK".to_string();
+    let mut response = Vec::new();
+    let mut extra = String::new();
+    for line in head.lines() {
+        if let Some(s) = line.strip_prefix("Status:") {
+            status = s.trim().to_string();
+        } else if !line.trim().is_empty() {
+            extra.push_str(line.trim());
+            extra.push_str("\r\n");
+        }
+    }
+    write!(
+        response,
+        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        cgi_body.len()
+    )?;
+    response.extend_from_slice(cgi_body);
+    out.write_all(&response)?;
+    out.flush()?;
+    Ok(())
+}
