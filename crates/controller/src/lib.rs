@@ -78,6 +78,7 @@ impl Default for ControllerOptions {
 #[derive(Default)]
 pub struct Metrics {
     reconciles: Mutex<(u64, Duration)>,
+    renders_reused: std::sync::atomic::AtomicU64,
     /// First time each (app, revision) was seen, to measure commit → converged.
     seen: Mutex<HashMap<(String, String), Instant>>,
     converged: Mutex<HashMap<(String, String), Duration>>,
@@ -125,6 +126,17 @@ impl Metrics {
             .clone()
     }
 
+    pub fn render_reused(&self) {
+        self.renders_reused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Renders reused across commits that did not touch the app's inputs.
+    pub fn renders_reused(&self) -> u64 {
+        self.renders_reused
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// (reconciles, total time).
     pub fn reconciles(&self) -> (u64, Duration) {
         *self
@@ -154,6 +166,8 @@ pub struct Context {
     /// Application name → `namespace/name` keys, kept by the Application watch, so a
     /// live change (which names its app) is queued without listing Applications.
     app_index: RwLock<HashMap<String, BTreeSet<String>>>,
+    /// Repository paths each cached render read (for reuse across commits).
+    render_inputs: Mutex<HashMap<mooring_render::CacheKey, Vec<String>>>,
     queue: mpsc::UnboundedSender<String>,
 }
 
@@ -330,6 +344,26 @@ impl Context {
         out
     }
 
+    pub(crate) fn remember_inputs(&self, key: mooring_render::CacheKey, inputs: Vec<String>) {
+        let mut m = self
+            .render_inputs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Bounded like the render cache it describes.
+        if m.len() > 8192 {
+            m.clear();
+        }
+        m.insert(key, inputs);
+    }
+
+    pub(crate) fn inputs_of(&self, key: &mooring_render::CacheKey) -> Option<Vec<String>> {
+        self.render_inputs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .cloned()
+    }
+
     /// Refresh an application now: forget cached revision resolutions and queue it (what
     /// `app get --refresh` and a webhook amount to).
     pub fn refresh(&self, key: &str) {
@@ -389,6 +423,7 @@ impl Context {
             metrics: Metrics::default(),
             resolved: Mutex::new(HashMap::new()),
             app_index: RwLock::new(HashMap::new()),
+            render_inputs: Mutex::new(HashMap::new()),
             queue: tx,
         }))
     }
@@ -426,6 +461,7 @@ impl Controller {
             metrics: Metrics::default(),
             resolved: Mutex::new(HashMap::new()),
             app_index: RwLock::new(HashMap::new()),
+            render_inputs: Mutex::new(HashMap::new()),
             queue: tx,
         });
         tasks.push(tokio::spawn(watch_apps(ctx.clone())));

@@ -83,29 +83,37 @@ pub async fn desired_state(
         mooring_render::RenderCache::key_for(&source.repo_url, commit.as_str(), &path, &source);
     let manifests = match ctx.renders.get(&key) {
         Some(m) => m,
-        None => {
-            let repos = ctx.repos.clone();
-            let url = ctx.fetch_url(&source.repo_url);
-            let c = commit.clone();
-            let opts = ctx.render_options.clone();
-            let src = source.clone();
-            let rendered =
-                tokio::task::spawn_blocking(move || -> Result<Vec<Value>, ControllerError> {
-                    let dir = tempfile::Builder::new()
-                        .prefix("mooring-render-")
-                        .tempdir()
-                        .map_err(|e| {
-                            ControllerError::Internal(format!("temporary directory: {e}"))
-                        })?;
-                    repos.export(&url, &c, dir.path(), &mooring_source::Limits::default())?;
-                    Ok(mooring_render::render(dir.path(), &src, &opts)?)
-                })
+        None => match reuse_render(ctx, app, &key, &commit).await {
+            Some(m) => m,
+            None => {
+                let repos = ctx.repos.clone();
+                let url = ctx.fetch_url(&source.repo_url);
+                let c = commit.clone();
+                let opts = ctx.render_options.clone();
+                let src = source.clone();
+                let (rendered, inputs) = tokio::task::spawn_blocking(
+                    move || -> Result<(Vec<Value>, Vec<String>), ControllerError> {
+                        let dir = tempfile::Builder::new()
+                            .prefix("mooring-render-")
+                            .tempdir()
+                            .map_err(|e| {
+                                ControllerError::Internal(format!("temporary directory: {e}"))
+                            })?;
+                        repos.export(&url, &c, dir.path(), &mooring_source::Limits::default())?;
+                        let rendered = mooring_render::render(dir.path(), &src, &opts)?;
+                        // What the render read, to reuse it for commits that touch none of it.
+                        let inputs = mooring_render::source_inputs(dir.path(), &src)?;
+                        Ok((rendered, inputs))
+                    },
+                )
                 .await
                 .map_err(|e| ControllerError::Internal(e.to_string()))??;
-            let m = Arc::new(rendered);
-            ctx.renders.insert(key, m.clone());
-            m
-        }
+                let m = Arc::new(rendered);
+                ctx.renders.insert(key.clone(), m.clone());
+                ctx.remember_inputs(key, inputs);
+                m
+            }
+        },
     };
     let dest_ns = app.spec.destination.namespace.clone().unwrap_or_default();
     let mut out = Vec::with_capacity(manifests.len());
@@ -157,6 +165,39 @@ pub async fn desired_state(
         }
     }
     Ok((commit.to_string(), out))
+}
+
+/// Reuse the render of the app's previous revision when the commits between it and
+/// `commit` touch none of the render's inputs (the app path, its kustomize bases,
+/// components, patches, value files).
+async fn reuse_render(
+    ctx: &Context,
+    app: &Application,
+    key: &mooring_render::CacheKey,
+    commit: &mooring_source::CommitId,
+) -> Option<mooring_render::Manifests> {
+    let previous = app.status.as_ref()?.sync.revision.clone()?;
+    let prev_commit: mooring_source::CommitId = previous.parse().ok()?;
+    if &prev_commit == commit {
+        return None;
+    }
+    let prev_key = key.at_commit(prev_commit.as_str());
+    let inputs = ctx.inputs_of(&prev_key)?;
+    ctx.renders.get(&prev_key)?;
+    let repos = ctx.repos.clone();
+    let url = ctx.fetch_url(&app.source()?.repo_url);
+    let to = commit.clone();
+    let changed = tokio::task::spawn_blocking(move || repos.changed_paths(&url, &prev_commit, &to))
+        .await
+        .ok()?
+        .ok()?;
+    if mooring_render::inputs_touched(&inputs, &changed) {
+        return None;
+    }
+    let m = ctx.renders.reuse(&prev_key, commit.as_str())?;
+    ctx.remember_inputs(key.clone(), inputs);
+    ctx.metrics.render_reused();
+    Some(m)
 }
 
 /// Compare desired with live: per-resource sync status, diffs and health.

@@ -409,3 +409,51 @@ async fn a_bad_commit_keeps_the_last_synced_state_and_unknown_kinds_apply_nothin
         "nothing applied"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_outside_an_apps_inputs_reuse_its_render() {
+    let repo = Repo::new();
+    repo.write("base/kustomization.yaml", "resources: [config.yaml]\n");
+    repo.write("base/config.yaml", CONFIG);
+    repo.write(
+        "overlay/kustomization.yaml",
+        "resources: [../base]\nnamePrefix: prod-\n",
+    );
+    repo.write("docs/README.md", "v1\n");
+    let c1 = repo.commit("v1");
+    let e = env().await;
+    let apps = apps(&e.client);
+    let app: DynamicObject =
+        serde_json::from_value(application("kusto", &repo.url(), "overlay", json!({})))
+            .expect("app");
+    apps.create(&PostParams::default(), &app)
+        .await
+        .expect("create");
+    wait_synced_healthy(&apps, "kusto", &c1).await;
+    let metrics = &e.controller.ctx.metrics;
+    assert_eq!(metrics.renders_reused(), 0);
+
+    // Docs only: the render is reused.
+    repo.write("docs/README.md", "v2\n");
+    let c2 = repo.commit("docs");
+    e.controller.ctx.refresh("default/kusto");
+    wait_synced_healthy(&apps, "kusto", &c2).await;
+    assert_eq!(
+        metrics.renders_reused(),
+        1,
+        "a docs-only commit reuses the render"
+    );
+
+    // The kustomize base (outside the app path) changed: rendered again, and applied.
+    repo.write("base/config.yaml", &CONFIG.replace("0.9", "0.8"));
+    let c3 = repo.commit("base");
+    e.controller.ctx.refresh("default/kusto");
+    wait_synced_healthy(&apps, "kusto", &c3).await;
+    assert_eq!(metrics.renders_reused(), 1, "a base change is not reused");
+    let cms = api(&e.client, "", "v1", "ConfigMap", "configmaps");
+    let cm = cms
+        .get("prod-model-config")
+        .await
+        .expect("rendered with the prefix");
+    assert_eq!(cm.data["data"]["threshold"], "0.8");
+}
