@@ -114,6 +114,9 @@ pub enum AppCommand {
     },
 }
 
+/// ConfigMap holding settings shared by the controller and the CLI.
+pub const SETTINGS_CONFIGMAP: &str = "mooring-cm";
+
 /// The kubeconfig rule: flag, then $KUBECONFIG, then `.mooring/kubeconfig`.
 pub fn kubeconfig_path(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(p) = flag {
@@ -517,8 +520,21 @@ async fn offline(
     let a = get_app(api, name).await?;
     let app: mooring_core::app::Application =
         serde_json::from_value(a).context("reading the Application")?;
+    // Settings the running controller was started with (`mooring up` records its
+    // repository aliases in the `mooring-cm` ConfigMap, as Argo CD keeps `argocd-cm`).
+    let cms: Api<mooring_k8s::k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), app.namespace());
+    let repo_aliases = cms
+        .get_opt(SETTINGS_CONFIGMAP)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|cm| cm.data?.get("repository.aliases").cloned())
+        .and_then(|j| serde_json::from_str::<Vec<(String, String)>>(&j).ok())
+        .unwrap_or_default();
     let opts = mooring_controller::ControllerOptions {
         cache_dir: std::env::temp_dir().join("mooring-cli-repos"),
+        repo_aliases,
         ..Default::default()
     };
     Ok((

@@ -34,6 +34,9 @@ pub struct UpArgs {
     /// Simulation speed of the embedded cluster.
     #[arg(long, default_value_t = 4.0)]
     pub speed: f64,
+    /// Argo CD-layout directory of custom `health.lua` checks.
+    #[arg(long)]
+    pub health_dir: Option<PathBuf>,
 }
 
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
@@ -207,12 +210,27 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut urls = std::collections::BTreeSet::new();
     repo_urls(&repo, &mut urls);
     let aliases: Vec<(String, String)> = urls.into_iter().map(|u| (u, repo_url.clone())).collect();
+    let settings: kube::api::Api<mooring_k8s::k8s_openapi::api::core::v1::ConfigMap> =
+        kube::api::Api::namespaced(client.clone(), "default");
+    settings
+        .patch(
+            crate::app::SETTINGS_CONFIGMAP,
+            &kube::api::PatchParams::apply("mooring-up").force(),
+            &kube::api::Patch::Apply(serde_json::json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": crate::app::SETTINGS_CONFIGMAP},
+                "data": {"repository.aliases": serde_json::to_string(&aliases)?},
+            })),
+        )
+        .await
+        .context("recording settings in the mooring-cm ConfigMap")?;
     let controller = mooring_controller::Controller::start(
         client.clone(),
         mooring_controller::ControllerOptions {
             cache_dir: args.data_dir.join("repos-cache"),
             poll: Duration::from_secs(args.poll.max(1)),
             repo_aliases: aliases,
+            health_dir: args.health_dir.clone(),
             ..Default::default()
         },
     )

@@ -187,6 +187,47 @@ fn up_converges_the_example_platform() {
         text.contains("Synced") && text.contains("Deployment") && text.contains("model-server"),
         "{text}"
     );
+    // As in Argo CD, rollback is refused while automated sync would undo it.
+    let rb = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .args([
+            "app",
+            "rollback",
+            "model-serving-development",
+            "0",
+            "--kubeconfig",
+            &kc,
+        ])
+        .output()
+        .expect("mooring app rollback");
+    assert_eq!(rb.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&rb.stderr).contains("auto-sync is enabled"));
+    let hist = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .args([
+            "app",
+            "history",
+            "model-serving-development",
+            "--kubeconfig",
+            &kc,
+        ])
+        .output()
+        .expect("mooring app history");
+    assert!(String::from_utf8_lossy(&hist.stdout).contains("REVISION"));
+    let diff = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .args([
+            "app",
+            "diff",
+            "model-serving-development",
+            "--kubeconfig",
+            &kc,
+        ])
+        .output()
+        .expect("mooring app diff");
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "converged: no diff: {}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
     let _ = child.kill();
     let _ = child.wait();
 }
