@@ -410,7 +410,7 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
                 println!("sync of {name} requested");
                 return Ok(ExitCode::SUCCESS);
             }
-            let started = s(&a, "/status/operationState/startedAt").to_string();
+            let started = s(&a, "/status/operationState/id").to_string();
             wait_operation(&api, &name, &started, timeout).await
         }
         AppCommand::Wait {
@@ -479,7 +479,7 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
                 .and_then(|h| h.iter().find(|e| e.get("id").and_then(Value::as_i64) == Some(id)))
                 .with_context(|| format!("application {name} has no history entry {id} (see `mooring app history {name}`)"))?;
             let rev = s(entry, "/revision").to_string();
-            let started = s(&a, "/status/operationState/startedAt").to_string();
+            let started = s(&a, "/status/operationState/id").to_string();
             request_operation(&api, &name, json!({"sync": {"revision": rev, "prune": prune}, "initiatedBy": {"username": "mooring-cli"}})).await?;
             wait_operation(&api, &name, &started, 300).await
         }
@@ -558,7 +558,7 @@ async fn request_operation(api: &Api<DynamicObject>, name: &str, op: Value) -> a
 async fn wait_operation(
     api: &Api<DynamicObject>,
     name: &str,
-    previous_start: &str,
+    previous_id: &str,
     timeout: u64,
 ) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
@@ -570,7 +570,8 @@ async fn wait_operation(
             .cloned()
             .unwrap_or(Value::Null);
         let pending = a.get("operation").is_some_and(|o| !o.is_null());
-        let fresh = s(&op, "/startedAt") != previous_start || !previous_start.is_empty() && pending;
+        // Our operation is the one that started after the request.
+        let fresh = s(&op, "/id") != previous_id;
         let line = format!("{name}: {} {}", s(&op, "/phase"), s(&op, "/message"));
         if fresh && line != last {
             eprintln!("{line}");

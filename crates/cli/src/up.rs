@@ -252,11 +252,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     });
 
-    let apps_api = kube::api::Api::<kube::api::DynamicObject>::namespaced_with(
-        client.clone(),
-        "default",
-        &mooring_controller::application_resource(),
-    );
     let mut names = Vec::new();
     for app in top_level_applications(&repo)? {
         let name = app
@@ -314,7 +309,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         client.clone(),
         &mooring_controller::application_resource(),
     );
-    let _ = apps_api;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,

@@ -212,6 +212,27 @@ fn up_converges_the_example_platform() {
         .output()
         .expect("mooring app history");
     assert!(String::from_utf8_lossy(&hist.stdout).contains("REVISION"));
+    let sync = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .args([
+            "app",
+            "sync",
+            "inference-service-development",
+            "--prune",
+            "--timeout",
+            "60",
+            "--kubeconfig",
+            &kc,
+        ])
+        .output()
+        .expect("mooring app sync");
+    let out = String::from_utf8_lossy(&sync.stdout);
+    assert_eq!(
+        sync.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&sync.stderr)
+    );
+    assert!(out.contains("Succeeded"), "{out}");
     let diff = Command::new(env!("CARGO_BIN_EXE_mooring"))
         .args([
             "app",
