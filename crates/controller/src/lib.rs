@@ -430,6 +430,35 @@ impl Context {
 }
 
 impl Controller {
+    /// Register a destination cluster under its server URL (and name): its managed
+    /// objects get their own watch-fed cache, whose changes trigger self-heal like the
+    /// management cluster's. Apps targeting it are refreshed.
+    pub async fn add_cluster(
+        &mut self,
+        name: &str,
+        server: &str,
+        client: kube::Client,
+    ) -> Result<(), ControllerError> {
+        let cluster = ClusterClient::new(name, client);
+        let tasks = cluster.start_cache().await?;
+        self.tasks.extend(tasks);
+        self.tasks
+            .push(tokio::spawn(watch_live(self.ctx.clone(), cluster.clone())));
+        {
+            let mut clusters = self
+                .ctx
+                .clusters
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            clusters.insert(server.to_string(), cluster.clone());
+            clusters.insert(name.to_string(), cluster);
+        }
+        for key in all_app_keys(&self.ctx).await {
+            self.ctx.enqueue(&key);
+        }
+        Ok(())
+    }
+
     /// Start the controller against the management cluster.
     pub async fn start(
         management: kube::Client,

@@ -457,3 +457,60 @@ async fn commits_outside_an_apps_inputs_reuse_its_render() {
         .expect("rendered with the prefix");
     assert_eq!(cm.data["data"]["threshold"], "0.8");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_destination_cluster_has_its_own_cache_and_self_heal() {
+    let repo = Repo::new();
+    repo.write("apps/model/config.yaml", CONFIG);
+    let c1 = repo.commit("v1");
+    let mut e = env().await;
+    let remote = mooring_apiserver::Cluster::start(mooring_apiserver::ClusterOptions {
+        name: "gpu-east".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("second cluster");
+    let remote_client = mooring_k8s::client_from_kubeconfig(remote.kubeconfig_path())
+        .await
+        .expect("client");
+    let server = remote.url();
+    e.controller
+        .add_cluster("gpu-east", &server, remote_client.clone())
+        .await
+        .expect("register cluster");
+    let apps = apps(&e.client);
+    let mut spec = application("east", &repo.url(), "apps/model", json!({}));
+    spec["spec"]["destination"]["server"] = json!(server);
+    let app: DynamicObject = serde_json::from_value(spec).expect("app");
+    apps.create(&PostParams::default(), &app)
+        .await
+        .expect("create");
+    wait_synced_healthy(&apps, "east", &c1).await;
+    // On the destination, not on the management cluster.
+    let remote_cms = api(&remote_client, "", "v1", "ConfigMap", "configmaps");
+    assert!(remote_cms
+        .get_opt("model-config")
+        .await
+        .expect("get")
+        .is_some());
+    let local_cms = api(&e.client, "", "v1", "ConfigMap", "configmaps");
+    assert!(local_cms
+        .get_opt("model-config")
+        .await
+        .expect("get")
+        .is_none());
+    // Drift on the destination is healed through its own watch.
+    remote_cms
+        .patch(
+            "model-config",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"threshold": "0.1"}})),
+        )
+        .await
+        .expect("drift");
+    eventually(30, "remote drift healed", || async {
+        let c = remote_cms.get("model-config").await.ok()?;
+        (c.data["data"]["threshold"] == "0.9").then_some(())
+    })
+    .await;
+}
