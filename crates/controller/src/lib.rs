@@ -12,6 +12,7 @@ pub mod operation;
 pub mod reconcile;
 
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
 use mooring_core::app::{Application, ApplicationDestination, IN_CLUSTER};
 use mooring_k8s::cluster::ClusterClient;
 use mooring_k8s::kube;
@@ -507,7 +508,9 @@ async fn watch_apps(ctx: Arc<Context>) {
     use futures::StreamExt;
     let api: Api<DynamicObject> =
         Api::all_with(ctx.management.client().clone(), &application_resource());
-    let mut stream = kube::runtime::watcher(api, Default::default()).boxed();
+    let mut stream = kube::runtime::watcher(api, Default::default())
+        .default_backoff()
+        .boxed();
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(
@@ -607,7 +610,7 @@ async fn watch_repository_secrets(ctx: Arc<Context>) {
     let api: Api<Secret> = Api::all(ctx.management.client().clone());
     let cfg = kube::runtime::watcher::Config::default()
         .labels("argocd.argoproj.io/secret-type=repository");
-    let mut stream = kube::runtime::watcher(api, cfg).boxed();
+    let mut stream = kube::runtime::watcher(api, cfg).default_backoff().boxed();
     while let Some(ev) = stream.next().await {
         let (secret, deleted) = match ev {
             Ok(

@@ -116,7 +116,7 @@ fn hydrate(stored: &Value, desired: &[Value], live: &[Value]) -> Result<SyncPlan
         .map_err(|e| ControllerError::Internal(format!("stored sync plan is unreadable: {e}")))?;
     let find = |key: &ResourceKey, hook: bool, pool: &[Value]| {
         pool.iter()
-            .find(|o| sync::resource_key(o).as_ref() == Some(key) && sync::is_hook(o) == hook)
+            .find(|o| ResourceKey::of(o).as_ref() == Some(key) && sync::is_hook(o) == hook)
             .cloned()
     };
     let fill = |t: &mut sync::SyncTask| {

@@ -152,7 +152,7 @@ pub async fn desired_state(
         out.push(obj);
     }
     for obj in &mut out {
-        if let Some(key) = mooring_engine::sync::resource_key(obj) {
+        if let Some(key) = ResourceKey::of(obj) {
             let id = mooring_k8s::cluster::tracking_id(app.name(), &key);
             let ann = obj["metadata"]
                 .as_object_mut()
@@ -218,7 +218,7 @@ pub async fn compare(
     let mut healths = Vec::new();
     let mut desired_keys = std::collections::BTreeSet::new();
     for d in &desired {
-        let Some(key) = mooring_engine::sync::resource_key(d) else {
+        let Some(key) = ResourceKey::of(d) else {
             continue;
         };
         let hook = mooring_engine::sync::is_hook(d);
@@ -249,7 +249,7 @@ pub async fn compare(
         diffs.push(rd);
     }
     for l in &live_managed {
-        let Some(key) = mooring_engine::sync::resource_key(l) else {
+        let Some(key) = ResourceKey::of(l) else {
             continue;
         };
         if desired_keys.contains(&key) || mooring_engine::sync::is_hook(l) {
@@ -353,7 +353,7 @@ pub async fn reconcile(
             .unwrap_or_default();
         if finalizers.iter().any(|f| f == RESOURCES_FINALIZER) {
             for live in cluster.managed(app.name()) {
-                if let Some(key) = mooring_engine::sync::resource_key(&live) {
+                if let Some(key) = ResourceKey::of(&live) {
                     let av = live
                         .get("apiVersion")
                         .and_then(Value::as_str)

@@ -30,6 +30,30 @@ impl ResourceKey {
     }
 }
 
+impl ResourceKey {
+    /// The identity of a manifest or live object: group from `apiVersion`, `kind`,
+    /// `metadata.namespace` (empty when absent) and `metadata.name` (or, for objects
+    /// named by the server, `metadata.generateName`). `None` without kind or name.
+    pub fn of(obj: &serde_json::Value) -> Option<ResourceKey> {
+        use serde_json::Value;
+        let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let kind = obj
+            .get("kind")
+            .and_then(Value::as_str)
+            .filter(|k| !k.is_empty())?;
+        let meta = obj.get("metadata")?;
+        let name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .or_else(|| meta.get("generateName").and_then(Value::as_str))
+            .filter(|n| !n.is_empty())?;
+        let namespace = meta.get("namespace").and_then(Value::as_str).unwrap_or("");
+        Some(ResourceKey::new(group, kind, namespace, name))
+    }
+}
+
 impl std::fmt::Display for ResourceKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let gk = if self.group.is_empty() {

@@ -160,20 +160,6 @@ pub enum PlanError {
     Duplicate(String),
 }
 
-/// Identity of a manifest: group from apiVersion, kind, namespace, name.
-pub fn resource_key(obj: &Value) -> Option<ResourceKey> {
-    let api_version = obj.get("apiVersion")?.as_str()?;
-    let kind = obj.get("kind")?.as_str()?;
-    let meta = obj.get("metadata")?;
-    let name = meta
-        .get("name")
-        .and_then(Value::as_str)
-        .or_else(|| meta.get("generateName").and_then(Value::as_str))?;
-    let group = api_version.split_once('/').map_or("", |(g, _)| g);
-    let namespace = meta.get("namespace").and_then(Value::as_str).unwrap_or("");
-    Some(ResourceKey::new(group, kind, namespace, name))
-}
-
 fn annotation<'a>(obj: &'a Value, name: &str) -> Option<&'a str> {
     obj.pointer("/metadata/annotations")?.get(name)?.as_str()
 }
@@ -314,7 +300,7 @@ pub fn plan(input: &PlanInput) -> Result<SyncPlan, PlanError> {
     let mut seen = BTreeSet::new();
     let mut desired_keys = BTreeSet::new();
     for (i, obj) in input.desired.iter().enumerate() {
-        let key = resource_key(obj).ok_or(PlanError::NoIdentity { index: i })?;
+        let key = ResourceKey::of(obj).ok_or(PlanError::NoIdentity { index: i })?;
         if !seen.insert((key.clone(), is_hook(obj))) {
             return Err(PlanError::Duplicate(key.to_string()));
         }
@@ -380,7 +366,7 @@ pub fn plan(input: &PlanInput) -> Result<SyncPlan, PlanError> {
     let mut prune_last = Vec::new();
     let mut prune_skipped = Vec::new();
     for obj in input.live {
-        let Some(key) = resource_key(obj) else {
+        let Some(key) = ResourceKey::of(obj) else {
             continue;
         };
         if desired_keys.contains(&key) || is_hook(obj) {

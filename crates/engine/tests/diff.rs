@@ -7,7 +7,8 @@
 //! `BLESS=1 cargo test -p mooring-engine --test diff` rewrites the golden files.
 
 use mooring_core::app::{ResourceIgnoreDifferences, SyncStatusCode};
-use mooring_engine::diff::{diff, key_of, mask_secret, DiffError, DiffOptions};
+use mooring_core::ResourceKey;
+use mooring_engine::diff::{diff, mask_secret, DiffError, DiffOptions};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -281,7 +282,7 @@ fn diff_dangerous_jq_builtins_are_harmless() {
 
 #[test]
 fn diff_key_of_and_mask() {
-    let k = key_of(&deployment()).expect("key");
+    let k = ResourceKey::of(&deployment()).expect("key");
     assert_eq!(
         (
             k.group.as_str(),
@@ -292,8 +293,8 @@ fn diff_key_of_and_mask() {
         ("apps", "Deployment", "serving", "model")
     );
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
-    assert_eq!(key_of(&cm).expect("key").group, "");
-    assert!(key_of(&json!({"kind": "ConfigMap"})).is_none());
+    assert_eq!(ResourceKey::of(&cm).expect("key").group, "");
+    assert!(ResourceKey::of(&json!({"kind": "ConfigMap"})).is_none());
     let s = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s",
         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"data\":{\"p\":\"aHVudGVyMg==\"}}"}},
         "data": {"p": "aHVudGVyMg=="}});

@@ -17,7 +17,7 @@ use kube::api::{
     PropagationPolicy,
 };
 use kube::discovery::{Discovery, Scope};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use mooring_core::ResourceKey;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -140,20 +140,6 @@ pub struct ClusterClient {
     changes: broadcast::Sender<LiveChange>,
 }
 
-fn split_api_version(api_version: &str) -> (&str, &str) {
-    api_version.split_once('/').unwrap_or(("", api_version))
-}
-
-/// Identity of a manifest.
-pub fn key_of(obj: &Value) -> Option<ResourceKey> {
-    let (group, _) = split_api_version(obj.get("apiVersion")?.as_str()?);
-    let kind = obj.get("kind")?.as_str()?;
-    let meta = obj.get("metadata")?;
-    let name = meta.get("name")?.as_str()?;
-    let ns = meta.get("namespace").and_then(Value::as_str).unwrap_or("");
-    Some(ResourceKey::new(group, kind, ns, name))
-}
-
 impl ClusterClient {
     pub fn new(name: &str, client: kube::Client) -> Arc<Self> {
         let (changes, _) = broadcast::channel(1024);
@@ -246,7 +232,7 @@ impl ClusterClient {
 
     /// Identity and REST resource of a manifest.
     async fn target(&self, obj: &Value) -> Result<(ResourceKey, Api<DynamicObject>), K8sError> {
-        let key = key_of(obj).ok_or_else(|| K8sError::NoIdentity(obj.to_string()))?;
+        let key = ResourceKey::of(obj).ok_or_else(|| K8sError::NoIdentity(obj.to_string()))?;
         let av = obj
             .get("apiVersion")
             .and_then(Value::as_str)
@@ -415,7 +401,10 @@ impl ClusterClient {
     async fn watch_kind(self: Arc<Self>, k: Kind) {
         use futures::StreamExt;
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &k.resource);
-        let mut stream = watcher(api, watcher::Config::default()).boxed();
+        // Backoff between failed attempts (an unreachable cluster must not spin).
+        let mut stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
         while let Some(ev) = stream.next().await {
             let Ok(ev) = ev else {
                 // The watcher retries with backoff by itself; keep going.
@@ -437,7 +426,9 @@ impl ClusterClient {
             v["apiVersion"] = Value::String(tm.api_version.clone());
             v["kind"] = Value::String(tm.kind.clone());
         }
-        let Some(key) = key_of(&v) else { return };
+        let Some(key) = ResourceKey::of(&v) else {
+            return;
+        };
         let app = v
             .pointer("/metadata/annotations")
             .and_then(|a| a.get(TRACKING_ANNOTATION))

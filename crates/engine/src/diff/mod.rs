@@ -160,27 +160,6 @@ pub enum DiffError {
     Render(String),
 }
 
-/// The identity of an object: group from `apiVersion` (`apps/v1` → `apps`, `v1` → core
-/// `""`), kind, namespace (empty when unset) and name. `None` without kind or name.
-pub fn key_of(obj: &Value) -> Option<ResourceKey> {
-    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-    let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-    let kind = obj
-        .get("kind")
-        .and_then(Value::as_str)
-        .filter(|k| !k.is_empty())?;
-    let meta = obj.get("metadata");
-    let name = meta
-        .and_then(|m| m.get("name"))
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())?;
-    let namespace = meta
-        .and_then(|m| m.get("namespace"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    Some(ResourceKey::new(group, kind, namespace, name))
-}
-
 fn identify(obj: &Value) -> Result<ResourceKey, DiffError> {
     if obj
         .get("kind")
@@ -189,7 +168,7 @@ fn identify(obj: &Value) -> Result<ResourceKey, DiffError> {
     {
         return Err(DiffError::NoIdentity("kind"));
     }
-    key_of(obj).ok_or(DiffError::NoIdentity("metadata.name"))
+    ResourceKey::of(obj).ok_or(DiffError::NoIdentity("metadata.name"))
 }
 
 /// Compare a desired object (from Git; `None` when Git no longer has it) with the live
