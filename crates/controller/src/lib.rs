@@ -75,6 +75,9 @@ impl Default for ControllerOptions {
     }
 }
 
+/// How many (app, revision) pairs the convergence figures remember.
+const MAX_TRACKED_REVISIONS: usize = 100_000;
+
 /// Reconcile timing and convergence figures.
 #[derive(Default)]
 pub struct Metrics {
@@ -96,10 +99,15 @@ impl Metrics {
     }
 
     pub fn saw_revision(&self, app: &str, revision: &str) {
-        self.seen
+        let mut seen = self
+            .seen
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry((app.into(), revision.into()))
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Bounded: a long-running controller sees revisions forever.
+        if seen.len() > MAX_TRACKED_REVISIONS {
+            seen.clear();
+        }
+        seen.entry((app.into(), revision.into()))
             .or_insert_with(Instant::now);
     }
 
@@ -111,9 +119,14 @@ impl Metrics {
             .get(&(app.to_string(), revision.to_string()))
             .copied();
         if let Some(t) = seen {
-            self.converged
+            let mut converged = self
+                .converged
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if converged.len() > MAX_TRACKED_REVISIONS {
+                converged.clear();
+            }
+            converged
                 .entry((app.into(), revision.into()))
                 .or_insert_with(|| t.elapsed());
         }

@@ -274,7 +274,7 @@ pub async fn drive(
             Ok(c) => c,
             Err(e) => return finish(ctx, app, state, "Error", &e.to_string(), None).await,
         };
-    let mut plan = match state.get("plan") {
+    let plan = match state.get("plan") {
         Some(stored) if !stored.is_null() => hydrate(stored, &desired, &compared.live)?,
         _ => {
             let mut options = app
@@ -401,7 +401,6 @@ pub async fn drive(
                 persist(ctx, app, &mut state, &ss).await?;
             }
             NextAction::Succeeded => {
-                plan.steps.clear();
                 return finish(
                     ctx,
                     app,
