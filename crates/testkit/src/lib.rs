@@ -1,6 +1,7 @@
 //! Test support shared by Mooring's integration tests: real parts only.
 //!
-//! [`GitHttpServer`] serves Git repositories over smart HTTP on 127.0.0.1 through
+//! [`eventually`] polls a condition with a deadline (tests never assert timings, but
+//! they must not hang). [`GitHttpServer`] serves Git repositories over smart HTTP on 127.0.0.1 through
 //! `git http-backend` (CGI), as a Git hosting service would, optionally demanding basic
 //! authentication. It is deliberately small (one thread per request) and only for tests.
 
@@ -12,7 +13,25 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Poll `f` until it returns `Some`, or panic after `secs` seconds naming `what`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {secs}s waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 /// A tiny HTTP/1.1 server in front of `git http-backend` (CGI), one connection per
 /// request, optionally demanding basic authentication.

@@ -2,7 +2,6 @@
 
 use mooring_apiserver::{sim::SimOptions, Cluster, ClusterOptions};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 /// Simulation speed used by tests: fast, but every state still passes through.
 pub const TEST_SPEED: f64 = 20.0;
@@ -29,20 +28,4 @@ pub async fn client(c: &Cluster) -> kube::Client {
         .expect("client from the cluster's kubeconfig")
 }
 
-/// Poll `f` until it returns `Some`, or panic after `secs` seconds with `what`.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {secs}s waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use mooring_testkit::eventually;
