@@ -31,10 +31,78 @@ struct AppState {
 pub fn router(ctx: Arc<Context>, secrets: WebhookSecrets) -> Router {
     Router::new()
         .route("/api/webhook", post(webhook))
+        .route("/metrics", axum::routing::get(metrics))
         .layer(DefaultBodyLimit::max(
             mooring_source::webhook::MAX_BODY_BYTES + 1,
         ))
         .with_state(AppState { ctx, secrets })
+}
+
+/// Prometheus metrics of the controller: reconciles and their duration, renders reused
+/// across commits, and commit-seen → Synced+Healthy convergence per application.
+async fn metrics(
+    State(st): State<AppState>,
+) -> (
+    StatusCode,
+    [(axum::http::header::HeaderName, &'static str); 1],
+    String,
+) {
+    use prometheus_client::encoding::text::encode;
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+    use prometheus_client::registry::Registry;
+    let m = &st.ctx.metrics;
+    let mut registry = Registry::with_prefix("mooring");
+    let (count, total) = m.reconciles();
+    let reconciles: Counter = Counter::default();
+    reconciles.inc_by(count);
+    registry.register("reconciles", "Application reconciles run", reconciles);
+    let seconds: Counter<f64, std::sync::atomic::AtomicU64> = Counter::default();
+    seconds.inc_by(total.as_secs_f64());
+    registry.register(
+        "reconcile_seconds",
+        "Time spent reconciling applications",
+        seconds,
+    );
+    let reused: Counter = Counter::default();
+    reused.inc_by(m.renders_reused());
+    registry.register(
+        "renders_reused",
+        "Renders reused for commits outside an app's inputs",
+        reused,
+    );
+    let convergence =
+        Family::<Vec<(String, String)>, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    for ((app, revision), took) in m.convergence() {
+        convergence
+            .get_or_create(&vec![
+                ("application".into(), app),
+                ("revision".into(), revision),
+            ])
+            .set(took.as_secs_f64());
+    }
+    registry.register(
+        "convergence_seconds",
+        "Seconds from a revision first seen to the application Synced and Healthy",
+        convergence,
+    );
+    let mut out = String::new();
+    if let Err(e) = encode(&mut out, &registry) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(axum::http::header::CONTENT_TYPE, "text/plain")],
+            format!("{e}\n"),
+        );
+    }
+    (
+        StatusCode::OK,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
 }
 
 async fn webhook(

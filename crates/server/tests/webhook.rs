@@ -155,6 +155,16 @@ async fn push_webhook_refreshes_the_app() {
         git_http.requests.load(std::sync::atomic::Ordering::SeqCst) > 0,
         "fetched over HTTP"
     );
+    // The controller's metrics are served next to the webhook; convergence is recorded
+    // once a reconcile sees the app Synced and Healthy.
+    let scrape = mooring_testkit::eventually(30, "convergence in /metrics", || async {
+        let scrape = http.get("/metrics").await;
+        scrape
+            .contains("mooring_convergence_seconds{application=\"hooked\"")
+            .then_some(scrape)
+    })
+    .await;
+    assert!(scrape.contains("mooring_reconciles_total"), "{scrape}");
     // Oversized body.
     let big = vec![b' '; 2 * 1024 * 1024];
     let (code, _) = http.post(&big, &sign(secret, &big)).await;
@@ -165,6 +175,18 @@ async fn push_webhook_refreshes_the_app() {
 struct Http(std::net::SocketAddr);
 
 impl Http {
+    async fn get(&self, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(self.0)
+            .await
+            .expect("connect");
+        let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).to_string()
+    }
+
     async fn post(&self, body: &[u8], signature: &str) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(self.0)
