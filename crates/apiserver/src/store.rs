@@ -318,7 +318,7 @@ impl Store {
         (items, st.rev)
     }
 
-    /// Number of objects of a resource in a namespace (or everywhere).
+    /// Number of stored objects of a resource, across namespaces.
     pub fn count(&self, resource: &str) -> usize {
         self.read().objects.get(resource).map_or(0, BTreeMap::len)
     }

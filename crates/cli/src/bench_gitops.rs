@@ -7,25 +7,12 @@
 //! - drift → healed: change a managed object behind Mooring's back, wait until restored;
 //! - a full refresh pass over N applications of 10 resources each: time and peak RSS.
 
-use anyhow::{bail, Context as _};
+use crate::up::git;
+use anyhow::bail;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use mooring_k8s::kube;
 use serde_json::{json, Value};
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn git(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<String> {
-    let o = Command::new("git")
-        .args(["-c", "user.name=bench", "-c", "user.email=bench@localhost"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .context("git")?;
-    if !o.status.success() {
-        bail!("git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
-}
 
 fn write_app(dir: &std::path::Path, version: usize) -> anyhow::Result<()> {
     let app = dir.join("app");

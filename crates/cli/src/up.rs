@@ -39,7 +39,8 @@ pub struct UpArgs {
     pub health_dir: Option<PathBuf>,
 }
 
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+/// Run the git CLI in `dir` with a fixed identity; stdout, trimmed.
+pub(crate) fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
     let o = Command::new("git")
         .args([
             "-c",

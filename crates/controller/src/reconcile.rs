@@ -431,6 +431,16 @@ pub async fn reconcile(
     Ok(Action::Idle)
 }
 
+/// The app's current conditions without those of the given types (about to be replaced).
+fn conditions_except(app: &Application, types: &[&str]) -> Vec<ApplicationCondition> {
+    app.status
+        .iter()
+        .flat_map(|s| s.conditions.iter())
+        .filter(|c| !types.contains(&c.type_.as_str()))
+        .cloned()
+        .collect()
+}
+
 /// Write the comparison result into `status` (conditions replaced by `conditions`).
 pub async fn write_status(
     ctx: &Context,
@@ -438,19 +448,7 @@ pub async fn write_status(
     c: &Compared,
     conditions: Vec<ApplicationCondition>,
 ) -> Result<(), ControllerError> {
-    let mut conds: Vec<ApplicationCondition> = app
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| {
-            !matches!(
-                c.type_.as_str(),
-                "ComparisonError" | "InvalidSpecError" | "SyncError"
-            )
-        })
-        .collect();
+    let mut conds = conditions_except(app, &["ComparisonError", "InvalidSpecError", "SyncError"]);
     conds.extend(conditions);
     // Write only real changes: the status write is itself an Application change that
     // triggers a reconcile, and `reconciledAt` alone must not loop.
@@ -481,14 +479,7 @@ pub async fn write_error(
     type_: &str,
     message: &str,
 ) -> Result<(), ControllerError> {
-    let mut conds: Vec<ApplicationCondition> = app
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c.type_ != type_)
-        .collect();
+    let mut conds = conditions_except(app, &[type_]);
     // The same error again: nothing to write (a write would trigger another reconcile).
     let unchanged = app.status.as_ref().is_some_and(|s| {
         s.sync.status == SyncStatusCode::Unknown

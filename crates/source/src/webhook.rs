@@ -158,15 +158,9 @@ pub fn parse_github(
     if event != "push" {
         return Ok(None);
     }
-    let invalid = |reason: &str| WebhookError::InvalidPayload {
-        provider: "GitHub",
-        reason: reason.to_string(),
-    };
-    let payload: Value =
-        serde_json::from_slice(body).map_err(|e| invalid(&format!("not JSON: {e}")))?;
-    let git_ref = str_at(&payload, "/ref").ok_or_else(|| invalid("no \"ref\""))?;
-    let repo_urls = urls_at(
-        &payload,
+    let (payload, git_ref, repo_urls) = push_payload(
+        "GitHub",
+        body,
         &[
             "/repository/html_url",
             "/repository/clone_url",
@@ -174,10 +168,7 @@ pub fn parse_github(
             "/repository/git_url",
             "/repository/url",
         ],
-    );
-    if repo_urls.is_empty() {
-        return Err(invalid("no repository URL"));
-    }
+    )?;
     let forced = payload.get("forced").and_then(Value::as_bool) == Some(true);
     let changed_files = if forced {
         None
@@ -190,6 +181,27 @@ pub fn parse_github(
         after: after(&payload),
         changed_files,
     }))
+}
+
+/// The parts every push payload has: the JSON, the pushed ref, and the repository URLs
+/// found at `url_paths` (at least one).
+fn push_payload(
+    provider: &'static str,
+    body: &[u8],
+    url_paths: &[&str],
+) -> Result<(Value, String, Vec<String>), WebhookError> {
+    let invalid = |reason: &str| WebhookError::InvalidPayload {
+        provider,
+        reason: reason.to_string(),
+    };
+    let payload: Value =
+        serde_json::from_slice(body).map_err(|e| invalid(&format!("not JSON: {e}")))?;
+    let git_ref = str_at(&payload, "/ref").ok_or_else(|| invalid("no \"ref\""))?;
+    let repo_urls = urls_at(&payload, url_paths);
+    if repo_urls.is_empty() {
+        return Err(invalid("no repository URL"));
+    }
+    Ok((payload, git_ref, repo_urls))
 }
 
 /// Verify and parse a GitLab webhook. `Push Hook` and `Tag Push Hook` give a
@@ -214,15 +226,9 @@ pub fn parse_gitlab(
     if event != "Push Hook" && event != "Tag Push Hook" {
         return Ok(None);
     }
-    let invalid = |reason: &str| WebhookError::InvalidPayload {
-        provider: "GitLab",
-        reason: reason.to_string(),
-    };
-    let payload: Value =
-        serde_json::from_slice(body).map_err(|e| invalid(&format!("not JSON: {e}")))?;
-    let git_ref = str_at(&payload, "/ref").ok_or_else(|| invalid("no \"ref\""))?;
-    let repo_urls = urls_at(
-        &payload,
+    let (payload, git_ref, repo_urls) = push_payload(
+        "GitLab",
+        body,
         &[
             "/project/web_url",
             "/project/git_http_url",
@@ -232,10 +238,7 @@ pub fn parse_gitlab(
             "/repository/git_ssh_url",
             "/repository/url",
         ],
-    );
-    if repo_urls.is_empty() {
-        return Err(invalid("no repository URL"));
-    }
+    )?;
     let total = payload
         .get("total_commits_count")
         .and_then(Value::as_u64)
