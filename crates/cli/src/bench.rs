@@ -46,6 +46,8 @@ pub enum Target {
     /// The GitOps loop: commit → converged with a webhook, drift → healed, and a full
     /// refresh pass over many applications.
     Gitops,
+    /// Policy evaluation: Gatekeeper reviews per second against bare regorus.
+    Policy,
 }
 
 fn rss_mib() -> f64 {
@@ -111,6 +113,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
         Target::Cluster => cluster_bench(args).await,
         Target::Gitops => crate::bench_gitops::run(args.apps, args.rounds).await,
+        Target::Policy => crate::bench_policy::run(args.objects),
     }
 }
 

@@ -6,6 +6,9 @@
 mod app;
 mod bench;
 mod bench_gitops;
+mod bench_policy;
+mod check;
+mod policy;
 mod up;
 
 use anyhow::Context;
@@ -45,6 +48,14 @@ enum Command {
     },
     /// Print Mooring's CustomResourceDefinitions (generated from the Rust types).
     Crds,
+    /// Policy as code: conftest-style tests, gator suites and Rego unit tests.
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
+    },
+    /// The CI compliance run: render every Application and environment, validate schemas,
+    /// run the repository's policies, Rego tests and lints. Exit 0 clean, 1 findings, 2 error.
+    Check(check::CheckArgs),
     /// Health checks.
     Health {
         #[command(subcommand)]
@@ -185,6 +196,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Command::Policy { command } => policy::run(command).await,
+        Command::Check(args) => check::run(args).await,
         Command::Bench(args) => {
             bench::run(args).await?;
             Ok(ExitCode::SUCCESS)

@@ -1,8 +1,9 @@
 //! Mooring's pure core, in the shape of Argo CD's gitops-engine: diff (with
-//! normalisation), health, and sync planning are functions of values, tested with golden
+//! normalisation), health, sync planning and policy evaluation are functions of values, tested with golden
 //! YAML fixtures. No I/O happens here; the controller feeds these functions with rendered
 //! manifests and live objects and acts on their results.
 
 pub mod diff;
 pub mod health;
+pub mod policy;
 pub mod sync;

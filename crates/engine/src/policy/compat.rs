@@ -1,0 +1,261 @@
+//! Source rewrites that make regorus parse Rego the way OPA does.
+//!
+//! regorus and OPA disagree on two pieces of syntax that published policies use. Rather
+//! than fork the parser, Mooring rewrites the source text before handing it over, keeping
+//! every line where it was so error locations stay right:
+//!
+//! * **A reference followed by a newline and `(`.** OPA ends an expression at the newline,
+//!   so `x := input.a` then `(input.b == 1)` on the next line are two expressions; regorus
+//!   reads `input.a(input.b == 1)` as a call. Inside a body, a `;` is inserted at the end of
+//!   the first line.
+//! * **Chained bodies in v0** (`p[x] { a } { b }`) mean two rules with one head, an "or".
+//!   regorus takes the second body for an `else`. The head is repeated before the second
+//!   body.
+//!
+//! The scanner knows strings (with escapes), raw strings and comments, and tracks bracket
+//! nesting; it never looks inside a string or comment.
+
+/// Rewrites `text`; `v0` enables the v0-only rewrite of chained bodies.
+pub fn rewrite(text: &str, v0: bool) -> String {
+    let tokens = scan(text);
+    let mut inserts: Vec<(usize, String)> = Vec::new();
+    let mut stack: Vec<u8> = Vec::new();
+    // Start of the current rule (first token at depth 0 that began a line).
+    let mut rule_start: Option<usize> = None;
+    // Where the current rule's first body opened, once known.
+    let mut first_body: Option<usize> = None;
+    let mut body_just_closed = false;
+    let mut prev: Option<&Token> = None;
+
+    for token in &tokens {
+        let depth0 = stack.is_empty();
+        if depth0 && token.line_start && token.text != "{" && token.text != "else" {
+            rule_start = Some(token.start);
+            first_body = None;
+        }
+        match token.text {
+            "(" => {
+                if let Some(p) = prev {
+                    if token.line_start
+                        && matches!(stack.last(), Some(b'{' | b'B'))
+                        && p.ends_term()
+                        && !is_keyword(p.text)
+                    {
+                        inserts.push((p.end, ";".to_string()));
+                    }
+                }
+                stack.push(b'(');
+            }
+            "[" => stack.push(b'['),
+            "{" => {
+                let is_value = prev.is_some_and(|p| p.text == "=" || p.text == ":=");
+                let is_body = depth0 && !is_value;
+                if is_body {
+                    if body_just_closed && v0 {
+                        if let (Some(start), Some(body)) = (rule_start, first_body) {
+                            let head = text[start..body].trim_end();
+                            inserts.push((token.start, format!("\n{head} ")));
+                        }
+                    } else if first_body.is_none() {
+                        first_body = Some(token.start);
+                    }
+                }
+                // 'B' marks a rule body, '{' an object, set or comprehension.
+                stack.push(if is_body { b'B' } else { b'{' });
+            }
+            ")" | "]" | "}" => {
+                let closed = stack.pop();
+                body_just_closed = stack.is_empty() && closed == Some(b'B');
+                prev = Some(token);
+                continue;
+            }
+            _ => {}
+        }
+        body_just_closed = false;
+        prev = Some(token);
+    }
+
+    if inserts.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut at = 0;
+    for (pos, insert) in inserts {
+        out.push_str(&text[at..pos]);
+        out.push_str(&insert);
+        at = pos;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+#[derive(Debug)]
+struct Token<'a> {
+    text: &'a str,
+    start: usize,
+    end: usize,
+    /// The first token on its line.
+    line_start: bool,
+}
+
+impl Token<'_> {
+    /// Whether the token can end a term, so that a following `(` would make a call.
+    fn ends_term(&self) -> bool {
+        let last = self.text.as_bytes().last().copied().unwrap_or(b' ');
+        last.is_ascii_alphanumeric() || matches!(last, b'_' | b']' | b')' | b'}' | b'"' | b'`')
+    }
+}
+
+fn is_keyword(word: &str) -> bool {
+    matches!(
+        word,
+        "not" | "with" | "as" | "else" | "some" | "in" | "if" | "contains" | "every" | "default"
+    )
+}
+
+/// Splits Rego into structural tokens: identifiers/numbers, strings, and single
+/// punctuation characters (`:=` and `==` kept whole). Comments and whitespace are dropped.
+fn scan(text: &str) -> Vec<Token<'_>> {
+    let bytes = text.as_bytes();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    let mut line_start = true;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match c {
+            b'\n' => {
+                line_start = true;
+                i += 1;
+            }
+            b' ' | b'\t' | b'\r' => i += 1,
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    if bytes[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                i = (i + 1).min(bytes.len());
+                tokens.push(Token {
+                    text: &text[start..i],
+                    start,
+                    end: i,
+                    line_start,
+                });
+                line_start = false;
+            }
+            b'`' => {
+                let start = i;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'`' {
+                    i += 1;
+                }
+                i = (i + 1).min(bytes.len());
+                tokens.push(Token {
+                    text: &text[start..i],
+                    start,
+                    end: i,
+                    line_start,
+                });
+                line_start = false;
+            }
+            c if c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80 => {
+                let start = i;
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric()
+                        || bytes[i] == b'_'
+                        || bytes[i] == b'.'
+                        || bytes[i] >= 0x80)
+                {
+                    i += 1;
+                }
+                tokens.push(Token {
+                    text: &text[start..i],
+                    start,
+                    end: i,
+                    line_start,
+                });
+                line_start = false;
+            }
+            _ => {
+                let start = i;
+                let two = bytes.get(i + 1).copied();
+                i += if matches!((c, two), (b':', Some(b'=')) | (b'=', Some(b'='))) {
+                    2
+                } else {
+                    1
+                };
+                tokens.push(Token {
+                    text: &text[start..i],
+                    start,
+                    end: i,
+                    line_start,
+                });
+                line_start = false;
+            }
+        }
+    }
+    tokens
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite;
+
+    #[test]
+    fn newline_paren_becomes_a_new_expression() {
+        let src = "package t\np[y] {\n  y := input.a\n  (input.b == 1)\n}\n";
+        assert_eq!(
+            rewrite(src, true),
+            "package t\np[y] {\n  y := input.a;\n  (input.b == 1)\n}\n"
+        );
+    }
+
+    #[test]
+    fn calls_on_one_line_and_continuations_are_untouched() {
+        for src in [
+            "package t\np { f(1) }\n",
+            "package t\np { x := [\n  (1 + 2)\n] }\n",
+            "package t\np { not\n  (1 == 2) }\n",
+            "package t\np { x := count(\n  input.a) }\n",
+            "package t\np { x := \"a\n(\" }\n",
+            "package t\n# p { x\n(y) }\n",
+        ] {
+            assert_eq!(rewrite(src, true), src, "{src}");
+        }
+    }
+
+    #[test]
+    fn chained_bodies_repeat_the_head() {
+        let src = "package t\nviolation[{\"msg\": m}] { m := \"a\" } { m := \"b\" }\n";
+        assert_eq!(
+            rewrite(src, true),
+            "package t\nviolation[{\"msg\": m}] { m := \"a\" } \nviolation[{\"msg\": m}] { m := \"b\" }\n"
+        );
+        let multi = "package t\np[x] {\n  x := 1\n} {\n  x := 2\n}\n";
+        assert_eq!(
+            rewrite(multi, true),
+            "package t\np[x] {\n  x := 1\n} \np[x] {\n  x := 2\n}\n"
+        );
+        // Not in v1, where the syntax does not exist.
+        assert_eq!(rewrite(multi, false), multi);
+    }
+
+    #[test]
+    fn else_and_value_objects_are_not_chains() {
+        for src in [
+            "package t\np = 1 { false } else = 2 { true }\n",
+            "package t\np = {\"a\": 1} { true }\n",
+            "package t\np { true }\nq { true }\n",
+        ] {
+            assert_eq!(rewrite(src, true), src, "{src}");
+        }
+    }
+}

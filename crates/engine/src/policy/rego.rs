@@ -1,0 +1,475 @@
+//! Compiling and evaluating Rego with regorus, with OPA's answers.
+//!
+//! Every policy format Mooring reads (Gatekeeper templates, conftest policies, Rego unit
+//! tests) ends up here. A [`Policy`] is a set of compiled modules plus their `data`
+//! document; it is immutable once built and cheap to clone, so callers evaluate many inputs
+//! against one compilation (each evaluation works on a clone of the prepared engine, which
+//! shares the parsed modules).
+//!
+//! Three things make the answers match OPA's rather than regorus's defaults:
+//!
+//! * **Syntax version.** Gatekeeper templates are Rego v0; conftest policies may be either.
+//!   [`RegoVersion::Auto`] parses as v0 (which also accepts `import rego.v1` and
+//!   `import future.keywords`) and falls back to v1.
+//! * **Built-in errors are undefined**, as in OPA's non-strict mode: `to_number("abc")`
+//!   makes its expression undefined instead of failing the whole evaluation.
+//! * **Source-level differences** are rewritten before parsing by [`super::compat`]: a
+//!   reference followed by a newline and `(` is two expressions, and v0 chained bodies
+//!   `p[x] {…} {…}` are two rules.
+//!
+//! Limits: every evaluation runs under a wall-clock budget ([`Limits::eval_timeout`],
+//! checked cooperatively by regorus's interpreter every few work units), and a policy file
+//! larger than [`Limits::max_policy_bytes`] is refused. Exceeding either is an error that
+//! names the limit; nothing is ever silently skipped.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regorus::Value;
+
+/// Errors of compiling or evaluating Rego.
+#[derive(Debug, thiserror::Error)]
+pub enum RegoError {
+    /// A module did not parse or compile. `line` is 1-based; 0 when regorus gave none.
+    #[error("{file}:{line}: {message}")]
+    Compile {
+        file: String,
+        line: u32,
+        message: String,
+    },
+    /// Evaluation failed (a conflict, a type error in strict places, a bad query).
+    #[error("evaluating {query}: {message}")]
+    Eval { query: String, message: String },
+    /// Evaluation ran longer than its budget.
+    #[error("evaluating {query} exceeded the time limit of {limit:?}; simplify the policy or raise --eval-timeout")]
+    TimeLimit { query: String, limit: Duration },
+    /// The `data` document could not be loaded.
+    #[error("loading data: {0}")]
+    Data(String),
+}
+
+/// Which Rego syntax a source is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RegoVersion {
+    /// Rego v0 (Gatekeeper, older conftest). `import rego.v1` switches a module to v1.
+    V0,
+    /// Rego v1 (OPA 1.x default).
+    V1,
+    /// Try v0 first, then v1.
+    #[default]
+    Auto,
+}
+
+/// One Rego module's text and the name errors are reported under.
+#[derive(Debug, Clone)]
+pub struct RegoSource {
+    pub path: String,
+    pub text: String,
+}
+
+impl RegoSource {
+    pub fn new(path: impl Into<String>, text: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            text: text.into(),
+        }
+    }
+}
+
+/// Resource limits of compilation and evaluation.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Wall-clock budget of one evaluation (one review, one test rule).
+    pub eval_timeout: Duration,
+    /// Largest policy file accepted.
+    pub max_policy_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            eval_timeout: Duration::from_secs(2),
+            max_policy_bytes: 1 << 20,
+        }
+    }
+}
+
+/// A compiled set of Rego modules with their data document.
+#[derive(Clone)]
+pub struct Policy {
+    engine: regorus::Engine,
+    limits: Limits,
+    packages: Arc<Vec<String>>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("packages", &self.packages)
+            .finish()
+    }
+}
+
+impl Policy {
+    /// Compiles `sources` (all of them, or an error naming the first that fails).
+    pub fn compile(
+        sources: &[RegoSource],
+        version: RegoVersion,
+        limits: Limits,
+    ) -> Result<Self, RegoError> {
+        let mut engine = regorus::Engine::new();
+        engine.set_strict_builtin_errors(false);
+        engine.set_gather_prints(true);
+        engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+            limit: limits.eval_timeout,
+            check_interval: NonZeroU32::MIN,
+        });
+        let mut packages = Vec::new();
+        for source in sources {
+            if source.text.len() > limits.max_policy_bytes {
+                return Err(RegoError::Compile {
+                    file: source.path.clone(),
+                    line: 0,
+                    message: format!(
+                        "policy is {} bytes, more than the limit of {}",
+                        source.text.len(),
+                        limits.max_policy_bytes
+                    ),
+                });
+            }
+            let package = add_module(&mut engine, source, version)?;
+            if !packages.contains(&package) {
+                packages.push(package);
+            }
+        }
+        // Surface compile-time errors (unsafe variables, unknown functions, conflicts in
+        // definitions) now, with their file and line, instead of at the first evaluation.
+        let mut probe = engine.clone();
+        if let Err(err) = probe.eval_query("true".to_string(), false) {
+            return Err(compile_error("", &err.to_string()));
+        }
+        Ok(Self {
+            engine,
+            limits,
+            packages: Arc::new(packages),
+        })
+    }
+
+    /// Adds a data document (merged with what is there).
+    pub fn add_data(&mut self, data: &serde_json::Value) -> Result<(), RegoError> {
+        self.engine
+            .add_data(Value::from(data.clone()))
+            .map_err(|err| RegoError::Data(err.to_string()))
+    }
+
+    /// The packages of the compiled modules, as `data.a.b` paths.
+    pub fn packages(&self) -> &[String] {
+        &self.packages
+    }
+
+    /// Names of the rules (not functions) defined at the top of `package` (`data.a.b`).
+    pub fn rule_names(&self, package: &str) -> Vec<String> {
+        let mut engine = self.engine.clone();
+        let mut names = Vec::new();
+        for module in engine.get_modules().iter() {
+            let path = regorus::utils::get_path_string(&module.package.refr, Some("data"));
+            if path.ok().as_deref() != Some(package) {
+                continue;
+            }
+            for rule in &module.policy {
+                if let Some(name) = rule_name(rule) {
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+            }
+        }
+        names
+    }
+
+    /// Evaluates the rule at `path` (`data.pkg.rule`) with `input`. `Ok(None)` when the rule
+    /// is undefined.
+    pub fn eval_rule(&self, path: &str, input: Value) -> Result<Option<Value>, RegoError> {
+        let mut engine = self.engine.clone();
+        engine.set_input(input);
+        match engine.eval_rule(path.to_string()) {
+            Ok(Value::Undefined) => Ok(None),
+            Ok(value) => Ok(Some(value)),
+            Err(err) => Err(self.eval_error(path, err)),
+        }
+    }
+
+    /// Evaluates a whole query with `input`; the values of its first result's expressions,
+    /// or `None` when the query is undefined.
+    pub fn eval_query(&self, query: &str, input: Value) -> Result<Option<Vec<Value>>, RegoError> {
+        let mut engine = self.engine.clone();
+        engine.set_input(input);
+        self.run_query(&mut engine, query).map(|(value, _)| value)
+    }
+
+    /// Like [`Policy::eval_query`], also returning the output of `print` calls and, when
+    /// `coverage` is set, the coverage report of this evaluation.
+    pub fn eval_query_traced(
+        &self,
+        query: &str,
+        input: Option<Value>,
+        coverage: bool,
+    ) -> Result<Traced, RegoError> {
+        let mut engine = self.engine.clone();
+        if let Some(input) = input {
+            engine.set_input(input);
+        }
+        engine.set_enable_coverage(coverage);
+        let (value, prints) = self.run_query(&mut engine, query)?;
+        let coverage = if coverage {
+            engine.get_coverage_report().ok()
+        } else {
+            None
+        };
+        Ok(Traced {
+            value,
+            prints,
+            coverage,
+        })
+    }
+
+    fn run_query(
+        &self,
+        engine: &mut regorus::Engine,
+        query: &str,
+    ) -> Result<(Option<Vec<Value>>, Vec<String>), RegoError> {
+        let results = engine
+            .eval_query(query.to_string(), false)
+            .map_err(|err| self.eval_error(query, err))?;
+        let prints = engine.take_prints().unwrap_or_default();
+        let value = results
+            .result
+            .into_iter()
+            .next()
+            .map(|r| r.expressions.into_iter().map(|e| e.value).collect());
+        Ok((value, prints))
+    }
+
+    fn eval_error(&self, query: &str, err: anyhow::Error) -> RegoError {
+        if err
+            .chain()
+            .any(|cause| cause.downcast_ref::<regorus::LimitError>().is_some())
+            || err.to_string().contains("time limit")
+        {
+            return RegoError::TimeLimit {
+                query: query.to_string(),
+                limit: self.limits.eval_timeout,
+            };
+        }
+        RegoError::Eval {
+            query: query.to_string(),
+            message: err.to_string(),
+        }
+    }
+}
+
+/// The result of [`Policy::eval_query_traced`].
+pub struct Traced {
+    pub value: Option<Vec<Value>>,
+    pub prints: Vec<String>,
+    pub coverage: Option<regorus::coverage::Report>,
+}
+
+fn add_module(
+    engine: &mut regorus::Engine,
+    source: &RegoSource,
+    version: RegoVersion,
+) -> Result<String, RegoError> {
+    let attempt = |engine: &mut regorus::Engine, v0: bool| {
+        let text = super::compat::rewrite(&source.text, v0);
+        engine.set_rego_v0(v0);
+        engine.add_policy(source.path.clone(), text)
+    };
+    let result = match version {
+        RegoVersion::V0 => attempt(engine, true),
+        RegoVersion::V1 => attempt(engine, false),
+        // Try the syntax the file seems to be written in first, and report its error if
+        // neither parses: v1 text can parse as (different) v0 rules, so order matters.
+        RegoVersion::Auto => {
+            let v0_first = !looks_v1(&source.text);
+            attempt(engine, v0_first).or_else(|first| attempt(engine, !v0_first).map_err(|_| first))
+        }
+    };
+    result.map_err(|err| compile_error(&source.path, &err.to_string()))
+}
+
+fn looks_v1(text: &str) -> bool {
+    text.lines().any(|line| {
+        let line = line.split('#').next().unwrap_or("");
+        line.contains(" if ") || line.contains(" if{") || line.contains(" contains ")
+    })
+}
+
+/// Turns a regorus error (`--> file:line:col` then the source excerpt and `error: …`) into a
+/// [`RegoError::Compile`] with file and line.
+fn compile_error(default_file: &str, text: &str) -> RegoError {
+    let mut file = default_file.to_string();
+    let mut line = 0;
+    let mut message = String::new();
+    for l in text.lines() {
+        let t = l.trim();
+        if let Some(location) = t.strip_prefix("-->") {
+            let mut parts = location.trim().rsplitn(3, ':');
+            let _col = parts.next();
+            line = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            if let Some(f) = parts.next() {
+                file = f.to_string();
+            }
+        } else if let Some(m) = t.strip_prefix("error:") {
+            message = m.trim().to_string();
+        }
+    }
+    if message.is_empty() {
+        message = text.trim().to_string();
+    }
+    RegoError::Compile {
+        file,
+        line,
+        message,
+    }
+}
+
+fn rule_name(rule: &regorus::unstable::Rule) -> Option<String> {
+    use regorus::unstable::{Rule, RuleHead};
+    let refr = match rule {
+        Rule::Spec {
+            head: RuleHead::Compr { refr, .. } | RuleHead::Set { refr, .. },
+            ..
+        } => refr,
+        Rule::Default { refr, args, .. } if args.is_empty() => refr,
+        _ => return None,
+    };
+    let path = regorus::utils::get_path_string(refr, None).ok()?;
+    Some(path.split(['.', '[']).next().unwrap_or(&path).to_string())
+}
+
+/// Converts a JSON value for evaluation.
+pub fn to_value(json: &serde_json::Value) -> Value {
+    Value::from(json.clone())
+}
+
+/// Converts an evaluation result back to JSON.
+pub fn from_value(value: &Value) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(text: &str) -> Policy {
+        Policy::compile(
+            &[RegoSource::new("p.rego", text)],
+            RegoVersion::Auto,
+            Limits::default(),
+        )
+        .expect("compiles")
+    }
+
+    fn eval(p: &Policy, query: &str, input: serde_json::Value) -> Option<serde_json::Value> {
+        p.eval_rule(query, to_value(&input))
+            .expect("evaluates")
+            .map(|v| from_value(&v))
+    }
+
+    #[test]
+    fn v0_and_v1_sources_both_compile() {
+        let v0 = policy("package a\ndeny[msg] { input.x; msg := \"x\" }\n");
+        let v1 = policy("package a\ndeny contains msg if { input.x; msg := \"x\" }\n");
+        for p in [v0, v1] {
+            assert_eq!(
+                eval(&p, "data.a.deny", serde_json::json!({"x": true})),
+                Some(serde_json::json!(["x"]))
+            );
+        }
+    }
+
+    #[test]
+    fn builtin_errors_are_undefined() {
+        let p = policy(
+            "package a\nviolation[m] { to_number(\"abc\"); m := \"bad\" }\nviolation[m] { m := \"good\" }\n",
+        );
+        assert_eq!(
+            eval(&p, "data.a.violation", serde_json::json!({})),
+            Some(serde_json::json!(["good"]))
+        );
+    }
+
+    #[test]
+    fn compile_errors_name_file_and_line() {
+        let err = Policy::compile(
+            &[
+                RegoSource::new("ok.rego", "package a\nx := 1\n"),
+                RegoSource::new("bad.rego", "package b\n\nallow {\n  input.x ==\n}\n"),
+            ],
+            RegoVersion::Auto,
+            Limits::default(),
+        )
+        .expect_err("does not compile");
+        match err {
+            RegoError::Compile { file, line, .. } => {
+                assert_eq!(file, "bad.rego");
+                assert!(line >= 3, "line {line}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unsafe_variables_are_compile_errors() {
+        let err = Policy::compile(
+            &[RegoSource::new("u.rego", "package a\nallow { x == y }\n")],
+            RegoVersion::V0,
+            Limits::default(),
+        );
+        assert!(err.is_err(), "{err:?}");
+    }
+
+    #[test]
+    fn runaway_evaluation_hits_the_time_limit() {
+        let p = Policy::compile(
+            &[RegoSource::new(
+                "slow.rego",
+                "package a\nslow[x] { some i, j, k; numbers.range(1, 300)[i]; numbers.range(1, 300)[j]; numbers.range(1, 300)[k]; x := i + j + k }\n",
+            )],
+            RegoVersion::V0,
+            Limits {
+                eval_timeout: Duration::from_millis(50),
+                ..Limits::default()
+            },
+        )
+        .expect("compiles");
+        let err = p
+            .eval_rule("data.a.slow", to_value(&serde_json::json!({})))
+            .expect_err("times out");
+        assert!(matches!(err, RegoError::TimeLimit { .. }), "{err:?}");
+        assert!(err.to_string().contains("time limit"));
+    }
+
+    #[test]
+    fn oversized_policies_are_refused() {
+        let big = format!("package a\n{}", "# padding\n".repeat(200_000));
+        let err = Policy::compile(
+            &[RegoSource::new("big.rego", big)],
+            RegoVersion::V0,
+            Limits::default(),
+        )
+        .expect_err("too big");
+        assert!(err.to_string().contains("limit"), "{err}");
+    }
+
+    #[test]
+    fn rule_names_list_rules_not_functions() {
+        let p = policy(
+            "package a\ndeny[m] { m := 1 }\nwarn_x[m] { m := 2 }\nf(x) = x\ntest_one { true }\n",
+        );
+        let names = p.rule_names("data.a");
+        assert_eq!(names, vec!["deny", "warn_x", "test_one"]);
+    }
+}
