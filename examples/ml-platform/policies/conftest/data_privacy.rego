@@ -11,7 +11,8 @@ import data.lib.params
 uri_pattern := sprintf(`(%s)://[^\s,;'"|()]+`, [concat("|", params.data_source_schemes)])
 
 deny contains msg if {
-	some [where, text] in data_source_texts
+	some pair in data_source_texts
+	[where, text] := pair
 	some uri in regex.find_n(uri_pattern, text, -1)
 	not approved_data_source(uri)
 	msg := sprintf("%s uses data source %s, which is not under an approved prefix (%s)", [where, uri, concat(", ", params.approved_data_sources)])
@@ -23,14 +24,16 @@ approved_data_source(uri) if {
 }
 
 data_source_texts contains [where, e.value] if {
-	some [kind, c] in k8s.containers
+	some pair in k8s.containers
+	[kind, c] := pair
 	some e in c.env
 	is_string(e.value)
 	where := sprintf("%s %s env %s", [kind, c.name, e.name])
 }
 
 data_source_texts contains [where, t] if {
-	some [kind, c] in k8s.containers
+	some pair in k8s.containers
+	[kind, c] := pair
 	some field in ["args", "command"]
 	some t in c[field]
 	is_string(t)
@@ -46,7 +49,8 @@ data_source_texts contains [where, t] if {
 }
 
 deny contains msg if {
-	some [kind, c] in k8s.containers
+	some pair in k8s.containers
+	[kind, c] := pair
 	some e in c.env
 	regex.match(params.sensitive_env_pattern, e.name)
 	not from_secret(e)

@@ -13,7 +13,8 @@ import data.lib.quantity
 workload := params.workloads[k8s.workload_type]
 
 deny contains msg if {
-	some [kind, c] in k8s.containers
+	some pair in k8s.containers
+	[kind, c] := pair
 	kind != "ephemeral container" # Kubernetes allows no resources on them
 	some r in workload.required_limits
 	not has_limit(c, r)
@@ -21,7 +22,8 @@ deny contains msg if {
 }
 
 deny contains msg if {
-	some [kind, c] in k8s.containers
+	some pair in k8s.containers
+	[kind, c] := pair
 	some r, max_raw in workload.max
 	[raw, amount] := largest(c, r)
 	amount > quantity.parse(max_raw)
@@ -30,7 +32,8 @@ deny contains msg if {
 
 # Not limited to ML workload types: a malformed quantity is always an error.
 deny contains msg if {
-	some [kind, c] in k8s.containers
+	some pair in k8s.containers
+	[kind, c] := pair
 	some f in ["limits", "requests"]
 	some r, v in c.resources[f]
 	not quantity.parse(v)
@@ -38,7 +41,8 @@ deny contains msg if {
 }
 
 deny contains msg if {
-	some [kind, c] in k8s.containers
+	some pair in k8s.containers
+	[kind, c] := pair
 	some g in params.gpu_resources
 	req := c.resources.requests[g]
 	not has_limit(c, g)
@@ -46,7 +50,8 @@ deny contains msg if {
 }
 
 deny contains msg if {
-	some [kind, c] in k8s.containers
+	some pair in k8s.containers
+	[kind, c] := pair
 	some g in params.gpu_resources
 	req := c.resources.requests[g]
 	lim := c.resources.limits[g]
@@ -63,6 +68,6 @@ has_limit(c, r) if {
 # [raw, amount] of the larger of a container's request and limit for resource r.
 largest(c, r) := [raw, amount] if {
 	vals := [[v, q] | some f in ["limits", "requests"]; v := c.resources[f][r]; q := quantity.parse(v)]
-	amount := max([q | some [_, q] in vals])
-	raw := [v | some [v, q] in vals; q == amount][0]
+	amount := max([pair[1] | some pair in vals])
+	raw := [pair[0] | some pair in vals; pair[1] == amount][0]
 }

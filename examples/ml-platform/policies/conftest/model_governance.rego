@@ -37,7 +37,8 @@ model_annotation(k) := v if {
 }
 
 deny contains msg if {
-	some [kind, c] in k8s.containers
+	some pair in k8s.containers
+	[kind, c] := pair
 	not approved_image(c.image)
 	msg := sprintf("%s %s image %v is not from an approved model registry (%s)", [kind, c.name, c.image, concat(", ", params.approved_registries)])
 }
