@@ -146,3 +146,21 @@ test_feature_store_caps if {
 		"container trainer requests 16.5Gi memory, more than the 16Gi allowed for feature-store workloads",
 	} with input as json.remove(deployment("", fs, res("4500m", "16.5Gi", "0"), []), ["metadata/namespace"])
 }
+
+test_every_workload_kind_covered if {
+	pod_spec := {"containers": [{"name": "trainer", "image": "registry.ml.example.com/models/trainer:2.3.0", "resources": res("8", "64Gi", "16")}]}
+	msg := "container trainer requests 16 nvidia.com/gpu, more than the 8 allowed for training workloads in ml-training"
+	md := {"name": "w", "namespace": "ml-training"}
+	every obj in [
+		{"apiVersion": "v1", "kind": "Pod", "metadata": md, "spec": pod_spec},
+		{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": md, "spec": {"template": {"spec": pod_spec}}},
+		{"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": md, "spec": {"template": {"spec": pod_spec}}},
+		{"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": md, "spec": {"template": {"spec": pod_spec}}},
+		{"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": md, "spec": {"template": {"spec": pod_spec}}},
+		{"apiVersion": "batch/v1", "kind": "Job", "metadata": md, "spec": {"template": {"spec": pod_spec}}},
+		{"apiVersion": "batch/v1", "kind": "CronJob", "metadata": md, "spec": {"jobTemplate": {"spec": {"template": {"spec": pod_spec}}}}},
+		{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": md, "spec": {"template": {"spec": pod_spec}}},
+	] {
+		data.main.deny == {msg} with input as obj
+	}
+}
