@@ -77,7 +77,7 @@ pub struct TestResult {
     /// Output of `print` calls.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub output: Vec<String>,
-    #[serde(serialize_with = "millis")]
+    #[serde(rename = "duration_ms", serialize_with = "millis")]
     pub duration: Duration,
 }
 
