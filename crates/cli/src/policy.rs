@@ -31,6 +31,8 @@ pub enum PolicyCommand {
 /// Output formats of `policy test`.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum OutputFormat {
+    /// conftest's standard output (`stdout` is accepted as an alias).
+    #[value(alias = "stdout")]
     Table,
     Json,
     Tap,

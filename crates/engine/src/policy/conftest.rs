@@ -184,9 +184,11 @@ pub fn parse_input(path: &str, text: &str, parser: Option<Parser>) -> Result<Inp
     }
     let documents = match parser {
         Parser::Yaml => mooring_core::yaml::parse_all(text).map_err(|e| fail(e.to_string()))?,
-        Parser::Json => {
-            vec![serde_json::from_str::<Value>(text).map_err(|e| fail(e.to_string()))?]
-        }
+        // A stream of JSON values is several documents, as in conftest.
+        Parser::Json => serde_json::Deserializer::from_str(text.trim_start_matches('\u{feff}'))
+            .into_iter::<Value>()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(e.to_string()))?,
         Parser::Hcl2 => vec![hcl_to_json(text).map_err(fail)?],
         Parser::Dockerfile => vec![dockerfile_to_json(text)],
         Parser::Toml => vec![toml_to_json(text).map_err(fail)?],
@@ -1169,6 +1171,35 @@ provider "aws" { region = var.region }
         assert_eq!(by(7)["Value"], json!(["1000"]));
         assert_eq!(by(8)["Value"], json!(["8080", "9090"]));
         assert_eq!(cmds.len(), 9);
+    }
+
+    /// The parsed form of realistic inputs, compared with reviewed JSON files
+    /// (`UPDATE_GOLDEN=1` rewrites them).
+    #[test]
+    fn parser_golden_files() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/policy/conftest/parsers"
+        );
+        for name in ["main.tf", "Dockerfile"] {
+            let text = std::fs::read_to_string(format!("{dir}/{name}")).expect("fixture");
+            let input = parse_input(name, &text, None).expect("parses");
+            let got = serde_json::to_string_pretty(&input.documents).expect("json") + "\n";
+            let golden = format!("{dir}/{name}.json");
+            if std::env::var_os("UPDATE_GOLDEN").is_some() {
+                std::fs::write(&golden, &got).expect("write golden");
+            }
+            let want = std::fs::read_to_string(&golden).expect("golden");
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn json_streams_and_byte_order_marks() {
+        let i = parse_input("s.json", "\u{feff}{\"a\": 1}\n{\"a\": 2}\n", None).expect("stream");
+        assert_eq!(i.documents, vec![json!({"a": 1}), json!({"a": 2})]);
+        let i = parse_input("arr.json", "[1, 2]", None).expect("array");
+        assert_eq!(i.documents, vec![json!([1, 2])], "an array is one document");
     }
 
     #[test]

@@ -589,7 +589,7 @@ mod tests {
 
     fn golden(format: Format) {
         let path = format!(
-            "{}/tests/fixtures/policy/report/sample.{}",
+            "{}/tests/fixtures/policy/conftest/report/sample.{}",
             env!("CARGO_MANIFEST_DIR"),
             format.name()
         );
