@@ -114,7 +114,7 @@ fn test_every_output_format() {
             }
             "github" => {
                 assert!(
-                    out.contains("::error file=conftest/inputs/training.yaml,title=main.deny::trainer: container train has no memory limit"),
+                    out.contains("::error file=conftest/inputs/training.yaml,line=1,title=main.deny::trainer: container train has no memory limit"),
                     "{out}"
                 );
                 assert!(out.contains("::warning file=conftest/inputs/training.yaml"));
@@ -146,7 +146,7 @@ fn test_terraform_dockerfile_and_namespaces() {
     let o = conftest(&["-n", "docker", "-o", "github", "conftest/inputs/Dockerfile"]);
     let out = stdout(&o);
     assert_eq!(code(&o), 1, "{out}");
-    assert!(out.contains("::error file=conftest/inputs/Dockerfile,title=docker.deny::containers must not run as root"), "{out}");
+    assert!(out.contains("::error file=conftest/inputs/Dockerfile,line=1,title=docker.deny::containers must not run as root"), "{out}");
     assert!(
         out.contains("::error file=conftest/inputs/Dockerfile,line=1,"),
         "{out}"
@@ -190,7 +190,7 @@ fn test_combine_and_stdin() {
     let out = stdout(&o);
     assert_eq!(code(&o), 1, "{out}{}", stderr(&o));
     assert!(
-        out.contains("FAIL - - - main - x: container c has no memory limit"),
+        out.contains("FAIL - - main - x: container c has no memory limit"),
         "{out}"
     );
 }

@@ -239,22 +239,33 @@ fn ordered(subject: &Subject) -> impl Iterator<Item = &Finding> {
         .flat_map(move |sev| subject.findings.iter().filter(move |f| f.severity == sev))
 }
 
+/// conftest's standard output: warnings, failures, then exceptions of each subject, a `?`
+/// line for a subject no rule ran on, a blank line and the summary.
 fn render_table(report: &Report) -> String {
     let mut out = String::new();
     for subject in &report.subjects {
-        for f in ordered(subject) {
-            out.push_str(&format!(
-                "{} - {} - {} - {}\n",
-                f.severity.label(),
-                subject.filename,
-                subject.namespace,
-                one_line(&f.display_message())
-            ));
+        // conftest prints standard input as `-` and the namespace between dashes.
+        let file = if subject.filename == "-" {
+            "-".to_string()
+        } else {
+            format!("- {}", subject.filename)
+        };
+        let prefix = format!("{file} - {} -", subject.namespace);
+        if subject.successes == 0 && subject.findings.is_empty() {
+            out.push_str(&format!("? {prefix} no policies found\n"));
+            continue;
+        }
+        for sev in [Severity::Warning, Severity::Failure, Severity::Exception] {
+            for f in subject.findings.iter().filter(|f| f.severity == sev) {
+                out.push_str(&format!(
+                    "{} {prefix} {}\n",
+                    f.severity.label(),
+                    one_line(&f.display_message())
+                ));
+            }
         }
     }
-    if !out.is_empty() {
-        out.push('\n');
-    }
+    out.push('\n');
     out.push_str(&report.totals().to_string());
     out.push('\n');
     out
@@ -295,8 +306,8 @@ pub fn to_conftest_json(report: &Report) -> serde_json::Value {
             "filename": s.filename,
             "namespace": s.namespace,
             "successes": s.successes,
-            "failures": of(Severity::Failure),
             "warnings": of(Severity::Warning),
+            "failures": of(Severity::Failure),
             "exceptions": of(Severity::Exception),
         })
     });
@@ -310,33 +321,57 @@ fn render_json(report: &Report) -> String {
     out
 }
 
+/// TAP 13 in conftest's layout (failures, `# warnings`, `# exceptions`, `# successes`), but
+/// with one plan for the whole run so the stream stays valid with several files, and with
+/// TODO/SKIP directives so TAP consumers do not fail a run on a warning or an exception.
 fn render_tap(report: &Report) -> String {
     let total = report.totals().tests;
     let mut out = format!("TAP version 13\n1..{total}\n");
     let mut n = 0;
     for subject in &report.subjects {
-        for f in ordered(subject) {
-            n += 1;
-            let (status, directive) = match f.severity {
-                Severity::Failure => ("not ok", ""),
-                // TAP has no warning: a warning is a passing point marked TODO, an exception
-                // one marked SKIP, so TAP consumers do not fail the run on either.
-                Severity::Warning => ("not ok", " # TODO warning"),
-                Severity::Exception => ("ok", " # SKIP exception"),
-            };
-            out.push_str(&format!(
-                "{status} {n} - {} - {} - {}{directive}\n",
-                subject.filename,
-                subject.namespace,
-                one_line(&f.display_message()).replace('#', "\\#"),
-            ));
+        let file = if subject.filename == "-" {
+            "-".to_string()
+        } else {
+            format!("- {}", subject.filename)
+        };
+        let prefix = format!("{file} - {} -", subject.namespace);
+        for (sev, header, status, directive) in [
+            (Severity::Failure, "", "not ok", ""),
+            (
+                Severity::Warning,
+                "# warnings\n",
+                "not ok",
+                " # TODO warning",
+            ),
+            (
+                Severity::Exception,
+                "# exceptions\n",
+                "ok",
+                " # SKIP exception",
+            ),
+        ] {
+            let mut findings = subject
+                .findings
+                .iter()
+                .filter(|f| f.severity == sev)
+                .peekable();
+            if findings.peek().is_some() {
+                out.push_str(header);
+            }
+            for f in findings {
+                n += 1;
+                out.push_str(&format!(
+                    "{status} {n} {prefix} {}{directive}\n",
+                    one_line(&f.display_message()).replace('#', "\\#"),
+                ));
+            }
+        }
+        if subject.successes > 0 {
+            out.push_str("# successes\n");
         }
         for _ in 0..subject.successes {
             n += 1;
-            out.push_str(&format!(
-                "ok {n} - {} - {}\n",
-                subject.filename, subject.namespace
-            ));
+            out.push_str(&format!("ok {n} {prefix} SUCCESS\n"));
         }
     }
     out
@@ -415,30 +450,35 @@ fn gh_property(s: &str) -> String {
     gh_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
+/// conftest's GitHub output: a group per subject, one annotation per finding (at the
+/// policy's line, or line 1 of the file), the number of successful checks, the summary.
 fn render_github(report: &Report) -> String {
     let mut out = String::new();
     for subject in &report.subjects {
+        let policies = subject.successes + subject.findings.len();
         out.push_str(&format!(
-            "::group::Testing {} against the policies in namespace {}\n",
+            "::group::Testing {:?} against {policies} policies in namespace {:?}\n",
             gh_data(&subject.filename),
             gh_data(&subject.namespace)
         ));
+        let file = gh_property(&subject.filename);
         for f in ordered(subject) {
             let command = match f.severity {
                 Severity::Failure => "error",
                 Severity::Warning => "warning",
                 Severity::Exception => "notice",
             };
-            let mut props = format!("file={}", gh_property(&subject.filename));
-            if let Some(line) = f.line {
-                props.push_str(&format!(",line={line}"));
-            }
-            props.push_str(&format!(",title={}", gh_property(&f.rule)));
             out.push_str(&format!(
-                "::{command} {props}::{}\n",
+                "::{command} file={file},line={},title={}::{}\n",
+                f.line.unwrap_or(1),
+                gh_property(&f.rule),
                 gh_data(&f.display_message())
             ));
         }
+        out.push_str(&format!(
+            "::notice file={file},line=1::Number of successful checks: {}\n",
+            subject.successes
+        ));
         out.push_str("::endgroup::\n");
     }
     out.push_str(&report.totals().to_string());
@@ -693,7 +733,7 @@ mod tests {
         }
         assert_eq!(
             render(&Report::default(), Format::Table),
-            "0 tests, 0 passed, 0 warnings, 0 failures, 0 exceptions\n"
+            "\n0 tests, 0 passed, 0 warnings, 0 failures, 0 exceptions\n"
         );
     }
 }
