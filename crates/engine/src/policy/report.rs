@@ -377,56 +377,58 @@ fn render_tap(report: &Report) -> String {
     out
 }
 
+/// JUnit XML in conftest's layout: one `testsuite` per namespace, one `testcase` per finding
+/// named `file - first line of the message`, one passing `testcase` named after the file per
+/// success. Unlike conftest a warning is a passing case (with the warning in `system-out`)
+/// and an exception a skipped one, so the XML agrees with the exit code.
 fn render_junit(report: &Report) -> String {
     use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
-    let mut junit = quick_junit::Report::new("mooring");
+    let mut suites: Vec<TestSuite> = Vec::new();
     for subject in &report.subjects {
-        let mut suite = TestSuite::new(format!("{} - {}", subject.filename, subject.namespace));
+        let suite_name = if subject.namespace.is_empty() {
+            "mooring".to_string()
+        } else {
+            subject.namespace.clone()
+        };
+        let idx = match suites.iter().position(|s| s.name.as_str() == suite_name) {
+            Some(i) => i,
+            None => {
+                suites.push(TestSuite::new(suite_name.clone()));
+                suites.len() - 1
+            }
+        };
+        let suite = &mut suites[idx];
         for f in ordered(subject) {
-            let name = format!(
-                "{} - {} - {}",
-                subject.filename,
-                subject.namespace,
-                one_line(&f.display_message())
-            );
+            let message = f.display_message();
+            let first_line = message.lines().next().unwrap_or("");
             let status = match f.severity {
                 Severity::Failure => {
                     let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                    st.set_message(f.display_message()).set_type(f.rule.clone());
+                    st.set_message(message.clone()).set_type(f.rule.clone());
                     st
                 }
-                Severity::Warning => {
-                    // A warning passes (it does not block) but stays visible in the output.
-                    TestCaseStatus::success()
-                }
+                Severity::Warning => TestCaseStatus::success(),
                 Severity::Exception => {
                     let mut st = TestCaseStatus::skipped();
-                    st.set_message(format!("exception: {}", f.display_message()));
+                    st.set_message(format!("exception: {message}"));
                     st
                 }
             };
-            let mut case = TestCase::new(name, status);
+            let mut case = TestCase::new(format!("{} - {first_line}", subject.filename), status);
             case.set_classname(f.rule.clone());
             if f.severity == Severity::Warning {
-                case.set_system_out(format!("warning: {}", f.display_message()));
+                case.set_system_out(format!("warning: {message}"));
             }
             suite.add_test_case(case);
         }
-        for i in 0..subject.successes {
-            let mut case = TestCase::new(
-                format!(
-                    "{} - {} - success {}",
-                    subject.filename,
-                    subject.namespace,
-                    i + 1
-                ),
-                TestCaseStatus::success(),
-            );
-            case.set_classname(subject.namespace.clone());
+        for _ in 0..subject.successes {
+            let mut case = TestCase::new(subject.filename.clone(), TestCaseStatus::success());
+            case.set_classname(suite_name.clone());
             suite.add_test_case(case);
         }
-        junit.add_test_suite(suite);
     }
+    let mut junit = quick_junit::Report::new("mooring");
+    junit.add_test_suites(suites);
     match junit.to_string() {
         Ok(mut xml) => {
             if !xml.ends_with('\n') {
