@@ -23,7 +23,13 @@
 //!   counts as one success.
 //! * `--combine` evaluates all inputs at once as one array of `{path, contents}` sorted by
 //!   path, reported under the file name `Combined`.
-//! * `data.conftest.file` holds `{name, dir}` of the file under test.
+//! * `data.conftest.file` holds `{name, dir}` of the file under test (`dir` as given on the
+//!   command line; conftest makes it absolute).
+//! * A boolean `deny if { … }` rule is an error, as in conftest: it cannot say what is wrong.
+//!
+//! Deliberate differences: exit codes follow Mooring's contract (with `--fail-on-warn`,
+//! failures and warnings both exit 1, where conftest exits 2 for failures; 2 is always an
+//! error here), and an object result without a string `msg` is an error naming the rule.
 //!
 //! Everything is pure: the caller reads files and passes their text. Inputs larger than
 //! [`MAX_INPUT_BYTES`] are refused; evaluation runs under the policy's [`Limits`].
@@ -723,12 +729,19 @@ impl Conftest {
                     namespace: ns.clone(),
                     ..Subject::default()
                 };
-                check(&policy, ns, &combined, &mut subject)?;
+                check(
+                    &policy,
+                    ns,
+                    &definitions(&policy, ns),
+                    &combined,
+                    &mut subject,
+                )?;
                 report.subjects.push(subject);
             }
             return Ok(report);
         }
         for ns in &namespaces {
+            let defs = definitions(&self.policy, ns);
             for input in inputs {
                 let policy = self.with_file_info(&input.path)?;
                 let mut subject = Subject {
@@ -737,7 +750,7 @@ impl Conftest {
                     ..Subject::default()
                 };
                 for doc in &input.documents {
-                    check(&policy, ns, doc, &mut subject)?;
+                    check(&policy, ns, &defs, doc, &mut subject)?;
                 }
                 report.subjects.push(subject);
             }
@@ -756,21 +769,26 @@ impl Conftest {
     }
 }
 
+/// The `deny`/`violation`/`warn` rule definitions of namespace `ns` (a rule with two
+/// bodies is listed twice).
+fn definitions(policy: &Policy, ns: &str) -> Vec<String> {
+    policy
+        .rule_definitions(&format!("data.{ns}"))
+        .into_iter()
+        .filter(|r| rule_kind(r).is_some())
+        .collect()
+}
+
 /// conftest's `check` of one document in one namespace, added to `subject`.
 fn check(
     policy: &Policy,
     ns: &str,
+    definitions: &[String],
     doc: &Value,
     subject: &mut Subject,
 ) -> Result<(), ConftestError> {
-    let package = format!("data.{ns}");
-    let definitions: Vec<String> = policy
-        .rule_definitions(&package)
-        .into_iter()
-        .filter(|r| rule_kind(r).is_some())
-        .collect();
     let mut rules: Vec<&String> = Vec::new();
-    for r in &definitions {
+    for r in definitions {
         if !rules.contains(&r) {
             rules.push(r);
         }
@@ -805,6 +823,16 @@ fn check(
         let value = value.map(|v| super::rego::from_value(&v));
         let items = match value {
             Some(Value::Array(items)) => items,
+            // `deny if { … }` is a boolean: conftest refuses it, as a policy that can never
+            // report what is wrong.
+            Some(Value::Bool(_)) => {
+                return Err(ConftestError::BadResult {
+                    query,
+                    message: format!(
+                        "{rule} is a boolean rule; write `{rule} contains msg if {{ … }}` (Rego v1) or `{rule}[msg] {{ … }}` (v0)"
+                    ),
+                })
+            }
             // A set rule that produced nothing, or a non-collection rule: one passing result.
             _ => Vec::new(),
         };
@@ -1088,6 +1116,14 @@ deny[msg] { not startswith(input.image, data.allowed[0]); msg := sprintf("%s fro
             r.subjects[0].findings[0].message,
             "docker.io/x from pod.json"
         );
+    }
+
+    #[test]
+    fn boolean_deny_rules_are_refused_like_conftest() {
+        let c = conftest("package main\nimport rego.v1\ndeny if { input.x }\n");
+        let input = parse_input("x.json", "{\"x\": true}", None).expect("parses");
+        let err = c.test(&[input], &Options::default()).expect_err("boolean");
+        assert!(err.to_string().contains("deny contains msg if"), "{err}");
     }
 
     #[test]
