@@ -347,3 +347,46 @@ fn verify_runs_rego_tests_and_marks_gator_suites() {
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("no gator suites"));
 }
+
+#[test]
+fn test_walks_directories_without_following_symlink_loops() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let inputs = dir.path().join("inputs");
+    std::fs::create_dir(&inputs).expect("mkdir");
+    std::fs::copy(
+        format!("{FIXTURES}/conftest/inputs/good.yaml"),
+        inputs.join("good.yaml"),
+    )
+    .expect("copy");
+    std::fs::write(inputs.join("README.md"), "not an input").expect("write");
+    std::os::unix::fs::symlink(&inputs, inputs.join("loop")).expect("symlink");
+    std::fs::create_dir(inputs.join(".git")).expect("mkdir");
+    std::fs::write(inputs.join(".git/config.json"), "{").expect("write");
+    let o = conftest(&[inputs.to_str().expect("utf-8 path")]);
+    let out = stdout(&o);
+    assert_eq!(code(&o), 0, "{out}{}", stderr(&o));
+    assert!(
+        out.contains("3 tests, 3 passed"),
+        "only good.yaml is tested: {out}"
+    );
+}
+
+#[test]
+fn test_bad_data_documents_exit_2() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("broken.json"), "{\"registries\": ").expect("write");
+    let o = policy(&[
+        "test",
+        "-p",
+        "conftest/policy",
+        "-d",
+        dir.path().to_str().expect("utf-8 path"),
+        "conftest/inputs/good.yaml",
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("broken.json: loading data"),
+        "{}",
+        stderr(&o)
+    );
+}
