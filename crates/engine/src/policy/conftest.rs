@@ -34,7 +34,6 @@
 //! Everything is pure: the caller reads files and passes their text. Inputs larger than
 //! [`MAX_INPUT_BYTES`] are refused; evaluation runs under the policy's [`Limits`].
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use serde_json::{Map, Value};
@@ -892,19 +891,6 @@ fn check(
     }
     subject.successes += successes;
     Ok(())
-}
-
-/// Groups input paths by parser, for messages (`3 yaml, 1 hcl2`).
-pub fn describe_inputs(inputs: &[(String, Parser)]) -> String {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, p) in inputs {
-        *counts.entry(p.name()).or_default() += 1;
-    }
-    counts
-        .iter()
-        .map(|(k, v)| format!("{v} {k}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

@@ -499,10 +499,20 @@ pub fn to_sarif(report: &Report) -> serde_json::Value {
     let rule_objects: Vec<serde_json::Value> = rules
         .iter()
         .map(|id| {
+            let severity = report
+                .findings()
+                .find(|f| f.rule == *id)
+                .map(|f| f.severity)
+                .unwrap_or(Severity::Failure);
+            let description = match severity {
+                Severity::Failure => "Policy violation",
+                Severity::Warning => "Policy warning",
+                Severity::Exception => "Policy exception",
+            };
             serde_json::json!({
                 "id": id,
                 "name": id,
-                "shortDescription": { "text": id },
+                "shortDescription": { "text": format!("{description}: {id}") },
             })
         })
         .collect();
@@ -549,6 +559,10 @@ pub fn to_sarif(report: &Report) -> serde_json::Value {
                 "rules": rule_objects,
             }},
             "results": results,
+            "invocations": [{
+                "executionSuccessful": true,
+                "exitCode": i32::from(report.has_failures()),
+            }],
         }],
     })
 }
