@@ -212,6 +212,9 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         namespaces: args.namespace,
         all_namespaces: args.all_namespaces,
         combine: args.combine,
+        base_dir: std::env::current_dir()
+            .ok()
+            .map(|d| d.display().to_string()),
     };
     let report = engine.test(&inputs, &options)?;
     print!("{}", report::render(&report, args.output.into()));

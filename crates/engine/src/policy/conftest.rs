@@ -23,8 +23,8 @@
 //!   counts as one success.
 //! * `--combine` evaluates all inputs at once as one array of `{path, contents}` sorted by
 //!   path, reported under the file name `Combined`.
-//! * `data.conftest.file` holds `{name, dir}` of the file under test (`dir` as given on the
-//!   command line; conftest makes it absolute).
+//! * `data.conftest.file` holds `{name, dir}` of the file under test (`dir` absolute when
+//!   the caller passes [`Options::base_dir`], as the CLI does).
 //! * A boolean `deny if { … }` rule is an error, as in conftest: it cannot say what is wrong.
 //!
 //! Deliberate differences: exit codes follow Mooring's contract (with `--fail-on-warn`,
@@ -613,6 +613,9 @@ pub struct Options {
     pub all_namespaces: bool,
     /// Evaluate all inputs together as one `[{path, contents}]` document.
     pub combine: bool,
+    /// The directory relative input paths are relative to (the CLI's working directory),
+    /// so `data.conftest.file.dir` is absolute as in conftest. `None` keeps paths as given.
+    pub base_dir: Option<String>,
 }
 
 impl Default for Options {
@@ -621,6 +624,7 @@ impl Default for Options {
             namespaces: vec!["main".into()],
             all_namespaces: false,
             combine: false,
+            base_dir: None,
         }
     }
 }
@@ -721,7 +725,7 @@ impl Conftest {
                     .map(|(path, contents)| serde_json::json!({"path": path, "contents": contents}))
                     .collect(),
             );
-            let policy = self.with_file_info("Combined")?;
+            let policy = self.with_file_info("Combined", options.base_dir.as_deref())?;
             for ns in &namespaces {
                 let mut subject = Subject {
                     filename: "Combined".into(),
@@ -742,7 +746,7 @@ impl Conftest {
         for ns in &namespaces {
             let defs = definitions(&self.policy, ns);
             for input in inputs {
-                let policy = self.with_file_info(&input.path)?;
+                let policy = self.with_file_info(&input.path, options.base_dir.as_deref())?;
                 let mut subject = Subject {
                     filename: input.path.clone(),
                     namespace: ns.clone(),
@@ -757,10 +761,21 @@ impl Conftest {
         Ok(report)
     }
 
-    fn with_file_info(&self, path: &str) -> Result<Policy, ConftestError> {
+    fn with_file_info(&self, path: &str, base_dir: Option<&str>) -> Result<Policy, ConftestError> {
         let (dir, name) = match path.rsplit_once('/') {
+            Some(("", n)) => ("/".to_string(), n.to_string()),
             Some((d, n)) => (d.to_string(), n.to_string()),
             None => (".".to_string(), path.to_string()),
+        };
+        let dir = match base_dir {
+            Some(base) if !dir.starts_with('/') => {
+                let base = base.trim_end_matches('/');
+                match dir.as_str() {
+                    "." => base.to_string(),
+                    _ => format!("{base}/{}", dir.trim_start_matches("./")),
+                }
+            }
+            _ => dir,
         };
         let mut policy = self.policy.clone();
         policy.add_data(&serde_json::json!({"conftest": {"file": {"name": name, "dir": dir}}}))?;
