@@ -386,6 +386,18 @@ fn dockerfile_to_json(text: &str) -> Value {
         let line = line.trim();
         let (instruction, rest) = split_word(line);
         let cmd = instruction.to_ascii_lowercase();
+        // Heredocs (`RUN <<EOF` … `EOF`): their lines belong to the command, not the file.
+        if matches!(cmd.as_str(), "run" | "copy" | "add") {
+            for marker in heredoc_markers(rest) {
+                for next in lines.by_ref() {
+                    original.push('\n');
+                    original.push_str(next);
+                    if next.trim() == marker {
+                        break;
+                    }
+                }
+            }
+        }
         if cmd == "from" {
             stage += 1;
         }
@@ -421,6 +433,16 @@ fn dockerfile_to_json(text: &str) -> Value {
         }));
     }
     Value::Array(commands)
+}
+
+/// The terminators of the heredocs a command line opens (`<<EOF`, `<<-EOF`, `<<"EOF"`).
+fn heredoc_markers(rest: &str) -> Vec<String> {
+    rest.split_whitespace()
+        .filter_map(|w| w.strip_prefix("<<"))
+        .map(|w| w.trim_start_matches('-').trim_matches(['"', '\'']))
+        .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_alphanumeric() || c == '_'))
+        .map(str::to_string)
+        .collect()
 }
 
 fn split_word(s: &str) -> (&str, &str) {
@@ -1237,6 +1259,22 @@ provider "aws" { region = var.region }
         assert_eq!(i.documents, vec![json!({"a": 1}), json!({"a": 2})]);
         let i = parse_input("arr.json", "[1, 2]", None).expect("array");
         assert_eq!(i.documents, vec![json!([1, 2])], "an array is one document");
+    }
+
+    #[test]
+    fn dockerfile_heredocs_stay_in_their_command() {
+        let text = "FROM debian\nRUN <<EOF\napt-get update\nUSER root\nEOF\nUSER 1000\n";
+        let input = parse_input("Dockerfile", text, None).expect("parses");
+        let cmds = input.documents[0].as_array().expect("commands");
+        let names: Vec<_> = cmds
+            .iter()
+            .map(|c| c["Cmd"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(names, ["from", "run", "user"]);
+        assert_eq!(cmds[2]["Value"], json!(["1000"]));
+        assert!(cmds[1]["Original"]
+            .as_str()
+            .is_some_and(|o| o.contains("apt-get update")));
     }
 
     #[test]
