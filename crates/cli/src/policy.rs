@@ -233,7 +233,14 @@ fn test_rego(args: TestRegoArgs) -> anyhow::Result<ExitCode> {
         bail!("no .rego files in {}", display_paths(&args.paths));
     }
     let data = read_data(&args.data)?;
+    let filtered = options.run.is_some();
     let run = regotest::run_tests(&sources, &data, &options)?;
+    if run.results.is_empty() && !filtered {
+        bail!(
+            "no tests found: no test_ rules in the .rego files of {}",
+            display_paths(&args.paths)
+        );
+    }
     match args.output {
         TestOutput::Table => print!("{}", run.render_text(args.verbose)),
         TestOutput::Json => println!("{}", serde_json::to_string_pretty(&run.to_json())?),

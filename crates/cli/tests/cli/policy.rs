@@ -330,6 +330,9 @@ fn test_rego_coverage_and_json() {
     assert!(stderr(&o).contains("bad/policy/bad.rego:"));
     let o = policy(&["test-rego", "rego/pass", "--run", "("]);
     assert_eq!(code(&o), 2);
+    let o = policy(&["test-rego", "conftest/policy"]);
+    assert_eq!(code(&o), 2, "a directory without tests is an error");
+    assert!(stderr(&o).contains("no tests found"));
 }
 
 #[test]
