@@ -288,3 +288,6 @@ fn health_test_and_crds_commands() {
     );
     assert!(text.contains("repoURL"), "schema generated from the types");
 }
+
+#[path = "cli/policy.rs"]
+mod policy_cmd;

@@ -188,6 +188,21 @@ impl Policy {
         names
     }
 
+    /// One name per rule definition at the top of `package` (a rule with two bodies is listed
+    /// twice), as conftest counts rules when it computes successes.
+    pub fn rule_definitions(&self, package: &str) -> Vec<String> {
+        let mut engine = self.engine.clone();
+        let mut names = Vec::new();
+        for module in engine.get_modules().iter() {
+            let path = regorus::utils::get_path_string(&module.package.refr, Some("data"));
+            if path.ok().as_deref() != Some(package) {
+                continue;
+            }
+            names.extend(module.policy.iter().filter_map(|rule| rule_name(rule)));
+        }
+        names
+    }
+
     /// Evaluates the rule at `path` (`data.pkg.rule`) with `input`. `Ok(None)` when the rule
     /// is undefined.
     pub fn eval_rule(&self, path: &str, input: Value) -> Result<Option<Value>, RegoError> {
