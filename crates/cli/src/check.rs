@@ -27,7 +27,9 @@
 //!    policies and Rego unit tests found in REPO).
 //! 5. **Terraform**: for every directory with `*.tf` files, `terraform fmt -check -diff`
 //!    and `terraform init -backend=false` + `terraform validate -json`, when `terraform` is
-//!    on PATH. `init` runs with a temporary `TF_DATA_DIR`, so REPO is not written to;
+//!    on PATH. `init` runs with a temporary `TF_DATA_DIR` (and a lock file it creates is
+//!    removed again), so REPO is left as it was; the rest of the environment is kept, so
+//!    a CLI configuration with a provider mirror or plugin cache works offline;
 //!    a configuration that needs providers or modules, which cannot be downloaded offline,
 //!    is a `terraform/validate-skipped` warning rather than a failure.
 //!
@@ -535,9 +537,6 @@ async fn terraform_stage(repo: &Path, dirs: &BTreeSet<PathBuf>) -> anyhow::Resul
             let mut c = tokio::process::Command::new(&tf);
             c.args(args)
                 .current_dir(dir)
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("HOME", data.path())
                 .env("TF_DATA_DIR", data.path().join(".terraform"))
                 .env("TF_IN_AUTOMATION", "1")
                 .env("TF_INPUT", "0")
@@ -578,7 +577,13 @@ async fn terraform_stage(repo: &Path, dirs: &BTreeSet<PathBuf>) -> anyhow::Resul
             }
         }
         // init + validate
+        let lock = dir.join(".terraform.lock.hcl");
+        let had_lock = lock.exists();
         let init = run(&["init", "-backend=false", "-input=false", "-no-color"]).await?;
+        if !had_lock && lock.exists() {
+            // init records the providers it installed; the repository is not ours to change.
+            let _ = std::fs::remove_file(&lock);
+        }
         if !init.status.success() {
             let err = String::from_utf8_lossy(&init.stderr).to_string()
                 + &String::from_utf8_lossy(&init.stdout);
