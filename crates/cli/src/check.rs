@@ -18,9 +18,13 @@
 //!    Applications among the rendered objects (an app-of-apps) are rendered too. Each
 //!    `overlays/<env>` directory with a kustomization that no Application renders is
 //!    rendered on its own, so an environment nobody deployed yet is still checked.
+//!    Multi-source Applications render each source that has a path. Namespaced objects
+//!    rendered without a namespace get the Application's destination namespace, as Argo
+//!    CD applies them.
 //!    A render error is a `render` finding of that Application, never a crash.
 //! 3. **Per object**: schema validation (`engine::schema`: built-in kinds from k8s-openapi,
-//!    CRDs from the `openAPIV3Schema` of every CRD rendered or written in REPO; kinds with
+//!    CRDs from the `openAPIV3Schema` of every CRD rendered or written in REPO, Gatekeeper
+//!    constraints from their ConstraintTemplates; kinds with
 //!    no schema are one `schema/skipped` warning per kind and Application) and the
 //!    built-in lints (`engine::lint`).
 //! 4. **Policies**: [`policy_stage`] (Gatekeeper templates and constraints, conftest
@@ -127,6 +131,8 @@ struct Unit {
     /// Where it was defined (repository-relative file), if in a file.
     file: Option<String>,
     environment: Option<String>,
+    /// `spec.destination.namespace`, given to namespaced objects rendered without one.
+    namespace: Option<String>,
     source: mooring_core::app::ApplicationSource,
 }
 
@@ -213,6 +219,23 @@ async fn check(repo: &Path, envs: &[String], lint_opts: &LintOptions) -> anyhow:
     let mut written_objects = Vec::new();
     for f in files.iter().filter(|f| is_yaml(f)) {
         let rel = rel(repo, f);
+        let size = std::fs::metadata(f).map_or(0, |m| m.len());
+        if size > mooring_core::yaml::MAX_YAML_BYTES as u64 {
+            report.subjects.push(subject(
+                &rel,
+                "",
+                vec![warning(
+                    "yaml",
+                    "yaml/too-large",
+                    format!(
+                        "{rel} is {size} bytes, over the {}-byte limit for a YAML file; not read",
+                        mooring_core::yaml::MAX_YAML_BYTES
+                    ),
+                    "",
+                )],
+            ));
+            continue;
+        }
         let Ok(text) = std::fs::read_to_string(f) else {
             continue;
         };
@@ -220,8 +243,8 @@ async fn check(repo: &Path, envs: &[String], lint_opts: &LintOptions) -> anyhow:
             Ok(docs) => {
                 for d in docs {
                     if is_application(&d) {
-                        match unit_of(&d, Some(&rel)) {
-                            Ok(u) => units.push(u),
+                        match units_of(&d, Some(&rel)) {
+                            Ok(u) => units.extend(u),
                             Err(e) => report.subjects.push(subject(
                                 &rel,
                                 "",
@@ -229,7 +252,8 @@ async fn check(repo: &Path, envs: &[String], lint_opts: &LintOptions) -> anyhow:
                             )),
                         }
                     }
-                    if d["kind"] == "CustomResourceDefinition" {
+                    if d["kind"] == "CustomResourceDefinition" || d["kind"] == "ConstraintTemplate"
+                    {
                         written_objects.push(d);
                     }
                 }
@@ -258,7 +282,7 @@ async fn check(repo: &Path, envs: &[String], lint_opts: &LintOptions) -> anyhow:
             match result {
                 RenderResult::Objects(objects) => {
                     for o in objects.iter().filter(|o| is_application(o)) {
-                        if let Ok(u) = unit_of(o, None) {
+                        for u in units_of(o, None).unwrap_or_default() {
                             if wanted(&u, envs) && seen.insert(unit_key(&u)) {
                                 queue.push(u);
                             }
@@ -317,6 +341,7 @@ async fn check(repo: &Path, envs: &[String], lint_opts: &LintOptions) -> anyhow:
             name: format!("overlay {rel_dir}"),
             file: None,
             environment: Some(env),
+            namespace: None,
             source: mooring_core::app::ApplicationSource {
                 path: Some(rel_dir),
                 ..Default::default()
@@ -338,6 +363,25 @@ async fn check(repo: &Path, envs: &[String], lint_opts: &LintOptions) -> anyhow:
                 )),
                 RenderResult::External(_) => {}
             }
+        }
+    }
+
+    // Destination namespaces, as Argo CD applies them.
+    let cluster_crds: BTreeSet<(String, String)> = rendered
+        .iter()
+        .flat_map(|r| r.objects.iter())
+        .chain(written_objects.iter())
+        .filter(|o| o["kind"] == "CustomResourceDefinition" && o["spec"]["scope"] == "Cluster")
+        .filter_map(|o| {
+            Some((
+                o["spec"]["group"].as_str()?.to_string(),
+                o["spec"]["names"]["kind"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    for r in &mut rendered {
+        if let Some(ns) = r.unit.namespace.clone() {
+            default_namespaces(&mut r.objects, &ns, &cluster_crds);
         }
     }
 
@@ -757,36 +801,130 @@ fn env_after(path: &str, marker: &str) -> Option<String> {
         .filter(|e| !e.is_empty() && !e.ends_with(".yaml") && !e.ends_with(".yml"))
 }
 
-fn unit_of(doc: &Value, file: Option<&str>) -> Result<Unit, String> {
+/// The units of an Application: one per source (Argo CD multi-source Applications render
+/// every source with a path; `ref`-only sources, which carry value files, have none).
+fn units_of(doc: &Value, file: Option<&str>) -> Result<Vec<Unit>, String> {
     let app: Application = serde_json::from_value(doc.clone()).map_err(|e| {
         format!(
             "Application {}: {e}",
             doc["metadata"]["name"].as_str().unwrap_or("?")
         )
     })?;
-    let source = app
-        .source()
-        .cloned()
-        .ok_or_else(|| format!("Application {} has no source", app.name()))?;
-    let environment = file
-        .and_then(|f| env_after(f, "environments"))
-        .or_else(|| {
-            source
-                .path
-                .as_deref()
-                .and_then(|p| env_after(p, "overlays"))
-        })
-        .or_else(|| {
-            app.metadata["labels"]["environment"]
-                .as_str()
-                .map(str::to_string)
+    let sources: Vec<_> = match &app.spec.source {
+        Some(s) => vec![s.clone()],
+        None => app.spec.sources.clone(),
+    };
+    if sources.is_empty() {
+        return Err(format!("Application {} has no source", app.name()));
+    }
+    let multi = sources.len() > 1;
+    let mut units = Vec::new();
+    for (i, source) in sources.into_iter().enumerate() {
+        if multi && source.path.is_none() && source.chart.is_none() {
+            continue;
+        }
+        let environment = file
+            .and_then(|f| env_after(f, "environments"))
+            .or_else(|| {
+                source
+                    .path
+                    .as_deref()
+                    .and_then(|p| env_after(p, "overlays"))
+            })
+            .or_else(|| {
+                app.metadata["labels"]["environment"]
+                    .as_str()
+                    .map(str::to_string)
+            });
+        units.push(Unit {
+            name: if multi {
+                format!("{} (source {})", app.name(), i + 1)
+            } else {
+                app.name().to_string()
+            },
+            file: file.map(str::to_string),
+            environment,
+            namespace: app
+                .spec
+                .destination
+                .namespace
+                .clone()
+                .filter(|n| !n.is_empty()),
+            source,
         });
-    Ok(Unit {
-        name: app.name().to_string(),
-        file: file.map(str::to_string),
-        environment,
-        source,
-    })
+    }
+    Ok(units)
+}
+
+/// Built-in cluster-scoped kinds (group, kind); CRDs say their own scope.
+const CLUSTER_SCOPED: &[(&str, &str)] = &[
+    ("", "Namespace"),
+    ("", "Node"),
+    ("", "PersistentVolume"),
+    ("rbac.authorization.k8s.io", "ClusterRole"),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+    ("storage.k8s.io", "StorageClass"),
+    ("storage.k8s.io", "CSIDriver"),
+    ("storage.k8s.io", "CSINode"),
+    ("storage.k8s.io", "VolumeAttachment"),
+    ("storage.k8s.io", "VolumeAttributesClass"),
+    ("scheduling.k8s.io", "PriorityClass"),
+    ("node.k8s.io", "RuntimeClass"),
+    ("networking.k8s.io", "IngressClass"),
+    ("apiextensions.k8s.io", "CustomResourceDefinition"),
+    ("apiregistration.k8s.io", "APIService"),
+    (
+        "admissionregistration.k8s.io",
+        "MutatingWebhookConfiguration",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingWebhookConfiguration",
+    ),
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingAdmissionPolicyBinding",
+    ),
+    ("certificates.k8s.io", "CertificateSigningRequest"),
+    ("flowcontrol.apiserver.k8s.io", "FlowSchema"),
+    ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"),
+    ("resource.k8s.io", "DeviceClass"),
+    ("templates.gatekeeper.sh", "ConstraintTemplate"),
+];
+
+/// Give namespaced objects without a namespace the Application's destination namespace,
+/// as Argo CD does when it applies them, so findings name the namespace the object
+/// lands in. Scope comes from [`CLUSTER_SCOPED`], CRDs among `crds` (`spec.scope`), and
+/// Gatekeeper constraints (cluster-scoped); anything else is taken as namespaced.
+fn default_namespaces(
+    objects: &mut [Value],
+    namespace: &str,
+    cluster_crds: &BTreeSet<(String, String)>,
+) {
+    for o in objects.iter_mut() {
+        let group = o["apiVersion"]
+            .as_str()
+            .and_then(|a| a.rsplit_once('/'))
+            .map_or("", |(g, _)| g)
+            .to_string();
+        let kind = o["kind"].as_str().unwrap_or("").to_string();
+        let cluster = CLUSTER_SCOPED.contains(&(group.as_str(), kind.as_str()))
+            || group == "constraints.gatekeeper.sh"
+            || cluster_crds.contains(&(group, kind));
+        if cluster {
+            continue;
+        }
+        if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+            if meta
+                .get("namespace")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                meta.insert("namespace".into(), Value::String(namespace.to_string()));
+            }
+        }
+    }
 }
 
 fn unit_key(u: &Unit) -> String {

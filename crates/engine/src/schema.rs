@@ -45,6 +45,11 @@
 //! and the extensions above. CEL rules (`x-kubernetes-validations`) are not evaluated.
 //! `metadata` of a custom resource is validated as a built-in `ObjectMeta`.
 //!
+//! Gatekeeper constraints are custom resources whose CRD Gatekeeper generates from a
+//! `ConstraintTemplate`; a template among the objects stands for that CRD (see
+//! `Crds::add_constraint_template`), so a misspelt constraint parameter is caught in CI
+//! instead of being silently pruned at admission.
+//!
 //! # Everything else
 //!
 //! A kind with neither a built-in type nor a CRD among the objects is
@@ -134,8 +139,16 @@ impl Crds {
         (crds, errors)
     }
 
-    /// Add one object if it is a v1 CRD (anything else is ignored).
+    /// Add one object if it is a v1 CRD or a Gatekeeper `ConstraintTemplate` (anything
+    /// else is ignored).
     pub fn add(&mut self, obj: &Value) -> Result<(), SchemaError> {
+        if obj["kind"] == "ConstraintTemplate"
+            && obj["apiVersion"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("templates.gatekeeper.sh/"))
+        {
+            return self.add_constraint_template(obj);
+        }
         if obj["apiVersion"] != "apiextensions.k8s.io/v1"
             || obj["kind"] != "CustomResourceDefinition"
         {
@@ -170,6 +183,66 @@ impl Crds {
                 vname.to_string(),
                 CrdVersion {
                     schema: v["schema"].get("openAPIV3Schema").cloned(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The CRD Gatekeeper generates for a template's constraint kind: group
+    /// `constraints.gatekeeper.sh`, versions v1, v1beta1 and v1alpha1, `spec.match` and
+    /// `spec.enforcementAction` as Gatekeeper defines them, and `spec.parameters` from the
+    /// template's `spec.crd.spec.validation.openAPIV3Schema`. Where Gatekeeper keeps
+    /// unknown parameters (`legacySchema: true`, the default of v1beta1 and v1alpha1
+    /// templates, or no schema at all) every level preserves unknown fields, so only types
+    /// are checked; v1 templates get strict parameters, like the API server's pruning.
+    fn add_constraint_template(&mut self, obj: &Value) -> Result<(), SchemaError> {
+        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let kind = obj["spec"]["crd"]["spec"]["names"]["kind"]
+            .as_str()
+            .ok_or_else(|| SchemaError::BadCrd {
+                name: format!("of ConstraintTemplate {name}"),
+                what: "spec.crd.spec.names.kind is missing".into(),
+            })?;
+        let validation = &obj["spec"]["crd"]["spec"]["validation"];
+        let legacy = validation["legacySchema"]
+            .as_bool()
+            .unwrap_or(obj["apiVersion"] != "templates.gatekeeper.sh/v1");
+        let mut params = validation
+            .get("openAPIV3Schema")
+            .filter(|p| p.is_object())
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({"x-kubernetes-preserve-unknown-fields": true}));
+        if legacy {
+            preserve_everywhere(&mut params, 0);
+        }
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "spec": {
+                    "type": "object",
+                    "properties": {
+                        "match": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                        "enforcementAction": {"type": "string"},
+                        "scopedEnforcementActions": {
+                            "type": "array",
+                            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+                        },
+                        "parameters": params,
+                    }
+                },
+                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+            }
+        });
+        let entry = self
+            .by_kind
+            .entry(("constraints.gatekeeper.sh".to_string(), kind.to_string()))
+            .or_default();
+        for v in ["v1", "v1beta1", "v1alpha1"] {
+            entry.insert(
+                v.to_string(),
+                CrdVersion {
+                    schema: Some(schema.clone()),
                 },
             );
         }
@@ -234,6 +307,32 @@ pub fn validate(obj: &Value, crds: &Crds) -> Outcome {
     let mut path = String::new();
     v.root(schema, obj, &mut path, &mut issues);
     outcome(issues)
+}
+
+/// Mark every object level of `schema` `x-kubernetes-preserve-unknown-fields`.
+fn preserve_everywhere(schema: &mut Value, depth: usize) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    let Some(o) = schema.as_object_mut() else {
+        return;
+    };
+    o.insert(
+        "x-kubernetes-preserve-unknown-fields".into(),
+        Value::Bool(true),
+    );
+    for key in ["properties", "patternProperties"] {
+        if let Some(props) = o.get_mut(key).and_then(Value::as_object_mut) {
+            for p in props.values_mut() {
+                preserve_everywhere(p, depth + 1);
+            }
+        }
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(sub) = o.get_mut(key) {
+            preserve_everywhere(sub, depth + 1);
+        }
+    }
 }
 
 fn join(prefix: &str, path: &str) -> String {

@@ -310,3 +310,72 @@ fn bad_crds_are_reported() {
     assert_eq!(errors.len(), 1);
     assert!(errors[0].to_string().contains("x.example.com"));
 }
+
+#[test]
+fn gatekeeper_constraints_against_their_templates() {
+    let template = |api: &str, legacy: Option<bool>| {
+        let mut t = yaml(
+            r#"
+apiVersion: templates.gatekeeper.sh/v1
+kind: ConstraintTemplate
+metadata: {name: k8smlresourcelimits}
+spec:
+  crd:
+    spec:
+      names: {kind: K8sMLResourceLimits}
+      validation:
+        openAPIV3Schema:
+          type: object
+          properties:
+            maxGpus: {type: integer}
+            namespaces: {type: array, items: {type: string}}
+  targets: [{target: admission.k8s.gatekeeper.sh, rego: "package x"}]
+"#,
+        );
+        t["apiVersion"] = json!(api);
+        if let Some(l) = legacy {
+            t["spec"]["crd"]["spec"]["validation"]["legacySchema"] = json!(l);
+        }
+        t
+    };
+    let constraint = yaml(
+        r#"
+apiVersion: constraints.gatekeeper.sh/v1beta1
+kind: K8sMLResourceLimits
+metadata: {name: training-caps}
+spec:
+  enforcementAction: deny
+  match: {kinds: [{apiGroups: [apps], kinds: [Deployment]}], namespaces: [ml-training]}
+  parameters: {maxGpus: 8, namespaces: [ml-training]}
+"#,
+    );
+    let mut typo = constraint.clone();
+    typo["spec"]["parameters"]["maxGpu"] = json!(8);
+    let mut wrong = constraint.clone();
+    wrong["spec"]["parameters"]["maxGpus"] = json!("8");
+    let (v1, _) = Crds::from_objects([&template("templates.gatekeeper.sh/v1", None)]);
+    assert_eq!(issues(&constraint, &v1), Vec::<String>::new());
+    assert_eq!(
+        issues(&typo, &v1),
+        vec!["spec.parameters.maxGpu: unknown field"]
+    );
+    assert_eq!(
+        issues(&wrong, &v1),
+        vec!["spec.parameters.maxGpus: must be of type integer, got string"]
+    );
+    // Legacy schemas keep unknown parameters but still check types.
+    for t in [
+        template("templates.gatekeeper.sh/v1beta1", None),
+        template("templates.gatekeeper.sh/v1", Some(true)),
+    ] {
+        let (legacy, _) = Crds::from_objects([&t]);
+        assert_eq!(issues(&typo, &legacy), Vec::<String>::new());
+        assert_eq!(issues(&wrong, &legacy).len(), 1);
+    }
+    let mut unknown_kind = constraint.clone();
+    unknown_kind["kind"] = json!("Other");
+    assert!(matches!(
+        validate(&unknown_kind, &v1),
+        Outcome::Skipped { .. }
+    ));
+}
