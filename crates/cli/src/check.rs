@@ -525,11 +525,16 @@ fn render_one(repo: &Path, unit: &Unit, opts: &mooring_render::RenderOptions) ->
         ));
     }
     let path = s.path.as_deref().unwrap_or("");
-    let in_repo = !path.is_empty()
-        && !Path::new(path)
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-        && repo.join(path).is_dir();
+    // A path that escapes (`..`, an absolute path, a symlink out) is the render crate's
+    // to refuse with a clear error; one that merely does not exist here belongs to
+    // another repository.
+    let escapes = Path::new(path).components().any(|c| {
+        matches!(
+            c,
+            std::path::Component::ParentDir | std::path::Component::RootDir
+        )
+    });
+    let in_repo = !path.is_empty() && (escapes || repo.join(path).exists());
     if !in_repo {
         return RenderResult::External(format!(
             "source path {path:?} of {} is not a directory of this repository; not rendered",

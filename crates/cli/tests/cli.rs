@@ -681,3 +681,104 @@ fn check_usage_errors_exit_2() {
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/repo"), "{err}");
 }
+
+#[test]
+fn check_hostile_repositories() {
+    let repo = web_repo(GOOD_DEPLOYMENT);
+    // An alias bomb that looks like an Application.
+    let mut bomb = String::from("apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: bomb}\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n",
+            p = i - 1
+        ));
+    }
+    std::fs::write(repo.path().join("environments/dev/bomb.yaml"), bomb).expect("write");
+    // Applications whose source leaves the repository, by `..` and by a symlink.
+    let outside = tempfile::tempdir().expect("tmp");
+    std::fs::write(outside.path().join("secret.yaml"), GOOD_DEPLOYMENT).expect("write");
+    std::os::unix::fs::symlink(outside.path(), repo.path().join("apps/escape")).expect("symlink");
+    std::fs::write(
+        repo.path().join("environments/dev/escape.yaml"),
+        APP.replace("web-dev", "escape-link")
+            .replace("apps/web/overlays/dev", "apps/escape")
+            + "---\n"
+            + &APP
+                .replace("web-dev", "escape-dots")
+                .replace("apps/web/overlays/dev", "apps/../../etc"),
+    )
+    .expect("write");
+    // A YAML file over the size limit.
+    std::fs::write(
+        repo.path().join("huge.yaml"),
+        "a: b\n".repeat(2 * 1024 * 1024),
+    )
+    .expect("write");
+    let (code, out, err) = check(&["-o", "json"], repo.path());
+    assert_eq!(code, 1, "{err}");
+    let f = findings(&out);
+    assert!(
+        f.iter()
+            .any(|x| x.1 == "yaml/parse" && x.3.starts_with("environments/dev/bomb.yaml")),
+        "{f:?}"
+    );
+    for app in ["escape-link", "escape-dots"] {
+        let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        let s = v["subjects"]
+            .as_array()
+            .expect("subjects")
+            .iter()
+            .find(|s| s["namespace"] == app)
+            .unwrap_or_else(|| panic!("{app}: {out}"));
+        assert_eq!(s["findings"][0]["rule"], "render/error", "{s}");
+    }
+    assert!(f.iter().any(|x| x.1 == "yaml/too-large"), "{f:?}");
+    assert!(
+        !out.contains("secret.yaml"),
+        "nothing outside the repository is read"
+    );
+}
+
+#[test]
+fn check_multi_source_and_destination_namespace() {
+    let repo = web_repo(GOOD_DEPLOYMENT);
+    std::fs::write(
+        repo.path().join("apps/web/overlays/dev/kustomization.yaml"),
+        "resources: [../../base]\n",
+    )
+    .expect("write");
+    std::fs::create_dir_all(repo.path().join("apps/jobs")).expect("mkdir");
+    std::fs::write(
+        repo.path().join("apps/jobs/job.yaml"),
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: train}\nspec: {template: {spec: {restartPolicy: Never, containers: [{name: t, image: trainer}]}}}\n",
+    )
+    .expect("write");
+    std::fs::write(
+        repo.path().join("environments/dev/web.yaml"),
+        r#"apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: web-dev}
+spec:
+  project: default
+  sources:
+  - {repoURL: "https://git.example.com/platform.git", path: apps/web/overlays/dev}
+  - {repoURL: "https://git.example.com/platform.git", path: apps/jobs}
+  - {repoURL: "https://git.example.com/values.git", ref: values}
+  destination: {server: "https://kubernetes.default.svc", namespace: ml-dev}
+"#,
+    )
+    .expect("write");
+    let (code, out, err) = check(&["-o", "json"], repo.path());
+    assert_eq!(code, 1, "{err}");
+    let f = findings(&out);
+    assert!(
+        f.iter()
+            .any(|x| x.1 == "lint/image-latest-tag" && x.2 == "batch/Job ml-dev/train"),
+        "{f:?}"
+    );
+    assert!(!f.iter().any(|x| x.2.contains("Deployment")), "{f:?}");
+    assert!(
+        out.contains("web-dev (source 1)") && out.contains("web-dev (source 2)"),
+        "{out}"
+    );
+}
