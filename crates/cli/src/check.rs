@@ -147,8 +147,8 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     if !matches!(format, Format::Table | Format::Json) {
         // TODO(merge): replace `write_report` with `report::render(&Report, Format)`.
         bail!(
-            "-o {:?} is not available in this build yet (table and json are)",
-            args.output
+            "-o {} is not available in this build yet (table and json are)",
+            format!("{:?}", args.output).to_lowercase()
         );
     }
     let repo = std::fs::canonicalize(&args.repo).with_context(|| {
@@ -312,7 +312,6 @@ async fn check(repo: &Path, envs: &[String], lint_opts: &LintOptions) -> anyhow:
     // Orphan overlays: overlays/<env> kustomizations no Application renders.
     let rendered_paths: BTreeSet<String> = rendered
         .iter()
-        .chain(std::iter::empty())
         .filter_map(|r| r.unit.source.path.clone())
         .map(|p| p.trim_matches('/').to_string())
         .collect();
