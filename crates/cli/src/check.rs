@@ -1022,3 +1022,60 @@ fn write_report(report: &Report, format: Format) -> anyhow::Result<String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environments_from_paths() {
+        for (path, marker, want) in [
+            (
+                "environments/staging/web.yaml",
+                "environments",
+                Some("staging"),
+            ),
+            (
+                "clusters/eu/environments/prod/a.yaml",
+                "environments",
+                Some("prod"),
+            ),
+            ("environments/web.yaml", "environments", None),
+            ("apps/web/overlays/dev", "overlays", Some("dev")),
+            ("apps/web/overlays", "overlays", None),
+            ("apps/web/base", "overlays", None),
+        ] {
+            assert_eq!(env_after(path, marker).as_deref(), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn terraform_output_parsing() {
+        let diff = "main.tf\n--- old/main.tf\n+++ new/main.tf\n@@ -1 +1 @@\n-a\n+b\nvars.tf\n--- old/vars.tf\n+++ new/vars.tf\n";
+        assert_eq!(unformatted_files(diff), vec!["main.tf", "vars.tf"]);
+        assert_eq!(unformatted_files("main.tf\n"), vec!["main.tf"]);
+        assert!(needs_download(
+            "Error: Failed to query available provider packages\nCould not retrieve the list"
+        ));
+        assert!(!needs_download(
+            "Error: Argument or block definition required"
+        ));
+    }
+
+    #[test]
+    fn namespaces_follow_scope() {
+        let mut objs = vec![
+            serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"}}),
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}}),
+            serde_json::json!({"apiVersion": "ml.example.com/v1", "kind": "Pool", "metadata": {"name": "p"}}),
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "mine"}}),
+        ];
+        let cluster = [("ml.example.com".to_string(), "Pool".to_string())].into();
+        default_namespaces(&mut objs, "dest", &cluster);
+        let ns: Vec<Option<&str>> = objs
+            .iter()
+            .map(|o| o["metadata"]["namespace"].as_str())
+            .collect();
+        assert_eq!(ns, vec![Some("dest"), None, None, Some("mine")]);
+    }
+}
