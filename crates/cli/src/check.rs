@@ -40,8 +40,9 @@
 //! # Environments
 //!
 //! An Application's environment is the directory after `environments/` in the file that
-//! defines it, else the directory after `overlays/` in its `source.path`, else its
-//! `environment` label. `--environment ENV` (repeatable) restricts the run to those
+//! defines it, else the directory after `overlays/` or `environments/` in its
+//! `source.path` (an app-of-apps deploying `environments/development` belongs to
+//! development), else its `environment` label. `--environment ENV` (repeatable) restricts the run to those
 //! environments (Applications without an environment, such as an app-of-apps, always run).
 //!
 //! # Report and exit code
@@ -830,10 +831,8 @@ fn units_of(doc: &Value, file: Option<&str>) -> Result<Vec<Unit>, String> {
         let environment = file
             .and_then(|f| env_after(f, "environments"))
             .or_else(|| {
-                source
-                    .path
-                    .as_deref()
-                    .and_then(|p| env_after(p, "overlays"))
+                let p = source.path.as_deref()?;
+                env_after(p, "overlays").or_else(|| env_after(p, "environments"))
             })
             .or_else(|| {
                 app.metadata["labels"]["environment"]
