@@ -81,6 +81,10 @@ pub struct CheckArgs {
     /// Turn a built-in lint off (repeatable); ids: container-resources, image-latest-tag,
     /// readiness-probe, run-as-non-root, privileged-container, gpu-limits,
     /// host-namespaces, host-path.
+    ///
+    /// REPO/.mooring/check.yaml can also hold
+    /// `lints: {disable: [ID, …]}`, and an object the annotation
+    /// `mooring.dev/ignore-lints: ID,ID` (or kube-score's `kube-score/ignore`).
     #[arg(long = "disable-lint", value_name = "ID")]
     pub disable_lint: Vec<String>,
     /// Check only these environments (repeatable; default: all).
