@@ -1,10 +1,1084 @@
-//! `mooring check` (in progress).
+//! `mooring check [REPO]`: the CI compliance run of a platform repository in one command.
+//!
+//! # What runs
+//!
+//! 1. **Discovery.** Every YAML file of REPO (hidden directories such as `.git` and
+//!    `.mooring`, and Helm charts' `templates/`, are skipped) is parsed; every Argo CD
+//!    `Application` in it is a unit to render. A file that fails to parse but looks like a
+//!    manifest (it mentions `apiVersion:`, `kind:` and `metadata:`) is a `yaml` finding
+//!    naming the file and the parser's position; other unparsable YAML (CI configs) is
+//!    ignored, as Argo CD does.
+//! 2. **Rendering.** An Application is rendered from the working tree when its
+//!    `source.path` is a directory of REPO: its `repoURL` usually names the remote of this
+//!    very repository (`https://git.example.com/ml-platform/platform.git`), which `check`
+//!    does not fetch. Sources elsewhere (a Helm repository chart, a path not in REPO) are
+//!    reported as a `render/external-source` warning. Rendering uses the render crate
+//!    exactly as the controller does (kustomize via the real binary, Helm where `helm`
+//!    exists, Argo CD's defaulting of the Helm release name to the Application's name).
+//!    Applications among the rendered objects (an app-of-apps) are rendered too. Each
+//!    `overlays/<env>` directory with a kustomization that no Application renders is
+//!    rendered on its own, so an environment nobody deployed yet is still checked.
+//!    Multi-source Applications render each source that has a path. Namespaced objects
+//!    rendered without a namespace get the Application's destination namespace, as Argo
+//!    CD applies them.
+//!    A render error is a `render` finding of that Application, never a crash.
+//! 3. **Per object**: schema validation (`engine::schema`: built-in kinds from k8s-openapi,
+//!    CRDs from the `openAPIV3Schema` of every CRD rendered or written in REPO, Gatekeeper
+//!    constraints from their ConstraintTemplates; kinds with
+//!    no schema are one `schema/skipped` warning per kind and Application) and the
+//!    built-in lints (`engine::lint`).
+//! 4. **Policies**: [`policy_stage`] (Gatekeeper templates and constraints, conftest
+//!    policies and Rego unit tests found in REPO).
+//! 5. **Terraform**: for every directory with `*.tf` files, `terraform fmt -check -diff`
+//!    and `terraform init -backend=false` + `terraform validate -json`, when `terraform` is
+//!    on PATH. `init` runs with a temporary `TF_DATA_DIR` (and a lock file it creates is
+//!    removed again), so REPO is left as it was; the rest of the environment is kept, so
+//!    a CLI configuration with a provider mirror or plugin cache works offline;
+//!    a configuration that needs providers or modules, which cannot be downloaded offline,
+//!    is a `terraform/validate-skipped` warning rather than a failure.
+//!
+//! # Environments
+//!
+//! An Application's environment is the directory after `environments/` in the file that
+//! defines it, else the directory after `overlays/` or `environments/` in its
+//! `source.path` (an app-of-apps deploying `environments/development` belongs to
+//! development), else its `environment` label. `--environment ENV` (repeatable) restricts the run to those
+//! environments (Applications without an environment, such as an app-of-apps, always run).
+//!
+//! # Report and exit code
+//!
+//! Every result is a `report::Finding`: one `Subject` per rendered Application (`filename`
+//! is its source path, `namespace` its name), per YAML file and per Terraform directory.
+//! Exit 0 when nothing failed, 1 when a finding is a failure (warnings do not fail),
+//! 2 when the run itself cannot proceed: REPO missing, an invalid `.mooring/check.yaml`,
+//! an unknown lint id, an output format this build cannot write.
+//!
+//! # Configuration
+//!
+//! `REPO/.mooring/check.yaml` (optional): `lints: {disable: [id, …]}`, merged with
+//! `--disable-lint ID`.
 
+use anyhow::{bail, Context as _};
+use mooring_core::app::Application;
+use mooring_engine::lint::{self, LintOptions};
+use mooring_engine::policy::report::{Finding, Format, Report, Severity, Subject};
+use mooring_engine::schema::{self, Crds, Outcome};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-#[derive(clap::Args)]
-pub struct CheckArgs {}
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// The platform repository to check.
+    #[arg(default_value = ".")]
+    pub repo: PathBuf,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Turn a built-in lint off (repeatable); ids: container-resources, image-latest-tag,
+    /// readiness-probe, run-as-non-root, privileged-container, gpu-limits,
+    /// host-namespaces, host-path.
+    ///
+    /// REPO/.mooring/check.yaml can also hold
+    /// `lints: {disable: [ID, …]}`, and an object the annotation
+    /// `mooring.dev/ignore-lints: ID,ID` (or kube-score's `kube-score/ignore`).
+    #[arg(long = "disable-lint", value_name = "ID")]
+    pub disable_lint: Vec<String>,
+    /// Check only these environments (repeatable; default: all).
+    #[arg(long = "environment", value_name = "ENV")]
+    pub environment: Vec<String>,
+}
 
-pub async fn run(_args: CheckArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("mooring check is not built yet")
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Table,
+    Json,
+    Junit,
+    Sarif,
+    Github,
+}
+
+impl OutputFormat {
+    fn format(self) -> Format {
+        match self {
+            OutputFormat::Table => Format::Table,
+            OutputFormat::Json => Format::Json,
+            OutputFormat::Junit => Format::Junit,
+            OutputFormat::Sarif => Format::Sarif,
+            OutputFormat::Github => Format::Github,
+        }
+    }
+}
+
+/// `.mooring/check.yaml`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckConfig {
+    #[serde(default)]
+    lints: LintConfig,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LintConfig {
+    #[serde(default)]
+    disable: Vec<String>,
+}
+
+/// One Application to render.
+#[derive(Debug, Clone)]
+struct Unit {
+    /// The Application's name (or the overlay path for an orphan overlay).
+    name: String,
+    /// Where it was defined (repository-relative file), if in a file.
+    file: Option<String>,
+    environment: Option<String>,
+    /// `spec.destination.namespace`, given to namespaced objects rendered without one.
+    namespace: Option<String>,
+    source: mooring_core::app::ApplicationSource,
+}
+
+/// A rendered unit.
+struct Rendered {
+    unit: Unit,
+    objects: Vec<Value>,
+}
+
+pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let format = args.output.format();
+    if !matches!(format, Format::Table | Format::Json) {
+        // TODO(merge): replace `write_report` with `report::render(&Report, Format)`.
+        bail!(
+            "-o {} is not available in this build yet (table and json are)",
+            format!("{:?}", args.output).to_lowercase()
+        );
+    }
+    let repo = std::fs::canonicalize(&args.repo).with_context(|| {
+        format!(
+            "{} does not exist (pass the platform repository directory)",
+            args.repo.display()
+        )
+    })?;
+    if !repo.is_dir() {
+        bail!("{} is not a directory", repo.display());
+    }
+    let mut disabled: BTreeSet<String> = args.disable_lint.iter().cloned().collect();
+    disabled.extend(load_config(&repo)?.lints.disable);
+    let unknown = lint::unknown_ids(&disabled);
+    if !unknown.is_empty() {
+        let known: Vec<&str> = lint::LINTS.iter().map(|(id, _)| *id).collect();
+        bail!(
+            "unknown lint id {} (known: {})",
+            unknown.join(", "),
+            known.join(", ")
+        );
+    }
+    let started = Instant::now();
+    let report = check(&repo, &args.environment, &LintOptions { disabled }).await?;
+    let out = write_report(&report, format)?;
+    std::io::stdout().write_all(out.as_bytes())?;
+    let failures = report
+        .findings()
+        .filter(|f| f.severity == Severity::Failure)
+        .count();
+    let warnings = report
+        .findings()
+        .filter(|f| f.severity == Severity::Warning)
+        .count();
+    eprintln!(
+        "check: {failures} failure(s), {warnings} warning(s) in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if report.has_failures() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn load_config(repo: &Path) -> anyhow::Result<CheckConfig> {
+    let path = repo.join(".mooring").join("check.yaml");
+    if !path.is_file() {
+        return Ok(CheckConfig::default());
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let v = mooring_core::yaml::parse_one(&text).with_context(|| format!("{}", path.display()))?;
+    if v.is_null() {
+        return Ok(CheckConfig::default());
+    }
+    serde_json::from_value(v)
+        .with_context(|| format!("{}: expected `lints: {{disable: [id, …]}}`", path.display()))
+}
+
+/// The whole run (everything but output).
+async fn check(repo: &Path, envs: &[String], lint_opts: &LintOptions) -> anyhow::Result<Report> {
+    let mut report = Report::default();
+    let files = walk(repo);
+
+    // 1. Discovery.
+    let mut units = Vec::new();
+    let mut written_objects = Vec::new();
+    for f in files.iter().filter(|f| is_yaml(f)) {
+        let rel = rel(repo, f);
+        let size = std::fs::metadata(f).map_or(0, |m| m.len());
+        if size > mooring_core::yaml::MAX_YAML_BYTES as u64 {
+            report.subjects.push(subject(
+                &rel,
+                "",
+                vec![warning(
+                    "yaml",
+                    "yaml/too-large",
+                    format!(
+                        "{rel} is {size} bytes, over the {}-byte limit for a YAML file; not read",
+                        mooring_core::yaml::MAX_YAML_BYTES
+                    ),
+                    "",
+                )],
+            ));
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        match mooring_core::yaml::parse_all(&text) {
+            Ok(docs) => {
+                for d in docs {
+                    if is_application(&d) {
+                        match units_of(&d, Some(&rel)) {
+                            Ok(u) => units.extend(u),
+                            Err(e) => report.subjects.push(subject(
+                                &rel,
+                                "",
+                                vec![failure("application", "application/invalid", e, "")],
+                            )),
+                        }
+                    }
+                    if d["kind"] == "CustomResourceDefinition" || d["kind"] == "ConstraintTemplate"
+                    {
+                        written_objects.push(d);
+                    }
+                }
+            }
+            Err(e) if looks_like_manifest(&text) => report.subjects.push(subject(
+                &rel,
+                "",
+                vec![failure("yaml", "yaml/parse", format!("{rel}: {e}"), "")],
+            )),
+            Err(_) => {}
+        }
+    }
+    units.retain(|u| wanted(u, envs));
+
+    // 2. Rendering, following app-of-apps.
+    let opts = mooring_render::RenderOptions::default();
+    let mut seen: BTreeSet<String> = units.iter().map(unit_key).collect();
+    let mut rendered: Vec<Rendered> = Vec::new();
+    let mut queue = units;
+    let mut round = 0;
+    while !queue.is_empty() && round < 8 {
+        round += 1;
+        eprintln!("check: rendering {} application(s)…", queue.len());
+        let results = render_all(repo, std::mem::take(&mut queue), &opts).await?;
+        for (unit, result) in results {
+            match result {
+                RenderResult::Objects(objects) => {
+                    for o in objects.iter().filter(|o| is_application(o)) {
+                        for u in units_of(o, None).unwrap_or_default() {
+                            if wanted(&u, envs) && seen.insert(unit_key(&u)) {
+                                queue.push(u);
+                            }
+                        }
+                    }
+                    rendered.push(Rendered { unit, objects });
+                }
+                RenderResult::External(why) => report.subjects.push(subject(
+                    unit.source.path.as_deref().unwrap_or(""),
+                    &unit.name,
+                    vec![warning("render", "render/external-source", why, "")],
+                )),
+                RenderResult::Failed(e) => {
+                    let e = match &unit.file {
+                        Some(f) => format!("{e} (Application {} in {f})", unit.name),
+                        None => e,
+                    };
+                    report.subjects.push(subject(
+                        unit.source.path.as_deref().unwrap_or(""),
+                        &unit.name,
+                        vec![failure("render", "render/error", e, "")],
+                    ))
+                }
+            }
+        }
+    }
+    // Orphan overlays: overlays/<env> kustomizations no Application renders.
+    let rendered_paths: BTreeSet<String> = rendered
+        .iter()
+        .filter_map(|r| r.unit.source.path.clone())
+        .map(|p| p.trim_matches('/').to_string())
+        .collect();
+    let mut orphans = Vec::new();
+    for f in &files {
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !matches!(
+            name,
+            "kustomization.yaml" | "kustomization.yml" | "Kustomization"
+        ) {
+            continue;
+        }
+        let Some(dir) = f.parent() else { continue };
+        let rel_dir = rel(repo, dir);
+        let Some(env) = env_after(&rel_dir, "overlays") else {
+            continue;
+        };
+        if rendered_paths.contains(&rel_dir) || !(envs.is_empty() || envs.contains(&env)) {
+            continue;
+        }
+        // Only a direct overlays/<env> directory, not a nested component.
+        if !rel_dir.ends_with(&format!("overlays/{env}")) {
+            continue;
+        }
+        orphans.push(Unit {
+            name: format!("overlay {rel_dir}"),
+            file: None,
+            environment: Some(env),
+            namespace: None,
+            source: mooring_core::app::ApplicationSource {
+                path: Some(rel_dir),
+                ..Default::default()
+            },
+        });
+    }
+    if !orphans.is_empty() {
+        eprintln!(
+            "check: rendering {} overlay(s) no Application uses…",
+            orphans.len()
+        );
+        for (unit, result) in render_all(repo, orphans, &opts).await? {
+            match result {
+                RenderResult::Objects(objects) => rendered.push(Rendered { unit, objects }),
+                RenderResult::Failed(e) => report.subjects.push(subject(
+                    unit.source.path.as_deref().unwrap_or(""),
+                    &unit.name,
+                    vec![failure("render", "render/error", e, "")],
+                )),
+                RenderResult::External(_) => {}
+            }
+        }
+    }
+
+    // Destination namespaces, as Argo CD applies them.
+    let cluster_crds: BTreeSet<(String, String)> = rendered
+        .iter()
+        .flat_map(|r| r.objects.iter())
+        .chain(written_objects.iter())
+        .filter(|o| o["kind"] == "CustomResourceDefinition" && o["spec"]["scope"] == "Cluster")
+        .filter_map(|o| {
+            Some((
+                o["spec"]["group"].as_str()?.to_string(),
+                o["spec"]["names"]["kind"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    for r in &mut rendered {
+        if let Some(ns) = r.unit.namespace.clone() {
+            default_namespaces(&mut r.objects, &ns, &cluster_crds);
+        }
+    }
+
+    // 3. Schemas and lints.
+    let (crds, crd_errors) = Crds::from_objects(
+        rendered
+            .iter()
+            .flat_map(|r| r.objects.iter())
+            .chain(written_objects.iter()),
+    );
+    for e in crd_errors {
+        tracing::debug!("{e}");
+    }
+    let objects_total: usize = rendered.iter().map(|r| r.objects.len()).sum();
+    eprintln!(
+        "check: validating and linting {objects_total} object(s) of {} render(s)…",
+        rendered.len()
+    );
+    for r in &rendered {
+        report.subjects.push(check_objects(r, &crds, lint_opts));
+    }
+
+    // 4. Policies.
+    let policies = policy_stage(repo, &rendered);
+    report.subjects.extend(policies.subjects);
+
+    // 5. Terraform.
+    let tf_dirs: BTreeSet<PathBuf> = files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|x| x == "tf"))
+        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .collect();
+    if !tf_dirs.is_empty() {
+        report
+            .subjects
+            .extend(terraform_stage(repo, &tf_dirs).await?);
+    }
+    Ok(report)
+}
+
+/// Schema validation and lints of one render.
+fn check_objects(r: &Rendered, crds: &Crds, lint_opts: &LintOptions) -> Subject {
+    let mut s = Subject {
+        filename: r.unit.source.path.clone().unwrap_or_default(),
+        namespace: r.unit.name.clone(),
+        ..Default::default()
+    };
+    let mut skipped: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for o in &r.objects {
+        let resource = lint::resource_label(o);
+        match schema::validate(o, crds) {
+            Outcome::Valid => s.successes += 1,
+            Outcome::Invalid(issues) => {
+                for i in issues {
+                    let message = match i.message.as_str() {
+                        "unknown field" | "missing required field" => {
+                            format!("{} {:?}", i.message, i.path)
+                        }
+                        _ => i.to_string(),
+                    };
+                    s.findings
+                        .push(failure("schema", "schema/invalid", message, &resource));
+                }
+            }
+            Outcome::Skipped { reason } => {
+                let key = format!(
+                    "{} {}",
+                    o["apiVersion"].as_str().unwrap_or(""),
+                    o["kind"].as_str().unwrap_or("")
+                );
+                skipped.entry(key).or_insert((0, reason)).0 += 1;
+            }
+        }
+        let l = lint::lint(o, &r.objects, lint_opts);
+        s.successes += l.passed;
+        s.findings.extend(l.findings);
+    }
+    for (_, (n, reason)) in skipped {
+        s.findings.push(warning(
+            "schema",
+            "schema/skipped",
+            format!("skipped: {reason} ({n} object(s)); add its CustomResourceDefinition to the repository to validate it"),
+            "",
+        ));
+    }
+    s
+}
+
+/// Gatekeeper templates and constraints, conftest policies and Rego unit tests of the
+/// repository, run against the rendered objects.
+///
+/// Empty for now: those stages are built in parallel (`policy verify`, `policy test`,
+/// `policy test-rego`) and are wired in here at merge time.
+fn policy_stage(_repo: &Path, _rendered: &[Rendered]) -> Report {
+    Report::default()
+}
+
+enum RenderResult {
+    Objects(Vec<Value>),
+    External(String),
+    Failed(String),
+}
+
+/// Render units on blocking threads, at most as many at once as there are cores.
+async fn render_all(
+    repo: &Path,
+    units: Vec<Unit>,
+    opts: &mooring_render::RenderOptions,
+) -> anyhow::Result<Vec<(Unit, RenderResult)>> {
+    let width = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(width));
+    let mut tasks = Vec::new();
+    for unit in units {
+        let repo = repo.to_path_buf();
+        let opts = opts.clone();
+        let sem = sem.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            tokio::task::spawn_blocking(move || {
+                let result = render_one(&repo, &unit, &opts);
+                (unit, result)
+            })
+            .await
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.context("render task")?.context("render task")?);
+    }
+    Ok(out)
+}
+
+fn render_one(repo: &Path, unit: &Unit, opts: &mooring_render::RenderOptions) -> RenderResult {
+    let started = Instant::now();
+    let s = &unit.source;
+    if s.chart.as_deref().is_some_and(|c| !c.is_empty()) {
+        return RenderResult::External(format!(
+            "chart {:?} from {} is not in this repository; not rendered",
+            s.chart.as_deref().unwrap_or(""),
+            s.repo_url
+        ));
+    }
+    let path = s.path.as_deref().unwrap_or("");
+    // A path that escapes (`..`, an absolute path, a symlink out) is the render crate's
+    // to refuse with a clear error; one that merely does not exist here belongs to
+    // another repository.
+    let escapes = Path::new(path).components().any(|c| {
+        matches!(
+            c,
+            std::path::Component::ParentDir | std::path::Component::RootDir
+        )
+    });
+    let in_repo = !path.is_empty() && (escapes || repo.join(path).exists());
+    if !in_repo {
+        return RenderResult::External(format!(
+            "source path {path:?} of {} is not a directory of this repository; not rendered",
+            s.repo_url
+        ));
+    }
+    let mut source = s.clone();
+    if let Some(helm) = source.helm.as_mut().and_then(Value::as_object_mut) {
+        helm.entry("releaseName")
+            .or_insert_with(|| Value::String(unit.name.clone()));
+    }
+    let result = match mooring_render::render(repo, &source, opts) {
+        Ok(objects) => RenderResult::Objects(objects),
+        Err(e) => RenderResult::Failed(e.to_string()),
+    };
+    eprintln!(
+        "check:   {} ({path}) {:.2}s",
+        unit.name,
+        started.elapsed().as_secs_f64()
+    );
+    result
+}
+
+/// Terraform checks of every directory with `.tf` files.
+async fn terraform_stage(repo: &Path, dirs: &BTreeSet<PathBuf>) -> anyhow::Result<Vec<Subject>> {
+    let Some(tf) = which("terraform") else {
+        return Ok(vec![subject(
+            "",
+            "terraform",
+            vec![warning(
+                "terraform",
+                "terraform/missing",
+                "terraform is not on PATH: Terraform folders were not checked (install it: https://developer.hashicorp.com/terraform/install)".into(),
+                "",
+            )],
+        )]);
+    };
+    let mut out = Vec::new();
+    for dir in dirs {
+        let rel_dir = rel(repo, dir);
+        eprintln!("check: terraform {rel_dir}");
+        let mut s = Subject {
+            filename: rel_dir.clone(),
+            namespace: "terraform".into(),
+            ..Default::default()
+        };
+        let data = tempfile::tempdir()?;
+        let run = |args: &'static [&'static str]| {
+            let mut c = tokio::process::Command::new(&tf);
+            c.args(args)
+                .current_dir(dir)
+                .env("TF_DATA_DIR", data.path().join(".terraform"))
+                .env("TF_IN_AUTOMATION", "1")
+                .env("TF_INPUT", "0")
+                .env("CHECKPOINT_DISABLE", "1")
+                .kill_on_drop(true);
+            async move {
+                tokio::time::timeout(Duration::from_secs(120), c.output())
+                    .await
+                    .map_err(|_| anyhow::anyhow!("terraform {args:?} timed out"))?
+                    .context("running terraform")
+            }
+        };
+        // fmt
+        let fmt = run(&["fmt", "-check", "-diff", "-no-color"]).await?;
+        if fmt.status.success() {
+            s.successes += 1;
+        } else {
+            let stdout = String::from_utf8_lossy(&fmt.stdout).to_string();
+            let files = unformatted_files(&stdout);
+            if files.is_empty() {
+                let err = String::from_utf8_lossy(&fmt.stderr);
+                s.findings.push(failure(
+                    "terraform",
+                    "terraform/fmt",
+                    format!("terraform fmt failed: {}", err.trim()),
+                    "",
+                ));
+            }
+            for f in files {
+                let mut finding = failure(
+                    "terraform",
+                    "terraform/fmt",
+                    format!("{rel_dir}/{f} is not formatted: run `terraform fmt`"),
+                    "",
+                );
+                finding.metadata = serde_json::json!({"diff": stdout});
+                s.findings.push(finding);
+            }
+        }
+        // init + validate
+        let lock = dir.join(".terraform.lock.hcl");
+        let had_lock = lock.exists();
+        let init = run(&["init", "-backend=false", "-input=false", "-no-color"]).await?;
+        if !had_lock && lock.exists() {
+            // init records the providers it installed; the repository is not ours to change.
+            let _ = std::fs::remove_file(&lock);
+        }
+        if !init.status.success() {
+            let err = String::from_utf8_lossy(&init.stderr).to_string()
+                + &String::from_utf8_lossy(&init.stdout);
+            if needs_download(&err) {
+                s.findings.push(warning(
+                    "terraform",
+                    "terraform/validate-skipped",
+                    "skipped: providers not available offline (terraform init could not install the providers or modules this configuration requires)".into(),
+                    "",
+                ));
+            } else {
+                s.findings.push(failure(
+                    "terraform",
+                    "terraform/init",
+                    format!("terraform init failed: {}", first_lines(&err, 20)),
+                    "",
+                ));
+            }
+            out.push(s);
+            continue;
+        }
+        let validate = run(&["validate", "-json", "-no-color"]).await?;
+        let v: Value = serde_json::from_slice(&validate.stdout).unwrap_or(Value::Null);
+        if v["valid"] == true {
+            s.successes += 1;
+        }
+        for d in v["diagnostics"].as_array().into_iter().flatten() {
+            let file = d["range"]["filename"].as_str().unwrap_or("");
+            let line = d["range"]["start"]["line"]
+                .as_u64()
+                .and_then(|l| u32::try_from(l).ok());
+            let mut message = d["summary"].as_str().unwrap_or("").to_string();
+            if let Some(detail) = d["detail"].as_str().filter(|x| !x.is_empty()) {
+                message.push_str(": ");
+                message.push_str(detail);
+            }
+            if !file.is_empty() {
+                message = format!("{rel_dir}/{file}: {message}");
+            }
+            let mut f = if d["severity"] == "error" {
+                failure("terraform", "terraform/validate", message, "")
+            } else {
+                warning("terraform", "terraform/validate", message, "")
+            };
+            f.line = line;
+            s.findings.push(f);
+        }
+        if v.is_null() {
+            s.findings.push(failure(
+                "terraform",
+                "terraform/validate",
+                format!(
+                    "terraform validate failed: {}",
+                    first_lines(&String::from_utf8_lossy(&validate.stderr), 20)
+                ),
+                "",
+            ));
+        }
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// File names in `terraform fmt -check -diff` output (`--- old/main.tf` headers).
+fn unformatted_files(stdout: &str) -> Vec<String> {
+    let mut files: Vec<String> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("--- old/"))
+        .map(str::to_string)
+        .collect();
+    if files.is_empty() {
+        // Without diffs terraform lists the files, one per line.
+        files = stdout
+            .lines()
+            .filter(|l| l.ends_with(".tf") || l.ends_with(".tfvars"))
+            .map(str::to_string)
+            .collect();
+    }
+    files.dedup();
+    files
+}
+
+/// Whether a failed `terraform init` failed for want of downloads (offline).
+fn needs_download(err: &str) -> bool {
+    let e = err.to_ascii_lowercase();
+    [
+        "failed to query available provider packages",
+        "failed to install provider",
+        "could not retrieve the list of available versions",
+        "failed to download module",
+        "module not installed",
+        "registry.terraform.io",
+        "error accessing remote module registry",
+    ]
+    .iter()
+    .any(|p| e.contains(p))
+}
+
+fn first_lines(s: &str, n: usize) -> String {
+    s.trim().lines().take(n).collect::<Vec<_>>().join("\n")
+}
+
+fn which(bin: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(bin))
+        .find(|p| p.is_file())
+}
+
+/// Every file under `repo` (hidden directories and Helm `templates/` skipped; symlinks not
+/// followed), sorted.
+fn walk(repo: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![repo.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let is_chart = dir.join("Chart.yaml").is_file();
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let Ok(ty) = e.file_type() else { continue };
+            if ty.is_dir() {
+                if name.starts_with('.') || (is_chart && name == "templates") {
+                    continue;
+                }
+                stack.push(e.path());
+            } else if ty.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn is_yaml(p: &Path) -> bool {
+    p.extension()
+        .and_then(|x| x.to_str())
+        .is_some_and(|x| x == "yaml" || x == "yml")
+}
+
+fn rel(repo: &Path, p: &Path) -> String {
+    let r = p.strip_prefix(repo).unwrap_or(p);
+    let s = r.to_string_lossy().replace('\\', "/");
+    if s.is_empty() {
+        ".".into()
+    } else {
+        s
+    }
+}
+
+fn looks_like_manifest(text: &str) -> bool {
+    text.contains("apiVersion:") && text.contains("kind:") && text.contains("metadata:")
+}
+
+fn is_application(v: &Value) -> bool {
+    v["kind"] == "Application"
+        && v["apiVersion"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("argoproj.io/"))
+}
+
+/// The environment after `marker/` in a `/`-separated path.
+fn env_after(path: &str, marker: &str) -> Option<String> {
+    let parts: Vec<&str> = path.split('/').collect();
+    parts
+        .windows(2)
+        .find(|w| w[0] == marker)
+        .map(|w| w[1].to_string())
+        .filter(|e| !e.is_empty() && !e.ends_with(".yaml") && !e.ends_with(".yml"))
+}
+
+/// The units of an Application: one per source (Argo CD multi-source Applications render
+/// every source with a path; `ref`-only sources, which carry value files, have none).
+fn units_of(doc: &Value, file: Option<&str>) -> Result<Vec<Unit>, String> {
+    let app: Application = serde_json::from_value(doc.clone()).map_err(|e| {
+        format!(
+            "Application {}: {e}",
+            doc["metadata"]["name"].as_str().unwrap_or("?")
+        )
+    })?;
+    let sources: Vec<_> = match &app.spec.source {
+        Some(s) => vec![s.clone()],
+        None => app.spec.sources.clone(),
+    };
+    if sources.is_empty() {
+        return Err(format!("Application {} has no source", app.name()));
+    }
+    let multi = sources.len() > 1;
+    let mut units = Vec::new();
+    for (i, source) in sources.into_iter().enumerate() {
+        if multi && source.path.is_none() && source.chart.is_none() {
+            continue;
+        }
+        let environment = file
+            .and_then(|f| env_after(f, "environments"))
+            .or_else(|| {
+                let p = source.path.as_deref()?;
+                env_after(p, "overlays").or_else(|| env_after(p, "environments"))
+            })
+            .or_else(|| {
+                app.metadata["labels"]["environment"]
+                    .as_str()
+                    .map(str::to_string)
+            });
+        units.push(Unit {
+            name: if multi {
+                format!("{} (source {})", app.name(), i + 1)
+            } else {
+                app.name().to_string()
+            },
+            file: file.map(str::to_string),
+            environment,
+            namespace: app
+                .spec
+                .destination
+                .namespace
+                .clone()
+                .filter(|n| !n.is_empty()),
+            source,
+        });
+    }
+    Ok(units)
+}
+
+/// Built-in cluster-scoped kinds (group, kind); CRDs say their own scope.
+const CLUSTER_SCOPED: &[(&str, &str)] = &[
+    ("", "Namespace"),
+    ("", "Node"),
+    ("", "PersistentVolume"),
+    ("rbac.authorization.k8s.io", "ClusterRole"),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+    ("storage.k8s.io", "StorageClass"),
+    ("storage.k8s.io", "CSIDriver"),
+    ("storage.k8s.io", "CSINode"),
+    ("storage.k8s.io", "VolumeAttachment"),
+    ("storage.k8s.io", "VolumeAttributesClass"),
+    ("scheduling.k8s.io", "PriorityClass"),
+    ("node.k8s.io", "RuntimeClass"),
+    ("networking.k8s.io", "IngressClass"),
+    ("apiextensions.k8s.io", "CustomResourceDefinition"),
+    ("apiregistration.k8s.io", "APIService"),
+    (
+        "admissionregistration.k8s.io",
+        "MutatingWebhookConfiguration",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingWebhookConfiguration",
+    ),
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingAdmissionPolicyBinding",
+    ),
+    ("certificates.k8s.io", "CertificateSigningRequest"),
+    ("flowcontrol.apiserver.k8s.io", "FlowSchema"),
+    ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"),
+    ("resource.k8s.io", "DeviceClass"),
+    ("templates.gatekeeper.sh", "ConstraintTemplate"),
+];
+
+/// Give namespaced objects without a namespace the Application's destination namespace,
+/// as Argo CD does when it applies them, so findings name the namespace the object
+/// lands in. Scope comes from [`CLUSTER_SCOPED`], CRDs among `crds` (`spec.scope`), and
+/// Gatekeeper constraints (cluster-scoped); anything else is taken as namespaced.
+fn default_namespaces(
+    objects: &mut [Value],
+    namespace: &str,
+    cluster_crds: &BTreeSet<(String, String)>,
+) {
+    for o in objects.iter_mut() {
+        let group = o["apiVersion"]
+            .as_str()
+            .and_then(|a| a.rsplit_once('/'))
+            .map_or("", |(g, _)| g)
+            .to_string();
+        let kind = o["kind"].as_str().unwrap_or("").to_string();
+        let cluster = CLUSTER_SCOPED.contains(&(group.as_str(), kind.as_str()))
+            || group == "constraints.gatekeeper.sh"
+            || cluster_crds.contains(&(group, kind));
+        if cluster {
+            continue;
+        }
+        if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+            if meta
+                .get("namespace")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                meta.insert("namespace".into(), Value::String(namespace.to_string()));
+            }
+        }
+    }
+}
+
+fn unit_key(u: &Unit) -> String {
+    format!(
+        "{}\u{0}{}",
+        u.name,
+        serde_json::to_string(&u.source).unwrap_or_default()
+    )
+}
+
+fn wanted(u: &Unit, envs: &[String]) -> bool {
+    envs.is_empty() || u.environment.as_ref().is_none_or(|e| envs.contains(e))
+}
+
+fn subject(filename: &str, namespace: &str, findings: Vec<Finding>) -> Subject {
+    Subject {
+        filename: filename.to_string(),
+        namespace: namespace.to_string(),
+        successes: 0,
+        findings,
+    }
+}
+
+fn finding(
+    severity: Severity,
+    source: &str,
+    rule: &str,
+    message: String,
+    resource: &str,
+) -> Finding {
+    Finding {
+        severity,
+        source: source.into(),
+        rule: rule.into(),
+        message,
+        resource: resource.into(),
+        line: None,
+        metadata: Value::Null,
+    }
+}
+
+fn failure(source: &str, rule: &str, message: String, resource: &str) -> Finding {
+    finding(Severity::Failure, source, rule, message, resource)
+}
+
+fn warning(source: &str, rule: &str, message: String, resource: &str) -> Finding {
+    finding(Severity::Warning, source, rule, message, resource)
+}
+
+/// Table and JSON output until the shared formatters land.
+// TODO(merge): replace with `mooring_engine::policy::report::render(report, format)`.
+fn write_report(report: &Report, format: Format) -> anyhow::Result<String> {
+    match format {
+        Format::Json => Ok(serde_json::to_string_pretty(report)? + "\n"),
+        _ => {
+            let mut out = String::new();
+            for s in &report.subjects {
+                for f in &s.findings {
+                    let sev = match f.severity {
+                        Severity::Failure => "FAIL",
+                        Severity::Warning => "WARN",
+                        Severity::Exception => "EXCP",
+                    };
+                    let what = if s.namespace.is_empty() {
+                        s.filename.clone()
+                    } else {
+                        format!("{} ({})", s.namespace, s.filename)
+                    };
+                    let res = if f.resource.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {}", f.resource)
+                    };
+                    out.push_str(&format!("{sev}\t{what}\t{}{res}\t{}\n", f.rule, f.message));
+                }
+            }
+            let passed: usize = report.subjects.iter().map(|s| s.successes).sum();
+            let failed = report
+                .findings()
+                .filter(|f| f.severity == Severity::Failure)
+                .count();
+            let warned = report
+                .findings()
+                .filter(|f| f.severity == Severity::Warning)
+                .count();
+            out.push_str(&format!(
+                "{} checks, {passed} passed, {warned} warnings, {failed} failures\n",
+                passed + warned + failed
+            ));
+            Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environments_from_paths() {
+        for (path, marker, want) in [
+            (
+                "environments/staging/web.yaml",
+                "environments",
+                Some("staging"),
+            ),
+            (
+                "clusters/eu/environments/prod/a.yaml",
+                "environments",
+                Some("prod"),
+            ),
+            ("environments/web.yaml", "environments", None),
+            ("apps/web/overlays/dev", "overlays", Some("dev")),
+            ("apps/web/overlays", "overlays", None),
+            ("apps/web/base", "overlays", None),
+        ] {
+            assert_eq!(env_after(path, marker).as_deref(), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn terraform_output_parsing() {
+        let diff = "main.tf\n--- old/main.tf\n+++ new/main.tf\n@@ -1 +1 @@\n-a\n+b\nvars.tf\n--- old/vars.tf\n+++ new/vars.tf\n";
+        assert_eq!(unformatted_files(diff), vec!["main.tf", "vars.tf"]);
+        assert_eq!(unformatted_files("main.tf\n"), vec!["main.tf"]);
+        assert!(needs_download(
+            "Error: Failed to query available provider packages\nCould not retrieve the list"
+        ));
+        assert!(!needs_download(
+            "Error: Argument or block definition required"
+        ));
+    }
+
+    #[test]
+    fn namespaces_follow_scope() {
+        let mut objs = vec![
+            serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"}}),
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}}),
+            serde_json::json!({"apiVersion": "ml.example.com/v1", "kind": "Pool", "metadata": {"name": "p"}}),
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "mine"}}),
+        ];
+        let cluster = [("ml.example.com".to_string(), "Pool".to_string())].into();
+        default_namespaces(&mut objs, "dest", &cluster);
+        let ns: Vec<Option<&str>> = objs
+            .iter()
+            .map(|o| o["metadata"]["namespace"].as_str())
+            .collect();
+        assert_eq!(ns, vec![Some("dest"), None, None, Some("mine")]);
+    }
 }

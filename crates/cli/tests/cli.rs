@@ -291,3 +291,496 @@ fn health_test_and_crds_commands() {
 
 #[path = "cli/policy.rs"]
 mod policy_cmd;
+// ---------------------------------------------------------------------------------------
+// mooring check
+
+/// Run `mooring check` with `args`; (exit code, stdout, stderr).
+fn check(args: &[&str], repo: &std::path::Path) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .arg("check")
+        .arg(repo)
+        .args(args)
+        .output()
+        .expect("mooring runs");
+    (
+        o.status.code().expect("exit code"),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
+
+/// Write `files` (path, content) under a fresh temporary directory.
+fn repo_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    for (path, content) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, content).expect("write");
+    }
+    dir
+}
+
+/// Every finding of a JSON report as (source, rule, resource, message).
+fn findings(json: &str) -> Vec<(String, String, String, String)> {
+    let v: serde_json::Value = serde_json::from_str(json).expect("JSON report");
+    let mut out = Vec::new();
+    for s in v["subjects"].as_array().expect("subjects") {
+        for f in s["findings"].as_array().expect("findings") {
+            let field = |k: &str| f[k].as_str().unwrap_or("").to_string();
+            out.push((
+                field("source"),
+                field("rule"),
+                field("resource"),
+                field("message"),
+            ));
+        }
+    }
+    out
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let dest = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).expect("copy");
+        }
+    }
+}
+
+const APP: &str = r#"apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: web-dev, namespace: argocd}
+spec:
+  project: default
+  source: {repoURL: "https://git.example.com/platform.git", targetRevision: main, path: apps/web/overlays/dev}
+  destination: {server: "https://kubernetes.default.svc", namespace: web}
+"#;
+
+const GOOD_DEPLOYMENT: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      securityContext: {runAsNonRoot: true}
+      containers:
+      - name: web
+        image: registry.example.com/web:1.0.0
+        ports: [{containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /ready, port: 8080}}
+        resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {cpu: 200m, memory: 256Mi}}
+"#;
+
+fn web_repo(deployment: &str) -> tempfile::TempDir {
+    repo_with(&[
+        ("environments/dev/web.yaml", APP),
+        (
+            "apps/web/base/kustomization.yaml",
+            "resources: [deployment.yaml]\n",
+        ),
+        ("apps/web/base/deployment.yaml", deployment),
+        (
+            "apps/web/overlays/dev/kustomization.yaml",
+            "resources: [../../base]\nnamespace: web\n",
+        ),
+    ])
+}
+
+#[test]
+fn check_the_example_platform() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo = tmp.path().join("ml-platform");
+    copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ml-platform"),
+        &repo,
+    );
+    let (code, out, err) = check(&["-o", "json"], &repo);
+    assert!(code == 0 || code == 1, "exit {code}: {err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+    let subjects = report["subjects"].as_array().expect("subjects");
+    // Every component in every environment was rendered and checked.
+    for component in [
+        "model-serving",
+        "feature-store",
+        "training-platform",
+        "inference-service",
+    ] {
+        for env in ["development", "staging", "production"] {
+            let name = format!("{component}-{env}");
+            let s = subjects
+                .iter()
+                .find(|s| s["namespace"] == name.as_str())
+                .unwrap_or_else(|| panic!("no subject for {name}: {out}"));
+            assert!(
+                s["filename"]
+                    .as_str()
+                    .expect("filename")
+                    .ends_with(&format!("overlays/{env}")),
+                "{s}"
+            );
+            assert!(s["successes"].as_u64().expect("successes") > 0, "{s}");
+        }
+    }
+    assert!(subjects.iter().any(|s| s["namespace"] == "ml-platform"));
+    for (source, rule, _, _) in findings(&out) {
+        assert!(
+            ["lint", "schema"].contains(&source.as_str()),
+            "{source} {rule}"
+        );
+        assert!(rule.starts_with(&format!("{source}/")), "{rule}");
+    }
+    assert_eq!(
+        code == 1,
+        findings(&out)
+            .iter()
+            .any(|f| f.0 == "lint" || f.1 == "schema/invalid")
+    );
+    assert!(err.contains("rendering"), "progress on stderr: {err}");
+    // --environment narrows the run.
+    let (_, out, _) = check(&["-o", "json", "--environment", "staging"], &repo);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let names: Vec<&str> = v["subjects"]
+        .as_array()
+        .expect("subjects")
+        .iter()
+        .filter_map(|s| s["namespace"].as_str())
+        .collect();
+    assert!(names.contains(&"model-serving-staging"), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.ends_with("-production")),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn check_clean_repo_exits_0_and_table_is_default() {
+    let repo = web_repo(GOOD_DEPLOYMENT);
+    let (code, out, err) = check(&[], repo.path());
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("0 failures"), "{out}");
+}
+
+#[test]
+fn check_unknown_field_exits_1_naming_the_path() {
+    let repo = web_repo(&GOOD_DEPLOYMENT.replace(
+        "        image: registry",
+        "        imagePullPolcy: Always\n        image: registry",
+    ));
+    let (code, out, err) = check(&["-o", "json"], repo.path());
+    assert_eq!(code, 1, "{out}\n{err}");
+    let f = findings(&out);
+    assert!(
+        f.iter()
+            .any(|(source, rule, resource, message)| source == "schema"
+                && rule == "schema/invalid"
+                && resource == "apps/Deployment web/web"
+                && message == "unknown field \"spec.template.spec.containers[0].imagePullPolcy\""),
+        "{f:?}"
+    );
+    // The table names it too.
+    let (code, out, _) = check(&[], repo.path());
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("spec.template.spec.containers[0].imagePullPolcy"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_lints_can_be_disabled() {
+    let repo = web_repo(&GOOD_DEPLOYMENT.replace("web:1.0.0", "web:latest"));
+    let (code, out, _) = check(&["-o", "json"], repo.path());
+    assert_eq!(code, 1);
+    assert!(
+        findings(&out)
+            .iter()
+            .any(|f| f.1 == "lint/image-latest-tag"),
+        "{out}"
+    );
+    let (code, _, err) = check(&["--disable-lint", "image-latest-tag"], repo.path());
+    assert_eq!(code, 0, "{err}");
+    std::fs::create_dir_all(repo.path().join(".mooring")).expect("mkdir");
+    std::fs::write(
+        repo.path().join(".mooring/check.yaml"),
+        "lints:\n  disable: [container-image-tag]\n",
+    )
+    .expect("write");
+    let (code, _, err) = check(&[], repo.path());
+    assert_eq!(code, 0, "{err}");
+    // Typos are errors, not silently ignored.
+    let (code, _, err) = check(&["--disable-lint", "image-lates-tag"], repo.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("image-lates-tag"), "{err}");
+    std::fs::write(repo.path().join(".mooring/check.yaml"), "lint: {}\n").expect("write");
+    let (code, _, err) = check(&[], repo.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("check.yaml"), "{err}");
+}
+
+#[test]
+fn check_broken_kustomization_is_a_render_finding() {
+    let repo = web_repo(GOOD_DEPLOYMENT);
+    std::fs::write(
+        repo.path().join("apps/web/overlays/dev/kustomization.yaml"),
+        "resources: [../../base, ../../missing]\n",
+    )
+    .expect("write");
+    let (code, out, err) = check(&["-o", "json"], repo.path());
+    assert_eq!(code, 1, "{err}");
+    let f = findings(&out);
+    assert!(
+        f.iter().any(|(source, rule, _, message)| source == "render"
+            && rule == "render/error"
+            && message.contains("missing")
+            && message.contains("environments/dev/web.yaml")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn check_malformed_yaml_is_named() {
+    let repo = web_repo(GOOD_DEPLOYMENT);
+    std::fs::write(
+        repo.path().join("environments/dev/broken.yaml"),
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: [broken\n",
+    )
+    .expect("write");
+    let (code, out, _) = check(&["-o", "json"], repo.path());
+    assert_eq!(code, 1);
+    let f = findings(&out);
+    assert!(
+        f.iter().any(|(source, rule, _, message)| source == "yaml"
+            && rule == "yaml/parse"
+            && message.starts_with("environments/dev/broken.yaml: invalid YAML")),
+        "{f:?}"
+    );
+    // A YAML file that is not a manifest (a CI config) is not Mooring's business.
+    std::fs::remove_file(repo.path().join("environments/dev/broken.yaml")).expect("rm");
+    std::fs::write(repo.path().join("ci.yaml"), "steps: [a, b\n").expect("write");
+    let (code, _, err) = check(&[], repo.path());
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn check_custom_resources_against_crds_in_the_repo() {
+    let repo = web_repo(GOOD_DEPLOYMENT);
+    std::fs::write(
+        repo.path().join("apps/web/base/crd.yaml"),
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: models.ml.example.com}
+spec:
+  group: ml.example.com
+  scope: Namespaced
+  names: {kind: Model, plural: models}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, required: [uri], properties: {uri: {type: string}}}
+"#,
+    )
+    .expect("write");
+    std::fs::write(
+        repo.path().join("apps/web/base/model.yaml"),
+        "apiVersion: ml.example.com/v1\nkind: Model\nmetadata: {name: fraud}\nspec: {url: s3://x}\n",
+    )
+    .expect("write");
+    std::fs::write(
+        repo.path().join("apps/web/base/kustomization.yaml"),
+        "resources: [deployment.yaml, crd.yaml, model.yaml]\n",
+    )
+    .expect("write");
+    let (code, out, _) = check(&["-o", "json"], repo.path());
+    assert_eq!(code, 1);
+    let messages: Vec<String> = findings(&out).into_iter().map(|f| f.3).collect();
+    assert_eq!(
+        messages,
+        vec![
+            "missing required field \"spec.uri\"".to_string(),
+            "unknown field \"spec.url\"".to_string()
+        ]
+    );
+}
+
+#[test]
+fn check_terraform_folders() {
+    let repo = web_repo(GOOD_DEPLOYMENT);
+    let tf = |dir: &str, name: &str, text: &str| {
+        let d = repo.path().join(dir);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join(name), text).expect("write");
+    };
+    // Badly formatted but valid, no providers.
+    tf(
+        "terraform/network",
+        "main.tf",
+        "variable \"cidr\" {\n  type = string\n    default = \"10.0.0.0/16\"\n}\noutput \"cidr\" {\n  value = var.cidr\n}\n",
+    );
+    // Needs a provider: not installable offline.
+    tf(
+        "terraform/buckets",
+        "main.tf",
+        "resource \"aws_s3_bucket\" \"models\" {\n  bucket = \"models\"\n}\n",
+    );
+    // Invalid: a reference to an undeclared variable.
+    tf(
+        "terraform/broken",
+        "main.tf",
+        "output \"x\" {\n  value = var.nope\n}\n",
+    );
+    let (code, out, err) = check(&["-o", "json"], repo.path());
+    assert_eq!(code, 1, "{err}");
+    let f = findings(&out);
+    let has = |rule: &str, needle: &str| {
+        f.iter()
+            .any(|x| x.0 == "terraform" && x.1 == rule && x.3.contains(needle))
+    };
+    assert!(
+        has(
+            "terraform/fmt",
+            "terraform/network/main.tf is not formatted"
+        ),
+        "{f:?}"
+    );
+    assert!(
+        has(
+            "terraform/validate-skipped",
+            "providers not available offline"
+        ),
+        "{f:?}"
+    );
+    assert!(
+        has("terraform/validate", "terraform/broken/main.tf"),
+        "{f:?}"
+    );
+    assert!(
+        !f.iter()
+            .any(|x| x.1 == "terraform/validate" && x.3.contains("network")),
+        "{f:?}"
+    );
+    // Nothing was written into the repository.
+    assert!(!repo.path().join("terraform/network/.terraform").exists());
+    assert!(!repo
+        .path()
+        .join("terraform/network/.terraform.lock.hcl")
+        .exists());
+}
+
+#[test]
+fn check_usage_errors_exit_2() {
+    let (code, _, err) = check(&[], std::path::Path::new("/nonexistent/repo"));
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/repo"), "{err}");
+}
+
+#[test]
+fn check_hostile_repositories() {
+    let repo = web_repo(GOOD_DEPLOYMENT);
+    // An alias bomb that looks like an Application.
+    let mut bomb = String::from("apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: bomb}\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n",
+            p = i - 1
+        ));
+    }
+    std::fs::write(repo.path().join("environments/dev/bomb.yaml"), bomb).expect("write");
+    // Applications whose source leaves the repository, by `..` and by a symlink.
+    let outside = tempfile::tempdir().expect("tmp");
+    std::fs::write(outside.path().join("secret.yaml"), GOOD_DEPLOYMENT).expect("write");
+    std::os::unix::fs::symlink(outside.path(), repo.path().join("apps/escape")).expect("symlink");
+    std::fs::write(
+        repo.path().join("environments/dev/escape.yaml"),
+        APP.replace("web-dev", "escape-link")
+            .replace("apps/web/overlays/dev", "apps/escape")
+            + "---\n"
+            + &APP
+                .replace("web-dev", "escape-dots")
+                .replace("apps/web/overlays/dev", "apps/../../etc"),
+    )
+    .expect("write");
+    // A YAML file over the size limit.
+    std::fs::write(
+        repo.path().join("huge.yaml"),
+        "a: b\n".repeat(2 * 1024 * 1024),
+    )
+    .expect("write");
+    let (code, out, err) = check(&["-o", "json"], repo.path());
+    assert_eq!(code, 1, "{err}");
+    let f = findings(&out);
+    assert!(
+        f.iter()
+            .any(|x| x.1 == "yaml/parse" && x.3.starts_with("environments/dev/bomb.yaml")),
+        "{f:?}"
+    );
+    for app in ["escape-link", "escape-dots"] {
+        let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        let s = v["subjects"]
+            .as_array()
+            .expect("subjects")
+            .iter()
+            .find(|s| s["namespace"] == app)
+            .unwrap_or_else(|| panic!("{app}: {out}"));
+        assert_eq!(s["findings"][0]["rule"], "render/error", "{s}");
+    }
+    assert!(f.iter().any(|x| x.1 == "yaml/too-large"), "{f:?}");
+    assert!(
+        !out.contains("secret.yaml"),
+        "nothing outside the repository is read"
+    );
+}
+
+#[test]
+fn check_multi_source_and_destination_namespace() {
+    let repo = web_repo(GOOD_DEPLOYMENT);
+    std::fs::write(
+        repo.path().join("apps/web/overlays/dev/kustomization.yaml"),
+        "resources: [../../base]\n",
+    )
+    .expect("write");
+    std::fs::create_dir_all(repo.path().join("apps/jobs")).expect("mkdir");
+    std::fs::write(
+        repo.path().join("apps/jobs/job.yaml"),
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: train}\nspec: {template: {spec: {restartPolicy: Never, containers: [{name: t, image: trainer}]}}}\n",
+    )
+    .expect("write");
+    std::fs::write(
+        repo.path().join("environments/dev/web.yaml"),
+        r#"apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: web-dev}
+spec:
+  project: default
+  sources:
+  - {repoURL: "https://git.example.com/platform.git", path: apps/web/overlays/dev}
+  - {repoURL: "https://git.example.com/platform.git", path: apps/jobs}
+  - {repoURL: "https://git.example.com/values.git", ref: values}
+  destination: {server: "https://kubernetes.default.svc", namespace: ml-dev}
+"#,
+    )
+    .expect("write");
+    let (code, out, err) = check(&["-o", "json"], repo.path());
+    assert_eq!(code, 1, "{err}");
+    let f = findings(&out);
+    assert!(
+        f.iter()
+            .any(|x| x.1 == "lint/image-latest-tag" && x.2 == "batch/Job ml-dev/train"),
+        "{f:?}"
+    );
+    assert!(!f.iter().any(|x| x.2.contains("Deployment")), "{f:?}");
+    assert!(
+        out.contains("web-dev (source 1)") && out.contains("web-dev (source 2)"),
+        "{out}"
+    );
+}

@@ -5,5 +5,7 @@
 
 pub mod diff;
 pub mod health;
+pub mod lint;
 pub mod policy;
+pub mod schema;
 pub mod sync;

@@ -93,7 +93,7 @@ mod managed;
 mod mask;
 mod normalize;
 mod path;
-mod quantity;
+pub mod quantity;
 mod render;
 
 pub use jq::{

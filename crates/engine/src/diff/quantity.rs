@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// Parse a quantity into nano-units. Returns `None` for anything that is not a
 /// well-formed quantity.
-pub(crate) fn parse(s: &str) -> Option<i128> {
+pub fn parse(s: &str) -> Option<i128> {
     let s = s.trim();
     let (sign, s) = match s.as_bytes().first()? {
         b'-' => (-1i128, &s[1..]),
@@ -70,7 +70,7 @@ pub(crate) fn parse(s: &str) -> Option<i128> {
 }
 
 /// A quantity from a JSON scalar (strings, and numbers as YAML gives `cpu: 1`).
-pub(crate) fn of(v: &Value) -> Option<i128> {
+pub fn of(v: &Value) -> Option<i128> {
     match v {
         Value::String(s) => parse(s),
         Value::Number(n) => parse(&n.to_string()),

@@ -1,0 +1,437 @@
+//! The sync-time policy gate and the periodic audit, with Gatekeeper's objects.
+//!
+//! Constraints in force are the Gatekeeper `ConstraintTemplate`s and constraints stored in
+//! the management cluster, exactly as an operator would `kubectl apply` them for
+//! Gatekeeper. Like Gatekeeper, the controller serves a CRD for every template's
+//! constraint kind (`constraints.gatekeeper.sh`), so constraints can be created as soon as
+//! their template exists. A constraint labelled `mooring.dev/project: NAME` applies only to
+//! the Applications of that project; an unlabelled one applies to every Application.
+//!
+//! **Gate.** Before the first write of a sync, every rendered manifest (hooks included) is
+//! reviewed as Gatekeeper's admission webhook would review it (`CREATE`, or `UPDATE` with
+//! the live object as `oldObject`), with `data.inventory` built from the destination's
+//! live cache plus the manifests being synced. A `deny` violation fails the operation
+//! with nothing applied and sets the Application condition `PolicyViolation`, one line per
+//! violation (resource, constraint, message). `warn` and `dryrun` violations are reported
+//! in the `PolicyWarning` condition and do not block. A template that does not compile
+//! fails the gate closed, naming the template and line: a policy is never silently skipped.
+//!
+//! **Audit.** Every [`crate::ControllerOptions::policy_audit`] interval, the live objects
+//! of every Application are reviewed again (constraints change, objects drift) and the
+//! result is kept in the `PolicyAudit` condition, like Gatekeeper's audit writes
+//! `totalViolations` on each constraint.
+
+use crate::{Context, ControllerError};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use mooring_core::app::Application;
+use mooring_core::ResourceKey;
+use mooring_engine::policy::gatekeeper::{
+    EnforcementAction, Gatekeeper, Operation, Review, Violation,
+};
+use mooring_engine::policy::Limits;
+use mooring_k8s::cluster::ClusterClient;
+use mooring_k8s::kube;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// The label that scopes a constraint to one project's Applications.
+pub const PROJECT_LABEL: &str = "mooring.dev/project";
+/// Application condition types written here.
+pub const VIOLATION_CONDITION: &str = "PolicyViolation";
+pub const WARNING_CONDITION: &str = "PolicyWarning";
+pub const AUDIT_CONDITION: &str = "PolicyAudit";
+
+/// The constraints in force, compiled once per change of the policy objects.
+#[derive(Default)]
+pub struct PolicyCache {
+    /// (kind, name, resourceVersion) of every template and constraint → the compilation.
+    compiled: Mutex<Option<(Vec<(String, String, String)>, Arc<Result<Gatekeeper, String>>)>>,
+}
+
+fn template_resource() -> ApiResource {
+    ApiResource {
+        group: "templates.gatekeeper.sh".into(),
+        version: "v1".into(),
+        api_version: "templates.gatekeeper.sh/v1".into(),
+        kind: "ConstraintTemplate".into(),
+        plural: "constrainttemplates".into(),
+    }
+}
+
+fn constraint_resource(kind: &str) -> ApiResource {
+    ApiResource {
+        group: "constraints.gatekeeper.sh".into(),
+        version: "v1beta1".into(),
+        api_version: "constraints.gatekeeper.sh/v1beta1".into(),
+        kind: kind.into(),
+        plural: kind.to_lowercase(),
+    }
+}
+
+async fn list(
+    cluster: &ClusterClient,
+    resource: &ApiResource,
+) -> Result<Option<Vec<Value>>, ControllerError> {
+    if cluster
+        .is_namespaced(&resource.api_version, &resource.kind)
+        .await
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let api: Api<DynamicObject> = Api::all_with(cluster.client().clone(), resource);
+    let items = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| ControllerError::Internal(format!("listing {}: {e}", resource.kind)))?;
+    Ok(Some(
+        items
+            .items
+            .into_iter()
+            .filter_map(|o| serde_json::to_value(o).ok())
+            .collect(),
+    ))
+}
+
+fn fingerprint(objects: &[Value]) -> Vec<(String, String, String)> {
+    let mut f: Vec<_> = objects
+        .iter()
+        .map(|o| {
+            let s = |p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+            (s("/kind"), s("/metadata/name"), s("/metadata/resourceVersion"))
+        })
+        .collect();
+    f.sort();
+    f
+}
+
+/// The templates and their constraints (kinds served by [`watch_templates`]). `Ok(None)`
+/// when Gatekeeper's ConstraintTemplate kind is not installed at all.
+async fn policy_objects(ctx: &Context) -> Result<Option<Vec<Value>>, ControllerError> {
+    let mgmt = &ctx.management;
+    let Some(templates) = list(mgmt, &template_resource()).await? else {
+        return Ok(None);
+    };
+    let mut objects = templates.clone();
+    for t in &templates {
+        let Some(kind) = t.pointer("/spec/crd/spec/names/kind").and_then(Value::as_str) else {
+            continue;
+        };
+        if let Some(constraints) = list(mgmt, &constraint_resource(kind)).await? {
+            objects.extend(constraints);
+        }
+    }
+    Ok(Some(objects))
+}
+
+/// The compiled constraints in force (`None`: no policy installed).
+pub async fn in_force(ctx: &Context) -> Result<Option<Arc<Result<Gatekeeper, String>>>, ControllerError> {
+    let Some(objects) = policy_objects(ctx).await? else {
+        return Ok(None);
+    };
+    if objects.is_empty() {
+        return Ok(None);
+    }
+    let print = fingerprint(&objects);
+    let mut cache = ctx
+        .policy
+        .compiled
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((fp, compiled)) = cache.as_ref() {
+        if *fp == print {
+            return Ok(Some(compiled.clone()));
+        }
+    }
+    let compiled = Arc::new(
+        Gatekeeper::from_objects(objects.iter(), Limits::default()).map_err(|e| e.to_string()),
+    );
+    *cache = Some((print, compiled.clone()));
+    Ok(Some(compiled))
+}
+
+/// Whether a constraint applies to `app` (project scoping by label).
+fn applies_to(gk: &Gatekeeper, v: &Violation, app: &Application) -> bool {
+    let project = app.spec.project.as_str();
+    gk.constraints()
+        .find(|c| c.kind == v.constraint_kind && c.name == v.constraint_name)
+        .and_then(|c| c.labels.get(PROJECT_LABEL))
+        .is_none_or(|p| p == project)
+}
+
+/// The result of reviewing a set of objects.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    pub denied: Vec<Violation>,
+    pub warned: Vec<Violation>,
+}
+
+impl Verdict {
+    fn push(&mut self, v: Violation) {
+        if v.enforcement_action == EnforcementAction::Deny {
+            self.denied.push(v);
+        } else {
+            self.warned.push(v);
+        }
+    }
+}
+
+/// One line per violation: `resource: [Kind/name] message (action)`.
+pub fn describe(violations: &[Violation]) -> String {
+    violations
+        .iter()
+        .map(|v| {
+            format!(
+                "{}: [{}/{}] {} ({})",
+                v.resource, v.constraint_kind, v.constraint_name, v.message, v.enforcement_action
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Review `objects` of `app` against the constraints in force. `live` gives each object's
+/// current state: an object with a live counterpart is reviewed as an `UPDATE` (with
+/// `oldObject`), one without as a `CREATE`.
+pub async fn review(
+    ctx: &Context,
+    app: &Application,
+    cluster: &ClusterClient,
+    objects: &[Value],
+    live: &[Value],
+) -> Result<Verdict, ControllerError> {
+    let Some(compiled) = in_force(ctx).await? else {
+        return Ok(Verdict::default());
+    };
+    let gk = match compiled.as_ref() {
+        Ok(gk) => gk,
+        Err(e) => {
+            return Err(ControllerError::Spec(format!(
+                "the policy in force does not compile, so nothing can be checked: {e}"
+            )))
+        }
+    };
+    let mut gk = gk.clone();
+    let live_by_key: BTreeMap<ResourceKey, &Value> = live
+        .iter()
+        .filter_map(|o| Some((ResourceKey::of(o)?, o)))
+        .collect();
+    let mut inventory: Vec<Value> = cluster.cached_all();
+    inventory.extend(objects.iter().cloned());
+    gk.set_inventory(inventory.iter());
+    // Namespace objects for namespaceSelector: the synced ones, else the live ones.
+    let mut namespaces: BTreeMap<String, Option<Value>> = BTreeMap::new();
+    for o in objects {
+        if o.get("kind").and_then(Value::as_str) == Some("Namespace") {
+            if let Some(name) = o.pointer("/metadata/name").and_then(Value::as_str) {
+                namespaces.insert(name.to_string(), Some(o.clone()));
+            }
+        }
+    }
+    let mut verdict = Verdict::default();
+    for o in objects {
+        let ns = o
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if let Some(ns) = &ns {
+            if !namespaces.contains_key(ns) {
+                let key = ResourceKey::new("", "Namespace", "", ns);
+                let got = cluster.get("v1", &key).await.ok().flatten();
+                namespaces.insert(ns.clone(), got);
+            }
+        }
+        let old = ResourceKey::of(o).and_then(|k| live_by_key.get(&k).copied());
+        let review = Review {
+            operation: if old.is_some() {
+                Operation::Update
+            } else {
+                Operation::Create
+            },
+            object: o,
+            old_object: old,
+            namespace: ns.as_ref().and_then(|n| namespaces.get(n)).and_then(Option::as_ref),
+            user_info: None,
+        };
+        let violations = gk
+            .review(&review)
+            .map_err(|e| ControllerError::Spec(format!("policy evaluation failed: {e}")))?;
+        for v in violations {
+            if applies_to(&gk, &v, app) {
+                verdict.push(v);
+            }
+        }
+    }
+    Ok(verdict)
+}
+
+/// Replace the policy conditions of `types` on the Application (write only on change).
+pub async fn set_conditions(
+    ctx: &Context,
+    app: &Application,
+    updates: &[(&str, Option<String>)],
+) -> Result<(), ControllerError> {
+    let current = app
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let mut conds: Vec<_> = current
+        .iter()
+        .filter(|c| !updates.iter().any(|(t, _)| *t == c.type_))
+        .cloned()
+        .collect();
+    for (type_, message) in updates {
+        if let Some(message) = message {
+            let kept = current
+                .iter()
+                .find(|c| c.type_ == *type_ && c.message == *message)
+                .cloned();
+            conds.push(kept.unwrap_or_else(|| crate::reconcile::condition(type_, message.clone())));
+        }
+    }
+    if conds == current {
+        return Ok(());
+    }
+    ctx.patch_app(app, json!({"status": {"conditions": conds}}))
+        .await
+}
+
+/// The gate of one sync: `Err(message)` when a `deny` violation blocks it.
+pub async fn gate(
+    ctx: &Context,
+    app: &Application,
+    cluster: &ClusterClient,
+    desired: &[Value],
+    live: &[Value],
+) -> Result<Result<(), String>, ControllerError> {
+    let verdict = match review(ctx, app, cluster, desired, live).await {
+        Ok(v) => v,
+        Err(ControllerError::Spec(msg)) => {
+            set_conditions(ctx, app, &[(VIOLATION_CONDITION, Some(msg.clone()))]).await?;
+            return Ok(Err(msg));
+        }
+        Err(e) => return Err(e),
+    };
+    let some = |v: &[Violation]| (!v.is_empty()).then(|| describe(v));
+    set_conditions(
+        ctx,
+        app,
+        &[
+            (VIOLATION_CONDITION, some(&verdict.denied)),
+            (WARNING_CONDITION, some(&verdict.warned)),
+        ],
+    )
+    .await?;
+    if verdict.denied.is_empty() {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(format!(
+            "{} policy violation(s):\n{}",
+            verdict.denied.len(),
+            describe(&verdict.denied)
+        )))
+    }
+}
+
+/// Audit one Application's live objects; returns every violation found (any action).
+pub async fn audit_app(ctx: &Context, app: &Application) -> Result<Vec<Violation>, ControllerError> {
+    let cluster = ctx.cluster_for(&app.spec.destination)?;
+    let live = cluster.managed(app.name());
+    let verdict = review(ctx, app, &cluster, &live, &live).await?;
+    let mut all = verdict.denied;
+    all.extend(verdict.warned);
+    let message = (!all.is_empty()).then(|| {
+        format!(
+            "{} live object(s) violate the policy in force:\n{}",
+            all.len(),
+            describe(&all)
+        )
+    });
+    set_conditions(ctx, app, &[(AUDIT_CONDITION, message)]).await?;
+    Ok(all)
+}
+
+/// Serve each template's constraint kind as soon as the template appears, and report
+/// whether it compiles in the template's `status` (Gatekeeper's `created` and
+/// `byPod[].errors`), so `kubectl get constrainttemplate -o yaml` shows a broken template.
+pub(crate) async fn watch_templates(ctx: Arc<Context>) {
+    use futures::StreamExt;
+    use kube::runtime::{watcher, WatchStreamExt};
+    let api: Api<DynamicObject> =
+        Api::all_with(ctx.management.client().clone(), &template_resource());
+    let mut stream = watcher(api.clone(), watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(ev) = stream.next().await {
+        let (Ok(watcher::Event::Apply(t)) | Ok(watcher::Event::InitApply(t))) = ev else {
+            continue;
+        };
+        let Ok(t) = serde_json::to_value(t) else {
+            continue;
+        };
+        if let Err(e) = template_added(&ctx, &api, &t).await {
+            tracing::warn!("constraint template: {e}");
+        }
+    }
+}
+
+async fn template_added(
+    ctx: &Context,
+    api: &Api<DynamicObject>,
+    template: &Value,
+) -> Result<(), ControllerError> {
+    let name = template
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let errors: Vec<Value> = match Gatekeeper::new(Limits::default()).add_template(template) {
+        Ok(()) => vec![],
+        Err(e) => vec![json!({"code": "ingest_error", "message": e.to_string()})],
+    };
+    if let Some(kind) = template
+        .pointer("/spec/crd/spec/names/kind")
+        .and_then(Value::as_str)
+    {
+        let mgmt = &ctx.management;
+        if mgmt
+            .is_namespaced("constraints.gatekeeper.sh/v1beta1", kind)
+            .await
+            .is_none()
+        {
+            match mgmt.create(&mooring_k8s::crds::constraint_crd(kind)).await {
+                Ok(_) => {}
+                Err(e) if e.is_conflict() => {}
+                Err(e) => return Err(e.into()),
+            }
+            mgmt.refresh_discovery().await?;
+        }
+    }
+    let status = json!({"created": errors.is_empty(), "byPod": [{"id": "mooring", "errors": errors}]});
+    if template.get("status") != Some(&status) {
+        api.patch_status(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"status": status})),
+        )
+        .await
+        .map_err(|e| ControllerError::Write(format!("ConstraintTemplate {name}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The audit loop.
+pub(crate) async fn audit_loop(ctx: Arc<Context>) {
+    let Some(every) = ctx.options.policy_audit else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        for app in crate::all_apps(&ctx).await {
+            if let Err(e) = audit_app(&ctx, &app).await {
+                tracing::warn!(app = app.name(), "policy audit: {e}");
+            }
+        }
+    }
+}
