@@ -125,6 +125,7 @@ impl Policy {
             limit: limits.eval_timeout,
             check_interval: NonZeroU32::MIN,
         });
+        add_deprecated_builtins(&mut engine);
         let mut packages = Vec::new();
         for source in sources {
             if source.text.len() > limits.max_policy_bytes {
@@ -145,8 +146,9 @@ impl Policy {
         }
         // Surface compile-time errors (unsafe variables, unknown functions, conflicts in
         // definitions) now, with their file and line, instead of at the first evaluation.
-        let mut probe = engine.clone();
-        if let Err(err) = probe.eval_query("true".to_string(), false) {
+        // Probing the engine itself also prepares it (rule analysis, scheduling), so the
+        // clones made per evaluation start prepared instead of redoing that work each time.
+        if let Err(err) = engine.eval_query("true".to_string(), false) {
             return Err(compile_error("", &err.to_string()));
         }
         Ok(Self {
@@ -158,9 +160,21 @@ impl Policy {
 
     /// Adds a data document (merged with what is there).
     pub fn add_data(&mut self, data: &serde_json::Value) -> Result<(), RegoError> {
+        self.add_data_value(Value::from(data.clone()))
+    }
+
+    /// Like [`Policy::add_data`] with an already converted document, so one conversion can
+    /// serve many policies (regorus values are reference counted: cloning one is cheap).
+    pub fn add_data_value(&mut self, data: Value) -> Result<(), RegoError> {
         self.engine
-            .add_data(Value::from(data.clone()))
-            .map_err(|err| RegoError::Data(err.to_string()))
+            .add_data(data)
+            .map_err(|err| RegoError::Data(err.to_string()))?;
+        // Adding data unprepares the engine; prepare it again once here rather than in
+        // every per-evaluation clone.
+        self.engine
+            .eval_query("true".to_string(), false)
+            .map_err(|err| RegoError::Data(err.to_string()))?;
+        Ok(())
     }
 
     /// The packages of the compiled modules, as `data.a.b` paths.
@@ -297,6 +311,68 @@ fn add_module(
         }
     };
     result.map_err(|err| compile_error(&source.path, &err.to_string()))
+}
+
+/// OPA keeps a few deprecated built-ins for v0 policies, and published Gatekeeper templates
+/// still call them (`re_match` above all); regorus dropped them. They are registered as
+/// extensions with OPA's meaning. Wrong argument types make the call undefined, like any
+/// built-in error in non-strict mode.
+fn add_deprecated_builtins(engine: &mut regorus::Engine) {
+    fn collection(v: &Value) -> Option<Vec<Value>> {
+        if let Ok(a) = v.as_array() {
+            Some(a.iter().cloned().collect())
+        } else if let Ok(s) = v.as_set() {
+            Some(s.iter().cloned().collect())
+        } else {
+            None
+        }
+    }
+    let builtins: [(&str, u8, Box<dyn regorus::Extension>); 3] = [
+        (
+            "re_match",
+            2,
+            Box::new(|args: Vec<Value>| {
+                let (Some(pattern), Some(text)) = (args.first(), args.get(1)) else {
+                    return Ok(Value::Undefined);
+                };
+                let (Ok(pattern), Ok(text)) = (pattern.as_string(), text.as_string()) else {
+                    return Ok(Value::Undefined);
+                };
+                Ok(match regex::Regex::new(pattern) {
+                    Ok(re) => Value::from(re.is_match(text)),
+                    Err(_) => Value::Undefined,
+                })
+            }),
+        ),
+        (
+            "any",
+            1,
+            Box::new(|args: Vec<Value>| {
+                Ok(args
+                    .first()
+                    .and_then(collection)
+                    .map_or(Value::Undefined, |c| {
+                        Value::from(c.contains(&Value::Bool(true)))
+                    }))
+            }),
+        ),
+        (
+            "all",
+            1,
+            Box::new(|args: Vec<Value>| {
+                Ok(args
+                    .first()
+                    .and_then(collection)
+                    .map_or(Value::Undefined, |c| {
+                        Value::from(c.iter().all(|v| *v == Value::Bool(true)))
+                    }))
+            }),
+        ),
+    ];
+    for (name, nargs, f) in builtins {
+        // A fresh engine has no extensions, so adding cannot collide.
+        let _ = engine.add_extension(name.to_string(), nargs, f);
+    }
 }
 
 fn looks_v1(text: &str) -> bool {
