@@ -541,9 +541,54 @@ impl Gatekeeper {
             }
             _ => (review.object, review.old_object),
         };
+        self.run(object, old_object, review.namespace, &|target| {
+            review_input(review, object, old_object, target)
+        })
+    }
+
+    /// Reviews an admission request exactly as given (the `request` of an
+    /// `AdmissionReview`): `input.review` is the request itself, except that for `DELETE`
+    /// its `object` is the `oldObject`, as Gatekeeper's webhook does. An update matches when
+    /// either object matches.
+    pub fn review_request(
+        &self,
+        request: &Json,
+        namespace: Option<&Json>,
+    ) -> Result<Vec<Violation>, GatekeeperError> {
+        let present = |key: &str| request.get(key).filter(|v| v.is_object());
+        let is_delete = request.get("operation").and_then(Json::as_str) == Some("DELETE");
+        let old_object = present("oldObject");
+        let object = if is_delete {
+            old_object.or(present("object"))
+        } else {
+            present("object").or(old_object)
+        };
+        let Some(object) = object else {
+            return Err(GatekeeperError::Match {
+                constraint: "(any)".to_string(),
+                resource: "(admission request)".to_string(),
+                message: "the request has neither object nor oldObject".to_string(),
+            });
+        };
+        let mut request = request.clone();
+        if is_delete {
+            if let Some(map) = request.as_object_mut() {
+                map.insert("object".to_string(), object.clone());
+            }
+        }
+        self.run(object, old_object, namespace, &|_| json_value(&request))
+    }
+
+    fn run(
+        &self,
+        object: &Json,
+        old_object: Option<&Json>,
+        namespace: Option<&Json>,
+        make_review: &dyn Fn(&Target) -> Value,
+    ) -> Result<Vec<Violation>, GatekeeperError> {
         let target = Target::of(object);
         let old_target = old_object.map(Target::of);
-        let ns_labels = self.namespace_labels(review, &target);
+        let ns_labels = self.namespace_labels(namespace, &target);
         let resource = ResourceKey::of(object).unwrap_or_else(|| {
             ResourceKey::new(&target.group, &target.kind, &target.namespace, &target.name)
         });
@@ -555,9 +600,7 @@ impl Gatekeeper {
                 .matcher
                 .matches(&target, ns_labels.as_ref())
                 .and_then(|m| match (&old_target, m) {
-                    (Some(old), false) if review.operation == Operation::Update => {
-                        constraint.matcher.matches(old, ns_labels.as_ref())
-                    }
+                    (Some(old), false) => constraint.matcher.matches(old, ns_labels.as_ref()),
                     _ => Ok(m),
                 })
                 .map_err(|message| GatekeeperError::Match {
@@ -572,7 +615,7 @@ impl Gatekeeper {
                 continue;
             };
             let review_value = review_value
-                .get_or_insert_with(|| review_input(review, object, old_object, &target))
+                .get_or_insert_with(|| make_review(&target))
                 .clone();
             let mut input = BTreeMap::new();
             input.insert(Value::from("review"), review_value);
@@ -622,10 +665,10 @@ impl Gatekeeper {
 
     fn namespace_labels(
         &self,
-        review: &Review,
+        namespace: Option<&Json>,
         target: &Target,
     ) -> Option<BTreeMap<String, String>> {
-        if let Some(ns) = review.namespace {
+        if let Some(ns) = namespace {
             return Some(labels_of(ns));
         }
         if target.namespace.is_empty() {

@@ -24,7 +24,7 @@ use mooring_core::yaml;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use super::gatekeeper::{Gatekeeper, GatekeeperError, Operation, Review};
+use super::gatekeeper::{Gatekeeper, GatekeeperError, Review};
 use super::rego::Limits;
 use super::report::{Finding, Report, Severity, Subject};
 
@@ -477,23 +477,7 @@ fn run_case(
             .get("request")
             .filter(|r| r.is_object())
             .ok_or("the AdmissionReview has no request")?;
-        let operation = request
-            .get("operation")
-            .and_then(Json::as_str)
-            .and_then(Operation::parse)
-            .unwrap_or(Operation::Create);
-        let present = |key: &str| request.get(key).filter(|v| v.is_object());
-        let (new, old) = (present("object"), present("oldObject"));
-        let object = new
-            .or(old)
-            .ok_or("the AdmissionRequest has no object or oldObject to review")?;
-        gk.review(&Review {
-            operation,
-            object,
-            old_object: old,
-            namespace: None,
-            user_info: request.get("userInfo"),
-        })
+        gk.review_request(request, None)
     } else {
         gk.review(&Review::create(&object))
     }
@@ -664,6 +648,8 @@ mod tests {
         }
         suites.sort();
         let (mut templates, mut templates_ok, mut cases, mut cases_ok) = (0, 0, 0, 0);
+        // Cases whose files are absent from the copy (a partial checkout) are counted apart.
+        let mut absent = 0;
         for path in &suites {
             let dir = path.parent().expect("has a parent").to_path_buf();
             let text = std::fs::read_to_string(path).expect("readable");
@@ -688,6 +674,13 @@ mod tests {
                     if c.skipped {
                         continue;
                     }
+                    if c.message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("No such file"))
+                    {
+                        absent += 1;
+                        continue;
+                    }
                     cases += 1;
                     if c.passed {
                         cases_ok += 1;
@@ -704,7 +697,7 @@ mod tests {
             }
         }
         println!(
-            "gatekeeper-library: {templates_ok}/{templates} suites passed, {cases_ok}/{cases} cases passed"
+            "gatekeeper-library: {templates_ok}/{templates} suites passed, {cases_ok}/{cases} cases passed, {absent} cases without their files"
         );
     }
 }
