@@ -28,6 +28,9 @@ use std::time::Duration;
 
 use regorus::Value;
 
+/// The Rego engine itself, for benchmarks that compare Mooring with a bare integration.
+pub use regorus;
+
 /// Errors of compiling or evaluating Rego.
 #[derive(Debug, thiserror::Error)]
 pub enum RegoError {
