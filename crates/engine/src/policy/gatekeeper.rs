@@ -211,6 +211,9 @@ pub struct Violation {
 #[derive(Debug, Clone)]
 struct Template {
     name: String,
+    /// `spec.crd.spec.validation.openAPIV3Schema`: constraint parameters are checked
+    /// against it, as the constraint CRD Gatekeeper generates would.
+    schema: Option<Json>,
     /// `data.<package>.violation`.
     violation_path: String,
     /// The compiled template without inventory.
@@ -380,6 +383,10 @@ impl Gatekeeper {
             kind.to_string(),
             Arc::new(Template {
                 name,
+                schema: template
+                    .pointer("/spec/crd/spec/validation/openAPIV3Schema")
+                    .filter(|s| s.is_object())
+                    .cloned(),
                 violation_path: format!("{package}.violation"),
                 base,
                 policy,
@@ -416,12 +423,12 @@ impl Gatekeeper {
         if kind.is_empty() || name.is_empty() {
             return Err(invalid("kind and metadata.name are required".to_string()));
         }
-        if !self.templates.contains_key(&kind) {
+        let Some(template) = self.templates.get(&kind) else {
             return Err(GatekeeperError::UnknownKind {
                 constraint: id,
                 kind,
             });
-        }
+        };
         let spec = constraint.get("spec").cloned().unwrap_or(Json::Null);
         let enforcement_action = enforcement_action(&spec).map_err(invalid)?;
         let match_spec = spec.get("match").cloned().unwrap_or(Json::Null);
@@ -430,6 +437,9 @@ impl Gatekeeper {
             None | Some(Json::Null) => Json::Object(Default::default()),
             Some(p) => p.clone(),
         };
+        if let Some(schema) = &template.schema {
+            check_schema(&parameters, schema, "spec.parameters").map_err(invalid)?;
+        }
         let labels = constraint
             .pointer("/metadata/labels")
             .and_then(Json::as_object)
@@ -765,6 +775,77 @@ fn enforcement_action(spec: &Json) -> Result<EnforcementAction, String> {
     EnforcementAction::parse(text).ok_or_else(|| {
         format!("enforcementAction {text:?} is not one of deny, dryrun, warn, scoped")
     })
+}
+
+/// Checks `value` against the parts of an OpenAPI v3 schema that decide validity for a CRD
+/// (`type`, `enum`, `properties`, `additionalProperties`, `items`, `required`, int-or-string),
+/// so a constraint with ill-typed parameters is rejected as the API server would reject it.
+fn check_schema(value: &Json, schema: &Json, path: &str) -> Result<(), String> {
+    if value.is_null() {
+        return Ok(());
+    }
+    let int_or_string = schema.get("x-kubernetes-int-or-string") == Some(&Json::Bool(true));
+    if int_or_string && !(value.is_string() || value.is_i64() || value.is_u64()) {
+        return Err(format!(
+            "{path}: {value} is neither an integer nor a string"
+        ));
+    }
+    if let Some(kind) = schema.get("type").and_then(Json::as_str) {
+        let ok = match kind {
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            "string" => value.is_string(),
+            "boolean" => value.is_boolean(),
+            "number" => value.is_number(),
+            "integer" => value.is_i64() || value.is_u64(),
+            _ => true,
+        };
+        let ok = ok || (int_or_string && (value.is_string() || value.is_i64() || value.is_u64()));
+        if !ok {
+            return Err(format!("{path}: {value} is not of type {kind}"));
+        }
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Json::as_array) {
+        if !allowed.contains(value) {
+            return Err(format!(
+                "{path}: {value} is not one of {}",
+                Json::Array(allowed.clone())
+            ));
+        }
+    }
+    if let Some(map) = value.as_object() {
+        let properties = schema.get("properties").and_then(Json::as_object);
+        for key in schema
+            .get("required")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Json::as_str)
+        {
+            if !map.contains_key(key) {
+                return Err(format!("{path}.{key} is required"));
+            }
+        }
+        for (key, item) in map {
+            let sub = format!("{path}.{key}");
+            match properties.and_then(|p| p.get(key)) {
+                Some(property) => check_schema(item, property, &sub)?,
+                None => {
+                    if let Some(extra) =
+                        schema.get("additionalProperties").filter(|a| a.is_object())
+                    {
+                        check_schema(item, extra, &sub)?;
+                    }
+                }
+            }
+        }
+    }
+    if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
+        for (i, item) in array.iter().enumerate() {
+            check_schema(item, items, &format!("{path}[{i}]"))?;
+        }
+    }
+    Ok(())
 }
 
 fn labels_of(obj: &Json) -> BTreeMap<String, String> {
@@ -2052,6 +2133,65 @@ violation[{"msg": msg}] {
         );
         assert!(gk
             .review(&Review::create(&pod("n", "p", json!({}))))
+            .is_err());
+    }
+
+    #[test]
+    fn constraint_parameters_are_checked_against_the_template_schema() {
+        let mut t = template("K8sAlways", ALWAYS);
+        t["spec"]["crd"]["spec"]["validation"] = json!({"openAPIV3Schema": {
+            "type": "object",
+            "properties": {
+                "repos": {"type": "array", "items": {"type": "string"}},
+                "max": {"x-kubernetes-int-or-string": true},
+                "mode": {"type": "string", "enum": ["strict", "lax"]},
+                "limits": {"type": "object", "additionalProperties": {"type": "integer"}}
+            }
+        }});
+        let mut gk = Gatekeeper::new(Limits::default());
+        gk.add_template(&t).expect("compiles");
+        let good = json!({"repos": ["a/"], "max": "2", "mode": "lax", "limits": {"gpu": 8}, "other": true});
+        gk.add_constraint(&constraint("K8sAlways", "ok", json!({"parameters": good})))
+            .expect("valid parameters");
+        for bad in [
+            json!({"repos": "a/"}),
+            json!({"repos": [1]}),
+            json!({"mode": "loose"}),
+            json!({"limits": {"gpu": "eight"}}),
+            json!({"max": true}),
+        ] {
+            let err = gk
+                .add_constraint(&constraint(
+                    "K8sAlways",
+                    "bad",
+                    json!({"parameters": bad.clone()}),
+                ))
+                .expect_err("invalid parameters");
+            assert!(
+                matches!(err, GatekeeperError::InvalidConstraint { .. }),
+                "{bad}: {err:?}"
+            );
+            assert!(err.to_string().contains("spec.parameters"), "{err}");
+        }
+    }
+
+    #[test]
+    fn admission_requests_are_reviewed_verbatim() {
+        let rego = r#"
+package k8sreq
+violation[{"msg": msg}] {
+  msg := sprintf("%v %v %v %v", [input.review.uid, input.review.operation, input.review.requestKind.version, input.review.object.metadata.name])
+}
+"#;
+        let gk = gk_with("K8sReq", rego, &[constraint("K8sReq", "c", json!({}))]);
+        let request = json!({
+            "uid": "abc", "operation": "DELETE", "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "object": null, "oldObject": pod("n", "gone", json!({}))
+        });
+        let v = gk.review_request(&request, None).expect("reviews");
+        assert_eq!(v[0].message, "abc DELETE v1 gone");
+        assert!(gk
+            .review_request(&json!({"operation": "CREATE"}), None)
             .is_err());
     }
 
