@@ -2196,6 +2196,56 @@ violation[{"msg": msg}] {
     }
 
     #[test]
+    fn rego_v1_templates_compile_by_import_or_declared_version() {
+        let mut gk = Gatekeeper::new(Limits::default());
+        let with_import = "package k8sv1import\nimport rego.v1\nviolation contains {\"msg\": \"v1\"} if { input.review.object.kind == \"Pod\" }\n";
+        gk.add_template(&template("K8sV1Import", with_import))
+            .expect("import rego.v1 compiles");
+        let declared = json!({
+            "apiVersion": "templates.gatekeeper.sh/v1",
+            "kind": "ConstraintTemplate",
+            "metadata": {"name": "k8sv1declared"},
+            "spec": {
+                "crd": {"spec": {"names": {"kind": "K8sV1Declared"}}},
+                "targets": [{"target": "admission.k8s.gatekeeper.sh", "code": [{"engine": "Rego", "source": {
+                    "version": "v1",
+                    "rego": "package k8sv1declared\nviolation contains {\"msg\": \"declared\"} if { input.review.object.kind == \"Pod\" }\n"
+                }}]}]
+            }
+        });
+        gk.add_template(&declared).expect("declared v1 compiles");
+        gk.add_constraint(&constraint("K8sV1Import", "a", json!({})))
+            .expect("loads");
+        gk.add_constraint(&constraint("K8sV1Declared", "b", json!({})))
+            .expect("loads");
+        let mut msgs: Vec<String> = gk
+            .review(&Review::create(&pod("n", "p", json!({}))))
+            .expect("reviews")
+            .into_iter()
+            .map(|v| v.message)
+            .collect();
+        msgs.sort();
+        assert_eq!(msgs, vec!["declared", "v1"]);
+    }
+
+    #[test]
+    fn oversized_template_rego_is_refused_with_the_template_name() {
+        let mut gk = Gatekeeper::new(Limits {
+            max_policy_bytes: 1024,
+            ..Limits::default()
+        });
+        let big = format!(
+            "package k8sbig\n{}violation[{{\"msg\": \"x\"}}] {{ true }}\n",
+            "# pad\n".repeat(400)
+        );
+        let err = gk
+            .add_template(&template("K8sBig", &big))
+            .expect_err("too big");
+        assert!(err.to_string().contains("k8sbig"), "{err}");
+        assert!(err.to_string().contains("limit"), "{err}");
+    }
+
+    #[test]
     fn wildcards() {
         for (pattern, text, want) in [
             ("kube-*", "kube-system", true),
