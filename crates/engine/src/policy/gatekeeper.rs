@@ -1443,6 +1443,16 @@ violation[{"msg": msg}] {
             ))
             .expect_err("unsafe");
         assert!(err.to_string().contains("k8sunsafe"), "{err}");
+        // So is a call to a function nothing defines (OPA rejects it at compile time).
+        let err = gk
+            .add_template(&template(
+                "K8sTypo",
+                "package k8stypo\n\nviolation[{\"msg\": m}] {\n  re_mach(\"a\", \"a\")\n  m := \"x\"\n}\n",
+            ))
+            .expect_err("undefined function");
+        assert!(err.to_string().contains("k8stypo"), "{err}");
+        assert!(err.to_string().contains("rego:4"), "{err}");
+        assert!(err.to_string().contains("re_mach"), "{err}");
         // A library that does not compile is reported under its own name.
         let mut t = template(
             "K8sLib",

@@ -154,6 +154,9 @@ impl Policy {
         if let Err(err) = engine.eval_query("true".to_string(), false) {
             return Err(compile_error("", &err.to_string()));
         }
+        // OPA rejects a call to a function that neither a module nor the built-ins define
+        // when compiling; regorus only notices when evaluation reaches the call.
+        check_functions(engine.get_modules())?;
         Ok(Self {
             engine,
             limits,
@@ -378,6 +381,175 @@ fn add_deprecated_builtins(engine: &mut regorus::Engine) {
     }
 }
 
+/// Names callable without a definition in the modules: regorus's built-ins, the deprecated
+/// ones registered above, and `print`.
+fn is_builtin(path: &str) -> bool {
+    regorus::unstable::BUILTINS.contains_key(path)
+        || matches!(path, "re_match" | "any" | "all" | "print")
+}
+
+/// Reports the first call to a function no module defines and no built-in provides, with
+/// its file and line. Calls are matched to definitions by their last name component, so
+/// imports and aliases (`import data.lib.k8s`, `k8s.f(x)`) never cause false reports.
+fn check_functions(
+    modules: &[regorus::unstable::Ref<regorus::unstable::Module>],
+) -> Result<(), RegoError> {
+    use regorus::unstable::{Expr, Literal, Query, Rule, RuleHead};
+
+    fn last(path: &str) -> &str {
+        path.rsplit('.').next().unwrap_or(path)
+    }
+
+    struct Walk<'a> {
+        defined: &'a std::collections::BTreeSet<String>,
+    }
+
+    impl Walk<'_> {
+        fn expr(&self, e: &Expr) -> Result<(), RegoError> {
+            match e {
+                Expr::Call {
+                    span, fcn, params, ..
+                } => {
+                    if let Ok(path) = regorus::utils::get_path_string(fcn, None) {
+                        if !is_builtin(&path) && !self.defined.contains(last(&path)) {
+                            return Err(RegoError::Compile {
+                                file: span.source.get_path().clone(),
+                                line: span.line,
+                                message: format!("undefined function {path}"),
+                            });
+                        }
+                    }
+                    params.iter().try_for_each(|p| self.expr(p))
+                }
+                Expr::Array { items, .. } | Expr::Set { items, .. } => {
+                    items.iter().try_for_each(|i| self.expr(i))
+                }
+                Expr::Object { fields, .. } => fields.iter().try_for_each(|(_, k, v)| {
+                    self.expr(k)?;
+                    self.expr(v)
+                }),
+                Expr::ArrayCompr { term, query, .. } | Expr::SetCompr { term, query, .. } => {
+                    self.expr(term)?;
+                    self.query(query)
+                }
+                Expr::ObjectCompr {
+                    key, value, query, ..
+                } => {
+                    self.expr(key)?;
+                    self.expr(value)?;
+                    self.query(query)
+                }
+                Expr::UnaryExpr { expr, .. } => self.expr(expr),
+                Expr::RefDot { refr, .. } => self.expr(refr),
+                Expr::RefBrack { refr, index, .. } => {
+                    self.expr(refr)?;
+                    self.expr(index)
+                }
+                Expr::BinExpr { lhs, rhs, .. }
+                | Expr::BoolExpr { lhs, rhs, .. }
+                | Expr::ArithExpr { lhs, rhs, .. }
+                | Expr::AssignExpr { lhs, rhs, .. } => {
+                    self.expr(lhs)?;
+                    self.expr(rhs)
+                }
+                Expr::Membership {
+                    key,
+                    value,
+                    collection,
+                    ..
+                } => {
+                    if let Some(k) = key {
+                        self.expr(k)?;
+                    }
+                    self.expr(value)?;
+                    self.expr(collection)
+                }
+                _ => Ok(()),
+            }
+        }
+
+        fn query(&self, q: &Query) -> Result<(), RegoError> {
+            for stmt in &q.stmts {
+                match &stmt.literal {
+                    Literal::SomeVars { .. } => {}
+                    Literal::SomeIn {
+                        key,
+                        value,
+                        collection,
+                        ..
+                    } => {
+                        if let Some(k) = key {
+                            self.expr(k)?;
+                        }
+                        self.expr(value)?;
+                        self.expr(collection)?;
+                    }
+                    Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => {
+                        self.expr(expr)?
+                    }
+                    Literal::Every { domain, query, .. } => {
+                        self.expr(domain)?;
+                        self.query(query)?;
+                    }
+                }
+                // `with f as g`: the replacement may be a function name, not a call.
+                for m in &stmt.with_mods {
+                    self.expr(&m.r#as)?;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    let mut defined = std::collections::BTreeSet::new();
+    for module in modules {
+        for rule in &module.policy {
+            let refr = match rule.as_ref() {
+                Rule::Spec {
+                    head: RuleHead::Func { refr, .. },
+                    ..
+                } => refr,
+                Rule::Default { refr, args, .. } if !args.is_empty() => refr,
+                _ => continue,
+            };
+            if let Ok(path) = regorus::utils::get_path_string(refr, None) {
+                defined.insert(last(&path).to_string());
+            }
+        }
+    }
+    let walk = Walk { defined: &defined };
+    for module in modules {
+        for rule in &module.policy {
+            match rule.as_ref() {
+                Rule::Spec { head, bodies, .. } => {
+                    let assign = match head {
+                        RuleHead::Compr { assign, .. } | RuleHead::Func { assign, .. } => {
+                            assign.as_ref()
+                        }
+                        RuleHead::Set { key, .. } => {
+                            if let Some(k) = key {
+                                walk.expr(k)?;
+                            }
+                            None
+                        }
+                    };
+                    if let Some(a) = assign {
+                        walk.expr(&a.value)?;
+                    }
+                    for body in bodies {
+                        if let Some(a) = &body.assign {
+                            walk.expr(&a.value)?;
+                        }
+                        walk.query(&body.query)?;
+                    }
+                }
+                Rule::Default { value, .. } => walk.expr(value)?,
+            }
+        }
+    }
+    Ok(())
+}
+
 fn looks_v1(text: &str) -> bool {
     text.lines().any(|line| {
         let line = line.split('#').next().unwrap_or("");
@@ -495,6 +667,34 @@ mod tests {
             RegoError::Compile { file, line, .. } => {
                 assert_eq!(file, "bad.rego");
                 assert!(line >= 3, "line {line}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn undefined_functions_are_compile_errors_with_file_and_line() {
+        let err = Policy::compile(
+            &[
+                RegoSource::new("lib.rego", "package lib.k8s\nhas_label(o, l) { o.metadata.labels[l] }\n"),
+                RegoSource::new(
+                    "p.rego",
+                    "package a\nimport data.lib.k8s\nok[m] { k8s.has_label(input, \"x\"); re_match(\"a\", \"a\"); strings.any_prefix_match(\"ab\", [\"a\"]); m := 1 }\n\nbad[m] {\n  m := sprintf(\"%v\", [no_such_fn(input)])\n}\n",
+                ),
+            ],
+            RegoVersion::V0,
+            Limits::default(),
+        )
+        .expect_err("undefined function");
+        match err {
+            RegoError::Compile {
+                file,
+                line,
+                message,
+            } => {
+                assert_eq!(file, "p.rego");
+                assert_eq!(line, 6);
+                assert!(message.contains("no_such_fn"), "{message}");
             }
             other => panic!("unexpected {other:?}"),
         }
