@@ -12,12 +12,18 @@
 //!   [`Policy`], so two templates may use the same package name. A template that does not
 //!   compile is an error naming the template and the line; it is never skipped.
 //! * **Constraints** (`constraints.gatekeeper.sh/*`) instantiate a kind with `spec.match`,
-//!   `spec.parameters` and `spec.enforcementAction` (`deny` by default, `dryrun`, `warn`).
+//!   `spec.parameters` and `spec.enforcementAction` (`deny` by default, `dryrun`, `warn`;
+//!   `scoped` takes the strictest action of the admission, audit and gator enforcement
+//!   points). Parameters are checked against the template's `openAPIV3Schema` (types, enums,
+//!   properties, items), as the constraint CRD Gatekeeper generates would check them.
 //! * **Reviews.** `input.review` is the admission request Gatekeeper builds:
 //!   `{uid, kind: {group, version, kind}, name, namespace, operation, userInfo, object,
 //!   oldObject, dryRun}`, and `input.parameters` is the constraint's `spec.parameters` (or
 //!   `{}`). For `DELETE` the object under review is the old object, as Gatekeeper's webhook
 //!   does. The template's `violation` set is collected as `{"msg", "details"}`.
+//!   [`Gatekeeper::review_request`] takes an admission request as it is (gator's
+//!   `AdmissionReview` cases) and passes it through unchanged. The Namespace given with a
+//!   review names the namespace of an object that has none, like the request's namespace.
 //! * **`spec.match`** follows Gatekeeper's matcher: `kinds` (apiGroups × kinds, `*`), `scope`
 //!   (`*`, `Cluster`, `Namespaced`), `namespaces` and `excludedNamespaces` (exact, `prefix*`
 //!   or `*suffix`), `labelSelector`, `namespaceSelector` (against the Namespace object; a
@@ -596,12 +602,26 @@ impl Gatekeeper {
         namespace: Option<&Json>,
         make_review: &dyn Fn(&Target) -> Value,
     ) -> Result<Vec<Violation>, GatekeeperError> {
-        let target = Target::of(object);
-        let old_target = old_object.map(Target::of);
+        // The Namespace given with the review names the namespace of an object that does
+        // not carry one, as the admission request's namespace does in Gatekeeper.
+        let ns_name = namespace.and_then(|ns| str_at(ns, &["metadata", "name"]));
+        let with_ns = |mut t: Target| {
+            if t.namespace.is_empty() && !t.is_namespace() {
+                if let Some(name) = ns_name {
+                    t.namespace = name.to_string();
+                }
+            }
+            t
+        };
+        let target = with_ns(Target::of(object));
+        let old_target = old_object.map(|o| with_ns(Target::of(o)));
         let ns_labels = self.namespace_labels(namespace, &target);
-        let resource = ResourceKey::of(object).unwrap_or_else(|| {
+        let mut resource = ResourceKey::of(object).unwrap_or_else(|| {
             ResourceKey::new(&target.group, &target.kind, &target.namespace, &target.name)
         });
+        if resource.namespace.is_empty() {
+            resource.namespace = target.namespace.clone();
+        }
 
         let mut review_value: Option<Value> = None;
         let mut violations = Vec::new();
@@ -1889,6 +1909,33 @@ violation[{"msg": msg}] {
             let got = gk.review(&review).unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_eq!(!got.is_empty(), want, "{what}");
         }
+    }
+
+    #[test]
+    fn the_reviews_namespace_names_an_object_without_one() {
+        let gk = gk_with(
+            "K8sAlways",
+            ALWAYS,
+            &[constraint(
+                "K8sAlways",
+                "c",
+                json!({"match": {"namespaces": ["ml-*"], "scope": "Namespaced"}}),
+            )],
+        );
+        let mut p = pod("", "p", json!({}));
+        p["metadata"]
+            .as_object_mut()
+            .expect("object")
+            .remove("namespace");
+        assert!(gk.review(&Review::create(&p)).expect("reviews").is_empty());
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ml-train"}});
+        let review = Review {
+            namespace: Some(&ns),
+            ..Review::create(&p)
+        };
+        let v = gk.review(&review).expect("reviews");
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].resource.namespace, "ml-train");
     }
 
     #[test]
