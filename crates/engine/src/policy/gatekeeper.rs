@@ -1,1 +1,2318 @@
-//! (in progress)
+//! Gatekeeper `ConstraintTemplate`s and constraints, evaluated the way Gatekeeper does.
+//!
+//! A platform team's existing Gatekeeper policies must work unchanged at CI time
+//! (`mooring check`, `mooring policy verify`) and before every sync, and give the answers
+//! the in-cluster Gatekeeper would give. So this module copies Gatekeeper's contract
+//! rather than inventing one:
+//!
+//! * **Templates** (`templates.gatekeeper.sh` v1, v1beta1, v1alpha1) define a constraint
+//!   kind (`spec.crd.spec.names.kind`) and its Rego (`spec.targets[0].rego` and `libs`, or
+//!   the `Rego` engine entry of `spec.targets[0].code`). Each template is compiled once, as
+//!   Rego v0 (Gatekeeper's syntax; `code[].source.version: v1` selects v1), into its own
+//!   [`Policy`], so two templates may use the same package name. A template that does not
+//!   compile is an error naming the template and the line; it is never skipped.
+//! * **Constraints** (`constraints.gatekeeper.sh/*`) instantiate a kind with `spec.match`,
+//!   `spec.parameters` and `spec.enforcementAction` (`deny` by default, `dryrun`, `warn`;
+//!   `scoped` takes the strictest action of the admission, audit and gator enforcement
+//!   points). Parameters are checked against the template's `openAPIV3Schema` (types, enums,
+//!   properties, items), as the constraint CRD Gatekeeper generates would check them.
+//! * **Reviews.** `input.review` is the admission request Gatekeeper builds:
+//!   `{uid, kind: {group, version, kind}, name, namespace, operation, userInfo, object,
+//!   oldObject, dryRun}`, and `input.parameters` is the constraint's `spec.parameters` (or
+//!   `{}`). For `DELETE` the object under review is the old object, as Gatekeeper's webhook
+//!   does. The template's `violation` set is collected as `{"msg", "details"}`.
+//!   [`Gatekeeper::review_request`] takes an admission request as it is (gator's
+//!   `AdmissionReview` cases) and passes it through unchanged. The Namespace given with a
+//!   review names the namespace of an object that has none, like the request's namespace.
+//! * **`spec.match`** follows Gatekeeper's matcher: `kinds` (apiGroups × kinds, `*`), `scope`
+//!   (`*`, `Cluster`, `Namespaced`), `namespaces` and `excludedNamespaces` (exact, `prefix*`
+//!   or `*suffix`), `labelSelector`, `namespaceSelector` (against the Namespace object; a
+//!   Namespace is matched by its own labels; a namespaced object whose Namespace is unknown
+//!   is an error, as in Gatekeeper), `name` (with the same globs) and `source`. An update
+//!   matches when either the new or the old object matches.
+//! * **`data.inventory`** has Gatekeeper's sync layout:
+//!   `data.inventory.cluster[groupVersion][kind][name]` and
+//!   `data.inventory.namespace[namespace][groupVersion][kind][name]`. It is converted and
+//!   loaded into each template's engine once per [`Gatekeeper::set_inventory`], not per
+//!   review; Namespace objects in it also serve `namespaceSelector` when a review does not
+//!   carry its Namespace.
+//!
+//! Performance: the object under review is converted to a Rego value once per review and
+//! shared by every matching constraint; templates are compiled once; only constraints whose
+//! `spec.match` selects the object are evaluated.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use mooring_core::ResourceKey;
+use regorus::Value;
+use serde_json::Value as Json;
+
+use super::rego::{from_value, Limits, Policy, RegoError, RegoSource, RegoVersion};
+
+/// Errors of loading templates and constraints and of reviewing objects.
+#[derive(Debug, thiserror::Error)]
+pub enum GatekeeperError {
+    /// A ConstraintTemplate is malformed (no kind, no Rego, wrong apiVersion…).
+    #[error("ConstraintTemplate {template}: {message}")]
+    InvalidTemplate { template: String, message: String },
+    /// A ConstraintTemplate's Rego does not compile.
+    #[error("ConstraintTemplate {template}: {source}")]
+    TemplateCompile {
+        template: String,
+        #[source]
+        source: RegoError,
+    },
+    /// A constraint is malformed (bad selector, unknown enforcement action…).
+    #[error("constraint {constraint}: {message}")]
+    InvalidConstraint { constraint: String, message: String },
+    /// A constraint's kind is defined by no loaded template.
+    #[error("constraint {constraint}: no ConstraintTemplate defines the kind {kind}")]
+    UnknownKind { constraint: String, kind: String },
+    /// `spec.match` could not be decided (e.g. a namespaceSelector without the Namespace).
+    #[error("matching {constraint} against {resource}: {message}")]
+    Match {
+        constraint: String,
+        resource: String,
+        message: String,
+    },
+    /// Evaluating a constraint's template failed (including the time limit).
+    #[error("evaluating {constraint} on {resource}: {source}")]
+    Eval {
+        constraint: String,
+        resource: String,
+        #[source]
+        source: RegoError,
+    },
+    /// A `violation` entry is not `{"msg": string, …}`.
+    #[error("{constraint}: violation {value} has no string msg")]
+    BadViolation { constraint: String, value: String },
+}
+
+/// What a constraint does with a violation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum EnforcementAction {
+    /// Blocks (Gatekeeper's default).
+    #[default]
+    Deny,
+    /// Reported only, by audit.
+    Dryrun,
+    /// Admitted with a warning.
+    Warn,
+}
+
+impl EnforcementAction {
+    /// Parses Gatekeeper's spelling (`deny`, `dryrun`, `warn`; case-insensitive).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "deny" => Some(Self::Deny),
+            "dryrun" => Some(Self::Dryrun),
+            "warn" => Some(Self::Warn),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for EnforcementAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Deny => "deny",
+            Self::Dryrun => "dryrun",
+            Self::Warn => "warn",
+        })
+    }
+}
+
+/// The admission operation under review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Operation {
+    #[default]
+    Create,
+    Update,
+    Delete,
+}
+
+impl Operation {
+    /// The admission spelling (`CREATE`, `UPDATE`, `DELETE`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "CREATE",
+            Self::Update => "UPDATE",
+            Self::Delete => "DELETE",
+        }
+    }
+
+    /// Parses the admission spelling (`CONNECT` and others are `None`).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "CREATE" => Some(Self::Create),
+            "UPDATE" => Some(Self::Update),
+            "DELETE" => Some(Self::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// One object to review, like an admission request.
+#[derive(Debug, Clone, Copy)]
+pub struct Review<'a> {
+    pub operation: Operation,
+    /// The object (for `Delete`, the object being deleted; `old_object` wins if both given).
+    pub object: &'a Json,
+    pub old_object: Option<&'a Json>,
+    /// The Namespace object of the object's namespace, for `namespaceSelector`. When absent,
+    /// a Namespace from the inventory is used.
+    pub namespace: Option<&'a Json>,
+    pub user_info: Option<&'a Json>,
+}
+
+impl<'a> Review<'a> {
+    /// A `CREATE` review of `object`, with no Namespace or user.
+    pub fn create(object: &'a Json) -> Self {
+        Self {
+            operation: Operation::Create,
+            object,
+            old_object: None,
+            namespace: None,
+            user_info: None,
+        }
+    }
+}
+
+/// One constraint: an instance of a template's kind.
+#[derive(Debug, Clone)]
+pub struct Constraint {
+    pub kind: String,
+    pub name: String,
+    pub enforcement_action: EnforcementAction,
+    pub labels: BTreeMap<String, String>,
+    /// `spec.match` as written.
+    pub match_spec: Json,
+    /// `spec.parameters` as written (`{}` when absent).
+    pub parameters: Json,
+    matcher: Matcher,
+    parameters_value: Value,
+}
+
+impl Constraint {
+    /// `Kind/name`, the constraint's identity in messages and reports.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.kind, self.name)
+    }
+}
+
+/// One violation of one constraint by one object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    pub constraint_kind: String,
+    pub constraint_name: String,
+    pub enforcement_action: EnforcementAction,
+    pub message: String,
+    /// The violation's `details` (`{}` when the template gives none).
+    pub details: Json,
+    pub resource: ResourceKey,
+}
+
+#[derive(Debug, Clone)]
+struct Template {
+    name: String,
+    /// `spec.crd.spec.validation.openAPIV3Schema`: constraint parameters are checked
+    /// against it, as the constraint CRD Gatekeeper generates would.
+    schema: Option<Json>,
+    /// `data.<package>.violation`.
+    violation_path: String,
+    /// The compiled template without inventory.
+    base: Policy,
+    /// `base` plus the current inventory.
+    policy: Policy,
+}
+
+/// Compiled templates, their constraints and the inventory. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Gatekeeper {
+    limits: Limits,
+    templates: BTreeMap<String, Arc<Template>>,
+    constraints: Vec<Arc<Constraint>>,
+    inventory: Option<Value>,
+    /// Labels of the Namespace objects in the inventory, by name.
+    namespaces: Arc<HashMap<String, BTreeMap<String, String>>>,
+}
+
+const TEMPLATES_GROUP: &str = "templates.gatekeeper.sh";
+const CONSTRAINTS_GROUP: &str = "constraints.gatekeeper.sh";
+
+fn group_of(obj: &Json) -> &str {
+    let api_version = obj.get("apiVersion").and_then(Json::as_str).unwrap_or("");
+    api_version.rsplit_once('/').map_or("", |(g, _)| g)
+}
+
+fn str_at<'a>(obj: &'a Json, path: &[&str]) -> Option<&'a str> {
+    path.iter()
+        .try_fold(obj, |v, key| v.get(key))
+        .and_then(Json::as_str)
+}
+
+fn is_template(obj: &Json) -> bool {
+    group_of(obj) == TEMPLATES_GROUP
+        && obj.get("kind").and_then(Json::as_str) == Some("ConstraintTemplate")
+}
+
+fn is_constraint(obj: &Json) -> bool {
+    group_of(obj) == CONSTRAINTS_GROUP
+}
+
+/// Whether `obj` is a ConstraintTemplate or a constraint (`constraints.gatekeeper.sh/*`).
+pub fn is_policy_object(obj: &Json) -> bool {
+    is_template(obj) || is_constraint(obj)
+}
+
+impl Gatekeeper {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            templates: BTreeMap::new(),
+            constraints: Vec::new(),
+            inventory: None,
+            namespaces: Arc::new(HashMap::new()),
+        }
+    }
+
+    /// Loads the ConstraintTemplates among `objects`, then their constraints; other objects
+    /// are ignored.
+    pub fn from_objects<'a>(
+        objects: impl IntoIterator<Item = &'a Json>,
+        limits: Limits,
+    ) -> Result<Self, GatekeeperError> {
+        let objects: Vec<&Json> = objects.into_iter().collect();
+        let mut gk = Self::new(limits);
+        for obj in objects.iter().filter(|o| is_template(o)) {
+            gk.add_template(obj)?;
+        }
+        for obj in objects.iter().filter(|o| is_constraint(o)) {
+            gk.add_constraint(obj)?;
+        }
+        Ok(gk)
+    }
+
+    /// Compiles a ConstraintTemplate (replacing one that defines the same kind).
+    pub fn add_template(&mut self, template: &Json) -> Result<(), GatekeeperError> {
+        let name = str_at(template, &["metadata", "name"])
+            .unwrap_or("")
+            .to_string();
+        let invalid = |message: String| GatekeeperError::InvalidTemplate {
+            template: if name.is_empty() {
+                "(unnamed)".to_string()
+            } else {
+                name.clone()
+            },
+            message,
+        };
+        if !is_template(template) {
+            return Err(invalid(format!(
+                "not a {TEMPLATES_GROUP} ConstraintTemplate (apiVersion {:?}, kind {:?})",
+                template
+                    .get("apiVersion")
+                    .and_then(Json::as_str)
+                    .unwrap_or(""),
+                template.get("kind").and_then(Json::as_str).unwrap_or("")
+            )));
+        }
+        let version = template
+            .get("apiVersion")
+            .and_then(Json::as_str)
+            .and_then(|v| v.rsplit_once('/'))
+            .map_or("", |(_, v)| v);
+        if !matches!(version, "v1" | "v1beta1" | "v1alpha1") {
+            return Err(invalid(format!(
+                "unsupported apiVersion {TEMPLATES_GROUP}/{version}"
+            )));
+        }
+        if name.is_empty() {
+            return Err(invalid("metadata.name is missing".to_string()));
+        }
+        let kind = str_at(template, &["spec", "crd", "spec", "names", "kind"])
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| invalid("spec.crd.spec.names.kind is missing".to_string()))?;
+        if kind.to_ascii_lowercase() != name {
+            return Err(invalid(format!(
+                "metadata.name must be the lowercase of the kind {kind:?} ({:?})",
+                kind.to_ascii_lowercase()
+            )));
+        }
+        let targets = template
+            .pointer("/spec/targets")
+            .and_then(Json::as_array)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| invalid("spec.targets is missing".to_string()))?;
+        if targets.len() > 1 {
+            return Err(invalid(format!(
+                "{} targets; Gatekeeper supports exactly one",
+                targets.len()
+            )));
+        }
+        let target = &targets[0];
+        let (rego, libs, rego_version) = target_rego(target).ok_or_else(|| {
+            invalid("spec.targets[0] has no Rego (rego, or code[] with engine Rego)".to_string())
+        })?;
+        let mut sources = vec![RegoSource::new("rego", rego)];
+        for (i, lib) in libs.iter().enumerate() {
+            sources.push(RegoSource::new(format!("libs[{i}]"), lib.as_str()));
+        }
+        let base = Policy::compile(&sources, rego_version, self.limits).map_err(|source| {
+            GatekeeperError::TemplateCompile {
+                template: name.clone(),
+                source,
+            }
+        })?;
+        let package = base
+            .packages()
+            .first()
+            .cloned()
+            .ok_or_else(|| invalid("the rego has no package".to_string()))?;
+        if !base.rule_names(&package).iter().any(|r| r == "violation") {
+            return Err(invalid(format!(
+                "the rego (package {}) defines no violation rule",
+                package.trim_start_matches("data.")
+            )));
+        }
+        let mut policy = base.clone();
+        if let Some(inventory) = &self.inventory {
+            policy.add_data_value(inventory.clone()).map_err(|source| {
+                GatekeeperError::TemplateCompile {
+                    template: name.clone(),
+                    source,
+                }
+            })?;
+        }
+        self.templates.insert(
+            kind.to_string(),
+            Arc::new(Template {
+                name,
+                schema: template
+                    .pointer("/spec/crd/spec/validation/openAPIV3Schema")
+                    .filter(|s| s.is_object())
+                    .cloned(),
+                violation_path: format!("{package}.violation"),
+                base,
+                policy,
+            }),
+        );
+        Ok(())
+    }
+
+    /// Adds a constraint (replacing one of the same kind and name). Its kind must be defined
+    /// by a template added before.
+    pub fn add_constraint(&mut self, constraint: &Json) -> Result<(), GatekeeperError> {
+        let kind = constraint
+            .get("kind")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string();
+        let name = str_at(constraint, &["metadata", "name"])
+            .unwrap_or("")
+            .to_string();
+        let id = format!("{kind}/{name}");
+        let invalid = |message: String| GatekeeperError::InvalidConstraint {
+            constraint: id.clone(),
+            message,
+        };
+        if !is_constraint(constraint) {
+            return Err(invalid(format!(
+                "apiVersion {:?} is not {CONSTRAINTS_GROUP}/*",
+                constraint
+                    .get("apiVersion")
+                    .and_then(Json::as_str)
+                    .unwrap_or("")
+            )));
+        }
+        if kind.is_empty() || name.is_empty() {
+            return Err(invalid("kind and metadata.name are required".to_string()));
+        }
+        let Some(template) = self.templates.get(&kind) else {
+            return Err(GatekeeperError::UnknownKind {
+                constraint: id,
+                kind,
+            });
+        };
+        let spec = constraint.get("spec").cloned().unwrap_or(Json::Null);
+        let enforcement_action = enforcement_action(&spec).map_err(invalid)?;
+        let match_spec = spec.get("match").cloned().unwrap_or(Json::Null);
+        let matcher = Matcher::parse(&match_spec).map_err(invalid)?;
+        let parameters = match spec.get("parameters") {
+            None | Some(Json::Null) => Json::Object(Default::default()),
+            Some(p) => p.clone(),
+        };
+        if let Some(schema) = &template.schema {
+            check_schema(&parameters, schema, "spec.parameters").map_err(invalid)?;
+        }
+        let labels = constraint
+            .pointer("/metadata/labels")
+            .and_then(Json::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let parameters_value = Value::from(parameters.clone());
+        let new = Arc::new(Constraint {
+            kind,
+            name,
+            enforcement_action,
+            labels,
+            match_spec,
+            parameters,
+            matcher,
+            parameters_value,
+        });
+        match self
+            .constraints
+            .iter_mut()
+            .find(|c| c.kind == new.kind && c.name == new.name)
+        {
+            Some(slot) => *slot = new,
+            None => self.constraints.push(new),
+        }
+        Ok(())
+    }
+
+    /// Replaces `data.inventory` with `objects` (Gatekeeper's sync layout). Objects without
+    /// apiVersion, kind or name are left out, as Gatekeeper's sync does.
+    pub fn set_inventory<'a>(&mut self, objects: impl IntoIterator<Item = &'a Json>) {
+        let mut cluster = serde_json::Map::new();
+        let mut namespaced = serde_json::Map::new();
+        let mut namespaces = HashMap::new();
+        for obj in objects {
+            let (Some(api_version), Some(kind), Some(name)) = (
+                obj.get("apiVersion").and_then(Json::as_str),
+                obj.get("kind").and_then(Json::as_str),
+                str_at(obj, &["metadata", "name"]),
+            ) else {
+                continue;
+            };
+            if api_version.is_empty() || kind.is_empty() || name.is_empty() {
+                continue;
+            }
+            let namespace = str_at(obj, &["metadata", "namespace"]).unwrap_or("");
+            let root = if namespace.is_empty() {
+                if kind == "Namespace" && api_version == "v1" {
+                    namespaces.insert(name.to_string(), labels_of(obj));
+                }
+                &mut cluster
+            } else {
+                namespaced
+                    .entry(namespace.to_string())
+                    .or_insert_with(|| Json::Object(Default::default()))
+                    .as_object_mut()
+                    .expect("namespace entries are objects")
+            };
+            let by_kind = root
+                .entry(api_version.to_string())
+                .or_insert_with(|| Json::Object(Default::default()))
+                .as_object_mut()
+                .expect("groupVersion entries are objects")
+                .entry(kind.to_string())
+                .or_insert_with(|| Json::Object(Default::default()))
+                .as_object_mut()
+                .expect("kind entries are objects");
+            by_kind.insert(name.to_string(), obj.clone());
+        }
+        let inventory = Value::from(serde_json::json!({
+            "inventory": {"cluster": cluster, "namespace": namespaced}
+        }));
+        for template in self.templates.values_mut() {
+            let mut policy = template.base.clone();
+            // Data is an object whose only key is `inventory`, merged into an empty data
+            // document: it cannot conflict.
+            if policy.add_data_value(inventory.clone()).is_ok() {
+                Arc::make_mut(template).policy = policy;
+            }
+        }
+        self.inventory = Some(inventory);
+        self.namespaces = Arc::new(namespaces);
+    }
+
+    /// The loaded constraints, in the order they were added.
+    pub fn constraints(&self) -> impl Iterator<Item = &Constraint> {
+        self.constraints.iter().map(|c| c.as_ref())
+    }
+
+    /// Whether no constraint is loaded (templates alone review nothing).
+    pub fn is_empty(&self) -> bool {
+        self.constraints.is_empty()
+    }
+
+    /// The kinds defined by the loaded templates.
+    pub fn template_kinds(&self) -> impl Iterator<Item = &str> {
+        self.templates.keys().map(String::as_str)
+    }
+
+    /// Reviews one object against every constraint whose `spec.match` selects it.
+    pub fn review(&self, review: &Review) -> Result<Vec<Violation>, GatekeeperError> {
+        let (object, old_object) = match review.operation {
+            Operation::Delete => {
+                let deleted = review.old_object.unwrap_or(review.object);
+                (deleted, Some(deleted))
+            }
+            _ => (review.object, review.old_object),
+        };
+        self.run(object, old_object, review.namespace, &|target| {
+            review_input(review, object, old_object, target)
+        })
+    }
+
+    /// Reviews an admission request exactly as given (the `request` of an
+    /// `AdmissionReview`): `input.review` is the request itself, except that for `DELETE`
+    /// its `object` is the `oldObject`, as Gatekeeper's webhook does. An update matches when
+    /// either object matches.
+    pub fn review_request(
+        &self,
+        request: &Json,
+        namespace: Option<&Json>,
+    ) -> Result<Vec<Violation>, GatekeeperError> {
+        let present = |key: &str| request.get(key).filter(|v| v.is_object());
+        let is_delete = request.get("operation").and_then(Json::as_str) == Some("DELETE");
+        let old_object = present("oldObject");
+        let object = if is_delete {
+            old_object.or(present("object"))
+        } else {
+            present("object").or(old_object)
+        };
+        let Some(object) = object else {
+            return Err(GatekeeperError::Match {
+                constraint: "(any)".to_string(),
+                resource: "(admission request)".to_string(),
+                message: "the request has neither object nor oldObject".to_string(),
+            });
+        };
+        let mut request = request.clone();
+        if is_delete {
+            if let Some(map) = request.as_object_mut() {
+                map.insert("object".to_string(), object.clone());
+            }
+        }
+        self.run(object, old_object, namespace, &|_| json_value(&request))
+    }
+
+    fn run(
+        &self,
+        object: &Json,
+        old_object: Option<&Json>,
+        namespace: Option<&Json>,
+        make_review: &dyn Fn(&Target) -> Value,
+    ) -> Result<Vec<Violation>, GatekeeperError> {
+        // The Namespace given with the review names the namespace of an object that does
+        // not carry one, as the admission request's namespace does in Gatekeeper.
+        let ns_name = namespace.and_then(|ns| str_at(ns, &["metadata", "name"]));
+        let with_ns = |mut t: Target| {
+            if t.namespace.is_empty() && !t.is_namespace() {
+                if let Some(name) = ns_name {
+                    t.namespace = name.to_string();
+                }
+            }
+            t
+        };
+        let target = with_ns(Target::of(object));
+        let old_target = old_object.map(|o| with_ns(Target::of(o)));
+        let ns_labels = self.namespace_labels(namespace, &target);
+        let mut resource = ResourceKey::of(object).unwrap_or_else(|| {
+            ResourceKey::new(&target.group, &target.kind, &target.namespace, &target.name)
+        });
+        if resource.namespace.is_empty() {
+            resource.namespace = target.namespace.clone();
+        }
+
+        let mut review_value: Option<Value> = None;
+        let mut violations = Vec::new();
+        for constraint in &self.constraints {
+            let matched = constraint
+                .matcher
+                .matches(&target, ns_labels.as_ref())
+                .and_then(|m| match (&old_target, m) {
+                    (Some(old), false) => constraint.matcher.matches(old, ns_labels.as_ref()),
+                    _ => Ok(m),
+                })
+                .map_err(|message| GatekeeperError::Match {
+                    constraint: constraint.id(),
+                    resource: resource.to_string(),
+                    message,
+                })?;
+            if !matched {
+                continue;
+            }
+            let Some(template) = self.templates.get(&constraint.kind) else {
+                continue;
+            };
+            let review_value = review_value
+                .get_or_insert_with(|| make_review(&target))
+                .clone();
+            let mut input = BTreeMap::new();
+            input.insert(Value::from("review"), review_value);
+            input.insert(
+                Value::from("parameters"),
+                constraint.parameters_value.clone(),
+            );
+            let result = template
+                .policy
+                .eval_rule(&template.violation_path, Value::from(input))
+                .map_err(|source| GatekeeperError::Eval {
+                    constraint: constraint.id(),
+                    resource: resource.to_string(),
+                    source,
+                })?;
+            let Some(result) = result else { continue };
+            let Json::Array(entries) = from_value(&result) else {
+                continue;
+            };
+            for entry in entries {
+                let Some(message) = entry.get("msg").and_then(Json::as_str) else {
+                    return Err(GatekeeperError::BadViolation {
+                        constraint: constraint.id(),
+                        value: entry.to_string(),
+                    });
+                };
+                violations.push(Violation {
+                    constraint_kind: constraint.kind.clone(),
+                    constraint_name: constraint.name.clone(),
+                    enforcement_action: constraint.enforcement_action,
+                    message: message.to_string(),
+                    details: entry
+                        .get("details")
+                        .cloned()
+                        .unwrap_or_else(|| Json::Object(Default::default())),
+                    resource: resource.clone(),
+                });
+            }
+        }
+        Ok(violations)
+    }
+
+    /// The name of the template defining `kind`.
+    pub fn template_name(&self, kind: &str) -> Option<&str> {
+        self.templates.get(kind).map(|t| t.name.as_str())
+    }
+
+    fn namespace_labels(
+        &self,
+        namespace: Option<&Json>,
+        target: &Target,
+    ) -> Option<BTreeMap<String, String>> {
+        if let Some(ns) = namespace {
+            return Some(labels_of(ns));
+        }
+        if target.namespace.is_empty() {
+            return None;
+        }
+        self.namespaces.get(&target.namespace).cloned()
+    }
+}
+
+/// The Rego text, libs and syntax of a template target.
+fn target_rego(target: &Json) -> Option<(String, Vec<String>, RegoVersion)> {
+    let strings = |v: Option<&Json>| -> Vec<String> {
+        v.and_then(Json::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    if let Some(rego) = target.get("rego").and_then(Json::as_str) {
+        if !rego.trim().is_empty() {
+            return Some((
+                rego.to_string(),
+                strings(target.get("libs")),
+                RegoVersion::V0,
+            ));
+        }
+    }
+    let code = target.get("code").and_then(Json::as_array)?;
+    let entry = code
+        .iter()
+        .find(|c| c.get("engine").and_then(Json::as_str) == Some("Rego"))?;
+    let source = entry.get("source")?;
+    let rego = source.get("rego").and_then(Json::as_str)?;
+    let version = match source.get("version").and_then(Json::as_str) {
+        Some("v1") => RegoVersion::V1,
+        _ => RegoVersion::V0,
+    };
+    Some((rego.to_string(), strings(source.get("libs")), version))
+}
+
+fn enforcement_action(spec: &Json) -> Result<EnforcementAction, String> {
+    let Some(text) = spec.get("enforcementAction").and_then(Json::as_str) else {
+        return Ok(EnforcementAction::Deny);
+    };
+    if text.is_empty() {
+        return Ok(EnforcementAction::Deny);
+    }
+    if text.eq_ignore_ascii_case("scoped") {
+        // Gatekeeper 3.16+: per enforcement point. Mooring is both an admission-time and an
+        // audit-time enforcement point; take the strictest action that applies to either.
+        let mut best: Option<EnforcementAction> = None;
+        for scoped in spec
+            .get("scopedEnforcementActions")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let points = scoped.get("enforcementPoints").and_then(Json::as_array);
+            let applies = points.is_none_or(|points| {
+                points.iter().any(|p| {
+                    matches!(
+                        p.get("name").and_then(Json::as_str),
+                        Some(
+                            "*" | "validation.gatekeeper.sh"
+                                | "audit.gatekeeper.sh"
+                                | "gator.gatekeeper.sh"
+                        )
+                    )
+                })
+            });
+            let action = scoped
+                .get("action")
+                .and_then(Json::as_str)
+                .and_then(EnforcementAction::parse)
+                .ok_or_else(|| {
+                    format!("scopedEnforcementActions entry {scoped} has no valid action")
+                })?;
+            if applies {
+                best = Some(match (best, action) {
+                    (Some(EnforcementAction::Deny), _) | (_, EnforcementAction::Deny) => {
+                        EnforcementAction::Deny
+                    }
+                    (Some(EnforcementAction::Warn), _) | (_, EnforcementAction::Warn) => {
+                        EnforcementAction::Warn
+                    }
+                    _ => EnforcementAction::Dryrun,
+                });
+            }
+        }
+        return Ok(best.unwrap_or(EnforcementAction::Dryrun));
+    }
+    EnforcementAction::parse(text).ok_or_else(|| {
+        format!("enforcementAction {text:?} is not one of deny, dryrun, warn, scoped")
+    })
+}
+
+/// Checks `value` against the parts of an OpenAPI v3 schema that decide validity for a CRD
+/// (`type`, `enum`, `properties`, `additionalProperties`, `items`, `required`, int-or-string),
+/// so a constraint with ill-typed parameters is rejected as the API server would reject it.
+fn check_schema(value: &Json, schema: &Json, path: &str) -> Result<(), String> {
+    if value.is_null() {
+        return Ok(());
+    }
+    let int_or_string = schema.get("x-kubernetes-int-or-string") == Some(&Json::Bool(true));
+    if int_or_string && !(value.is_string() || value.is_i64() || value.is_u64()) {
+        return Err(format!(
+            "{path}: {value} is neither an integer nor a string"
+        ));
+    }
+    if let Some(kind) = schema.get("type").and_then(Json::as_str) {
+        let ok = match kind {
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            "string" => value.is_string(),
+            "boolean" => value.is_boolean(),
+            "number" => value.is_number(),
+            "integer" => value.is_i64() || value.is_u64(),
+            _ => true,
+        };
+        let ok = ok || (int_or_string && (value.is_string() || value.is_i64() || value.is_u64()));
+        if !ok {
+            return Err(format!("{path}: {value} is not of type {kind}"));
+        }
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Json::as_array) {
+        if !allowed.contains(value) {
+            return Err(format!(
+                "{path}: {value} is not one of {}",
+                Json::Array(allowed.clone())
+            ));
+        }
+    }
+    if let Some(map) = value.as_object() {
+        let properties = schema.get("properties").and_then(Json::as_object);
+        for key in schema
+            .get("required")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Json::as_str)
+        {
+            if !map.contains_key(key) {
+                return Err(format!("{path}.{key} is required"));
+            }
+        }
+        for (key, item) in map {
+            let sub = format!("{path}.{key}");
+            match properties.and_then(|p| p.get(key)) {
+                Some(property) => check_schema(item, property, &sub)?,
+                None => {
+                    if let Some(extra) =
+                        schema.get("additionalProperties").filter(|a| a.is_object())
+                    {
+                        check_schema(item, extra, &sub)?;
+                    }
+                }
+            }
+        }
+    }
+    if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
+        for (i, item) in array.iter().enumerate() {
+            check_schema(item, items, &format!("{path}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+fn labels_of(obj: &Json) -> BTreeMap<String, String> {
+    obj.pointer("/metadata/labels")
+        .and_then(Json::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What `spec.match` looks at, extracted once per review.
+#[derive(Debug)]
+struct Target {
+    group: String,
+    version: String,
+    kind: String,
+    namespace: String,
+    name: String,
+    labels: BTreeMap<String, String>,
+}
+
+impl Target {
+    fn of(obj: &Json) -> Self {
+        let api_version = obj.get("apiVersion").and_then(Json::as_str).unwrap_or("");
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        Self {
+            group: group.to_string(),
+            version: version.to_string(),
+            kind: obj
+                .get("kind")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string(),
+            namespace: str_at(obj, &["metadata", "namespace"])
+                .unwrap_or("")
+                .to_string(),
+            name: str_at(obj, &["metadata", "name"]).unwrap_or("").to_string(),
+            labels: labels_of(obj),
+        }
+    }
+
+    fn is_namespace(&self) -> bool {
+        self.kind == "Namespace" && self.group.is_empty()
+    }
+}
+
+/// Builds `input.review` as Gatekeeper's webhook does (an admission request).
+fn review_input(
+    review: &Review,
+    object: &Json,
+    old_object: Option<&Json>,
+    target: &Target,
+) -> Value {
+    let mut r = BTreeMap::new();
+    let s = |text: &str| Value::from(text);
+    let mut kind = BTreeMap::new();
+    kind.insert(s("group"), s(&target.group));
+    kind.insert(s("version"), s(&target.version));
+    kind.insert(s("kind"), s(&target.kind));
+    r.insert(s("uid"), s(""));
+    r.insert(s("kind"), Value::from(kind));
+    if !target.name.is_empty() {
+        r.insert(s("name"), s(&target.name));
+    }
+    if !target.namespace.is_empty() {
+        r.insert(s("namespace"), s(&target.namespace));
+    }
+    r.insert(s("operation"), s(review.operation.as_str()));
+    r.insert(
+        s("userInfo"),
+        review
+            .user_info
+            .map(json_value)
+            .unwrap_or_else(Value::new_object),
+    );
+    r.insert(s("object"), json_value(object));
+    r.insert(
+        s("oldObject"),
+        old_object.map(json_value).unwrap_or(Value::Null),
+    );
+    r.insert(s("dryRun"), Value::from(false));
+    Value::from(r)
+}
+
+fn json_value(json: &Json) -> Value {
+    Value::from(json.clone())
+}
+
+/// A parsed `spec.match`.
+#[derive(Debug, Clone, Default)]
+struct Matcher {
+    /// `(apiGroups, kinds)` pairs; empty = every kind.
+    kinds: Vec<(Vec<String>, Vec<String>)>,
+    scope: Scope,
+    namespaces: Vec<String>,
+    excluded_namespaces: Vec<String>,
+    label_selector: Option<Selector>,
+    namespace_selector: Option<Selector>,
+    name: String,
+    /// `source: Generated` never matches an object Mooring reviews (those are originals).
+    generated_only: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Scope {
+    #[default]
+    All,
+    Cluster,
+    Namespaced,
+}
+
+/// A Kubernetes label selector.
+#[derive(Debug, Clone, Default)]
+struct Selector {
+    labels: Vec<(String, String)>,
+    expressions: Vec<Requirement>,
+}
+
+#[derive(Debug, Clone)]
+enum Requirement {
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    DoesNotExist(String),
+}
+
+fn string_list(v: Option<&Json>, what: &str) -> Result<Vec<String>, String> {
+    match v {
+        None | Some(Json::Null) => Ok(Vec::new()),
+        Some(Json::Array(items)) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("{what}: {i} is not a string"))
+            })
+            .collect(),
+        Some(other) => Err(format!("{what}: {other} is not a list")),
+    }
+}
+
+impl Matcher {
+    fn parse(spec: &Json) -> Result<Self, String> {
+        if spec.is_null() {
+            return Ok(Self::default());
+        }
+        if !spec.is_object() {
+            return Err(format!("spec.match: {spec} is not an object"));
+        }
+        let mut kinds = Vec::new();
+        for entry in spec
+            .get("kinds")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
+            kinds.push((
+                string_list(entry.get("apiGroups"), "spec.match.kinds[].apiGroups")?,
+                string_list(entry.get("kinds"), "spec.match.kinds[].kinds")?,
+            ));
+        }
+        let scope = match spec.get("scope").and_then(Json::as_str) {
+            Some("Cluster") => Scope::Cluster,
+            Some("Namespaced") => Scope::Namespaced,
+            // `*`, absent, and (as in Gatekeeper) anything else.
+            _ => Scope::All,
+        };
+        let selector = |key: &str| -> Result<Option<Selector>, String> {
+            match spec.get(key) {
+                None | Some(Json::Null) => Ok(None),
+                Some(s) => Selector::parse(s)
+                    .map(Some)
+                    .map_err(|m| format!("spec.match.{key}: {m}")),
+            }
+        };
+        Ok(Self {
+            kinds,
+            scope,
+            namespaces: string_list(spec.get("namespaces"), "spec.match.namespaces")?,
+            excluded_namespaces: string_list(
+                spec.get("excludedNamespaces"),
+                "spec.match.excludedNamespaces",
+            )?,
+            label_selector: selector("labelSelector")?,
+            namespace_selector: selector("namespaceSelector")?,
+            name: spec
+                .get("name")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string(),
+            generated_only: spec.get("source").and_then(Json::as_str) == Some("Generated"),
+        })
+    }
+
+    /// Gatekeeper's `match.Matches`: every criterion must hold.
+    fn matches(
+        &self,
+        t: &Target,
+        ns_labels: Option<&BTreeMap<String, String>>,
+    ) -> Result<bool, String> {
+        if self.generated_only {
+            return Ok(false);
+        }
+        // kinds
+        if !self.kinds.is_empty()
+            && !self.kinds.iter().any(|(groups, kinds)| {
+                let kind_ok = kinds.is_empty() || kinds.iter().any(|k| k == "*" || *k == t.kind);
+                let group_ok =
+                    groups.is_empty() || groups.iter().any(|g| g == "*" || *g == t.group);
+                kind_ok && group_ok
+            })
+        {
+            return Ok(false);
+        }
+        // scope
+        let has_namespace = !t.namespace.is_empty() || ns_labels.is_some();
+        let ok = match self.scope {
+            Scope::All => true,
+            Scope::Cluster => t.is_namespace() || !has_namespace,
+            Scope::Namespaced => !t.is_namespace() && has_namespace,
+        };
+        if !ok {
+            return Ok(false);
+        }
+        // namespaces / excludedNamespaces: a Namespace is in itself.
+        let namespace = if t.is_namespace() {
+            &t.name
+        } else {
+            &t.namespace
+        };
+        if !self.namespaces.is_empty()
+            && !namespace.is_empty()
+            && !self.namespaces.iter().any(|p| wildcard(p, namespace))
+        {
+            return Ok(false);
+        }
+        if !namespace.is_empty()
+            && self
+                .excluded_namespaces
+                .iter()
+                .any(|p| wildcard(p, namespace))
+        {
+            return Ok(false);
+        }
+        if let Some(selector) = &self.label_selector {
+            if !selector.matches(&t.labels) {
+                return Ok(false);
+            }
+        }
+        if let Some(selector) = &self.namespace_selector {
+            if t.is_namespace() {
+                if !selector.matches(&t.labels) {
+                    return Ok(false);
+                }
+            } else if !t.namespace.is_empty() || ns_labels.is_some() {
+                let Some(labels) = ns_labels else {
+                    return Err(format!(
+                        "namespaceSelector needs the Namespace {:?}, which is not known (add it to the inventory or the review)",
+                        t.namespace
+                    ));
+                };
+                if !selector.matches(labels) {
+                    return Ok(false);
+                }
+            }
+        }
+        if !self.name.is_empty() && !wildcard(&self.name, &t.name) {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+}
+
+/// Gatekeeper's `util.Wildcard`: `prefix*`, `*suffix` or an exact name.
+fn wildcard(pattern: &str, text: &str) -> bool {
+    if let Some(prefix) = pattern.strip_suffix('*') {
+        text.starts_with(prefix)
+    } else if let Some(suffix) = pattern.strip_prefix('*') {
+        text.ends_with(suffix)
+    } else {
+        pattern == text
+    }
+}
+
+impl Selector {
+    fn parse(spec: &Json) -> Result<Self, String> {
+        let mut selector = Selector::default();
+        if let Some(labels) = spec.get("matchLabels") {
+            let labels = labels
+                .as_object()
+                .ok_or_else(|| format!("matchLabels: {labels} is not a map"))?;
+            for (k, v) in labels {
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| format!("matchLabels.{k}: {v} is not a string"))?;
+                selector.labels.push((k.clone(), v.to_string()));
+            }
+        }
+        for expr in spec
+            .get("matchExpressions")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let key = expr
+                .get("key")
+                .and_then(Json::as_str)
+                .ok_or_else(|| format!("matchExpressions: {expr} has no key"))?
+                .to_string();
+            let values = string_list(expr.get("values"), "matchExpressions[].values")?;
+            let operator = expr.get("operator").and_then(Json::as_str).unwrap_or("");
+            let requirement = match operator {
+                "In" | "NotIn" if values.is_empty() => {
+                    return Err(format!(
+                        "matchExpressions {key}: operator {operator} needs values"
+                    ))
+                }
+                "In" => Requirement::In(key, values),
+                "NotIn" => Requirement::NotIn(key, values),
+                "Exists" | "DoesNotExist" if !values.is_empty() => {
+                    return Err(format!(
+                        "matchExpressions {key}: operator {operator} takes no values"
+                    ))
+                }
+                "Exists" => Requirement::Exists(key),
+                "DoesNotExist" => Requirement::DoesNotExist(key),
+                other => {
+                    return Err(format!(
+                        "matchExpressions {key}: operator {other:?} is not In, NotIn, Exists or DoesNotExist"
+                    ))
+                }
+            };
+            selector.expressions.push(requirement);
+        }
+        Ok(selector)
+    }
+
+    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+            && self.expressions.iter().all(|r| match r {
+                Requirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
+                Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.contains(v)),
+                Requirement::Exists(k) => labels.contains_key(k),
+                Requirement::DoesNotExist(k) => !labels.contains_key(k),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn template(kind: &str, rego: &str) -> Json {
+        json!({
+            "apiVersion": "templates.gatekeeper.sh/v1",
+            "kind": "ConstraintTemplate",
+            "metadata": {"name": kind.to_ascii_lowercase()},
+            "spec": {
+                "crd": {"spec": {"names": {"kind": kind}}},
+                "targets": [{"target": "admission.k8s.gatekeeper.sh", "rego": rego}]
+            }
+        })
+    }
+
+    fn constraint(kind: &str, name: &str, spec: Json) -> Json {
+        json!({
+            "apiVersion": "constraints.gatekeeper.sh/v1beta1",
+            "kind": kind,
+            "metadata": {"name": name},
+            "spec": spec
+        })
+    }
+
+    fn pod(ns: &str, name: &str, labels: Json) -> Json {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}]}
+        })
+    }
+
+    const ALWAYS: &str = r#"
+package k8salways
+
+violation[{"msg": msg}] {
+  msg := sprintf("hit %v", [input.review.object.metadata.name])
+}
+"#;
+
+    const REQUIRED_LABELS: &str = r#"
+package k8srequiredlabels
+
+violation[{"msg": msg, "details": {"missing_labels": missing}}] {
+  provided := {label | input.review.object.metadata.labels[label]}
+  required := {label | label := input.parameters.labels[_]}
+  missing := required - provided
+  count(missing) > 0
+  msg := sprintf("you must provide labels: %v", [missing])
+}
+"#;
+
+    fn gk_with(kind: &str, rego: &str, constraints: &[Json]) -> Gatekeeper {
+        let mut gk = Gatekeeper::new(Limits::default());
+        gk.add_template(&template(kind, rego))
+            .expect("template compiles");
+        for c in constraints {
+            gk.add_constraint(c).expect("constraint loads");
+        }
+        gk
+    }
+
+    #[test]
+    fn required_labels_violation_has_message_details_and_resource() {
+        let gk = gk_with(
+            "K8sRequiredLabels",
+            REQUIRED_LABELS,
+            &[constraint(
+                "K8sRequiredLabels",
+                "must-have-owner",
+                json!({"parameters": {"labels": ["owner"]}}),
+            )],
+        );
+        let bad = pod("ml", "trainer", json!({"app": "x"}));
+        let v = gk.review(&Review::create(&bad)).expect("reviews");
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].constraint_kind, "K8sRequiredLabels");
+        assert_eq!(v[0].constraint_name, "must-have-owner");
+        assert_eq!(v[0].enforcement_action, EnforcementAction::Deny);
+        assert_eq!(v[0].message, r#"you must provide labels: {"owner"}"#);
+        assert_eq!(v[0].details, json!({"missing_labels": ["owner"]}));
+        assert_eq!(v[0].resource, ResourceKey::new("", "Pod", "ml", "trainer"));
+        let good = pod("ml", "trainer", json!({"owner": "me"}));
+        assert!(gk
+            .review(&Review::create(&good))
+            .expect("reviews")
+            .is_empty());
+    }
+
+    #[test]
+    fn input_review_is_built_like_gatekeepers_admission_request() {
+        let rego = r#"
+package k8sshape
+violation[{"msg": msg}] {
+  r := input.review
+  msg := json.marshal([r.kind, r.name, r.namespace, r.operation, r.userInfo, r.uid, r.dryRun, r.oldObject, input.parameters])
+}
+"#;
+        let gk = gk_with("K8sShape", rego, &[constraint("K8sShape", "s", json!({}))]);
+        let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "n"}});
+        let user = json!({"username": "alice"});
+        let review = Review {
+            user_info: Some(&user),
+            ..Review::create(&deploy)
+        };
+        let v = gk.review(&review).expect("reviews");
+        let got: Json = serde_json::from_str(&v[0].message).expect("json");
+        assert_eq!(
+            got,
+            json!([{"group": "apps", "version": "v1", "kind": "Deployment"}, "d", "n", "CREATE", {"username": "alice"}, "", false, null, {}])
+        );
+    }
+
+    #[test]
+    fn delete_reviews_the_old_object_and_update_matches_either_object() {
+        let rego = r#"
+package k8sop
+violation[{"msg": msg}] {
+  msg := sprintf("%v %v", [input.review.operation, input.review.object.metadata.name])
+}
+"#;
+        let gk = gk_with(
+            "K8sOp",
+            rego,
+            &[constraint(
+                "K8sOp",
+                "c",
+                json!({"match": {"labelSelector": {"matchLabels": {"tier": "gpu"}}}}),
+            )],
+        );
+        let old = pod("ns", "old", json!({"tier": "gpu"}));
+        let new = pod("ns", "new", json!({"tier": "cpu"}));
+        let delete = Review {
+            operation: Operation::Delete,
+            object: &new,
+            old_object: Some(&old),
+            namespace: None,
+            user_info: None,
+        };
+        let v = gk.review(&delete).expect("reviews");
+        assert_eq!(v[0].message, "DELETE old");
+        assert_eq!(v[0].resource.name, "old");
+        // An update matches when the old object matches, even if the new one does not.
+        let update = Review {
+            operation: Operation::Update,
+            ..delete
+        };
+        assert_eq!(
+            gk.review(&update).expect("reviews")[0].message,
+            "UPDATE new"
+        );
+        // A create of the new object alone does not match.
+        assert!(gk
+            .review(&Review::create(&new))
+            .expect("reviews")
+            .is_empty());
+    }
+
+    #[test]
+    fn enforcement_actions_default_to_deny_and_are_validated() {
+        let mut gk = gk_with("K8sAlways", ALWAYS, &[]);
+        for (action, want) in [
+            (json!(null), EnforcementAction::Deny),
+            (json!("deny"), EnforcementAction::Deny),
+            (json!("dryrun"), EnforcementAction::Dryrun),
+            (json!("warn"), EnforcementAction::Warn),
+        ] {
+            gk.add_constraint(&constraint(
+                "K8sAlways",
+                "a",
+                json!({"enforcementAction": action}),
+            ))
+            .expect("valid");
+            let v = gk
+                .review(&Review::create(&pod("n", "p", json!({}))))
+                .expect("reviews");
+            assert_eq!(v.len(), 1, "one constraint (replaced, not added)");
+            assert_eq!(v[0].enforcement_action, want);
+        }
+        assert_eq!(EnforcementAction::Dryrun.to_string(), "dryrun");
+        let err = gk
+            .add_constraint(&constraint(
+                "K8sAlways",
+                "b",
+                json!({"enforcementAction": "block"}),
+            ))
+            .expect_err("invalid action");
+        assert!(err.to_string().contains("block"), "{err}");
+        let scoped = constraint(
+            "K8sAlways",
+            "s",
+            json!({"enforcementAction": "scoped", "scopedEnforcementActions": [
+                {"action": "warn", "enforcementPoints": [{"name": "validation.gatekeeper.sh"}]},
+                {"action": "deny", "enforcementPoints": [{"name": "vap.k8s.io"}]}
+            ]}),
+        );
+        gk.add_constraint(&scoped).expect("valid");
+        assert_eq!(
+            gk.constraints()
+                .find(|c| c.name == "s")
+                .map(|c| c.enforcement_action),
+            Some(EnforcementAction::Warn)
+        );
+    }
+
+    #[test]
+    fn constraint_of_unknown_kind_is_an_error_naming_the_kind() {
+        let mut gk = Gatekeeper::new(Limits::default());
+        let err = gk
+            .add_constraint(&constraint("K8sNope", "x", json!({})))
+            .expect_err("unknown");
+        assert!(err.to_string().contains("K8sNope"), "{err}");
+        assert!(gk.is_empty());
+    }
+
+    #[test]
+    fn templates_that_do_not_compile_name_the_template_and_line() {
+        let mut gk = Gatekeeper::new(Limits::default());
+        let rego = "package k8sbroken\n\nviolation[{\"msg\": msg}] {\n  msg := \n}\n";
+        let err = gk
+            .add_template(&template("K8sBroken", rego))
+            .expect_err("broken");
+        let text = err.to_string();
+        assert!(text.contains("k8sbroken"), "{text}");
+        match err {
+            GatekeeperError::TemplateCompile {
+                source: RegoError::Compile { file, line, .. },
+                ..
+            } => {
+                assert_eq!(file, "rego");
+                assert!((3..=5).contains(&line), "line {line}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // An unsafe variable is a compile error too, not a skipped template.
+        let err = gk
+            .add_template(&template(
+                "K8sUnsafe",
+                "package k8sunsafe\nviolation[{\"msg\": m}] { m == x }\n",
+            ))
+            .expect_err("unsafe");
+        assert!(err.to_string().contains("k8sunsafe"), "{err}");
+        // So is a call to a function nothing defines (OPA rejects it at compile time).
+        let err = gk
+            .add_template(&template(
+                "K8sTypo",
+                "package k8stypo\n\nviolation[{\"msg\": m}] {\n  re_mach(\"a\", \"a\")\n  m := \"x\"\n}\n",
+            ))
+            .expect_err("undefined function");
+        assert!(err.to_string().contains("k8stypo"), "{err}");
+        assert!(err.to_string().contains("rego:4"), "{err}");
+        assert!(err.to_string().contains("re_mach"), "{err}");
+        // A library that does not compile is reported under its own name.
+        let mut t = template(
+            "K8sLib",
+            "package k8slib\nviolation[{\"msg\": \"x\"}] { data.lib.f }\n",
+        );
+        t["spec"]["targets"][0]["libs"] = json!(["package lib\n\nf {\n  1 +\n}\n"]);
+        let err = gk.add_template(&t).expect_err("bad lib");
+        assert!(err.to_string().contains("libs[0]"), "{err}");
+    }
+
+    #[test]
+    fn malformed_templates_are_errors() {
+        let mut gk = Gatekeeper::new(Limits::default());
+        let no_violation = template(
+            "K8sNoViolation",
+            "package k8snoviolation\ndeny[m] { m := 1 }\n",
+        );
+        assert!(gk
+            .add_template(&no_violation)
+            .expect_err("no violation")
+            .to_string()
+            .contains("violation"));
+        let mut wrong_name = template("K8sX", ALWAYS);
+        wrong_name["metadata"]["name"] = json!("other");
+        assert!(gk.add_template(&wrong_name).is_err());
+        let mut no_kind = template("K8sX", ALWAYS);
+        no_kind["spec"]["crd"] = json!({});
+        assert!(gk.add_template(&no_kind).is_err());
+        let mut alpha = template("K8sAlways", ALWAYS);
+        alpha["apiVersion"] = json!("templates.gatekeeper.sh/v1alpha1");
+        gk.add_template(&alpha).expect("v1alpha1 is accepted");
+        let mut beta = template("K8sAlways", ALWAYS);
+        beta["apiVersion"] = json!("templates.gatekeeper.sh/v1beta1");
+        gk.add_template(&beta).expect("v1beta1 is accepted");
+    }
+
+    #[test]
+    fn code_entries_with_the_rego_engine_are_used() {
+        let t = json!({
+            "apiVersion": "templates.gatekeeper.sh/v1",
+            "kind": "ConstraintTemplate",
+            "metadata": {"name": "k8scode"},
+            "spec": {
+                "crd": {"spec": {"names": {"kind": "K8sCode"}}},
+                "targets": [{"target": "admission.k8s.gatekeeper.sh", "code": [
+                    {"engine": "K8sNativeValidation", "source": {"validations": []}},
+                    {"engine": "Rego", "source": {
+                        "rego": "package k8scode\nimport data.lib.names\nviolation[{\"msg\": names.msg}] { true }\n",
+                        "libs": ["package lib.names\nmsg := \"from lib\"\n"]
+                    }}
+                ]}]
+            }
+        });
+        let mut gk = Gatekeeper::new(Limits::default());
+        gk.add_template(&t).expect("compiles");
+        gk.add_constraint(&constraint("K8sCode", "c", json!({})))
+            .expect("loads");
+        let v = gk
+            .review(&Review::create(&pod("n", "p", json!({}))))
+            .expect("reviews");
+        assert_eq!(v[0].message, "from lib");
+    }
+
+    #[test]
+    fn from_objects_loads_templates_before_constraints_and_ignores_the_rest() {
+        let objects = [
+            constraint("K8sAlways", "later", json!({})),
+            pod("n", "p", json!({})),
+            template("K8sAlways", ALWAYS),
+        ];
+        assert!(is_policy_object(&objects[0]));
+        assert!(!is_policy_object(&objects[1]));
+        assert!(is_policy_object(&objects[2]));
+        let gk = Gatekeeper::from_objects(&objects, Limits::default()).expect("loads");
+        assert_eq!(gk.constraints().count(), 1);
+        assert_eq!(gk.template_name("K8sAlways"), Some("k8salways"));
+        fn assert_traits<T: Clone + Send + Sync>(_: &T) {}
+        assert_traits(&gk);
+    }
+
+    /// Every `spec.match` field, table-driven: (match, object, namespace object, matches?).
+    #[test]
+    fn match_semantics() {
+        let ns_prod = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "prod", "labels": {"env": "prod"}}});
+        let namespace_obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system", "labels": {"env": "sys"}}});
+        let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "train-gpu", "namespace": "prod", "labels": {"app": "train", "tier": "gpu"}}});
+        let crb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "admin"}});
+        let p = pod("ml-dev", "p", json!({"app": "serve"}));
+        let cases: Vec<(&str, Json, &Json, Option<&Json>, bool)> = vec![
+            ("no match", json!({}), &deploy, None, true),
+            (
+                "kinds hit",
+                json!({"kinds": [{"apiGroups": ["apps"], "kinds": ["Deployment"]}]}),
+                &deploy,
+                None,
+                true,
+            ),
+            (
+                "kinds wrong group",
+                json!({"kinds": [{"apiGroups": [""], "kinds": ["Deployment"]}]}),
+                &deploy,
+                None,
+                false,
+            ),
+            (
+                "kinds wrong kind",
+                json!({"kinds": [{"apiGroups": ["apps"], "kinds": ["StatefulSet"]}]}),
+                &deploy,
+                None,
+                false,
+            ),
+            (
+                "kinds star group",
+                json!({"kinds": [{"apiGroups": ["*"], "kinds": ["Deployment"]}]}),
+                &deploy,
+                None,
+                true,
+            ),
+            (
+                "kinds star kind",
+                json!({"kinds": [{"apiGroups": ["apps"], "kinds": ["*"]}]}),
+                &deploy,
+                None,
+                true,
+            ),
+            (
+                "kinds empty lists",
+                json!({"kinds": [{}]}),
+                &deploy,
+                None,
+                true,
+            ),
+            (
+                "kinds any entry",
+                json!({"kinds": [{"apiGroups": [""], "kinds": ["Pod"]}, {"apiGroups": ["apps"], "kinds": ["Deployment"]}]}),
+                &deploy,
+                None,
+                true,
+            ),
+            (
+                "core group",
+                json!({"kinds": [{"apiGroups": [""], "kinds": ["Pod"]}]}),
+                &p,
+                None,
+                true,
+            ),
+            ("scope * ", json!({"scope": "*"}), &crb, None, true),
+            (
+                "scope Cluster on cluster obj",
+                json!({"scope": "Cluster"}),
+                &crb,
+                None,
+                true,
+            ),
+            (
+                "scope Cluster on namespaced",
+                json!({"scope": "Cluster"}),
+                &deploy,
+                None,
+                false,
+            ),
+            (
+                "scope Cluster on Namespace",
+                json!({"scope": "Cluster"}),
+                &namespace_obj,
+                None,
+                true,
+            ),
+            (
+                "scope Namespaced on namespaced",
+                json!({"scope": "Namespaced"}),
+                &deploy,
+                None,
+                true,
+            ),
+            (
+                "scope Namespaced on cluster obj",
+                json!({"scope": "Namespaced"}),
+                &crb,
+                None,
+                false,
+            ),
+            (
+                "scope Namespaced on Namespace",
+                json!({"scope": "Namespaced"}),
+                &namespace_obj,
+                None,
+                false,
+            ),
+            (
+                "scope typo is *",
+                json!({"scope": "cluster"}),
+                &deploy,
+                None,
+                true,
+            ),
+            (
+                "namespaces exact",
+                json!({"namespaces": ["prod"]}),
+                &deploy,
+                None,
+                true,
+            ),
+            (
+                "namespaces miss",
+                json!({"namespaces": ["dev"]}),
+                &deploy,
+                None,
+                false,
+            ),
+            (
+                "namespaces prefix glob",
+                json!({"namespaces": ["ml-*"]}),
+                &p,
+                None,
+                true,
+            ),
+            (
+                "namespaces suffix glob",
+                json!({"namespaces": ["*-dev"]}),
+                &p,
+                None,
+                true,
+            ),
+            (
+                "namespaces glob miss",
+                json!({"namespaces": ["ml-*"]}),
+                &deploy,
+                None,
+                false,
+            ),
+            (
+                "namespaces on cluster obj",
+                json!({"namespaces": ["prod"]}),
+                &crb,
+                None,
+                true,
+            ),
+            (
+                "namespaces on Namespace uses its name",
+                json!({"namespaces": ["kube-*"]}),
+                &namespace_obj,
+                None,
+                true,
+            ),
+            (
+                "excluded exact",
+                json!({"excludedNamespaces": ["prod"]}),
+                &deploy,
+                None,
+                false,
+            ),
+            (
+                "excluded suffix glob",
+                json!({"excludedNamespaces": ["*-dev"]}),
+                &p,
+                None,
+                false,
+            ),
+            (
+                "excluded miss",
+                json!({"excludedNamespaces": ["kube-*"]}),
+                &deploy,
+                None,
+                true,
+            ),
+            (
+                "excluded Namespace itself",
+                json!({"excludedNamespaces": ["kube-*"]}),
+                &namespace_obj,
+                None,
+                false,
+            ),
+            (
+                "excluded cluster obj",
+                json!({"excludedNamespaces": ["*"]}),
+                &crb,
+                None,
+                true,
+            ),
+            (
+                "labelSelector matchLabels",
+                json!({"labelSelector": {"matchLabels": {"tier": "gpu"}}}),
+                &deploy,
+                None,
+                true,
+            ),
+            (
+                "labelSelector matchLabels miss",
+                json!({"labelSelector": {"matchLabels": {"tier": "cpu"}}}),
+                &deploy,
+                None,
+                false,
+            ),
+            (
+                "labelSelector In",
+                json!({"labelSelector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["gpu", "tpu"]}]}}),
+                &deploy,
+                None,
+                true,
+            ),
+            (
+                "labelSelector In absent key",
+                json!({"labelSelector": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}}),
+                &deploy,
+                None,
+                false,
+            ),
+            (
+                "labelSelector NotIn",
+                json!({"labelSelector": {"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["gpu"]}]}}),
+                &deploy,
+                None,
+                false,
+            ),
+            (
+                "labelSelector NotIn absent key",
+                json!({"labelSelector": {"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}}),
+                &deploy,
+                None,
+                true,
+            ),
+            (
+                "labelSelector Exists",
+                json!({"labelSelector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]}}),
+                &deploy,
+                None,
+                true,
+            ),
+            (
+                "labelSelector DoesNotExist",
+                json!({"labelSelector": {"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]}}),
+                &deploy,
+                None,
+                false,
+            ),
+            (
+                "labelSelector AND",
+                json!({"labelSelector": {"matchLabels": {"app": "train"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["cpu"]}]}}),
+                &deploy,
+                None,
+                false,
+            ),
+            (
+                "labelSelector empty matches all",
+                json!({"labelSelector": {}}),
+                &deploy,
+                None,
+                true,
+            ),
+            (
+                "namespaceSelector hit",
+                json!({"namespaceSelector": {"matchLabels": {"env": "prod"}}}),
+                &deploy,
+                Some(&ns_prod),
+                true,
+            ),
+            (
+                "namespaceSelector miss",
+                json!({"namespaceSelector": {"matchLabels": {"env": "dev"}}}),
+                &deploy,
+                Some(&ns_prod),
+                false,
+            ),
+            (
+                "namespaceSelector on Namespace uses own labels",
+                json!({"namespaceSelector": {"matchLabels": {"env": "sys"}}}),
+                &namespace_obj,
+                Some(&ns_prod),
+                true,
+            ),
+            (
+                "namespaceSelector on cluster obj",
+                json!({"namespaceSelector": {"matchLabels": {"env": "prod"}}}),
+                &crb,
+                None,
+                true,
+            ),
+            (
+                "namespaceSelector Exists",
+                json!({"namespaceSelector": {"matchExpressions": [{"key": "env", "operator": "Exists"}]}}),
+                &deploy,
+                Some(&ns_prod),
+                true,
+            ),
+            (
+                "name exact",
+                json!({"name": "train-gpu"}),
+                &deploy,
+                None,
+                true,
+            ),
+            (
+                "name prefix",
+                json!({"name": "train-*"}),
+                &deploy,
+                None,
+                true,
+            ),
+            ("name suffix", json!({"name": "*-gpu"}), &deploy, None, true),
+            (
+                "name miss",
+                json!({"name": "serve-*"}),
+                &deploy,
+                None,
+                false,
+            ),
+            (
+                "source Generated",
+                json!({"source": "Generated"}),
+                &deploy,
+                None,
+                false,
+            ),
+            ("source All", json!({"source": "All"}), &deploy, None, true),
+            (
+                "all together",
+                json!({"kinds": [{"apiGroups": ["apps"], "kinds": ["Deployment"]}], "scope": "Namespaced", "namespaces": ["prod"], "excludedNamespaces": ["kube-*"], "labelSelector": {"matchLabels": {"app": "train"}}, "namespaceSelector": {"matchLabels": {"env": "prod"}}, "name": "train-*"}),
+                &deploy,
+                Some(&ns_prod),
+                true,
+            ),
+        ];
+        for (what, spec, obj, ns, want) in cases {
+            let gk = gk_with(
+                "K8sAlways",
+                ALWAYS,
+                &[constraint("K8sAlways", "c", json!({"match": spec}))],
+            );
+            let review = Review {
+                namespace: ns,
+                ..Review::create(obj)
+            };
+            let got = gk.review(&review).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(!got.is_empty(), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn the_reviews_namespace_names_an_object_without_one() {
+        let gk = gk_with(
+            "K8sAlways",
+            ALWAYS,
+            &[constraint(
+                "K8sAlways",
+                "c",
+                json!({"match": {"namespaces": ["ml-*"], "scope": "Namespaced"}}),
+            )],
+        );
+        let mut p = pod("", "p", json!({}));
+        p["metadata"]
+            .as_object_mut()
+            .expect("object")
+            .remove("namespace");
+        assert!(gk.review(&Review::create(&p)).expect("reviews").is_empty());
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ml-train"}});
+        let review = Review {
+            namespace: Some(&ns),
+            ..Review::create(&p)
+        };
+        let v = gk.review(&review).expect("reviews");
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].resource.namespace, "ml-train");
+    }
+
+    #[test]
+    fn namespace_selector_needs_the_namespace_from_review_or_inventory() {
+        let mut gk = gk_with(
+            "K8sAlways",
+            ALWAYS,
+            &[constraint(
+                "K8sAlways",
+                "c",
+                json!({"match": {"namespaceSelector": {"matchLabels": {"env": "prod"}}}}),
+            )],
+        );
+        let p = pod("prod", "p", json!({}));
+        let err = gk
+            .review(&Review::create(&p))
+            .expect_err("no namespace known");
+        assert!(err.to_string().contains("prod"), "{err}");
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "prod", "labels": {"env": "prod"}}});
+        gk.set_inventory([&ns]);
+        assert_eq!(gk.review(&Review::create(&p)).expect("reviews").len(), 1);
+    }
+
+    #[test]
+    fn invalid_selectors_are_constraint_errors() {
+        let mut gk = gk_with("K8sAlways", ALWAYS, &[]);
+        for spec in [
+            json!({"labelSelector": {"matchExpressions": [{"key": "a", "operator": "Equals", "values": ["x"]}]}}),
+            json!({"labelSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}),
+            json!({"namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}}),
+            json!({"namespaces": "prod"}),
+        ] {
+            let err = gk
+                .add_constraint(&constraint(
+                    "K8sAlways",
+                    "c",
+                    json!({"match": spec.clone()}),
+                ))
+                .expect_err("invalid");
+            assert!(err.to_string().contains("K8sAlways/c"), "{err}");
+        }
+    }
+
+    const UNIQUE_HOST: &str = r#"
+package k8suniqueingresshost
+
+identical(obj, review) {
+  obj.metadata.namespace == review.object.metadata.namespace
+  obj.metadata.name == review.object.metadata.name
+}
+
+violation[{"msg": msg}] {
+  input.review.kind.kind == "Ingress"
+  re_match("^(extensions|networking.k8s.io)$", input.review.kind.group)
+  host := input.review.object.spec.rules[_].host
+  other := data.inventory.namespace[ns][otherapiversion]["Ingress"][name]
+  re_match("^(extensions|networking.k8s.io)/.+$", otherapiversion)
+  other.spec.rules[_].host == host
+  not identical(other, input.review)
+  msg := sprintf("ingress host conflicts with an existing ingress <%v> in <%v>", [host, ns])
+}
+"#;
+
+    fn ingress(ns: &str, name: &str, host: &str) -> Json {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+               "metadata": {"name": name, "namespace": ns},
+               "spec": {"rules": [{"host": host}]}})
+    }
+
+    #[test]
+    fn inventory_has_gatekeepers_sync_layout() {
+        let mut gk = gk_with(
+            "K8sUniqueIngressHost",
+            UNIQUE_HOST,
+            &[constraint("K8sUniqueIngressHost", "unique", json!({}))],
+        );
+        let existing = ingress("serving", "model-a", "models.example.com");
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "serving"}});
+        let new = ingress("other", "model-b", "models.example.com");
+        assert!(gk
+            .review(&Review::create(&new))
+            .expect("reviews")
+            .is_empty());
+        gk.set_inventory([&existing, &ns]);
+        let v = gk.review(&Review::create(&new)).expect("reviews");
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].message.contains("<serving>"), "{}", v[0].message);
+        // The same object already in the inventory does not conflict with itself.
+        assert!(gk
+            .review(&Review::create(&existing))
+            .expect("reviews")
+            .is_empty());
+        // A template added after the inventory sees it too.
+        gk.add_template(&template("K8sCountNs", r#"
+package k8scountns
+violation[{"msg": msg}] {
+  n := count(data.inventory.cluster["v1"]["Namespace"])
+  msg := sprintf("%v namespaces, ingress %v", [n, count(data.inventory.namespace.serving["networking.k8s.io/v1"].Ingress)])
+}
+"#)).expect("compiles");
+        gk.add_constraint(&constraint("K8sCountNs", "c", json!({})))
+            .expect("loads");
+        let v = gk.review(&Review::create(&new)).expect("reviews");
+        assert!(
+            v.iter().any(|v| v.message == "1 namespaces, ingress 1"),
+            "{v:?}"
+        );
+        // Replacing the inventory drops what was there.
+        gk.set_inventory(std::iter::empty());
+        let v = gk.review(&Review::create(&new)).expect("reviews");
+        assert!(v.is_empty(), "{v:?}");
+    }
+
+    #[test]
+    fn v0_syntax_and_builtin_errors_are_undefined_like_opa() {
+        let rego = r#"
+package k8sv0
+import future.keywords.in
+
+violation[{"msg": msg}] {
+  c := input.review.object.spec.containers[_]
+  not startswith(c.image, "registry.example.com/")
+  msg := sprintf("image %v", [c.image])
+}
+
+# to_number fails on "lots": OPA makes the expression undefined, so no violation here.
+violation[{"msg": "too many"}] {
+  to_number(input.review.object.metadata.annotations.replicas) > 3
+}
+
+violation[{"msg": "in works"}] {
+  "x" in input.parameters.flags
+}
+"#;
+        let gk = gk_with(
+            "K8sV0",
+            rego,
+            &[constraint(
+                "K8sV0",
+                "c",
+                json!({"parameters": {"flags": ["x"]}}),
+            )],
+        );
+        let mut p = pod("n", "p", json!({}));
+        p["metadata"]["annotations"] = json!({"replicas": "lots"});
+        let mut msgs: Vec<String> = gk
+            .review(&Review::create(&p))
+            .expect("reviews")
+            .into_iter()
+            .map(|v| v.message)
+            .collect();
+        msgs.sort();
+        assert_eq!(msgs, vec!["image nginx", "in works"]);
+    }
+
+    /// The three places regorus and OPA disagree, in a Gatekeeper template.
+    #[test]
+    fn regorus_opa_differences_give_opas_answer_in_templates() {
+        let rego = r#"
+package k8scompat
+
+# 1. A reference followed by a newline and "(": two expressions in OPA.
+violation[{"msg": msg}] {
+  name := input.review.object.metadata.name
+  (count(name) > 3)
+  msg := "newline paren"
+}
+
+# 2. Chained bodies: two rules with one head (an "or").
+violation[{"msg": "chained"}] {
+  input.review.object.metadata.labels.a == "1"
+} {
+  input.review.object.metadata.labels.b == "1"
+}
+
+# 3. `not f(x)` where x is undefined: the call is undefined, so `not` succeeds.
+has_gpu(c) { c.resources.limits["nvidia.com/gpu"] }
+
+violation[{"msg": "not undefined"}] {
+  not has_gpu(input.review.object.spec.missing)
+}
+"#;
+        let gk = gk_with(
+            "K8sCompat",
+            rego,
+            &[constraint("K8sCompat", "c", json!({}))],
+        );
+        let msgs = |labels: Json| -> Vec<String> {
+            let mut m: Vec<String> = gk
+                .review(&Review::create(&pod("n", "long-name", labels)))
+                .expect("reviews")
+                .into_iter()
+                .map(|v| v.message)
+                .collect();
+            m.sort();
+            m
+        };
+        assert_eq!(
+            msgs(json!({"b": "1"})),
+            vec!["chained", "newline paren", "not undefined"]
+        );
+        assert_eq!(
+            msgs(json!({"a": "1"})),
+            vec!["chained", "newline paren", "not undefined"]
+        );
+        assert_eq!(msgs(json!({})), vec!["newline paren", "not undefined"]);
+    }
+
+    #[test]
+    fn runaway_templates_hit_the_time_limit() {
+        let rego = r#"
+package k8sslow
+violation[{"msg": msg}] {
+  some i, j, k
+  numbers.range(1, 400)[i]
+  numbers.range(1, 400)[j]
+  numbers.range(1, 400)[k]
+  msg := sprintf("%v", [i + j + k])
+}
+"#;
+        let mut gk = Gatekeeper::new(Limits {
+            eval_timeout: Duration::from_millis(50),
+            ..Limits::default()
+        });
+        gk.add_template(&template("K8sSlow", rego))
+            .expect("compiles");
+        gk.add_constraint(&constraint("K8sSlow", "c", json!({})))
+            .expect("loads");
+        let err = gk
+            .review(&Review::create(&pod("n", "p", json!({}))))
+            .expect_err("times out");
+        assert!(
+            matches!(
+                err,
+                GatekeeperError::Eval {
+                    source: RegoError::TimeLimit { .. },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("K8sSlow/c"), "{err}");
+        assert!(err.to_string().contains("time limit"), "{err}");
+    }
+
+    #[test]
+    fn violations_without_a_string_msg_are_errors() {
+        let gk = gk_with(
+            "K8sNoMsg",
+            "package k8snomsg\nviolation[{\"message\": \"x\"}] { true }\n",
+            &[constraint("K8sNoMsg", "c", json!({}))],
+        );
+        assert!(gk
+            .review(&Review::create(&pod("n", "p", json!({}))))
+            .is_err());
+    }
+
+    #[test]
+    fn constraint_parameters_are_checked_against_the_template_schema() {
+        let mut t = template("K8sAlways", ALWAYS);
+        t["spec"]["crd"]["spec"]["validation"] = json!({"openAPIV3Schema": {
+            "type": "object",
+            "properties": {
+                "repos": {"type": "array", "items": {"type": "string"}},
+                "max": {"x-kubernetes-int-or-string": true},
+                "mode": {"type": "string", "enum": ["strict", "lax"]},
+                "limits": {"type": "object", "additionalProperties": {"type": "integer"}}
+            }
+        }});
+        let mut gk = Gatekeeper::new(Limits::default());
+        gk.add_template(&t).expect("compiles");
+        let good = json!({"repos": ["a/"], "max": "2", "mode": "lax", "limits": {"gpu": 8}, "other": true});
+        gk.add_constraint(&constraint("K8sAlways", "ok", json!({"parameters": good})))
+            .expect("valid parameters");
+        for bad in [
+            json!({"repos": "a/"}),
+            json!({"repos": [1]}),
+            json!({"mode": "loose"}),
+            json!({"limits": {"gpu": "eight"}}),
+            json!({"max": true}),
+        ] {
+            let err = gk
+                .add_constraint(&constraint(
+                    "K8sAlways",
+                    "bad",
+                    json!({"parameters": bad.clone()}),
+                ))
+                .expect_err("invalid parameters");
+            assert!(
+                matches!(err, GatekeeperError::InvalidConstraint { .. }),
+                "{bad}: {err:?}"
+            );
+            assert!(err.to_string().contains("spec.parameters"), "{err}");
+        }
+    }
+
+    #[test]
+    fn admission_requests_are_reviewed_verbatim() {
+        let rego = r#"
+package k8sreq
+violation[{"msg": msg}] {
+  msg := sprintf("%v %v %v %v", [input.review.uid, input.review.operation, input.review.requestKind.version, input.review.object.metadata.name])
+}
+"#;
+        let gk = gk_with("K8sReq", rego, &[constraint("K8sReq", "c", json!({}))]);
+        let request = json!({
+            "uid": "abc", "operation": "DELETE", "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "object": null, "oldObject": pod("n", "gone", json!({}))
+        });
+        let v = gk.review_request(&request, None).expect("reviews");
+        assert_eq!(v[0].message, "abc DELETE v1 gone");
+        assert!(gk
+            .review_request(&json!({"operation": "CREATE"}), None)
+            .is_err());
+    }
+
+    #[test]
+    fn rego_v1_templates_compile_by_import_or_declared_version() {
+        let mut gk = Gatekeeper::new(Limits::default());
+        let with_import = "package k8sv1import\nimport rego.v1\nviolation contains {\"msg\": \"v1\"} if { input.review.object.kind == \"Pod\" }\n";
+        gk.add_template(&template("K8sV1Import", with_import))
+            .expect("import rego.v1 compiles");
+        let declared = json!({
+            "apiVersion": "templates.gatekeeper.sh/v1",
+            "kind": "ConstraintTemplate",
+            "metadata": {"name": "k8sv1declared"},
+            "spec": {
+                "crd": {"spec": {"names": {"kind": "K8sV1Declared"}}},
+                "targets": [{"target": "admission.k8s.gatekeeper.sh", "code": [{"engine": "Rego", "source": {
+                    "version": "v1",
+                    "rego": "package k8sv1declared\nviolation contains {\"msg\": \"declared\"} if { input.review.object.kind == \"Pod\" }\n"
+                }}]}]
+            }
+        });
+        gk.add_template(&declared).expect("declared v1 compiles");
+        gk.add_constraint(&constraint("K8sV1Import", "a", json!({})))
+            .expect("loads");
+        gk.add_constraint(&constraint("K8sV1Declared", "b", json!({})))
+            .expect("loads");
+        let mut msgs: Vec<String> = gk
+            .review(&Review::create(&pod("n", "p", json!({}))))
+            .expect("reviews")
+            .into_iter()
+            .map(|v| v.message)
+            .collect();
+        msgs.sort();
+        assert_eq!(msgs, vec!["declared", "v1"]);
+    }
+
+    #[test]
+    fn oversized_template_rego_is_refused_with_the_template_name() {
+        let mut gk = Gatekeeper::new(Limits {
+            max_policy_bytes: 1024,
+            ..Limits::default()
+        });
+        let big = format!(
+            "package k8sbig\n{}violation[{{\"msg\": \"x\"}}] {{ true }}\n",
+            "# pad\n".repeat(400)
+        );
+        let err = gk
+            .add_template(&template("K8sBig", &big))
+            .expect_err("too big");
+        assert!(err.to_string().contains("k8sbig"), "{err}");
+        assert!(err.to_string().contains("limit"), "{err}");
+    }
+
+    #[test]
+    fn wildcards() {
+        for (pattern, text, want) in [
+            ("kube-*", "kube-system", true),
+            ("kube-*", "kube", false),
+            ("*-system", "gatekeeper-system", true),
+            ("*", "anything", true),
+            ("prod", "prod", true),
+            ("prod", "production", false),
+        ] {
+            assert_eq!(wildcard(pattern, text), want, "{pattern} {text}");
+        }
+    }
+}

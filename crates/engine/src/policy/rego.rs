@@ -28,6 +28,9 @@ use std::time::Duration;
 
 use regorus::Value;
 
+/// The Rego engine itself, for benchmarks that compare Mooring with a bare integration.
+pub use regorus;
+
 /// Errors of compiling or evaluating Rego.
 #[derive(Debug, thiserror::Error)]
 pub enum RegoError {
@@ -125,6 +128,7 @@ impl Policy {
             limit: limits.eval_timeout,
             check_interval: NonZeroU32::MIN,
         });
+        add_deprecated_builtins(&mut engine);
         let mut packages = Vec::new();
         for source in sources {
             if source.text.len() > limits.max_policy_bytes {
@@ -145,10 +149,14 @@ impl Policy {
         }
         // Surface compile-time errors (unsafe variables, unknown functions, conflicts in
         // definitions) now, with their file and line, instead of at the first evaluation.
-        let mut probe = engine.clone();
-        if let Err(err) = probe.eval_query("true".to_string(), false) {
+        // Probing the engine itself also prepares it (rule analysis, scheduling), so the
+        // clones made per evaluation start prepared instead of redoing that work each time.
+        if let Err(err) = engine.eval_query("true".to_string(), false) {
             return Err(compile_error("", &err.to_string()));
         }
+        // OPA rejects a call to a function that neither a module nor the built-ins define
+        // when compiling; regorus only notices when evaluation reaches the call.
+        check_functions(engine.get_modules())?;
         Ok(Self {
             engine,
             limits,
@@ -158,9 +166,21 @@ impl Policy {
 
     /// Adds a data document (merged with what is there).
     pub fn add_data(&mut self, data: &serde_json::Value) -> Result<(), RegoError> {
+        self.add_data_value(Value::from(data.clone()))
+    }
+
+    /// Like [`Policy::add_data`] with an already converted document, so one conversion can
+    /// serve many policies (regorus values are reference counted: cloning one is cheap).
+    pub fn add_data_value(&mut self, data: Value) -> Result<(), RegoError> {
         self.engine
-            .add_data(Value::from(data.clone()))
-            .map_err(|err| RegoError::Data(err.to_string()))
+            .add_data(data)
+            .map_err(|err| RegoError::Data(err.to_string()))?;
+        // Adding data unprepares the engine; prepare it again once here rather than in
+        // every per-evaluation clone.
+        self.engine
+            .eval_query("true".to_string(), false)
+            .map_err(|err| RegoError::Data(err.to_string()))?;
+        Ok(())
     }
 
     /// The packages of the compiled modules, as `data.a.b` paths.
@@ -314,6 +334,237 @@ fn add_module(
     result.map_err(|err| compile_error(&source.path, &err.to_string()))
 }
 
+/// OPA keeps a few deprecated built-ins for v0 policies, and published Gatekeeper templates
+/// still call them (`re_match` above all); regorus dropped them. They are registered as
+/// extensions with OPA's meaning. Wrong argument types make the call undefined, like any
+/// built-in error in non-strict mode.
+fn add_deprecated_builtins(engine: &mut regorus::Engine) {
+    fn collection(v: &Value) -> Option<Vec<Value>> {
+        if let Ok(a) = v.as_array() {
+            Some(a.iter().cloned().collect())
+        } else if let Ok(s) = v.as_set() {
+            Some(s.iter().cloned().collect())
+        } else {
+            None
+        }
+    }
+    let builtins: [(&str, u8, Box<dyn regorus::Extension>); 3] = [
+        (
+            "re_match",
+            2,
+            Box::new(|args: Vec<Value>| {
+                let (Some(pattern), Some(text)) = (args.first(), args.get(1)) else {
+                    return Ok(Value::Undefined);
+                };
+                let (Ok(pattern), Ok(text)) = (pattern.as_string(), text.as_string()) else {
+                    return Ok(Value::Undefined);
+                };
+                Ok(match regex::Regex::new(pattern) {
+                    Ok(re) => Value::from(re.is_match(text)),
+                    Err(_) => Value::Undefined,
+                })
+            }),
+        ),
+        (
+            "any",
+            1,
+            Box::new(|args: Vec<Value>| {
+                Ok(args
+                    .first()
+                    .and_then(collection)
+                    .map_or(Value::Undefined, |c| {
+                        Value::from(c.contains(&Value::Bool(true)))
+                    }))
+            }),
+        ),
+        (
+            "all",
+            1,
+            Box::new(|args: Vec<Value>| {
+                Ok(args
+                    .first()
+                    .and_then(collection)
+                    .map_or(Value::Undefined, |c| {
+                        Value::from(c.iter().all(|v| *v == Value::Bool(true)))
+                    }))
+            }),
+        ),
+    ];
+    for (name, nargs, f) in builtins {
+        // A fresh engine has no extensions, so adding cannot collide.
+        let _ = engine.add_extension(name.to_string(), nargs, f);
+    }
+}
+
+/// Names callable without a definition in the modules: regorus's built-ins, the deprecated
+/// ones registered above, and `print`.
+fn is_builtin(path: &str) -> bool {
+    regorus::unstable::BUILTINS.contains_key(path)
+        || matches!(path, "re_match" | "any" | "all" | "print")
+}
+
+/// Reports the first call to a function no module defines and no built-in provides, with
+/// its file and line. Calls are matched to definitions by their last name component, so
+/// imports and aliases (`import data.lib.k8s`, `k8s.f(x)`) never cause false reports.
+fn check_functions(
+    modules: &[regorus::unstable::Ref<regorus::unstable::Module>],
+) -> Result<(), RegoError> {
+    use regorus::unstable::{Expr, Literal, Query, Rule, RuleHead};
+
+    fn last(path: &str) -> &str {
+        path.rsplit('.').next().unwrap_or(path)
+    }
+
+    struct Walk<'a> {
+        defined: &'a std::collections::BTreeSet<String>,
+    }
+
+    impl Walk<'_> {
+        fn expr(&self, e: &Expr) -> Result<(), RegoError> {
+            match e {
+                Expr::Call {
+                    span, fcn, params, ..
+                } => {
+                    if let Ok(path) = regorus::utils::get_path_string(fcn, None) {
+                        if !is_builtin(&path) && !self.defined.contains(last(&path)) {
+                            return Err(RegoError::Compile {
+                                file: span.source.get_path().clone(),
+                                line: span.line,
+                                message: format!("undefined function {path}"),
+                            });
+                        }
+                    }
+                    params.iter().try_for_each(|p| self.expr(p))
+                }
+                Expr::Array { items, .. } | Expr::Set { items, .. } => {
+                    items.iter().try_for_each(|i| self.expr(i))
+                }
+                Expr::Object { fields, .. } => fields.iter().try_for_each(|(_, k, v)| {
+                    self.expr(k)?;
+                    self.expr(v)
+                }),
+                Expr::ArrayCompr { term, query, .. } | Expr::SetCompr { term, query, .. } => {
+                    self.expr(term)?;
+                    self.query(query)
+                }
+                Expr::ObjectCompr {
+                    key, value, query, ..
+                } => {
+                    self.expr(key)?;
+                    self.expr(value)?;
+                    self.query(query)
+                }
+                Expr::UnaryExpr { expr, .. } => self.expr(expr),
+                Expr::RefDot { refr, .. } => self.expr(refr),
+                Expr::RefBrack { refr, index, .. } => {
+                    self.expr(refr)?;
+                    self.expr(index)
+                }
+                Expr::BinExpr { lhs, rhs, .. }
+                | Expr::BoolExpr { lhs, rhs, .. }
+                | Expr::ArithExpr { lhs, rhs, .. }
+                | Expr::AssignExpr { lhs, rhs, .. } => {
+                    self.expr(lhs)?;
+                    self.expr(rhs)
+                }
+                Expr::Membership {
+                    key,
+                    value,
+                    collection,
+                    ..
+                } => {
+                    if let Some(k) = key {
+                        self.expr(k)?;
+                    }
+                    self.expr(value)?;
+                    self.expr(collection)
+                }
+                _ => Ok(()),
+            }
+        }
+
+        fn query(&self, q: &Query) -> Result<(), RegoError> {
+            for stmt in &q.stmts {
+                match &stmt.literal {
+                    Literal::SomeVars { .. } => {}
+                    Literal::SomeIn {
+                        key,
+                        value,
+                        collection,
+                        ..
+                    } => {
+                        if let Some(k) = key {
+                            self.expr(k)?;
+                        }
+                        self.expr(value)?;
+                        self.expr(collection)?;
+                    }
+                    Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => {
+                        self.expr(expr)?
+                    }
+                    Literal::Every { domain, query, .. } => {
+                        self.expr(domain)?;
+                        self.query(query)?;
+                    }
+                }
+                // `with f as g`: the replacement may be a function name, not a call.
+                for m in &stmt.with_mods {
+                    self.expr(&m.r#as)?;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    let mut defined = std::collections::BTreeSet::new();
+    for module in modules {
+        for rule in &module.policy {
+            let refr = match rule.as_ref() {
+                Rule::Spec {
+                    head: RuleHead::Func { refr, .. },
+                    ..
+                } => refr,
+                Rule::Default { refr, args, .. } if !args.is_empty() => refr,
+                _ => continue,
+            };
+            if let Ok(path) = regorus::utils::get_path_string(refr, None) {
+                defined.insert(last(&path).to_string());
+            }
+        }
+    }
+    let walk = Walk { defined: &defined };
+    for module in modules {
+        for rule in &module.policy {
+            match rule.as_ref() {
+                Rule::Spec { head, bodies, .. } => {
+                    let assign = match head {
+                        RuleHead::Compr { assign, .. } | RuleHead::Func { assign, .. } => {
+                            assign.as_ref()
+                        }
+                        RuleHead::Set { key, .. } => {
+                            if let Some(k) = key {
+                                walk.expr(k)?;
+                            }
+                            None
+                        }
+                    };
+                    if let Some(a) = assign {
+                        walk.expr(&a.value)?;
+                    }
+                    for body in bodies {
+                        if let Some(a) = &body.assign {
+                            walk.expr(&a.value)?;
+                        }
+                        walk.query(&body.query)?;
+                    }
+                }
+                Rule::Default { value, .. } => walk.expr(value)?,
+            }
+        }
+    }
+    Ok(())
+}
+
 fn looks_v1(text: &str) -> bool {
     text.lines().any(|line| {
         let line = line.split('#').next().unwrap_or("");
@@ -431,6 +682,34 @@ mod tests {
             RegoError::Compile { file, line, .. } => {
                 assert_eq!(file, "bad.rego");
                 assert!(line >= 3, "line {line}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn undefined_functions_are_compile_errors_with_file_and_line() {
+        let err = Policy::compile(
+            &[
+                RegoSource::new("lib.rego", "package lib.k8s\nhas_label(o, l) { o.metadata.labels[l] }\n"),
+                RegoSource::new(
+                    "p.rego",
+                    "package a\nimport data.lib.k8s\nok[m] { k8s.has_label(input, \"x\"); re_match(\"a\", \"a\"); strings.any_prefix_match(\"ab\", [\"a\"]); m := 1 }\n\nbad[m] {\n  m := sprintf(\"%v\", [no_such_fn(input)])\n}\n",
+                ),
+            ],
+            RegoVersion::V0,
+            Limits::default(),
+        )
+        .expect_err("undefined function");
+        match err {
+            RegoError::Compile {
+                file,
+                line,
+                message,
+            } => {
+                assert_eq!(file, "p.rego");
+                assert_eq!(line, 6);
+                assert!(message.contains("no_such_fn"), "{message}");
             }
             other => panic!("unexpected {other:?}"),
         }
