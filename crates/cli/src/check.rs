@@ -28,7 +28,7 @@
 //!    no schema are one `schema/skipped` warning per kind and Application) and the
 //!    built-in lints (`engine::lint`).
 //! 4. **Policies**: [`policy_stage`] (Gatekeeper templates and constraints, conftest
-//!    policies and Rego unit tests found in REPO).
+//!    policies, gator suites and Rego unit tests found in REPO).
 //! 5. **Terraform**: for every directory with `*.tf` files, `terraform fmt -check -diff`
 //!    and `terraform init -backend=false` + `terraform validate -json`, when `terraform` is
 //!    on PATH. `init` runs with a temporary `TF_DATA_DIR` (and a lock file it creates is
@@ -51,7 +51,7 @@
 //! is its source path, `namespace` its name), per YAML file and per Terraform directory.
 //! Exit 0 when nothing failed, 1 when a finding is a failure (warnings do not fail),
 //! 2 when the run itself cannot proceed: REPO missing, an invalid `.mooring/check.yaml`,
-//! an unknown lint id, an output format this build cannot write.
+//! an unknown lint id.
 //!
 //! # Configuration
 //!
@@ -61,7 +61,10 @@
 use anyhow::{bail, Context as _};
 use mooring_core::app::Application;
 use mooring_engine::lint::{self, LintOptions};
-use mooring_engine::policy::report::{Finding, Format, Report, Severity, Subject};
+use mooring_engine::policy::conftest::{self, Conftest, Input};
+use mooring_engine::policy::gatekeeper::{self, EnforcementAction, Gatekeeper};
+use mooring_engine::policy::report::{self, Finding, Format, Report, Severity, Subject};
+use mooring_engine::policy::{gator, regotest, RegoSource};
 use mooring_engine::schema::{self, Crds, Outcome};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -149,13 +152,6 @@ struct Rendered {
 
 pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let format = args.output.format();
-    if !matches!(format, Format::Table | Format::Json) {
-        // TODO(merge): replace `write_report` with `report::render(&Report, Format)`.
-        bail!(
-            "-o {} is not available in this build yet (table and json are)",
-            format!("{:?}", args.output).to_lowercase()
-        );
-    }
     let repo = std::fs::canonicalize(&args.repo).with_context(|| {
         format!(
             "{} does not exist (pass the platform repository directory)",
@@ -178,7 +174,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     }
     let started = Instant::now();
     let report = check(&repo, &args.environment, &LintOptions { disabled }).await?;
-    let out = write_report(&report, format)?;
+    let out = report::render(&report, format);
     std::io::stdout().write_all(out.as_bytes())?;
     let failures = report
         .findings()
@@ -390,11 +386,15 @@ async fn check(repo: &Path, envs: &[String], lint_opts: &LintOptions) -> anyhow:
     }
 
     // 3. Schemas and lints.
+    // Mooring's own kinds (Application, ConstraintTemplate) validate against the CRDs
+    // `mooring crds` prints, as the management cluster would.
+    let own_crds = mooring_k8s::crds::all();
     let (crds, crd_errors) = Crds::from_objects(
         rendered
             .iter()
             .flat_map(|r| r.objects.iter())
-            .chain(written_objects.iter()),
+            .chain(written_objects.iter())
+            .chain(own_crds.iter()),
     );
     for e in crd_errors {
         tracing::debug!("{e}");
@@ -409,7 +409,7 @@ async fn check(repo: &Path, envs: &[String], lint_opts: &LintOptions) -> anyhow:
     }
 
     // 4. Policies.
-    let policies = policy_stage(repo, &rendered);
+    let policies = policy_stage(repo, &files, &rendered);
     report.subjects.extend(policies.subjects);
 
     // 5. Terraform.
@@ -474,13 +474,266 @@ fn check_objects(r: &Rendered, crds: &Crds, lint_opts: &LintOptions) -> Subject 
     s
 }
 
-/// Gatekeeper templates and constraints, conftest policies and Rego unit tests of the
-/// repository, run against the rendered objects.
+/// Gatekeeper templates and constraints, conftest policies, gator suites and Rego unit
+/// tests of the repository, run against the rendered objects.
 ///
-/// Empty for now: those stages are built in parallel (`policy verify`, `policy test`,
-/// `policy test-rego`) and are wired in here at merge time.
-fn policy_stage(_repo: &Path, _rendered: &[Rendered]) -> Report {
-    Report::default()
+/// * **Gatekeeper**: every ConstraintTemplate and constraint in a YAML file of REPO or
+///   among the rendered objects is in force (one copy per kind and name). Each rendered
+///   object is reviewed as a `CREATE`, with the Namespace object of its environment when
+///   rendered, and `data.inventory` holding every object rendered for the same
+///   environment: what the cluster would hold. `deny` violations are failures, `warn` and
+///   `dryrun` ones warnings.
+/// * **conftest**: each policy root — a directory named `conftest` or `policy` holding
+///   `.rego` files, outermost wins — is compiled on its own and run (namespace `main`, as
+///   `conftest test` does by default) on every render's objects.
+/// * **Rego unit tests**: the `test_` rules of every policy root with `*_test.rego` files.
+/// * **gator suites**: every YAML file of `kind: Suite`, with `gator verify`'s meaning.
+///
+/// A policy that does not compile is a failure naming its file and line, never skipped.
+fn policy_stage(repo: &Path, files: &[PathBuf], rendered: &[Rendered]) -> Report {
+    let mut report = Report::default();
+    let limits = mooring_engine::policy::Limits::default();
+
+    // Gatekeeper.
+    let mut policy_objects: BTreeMap<(String, String), Value> = BTreeMap::new();
+    let mut suites = Vec::new();
+    for f in files {
+        if !is_yaml(f) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        for d in mooring_core::yaml::parse_all(&text).unwrap_or_default() {
+            if gatekeeper::is_policy_object(&d) {
+                policy_objects.insert(policy_key(&d), d);
+            } else if d["kind"] == "Suite" && d["apiVersion"] == "test.gatekeeper.sh/v1alpha1" {
+                suites.push(f.clone());
+            }
+        }
+    }
+    for o in rendered.iter().flat_map(|r| r.objects.iter()) {
+        if gatekeeper::is_policy_object(o) {
+            policy_objects
+                .entry(policy_key(o))
+                .or_insert_with(|| o.clone());
+        }
+    }
+    if !policy_objects.is_empty() {
+        match Gatekeeper::from_objects(policy_objects.values(), limits) {
+            Ok(gk) => report.subjects.extend(gatekeeper_stage(&gk, rendered)),
+            Err(e) => report.subjects.push(subject(
+                "",
+                "gatekeeper",
+                vec![failure(
+                    "gatekeeper",
+                    "gatekeeper/compile",
+                    e.to_string(),
+                    "",
+                )],
+            )),
+        }
+    }
+
+    // conftest policies and their Rego unit tests.
+    for root in policy_roots(repo, files) {
+        let root_rel = rel(repo, &root);
+        let mut sources = Vec::new();
+        let mut has_tests = false;
+        for f in files.iter().filter(|f| f.starts_with(&root)) {
+            if f.extension().is_some_and(|x| x == "rego") {
+                has_tests |= f.to_string_lossy().ends_with("_test.rego");
+                match std::fs::read_to_string(f) {
+                    Ok(text) => sources.push(RegoSource::new(rel(repo, f), text)),
+                    Err(e) => report.subjects.push(subject(
+                        &rel(repo, f),
+                        "",
+                        vec![failure("conftest", "conftest/read", e.to_string(), "")],
+                    )),
+                }
+            }
+        }
+        let engine = match Conftest::load(&sources, &[], limits) {
+            Ok(engine) => engine,
+            Err(e) => {
+                report.subjects.push(subject(
+                    &root_rel,
+                    "",
+                    vec![failure("conftest", "conftest/compile", e.to_string(), "")],
+                ));
+                continue;
+            }
+        };
+        let inputs: Vec<Input> = rendered
+            .iter()
+            .map(|r| Input {
+                path: format!(
+                    "{} ({})",
+                    r.unit.name,
+                    r.unit.source.path.as_deref().unwrap_or("")
+                ),
+                documents: r
+                    .objects
+                    .iter()
+                    .filter(|o| !gatekeeper::is_policy_object(o))
+                    .cloned()
+                    .collect(),
+            })
+            .filter(|i| !i.documents.is_empty())
+            .collect();
+        match engine.test(&inputs, &conftest::Options::default()) {
+            Ok(r) => report.subjects.extend(r.subjects),
+            Err(e) => report.subjects.push(subject(
+                &root_rel,
+                "",
+                vec![failure("conftest", "conftest/eval", e.to_string(), "")],
+            )),
+        }
+        if has_tests {
+            let options = regotest::TestOptions {
+                limits,
+                ..Default::default()
+            };
+            match regotest::run_tests(&sources, &[], &options) {
+                Ok(run) => report.subjects.extend(run.to_report().subjects),
+                Err(e) => report.subjects.push(subject(
+                    &root_rel,
+                    "",
+                    vec![failure("rego-test", "rego-test/error", e.to_string(), "")],
+                )),
+            }
+        }
+    }
+
+    // gator suites.
+    for suite in suites {
+        let suite_rel = rel(repo, &suite);
+        let dir = suite.parent().map(Path::to_path_buf).unwrap_or_default();
+        let result = std::fs::read_to_string(&suite)
+            .map_err(|e| e.to_string())
+            .and_then(|text| gator::parse_suite(&text).map_err(|e| e.to_string()))
+            .map(|parsed| {
+                gator::run_suite(
+                    &parsed,
+                    &mut |p| std::fs::read_to_string(dir.join(p)),
+                    limits,
+                )
+            });
+        match result {
+            Ok(r) => report.subjects.extend(r.to_report(&suite_rel).subjects),
+            Err(e) => report.subjects.push(subject(
+                &suite_rel,
+                "",
+                vec![failure("gator", "gator/invalid", e, "")],
+            )),
+        }
+    }
+    report
+}
+
+fn policy_key(o: &Value) -> (String, String) {
+    (
+        o["kind"].as_str().unwrap_or("").to_string(),
+        o["metadata"]["name"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+/// Directories named `conftest` or `policy` that hold `.rego` files (the outermost of
+/// nested ones).
+fn policy_roots(repo: &Path, files: &[PathBuf]) -> Vec<PathBuf> {
+    let mut roots: BTreeSet<PathBuf> = BTreeSet::new();
+    for f in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|x| x == "rego"))
+    {
+        let root = f
+            .ancestors()
+            .skip(1)
+            .take_while(|d| d.starts_with(repo) && *d != repo)
+            .filter(|d| {
+                d.file_name()
+                    .is_some_and(|n| n == "conftest" || n == "policy")
+            })
+            .last();
+        if let Some(root) = root {
+            roots.insert(root.to_path_buf());
+        }
+    }
+    roots.into_iter().collect()
+}
+
+/// Reviews every rendered object against the constraints, per environment.
+fn gatekeeper_stage(gk: &Gatekeeper, rendered: &[Rendered]) -> Vec<Subject> {
+    let mut by_env: BTreeMap<Option<String>, Vec<&Rendered>> = BTreeMap::new();
+    for r in rendered {
+        by_env
+            .entry(r.unit.environment.clone())
+            .or_default()
+            .push(r);
+    }
+    let mut subjects = Vec::new();
+    for renders in by_env.values() {
+        let objects: Vec<&Value> = renders
+            .iter()
+            .flat_map(|r| r.objects.iter())
+            .filter(|o| !gatekeeper::is_policy_object(o))
+            .collect();
+        let mut gk = gk.clone();
+        gk.set_inventory(objects.iter().copied());
+        let namespaces: BTreeMap<&str, &Value> = objects
+            .iter()
+            .filter(|o| o["kind"] == "Namespace" && o["apiVersion"] == "v1")
+            .filter_map(|o| Some((o["metadata"]["name"].as_str()?, *o)))
+            .collect();
+        for r in renders {
+            let mut s = Subject {
+                filename: r.unit.source.path.clone().unwrap_or_default(),
+                namespace: r.unit.name.clone(),
+                ..Default::default()
+            };
+            for o in r
+                .objects
+                .iter()
+                .filter(|o| !gatekeeper::is_policy_object(o))
+            {
+                let ns = o["metadata"]["namespace"].as_str().unwrap_or("");
+                let review = gatekeeper::Review {
+                    operation: gatekeeper::Operation::Create,
+                    object: o,
+                    old_object: None,
+                    namespace: namespaces.get(ns).copied(),
+                    user_info: None,
+                };
+                match gk.review(&review) {
+                    Ok(violations) if violations.is_empty() => s.successes += 1,
+                    Ok(violations) => {
+                        for v in violations {
+                            let rule = format!("{}/{}", v.constraint_kind, v.constraint_name);
+                            let message = v.message.clone();
+                            let resource = v.resource.to_string();
+                            let mut f = if v.enforcement_action == EnforcementAction::Deny {
+                                failure("gatekeeper", &rule, message, &resource)
+                            } else {
+                                warning("gatekeeper", &rule, message, &resource)
+                            };
+                            f.metadata = v.details;
+                            s.findings.push(f);
+                        }
+                    }
+                    Err(e) => s.findings.push(failure(
+                        "gatekeeper",
+                        "gatekeeper/eval",
+                        e.to_string(),
+                        &lint::resource_label(o),
+                    )),
+                }
+            }
+            if s.successes > 0 || !s.findings.is_empty() {
+                subjects.push(s);
+            }
+        }
+    }
+    subjects
 }
 
 enum RenderResult {
@@ -979,51 +1232,6 @@ fn failure(source: &str, rule: &str, message: String, resource: &str) -> Finding
 
 fn warning(source: &str, rule: &str, message: String, resource: &str) -> Finding {
     finding(Severity::Warning, source, rule, message, resource)
-}
-
-/// Table and JSON output until the shared formatters land.
-// TODO(merge): replace with `mooring_engine::policy::report::render(report, format)`.
-fn write_report(report: &Report, format: Format) -> anyhow::Result<String> {
-    match format {
-        Format::Json => Ok(serde_json::to_string_pretty(report)? + "\n"),
-        _ => {
-            let mut out = String::new();
-            for s in &report.subjects {
-                for f in &s.findings {
-                    let sev = match f.severity {
-                        Severity::Failure => "FAIL",
-                        Severity::Warning => "WARN",
-                        Severity::Exception => "EXCP",
-                    };
-                    let what = if s.namespace.is_empty() {
-                        s.filename.clone()
-                    } else {
-                        format!("{} ({})", s.namespace, s.filename)
-                    };
-                    let res = if f.resource.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" {}", f.resource)
-                    };
-                    out.push_str(&format!("{sev}\t{what}\t{}{res}\t{}\n", f.rule, f.message));
-                }
-            }
-            let passed: usize = report.subjects.iter().map(|s| s.successes).sum();
-            let failed = report
-                .findings()
-                .filter(|f| f.severity == Severity::Failure)
-                .count();
-            let warned = report
-                .findings()
-                .filter(|f| f.severity == Severity::Warning)
-                .count();
-            out.push_str(&format!(
-                "{} checks, {passed} passed, {warned} warnings, {failed} failures\n",
-                passed + warned + failed
-            ));
-            Ok(out)
-        }
-    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use mooring_engine::policy::conftest::{self, Conftest, Parser};
 use mooring_engine::policy::regotest::{self, TestOptions};
 use mooring_engine::policy::report::{self, Format, Report};
-use mooring_engine::policy::{Limits, RegoSource};
+use mooring_engine::policy::{gator, Limits, RegoSource};
 
 #[derive(clap::Subcommand)]
 pub enum PolicyCommand {
@@ -24,7 +24,8 @@ pub enum PolicyCommand {
     Test(TestArgs),
     /// Run the Rego unit tests (`test_` rules) under DIRs, like `opa test`.
     TestRego(TestRegoArgs),
-    /// Run gator suites (`suite.yaml`) and Rego unit tests (`*_test.rego`) found under PATHs.
+    /// Run gator suites (YAML files of `kind: Suite`) and Rego unit tests (`*_test.rego`)
+    /// found under PATHs.
     Verify(VerifyArgs),
 }
 
@@ -123,7 +124,7 @@ pub struct TestRegoArgs {
 
 #[derive(clap::Args)]
 pub struct VerifyArgs {
-    /// Directories or files: `suite.yaml` gator suites and `*_test.rego` Rego tests.
+    /// Directories or files: gator suites (`kind: Suite`) and `*_test.rego` Rego tests.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
     /// List every Rego test, not only failures.
@@ -264,8 +265,10 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         for f in files {
             let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
             match name.as_deref() {
-                Some("suite.yaml" | "suite.yml") => suites.push(f),
                 Some(n) if n.ends_with("_test.rego") => has_tests = true,
+                Some(n) if (n.ends_with(".yaml") || n.ends_with(".yml")) && is_suite(&f) => {
+                    suites.push(f)
+                }
                 _ => {}
             }
         }
@@ -275,7 +278,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     }
     if suites.is_empty() && rego_roots.is_empty() {
         bail!(
-            "no gator suites (suite.yaml) or Rego tests (*_test.rego) in {}",
+            "no gator suites (kind: Suite) or Rego tests (*_test.rego) in {}",
             display_paths(&args.paths)
         );
     }
@@ -302,18 +305,32 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     Ok(exit(failed))
 }
 
-/// Runs gator `Suite` files.
-///
-/// MERGE POINT: the gator engine (`mooring_engine::policy::gator::{parse_suite, run_suite}`)
-/// is built on another branch. Once merged this becomes: for each path, read it,
-/// `gator::parse_suite(&text)?`, `gator::run_suite(&suite, &mut |p| std::fs::read_to_string(
-/// dir.join(p)), limits)`, and append `result.to_report(&path)` subjects.
-fn verify_suites(paths: &[PathBuf], _limits: Limits) -> anyhow::Result<Report> {
-    bail!(
-        "gator suites: not built on this branch ({} suite file(s) found: {})",
-        paths.len(),
-        display_paths(paths)
-    )
+/// Whether a YAML file is a gator `Suite` (gator finds suites by kind, whatever the file
+/// is called).
+fn is_suite(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| {
+        text.lines()
+            .any(|l| l.trim_end() == "kind: Suite" || l.trim_end() == "kind: \"Suite\"")
+    })
+}
+
+/// Runs gator `Suite` files (paths in a suite are relative to its directory).
+fn verify_suites(paths: &[PathBuf], limits: Limits) -> anyhow::Result<Report> {
+    let mut report = Report::default();
+    for path in paths {
+        let text = read_text(path, conftest::MAX_INPUT_BYTES)?;
+        let suite = gator::parse_suite(&text).with_context(|| format!("{}", path.display()))?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let result = gator::run_suite(
+            &suite,
+            &mut |p| std::fs::read_to_string(dir.join(p)),
+            limits,
+        );
+        report
+            .subjects
+            .extend(result.to_report(&path.display().to_string()).subjects);
+    }
+    Ok(report)
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {

@@ -324,15 +324,18 @@ fn repo_with(files: &[(&str, &str)]) -> tempfile::TempDir {
 fn findings(json: &str) -> Vec<(String, String, String, String)> {
     let v: serde_json::Value = serde_json::from_str(json).expect("JSON report");
     let mut out = Vec::new();
-    for s in v["subjects"].as_array().expect("subjects") {
-        for f in s["findings"].as_array().expect("findings") {
-            let field = |k: &str| f[k].as_str().unwrap_or("").to_string();
-            out.push((
-                field("source"),
-                field("rule"),
-                field("resource"),
-                field("message"),
-            ));
+    // conftest's JSON shape: one entry per subject, results by severity.
+    for s in v.as_array().expect("subjects") {
+        for severity in ["failures", "warnings", "exceptions"] {
+            for f in s[severity].as_array().expect("results") {
+                let field = |k: &str| f[k].as_str().unwrap_or("").to_string();
+                out.push((
+                    field("source"),
+                    field("rule"),
+                    field("resource"),
+                    field("msg"),
+                ));
+            }
         }
     }
     out
@@ -392,18 +395,23 @@ fn web_repo(deployment: &str) -> tempfile::TempDir {
     ])
 }
 
-#[test]
-fn check_the_example_platform() {
+fn example_copy() -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().expect("tmp");
     let repo = tmp.path().join("ml-platform");
     copy_dir(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ml-platform"),
         &repo,
     );
+    (tmp, repo)
+}
+
+#[test]
+fn check_the_example_platform() {
+    let (_tmp, repo) = example_copy();
     let (code, out, err) = check(&["-o", "json"], &repo);
-    assert!(code == 0 || code == 1, "exit {code}: {err}");
+    assert_eq!(code, 0, "the example is clean: {out}\n{err}");
     let report: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
-    let subjects = report["subjects"].as_array().expect("subjects");
+    let subjects = report.as_array().expect("subjects");
     // Every component in every environment was rendered and checked.
     for component in [
         "model-serving",
@@ -428,24 +436,28 @@ fn check_the_example_platform() {
         }
     }
     assert!(subjects.iter().any(|s| s["namespace"] == "ml-platform"));
-    for (source, rule, _, _) in findings(&out) {
-        assert!(
-            ["lint", "schema"].contains(&source.as_str()),
-            "{source} {rule}"
-        );
-        assert!(rule.starts_with(&format!("{source}/")), "{rule}");
-    }
-    assert_eq!(
-        code == 1,
-        findings(&out)
+    // Every kind of check ran: schemas, lints, Gatekeeper, conftest, Rego tests, gator.
+    let ran = |pred: &dyn Fn(&serde_json::Value) -> bool| {
+        subjects
             .iter()
-            .any(|f| f.0 == "lint" || f.1 == "schema/invalid")
+            .filter(|s| pred(s))
+            .map(|s| s["successes"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert!(
+        ran(&|s| s["filename"].as_str().unwrap_or("").ends_with("suite.yaml")) > 0,
+        "gator suites ran"
     );
+    assert!(
+        ran(&|s| s["filename"].as_str().unwrap_or("").ends_with("_test.rego")) > 0,
+        "Rego tests ran"
+    );
+    assert!(ran(&|s| s["namespace"] == "main") > 0, "conftest ran");
     assert!(err.contains("rendering"), "progress on stderr: {err}");
     // --environment narrows the run.
     let (_, out, _) = check(&["-o", "json", "--environment", "staging"], &repo);
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
-    let names: Vec<&str> = v["subjects"]
+    let names: Vec<&str> = v
         .as_array()
         .expect("subjects")
         .iter()
@@ -456,6 +468,54 @@ fn check_the_example_platform() {
         !names.iter().any(|n| n.ends_with("-production")),
         "{names:?}"
     );
+}
+
+/// The acceptance change: a training Deployment asking for 16 GPUs in ml-training makes
+/// `mooring check` exit 1 with the constraint's message, in every output format.
+#[test]
+fn check_a_training_deployment_with_16_gpus_fails_in_every_format() {
+    let (_tmp, repo) = example_copy();
+    let base = repo.join("applications/training-platform/base");
+    std::fs::copy(
+        repo.join("policies/testdata/training-16-gpus.yaml"),
+        base.join("training-16-gpus.yaml"),
+    )
+    .expect("copy the change");
+    let k = std::fs::read_to_string(base.join("kustomization.yaml")).expect("kustomization");
+    let k = k.replace(
+        "[scheduler.yaml,",
+        "[scheduler.yaml, training-16-gpus.yaml,",
+    );
+    assert!(k.contains("training-16-gpus.yaml"), "{k}");
+    std::fs::write(base.join("kustomization.yaml"), k).expect("write");
+    let message = "container trainer requests 16 nvidia.com/gpu, more than the 8 allowed for training workloads in ml-training";
+    for format in ["table", "json", "junit", "sarif", "github"] {
+        let (code, out, err) = check(&["-o", format], &repo);
+        assert_eq!(code, 1, "{format}: {err}");
+        assert!(
+            out.contains(message),
+            "{format} output lacks the message:\n{out}"
+        );
+        assert!(
+            out.contains("K8sMLResourceLimits/ml-training-resource-limits"),
+            "{format} output lacks the constraint:\n{out}"
+        );
+    }
+    let (_, out, _) = check(&["-o", "json"], &repo);
+    let gatekeeper: Vec<_> = findings(&out)
+        .into_iter()
+        .filter(|f| f.0 == "gatekeeper")
+        .collect();
+    assert!(!gatekeeper.is_empty());
+    assert!(
+        gatekeeper
+            .iter()
+            .all(|f| f.2.starts_with("Deployment.apps/") && f.2.ends_with("/distributed-trainer")),
+        "{gatekeeper:?}"
+    );
+    let sarif = check(&["-o", "sarif"], &repo).1;
+    let sarif: serde_json::Value = serde_json::from_str(&sarif).expect("SARIF is JSON");
+    assert_eq!(sarif["version"], "2.1.0");
 }
 
 #[test]
@@ -479,7 +539,7 @@ fn check_unknown_field_exits_1_naming_the_path() {
         f.iter()
             .any(|(source, rule, resource, message)| source == "schema"
                 && rule == "schema/invalid"
-                && resource == "apps/Deployment web/web"
+                && resource == "Deployment.apps/web/web"
                 && message == "unknown field \"spec.template.spec.containers[0].imagePullPolcy\""),
         "{f:?}"
     );
@@ -726,13 +786,13 @@ fn check_hostile_repositories() {
     );
     for app in ["escape-link", "escape-dots"] {
         let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
-        let s = v["subjects"]
+        let s = v
             .as_array()
             .expect("subjects")
             .iter()
             .find(|s| s["namespace"] == app)
             .unwrap_or_else(|| panic!("{app}: {out}"));
-        assert_eq!(s["findings"][0]["rule"], "render/error", "{s}");
+        assert_eq!(s["failures"][0]["rule"], "render/error", "{s}");
     }
     assert!(f.iter().any(|x| x.1 == "yaml/too-large"), "{f:?}");
     assert!(
@@ -775,7 +835,7 @@ spec:
     let f = findings(&out);
     assert!(
         f.iter()
-            .any(|x| x.1 == "lint/image-latest-tag" && x.2 == "batch/Job ml-dev/train"),
+            .any(|x| x.1 == "lint/image-latest-tag" && x.2 == "Job.batch/ml-dev/train"),
         "{f:?}"
     );
     assert!(!f.iter().any(|x| x.2.contains("Deployment")), "{f:?}");

@@ -9,6 +9,7 @@
 //! workers runs [`reconcile::reconcile`] on it, one app at a time per name.
 
 pub mod operation;
+pub mod policy;
 pub mod reconcile;
 
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
@@ -59,6 +60,8 @@ pub struct ControllerOptions {
     /// is fetched from the second. `mooring up` uses this to serve a local repository
     /// under the URL the manifests were written for.
     pub repo_aliases: Vec<(String, String)>,
+    /// How often live objects are audited against the policy in force (`None`: never).
+    pub policy_audit: Option<Duration>,
 }
 
 impl Default for ControllerOptions {
@@ -71,6 +74,7 @@ impl Default for ControllerOptions {
             health_dir: None,
             workers: 4,
             repo_aliases: vec![],
+            policy_audit: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -182,6 +186,8 @@ pub struct Context {
     app_index: RwLock<HashMap<String, BTreeSet<String>>>,
     /// Repository paths each cached render read (for reuse across commits).
     render_inputs: Mutex<HashMap<mooring_render::CacheKey, Vec<String>>>,
+    /// The compiled Gatekeeper policy in force (see [`policy`]).
+    pub policy: policy::PolicyCache,
     queue: mpsc::UnboundedSender<String>,
 }
 
@@ -438,6 +444,7 @@ impl Context {
             resolved: Mutex::new(HashMap::new()),
             app_index: RwLock::new(HashMap::new()),
             render_inputs: Mutex::new(HashMap::new()),
+            policy: policy::PolicyCache::default(),
             queue: tx,
         }))
     }
@@ -505,12 +512,15 @@ impl Controller {
             resolved: Mutex::new(HashMap::new()),
             app_index: RwLock::new(HashMap::new()),
             render_inputs: Mutex::new(HashMap::new()),
+            policy: policy::PolicyCache::default(),
             queue: tx,
         });
         tasks.push(tokio::spawn(watch_apps(ctx.clone())));
         tasks.push(tokio::spawn(watch_live(ctx.clone(), mgmt.clone())));
         tasks.push(tokio::spawn(poll(ctx.clone())));
         tasks.push(tokio::spawn(watch_repository_secrets(ctx.clone())));
+        tasks.push(tokio::spawn(policy::watch_templates(ctx.clone())));
+        tasks.push(tokio::spawn(policy::audit_loop(ctx.clone())));
         tasks.push(tokio::spawn(work(ctx.clone(), rx)));
         Ok(Controller { ctx, tasks })
     }
@@ -585,19 +595,23 @@ async fn watch_live(ctx: Arc<Context>, cluster: Arc<ClusterClient>) {
 }
 
 async fn all_app_keys(ctx: &Context) -> Vec<String> {
+    all_apps(ctx)
+        .await
+        .iter()
+        .map(|a| format!("{}/{}", a.namespace(), a.name()))
+        .collect()
+}
+
+/// Every Application (those that do not parse are skipped; their reconcile reports them).
+pub(crate) async fn all_apps(ctx: &Context) -> Vec<Application> {
     let api: Api<DynamicObject> =
         Api::all_with(ctx.management.client().clone(), &application_resource());
     match api.list(&Default::default()).await {
         Ok(l) => l
             .items
             .into_iter()
-            .map(|o| {
-                format!(
-                    "{}/{}",
-                    o.metadata.namespace.unwrap_or_default(),
-                    o.metadata.name.unwrap_or_default()
-                )
-            })
+            .filter_map(|o| serde_json::to_value(o).ok())
+            .filter_map(|v| serde_json::from_value(v).ok())
             .collect(),
         Err(e) => {
             tracing::warn!("listing applications: {e}");

@@ -5,8 +5,10 @@
 //!
 //! 1. renders the operation's revision and validates every manifest (identity,
 //!    duplicates, annotations; kinds the cluster does not serve must be defined by a CRD in
-//!    the same sync; server-side dry run of every object whose kind is served) — any
-//!    failure ends the operation with nothing applied;
+//!    the same sync, or carry `SkipDryRunOnMissingResource=true`; server-side dry run of
+//!    every object whose kind is served) and reviews it against the Gatekeeper constraints
+//!    in force ([`crate::policy`]) — any failure or `deny` violation ends the operation
+//!    with nothing applied;
 //! 2. plans the steps ([`mooring_engine::sync::plan`]) and stores the plan's skeleton (keys
 //!    and task kinds, not the manifests) in `operationState`, so the step indices stay
 //!    stable even as prunes change the live state;
@@ -197,7 +199,11 @@ async fn validate(plan: &SyncPlan, cluster: &ClusterClient, manager: &str) -> Re
         }
         let av = api_version(&t.object);
         if cluster.is_namespaced(av, &t.key.kind).await.is_none() {
-            if crds.contains(&(t.key.group.clone(), t.key.kind.clone())) {
+            // Argo CD's escape hatch for kinds served by something else once the sync
+            // has started (Gatekeeper constraints, served when their template exists).
+            if crds.contains(&(t.key.group.clone(), t.key.kind.clone()))
+                || t.option("SkipDryRunOnMissingResource") == Some("true")
+            {
                 continue;
             }
             return Err(format!(
@@ -306,6 +312,19 @@ pub async fn drive(
                     return finish(ctx, app, state, "Failed", &e.to_string(), Some(&revision)).await
                 }
             };
+            if let Err(msg) =
+                crate::policy::gate(ctx, app, cluster, &desired, &compared.live).await?
+            {
+                return finish(
+                    ctx,
+                    app,
+                    state,
+                    "Failed",
+                    &format!("nothing was applied: {msg}"),
+                    Some(&revision),
+                )
+                .await;
+            }
             if let Err(msg) = validate(&plan, cluster, &ctx.options.manager).await {
                 return finish(
                     ctx,
@@ -470,8 +489,21 @@ async fn submit_task(
             } else {
                 cluster.apply(&t.object, manager, false).await
             };
-            r.map(|_| Submitted::Done("applied".into()))
-                .map_err(|e| e.to_string())
+            match r {
+                Ok(_) => Ok(Submitted::Done("applied".into())),
+                Err(mooring_k8s::cluster::K8sError::UnknownKind { .. })
+                    if t.option("SkipDryRunOnMissingResource") == Some("true") =>
+                {
+                    // Not served yet (a constraint whose template was just applied):
+                    // look again at the next step of the operation.
+                    let _ = cluster.refresh_discovery().await;
+                    Ok(Submitted::Retry(format!(
+                        "waiting for the cluster to serve {av} {}",
+                        t.key.kind
+                    )))
+                }
+                Err(e) => Err(e.to_string()),
+            }
         }
         TaskKind::Prune => {
             let policy = t.option("PrunePropagationPolicy").unwrap_or("foreground");
@@ -682,8 +714,18 @@ async fn finish(
         }
         status["history"] = serde_json::to_value(history).unwrap_or(Value::Null);
     } else {
-        let conds =
-            vec![json!({"type": "SyncError", "message": message, "lastTransitionTime": now()})];
+        // Other conditions stay (the policy gate's, the audit's): read them fresh, as the
+        // gate may have written some since `app` was read.
+        let mut conds = match ctx.apps_api(app.namespace()).get_opt(app.name()).await {
+            Ok(Some(fresh)) => serde_json::to_value(fresh)
+                .ok()
+                .and_then(|v| v.pointer("/status/conditions").cloned())
+                .and_then(|c| c.as_array().cloned())
+                .unwrap_or_default(),
+            _ => vec![],
+        };
+        conds.retain(|c| c.get("type").and_then(Value::as_str) != Some("SyncError"));
+        conds.push(json!({"type": "SyncError", "message": message, "lastTransitionTime": now()}));
         status["conditions"] = json!(conds);
     }
     ctx.patch_app(app, json!({"status": status})).await?;

@@ -42,11 +42,15 @@ pub const VIOLATION_CONDITION: &str = "PolicyViolation";
 pub const WARNING_CONDITION: &str = "PolicyWarning";
 pub const AUDIT_CONDITION: &str = "PolicyAudit";
 
+/// (kind, name, resourceVersion) of every template and constraint.
+type Fingerprint = Vec<(String, String, String)>;
+/// A compilation of the policy in force, or why it does not compile.
+type Compiled = Arc<Result<Gatekeeper, String>>;
+
 /// The constraints in force, compiled once per change of the policy objects.
 #[derive(Default)]
 pub struct PolicyCache {
-    /// (kind, name, resourceVersion) of every template and constraint → the compilation.
-    compiled: Mutex<Option<(Vec<(String, String, String)>, Arc<Result<Gatekeeper, String>>)>>,
+    compiled: Mutex<Option<(Fingerprint, Compiled)>>,
 }
 
 fn template_resource() -> ApiResource {
@@ -94,12 +98,21 @@ async fn list(
     ))
 }
 
-fn fingerprint(objects: &[Value]) -> Vec<(String, String, String)> {
+fn fingerprint(objects: &[Value]) -> Fingerprint {
     let mut f: Vec<_> = objects
         .iter()
         .map(|o| {
-            let s = |p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
-            (s("/kind"), s("/metadata/name"), s("/metadata/resourceVersion"))
+            let s = |p: &str| {
+                o.pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            (
+                s("/kind"),
+                s("/metadata/name"),
+                s("/metadata/resourceVersion"),
+            )
         })
         .collect();
     f.sort();
@@ -115,7 +128,10 @@ async fn policy_objects(ctx: &Context) -> Result<Option<Vec<Value>>, ControllerE
     };
     let mut objects = templates.clone();
     for t in &templates {
-        let Some(kind) = t.pointer("/spec/crd/spec/names/kind").and_then(Value::as_str) else {
+        let Some(kind) = t
+            .pointer("/spec/crd/spec/names/kind")
+            .and_then(Value::as_str)
+        else {
             continue;
         };
         if let Some(constraints) = list(mgmt, &constraint_resource(kind)).await? {
@@ -126,7 +142,7 @@ async fn policy_objects(ctx: &Context) -> Result<Option<Vec<Value>>, ControllerE
 }
 
 /// The compiled constraints in force (`None`: no policy installed).
-pub async fn in_force(ctx: &Context) -> Result<Option<Arc<Result<Gatekeeper, String>>>, ControllerError> {
+pub async fn in_force(ctx: &Context) -> Result<Option<Compiled>, ControllerError> {
     let Some(objects) = policy_objects(ctx).await? else {
         return Ok(None);
     };
@@ -251,7 +267,10 @@ pub async fn review(
             },
             object: o,
             old_object: old,
-            namespace: ns.as_ref().and_then(|n| namespaces.get(n)).and_then(Option::as_ref),
+            namespace: ns
+                .as_ref()
+                .and_then(|n| namespaces.get(n))
+                .and_then(Option::as_ref),
             user_info: None,
         };
         let violations = gk
@@ -336,7 +355,10 @@ pub async fn gate(
 }
 
 /// Audit one Application's live objects; returns every violation found (any action).
-pub async fn audit_app(ctx: &Context, app: &Application) -> Result<Vec<Violation>, ControllerError> {
+pub async fn audit_app(
+    ctx: &Context,
+    app: &Application,
+) -> Result<Vec<Violation>, ControllerError> {
     let cluster = ctx.cluster_for(&app.spec.destination)?;
     let live = cluster.managed(app.name());
     let verdict = review(ctx, app, &cluster, &live, &live).await?;
@@ -408,7 +430,8 @@ async fn template_added(
             mgmt.refresh_discovery().await?;
         }
     }
-    let status = json!({"created": errors.is_empty(), "byPod": [{"id": "mooring", "errors": errors}]});
+    let status =
+        json!({"created": errors.is_empty(), "byPod": [{"id": "mooring", "errors": errors}]});
     if template.get("status") != Some(&status) {
         api.patch_status(
             name,

@@ -51,7 +51,7 @@ pub(crate) fn now() -> String {
         .to_string()
 }
 
-fn condition(type_: &str, message: impl Into<String>) -> ApplicationCondition {
+pub(crate) fn condition(type_: &str, message: impl Into<String>) -> ApplicationCondition {
     ApplicationCondition {
         type_: type_.into(),
         message: message.into(),

@@ -110,25 +110,13 @@ pub struct LintResult {
     pub passed: usize,
 }
 
-/// `group/Kind namespace/name` (core kinds without `group/`, cluster-scoped without
-/// `namespace/`): the finding's `resource`.
+/// The finding's `resource`: the object's [`mooring_core::ResourceKey`] as displayed
+/// everywhere (`Deployment.apps/ns/name`), or its kind when it has no identity.
 pub fn resource_label(obj: &Value) -> String {
-    let api_version = obj["apiVersion"].as_str().unwrap_or("");
-    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    let kind = obj["kind"].as_str().unwrap_or("");
-    let name = obj["metadata"]["name"].as_str().unwrap_or("");
-    let gk = if group.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{group}/{kind}")
-    };
-    match obj["metadata"]["namespace"]
-        .as_str()
-        .filter(|n| !n.is_empty())
-    {
-        Some(ns) => format!("{gk} {ns}/{name}"),
-        None => format!("{gk} {name}"),
-    }
+    mooring_core::ResourceKey::of(obj).map_or_else(
+        || obj["kind"].as_str().unwrap_or("").to_string(),
+        |k| k.to_string(),
+    )
 }
 
 /// The pod spec (and pod labels) of a workload, if `obj` is one.

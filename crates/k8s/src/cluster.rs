@@ -355,6 +355,17 @@ impl ClusterClient {
             .unwrap_or_default()
     }
 
+    /// Every cached live object (all applications'), e.g. for a policy inventory.
+    pub fn cached_all(&self) -> Vec<Value> {
+        self.live
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .objects
+            .values()
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
     /// The cached live object, if managed.
     pub fn cached(&self, key: &ResourceKey) -> Option<Value> {
         self.live

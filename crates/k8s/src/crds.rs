@@ -125,7 +125,63 @@ pub fn application_crd() -> Value {
 
 /// Every CRD Mooring serves, in install order.
 pub fn all() -> Vec<Value> {
-    vec![application_crd()]
+    vec![application_crd(), constraint_template_crd()]
+}
+
+/// Gatekeeper's `ConstraintTemplate`, so the management cluster stores templates as
+/// Gatekeeper users write them (v1, v1beta1 and v1alpha1 served; the spec is kept whole:
+/// the policy engine validates it).
+pub fn constraint_template_crd() -> Value {
+    let version = |name: &str, storage: bool| {
+        json!({
+            "name": name, "served": true, "storage": storage,
+            "subresources": {"status": {}},
+            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+        })
+    };
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "constrainttemplates.templates.gatekeeper.sh"},
+        "spec": {
+            "group": "templates.gatekeeper.sh",
+            "scope": "Cluster",
+            "names": {"kind": "ConstraintTemplate", "plural": "constrainttemplates",
+                      "singular": "constrainttemplate", "listKind": "ConstraintTemplateList",
+                      "categories": ["all-graph"]},
+            "versions": [version("v1", true), version("v1beta1", false), version("v1alpha1", false)],
+        }
+    })
+}
+
+/// The CRD Gatekeeper serves for a template's constraint kind (created by the controller
+/// when the template appears, as Gatekeeper does).
+pub fn constraint_crd(kind: &str) -> Value {
+    let plural = kind.to_lowercase();
+    let version = |name: &str, storage: bool| {
+        json!({
+            "name": name, "served": true, "storage": storage,
+            "subresources": {"status": {}},
+            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+            "additionalPrinterColumns": [
+                {"name": "Enforcement-Action", "type": "string", "jsonPath": ".spec.enforcementAction"},
+                {"name": "Total-Violations", "type": "integer", "jsonPath": ".status.totalViolations"},
+            ],
+        })
+    };
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.constraints.gatekeeper.sh"),
+                     "labels": {"gatekeeper.sh/constraint": "yes"}},
+        "spec": {
+            "group": "constraints.gatekeeper.sh",
+            "scope": "Cluster",
+            "names": {"kind": kind, "plural": plural, "listKind": format!("{kind}List"),
+                      "singular": plural, "categories": ["constraint", "constraints"]},
+            "versions": [version("v1beta1", true), version("v1alpha1", false), version("v1", false)],
+        }
+    })
 }
 
 #[cfg(test)]

@@ -336,16 +336,31 @@ fn test_rego_coverage_and_json() {
 }
 
 #[test]
-fn verify_runs_rego_tests_and_marks_gator_suites() {
+fn verify_runs_rego_tests_and_gator_suites() {
     let o = policy(&["verify", "rego/pass"]);
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("3 passed, 0 failed"));
     let o = policy(&["verify", "rego/fail"]);
     assert_eq!(code(&o), 1, "one failing test under rego/fail");
     assert!(stdout(&o).contains("1 passed, 1 failed"));
-    let o = policy(&["verify", "verify"]);
-    assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("gator suites: not built on this branch"));
+    // The seed's policy pack: every gator suite and every Rego unit test passes.
+    let pack = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/ml-platform/policies"
+    );
+    let o = policy(&["verify", pack]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("0 failures"), "{out}");
+    assert!(out.contains("passed, 0 failed"), "{out}");
+    // A suite whose expectations the template does not meet fails with exit 1.
+    let failing = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../engine/tests/fixtures/policy/gatekeeper/gator/failing-suite.yaml"
+    );
+    let o = policy(&["verify", failing]);
+    assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("FAIL"), "{}", stdout(&o));
     let o = policy(&["verify", "conftest/inputs"]);
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("no gator suites"));

@@ -2,4 +2,5 @@
 
 mod gitops;
 mod operations;
+mod policy;
 mod support;

@@ -250,7 +250,7 @@ fn messages_name_the_container() {
     let r = lint(&obj, &[], &LintOptions::default());
     assert_eq!(
         r.findings[0].resource,
-        "apps/Deployment ml-serving/model-server"
+        "Deployment.apps/ml-serving/model-server"
     );
     assert_eq!(r.findings[0].rule, "lint/image-latest-tag");
 }

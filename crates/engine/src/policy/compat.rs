@@ -11,12 +11,82 @@
 //! * **Chained bodies in v0** (`p[x] { a } { b }`) mean two rules with one head, an "or".
 //!   regorus takes the second body for an `else`. The head is repeated before the second
 //!   body.
+//! * **Import aliases** (`import data.lib.k`, then `k.v`) are replaced by the full
+//!   reference (`data.lib.k.v`). regorus resolves an alias in the wrong module when a
+//!   package is split over several files and a rule is reached through another module's
+//!   alias under `with input as …`, leaving a defined rule undefined; full references have
+//!   one meaning everywhere. An alias that a local variable shadows is left alone.
 //!
 //! The scanner knows strings (with escapes), raw strings and comments, and tracks bracket
 //! nesting; it never looks inside a string or comment.
 
 /// Rewrites `text`; `v0` enables the v0-only rewrite of chained bodies.
 pub fn rewrite(text: &str, v0: bool) -> String {
+    let text = resolve_imports(text);
+    rewrite_structure(&text, v0)
+}
+
+/// Replace references through import aliases by full references.
+fn resolve_imports(text: &str) -> String {
+    let tokens = scan(text);
+    let mut aliases: Vec<(&str, &str)> = Vec::new();
+    let mut import_tokens = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        if !(t.line_start && t.text == "import") {
+            continue;
+        }
+        let Some(path) = tokens.get(i + 1) else {
+            continue;
+        };
+        import_tokens.push(i + 1);
+        let explicit = match (tokens.get(i + 2), tokens.get(i + 3)) {
+            (Some(a), Some(alias)) if a.text == "as" && !a.line_start => {
+                import_tokens.push(i + 3);
+                Some(alias.text)
+            }
+            _ => None,
+        };
+        let root = path.text.split('.').next().unwrap_or("");
+        let bracketed = tokens
+            .get(i + 2)
+            .is_some_and(|n| n.text == "[" && n.start == path.end);
+        if !matches!(root, "data" | "input") || bracketed {
+            continue;
+        }
+        let alias = explicit.unwrap_or_else(|| path.text.rsplit('.').next().unwrap_or(""));
+        if alias.is_empty() || alias == root {
+            continue;
+        }
+        aliases.push((alias, path.text));
+    }
+    // A local declaration (`k := …`, `some k`, `every k`) shadows the import: keep it.
+    aliases.retain(|(alias, _)| {
+        !tokens.windows(2).any(|w| {
+            (w[0].text == *alias && w[1].text == ":=")
+                || (matches!(w[0].text, "some" | "every") && w[1].text == *alias)
+        })
+    });
+    if aliases.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut at = 0;
+    for (i, t) in tokens.iter().enumerate() {
+        if import_tokens.contains(&i) || (t.start > 0 && text.as_bytes()[t.start - 1] == b'.') {
+            continue;
+        }
+        let first = t.text.split('.').next().unwrap_or("");
+        if let Some((alias, path)) = aliases.iter().find(|(a, _)| *a == first) {
+            out.push_str(&text[at..t.start]);
+            out.push_str(path);
+            at = t.start + alias.len();
+        }
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+fn rewrite_structure(text: &str, v0: bool) -> String {
     let tokens = scan(text);
     let mut inserts: Vec<(usize, String)> = Vec::new();
     let mut stack: Vec<u8> = Vec::new();
@@ -246,6 +316,21 @@ mod tests {
         );
         // Not in v1, where the syntax does not exist.
         assert_eq!(rewrite(multi, false), multi);
+    }
+
+    #[test]
+    fn import_aliases_become_full_references() {
+        let src = "package main\nimport rego.v1\nimport data.lib.k\nimport data.lib.q as other\ndeny contains k.v if other[x]\nf(y) := k.g(y)\nz := x.k\n";
+        assert_eq!(
+            rewrite(src, true),
+            "package main\nimport rego.v1\nimport data.lib.k\nimport data.lib.q as other\ndeny contains data.lib.k.v if data.lib.q[x]\nf(y) := data.lib.k.g(y)\nz := x.k\n"
+        );
+        // Shadowed by a local variable: untouched.
+        let shadow = "package main\nimport data.lib.k\np { k := 1; k == 1 }\n";
+        assert_eq!(rewrite(shadow, true), shadow);
+        // Imports of keywords and whole documents are not aliases.
+        let kw = "package main\nimport future.keywords.in\nimport input\np { 1 in input.x }\n";
+        assert_eq!(rewrite(kw, true), kw);
     }
 
     #[test]

@@ -657,6 +657,28 @@ mod tests {
     }
 
     #[test]
+    fn rules_reached_through_an_import_alias_keep_with_input() {
+        // OPA: defined and true. Without the alias rewrite regorus leaves it undefined.
+        let sources = [
+            RegoSource::new("a.rego", "package main\nimport rego.v1\nx := 1\n"),
+            RegoSource::new("b.rego", "package lib.k\nimport rego.v1\nv := input.a\n"),
+            RegoSource::new(
+                "c.rego",
+                "package main\nimport rego.v1\nimport data.lib.k\ndeny contains k.v if true\n",
+            ),
+            RegoSource::new(
+                "d.rego",
+                "package t\nimport rego.v1\nimport data.main\ntest_alias if {\n  main.deny == {1} with input as {\"a\": 1}\n}\n",
+            ),
+        ];
+        let p = Policy::compile(&sources, RegoVersion::Auto, Limits::default()).expect("compiles");
+        assert_eq!(
+            eval(&p, "data.t.test_alias", serde_json::json!({})),
+            Some(serde_json::json!(true))
+        );
+    }
+
+    #[test]
     fn builtin_errors_are_undefined() {
         let p = policy(
             "package a\nviolation[m] { to_number(\"abc\"); m := \"bad\" }\nviolation[m] { m := \"good\" }\n",

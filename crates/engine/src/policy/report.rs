@@ -257,8 +257,15 @@ fn render_table(report: &Report) -> String {
         }
         for sev in [Severity::Warning, Severity::Failure, Severity::Exception] {
             for f in subject.findings.iter().filter(|f| f.severity == sev) {
+                // conftest's own lines carry no rule id; every other check names its
+                // rule, which is what `--disable-lint` and constraint lookups need.
+                let rule = if f.source == "conftest" || f.rule.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", f.rule)
+                };
                 out.push_str(&format!(
-                    "{} {prefix} {}\n",
+                    "{} {prefix} {}{rule}\n",
                     f.severity.label(),
                     one_line(&f.display_message())
                 ));
