@@ -78,9 +78,9 @@ pub struct CheckArgs {
     /// The platform repository to check.
     #[arg(default_value = ".")]
     pub repo: PathBuf,
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
-    pub output: OutputFormat,
+    /// Output format: table, json, tap, junit, github, sarif.
+    #[arg(short = 'o', long, value_parser = crate::policy::format_parser(), default_value = "table")]
+    pub output: Format,
     /// Turn a built-in lint off (repeatable); ids: container-resources, image-latest-tag,
     /// readiness-probe, run-as-non-root, privileged-container, gpu-limits,
     /// host-namespaces, host-path.
@@ -93,27 +93,6 @@ pub struct CheckArgs {
     /// Check only these environments (repeatable; default: all).
     #[arg(long = "environment", value_name = "ENV")]
     pub environment: Vec<String>,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutputFormat {
-    Table,
-    Json,
-    Junit,
-    Sarif,
-    Github,
-}
-
-impl OutputFormat {
-    fn format(self) -> Format {
-        match self {
-            OutputFormat::Table => Format::Table,
-            OutputFormat::Json => Format::Json,
-            OutputFormat::Junit => Format::Junit,
-            OutputFormat::Sarif => Format::Sarif,
-            OutputFormat::Github => Format::Github,
-        }
-    }
 }
 
 /// `.mooring/check.yaml`.
@@ -151,7 +130,7 @@ struct Rendered {
 }
 
 pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let format = args.output.format();
+    let format = args.output;
     let repo = std::fs::canonicalize(&args.repo).with_context(|| {
         format!(
             "{} does not exist (pass the platform repository directory)",

@@ -29,30 +29,19 @@ pub enum PolicyCommand {
     Verify(VerifyArgs),
 }
 
-/// Output formats of `policy test`.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum OutputFormat {
-    /// conftest's standard output (`stdout` is accepted as an alias).
-    #[value(alias = "stdout")]
-    Table,
-    Json,
-    Tap,
-    Junit,
-    Github,
-    Sarif,
-}
-
-impl From<OutputFormat> for Format {
-    fn from(f: OutputFormat) -> Self {
-        match f {
-            OutputFormat::Table => Format::Table,
-            OutputFormat::Json => Format::Json,
-            OutputFormat::Tap => Format::Tap,
-            OutputFormat::Junit => Format::Junit,
-            OutputFormat::Github => Format::Github,
-            OutputFormat::Sarif => Format::Sarif,
+/// `-o/--output` of `policy test` and `check`: one of [`Format::ALL`] (conftest's
+/// `stdout` is accepted for `table`).
+pub(crate) fn format_parser() -> impl clap::builder::TypedValueParser<Value = Format> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(Format::ALL.map(|f| {
+        let value = PossibleValue::new(f.name());
+        if f == Format::Table {
+            value.alias("stdout")
+        } else {
+            value
         }
-    }
+    }))
+    .try_map(|name| name.parse::<Format>())
 }
 
 /// Output formats of `policy test-rego`.
@@ -86,9 +75,9 @@ pub struct TestArgs {
     /// Parse every input with this parser (yaml, json, hcl2, dockerfile, toml, dotenv).
     #[arg(long)]
     parser: Option<String>,
-    /// Output format.
-    #[arg(short, long, value_enum, default_value = "table")]
-    output: OutputFormat,
+    /// Output format: table, json, tap, junit, github, sarif.
+    #[arg(short, long, value_parser = format_parser(), default_value = "table")]
+    output: Format,
     /// Exit 1 on warnings too.
     #[arg(long)]
     fail_on_warn: bool,
@@ -218,7 +207,7 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
             .map(|d| d.display().to_string()),
     };
     let report = engine.test(&inputs, &options)?;
-    print!("{}", report::render(&report, args.output.into()));
+    print!("{}", report::render(&report, args.output));
     let warned = args.fail_on_warn && report.totals().warnings > 0;
     Ok(exit(report.has_failures() || warned))
 }

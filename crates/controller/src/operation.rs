@@ -312,20 +312,13 @@ pub async fn drive(
                     return finish(ctx, app, state, "Failed", &e.to_string(), Some(&revision)).await
                 }
             };
-            if let Err(msg) =
-                crate::policy::gate(ctx, app, cluster, &desired, &compared.live).await?
-            {
-                return finish(
-                    ctx,
-                    app,
-                    state,
-                    "Failed",
-                    &format!("nothing was applied: {msg}"),
-                    Some(&revision),
-                )
-                .await;
-            }
-            if let Err(msg) = validate(&plan, cluster, &ctx.options.manager).await {
+            // The policy gate first, then the server-side dry run.
+            let refused =
+                match crate::policy::gate(ctx, app, cluster, &desired, &compared.live).await? {
+                    Err(msg) => Some(msg),
+                    Ok(()) => validate(&plan, cluster, &ctx.options.manager).await.err(),
+                };
+            if let Some(msg) = refused {
                 return finish(
                     ctx,
                     app,

@@ -309,6 +309,25 @@ pub fn validate(obj: &Value, crds: &Crds) -> Outcome {
     outcome(issues)
 }
 
+/// Validate a value against an OpenAPI v3 (structural) schema, reporting paths under
+/// `path`. With `unknown_fields: false`, fields the schema does not name are accepted (the
+/// API server prunes them), so only types, enums, required fields and formats are checked.
+pub fn validate_value(
+    value: &Value,
+    schema: &Value,
+    path: &str,
+    unknown_fields: bool,
+) -> Vec<Issue> {
+    let mut schema = schema.clone();
+    if !unknown_fields {
+        preserve_everywhere(&mut schema, 0);
+    }
+    let mut issues = Vec::new();
+    let mut path = path.to_string();
+    Structural::default().check(&schema, value, &mut path, 0, &mut issues);
+    issues
+}
+
 /// Mark every object level of `schema` `x-kubernetes-preserve-unknown-fields`.
 fn preserve_everywhere(schema: &mut Value, depth: usize) {
     if depth > MAX_DEPTH {

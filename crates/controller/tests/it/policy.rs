@@ -100,6 +100,18 @@ async fn a_deny_constraint_blocks_the_sync_and_dryrun_lets_it_through() {
         },
     )
     .await;
+    // A stricter constraint of another project: never applies to this default-project app.
+    let other: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "constraints.gatekeeper.sh/v1beta1", "kind": "K8sGPUCap",
+        "metadata": {"name": "research-gpu-cap", "labels": {"mooring.dev/project": "research"}},
+        "spec": {"match": {"kinds": [{"apiGroups": ["apps"], "kinds": ["Deployment"]}]},
+                 "parameters": {"maxGPUs": 1}}
+    }))
+    .expect("constraint");
+    constraints
+        .create(&PostParams::default(), &other)
+        .await
+        .expect("create");
     let t = eventually(10, "template status written", || async {
         let t = serde_json::to_value(templates.get("k8sgpucap").await.ok()?).ok()?;
         (t.pointer("/status/created") == Some(&json!(true))).then_some(t)
@@ -153,6 +165,10 @@ async fn a_deny_constraint_blocks_the_sync_and_dryrun_lets_it_through() {
     );
     assert!(text.contains("[K8sGPUCap/training-gpu-cap]"), "{text}");
     assert!(text.contains("(deny)"), "{text}");
+    assert!(
+        !text.contains("research-gpu-cap"),
+        "another project's constraint: {text}"
+    );
     // Nothing applied: neither the Deployment nor the harmless ConfigMap.
     let deployments = Api::<DynamicObject>::namespaced_with(
         client.clone(),
@@ -223,7 +239,7 @@ async fn a_deny_constraint_blocks_the_sync_and_dryrun_lets_it_through() {
         (!v.is_empty()).then_some(v)
     })
     .await;
-    assert_eq!(found.len(), 1);
+    assert_eq!(found.len(), 1, "only this project's constraint: {found:?}");
     assert_eq!(found[0].constraint_name, "training-gpu-cap");
     let a = eventually(10, "PolicyAudit condition", || async {
         let a = serde_json::to_value(apps.get("training").await.ok()?).ok()?;

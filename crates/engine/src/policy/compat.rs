@@ -192,19 +192,24 @@ fn scan(text: &str) -> Vec<Token<'_>> {
     let mut line_start = true;
     while i < bytes.len() {
         let c = bytes[i];
+        let start = i;
         match c {
             b'\n' => {
                 line_start = true;
                 i += 1;
+                continue;
             }
-            b' ' | b'\t' | b'\r' => i += 1,
+            b' ' | b'\t' | b'\r' => {
+                i += 1;
+                continue;
+            }
             b'#' => {
                 while i < bytes.len() && bytes[i] != b'\n' {
                     i += 1;
                 }
+                continue;
             }
             b'"' => {
-                let start = i;
                 i += 1;
                 while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
                     if bytes[i] == b'\\' {
@@ -213,31 +218,15 @@ fn scan(text: &str) -> Vec<Token<'_>> {
                     i += 1;
                 }
                 i = (i + 1).min(bytes.len());
-                tokens.push(Token {
-                    text: &text[start..i],
-                    start,
-                    end: i,
-                    line_start,
-                });
-                line_start = false;
             }
             b'`' => {
-                let start = i;
                 i += 1;
                 while i < bytes.len() && bytes[i] != b'`' {
                     i += 1;
                 }
                 i = (i + 1).min(bytes.len());
-                tokens.push(Token {
-                    text: &text[start..i],
-                    start,
-                    end: i,
-                    line_start,
-                });
-                line_start = false;
             }
             c if c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80 => {
-                let start = i;
                 while i < bytes.len()
                     && (bytes[i].is_ascii_alphanumeric()
                         || bytes[i] == b'_'
@@ -246,31 +235,24 @@ fn scan(text: &str) -> Vec<Token<'_>> {
                 {
                     i += 1;
                 }
-                tokens.push(Token {
-                    text: &text[start..i],
-                    start,
-                    end: i,
-                    line_start,
-                });
-                line_start = false;
             }
             _ => {
-                let start = i;
                 let two = bytes.get(i + 1).copied();
                 i += if matches!((c, two), (b':', Some(b'=')) | (b'=', Some(b'='))) {
                     2
                 } else {
                     1
                 };
-                tokens.push(Token {
-                    text: &text[start..i],
-                    start,
-                    end: i,
-                    line_start,
-                });
-                line_start = false;
             }
         }
+        // Token boundaries fall on ASCII bytes, so the slice is always valid UTF-8.
+        tokens.push(Token {
+            text: text.get(start..i).unwrap_or(""),
+            start,
+            end: i,
+            line_start,
+        });
+        line_start = false;
     }
     tokens
 }

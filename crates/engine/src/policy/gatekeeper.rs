@@ -444,7 +444,12 @@ impl Gatekeeper {
             Some(p) => p.clone(),
         };
         if let Some(schema) = &template.schema {
-            check_schema(&parameters, schema, "spec.parameters").map_err(invalid)?;
+            let issues =
+                crate::schema::validate_value(&parameters, schema, "spec.parameters", false);
+            if !issues.is_empty() {
+                let text: Vec<String> = issues.iter().map(ToString::to_string).collect();
+                return Err(invalid(text.join("; ")));
+            }
         }
         let labels = constraint
             .pointer("/metadata/labels")
@@ -795,77 +800,6 @@ fn enforcement_action(spec: &Json) -> Result<EnforcementAction, String> {
     EnforcementAction::parse(text).ok_or_else(|| {
         format!("enforcementAction {text:?} is not one of deny, dryrun, warn, scoped")
     })
-}
-
-/// Checks `value` against the parts of an OpenAPI v3 schema that decide validity for a CRD
-/// (`type`, `enum`, `properties`, `additionalProperties`, `items`, `required`, int-or-string),
-/// so a constraint with ill-typed parameters is rejected as the API server would reject it.
-fn check_schema(value: &Json, schema: &Json, path: &str) -> Result<(), String> {
-    if value.is_null() {
-        return Ok(());
-    }
-    let int_or_string = schema.get("x-kubernetes-int-or-string") == Some(&Json::Bool(true));
-    if int_or_string && !(value.is_string() || value.is_i64() || value.is_u64()) {
-        return Err(format!(
-            "{path}: {value} is neither an integer nor a string"
-        ));
-    }
-    if let Some(kind) = schema.get("type").and_then(Json::as_str) {
-        let ok = match kind {
-            "object" => value.is_object(),
-            "array" => value.is_array(),
-            "string" => value.is_string(),
-            "boolean" => value.is_boolean(),
-            "number" => value.is_number(),
-            "integer" => value.is_i64() || value.is_u64(),
-            _ => true,
-        };
-        let ok = ok || (int_or_string && (value.is_string() || value.is_i64() || value.is_u64()));
-        if !ok {
-            return Err(format!("{path}: {value} is not of type {kind}"));
-        }
-    }
-    if let Some(allowed) = schema.get("enum").and_then(Json::as_array) {
-        if !allowed.contains(value) {
-            return Err(format!(
-                "{path}: {value} is not one of {}",
-                Json::Array(allowed.clone())
-            ));
-        }
-    }
-    if let Some(map) = value.as_object() {
-        let properties = schema.get("properties").and_then(Json::as_object);
-        for key in schema
-            .get("required")
-            .and_then(Json::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Json::as_str)
-        {
-            if !map.contains_key(key) {
-                return Err(format!("{path}.{key} is required"));
-            }
-        }
-        for (key, item) in map {
-            let sub = format!("{path}.{key}");
-            match properties.and_then(|p| p.get(key)) {
-                Some(property) => check_schema(item, property, &sub)?,
-                None => {
-                    if let Some(extra) =
-                        schema.get("additionalProperties").filter(|a| a.is_object())
-                    {
-                        check_schema(item, extra, &sub)?;
-                    }
-                }
-            }
-        }
-    }
-    if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
-        for (i, item) in array.iter().enumerate() {
-            check_schema(item, items, &format!("{path}[{i}]"))?;
-        }
-    }
-    Ok(())
 }
 
 fn labels_of(obj: &Json) -> BTreeMap<String, String> {
