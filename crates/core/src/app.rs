@@ -152,6 +152,28 @@ pub struct KustomizeSource {
     pub common_annotations: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Replica count overrides (`[{name, count}]`), as kustomize's `replicas` field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<KustomizeReplica>,
+}
+
+/// One `source.kustomize.replicas[]` entry. `count` is an int-or-string as in Argo CD
+/// (an ApplicationSet template writes `count: '{{replicas}}'`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
+pub struct KustomizeReplica {
+    pub name: String,
+    pub count: Value,
+}
+
+impl KustomizeReplica {
+    /// The count as a number: an integer, or a string holding one.
+    pub fn count(&self) -> Option<i64> {
+        match &self.count {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]

@@ -295,6 +295,22 @@ pub(crate) fn wrapper_fields(
         }
         m.insert("commonAnnotations".into(), json!(ks.common_annotations));
     }
+    if !ks.replicas.is_empty() {
+        let mut replicas = Vec::new();
+        for r in &ks.replicas {
+            validate::qualified_name("source.kustomize.replicas name", &r.name)?;
+            let count = r
+                .count()
+                .filter(|c| (0..=1_000_000).contains(c))
+                .ok_or_else(|| RenderError::InvalidOption {
+                    option: format!("source.kustomize.replicas[{}].count", r.name),
+                    value: r.count.to_string(),
+                    reason: "must be a whole number from 0 to 1000000".into(),
+                })?;
+            replicas.push(json!({"name": r.name, "count": count}));
+        }
+        m.insert("replicas".into(), Value::Array(replicas));
+    }
     Ok((!m.is_empty()).then_some(m))
 }
 
@@ -434,6 +450,29 @@ mod tests {
         assert!(!looks_remote("../base"));
         assert!(!looks_remote("deployment.yaml"));
         assert!(!looks_remote("./sub/x.yaml"));
+    }
+
+    #[test]
+    fn replicas_option() {
+        use mooring_core::app::KustomizeReplica;
+        let ks = |count: Value| KustomizeSource {
+            replicas: vec![KustomizeReplica {
+                name: "inference".into(),
+                count,
+            }],
+            ..KustomizeSource::default()
+        };
+        let f = wrapper_fields(&ks(json!("3")))
+            .expect("valid")
+            .expect("fields");
+        assert_eq!(f["replicas"], json!([{"name": "inference", "count": 3}]));
+        let f = wrapper_fields(&ks(json!(2)))
+            .expect("valid")
+            .expect("fields");
+        assert_eq!(f["replicas"][0]["count"], 2);
+        for bad in [json!("-1"), json!("three"), json!(1e12), json!(null)] {
+            assert!(wrapper_fields(&ks(bad.clone())).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -287,6 +287,7 @@ fn kustomize_argo_options_applied() {
             common_labels: labels,
             common_annotations: annotations,
             namespace: Some("serving".into()),
+            replicas: vec![],
         }),
         ..source("apps/model-serving/overlays/production")
     };
