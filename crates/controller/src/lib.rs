@@ -8,6 +8,7 @@
 //! webhook, and the periodic poll (default 3 minutes, with jitter) — and a small pool of
 //! workers runs [`reconcile::reconcile`] on it, one app at a time per name.
 
+pub mod appset;
 pub mod operation;
 pub mod policy;
 pub mod reconcile;
@@ -522,6 +523,7 @@ impl Controller {
         tasks.push(tokio::spawn(policy::watch_templates(ctx.clone())));
         tasks.push(tokio::spawn(policy::audit_loop(ctx.clone())));
         tasks.push(tokio::spawn(work(ctx.clone(), rx)));
+        tasks.extend(appset::start(ctx.clone()));
         Ok(Controller { ctx, tasks })
     }
 }

@@ -9,6 +9,7 @@
 
 use kube::core::schema::{OptionalEnum, OptionalIntOrString, StructuralSchemaRewriter};
 use mooring_core::app::{ApplicationSpec, ApplicationStatus};
+use mooring_core::appset::{ApplicationSetSpec, ApplicationSetStatus};
 use schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 
@@ -123,9 +124,35 @@ pub fn application_crd() -> Value {
     )
 }
 
+/// The Argo CD-compatible `ApplicationSet` CRD. `spec.generators` and
+/// `spec.template.spec` are open (see `mooring_core::appset`); like Application, no
+/// status subresource: the controller merge-patches `status` on the main resource.
+pub fn applicationset_crd() -> Value {
+    let mut props = Map::new();
+    props.insert("apiVersion".into(), json!({"type": "string"}));
+    props.insert("kind".into(), json!({"type": "string"}));
+    props.insert("metadata".into(), json!({"type": "object"}));
+    props.insert("spec".into(), schema_of::<ApplicationSetSpec>());
+    props.insert("status".into(), schema_of::<ApplicationSetStatus>());
+    crd(
+        "argoproj.io",
+        "ApplicationSet",
+        "applicationsets",
+        &["appset", "appsets"],
+        props,
+        json!([
+            {"name": "Status", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"ResourcesUpToDate\")].status"},
+        ]),
+    )
+}
+
 /// Every CRD Mooring serves, in install order.
 pub fn all() -> Vec<Value> {
-    vec![application_crd(), constraint_template_crd()]
+    vec![
+        application_crd(),
+        applicationset_crd(),
+        constraint_template_crd(),
+    ]
 }
 
 /// Gatekeeper's `ConstraintTemplate`, so the management cluster stores templates as

@@ -53,6 +53,8 @@ pub use template::Dialect;
 pub const MAX_PARAM_SETS: usize = 10_000;
 /// Most Applications one ApplicationSet may produce.
 pub const MAX_APPLICATIONS: usize = 10_000;
+/// Argo CD's finalizer that makes deleting an Application delete its resources.
+pub const RESOURCES_FINALIZER: &str = "resources-finalizer.argocd.argoproj.io";
 /// Largest git generator file read (bytes).
 pub const MAX_GIT_FILE_BYTES: usize = 1024 * 1024;
 
@@ -267,6 +269,21 @@ fn render_application(
     for k in ["labels", "annotations", "finalizers"] {
         if let Some(v) = meta.get(k).filter(|v| !v.is_null()) {
             metadata.insert(k.into(), v.clone());
+        }
+    }
+    // Argo CD: generated Applications carry the resources finalizer (deleting one deletes
+    // its resources) unless `preserveResourcesOnDeletion` is set.
+    let preserve = set
+        .spec
+        .sync_policy
+        .as_ref()
+        .is_some_and(|p| p.preserve_resources_on_deletion);
+    if !preserve {
+        let fin = metadata.entry("finalizers").or_insert_with(|| json!([]));
+        if let Value::Array(a) = fin {
+            if !a.iter().any(|f| f == RESOURCES_FINALIZER) {
+                a.push(json!(RESOURCES_FINALIZER));
+            }
         }
     }
     let mut app = json!({
@@ -846,3 +863,42 @@ pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) 
 
 #[cfg(test)]
 mod tests;
+
+/// Read an Argo CD cluster Secret (`data.name`, `data.server`, `data.project`, base64 as
+/// stored by the API server; `stringData` too, for manifests not yet stored) into the
+/// clusters generator's view: name, server, project, the Secret's labels and annotations.
+pub fn cluster_from_secret(secret: &Value) -> Result<ClusterInfo, String> {
+    use base64::Engine as _;
+    let field = |k: &str| -> Option<String> {
+        if let Some(s) = secret["stringData"][k].as_str() {
+            return Some(s.to_string());
+        }
+        let b = secret["data"][k].as_str()?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b.trim())
+            .ok()?;
+        String::from_utf8(bytes).ok()
+    };
+    let secret_name = secret["metadata"]["name"].as_str().unwrap_or_default();
+    let server = field("server")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| format!("cluster Secret {secret_name:?} has no data.server"))?;
+    let strings = |v: &Value| -> BTreeMap<String, String> {
+        v.as_object()
+            .map(|o| {
+                o.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Ok(ClusterInfo {
+        name: field("name")
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| server.clone()),
+        server,
+        project: field("project").unwrap_or_default(),
+        labels: strings(&secret["metadata"]["labels"]),
+        annotations: strings(&secret["metadata"]["annotations"]),
+    })
+}

@@ -123,7 +123,8 @@ spec:
         apps[0],
         json!({
             "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-            "metadata": {"name": "a-app", "namespace": "argocd"},
+            "metadata": {"name": "a-app", "namespace": "argocd",
+                         "finalizers": ["resources-finalizer.argocd.argoproj.io"]},
             "spec": {"project": "default",
                      "source": {"repoURL": "https://git/x.git", "path": "p/a", "targetRevision": "HEAD"},
                      "destination": {"server": "https://a", "namespace": "ns"}}
@@ -458,4 +459,44 @@ spec:
     // `tags` is a list of strings, not maps: a clear error, not a panic.
     let e = apps.expect_err("strings are not elements");
     assert!(e.to_string().contains("not a map"), "{e}");
+}
+
+#[test]
+fn cluster_secrets() {
+    let s = json!({
+        "metadata": {"name": "c1", "labels": {"argocd.argoproj.io/secret-type": "cluster", "env": "prod"}},
+        "data": {"name": "cHJvZC1ldQ==", "server": "aHR0cHM6Ly9ldTo2NDQz"}
+    });
+    let c = cluster_from_secret(&s).expect("cluster");
+    assert_eq!(
+        (c.name.as_str(), c.server.as_str()),
+        ("prod-eu", "https://eu:6443")
+    );
+    assert_eq!(c.labels["env"], "prod");
+    let e = cluster_from_secret(&json!({"metadata": {"name": "x"}, "data": {"name": "eA=="}}))
+        .expect_err("no server");
+    assert!(e.contains("data.server"), "{e}");
+    let string_data = json!({"metadata": {"name": "x"}, "stringData": {"server": "https://s"}});
+    assert_eq!(
+        cluster_from_secret(&string_data).expect("ok").name,
+        "https://s"
+    );
+}
+
+#[test]
+fn preserve_resources_on_deletion_controls_the_finalizer() {
+    let y = |preserve: bool| {
+        format!("metadata: {{name: s}}\nspec:\n  syncPolicy: {{preserveResourcesOnDeletion: {preserve}}}\n  generators: [{{list: {{elements: [{{name: a, server: x}}]}}}}]\n{TEMPLATE}")
+    };
+    let apps = gen(&y(false)).expect("generate");
+    assert_eq!(
+        apps[0]["metadata"]["finalizers"],
+        json!([RESOURCES_FINALIZER])
+    );
+    let apps = gen(&y(true)).expect("generate");
+    assert!(
+        apps[0]["metadata"].get("finalizers").is_none(),
+        "{}",
+        apps[0]
+    );
 }

@@ -1,0 +1,699 @@
+//! The ApplicationSet controller: keeps the Applications a set generates equal to what
+//! its generators say now.
+//!
+//! Generation is the pure [`mooring_engine::appset::generate`]; this module feeds it
+//! (cluster Secrets, Git trees) and writes its result. A reconcile of one set:
+//!
+//! 1. reads the cluster Secrets (`argocd.argoproj.io/secret-type: cluster`) in the set's
+//!    namespace — where Argo CD keeps them, next to its ApplicationSets — and the trees of
+//!    the Git repositories its git generators name (resolved through the shared
+//!    [`RepoCache`](mooring_source::RepoCache), URL aliases and credentials included);
+//! 2. generates; any error (bad template, unknown generator, duplicate names, unreachable
+//!    repository) stops here, before anything is written, and is reported as the
+//!    `ErrorOccurred` condition: a half-generated set never deletes Applications;
+//! 3. creates missing Applications, updates changed ones and deletes those no longer
+//!    generated, as `syncPolicy.applicationsSync` allows (`create-only`, `create-update`,
+//!    `create-delete`, `sync` — the default). Each generated Application carries an
+//!    `ownerReference` to the set (so deleting the set garbage-collects them, and the
+//!    resources finalizer the generator added deletes their resources unless
+//!    `preserveResourcesOnDeletion`) and the [`OWNER_LABEL`] label, by which they are
+//!    listed. Deleting an Application under `preserveResourcesOnDeletion` first removes
+//!    its resources finalizer, so its resources stay. An Application of the same name not
+//!    owned by the set is left alone and reported;
+//! 4. writes `status.conditions` (`ErrorOccurred`, `ParametersGenerated`,
+//!    `ResourcesUpToDate`) and `status.resources`, only when they change.
+//!
+//! Triggers: the set changes (watch), a cluster Secret changes (watch; a relabelled
+//! cluster enters or leaves a selector), an owned Application is deleted (watch), and
+//! the controller's poll interval (Git generators see new commits; Argo CD's default
+//! `requeueAfterSeconds` is the same 3 minutes). Failed reconciles retry after 10 s.
+
+use crate::{Context, ControllerError};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
+use kube::runtime::WatchStreamExt;
+use mooring_core::appset::{
+    ApplicationSet, ApplicationSetCondition, ApplicationsSyncPolicy, CLUSTER_SECRET_LABEL,
+    OWNER_LABEL,
+};
+use mooring_engine::appset::{ClusterInfo, GeneratorInputs, RESOURCES_FINALIZER};
+use mooring_k8s::kube;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Retry delay after a failed reconcile.
+const RETRY: Duration = Duration::from_secs(10);
+
+pub fn applicationset_resource() -> ApiResource {
+    ApiResource {
+        group: "argoproj.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "ApplicationSet".into(),
+        plural: "applicationsets".into(),
+    }
+}
+
+/// What one reconcile did (for logs and tests).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Outcome {
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub deleted: Vec<String>,
+    /// Applications the policy kept although no longer generated (or not owned by the set).
+    pub kept: Vec<String>,
+}
+
+/// Spawn the ApplicationSet watches and worker.
+pub fn start(ctx: Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
+    let (tx, rx) = mpsc::unbounded_channel::<String>();
+    vec![
+        tokio::spawn(watch_sets(ctx.clone(), tx.clone())),
+        tokio::spawn(watch_cluster_secrets(ctx.clone(), tx.clone())),
+        tokio::spawn(watch_owned_apps(ctx.clone(), tx.clone())),
+        tokio::spawn(resync(ctx.clone(), tx.clone())),
+        tokio::spawn(work(ctx, tx, rx)),
+    ]
+}
+
+fn sets_api(ctx: &Context, ns: Option<&str>) -> Api<DynamicObject> {
+    let c = ctx.management.client().clone();
+    match ns {
+        Some(ns) => Api::namespaced_with(c, ns, &applicationset_resource()),
+        None => Api::all_with(c, &applicationset_resource()),
+    }
+}
+
+fn apps_api(ctx: &Context, ns: Option<&str>) -> Api<DynamicObject> {
+    let c = ctx.management.client().clone();
+    match ns {
+        Some(ns) => Api::namespaced_with(c, ns, &crate::application_resource()),
+        None => Api::all_with(c, &crate::application_resource()),
+    }
+}
+
+async fn all_set_keys(ctx: &Context) -> Vec<String> {
+    match sets_api(ctx, None).list(&ListParams::default()).await {
+        Ok(l) => l
+            .items
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}/{}",
+                    o.metadata.namespace.as_deref().unwrap_or_default(),
+                    o.metadata.name.as_deref().unwrap_or_default()
+                )
+            })
+            .collect(),
+        Err(e) => {
+            tracing::debug!("listing ApplicationSets: {e}");
+            vec![]
+        }
+    }
+}
+
+async fn watch_sets(ctx: Arc<Context>, tx: mpsc::UnboundedSender<String>) {
+    use futures::StreamExt;
+    let mut stream = kube::runtime::watcher(sets_api(&ctx, None), Default::default())
+        .default_backoff()
+        .boxed();
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(
+                kube::runtime::watcher::Event::Apply(o)
+                | kube::runtime::watcher::Event::InitApply(o),
+            ) => {
+                let key = format!(
+                    "{}/{}",
+                    o.metadata.namespace.as_deref().unwrap_or_default(),
+                    o.metadata.name.as_deref().unwrap_or_default()
+                );
+                let _ = tx.send(key);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!("ApplicationSet watch: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// A cluster Secret changed: every set may select differently now.
+async fn watch_cluster_secrets(ctx: Arc<Context>, tx: mpsc::UnboundedSender<String>) {
+    use futures::StreamExt;
+    use mooring_k8s::k8s_openapi::api::core::v1::Secret;
+    let api: Api<Secret> = Api::all(ctx.management.client().clone());
+    let cfg = kube::runtime::watcher::Config::default()
+        .labels(&format!("{CLUSTER_SECRET_LABEL}=cluster"));
+    let mut stream = kube::runtime::watcher(api, cfg).default_backoff().boxed();
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(
+                kube::runtime::watcher::Event::Apply(_)
+                | kube::runtime::watcher::Event::Delete(_)
+                | kube::runtime::watcher::Event::InitDone,
+            ) => {
+                for key in all_set_keys(&ctx).await {
+                    let _ = tx.send(key);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!("cluster secret watch: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// An owned Application was deleted by someone else: regenerate it.
+async fn watch_owned_apps(ctx: Arc<Context>, tx: mpsc::UnboundedSender<String>) {
+    use futures::StreamExt;
+    let cfg = kube::runtime::watcher::Config::default().labels(OWNER_LABEL);
+    let mut stream = kube::runtime::watcher(apps_api(&ctx, None), cfg)
+        .default_backoff()
+        .boxed();
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(kube::runtime::watcher::Event::Delete(o)) => {
+                for r in o.metadata.owner_references.iter().flatten() {
+                    if r.kind == "ApplicationSet" {
+                        let ns = o.metadata.namespace.as_deref().unwrap_or_default();
+                        let _ = tx.send(format!("{ns}/{}", r.name));
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!("owned Application watch: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn resync(ctx: Arc<Context>, tx: mpsc::UnboundedSender<String>) {
+    loop {
+        tokio::time::sleep(ctx.options.poll).await;
+        for key in all_set_keys(&ctx).await {
+            let _ = tx.send(key);
+        }
+    }
+}
+
+/// One set at a time, keys deduplicated while waiting.
+async fn work(
+    ctx: Arc<Context>,
+    tx: mpsc::UnboundedSender<String>,
+    mut rx: mpsc::UnboundedReceiver<String>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut keys = BTreeSet::from([first]);
+        while let Ok(k) = rx.try_recv() {
+            keys.insert(k);
+        }
+        for key in keys {
+            let Some((ns, name)) = key.split_once('/') else {
+                continue;
+            };
+            match reconcile(&ctx, ns, name).await {
+                Ok(o) => {
+                    if o != Outcome::default() {
+                        tracing::info!(appset = %key, created = ?o.created, updated = ?o.updated, deleted = ?o.deleted, "ApplicationSet reconciled");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(appset = %key, "ApplicationSet reconcile failed: {e}");
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(RETRY).await;
+                        let _ = tx.send(key);
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A repository tree (path → content), or why it could not be read.
+type Tree = Result<BTreeMap<String, Vec<u8>>, String>;
+
+/// Inputs read before generation: cluster Secrets and whole Git trees.
+#[derive(Default)]
+struct Prefetched {
+    clusters: Vec<ClusterInfo>,
+    trees: HashMap<(String, String), Tree>,
+}
+
+impl GeneratorInputs for Prefetched {
+    fn clusters(&self) -> Result<Vec<ClusterInfo>, String> {
+        Ok(self.clusters.clone())
+    }
+    fn git_files(&self, repo_url: &str, revision: &str) -> Result<Vec<String>, String> {
+        match self.trees.get(&(repo_url.to_string(), revision.to_string())) {
+            Some(Ok(t)) => Ok(t.keys().cloned().collect()),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(format!("repository {repo_url} at {revision:?} was not fetched (a templated repoURL is not supported)")),
+        }
+    }
+    fn git_read(&self, repo_url: &str, revision: &str, path: &str) -> Result<Vec<u8>, String> {
+        match self
+            .trees
+            .get(&(repo_url.to_string(), revision.to_string()))
+        {
+            Some(Ok(t)) => t
+                .get(path)
+                .cloned()
+                .ok_or_else(|| format!("{path} not found")),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(format!("repository {repo_url} was not fetched")),
+        }
+    }
+}
+
+/// Every (repoURL, revision) a git generator names, at any depth.
+fn git_sources(v: &Value, out: &mut BTreeSet<(String, String)>) {
+    match v {
+        Value::Object(o) => {
+            if let Some(g) = o.get("git") {
+                if let Some(url) = g.get("repoURL").and_then(Value::as_str) {
+                    let rev = g
+                        .get("revision")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    out.insert((url.to_string(), rev.to_string()));
+                }
+            }
+            o.values().for_each(|x| git_sources(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| git_sources(x, out)),
+        _ => {}
+    }
+}
+
+async fn prefetch(ctx: &Context, set: &ApplicationSet) -> Result<Prefetched, ControllerError> {
+    use mooring_k8s::k8s_openapi::api::core::v1::Secret;
+    let mut p = Prefetched::default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.management.client().clone(), set.namespace());
+    let list = secrets
+        .list(&ListParams::default().labels(&format!("{CLUSTER_SECRET_LABEL}=cluster")))
+        .await
+        .map_err(|e| {
+            ControllerError::Internal(format!(
+                "listing cluster Secrets in {}: {e}",
+                set.namespace()
+            ))
+        })?;
+    for s in list.items {
+        let v = serde_json::to_value(&s).map_err(|e| ControllerError::Internal(e.to_string()))?;
+        match mooring_engine::appset::cluster_from_secret(&v) {
+            Ok(c) => p.clusters.push(c),
+            Err(e) => tracing::warn!("cluster Secret ignored: {e}"),
+        }
+    }
+    let mut sources = BTreeSet::new();
+    git_sources(&Value::Array(set.spec.generators.clone()), &mut sources);
+    for (url, rev) in sources {
+        if url.contains("{{") {
+            continue;
+        }
+        let fetch = ctx.fetch_url(&url);
+        let creds = ctx.credentials_for(&url);
+        let tree = match ctx.resolve(&fetch, &rev, creds).await {
+            Ok(commit) => {
+                let repos = ctx.repos.clone();
+                tokio::task::spawn_blocking(move || {
+                    repos
+                        .read_tree(&fetch, &commit, "", &mooring_source::Limits::default())
+                        .map(|files| files.into_iter().map(|f| (f.path, f.data)).collect())
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|e| ControllerError::Internal(e.to_string()))?
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        p.trees.insert((url, rev), tree);
+    }
+    Ok(p)
+}
+
+fn condition(type_: &str, status: bool, reason: &str, message: &str) -> ApplicationSetCondition {
+    ApplicationSetCondition {
+        type_: type_.into(),
+        status: if status { "True" } else { "False" }.into(),
+        message: message.into(),
+        reason: reason.into(),
+        last_transition_time: None,
+    }
+}
+
+/// Write conditions (keeping transition times of unchanged ones) and resources, if changed.
+async fn write_status(
+    ctx: &Context,
+    set: &ApplicationSet,
+    mut conditions: Vec<ApplicationSetCondition>,
+    resources: Option<Vec<Value>>,
+) -> Result<(), ControllerError> {
+    let old = set.status.clone().unwrap_or_default();
+    let now = jiff::Timestamp::now().to_string();
+    for c in conditions.iter_mut() {
+        let prev = old.conditions.iter().find(|o| o.type_ == c.type_);
+        c.last_transition_time = match prev {
+            Some(p) if p.status == c.status => p.last_transition_time.clone(),
+            _ => Some(now.clone()),
+        };
+    }
+    let same_conditions = old.conditions.len() == conditions.len()
+        && conditions.iter().all(|c| {
+            old.conditions
+                .iter()
+                .any(|o| o.type_ == c.type_ && o.status == c.status && o.message == c.message)
+        });
+    let old_resources = serde_json::to_value(&old.resources).unwrap_or(Value::Null);
+    let resources_changed = resources
+        .as_ref()
+        .is_some_and(|r| Value::Array(r.clone()) != old_resources);
+    if same_conditions && !resources_changed {
+        return Ok(());
+    }
+    let mut status = json!({"conditions": conditions});
+    if let Some(r) = resources {
+        status["resources"] = Value::Array(r);
+    }
+    sets_api(ctx, Some(set.namespace()))
+        .patch(
+            set.name(),
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": status})),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            ControllerError::Write(format!(
+                "ApplicationSet {}/{} status: {e}",
+                set.namespace(),
+                set.name()
+            ))
+        })
+}
+
+/// Reconcile one ApplicationSet (see the module docs).
+pub async fn reconcile(ctx: &Context, ns: &str, name: &str) -> Result<Outcome, ControllerError> {
+    let obj = match sets_api(ctx, Some(ns)).get_opt(name).await {
+        Ok(Some(o)) => o,
+        Ok(None) => return Ok(Outcome::default()),
+        Err(e) => {
+            return Err(ControllerError::Internal(format!(
+                "reading ApplicationSet {ns}/{name}: {e}"
+            )))
+        }
+    };
+    if obj.metadata.deletion_timestamp.is_some() {
+        return Ok(Outcome::default());
+    }
+    let uid = obj.metadata.uid.clone().unwrap_or_default();
+    let raw = serde_json::to_value(&obj).map_err(|e| ControllerError::Internal(e.to_string()))?;
+    let set: ApplicationSet = match serde_json::from_value(raw) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("ApplicationSet {ns}/{name} is malformed: {e}");
+            return Ok(Outcome::default());
+        }
+    };
+    let generated = match prefetch(ctx, &set).await {
+        Ok(inputs) => mooring_engine::appset::generate(&set, &inputs).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let desired = match generated {
+        Ok(d) => d,
+        Err(message) => {
+            write_status(
+                ctx,
+                &set,
+                vec![
+                    condition(
+                        "ErrorOccurred",
+                        true,
+                        "ApplicationGenerationFromParamsError",
+                        &message,
+                    ),
+                    condition("ParametersGenerated", false, "ErrorOccurred", &message),
+                    condition("ResourcesUpToDate", false, "ErrorOccurred", &message),
+                ],
+                None,
+            )
+            .await?;
+            return Err(ControllerError::Spec(format!(
+                "ApplicationSet {ns}/{name}: {message}"
+            )));
+        }
+    };
+    let policy = set
+        .spec
+        .sync_policy
+        .as_ref()
+        .and_then(|p| p.applications_sync)
+        .unwrap_or(ApplicationsSyncPolicy::Sync);
+    let preserve = set
+        .spec
+        .sync_policy
+        .as_ref()
+        .is_some_and(|p| p.preserve_resources_on_deletion);
+    let owner = json!([{
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet", "name": name, "uid": uid,
+        "controller": true, "blockOwnerDeletion": true,
+    }]);
+    // Applications this set owns now, by namespace/name.
+    let owned_list = apps_api(ctx, None)
+        .list(&ListParams::default().labels(&format!("{OWNER_LABEL}={name}")))
+        .await
+        .map_err(|e| {
+            ControllerError::Internal(format!("listing Applications of {ns}/{name}: {e}"))
+        })?;
+    let mut owned: BTreeMap<String, DynamicObject> = owned_list
+        .items
+        .into_iter()
+        .filter(|o| {
+            o.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| r.uid == uid)
+        })
+        .map(|o| {
+            (
+                format!(
+                    "{}/{}",
+                    o.metadata.namespace.as_deref().unwrap_or_default(),
+                    o.metadata.name.as_deref().unwrap_or_default()
+                ),
+                o,
+            )
+        })
+        .collect();
+    let mut outcome = Outcome::default();
+    let mut errors = Vec::new();
+    let mut resources = Vec::new();
+    for mut app in desired {
+        let app_ns = app["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or(ns)
+            .to_string();
+        let app_name = app["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let key = format!("{app_ns}/{app_name}");
+        app["metadata"]["namespace"] = json!(app_ns);
+        app["metadata"]["ownerReferences"] = owner.clone();
+        app["metadata"]["labels"][OWNER_LABEL] = json!(name);
+        resources.push(json!({"group": "argoproj.io", "version": "v1alpha1", "kind": "Application", "name": app_name, "namespace": app_ns}));
+        let api = apps_api(ctx, Some(&app_ns));
+        match owned.remove(&key) {
+            None => {
+                let obj: DynamicObject = serde_json::from_value(app)
+                    .map_err(|e| ControllerError::Internal(e.to_string()))?;
+                match api.create(&PostParams::default(), &obj).await {
+                    Ok(_) => outcome.created.push(key),
+                    Err(kube::Error::Api(e)) if e.code == 409 => {
+                        outcome.kept.push(key.clone());
+                        errors.push(format!("Application {key} exists and is not owned by this ApplicationSet; left unchanged"));
+                    }
+                    Err(e) => errors.push(format!("creating Application {key}: {e}")),
+                }
+            }
+            Some(existing) if policy.allows_update() => {
+                let mut current = serde_json::to_value(&existing)
+                    .map_err(|e| ControllerError::Internal(e.to_string()))?;
+                let mut next = current.clone();
+                next["spec"] = app["spec"].clone();
+                next["metadata"]["labels"] = app["metadata"]["labels"].clone();
+                // Annotations and finalizers: the template's, plus what others added
+                // (notification state, refresh requests, a deletion in progress).
+                let mut annotations = current["metadata"]["annotations"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default();
+                for (k, v) in app["metadata"]["annotations"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default()
+                {
+                    annotations.insert(k, v);
+                }
+                next["metadata"]["annotations"] = Value::Object(annotations);
+                let mut finalizers: Vec<Value> = current["metadata"]["finalizers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                for f in app["metadata"]["finalizers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                {
+                    if !finalizers.contains(&f) {
+                        finalizers.push(f);
+                    }
+                }
+                next["metadata"]["finalizers"] = Value::Array(finalizers);
+                for v in [&mut current, &mut next] {
+                    if v["metadata"]["annotations"]
+                        .as_object()
+                        .is_some_and(|o| o.is_empty())
+                    {
+                        v["metadata"]
+                            .as_object_mut()
+                            .map(|m| m.remove("annotations"));
+                    }
+                    if v["metadata"]["finalizers"]
+                        .as_array()
+                        .is_some_and(|a| a.is_empty())
+                    {
+                        v["metadata"]
+                            .as_object_mut()
+                            .map(|m| m.remove("finalizers"));
+                    }
+                }
+                if next != current {
+                    let obj: DynamicObject = serde_json::from_value(next)
+                        .map_err(|e| ControllerError::Internal(e.to_string()))?;
+                    match api.replace(&app_name, &PostParams::default(), &obj).await {
+                        Ok(_) => outcome.updated.push(key),
+                        Err(e) => errors.push(format!("updating Application {key}: {e}")),
+                    }
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    // Owned but no longer generated.
+    for (key, o) in owned {
+        if !policy.allows_delete() {
+            outcome.kept.push(key);
+            continue;
+        }
+        let (app_ns, app_name) = key.split_once('/').unwrap_or_default();
+        let api = apps_api(ctx, Some(app_ns));
+        if preserve {
+            let finalizers: Vec<String> = o
+                .metadata
+                .finalizers
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|f| f != RESOURCES_FINALIZER)
+                .collect();
+            if let Err(e) = api
+                .patch(
+                    app_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"metadata": {"finalizers": finalizers}})),
+                )
+                .await
+            {
+                errors.push(format!("removing the resources finalizer of {key}: {e}"));
+                continue;
+            }
+        }
+        match api.delete(app_name, &DeleteParams::default()).await {
+            Ok(_) => outcome.deleted.push(key),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => errors.push(format!("deleting Application {key}: {e}")),
+        }
+    }
+    let conditions = if errors.is_empty() {
+        vec![
+            condition(
+                "ErrorOccurred",
+                false,
+                "ApplicationSetUpToDate",
+                "Successfully generated parameters for all Applications",
+            ),
+            condition(
+                "ParametersGenerated",
+                true,
+                "ParametersGenerated",
+                "Successfully generated parameters for all Applications",
+            ),
+            condition(
+                "ResourcesUpToDate",
+                true,
+                "ApplicationSetUpToDate",
+                "ApplicationSet up to date",
+            ),
+        ]
+    } else {
+        let message = errors.join("; ");
+        vec![
+            condition("ErrorOccurred", true, "UpdateApplicationError", &message),
+            condition(
+                "ParametersGenerated",
+                true,
+                "ParametersGenerated",
+                "Successfully generated parameters for all Applications",
+            ),
+            condition(
+                "ResourcesUpToDate",
+                false,
+                "UpdateApplicationError",
+                &message,
+            ),
+        ]
+    };
+    write_status(ctx, &set, conditions, Some(resources)).await?;
+    if errors.is_empty() {
+        Ok(outcome)
+    } else {
+        Err(ControllerError::Write(errors.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_sources_are_found_at_any_depth() {
+        let gens = json!([
+            {"matrix": {"generators": [
+                {"git": {"repoURL": "https://a", "revision": "main", "files": [{"path": "x"}]}},
+                {"list": {"elements": []}}]}},
+            {"git": {"repoURL": "https://b", "directories": [{"path": "*"}]}}
+        ]);
+        let mut out = BTreeSet::new();
+        git_sources(&gens, &mut out);
+        assert_eq!(
+            out.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("https://a".to_string(), "main".to_string()),
+                ("https://b".to_string(), String::new())
+            ]
+        );
+    }
+}

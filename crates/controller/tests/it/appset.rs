@@ -1,0 +1,321 @@
+//! The ApplicationSet controller against the embedded cluster: a list-generator set
+//! creates, deletes (create-delete) or keeps (create-only, preserveResourcesOnDeletion)
+//! its Applications; a clusters-generator set follows cluster Secrets as they are added
+//! and relabelled; a broken template is reported, not half-applied.
+
+use crate::support::{env, eventually, field, Repo};
+use mooring_apiserver::{Cluster, ClusterOptions};
+use mooring_k8s::k8s_openapi::api::core::v1::Secret;
+use mooring_k8s::kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use mooring_k8s::kube::Client;
+use serde_json::{json, Value};
+
+fn sets(c: &Client) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        c.clone(),
+        "default",
+        &mooring_controller::appset::applicationset_resource(),
+    )
+}
+
+fn apps(c: &Client) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        c.clone(),
+        "default",
+        &mooring_controller::application_resource(),
+    )
+}
+
+async fn app_names(c: &Client, set: &str) -> Vec<String> {
+    let l = apps(c)
+        .list(&ListParams::default().labels(&format!("mooring.dev/applicationset={set}")))
+        .await
+        .expect("list apps");
+    let mut names: Vec<String> = l
+        .items
+        .into_iter()
+        .filter(|o| o.metadata.deletion_timestamp.is_none())
+        .filter_map(|o| o.metadata.name)
+        .collect();
+    names.sort();
+    names
+}
+
+fn list_set(name: &str, elements: &[&str], sync_policy: Value, repo: &str) -> DynamicObject {
+    let elements: Vec<Value> = elements.iter().map(|e| json!({"app": e})).collect();
+    serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "generators": [{"list": {"elements": elements}}],
+            "syncPolicy": sync_policy,
+            "template": {
+                "metadata": {"name": format!("{name}-{{{{app}}}}")},
+                "spec": {
+                    "project": "default",
+                    "source": {"repoURL": repo, "path": "app", "targetRevision": "HEAD"},
+                    "destination": {"server": "https://kubernetes.default.svc", "namespace": "default"}
+                }
+            }
+        }
+    }))
+    .expect("appset")
+}
+
+async fn wait_names(c: &Client, set: &str, want: &[&str]) {
+    let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+    eventually(30, &format!("{set} generates {want:?}"), || {
+        let want = want.clone();
+        async move { (app_names(c, set).await == want).then_some(()) }
+    })
+    .await;
+}
+
+async fn set_elements(c: &Client, name: &str, elements: &[&str], sync_policy: Value) {
+    let elements: Vec<Value> = elements.iter().map(|e| json!({"app": e})).collect();
+    sets(c)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"generators": [{"list": {"elements": elements}}], "syncPolicy": sync_policy}})),
+        )
+        .await
+        .expect("patch set");
+}
+
+/// The set's status lists exactly `n` resources (a reconcile of the current spec ran).
+async fn wait_status_resources(c: &Client, name: &str, n: usize) {
+    eventually(
+        30,
+        &format!("{name} status lists {n} resources"),
+        || async move {
+            let s = sets(c).get(name).await.ok()?;
+            let v = serde_json::to_value(&s).ok()?;
+            let count = v["status"]["resources"].as_array().map_or(0, Vec::len);
+            (count == n).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_generator_creates_deletes_and_keeps_per_policy() {
+    let repo = Repo::new();
+    repo.write(
+        "app/cm.yaml",
+        r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"k": "v"}}"#,
+    );
+    repo.commit("app");
+    let e = env().await;
+    let c = &e.client;
+    sets(c)
+        .create(
+            &PostParams::default(),
+            &list_set("ml", &["a", "b", "c"], json!({}), &repo.url()),
+        )
+        .await
+        .expect("create set");
+    wait_names(c, "ml", &["ml-a", "ml-b", "ml-c"]).await;
+
+    // Ownership: ownerReference to the set, the owner label, Argo CD's resources finalizer.
+    let set_uid = sets(c)
+        .get("ml")
+        .await
+        .expect("set")
+        .metadata
+        .uid
+        .expect("uid");
+    let a = serde_json::to_value(apps(c).get("ml-a").await.expect("ml-a")).expect("json");
+    assert_eq!(field(&a, "/metadata/ownerReferences/0/uid"), set_uid);
+    assert_eq!(
+        field(&a, "/metadata/ownerReferences/0/kind"),
+        "ApplicationSet"
+    );
+    assert_eq!(
+        field(&a, "/metadata/finalizers/0"),
+        "resources-finalizer.argocd.argoproj.io"
+    );
+    assert_eq!(field(&a, "/spec/source/repoURL"), repo.url());
+
+    // Default policy (sync): a removed element deletes its Application.
+    set_elements(c, "ml", &["a", "b"], json!({})).await;
+    wait_names(c, "ml", &["ml-a", "ml-b"]).await;
+
+    // create-only: removing an element keeps the Application.
+    set_elements(c, "ml", &["a"], json!({"applicationsSync": "create-only"})).await;
+    wait_status_resources(c, "ml", 1).await;
+    assert_eq!(app_names(c, "ml").await, ["ml-a", "ml-b"]);
+
+    // create-delete with preserveResourcesOnDeletion: deleted without the finalizer.
+    set_elements(
+        c,
+        "ml",
+        &["a"],
+        json!({"applicationsSync": "create-delete", "preserveResourcesOnDeletion": true}),
+    )
+    .await;
+    wait_names(c, "ml", &["ml-a"]).await;
+
+    // An owned Application deleted by hand comes back.
+    apps(c)
+        .patch(
+            "ml-a",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("drop finalizer");
+    apps(c)
+        .delete("ml-a", &Default::default())
+        .await
+        .expect("delete ml-a");
+    eventually(30, "ml-a is regenerated", || async move {
+        let a = apps(c).get("ml-a").await.ok()?;
+        a.metadata.deletion_timestamp.is_none().then_some(())
+    })
+    .await;
+
+    // Status: up to date.
+    let s = serde_json::to_value(sets(c).get("ml").await.expect("set")).expect("json");
+    let conds = s["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        conds
+            .iter()
+            .any(|c| c["type"] == "ResourcesUpToDate" && c["status"] == "True"),
+        "{conds:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_template_is_reported_and_nothing_changes() {
+    let e = env().await;
+    let c = &e.client;
+    sets(c)
+        .create(
+            &PostParams::default(),
+            &list_set("bad", &["a"], json!({}), "https://git.example/x.git"),
+        )
+        .await
+        .expect("create set");
+    wait_names(c, "bad", &["bad-a"]).await;
+    // Two elements rendering the same name: an error; the existing app stays.
+    sets(c)
+        .patch(
+            "bad",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {
+                "generators": [{"list": {"elements": [{"app": "x", "other": "1"}, {"app": "x", "other": "2"}]}}]}})),
+        )
+        .await
+        .expect("patch");
+    let message = eventually(30, "ErrorOccurred is reported", || async move {
+        let s = serde_json::to_value(sets(c).get("bad").await.ok()?).ok()?;
+        s["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "ErrorOccurred" && c["status"] == "True")
+            .map(|c| c["message"].as_str().unwrap_or_default().to_string())
+    })
+    .await;
+    assert!(
+        message.contains("more than one Application named \"bad-x\""),
+        "{message}"
+    );
+    assert_eq!(app_names(c, "bad").await, ["bad-a"]);
+}
+
+fn cluster_secret(name: &str, server: &str, labels: &[(&str, &str)]) -> Secret {
+    let mut l: serde_json::Map<String, Value> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    l.insert("argocd.argoproj.io/secret-type".into(), json!("cluster"));
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": format!("cluster-{name}"), "namespace": "default", "labels": l},
+        "stringData": {"name": name, "server": server, "config": "{}"}
+    }))
+    .expect("secret")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_generator_follows_cluster_secrets() {
+    let e = env().await;
+    let c = &e.client;
+    // Two more embedded clusters in this process, registered by Secret.
+    let eu = Cluster::start(ClusterOptions::default()).await.expect("eu");
+    let us = Cluster::start(ClusterOptions::default()).await.expect("us");
+    let secrets: Api<Secret> = Api::namespaced(c.clone(), "default");
+    let prod = [
+        ("environment", "production"),
+        ("workload-type", "inference"),
+    ];
+    secrets
+        .create(
+            &PostParams::default(),
+            &cluster_secret("prod-eu", &eu.url(), &prod),
+        )
+        .await
+        .expect("eu secret");
+    let set: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
+        "metadata": {"name": "inference", "namespace": "default"},
+        "spec": {
+            "goTemplate": true,
+            "goTemplateOptions": ["missingkey=error"],
+            "generators": [{"clusters": {"selector": {"matchLabels": {"environment": "production", "workload-type": "inference"}}}}],
+            "template": {
+                "metadata": {"name": "inference-{{.name}}"},
+                "spec": {
+                    "project": "default",
+                    "source": {"repoURL": "https://git.example/ml.git", "path": "app"},
+                    "destination": {"server": "{{.server}}", "namespace": "serving"}
+                }
+            }
+        }
+    }))
+    .expect("set");
+    sets(c)
+        .create(&PostParams::default(), &set)
+        .await
+        .expect("create set");
+    wait_names(c, "inference", &["inference-prod-eu"]).await;
+    let a =
+        serde_json::to_value(apps(c).get("inference-prod-eu").await.expect("app")).expect("json");
+    assert_eq!(field(&a, "/spec/destination/server"), eu.url());
+
+    // A new matching cluster gets its app; a non-matching one does not.
+    secrets
+        .create(
+            &PostParams::default(),
+            &cluster_secret("prod-us", &us.url(), &prod),
+        )
+        .await
+        .expect("us secret");
+    secrets
+        .create(
+            &PostParams::default(),
+            &cluster_secret(
+                "staging",
+                "https://staging.example:6443",
+                &[("environment", "staging")],
+            ),
+        )
+        .await
+        .expect("staging secret");
+    wait_names(c, "inference", &["inference-prod-eu", "inference-prod-us"]).await;
+
+    // Relabelled away: its app goes.
+    secrets
+        .patch(
+            "cluster-prod-eu",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"labels": {"environment": "retired"}}})),
+        )
+        .await
+        .expect("relabel");
+    wait_names(c, "inference", &["inference-prod-us"]).await;
+}
