@@ -4,6 +4,7 @@
 //! Exit codes: 0 ok, 1 findings/diff, 2 usage or runtime error.
 
 mod app;
+mod appset;
 mod bench;
 mod bench_gitops;
 mod bench_policy;
@@ -45,6 +46,11 @@ enum Command {
         command: app::AppCommand,
         #[command(flatten)]
         common: app::Common,
+    },
+    /// Argo CD-compatible ApplicationSet commands.
+    Appset {
+        #[command(subcommand)]
+        command: appset::AppSetCommand,
     },
     /// Print Mooring's CustomResourceDefinitions (generated from the Rust types).
     Crds,
@@ -177,6 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::App { command, common } => app::run(command, common).await,
+        Command::Appset { command } => appset::run(command),
         Command::Crds => {
             for crd in mooring_k8s::crds::all() {
                 println!("---");

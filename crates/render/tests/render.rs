@@ -337,6 +337,26 @@ fn kustomize_argo_options_applied() {
 }
 
 #[test]
+fn kustomize_replicas_option_overrides_the_overlay() {
+    use mooring_core::app::KustomizeReplica;
+    let t = kustomize_tree();
+    // Production sets 5 replicas; the Argo CD option (what an ApplicationSet template
+    // sets per cluster) wins, on the prefixed name kustomize matches by original name.
+    let s = ApplicationSource {
+        kustomize: Some(KustomizeSource {
+            replicas: vec![KustomizeReplica {
+                name: "model-server".into(),
+                count: serde_json::json!("7"),
+            }],
+            ..Default::default()
+        }),
+        ..source("apps/model-serving/overlays/production")
+    };
+    let objs = render(t.path(), &s, &opts()).expect("render with replicas");
+    assert_eq!(deployment(&objs)["spec"]["replicas"], 7);
+}
+
+#[test]
 fn kustomize_inputs_list_bases() {
     let t = kustomize_tree();
     write(

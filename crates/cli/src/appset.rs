@@ -1,0 +1,268 @@
+//! `mooring appset generate FILE`: print the Applications an ApplicationSet would
+//! produce, without a cluster — the same pure generator the controller runs.
+//!
+//! Inputs that normally come from the management cluster and Git are given locally:
+//!
+//! - **clusters generator**: `--cluster NAME=SERVER[,LABEL=VALUE…]` flags stand for
+//!   Argo CD cluster Secrets (repeatable). As in Argo CD, `in-cluster`
+//!   (`https://kubernetes.default.svc`) is added for an empty selector.
+//! - **git generators**: read the working tree of `--repo-root DIR` (default: the Git
+//!   checkout containing FILE), whatever `repoURL` and `revision` say. This answers "what
+//!   would this set generate from my checkout", the question asked before a commit;
+//!   hidden directories (`.git`) and symbolic links are skipped.
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use mooring_core::appset::ApplicationSet;
+use mooring_engine::appset::{ClusterInfo, GeneratorInputs};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Most files read from the local checkout.
+const MAX_FILES: usize = 50_000;
+
+#[derive(Subcommand)]
+pub enum AppSetCommand {
+    /// Print the Applications an ApplicationSet manifest generates (no cluster needed).
+    Generate(GenerateArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Output {
+    Yaml,
+    Json,
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// ApplicationSet manifest (YAML or JSON; every ApplicationSet in the file).
+    pub file: PathBuf,
+    #[arg(short, long, value_enum, default_value = "yaml")]
+    pub output: Output,
+    /// A cluster for the clusters generator: NAME=SERVER[,LABEL=VALUE...] (repeatable).
+    #[arg(long = "cluster", value_name = "NAME=SERVER[,LABEL=VALUE...]")]
+    pub clusters: Vec<String>,
+    /// Local checkout the git generators read (default: the Git checkout containing FILE).
+    #[arg(long)]
+    pub repo_root: Option<PathBuf>,
+}
+
+/// Parse `NAME=SERVER[,LABEL=VALUE...]`.
+pub fn parse_cluster(s: &str) -> anyhow::Result<ClusterInfo> {
+    let mut parts = s.split(',');
+    let first = parts.next().unwrap_or_default();
+    let Some((name, server)) = first
+        .split_once('=')
+        .filter(|(n, s)| !n.is_empty() && !s.is_empty())
+    else {
+        bail!("--cluster {s:?}: expected NAME=SERVER[,LABEL=VALUE...]");
+    };
+    let mut labels = BTreeMap::new();
+    for p in parts {
+        let Some((k, v)) = p.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            bail!("--cluster {s:?}: label {p:?} is not LABEL=VALUE");
+        };
+        labels.insert(k.to_string(), v.to_string());
+    }
+    labels.insert("argocd.argoproj.io/secret-type".into(), "cluster".into());
+    Ok(ClusterInfo {
+        name: name.into(),
+        server: server.into(),
+        labels,
+        ..ClusterInfo::default()
+    })
+}
+
+struct LocalInputs {
+    clusters: Vec<ClusterInfo>,
+    root: PathBuf,
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let ft = entry.file_type().map_err(|e| e.to_string())?;
+        let path = entry.path();
+        if ft.is_dir() {
+            walk(root, &path, out)?;
+        } else if ft.is_file() {
+            let rel = path.strip_prefix(root).map_err(|e| e.to_string())?;
+            out.push(rel.to_string_lossy().replace('\\', "/"));
+            if out.len() > MAX_FILES {
+                return Err(format!(
+                    "more than {MAX_FILES} files under {}",
+                    root.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl GeneratorInputs for LocalInputs {
+    fn clusters(&self) -> Result<Vec<ClusterInfo>, String> {
+        Ok(self.clusters.clone())
+    }
+    fn git_files(&self, _repo_url: &str, _revision: &str) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        walk(&self.root, &self.root, &mut out)?;
+        out.sort();
+        Ok(out)
+    }
+    fn git_read(&self, _repo_url: &str, _revision: &str, path: &str) -> Result<Vec<u8>, String> {
+        // Paths come from `git_files` (no `..`, no links), but check anyway.
+        if path.split('/').any(|s| s == ".." || s.is_empty()) {
+            return Err(format!("refusing path {path:?}"));
+        }
+        let p = self.root.join(path);
+        let meta = std::fs::symlink_metadata(&p).map_err(|e| format!("{path}: {e}"))?;
+        if !meta.is_file() {
+            return Err(format!("{path} is not a regular file"));
+        }
+        if meta.len() > mooring_engine::appset::MAX_GIT_FILE_BYTES as u64 {
+            return Err(format!("{path} is {} bytes, over the limit", meta.len()));
+        }
+        std::fs::read(&p).map_err(|e| format!("{path}: {e}"))
+    }
+}
+
+fn checkout_root(file: &Path) -> PathBuf {
+    let start = std::fs::canonicalize(file)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut dir = start.as_path();
+    loop {
+        if dir.join(".git").exists() {
+            return dir.to_path_buf();
+        }
+        match dir.parent() {
+            Some(p) => dir = p,
+            None => return start,
+        }
+    }
+}
+
+/// Generate the Applications of every ApplicationSet in the file.
+pub fn generate(args: &GenerateArgs) -> anyhow::Result<Vec<serde_json::Value>> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let docs = mooring_core::yaml::parse_all(&text)
+        .with_context(|| format!("parsing {}", args.file.display()))?;
+    let clusters = args
+        .clusters
+        .iter()
+        .map(|c| parse_cluster(c))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let inputs = LocalInputs {
+        clusters,
+        root: args
+            .repo_root
+            .clone()
+            .unwrap_or_else(|| checkout_root(&args.file)),
+    };
+    let mut apps = Vec::new();
+    let mut found = false;
+    for doc in docs {
+        if doc["kind"] != "ApplicationSet" {
+            continue;
+        }
+        found = true;
+        let set: ApplicationSet = serde_json::from_value(doc)
+            .with_context(|| format!("{}: not a valid ApplicationSet", args.file.display()))?;
+        let out = mooring_engine::appset::generate(&set, &inputs)
+            .with_context(|| format!("ApplicationSet {:?}", set.name()))?;
+        apps.extend(out);
+    }
+    if !found {
+        bail!("{} holds no ApplicationSet", args.file.display());
+    }
+    Ok(apps)
+}
+
+pub fn run(command: AppSetCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AppSetCommand::Generate(args) => {
+            let apps = generate(&args)?;
+            match args.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&apps)?),
+                Output::Yaml => {
+                    for a in &apps {
+                        println!("---");
+                        print!("{}", serde_saphyr::to_string(a)?);
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_flags() {
+        let c =
+            parse_cluster("prod-eu=https://eu:6443,environment=production,workload-type=inference")
+                .expect("valid");
+        assert_eq!(
+            (c.name.as_str(), c.server.as_str()),
+            ("prod-eu", "https://eu:6443")
+        );
+        assert_eq!(c.labels["environment"], "production");
+        for bad in ["", "x", "=https://s", "x=", "x=s,novalue"] {
+            assert!(parse_cluster(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_seed_generates_three_inference_apps() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ml-platform");
+        let args = GenerateArgs {
+            file: root.join("applicationsets/ml-inference-services.yaml"),
+            output: Output::Yaml,
+            clusters: vec![
+                "prod-us-east=https://10.0.0.1:6443,environment=production,workload-type=inference".into(),
+                "prod-eu-west=https://10.0.0.2:6443,environment=production,workload-type=inference".into(),
+                "prod-ap-south=https://10.0.0.3:6443,environment=production,workload-type=inference".into(),
+                "staging=https://10.0.0.4:6443,environment=staging,workload-type=inference".into(),
+            ],
+            repo_root: Some(root),
+        };
+        let apps = generate(&args).expect("generate");
+        let names: Vec<&str> = apps
+            .iter()
+            .map(|a| a["metadata"]["name"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "inference-prod-us-east",
+                "inference-prod-eu-west",
+                "inference-prod-ap-south"
+            ]
+        );
+        let replicas: Vec<i64> = apps
+            .iter()
+            .map(|a| {
+                a["spec"]["source"]["kustomize"]["replicas"][0]["count"]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(-1)
+            })
+            .collect();
+        assert_eq!(replicas, [6, 4, 3]);
+        assert_eq!(
+            apps[1]["spec"]["destination"]["server"],
+            "https://10.0.0.2:6443"
+        );
+    }
+}
