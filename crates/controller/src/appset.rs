@@ -403,6 +403,12 @@ async fn write_status(
         })
 }
 
+/// Reconcile one ApplicationSet now against fresh Git resolutions (a refresh).
+pub async fn refresh(ctx: &Context, ns: &str, name: &str) -> Result<Outcome, ControllerError> {
+    ctx.forget_all_resolutions();
+    reconcile(ctx, ns, name).await
+}
+
 /// Reconcile one ApplicationSet (see the module docs).
 pub async fn reconcile(ctx: &Context, ns: &str, name: &str) -> Result<Outcome, ControllerError> {
     let obj = match sets_api(ctx, Some(ns)).get_opt(name).await {

@@ -136,6 +136,14 @@ async fn list_generator_creates_deletes_and_keeps_per_policy() {
         "resources-finalizer.argocd.argoproj.io"
     );
     assert_eq!(field(&a, "/spec/source/repoURL"), repo.url());
+    // A reconcile of an unchanged set writes nothing (no update churn).
+    let again = mooring_controller::appset::reconcile(&e.controller.ctx, "default", "ml")
+        .await
+        .expect("reconcile");
+    assert!(
+        again.created.is_empty() && again.updated.is_empty() && again.deleted.is_empty(),
+        "{again:?}"
+    );
 
     // Default policy (sync): a removed element deletes its Application.
     set_elements(c, "ml", &["a", "b"], json!({})).await;
@@ -318,4 +326,57 @@ async fn clusters_generator_follows_cluster_secrets() {
         .await
         .expect("relabel");
     wait_names(c, "inference", &["inference-prod-us"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_directory_generator_follows_commits() {
+    let repo = Repo::new();
+    let cm = |n: &str| {
+        format!(
+            r#"{{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "{n}"}}, "data": {{"k": "v"}}}}"#
+        )
+    };
+    repo.write("models/bert/cm.yaml", &cm("bert"));
+    repo.write("models/resnet/cm.yaml", &cm("resnet"));
+    repo.write("models/experimental/cm.yaml", &cm("exp"));
+    repo.commit("models");
+    let e = env().await;
+    let c = &e.client;
+    let set: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
+        "metadata": {"name": "models", "namespace": "default"},
+        "spec": {
+            "generators": [{"git": {"repoURL": repo.url(), "revision": "HEAD",
+                "directories": [{"path": "models/*"}, {"path": "models/experimental", "exclude": true}]}}],
+            "template": {
+                "metadata": {"name": "model-{{path.basename}}"},
+                "spec": {
+                    "project": "default",
+                    "source": {"repoURL": repo.url(), "path": "{{path}}", "targetRevision": "HEAD"},
+                    "destination": {"server": "https://kubernetes.default.svc", "namespace": "default"}
+                }
+            }
+        }
+    }))
+    .expect("set");
+    sets(c)
+        .create(&PostParams::default(), &set)
+        .await
+        .expect("create set");
+    wait_names(c, "models", &["model-bert", "model-resnet"]).await;
+    let a = serde_json::to_value(apps(c).get("model-bert").await.expect("app")).expect("json");
+    assert_eq!(field(&a, "/spec/source/path"), "models/bert");
+
+    // A new directory in a new commit: a new app at the next resync (forced here).
+    repo.write("models/whisper/cm.yaml", &cm("whisper"));
+    repo.commit("whisper");
+    mooring_controller::appset::refresh(&e.controller.ctx, "default", "models")
+        .await
+        .expect("reconcile");
+    wait_names(
+        c,
+        "models",
+        &["model-bert", "model-resnet", "model-whisper"],
+    )
+    .await;
 }
