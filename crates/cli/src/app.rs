@@ -132,7 +132,7 @@ pub fn kubeconfig_path(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     bail!("no kubeconfig: pass --kubeconfig, set KUBECONFIG, or run `mooring up` in this directory first")
 }
 
-async fn client(common: &Common) -> anyhow::Result<kube::Client> {
+pub(crate) async fn client(common: &Common) -> anyhow::Result<kube::Client> {
     let path = kubeconfig_path(common.kubeconfig.clone())?;
     Ok(mooring_k8s::client_from_kubeconfig(&path).await?)
 }
@@ -149,7 +149,7 @@ fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
 }
 
-fn print_table(rows: &[Vec<String>]) {
+pub(crate) fn print_table(rows: &[Vec<String>]) {
     let cols = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -169,7 +169,7 @@ fn print_table(rows: &[Vec<String>]) {
     }
 }
 
-fn emit(v: &Value, output: Output) -> anyhow::Result<()> {
+pub(crate) fn emit(v: &Value, output: Output) -> anyhow::Result<()> {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(v)?),
         Output::Yaml => print!("{}", serde_saphyr::to_string(v)?),

@@ -15,6 +15,9 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use mooring_core::appset::ApplicationSet;
 use mooring_engine::appset::{ClusterInfo, GeneratorInputs};
+use mooring_k8s::kube;
+use mooring_k8s::kube::api::{Api, DynamicObject};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -26,6 +29,17 @@ const MAX_FILES: usize = 50_000;
 pub enum AppSetCommand {
     /// Print the Applications an ApplicationSet manifest generates (no cluster needed).
     Generate(GenerateArgs),
+    /// List ApplicationSets in the management cluster.
+    List {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: crate::app::Output,
+    },
+    /// Show an ApplicationSet: conditions and the Applications it generated.
+    Get {
+        name: String,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: crate::app::Output,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -186,8 +200,118 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<Vec<serde_json::Value>> {
     Ok(apps)
 }
 
-pub fn run(command: AppSetCommand) -> anyhow::Result<ExitCode> {
+fn sets(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &mooring_controller::appset::applicationset_resource(),
+    )
+}
+
+fn condition<'a>(set: &'a Value, type_: &str) -> Option<&'a Value> {
+    set["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+/// One table row: name, applications, up to date, sync policy, error.
+fn row(set: &Value) -> Vec<String> {
+    let str_of = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let error = condition(set, "ErrorOccurred")
+        .filter(|c| c["status"] == "True")
+        .map(|c| str_of(&c["message"]))
+        .unwrap_or_default();
+    vec![
+        str_of(&set["metadata"]["name"]),
+        set["status"]["resources"]
+            .as_array()
+            .map_or(0, Vec::len)
+            .to_string(),
+        condition(set, "ResourcesUpToDate")
+            .map(|c| str_of(&c["status"]))
+            .unwrap_or_else(|| "Unknown".into()),
+        set["spec"]["syncPolicy"]["applicationsSync"]
+            .as_str()
+            .unwrap_or("sync")
+            .to_string(),
+        error,
+    ]
+}
+
+pub async fn run(command: AppSetCommand, common: crate::app::Common) -> anyhow::Result<ExitCode> {
+    use crate::app::Output as Out;
     match command {
+        AppSetCommand::List { output } => {
+            let client = crate::app::client(&common).await?;
+            let list = sets(&client, &common.app_namespace)
+                .list(&Default::default())
+                .await
+                .context("listing ApplicationSets")?;
+            let items: Vec<Value> = list
+                .items
+                .into_iter()
+                .map(serde_json::to_value)
+                .collect::<Result<_, _>>()?;
+            if output == Out::Table {
+                let mut rows = vec![vec![
+                    "NAME".into(),
+                    "APPLICATIONS".into(),
+                    "UP-TO-DATE".into(),
+                    "APPLICATIONS-SYNC".into(),
+                    "ERROR".into(),
+                ]];
+                rows.extend(items.iter().map(row));
+                crate::app::print_table(&rows);
+            } else {
+                crate::app::emit(&Value::Array(items), output)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AppSetCommand::Get { name, output } => {
+            let client = crate::app::client(&common).await?;
+            let set = sets(&client, &common.app_namespace)
+                .get_opt(&name)
+                .await
+                .with_context(|| format!("reading ApplicationSet {name}"))?
+                .with_context(|| {
+                    format!("ApplicationSet {name:?} not found (see `mooring appset list`)")
+                })?;
+            let set = serde_json::to_value(set)?;
+            if output != Out::Table {
+                crate::app::emit(&set, output)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let r = row(&set);
+            println!("Name:               {}", r[0]);
+            println!("Namespace:          {}", common.app_namespace);
+            println!("Applications sync:  {}", r[3]);
+            println!("Up to date:         {}", r[2]);
+            for c in set["status"]["conditions"].as_array().into_iter().flatten() {
+                println!(
+                    "Condition:          {}={} {}",
+                    c["type"].as_str().unwrap_or_default(),
+                    c["status"].as_str().unwrap_or_default(),
+                    c["message"].as_str().unwrap_or_default()
+                );
+            }
+            println!();
+            let mut rows = vec![vec!["APPLICATION".to_string(), "NAMESPACE".to_string()]];
+            for res in set["status"]["resources"].as_array().into_iter().flatten() {
+                rows.push(vec![
+                    res["name"].as_str().unwrap_or_default().to_string(),
+                    res["namespace"].as_str().unwrap_or_default().to_string(),
+                ]);
+            }
+            crate::app::print_table(&rows);
+            Ok(
+                if condition(&set, "ErrorOccurred").is_some_and(|c| c["status"] == "True") {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                },
+            )
+        }
         AppSetCommand::Generate(args) => {
             let apps = generate(&args)?;
             match args.output {

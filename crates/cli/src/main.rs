@@ -51,6 +51,8 @@ enum Command {
     Appset {
         #[command(subcommand)]
         command: appset::AppSetCommand,
+        #[command(flatten)]
+        common: app::Common,
     },
     /// Print Mooring's CustomResourceDefinitions (generated from the Rust types).
     Crds,
@@ -183,7 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::App { command, common } => app::run(command, common).await,
-        Command::Appset { command } => appset::run(command),
+        Command::Appset { command, common } => appset::run(command, common).await,
         Command::Crds => {
             for crd in mooring_k8s::crds::all() {
                 println!("---");

@@ -857,3 +857,49 @@ spec:
         "{out}"
     );
 }
+
+#[test]
+fn appset_generate_prints_the_seed_applications_without_a_cluster() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ml-platform");
+    let file = root.join("applicationsets/ml-inference-services.yaml");
+    let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .args(["appset", "generate", "-o", "json"])
+        .arg(&file)
+        .args([
+            "--cluster",
+            "prod-eu-west=https://10.0.0.2:6443,environment=production,workload-type=inference",
+            "--cluster",
+            "gpu-lab=https://10.0.0.9:6443,environment=production,workload-type=training",
+        ])
+        .output()
+        .expect("mooring appset generate");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let apps: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let apps = apps.as_array().cloned().unwrap_or_default();
+    assert_eq!(apps.len(), 1, "{apps:?}");
+    assert_eq!(apps[0]["metadata"]["name"], "inference-prod-eu-west");
+    assert_eq!(
+        apps[0]["spec"]["source"]["kustomize"]["replicas"][0]["count"],
+        "4"
+    );
+
+    // A broken set: exit 2 with the reason.
+    let dir = tempfile::tempdir().expect("tmp");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata: {name: b}\nspec:\n  generators: [{scmProvider: {}}]\n  template: {metadata: {name: x}, spec: {project: default, destination: {server: x}}}\n",
+    )
+    .expect("write");
+    let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .args(["appset", "generate"])
+        .arg(&bad)
+        .output()
+        .expect("mooring appset generate");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("unsupported generator \"scmProvider\""),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
