@@ -34,6 +34,9 @@ pub struct BenchArgs {
     /// Applications for the refresh-pass figure (gitops).
     #[arg(long, default_value_t = 1000)]
     pub apps: usize,
+    /// Destination clusters (appset).
+    #[arg(long, default_value_t = 10)]
+    pub clusters: usize,
     /// Commits / drifts measured (gitops).
     #[arg(long, default_value_t = 20)]
     pub rounds: usize,
@@ -48,6 +51,8 @@ pub enum Target {
     Gitops,
     /// Policy evaluation: Gatekeeper reviews per second against bare regorus.
     Policy,
+    /// An ApplicationSet of `--apps` Applications across `--clusters` embedded clusters.
+    Appset,
 }
 
 fn rss_mib() -> f64 {
@@ -114,6 +119,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Target::Cluster => cluster_bench(args).await,
         Target::Gitops => crate::bench_gitops::run(args.apps, args.rounds).await,
         Target::Policy => crate::bench_policy::run(args.objects),
+        Target::Appset => crate::bench_appset::run(args.apps, args.clusters).await,
     }
 }
 

@@ -6,6 +6,7 @@
 mod app;
 mod appset;
 mod bench;
+mod bench_appset;
 mod bench_gitops;
 mod bench_policy;
 mod check;
