@@ -207,6 +207,7 @@ fn go(s: &str, params: &Map<String, Value>, strict: bool) -> Result<String, AppS
 }
 
 const FUNCS: &[(&str, Func)] = &[
+    ("index", f_index as Func),
     ("default", f_default as Func),
     ("lower", f_lower as Func),
     ("upper", f_upper as Func),
@@ -257,6 +258,42 @@ fn is_empty(v: &GValue) -> bool {
         GValue::Number(n) => n.as_f64() == Some(0.0) || n.as_i64() == Some(0),
         GValue::Function(_) => false,
     }
+}
+
+/// Go's `index`: a missing map key gives the zero value (`""` for the string maps
+/// generators produce, such as cluster labels), even under `missingkey=error` — which
+/// governs `.field` access only, as in Go. gtmpl's own `index` errors on strict maps.
+fn f_index(args: &[GValue]) -> Result<GValue, FuncError> {
+    let Some((first, keys)) = args.split_first().filter(|(_, k)| !k.is_empty()) else {
+        return Err(FuncError::AtLeastXArgs("index".into(), 2));
+    };
+    let mut cur = first.clone();
+    for k in keys {
+        cur = match (&cur, k) {
+            (GValue::Array(a), GValue::Number(n)) => {
+                let i = n.as_u64().ok_or(FuncError::UnableToConvertFromValue)?;
+                a.get(i as usize).cloned().ok_or_else(|| {
+                    FuncError::Generic(format!("index out of range: {i} (length {})", a.len()))
+                })?
+            }
+            (GValue::Object(o) | GValue::Map(o), key) => {
+                let key = match key {
+                    GValue::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                o.get(&key)
+                    .cloned()
+                    .unwrap_or(GValue::String(String::new()))
+            }
+            (GValue::NoValue | GValue::Nil, _) => GValue::String(String::new()),
+            (other, key) => {
+                return Err(FuncError::Generic(format!(
+                    "can't index {other} with {key}"
+                )))
+            }
+        };
+    }
+    Ok(cur)
 }
 
 /// Sprig `default DEFAULT VALUE`: VALUE unless empty.
@@ -529,6 +566,18 @@ mod tests {
         let p = params();
         let e = render_str("{{.nope}}", &p, strict).expect_err("missing key");
         assert!(e.to_string().contains("nope"), "{e}");
+        // `index` gives the zero value, as in Go, so `default` applies.
+        assert_eq!(
+            render_str(
+                r#"{{index .metadata.labels "zone" | default "none"}}"#,
+                &p,
+                strict
+            )
+            .expect("index"),
+            "none"
+        );
+        assert!(render_str("{{index .values 3}}", &p, strict).is_ok());
+        assert!(render_str(r#"{{index "x" 1}}"#, &p, strict).is_err());
         assert_eq!(render_str("{{.name}}", &p, strict).expect("ok"), "prod-eu");
         for bad in ["{{.name", "{{if .name}}", "{{nofunc .name}}"] {
             assert!(render_str(bad, &p, strict).is_err(), "{bad}");

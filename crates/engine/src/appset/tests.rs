@@ -500,3 +500,37 @@ fn preserve_resources_on_deletion_controls_the_finalizer() {
         apps[0]
     );
 }
+
+#[test]
+fn hostile_git_files_are_refused_with_the_file_named() {
+    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    let mut prev = 'a';
+    for c in 'b'..='p' {
+        bomb.push_str(&format!(
+            "{c}: &{c} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+        ));
+        prev = c;
+    }
+    let y = r#"
+metadata: {name: s}
+spec:
+  generators: [{git: {repoURL: r, revision: main, files: [{path: 'cfg/*.yaml'}]}}]
+  template:
+    metadata: {name: x}
+    spec: {project: default, destination: {server: x}}
+"#;
+    for (content, want) in [
+        (bomb, "cfg/bomb.yaml"),
+        ("x".repeat(MAX_GIT_FILE_BYTES + 1), "over the"),
+        ("- 1\n- 2\n".to_string(), "is not a map"),
+    ] {
+        let f = Fixture {
+            clusters: vec![],
+            files: [("cfg/bomb.yaml".to_string(), content)]
+                .into_iter()
+                .collect(),
+        };
+        let e = generate(&set(y), &f).expect_err("hostile file");
+        assert!(e.to_string().contains(want), "{e}");
+    }
+}
