@@ -337,6 +337,16 @@ pub async fn reconcile(
             return Ok(Action::Idle);
         }
     };
+    if let mooring_k8s::cluster::Connection::Unreachable { error } = cluster.connection() {
+        // Nothing can be compared: say so (sync and health Unknown) and look again soon;
+        // the connection task re-queues the app as soon as the cluster answers.
+        let message = format!(
+            "destination cluster {} is unreachable ({error}); retrying with backoff",
+            cluster.name
+        );
+        write_unknown(&ctx, &app, &message).await?;
+        return Ok(Action::RequeueAfter(Duration::from_secs(30)));
+    }
     // Cascading delete (Argo CD's resources finalizer): remove the app's resources, then
     // let the Application go.
     if app.metadata.get("deletionTimestamp").is_some() {
@@ -467,6 +477,33 @@ pub async fn write_status(
         "health": c.health,
         "resources": c.resources,
         "conditions": conds,
+        "reconciledAt": now(),
+    }});
+    ctx.patch_app(app, patch).await
+}
+
+/// The destination cannot be reached: sync and health `Unknown`, a `ComparisonError`.
+async fn write_unknown(
+    ctx: &Context,
+    app: &Application,
+    message: &str,
+) -> Result<(), ControllerError> {
+    let mut conds = conditions_except(app, &["ComparisonError"]);
+    let unchanged = app.status.as_ref().is_some_and(|s| {
+        s.health.status == HealthStatusCode::Unknown
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "ComparisonError" && c.message == message)
+    });
+    if unchanged {
+        return Ok(());
+    }
+    conds.push(condition("ComparisonError", message));
+    let revision = app.status.as_ref().and_then(|s| s.sync.revision.clone());
+    let patch = json!({"status": {
+        "conditions": conds,
+        "sync": SyncStatus { status: SyncStatusCode::Unknown, revision },
+        "health": {"status": "Unknown", "message": message},
         "reconciledAt": now(),
     }});
     ctx.patch_app(app, patch).await
