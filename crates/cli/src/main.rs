@@ -8,6 +8,7 @@ mod bench;
 mod bench_gitops;
 mod bench_policy;
 mod check;
+mod cluster;
 mod policy;
 mod up;
 
@@ -29,10 +30,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Embedded Kubernetes-compatible clusters.
+    /// Embedded clusters, and the destination clusters Mooring deploys to.
     Cluster {
         #[command(subcommand)]
         command: ClusterCommand,
+        #[command(flatten)]
+        common: cluster::ClusterCommon,
     },
     /// Measure the embedded cluster (figures recorded in docs/benchmarks.md).
     Bench(bench::BenchArgs),
@@ -74,6 +77,8 @@ enum HealthCommand {
 
 #[derive(Subcommand)]
 enum ClusterCommand {
+    #[command(flatten)]
+    Registry(cluster::RegistryCommand),
     /// Run an embedded cluster in the foreground until Ctrl-C.
     Start {
         /// Cluster name (also the kubeconfig context).
@@ -125,6 +130,10 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Cluster {
+            command: ClusterCommand::Registry(command),
+            common,
+        } => cluster::run(command, common).await,
+        Command::Cluster {
             command:
                 ClusterCommand::Start {
                     name,
@@ -133,6 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     nodes,
                     speed,
                 },
+            ..
         } => {
             if !(speed > 0.0 && speed.is_finite()) {
                 anyhow::bail!("--speed must be a positive number, got {speed}");

@@ -115,6 +115,8 @@ fn up_converges_the_example_platform() {
             "0",
             "--speed",
             "20",
+            "--clusters",
+            "prod-east:environment=production,workload-type=inference;prod-west:environment=production",
             "--data-dir",
         ])
         .arg(data.path())
@@ -142,6 +144,7 @@ fn up_converges_the_example_platform() {
         "training-platform-development",
         "inference-service-development",
         "infrastructure-development",
+        "policies-development",
     ];
     let apps = loop {
         let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
@@ -248,6 +251,30 @@ fn up_converges_the_example_platform() {
         Some(0),
         "converged: no diff: {}",
         String::from_utf8_lossy(&diff.stdout)
+    );
+    // The fleet of `--clusters`: registered, reachable, labelled; the policy pack is in force.
+    let list = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .args(["cluster", "list", "-o", "json", "--kubeconfig", &kc])
+        .output()
+        .expect("mooring cluster list");
+    let clusters: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
+    let clusters = clusters.as_array().expect("list");
+    assert_eq!(clusters.len(), 3, "{clusters:?}");
+    for c in clusters {
+        assert_eq!(c["status"], "Reachable", "{c}");
+    }
+    let east = clusters
+        .iter()
+        .find(|c| c["name"] == "prod-east")
+        .expect("prod-east");
+    assert_eq!(east["labels"]["workload-type"], "inference");
+    let in_cluster = clusters
+        .iter()
+        .find(|c| c["name"] == "in-cluster")
+        .expect("in-cluster");
+    assert!(
+        in_cluster["applications"].as_u64().unwrap_or(0) >= 6,
+        "{in_cluster}"
     );
     let _ = child.kill();
     let _ = child.wait();

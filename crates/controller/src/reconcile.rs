@@ -117,6 +117,17 @@ pub async fn desired_state(
     };
     let dest_ns = app.spec.destination.namespace.clone().unwrap_or_default();
     let mut out = Vec::with_capacity(manifests.len());
+    // Scopes of the kinds CRDs in this render define (their kinds are not served yet).
+    let crd_scopes: std::collections::HashMap<(String, String), bool> = manifests
+        .iter()
+        .filter(|m| m.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition"))
+        .filter_map(|m| {
+            let group = m.pointer("/spec/group")?.as_str()?.to_string();
+            let kind = m.pointer("/spec/names/kind")?.as_str()?.to_string();
+            let namespaced = m.pointer("/spec/scope").and_then(Value::as_str) != Some("Cluster");
+            Some(((group, kind), namespaced))
+        })
+        .collect();
     for m in manifests.iter() {
         let mut obj = m.clone();
         let api_version = obj
@@ -129,15 +140,29 @@ pub async fn desired_state(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        // Namespaced objects without a namespace go to the destination namespace; for a
-        // kind the cluster does not serve yet (a CRD in an earlier wave) assume namespaced
-        // unless it is one of the well-known cluster-scoped kinds.
+        // Namespaced objects without a namespace go to the destination namespace. For a
+        // kind the cluster does not serve yet, the scope comes from its CRD in this render;
+        // Gatekeeper's templates and constraints (whose CRDs Gatekeeper or the controller
+        // creates) are cluster-scoped; other kinds are assumed namespaced unless they are
+        // well-known cluster-scoped ones. A wrong guess would change the object's key
+        // between the plan and the apply.
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
         let namespaced = match cluster.is_namespaced(&api_version, &kind).await {
             Some(n) => n,
-            None => !matches!(
-                kind.as_str(),
-                "Namespace" | "CustomResourceDefinition" | "ClusterRole" | "ClusterRoleBinding"
-            ),
+            None => match crd_scopes.get(&(group.to_string(), kind.clone())) {
+                Some(n) => *n,
+                None => {
+                    !(group == "constraints.gatekeeper.sh"
+                        || matches!(
+                            kind.as_str(),
+                            "Namespace"
+                                | "CustomResourceDefinition"
+                                | "ClusterRole"
+                                | "ClusterRoleBinding"
+                                | "ConstraintTemplate"
+                        ))
+                }
+            },
         };
         let meta = obj
             .get_mut("metadata")
