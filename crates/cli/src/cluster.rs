@@ -171,15 +171,19 @@ async fn list(client: &kube::Client, ns: &str, output: Output) -> anyhow::Result
         }
     }
     // Applications per destination (by server or name).
-    let apps = Api::<kube::api::DynamicObject>::all_with(
+    // No Application CRD (a bare cluster): no applications.
+    let apps = match Api::<kube::api::DynamicObject>::all_with(
         client.clone(),
         &mooring_controller::application_resource(),
     )
     .list(&Default::default())
     .await
-    .context("listing applications")?;
+    {
+        Ok(list) => list.items,
+        Err(kube::Error::Api(e)) if e.code == 404 => vec![],
+        Err(e) => return Err(e).context("listing applications"),
+    };
     let destinations: Vec<(String, String)> = apps
-        .items
         .iter()
         .filter_map(|a| serde_json::to_value(a).ok())
         .map(|a| {

@@ -99,6 +99,97 @@ fn bad_arguments_exit_2_with_a_message() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--speed"));
 }
 
+/// Starts `mooring cluster start` in `data`; the child and its kubeconfig path.
+fn start_cluster(name: &str, data: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .args([
+            "cluster",
+            "start",
+            "--name",
+            name,
+            "--port",
+            "0",
+            "--data-dir",
+        ])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mooring runs");
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(out).lines();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        if let Some(p) = line.strip_prefix("kubeconfig: ") {
+            std::thread::spawn(move || lines.for_each(drop));
+            return (child, p.to_string());
+        }
+    }
+    panic!("mooring cluster start printed no kubeconfig line");
+}
+
+/// `cluster add` registers a kubeconfig context as an Argo CD cluster Secret, `list` shows
+/// it reachable with its labels, `rm` removes it; a wrong context is a clear error.
+#[test]
+fn cluster_add_list_rm() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut mgmt, mgmt_kc) = start_cluster("mgmt", &dir.path().join("mgmt"));
+    let (mut gpu, gpu_kc) = start_cluster("gpu-a", &dir.path().join("gpu"));
+    let mooring = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mooring"))
+            .args(args)
+            .args(["--kubeconfig", &mgmt_kc])
+            .output()
+            .expect("mooring runs")
+    };
+    let add = mooring(&[
+        "cluster",
+        "add",
+        "gpu-a",
+        "--from",
+        &gpu_kc,
+        "-l",
+        "accelerator=a100",
+    ]);
+    let text = String::from_utf8_lossy(&add.stdout);
+    assert_eq!(
+        add.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    assert!(text.contains("registered: reachable"), "{text}");
+    let list = mooring(&["cluster", "list", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
+    let gpu_entry = v
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["name"] == "gpu-a"))
+        .unwrap_or_else(|| panic!("{v}"))
+        .clone();
+    assert_eq!(gpu_entry["status"], "Reachable");
+    assert_eq!(gpu_entry["labels"]["accelerator"], "a100");
+    assert!(gpu_entry["version"]
+        .as_str()
+        .is_some_and(|s| s.starts_with('v')));
+    let table = String::from_utf8_lossy(&mooring(&["cluster", "list"]).stdout).into_owned();
+    assert!(
+        table.contains("in-cluster") && table.contains("gpu-a"),
+        "{table}"
+    );
+    let bad = mooring(&["cluster", "add", "nope", "--from", &gpu_kc]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("has no context \"nope\""));
+    let rm = mooring(&["cluster", "rm", "gpu-a"]);
+    assert_eq!(rm.status.code(), Some(0));
+    let list = mooring(&["cluster", "list", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    let _ = mgmt.kill();
+    let _ = gpu.kill();
+    let _ = mgmt.wait();
+    let _ = gpu.wait();
+}
+
 /// `mooring up` from a clean checkout brings every example application to Synced and
 /// Healthy, and the `app` commands report it.
 #[test]
