@@ -125,6 +125,8 @@ fn start_cluster(name: &str, data: &std::path::Path) -> (std::process::Child, St
             return (child, p.to_string());
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("mooring cluster start printed no kubeconfig line");
 }
 
