@@ -13,7 +13,7 @@
 //! resourceVersion and retry on conflict, so concurrent issues never lose a token.
 
 use crate::auth::{Account, TokenRecord, TokenStore};
-use crate::rbac::{Project, Rbac, RbacError};
+use crate::rbac::{Project, Rbac, RbacError, Subject};
 use mooring_k8s::k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use mooring_k8s::k8s_openapi::ByteString;
 use mooring_k8s::kube;
@@ -236,5 +236,38 @@ impl Store {
             })
             .await?;
         Ok(issued)
+    }
+
+    /// The RBAC subject for `name`: a local account with its groups, a project role
+    /// `proj:P:R`, or any other name (a role or group) as a bare subject.
+    pub async fn subject(&self, name: &str) -> Result<Subject, StoreError> {
+        let accounts = self.accounts().await?;
+        Ok(match accounts.iter().find(|a| a.name == name) {
+            Some(a) => Subject {
+                name: a.name.clone(),
+                groups: a.groups.clone(),
+            },
+            None => Subject {
+                name: name.to_string(),
+                groups: vec![],
+            },
+        })
+    }
+
+    /// May `subject` do `action` on `resource` `object`? The same evaluation the API
+    /// runs (`mooring proj can-i` answers from here).
+    pub async fn can_i(
+        &self,
+        subject: &Subject,
+        action: &str,
+        resource: &str,
+        object: &str,
+    ) -> Result<bool, StoreError> {
+        let rbac = self.rbac().await?;
+        let project = match crate::rbac::project_of(resource, object) {
+            Some(p) => self.project(p).await?,
+            None => None,
+        };
+        Ok(rbac.allowed(subject, resource, action, object, project.as_ref()))
     }
 }
