@@ -392,6 +392,109 @@ async fn project_roles_accounts_and_bad_tokens() {
     .await;
     assert_eq!(code, 200, "{body}");
 
+    // Rollback is a sync: authorised as such, refused without history or under auto-sync.
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/applications/inference-west/rollback",
+        Some(&ds),
+        Some(br#"{"id": 1}"#),
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    apps.patch(
+        "billing",
+        &Default::default(),
+        &mooring_k8s::kube::api::Patch::Merge(json!({"status": {"history": [
+            {"id": 1, "revision": "abc123", "deployedAt": "2026-01-01T00:00:00Z"}]}})),
+    )
+    .await
+    .expect("history");
+    let rollback = |id: i64| {
+        let admin = admin.clone();
+        async move {
+            call(
+                addr,
+                "POST",
+                "/api/v1/applications/billing/rollback",
+                Some(&admin),
+                Some(format!(r#"{{"id": {id}}}"#).as_bytes()),
+            )
+            .await
+        }
+    };
+    let (code, _, body) = rollback(7).await;
+    assert_eq!(code, 400, "{body}");
+    let (code, _, body) = rollback(1).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["operation"]["sync"]["revision"], "abc123");
+    let (code, _, body) = rollback(1).await;
+    assert_eq!(code, 409, "an operation is pending: {body}");
+
+    // ApplicationSets are authorised on the project of their template.
+    let sets: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &mooring_server::store::applicationset_resource(),
+    );
+    for (name, project) in [
+        ("ml-inference-services", "ml-platform"),
+        ("ledgers", "finance"),
+    ] {
+        sets.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"generators": [], "template": {"metadata": {"name": "x"}, "spec": {"project": project}}}
+            }))
+            .expect("set"),
+        )
+        .await
+        .expect("create set");
+    }
+    let (code, _, body) = call(addr, "GET", "/api/v1/applicationsets", Some(&admin), None).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(2), "{body}");
+    let (code, _, body) = call(
+        addr,
+        "GET",
+        "/api/v1/applicationsets/ledgers",
+        Some(&ds),
+        None,
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    let (code, _, body) = call(
+        addr,
+        "GET",
+        "/api/v1/projects/ml-platform",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["spec"]["roles"][0]["name"], "ml-engineers");
+    let (code, _, _) = call(addr, "GET", "/api/v1/projects/ml-platform", Some(&ds), None).await;
+    assert_eq!(code, 403, "a project token may not read projects");
+
+    // A project token dies with its role.
+    let mut p = projects.get("ml-platform").await.expect("project");
+    p.data["spec"]["roles"] = json!([p.data["spec"]["roles"][1].clone()]);
+    projects
+        .replace("ml-platform", &PostParams::default(), &p)
+        .await
+        .expect("drop the ml-engineers role");
+    let (code, _, body) = call(
+        addr,
+        "GET",
+        "/api/v1/applications/inference-east",
+        Some(&eng),
+        None,
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+
     // Bad credentials: 401, never a crash.
     let expired = store
         .update_tokens(|s| s.issue("admin", 1_000, Some(Duration::from_secs(10))).0)
