@@ -31,12 +31,17 @@
 //!   allowed.
 //! * A user is allowed when their own name, or any of their groups, is allowed — each
 //!   evaluated separately, as Argo CD does.
-//! * For objects of a project (`applications`, `applicationsets`, `logs`, `exec`, whose
-//!   object is `PROJECT/NAME`), the project's roles are added for that request only:
-//!   `p` lines of `spec.roles[].policies` (kept only when their subject is that role's
+//! * For objects of a project (see [`project_of`]: `PROJECT/NAME` objects of
+//!   applications, applicationsets, logs, exec, project-scoped repositories and clusters;
+//!   the project itself for `projects`), the project's roles are added for that request
+//!   only: `p, proj:PROJECT:ROLE, projects, get, PROJECT, allow` for each role, the `p`
+//!   lines of `spec.roles[].policies` (kept only when their subject is that role's
 //!   `proj:PROJECT:ROLE` and their object lies in the project, which Argo CD enforces when
 //!   the project is saved) and `g, GROUP, proj:PROJECT:ROLE` for each of the role's
 //!   `groups`.
+//! * Argo CD only tries a user's groups that appear on the left of some `g` line (a
+//!   lookup shortcut); here every group is tried, so `p, GROUP, …` lines work without a
+//!   `g` line.
 //! * A project-role token (`proj:PROJECT:ROLE`) is only ever allowed on its own
 //!   project's objects, and only while the role still exists.
 
@@ -63,6 +68,7 @@ p, role:admin, applications, update/*, */*, allow
 p, role:admin, applications, delete, */*, allow
 p, role:admin, applications, delete/*, */*, allow
 p, role:admin, applications, sync, */*, allow
+p, role:admin, applications, rollback, */*, allow
 p, role:admin, applications, override, */*, allow
 p, role:admin, applications, action/*, */*, allow
 p, role:admin, applicationsets, create, */*, allow
@@ -87,6 +93,7 @@ p, role:admin, accounts, update, *, allow
 p, role:admin, gpgkeys, create, *, allow
 p, role:admin, gpgkeys, delete, *, allow
 p, role:admin, exec, create, */*, allow
+p, role:admin, exec, debug, */*, allow
 
 g, role:admin, role:readonly
 g, admin, role:admin
@@ -139,6 +146,21 @@ impl Pattern {
             text: text.to_string(),
             glob,
         })
+    }
+
+    /// A pattern matching exactly `text` (globs are not interpreted).
+    fn literal(text: &str) -> Self {
+        let escaped = globset::escape(text);
+        Pattern {
+            text: text.to_string(),
+            glob: Glob::new(&escaped)
+                .map(|g| g.compile_matcher())
+                .unwrap_or_else(|_| {
+                    Glob::new("")
+                        .expect("the empty glob compiles")
+                        .compile_matcher()
+                }),
+        }
     }
 
     fn matches(&self, s: &str) -> bool {
@@ -355,6 +377,14 @@ impl Project {
         let prefix = format!("{}/", self.name);
         for role in &self.roles {
             let subject = format!("proj:{}:{}", self.name, role.name);
+            // Every role may read its own project (Argo CD's ProjectPoliciesString).
+            out.rules.push(Rule {
+                subject: subject.clone(),
+                resource: Pattern::literal("projects"),
+                action: Pattern::literal("get"),
+                object: Pattern::literal(&self.name),
+                effect: Effect::Allow,
+            });
             for line in &role.policies {
                 let f = fields(line);
                 let ok = f.len() >= 5
@@ -399,12 +429,16 @@ impl Subject {
     }
 }
 
-/// The project an object belongs to, for resources whose objects are `PROJECT/NAME`.
+/// The project whose roles apply to a request, as Argo CD's `getProjectFromRequest`
+/// finds it: the first segment of `PROJECT/…` objects of applications, applicationsets,
+/// logs, exec and project-scoped repositories and clusters; the object itself for
+/// `projects`.
 pub fn project_of<'a>(resource: &str, object: &'a str) -> Option<&'a str> {
     match resource {
-        "applications" | "applicationsets" | "logs" | "exec" => {
+        "applications" | "applicationsets" | "logs" | "exec" | "repositories" | "clusters" => {
             object.split_once('/').map(|(p, _)| p)
         }
+        "projects" => Some(object),
         _ => None,
     }
 }
@@ -657,6 +691,10 @@ g, ci, role:admin
             (&r, "proj:ml-platform:gone", &[], "applications", "get", "ml-platform/a", Some(&mlp), false),
             (&r, "proj:ml-platform:ml-engineers", &[], "applications", "sync", "ml-platform/a", None, false),
             (&r, "proj:ml-platform:ml-engineers", &[], "projects", "delete", "ml-platform", Some(&mlp), false),
+            (&r, "proj:ml-platform:data-scientists", &[], "projects", "get", "ml-platform", Some(&mlp), true),
+            (&r, "proj:ml-platform:data-scientists", &[], "projects", "get", "other", Some(&mlp), false),
+            (&r, "dan", &["data-science"], "projects", "get", "ml-platform", Some(&mlp), true),
+            (&r, "dan", &["data-science"], "projects", "get", "other", None, false),
         ];
         for (i, (rb, sub, groups, res, act, obj, proj, want)) in cases.iter().enumerate() {
             let s = Subject::new(sub, groups);
@@ -740,7 +778,11 @@ g, ci, role:admin
     fn project_of_objects() {
         assert_eq!(project_of("applications", "p/a"), Some("p"));
         assert_eq!(project_of("applications", "p/ns/a"), Some("p"));
-        assert_eq!(project_of("clusters", "p/a"), None);
+        assert_eq!(project_of("clusters", "p/a"), Some("p"));
+        // As in Argo CD: a URL splits too; no project is named `https:`, so none applies.
+        assert_eq!(project_of("clusters", "https://x"), Some("https:"));
+        assert_eq!(project_of("projects", "p"), Some("p"));
+        assert_eq!(project_of("accounts", "a/b"), None);
         assert_eq!(project_of("applications", "noslash"), None);
     }
 }
