@@ -119,7 +119,8 @@ impl IntoResponse for ApiError {
             ApiError::Kube(kube::Error::Api(e)) => {
                 StatusCode::from_u16(e.code).unwrap_or(StatusCode::BAD_GATEWAY)
             }
-            ApiError::Store(_) | ApiError::Kube(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Store(StoreError::Kube { .. }) | ApiError::Kube(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let msg = self.to_string();
         let mut resp = (

@@ -18,7 +18,8 @@
 //! we never use. This module implements exactly the model above (~300 lines, table
 //! tested), with `globset` (already in the tree through `render`) for Argo's glob matching
 //! (`*` spans `/`, `?`, `[…]`, `{a,b}`), so the policy files of an Argo CD installation
-//! mean the same thing here. Argo's optional `policy.matchMode: regex` is not supported.
+//! mean the same thing here. Argo's optional `policy.matchMode: regex` is refused (fail
+//! closed) rather than misread as globs.
 //!
 //! # The rules, as Argo CD applies them
 //!
@@ -267,51 +268,47 @@ impl Policy {
         Ok(())
     }
 
-    /// The union of two policies.
-    pub fn merged(&self, other: &Policy) -> Policy {
-        let mut out = self.clone();
-        out.rules.extend(other.rules.iter().cloned());
-        for (k, v) in &other.grouping {
-            out.grouping
-                .entry(k.clone())
-                .or_default()
-                .extend(v.iter().cloned());
-        }
-        out
+    /// One casbin `enforce(sub, res, act, obj)`: some allow and no deny.
+    pub fn enforce(&self, subject: &str, resource: &str, action: &str, object: &str) -> bool {
+        enforce_all(&[self], subject, resource, action, object)
     }
+}
 
-    /// `subject` and every role it holds, transitively.
-    fn roles_of(&self, subject: &str) -> BTreeSet<String> {
-        let mut seen = BTreeSet::from([subject.to_string()]);
-        let mut todo = vec![subject.to_string()];
-        while let Some(s) = todo.pop() {
-            for r in self.grouping.get(&s).into_iter().flatten() {
-                if seen.insert(r.clone()) {
+/// `enforce` over the union of `policies` (the global policy plus a project's runtime
+/// policy), without copying them.
+fn enforce_all(
+    policies: &[&Policy],
+    subject: &str,
+    resource: &str,
+    action: &str,
+    object: &str,
+) -> bool {
+    // `subject` and every role it holds, transitively.
+    let mut roles = BTreeSet::from([subject.to_string()]);
+    let mut todo = vec![subject.to_string()];
+    while let Some(s) = todo.pop() {
+        for p in policies {
+            for r in p.grouping.get(&s).into_iter().flatten() {
+                if roles.insert(r.clone()) {
                     todo.push(r.clone());
                 }
             }
         }
-        seen
     }
-
-    /// One casbin `enforce(sub, res, act, obj)`: some allow and no deny.
-    pub fn enforce(&self, subject: &str, resource: &str, action: &str, object: &str) -> bool {
-        let roles = self.roles_of(subject);
-        let mut allowed = false;
-        for r in &self.rules {
-            if roles.contains(&r.subject)
-                && r.resource.matches(resource)
-                && r.action.matches(action)
-                && r.object.matches(object)
-            {
-                match r.effect {
-                    Effect::Deny => return false,
-                    Effect::Allow => allowed = true,
-                }
+    let mut allowed = false;
+    for r in policies.iter().flat_map(|p| p.rules.iter()) {
+        if roles.contains(&r.subject)
+            && r.resource.matches(resource)
+            && r.action.matches(action)
+            && r.object.matches(object)
+        {
+            match r.effect {
+                Effect::Deny => return false,
+                Effect::Allow => allowed = true,
             }
         }
-        allowed
     }
+    allowed
 }
 
 /// A role of an AppProject (`spec.roles[]`).
@@ -324,10 +321,12 @@ pub struct ProjectRole {
 
 /// The RBAC-relevant part of an AppProject, read from JSON so it works with any typed
 /// representation of the project.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Project {
     pub name: String,
     pub roles: Vec<ProjectRole>,
+    /// The runtime policy, compiled once.
+    compiled: Policy,
 }
 
 impl Project {
@@ -341,7 +340,8 @@ impl Project {
                 .map(String::from)
                 .collect()
         };
-        Project {
+        let mut p = Project {
+            compiled: Policy::default(),
             name: v
                 .pointer("/metadata/name")
                 .and_then(Value::as_str)
@@ -362,7 +362,9 @@ impl Project {
                     groups: strings(r.get("groups")),
                 })
                 .collect(),
-        }
+        };
+        p.compiled = p.compile();
+        p
     }
 
     pub fn role(&self, name: &str) -> Option<&ProjectRole> {
@@ -372,7 +374,11 @@ impl Project {
     /// The project's runtime policy: each role's `p` lines that name the role itself and
     /// an object inside the project (others are ignored, as Argo CD refuses to save
     /// them), plus `g, GROUP, proj:PROJECT:ROLE` for each group.
-    pub fn policy(&self) -> Policy {
+    pub fn policy(&self) -> &Policy {
+        &self.compiled
+    }
+
+    fn compile(&self) -> Policy {
         let mut out = Policy::default();
         let prefix = format!("{}/", self.name);
         for role in &self.roles {
@@ -476,6 +482,15 @@ impl Rbac {
                 policy.add_csv(v)?;
             }
         }
+        if let Some(mode) = data.get("policy.matchMode").map(|m| m.trim()) {
+            if mode != "glob" && !mode.is_empty() {
+                return Err(RbacError::Line {
+                    line: 0,
+                    text: format!("policy.matchMode: {mode}"),
+                    why: "only glob matching is supported; rewrite the policy with globs".into(),
+                });
+            }
+        }
         let default_role = data
             .get("policy.default")
             .map(|s| s.trim().to_string())
@@ -518,7 +533,8 @@ impl Rbac {
             return match (wanted, project) {
                 (Some(w), Some(p)) if w == proj && p.name == proj => {
                     p.role(role).is_some()
-                        && self.policy.merged(&p.policy()).enforce(
+                        && enforce_all(
+                            &[&self.policy, p.policy()],
                             &subject.name,
                             resource,
                             action,
@@ -530,17 +546,12 @@ impl Rbac {
             };
         }
         let project = project.filter(|p| Some(p.name.as_str()) == wanted);
-        let merged;
-        let policy = match project {
-            Some(p) => {
-                merged = self.policy.merged(&p.policy());
-                &merged
-            }
-            None => &self.policy,
-        };
+        let policies: Vec<&Policy> = std::iter::once(&self.policy)
+            .chain(project.map(Project::policy))
+            .collect();
         std::iter::once(&subject.name)
             .chain(subject.groups.iter())
-            .any(|s| policy.enforce(s, resource, action, object))
+            .any(|s| enforce_all(&policies, s, resource, action, object))
     }
 
     /// Like [`Rbac::allowed`], with Argo CD's message on refusal.
@@ -765,6 +776,10 @@ g, ci, role:admin
         .collect();
         let r = Rbac::from_configmap(&data).expect("parses");
         assert_eq!(r.scopes, vec!["groups", "email"]);
+        let mut regex = data.clone();
+        regex.insert("policy.matchMode".into(), "regex".into());
+        let e = Rbac::from_configmap(&regex).expect_err("fail closed");
+        assert!(e.to_string().contains("only glob"), "{e}");
         assert!(r.allowed(
             &Subject::new("zed", &[]),
             "applications",
