@@ -147,14 +147,15 @@ fn up_converges_the_example_platform() {
         .strip_prefix("http://")
         .and_then(|r| r.strip_suffix("/api/v1"))
         .expect("api url");
-    let http_get = |path: &str, token: &str| -> String {
+    let http = |method: &str, path: &str, token: &str| -> String {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(hostport).expect("connect to the API");
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").expect("write");
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").expect("write");
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         out
     };
+    let http_get = |path: &str, token: &str| http("GET", path, token);
     let r = http_get("/api/v1/session/userinfo", &token);
     assert!(
         r.starts_with("HTTP/1.1 200") && r.contains("\"admin\""),
@@ -200,6 +201,39 @@ fn up_converges_the_example_platform() {
         std::thread::sleep(std::time::Duration::from_millis(500));
     };
     assert!(apps.len() >= expected.len());
+    // A sync requested over the REST API is run by the controller and recorded as the
+    // admin's.
+    let r = http(
+        "POST",
+        "/api/v1/applications/model-serving-development/sync",
+        &token,
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
+            .args([
+                "app",
+                "get",
+                "model-serving-development",
+                "-o",
+                "json",
+                "--kubeconfig",
+                &kc,
+            ])
+            .output()
+            .expect("mooring app get");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        let st = &v["status"]["operationState"];
+        if st["operation"]["initiatedBy"]["username"] == "admin" && st["phase"] == "Succeeded" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "API sync never ran: {st}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let get = Command::new(env!("CARGO_BIN_EXE_mooring"))
         .args([
             "app",

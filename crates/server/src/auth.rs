@@ -25,6 +25,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+/// How long expired token records are kept (seconds).
+const EXPIRED_KEPT_SECS: i64 = 7 * 86400;
+
 /// Prefix of every Mooring API token.
 pub const TOKEN_PREFIX: &str = "mrg_";
 
@@ -134,6 +137,12 @@ impl TokenStore {
         now: i64,
         expires_in: Option<Duration>,
     ) -> (String, TokenRecord) {
+        // Forget tokens expired over a week ago, so the Secret does not grow forever
+        // (a week of "expired" answers before they read as unknown).
+        self.tokens.retain(|t| {
+            t.expires_at
+                .is_none_or(|e| e > now.saturating_sub(EXPIRED_KEPT_SECS))
+        });
         let token = generate_token();
         let rec = TokenRecord {
             id: uuid::Uuid::new_v4().to_string(),
@@ -333,6 +342,10 @@ mod tests {
         assert_eq!(store.verify(&t1, 1000), Err(AuthError::Unknown));
         assert!(store.has_valid("alice", 1000));
         assert!(!store.has_valid("alice", 2000));
+        // Issuing later forgets records expired for over a week.
+        store.issue("bob", 1060 + EXPIRED_KEPT_SECS + 1, None);
+        assert_eq!(store.tokens.len(), 1);
+        assert_eq!(store.tokens[0].subject, "bob");
     }
 
     #[test]
