@@ -585,4 +585,42 @@ async fn project_roles_accounts_and_bad_tokens() {
     // The other server (its own limiter) still serves the admin.
     let (code, _, _) = call(addr, "GET", "/api/v1/projects", Some(&admin), None).await;
     assert_eq!(code, 200);
+
+    // Broken settings fail closed with a clear error, never a panic.
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "mooring-rbac-cm"},
+            "data": {"policy.csv": "p, role:x, applications, get, */*, allow\np, oops"}}))
+        .expect("cm"),
+    )
+    .await
+    .expect("rbac cm");
+    let (code, _, body) = call(addr, "GET", "/api/v1/applications", Some(&admin), None).await;
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("mooring-rbac-cm") && m.contains("line 2")),
+        "{body}"
+    );
+    let secrets: Api<mooring_k8s::k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "default");
+    secrets
+        .patch(
+            "mooring-secret",
+            &Default::default(),
+            &mooring_k8s::kube::api::Patch::Merge(
+                json!({"stringData": null, "data": {"tokens.json": "bm90IGpzb24="}}),
+            ),
+        )
+        .await
+        .expect("corrupt the token store");
+    let (code, _, body) = call(addr, "GET", "/api/v1/applications", Some(&admin), None).await;
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("tokens.json")),
+        "{body}"
+    );
 }
