@@ -53,6 +53,29 @@ pub enum ProjCommand {
         /// PROJECT/APP for applications; the name otherwise.
         object: String,
     },
+    /// Project roles (`argocd proj role …`).
+    Role {
+        #[command(subcommand)]
+        command: RoleCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RoleCommand {
+    /// Generate a token bound to `proj:PROJECT:ROLE` (printed once).
+    CreateToken {
+        project: String,
+        role: String,
+        /// Lifetime such as 90d, 24h, 30m; 0 = never expires.
+        #[arg(long, short = 'e', default_value = "0")]
+        expires_in: String,
+    },
+    /// Revoke a project role token by id.
+    DeleteToken {
+        project: String,
+        role: String,
+        id: String,
+    },
 }
 
 async fn store(common: &Common) -> anyhow::Result<Store> {
@@ -85,6 +108,65 @@ pub async fn run_proj(cmd: ProjCommand, common: Common) -> anyhow::Result<ExitCo
                 ExitCode::from(1)
             })
         }
+        ProjCommand::Role {
+            command:
+                RoleCommand::CreateToken {
+                    project,
+                    role,
+                    expires_in,
+                },
+        } => {
+            let st = store(&common).await?;
+            generate(&st, &format!("proj:{project}:{role}"), &expires_in).await
+        }
+        ProjCommand::Role {
+            command: RoleCommand::DeleteToken { project, role, id },
+        } => {
+            let st = store(&common).await?;
+            revoke(&st, &format!("proj:{project}:{role}"), &id).await
+        }
+    }
+}
+
+/// Issue a token for an account or `proj:P:R` after checking it may hold one.
+async fn generate(st: &Store, account: &str, expires_in: &str) -> anyhow::Result<ExitCode> {
+    let exp = mooring_server::auth::parse_duration(expires_in)?;
+    if let Some((project, role)) = account
+        .strip_prefix("proj:")
+        .and_then(|r| r.split_once(':'))
+    {
+        let p = st.project(project).await?.with_context(|| {
+            format!(
+                "project {project:?} not found in namespace {}",
+                st.namespace
+            )
+        })?;
+        if p.role(role).is_none() {
+            anyhow::bail!("project {project:?} has no role {role:?}");
+        }
+    } else {
+        let accounts = st.accounts().await?;
+        mooring_server::auth::account_for(&accounts, account)?;
+    }
+    let (token, rec) = st.issue(account, exp).await?;
+    eprintln!(
+        "token {} for {account}{} (shown once; stored only as a hash)",
+        rec.id,
+        rec.expires_at
+            .and_then(|e| jiff::Timestamp::from_second(e).ok())
+            .map(|t| format!(", expires {t}"))
+            .unwrap_or_default(),
+    );
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn revoke(st: &Store, account: &str, id: &str) -> anyhow::Result<ExitCode> {
+    if st.revoke(account, id).await? {
+        println!("token {id} of {account} revoked");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        anyhow::bail!("{account} has no token {id}")
     }
 }
 
@@ -94,46 +176,8 @@ pub async fn run(cmd: AccountCommand, common: Common) -> anyhow::Result<ExitCode
         AccountCommand::GenerateToken {
             account,
             expires_in,
-        } => {
-            let exp = mooring_server::auth::parse_duration(&expires_in)?;
-            if let Some((project, role)) = account
-                .strip_prefix("proj:")
-                .and_then(|r| r.split_once(':'))
-            {
-                let p = st.project(project).await?.with_context(|| {
-                    format!(
-                        "project {project:?} not found in namespace {}",
-                        st.namespace
-                    )
-                })?;
-                if p.role(role).is_none() {
-                    anyhow::bail!("project {project:?} has no role {role:?}");
-                }
-            } else {
-                let accounts = st.accounts().await?;
-                mooring_server::auth::account_for(&accounts, &account)?;
-            }
-            let (token, rec) = st.issue(&account, exp).await?;
-            eprintln!(
-                "token {} for {account}{} (shown once; revoke with `mooring account delete-token {} --account {account}`)",
-                rec.id,
-                rec.expires_at
-                    .and_then(|e| jiff::Timestamp::from_second(e).ok())
-                    .map(|t| format!(", expires {t}"))
-                    .unwrap_or_default(),
-                rec.id,
-            );
-            println!("{token}");
-            Ok(ExitCode::SUCCESS)
-        }
-        AccountCommand::DeleteToken { id, account } => {
-            if st.revoke(&account, &id).await? {
-                println!("token {id} of {account} revoked");
-                Ok(ExitCode::SUCCESS)
-            } else {
-                anyhow::bail!("{account} has no token {id}")
-            }
-        }
+        } => generate(&st, &account, &expires_in).await,
+        AccountCommand::DeleteToken { id, account } => revoke(&st, &account, &id).await,
         AccountCommand::List { output } => {
             let accounts = st.accounts().await?;
             let tokens = st.tokens().await?;

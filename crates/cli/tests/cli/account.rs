@@ -213,6 +213,27 @@ fn can_i_and_tokens() {
         let o = mooring(&kc, &["account", "generate-token", "--account", bad]);
         assert_eq!(o.status.code(), Some(2), "{bad}");
     }
+    let o = mooring(
+        &kc,
+        &[
+            "proj",
+            "role",
+            "create-token",
+            "ml-platform",
+            "data-scientists",
+            "-e",
+            "30d",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .starts_with("mrg_"));
+    let o = mooring(
+        &kc,
+        &["proj", "role", "create-token", "ml-platform", "nope"],
+    );
+    assert_eq!(o.status.code(), Some(2));
     let o = mooring(&kc, &["account", "generate-token", "--expires-in", "soon"]);
     assert_eq!(o.status.code(), Some(2));
     let o = mooring(&kc, &["account", "list", "-o", "json"]);
