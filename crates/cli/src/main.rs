@@ -3,6 +3,7 @@
 //!
 //! Exit codes: 0 ok, 1 findings/diff, 2 usage or runtime error.
 
+mod account;
 mod app;
 mod bench;
 mod bench_gitops;
@@ -46,6 +47,20 @@ enum Command {
     App {
         #[command(subcommand)]
         command: app::AppCommand,
+        #[command(flatten)]
+        common: app::Common,
+    },
+    /// Local accounts and API tokens.
+    Account {
+        #[command(subcommand)]
+        command: account::AccountCommand,
+        #[command(flatten)]
+        common: app::Common,
+    },
+    /// Projects: `can-i` answers RBAC questions from the same code the API runs.
+    Proj {
+        #[command(subcommand)]
+        command: account::ProjCommand,
         #[command(flatten)]
         common: app::Common,
     },
@@ -187,6 +202,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::App { command, common } => app::run(command, common).await,
+        Command::Account { command, common } => account::run(command, common).await,
+        Command::Proj { command, common } => account::run_proj(command, common).await,
         Command::Crds => {
             for crd in mooring_k8s::crds::all() {
                 println!("---");

@@ -25,7 +25,7 @@ pub struct UpArgs {
     /// API server port on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 6443)]
     pub port: u16,
-    /// Webhook endpoint port on 127.0.0.1.
+    /// Port on 127.0.0.1 of the HTTP endpoints: REST API (/api/v1), webhook, metrics.
     #[arg(long, default_value_t = 8080)]
     pub webhook_port: u16,
     /// Git poll interval in seconds (Argo CD's default is 180).
@@ -305,9 +305,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             )
         })?;
     let webhook_addr = listener.local_addr()?;
-    let router = mooring_server::router(controller.ctx.clone(), Default::default());
+    // No default password: the first admin token is generated now and shown once.
+    let admin_token = mooring_server::store::Store::new(client.clone(), "default")
+        .ensure_admin_token()
+        .await
+        .context("issuing the first admin token (Secret mooring-secret)")?;
+    let router = mooring_server::router(controller.ctx.clone(), Default::default()).merge(
+        mooring_server::api::router(client.clone(), mooring_server::api::ApiOptions::default()),
+    );
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
+        if let Err(e) = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        {
             tracing::error!("webhook server: {e}");
         }
     });
@@ -393,6 +405,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             labels.join(",")
         );
     }
+    println!("  api         http://{webhook_addr}/api/v1 (Authorization: Bearer <token>)");
+    match &admin_token {
+        Some(t) => {
+            println!("  admin token {t}");
+            println!("              (shown once; stored only as a hash; more with `mooring account generate-token`)");
+        }
+        None => println!(
+            "  admin token issued at first start (new ones: `mooring account generate-token`)"
+        ),
+    }
     println!(
         "  registered  {}",
         if names.is_empty() {
@@ -405,6 +427,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("try:");
     println!("  export KUBECONFIG={}", kubeconfig.display());
     println!("  mooring app list");
+    println!(
+        "  curl -H \"Authorization: Bearer $TOKEN\" http://{webhook_addr}/api/v1/applications"
+    );
+    println!("  mooring proj can-i admin sync applications default/<name>");
     println!("  mooring app wait <name> --health --timeout 120");
     println!("  kubectl get deployments -A");
     println!("  (edit and commit in {}; changes are picked up within {}s, or at once with `mooring app get <name> --refresh`)", repo.display(), args.poll);

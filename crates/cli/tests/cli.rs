@@ -219,16 +219,45 @@ fn up_converges_the_example_platform() {
         .expect("mooring up runs");
     let out = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(out).lines();
-    let mut kubeconfig = None;
+    let (mut kubeconfig, mut api, mut token) = (None, None, None);
     for line in lines.by_ref() {
         let line = line.expect("line");
-        if let Some(p) = line.trim().strip_prefix("kubeconfig  ") {
+        let line = line.trim();
+        if let Some(p) = line.strip_prefix("kubeconfig  ") {
             kubeconfig = Some(p.trim().to_string());
+        } else if let Some(p) = line.strip_prefix("api         ") {
+            api = p.split_whitespace().next().map(String::from);
+        } else if let Some(p) = line.strip_prefix("admin token ") {
+            token = Some(p.trim().to_string());
+        } else if line.starts_with("registered") {
             break;
         }
     }
     std::thread::spawn(move || lines.for_each(drop));
     let kc = kubeconfig.expect("mooring up prints its kubeconfig");
+    // The REST API is up and the first admin token (shown once) opens it.
+    let api = api.expect("mooring up prints the API URL");
+    let token = token.expect("mooring up prints the first admin token");
+    let hostport = api
+        .strip_prefix("http://")
+        .and_then(|r| r.strip_suffix("/api/v1"))
+        .expect("api url");
+    let http = |method: &str, path: &str, token: &str| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(hostport).expect("connect to the API");
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").expect("write");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let http_get = |path: &str, token: &str| http("GET", path, token);
+    let r = http_get("/api/v1/session/userinfo", &token);
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains("\"admin\""),
+        "{r}"
+    );
+    let r = http_get("/api/v1/applications", "mrg_wrong");
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
     let expected = [
         "ml-platform",
@@ -268,6 +297,39 @@ fn up_converges_the_example_platform() {
         std::thread::sleep(std::time::Duration::from_millis(500));
     };
     assert!(apps.len() >= expected.len());
+    // A sync requested over the REST API is run by the controller and recorded as the
+    // admin's.
+    let r = http(
+        "POST",
+        "/api/v1/applications/model-serving-development/sync",
+        &token,
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
+            .args([
+                "app",
+                "get",
+                "model-serving-development",
+                "-o",
+                "json",
+                "--kubeconfig",
+                &kc,
+            ])
+            .output()
+            .expect("mooring app get");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        let st = &v["status"]["operationState"];
+        if st["operation"]["initiatedBy"]["username"] == "admin" && st["phase"] == "Succeeded" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "API sync never ran: {st}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let get = Command::new(env!("CARGO_BIN_EXE_mooring"))
         .args([
             "app",
@@ -411,6 +473,9 @@ fn health_test_and_crds_commands() {
 
 #[path = "cli/policy.rs"]
 mod policy_cmd;
+
+#[path = "cli/account.rs"]
+mod account_cmd;
 // ---------------------------------------------------------------------------------------
 // mooring check
 
