@@ -17,13 +17,139 @@
 //!   alias under `with input as …`, leaving a defined rule undefined; full references have
 //!   one meaning everywhere. An alias that a local variable shadows is left alone.
 //!
+//! * **A function call in a partial set rule's head** (`violation[{"msg": f(x)}] { … }` or
+//!   `violation contains {"msg": f(x)} if { … }`). OPA evaluates the head after the body,
+//!   and an undefined call only drops that one element. regorus 0.14 instead resets the
+//!   whole rule to undefined: elements already produced are lost (a silent pass) and the
+//!   next one fails with "not an object". The head's key becomes a variable, assigned from
+//!   the same expression as the body's last statement, which regorus gets right.
+//!
 //! The scanner knows strings (with escapes), raw strings and comments, and tracks bracket
 //! nesting; it never looks inside a string or comment.
 
 /// Rewrites `text`; `v0` enables the v0-only rewrite of chained bodies.
 pub fn rewrite(text: &str, v0: bool) -> String {
     let text = resolve_imports(text);
-    rewrite_structure(&text, v0)
+    let text = rewrite_structure(&text, v0);
+    hoist_head_calls(&text)
+}
+
+/// The variable a hoisted head key is bound to (rule scopes are separate, so one name serves).
+const HOISTED_KEY: &str = "__mooring_key";
+
+/// Index of the token closing the bracket opened at `open`, if any.
+fn matching_close(tokens: &[Token], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, t) in tokens.iter().enumerate().skip(open) {
+        match t.text {
+            "(" | "[" | "{" => depth += 1,
+            ")" | "]" | "}" => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Whether the tokens contain a call: `(` right after a name.
+fn has_call(tokens: &[Token]) -> bool {
+    tokens.windows(2).any(|w| {
+        w[1].text == "("
+            && w[1].start == w[0].end
+            && w[0]
+                .text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+            && !is_keyword(w[0].text)
+    })
+}
+
+/// Move function calls out of partial set rule heads into the rule body (see the module docs).
+fn hoist_head_calls(text: &str) -> String {
+    let tokens = scan(text);
+    // (start, end, replacement) edits, in order and not overlapping.
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = &tokens[i];
+        let starts_rule = t.line_start
+            && !matches!(t.text, "package" | "import" | "default")
+            && t.text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+        let next = tokens.get(i + 1);
+        // The key's token range [from, to) and the index of the token after it.
+        let key = match next {
+            Some(n) if starts_rule && n.text == "[" && n.start == t.end => {
+                matching_close(&tokens, i + 1).map(|close| (i + 2, close, close + 1))
+            }
+            Some(n) if starts_rule && n.text == "contains" => {
+                let mut depth = 0usize;
+                let mut end = None;
+                for (j, k) in tokens.iter().enumerate().skip(i + 2) {
+                    match k.text {
+                        "(" | "[" => depth += 1,
+                        "{" if depth > 0 || j == i + 2 => depth += 1,
+                        ")" | "]" | "}" => depth = depth.saturating_sub(1),
+                        "if" | "{" if depth == 0 => {
+                            end = Some(j);
+                            break;
+                        }
+                        _ => {}
+                    }
+                    if k.line_start && j > i + 2 && depth == 0 {
+                        break;
+                    }
+                }
+                end.map(|e| (i + 2, e, e))
+            }
+            _ => None,
+        };
+        let Some((from, to, after)) = key else {
+            i += 1;
+            continue;
+        };
+        let body_open = match tokens.get(after).map(|t| t.text) {
+            Some("{") => Some(after),
+            Some("if") if tokens.get(after + 1).is_some_and(|t| t.text == "{") => Some(after + 1),
+            _ => None,
+        };
+        let (Some(open), true) = (body_open, from < to) else {
+            i = after.max(i + 1);
+            continue;
+        };
+        let Some(close) = matching_close(&tokens, open) else {
+            break;
+        };
+        if has_call(&tokens[from..to]) {
+            let (start, end) = (tokens[from].start, tokens[to - 1].end);
+            let key_text = &text[start..end];
+            edits.push((start, end, HOISTED_KEY.to_string()));
+            let sep = if tokens[close].line_start { "" } else { "; " };
+            edits.push((
+                tokens[close].start,
+                tokens[close].start,
+                format!("{sep}{HOISTED_KEY} := {key_text} "),
+            ));
+        }
+        i = close + 1;
+    }
+    if edits.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut at = 0;
+    for (start, end, replacement) in edits {
+        out.push_str(&text[at..start]);
+        out.push_str(&replacement);
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
 }
 
 /// Replace references through import aliases by full references.
@@ -313,6 +439,35 @@ mod tests {
         // Imports of keywords and whole documents are not aliases.
         let kw = "package main\nimport future.keywords.in\nimport input\np { 1 in input.x }\n";
         assert_eq!(rewrite(kw, true), kw);
+    }
+
+    #[test]
+    fn calls_in_partial_set_heads_move_into_the_body() {
+        let v0 = "package t\nviolation[{\"msg\": f(v)}] {\n  v := input.a[_]\n}\n";
+        assert_eq!(
+            rewrite(v0, true),
+            "package t\nviolation[__mooring_key] {\n  v := input.a[_]\n__mooring_key := {\"msg\": f(v)} }\n"
+        );
+        let one_line = "package t\nviolation[{\"msg\": f(v)}] { v := input.a[_] }\n";
+        assert_eq!(
+            rewrite(one_line, true),
+            "package t\nviolation[__mooring_key] { v := input.a[_] ; __mooring_key := {\"msg\": f(v)} }\n"
+        );
+        let v1 = "package t\nviolation contains {\"msg\": f(v)} if {\n  v := input.a[_]\n}\n";
+        assert_eq!(
+            rewrite(v1, false),
+            "package t\nviolation contains __mooring_key if {\n  v := input.a[_]\n__mooring_key := {\"msg\": f(v)} }\n"
+        );
+        // No call in the head, object rules, calls in bodies, one-line v1 bodies: untouched.
+        for src in [
+            "package t\nviolation[{\"msg\": m}] { m := f(1) }\n",
+            "package t\np[k] = f(k) { k := 1 }\n",
+            "package t\nf(x) = y { y := g(x) }\n",
+            "package t\ndeny contains f(1) if input.x\n",
+            "package t\ndeny contains msg if { msg := f(1) }\n",
+        ] {
+            assert_eq!(rewrite(src, true), src, "{src}");
+        }
     }
 
     #[test]

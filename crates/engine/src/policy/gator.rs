@@ -635,6 +635,9 @@ mod tests {
     fn gatekeeper_library_suites() {
         let root = PathBuf::from(std::env::var("MOORING_GKLIB").expect("set MOORING_GKLIB"));
         let mut suites = Vec::new();
+        // Every template is compiled on its own too: a partial copy holds templates whose
+        // suite or samples are missing, and "does it compile" is still worth knowing.
+        let mut template_files = Vec::new();
         let mut stack = vec![root.clone()];
         while let Some(dir) = stack.pop() {
             for entry in std::fs::read_dir(&dir).expect("readable dir").flatten() {
@@ -643,10 +646,34 @@ mod tests {
                     stack.push(path);
                 } else if path.file_name().is_some_and(|n| n == "suite.yaml") {
                     suites.push(path);
+                } else if path.file_name().is_some_and(|n| n == "template.yaml") {
+                    template_files.push(path);
                 }
             }
         }
         suites.sort();
+        template_files.sort();
+        let mut compiled = 0;
+        for path in &template_files {
+            let text = std::fs::read_to_string(path).expect("readable");
+            let outcome = read_objects(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|objects| {
+                    let mut gk = Gatekeeper::new(Limits::default());
+                    objects
+                        .iter()
+                        .try_for_each(|o| gk.add_template(o))
+                        .map_err(|e| e.to_string())
+                });
+            match outcome {
+                Ok(()) => compiled += 1,
+                Err(e) => println!("TEMPLATE {}: {e}", path.display()),
+            }
+        }
+        println!(
+            "gatekeeper-library: {compiled}/{} templates compile",
+            template_files.len()
+        );
         let (mut templates, mut templates_ok, mut cases, mut cases_ok) = (0, 0, 0, 0);
         // Cases whose files are absent from the copy (a partial checkout) are counted apart.
         let mut absent = 0;

@@ -679,6 +679,28 @@ mod tests {
     }
 
     #[test]
+    fn undefined_call_in_a_set_head_drops_only_its_element() {
+        // OPA: {"1", "2"}. regorus alone answers {} here (the undefined element for "a",
+        // evaluated last, resets the rule), or fails with "not an object" in other orders.
+        for items in [
+            serde_json::json!([{"n": "b", "x": "1"}, {"n": "c", "x": "2"}, {"n": "a"}]),
+            serde_json::json!([{"n": "a"}, {"n": "b", "x": "1"}, {"n": "c", "x": "2"}]),
+        ] {
+            for src in [
+                "package a\nviolation[{\"msg\": f(v)}] {\n  v := input.items[_]\n}\nf(v) := m { m := v.x }\n",
+                "package a\nimport rego.v1\nviolation contains {\"msg\": f(v)} if { v := input.items[_] }\nf(v) := v.x\n",
+            ] {
+                let p = policy(src);
+                assert_eq!(
+                    eval(&p, "data.a.violation", serde_json::json!({"items": items})),
+                    Some(serde_json::json!([{"msg": "1"}, {"msg": "2"}])),
+                    "{src}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn builtin_errors_are_undefined() {
         let p = policy(
             "package a\nviolation[m] { to_number(\"abc\"); m := \"bad\" }\nviolation[m] { m := \"good\" }\n",
