@@ -17,12 +17,13 @@
 //!   alias under `with input as …`, leaving a defined rule undefined; full references have
 //!   one meaning everywhere. An alias that a local variable shadows is left alone.
 //!
-//! * **A function call in a partial set rule's head** (`violation[{"msg": f(x)}] { … }` or
-//!   `violation contains {"msg": f(x)} if { … }`). OPA evaluates the head after the body,
-//!   and an undefined call only drops that one element. regorus 0.14 instead resets the
-//!   whole rule to undefined: elements already produced are lost (a silent pass) and the
-//!   next one fails with "not an object". The head's key becomes a variable, assigned from
-//!   the same expression as the body's last statement, which regorus gets right.
+//! * **A head term that can be undefined in a partial rule** (`violation[{"msg": f(x)}]`,
+//!   `violation contains {"msg": x.y} if`, `p[x.name] = x`). OPA evaluates the head after
+//!   the body, and an undefined key or value only drops that one element. regorus 0.14
+//!   instead resets the whole rule to undefined: elements already produced are lost (a
+//!   silent pass) and the next one fails with "not an object". Such a key (or value)
+//!   becomes a variable, assigned from the same expression at the end of the body, which
+//!   regorus gets right. Heads that only name body variables are left alone.
 //!
 //! The scanner knows strings (with escapes), raw strings and comments, and tracks bracket
 //! nesting; it never looks inside a string or comment.
@@ -34,8 +35,10 @@ pub fn rewrite(text: &str, v0: bool) -> String {
     hoist_head_calls(&text)
 }
 
-/// The variable a hoisted head key is bound to (rule scopes are separate, so one name serves).
+/// The variables hoisted head terms are bound to (rule scopes are separate, so one name
+/// of each serves).
 const HOISTED_KEY: &str = "__mooring_key";
+const HOISTED_VALUE: &str = "__mooring_value";
 
 /// Index of the token closing the bracket opened at `open`, if any.
 fn matching_close(tokens: &[Token], open: usize) -> Option<usize> {
@@ -55,20 +58,44 @@ fn matching_close(tokens: &[Token], open: usize) -> Option<usize> {
     None
 }
 
-/// Whether the tokens contain a call: `(` right after a name.
-fn has_call(tokens: &[Token]) -> bool {
-    tokens.windows(2).any(|w| {
-        w[1].text == "("
-            && w[1].start == w[0].end
-            && w[0]
-                .text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
-            && !is_keyword(w[0].text)
+/// End (exclusive) of a head term starting at `from`: the `if` or body `{` that follows it
+/// at depth 0 on the same line.
+fn term_end(tokens: &[Token], from: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (j, k) in tokens.iter().enumerate().skip(from) {
+        if k.line_start && j > from && depth == 0 {
+            return None;
+        }
+        match k.text {
+            "(" | "[" => depth += 1,
+            "{" if depth > 0 || j == from => depth += 1,
+            ")" | "]" | "}" => depth = depth.saturating_sub(1),
+            "if" | "{" => return Some(j),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Whether a head term can be undefined: it calls a function or reads a reference (a
+/// dotted name or an index), rather than naming variables the body binds.
+fn can_be_undefined(tokens: &[Token]) -> bool {
+    tokens.iter().enumerate().any(|(i, t)| {
+        let name = t
+            .text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+        (name && t.text.contains('.') && !t.text.starts_with(|c: char| c.is_ascii_digit()))
+            || (t.text == "[" && i > 0)
+            || (t.text == "("
+                && i > 0
+                && t.start == tokens[i - 1].end
+                && !is_keyword(tokens[i - 1].text))
     })
 }
 
-/// Move function calls out of partial set rule heads into the rule body (see the module docs).
+/// Move head terms that can be undefined out of partial rule heads into the rule body
+/// (see the module docs).
 fn hoist_head_calls(text: &str) -> String {
     let tokens = scan(text);
     // (start, end, replacement) edits, in order and not overlapping.
@@ -81,31 +108,23 @@ fn hoist_head_calls(text: &str) -> String {
             && t.text
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
-        let next = tokens.get(i + 1);
-        // The key's token range [from, to) and the index of the token after it.
-        let key = match next {
+        // The key's token range [from, to), and the value's, if the rule has one.
+        let mut value: Option<(usize, usize)> = None;
+        let key = match tokens.get(i + 1) {
             Some(n) if starts_rule && n.text == "[" && n.start == t.end => {
-                matching_close(&tokens, i + 1).map(|close| (i + 2, close, close + 1))
+                matching_close(&tokens, i + 1).and_then(|close| {
+                    match tokens.get(close + 1).map(|t| t.text) {
+                        Some("=" | ":=") => {
+                            let end = term_end(&tokens, close + 2)?;
+                            value = Some((close + 2, end));
+                            Some((i + 2, close, end))
+                        }
+                        _ => Some((i + 2, close, close + 1)),
+                    }
+                })
             }
             Some(n) if starts_rule && n.text == "contains" => {
-                let mut depth = 0usize;
-                let mut end = None;
-                for (j, k) in tokens.iter().enumerate().skip(i + 2) {
-                    match k.text {
-                        "(" | "[" => depth += 1,
-                        "{" if depth > 0 || j == i + 2 => depth += 1,
-                        ")" | "]" | "}" => depth = depth.saturating_sub(1),
-                        "if" | "{" if depth == 0 => {
-                            end = Some(j);
-                            break;
-                        }
-                        _ => {}
-                    }
-                    if k.line_start && j > i + 2 && depth == 0 {
-                        break;
-                    }
-                }
-                end.map(|e| (i + 2, e, e))
+                term_end(&tokens, i + 2).map(|end| (i + 2, end, end))
             }
             _ => None,
         };
@@ -125,15 +144,24 @@ fn hoist_head_calls(text: &str) -> String {
         let Some(close) = matching_close(&tokens, open) else {
             break;
         };
-        if has_call(&tokens[from..to]) {
-            let (start, end) = (tokens[from].start, tokens[to - 1].end);
-            let key_text = &text[start..end];
-            edits.push((start, end, HOISTED_KEY.to_string()));
+        let mut assigns = String::new();
+        for (range, var) in [(Some((from, to)), HOISTED_KEY), (value, HOISTED_VALUE)] {
+            let Some((a, b)) = range else {
+                continue;
+            };
+            if a < b && can_be_undefined(&tokens[a..b]) {
+                let (start, end) = (tokens[a].start, tokens[b - 1].end);
+                edits.push((start, end, var.to_string()));
+                assigns.push_str(&format!("{var} := {}; ", &text[start..end]));
+            }
+        }
+        if !assigns.is_empty() {
             let sep = if tokens[close].line_start { "" } else { "; " };
+            let assigns = assigns.trim_end_matches("; ");
             edits.push((
                 tokens[close].start,
                 tokens[close].start,
-                format!("{sep}{HOISTED_KEY} := {key_text} "),
+                format!("{sep}{assigns} "),
             ));
         }
         i = close + 1;
@@ -458,10 +486,20 @@ mod tests {
             rewrite(v1, false),
             "package t\nviolation contains __mooring_key if {\n  v := input.a[_]\n__mooring_key := {\"msg\": f(v)} }\n"
         );
-        // No call in the head, object rules, calls in bodies, one-line v1 bodies: untouched.
+        let object = "package t\np[x.name] = x { x := input.a[_] }\n";
+        assert_eq!(
+            rewrite(object, true),
+            "package t\np[__mooring_key] = x { x := input.a[_] ; __mooring_key := x.name }\n"
+        );
+        let both = "package t\np[k] := f(k) if { k := 1 }\n";
+        assert_eq!(
+            rewrite(both, false),
+            "package t\np[k] := __mooring_value if { k := 1 ; __mooring_value := f(k) }\n"
+        );
+        // Heads naming body variables, calls in bodies, one-line v1 bodies: untouched.
         for src in [
-            "package t\nviolation[{\"msg\": m}] { m := f(1) }\n",
-            "package t\np[k] = f(k) { k := 1 }\n",
+            "package t\nviolation[{\"msg\": m, \"details\": {}}] { m := f(1) }\n",
+            "package t\np[k] = v { k := 1; v := 2 }\n",
             "package t\nf(x) = y { y := g(x) }\n",
             "package t\ndeny contains f(1) if input.x\n",
             "package t\ndeny contains msg if { msg := f(1) }\n",

@@ -689,6 +689,8 @@ mod tests {
             for src in [
                 "package a\nviolation[{\"msg\": f(v)}] {\n  v := input.items[_]\n}\nf(v) := m { m := v.x }\n",
                 "package a\nimport rego.v1\nviolation contains {\"msg\": f(v)} if { v := input.items[_] }\nf(v) := v.x\n",
+                "package a\nviolation[{\"msg\": v.x}] { v := input.items[_] }\n",
+                "package a\nviolation[{\"msg\": m}] { items[_] = v; m := v.x }\nitems[v.x] = v { v := input.items[_] }\n",
             ] {
                 let p = policy(src);
                 assert_eq!(
