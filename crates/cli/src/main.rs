@@ -3,6 +3,7 @@
 //!
 //! Exit codes: 0 ok, 1 findings/diff, 2 usage or runtime error.
 
+mod account;
 mod app;
 mod appset;
 mod bench;
@@ -10,6 +11,7 @@ mod bench_appset;
 mod bench_gitops;
 mod bench_policy;
 mod check;
+mod cluster;
 mod policy;
 mod up;
 
@@ -31,10 +33,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Embedded Kubernetes-compatible clusters.
+    /// Embedded clusters, and the destination clusters Mooring deploys to.
     Cluster {
         #[command(subcommand)]
         command: ClusterCommand,
+        #[command(flatten)]
+        common: cluster::ClusterCommon,
     },
     /// Measure the embedded cluster (figures recorded in docs/benchmarks.md).
     Bench(bench::BenchArgs),
@@ -52,6 +56,20 @@ enum Command {
     Appset {
         #[command(subcommand)]
         command: appset::AppSetCommand,
+        #[command(flatten)]
+        common: app::Common,
+    },
+    /// Local accounts and API tokens.
+    Account {
+        #[command(subcommand)]
+        command: account::AccountCommand,
+        #[command(flatten)]
+        common: app::Common,
+    },
+    /// Projects: `can-i` answers RBAC questions from the same code the API runs.
+    Proj {
+        #[command(subcommand)]
+        command: account::ProjCommand,
         #[command(flatten)]
         common: app::Common,
     },
@@ -83,6 +101,8 @@ enum HealthCommand {
 
 #[derive(Subcommand)]
 enum ClusterCommand {
+    #[command(flatten)]
+    Registry(cluster::RegistryCommand),
     /// Run an embedded cluster in the foreground until Ctrl-C.
     Start {
         /// Cluster name (also the kubeconfig context).
@@ -134,6 +154,10 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Cluster {
+            command: ClusterCommand::Registry(command),
+            common,
+        } => cluster::run(command, common).await,
+        Command::Cluster {
             command:
                 ClusterCommand::Start {
                     name,
@@ -142,6 +166,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     nodes,
                     speed,
                 },
+            ..
         } => {
             if !(speed > 0.0 && speed.is_finite()) {
                 anyhow::bail!("--speed must be a positive number, got {speed}");
@@ -187,6 +212,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::App { command, common } => app::run(command, common).await,
         Command::Appset { command, common } => appset::run(command, common).await,
+        Command::Account { command, common } => account::run(command, common).await,
+        Command::Proj { command, common } => account::run_proj(command, common).await,
         Command::Crds => {
             for crd in mooring_k8s::crds::all() {
                 println!("---");

@@ -25,7 +25,7 @@ pub struct UpArgs {
     /// API server port on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 6443)]
     pub port: u16,
-    /// Webhook endpoint port on 127.0.0.1.
+    /// Port on 127.0.0.1 of the HTTP endpoints: REST API (/api/v1), webhook, metrics.
     #[arg(long, default_value_t = 8080)]
     pub webhook_port: u16,
     /// Git poll interval in seconds (Argo CD's default is 180).
@@ -37,6 +37,65 @@ pub struct UpArgs {
     /// Argo CD-layout directory of custom `health.lua` checks.
     #[arg(long)]
     pub health_dir: Option<PathBuf>,
+    /// Extra embedded destination clusters, registered as Argo CD cluster Secrets: a count
+    /// (`3`: cluster-1..3) or `NAME[:KEY=VALUE,…]` entries separated by `;` (labels for the
+    /// ApplicationSet clusters generator), e.g.
+    /// `prod-east:environment=production,workload-type=inference;prod-west:environment=production`.
+    #[arg(long, value_parser = parse_fleet)]
+    pub clusters: Option<Fleet>,
+}
+
+/// The extra embedded clusters of `--clusters`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Fleet(pub Vec<FleetMember>);
+
+/// One extra embedded cluster of `--clusters`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetMember {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+fn parse_fleet(s: &str) -> Result<Fleet, String> {
+    if let Ok(n) = s.trim().parse::<usize>() {
+        if n > 64 {
+            return Err(format!("--clusters {n}: at most 64 embedded clusters"));
+        }
+        return Ok(Fleet(
+            (1..=n)
+                .map(|i| FleetMember {
+                    name: format!("cluster-{i}"),
+                    labels: Default::default(),
+                })
+                .collect(),
+        ));
+    }
+    let mut out = Vec::new();
+    for part in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, labels) = part.split_once(':').unwrap_or((part, ""));
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !valid {
+            return Err(format!(
+                "cluster name {name:?}: use letters, digits and '-'"
+            ));
+        }
+        let labels = labels
+            .split(',')
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(crate::cluster::parse_label)
+            .collect::<Result<_, _>>()?;
+        out.push(FleetMember {
+            name: name.to_string(),
+            labels,
+        });
+    }
+    if out.is_empty() {
+        return Err("expected a count or NAME[:KEY=VALUE,…];…".into());
+    }
+    Ok(Fleet(out))
 }
 
 /// Run the git CLI in `dir` with a fixed identity; stdout, trimmed.
@@ -246,12 +305,54 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             )
         })?;
     let webhook_addr = listener.local_addr()?;
-    let router = mooring_server::router(controller.ctx.clone(), Default::default());
+    // No default password: the first admin token is generated now and shown once.
+    let admin_token = mooring_server::store::Store::new(client.clone(), "default")
+        .ensure_admin_token()
+        .await
+        .context("issuing the first admin token (Secret mooring-secret)")?;
+    let router = mooring_server::router(controller.ctx.clone(), Default::default()).merge(
+        mooring_server::api::router(client.clone(), mooring_server::api::ApiOptions::default()),
+    );
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
+        if let Err(e) = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        {
             tracing::error!("webhook server: {e}");
         }
     });
+
+    // The fleet: extra embedded clusters, registered like any destination.
+    let mut fleet = Vec::new();
+    for member in args.clusters.iter().flat_map(|f| f.0.iter()) {
+        let c = mooring_apiserver::Cluster::start(mooring_apiserver::ClusterOptions {
+            name: member.name.clone(),
+            port: 0,
+            data_dir: Some(args.data_dir.join("clusters").join(&member.name)),
+            sim: mooring_apiserver::sim::SimOptions {
+                speed: args.speed,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("starting embedded cluster {}", member.name))?;
+        crate::cluster::register(
+            &client,
+            "default",
+            &mooring_k8s::registry::ClusterEntry {
+                name: member.name.clone(),
+                server: c.url(),
+                config: Default::default(),
+                labels: member.labels.clone(),
+                annotations: Default::default(),
+            },
+        )
+        .await?;
+        fleet.push(c);
+    }
 
     let mut names = Vec::new();
     for app in top_level_applications(&repo)? {
@@ -288,6 +389,32 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("  kubeconfig  {}", kubeconfig.display());
     println!("  git repo    {repo_url}");
     println!("  webhook     http://{webhook_addr}/api/webhook");
+    for (c, member) in fleet
+        .iter()
+        .zip(args.clusters.iter().flat_map(|f| f.0.iter()))
+    {
+        let labels: Vec<String> = member
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!(
+            "  cluster     {} {} {}",
+            member.name,
+            c.url(),
+            labels.join(",")
+        );
+    }
+    println!("  api         http://{webhook_addr}/api/v1 (Authorization: Bearer <token>)");
+    match &admin_token {
+        Some(t) => {
+            println!("  admin token {t}");
+            println!("              (shown once; stored only as a hash; more with `mooring account generate-token`)");
+        }
+        None => println!(
+            "  admin token issued at first start (new ones: `mooring account generate-token`)"
+        ),
+    }
     println!(
         "  registered  {}",
         if names.is_empty() {
@@ -300,6 +427,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("try:");
     println!("  export KUBECONFIG={}", kubeconfig.display());
     println!("  mooring app list");
+    println!(
+        "  curl -H \"Authorization: Bearer $TOKEN\" http://{webhook_addr}/api/v1/applications"
+    );
+    println!("  mooring proj can-i admin sync applications default/<name>");
     println!("  mooring app wait <name> --health --timeout 120");
     println!("  kubectl get deployments -A");
     println!("  (edit and commit in {}; changes are picked up within {}s, or at once with `mooring app get <name> --refresh`)", repo.display(), args.poll);
@@ -333,6 +464,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     drop(controller);
+    for c in fleet {
+        c.stop();
+    }
     cluster.stop();
     Ok(())
 }

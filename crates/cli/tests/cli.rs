@@ -99,6 +99,99 @@ fn bad_arguments_exit_2_with_a_message() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--speed"));
 }
 
+/// Starts `mooring cluster start` in `data`; the child and its kubeconfig path.
+fn start_cluster(name: &str, data: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .args([
+            "cluster",
+            "start",
+            "--name",
+            name,
+            "--port",
+            "0",
+            "--data-dir",
+        ])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mooring runs");
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(out).lines();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        if let Some(p) = line.strip_prefix("kubeconfig: ") {
+            std::thread::spawn(move || lines.for_each(drop));
+            return (child, p.to_string());
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("mooring cluster start printed no kubeconfig line");
+}
+
+/// `cluster add` registers a kubeconfig context as an Argo CD cluster Secret, `list` shows
+/// it reachable with its labels, `rm` removes it; a wrong context is a clear error.
+#[test]
+fn cluster_add_list_rm() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut mgmt, mgmt_kc) = start_cluster("mgmt", &dir.path().join("mgmt"));
+    let (mut gpu, gpu_kc) = start_cluster("gpu-a", &dir.path().join("gpu"));
+    let mooring = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mooring"))
+            .args(args)
+            .args(["--kubeconfig", &mgmt_kc])
+            .output()
+            .expect("mooring runs")
+    };
+    let add = mooring(&[
+        "cluster",
+        "add",
+        "gpu-a",
+        "--from",
+        &gpu_kc,
+        "-l",
+        "accelerator=a100",
+    ]);
+    let text = String::from_utf8_lossy(&add.stdout);
+    assert_eq!(
+        add.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    assert!(text.contains("registered: reachable"), "{text}");
+    let list = mooring(&["cluster", "list", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
+    let gpu_entry = v
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["name"] == "gpu-a"))
+        .unwrap_or_else(|| panic!("{v}"))
+        .clone();
+    assert_eq!(gpu_entry["status"], "Reachable");
+    assert_eq!(gpu_entry["labels"]["accelerator"], "a100");
+    assert!(gpu_entry["version"]
+        .as_str()
+        .is_some_and(|s| s.starts_with('v')));
+    let table = String::from_utf8_lossy(&mooring(&["cluster", "list"]).stdout).into_owned();
+    assert!(
+        table.contains("in-cluster") && table.contains("gpu-a"),
+        "{table}"
+    );
+    let bad = mooring(&["cluster", "add", "nope", "--from", &gpu_kc]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("has no context \"nope\""));
+    let rm = mooring(&["cluster", "rm", "gpu-a"]);
+    assert_eq!(rm.status.code(), Some(0));
+    let list = mooring(&["cluster", "list", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    let _ = mgmt.kill();
+    let _ = gpu.kill();
+    let _ = mgmt.wait();
+    let _ = gpu.wait();
+}
+
 /// `mooring up` from a clean checkout brings every example application to Synced and
 /// Healthy, and the `app` commands report it.
 #[test]
@@ -115,6 +208,8 @@ fn up_converges_the_example_platform() {
             "0",
             "--speed",
             "20",
+            "--clusters",
+            "prod-east:environment=production,workload-type=inference;prod-west:environment=production",
             "--data-dir",
         ])
         .arg(data.path())
@@ -124,16 +219,45 @@ fn up_converges_the_example_platform() {
         .expect("mooring up runs");
     let out = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(out).lines();
-    let mut kubeconfig = None;
+    let (mut kubeconfig, mut api, mut token) = (None, None, None);
     for line in lines.by_ref() {
         let line = line.expect("line");
-        if let Some(p) = line.trim().strip_prefix("kubeconfig  ") {
+        let line = line.trim();
+        if let Some(p) = line.strip_prefix("kubeconfig  ") {
             kubeconfig = Some(p.trim().to_string());
+        } else if let Some(p) = line.strip_prefix("api         ") {
+            api = p.split_whitespace().next().map(String::from);
+        } else if let Some(p) = line.strip_prefix("admin token ") {
+            token = Some(p.trim().to_string());
+        } else if line.starts_with("registered") {
             break;
         }
     }
     std::thread::spawn(move || lines.for_each(drop));
     let kc = kubeconfig.expect("mooring up prints its kubeconfig");
+    // The REST API is up and the first admin token (shown once) opens it.
+    let api = api.expect("mooring up prints the API URL");
+    let token = token.expect("mooring up prints the first admin token");
+    let hostport = api
+        .strip_prefix("http://")
+        .and_then(|r| r.strip_suffix("/api/v1"))
+        .expect("api url");
+    let http = |method: &str, path: &str, token: &str| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(hostport).expect("connect to the API");
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").expect("write");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let http_get = |path: &str, token: &str| http("GET", path, token);
+    let r = http_get("/api/v1/session/userinfo", &token);
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains("\"admin\""),
+        "{r}"
+    );
+    let r = http_get("/api/v1/applications", "mrg_wrong");
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
     let expected = [
         "ml-platform",
@@ -142,6 +266,7 @@ fn up_converges_the_example_platform() {
         "training-platform-development",
         "inference-service-development",
         "infrastructure-development",
+        "policies-development",
     ];
     let apps = loop {
         let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
@@ -172,6 +297,39 @@ fn up_converges_the_example_platform() {
         std::thread::sleep(std::time::Duration::from_millis(500));
     };
     assert!(apps.len() >= expected.len());
+    // A sync requested over the REST API is run by the controller and recorded as the
+    // admin's.
+    let r = http(
+        "POST",
+        "/api/v1/applications/model-serving-development/sync",
+        &token,
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
+            .args([
+                "app",
+                "get",
+                "model-serving-development",
+                "-o",
+                "json",
+                "--kubeconfig",
+                &kc,
+            ])
+            .output()
+            .expect("mooring app get");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        let st = &v["status"]["operationState"];
+        if st["operation"]["initiatedBy"]["username"] == "admin" && st["phase"] == "Succeeded" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "API sync never ran: {st}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let get = Command::new(env!("CARGO_BIN_EXE_mooring"))
         .args([
             "app",
@@ -249,6 +407,30 @@ fn up_converges_the_example_platform() {
         "converged: no diff: {}",
         String::from_utf8_lossy(&diff.stdout)
     );
+    // The fleet of `--clusters`: registered, reachable, labelled; the policy pack is in force.
+    let list = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .args(["cluster", "list", "-o", "json", "--kubeconfig", &kc])
+        .output()
+        .expect("mooring cluster list");
+    let clusters: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
+    let clusters = clusters.as_array().expect("list");
+    assert_eq!(clusters.len(), 3, "{clusters:?}");
+    for c in clusters {
+        assert_eq!(c["status"], "Reachable", "{c}");
+    }
+    let east = clusters
+        .iter()
+        .find(|c| c["name"] == "prod-east")
+        .expect("prod-east");
+    assert_eq!(east["labels"]["workload-type"], "inference");
+    let in_cluster = clusters
+        .iter()
+        .find(|c| c["name"] == "in-cluster")
+        .expect("in-cluster");
+    assert!(
+        in_cluster["applications"].as_u64().unwrap_or(0) >= 6,
+        "{in_cluster}"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -291,6 +473,9 @@ fn health_test_and_crds_commands() {
 
 #[path = "cli/policy.rs"]
 mod policy_cmd;
+
+#[path = "cli/account.rs"]
+mod account_cmd;
 // ---------------------------------------------------------------------------------------
 // mooring check
 

@@ -9,6 +9,7 @@
 //! workers runs [`reconcile::reconcile`] on it, one app at a time per name.
 
 pub mod appset;
+pub mod clusters;
 pub mod operation;
 pub mod policy;
 pub mod reconcile;
@@ -189,6 +190,8 @@ pub struct Context {
     render_inputs: Mutex<HashMap<mooring_render::CacheKey, Vec<String>>>,
     /// The compiled Gatekeeper policy in force (see [`policy`]).
     pub policy: policy::PolicyCache,
+    /// Watch and connect tasks of each destination cluster, by server URL (see [`clusters`]).
+    cluster_tasks: Mutex<HashMap<String, Vec<tokio::task::JoinHandle<()>>>>,
     queue: mpsc::UnboundedSender<String>,
 }
 
@@ -416,6 +419,16 @@ impl Drop for Controller {
         for t in &self.tasks {
             t.abort();
         }
+        let clusters = std::mem::take(
+            &mut *self
+                .ctx
+                .cluster_tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for t in clusters.into_values().flatten() {
+            t.abort();
+        }
     }
 }
 
@@ -446,6 +459,7 @@ impl Context {
             app_index: RwLock::new(HashMap::new()),
             render_inputs: Mutex::new(HashMap::new()),
             policy: policy::PolicyCache::default(),
+            cluster_tasks: Mutex::new(HashMap::new()),
             queue: tx,
         }))
     }
@@ -454,29 +468,32 @@ impl Context {
 impl Controller {
     /// Register a destination cluster under its server URL (and name): its managed
     /// objects get their own watch-fed cache, whose changes trigger self-heal like the
-    /// management cluster's. Apps targeting it are refreshed.
+    /// management cluster's. Waits for the first connection attempt (up to the connect
+    /// timeout); an unreachable cluster stays registered and is retried with backoff.
     pub async fn add_cluster(
         &mut self,
         name: &str,
         server: &str,
         client: kube::Client,
     ) -> Result<(), ControllerError> {
-        let cluster = ClusterClient::new(name, client);
-        let tasks = cluster.start_cache().await?;
-        self.tasks.extend(tasks);
-        self.tasks
-            .push(tokio::spawn(watch_live(self.ctx.clone(), cluster.clone())));
-        {
-            let mut clusters = self
-                .ctx
-                .clusters
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            clusters.insert(server.to_string(), cluster.clone());
-            clusters.insert(name.to_string(), cluster);
-        }
-        for key in all_app_keys(&self.ctx).await {
-            self.ctx.enqueue(&key);
+        clusters::register(&self.ctx, name, server, client).await;
+        let started = Instant::now();
+        while started.elapsed() < mooring_k8s::registry::CONNECT_TIMEOUT * 2 {
+            let c = self.ctx.cluster_for(&ApplicationDestination {
+                server: Some(server.to_string()),
+                ..Default::default()
+            })?;
+            match c.connection() {
+                mooring_k8s::cluster::Connection::Connecting => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                mooring_k8s::cluster::Connection::Connected { .. } => return Ok(()),
+                mooring_k8s::cluster::Connection::Unreachable { error } => {
+                    return Err(ControllerError::Internal(format!(
+                        "cluster {name} ({server}) is unreachable: {error}; retrying in the background"
+                    )))
+                }
+            }
         }
         Ok(())
     }
@@ -514,12 +531,14 @@ impl Controller {
             app_index: RwLock::new(HashMap::new()),
             render_inputs: Mutex::new(HashMap::new()),
             policy: policy::PolicyCache::default(),
+            cluster_tasks: Mutex::new(HashMap::new()),
             queue: tx,
         });
         tasks.push(tokio::spawn(watch_apps(ctx.clone())));
         tasks.push(tokio::spawn(watch_live(ctx.clone(), mgmt.clone())));
         tasks.push(tokio::spawn(poll(ctx.clone())));
         tasks.push(tokio::spawn(watch_repository_secrets(ctx.clone())));
+        tasks.push(tokio::spawn(clusters::watch_cluster_secrets(ctx.clone())));
         tasks.push(tokio::spawn(policy::watch_templates(ctx.clone())));
         tasks.push(tokio::spawn(policy::audit_loop(ctx.clone())));
         tasks.push(tokio::spawn(work(ctx.clone(), rx)));
@@ -577,7 +596,7 @@ async fn watch_apps(ctx: Arc<Context>) {
 }
 
 /// Live changes of managed objects → queue (self-heal, health updates).
-async fn watch_live(ctx: Arc<Context>, cluster: Arc<ClusterClient>) {
+pub(crate) async fn watch_live(ctx: Arc<Context>, cluster: Arc<ClusterClient>) {
     let mut rx = cluster.subscribe();
     loop {
         match rx.recv().await {

@@ -117,6 +117,17 @@ pub async fn desired_state(
     };
     let dest_ns = app.spec.destination.namespace.clone().unwrap_or_default();
     let mut out = Vec::with_capacity(manifests.len());
+    // Scopes of the kinds CRDs in this render define (their kinds are not served yet).
+    let crd_scopes: std::collections::HashMap<(String, String), bool> = manifests
+        .iter()
+        .filter(|m| m.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition"))
+        .filter_map(|m| {
+            let group = m.pointer("/spec/group")?.as_str()?.to_string();
+            let kind = m.pointer("/spec/names/kind")?.as_str()?.to_string();
+            let namespaced = m.pointer("/spec/scope").and_then(Value::as_str) != Some("Cluster");
+            Some(((group, kind), namespaced))
+        })
+        .collect();
     for m in manifests.iter() {
         let mut obj = m.clone();
         let api_version = obj
@@ -129,15 +140,29 @@ pub async fn desired_state(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        // Namespaced objects without a namespace go to the destination namespace; for a
-        // kind the cluster does not serve yet (a CRD in an earlier wave) assume namespaced
-        // unless it is one of the well-known cluster-scoped kinds.
+        // Namespaced objects without a namespace go to the destination namespace. For a
+        // kind the cluster does not serve yet, the scope comes from its CRD in this render;
+        // Gatekeeper's templates and constraints (whose CRDs Gatekeeper or the controller
+        // creates) are cluster-scoped; other kinds are assumed namespaced unless they are
+        // well-known cluster-scoped ones. A wrong guess would change the object's key
+        // between the plan and the apply.
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
         let namespaced = match cluster.is_namespaced(&api_version, &kind).await {
             Some(n) => n,
-            None => !matches!(
-                kind.as_str(),
-                "Namespace" | "CustomResourceDefinition" | "ClusterRole" | "ClusterRoleBinding"
-            ),
+            None => match crd_scopes.get(&(group.to_string(), kind.clone())) {
+                Some(n) => *n,
+                None => {
+                    !(group == "constraints.gatekeeper.sh"
+                        || matches!(
+                            kind.as_str(),
+                            "Namespace"
+                                | "CustomResourceDefinition"
+                                | "ClusterRole"
+                                | "ClusterRoleBinding"
+                                | "ConstraintTemplate"
+                        ))
+                }
+            },
         };
         let meta = obj
             .get_mut("metadata")
@@ -337,6 +362,16 @@ pub async fn reconcile(
             return Ok(Action::Idle);
         }
     };
+    if let mooring_k8s::cluster::Connection::Unreachable { error } = cluster.connection() {
+        // Nothing can be compared: say so (sync and health Unknown) and look again soon;
+        // the connection task re-queues the app as soon as the cluster answers.
+        let message = format!(
+            "destination cluster {} is unreachable ({error}); retrying with backoff",
+            cluster.name
+        );
+        write_unknown(&ctx, &app, &message).await?;
+        return Ok(Action::RequeueAfter(Duration::from_secs(30)));
+    }
     // Cascading delete (Argo CD's resources finalizer): remove the app's resources, then
     // let the Application go.
     if app.metadata.get("deletionTimestamp").is_some() {
@@ -467,6 +502,33 @@ pub async fn write_status(
         "health": c.health,
         "resources": c.resources,
         "conditions": conds,
+        "reconciledAt": now(),
+    }});
+    ctx.patch_app(app, patch).await
+}
+
+/// The destination cannot be reached: sync and health `Unknown`, a `ComparisonError`.
+async fn write_unknown(
+    ctx: &Context,
+    app: &Application,
+    message: &str,
+) -> Result<(), ControllerError> {
+    let mut conds = conditions_except(app, &["ComparisonError"]);
+    let unchanged = app.status.as_ref().is_some_and(|s| {
+        s.health.status == HealthStatusCode::Unknown
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "ComparisonError" && c.message == message)
+    });
+    if unchanged {
+        return Ok(());
+    }
+    conds.push(condition("ComparisonError", message));
+    let revision = app.status.as_ref().and_then(|s| s.sync.revision.clone());
+    let patch = json!({"status": {
+        "conditions": conds,
+        "sync": SyncStatus { status: SyncStatusCode::Unknown, revision },
+        "health": {"status": "Unknown", "message": message},
         "reconciledAt": now(),
     }});
     ctx.patch_app(app, patch).await

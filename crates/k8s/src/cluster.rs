@@ -131,6 +131,17 @@ pub struct LiveChange {
     pub key: ResourceKey,
 }
 
+/// Whether a cluster can be reached (set by whoever connects it: the controller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    /// Not tried yet.
+    Connecting,
+    /// Discovery succeeded; the server's version (`v1.31.0`).
+    Connected { version: String },
+    /// The last attempt failed with this error; retried with backoff.
+    Unreachable { error: String },
+}
+
 /// A connection to one cluster.
 pub struct ClusterClient {
     pub name: String,
@@ -138,6 +149,7 @@ pub struct ClusterClient {
     kinds: RwLock<HashMap<(String, String), Kind>>,
     live: Arc<RwLock<LiveCache>>,
     changes: broadcast::Sender<LiveChange>,
+    connection: RwLock<Connection>,
 }
 
 impl ClusterClient {
@@ -149,7 +161,32 @@ impl ClusterClient {
             kinds: RwLock::new(HashMap::new()),
             live: Arc::new(RwLock::new(LiveCache::default())),
             changes,
+            connection: RwLock::new(Connection::Connecting),
         })
+    }
+
+    /// The last known reachability.
+    pub fn connection(&self) -> Connection {
+        self.connection
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set_connection(&self, c: Connection) {
+        *self
+            .connection
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = c;
+    }
+
+    /// Ask the server for its version (`GET /version`).
+    pub async fn server_version(&self) -> Result<String, K8sError> {
+        self.client
+            .apiserver_version()
+            .await
+            .map(|v| v.git_version)
+            .map_err(|e| K8sError::from_kube("/version", e))
     }
 
     pub fn client(&self) -> &kube::Client {

@@ -10,6 +10,7 @@ pub use kube;
 
 pub mod cluster;
 pub mod crds;
+pub mod registry;
 
 use std::path::Path;
 

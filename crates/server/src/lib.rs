@@ -6,6 +6,14 @@
 //! a body cap. A push refreshes only the applications whose repository it names and —
 //! when the payload lists the changed files — whose source path it touches, as Argo CD
 //! does.
+//!
+//! The REST API (`/api/v1/…`, [`api`]) with its accounts and tokens ([`auth`], [`store`])
+//! and Argo CD's RBAC model ([`rbac`]) lives here too.
+
+pub mod api;
+pub mod auth;
+pub mod rbac;
+pub mod store;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};

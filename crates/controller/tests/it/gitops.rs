@@ -514,3 +514,116 @@ async fn a_second_destination_cluster_has_its_own_cache_and_self_heal() {
     })
     .await;
 }
+
+/// Clusters registered the Argo CD way (cluster Secrets): an app on a registered cluster
+/// converges while another cluster is unreachable, the unreachable one's app says so with
+/// status Unknown, and deleting a Secret unregisters its cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_secrets_register_destinations_and_an_unreachable_one_stalls_nothing() {
+    use mooring_k8s::registry::{secret_for, ClusterConfig, ClusterEntry};
+    let repo = Repo::new();
+    repo.write("apps/model/config.yaml", CONFIG);
+    let c1 = repo.commit("v1");
+    let e = env().await;
+    let remote = mooring_apiserver::Cluster::start(mooring_apiserver::ClusterOptions {
+        name: "gpu-west".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("second cluster");
+    let remote_client = mooring_k8s::client_from_kubeconfig(remote.kubeconfig_path())
+        .await
+        .expect("client");
+    // A port nothing listens on.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", l.local_addr().expect("addr"))
+    };
+    let secrets: Api<DynamicObject> = Api::namespaced_with(
+        e.client.clone(),
+        "default",
+        &mooring_k8s::kube::core::ApiResource::from_gvk_with_plural(
+            &mooring_k8s::kube::core::GroupVersionKind::gvk("", "v1", "Secret"),
+            "secrets",
+        ),
+    );
+    for (name, server) in [("gpu-west", remote.url()), ("gone", dead.clone())] {
+        let entry = ClusterEntry {
+            name: name.into(),
+            server,
+            config: ClusterConfig::default(),
+            labels: [("environment".to_string(), "production".to_string())].into(),
+            annotations: Default::default(),
+        };
+        let secret: DynamicObject =
+            serde_json::from_value(secret_for(&entry, "default")).expect("secret");
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("create cluster secret");
+    }
+    let apps = apps(&e.client);
+    for (name, server) in [("west", remote.url()), ("lost", dead.clone())] {
+        let mut spec = application(name, &repo.url(), "apps/model", json!({}));
+        spec["spec"]["destination"]["server"] = json!(server);
+        let app: DynamicObject = serde_json::from_value(spec).expect("app");
+        apps.create(&PostParams::default(), &app)
+            .await
+            .expect("create");
+    }
+    wait_synced_healthy(&apps, "west", &c1).await;
+    let remote_cms = api(&remote_client, "", "v1", "ConfigMap", "configmaps");
+    assert!(remote_cms
+        .get_opt("model-config")
+        .await
+        .expect("get")
+        .is_some());
+    let lost = eventually(30, "the unreachable cluster's app says so", || async {
+        let a = app_status(&apps, "lost").await;
+        let unreachable = a["status"]["conditions"].as_array()?.iter().any(|c| {
+            c["type"] == "ComparisonError"
+                && c["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("unreachable"))
+        });
+        unreachable.then_some(a)
+    })
+    .await;
+    assert_eq!(lost["status"]["sync"]["status"], "Unknown", "{lost}");
+    assert_eq!(lost["status"]["health"]["status"], "Unknown", "{lost}");
+    // Deleting the Secret unregisters the cluster.
+    let secret_name = secret_for(
+        &ClusterEntry {
+            name: "gone".into(),
+            server: dead.clone(),
+            config: ClusterConfig::default(),
+            labels: Default::default(),
+            annotations: Default::default(),
+        },
+        "default",
+    )["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    secrets
+        .delete(&secret_name, &Default::default())
+        .await
+        .expect("delete secret");
+    eventually(
+        30,
+        "the app reports the cluster as not registered",
+        || async {
+            let a = app_status(&apps, "lost").await;
+            a["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| {
+                    c["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("not registered"))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+}

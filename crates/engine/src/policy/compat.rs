@@ -17,13 +17,167 @@
 //!   alias under `with input as …`, leaving a defined rule undefined; full references have
 //!   one meaning everywhere. An alias that a local variable shadows is left alone.
 //!
+//! * **A head term that can be undefined in a partial rule** (`violation[{"msg": f(x)}]`,
+//!   `violation contains {"msg": x.y} if`, `p[x.name] = x`). OPA evaluates the head after
+//!   the body, and an undefined key or value only drops that one element. regorus 0.14
+//!   instead resets the whole rule to undefined: elements already produced are lost (a
+//!   silent pass) and the next one fails with "not an object". Such a key (or value)
+//!   becomes a variable, assigned from the same expression at the end of the body, which
+//!   regorus gets right. Heads that only name body variables are left alone.
+//!
 //! The scanner knows strings (with escapes), raw strings and comments, and tracks bracket
 //! nesting; it never looks inside a string or comment.
 
 /// Rewrites `text`; `v0` enables the v0-only rewrite of chained bodies.
 pub fn rewrite(text: &str, v0: bool) -> String {
     let text = resolve_imports(text);
-    rewrite_structure(&text, v0)
+    let text = rewrite_structure(&text, v0);
+    hoist_head_calls(&text)
+}
+
+/// The variables hoisted head terms are bound to (rule scopes are separate, so one name
+/// of each serves).
+const HOISTED_KEY: &str = "__mooring_key";
+const HOISTED_VALUE: &str = "__mooring_value";
+
+/// Index of the token closing the bracket opened at `open`, if any.
+fn matching_close(tokens: &[Token], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, t) in tokens.iter().enumerate().skip(open) {
+        match t.text {
+            "(" | "[" | "{" => depth += 1,
+            ")" | "]" | "}" => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// End (exclusive) of a head term starting at `from`: the `if` or body `{` that follows it
+/// at depth 0 on the same line.
+fn term_end(tokens: &[Token], from: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (j, k) in tokens.iter().enumerate().skip(from) {
+        if k.line_start && j > from && depth == 0 {
+            return None;
+        }
+        match k.text {
+            "(" | "[" => depth += 1,
+            "{" if depth > 0 || j == from => depth += 1,
+            ")" | "]" | "}" => depth = depth.saturating_sub(1),
+            "if" | "{" => return Some(j),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Whether a head term can be undefined: it calls a function or reads a reference (a
+/// dotted name or an index), rather than naming variables the body binds.
+fn can_be_undefined(tokens: &[Token]) -> bool {
+    tokens.iter().enumerate().any(|(i, t)| {
+        let name = t
+            .text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+        (name && t.text.contains('.') && !t.text.starts_with(|c: char| c.is_ascii_digit()))
+            || (t.text == "[" && i > 0)
+            || (t.text == "("
+                && i > 0
+                && t.start == tokens[i - 1].end
+                && !is_keyword(tokens[i - 1].text))
+    })
+}
+
+/// Move head terms that can be undefined out of partial rule heads into the rule body
+/// (see the module docs).
+fn hoist_head_calls(text: &str) -> String {
+    let tokens = scan(text);
+    // (start, end, replacement) edits, in order and not overlapping.
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = &tokens[i];
+        let starts_rule = t.line_start
+            && !matches!(t.text, "package" | "import" | "default")
+            && t.text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+        // The key's token range [from, to), and the value's, if the rule has one.
+        let mut value: Option<(usize, usize)> = None;
+        let key = match tokens.get(i + 1) {
+            Some(n) if starts_rule && n.text == "[" && n.start == t.end => {
+                matching_close(&tokens, i + 1).and_then(|close| {
+                    match tokens.get(close + 1).map(|t| t.text) {
+                        Some("=" | ":=") => {
+                            let end = term_end(&tokens, close + 2)?;
+                            value = Some((close + 2, end));
+                            Some((i + 2, close, end))
+                        }
+                        _ => Some((i + 2, close, close + 1)),
+                    }
+                })
+            }
+            Some(n) if starts_rule && n.text == "contains" => {
+                term_end(&tokens, i + 2).map(|end| (i + 2, end, end))
+            }
+            _ => None,
+        };
+        let Some((from, to, after)) = key else {
+            i += 1;
+            continue;
+        };
+        let body_open = match tokens.get(after).map(|t| t.text) {
+            Some("{") => Some(after),
+            Some("if") if tokens.get(after + 1).is_some_and(|t| t.text == "{") => Some(after + 1),
+            _ => None,
+        };
+        let (Some(open), true) = (body_open, from < to) else {
+            i = after.max(i + 1);
+            continue;
+        };
+        let Some(close) = matching_close(&tokens, open) else {
+            break;
+        };
+        let mut assigns = String::new();
+        for (range, var) in [(Some((from, to)), HOISTED_KEY), (value, HOISTED_VALUE)] {
+            let Some((a, b)) = range else {
+                continue;
+            };
+            if a < b && can_be_undefined(&tokens[a..b]) {
+                let (start, end) = (tokens[a].start, tokens[b - 1].end);
+                edits.push((start, end, var.to_string()));
+                assigns.push_str(&format!("{var} := {}; ", &text[start..end]));
+            }
+        }
+        if !assigns.is_empty() {
+            let sep = if tokens[close].line_start { "" } else { "; " };
+            let assigns = assigns.trim_end_matches("; ");
+            edits.push((
+                tokens[close].start,
+                tokens[close].start,
+                format!("{sep}{assigns} "),
+            ));
+        }
+        i = close + 1;
+    }
+    if edits.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut at = 0;
+    for (start, end, replacement) in edits {
+        out.push_str(&text[at..start]);
+        out.push_str(&replacement);
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
 }
 
 /// Replace references through import aliases by full references.
@@ -313,6 +467,45 @@ mod tests {
         // Imports of keywords and whole documents are not aliases.
         let kw = "package main\nimport future.keywords.in\nimport input\np { 1 in input.x }\n";
         assert_eq!(rewrite(kw, true), kw);
+    }
+
+    #[test]
+    fn calls_in_partial_set_heads_move_into_the_body() {
+        let v0 = "package t\nviolation[{\"msg\": f(v)}] {\n  v := input.a[_]\n}\n";
+        assert_eq!(
+            rewrite(v0, true),
+            "package t\nviolation[__mooring_key] {\n  v := input.a[_]\n__mooring_key := {\"msg\": f(v)} }\n"
+        );
+        let one_line = "package t\nviolation[{\"msg\": f(v)}] { v := input.a[_] }\n";
+        assert_eq!(
+            rewrite(one_line, true),
+            "package t\nviolation[__mooring_key] { v := input.a[_] ; __mooring_key := {\"msg\": f(v)} }\n"
+        );
+        let v1 = "package t\nviolation contains {\"msg\": f(v)} if {\n  v := input.a[_]\n}\n";
+        assert_eq!(
+            rewrite(v1, false),
+            "package t\nviolation contains __mooring_key if {\n  v := input.a[_]\n__mooring_key := {\"msg\": f(v)} }\n"
+        );
+        let object = "package t\np[x.name] = x { x := input.a[_] }\n";
+        assert_eq!(
+            rewrite(object, true),
+            "package t\np[__mooring_key] = x { x := input.a[_] ; __mooring_key := x.name }\n"
+        );
+        let both = "package t\np[k] := f(k) if { k := 1 }\n";
+        assert_eq!(
+            rewrite(both, false),
+            "package t\np[k] := __mooring_value if { k := 1 ; __mooring_value := f(k) }\n"
+        );
+        // Heads naming body variables, calls in bodies, one-line v1 bodies: untouched.
+        for src in [
+            "package t\nviolation[{\"msg\": m, \"details\": {}}] { m := f(1) }\n",
+            "package t\np[k] = v { k := 1; v := 2 }\n",
+            "package t\nf(x) = y { y := g(x) }\n",
+            "package t\ndeny contains f(1) if input.x\n",
+            "package t\ndeny contains msg if { msg := f(1) }\n",
+        ] {
+            assert_eq!(rewrite(src, true), src, "{src}");
+        }
     }
 
     #[test]

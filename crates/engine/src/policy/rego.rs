@@ -129,6 +129,7 @@ impl Policy {
             check_interval: NonZeroU32::MIN,
         });
         add_deprecated_builtins(&mut engine);
+        add_opa_sprintf(&mut engine);
         let mut packages = Vec::new();
         for source in sources {
             if source.text.len() > limits.max_policy_bytes {
@@ -394,6 +395,119 @@ fn add_deprecated_builtins(engine: &mut regorus::Engine) {
         // A fresh engine has no extensions, so adding cannot collide.
         let _ = engine.add_extension(name.to_string(), nargs, f);
     }
+}
+
+/// OPA's `sprintf` is Go's `fmt.Sprintf`, which never fails over the number of arguments: a
+/// verb without one prints `%!v(MISSING)`, unused ones are listed as `%!(EXTRA int=1,
+/// string=a)`. regorus errors instead, and in non-strict mode the error makes the call, and
+/// so the message and the violation it belongs to, undefined: a published template whose
+/// format has one `%v` too many (k8shorizontalpodautoscaler) silently never reports. This
+/// extension, which regorus consults before its built-ins, gives Go's output for the
+/// mismatch and leaves all other formatting to regorus's `sprintf`.
+fn add_opa_sprintf(engine: &mut regorus::Engine) {
+    let f = |args: Vec<Value>| -> anyhow::Result<Value> {
+        let (Some(format), Some(list)) = (args.first(), args.get(1)) else {
+            return Ok(Value::Undefined);
+        };
+        let (Ok(format), Ok(list)) = (format.as_string(), list.as_array()) else {
+            return Ok(Value::Undefined);
+        };
+        let list: Vec<Value> = list.iter().cloned().collect();
+        let verbs = format_verbs(format);
+        let used = list.len().min(verbs.len());
+        // Verbs past the last argument become literal text, escaped for the real sprintf.
+        let mut text = String::with_capacity(format.len() + 16);
+        let mut at = 0;
+        for &(start, end, verb) in &verbs[used..] {
+            text.push_str(&format[at..start]);
+            text.push_str(&format!("%%!{verb}(MISSING)"));
+            at = end;
+        }
+        text.push_str(&format[at..]);
+        let Some(mut out) = regorus_sprintf(&text, list[..used].to_vec()) else {
+            return Ok(Value::Undefined);
+        };
+        if list.len() > used {
+            let mut extras = Vec::new();
+            for v in &list[used..] {
+                let (kind, shown) = match v {
+                    Value::String(s) => ("string", s.to_string()),
+                    Value::Number(n) if n.is_integer() && n.as_i64().is_some() => (
+                        "int",
+                        regorus_sprintf("%v", vec![v.clone()]).unwrap_or_default(),
+                    ),
+                    Value::Number(n) if n.is_integer() => (
+                        "*big.Int",
+                        regorus_sprintf("%v", vec![v.clone()]).unwrap_or_default(),
+                    ),
+                    Value::Number(_) => (
+                        "float64",
+                        regorus_sprintf("%v", vec![v.clone()]).unwrap_or_default(),
+                    ),
+                    _ => (
+                        "string",
+                        regorus_sprintf("%v", vec![v.clone()]).unwrap_or_default(),
+                    ),
+                };
+                extras.push(format!("{kind}={shown}"));
+            }
+            out.push_str(&format!("%!(EXTRA {})", extras.join(", ")));
+        }
+        Ok(Value::from(out))
+    };
+    // Registered on a fresh engine before anything else, so adding cannot collide.
+    let _ = engine.add_extension("sprintf".to_string(), 2, Box::new(f));
+}
+
+/// The verbs of a Go format string: byte range of each `%…verb` and the verb character.
+/// `%%` is text, not a verb.
+fn format_verbs(format: &str) -> Vec<(usize, usize, char)> {
+    let mut verbs = Vec::new();
+    let mut chars = format.char_indices().peekable();
+    while let Some((start, c)) = chars.next() {
+        if c != '%' {
+            continue;
+        }
+        if chars.peek().is_some_and(|&(_, n)| n == '%') {
+            chars.next();
+            continue;
+        }
+        while chars
+            .peek()
+            .is_some_and(|&(_, n)| matches!(n, '+' | '-' | '#' | ' ' | '0'..='9' | '.'))
+        {
+            chars.next();
+        }
+        if let Some((i, verb)) = chars.next() {
+            verbs.push((start, i + verb.len_utf8(), verb));
+        }
+    }
+    verbs
+}
+
+/// regorus's own `sprintf` (from an engine without the extension), `None` on its errors.
+fn regorus_sprintf(format: &str, args: Vec<Value>) -> Option<String> {
+    thread_local! {
+        static PLAIN: std::cell::RefCell<regorus::Engine> =
+            std::cell::RefCell::new(regorus::Engine::new());
+    }
+    let input = Value::from(
+        [
+            (Value::from("f"), Value::from(format)),
+            (Value::from("a"), Value::from(args)),
+        ]
+        .into_iter()
+        .collect::<std::collections::BTreeMap<Value, Value>>(),
+    );
+    PLAIN.with(|engine| {
+        let mut engine = engine.borrow_mut();
+        engine.set_input(input);
+        let results = engine
+            .eval_query("sprintf(input.f, input.a)".to_string(), false)
+            .ok()?;
+        let value = &results.result.first()?.expressions.first()?.value;
+        value.as_string().ok().map(|s| s.to_string())
+    })
 }
 
 /// Names callable without a definition in the modules: regorus's built-ins, the deprecated
@@ -676,6 +790,53 @@ mod tests {
             eval(&p, "data.t.test_alias", serde_json::json!({})),
             Some(serde_json::json!(true))
         );
+    }
+
+    #[test]
+    fn undefined_call_in_a_set_head_drops_only_its_element() {
+        // OPA: {"1", "2"}. regorus alone answers {} here (the undefined element for "a",
+        // evaluated last, resets the rule), or fails with "not an object" in other orders.
+        for items in [
+            serde_json::json!([{"n": "b", "x": "1"}, {"n": "c", "x": "2"}, {"n": "a"}]),
+            serde_json::json!([{"n": "a"}, {"n": "b", "x": "1"}, {"n": "c", "x": "2"}]),
+        ] {
+            for src in [
+                "package a\nviolation[{\"msg\": f(v)}] {\n  v := input.items[_]\n}\nf(v) := m { m := v.x }\n",
+                "package a\nimport rego.v1\nviolation contains {\"msg\": f(v)} if { v := input.items[_] }\nf(v) := v.x\n",
+                "package a\nviolation[{\"msg\": v.x}] { v := input.items[_] }\n",
+                "package a\nviolation[{\"msg\": m}] { items[_] = v; m := v.x }\nitems[v.x] = v { v := input.items[_] }\n",
+            ] {
+                let p = policy(src);
+                assert_eq!(
+                    eval(&p, "data.a.violation", serde_json::json!({"items": items})),
+                    Some(serde_json::json!([{"msg": "1"}, {"msg": "2"}])),
+                    "{src}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sprintf_argument_count_mismatch_prints_like_go() {
+        // OPA (Go fmt): the message is defined. regorus alone errors, so it is undefined.
+        let p = policy(concat!(
+            "package a\n",
+            "missing := sprintf(\"%v <%s> has %d: %v\", [\"k\", \"n\"])\n",
+            "extra := sprintf(\"%v\", [\"a\", 1, 1.5, \"b\", {\"x\": [true]}])\n",
+            "plain := sprintf(\"%v%% %s %d %.2f\", [{\"a\"}, \"s\", 3, 1.5])\n",
+        ));
+        let get = |rule: &str| eval(&p, &format!("data.a.{rule}"), serde_json::json!({}));
+        assert_eq!(
+            get("missing"),
+            Some(serde_json::json!("k <n> has %!d(MISSING): %!v(MISSING)"))
+        );
+        assert_eq!(
+            get("extra"),
+            Some(serde_json::json!(
+                "a%!(EXTRA int=1, float64=1.5, string=b, string={\"x\": [true]})"
+            ))
+        );
+        assert_eq!(get("plain"), Some(serde_json::json!("{\"a\"}% s 3 1.50")));
     }
 
     #[test]

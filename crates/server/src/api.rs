@@ -1,0 +1,847 @@
+//! The REST API (`/api/v1/…`), shaped like Argo CD's so its clients and habits carry over,
+//! with every route authenticated by an API token and authorised by [`crate::rbac`].
+//!
+//! | route | RBAC resource, action, object |
+//! |---|---|
+//! | `GET /api/v1/applications` | `applications, get, PROJECT/NAME` (the list is filtered) |
+//! | `POST /api/v1/applications[?upsert=true]` | `applications, create` (`update` when upserting an existing one) |
+//! | `GET /api/v1/applications/{name}` | `applications, get` |
+//! | `PUT /api/v1/applications/{name}` | `applications, update` (on the old and, if moved, the new project) |
+//! | `DELETE /api/v1/applications/{name}[?cascade=false]` | `applications, delete` |
+//! | `POST /api/v1/applications/{name}/sync` `{revision, prune}` | `applications, sync` |
+//! | `POST /api/v1/applications/{name}/rollback` `{id, prune}` | `applications, sync` |
+//! | `GET /api/v1/projects[/{name}]` | `projects, get, NAME` |
+//! | `POST /api/v1/projects/{p}/roles/{r}/token` `{expiresIn}` · `DELETE …/token/{id}` | `projects, update, p` |
+//! | `GET /api/v1/applicationsets[/{name}]` | `applicationsets, get, PROJECT/NAME` (project of the template) |
+//! | `GET /api/v1/account` | `accounts, get, NAME` (filtered) |
+//! | `POST /api/v1/account/{name}/token` `{expiresIn}` · `DELETE …/token/{id}` | `accounts, update, NAME` |
+//! | `GET /api/v1/account/can-i/{resource}/{action}/{object…}` | none: answers `{"value": "yes"\|"no"}` for the caller |
+//! | `GET /api/v1/session/userinfo` | none |
+//!
+//! Errors are JSON `{"error", "message", "code"}`: 401 for a missing, malformed,
+//! expired or revoked token (or a disabled account), 403 `permission denied: RESOURCE,
+//! ACTION, OBJECT, sub: SUBJECT`, 404, 409, 413 beyond [`MAX_BODY_BYTES`], 429 with
+//! `Retry-After` once a client IP has failed authentication too often. An application
+//! the caller may not see answers 403, not 404, so names do not leak. `expiresIn` is
+//! seconds (as in Argo CD) or a duration string such as `"90d"`.
+//!
+//! Sync and rollback set the Application's `operation` field, exactly as `mooring app
+//! sync` does; the controller runs it.
+
+use crate::auth::{self, AuthError, FailureLimiter};
+use crate::rbac::{project_of, Project, Rbac, Subject};
+use crate::store::{applicationset_resource, Store, StoreError};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
+use mooring_k8s::kube;
+use mooring_k8s::kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Options of the API.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// Namespace of Applications, projects and Mooring's settings objects.
+    pub namespace: String,
+    /// Failed authentications allowed per client IP before 429 …
+    pub failure_burst: u32,
+    /// … refilled at this rate per second.
+    pub failure_refill_per_second: f64,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        ApiOptions {
+            namespace: "default".into(),
+            failure_burst: 10,
+            failure_refill_per_second: 0.2,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct ApiState {
+    store: Store,
+    limiter: Arc<Mutex<FailureLimiter>>,
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+struct Principal {
+    subject: Subject,
+    token_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ApiError {
+    #[error("{0}")]
+    Unauthorized(#[from] AuthError),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("too many failed authentications from {ip}; retry in {}s", retry.as_secs())]
+    TooMany { ip: IpAddr, retry: Duration },
+    #[error("{0}")]
+    Body(String, StatusCode),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = match &self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Body(_, c) => *c,
+            ApiError::Kube(kube::Error::Api(e)) => {
+                StatusCode::from_u16(e.code).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
+            ApiError::Store(StoreError::Kube { .. }) | ApiError::Kube(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let msg = self.to_string();
+        let mut resp = (
+            code,
+            Json(json!({"error": msg, "message": msg, "code": code.as_u16()})),
+        )
+            .into_response();
+        if let ApiError::TooMany { retry, .. } = &self {
+            if let Ok(v) = HeaderValue::from_str(&retry.as_secs().max(1).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        if let ApiError::Unauthorized(_) = &self {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"mooring\""),
+            );
+        }
+        resp
+    }
+}
+
+type ApiResult<T = Json<Value>> = Result<T, ApiError>;
+
+/// The `/api/v1` router. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so failures are limited per
+/// client IP (without it, all clients share one bucket).
+pub fn router(client: kube::Client, opts: ApiOptions) -> Router {
+    let st = ApiState {
+        store: Store::new(client, &opts.namespace),
+        limiter: Arc::new(Mutex::new(FailureLimiter::new(
+            opts.failure_burst,
+            opts.failure_refill_per_second,
+        ))),
+    };
+    Router::new()
+        .route("/api/v1/applications", get(list_apps).post(create_app))
+        .route(
+            "/api/v1/applications/{name}",
+            get(get_app).put(update_app).delete(delete_app),
+        )
+        .route("/api/v1/applications/{name}/sync", post(sync_app))
+        .route("/api/v1/applications/{name}/rollback", post(rollback_app))
+        .route("/api/v1/projects", get(list_projects))
+        .route("/api/v1/projects/{name}", get(get_project))
+        .route(
+            "/api/v1/projects/{name}/roles/{role}/token",
+            post(create_project_token),
+        )
+        .route(
+            "/api/v1/projects/{name}/roles/{role}/token/{id}",
+            delete(delete_project_token),
+        )
+        .route("/api/v1/applicationsets", get(list_appsets))
+        .route("/api/v1/applicationsets/{name}", get(get_appset))
+        .route("/api/v1/session/userinfo", get(userinfo))
+        .route("/api/v1/account", get(list_accounts))
+        .route(
+            "/api/v1/account/can-i/{resource}/{action}/{*object}",
+            get(can_i),
+        )
+        .route("/api/v1/account/{name}/token", post(create_account_token))
+        .route(
+            "/api/v1/account/{name}/token/{id}",
+            delete(delete_account_token),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            st.clone(),
+            authenticate,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(st)
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
+    let v = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(AuthError::Missing)?
+        .to_str()
+        .map_err(|_| AuthError::Malformed)?;
+    let (scheme, token) = v.trim().split_once(' ').ok_or(AuthError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::Malformed);
+    }
+    Ok(token.trim())
+}
+
+async fn principal(st: &ApiState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let token = bearer(headers)?;
+    if !auth::well_formed(token) {
+        return Err(AuthError::Malformed.into());
+    }
+    let store = st.store.tokens().await?;
+    let rec = store.verify(token, jiff::Timestamp::now().as_second())?;
+    let subject = if rec.subject.starts_with("proj:") {
+        Subject {
+            name: rec.subject.clone(),
+            groups: vec![],
+        }
+    } else {
+        let accounts = st.store.accounts().await?;
+        let a = auth::account_for(&accounts, &rec.subject)?;
+        Subject {
+            name: a.name.clone(),
+            groups: a.groups.clone(),
+        }
+    };
+    Ok(Principal {
+        subject,
+        token_id: rec.id.clone(),
+    })
+}
+
+/// Authenticate every request; count failures per client IP.
+async fn authenticate(State(st): State<ApiState>, mut req: Request, next: Next) -> Response {
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let blocked = st
+        .limiter
+        .lock()
+        .map(|l| l.check(ip, Instant::now()))
+        .unwrap_or(Ok(()));
+    if let Err(retry) = blocked {
+        return ApiError::TooMany { ip, retry }.into_response();
+    }
+    match principal(&st, req.headers()).await {
+        Ok(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Err(e) => {
+            if matches!(e, ApiError::Unauthorized(_)) {
+                if let Ok(mut l) = st.limiter.lock() {
+                    l.fail(ip, Instant::now());
+                }
+                tracing::info!(%ip, error = %e, "API authentication failed");
+            }
+            e.into_response()
+        }
+    }
+}
+
+/// The policy and projects, loaded once per request.
+struct Authz {
+    rbac: Rbac,
+    projects: HashMap<String, Project>,
+}
+
+impl Authz {
+    async fn load(st: &ApiState) -> ApiResult<Authz> {
+        let rbac = st.store.rbac().await?;
+        let projects = st
+            .store
+            .projects_json()
+            .await?
+            .iter()
+            .map(Project::from_json)
+            .map(|p| (p.name.clone(), p))
+            .collect();
+        Ok(Authz { rbac, projects })
+    }
+
+    fn allowed(&self, p: &Principal, resource: &str, action: &str, object: &str) -> bool {
+        let project = project_of(resource, object).and_then(|n| self.projects.get(n));
+        self.rbac
+            .allowed(&p.subject, resource, action, object, project)
+    }
+
+    fn check(&self, p: &Principal, resource: &str, action: &str, object: &str) -> ApiResult<()> {
+        let project = project_of(resource, object).and_then(|n| self.projects.get(n));
+        self.rbac
+            .check(&p.subject, resource, action, object, project)
+            .map_err(|d| ApiError::Forbidden(d.to_string()))
+    }
+}
+
+fn apps(st: &ApiState) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        st.store.client.clone(),
+        &st.store.namespace,
+        &mooring_controller::application_resource(),
+    )
+}
+
+fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// `PROJECT/NAME` of an Application (project `default` when unset).
+fn app_object(v: &Value) -> String {
+    let project = match str_at(v, "/spec/project") {
+        "" => "default",
+        p => p,
+    };
+    format!("{project}/{}", str_at(v, "/metadata/name"))
+}
+
+fn to_value(o: &DynamicObject) -> Value {
+    let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
+    if let Some(m) = v.pointer_mut("/metadata/managedFields") {
+        *m = Value::Null;
+    }
+    v
+}
+
+/// The Application `name`, or 403 (not 404) unless the caller could see any app.
+async fn load_app(st: &ApiState, az: &Authz, p: &Principal, name: &str) -> ApiResult<Value> {
+    match apps(st).get_opt(name).await? {
+        Some(o) => Ok(to_value(&o)),
+        None => {
+            let obj = format!("*/{name}");
+            if az.allowed(p, "applications", "get", &obj) {
+                Err(ApiError::NotFound(format!(
+                    "application {name:?} not found"
+                )))
+            } else {
+                Err(ApiError::Forbidden(format!(
+                    "permission denied: applications, get, {obj}, sub: {}",
+                    p.subject.name
+                )))
+            }
+        }
+    }
+}
+
+fn body_json<T: serde::de::DeserializeOwned + Default>(
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<T> {
+    let bytes = body.map_err(|e| ApiError::Body(e.body_text(), e.status()))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))
+}
+
+async fn list_apps(State(st): State<ApiState>, Extension(p): Extension<Principal>) -> ApiResult {
+    let az = Authz::load(&st).await?;
+    let items: Vec<Value> = apps(&st)
+        .list(&Default::default())
+        .await?
+        .items
+        .iter()
+        .map(to_value)
+        .filter(|a| az.allowed(&p, "applications", "get", &app_object(a)))
+        .collect();
+    Ok(Json(json!({"items": items, "metadata": {}})))
+}
+
+async fn get_app(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let az = Authz::load(&st).await?;
+    let a = load_app(&st, &az, &p, &name).await?;
+    az.check(&p, "applications", "get", &app_object(&a))?;
+    Ok(Json(a))
+}
+
+#[derive(serde::Deserialize, Default)]
+struct UpsertQuery {
+    #[serde(default)]
+    upsert: bool,
+}
+
+async fn create_app(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<UpsertQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let mut a: Value = body_json(body)?;
+    if !a.is_object() || str_at(&a, "/metadata/name").is_empty() {
+        return Err(ApiError::BadRequest(
+            "the body must be an Application with metadata.name".into(),
+        ));
+    }
+    if !a.get("spec").is_some_and(Value::is_object) {
+        return Err(ApiError::BadRequest("the Application has no spec".into()));
+    }
+    a["apiVersion"] = json!("argoproj.io/v1alpha1");
+    a["kind"] = json!("Application");
+    a["metadata"]["namespace"] = json!(st.store.namespace);
+    let name = str_at(&a, "/metadata/name").to_string();
+    let az = Authz::load(&st).await?;
+    let obj = app_object(&a);
+    let api = apps(&st);
+    if let Some(existing) = api.get_opt(&name).await? {
+        let existing = to_value(&existing);
+        if !q.upsert {
+            az.check(&p, "applications", "get", &app_object(&existing))?;
+            return Err(ApiError::Conflict(format!(
+                "application {name:?} already exists; use upsert=true to update it"
+            )));
+        }
+        az.check(&p, "applications", "update", &app_object(&existing))?;
+        az.check(&p, "applications", "update", &obj)?;
+        let updated = replace_spec(&api, &name, &a["spec"]).await?;
+        return Ok((StatusCode::OK, Json(updated)));
+    }
+    az.check(&p, "applications", "create", &obj)?;
+    if let Some(m) = a.pointer_mut("/metadata") {
+        for k in [
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "managedFields",
+        ] {
+            m.as_object_mut().map(|m| m.remove(k));
+        }
+    }
+    if let Some(o) = a.as_object_mut() {
+        o.remove("status");
+        o.remove("operation");
+    }
+    let obj: DynamicObject = serde_json::from_value(a)
+        .map_err(|e| ApiError::BadRequest(format!("not an Application: {e}")))?;
+    let created = api.create(&PostParams::default(), &obj).await?;
+    Ok((StatusCode::CREATED, Json(to_value(&created))))
+}
+
+async fn replace_spec(api: &Api<DynamicObject>, name: &str, spec: &Value) -> ApiResult<Value> {
+    let mut current = api.get(name).await?;
+    current.data["spec"] = spec.clone();
+    let out = api.replace(name, &PostParams::default(), &current).await?;
+    Ok(to_value(&out))
+}
+
+async fn update_app(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let a: Value = body_json(body)?;
+    let body_name = str_at(&a, "/metadata/name");
+    if !body_name.is_empty() && body_name != name {
+        return Err(ApiError::BadRequest(format!(
+            "metadata.name {body_name:?} does not match the URL's {name:?}"
+        )));
+    }
+    let Some(spec) = a.get("spec").filter(|s| s.is_object()) else {
+        return Err(ApiError::BadRequest("the Application has no spec".into()));
+    };
+    let az = Authz::load(&st).await?;
+    let current = load_app(&st, &az, &p, &name).await?;
+    az.check(&p, "applications", "update", &app_object(&current))?;
+    let mut next = current.clone();
+    next["spec"] = spec.clone();
+    az.check(&p, "applications", "update", &app_object(&next))?;
+    Ok(Json(replace_spec(&apps(&st), &name, spec).await?))
+}
+
+#[derive(serde::Deserialize)]
+struct DeleteQuery {
+    #[serde(default = "yes")]
+    cascade: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn delete_app(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult {
+    let az = Authz::load(&st).await?;
+    let a = load_app(&st, &az, &p, &name).await?;
+    az.check(&p, "applications", "delete", &app_object(&a))?;
+    let api = apps(&st);
+    if q.cascade {
+        api.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": [mooring_controller::reconcile::RESOURCES_FINALIZER]}})),
+        )
+        .await?;
+    }
+    api.delete(&name, &DeleteParams::default()).await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(serde::Deserialize, Default)]
+struct SyncRequest {
+    #[serde(default)]
+    revision: Option<String>,
+    #[serde(default)]
+    prune: bool,
+}
+
+async fn request_operation(
+    st: &ApiState,
+    p: &Principal,
+    name: &str,
+    current: &Value,
+    revision: Option<String>,
+    prune: bool,
+) -> ApiResult {
+    if current.get("operation").is_some_and(|o| !o.is_null()) {
+        return Err(ApiError::Conflict(format!(
+            "another operation is already in progress on {name}"
+        )));
+    }
+    let op = json!({
+        "sync": {"revision": revision, "prune": prune},
+        "initiatedBy": {"username": p.subject.name},
+    });
+    let out = apps(st)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"operation": op})),
+        )
+        .await?;
+    tracing::info!(app = name, sub = %p.subject.name, token = %p.token_id, "sync requested over the API");
+    Ok(Json(to_value(&out)))
+}
+
+async fn sync_app(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let req: SyncRequest = body_json(body)?;
+    let az = Authz::load(&st).await?;
+    let a = load_app(&st, &az, &p, &name).await?;
+    az.check(&p, "applications", "sync", &app_object(&a))?;
+    request_operation(&st, &p, &name, &a, req.revision, req.prune).await
+}
+
+#[derive(serde::Deserialize, Default)]
+struct RollbackRequest {
+    #[serde(default)]
+    id: Option<i64>,
+    #[serde(default)]
+    prune: bool,
+}
+
+async fn rollback_app(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let req: RollbackRequest = body_json(body)?;
+    let az = Authz::load(&st).await?;
+    let a = load_app(&st, &az, &p, &name).await?;
+    az.check(&p, "applications", "sync", &app_object(&a))?;
+    let Some(id) = req.id else {
+        return Err(ApiError::BadRequest(
+            "rollback needs the history `id` to go back to".into(),
+        ));
+    };
+    if a.pointer("/spec/syncPolicy/automated")
+        .is_some_and(|v| !v.is_null())
+    {
+        return Err(ApiError::BadRequest(format!(
+            "rollback cannot be initiated when auto-sync is enabled: disable spec.syncPolicy.automated of {name} first"
+        )));
+    }
+    let rev = a
+        .pointer("/status/history")
+        .and_then(Value::as_array)
+        .and_then(|h| {
+            h.iter()
+                .find(|e| e.get("id").and_then(Value::as_i64) == Some(id))
+        })
+        .map(|e| str_at(e, "/revision").to_string())
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!("application {name} has no history entry {id}"))
+        })?;
+    request_operation(&st, &p, &name, &a, Some(rev), req.prune).await
+}
+
+async fn list_projects(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult {
+    let az = Authz::load(&st).await?;
+    let items: Vec<Value> = st
+        .store
+        .projects_json()
+        .await?
+        .into_iter()
+        .filter(|pr| az.allowed(&p, "projects", "get", str_at(pr, "/metadata/name")))
+        .collect();
+    Ok(Json(json!({"items": items, "metadata": {}})))
+}
+
+async fn get_project(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let az = Authz::load(&st).await?;
+    az.check(&p, "projects", "get", &name)?;
+    st.store
+        .project_json(&name)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("project {name:?} not found")))
+}
+
+fn appset_object(v: &Value) -> String {
+    let project = match str_at(v, "/spec/template/spec/project") {
+        "" => "default",
+        p => p,
+    };
+    format!("{project}/{}", str_at(v, "/metadata/name"))
+}
+
+fn appsets(st: &ApiState) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        st.store.client.clone(),
+        &st.store.namespace,
+        &applicationset_resource(),
+    )
+}
+
+async fn list_appsets(State(st): State<ApiState>, Extension(p): Extension<Principal>) -> ApiResult {
+    let az = Authz::load(&st).await?;
+    let items: Vec<Value> = match appsets(&st).list(&Default::default()).await {
+        Ok(l) => l.items.iter().map(to_value).collect(),
+        Err(kube::Error::Api(e)) if e.code == 404 => vec![],
+        Err(e) => return Err(e.into()),
+    };
+    let items: Vec<Value> = items
+        .into_iter()
+        .filter(|s| az.allowed(&p, "applicationsets", "get", &appset_object(s)))
+        .collect();
+    Ok(Json(json!({"items": items, "metadata": {}})))
+}
+
+async fn get_appset(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let az = Authz::load(&st).await?;
+    let found = match appsets(&st).get_opt(&name).await {
+        Ok(o) => o,
+        Err(kube::Error::Api(e)) if e.code == 404 => None,
+        Err(e) => return Err(e.into()),
+    };
+    let Some(s) = found.as_ref().map(to_value) else {
+        let obj = format!("*/{name}");
+        az.check(&p, "applicationsets", "get", &obj)?;
+        return Err(ApiError::NotFound(format!(
+            "applicationset {name:?} not found"
+        )));
+    };
+    az.check(&p, "applicationsets", "get", &appset_object(&s))?;
+    Ok(Json(s))
+}
+
+async fn userinfo(Extension(p): Extension<Principal>) -> Json<Value> {
+    Json(json!({
+        "loggedIn": true,
+        "username": p.subject.name,
+        "iss": "mooring",
+        "groups": p.subject.groups,
+    }))
+}
+
+#[derive(serde::Deserialize)]
+struct CanIPath {
+    resource: String,
+    action: String,
+    object: String,
+}
+
+async fn can_i(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Path(c): Path<CanIPath>,
+) -> ApiResult {
+    let az = Authz::load(&st).await?;
+    let yes = az.allowed(&p, &c.resource, &c.action, &c.object);
+    Ok(Json(json!({"value": if yes { "yes" } else { "no" }})))
+}
+
+async fn list_accounts(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult {
+    let az = Authz::load(&st).await?;
+    let tokens = st.store.tokens().await?;
+    let items: Vec<Value> = st
+        .store
+        .accounts()
+        .await?
+        .into_iter()
+        .filter(|a| az.allowed(&p, "accounts", "get", &a.name))
+        .map(|a| {
+            let t: Vec<Value> = tokens
+                .tokens
+                .iter()
+                .filter(|t| t.subject == a.name)
+                .map(|t| json!({"id": t.id, "issuedAt": t.issued_at, "expiresAt": t.expires_at}))
+                .collect();
+            json!({"name": a.name, "enabled": a.enabled, "capabilities": a.capabilities, "groups": a.groups, "tokens": t})
+        })
+        .collect();
+    Ok(Json(json!({"items": items})))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct TokenRequest {
+    /// Seconds, or a duration string (`90d`); 0 or absent: never expires.
+    #[serde(default)]
+    expires_in: Option<Value>,
+}
+
+fn expiry(req: &TokenRequest) -> ApiResult<Option<Duration>> {
+    match &req.expires_in {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(0) => Ok(None),
+            Some(s) => Ok(Some(Duration::from_secs(s))),
+            None => Err(ApiError::BadRequest(format!(
+                "expiresIn must be a non-negative number of seconds, not {n}"
+            ))),
+        },
+        Some(Value::String(s)) => {
+            auth::parse_duration(s).map_err(|e| ApiError::BadRequest(e.to_string()))
+        }
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "expiresIn must be seconds or a duration string, not {other}"
+        ))),
+    }
+}
+
+fn issued(token: String, rec: &auth::TokenRecord) -> Json<Value> {
+    Json(
+        json!({"token": token, "id": rec.id, "subject": rec.subject, "issuedAt": rec.issued_at, "expiresAt": rec.expires_at}),
+    )
+}
+
+async fn create_account_token(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let req: TokenRequest = body_json(body)?;
+    let exp = expiry(&req)?;
+    let az = Authz::load(&st).await?;
+    az.check(&p, "accounts", "update", &name)?;
+    let accounts = st.store.accounts().await?;
+    auth::account_for(&accounts, &name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let (token, rec) = st.store.issue(&name, exp).await?;
+    Ok(issued(token, &rec))
+}
+
+async fn delete_account_token(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult {
+    let az = Authz::load(&st).await?;
+    az.check(&p, "accounts", "update", &name)?;
+    if st.store.revoke(&name, &id).await? {
+        Ok(Json(json!({})))
+    } else {
+        Err(ApiError::NotFound(format!(
+            "account {name:?} has no token {id:?}"
+        )))
+    }
+}
+
+async fn create_project_token(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Path((project, role)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let req: TokenRequest = body_json(body)?;
+    let exp = expiry(&req)?;
+    let az = Authz::load(&st).await?;
+    az.check(&p, "projects", "update", &project)?;
+    let proj = az
+        .projects
+        .get(&project)
+        .ok_or_else(|| ApiError::NotFound(format!("project {project:?} not found")))?;
+    if proj.role(&role).is_none() {
+        return Err(ApiError::NotFound(format!(
+            "project {project:?} has no role {role:?}"
+        )));
+    }
+    let (token, rec) = st
+        .store
+        .issue(&format!("proj:{project}:{role}"), exp)
+        .await?;
+    Ok(issued(token, &rec))
+}
+
+async fn delete_project_token(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Path((project, role, id)): Path<(String, String, String)>,
+) -> ApiResult {
+    let az = Authz::load(&st).await?;
+    az.check(&p, "projects", "update", &project)?;
+    if st
+        .store
+        .revoke(&format!("proj:{project}:{role}"), &id)
+        .await?
+    {
+        Ok(Json(json!({})))
+    } else {
+        Err(ApiError::NotFound(format!(
+            "role {role:?} of project {project:?} has no token {id:?}"
+        )))
+    }
+}

@@ -1,0 +1,626 @@
+//! The REST API against the embedded cluster over real HTTP: project-role and account
+//! tokens are authorised by Argo CD's RBAC model (an ML engineer can sync, a data
+//! scientist can get but not sync), bad tokens answer 401/403 without a crash, and
+//! brute force is rate-limited.
+
+use mooring_apiserver::{Cluster, ClusterOptions};
+use mooring_k8s::k8s_openapi::api::core::v1::ConfigMap;
+use mooring_k8s::kube::api::{Api, DynamicObject, PostParams};
+use mooring_server::api::ApiOptions;
+use mooring_server::store::{appproject_resource, Store};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+fn generic_crd(kind: &str, plural: &str) -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.argoproj.io")},
+        "spec": {"group": "argoproj.io", "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "listKind": format!("{kind}List"), "singular": kind.to_lowercase()},
+            "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+    })
+}
+
+fn app(name: &str, project: &str) -> Value {
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"project": project,
+            "source": {"repoURL": "https://git.example.com/ml/platform.git", "targetRevision": "main", "path": "apps/x"},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": "ml"}}
+    })
+}
+
+/// A small HTTP/1.1 client over a TcpStream: (status, Retry-After, JSON body).
+async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&[u8]>,
+) -> (u16, Option<String>, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let body = body.unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.expect("write head");
+    let _ = s.write_all(body).await;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let retry = head.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("retry-after:")
+            .map(|v| v.trim().to_string())
+    });
+    let json = serde_json::from_str(payload).unwrap_or(Value::String(payload.to_string()));
+    (code, retry, json)
+}
+
+async fn serve(client: mooring_k8s::kube::Client, opts: ApiOptions) -> SocketAddr {
+    let router = mooring_server::api::router(client, opts);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .expect("serve")
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_roles_accounts_and_bad_tokens() {
+    let mut crds = mooring_k8s::crds::all();
+    crds.push(generic_crd("AppProject", "appprojects"));
+    crds.push(generic_crd("ApplicationSet", "applicationsets"));
+    let cluster = Cluster::start(ClusterOptions {
+        crds,
+        ..Default::default()
+    })
+    .await
+    .expect("cluster");
+    let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path())
+        .await
+        .expect("client");
+
+    // Accounts (mooring-cm), the seed's project roles, applications of two projects.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "mooring-cm"}, "data": {
+            "accounts.alice": "apiKey", "accounts.alice.groups": "ml-engineers",
+            "accounts.dora": "apiKey", "accounts.dora.groups": "data-scientists",
+        }}))
+        .expect("cm"),
+    )
+    .await
+    .expect("mooring-cm");
+    let projects: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &appproject_resource());
+    projects
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+                "metadata": {"name": "ml-platform", "namespace": "default"},
+                "spec": {"roles": [
+                    {"name": "ml-engineers", "groups": ["ml-engineers"], "policies": [
+                        "p, proj:ml-platform:ml-engineers, applications, get, ml-platform/*, allow",
+                        "p, proj:ml-platform:ml-engineers, applications, sync, ml-platform/*, allow"]},
+                    {"name": "data-scientists", "groups": ["data-scientists"], "policies": [
+                        "p, proj:ml-platform:data-scientists, applications, get, ml-platform/*, allow"]},
+                ]}
+            }))
+            .expect("project"),
+        )
+        .await
+        .expect("create project");
+    let apps: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &mooring_controller::application_resource(),
+    );
+    for (name, project) in [
+        ("inference-east", "ml-platform"),
+        ("inference-west", "ml-platform"),
+        ("billing", "finance"),
+    ] {
+        apps.create(
+            &PostParams::default(),
+            &serde_json::from_value(app(name, project)).expect("app"),
+        )
+        .await
+        .expect("create app");
+    }
+
+    let store = Store::new(client.clone(), "default");
+    let admin = store
+        .ensure_admin_token()
+        .await
+        .expect("admin token")
+        .expect("first start issues one");
+    assert!(
+        store.ensure_admin_token().await.expect("store").is_none(),
+        "shown once: not reissued while valid"
+    );
+    let addr = serve(client.clone(), ApiOptions::default()).await;
+
+    // The admin sees every application.
+    let (code, _, body) = call(addr, "GET", "/api/v1/applications", Some(&admin), None).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(3), "{body}");
+
+    // Project-role tokens, issued over the API by the admin.
+    let tok = |role: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let (code, _, body) = call(
+                addr,
+                "POST",
+                &format!("/api/v1/projects/ml-platform/roles/{role}/token"),
+                Some(&admin),
+                Some(br#"{"expiresIn": "1d"}"#),
+            )
+            .await;
+            assert_eq!(code, 200, "{body}");
+            assert!(body["expiresAt"].as_i64().is_some(), "{body}");
+            body["token"].as_str().expect("token").to_string()
+        }
+    };
+    let eng = tok("ml-engineers").await;
+    let ds = tok("data-scientists").await;
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/projects/ml-platform/roles/nope/token",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(code, 404, "{body}");
+
+    // An ML engineer's token syncs an app of ml-platform …
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/applications/inference-east/sync",
+        Some(&eng),
+        Some(br#"{"prune": true}"#),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body["operation"]["initiatedBy"]["username"], "proj:ml-platform:ml-engineers",
+        "{body}"
+    );
+    assert_eq!(body["operation"]["sync"]["prune"], true);
+    // … but nothing of another project (wrong project → 403).
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/applications/billing/sync",
+        Some(&eng),
+        None,
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        body["message"],
+        "permission denied: applications, sync, finance/billing, sub: proj:ml-platform:ml-engineers"
+    );
+
+    // A data scientist can get, not sync: 403 with Argo CD's message.
+    let (code, _, body) = call(
+        addr,
+        "GET",
+        "/api/v1/applications/inference-west",
+        Some(&ds),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/applications/inference-west/sync",
+        Some(&ds),
+        None,
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        body["error"],
+        "permission denied: applications, sync, ml-platform/inference-west, sub: proj:ml-platform:data-scientists"
+    );
+    assert_eq!(body["code"], 403);
+    // Lists are filtered; unknown or hidden apps answer 403, not 404.
+    let (_, _, body) = call(addr, "GET", "/api/v1/applications", Some(&ds), None).await;
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(2), "{body}");
+    for path in ["/api/v1/applications/billing", "/api/v1/applications/nope"] {
+        let (code, _, body) = call(addr, "GET", path, Some(&ds), None).await;
+        assert_eq!(code, 403, "{path}: {body}");
+    }
+    let (code, _, _) = call(addr, "GET", "/api/v1/applications/nope", Some(&admin), None).await;
+    assert_eq!(code, 404);
+
+    // Accounts with groups bound by the project's roles.
+    let account_token = |name: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let (code, _, body) = call(
+                addr,
+                "POST",
+                &format!("/api/v1/account/{name}/token"),
+                Some(&admin),
+                Some(b"{}"),
+            )
+            .await;
+            assert_eq!(code, 200, "{body}");
+            (
+                body["token"].as_str().expect("token").to_string(),
+                body["id"].as_str().expect("id").to_string(),
+            )
+        }
+    };
+    let (alice, alice_id) = account_token("alice").await;
+    let (dora, _) = account_token("dora").await;
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/applications/inference-west/sync",
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["operation"]["initiatedBy"]["username"], "alice");
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/applications/inference-east/sync",
+        Some(&dora),
+        None,
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("sub: dora")),
+        "{body}"
+    );
+    let (code, _, body) = call(addr, "GET", "/api/v1/session/userinfo", Some(&alice), None).await;
+    assert_eq!(code, 200);
+    assert_eq!(body["username"], "alice");
+    assert_eq!(body["groups"], json!(["ml-engineers"]));
+    let (_, _, body) = call(
+        addr,
+        "GET",
+        "/api/v1/account/can-i/applications/sync/ml-platform/inference-east",
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(body["value"], "yes");
+    // alice may not mint tokens for others.
+    let (code, _, _) = call(
+        addr,
+        "POST",
+        "/api/v1/account/dora/token",
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(code, 403);
+
+    // Create / update / delete are authorised too.
+    let east = serde_json::to_vec(&app("ml-new", "ml-platform")).expect("json");
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/applications",
+        Some(&eng),
+        Some(&east),
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/applications",
+        Some(&admin),
+        Some(&east),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let (code, _, _) = call(
+        addr,
+        "POST",
+        "/api/v1/applications",
+        Some(&admin),
+        Some(&east),
+    )
+    .await;
+    assert_eq!(code, 409);
+    let moved = serde_json::to_vec(&app("ml-new", "finance")).expect("json");
+    let (code, _, body) = call(
+        addr,
+        "PUT",
+        "/api/v1/applications/ml-new",
+        Some(&admin),
+        Some(&moved),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["spec"]["project"], "finance");
+    let (code, _, _) = call(
+        addr,
+        "DELETE",
+        "/api/v1/applications/ml-new?cascade=false",
+        Some(&ds),
+        None,
+    )
+    .await;
+    assert_eq!(code, 403);
+    let (code, _, body) = call(
+        addr,
+        "DELETE",
+        "/api/v1/applications/ml-new?cascade=false",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+
+    // Rollback is a sync: authorised as such, refused without history or under auto-sync.
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/applications/inference-west/rollback",
+        Some(&ds),
+        Some(br#"{"id": 1}"#),
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    apps.patch(
+        "billing",
+        &Default::default(),
+        &mooring_k8s::kube::api::Patch::Merge(json!({"status": {"history": [
+            {"id": 1, "revision": "abc123", "deployedAt": "2026-01-01T00:00:00Z"}]}})),
+    )
+    .await
+    .expect("history");
+    let rollback = |id: i64| {
+        let admin = admin.clone();
+        async move {
+            call(
+                addr,
+                "POST",
+                "/api/v1/applications/billing/rollback",
+                Some(&admin),
+                Some(format!(r#"{{"id": {id}}}"#).as_bytes()),
+            )
+            .await
+        }
+    };
+    let (code, _, body) = rollback(7).await;
+    assert_eq!(code, 400, "{body}");
+    let (code, _, body) = rollback(1).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["operation"]["sync"]["revision"], "abc123");
+    let (code, _, body) = rollback(1).await;
+    assert_eq!(code, 409, "an operation is pending: {body}");
+
+    // ApplicationSets are authorised on the project of their template.
+    let sets: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &mooring_server::store::applicationset_resource(),
+    );
+    for (name, project) in [
+        ("ml-inference-services", "ml-platform"),
+        ("ledgers", "finance"),
+    ] {
+        sets.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"generators": [], "template": {"metadata": {"name": "x"}, "spec": {"project": project}}}
+            }))
+            .expect("set"),
+        )
+        .await
+        .expect("create set");
+    }
+    let (code, _, body) = call(addr, "GET", "/api/v1/applicationsets", Some(&admin), None).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(2), "{body}");
+    let (code, _, body) = call(
+        addr,
+        "GET",
+        "/api/v1/applicationsets/ledgers",
+        Some(&ds),
+        None,
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    let (code, _, body) = call(
+        addr,
+        "GET",
+        "/api/v1/projects/ml-platform",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["spec"]["roles"][0]["name"], "ml-engineers");
+    // A project's roles may read their own project, no other.
+    let (code, _, _) = call(addr, "GET", "/api/v1/projects/ml-platform", Some(&ds), None).await;
+    assert_eq!(code, 200);
+    let (code, _, _) = call(addr, "GET", "/api/v1/projects/finance", Some(&ds), None).await;
+    assert_eq!(code, 403);
+
+    // A project token dies with its role.
+    let mut p = projects.get("ml-platform").await.expect("project");
+    p.data["spec"]["roles"] = json!([p.data["spec"]["roles"][1].clone()]);
+    projects
+        .replace("ml-platform", &PostParams::default(), &p)
+        .await
+        .expect("drop the ml-engineers role");
+    let (code, _, body) = call(
+        addr,
+        "GET",
+        "/api/v1/applications/inference-east",
+        Some(&eng),
+        None,
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+
+    // Bad credentials: 401, never a crash.
+    let expired = store
+        .update_tokens(|s| s.issue("admin", 1_000, Some(Duration::from_secs(10))).0)
+        .await
+        .expect("issue expired");
+    let garbage = "mrg_".to_string() + &"A".repeat(43);
+    for (token, needle) in [
+        (None, "no credentials"),
+        (Some("not-a-token"), "malformed"),
+        (Some("mrg_!!"), "malformed"),
+        (Some(garbage.as_str()), "invalid or revoked"),
+        (Some(expired.as_str()), "expired"),
+    ] {
+        let (code, _, body) = call(addr, "GET", "/api/v1/applications", token, None).await;
+        assert_eq!(code, 401, "{token:?}: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| m.contains(needle)),
+            "{token:?}: {body}"
+        );
+    }
+    // Revoked: alice's token stops working at once.
+    let (code, _, _) = call(
+        addr,
+        "DELETE",
+        &format!("/api/v1/account/alice/token/{alice_id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (code, _, body) = call(addr, "GET", "/api/v1/session/userinfo", Some(&alice), None).await;
+    assert_eq!(code, 401, "{body}");
+    // A disabled account's tokens stop working too.
+    cms.patch(
+        "mooring-cm",
+        &Default::default(),
+        &mooring_k8s::kube::api::Patch::Merge(json!({"data": {"accounts.dora.enabled": "false"}})),
+    )
+    .await
+    .expect("disable dora");
+    let (code, _, _) = call(addr, "GET", "/api/v1/session/userinfo", Some(&dora), None).await;
+    assert_eq!(code, 401);
+    // Oversized body: 413 as JSON.
+    let big = vec![b' '; 2 * 1024 * 1024];
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/applications",
+        Some(&admin),
+        Some(&big),
+    )
+    .await;
+    assert_eq!(code, 413, "{body}");
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/applications",
+        Some(&admin),
+        Some(b"{nope"),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+
+    // Brute force: after the burst, 429 with Retry-After — even for a good token.
+    let limited = serve(
+        client.clone(),
+        ApiOptions {
+            failure_burst: 3,
+            failure_refill_per_second: 0.01,
+            ..Default::default()
+        },
+    )
+    .await;
+    for i in 0..3 {
+        let guess = format!("mrg_{}{i}", "B".repeat(42));
+        let (code, _, _) = call(limited, "GET", "/api/v1/applications", Some(&guess), None).await;
+        assert_eq!(code, 401);
+    }
+    let (code, retry, body) =
+        call(limited, "GET", "/api/v1/applications", Some(&garbage), None).await;
+    assert_eq!(code, 429, "{body}");
+    assert!(retry.is_some_and(|r| r.parse::<u64>().is_ok_and(|s| s >= 1)));
+    let (code, _, _) = call(limited, "GET", "/api/v1/applications", Some(&admin), None).await;
+    assert_eq!(code, 429);
+    // The other server (its own limiter) still serves the admin.
+    let (code, _, _) = call(addr, "GET", "/api/v1/projects", Some(&admin), None).await;
+    assert_eq!(code, 200);
+
+    // Broken settings fail closed with a clear error, never a panic.
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "mooring-rbac-cm"},
+            "data": {"policy.csv": "p, role:x, applications, get, */*, allow\np, oops"}}))
+        .expect("cm"),
+    )
+    .await
+    .expect("rbac cm");
+    let (code, _, body) = call(addr, "GET", "/api/v1/applications", Some(&admin), None).await;
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("mooring-rbac-cm") && m.contains("line 2")),
+        "{body}"
+    );
+    let secrets: Api<mooring_k8s::k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "default");
+    secrets
+        .patch(
+            "mooring-secret",
+            &Default::default(),
+            &mooring_k8s::kube::api::Patch::Merge(
+                json!({"stringData": null, "data": {"tokens.json": "bm90IGpzb24="}}),
+            ),
+        )
+        .await
+        .expect("corrupt the token store");
+    let (code, _, body) = call(addr, "GET", "/api/v1/applications", Some(&admin), None).await;
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("tokens.json")),
+        "{body}"
+    );
+}
