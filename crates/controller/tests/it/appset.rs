@@ -380,3 +380,165 @@ async fn git_directory_generator_follows_commits() {
     )
     .await;
 }
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let ft = e.file_type().expect("type");
+        if ft.is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else if ft.is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
+/// Issue 5's acceptance for the seed: `ml-inference-services`, applied verbatim to a
+/// management cluster with three production inference clusters (and a staging one)
+/// registered by cluster Secrets, deploys the inference service to each production
+/// cluster with that cluster's replica count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_applicationset_deploys_per_cluster_replicas() {
+    use mooring_apiserver::sim::SimOptions;
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ml-platform");
+    let repo = Repo::new();
+    copy_tree(&example, repo.path());
+    repo.commit("the example repository");
+    let sim = || SimOptions {
+        speed: 20.0,
+        ..Default::default()
+    };
+    let mgmt = Cluster::start(ClusterOptions {
+        sim: sim(),
+        crds: mooring_k8s::crds::all(),
+        ..Default::default()
+    })
+    .await
+    .expect("management cluster");
+    let c = mooring_k8s::client_from_kubeconfig(mgmt.kubeconfig_path())
+        .await
+        .expect("client");
+    let cache = tempfile::tempdir().expect("tmp");
+    let _controller = mooring_controller::Controller::start(
+        c.clone(),
+        mooring_controller::ControllerOptions {
+            cache_dir: cache.path().to_path_buf(),
+            operation_poll: std::time::Duration::from_millis(100),
+            repo_aliases: vec![(
+                "https://git.example.com/ml-platform/platform.git".into(),
+                repo.url(),
+            )],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("controller");
+
+    let secrets: Api<Secret> = Api::namespaced(c.clone(), "default");
+    let prod = [
+        ("environment", "production"),
+        ("workload-type", "inference"),
+    ];
+    let mut fleet = Vec::new();
+    for (name, labels) in [
+        ("prod-us-east", &prod[..]),
+        ("prod-eu-west", &prod[..]),
+        ("prod-ap-south", &prod[..]),
+        (
+            "staging",
+            &[("environment", "staging"), ("workload-type", "inference")][..],
+        ),
+    ] {
+        let cl = Cluster::start(ClusterOptions {
+            sim: sim(),
+            ..Default::default()
+        })
+        .await
+        .expect("destination cluster");
+        secrets
+            .create(
+                &PostParams::default(),
+                &cluster_secret(name, &cl.url(), labels),
+            )
+            .await
+            .expect("cluster secret");
+        fleet.push((name, cl));
+    }
+    // The seed's project, where this build serves AppProjects.
+    let project = example.join("projects/ml-platform.yaml");
+    if project.is_file() {
+        let v = mooring_core::yaml::parse_one(&std::fs::read_to_string(&project).expect("read"))
+            .expect("project yaml");
+        let projects: Api<DynamicObject> = Api::namespaced_with(
+            c.clone(),
+            "default",
+            &mooring_k8s::kube::core::ApiResource::from_gvk_with_plural(
+                &mooring_k8s::kube::core::GroupVersionKind::gvk(
+                    "argoproj.io",
+                    "v1alpha1",
+                    "AppProject",
+                ),
+                "appprojects",
+            ),
+        );
+        if let Ok(p) = serde_json::from_value::<DynamicObject>(v) {
+            let _ = projects.create(&PostParams::default(), &p).await;
+        }
+    }
+    let seed = mooring_core::yaml::parse_one(
+        &std::fs::read_to_string(example.join("applicationsets/ml-inference-services.yaml"))
+            .expect("seed"),
+    )
+    .expect("seed yaml");
+    sets(&c)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(seed).expect("appset"),
+        )
+        .await
+        .expect("create the seed ApplicationSet");
+    wait_names(
+        &c,
+        "ml-inference-services",
+        &[
+            "inference-prod-ap-south",
+            "inference-prod-eu-west",
+            "inference-prod-us-east",
+        ],
+    )
+    .await;
+
+    for (name, cl) in &fleet {
+        let want = match *name {
+            "prod-us-east" => 6,
+            "prod-eu-west" => 4,
+            "prod-ap-south" => 3,
+            _ => continue,
+        };
+        let dc = mooring_k8s::client_from_kubeconfig(cl.kubeconfig_path())
+            .await
+            .expect("client");
+        let deployments: Api<DynamicObject> = Api::namespaced_with(
+            dc,
+            "ml-inference-production",
+            &mooring_k8s::kube::core::ApiResource::from_gvk_with_plural(
+                &mooring_k8s::kube::core::GroupVersionKind::gvk("apps", "v1", "Deployment"),
+                "deployments",
+            ),
+        );
+        eventually(
+            90,
+            &format!("{name} runs inference-gateway with {want} replicas"),
+            || {
+                let deployments = deployments.clone();
+                async move {
+                    let d = deployments.get("inference-gateway").await.ok()?;
+                    (d.data["spec"]["replicas"] == want).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+}
