@@ -6,6 +6,10 @@
 //! (the app-of-apps of the example). Applications name their real remote (for example
 //! `https://git.example.com/ml-platform/platform.git`); `up` maps every such URL to the
 //! local repository (git's `insteadOf`), so the manifests work unchanged.
+//!
+//! With `--clusters`, the ApplicationSets in `REPO/applicationsets/` are registered too:
+//! their clusters generators have a labelled fleet to select (for the example,
+//! `--clusters 'prod-us-east:environment=production,workload-type=inference;…'`).
 
 use anyhow::{bail, Context as _};
 use mooring_k8s::kube;
@@ -41,6 +45,7 @@ pub struct UpArgs {
     /// (`3`: cluster-1..3) or `NAME[:KEY=VALUE,…]` entries separated by `;` (labels for the
     /// ApplicationSet clusters generator), e.g.
     /// `prod-east:environment=production,workload-type=inference;prod-west:environment=production`.
+    /// With a fleet, the ApplicationSets in REPO/applicationsets/ are registered too.
     #[arg(long, value_parser = parse_fleet)]
     pub clusters: Option<Fleet>,
 }
@@ -205,6 +210,44 @@ fn top_level_applications(repo: &Path) -> anyhow::Result<Vec<Value>> {
         let docs = mooring_core::yaml::parse_all(&text)
             .with_context(|| format!("parsing {}", p.display()))?;
         out.extend(docs.into_iter().filter(|d| d["kind"] == "Application"));
+    }
+    Ok(out)
+}
+
+/// The ApplicationSets in `REPO/applicationsets/` (registered when `--clusters` starts a
+/// fleet for their clusters generators to select).
+fn applicationsets(repo: &Path) -> anyhow::Result<Vec<Value>> {
+    let dir = repo.join("applicationsets");
+    if !dir.is_dir() {
+        return Ok(vec![]);
+    }
+    let mut out = Vec::new();
+    for doc in top_level_documents(&dir)? {
+        if doc["kind"] == "ApplicationSet" {
+            out.push(doc);
+        }
+    }
+    Ok(out)
+}
+
+fn top_level_documents(dir: &Path) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let p = e.path();
+        let is_yaml = p
+            .extension()
+            .and_then(|x| x.to_str())
+            .is_some_and(|x| x == "yaml" || x == "yml");
+        if !is_yaml || !p.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p)?;
+        out.extend(
+            mooring_core::yaml::parse_all(&text)
+                .with_context(|| format!("parsing {}", p.display()))?,
+        );
     }
     Ok(out)
 }
@@ -380,6 +423,34 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("registering application {name}"))?;
         names.push(name);
     }
+    let mut set_names = Vec::new();
+    if args.clusters.is_some() {
+        for set in applicationsets(&repo)? {
+            let name = set
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let ns = set
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("default")
+                .to_string();
+            kube::api::Api::<kube::api::DynamicObject>::namespaced_with(
+                client.clone(),
+                &ns,
+                &mooring_controller::appset::applicationset_resource(),
+            )
+            .patch(
+                &name,
+                &kube::api::PatchParams::apply("mooring-up").force(),
+                &kube::api::Patch::Apply(&set),
+            )
+            .await
+            .with_context(|| format!("registering ApplicationSet {name}"))?;
+            set_names.push(name);
+        }
+    }
     println!("mooring is up");
     println!(
         "  cluster     {} (data in {})",
@@ -423,6 +494,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             names.join(", ")
         }
     );
+    if !set_names.is_empty() {
+        println!("  appsets     {}", set_names.join(", "));
+    }
     println!();
     println!("try:");
     println!("  export KUBECONFIG={}", kubeconfig.display());
