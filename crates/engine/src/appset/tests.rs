@@ -534,3 +534,39 @@ spec:
         assert!(e.to_string().contains(want), "{e}");
     }
 }
+
+#[test]
+fn elements_yaml_from_a_git_file_in_a_go_matrix() {
+    let mut f = fixture();
+    f.files.insert(
+        "teams/config.yaml".into(),
+        "teams:\n- {team: vision, gpus: 4}\n- {team: nlp, gpus: 8}\n".into(),
+    );
+    let apps = generate(
+        &set(r#"
+metadata: {name: s}
+spec:
+  goTemplate: true
+  goTemplateOptions: ["missingkey=error"]
+  generators:
+  - matrix:
+      generators:
+      - git: {repoURL: r, revision: main, files: [{path: 'teams/config.yaml'}]}
+      - list:
+          elementsYaml: '{{ .teams | toJson }}'
+  template:
+    metadata: {name: 'train-{{.team}}'}
+    spec:
+      project: default
+      source: {repoURL: r, path: 'training/{{.team}}', helm: {parameters: [{name: gpus, value: '{{.gpus}}'}]}}
+      destination: {server: 'https://kubernetes.default.svc', namespace: 'ml-{{.team}}'}
+"#),
+        &f,
+    )
+    .expect("generate");
+    assert_eq!(names(&apps), ["train-vision", "train-nlp"]);
+    assert_eq!(
+        apps[1]["spec"]["source"]["helm"]["parameters"][0]["value"],
+        "8"
+    );
+}
