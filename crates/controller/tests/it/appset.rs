@@ -145,6 +145,23 @@ async fn list_generator_creates_deletes_and_keeps_per_policy() {
         "{again:?}"
     );
 
+    // A template change updates every Application (sync policy allows updates).
+    sets(c)
+        .patch(
+            "ml",
+            &PatchParams::default(),
+            &Patch::Merge(
+                &json!({"spec": {"template": {"spec": {"source": {"path": "app/{{app}}"}}}}}),
+            ),
+        )
+        .await
+        .expect("patch template");
+    eventually(30, "ml-c follows the template", || async move {
+        let a = serde_json::to_value(apps(c).get("ml-c").await.ok()?).ok()?;
+        (field(&a, "/spec/source/path") == "app/c").then_some(())
+    })
+    .await;
+
     // Default policy (sync): a removed element deletes its Application.
     set_elements(c, "ml", &["a", "b"], json!({})).await;
     wait_names(c, "ml", &["ml-a", "ml-b"]).await;
