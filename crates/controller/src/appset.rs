@@ -26,7 +26,9 @@
 //! Triggers: the set changes (watch), a cluster Secret changes (watch; a relabelled
 //! cluster enters or leaves a selector), an owned Application is deleted (watch), and
 //! the controller's poll interval (Git generators see new commits; Argo CD's default
-//! `requeueAfterSeconds` is the same 3 minutes). Failed reconciles retry after 10 s.
+//! `requeueAfterSeconds` is the same 3 minutes) or sooner where a generator sets
+//! `requeueAfterSeconds`. Failed reconciles retry after 10 s. Git webhooks do not yet
+//! trigger ApplicationSets (they refresh Applications); the poll picks the push up.
 
 use crate::{Context, ControllerError};
 use kube::api::{
@@ -66,6 +68,40 @@ pub struct Outcome {
     pub deleted: Vec<String>,
     /// Applications the policy kept although no longer generated (or not owned by the set).
     pub kept: Vec<String>,
+    /// The smallest `requeueAfterSeconds` of the set's generators, if any: when to
+    /// regenerate next, sooner than the controller's poll.
+    pub requeue_after: Option<Duration>,
+}
+
+impl Outcome {
+    fn changed(&self) -> bool {
+        !(self.created.is_empty() && self.updated.is_empty() && self.deleted.is_empty())
+    }
+}
+
+/// The smallest `requeueAfterSeconds` anywhere in the generators (Argo CD's per-generator
+/// polling interval), at least one second.
+pub fn requeue_after(generators: &Value) -> Option<Duration> {
+    fn walk(v: &Value, min: &mut Option<u64>) {
+        match v {
+            Value::Object(o) => {
+                for (k, x) in o {
+                    if k == "requeueAfterSeconds" {
+                        if let Some(n) = x.as_u64() {
+                            *min = Some(min.map_or(n, |m| m.min(n)));
+                        }
+                    } else {
+                        walk(x, min);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, min)),
+            _ => {}
+        }
+    }
+    let mut min = None;
+    walk(generators, &mut min);
+    min.map(|s| Duration::from_secs(s.max(1)))
 }
 
 /// Spawn the ApplicationSet watches and worker.
@@ -212,6 +248,8 @@ async fn work(
     tx: mpsc::UnboundedSender<String>,
     mut rx: mpsc::UnboundedReceiver<String>,
 ) {
+    // Sets with a pending `requeueAfterSeconds` timer (one timer per set).
+    let scheduled: Arc<std::sync::Mutex<BTreeSet<String>>> = Arc::default();
     while let Some(first) = rx.recv().await {
         let mut keys = BTreeSet::from([first]);
         while let Ok(k) = rx.try_recv() {
@@ -223,8 +261,28 @@ async fn work(
             };
             match reconcile(&ctx, ns, name).await {
                 Ok(o) => {
-                    if o != Outcome::default() {
+                    if o.changed() {
                         tracing::info!(appset = %key, created = ?o.created, updated = ?o.updated, deleted = ?o.deleted, "ApplicationSet reconciled");
+                    }
+                    let fresh = scheduled
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(key.clone());
+                    if let (Some(after), true) = (o.requeue_after, fresh) {
+                        let (tx, scheduled) = (tx.clone(), scheduled.clone());
+                        tokio::spawn(async move {
+                            tokio::time::sleep(after).await;
+                            scheduled
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .remove(&key);
+                            let _ = tx.send(key);
+                        });
+                    } else if fresh {
+                        scheduled
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .remove(&key);
                     }
                 }
                 Err(e) => {
@@ -503,7 +561,10 @@ pub async fn reconcile(ctx: &Context, ns: &str, name: &str) -> Result<Outcome, C
             )
         })
         .collect();
-    let mut outcome = Outcome::default();
+    let mut outcome = Outcome {
+        requeue_after: requeue_after(&Value::Array(set.spec.generators.clone())),
+        ..Outcome::default()
+    };
     let mut errors = Vec::new();
     let mut resources = Vec::new();
     for mut app in desired {
@@ -715,6 +776,14 @@ pub fn merge_patch_diff(old: &Value, new: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requeue_after_is_the_smallest() {
+        let g = json!([{"git": {"repoURL": "r", "requeueAfterSeconds": 30}},
+                       {"matrix": {"generators": [{"clusters": {"requeueAfterSeconds": 0}}]}}]);
+        assert_eq!(requeue_after(&g), Some(Duration::from_secs(1)));
+        assert_eq!(requeue_after(&json!([{"list": {"elements": []}}])), None);
+    }
 
     #[test]
     fn merge_patch_diffs() {
