@@ -27,8 +27,8 @@
 //! cluster enters or leaves a selector), an owned Application is deleted (watch), and
 //! the controller's poll interval (Git generators see new commits; Argo CD's default
 //! `requeueAfterSeconds` is the same 3 minutes) or sooner where a generator sets
-//! `requeueAfterSeconds`. Failed reconciles retry after 10 s. Git webhooks do not yet
-//! trigger ApplicationSets (they refresh Applications); the poll picks the push up.
+//! `requeueAfterSeconds`, and a Git webhook push to a repository a git generator reads.
+//! Failed reconciles retry after 10 s.
 
 use crate::{Context, ControllerError};
 use kube::api::{
@@ -107,6 +107,7 @@ pub fn requeue_after(generators: &Value) -> Option<Duration> {
 /// Spawn the ApplicationSet watches and worker.
 pub fn start(ctx: Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
     let (tx, rx) = mpsc::unbounded_channel::<String>();
+    let _ = ctx.appset_queue.set(tx.clone());
     vec![
         tokio::spawn(watch_sets(ctx.clone(), tx.clone())),
         tokio::spawn(watch_cluster_secrets(ctx.clone(), tx.clone())),
@@ -295,6 +296,42 @@ async fn work(
                 }
             }
         }
+    }
+}
+
+/// A Git push (normalised repository URLs): queue the sets whose git generators read
+/// that repository, after forgetting cached resolutions so they see the new commit.
+pub(crate) async fn enqueue_for_push(ctx: &Context, pushed: &[String]) {
+    use mooring_source::webhook::normalize_repo_url;
+    let Some(tx) = ctx.appset_queue.get() else {
+        return;
+    };
+    let Ok(list) = sets_api(ctx, None).list(&ListParams::default()).await else {
+        return;
+    };
+    let mut any = false;
+    for o in list.items {
+        let Ok(v) = serde_json::to_value(&o) else {
+            continue;
+        };
+        let mut sources = BTreeSet::new();
+        git_sources(&v["spec"]["generators"], &mut sources);
+        let hit = sources.iter().any(|(url, _)| {
+            [url.clone(), ctx.fetch_url(url)]
+                .iter()
+                .any(|u| pushed.contains(&normalize_repo_url(u)))
+        });
+        if hit {
+            any = true;
+            let _ = tx.send(format!(
+                "{}/{}",
+                o.metadata.namespace.as_deref().unwrap_or_default(),
+                o.metadata.name.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    if any {
+        ctx.forget_all_resolutions();
     }
 }
 

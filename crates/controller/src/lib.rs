@@ -193,6 +193,8 @@ pub struct Context {
     /// Watch and connect tasks of each destination cluster, by server URL (see [`clusters`]).
     cluster_tasks: Mutex<HashMap<String, Vec<tokio::task::JoinHandle<()>>>>,
     queue: mpsc::UnboundedSender<String>,
+    /// The ApplicationSet controller's queue (`namespace/name`), set when it starts.
+    appset_queue: std::sync::OnceLock<mpsc::UnboundedSender<String>>,
 }
 
 /// How long a resolved revision is reused without fetching.
@@ -365,6 +367,7 @@ impl Context {
             self.enqueue(&key);
             out.push(key);
         }
+        appset::enqueue_for_push(self, &pushed).await;
         out
     }
 
@@ -461,6 +464,7 @@ impl Context {
             policy: policy::PolicyCache::default(),
             cluster_tasks: Mutex::new(HashMap::new()),
             queue: tx,
+            appset_queue: Default::default(),
         }))
     }
 }
@@ -533,6 +537,7 @@ impl Controller {
             policy: policy::PolicyCache::default(),
             cluster_tasks: Mutex::new(HashMap::new()),
             queue: tx,
+            appset_queue: Default::default(),
         });
         tasks.push(tokio::spawn(watch_apps(ctx.clone())));
         tasks.push(tokio::spawn(watch_live(ctx.clone(), mgmt.clone())));
