@@ -163,6 +163,19 @@ fn checkout_root(file: &Path) -> PathBuf {
     }
 }
 
+/// Generate one ApplicationSet document against a local checkout, with no registered
+/// clusters (`mooring check`: a clusters generator then yields only what Argo CD's
+/// local-cluster rule gives).
+pub(crate) fn generate_local(doc: &Value, root: &Path) -> anyhow::Result<Vec<Value>> {
+    let set: ApplicationSet =
+        serde_json::from_value(doc.clone()).context("not a valid ApplicationSet")?;
+    let inputs = LocalInputs {
+        clusters: vec![],
+        root: root.to_path_buf(),
+    };
+    Ok(mooring_engine::appset::generate(&set, &inputs)?)
+}
+
 /// Generate the Applications of every ApplicationSet in the file.
 pub fn generate(args: &GenerateArgs) -> anyhow::Result<Vec<serde_json::Value>> {
     let text = std::fs::read_to_string(&args.file)

@@ -232,6 +232,40 @@ async fn check(repo: &Path, envs: &[String], lint_opts: &LintOptions) -> anyhow:
                             )),
                         }
                     }
+                    if is_applicationset(&d) {
+                        // The Applications it generates from this checkout are checked
+                        // like written ones; a set that fails to generate is a finding.
+                        let set = d["metadata"]["name"].as_str().unwrap_or("?").to_string();
+                        match crate::appset::generate_local(&d, repo) {
+                            Ok(apps) => {
+                                for a in apps {
+                                    match units_of(&a, Some(&rel)) {
+                                        Ok(u) => units.extend(u),
+                                        Err(e) => report.subjects.push(subject(
+                                            &rel,
+                                            "",
+                                            vec![failure(
+                                                "applicationset",
+                                                "applicationset/invalid",
+                                                format!("ApplicationSet {set}: {e}"),
+                                                "",
+                                            )],
+                                        )),
+                                    }
+                                }
+                            }
+                            Err(e) => report.subjects.push(subject(
+                                &rel,
+                                "",
+                                vec![failure(
+                                    "applicationset",
+                                    "applicationset/invalid",
+                                    format!("ApplicationSet {set}: {e:#}"),
+                                    "",
+                                )],
+                            )),
+                        }
+                    }
                     if d["kind"] == "CustomResourceDefinition" || d["kind"] == "ConstraintTemplate"
                     {
                         written_objects.push(d);
@@ -1027,6 +1061,13 @@ fn looks_like_manifest(text: &str) -> bool {
 
 fn is_application(v: &Value) -> bool {
     v["kind"] == "Application"
+        && v["apiVersion"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("argoproj.io/"))
+}
+
+fn is_applicationset(v: &Value) -> bool {
+    v["kind"] == "ApplicationSet"
         && v["apiVersion"]
             .as_str()
             .is_some_and(|a| a.starts_with("argoproj.io/"))

@@ -1088,3 +1088,70 @@ fn appset_generate_prints_the_seed_applications_without_a_cluster() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn check_renders_applicationset_output_and_reports_broken_sets() {
+    // A git-directories set over apps/web/overlays: its generated app is rendered and
+    // checked like a written one (the bad field is found through it).
+    let set = r#"apiVersion: argoproj.io/v1alpha1
+kind: ApplicationSet
+metadata: {name: overlays}
+spec:
+  generators:
+  - git: {repoURL: 'https://git.example.com/x.git', revision: main, directories: [{path: 'apps/web/overlays/*'}]}
+  template:
+    metadata: {name: 'web-{{path.basename}}'}
+    spec:
+      project: default
+      source: {repoURL: 'https://git.example.com/x.git', path: '{{path}}', targetRevision: main}
+      destination: {server: 'https://kubernetes.default.svc', namespace: web}
+"#;
+    let bad_deployment = GOOD_DEPLOYMENT.replace(
+        "        image: registry",
+        "        imagePullPolcy: Always\n        image: registry",
+    );
+    let repo = repo_with(&[
+        ("appsets/web.yaml", set),
+        (
+            "apps/web/base/kustomization.yaml",
+            "resources: [deployment.yaml]\n",
+        ),
+        ("apps/web/base/deployment.yaml", &bad_deployment),
+        (
+            "apps/web/overlays/dev/kustomization.yaml",
+            "resources: [../../base]\nnamespace: web\n",
+        ),
+    ]);
+    let (code, out, err) = check(&["-o", "json"], repo.path());
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        findings(&out).iter().any(|(source, _, _, message)| source == "schema"
+            && message.contains("imagePullPolcy")),
+        "{out}"
+    );
+
+    // A set that cannot generate is a finding naming it and the reason.
+    let broken = set.replace("'web-{{path.basename}}'", "'Web {{path.basename}}'");
+    let repo = repo_with(&[
+        ("appsets/web.yaml", &broken),
+        (
+            "apps/web/base/kustomization.yaml",
+            "resources: [deployment.yaml]\n",
+        ),
+        ("apps/web/base/deployment.yaml", GOOD_DEPLOYMENT),
+        (
+            "apps/web/overlays/dev/kustomization.yaml",
+            "resources: [../../base]\nnamespace: web\n",
+        ),
+    ]);
+    let (code, out, err) = check(&["-o", "json"], repo.path());
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        findings(&out)
+            .iter()
+            .any(|(_, rule, _, message)| rule == "applicationset/invalid"
+                && message.contains("ApplicationSet overlays")
+                && message.contains("DNS subdomain")),
+        "{out}"
+    );
+}
