@@ -9,6 +9,7 @@
 
 use kube::core::schema::{OptionalEnum, OptionalIntOrString, StructuralSchemaRewriter};
 use mooring_core::app::{ApplicationSpec, ApplicationStatus};
+use mooring_core::project::AppProjectSpec;
 use schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 
@@ -125,7 +126,44 @@ pub fn application_crd() -> Value {
 
 /// Every CRD Mooring serves, in install order.
 pub fn all() -> Vec<Value> {
-    vec![application_crd(), constraint_template_crd()]
+    vec![
+        application_crd(),
+        app_project_crd(),
+        constraint_template_crd(),
+    ]
+}
+
+/// The Argo CD-compatible `AppProject` CRD (spec from [`AppProjectSpec`]; fields Mooring
+/// does not interpret are preserved).
+pub fn app_project_crd() -> Value {
+    let mut props = Map::new();
+    props.insert("apiVersion".into(), json!({"type": "string"}));
+    props.insert("kind".into(), json!({"type": "string"}));
+    props.insert("metadata".into(), json!({"type": "object"}));
+    let mut spec = schema_of::<AppProjectSpec>();
+    if let Some(o) = spec.as_object_mut() {
+        o.insert("x-kubernetes-preserve-unknown-fields".into(), json!(true));
+    }
+    props.insert("spec".into(), spec);
+    props.insert(
+        "status".into(),
+        json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+    );
+    let mut crd = crd(
+        "argoproj.io",
+        "AppProject",
+        "appprojects",
+        &["appproj", "appprojs"],
+        props,
+        json!([
+            {"name": "Description", "type": "string", "jsonPath": ".spec.description"},
+        ]),
+    );
+    // A project without a spec is valid (Argo CD's `default` may be created so).
+    if let Some(req) = crd.pointer_mut("/spec/versions/0/schema/openAPIV3Schema/required") {
+        *req = json!(["metadata"]);
+    }
+    crd
 }
 
 /// Gatekeeper's `ConstraintTemplate`, so the management cluster stores templates as
