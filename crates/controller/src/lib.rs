@@ -10,6 +10,7 @@
 
 pub mod operation;
 pub mod policy;
+pub mod project;
 pub mod reconcile;
 
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
@@ -520,6 +521,7 @@ impl Controller {
         tasks.push(tokio::spawn(poll(ctx.clone())));
         tasks.push(tokio::spawn(watch_repository_secrets(ctx.clone())));
         tasks.push(tokio::spawn(policy::watch_templates(ctx.clone())));
+        tasks.push(tokio::spawn(project::watch_projects(ctx.clone())));
         tasks.push(tokio::spawn(policy::audit_loop(ctx.clone())));
         tasks.push(tokio::spawn(work(ctx.clone(), rx)));
         Ok(Controller { ctx, tasks })
