@@ -142,6 +142,7 @@ fn up_converges_the_example_platform() {
         "training-platform-development",
         "inference-service-development",
         "infrastructure-development",
+        "projects-development",
     ];
     let apps = loop {
         let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
@@ -283,7 +284,9 @@ fn health_test_and_crds_commands() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
         text.contains("kind: CustomResourceDefinition")
-            && text.contains("applications.argoproj.io"),
+            && text.contains("applications.argoproj.io")
+            && text.contains("appprojects.argoproj.io")
+            && text.contains("clusterResourceWhitelist"),
         "{text}"
     );
     assert!(text.contains("repoURL"), "schema generated from the types");
