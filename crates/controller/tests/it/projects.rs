@@ -250,6 +250,33 @@ async fn a_deny_window_holds_an_automated_sync_until_it_closes() {
         .await
         .expect("get")
         .is_none());
+    // A manual sync is refused too: the window does not enable manualSync.
+    apps(client)
+        .patch(
+            "inference-eu",
+            &Default::default(),
+            &mooring_k8s::kube::api::Patch::Merge(
+                json!({"operation": {"sync": {}, "initiatedBy": {"username": "oncall"}}}),
+            ),
+        )
+        .await
+        .expect("sync");
+    let a = eventually(10, "the manual sync is refused", || async {
+        let a = serde_json::to_value(apps(client).get("inference-eu").await.ok()?).ok()?;
+        (field(&a, "/status/operationState/phase") == "Failed").then_some(a)
+    })
+    .await;
+    let msg = field(&a, "/status/operationState/message");
+    assert!(
+        msg.starts_with("nothing was applied: manual sync is blocked by active deny window")
+            && msg.ends_with("(manualSync is not enabled)"),
+        "{msg}"
+    );
+    assert!(configmaps(client, "ml-serving")
+        .get_opt("settings")
+        .await
+        .expect("get")
+        .is_none());
     // Once the window closes the controller (re-queued for that moment) syncs.
     eventually(40, "the sync proceeds after the window", || async {
         configmaps(client, "ml-serving")
