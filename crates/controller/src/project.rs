@@ -22,6 +22,9 @@
 //!   unless the blocking windows permit `manualSync`.
 //!
 //! A change to an AppProject re-queues the Applications that use it ([`watch_projects`]).
+//! Projects with `orphanedResources` get their apps' destination namespaces scanned
+//! periodically ([`orphan_loop`]): unmanaged objects without an owner raise an
+//! `OrphanedResourceWarning` condition with their count (Argo CD's message) and names.
 
 use crate::{Context, ControllerError};
 use kube::api::{Api, ApiResource, DynamicObject};
@@ -39,6 +42,8 @@ use std::time::{Duration, SystemTime};
 
 /// Condition set while sync windows keep an automated sync from starting.
 pub const WINDOW_CONDITION: &str = "SyncWindowBlocked";
+/// Condition listing unmanaged objects in the destination namespace.
+pub const ORPHAN_CONDITION: &str = "OrphanedResourceWarning";
 
 pub fn app_project_resource() -> ApiResource {
     ApiResource {
@@ -267,6 +272,72 @@ pub async fn watch_projects(ctx: Arc<Context>) {
         for app in crate::all_apps(&ctx).await {
             if project_name(&app) == name {
                 ctx.enqueue(&format!("{}/{}", app.namespace(), app.name()));
+            }
+        }
+    }
+}
+
+/// How many orphaned objects the condition names (the count is always complete).
+const ORPHANS_NAMED: usize = 10;
+
+/// Scan one app's destination namespace for orphaned resources and set (or clear) its
+/// `OrphanedResourceWarning` condition.
+pub async fn scan_orphans(ctx: &Context, app: &Application) -> Result<(), ControllerError> {
+    let warning = match check_app(ctx, app).await? {
+        Ok(proj) => match rules::warns_of_orphans(&proj) {
+            Some(settings) => {
+                let ns = app.spec.destination.namespace.clone().unwrap_or_default();
+                if ns.is_empty() {
+                    None
+                } else {
+                    let cluster = ctx.cluster_for(&app.spec.destination)?;
+                    let unmanaged: Vec<Value> = cluster
+                        .list_namespace(&ns)
+                        .await
+                        .into_iter()
+                        .filter(|o| {
+                            o.pointer("/metadata/annotations")
+                                .and_then(|a| a.get(mooring_k8s::cluster::TRACKING_ANNOTATION))
+                                .is_none()
+                        })
+                        .collect();
+                    let orphans = rules::orphaned_resources(&unmanaged, settings);
+                    (!orphans.is_empty()).then(|| {
+                        let named: Vec<String> = orphans
+                            .iter()
+                            .take(ORPHANS_NAMED)
+                            .map(ToString::to_string)
+                            .collect();
+                        format!(
+                            "Application has {} orphaned resources: {}{}",
+                            orphans.len(),
+                            named.join(", "),
+                            if orphans.len() > ORPHANS_NAMED {
+                                ", …"
+                            } else {
+                                ""
+                            }
+                        )
+                    })
+                }
+            }
+            None => None,
+        },
+        Err(_) => None,
+    };
+    crate::policy::set_conditions(ctx, app, &[(ORPHAN_CONDITION, warning)]).await
+}
+
+/// Periodic orphaned-resource scan of every app (see [`scan_orphans`]).
+pub(crate) async fn orphan_loop(ctx: Arc<Context>) {
+    let Some(every) = ctx.options.orphan_scan else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        for app in crate::all_apps(&ctx).await {
+            if let Err(e) = scan_orphans(&ctx, &app).await {
+                tracing::debug!(app = app.name(), "orphaned resources: {e}");
             }
         }
     }

@@ -30,7 +30,9 @@
 //! rule refused what.
 
 use chrono::{DateTime, TimeZone, Utc};
-use mooring_core::project::{AppProject, GroupKind, SyncWindow, SyncWindowKind};
+use mooring_core::project::{
+    AppProject, GroupKind, OrphanedResourcesMonitorSettings, SyncWindow, SyncWindowKind,
+};
 use mooring_core::ResourceKey;
 use std::time::{Duration, SystemTime};
 
@@ -567,6 +569,53 @@ pub fn can_sync(
         ));
     }
     Ok(verdict(true, String::new()))
+}
+
+/// Orphaned resources (`orphanedResources`): of the unmanaged objects in an app's
+/// destination namespace, those without an owner and not ignored — by Argo CD's built-in
+/// exclusions (the `default` ServiceAccount, the `kube-root-ca.crt` ConfigMap, the
+/// `kubernetes` Service in `default`) or by an `ignore` entry (group, kind and name globs;
+/// empty kind or name = any). `unmanaged` must already exclude objects an app tracks.
+pub fn orphaned_resources(
+    unmanaged: &[serde_json::Value],
+    settings: &OrphanedResourcesMonitorSettings,
+) -> Vec<ResourceKey> {
+    let mut out: Vec<ResourceKey> = unmanaged
+        .iter()
+        .filter(|o| {
+            o.pointer("/metadata/ownerReferences")
+                .and_then(serde_json::Value::as_array)
+                .is_none_or(|a| a.is_empty())
+        })
+        .filter_map(ResourceKey::of)
+        .filter(|k| !known_orphan_exclusion(k, settings))
+        .collect();
+    out.sort();
+    out
+}
+
+fn known_orphan_exclusion(k: &ResourceKey, settings: &OrphanedResourcesMonitorSettings) -> bool {
+    let core = k.group.is_empty();
+    if (core && k.kind == "Service" && k.name == "kubernetes" && k.namespace == "default")
+        || (core && k.kind == "ServiceAccount" && k.name == "default")
+        || (core && k.kind == "ConfigMap" && k.name == "kube-root-ca.crt")
+    {
+        return true;
+    }
+    settings.ignore.iter().any(|i| {
+        (i.kind.is_empty() || glob_match(&i.kind, &k.kind, false, None))
+            && glob_match(&i.group, &k.group, false, None)
+            && (i.name.is_empty() || glob_match(&i.name, &k.name, false, None))
+    })
+}
+
+/// Whether a project asks for orphaned-resource warnings (`warn` defaults to true once
+/// `orphanedResources` is present).
+pub fn warns_of_orphans(proj: &AppProject) -> Option<&OrphanedResourcesMonitorSettings> {
+    proj.spec
+        .orphaned_resources
+        .as_ref()
+        .filter(|o| o.warn.unwrap_or(true))
 }
 
 /// How long until `t` (zero when past).

@@ -295,3 +295,56 @@ async fn a_deny_window_holds_an_automated_sync_until_it_closes() {
         "{a}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmanaged_objects_in_the_destination_namespace_raise_an_orphan_warning() {
+    let repo = Repo::new();
+    repo.write("app/cm.yaml", SETTINGS);
+    repo.commit("settings");
+    let e = env().await;
+    let client = &e.client;
+    let mut proj = ml_platform(&repo.url(), json!([]));
+    proj["spec"]["orphanedResources"] =
+        json!({"warn": true, "ignore": [{"kind": "ConfigMap", "name": "ignored-*"}]});
+    create(&projects(client), proj).await;
+    create(
+        &apps(client),
+        app("features", "ml-platform", &repo.url(), "app", "ml-features"),
+    )
+    .await;
+    eventually(30, "synced", || async {
+        configmaps(client, "ml-features")
+            .get_opt("settings")
+            .await
+            .ok()?
+    })
+    .await;
+    for name in ["leftover", "ignored-1"] {
+        create(
+            &configmaps(client, "ml-features"),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "ml-features"}}),
+        )
+        .await;
+    }
+    let warning = eventually(20, "orphan warning", || async {
+        let a = serde_json::to_value(apps(client).get("features").await.ok()?).ok()?;
+        condition(&a, "OrphanedResourceWarning")
+    })
+    .await;
+    assert_eq!(
+        warning,
+        "Application has 1 orphaned resources: ConfigMap/ml-features/leftover"
+    );
+    // Deleting the orphan clears the warning.
+    configmaps(client, "ml-features")
+        .delete("leftover", &Default::default())
+        .await
+        .expect("delete");
+    eventually(20, "warning cleared", || async {
+        let a = serde_json::to_value(apps(client).get("features").await.ok()?).ok()?;
+        condition(&a, "OrphanedResourceWarning")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}

@@ -455,3 +455,53 @@ fn windows_match_by_application_namespace_or_cluster() {
     );
     assert!(matching_windows(&p, "x", &d("dev", "dev")).is_empty());
 }
+
+#[test]
+fn orphans() {
+    use mooring_core::project::{OrphanedResourceKey, OrphanedResourcesMonitorSettings};
+    let obj = |av: &str, kind: &str, name: &str, owned: bool| {
+        let mut o = serde_json::json!({"apiVersion": av, "kind": kind,
+            "metadata": {"name": name, "namespace": "ml-serving"}});
+        if owned {
+            o["metadata"]["ownerReferences"] =
+                serde_json::json!([{"kind": "Deployment", "name": "x"}]);
+        }
+        o
+    };
+    let objects = [
+        obj("v1", "ConfigMap", "leftover", false),
+        obj("v1", "ConfigMap", "kube-root-ca.crt", false),
+        obj("v1", "ServiceAccount", "default", false),
+        obj("v1", "Secret", "token", true),
+        obj("apps/v1", "Deployment", "old", false),
+        obj("v1", "Secret", "sealed-1", false),
+    ];
+    let settings = OrphanedResourcesMonitorSettings {
+        warn: None,
+        ignore: vec![OrphanedResourceKey {
+            group: String::new(),
+            kind: "Secret".into(),
+            name: "sealed-*".into(),
+        }],
+    };
+    let found: Vec<String> = orphaned_resources(&objects, &settings)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "ConfigMap/ml-serving/leftover",
+            "Deployment.apps/ml-serving/old"
+        ]
+    );
+    let mut p = project(AppProjectSpec::default());
+    assert!(warns_of_orphans(&p).is_none());
+    p.spec.orphaned_resources = Some(settings.clone());
+    assert!(warns_of_orphans(&p).is_some(), "warn defaults to true");
+    p.spec.orphaned_resources = Some(OrphanedResourcesMonitorSettings {
+        warn: Some(false),
+        ..settings
+    });
+    assert!(warns_of_orphans(&p).is_none());
+}
