@@ -55,6 +55,18 @@ fn ml_platform(repo: &str, windows: Value) -> Value {
     })
 }
 
+/// The seed's AppProject verbatim, but for the repository URL (a local Git repository).
+fn seed_project(repo: &str) -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/ml-platform/projects/ml-platform.yaml"
+    );
+    let text = std::fs::read_to_string(path)
+        .expect("seed project")
+        .replace("https://git.example.com/ml-platform/platform.git", repo);
+    mooring_core::yaml::parse_one(&text).expect("seed project parses")
+}
+
 fn app(name: &str, project: &str, repo: &str, path: &str, namespace: &str) -> Value {
     json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
@@ -175,12 +187,27 @@ async fn a_cluster_role_outside_the_whitelist_refuses_the_whole_sync() {
     repo.commit("role");
     let e = env().await;
     let client = &e.client;
-    create(&projects(client), ml_platform(&repo.url(), json!([]))).await;
+    // The seed's project, as users apply it.
+    create(&projects(client), seed_project(&repo.url())).await;
     create(
         &apps(client),
         app("serving", "ml-platform", &repo.url(), "app", "ml-serving"),
     )
     .await;
+    create(
+        &apps(client),
+        app("system", "ml-platform", &repo.url(), "app", "kube-system"),
+    )
+    .await;
+    let refused = eventually(30, "kube-system refused", || async {
+        let a = serde_json::to_value(apps(client).get("system").await.ok()?).ok()?;
+        condition(&a, "InvalidSpecError")
+    })
+    .await;
+    assert_eq!(
+        refused,
+        "project ml-platform does not permit destination https://kubernetes.default.svc namespace kube-system (no destinations entry matches)"
+    );
     let a = eventually(30, "the sync is refused", || async {
         let a = serde_json::to_value(apps(client).get("serving").await.ok()?).ok()?;
         (field(&a, "/status/operationState/phase") == "Failed").then_some(a)
