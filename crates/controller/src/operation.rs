@@ -324,6 +324,24 @@ pub async fn drive(
                     let dst = crate::project::destination_of(ctx, app);
                     let now = std::time::SystemTime::now();
                     let verdict = crate::project::window_verdict(&proj, app, &dst, now, manual);
+                    if !verdict.allowed && !manual && running {
+                        // A retry of an automated sync: it waits for the window, as in
+                        // Argo CD ("sync operation blocked by sync window").
+                        let next = verdict
+                            .next_change
+                            .unwrap_or(now + std::time::Duration::from_secs(60));
+                        let next = jiff::Timestamp::try_from(next)
+                            .unwrap_or_else(|_| jiff::Timestamp::now());
+                        state["message"] = json!(format!(
+                            "sync operation blocked by sync window: {}",
+                            verdict.reason
+                        ));
+                        state["nextRetryAt"] =
+                            json!(next.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+                        ctx.patch_app(app, json!({"status": {"operationState": state}}))
+                            .await?;
+                        return Ok(OperationOutcome::InProgress);
+                    }
                     if !verdict.allowed && !manual {
                         // Argo CD does not start an automated sync a window forbids: the
                         // request is withdrawn and the reconcile asks again when it may.
