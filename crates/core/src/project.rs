@@ -110,6 +110,12 @@ pub struct SyncWindow {
     /// IANA time zone of `schedule` (default UTC).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub time_zone: String,
+    /// Match only apps that every given selector (applications, namespaces, clusters)
+    /// matches, instead of any one of them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub and_operator: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
 }
 
 /// A resource `orphanedResources.ignore` leaves out of the warning.

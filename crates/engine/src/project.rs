@@ -18,7 +18,8 @@
 //!   group and kind are shell globs).
 //! - **May it sync now?** A sync window is active from each start of its cron `schedule`
 //!   (five fields, in `timeZone`, default UTC) for `duration`; it concerns an app when one
-//!   of its `applications`, `namespaces` or `clusters` globs matches. An active `deny`
+//!   of its `applications`, `namespaces` or `clusters` globs matches (all of the given
+//!   ones with `andOperator`). An active `deny`
 //!   window blocks syncs (manual ones too, unless every active deny window has
 //!   `manualSync`); when allow windows exist and none is active, syncs are blocked
 //!   (manual ones pass if one of them has `manualSync`); deny wins over allow
@@ -408,9 +409,21 @@ pub fn matching_windows<'a>(
         .sync_windows
         .iter()
         .filter(|w| {
-            any(&w.applications, &[app_name])
-                || any(&w.namespaces, &[&dst.namespace])
-                || any(&w.clusters, &[&dst.server, &dst.name])
+            let selectors = [
+                (&w.applications, any(&w.applications, &[app_name])),
+                (&w.namespaces, any(&w.namespaces, &[&dst.namespace])),
+                (&w.clusters, any(&w.clusters, &[&dst.server, &dst.name])),
+            ];
+            if w.and_operator {
+                let given: Vec<bool> = selectors
+                    .iter()
+                    .filter(|(list, _)| !list.is_empty())
+                    .map(|(_, matched)| *matched)
+                    .collect();
+                !given.is_empty() && given.iter().all(|m| *m)
+            } else {
+                selectors.iter().any(|(_, matched)| *matched)
+            }
         })
         .collect()
 }

@@ -454,6 +454,21 @@ fn windows_match_by_application_namespace_or_cluster() {
         3
     );
     assert!(matching_windows(&p, "x", &d("dev", "dev")).is_empty());
+    // andOperator: every given selector must match.
+    let mut both = window(SyncWindowKind::Deny, "* * * * *", "1h");
+    both.applications = vec!["inference-*".into()];
+    both.namespaces = vec!["ml-prod".into()];
+    both.and_operator = true;
+    let p = project(AppProjectSpec {
+        sync_windows: vec![both],
+        ..Default::default()
+    });
+    assert_eq!(
+        matching_windows(&p, "inference-eu", &d("x", "ml-prod")).len(),
+        1
+    );
+    assert!(matching_windows(&p, "inference-eu", &d("x", "dev")).is_empty());
+    assert!(matching_windows(&p, "other", &d("x", "ml-prod")).is_empty());
 }
 
 #[test]
