@@ -280,9 +280,18 @@ pub async fn watch_projects(ctx: Arc<Context>) {
 /// How many orphaned objects the condition names (the count is always complete).
 const ORPHANS_NAMED: usize = 10;
 
+/// Unmanaged objects per (cluster, namespace), listed once per scan round however many
+/// apps share the namespace.
+pub type NamespaceListings = BTreeMap<(String, String), Arc<Vec<Value>>>;
+
 /// Scan one app's destination namespace for orphaned resources and set (or clear) its
-/// `OrphanedResourceWarning` condition.
-pub async fn scan_orphans(ctx: &Context, app: &Application) -> Result<(), ControllerError> {
+/// `OrphanedResourceWarning` condition. `listings` reuses what another app of the same
+/// namespace already listed in this round.
+pub async fn scan_orphans(
+    ctx: &Context,
+    app: &Application,
+    listings: &mut NamespaceListings,
+) -> Result<(), ControllerError> {
     let warning = match check_app(ctx, app).await? {
         Ok(proj) => match rules::warns_of_orphans(&proj) {
             Some(settings) => {
@@ -291,16 +300,27 @@ pub async fn scan_orphans(ctx: &Context, app: &Application) -> Result<(), Contro
                     None
                 } else {
                     let cluster = ctx.cluster_for(&app.spec.destination)?;
-                    let unmanaged: Vec<Value> = cluster
-                        .list_namespace(&ns)
-                        .await
-                        .into_iter()
-                        .filter(|o| {
-                            o.pointer("/metadata/annotations")
-                                .and_then(|a| a.get(mooring_k8s::cluster::TRACKING_ANNOTATION))
-                                .is_none()
-                        })
-                        .collect();
+                    let key = (cluster.name.clone(), ns.clone());
+                    let unmanaged = match listings.get(&key) {
+                        Some(l) => l.clone(),
+                        None => {
+                            let l: Vec<Value> = cluster
+                                .list_namespace(&ns)
+                                .await
+                                .into_iter()
+                                .filter(|o| {
+                                    o.pointer("/metadata/annotations")
+                                        .and_then(|a| {
+                                            a.get(mooring_k8s::cluster::TRACKING_ANNOTATION)
+                                        })
+                                        .is_none()
+                                })
+                                .collect();
+                            let l = Arc::new(l);
+                            listings.insert(key, l.clone());
+                            l
+                        }
+                    };
                     let orphans = rules::orphaned_resources(&unmanaged, settings);
                     (!orphans.is_empty()).then(|| {
                         let named: Vec<String> = orphans
@@ -328,15 +348,17 @@ pub async fn scan_orphans(ctx: &Context, app: &Application) -> Result<(), Contro
     crate::policy::set_conditions(ctx, app, &[(ORPHAN_CONDITION, warning)]).await
 }
 
-/// Periodic orphaned-resource scan of every app (see [`scan_orphans`]).
+/// Periodic orphaned-resource scan of every app (see [`scan_orphans`]); each destination
+/// namespace is listed once per round.
 pub(crate) async fn orphan_loop(ctx: Arc<Context>) {
     let Some(every) = ctx.options.orphan_scan else {
         return;
     };
     loop {
         tokio::time::sleep(every).await;
+        let mut listings = NamespaceListings::new();
         for app in crate::all_apps(&ctx).await {
-            if let Err(e) = scan_orphans(&ctx, &app).await {
+            if let Err(e) = scan_orphans(&ctx, &app, &mut listings).await {
                 tracing::debug!(app = app.name(), "orphaned resources: {e}");
             }
         }
