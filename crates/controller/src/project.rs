@@ -250,75 +250,6 @@ pub fn recheck_after(v: &WindowVerdict, now: SystemTime) -> Duration {
         .min(Duration::from_secs(300))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recheck_is_just_after_the_boundary_and_bounded() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let v = |next: Option<u64>| WindowVerdict {
-            allowed: false,
-            reason: String::new(),
-            next_change: next.map(|s| now + Duration::from_secs(s)),
-        };
-        assert_eq!(
-            recheck_after(&v(Some(10)), now),
-            Duration::from_millis(10_500)
-        );
-        assert_eq!(
-            recheck_after(&v(Some(86_400)), now),
-            Duration::from_secs(300)
-        );
-        assert_eq!(recheck_after(&v(None), now), Duration::from_secs(60));
-    }
-
-    #[test]
-    fn every_source_of_a_multi_source_app_is_checked() {
-        let proj: AppProject = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "ml", "namespace": "argocd"},
-            "spec": {"sourceRepos": ["https://git.example.com/ml/*"],
-                     "destinations": [{"server": "*", "namespace": "ml-*"}]}
-        }))
-        .expect("project");
-        let app = |sources: serde_json::Value| -> Application {
-            serde_json::from_value(serde_json::json!({
-                "metadata": {"name": "a", "namespace": "argocd"},
-                "spec": {"project": "ml", "sources": sources,
-                         "destination": {"server": IN_CLUSTER, "namespace": "ml-a"}}
-            }))
-            .expect("app")
-        };
-        let dst = Destination {
-            server: IN_CLUSTER.into(),
-            name: "in-cluster".into(),
-            namespace: "ml-a".into(),
-        };
-        let ok = app(serde_json::json!([
-            {"repoURL": "https://git.example.com/ml/a.git", "path": "a"},
-            {"repoURL": "https://git.example.com/ml/values.git", "ref": "values"}
-        ]));
-        assert!(check_app_against(&proj, &ok, &dst).is_ok());
-        let bad = app(serde_json::json!([
-            {"repoURL": "https://git.example.com/ml/a.git", "path": "a"},
-            {"repoURL": "https://elsewhere.example.com/values.git", "ref": "values"}
-        ]));
-        let e = check_app_against(&proj, &bad, &dst).expect_err("second source");
-        assert!(
-            e.to_string()
-                .contains("https://elsewhere.example.com/values.git"),
-            "{e}"
-        );
-        let mut other_ns = ok.clone();
-        other_ns.metadata["namespace"] = serde_json::json!("team-a");
-        let e = check_app_against(&proj, &other_ns, &dst).expect_err("app namespace");
-        assert!(
-            e.to_string().contains("applications in namespace team-a"),
-            "{e}"
-        );
-    }
-}
-
 /// AppProject changes → the Applications using them are queued.
 pub async fn watch_projects(ctx: Arc<Context>) {
     use futures::StreamExt;
@@ -432,5 +363,74 @@ pub(crate) async fn orphan_loop(ctx: Arc<Context>) {
                 tracing::debug!(app = app.name(), "orphaned resources: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recheck_is_just_after_the_boundary_and_bounded() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let v = |next: Option<u64>| WindowVerdict {
+            allowed: false,
+            reason: String::new(),
+            next_change: next.map(|s| now + Duration::from_secs(s)),
+        };
+        assert_eq!(
+            recheck_after(&v(Some(10)), now),
+            Duration::from_millis(10_500)
+        );
+        assert_eq!(
+            recheck_after(&v(Some(86_400)), now),
+            Duration::from_secs(300)
+        );
+        assert_eq!(recheck_after(&v(None), now), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn every_source_of_a_multi_source_app_is_checked() {
+        let proj: AppProject = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "ml", "namespace": "argocd"},
+            "spec": {"sourceRepos": ["https://git.example.com/ml/*"],
+                     "destinations": [{"server": "*", "namespace": "ml-*"}]}
+        }))
+        .expect("project");
+        let app = |sources: serde_json::Value| -> Application {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "a", "namespace": "argocd"},
+                "spec": {"project": "ml", "sources": sources,
+                         "destination": {"server": IN_CLUSTER, "namespace": "ml-a"}}
+            }))
+            .expect("app")
+        };
+        let dst = Destination {
+            server: IN_CLUSTER.into(),
+            name: "in-cluster".into(),
+            namespace: "ml-a".into(),
+        };
+        let ok = app(serde_json::json!([
+            {"repoURL": "https://git.example.com/ml/a.git", "path": "a"},
+            {"repoURL": "https://git.example.com/ml/values.git", "ref": "values"}
+        ]));
+        assert!(check_app_against(&proj, &ok, &dst).is_ok());
+        let bad = app(serde_json::json!([
+            {"repoURL": "https://git.example.com/ml/a.git", "path": "a"},
+            {"repoURL": "https://elsewhere.example.com/values.git", "ref": "values"}
+        ]));
+        let e = check_app_against(&proj, &bad, &dst).expect_err("second source");
+        assert!(
+            e.to_string()
+                .contains("https://elsewhere.example.com/values.git"),
+            "{e}"
+        );
+        let mut other_ns = ok.clone();
+        other_ns.metadata["namespace"] = serde_json::json!("team-a");
+        let e = check_app_against(&proj, &other_ns, &dst).expect_err("app namespace");
+        assert!(
+            e.to_string().contains("applications in namespace team-a"),
+            "{e}"
+        );
     }
 }
