@@ -97,13 +97,18 @@ pub fn glob_match(
     if pattern == "*" {
         return true;
     }
-    match glob_regex(pattern, separator) {
-        Some(re) => re.is_match(value),
-        None => pattern == value,
-    }
+    // An invalid (or oversized) pattern matches nothing, as gobwas/glob's compile error
+    // does in Argo CD's `glob.Match`.
+    glob_regex(pattern, separator).is_some_and(|re| re.is_match(value))
 }
 
+/// Longest glob accepted; project fields are short, a longer one is hostile input.
+const MAX_GLOB: usize = 4096;
+
 fn glob_regex(pattern: &str, separator: Option<char>) -> Option<regex::Regex> {
+    if pattern.len() > MAX_GLOB {
+        return None;
+    }
     let not_sep = |out: &mut String| match separator {
         Some(s) => {
             out.push_str("[^");
@@ -169,7 +174,10 @@ fn glob_regex(pattern: &str, separator: Option<char>) -> Option<regex::Regex> {
         return None;
     }
     out.push('$');
-    regex::Regex::new(&out).ok()
+    regex::RegexBuilder::new(&out)
+        .size_limit(1 << 20)
+        .build()
+        .ok()
 }
 
 /// Go's `filepath.Match` (used for white/blacklist group and kind): `*`, `?`, classes.
