@@ -97,6 +97,10 @@ pub fn glob_match(
     if pattern == "*" {
         return true;
     }
+    // Most entries are literal (`""`, `apps`, `Namespace`): no regex for those.
+    if !pattern.contains(['*', '?', '[', '{', '\\']) {
+        return pattern == value;
+    }
     // An invalid (or oversized) pattern matches nothing, as gobwas/glob's compile error
     // does in Argo CD's `glob.Match`.
     glob_regex(pattern, separator).is_some_and(|re| re.is_match(value))
