@@ -5,6 +5,7 @@
 //! against alias bombs and oversized input, so no crate parses YAML its own way.
 
 pub mod app;
+pub mod project;
 pub mod yaml;
 
 use serde::{Deserialize, Serialize};

@@ -3,4 +3,5 @@
 mod gitops;
 mod operations;
 mod policy;
+mod projects;
 mod support;
