@@ -26,7 +26,10 @@
 //!    CRDs from the `openAPIV3Schema` of every CRD rendered or written in REPO, Gatekeeper
 //!    constraints from their ConstraintTemplates; kinds with
 //!    no schema are one `schema/skipped` warning per kind and Application) and the
-//!    built-in lints (`engine::lint`).
+//!    built-in lints (`engine::lint`), and the AppProject rules the controller enforces
+//!    before a sync ([`project_rules`]: source repository, destination, each object's
+//!    kind and namespace; `project/*` findings), with the projects written or rendered in
+//!    REPO.
 //! 4. **Policies**: [`policy_stage`] (Gatekeeper templates and constraints, conftest
 //!    policies, gator suites and Rego unit tests found in REPO).
 //! 5. **Terraform**: for every directory with `*.tf` files, `terraform fmt -check -diff`
@@ -60,6 +63,7 @@
 
 use anyhow::{bail, Context as _};
 use mooring_core::app::Application;
+use mooring_core::project::AppProject;
 use mooring_engine::lint::{self, LintOptions};
 use mooring_engine::policy::conftest::{self, Conftest, Input};
 use mooring_engine::policy::gatekeeper::{self, EnforcementAction, Gatekeeper};
@@ -121,6 +125,10 @@ struct Unit {
     /// `spec.destination.namespace`, given to namespaced objects rendered without one.
     namespace: Option<String>,
     source: mooring_core::app::ApplicationSource,
+    /// `spec.project` (`None` for an overlay no Application renders) and
+    /// `spec.destination`, for the project rules.
+    project: Option<String>,
+    destination: mooring_core::app::ApplicationDestination,
 }
 
 /// A rendered unit.
@@ -197,6 +205,7 @@ async fn check(repo: &Path, envs: &[String], lint_opts: &LintOptions) -> anyhow:
     // 1. Discovery.
     let mut units = Vec::new();
     let mut written_objects = Vec::new();
+    let mut projects: Vec<AppProject> = Vec::new();
     for f in files.iter().filter(|f| is_yaml(f)) {
         let rel = rel(repo, f);
         let size = std::fs::metadata(f).map_or(0, |m| m.len());
@@ -261,6 +270,21 @@ async fn check(repo: &Path, envs: &[String], lint_opts: &LintOptions) -> anyhow:
                                     "applicationset",
                                     "applicationset/invalid",
                                     format!("ApplicationSet {set}: {e:#}"),
+                                    "",
+                                )],
+                            )),
+                        }
+                    }
+                    if d["kind"] == "AppProject" {
+                        match serde_json::from_value::<AppProject>(d.clone()) {
+                            Ok(p) => projects.push(p),
+                            Err(e) => report.subjects.push(subject(
+                                &rel,
+                                "",
+                                vec![failure(
+                                    "project",
+                                    "project/invalid",
+                                    format!("AppProject in {rel}: {e}"),
                                     "",
                                 )],
                             )),
@@ -359,6 +383,8 @@ async fn check(repo: &Path, envs: &[String], lint_opts: &LintOptions) -> anyhow:
                 path: Some(rel_dir),
                 ..Default::default()
             },
+            project: None,
+            destination: Default::default(),
         });
     }
     if !orphans.is_empty() {
@@ -417,8 +443,20 @@ async fn check(repo: &Path, envs: &[String], lint_opts: &LintOptions) -> anyhow:
         "check: validating and linting {objects_total} object(s) of {} render(s)…",
         rendered.len()
     );
+    // AppProjects rendered by an app (the example deploys its projects so) count too.
+    for o in rendered.iter().flat_map(|r| r.objects.iter()) {
+        if o["kind"] == "AppProject" {
+            if let Ok(p) = serde_json::from_value::<AppProject>(o.clone()) {
+                if !projects.iter().any(|q| q.name() == p.name()) {
+                    projects.push(p);
+                }
+            }
+        }
+    }
     for r in &rendered {
-        report.subjects.push(check_objects(r, &crds, lint_opts));
+        let mut s = check_objects(r, &crds, lint_opts);
+        project_rules(r, &projects, &cluster_crds, &mut s);
+        report.subjects.push(s);
     }
 
     // 4. Policies.
@@ -1131,6 +1169,8 @@ fn units_of(doc: &Value, file: Option<&str>) -> Result<Vec<Unit>, String> {
                 .clone()
                 .filter(|n| !n.is_empty()),
             source,
+            project: Some(app.spec.project.clone()),
+            destination: app.spec.destination.clone(),
         });
     }
     Ok(units)
@@ -1183,16 +1223,7 @@ fn default_namespaces(
     cluster_crds: &BTreeSet<(String, String)>,
 ) {
     for o in objects.iter_mut() {
-        let group = o["apiVersion"]
-            .as_str()
-            .and_then(|a| a.rsplit_once('/'))
-            .map_or("", |(g, _)| g)
-            .to_string();
-        let kind = o["kind"].as_str().unwrap_or("").to_string();
-        let cluster = CLUSTER_SCOPED.contains(&(group.as_str(), kind.as_str()))
-            || group == "constraints.gatekeeper.sh"
-            || cluster_crds.contains(&(group, kind));
-        if cluster {
+        if is_cluster_scoped(o, cluster_crds) {
             continue;
         }
         if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -1203,6 +1234,102 @@ fn default_namespaces(
             {
                 meta.insert("namespace".into(), Value::String(namespace.to_string()));
             }
+        }
+    }
+}
+
+/// Whether an object is cluster-scoped: [`CLUSTER_SCOPED`], CRDs among `cluster_crds`,
+/// Gatekeeper constraints.
+fn is_cluster_scoped(o: &Value, cluster_crds: &BTreeSet<(String, String)>) -> bool {
+    let group = o["apiVersion"]
+        .as_str()
+        .and_then(|a| a.rsplit_once('/'))
+        .map_or("", |(g, _)| g)
+        .to_string();
+    let kind = o["kind"].as_str().unwrap_or("").to_string();
+    CLUSTER_SCOPED.contains(&(group.as_str(), kind.as_str()))
+        || group == "constraints.gatekeeper.sh"
+        || cluster_crds.contains(&(group, kind))
+}
+
+/// The AppProject rules the controller enforces before a sync, at CI time: the app's
+/// source repositories and destination, and every rendered object's kind (cluster vs
+/// namespace white/blacklists) and namespace. Projects come from the repository (files
+/// and renders); a missing `default` project permits everything, another missing project
+/// is a warning (it may exist only in the cluster).
+fn project_rules(
+    r: &Rendered,
+    projects: &[AppProject],
+    cluster_crds: &BTreeSet<(String, String)>,
+    s: &mut Subject,
+) {
+    use mooring_engine::project as rules;
+    let Some(name) = r.unit.project.as_deref() else {
+        return;
+    };
+    let name = if name.is_empty() {
+        mooring_core::project::DEFAULT_PROJECT
+    } else {
+        name
+    };
+    let proj = match projects.iter().find(|p| p.name() == name) {
+        Some(p) => p.clone(),
+        None if name == mooring_core::project::DEFAULT_PROJECT => AppProject::default_project(""),
+        None => {
+            s.findings.push(warning(
+                "project",
+                "project/unknown",
+                format!(
+                    "project {name} is not defined in the repository; its rules were not checked"
+                ),
+                "",
+            ));
+            return;
+        }
+    };
+    let d = &r.unit.destination;
+    let mut dst = rules::Destination {
+        server: d.server.clone().unwrap_or_default(),
+        name: d.name.clone().unwrap_or_default(),
+        namespace: d.namespace.clone().unwrap_or_default(),
+    };
+    if dst.server == mooring_core::app::IN_CLUSTER
+        || dst.name == "in-cluster"
+        || (dst.server.is_empty() && dst.name.is_empty())
+    {
+        dst.server = mooring_core::app::IN_CLUSTER.into();
+        dst.name = "in-cluster".into();
+    }
+    let mut refusals = Vec::new();
+    if !r.unit.source.repo_url.is_empty() {
+        refusals.push((
+            "project/source",
+            rules::check_source(&proj, &r.unit.source.repo_url).err(),
+            String::new(),
+        ));
+    }
+    refusals.push((
+        "project/destination",
+        rules::check_destination(&proj, &dst).err(),
+        String::new(),
+    ));
+    for o in &r.objects {
+        let Some(key) = mooring_core::ResourceKey::of(o) else {
+            continue;
+        };
+        let namespaced = !is_cluster_scoped(o, cluster_crds);
+        refusals.push((
+            "project/resource",
+            rules::check_resource(&proj, &key, namespaced, &dst).err(),
+            lint::resource_label(o),
+        ));
+    }
+    for (rule, refusal, resource) in refusals {
+        match refusal {
+            None => s.successes += 1,
+            Some(e) => s
+                .findings
+                .push(failure("project", rule, e.to_string(), &resource)),
         }
     }
 }

@@ -267,6 +267,7 @@ fn up_converges_the_example_platform() {
         "inference-service-development",
         "infrastructure-development",
         "policies-development",
+        "projects-development",
     ];
     let apps = loop {
         let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
@@ -465,7 +466,9 @@ fn health_test_and_crds_commands() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
         text.contains("kind: CustomResourceDefinition")
-            && text.contains("applications.argoproj.io"),
+            && text.contains("applications.argoproj.io")
+            && text.contains("appprojects.argoproj.io")
+            && text.contains("clusterResourceWhitelist"),
         "{text}"
     );
     assert!(text.contains("repoURL"), "schema generated from the types");
@@ -1153,5 +1156,85 @@ spec:
                 && message.contains("ApplicationSet overlays")
                 && message.contains("DNS subdomain")),
         "{out}"
+    );
+}
+
+#[test]
+fn check_applies_the_repositorys_app_projects() {
+    let project = r#"apiVersion: argoproj.io/v1alpha1
+kind: AppProject
+metadata: {name: ml, namespace: default}
+spec:
+  sourceRepos: ["https://git.example.com/platform.git"]
+  destinations: [{server: "*", namespace: "ml-*"}]
+  clusterResourceWhitelist: [{group: "", kind: Namespace}]
+"#;
+    let app = |name: &str, repo: &str, ns: &str| {
+        format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: {name}}}\nspec:\n  project: ml\n  source: {{repoURL: \"{repo}\", path: apps/reader}}\n  destination: {{server: \"https://kubernetes.default.svc\", namespace: {ns}}}\n"
+        )
+    };
+    let good = app("good", "https://git.example.com/platform.git", "ml-serving");
+    let system = app(
+        "system",
+        "https://git.example.com/platform.git",
+        "kube-system",
+    );
+    let foreign = app("foreign", "https://git.example.com/other.git", "ml-serving");
+    let repo = repo_with(&[
+        ("projects/ml.yaml", project),
+        (
+            "apps/reader/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {k: v}\n",
+        ),
+        (
+            "apps/reader/role.yaml",
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: reader}\nrules: []\n",
+        ),
+        ("environments/dev/good.yaml", &good),
+        ("environments/dev/system.yaml", &system),
+        ("environments/dev/foreign.yaml", &foreign),
+    ]);
+    let (code, out, err) = check(&["-o", "json"], repo.path());
+    assert_eq!(code, 1, "{err}");
+    let f: Vec<_> = findings(&out)
+        .into_iter()
+        .filter(|x| x.0 == "project")
+        .collect();
+    let has = |rule: &str, resource: &str, msg: &str| {
+        f.iter()
+            .any(|x| x.1 == rule && x.2 == resource && x.3.contains(msg))
+    };
+    assert!(
+        has(
+            "project/resource",
+            "ClusterRole.rbac.authorization.k8s.io/reader",
+            "project ml does not permit ClusterRole.rbac.authorization.k8s.io/reader (cluster-scoped and not in clusterResourceWhitelist)"
+        ),
+        "{f:?}"
+    );
+    assert!(
+        has("project/destination", "", "namespace kube-system"),
+        "{f:?}"
+    );
+    assert!(
+        has(
+            "project/resource",
+            "ConfigMap/kube-system/settings",
+            "namespace kube-system is not a permitted destination"
+        ),
+        "{f:?}"
+    );
+    assert!(
+        has("project/source", "", "https://git.example.com/other.git"),
+        "{f:?}"
+    );
+    // Three apps render the ClusterRole; only that one object is refused for "good".
+    assert_eq!(
+        f.iter()
+            .filter(|x| x.1 == "project/resource" && x.2.starts_with("ConfigMap"))
+            .count(),
+        1,
+        "{f:?}"
     );
 }

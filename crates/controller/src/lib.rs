@@ -12,6 +12,7 @@ pub mod appset;
 pub mod clusters;
 pub mod operation;
 pub mod policy;
+pub mod project;
 pub mod reconcile;
 
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
@@ -64,6 +65,9 @@ pub struct ControllerOptions {
     pub repo_aliases: Vec<(String, String)>,
     /// How often live objects are audited against the policy in force (`None`: never).
     pub policy_audit: Option<Duration>,
+    /// How often apps whose project sets `orphanedResources` are scanned for unmanaged
+    /// objects in their destination namespace (`None`: never).
+    pub orphan_scan: Option<Duration>,
 }
 
 impl Default for ControllerOptions {
@@ -77,6 +81,7 @@ impl Default for ControllerOptions {
             workers: 4,
             repo_aliases: vec![],
             policy_audit: Some(Duration::from_secs(60)),
+            orphan_scan: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -545,6 +550,8 @@ impl Controller {
         tasks.push(tokio::spawn(watch_repository_secrets(ctx.clone())));
         tasks.push(tokio::spawn(clusters::watch_cluster_secrets(ctx.clone())));
         tasks.push(tokio::spawn(policy::watch_templates(ctx.clone())));
+        tasks.push(tokio::spawn(project::watch_projects(ctx.clone())));
+        tasks.push(tokio::spawn(project::orphan_loop(ctx.clone())));
         tasks.push(tokio::spawn(policy::audit_loop(ctx.clone())));
         tasks.push(tokio::spawn(work(ctx.clone(), rx)));
         tasks.extend(appset::start(ctx.clone()));

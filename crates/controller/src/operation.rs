@@ -312,12 +312,69 @@ pub async fn drive(
                     return finish(ctx, app, state, "Failed", &e.to_string(), Some(&revision)).await
                 }
             };
-            // The policy gate first, then the server-side dry run.
-            let refused =
-                match crate::policy::gate(ctx, app, cluster, &desired, &compared.live).await? {
-                    Err(msg) => Some(msg),
-                    Ok(()) => validate(&plan, cluster, &ctx.options.manager).await.err(),
-                };
+            // The project first (sources, destination, sync windows, resource lists),
+            // then the policy gate, then the server-side dry run.
+            let manual = op
+                .pointer("/initiatedBy/automated")
+                .and_then(Value::as_bool)
+                != Some(true);
+            let refused = match crate::project::check_app(ctx, app).await? {
+                Err(msg) => Some(msg),
+                Ok(proj) => {
+                    let dst = crate::project::destination_of(ctx, app);
+                    let now = std::time::SystemTime::now();
+                    let verdict = crate::project::window_verdict(&proj, app, &dst, now, manual);
+                    if !verdict.allowed && !manual && running {
+                        // A retry of an automated sync: it waits for the window, as in
+                        // Argo CD ("sync operation blocked by sync window").
+                        let next = verdict
+                            .next_change
+                            .unwrap_or(now + std::time::Duration::from_secs(60));
+                        let next = jiff::Timestamp::try_from(next)
+                            .unwrap_or_else(|_| jiff::Timestamp::now());
+                        state["message"] = json!(format!(
+                            "sync operation blocked by sync window: {}",
+                            verdict.reason
+                        ));
+                        state["nextRetryAt"] =
+                            json!(next.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+                        ctx.patch_app(app, json!({"status": {"operationState": state}}))
+                            .await?;
+                        return Ok(OperationOutcome::InProgress);
+                    }
+                    if !verdict.allowed && !manual {
+                        // Argo CD does not start an automated sync a window forbids: the
+                        // request is withdrawn and the reconcile asks again when it may.
+                        let previous = app
+                            .status
+                            .as_ref()
+                            .and_then(|s| s.operation_state.clone())
+                            .unwrap_or(Value::Null);
+                        ctx.patch_app(
+                            app,
+                            json!({"operation": null, "status": {"operationState": previous}}),
+                        )
+                        .await?;
+                        return Ok(OperationOutcome::Finished);
+                    }
+                    if !verdict.allowed {
+                        Some(verdict.reason)
+                    } else {
+                        crate::project::check_resources(&proj, &dst, cluster, &desired)
+                            .await
+                            .err()
+                    }
+                }
+            };
+            let refused = match refused {
+                Some(msg) => Some(msg),
+                None => {
+                    match crate::policy::gate(ctx, app, cluster, &desired, &compared.live).await? {
+                        Err(msg) => Some(msg),
+                        Ok(()) => validate(&plan, cluster, &ctx.options.manager).await.err(),
+                    }
+                }
+            };
             if let Some(msg) = refused {
                 return finish(
                     ctx,

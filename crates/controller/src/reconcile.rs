@@ -437,6 +437,14 @@ pub async fn reconcile(
             OperationOutcome::Finished => Ok(Action::RequeueAfter(Duration::from_millis(10))),
         };
     }
+    // The project must permit the app's sources and destination before anything else.
+    let proj = match crate::project::check_app(&ctx, &app).await? {
+        Ok(p) => p,
+        Err(msg) => {
+            write_error(&ctx, &app, "InvalidSpecError", &msg).await?;
+            return Ok(Action::Idle);
+        }
+    };
     let (revision, desired) = match desired_state(&ctx, &app, None, &cluster).await {
         Ok(x) => x,
         Err(e) => {
@@ -452,18 +460,52 @@ pub async fn reconcile(
             return Ok(Action::Idle);
         }
     };
-    write_status(&ctx, &app, &compared, vec![]).await?;
+    // Sync windows: an automated sync the windows forbid is not started; the app is
+    // looked at again when a window opens or closes.
+    let mut auto = operation::automated_operation(&app, &compared);
+    let mut conditions = vec![];
+    let mut action = Action::Idle;
+    if auto.is_some() {
+        let now = std::time::SystemTime::now();
+        let dst = crate::project::destination_of(&ctx, &app);
+        let verdict = crate::project::window_verdict(&proj, &app, &dst, now, false);
+        if !verdict.allowed {
+            conditions.push(kept_condition(
+                &app,
+                crate::project::WINDOW_CONDITION,
+                format!("auto-sync is not started: {}", verdict.reason),
+            ));
+            action = Action::RequeueAfter(crate::project::recheck_after(&verdict, now));
+            auto = None;
+        }
+    }
+    write_status(&ctx, &app, &compared, conditions).await?;
     ctx.metrics.record_reconcile(started.elapsed());
     if compared.sync == SyncStatusCode::Synced
         && compared.health.status == HealthStatusCode::Healthy
     {
         ctx.metrics.converged(app.name(), &compared.revision);
     }
-    if let Some(op) = operation::automated_operation(&app, &compared) {
+    if let Some(op) = auto {
         operation::request(&ctx, &app, op).await?;
         return Ok(Action::RequeueAfter(Duration::from_millis(10)));
     }
-    Ok(Action::Idle)
+    Ok(action)
+}
+
+/// A condition of `type_` with `message`, keeping the existing one (and its transition
+/// time) when nothing changed, so an unchanged status is not written again.
+pub(crate) fn kept_condition(
+    app: &Application,
+    type_: &str,
+    message: String,
+) -> ApplicationCondition {
+    app.status
+        .iter()
+        .flat_map(|s| s.conditions.iter())
+        .find(|c| c.type_ == type_ && c.message == message)
+        .cloned()
+        .unwrap_or_else(|| condition(type_, message))
 }
 
 /// The app's current conditions without those of the given types (about to be replaced).
@@ -483,7 +525,15 @@ pub async fn write_status(
     c: &Compared,
     conditions: Vec<ApplicationCondition>,
 ) -> Result<(), ControllerError> {
-    let mut conds = conditions_except(app, &["ComparisonError", "InvalidSpecError", "SyncError"]);
+    let mut conds = conditions_except(
+        app,
+        &[
+            "ComparisonError",
+            "InvalidSpecError",
+            "SyncError",
+            crate::project::WINDOW_CONDITION,
+        ],
+    );
     conds.extend(conditions);
     // Write only real changes: the status write is itself an Application change that
     // triggers a reconcile, and `reconciledAt` alone must not loop.

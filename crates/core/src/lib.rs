@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod appset;
+pub mod project;
 pub mod yaml;
 
 use serde::{Deserialize, Serialize};

@@ -8,5 +8,6 @@ pub mod diff;
 pub mod health;
 pub mod lint;
 pub mod policy;
+pub mod project;
 pub mod schema;
 pub mod sync;

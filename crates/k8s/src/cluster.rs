@@ -392,6 +392,51 @@ impl ClusterClient {
             .unwrap_or_default()
     }
 
+    /// Every object of the listable namespaced kinds in `namespace` (preferred versions;
+    /// kinds that churn or are always owned — Events, Pods, ReplicaSets, Endpoints, … —
+    /// left out), managed or not: what orphaned-resource monitoring looks at. A kind that
+    /// cannot be listed is skipped.
+    pub async fn list_namespace(&self, namespace: &str) -> Vec<Value> {
+        let kinds: Vec<Kind> = self
+            .kinds
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .filter(|k| k.watchable && k.namespaced)
+            .filter(|k| {
+                !matches!(
+                    k.resource.kind.as_str(),
+                    "Event"
+                        | "Lease"
+                        | "Pod"
+                        | "Endpoints"
+                        | "EndpointSlice"
+                        | "ReplicaSet"
+                        | "ControllerRevision"
+                )
+            })
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        for k in kinds {
+            let api = self.api(&k, namespace);
+            match api.list(&Default::default()).await {
+                Ok(list) => {
+                    for o in list.items {
+                        if let Ok(mut v) = serde_json::to_value(&o) {
+                            v["apiVersion"] = Value::String(k.resource.api_version.clone());
+                            v["kind"] = Value::String(k.resource.kind.clone());
+                            out.push(v);
+                        }
+                    }
+                }
+                // Forbidden or gone since discovery: not this kind, then.
+                Err(_) => continue,
+            }
+        }
+        out
+    }
+
     /// Every cached live object (all applications'), e.g. for a policy inventory.
     pub fn cached_all(&self) -> Vec<Value> {
         self.live

@@ -10,6 +10,7 @@
 use kube::core::schema::{OptionalEnum, OptionalIntOrString, StructuralSchemaRewriter};
 use mooring_core::app::{ApplicationSpec, ApplicationStatus};
 use mooring_core::appset::{ApplicationSetSpec, ApplicationSetStatus};
+use mooring_core::project::AppProjectSpec;
 use schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 
@@ -32,39 +33,52 @@ fn schema_of<T: schemars::JsonSchema>() -> Value {
     v
 }
 
-/// Make every untyped node (serde_json::Value fields) preserve unknown fields, and drop
-/// keywords Kubernetes' structural schemas reject.
+/// Make every untyped schema node (serde_json::Value fields) preserve unknown fields, and
+/// drop keywords Kubernetes' structural schemas reject. Only schema positions are visited
+/// (`properties` values, `items`, `additionalProperties`, `anyOf`/`oneOf`/`allOf`), so a
+/// keyword's own value (`nullable: true`) or a property map is never taken for a schema.
 fn structural(v: &mut Value) {
-    match v {
-        Value::Bool(true) => *v = json!({"x-kubernetes-preserve-unknown-fields": true}),
-        Value::Object(o) => {
-            for k in ["$schema", "title", "examples", "format"] {
-                if k == "format"
-                    && o.get("format")
-                        .and_then(Value::as_str)
-                        .is_some_and(|f| f.starts_with("int") || f == "double")
-                {
-                    continue;
-                }
-                o.remove(k);
-            }
-            let untyped = !o.contains_key("type")
-                && !o.contains_key("properties")
-                && !o.contains_key("items")
-                && !o.contains_key("anyOf")
-                && !o.contains_key("oneOf")
-                && !o.contains_key("allOf")
-                && !o.contains_key("x-kubernetes-preserve-unknown-fields")
-                && !o.contains_key("enum");
-            if untyped {
-                o.insert("x-kubernetes-preserve-unknown-fields".into(), json!(true));
-            }
-            for (_, child) in o.iter_mut() {
-                structural(child);
-            }
+    if let Value::Bool(true) = v {
+        *v = json!({"x-kubernetes-preserve-unknown-fields": true});
+        return;
+    }
+    let Value::Object(o) = v else {
+        return;
+    };
+    for k in ["$schema", "title", "examples", "format"] {
+        if k == "format"
+            && o.get("format")
+                .and_then(Value::as_str)
+                .is_some_and(|f| f.starts_with("int") || f == "double")
+        {
+            continue;
         }
-        Value::Array(a) => a.iter_mut().for_each(structural),
-        _ => {}
+        o.remove(k);
+    }
+    let untyped = !o.contains_key("type")
+        && !o.contains_key("properties")
+        && !o.contains_key("items")
+        && !o.contains_key("anyOf")
+        && !o.contains_key("oneOf")
+        && !o.contains_key("allOf")
+        && !o.contains_key("x-kubernetes-preserve-unknown-fields")
+        && !o.contains_key("enum");
+    if untyped {
+        o.insert("x-kubernetes-preserve-unknown-fields".into(), json!(true));
+    }
+    for (key, child) in o.iter_mut() {
+        match (key.as_str(), child) {
+            ("properties" | "patternProperties" | "definitions" | "$defs", Value::Object(m)) => {
+                m.values_mut().for_each(structural)
+            }
+            ("items" | "additionalProperties" | "not", c @ (Value::Object(_) | Value::Bool(_))) => {
+                structural(c)
+            }
+            ("items" | "anyOf" | "oneOf" | "allOf", Value::Array(a)) => {
+                a.iter_mut().for_each(structural)
+            }
+            _ => {}
+        }
     }
 }
 
@@ -146,13 +160,61 @@ pub fn applicationset_crd() -> Value {
     )
 }
 
+fn preserve_unknown_objects(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            if o.get("type").and_then(Value::as_str) == Some("object") {
+                o.insert("x-kubernetes-preserve-unknown-fields".into(), json!(true));
+            }
+            o.values_mut().for_each(preserve_unknown_objects);
+        }
+        Value::Array(a) => a.iter_mut().for_each(preserve_unknown_objects),
+        _ => {}
+    }
+}
+
 /// Every CRD Mooring serves, in install order.
 pub fn all() -> Vec<Value> {
     vec![
         application_crd(),
         applicationset_crd(),
+        app_project_crd(),
         constraint_template_crd(),
     ]
+}
+
+/// The Argo CD-compatible `AppProject` CRD (spec from [`AppProjectSpec`]; fields Mooring
+/// does not interpret are preserved).
+pub fn app_project_crd() -> Value {
+    let mut props = Map::new();
+    props.insert("apiVersion".into(), json!({"type": "string"}));
+    props.insert("kind".into(), json!({"type": "string"}));
+    props.insert("metadata".into(), json!({"type": "object"}));
+    // Argo CD adds project fields over time (signatureKeys, destinationServiceAccounts,
+    // …): every object of the spec keeps what Mooring does not model, so a project applied
+    // to a real cluster loses nothing.
+    let mut spec = schema_of::<AppProjectSpec>();
+    preserve_unknown_objects(&mut spec);
+    props.insert("spec".into(), spec);
+    props.insert(
+        "status".into(),
+        json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+    );
+    let mut crd = crd(
+        "argoproj.io",
+        "AppProject",
+        "appprojects",
+        &["appproj", "appprojs"],
+        props,
+        json!([
+            {"name": "Description", "type": "string", "jsonPath": ".spec.description"},
+        ]),
+    );
+    // A project without a spec is valid (Argo CD's `default` may be created so).
+    if let Some(req) = crd.pointer_mut("/spec/versions/0/schema/openAPIV3Schema/required") {
+        *req = json!(["metadata"]);
+    }
+    crd
 }
 
 /// Gatekeeper's `ConstraintTemplate`, so the management cluster stores templates as
@@ -238,13 +300,59 @@ mod tests {
                 ["type"],
             "boolean"
         );
-        // Structural: no references or untyped nodes left.
+        // Structural: no references or untyped nodes left; keyword values stay values.
         walk(&c, &mut |o| {
+            assert!(o.get("nullable").is_none_or(Value::is_boolean), "{o:?}");
+            if let Some(props) = o.get("properties").and_then(Value::as_object) {
+                assert!(
+                    !props.contains_key("x-kubernetes-preserve-unknown-fields"),
+                    "{o:?}"
+                );
+            }
             assert!(!o.contains_key("$ref"), "{o:?}");
             assert!(
                 !o.contains_key("definitions") && !o.contains_key("$defs"),
                 "{o:?}"
             );
+        });
+    }
+
+    #[test]
+    fn app_project_schema_follows_the_types_and_keeps_unknown_fields() {
+        let c = app_project_crd();
+        assert_eq!(c["metadata"]["name"], "appprojects.argoproj.io");
+        let spec = &c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let p = &spec["properties"];
+        assert_eq!(p["sourceRepos"]["items"]["type"], "string");
+        assert_eq!(
+            p["clusterResourceWhitelist"]["items"]["properties"]["kind"]["type"],
+            "string"
+        );
+        let window = &p["syncWindows"]["items"];
+        assert_eq!(window["properties"]["manualSync"]["type"], "boolean");
+        assert_eq!(window["x-kubernetes-preserve-unknown-fields"], true);
+        assert_eq!(
+            p["roles"]["items"]["properties"]["jwtTokens"]["items"]["properties"]["iat"]["type"],
+            "integer"
+        );
+        walk(spec, &mut |o| {
+            assert!(!o.contains_key("$ref"), "{o:?}");
+            assert!(o.get("nullable").is_none_or(Value::is_boolean), "{o:?}");
+            if let Some(props) = o.get("properties").and_then(Value::as_object) {
+                assert!(
+                    !props.contains_key("x-kubernetes-preserve-unknown-fields"),
+                    "{o:?}"
+                );
+            }
+            if o.get("type").and_then(Value::as_str) == Some("object")
+                && o.contains_key("properties")
+            {
+                assert_eq!(
+                    o.get("x-kubernetes-preserve-unknown-fields"),
+                    Some(&json!(true)),
+                    "{o:?}"
+                );
+            }
         });
     }
 }

@@ -91,8 +91,15 @@ async fn serve(client: mooring_k8s::kube::Client, opts: ApiOptions) -> SocketAdd
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn project_roles_accounts_and_bad_tokens() {
     let mut crds = mooring_k8s::crds::all();
-    crds.push(generic_crd("AppProject", "appprojects"));
-    crds.push(generic_crd("ApplicationSet", "applicationsets"));
+    for (kind, plural) in [
+        ("AppProject", "appprojects"),
+        ("ApplicationSet", "applicationsets"),
+    ] {
+        let served = crds.iter().any(|c| c["spec"]["names"]["kind"] == kind);
+        if !served {
+            crds.push(generic_crd(kind, plural));
+        }
+    }
     let cluster = Cluster::start(ClusterOptions {
         crds,
         ..Default::default()

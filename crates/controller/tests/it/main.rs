@@ -4,4 +4,5 @@ mod appset;
 mod gitops;
 mod operations;
 mod policy;
+mod projects;
 mod support;

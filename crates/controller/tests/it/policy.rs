@@ -138,9 +138,12 @@ async fn a_deny_constraint_blocks_the_sync_and_dryrun_lets_it_through() {
         .expect("create app");
 
     // Blocked: the operation fails, the condition names resource, constraint and message.
+    // Finished: phase written and the request cleared (a new request must not race it).
     let a = eventually(30, "the sync is refused", || async {
         let a = serde_json::to_value(apps.get("training").await.ok()?).ok()?;
-        (field(&a, "/status/operationState/phase") == "Failed").then_some(a)
+        (field(&a, "/status/operationState/phase") == "Failed"
+            && a.get("operation").is_none_or(Value::is_null))
+        .then_some(a)
     })
     .await;
     let message = field(&a, "/status/operationState/message");

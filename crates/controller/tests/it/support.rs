@@ -103,6 +103,7 @@ pub async fn controller_for(cluster: &Cluster) -> Env {
         ControllerOptions {
             cache_dir: PathBuf::from(cache.path()),
             operation_poll: Duration::from_millis(100),
+            orphan_scan: Some(Duration::from_millis(300)),
             ..Default::default()
         },
     )

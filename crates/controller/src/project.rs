@@ -1,0 +1,436 @@
+//! AppProject enforcement: the controller's side of [`mooring_engine::project`].
+//!
+//! Projects are `AppProject` custom resources in the management cluster, looked up by the
+//! Application's `spec.project` (default `default`) in the Application's namespace first,
+//! then in any namespace (Argo CD keeps them in its control-plane namespace). A missing
+//! `default` project permits everything, as in Argo CD.
+//!
+//! Enforcement happens at three points, always before anything is written to a cluster:
+//!
+//! - **every reconcile** ([`check_app`]): the project must exist, admit Applications from
+//!   the app's namespace, and permit its source repositories and destination; otherwise the
+//!   app gets an `InvalidSpecError` condition naming the rule, and is neither compared nor
+//!   synced. An ApplicationSet's generated apps go through the same path.
+//! - **the start of a sync** ([`check_resources`], called next to the policy gate): every
+//!   rendered object's kind against the cluster/namespace resource white- and blacklists
+//!   (scope from the destination's discovery, or from a CRD in the same sync), and every
+//!   namespaced object's namespace against the destinations. A refusal ends the operation
+//!   `Failed` with "nothing was applied: …" listing each refused object and rule.
+//! - **sync windows** ([`window_verdict`]): an automated sync is not started while the
+//!   windows forbid it (condition `SyncWindowBlocked`; the app is re-queued for the
+//!   moment a window opens or closes); a manual sync requested then fails with the reason
+//!   unless the blocking windows permit `manualSync`.
+//!
+//! A change to an AppProject re-queues the Applications that use it ([`watch_projects`]).
+//! Projects with `orphanedResources` get their apps' destination namespaces scanned
+//! periodically ([`orphan_loop`]): unmanaged objects without an owner raise an
+//! `OrphanedResourceWarning` condition with their count (Argo CD's message) and names.
+
+use crate::{Context, ControllerError};
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::WatchStreamExt;
+use mooring_core::app::{Application, IN_CLUSTER};
+use mooring_core::project::{AppProject, DEFAULT_PROJECT};
+use mooring_core::ResourceKey;
+use mooring_engine::project::{self as rules, Destination, WindowVerdict};
+use mooring_k8s::cluster::ClusterClient;
+use mooring_k8s::kube;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Condition set while sync windows keep an automated sync from starting.
+pub const WINDOW_CONDITION: &str = "SyncWindowBlocked";
+/// Condition listing unmanaged objects in the destination namespace.
+pub const ORPHAN_CONDITION: &str = "OrphanedResourceWarning";
+
+pub fn app_project_resource() -> ApiResource {
+    ApiResource {
+        group: "argoproj.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "AppProject".into(),
+        plural: "appprojects".into(),
+    }
+}
+
+/// The project name an app uses.
+pub fn project_name(app: &Application) -> &str {
+    if app.spec.project.is_empty() {
+        DEFAULT_PROJECT
+    } else {
+        &app.spec.project
+    }
+}
+
+fn parse(o: DynamicObject) -> Result<AppProject, ControllerError> {
+    let name = o.metadata.name.clone().unwrap_or_default();
+    serde_json::to_value(o)
+        .and_then(serde_json::from_value)
+        .map_err(|e| ControllerError::Spec(format!("AppProject {name} is not valid: {e}")))
+}
+
+/// The app's project (`None`: it does not exist).
+pub async fn project_of(
+    ctx: &Context,
+    app: &Application,
+) -> Result<Option<AppProject>, ControllerError> {
+    let name = project_name(app);
+    let client = ctx.management.client().clone();
+    let here: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), app.namespace(), &app_project_resource());
+    let kube_err =
+        |e: kube::Error| ControllerError::Internal(format!("reading AppProject {name}: {e}"));
+    if let Some(o) = here.get_opt(name).await.map_err(kube_err)? {
+        return parse(o).map(Some);
+    }
+    let all: Api<DynamicObject> = Api::all_with(client, &app_project_resource());
+    let found = all
+        .list(&Default::default())
+        .await
+        .map_err(kube_err)?
+        .items
+        .into_iter()
+        .find(|o| o.metadata.name.as_deref() == Some(name));
+    match found {
+        Some(o) => parse(o).map(Some),
+        None if name == DEFAULT_PROJECT => Ok(Some(AppProject::default_project(app.namespace()))),
+        None => Ok(None),
+    }
+}
+
+/// The app's destination with both server URL and cluster name filled where known (Argo
+/// CD infers one from the other before checking a project).
+pub fn destination_of(ctx: &Context, app: &Application) -> Destination {
+    let d = &app.spec.destination;
+    let mut server = d.server.clone().unwrap_or_default();
+    let mut name = d.name.clone().unwrap_or_default();
+    if server == IN_CLUSTER || name == "in-cluster" || (server.is_empty() && name.is_empty()) {
+        server = IN_CLUSTER.into();
+        name = "in-cluster".into();
+    } else {
+        let clusters = ctx
+            .clusters
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if name.is_empty() {
+            if let Some(c) = clusters.get(&server) {
+                name = c.name.clone();
+            }
+        } else if server.is_empty() {
+            if let Some(c) = clusters.get(&name) {
+                if let Some((url, _)) = clusters
+                    .iter()
+                    .find(|(k, v)| Arc::ptr_eq(v, c) && k.contains("://"))
+                {
+                    server = url.clone();
+                }
+            }
+        }
+    }
+    Destination {
+        server,
+        name,
+        namespace: d.namespace.clone().unwrap_or_default(),
+    }
+}
+
+/// The pure part of [`check_app`]: the app's namespace, sources and destination.
+pub fn check_app_against(
+    proj: &AppProject,
+    app: &Application,
+    dst: &Destination,
+) -> Result<(), rules::Refusal> {
+    rules::check_app_namespace(proj, app.namespace())?;
+    let sources = app.spec.source.iter().chain(app.spec.sources.iter());
+    for s in sources {
+        rules::check_source(proj, &s.repo_url)?;
+    }
+    rules::check_destination(proj, dst)
+}
+
+/// The project of `app` if it permits the app; `Err(message)` otherwise.
+pub async fn check_app(
+    ctx: &Context,
+    app: &Application,
+) -> Result<Result<AppProject, String>, ControllerError> {
+    let proj = match project_of(ctx, app).await {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return Ok(Err(format!(
+                "application references project {} which does not exist",
+                project_name(app)
+            )))
+        }
+        Err(ControllerError::Spec(msg)) => return Ok(Err(msg)),
+        Err(e) => return Err(e),
+    };
+    let dst = destination_of(ctx, app);
+    Ok(check_app_against(&proj, app, &dst)
+        .map(|()| proj)
+        .map_err(|r| r.to_string()))
+}
+
+/// Check every rendered object against the project's resource lists and destinations;
+/// `Err(message)` lists each refused object with its rule.
+pub async fn check_resources(
+    proj: &AppProject,
+    dst: &Destination,
+    cluster: &ClusterClient,
+    desired: &[Value],
+) -> Result<(), String> {
+    // Scopes of kinds defined by CRDs in this same sync.
+    let crd_scopes: BTreeMap<(String, String), bool> = desired
+        .iter()
+        .filter(|d| d.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition"))
+        .filter_map(|d| {
+            let g = d.pointer("/spec/group")?.as_str()?.to_string();
+            let k = d.pointer("/spec/names/kind")?.as_str()?.to_string();
+            let scope = d.pointer("/spec/scope").and_then(Value::as_str);
+            Some(((g, k), scope != Some("Cluster")))
+        })
+        .collect();
+    let mut refusals = Vec::new();
+    for d in desired {
+        let Some(key) = ResourceKey::of(d) else {
+            continue;
+        };
+        let av = d
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let namespaced = match cluster.is_namespaced(av, &key.kind).await {
+            Some(n) => n,
+            None => crd_scopes
+                .get(&(key.group.clone(), key.kind.clone()))
+                .copied()
+                .unwrap_or(!key.namespace.is_empty()),
+        };
+        if let Err(r) = rules::check_resource(proj, &key, namespaced, dst) {
+            refusals.push(r.to_string());
+        }
+    }
+    if refusals.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} resource(s) refused by project {}:\n{}",
+            refusals.len(),
+            proj.name(),
+            refusals.join("\n")
+        ))
+    }
+}
+
+/// Whether the project's sync windows let the app sync at `now`; an invalid window
+/// blocks (fail closed) and says why.
+pub fn window_verdict(
+    proj: &AppProject,
+    app: &Application,
+    dst: &Destination,
+    now: SystemTime,
+    manual: bool,
+) -> WindowVerdict {
+    let windows = rules::matching_windows(proj, app.name(), dst);
+    rules::can_sync(&windows, now, manual).unwrap_or_else(|e| WindowVerdict {
+        allowed: false,
+        reason: format!("project {}: {e}", proj.name()),
+        next_change: None,
+    })
+}
+
+/// When to look at a blocked app again: just after the next window boundary, or in five
+/// minutes when that is further away (each reconcile of a blocked app schedules one
+/// re-check, so a short horizon keeps their number small over a weekend-long window).
+pub fn recheck_after(v: &WindowVerdict, now: SystemTime) -> Duration {
+    v.next_change
+        .map(|t| rules::until(t, now) + Duration::from_millis(500))
+        .unwrap_or(Duration::from_secs(60))
+        .min(Duration::from_secs(300))
+}
+
+/// AppProject changes → the Applications using them are queued.
+pub async fn watch_projects(ctx: Arc<Context>) {
+    use futures::StreamExt;
+    let api: Api<DynamicObject> =
+        Api::all_with(ctx.management.client().clone(), &app_project_resource());
+    let mut stream = kube::runtime::watcher(api, Default::default())
+        .default_backoff()
+        .boxed();
+    while let Some(ev) = stream.next().await {
+        let name = match ev {
+            Ok(
+                kube::runtime::watcher::Event::Apply(o) | kube::runtime::watcher::Event::Delete(o),
+            ) => o.metadata.name.unwrap_or_default(),
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::debug!("appproject watch: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        for app in crate::all_apps(&ctx).await {
+            if project_name(&app) == name {
+                ctx.enqueue(&format!("{}/{}", app.namespace(), app.name()));
+            }
+        }
+    }
+}
+
+/// How many orphaned objects the condition names (the count is always complete).
+const ORPHANS_NAMED: usize = 10;
+
+/// Unmanaged objects per (cluster, namespace), listed once per scan round however many
+/// apps share the namespace.
+pub type NamespaceListings = BTreeMap<(String, String), Arc<Vec<Value>>>;
+
+/// Scan one app's destination namespace for orphaned resources and set (or clear) its
+/// `OrphanedResourceWarning` condition. `listings` reuses what another app of the same
+/// namespace already listed in this round.
+pub async fn scan_orphans(
+    ctx: &Context,
+    app: &Application,
+    listings: &mut NamespaceListings,
+) -> Result<(), ControllerError> {
+    let warning = match check_app(ctx, app).await? {
+        Ok(proj) => match rules::warns_of_orphans(&proj) {
+            Some(settings) => {
+                let ns = app.spec.destination.namespace.clone().unwrap_or_default();
+                if ns.is_empty() {
+                    None
+                } else {
+                    let cluster = ctx.cluster_for(&app.spec.destination)?;
+                    let key = (cluster.name.clone(), ns.clone());
+                    let unmanaged = match listings.get(&key) {
+                        Some(l) => l.clone(),
+                        None => {
+                            let l: Vec<Value> = cluster
+                                .list_namespace(&ns)
+                                .await
+                                .into_iter()
+                                .filter(|o| {
+                                    o.pointer("/metadata/annotations")
+                                        .and_then(|a| {
+                                            a.get(mooring_k8s::cluster::TRACKING_ANNOTATION)
+                                        })
+                                        .is_none()
+                                })
+                                .collect();
+                            let l = Arc::new(l);
+                            listings.insert(key, l.clone());
+                            l
+                        }
+                    };
+                    let orphans = rules::orphaned_resources(&unmanaged, settings);
+                    (!orphans.is_empty()).then(|| {
+                        let named: Vec<String> = orphans
+                            .iter()
+                            .take(ORPHANS_NAMED)
+                            .map(ToString::to_string)
+                            .collect();
+                        format!(
+                            "Application has {} orphaned resources: {}{}",
+                            orphans.len(),
+                            named.join(", "),
+                            if orphans.len() > ORPHANS_NAMED {
+                                ", …"
+                            } else {
+                                ""
+                            }
+                        )
+                    })
+                }
+            }
+            None => None,
+        },
+        Err(_) => None,
+    };
+    crate::policy::set_conditions(ctx, app, &[(ORPHAN_CONDITION, warning)]).await
+}
+
+/// Periodic orphaned-resource scan of every app (see [`scan_orphans`]); each destination
+/// namespace is listed once per round.
+pub(crate) async fn orphan_loop(ctx: Arc<Context>) {
+    let Some(every) = ctx.options.orphan_scan else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let mut listings = NamespaceListings::new();
+        for app in crate::all_apps(&ctx).await {
+            if let Err(e) = scan_orphans(&ctx, &app, &mut listings).await {
+                tracing::debug!(app = app.name(), "orphaned resources: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recheck_is_just_after_the_boundary_and_bounded() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let v = |next: Option<u64>| WindowVerdict {
+            allowed: false,
+            reason: String::new(),
+            next_change: next.map(|s| now + Duration::from_secs(s)),
+        };
+        assert_eq!(
+            recheck_after(&v(Some(10)), now),
+            Duration::from_millis(10_500)
+        );
+        assert_eq!(
+            recheck_after(&v(Some(86_400)), now),
+            Duration::from_secs(300)
+        );
+        assert_eq!(recheck_after(&v(None), now), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn every_source_of_a_multi_source_app_is_checked() {
+        let proj: AppProject = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "ml", "namespace": "argocd"},
+            "spec": {"sourceRepos": ["https://git.example.com/ml/*"],
+                     "destinations": [{"server": "*", "namespace": "ml-*"}]}
+        }))
+        .expect("project");
+        let app = |sources: serde_json::Value| -> Application {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "a", "namespace": "argocd"},
+                "spec": {"project": "ml", "sources": sources,
+                         "destination": {"server": IN_CLUSTER, "namespace": "ml-a"}}
+            }))
+            .expect("app")
+        };
+        let dst = Destination {
+            server: IN_CLUSTER.into(),
+            name: "in-cluster".into(),
+            namespace: "ml-a".into(),
+        };
+        let ok = app(serde_json::json!([
+            {"repoURL": "https://git.example.com/ml/a.git", "path": "a"},
+            {"repoURL": "https://git.example.com/ml/values.git", "ref": "values"}
+        ]));
+        assert!(check_app_against(&proj, &ok, &dst).is_ok());
+        let bad = app(serde_json::json!([
+            {"repoURL": "https://git.example.com/ml/a.git", "path": "a"},
+            {"repoURL": "https://elsewhere.example.com/values.git", "ref": "values"}
+        ]));
+        let e = check_app_against(&proj, &bad, &dst).expect_err("second source");
+        assert!(
+            e.to_string()
+                .contains("https://elsewhere.example.com/values.git"),
+            "{e}"
+        );
+        let mut other_ns = ok.clone();
+        other_ns.metadata["namespace"] = serde_json::json!("team-a");
+        let e = check_app_against(&proj, &other_ns, &dst).expect_err("app namespace");
+        assert!(
+            e.to_string().contains("applications in namespace team-a"),
+            "{e}"
+        );
+    }
+}
