@@ -631,3 +631,183 @@ async fn project_roles_accounts_and_bad_tokens() {
         "{body}"
     );
 }
+
+/// Copy a directory tree (the example repository) into `to`.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let ft = e.file_type().expect("type");
+        if ft.is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else if ft.is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
+/// Issue 5's acceptance with the seed manifests verbatim: the `ml-platform` AppProject and
+/// the `ml-inference-services` ApplicationSet over three production inference clusters
+/// give three inference apps, each on its cluster; an ML engineer's project token syncs
+/// one over the API, a data scientist's gets it but is refused the sync with 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_project_roles_on_the_seed_fleet() {
+    use mooring_k8s::registry::{secret_for, ClusterEntry};
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ml-platform");
+    let repo = tempfile::tempdir().expect("tmp");
+    copy_tree(&example, repo.path());
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "seed",
+        ],
+    ] {
+        let o = std::process::Command::new("git")
+            .args(args)
+            .current_dir(repo.path())
+            .output()
+            .expect("git");
+        assert!(o.status.success(), "git {args:?}");
+    }
+    let mgmt = Cluster::start(ClusterOptions {
+        crds: mooring_k8s::crds::all(),
+        sim: mooring_apiserver::sim::SimOptions {
+            speed: 20.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+    .expect("management cluster");
+    let client = mooring_k8s::client_from_kubeconfig(mgmt.kubeconfig_path())
+        .await
+        .expect("client");
+    let cache = tempfile::tempdir().expect("tmp");
+    let _controller = mooring_controller::Controller::start(
+        client.clone(),
+        mooring_controller::ControllerOptions {
+            cache_dir: cache.path().to_path_buf(),
+            operation_poll: Duration::from_millis(100),
+            repo_aliases: vec![(
+                "https://git.example.com/ml-platform/platform.git".into(),
+                format!("file://{}", repo.path().display()),
+            )],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("controller");
+    // Three production inference clusters, registered as Argo CD cluster Secrets.
+    let secrets: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &mooring_k8s::kube::core::ApiResource::from_gvk_with_plural(
+            &mooring_k8s::kube::core::GroupVersionKind::gvk("", "v1", "Secret"),
+            "secrets",
+        ),
+    );
+    let mut fleet = Vec::new();
+    for name in ["prod-us-east", "prod-eu-west", "prod-ap-south"] {
+        let cl = Cluster::start(ClusterOptions::default())
+            .await
+            .expect("destination cluster");
+        let entry = ClusterEntry {
+            name: name.into(),
+            server: cl.url(),
+            config: Default::default(),
+            labels: [
+                ("environment".to_string(), "production".to_string()),
+                ("workload-type".to_string(), "inference".to_string()),
+            ]
+            .into(),
+            annotations: Default::default(),
+        };
+        let secret: DynamicObject =
+            serde_json::from_value(secret_for(&entry, "default")).expect("secret");
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("cluster secret");
+        fleet.push(cl);
+    }
+    // The seed project and ApplicationSet, verbatim.
+    for (file, resource) in [
+        ("projects/ml-platform.yaml", appproject_resource()),
+        (
+            "applicationsets/ml-inference-services.yaml",
+            mooring_server::store::applicationset_resource(),
+        ),
+    ] {
+        let text = std::fs::read_to_string(example.join(file)).expect("seed file");
+        let v = mooring_core::yaml::parse_one(&text).expect("yaml");
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource);
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(v).expect("object"),
+        )
+        .await
+        .expect("create seed object");
+    }
+
+    let store = Store::new(client.clone(), "default");
+    let eng = store
+        .issue("proj:ml-platform:ml-engineers", None)
+        .await
+        .expect("engineer token")
+        .0;
+    let ds = store
+        .issue("proj:ml-platform:data-scientists", None)
+        .await
+        .expect("data scientist token")
+        .0;
+    let addr = serve(client.clone(), ApiOptions::default()).await;
+    let names = [
+        "inference-prod-us-east",
+        "inference-prod-eu-west",
+        "inference-prod-ap-south",
+    ];
+    mooring_testkit::eventually(120, "three inference apps, Synced", || async {
+        let (code, _, body) = call(addr, "GET", "/api/v1/applications", Some(&eng), None).await;
+        let items = body["items"].as_array()?.clone();
+        let synced = names.iter().all(|n| {
+            items
+                .iter()
+                .any(|a| a["metadata"]["name"] == *n && a["status"]["sync"]["status"] == "Synced")
+        });
+        (code == 200 && synced).then_some(())
+    })
+    .await;
+    // Each app on its own cluster.
+    for (cl, name) in fleet.iter().zip(names) {
+        let path = format!("/api/v1/applications/{name}");
+        let (_, _, app) = call(addr, "GET", &path, Some(&eng), None).await;
+        assert_eq!(
+            app["spec"]["destination"]["server"],
+            cl.url().as_str(),
+            "{app}"
+        );
+    }
+    // The data scientist can look, not sync; the ML engineer can sync.
+    let app = "/api/v1/applications/inference-prod-us-east";
+    let (code, _, body) = call(addr, "GET", app, Some(&ds), None).await;
+    assert_eq!(code, 200, "{body}");
+    let sync = format!("{app}/sync");
+    let (code, _, body) = call(addr, "POST", &sync, Some(&ds), Some(b"{}")).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.to_string()
+            .contains("permission denied: applications, sync, ml-platform/inference-prod-us-east"),
+        "{body}"
+    );
+    let (code, _, body) = call(addr, "POST", &sync, Some(&eng), Some(b"{}")).await;
+    assert!((200..300).contains(&code), "{code} {body}");
+}
