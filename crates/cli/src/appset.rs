@@ -217,7 +217,7 @@ fn sets(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
         ns,
-        &mooring_controller::appset::applicationset_resource(),
+        &mooring_controller::applicationset_resource(),
     )
 }
 

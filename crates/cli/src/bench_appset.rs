@@ -100,7 +100,7 @@ pub async fn run(n_apps: usize, n_clusters: usize) -> anyhow::Result<()> {
     let sets: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         "default",
-        &mooring_controller::appset::applicationset_resource(),
+        &mooring_controller::applicationset_resource(),
     );
     let apps: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),

@@ -439,7 +439,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             kube::api::Api::<kube::api::DynamicObject>::namespaced_with(
                 client.clone(),
                 &ns,
-                &mooring_controller::appset::applicationset_resource(),
+                &mooring_controller::applicationset_resource(),
             )
             .patch(
                 &name,

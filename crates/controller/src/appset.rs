@@ -31,9 +31,7 @@
 //! Failed reconciles retry after 10 s.
 
 use crate::{Context, ControllerError};
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use mooring_core::appset::{
     ApplicationSet, ApplicationSetCondition, ApplicationsSyncPolicy, CLUSTER_SECRET_LABEL,
@@ -49,16 +47,6 @@ use tokio::sync::mpsc;
 
 /// Retry delay after a failed reconcile.
 const RETRY: Duration = Duration::from_secs(10);
-
-pub fn applicationset_resource() -> ApiResource {
-    ApiResource {
-        group: "argoproj.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "argoproj.io/v1alpha1".into(),
-        kind: "ApplicationSet".into(),
-        plural: "applicationsets".into(),
-    }
-}
 
 /// What one reconcile did (for logs and tests).
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -120,8 +108,8 @@ pub fn start(ctx: Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
 fn sets_api(ctx: &Context, ns: Option<&str>) -> Api<DynamicObject> {
     let c = ctx.management.client().clone();
     match ns {
-        Some(ns) => Api::namespaced_with(c, ns, &applicationset_resource()),
-        None => Api::all_with(c, &applicationset_resource()),
+        Some(ns) => Api::namespaced_with(c, ns, &crate::applicationset_resource()),
+        None => Api::all_with(c, &crate::applicationset_resource()),
     }
 }
 

@@ -206,12 +206,26 @@ pub struct Context {
 pub const RESOLVE_TTL: Duration = Duration::from_secs(10);
 
 pub fn application_resource() -> ApiResource {
+    argo_resource("Application", "applications")
+}
+
+/// Argo CD's `AppProject`.
+pub fn appproject_resource() -> ApiResource {
+    argo_resource("AppProject", "appprojects")
+}
+
+/// Argo CD's `ApplicationSet`.
+pub fn applicationset_resource() -> ApiResource {
+    argo_resource("ApplicationSet", "applicationsets")
+}
+
+fn argo_resource(kind: &str, plural: &str) -> ApiResource {
     ApiResource {
         group: "argoproj.io".into(),
         version: "v1alpha1".into(),
         api_version: "argoproj.io/v1alpha1".into(),
-        kind: "Application".into(),
-        plural: "applications".into(),
+        kind: kind.into(),
+        plural: plural.into(),
     }
 }
 

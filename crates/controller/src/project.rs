@@ -27,7 +27,7 @@
 //! `OrphanedResourceWarning` condition with their count (Argo CD's message) and names.
 
 use crate::{Context, ControllerError};
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::{Api, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use mooring_core::app::{Application, IN_CLUSTER};
 use mooring_core::project::{AppProject, DEFAULT_PROJECT};
@@ -44,16 +44,6 @@ use std::time::{Duration, SystemTime};
 pub const WINDOW_CONDITION: &str = "SyncWindowBlocked";
 /// Condition listing unmanaged objects in the destination namespace.
 pub const ORPHAN_CONDITION: &str = "OrphanedResourceWarning";
-
-pub fn app_project_resource() -> ApiResource {
-    ApiResource {
-        group: "argoproj.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "argoproj.io/v1alpha1".into(),
-        kind: "AppProject".into(),
-        plural: "appprojects".into(),
-    }
-}
 
 /// The project name an app uses.
 pub fn project_name(app: &Application) -> &str {
@@ -78,14 +68,17 @@ pub async fn project_of(
 ) -> Result<Option<AppProject>, ControllerError> {
     let name = project_name(app);
     let client = ctx.management.client().clone();
-    let here: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), app.namespace(), &app_project_resource());
+    let here: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        app.namespace(),
+        &crate::appproject_resource(),
+    );
     let kube_err =
         |e: kube::Error| ControllerError::Internal(format!("reading AppProject {name}: {e}"));
     if let Some(o) = here.get_opt(name).await.map_err(kube_err)? {
         return parse(o).map(Some);
     }
-    let all: Api<DynamicObject> = Api::all_with(client, &app_project_resource());
+    let all: Api<DynamicObject> = Api::all_with(client, &crate::appproject_resource());
     let found = all
         .list(&Default::default())
         .await
@@ -253,8 +246,10 @@ pub fn recheck_after(v: &WindowVerdict, now: SystemTime) -> Duration {
 /// AppProject changes → the Applications using them are queued.
 pub async fn watch_projects(ctx: Arc<Context>) {
     use futures::StreamExt;
-    let api: Api<DynamicObject> =
-        Api::all_with(ctx.management.client().clone(), &app_project_resource());
+    let api: Api<DynamicObject> = Api::all_with(
+        ctx.management.client().clone(),
+        &crate::appproject_resource(),
+    );
     let mut stream = kube::runtime::watcher(api, Default::default())
         .default_backoff()
         .boxed();

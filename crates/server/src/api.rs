@@ -30,7 +30,7 @@
 
 use crate::auth::{self, AuthError, FailureLimiter};
 use crate::rbac::{project_of, Project, Rbac, Subject};
-use crate::store::{applicationset_resource, Store, StoreError};
+use crate::store::{Store, StoreError};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
@@ -39,6 +39,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
+use mooring_controller::applicationset_resource;
 use mooring_k8s::kube;
 use mooring_k8s::kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};

@@ -17,7 +17,7 @@ use crate::rbac::{Project, Rbac, RbacError, Subject};
 use mooring_k8s::k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use mooring_k8s::k8s_openapi::ByteString;
 use mooring_k8s::kube;
-use mooring_k8s::kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use mooring_k8s::kube::api::{Api, DynamicObject, PostParams};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -46,26 +46,6 @@ fn kube_err(what: &str) -> impl FnOnce(kube::Error) -> StoreError + '_ {
     move |source| StoreError::Kube {
         what: what.to_string(),
         source,
-    }
-}
-
-pub fn appproject_resource() -> ApiResource {
-    ApiResource {
-        group: "argoproj.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "argoproj.io/v1alpha1".into(),
-        kind: "AppProject".into(),
-        plural: "appprojects".into(),
-    }
-}
-
-pub fn applicationset_resource() -> ApiResource {
-    ApiResource {
-        group: "argoproj.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "argoproj.io/v1alpha1".into(),
-        kind: "ApplicationSet".into(),
-        plural: "applicationsets".into(),
     }
 }
 
@@ -114,7 +94,11 @@ impl Store {
     }
 
     fn projects_api(&self) -> Api<DynamicObject> {
-        Api::namespaced_with(self.client.clone(), &self.namespace, &appproject_resource())
+        Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &mooring_controller::appproject_resource(),
+        )
     }
 
     /// The AppProject `name`, as JSON; `None` when absent (or the kind is not served).

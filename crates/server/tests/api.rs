@@ -4,10 +4,11 @@
 //! brute force is rate-limited.
 
 use mooring_apiserver::{Cluster, ClusterOptions};
+use mooring_controller::appproject_resource;
 use mooring_k8s::k8s_openapi::api::core::v1::ConfigMap;
 use mooring_k8s::kube::api::{Api, DynamicObject, PostParams};
 use mooring_server::api::ApiOptions;
-use mooring_server::store::{appproject_resource, Store};
+use mooring_server::store::Store;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -442,7 +443,7 @@ async fn project_roles_accounts_and_bad_tokens() {
     let sets: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         "default",
-        &mooring_server::store::applicationset_resource(),
+        &mooring_controller::applicationset_resource(),
     );
     for (name, project) in [
         ("ml-inference-services", "ml-platform"),
@@ -744,7 +745,7 @@ async fn the_seed_project_roles_on_the_seed_fleet() {
         ("projects/ml-platform.yaml", appproject_resource()),
         (
             "applicationsets/ml-inference-services.yaml",
-            mooring_server::store::applicationset_resource(),
+            mooring_controller::applicationset_resource(),
         ),
     ] {
         let text = std::fs::read_to_string(example.join(file)).expect("seed file");

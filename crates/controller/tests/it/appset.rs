@@ -14,7 +14,7 @@ fn sets(c: &Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         c.clone(),
         "default",
-        &mooring_controller::appset::applicationset_resource(),
+        &mooring_controller::applicationset_resource(),
     )
 }
 

@@ -11,7 +11,7 @@ fn projects(client: &mooring_k8s::kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
         "default",
-        &mooring_controller::project::app_project_resource(),
+        &mooring_controller::appproject_resource(),
     )
 }
 
