@@ -156,6 +156,7 @@ async fn list(client: &kube::Client, ns: &str, output: Output) -> anyhow::Result
         .await
         .context("listing cluster Secrets")?;
     let mut entries = vec![ClusterEntry {
+        project: String::new(),
         name: "in-cluster".into(),
         server: mooring_core::app::IN_CLUSTER.into(),
         config: Default::default(),

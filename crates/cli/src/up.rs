@@ -287,6 +287,27 @@ fn repo_urls(repo: &Path, out: &mut std::collections::BTreeSet<String>) {
     }
 }
 
+/// Server-side apply one of the repository's objects (namespace `default` unless it says);
+/// returns its name.
+async fn apply(
+    client: &kube::Client,
+    resource: &kube::api::ApiResource,
+    obj: &Value,
+) -> anyhow::Result<String> {
+    let field = |p: &str| obj.pointer(p).and_then(Value::as_str);
+    let name = field("/metadata/name").unwrap_or_default().to_string();
+    let ns = field("/metadata/namespace").unwrap_or("default");
+    kube::api::Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), ns, resource)
+        .patch(
+            &name,
+            &kube::api::PatchParams::apply("mooring-up").force(),
+            &kube::api::Patch::Apply(obj),
+        )
+        .await
+        .with_context(|| format!("registering {} {name}", resource.kind))?;
+    Ok(name)
+}
+
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
@@ -386,6 +407,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             &client,
             "default",
             &mooring_k8s::registry::ClusterEntry {
+                project: String::new(),
                 name: member.name.clone(),
                 server: c.url(),
                 config: Default::default(),
@@ -399,56 +421,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let mut names = Vec::new();
     for app in top_level_applications(&repo)? {
-        let name = app
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let ns = app
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("default")
-            .to_string();
-        kube::api::Api::<kube::api::DynamicObject>::namespaced_with(
-            client.clone(),
-            &ns,
-            &mooring_controller::application_resource(),
-        )
-        .patch(
-            &name,
-            &kube::api::PatchParams::apply("mooring-up").force(),
-            &kube::api::Patch::Apply(&app),
-        )
-        .await
-        .with_context(|| format!("registering application {name}"))?;
-        names.push(name);
+        names.push(apply(&client, &mooring_controller::application_resource(), &app).await?);
     }
     let mut set_names = Vec::new();
     if args.clusters.is_some() {
         for set in applicationsets(&repo)? {
-            let name = set
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let ns = set
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or("default")
-                .to_string();
-            kube::api::Api::<kube::api::DynamicObject>::namespaced_with(
-                client.clone(),
-                &ns,
-                &mooring_controller::applicationset_resource(),
-            )
-            .patch(
-                &name,
-                &kube::api::PatchParams::apply("mooring-up").force(),
-                &kube::api::Patch::Apply(&set),
-            )
-            .await
-            .with_context(|| format!("registering ApplicationSet {name}"))?;
-            set_names.push(name);
+            let resource = mooring_controller::applicationset_resource();
+            set_names.push(apply(&client, &resource, &set).await?);
         }
     }
     println!("mooring is up");

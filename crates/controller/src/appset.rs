@@ -34,8 +34,7 @@ use crate::{Context, ControllerError};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use mooring_core::appset::{
-    ApplicationSet, ApplicationSetCondition, ApplicationsSyncPolicy, CLUSTER_SECRET_LABEL,
-    OWNER_LABEL,
+    ApplicationSet, ApplicationSetCondition, ApplicationsSyncPolicy, OWNER_LABEL,
 };
 use mooring_engine::appset::{ClusterInfo, GeneratorInputs, RESOURCES_FINALIZER};
 use mooring_k8s::kube;
@@ -98,7 +97,6 @@ pub fn start(ctx: Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
     let _ = ctx.appset_queue.set(tx.clone());
     vec![
         tokio::spawn(watch_sets(ctx.clone(), tx.clone())),
-        tokio::spawn(watch_cluster_secrets(ctx.clone(), tx.clone())),
         tokio::spawn(watch_owned_apps(ctx.clone(), tx.clone())),
         tokio::spawn(resync(ctx.clone(), tx.clone())),
         tokio::spawn(work(ctx, tx, rx)),
@@ -168,31 +166,13 @@ async fn watch_sets(ctx: Arc<Context>, tx: mpsc::UnboundedSender<String>) {
     }
 }
 
-/// A cluster Secret changed: every set may select differently now.
-async fn watch_cluster_secrets(ctx: Arc<Context>, tx: mpsc::UnboundedSender<String>) {
-    use futures::StreamExt;
-    use mooring_k8s::k8s_openapi::api::core::v1::Secret;
-    let api: Api<Secret> = Api::all(ctx.management.client().clone());
-    let cfg = kube::runtime::watcher::Config::default()
-        .labels(&format!("{CLUSTER_SECRET_LABEL}=cluster"));
-    let mut stream = kube::runtime::watcher(api, cfg).default_backoff().boxed();
-    while let Some(ev) = stream.next().await {
-        match ev {
-            Ok(
-                kube::runtime::watcher::Event::Apply(_)
-                | kube::runtime::watcher::Event::Delete(_)
-                | kube::runtime::watcher::Event::InitDone,
-            ) => {
-                for key in all_set_keys(&ctx).await {
-                    let _ = tx.send(key);
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::debug!("cluster secret watch: {e}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
+/// Queue every set (a cluster Secret changed: any set may select differently now).
+pub(crate) async fn requeue_all(ctx: &Context) {
+    let Some(tx) = ctx.appset_queue.get() else {
+        return;
+    };
+    for key in all_set_keys(ctx).await {
+        let _ = tx.send(key);
     }
 }
 
@@ -384,7 +364,10 @@ async fn prefetch(ctx: &Context, set: &ApplicationSet) -> Result<Prefetched, Con
     let mut p = Prefetched::default();
     let secrets: Api<Secret> = Api::namespaced(ctx.management.client().clone(), set.namespace());
     let list = secrets
-        .list(&ListParams::default().labels(&format!("{CLUSTER_SECRET_LABEL}=cluster")))
+        .list(&ListParams::default().labels(&format!(
+            "{}=cluster",
+            mooring_core::cluster::SECRET_TYPE_LABEL
+        )))
         .await
         .map_err(|e| {
             ControllerError::Internal(format!(

@@ -118,7 +118,8 @@ async fn connect(ctx: Arc<Context>, cluster: Arc<ClusterClient>, server: String)
     }
 }
 
-/// Cluster Secrets in the management cluster → registered clusters.
+/// Cluster Secrets in the management cluster → registered clusters. Every change also
+/// re-runs the ApplicationSets, whose clusters generator selects on these Secrets.
 pub(crate) async fn watch_cluster_secrets(ctx: Arc<Context>) {
     use futures::StreamExt;
     use kube::runtime::{watcher, WatchStreamExt};
@@ -131,8 +132,19 @@ pub(crate) async fn watch_cluster_secrets(ctx: Arc<Context>) {
     let mut known: std::collections::HashMap<String, ClusterEntry> = Default::default();
     while let Some(ev) = stream.next().await {
         let (secret, deleted) = match ev {
-            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => (s, false),
-            Ok(watcher::Event::Delete(s)) => (s, true),
+            Ok(watcher::Event::InitApply(s)) => (s, false),
+            Ok(watcher::Event::Apply(s)) => {
+                crate::appset::requeue_all(&ctx).await;
+                (s, false)
+            }
+            Ok(watcher::Event::Delete(s)) => {
+                crate::appset::requeue_all(&ctx).await;
+                (s, true)
+            }
+            Ok(watcher::Event::InitDone) => {
+                crate::appset::requeue_all(&ctx).await;
+                continue;
+            }
             _ => continue,
         };
         let Ok(secret) = serde_json::to_value(secret) else {

@@ -384,23 +384,25 @@ fn app_api_version() -> String {
     format!("{GROUP}/{VERSION}")
 }
 
+/// A string field of an object's `metadata` (kept as JSON), empty when absent.
+pub(crate) fn metadata_str<'a>(metadata: &'a Value, key: &str) -> &'a str {
+    metadata
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
 fn app_kind() -> String {
     "Application".into()
 }
 
 impl Application {
     pub fn name(&self) -> &str {
-        self.metadata
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        crate::app::metadata_str(&self.metadata, "name")
     }
 
     pub fn namespace(&self) -> &str {
-        self.metadata
-            .get("namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        crate::app::metadata_str(&self.metadata, "namespace")
     }
 
     /// The single source (Argo CD's `source`, or the first of `sources`).

@@ -18,9 +18,6 @@ use std::collections::BTreeMap;
 /// controller finds its Applications with one label-selected list.
 pub const OWNER_LABEL: &str = "mooring.dev/applicationset";
 
-/// Argo CD's label marking a cluster Secret.
-pub const CLUSTER_SECRET_LABEL: &str = "argocd.argoproj.io/secret-type";
-
 /// An Argo CD `ApplicationSet` object (metadata kept as JSON: it is Kubernetes' own).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -46,17 +43,11 @@ fn kind() -> String {
 
 impl ApplicationSet {
     pub fn name(&self) -> &str {
-        self.metadata
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        crate::app::metadata_str(&self.metadata, "name")
     }
 
     pub fn namespace(&self) -> &str {
-        self.metadata
-            .get("namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        crate::app::metadata_str(&self.metadata, "namespace")
     }
 }
 

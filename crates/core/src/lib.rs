@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod appset;
+pub mod cluster;
 pub mod project;
 pub mod yaml;
 

@@ -202,17 +202,11 @@ fn kind() -> String {
 
 impl AppProject {
     pub fn name(&self) -> &str {
-        self.metadata
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        crate::app::metadata_str(&self.metadata, "name")
     }
 
     pub fn namespace(&self) -> &str {
-        self.metadata
-            .get("namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        crate::app::metadata_str(&self.metadata, "namespace")
     }
 
     /// The `default` project as Argo CD creates it when none exists: any source, any

@@ -1,8 +1,5 @@
-//! Destination clusters, stored as Argo CD stores them: Secrets in the management cluster
-//! labelled `argocd.argoproj.io/secret-type: cluster`, with `name`, `server` and `config`
-//! (JSON: `bearerToken`, `username`/`password`, `tlsClientConfig` with `insecure`,
-//! `caData`, `certData`, `keyData`, `serverName`) and the Secret's own labels as the
-//! cluster's labels (what the ApplicationSet clusters generator selects on).
+//! Clients for destination clusters, which are stored as Argo CD stores them (cluster
+//! Secrets, parsed by [`mooring_core::cluster`], re-exported here).
 //!
 //! Existing Argo CD cluster Secrets therefore work unchanged, and `mooring cluster add`
 //! writes the same shape from a kubeconfig context. A client is built by turning the
@@ -11,172 +8,19 @@
 //! unreachable cluster must fail fast instead of holding a controller worker.
 
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+pub use mooring_core::cluster::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-/// The label that marks a cluster Secret.
-pub const SECRET_TYPE_LABEL: &str = "argocd.argoproj.io/secret-type";
 /// How long connecting to a destination may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("cluster Secret {secret}: {message}")]
-    Secret { secret: String, message: String },
     #[error("cluster {server}: {message}")]
     Client { server: String, message: String },
     #[error("kubeconfig {path}: {message}")]
     Kubeconfig { path: String, message: String },
-}
-
-/// `tlsClientConfig` of a cluster Secret's `config`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TlsClientConfig {
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub insecure: bool,
-    /// Base64 PEM, as in kubeconfig's `*-data` fields.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_data: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert_data: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_data: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server_name: Option<String>,
-}
-
-/// A cluster Secret's `config`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterConfig {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bearer_token: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
-    #[serde(default)]
-    pub tls_client_config: TlsClientConfig,
-}
-
-/// One registered destination cluster.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClusterEntry {
-    pub name: String,
-    pub server: String,
-    pub config: ClusterConfig,
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
-}
-
-fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
-    v.and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Whether `secret` is labelled as a cluster Secret.
-pub fn is_cluster_secret(secret: &Value) -> bool {
-    secret
-        .pointer("/metadata/labels")
-        .and_then(|l| l.get(SECRET_TYPE_LABEL))
-        .and_then(Value::as_str)
-        == Some("cluster")
-}
-
-/// Reads a cluster Secret (`data` base64, or `stringData`).
-pub fn parse_secret(secret: &Value) -> Result<ClusterEntry, RegistryError> {
-    let id = format!(
-        "{}/{}",
-        secret
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or(""),
-        secret
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-    );
-    let err = |message: String| RegistryError::Secret {
-        secret: id.clone(),
-        message,
-    };
-    let field = |key: &str| -> Result<Option<String>, RegistryError> {
-        if let Some(s) = secret
-            .pointer(&format!("/stringData/{key}"))
-            .and_then(Value::as_str)
-        {
-            return Ok(Some(s.to_string()));
-        }
-        match secret
-            .pointer(&format!("/data/{key}"))
-            .and_then(Value::as_str)
-        {
-            None => Ok(None),
-            Some(b64) => {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(b64)
-                    .map_err(|e| err(format!("data.{key} is not base64: {e}")))?;
-                String::from_utf8(bytes)
-                    .map(Some)
-                    .map_err(|_| err(format!("data.{key} is not UTF-8")))
-            }
-        }
-    };
-    let server = field("server")?
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| err("has no server".into()))?;
-    let name = field("name")?.unwrap_or_else(|| server.clone());
-    let config = match field("config")? {
-        None => ClusterConfig::default(),
-        Some(text) if text.trim().is_empty() => ClusterConfig::default(),
-        Some(text) => serde_json::from_str(&text)
-            .map_err(|e| err(format!("config is not a cluster config: {e}")))?,
-    };
-    Ok(ClusterEntry {
-        name,
-        server,
-        config,
-        labels: string_map(secret.pointer("/metadata/labels")),
-        annotations: string_map(secret.pointer("/metadata/annotations")),
-    })
-}
-
-/// The Secret that registers `entry` (in `namespace`, named after the cluster).
-pub fn secret_for(entry: &ClusterEntry, namespace: &str) -> Value {
-    let mut labels = entry.labels.clone();
-    labels.insert(SECRET_TYPE_LABEL.into(), "cluster".into());
-    let secret_name: String = format!("cluster-{}", entry.name)
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(253)
-        .collect();
-    json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": secret_name, "namespace": namespace, "labels": labels,
-                     "annotations": entry.annotations},
-        "type": "Opaque",
-        "stringData": {
-            "name": entry.name,
-            "server": entry.server,
-            "config": serde_json::to_string(&entry.config).unwrap_or_else(|_| "{}".into()),
-        }
-    })
 }
 
 /// A client for a registered cluster.
@@ -306,65 +150,11 @@ pub fn entry_from_kubeconfig(
         },
     };
     Ok(ClusterEntry {
+        project: String::new(),
         name: name.unwrap_or(&ctx_name).to_string(),
         server,
         config,
         labels: BTreeMap::new(),
         annotations: BTreeMap::new(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn argo_cd_cluster_secrets_parse() {
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let secret = json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "prod-east", "namespace": "argocd",
-                         "labels": {"argocd.argoproj.io/secret-type": "cluster", "environment": "production"}},
-            "data": {
-                "name": b64("prod-east"),
-                "server": b64("https://10.0.0.1:6443"),
-                "config": b64(r#"{"bearerToken": "t0k", "tlsClientConfig": {"insecure": false, "caData": "Q0E="}}"#),
-            }
-        });
-        assert!(is_cluster_secret(&secret));
-        let e = parse_secret(&secret).expect("parses");
-        assert_eq!(e.name, "prod-east");
-        assert_eq!(e.server, "https://10.0.0.1:6443");
-        assert_eq!(e.config.bearer_token.as_deref(), Some("t0k"));
-        assert_eq!(e.config.tls_client_config.ca_data.as_deref(), Some("Q0E="));
-        assert_eq!(
-            e.labels.get("environment").map(String::as_str),
-            Some("production")
-        );
-        // And back: the Secret Mooring writes parses to the same entry.
-        let again = parse_secret(&secret_for(&e, "argocd")).expect("round trip");
-        assert_eq!(again.server, e.server);
-        assert_eq!(again.config, e.config);
-    }
-
-    #[test]
-    fn malformed_cluster_secrets_are_clear_errors() {
-        for (secret, needle) in [
-            (
-                json!({"metadata": {"name": "a"}, "data": {}}),
-                "has no server",
-            ),
-            (
-                json!({"metadata": {"name": "b"}, "data": {"server": "%%%"}}),
-                "not base64",
-            ),
-            (
-                json!({"metadata": {"name": "c"}, "stringData": {"server": "https://x", "config": "{nope"}}),
-                "config is not a cluster config",
-            ),
-        ] {
-            let e = parse_secret(&secret).expect_err("refused").to_string();
-            assert!(e.contains(needle), "{e}");
-        }
-    }
 }

@@ -722,6 +722,7 @@ async fn the_seed_project_roles_on_the_seed_fleet() {
             .await
             .expect("destination cluster");
         let entry = ClusterEntry {
+            project: String::new(),
             name: name.into(),
             server: cl.url(),
             config: Default::default(),

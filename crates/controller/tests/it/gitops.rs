@@ -549,6 +549,7 @@ async fn cluster_secrets_register_destinations_and_an_unreachable_one_stalls_not
     );
     for (name, server) in [("gpu-west", remote.url()), ("gone", dead.clone())] {
         let entry = ClusterEntry {
+            project: String::new(),
             name: name.into(),
             server,
             config: ClusterConfig::default(),
@@ -594,6 +595,7 @@ async fn cluster_secrets_register_destinations_and_an_unreachable_one_stalls_not
     // Deleting the Secret unregisters the cluster.
     let secret_name = secret_for(
         &ClusterEntry {
+            project: String::new(),
             name: "gone".into(),
             server: dead.clone(),
             config: ClusterConfig::default(),

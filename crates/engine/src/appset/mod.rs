@@ -864,41 +864,15 @@ pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) 
 #[cfg(test)]
 mod tests;
 
-/// Read an Argo CD cluster Secret (`data.name`, `data.server`, `data.project`, base64 as
-/// stored by the API server; `stringData` too, for manifests not yet stored) into the
-/// clusters generator's view: name, server, project, the Secret's labels and annotations.
+/// Read an Argo CD cluster Secret into the clusters generator's view (name, server,
+/// project, the Secret's labels and annotations), with the one cluster Secret parser.
 pub fn cluster_from_secret(secret: &Value) -> Result<ClusterInfo, String> {
-    use base64::Engine as _;
-    let field = |k: &str| -> Option<String> {
-        if let Some(s) = secret["stringData"][k].as_str() {
-            return Some(s.to_string());
-        }
-        let b = secret["data"][k].as_str()?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(b.trim())
-            .ok()?;
-        String::from_utf8(bytes).ok()
-    };
-    let secret_name = secret["metadata"]["name"].as_str().unwrap_or_default();
-    let server = field("server")
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| format!("cluster Secret {secret_name:?} has no data.server"))?;
-    let strings = |v: &Value| -> BTreeMap<String, String> {
-        v.as_object()
-            .map(|o| {
-                o.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let e = mooring_core::cluster::parse_secret(secret).map_err(|e| e.to_string())?;
     Ok(ClusterInfo {
-        name: field("name")
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| server.clone()),
-        server,
-        project: field("project").unwrap_or_default(),
-        labels: strings(&secret["metadata"]["labels"]),
-        annotations: strings(&secret["metadata"]["annotations"]),
+        name: e.name,
+        server: e.server,
+        project: e.project,
+        labels: e.labels,
+        annotations: e.annotations,
     })
 }
