@@ -336,10 +336,10 @@ fn phase(r: &Value) -> (String, String) {
 
 fn icon(phase: &str) -> &'static str {
     match phase {
-        "Healthy" | "Successful" | "Running" => "✔",
+        "Healthy" | "Successful" => "✔",
         "Paused" | "Suspended" => "॥",
         "Degraded" | "Failed" | "Error" => "✖",
-        "Progressing" | "Pending" => "◌",
+        "Progressing" | "Pending" | "Running" => "◌",
         _ => "⚠",
     }
 }
@@ -603,7 +603,12 @@ pub fn render(info: &Value) -> String {
     let status = info["status"].as_str().unwrap_or("");
     let message = info["message"].as_str().unwrap_or("");
     let row = |out: &mut String, k: &str, v: &str| {
-        let _ = writeln!(out, "{:<15}{v}", format!("{k}:"));
+        let key = if k.is_empty() {
+            String::new()
+        } else {
+            format!("{k}:")
+        };
+        let _ = writeln!(out, "{}", format!("{key:<17}{v}").trim_end());
     };
     row(&mut out, "Name", info["name"].as_str().unwrap_or(""));
     row(
@@ -613,7 +618,7 @@ pub fn render(info: &Value) -> String {
     );
     let mut st = format!("{} {status}", icon(status));
     if !message.is_empty() {
-        let _ = write!(st, "\n{:<15}{message}", "Message:");
+        let _ = write!(st, "\n{:<17}{message}", "Message:");
     }
     row(&mut out, "Status", &st);
     row(
@@ -659,14 +664,15 @@ pub fn render(info: &Value) -> String {
         row(&mut out, &label, &r[k].to_string());
     }
     out.push('\n');
-    let _ = writeln!(out, "{:<44}{:<13}{:<16}INFO", "NAME", "KIND", "STATUS");
-    let _ = writeln!(
-        out,
-        "{:<44}{:<13}{:<16}",
-        format!("⟳ {}", info["name"].as_str().unwrap_or("")),
-        "Rollout",
-        format!("{} {status}", icon(status))
-    );
+    let mut lines: Vec<[String; 4]> = vec![
+        ["NAME".into(), "KIND".into(), "STATUS".into(), "INFO".into()],
+        [
+            format!("⟳ {}", info["name"].as_str().unwrap_or("")),
+            "Rollout".into(),
+            format!("{} {status}", icon(status)),
+            String::new(),
+        ],
+    ];
     // Revisions, newest first, with their ReplicaSet, pods and AnalysisRuns.
     let mut revisions: Vec<Option<i64>> = info["replicaSets"]
         .as_array()
@@ -691,11 +697,15 @@ pub fn render(info: &Value) -> String {
         } else {
             ("├──", "│  ")
         };
-        let _ = writeln!(
-            out,
-            "{branch}# revision:{}",
-            rev.map_or("?".to_string(), |r| r.to_string())
-        );
+        lines.push([
+            format!(
+                "{branch}# revision:{}",
+                rev.map_or("?".to_string(), |r| r.to_string())
+            ),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
         let mut children: Vec<(String, &str, String, String)> = Vec::new();
         let mut pods_of: Vec<Vec<(String, String)>> = Vec::new();
         for rs in info["replicaSets"].as_array().into_iter().flatten() {
@@ -780,13 +790,12 @@ pub fn render(info: &Value) -> String {
         for (k, ((name, kind, st, extra), pods)) in children.iter().zip(&pods_of).enumerate() {
             let last_kid = k + 1 == kids;
             let b = if last_kid { "└──" } else { "├──" };
-            let _ = writeln!(
-                out,
-                "{:<44}{:<13}{:<16}{extra}",
+            lines.push([
                 format!("{indent}{b}{name}"),
-                kind,
-                st
-            );
+                kind.to_string(),
+                st.clone(),
+                extra.clone(),
+            ]);
             let sub = if last_kid { "   " } else { "│  " };
             for (p, (pod, pst)) in pods.iter().enumerate() {
                 let pb = if p + 1 == pods.len() {
@@ -794,14 +803,32 @@ pub fn render(info: &Value) -> String {
                 } else {
                     "├──"
                 };
-                let _ = writeln!(
-                    out,
-                    "{:<44}{:<13}{pst}",
+                lines.push([
                     format!("{indent}{sub}{pb}□ {pod}"),
-                    "Pod"
-                );
+                    "Pod".into(),
+                    pst.clone(),
+                    String::new(),
+                ]);
             }
         }
+    }
+    let width = |c: usize| {
+        lines
+            .iter()
+            .filter(|l| !l[1].is_empty())
+            .map(|l| l[c].chars().count())
+            .max()
+            .unwrap_or(0)
+            + 2
+    };
+    let (w0, w1, w2) = (width(0), width(1), width(2));
+    for l in &lines {
+        let line = if l[1].is_empty() {
+            l[0].clone()
+        } else {
+            format!("{:<w0$}{:<w1$}{:<w2$}{}", l[0], l[1], l[2], l[3])
+        };
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     out
 }

@@ -479,6 +479,9 @@ mod policy_cmd;
 
 #[path = "cli/account.rs"]
 mod account_cmd;
+
+#[path = "cli/rollout.rs"]
+mod rollout_cmd;
 // ---------------------------------------------------------------------------------------
 // mooring check
 
