@@ -11,3 +11,4 @@ pub mod policy;
 pub mod project;
 pub mod schema;
 pub mod sync;
+pub mod traffic;
