@@ -13,6 +13,7 @@ mod bench_policy;
 mod check;
 mod cluster;
 mod policy;
+mod rollout;
 mod up;
 
 use anyhow::Context;
@@ -72,6 +73,14 @@ enum Command {
         command: account::ProjCommand,
         #[command(flatten)]
         common: app::Common,
+    },
+    /// Argo Rollouts commands, as `kubectl argo rollouts`: list, get, watch, promote,
+    /// abort, retry, pause, undo, set-image.
+    Rollout {
+        #[command(subcommand)]
+        command: rollout::RolloutCommand,
+        #[command(flatten)]
+        common: rollout::RolloutCommon,
     },
     /// Print Mooring's CustomResourceDefinitions (generated from the Rust types).
     Crds,
@@ -214,6 +223,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Appset { command, common } => appset::run(command, common).await,
         Command::Account { command, common } => account::run(command, common).await,
         Command::Proj { command, common } => account::run_proj(command, common).await,
+        Command::Rollout { command, common } => rollout::run(command, common).await,
         Command::Crds => {
             for crd in mooring_k8s::crds::all() {
                 println!("---");

@@ -343,7 +343,7 @@ fn up_converges_the_example_platform() {
         .expect("mooring app get");
     let text = String::from_utf8_lossy(&get.stdout);
     assert!(
-        text.contains("Synced") && text.contains("Deployment") && text.contains("model-server"),
+        text.contains("Synced") && text.contains("Rollout") && text.contains("ml-model-serving"),
         "{text}"
     );
     // As in Argo CD, rollback is refused while automated sync would undo it.
@@ -479,6 +479,9 @@ mod policy_cmd;
 
 #[path = "cli/account.rs"]
 mod account_cmd;
+
+#[path = "cli/rollout.rs"]
+mod rollout_cmd;
 // ---------------------------------------------------------------------------------------
 // mooring check
 

@@ -4,6 +4,7 @@
 //! results, caches, API, UI), and `yaml` is the one place manifests are parsed, with limits
 //! against alias bombs and oversized input, so no crate parses YAML its own way.
 
+pub mod analysis;
 pub mod app;
 pub mod appset;
 pub mod cluster;

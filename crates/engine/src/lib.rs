@@ -3,6 +3,7 @@
 //! YAML fixtures. No I/O happens here; the controller feeds these functions with rendered
 //! manifests and live objects and acts on their results.
 
+pub mod analysis;
 pub mod appset;
 pub mod diff;
 pub mod health;
@@ -12,3 +13,4 @@ pub mod project;
 pub mod rollout;
 pub mod schema;
 pub mod sync;
+pub mod traffic;

@@ -181,6 +181,162 @@ pub fn all() -> Vec<Value> {
         app_project_crd(),
         constraint_template_crd(),
     ]
+    .into_iter()
+    .chain(argo_rollouts_crds())
+    .collect()
+}
+
+/// One open (`x-kubernetes-preserve-unknown-fields`) CRD of a third-party API: Mooring
+/// accepts those objects as their owners write them and lets the code that acts on them
+/// validate what it reads.
+struct OpenCrd<'a> {
+    group: &'a str,
+    versions: &'a [&'a str],
+    kind: &'a str,
+    plural: &'a str,
+    short: &'a [&'a str],
+    namespaced: bool,
+    subresources: Value,
+    columns: Value,
+}
+
+fn open_crd(c: OpenCrd<'_>) -> Value {
+    let versions: Vec<Value> = c
+        .versions
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let mut version = json!({
+                "name": v, "served": true, "storage": i == 0,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+            });
+            if c.subresources.as_object().is_some_and(|s| !s.is_empty()) {
+                version["subresources"] = c.subresources.clone();
+            }
+            if c.columns.as_array().is_some_and(|a| !a.is_empty()) {
+                version["additionalPrinterColumns"] = c.columns.clone();
+            }
+            version
+        })
+        .collect();
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{}.{}", c.plural, c.group)},
+        "spec": {
+            "group": c.group,
+            "scope": if c.namespaced { "Namespaced" } else { "Cluster" },
+            "names": {"kind": c.kind, "listKind": format!("{}List", c.kind), "plural": c.plural,
+                      "singular": c.kind.to_lowercase(), "shortNames": c.short},
+            "versions": versions,
+        },
+    })
+}
+
+/// Argo Rollouts' CRDs (`argoproj.io/v1alpha1` `Rollout`, `AnalysisTemplate`,
+/// `ClusterAnalysisTemplate`, `AnalysisRun`), so Argo Rollouts manifests apply unchanged.
+/// Argo's own schemas run to thousands of lines; these accept any object (the rollout and
+/// analysis controllers validate what they read) but keep Argo's names, scopes, the
+/// `status` subresource the controllers and `mooring rollout promote|abort` write through,
+/// the Rollout `scale` subresource (`kubectl scale rollout`, HPAs) and Argo's printer
+/// columns.
+pub fn argo_rollouts_crds() -> Vec<Value> {
+    let status = json!({"status": {}});
+    vec![
+        open_crd(OpenCrd {
+            group: "argoproj.io",
+            versions: &["v1alpha1"],
+            kind: "Rollout",
+            plural: "rollouts",
+            short: &["ro"],
+            namespaced: true,
+            subresources: json!({
+                "status": {},
+                "scale": {"specReplicasPath": ".spec.replicas",
+                          "statusReplicasPath": ".status.replicas",
+                          "labelSelectorPath": ".status.selector"},
+            }),
+            columns: json!([
+                {"name": "Desired", "type": "integer", "jsonPath": ".spec.replicas", "description": "Number of desired pods"},
+                {"name": "Current", "type": "integer", "jsonPath": ".status.replicas", "description": "Total number of non-terminated pods targeted by this rollout"},
+                {"name": "Up-to-date", "type": "integer", "jsonPath": ".status.updatedReplicas", "description": "Total number of non-terminated pods targeted by this rollout that have the desired template spec"},
+                {"name": "Available", "type": "integer", "jsonPath": ".status.availableReplicas", "description": "Total number of available pods (ready for at least minReadySeconds) targeted by this rollout"},
+                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            ]),
+        }),
+        open_crd(OpenCrd {
+            group: "argoproj.io",
+            versions: &["v1alpha1"],
+            kind: "AnalysisTemplate",
+            plural: "analysistemplates",
+            short: &["at"],
+            namespaced: true,
+            subresources: json!({}),
+            columns: json!([
+                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            ]),
+        }),
+        open_crd(OpenCrd {
+            group: "argoproj.io",
+            versions: &["v1alpha1"],
+            kind: "ClusterAnalysisTemplate",
+            plural: "clusteranalysistemplates",
+            short: &["cat"],
+            namespaced: false,
+            subresources: json!({}),
+            columns: json!([
+                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            ]),
+        }),
+        open_crd(OpenCrd {
+            group: "argoproj.io",
+            versions: &["v1alpha1"],
+            kind: "AnalysisRun",
+            plural: "analysisruns",
+            short: &["ar"],
+            namespaced: true,
+            subresources: status,
+            columns: json!([
+                {"name": "Status", "type": "string", "jsonPath": ".status.phase", "description": "AnalysisRun status"},
+                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            ]),
+        }),
+    ]
+}
+
+/// Minimal CRDs for the traffic routers the rollout controller edits: Istio
+/// `VirtualService` and `DestinationRule` (`networking.istio.io` v1 and v1beta1) and
+/// Gateway API `HTTPRoute` (`gateway.networking.k8s.io/v1`). Not in [`all`]: a cluster
+/// gets them from Istio or the Gateway API install; tests and demos install these.
+pub fn traffic_crds() -> Vec<Value> {
+    let istio = |kind: &'static str, plural: &'static str, short: &'static [&'static str]| {
+        open_crd(OpenCrd {
+            group: "networking.istio.io",
+            versions: &["v1", "v1beta1"],
+            kind,
+            plural,
+            short,
+            namespaced: true,
+            subresources: json!({"status": {}}),
+            columns: json!([]),
+        })
+    };
+    vec![
+        istio("VirtualService", "virtualservices", &["vs"]),
+        istio("DestinationRule", "destinationrules", &["dr"]),
+        open_crd(OpenCrd {
+            group: "gateway.networking.k8s.io",
+            versions: &["v1", "v1beta1"],
+            kind: "HTTPRoute",
+            plural: "httproutes",
+            short: &[],
+            namespaced: true,
+            subresources: json!({"status": {}}),
+            columns: json!([
+                {"name": "Hostnames", "type": "string", "jsonPath": ".spec.hostnames"},
+            ]),
+        }),
+    ]
 }
 
 /// The Argo CD-compatible `AppProject` CRD (spec from [`AppProjectSpec`]; fields Mooring
@@ -285,6 +441,60 @@ mod tests {
             }
             Value::Array(a) => a.iter().for_each(|c| walk(c, f)),
             _ => {}
+        }
+    }
+
+    #[test]
+    fn argo_rollouts_crds_are_installed_with_their_subresources() {
+        let all = all();
+        let by_name = |n: &str| {
+            all.iter()
+                .find(|c| c["metadata"]["name"] == n)
+                .unwrap_or_else(|| panic!("{n} in all()"))
+        };
+        let ro = by_name("rollouts.argoproj.io");
+        assert_eq!(ro["spec"]["names"]["shortNames"], json!(["ro"]));
+        let v = &ro["spec"]["versions"][0];
+        assert_eq!(v["name"], "v1alpha1");
+        assert_eq!(
+            v["subresources"]["scale"]["specReplicasPath"],
+            ".spec.replicas"
+        );
+        assert!(v["subresources"]["status"].is_object());
+        let cat = by_name("clusteranalysistemplates.argoproj.io");
+        assert_eq!(cat["spec"]["scope"], "Cluster");
+        let ar = by_name("analysisruns.argoproj.io");
+        assert!(ar["spec"]["versions"][0]["subresources"]["status"].is_object());
+        assert!(
+            by_name("analysistemplates.argoproj.io")["spec"]["versions"][0]
+                .get("subresources")
+                .is_none()
+        );
+        // Traffic routers are not Mooring's to install on a real cluster.
+        assert!(!all
+            .iter()
+            .any(|c| c["metadata"]["name"] == "virtualservices.networking.istio.io"));
+        let traffic = traffic_crds();
+        let names: Vec<&str> = traffic
+            .iter()
+            .filter_map(|c| c["metadata"]["name"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "virtualservices.networking.istio.io",
+                "destinationrules.networking.istio.io",
+                "httproutes.gateway.networking.k8s.io"
+            ]
+        );
+        // Exactly one storage version each.
+        for c in all.iter().chain(&traffic) {
+            let versions = c["spec"]["versions"].as_array().expect("versions");
+            assert_eq!(
+                versions.iter().filter(|v| v["storage"] == true).count(),
+                1,
+                "{c}"
+            );
         }
     }
 

@@ -1,8 +1,8 @@
 //! Mooring's built-in checks for the ML kinds the platform deploys: KServe
 //! `InferenceService`, Kubeflow training jobs (`PyTorchJob`, `TFJob` and their siblings that
-//! share the training-operator status), and Argo Rollouts `Rollout`.
+//! share the training-operator status), and Argo Rollouts `Rollout` and `AnalysisRun`.
 //!
-//! Argo CD ships the InferenceService and Rollout checks as Lua scripts in
+//! Argo CD ships the InferenceService, Rollout and AnalysisRun checks as Lua scripts in
 //! `resource_customizations/`; these are Rust ports of the same decisions (same messages),
 //! so no Lua state is created for the most common kinds of an ML platform.
 
@@ -22,6 +22,7 @@ pub(super) fn rule(group: &str, kind: &str) -> Option<fn(&Value) -> HealthStatus
             "PyTorchJob" | "TFJob" | "MPIJob" | "XGBoostJob" | "PaddleJob" | "JAXJob",
         ) => training_job,
         ("argoproj.io", "Rollout") => rollout,
+        ("argoproj.io", "AnalysisRun") => analysis_run,
         _ => return None,
     })
 }
@@ -131,14 +132,24 @@ pub(super) fn training_job(job: &Value) -> HealthStatus {
 }
 
 /// Argo Rollouts `Rollout`, after Argo CD's built-in `health.lua`:
-/// 1. spec change not observed yet (`status.observedGeneration` ≠ `metadata.generation`,
-///    either as string or number) → Progressing;
-/// 2. condition `InvalidSpec`, or `Progressing` with reason `RolloutAborted` /
-///    `ProgressDeadlineExceeded` → Degraded with the condition's message;
-/// 3. paused (`status.pauseConditions` non-empty or `spec.paused`) → Suspended;
-/// 4. from Argo Rollouts v1.0 the controller reports `status.phase` (Healthy, Progressing,
-///    Paused, Degraded) with `status.message`: used when present (Paused → Suspended);
-/// 5. otherwise the replica and strategy checks of the pre-1.0 script.
+/// 1. spec change not observed yet → Progressing "Waiting for rollout spec update to be
+///    observed": no `status`, or a numeric `status.observedGeneration` (number or numeric
+///    string) below `metadata.generation`. A non-numeric or larger one is a pre-v0.10
+///    hash and counts as observed, as in Argo CD. With `spec.workloadRef`, the
+///    `rollout.argoproj.io/workload-generation` annotation must equal
+///    `status.workloadObservedGeneration` too;
+/// 2. from Argo Rollouts v1.0 the controller reports `status.phase` (Healthy,
+///    Progressing, Paused, Degraded) with `status.message`, surfaced as is (Paused →
+///    Suspended). An aborted rollout is `Degraded` with Argo's message, e.g.
+///    "RolloutAborted: Rollout aborted update to revision 2: Metric \"success-rate\"
+///    assessed Failed …";
+/// 3. without a phase (older controllers): condition `InvalidSpec`, or `Progressing` with
+///    reason `RolloutAborted` / `ProgressDeadlineExceeded` → Degraded with the condition's
+///    message; paused (`status.pauseConditions` non-empty or `spec.paused`) → Suspended;
+///    then the replica and strategy checks of the pre-1.0 script.
+///
+/// A phase Argo Rollouts never reports is not trusted (Argo CD would reject it as a
+/// health status): the pre-1.0 checks decide instead.
 pub(super) fn rollout(r: &Value) -> HealthStatus {
     let waiting = || {
         hs(
@@ -146,11 +157,34 @@ pub(super) fn rollout(r: &Value) -> HealthStatus {
             "Waiting for rollout spec update to be observed",
         )
     };
-    let Some(observed) = opt_int(r, &["status", "observedGeneration"]) else {
+    if at(r, &["status"]).is_none_or(Value::is_null) {
         return waiting();
-    };
-    if observed != int(r, &["metadata", "generation"]) {
+    }
+    if let Some(observed) = opt_int(r, &["status", "observedGeneration"]) {
+        if observed < int(r, &["metadata", "generation"]) {
+            return waiting();
+        }
+    }
+    if at(r, &["spec", "workloadRef"]).is_some_and(|w| !w.is_null())
+        && at(r, &["metadata", "annotations"]).is_some_and(Value::is_object)
+        && opt_int(
+            r,
+            &[
+                "metadata",
+                "annotations",
+                "rollout.argoproj.io/workload-generation",
+            ],
+        ) != opt_int(r, &["status", "workloadObservedGeneration"])
+    {
         return waiting();
+    }
+    let message = string(r, &["status", "message"]);
+    match string(r, &["status", "phase"]) {
+        "Healthy" => return hs(Code::Healthy, message),
+        "Progressing" => return hs(Code::Progressing, message),
+        "Degraded" => return hs(Code::Degraded, message),
+        "Paused" => return hs(Code::Suspended, message),
+        _ => {}
     }
     for c in conditions(r) {
         let (ty, reason) = (string(c, &["type"]), string(c, &["reason"]));
@@ -166,23 +200,6 @@ pub(super) fn rollout(r: &Value) -> HealthStatus {
         .is_some_and(|a| !a.is_empty());
     if pause_conditions || at(r, &["spec", "paused"]).and_then(Value::as_bool) == Some(true) {
         return hs(Code::Suspended, "Rollout is paused");
-    }
-    let message = string(r, &["status", "message"]);
-    match string(r, &["status", "phase"]) {
-        "Healthy" => return hs(Code::Healthy, message),
-        "Progressing" => return hs(Code::Progressing, message),
-        "Degraded" => return hs(Code::Degraded, message),
-        "Paused" => {
-            return hs(
-                Code::Suspended,
-                if message.is_empty() {
-                    "Rollout is paused"
-                } else {
-                    message
-                },
-            )
-        }
-        _ => {}
     }
 
     let current_hash = at(r, &["status", "currentPodHash"]).and_then(Value::as_str);
@@ -233,4 +250,35 @@ pub(super) fn rollout(r: &Value) -> HealthStatus {
         }
     }
     hs(Code::Healthy, "")
+}
+
+/// Argo Rollouts `AnalysisRun`, after Argo CD's built-in `health.lua`:
+/// - `Pending` / `Running` → Progressing "Analysis run is running";
+/// - `Successful` → Healthy, `status.message` or "Analysis run completed successfully";
+/// - `Failed` → Degraded, `status.message` or "Analysis run failed";
+/// - `Error` → Degraded, `status.message` or "Analysis run had an error";
+/// - `Inconclusive` → Unknown, `status.message` or "Analysis run was inconclusive" (Argo CD
+///   reports Unknown, not Suspended: the run is over, and only a person can say what its
+///   result means; the Rollout that owns it is the one that pauses);
+/// - no status, or a phase not reported yet → Progressing "Waiting for analysis run to
+///   finish: status has not been reconciled.".
+pub(super) fn analysis_run(run: &Value) -> HealthStatus {
+    let message = |default: &str| match at(run, &["status", "message"]).and_then(Value::as_str) {
+        Some(m) => m.to_string(),
+        None => default.to_string(),
+    };
+    match string(run, &["status", "phase"]) {
+        "Pending" | "Running" => hs(Code::Progressing, "Analysis run is running"),
+        "Successful" => hs(
+            Code::Healthy,
+            message("Analysis run completed successfully"),
+        ),
+        "Failed" => hs(Code::Degraded, message("Analysis run failed")),
+        "Error" => hs(Code::Degraded, message("Analysis run had an error")),
+        "Inconclusive" => hs(Code::Unknown, message("Analysis run was inconclusive")),
+        _ => hs(
+            Code::Progressing,
+            "Waiting for analysis run to finish: status has not been reconciled.",
+        ),
+    }
 }

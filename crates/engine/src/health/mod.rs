@@ -14,7 +14,7 @@
 //!    PersistentVolumeClaim, Service, Ingress, Job, APIService and HorizontalPodAutoscaler
 //!    (same conditions and messages as gitops-engine), and Mooring's for KServe
 //!    `serving.kserve.io/InferenceService`, Kubeflow `kubeflow.org/PyTorchJob`, `TFJob`
-//!    (and `MPIJob`, `XGBoostJob`, `PaddleJob`, `JAXJob`) and Argo `argoproj.io/Rollout`;
+//!    (and `MPIJob`, `XGBoostJob`, `PaddleJob`, `JAXJob`) and Argo Rollouts `argoproj.io/Rollout` and `AnalysisRun`;
 //! 4. otherwise `None`: the kind has no health (a ConfigMap, a Secret, a Role…), and it
 //!    does not count towards the application's health.
 //!

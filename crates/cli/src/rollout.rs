@@ -1,0 +1,1541 @@
+//! `mooring rollout …`: the `kubectl argo rollouts` commands, against any cluster.
+//!
+//! Every command acts on the public fields of Argo Rollouts' objects, exactly as the
+//! kubectl plugin and Argo CD's Rollout actions do, so the rollout controller (Mooring's
+//! or Argo's own) cannot tell who asked:
+//!
+//! | command | effect |
+//! |---|---|
+//! | `promote` | `spec.paused: false` when paused by a user; else clears `status.pauseConditions` (the controller moves past the pause); else, on a canary, skips the current step (`status.currentStepIndex + 1`) |
+//! | `promote --full` | `status.promoteFull: true`: every remaining step, analysis and pause is skipped |
+//! | `abort` / `retry` | `status.abort: true` / `false` |
+//! | `pause` | `spec.paused: true` |
+//! | `undo [--to-revision N]` | `spec.template` := the pod template of the ReplicaSet of revision N (default: the previous one), without its `rollouts-pod-template-hash` label |
+//! | `set-image CONTAINER=IMAGE…` | the containers' images (`*` is every container) |
+//!
+//! Status fields are merge-patched through the `status` subresource; spec edits are JSON
+//! patches whose `test` operations make a concurrent edit fail instead of being
+//! half-applied. `--cluster NAME` targets a destination cluster registered as an Argo CD
+//! cluster Secret in the management cluster; without it the management cluster itself
+//! is used (`--kubeconfig`, `$KUBECONFIG`, then the one `mooring up` wrote).
+//!
+//! `get`, `list` and `watch` summarise a Rollout the way the plugin does (status icon,
+//! step, set and actual weight, images of the stable and canary ReplicaSets, replica
+//! counts, then the ReplicaSets by revision with their pods and AnalysisRuns). Exit codes:
+//! 0 ok; 1 when `watch` ends on a Degraded or aborted rollout or times out; 2 for usage
+//! and runtime errors, including a command that has nothing to act on (aborting a
+//! rollout that is fully promoted, retrying one that is not aborted).
+
+use crate::app::{emit, kubeconfig_path, print_table, Output};
+use anyhow::{bail, Context as _};
+use futures::StreamExt as _;
+use mooring_k8s::kube::{
+    self,
+    api::{Api, DynamicObject, ListParams, Patch, PatchParams},
+    core::{ApiResource, GroupVersionKind},
+};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The label Argo Rollouts puts on the ReplicaSets and pods of each pod template.
+pub const POD_TEMPLATE_HASH: &str = "rollouts-pod-template-hash";
+/// The revision annotation of a Rollout and of its ReplicaSets.
+pub const REVISION: &str = "rollout.argoproj.io/revision";
+
+#[derive(clap::Args, Debug)]
+pub struct RolloutCommon {
+    /// Kubeconfig of the management cluster (default: $KUBECONFIG, then the one `mooring up` wrote).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace of the Rollout.
+    #[arg(short = 'n', long, global = true, default_value = "default")]
+    pub namespace: String,
+    /// A destination cluster registered in the management cluster (its name or server
+    /// URL, as `mooring cluster list` shows them); default: the management cluster.
+    #[arg(long, global = true)]
+    pub cluster: Option<String>,
+    /// Namespace of the cluster Secrets in the management cluster.
+    #[arg(long = "secret-namespace", global = true, default_value = "default")]
+    pub secret_namespace: String,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum RolloutCommand {
+    /// List the rollouts of the namespace.
+    List {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Show a rollout: status, step, weights, images, replicas, ReplicaSets, AnalysisRuns.
+    Get {
+        name: String,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Print the rollout again on every change until it is Healthy and fully promoted
+    /// (exit 0) or Degraded/aborted (exit 1).
+    Watch {
+        name: String,
+        /// Give up after this many seconds (0 = never); exit 1.
+        #[arg(long, default_value_t = 0)]
+        timeout: u64,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Resume a paused rollout, or skip the current step.
+    Promote {
+        name: String,
+        /// Skip every remaining step, analysis and pause.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Abort the update: traffic and replicas go back to the stable version.
+    Abort { name: String },
+    /// Retry an aborted rollout.
+    Retry { name: String },
+    /// Pause the rollout (`promote` resumes it).
+    Pause { name: String },
+    /// Roll back to the pod template of an earlier revision.
+    Undo {
+        name: String,
+        /// The revision to go back to (default: the previous one).
+        #[arg(long = "to-revision")]
+        to_revision: Option<i64>,
+    },
+    /// Update container images: `CONTAINER=IMAGE` (repeatable; `*=IMAGE` for every container).
+    SetImage {
+        name: String,
+        #[arg(required = true, value_parser = parse_image)]
+        images: Vec<(String, String)>,
+    },
+}
+
+fn parse_image(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((c, i)) if !c.is_empty() && !i.is_empty() && !i.chars().any(char::is_whitespace) => {
+            Ok((c.to_string(), i.to_string()))
+        }
+        _ => Err(format!("expected CONTAINER=IMAGE (or *=IMAGE), got {s:?}")),
+    }
+}
+
+fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+fn rollouts_resource() -> ApiResource {
+    resource("argoproj.io", "v1alpha1", "Rollout", "rollouts")
+}
+
+/// The client of the cluster the command targets.
+async fn target_client(common: &RolloutCommon) -> anyhow::Result<kube::Client> {
+    let path = kubeconfig_path(common.kubeconfig.clone())?;
+    let mgmt = mooring_k8s::client_from_kubeconfig(&path).await?;
+    let Some(name) = common.cluster.as_deref() else {
+        return Ok(mgmt);
+    };
+    if name == "in-cluster" || name == mooring_core::app::IN_CLUSTER {
+        return Ok(mgmt);
+    }
+    let secrets: Api<mooring_k8s::k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(mgmt, &common.secret_namespace);
+    let all = secrets
+        .list(&ListParams::default().labels(&format!(
+            "{}=cluster",
+            mooring_k8s::registry::SECRET_TYPE_LABEL
+        )))
+        .await
+        .context("listing cluster Secrets")?;
+    let mut known = Vec::new();
+    for s in all.items {
+        let v = serde_json::to_value(&s)?;
+        if let Ok(e) = mooring_k8s::registry::parse_secret(&v) {
+            if e.name == name || e.server == name {
+                return Ok(mooring_k8s::registry::client(&e).await?);
+            }
+            known.push(e.name);
+        }
+    }
+    bail!(
+        "no registered cluster named {name:?} (registered: {}; see `mooring cluster list`)",
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    )
+}
+
+struct Ctx {
+    client: kube::Client,
+    ns: String,
+}
+
+impl Ctx {
+    fn rollouts(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &self.ns, &rollouts_resource())
+    }
+
+    async fn list_rollouts(&self) -> anyhow::Result<Vec<Value>> {
+        match self.rollouts().list(&ListParams::default()).await {
+            Ok(l) => l
+                .items
+                .into_iter()
+                .map(|o| Ok(serde_json::to_value(o)?))
+                .collect(),
+            Err(kube::Error::Api(e)) if e.code == 404 => bail!(
+                "this cluster serves no argoproj.io Rollouts: install the Argo Rollouts CRDs (`mooring crds | kubectl apply -f -`)"
+            ),
+            Err(e) => Err(e).context("listing rollouts"),
+        }
+    }
+
+    async fn get_rollout(&self, name: &str) -> anyhow::Result<Value> {
+        match self.rollouts().get_opt(name).await {
+            Ok(Some(o)) => Ok(serde_json::to_value(o)?),
+            Ok(None) => {
+                let names: Vec<String> = self
+                    .list_rollouts()
+                    .await?
+                    .iter()
+                    .filter_map(|r| r.pointer("/metadata/name")?.as_str().map(str::to_string))
+                    .collect();
+                bail!(
+                    "rollout {name:?} not found in namespace {ns}; {others}",
+                    ns = self.ns,
+                    others = if names.is_empty() {
+                        "there are no rollouts there (pick another with -n NAMESPACE)".to_string()
+                    } else {
+                        format!("rollouts there: {}", names.join(", "))
+                    }
+                )
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => bail!(
+                "this cluster serves no argoproj.io Rollouts: install the Argo Rollouts CRDs (`mooring crds | kubectl apply -f -`)"
+            ),
+            Err(e) => Err(e).with_context(|| format!("reading rollout {name}")),
+        }
+    }
+
+    /// Objects of `res` in the namespace owned by the rollout `uid` (an empty list when
+    /// the kind is not served).
+    async fn owned(&self, res: &ApiResource, owner_uid: &str) -> anyhow::Result<Vec<Value>> {
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.ns, res);
+        let items = match api.list(&ListParams::default()).await {
+            Ok(l) => l.items,
+            Err(kube::Error::Api(e)) if e.code == 404 => vec![],
+            Err(e) => return Err(e).with_context(|| format!("listing {}", res.plural)),
+        };
+        Ok(items
+            .into_iter()
+            .filter_map(|o| serde_json::to_value(o).ok())
+            .filter(|o| owned_by(o, owner_uid))
+            .collect())
+    }
+
+    /// The rollout with its ReplicaSets (each with its pods) and AnalysisRuns.
+    async fn tree(&self, rollout: Value) -> anyhow::Result<Tree> {
+        let uid = rollout
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let mut replica_sets = self
+            .owned(&resource("apps", "v1", "ReplicaSet", "replicasets"), &uid)
+            .await?;
+        let analysis_runs = self
+            .owned(
+                &resource("argoproj.io", "v1alpha1", "AnalysisRun", "analysisruns"),
+                &uid,
+            )
+            .await?;
+        let pods: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &self.ns,
+            &resource("", "v1", "Pod", "pods"),
+        );
+        let pods: Vec<Value> = match pods.list(&ListParams::default()).await {
+            Ok(l) => l
+                .items
+                .into_iter()
+                .filter_map(|o| serde_json::to_value(o).ok())
+                .collect(),
+            Err(_) => vec![],
+        };
+        for rs in &mut replica_sets {
+            let rs_uid = rs
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let mine: Vec<Value> = pods
+                .iter()
+                .filter(|p| owned_by(p, &rs_uid))
+                .cloned()
+                .collect();
+            rs["__pods"] = Value::Array(mine);
+        }
+        Ok(Tree {
+            rollout,
+            replica_sets,
+            analysis_runs,
+        })
+    }
+}
+
+fn owned_by(o: &Value, uid: &str) -> bool {
+    !uid.is_empty()
+        && o.pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
+}
+
+/// A rollout and what it owns, as read from the cluster.
+pub struct Tree {
+    pub rollout: Value,
+    /// Each with its pods under `__pods`.
+    pub replica_sets: Vec<Value>,
+    pub analysis_runs: Vec<Value>,
+}
+
+fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+}
+
+fn i(v: &Value, ptr: &str) -> Option<i64> {
+    match v.pointer(ptr)? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Status of a rollout as the plugin shows it: `status.phase` and `status.message` when
+/// the controller reports them, otherwise Argo CD's health of the object.
+fn phase(r: &Value) -> (String, String) {
+    let phase = s(r, "/status/phase");
+    if !phase.is_empty() {
+        return (phase.to_string(), s(r, "/status/message").to_string());
+    }
+    match mooring_engine::health::assess(r, None) {
+        Some(h) => {
+            let p = match h.status {
+                mooring_core::app::HealthStatusCode::Healthy => "Healthy",
+                mooring_core::app::HealthStatusCode::Suspended => "Paused",
+                mooring_core::app::HealthStatusCode::Degraded => "Degraded",
+                _ => "Progressing",
+            };
+            (p.to_string(), h.message)
+        }
+        None => ("Progressing".into(), String::new()),
+    }
+}
+
+fn icon(phase: &str) -> &'static str {
+    match phase {
+        "Healthy" | "Successful" => "✔",
+        "Paused" | "Suspended" => "॥",
+        "Degraded" | "Failed" | "Error" => "✖",
+        "Progressing" | "Pending" | "Running" => "◌",
+        _ => "⚠",
+    }
+}
+
+fn steps(r: &Value) -> &[Value] {
+    r.pointer("/spec/strategy/canary/steps")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+fn strategy(r: &Value) -> &'static str {
+    if r.pointer("/spec/strategy/blueGreen")
+        .is_some_and(|v| !v.is_null())
+    {
+        "BlueGreen"
+    } else {
+        "Canary"
+    }
+}
+
+/// The weight the current step asks for (the plugin's "SetWeight").
+fn set_weight(r: &Value) -> Option<i64> {
+    if strategy(r) != "Canary" {
+        return None;
+    }
+    if r.pointer("/status/abort").and_then(Value::as_bool) == Some(true) {
+        return Some(0);
+    }
+    if let Some(w) = i(r, "/status/canary/weights/canary/weight") {
+        return Some(w);
+    }
+    let steps = steps(r);
+    let index = i(r, "/status/currentStepIndex").unwrap_or(steps.len() as i64);
+    if steps.is_empty() || index < 0 || index as usize >= steps.len() {
+        return Some(100);
+    }
+    Some(
+        steps[..=index as usize]
+            .iter()
+            .rev()
+            .find_map(|st| i(st, "/setWeight"))
+            .unwrap_or(0),
+    )
+}
+
+fn rs_hash(rs: &Value) -> &str {
+    rs.pointer("/metadata/labels")
+        .and_then(|l| l.get(POD_TEMPLATE_HASH))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn rs_revision(rs: &Value) -> Option<i64> {
+    rs.pointer("/metadata/annotations")
+        .and_then(|a| a.get(REVISION))
+        .and_then(Value::as_str)
+        .and_then(|v| v.parse().ok())
+}
+
+/// What the plugin calls the ReplicaSet's role: stable, canary, active, preview.
+fn rs_tags(r: &Value, hash: &str) -> Vec<&'static str> {
+    let mut tags = Vec::new();
+    if hash.is_empty() {
+        return tags;
+    }
+    let stable = s(r, "/status/stableRS");
+    let current = s(r, "/status/currentPodHash");
+    if strategy(r) == "BlueGreen" {
+        if stable == hash {
+            tags.push("stable");
+        }
+        if s(r, "/status/blueGreen/activeSelector") == hash {
+            tags.push("active");
+        }
+        if s(r, "/status/blueGreen/previewSelector") == hash && stable != hash {
+            tags.push("preview");
+        }
+    } else {
+        if stable == hash {
+            tags.push("stable");
+        }
+        if current == hash && stable != hash {
+            tags.push("canary");
+        }
+    }
+    tags
+}
+
+/// The plugin's summary of a rollout, as JSON (also what `-o json|yaml` prints).
+pub fn info(tree: &Tree) -> Value {
+    let r = &tree.rollout;
+    let (status, message) = phase(r);
+    let strategy = strategy(r);
+    let steps = steps(r);
+    let step = (strategy == "Canary" && !steps.is_empty()).then(|| {
+        let idx = i(r, "/status/currentStepIndex").unwrap_or(steps.len() as i64);
+        format!("{idx}/{}", steps.len())
+    });
+    let stable = s(r, "/status/stableRS");
+    let current = s(r, "/status/currentPodHash");
+    let available = i(r, "/status/availableReplicas").unwrap_or(0);
+    let canary_available = tree
+        .replica_sets
+        .iter()
+        .find(|rs| rs_hash(rs) == current)
+        .and_then(|rs| i(rs, "/status/availableReplicas"))
+        .unwrap_or(0);
+    let actual_weight = (strategy == "Canary").then(|| {
+        if let Some(w) = i(r, "/status/canary/weights/canary/weight") {
+            w
+        } else if !current.is_empty() && current == stable {
+            100
+        } else if available > 0 {
+            canary_available * 100 / available
+        } else {
+            0
+        }
+    });
+    let mut replica_sets: Vec<Value> = tree
+        .replica_sets
+        .iter()
+        .map(|rs| {
+            let hash = rs_hash(rs);
+            let pods: Vec<Value> = rs["__pods"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+                .iter()
+                .map(|p| {
+                    let ready = p
+                        .pointer("/status/conditions")
+                        .and_then(Value::as_array)
+                        .is_some_and(|c| {
+                            c.iter()
+                                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                        });
+                    json!({"name": s(p, "/metadata/name"), "phase": s(p, "/status/phase"), "ready": ready})
+                })
+                .collect();
+            json!({
+                "name": s(rs, "/metadata/name"),
+                "revision": rs_revision(rs),
+                "hash": hash,
+                "tags": rs_tags(r, hash),
+                "images": images_of(rs.pointer("/spec/template").unwrap_or(&Value::Null)),
+                "desired": i(rs, "/spec/replicas").unwrap_or(0),
+                "replicas": i(rs, "/status/replicas").unwrap_or(0),
+                "ready": i(rs, "/status/readyReplicas").unwrap_or(0),
+                "available": i(rs, "/status/availableReplicas").unwrap_or(0),
+                "pods": pods,
+            })
+        })
+        .collect();
+    replica_sets.sort_by_key(|rs| std::cmp::Reverse(rs["revision"].as_i64().unwrap_or(-1)));
+    let mut images: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for rs in &replica_sets {
+        let tags: Vec<&str> = rs["tags"]
+            .as_array()
+            .map(|t| t.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if tags.is_empty() || rs["replicas"].as_i64().unwrap_or(0) == 0 && tags != ["stable"] {
+            continue;
+        }
+        for img in rs["images"].as_array().into_iter().flatten() {
+            let e = images
+                .entry(img.as_str().unwrap_or("").to_string())
+                .or_default();
+            for t in &tags {
+                if !e.contains(t) {
+                    e.push(t);
+                }
+            }
+        }
+    }
+    if images.is_empty() {
+        for img in images_of(r.pointer("/spec/template").unwrap_or(&Value::Null)) {
+            images.insert(img, vec![]);
+        }
+    }
+    let mut analysis_runs: Vec<Value> = tree
+        .analysis_runs
+        .iter()
+        .map(|ar| {
+            let count = |field: &str| {
+                ar.pointer("/status/metricResults")
+                    .and_then(Value::as_array)
+                    .map_or(0, |m| m.iter().filter_map(|m| i(m, field)).sum::<i64>())
+            };
+            let phase = s(ar, "/status/phase");
+            json!({
+                "name": s(ar, "/metadata/name"),
+                "revision": ar.pointer("/metadata/annotations").and_then(|a| a.get(REVISION)).and_then(Value::as_str).and_then(|v| v.parse::<i64>().ok()),
+                "hash": ar.pointer("/metadata/labels").and_then(|l| l.get(POD_TEMPLATE_HASH)).and_then(Value::as_str).unwrap_or(""),
+                "phase": if phase.is_empty() { "Pending" } else { phase },
+                "message": s(ar, "/status/message"),
+                "successful": count("/successful"),
+                "failed": count("/failed"),
+                "error": count("/error"),
+                "inconclusive": count("/inconclusive"),
+                "created": s(ar, "/metadata/creationTimestamp"),
+            })
+        })
+        .collect();
+    analysis_runs.sort_by(|a, b| {
+        (b["created"].as_str(), b["name"].as_str())
+            .cmp(&(a["created"].as_str(), a["name"].as_str()))
+    });
+    json!({
+        "name": s(r, "/metadata/name"),
+        "namespace": s(r, "/metadata/namespace"),
+        "status": status,
+        "message": message,
+        "strategy": strategy,
+        "step": step,
+        "setWeight": set_weight(r),
+        "actualWeight": actual_weight,
+        "abort": r.pointer("/status/abort").and_then(Value::as_bool).unwrap_or(false),
+        "paused": r.pointer("/spec/paused").and_then(Value::as_bool).unwrap_or(false),
+        "revision": r.pointer("/metadata/annotations").and_then(|a| a.get(REVISION)).and_then(Value::as_str),
+        "stableRS": stable,
+        "currentPodHash": current,
+        "images": images.into_iter().map(|(image, tags)| json!({"image": image, "tags": tags})).collect::<Vec<_>>(),
+        "replicas": {
+            "desired": i(r, "/spec/replicas").unwrap_or(1),
+            "current": i(r, "/status/replicas").unwrap_or(0),
+            "updated": i(r, "/status/updatedReplicas").unwrap_or(0),
+            "ready": i(r, "/status/readyReplicas").unwrap_or(0),
+            "available": available,
+        },
+        "replicaSets": replica_sets,
+        "analysisRuns": analysis_runs,
+    })
+}
+
+fn images_of(template: &Value) -> Vec<String> {
+    ["initContainers", "containers"]
+        .iter()
+        .flat_map(|k| {
+            template
+                .pointer(&format!("/spec/{k}"))
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+        })
+        .filter_map(|c| c["image"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn opt(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The plugin's `get rollout` view.
+pub fn render(info: &Value) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let status = info["status"].as_str().unwrap_or("");
+    let message = info["message"].as_str().unwrap_or("");
+    let row = |out: &mut String, k: &str, v: &str| {
+        let key = if k.is_empty() {
+            String::new()
+        } else {
+            format!("{k}:")
+        };
+        let _ = writeln!(out, "{}", format!("{key:<17}{v}").trim_end());
+    };
+    row(&mut out, "Name", info["name"].as_str().unwrap_or(""));
+    row(
+        &mut out,
+        "Namespace",
+        info["namespace"].as_str().unwrap_or(""),
+    );
+    let mut st = format!("{} {status}", icon(status));
+    if !message.is_empty() {
+        let _ = write!(st, "\n{:<17}{message}", "Message:");
+    }
+    row(&mut out, "Status", &st);
+    row(
+        &mut out,
+        "Strategy",
+        info["strategy"].as_str().unwrap_or(""),
+    );
+    if info["strategy"] == "Canary" {
+        if !info["step"].is_null() {
+            row(&mut out, "  Step", &opt(&info["step"]));
+        }
+        row(&mut out, "  SetWeight", &opt(&info["setWeight"]));
+        row(&mut out, "  ActualWeight", &opt(&info["actualWeight"]));
+    }
+    let images: Vec<String> = info["images"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|img| {
+            let tags: Vec<String> = img["tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(|t| format!("({t})"))
+                .collect();
+            format!(
+                "{} {}",
+                img["image"].as_str().unwrap_or(""),
+                tags.join(", ")
+            )
+            .trim_end()
+            .to_string()
+        })
+        .collect();
+    for (n, img) in images.iter().enumerate() {
+        row(&mut out, if n == 0 { "Images" } else { "" }, img);
+    }
+    let r = &info["replicas"];
+    row(&mut out, "Replicas", "");
+    for k in ["desired", "current", "updated", "ready", "available"] {
+        let label = format!("  {}{}", k[..1].to_uppercase(), &k[1..]);
+        row(&mut out, &label, &r[k].to_string());
+    }
+    out.push('\n');
+    let mut lines: Vec<[String; 4]> = vec![
+        ["NAME".into(), "KIND".into(), "STATUS".into(), "INFO".into()],
+        [
+            format!("⟳ {}", info["name"].as_str().unwrap_or("")),
+            "Rollout".into(),
+            format!("{} {status}", icon(status)),
+            String::new(),
+        ],
+    ];
+    // Revisions, newest first, with their ReplicaSet, pods and AnalysisRuns.
+    let mut revisions: Vec<Option<i64>> = info["replicaSets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|rs| rs["revision"].as_i64())
+        .chain(
+            info["analysisRuns"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| a["revision"].as_i64()),
+        )
+        .collect();
+    revisions.sort_by_key(|r| std::cmp::Reverse(*r));
+    revisions.dedup();
+    let count = revisions.len();
+    for (n, rev) in revisions.iter().enumerate() {
+        let last = n + 1 == count;
+        let (branch, indent) = if last {
+            ("└──", "   ")
+        } else {
+            ("├──", "│  ")
+        };
+        lines.push([
+            format!(
+                "{branch}# revision:{}",
+                rev.map_or("?".to_string(), |r| r.to_string())
+            ),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
+        let mut children: Vec<(String, &str, String, String)> = Vec::new();
+        let mut pods_of: Vec<Vec<(String, String)>> = Vec::new();
+        for rs in info["replicaSets"].as_array().into_iter().flatten() {
+            if rs["revision"].as_i64() != *rev {
+                continue;
+            }
+            let tags: Vec<&str> = rs["tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let (desired, ready) = (
+                rs["desired"].as_i64().unwrap_or(0),
+                rs["ready"].as_i64().unwrap_or(0),
+            );
+            let st = if desired == 0 {
+                "• ScaledDown".to_string()
+            } else if ready >= desired {
+                "✔ Healthy".to_string()
+            } else {
+                "◌ Progressing".to_string()
+            };
+            children.push((
+                format!("⧉ {}", rs["name"].as_str().unwrap_or("")),
+                "ReplicaSet",
+                st,
+                format!(
+                    "{}{ready}/{desired} ready",
+                    if tags.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{} ", tags.join(","))
+                    }
+                ),
+            ));
+            pods_of.push(
+                rs["pods"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| {
+                        let ready = p["ready"] == true;
+                        (
+                            p["name"].as_str().unwrap_or("").to_string(),
+                            if ready {
+                                "✔ Running".to_string()
+                            } else {
+                                format!("◌ {}", p["phase"].as_str().unwrap_or("Pending"))
+                            },
+                        )
+                    })
+                    .collect(),
+            );
+        }
+        for ar in info["analysisRuns"].as_array().into_iter().flatten() {
+            if ar["revision"].as_i64() != *rev {
+                continue;
+            }
+            let phase = ar["phase"].as_str().unwrap_or("");
+            let mut counts = Vec::new();
+            for (k, sym) in [
+                ("successful", "✔"),
+                ("failed", "✖"),
+                ("error", "⚠"),
+                ("inconclusive", "?"),
+            ] {
+                let c = ar[k].as_i64().unwrap_or(0);
+                if c > 0 {
+                    counts.push(format!("{sym} {c}"));
+                }
+            }
+            children.push((
+                format!("α {}", ar["name"].as_str().unwrap_or("")),
+                "AnalysisRun",
+                format!("{} {phase}", icon(phase)),
+                counts.join(","),
+            ));
+            pods_of.push(vec![]);
+        }
+        let kids = children.len();
+        for (k, ((name, kind, st, extra), pods)) in children.iter().zip(&pods_of).enumerate() {
+            let last_kid = k + 1 == kids;
+            let b = if last_kid { "└──" } else { "├──" };
+            lines.push([
+                format!("{indent}{b}{name}"),
+                kind.to_string(),
+                st.clone(),
+                extra.clone(),
+            ]);
+            let sub = if last_kid { "   " } else { "│  " };
+            for (p, (pod, pst)) in pods.iter().enumerate() {
+                let pb = if p + 1 == pods.len() {
+                    "└──"
+                } else {
+                    "├──"
+                };
+                lines.push([
+                    format!("{indent}{sub}{pb}□ {pod}"),
+                    "Pod".into(),
+                    pst.clone(),
+                    String::new(),
+                ]);
+            }
+        }
+    }
+    let width = |c: usize| {
+        lines
+            .iter()
+            .filter(|l| !l[1].is_empty())
+            .map(|l| l[c].chars().count())
+            .max()
+            .unwrap_or(0)
+            + 2
+    };
+    let (w0, w1, w2) = (width(0), width(1), width(2));
+    for l in &lines {
+        let line = if l[1].is_empty() {
+            l[0].clone()
+        } else {
+            format!("{:<w0$}{:<w1$}{:<w2$}{}", l[0], l[1], l[2], l[3])
+        };
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
+}
+
+fn list_row(info: &Value) -> Vec<String> {
+    let r = &info["replicas"];
+    vec![
+        info["name"].as_str().unwrap_or("").to_string(),
+        info["strategy"].as_str().unwrap_or("").to_string(),
+        info["status"].as_str().unwrap_or("").to_string(),
+        opt(&info["step"]),
+        opt(&info["setWeight"]),
+        format!("{}/{}", r["ready"], r["current"]),
+        r["desired"].to_string(),
+        r["updated"].to_string(),
+        r["available"].to_string(),
+    ]
+}
+
+/// Whether `watch` is done: `Some(true)` Healthy and fully promoted, `Some(false)`
+/// Degraded or aborted, `None` still going.
+pub fn finished(r: &Value) -> Option<bool> {
+    let observed = match i(r, "/status/observedGeneration") {
+        Some(o) => o >= i(r, "/metadata/generation").unwrap_or(0),
+        None => r.pointer("/status/observedGeneration").is_some(),
+    };
+    if r.pointer("/status/abort").and_then(Value::as_bool) == Some(true) {
+        return Some(false);
+    }
+    if !observed {
+        return None;
+    }
+    let (phase, _) = phase(r);
+    match phase.as_str() {
+        "Degraded" => Some(false),
+        "Healthy" => {
+            let stable = s(r, "/status/stableRS");
+            let current = s(r, "/status/currentPodHash");
+            (stable.is_empty() || stable == current).then_some(true)
+        }
+        _ => None,
+    }
+}
+
+pub async fn run(cmd: RolloutCommand, common: RolloutCommon) -> anyhow::Result<ExitCode> {
+    let ctx = Ctx {
+        client: target_client(&common).await?,
+        ns: common.namespace.clone(),
+    };
+    match cmd {
+        RolloutCommand::List { output } => {
+            let mut infos = Vec::new();
+            for r in ctx.list_rollouts().await? {
+                infos.push(info(&Tree {
+                    rollout: r,
+                    replica_sets: vec![],
+                    analysis_runs: vec![],
+                }));
+            }
+            match output {
+                Output::Table => {
+                    if infos.is_empty() {
+                        eprintln!("no rollouts in namespace {}", ctx.ns);
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    let mut rows = vec![[
+                        "NAME",
+                        "STRATEGY",
+                        "STATUS",
+                        "STEP",
+                        "SET-WEIGHT",
+                        "READY",
+                        "DESIRED",
+                        "UP-TO-DATE",
+                        "AVAILABLE",
+                    ]
+                    .map(String::from)
+                    .to_vec()];
+                    rows.extend(infos.iter().map(list_row));
+                    print_table(&rows);
+                }
+                o => emit(&Value::Array(infos), o)?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RolloutCommand::Get { name, output } => {
+            let r = ctx.get_rollout(&name).await?;
+            let info = info(&ctx.tree(r).await?);
+            match output {
+                Output::Table => print!("{}", render(&info)),
+                o => emit(&info, o)?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RolloutCommand::Watch {
+            name,
+            timeout,
+            output,
+        } => watch(&ctx, &name, timeout, output).await,
+        RolloutCommand::Promote { name, full } => {
+            let r = ctx.get_rollout(&name).await?;
+            let (spec, status) = promote_patches(&r, full)?;
+            apply_patches(&ctx, &name, spec, status).await?;
+            println!(
+                "rollout '{name}' {}",
+                if full { "fully promoted" } else { "promoted" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RolloutCommand::Abort { name } => {
+            let r = ctx.get_rollout(&name).await?;
+            if r.pointer("/status/abort").and_then(Value::as_bool) == Some(true) {
+                bail!("rollout {name:?} is already aborted; `mooring rollout retry {name}` starts the update again");
+            }
+            if fully_promoted(&r) {
+                bail!("rollout {name:?} runs its stable version with no update in progress: nothing to abort");
+            }
+            apply_patches(&ctx, &name, None, Some(json!({"status": {"abort": true}}))).await?;
+            println!("rollout '{name}' aborted");
+            Ok(ExitCode::SUCCESS)
+        }
+        RolloutCommand::Retry { name } => {
+            let r = ctx.get_rollout(&name).await?;
+            if r.pointer("/status/abort").and_then(Value::as_bool) != Some(true) {
+                bail!("rollout {name:?} is not aborted: nothing to retry");
+            }
+            apply_patches(&ctx, &name, None, Some(json!({"status": {"abort": false}}))).await?;
+            println!("rollout '{name}' retried");
+            Ok(ExitCode::SUCCESS)
+        }
+        RolloutCommand::Pause { name } => {
+            ctx.get_rollout(&name).await?;
+            apply_patches(&ctx, &name, Some(json!({"spec": {"paused": true}})), None).await?;
+            println!("rollout '{name}' paused");
+            Ok(ExitCode::SUCCESS)
+        }
+        RolloutCommand::Undo { name, to_revision } => {
+            let r = ctx.get_rollout(&name).await?;
+            let tree = ctx.tree(r).await?;
+            let (revision, patch) = undo_patch(&tree, to_revision)?;
+            ctx.rollouts()
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .with_context(|| format!("updating rollout {name}"))?;
+            println!("rollout '{name}' undo: pod template of revision {revision}");
+            Ok(ExitCode::SUCCESS)
+        }
+        RolloutCommand::SetImage { name, images } => {
+            let r = ctx.get_rollout(&name).await?;
+            let patch = set_image_patch(&r, &images)?;
+            ctx.rollouts()
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .with_context(|| format!("updating rollout {name}"))?;
+            println!("rollout '{name}' image updated");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn fully_promoted(r: &Value) -> bool {
+    let stable = s(r, "/status/stableRS");
+    !stable.is_empty()
+        && stable == s(r, "/status/currentPodHash")
+        && r.pointer("/status/pauseConditions")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+}
+
+/// The spec and status merge patches of `promote` (see the module docs).
+pub fn promote_patches(r: &Value, full: bool) -> anyhow::Result<(Option<Value>, Option<Value>)> {
+    let name = s(r, "/metadata/name");
+    let paused = r.pointer("/spec/paused").and_then(Value::as_bool) == Some(true);
+    let unpause = paused.then(|| json!({"spec": {"paused": false}}));
+    if r.pointer("/status/abort").and_then(Value::as_bool) == Some(true) {
+        bail!("rollout {name:?} is aborted: `mooring rollout retry {name}` first");
+    }
+    if full {
+        if fully_promoted(r) && !paused {
+            bail!("rollout {name:?} is already fully promoted: nothing to promote");
+        }
+        return Ok((unpause, Some(json!({"status": {"promoteFull": true}}))));
+    }
+    if paused {
+        return Ok((unpause, None));
+    }
+    if r.pointer("/status/pauseConditions")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Ok((None, Some(json!({"status": {"pauseConditions": null}}))));
+    }
+    if strategy(r) == "Canary" {
+        let steps = steps(r).len() as i64;
+        let index = i(r, "/status/currentStepIndex").unwrap_or(0);
+        if steps == 0 || index >= steps {
+            bail!("rollout {name:?} has no step left to skip: nothing to promote");
+        }
+        return Ok((
+            None,
+            Some(json!({"status": {"pauseConditions": null, "currentStepIndex": index + 1}})),
+        ));
+    }
+    bail!("rollout {name:?} is not paused: nothing to promote (`--full` skips its analysis)")
+}
+
+async fn apply_patches(
+    ctx: &Ctx,
+    name: &str,
+    spec: Option<Value>,
+    status: Option<Value>,
+) -> anyhow::Result<()> {
+    let api = ctx.rollouts();
+    if let Some(p) = status {
+        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&p))
+            .await
+            .with_context(|| format!("updating the status of rollout {name}"))?;
+    }
+    if let Some(p) = spec {
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&p))
+            .await
+            .with_context(|| format!("updating rollout {name}"))?;
+    }
+    Ok(())
+}
+
+/// The merge patch of `undo`: the revision chosen and the patch that makes `spec.template`
+/// that revision's pod template.
+pub fn undo_patch(tree: &Tree, to: Option<i64>) -> anyhow::Result<(i64, Value)> {
+    let r = &tree.rollout;
+    let name = s(r, "/metadata/name");
+    let mut by_revision: Vec<(i64, &Value)> = tree
+        .replica_sets
+        .iter()
+        .filter_map(|rs| Some((rs_revision(rs)?, rs)))
+        .collect();
+    by_revision.sort_by_key(|(rev, _)| *rev);
+    let known = || {
+        by_revision
+            .iter()
+            .map(|(r, _)| r.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let current = r
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(REVISION))
+        .and_then(Value::as_str)
+        .and_then(|v| v.parse::<i64>().ok())
+        .or_else(|| by_revision.last().map(|(r, _)| *r));
+    let target =
+        match to {
+            Some(n) if n <= 0 => bail!("--to-revision must be a positive revision, got {n}"),
+            Some(n) => by_revision
+                .iter()
+                .find(|(rev, _)| *rev == n)
+                .with_context(|| {
+                    format!(
+                        "rollout {name:?} has no revision {n} (revisions kept: {})",
+                        if by_revision.is_empty() {
+                            "none".into()
+                        } else {
+                            known()
+                        }
+                    )
+                })?,
+            None => by_revision
+                .iter()
+                .rev()
+                .find(|(rev, _)| Some(*rev) < current)
+                .with_context(|| {
+                    format!(
+                    "rollout {name:?} has no revision before {} to go back to (revisions kept: {})",
+                    current.map_or("?".into(), |c| c.to_string()),
+                    if by_revision.is_empty() { "none".into() } else { known() }
+                )
+                })?,
+        };
+    let (revision, rs) = (target.0, target.1);
+    let mut template = rs
+        .pointer("/spec/template")
+        .cloned()
+        .filter(Value::is_object)
+        .with_context(|| format!("ReplicaSet {} has no pod template", s(rs, "/metadata/name")))?;
+    if let Some(labels) = template
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
+        labels.remove(POD_TEMPLATE_HASH);
+    }
+    let mut live = r.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+    if let Some(labels) = live
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
+        labels.remove(POD_TEMPLATE_HASH);
+    }
+    if live == template {
+        bail!("rollout {name:?} already runs the pod template of revision {revision}: nothing to undo");
+    }
+    let mut patch = json!({"spec": {"template": merge_diff(&live_raw(r), &template)}});
+    guard(&mut patch, r);
+    Ok((revision, patch))
+}
+
+fn live_raw(r: &Value) -> Value {
+    r.pointer("/spec/template").cloned().unwrap_or(Value::Null)
+}
+
+/// Optimistic concurrency: the patch names the resourceVersion it was computed from, so
+/// a rollout changed in between makes the API server refuse it (409) and nothing is
+/// half-applied.
+fn guard(patch: &mut Value, r: &Value) {
+    let rv = s(r, "/metadata/resourceVersion");
+    if !rv.is_empty() {
+        patch["metadata"] = json!({"resourceVersion": rv});
+    }
+}
+
+/// The JSON merge patch (RFC 7386) that turns `from` into `to`: keys gone from `to` are
+/// `null`, objects are diffed recursively, anything else is replaced.
+pub fn merge_diff(from: &Value, to: &Value) -> Value {
+    match (from, to) {
+        (Value::Object(f), Value::Object(t)) => {
+            let mut out = serde_json::Map::new();
+            for k in f.keys() {
+                if !t.contains_key(k) {
+                    out.insert(k.clone(), Value::Null);
+                }
+            }
+            for (k, tv) in t {
+                match f.get(k) {
+                    Some(fv) if fv == tv => {}
+                    Some(fv) if fv.is_object() && tv.is_object() => {
+                        out.insert(k.clone(), merge_diff(fv, tv));
+                    }
+                    _ => {
+                        out.insert(k.clone(), tv.clone());
+                    }
+                }
+            }
+            Value::Object(out)
+        }
+        _ => to.clone(),
+    }
+}
+
+/// The merge patch of `set-image`: every named container (`*`: every container, init
+/// container and ephemeral container) gets its image. Container lists are replaced whole
+/// (merge patches replace arrays), guarded by the resourceVersion they were read at; an
+/// unknown name changes nothing and lists the containers there are.
+pub fn set_image_patch(r: &Value, images: &[(String, String)]) -> anyhow::Result<Value> {
+    let name = s(r, "/metadata/name");
+    let lists = ["initContainers", "containers", "ephemeralContainers"];
+    let mut edited: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+    let mut all_names = Vec::new();
+    for list in lists {
+        if let Some(cs) = r
+            .pointer(&format!("/spec/template/spec/{list}"))
+            .and_then(Value::as_array)
+        {
+            all_names.extend(
+                cs.iter()
+                    .map(|c| c["name"].as_str().unwrap_or("").to_string()),
+            );
+            edited.insert(list, cs.clone());
+        }
+    }
+    let mut changed = std::collections::BTreeSet::new();
+    for (container, image) in images {
+        let mut matched = false;
+        for (list, cs) in edited.iter_mut() {
+            for c in cs.iter_mut() {
+                if container == "*" || c["name"].as_str() == Some(container.as_str()) {
+                    matched = true;
+                    c["image"] = json!(image);
+                    changed.insert(*list);
+                }
+            }
+        }
+        if !matched {
+            bail!(
+                "rollout {name:?} has no container {container:?} (containers: {}); nothing changed",
+                if all_names.is_empty() {
+                    "none".into()
+                } else {
+                    all_names.join(", ")
+                }
+            );
+        }
+    }
+    let mut spec = serde_json::Map::new();
+    for list in changed {
+        spec.insert(list.to_string(), Value::Array(edited[list].clone()));
+    }
+    let mut patch = json!({"spec": {"template": {"spec": spec}}});
+    guard(&mut patch, r);
+    Ok(patch)
+}
+
+async fn watch(ctx: &Ctx, name: &str, timeout: u64, output: Output) -> anyhow::Result<ExitCode> {
+    use kube::runtime::watcher;
+    // Not found → the helpful error, before waiting for anything.
+    ctx.get_rollout(name).await?;
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut stream = watcher::watcher(ctx.rollouts(), config).boxed();
+    let deadline =
+        (timeout > 0).then(|| tokio::time::Instant::now() + Duration::from_secs(timeout));
+    let mut last_rv = String::new();
+    let mut last_view = String::new();
+    loop {
+        let next = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, stream.next()).await {
+                Ok(n) => n,
+                Err(_) => {
+                    eprintln!("timed out after {timeout}s watching rollout {name}; see `mooring rollout get {name} -n {}`", ctx.ns);
+                    return Ok(ExitCode::from(1));
+                }
+            },
+            None => stream.next().await,
+        };
+        let obj = match next {
+            None => bail!("the watch on rollout {name} ended"),
+            Some(Err(e)) => {
+                tracing::debug!("watch error (retrying): {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) => o,
+            Some(Ok(watcher::Event::Delete(_))) => bail!("rollout {name} was deleted"),
+            Some(Ok(_)) => continue,
+        };
+        let r = serde_json::to_value(obj)?;
+        let rv = s(&r, "/metadata/resourceVersion").to_string();
+        if rv == last_rv {
+            continue;
+        }
+        last_rv = rv;
+        let done = finished(&r);
+        let info = info(&ctx.tree(r).await?);
+        let view = match output {
+            Output::Table => render(&info),
+            Output::Json => format!("{}\n", serde_json::to_string(&info)?),
+            Output::Yaml => format!("---\n{}", serde_saphyr::to_string(&info)?),
+        };
+        if view != last_view {
+            if output == Output::Table && !last_view.is_empty() {
+                println!();
+            }
+            print!("{view}");
+            last_view = view;
+        }
+        match done {
+            Some(true) => return Ok(ExitCode::SUCCESS),
+            Some(false) => {
+                eprintln!(
+                    "rollout {name} is {}: {}",
+                    info["status"].as_str().unwrap_or(""),
+                    if info["abort"] == true && info["message"].as_str().unwrap_or("").is_empty() {
+                        "aborted"
+                    } else {
+                        info["message"].as_str().unwrap_or("")
+                    }
+                );
+                return Ok(ExitCode::from(1));
+            }
+            None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rollout(status: Value) -> Value {
+        json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "ml-model-serving", "namespace": "ml", "generation": 2,
+                         "annotations": {REVISION: "2"}},
+            "spec": {
+                "replicas": 4,
+                "template": {"metadata": {"labels": {"app": "m"}},
+                             "spec": {"containers": [{"name": "server", "image": "m:2"}],
+                                      "initContainers": [{"name": "fetch", "image": "f:1"}]}},
+                "strategy": {"canary": {"steps": [
+                    {"setWeight": 10}, {"pause": {}}, {"analysis": {}}, {"setWeight": 50}, {"pause": {"duration": "1m"}}
+                ]}},
+            },
+            "status": status,
+        })
+    }
+
+    /// RFC 7386, as the API server applies it.
+    fn merge(target: &mut Value, patch: &Value) {
+        match patch {
+            Value::Object(p) => {
+                if !target.is_object() {
+                    *target = json!({});
+                }
+                let t = target.as_object_mut().expect("object");
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.remove(k);
+                    } else {
+                        merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                    }
+                }
+            }
+            other => *target = other.clone(),
+        }
+    }
+
+    #[test]
+    fn merge_diff_round_trips() {
+        let from = json!({"metadata": {"labels": {"a": "1", "h": "x"}, "annotations": {"k": "v"}},
+                          "spec": {"containers": [{"name": "s", "image": "1"}]}});
+        let to = json!({"metadata": {"labels": {"a": "1"}},
+                        "spec": {"containers": [{"name": "s", "image": "0"}], "nodeName": "n"}});
+        let d = merge_diff(&from, &to);
+        let mut applied = from.clone();
+        merge(&mut applied, &d);
+        assert_eq!(applied, to);
+    }
+
+    #[test]
+    fn set_weight_follows_the_steps() {
+        let at = |idx: i64| {
+            set_weight(&rollout(
+                json!({"currentStepIndex": idx, "stableRS": "a", "currentPodHash": "b"}),
+            ))
+        };
+        assert_eq!(at(0), Some(10));
+        assert_eq!(at(2), Some(10));
+        assert_eq!(at(4), Some(50));
+        assert_eq!(at(5), Some(100));
+        let aborted = rollout(json!({"currentStepIndex": 3, "abort": true}));
+        assert_eq!(set_weight(&aborted), Some(0));
+        let routed = rollout(
+            json!({"currentStepIndex": 3, "canary": {"weights": {"canary": {"weight": 42}}}}),
+        );
+        assert_eq!(set_weight(&routed), Some(42));
+    }
+
+    #[test]
+    fn promote_patches_follow_the_plugin() {
+        let paused = {
+            let mut r = rollout(
+                json!({"currentStepIndex": 1, "pauseConditions": [{"reason": "CanaryPauseStep"}]}),
+            );
+            r["spec"]["paused"] = json!(true);
+            r
+        };
+        assert_eq!(
+            promote_patches(&paused, false).expect("ok"),
+            (Some(json!({"spec": {"paused": false}})), None)
+        );
+        let step_pause = rollout(
+            json!({"currentStepIndex": 1, "pauseConditions": [{"reason": "CanaryPauseStep"}]}),
+        );
+        assert_eq!(
+            promote_patches(&step_pause, false).expect("ok"),
+            (None, Some(json!({"status": {"pauseConditions": null}})))
+        );
+        let analysing = rollout(json!({"currentStepIndex": 2}));
+        assert_eq!(
+            promote_patches(&analysing, false).expect("ok"),
+            (
+                None,
+                Some(json!({"status": {"pauseConditions": null, "currentStepIndex": 3}}))
+            )
+        );
+        assert_eq!(
+            promote_patches(&analysing, true).expect("ok"),
+            (None, Some(json!({"status": {"promoteFull": true}})))
+        );
+        let done = rollout(json!({"currentStepIndex": 5, "stableRS": "a", "currentPodHash": "a"}));
+        assert!(promote_patches(&done, false).is_err());
+        assert!(promote_patches(&done, true)
+            .expect_err("nothing to do")
+            .to_string()
+            .contains("already fully promoted"));
+        let aborted = rollout(json!({"currentStepIndex": 0, "abort": true}));
+        assert!(promote_patches(&aborted, false)
+            .expect_err("aborted")
+            .to_string()
+            .contains("retry"));
+    }
+
+    #[test]
+    fn set_image_patches_named_and_all_containers_or_nothing() {
+        let r = rollout(json!({}));
+        let p = set_image_patch(&r, &[("server".into(), "m:3".into())]).expect("patch");
+        assert_eq!(
+            p,
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "server", "image": "m:3"}]}}}})
+        );
+        let mut with_rv = r.clone();
+        with_rv["metadata"]["resourceVersion"] = json!("17");
+        let p = set_image_patch(&with_rv, &[("fetch".into(), "f:2".into())]).expect("patch");
+        assert_eq!(p["metadata"]["resourceVersion"], "17");
+        let all = set_image_patch(&r, &[("*".into(), "x:1".into())]).expect("patch");
+        let mut applied = r.clone();
+        merge(&mut applied, &all);
+        assert_eq!(images_of(&applied["spec"]["template"]), ["x:1", "x:1"]);
+        let e = set_image_patch(
+            &r,
+            &[("server".into(), "m:3".into()), ("nope".into(), "y".into())],
+        )
+        .expect_err("unknown container");
+        assert!(e.to_string().contains("containers: fetch, server"), "{e}");
+    }
+
+    #[test]
+    fn undo_picks_the_previous_revision_and_drops_the_hash_label() {
+        let rs = |rev: &str, hash: &str, image: &str| {
+            json!({"metadata": {"name": format!("m-{hash}"), "annotations": {REVISION: rev},
+                                "labels": {POD_TEMPLATE_HASH: hash}},
+                   "spec": {"template": {"metadata": {"labels": {"app": "m", POD_TEMPLATE_HASH: hash}},
+                                         "spec": {"containers": [{"name": "server", "image": image}]}}}})
+        };
+        let tree = Tree {
+            rollout: rollout(json!({})),
+            replica_sets: vec![
+                rs("1", "a", "m:1"),
+                rs("2", "b", "m:2"),
+                rs("3", "c", "m:3"),
+            ],
+            analysis_runs: vec![],
+        };
+        let (rev, patch) = undo_patch(&tree, None).expect("previous");
+        assert_eq!(
+            rev, 1,
+            "revision 2 is current; 3 is newer than the rollout's"
+        );
+        let mut r = tree.rollout.clone();
+        merge(&mut r, &patch);
+        assert_eq!(
+            r["spec"]["template"]["metadata"]["labels"],
+            json!({"app": "m"})
+        );
+        assert_eq!(images_of(&r["spec"]["template"]), ["m:1"]);
+        assert_eq!(undo_patch(&tree, Some(3)).expect("3").0, 3);
+        assert!(undo_patch(&tree, Some(9))
+            .expect_err("missing")
+            .to_string()
+            .contains("revisions kept: 1, 2, 3"));
+        assert!(undo_patch(&tree, Some(0)).is_err());
+    }
+
+    #[test]
+    fn info_and_watch_outcomes() {
+        let r = rollout(json!({
+            "observedGeneration": "2", "phase": "Paused", "message": "CanaryPauseStep",
+            "currentStepIndex": 1, "stableRS": "a", "currentPodHash": "b",
+            "replicas": 5, "updatedReplicas": 1, "readyReplicas": 5, "availableReplicas": 5,
+            "pauseConditions": [{"reason": "CanaryPauseStep"}],
+        }));
+        let rs = |hash: &str, rev: &str, image: &str, avail: i64| {
+            json!({"metadata": {"name": format!("m-{hash}"), "annotations": {REVISION: rev},
+                                "labels": {POD_TEMPLATE_HASH: hash}},
+                   "spec": {"replicas": avail, "template": {"spec": {"containers": [{"name": "server", "image": image}]}}},
+                   "status": {"replicas": avail, "readyReplicas": avail, "availableReplicas": avail},
+                   "__pods": []})
+        };
+        let tree = Tree {
+            rollout: r.clone(),
+            replica_sets: vec![rs("a", "1", "m:1", 4), rs("b", "2", "m:2", 1)],
+            analysis_runs: vec![
+                json!({"metadata": {"name": "m-b-2-2", "annotations": {REVISION: "2"}},
+                "status": {"phase": "Failed", "metricResults": [{"name": "success-rate", "successful": 2, "failed": 1}]}}),
+            ],
+        };
+        let v = info(&tree);
+        assert_eq!(v["status"], "Paused");
+        assert_eq!(v["step"], "1/5");
+        assert_eq!(v["setWeight"], 10);
+        assert_eq!(v["actualWeight"], 20);
+        assert_eq!(
+            v["images"],
+            json!([{"image": "m:1", "tags": ["stable"]}, {"image": "m:2", "tags": ["canary"]}])
+        );
+        assert_eq!(v["analysisRuns"][0]["failed"], 1);
+        let text = render(&v);
+        assert!(text.contains("॥ Paused"), "{text}");
+        assert!(text.contains("m:2 (canary)"), "{text}");
+        assert!(
+            text.contains("# revision:2") && text.contains("α m-b-2-2"),
+            "{text}"
+        );
+        assert_eq!(finished(&r), None);
+        let mut healthy = r.clone();
+        healthy["status"] = json!({"observedGeneration": "2", "phase": "Healthy", "stableRS": "b", "currentPodHash": "b"});
+        assert_eq!(finished(&healthy), Some(true));
+        healthy["metadata"]["generation"] = json!(3);
+        assert_eq!(finished(&healthy), None, "a spec change not observed yet");
+        let mut aborted = r;
+        aborted["status"]["abort"] = json!(true);
+        assert_eq!(finished(&aborted), Some(false));
+    }
+
+    #[test]
+    fn image_arguments_are_checked() {
+        assert!(parse_image("server=m:1").is_ok());
+        assert!(parse_image("*=m:1").is_ok());
+        for bad in ["server", "=m:1", "server=", "server=m 1"] {
+            assert!(parse_image(bad).is_err(), "{bad}");
+        }
+    }
+}
