@@ -88,6 +88,7 @@ async fn connect(ctx: Arc<Context>, cluster: Arc<ClusterClient>, server: String)
                     ctx.clone(),
                     cluster.clone(),
                 )));
+                tasks.extend(crate::rollout::start(cluster.clone()));
                 ctx.cluster_tasks
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)

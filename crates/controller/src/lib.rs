@@ -16,6 +16,8 @@ pub mod policy;
 pub mod project;
 pub mod prometheus;
 pub mod reconcile;
+pub mod rollout;
+pub mod rollout_traffic;
 
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
@@ -571,6 +573,7 @@ impl Controller {
         tasks.push(tokio::spawn(policy::audit_loop(ctx.clone())));
         tasks.push(tokio::spawn(work(ctx.clone(), rx)));
         tasks.extend(appset::start(ctx.clone()));
+        tasks.extend(rollout::start(mgmt.clone()));
         Ok(Controller { ctx, tasks })
     }
 }

@@ -8,7 +8,6 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
 
 /// Label on ReplicaSets, Pods and Service selectors naming the pod template hash.
 pub const POD_TEMPLATE_HASH_LABEL: &str = "rollouts-pod-template-hash";
@@ -91,8 +90,10 @@ pub struct CanaryStrategy {
     pub stable_service: Option<String>,
     #[serde(default)]
     pub steps: Vec<CanaryStep>,
+    /// Istio or the Gateway API plugin; parsed by `mooring_engine::traffic`, which edits
+    /// the router objects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traffic_routing: Option<TrafficRouting>,
+    pub traffic_routing: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_surge: Option<IntOrString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,45 +180,6 @@ pub struct AnalysisTemplateRef {
     pub template_name: String,
     #[serde(default)]
     pub cluster_scope: bool,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct TrafficRouting {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub istio: Option<IstioTrafficRouting>,
-    /// Traffic router plugins; Mooring implements `argoproj-labs/gatewayAPI`.
-    #[serde(default)]
-    pub plugins: BTreeMap<String, Value>,
-    #[serde(flatten)]
-    pub other: BTreeMap<String, Value>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct IstioTrafficRouting {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub virtual_service: Option<IstioVirtualService>,
-    #[serde(default)]
-    pub virtual_services: Vec<IstioVirtualService>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub destination_rule: Option<IstioDestinationRule>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct IstioVirtualService {
-    pub name: String,
-    #[serde(default)]
-    pub routes: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct IstioDestinationRule {
-    pub name: String,
-    pub canary_subset_name: String,
-    pub stable_subset_name: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

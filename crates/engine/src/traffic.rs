@@ -41,8 +41,7 @@
 
 use serde_json::{json, Value};
 
-/// The label Argo Rollouts puts on every ReplicaSet and pod of a pod template.
-pub const POD_TEMPLATE_HASH_LABEL: &str = "rollouts-pod-template-hash";
+use mooring_core::rollout::POD_TEMPLATE_HASH_LABEL;
 
 /// Why a router object could not be edited.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
