@@ -8,6 +8,7 @@ pub mod app;
 pub mod appset;
 pub mod cluster;
 pub mod project;
+pub mod rollback;
 pub mod yaml;
 
 use serde::{Deserialize, Serialize};

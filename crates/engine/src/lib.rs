@@ -9,5 +9,6 @@ pub mod health;
 pub mod lint;
 pub mod policy;
 pub mod project;
+pub mod rollback;
 pub mod schema;
 pub mod sync;
