@@ -338,7 +338,7 @@ metadata: {name: p, namespace: argocd}
 spec:
   applications: {names: [a], selector: {matchLabels: {tier: serving}}}
   interval: 15s
-  incident: {webhook: {url: "http://127.0.0.1:9/x", headers: [{name: X, value: y}]}}
+  incident: {webhook: {url: "http://127.0.0.1:9/x", headers: [{name: X, value: token}]}}
   rules:
   - name: p99
     query: q
