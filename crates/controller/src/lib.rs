@@ -8,11 +8,13 @@
 //! webhook, and the periodic poll (default 3 minutes, with jitter) — and a small pool of
 //! workers runs [`reconcile::reconcile`] on it, one app at a time per name.
 
+pub mod analysis;
 pub mod appset;
 pub mod clusters;
 pub mod operation;
 pub mod policy;
 pub mod project;
+pub mod prometheus;
 pub mod reconcile;
 pub mod rollback;
 

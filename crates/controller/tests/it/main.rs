@@ -1,5 +1,6 @@
 //! End-to-end: a real Git repository, the embedded cluster, the controller.
 
+mod analysis;
 mod appset;
 mod gitops;
 mod operations;

@@ -1,0 +1,1 @@
+//! The AnalysisRun controller (work in progress).

@@ -1,0 +1,656 @@
+//! A small Prometheus HTTP API client (instant queries) and a local Prometheus process.
+//!
+//! Canary analysis asks Prometheus one question at a time ("what is the error rate of the
+//! canary right now?"), so the client only implements `GET /api/v1/query` and decodes
+//! its four result types. Sample values travel as strings in Prometheus' JSON (`"NaN"`,
+//! `"+Inf"`, `"-Inf"` included) and are parsed here, so an analysis condition such as
+//! `isNaN(result)` sees a real NaN. Errors keep Prometheus' own `errorType` and `error`
+//! text, because that is what a user needs to fix a query.
+//!
+//! [`LocalPrometheus`] runs the real `prometheus` binary (Debian package `prometheus`)
+//! with a generated configuration that discovers the simulated Pods of embedded clusters
+//! from their `{cluster}/metrics/targets` documents (http_sd format). Tests, demos and
+//! `mooring up` use it so that analysis is exercised against the real query engine, never
+//! a fake. The configuration is written as JSON, which is valid YAML, so no value can
+//! break its structure.
+//!
+//! Discovery goes through `file_sd_configs` that a small task of [`LocalPrometheus`]
+//! refreshes from each cluster's targets document every scrape interval, rather than
+//! through `http_sd_configs` directly: Prometheus' http_sd insists on an
+//! `application/json` content type, and going through a file keeps the last good target
+//! list while a cluster restarts.
+
+use reqwest::Url;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+/// Errors of the Prometheus client and of the local Prometheus process.
+#[derive(Debug, thiserror::Error)]
+pub enum PromError {
+    #[error("invalid Prometheus address `{address}`: {reason}")]
+    Address { address: String, reason: String },
+    #[error("Prometheus at {address} is unreachable: {reason}")]
+    Unreachable { address: String, reason: String },
+    #[error("Prometheus query timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("Prometheus answered HTTP {code}: {error_type}: {message}")]
+    Status {
+        code: u16,
+        error_type: String,
+        message: String,
+    },
+    #[error("cannot decode Prometheus' answer: {0}")]
+    Decode(String),
+    #[error(
+        "the prometheus binary was not found (looked for {0}); install it (Debian/Ubuntu: `apt-get install prometheus`) or pass its path"
+    )]
+    BinaryMissing(String),
+    #[error("starting {binary}: {reason}")]
+    Spawn { binary: String, reason: String },
+    #[error("prometheus ({binary}) did not become ready: {reason}; log: {log}")]
+    NotReady {
+        binary: String,
+        reason: String,
+        log: String,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// One sample of an instant vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// One series of a range vector (matrix).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: BTreeMap<String, String>,
+    pub values: Vec<f64>,
+}
+
+/// The result of an instant query, by Prometheus `resultType`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PromValue {
+    Vector(Vec<Sample>),
+    Scalar(f64),
+    String(String),
+    Matrix(Vec<Series>),
+}
+
+/// A Prometheus HTTP API client.
+#[derive(Debug, Clone)]
+pub struct PromClient {
+    base: Url,
+    http: reqwest::Client,
+}
+
+/// reqwest is built without a default TLS provider; install ring's (the provider kube
+/// uses) once, so `https://` Prometheus addresses work too.
+pub(crate) fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Another part of the process may have installed one already: that is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl PromClient {
+    /// A client for the Prometheus at `address` (`http://127.0.0.1:9090`, a trailing
+    /// slash or a path prefix such as `http://host/prometheus` allowed).
+    pub fn new(address: &str) -> Result<PromClient, PromError> {
+        let bad = |reason: String| PromError::Address {
+            address: address.to_string(),
+            reason,
+        };
+        let mut base = Url::parse(address.trim()).map_err(|e| bad(e.to_string()))?;
+        if base.scheme() != "http" && base.scheme() != "https" {
+            return Err(bad(format!(
+                "scheme `{}` is not http or https",
+                base.scheme()
+            )));
+        }
+        if base.host_str().is_none() {
+            return Err(bad("no host".into()));
+        }
+        if !base.path().ends_with('/') {
+            let p = format!("{}/", base.path());
+            base.set_path(&p);
+        }
+        base.set_query(None);
+        base.set_fragment(None);
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(PromClient { base, http })
+    }
+
+    /// The address this client talks to.
+    pub fn address(&self) -> &str {
+        self.base.as_str()
+    }
+
+    /// Run an instant query (`/api/v1/query`) at the current time.
+    pub async fn query(&self, query: &str, timeout: Duration) -> Result<PromValue, PromError> {
+        let mut url = self
+            .base
+            .join("api/v1/query")
+            .map_err(|e| PromError::Decode(e.to_string()))?;
+        url.query_pairs_mut()
+            .append_pair("query", query)
+            .append_pair("timeout", &format!("{}ms", timeout.as_millis().max(1)));
+        let req = self.http.get(url).timeout(timeout).send();
+        let resp = match req.await {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => return Err(PromError::Timeout(timeout)),
+            Err(e) => {
+                return Err(PromError::Unreachable {
+                    address: self.base.to_string(),
+                    reason: error_chain(&e),
+                })
+            }
+        };
+        let code = resp.status().as_u16();
+        let body = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) if e.is_timeout() => return Err(PromError::Timeout(timeout)),
+            Err(e) => return Err(PromError::Decode(error_chain(&e))),
+        };
+        decode_response(code, &body)
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Decode an `/api/v1/query` answer (any HTTP status: Prometheus reports errors as JSON).
+pub fn decode_response(code: u16, body: &[u8]) -> Result<PromValue, PromError> {
+    let v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            if !(200..300).contains(&code) {
+                let text = String::from_utf8_lossy(&body[..body.len().min(500)]).to_string();
+                return Err(PromError::Status {
+                    code,
+                    error_type: "http".into(),
+                    message: text.trim().to_string(),
+                });
+            }
+            return Err(PromError::Decode(format!("not JSON: {e}")));
+        }
+    };
+    if v.get("status").and_then(Value::as_str) != Some("success") {
+        return Err(PromError::Status {
+            code,
+            error_type: v
+                .get("errorType")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_string(),
+            message: v
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("no error message")
+                .to_string(),
+        });
+    }
+    let data = v
+        .get("data")
+        .ok_or_else(|| PromError::Decode("no `data`".into()))?;
+    let result = data
+        .get("result")
+        .ok_or_else(|| PromError::Decode("no `data.result`".into()))?;
+    match data.get("resultType").and_then(Value::as_str) {
+        Some("vector") => {
+            let items = result
+                .as_array()
+                .ok_or_else(|| PromError::Decode("vector result is not an array".into()))?;
+            let mut out = Vec::with_capacity(items.len());
+            for it in items {
+                let value = it
+                    .get("value")
+                    .ok_or_else(|| PromError::Decode("vector sample without `value`".into()))?;
+                out.push(Sample {
+                    labels: labels(it.get("metric"))?,
+                    value: sample_value(value)?,
+                });
+            }
+            Ok(PromValue::Vector(out))
+        }
+        Some("scalar") => Ok(PromValue::Scalar(sample_value(result)?)),
+        Some("string") => {
+            let s = result
+                .as_array()
+                .and_then(|a| a.get(1))
+                .and_then(Value::as_str)
+                .ok_or_else(|| PromError::Decode("string result is not [time, \"text\"]".into()))?;
+            Ok(PromValue::String(s.to_string()))
+        }
+        Some("matrix") => {
+            let items = result
+                .as_array()
+                .ok_or_else(|| PromError::Decode("matrix result is not an array".into()))?;
+            let mut out = Vec::with_capacity(items.len());
+            for it in items {
+                let values = it
+                    .get("values")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| PromError::Decode("matrix series without `values`".into()))?
+                    .iter()
+                    .map(sample_value)
+                    .collect::<Result<Vec<f64>, PromError>>()?;
+                out.push(Series {
+                    labels: labels(it.get("metric"))?,
+                    values,
+                });
+            }
+            Ok(PromValue::Matrix(out))
+        }
+        other => Err(PromError::Decode(format!(
+            "unknown resultType {}",
+            other.unwrap_or("(missing)")
+        ))),
+    }
+}
+
+fn labels(v: Option<&Value>) -> Result<BTreeMap<String, String>, PromError> {
+    let Some(v) = v else {
+        return Ok(BTreeMap::new());
+    };
+    let o = v
+        .as_object()
+        .ok_or_else(|| PromError::Decode("`metric` is not an object".into()))?;
+    o.iter()
+        .map(|(k, v)| {
+            v.as_str()
+                .map(|s| (k.clone(), s.to_string()))
+                .ok_or_else(|| PromError::Decode(format!("label {k} is not a string")))
+        })
+        .collect()
+}
+
+/// `[1700000000.123, "0.5"]` → 0.5 (`NaN`, `+Inf`, `-Inf` included).
+fn sample_value(v: &Value) -> Result<f64, PromError> {
+    let s = v
+        .as_array()
+        .and_then(|a| a.get(1))
+        .and_then(Value::as_str)
+        .ok_or_else(|| PromError::Decode(format!("sample {v} is not [time, \"value\"]")))?;
+    parse_float(s).ok_or_else(|| PromError::Decode(format!("sample value `{s}` is not a number")))
+}
+
+fn parse_float(s: &str) -> Option<f64> {
+    match s {
+        "NaN" => Some(f64::NAN),
+        "+Inf" | "Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        _ => s.parse::<f64>().ok(),
+    }
+}
+
+/// Options of [`LocalPrometheus::start`].
+#[derive(Debug, Clone)]
+pub struct LocalPrometheusOptions {
+    /// The `prometheus` binary; `None` looks it up on `PATH` (then `/usr/bin`).
+    pub binary: Option<PathBuf>,
+    /// TSDB, generated configuration and `prometheus.log` go here.
+    pub data_dir: PathBuf,
+    /// `None` picks a free port on 127.0.0.1.
+    pub listen: Option<SocketAddr>,
+    /// Scrape, evaluation and service-discovery refresh interval (1s in tests).
+    pub scrape_interval: Duration,
+    /// Embedded clusters to scrape (`http://127.0.0.1:PORT`).
+    pub cluster_urls: Vec<String>,
+}
+
+/// A running local Prometheus; the process is killed when this is dropped.
+pub struct LocalPrometheus {
+    child: std::process::Child,
+    discovery: tokio::task::JoinHandle<()>,
+    addr: SocketAddr,
+    binary: PathBuf,
+    log: PathBuf,
+}
+
+impl std::fmt::Debug for LocalPrometheus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalPrometheus")
+            .field("addr", &self.addr)
+            .field("binary", &self.binary)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for LocalPrometheus {
+    fn drop(&mut self) {
+        self.discovery.abort();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Prometheus' duration syntax (`1s`, `1500ms`).
+fn prom_duration(d: Duration) -> String {
+    let ms = d.as_millis().max(1);
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// The generated configuration (JSON, which Prometheus reads as YAML): one job per
+/// cluster, discovering targets from `target_files[i]` (kept fresh by [`LocalPrometheus`]).
+pub fn local_config(scrape_interval: Duration, target_files: &[PathBuf]) -> Value {
+    let interval = prom_duration(scrape_interval);
+    let jobs: Vec<Value> = target_files
+        .iter()
+        .enumerate()
+        .map(|(i, file)| {
+            json!({
+                "job_name": format!("mooring-cluster-{i}"),
+                "scrape_interval": interval,
+                "scrape_timeout": interval,
+                "file_sd_configs": [{
+                    "files": [file.display().to_string()],
+                    "refresh_interval": interval,
+                }],
+            })
+        })
+        .collect();
+    json!({
+        "global": {"scrape_interval": interval, "evaluation_interval": interval, "scrape_timeout": interval},
+        "scrape_configs": jobs,
+    })
+}
+
+/// The http_sd document of an embedded cluster.
+fn targets_url(cluster: &str) -> String {
+    format!("{}/metrics/targets", cluster.trim_end_matches('/'))
+}
+
+/// Fetch each cluster's targets document and write it where `file_sd` reads it
+/// (atomically, through a rename). A failed fetch keeps the previous list.
+async fn refresh_targets(http: &reqwest::Client, clusters: &[String], files: &[PathBuf]) {
+    for (cluster, file) in clusters.iter().zip(files) {
+        let got = async {
+            let r = http
+                .get(targets_url(cluster))
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+                .ok()?;
+            if !r.status().is_success() {
+                return None;
+            }
+            let body = r.bytes().await.ok()?;
+            // Only a well-formed target list reaches Prometheus.
+            let v: Vec<Value> = serde_json::from_slice(&body).ok()?;
+            serde_json::to_vec(&v).ok()
+        }
+        .await;
+        if let Some(body) = got {
+            let tmp = file.with_extension("json.tmp");
+            if std::fs::write(&tmp, body).is_ok() {
+                let _ = std::fs::rename(&tmp, file);
+            }
+        }
+    }
+}
+
+impl LocalPrometheus {
+    /// The `prometheus` binary on `PATH` (or `/usr/bin/prometheus`).
+    pub fn find_binary() -> Option<PathBuf> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|d| d.join("prometheus"))
+            .chain(std::iter::once(PathBuf::from("/usr/bin/prometheus")))
+            .find(|p| p.is_file())
+    }
+
+    /// Write the configuration, start Prometheus and wait until `/-/ready` answers.
+    pub async fn start(o: LocalPrometheusOptions) -> Result<LocalPrometheus, PromError> {
+        let binary = match o.binary.clone() {
+            Some(b) if b.is_file() => b,
+            Some(b) => return Err(PromError::BinaryMissing(b.display().to_string())),
+            None => Self::find_binary()
+                .ok_or_else(|| PromError::BinaryMissing("`prometheus` on PATH".into()))?,
+        };
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| PromError::Io { path, source }
+        };
+        std::fs::create_dir_all(&o.data_dir).map_err(io(&o.data_dir))?;
+        let config_path = o.data_dir.join("prometheus.yml");
+        let target_files: Vec<PathBuf> = (0..o.cluster_urls.len())
+            .map(|i| o.data_dir.join(format!("targets-{i}.json")))
+            .collect();
+        for f in &target_files {
+            std::fs::write(f, "[]").map_err(io(f))?;
+        }
+        install_crypto_provider();
+        let http = reqwest::Client::new();
+        refresh_targets(&http, &o.cluster_urls, &target_files).await;
+        let config = local_config(o.scrape_interval, &target_files);
+        let text =
+            serde_json::to_string_pretty(&config).map_err(|e| PromError::Decode(e.to_string()))?;
+        std::fs::write(&config_path, text).map_err(io(&config_path))?;
+        let tsdb = o.data_dir.join("tsdb");
+        std::fs::create_dir_all(&tsdb).map_err(io(&tsdb))?;
+        let addr = match o.listen {
+            Some(a) => a,
+            None => {
+                let l = TcpListener::bind("127.0.0.1:0").map_err(io(Path::new("127.0.0.1:0")))?;
+                l.local_addr().map_err(io(Path::new("127.0.0.1:0")))?
+            }
+        };
+        let log = o.data_dir.join("prometheus.log");
+        let log_file = std::fs::File::create(&log).map_err(io(&log))?;
+        let log_err = log_file.try_clone().map_err(io(&log))?;
+        let arg = |flag: &str, p: &Path| {
+            let mut s = std::ffi::OsString::from(flag);
+            s.push(p.as_os_str());
+            s
+        };
+        let child = std::process::Command::new(&binary)
+            .arg(arg("--config.file=", &config_path))
+            .arg(arg("--storage.tsdb.path=", &tsdb))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--storage.tsdb.retention.time=1h")
+            .arg("--web.enable-lifecycle")
+            .stdin(std::process::Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|e| PromError::Spawn {
+                binary: binary.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        let (clusters, files, every) = (o.cluster_urls.clone(), target_files, o.scrape_interval);
+        let discovery = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                refresh_targets(&http, &clusters, &files).await;
+            }
+        });
+        let mut me = LocalPrometheus {
+            child,
+            discovery,
+            addr,
+            binary,
+            log,
+        };
+        me.wait_ready(Duration::from_secs(60)).await?;
+        Ok(me)
+    }
+
+    async fn wait_ready(&mut self, limit: Duration) -> Result<(), PromError> {
+        install_crypto_provider();
+        let http = reqwest::Client::new();
+        let url = format!("{}/-/ready", self.url());
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(self.not_ready(format!("it exited with {status}")));
+            }
+            if let Ok(r) = http.get(&url).timeout(Duration::from_secs(2)).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(self.not_ready(format!("no ready answer within {limit:?}")));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn not_ready(&self, reason: String) -> PromError {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(5).collect();
+        PromError::NotReady {
+            binary: self.binary.display().to_string(),
+            reason,
+            log: format!(
+                "{} (last lines: {})",
+                self.log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            ),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Where Prometheus writes its log.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_vector_with_special_values() {
+        let body = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"pod":"a"},"value":[1.5,"0.25"]},
+            {"metric":{},"value":[1.5,"NaN"]},
+            {"metric":{},"value":[1.5,"+Inf"]},
+            {"metric":{},"value":[1.5,"-Inf"]}]}}"#;
+        let PromValue::Vector(v) = decode_response(200, body).expect("decodes") else {
+            panic!("not a vector")
+        };
+        assert_eq!(v[0].value, 0.25);
+        assert_eq!(v[0].labels["pod"], "a");
+        assert!(v[1].value.is_nan());
+        assert_eq!(v[2].value, f64::INFINITY);
+        assert_eq!(v[3].value, f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn decodes_scalar_string_matrix() {
+        let s = decode_response(
+            200,
+            br#"{"status":"success","data":{"resultType":"scalar","result":[1,"3"]}}"#,
+        )
+        .expect("scalar");
+        assert_eq!(s, PromValue::Scalar(3.0));
+        let s = decode_response(
+            200,
+            br#"{"status":"success","data":{"resultType":"string","result":[1,"hi"]}}"#,
+        )
+        .expect("string");
+        assert_eq!(s, PromValue::String("hi".into()));
+        let m = decode_response(
+            200,
+            br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":"b"},"values":[[1,"1"],[2,"2"]]}]}}"#,
+        )
+        .expect("matrix");
+        let PromValue::Matrix(m) = m else {
+            panic!("not a matrix")
+        };
+        assert_eq!(m[0].values, vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn keeps_prometheus_error_text() {
+        let e = decode_response(
+            400,
+            br#"{"status":"error","errorType":"bad_data","error":"parse error at char 5"}"#,
+        )
+        .expect_err("error");
+        let s = e.to_string();
+        assert!(
+            s.contains("bad_data") && s.contains("parse error at char 5"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_answers() {
+        for body in [
+            &b"<html>oops</html>"[..],
+            br#"{"status":"success"}"#,
+            br#"{"status":"success","data":{"resultType":"vector","result":[{"value":[1,"x"]}]}}"#,
+            br#"{"status":"success","data":{"resultType":"vector","result":{}}}"#,
+            br#"{"status":"success","data":{"resultType":"weird","result":[]}}"#,
+        ] {
+            assert!(decode_response(200, body).is_err());
+        }
+        let e = decode_response(502, b"Bad Gateway").expect_err("502");
+        assert!(e.to_string().contains("502"), "{e}");
+    }
+
+    #[test]
+    fn validates_addresses() {
+        assert!(PromClient::new("http://127.0.0.1:9090/").is_ok());
+        let c = PromClient::new("http://127.0.0.1:9090/prom").expect("prefix");
+        assert_eq!(c.address(), "http://127.0.0.1:9090/prom/");
+        for bad in ["", "127.0.0.1:9090", "ftp://x", "not a url"] {
+            assert!(PromClient::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_has_one_job_per_cluster() {
+        let c = local_config(
+            Duration::from_secs(1),
+            &[PathBuf::from("/d/t-0.json"), PathBuf::from("/d/t-1.json")],
+        );
+        assert_eq!(c["global"]["scrape_interval"], "1s");
+        assert_eq!(
+            c["scrape_configs"][0]["file_sd_configs"][0]["files"][0],
+            "/d/t-0.json"
+        );
+        assert_eq!(c["scrape_configs"][1]["job_name"], "mooring-cluster-1");
+        assert_eq!(
+            targets_url("http://127.0.0.1:2/"),
+            "http://127.0.0.1:2/metrics/targets"
+        );
+        assert_eq!(prom_duration(Duration::from_millis(1500)), "1500ms");
+    }
+}
