@@ -36,8 +36,8 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use mooring_core::app::{Application, ApplicationCondition, HealthStatusCode, SyncStatusCode};
 use mooring_core::rollback::{
     ApplicationRollbackStatus, PolicyCondition, RollbackPolicy, RollbackPolicyStatus,
-    RollbackRecord, RuleAction, RuleStatus, WebhookSpec, GROUP, KIND, PLURAL, SUSPEND_ANNOTATION,
-    SUSPENDED_CONDITION, VERSION,
+    RollbackRecord, RuleStatus, WebhookSpec, GROUP, KIND, PLURAL, SUSPENDED_CONDITION,
+    SUSPEND_ANNOTATION, VERSION,
 };
 use mooring_core::ResourceKey;
 use mooring_engine::rollback::{
@@ -134,9 +134,7 @@ async fn run(ctx: Arc<Context>) {
             async move {
                 let result = match policy {
                     Ok(p) => evaluate_policy(&ctx, &p).await,
-                    Err(e) => {
-                        write_invalid(&ctx, &obj, &format!("spec does not parse: {e}")).await
-                    }
+                    Err(e) => write_invalid(&ctx, &obj, &format!("spec does not parse: {e}")).await,
                 };
                 if let Err(e) = result {
                     tracing::warn!("rollback policy {key}: {e}");
@@ -303,7 +301,10 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
     let client = match address.as_deref().map(PromClient::new) {
         Some(Ok(c)) => Ok(c),
         Some(Err(e)) => Err(e.to_string()),
-        None => Err("no Prometheus address: set spec.prometheus.address (or start the controller with one)".to_string()),
+        None => Err(
+            "no Prometheus address: set spec.prometheus.address (or start the controller with one)"
+                .to_string(),
+        ),
     };
     let timeout = policy.interval.min(MAX_QUERY_TIMEOUT);
     let now_t = SystemTime::now();
@@ -650,7 +651,14 @@ async fn sync_suspension_conditions(ctx: &Context, apps: &[Application], p: &Rol
                     .collect();
                 json!({"status": {"conditions": rest}})
             }
-            Some(reason) if !has && reason.starts_with(&format!("RollbackPolicy {}/{} ", p.namespace(), p.name())) => {
+            Some(reason)
+                if !has
+                    && reason.starts_with(&format!(
+                        "RollbackPolicy {}/{} ",
+                        p.namespace(),
+                        p.name()
+                    )) =>
+            {
                 let mut all = conds;
                 all.push(ApplicationCondition {
                     type_: SUSPENDED_CONDITION.into(),
@@ -699,8 +707,11 @@ async fn abort_rollout(ctx: &Context, app: &Application, key: &ResourceKey) -> R
     let cluster = ctx
         .cluster_for(&app.spec.destination)
         .map_err(|e| e.to_string())?;
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(cluster.client().clone(), &key.namespace, &rollout_resource());
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        cluster.client().clone(),
+        &key.namespace,
+        &rollout_resource(),
+    );
     let patch = Patch::Merge(json!({"status": {"abort": true}}));
     match api
         .patch_status(&key.name, &PatchParams::default(), &patch)
@@ -807,7 +818,10 @@ pub async fn post_incident(w: WebhookSpec, body: Value) -> Result<u16, String> {
     let mut backoff = WEBHOOK_BACKOFF;
     let mut last = String::new();
     for attempt in 1..=WEBHOOK_ATTEMPTS {
-        let mut req = client.post(w.url.trim()).json(&body);
+        let mut req = client
+            .post(w.url.trim())
+            .header("content-type", "application/json")
+            .body(body.to_string());
         for h in &w.headers {
             req = req.header(h.name.as_str(), h.value.as_str());
         }

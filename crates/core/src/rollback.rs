@@ -109,10 +109,9 @@ impl ApplicationSelector {
             return true;
         }
         match &self.selector {
-            Some(s) if !s.match_labels.is_empty() => s
-                .match_labels
-                .iter()
-                .all(|(k, v)| labels.get(k) == Some(v)),
+            Some(s) if !s.match_labels.is_empty() => {
+                s.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+            }
             _ => false,
         }
     }

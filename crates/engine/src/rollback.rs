@@ -610,7 +610,14 @@ mod tests {
     fn a_breach_shorter_than_for_never_fires() {
         let r = compile_rule(&rule(th(">", Some(0.05), None, None), false, "10s")).expect("r");
         let mut s = BreachState::default();
-        for (at, v) in [(0, 0.2), (5, 0.2), (9, 0.2), (10, 0.0), (15, 0.2), (19, 0.3)] {
+        for (at, v) in [
+            (0, 0.2),
+            (5, 0.2),
+            (9, 0.2),
+            (10, 0.0),
+            (15, 0.2),
+            (19, 0.3),
+        ] {
             let e = evaluate(&r, s, &Measurement::Value(v), None, t(at));
             assert_ne!(e.outcome, Outcome::Fire, "at {at}");
             s = e.state;
@@ -684,14 +691,32 @@ mod tests {
     #[test]
     fn invalid_rules_are_rejected_with_the_reason() {
         let cases: [(RollbackRule, &str); 9] = [
-            (rule(th("=>", Some(1.0), None, None), false, "1m"), "operator"),
+            (
+                rule(th("=>", Some(1.0), None, None), false, "1m"),
+                "operator",
+            ),
             (rule(th(">", None, None, None), false, "1m"), "exactly one"),
-            (rule(th(">", Some(1.0), Some(2.0), None), true, "1m"), "exactly one"),
-            (rule(th(">", None, Some(2.0), None), false, "1m"), "baseline.query"),
+            (
+                rule(th(">", Some(1.0), Some(2.0), None), true, "1m"),
+                "exactly one",
+            ),
+            (
+                rule(th(">", None, Some(2.0), None), false, "1m"),
+                "baseline.query",
+            ),
             (rule(th(">", Some(1.0), None, None), true, "1m"), "absolute"),
-            (rule(th(">", None, Some(-1.0), None), true, "1m"), "positive"),
-            (rule(th(">", Some(f64::NAN), None, None), false, "1m"), "finite"),
-            (rule(th(">", Some(1.0), None, None), false, "5 minutes"), "duration"),
+            (
+                rule(th(">", None, Some(-1.0), None), true, "1m"),
+                "positive",
+            ),
+            (
+                rule(th(">", Some(f64::NAN), None, None), false, "1m"),
+                "finite",
+            ),
+            (
+                rule(th(">", Some(1.0), None, None), false, "5 minutes"),
+                "duration",
+            ),
             (
                 RollbackRule {
                     query: "  ".into(),

@@ -390,7 +390,10 @@ mod tests {
     fn rollback_policy_crd_has_a_status_subresource_and_typed_rules() {
         let c = rollback_policy_crd();
         assert_eq!(c["metadata"]["name"], "rollbackpolicies.mooring.dev");
-        assert_eq!(c["spec"]["versions"][0]["subresources"], json!({"status": {}}));
+        assert_eq!(
+            c["spec"]["versions"][0]["subresources"],
+            json!({"status": {}})
+        );
         let spec = &c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
         let rule = &spec["properties"]["rules"]["items"]["properties"];
         assert_eq!(rule["for"]["type"], "string");

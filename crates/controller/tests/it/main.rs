@@ -6,4 +6,5 @@ mod gitops;
 mod operations;
 mod policy;
 mod projects;
+mod rollback;
 mod support;

@@ -73,7 +73,9 @@ async fn get(api: &Api<DynamicObject>, name: &str) -> Value {
 
 async fn create(api: &Api<DynamicObject>, v: Value) {
     let o: DynamicObject = serde_json::from_value(v).expect("object");
-    api.create(&PostParams::default(), &o).await.expect("create");
+    api.create(&PostParams::default(), &o)
+        .await
+        .expect("create");
 }
 
 async fn start_prometheus(cluster: &Cluster, dir: &std::path::Path) -> LocalPrometheus {
@@ -155,7 +157,11 @@ impl Hook {
                 };
                 let reply = format!(
                     "HTTP/1.1 {code} {}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                    if code == 200 { "OK" } else { "Service Unavailable" }
+                    if code == 200 {
+                        "OK"
+                    } else {
+                        "Service Unavailable"
+                    }
                 );
                 let _ = sock.write_all(reply.as_bytes()).await;
             }
@@ -232,7 +238,9 @@ async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
     apps.patch(
         "model",
         &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}})),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}}),
+        ),
     )
     .await
     .expect("refresh");
@@ -273,8 +281,7 @@ async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
     .await;
     // Automated sync is suspended, and the app says why and how to resume.
     assert!(
-        field(&a, "/metadata/annotations/mooring.dev~1auto-sync-suspended")
-            .contains("serving-slo"),
+        field(&a, "/metadata/annotations/mooring.dev~1auto-sync-suspended").contains("serving-slo"),
         "{a}"
     );
     let cond = a
@@ -284,7 +291,13 @@ async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
         .cloned()
         .unwrap_or_else(|| panic!("AutoSyncSuspended condition: {a}"));
     let msg = field(&cond, "/message");
-    for want in ["default/serving-slo", "error_rate", "0.05", &good, "auto-sync-suspended-"] {
+    for want in [
+        "default/serving-slo",
+        "error_rate",
+        "0.05",
+        &good,
+        "auto-sync-suspended-",
+    ] {
         assert!(msg.contains(want), "{msg} should mention {want}");
     }
     let deploy: Api<DynamicObject> = Api::namespaced_with(
@@ -310,7 +323,9 @@ async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
     apps.patch(
         "model",
         &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}})),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}}),
+        ),
     )
     .await
     .expect("refresh");
@@ -346,7 +361,10 @@ async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
     assert_eq!(i["rollback"]["fromRevision"], bad.as_str());
     assert!(hook.seen.lock().expect("lock")[0].0 == 503);
     let a = get(&apps, "model").await;
-    let history = a["status"]["history"].as_array().cloned().unwrap_or_default();
+    let history = a["status"]["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(
         history
             .iter()
@@ -372,7 +390,9 @@ async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
     apps.patch(
         "model",
         &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {"mooring.dev/auto-sync-suspended": null}}})),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"mooring.dev/auto-sync-suspended": null}}}),
+        ),
     )
     .await
     .expect("resume");
@@ -457,7 +477,8 @@ async fn short_breaches_no_data_and_bad_input_never_roll_back() {
         ),
     )
     .await;
-    // An unknown action is rejected by the CRD's schema: nothing is stored.
+    // An unknown action: a cluster validating the CRD's enum rejects it; one that does
+    // not (the embedded one) stores it, and the controller reports it without acting.
     let mut hostile = policy(
         "hostile",
         &prom.url(),
@@ -465,7 +486,20 @@ async fn short_breaches_no_data_and_bad_input_never_roll_back() {
     );
     hostile["spec"]["rules"][0]["action"] = json!("delete_everything");
     let o: DynamicObject = serde_json::from_value(hostile).expect("object");
-    assert!(policies.create(&PostParams::default(), &o).await.is_err());
+    if policies.create(&PostParams::default(), &o).await.is_ok() {
+        let p = eventually(60, "the unknown action reported", || {
+            let policies = policies.clone();
+            async move {
+                let p = get(&policies, "hostile").await;
+                (field(&p, "/status/conditions/0/status") == "False").then_some(p)
+            }
+        })
+        .await;
+        assert!(
+            field(&p, "/status/conditions/0/message").contains("delete_everything"),
+            "{p}"
+        );
+    }
 
     let p = eventually(90, "the breach pending, no data, a query error", || {
         let policies = policies.clone();
@@ -490,7 +524,10 @@ async fn short_breaches_no_data_and_bad_input_never_roll_back() {
         }
     })
     .await;
-    assert!(field(&p, "/status/rules/0/message").contains("127.0.0.1:1"), "{p}");
+    assert!(
+        field(&p, "/status/rules/0/message").contains("127.0.0.1:1"),
+        "{p}"
+    );
     let p = eventually(60, "the invalid relation rejected", || {
         let policies = policies.clone();
         async move {
@@ -516,7 +553,77 @@ async fn short_breaches_no_data_and_bad_input_never_roll_back() {
             .is_none(),
         "{a}"
     );
-    assert_eq!(a["status"]["history"].as_array().map(Vec::len), Some(1), "{a}");
+    assert_eq!(
+        a["status"]["history"].as_array().map(Vec::len),
+        Some(1),
+        "{a}"
+    );
     assert!(hook.seen.lock().expect("lock").is_empty());
+    drop(prom);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_fires_once_per_breach_across_a_controller_restart() {
+    let repo = Repo::new();
+    repo.write("apps/model/deployment.yaml", &deployment("0.2"));
+    let bad = repo.commit("bad from the start");
+    let (cluster, e) = env_with_cluster().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let prom = start_prometheus(&cluster, dir.path()).await;
+    let hook = Hook::start(0).await;
+    let apps = apps(&e.client);
+    create(&apps, application(&repo.url())).await;
+    wait_synced_healthy(&e, &bad).await;
+    let policies = policies(&e.client);
+    create(
+        &policies,
+        json!({
+            "apiVersion": "mooring.dev/v1alpha1", "kind": "RollbackPolicy",
+            "metadata": {"name": "notify", "namespace": "default"},
+            "spec": {
+                "applications": {"names": ["model"]},
+                "prometheus": {"address": prom.url()},
+                "interval": "1s",
+                "incident": {"webhook": {"url": hook.url()}},
+                "rules": [{"name": "error_rate", "query": ERROR_RATE,
+                           "threshold": {"operator": ">", "value": 0.05},
+                           "for": "1s", "action": "notify"}],
+            }
+        }),
+    )
+    .await;
+    eventually(90, "the notification", || {
+        let d = hook.delivered();
+        async move { (!d.is_empty()).then_some(()) }
+    })
+    .await;
+    let fired = field(&get(&policies, "notify").await, "/status/rules/0/firedAt").to_string();
+    assert!(!fired.is_empty());
+    // A new controller reads the breach back from the status: it does not fire again.
+    drop(e);
+    let e = crate::support::controller_for(&cluster).await;
+    let api = self::policies(&e.client);
+    let before = field(&get(&api, "notify").await, "/status/rules/0/lastEvaluated").to_string();
+    eventually(60, "evaluations by the new controller", || {
+        let api = api.clone();
+        let before = before.clone();
+        async move {
+            let p = get(&api, "notify").await;
+            let last = field(&p, "/status/rules/0/lastEvaluated").to_string();
+            (last != before && field(&p, "/status/rules/0/state") == "Firing").then_some(())
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let p = get(&api, "notify").await;
+    assert_eq!(field(&p, "/status/rules/0/firedAt"), fired, "{p}");
+    assert_eq!(hook.delivered().len(), 1);
+    // Notify does not roll back or suspend.
+    let a = get(&apps, "model").await;
+    assert!(
+        a.pointer("/metadata/annotations/mooring.dev~1auto-sync-suspended")
+            .is_none(),
+        "{a}"
+    );
     drop(prom);
 }
