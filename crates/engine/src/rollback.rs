@@ -818,4 +818,63 @@ mod tests {
         let r = compile_rule(&rule(th(">", None, Some(2.0), None), true, "3m")).expect("r");
         assert_eq!(r.relation.describe(r.operator), "> 2 × baseline");
     }
+
+    #[test]
+    fn the_example_seed_rules_compile() {
+        for (text, action) in [
+            (
+                include_str!(
+                    "../../../examples/ml-platform/rollback/production/model-serving.yaml"
+                ),
+                RuleAction::CreateIncidentAndRollback,
+            ),
+            (
+                include_str!(
+                    "../../../examples/ml-platform/rollback/development/model-serving.yaml"
+                ),
+                RuleAction::Notify,
+            ),
+        ] {
+            let v = mooring_core::yaml::parse_one(text).expect("yaml");
+            let p: mooring_core::rollback::RollbackPolicy =
+                serde_json::from_value(v).expect("policy");
+            let c = compile(&p.spec).expect("valid");
+            let got: Vec<(String, Relation, Operator, Duration)> = c
+                .rules
+                .iter()
+                .map(|r| (r.name.clone(), r.relation, r.operator, r.for_))
+                .collect();
+            let m = |n: u64| Duration::from_secs(60 * n);
+            assert_eq!(
+                got,
+                vec![
+                    (
+                        "error_rate".into(),
+                        Relation::Absolute(0.05),
+                        Operator::Gt,
+                        m(5)
+                    ),
+                    (
+                        "p99_latency".into(),
+                        Relation::Ratio(2.0),
+                        Operator::Gt,
+                        m(3)
+                    ),
+                    (
+                        "availability".into(),
+                        Relation::Absolute(0.99),
+                        Operator::Lt,
+                        m(2)
+                    ),
+                    (
+                        "model_accuracy".into(),
+                        Relation::Offset(-0.05),
+                        Operator::Lt,
+                        m(10)
+                    ),
+                ]
+            );
+            assert!(c.rules.iter().all(|r| r.action == action));
+        }
+    }
 }
