@@ -451,7 +451,7 @@ pub fn evaluate(
     if !rule.operator.holds(v, t) {
         out.state = BreachState::default();
         out.outcome = Outcome::Ok;
-        out.message = format!("{v} is within {} {t}{base}", rule.operator.as_str());
+        out.message = format!("{v} is not {} {t}{base}", rule.operator.as_str());
         return out;
     }
     let since = prev.breaching_since.filter(|s| *s <= now).unwrap_or(now);
