@@ -542,6 +542,22 @@ async fn short_breaches_no_data_and_bad_input_never_roll_back() {
     );
     assert!(p.pointer("/status/rules").is_none(), "{p}");
 
+    // The example's seed rules are valid PromQL for a real Prometheus.
+    let client = mooring_controller::prometheus::PromClient::new(&prom.url()).expect("client");
+    let seed =
+        include_str!("../../../../examples/ml-platform/rollback/production/model-serving.yaml");
+    let seed = mooring_core::yaml::parse_one(seed).expect("yaml");
+    for r in seed["spec"]["rules"].as_array().expect("rules") {
+        for q in [r.pointer("/query"), r.pointer("/baseline/query")]
+            .into_iter()
+            .flatten()
+        {
+            let q = q.as_str().expect("query");
+            let got = client.query(q, Duration::from_secs(10)).await;
+            assert!(got.is_ok(), "{q}: {got:?}");
+        }
+    }
+
     // More evaluations: still nothing fired.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let p = get(&policies, "real").await;
@@ -623,6 +639,127 @@ async fn notify_fires_once_per_breach_across_a_controller_restart() {
     assert!(
         a.pointer("/metadata/annotations/mooring.dev~1auto-sync-suspended")
             .is_none(),
+        "{a}"
+    );
+    drop(prom);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breach_during_a_rollout_aborts_it() {
+    let repo = Repo::new();
+    repo.write("apps/model/deployment.yaml", &deployment("0.2"));
+    repo.write(
+        "apps/model/rollout.yaml",
+        "apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: model-rollout}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: model-canary}}
+  template:
+    metadata: {labels: {app: model-canary}}
+    spec: {containers: [{name: server, image: registry.local/model:2}]}
+  strategy: {canary: {steps: [{setWeight: 10}, {pause: {}}]}}
+",
+    );
+    let rev = repo.commit("a canary in progress");
+    let (cluster, e) = env_with_cluster().await;
+    // Argo Rollouts' CRD (kept open: only the fields this test touches matter).
+    let crds: Api<DynamicObject> = Api::all_with(
+        e.client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
+    );
+    let crd: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "rollouts.argoproj.io"},
+        "spec": {"group": "argoproj.io", "scope": "Namespaced",
+                 "names": {"kind": "Rollout", "plural": "rollouts", "singular": "rollout", "listKind": "RolloutList"},
+                 "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                               "subresources": {"status": {}},
+                               "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+    }))
+    .expect("crd");
+    // Already served when the build includes Argo Rollouts' CRDs: that one is fine too.
+    let _ = crds.create(&PostParams::default(), &crd).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let prom = start_prometheus(&cluster, dir.path()).await;
+    let apps = apps(&e.client);
+    create(&apps, application(&repo.url())).await;
+    eventually(90, "the Rollout deployed", || {
+        let apps = apps.clone();
+        let rev = rev.clone();
+        async move {
+            let a = get(&apps, "model").await;
+            let has = a
+                .pointer("/status/resources")
+                .and_then(Value::as_array)
+                .is_some_and(|r| r.iter().any(|r| r["kind"] == "Rollout"));
+            (has && field(&a, "/status/sync/revision") == rev).then_some(())
+        }
+    })
+    .await;
+    let rollouts: Api<DynamicObject> = Api::namespaced_with(
+        e.client.clone(),
+        "ml-serving",
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Rollout"),
+            "rollouts",
+        ),
+    );
+    // Mid-update, as the rollout controller reports it.
+    rollouts
+        .patch_status(
+            "model-rollout",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"status": {"currentPodHash": "new", "stableRS": "old", "phase": "Paused"}}),
+            ),
+        )
+        .await
+        .expect("rollout status");
+    let policies = policies(&e.client);
+    create(
+        &policies,
+        json!({
+            "apiVersion": "mooring.dev/v1alpha1", "kind": "RollbackPolicy",
+            "metadata": {"name": "canary-slo", "namespace": "default"},
+            "spec": {
+                "applications": {"names": ["model"]},
+                "prometheus": {"address": prom.url()},
+                "interval": "1s",
+                "rules": [{"name": "error_rate", "query": ERROR_RATE,
+                           "threshold": {"operator": ">", "value": 0.05},
+                           "for": "1s", "action": "automatic_rollback"}],
+            }
+        }),
+    )
+    .await;
+    let p = eventually(90, "the Rollout aborted", || {
+        let policies = policies.clone();
+        async move {
+            let p = get(&policies, "canary-slo").await;
+            (field(&p, "/status/applications/0/lastRollback/mode") == "abortRollout").then_some(p)
+        }
+    })
+    .await;
+    assert!(
+        field(&p, "/status/applications/0/lastRollback/message").contains("model-rollout"),
+        "{p}"
+    );
+    let r = get(&rollouts, "model-rollout").await;
+    assert_eq!(r.pointer("/status/abort"), Some(&json!(true)), "{r}");
+    let a = get(&apps, "model").await;
+    assert!(
+        field(&a, "/metadata/annotations/mooring.dev~1auto-sync-suspended").contains("canary-slo"),
+        "{a}"
+    );
+    // Aborting is the rollback: no sync to another revision was requested (the app's own
+    // first sync may still be waiting for the Rollout's health).
+    assert!(
+        !field(&a, "/operation/initiatedBy/username").starts_with("rollback-policy"),
         "{a}"
     );
     drop(prom);
