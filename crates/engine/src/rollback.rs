@@ -745,7 +745,8 @@ mod tests {
         };
         assert!(spec(&|_| {}).is_ok());
         assert_eq!(spec(&|_| {}).expect("ok").interval, DEFAULT_INTERVAL);
-        let bad: [(&dyn Fn(&mut RollbackPolicySpec), &str); 6] = [
+        type Edit<'a> = &'a dyn Fn(&mut RollbackPolicySpec);
+        let bad: [(Edit, &str); 6] = [
             (&|s| s.rules.clear(), "rules is empty"),
             (&|s| s.rules.push(good.clone()), "two rules"),
             (&|s| s.interval = Some("0s".into()), "shorter"),
