@@ -7,6 +7,11 @@
 //! `https://git.example.com/ml-platform/platform.git`); `up` maps every such URL to the
 //! local repository (git's `insteadOf`), so the manifests work unchanged.
 //!
+//! When the `prometheus` binary is on PATH (Debian: `apt-get install prometheus`), a real
+//! Prometheus is started too, scraping the simulated pod metrics of every embedded
+//! cluster; the controller's analysis and RollbackPolicies query it. Without it, `up`
+//! says how to install it and carries on.
+//!
 //! With `--clusters`, the ApplicationSets in `REPO/applicationsets/` are registered too:
 //! their clusters generators have a labelled fleet to select (for the example,
 //! `--clusters 'prod-us-east:environment=production,workload-type=inference;…'`).
@@ -17,6 +22,9 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+
+/// How often `up`'s Prometheus scrapes the embedded clusters.
+const PROMETHEUS_SCRAPE: Duration = Duration::from_secs(5);
 
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
@@ -348,6 +356,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         )
         .await
         .context("recording settings in the mooring-cm ConfigMap")?;
+    // Real Prometheus, when installed, scraping every embedded cluster's simulated pods:
+    // the controller (analysis, RollbackPolicies) queries it. Its port is chosen now so
+    // the controller knows the address; it starts once every cluster is up.
+    let prometheus_binary = mooring_controller::prometheus::LocalPrometheus::find_binary();
+    let prometheus_listen = match &prometheus_binary {
+        Some(_) => Some(
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .context("choosing a port for Prometheus")?,
+        ),
+        None => None,
+    };
     let controller = mooring_controller::Controller::start(
         client.clone(),
         mooring_controller::ControllerOptions {
@@ -355,6 +375,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             poll: Duration::from_secs(args.poll.max(1)),
             repo_aliases: aliases,
             health_dir: args.health_dir.clone(),
+            prometheus_address: prometheus_listen.map(|a| format!("http://{a}")),
             ..Default::default()
         },
     )
@@ -419,6 +440,29 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         fleet.push(c);
     }
 
+    let prometheus = match (prometheus_binary, prometheus_listen) {
+        (Some(binary), Some(listen)) => {
+            let urls = std::iter::once(cluster.url())
+                .chain(fleet.iter().map(|c| c.url()))
+                .collect();
+            let started = mooring_controller::prometheus::LocalPrometheus::start(
+                mooring_controller::prometheus::LocalPrometheusOptions {
+                    binary: Some(binary),
+                    data_dir: args.data_dir.join("prometheus"),
+                    listen: Some(listen),
+                    scrape_interval: PROMETHEUS_SCRAPE,
+                    cluster_urls: urls,
+                },
+            )
+            .await;
+            match started {
+                Ok(p) => Ok(p),
+                Err(e) => Err(format!("not started: {e}")),
+            }
+        }
+        _ => Err("not found on PATH: install it (`apt-get install prometheus`) for metric analysis and rollback triggers".to_string()),
+    };
+
     let mut names = Vec::new();
     for app in top_level_applications(&repo)? {
         names.push(apply(&client, &mooring_controller::application_resource(), &app).await?);
@@ -454,6 +498,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             c.url(),
             labels.join(",")
         );
+    }
+    match &prometheus {
+        Ok(p) => println!(
+            "  prometheus  {} (scraping simulated pod metrics every {}s)",
+            p.url(),
+            PROMETHEUS_SCRAPE.as_secs()
+        ),
+        Err(e) => println!("  prometheus  {e}"),
     }
     println!("  api         http://{webhook_addr}/api/v1 (Authorization: Bearer <token>)");
     match &admin_token {
@@ -517,6 +569,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     drop(controller);
+    drop(prometheus);
     for c in fleet {
         c.stop();
     }

@@ -16,6 +16,7 @@ pub mod policy;
 pub mod project;
 pub mod prometheus;
 pub mod reconcile;
+pub mod rollback;
 pub mod rollout;
 pub mod rollout_traffic;
 
@@ -72,6 +73,9 @@ pub struct ControllerOptions {
     /// How often apps whose project sets `orphanedResources` are scanned for unmanaged
     /// objects in their destination namespace (`None`: never).
     pub orphan_scan: Option<Duration>,
+    /// The Prometheus that analysis and RollbackPolicies query when they name none
+    /// (`mooring up` sets its local one).
+    pub prometheus_address: Option<String>,
 }
 
 impl Default for ControllerOptions {
@@ -86,6 +90,7 @@ impl Default for ControllerOptions {
             repo_aliases: vec![],
             policy_audit: Some(Duration::from_secs(60)),
             orphan_scan: Some(Duration::from_secs(60)),
+            prometheus_address: None,
         }
     }
 }
@@ -573,6 +578,7 @@ impl Controller {
         tasks.push(tokio::spawn(policy::audit_loop(ctx.clone())));
         tasks.push(tokio::spawn(work(ctx.clone(), rx)));
         tasks.extend(appset::start(ctx.clone()));
+        tasks.extend(rollback::start(ctx.clone()));
         tasks.extend(rollout::start(mgmt.clone()));
         Ok(Controller { ctx, tasks })
     }

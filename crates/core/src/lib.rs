@@ -9,6 +9,7 @@ pub mod app;
 pub mod appset;
 pub mod cluster;
 pub mod project;
+pub mod rollback;
 pub mod rollout;
 pub mod yaml;
 

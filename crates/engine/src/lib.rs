@@ -10,6 +10,7 @@ pub mod health;
 pub mod lint;
 pub mod policy;
 pub mod project;
+pub mod rollback;
 pub mod rollout;
 pub mod schema;
 pub mod sync;

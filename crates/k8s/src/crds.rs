@@ -180,6 +180,7 @@ pub fn all() -> Vec<Value> {
         applicationset_crd(),
         app_project_crd(),
         constraint_template_crd(),
+        rollback_policy_crd(),
     ]
     .into_iter()
     .chain(argo_rollouts_crds())
@@ -429,6 +430,35 @@ pub fn constraint_crd(kind: &str) -> Value {
     })
 }
 
+/// Mooring's `RollbackPolicy` (`mooring.dev/v1alpha1`): automated rollback triggers
+/// (see `mooring_core::rollback`). Unlike Argo CD's kinds it has a status subresource:
+/// users own the spec, the controller owns the status.
+pub fn rollback_policy_crd() -> Value {
+    use mooring_core::rollback::{RollbackPolicySpec, RollbackPolicyStatus, GROUP, KIND, PLURAL};
+    let mut props = Map::new();
+    props.insert("apiVersion".into(), json!({"type": "string"}));
+    props.insert("kind".into(), json!({"type": "string"}));
+    props.insert("metadata".into(), json!({"type": "object"}));
+    props.insert("spec".into(), schema_of::<RollbackPolicySpec>());
+    props.insert("status".into(), schema_of::<RollbackPolicyStatus>());
+    let mut c = crd(
+        GROUP,
+        KIND,
+        PLURAL,
+        &["rbp"],
+        props,
+        json!([
+            {"name": "Rules", "type": "string", "jsonPath": ".status.rules[*].name"},
+            {"name": "State", "type": "string", "jsonPath": ".status.rules[*].state"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ]),
+    );
+    if let Some(v) = c.pointer_mut("/spec/versions/0") {
+        v["subresources"] = json!({"status": {}});
+    }
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,5 +594,23 @@ mod tests {
                 );
             }
         });
+    }
+
+    #[test]
+    fn rollback_policy_crd_has_a_status_subresource_and_typed_rules() {
+        let c = rollback_policy_crd();
+        assert_eq!(c["metadata"]["name"], "rollbackpolicies.mooring.dev");
+        assert_eq!(
+            c["spec"]["versions"][0]["subresources"],
+            json!({"status": {}})
+        );
+        let spec = &c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let rule = &spec["properties"]["rules"]["items"]["properties"];
+        assert_eq!(rule["for"]["type"], "string");
+        assert_eq!(rule["threshold"]["properties"]["ratio"]["type"], "number");
+        assert!(rule["action"]["enum"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("create_incident_and_rollback"))));
+        walk(&c, &mut |o| assert!(!o.contains_key("$ref"), "{o:?}"));
     }
 }

@@ -6,5 +6,6 @@ mod gitops;
 mod operations;
 mod policy;
 mod projects;
+mod rollback;
 mod rollouts;
 mod support;

@@ -1,0 +1,893 @@
+//! Automated rollback triggers: the `RollbackPolicy` loop.
+//!
+//! Every policy (see `mooring_core::rollback` for the YAML and `mooring_engine::rollback`
+//! for the rule semantics) is evaluated on its interval against Prometheus
+//! (`spec.prometheus.address`, else the controller's `prometheus_address`). The loop is
+//! the only writer of the policy's `status`, and everything it must remember lives there:
+//! each rule's breach timing and firing, and each guarded Application's recently healthy
+//! revisions. A restarted controller therefore continues a breach in progress and never
+//! fires twice for the same breach: the firing is written to `status` *before* any action
+//! runs (at most once, like an alert notification that is not re-sent).
+//!
+//! When a rule fires with a rolling-back action, for every guarded Application:
+//!
+//! 1. if the app has an active Argo Rollouts `Rollout` (mid-update: `currentPodHash`
+//!    differs from `stableRS`, or phase Progressing/Paused), the Rollout is aborted by
+//!    setting `status.abort` — the rollout controller returns traffic to the stable
+//!    version;
+//! 2. otherwise the app is synced (an `operation.sync.revision`, as `mooring app rollback`
+//!    does) to the newest revision it was seen Synced and Healthy at while no rule
+//!    breached, other than the one deployed now; with no such revision, nothing is synced
+//!    and the policy status says so;
+//! 3. automated sync is suspended with the annotation `mooring.dev/auto-sync-suspended`
+//!    (which the automated-sync decision honours) and an `AutoSyncSuspended` condition on
+//!    the Application naming the policy, rule, value and threshold, so Git does not
+//!    re-apply the bad version at once. Removing the annotation resumes automated sync
+//!    (the loop then removes the condition).
+//!
+//! Every firing records a Kubernetes Event on the Application. `create_incident_and_rollback`
+//! and `notify` also POST one JSON incident to `spec.incident.webhook` (retried with
+//! backoff on 5xx and connection errors, in the background so the loop never waits on it).
+
+use crate::prometheus::{PromClient, PromValue};
+use crate::reconcile::now;
+use crate::{Context, ControllerError};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use mooring_core::app::{Application, ApplicationCondition, HealthStatusCode, SyncStatusCode};
+use mooring_core::rollback::{
+    ApplicationRollbackStatus, PolicyCondition, RollbackPolicy, RollbackPolicyStatus,
+    RollbackRecord, RuleStatus, WebhookSpec, GROUP, KIND, PLURAL, SUSPENDED_CONDITION,
+    SUSPEND_ANNOTATION, VERSION,
+};
+use mooring_core::ResourceKey;
+use mooring_engine::rollback::{
+    self as engine, format_time, parse_time, BreachState, Evaluation, Measurement, Outcome, Rule,
+};
+use mooring_k8s::kube;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How often the loop looks for due policies.
+const TICK: Duration = Duration::from_millis(250);
+/// Longest a query may take (shorter when the policy's interval is).
+const MAX_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Incident webhook attempts (first try included) and the first backoff.
+const WEBHOOK_ATTEMPTS: u32 = 6;
+const WEBHOOK_BACKOFF: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RollbackError {
+    #[error("RollbackPolicy {policy}: {message}")]
+    Write { policy: String, message: String },
+    #[error("Application {app}: {message}")]
+    App { app: String, message: String },
+}
+
+/// `mooring.dev/v1alpha1` `RollbackPolicy`.
+pub fn rollback_policy_resource() -> ApiResource {
+    ApiResource {
+        group: GROUP.into(),
+        version: VERSION.into(),
+        api_version: format!("{GROUP}/{VERSION}"),
+        kind: KIND.into(),
+        plural: PLURAL.into(),
+    }
+}
+
+/// Argo Rollouts' `Rollout`.
+fn rollout_resource() -> ApiResource {
+    ApiResource {
+        group: "argoproj.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "Rollout".into(),
+        plural: "rollouts".into(),
+    }
+}
+
+/// Start the RollbackPolicy loop.
+pub fn start(ctx: Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
+    vec![tokio::spawn(run(ctx))]
+}
+
+async fn run(ctx: Arc<Context>) {
+    let api: Api<DynamicObject> =
+        Api::all_with(ctx.management.client().clone(), &rollback_policy_resource());
+    // When each policy (namespace/name) was last evaluated.
+    let mut last: HashMap<String, Instant> = HashMap::new();
+    loop {
+        tokio::time::sleep(TICK).await;
+        let list = match api.list(&Default::default()).await {
+            Ok(l) => l.items,
+            Err(e) => {
+                tracing::debug!("listing RollbackPolicies: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let mut due = Vec::new();
+        for o in list {
+            let key = format!(
+                "{}/{}",
+                o.metadata.namespace.as_deref().unwrap_or_default(),
+                o.metadata.name.as_deref().unwrap_or_default()
+            );
+            let policy = serde_json::to_value(&o)
+                .and_then(serde_json::from_value::<RollbackPolicy>)
+                .map_err(|e| e.to_string());
+            let interval = match &policy {
+                Ok(p) => engine::compile(&p.spec)
+                    .map(|c| c.interval)
+                    .unwrap_or(engine::DEFAULT_INTERVAL),
+                Err(_) => engine::DEFAULT_INTERVAL,
+            };
+            if last.get(&key).is_some_and(|t| t.elapsed() < interval) {
+                continue;
+            }
+            last.insert(key.clone(), Instant::now());
+            due.push((key, o, policy));
+        }
+        let runs = due.into_iter().map(|(key, obj, policy)| {
+            let ctx = ctx.clone();
+            async move {
+                let result = match policy {
+                    Ok(p) => evaluate_policy(&ctx, &p).await,
+                    Err(e) => write_invalid(&ctx, &obj, &format!("spec does not parse: {e}")).await,
+                };
+                if let Err(e) = result {
+                    tracing::warn!("rollback policy {key}: {e}");
+                }
+            }
+        });
+        futures::future::join_all(runs).await;
+    }
+}
+
+fn policy_api(ctx: &Context, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        ctx.management.client().clone(),
+        ns,
+        &rollback_policy_resource(),
+    )
+}
+
+async fn write_status(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    status: &RollbackPolicyStatus,
+) -> Result<(), RollbackError> {
+    policy_api(ctx, ns)
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| RollbackError::Write {
+            policy: format!("{ns}/{name}"),
+            message: e.to_string(),
+        })
+}
+
+fn ready(ok: bool, message: String, prev: &RollbackPolicyStatus) -> PolicyCondition {
+    let status = if ok { "True" } else { "False" };
+    let since = prev
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == status)
+        .and_then(|c| c.last_transition_time.clone())
+        .unwrap_or_else(now);
+    PolicyCondition {
+        type_: "Ready".into(),
+        status: status.into(),
+        message,
+        last_transition_time: Some(since),
+    }
+}
+
+/// A policy whose object does not even parse: say so in its status.
+async fn write_invalid(
+    ctx: &Context,
+    obj: &DynamicObject,
+    message: &str,
+) -> Result<(), RollbackError> {
+    let prev: RollbackPolicyStatus = obj
+        .data
+        .get("status")
+        .cloned()
+        .and_then(|s| serde_json::from_value(s).ok())
+        .unwrap_or_default();
+    if prev.conditions.iter().any(|c| c.message == message) {
+        return Ok(());
+    }
+    let status = RollbackPolicyStatus {
+        conditions: vec![ready(false, message.to_string(), &prev)],
+        ..prev
+    };
+    write_status(
+        ctx,
+        obj.metadata.namespace.as_deref().unwrap_or_default(),
+        obj.metadata.name.as_deref().unwrap_or_default(),
+        &status,
+    )
+    .await
+}
+
+/// Turn a Prometheus answer into one measurement.
+fn measurement(r: Result<PromValue, crate::prometheus::PromError>) -> Measurement {
+    match r {
+        Ok(PromValue::Vector(samples)) => {
+            engine::reduce(&samples.iter().map(|s| s.value).collect::<Vec<_>>())
+        }
+        Ok(PromValue::Scalar(v)) => engine::reduce(&[v]),
+        Ok(PromValue::String(s)) => {
+            Measurement::Error(format!("the query returned a string ({s:?}), not a number"))
+        }
+        Ok(PromValue::Matrix(_)) => Measurement::Error(
+            "the query returned a range vector; use an instant query (e.g. rate(…[5m]))".into(),
+        ),
+        Err(e) => Measurement::Error(e.to_string()),
+    }
+}
+
+/// The applications a policy guards (same namespace).
+async fn guarded_apps(ctx: &Context, p: &RollbackPolicy) -> Vec<Application> {
+    crate::all_apps(ctx)
+        .await
+        .into_iter()
+        .filter(|a| a.namespace() == p.namespace())
+        .filter(|a| {
+            let labels: BTreeMap<String, String> = a
+                .metadata
+                .get("labels")
+                .cloned()
+                .and_then(|l| serde_json::from_value(l).ok())
+                .unwrap_or_default();
+            p.spec.applications.matches(a.name(), &labels)
+        })
+        .collect()
+}
+
+/// The revision deployed now: the last successful sync's, else the compared one.
+fn deployed_revision(app: &Application) -> Option<String> {
+    let st = app.status.as_ref()?;
+    st.history
+        .last()
+        .map(|h| h.revision.clone())
+        .or_else(|| st.sync.revision.clone())
+        .filter(|r| !r.is_empty())
+}
+
+fn operation_running(app: &Application) -> bool {
+    app.operation.is_some()
+        || app
+            .status
+            .as_ref()
+            .and_then(|s| s.operation_state.as_ref())
+            .and_then(|o| o.get("phase"))
+            .and_then(Value::as_str)
+            == Some("Running")
+}
+
+async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), RollbackError> {
+    let (ns, name) = (p.namespace().to_string(), p.name().to_string());
+    let prev = p.status.clone().unwrap_or_default();
+    let generation = p.metadata.get("generation").and_then(Value::as_i64);
+    let policy = match engine::compile(&p.spec) {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = e.to_string();
+            if prev.conditions.iter().any(|c| c.message == msg) {
+                return Ok(());
+            }
+            let status = RollbackPolicyStatus {
+                observed_generation: generation,
+                conditions: vec![ready(false, msg, &prev)],
+                ..prev
+            };
+            return write_status(ctx, &ns, &name, &status).await;
+        }
+    };
+    let address = p
+        .spec
+        .prometheus
+        .as_ref()
+        .map(|x| x.address.clone())
+        .or_else(|| ctx.options.prometheus_address.clone());
+    let client = match address.as_deref().map(PromClient::new) {
+        Some(Ok(c)) => Ok(c),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err(
+            "no Prometheus address: set spec.prometheus.address (or start the controller with one)"
+                .to_string(),
+        ),
+    };
+    let timeout = policy.interval.min(MAX_QUERY_TIMEOUT);
+    let now_t = SystemTime::now();
+    let mut rules = Vec::with_capacity(policy.rules.len());
+    let mut evaluations = Vec::with_capacity(policy.rules.len());
+    for rule in &policy.rules {
+        let old = prev.rules.iter().find(|r| r.name == rule.name);
+        let state = BreachState {
+            breaching_since: parse_time(old.and_then(|r| r.breaching_since.as_deref())),
+            fired_at: parse_time(old.and_then(|r| r.fired_at.as_deref())),
+        };
+        let (value, baseline) = match &client {
+            Ok(c) => {
+                let v = measurement(c.query(&rule.query, timeout).await);
+                let b = match &rule.baseline_query {
+                    Some(q) => Some(measurement(c.query(q, timeout).await)),
+                    None => None,
+                };
+                (v, b)
+            }
+            Err(e) => (Measurement::Error(e.clone()), None),
+        };
+        let e = engine::evaluate(rule, state, &value, baseline.as_ref(), now_t);
+        rules.push(RuleStatus {
+            name: rule.name.clone(),
+            value: e.value,
+            baseline: e.baseline,
+            threshold: e.threshold,
+            breaching_since: e.state.breaching_since.map(format_time),
+            fired_at: e.state.fired_at.map(format_time),
+            last_evaluated: Some(format_time(now_t)),
+            state: e.outcome.state().into(),
+            message: e.message.clone(),
+        });
+        evaluations.push(e);
+    }
+    let breaching = evaluations.iter().any(|e| {
+        matches!(
+            e.outcome,
+            Outcome::Pending { .. } | Outcome::Fire | Outcome::Firing
+        )
+    });
+    let errors: Vec<String> = policy
+        .rules
+        .iter()
+        .zip(&evaluations)
+        .filter(|(_, e)| e.outcome == Outcome::Error)
+        .map(|(r, e)| format!("{}: {}", r.name, e.message))
+        .collect();
+    let apps = guarded_apps(ctx, p).await;
+    // Per-app memory: healthy revisions seen while nothing breached.
+    let mut app_status: Vec<ApplicationRollbackStatus> = apps
+        .iter()
+        .map(|a| {
+            let mut s = prev
+                .applications
+                .iter()
+                .find(|x| x.name == a.name())
+                .cloned()
+                .unwrap_or_else(|| ApplicationRollbackStatus {
+                    name: a.name().to_string(),
+                    ..Default::default()
+                });
+            let st = a.status.as_ref();
+            let healthy = st.is_some_and(|s| {
+                s.sync.status == SyncStatusCode::Synced
+                    && s.health.status == HealthStatusCode::Healthy
+            });
+            if healthy && !breaching && !operation_running(a) {
+                if let Some(rev) = st.and_then(|s| s.sync.revision.as_deref()) {
+                    engine::record_healthy(&mut s.healthy_revisions, rev);
+                }
+            }
+            s
+        })
+        .collect();
+    let fired: Vec<(&Rule, &Evaluation)> = policy
+        .rules
+        .iter()
+        .zip(&evaluations)
+        .filter(|(_, e)| e.outcome == Outcome::Fire)
+        .collect();
+    let mut conditions = vec![match (&client, errors.is_empty()) {
+        (Err(e), _) => ready(false, e.clone(), &prev),
+        (Ok(_), false) => ready(false, errors.join("; "), &prev),
+        (Ok(c), true) => ready(
+            true,
+            format!(
+                "{} rule(s) evaluated against {} for {} application(s)",
+                policy.rules.len(),
+                c.address(),
+                apps.len()
+            ),
+            &prev,
+        ),
+    }];
+    conditions.extend(
+        prev.conditions
+            .iter()
+            .filter(|c| c.type_ != "Ready")
+            .cloned(),
+    );
+    let mut status = RollbackPolicyStatus {
+        observed_generation: generation,
+        conditions,
+        rules,
+        applications: app_status.clone(),
+    };
+    // The firing is recorded before anything is done: a crash after this point loses
+    // the action, but an action never runs twice for one breach.
+    write_status(ctx, &ns, &name, &status).await?;
+    if fired.is_empty() {
+        sync_suspension_conditions(ctx, &apps, p).await;
+        return Ok(());
+    }
+    // One rollback per app per evaluation, even when several rules fire at once.
+    let mut rolled_back = std::collections::BTreeSet::new();
+    for (rule, e) in fired {
+        for (app, s) in apps.iter().zip(app_status.iter_mut()) {
+            let first = rolled_back.insert(app.name().to_string());
+            let record = if rule.action.rolls_back() && first {
+                match roll_back(ctx, p, app, rule, e, s).await {
+                    Ok(r) => r,
+                    Err(err) => RollbackRecord {
+                        rule: rule.name.clone(),
+                        at: now(),
+                        mode: "failed".into(),
+                        from_revision: deployed_revision(app),
+                        to_revision: None,
+                        message: err.to_string(),
+                    },
+                }
+            } else {
+                RollbackRecord {
+                    rule: rule.name.clone(),
+                    at: now(),
+                    mode: "none".into(),
+                    from_revision: deployed_revision(app),
+                    to_revision: None,
+                    message: if rule.action.rolls_back() {
+                        "rolled back by another rule of this evaluation".into()
+                    } else {
+                        "notify only".into()
+                    },
+                }
+            };
+            if record.mode == "none" && rule.action.rolls_back() && first {
+                status.conditions.retain(|c| c.type_ != "RollbackFailed");
+                status.conditions.push(PolicyCondition {
+                    type_: "RollbackFailed".into(),
+                    status: "True".into(),
+                    message: format!("{}: {}", app.name(), record.message),
+                    last_transition_time: Some(now()),
+                });
+            }
+            emit_event(ctx, p, app, rule, e, &record).await;
+            if rule.action.creates_incident() {
+                if let Some(w) = p.spec.incident.as_ref().and_then(|i| i.webhook.clone()) {
+                    let body = incident(p, app, rule, e, &record);
+                    tokio::spawn(post_incident(w, body));
+                }
+            }
+            if rule.action.rolls_back() && first {
+                s.last_rollback = Some(record);
+            }
+        }
+    }
+    status.applications = app_status;
+    write_status(ctx, &ns, &name, &status).await
+}
+
+/// Why a rule fired, in one sentence.
+fn breach_text(rule: &Rule, e: &Evaluation) -> String {
+    let value = e.value.map(|v| v.to_string()).unwrap_or_default();
+    let threshold = e.threshold.map(|v| v.to_string()).unwrap_or_default();
+    let baseline = e
+        .baseline
+        .map(|b| format!(", baseline {b}"))
+        .unwrap_or_default();
+    format!(
+        "rule {} ({}): value {value} against threshold {threshold}{baseline}",
+        rule.name,
+        rule.describe()
+    )
+}
+
+/// Roll one Application back and suspend its automated sync.
+async fn roll_back(
+    ctx: &Context,
+    p: &RollbackPolicy,
+    app: &Application,
+    rule: &Rule,
+    e: &Evaluation,
+    s: &mut ApplicationRollbackStatus,
+) -> Result<RollbackRecord, RollbackError> {
+    let app_err = |message: String| RollbackError::App {
+        app: format!("{}/{}", app.namespace(), app.name()),
+        message,
+    };
+    let from = deployed_revision(app);
+    let mut record = RollbackRecord {
+        rule: rule.name.clone(),
+        at: now(),
+        mode: "none".into(),
+        from_revision: from.clone(),
+        to_revision: None,
+        message: String::new(),
+    };
+    if let Some(rollout) = active_rollout(ctx, app).await {
+        abort_rollout(ctx, app, &rollout).await.map_err(app_err)?;
+        record.mode = "abortRollout".into();
+        record.message = format!("aborted Rollout {}", rollout);
+    } else {
+        match engine::rollback_target(&s.healthy_revisions, from.as_deref()) {
+            Some(to) => {
+                let prune = app
+                    .spec
+                    .sync_policy
+                    .as_ref()
+                    .and_then(|sp| sp.automated.as_ref())
+                    .is_some_and(|a| a.prune);
+                let options = app
+                    .spec
+                    .sync_policy
+                    .as_ref()
+                    .map(|sp| sp.sync_options.clone())
+                    .unwrap_or_default();
+                let op = json!({
+                    "sync": {"revision": to, "prune": prune, "syncOptions": options},
+                    "initiatedBy": {"username": format!("rollback-policy:{}/{}", p.namespace(), p.name())},
+                });
+                crate::operation::request(ctx, app, op)
+                    .await
+                    .map_err(|e| app_err(e.to_string()))?;
+                record.mode = "syncRevision".into();
+                record.to_revision = Some(to.clone());
+                record.message = format!("syncing revision {to}");
+                // The bad revision is not a rollback target any more.
+                if let Some(f) = &from {
+                    s.healthy_revisions.retain(|r| r != f);
+                }
+            }
+            None => {
+                record.message = format!(
+                    "no earlier revision was seen Synced and Healthy (known: {:?}); nothing to roll back to",
+                    s.healthy_revisions
+                );
+                return Ok(record);
+            }
+        }
+    }
+    suspend(ctx, p, app, rule, e, &record)
+        .await
+        .map_err(|e| app_err(e.to_string()))?;
+    Ok(record)
+}
+
+fn suspension_message(
+    p: &RollbackPolicy,
+    app: &Application,
+    rule: &Rule,
+    e: &Evaluation,
+    r: &RollbackRecord,
+) -> String {
+    let what = match r.mode.as_str() {
+        "abortRollout" => r.message.clone(),
+        "syncRevision" => format!(
+            "rolled back from {} to {}",
+            r.from_revision.as_deref().unwrap_or("?"),
+            r.to_revision.as_deref().unwrap_or("?")
+        ),
+        _ => r.message.clone(),
+    };
+    format!(
+        "automated sync suspended by RollbackPolicy {}/{}: {}; {what}. Resume with `kubectl annotate application {} -n {} {SUSPEND_ANNOTATION}-`",
+        p.namespace(),
+        p.name(),
+        breach_text(rule, e),
+        app.name(),
+        app.namespace(),
+    )
+}
+
+async fn suspend(
+    ctx: &Context,
+    p: &RollbackPolicy,
+    app: &Application,
+    rule: &Rule,
+    e: &Evaluation,
+    r: &RollbackRecord,
+) -> Result<(), ControllerError> {
+    let message = suspension_message(p, app, rule, e, r);
+    let mut conds: Vec<ApplicationCondition> = app
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter())
+        .filter(|c| c.type_ != SUSPENDED_CONDITION)
+        .cloned()
+        .collect();
+    conds.push(ApplicationCondition {
+        type_: SUSPENDED_CONDITION.into(),
+        message: message.clone(),
+        last_transition_time: Some(now()),
+    });
+    let reason = format!(
+        "RollbackPolicy {}/{} rule {} at {}",
+        p.namespace(),
+        p.name(),
+        rule.name,
+        r.at
+    );
+    ctx.patch_app(
+        app,
+        json!({
+            "metadata": {"annotations": {SUSPEND_ANNOTATION: reason}},
+            "status": {"conditions": conds},
+        }),
+    )
+    .await
+}
+
+/// Keep the `AutoSyncSuspended` condition in line with the annotation: a reconcile that
+/// raced the suspension may have dropped the condition, and a user who removed the
+/// annotation has resumed automated sync.
+async fn sync_suspension_conditions(ctx: &Context, apps: &[Application], p: &RollbackPolicy) {
+    for app in apps {
+        let annotated = app
+            .metadata
+            .pointer("/annotations")
+            .and_then(|a| a.get(SUSPEND_ANNOTATION))
+            .and_then(Value::as_str);
+        let conds: Vec<ApplicationCondition> = app
+            .status
+            .iter()
+            .flat_map(|s| s.conditions.iter())
+            .cloned()
+            .collect();
+        let has = conds.iter().any(|c| c.type_ == SUSPENDED_CONDITION);
+        let patch = match annotated {
+            None if has => {
+                let rest: Vec<_> = conds
+                    .into_iter()
+                    .filter(|c| c.type_ != SUSPENDED_CONDITION)
+                    .collect();
+                json!({"status": {"conditions": rest}})
+            }
+            Some(reason)
+                if !has
+                    && reason.starts_with(&format!(
+                        "RollbackPolicy {}/{} ",
+                        p.namespace(),
+                        p.name()
+                    )) =>
+            {
+                let mut all = conds;
+                all.push(ApplicationCondition {
+                    type_: SUSPENDED_CONDITION.into(),
+                    message: format!(
+                        "automated sync suspended: {reason}. Resume with `kubectl annotate application {} -n {} {SUSPEND_ANNOTATION}-`",
+                        app.name(),
+                        app.namespace()
+                    ),
+                    last_transition_time: Some(now()),
+                });
+                json!({"status": {"conditions": all}})
+            }
+            _ => continue,
+        };
+        if let Err(e) = ctx.patch_app(app, patch).await {
+            tracing::warn!("updating {SUSPENDED_CONDITION} of {}: {e}", app.name());
+        }
+    }
+}
+
+/// The app's Rollout that is mid-update, if any.
+async fn active_rollout(ctx: &Context, app: &Application) -> Option<ResourceKey> {
+    let cluster = ctx.cluster_for(&app.spec.destination).ok()?;
+    let rollouts = app
+        .status
+        .iter()
+        .flat_map(|s| s.resources.iter())
+        .filter(|r| r.group == "argoproj.io" && r.kind == "Rollout");
+    for r in rollouts {
+        let key = ResourceKey::new(&r.group, &r.kind, &r.namespace, &r.name);
+        let live = match cluster.get("argoproj.io/v1alpha1", &key).await {
+            Ok(Some(l)) => l,
+            _ => continue,
+        };
+        let s = |p: &str| live.pointer(p).and_then(Value::as_str).unwrap_or_default();
+        let (current, stable) = (s("/status/currentPodHash"), s("/status/stableRS"));
+        let updating = !current.is_empty() && !stable.is_empty() && current != stable;
+        if updating || matches!(s("/status/phase"), "Progressing" | "Paused") {
+            return Some(key);
+        }
+    }
+    None
+}
+
+async fn abort_rollout(ctx: &Context, app: &Application, key: &ResourceKey) -> Result<(), String> {
+    let cluster = ctx
+        .cluster_for(&app.spec.destination)
+        .map_err(|e| e.to_string())?;
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        cluster.client().clone(),
+        &key.namespace,
+        &rollout_resource(),
+    );
+    let patch = Patch::Merge(json!({"status": {"abort": true}}));
+    match api
+        .patch_status(&key.name, &PatchParams::default(), &patch)
+        .await
+    {
+        Ok(_) => Ok(()),
+        // A Rollout CRD without the status subresource: the status is on the object.
+        Err(kube::Error::Api(s)) if s.code == 404 => api
+            .patch(&key.name, &PatchParams::default(), &patch)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("aborting {key}: {e}")),
+        Err(e) => Err(format!("aborting {key}: {e}")),
+    }
+}
+
+/// A Warning Event on the Application (the management cluster), as kubectl describes it.
+async fn emit_event(
+    ctx: &Context,
+    p: &RollbackPolicy,
+    app: &Application,
+    rule: &Rule,
+    e: &Evaluation,
+    r: &RollbackRecord,
+) {
+    let ts = now();
+    let reason = if rule.action.rolls_back() {
+        "RollbackTriggered"
+    } else {
+        "SLOBreach"
+    };
+    let message = format!(
+        "RollbackPolicy {}/{} {}: {}; {}",
+        p.namespace(),
+        p.name(),
+        rule.action.as_str(),
+        breach_text(rule, e),
+        if r.message.is_empty() {
+            r.mode.clone()
+        } else {
+            r.message.clone()
+        }
+    );
+    let event = json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": format!("{}.", app.name()), "namespace": app.namespace()},
+        "involvedObject": {
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "name": app.name(), "namespace": app.namespace(),
+            "uid": app.metadata.get("uid").cloned().unwrap_or(Value::Null),
+        },
+        "reason": reason,
+        "message": message,
+        "type": "Warning",
+        "source": {"component": "mooring-rollback"},
+        "reportingComponent": "mooring-rollback",
+        "firstTimestamp": ts, "lastTimestamp": ts, "count": 1,
+    });
+    if let Err(err) = ctx.management.create(&event).await {
+        tracing::warn!("event for {}: {err}", app.name());
+    }
+}
+
+/// The incident webhook's JSON body.
+pub fn incident(
+    p: &RollbackPolicy,
+    app: &Application,
+    rule: &Rule,
+    e: &Evaluation,
+    r: &RollbackRecord,
+) -> Value {
+    json!({
+        "kind": "MooringIncident",
+        "policy": {"namespace": p.namespace(), "name": p.name()},
+        "application": {"namespace": app.namespace(), "name": app.name()},
+        "rule": rule.name,
+        "query": rule.query,
+        "relation": rule.relation.describe(rule.operator),
+        "for": format!("{:?}", rule.for_),
+        "value": e.value,
+        "threshold": e.threshold,
+        "baseline": e.baseline,
+        "action": rule.action.as_str(),
+        "rollback": {
+            "mode": r.mode,
+            "fromRevision": r.from_revision,
+            "toRevision": r.to_revision,
+            "message": r.message,
+        },
+        "firedAt": e.state.fired_at.map(format_time),
+        "message": breach_text(rule, e),
+    })
+}
+
+/// POST the incident, retrying 5xx answers and connection errors with exponential backoff.
+/// Returns the final HTTP status (or the last error).
+pub async fn post_incident(w: WebhookSpec, body: Value) -> Result<u16, String> {
+    crate::prometheus::install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut backoff = WEBHOOK_BACKOFF;
+    let mut last = String::new();
+    for attempt in 1..=WEBHOOK_ATTEMPTS {
+        let mut req = client
+            .post(w.url.trim())
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        for h in &w.headers {
+            req = req.header(h.name.as_str(), h.value.as_str());
+        }
+        match req.send().await {
+            Ok(resp) if resp.status().is_server_error() => {
+                last = format!("HTTP {}", resp.status());
+            }
+            Ok(resp) => {
+                let code = resp.status().as_u16();
+                if !resp.status().is_success() {
+                    tracing::warn!("incident webhook {} answered HTTP {code}", w.url);
+                }
+                return Ok(code);
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tracing::debug!(
+            "incident webhook {} attempt {attempt}: {last}; retrying",
+            w.url
+        );
+        if attempt < WEBHOOK_ATTEMPTS {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+    tracing::warn!(
+        "incident webhook {} failed after {WEBHOOK_ATTEMPTS} attempts: {last}",
+        w.url
+    );
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prometheus::{PromError, Sample};
+
+    #[test]
+    fn prometheus_answers_reduce_to_one_measurement() {
+        let sample = |v| Sample {
+            labels: Default::default(),
+            value: v,
+        };
+        assert_eq!(
+            measurement(Ok(PromValue::Vector(vec![sample(0.2)]))),
+            Measurement::Value(0.2)
+        );
+        assert!(matches!(
+            measurement(Ok(PromValue::Vector(vec![]))),
+            Measurement::NoData(_)
+        ));
+        assert!(matches!(
+            measurement(Ok(PromValue::Scalar(f64::NAN))),
+            Measurement::NoData(_)
+        ));
+        assert!(matches!(
+            measurement(Ok(PromValue::Vector(vec![sample(1.0), sample(2.0)]))),
+            Measurement::Error(_)
+        ));
+        assert!(matches!(
+            measurement(Ok(PromValue::String("x".into()))),
+            Measurement::Error(_)
+        ));
+        assert!(matches!(
+            measurement(Err(PromError::Timeout(Duration::from_secs(1)))),
+            Measurement::Error(m) if m.contains("timed out")
+        ));
+    }
+}

@@ -1,0 +1,766 @@
+//! RollbackPolicy end to end: a Git repository, the embedded cluster with simulated pod
+//! metrics, a real Prometheus scraping them, the controller, and a test HTTP server that
+//! receives incident webhooks.
+
+use crate::support::{env_with_cluster, eventually, field, Env, Repo};
+use mooring_apiserver::Cluster;
+use mooring_controller::prometheus::{LocalPrometheus, LocalPrometheusOptions};
+use mooring_k8s::kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use mooring_k8s::kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn deployment(error_rate: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: model-server
+  labels: {{app: model-server}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: model-server}}}}
+  template:
+    metadata:
+      labels: {{app: model-server}}
+      annotations:
+        sim.mooring.dev/request-rate: \"50\"
+        sim.mooring.dev/error-rate: \"{error_rate}\"
+    spec:
+      containers:
+      - name: server
+        image: registry.local/model:{error_rate}
+"
+    )
+}
+
+const ERROR_RATE: &str = "sum(rate(http_requests_total{namespace=\"ml-serving\",code=~\"5..\"}[10s])) / sum(rate(http_requests_total{namespace=\"ml-serving\"}[10s]))";
+
+fn application(repo: &str) -> Value {
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "model", "namespace": "default", "labels": {"tier": "serving"}},
+        "spec": {
+            "project": "default",
+            "source": {"repoURL": repo, "targetRevision": "main", "path": "apps/model"},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": "ml-serving"},
+            "syncPolicy": {"automated": {"prune": true, "selfHeal": true}, "syncOptions": ["CreateNamespace=true"]},
+        }
+    })
+}
+
+fn apps(client: &mooring_k8s::kube::Client) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        "default",
+        &mooring_controller::application_resource(),
+    )
+}
+
+fn policies(client: &mooring_k8s::kube::Client) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        "default",
+        &mooring_controller::rollback::rollback_policy_resource(),
+    )
+}
+
+async fn get(api: &Api<DynamicObject>, name: &str) -> Value {
+    serde_json::to_value(api.get(name).await.expect("get")).expect("json")
+}
+
+async fn create(api: &Api<DynamicObject>, v: Value) {
+    let o: DynamicObject = serde_json::from_value(v).expect("object");
+    api.create(&PostParams::default(), &o)
+        .await
+        .expect("create");
+}
+
+async fn start_prometheus(cluster: &Cluster, dir: &std::path::Path) -> LocalPrometheus {
+    LocalPrometheus::start(LocalPrometheusOptions {
+        binary: None,
+        data_dir: dir.to_path_buf(),
+        listen: None,
+        scrape_interval: Duration::from_secs(1),
+        cluster_urls: vec![cluster.url()],
+    })
+    .await
+    .expect("prometheus starts (Debian: apt-get install prometheus)")
+}
+
+async fn wait_synced_healthy(e: &Env, revision: &str) -> Value {
+    let apps = apps(&e.client);
+    eventually(90, &format!("model Synced+Healthy at {revision}"), || {
+        let apps = apps.clone();
+        async move {
+            let a = get(&apps, "model").await;
+            (field(&a, "/status/sync/status") == "Synced"
+                && field(&a, "/status/health/status") == "Healthy"
+                && field(&a, "/status/sync/revision") == revision)
+                .then_some(a)
+        }
+    })
+    .await
+}
+
+/// A tiny HTTP server on 127.0.0.1 recording POST bodies; the first `fail_first`
+/// requests get a 503 (to prove the webhook is retried).
+struct Hook {
+    port: u16,
+    /// (status answered, body).
+    seen: Arc<Mutex<Vec<(u16, Value)>>>,
+}
+
+impl Hook {
+    async fn start(fail_first: usize) -> Hook {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let seen: Arc<Mutex<Vec<(u16, Value)>>> = Arc::default();
+        let s = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let body = loop {
+                    let Ok(n) = sock.read(&mut chunk).await else {
+                        break None;
+                    };
+                    if n == 0 {
+                        break None;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len: usize = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse().ok())?
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            break Some(buf[end + 4..end + 4 + len].to_vec());
+                        }
+                    }
+                };
+                let Some(body) = body else { continue };
+                let code = {
+                    let mut seen = s.lock().expect("lock");
+                    let code = if seen.len() < fail_first { 503 } else { 200 };
+                    seen.push((code, serde_json::from_slice(&body).unwrap_or(Value::Null)));
+                    code
+                };
+                let reply = format!(
+                    "HTTP/1.1 {code} {}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    if code == 200 {
+                        "OK"
+                    } else {
+                        "Service Unavailable"
+                    }
+                );
+                let _ = sock.write_all(reply.as_bytes()).await;
+            }
+        });
+        Hook { port, seen }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/incidents", self.port)
+    }
+
+    fn delivered(&self) -> Vec<Value> {
+        self.seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(c, _)| *c == 200)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
+    let repo = Repo::new();
+    repo.write("apps/model/deployment.yaml", &deployment("0"));
+    let good = repo.commit("model v1: healthy");
+    let (cluster, e) = env_with_cluster().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let prom = start_prometheus(&cluster, dir.path()).await;
+    let hook = Hook::start(1).await;
+    let apps = apps(&e.client);
+    create(&apps, application(&repo.url())).await;
+    wait_synced_healthy(&e, &good).await;
+
+    let policies = policies(&e.client);
+    create(
+        &policies,
+        json!({
+            "apiVersion": "mooring.dev/v1alpha1", "kind": "RollbackPolicy",
+            "metadata": {"name": "serving-slo", "namespace": "default"},
+            "spec": {
+                "applications": {"selector": {"matchLabels": {"tier": "serving"}}},
+                "prometheus": {"address": prom.url()},
+                "interval": "1s",
+                "incident": {"webhook": {"url": hook.url(), "headers": [{"name": "X-Team", "value": "ml-platform"}]}},
+                "rules": [{
+                    "name": "error_rate", "query": ERROR_RATE,
+                    "threshold": {"operator": ">", "value": 0.05},
+                    "for": "3s", "action": "create_incident_and_rollback",
+                }],
+            }
+        }),
+    )
+    .await;
+    // The healthy revision is remembered while the rule is Ok.
+    eventually(60, "v1 recorded as healthy and the rule Ok", || {
+        let policies = policies.clone();
+        let good = good.clone();
+        async move {
+            let p = get(&policies, "serving-slo").await;
+            let healthy = p
+                .pointer("/status/applications/0/healthyRevisions")
+                .and_then(Value::as_array)
+                .is_some_and(|h| h.iter().any(|r| r == good.as_str()));
+            (healthy && field(&p, "/status/rules/0/state") == "Ok").then_some(())
+        }
+    })
+    .await;
+
+    // A bad version: 20 % errors.
+    repo.write("apps/model/deployment.yaml", &deployment("0.2"));
+    let bad = repo.commit("model v2: 20% errors");
+    apps.patch(
+        "model",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}}),
+        ),
+    )
+    .await
+    .expect("refresh");
+    // The policy fires once the breach has held for 3s, and rolls back to v1.
+    let p = eventually(120, "the rollback to v1", || {
+        let policies = policies.clone();
+        async move {
+            let p = get(&policies, "serving-slo").await;
+            (field(&p, "/status/applications/0/lastRollback/mode") == "syncRevision").then_some(p)
+        }
+    })
+    .await;
+    assert_eq!(
+        field(&p, "/status/applications/0/lastRollback/toRevision"),
+        good,
+        "{p}"
+    );
+    assert_eq!(
+        field(&p, "/status/applications/0/lastRollback/fromRevision"),
+        bad,
+        "{p}"
+    );
+    let a = eventually(90, "v1 deployed again", || {
+        let apps = apps.clone();
+        let good = good.clone();
+        async move {
+            let a = get(&apps, "model").await;
+            let last = a
+                .pointer("/status/history")
+                .and_then(Value::as_array)
+                .and_then(|h| h.last())
+                .map(|h| field(h, "/revision").to_string());
+            (last.as_deref() == Some(good.as_str())
+                && a.pointer("/operation").is_none_or(Value::is_null))
+            .then_some(a)
+        }
+    })
+    .await;
+    // Automated sync is suspended, and the app says why and how to resume.
+    assert!(
+        field(&a, "/metadata/annotations/mooring.dev~1auto-sync-suspended").contains("serving-slo"),
+        "{a}"
+    );
+    let cond = a
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|c| c.iter().find(|c| c["type"] == "AutoSyncSuspended"))
+        .cloned()
+        .unwrap_or_else(|| panic!("AutoSyncSuspended condition: {a}"));
+    let msg = field(&cond, "/message");
+    for want in [
+        "default/serving-slo",
+        "error_rate",
+        "0.05",
+        &good,
+        "auto-sync-suspended-",
+    ] {
+        assert!(msg.contains(want), "{msg} should mention {want}");
+    }
+    let deploy: Api<DynamicObject> = Api::namespaced_with(
+        e.client.clone(),
+        "ml-serving",
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apps", "v1", "Deployment"),
+            "deployments",
+        ),
+    );
+    let d = get(&deploy, "model-server").await;
+    assert_eq!(
+        field(
+            &d,
+            "/spec/template/metadata/annotations/sim.mooring.dev~1error-rate"
+        ),
+        "0"
+    );
+
+    // A new commit is not synced while suspended.
+    repo.write("apps/model/deployment.yaml", &deployment("0.3"));
+    let newer = repo.commit("model v3");
+    apps.patch(
+        "model",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}}),
+        ),
+    )
+    .await
+    .expect("refresh");
+    let a = eventually(60, "v3 seen but not synced", || {
+        let apps = apps.clone();
+        let newer = newer.clone();
+        async move {
+            let a = get(&apps, "model").await;
+            (field(&a, "/status/sync/revision") == newer
+                && field(&a, "/status/sync/status") == "OutOfSync")
+                .then_some(a)
+        }
+    })
+    .await;
+    assert!(a.pointer("/operation").is_none_or(Value::is_null), "{a}");
+    // Several more evaluations: still one incident (the first POST got a 503 and was
+    // retried), one Event, one rollback.
+    let delivered = eventually(60, "the incident webhook", || {
+        let d = hook.delivered();
+        async move { (!d.is_empty()).then_some(d) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let delivered_later = hook.delivered();
+    assert_eq!(delivered_later.len(), 1, "{delivered_later:?}");
+    let i = &delivered[0];
+    assert_eq!(i["rule"], "error_rate");
+    assert_eq!(i["application"]["name"], "model");
+    assert_eq!(i["action"], "create_incident_and_rollback");
+    assert_eq!(i["threshold"], 0.05);
+    assert!(i["value"].as_f64().is_some_and(|v| v > 0.05), "{i}");
+    assert_eq!(i["rollback"]["toRevision"], good.as_str());
+    assert_eq!(i["rollback"]["fromRevision"], bad.as_str());
+    assert!(hook.seen.lock().expect("lock")[0].0 == 503);
+    let a = get(&apps, "model").await;
+    let history = a["status"]["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        history
+            .iter()
+            .filter(|h| h["revision"] == newer.as_str())
+            .count(),
+        0,
+        "{a}"
+    );
+    let events: Api<DynamicObject> = Api::namespaced_with(
+        e.client.clone(),
+        "default",
+        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Event"), "events"),
+    );
+    let evs = events.list(&ListParams::default()).await.expect("events");
+    let fired: Vec<_> = evs
+        .items
+        .iter()
+        .filter(|e| e.data["reason"] == "RollbackTriggered")
+        .collect();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+
+    // Resuming: removing the annotation clears the condition and auto-sync takes v3.
+    apps.patch(
+        "model",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"mooring.dev/auto-sync-suspended": null}}}),
+        ),
+    )
+    .await
+    .expect("resume");
+    let a = wait_synced_healthy(&e, &newer).await;
+    let _ = a;
+    eventually(30, "the AutoSyncSuspended condition removed", || {
+        let apps = apps.clone();
+        async move {
+            let a = get(&apps, "model").await;
+            let has = a
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "AutoSyncSuspended"));
+            (!has).then_some(())
+        }
+    })
+    .await;
+    drop(prom);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_breaches_no_data_and_bad_input_never_roll_back() {
+    let repo = Repo::new();
+    repo.write("apps/model/deployment.yaml", &deployment("0"));
+    let good = repo.commit("v1");
+    repo.write("apps/model/deployment.yaml", &deployment("0.2"));
+    let bad = repo.commit("v2: bad from the start");
+    let _ = good;
+    let (cluster, e) = env_with_cluster().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let prom = start_prometheus(&cluster, dir.path()).await;
+    let hook = Hook::start(0).await;
+    let apps = apps(&e.client);
+    create(&apps, application(&repo.url())).await;
+    wait_synced_healthy(&e, &bad).await;
+    let policies = policies(&e.client);
+    let policy = |name: &str, address: &str, rules: Value| {
+        json!({
+            "apiVersion": "mooring.dev/v1alpha1", "kind": "RollbackPolicy",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "applications": {"names": ["model"]},
+                "prometheus": {"address": address},
+                "interval": "1s",
+                "incident": {"webhook": {"url": hook.url()}},
+                "rules": rules,
+            }
+        })
+    };
+    let rule = |name: &str, query: &str, op: &str, for_: &str| {
+        json!({"name": name, "query": query, "threshold": {"operator": op, "value": 0.05},
+               "for": for_, "action": "create_incident_and_rollback"})
+    };
+    create(
+        &policies,
+        policy(
+            "real",
+            &prom.url(),
+            json!([
+                rule("short", ERROR_RATE, ">", "1h"),
+                rule("nodata", "sum(rate(no_such_metric_total[10s]))", "<", "0s"),
+                rule("badquery", "sum(rate(http_requests_total[10s]", ">", "0s"),
+            ]),
+        ),
+    )
+    .await;
+    create(
+        &policies,
+        policy(
+            "unreachable",
+            "http://127.0.0.1:1",
+            json!([rule("any", "vector(1)", ">", "0s")]),
+        ),
+    )
+    .await;
+    create(
+        &policies,
+        policy(
+            "invalid",
+            &prom.url(),
+            json!([rule("relation", "vector(1)", "=>", "0s")]),
+        ),
+    )
+    .await;
+    // An unknown action: a cluster validating the CRD's enum rejects it; one that does
+    // not (the embedded one) stores it, and the controller reports it without acting.
+    let mut hostile = policy(
+        "hostile",
+        &prom.url(),
+        json!([rule("x", "vector(1)", ">", "0s")]),
+    );
+    hostile["spec"]["rules"][0]["action"] = json!("delete_everything");
+    let o: DynamicObject = serde_json::from_value(hostile).expect("object");
+    if policies.create(&PostParams::default(), &o).await.is_ok() {
+        let p = eventually(60, "the unknown action reported", || {
+            let policies = policies.clone();
+            async move {
+                let p = get(&policies, "hostile").await;
+                (field(&p, "/status/conditions/0/status") == "False").then_some(p)
+            }
+        })
+        .await;
+        assert!(
+            field(&p, "/status/conditions/0/message").contains("delete_everything"),
+            "{p}"
+        );
+    }
+
+    let p = eventually(90, "the breach pending, no data, a query error", || {
+        let policies = policies.clone();
+        async move {
+            let p = get(&policies, "real").await;
+            let state = |i: usize| field(&p, &format!("/status/rules/{i}/state")).to_string();
+            (state(0) == "Pending" && state(1) == "NoData" && state(2) == "Error").then_some(p)
+        }
+    })
+    .await;
+    assert!(
+        field(&p, "/status/rules/2/message").contains("parse error")
+            || field(&p, "/status/rules/2/message").contains("bad_data"),
+        "{p}"
+    );
+    assert_eq!(field(&p, "/status/conditions/0/status"), "False", "{p}");
+    let p = eventually(60, "Prometheus unreachable reported", || {
+        let policies = policies.clone();
+        async move {
+            let p = get(&policies, "unreachable").await;
+            (field(&p, "/status/rules/0/state") == "Error").then_some(p)
+        }
+    })
+    .await;
+    assert!(
+        field(&p, "/status/rules/0/message").contains("127.0.0.1:1"),
+        "{p}"
+    );
+    let p = eventually(60, "the invalid relation rejected", || {
+        let policies = policies.clone();
+        async move {
+            let p = get(&policies, "invalid").await;
+            (field(&p, "/status/conditions/0/status") == "False").then_some(p)
+        }
+    })
+    .await;
+    assert!(
+        field(&p, "/status/conditions/0/message").contains("operator \"=>\""),
+        "{p}"
+    );
+    assert!(p.pointer("/status/rules").is_none(), "{p}");
+
+    // The example's seed rules are valid PromQL for a real Prometheus.
+    let client = mooring_controller::prometheus::PromClient::new(&prom.url()).expect("client");
+    let seed =
+        include_str!("../../../../examples/ml-platform/rollback/production/model-serving.yaml");
+    let seed = mooring_core::yaml::parse_one(seed).expect("yaml");
+    for r in seed["spec"]["rules"].as_array().expect("rules") {
+        for q in [r.pointer("/query"), r.pointer("/baseline/query")]
+            .into_iter()
+            .flatten()
+        {
+            let q = q.as_str().expect("query");
+            let got = client.query(q, Duration::from_secs(10)).await;
+            assert!(got.is_ok(), "{q}: {got:?}");
+        }
+    }
+
+    // More evaluations: still nothing fired.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let p = get(&policies, "real").await;
+    assert_eq!(field(&p, "/status/rules/0/state"), "Pending", "{p}");
+    assert!(p.pointer("/status/rules/0/firedAt").is_none(), "{p}");
+    let a = get(&apps, "model").await;
+    assert!(
+        a.pointer("/metadata/annotations/mooring.dev~1auto-sync-suspended")
+            .is_none(),
+        "{a}"
+    );
+    assert_eq!(
+        a["status"]["history"].as_array().map(Vec::len),
+        Some(1),
+        "{a}"
+    );
+    assert!(hook.seen.lock().expect("lock").is_empty());
+    drop(prom);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_fires_once_per_breach_across_a_controller_restart() {
+    let repo = Repo::new();
+    repo.write("apps/model/deployment.yaml", &deployment("0.2"));
+    let bad = repo.commit("bad from the start");
+    let (cluster, e) = env_with_cluster().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let prom = start_prometheus(&cluster, dir.path()).await;
+    let hook = Hook::start(0).await;
+    let apps = apps(&e.client);
+    create(&apps, application(&repo.url())).await;
+    wait_synced_healthy(&e, &bad).await;
+    let policies = policies(&e.client);
+    create(
+        &policies,
+        json!({
+            "apiVersion": "mooring.dev/v1alpha1", "kind": "RollbackPolicy",
+            "metadata": {"name": "notify", "namespace": "default"},
+            "spec": {
+                "applications": {"names": ["model"]},
+                "prometheus": {"address": prom.url()},
+                "interval": "1s",
+                "incident": {"webhook": {"url": hook.url()}},
+                "rules": [{"name": "error_rate", "query": ERROR_RATE,
+                           "threshold": {"operator": ">", "value": 0.05},
+                           "for": "1s", "action": "notify"}],
+            }
+        }),
+    )
+    .await;
+    eventually(90, "the notification", || {
+        let d = hook.delivered();
+        async move { (!d.is_empty()).then_some(()) }
+    })
+    .await;
+    let fired = field(&get(&policies, "notify").await, "/status/rules/0/firedAt").to_string();
+    assert!(!fired.is_empty());
+    // A new controller reads the breach back from the status: it does not fire again.
+    drop(e);
+    let e = crate::support::controller_for(&cluster).await;
+    let api = self::policies(&e.client);
+    let before = field(&get(&api, "notify").await, "/status/rules/0/lastEvaluated").to_string();
+    eventually(60, "evaluations by the new controller", || {
+        let api = api.clone();
+        let before = before.clone();
+        async move {
+            let p = get(&api, "notify").await;
+            let last = field(&p, "/status/rules/0/lastEvaluated").to_string();
+            (last != before && field(&p, "/status/rules/0/state") == "Firing").then_some(())
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let p = get(&api, "notify").await;
+    assert_eq!(field(&p, "/status/rules/0/firedAt"), fired, "{p}");
+    assert_eq!(hook.delivered().len(), 1);
+    // Notify does not roll back or suspend.
+    let a = get(&apps, "model").await;
+    assert!(
+        a.pointer("/metadata/annotations/mooring.dev~1auto-sync-suspended")
+            .is_none(),
+        "{a}"
+    );
+    drop(prom);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breach_during_a_rollout_aborts_it() {
+    let repo = Repo::new();
+    repo.write("apps/model/deployment.yaml", &deployment("0.2"));
+    repo.write(
+        "apps/model/rollout.yaml",
+        "apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: model-rollout}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: model-canary}}
+  template:
+    metadata: {labels: {app: model-canary}}
+    spec: {containers: [{name: server, image: registry.local/model:2}]}
+  strategy: {canary: {steps: [{setWeight: 10}, {pause: {}}]}}
+",
+    );
+    let rev = repo.commit("a canary in progress");
+    let (cluster, e) = env_with_cluster().await;
+    // Argo Rollouts' CRD (kept open: only the fields this test touches matter).
+    let crds: Api<DynamicObject> = Api::all_with(
+        e.client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
+    );
+    let crd: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "rollouts.argoproj.io"},
+        "spec": {"group": "argoproj.io", "scope": "Namespaced",
+                 "names": {"kind": "Rollout", "plural": "rollouts", "singular": "rollout", "listKind": "RolloutList"},
+                 "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                               "subresources": {"status": {}},
+                               "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+    }))
+    .expect("crd");
+    // Already served when the build includes Argo Rollouts' CRDs: that one is fine too.
+    let _ = crds.create(&PostParams::default(), &crd).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let prom = start_prometheus(&cluster, dir.path()).await;
+    let apps = apps(&e.client);
+    create(&apps, application(&repo.url())).await;
+    eventually(90, "the Rollout deployed", || {
+        let apps = apps.clone();
+        let rev = rev.clone();
+        async move {
+            let a = get(&apps, "model").await;
+            let has = a
+                .pointer("/status/resources")
+                .and_then(Value::as_array)
+                .is_some_and(|r| r.iter().any(|r| r["kind"] == "Rollout"));
+            (has && field(&a, "/status/sync/revision") == rev).then_some(())
+        }
+    })
+    .await;
+    let rollouts: Api<DynamicObject> = Api::namespaced_with(
+        e.client.clone(),
+        "ml-serving",
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Rollout"),
+            "rollouts",
+        ),
+    );
+    // Mid-update, as the rollout controller reports it.
+    rollouts
+        .patch_status(
+            "model-rollout",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"status": {"currentPodHash": "new", "stableRS": "old", "phase": "Paused"}}),
+            ),
+        )
+        .await
+        .expect("rollout status");
+    let policies = policies(&e.client);
+    create(
+        &policies,
+        json!({
+            "apiVersion": "mooring.dev/v1alpha1", "kind": "RollbackPolicy",
+            "metadata": {"name": "canary-slo", "namespace": "default"},
+            "spec": {
+                "applications": {"names": ["model"]},
+                "prometheus": {"address": prom.url()},
+                "interval": "1s",
+                "rules": [{"name": "error_rate", "query": ERROR_RATE,
+                           "threshold": {"operator": ">", "value": 0.05},
+                           "for": "1s", "action": "automatic_rollback"}],
+            }
+        }),
+    )
+    .await;
+    let p = eventually(90, "the Rollout aborted", || {
+        let policies = policies.clone();
+        async move {
+            let p = get(&policies, "canary-slo").await;
+            (field(&p, "/status/applications/0/lastRollback/mode") == "abortRollout").then_some(p)
+        }
+    })
+    .await;
+    assert!(
+        field(&p, "/status/applications/0/lastRollback/message").contains("model-rollout"),
+        "{p}"
+    );
+    let r = get(&rollouts, "model-rollout").await;
+    assert_eq!(r.pointer("/status/abort"), Some(&json!(true)), "{r}");
+    let a = get(&apps, "model").await;
+    assert!(
+        field(&a, "/metadata/annotations/mooring.dev~1auto-sync-suspended").contains("canary-slo"),
+        "{a}"
+    );
+    // Aborting is the rollback: no sync to another revision was requested (the app's own
+    // first sync may still be waiting for the Rollout's health).
+    assert!(
+        !field(&a, "/operation/initiatedBy/username").starts_with("rollback-policy"),
+        "{a}"
+    );
+    drop(prom);
+}
