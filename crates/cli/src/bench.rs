@@ -37,9 +37,12 @@ pub struct BenchArgs {
     /// Destination clusters (appset).
     #[arg(long, default_value_t = 10)]
     pub clusters: usize,
-    /// Commits / drifts measured (gitops).
+    /// Commits / drifts measured (gitops), aborted canaries per mode (rollout).
     #[arg(long, default_value_t = 20)]
     pub rounds: usize,
+    /// Concurrent Rollouts (rollout).
+    #[arg(long, default_value_t = 1000)]
+    pub rollouts: usize,
 }
 
 #[derive(clap::ValueEnum, Clone, Debug)]
@@ -53,6 +56,9 @@ pub enum Target {
     Policy,
     /// An ApplicationSet of `--apps` Applications across `--clusters` embedded clusters.
     Appset,
+    /// Progressive delivery: abort latency (first failed measurement → stable traffic
+    /// restored) and `--rollouts` concurrent Rollouts.
+    Rollout,
 }
 
 fn rss_mib() -> f64 {
@@ -120,6 +126,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Target::Gitops => crate::bench_gitops::run(args.apps, args.rounds).await,
         Target::Policy => crate::bench_policy::run(args.objects),
         Target::Appset => crate::bench_appset::run(args.apps, args.clusters).await,
+        Target::Rollout => crate::bench_rollout::run(args.rollouts, args.rounds).await,
     }
 }
 

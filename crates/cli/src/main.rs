@@ -10,6 +10,7 @@ mod bench;
 mod bench_appset;
 mod bench_gitops;
 mod bench_policy;
+mod bench_rollout;
 mod check;
 mod cluster;
 mod policy;

@@ -224,3 +224,389 @@ async fn istio_virtual_service_weights_follow_the_steps_and_return_to_stable_on_
     assert_eq!(vs_weights(&vs), (100, 0));
     assert_eq!(field(&s, "/stableRS"), stable);
 }
+
+pub async fn start_prometheus(
+    cluster: &Cluster,
+    dir: &std::path::Path,
+) -> mooring_controller::prometheus::LocalPrometheus {
+    mooring_controller::prometheus::LocalPrometheus::start(
+        mooring_controller::prometheus::LocalPrometheusOptions {
+            binary: None,
+            data_dir: dir.to_path_buf(),
+            listen: None,
+            scrape_interval: std::time::Duration::from_secs(1),
+            cluster_urls: vec![cluster.url()],
+        },
+    )
+    .await
+    .expect("prometheus (install the Debian package `prometheus`)")
+}
+
+/// A one-metric template on a constant Prometheus query.
+fn constant_template(name: &str, prometheus: &str, value: f64) -> Value {
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"metrics": [{
+            "name": "smoke", "interval": "1s", "count": 2, "failureLimit": 0,
+            "successCondition": "result[0] >= 0.99",
+            "provider": {"prometheus": {"address": prometheus, "query": format!("vector({value})")}},
+        }]},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_failing_pre_promotion_analysis_never_switches_the_active_service() {
+    let (cluster, env) = env_with_cluster().await;
+    let client = env.client.clone();
+    let dir = tempfile::tempdir().expect("tmp");
+    let prom = start_prometheus(&cluster, dir.path()).await;
+    create(
+        &client,
+        &analysis_template_resource(),
+        constant_template("passes", &prom.url(), 1.0),
+    )
+    .await;
+    create(
+        &client,
+        &analysis_template_resource(),
+        constant_template("fails", &prom.url(), 0.5),
+    )
+    .await;
+    for s in ["web-active", "web-preview"] {
+        create(&client, &svc_resource(), service(s)).await;
+    }
+    let strategy = |template: &str| {
+        json!({"blueGreen": {
+            "activeService": "web-active", "previewService": "web-preview",
+            "scaleDownDelaySeconds": 1, "abortScaleDownDelaySeconds": 1,
+            "prePromotionAnalysis": {"templates": [{"templateName": template}]},
+        }})
+    };
+    create(
+        &client,
+        &rollout_resource(),
+        rollout(strategy("fails"), "web:1"),
+    )
+    .await;
+    let s = wait_rollout(&client, "first deploy healthy", |s| {
+        s["phase"] == json!("Healthy")
+    })
+    .await;
+    let blue = field(&s, "/stableRS").to_string();
+    let active = |c: kube::Client| async move {
+        get(&c, &svc_resource(), "default", "web-active").await["spec"]["selector"]
+            ["rollouts-pod-template-hash"]
+            .clone()
+    };
+    assert_eq!(active(client.clone()).await, json!(blue));
+
+    // Green fails its pre-promotion analysis: the active Service never leaves blue.
+    patch_spec(&client, "default", "web", json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:2"}]}}}})).await;
+    let mut seen_active = std::collections::BTreeSet::new();
+    let s = eventually(60, "green aborted", || async {
+        seen_active.insert(active(client.clone()).await.to_string());
+        let s = rollout_status(&client).await;
+        (s["phase"] == json!("Degraded")).then_some(s)
+    })
+    .await;
+    let green = field(&s, "/currentPodHash").to_string();
+    assert_ne!(green, blue);
+    assert_eq!(
+        seen_active,
+        [json!(blue).to_string()].into_iter().collect(),
+        "active never switched"
+    );
+    assert!(field(&s, "/message").contains("smoke"), "{s}");
+    let preview = get(&client, &svc_resource(), "default", "web-preview").await;
+    assert_eq!(
+        preview["spec"]["selector"]["rollouts-pod-template-hash"],
+        json!(blue)
+    );
+    let run = get(
+        &client,
+        &analysis_run_resource(),
+        "default",
+        field(&s, "/blueGreen/prePromotionAnalysisRunStatus/name"),
+    )
+    .await;
+    assert_eq!(field(&run, "/status/phase"), "Failed");
+
+    // With a passing analysis, the next version is switched to.
+    patch_spec(
+        &client,
+        "default",
+        "web",
+        json!({"spec": {"strategy": strategy("passes"),
+        "template": {"spec": {"containers": [{"name": "web", "image": "web:3"}]}}}}),
+    )
+    .await;
+    let s = wait_rollout(&client, "promoted", |s| {
+        s["phase"] == json!("Healthy") && s["stableRS"] != json!(blue)
+    })
+    .await;
+    assert_eq!(active(client.clone()).await, json!(field(&s, "/stableRS")));
+}
+/// The controller with a Prometheus address (for analyses without one).
+async fn controller_with_prometheus(
+    cluster: &Cluster,
+    prometheus: &str,
+) -> (
+    mooring_controller::Controller,
+    kube::Client,
+    tempfile::TempDir,
+) {
+    let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path())
+        .await
+        .expect("client");
+    let cache = tempfile::tempdir().expect("tmp");
+    let controller = mooring_controller::Controller::start(
+        client.clone(),
+        mooring_controller::ControllerOptions {
+            cache_dir: cache.path().to_path_buf(),
+            operation_poll: std::time::Duration::from_millis(100),
+            prometheus_address: Some(prometheus.to_string()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("controller");
+    (controller, client, cache)
+}
+
+pub async fn start_cluster() -> Cluster {
+    Cluster::start(mooring_apiserver::ClusterOptions {
+        sim: mooring_apiserver::sim::SimOptions {
+            speed: 20.0,
+            ..Default::default()
+        },
+        crds: mooring_k8s::crds::all(),
+        ..Default::default()
+    })
+    .await
+    .expect("cluster")
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
+/// The test overlay: the seed's app with 10 replicas, 1 s pauses, and analyses that
+/// measure twice, 2 s apart, over 10 s windows, after a 4 s warm-up.
+const TEST_OVERLAY: &str = r#"apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [../../base]
+patches:
+- target: {kind: Rollout, name: ml-model-serving}
+  patch: |-
+    - {op: replace, path: /spec/replicas, value: 10}
+    - {op: replace, path: /spec/strategy/canary/steps/1/pause/duration, value: 1s}
+    - {op: replace, path: /spec/strategy/canary/steps/4/pause/duration, value: 1s}
+    - {op: replace, path: /spec/strategy/canary/steps/7/pause/duration, value: 1s}
+- target: {kind: AnalysisTemplate, name: model-performance-analysis}
+  patch: |-
+    - {op: replace, path: /spec/args/3/value, value: 10s}
+    - {op: replace, path: /spec/metrics/0/interval, value: 2s}
+    - {op: replace, path: /spec/metrics/0/count, value: 2}
+    - {op: add, path: /spec/metrics/0/initialDelay, value: 4s}
+    - {op: replace, path: /spec/metrics/1/interval, value: 2s}
+    - {op: replace, path: /spec/metrics/1/count, value: 2}
+    - {op: add, path: /spec/metrics/1/initialDelay, value: 4s}
+    - {op: replace, path: /spec/metrics/2/interval, value: 2s}
+    - {op: replace, path: /spec/metrics/2/count, value: 2}
+    - {op: add, path: /spec/metrics/2/initialDelay, value: 4s}
+"#;
+
+fn set_in_base(repo: &crate::support::Repo, from: &str, to: &str) {
+    let p = repo.path().join("model-serving/base/rollout.yaml");
+    let s = std::fs::read_to_string(&p).expect("rollout.yaml");
+    assert!(s.contains(from), "rollout.yaml has {from}");
+    std::fs::write(&p, s.replacen(from, to, 1)).expect("write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_canary_promotes_a_good_model_and_aborts_a_bad_one() {
+    let cluster = start_cluster().await;
+    let prom_dir = tempfile::tempdir().expect("tmp");
+    let prom = start_prometheus(&cluster, prom_dir.path()).await;
+    let (_controller, client, _cache) = controller_with_prometheus(&cluster, &prom.url()).await;
+    let repo = crate::support::Repo::new();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/ml-platform/applications/model-serving");
+    copy_dir(
+        &example.join("base"),
+        &repo.path().join("model-serving/base"),
+    );
+    repo.write(
+        "model-serving/overlays/test/kustomization.yaml",
+        TEST_OVERLAY,
+    );
+    repo.commit("seed model serving");
+    let apps: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &mooring_controller::application_resource(),
+    );
+    let app: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "model-serving", "namespace": "default"},
+        "spec": {
+            "project": "default",
+            "source": {"repoURL": repo.url(), "targetRevision": "main", "path": "model-serving/overlays/test"},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": "serving"},
+            "syncPolicy": {"automated": {"prune": true, "selfHeal": true}, "syncOptions": ["CreateNamespace=true"]},
+        }
+    }))
+    .expect("app");
+    apps.create(&PostParams::default(), &app)
+        .await
+        .expect("create app");
+    let status = |client: kube::Client| async move {
+        get(&client, &rollout_resource(), "serving", "ml-model-serving").await["status"].clone()
+    };
+    let s = eventually(90, "first deploy Healthy", || async {
+        let s = status(client.clone()).await;
+        (s["phase"] == json!("Healthy")).then_some(s)
+    })
+    .await;
+    let v1 = field(&s, "/stableRS").to_string();
+
+    // A good model version goes 10 → 25 → 50 → 100 through three passing analyses.
+    set_in_base(&repo, "fraud-detector:1.4.2", "fraud-detector:1.5.0");
+    repo.commit("fraud-detector 1.5.0");
+    let mut canary_sizes = std::collections::BTreeSet::new();
+    let s = eventually(150, "good version promoted", || async {
+        let s = status(client.clone()).await;
+        let rs: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            "serving",
+            &res("apps", "v1", "ReplicaSet", "replicasets"),
+        );
+        if let Some(h) = s["currentPodHash"].as_str().filter(|h| *h != v1) {
+            if let Ok(Some(r)) = rs.get_opt(&format!("ml-model-serving-{h}")).await {
+                if let Some(n) = r.data.pointer("/spec/replicas").and_then(Value::as_i64) {
+                    canary_sizes.insert(n);
+                }
+            }
+        }
+        (s["phase"] == json!("Healthy") && s["stableRS"] != json!(v1)).then_some(s)
+    })
+    .await;
+    let v2 = field(&s, "/stableRS").to_string();
+    assert!(
+        canary_sizes.contains(&1) && canary_sizes.contains(&3) && canary_sizes.contains(&5),
+        "canary sizes seen: {canary_sizes:?}"
+    );
+    let runs: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "serving", &analysis_run_resource());
+    let list = runs.list(&Default::default()).await.expect("runs");
+    let passed: Vec<String> = list
+        .items
+        .iter()
+        .filter(|r| r.metadata.name.as_deref().is_some_and(|n| n.contains(&v2)))
+        .map(|r| {
+            r.data
+                .pointer("/status/phase")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(passed, vec!["Successful"; 3], "three step analyses passed");
+
+    // A bad one (20 % errors) is aborted at the first analysis; traffic returns to stable.
+    set_in_base(&repo, "fraud-detector:1.4.2", "fraud-detector:1.6.0");
+    set_in_base(
+        &repo,
+        "sim.mooring.dev/error-rate: \"0.001\"",
+        "sim.mooring.dev/error-rate: \"0.2\"",
+    );
+    repo.commit("fraud-detector 1.6.0 (bad)");
+    let s = eventually(120, "bad version aborted", || async {
+        let s = status(client.clone()).await;
+        (s["phase"] == json!("Degraded")).then_some(s)
+    })
+    .await;
+    let msg = field(&s, "/message");
+    assert!(msg.starts_with("RolloutAborted"), "{msg}");
+    assert!(
+        msg.contains("success-rate"),
+        "the failing metric is named: {msg}"
+    );
+    assert_eq!(
+        s["currentStepIndex"],
+        json!(2),
+        "aborted at the first analysis"
+    );
+    assert_eq!(field(&s, "/stableRS"), v2);
+    let bad = field(&s, "/currentPodHash").to_string();
+    eventually(30, "canary scaled down, stable at full size", || async {
+        let rs: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            "serving",
+            &res("apps", "v1", "ReplicaSet", "replicasets"),
+        );
+        let n = |name: String| {
+            let rs = rs.clone();
+            async move {
+                rs.get(&name)
+                    .await
+                    .ok()
+                    .and_then(|r| {
+                        r.data
+                            .pointer("/status/availableReplicas")
+                            .and_then(Value::as_i64)
+                    })
+                    .unwrap_or(0)
+            }
+        };
+        let canary = n(format!("ml-model-serving-{bad}")).await;
+        let stable = n(format!("ml-model-serving-{v2}")).await;
+        (canary == 0 && stable == 10).then_some(())
+    })
+    .await;
+    let svc = get(&client, &svc_resource(), "serving", "ml-model-serving").await;
+    assert_eq!(
+        svc["spec"]["selector"]["rollouts-pod-template-hash"],
+        json!(v2)
+    );
+    // The app's health shows it.
+    eventually(30, "app Degraded", || async {
+        let a = serde_json::to_value(apps.get("model-serving").await.ok()?).ok()?;
+        (field(&a, "/status/health/status") == "Degraded").then_some(())
+    })
+    .await;
+
+    // An inaccurate one (0.80 against the stable 0.95) is aborted on model accuracy.
+    set_in_base(
+        &repo,
+        "sim.mooring.dev/error-rate: \"0.2\"",
+        "sim.mooring.dev/error-rate: \"0.001\"",
+    );
+    set_in_base(
+        &repo,
+        "sim.mooring.dev/accuracy: \"0.95\"",
+        "sim.mooring.dev/accuracy: \"0.80\"",
+    );
+    repo.commit("fraud-detector 1.6.0 retrained (inaccurate)");
+    let s = eventually(120, "inaccurate version aborted", || async {
+        let s = status(client.clone()).await;
+        (s["phase"] == json!("Degraded") && s["currentPodHash"] != json!(bad)).then_some(s)
+    })
+    .await;
+    let msg = field(&s, "/message");
+    assert!(
+        msg.contains("model-accuracy"),
+        "the failing metric is named: {msg}"
+    );
+    assert_eq!(field(&s, "/stableRS"), v2);
+}
