@@ -134,16 +134,25 @@ fn one_arg(name: &str, args: Vec<ExprValue>) -> expr::Result<ExprValue> {
     }
 }
 
+/// A one-sample Prometheus vector (`[NaN]`) counts as its sample for `isNaN`/`isInf`,
+/// so `isNaN(result)` works on the usual vector query as well as on a scalar.
+fn single(v: ExprValue) -> ExprValue {
+    match v {
+        ExprValue::Array(mut a) if a.len() == 1 => a.remove(0),
+        other => other,
+    }
+}
+
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
-    env.add_function("isNaN", |c| match one_arg("isNaN", c.args)? {
+    env.add_function("isNaN", |c| match single(one_arg("isNaN", c.args)?) {
         ExprValue::Float(f) => Ok(f.is_nan().into()),
         ExprValue::Integer(_) => Ok(false.into()),
         other => Err(expr::Error::ExprError(format!(
             "isNaN() needs a number, got {other}"
         ))),
     });
-    env.add_function("isInf", |c| match one_arg("isInf", c.args)? {
+    env.add_function("isInf", |c| match single(one_arg("isInf", c.args)?) {
         ExprValue::Float(f) => Ok(f.is_infinite().into()),
         ExprValue::Integer(_) => Ok(false.into()),
         other => Err(expr::Error::ExprError(format!(
@@ -321,6 +330,8 @@ mod tests {
         );
         assert_eq!(eval("isInf(result)", &Number(f64::INFINITY)), Ok(true));
         assert_eq!(eval("isInf(result)", &Number(1.0)), Ok(false));
+        assert_eq!(eval("isNaN(result)", &Array(vec![nan.clone()])), Ok(true));
+        assert!(eval("isNaN(result)", &Array(vec![nan.clone(), nan.clone()])).is_err());
     }
 
     #[test]
