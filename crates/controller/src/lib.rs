@@ -211,6 +211,15 @@ pub struct Context {
     appset_queue: std::sync::OnceLock<mpsc::UnboundedSender<String>>,
 }
 
+impl Context {
+    /// Settings of the analysis controllers (one per cluster).
+    pub fn analysis_options(&self) -> analysis::AnalysisOptions {
+        analysis::AnalysisOptions {
+            default_prometheus: self.options.prometheus_address.clone(),
+        }
+    }
+}
+
 /// How long a resolved revision is reused without fetching.
 pub const RESOLVE_TTL: Duration = Duration::from_secs(10);
 
@@ -580,6 +589,7 @@ impl Controller {
         tasks.extend(appset::start(ctx.clone()));
         tasks.extend(rollback::start(ctx.clone()));
         tasks.extend(rollout::start(mgmt.clone()));
+        tasks.extend(analysis::start(mgmt.clone(), ctx.analysis_options()));
         Ok(Controller { ctx, tasks })
     }
 }

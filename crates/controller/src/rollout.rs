@@ -161,6 +161,13 @@ fn error_policy(ro: Arc<DynamicObject>, e: &RolloutError, _ctx: Arc<Ctx>) -> Act
     }
 }
 
+fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    }
+}
+
 fn owned_by(o: &DynamicObject, uid: &str) -> bool {
     o.metadata
         .owner_references
@@ -239,7 +246,11 @@ async fn execute(
     for rs in &plan.create {
         let obj: DynamicObject = serde_json::from_value(rs.clone())
             .map_err(|e| RolloutError::Invalid(format!("ReplicaSet for {name}: {e}")))?;
-        match rs_api.create(&PostParams::default(), &obj).await {
+        let pp = PostParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        match rs_api.create(&pp, &obj).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => return Err(kube_err(format!("creating ReplicaSet for {name}"))(e)),
@@ -247,7 +258,7 @@ async fn execute(
     }
     for (rs, patch) in &plan.patch {
         rs_api
-            .patch(rs, &PatchParams::default(), &Patch::Merge(patch))
+            .patch(rs, &patch_params(), &Patch::Merge(patch))
             .await
             .map_err(kube_err(format!("patching ReplicaSet {ns}/{rs}")))?;
     }
@@ -285,7 +296,7 @@ async fn execute(
                 "spec": {"selector": {POD_TEMPLATE_HASH_LABEL: hash}},
             });
             svc_api
-                .patch(svc, &PatchParams::default(), &Patch::Merge(&patch))
+                .patch(svc, &patch_params(), &Patch::Merge(&patch))
                 .await
                 .map_err(kube_err(format!("pointing Service {ns}/{svc} at {hash}")))?;
         }
@@ -330,7 +341,7 @@ async fn execute(
         match run_api
             .patch(
                 run,
-                &PatchParams::default(),
+                &patch_params(),
                 &Patch::Merge(&json!({"spec": {"terminate": true}})),
             )
             .await
