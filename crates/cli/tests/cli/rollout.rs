@@ -291,6 +291,20 @@ spec:
     );
     set_status(kc, paused_status(generation(kc)));
 
+    // The CRD's scale subresource, as `kubectl scale` and HPAs use it.
+    kubectl_ok(
+        kc,
+        &["scale", "rollout", "ml-model-serving", "--replicas", "5"],
+        None,
+    );
+    assert_eq!(live(kc)["spec"]["replicas"], 5);
+    kubectl_ok(
+        kc,
+        &["scale", "rollout", "ml-model-serving", "--replicas", "4"],
+        None,
+    );
+    set_status(kc, paused_status(generation(kc)));
+
     // list and get, as tables and JSON.
     let table = ok(&mooring(kc, &["rollout", "list"]));
     let header = table.lines().next().expect("header");
