@@ -329,6 +329,11 @@ spec:
         serde_json::from_str(&ok(&mooring(kc, &["rollout", "list", "-o", "json"]))).expect("json");
     assert_eq!(list[0]["name"], "ml-model-serving");
     assert_eq!(list[0]["setWeight"], 10);
+    let all = ok(&mooring(kc, &["rollout", "list", "rollouts", "-A"]));
+    assert!(
+        all.starts_with("NAMESPACE") && all.contains("default"),
+        "{all}"
+    );
     let yaml = ok(&mooring(kc, &["rollout", "list", "-o", "yaml"]));
     assert!(yaml.contains("name: ml-model-serving"), "{yaml}");
     let info: Value = serde_json::from_str(&ok(&mooring(
@@ -350,6 +355,22 @@ spec:
     assert_eq!(info["replicaSets"][0]["revision"], 2);
     assert_eq!(info["analysisRuns"][0]["phase"], "Running");
     assert_eq!(info["analysisRuns"][0]["successful"], 2);
+    let same: Value = serde_json::from_str(&ok(&mooring(
+        kc,
+        &[
+            "rollout",
+            "get",
+            "rollout",
+            "ml-model-serving",
+            "-o",
+            "json",
+        ],
+    )))
+    .expect("json");
+    assert_eq!(
+        same["name"], info["name"],
+        "`get rollout NAME` as in the plugin"
+    );
     let tree = ok(&mooring(kc, &["rollout", "get", "ml-model-serving"]));
     for want in [
         "॥ Paused",
@@ -487,6 +508,16 @@ spec:
         &["rollout", "watch", "ml-model-serving", "--timeout", "120"],
     );
     assert!(ok(&w).contains("✔ Healthy"));
+    let st = mooring(
+        kc,
+        &["rollout", "status", "ml-model-serving", "--timeout", "2m"],
+    );
+    assert_eq!(ok(&st).trim(), "Healthy");
+    let e = fails(&mooring(
+        kc,
+        &["rollout", "status", "ml-model-serving", "--timeout", "soon"],
+    ));
+    assert!(e.contains("duration"), "{e}");
 
     // watch reprints on change and exits 1 on a Degraded (aborted) rollout.
     set_status(kc, paused_status(generation(kc)));
