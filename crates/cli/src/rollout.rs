@@ -1676,6 +1676,42 @@ mod tests {
         assert_eq!(finished(&aborted), Some(false));
     }
 
+    /// Whatever a hostile or half-written object holds, the summary is computed without
+    /// panicking and the commands that need a field say so.
+    #[test]
+    fn malformed_rollouts_are_summarised_not_panicked_on() {
+        for r in [
+            json!(null),
+            json!("rollout"),
+            json!({"spec": "x", "status": 7}),
+            json!({"metadata": {"name": 5}, "spec": {"strategy": {"canary": {"steps": 5}}},
+                   "status": {"currentStepIndex": -3, "phase": ["Healthy"], "canary": {"weights": "x"}}}),
+            json!({"spec": {"replicas": "many", "strategy": {"canary": {"steps": [{"setWeight": "ten"}, 3, null]}},
+                   "template": {"spec": {"containers": "server"}}},
+                   "status": {"currentStepIndex": "99999999999999999999", "availableReplicas": -5}}),
+            json!({"spec": {"strategy": {"blueGreen": {}}}, "status": {"blueGreen": 1, "pauseConditions": "yes"}}),
+        ] {
+            let tree = Tree {
+                rollout: r.clone(),
+                replica_sets: vec![
+                    json!(1),
+                    json!({"metadata": {"labels": "x", "annotations": {REVISION: "x"}}, "__pods": [7]}),
+                ],
+                analysis_runs: vec![json!({"status": {"metricResults": "x"}})],
+            };
+            let v = info(&tree);
+            let _ = render(&v);
+            let _ = finished(&r);
+            let _ = promote_patches(&r, false);
+            let _ = promote_patches(&r, true);
+            let _ = undo_patch(&tree, None);
+            assert!(
+                set_image_patch(&r, &[("*".into(), "x:1".into())]).is_err(),
+                "{r}"
+            );
+        }
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration("90"), Ok(90));
