@@ -284,9 +284,14 @@ impl Ctx {
 
     /// Objects of `res` in the namespace owned by the rollout `uid` (an empty list when
     /// the kind is not served).
-    async fn owned(&self, res: &ApiResource, owner_uid: &str) -> anyhow::Result<Vec<Value>> {
+    async fn owned(
+        &self,
+        res: &ApiResource,
+        owner_uid: &str,
+        params: &ListParams,
+    ) -> anyhow::Result<Vec<Value>> {
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.ns, res);
-        let items = match api.list(&ListParams::default()).await {
+        let items = match api.list(params).await {
             Ok(l) => l.items,
             Err(kube::Error::Api(e)) if e.code == 404 => vec![],
             Err(e) => return Err(e).with_context(|| format!("listing {}", res.plural)),
@@ -305,13 +310,20 @@ impl Ctx {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
+        // Argo labels every ReplicaSet and pod of a Rollout with its template hash.
+        let with_hash = ListParams::default().labels(POD_TEMPLATE_HASH);
         let mut replica_sets = self
-            .owned(&resource("apps", "v1", "ReplicaSet", "replicasets"), &uid)
+            .owned(
+                &resource("apps", "v1", "ReplicaSet", "replicasets"),
+                &uid,
+                &with_hash,
+            )
             .await?;
         let analysis_runs = self
             .owned(
                 &resource("argoproj.io", "v1alpha1", "AnalysisRun", "analysisruns"),
                 &uid,
+                &ListParams::default(),
             )
             .await?;
         let pods: Api<DynamicObject> = Api::namespaced_with(
@@ -319,7 +331,7 @@ impl Ctx {
             &self.ns,
             &resource("", "v1", "Pod", "pods"),
         );
-        let pods: Vec<Value> = match pods.list(&ListParams::default()).await {
+        let pods: Vec<Value> = match pods.list(&with_hash).await {
             Ok(l) => l
                 .items
                 .into_iter()
