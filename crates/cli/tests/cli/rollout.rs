@@ -616,4 +616,66 @@ fn rollout_commands_without_the_crds_and_on_a_destination_cluster() {
         &["rollout", "pause", "ml-model-serving", "--cluster", "gpu-a"],
     ));
     assert_eq!(live(&gpu.kc)["spec"]["paused"], true);
+
+    // The traffic routers' CRDs (what tests and demos install next to the Rollout) are
+    // accepted and serve both Istio versions and the Gateway API's HTTPRoute.
+    for crd in mooring_k8s::crds::traffic_crds() {
+        apply_eventually(&gpu.kc, &crd.to_string());
+    }
+    apply_eventually(
+        &gpu.kc,
+        r#"
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: ml-model-serving, namespace: default}
+spec:
+  hosts: [models.example.com]
+  http:
+  - name: primary
+    route:
+    - {destination: {host: ml-model-serving}, weight: 100}
+    - {destination: {host: ml-model-serving-canary}, weight: 0}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ml-model-serving, namespace: default}
+spec:
+  host: ml-model-serving
+  subsets: [{name: stable}, {name: canary}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: ml-model-serving, namespace: default}
+spec:
+  parentRefs: [{name: gateway}]
+  rules:
+  - backendRefs:
+    - {name: ml-model-serving, port: 80, weight: 100}
+    - {name: ml-model-serving-canary, port: 80, weight: 0}
+"#,
+    );
+    for (kind, path) in [
+        ("virtualservices.v1.networking.istio.io", "spec.http"),
+        (
+            "destinationrules.v1beta1.networking.istio.io",
+            "spec.subsets",
+        ),
+        ("httproutes.gateway.networking.k8s.io", "spec.rules"),
+    ] {
+        let out = kubectl_ok(
+            &gpu.kc,
+            &[
+                "get",
+                kind,
+                "ml-model-serving",
+                "-o",
+                &format!("jsonpath={{.{path}}}"),
+            ],
+            None,
+        );
+        assert!(
+            out.contains("ml-model-serving") || out.contains("stable"),
+            "{kind}: {out}"
+        );
+    }
 }
