@@ -13,16 +13,17 @@
 //! | `undo [--to-revision N]` | `spec.template` := the pod template of the ReplicaSet of revision N (default: the previous one), without its `rollouts-pod-template-hash` label |
 //! | `set-image CONTAINER=IMAGE…` | the containers' images (`*` is every container) |
 //!
-//! Status fields are merge-patched through the `status` subresource; spec edits are JSON
-//! patches whose `test` operations make a concurrent edit fail instead of being
-//! half-applied. `--cluster NAME` targets a destination cluster registered as an Argo CD
+//! Status fields are merge-patched through the `status` subresource. `undo` and
+//! `set-image` send one merge patch computed from the object as read and naming its
+//! `resourceVersion`, so a concurrent edit makes the API server refuse it (409) instead
+//! of anything being half-applied; an unknown container or revision changes nothing. `--cluster NAME` targets a destination cluster registered as an Argo CD
 //! cluster Secret in the management cluster; without it the management cluster itself
 //! is used (`--kubeconfig`, `$KUBECONFIG`, then the one `mooring up` wrote).
 //!
-//! `get`, `list` and `watch` summarise a Rollout the way the plugin does (status icon,
+//! `get`, `list`, `watch` and `status` summarise a Rollout the way the plugin does (status icon,
 //! step, set and actual weight, images of the stable and canary ReplicaSets, replica
 //! counts, then the ReplicaSets by revision with their pods and AnalysisRuns). Exit codes:
-//! 0 ok; 1 when `watch` ends on a Degraded or aborted rollout or times out; 2 for usage
+//! 0 ok; 1 when `watch`/`status` end on a Degraded or aborted rollout or time out; 2 for usage
 //! and runtime errors, including a command that has nothing to act on (aborting a
 //! rollout that is fully promoted, retrying one that is not aborted).
 
