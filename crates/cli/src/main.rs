@@ -75,8 +75,8 @@ enum Command {
         #[command(flatten)]
         common: app::Common,
     },
-    /// Argo Rollouts commands, as `kubectl argo rollouts`: list, get, watch, promote,
-    /// abort, retry, pause, undo, set-image.
+    /// Argo Rollouts commands, as `kubectl argo rollouts`: list, get, watch, status,
+    /// promote, abort, retry, pause, undo, set-image.
     Rollout {
         #[command(subcommand)]
         command: rollout::RolloutCommand,

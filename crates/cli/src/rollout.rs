@@ -13,16 +13,17 @@
 //! | `undo [--to-revision N]` | `spec.template` := the pod template of the ReplicaSet of revision N (default: the previous one), without its `rollouts-pod-template-hash` label |
 //! | `set-image CONTAINER=IMAGE…` | the containers' images (`*` is every container) |
 //!
-//! Status fields are merge-patched through the `status` subresource; spec edits are JSON
-//! patches whose `test` operations make a concurrent edit fail instead of being
-//! half-applied. `--cluster NAME` targets a destination cluster registered as an Argo CD
+//! Status fields are merge-patched through the `status` subresource. `undo` and
+//! `set-image` send one merge patch computed from the object as read and naming its
+//! `resourceVersion`, so a concurrent edit makes the API server refuse it (409) instead
+//! of anything being half-applied; an unknown container or revision changes nothing. `--cluster NAME` targets a destination cluster registered as an Argo CD
 //! cluster Secret in the management cluster; without it the management cluster itself
 //! is used (`--kubeconfig`, `$KUBECONFIG`, then the one `mooring up` wrote).
 //!
-//! `get`, `list` and `watch` summarise a Rollout the way the plugin does (status icon,
+//! `get`, `list`, `watch` and `status` summarise a Rollout the way the plugin does (status icon,
 //! step, set and actual weight, images of the stable and canary ReplicaSets, replica
 //! counts, then the ReplicaSets by revision with their pods and AnalysisRuns). Exit codes:
-//! 0 ok; 1 when `watch` ends on a Degraded or aborted rollout or times out; 2 for usage
+//! 0 ok; 1 when `watch`/`status` end on a Degraded or aborted rollout or time out; 2 for usage
 //! and runtime errors, including a command that has nothing to act on (aborting a
 //! rollout that is fully promoted, retrying one that is not aborted).
 
@@ -64,26 +65,49 @@ pub struct RolloutCommon {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum RolloutCommand {
-    /// List the rollouts of the namespace.
+    /// List the rollouts of the namespace (`list rollouts` works too).
     List {
+        /// Optional `rollouts`, as in `kubectl argo rollouts list rollouts`.
+        #[arg(value_parser = ["rollouts", "rollout", "ro"], hide = true)]
+        kind: Option<String>,
+        /// Every namespace.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
         #[arg(short, long, value_enum, default_value_t)]
         output: Output,
     },
-    /// Show a rollout: status, step, weights, images, replicas, ReplicaSets, AnalysisRuns.
+    /// Show a rollout: status, step, weights, images, replicas, ReplicaSets with their
+    /// pods, AnalysisRuns (`get rollout NAME` works too).
     Get {
-        name: String,
+        /// NAME, or `rollout NAME`.
+        #[arg(num_args = 1..=2, required = true, value_name = "NAME")]
+        args: Vec<String>,
+        /// Keep printing it on every change, as `watch`.
+        #[arg(short, long)]
+        watch: bool,
+        /// With --watch: give up after this long (`90`, `90s`, `5m`, `1h`; 0 = never).
+        #[arg(long, default_value = "0", value_parser = parse_duration)]
+        timeout: u64,
         #[arg(short, long, value_enum, default_value_t)]
         output: Output,
     },
     /// Print the rollout again on every change until it is Healthy and fully promoted
-    /// (exit 0) or Degraded/aborted (exit 1).
+    /// (exit 0) or Degraded/aborted (exit 1). `-o json` prints one JSON line per change.
     Watch {
         name: String,
-        /// Give up after this many seconds (0 = never); exit 1.
-        #[arg(long, default_value_t = 0)]
+        /// Give up after this long (`90`, `90s`, `5m`, `1h`; 0 = never); exit 1.
+        #[arg(long, default_value = "0", value_parser = parse_duration)]
         timeout: u64,
         #[arg(short, long, value_enum, default_value_t)]
         output: Output,
+    },
+    /// One line per status change (`Paused - CanaryPauseStep`) until the rollout is
+    /// Healthy and fully promoted (exit 0) or Degraded/aborted (exit 1).
+    Status {
+        name: String,
+        /// Give up after this long (`90`, `90s`, `5m`, `1h`; 0 = never); exit 1.
+        #[arg(long, default_value = "0", value_parser = parse_duration)]
+        timeout: u64,
     },
     /// Resume a paused rollout, or skip the current step.
     Promote {
@@ -111,6 +135,30 @@ pub enum RolloutCommand {
         #[arg(required = true, value_parser = parse_image)]
         images: Vec<(String, String)>,
     },
+}
+
+/// Seconds, or a number with `s`, `m` or `h`.
+fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, ""),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("expected a duration like 90, 90s, 5m or 1h, got {s:?}"))?;
+    let factor = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => {
+            return Err(format!(
+                "expected a duration like 90, 90s, 5m or 1h, got {s:?}"
+            ))
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("duration {s:?} is too long"))
 }
 
 fn parse_image(s: &str) -> Result<(String, String), String> {
@@ -193,6 +241,21 @@ impl Ctx {
         }
     }
 
+    async fn list_all_rollouts(&self) -> anyhow::Result<Vec<Value>> {
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &rollouts_resource());
+        match api.list(&ListParams::default()).await {
+            Ok(l) => l
+                .items
+                .into_iter()
+                .map(|o| Ok(serde_json::to_value(o)?))
+                .collect(),
+            Err(kube::Error::Api(e)) if e.code == 404 => bail!(
+                "this cluster serves no argoproj.io Rollouts: install the Argo Rollouts CRDs (`mooring crds | kubectl apply -f -`)"
+            ),
+            Err(e) => Err(e).context("listing rollouts"),
+        }
+    }
+
     async fn get_rollout(&self, name: &str) -> anyhow::Result<Value> {
         match self.rollouts().get_opt(name).await {
             Ok(Some(o)) => Ok(serde_json::to_value(o)?),
@@ -222,9 +285,14 @@ impl Ctx {
 
     /// Objects of `res` in the namespace owned by the rollout `uid` (an empty list when
     /// the kind is not served).
-    async fn owned(&self, res: &ApiResource, owner_uid: &str) -> anyhow::Result<Vec<Value>> {
+    async fn owned(
+        &self,
+        res: &ApiResource,
+        owner_uid: &str,
+        params: &ListParams,
+    ) -> anyhow::Result<Vec<Value>> {
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.ns, res);
-        let items = match api.list(&ListParams::default()).await {
+        let items = match api.list(params).await {
             Ok(l) => l.items,
             Err(kube::Error::Api(e)) if e.code == 404 => vec![],
             Err(e) => return Err(e).with_context(|| format!("listing {}", res.plural)),
@@ -243,13 +311,20 @@ impl Ctx {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
+        // Argo labels every ReplicaSet and pod of a Rollout with its template hash.
+        let with_hash = ListParams::default().labels(POD_TEMPLATE_HASH);
         let mut replica_sets = self
-            .owned(&resource("apps", "v1", "ReplicaSet", "replicasets"), &uid)
+            .owned(
+                &resource("apps", "v1", "ReplicaSet", "replicasets"),
+                &uid,
+                &with_hash,
+            )
             .await?;
         let analysis_runs = self
             .owned(
                 &resource("argoproj.io", "v1alpha1", "AnalysisRun", "analysisruns"),
                 &uid,
+                &ListParams::default(),
             )
             .await?;
         let pods: Api<DynamicObject> = Api::namespaced_with(
@@ -257,7 +332,7 @@ impl Ctx {
             &self.ns,
             &resource("", "v1", "Pod", "pods"),
         );
-        let pods: Vec<Value> = match pods.list(&ListParams::default()).await {
+        let pods: Vec<Value> = match pods.list(&with_hash).await {
             Ok(l) => l
                 .items
                 .into_iter()
@@ -836,6 +911,7 @@ pub fn render(info: &Value) -> String {
 fn list_row(info: &Value) -> Vec<String> {
     let r = &info["replicas"];
     vec![
+        info["namespace"].as_str().unwrap_or("").to_string(),
         info["name"].as_str().unwrap_or("").to_string(),
         info["strategy"].as_str().unwrap_or("").to_string(),
         info["status"].as_str().unwrap_or("").to_string(),
@@ -879,9 +955,18 @@ pub async fn run(cmd: RolloutCommand, common: RolloutCommon) -> anyhow::Result<E
         ns: common.namespace.clone(),
     };
     match cmd {
-        RolloutCommand::List { output } => {
+        RolloutCommand::List {
+            kind: _,
+            all_namespaces,
+            output,
+        } => {
             let mut infos = Vec::new();
-            for r in ctx.list_rollouts().await? {
+            let rollouts = if all_namespaces {
+                ctx.list_all_rollouts().await?
+            } else {
+                ctx.list_rollouts().await?
+            };
+            for r in rollouts {
                 infos.push(info(&Tree {
                     rollout: r,
                     replica_sets: vec![],
@@ -891,10 +976,15 @@ pub async fn run(cmd: RolloutCommand, common: RolloutCommon) -> anyhow::Result<E
             match output {
                 Output::Table => {
                     if infos.is_empty() {
-                        eprintln!("no rollouts in namespace {}", ctx.ns);
+                        if all_namespaces {
+                            eprintln!("no rollouts in any namespace");
+                        } else {
+                            eprintln!("no rollouts in namespace {}", ctx.ns);
+                        }
                         return Ok(ExitCode::SUCCESS);
                     }
                     let mut rows = vec![[
+                        "NAMESPACE",
                         "NAME",
                         "STRATEGY",
                         "STATUS",
@@ -908,13 +998,36 @@ pub async fn run(cmd: RolloutCommand, common: RolloutCommon) -> anyhow::Result<E
                     .map(String::from)
                     .to_vec()];
                     rows.extend(infos.iter().map(list_row));
+                    if !all_namespaces {
+                        for r in &mut rows {
+                            r.remove(0);
+                        }
+                    }
                     print_table(&rows);
                 }
                 o => emit(&Value::Array(infos), o)?,
             }
             Ok(ExitCode::SUCCESS)
         }
-        RolloutCommand::Get { name, output } => {
+        RolloutCommand::Get {
+            args,
+            watch: keep_watching,
+            timeout,
+            output,
+        } => {
+            let name = match args.as_slice() {
+                [name] => name.clone(),
+                [kind, name] if matches!(kind.as_str(), "rollout" | "rollouts" | "ro") => {
+                    name.clone()
+                }
+                [kind, _] => bail!(
+                    "`get {kind} NAME`: only rollouts can be shown (`mooring rollout get NAME`)"
+                ),
+                _ => bail!("`mooring rollout get NAME`"),
+            };
+            if keep_watching {
+                return watch(&ctx, &name, timeout, output).await;
+            }
             let r = ctx.get_rollout(&name).await?;
             let info = info(&ctx.tree(r).await?);
             match output {
@@ -928,6 +1041,7 @@ pub async fn run(cmd: RolloutCommand, common: RolloutCommon) -> anyhow::Result<E
             timeout,
             output,
         } => watch(&ctx, &name, timeout, output).await,
+        RolloutCommand::Status { name, timeout } => status(&ctx, &name, timeout).await,
         RolloutCommand::Promote { name, full } => {
             let r = ctx.get_rollout(&name).await?;
             let (spec, status) = promote_patches(&r, full)?;
@@ -1229,53 +1343,97 @@ pub fn set_image_patch(r: &Value, images: &[(String, String)]) -> anyhow::Result
     Ok(patch)
 }
 
+/// How `watch` and `status` print each change.
+#[derive(Clone, Copy, PartialEq)]
+enum Follow {
+    View(Output),
+    StatusLines,
+}
+
 async fn watch(ctx: &Ctx, name: &str, timeout: u64, output: Output) -> anyhow::Result<ExitCode> {
+    follow(ctx, name, timeout, Follow::View(output)).await
+}
+
+async fn status(ctx: &Ctx, name: &str, timeout: u64) -> anyhow::Result<ExitCode> {
+    follow(ctx, name, timeout, Follow::StatusLines).await
+}
+
+/// Follows the Rollout through a watch (which resumes by itself after a dropped
+/// connection), and re-reads its ReplicaSets and AnalysisRuns every two seconds between
+/// Rollout events so that pods turning ready show up too. Prints only what changed.
+async fn follow(ctx: &Ctx, name: &str, timeout: u64, mode: Follow) -> anyhow::Result<ExitCode> {
     use kube::runtime::watcher;
     // Not found → the helpful error, before waiting for anything.
-    ctx.get_rollout(name).await?;
+    let mut current = ctx.get_rollout(name).await?;
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut stream = watcher::watcher(ctx.rollouts(), config).boxed();
     let deadline =
         (timeout > 0).then(|| tokio::time::Instant::now() + Duration::from_secs(timeout));
-    let mut last_rv = String::new();
+    let mut refresh = tokio::time::interval(Duration::from_secs(2));
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_view = String::new();
+    let mut first = true;
     loop {
-        let next = match deadline {
-            Some(d) => match tokio::time::timeout_at(d, stream.next()).await {
-                Ok(n) => n,
-                Err(_) => {
-                    eprintln!("timed out after {timeout}s watching rollout {name}; see `mooring rollout get {name} -n {}`", ctx.ns);
+        if !first {
+            let timed_out = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = timed_out => {
+                    eprintln!(
+                        "timed out after {timeout}s following rollout {name}; see `mooring rollout get {name} -n {}`",
+                        ctx.ns
+                    );
                     return Ok(ExitCode::from(1));
                 }
-            },
-            None => stream.next().await,
-        };
-        let obj = match next {
-            None => bail!("the watch on rollout {name} ended"),
-            Some(Err(e)) => {
-                tracing::debug!("watch error (retrying): {e}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
+                _ = refresh.tick(), if matches!(mode, Follow::View(_)) => {}
+                next = stream.next() => match next {
+                    None => bail!("the watch on rollout {name} ended"),
+                    Some(Err(e)) => {
+                        tracing::debug!("watch error (the watcher retries): {e}");
+                        continue;
+                    }
+                    Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) => {
+                        current = serde_json::to_value(o)?;
+                    }
+                    Some(Ok(watcher::Event::Delete(_))) => bail!("rollout {name} was deleted"),
+                    Some(Ok(_)) => continue,
+                },
             }
-            Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) => o,
-            Some(Ok(watcher::Event::Delete(_))) => bail!("rollout {name} was deleted"),
-            Some(Ok(_)) => continue,
-        };
-        let r = serde_json::to_value(obj)?;
-        let rv = s(&r, "/metadata/resourceVersion").to_string();
-        if rv == last_rv {
-            continue;
         }
-        last_rv = rv;
-        let done = finished(&r);
-        let info = info(&ctx.tree(r).await?);
-        let view = match output {
-            Output::Table => render(&info),
-            Output::Json => format!("{}\n", serde_json::to_string(&info)?),
-            Output::Yaml => format!("---\n{}", serde_saphyr::to_string(&info)?),
+        first = false;
+        let done = finished(&current);
+        let (view, info) = match mode {
+            Follow::View(output) => {
+                let info = info(&ctx.tree(current.clone()).await?);
+                let view = match output {
+                    Output::Table => render(&info),
+                    Output::Json => format!("{}\n", serde_json::to_string(&info)?),
+                    Output::Yaml => format!("---\n{}", serde_saphyr::to_string(&info)?),
+                };
+                (view, info)
+            }
+            Follow::StatusLines => {
+                let info = info(&Tree {
+                    rollout: current.clone(),
+                    replica_sets: vec![],
+                    analysis_runs: vec![],
+                });
+                let status = info["status"].as_str().unwrap_or("");
+                let message = info["message"].as_str().unwrap_or("");
+                let line = if message.is_empty() {
+                    format!("{status}\n")
+                } else {
+                    format!("{status} - {message}\n")
+                };
+                (line, info)
+            }
         };
         if view != last_view {
-            if output == Output::Table && !last_view.is_empty() {
+            if mode == Follow::View(Output::Table) && !last_view.is_empty() {
                 println!();
             }
             print!("{view}");
@@ -1284,13 +1442,14 @@ async fn watch(ctx: &Ctx, name: &str, timeout: u64, output: Output) -> anyhow::R
         match done {
             Some(true) => return Ok(ExitCode::SUCCESS),
             Some(false) => {
+                let message = info["message"].as_str().unwrap_or("");
                 eprintln!(
                     "rollout {name} is {}: {}",
                     info["status"].as_str().unwrap_or(""),
-                    if info["abort"] == true && info["message"].as_str().unwrap_or("").is_empty() {
-                        "aborted"
-                    } else {
-                        info["message"].as_str().unwrap_or("")
+                    match (message.is_empty(), info["abort"] == true) {
+                        (false, _) => message,
+                        (true, true) => "aborted",
+                        (true, false) => "no message",
                     }
                 );
                 return Ok(ExitCode::from(1));
@@ -1528,6 +1687,53 @@ mod tests {
         let mut aborted = r;
         aborted["status"]["abort"] = json!(true);
         assert_eq!(finished(&aborted), Some(false));
+    }
+
+    /// Whatever a hostile or half-written object holds, the summary is computed without
+    /// panicking and the commands that need a field say so.
+    #[test]
+    fn malformed_rollouts_are_summarised_not_panicked_on() {
+        for r in [
+            json!(null),
+            json!("rollout"),
+            json!({"spec": "x", "status": 7}),
+            json!({"metadata": {"name": 5}, "spec": {"strategy": {"canary": {"steps": 5}}},
+                   "status": {"currentStepIndex": -3, "phase": ["Healthy"], "canary": {"weights": "x"}}}),
+            json!({"spec": {"replicas": "many", "strategy": {"canary": {"steps": [{"setWeight": "ten"}, 3, null]}},
+                   "template": {"spec": {"containers": "server"}}},
+                   "status": {"currentStepIndex": "99999999999999999999", "availableReplicas": -5}}),
+            json!({"spec": {"strategy": {"blueGreen": {}}}, "status": {"blueGreen": 1, "pauseConditions": "yes"}}),
+        ] {
+            let tree = Tree {
+                rollout: r.clone(),
+                replica_sets: vec![
+                    json!(1),
+                    json!({"metadata": {"labels": "x", "annotations": {REVISION: "x"}}, "__pods": [7]}),
+                ],
+                analysis_runs: vec![json!({"status": {"metricResults": "x"}})],
+            };
+            let v = info(&tree);
+            let _ = render(&v);
+            let _ = finished(&r);
+            let _ = promote_patches(&r, false);
+            let _ = promote_patches(&r, true);
+            let _ = undo_patch(&tree, None);
+            assert!(
+                set_image_patch(&r, &[("*".into(), "x:1".into())]).is_err(),
+                "{r}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("5m"), Ok(300));
+        assert_eq!(parse_duration("1h"), Ok(3600));
+        for bad in ["", "m", "5d", "-1", "1.5m", "99999999999999999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -291,6 +291,20 @@ spec:
     );
     set_status(kc, paused_status(generation(kc)));
 
+    // The CRD's scale subresource, as `kubectl scale` and HPAs use it.
+    kubectl_ok(
+        kc,
+        &["scale", "rollout", "ml-model-serving", "--replicas", "5"],
+        None,
+    );
+    assert_eq!(live(kc)["spec"]["replicas"], 5);
+    kubectl_ok(
+        kc,
+        &["scale", "rollout", "ml-model-serving", "--replicas", "4"],
+        None,
+    );
+    set_status(kc, paused_status(generation(kc)));
+
     // list and get, as tables and JSON.
     let table = ok(&mooring(kc, &["rollout", "list"]));
     let header = table.lines().next().expect("header");
@@ -315,6 +329,11 @@ spec:
         serde_json::from_str(&ok(&mooring(kc, &["rollout", "list", "-o", "json"]))).expect("json");
     assert_eq!(list[0]["name"], "ml-model-serving");
     assert_eq!(list[0]["setWeight"], 10);
+    let all = ok(&mooring(kc, &["rollout", "list", "rollouts", "-A"]));
+    assert!(
+        all.starts_with("NAMESPACE") && all.contains("default"),
+        "{all}"
+    );
     let yaml = ok(&mooring(kc, &["rollout", "list", "-o", "yaml"]));
     assert!(yaml.contains("name: ml-model-serving"), "{yaml}");
     let info: Value = serde_json::from_str(&ok(&mooring(
@@ -336,6 +355,22 @@ spec:
     assert_eq!(info["replicaSets"][0]["revision"], 2);
     assert_eq!(info["analysisRuns"][0]["phase"], "Running");
     assert_eq!(info["analysisRuns"][0]["successful"], 2);
+    let same: Value = serde_json::from_str(&ok(&mooring(
+        kc,
+        &[
+            "rollout",
+            "get",
+            "rollout",
+            "ml-model-serving",
+            "-o",
+            "json",
+        ],
+    )))
+    .expect("json");
+    assert_eq!(
+        same["name"], info["name"],
+        "`get rollout NAME` as in the plugin"
+    );
     let tree = ok(&mooring(kc, &["rollout", "get", "ml-model-serving"]));
     for want in [
         "॥ Paused",
@@ -473,6 +508,16 @@ spec:
         &["rollout", "watch", "ml-model-serving", "--timeout", "120"],
     );
     assert!(ok(&w).contains("✔ Healthy"));
+    let st = mooring(
+        kc,
+        &["rollout", "status", "ml-model-serving", "--timeout", "2m"],
+    );
+    assert_eq!(ok(&st).trim(), "Healthy");
+    let e = fails(&mooring(
+        kc,
+        &["rollout", "status", "ml-model-serving", "--timeout", "soon"],
+    ));
+    assert!(e.contains("duration"), "{e}");
 
     // watch reprints on change and exits 1 on a Degraded (aborted) rollout.
     set_status(kc, paused_status(generation(kc)));
@@ -571,4 +616,66 @@ fn rollout_commands_without_the_crds_and_on_a_destination_cluster() {
         &["rollout", "pause", "ml-model-serving", "--cluster", "gpu-a"],
     ));
     assert_eq!(live(&gpu.kc)["spec"]["paused"], true);
+
+    // The traffic routers' CRDs (what tests and demos install next to the Rollout) are
+    // accepted and serve both Istio versions and the Gateway API's HTTPRoute.
+    for crd in mooring_k8s::crds::traffic_crds() {
+        apply_eventually(&gpu.kc, &crd.to_string());
+    }
+    apply_eventually(
+        &gpu.kc,
+        r#"
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: ml-model-serving, namespace: default}
+spec:
+  hosts: [models.example.com]
+  http:
+  - name: primary
+    route:
+    - {destination: {host: ml-model-serving}, weight: 100}
+    - {destination: {host: ml-model-serving-canary}, weight: 0}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ml-model-serving, namespace: default}
+spec:
+  host: ml-model-serving
+  subsets: [{name: stable}, {name: canary}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: ml-model-serving, namespace: default}
+spec:
+  parentRefs: [{name: gateway}]
+  rules:
+  - backendRefs:
+    - {name: ml-model-serving, port: 80, weight: 100}
+    - {name: ml-model-serving-canary, port: 80, weight: 0}
+"#,
+    );
+    for (kind, path) in [
+        ("virtualservices.v1.networking.istio.io", "spec.http"),
+        (
+            "destinationrules.v1beta1.networking.istio.io",
+            "spec.subsets",
+        ),
+        ("httproutes.gateway.networking.k8s.io", "spec.rules"),
+    ] {
+        let out = kubectl_ok(
+            &gpu.kc,
+            &[
+                "get",
+                kind,
+                "ml-model-serving",
+                "-o",
+                &format!("jsonpath={{.{path}}}"),
+            ],
+            None,
+        );
+        assert!(
+            out.contains("ml-model-serving") || out.contains("stable"),
+            "{kind}: {out}"
+        );
+    }
 }
