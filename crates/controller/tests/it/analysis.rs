@@ -577,3 +577,65 @@ async fn web_and_job_metrics_and_terminate() {
     assert_eq!(message(&st), "Run Terminated");
     drop(e);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_resumes_runs_from_their_status() {
+    let mut e = env(None).await;
+    let ok = http_server(200, r#"{"data": {"ok": true}}"#).await;
+    create_run(
+        &e.client,
+        "web",
+        json!({"metrics": [web_metric("ok", &ok, json!({"interval": "1s", "count": 4, "successCondition": "result"}))]}),
+    )
+    .await;
+    // A Job that runs long enough (40 s / speed 20) to be in flight during the restart.
+    create_run(
+        &e.client,
+        "job",
+        json!({"metrics": [{"name": "smoke", "provider": {"job": {"spec": {"backoffLimit": 0, "template": {
+            "metadata": {"annotations": {"sim.mooring.dev/run-seconds": "40"}},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "smoke", "image": "registry.local/smoke:1"}]}}}}}}]}),
+    )
+    .await;
+    let api = runs(&e.client);
+    eventually(60, "one web measurement and a running job", || {
+        let api = api.clone();
+        async move {
+            let w = api.get("web").await.ok()?;
+            let j = api.get("job").await.ok()?;
+            let running = j
+                .data
+                .pointer("/status/metricResults/0/measurements/0/phase")?
+                == "Running";
+            (w.data.pointer("/status/metricResults/0/count")?.as_i64()? >= 1 && running)
+                .then_some(())
+        }
+    })
+    .await;
+    // Kill the controller and start another one.
+    for t in e._tasks.drain(..) {
+        t.abort();
+    }
+    e._tasks = analysis::start(
+        ClusterClient::new("test", e.client.clone()),
+        AnalysisOptions::default(),
+    );
+    let st = finished(&e.client, "web").await;
+    assert_eq!(phase(&st), "Successful", "{st}");
+    assert_eq!(st["metricResults"][0]["count"], 4, "{st}");
+    let st = finished(&e.client, "job").await;
+    assert_eq!(phase(&st), "Successful", "{st}");
+    assert_eq!(st["metricResults"][0]["count"], 1, "{st}");
+    // The in-flight Job was picked up, not created again.
+    let jobs = dynamic_api(&e.client, "default", "batch", "v1", "Job", "jobs");
+    let all = jobs.list(&Default::default()).await.expect("jobs");
+    assert_eq!(
+        all.items.len(),
+        1,
+        "{:?}",
+        all.items
+            .iter()
+            .map(|j| j.metadata.name.clone())
+            .collect::<Vec<_>>()
+    );
+}
