@@ -268,6 +268,12 @@ async fn step(
         write_status(api, name, &status, &redactor).await?;
     }
     if status.phase.completed() {
+        tracing::info!(
+            run = %format!("{ns}/{name}"),
+            phase = %status.phase,
+            message = %redactor.redact(status.message.as_deref().unwrap_or_default()),
+            "analysis run completed"
+        );
         return Ok(None);
     }
     let now = chrono::Utc::now();

@@ -475,6 +475,9 @@ async fn web_and_job_metrics_and_terminate() {
     let e = env(None).await;
     let ok = http_server(200, r#"{"data": {"ok": true, "score": 0.97}}"#).await;
     let broken = http_server(503, "unavailable").await;
+    let big: &'static str =
+        Box::leak(format!("[{}0]", "0,".repeat(3 * 1024 * 1024)).into_boxed_str());
+    let huge = http_server(200, big).await;
     let job = |fail: bool| {
         json!({"job": {"metadata": {"labels": {"team": "ml"}}, "spec": {"backoffLimit": 0, "template": {
             "metadata": {"annotations": if fail { json!({"sim.mooring.dev/fail": "job"}) } else { json!({}) }},
@@ -509,6 +512,21 @@ async fn web_and_job_metrics_and_terminate() {
         (
             "unsupported",
             json!({"metrics": [{"name": "dd", "provider": {"datadog": {"query": "avg:x"}}}]}),
+        ),
+        // Hostile or malformed input: a clear Error, nothing measured half-way.
+        ("malformed", json!({"metrics": "not a list"})),
+        (
+            "huge-body",
+            json!({"metrics": [web_metric("big", &huge, json!({"consecutiveErrorLimit": 0}))]}),
+        ),
+        (
+            "file-url",
+            json!({"metrics": [web_metric("f", "file:///etc/passwd", json!({"consecutiveErrorLimit": 0}))]}),
+        ),
+        (
+            "long-condition",
+            json!({"metrics": [web_metric("ok", &ok, json!({"consecutiveErrorLimit": 0,
+            "successCondition": format!("result == true{}", " && true".repeat(1000))}))]}),
         ),
     ];
     for (name, spec) in &cases {
@@ -550,6 +568,18 @@ async fn web_and_job_metrics_and_terminate() {
     let st = finished(&e.client, "unsupported").await;
     assert_eq!(phase(&st), "Error", "{st}");
     assert!(message(&st).contains("datadog"), "{st}");
+    let st = finished(&e.client, "malformed").await;
+    assert_eq!(phase(&st), "Error", "{st}");
+    assert!(message(&st).contains("invalid spec"), "{st}");
+    for (run, want) in [
+        ("huge-body", "larger than"),
+        ("file-url", "not http or https"),
+        ("long-condition", "limit is 4096"),
+    ] {
+        let st = finished(&e.client, run).await;
+        assert_eq!(phase(&st), "Error", "{run}: {st}");
+        assert!(message(&st).contains(want), "{run}: {st}");
+    }
 
     // An indefinite metric runs until terminated, then the run is Successful.
     let api = runs(&e.client);
