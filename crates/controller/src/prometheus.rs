@@ -92,6 +92,7 @@ pub enum PromValue {
 pub struct PromClient {
     base: Url,
     http: reqwest::Client,
+    headers: Vec<(String, String)>,
 }
 
 /// reqwest is built without a default TLS provider; install ring's (the provider kube
@@ -132,7 +133,18 @@ impl PromClient {
         let http = reqwest::Client::builder()
             .build()
             .map_err(|e| bad(e.to_string()))?;
-        Ok(PromClient { base, http })
+        Ok(PromClient {
+            base,
+            http,
+            headers: vec![],
+        })
+    }
+
+    /// Send these headers with every query (e.g. `X-Scope-Org-ID` for a multi-tenant
+    /// Prometheus, `Authorization`).
+    pub fn with_headers(mut self, headers: Vec<(String, String)>) -> PromClient {
+        self.headers = headers;
+        self
     }
 
     /// The address this client talks to.
@@ -149,7 +161,11 @@ impl PromClient {
         url.query_pairs_mut()
             .append_pair("query", query)
             .append_pair("timeout", &format!("{}ms", timeout.as_millis().max(1)));
-        let req = self.http.get(url).timeout(timeout).send();
+        let mut req = self.http.get(url).timeout(timeout);
+        for (k, v) in &self.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let req = req.send();
         let resp = match req.await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => return Err(PromError::Timeout(timeout)),

@@ -152,6 +152,8 @@ pub struct WebMetric {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 pub struct WebMetricHeader {
+    /// `key` in Argo's types (`name`, as some of Argo's docs spell it, is accepted too).
+    #[serde(alias = "name")]
     pub key: String,
     pub value: String,
 }

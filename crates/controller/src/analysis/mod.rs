@@ -61,6 +61,14 @@ struct RunTask {
     handle: tokio::task::JoinHandle<()>,
 }
 
+/// Run tasks live as long as the watch that started them: aborting the handles
+/// returned by [`start`] stops every run task too (nothing keeps measuring).
+impl Drop for RunTask {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
 struct Ctx {
     cluster: Arc<ClusterClient>,
     options: AnalysisOptions,
@@ -80,7 +88,7 @@ async fn watch(ctx: Arc<Ctx>) {
     use kube::runtime::WatchStreamExt;
     let api: Api<DynamicObject> =
         Api::all_with(ctx.cluster.client().clone(), &analysis_run_resource());
-    let tasks: Arc<Mutex<HashMap<(String, String), RunTask>>> = Arc::default();
+    let tasks: Mutex<HashMap<(String, String), RunTask>> = Mutex::default();
     let mut stream = kube::runtime::watcher(api, Default::default())
         .default_backoff()
         .boxed();
@@ -127,13 +135,11 @@ async fn watch(ctx: Arc<Ctx>) {
                     o.metadata.namespace.clone().unwrap_or_default(),
                     o.metadata.name.clone().unwrap_or_default(),
                 );
-                if let Some(t) = tasks
+                // Dropping the task aborts it.
+                tasks
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .remove(&key)
-                {
-                    t.handle.abort();
-                }
+                    .remove(&key);
             }
             Ok(_) => {}
             Err(e) => {
@@ -262,6 +268,12 @@ async fn step(
         write_status(api, name, &status, &redactor).await?;
     }
     if status.phase.completed() {
+        tracing::info!(
+            run = %format!("{ns}/{name}"),
+            phase = %status.phase,
+            message = %redactor.redact(status.message.as_deref().unwrap_or_default()),
+            "analysis run completed"
+        );
         return Ok(None);
     }
     let now = chrono::Utc::now();
@@ -361,18 +373,29 @@ async fn execute(
         let m = resume_job(ctx, ns, metric, last).await;
         engine::record(spec, status, name, m);
     }
-    for name in &plan.measure {
-        let Some(metric) = spec.metrics.iter().find(|m| &m.name == name) else {
-            continue;
-        };
-        let n = status
-            .metric_results
-            .iter()
-            .find(|r| &r.name == name)
-            .map(|r| r.count + r.error + 1)
-            .unwrap_or(1);
-        let m = measure(ctx, ns, run, uid, metric, n).await;
-        engine::record(spec, status, name, m);
+    // New measurements of different metrics are independent: take them together, so a
+    // slow provider does not delay the others.
+    let due: Vec<(&Metric, i64)> = plan
+        .measure
+        .iter()
+        .filter_map(|name| {
+            let metric = spec.metrics.iter().find(|m| &m.name == name)?;
+            let n = status
+                .metric_results
+                .iter()
+                .find(|r| &r.name == name)
+                .map(|r| r.count + r.error + 1)
+                .unwrap_or(1);
+            Some((metric, n))
+        })
+        .collect();
+    let taken = futures::future::join_all(
+        due.iter()
+            .map(|(metric, n)| measure(ctx, ns, run, uid, metric, *n)),
+    )
+    .await;
+    for ((metric, _), m) in due.iter().zip(taken) {
+        engine::record(spec, status, &metric.name, m);
     }
 }
 

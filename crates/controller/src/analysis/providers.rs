@@ -44,7 +44,14 @@ pub async fn prometheus(
     if m.query.trim().is_empty() {
         return Err("prometheus provider has an empty query".into());
     }
-    let client = PromClient::new(address).map_err(|e| e.to_string())?;
+    let client = PromClient::new(address)
+        .map_err(|e| e.to_string())?
+        .with_headers(
+            m.headers
+                .iter()
+                .map(|h| (h.key.clone(), h.value.clone()))
+                .collect(),
+        );
     let timeout = m
         .timeout
         .filter(|t| *t > 0)

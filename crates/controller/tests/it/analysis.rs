@@ -475,6 +475,9 @@ async fn web_and_job_metrics_and_terminate() {
     let e = env(None).await;
     let ok = http_server(200, r#"{"data": {"ok": true, "score": 0.97}}"#).await;
     let broken = http_server(503, "unavailable").await;
+    let big: &'static str =
+        Box::leak(format!("[{}0]", "0,".repeat(3 * 1024 * 1024)).into_boxed_str());
+    let huge = http_server(200, big).await;
     let job = |fail: bool| {
         json!({"job": {"metadata": {"labels": {"team": "ml"}}, "spec": {"backoffLimit": 0, "template": {
             "metadata": {"annotations": if fail { json!({"sim.mooring.dev/fail": "job"}) } else { json!({}) }},
@@ -509,6 +512,21 @@ async fn web_and_job_metrics_and_terminate() {
         (
             "unsupported",
             json!({"metrics": [{"name": "dd", "provider": {"datadog": {"query": "avg:x"}}}]}),
+        ),
+        // Hostile or malformed input: a clear Error, nothing measured half-way.
+        ("malformed", json!({"metrics": "not a list"})),
+        (
+            "huge-body",
+            json!({"metrics": [web_metric("big", &huge, json!({"consecutiveErrorLimit": 0}))]}),
+        ),
+        (
+            "file-url",
+            json!({"metrics": [web_metric("f", "file:///etc/passwd", json!({"consecutiveErrorLimit": 0}))]}),
+        ),
+        (
+            "long-condition",
+            json!({"metrics": [web_metric("ok", &ok, json!({"consecutiveErrorLimit": 0,
+            "successCondition": format!("result == true{}", " && true".repeat(1000))}))]}),
         ),
     ];
     for (name, spec) in &cases {
@@ -550,6 +568,18 @@ async fn web_and_job_metrics_and_terminate() {
     let st = finished(&e.client, "unsupported").await;
     assert_eq!(phase(&st), "Error", "{st}");
     assert!(message(&st).contains("datadog"), "{st}");
+    let st = finished(&e.client, "malformed").await;
+    assert_eq!(phase(&st), "Error", "{st}");
+    assert!(message(&st).contains("invalid spec"), "{st}");
+    for (run, want) in [
+        ("huge-body", "larger than"),
+        ("file-url", "not http or https"),
+        ("long-condition", "limit is 4096"),
+    ] {
+        let st = finished(&e.client, run).await;
+        assert_eq!(phase(&st), "Error", "{run}: {st}");
+        assert!(message(&st).contains(want), "{run}: {st}");
+    }
 
     // An indefinite metric runs until terminated, then the run is Successful.
     let api = runs(&e.client);
@@ -576,4 +606,66 @@ async fn web_and_job_metrics_and_terminate() {
     assert_eq!(phase(&st), "Successful", "{st}");
     assert_eq!(message(&st), "Run Terminated");
     drop(e);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_resumes_runs_from_their_status() {
+    let mut e = env(None).await;
+    let ok = http_server(200, r#"{"data": {"ok": true}}"#).await;
+    create_run(
+        &e.client,
+        "web",
+        json!({"metrics": [web_metric("ok", &ok, json!({"interval": "1s", "count": 4, "successCondition": "result"}))]}),
+    )
+    .await;
+    // A Job that runs long enough (40 s / speed 20) to be in flight during the restart.
+    create_run(
+        &e.client,
+        "job",
+        json!({"metrics": [{"name": "smoke", "provider": {"job": {"spec": {"backoffLimit": 0, "template": {
+            "metadata": {"annotations": {"sim.mooring.dev/run-seconds": "40"}},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "smoke", "image": "registry.local/smoke:1"}]}}}}}}]}),
+    )
+    .await;
+    let api = runs(&e.client);
+    eventually(60, "one web measurement and a running job", || {
+        let api = api.clone();
+        async move {
+            let w = api.get("web").await.ok()?;
+            let j = api.get("job").await.ok()?;
+            let running = j
+                .data
+                .pointer("/status/metricResults/0/measurements/0/phase")?
+                == "Running";
+            (w.data.pointer("/status/metricResults/0/count")?.as_i64()? >= 1 && running)
+                .then_some(())
+        }
+    })
+    .await;
+    // Kill the controller and start another one.
+    for t in e._tasks.drain(..) {
+        t.abort();
+    }
+    e._tasks = analysis::start(
+        ClusterClient::new("test", e.client.clone()),
+        AnalysisOptions::default(),
+    );
+    let st = finished(&e.client, "web").await;
+    assert_eq!(phase(&st), "Successful", "{st}");
+    assert_eq!(st["metricResults"][0]["count"], 4, "{st}");
+    let st = finished(&e.client, "job").await;
+    assert_eq!(phase(&st), "Successful", "{st}");
+    assert_eq!(st["metricResults"][0]["count"], 1, "{st}");
+    // The in-flight Job was picked up, not created again.
+    let jobs = dynamic_api(&e.client, "default", "batch", "v1", "Job", "jobs");
+    let all = jobs.list(&Default::default()).await.expect("jobs");
+    assert_eq!(
+        all.items.len(),
+        1,
+        "{:?}",
+        all.items
+            .iter()
+            .map(|j| j.metadata.name.clone())
+            .collect::<Vec<_>>()
+    );
 }

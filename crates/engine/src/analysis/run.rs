@@ -22,7 +22,8 @@
 //! Inconclusive when `inconclusive > inconclusiveLimit` (default 0), Error when
 //! `consecutiveError > consecutiveErrorLimit` (default 4), Successful when
 //! `consecutiveSuccessLimit` successes in a row were seen or `count` measurements were
-//! taken. The run takes the worst phase of its metrics (Failed > Error > Inconclusive >
+//! taken. After an Error measurement the next one comes within 10 seconds (or the
+//! interval, when shorter), as in Argo. The run takes the worst phase of its metrics (Failed > Error > Inconclusive >
 //! Successful) and, like Argo, stops measuring everything else as soon as one metric
 //! fails; metrics listed in `dryRun` are measured and summarised in `dryRunSummary` but
 //! never affect the run. `spec.terminate: true` ends the run Successful ("Run
@@ -159,7 +160,8 @@ pub fn retention(spec: &AnalysisRunSpec, name: &str) -> usize {
     spec.measurement_retention
         .iter()
         .find(|r| name_matches(&r.metric_name, name))
-        .map(|r| r.limit.max(1) as usize)
+        .filter(|r| r.limit > 0)
+        .map(|r| r.limit as usize)
         .unwrap_or(DEFAULT_MEASUREMENT_RETENTION)
 }
 
@@ -243,6 +245,8 @@ pub fn plan(spec: &AnalysisRunSpec, status: &AnalysisRunStatus, now: DateTime<Ut
                     .or_else(|| parse_time(l.started_at.as_deref()))
                     .unwrap_or(now);
                 let gap = match (rules.interval, l.phase) {
+                    // After an error, retry within 10s even when the interval is longer.
+                    (Some(i), AnalysisPhase::Error) => i.min(DEFAULT_ERROR_RETRY),
                     (Some(i), _) => i,
                     (None, AnalysisPhase::Error) => DEFAULT_ERROR_RETRY,
                     // Measured once and not an error: done (assess completes it).
@@ -933,6 +937,34 @@ mod tests {
         assess(&s, &mut st, t(41));
         assert_eq!(st.phase, AnalysisPhase::Successful);
         assert_eq!(plan(&s, &st, t(100)), Plan::default());
+    }
+
+    #[test]
+    fn errors_are_retried_within_ten_seconds() {
+        let s = spec(json!({"metrics": [metric(json!({"interval": "5m"}))]}));
+        let mut st = AnalysisRunStatus::default();
+        assess(&s, &mut st, t(0));
+        record(
+            &s,
+            &mut st,
+            "success-rate",
+            measurement(AnalysisPhase::Error, None, Some("x".into()), t(0)),
+        );
+        assess(&s, &mut st, t(0));
+        assert_eq!(plan(&s, &st, t(1)).next_at, Some(t(10)));
+        record(
+            &s,
+            &mut st,
+            "success-rate",
+            measurement(AnalysisPhase::Successful, None, None, t(10)),
+        );
+        assess(&s, &mut st, t(10));
+        assert_eq!(plan(&s, &st, t(11)).next_at, Some(t(310)));
+        // A zero retention limit means the default.
+        let z = spec(
+            json!({"measurementRetention": [{"metricName": "success-rate", "limit": 0}], "metrics": []}),
+        );
+        assert_eq!(retention(&z, "success-rate"), DEFAULT_MEASUREMENT_RETENTION);
     }
 
     #[test]
