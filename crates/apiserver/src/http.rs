@@ -150,9 +150,16 @@ async fn route(
         ["metrics", rest @ ..] => {
             if let Some(m) = &st.metrics {
                 if let Some(text) = m(&rest.join("/")) {
+                    // `targets` is a Prometheus http_sd document, which Prometheus only
+                    // accepts as JSON; the rest is the text exposition format.
+                    let content_type = if rest == ["targets"] {
+                        "application/json"
+                    } else {
+                        "text/plain; version=0.0.4"
+                    };
                     return Ok((
                         StatusCode::OK,
-                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        [(header::CONTENT_TYPE, content_type)],
                         text,
                     )
                         .into_response());

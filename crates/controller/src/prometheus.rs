@@ -14,11 +14,11 @@
 //! a fake. The configuration is written as JSON, which is valid YAML, so no value can
 //! break its structure.
 //!
-//! Discovery goes through `file_sd_configs` that a small task of [`LocalPrometheus`]
-//! refreshes from each cluster's targets document every scrape interval, rather than
-//! through `http_sd_configs` directly: Prometheus' http_sd insists on an
-//! `application/json` content type, and going through a file keeps the last good target
-//! list while a cluster restarts.
+//! Discovery is Prometheus' own `http_sd_configs` on each cluster's targets document,
+//! refreshed every scrape interval (Prometheus keeps the last good list while a cluster
+//! is briefly unreachable). A watchdog process kills Prometheus when the process that
+//! started it dies without dropping it (a test killed on timeout, a `kill -9`), so no
+//! Prometheus is ever left behind scraping a dead cluster.
 
 use reqwest::Url;
 use serde_json::{json, Value};
@@ -340,7 +340,7 @@ pub struct LocalPrometheusOptions {
 /// A running local Prometheus; the process is killed when this is dropped.
 pub struct LocalPrometheus {
     child: std::process::Child,
-    discovery: tokio::task::JoinHandle<()>,
+    watchdog: Option<std::process::Child>,
     addr: SocketAddr,
     binary: PathBuf,
     log: PathBuf,
@@ -357,9 +357,12 @@ impl std::fmt::Debug for LocalPrometheus {
 
 impl Drop for LocalPrometheus {
     fn drop(&mut self) {
-        self.discovery.abort();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(w) = &mut self.watchdog {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
     }
 }
 
@@ -374,19 +377,19 @@ fn prom_duration(d: Duration) -> String {
 }
 
 /// The generated configuration (JSON, which Prometheus reads as YAML): one job per
-/// cluster, discovering targets from `target_files[i]` (kept fresh by [`LocalPrometheus`]).
-pub fn local_config(scrape_interval: Duration, target_files: &[PathBuf]) -> Value {
+/// cluster, discovering its simulated Pods through http_sd.
+pub fn local_config(scrape_interval: Duration, cluster_urls: &[String]) -> Value {
     let interval = prom_duration(scrape_interval);
-    let jobs: Vec<Value> = target_files
+    let jobs: Vec<Value> = cluster_urls
         .iter()
         .enumerate()
-        .map(|(i, file)| {
+        .map(|(i, cluster)| {
             json!({
                 "job_name": format!("mooring-cluster-{i}"),
                 "scrape_interval": interval,
                 "scrape_timeout": interval,
-                "file_sd_configs": [{
-                    "files": [file.display().to_string()],
+                "http_sd_configs": [{
+                    "url": targets_url(cluster),
                     "refresh_interval": interval,
                 }],
             })
@@ -403,33 +406,18 @@ fn targets_url(cluster: &str) -> String {
     format!("{}/metrics/targets", cluster.trim_end_matches('/'))
 }
 
-/// Fetch each cluster's targets document and write it where `file_sd` reads it
-/// (atomically, through a rename). A failed fetch keeps the previous list.
-async fn refresh_targets(http: &reqwest::Client, clusters: &[String], files: &[PathBuf]) {
-    for (cluster, file) in clusters.iter().zip(files) {
-        let got = async {
-            let r = http
-                .get(targets_url(cluster))
-                .timeout(Duration::from_secs(5))
-                .send()
-                .await
-                .ok()?;
-            if !r.status().is_success() {
-                return None;
-            }
-            let body = r.bytes().await.ok()?;
-            // Only a well-formed target list reaches Prometheus.
-            let v: Vec<Value> = serde_json::from_slice(&body).ok()?;
-            serde_json::to_vec(&v).ok()
-        }
-        .await;
-        if let Some(body) = got {
-            let tmp = file.with_extension("json.tmp");
-            if std::fs::write(&tmp, body).is_ok() {
-                let _ = std::fs::rename(&tmp, file);
-            }
-        }
-    }
+/// A shell that kills `pid` once this process is gone (checked every second).
+fn watchdog(pid: u32) -> Option<std::process::Child> {
+    let script = "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; kill \"$2\" 2>/dev/null";
+    std::process::Command::new("sh")
+        .args(["-c", script, "mooring-prometheus-watchdog"])
+        .arg(std::process::id().to_string())
+        .arg(pid.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()
 }
 
 impl LocalPrometheus {
@@ -456,16 +444,8 @@ impl LocalPrometheus {
         };
         std::fs::create_dir_all(&o.data_dir).map_err(io(&o.data_dir))?;
         let config_path = o.data_dir.join("prometheus.yml");
-        let target_files: Vec<PathBuf> = (0..o.cluster_urls.len())
-            .map(|i| o.data_dir.join(format!("targets-{i}.json")))
-            .collect();
-        for f in &target_files {
-            std::fs::write(f, "[]").map_err(io(f))?;
-        }
         install_crypto_provider();
-        let http = reqwest::Client::new();
-        refresh_targets(&http, &o.cluster_urls, &target_files).await;
-        let config = local_config(o.scrape_interval, &target_files);
+        let config = local_config(o.scrape_interval, &o.cluster_urls);
         let text =
             serde_json::to_string_pretty(&config).map_err(|e| PromError::Decode(e.to_string()))?;
         std::fs::write(&config_path, text).map_err(io(&config_path))?;
@@ -500,18 +480,10 @@ impl LocalPrometheus {
                 binary: binary.display().to_string(),
                 reason: e.to_string(),
             })?;
-        let (clusters, files, every) = (o.cluster_urls.clone(), target_files, o.scrape_interval);
-        let discovery = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                refresh_targets(&http, &clusters, &files).await;
-            }
-        });
+        let watchdog = watchdog(child.id());
         let mut me = LocalPrometheus {
             child,
-            discovery,
+            watchdog,
             addr,
             binary,
             log,
@@ -655,12 +627,12 @@ mod tests {
     fn config_has_one_job_per_cluster() {
         let c = local_config(
             Duration::from_secs(1),
-            &[PathBuf::from("/d/t-0.json"), PathBuf::from("/d/t-1.json")],
+            &["http://127.0.0.1:1".into(), "http://127.0.0.1:2/".into()],
         );
         assert_eq!(c["global"]["scrape_interval"], "1s");
         assert_eq!(
-            c["scrape_configs"][0]["file_sd_configs"][0]["files"][0],
-            "/d/t-0.json"
+            c["scrape_configs"][1]["http_sd_configs"][0]["url"],
+            "http://127.0.0.1:2/metrics/targets"
         );
         assert_eq!(c["scrape_configs"][1]["job_name"], "mooring-cluster-1");
         assert_eq!(

@@ -218,7 +218,7 @@ async fn reconcile(ro: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Roll
         rollout: &rollout,
         replica_sets: &rses,
         analysis_runs: &runs,
-        now: mooring_engine::rollout::Utc::now(),
+        now: chrono::Utc::now(),
     });
     let owner = json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": name, "uid": uid,

@@ -303,15 +303,17 @@ async fn blue_green_failing_pre_promotion_analysis_never_switches_the_active_ser
 
     // Green fails its pre-promotion analysis: the active Service never leaves blue.
     patch_spec(&client, "default", "web", json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:2"}]}}}})).await;
-    let mut seen_active = std::collections::BTreeSet::new();
+    let seen_active = std::sync::Mutex::new(std::collections::BTreeSet::new());
     let s = eventually(60, "green aborted", || async {
-        seen_active.insert(active(client.clone()).await.to_string());
+        let a = active(client.clone()).await.to_string();
+        seen_active.lock().expect("lock").insert(a);
         let s = rollout_status(&client).await;
         (s["phase"] == json!("Degraded")).then_some(s)
     })
     .await;
     let green = field(&s, "/currentPodHash").to_string();
     assert_ne!(green, blue);
+    let seen_active = seen_active.into_inner().expect("lock");
     assert_eq!(
         seen_active,
         [json!(blue).to_string()].into_iter().collect(),
@@ -365,6 +367,7 @@ async fn controller_with_prometheus(
         mooring_controller::ControllerOptions {
             cache_dir: cache.path().to_path_buf(),
             operation_poll: std::time::Duration::from_millis(100),
+            poll: std::time::Duration::from_secs(1),
             prometheus_address: Some(prometheus.to_string()),
             ..Default::default()
         },
@@ -483,7 +486,7 @@ async fn seed_canary_promotes_a_good_model_and_aborts_a_bad_one() {
     // A good model version goes 10 → 25 → 50 → 100 through three passing analyses.
     set_in_base(&repo, "fraud-detector:1.4.2", "fraud-detector:1.5.0");
     repo.commit("fraud-detector 1.5.0");
-    let mut canary_sizes = std::collections::BTreeSet::new();
+    let canary_sizes = std::sync::Mutex::new(std::collections::BTreeSet::new());
     let s = eventually(150, "good version promoted", || async {
         let s = status(client.clone()).await;
         let rs: Api<DynamicObject> = Api::namespaced_with(
@@ -494,7 +497,7 @@ async fn seed_canary_promotes_a_good_model_and_aborts_a_bad_one() {
         if let Some(h) = s["currentPodHash"].as_str().filter(|h| *h != v1) {
             if let Ok(Some(r)) = rs.get_opt(&format!("ml-model-serving-{h}")).await {
                 if let Some(n) = r.data.pointer("/spec/replicas").and_then(Value::as_i64) {
-                    canary_sizes.insert(n);
+                    canary_sizes.lock().expect("lock").insert(n);
                 }
             }
         }
@@ -502,6 +505,7 @@ async fn seed_canary_promotes_a_good_model_and_aborts_a_bad_one() {
     })
     .await;
     let v2 = field(&s, "/stableRS").to_string();
+    let canary_sizes = canary_sizes.into_inner().expect("lock");
     assert!(
         canary_sizes.contains(&1) && canary_sizes.contains(&3) && canary_sizes.contains(&5),
         "canary sizes seen: {canary_sizes:?}"
@@ -524,7 +528,7 @@ async fn seed_canary_promotes_a_good_model_and_aborts_a_bad_one() {
     assert_eq!(passed, vec!["Successful"; 3], "three step analyses passed");
 
     // A bad one (20 % errors) is aborted at the first analysis; traffic returns to stable.
-    set_in_base(&repo, "fraud-detector:1.4.2", "fraud-detector:1.6.0");
+    set_in_base(&repo, "fraud-detector:1.5.0", "fraud-detector:1.6.0");
     set_in_base(
         &repo,
         "sim.mooring.dev/error-rate: \"0.001\"",

@@ -341,12 +341,8 @@ fn set_weights(cx: &mut Ctx, canary: &CanaryStrategy, stable: &str, routed_weigh
         routed_weight
     } else {
         let c = cx.rs(&cx.hash).map_or(0, |r| r.available);
-        let s = if stable == cx.hash {
-            0
-        } else {
-            cx.rs(stable).map_or(0, |r| r.available)
-        };
-        if c + s == 0 {
+        let s = cx.rs(stable).map_or(0, |r| r.available);
+        if stable == cx.hash || c + s == 0 {
             0
         } else {
             (c * 100 + (c + s) / 2) / (c + s)

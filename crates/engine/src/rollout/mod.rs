@@ -25,7 +25,7 @@ mod hash;
 #[cfg(test)]
 mod tests;
 
-pub use chrono::{DateTime, Utc};
+use chrono::{DateTime, Utc};
 pub use hash::{pod_template_hash, steps_hash};
 
 use mooring_core::rollout::{
