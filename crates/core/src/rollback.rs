@@ -282,6 +282,19 @@ pub struct ApplicationRollbackStatus {
     pub healthy_revisions: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rollback: Option<RollbackRecord>,
+    /// A rollback sync waiting for the app's running sync operation to end (a running
+    /// operation is not interrupted; the rollback sync is requested right after it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_rollback: Option<PendingRollback>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRollback {
+    pub rule: String,
+    /// Why (the breach, in words), for the suspension condition.
+    pub reason: String,
+    pub since: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
@@ -289,7 +302,8 @@ pub struct ApplicationRollbackStatus {
 pub struct RollbackRecord {
     pub rule: String,
     pub at: String,
-    /// `abortRollout`, `syncRevision` or `none` (nothing to roll back to).
+    /// `abortRollout`, `syncRevision`, `pendingSync` (after the running operation),
+    /// `none` (nothing to roll back to) or `failed`.
     pub mode: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_revision: Option<String>,

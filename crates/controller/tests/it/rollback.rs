@@ -709,6 +709,11 @@ spec:
             "rollouts",
         ),
     );
+    eventually(60, "the Rollout applied", || {
+        let rollouts = rollouts.clone();
+        async move { rollouts.get_opt("model-rollout").await.ok().flatten() }
+    })
+    .await;
     // Mid-update, as the rollout controller reports it.
     rollouts
         .patch_status(
