@@ -484,7 +484,16 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
             if rule.action.creates_incident() {
                 if let Some(w) = p.spec.incident.as_ref().and_then(|i| i.webhook.clone()) {
                     let body = incident(p, app, rule, e, &record);
-                    tokio::spawn(post_incident(w, body));
+                    match resolve_headers(ctx, p.namespace(), w).await {
+                        Ok(w) => {
+                            tokio::spawn(post_incident(w, body));
+                        }
+                        Err(m) => tracing::warn!(
+                            "incident webhook of RollbackPolicy {}/{}: {m}",
+                            p.namespace(),
+                            p.name()
+                        ),
+                    }
                 }
             }
             if rule.action.rolls_back() && first {
@@ -867,6 +876,51 @@ pub fn incident(
         "firedAt": e.state.fired_at.map(format_time),
         "message": breach_text(rule, e),
     })
+}
+
+/// Replace `valueFrom.secretKeyRef` header values with the Secret's (read now, so a
+/// rotated token is used by the next incident). The values are never logged.
+async fn resolve_headers(
+    ctx: &Context,
+    ns: &str,
+    mut w: WebhookSpec,
+) -> Result<WebhookSpec, String> {
+    use mooring_k8s::k8s_openapi::api::core::v1::Secret;
+    let secrets: Api<Secret> = Api::namespaced(ctx.management.client().clone(), ns);
+    for h in &mut w.headers {
+        let Some(from) = h.value_from.take() else {
+            continue;
+        };
+        let r = from.secret_key_ref;
+        let secret = secrets
+            .get_opt(&r.name)
+            .await
+            .map_err(|e| format!("header {}: Secret {ns}/{}: {e}", h.name, r.name))?
+            .ok_or_else(|| format!("header {}: Secret {ns}/{} not found", h.name, r.name))?;
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&r.key))
+            .map(|b| b.0.clone())
+            .ok_or_else(|| {
+                format!(
+                    "header {}: Secret {ns}/{} has no key {}",
+                    h.name, r.name, r.key
+                )
+            })?;
+        let value = String::from_utf8(bytes).map_err(|_| {
+            format!(
+                "header {}: Secret {ns}/{} key {} is not text",
+                h.name, r.name, r.key
+            )
+        })?;
+        let value = value.trim().to_string();
+        if value.contains(['\r', '\n']) {
+            return Err(format!("header {}: the Secret's value spans lines", h.name));
+        }
+        h.value = value;
+    }
+    Ok(w)
 }
 
 /// POST the incident, retrying 5xx answers and connection errors with exponential backoff.

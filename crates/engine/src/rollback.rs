@@ -290,14 +290,23 @@ pub fn compile(spec: &RollbackPolicySpec) -> Result<Policy, RollbackError> {
     if let Some(w) = spec.incident.as_ref().and_then(|i| i.webhook.as_ref()) {
         check_url("spec.incident.webhook.url", &w.url)?;
         for h in &w.headers {
+            let from_secret = h
+                .value_from
+                .as_ref()
+                .map(|f| !f.secret_key_ref.name.is_empty() && !f.secret_key_ref.key.is_empty());
             let valid = !h.name.is_empty()
                 && h.name
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
-                && !h.value.contains(['\r', '\n']);
+                && !h.value.contains(['\r', '\n'])
+                && match from_secret {
+                    // Exactly one of value and valueFrom.secretKeyRef {name, key}.
+                    Some(ok) => ok && h.value.is_empty(),
+                    None => !h.value.is_empty(),
+                };
             if !valid {
                 return Err(RollbackError::Policy(format!(
-                    "spec.incident.webhook.headers: {:?} is not a valid header",
+                    "spec.incident.webhook.headers: {:?} is not a valid header (a token name and exactly one of a one-line value or valueFrom.secretKeyRef {{name, key}})",
                     h.name
                 )));
             }
@@ -767,6 +776,7 @@ mod tests {
                             headers: vec![mooring_core::rollback::WebhookHeader {
                                 name: "X".into(),
                                 value: "a\r\nInjected: 1".into(),
+                                value_from: None,
                             }],
                         }),
                     })

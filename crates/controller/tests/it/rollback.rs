@@ -109,8 +109,8 @@ async fn wait_synced_healthy(e: &Env, revision: &str) -> Value {
 /// requests get a 503 (to prove the webhook is retried).
 struct Hook {
     port: u16,
-    /// (status answered, body).
-    seen: Arc<Mutex<Vec<(u16, Value)>>>,
+    /// (status answered, body, request head).
+    seen: Arc<Mutex<Vec<(u16, Value, String)>>>,
 }
 
 impl Hook {
@@ -119,7 +119,7 @@ impl Hook {
             .await
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        let seen: Arc<Mutex<Vec<(u16, Value)>>> = Arc::default();
+        let seen: Arc<Mutex<Vec<(u16, Value, String)>>> = Arc::default();
         let s = seen.clone();
         tokio::spawn(async move {
             while let Ok((mut sock, _)) = listener.accept().await {
@@ -144,15 +144,19 @@ impl Hook {
                             })
                             .unwrap_or(0);
                         if buf.len() >= end + 4 + len {
-                            break Some(buf[end + 4..end + 4 + len].to_vec());
+                            break Some((
+                                buf[end + 4..end + 4 + len].to_vec(),
+                                text[..end].to_lowercase(),
+                            ));
                         }
                     }
                 };
-                let Some(body) = body else { continue };
+                let Some((body, head)) = body else { continue };
                 let code = {
                     let mut seen = s.lock().expect("lock");
                     let code = if seen.len() < fail_first { 503 } else { 200 };
-                    seen.push((code, serde_json::from_slice(&body).unwrap_or(Value::Null)));
+                    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    seen.push((code, body, head));
                     code
                 };
                 let reply = format!(
@@ -178,8 +182,8 @@ impl Hook {
             .lock()
             .expect("lock")
             .iter()
-            .filter(|(c, _)| *c == 200)
-            .map(|(_, b)| b.clone())
+            .filter(|(c, _, _)| *c == 200)
+            .map(|(_, b, _)| b.clone())
             .collect()
     }
 }
@@ -197,6 +201,17 @@ async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
     create(&apps, application(&repo.url())).await;
     wait_synced_healthy(&e, &good).await;
 
+    let secrets: Api<DynamicObject> = Api::namespaced_with(
+        e.client.clone(),
+        "default",
+        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Secret"), "secrets"),
+    );
+    create(
+        &secrets,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "incident-token"},
+               "stringData": {"authorization": "Bearer s3cr3t-t0ken"}}),
+    )
+    .await;
     let policies = policies(&e.client);
     create(
         &policies,
@@ -207,7 +222,10 @@ async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
                 "applications": {"selector": {"matchLabels": {"tier": "serving"}}},
                 "prometheus": {"address": prom.url()},
                 "interval": "1s",
-                "incident": {"webhook": {"url": hook.url(), "headers": [{"name": "X-Team", "value": "ml-platform"}]}},
+                "incident": {"webhook": {"url": hook.url(), "headers": [
+                    {"name": "X-Team", "value": "ml-platform"},
+                    {"name": "Authorization", "valueFrom": {"secretKeyRef": {"name": "incident-token", "key": "authorization"}}},
+                ]}},
                 "rules": [{
                     "name": "error_rate", "query": ERROR_RATE,
                     "threshold": {"operator": ">", "value": 0.05},
@@ -359,7 +377,18 @@ async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
     assert!(i["value"].as_f64().is_some_and(|v| v > 0.05), "{i}");
     assert_eq!(i["rollback"]["toRevision"], good.as_str());
     assert_eq!(i["rollback"]["fromRevision"], bad.as_str());
-    assert!(hook.seen.lock().expect("lock")[0].0 == 503);
+    {
+        let seen = hook.seen.lock().expect("lock");
+        assert_eq!(seen[0].0, 503);
+        let head = &seen[seen.len() - 1].2;
+        assert!(
+            head.contains("authorization: bearer s3cr3t-t0ken"),
+            "{head}"
+        );
+        assert!(head.contains("x-team: ml-platform"), "{head}");
+    }
+    let p = get(&policies, "serving-slo").await;
+    assert!(!p.to_string().contains("s3cr3t"), "{p}");
     let a = get(&apps, "model").await;
     let history = a["status"]["history"]
         .as_array()
