@@ -107,6 +107,16 @@ async fn run(ctx: Arc<Context>) {
                 continue;
             }
         };
+        // Deleted policies are forgotten.
+        last.retain(|k, _| {
+            list.iter().any(|o| {
+                o.metadata
+                    .namespace
+                    .as_deref()
+                    .zip(o.metadata.name.as_deref())
+                    == k.split_once('/')
+            })
+        });
         let mut due = Vec::new();
         for o in list {
             let key = format!(

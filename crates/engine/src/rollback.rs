@@ -33,6 +33,8 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 pub const MIN_INTERVAL: Duration = Duration::from_millis(200);
 /// Longest query accepted (PromQL text, per query).
 pub const MAX_QUERY_LEN: usize = 16 * 1024;
+/// Most rules per policy (each is one or two queries per interval).
+pub const MAX_RULES: usize = 64;
 /// Healthy revisions remembered per Application.
 pub const MAX_HEALTHY_REVISIONS: usize = 10;
 
@@ -274,6 +276,12 @@ pub fn compile_rule(r: &RollbackRule) -> Result<Rule, RollbackError> {
 pub fn compile(spec: &RollbackPolicySpec) -> Result<Policy, RollbackError> {
     if spec.rules.is_empty() {
         return Err(RollbackError::Policy("spec.rules is empty".into()));
+    }
+    if spec.rules.len() > MAX_RULES {
+        return Err(RollbackError::Policy(format!(
+            "spec.rules has {} rules; at most {MAX_RULES}",
+            spec.rules.len()
+        )));
     }
     let interval = match spec.interval.as_deref() {
         Some(s) => duration(None, "spec.interval", s)?,
@@ -788,6 +796,9 @@ mod tests {
             let e = spec(f).expect_err("invalid").to_string();
             assert!(e.contains(want), "{e} should mention {want}");
         }
+        let many = vec![good.clone(); MAX_RULES + 1];
+        let e = spec(&|s| s.rules = many.clone()).expect_err("too many");
+        assert!(e.to_string().contains("at most 64"), "{e}");
         let long = "x".repeat(MAX_QUERY_LEN + 1);
         let e = spec(&|s| s.rules[0].query = long.clone()).expect_err("long");
         assert!(e.to_string().contains("at most"));
