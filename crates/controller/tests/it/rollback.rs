@@ -673,25 +673,34 @@ async fn notify_fires_once_per_breach_across_a_controller_restart() {
     drop(prom);
 }
 
+fn rollout(error_rate: &str) -> String {
+    format!(
+        "apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {{name: model-rollout}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: model-canary}}}}
+  template:
+    metadata:
+      labels: {{app: model-canary}}
+      annotations:
+        sim.mooring.dev/request-rate: \"50\"
+        sim.mooring.dev/error-rate: \"{error_rate}\"
+    spec: {{containers: [{{name: server, image: registry.local/model:{error_rate}}}]}}
+  strategy: {{canary: {{steps: [{{setWeight: 50}}, {{pause: {{}}}}]}}}}
+"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_breach_during_a_rollout_aborts_it() {
     let repo = Repo::new();
+    // A Deployment serving errors: metrics exist whether or not a rollout controller
+    // runs the Rollout's pods.
     repo.write("apps/model/deployment.yaml", &deployment("0.2"));
-    repo.write(
-        "apps/model/rollout.yaml",
-        "apiVersion: argoproj.io/v1alpha1
-kind: Rollout
-metadata: {name: model-rollout}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: model-canary}}
-  template:
-    metadata: {labels: {app: model-canary}}
-    spec: {containers: [{name: server, image: registry.local/model:2}]}
-  strategy: {canary: {steps: [{setWeight: 10}, {pause: {}}]}}
-",
-    );
-    let rev = repo.commit("a canary in progress");
+    repo.write("apps/model/rollout.yaml", &rollout("0"));
+    repo.commit("v1");
     let (cluster, e) = env_with_cluster().await;
     // Argo Rollouts' CRD (kept open: only the fields this test touches matter).
     let crds: Api<DynamicObject> = Api::all_with(
@@ -717,19 +726,6 @@ spec:
     let prom = start_prometheus(&cluster, dir.path()).await;
     let apps = apps(&e.client);
     create(&apps, application(&repo.url())).await;
-    eventually(90, "the Rollout deployed", || {
-        let apps = apps.clone();
-        let rev = rev.clone();
-        async move {
-            let a = get(&apps, "model").await;
-            let has = a
-                .pointer("/status/resources")
-                .and_then(Value::as_array)
-                .is_some_and(|r| r.iter().any(|r| r["kind"] == "Rollout"));
-            (has && field(&a, "/status/sync/revision") == rev).then_some(())
-        }
-    })
-    .await;
     let rollouts: Api<DynamicObject> = Api::namespaced_with(
         e.client.clone(),
         "ml-serving",
@@ -738,22 +734,57 @@ spec:
             "rollouts",
         ),
     );
-    eventually(60, "the Rollout applied", || {
+    eventually(90, "the Rollout applied", || {
         let rollouts = rollouts.clone();
         async move { rollouts.get_opt("model-rollout").await.ok().flatten() }
     })
     .await;
-    // Mid-update, as the rollout controller reports it.
-    rollouts
-        .patch_status(
-            "model-rollout",
+    // With a rollout controller in this build, the first version becomes stable and a
+    // second one stops at the canary's pause; without one, the status is written as a
+    // rollout controller would report a paused canary.
+    let mut controller = false;
+    for _ in 0..100 {
+        let r = get(&rollouts, "model-rollout").await;
+        if !field(&r, "/status/stableRS").is_empty() {
+            controller = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if controller {
+        repo.write("apps/model/rollout.yaml", &rollout("0.5"));
+        repo.commit("v2: a bad canary");
+        apps.patch(
+            "model",
             &PatchParams::default(),
             &Patch::Merge(
-                json!({"status": {"currentPodHash": "new", "stableRS": "old", "phase": "Paused"}}),
+                json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}}),
             ),
         )
         .await
-        .expect("rollout status");
+        .expect("refresh");
+    } else {
+        rollouts
+            .patch_status(
+                "model-rollout",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"currentPodHash": "new", "stableRS": "old", "phase": "Paused"}})),
+            )
+            .await
+            .expect("rollout status");
+    }
+    eventually(90, "the Rollout mid-update", || {
+        let rollouts = rollouts.clone();
+        async move {
+            let r = get(&rollouts, "model-rollout").await;
+            let (cur, stable) = (
+                field(&r, "/status/currentPodHash"),
+                field(&r, "/status/stableRS"),
+            );
+            (!cur.is_empty() && !stable.is_empty() && cur != stable).then_some(())
+        }
+    })
+    .await;
     let policies = policies(&e.client);
     create(
         &policies,
@@ -783,15 +814,21 @@ spec:
         field(&p, "/status/applications/0/lastRollback/message").contains("model-rollout"),
         "{p}"
     );
-    let r = get(&rollouts, "model-rollout").await;
-    assert_eq!(r.pointer("/status/abort"), Some(&json!(true)), "{r}");
+    eventually(30, "status.abort set on the Rollout", || {
+        let rollouts = rollouts.clone();
+        async move {
+            let r = get(&rollouts, "model-rollout").await;
+            (r.pointer("/status/abort") == Some(&json!(true))).then_some(())
+        }
+    })
+    .await;
     let a = get(&apps, "model").await;
     assert!(
         field(&a, "/metadata/annotations/mooring.dev~1auto-sync-suspended").contains("canary-slo"),
         "{a}"
     );
     // Aborting is the rollback: no sync to another revision was requested (the app's own
-    // first sync may still be waiting for the Rollout's health).
+    // sync may still be waiting for the Rollout's health).
     assert!(
         !field(&a, "/operation/initiatedBy/username").starts_with("rollback-policy"),
         "{a}"
