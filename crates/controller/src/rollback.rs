@@ -18,7 +18,9 @@
 //! 2. otherwise the app is synced (an `operation.sync.revision`, as `mooring app rollback`
 //!    does) to the newest revision it was seen Synced and Healthy at while no rule
 //!    breached, other than the one deployed now; with no such revision, nothing is synced
-//!    and the policy status says so;
+//!    and the policy status says so (condition `RollbackFailed`). A sync operation that is
+//!    already running is not interrupted: the rollback sync is recorded as pending in the
+//!    policy status and requested by the first evaluation after the operation ends;
 //! 3. automated sync is suspended with the annotation `mooring.dev/auto-sync-suspended`
 //!    (which the automated-sync decision honours) and an `AutoSyncSuspended` condition on
 //!    the Application naming the policy, rule, value and threshold, so Git does not
@@ -481,7 +483,10 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
                     },
                 }
             };
-            if record.mode == "none" && rule.action.rolls_back() && first {
+            if matches!(record.mode.as_str(), "none" | "failed")
+                && rule.action.rolls_back()
+                && first
+            {
                 status.conditions.retain(|c| c.type_ != "RollbackFailed");
                 status.conditions.push(PolicyCondition {
                     type_: "RollbackFailed".into(),
@@ -507,6 +512,9 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
                 }
             }
             if rule.action.rolls_back() && first {
+                if matches!(record.mode.as_str(), "syncRevision" | "abortRollout") {
+                    status.conditions.retain(|c| c.type_ != "RollbackFailed");
+                }
                 s.last_rollback = Some(record);
             }
         }

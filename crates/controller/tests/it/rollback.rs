@@ -497,6 +497,14 @@ async fn short_breaches_no_data_and_bad_input_never_roll_back() {
         ),
     )
     .await;
+    // Fires at once, but no revision was ever seen healthy: nothing to roll back to.
+    let mut nowhere = policy(
+        "nowhere",
+        &prom.url(),
+        json!([rule("error_rate", ERROR_RATE, ">", "0s")]),
+    );
+    nowhere["spec"]["rules"][0]["action"] = json!("automatic_rollback");
+    create(&policies, nowhere).await;
     create(
         &policies,
         policy(
@@ -586,6 +594,25 @@ async fn short_breaches_no_data_and_bad_input_never_roll_back() {
             assert!(got.is_ok(), "{q}: {got:?}");
         }
     }
+
+    let p = eventually(90, "no rollback target reported", || {
+        let policies = policies.clone();
+        async move {
+            let p = get(&policies, "nowhere").await;
+            (field(&p, "/status/applications/0/lastRollback/mode") == "none").then_some(p)
+        }
+    })
+    .await;
+    let failed = p
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|c| c.iter().find(|c| c["type"] == "RollbackFailed"))
+        .cloned()
+        .unwrap_or_else(|| panic!("RollbackFailed condition: {p}"));
+    assert!(
+        field(&failed, "/message").contains("nothing to roll back to"),
+        "{failed}"
+    );
 
     // More evaluations: still nothing fired.
     tokio::time::sleep(Duration::from_secs(4)).await;
