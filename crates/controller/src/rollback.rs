@@ -459,12 +459,17 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
         status.applications = app_status;
         return write_status(ctx, &ns, &name, &status).await;
     }
-    // One rollback per app per evaluation, even when several rules fire at once.
-    let mut rolled_back = std::collections::BTreeSet::new();
+    // One rollback per app per evaluation, even when several rules fire at once (or a
+    // deferred rollback sync was just requested).
+    let mut rolled_back: std::collections::BTreeSet<String> = due
+        .iter()
+        .map(|(i, _)| apps[*i].name().to_string())
+        .collect();
     for (rule, e) in fired {
         for (app, s) in apps.iter().zip(app_status.iter_mut()) {
-            let first = rolled_back.insert(app.name().to_string());
-            let record = if rule.action.rolls_back() && first {
+            let rolls_back_now =
+                rule.action.rolls_back() && rolled_back.insert(app.name().to_string());
+            let record = if rolls_back_now {
                 match roll_back(ctx, p, app, rule, e, s).await {
                     Ok(r) => r,
                     Err(err) => failed_record(&rule.name, app, err),
@@ -483,10 +488,7 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
                     },
                 }
             };
-            if matches!(record.mode.as_str(), "none" | "failed")
-                && rule.action.rolls_back()
-                && first
-            {
+            if rolls_back_now && matches!(record.mode.as_str(), "none" | "failed") {
                 status.conditions.retain(|c| c.type_ != "RollbackFailed");
                 status.conditions.push(PolicyCondition {
                     type_: "RollbackFailed".into(),
@@ -511,7 +513,7 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
                     }
                 }
             }
-            if rule.action.rolls_back() && first {
+            if rolls_back_now {
                 if matches!(record.mode.as_str(), "syncRevision" | "abortRollout") {
                     status.conditions.retain(|c| c.type_ != "RollbackFailed");
                 }
