@@ -18,7 +18,9 @@
 //! 2. otherwise the app is synced (an `operation.sync.revision`, as `mooring app rollback`
 //!    does) to the newest revision it was seen Synced and Healthy at while no rule
 //!    breached, other than the one deployed now; with no such revision, nothing is synced
-//!    and the policy status says so;
+//!    and the policy status says so (condition `RollbackFailed`). A sync operation that is
+//!    already running is not interrupted: the rollback sync is recorded as pending in the
+//!    policy status and requested by the first evaluation after the operation ends;
 //! 3. automated sync is suspended with the annotation `mooring.dev/auto-sync-suspended`
 //!    (which the automated-sync decision honours) and an `AutoSyncSuspended` condition on
 //!    the Application naming the policy, rule, value and threshold, so Git does not
@@ -35,9 +37,9 @@ use crate::{Context, ControllerError};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use mooring_core::app::{Application, ApplicationCondition, HealthStatusCode, SyncStatusCode};
 use mooring_core::rollback::{
-    ApplicationRollbackStatus, PolicyCondition, RollbackPolicy, RollbackPolicyStatus,
-    RollbackRecord, RuleStatus, WebhookSpec, GROUP, KIND, PLURAL, SUSPENDED_CONDITION,
-    SUSPEND_ANNOTATION, VERSION,
+    ApplicationRollbackStatus, PendingRollback, PolicyCondition, RollbackPolicy,
+    RollbackPolicyStatus, RollbackRecord, RuleStatus, WebhookSpec, GROUP, KIND, PLURAL,
+    SUSPENDED_CONDITION, SUSPEND_ANNOTATION, VERSION,
 };
 use mooring_core::ResourceKey;
 use mooring_engine::rollback::{
@@ -107,6 +109,16 @@ async fn run(ctx: Arc<Context>) {
                 continue;
             }
         };
+        // Deleted policies are forgotten.
+        last.retain(|k, _| {
+            list.iter().any(|o| {
+                o.metadata
+                    .namespace
+                    .as_deref()
+                    .zip(o.metadata.name.as_deref())
+                    == k.split_once('/')
+            })
+        });
         let mut due = Vec::new();
         for o in list {
             let key = format!(
@@ -413,29 +425,54 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
         rules,
         applications: app_status.clone(),
     };
-    // The firing is recorded before anything is done: a crash after this point loses
-    // the action, but an action never runs twice for one breach.
-    write_status(ctx, &ns, &name, &status).await?;
-    if fired.is_empty() {
-        sync_suspension_conditions(ctx, &apps, p).await;
-        return Ok(());
+    // Deferred rollback syncs whose app's operation has ended are taken out now.
+    let mut due: Vec<(usize, PendingRollback)> = Vec::new();
+    for (i, (app, s)) in apps.iter().zip(status.applications.iter_mut()).enumerate() {
+        if s.pending_rollback.is_some() && !operation_running(app) {
+            if let Some(pending) = s.pending_rollback.take() {
+                due.push((i, pending));
+            }
+        }
     }
-    // One rollback per app per evaluation, even when several rules fire at once.
-    let mut rolled_back = std::collections::BTreeSet::new();
+    app_status.clone_from(&status.applications);
+    // The firing (and the taking of a deferred rollback) is recorded before anything is
+    // done: a crash after this point loses the action, but an action never runs twice.
+    write_status(ctx, &ns, &name, &status).await?;
+    for (i, pending) in &due {
+        let (app, s) = (&apps[*i], &mut app_status[*i]);
+        let record = match sync_back(ctx, p, app, &pending.rule, s).await {
+            Ok(r) => r,
+            Err(err) => failed_record(&pending.rule, app, err),
+        };
+        if record.mode == "syncRevision" {
+            if let Err(err) = suspend(ctx, p, app, &pending.rule, &pending.reason, &record).await {
+                tracing::warn!("suspending auto-sync of {}: {err}", app.name());
+            }
+        }
+        s.last_rollback = Some(record);
+    }
+    if fired.is_empty() {
+        if due.is_empty() {
+            sync_suspension_conditions(ctx, &apps, p).await;
+            return Ok(());
+        }
+        status.applications = app_status;
+        return write_status(ctx, &ns, &name, &status).await;
+    }
+    // One rollback per app per evaluation, even when several rules fire at once (or a
+    // deferred rollback sync was just requested).
+    let mut rolled_back: std::collections::BTreeSet<String> = due
+        .iter()
+        .map(|(i, _)| apps[*i].name().to_string())
+        .collect();
     for (rule, e) in fired {
         for (app, s) in apps.iter().zip(app_status.iter_mut()) {
-            let first = rolled_back.insert(app.name().to_string());
-            let record = if rule.action.rolls_back() && first {
+            let rolls_back_now =
+                rule.action.rolls_back() && rolled_back.insert(app.name().to_string());
+            let record = if rolls_back_now {
                 match roll_back(ctx, p, app, rule, e, s).await {
                     Ok(r) => r,
-                    Err(err) => RollbackRecord {
-                        rule: rule.name.clone(),
-                        at: now(),
-                        mode: "failed".into(),
-                        from_revision: deployed_revision(app),
-                        to_revision: None,
-                        message: err.to_string(),
-                    },
+                    Err(err) => failed_record(&rule.name, app, err),
                 }
             } else {
                 RollbackRecord {
@@ -451,7 +488,7 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
                     },
                 }
             };
-            if record.mode == "none" && rule.action.rolls_back() && first {
+            if rolls_back_now && matches!(record.mode.as_str(), "none" | "failed") {
                 status.conditions.retain(|c| c.type_ != "RollbackFailed");
                 status.conditions.push(PolicyCondition {
                     type_: "RollbackFailed".into(),
@@ -464,10 +501,22 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
             if rule.action.creates_incident() {
                 if let Some(w) = p.spec.incident.as_ref().and_then(|i| i.webhook.clone()) {
                     let body = incident(p, app, rule, e, &record);
-                    tokio::spawn(post_incident(w, body));
+                    match resolve_headers(ctx, p.namespace(), w).await {
+                        Ok(w) => {
+                            tokio::spawn(post_incident(w, body));
+                        }
+                        Err(m) => tracing::warn!(
+                            "incident webhook of RollbackPolicy {}/{}: {m}",
+                            p.namespace(),
+                            p.name()
+                        ),
+                    }
                 }
             }
-            if rule.action.rolls_back() && first {
+            if rolls_back_now {
+                if matches!(record.mode.as_str(), "syncRevision" | "abortRollout") {
+                    status.conditions.retain(|c| c.type_ != "RollbackFailed");
+                }
                 s.last_rollback = Some(record);
             }
         }
@@ -491,6 +540,24 @@ fn breach_text(rule: &Rule, e: &Evaluation) -> String {
     )
 }
 
+fn failed_record(rule: &str, app: &Application, err: RollbackError) -> RollbackRecord {
+    RollbackRecord {
+        rule: rule.to_string(),
+        at: now(),
+        mode: "failed".into(),
+        from_revision: deployed_revision(app),
+        to_revision: None,
+        message: err.to_string(),
+    }
+}
+
+fn app_err(app: &Application, message: String) -> RollbackError {
+    RollbackError::App {
+        app: format!("{}/{}", app.namespace(), app.name()),
+        message,
+    }
+}
+
 /// Roll one Application back and suspend its automated sync.
 async fn roll_back(
     ctx: &Context,
@@ -500,77 +567,102 @@ async fn roll_back(
     e: &Evaluation,
     s: &mut ApplicationRollbackStatus,
 ) -> Result<RollbackRecord, RollbackError> {
-    let app_err = |message: String| RollbackError::App {
-        app: format!("{}/{}", app.namespace(), app.name()),
-        message,
+    let reason = breach_text(rule, e);
+    let record = if let Some(rollout) = active_rollout(ctx, app).await {
+        abort_rollout(ctx, app, &rollout)
+            .await
+            .map_err(|m| app_err(app, m))?;
+        RollbackRecord {
+            rule: rule.name.clone(),
+            at: now(),
+            mode: "abortRollout".into(),
+            from_revision: deployed_revision(app),
+            to_revision: None,
+            message: format!("aborted Rollout {rollout}"),
+        }
+    } else if operation_running(app) {
+        // A running sync is not interrupted (its end would clear a new request): the
+        // rollback sync is requested by the first evaluation after it ends.
+        s.pending_rollback = Some(PendingRollback {
+            rule: rule.name.clone(),
+            reason: reason.clone(),
+            since: now(),
+        });
+        RollbackRecord {
+            rule: rule.name.clone(),
+            at: now(),
+            mode: "pendingSync".into(),
+            from_revision: deployed_revision(app),
+            to_revision: None,
+            message: "a sync operation is running; the rollback sync is requested when it ends"
+                .into(),
+        }
+    } else {
+        sync_back(ctx, p, app, &rule.name, s).await?
     };
+    if record.mode == "none" {
+        return Ok(record);
+    }
+    suspend(ctx, p, app, &rule.name, &reason, &record)
+        .await
+        .map_err(|e| app_err(app, e.to_string()))?;
+    Ok(record)
+}
+
+/// Sync the app to its newest healthy revision other than the deployed one (as
+/// `mooring app rollback` does), forgetting the deployed one as a target.
+async fn sync_back(
+    ctx: &Context,
+    p: &RollbackPolicy,
+    app: &Application,
+    rule: &str,
+    s: &mut ApplicationRollbackStatus,
+) -> Result<RollbackRecord, RollbackError> {
     let from = deployed_revision(app);
     let mut record = RollbackRecord {
-        rule: rule.name.clone(),
+        rule: rule.to_string(),
         at: now(),
         mode: "none".into(),
         from_revision: from.clone(),
         to_revision: None,
         message: String::new(),
     };
-    if let Some(rollout) = active_rollout(ctx, app).await {
-        abort_rollout(ctx, app, &rollout).await.map_err(app_err)?;
-        record.mode = "abortRollout".into();
-        record.message = format!("aborted Rollout {}", rollout);
-    } else {
-        match engine::rollback_target(&s.healthy_revisions, from.as_deref()) {
-            Some(to) => {
-                let prune = app
-                    .spec
-                    .sync_policy
-                    .as_ref()
-                    .and_then(|sp| sp.automated.as_ref())
-                    .is_some_and(|a| a.prune);
-                let options = app
-                    .spec
-                    .sync_policy
-                    .as_ref()
-                    .map(|sp| sp.sync_options.clone())
-                    .unwrap_or_default();
-                let op = json!({
-                    "sync": {"revision": to, "prune": prune, "syncOptions": options},
-                    "initiatedBy": {"username": format!("rollback-policy:{}/{}", p.namespace(), p.name())},
-                });
-                crate::operation::request(ctx, app, op)
-                    .await
-                    .map_err(|e| app_err(e.to_string()))?;
-                record.mode = "syncRevision".into();
-                record.to_revision = Some(to.clone());
-                record.message = format!("syncing revision {to}");
-                // The bad revision is not a rollback target any more.
-                if let Some(f) = &from {
-                    s.healthy_revisions.retain(|r| r != f);
-                }
-            }
-            None => {
-                record.message = format!(
-                    "no earlier revision was seen Synced and Healthy (known: {:?}); nothing to roll back to",
-                    s.healthy_revisions
-                );
-                return Ok(record);
-            }
-        }
-    }
-    suspend(ctx, p, app, rule, e, &record)
+    let Some(to) = engine::rollback_target(&s.healthy_revisions, from.as_deref()) else {
+        record.message = format!(
+            "no earlier revision was seen Synced and Healthy (known: {:?}); nothing to roll back to",
+            s.healthy_revisions
+        );
+        return Ok(record);
+    };
+    let sp = app.spec.sync_policy.as_ref();
+    let prune = sp
+        .and_then(|sp| sp.automated.as_ref())
+        .is_some_and(|a| a.prune);
+    let options = sp.map(|sp| sp.sync_options.clone()).unwrap_or_default();
+    let op = json!({
+        "sync": {"revision": to, "prune": prune, "syncOptions": options},
+        "initiatedBy": {"username": format!("rollback-policy:{}/{}", p.namespace(), p.name())},
+    });
+    crate::operation::request(ctx, app, op)
         .await
-        .map_err(|e| app_err(e.to_string()))?;
+        .map_err(|e| app_err(app, e.to_string()))?;
+    record.mode = "syncRevision".into();
+    record.message = format!("syncing revision {to}");
+    record.to_revision = Some(to);
+    // The bad revision is not a rollback target any more.
+    if let Some(f) = &from {
+        s.healthy_revisions.retain(|r| r != f);
+    }
     Ok(record)
 }
 
 fn suspension_message(
     p: &RollbackPolicy,
     app: &Application,
-    rule: &Rule,
-    e: &Evaluation,
+    reason: &str,
     r: &RollbackRecord,
 ) -> String {
     let what = match r.mode.as_str() {
-        "abortRollout" => r.message.clone(),
         "syncRevision" => format!(
             "rolled back from {} to {}",
             r.from_revision.as_deref().unwrap_or("?"),
@@ -579,10 +671,9 @@ fn suspension_message(
         _ => r.message.clone(),
     };
     format!(
-        "automated sync suspended by RollbackPolicy {}/{}: {}; {what}. Resume with `kubectl annotate application {} -n {} {SUSPEND_ANNOTATION}-`",
+        "automated sync suspended by RollbackPolicy {}/{}: {reason}; {what}. Resume with `kubectl annotate application {} -n {} {SUSPEND_ANNOTATION}-`",
         p.namespace(),
         p.name(),
-        breach_text(rule, e),
         app.name(),
         app.namespace(),
     )
@@ -592,11 +683,11 @@ async fn suspend(
     ctx: &Context,
     p: &RollbackPolicy,
     app: &Application,
-    rule: &Rule,
-    e: &Evaluation,
+    rule: &str,
+    reason: &str,
     r: &RollbackRecord,
 ) -> Result<(), ControllerError> {
-    let message = suspension_message(p, app, rule, e, r);
+    let message = suspension_message(p, app, reason, r);
     let mut conds: Vec<ApplicationCondition> = app
         .status
         .iter()
@@ -613,7 +704,7 @@ async fn suspend(
         "RollbackPolicy {}/{} rule {} at {}",
         p.namespace(),
         p.name(),
-        rule.name,
+        rule,
         r.at
     );
     ctx.patch_app(
@@ -805,6 +896,51 @@ pub fn incident(
         "firedAt": e.state.fired_at.map(format_time),
         "message": breach_text(rule, e),
     })
+}
+
+/// Replace `valueFrom.secretKeyRef` header values with the Secret's (read now, so a
+/// rotated token is used by the next incident). The values are never logged.
+async fn resolve_headers(
+    ctx: &Context,
+    ns: &str,
+    mut w: WebhookSpec,
+) -> Result<WebhookSpec, String> {
+    use mooring_k8s::k8s_openapi::api::core::v1::Secret;
+    let secrets: Api<Secret> = Api::namespaced(ctx.management.client().clone(), ns);
+    for h in &mut w.headers {
+        let Some(from) = h.value_from.take() else {
+            continue;
+        };
+        let r = from.secret_key_ref;
+        let secret = secrets
+            .get_opt(&r.name)
+            .await
+            .map_err(|e| format!("header {}: Secret {ns}/{}: {e}", h.name, r.name))?
+            .ok_or_else(|| format!("header {}: Secret {ns}/{} not found", h.name, r.name))?;
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&r.key))
+            .map(|b| b.0.clone())
+            .ok_or_else(|| {
+                format!(
+                    "header {}: Secret {ns}/{} has no key {}",
+                    h.name, r.name, r.key
+                )
+            })?;
+        let value = String::from_utf8(bytes).map_err(|_| {
+            format!(
+                "header {}: Secret {ns}/{} key {} is not text",
+                h.name, r.name, r.key
+            )
+        })?;
+        let value = value.trim().to_string();
+        if value.contains(['\r', '\n']) {
+            return Err(format!("header {}: the Secret's value spans lines", h.name));
+        }
+        h.value = value;
+    }
+    Ok(w)
 }
 
 /// POST the incident, retrying 5xx answers and connection errors with exponential backoff.

@@ -18,7 +18,10 @@
 //!   incident:
 //!     webhook:
 //!       url: https://incidents.example.com/hooks/mooring
-//!       headers: [{name: Authorization, value: Bearer …}]
+//!       headers:
+//!       - {name: X-Team, value: ml-platform}
+//!       - name: Authorization            # from a Secret in the policy's namespace
+//!         valueFrom: {secretKeyRef: {name: incident-token, key: authorization}}
 //!   rules:
 //!   - name: error_rate
 //!     query: sum(rate(http_requests_total{namespace="ml-serving",code=~"5.."}[1m]))
@@ -139,10 +142,28 @@ pub struct WebhookSpec {
     pub headers: Vec<WebhookHeader>,
 }
 
+/// One header: a literal `value`, or `valueFrom.secretKeyRef` (a Secret in the policy's
+/// namespace) for credentials, which then never appear in the policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct WebhookHeader {
     pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<HeaderValueFrom>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderValueFrom {
+    pub secret_key_ref: SecretKeyRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+pub struct SecretKeyRef {
+    pub name: String,
+    pub key: String,
 }
 
 /// One trigger.
@@ -282,6 +303,19 @@ pub struct ApplicationRollbackStatus {
     pub healthy_revisions: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rollback: Option<RollbackRecord>,
+    /// A rollback sync waiting for the app's running sync operation to end (a running
+    /// operation is not interrupted; the rollback sync is requested right after it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_rollback: Option<PendingRollback>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRollback {
+    pub rule: String,
+    /// Why (the breach, in words), for the suspension condition.
+    pub reason: String,
+    pub since: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
@@ -289,7 +323,8 @@ pub struct ApplicationRollbackStatus {
 pub struct RollbackRecord {
     pub rule: String,
     pub at: String,
-    /// `abortRollout`, `syncRevision` or `none` (nothing to roll back to).
+    /// `abortRollout`, `syncRevision`, `pendingSync` (after the running operation),
+    /// `none` (nothing to roll back to) or `failed`.
     pub mode: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_revision: Option<String>,

@@ -33,6 +33,8 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 pub const MIN_INTERVAL: Duration = Duration::from_millis(200);
 /// Longest query accepted (PromQL text, per query).
 pub const MAX_QUERY_LEN: usize = 16 * 1024;
+/// Most rules per policy (each is one or two queries per interval).
+pub const MAX_RULES: usize = 64;
 /// Healthy revisions remembered per Application.
 pub const MAX_HEALTHY_REVISIONS: usize = 10;
 
@@ -275,6 +277,12 @@ pub fn compile(spec: &RollbackPolicySpec) -> Result<Policy, RollbackError> {
     if spec.rules.is_empty() {
         return Err(RollbackError::Policy("spec.rules is empty".into()));
     }
+    if spec.rules.len() > MAX_RULES {
+        return Err(RollbackError::Policy(format!(
+            "spec.rules has {} rules; at most {MAX_RULES}",
+            spec.rules.len()
+        )));
+    }
     let interval = match spec.interval.as_deref() {
         Some(s) => duration(None, "spec.interval", s)?,
         None => DEFAULT_INTERVAL,
@@ -290,14 +298,23 @@ pub fn compile(spec: &RollbackPolicySpec) -> Result<Policy, RollbackError> {
     if let Some(w) = spec.incident.as_ref().and_then(|i| i.webhook.as_ref()) {
         check_url("spec.incident.webhook.url", &w.url)?;
         for h in &w.headers {
+            let from_secret = h
+                .value_from
+                .as_ref()
+                .map(|f| !f.secret_key_ref.name.is_empty() && !f.secret_key_ref.key.is_empty());
             let valid = !h.name.is_empty()
                 && h.name
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
-                && !h.value.contains(['\r', '\n']);
+                && !h.value.contains(['\r', '\n'])
+                && match from_secret {
+                    // Exactly one of value and valueFrom.secretKeyRef {name, key}.
+                    Some(ok) => ok && h.value.is_empty(),
+                    None => !h.value.is_empty(),
+                };
             if !valid {
                 return Err(RollbackError::Policy(format!(
-                    "spec.incident.webhook.headers: {:?} is not a valid header",
+                    "spec.incident.webhook.headers: {:?} is not a valid header (a token name and exactly one of a one-line value or valueFrom.secretKeyRef {{name, key}})",
                     h.name
                 )));
             }
@@ -767,6 +784,7 @@ mod tests {
                             headers: vec![mooring_core::rollback::WebhookHeader {
                                 name: "X".into(),
                                 value: "a\r\nInjected: 1".into(),
+                                value_from: None,
                             }],
                         }),
                     })
@@ -778,6 +796,9 @@ mod tests {
             let e = spec(f).expect_err("invalid").to_string();
             assert!(e.contains(want), "{e} should mention {want}");
         }
+        let many = vec![good.clone(); MAX_RULES + 1];
+        let e = spec(&|s| s.rules = many.clone()).expect_err("too many");
+        assert!(e.to_string().contains("at most 64"), "{e}");
         let long = "x".repeat(MAX_QUERY_LEN + 1);
         let e = spec(&|s| s.rules[0].query = long.clone()).expect_err("long");
         assert!(e.to_string().contains("at most"));

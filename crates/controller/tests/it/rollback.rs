@@ -109,8 +109,8 @@ async fn wait_synced_healthy(e: &Env, revision: &str) -> Value {
 /// requests get a 503 (to prove the webhook is retried).
 struct Hook {
     port: u16,
-    /// (status answered, body).
-    seen: Arc<Mutex<Vec<(u16, Value)>>>,
+    /// (status answered, body, request head).
+    seen: Arc<Mutex<Vec<(u16, Value, String)>>>,
 }
 
 impl Hook {
@@ -119,7 +119,7 @@ impl Hook {
             .await
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        let seen: Arc<Mutex<Vec<(u16, Value)>>> = Arc::default();
+        let seen: Arc<Mutex<Vec<(u16, Value, String)>>> = Arc::default();
         let s = seen.clone();
         tokio::spawn(async move {
             while let Ok((mut sock, _)) = listener.accept().await {
@@ -144,15 +144,19 @@ impl Hook {
                             })
                             .unwrap_or(0);
                         if buf.len() >= end + 4 + len {
-                            break Some(buf[end + 4..end + 4 + len].to_vec());
+                            break Some((
+                                buf[end + 4..end + 4 + len].to_vec(),
+                                text[..end].to_lowercase(),
+                            ));
                         }
                     }
                 };
-                let Some(body) = body else { continue };
+                let Some((body, head)) = body else { continue };
                 let code = {
                     let mut seen = s.lock().expect("lock");
                     let code = if seen.len() < fail_first { 503 } else { 200 };
-                    seen.push((code, serde_json::from_slice(&body).unwrap_or(Value::Null)));
+                    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    seen.push((code, body, head));
                     code
                 };
                 let reply = format!(
@@ -178,8 +182,8 @@ impl Hook {
             .lock()
             .expect("lock")
             .iter()
-            .filter(|(c, _)| *c == 200)
-            .map(|(_, b)| b.clone())
+            .filter(|(c, _, _)| *c == 200)
+            .map(|(_, b, _)| b.clone())
             .collect()
     }
 }
@@ -197,6 +201,17 @@ async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
     create(&apps, application(&repo.url())).await;
     wait_synced_healthy(&e, &good).await;
 
+    let secrets: Api<DynamicObject> = Api::namespaced_with(
+        e.client.clone(),
+        "default",
+        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Secret"), "secrets"),
+    );
+    create(
+        &secrets,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "incident-token"},
+               "stringData": {"authorization": "Bearer s3cr3t-t0ken"}}),
+    )
+    .await;
     let policies = policies(&e.client);
     create(
         &policies,
@@ -207,7 +222,10 @@ async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
                 "applications": {"selector": {"matchLabels": {"tier": "serving"}}},
                 "prometheus": {"address": prom.url()},
                 "interval": "1s",
-                "incident": {"webhook": {"url": hook.url(), "headers": [{"name": "X-Team", "value": "ml-platform"}]}},
+                "incident": {"webhook": {"url": hook.url(), "headers": [
+                    {"name": "X-Team", "value": "ml-platform"},
+                    {"name": "Authorization", "valueFrom": {"secretKeyRef": {"name": "incident-token", "key": "authorization"}}},
+                ]}},
                 "rules": [{
                     "name": "error_rate", "query": ERROR_RATE,
                     "threshold": {"operator": ">", "value": 0.05},
@@ -357,9 +375,27 @@ async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
     assert_eq!(i["action"], "create_incident_and_rollback");
     assert_eq!(i["threshold"], 0.05);
     assert!(i["value"].as_f64().is_some_and(|v| v > 0.05), "{i}");
-    assert_eq!(i["rollback"]["toRevision"], good.as_str());
-    assert_eq!(i["rollback"]["fromRevision"], bad.as_str());
-    assert!(hook.seen.lock().expect("lock")[0].0 == 503);
+    // The incident is sent when the rule fires: with the target, or (when the bad
+    // version's sync was still running then) saying the rollback sync is pending.
+    match i["rollback"]["mode"].as_str() {
+        Some("syncRevision") => {
+            assert_eq!(i["rollback"]["toRevision"], good.as_str(), "{i}");
+            assert_eq!(i["rollback"]["fromRevision"], bad.as_str(), "{i}");
+        }
+        other => assert_eq!(other, Some("pendingSync"), "{i}"),
+    }
+    {
+        let seen = hook.seen.lock().expect("lock");
+        assert_eq!(seen[0].0, 503);
+        let head = &seen[seen.len() - 1].2;
+        assert!(
+            head.contains("authorization: bearer s3cr3t-t0ken"),
+            "{head}"
+        );
+        assert!(head.contains("x-team: ml-platform"), "{head}");
+    }
+    let p = get(&policies, "serving-slo").await;
+    assert!(!p.to_string().contains("s3cr3t"), "{p}");
     let a = get(&apps, "model").await;
     let history = a["status"]["history"]
         .as_array()
@@ -468,6 +504,14 @@ async fn short_breaches_no_data_and_bad_input_never_roll_back() {
         ),
     )
     .await;
+    // Fires at once, but no revision was ever seen healthy: nothing to roll back to.
+    let mut nowhere = policy(
+        "nowhere",
+        &prom.url(),
+        json!([rule("error_rate", ERROR_RATE, ">", "0s")]),
+    );
+    nowhere["spec"]["rules"][0]["action"] = json!("automatic_rollback");
+    create(&policies, nowhere).await;
     create(
         &policies,
         policy(
@@ -558,6 +602,25 @@ async fn short_breaches_no_data_and_bad_input_never_roll_back() {
         }
     }
 
+    let p = eventually(90, "no rollback target reported", || {
+        let policies = policies.clone();
+        async move {
+            let p = get(&policies, "nowhere").await;
+            (field(&p, "/status/applications/0/lastRollback/mode") == "none").then_some(p)
+        }
+    })
+    .await;
+    let failed = p
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|c| c.iter().find(|c| c["type"] == "RollbackFailed"))
+        .cloned()
+        .unwrap_or_else(|| panic!("RollbackFailed condition: {p}"));
+    assert!(
+        field(&failed, "/message").contains("nothing to roll back to"),
+        "{failed}"
+    );
+
     // More evaluations: still nothing fired.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let p = get(&policies, "real").await;
@@ -644,25 +707,34 @@ async fn notify_fires_once_per_breach_across_a_controller_restart() {
     drop(prom);
 }
 
+fn rollout(error_rate: &str) -> String {
+    format!(
+        "apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {{name: model-rollout}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: model-canary}}}}
+  template:
+    metadata:
+      labels: {{app: model-canary}}
+      annotations:
+        sim.mooring.dev/request-rate: \"50\"
+        sim.mooring.dev/error-rate: \"{error_rate}\"
+    spec: {{containers: [{{name: server, image: registry.local/model:{error_rate}}}]}}
+  strategy: {{canary: {{steps: [{{setWeight: 50}}, {{pause: {{}}}}]}}}}
+"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_breach_during_a_rollout_aborts_it() {
     let repo = Repo::new();
+    // A Deployment serving errors: metrics exist whether or not a rollout controller
+    // runs the Rollout's pods.
     repo.write("apps/model/deployment.yaml", &deployment("0.2"));
-    repo.write(
-        "apps/model/rollout.yaml",
-        "apiVersion: argoproj.io/v1alpha1
-kind: Rollout
-metadata: {name: model-rollout}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: model-canary}}
-  template:
-    metadata: {labels: {app: model-canary}}
-    spec: {containers: [{name: server, image: registry.local/model:2}]}
-  strategy: {canary: {steps: [{setWeight: 10}, {pause: {}}]}}
-",
-    );
-    let rev = repo.commit("a canary in progress");
+    repo.write("apps/model/rollout.yaml", &rollout("0"));
+    repo.commit("v1");
     let (cluster, e) = env_with_cluster().await;
     // Argo Rollouts' CRD (kept open: only the fields this test touches matter).
     let crds: Api<DynamicObject> = Api::all_with(
@@ -688,19 +760,6 @@ spec:
     let prom = start_prometheus(&cluster, dir.path()).await;
     let apps = apps(&e.client);
     create(&apps, application(&repo.url())).await;
-    eventually(90, "the Rollout deployed", || {
-        let apps = apps.clone();
-        let rev = rev.clone();
-        async move {
-            let a = get(&apps, "model").await;
-            let has = a
-                .pointer("/status/resources")
-                .and_then(Value::as_array)
-                .is_some_and(|r| r.iter().any(|r| r["kind"] == "Rollout"));
-            (has && field(&a, "/status/sync/revision") == rev).then_some(())
-        }
-    })
-    .await;
     let rollouts: Api<DynamicObject> = Api::namespaced_with(
         e.client.clone(),
         "ml-serving",
@@ -709,17 +768,57 @@ spec:
             "rollouts",
         ),
     );
-    // Mid-update, as the rollout controller reports it.
-    rollouts
-        .patch_status(
-            "model-rollout",
+    eventually(90, "the Rollout applied", || {
+        let rollouts = rollouts.clone();
+        async move { rollouts.get_opt("model-rollout").await.ok().flatten() }
+    })
+    .await;
+    // With a rollout controller in this build, the first version becomes stable and a
+    // second one stops at the canary's pause; without one, the status is written as a
+    // rollout controller would report a paused canary.
+    let mut controller = false;
+    for _ in 0..100 {
+        let r = get(&rollouts, "model-rollout").await;
+        if !field(&r, "/status/stableRS").is_empty() {
+            controller = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if controller {
+        repo.write("apps/model/rollout.yaml", &rollout("0.5"));
+        repo.commit("v2: a bad canary");
+        apps.patch(
+            "model",
             &PatchParams::default(),
             &Patch::Merge(
-                json!({"status": {"currentPodHash": "new", "stableRS": "old", "phase": "Paused"}}),
+                json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}}),
             ),
         )
         .await
-        .expect("rollout status");
+        .expect("refresh");
+    } else {
+        rollouts
+            .patch_status(
+                "model-rollout",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"currentPodHash": "new", "stableRS": "old", "phase": "Paused"}})),
+            )
+            .await
+            .expect("rollout status");
+    }
+    eventually(90, "the Rollout mid-update", || {
+        let rollouts = rollouts.clone();
+        async move {
+            let r = get(&rollouts, "model-rollout").await;
+            let (cur, stable) = (
+                field(&r, "/status/currentPodHash"),
+                field(&r, "/status/stableRS"),
+            );
+            (!cur.is_empty() && !stable.is_empty() && cur != stable).then_some(())
+        }
+    })
+    .await;
     let policies = policies(&e.client);
     create(
         &policies,
@@ -749,15 +848,21 @@ spec:
         field(&p, "/status/applications/0/lastRollback/message").contains("model-rollout"),
         "{p}"
     );
-    let r = get(&rollouts, "model-rollout").await;
-    assert_eq!(r.pointer("/status/abort"), Some(&json!(true)), "{r}");
+    eventually(30, "status.abort set on the Rollout", || {
+        let rollouts = rollouts.clone();
+        async move {
+            let r = get(&rollouts, "model-rollout").await;
+            (r.pointer("/status/abort") == Some(&json!(true))).then_some(())
+        }
+    })
+    .await;
     let a = get(&apps, "model").await;
     assert!(
         field(&a, "/metadata/annotations/mooring.dev~1auto-sync-suspended").contains("canary-slo"),
         "{a}"
     );
     // Aborting is the rollback: no sync to another revision was requested (the app's own
-    // first sync may still be waiting for the Rollout's health).
+    // sync may still be waiting for the Rollout's health).
     assert!(
         !field(&a, "/operation/initiatedBy/username").starts_with("rollback-policy"),
         "{a}"
