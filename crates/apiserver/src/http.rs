@@ -157,12 +157,10 @@ async fn route(
                     } else {
                         "text/plain; version=0.0.4"
                     };
-                    return Ok((
-                        StatusCode::OK,
-                        [(header::CONTENT_TYPE, content_type)],
-                        text,
-                    )
-                        .into_response());
+                    return Ok(
+                        (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], text)
+                            .into_response(),
+                    );
                 }
             }
             return Err(ApiError::NotFound {

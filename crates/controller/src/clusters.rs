@@ -89,7 +89,10 @@ async fn connect(ctx: Arc<Context>, cluster: Arc<ClusterClient>, server: String)
                     cluster.clone(),
                 )));
                 tasks.extend(crate::rollout::start(cluster.clone()));
-                tasks.extend(crate::analysis::start(cluster.clone(), ctx.analysis_options()));
+                tasks.extend(crate::analysis::start(
+                    cluster.clone(),
+                    ctx.analysis_options(),
+                ));
                 ctx.cluster_tasks
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)

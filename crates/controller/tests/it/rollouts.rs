@@ -436,6 +436,47 @@ fn set_in_base(repo: &crate::support::Repo, from: &str, to: &str) {
     std::fs::write(&p, s.replacen(from, to, 1)).expect("write");
 }
 
+/// Wait until the seed Rollout's status satisfies `f`; on timeout, fail with what the
+/// Rollout, its AnalysisRuns and the Application said last.
+async fn wait_seed(
+    client: &kube::Client,
+    secs: u64,
+    what: &str,
+    f: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let s =
+            get(client, &rollout_resource(), "serving", "ml-model-serving").await["status"].clone();
+        if f(&s) {
+            return s;
+        }
+        if std::time::Instant::now() > deadline {
+            let runs: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), "serving", &analysis_run_resource());
+            let runs: Vec<Value> = runs
+                .list(&Default::default())
+                .await
+                .map(|l| {
+                    l.items
+                        .iter()
+                        .map(|r| json!({"name": r.metadata.name, "status": r.data["status"]}))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let app = get(
+                client,
+                &mooring_controller::application_resource(),
+                "default",
+                "model-serving",
+            )
+            .await;
+            panic!("timed out after {secs}s waiting for: {what}\nrollout status: {s}\nruns: {runs:?}\napp status: {}", app["status"]);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_canary_promotes_a_good_model_and_aborts_a_bad_one() {
     let cluster = start_cluster().await;
@@ -473,12 +514,8 @@ async fn seed_canary_promotes_a_good_model_and_aborts_a_bad_one() {
     apps.create(&PostParams::default(), &app)
         .await
         .expect("create app");
-    let status = |client: kube::Client| async move {
-        get(&client, &rollout_resource(), "serving", "ml-model-serving").await["status"].clone()
-    };
-    let s = eventually(90, "first deploy Healthy", || async {
-        let s = status(client.clone()).await;
-        (s["phase"] == json!("Healthy")).then_some(s)
+    let s = wait_seed(&client, 90, "first deploy Healthy", |s| {
+        s["phase"] == json!("Healthy")
     })
     .await;
     let v1 = field(&s, "/stableRS").to_string();
@@ -486,26 +523,39 @@ async fn seed_canary_promotes_a_good_model_and_aborts_a_bad_one() {
     // A good model version goes 10 → 25 → 50 → 100 through three passing analyses.
     set_in_base(&repo, "fraud-detector:1.4.2", "fraud-detector:1.5.0");
     repo.commit("fraud-detector 1.5.0");
-    let canary_sizes = std::sync::Mutex::new(std::collections::BTreeSet::new());
-    let s = eventually(150, "good version promoted", || async {
-        let s = status(client.clone()).await;
-        let rs: Api<DynamicObject> = Api::namespaced_with(
-            client.clone(),
-            "serving",
-            &res("apps", "v1", "ReplicaSet", "replicasets"),
-        );
-        if let Some(h) = s["currentPodHash"].as_str().filter(|h| *h != v1) {
-            if let Ok(Some(r)) = rs.get_opt(&format!("ml-model-serving-{h}")).await {
-                if let Some(n) = r.data.pointer("/spec/replicas").and_then(Value::as_i64) {
-                    canary_sizes.lock().expect("lock").insert(n);
+    // Sample the canary ReplicaSet's size while the update runs.
+    let canary_sizes =
+        std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let sampler = {
+        let (client, sizes, v1) = (client.clone(), canary_sizes.clone(), v1.clone());
+        tokio::spawn(async move {
+            let rs: Api<DynamicObject> = Api::namespaced_with(
+                client.clone(),
+                "serving",
+                &res("apps", "v1", "ReplicaSet", "replicasets"),
+            );
+            loop {
+                let s = get(&client, &rollout_resource(), "serving", "ml-model-serving").await
+                    ["status"]
+                    .clone();
+                if let Some(h) = s["currentPodHash"].as_str().filter(|h| *h != v1) {
+                    if let Ok(Some(r)) = rs.get_opt(&format!("ml-model-serving-{h}")).await {
+                        if let Some(n) = r.data.pointer("/spec/replicas").and_then(Value::as_i64) {
+                            sizes.lock().expect("lock").insert(n);
+                        }
+                    }
                 }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
-        }
-        (s["phase"] == json!("Healthy") && s["stableRS"] != json!(v1)).then_some(s)
+        })
+    };
+    let s = wait_seed(&client, 150, "good version promoted", |s| {
+        s["phase"] == json!("Healthy") && s["stableRS"] != json!(v1)
     })
     .await;
+    sampler.abort();
     let v2 = field(&s, "/stableRS").to_string();
-    let canary_sizes = canary_sizes.into_inner().expect("lock");
+    let canary_sizes = canary_sizes.lock().expect("lock").clone();
     assert!(
         canary_sizes.contains(&1) && canary_sizes.contains(&3) && canary_sizes.contains(&5),
         "canary sizes seen: {canary_sizes:?}"
@@ -535,9 +585,8 @@ async fn seed_canary_promotes_a_good_model_and_aborts_a_bad_one() {
         "sim.mooring.dev/error-rate: \"0.2\"",
     );
     repo.commit("fraud-detector 1.6.0 (bad)");
-    let s = eventually(120, "bad version aborted", || async {
-        let s = status(client.clone()).await;
-        (s["phase"] == json!("Degraded")).then_some(s)
+    let s = wait_seed(&client, 120, "bad version aborted", |s| {
+        s["phase"] == json!("Degraded")
     })
     .await;
     let msg = field(&s, "/message");
@@ -602,9 +651,8 @@ async fn seed_canary_promotes_a_good_model_and_aborts_a_bad_one() {
         "sim.mooring.dev/accuracy: \"0.80\"",
     );
     repo.commit("fraud-detector 1.6.0 retrained (inaccurate)");
-    let s = eventually(120, "inaccurate version aborted", || async {
-        let s = status(client.clone()).await;
-        (s["phase"] == json!("Degraded") && s["currentPodHash"] != json!(bad)).then_some(s)
+    let s = wait_seed(&client, 120, "inaccurate version aborted", |s| {
+        s["phase"] == json!("Degraded") && s["currentPodHash"] != json!(bad)
     })
     .await;
     let msg = field(&s, "/message");
