@@ -41,10 +41,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// The label Argo Rollouts puts on the ReplicaSets and pods of each pod template.
-pub const POD_TEMPLATE_HASH: &str = "rollouts-pod-template-hash";
-/// The revision annotation of a Rollout and of its ReplicaSets.
-pub const REVISION: &str = "rollout.argoproj.io/revision";
+use mooring_core::rollout::{POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION};
 
 #[derive(clap::Args, Debug)]
 pub struct RolloutCommon {
@@ -174,10 +171,6 @@ fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
 
-fn rollouts_resource() -> ApiResource {
-    resource("argoproj.io", "v1alpha1", "Rollout", "rollouts")
-}
-
 /// The client of the cluster the command targets.
 async fn target_client(common: &RolloutCommon) -> anyhow::Result<kube::Client> {
     let path = kubeconfig_path(common.kubeconfig.clone())?;
@@ -224,7 +217,11 @@ struct Ctx {
 
 impl Ctx {
     fn rollouts(&self) -> Api<DynamicObject> {
-        Api::namespaced_with(self.client.clone(), &self.ns, &rollouts_resource())
+        Api::namespaced_with(
+            self.client.clone(),
+            &self.ns,
+            &mooring_controller::rollout_resource(),
+        )
     }
 
     async fn list_rollouts(&self) -> anyhow::Result<Vec<Value>> {
@@ -242,7 +239,8 @@ impl Ctx {
     }
 
     async fn list_all_rollouts(&self) -> anyhow::Result<Vec<Value>> {
-        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &rollouts_resource());
+        let api: Api<DynamicObject> =
+            Api::all_with(self.client.clone(), &mooring_controller::rollout_resource());
         match api.list(&ListParams::default()).await {
             Ok(l) => l
                 .items
@@ -312,7 +310,7 @@ impl Ctx {
             .unwrap_or("")
             .to_string();
         // Argo labels every ReplicaSet and pod of a Rollout with its template hash.
-        let with_hash = ListParams::default().labels(POD_TEMPLATE_HASH);
+        let with_hash = ListParams::default().labels(POD_TEMPLATE_HASH_LABEL);
         let mut replica_sets = self
             .owned(
                 &resource("apps", "v1", "ReplicaSet", "replicasets"),
@@ -322,7 +320,7 @@ impl Ctx {
             .await?;
         let analysis_runs = self
             .owned(
-                &resource("argoproj.io", "v1alpha1", "AnalysisRun", "analysisruns"),
+                &mooring_controller::analysis_run_resource(),
                 &uid,
                 &ListParams::default(),
             )
@@ -462,14 +460,14 @@ fn set_weight(r: &Value) -> Option<i64> {
 
 fn rs_hash(rs: &Value) -> &str {
     rs.pointer("/metadata/labels")
-        .and_then(|l| l.get(POD_TEMPLATE_HASH))
+        .and_then(|l| l.get(POD_TEMPLATE_HASH_LABEL))
         .and_then(Value::as_str)
         .unwrap_or("")
 }
 
 fn rs_revision(rs: &Value) -> Option<i64> {
     rs.pointer("/metadata/annotations")
-        .and_then(|a| a.get(REVISION))
+        .and_then(|a| a.get(REVISION_ANNOTATION))
         .and_then(Value::as_str)
         .and_then(|v| v.parse().ok())
 }
@@ -606,8 +604,8 @@ pub fn info(tree: &Tree) -> Value {
             let phase = s(ar, "/status/phase");
             json!({
                 "name": s(ar, "/metadata/name"),
-                "revision": ar.pointer("/metadata/annotations").and_then(|a| a.get(REVISION)).and_then(Value::as_str).and_then(|v| v.parse::<i64>().ok()),
-                "hash": ar.pointer("/metadata/labels").and_then(|l| l.get(POD_TEMPLATE_HASH)).and_then(Value::as_str).unwrap_or(""),
+                "revision": ar.pointer("/metadata/annotations").and_then(|a| a.get(REVISION_ANNOTATION)).and_then(Value::as_str).and_then(|v| v.parse::<i64>().ok()),
+                "hash": ar.pointer("/metadata/labels").and_then(|l| l.get(POD_TEMPLATE_HASH_LABEL)).and_then(Value::as_str).unwrap_or(""),
                 "phase": if phase.is_empty() { "Pending" } else { phase },
                 "message": s(ar, "/status/message"),
                 "successful": count("/successful"),
@@ -633,7 +631,7 @@ pub fn info(tree: &Tree) -> Value {
         "actualWeight": actual_weight,
         "abort": r.pointer("/status/abort").and_then(Value::as_bool).unwrap_or(false),
         "paused": r.pointer("/spec/paused").and_then(Value::as_bool).unwrap_or(false),
-        "revision": r.pointer("/metadata/annotations").and_then(|a| a.get(REVISION)).and_then(Value::as_str),
+        "revision": r.pointer("/metadata/annotations").and_then(|a| a.get(REVISION_ANNOTATION)).and_then(Value::as_str),
         "stableRS": stable,
         "currentPodHash": current,
         "images": images.into_iter().map(|(image, tags)| json!({"image": image, "tags": tags})).collect::<Vec<_>>(),
@@ -1189,7 +1187,7 @@ pub fn undo_patch(tree: &Tree, to: Option<i64>) -> anyhow::Result<(i64, Value)> 
     };
     let current = r
         .pointer("/metadata/annotations")
-        .and_then(|a| a.get(REVISION))
+        .and_then(|a| a.get(REVISION_ANNOTATION))
         .and_then(Value::as_str)
         .and_then(|v| v.parse::<i64>().ok())
         .or_else(|| by_revision.last().map(|(r, _)| *r));
@@ -1231,14 +1229,14 @@ pub fn undo_patch(tree: &Tree, to: Option<i64>) -> anyhow::Result<(i64, Value)> 
         .pointer_mut("/metadata/labels")
         .and_then(Value::as_object_mut)
     {
-        labels.remove(POD_TEMPLATE_HASH);
+        labels.remove(POD_TEMPLATE_HASH_LABEL);
     }
     let mut live = r.pointer("/spec/template").cloned().unwrap_or(Value::Null);
     if let Some(labels) = live
         .pointer_mut("/metadata/labels")
         .and_then(Value::as_object_mut)
     {
-        labels.remove(POD_TEMPLATE_HASH);
+        labels.remove(POD_TEMPLATE_HASH_LABEL);
     }
     if live == template {
         bail!("rollout {name:?} already runs the pod template of revision {revision}: nothing to undo");
@@ -1467,7 +1465,7 @@ mod tests {
         json!({
             "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
             "metadata": {"name": "ml-model-serving", "namespace": "ml", "generation": 2,
-                         "annotations": {REVISION: "2"}},
+                         "annotations": {REVISION_ANNOTATION: "2"}},
             "spec": {
                 "replicas": 4,
                 "template": {"metadata": {"labels": {"app": "m"}},
@@ -1604,9 +1602,9 @@ mod tests {
     #[test]
     fn undo_picks_the_previous_revision_and_drops_the_hash_label() {
         let rs = |rev: &str, hash: &str, image: &str| {
-            json!({"metadata": {"name": format!("m-{hash}"), "annotations": {REVISION: rev},
-                                "labels": {POD_TEMPLATE_HASH: hash}},
-                   "spec": {"template": {"metadata": {"labels": {"app": "m", POD_TEMPLATE_HASH: hash}},
+            json!({"metadata": {"name": format!("m-{hash}"), "annotations": {REVISION_ANNOTATION: rev},
+                                "labels": {POD_TEMPLATE_HASH_LABEL: hash}},
+                   "spec": {"template": {"metadata": {"labels": {"app": "m", POD_TEMPLATE_HASH_LABEL: hash}},
                                          "spec": {"containers": [{"name": "server", "image": image}]}}}})
         };
         let tree = Tree {
@@ -1647,8 +1645,8 @@ mod tests {
             "pauseConditions": [{"reason": "CanaryPauseStep"}],
         }));
         let rs = |hash: &str, rev: &str, image: &str, avail: i64| {
-            json!({"metadata": {"name": format!("m-{hash}"), "annotations": {REVISION: rev},
-                                "labels": {POD_TEMPLATE_HASH: hash}},
+            json!({"metadata": {"name": format!("m-{hash}"), "annotations": {REVISION_ANNOTATION: rev},
+                                "labels": {POD_TEMPLATE_HASH_LABEL: hash}},
                    "spec": {"replicas": avail, "template": {"spec": {"containers": [{"name": "server", "image": image}]}}},
                    "status": {"replicas": avail, "readyReplicas": avail, "availableReplicas": avail},
                    "__pods": []})
@@ -1657,7 +1655,7 @@ mod tests {
             rollout: r.clone(),
             replica_sets: vec![rs("a", "1", "m:1", 4), rs("b", "2", "m:2", 1)],
             analysis_runs: vec![
-                json!({"metadata": {"name": "m-b-2-2", "annotations": {REVISION: "2"}},
+                json!({"metadata": {"name": "m-b-2-2", "annotations": {REVISION_ANNOTATION: "2"}},
                 "status": {"phase": "Failed", "metricResults": [{"name": "success-rate", "successful": 2, "failed": 1}]}}),
             ],
         };
@@ -1708,7 +1706,7 @@ mod tests {
                 rollout: r.clone(),
                 replica_sets: vec![
                     json!(1),
-                    json!({"metadata": {"labels": "x", "annotations": {REVISION: "x"}}, "__pods": [7]}),
+                    json!({"metadata": {"labels": "x", "annotations": {REVISION_ANNOTATION: "x"}}, "__pods": [7]}),
                 ],
                 analysis_runs: vec![json!({"status": {"metricResults": "x"}})],
             };

@@ -237,6 +237,27 @@ pub fn applicationset_resource() -> ApiResource {
     argo_resource("ApplicationSet", "applicationsets")
 }
 
+/// Argo Rollouts' `Rollout`.
+pub fn rollout_resource() -> ApiResource {
+    argo_resource("Rollout", "rollouts")
+}
+
+/// Argo Rollouts' `AnalysisRun`.
+pub fn analysis_run_resource() -> ApiResource {
+    argo_resource("AnalysisRun", "analysisruns")
+}
+
+/// Argo Rollouts' `AnalysisTemplate`.
+pub fn analysis_template_resource() -> ApiResource {
+    argo_resource("AnalysisTemplate", "analysistemplates")
+}
+
+/// Argo Rollouts' `ClusterAnalysisTemplate`.
+pub fn cluster_analysis_template_resource() -> ApiResource {
+    argo_resource("ClusterAnalysisTemplate", "clusteranalysistemplates")
+}
+
+/// A kind of Argo's API group (`argoproj.io/v1alpha1`), Argo CD's and Argo Rollouts'.
 fn argo_resource(kind: &str, plural: &str) -> ApiResource {
     ApiResource {
         group: "argoproj.io".into(),

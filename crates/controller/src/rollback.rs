@@ -78,17 +78,6 @@ pub fn rollback_policy_resource() -> ApiResource {
     }
 }
 
-/// Argo Rollouts' `Rollout`.
-fn rollout_resource() -> ApiResource {
-    ApiResource {
-        group: "argoproj.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "argoproj.io/v1alpha1".into(),
-        kind: "Rollout".into(),
-        plural: "rollouts".into(),
-    }
-}
-
 /// Start the RollbackPolicy loop.
 pub fn start(ctx: Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
     vec![tokio::spawn(run(ctx))]
@@ -801,7 +790,7 @@ async fn abort_rollout(ctx: &Context, app: &Application, key: &ResourceKey) -> R
     let api: Api<DynamicObject> = Api::namespaced_with(
         cluster.client().clone(),
         &key.namespace,
-        &rollout_resource(),
+        &crate::rollout_resource(),
     );
     let patch = Patch::Merge(json!({"status": {"abort": true}}));
     match api

@@ -14,6 +14,10 @@
 //! All state lives in the Rollout's status and in its children's labels and annotations, so
 //! the controller can be killed at any moment and resumes where it was.
 
+use crate::{
+    analysis_run_resource, analysis_template_resource, cluster_analysis_template_resource,
+    rollout_resource,
+};
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -45,32 +49,6 @@ pub enum RolloutError {
 fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> RolloutError {
     let what = what.into();
     move |source| RolloutError::Kube { what, source }
-}
-
-pub fn rollout_resource() -> ApiResource {
-    argo_rollouts_resource("Rollout", "rollouts")
-}
-
-pub fn analysis_run_resource() -> ApiResource {
-    argo_rollouts_resource("AnalysisRun", "analysisruns")
-}
-
-pub fn analysis_template_resource() -> ApiResource {
-    argo_rollouts_resource("AnalysisTemplate", "analysistemplates")
-}
-
-pub fn cluster_analysis_template_resource() -> ApiResource {
-    argo_rollouts_resource("ClusterAnalysisTemplate", "clusteranalysistemplates")
-}
-
-fn argo_rollouts_resource(kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: "argoproj.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "argoproj.io/v1alpha1".into(),
-        kind: kind.into(),
-        plural: plural.into(),
-    }
 }
 
 fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {

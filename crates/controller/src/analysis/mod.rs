@@ -18,12 +18,11 @@
 
 pub mod providers;
 
+use crate::analysis_run_resource;
 use base64::Engine as _;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
-use kube::core::GroupVersionKind;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use mooring_core::analysis::{
     AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, Measurement, Metric, SecretKeyRef,
-    ANALYSIS_RUN, GROUP,
 };
 use mooring_core::ResourceKey;
 use mooring_engine::analysis::run::{self as engine, Plan};
@@ -42,14 +41,6 @@ pub struct AnalysisOptions {
     /// Prometheus used when a `prometheus` provider has no `address` (Argo Rollouts'
     /// `ARGO_ROLLOUTS_PROMETHEUS_ADDRESS`).
     pub default_prometheus: Option<String>,
-}
-
-/// The `AnalysisRun` REST resource.
-pub fn analysis_run_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(GROUP, "v1alpha1", ANALYSIS_RUN),
-        "analysisruns",
-    )
 }
 
 /// How long a run task sleeps at most without a due measurement or an event: a safety

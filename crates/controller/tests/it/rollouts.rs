@@ -5,9 +5,7 @@
 use crate::support::{env_with_cluster, eventually, field};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use mooring_apiserver::Cluster;
-use mooring_controller::rollout::{
-    analysis_run_resource, analysis_template_resource, rollout_resource,
-};
+use mooring_controller::{analysis_run_resource, analysis_template_resource, rollout_resource};
 use mooring_k8s::kube;
 use serde_json::{json, Value};
 
