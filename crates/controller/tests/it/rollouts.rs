@@ -223,6 +223,76 @@ async fn istio_virtual_service_weights_follow_the_steps_and_return_to_stable_on_
     assert_eq!(field(&s, "/stableRS"), stable);
 }
 
+fn http_route_weights(route: &Value) -> (i64, i64) {
+    let refs = &route["spec"]["rules"][0]["backendRefs"];
+    let w = |name: &str| {
+        refs.as_array()
+            .and_then(|a| a.iter().find(|b| b["name"] == json!(name)))
+            .and_then(|b| b["weight"].as_i64())
+            .unwrap_or(-1)
+    };
+    (w("web-stable"), w("web-canary"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_http_route_weights_follow_the_steps() {
+    let (cluster, env) = env_with_cluster().await;
+    let client = env.client.clone();
+    install_traffic_crds(&cluster, &client).await;
+    for s in ["web-stable", "web-canary"] {
+        create(&client, &svc_resource(), service(s)).await;
+    }
+    let route_res = res("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes");
+    create(
+        &client,
+        &route_res,
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"parentRefs": [{"name": "gateway"}], "rules": [{"backendRefs": [
+                {"name": "web-stable", "port": 80, "weight": 100},
+                {"name": "web-canary", "port": 80, "weight": 0}]}]},
+        }),
+    )
+    .await;
+    let strategy = json!({"canary": {
+        "canaryService": "web-canary", "stableService": "web-stable",
+        "trafficRouting": {"plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "web", "namespace": "default"}}},
+        "steps": [{"setWeight": 30}, {"pause": {}}],
+    }});
+    create(&client, &rollout_resource(), rollout(strategy, "web:1")).await;
+    wait_rollout(&client, "first deploy healthy", |s| {
+        s["phase"] == json!("Healthy")
+    })
+    .await;
+    patch_spec(&client, "default", "web", json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:2"}]}}}})).await;
+    wait_rollout(&client, "paused at 30%", |s| s["phase"] == json!("Paused")).await;
+    let route = get(&client, &route_res, "default", "web").await;
+    assert_eq!(http_route_weights(&route), (70, 30));
+    // promote --full: the canary becomes stable and the route goes back to 100/0.
+    patch_status(
+        &client,
+        "default",
+        "web",
+        json!({"status": {"promoteFull": true}}),
+    )
+    .await;
+    let s = wait_rollout(&client, "promoted", |s| {
+        s["phase"] == json!("Healthy")
+            && s["stableRS"] == s["currentPodHash"]
+            && s["currentStepIndex"] == json!(2)
+    })
+    .await;
+    assert!(s["abort"].is_null());
+    let route = get(&client, &route_res, "default", "web").await;
+    assert_eq!(http_route_weights(&route), (100, 0));
+    let svc = get(&client, &svc_resource(), "default", "web-stable").await;
+    assert_eq!(
+        svc["spec"]["selector"]["rollouts-pod-template-hash"],
+        s["stableRS"]
+    );
+}
+
 pub async fn start_prometheus(
     cluster: &Cluster,
     dir: &std::path::Path,

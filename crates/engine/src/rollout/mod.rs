@@ -845,11 +845,11 @@ fn phase(cx: &mut Ctx, new: Option<&Rs>) {
     let new_ready = new.is_some_and(|r| {
         r.available >= cx.replicas && r.current == cx.replicas && r.replicas == cx.replicas
     });
-    let others_gone = cx
-        .rses
-        .iter()
-        .filter(|r| r.hash != cx.hash)
-        .all(|r| r.current == 0 || cx.spec.strategy.blue_green.is_some());
+    // Old pods kept for `scaleDownDelaySeconds` (a deadline is set) do not make the
+    // Rollout less healthy: traffic has left them, as Argo Rollouts reports.
+    let others_gone = cx.rses.iter().filter(|r| r.hash != cx.hash).all(|r| {
+        r.current == 0 || r.scale_down_deadline.is_some() || cx.spec.strategy.blue_green.is_some()
+    });
     let aborted = cx.status_bool("abort");
     let old_progress = condition(&cx.old_status, "Progressing");
     let (phase, message, reason) = if aborted {
