@@ -319,11 +319,15 @@ async fn abort_latency(
     .await?;
     let ro: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &rollout_resource());
     for name in ["routed", "basic"] {
-        wait_for(120, FAST, &format!("{name} Healthy"), || async {
+        let healthy = wait_for(120, FAST, &format!("{name} Healthy"), || async {
             let r = ro.get(name).await.ok()?;
             (r.data.pointer("/status/phase") == Some(&json!("Healthy"))).then_some(())
         })
-        .await?;
+        .await;
+        if let Err(e) = healthy {
+            let r = ro.get(name).await.map(|r| r.data["status"].clone()).unwrap_or_default();
+            bail!("{e}; Rollout status: {r}");
+        }
     }
     let vs_api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &vs);
     let rs_api: Api<DynamicObject> = Api::namespaced_with(
@@ -335,23 +339,29 @@ async fn abort_latency(
     let mut basic = vec![];
     for round in 1..=rounds {
         for name in ["routed", "basic"] {
+            let before = ro.get(name).await?.data["status"]["currentPodHash"].clone();
             set_image(client, ns, name, &format!("server:{round}")).await?;
             let r = wait_for(60, FAST, "the update started", || async {
                 let r = ro.get(name).await.ok()?;
                 let s = &r.data["status"];
-                (s["currentPodHash"] != s["stableRS"]).then(|| s.clone())
+                (s["currentPodHash"] != before && s["currentPodHash"] != s["stableRS"])
+                    .then(|| s.clone())
             })
             .await?;
             let hash = r["currentPodHash"].as_str().unwrap_or_default().to_string();
             let stable = r["stableRS"].as_str().unwrap_or_default().to_string();
             let prefix = format!("{name}-{hash}-");
-            wait_for(60, FAST, "a failed measurement", || async {
+            let seen = wait_for(60, FAST, "a failed measurement", || async {
                 first_failure_seen(client, ns, &prefix).await.then_some(())
             })
-            .await?;
+            .await;
+            if let Err(e) = seen {
+                let r = ro.get(name).await.map(|r| r.data["status"].clone()).unwrap_or_default();
+                bail!("{e}; Rollout {name} status: {r}");
+            }
             let t0 = Instant::now();
             if name == "routed" {
-                wait_for(60, FAST, "VirtualService back at 100/0", || async {
+                let restored = wait_for(60, FAST, "VirtualService back at 100/0", || async {
                     let v = vs_api.get("routed").await.ok()?;
                     let route = v.data.pointer("/spec/http/0/route")?.as_array()?.clone();
                     let w = |h: &str| {
@@ -362,7 +372,12 @@ async fn abort_latency(
                     };
                     (w("routed-stable") == Some(100) && w("routed-canary") == Some(0)).then_some(())
                 })
-                .await?;
+                .await;
+                if let Err(e) = restored {
+                    let r = ro.get(name).await.map(|r| r.data["status"].clone()).unwrap_or_default();
+                    let v = vs_api.get("routed").await.map(|r| r.data["spec"].clone()).unwrap_or_default();
+                    bail!("{e}; VirtualService: {v}; Rollout status: {r}");
+                }
                 routed.push(t0.elapsed());
             } else {
                 wait_for(60, FAST, "stable at full size, canary gone", || async {
@@ -394,15 +409,15 @@ async fn abort_latency(
 
 async fn many(client: &kube::Client, n: usize) -> anyhow::Result<(Duration, Duration, Duration)> {
     let ns = "many";
-    create(
-        client,
-        &res("", "v1", "Namespace", "namespaces"),
-        "",
-        json!({
-        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-    )
-    .await
-    .ok();
+    let namespaces: Api<DynamicObject> =
+        Api::all_with(client.clone(), &res("", "v1", "Namespace", "namespaces"));
+    let namespace: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    )?;
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .context("creating the namespace of the Rollouts")?;
     let strategy = json!({"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}});
     let start = Instant::now();
     futures::stream::iter(0..n)

@@ -90,15 +90,16 @@ pub fn start(cluster: Arc<ClusterClient>) -> Vec<tokio::task::JoinHandle<()>> {
     let rs_store = rs_writer.as_reader();
     let run_writer = reflector::store::Writer::new(analysis_run_resource());
     let run_store = run_writer.as_reader();
-    let mut tasks = vec![];
-    let rs_watch = reflector::reflector(rs_writer, watcher(rs_api.clone(), rs_cfg.clone()))
+    // The children's watches feed the stores *and then* trigger their owner's reconcile,
+    // so a reconcile always sees at least the change that triggered it (two separate
+    // watches could deliver the trigger before the store caught up, and the rollout would
+    // wait for the next event).
+    let rs_stream = reflector::reflector(rs_writer, watcher(rs_api, rs_cfg))
         .default_backoff()
-        .for_each(|_| async {});
-    tasks.push(tokio::spawn(rs_watch));
-    let run_watch = reflector::reflector(run_writer, watcher(run_api.clone(), Default::default()))
+        .touched_objects();
+    let run_stream = reflector::reflector(run_writer, watcher(run_api, Default::default()))
         .default_backoff()
-        .for_each(|_| async {});
-    tasks.push(tokio::spawn(run_watch));
+        .touched_objects();
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         replica_sets: rs_store,
@@ -112,8 +113,8 @@ pub fn start(cluster: Arc<ClusterClient>) -> Vec<tokio::task::JoinHandle<()>> {
         rollout_resource(),
     )
     .with_config(kube::runtime::controller::Config::default().concurrency(16))
-    .owns_with(rs_api, replica_set_resource(), rs_cfg)
-    .owns_with(run_api, analysis_run_resource(), watcher::Config::default())
+    .owns_stream_with(rs_stream, replica_set_resource())
+    .owns_stream_with(run_stream, analysis_run_resource())
     .run(reconcile, error_policy, ctx)
     .for_each(move |r| {
         if let Err(e) = r {
@@ -121,8 +122,7 @@ pub fn start(cluster: Arc<ClusterClient>) -> Vec<tokio::task::JoinHandle<()>> {
         }
         async {}
     });
-    tasks.push(tokio::spawn(controller));
-    tasks
+    vec![tokio::spawn(controller)]
 }
 
 fn error_policy(ro: Arc<DynamicObject>, e: &RolloutError, _ctx: Arc<Ctx>) -> Action {
