@@ -19,19 +19,7 @@ use mooring_k8s::kube;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-fn res(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: if group.is_empty() {
-            version.into()
-        } else {
-            format!("{group}/{version}")
-        },
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
+use mooring_k8s::api_resource as res;
 
 fn proc_status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -325,7 +313,11 @@ async fn abort_latency(
         })
         .await;
         if let Err(e) = healthy {
-            let r = ro.get(name).await.map(|r| r.data["status"].clone()).unwrap_or_default();
+            let r = ro
+                .get(name)
+                .await
+                .map(|r| r.data["status"].clone())
+                .unwrap_or_default();
             bail!("{e}; Rollout status: {r}");
         }
     }
@@ -356,7 +348,11 @@ async fn abort_latency(
             })
             .await;
             if let Err(e) = seen {
-                let r = ro.get(name).await.map(|r| r.data["status"].clone()).unwrap_or_default();
+                let r = ro
+                    .get(name)
+                    .await
+                    .map(|r| r.data["status"].clone())
+                    .unwrap_or_default();
                 bail!("{e}; Rollout {name} status: {r}");
             }
             let t0 = Instant::now();
@@ -374,8 +370,16 @@ async fn abort_latency(
                 })
                 .await;
                 if let Err(e) = restored {
-                    let r = ro.get(name).await.map(|r| r.data["status"].clone()).unwrap_or_default();
-                    let v = vs_api.get("routed").await.map(|r| r.data["spec"].clone()).unwrap_or_default();
+                    let r = ro
+                        .get(name)
+                        .await
+                        .map(|r| r.data["status"].clone())
+                        .unwrap_or_default();
+                    let v = vs_api
+                        .get("routed")
+                        .await
+                        .map(|r| r.data["spec"].clone())
+                        .unwrap_or_default();
                     bail!("{e}; VirtualService: {v}; Rollout status: {r}");
                 }
                 routed.push(t0.elapsed());

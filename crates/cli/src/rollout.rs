@@ -33,7 +33,7 @@ use futures::StreamExt as _;
 use mooring_k8s::kube::{
     self,
     api::{Api, DynamicObject, ListParams, Patch, PatchParams},
-    core::{ApiResource, GroupVersionKind},
+    core::ApiResource,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -167,9 +167,7 @@ fn parse_image(s: &str) -> Result<(String, String), String> {
     }
 }
 
-fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
-}
+use mooring_k8s::api_resource as resource;
 
 /// The client of the cluster the command targets.
 async fn target_client(common: &RolloutCommon) -> anyhow::Result<kube::Client> {

@@ -44,6 +44,19 @@ pub enum OperationOutcome {
 
 /// The automated sync Argo CD would start now, if any: out of sync, automated, and not
 /// already attempted for this revision (unless self-heal applies after a success).
+/// Whether the app has an operation requested or running (it is driven before anything
+/// else, and nothing else may start one meanwhile).
+pub fn in_progress(app: &Application) -> bool {
+    app.operation.is_some()
+        || app
+            .status
+            .as_ref()
+            .and_then(|s| s.operation_state.as_ref())
+            .and_then(|o| o.get("phase"))
+            .and_then(Value::as_str)
+            == Some("Running")
+}
+
 pub fn automated_operation(app: &Application, c: &Compared) -> Option<Value> {
     let policy = app.spec.sync_policy.as_ref()?;
     let auto = policy.automated.as_ref()?;

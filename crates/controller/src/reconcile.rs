@@ -423,15 +423,7 @@ pub async fn reconcile(
         .await?;
     }
     // A running (or requested) operation is driven first; it renders its own revision.
-    if app.operation.is_some()
-        || app
-            .status
-            .as_ref()
-            .and_then(|s| s.operation_state.as_ref())
-            .and_then(|o| o.get("phase"))
-            .and_then(Value::as_str)
-            == Some("Running")
-    {
+    if operation::in_progress(&app) {
         return match operation::drive(&ctx, &app, &cluster).await? {
             OperationOutcome::InProgress => Ok(Action::RequeueAfter(ctx.options.operation_poll)),
             OperationOutcome::Finished => Ok(Action::RequeueAfter(Duration::from_millis(10))),

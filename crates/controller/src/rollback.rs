@@ -263,17 +263,6 @@ fn deployed_revision(app: &Application) -> Option<String> {
         .filter(|r| !r.is_empty())
 }
 
-fn operation_running(app: &Application) -> bool {
-    app.operation.is_some()
-        || app
-            .status
-            .as_ref()
-            .and_then(|s| s.operation_state.as_ref())
-            .and_then(|o| o.get("phase"))
-            .and_then(Value::as_str)
-            == Some("Running")
-}
-
 async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), RollbackError> {
     let (ns, name) = (p.namespace().to_string(), p.name().to_string());
     let prev = p.status.clone().unwrap_or_default();
@@ -374,7 +363,7 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
                 s.sync.status == SyncStatusCode::Synced
                     && s.health.status == HealthStatusCode::Healthy
             });
-            if healthy && !breaching && !operation_running(a) {
+            if healthy && !breaching && !crate::operation::in_progress(a) {
                 if let Some(rev) = st.and_then(|s| s.sync.revision.as_deref()) {
                     engine::record_healthy(&mut s.healthy_revisions, rev);
                 }
@@ -417,7 +406,7 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
     // Deferred rollback syncs whose app's operation has ended are taken out now.
     let mut due: Vec<(usize, PendingRollback)> = Vec::new();
     for (i, (app, s)) in apps.iter().zip(status.applications.iter_mut()).enumerate() {
-        if s.pending_rollback.is_some() && !operation_running(app) {
+        if s.pending_rollback.is_some() && !crate::operation::in_progress(app) {
             if let Some(pending) = s.pending_rollback.take() {
                 due.push((i, pending));
             }
@@ -569,7 +558,7 @@ async fn roll_back(
             to_revision: None,
             message: format!("aborted Rollout {rollout}"),
         }
-    } else if operation_running(app) {
+    } else if crate::operation::in_progress(app) {
         // A running sync is not interrupted (its end would clear a new request): the
         // rollback sync is requested by the first evaluation after it ends.
         s.pending_rollback = Some(PendingRollback {

@@ -26,7 +26,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use mooring_core::rollout::{MANAGED_BY_ANNOTATION, POD_TEMPLATE_HASH_LABEL};
 use mooring_engine::rollout::{Observed, Plan, RunRequest};
 use mooring_k8s::cluster::ClusterClient;
-use mooring_k8s::kube;
+use mooring_k8s::{api_resource, kube};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,26 +51,12 @@ fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> RolloutError
     move |source| RolloutError::Kube { what, source }
 }
 
-fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: if group.is_empty() {
-            version.into()
-        } else {
-            format!("{group}/{version}")
-        },
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
-
 fn replica_set_resource() -> ApiResource {
-    resource("apps", "v1", "ReplicaSet", "replicasets")
+    api_resource("apps", "v1", "ReplicaSet", "replicasets")
 }
 
 fn service_resource() -> ApiResource {
-    resource("", "v1", "Service", "services")
+    api_resource("", "v1", "Service", "services")
 }
 
 struct Ctx {

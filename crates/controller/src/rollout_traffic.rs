@@ -7,7 +7,7 @@
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use mooring_engine::rollout::TrafficPlan;
 use mooring_engine::traffic::{self, Destination};
-use mooring_k8s::kube;
+use mooring_k8s::{api_resource, kube};
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,23 +34,11 @@ pub enum TrafficError {
 }
 
 fn istio(kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: "networking.istio.io".into(),
-        version: "v1beta1".into(),
-        api_version: "networking.istio.io/v1beta1".into(),
-        kind: kind.into(),
-        plural: plural.into(),
-    }
+    api_resource("networking.istio.io", "v1beta1", kind, plural)
 }
 
 fn http_route() -> ApiResource {
-    ApiResource {
-        group: "gateway.networking.k8s.io".into(),
-        version: "v1".into(),
-        api_version: "gateway.networking.k8s.io/v1".into(),
-        kind: "HTTPRoute".into(),
-        plural: "httproutes".into(),
-    }
+    api_resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
 }
 
 /// Read `name`, edit it with `f`, write it back if it changed.

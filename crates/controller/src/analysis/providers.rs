@@ -139,16 +139,20 @@ pub async fn web(m: &WebMetric) -> Result<Measured, String> {
         if e.is_timeout() {
             format!("web metric timed out after {timeout:?}")
         } else {
-            format!("web metric request failed: {}", chain(&e))
+            format!(
+                "web metric request failed: {}",
+                crate::prometheus::error_chain(&e)
+            )
         }
     })?;
     let status = resp.status();
     let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| format!("reading the web metric body: {}", chain(&e)))?
-    {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| {
+        format!(
+            "reading the web metric body: {}",
+            crate::prometheus::error_chain(&e)
+        )
+    })? {
         if body.len() + chunk.len() > MAX_WEB_BODY {
             return Err(format!(
                 "web metric body is larger than {MAX_WEB_BODY} bytes"
@@ -203,17 +207,6 @@ pub fn select_json(json: &Value, path: Option<&str>) -> Result<Measured, String>
         value: MetricValue::from(&selected),
         text,
     })
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Label on Jobs naming their AnalysisRun (as Argo Rollouts).

@@ -9,19 +9,7 @@ use mooring_controller::{analysis_run_resource, analysis_template_resource, roll
 use mooring_k8s::kube;
 use serde_json::{json, Value};
 
-fn res(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: if group.is_empty() {
-            version.into()
-        } else {
-            format!("{group}/{version}")
-        },
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
+use mooring_k8s::api_resource as res;
 
 pub async fn create(client: &kube::Client, ar: &ApiResource, obj: Value) {
     let ns = obj
