@@ -241,12 +241,15 @@ async fn execute(
             .await
             .map_err(kube_err(format!("reading Service {ns}/{svc}")))?;
         let Some(cur) = cur else {
-            abort_with(
-                plan,
-                &format!(
-                    "Service \"{svc}\" not found; create it or fix the Rollout's service names"
-                ),
+            // As Argo Rollouts: the spec names a Service that is not there. The Rollout is
+            // Degraded and says so (nothing is aborted: the state machine goes on once the
+            // Service exists), and it is looked at again shortly.
+            let msg = format!(
+                "InvalidSpec: Service \"{svc}\" not found; create it or fix the Rollout's service names"
             );
+            plan.status["phase"] = json!("Degraded");
+            plan.status["message"] = json!(msg);
+            plan.requeue_after = Some(Duration::from_secs(5));
             continue;
         };
         let sel = cur

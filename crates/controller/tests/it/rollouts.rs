@@ -281,6 +281,48 @@ async fn gateway_api_http_route_weights_follow_the_steps() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_services_and_templates_are_reported_and_fail_safe() {
+    let (_cluster, env) = env_with_cluster().await;
+    let client = env.client.clone();
+    // A Service the spec names is missing: Degraded with a message, until it exists.
+    let strategy = json!({"canary": {
+        "canaryService": "web-canary", "stableService": "web-stable",
+        "steps": [{"setWeight": 50},
+                  {"analysis": {"templates": [{"templateName": "missing"}]}}],
+    }});
+    create(&client, &rollout_resource(), rollout(strategy, "web:1")).await;
+    let s = wait_rollout(&client, "Degraded for the missing Service", |s| {
+        s["phase"] == json!("Degraded")
+    })
+    .await;
+    assert!(
+        field(&s, "/message").contains("\" not found; create it"),
+        "{s}"
+    );
+    for svc in ["web-stable", "web-canary"] {
+        create(&client, &svc_resource(), service(svc)).await;
+    }
+    let s = wait_rollout(&client, "Healthy once the Services exist", |s| {
+        s["phase"] == json!("Healthy")
+    })
+    .await;
+    let stable = field(&s, "/stableRS").to_string();
+    // An analysis step naming a template that does not exist aborts the update: traffic
+    // stays on the stable pods and the message says what is missing.
+    patch_spec(&client, "default", "web", json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:2"}]}}}})).await;
+    let s = wait_rollout(&client, "aborted for the missing template", |s| {
+        s["phase"] == json!("Degraded")
+    })
+    .await;
+    assert!(
+        field(&s, "/message").contains("AnalysisTemplate \"missing\" not found"),
+        "{s}"
+    );
+    assert_eq!(field(&s, "/stableRS"), stable);
+    assert_eq!(s["abort"], json!(true));
+}
+
 pub async fn start_prometheus(
     cluster: &Cluster,
     dir: &std::path::Path,
