@@ -113,7 +113,7 @@ fn start_cluster(name: &str, data: &std::path::Path) -> (std::process::Child, St
         ])
         .arg(data)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .expect("mooring runs");
     let out = child.stdout.take().expect("stdout");
@@ -128,6 +128,85 @@ fn start_cluster(name: &str, data: &std::path::Path) -> (std::process::Child, St
     let _ = child.kill();
     let _ = child.wait();
     panic!("mooring cluster start printed no kubeconfig line");
+}
+
+/// An embedded cluster run by the binary in a temporary directory, stopped on drop.
+struct BinCluster {
+    child: std::process::Child,
+    kc: String,
+    _dir: tempfile::TempDir,
+}
+
+impl BinCluster {
+    fn start() -> BinCluster {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (child, kc) = start_cluster("test", dir.path());
+        BinCluster {
+            child,
+            kc,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for BinCluster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `kubectl` with `kc`, `stdin` written to it.
+fn kubectl(kc: &str, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    let mut c = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kc)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl must be installed (scripts/test installs it)");
+    let mut input = c.stdin.take().expect("stdin");
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).expect("write");
+    }
+    drop(input);
+    c.wait_with_output().expect("kubectl")
+}
+
+/// [`kubectl`] that must succeed; its stdout.
+fn kubectl_ok(kc: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let o = kubectl(kc, args, stdin);
+    assert!(
+        o.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `kubectl apply` until it succeeds (a new CRD is served once established).
+fn apply_eventually(kc: &str, yaml: &str) {
+    let mut last = String::new();
+    for _ in 0..100 {
+        let o = kubectl(kc, &["apply", "-f", "-"], Some(yaml));
+        if o.status.success() {
+            return;
+        }
+        last = String::from_utf8_lossy(&o.stderr).into_owned();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("kubectl apply never succeeded: {last}");
+}
+
+/// `mooring ARGS --kubeconfig kc`.
+fn mooring(kc: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .args(args)
+        .args(["--kubeconfig", kc])
+        .output()
+        .expect("mooring runs")
 }
 
 /// `cluster add` registers a kubeconfig context as an Argo CD cluster Secret, `list` shows

@@ -1,8 +1,7 @@
 //! `mooring proj can-i` and `mooring account …` against an embedded cluster holding the
 //! seed's project roles and two accounts.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Output, Stdio};
+use crate::{apply_eventually, kubectl_ok, mooring};
 
 const SETUP: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
@@ -54,71 +53,13 @@ spec:
     - p, proj:ml-platform:data-scientists, applications, get, ml-platform/*, allow
 "#;
 
-fn kubectl_apply(kc: &str, yaml: &str) {
-    let mut c = Command::new("kubectl")
-        .args(["apply", "-f", "-"])
-        .env("KUBECONFIG", kc)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("kubectl must be installed (scripts/test installs it)");
-    c.stdin
-        .take()
-        .expect("stdin")
-        .write_all(yaml.as_bytes())
-        .expect("write");
-    assert!(c.wait().expect("kubectl").success(), "kubectl apply failed");
-}
-
-fn mooring(kc: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mooring"))
-        .args(args)
-        .args(["--kubeconfig", kc])
-        .output()
-        .expect("mooring runs")
-}
-
 #[test]
 fn can_i_and_tokens() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mooring"))
-        .args(["cluster", "start", "--port", "0", "--data-dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mooring cluster start");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let kc = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("kubeconfig: ").map(String::from))
-        .expect("kubeconfig line");
-    std::thread::spawn(move || lines.for_each(drop));
-    kubectl_apply(&kc, SETUP);
-    // The CRD is served once established; retry the project briefly.
-    let mut ok = false;
-    for _ in 0..50 {
-        let mut c = Command::new("kubectl")
-            .args(["apply", "-f", "-"])
-            .env("KUBECONFIG", &kc)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kubectl");
-        c.stdin
-            .take()
-            .expect("stdin")
-            .write_all(PROJECT.as_bytes())
-            .expect("write");
-        if c.wait().expect("kubectl").success() {
-            ok = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(ok, "AppProject applied");
+    let cluster = crate::BinCluster::start();
+    let kc = cluster.kc.clone();
+    kubectl_ok(&kc, &["apply", "-f", "-"], Some(SETUP));
+    // The CRD is served once established.
+    apply_eventually(&kc, PROJECT);
 
     for (args, want) in [
         (
@@ -252,6 +193,4 @@ fn can_i_and_tokens() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = mooring(&kc, &["account", "delete-token", &id, "--account", "alice"]);
     assert_eq!(o.status.code(), Some(2));
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -4,94 +4,10 @@
 //! `-o json`, and the errors for missing objects and bad arguments. No rollout
 //! controller runs: the commands only write Argo's public fields.
 
+use crate::{apply_eventually, kubectl_ok, mooring, BinCluster};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Output, Stdio};
-
-struct Cluster {
-    child: Child,
-    kc: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start() -> Cluster {
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mooring"))
-        .args(["cluster", "start", "--port", "0", "--data-dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mooring cluster start");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let kc = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("kubeconfig: ").map(String::from))
-        .expect("kubeconfig line");
-    std::thread::spawn(move || lines.for_each(drop));
-    Cluster {
-        child,
-        kc,
-        _dir: dir,
-    }
-}
-
-fn kubectl(kc: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut c = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", kc)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl must be installed (scripts/test installs it)");
-    let mut input = c.stdin.take().expect("stdin");
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).expect("write");
-    }
-    drop(input);
-    c.wait_with_output().expect("kubectl")
-}
-
-fn kubectl_ok(kc: &str, args: &[&str], stdin: Option<&str>) -> String {
-    let o = kubectl(kc, args, stdin);
-    assert!(
-        o.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// `kubectl apply` until it succeeds (a new CRD is served once established).
-fn apply_eventually(kc: &str, yaml: &str) {
-    let mut last = String::new();
-    for _ in 0..100 {
-        let o = kubectl(kc, &["apply", "-f", "-"], Some(yaml));
-        if o.status.success() {
-            return;
-        }
-        last = String::from_utf8_lossy(&o.stderr).into_owned();
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("kubectl apply never succeeded: {last}");
-}
-
-fn mooring(kc: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mooring"))
-        .args(args)
-        .args(["--kubeconfig", kc])
-        .output()
-        .expect("mooring runs")
-}
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
 
 fn ok(o: &Output) -> String {
     assert_eq!(
@@ -224,7 +140,7 @@ fn generation(kc: &str) -> i64 {
 
 #[test]
 fn rollout_commands_write_argos_control_fields() {
-    let c = start();
+    let c = BinCluster::start();
     let kc = c.kc.as_str();
     // The CRDs as `mooring crds` prints them.
     let crds = ok(&Command::new(env!("CARGO_BIN_EXE_mooring"))
@@ -588,13 +504,13 @@ spec:
 /// reaches a registered destination cluster that has them.
 #[test]
 fn rollout_commands_without_the_crds_and_on_a_destination_cluster() {
-    let mgmt = start();
+    let mgmt = BinCluster::start();
     let e = fails(&mooring(&mgmt.kc, &["rollout", "list"]));
     assert!(e.contains("mooring crds"), "{e}");
     let e = fails(&mooring(&mgmt.kc, &["rollout", "abort", "x"]));
     assert!(e.contains("Argo Rollouts CRDs"), "{e}");
 
-    let gpu = start();
+    let gpu = BinCluster::start();
     let crds = ok(&Command::new(env!("CARGO_BIN_EXE_mooring"))
         .arg("crds")
         .output()
