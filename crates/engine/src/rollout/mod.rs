@@ -1000,19 +1000,20 @@ fn deadline_exceeded(cx: &mut Ctx, old: Option<&Value>) -> Option<String> {
         return None;
     }
     let old = old?;
-    if old.get("reason").and_then(Value::as_str) == Some("ProgressDeadlineExceeded") {
-        let marker = cx
-            .old_status
-            .get("progressMarker")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if marker == progress_marker(cx, new) {
-            return old.get("message").and_then(Value::as_str).map(|m| {
-                m.trim_start_matches("ProgressDeadlineExceeded: ")
-                    .to_string()
-            });
-        }
+    // Anything that moved since the last reconcile is progress.
+    let marker = cx
+        .old_status
+        .get("progressMarker")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if marker != progress_marker(cx, new) {
         return None;
+    }
+    if old.get("reason").and_then(Value::as_str) == Some("ProgressDeadlineExceeded") {
+        return old.get("message").and_then(Value::as_str).map(|m| {
+            m.trim_start_matches("ProgressDeadlineExceeded: ")
+                .to_string()
+        });
     }
     let since = old
         .get("lastUpdateTime")
@@ -1022,14 +1023,6 @@ fn deadline_exceeded(cx: &mut Ctx, old: Option<&Value>) -> Option<String> {
         .spec
         .progress_deadline_seconds
         .unwrap_or(DEFAULT_PROGRESS_DEADLINE);
-    let marker = cx
-        .old_status
-        .get("progressMarker")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if marker != progress_marker(cx, new) {
-        return None;
-    }
     if cx.now - since < chrono::Duration::seconds(deadline) {
         return None;
     }
@@ -1039,7 +1032,6 @@ fn deadline_exceeded(cx: &mut Ctx, old: Option<&Value>) -> Option<String> {
     );
     if cx.spec.progress_deadline_abort {
         cx.abort(&msg);
-        cx.status.insert("abort".into(), json!(true));
     }
     Some(msg)
 }
