@@ -485,10 +485,16 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
         }
         AppCommand::Delete { name, cascade } => {
             if cascade {
+                // Added to the finalizers already there (the post-delete ones stay).
+                let a = get_app(&api, &name).await?;
+                let finalizers = mooring_core::app::finalizers_with(
+                    &a["metadata"],
+                    mooring_controller::reconcile::RESOURCES_FINALIZER,
+                );
                 api.patch(
                     &name,
                     &PatchParams::default(),
-                    &Patch::Merge(json!({"metadata": {"finalizers": [mooring_controller::reconcile::RESOURCES_FINALIZER]}})),
+                    &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
                 )
                 .await
                 .with_context(|| format!("marking {name} for cascading deletion"))?;

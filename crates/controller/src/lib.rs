@@ -11,6 +11,7 @@
 pub mod analysis;
 pub mod appset;
 pub mod clusters;
+pub mod deletion;
 pub mod operation;
 pub mod policy;
 pub mod project;

@@ -12,10 +12,21 @@
 //! 2. plans the steps ([`mooring_engine::sync::plan`]) and stores the plan's skeleton (keys
 //!    and task kinds, not the manifests) in `operationState`, so the step indices stay
 //!    stable even as prunes change the live state;
-//! 3. executes one step at a time — submit, then wait for health / hook completion — and
-//!    writes `operationState` after every transition. A controller killed at any point
-//!    re-reads the state and continues at the first unfinished step; hook objects carry
-//!    the operation id, so a hook created before the crash is found, not created twice.
+//! 3. executes one step at a time — submit, then wait as gitops-engine does
+//!    ([`mooring_engine::sync::step_wait`]: health and hook completion between steps,
+//!    hooks only after the last step, which otherwise succeeds once applied) — and writes
+//!    `operationState` after every transition. A controller killed at any point re-reads
+//!    the state and continues at the first unfinished step; hook objects carry the
+//!    operation id, so a hook created before the crash is found, not created twice. What
+//!    a step submits is prepared against the live state then: `RespectIgnoreDifferences`
+//!    keeps ignored fields' live values, the namespace of `CreateNamespace` is only
+//!    created when missing (applied with `managedNamespaceMetadata` when that is set),
+//!    and a step with `Prune=confirm` prunes waits for the approval annotation.
+//!
+//! Before planning, `FailOnSharedResource=true` fails the sync if a resource is tracked
+//! by another application. While the operation runs, the reconcile keeps refreshing the
+//! comparison (`status.sync`, `resources`, `health`); only the operation writes
+//! `status.operationState` (both are merge patches of the Application).
 //!
 //! On failure the SyncFail hooks run, then the sync policy's retry (limit, backoff with
 //! factor and maximum) starts the operation again; on success a history entry is added and
@@ -24,7 +35,7 @@
 use crate::reconcile::{self, desired_state, now, Compared};
 use crate::{Context, ControllerError};
 use mooring_core::app::{
-    parse_go_duration, Application, HealthStatusCode, RevisionHistory, SyncStatusCode,
+    parse_go_duration, sync_option, Application, HealthStatusCode, RevisionHistory, SyncStatusCode,
 };
 use mooring_core::ResourceKey;
 use mooring_engine::health;
@@ -113,8 +124,10 @@ fn op_id(state: &Value) -> String {
 fn skeleton(plan: &SyncPlan) -> Value {
     let strip = |t: &sync::SyncTask| {
         let mut t = t.clone();
-        let av = t.object.get("apiVersion").cloned().unwrap_or(Value::Null);
-        t.object = json!({"apiVersion": av});
+        if !t.generated {
+            let av = t.object.get("apiVersion").cloned().unwrap_or(Value::Null);
+            t.object = json!({"apiVersion": av});
+        }
         t
     };
     let mut p = plan.clone();
@@ -135,6 +148,9 @@ fn hydrate(stored: &Value, desired: &[Value], live: &[Value]) -> Result<SyncPlan
             .cloned()
     };
     let fill = |t: &mut sync::SyncTask| {
+        if t.generated {
+            return;
+        }
         let full = match t.kind {
             TaskKind::Apply => find(&t.key, false, desired),
             TaskKind::Hook => find(&t.key, true, desired),
@@ -153,7 +169,7 @@ fn hydrate(stored: &Value, desired: &[Value], live: &[Value]) -> Result<SyncPlan
 
 /// Give `generateName` hooks a name derived from the operation, so a resumed step finds
 /// the hook it created instead of creating another.
-fn name_hooks(desired: &mut [Value], op: &str) {
+pub(crate) fn name_hooks(desired: &mut [Value], op: &str) {
     for d in desired.iter_mut() {
         if !sync::is_hook(d) {
             continue;
@@ -305,6 +321,14 @@ pub async fn drive(
             if let Some(extra) = op.pointer("/sync/syncOptions").and_then(Value::as_array) {
                 options.extend(extra.iter().filter_map(Value::as_str).map(str::to_string));
             }
+            // FailOnSharedResource=true: a resource another app tracks fails the sync
+            // before anything is applied (Argo CD's "Shared resource found").
+            if sync_option(&options, "FailOnSharedResource") == Some("true")
+                && !compared.shared.is_empty()
+            {
+                let msg = format!("Shared resource found: {}", compared.shared.join("; "));
+                return finish(ctx, app, state, "Failed", &msg, Some(&revision)).await;
+            }
             let out_of_sync: BTreeSet<ResourceKey> = compared
                 .diffs
                 .iter()
@@ -318,6 +342,11 @@ pub async fn drive(
                 app_options: &options,
                 prune: op.pointer("/sync/prune").and_then(Value::as_bool) == Some(true),
                 namespace: app.spec.destination.namespace.as_deref(),
+                namespace_metadata: app
+                    .spec
+                    .sync_policy
+                    .as_ref()
+                    .and_then(|p| p.managed_namespace_metadata.as_ref()),
             });
             let plan = match plan {
                 Ok(p) => p,
@@ -416,9 +445,23 @@ pub async fn drive(
         match next_action(&plan, &ss) {
             NextAction::Submit(i) => {
                 let step = plan.steps[i].clone();
+                // Prune=confirm: nothing of the step happens before the approval.
+                let to_confirm = sync::prunes_to_confirm(&step);
+                if !to_confirm.is_empty() && !prune_confirmed(app, &state) {
+                    let msg = sync::prune_confirmation_message(&to_confirm);
+                    if state.get("message").and_then(Value::as_str) != Some(msg.as_str()) {
+                        state["message"] = json!(msg);
+                        persist(ctx, app, &mut state, &ss).await?;
+                    }
+                    return Ok(OperationOutcome::InProgress);
+                }
                 let mut results = Vec::new();
                 for t in &step.tasks {
-                    let r = submit_task(cluster, t, &manager, &id).await;
+                    let r = match prepare(app, cluster, t).await {
+                        Ok(Prepared::Submit(t)) => submit_task(cluster, &t, &manager, &id).await,
+                        Ok(Prepared::Skip(msg)) => Ok(Submitted::Done(msg)),
+                        Err(msg) => Err(msg),
+                    };
                     match r {
                         Ok(Submitted::Done(msg)) => results.push(result_entry(t, "Synced", &msg)),
                         Ok(Submitted::Retry(msg)) => {
@@ -453,7 +496,7 @@ pub async fn drive(
             }
             NextAction::Wait(i) => {
                 let step = plan.steps[i].clone();
-                match step_done(ctx, cluster, &step.tasks).await? {
+                match step_done(ctx, cluster, &step.tasks, sync::step_wait(&plan, i)).await? {
                     StepStatus::Done => {
                         ss.next_step += 1;
                         ss.submitted = false;
@@ -530,6 +573,75 @@ fn append_results(state: &mut Value, results: Vec<Value>) {
     if let Some(a) = state["syncResult"]["resources"].as_array_mut() {
         a.extend(results);
     }
+}
+
+/// Whether the Application's approval annotation confirms this operation's prunes (it
+/// must be no older than the operation, as Argo CD's `IsDeletionConfirmed`).
+fn prune_confirmed(app: &Application, state: &Value) -> bool {
+    let approval = app
+        .metadata
+        .pointer("/annotations")
+        .and_then(|a| a.get(sync::ANNOTATION_DELETION_APPROVED))
+        .and_then(Value::as_str);
+    let started = state
+        .get("startedAt")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    sync::deletion_approved(approval, started)
+}
+
+enum Prepared {
+    Submit(Box<sync::SyncTask>),
+    /// Nothing to do for this task (the message says why).
+    Skip(String),
+}
+
+/// The task as it is submitted now, given the live state:
+/// * the namespace `CreateNamespace=true` made is only created when missing, unless
+///   `managedNamespaceMetadata` is set (then it is applied, creating or updating its
+///   labels and annotations), as gitops-engine's namespace modifier decides;
+/// * with `RespectIgnoreDifferences=true`, the fields `ignoreDifferences` names keep
+///   their live values (`mooring_engine::diff::respect_ignored`).
+async fn prepare(
+    app: &Application,
+    cluster: &ClusterClient,
+    t: &sync::SyncTask,
+) -> Result<Prepared, String> {
+    if t.kind != TaskKind::Apply {
+        return Ok(Prepared::Submit(Box::new(t.clone())));
+    }
+    let av = api_version(&t.object).to_string();
+    if t.generated {
+        let managed_metadata = app
+            .spec
+            .sync_policy
+            .as_ref()
+            .is_some_and(|p| p.managed_namespace_metadata.is_some());
+        if !managed_metadata
+            && cluster
+                .get(&av, &t.key)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some()
+        {
+            return Ok(Prepared::Skip("namespace already exists".into()));
+        }
+        return Ok(Prepared::Submit(Box::new(t.clone())));
+    }
+    if t.option("RespectIgnoreDifferences") == Some("true") {
+        let live = cluster.get(&av, &t.key).await.map_err(|e| e.to_string())?;
+        let object = mooring_engine::diff::respect_ignored(
+            &t.object,
+            live.as_ref(),
+            &app.spec.ignore_differences,
+        )
+        .map_err(|e| format!("RespectIgnoreDifferences: {e}"))?;
+        return Ok(Prepared::Submit(Box::new(sync::SyncTask {
+            object,
+            ..t.clone()
+        })));
+    }
+    Ok(Prepared::Submit(Box::new(t.clone())))
 }
 
 enum Submitted {
@@ -619,21 +731,32 @@ enum StepStatus {
     Failed(String),
 }
 
-/// A step is done when its applied resources are healthy (or have no health), its hooks
-/// finished successfully, and its prunes are gone.
+/// Whether a submitted step is done, as gitops-engine decides it ([`sync::step_wait`]):
+/// hooks must have completed (Degraded or Unknown fails); when the step's resources are
+/// awaited, each must be Healthy or have no health (Degraded fails; Progressing,
+/// Suspended, Missing and Unknown wait) and each prune must be gone. The last step of a
+/// sync is not awaited for health: it is done once applied.
 async fn step_done(
     ctx: &Context,
     cluster: &ClusterClient,
     tasks: &[sync::SyncTask],
+    wait: sync::StepWait,
 ) -> Result<StepStatus, ControllerError> {
     for t in tasks {
+        let awaited = match t.kind {
+            TaskKind::Hook => wait.hooks,
+            TaskKind::Apply | TaskKind::Prune => wait.resources,
+        };
+        if !awaited {
+            continue;
+        }
         let av = api_version(&t.object).to_string();
         let live = cluster.get(&av, &t.key).await?;
         match t.kind {
             TaskKind::Prune => {
                 if live.is_some() {
                     return Ok(StepStatus::Waiting(format!(
-                        "waiting for {} to be pruned",
+                        "waiting for deletion of {}",
                         t.key
                     )));
                 }
@@ -645,27 +768,36 @@ async fn step_done(
                         t.key
                     )));
                 };
-                if let Some(h) = health::assess(&l, ctx.lua.as_ref()) {
-                    match h.status {
-                        HealthStatusCode::Healthy | HealthStatusCode::Suspended => {}
-                        _ => {
-                            return Ok(StepStatus::Waiting(format!(
-                                "waiting for {} to become healthy ({}{})",
-                                t.key,
-                                h.status,
-                                if h.message.is_empty() {
-                                    String::new()
-                                } else {
-                                    format!(": {}", h.message)
-                                }
-                            )))
-                        }
+                let Some(h) = health::assess(&l, ctx.lua.as_ref()) else {
+                    continue;
+                };
+                let detail = if h.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", h.message)
+                };
+                match h.status {
+                    HealthStatusCode::Healthy => {}
+                    HealthStatusCode::Degraded => {
+                        return Ok(StepStatus::Failed(format!(
+                            "one or more synchronization tasks completed unsuccessfully: {} is Degraded{detail}",
+                            t.key
+                        )))
+                    }
+                    other => {
+                        return Ok(StepStatus::Waiting(format!(
+                            "waiting for healthy state of {} ({other}{detail})",
+                            t.key
+                        )))
                     }
                 }
             }
             TaskKind::Hook => {
                 let Some(l) = live else {
-                    return Ok(StepStatus::Waiting(format!("waiting for hook {}", t.key)));
+                    return Ok(StepStatus::Waiting(format!(
+                        "waiting for completion of hook {}",
+                        t.key
+                    )));
                 };
                 let h = health::assess(&l, ctx.lua.as_ref());
                 match h.as_ref().map(|h| h.status) {
@@ -674,7 +806,7 @@ async fn step_done(
                             cluster.delete(&av, &t.key, Some("background")).await?;
                         }
                     }
-                    Some(HealthStatusCode::Degraded) => {
+                    Some(HealthStatusCode::Degraded | HealthStatusCode::Unknown) => {
                         if t.delete_policies.contains(&HookDeletePolicy::HookFailed) {
                             cluster.delete(&av, &t.key, Some("background")).await?;
                         }
@@ -687,7 +819,7 @@ async fn step_done(
                     }
                     Some(s) => {
                         return Ok(StepStatus::Waiting(format!(
-                            "waiting for hook {} ({s})",
+                            "waiting for completion of hook {} ({s})",
                             t.key
                         )))
                     }

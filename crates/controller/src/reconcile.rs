@@ -43,6 +43,9 @@ pub struct Compared {
     pub diffs: Vec<diff::ResourceDiff>,
     pub sync: SyncStatusCode,
     pub health: HealthStatus,
+    /// `SharedResourceWarning` messages: desired resources whose live object another
+    /// application tracks (`Kind/name is part of applications A and B`, as Argo CD).
+    pub shared: Vec<String>,
 }
 
 pub(crate) fn now() -> String {
@@ -242,6 +245,7 @@ pub async fn compare(
     let mut diffs = Vec::new();
     let mut healths = Vec::new();
     let mut desired_keys = std::collections::BTreeSet::new();
+    let mut shared = Vec::new();
     for d in &desired {
         let Some(key) = ResourceKey::of(d) else {
             continue;
@@ -259,6 +263,9 @@ pub async fn compare(
             Some(l) => Some(l),
             None => cluster.get(api_version, &key).await?,
         };
+        if let Some(msg) = live.as_ref().and_then(|l| shared_resource(&key, d, l)) {
+            shared.push(msg);
+        }
         let rd = diff::diff(Some(d), live.as_ref(), &opts)?;
         let h = match &live {
             None => Some(HealthStatus::new(
@@ -322,8 +329,41 @@ pub async fn compare(
         diffs,
         sync,
         health: HealthStatus::new(worst, message),
+        shared,
     })
 }
+
+/// Argo CD's `SharedResourceWarning`: the live object of a desired resource is tracked by
+/// another application than the one the desired object names (instance names use `_` for
+/// `/`, as Argo CD's `namespace_name`).
+fn shared_resource(key: &ResourceKey, desired: &Value, live: &Value) -> Option<String> {
+    let app_of = |o: &Value| {
+        o.pointer("/metadata/annotations")
+            .and_then(|a| a.get(TRACKING_ANNOTATION))
+            .and_then(Value::as_str)
+            .and_then(mooring_k8s::cluster::tracking_app)
+            .filter(|a| !a.is_empty())
+            .map(|a| a.replace('_', "/"))
+    };
+    let (this, other) = (app_of(desired)?, app_of(live)?);
+    (this != other).then(|| {
+        format!(
+            "{}/{} is part of applications {this} and {other}",
+            key.kind, key.name
+        )
+    })
+}
+
+/// The comparison's conditions: one `SharedResourceWarning` per shared resource.
+pub(crate) fn shared_conditions(app: &Application, c: &Compared) -> Vec<ApplicationCondition> {
+    c.shared
+        .iter()
+        .map(|m| kept_condition(app, SHARED_RESOURCE_WARNING, m.clone()))
+        .collect()
+}
+
+/// Argo CD's condition for a resource tracked by two applications.
+pub const SHARED_RESOURCE_WARNING: &str = "SharedResourceWarning";
 
 fn resource_status(
     key: &ResourceKey,
@@ -372,41 +412,10 @@ pub async fn reconcile(
         write_unknown(&ctx, &app, &message).await?;
         return Ok(Action::RequeueAfter(Duration::from_secs(30)));
     }
-    // Cascading delete (Argo CD's resources finalizer): remove the app's resources, then
-    // let the Application go.
+    // Deletion (Argo CD's finalizers: resources, then PostDelete hooks, then their
+    // cleanup; see `deletion`).
     if app.metadata.get("deletionTimestamp").is_some() {
-        let finalizers: Vec<String> = app
-            .metadata
-            .get("finalizers")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        if finalizers.iter().any(|f| f == RESOURCES_FINALIZER) {
-            for live in cluster.managed(app.name()) {
-                if let Some(key) = ResourceKey::of(&live) {
-                    let av = live
-                        .get("apiVersion")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    cluster.delete(av, &key, Some("foreground")).await?;
-                }
-            }
-            if !cluster.managed(app.name()).is_empty() {
-                return Ok(Action::RequeueAfter(Duration::from_millis(500)));
-            }
-            let rest: Vec<&String> = finalizers
-                .iter()
-                .filter(|f| *f != RESOURCES_FINALIZER)
-                .collect();
-            ctx.patch_app(&app, json!({"metadata": {"finalizers": rest}}))
-                .await?;
-        }
-        return Ok(Action::Idle);
+        return crate::deletion::finalize(&ctx, &app, &cluster).await;
     }
     // `app get --refresh` (Argo CD's refresh annotation): compare with Git now, then
     // clear the request.
@@ -423,7 +432,10 @@ pub async fn reconcile(
         .await?;
     }
     // A running (or requested) operation is driven first; it renders its own revision.
+    // The comparison goes on meanwhile (Argo CD refreshes and operates on separate
+    // queues), so the status shows live objects as they are while waves progress.
     if operation::in_progress(&app) {
+        refresh_during_operation(&ctx, &app, &cluster).await?;
         return match operation::drive(&ctx, &app, &cluster).await? {
             OperationOutcome::InProgress => Ok(Action::RequeueAfter(ctx.options.operation_poll)),
             OperationOutcome::Finished => Ok(Action::RequeueAfter(Duration::from_millis(10))),
@@ -445,6 +457,7 @@ pub async fn reconcile(
         }
     };
     ctx.metrics.saw_revision(app.name(), &revision);
+    crate::deletion::track_post_delete_finalizers(&ctx, &app, &desired).await?;
     let compared = match compare(&ctx, &app, &cluster, revision, desired).await {
         Ok(c) => c,
         Err(e) => {
@@ -455,7 +468,7 @@ pub async fn reconcile(
     // Sync windows: an automated sync the windows forbid is not started; the app is
     // looked at again when a window opens or closes.
     let mut auto = operation::automated_operation(&app, &compared);
-    let mut conditions = vec![];
+    let mut conditions = shared_conditions(&app, &compared);
     let mut action = Action::Idle;
     if auto.is_some() {
         let now = std::time::SystemTime::now();
@@ -483,6 +496,44 @@ pub async fn reconcile(
         return Ok(Action::RequeueAfter(Duration::from_millis(10)));
     }
     Ok(action)
+}
+
+/// The comparison of an app whose operation is running: sync status, resources, health
+/// and the comparison's own conditions (`ComparisonError`, `SharedResourceWarning`) are
+/// refreshed against the app's target revision and written when they changed. Only
+/// `status` fields other than `operationState` are written (the operation owns that one;
+/// both are merge patches), no automated sync is requested, and the conditions the
+/// operation and the normal path own stay as they are.
+async fn refresh_during_operation(
+    ctx: &Context,
+    app: &Application,
+    cluster: &ClusterClient,
+) -> Result<(), ControllerError> {
+    let (revision, desired) = match desired_state(ctx, app, None, cluster).await {
+        Ok(x) => x,
+        Err(e) => return write_error(ctx, app, "ComparisonError", &e.to_string()).await,
+    };
+    crate::deletion::track_post_delete_finalizers(ctx, app, &desired).await?;
+    let compared = match compare(ctx, app, cluster, revision, desired).await {
+        Ok(c) => c,
+        Err(e) => return write_error(ctx, app, "ComparisonError", &e.to_string()).await,
+    };
+    let mut conditions: Vec<ApplicationCondition> = app
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter())
+        .filter(|c| {
+            [
+                "InvalidSpecError",
+                "SyncError",
+                crate::project::WINDOW_CONDITION,
+            ]
+            .contains(&c.type_.as_str())
+        })
+        .cloned()
+        .collect();
+    conditions.extend(shared_conditions(app, &compared));
+    write_status(ctx, app, &compared, conditions).await
 }
 
 /// A condition of `type_` with `message`, keeping the existing one (and its transition
@@ -524,29 +575,50 @@ pub async fn write_status(
             "InvalidSpecError",
             "SyncError",
             crate::project::WINDOW_CONDITION,
+            SHARED_RESOURCE_WARNING,
         ],
     );
     conds.extend(conditions);
     // Write only real changes: the status write is itself an Application change that
-    // triggers a reconcile, and `reconciledAt` alone must not loop.
+    // triggers a reconcile, and `reconciledAt` alone must not loop. Conditions are a list
+    // other writers patch too (the policy gate and audit, rollback policies, the
+    // operation): they are written only when this comparison changes them, so a write
+    // from a snapshot read before another writer's change does not drop that change
+    // (which matters most while an operation runs and both write).
+    let conditions_changed = !app
+        .status
+        .as_ref()
+        .is_some_and(|s| same_conditions(&s.conditions, &conds));
     if let Some(cur) = &app.status {
         if cur.sync.status == c.sync
             && cur.sync.revision.as_deref() == Some(c.revision.as_str())
             && cur.health == c.health
             && cur.resources == c.resources
-            && cur.conditions == conds
+            && !conditions_changed
         {
             return Ok(());
         }
     }
-    let patch = json!({"status": {
+    let mut status = json!({
         "sync": SyncStatus { status: c.sync, revision: Some(c.revision.clone()) },
         "health": c.health,
         "resources": c.resources,
-        "conditions": conds,
         "reconciledAt": now(),
-    }});
-    ctx.patch_app(app, patch).await
+    });
+    if conditions_changed {
+        status["conditions"] = json!(conds);
+    }
+    ctx.patch_app(app, json!({"status": status})).await
+}
+
+/// The same conditions, in any order.
+fn same_conditions(a: &[ApplicationCondition], b: &[ApplicationCondition]) -> bool {
+    fn sorted(c: &[ApplicationCondition]) -> Vec<&ApplicationCondition> {
+        let mut v: Vec<&ApplicationCondition> = c.iter().collect();
+        v.sort_by(|x, y| (&x.type_, &x.message).cmp(&(&y.type_, &y.message)));
+        v
+    }
+    a.len() == b.len() && sorted(a) == sorted(b)
 }
 
 /// The destination cannot be reached: sync and health `Unknown`, a `ComparisonError`.

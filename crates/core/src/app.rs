@@ -229,6 +229,20 @@ pub struct SyncPolicy {
     pub sync_options: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryStrategy>,
+    /// Labels and annotations of the destination namespace that `CreateNamespace=true`
+    /// creates (and keeps applied with server-side apply while this is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_namespace_metadata: Option<ManagedNamespaceMetadata>,
+}
+
+/// `spec.syncPolicy.managedNamespaceMetadata`, as in Argo CD.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedNamespaceMetadata {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl SyncPolicy {
@@ -392,6 +406,31 @@ pub(crate) fn metadata_str<'a>(metadata: &'a Value, key: &str) -> &'a str {
         .unwrap_or_default()
 }
 
+/// `metadata.finalizers` of an object whose metadata is kept as JSON.
+pub fn finalizers(metadata: &Value) -> Vec<String> {
+    metadata
+        .get("finalizers")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The finalizers with `finalizer` added (once): what a merge patch of
+/// `metadata.finalizers` must carry, since it replaces the whole list, so that adding
+/// Argo CD's resources finalizer keeps the post-delete ones and others'.
+pub fn finalizers_with(metadata: &Value, finalizer: &str) -> Vec<String> {
+    let mut out = finalizers(metadata);
+    if !out.iter().any(|f| f == finalizer) {
+        out.push(finalizer.to_string());
+    }
+    out
+}
+
 fn app_kind() -> String {
     "Application".into()
 }
@@ -470,6 +509,7 @@ spec:
   syncPolicy:
     automated: {prune: true, selfHeal: true}
     syncOptions: [CreateNamespace=true, PruneLast=true]
+    managedNamespaceMetadata: {labels: {team: ml}, annotations: {owner: platform}}
     retry: {limit: 5, backoff: {duration: 5s, factor: 2, maxDuration: 3m}}
   ignoreDifferences:
   - group: apps
@@ -485,6 +525,12 @@ spec:
         let sp = app.spec.sync_policy.as_ref().expect("sync policy");
         assert_eq!(sp.option("CreateNamespace"), Some("true"));
         assert!(sp.automated.as_ref().is_some_and(|a| a.self_heal));
+        let ns_meta = sp
+            .managed_namespace_metadata
+            .as_ref()
+            .expect("managedNamespaceMetadata");
+        assert_eq!(ns_meta.labels["team"], "ml");
+        assert_eq!(ns_meta.annotations["owner"], "platform");
         assert_eq!(
             app.spec.ignore_differences[0].json_pointers,
             vec!["/spec/replicas"]
@@ -513,6 +559,23 @@ spec:
             Degraded
         );
         assert_eq!(HealthStatusCode::worst([]), Healthy);
+    }
+
+    #[test]
+    fn adding_a_finalizer_keeps_the_others() {
+        let meta = serde_json::json!({"finalizers": ["post-delete-finalizer.argocd.argoproj.io"]});
+        assert_eq!(
+            finalizers_with(&meta, "resources-finalizer.argocd.argoproj.io"),
+            vec![
+                "post-delete-finalizer.argocd.argoproj.io",
+                "resources-finalizer.argocd.argoproj.io"
+            ]
+        );
+        assert_eq!(
+            finalizers_with(&meta, "post-delete-finalizer.argocd.argoproj.io").len(),
+            1
+        );
+        assert!(finalizers(&serde_json::json!({})).is_empty());
     }
 
     #[test]

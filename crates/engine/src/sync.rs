@@ -5,30 +5,58 @@
 //! records progress in the Application's `status.operationState` after every step, so a
 //! restarted controller resumes at the first unfinished step (see [`SyncState`]).
 //!
-//! Ordering follows Argo CD, so existing repositories behave the same:
+//! Ordering and waiting follow Argo CD's gitops-engine (`pkg/sync/sync_context.go`,
+//! `sync_tasks.go`) and Argo CD's documentation of sync waves, hooks and sync options, so
+//! existing repositories behave the same:
 //!
 //! 1. **Phases**: `PreSync` hooks, then `Sync` (ordinary resources, `Sync` hooks and
 //!    prunes), then `PostSync` hooks. If any step fails, the `SyncFail` hooks run and the
 //!    operation fails. Hooks are resources annotated `argocd.argoproj.io/hook:
 //!    PreSync|Sync|PostSync|SyncFail|Skip` (comma-separated; Helm's `helm.sh/hook`
 //!    `pre-install`/`post-install`… map to PreSync/PostSync). `Skip` resources are never
-//!    applied.
+//!    applied. `PostDelete` hooks (Helm: `post-delete`) are not part of a sync: they run
+//!    when the Application is deleted ([`is_post_delete_hook`]; the controller's deletion
+//!    module is their manual).
 //! 2. **Waves** inside a phase: `argocd.argoproj.io/sync-wave` (an integer, default 0),
-//!    lowest first. The controller waits until a wave's resources are healthy (and its
-//!    hooks finished) before starting the next wave.
+//!    lowest first. **When health is awaited** ([`step_wait`]): after a step is applied,
+//!    the next one starts only once the step's resources are Healthy (or have no health
+//!    assessment), its prunes are gone and its hooks completed; a Degraded resource or
+//!    hook fails the operation. So PostSync hooks run only once every resource is Healthy.
+//!    The **last** step is not awaited: the operation succeeds as soon as it is applied
+//!    (an Ingress that never gets an address leaves the app Progressing, with the sync
+//!    Succeeded), unless it holds hooks, which are awaited (and, in a multi-step sync,
+//!    its resources with them). Health is reported separately, by the comparison.
 //! 3. **Kind order** inside a wave: namespaces and CRDs first, then the Kubernetes
 //!    dependency order (ServiceAccounts, Secrets, ConfigMaps, storage, RBAC, Services,
 //!    workloads, Ingresses), unknown kinds last; then by namespace and name.
 //! 4. **Prune**: live resources of the app that are no longer in Git are deleted in the
-//!    `Sync` phase after everything else of their wave, in reverse kind order; with
-//!    `PruneLast=true` (app or resource option) they go into a final step after all
-//!    waves. `Prune=false` on a resource keeps it and reports it as requiring pruning.
-//!    Pruning only happens when the sync asks for it (`--prune` or `automated.prune`).
+//!    `Sync` phase, first in their step (in reverse kind order); their waves run in
+//!    reverse (the lowest prune wave swaps with the highest, and so on, so what was
+//!    created first goes last). With `PruneLast=true` (app or resource option) they go
+//!    into an implicit wave after every other Sync-phase wave. `Prune=false` on a
+//!    resource keeps it and reports it as requiring pruning; `Prune=confirm` holds the
+//!    step that would prune it — nothing of that step is done — until the Application
+//!    carries `argocd.argoproj.io/deletion-approved: <RFC 3339 time>` no older than the
+//!    operation ([`prunes_to_confirm`], [`deletion_approved`]); the operation's message
+//!    says `Waiting for pruning confirmation of v1/Namespace/x`. Pruning only happens
+//!    when the sync asks for it (`--prune` or `automated.prune`).
 //! 5. **Options**: `ApplyOutOfSyncOnly=true` skips resources already in sync;
-//!    `CreateNamespace=true` adds the destination namespace as the first task;
-//!    `Replace=true` makes a resource replace instead of apply; `Validate=false` is
-//!    passed through. Options come from the app's `syncPolicy.syncOptions` and each
-//!    resource's `argocd.argoproj.io/sync-options` annotation (resource wins).
+//!    `CreateNamespace=true` adds the destination namespace as the first task, with
+//!    `syncPolicy.managedNamespaceMetadata` labels and annotations (applied to an
+//!    existing namespace too while that is set; without it an existing namespace is left
+//!    alone); `Replace=true` makes a resource replace instead of apply; `Validate=false`
+//!    is passed through; `RespectIgnoreDifferences=true` applies the live value of every
+//!    field the app's `ignoreDifferences` names (the HPA-managed `spec.replicas`; see
+//!    `diff::respect_ignored`); `FailOnSharedResource=true` fails the sync before anything
+//!    is applied when a resource is tracked by another application (the
+//!    `SharedResourceWarning` condition names it). Options come from the app's
+//!    `syncPolicy.syncOptions` and each resource's `argocd.argoproj.io/sync-options`
+//!    annotation (resource wins).
+//! 6. **App deletion** (the resources finalizer): every live resource of the app is
+//!    deleted except those [`kept_on_app_deletion`] names — `Delete=false`, Helm's
+//!    `resource-policy: keep`, CRDs. `Delete=confirm` holds the whole deletion until the
+//!    approval annotation is at or after the deletion time. `Delete=false` does not stop
+//!    pruning (use `Prune=false` for that), as in Argo CD.
 //!
 //! Hook delete policies (`argocd.argoproj.io/hook-delete-policy`): `BeforeHookCreation`
 //! (the default: an earlier run's hook object is deleted before the new one is created),
@@ -36,7 +64,7 @@
 //! the operation, so re-running a step after a restart finds (rather than duplicates) the
 //! hook it already created.
 
-use mooring_core::app::sync_option;
+use mooring_core::app::{sync_option, ManagedNamespaceMetadata};
 use mooring_core::ResourceKey;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -95,6 +123,10 @@ pub struct SyncTask {
     /// Effective sync options for this resource (`Key=Value`).
     pub options: Vec<String>,
     pub delete_policies: Vec<HookDeletePolicy>,
+    /// The object was made by the plan, not rendered from Git (the namespace of
+    /// `CreateNamespace=true`): it is stored with the plan, since no render has it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub generated: bool,
 }
 
 impl SyncTask {
@@ -143,6 +175,8 @@ pub struct PlanInput<'a> {
     pub prune: bool,
     /// Destination namespace, created first when `CreateNamespace=true`.
     pub namespace: Option<&'a str>,
+    /// `syncPolicy.managedNamespaceMetadata`: labels and annotations of that namespace.
+    pub namespace_metadata: Option<&'a ManagedNamespaceMetadata>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -209,7 +243,8 @@ fn wave(obj: &Value, key: &ResourceKey) -> Result<i64, PlanError> {
     }
 }
 
-fn delete_policies(obj: &Value) -> Vec<HookDeletePolicy> {
+/// A hook's `hook-delete-policy` (default `BeforeHookCreation`).
+pub fn delete_policies(obj: &Value) -> Vec<HookDeletePolicy> {
     let mut out: Vec<HookDeletePolicy> = annotation(obj, ANNOTATION_HOOK_DELETE_POLICY)
         .map(|p| {
             p.split(',')
@@ -317,6 +352,7 @@ pub fn plan(input: &PlanInput) -> Result<SyncPlan, PlanError> {
                         object: obj.clone(),
                         options: options.clone(),
                         delete_policies: delete_policies(obj),
+                        generated: false,
                     };
                     if phase == SyncPhase::SyncFail {
                         on_fail.push(t);
@@ -340,6 +376,7 @@ pub fn plan(input: &PlanInput) -> Result<SyncPlan, PlanError> {
                     object: obj.clone(),
                     options,
                     delete_policies: vec![],
+                    generated: false,
                 });
             }
         }
@@ -350,20 +387,24 @@ pub fn plan(input: &PlanInput) -> Result<SyncPlan, PlanError> {
             if !desired_keys.contains(&key) {
                 let min_wave = tasks.iter().map(|t| t.wave).min().unwrap_or(0).min(0);
                 tasks.push(SyncTask {
-                    key,
+                    key: key.clone(),
                     kind: TaskKind::Apply,
                     phase: SyncPhase::PreSync,
                     wave: min_wave,
-                    object: serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                    object: managed_namespace(ns, input.namespace_metadata),
                     options: vec![],
                     delete_policies: vec![],
+                    generated: true,
                 });
+                // Never pruned, even when managedNamespaceMetadata gives it a tracking
+                // annotation (Argo CD compares it with a generated namespace for that).
+                desired_keys.insert(key);
             }
         }
     }
 
     // Prunes: live objects of the app that are not desired (hooks are never pruned).
-    let mut prune_last = Vec::new();
+    let mut prunes = Vec::new();
     let mut prune_skipped = Vec::new();
     for obj in input.live {
         let Some(key) = ResourceKey::of(obj) else {
@@ -387,27 +428,53 @@ pub fn plan(input: &PlanInput) -> Result<SyncPlan, PlanError> {
             });
             continue;
         }
-        let t = SyncTask {
+        prunes.push(SyncTask {
             key: key.clone(),
             kind: TaskKind::Prune,
             phase: SyncPhase::Sync,
             wave: wave(obj, &key).unwrap_or(0),
             object: obj.clone(),
-            options: options.clone(),
+            options,
             delete_policies: vec![],
-        };
-        if sync_option(&options, "PruneLast") == Some("true") {
-            prune_last.push(t);
-        } else {
-            tasks.push(t);
+            generated: false,
+        });
+    }
+    // Prune waves run in reverse (gitops-engine swaps the lowest prune wave with the
+    // highest, the second lowest with the second highest, ...): what was created first
+    // is deleted last.
+    let prune_waves: Vec<i64> = prunes
+        .iter()
+        .map(|t| t.wave)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for t in &mut prunes {
+        if let Ok(i) = prune_waves.binary_search(&t.wave) {
+            t.wave = prune_waves[prune_waves.len() - 1 - i];
+        }
+    }
+    tasks.extend(prunes);
+    // `PruneLast=true` (app or resource): an implicit wave after every other Sync-phase
+    // wave (at least wave 1), before PostSync.
+    let last_sync_wave = tasks
+        .iter()
+        .filter(|t| t.phase == SyncPhase::Sync)
+        .map(|t| t.wave)
+        .max()
+        .unwrap_or(0)
+        .max(0);
+    for t in &mut tasks {
+        if t.kind == TaskKind::Prune && t.option("PruneLast") == Some("true") {
+            t.wave = last_sync_wave.saturating_add(1);
         }
     }
 
-    // Group into (phase, wave) steps; applies before prunes inside a step, prunes in
-    // reverse kind order (dependents before what they depend on).
+    // Group into (phase, wave) steps. Inside a step prunes go first, as gitops-engine
+    // runs them (dependents before what they depend on: reverse kind order), then the
+    // applies and hooks in kind order.
     tasks.sort_by(|a, b| {
-        (a.phase, a.wave, a.kind == TaskKind::Prune)
-            .cmp(&(b.phase, b.wave, b.kind == TaskKind::Prune))
+        (a.phase, a.wave, a.kind != TaskKind::Prune)
+            .cmp(&(b.phase, b.wave, b.kind != TaskKind::Prune))
             .then_with(|| {
                 if a.kind == TaskKind::Prune {
                     order_key(b).cmp(&order_key(a))
@@ -426,28 +493,6 @@ pub fn plan(input: &PlanInput) -> Result<SyncPlan, PlanError> {
                 tasks: vec![t],
             }),
         }
-    }
-    if !prune_last.is_empty() {
-        prune_last.sort_by_key(|t| std::cmp::Reverse(order_key(t)));
-        // After every Sync-phase step, before PostSync.
-        let at = steps
-            .iter()
-            .position(|s| s.phase > SyncPhase::Sync)
-            .unwrap_or(steps.len());
-        let last_wave = steps
-            .iter()
-            .filter(|s| s.phase == SyncPhase::Sync)
-            .map(|s| s.wave)
-            .max()
-            .unwrap_or(0);
-        steps.insert(
-            at,
-            SyncStep {
-                phase: SyncPhase::Sync,
-                wave: last_wave.saturating_add(1),
-                tasks: prune_last,
-            },
-        );
     }
     on_fail.sort_by_key(|t| (t.wave, order_key(t)));
     Ok(SyncPlan {
@@ -504,6 +549,141 @@ pub fn next_action(plan: &SyncPlan, state: &SyncState) -> NextAction {
     } else {
         NextAction::Submit(state.next_step)
     }
+}
+
+/// The namespace `CreateNamespace=true` creates, with `managedNamespaceMetadata`'s
+/// labels and annotations when the app sets it.
+fn managed_namespace(ns: &str, meta: Option<&ManagedNamespaceMetadata>) -> Value {
+    let mut obj =
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+    if let Some(m) = meta {
+        if !m.labels.is_empty() {
+            obj["metadata"]["labels"] = serde_json::json!(m.labels);
+        }
+        if !m.annotations.is_empty() {
+            obj["metadata"]["annotations"] = serde_json::json!(m.annotations);
+        }
+    }
+    obj
+}
+
+/// What the executor waits for once step `i` of `plan` was submitted, as gitops-engine
+/// decides it (`syncContext.Sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepWait {
+    /// Wait until the step's applied resources are Healthy (or have no health) and its
+    /// pruned resources are gone. A Degraded resource fails the operation.
+    pub resources: bool,
+    /// Wait until the step's hooks completed (a Degraded hook fails the operation).
+    pub hooks: bool,
+}
+
+/// gitops-engine marks an applied resource "running" until it is Healthy and waits for
+/// running tasks only when the sync is *multi-step* (more than one phase or wave, SyncFail
+/// hooks included) — and for running hooks always. The last wave succeeds as soon as it
+/// is applied ("successfully synced (all tasks run)"), even if its resources are not
+/// Healthy yet, unless it has hooks: then the operation waits for them, and, in a
+/// multi-step sync, for the step's resources as well. So health is awaited between waves
+/// (and before PostSync hooks, which come in a later phase), never after the last one.
+pub fn step_wait(plan: &SyncPlan, i: usize) -> StepWait {
+    let Some(step) = plan.steps.get(i) else {
+        return StepWait {
+            resources: false,
+            hooks: false,
+        };
+    };
+    let hooks = step.tasks.iter().any(|t| t.kind == TaskKind::Hook);
+    let last = i + 1 >= plan.steps.len();
+    let multi_step = plan.steps.len() > 1 || !plan.on_fail.is_empty();
+    StepWait {
+        resources: !last || (hooks && multi_step),
+        hooks,
+    }
+}
+
+/// The prunes of `step` that wait for confirmation (`Prune=confirm`, on the resource or
+/// the app), as `apiVersion/Kind/name`.
+pub fn prunes_to_confirm(step: &SyncStep) -> Vec<String> {
+    step.tasks
+        .iter()
+        .filter(|t| t.kind == TaskKind::Prune && t.option("Prune") == Some("confirm"))
+        .map(|t| {
+            format!(
+                "{}/{}/{}",
+                t.object
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+                t.key.kind,
+                t.key.name
+            )
+        })
+        .collect()
+}
+
+/// gitops-engine's message while prunes wait for confirmation.
+pub fn prune_confirmation_message(resources: &[String]) -> String {
+    let first = resources.first().map(String::as_str).unwrap_or_default();
+    match resources.len() {
+        0 | 1 => format!("Waiting for pruning confirmation of {first}"),
+        n => format!(
+            "Waiting for pruning confirmation of {first} and {} more resources",
+            n - 1
+        ),
+    }
+}
+
+/// Argo CD's approval annotation on the Application: `Prune=confirm` prunes and
+/// `Delete=confirm` deletions go ahead once it holds an RFC 3339 time at or after the
+/// start of the operation (or of the deletion).
+pub const ANNOTATION_DELETION_APPROVED: &str = "argocd.argoproj.io/deletion-approved";
+
+/// Whether the approval annotation's value confirms what started at `since` (both RFC
+/// 3339). An unparsable value approves nothing, as in Argo CD.
+pub fn deletion_approved(approval: Option<&str>, since: &str) -> bool {
+    let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s.trim()).ok();
+    match (approval.and_then(parse), parse(since)) {
+        (Some(a), Some(s)) => a >= s,
+        _ => false,
+    }
+}
+
+/// Helm's `helm.sh/resource-policy: keep`, which Argo CD also honours on app deletion.
+pub const ANNOTATION_HELM_RESOURCE_POLICY: &str = "helm.sh/resource-policy";
+
+/// Why a live resource of an application stays when the application is deleted with its
+/// resources (Argo CD's `shouldBeDeleted`), if it does: `Delete=false` (on the resource,
+/// or on the app unless the resource overrides it), Helm's `resource-policy: keep`, and
+/// CustomResourceDefinitions (deleting one deletes every object of its kind, in every
+/// namespace). `Delete=false` only concerns app deletion: pruning honours `Prune=false`.
+pub fn kept_on_app_deletion(live: &Value, app_options: &[String]) -> Option<&'static str> {
+    if live.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition") {
+        return Some("CustomResourceDefinitions are not deleted with an application");
+    }
+    if annotation(live, ANNOTATION_HELM_RESOURCE_POLICY) == Some("keep") {
+        return Some("helm.sh/resource-policy: keep");
+    }
+    let options = effective_options(live, app_options);
+    if sync_option(&options, "Delete") == Some("false") {
+        return Some("Delete=false");
+    }
+    None
+}
+
+/// Whether deleting this live resource with its application waits for the approval
+/// annotation (`Delete=confirm`).
+pub fn deletion_needs_confirmation(live: &Value, app_options: &[String]) -> bool {
+    sync_option(&effective_options(live, app_options), "Delete") == Some("confirm")
+}
+
+/// Whether a manifest is a `PostDelete` hook (`argocd.argoproj.io/hook: PostDelete`, or
+/// Helm's `post-delete`): run after the application and its resources are deleted, never
+/// during a sync (unless it also names a sync phase).
+pub fn is_post_delete_hook(obj: &Value) -> bool {
+    let has = |name: &str, value: &str| {
+        annotation(obj, name).is_some_and(|h| h.split(',').any(|p| p.trim() == value))
+    };
+    has(ANNOTATION_HOOK, "PostDelete") || has(ANNOTATION_HELM_HOOK, "post-delete")
 }
 
 #[cfg(test)]
@@ -575,6 +755,7 @@ mod tests {
             app_options: &[],
             prune: false,
             namespace: None,
+            namespace_metadata: None,
         })
         .expect("plan");
         assert_eq!(
@@ -620,12 +801,13 @@ mod tests {
             app_options: &[],
             prune: true,
             namespace: None,
+            namespace_metadata: None,
         };
         let p = plan(&input).expect("plan");
         assert_eq!(
             names(&p),
             vec![
-                vec!["Sync:Apply:keep", "Sync:Prune:old-server", "Sync:Prune:old"],
+                vec!["Sync:Prune:old-server", "Sync:Prune:old", "Sync:Apply:keep"],
                 vec!["Sync:Prune:late"],
             ]
         );
@@ -659,6 +841,7 @@ mod tests {
             app_options: &opts,
             prune: false,
             namespace: Some("ml"),
+            namespace_metadata: None,
         })
         .expect("plan");
         assert_eq!(
@@ -681,6 +864,7 @@ mod tests {
                 app_options: &[],
                 prune: false,
                 namespace: None,
+                namespace_metadata: None,
             })
         };
         assert!(matches!(input(&dup), Err(PlanError::Duplicate(_))));
@@ -716,6 +900,7 @@ mod tests {
             app_options: &[],
             prune: false,
             namespace: None,
+            namespace_metadata: None,
         })
         .expect("plan");
         let mut s = SyncState::default();
@@ -739,5 +924,281 @@ mod tests {
             next_action(&p, &done),
             NextAction::Failed("hook failed".into())
         );
+    }
+
+    fn plan_of(desired: &[Value], live: &[Value], app_options: &[String]) -> SyncPlan {
+        plan(&PlanInput {
+            desired,
+            live,
+            out_of_sync: &BTreeSet::new(),
+            app_options,
+            prune: true,
+            namespace: Some("ml"),
+            namespace_metadata: None,
+        })
+        .expect("plan")
+    }
+
+    #[test]
+    fn prune_waves_run_in_reverse_and_prune_last_comes_after_every_wave() {
+        let wave = |w: i64| json!({"argocd.argoproj.io/sync-wave": w.to_string()});
+        let desired = vec![obj("ConfigMap", "kept", wave(3))];
+        let live = vec![
+            obj("ConfigMap", "kept", wave(3)),
+            obj("ConfigMap", "db", wave(-1)),
+            obj("ConfigMap", "api", wave(1)),
+            obj("ConfigMap", "web", wave(5)),
+            obj(
+                "ConfigMap",
+                "last",
+                json!({"argocd.argoproj.io/sync-options": "PruneLast=true"}),
+            ),
+        ];
+        let p = plan_of(&desired, &live, &[]);
+        let waves: Vec<(i64, Vec<String>)> = p
+            .steps
+            .iter()
+            .map(|s| (s.wave, s.tasks.iter().map(|t| t.key.name.clone()).collect()))
+            .collect();
+        // Prune waves -1, 0 (the PruneLast one), 1, 5 become 5, 1, 0, -1: created first,
+        // deleted last; PruneLast then moves its prune after every wave.
+        assert_eq!(
+            waves,
+            vec![
+                (-1, vec!["web".to_string()]),
+                (0, vec!["api".to_string()]),
+                (3, vec!["kept".to_string()]),
+                (5, vec!["db".to_string()]),
+                (6, vec!["last".to_string()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn health_is_awaited_between_steps_never_after_the_last() {
+        let w1 = json!({"argocd.argoproj.io/sync-wave": "1"});
+        // One wave, no hooks: applied = succeeded (the Ingress case).
+        let single = plan_of(
+            &[
+                obj("Deployment", "d", json!({})),
+                obj("Ingress", "i", json!({})),
+            ],
+            &[],
+            &[],
+        );
+        assert_eq!(single.steps.len(), 1);
+        assert_eq!(
+            step_wait(&single, 0),
+            StepWait {
+                resources: false,
+                hooks: false
+            }
+        );
+        // Two waves: the first is awaited, the last is not.
+        let two = plan_of(
+            &[
+                obj("Deployment", "d", json!({})),
+                obj("Ingress", "i", w1.clone()),
+            ],
+            &[],
+            &[],
+        );
+        assert!(step_wait(&two, 0).resources);
+        assert!(!step_wait(&two, 1).resources);
+        // A PostSync hook: the Sync step is awaited (healthy before PostSync), the hook
+        // too; with it in the last step of a multi-step sync, that step's resources too.
+        let post = plan_of(
+            &[
+                obj("Deployment", "d", json!({})),
+                obj(
+                    "Job",
+                    "smoke",
+                    json!({"argocd.argoproj.io/hook": "PostSync"}),
+                ),
+            ],
+            &[],
+            &[],
+        );
+        assert!(step_wait(&post, 0).resources);
+        assert_eq!(
+            step_wait(&post, 1),
+            StepWait {
+                resources: true,
+                hooks: true
+            }
+        );
+        // A Sync hook in the only step: the hook is awaited, the resources are not.
+        let hook_only = plan_of(
+            &[
+                obj("Deployment", "d", json!({})),
+                obj("Job", "seed", json!({"argocd.argoproj.io/hook": "Sync"})),
+            ],
+            &[],
+            &[],
+        );
+        assert_eq!(hook_only.steps.len(), 1);
+        assert_eq!(
+            step_wait(&hook_only, 0),
+            StepWait {
+                resources: false,
+                hooks: true
+            }
+        );
+        // SyncFail hooks make a sync multi-step (as gitops-engine counts tasks).
+        let with_fail = plan_of(
+            &[
+                obj("Deployment", "d", json!({})),
+                obj("Job", "seed", json!({"argocd.argoproj.io/hook": "Sync"})),
+                obj(
+                    "Job",
+                    "cleanup",
+                    json!({"argocd.argoproj.io/hook": "SyncFail"}),
+                ),
+            ],
+            &[],
+            &[],
+        );
+        assert!(step_wait(&with_fail, 0).resources);
+        assert!(!step_wait(&with_fail, 7).hooks, "past the end: nothing");
+    }
+
+    #[test]
+    fn prune_confirmation_and_approval() {
+        let live = vec![
+            obj(
+                "ConfigMap",
+                "precious",
+                json!({"argocd.argoproj.io/sync-options": "Prune=confirm"}),
+            ),
+            obj("ConfigMap", "plain", json!({})),
+        ];
+        let p = plan_of(&[], &live, &[]);
+        assert_eq!(
+            prunes_to_confirm(&p.steps[0]),
+            vec!["v1/ConfigMap/precious"]
+        );
+        assert_eq!(
+            prune_confirmation_message(&prunes_to_confirm(&p.steps[0])),
+            "Waiting for pruning confirmation of v1/ConfigMap/precious"
+        );
+        // App-level Prune=confirm covers every prune; a resource's Prune=true overrides.
+        let all = plan_of(&[], &live, &["Prune=confirm".to_string()]);
+        let names = prunes_to_confirm(&all.steps[0]);
+        assert_eq!(names.len(), 2);
+        assert_eq!(
+            prune_confirmation_message(&names),
+            format!(
+                "Waiting for pruning confirmation of {} and 1 more resources",
+                names[0]
+            )
+        );
+        let since = "2025-01-01T10:00:00Z";
+        assert!(deletion_approved(Some("2025-01-01T10:00:00Z"), since));
+        assert!(deletion_approved(Some("2025-01-01T11:00:00+01:00"), since));
+        assert!(!deletion_approved(Some("2025-01-01T09:59:59Z"), since));
+        assert!(!deletion_approved(Some("yes"), since));
+        assert!(!deletion_approved(None, since));
+    }
+
+    #[test]
+    fn what_app_deletion_keeps() {
+        let opts = |o: &str| vec![o.to_string()];
+        let plain = obj("ConfigMap", "a", json!({}));
+        let keep = obj(
+            "PersistentVolumeClaim",
+            "data",
+            json!({"argocd.argoproj.io/sync-options": "Delete=false"}),
+        );
+        let helm_keep = obj("Secret", "s", json!({"helm.sh/resource-policy": "keep"}));
+        let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "models.ml.example"}});
+        assert_eq!(kept_on_app_deletion(&plain, &[]), None);
+        assert_eq!(kept_on_app_deletion(&keep, &[]), Some("Delete=false"));
+        assert!(kept_on_app_deletion(&helm_keep, &[]).is_some());
+        assert!(kept_on_app_deletion(&crd, &[]).is_some());
+        assert_eq!(
+            kept_on_app_deletion(&plain, &opts("Delete=false")),
+            Some("Delete=false")
+        );
+        let overrides = obj(
+            "ConfigMap",
+            "b",
+            json!({"argocd.argoproj.io/sync-options": "Delete=true"}),
+        );
+        assert_eq!(
+            kept_on_app_deletion(&overrides, &opts("Delete=false")),
+            None
+        );
+        let confirm = obj(
+            "Namespace",
+            "team",
+            json!({"argocd.argoproj.io/sync-options": "Prune=false,Delete=confirm"}),
+        );
+        assert!(deletion_needs_confirmation(&confirm, &[]));
+        assert!(!deletion_needs_confirmation(&plain, &[]));
+        // Delete=false does not stop pruning (Prune=false does).
+        let p = plan_of(&[], std::slice::from_ref(&keep), &[]);
+        assert_eq!(p.task_count(), 1);
+    }
+
+    #[test]
+    fn post_delete_hooks_are_not_part_of_a_sync() {
+        let hook = obj(
+            "Job",
+            "cleanup",
+            json!({"argocd.argoproj.io/hook": "PostDelete"}),
+        );
+        let helm = obj(
+            "Job",
+            "helm-cleanup",
+            json!({"helm.sh/hook": "post-delete"}),
+        );
+        let both = obj(
+            "Job",
+            "both",
+            json!({"argocd.argoproj.io/hook": "PostSync,PostDelete"}),
+        );
+        assert!(is_post_delete_hook(&hook) && is_post_delete_hook(&helm));
+        assert!(is_post_delete_hook(&both));
+        assert!(!is_post_delete_hook(&obj(
+            "Job",
+            "x",
+            json!({"argocd.argoproj.io/hook": "PostSync"})
+        )));
+        let p = plan_of(
+            &[hook.clone(), helm, both],
+            std::slice::from_ref(&hook),
+            &[],
+        );
+        assert_eq!(names(&p), vec![vec!["PostSync:Hook:both"]]);
+    }
+
+    #[test]
+    fn created_namespace_carries_managed_metadata_and_is_never_pruned() {
+        let meta = ManagedNamespaceMetadata {
+            labels: [("team".to_string(), "ml".to_string())].into(),
+            annotations: [("owner".to_string(), "platform".to_string())].into(),
+        };
+        // A tracking annotation set through managedNamespaceMetadata makes the namespace
+        // part of the live state; it must not be pruned.
+        let live_ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ml"}});
+        let p = plan(&PlanInput {
+            desired: &[obj("ConfigMap", "a", json!({}))],
+            live: &[live_ns],
+            out_of_sync: &BTreeSet::new(),
+            app_options: &["CreateNamespace=true".to_string()],
+            prune: true,
+            namespace: Some("ml"),
+            namespace_metadata: Some(&meta),
+        })
+        .expect("plan");
+        assert_eq!(
+            names(&p),
+            vec![vec!["PreSync:Apply:ml"], vec!["Sync:Apply:a"]]
+        );
+        let ns = &p.steps[0].tasks[0];
+        assert!(ns.generated);
+        assert_eq!(ns.object["metadata"]["labels"]["team"], "ml");
+        assert_eq!(ns.object["metadata"]["annotations"]["owner"], "platform");
     }
 }

@@ -500,10 +500,15 @@ async fn delete_app(
     az.check(&p, "applications", "delete", &app_object(&a))?;
     let api = apps(&st);
     if q.cascade {
+        // Added to the finalizers already there (the post-delete ones stay).
+        let finalizers = mooring_core::app::finalizers_with(
+            &a["metadata"],
+            mooring_controller::reconcile::RESOURCES_FINALIZER,
+        );
         api.patch(
             &name,
             &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": [mooring_controller::reconcile::RESOURCES_FINALIZER]}})),
+            &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
         )
         .await?;
     }

@@ -9,3 +9,4 @@ mod projects;
 mod rollback;
 mod rollouts;
 mod support;
+mod sync_semantics;

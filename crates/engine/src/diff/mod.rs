@@ -67,6 +67,11 @@
 //!    `0.5`), the projected live object uses the desired spelling, so only real changes
 //!    appear.
 //!
+//! # Applying with `RespectIgnoreDifferences=true`
+//!
+//! The same entries can also shape what a sync applies: [`respect_ignored`] gives the
+//! desired object the live value of every field they select (see the `respect` module).
+//!
 //! # What is approximate
 //!
 //! * Defaults are recognised structurally (projection), not from OpenAPI schemas: a field
@@ -95,11 +100,13 @@ mod normalize;
 mod path;
 pub mod quantity;
 mod render;
+mod respect;
 
 pub use jq::{
     MAX_EXPR_BYTES as JQ_MAX_EXPR_BYTES, MAX_PATHS as JQ_MAX_PATHS, TIMEOUT as JQ_TIMEOUT,
 };
 pub use mask::mask_secret;
+pub use respect::respect_ignored;
 
 use mooring_core::app::{ResourceIgnoreDifferences, SyncStatusCode};
 use mooring_core::ResourceKey;

@@ -111,7 +111,8 @@ pub(crate) fn remove_paths(doc: &mut Value, paths: &[Path]) {
     }
 }
 
-fn resolve(doc: &Value, path: &Path) -> Option<Vec<Seg>> {
+/// `path` with negative indexes resolved against `doc`; `None` when it does not exist there.
+pub(crate) fn resolve(doc: &Value, path: &Path) -> Option<Vec<Seg>> {
     let mut cur = doc;
     let mut out = Vec::with_capacity(path.len());
     for seg in path {
@@ -129,6 +130,117 @@ fn resolve(doc: &Value, path: &Path) -> Option<Vec<Seg>> {
         }
     }
     Some(out)
+}
+
+/// The path an RFC 6901 pointer designates in `doc` (each segment an object key or an
+/// array index as the document has it there); `None` when nothing is there.
+pub(crate) fn resolve_pointer(doc: &Value, segments: &[String]) -> Option<Path> {
+    let mut cur = doc;
+    let mut out = Vec::with_capacity(segments.len());
+    for seg in segments {
+        match cur {
+            Value::Object(m) => {
+                cur = m.get(seg)?;
+                out.push(Seg::Key(seg.clone()));
+            }
+            Value::Array(a) => {
+                let i = array_index(seg)?;
+                cur = a.get(i)?;
+                out.push(Seg::Index(isize::try_from(i).ok()?));
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// The value at a resolved path.
+pub(crate) fn get<'a>(doc: &'a Value, path: &[Seg]) -> Option<&'a Value> {
+    let mut cur = doc;
+    for seg in path {
+        cur = match (seg, cur) {
+            (Seg::Key(k), Value::Object(m)) => m.get(k)?,
+            (Seg::Index(i), Value::Array(a)) => a.get(usize::try_from(*i).ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// Set the value at a resolved path, creating missing object members (and a missing
+/// container as an object, or an array when the next step is index 0); an index may be
+/// at most the array's length (then the value is appended). Returns whether it was set.
+pub(crate) fn set(doc: &mut Value, path: &[Seg], value: Value) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        *doc = value;
+        return true;
+    };
+    let mut cur = doc;
+    for (depth, seg) in parents.iter().enumerate() {
+        let next_is_index = matches!(path.get(depth + 1), Some(Seg::Index(_)));
+        let Some(next) = child(cur, seg, next_is_index) else {
+            return false;
+        };
+        cur = next;
+    }
+    let fresh = if matches!(last, Seg::Index(_)) {
+        Value::Array(vec![])
+    } else {
+        Value::Object(Default::default())
+    };
+    if cur.is_null() {
+        *cur = fresh;
+    }
+    match (last, cur) {
+        (Seg::Key(k), Value::Object(m)) => {
+            m.insert(k.clone(), value);
+            true
+        }
+        (Seg::Index(i), Value::Array(a)) => match usize::try_from(*i) {
+            Ok(i) if i < a.len() => {
+                a[i] = value;
+                true
+            }
+            Ok(i) if i == a.len() => {
+                a.push(value);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Step into `seg` of `cur` for [`set`], creating what is missing.
+fn child<'a>(cur: &'a mut Value, seg: &Seg, next_is_index: bool) -> Option<&'a mut Value> {
+    let empty = || {
+        if next_is_index {
+            Value::Array(vec![])
+        } else {
+            Value::Object(Default::default())
+        }
+    };
+    match seg {
+        Seg::Key(k) => {
+            if cur.is_null() {
+                *cur = Value::Object(Default::default());
+            }
+            let m = cur.as_object_mut()?;
+            let v = m.entry(k.clone()).or_insert(Value::Null);
+            if v.is_null() {
+                *v = empty();
+            }
+            Some(v)
+        }
+        Seg::Index(i) => {
+            let a = cur.as_array_mut()?;
+            let i = usize::try_from(*i).ok()?;
+            if i == a.len() {
+                a.push(empty());
+            }
+            a.get_mut(i)
+        }
+    }
 }
 
 fn cmp_desc(a: &[Seg], b: &[Seg]) -> std::cmp::Ordering {
@@ -198,6 +310,24 @@ mod tests {
             &parse_pointer("/spec/missing/deeper").expect("valid"),
         );
         assert_eq!(d, json!({"spec": {"x": [1, 3]}}));
+    }
+
+    #[test]
+    fn get_and_set() {
+        let live = json!({"spec": {"replicas": 5, "list": [{"a": 1}]}});
+        let p = resolve_pointer(&live, &parse_pointer("/spec/list/0/a").expect("valid"))
+            .expect("present");
+        assert_eq!(get(&live, &p), Some(&json!(1)));
+        assert!(resolve_pointer(&live, &parse_pointer("/spec/nope").expect("valid")).is_none());
+        let mut d = json!({"kind": "X"});
+        assert!(set(&mut d, &p, json!(2)));
+        assert_eq!(d, json!({"kind": "X", "spec": {"list": [{"a": 2}]}}));
+        let beyond = vec![
+            Seg::Key("spec".into()),
+            Seg::Key("list".into()),
+            Seg::Index(5),
+        ];
+        assert!(!set(&mut d, &beyond, json!(0)));
     }
 
     #[test]
