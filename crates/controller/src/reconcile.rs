@@ -518,17 +518,15 @@ async fn refresh_during_operation(
         Ok(c) => c,
         Err(e) => return write_error(ctx, app, "ComparisonError", &e.to_string()).await,
     };
+    // The comparison's own conditions are recomputed; the rest of what `write_status`
+    // replaces belongs to the operation and the normal path, and stays.
+    let own = ["ComparisonError", SHARED_RESOURCE_WARNING];
     let mut conditions: Vec<ApplicationCondition> = app
         .status
         .iter()
         .flat_map(|s| s.conditions.iter())
         .filter(|c| {
-            [
-                "InvalidSpecError",
-                "SyncError",
-                crate::project::WINDOW_CONDITION,
-            ]
-            .contains(&c.type_.as_str())
+            STATUS_CONDITIONS.contains(&c.type_.as_str()) && !own.contains(&c.type_.as_str())
         })
         .cloned()
         .collect();
@@ -561,23 +559,25 @@ fn conditions_except(app: &Application, types: &[&str]) -> Vec<ApplicationCondit
         .collect()
 }
 
-/// Write the comparison result into `status` (conditions replaced by `conditions`).
+/// The condition types [`write_status`] replaces with the ones it is given (the others —
+/// the policy gate's and audit's, rollback policies' — stay as they are).
+const STATUS_CONDITIONS: &[&str] = &[
+    "ComparisonError",
+    "InvalidSpecError",
+    "SyncError",
+    crate::project::WINDOW_CONDITION,
+    SHARED_RESOURCE_WARNING,
+];
+
+/// Write the comparison result into `status` (conditions of [`STATUS_CONDITIONS`] types
+/// replaced by `conditions`).
 pub async fn write_status(
     ctx: &Context,
     app: &Application,
     c: &Compared,
     conditions: Vec<ApplicationCondition>,
 ) -> Result<(), ControllerError> {
-    let mut conds = conditions_except(
-        app,
-        &[
-            "ComparisonError",
-            "InvalidSpecError",
-            "SyncError",
-            crate::project::WINDOW_CONDITION,
-            SHARED_RESOURCE_WARNING,
-        ],
-    );
+    let mut conds = conditions_except(app, STATUS_CONDITIONS);
     conds.extend(conditions);
     // Write only real changes: the status write is itself an Application change that
     // triggers a reconcile, and `reconciledAt` alone must not loop. Conditions are a list
