@@ -13,6 +13,7 @@ mod bench_policy;
 mod bench_rollout;
 mod check;
 mod cluster;
+mod connect;
 mod policy;
 mod rollout;
 mod up;
@@ -176,7 +177,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     nodes,
                     speed,
                 },
-            ..
+            common,
         } => {
             if !(speed > 0.0 && speed.is_finite()) {
                 anyhow::bail!("--speed must be a positive number, got {speed}");
@@ -190,6 +191,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     speed,
                     ..Default::default()
                 },
+                // The control-plane namespace exists from the start, as where Argo CD is
+                // installed: `kubectl apply -n argocd -f app.yaml` works at once.
+                namespaces: vec![common
+                    .management
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| mooring_core::app::CONTROL_PLANE_NAMESPACE.into())],
                 ..Default::default()
             };
             let cluster = mooring_apiserver::Cluster::start(opts)

@@ -1245,7 +1245,7 @@ spec:
 fn check_applies_the_repositorys_app_projects() {
     let project = r#"apiVersion: argoproj.io/v1alpha1
 kind: AppProject
-metadata: {name: ml, namespace: default}
+metadata: {name: ml, namespace: argocd}
 spec:
   sourceRepos: ["https://git.example.com/platform.git"]
   destinations: [{server: "*", namespace: "ml-*"}]
@@ -1320,3 +1320,6 @@ spec:
         "{f:?}"
     );
 }
+
+#[path = "cli/control_plane.rs"]
+mod control_plane;

@@ -11,6 +11,7 @@
 pub mod analysis;
 pub mod appset;
 pub mod clusters;
+pub mod events;
 pub mod operation;
 pub mod policy;
 pub mod project;
@@ -76,6 +77,10 @@ pub struct ControllerOptions {
     /// The Prometheus that analysis and RollbackPolicies query when they name none
     /// (`mooring up` sets its local one).
     pub prometheus_address: Option<String>,
+    /// The control-plane namespace (Applications, AppProjects, ApplicationSets, cluster
+    /// and repository Secrets are read from there) and the other namespaces Applications
+    /// and ApplicationSets may live in (`--application-namespaces`).
+    pub control_plane: mooring_engine::project::ControlPlane,
 }
 
 impl Default for ControllerOptions {
@@ -91,6 +96,7 @@ impl Default for ControllerOptions {
             policy_audit: Some(Duration::from_secs(60)),
             orphan_scan: Some(Duration::from_secs(60)),
             prometheus_address: None,
+            control_plane: Default::default(),
         }
     }
 }
@@ -197,9 +203,9 @@ pub struct Context {
     /// triggered by live changes reuse them instead of fetching; a webhook for the URL
     /// and the poll (which runs after the TTL) see fresh ones.
     resolved: Mutex<HashMap<(String, String), (mooring_source::CommitId, Instant)>>,
-    /// Application name → `namespace/name` keys, kept by the Application watch, so a
-    /// live change (which names its app) is queued without listing Applications.
-    app_index: RwLock<HashMap<String, BTreeSet<String>>>,
+    /// Application instance name (what tracking ids name) → `namespace/name` key, kept by
+    /// the Application watch, so a live change is queued without listing Applications.
+    app_index: RwLock<HashMap<String, String>>,
     /// Repository paths each cached render read (for reuse across commits).
     render_inputs: Mutex<HashMap<mooring_render::CacheKey, Vec<String>>>,
     /// The compiled Gatekeeper policy in force (see [`policy`]).
@@ -295,6 +301,19 @@ impl Context {
             })
     }
 
+    /// The control-plane namespace.
+    pub fn namespace(&self) -> &str {
+        &self.options.control_plane.namespace
+    }
+
+    /// The instance name `app`'s tracking ids carry (`name`, or `namespace_name` outside
+    /// the control-plane namespace).
+    pub fn instance_name(&self, app: &Application) -> String {
+        self.options
+            .control_plane
+            .instance_name(app.namespace(), app.name())
+    }
+
     pub fn credentials_for(&self, url: &str) -> Credentials {
         let creds = self
             .credentials
@@ -388,17 +407,8 @@ impl Context {
             .iter()
             .map(|u| normalize_repo_url(u))
             .collect();
-        let api: Api<DynamicObject> =
-            Api::all_with(self.management.client().clone(), &application_resource());
-        let Ok(list) = api.list(&Default::default()).await else {
-            return vec![];
-        };
         let mut out = Vec::new();
-        for o in list.items {
-            let Ok(app) = serde_json::to_value(&o).and_then(serde_json::from_value::<Application>)
-            else {
-                continue;
-            };
+        for app in all_apps(self).await {
             let Some(src) = app.source() else { continue };
             let names = [src.repo_url.clone(), self.fetch_url(&src.repo_url)];
             if !names
@@ -615,7 +625,9 @@ impl Controller {
     }
 }
 
-/// Application changes → queue.
+/// Application changes → queue. Applications outside the namespaces the control plane
+/// reads ([`mooring_engine::project::ControlPlane`]) are never queued: each is reported
+/// once (a Warning Event on it and a log line naming the reason) and ignored.
 async fn watch_apps(ctx: Arc<Context>) {
     use futures::StreamExt;
     let api: Api<DynamicObject> =
@@ -623,6 +635,8 @@ async fn watch_apps(ctx: Arc<Context>) {
     let mut stream = kube::runtime::watcher(api, Default::default())
         .default_backoff()
         .boxed();
+    // Ignored Applications already reported, by `namespace/name` and generation.
+    let mut reported: BTreeSet<(String, i64)> = BTreeSet::new();
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(
@@ -632,27 +646,31 @@ async fn watch_apps(ctx: Arc<Context>) {
                 let ns = o.metadata.namespace.clone().unwrap_or_default();
                 let name = o.metadata.name.clone().unwrap_or_default();
                 let key = format!("{ns}/{name}");
+                if !ctx.options.control_plane.namespace_enabled(&ns) {
+                    let generation = o.metadata.generation.unwrap_or_default();
+                    if reported.insert((key.clone(), generation)) {
+                        report_ignored(&ctx, &application_resource(), &o).await;
+                    }
+                    continue;
+                }
                 ctx.app_index
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .entry(name)
-                    .or_default()
-                    .insert(key.clone());
+                    .insert(
+                        ctx.options.control_plane.instance_name(&ns, &name),
+                        key.clone(),
+                    );
                 ctx.enqueue(&key);
             }
             Ok(kube::runtime::watcher::Event::Delete(o)) => {
                 let ns = o.metadata.namespace.clone().unwrap_or_default();
                 let name = o.metadata.name.clone().unwrap_or_default();
-                let mut index = ctx
-                    .app_index
+                let key = format!("{ns}/{name}");
+                reported.retain(|(k, _)| *k != key);
+                ctx.app_index
                     .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if let Some(keys) = index.get_mut(&name) {
-                    keys.remove(&format!("{ns}/{name}"));
-                    if keys.is_empty() {
-                        index.remove(&name);
-                    }
-                }
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&ctx.options.control_plane.instance_name(&ns, &name));
             }
             Ok(_) => {}
             Err(e) => {
@@ -663,13 +681,48 @@ async fn watch_apps(ctx: Arc<Context>) {
     }
 }
 
+/// Why an Application in a namespace the control plane does not read is ignored.
+pub fn ignored_reason(control_plane: &mooring_engine::project::ControlPlane, ns: &str) -> String {
+    format!(
+        "namespace {ns} is neither the control-plane namespace {:?} nor allowed by the controller's --application-namespaces {:?}",
+        control_plane.namespace, control_plane.application_namespaces
+    )
+}
+
+/// The Event and log line for an Application (or ApplicationSet) that is never reconciled
+/// because of the namespace it lives in.
+pub(crate) async fn report_ignored(ctx: &Context, resource: &ApiResource, o: &DynamicObject) {
+    let ns = o.metadata.namespace.clone().unwrap_or_default();
+    let name = o.metadata.name.clone().unwrap_or_default();
+    let message = format!(
+        "{} {ns}/{name} is ignored: {}",
+        resource.kind,
+        ignored_reason(&ctx.options.control_plane, &ns)
+    );
+    tracing::warn!("{message}");
+    let Ok(mut object) = serde_json::to_value(o) else {
+        return;
+    };
+    object["apiVersion"] = resource.api_version.clone().into();
+    object["kind"] = resource.kind.clone().into();
+    events::record(
+        ctx,
+        &object,
+        events::EventType::Warning,
+        "NamespaceNotAllowed",
+        &message,
+        "mooring-controller",
+    )
+    .await;
+}
+
 /// Live changes of managed objects → queue (self-heal, health updates).
 pub(crate) async fn watch_live(ctx: Arc<Context>, cluster: Arc<ClusterClient>) {
     let mut rx = cluster.subscribe();
     loop {
         match rx.recv().await {
             Ok(change) => {
-                for key in app_keys_named(&ctx, &change.app).await {
+                if let Some(key) = app_key_of_instance(&ctx, &change.app) {
                     ctx.enqueue(&key);
                 }
             }
@@ -691,7 +744,8 @@ async fn all_app_keys(ctx: &Context) -> Vec<String> {
         .collect()
 }
 
-/// Every Application (those that do not parse are skipped; their reconcile reports them).
+/// Every Application the control plane reads (in its namespace or one the controller
+/// allows; those that do not parse are skipped, their reconcile reports them).
 pub(crate) async fn all_apps(ctx: &Context) -> Vec<Application> {
     let api: Api<DynamicObject> =
         Api::all_with(ctx.management.client().clone(), &application_resource());
@@ -699,6 +753,11 @@ pub(crate) async fn all_apps(ctx: &Context) -> Vec<Application> {
         Ok(l) => l
             .items
             .into_iter()
+            .filter(|o| {
+                ctx.options
+                    .control_plane
+                    .namespace_enabled(o.metadata.namespace.as_deref().unwrap_or_default())
+            })
             .filter_map(|o| serde_json::to_value(o).ok())
             .filter_map(|v| serde_json::from_value(v).ok())
             .collect(),
@@ -709,13 +768,13 @@ pub(crate) async fn all_apps(ctx: &Context) -> Vec<Application> {
     }
 }
 
-async fn app_keys_named(ctx: &Context, name: &str) -> Vec<String> {
+/// The `namespace/name` key of the app whose tracking ids carry `instance`.
+fn app_key_of_instance(ctx: &Context, instance: &str) -> Option<String> {
     ctx.app_index
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(name)
-        .map(|keys| keys.iter().cloned().collect())
-        .unwrap_or_default()
+        .get(instance)
+        .cloned()
 }
 
 /// Argo CD repository Secrets (`argocd.argoproj.io/secret-type: repository`) in the
@@ -723,7 +782,9 @@ async fn app_keys_named(ctx: &Context, name: &str) -> Vec<String> {
 async fn watch_repository_secrets(ctx: Arc<Context>) {
     use futures::StreamExt;
     use mooring_k8s::k8s_openapi::api::core::v1::Secret;
-    let api: Api<Secret> = Api::all(ctx.management.client().clone());
+    // Only the control-plane namespace's: a tenant's Secret elsewhere never supplies or
+    // replaces credentials.
+    let api: Api<Secret> = Api::namespaced(ctx.management.client().clone(), ctx.namespace());
     let cfg = kube::runtime::watcher::Config::default()
         .labels("argocd.argoproj.io/secret-type=repository");
     let mut stream = kube::runtime::watcher(api, cfg).default_backoff().boxed();
@@ -832,6 +893,9 @@ async fn work(ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<String>) {
 
 async fn run_one(ctx: &Arc<Context>, key: &str) -> Option<reconcile::Action> {
     let (ns, name) = key.split_once('/')?;
+    if !ctx.options.control_plane.namespace_enabled(ns) {
+        return None;
+    }
     let obj = match ctx.apps_api(ns).get_opt(name).await {
         Ok(Some(o)) => o,
         Ok(None) => return None,
@@ -849,7 +913,7 @@ async fn run_one(ctx: &Arc<Context>, key: &str) -> Option<reconcile::Action> {
         }
     };
     if let Some(rev) = app.status.as_ref().and_then(|s| s.sync.revision.as_deref()) {
-        ctx.metrics.saw_revision(app.name(), rev);
+        ctx.metrics.saw_revision(&ctx.instance_name(&app), rev);
     }
     match reconcile::reconcile(Arc::new(app), ctx.clone()).await {
         Ok(a) => Some(a),

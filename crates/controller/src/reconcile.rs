@@ -22,6 +22,9 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Argo CD's refresh request on an Application (`normal` or `hard`), removed once served.
+pub const REFRESH_ANNOTATION: &str = "argocd.argoproj.io/refresh";
+
 /// Argo CD's finalizer for cascading deletion of an application's resources.
 pub const RESOURCES_FINALIZER: &str = "resources-finalizer.argocd.argoproj.io";
 
@@ -176,9 +179,10 @@ pub async fn desired_state(
         }
         out.push(obj);
     }
+    let instance = ctx.instance_name(app);
     for obj in &mut out {
         if let Some(key) = ResourceKey::of(obj) {
-            let id = mooring_k8s::cluster::tracking_id(app.name(), &key);
+            let id = mooring_k8s::cluster::tracking_id(&instance, &key);
             let ann = obj["metadata"]
                 .as_object_mut()
                 .expect("checked above that metadata is an object")
@@ -233,7 +237,7 @@ pub async fn compare(
     revision: String,
     desired: Vec<Value>,
 ) -> Result<Compared, ControllerError> {
-    let live_managed = cluster.managed(app.name());
+    let live_managed = cluster.managed(&ctx.instance_name(app));
     let opts = DiffOptions {
         ignore: &app.spec.ignore_differences,
         manager: Some(&ctx.options.manager),
@@ -387,7 +391,8 @@ pub async fn reconcile(
             })
             .unwrap_or_default();
         if finalizers.iter().any(|f| f == RESOURCES_FINALIZER) {
-            for live in cluster.managed(app.name()) {
+            let instance = ctx.instance_name(&app);
+            for live in cluster.managed(&instance) {
                 if let Some(key) = ResourceKey::of(&live) {
                     let av = live
                         .get("apiVersion")
@@ -396,7 +401,7 @@ pub async fn reconcile(
                     cluster.delete(av, &key, Some("foreground")).await?;
                 }
             }
-            if !cluster.managed(app.name()).is_empty() {
+            if !cluster.managed(&instance).is_empty() {
                 return Ok(Action::RequeueAfter(Duration::from_millis(500)));
             }
             let rest: Vec<&String> = finalizers
@@ -408,17 +413,22 @@ pub async fn reconcile(
         }
         return Ok(Action::Idle);
     }
-    // `app get --refresh` (Argo CD's refresh annotation): compare with Git now, then
-    // clear the request.
-    if app
-        .metadata
-        .pointer("/annotations/argocd.argoproj.io~1refresh")
-        .is_some()
-    {
+    // `app get --refresh` / `--hard-refresh` (Argo CD's refresh annotation, `normal` or
+    // `hard`): compare with Git now — after a hard one, with every source rendered anew —
+    // then clear the request.
+    if let Some(level) = app.metadata.pointer(&format!(
+        "/annotations/{}",
+        REFRESH_ANNOTATION.replace('/', "~1")
+    )) {
+        if level.as_str() == Some("hard") {
+            for source in app.spec.source.iter().chain(app.spec.sources.iter()) {
+                ctx.renders.forget_repo(&source.repo_url);
+            }
+        }
         ctx.forget_all_resolutions();
         ctx.patch_app(
             &app,
-            json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": null}}}),
+            json!({"metadata": {"annotations": {REFRESH_ANNOTATION: null}}}),
         )
         .await?;
     }
@@ -444,7 +454,8 @@ pub async fn reconcile(
             return Ok(Action::Idle);
         }
     };
-    ctx.metrics.saw_revision(app.name(), &revision);
+    ctx.metrics
+        .saw_revision(&ctx.instance_name(&app), &revision);
     let compared = match compare(&ctx, &app, &cluster, revision, desired).await {
         Ok(c) => c,
         Err(e) => {
@@ -476,7 +487,8 @@ pub async fn reconcile(
     if compared.sync == SyncStatusCode::Synced
         && compared.health.status == HealthStatusCode::Healthy
     {
-        ctx.metrics.converged(app.name(), &compared.revision);
+        ctx.metrics
+            .converged(&ctx.instance_name(&app), &compared.revision);
     }
     if let Some(op) = auto {
         operation::request(&ctx, &app, op).await?;

@@ -14,6 +14,34 @@ pub const VERSION: &str = "v1alpha1";
 /// The in-cluster destination, as in Argo CD: the management cluster itself.
 pub const IN_CLUSTER: &str = "https://kubernetes.default.svc";
 
+/// The control-plane namespace by default, as Argo CD installs itself: Applications,
+/// AppProjects, ApplicationSets, cluster and repository Secrets and Mooring's own settings
+/// live there (`--namespace` / `MOORING_NAMESPACE` choose another).
+pub const CONTROL_PLANE_NAMESPACE: &str = "argocd";
+
+/// An Application's instance name (Argo CD's `Application.InstanceName`): what its
+/// tracking ids name. `name` for an Application in the control-plane namespace,
+/// `namespace_name` for one elsewhere ("applications in any namespace"), so two apps of
+/// the same name in different namespaces never claim each other's resources. (`_` cannot
+/// occur in a Kubernetes namespace or object name, so the form is unambiguous.)
+pub fn instance_name(namespace: &str, name: &str, control_plane: &str) -> String {
+    if namespace.is_empty() || namespace == control_plane {
+        name.to_string()
+    } else {
+        format!("{namespace}_{name}")
+    }
+}
+
+/// Split an Application reference as Argo CD's CLI does (`ParseFromQualifiedName`):
+/// `namespace/name`, or `name` in `default_namespace`.
+pub fn qualified_name<'a>(reference: &'a str, default_namespace: &'a str) -> (&'a str, &'a str) {
+    match reference.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() => (ns, name),
+        Some((_, name)) => (default_namespace, name),
+        None => (default_namespace, reference),
+    }
+}
+
 /// Health of a resource or an application, ordered from best to worst so that the health
 /// of an application is the maximum of its resources' (Argo CD's rule).
 #[derive(
@@ -499,6 +527,16 @@ spec:
             back["spec"]["syncPolicy"]["retry"]["backoff"]["maxDuration"],
             "3m"
         );
+    }
+
+    #[test]
+    fn instance_names_and_qualified_names_follow_argo_cd() {
+        assert_eq!(instance_name("argocd", "web", "argocd"), "web");
+        assert_eq!(instance_name("", "web", "argocd"), "web");
+        assert_eq!(instance_name("team-a", "web", "argocd"), "team-a_web");
+        assert_eq!(qualified_name("team-a/web", "argocd"), ("team-a", "web"));
+        assert_eq!(qualified_name("web", "argocd"), ("argocd", "web"));
+        assert_eq!(qualified_name("/web", "argocd"), ("argocd", "web"));
     }
 
     #[test]

@@ -151,6 +151,12 @@ impl RenderCache {
     pub fn clear(&self) {
         self.lock().entries.clear();
     }
+
+    /// Drop every render of `repo_url` (a hard refresh: the next comparison renders
+    /// again, as Argo CD's `refresh: hard` invalidates the repo-server's manifest cache).
+    pub fn forget_repo(&self, repo_url: &str) {
+        self.lock().entries.retain(|k, _| k.repo_url != repo_url);
+    }
 }
 
 fn normalize_path(path: &str) -> String {

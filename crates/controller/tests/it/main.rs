@@ -3,6 +3,7 @@
 mod analysis;
 mod appset;
 mod gitops;
+mod namespaces;
 mod operations;
 mod policy;
 mod projects;
