@@ -238,7 +238,8 @@ impl Drop for Cluster {
     }
 }
 
-/// The kubeconfig YAML for a cluster at `addr`.
+/// The kubeconfig YAML for a cluster at `addr`. Its context names no namespace, as kind's
+/// does: kubectl then uses `default`, and Mooring's CLI its control-plane namespace.
 pub fn kubeconfig_yaml(name: &str, addr: SocketAddr) -> String {
     format!(
         "apiVersion: v1
@@ -252,7 +253,6 @@ contexts:
   context:
     cluster: {name}
     user: {name}-admin
-    namespace: default
 current-context: {name}
 users:
 - name: {name}-admin
