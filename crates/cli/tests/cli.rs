@@ -1323,3 +1323,74 @@ spec:
 
 #[path = "cli/control_plane.rs"]
 mod control_plane;
+
+/// `mooring check` applies the control-plane rule the controller applies: an Application
+/// outside `argocd` needs `--application-namespaces` and its project's `sourceNamespaces`,
+/// and an AppProject outside `argocd` is never read.
+#[test]
+fn check_applies_the_control_plane_namespace() {
+    let project = |ns: &str, source_namespaces: &str| {
+        format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata: {{name: team, namespace: {ns}}}\nspec:\n  sourceRepos: ['*']\n  sourceNamespaces: [{source_namespaces}]\n  destinations: [{{server: '*', namespace: '*'}}]\n"
+        )
+    };
+    let app = "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: web, namespace: team-a}\nspec:\n  project: team\n  source: {repoURL: 'https://git.example.com/platform.git', path: apps/web}\n  destination: {server: 'https://kubernetes.default.svc', namespace: team-a-web}\n";
+    let files = |proj: String| {
+        repo_with(&[
+            ("projects/team.yaml", &proj),
+            (
+                "apps/web/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {k: v}\n",
+            ),
+            ("environments/dev/web.yaml", app),
+        ])
+    };
+    let rule_messages = |out: &str, rule: &str| -> Vec<String> {
+        findings(out)
+            .into_iter()
+            .filter(|f| f.1 == rule)
+            .map(|f| f.3)
+            .collect()
+    };
+    // Not read by the controller at all.
+    let repo = files(project("argocd", "team-a"));
+    let (code, out, err) = check(&["-o", "json"], repo.path());
+    assert_eq!(code, 1, "{out}\n{err}");
+    let m = rule_messages(&out, "project/app-namespace");
+    assert!(
+        m.iter().any(|m| m.contains("--application-namespaces")),
+        "{m:?}\n{out}"
+    );
+    // Allowed by the controller and the project: clean.
+    let (code, out, err) = check(
+        &["-o", "json", "--application-namespaces", "team-*"],
+        repo.path(),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Allowed by the controller, not by the project.
+    let repo = files(project("argocd", "team-b"));
+    let (code, out, _) = check(
+        &["-o", "json", "--application-namespaces", "team-*"],
+        repo.path(),
+    );
+    assert_eq!(code, 1, "{out}");
+    let m = rule_messages(&out, "project/app-namespace");
+    assert!(m.iter().any(|m| m.contains("sourceNamespaces")), "{m:?}");
+    // A project outside the control plane is reported and not used.
+    let repo = files(project("team-a", "team-a"));
+    let (_, out, _) = check(
+        &["-o", "json", "--application-namespaces", "team-*"],
+        repo.path(),
+    );
+    let m = rule_messages(&out, "project/namespace");
+    assert!(
+        m.iter()
+            .any(|m| m.contains("never") || m.contains("no Application can use it")),
+        "{m:?}\n{out}"
+    );
+    let unknown = rule_messages(&out, "project/unknown");
+    assert!(
+        !unknown.is_empty(),
+        "the project counts as undefined: {out}"
+    );
+}

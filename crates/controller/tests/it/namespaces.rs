@@ -79,6 +79,19 @@ async fn an_application_outside_the_control_plane_is_ignored_until_both_allow_it
     .await;
     let apps = api(&c, "team-a", &mooring_controller::application_resource());
     create(&apps, tenant_app("team", &repo.url())).await;
+    // An ApplicationSet there is ignored the same way (it would generate into team-a).
+    let sets = api(&c, "team-a", &mooring_controller::applicationset_resource());
+    create(
+        &sets,
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
+               "metadata": {"name": "fleet", "namespace": "team-a"},
+               "spec": {"generators": [{"list": {"elements": [{"n": "x"}]}}],
+                        "template": {"metadata": {"name": "gen-{{n}}"},
+                                     "spec": {"project": "escape",
+                                              "source": {"repoURL": repo.url(), "path": "web"},
+                                              "destination": {"server": "https://kubernetes.default.svc", "namespace": "kube-system"}}}}}),
+    )
+    .await;
     let configmaps = api(
         &c,
         "team-a-web",
@@ -95,7 +108,10 @@ async fn an_application_outside_the_control_plane_is_ignored_until_both_allow_it
             .items
             .into_iter()
             .map(|o| serde_json::to_value(o).expect("json"))
-            .find(|ev| field(ev, "/reason") == "NamespaceNotAllowed")
+            .find(|ev| {
+                field(ev, "/reason") == "NamespaceNotAllowed"
+                    && field(ev, "/involvedObject/kind") == "Application"
+            })
     })
     .await;
     assert_eq!(field(&event, "/involvedObject/name"), "web", "{event}");
@@ -111,6 +127,28 @@ async fn an_application_outside_the_control_plane_is_ignored_until_both_allow_it
         a.get("status").is_none_or(Value::is_null),
         "never reconciled: {a}"
     );
+    assert!(
+        apps.get_opt("gen-x").await.expect("get").is_none(),
+        "the ignored set generated nothing"
+    );
+    eventually(
+        30,
+        "an Event saying why the ApplicationSet is ignored",
+        || async {
+            events
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .map(|o| serde_json::to_value(o).expect("json"))
+                .find(|ev| {
+                    field(ev, "/reason") == "NamespaceNotAllowed"
+                        && field(ev, "/involvedObject/kind") == "ApplicationSet"
+                })
+        },
+    )
+    .await;
     assert!(configmaps
         .get_opt("team-config")
         .await
