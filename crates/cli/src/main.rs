@@ -13,6 +13,7 @@ mod bench_policy;
 mod bench_rollout;
 mod check;
 mod cluster;
+mod embedded;
 mod policy;
 mod rollout;
 mod up;
@@ -130,6 +131,8 @@ enum ClusterCommand {
         /// Simulation speed: 1.0 is real time, 10 makes pods start ten times faster.
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
+        #[command(flatten)]
+        load_balancer: embedded::LoadBalancerArgs,
     },
 }
 
@@ -175,6 +178,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     data_dir,
                     nodes,
                     speed,
+                    load_balancer,
                 },
             ..
         } => {
@@ -188,6 +192,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 sim: mooring_apiserver::sim::SimOptions {
                     nodes,
                     speed,
+                    load_balancer: load_balancer.addresses(),
                     ..Default::default()
                 },
                 ..Default::default()

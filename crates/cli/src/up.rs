@@ -56,6 +56,9 @@ pub struct UpArgs {
     /// With a fleet, the ApplicationSets in REPO/applicationsets/ are registered too.
     #[arg(long, value_parser = parse_fleet)]
     pub clusters: Option<Fleet>,
+    /// Load-balancer addresses of the embedded clusters (each cluster has its own).
+    #[command(flatten)]
+    pub load_balancer: crate::embedded::LoadBalancerArgs,
 }
 
 /// The extra embedded clusters of `--clusters`.
@@ -327,6 +330,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         data_dir: Some(args.data_dir.join("cluster")),
         sim: mooring_apiserver::sim::SimOptions {
             speed: args.speed,
+            load_balancer: args.load_balancer.addresses(),
             ..Default::default()
         },
         crds: mooring_k8s::crds::all(),
@@ -418,6 +422,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             data_dir: Some(args.data_dir.join("clusters").join(&member.name)),
             sim: mooring_apiserver::sim::SimOptions {
                 speed: args.speed,
+                load_balancer: args.load_balancer.addresses(),
                 ..Default::default()
             },
             ..Default::default()
