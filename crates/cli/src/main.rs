@@ -14,6 +14,7 @@ mod bench_rollout;
 mod check;
 mod cluster;
 mod connect;
+mod embedded;
 mod policy;
 mod rollout;
 mod up;
@@ -131,6 +132,8 @@ enum ClusterCommand {
         /// Simulation speed: 1.0 is real time, 10 makes pods start ten times faster.
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
+        #[command(flatten)]
+        load_balancer: embedded::LoadBalancerArgs,
     },
 }
 
@@ -176,6 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     data_dir,
                     nodes,
                     speed,
+                    load_balancer,
                 },
             common,
         } => {
@@ -189,6 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 sim: mooring_apiserver::sim::SimOptions {
                     nodes,
                     speed,
+                    load_balancer: load_balancer.addresses(),
                     ..Default::default()
                 },
                 // The control-plane namespace exists from the start, as where Argo CD is

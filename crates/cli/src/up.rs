@@ -82,6 +82,9 @@ pub struct UpArgs {
     /// be reached; every other repoURL is fetched from where it points.
     #[arg(long = "alias", value_name = "URL")]
     pub aliases: Vec<String>,
+    /// Load-balancer addresses of the embedded clusters (each cluster has its own).
+    #[command(flatten)]
+    pub load_balancer: crate::embedded::LoadBalancerArgs,
 }
 
 /// The extra embedded clusters of `--clusters`.
@@ -490,6 +493,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         data_dir: Some(args.data_dir.join("cluster")),
         sim: mooring_apiserver::sim::SimOptions {
             speed: args.speed,
+            load_balancer: args.load_balancer.addresses(),
             ..Default::default()
         },
         crds: mooring_k8s::crds::all(),
@@ -589,6 +593,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             data_dir: Some(args.data_dir.join("clusters").join(&member.name)),
             sim: mooring_apiserver::sim::SimOptions {
                 speed: args.speed,
+                load_balancer: args.load_balancer.addresses(),
                 ..Default::default()
             },
             ..Default::default()

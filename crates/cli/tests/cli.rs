@@ -101,6 +101,15 @@ fn bad_arguments_exit_2_with_a_message() {
 
 /// Starts `mooring cluster start` in `data`; the child and its kubeconfig path.
 fn start_cluster(name: &str, data: &std::path::Path) -> (std::process::Child, String) {
+    start_cluster_with(name, data, &[])
+}
+
+/// [`start_cluster`] with extra arguments.
+fn start_cluster_with(
+    name: &str,
+    data: &std::path::Path,
+    extra: &[&str],
+) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mooring"))
         .args([
             "cluster",
@@ -112,6 +121,7 @@ fn start_cluster(name: &str, data: &std::path::Path) -> (std::process::Child, St
             "--data-dir",
         ])
         .arg(data)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -128,6 +138,55 @@ fn start_cluster(name: &str, data: &std::path::Path) -> (std::process::Child, St
     let _ = child.kill();
     let _ = child.wait();
     panic!("mooring cluster start printed no kubeconfig line");
+}
+
+/// `--load-balancer-range` reaches the embedded cluster: a LoadBalancer Service gets the
+/// first Service address of the range (the range's first is the Ingresses'), shown by
+/// `kubectl get svc`; a malformed range or hostname is a usage error naming it.
+#[test]
+fn cluster_start_load_balancer_range() {
+    for (flag, value, says) in [
+        ("--load-balancer-range", "127.0.77.0/33", "127.0.77.0/33"),
+        (
+            "--load-balancer-range",
+            "127.0.77.9-127.0.77.1",
+            "after the last",
+        ),
+        ("--load-balancer-range", "fd00::/120", "IPv6"),
+        ("--load-balancer-hostname", "not a host", "DNS-1123"),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
+            .args(["cluster", "start", "--port", "0", flag, value, "--data-dir"])
+            .arg(tempfile::tempdir().expect("tmp").path())
+            .output()
+            .expect("mooring runs");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(says), "{flag} {value}: {stderr}");
+    }
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let (child, kc) = start_cluster_with(
+        "lb",
+        dir.path(),
+        &["--load-balancer-range", "127.0.77.10-127.0.77.20"],
+    );
+    let _stop = BinCluster {
+        child,
+        kc: kc.clone(),
+        _dir: dir,
+    };
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: model-api}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n";
+    kubectl_ok(&kc, &["apply", "-f", "-"], Some(svc));
+    let mut table = String::new();
+    for _ in 0..100 {
+        table = kubectl_ok(&kc, &["get", "svc", "model-api"], None);
+        if table.contains("127.0.77.11") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("model-api never showed 127.0.77.11 as EXTERNAL-IP:\n{table}");
 }
 
 /// An embedded cluster run by the binary in a temporary directory, stopped on drop.
