@@ -46,8 +46,9 @@ enum Command {
     },
     /// Measure the embedded cluster (figures recorded in docs/benchmarks.md).
     Bench(bench::BenchArgs),
-    /// One command: embedded cluster + controller + webhook endpoint, registering the
-    /// Applications found in REPO (default examples/ml-platform).
+    /// One command: embedded cluster + controller + REST API + webhook endpoint, registering
+    /// the AppProjects, ApplicationSets and Applications in REPO's top-level YAML files
+    /// (default examples/ml-platform) in the control-plane namespace (`argocd`).
     Up(up::UpArgs),
     /// Argo CD-compatible application commands.
     App {
