@@ -597,11 +597,13 @@ fn policy_stage(repo: &Path, files: &[PathBuf], rendered: &[Rendered]) -> Report
         let Ok(text) = std::fs::read_to_string(f) else {
             continue;
         };
+        if gator::is_suite(&text) {
+            suites.push(f.clone());
+            continue;
+        }
         for d in mooring_core::yaml::parse_all(&text).unwrap_or_default() {
             if gatekeeper::is_policy_object(&d) {
                 policy_objects.insert(policy_key(&d), d);
-            } else if d["kind"] == "Suite" && d["apiVersion"] == "test.gatekeeper.sh/v1alpha1" {
-                suites.push(f.clone());
             }
         }
     }
@@ -700,26 +702,15 @@ fn policy_stage(repo: &Path, files: &[PathBuf], rendered: &[Rendered]) -> Report
 
     // gator suites.
     for suite in suites {
-        let suite_rel = rel(repo, &suite);
         let dir = suite.parent().map(Path::to_path_buf).unwrap_or_default();
-        let result = std::fs::read_to_string(&suite)
-            .map_err(|e| e.to_string())
-            .and_then(|text| gator::parse_suite(&text).map_err(|e| e.to_string()))
-            .map(|parsed| {
-                gator::run_suite(
-                    &parsed,
-                    &mut |p| std::fs::read_to_string(dir.join(p)),
-                    limits,
-                )
-            });
-        match result {
-            Ok(r) => report.subjects.extend(r.to_report(&suite_rel).subjects),
-            Err(e) => report.subjects.push(subject(
-                &suite_rel,
-                "",
-                vec![failure("gator", "gator/invalid", e, "")],
-            )),
-        }
+        let text = std::fs::read_to_string(&suite).map_err(|e| e.to_string());
+        let result = gator::suite_report(
+            &rel(repo, &suite),
+            text,
+            &mut |p| std::fs::read_to_string(dir.join(p)),
+            limits,
+        );
+        report.subjects.extend(result.subjects);
     }
     report
 }

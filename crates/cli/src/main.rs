@@ -106,6 +106,11 @@ enum Command {
 #[derive(Subcommand)]
 enum HealthCommand {
     /// Run every health_test.yaml in an Argo CD-layout tree of health.lua checks.
+    ///
+    /// Files are read as Argo CD reads them (field names in any case, a file's first YAML
+    /// document only, a repeated key keeps its last value and is warned about). A test
+    /// file that cannot be read fails its folder and the others still run. Exit 0 when
+    /// every case passes, 1 when one fails, 2 when the tree cannot be read.
     Test {
         /// The directory (`<group>/<Kind>/health.lua` with `health_test.yaml` beside it).
         dir: PathBuf,
@@ -251,6 +256,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let report = mooring_engine::health::run_health_tests(&dir)
                 .with_context(|| format!("running the health tests in {}", dir.display()))?;
+            for warning in &report.warnings {
+                eprintln!("warning: {warning}");
+            }
             print!("{report}");
             Ok(if report.all_passed() {
                 ExitCode::SUCCESS

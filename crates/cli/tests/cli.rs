@@ -612,6 +612,60 @@ fn health_test_and_crds_commands() {
     assert!(text.contains("repoURL"), "schema generated from the types");
 }
 
+#[test]
+fn health_test_reads_test_files_as_argo_cd_does() {
+    // Lower-case `inputpath`, a test object with a trailing `---` document, repeated keys,
+    // and a folder whose health_test.yaml is not YAML: that folder fails alone, the other
+    // cases run and pass, and the run exits 1.
+    let tree = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../engine/tests/fixtures/health/go-decoding"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .args(["health", "test", tree])
+        .output()
+        .expect("mooring health test");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(out.contains("4 passed, 1 failed"), "{out}");
+    let row = |verdict: &str, dir: &str, input: &str| {
+        out.lines()
+            .any(|l| l.starts_with(verdict) && l.contains(dir) && l.contains(input))
+    };
+    assert!(
+        row("PASS", "example.com/Widget", "testdata/ready.yaml"),
+        "{out}"
+    );
+    assert!(
+        row(
+            "PASS",
+            "example.com/Widget",
+            "testdata/trailing-document.yaml"
+        ),
+        "{out}"
+    );
+    assert!(
+        row("PASS", "example.com/Widget", "testdata/duplicate-key.yaml"),
+        "{out}"
+    );
+    assert!(
+        row("FAIL", "example.com/Broken", "health_test.yaml"),
+        "{out}"
+    );
+    assert!(out.contains("invalid YAML"), "{out}");
+    assert!(
+        err.contains(
+            "warning: example.com/Widget/testdata/duplicate-key.yaml: mapping key \"ready\" at line 7 is repeated"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: example.com/Widget/health_test.yaml: mapping key \"status\""),
+        "{err}"
+    );
+}
+
 #[path = "cli/policy.rs"]
 mod policy_cmd;
 
