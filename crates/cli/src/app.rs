@@ -66,11 +66,13 @@ pub enum AppCommand {
     },
     /// Show the differences between Git and the cluster (exit 1 when there are any).
     Diff { name: String },
-    /// Print the rendered manifests of the app's target revision.
+    /// Print the rendered manifests of the app's target revision (every source).
     Manifests {
         name: String,
         #[arg(long)]
         revision: Option<String>,
+        #[command(flatten)]
+        sources: SourceRevisions,
     },
     /// Sync an application to its target (or a given) revision.
     Sync {
@@ -80,6 +82,8 @@ pub enum AppCommand {
         prune: bool,
         #[arg(long)]
         revision: Option<String>,
+        #[command(flatten)]
+        sources: SourceRevisions,
         /// Return once the operation is requested.
         #[arg(long = "async")]
         no_wait: bool,
@@ -118,6 +122,47 @@ pub enum AppCommand {
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         cascade: bool,
     },
+}
+
+/// Revisions of chosen sources of a multi-source application (`spec.sources`), as
+/// `argocd app sync --revisions R --source-positions N`.
+#[derive(Args, Debug, Default)]
+pub struct SourceRevisions {
+    /// Revision for the source at the matching --source-positions (repeatable; only for
+    /// applications with spec.sources).
+    #[arg(long = "revisions")]
+    pub revisions: Vec<String>,
+    /// 1-based position in spec.sources of the source each --revisions applies to.
+    #[arg(long = "source-positions")]
+    pub positions: Vec<i64>,
+}
+
+/// The revisions `app` is asked to use: `--revision` for a single-source app, or
+/// `--revisions`/`--source-positions` for one with `spec.sources` (the rule is
+/// [`mooring_core::app::requested_revisions`]).
+fn requested(
+    app: &Value,
+    revision: Option<&str>,
+    sources: &SourceRevisions,
+) -> anyhow::Result<mooring_core::app::Revisions> {
+    let typed: mooring_core::app::Application =
+        serde_json::from_value(app.clone()).context("reading the Application")?;
+    Ok(mooring_core::app::requested_revisions(
+        &typed,
+        revision,
+        &sources.revisions,
+        &sources.positions,
+    )?)
+}
+
+/// The revision(s) of a `revision`/`revisions` object, short, comma-separated.
+fn short_revisions(v: &Value) -> String {
+    mooring_core::app::Revisions::of(v)
+        .commits()
+        .iter()
+        .map(|c| c.chars().take(7).collect::<String>())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn apps(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
@@ -289,7 +334,9 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
                     } else {
                         "Manual".into()
                     },
-                    s(a, "/status/sync/revision").chars().take(7).collect(),
+                    a.pointer("/status/sync")
+                        .map(short_revisions)
+                        .unwrap_or_default(),
                 ]);
             }
             print_table(&rows);
@@ -336,9 +383,50 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
                 s(&a, "/spec/destination/name")
             );
             println!("Namespace:      {}", s(&a, "/spec/destination/namespace"));
-            println!("Repo:           {}", s(&a, "/spec/source/repoURL"));
-            println!("Target:         {}", s(&a, "/spec/source/targetRevision"));
-            println!("Path:           {}", s(&a, "/spec/source/path"));
+            let multi = a
+                .pointer("/spec/sources")
+                .and_then(Value::as_array)
+                .filter(|l| !l.is_empty());
+            match multi {
+                None => {
+                    println!("Repo:           {}", s(&a, "/spec/source/repoURL"));
+                    println!("Target:         {}", s(&a, "/spec/source/targetRevision"));
+                    println!("Path:           {}", s(&a, "/spec/source/path"));
+                }
+                Some(list) => {
+                    // One line per source with the commit it was compared at.
+                    let revisions = a
+                        .pointer("/status/sync/revisions")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    println!("Sources:");
+                    for (i, src) in list.iter().enumerate() {
+                        let mut line = format!(
+                            "  {}. {} @ {}",
+                            i + 1,
+                            s(src, "/repoURL"),
+                            match s(src, "/targetRevision") {
+                                "" => "HEAD",
+                                t => t,
+                            }
+                        );
+                        if !s(src, "/path").is_empty() {
+                            line.push_str(&format!("  path {}", s(src, "/path")));
+                        }
+                        if !s(src, "/ref").is_empty() {
+                            line.push_str(&format!("  ref {}", s(src, "/ref")));
+                        }
+                        if let Some(r) = revisions.get(i).and_then(Value::as_str) {
+                            line.push_str(&format!(
+                                "  ({})",
+                                r.chars().take(7).collect::<String>()
+                            ));
+                        }
+                        println!("{line}");
+                    }
+                }
+            }
             println!(
                 "Sync Policy:    {}",
                 if automated(&a) { "Automated" } else { "Manual" }
@@ -346,10 +434,9 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
             println!(
                 "Sync Status:    {} ({})",
                 s(&a, "/status/sync/status"),
-                s(&a, "/status/sync/revision")
-                    .chars()
-                    .take(7)
-                    .collect::<String>()
+                a.pointer("/status/sync")
+                    .map(short_revisions)
+                    .unwrap_or_default()
             );
             println!("Health Status:  {}", s(&a, "/status/health/status"));
             if let Some(op) = a.pointer("/status/operationState") {
@@ -399,8 +486,13 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
             let (api, name) = app_ref(&client, &default_ns, &name);
             let (ctx, app) = offline(&m, &api, name).await?;
             let cluster = ctx.cluster_for(&app.spec.destination)?;
-            let (rev, desired) =
-                mooring_controller::reconcile::desired_state(&ctx, &app, None, &cluster).await?;
+            let (rev, desired) = mooring_controller::reconcile::desired_state(
+                &ctx,
+                &app,
+                &Default::default(),
+                &cluster,
+            )
+            .await?;
             let compared =
                 mooring_controller::reconcile::compare(&ctx, &app, &cluster, rev, desired).await?;
             let mut differs = false;
@@ -417,17 +509,19 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
-        AppCommand::Manifests { name, revision } => {
+        AppCommand::Manifests {
+            name,
+            revision,
+            sources,
+        } => {
             let (api, name) = app_ref(&client, &default_ns, &name);
+            let a = get_app(&api, name).await?;
+            let wanted = requested(&a, revision.as_deref(), &sources)
+                .with_context(|| format!("revisions of {name}"))?;
             let (ctx, app) = offline(&m, &api, name).await?;
             let cluster = ctx.cluster_for(&app.spec.destination)?;
-            let (_, desired) = mooring_controller::reconcile::desired_state(
-                &ctx,
-                &app,
-                revision.as_deref(),
-                &cluster,
-            )
-            .await?;
+            let (_, desired) =
+                mooring_controller::reconcile::desired_state(&ctx, &app, &wanted, &cluster).await?;
             for d in desired {
                 println!("---");
                 print!(
@@ -441,12 +535,17 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
             name,
             prune,
             revision,
+            sources,
             no_wait,
             timeout,
         } => {
             let (api, name) = app_ref(&client, &default_ns, &name);
             let a = get_app(&api, name).await?;
-            let op = json!({"sync": {"revision": revision, "prune": prune}, "initiatedBy": {"username": "mooring-cli"}});
+            let wanted = requested(&a, revision.as_deref(), &sources)
+                .with_context(|| format!("cannot sync {name}"))?;
+            let mut sync = json!({"prune": prune});
+            wanted.write_into(&mut sync);
+            let op = json!({"sync": sync, "initiatedBy": {"username": "mooring-cli"}});
             request_operation(&api, name, op).await?;
             if no_wait {
                 println!("sync of {name} requested");
@@ -506,7 +605,7 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
                 rows.push(vec![
                     e.get("id").map(Value::to_string).unwrap_or_default(),
                     s(e, "/deployedAt").into(),
-                    s(e, "/revision").into(),
+                    mooring_core::app::Revisions::of(e).to_string(),
                 ]);
             }
             print_table(&rows);
@@ -523,9 +622,16 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
                 .and_then(Value::as_array)
                 .and_then(|h| h.iter().find(|e| e.get("id").and_then(Value::as_i64) == Some(id)))
                 .with_context(|| format!("application {name} has no history entry {id} (see `mooring app history {name}`)"))?;
-            let rev = s(entry, "/revision").to_string();
+            // `revision`, or `revisions` (one per source) for a multi-source app.
+            let mut sync = json!({"prune": prune});
+            mooring_core::app::Revisions::of(entry).write_into(&mut sync);
             let started = s(&a, "/status/operationState/id").to_string();
-            request_operation(&api, name, json!({"sync": {"revision": rev, "prune": prune}, "initiatedBy": {"username": "mooring-cli"}})).await?;
+            request_operation(
+                &api,
+                name,
+                json!({"sync": sync, "initiatedBy": {"username": "mooring-cli"}}),
+            )
+            .await?;
             wait_operation(&api, name, &started, 300).await
         }
         AppCommand::Delete { name, cascade } => {
@@ -624,7 +730,9 @@ async fn wait_operation(
                 "Operation:  Sync\nPhase:      {}\nMessage:    {}\nRevision:   {}",
                 s(&op, "/phase"),
                 s(&op, "/message"),
-                s(&op, "/syncResult/revision")
+                op.get("syncResult")
+                    .map(|r| mooring_core::app::Revisions::of(r).to_string())
+                    .unwrap_or_default()
             );
             return Ok(if s(&op, "/phase") == "Succeeded" {
                 ExitCode::SUCCESS

@@ -1163,10 +1163,8 @@ fn units_of(doc: &Value, file: Option<&str>) -> Result<Vec<Unit>, String> {
             doc["metadata"]["name"].as_str().unwrap_or("?")
         )
     })?;
-    let sources: Vec<_> = match &app.spec.source {
-        Some(s) => vec![s.clone()],
-        None => app.spec.sources.clone(),
-    };
+    // `spec.sources` wins over `spec.source`, as in Argo CD.
+    let sources: Vec<_> = app.sources().to_vec();
     if sources.is_empty() {
         return Err(format!("Application {} has no source", app.name()));
     }

@@ -674,6 +674,9 @@ mod account_cmd;
 
 #[path = "cli/rollout.rs"]
 mod rollout_cmd;
+
+#[path = "cli/app_sources.rs"]
+mod app_sources_cmd;
 // ---------------------------------------------------------------------------------------
 // mooring check
 

@@ -49,6 +49,13 @@ pub enum ControllerError {
     Write(String),
     #[error("{0}")]
     Internal(String),
+    /// An error of one source of a multi-source application (`label` names it).
+    #[error("{label}: {error}")]
+    InSource {
+        label: String,
+        #[source]
+        error: Box<ControllerError>,
+    },
 }
 
 /// Controller settings (plain data).
@@ -409,27 +416,36 @@ impl Context {
             .collect();
         let mut out = Vec::new();
         for app in all_apps(self).await {
-            let Some(src) = app.source() else { continue };
-            let names = [src.repo_url.clone(), self.fetch_url(&src.repo_url)];
-            if !names
-                .iter()
-                .any(|u| pushed.contains(&normalize_repo_url(u)))
-            {
-                continue;
-            }
-            self.forget_resolutions(&[normalize_repo_url(&names[1])]);
-            let target = src.target_revision.as_deref().unwrap_or("HEAD");
-            let same_ref = matches!(target, "" | "HEAD")
-                || event.branch() == Some(target)
-                || event.tag() == Some(target)
-                || event.git_ref == target;
-            if !same_ref {
-                continue;
-            }
-            if let Some(files) = &event.changed_files {
-                if !touches(files, src.path.as_deref().unwrap_or(".")) {
+            // Any of the app's sources (`ref` sources too: their files are value files).
+            let mut concerned = false;
+            for src in app.sources() {
+                let names = [src.repo_url.clone(), self.fetch_url(&src.repo_url)];
+                if !names
+                    .iter()
+                    .any(|u| pushed.contains(&normalize_repo_url(u)))
+                {
                     continue;
                 }
+                self.forget_resolutions(&[normalize_repo_url(&names[1])]);
+                let target = src.target_revision.as_deref().unwrap_or("HEAD");
+                let same_ref = matches!(target, "" | "HEAD")
+                    || event.branch() == Some(target)
+                    || event.tag() == Some(target)
+                    || event.git_ref == target;
+                if !same_ref {
+                    continue;
+                }
+                // A path-less `ref` source lends files anywhere in its repository.
+                let path = src.path.as_deref().unwrap_or(".");
+                if let Some(files) = &event.changed_files {
+                    if src.ref_.is_none() && !touches(files, path) {
+                        continue;
+                    }
+                }
+                concerned = true;
+            }
+            if !concerned {
+                continue;
             }
             let key = format!("{}/{}", app.namespace(), app.name());
             self.enqueue(&key);
@@ -912,8 +928,11 @@ async fn run_one(ctx: &Arc<Context>, key: &str) -> Option<reconcile::Action> {
             return None;
         }
     };
-    if let Some(rev) = app.status.as_ref().and_then(|s| s.sync.revision.as_deref()) {
-        ctx.metrics.saw_revision(&ctx.instance_name(&app), rev);
+    if let Some(rev) = app.status.as_ref().map(|s| s.sync.revisions()) {
+        if !rev.is_empty() {
+            ctx.metrics
+                .saw_revision(&ctx.instance_name(&app), &rev.to_string());
+        }
     }
     match reconcile::reconcile(Arc::new(app), ctx.clone()).await {
         Ok(a) => Some(a),

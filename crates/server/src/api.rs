@@ -8,7 +8,7 @@
 //! | `GET /api/v1/applications/{name}` | `applications, get` |
 //! | `PUT /api/v1/applications/{name}` | `applications, update` (on the old and, if moved, the new project) |
 //! | `DELETE /api/v1/applications/{name}[?cascade=false]` | `applications, delete` |
-//! | `POST /api/v1/applications/{name}/sync` `{revision, prune}` | `applications, sync` |
+//! | `POST /api/v1/applications/{name}/sync` `{revision, prune}` (`{revisions, sourcePositions, prune}` for `spec.sources`) | `applications, sync` |
 //! | `POST /api/v1/applications/{name}/rollback` `{id, prune}` | `applications, sync` |
 //! | `GET /api/v1/projects[/{name}]` | `projects, get, NAME` |
 //! | `POST /api/v1/projects/{p}/roles/{r}/token` `{expiresIn}` · `DELETE …/token/{id}` | `projects, update, p` |
@@ -639,9 +639,16 @@ async fn delete_app(
 }
 
 #[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 struct SyncRequest {
     #[serde(default)]
     revision: Option<String>,
+    /// For an app with `spec.sources`: revisions of the sources at `source_positions`
+    /// (1-based), as Argo CD's sync request.
+    #[serde(default)]
+    revisions: Vec<String>,
+    #[serde(default)]
+    source_positions: Vec<i64>,
     #[serde(default)]
     prune: bool,
 }
@@ -650,7 +657,7 @@ async fn request_operation(
     st: &ApiState,
     p: &Principal,
     current: &Value,
-    revision: Option<String>,
+    revisions: mooring_core::app::Revisions,
     prune: bool,
 ) -> ApiResult {
     let (ns, name) = (
@@ -662,8 +669,10 @@ async fn request_operation(
             "another operation is already in progress on {name}"
         )));
     }
+    let mut sync = json!({"prune": prune});
+    revisions.write_into(&mut sync);
     let op = json!({
-        "sync": {"revision": revision, "prune": prune},
+        "sync": sync,
         "initiatedBy": {"username": p.subject.name},
     });
     let out = apps(st, ns)
@@ -688,7 +697,16 @@ async fn sync_app(
     let az = Authz::load(&st).await?;
     let a = load_app(&st, &az, &p, q.namespace(&st)?, &name).await?;
     az.check(&p, "applications", "sync", &app_object(&st, &a))?;
-    request_operation(&st, &p, &a, req.revision, req.prune).await
+    let typed: mooring_core::app::Application = serde_json::from_value(a.clone())
+        .map_err(|e| ApiError::BadRequest(format!("application {name} is not valid: {e}")))?;
+    let revisions = mooring_core::app::requested_revisions(
+        &typed,
+        req.revision.as_deref(),
+        &req.revisions,
+        &req.source_positions,
+    )
+    .map_err(|e| ApiError::BadRequest(format!("cannot sync {name}: {e}")))?;
+    request_operation(&st, &p, &a, revisions, req.prune).await
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -729,11 +747,12 @@ async fn rollback_app(
             h.iter()
                 .find(|e| e.get("id").and_then(Value::as_i64) == Some(id))
         })
-        .map(|e| str_at(e, "/revision").to_string())
+        // `revision`, or `revisions` (one per source) for a multi-source app.
+        .map(mooring_core::app::Revisions::of)
         .ok_or_else(|| {
             ApiError::BadRequest(format!("application {name} has no history entry {id}"))
         })?;
-    request_operation(&st, &p, &a, Some(rev), req.prune).await
+    request_operation(&st, &p, &a, rev, req.prune).await
 }
 
 async fn list_projects(

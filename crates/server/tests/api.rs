@@ -439,6 +439,44 @@ async fn project_roles_accounts_and_bad_tokens() {
     let (code, _, body) = rollback(1).await;
     assert_eq!(code, 409, "an operation is pending: {body}");
 
+    // A multi-source app: `revisions` + `sourcePositions` as Argo CD's sync request; a
+    // single `revision` is ambiguous and refused; a multi-source history entry rolls
+    // back every source.
+    let mut multi = app("multi", "finance");
+    multi["spec"]["sources"] = json!([
+        {"repoURL": "https://git.example.com/ml/platform.git", "targetRevision": "main", "path": "apps/x"},
+        {"repoURL": "https://git.example.com/ml/values.git", "targetRevision": "main", "ref": "values"},
+    ]);
+    apps.create(
+        &PostParams::default(),
+        &serde_json::from_value(multi).expect("app"),
+    )
+    .await
+    .expect("create multi");
+    let sync_multi = |body: &'static str| {
+        let admin = admin.clone();
+        async move {
+            call(
+                addr,
+                "POST",
+                "/api/v1/applications/multi/sync",
+                Some(&admin),
+                Some(body.as_bytes()),
+            )
+            .await
+        }
+    };
+    let (code, _, body) = sync_multi(r#"{"revision": "v2"}"#).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.to_string().contains("--source-positions"), "{body}");
+    let (code, _, body) = sync_multi(r#"{"revisions": ["v2"], "sourcePositions": [3]}"#).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.to_string().contains("out of range"), "{body}");
+    let (code, _, body) = sync_multi(r#"{"revisions": ["v2"], "sourcePositions": [2]}"#).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["operation"]["sync"]["revisions"], json!(["", "v2"]));
+    assert!(body["operation"]["sync"]["revision"].is_null(), "{body}");
+
     // ApplicationSets are authorised on the project of their template.
     let sets: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),

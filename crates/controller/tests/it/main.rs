@@ -3,6 +3,7 @@
 mod analysis;
 mod appset;
 mod gitops;
+mod multisource;
 mod namespaces;
 mod operations;
 mod policy;
