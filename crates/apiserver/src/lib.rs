@@ -72,6 +72,10 @@ pub struct ClusterOptions {
     /// CustomResourceDefinitions to install at start (created when missing, replaced
     /// when they differ), e.g. Mooring's own.
     pub crds: Vec<serde_json::Value>,
+    /// Namespaces created at start beside Kubernetes' own (`default`, `kube-system`, …):
+    /// by default Mooring's control-plane namespace, `argocd`, so Argo CD manifests apply
+    /// unchanged, as on a cluster where Argo CD is installed.
+    pub namespaces: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -83,6 +87,7 @@ impl Default for ClusterOptions {
             sim: sim::SimOptions::default(),
             event_log: store::DEFAULT_EVENT_LOG,
             crds: vec![],
+            namespaces: vec![mooring_core::app::CONTROL_PLANE_NAMESPACE.into()],
         }
     }
 }
@@ -233,7 +238,8 @@ impl Drop for Cluster {
     }
 }
 
-/// The kubeconfig YAML for a cluster at `addr`.
+/// The kubeconfig YAML for a cluster at `addr`. Its context names no namespace, as kind's
+/// does: kubectl then uses `default`, and Mooring's CLI its control-plane namespace.
 pub fn kubeconfig_yaml(name: &str, addr: SocketAddr) -> String {
     format!(
         "apiVersion: v1
@@ -247,7 +253,6 @@ contexts:
   context:
     cluster: {name}
     user: {name}-admin
-    namespace: default
 current-context: {name}
 users:
 - name: {name}-admin
@@ -268,7 +273,11 @@ fn bootstrap(api: &Api, opts: &ClusterOptions) -> Result<(), error::ApiError> {
         field_manager: Some("mooring-apiserver".into()),
         ..Default::default()
     };
-    for ns in DEFAULT_NAMESPACES {
+    let namespaces = DEFAULT_NAMESPACES
+        .iter()
+        .copied()
+        .chain(opts.namespaces.iter().map(String::as_str));
+    for ns in namespaces {
         if api.get(&ns_rt, None, ns).is_err() {
             api.create(
                 &ns_rt,

@@ -62,10 +62,118 @@ fn columns(rt: &ResourceType) -> Vec<Col> {
             ]),
             ("batch", "Job") => cols.extend([col("Status"), col("Completions")]),
             ("batch", "CronJob") => cols.extend([col("Schedule"), col("Suspend"), col("Active")]),
+            ("networking.k8s.io", "Ingress") => {
+                cols.extend([col("Class"), col("Hosts"), col("Address"), col("Ports")])
+            }
             _ => {}
         }
     }
     cols
+}
+
+/// kubectl's width of a load-balancer address cell (longer lists end in `...`).
+const LOAD_BALANCER_WIDTH: usize = 16;
+
+/// `status.loadBalancer.ingress` as kubectl prints it: each entry's IP (or hostname),
+/// sorted and deduplicated, comma-separated, cut to 16 characters.
+fn load_balancer_addresses(v: &Value) -> String {
+    let mut addrs: Vec<&str> = v
+        .pointer("/status/loadBalancer/ingress")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| {
+                    let ip = i
+                        .get("ip")
+                        .and_then(Value::as_str)
+                        .filter(|s| !s.is_empty());
+                    ip.or_else(|| {
+                        i.get("hostname")
+                            .and_then(Value::as_str)
+                            .filter(|s| !s.is_empty())
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    addrs.sort_unstable();
+    addrs.dedup();
+    let joined = addrs.join(",");
+    if joined.len() > LOAD_BALANCER_WIDTH {
+        let cut = (0..=LOAD_BALANCER_WIDTH - 3)
+            .rev()
+            .find(|i| joined.is_char_boundary(*i))
+            .unwrap_or(0);
+        format!("{}...", &joined[..cut])
+    } else {
+        joined
+    }
+}
+
+/// kubectl's EXTERNAL-IP of a Service.
+fn service_external_ip(v: &Value) -> String {
+    let external: Vec<String> = v
+        .pointer("/spec/externalIPs")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(|x| s(Some(x))).collect())
+        .unwrap_or_default();
+    match v.pointer("/spec/type").and_then(Value::as_str) {
+        Some("ClusterIP" | "NodePort") | None => {
+            if external.is_empty() {
+                "<none>".into()
+            } else {
+                external.join(",")
+            }
+        }
+        Some("LoadBalancer") => {
+            let lb = load_balancer_addresses(v);
+            let mut all: Vec<String> = lb
+                .split(',')
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect();
+            all.extend(external);
+            if all.is_empty() {
+                "<pending>".into()
+            } else {
+                all.join(",")
+            }
+        }
+        Some("ExternalName") => s(v.pointer("/spec/externalName")),
+        Some(_) => "<unknown>".into(),
+    }
+}
+
+/// kubectl's HOSTS of an Ingress: the rule hosts until three are listed, `*` when none.
+fn ingress_hosts(v: &Value) -> String {
+    const MAX: usize = 3;
+    let rules = v
+        .pointer("/spec/rules")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut hosts: Vec<&str> = Vec::new();
+    let mut more = false;
+    for r in rules {
+        if hosts.len() == MAX {
+            more = true;
+            break;
+        }
+        if let Some(h) = r
+            .get("host")
+            .and_then(Value::as_str)
+            .filter(|h| !h.is_empty())
+        {
+            hosts.push(h);
+        }
+    }
+    if hosts.is_empty() {
+        "*".into()
+    } else if more {
+        format!("{} + {} more...", hosts.join(","), rules.len() - MAX)
+    } else {
+        hosts.join(",")
+    }
 }
 
 fn s(v: Option<&Value>) -> String {
@@ -133,15 +241,23 @@ fn cells(rt: &ResourceType, v: &Value, now: jiff::Timestamp) -> Vec<Value> {
                     .and_then(Value::as_array)
                     .map(|ps| {
                         ps.iter()
-                            .map(|p| format!("{}/{}", s(p.get("port")), s(p.get("protocol"))))
+                            .map(|p| match p.get("nodePort").and_then(Value::as_i64) {
+                                Some(np) if np > 0 => {
+                                    format!("{}:{np}/{}", s(p.get("port")), s(p.get("protocol")))
+                                }
+                                _ => format!("{}/{}", s(p.get("port")), s(p.get("protocol"))),
+                            })
                             .collect::<Vec<_>>()
                             .join(",")
                     })
                     .unwrap_or_default();
                 out.extend([
                     json!(s(v.pointer("/spec/type"))),
-                    json!(s(v.pointer("/spec/clusterIP"))),
-                    json!("<none>"),
+                    json!(v
+                        .pointer("/spec/clusterIPs/0")
+                        .and_then(Value::as_str)
+                        .unwrap_or("<none>")),
+                    json!(service_external_ip(v)),
                     json!(if ports.is_empty() {
                         "<none>".into()
                     } else {
@@ -231,6 +347,23 @@ fn cells(rt: &ResourceType, v: &Value, now: jiff::Timestamp) -> Vec<Value> {
                     )),
                 ]);
             }
+            ("networking.k8s.io", "Ingress") => out.extend([
+                json!(v
+                    .pointer("/spec/ingressClassName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("<none>")),
+                json!(ingress_hosts(v)),
+                json!(load_balancer_addresses(v)),
+                json!(if v
+                    .pointer("/spec/tls")
+                    .and_then(Value::as_array)
+                    .is_some_and(|t| !t.is_empty())
+                {
+                    "80, 443"
+                } else {
+                    "80"
+                }),
+            ]),
             ("batch", "CronJob") => out.extend([
                 json!(s(v.pointer("/spec/schedule"))),
                 json!(s(v.pointer("/spec/suspend"))),
@@ -355,6 +488,71 @@ mod tests {
         assert_eq!(t["rows"][0]["cells"][0], "web");
         assert_eq!(t["rows"][0]["cells"][1], "2/3");
         assert_eq!(t["columnDefinitions"].as_array().expect("defs").len(), 5);
+    }
+
+    #[test]
+    fn service_external_ip_reads_like_kubectl() {
+        let r = Registry::with_builtins();
+        let rt = r.get("", "v1", "services").expect("svc");
+        let row = |svc: Value| table(&rt, &[svc], 1, None)["rows"][0]["cells"].clone();
+        let lb = json!({"metadata": {"name": "web"},
+            "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.9", "clusterIPs": ["10.96.0.9"],
+                     "ports": [{"port": 80, "protocol": "TCP", "nodePort": 31234}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "127.0.100.2", "ipMode": "VIP"}]}}});
+        let cells = row(lb.clone());
+        assert_eq!(cells[1], "LoadBalancer");
+        assert_eq!(cells[2], "10.96.0.9");
+        assert_eq!(cells[3], "127.0.100.2");
+        assert_eq!(cells[4], "80:31234/TCP");
+        let mut pending = lb.clone();
+        pending["status"] = json!({"loadBalancer": {}});
+        assert_eq!(row(pending.clone())[3], "<pending>");
+        pending["spec"]["externalIPs"] = json!(["192.0.2.1"]);
+        assert_eq!(row(pending)[3], "192.0.2.1");
+        let mut host = lb.clone();
+        host["status"] =
+            json!({"loadBalancer": {"ingress": [{"hostname": "a-very-long-hostname.example"}]}});
+        assert_eq!(row(host)[3], "a-very-long-h...");
+        assert_eq!(
+            row(
+                json!({"metadata": {"name": "c"}, "spec": {"type": "ClusterIP", "clusterIP": "None", "clusterIPs": ["None"]}})
+            )[3],
+            "<none>"
+        );
+        assert_eq!(
+            row(json!({"metadata": {"name": "x"}, "spec": {"type": "ExternalName", "externalName": "db.example.com"}}))
+                .as_array()
+                .expect("cells")[2..4],
+            [json!("<none>"), json!("db.example.com")]
+        );
+    }
+
+    #[test]
+    fn ingress_row_reads_like_kubectl() {
+        let r = Registry::with_builtins();
+        let rt = r.get("networking.k8s.io", "v1", "ingresses").expect("ing");
+        let ing = json!({"metadata": {"name": "web"},
+            "spec": {"ingressClassName": "nginx", "rules": [{"host": "a.test"}, {"host": "b.test"}, {}, {"host": "d.test"}, {"host": "e.test"}],
+                     "tls": [{"hosts": ["a.test"]}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "127.0.100.1"}]}}});
+        let t = table(&rt, &[ing], 1, None);
+        let names: Vec<&str> = t["columnDefinitions"]
+            .as_array()
+            .expect("defs")
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(names, ["Name", "Class", "Hosts", "Address", "Ports", "Age"]);
+        let cells = &t["rows"][0]["cells"];
+        assert_eq!(cells[1], "nginx");
+        assert_eq!(cells[2], "a.test,b.test,d.test + 2 more...");
+        assert_eq!(cells[3], "127.0.100.1");
+        assert_eq!(cells[4], "80, 443");
+        let bare = table(&rt, &[json!({"metadata": {"name": "x"}})], 1, None);
+        assert_eq!(
+            bare["rows"][0]["cells"].as_array().expect("cells")[1..5],
+            [json!("<none>"), json!("*"), json!(""), json!("80")]
+        );
     }
 
     #[test]

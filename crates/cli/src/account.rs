@@ -6,7 +6,7 @@
 //! settings objects (`mooring-cm`, `mooring-rbac-cm`, `mooring-secret`), not through the
 //! API. Tokens are printed once and stored only as SHA-256 hashes.
 
-use crate::app::{kubeconfig_path, Common, Output};
+use crate::app::{Common, Output};
 use anyhow::Context as _;
 use clap::Subcommand;
 use mooring_server::store::Store;
@@ -79,9 +79,9 @@ pub enum RoleCommand {
 }
 
 async fn store(common: &Common) -> anyhow::Result<Store> {
-    let path = kubeconfig_path(common.kubeconfig.clone())?;
-    let client = mooring_k8s::client_from_kubeconfig(&path).await?;
-    Ok(Store::new(client, &common.app_namespace))
+    // Accounts, tokens and RBAC live in the control-plane namespace only.
+    let m = crate::connect::connect(&common.management).await?;
+    Ok(Store::new(m.client.clone(), m.namespace()))
 }
 
 pub async fn run_proj(cmd: ProjCommand, common: Common) -> anyhow::Result<ExitCode> {

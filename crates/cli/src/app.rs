@@ -24,17 +24,20 @@ pub enum Output {
 
 #[derive(Args, Debug)]
 pub struct Common {
-    /// Kubeconfig of the management cluster (default: $KUBECONFIG, then the one `mooring up` wrote).
-    #[arg(long, global = true)]
-    pub kubeconfig: Option<PathBuf>,
-    /// Namespace of the Application objects.
-    #[arg(
-        long = "app-namespace",
-        short = 'N',
-        global = true,
-        default_value = "default"
-    )]
-    pub app_namespace: String,
+    #[command(flatten)]
+    pub management: crate::connect::ManagementArgs,
+    /// Namespace of the Application (or ApplicationSet) objects, for those outside the
+    /// control plane ("applications in any namespace"; default: the control-plane
+    /// namespace). `NAMESPACE/NAME` names one too, as with `argocd app`.
+    #[arg(long = "app-namespace", short = 'N', global = true)]
+    pub app_namespace: Option<String>,
+}
+
+impl Common {
+    /// The namespace of the Application objects a command means.
+    pub fn app_namespace<'a>(&'a self, m: &'a crate::connect::Management) -> &'a str {
+        self.app_namespace.as_deref().unwrap_or(m.namespace())
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -55,16 +58,21 @@ pub enum AppCommand {
         /// Ask the controller to compare with Git now.
         #[arg(long)]
         refresh: bool,
+        /// Compare with Git now, rendering every source anew (no manifest cache).
+        #[arg(long)]
+        hard_refresh: bool,
         #[arg(short, long, value_enum, default_value_t)]
         output: Output,
     },
     /// Show the differences between Git and the cluster (exit 1 when there are any).
     Diff { name: String },
-    /// Print the rendered manifests of the app's target revision.
+    /// Print the rendered manifests of the app's target revision (every source).
     Manifests {
         name: String,
         #[arg(long)]
         revision: Option<String>,
+        #[command(flatten)]
+        sources: SourceRevisions,
     },
     /// Sync an application to its target (or a given) revision.
     Sync {
@@ -74,6 +82,8 @@ pub enum AppCommand {
         prune: bool,
         #[arg(long)]
         revision: Option<String>,
+        #[command(flatten)]
+        sources: SourceRevisions,
         /// Return once the operation is requested.
         #[arg(long = "async")]
         no_wait: bool,
@@ -114,27 +124,45 @@ pub enum AppCommand {
     },
 }
 
-/// ConfigMap holding settings shared by the controller and the CLI.
-pub const SETTINGS_CONFIGMAP: &str = "mooring-cm";
-
-/// The kubeconfig rule: flag, then $KUBECONFIG, then `.mooring/kubeconfig`.
-pub fn kubeconfig_path(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    if let Some(p) = flag {
-        return Ok(p);
-    }
-    if let Some(p) = std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(p));
-    }
-    let local = PathBuf::from(".mooring/kubeconfig");
-    if local.is_file() {
-        return Ok(local);
-    }
-    bail!("no kubeconfig: pass --kubeconfig, set KUBECONFIG, or run `mooring up` in this directory first")
+/// Revisions of chosen sources of a multi-source application (`spec.sources`), as
+/// `argocd app sync --revisions R --source-positions N`.
+#[derive(Args, Debug, Default)]
+pub struct SourceRevisions {
+    /// Revision for the source at the matching --source-positions (repeatable; only for
+    /// applications with spec.sources).
+    #[arg(long = "revisions")]
+    pub revisions: Vec<String>,
+    /// 1-based position in spec.sources of the source each --revisions applies to.
+    #[arg(long = "source-positions")]
+    pub positions: Vec<i64>,
 }
 
-pub(crate) async fn client(common: &Common) -> anyhow::Result<kube::Client> {
-    let path = kubeconfig_path(common.kubeconfig.clone())?;
-    Ok(mooring_k8s::client_from_kubeconfig(&path).await?)
+/// The revisions `app` is asked to use: `--revision` for a single-source app, or
+/// `--revisions`/`--source-positions` for one with `spec.sources` (the rule is
+/// [`mooring_core::app::requested_revisions`]).
+fn requested(
+    app: &Value,
+    revision: Option<&str>,
+    sources: &SourceRevisions,
+) -> anyhow::Result<mooring_core::app::Revisions> {
+    let typed: mooring_core::app::Application =
+        serde_json::from_value(app.clone()).context("reading the Application")?;
+    Ok(mooring_core::app::requested_revisions(
+        &typed,
+        revision,
+        &sources.revisions,
+        &sources.positions,
+    )?)
+}
+
+/// The revision(s) of a `revision`/`revisions` object, short, comma-separated.
+fn short_revisions(v: &Value) -> String {
+    mooring_core::app::Revisions::of(v)
+        .commits()
+        .iter()
+        .map(|c| c.chars().take(7).collect::<String>())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn apps(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
@@ -192,9 +220,32 @@ fn automated(app: &Value) -> bool {
         .is_some_and(|a| !a.is_null())
 }
 
+/// The Applications API of the namespace an app reference (`NAME` or `NAMESPACE/NAME`)
+/// names, and the bare name.
+fn app_ref<'a>(
+    client: &kube::Client,
+    default_namespace: &'a str,
+    reference: &'a str,
+) -> (Api<DynamicObject>, &'a str) {
+    let (ns, name) = mooring_core::app::qualified_name(reference, default_namespace);
+    (apps(client, ns), name)
+}
+
+/// An app's display name: `name` in the control-plane namespace, `namespace/name`
+/// elsewhere (as Argo CD shows apps in any namespace).
+fn display_name(app: &Value, control_namespace: &str) -> String {
+    let (ns, name) = (s(app, "/metadata/namespace"), s(app, "/metadata/name"));
+    if ns == control_namespace || ns.is_empty() {
+        name.to_string()
+    } else {
+        format!("{ns}/{name}")
+    }
+}
+
 pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
-    let client = client(&common).await?;
-    let api = apps(&client, &common.app_namespace);
+    let m = crate::connect::connect(&common.management).await?;
+    let client = m.client.clone();
+    let default_ns = common.app_namespace(&m).to_string();
     match cmd {
         AppCommand::Create { file } => {
             let text = std::fs::read_to_string(&file)
@@ -207,8 +258,14 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
                 let ns = d
                     .pointer("/metadata/namespace")
                     .and_then(Value::as_str)
-                    .unwrap_or(&common.app_namespace)
+                    .unwrap_or(&default_ns)
                     .to_string();
+                if !m.control_plane.namespace_enabled(&ns) {
+                    eprintln!(
+                        "warning: Application {ns}/{name} will be ignored by the controller: {}",
+                        mooring_controller::ignored_reason(&m.control_plane, &ns)
+                    );
+                }
                 apps(&client, &ns)
                     .patch(
                         &name,
@@ -226,13 +283,27 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AppCommand::List { output } => {
-            let list = api
-                .list(&Default::default())
-                .await
-                .context("listing applications")?;
+            // `-N NS`: that namespace; otherwise every namespace the control plane reads.
+            let list = match &common.app_namespace {
+                Some(ns) => apps(&client, ns).list(&Default::default()).await,
+                None => {
+                    Api::<DynamicObject>::all_with(
+                        client.clone(),
+                        &mooring_controller::application_resource(),
+                    )
+                    .list(&Default::default())
+                    .await
+                }
+            }
+            .context("listing applications")?;
             let items: Vec<Value> = list
                 .items
                 .into_iter()
+                .filter(|o| {
+                    common.app_namespace.is_some()
+                        || m.control_plane
+                            .namespace_enabled(o.metadata.namespace.as_deref().unwrap_or_default())
+                })
                 .filter_map(|o| serde_json::to_value(o).ok())
                 .collect();
             if output != Output::Table {
@@ -252,7 +323,7 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
             .to_vec()];
             for a in &items {
                 rows.push(vec![
-                    s(a, "/metadata/name").into(),
+                    display_name(a, m.namespace()),
                     s(a, "/spec/destination/server").to_string() + s(a, "/spec/destination/name"),
                     s(a, "/spec/destination/namespace").into(),
                     s(a, "/spec/project").into(),
@@ -263,7 +334,9 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
                     } else {
                         "Manual".into()
                     },
-                    s(a, "/status/sync/revision").chars().take(7).collect(),
+                    a.pointer("/status/sync")
+                        .map(short_revisions)
+                        .unwrap_or_default(),
                 ]);
             }
             print_table(&rows);
@@ -272,24 +345,37 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
         AppCommand::Get {
             name,
             refresh,
+            hard_refresh,
             output,
         } => {
-            if refresh {
+            let (api, name) = app_ref(&client, &default_ns, &name);
+            if refresh || hard_refresh {
+                let level = if hard_refresh { "hard" } else { "normal" };
                 let stamp = jiff::Timestamp::now().to_string();
                 api.patch(
-                    &name,
+                    name,
                     &PatchParams::default(),
-                    &Patch::Merge(json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal", "mooring.dev/refresh": stamp}}})),
+                    &Patch::Merge(json!({"metadata": {"annotations": {
+                        mooring_controller::reconcile::REFRESH_ANNOTATION: level,
+                        "mooring.dev/refresh": stamp,
+                    }}})),
                 )
                 .await
                 .with_context(|| format!("requesting a refresh of {name}"))?;
                 tokio::time::sleep(Duration::from_millis(800)).await;
             }
-            let a = get_app(&api, &name).await?;
+            let a = get_app(&api, name).await?;
             if output != Output::Table {
                 return emit(&a, output).map(|_| ExitCode::SUCCESS);
             }
-            println!("Name:           {}", s(&a, "/metadata/name"));
+            println!("Name:           {}", display_name(&a, m.namespace()));
+            let app_ns = s(&a, "/metadata/namespace");
+            if !m.control_plane.namespace_enabled(app_ns) {
+                println!(
+                    "Ignored:        {}",
+                    mooring_controller::ignored_reason(&m.control_plane, app_ns)
+                );
+            }
             println!("Project:        {}", s(&a, "/spec/project"));
             println!(
                 "Server:         {}{}",
@@ -297,9 +383,50 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
                 s(&a, "/spec/destination/name")
             );
             println!("Namespace:      {}", s(&a, "/spec/destination/namespace"));
-            println!("Repo:           {}", s(&a, "/spec/source/repoURL"));
-            println!("Target:         {}", s(&a, "/spec/source/targetRevision"));
-            println!("Path:           {}", s(&a, "/spec/source/path"));
+            let multi = a
+                .pointer("/spec/sources")
+                .and_then(Value::as_array)
+                .filter(|l| !l.is_empty());
+            match multi {
+                None => {
+                    println!("Repo:           {}", s(&a, "/spec/source/repoURL"));
+                    println!("Target:         {}", s(&a, "/spec/source/targetRevision"));
+                    println!("Path:           {}", s(&a, "/spec/source/path"));
+                }
+                Some(list) => {
+                    // One line per source with the commit it was compared at.
+                    let revisions = a
+                        .pointer("/status/sync/revisions")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    println!("Sources:");
+                    for (i, src) in list.iter().enumerate() {
+                        let mut line = format!(
+                            "  {}. {} @ {}",
+                            i + 1,
+                            s(src, "/repoURL"),
+                            match s(src, "/targetRevision") {
+                                "" => "HEAD",
+                                t => t,
+                            }
+                        );
+                        if !s(src, "/path").is_empty() {
+                            line.push_str(&format!("  path {}", s(src, "/path")));
+                        }
+                        if !s(src, "/ref").is_empty() {
+                            line.push_str(&format!("  ref {}", s(src, "/ref")));
+                        }
+                        if let Some(r) = revisions.get(i).and_then(Value::as_str) {
+                            line.push_str(&format!(
+                                "  ({})",
+                                r.chars().take(7).collect::<String>()
+                            ));
+                        }
+                        println!("{line}");
+                    }
+                }
+            }
             println!(
                 "Sync Policy:    {}",
                 if automated(&a) { "Automated" } else { "Manual" }
@@ -307,10 +434,9 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
             println!(
                 "Sync Status:    {} ({})",
                 s(&a, "/status/sync/status"),
-                s(&a, "/status/sync/revision")
-                    .chars()
-                    .take(7)
-                    .collect::<String>()
+                a.pointer("/status/sync")
+                    .map(short_revisions)
+                    .unwrap_or_default()
             );
             println!("Health Status:  {}", s(&a, "/status/health/status"));
             if let Some(op) = a.pointer("/status/operationState") {
@@ -357,10 +483,16 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AppCommand::Diff { name } => {
-            let (ctx, app) = offline(&client, &api, &name).await?;
+            let (api, name) = app_ref(&client, &default_ns, &name);
+            let (ctx, app) = offline(&m, &api, name).await?;
             let cluster = ctx.cluster_for(&app.spec.destination)?;
-            let (rev, desired) =
-                mooring_controller::reconcile::desired_state(&ctx, &app, None, &cluster).await?;
+            let (rev, desired) = mooring_controller::reconcile::desired_state(
+                &ctx,
+                &app,
+                &Default::default(),
+                &cluster,
+            )
+            .await?;
             let compared =
                 mooring_controller::reconcile::compare(&ctx, &app, &cluster, rev, desired).await?;
             let mut differs = false;
@@ -377,16 +509,19 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
-        AppCommand::Manifests { name, revision } => {
-            let (ctx, app) = offline(&client, &api, &name).await?;
+        AppCommand::Manifests {
+            name,
+            revision,
+            sources,
+        } => {
+            let (api, name) = app_ref(&client, &default_ns, &name);
+            let a = get_app(&api, name).await?;
+            let wanted = requested(&a, revision.as_deref(), &sources)
+                .with_context(|| format!("revisions of {name}"))?;
+            let (ctx, app) = offline(&m, &api, name).await?;
             let cluster = ctx.cluster_for(&app.spec.destination)?;
-            let (_, desired) = mooring_controller::reconcile::desired_state(
-                &ctx,
-                &app,
-                revision.as_deref(),
-                &cluster,
-            )
-            .await?;
+            let (_, desired) =
+                mooring_controller::reconcile::desired_state(&ctx, &app, &wanted, &cluster).await?;
             for d in desired {
                 println!("---");
                 print!(
@@ -400,18 +535,24 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
             name,
             prune,
             revision,
+            sources,
             no_wait,
             timeout,
         } => {
-            let a = get_app(&api, &name).await?;
-            let op = json!({"sync": {"revision": revision, "prune": prune}, "initiatedBy": {"username": "mooring-cli"}});
-            request_operation(&api, &name, op).await?;
+            let (api, name) = app_ref(&client, &default_ns, &name);
+            let a = get_app(&api, name).await?;
+            let wanted = requested(&a, revision.as_deref(), &sources)
+                .with_context(|| format!("cannot sync {name}"))?;
+            let mut sync = json!({"prune": prune});
+            wanted.write_into(&mut sync);
+            let op = json!({"sync": sync, "initiatedBy": {"username": "mooring-cli"}});
+            request_operation(&api, name, op).await?;
             if no_wait {
                 println!("sync of {name} requested");
                 return Ok(ExitCode::SUCCESS);
             }
             let started = s(&a, "/status/operationState/id").to_string();
-            wait_operation(&api, &name, &started, timeout).await
+            wait_operation(&api, name, &started, timeout).await
         }
         AppCommand::Wait {
             name,
@@ -420,6 +561,7 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
             operation,
             timeout,
         } => {
+            let (api, name) = app_ref(&client, &default_ns, &name);
             let (sync, health) = if !sync && !health && !operation {
                 (true, true)
             } else {
@@ -428,7 +570,7 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
             let start = Instant::now();
             let mut last = String::new();
             loop {
-                let a = get_app(&api, &name).await?;
+                let a = get_app(&api, name).await?;
                 let st = s(&a, "/status/sync/status");
                 let he = s(&a, "/status/health/status");
                 let op = s(&a, "/status/operationState/phase");
@@ -452,7 +594,8 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
             }
         }
         AppCommand::History { name, output } => {
-            let a = get_app(&api, &name).await?;
+            let (api, name) = app_ref(&client, &default_ns, &name);
+            let a = get_app(&api, name).await?;
             let h = a.pointer("/status/history").cloned().unwrap_or(json!([]));
             if output != Output::Table {
                 return emit(&h, output).map(|_| ExitCode::SUCCESS);
@@ -462,14 +605,15 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
                 rows.push(vec![
                     e.get("id").map(Value::to_string).unwrap_or_default(),
                     s(e, "/deployedAt").into(),
-                    s(e, "/revision").into(),
+                    mooring_core::app::Revisions::of(e).to_string(),
                 ]);
             }
             print_table(&rows);
             Ok(ExitCode::SUCCESS)
         }
         AppCommand::Rollback { name, id, prune } => {
-            let a = get_app(&api, &name).await?;
+            let (api, name) = app_ref(&client, &default_ns, &name);
+            let a = get_app(&api, name).await?;
             if automated(&a) {
                 bail!("rollback cannot be initiated when auto-sync is enabled: disable spec.syncPolicy.automated of {name} first (as in Argo CD)");
             }
@@ -478,28 +622,36 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
                 .and_then(Value::as_array)
                 .and_then(|h| h.iter().find(|e| e.get("id").and_then(Value::as_i64) == Some(id)))
                 .with_context(|| format!("application {name} has no history entry {id} (see `mooring app history {name}`)"))?;
-            let rev = s(entry, "/revision").to_string();
+            // `revision`, or `revisions` (one per source) for a multi-source app.
+            let mut sync = json!({"prune": prune});
+            mooring_core::app::Revisions::of(entry).write_into(&mut sync);
             let started = s(&a, "/status/operationState/id").to_string();
-            request_operation(&api, &name, json!({"sync": {"revision": rev, "prune": prune}, "initiatedBy": {"username": "mooring-cli"}})).await?;
-            wait_operation(&api, &name, &started, 300).await
+            request_operation(
+                &api,
+                name,
+                json!({"sync": sync, "initiatedBy": {"username": "mooring-cli"}}),
+            )
+            .await?;
+            wait_operation(&api, name, &started, 300).await
         }
         AppCommand::Delete { name, cascade } => {
+            let (api, name) = app_ref(&client, &default_ns, &name);
             if cascade {
                 // Added to the finalizers already there (the post-delete ones stay).
-                let a = get_app(&api, &name).await?;
+                let a = get_app(&api, name).await?;
                 let finalizers = mooring_core::app::finalizers_with(
                     &a["metadata"],
                     mooring_controller::reconcile::RESOURCES_FINALIZER,
                 );
                 api.patch(
-                    &name,
+                    name,
                     &PatchParams::default(),
                     &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
                 )
                 .await
                 .with_context(|| format!("marking {name} for cascading deletion"))?;
             }
-            api.delete(&name, &DeleteParams::default())
+            api.delete(name, &DeleteParams::default())
                 .await
                 .with_context(|| format!("deleting {name}"))?;
             println!(
@@ -516,7 +668,7 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
 }
 
 async fn offline(
-    client: &kube::Client,
+    m: &crate::connect::Management,
     api: &Api<DynamicObject>,
     name: &str,
 ) -> anyhow::Result<(
@@ -528,23 +680,19 @@ async fn offline(
         serde_json::from_value(a).context("reading the Application")?;
     // Settings the running controller was started with (`mooring up` records its
     // repository aliases in the `mooring-cm` ConfigMap, as Argo CD keeps `argocd-cm`).
-    let cms: Api<mooring_k8s::k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(client.clone(), app.namespace());
-    let repo_aliases = cms
-        .get_opt(SETTINGS_CONFIGMAP)
+    let repo_aliases = crate::connect::settings(&m.client, m.namespace())
         .await
-        .ok()
-        .flatten()
-        .and_then(|cm| cm.data?.get("repository.aliases").cloned())
+        .and_then(|d| d.get("repository.aliases").cloned())
         .and_then(|j| serde_json::from_str::<Vec<(String, String)>>(&j).ok())
         .unwrap_or_default();
     let opts = mooring_controller::ControllerOptions {
         cache_dir: std::env::temp_dir().join("mooring-cli-repos"),
         repo_aliases,
+        control_plane: m.control_plane.clone(),
         ..Default::default()
     };
     Ok((
-        mooring_controller::Context::offline(client.clone(), opts).await?,
+        mooring_controller::Context::offline(m.client.clone(), opts).await?,
         app,
     ))
 }
@@ -588,7 +736,9 @@ async fn wait_operation(
                 "Operation:  Sync\nPhase:      {}\nMessage:    {}\nRevision:   {}",
                 s(&op, "/phase"),
                 s(&op, "/message"),
-                s(&op, "/syncResult/revision")
+                op.get("syncResult")
+                    .map(|r| mooring_core::app::Revisions::of(r).to_string())
+                    .unwrap_or_default()
             );
             return Ok(if s(&op, "/phase") == "Succeeded" {
                 ExitCode::SUCCESS

@@ -256,8 +256,8 @@ pub async fn run(command: AppSetCommand, common: crate::app::Common) -> anyhow::
     use crate::app::Output as Out;
     match command {
         AppSetCommand::List { output } => {
-            let client = crate::app::client(&common).await?;
-            let list = sets(&client, &common.app_namespace)
+            let m = crate::connect::connect(&common.management).await?;
+            let list = sets(&m.client, common.app_namespace(&m))
                 .list(&Default::default())
                 .await
                 .context("listing ApplicationSets")?;
@@ -282,8 +282,10 @@ pub async fn run(command: AppSetCommand, common: crate::app::Common) -> anyhow::
             Ok(ExitCode::SUCCESS)
         }
         AppSetCommand::Get { name, output } => {
-            let client = crate::app::client(&common).await?;
-            let set = sets(&client, &common.app_namespace)
+            let m = crate::connect::connect(&common.management).await?;
+            let (ns, name) = mooring_core::app::qualified_name(&name, common.app_namespace(&m));
+            let (ns, name) = (ns.to_string(), name.to_string());
+            let set = sets(&m.client, &ns)
                 .get_opt(&name)
                 .await
                 .with_context(|| format!("reading ApplicationSet {name}"))?
@@ -297,7 +299,7 @@ pub async fn run(command: AppSetCommand, common: crate::app::Common) -> anyhow::
             }
             let r = row(&set);
             println!("Name:               {}", r[0]);
-            println!("Namespace:          {}", common.app_namespace);
+            println!("Namespace:          {ns}");
             println!("Applications sync:  {}", r[3]);
             println!("Up to date:         {}", r[2]);
             for c in set["status"]["conditions"].as_array().into_iter().flatten() {

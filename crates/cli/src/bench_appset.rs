@@ -61,7 +61,7 @@ pub async fn run(n_apps: usize, n_clusters: usize) -> anyhow::Result<()> {
         },
     )
     .await?;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "argocd");
     let mut clusters = Vec::new();
     for i in 0..n_clusters {
         let c = mooring_apiserver::Cluster::start(Default::default()).await?;
@@ -70,7 +70,7 @@ pub async fn run(n_apps: usize, n_clusters: usize) -> anyhow::Result<()> {
         controller.add_cluster(&name, &c.url(), cc).await?;
         let secret: Secret = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": format!("cluster-{name}"), "namespace": "default",
+            "metadata": {"name": format!("cluster-{name}"), "namespace": "argocd",
                 "labels": {"argocd.argoproj.io/secret-type": "cluster", "bench": "true"}},
             "stringData": {"name": name, "server": c.url(), "config": "{}"}
         }))?;
@@ -82,7 +82,7 @@ pub async fn run(n_apps: usize, n_clusters: usize) -> anyhow::Result<()> {
         .collect();
     let set: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
-        "metadata": {"name": "fleet", "namespace": "default"},
+        "metadata": {"name": "fleet", "namespace": "argocd"},
         "spec": {
             "syncPolicy": {"preserveResourcesOnDeletion": true},
             "generators": [{"matrix": {"generators": [
@@ -99,12 +99,12 @@ pub async fn run(n_apps: usize, n_clusters: usize) -> anyhow::Result<()> {
     }))?;
     let sets: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
-        "default",
+        mooring_core::app::CONTROL_PLANE_NAMESPACE,
         &mooring_controller::applicationset_resource(),
     );
     let apps: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
-        "default",
+        mooring_core::app::CONTROL_PLANE_NAMESPACE,
         &mooring_controller::application_resource(),
     );
     let want = per_cluster * n_clusters;

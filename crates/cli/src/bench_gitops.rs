@@ -55,7 +55,7 @@ fn vm_hwm_mib() -> f64 {
 fn app(name: &str, ns: &str, remote: &str) -> anyhow::Result<DynamicObject> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": name, "namespace": "default"},
+        "metadata": {"name": name, "namespace": "argocd"},
         "spec": {"project": "default", "source": {"repoURL": remote, "targetRevision": "main", "path": "app"},
             "destination": {"server": "https://kubernetes.default.svc", "namespace": ns},
             "syncPolicy": {"automated": {"prune": true, "selfHeal": true}, "syncOptions": ["CreateNamespace=true"]}}
@@ -117,7 +117,7 @@ pub async fn run(n_apps: usize, rounds: usize) -> anyhow::Result<()> {
     });
     let apps: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
-        "default",
+        mooring_core::app::CONTROL_PLANE_NAMESPACE,
         &mooring_controller::application_resource(),
     );
     apps.create(&PostParams::default(), &app("bench", "bench", remote)?)

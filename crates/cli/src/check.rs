@@ -97,6 +97,14 @@ pub struct CheckArgs {
     /// Check only these environments (repeatable; default: all).
     #[arg(long = "environment", value_name = "ENV")]
     pub environment: Vec<String>,
+    /// The control-plane namespace the repository's Applications and AppProjects are
+    /// applied to (AppProjects elsewhere are never read).
+    #[arg(long, env = "MOORING_NAMESPACE", default_value = mooring_core::app::CONTROL_PLANE_NAMESPACE)]
+    pub namespace: String,
+    /// Other namespaces the controller reads Applications from (`--application-namespaces`
+    /// of `mooring up` / the controller): comma-separated globs or `/regex/`.
+    #[arg(long, value_delimiter = ',')]
+    pub application_namespaces: Vec<String>,
 }
 
 /// `.mooring/check.yaml`.
@@ -124,6 +132,9 @@ struct Unit {
     environment: Option<String>,
     /// `spec.destination.namespace`, given to namespaced objects rendered without one.
     namespace: Option<String>,
+    /// The Application's own `metadata.namespace` (`None`: the control plane's, or for an
+    /// app of an app-of-apps, the parent's destination namespace).
+    app_namespace: Option<String>,
     source: mooring_core::app::ApplicationSource,
     /// `spec.project` (`None` for an overlay no Application renders) and
     /// `spec.destination`, for the project rules.
@@ -160,7 +171,17 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let started = Instant::now();
-    let report = check(&repo, &args.environment, &LintOptions { disabled }).await?;
+    let control_plane = mooring_engine::project::ControlPlane {
+        namespace: args.namespace.clone(),
+        application_namespaces: args.application_namespaces.clone(),
+    };
+    let report = check(
+        &repo,
+        &args.environment,
+        &LintOptions { disabled },
+        &control_plane,
+    )
+    .await?;
     let out = report::render(&report, format);
     std::io::stdout().write_all(out.as_bytes())?;
     let failures = report
@@ -198,7 +219,12 @@ fn load_config(repo: &Path) -> anyhow::Result<CheckConfig> {
 }
 
 /// The whole run (everything but output).
-async fn check(repo: &Path, envs: &[String], lint_opts: &LintOptions) -> anyhow::Result<Report> {
+async fn check(
+    repo: &Path,
+    envs: &[String],
+    lint_opts: &LintOptions,
+    control_plane: &mooring_engine::project::ControlPlane,
+) -> anyhow::Result<Report> {
     let mut report = Report::default();
     let files = walk(repo);
 
@@ -277,7 +303,13 @@ async fn check(repo: &Path, envs: &[String], lint_opts: &LintOptions) -> anyhow:
                     }
                     if d["kind"] == "AppProject" {
                         match serde_json::from_value::<AppProject>(d.clone()) {
-                            Ok(p) => projects.push(p),
+                            Ok(p) => {
+                                if let Some(f) = project_outside_control_plane(&p, control_plane) {
+                                    report.subjects.push(subject(&rel, "", vec![f]));
+                                } else {
+                                    projects.push(p);
+                                }
+                            }
                             Err(e) => report.subjects.push(subject(
                                 &rel,
                                 "",
@@ -320,7 +352,11 @@ async fn check(repo: &Path, envs: &[String], lint_opts: &LintOptions) -> anyhow:
             match result {
                 RenderResult::Objects(objects) => {
                     for o in objects.iter().filter(|o| is_application(o)) {
-                        for u in units_of(o, None).unwrap_or_default() {
+                        for mut u in units_of(o, None).unwrap_or_default() {
+                            // Rendered without a namespace: the parent's destination's.
+                            if u.app_namespace.is_none() {
+                                u.app_namespace = unit.namespace.clone();
+                            }
                             if wanted(&u, envs) && seen.insert(unit_key(&u)) {
                                 queue.push(u);
                             }
@@ -379,6 +415,7 @@ async fn check(repo: &Path, envs: &[String], lint_opts: &LintOptions) -> anyhow:
             file: None,
             environment: Some(env),
             namespace: None,
+            app_namespace: None,
             source: mooring_core::app::ApplicationSource {
                 path: Some(rel_dir),
                 ..Default::default()
@@ -443,11 +480,15 @@ async fn check(repo: &Path, envs: &[String], lint_opts: &LintOptions) -> anyhow:
         "check: validating and linting {objects_total} object(s) of {} render(s)…",
         rendered.len()
     );
-    // AppProjects rendered by an app (the example deploys its projects so) count too.
-    for o in rendered.iter().flat_map(|r| r.objects.iter()) {
-        if o["kind"] == "AppProject" {
+    // AppProjects rendered by an app (the example deploys its projects so) count too,
+    // when they land in the control-plane namespace.
+    let mut misplaced = BTreeMap::new();
+    for r in &rendered {
+        for o in r.objects.iter().filter(|o| o["kind"] == "AppProject") {
             if let Ok(p) = serde_json::from_value::<AppProject>(o.clone()) {
-                if !projects.iter().any(|q| q.name() == p.name()) {
+                if let Some(f) = project_outside_control_plane(&p, control_plane) {
+                    misplaced.insert(unit_key(&r.unit), f);
+                } else if !projects.iter().any(|q| q.name() == p.name()) {
                     projects.push(p);
                 }
             }
@@ -455,7 +496,8 @@ async fn check(repo: &Path, envs: &[String], lint_opts: &LintOptions) -> anyhow:
     }
     for r in &rendered {
         let mut s = check_objects(r, &crds, lint_opts);
-        project_rules(r, &projects, &cluster_crds, &mut s);
+        s.findings.extend(misplaced.remove(&unit_key(&r.unit)));
+        project_rules(r, &projects, &cluster_crds, control_plane, &mut s);
         report.subjects.push(s);
     }
 
@@ -555,11 +597,13 @@ fn policy_stage(repo: &Path, files: &[PathBuf], rendered: &[Rendered]) -> Report
         let Ok(text) = std::fs::read_to_string(f) else {
             continue;
         };
+        if gator::is_suite(&text) {
+            suites.push(f.clone());
+            continue;
+        }
         for d in mooring_core::yaml::parse_all(&text).unwrap_or_default() {
             if gatekeeper::is_policy_object(&d) {
                 policy_objects.insert(policy_key(&d), d);
-            } else if d["kind"] == "Suite" && d["apiVersion"] == "test.gatekeeper.sh/v1alpha1" {
-                suites.push(f.clone());
             }
         }
     }
@@ -658,26 +702,15 @@ fn policy_stage(repo: &Path, files: &[PathBuf], rendered: &[Rendered]) -> Report
 
     // gator suites.
     for suite in suites {
-        let suite_rel = rel(repo, &suite);
         let dir = suite.parent().map(Path::to_path_buf).unwrap_or_default();
-        let result = std::fs::read_to_string(&suite)
-            .map_err(|e| e.to_string())
-            .and_then(|text| gator::parse_suite(&text).map_err(|e| e.to_string()))
-            .map(|parsed| {
-                gator::run_suite(
-                    &parsed,
-                    &mut |p| std::fs::read_to_string(dir.join(p)),
-                    limits,
-                )
-            });
-        match result {
-            Ok(r) => report.subjects.extend(r.to_report(&suite_rel).subjects),
-            Err(e) => report.subjects.push(subject(
-                &suite_rel,
-                "",
-                vec![failure("gator", "gator/invalid", e, "")],
-            )),
-        }
+        let text = std::fs::read_to_string(&suite).map_err(|e| e.to_string());
+        let result = gator::suite_report(
+            &rel(repo, &suite),
+            text,
+            &mut |p| std::fs::read_to_string(dir.join(p)),
+            limits,
+        );
+        report.subjects.extend(result.subjects);
     }
     report
 }
@@ -1130,10 +1163,8 @@ fn units_of(doc: &Value, file: Option<&str>) -> Result<Vec<Unit>, String> {
             doc["metadata"]["name"].as_str().unwrap_or("?")
         )
     })?;
-    let sources: Vec<_> = match &app.spec.source {
-        Some(s) => vec![s.clone()],
-        None => app.spec.sources.clone(),
-    };
+    // `spec.sources` wins over `spec.source`, as in Argo CD.
+    let sources: Vec<_> = app.sources().to_vec();
     if sources.is_empty() {
         return Err(format!("Application {} has no source", app.name()));
     }
@@ -1154,7 +1185,14 @@ fn units_of(doc: &Value, file: Option<&str>) -> Result<Vec<Unit>, String> {
                     .as_str()
                     .map(str::to_string)
             });
+        let app_namespace = app
+            .metadata
+            .get("namespace")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string);
         units.push(Unit {
+            app_namespace,
             name: if multi {
                 format!("{} (source {})", app.name(), i + 1)
             } else {
@@ -1261,6 +1299,7 @@ fn project_rules(
     r: &Rendered,
     projects: &[AppProject],
     cluster_crds: &BTreeSet<(String, String)>,
+    control_plane: &mooring_engine::project::ControlPlane,
     s: &mut Subject,
 ) {
     use mooring_engine::project as rules;
@@ -1301,6 +1340,18 @@ fn project_rules(
         dst.name = "in-cluster".into();
     }
     let mut refusals = Vec::new();
+    let app_namespace = r
+        .unit
+        .app_namespace
+        .as_deref()
+        .unwrap_or(&control_plane.namespace);
+    refusals.push((
+        "project/app-namespace",
+        control_plane
+            .check_app_namespace(&proj, app_namespace)
+            .err(),
+        String::new(),
+    ));
     if !r.unit.source.repo_url.is_empty() {
         refusals.push((
             "project/source",
@@ -1332,6 +1383,27 @@ fn project_rules(
                 .push(failure("project", rule, e.to_string(), &resource)),
         }
     }
+}
+
+/// An AppProject that will never be read, being outside the control-plane namespace (one
+/// without a namespace is applied there).
+fn project_outside_control_plane(
+    p: &AppProject,
+    control_plane: &mooring_engine::project::ControlPlane,
+) -> Option<Finding> {
+    let ns = p.namespace();
+    (!ns.is_empty() && ns != control_plane.namespace).then(|| {
+        warning(
+            "project",
+            "project/namespace",
+            format!(
+                "AppProject {} is in namespace {ns}: projects are read only from the control-plane namespace {}, so no Application can use it",
+                p.name(),
+                control_plane.namespace
+            ),
+            "",
+        )
+    })
 }
 
 fn unit_key(u: &Unit) -> String {

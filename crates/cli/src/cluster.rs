@@ -2,7 +2,7 @@
 //! management cluster (see `mooring_k8s::registry`). The running controller picks a new
 //! Secret up at once through its watch.
 
-use crate::app::{kubeconfig_path, print_table, Output};
+use crate::app::{print_table, Output};
 use anyhow::{bail, Context as _};
 use mooring_k8s::kube::{self, api::Api};
 use mooring_k8s::registry::{self, ClusterEntry};
@@ -12,14 +12,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// Cluster Secrets live in the control-plane namespace (`--namespace`), where the
+/// controller reads them.
 #[derive(clap::Args, Debug)]
 pub struct ClusterCommon {
-    /// Kubeconfig of the management cluster (default: $KUBECONFIG, then the one `mooring up` wrote).
-    #[arg(long, global = true)]
-    pub kubeconfig: Option<PathBuf>,
-    /// Namespace of the cluster Secrets (Argo CD keeps them in its own namespace).
-    #[arg(long = "secret-namespace", global = true, default_value = "default")]
-    pub namespace: String,
+    #[command(flatten)]
+    pub management: crate::connect::ManagementArgs,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -81,8 +79,9 @@ pub async fn register(client: &kube::Client, ns: &str, entry: &ClusterEntry) -> 
 }
 
 pub async fn run(command: RegistryCommand, common: ClusterCommon) -> anyhow::Result<ExitCode> {
-    let path = kubeconfig_path(common.kubeconfig.clone())?;
-    let client = mooring_k8s::client_from_kubeconfig(&path).await?;
+    let m = crate::connect::connect(&common.management).await?;
+    let client = m.client.clone();
+    let namespace = m.namespace().to_string();
     match command {
         RegistryCommand::Add {
             context,
@@ -108,16 +107,16 @@ pub async fn run(command: RegistryCommand, common: ClusterCommon) -> anyhow::Res
                 Ok(Err(e)) => format!("NOT reachable now ({e}); the controller keeps retrying"),
                 Err(_) => "NOT reachable now (timed out); the controller keeps retrying".into(),
             };
-            register(&client, &common.namespace, &entry).await?;
+            register(&client, &namespace, &entry).await?;
             println!(
                 "cluster {} ({}) registered: {reach}",
                 entry.name, entry.server
             );
             Ok(ExitCode::SUCCESS)
         }
-        RegistryCommand::List { output } => list(&client, &common.namespace, output).await,
+        RegistryCommand::List { output } => list(&client, &namespace, output).await,
         RegistryCommand::Rm { name } => {
-            let api = secrets(&client, &common.namespace);
+            let api = secrets(&client, &namespace);
             let all = api
                 .list(
                     &kube::api::ListParams::default()

@@ -13,6 +13,8 @@ mod bench_policy;
 mod bench_rollout;
 mod check;
 mod cluster;
+mod connect;
+mod embedded;
 mod policy;
 mod rollout;
 mod up;
@@ -44,8 +46,9 @@ enum Command {
     },
     /// Measure the embedded cluster (figures recorded in docs/benchmarks.md).
     Bench(bench::BenchArgs),
-    /// One command: embedded cluster + controller + webhook endpoint, registering the
-    /// Applications found in REPO (default examples/ml-platform).
+    /// One command: embedded cluster + controller + REST API + webhook endpoint, registering
+    /// the AppProjects, ApplicationSets and Applications in REPO's top-level YAML files
+    /// (default examples/ml-platform) in the control-plane namespace (`argocd`).
     Up(up::UpArgs),
     /// Argo CD-compatible application commands.
     App {
@@ -103,6 +106,11 @@ enum Command {
 #[derive(Subcommand)]
 enum HealthCommand {
     /// Run every health_test.yaml in an Argo CD-layout tree of health.lua checks.
+    ///
+    /// Files are read as Argo CD reads them (field names in any case, a file's first YAML
+    /// document only, a repeated key keeps its last value and is warned about). A test
+    /// file that cannot be read fails its folder and the others still run. Exit 0 when
+    /// every case passes, 1 when one fails, 2 when the tree cannot be read.
     Test {
         /// The directory (`<group>/<Kind>/health.lua` with `health_test.yaml` beside it).
         dir: PathBuf,
@@ -130,6 +138,8 @@ enum ClusterCommand {
         /// Simulation speed: 1.0 is real time, 10 makes pods start ten times faster.
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
+        #[command(flatten)]
+        load_balancer: embedded::LoadBalancerArgs,
     },
 }
 
@@ -175,8 +185,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     data_dir,
                     nodes,
                     speed,
+                    load_balancer,
                 },
-            ..
+            common,
         } => {
             if !(speed > 0.0 && speed.is_finite()) {
                 anyhow::bail!("--speed must be a positive number, got {speed}");
@@ -188,8 +199,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 sim: mooring_apiserver::sim::SimOptions {
                     nodes,
                     speed,
+                    load_balancer: load_balancer.addresses(),
                     ..Default::default()
                 },
+                // The control-plane namespace exists from the start, as where Argo CD is
+                // installed: `kubectl apply -n argocd -f app.yaml` works at once.
+                namespaces: vec![common
+                    .management
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| mooring_core::app::CONTROL_PLANE_NAMESPACE.into())],
                 ..Default::default()
             };
             let cluster = mooring_apiserver::Cluster::start(opts)
@@ -237,6 +256,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let report = mooring_engine::health::run_health_tests(&dir)
                 .with_context(|| format!("running the health tests in {}", dir.display()))?;
+            for warning in &report.warnings {
+                eprintln!("warning: {warning}");
+            }
             print!("{report}");
             Ok(if report.all_passed() {
                 ExitCode::SUCCESS

@@ -273,7 +273,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     }
     let mut failed = false;
     if !suites.is_empty() {
-        let report = verify_suites(&suites, limits)?;
+        let report = verify_suites(&suites, limits);
         print!("{}", report::render(&report, Format::Table));
         failed |= report.has_failures();
     }
@@ -295,31 +295,27 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Whether a YAML file is a gator `Suite` (gator finds suites by kind, whatever the file
-/// is called).
+/// is called; see [`gator::is_suite`]).
 fn is_suite(path: &Path) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|text| {
-        text.lines()
-            .any(|l| l.trim_end() == "kind: Suite" || l.trim_end() == "kind: \"Suite\"")
-    })
+    std::fs::read_to_string(path).is_ok_and(|text| gator::is_suite(&text))
 }
 
-/// Runs gator `Suite` files (paths in a suite are relative to its directory).
-fn verify_suites(paths: &[PathBuf], limits: Limits) -> anyhow::Result<Report> {
+/// Runs gator `Suite` files (paths in a suite are relative to its directory). A suite file
+/// that cannot be used fails on its own and the others still run.
+fn verify_suites(paths: &[PathBuf], limits: Limits) -> Report {
     let mut report = Report::default();
     for path in paths {
-        let text = read_text(path, conftest::MAX_INPUT_BYTES)?;
-        let suite = gator::parse_suite(&text).with_context(|| format!("{}", path.display()))?;
+        let text = read_text(path, conftest::MAX_INPUT_BYTES).map_err(|e| format!("{e:#}"));
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let result = gator::run_suite(
-            &suite,
+        let suite = gator::suite_report(
+            &path.display().to_string(),
+            text,
             &mut |p| std::fs::read_to_string(dir.join(p)),
             limits,
         );
-        report
-            .subjects
-            .extend(result.to_report(&path.display().to_string()).subjects);
+        report.subjects.extend(suite.subjects);
     }
-    Ok(report)
+    report
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {

@@ -27,7 +27,7 @@
 //! and runtime errors, including a command that has nothing to act on (aborting a
 //! rollout that is fully promoted, retrying one that is not aborted).
 
-use crate::app::{emit, kubeconfig_path, print_table, Output};
+use crate::app::{emit, print_table, Output};
 use anyhow::{bail, Context as _};
 use futures::StreamExt as _;
 use mooring_k8s::kube::{
@@ -55,9 +55,23 @@ pub struct RolloutCommon {
     /// URL, as `mooring cluster list` shows them); default: the management cluster.
     #[arg(long, global = true)]
     pub cluster: Option<String>,
-    /// Namespace of the cluster Secrets in the management cluster.
-    #[arg(long = "secret-namespace", global = true, default_value = "default")]
-    pub secret_namespace: String,
+    /// The control-plane namespace, where the cluster Secrets of `--cluster` live
+    /// (default: the kubeconfig context's namespace, then argocd).
+    #[arg(
+        long = "control-plane-namespace",
+        global = true,
+        env = "MOORING_NAMESPACE"
+    )]
+    pub control_plane_namespace: Option<String>,
+}
+
+impl RolloutCommon {
+    fn management(&self) -> crate::connect::ManagementArgs {
+        crate::connect::ManagementArgs {
+            kubeconfig: self.kubeconfig.clone(),
+            namespace: self.control_plane_namespace.clone(),
+        }
+    }
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -171,8 +185,8 @@ use mooring_k8s::api_resource as resource;
 
 /// The client of the cluster the command targets.
 async fn target_client(common: &RolloutCommon) -> anyhow::Result<kube::Client> {
-    let path = kubeconfig_path(common.kubeconfig.clone())?;
-    let mgmt = mooring_k8s::client_from_kubeconfig(&path).await?;
+    let m = crate::connect::connect(&common.management()).await?;
+    let mgmt = m.client.clone();
     let Some(name) = common.cluster.as_deref() else {
         return Ok(mgmt);
     };
@@ -180,7 +194,7 @@ async fn target_client(common: &RolloutCommon) -> anyhow::Result<kube::Client> {
         return Ok(mgmt);
     }
     let secrets: Api<mooring_k8s::k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(mgmt, &common.secret_namespace);
+        Api::namespaced(mgmt, m.namespace());
     let all = secrets
         .list(&ListParams::default().labels(&format!(
             "{}=cluster",

@@ -1,20 +1,32 @@
 //! `mooring up [REPO]`: the one command that shows everything.
 //!
-//! It starts an embedded cluster (with Mooring's CRDs), the application controller and
-//! the Git webhook endpoint in one process, turns REPO into a local Git repository the
-//! controller fetches from, and registers the Applications found at REPO's top level
-//! (the app-of-apps of the example). Applications name their real remote (for example
-//! `https://git.example.com/ml-platform/platform.git`); `up` maps every such URL to the
-//! local repository (git's `insteadOf`), so the manifests work unchanged.
+//! It starts an embedded cluster (with Mooring's CRDs and the control-plane namespace,
+//! `argocd` by default), the application controller, the REST API and the Git webhook
+//! endpoint in one process, turns REPO into a local Git repository the controller fetches
+//! from, and registers what an Argo CD admin would `kubectl apply` from REPO: every
+//! AppProject, then every ApplicationSet, then every Application in REPO's top-level YAML
+//! files (and in `applicationsets/`). It prints what it registered and what it skipped
+//! and why; restarting it on the same data directory updates them.
+//!
+//! Sources are fetched as written. A repoURL is served from REPO (git's `insteadOf`)
+//! only when REPO *is* that repository ([`aliases`]): one of REPO's Git remotes, a URL
+//! given with `--alias`, or — for a plain directory that is not a Git work tree, such as
+//! `examples/ml-platform`, whose manifests name a placeholder remote — a URL its manifests
+//! name that cannot be reached. Every other repoURL (a second repository over file://,
+//! http(s) or ssh) is fetched from where it points, with the repository credentials in
+//! the control-plane namespace.
 //!
 //! When the `prometheus` binary is on PATH (Debian: `apt-get install prometheus`), a real
 //! Prometheus is started too, scraping the simulated pod metrics of every embedded
 //! cluster; the controller's analysis and RollbackPolicies query it. Without it, `up`
 //! says how to install it and carries on.
 //!
-//! With `--clusters`, the ApplicationSets in `REPO/applicationsets/` are registered too:
-//! their clusters generators have a labelled fleet to select (for the example,
+//! `--clusters` starts a labelled fleet of embedded destination clusters for the
+//! ApplicationSets' clusters generators to select (for the example,
 //! `--clusters 'prod-us-east:environment=production,workload-type=inference;…'`).
+//!
+//! The first admin token is issued once everything else has started, and printed then; a
+//! start that fails earlier issues none, so the next start shows one.
 
 use anyhow::{bail, Context as _};
 use mooring_k8s::kube;
@@ -53,9 +65,26 @@ pub struct UpArgs {
     /// (`3`: cluster-1..3) or `NAME[:KEY=VALUE,…]` entries separated by `;` (labels for the
     /// ApplicationSet clusters generator), e.g.
     /// `prod-east:environment=production,workload-type=inference;prod-west:environment=production`.
-    /// With a fleet, the ApplicationSets in REPO/applicationsets/ are registered too.
     #[arg(long, value_parser = parse_fleet)]
     pub clusters: Option<Fleet>,
+    /// The control-plane namespace: Applications, AppProjects, ApplicationSets, cluster and
+    /// repository Secrets and Mooring's settings live (and are read only) there.
+    #[arg(long, env = "MOORING_NAMESPACE", default_value = mooring_core::app::CONTROL_PLANE_NAMESPACE)]
+    pub namespace: String,
+    /// Other namespaces Applications and ApplicationSets may live in ("applications in any
+    /// namespace"): comma-separated globs (`team-*`) or `/regex/`; an app there must also
+    /// use a project whose `sourceNamespaces` lists its namespace.
+    #[arg(long, value_delimiter = ',')]
+    pub application_namespaces: Vec<String>,
+    /// A repository URL that REPO is (repeatable): Applications naming it are served from
+    /// REPO. Without it, REPO stands for its own Git remotes and, when REPO is a plain
+    /// directory rather than a Git work tree, for the URLs its manifests name that cannot
+    /// be reached; every other repoURL is fetched from where it points.
+    #[arg(long = "alias", value_name = "URL")]
+    pub aliases: Vec<String>,
+    /// Load-balancer addresses of the embedded clusters (each cluster has its own).
+    #[command(flatten)]
+    pub load_balancer: crate::embedded::LoadBalancerArgs,
 }
 
 /// The extra embedded clusters of `--clusters`.
@@ -200,68 +229,102 @@ fn local_repo(repo: &Path, data_dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(snap)
 }
 
-/// Applications in the top level of the repository (the app-of-apps).
-fn top_level_applications(repo: &Path) -> anyhow::Result<Vec<Value>> {
-    let mut out = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(repo)?.filter_map(Result::ok).collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let p = e.path();
-        let is_yaml = p
-            .extension()
-            .and_then(|x| x.to_str())
-            .is_some_and(|x| x == "yaml" || x == "yml");
-        if !is_yaml || !p.is_file() {
+/// One object `up` registers, with where it came from.
+struct Manifest {
+    file: String,
+    object: Value,
+}
+
+/// What REPO holds for `up` to register, and the files it could not read.
+#[derive(Default)]
+struct Registrations {
+    manifests: Vec<Manifest>,
+    /// `(file, why)`.
+    skipped: Vec<(String, String)>,
+}
+
+/// The kinds `up` registers, in the order an Argo CD admin applies them: projects first
+/// (an Application whose project is missing is refused until it appears), then the
+/// ApplicationSets, then the Applications.
+const REGISTERED_KINDS: [&str; 3] = ["AppProject", "ApplicationSet", "Application"];
+
+/// The YAML files `up` reads: REPO's top level, and `applicationsets/` (a common layout).
+fn registration_files(repo: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in [repo.to_path_buf(), repo.join("applicationsets")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
-        }
-        let text = std::fs::read_to_string(&p)?;
-        let docs = mooring_core::yaml::parse_all(&text)
-            .with_context(|| format!("parsing {}", p.display()))?;
-        out.extend(docs.into_iter().filter(|d| d["kind"] == "Application"));
+        };
+        let mut entries: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+        entries.sort();
+        files.extend(entries.into_iter().filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|x| x.to_str())
+                    .is_some_and(|x| x == "yaml" || x == "yml")
+        }));
     }
-    Ok(out)
+    files
 }
 
-/// The ApplicationSets in `REPO/applicationsets/` (registered when `--clusters` starts a
-/// fleet for their clusters generators to select).
-fn applicationsets(repo: &Path) -> anyhow::Result<Vec<Value>> {
-    let dir = repo.join("applicationsets");
-    if !dir.is_dir() {
-        return Ok(vec![]);
-    }
-    let mut out = Vec::new();
-    for doc in top_level_documents(&dir)? {
-        if doc["kind"] == "ApplicationSet" {
-            out.push(doc);
+/// The AppProjects, ApplicationSets and Applications in REPO's registration files. A file
+/// that does not parse is skipped (and reported), the others still count.
+fn registrations(repo: &Path) -> Registrations {
+    let mut out = Registrations::default();
+    for path in registration_files(repo) {
+        let file = path
+            .strip_prefix(repo)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        let docs = std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| mooring_core::yaml::parse_all(&t).map_err(|e| e.to_string()));
+        match docs {
+            Ok(docs) => out.manifests.extend(
+                docs.into_iter()
+                    .filter(|d| {
+                        d["apiVersion"]
+                            .as_str()
+                            .is_some_and(|v| v.starts_with("argoproj.io/"))
+                            && REGISTERED_KINDS.iter().any(|k| d["kind"] == *k)
+                    })
+                    .map(|object| Manifest {
+                        file: file.clone(),
+                        object,
+                    }),
+            ),
+            Err(e) => out.skipped.push((file, format!("does not parse: {e}"))),
         }
     }
-    Ok(out)
+    out.manifests.sort_by_key(|m| {
+        REGISTERED_KINDS
+            .iter()
+            .position(|k| m.object["kind"] == *k)
+            .unwrap_or(REGISTERED_KINDS.len())
+    });
+    out
 }
 
-fn top_level_documents(dir: &Path) -> anyhow::Result<Vec<Value>> {
-    let mut out = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.filter_map(Result::ok).collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let p = e.path();
-        let is_yaml = p
-            .extension()
-            .and_then(|x| x.to_str())
-            .is_some_and(|x| x == "yaml" || x == "yml");
-        if !is_yaml || !p.is_file() {
-            continue;
-        }
-        let text = std::fs::read_to_string(&p)?;
-        out.extend(
-            mooring_core::yaml::parse_all(&text)
-                .with_context(|| format!("parsing {}", p.display()))?,
-        );
-    }
-    Ok(out)
-}
-
-/// Every repoURL named by Applications anywhere in the repository (to alias them).
+/// Every repoURL named anywhere in REPO's Applications and ApplicationSets (`source`,
+/// `sources[]`, templates, git generators).
 fn repo_urls(repo: &Path, out: &mut std::collections::BTreeSet<String>) {
+    fn collect(v: &Value, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v) {
+                        ("repoURL", Value::String(u)) if !u.is_empty() => {
+                            out.insert(u.clone());
+                        }
+                        _ => collect(v, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| collect(v, out)),
+            _ => {}
+        }
+    }
     let Ok(entries) = std::fs::read_dir(repo) else {
         return;
     };
@@ -281,55 +344,160 @@ fn repo_urls(repo: &Path, out: &mut std::collections::BTreeSet<String>) {
                 continue;
             };
             for d in mooring_core::yaml::parse_all(&text).unwrap_or_default() {
-                if let Some(u) = d.pointer("/spec/source/repoURL").and_then(Value::as_str) {
-                    out.insert(u.to_string());
-                }
-                if let Some(u) = d
-                    .pointer("/spec/template/spec/source/repoURL")
-                    .and_then(Value::as_str)
-                {
-                    out.insert(u.to_string());
+                if matches!(d["kind"].as_str(), Some("Application" | "ApplicationSet")) {
+                    collect(&d["spec"], out);
                 }
             }
         }
     }
 }
 
-/// Server-side apply one of the repository's objects (namespace `default` unless it says);
-/// returns its name.
-async fn apply(
+/// Whether a Git URL answers `git ls-remote` within a few seconds (no prompts).
+async fn reachable(url: &str) -> bool {
+    let probe = tokio::process::Command::new("git")
+        .args(["ls-remote", "--exit-code", "--", url, "HEAD"])
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env(
+            "GIT_SSH_COMMAND",
+            "ssh -o BatchMode=yes -o ConnectTimeout=5 -o StrictHostKeyChecking=yes",
+        )
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    matches!(
+        tokio::time::timeout(Duration::from_secs(10), probe).await,
+        Ok(Ok(status)) if status.success()
+    )
+}
+
+/// Which repoURLs are served from REPO (see the module docs): its remotes, `--alias`
+/// URLs, and — when REPO was a plain directory — the unreachable URLs its manifests name.
+async fn aliases(
+    repo: &Path,
+    source_is_work_tree: bool,
+    explicit: &[String],
+) -> anyhow::Result<Vec<String>> {
+    let mut urls: std::collections::BTreeSet<String> = explicit.iter().cloned().collect();
+    if source_is_work_tree {
+        for line in git(repo, &["remote", "-v"])?.lines() {
+            if let Some(u) = line.split_whitespace().nth(1) {
+                urls.insert(u.to_string());
+            }
+        }
+    } else {
+        let mut named = std::collections::BTreeSet::new();
+        repo_urls(repo, &mut named);
+        let probes = named.into_iter().map(|u| async move {
+            let reached = reachable(&u).await;
+            (u, reached)
+        });
+        for (u, reached) in futures::future::join_all(probes).await {
+            if !reached {
+                urls.insert(u);
+            }
+        }
+    }
+    Ok(urls.into_iter().collect())
+}
+
+/// Register one object with server-side apply: in its own namespace, or the control
+/// plane's when it names none. Returns `namespace/name`, or why it was skipped.
+async fn register(
     client: &kube::Client,
-    resource: &kube::api::ApiResource,
+    control_plane: &mooring_engine::project::ControlPlane,
     obj: &Value,
-) -> anyhow::Result<String> {
-    let field = |p: &str| obj.pointer(p).and_then(Value::as_str);
-    let name = field("/metadata/name").unwrap_or_default().to_string();
-    let ns = field("/metadata/namespace").unwrap_or("default");
-    kube::api::Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), ns, resource)
+) -> Result<String, String> {
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or("it has no metadata.name")?;
+    let ns = obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .unwrap_or(&control_plane.namespace);
+    let resource = match kind {
+        "AppProject" => {
+            if ns != control_plane.namespace {
+                return Err(format!(
+                    "AppProjects are read only from the control-plane namespace {:?}, not {ns:?}",
+                    control_plane.namespace
+                ));
+            }
+            mooring_controller::appproject_resource()
+        }
+        "ApplicationSet" | "Application" => {
+            if !control_plane.namespace_enabled(ns) {
+                return Err(format!(
+                    "it would be ignored: {} (start with --application-namespaces)",
+                    mooring_controller::ignored_reason(control_plane, ns)
+                ));
+            }
+            if kind == "Application" {
+                mooring_controller::application_resource()
+            } else {
+                mooring_controller::applicationset_resource()
+            }
+        }
+        other => return Err(format!("{other} is not registered by up")),
+    };
+    ensure_namespace(client, ns).await?;
+    let mut obj = obj.clone();
+    obj["metadata"]["namespace"] = ns.into();
+    kube::api::Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), ns, &resource)
         .patch(
-            &name,
+            name,
             &kube::api::PatchParams::apply("mooring-up").force(),
-            &kube::api::Patch::Apply(obj),
+            &kube::api::Patch::Apply(&obj),
         )
         .await
-        .with_context(|| format!("registering {} {name}", resource.kind))?;
-    Ok(name)
+        .map_err(|e| e.to_string())?;
+    Ok(format!("{ns}/{name}"))
+}
+
+/// Create `ns` when it does not exist (an allowed application namespace, say).
+async fn ensure_namespace(client: &kube::Client, ns: &str) -> Result<(), String> {
+    use mooring_k8s::k8s_openapi::api::core::v1::Namespace;
+    let api: kube::api::Api<Namespace> = kube::api::Api::all(client.clone());
+    if api.get_opt(ns).await.map_err(|e| e.to_string())?.is_some() {
+        return Ok(());
+    }
+    let obj: Namespace = serde_json::from_value(
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    )
+    .map_err(|e| e.to_string())?;
+    match api.create(&Default::default(), &obj).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(format!("creating namespace {ns}: {e}")),
+    }
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let work_tree = args.repo.join(".git").exists();
     let repo = local_repo(&args.repo, &args.data_dir)?;
     let repo_url = format!("file://{}", repo.display());
+    let control_plane = mooring_engine::project::ControlPlane {
+        namespace: args.namespace.clone(),
+        application_namespaces: args.application_namespaces.clone(),
+    };
     let cluster = mooring_apiserver::Cluster::start(mooring_apiserver::ClusterOptions {
         name: "mooring".into(),
         port: args.port,
         data_dir: Some(args.data_dir.join("cluster")),
         sim: mooring_apiserver::sim::SimOptions {
             speed: args.speed,
+            load_balancer: args.load_balancer.addresses(),
             ..Default::default()
         },
         crds: mooring_k8s::crds::all(),
+        namespaces: vec![control_plane.namespace.clone()],
         ..Default::default()
     })
     .await
@@ -339,19 +507,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let kubeconfig = std::fs::canonicalize(&kubeconfig)?;
     let client = mooring_k8s::client_from_kubeconfig(&kubeconfig).await?;
 
-    let mut urls = std::collections::BTreeSet::new();
-    repo_urls(&repo, &mut urls);
-    let aliases: Vec<(String, String)> = urls.into_iter().map(|u| (u, repo_url.clone())).collect();
+    let aliased = aliases(&repo, work_tree, &args.aliases).await?;
+    let aliases: Vec<(String, String)> = aliased
+        .iter()
+        .map(|u| (u.clone(), repo_url.clone()))
+        .collect();
     let settings: kube::api::Api<mooring_k8s::k8s_openapi::api::core::v1::ConfigMap> =
-        kube::api::Api::namespaced(client.clone(), "default");
+        kube::api::Api::namespaced(client.clone(), &control_plane.namespace);
     settings
         .patch(
-            crate::app::SETTINGS_CONFIGMAP,
+            crate::connect::SETTINGS_CONFIGMAP,
             &kube::api::PatchParams::apply("mooring-up").force(),
             &kube::api::Patch::Apply(serde_json::json!({
                 "apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": crate::app::SETTINGS_CONFIGMAP},
-                "data": {"repository.aliases": serde_json::to_string(&aliases)?},
+                "metadata": {"name": crate::connect::SETTINGS_CONFIGMAP},
+                "data": {
+                    "repository.aliases": serde_json::to_string(&aliases)?,
+                    crate::connect::APPLICATION_NAMESPACES_KEY: control_plane.application_namespaces.join(","),
+                },
             })),
         )
         .await
@@ -376,6 +549,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             repo_aliases: aliases,
             health_dir: args.health_dir.clone(),
             prometheus_address: prometheus_listen.map(|a| format!("http://{a}")),
+            control_plane: control_plane.clone(),
             ..Default::default()
         },
     )
@@ -390,13 +564,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             )
         })?;
     let webhook_addr = listener.local_addr()?;
-    // No default password: the first admin token is generated now and shown once.
-    let admin_token = mooring_server::store::Store::new(client.clone(), "default")
-        .ensure_admin_token()
-        .await
-        .context("issuing the first admin token (Secret mooring-secret)")?;
     let router = mooring_server::router(controller.ctx.clone(), Default::default()).merge(
-        mooring_server::api::router(client.clone(), mooring_server::api::ApiOptions::default()),
+        mooring_server::api::router(
+            client.clone(),
+            mooring_server::api::ApiOptions {
+                control_plane: control_plane.clone(),
+                ..Default::default()
+            },
+        ),
     );
     tokio::spawn(async move {
         if let Err(e) = axum::serve(
@@ -418,6 +593,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             data_dir: Some(args.data_dir.join("clusters").join(&member.name)),
             sim: mooring_apiserver::sim::SimOptions {
                 speed: args.speed,
+                load_balancer: args.load_balancer.addresses(),
                 ..Default::default()
             },
             ..Default::default()
@@ -426,7 +602,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("starting embedded cluster {}", member.name))?;
         crate::cluster::register(
             &client,
-            "default",
+            &control_plane.namespace,
             &mooring_k8s::registry::ClusterEntry {
                 project: String::new(),
                 name: member.name.clone(),
@@ -463,17 +639,29 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         _ => Err("not found on PATH: install it (`apt-get install prometheus`) for metric analysis and rollback triggers".to_string()),
     };
 
-    let mut names = Vec::new();
-    for app in top_level_applications(&repo)? {
-        names.push(apply(&client, &mooring_controller::application_resource(), &app).await?);
-    }
-    let mut set_names = Vec::new();
-    if args.clusters.is_some() {
-        for set in applicationsets(&repo)? {
-            let resource = mooring_controller::applicationset_resource();
-            set_names.push(apply(&client, &resource, &set).await?);
+    let found = registrations(&repo);
+    let mut registered: Vec<(String, String)> = Vec::new();
+    let mut skipped = found.skipped;
+    for m in &found.manifests {
+        let kind = m.object["kind"].as_str().unwrap_or_default().to_string();
+        match register(&client, &control_plane, &m.object).await {
+            Ok(id) => registered.push((kind, id)),
+            Err(why) => skipped.push((
+                format!(
+                    "{kind} {} ({})",
+                    m.object["metadata"]["name"].as_str().unwrap_or("?"),
+                    m.file
+                ),
+                why,
+            )),
         }
     }
+    // No default password: the first admin token is issued once everything has started,
+    // and shown once (a start that failed before here issued none).
+    let admin_token = mooring_server::store::Store::new(client.clone(), &control_plane.namespace)
+        .ensure_admin_token()
+        .await
+        .context("issuing the first admin token (Secret mooring-secret)")?;
     println!("mooring is up");
     println!(
         "  cluster     {} (data in {})",
@@ -482,6 +670,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     println!("  kubeconfig  {}", kubeconfig.display());
     println!("  git repo    {repo_url}");
+    println!("  namespace   {} (control plane)", control_plane.namespace);
+    if !control_plane.application_namespaces.is_empty() {
+        println!(
+            "              applications also from {}",
+            control_plane.application_namespaces.join(", ")
+        );
+    }
+    for u in &aliased {
+        println!("  serving     {u} from the git repo above");
+    }
     println!("  webhook     http://{webhook_addr}/api/webhook");
     for (c, member) in fleet
         .iter()
@@ -517,16 +715,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             "  admin token issued at first start (new ones: `mooring account generate-token`)"
         ),
     }
-    println!(
-        "  registered  {}",
-        if names.is_empty() {
-            "no top-level Application found".into()
-        } else {
-            names.join(", ")
-        }
-    );
-    if !set_names.is_empty() {
-        println!("  appsets     {}", set_names.join(", "));
+    if registered.is_empty() {
+        println!("  registered  nothing: no AppProject, ApplicationSet or Application in the top-level YAML files of {}", args.repo.display());
+    }
+    for (kind, id) in &registered {
+        println!("  registered  {kind} {id}");
+    }
+    for (what, why) in &skipped {
+        println!("  skipped     {what}: {why}");
     }
     println!();
     println!("try:");
@@ -535,7 +731,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!(
         "  curl -H \"Authorization: Bearer $TOKEN\" http://{webhook_addr}/api/v1/applications"
     );
-    println!("  mooring proj can-i admin sync applications default/<name>");
+    println!("  mooring proj can-i admin sync applications <project>/<name>");
     println!("  mooring app wait <name> --health --timeout 120");
     println!("  kubectl get deployments -A");
     println!("  (edit and commit in {}; changes are picked up within {}s, or at once with `mooring app get <name> --refresh`)", repo.display(), args.poll);

@@ -101,6 +101,15 @@ fn bad_arguments_exit_2_with_a_message() {
 
 /// Starts `mooring cluster start` in `data`; the child and its kubeconfig path.
 fn start_cluster(name: &str, data: &std::path::Path) -> (std::process::Child, String) {
+    start_cluster_with(name, data, &[])
+}
+
+/// [`start_cluster`] with extra arguments.
+fn start_cluster_with(
+    name: &str,
+    data: &std::path::Path,
+    extra: &[&str],
+) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mooring"))
         .args([
             "cluster",
@@ -112,6 +121,7 @@ fn start_cluster(name: &str, data: &std::path::Path) -> (std::process::Child, St
             "--data-dir",
         ])
         .arg(data)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -128,6 +138,55 @@ fn start_cluster(name: &str, data: &std::path::Path) -> (std::process::Child, St
     let _ = child.kill();
     let _ = child.wait();
     panic!("mooring cluster start printed no kubeconfig line");
+}
+
+/// `--load-balancer-range` reaches the embedded cluster: a LoadBalancer Service gets the
+/// first Service address of the range (the range's first is the Ingresses'), shown by
+/// `kubectl get svc`; a malformed range or hostname is a usage error naming it.
+#[test]
+fn cluster_start_load_balancer_range() {
+    for (flag, value, says) in [
+        ("--load-balancer-range", "127.0.77.0/33", "127.0.77.0/33"),
+        (
+            "--load-balancer-range",
+            "127.0.77.9-127.0.77.1",
+            "after the last",
+        ),
+        ("--load-balancer-range", "fd00::/120", "IPv6"),
+        ("--load-balancer-hostname", "not a host", "DNS-1123"),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
+            .args(["cluster", "start", "--port", "0", flag, value, "--data-dir"])
+            .arg(tempfile::tempdir().expect("tmp").path())
+            .output()
+            .expect("mooring runs");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(says), "{flag} {value}: {stderr}");
+    }
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let (child, kc) = start_cluster_with(
+        "lb",
+        dir.path(),
+        &["--load-balancer-range", "127.0.77.10-127.0.77.20"],
+    );
+    let _stop = BinCluster {
+        child,
+        kc: kc.clone(),
+        _dir: dir,
+    };
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: model-api}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n";
+    kubectl_ok(&kc, &["apply", "-f", "-"], Some(svc));
+    let mut table = String::new();
+    for _ in 0..100 {
+        table = kubectl_ok(&kc, &["get", "svc", "model-api"], None);
+        if table.contains("127.0.77.11") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("model-api never showed 127.0.77.11 as EXTERNAL-IP:\n{table}");
 }
 
 /// An embedded cluster run by the binary in a temporary directory, stopped on drop.
@@ -553,6 +612,60 @@ fn health_test_and_crds_commands() {
     assert!(text.contains("repoURL"), "schema generated from the types");
 }
 
+#[test]
+fn health_test_reads_test_files_as_argo_cd_does() {
+    // Lower-case `inputpath`, a test object with a trailing `---` document, repeated keys,
+    // and a folder whose health_test.yaml is not YAML: that folder fails alone, the other
+    // cases run and pass, and the run exits 1.
+    let tree = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../engine/tests/fixtures/health/go-decoding"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .args(["health", "test", tree])
+        .output()
+        .expect("mooring health test");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(out.contains("4 passed, 1 failed"), "{out}");
+    let row = |verdict: &str, dir: &str, input: &str| {
+        out.lines()
+            .any(|l| l.starts_with(verdict) && l.contains(dir) && l.contains(input))
+    };
+    assert!(
+        row("PASS", "example.com/Widget", "testdata/ready.yaml"),
+        "{out}"
+    );
+    assert!(
+        row(
+            "PASS",
+            "example.com/Widget",
+            "testdata/trailing-document.yaml"
+        ),
+        "{out}"
+    );
+    assert!(
+        row("PASS", "example.com/Widget", "testdata/duplicate-key.yaml"),
+        "{out}"
+    );
+    assert!(
+        row("FAIL", "example.com/Broken", "health_test.yaml"),
+        "{out}"
+    );
+    assert!(out.contains("invalid YAML"), "{out}");
+    assert!(
+        err.contains(
+            "warning: example.com/Widget/testdata/duplicate-key.yaml: mapping key \"ready\" at line 7 is repeated"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: example.com/Widget/health_test.yaml: mapping key \"status\""),
+        "{err}"
+    );
+}
+
 #[path = "cli/policy.rs"]
 mod policy_cmd;
 
@@ -561,6 +674,9 @@ mod account_cmd;
 
 #[path = "cli/rollout.rs"]
 mod rollout_cmd;
+
+#[path = "cli/app_sources.rs"]
+mod app_sources_cmd;
 // ---------------------------------------------------------------------------------------
 // mooring check
 
@@ -1245,7 +1361,7 @@ spec:
 fn check_applies_the_repositorys_app_projects() {
     let project = r#"apiVersion: argoproj.io/v1alpha1
 kind: AppProject
-metadata: {name: ml, namespace: default}
+metadata: {name: ml, namespace: argocd}
 spec:
   sourceRepos: ["https://git.example.com/platform.git"]
   destinations: [{server: "*", namespace: "ml-*"}]
@@ -1318,5 +1434,79 @@ spec:
             .count(),
         1,
         "{f:?}"
+    );
+}
+
+#[path = "cli/control_plane.rs"]
+mod control_plane;
+
+/// `mooring check` applies the control-plane rule the controller applies: an Application
+/// outside `argocd` needs `--application-namespaces` and its project's `sourceNamespaces`,
+/// and an AppProject outside `argocd` is never read.
+#[test]
+fn check_applies_the_control_plane_namespace() {
+    let project = |ns: &str, source_namespaces: &str| {
+        format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata: {{name: team, namespace: {ns}}}\nspec:\n  sourceRepos: ['*']\n  sourceNamespaces: [{source_namespaces}]\n  destinations: [{{server: '*', namespace: '*'}}]\n"
+        )
+    };
+    let app = "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: web, namespace: team-a}\nspec:\n  project: team\n  source: {repoURL: 'https://git.example.com/platform.git', path: apps/web}\n  destination: {server: 'https://kubernetes.default.svc', namespace: team-a-web}\n";
+    let files = |proj: String| {
+        repo_with(&[
+            ("projects/team.yaml", &proj),
+            (
+                "apps/web/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {k: v}\n",
+            ),
+            ("environments/dev/web.yaml", app),
+        ])
+    };
+    let rule_messages = |out: &str, rule: &str| -> Vec<String> {
+        findings(out)
+            .into_iter()
+            .filter(|f| f.1 == rule)
+            .map(|f| f.3)
+            .collect()
+    };
+    // Not read by the controller at all.
+    let repo = files(project("argocd", "team-a"));
+    let (code, out, err) = check(&["-o", "json"], repo.path());
+    assert_eq!(code, 1, "{out}\n{err}");
+    let m = rule_messages(&out, "project/app-namespace");
+    assert!(
+        m.iter().any(|m| m.contains("--application-namespaces")),
+        "{m:?}\n{out}"
+    );
+    // Allowed by the controller and the project: clean.
+    let (code, out, err) = check(
+        &["-o", "json", "--application-namespaces", "team-*"],
+        repo.path(),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Allowed by the controller, not by the project.
+    let repo = files(project("argocd", "team-b"));
+    let (code, out, _) = check(
+        &["-o", "json", "--application-namespaces", "team-*"],
+        repo.path(),
+    );
+    assert_eq!(code, 1, "{out}");
+    let m = rule_messages(&out, "project/app-namespace");
+    assert!(m.iter().any(|m| m.contains("sourceNamespaces")), "{m:?}");
+    // A project outside the control plane is reported and not used.
+    let repo = files(project("team-a", "team-a"));
+    let (_, out, _) = check(
+        &["-o", "json", "--application-namespaces", "team-*"],
+        repo.path(),
+    );
+    let m = rule_messages(&out, "project/namespace");
+    assert!(
+        m.iter()
+            .any(|m| m.contains("never") || m.contains("no Application can use it")),
+        "{m:?}\n{out}"
+    );
+    let unknown = rule_messages(&out, "project/unknown");
+    assert!(
+        !unknown.is_empty(),
+        "the project counts as undefined: {out}"
     );
 }

@@ -4,8 +4,8 @@
 //! Generation is the pure [`mooring_engine::appset::generate`]; this module feeds it
 //! (cluster Secrets, Git trees) and writes its result. A reconcile of one set:
 //!
-//! 1. reads the cluster Secrets (`argocd.argoproj.io/secret-type: cluster`) in the set's
-//!    namespace — where Argo CD keeps them, next to its ApplicationSets — and the trees of
+//! 1. reads the cluster Secrets (`argocd.argoproj.io/secret-type: cluster`) in the
+//!    control-plane namespace — where Argo CD keeps them — and the trees of
 //!    the Git repositories its git generators name (resolved through the shared
 //!    [`RepoCache`](mooring_source::RepoCache), URL aliases and credentials included);
 //! 2. generates; any error (bad template, unknown generator, duplicate names, unreachable
@@ -22,6 +22,10 @@
 //!    owned by the set is left alone and reported;
 //! 4. writes `status.conditions` (`ErrorOccurred`, `ParametersGenerated`,
 //!    `ResourcesUpToDate`) and `status.resources`, only when they change.
+//!
+//! ApplicationSets are read from the control-plane namespace and the namespaces the
+//! controller allows for Applications ([`mooring_engine::project::ControlPlane`]); one
+//! anywhere else is reported (Warning Event, log line) and never generated.
 //!
 //! Triggers: the set changes (watch), a cluster Secret changes (watch; a relabelled
 //! cluster enters or leaves a selector), an owned Application is deleted (watch), and
@@ -124,6 +128,7 @@ async fn all_set_keys(ctx: &Context) -> Vec<String> {
         Ok(l) => l
             .items
             .iter()
+            .filter(|o| namespace_enabled(ctx, o))
             .map(|o| {
                 format!(
                     "{}/{}",
@@ -139,17 +144,37 @@ async fn all_set_keys(ctx: &Context) -> Vec<String> {
     }
 }
 
+/// Whether the control plane reads ApplicationSets in `o`'s namespace.
+fn namespace_enabled(ctx: &Context, o: &DynamicObject) -> bool {
+    ctx.options
+        .control_plane
+        .namespace_enabled(o.metadata.namespace.as_deref().unwrap_or_default())
+}
+
 async fn watch_sets(ctx: Arc<Context>, tx: mpsc::UnboundedSender<String>) {
     use futures::StreamExt;
     let mut stream = kube::runtime::watcher(sets_api(&ctx, None), Default::default())
         .default_backoff()
         .boxed();
+    // Ignored sets already reported, by `namespace/name` and generation.
+    let mut reported: BTreeSet<(String, i64)> = BTreeSet::new();
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(
                 kube::runtime::watcher::Event::Apply(o)
                 | kube::runtime::watcher::Event::InitApply(o),
             ) => {
+                if !namespace_enabled(&ctx, &o) {
+                    let id = format!(
+                        "{}/{}",
+                        o.metadata.namespace.as_deref().unwrap_or_default(),
+                        o.metadata.name.as_deref().unwrap_or_default()
+                    );
+                    if reported.insert((id, o.metadata.generation.unwrap_or_default())) {
+                        crate::report_ignored(&ctx, &crate::applicationset_resource(), &o).await;
+                    }
+                    continue;
+                }
                 let key = format!(
                     "{}/{}",
                     o.metadata.namespace.as_deref().unwrap_or_default(),
@@ -228,6 +253,9 @@ async fn work(
             let Some((ns, name)) = key.split_once('/') else {
                 continue;
             };
+            if !ctx.options.control_plane.namespace_enabled(ns) {
+                continue;
+            }
             match reconcile(&ctx, ns, name).await {
                 Ok(o) => {
                     if o.changed() {
@@ -362,7 +390,7 @@ fn git_sources(v: &Value, out: &mut BTreeSet<(String, String)>) {
 async fn prefetch(ctx: &Context, set: &ApplicationSet) -> Result<Prefetched, ControllerError> {
     use mooring_k8s::k8s_openapi::api::core::v1::Secret;
     let mut p = Prefetched::default();
-    let secrets: Api<Secret> = Api::namespaced(ctx.management.client().clone(), set.namespace());
+    let secrets: Api<Secret> = Api::namespaced(ctx.management.client().clone(), ctx.namespace());
     let list = secrets
         .list(&ListParams::default().labels(&format!(
             "{}=cluster",
@@ -372,7 +400,7 @@ async fn prefetch(ctx: &Context, set: &ApplicationSet) -> Result<Prefetched, Con
         .map_err(|e| {
             ControllerError::Internal(format!(
                 "listing cluster Secrets in {}: {e}",
-                set.namespace()
+                ctx.namespace()
             ))
         })?;
     for s in list.items {

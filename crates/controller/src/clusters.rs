@@ -123,13 +123,15 @@ async fn connect(ctx: Arc<Context>, cluster: Arc<ClusterClient>, server: String)
     }
 }
 
-/// Cluster Secrets in the management cluster → registered clusters. Every change also
-/// re-runs the ApplicationSets, whose clusters generator selects on these Secrets.
+/// Cluster Secrets in the management cluster's control-plane namespace → registered
+/// clusters (a Secret anywhere else is never read: a tenant cannot add or redirect a
+/// destination). Every change also re-runs the ApplicationSets, whose clusters generator
+/// selects on these Secrets.
 pub(crate) async fn watch_cluster_secrets(ctx: Arc<Context>) {
     use futures::StreamExt;
     use kube::runtime::{watcher, WatchStreamExt};
     let api: kube::Api<mooring_k8s::k8s_openapi::api::core::v1::Secret> =
-        kube::Api::all(ctx.management.client().clone());
+        kube::Api::namespaced(ctx.management.client().clone(), ctx.namespace());
     let config =
         watcher::Config::default().labels(&format!("{}=cluster", registry::SECRET_TYPE_LABEL));
     let mut stream = watcher(api, config).default_backoff().boxed();

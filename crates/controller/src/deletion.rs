@@ -32,7 +32,7 @@
 
 use crate::reconcile::{condition, desired_state, Action, RESOURCES_FINALIZER};
 use crate::{Context, ControllerError};
-use mooring_core::app::{finalizers, Application, HealthStatusCode};
+use mooring_core::app::{finalizers, Application, HealthStatusCode, Revisions};
 use mooring_core::ResourceKey;
 use mooring_engine::health;
 use mooring_engine::sync::{
@@ -172,7 +172,7 @@ async fn delete_resources(
 ) -> Result<Action, ControllerError> {
     let options = app_options(app);
     let doomed: Vec<Value> = cluster
-        .managed(app.name())
+        .managed(&ctx.instance_name(app))
         .into_iter()
         .filter(|l| !is_post_delete_hook(l))
         .filter(|l| sync::kept_on_app_deletion(l, &options).is_none())
@@ -229,7 +229,7 @@ async fn post_delete_hooks(
     app: &Application,
     cluster: &ClusterClient,
 ) -> Result<Vec<Value>, ControllerError> {
-    let (_, desired) = desired_state(ctx, app, None, cluster).await?;
+    let (_, desired) = desired_state(ctx, app, &Revisions::default(), cluster).await?;
     let mut hooks: Vec<Value> = desired.into_iter().filter(is_post_delete_hook).collect();
     let uid = app
         .metadata
@@ -297,7 +297,7 @@ async fn clean_up_post_delete_hooks(
     cluster: &ClusterClient,
 ) -> Result<Action, ControllerError> {
     let hooks: Vec<Value> = cluster
-        .managed(app.name())
+        .managed(&ctx.instance_name(app))
         .into_iter()
         .filter(is_post_delete_hook)
         .collect();

@@ -12,6 +12,7 @@ pub mod analysis;
 pub mod appset;
 pub mod clusters;
 pub mod deletion;
+pub mod events;
 pub mod operation;
 pub mod policy;
 pub mod project;
@@ -49,6 +50,13 @@ pub enum ControllerError {
     Write(String),
     #[error("{0}")]
     Internal(String),
+    /// An error of one source of a multi-source application (`label` names it).
+    #[error("{label}: {error}")]
+    InSource {
+        label: String,
+        #[source]
+        error: Box<ControllerError>,
+    },
 }
 
 /// Controller settings (plain data).
@@ -77,6 +85,10 @@ pub struct ControllerOptions {
     /// The Prometheus that analysis and RollbackPolicies query when they name none
     /// (`mooring up` sets its local one).
     pub prometheus_address: Option<String>,
+    /// The control-plane namespace (Applications, AppProjects, ApplicationSets, cluster
+    /// and repository Secrets are read from there) and the other namespaces Applications
+    /// and ApplicationSets may live in (`--application-namespaces`).
+    pub control_plane: mooring_engine::project::ControlPlane,
 }
 
 impl Default for ControllerOptions {
@@ -92,6 +104,7 @@ impl Default for ControllerOptions {
             policy_audit: Some(Duration::from_secs(60)),
             orphan_scan: Some(Duration::from_secs(60)),
             prometheus_address: None,
+            control_plane: Default::default(),
         }
     }
 }
@@ -198,9 +211,9 @@ pub struct Context {
     /// triggered by live changes reuse them instead of fetching; a webhook for the URL
     /// and the poll (which runs after the TTL) see fresh ones.
     resolved: Mutex<HashMap<(String, String), (mooring_source::CommitId, Instant)>>,
-    /// Application name → `namespace/name` keys, kept by the Application watch, so a
-    /// live change (which names its app) is queued without listing Applications.
-    app_index: RwLock<HashMap<String, BTreeSet<String>>>,
+    /// Application instance name (what tracking ids name) → `namespace/name` key, kept by
+    /// the Application watch, so a live change is queued without listing Applications.
+    app_index: RwLock<HashMap<String, String>>,
     /// Repository paths each cached render read (for reuse across commits).
     render_inputs: Mutex<HashMap<mooring_render::CacheKey, Vec<String>>>,
     /// The compiled Gatekeeper policy in force (see [`policy`]).
@@ -296,6 +309,19 @@ impl Context {
             })
     }
 
+    /// The control-plane namespace.
+    pub fn namespace(&self) -> &str {
+        &self.options.control_plane.namespace
+    }
+
+    /// The instance name `app`'s tracking ids carry (`name`, or `namespace_name` outside
+    /// the control-plane namespace).
+    pub fn instance_name(&self, app: &Application) -> String {
+        self.options
+            .control_plane
+            .instance_name(app.namespace(), app.name())
+    }
+
     pub fn credentials_for(&self, url: &str) -> Credentials {
         let creds = self
             .credentials
@@ -389,38 +415,38 @@ impl Context {
             .iter()
             .map(|u| normalize_repo_url(u))
             .collect();
-        let api: Api<DynamicObject> =
-            Api::all_with(self.management.client().clone(), &application_resource());
-        let Ok(list) = api.list(&Default::default()).await else {
-            return vec![];
-        };
         let mut out = Vec::new();
-        for o in list.items {
-            let Ok(app) = serde_json::to_value(&o).and_then(serde_json::from_value::<Application>)
-            else {
-                continue;
-            };
-            let Some(src) = app.source() else { continue };
-            let names = [src.repo_url.clone(), self.fetch_url(&src.repo_url)];
-            if !names
-                .iter()
-                .any(|u| pushed.contains(&normalize_repo_url(u)))
-            {
-                continue;
-            }
-            self.forget_resolutions(&[normalize_repo_url(&names[1])]);
-            let target = src.target_revision.as_deref().unwrap_or("HEAD");
-            let same_ref = matches!(target, "" | "HEAD")
-                || event.branch() == Some(target)
-                || event.tag() == Some(target)
-                || event.git_ref == target;
-            if !same_ref {
-                continue;
-            }
-            if let Some(files) = &event.changed_files {
-                if !touches(files, src.path.as_deref().unwrap_or(".")) {
+        for app in all_apps(self).await {
+            // Any of the app's sources (`ref` sources too: their files are value files).
+            let mut concerned = false;
+            for src in app.sources() {
+                let names = [src.repo_url.clone(), self.fetch_url(&src.repo_url)];
+                if !names
+                    .iter()
+                    .any(|u| pushed.contains(&normalize_repo_url(u)))
+                {
                     continue;
                 }
+                self.forget_resolutions(&[normalize_repo_url(&names[1])]);
+                let target = src.target_revision.as_deref().unwrap_or("HEAD");
+                let same_ref = matches!(target, "" | "HEAD")
+                    || event.branch() == Some(target)
+                    || event.tag() == Some(target)
+                    || event.git_ref == target;
+                if !same_ref {
+                    continue;
+                }
+                // A path-less `ref` source lends files anywhere in its repository.
+                let path = src.path.as_deref().unwrap_or(".");
+                if let Some(files) = &event.changed_files {
+                    if src.ref_.is_none() && !touches(files, path) {
+                        continue;
+                    }
+                }
+                concerned = true;
+            }
+            if !concerned {
+                continue;
             }
             let key = format!("{}/{}", app.namespace(), app.name());
             self.enqueue(&key);
@@ -616,7 +642,9 @@ impl Controller {
     }
 }
 
-/// Application changes → queue.
+/// Application changes → queue. Applications outside the namespaces the control plane
+/// reads ([`mooring_engine::project::ControlPlane`]) are never queued: each is reported
+/// once (a Warning Event on it and a log line naming the reason) and ignored.
 async fn watch_apps(ctx: Arc<Context>) {
     use futures::StreamExt;
     let api: Api<DynamicObject> =
@@ -624,6 +652,8 @@ async fn watch_apps(ctx: Arc<Context>) {
     let mut stream = kube::runtime::watcher(api, Default::default())
         .default_backoff()
         .boxed();
+    // Ignored Applications already reported, by `namespace/name` and generation.
+    let mut reported: BTreeSet<(String, i64)> = BTreeSet::new();
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(
@@ -633,27 +663,31 @@ async fn watch_apps(ctx: Arc<Context>) {
                 let ns = o.metadata.namespace.clone().unwrap_or_default();
                 let name = o.metadata.name.clone().unwrap_or_default();
                 let key = format!("{ns}/{name}");
+                if !ctx.options.control_plane.namespace_enabled(&ns) {
+                    let generation = o.metadata.generation.unwrap_or_default();
+                    if reported.insert((key.clone(), generation)) {
+                        report_ignored(&ctx, &application_resource(), &o).await;
+                    }
+                    continue;
+                }
                 ctx.app_index
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .entry(name)
-                    .or_default()
-                    .insert(key.clone());
+                    .insert(
+                        ctx.options.control_plane.instance_name(&ns, &name),
+                        key.clone(),
+                    );
                 ctx.enqueue(&key);
             }
             Ok(kube::runtime::watcher::Event::Delete(o)) => {
                 let ns = o.metadata.namespace.clone().unwrap_or_default();
                 let name = o.metadata.name.clone().unwrap_or_default();
-                let mut index = ctx
-                    .app_index
+                let key = format!("{ns}/{name}");
+                reported.retain(|(k, _)| *k != key);
+                ctx.app_index
                     .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if let Some(keys) = index.get_mut(&name) {
-                    keys.remove(&format!("{ns}/{name}"));
-                    if keys.is_empty() {
-                        index.remove(&name);
-                    }
-                }
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&ctx.options.control_plane.instance_name(&ns, &name));
             }
             Ok(_) => {}
             Err(e) => {
@@ -664,13 +698,48 @@ async fn watch_apps(ctx: Arc<Context>) {
     }
 }
 
+/// Why an Application in a namespace the control plane does not read is ignored.
+pub fn ignored_reason(control_plane: &mooring_engine::project::ControlPlane, ns: &str) -> String {
+    format!(
+        "namespace {ns} is neither the control-plane namespace {:?} nor allowed by the controller's --application-namespaces {:?}",
+        control_plane.namespace, control_plane.application_namespaces
+    )
+}
+
+/// The Event and log line for an Application (or ApplicationSet) that is never reconciled
+/// because of the namespace it lives in.
+pub(crate) async fn report_ignored(ctx: &Context, resource: &ApiResource, o: &DynamicObject) {
+    let ns = o.metadata.namespace.clone().unwrap_or_default();
+    let name = o.metadata.name.clone().unwrap_or_default();
+    let message = format!(
+        "{} {ns}/{name} is ignored: {}",
+        resource.kind,
+        ignored_reason(&ctx.options.control_plane, &ns)
+    );
+    tracing::warn!("{message}");
+    let Ok(mut object) = serde_json::to_value(o) else {
+        return;
+    };
+    object["apiVersion"] = resource.api_version.clone().into();
+    object["kind"] = resource.kind.clone().into();
+    events::record(
+        ctx,
+        &object,
+        events::EventType::Warning,
+        "NamespaceNotAllowed",
+        &message,
+        "mooring-controller",
+    )
+    .await;
+}
+
 /// Live changes of managed objects → queue (self-heal, health updates).
 pub(crate) async fn watch_live(ctx: Arc<Context>, cluster: Arc<ClusterClient>) {
     let mut rx = cluster.subscribe();
     loop {
         match rx.recv().await {
             Ok(change) => {
-                for key in app_keys_named(&ctx, &change.app).await {
+                if let Some(key) = app_key_of_instance(&ctx, &change.app) {
                     ctx.enqueue(&key);
                 }
             }
@@ -692,7 +761,8 @@ async fn all_app_keys(ctx: &Context) -> Vec<String> {
         .collect()
 }
 
-/// Every Application (those that do not parse are skipped; their reconcile reports them).
+/// Every Application the control plane reads (in its namespace or one the controller
+/// allows; those that do not parse are skipped, their reconcile reports them).
 pub(crate) async fn all_apps(ctx: &Context) -> Vec<Application> {
     let api: Api<DynamicObject> =
         Api::all_with(ctx.management.client().clone(), &application_resource());
@@ -700,6 +770,11 @@ pub(crate) async fn all_apps(ctx: &Context) -> Vec<Application> {
         Ok(l) => l
             .items
             .into_iter()
+            .filter(|o| {
+                ctx.options
+                    .control_plane
+                    .namespace_enabled(o.metadata.namespace.as_deref().unwrap_or_default())
+            })
             .filter_map(|o| serde_json::to_value(o).ok())
             .filter_map(|v| serde_json::from_value(v).ok())
             .collect(),
@@ -710,13 +785,13 @@ pub(crate) async fn all_apps(ctx: &Context) -> Vec<Application> {
     }
 }
 
-async fn app_keys_named(ctx: &Context, name: &str) -> Vec<String> {
+/// The `namespace/name` key of the app whose tracking ids carry `instance`.
+fn app_key_of_instance(ctx: &Context, instance: &str) -> Option<String> {
     ctx.app_index
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(name)
-        .map(|keys| keys.iter().cloned().collect())
-        .unwrap_or_default()
+        .get(instance)
+        .cloned()
 }
 
 /// Argo CD repository Secrets (`argocd.argoproj.io/secret-type: repository`) in the
@@ -724,7 +799,9 @@ async fn app_keys_named(ctx: &Context, name: &str) -> Vec<String> {
 async fn watch_repository_secrets(ctx: Arc<Context>) {
     use futures::StreamExt;
     use mooring_k8s::k8s_openapi::api::core::v1::Secret;
-    let api: Api<Secret> = Api::all(ctx.management.client().clone());
+    // Only the control-plane namespace's: a tenant's Secret elsewhere never supplies or
+    // replaces credentials.
+    let api: Api<Secret> = Api::namespaced(ctx.management.client().clone(), ctx.namespace());
     let cfg = kube::runtime::watcher::Config::default()
         .labels("argocd.argoproj.io/secret-type=repository");
     let mut stream = kube::runtime::watcher(api, cfg).default_backoff().boxed();
@@ -833,6 +910,9 @@ async fn work(ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<String>) {
 
 async fn run_one(ctx: &Arc<Context>, key: &str) -> Option<reconcile::Action> {
     let (ns, name) = key.split_once('/')?;
+    if !ctx.options.control_plane.namespace_enabled(ns) {
+        return None;
+    }
     let obj = match ctx.apps_api(ns).get_opt(name).await {
         Ok(Some(o)) => o,
         Ok(None) => return None,
@@ -849,8 +929,11 @@ async fn run_one(ctx: &Arc<Context>, key: &str) -> Option<reconcile::Action> {
             return None;
         }
     };
-    if let Some(rev) = app.status.as_ref().and_then(|s| s.sync.revision.as_deref()) {
-        ctx.metrics.saw_revision(app.name(), rev);
+    if let Some(rev) = app.status.as_ref().map(|s| s.sync.revisions()) {
+        if !rev.is_empty() {
+            ctx.metrics
+                .saw_revision(&ctx.instance_name(&app), &rev.to_string());
+        }
     }
     match reconcile::reconcile(Arc::new(app), ctx.clone()).await {
         Ok(a) => Some(a),

@@ -35,7 +35,8 @@
 use crate::reconcile::{self, desired_state, now, Compared};
 use crate::{Context, ControllerError};
 use mooring_core::app::{
-    parse_go_duration, sync_option, Application, HealthStatusCode, RevisionHistory, SyncStatusCode,
+    parse_go_duration, sync_option, Application, HealthStatusCode, RevisionHistory, Revisions,
+    SyncStatusCode,
 };
 use mooring_core::ResourceKey;
 use mooring_engine::health;
@@ -87,13 +88,13 @@ pub fn automated_operation(app: &Application, c: &Compared) -> Option<Value> {
     }
     let last = app.status.as_ref().and_then(|s| s.operation_state.as_ref());
     if let Some(last) = last {
-        let last_rev = last.pointer("/syncResult/revision").and_then(Value::as_str);
+        let last_rev = last.get("syncResult").map(Revisions::of);
         let automated = last
             .pointer("/operation/initiatedBy/automated")
             .and_then(Value::as_bool)
             == Some(true);
         let phase = last.get("phase").and_then(Value::as_str);
-        if last_rev == Some(c.revision.as_str()) && automated {
+        if last_rev.as_ref() == Some(&c.revision) && automated {
             // Already attempted this revision: only self-heal re-syncs, and only after a
             // success (a failed revision is not retried forever).
             if !(auto.self_heal && phase == Some("Succeeded")) {
@@ -101,8 +102,10 @@ pub fn automated_operation(app: &Application, c: &Compared) -> Option<Value> {
             }
         }
     }
+    let mut sync = json!({"prune": auto.prune, "syncOptions": policy.sync_options});
+    c.revision.write_into(&mut sync);
     Some(json!({
-        "sync": {"revision": c.revision, "prune": auto.prune, "syncOptions": policy.sync_options},
+        "sync": sync,
         "initiatedBy": {"automated": true},
     }))
 }
@@ -294,12 +297,9 @@ pub async fn drive(
     }
     let op = state.get("operation").cloned().unwrap_or(Value::Null);
     let id = op_id(&state);
-    let revision = op
-        .pointer("/sync/revision")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let (revision, mut desired) = match desired_state(ctx, app, revision.as_deref(), cluster).await
-    {
+    // `sync.revision`, or `sync.revisions` (one per source) for a multi-source app.
+    let requested = op.get("sync").map(Revisions::of).unwrap_or_default();
+    let (revision, mut desired) = match desired_state(ctx, app, &requested, cluster).await {
         Ok(x) => x,
         Err(e) => return finish(ctx, app, state, "Error", &e.to_string(), None).await,
     };
@@ -429,7 +429,7 @@ pub async fn drive(
                 .await;
             }
             state["plan"] = skeleton(&plan);
-            state["syncResult"]["revision"] = json!(revision);
+            write_revisions(&mut state, &revision);
             state["sync"] = serde_json::to_value(SyncState::default()).unwrap_or(Value::Null);
             ctx.patch_app(app, json!({"status": {"operationState": state}}))
                 .await?;
@@ -838,7 +838,7 @@ async fn finish(
     mut state: Value,
     phase: &str,
     message: &str,
-    revision: Option<&str>,
+    revision: Option<&Revisions>,
 ) -> Result<OperationOutcome, ControllerError> {
     let retry = app.spec.sync_policy.as_ref().and_then(|p| p.retry.clone());
     let count = state.get("retryCount").and_then(Value::as_i64).unwrap_or(0);
@@ -883,7 +883,7 @@ async fn finish(
     state["finishedAt"] = json!(now());
     state["plan"] = Value::Null;
     if let Some(r) = revision {
-        state["syncResult"]["revision"] = json!(r);
+        write_revisions(&mut state, r);
     }
     let mut status = json!({"operationState": state});
     if phase == "Succeeded" {
@@ -893,15 +893,26 @@ async fn finish(
             .map(|s| s.history.clone())
             .unwrap_or_default();
         let id = history.iter().map(|h| h.id).max().unwrap_or(-1) + 1;
+        // Argo CD's shapes: `revision` + `source`, or `revisions` + `sources`.
+        let multi = app.has_multiple_sources();
         history.push(RevisionHistory {
             id,
-            revision: revision.unwrap_or_default().to_string(),
+            revision: revision
+                .and_then(Revisions::revision)
+                .unwrap_or_default()
+                .to_string(),
+            revisions: revision.map(|r| r.revisions().to_vec()).unwrap_or_default(),
             deployed_at: Some(now()),
             deploy_started_at: state
                 .get("startedAt")
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            source: app.source().cloned(),
+            source: if multi { None } else { app.source().cloned() },
+            sources: if multi {
+                app.spec.sources.clone()
+            } else {
+                Vec::new()
+            },
         });
         let limit = app.spec.revision_history_limit.unwrap_or(10).max(1) as usize;
         if history.len() > limit {
@@ -926,6 +937,15 @@ async fn finish(
     ctx.patch_app(app, json!({"status": status})).await?;
     ctx.patch_app(app, json!({"operation": null})).await?;
     Ok(OperationOutcome::Finished)
+}
+
+/// Record the revisions synced in `operationState.syncResult` (`revision` or
+/// `revisions`, as Argo CD).
+fn write_revisions(state: &mut Value, revisions: &Revisions) {
+    if !state["syncResult"].is_object() {
+        state["syncResult"] = json!({"resources": []});
+    }
+    revisions.write_into(&mut state["syncResult"]);
 }
 
 fn uuid_like() -> String {

@@ -1,9 +1,13 @@
 //! AppProject enforcement: the controller's side of [`mooring_engine::project`].
 //!
-//! Projects are `AppProject` custom resources in the management cluster, looked up by the
-//! Application's `spec.project` (default `default`) in the Application's namespace first,
-//! then in any namespace (Argo CD keeps them in its control-plane namespace). A missing
-//! `default` project permits everything, as in Argo CD.
+//! Projects are `AppProject` custom resources in the management cluster's control-plane
+//! namespace (`argocd` by default), looked up by the Application's `spec.project` (default
+//! `default`); an AppProject anywhere else is never read, so a tenant cannot bring its
+//! own. An Application outside the control-plane namespace may use a project only when
+//! the controller reads its namespace and the project lists it in `sourceNamespaces`
+//! ([`mooring_engine::project::ControlPlane`]). A missing `default` project permits
+//! everything, as in Argo CD, to Applications in the control-plane namespace (the
+//! admin's) only.
 //!
 //! Enforcement happens at three points, always before anything is written to a cluster:
 //!
@@ -67,28 +71,20 @@ pub async fn project_of(
     app: &Application,
 ) -> Result<Option<AppProject>, ControllerError> {
     let name = project_name(app);
-    let client = ctx.management.client().clone();
-    let here: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        app.namespace(),
+    let projects: Api<DynamicObject> = Api::namespaced_with(
+        ctx.management.client().clone(),
+        ctx.namespace(),
         &crate::appproject_resource(),
     );
-    let kube_err =
-        |e: kube::Error| ControllerError::Internal(format!("reading AppProject {name}: {e}"));
-    if let Some(o) = here.get_opt(name).await.map_err(kube_err)? {
-        return parse(o).map(Some);
-    }
-    let all: Api<DynamicObject> = Api::all_with(client, &crate::appproject_resource());
-    let found = all
-        .list(&Default::default())
-        .await
-        .map_err(kube_err)?
-        .items
-        .into_iter()
-        .find(|o| o.metadata.name.as_deref() == Some(name));
+    let found = projects.get_opt(name).await.map_err(|e| {
+        ControllerError::Internal(format!(
+            "reading AppProject {}/{name}: {e}",
+            ctx.namespace()
+        ))
+    })?;
     match found {
         Some(o) => parse(o).map(Some),
-        None if name == DEFAULT_PROJECT => Ok(Some(AppProject::default_project(app.namespace()))),
+        None if name == DEFAULT_PROJECT => Ok(Some(AppProject::default_project(ctx.namespace()))),
         None => Ok(None),
     }
 }
@@ -131,11 +127,12 @@ pub fn destination_of(ctx: &Context, app: &Application) -> Destination {
 
 /// The pure part of [`check_app`]: the app's namespace, sources and destination.
 pub fn check_app_against(
+    control_plane: &rules::ControlPlane,
     proj: &AppProject,
     app: &Application,
     dst: &Destination,
 ) -> Result<(), rules::Refusal> {
-    rules::check_app_namespace(proj, app.namespace())?;
+    control_plane.check_app_namespace(proj, app.namespace())?;
     let sources = app.spec.source.iter().chain(app.spec.sources.iter());
     for s in sources {
         rules::check_source(proj, &s.repo_url)?;
@@ -160,9 +157,11 @@ pub async fn check_app(
         Err(e) => return Err(e),
     };
     let dst = destination_of(ctx, app);
-    Ok(check_app_against(&proj, app, &dst)
-        .map(|()| proj)
-        .map_err(|r| r.to_string()))
+    Ok(
+        check_app_against(&ctx.options.control_plane, &proj, app, &dst)
+            .map(|()| proj)
+            .map_err(|r| r.to_string()),
+    )
 }
 
 /// Check every rendered object against the project's resource lists and destinations;
@@ -246,8 +245,9 @@ pub fn recheck_after(v: &WindowVerdict, now: SystemTime) -> Duration {
 /// AppProject changes → the Applications using them are queued.
 pub async fn watch_projects(ctx: Arc<Context>) {
     use futures::StreamExt;
-    let api: Api<DynamicObject> = Api::all_with(
+    let api: Api<DynamicObject> = Api::namespaced_with(
         ctx.management.client().clone(),
+        ctx.namespace(),
         &crate::appproject_resource(),
     );
     let mut stream = kube::runtime::watcher(api, Default::default())
@@ -405,16 +405,17 @@ mod tests {
             name: "in-cluster".into(),
             namespace: "ml-a".into(),
         };
+        let cp = rules::ControlPlane::default();
         let ok = app(serde_json::json!([
             {"repoURL": "https://git.example.com/ml/a.git", "path": "a"},
             {"repoURL": "https://git.example.com/ml/values.git", "ref": "values"}
         ]));
-        assert!(check_app_against(&proj, &ok, &dst).is_ok());
+        assert!(check_app_against(&cp, &proj, &ok, &dst).is_ok());
         let bad = app(serde_json::json!([
             {"repoURL": "https://git.example.com/ml/a.git", "path": "a"},
             {"repoURL": "https://elsewhere.example.com/values.git", "ref": "values"}
         ]));
-        let e = check_app_against(&proj, &bad, &dst).expect_err("second source");
+        let e = check_app_against(&cp, &proj, &bad, &dst).expect_err("second source");
         assert!(
             e.to_string()
                 .contains("https://elsewhere.example.com/values.git"),
@@ -422,7 +423,7 @@ mod tests {
         );
         let mut other_ns = ok.clone();
         other_ns.metadata["namespace"] = serde_json::json!("team-a");
-        let e = check_app_against(&proj, &other_ns, &dst).expect_err("app namespace");
+        let e = check_app_against(&cp, &proj, &other_ns, &dst).expect_err("app namespace");
         assert!(
             e.to_string().contains("applications in namespace team-a"),
             "{e}"

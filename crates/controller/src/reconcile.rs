@@ -11,8 +11,8 @@
 use crate::operation::{self, OperationOutcome};
 use crate::{Context, ControllerError};
 use mooring_core::app::{
-    Application, ApplicationCondition, HealthStatus, HealthStatusCode, ResourceStatus, SyncStatus,
-    SyncStatusCode,
+    Application, ApplicationCondition, HealthStatus, HealthStatusCode, ResourceStatus, Revisions,
+    SyncStatus, SyncStatusCode,
 };
 use mooring_core::ResourceKey;
 use mooring_engine::diff::{self, DiffOptions};
@@ -21,6 +21,9 @@ use mooring_k8s::cluster::{ClusterClient, TRACKING_ANNOTATION};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Argo CD's refresh request on an Application (`normal` or `hard`), removed once served.
+pub const REFRESH_ANNOTATION: &str = "argocd.argoproj.io/refresh";
 
 /// Argo CD's finalizer for cascading deletion of an application's resources.
 pub const RESOURCES_FINALIZER: &str = "resources-finalizer.argocd.argoproj.io";
@@ -36,7 +39,8 @@ pub enum Action {
 
 /// The rendered, annotated desired state of an app and the live objects it manages.
 pub struct Compared {
-    pub revision: String,
+    /// The commit of every source compared (Argo CD's `revision` or `revisions`).
+    pub revision: Revisions,
     pub desired: Vec<Value>,
     pub live: Vec<Value>,
     pub resources: Vec<ResourceStatus>,
@@ -62,67 +66,100 @@ pub(crate) fn condition(type_: &str, message: impl Into<String>) -> ApplicationC
     }
 }
 
-/// Resolve, render and annotate the desired manifests of `app` at its target revision.
+/// Resolve, render and annotate the desired manifests of `app`: every source (Argo CD's
+/// `spec.sources`, or the single `spec.source`) from its own repository at its own
+/// revision, validated as a whole first and merged after the destination namespace is
+/// filled in ([`mooring_render::plan`], [`mooring_render::merge`]: the same resource from
+/// two sources is an error naming both). `overrides` are the revisions an operation asks
+/// for ([`Revisions::of`] its `sync`): one per source, an empty entry meaning that
+/// source's `targetRevision`; empty for none. Returns the commit of every source.
 pub async fn desired_state(
     ctx: &Context,
     app: &Application,
-    revision_override: Option<&str>,
+    overrides: &Revisions,
     cluster: &ClusterClient,
-) -> Result<(String, Vec<Value>), ControllerError> {
-    let source = app
-        .source()
-        .ok_or_else(|| ControllerError::Spec("spec.source is required".into()))?
-        .clone();
-    let revision = revision_override
-        .map(str::to_string)
-        .or_else(|| source.target_revision.clone())
-        .unwrap_or_else(|| "HEAD".into());
-    let creds = ctx.credentials_for(&source.repo_url);
-    let commit = ctx
-        .resolve(&ctx.fetch_url(&source.repo_url), &revision, creds)
-        .await?;
-    let path = source.path.clone().unwrap_or_else(|| ".".into());
-    let key =
-        mooring_render::RenderCache::key_for(&source.repo_url, commit.as_str(), &path, &source);
-    let manifests = match ctx.renders.get(&key) {
-        Some(m) => m,
-        None => match reuse_render(ctx, app, &key, &commit).await {
-            Some(m) => m,
-            None => {
-                let repos = ctx.repos.clone();
-                let url = ctx.fetch_url(&source.repo_url);
-                let c = commit.clone();
-                let opts = ctx.render_options.clone();
-                let src = source.clone();
-                let (rendered, inputs) = tokio::task::spawn_blocking(
-                    move || -> Result<(Vec<Value>, Vec<String>), ControllerError> {
-                        let dir = tempfile::Builder::new()
-                            .prefix("mooring-render-")
-                            .tempdir()
-                            .map_err(|e| {
-                                ControllerError::Internal(format!("temporary directory: {e}"))
-                            })?;
-                        repos.export(&url, &c, dir.path(), &mooring_source::Limits::default())?;
-                        let rendered = mooring_render::render(dir.path(), &src, &opts)?;
-                        // What the render read, to reuse it for commits that touch none of it.
-                        let inputs = mooring_render::source_inputs(dir.path(), &src)?;
-                        Ok((rendered, inputs))
-                    },
-                )
-                .await
-                .map_err(|e| ControllerError::Internal(e.to_string()))??;
-                let m = Arc::new(rendered);
-                ctx.renders.insert(key.clone(), m.clone());
-                ctx.remember_inputs(key, inputs);
-                m
+) -> Result<(Revisions, Vec<Value>), ControllerError> {
+    let sources = app.sources();
+    let plan = mooring_render::plan(sources)?;
+    let multi = app.has_multiple_sources();
+    if !overrides.is_empty()
+        && (overrides.is_multi_source() != multi || overrides.commits().len() != sources.len())
+    {
+        return Err(ControllerError::Spec(if multi {
+            format!(
+                "the operation asks for revision(s) {overrides} but the application has {} sources (spec.sources): give `revisions`, one per source (`mooring app sync --revisions R --source-positions N`)",
+                sources.len()
+            )
+        } else {
+            format!("the operation asks for revisions {overrides} of several sources, but the application has a single source: give `revision`")
+        }));
+    }
+    // In a multi-source app, every error names the source it comes from.
+    let in_source = |i: usize, e: ControllerError| -> ControllerError {
+        if multi {
+            ControllerError::InSource {
+                label: plan.sources[i].label.clone(),
+                error: Box::new(e),
             }
-        },
+        } else {
+            e
+        }
     };
+    // Every source at its own revision (`ref` sources too: their trees are read by value
+    // files, and their commits are reported).
+    let mut commits = Vec::with_capacity(sources.len());
+    for (i, source) in sources.iter().enumerate() {
+        let revision = overrides
+            .commits()
+            .get(i)
+            .filter(|r| !r.is_empty())
+            .cloned()
+            .or_else(|| source.target_revision.clone().filter(|r| !r.is_empty()))
+            .unwrap_or_else(|| "HEAD".into());
+        let creds = ctx.credentials_for(&source.repo_url);
+        let commit = ctx
+            .resolve(&ctx.fetch_url(&source.repo_url), &revision, creds)
+            .await
+            .map_err(|e| in_source(i, e))?;
+        commits.push(commit);
+    }
+    let mut rendered: Vec<(String, mooring_render::Manifests)> = Vec::new();
+    for p in plan.rendered() {
+        let source = &sources[p.index];
+        let commit = &commits[p.index];
+        let path = source.path.clone().unwrap_or_else(|| ".".into());
+        // The `ref` trees this render reads are part of what it depends on.
+        let refs: Vec<RefTree> = p
+            .refs
+            .iter()
+            .map(|(name, &at)| RefTree {
+                name: name.clone(),
+                repo_url: sources[at].repo_url.clone(),
+                commit: commits[at].clone(),
+            })
+            .collect();
+        let key =
+            mooring_render::RenderCache::key_for(&source.repo_url, commit.as_str(), &path, source)
+                .with_refs(
+                    refs.iter()
+                        .map(|r| (r.name.as_str(), r.repo_url.as_str(), r.commit.as_str())),
+                );
+        let manifests = match ctx.renders.get(&key) {
+            Some(m) => m,
+            None => match reuse_render(ctx, app, p.index, source, &key, commit).await {
+                Some(m) => m,
+                None => render_source(ctx, source, commit, refs, key)
+                    .await
+                    .map_err(|e| in_source(p.index, e))?,
+            },
+        };
+        rendered.push((p.label.clone(), manifests));
+    }
     let dest_ns = app.spec.destination.namespace.clone().unwrap_or_default();
-    let mut out = Vec::with_capacity(manifests.len());
     // Scopes of the kinds CRDs in this render define (their kinds are not served yet).
-    let crd_scopes: std::collections::HashMap<(String, String), bool> = manifests
+    let crd_scopes: std::collections::HashMap<(String, String), bool> = rendered
         .iter()
+        .flat_map(|(_, m)| m.iter())
         .filter(|m| m.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition"))
         .filter_map(|m| {
             let group = m.pointer("/spec/group")?.as_str()?.to_string();
@@ -131,57 +168,65 @@ pub async fn desired_state(
             Some(((group, kind), namespaced))
         })
         .collect();
-    for m in manifests.iter() {
-        let mut obj = m.clone();
-        let api_version = obj
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let kind = obj
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        // Namespaced objects without a namespace go to the destination namespace. For a
-        // kind the cluster does not serve yet, the scope comes from its CRD in this render;
-        // Gatekeeper's templates and constraints (whose CRDs Gatekeeper or the controller
-        // creates) are cluster-scoped; other kinds are assumed namespaced unless they are
-        // well-known cluster-scoped ones. A wrong guess would change the object's key
-        // between the plan and the apply.
-        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-        let namespaced = match cluster.is_namespaced(&api_version, &kind).await {
-            Some(n) => n,
-            None => match crd_scopes.get(&(group.to_string(), kind.clone())) {
-                Some(n) => *n,
-                None => {
-                    !(group == "constraints.gatekeeper.sh"
-                        || matches!(
-                            kind.as_str(),
-                            "Namespace"
-                                | "CustomResourceDefinition"
-                                | "ClusterRole"
-                                | "ClusterRoleBinding"
-                                | "ConstraintTemplate"
-                        ))
-                }
-            },
-        };
-        let meta = obj
-            .get_mut("metadata")
-            .and_then(Value::as_object_mut)
-            .ok_or_else(|| ControllerError::Spec(format!("manifest {kind} has no metadata")))?;
-        if namespaced && !meta.contains_key("namespace") && !dest_ns.is_empty() {
-            meta.insert("namespace".into(), json!(dest_ns));
+    let mut parts = Vec::with_capacity(rendered.len());
+    for (label, manifests) in &rendered {
+        let mut objects = Vec::with_capacity(manifests.len());
+        for m in manifests.iter() {
+            let mut obj = m.clone();
+            let api_version = obj
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let kind = obj
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            // Namespaced objects without a namespace go to the destination namespace. For
+            // a kind the cluster does not serve yet, the scope comes from its CRD in this
+            // render; Gatekeeper's templates and constraints (whose CRDs Gatekeeper or the
+            // controller creates) are cluster-scoped; other kinds are assumed namespaced
+            // unless they are well-known cluster-scoped ones. A wrong guess would change
+            // the object's key between the plan and the apply.
+            let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+            let namespaced = match cluster.is_namespaced(&api_version, &kind).await {
+                Some(n) => n,
+                None => match crd_scopes.get(&(group.to_string(), kind.clone())) {
+                    Some(n) => *n,
+                    None => {
+                        !(group == "constraints.gatekeeper.sh"
+                            || matches!(
+                                kind.as_str(),
+                                "Namespace"
+                                    | "CustomResourceDefinition"
+                                    | "ClusterRole"
+                                    | "ClusterRoleBinding"
+                                    | "ConstraintTemplate"
+                            ))
+                    }
+                },
+            };
+            let meta = obj
+                .get_mut("metadata")
+                .and_then(Value::as_object_mut)
+                .ok_or_else(|| ControllerError::Spec(format!("manifest {kind} has no metadata")))?;
+            if namespaced && !meta.contains_key("namespace") && !dest_ns.is_empty() {
+                meta.insert("namespace".into(), json!(dest_ns));
+            }
+            if !namespaced {
+                meta.remove("namespace");
+            }
+            objects.push(obj);
         }
-        if !namespaced {
-            meta.remove("namespace");
-        }
-        out.push(obj);
+        parts.push((label.clone(), objects));
     }
+    // One desired state; identities are final now (namespaces filled in).
+    let mut out = mooring_render::merge(parts)?;
+    let instance = ctx.instance_name(app);
     for obj in &mut out {
         if let Some(key) = ResourceKey::of(obj) {
-            let id = mooring_k8s::cluster::tracking_id(app.name(), &key);
+            let id = mooring_k8s::cluster::tracking_id(&instance, &key);
             let ann = obj["metadata"]
                 .as_object_mut()
                 .expect("checked above that metadata is an object")
@@ -192,20 +237,93 @@ pub async fn desired_state(
             }
         }
     }
-    Ok((commit.to_string(), out))
+    let commits: Vec<String> = commits.iter().map(|c| c.to_string()).collect();
+    let revisions = if multi {
+        Revisions::multi(commits)
+    } else {
+        Revisions::single(commits.into_iter().next().unwrap_or_default())
+    };
+    Ok((revisions, out))
 }
 
-/// Reuse the render of the app's previous revision when the commits between it and
-/// `commit` touch none of the render's inputs (the app path, its kustomize bases,
-/// components, patches, value files).
+/// The tree of a `ref` source one render reads (Helm `$NAME/path` value files).
+struct RefTree {
+    name: String,
+    repo_url: String,
+    commit: mooring_source::CommitId,
+}
+
+/// Export `source`'s repository at `commit` (and every `ref` tree it reads) into private
+/// temporary directories, render it, cache the result under `key` with what it read.
+async fn render_source(
+    ctx: &Context,
+    source: &mooring_core::app::ApplicationSource,
+    commit: &mooring_source::CommitId,
+    refs: Vec<RefTree>,
+    key: mooring_render::CacheKey,
+) -> Result<mooring_render::Manifests, ControllerError> {
+    let repos = ctx.repos.clone();
+    let url = ctx.fetch_url(&source.repo_url);
+    let refs: Vec<(String, String, mooring_source::CommitId)> = refs
+        .into_iter()
+        .map(|r| (r.name, ctx.fetch_url(&r.repo_url), r.commit))
+        .collect();
+    let c = commit.clone();
+    let opts = ctx.render_options.clone();
+    let src = source.clone();
+    let (rendered, inputs) = tokio::task::spawn_blocking(
+        move || -> Result<(Vec<Value>, Vec<String>), ControllerError> {
+            let tmp = || {
+                tempfile::Builder::new()
+                    .prefix("mooring-render-")
+                    .tempdir()
+                    .map_err(|e| ControllerError::Internal(format!("temporary directory: {e}")))
+            };
+            let limits = mooring_source::Limits::default();
+            let dir = tmp()?;
+            repos.export(&url, &c, dir.path(), &limits)?;
+            // Each ref tree once; a ref to this very repository and commit is this tree.
+            let mut dirs = Vec::new();
+            let mut roots = mooring_render::RefRoots::new();
+            for (name, ref_url, ref_commit) in &refs {
+                if *ref_url == url && *ref_commit == c {
+                    roots.insert(name.clone(), dir.path().to_path_buf());
+                    continue;
+                }
+                let d = tmp()?;
+                repos.export(ref_url, ref_commit, d.path(), &limits)?;
+                roots.insert(name.clone(), d.path().to_path_buf());
+                dirs.push(d);
+            }
+            let rendered = mooring_render::render_with_refs(dir.path(), &src, &roots, &opts)?;
+            // What the render read in its own repository, to reuse it for commits that
+            // touch none of it (the ref trees are in the key).
+            let inputs = mooring_render::source_inputs(dir.path(), &src)?;
+            Ok((rendered, inputs))
+        },
+    )
+    .await
+    .map_err(|e| ControllerError::Internal(e.to_string()))??;
+    let m = Arc::new(rendered);
+    ctx.renders.insert(key.clone(), m.clone());
+    ctx.remember_inputs(key, inputs);
+    Ok(m)
+}
+
+/// Reuse the render of source `index`'s previous revision when the commits between it
+/// and `commit` touch none of the render's inputs (the app path, its kustomize bases,
+/// components, patches, value files). The key carries the `ref` trees' commits, so a
+/// render made with other values is never reused.
 async fn reuse_render(
     ctx: &Context,
     app: &Application,
+    index: usize,
+    source: &mooring_core::app::ApplicationSource,
     key: &mooring_render::CacheKey,
     commit: &mooring_source::CommitId,
 ) -> Option<mooring_render::Manifests> {
-    let previous = app.status.as_ref()?.sync.revision.clone()?;
-    let prev_commit: mooring_source::CommitId = previous.parse().ok()?;
+    let previous = app.status.as_ref()?.sync.revisions();
+    let prev_commit: mooring_source::CommitId = previous.commits().get(index)?.parse().ok()?;
     if &prev_commit == commit {
         return None;
     }
@@ -213,7 +331,7 @@ async fn reuse_render(
     let inputs = ctx.inputs_of(&prev_key)?;
     ctx.renders.get(&prev_key)?;
     let repos = ctx.repos.clone();
-    let url = ctx.fetch_url(&app.source()?.repo_url);
+    let url = ctx.fetch_url(&source.repo_url);
     let to = commit.clone();
     let changed = tokio::task::spawn_blocking(move || repos.changed_paths(&url, &prev_commit, &to))
         .await
@@ -233,10 +351,10 @@ pub async fn compare(
     ctx: &Context,
     app: &Application,
     cluster: &ClusterClient,
-    revision: String,
+    revision: Revisions,
     desired: Vec<Value>,
 ) -> Result<Compared, ControllerError> {
-    let live_managed = cluster.managed(app.name());
+    let live_managed = cluster.managed(&ctx.instance_name(app));
     let opts = DiffOptions {
         ignore: &app.spec.ignore_differences,
         manager: Some(&ctx.options.manager),
@@ -417,17 +535,22 @@ pub async fn reconcile(
     if app.metadata.get("deletionTimestamp").is_some() {
         return crate::deletion::finalize(&ctx, &app, &cluster).await;
     }
-    // `app get --refresh` (Argo CD's refresh annotation): compare with Git now, then
-    // clear the request.
-    if app
-        .metadata
-        .pointer("/annotations/argocd.argoproj.io~1refresh")
-        .is_some()
-    {
+    // `app get --refresh` / `--hard-refresh` (Argo CD's refresh annotation, `normal` or
+    // `hard`): compare with Git now — after a hard one, with every source rendered anew —
+    // then clear the request.
+    if let Some(level) = app.metadata.pointer(&format!(
+        "/annotations/{}",
+        REFRESH_ANNOTATION.replace('/', "~1")
+    )) {
+        if level.as_str() == Some("hard") {
+            for source in app.spec.source.iter().chain(app.spec.sources.iter()) {
+                ctx.renders.forget_repo(&source.repo_url);
+            }
+        }
         ctx.forget_all_resolutions();
         ctx.patch_app(
             &app,
-            json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": null}}}),
+            json!({"metadata": {"annotations": {REFRESH_ANNOTATION: null}}}),
         )
         .await?;
     }
@@ -449,14 +572,16 @@ pub async fn reconcile(
             return Ok(Action::Idle);
         }
     };
-    let (revision, desired) = match desired_state(&ctx, &app, None, &cluster).await {
+    let (revision, desired) = match desired_state(&ctx, &app, &Revisions::default(), &cluster).await
+    {
         Ok(x) => x,
         Err(e) => {
             write_error(&ctx, &app, "ComparisonError", &e.to_string()).await?;
             return Ok(Action::Idle);
         }
     };
-    ctx.metrics.saw_revision(app.name(), &revision);
+    ctx.metrics
+        .saw_revision(&ctx.instance_name(&app), &revision.to_string());
     crate::deletion::track_post_delete_finalizers(&ctx, &app, &desired).await?;
     let compared = match compare(&ctx, &app, &cluster, revision, desired).await {
         Ok(c) => c,
@@ -489,7 +614,8 @@ pub async fn reconcile(
     if compared.sync == SyncStatusCode::Synced
         && compared.health.status == HealthStatusCode::Healthy
     {
-        ctx.metrics.converged(app.name(), &compared.revision);
+        ctx.metrics
+            .converged(&ctx.instance_name(&app), &compared.revision.to_string());
     }
     if let Some(op) = auto {
         operation::request(&ctx, &app, op).await?;
@@ -509,7 +635,7 @@ async fn refresh_during_operation(
     app: &Application,
     cluster: &ClusterClient,
 ) -> Result<(), ControllerError> {
-    let (revision, desired) = match desired_state(ctx, app, None, cluster).await {
+    let (revision, desired) = match desired_state(ctx, app, &Revisions::default(), cluster).await {
         Ok(x) => x,
         Err(e) => return write_error(ctx, app, "ComparisonError", &e.to_string()).await,
     };
@@ -591,7 +717,7 @@ pub async fn write_status(
         .is_some_and(|s| same_conditions(&s.conditions, &conds));
     if let Some(cur) = &app.status {
         if cur.sync.status == c.sync
-            && cur.sync.revision.as_deref() == Some(c.revision.as_str())
+            && cur.sync.revisions() == c.revision
             && cur.health == c.health
             && cur.resources == c.resources
             && !conditions_changed
@@ -599,8 +725,11 @@ pub async fn write_status(
             return Ok(());
         }
     }
+    // `revision` or `revisions` (the other cleared), as Argo CD writes them.
+    let mut sync = json!({"status": c.sync});
+    c.revision.write_into(&mut sync);
     let mut status = json!({
-        "sync": SyncStatus { status: c.sync, revision: Some(c.revision.clone()) },
+        "sync": sync,
         "health": c.health,
         "resources": c.resources,
         "reconciledAt": now(),
@@ -638,10 +767,14 @@ async fn write_unknown(
         return Ok(());
     }
     conds.push(condition("ComparisonError", message));
-    let revision = app.status.as_ref().and_then(|s| s.sync.revision.clone());
+    let sync = app
+        .status
+        .as_ref()
+        .map(|s| s.sync.clone())
+        .unwrap_or_default();
     let patch = json!({"status": {
         "conditions": conds,
-        "sync": SyncStatus { status: SyncStatusCode::Unknown, revision },
+        "sync": SyncStatus { status: SyncStatusCode::Unknown, ..sync },
         "health": {"status": "Unknown", "message": message},
         "reconciledAt": now(),
     }});
@@ -674,7 +807,7 @@ pub async fn write_error(
         .unwrap_or_default();
     let patch = json!({"status": {
         "conditions": conds,
-        "sync": SyncStatus { status: SyncStatusCode::Unknown, revision: sync.revision },
+        "sync": SyncStatus { status: SyncStatusCode::Unknown, ..sync },
         "reconciledAt": now(),
     }});
     ctx.patch_app(app, patch).await

@@ -90,8 +90,18 @@ async fn run(ctx: Arc<Context>) {
     let mut last: HashMap<String, Instant> = HashMap::new();
     loop {
         tokio::time::sleep(TICK).await;
+        // Policies guard the Applications of their own namespace: only namespaces the
+        // control plane reads Applications from count.
         let list = match api.list(&Default::default()).await {
-            Ok(l) => l.items,
+            Ok(l) => l
+                .items
+                .into_iter()
+                .filter(|o| {
+                    ctx.options
+                        .control_plane
+                        .namespace_enabled(o.metadata.namespace.as_deref().unwrap_or_default())
+                })
+                .collect::<Vec<_>>(),
             Err(e) => {
                 tracing::debug!("listing RollbackPolicies: {e}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -806,7 +816,6 @@ async fn emit_event(
     e: &Evaluation,
     r: &RollbackRecord,
 ) {
-    let ts = now();
     let reason = if rule.action.rolls_back() {
         "RollbackTriggered"
     } else {
@@ -824,25 +833,18 @@ async fn emit_event(
             r.message.clone()
         }
     );
-    let event = json!({
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"generateName": format!("{}.", app.name()), "namespace": app.namespace()},
-        "involvedObject": {
-            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-            "name": app.name(), "namespace": app.namespace(),
-            "uid": app.metadata.get("uid").cloned().unwrap_or(Value::Null),
-        },
-        "reason": reason,
-        "message": message,
-        "type": "Warning",
-        "source": {"component": "mooring-rollback"},
-        "reportingComponent": "mooring-rollback",
-        "firstTimestamp": ts, "lastTimestamp": ts, "count": 1,
+    let object = json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": app.metadata,
     });
-    if let Err(err) = ctx.management.create(&event).await {
-        tracing::warn!("event for {}: {err}", app.name());
-    }
+    crate::events::record(
+        ctx,
+        &object,
+        crate::events::EventType::Warning,
+        reason,
+        &message,
+        "mooring-rollback",
+    )
+    .await;
 }
 
 /// The incident webhook's JSON body.

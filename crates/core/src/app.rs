@@ -14,6 +14,34 @@ pub const VERSION: &str = "v1alpha1";
 /// The in-cluster destination, as in Argo CD: the management cluster itself.
 pub const IN_CLUSTER: &str = "https://kubernetes.default.svc";
 
+/// The control-plane namespace by default, as Argo CD installs itself: Applications,
+/// AppProjects, ApplicationSets, cluster and repository Secrets and Mooring's own settings
+/// live there (`--namespace` / `MOORING_NAMESPACE` choose another).
+pub const CONTROL_PLANE_NAMESPACE: &str = "argocd";
+
+/// An Application's instance name (Argo CD's `Application.InstanceName`): what its
+/// tracking ids name. `name` for an Application in the control-plane namespace,
+/// `namespace_name` for one elsewhere ("applications in any namespace"), so two apps of
+/// the same name in different namespaces never claim each other's resources. (`_` cannot
+/// occur in a Kubernetes namespace or object name, so the form is unambiguous.)
+pub fn instance_name(namespace: &str, name: &str, control_plane: &str) -> String {
+    if namespace.is_empty() || namespace == control_plane {
+        name.to_string()
+    } else {
+        format!("{namespace}_{name}")
+    }
+}
+
+/// Split an Application reference as Argo CD's CLI does (`ParseFromQualifiedName`):
+/// `namespace/name`, or `name` in `default_namespace`.
+pub fn qualified_name<'a>(reference: &'a str, default_namespace: &'a str) -> (&'a str, &'a str) {
+    match reference.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() => (ns, name),
+        Some((_, name)) => (default_namespace, name),
+        None => (default_namespace, reference),
+    }
+}
+
 /// Health of a resource or an application, ordered from best to worst so that the health
 /// of an application is the maximum of its resources' (Argo CD's rule).
 #[derive(
@@ -124,6 +152,14 @@ pub struct ApplicationSource {
     pub helm: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin: Option<Value>,
+    /// `ref`: in `spec.sources`, names this source so that Helm value files of another
+    /// source can read from its repository as `$NAME/path`. A `ref` source without
+    /// `path` is not rendered itself.
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    pub ref_: Option<String>,
+    /// `name`: a label for the source (Argo CD's `--source-names`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
@@ -335,8 +371,19 @@ pub struct ApplicationCondition {
 #[serde(rename_all = "camelCase")]
 pub struct SyncStatus {
     pub status: SyncStatusCode,
+    /// The commit compared with, for an app with one `source`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// The commit of every source, in order, for an app with `spec.sources`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<String>,
+}
+
+impl SyncStatus {
+    /// The revisions compared with, whichever field holds them.
+    pub fn revisions(&self) -> Revisions {
+        Revisions::from_fields(self.revision.as_deref(), &self.revisions)
+    }
 }
 
 /// One `status.history[]` entry: a successful sync.
@@ -344,13 +391,28 @@ pub struct SyncStatus {
 #[serde(rename_all = "camelCase")]
 pub struct RevisionHistory {
     pub id: i64,
+    /// The commit synced, for an app with one `source` (empty for `spec.sources`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub revision: String,
+    /// The commit of every source, in order, for an app with `spec.sources`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployed_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy_started_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<ApplicationSource>,
+    /// The sources synced, for an app with `spec.sources`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<ApplicationSource>,
+}
+
+impl RevisionHistory {
+    /// The revisions of this entry, whichever field holds them.
+    pub fn revisions(&self) -> Revisions {
+        Revisions::from_fields(Some(&self.revision), &self.revisions)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
@@ -444,10 +506,209 @@ impl Application {
         crate::app::metadata_str(&self.metadata, "namespace")
     }
 
-    /// The single source (Argo CD's `source`, or the first of `sources`).
+    /// The primary source, as Argo CD's `GetSource()`: the first of `spec.sources` when
+    /// that list is set (then `spec.source` is ignored), else `spec.source`.
     pub fn source(&self) -> Option<&ApplicationSource> {
-        self.spec.source.as_ref().or(self.spec.sources.first())
+        self.sources().first()
     }
+
+    /// The sources Mooring renders, as Argo CD's `GetSources()`: `spec.sources` when set
+    /// (`spec.source` is then ignored), else `spec.source` alone.
+    pub fn sources(&self) -> &[ApplicationSource] {
+        if self.has_multiple_sources() {
+            &self.spec.sources
+        } else {
+            self.spec.source.as_slice()
+        }
+    }
+
+    /// Argo CD's `HasMultipleSources()`: the app uses `spec.sources` (even with one
+    /// entry), so its status carries `revisions` rather than `revision`.
+    pub fn has_multiple_sources(&self) -> bool {
+        !self.spec.sources.is_empty()
+    }
+}
+
+/// The commits an app was compared with or synced to: one per source, in source order.
+///
+/// Argo CD writes them as `revision` for an app with one `source` and as `revisions` for
+/// an app with `spec.sources` (status.sync, operationState.syncResult, history entries,
+/// operation.sync); this type reads and writes both shapes, so the rest of Mooring never
+/// has to ask which one it is looking at.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Revisions {
+    commits: Vec<String>,
+    multi_source: bool,
+}
+
+impl Revisions {
+    /// The commit of a single-source app.
+    pub fn single(commit: impl Into<String>) -> Revisions {
+        Revisions {
+            commits: vec![commit.into()],
+            multi_source: false,
+        }
+    }
+
+    /// The commits of every source of an app with `spec.sources`.
+    pub fn multi(commits: Vec<String>) -> Revisions {
+        Revisions {
+            commits,
+            multi_source: true,
+        }
+    }
+
+    /// From Argo CD's two fields: `revisions` when non-empty, else `revision`.
+    pub fn from_fields(revision: Option<&str>, revisions: &[String]) -> Revisions {
+        if !revisions.is_empty() {
+            return Revisions::multi(revisions.to_vec());
+        }
+        match revision.filter(|r| !r.is_empty()) {
+            Some(r) => Revisions::single(r),
+            None => Revisions::default(),
+        }
+    }
+
+    /// From a JSON object with Argo CD's `revision`/`revisions` fields
+    /// (`operation.sync`, `operationState.syncResult`).
+    pub fn of(v: &Value) -> Revisions {
+        let revisions: Vec<String> = v
+            .get("revisions")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|r| r.as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Revisions::from_fields(v.get("revision").and_then(Value::as_str), &revisions)
+    }
+
+    /// Nothing known (no comparison yet, or no revision requested).
+    pub fn is_empty(&self) -> bool {
+        self.commits.is_empty()
+    }
+
+    pub fn is_multi_source(&self) -> bool {
+        self.multi_source
+    }
+
+    /// One entry per source (an empty entry: that source's `targetRevision`).
+    pub fn commits(&self) -> &[String] {
+        &self.commits
+    }
+
+    /// Argo CD's `revision`: the commit of a single-source app.
+    pub fn revision(&self) -> Option<&str> {
+        (!self.multi_source)
+            .then(|| self.commits.first().map(String::as_str))
+            .flatten()
+    }
+
+    /// Argo CD's `revisions`: the commits of a multi-source app (empty otherwise).
+    pub fn revisions(&self) -> &[String] {
+        if self.multi_source {
+            &self.commits
+        } else {
+            &[]
+        }
+    }
+
+    /// `{"revision": …, "revisions": …}` with the unused one `null`, to merge into a
+    /// status or operation object (a JSON merge patch then also clears a stale field).
+    pub fn fields(&self) -> serde_json::Map<String, Value> {
+        let mut m = serde_json::Map::new();
+        m.insert(
+            "revision".into(),
+            self.revision()
+                .map_or(Value::Null, |r| Value::String(r.into())),
+        );
+        m.insert(
+            "revisions".into(),
+            if self.multi_source {
+                Value::from(self.commits.clone())
+            } else {
+                Value::Null
+            },
+        );
+        m
+    }
+
+    /// Write Argo CD's fields into a JSON object (`syncResult`, `operation.sync`).
+    pub fn write_into(&self, obj: &mut Value) {
+        if let Some(o) = obj.as_object_mut() {
+            o.extend(self.fields());
+        }
+    }
+}
+
+impl std::fmt::Display for Revisions {
+    /// The commits, comma-separated (for messages and metrics).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.commits.join(","))
+    }
+}
+
+/// A refused `--revisions`/`--source-positions` request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceRevisionError {
+    #[error("{revisions} revision(s) but {positions} source position(s): give one --source-positions N for every --revisions R")]
+    Mismatch { revisions: usize, positions: usize },
+    #[error("source position {position} is out of range: the application has {sources} source(s), numbered from 1")]
+    OutOfRange { position: i64, sources: usize },
+    #[error("source position {position} is given twice")]
+    Repeated { position: i64 },
+    #[error("the application has {sources} sources (spec.sources): a single revision is ambiguous; use --revisions R --source-positions N for each source to change, as `argocd app sync` does")]
+    SingleRevisionForMultiSource { sources: usize },
+    #[error("--revisions/--source-positions apply to applications with spec.sources; this one has a single source: use --revision")]
+    PositionsForSingleSource,
+}
+
+/// The revisions a sync (or a render) of `app` asks for, as Argo CD's API builds them:
+/// `revision` for a single-source app; for an app with `spec.sources`, one entry per
+/// source where `revisions[i]` goes to the 1-based `positions[i]` and every other entry
+/// is empty (that source's own `targetRevision`).
+pub fn requested_revisions(
+    app: &Application,
+    revision: Option<&str>,
+    revisions: &[String],
+    positions: &[i64],
+) -> Result<Revisions, SourceRevisionError> {
+    let revision = revision.filter(|r| !r.is_empty());
+    if !app.has_multiple_sources() {
+        if !revisions.is_empty() || !positions.is_empty() {
+            return Err(SourceRevisionError::PositionsForSingleSource);
+        }
+        return Ok(revision.map(Revisions::single).unwrap_or_default());
+    }
+    let n = app.spec.sources.len();
+    if revision.is_some() {
+        return Err(SourceRevisionError::SingleRevisionForMultiSource { sources: n });
+    }
+    if revisions.len() != positions.len() {
+        return Err(SourceRevisionError::Mismatch {
+            revisions: revisions.len(),
+            positions: positions.len(),
+        });
+    }
+    if revisions.is_empty() {
+        return Ok(Revisions::default());
+    }
+    let mut out = vec![String::new(); n];
+    let mut seen = std::collections::BTreeSet::new();
+    for (r, &p) in revisions.iter().zip(positions) {
+        if p < 1 || p as u64 > n as u64 {
+            return Err(SourceRevisionError::OutOfRange {
+                position: p,
+                sources: n,
+            });
+        }
+        if !seen.insert(p) {
+            return Err(SourceRevisionError::Repeated { position: p });
+        }
+        out[(p - 1) as usize] = r.clone();
+    }
+    Ok(Revisions::multi(out))
 }
 
 /// Parse a Go duration (`300ms`, `5s`, `3m`, `1h30m`) as Argo CD's retry backoff uses.
@@ -545,6 +806,143 @@ spec:
             back["spec"]["syncPolicy"]["retry"]["backoff"]["maxDuration"],
             "3m"
         );
+    }
+
+    fn multi_source_app() -> Application {
+        let yaml = r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: billing, namespace: argocd}
+spec:
+  project: default
+  source: {repoURL: https://ignored.example/x.git, path: ignored}
+  sources:
+  - repoURL: https://git.example.com/billing.git
+    path: manifests
+    targetRevision: v1
+  - repoURL: https://git.example.com/values.git
+    targetRevision: main
+    ref: values
+    name: env-values
+  destination: {server: https://kubernetes.default.svc, namespace: billing}
+"#;
+        let v = crate::yaml::parse_one(yaml).expect("yaml");
+        serde_json::from_value(v).expect("application")
+    }
+
+    #[test]
+    fn sources_replace_source_as_in_argo_cd() {
+        let app = multi_source_app();
+        assert!(app.has_multiple_sources());
+        assert_eq!(app.sources().len(), 2);
+        assert_eq!(
+            app.source().map(|s| s.repo_url.as_str()),
+            Some("https://git.example.com/billing.git"),
+            "spec.source is ignored once spec.sources is set"
+        );
+        assert_eq!(app.sources()[1].ref_.as_deref(), Some("values"));
+        assert_eq!(app.sources()[1].name.as_deref(), Some("env-values"));
+        let back = serde_json::to_value(&app).expect("serialise");
+        assert_eq!(back["spec"]["sources"][1]["ref"], "values");
+
+        let mut single = app.clone();
+        single.spec.sources.clear();
+        assert!(!single.has_multiple_sources());
+        assert_eq!(single.sources().len(), 1);
+        assert_eq!(
+            single.source().and_then(|s| s.path.as_deref()),
+            Some("ignored")
+        );
+        single.spec.source = None;
+        assert!(single.sources().is_empty() && single.source().is_none());
+    }
+
+    #[test]
+    fn revisions_read_and_write_both_argo_cd_shapes() {
+        let one = Revisions::single("abc");
+        assert_eq!(one.revision(), Some("abc"));
+        assert!(one.revisions().is_empty());
+        assert_eq!(
+            serde_json::Value::Object(one.fields()),
+            serde_json::json!({"revision": "abc", "revisions": null})
+        );
+        let many = Revisions::multi(vec!["a".into(), "b".into()]);
+        assert_eq!(many.revision(), None);
+        assert_eq!(many.revisions(), ["a", "b"]);
+        assert_eq!(many.to_string(), "a,b");
+        let mut obj = serde_json::json!({"revision": "old", "prune": true});
+        many.write_into(&mut obj);
+        assert_eq!(
+            obj,
+            serde_json::json!({"revision": null, "revisions": ["a", "b"], "prune": true})
+        );
+        assert_eq!(Revisions::of(&obj), many);
+        assert_eq!(Revisions::of(&serde_json::json!({"revision": "abc"})), one);
+        assert!(Revisions::of(&serde_json::json!({"revision": ""})).is_empty());
+        let status = SyncStatus {
+            status: SyncStatusCode::Synced,
+            revision: None,
+            revisions: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(status.revisions(), many);
+        let h = RevisionHistory {
+            revision: "abc".into(),
+            ..Default::default()
+        };
+        assert_eq!(h.revisions(), one);
+    }
+
+    #[test]
+    fn requested_revisions_follow_argocd_source_positions() {
+        let app = multi_source_app();
+        let r = requested_revisions(&app, None, &["v2".into()], &[1]).expect("ok");
+        assert_eq!(r.revisions(), ["v2", ""]);
+        assert!(requested_revisions(&app, None, &[], &[])
+            .expect("none")
+            .is_empty());
+        assert_eq!(
+            requested_revisions(&app, Some("v2"), &[], &[]),
+            Err(SourceRevisionError::SingleRevisionForMultiSource { sources: 2 })
+        );
+        assert_eq!(
+            requested_revisions(&app, None, &["a".into()], &[3]),
+            Err(SourceRevisionError::OutOfRange {
+                position: 3,
+                sources: 2
+            })
+        );
+        assert!(matches!(
+            requested_revisions(&app, None, &["a".into()], &[0]),
+            Err(SourceRevisionError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            requested_revisions(&app, None, &["a".into(), "b".into()], &[1, 1]),
+            Err(SourceRevisionError::Repeated { position: 1 })
+        ));
+        assert!(matches!(
+            requested_revisions(&app, None, &["a".into()], &[]),
+            Err(SourceRevisionError::Mismatch { .. })
+        ));
+        let mut single = app.clone();
+        single.spec.sources.clear();
+        assert_eq!(
+            requested_revisions(&single, Some("v3"), &[], &[]).expect("ok"),
+            Revisions::single("v3")
+        );
+        assert_eq!(
+            requested_revisions(&single, None, &["x".into()], &[1]),
+            Err(SourceRevisionError::PositionsForSingleSource)
+        );
+    }
+
+    #[test]
+    fn instance_names_and_qualified_names_follow_argo_cd() {
+        assert_eq!(instance_name("argocd", "web", "argocd"), "web");
+        assert_eq!(instance_name("", "web", "argocd"), "web");
+        assert_eq!(instance_name("team-a", "web", "argocd"), "team-a_web");
+        assert_eq!(qualified_name("team-a/web", "argocd"), ("team-a", "web"));
+        assert_eq!(qualified_name("web", "argocd"), ("argocd", "web"));
+        assert_eq!(qualified_name("/web", "argocd"), ("argocd", "web"));
     }
 
     #[test]

@@ -381,27 +381,113 @@ pub fn check_resource(
     Ok(())
 }
 
-/// Whether an Application in `app_namespace` may use `proj`: apps in the project's own
-/// namespace always may; others only when `sourceNamespaces` matches.
-pub fn check_app_namespace(proj: &AppProject, app_namespace: &str) -> Result<(), Refusal> {
-    if app_namespace == proj.namespace()
-        || proj
+/// Where Applications and ApplicationSets are read from, and which projects they may use:
+/// Argo CD's control-plane namespace and "applications in any namespace", one rule for the
+/// controller, the REST API, the CLI and `mooring check`.
+///
+/// - Objects in the control-plane `namespace` are the admin's: they may use any project.
+/// - Elsewhere, the namespace must match one of `application_namespaces` (the controller's
+///   `--application-namespaces`: shell-style globs such as `team-*`, or a regular
+///   expression between slashes, `/^team-(a|b)$/`), **and** the project must list it in
+///   `spec.sourceNamespaces`. Anything else is never reconciled.
+/// - AppProjects (and cluster, repository and settings objects) are read only from the
+///   control-plane namespace, so a tenant cannot bring its own project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlPlane {
+    pub namespace: String,
+    pub application_namespaces: Vec<String>,
+}
+
+impl Default for ControlPlane {
+    fn default() -> Self {
+        ControlPlane {
+            namespace: mooring_core::app::CONTROL_PLANE_NAMESPACE.into(),
+            application_namespaces: vec![],
+        }
+    }
+}
+
+impl ControlPlane {
+    /// A control plane in `namespace` that reads Applications from there only.
+    pub fn new(namespace: impl Into<String>) -> Self {
+        ControlPlane {
+            namespace: namespace.into(),
+            application_namespaces: vec![],
+        }
+    }
+
+    /// Whether Applications (and ApplicationSets) in `namespace` are read at all (Argo
+    /// CD's `IsNamespaceEnabled`).
+    pub fn namespace_enabled(&self, namespace: &str) -> bool {
+        namespace == self.namespace
+            || self
+                .application_namespaces
+                .iter()
+                .any(|p| namespace_pattern_match(p, namespace))
+    }
+
+    /// Whether an Application (or ApplicationSet) in `app_namespace` may use `proj`. The
+    /// project itself must come from the control-plane namespace (the caller reads it
+    /// from nowhere else).
+    pub fn check_app_namespace(
+        &self,
+        proj: &AppProject,
+        app_namespace: &str,
+    ) -> Result<(), Refusal> {
+        if app_namespace == self.namespace {
+            return Ok(());
+        }
+        if !self.namespace_enabled(app_namespace) {
+            return Err(Refusal::AppNamespace {
+                project: proj.name().into(),
+                namespace: app_namespace.into(),
+                rule: format!(
+                    "applications are read from {:?} and the controller's --application-namespaces {:?} only",
+                    self.namespace, self.application_namespaces
+                ),
+            });
+        }
+        if proj
             .spec
             .source_namespaces
             .iter()
-            .any(|p| glob_match(p, app_namespace, true, None))
-    {
-        return Ok(());
+            .any(|p| glob_match(p, app_namespace, false, None))
+        {
+            return Ok(());
+        }
+        Err(Refusal::AppNamespace {
+            project: proj.name().into(),
+            namespace: app_namespace.into(),
+            rule: format!(
+                "the project's sourceNamespaces {:?} do not include it",
+                proj.spec.source_namespaces
+            ),
+        })
     }
-    Err(Refusal::AppNamespace {
-        project: proj.name().into(),
-        namespace: app_namespace.into(),
-        rule: format!(
-            "the project lives in {:?} and sourceNamespaces is {:?}",
-            proj.namespace(),
-            proj.spec.source_namespaces
-        ),
-    })
+
+    /// The instance name an app's tracking ids carry (see
+    /// [`mooring_core::app::instance_name`]).
+    pub fn instance_name(&self, app_namespace: &str, app_name: &str) -> String {
+        mooring_core::app::instance_name(app_namespace, app_name, &self.namespace)
+    }
+}
+
+/// One `--application-namespaces` entry against a namespace: `/regex/` or a glob (Argo
+/// CD's `glob.MatchStringInList(…, REGEXP)`). An invalid or oversized regex matches nothing.
+fn namespace_pattern_match(pattern: &str, namespace: &str) -> bool {
+    let pattern = pattern.trim();
+    match pattern
+        .strip_prefix('/')
+        .and_then(|p| p.strip_suffix('/'))
+        .filter(|p| !p.is_empty())
+    {
+        Some(re) if re.len() <= MAX_GLOB => regex::RegexBuilder::new(re)
+            .size_limit(1 << 20)
+            .build()
+            .is_ok_and(|r| r.is_match(namespace)),
+        Some(_) => false,
+        None => glob_match(pattern, namespace, false, None),
+    }
 }
 
 /// The sync windows of `proj` that concern an app (`SyncWindows.Matches`).

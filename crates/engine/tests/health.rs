@@ -92,6 +92,126 @@ fn health_test_harness_reports_per_case_like_argo_cd() {
 }
 
 #[test]
+fn health_test_files_are_decoded_as_argo_cd_decodes_them() {
+    let report = run_health_tests(&fixtures().join("go-decoding")).expect("tree runs");
+    let text = report.to_string();
+    let verdict = |dir: &str, input: &str| -> Vec<bool> {
+        report
+            .cases
+            .iter()
+            .filter(|c| c.script_dir == Path::new(dir) && c.input == input)
+            .map(|c| c.passed)
+            .collect()
+    };
+    // Lower-case `inputpath`, Go-cased `HealthStatus`/`Status`, a trailing `---` document
+    // and repeated keys: every Widget case runs and passes as in Argo CD.
+    assert_eq!(
+        verdict("example.com/Widget", "testdata/ready.yaml"),
+        [true, true],
+        "{text}"
+    );
+    assert_eq!(
+        verdict("example.com/Widget", "testdata/trailing-document.yaml"),
+        [true],
+        "{text}"
+    );
+    assert_eq!(
+        verdict("example.com/Widget", "testdata/duplicate-key.yaml"),
+        [true],
+        "{text}"
+    );
+    // The unreadable test file fails its folder, alone.
+    let broken: Vec<_> = report
+        .cases
+        .iter()
+        .filter(|c| c.script_dir == Path::new("example.com/Broken"))
+        .collect();
+    assert_eq!(broken.len(), 1, "{text}");
+    assert_eq!(broken[0].input, "health_test.yaml");
+    assert!(!broken[0].passed && broken[0].expected.is_none());
+    let why = broken[0].actual.as_ref().expect_err("not run");
+    assert!(
+        why.contains("example.com/Broken/health_test.yaml") && why.contains("invalid YAML"),
+        "{why}"
+    );
+    assert!(text.contains("4 passed, 1 failed"), "{text}");
+    // Each repeated key is a warning naming the file and the key.
+    let warnings = report.warnings.join("\n");
+    assert!(
+        report.warnings.iter().any(|w| w
+            .contains("example.com/Widget/testdata/duplicate-key.yaml")
+            && w.contains("\"ready\" at line 7")
+            && w.contains("last value")),
+        "{warnings}"
+    );
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("example.com/Widget/health_test.yaml")
+                && w.contains("\"status\" at line 18")),
+        "{warnings}"
+    );
+    assert_eq!(report.warnings.len(), 2, "{warnings}");
+}
+
+#[test]
+fn health_harness_fails_bad_entries_one_by_one() {
+    let dir = scratch_dir("bad-entries");
+    let kind_dir = dir.join("example.com/Thing");
+    std::fs::create_dir_all(kind_dir.join("testdata")).expect("mkdir");
+    std::fs::write(kind_dir.join("health.lua"), "return {status = 'Healthy'}").expect("write");
+    std::fs::write(
+        kind_dir.join("testdata/a.yaml"),
+        "apiVersion: example.com/v1\nkind: Thing\nmetadata: {name: a}\n",
+    )
+    .expect("write");
+    std::fs::write(kind_dir.join("testdata/list.yaml"), "- a\n- b\n").expect("write");
+    std::fs::write(
+        kind_dir.join("health_test.yaml"),
+        "tests:\n- healthStatus: {status: Healthy}\n- healthStatus: {status: Fine}\n  inputPath: testdata/a.yaml\n- healthStatus: {status: Healthy}\n  inputPath: testdata/list.yaml\n- healthStatus: {status: Healthy}\n  inputPath: testdata/a.yaml\n  note: extra\n",
+    )
+    .expect("write");
+    // A folder without its health_test.yaml fails on its own.
+    std::fs::create_dir_all(dir.join("example.com/Other")).expect("mkdir");
+    std::fs::write(
+        dir.join("example.com/Other/health.lua"),
+        "return {status = 'Healthy'}",
+    )
+    .expect("write");
+    let report = run_health_tests(&dir).expect("runs");
+    let outcome: Vec<(bool, String)> = report
+        .cases
+        .iter()
+        .map(|c| (c.passed, c.actual.clone().err().unwrap_or_default()))
+        .collect();
+    assert_eq!(outcome.len(), 5, "{report}");
+    assert!(
+        outcome[0].1.contains("health_test.yaml: missing"),
+        "{outcome:?}"
+    );
+    assert!(outcome[1].1.contains("inputPath is missing"), "{outcome:?}");
+    assert!(
+        outcome[2].1.contains("\"Fine\" is not a health status"),
+        "{outcome:?}"
+    );
+    assert!(
+        outcome[3].1.contains("a list, not an object"),
+        "{outcome:?}"
+    );
+    assert!(outcome[4].0, "{outcome:?}");
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("tests[3].note is not a field Argo CD reads")),
+        "{:?}",
+        report.warnings
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn health_harness_requires_exact_message_like_argo_cd() {
     // Argo CD compares the whole HealthStatus: an omitted message expects "".
     let dir = scratch_dir("exact-message");

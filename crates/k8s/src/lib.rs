@@ -50,6 +50,21 @@ pub enum ClientError {
 }
 
 /// A client for the current context of a kubeconfig file.
+/// The namespace the current context of the kubeconfig at `path` names, if it names one
+/// (kube's `Config` defaults an absent one to `default`, which is not the same answer).
+pub fn kubeconfig_namespace(path: &Path) -> Option<String> {
+    let kc = kube::config::Kubeconfig::read_from(path).ok()?;
+    let current = kc.current_context.as_deref()?;
+    kc.contexts
+        .iter()
+        .find(|c| c.name == current)?
+        .context
+        .as_ref()?
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+}
+
 pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client, ClientError> {
     let p = path.display().to_string();
     let kc =

@@ -27,6 +27,27 @@ impl CacheKey {
             ..self.clone()
         }
     }
+
+    /// This key for a render that also read the trees of `ref` sources (Helm
+    /// `$NAME/path` value files of a multi-source app): each `(name, repo, commit)` is
+    /// folded into the options hash, so a new commit of a values repository is a new key
+    /// (and, through [`CacheKey::at_commit`], never matches a render made with the old
+    /// values). No refs: the key is unchanged.
+    pub fn with_refs<'a>(
+        mut self,
+        refs: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+    ) -> CacheKey {
+        let mut refs: Vec<(&str, &str, &str)> = refs.into_iter().collect();
+        if refs.is_empty() {
+            return self;
+        }
+        refs.sort_unstable();
+        let mut h = DefaultHasher::new();
+        self.options_hash.hash(&mut h);
+        refs.hash(&mut h);
+        self.options_hash = format!("{:016x}", h.finish());
+        self
+    }
 }
 
 /// A rendered application, shared between readers.
@@ -151,6 +172,12 @@ impl RenderCache {
     pub fn clear(&self) {
         self.lock().entries.clear();
     }
+
+    /// Drop every render of `repo_url` (a hard refresh: the next comparison renders
+    /// again, as Argo CD's `refresh: hard` invalidates the repo-server's manifest cache).
+    pub fn forget_repo(&self, repo_url: &str) {
+        self.lock().entries.retain(|k, _| k.repo_url != repo_url);
+    }
 }
 
 fn normalize_path(path: &str) -> String {
@@ -198,6 +225,36 @@ mod tests {
         assert_ne!(a, b);
         s.target_revision = Some("main".into());
         assert_eq!(b, RenderCache::key_for("r", "c1", "apps/a", &s));
+    }
+
+    #[test]
+    fn ref_commits_are_part_of_the_key() {
+        let s = ApplicationSource::default();
+        let k = RenderCache::key_for("r", "c1", "charts/a", &s);
+        assert_eq!(k.clone().with_refs([]), k);
+        let v1 = k.clone().with_refs([("values", "https://v", "v1")]);
+        let v2 = k.clone().with_refs([("values", "https://v", "v2")]);
+        assert_ne!(v1, k);
+        assert_ne!(
+            v1, v2,
+            "a new commit of the values repository is a new render"
+        );
+        assert_eq!(
+            v1,
+            k.clone().with_refs([("values", "https://v", "v1")]),
+            "stable"
+        );
+        let both = k
+            .clone()
+            .with_refs([("a", "https://a", "1"), ("b", "https://b", "2")]);
+        assert_eq!(
+            both,
+            k.with_refs([("b", "https://b", "2"), ("a", "https://a", "1")]),
+            "order does not matter"
+        );
+        // Reuse across commits of the chart keeps the refs: the previous render with
+        // other values is a different key.
+        assert_ne!(v2.at_commit("c0"), v1.at_commit("c0"));
     }
 
     #[test]

@@ -110,6 +110,37 @@ pub enum RenderError {
 
     #[error("{what} is not supported by Mooring's renderer")]
     Unsupported { what: String },
+
+    #[error("the application has no source: set spec.source or spec.sources")]
+    NoSource,
+
+    #[error("the application lists {count} sources, more than the {limit} Mooring accepts; split it into several Applications (an ApplicationSet can generate them)")]
+    TooManySources { count: usize, limit: usize },
+
+    /// One entry of `spec.sources` is malformed or hostile (`source_label` names it).
+    #[error("{source_label}: {reason}")]
+    InvalidSource {
+        source_label: String,
+        reason: String,
+    },
+
+    #[error("{source_label}: value file {entry:?} names a ref no source defines (refs defined: {known}); add a source with `ref: NAME` to spec.sources, or fix the name")]
+    UnknownRef {
+        entry: String,
+        source_label: String,
+        known: String,
+    },
+
+    #[error("every source is a `ref` source without `path`, so nothing would be rendered; give a source a path")]
+    NoRenderedSource,
+
+    /// The same resource rendered by two sources of one Application.
+    #[error("resource {key} is rendered by both {first} and {second}; remove it from one of them (Argo CD would keep the last one with a RepeatedResourceWarning; Mooring refuses, so that neither definition is silently dropped)")]
+    DuplicateAcrossSources {
+        key: String,
+        first: String,
+        second: String,
+    },
 }
 
 impl RenderError {

@@ -3,7 +3,8 @@
 
 use crate::exec::{which, Tool};
 use crate::manifests::collect_tool_output;
-use crate::paths::{check_size, inside_root, repo_relative, AppDir};
+use crate::paths::{canonical_root, check_size, inside_root, repo_relative, AppDir};
+use crate::sources::{ref_value_file, RefRoots};
 use crate::{validate, RenderError, RenderOptions};
 use serde_json::Value;
 use std::ffi::OsString;
@@ -64,6 +65,7 @@ pub(crate) fn extra_inputs(app: &AppDir, helm: Option<&Value>) -> Vec<PathBuf> {
 pub(crate) fn render(
     app: &AppDir,
     helm: Option<&Value>,
+    refs: &RefRoots,
     opts: &RenderOptions,
 ) -> Result<Vec<Value>, RenderError> {
     let rel = repo_relative(&app.root, &app.dir);
@@ -123,6 +125,29 @@ pub(crate) fn render(
         .filter_map(Value::as_str)
     {
         plain("source.helm.valueFiles entry", f)?;
+        // `$NAME/path`: a file of another source's repository (a multi-source app's
+        // `ref: NAME`), resolved inside that tree only.
+        if let Some((ref_root, path)) =
+            ref_value_file(f, refs, &format!("source.helm.valueFiles of {rel}"))?
+        {
+            let ref_root = canonical_root(&ref_root)?;
+            let p = ref_root.join(&path);
+            if !p.exists() {
+                if ignore_missing {
+                    continue;
+                }
+                return Err(RenderError::MissingReference {
+                    kustomization: format!("source.helm.valueFiles of {rel}"),
+                    entry: f.into(),
+                });
+            }
+            let canon = inside_root(&ref_root, &p, &format!("value file {f:?}"))?;
+            check_size(&canon, f, opts.max_file_bytes)?;
+            let mut a = OsString::from("--values=");
+            a.push(canon.as_os_str());
+            args.push(a);
+            continue;
+        }
         if f.contains("://") {
             return Err(RenderError::Unsupported {
                 what: format!("remote value file {f:?} (source.helm.valueFiles)"),

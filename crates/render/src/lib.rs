@@ -85,6 +85,20 @@
 //! one `--flag=value` argument. Charts from Helm repositories (`source.chart`) and
 //! dependencies that `helm dependency build` would fetch are not supported.
 //!
+//! `valueFiles` entries of the form `$NAME/path` read `path` from the repository of the
+//! multi-source application's `ref: NAME` source, as Argo CD does ([`render_with_refs`];
+//! the rules are in the `sources` module docs, see [`plan`]).
+//!
+//! # Multiple sources
+//!
+//! An Application with `spec.sources` is validated as a whole by [`plan`] (no I/O), each
+//! rendered source is rendered on its own from its own repository and commit, and the
+//! parts are joined by [`merge`], which refuses the same resource from two sources
+//! (stricter than Argo CD, which keeps the last one with a warning). The caller keys the
+//! cache per source and adds the commits of the `ref` trees a render read
+//! ([`CacheKey::with_refs`]), so a commit to a values repository re-renders the charts
+//! that read it and nothing else.
+//!
 //! # Limits and identity
 //!
 //! One file over `max_file_bytes`, a render whose input files or tool output add up to
@@ -110,10 +124,15 @@ mod helm;
 mod kustomize;
 mod manifests;
 mod paths;
+mod sources;
 mod validate;
 
 pub use cache::{CacheKey, Manifests, RenderCache};
 pub use error::RenderError;
+pub use sources::{
+    merge, parse_value_file, plan, source_label, PlannedSource, RefRoots, SourcePlan, ValueFile,
+    MAX_SOURCES,
+};
 
 use mooring_core::app::ApplicationSource;
 use serde_json::Value;
@@ -231,6 +250,18 @@ pub fn render(
     source: &ApplicationSource,
     opts: &RenderOptions,
 ) -> Result<Vec<Value>, RenderError> {
+    render_with_refs(root, source, &RefRoots::new(), opts)
+}
+
+/// [`render`] one source of a multi-source application: `refs` holds the exported tree
+/// of every `ref` source whose files its Helm value files read as `$NAME/path` (see
+/// [`plan`]). A `$NAME/…` value file whose ref is not in `refs` is an error.
+pub fn render_with_refs(
+    root: &Path,
+    source: &ApplicationSource,
+    refs: &RefRoots,
+    opts: &RenderOptions,
+) -> Result<Vec<Value>, RenderError> {
     let explicit = explicit_types(source);
     if explicit.len() > 1 {
         return Err(RenderError::MultipleSourceTypes {
@@ -255,7 +286,7 @@ pub fn render(
     let objects = match kind {
         SourceType::Directory => directory::render(&app, source.directory.as_ref(), opts),
         SourceType::Kustomize => kustomize::render(&app, source.kustomize.as_ref(), opts),
-        SourceType::Helm => helm::render(&app, source.helm.as_ref(), opts),
+        SourceType::Helm => helm::render(&app, source.helm.as_ref(), refs, opts),
         SourceType::Plugin => Err(RenderError::Unsupported {
             what: "config management plugins (source.plugin)".into(),
         }),

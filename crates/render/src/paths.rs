@@ -41,7 +41,7 @@ pub(crate) fn resolve_app_dir(root: &Path, path: Option<&str>) -> Result<AppDir,
 }
 
 /// Argo CD accepts `""`, `"."` and `"./x"`; refuse absolute paths and `..` anywhere.
-fn check_relative(raw: &str) -> Result<PathBuf, RenderError> {
+pub(crate) fn check_relative(raw: &str) -> Result<PathBuf, RenderError> {
     let invalid = |reason| RenderError::InvalidPath {
         path: raw.into(),
         reason,

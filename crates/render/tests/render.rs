@@ -972,3 +972,101 @@ fn helm_template_arguments() {
     let inputs = source_inputs(t.path(), &s).expect("inputs");
     assert_eq!(inputs, ["charts/inference", "envs/prod"]);
 }
+
+#[test]
+fn helm_ref_value_files_read_the_ref_sources_tree() {
+    // The chart's repository, and a second repository (a `ref: values` source) exported
+    // into its own tree, as the controller does for a multi-source app.
+    let t = tempfile::tempdir().expect("tempdir");
+    write(
+        t.path(),
+        "charts/inference/Chart.yaml",
+        "apiVersion: v2\nname: inference\nversion: 0.1.0\n",
+    );
+    write(t.path(), "charts/inference/values.yaml", "replicas: 1\n");
+    let values = tempfile::tempdir().expect("tempdir");
+    write(values.path(), "envs/prod/values.yaml", "replicas: 3\n");
+    let outside = tempfile::tempdir().expect("tempdir");
+    write(outside.path(), "secret.yaml", "token: x\n");
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.yaml"),
+        values.path().join("envs/escape.yaml"),
+    )
+    .expect("symlink");
+    let bin = tempfile::tempdir().expect("tempdir");
+    // A stand-in for helm that renders its own arguments into a ConfigMap (the argv the
+    // real helm would get).
+    let helm = script(
+        bin.path(),
+        "helm",
+        "printf -- '---\\napiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: %s\\ndata:\\n' \"$2\"\ni=0\nfor a in \"$@\"; do i=$((i+1)); printf \"  a%02d: '%s'\\n\" $i \"$a\"; done",
+    );
+    let o = RenderOptions {
+        helm: Some(helm),
+        ..opts()
+    };
+    let refs = mooring_render::RefRoots::from([("values".to_string(), values.path().into())]);
+    let with_files = |files: Value, ignore_missing: bool| ApplicationSource {
+        helm: Some(serde_json::json!({
+            "releaseName": "inference",
+            "valueFiles": files,
+            "ignoreMissingValueFiles": ignore_missing,
+        })),
+        ..source("charts/inference")
+    };
+    let argv = |objs: &[Value]| -> Vec<String> {
+        objs[0]["data"]
+            .as_object()
+            .expect("data")
+            .values()
+            .map(|v| v.as_str().expect("string").to_string())
+            .collect()
+    };
+
+    let s = with_files(
+        serde_json::json!(["values.yaml", "$values/envs/prod/values.yaml"]),
+        false,
+    );
+    let objs = mooring_render::render_with_refs(t.path(), &s, &refs, &o).expect("render");
+    let args = argv(&objs);
+    let values_args: Vec<&String> = args.iter().filter(|a| a.starts_with("--values=")).collect();
+    let canon_values = values.path().canonicalize().expect("canon");
+    assert_eq!(values_args.len(), 2, "{args:?}");
+    assert!(
+        values_args[0].ends_with("charts/inference/values.yaml"),
+        "{args:?}"
+    );
+    assert_eq!(
+        values_args[1].as_str(),
+        format!(
+            "--values={}",
+            canon_values.join("envs/prod/values.yaml").display()
+        ),
+        "the ref file comes from the ref tree, in the order written"
+    );
+
+    // A missing ref file: an error naming it, or skipped with ignoreMissingValueFiles.
+    let s = with_files(serde_json::json!(["$values/envs/dev/values.yaml"]), false);
+    let e = mooring_render::render_with_refs(t.path(), &s, &refs, &o).expect_err("missing");
+    assert!(
+        matches!(e, RenderError::MissingReference { .. })
+            && e.to_string().contains("$values/envs/dev/values.yaml"),
+        "{e}"
+    );
+    let s = with_files(serde_json::json!(["$values/envs/dev/values.yaml"]), true);
+    let objs = mooring_render::render_with_refs(t.path(), &s, &refs, &o).expect("skipped");
+    assert!(!argv(&objs).iter().any(|a| a.starts_with("--values=")));
+
+    // Hostile: a symlink out of the ref tree, `..`, an unknown ref — nothing runs.
+    let s = with_files(serde_json::json!(["$values/envs/escape.yaml"]), false);
+    let e = mooring_render::render_with_refs(t.path(), &s, &refs, &o).expect_err("escape");
+    assert!(matches!(e, RenderError::OutsideRoot { .. }), "{e}");
+    let s = with_files(serde_json::json!(["$values/../../etc/passwd"]), false);
+    let e = mooring_render::render_with_refs(t.path(), &s, &refs, &o).expect_err("dotdot");
+    assert!(matches!(e, RenderError::InvalidOption { .. }), "{e}");
+    let s = with_files(serde_json::json!(["$other/values.yaml"]), false);
+    let e = mooring_render::render_with_refs(t.path(), &s, &refs, &o).expect_err("unknown");
+    assert!(matches!(e, RenderError::UnknownRef { .. }), "{e}");
+    let e = render(t.path(), &s, &o).expect_err("no refs given");
+    assert!(e.to_string().contains("refs defined: none"), "{e}");
+}

@@ -8,7 +8,7 @@
 //! | `GET /api/v1/applications/{name}` | `applications, get` |
 //! | `PUT /api/v1/applications/{name}` | `applications, update` (on the old and, if moved, the new project) |
 //! | `DELETE /api/v1/applications/{name}[?cascade=false]` | `applications, delete` |
-//! | `POST /api/v1/applications/{name}/sync` `{revision, prune}` | `applications, sync` |
+//! | `POST /api/v1/applications/{name}/sync` `{revision, prune}` (`{revisions, sourcePositions, prune}` for `spec.sources`) | `applications, sync` |
 //! | `POST /api/v1/applications/{name}/rollback` `{id, prune}` | `applications, sync` |
 //! | `GET /api/v1/projects[/{name}]` | `projects, get, NAME` |
 //! | `POST /api/v1/projects/{p}/roles/{r}/token` `{expiresIn}` · `DELETE …/token/{id}` | `projects, update, p` |
@@ -27,6 +27,14 @@
 //!
 //! Sync and rollback set the Application's `operation` field, exactly as `mooring app
 //! sync` does; the controller runs it.
+//!
+//! Applications live in the control-plane namespace ([`ApiOptions::control_plane`],
+//! `argocd` by default). Those in other namespaces the control plane reads ("applications
+//! in any namespace") are addressed as in Argo CD: `?appNamespace=NS` on the
+//! per-application routes, `metadata.namespace` in a created body, and RBAC objects
+//! `PROJECT/NS/NAME` (`PROJECT/NAME` in the control-plane namespace). A namespace the
+//! control plane does not read, or that the app's project does not list in
+//! `sourceNamespaces`, is refused (400) whatever the caller's RBAC.
 
 use crate::auth::{self, AuthError, FailureLimiter};
 use crate::rbac::{project_of, Project, Rbac, Subject};
@@ -40,6 +48,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use mooring_controller::applicationset_resource;
+use mooring_engine::project::ControlPlane;
 use mooring_k8s::kube;
 use mooring_k8s::kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
@@ -54,8 +63,9 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Options of the API.
 #[derive(Debug, Clone)]
 pub struct ApiOptions {
-    /// Namespace of Applications, projects and Mooring's settings objects.
-    pub namespace: String,
+    /// The control-plane namespace (projects, settings, tokens, Applications) and the
+    /// other namespaces Applications may live in.
+    pub control_plane: ControlPlane,
     /// Failed authentications allowed per client IP before 429 …
     pub failure_burst: u32,
     /// … refilled at this rate per second.
@@ -65,7 +75,7 @@ pub struct ApiOptions {
 impl Default for ApiOptions {
     fn default() -> Self {
         ApiOptions {
-            namespace: "default".into(),
+            control_plane: ControlPlane::default(),
             failure_burst: 10,
             failure_refill_per_second: 0.2,
         }
@@ -75,6 +85,7 @@ impl Default for ApiOptions {
 #[derive(Clone)]
 struct ApiState {
     store: Store,
+    control_plane: Arc<ControlPlane>,
     limiter: Arc<Mutex<FailureLimiter>>,
 }
 
@@ -151,7 +162,8 @@ type ApiResult<T = Json<Value>> = Result<T, ApiError>;
 /// client IP (without it, all clients share one bucket).
 pub fn router(client: kube::Client, opts: ApiOptions) -> Router {
     let st = ApiState {
-        store: Store::new(client, &opts.namespace),
+        store: Store::new(client, &opts.control_plane.namespace),
+        control_plane: Arc::new(opts.control_plane),
         limiter: Arc::new(Mutex::new(FailureLimiter::new(
             opts.failure_burst,
             opts.failure_refill_per_second,
@@ -301,25 +313,59 @@ impl Authz {
     }
 }
 
-fn apps(st: &ApiState) -> Api<DynamicObject> {
+/// The Applications of namespace `ns`.
+fn apps(st: &ApiState, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(
         st.store.client.clone(),
-        &st.store.namespace,
+        ns,
         &mooring_controller::application_resource(),
     )
+}
+
+/// `?appNamespace=`: which namespace a per-application route means (default: the
+/// control plane's), as in Argo CD's API.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct AppNamespaceQuery {
+    #[serde(default)]
+    app_namespace: Option<String>,
+}
+
+impl AppNamespaceQuery {
+    /// The namespace, refused (400) unless the control plane reads Applications there.
+    fn namespace<'a>(&'a self, st: &'a ApiState) -> ApiResult<&'a str> {
+        let ns = self
+            .app_namespace
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&st.control_plane.namespace);
+        if !st.control_plane.namespace_enabled(ns) {
+            return Err(ApiError::BadRequest(format!(
+                "namespace {ns:?} is not permitted: {}",
+                mooring_controller::ignored_reason(&st.control_plane, ns)
+            )));
+        }
+        Ok(ns)
+    }
 }
 
 fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
 }
 
-/// `PROJECT/NAME` of an Application (project `default` when unset).
-fn app_object(v: &Value) -> String {
+/// The RBAC object of an Application: `PROJECT/NAME` in the control-plane namespace,
+/// `PROJECT/NAMESPACE/NAME` elsewhere (Argo CD's `RBACName`); project `default` when unset.
+fn app_object(st: &ApiState, v: &Value) -> String {
     let project = match str_at(v, "/spec/project") {
         "" => "default",
         p => p,
     };
-    format!("{project}/{}", str_at(v, "/metadata/name"))
+    let ns = str_at(v, "/metadata/namespace");
+    if ns.is_empty() || ns == st.control_plane.namespace {
+        format!("{project}/{}", str_at(v, "/metadata/name"))
+    } else {
+        format!("{project}/{ns}/{}", str_at(v, "/metadata/name"))
+    }
 }
 
 fn to_value(o: &DynamicObject) -> Value {
@@ -330,9 +376,15 @@ fn to_value(o: &DynamicObject) -> Value {
     v
 }
 
-/// The Application `name`, or 403 (not 404) unless the caller could see any app.
-async fn load_app(st: &ApiState, az: &Authz, p: &Principal, name: &str) -> ApiResult<Value> {
-    match apps(st).get_opt(name).await? {
+/// The Application `ns/name`, or 403 (not 404) unless the caller could see any app.
+async fn load_app(
+    st: &ApiState,
+    az: &Authz,
+    p: &Principal,
+    ns: &str,
+    name: &str,
+) -> ApiResult<Value> {
+    match apps(st, ns).get_opt(name).await? {
         Some(o) => Ok(to_value(&o)),
         None => {
             let obj = format!("*/{name}");
@@ -361,15 +413,68 @@ fn body_json<T: serde::de::DeserializeOwned + Default>(
         .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))
 }
 
-async fn list_apps(State(st): State<ApiState>, Extension(p): Extension<Principal>) -> ApiResult {
-    let az = Authz::load(&st).await?;
-    let items: Vec<Value> = apps(&st)
-        .list(&Default::default())
+/// Every Application the control plane reads (its namespace and the allowed others) that
+/// the caller may see; `?appNamespace=` narrows it to one namespace.
+/// An Application outside the control-plane namespace may use only a project that lists
+/// its namespace in `sourceNamespaces` (Argo CD's API enforces this whatever the caller's
+/// RBAC). The project itself is the control plane's.
+async fn check_project_admits(st: &ApiState, app: &Value) -> ApiResult<()> {
+    let ns = str_at(app, "/metadata/namespace");
+    if ns.is_empty() || ns == st.control_plane.namespace {
+        return Ok(());
+    }
+    let project = match str_at(app, "/spec/project") {
+        "" => mooring_core::project::DEFAULT_PROJECT,
+        p => p,
+    };
+    let found = st
+        .store
+        .project_json(project)
         .await?
+        .and_then(|v| serde_json::from_value::<mooring_core::project::AppProject>(v).ok());
+    let Some(proj) = found else {
+        return Err(ApiError::BadRequest(format!(
+            "application {}/{} references project {project}, which does not exist in {}",
+            ns,
+            str_at(app, "/metadata/name"),
+            st.control_plane.namespace
+        )));
+    };
+    st.control_plane
+        .check_app_namespace(&proj, ns)
+        .map_err(|r| ApiError::BadRequest(r.to_string()))
+}
+
+async fn list_apps(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<AppNamespaceQuery>,
+) -> ApiResult {
+    let az = Authz::load(&st).await?;
+    let list = match &q.app_namespace {
+        Some(_) => {
+            apps(&st, q.namespace(&st)?)
+                .list(&Default::default())
+                .await?
+        }
+        None => {
+            Api::<DynamicObject>::all_with(
+                st.store.client.clone(),
+                &mooring_controller::application_resource(),
+            )
+            .list(&Default::default())
+            .await?
+        }
+    };
+    let items: Vec<Value> = list
         .items
         .iter()
+        .filter(|o| {
+            st.control_plane
+                .namespace_enabled(o.metadata.namespace.as_deref().unwrap_or_default())
+        })
         .map(to_value)
-        .filter(|a| az.allowed(&p, "applications", "get", &app_object(a)))
+        .filter(|a| az.allowed(&p, "applications", "get", &app_object(&st, a)))
         .collect();
     Ok(Json(json!({"items": items, "metadata": {}})))
 }
@@ -378,10 +483,11 @@ async fn get_app(
     State(st): State<ApiState>,
     Extension(p): Extension<Principal>,
     Path(name): Path<String>,
+    Query(q): Query<AppNamespaceQuery>,
 ) -> ApiResult {
     let az = Authz::load(&st).await?;
-    let a = load_app(&st, &az, &p, &name).await?;
-    az.check(&p, "applications", "get", &app_object(&a))?;
+    let a = load_app(&st, &az, &p, q.namespace(&st)?, &name).await?;
+    az.check(&p, "applications", "get", &app_object(&st, &a))?;
     Ok(Json(a))
 }
 
@@ -408,20 +514,27 @@ async fn create_app(
     }
     a["apiVersion"] = json!("argoproj.io/v1alpha1");
     a["kind"] = json!("Application");
-    a["metadata"]["namespace"] = json!(st.store.namespace);
+    // `metadata.namespace` (Argo CD's API takes the app namespace from the payload).
+    let ns = AppNamespaceQuery {
+        app_namespace: Some(str_at(&a, "/metadata/namespace").to_string()),
+    }
+    .namespace(&st)?
+    .to_string();
+    a["metadata"]["namespace"] = json!(ns);
     let name = str_at(&a, "/metadata/name").to_string();
     let az = Authz::load(&st).await?;
-    let obj = app_object(&a);
-    let api = apps(&st);
+    check_project_admits(&st, &a).await?;
+    let obj = app_object(&st, &a);
+    let api = apps(&st, &ns);
     if let Some(existing) = api.get_opt(&name).await? {
         let existing = to_value(&existing);
         if !q.upsert {
-            az.check(&p, "applications", "get", &app_object(&existing))?;
+            az.check(&p, "applications", "get", &app_object(&st, &existing))?;
             return Err(ApiError::Conflict(format!(
                 "application {name:?} already exists; use upsert=true to update it"
             )));
         }
-        az.check(&p, "applications", "update", &app_object(&existing))?;
+        az.check(&p, "applications", "update", &app_object(&st, &existing))?;
         az.check(&p, "applications", "update", &obj)?;
         let updated = replace_spec(&api, &name, &a["spec"]).await?;
         return Ok((StatusCode::OK, Json(updated)));
@@ -458,6 +571,7 @@ async fn update_app(
     State(st): State<ApiState>,
     Extension(p): Extension<Principal>,
     Path(name): Path<String>,
+    Query(q): Query<AppNamespaceQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let a: Value = body_json(body)?;
@@ -470,13 +584,24 @@ async fn update_app(
     let Some(spec) = a.get("spec").filter(|s| s.is_object()) else {
         return Err(ApiError::BadRequest("the Application has no spec".into()));
     };
+    let body_ns = str_at(&a, "/metadata/namespace");
+    let ns = match &q.app_namespace {
+        Some(_) => q.namespace(&st)?,
+        None if !body_ns.is_empty() => AppNamespaceQuery {
+            app_namespace: Some(body_ns.to_string()),
+        }
+        .namespace(&st)
+        .map(|_| body_ns)?,
+        None => q.namespace(&st)?,
+    };
     let az = Authz::load(&st).await?;
-    let current = load_app(&st, &az, &p, &name).await?;
-    az.check(&p, "applications", "update", &app_object(&current))?;
+    let current = load_app(&st, &az, &p, ns, &name).await?;
+    az.check(&p, "applications", "update", &app_object(&st, &current))?;
     let mut next = current.clone();
     next["spec"] = spec.clone();
-    az.check(&p, "applications", "update", &app_object(&next))?;
-    Ok(Json(replace_spec(&apps(&st), &name, spec).await?))
+    check_project_admits(&st, &next).await?;
+    az.check(&p, "applications", "update", &app_object(&st, &next))?;
+    Ok(Json(replace_spec(&apps(&st, ns), &name, spec).await?))
 }
 
 #[derive(serde::Deserialize)]
@@ -494,11 +619,13 @@ async fn delete_app(
     Extension(p): Extension<Principal>,
     Path(name): Path<String>,
     Query(q): Query<DeleteQuery>,
+    Query(nsq): Query<AppNamespaceQuery>,
 ) -> ApiResult {
     let az = Authz::load(&st).await?;
-    let a = load_app(&st, &az, &p, &name).await?;
-    az.check(&p, "applications", "delete", &app_object(&a))?;
-    let api = apps(&st);
+    let ns = nsq.namespace(&st)?;
+    let a = load_app(&st, &az, &p, ns, &name).await?;
+    az.check(&p, "applications", "delete", &app_object(&st, &a))?;
+    let api = apps(&st, ns);
     if q.cascade {
         // Added to the finalizers already there (the post-delete ones stay).
         let finalizers = mooring_core::app::finalizers_with(
@@ -517,9 +644,16 @@ async fn delete_app(
 }
 
 #[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 struct SyncRequest {
     #[serde(default)]
     revision: Option<String>,
+    /// For an app with `spec.sources`: revisions of the sources at `source_positions`
+    /// (1-based), as Argo CD's sync request.
+    #[serde(default)]
+    revisions: Vec<String>,
+    #[serde(default)]
+    source_positions: Vec<i64>,
     #[serde(default)]
     prune: bool,
 }
@@ -527,21 +661,26 @@ struct SyncRequest {
 async fn request_operation(
     st: &ApiState,
     p: &Principal,
-    name: &str,
     current: &Value,
-    revision: Option<String>,
+    revisions: mooring_core::app::Revisions,
     prune: bool,
 ) -> ApiResult {
+    let (ns, name) = (
+        str_at(current, "/metadata/namespace"),
+        str_at(current, "/metadata/name"),
+    );
     if current.get("operation").is_some_and(|o| !o.is_null()) {
         return Err(ApiError::Conflict(format!(
             "another operation is already in progress on {name}"
         )));
     }
+    let mut sync = json!({"prune": prune});
+    revisions.write_into(&mut sync);
     let op = json!({
-        "sync": {"revision": revision, "prune": prune},
+        "sync": sync,
         "initiatedBy": {"username": p.subject.name},
     });
-    let out = apps(st)
+    let out = apps(st, ns)
         .patch(
             name,
             &PatchParams::default(),
@@ -556,13 +695,23 @@ async fn sync_app(
     State(st): State<ApiState>,
     Extension(p): Extension<Principal>,
     Path(name): Path<String>,
+    Query(q): Query<AppNamespaceQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let req: SyncRequest = body_json(body)?;
     let az = Authz::load(&st).await?;
-    let a = load_app(&st, &az, &p, &name).await?;
-    az.check(&p, "applications", "sync", &app_object(&a))?;
-    request_operation(&st, &p, &name, &a, req.revision, req.prune).await
+    let a = load_app(&st, &az, &p, q.namespace(&st)?, &name).await?;
+    az.check(&p, "applications", "sync", &app_object(&st, &a))?;
+    let typed: mooring_core::app::Application = serde_json::from_value(a.clone())
+        .map_err(|e| ApiError::BadRequest(format!("application {name} is not valid: {e}")))?;
+    let revisions = mooring_core::app::requested_revisions(
+        &typed,
+        req.revision.as_deref(),
+        &req.revisions,
+        &req.source_positions,
+    )
+    .map_err(|e| ApiError::BadRequest(format!("cannot sync {name}: {e}")))?;
+    request_operation(&st, &p, &a, revisions, req.prune).await
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -577,12 +726,13 @@ async fn rollback_app(
     State(st): State<ApiState>,
     Extension(p): Extension<Principal>,
     Path(name): Path<String>,
+    Query(q): Query<AppNamespaceQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let req: RollbackRequest = body_json(body)?;
     let az = Authz::load(&st).await?;
-    let a = load_app(&st, &az, &p, &name).await?;
-    az.check(&p, "applications", "sync", &app_object(&a))?;
+    let a = load_app(&st, &az, &p, q.namespace(&st)?, &name).await?;
+    az.check(&p, "applications", "sync", &app_object(&st, &a))?;
     let Some(id) = req.id else {
         return Err(ApiError::BadRequest(
             "rollback needs the history `id` to go back to".into(),
@@ -602,11 +752,12 @@ async fn rollback_app(
             h.iter()
                 .find(|e| e.get("id").and_then(Value::as_i64) == Some(id))
         })
-        .map(|e| str_at(e, "/revision").to_string())
+        // `revision`, or `revisions` (one per source) for a multi-source app.
+        .map(mooring_core::app::Revisions::of)
         .ok_or_else(|| {
             ApiError::BadRequest(format!("application {name} has no history entry {id}"))
         })?;
-    request_operation(&st, &p, &name, &a, Some(rev), req.prune).await
+    request_operation(&st, &p, &a, rev, req.prune).await
 }
 
 async fn list_projects(

@@ -27,7 +27,7 @@ fn generic_crd(kind: &str, plural: &str) -> Value {
 fn app(name: &str, project: &str) -> Value {
     json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": name, "namespace": "default"},
+        "metadata": {"name": name, "namespace": "argocd"},
         "spec": {"project": project,
             "source": {"repoURL": "https://git.example.com/ml/platform.git", "targetRevision": "main", "path": "apps/x"},
             "destination": {"server": "https://kubernetes.default.svc", "namespace": "ml"}}
@@ -112,7 +112,7 @@ async fn project_roles_accounts_and_bad_tokens() {
         .expect("client");
 
     // Accounts (mooring-cm), the seed's project roles, applications of two projects.
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "argocd");
     cms.create(
         &PostParams::default(),
         &serde_json::from_value(json!({"metadata": {"name": "mooring-cm"}, "data": {
@@ -124,13 +124,13 @@ async fn project_roles_accounts_and_bad_tokens() {
     .await
     .expect("mooring-cm");
     let projects: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), "default", &appproject_resource());
+        Api::namespaced_with(client.clone(), "argocd", &appproject_resource());
     projects
         .create(
             &PostParams::default(),
             &serde_json::from_value(json!({
                 "apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
-                "metadata": {"name": "ml-platform", "namespace": "default"},
+                "metadata": {"name": "ml-platform", "namespace": "argocd"},
                 "spec": {"roles": [
                     {"name": "ml-engineers", "groups": ["ml-engineers"], "policies": [
                         "p, proj:ml-platform:ml-engineers, applications, get, ml-platform/*, allow",
@@ -145,7 +145,7 @@ async fn project_roles_accounts_and_bad_tokens() {
         .expect("create project");
     let apps: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
-        "default",
+        "argocd",
         &mooring_controller::application_resource(),
     );
     for (name, project) in [
@@ -161,7 +161,7 @@ async fn project_roles_accounts_and_bad_tokens() {
         .expect("create app");
     }
 
-    let store = Store::new(client.clone(), "default");
+    let store = Store::new(client.clone(), "argocd");
     let admin = store
         .ensure_admin_token()
         .await
@@ -439,10 +439,48 @@ async fn project_roles_accounts_and_bad_tokens() {
     let (code, _, body) = rollback(1).await;
     assert_eq!(code, 409, "an operation is pending: {body}");
 
+    // A multi-source app: `revisions` + `sourcePositions` as Argo CD's sync request; a
+    // single `revision` is ambiguous and refused; a multi-source history entry rolls
+    // back every source.
+    let mut multi = app("multi", "finance");
+    multi["spec"]["sources"] = json!([
+        {"repoURL": "https://git.example.com/ml/platform.git", "targetRevision": "main", "path": "apps/x"},
+        {"repoURL": "https://git.example.com/ml/values.git", "targetRevision": "main", "ref": "values"},
+    ]);
+    apps.create(
+        &PostParams::default(),
+        &serde_json::from_value(multi).expect("app"),
+    )
+    .await
+    .expect("create multi");
+    let sync_multi = |body: &'static str| {
+        let admin = admin.clone();
+        async move {
+            call(
+                addr,
+                "POST",
+                "/api/v1/applications/multi/sync",
+                Some(&admin),
+                Some(body.as_bytes()),
+            )
+            .await
+        }
+    };
+    let (code, _, body) = sync_multi(r#"{"revision": "v2"}"#).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.to_string().contains("--source-positions"), "{body}");
+    let (code, _, body) = sync_multi(r#"{"revisions": ["v2"], "sourcePositions": [3]}"#).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.to_string().contains("out of range"), "{body}");
+    let (code, _, body) = sync_multi(r#"{"revisions": ["v2"], "sourcePositions": [2]}"#).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["operation"]["sync"]["revisions"], json!(["", "v2"]));
+    assert!(body["operation"]["sync"]["revision"].is_null(), "{body}");
+
     // ApplicationSets are authorised on the project of their template.
     let sets: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
-        "default",
+        "argocd",
         &mooring_controller::applicationset_resource(),
     );
     for (name, project) in [
@@ -453,7 +491,7 @@ async fn project_roles_accounts_and_bad_tokens() {
             &PostParams::default(),
             &serde_json::from_value(json!({
                 "apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
-                "metadata": {"name": name, "namespace": "default"},
+                "metadata": {"name": name, "namespace": "argocd"},
                 "spec": {"generators": [], "template": {"metadata": {"name": "x"}, "spec": {"project": project}}}
             }))
             .expect("set"),
@@ -612,7 +650,7 @@ async fn project_roles_accounts_and_bad_tokens() {
         "{body}"
     );
     let secrets: Api<mooring_k8s::k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(client.clone(), "default");
+        Api::namespaced(client.clone(), "argocd");
     secrets
         .patch(
             "mooring-secret",
@@ -710,7 +748,7 @@ async fn the_seed_project_roles_on_the_seed_fleet() {
     // Three production inference clusters, registered as Argo CD cluster Secrets.
     let secrets: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
-        "default",
+        "argocd",
         &mooring_k8s::kube::core::ApiResource::from_gvk_with_plural(
             &mooring_k8s::kube::core::GroupVersionKind::gvk("", "v1", "Secret"),
             "secrets",
@@ -734,7 +772,7 @@ async fn the_seed_project_roles_on_the_seed_fleet() {
             annotations: Default::default(),
         };
         let secret: DynamicObject =
-            serde_json::from_value(secret_for(&entry, "default")).expect("secret");
+            serde_json::from_value(secret_for(&entry, "argocd")).expect("secret");
         secrets
             .create(&PostParams::default(), &secret)
             .await
@@ -751,7 +789,7 @@ async fn the_seed_project_roles_on_the_seed_fleet() {
     ] {
         let text = std::fs::read_to_string(example.join(file)).expect("seed file");
         let v = mooring_core::yaml::parse_one(&text).expect("yaml");
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource);
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "argocd", &resource);
         api.create(
             &PostParams::default(),
             &serde_json::from_value(v).expect("object"),
@@ -760,7 +798,7 @@ async fn the_seed_project_roles_on_the_seed_fleet() {
         .expect("create seed object");
     }
 
-    let store = Store::new(client.clone(), "default");
+    let store = Store::new(client.clone(), "argocd");
     let eng = store
         .issue("proj:ml-platform:ml-engineers", None)
         .await
@@ -812,4 +850,175 @@ async fn the_seed_project_roles_on_the_seed_fleet() {
     );
     let (code, _, body) = call(addr, "POST", &sync, Some(&eng), Some(b"{}")).await;
     assert!((200..300).contains(&code), "{code} {body}");
+}
+
+/// Applications in any namespace over the API, as Argo CD: `?appNamespace=`, the payload's
+/// `metadata.namespace`, RBAC objects `PROJECT/NAMESPACE/NAME`; a namespace the control
+/// plane does not read, or one the project does not list, is refused whatever the RBAC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applications_in_other_namespaces_over_the_api() {
+    let cluster = Cluster::start(ClusterOptions {
+        crds: mooring_k8s::crds::all(),
+        namespaces: vec!["argocd".into(), "team-a".into(), "team-b".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("cluster");
+    let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path())
+        .await
+        .expect("client");
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "argocd");
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "mooring-rbac-cm"}, "data": {
+            "policy.csv": "p, role:team-a, applications, *, team/team-a/*, allow\ng, alice, role:team-a\n",
+        }}))
+        .expect("cm"),
+    )
+    .await
+    .expect("rbac");
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": "mooring-cm"}, "data": {"accounts.alice": "apiKey"}}),
+        )
+        .expect("cm"),
+    )
+    .await
+    .expect("accounts");
+    let projects: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "argocd", &appproject_resource());
+    projects
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+                "metadata": {"name": "team", "namespace": "argocd"},
+                "spec": {"sourceNamespaces": ["team-a"], "sourceRepos": ["*"],
+                         "destinations": [{"server": "*", "namespace": "*"}]}
+            }))
+            .expect("project"),
+        )
+        .await
+        .expect("create project");
+    let store = Store::new(client.clone(), "argocd");
+    let admin = store
+        .ensure_admin_token()
+        .await
+        .expect("admin token")
+        .expect("issued");
+    let (alice, _) = store.issue("alice", None).await.expect("alice token");
+    let addr = serve(
+        client.clone(),
+        ApiOptions {
+            control_plane: mooring_engine::project::ControlPlane {
+                namespace: "argocd".into(),
+                application_namespaces: vec!["team-*".into()],
+            },
+            ..Default::default()
+        },
+    )
+    .await;
+    let tenant_app = |ns: &str| {
+        let mut a = app("web", "team");
+        a["metadata"]["namespace"] = json!(ns);
+        serde_json::to_vec(&a).expect("json")
+    };
+    // Created in team-a from the payload's namespace, by the team's RBAC object.
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/applications",
+        Some(&alice),
+        Some(&tenant_app("team-a")),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["metadata"]["namespace"], "team-a");
+    // Read and synced with ?appNamespace=; without it, the control plane's is meant.
+    let (code, _, body) = call(
+        addr,
+        "GET",
+        "/api/v1/applications/web?appNamespace=team-a",
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, _, _) = call(addr, "GET", "/api/v1/applications/web", Some(&admin), None).await;
+    assert_eq!(code, 404);
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/applications/web/sync?appNamespace=team-a",
+        Some(&alice),
+        Some(b"{}"),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["operation"]["initiatedBy"]["username"], "alice");
+    // Listed with its namespace; alice sees only hers.
+    let (_, _, body) = call(addr, "GET", "/api/v1/applications", Some(&admin), None).await;
+    assert!(
+        body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|a| a["metadata"]["namespace"] == "team-a"),
+        "{body}"
+    );
+    // team-b: allowed by the controller flag but not by the project, even for the admin.
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/applications",
+        Some(&admin),
+        Some(&tenant_app("team-b")),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sourceNamespaces"),
+        "{body}"
+    );
+    // kube-system: not read by the control plane at all.
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/applications",
+        Some(&admin),
+        Some(&tenant_app("kube-system")),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not permitted"),
+        "{body}"
+    );
+    let (code, _, _) = call(
+        addr,
+        "GET",
+        "/api/v1/applications/web?appNamespace=kube-system",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(code, 400);
+    // alice's RBAC names team-a only: an app of the same project in argocd is not hers.
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/applications",
+        Some(&alice),
+        Some(&serde_json::to_vec(&app("web", "team")).expect("json")),
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    drop(cluster);
 }

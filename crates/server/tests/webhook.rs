@@ -96,12 +96,12 @@ async fn push_webhook_refreshes_the_app() {
 
     let apps: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
-        "default",
+        "argocd",
         &mooring_controller::application_resource(),
     );
     let app: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": "hooked", "namespace": "default"},
+        "metadata": {"name": "hooked", "namespace": "argocd"},
         "spec": {"project": "default", "source": {"repoURL": remote, "targetRevision": "main", "path": "app"},
             "destination": {"server": "https://kubernetes.default.svc", "namespace": "default"},
             "syncPolicy": {"automated": {"prune": true}}}

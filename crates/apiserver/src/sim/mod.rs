@@ -18,6 +18,7 @@
 //! | [`job`] | parallelism / completions, `backoffLimit`, conditions Complete / SuccessCriteriaMet and Failed / FailureTarget |
 //! | [`endpoints`] | an Endpoints object per Service with a selector, with ready and not-ready Pod addresses |
 //! | [`pvc`] | PersistentVolumeClaims become Bound |
+//! | [`loadbalancer`] | LoadBalancer Services and Ingresses get an address (`status.loadBalancer.ingress`) from [`SimOptions::load_balancer`], as MetalLB / cloud-provider-kind with ingress-nginx do on kind; opt out with `sim.mooring.dev/load-balancer: pending` |
 //!
 //! Each controller is a tokio task driven by the store's event stream (plus timers for
 //! time-based transitions such as "the container is up after one simulated second"), so an
@@ -50,14 +51,16 @@
 //! # Deliberate simplifications
 //!
 //! Pods are deleted at once (no graceful termination), there are no ControllerRevision
-//! objects, no PersistentVolume objects, no EndpointSlices, no Events, and no CronJob
-//! controller. Endpoints carry an owner reference to their Service so that garbage
+//! objects, no PersistentVolume objects, no EndpointSlices, no CronJob controller, and
+//! Events only from the load-balancer controller (what MetalLB reports: an address
+//! assigned, none available). Endpoints carry an owner reference to their Service so that garbage
 //! collection removes them (Kubernetes' endpoints controller deletes them itself).
 
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod job;
+pub mod loadbalancer;
 pub mod metrics;
 pub mod pods;
 pub mod pvc;
@@ -76,6 +79,7 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 
+pub use loadbalancer::{AddressRange, LoadBalancerAddresses, LoadBalancerConfigError};
 pub use metrics::{metrics_handler, metrics_handler_at, MetricsHandler};
 
 /// How the simulation behaves.
@@ -88,6 +92,9 @@ pub struct SimOptions {
     /// Whether `start` runs the controllers at all (a cluster used only as an API
     /// server, e.g. for benchmarks, can turn them off).
     pub enabled: bool,
+    /// Where LoadBalancer Services and Ingresses get their address from (default: the
+    /// loopback range `127.0.100.0/24`; see [`loadbalancer`]).
+    pub load_balancer: LoadBalancerAddresses,
 }
 
 impl Default for SimOptions {
@@ -96,6 +103,7 @@ impl Default for SimOptions {
             nodes: 3,
             speed: 1.0,
             enabled: true,
+            load_balancer: LoadBalancerAddresses::default(),
         }
     }
 }
@@ -135,6 +143,9 @@ pub(crate) struct Ctx {
     pub jobs: Arc<ResourceType>,
     pub endpoints: Arc<ResourceType>,
     pub pvcs: Arc<ResourceType>,
+    pub services: Arc<ResourceType>,
+    pub ingresses: Arc<ResourceType>,
+    pub events: Arc<ResourceType>,
 }
 
 impl Ctx {
@@ -153,6 +164,9 @@ impl Ctx {
             jobs: get("batch", "jobs")?,
             endpoints: get("", "endpoints")?,
             pvcs: get("", "persistentvolumeclaims")?,
+            services: get("", "services")?,
+            ingresses: get("networking.k8s.io", "ingresses")?,
+            events: get("", "events")?,
             wo: WriteOptions {
                 field_manager: Some("kube-controller-manager".into()),
                 ..Default::default()
@@ -168,6 +182,7 @@ pub(crate) mod res {
     pub const PODS: &str = "/pods";
     pub const NODES: &str = "/nodes";
     pub const SERVICES: &str = "/services";
+    pub const INGRESSES: &str = "networking.k8s.io/ingresses";
     pub const ENDPOINTS: &str = "/endpoints";
     pub const PVCS: &str = "/persistentvolumeclaims";
     pub const REPLICASETS: &str = "apps/replicasets";
@@ -212,6 +227,10 @@ pub fn start(api: Api, opts: SimOptions) -> Vec<tokio::task::JoinHandle<()>> {
         tokio::spawn(run(ctx.clone(), daemonset::DaemonSetController)),
         tokio::spawn(run(ctx.clone(), job::JobController)),
         tokio::spawn(run(ctx.clone(), endpoints::EndpointsController)),
+        tokio::spawn(run(
+            ctx.clone(),
+            loadbalancer::LoadBalancerController::new(&ctx.opts.load_balancer),
+        )),
         tokio::spawn(run(ctx, pvc::PvcController)),
     ]
 }

@@ -276,3 +276,101 @@ async fn kubectl_get_watch_streams_changes() {
     assert!(seen.iter().any(|l| l.contains("watched-config")));
     let _ = child.kill().await;
 }
+
+const LOAD_BALANCED: &str = "apiVersion: v1
+kind: Service
+metadata: {name: model-api}
+spec:
+  type: LoadBalancer
+  selector: {app: model}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: held-back
+  annotations: {sim.mooring.dev/load-balancer: pending}
+spec:
+  type: LoadBalancer
+  selector: {app: model}
+  ports: [{port: 81}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: model}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: model.localtest.me
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: model-api, port: {number: 80}}}}
+";
+
+/// `kubectl get svc` shows a LoadBalancer Service's address as EXTERNAL-IP (`<pending>`
+/// while it has none) and `kubectl get ingress` the Ingress's as ADDRESS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_shows_load_balancer_addresses() {
+    let c = start(None).await;
+    ok(&c, &["apply", "-f", "-"], Some(LOAD_BALANCED)).await;
+    let row = |table: &str, name: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+    };
+    let svcs = eventually(20, "model-api's EXTERNAL-IP", || async {
+        let t = ok(&c, &["get", "svc"], None).await;
+        row(&t, "model-api")
+            .filter(|r| r.get(3).is_some_and(|ip| ip == "127.0.100.2"))
+            .map(|_| t)
+    })
+    .await;
+    let header = row(&svcs, "NAME").expect("header");
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ]
+    );
+    let held = row(&svcs, "held-back").expect("held-back row");
+    assert_eq!(held[1], "LoadBalancer");
+    assert_eq!(held[3], "<pending>", "{svcs}");
+    let kube_svc = row(&svcs, "model-api").expect("row");
+    assert_eq!(kube_svc[4], "80/TCP");
+
+    let ings = eventually(20, "the Ingress's ADDRESS", || async {
+        let t = ok(&c, &["get", "ingress"], None).await;
+        t.contains("127.0.100.1").then_some(t)
+    })
+    .await;
+    assert_eq!(
+        row(&ings, "NAME").expect("header"),
+        ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]
+    );
+    let ing = row(&ings, "model").expect("row");
+    assert_eq!(
+        ing[1..5],
+        ["nginx", "model.localtest.me", "127.0.100.1", "80"]
+    );
+
+    // The same through jsonpath, as scripts read it.
+    let ip = ok(
+        &c,
+        &[
+            "get",
+            "svc",
+            "model-api",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[0].ip}",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(ip.trim(), "127.0.100.2");
+}

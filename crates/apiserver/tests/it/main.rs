@@ -4,6 +4,7 @@
 mod bad_input;
 mod kube_client;
 mod kubectl;
+mod loadbalancer;
 mod persistence;
 mod sim;
 mod support;

@@ -19,7 +19,7 @@ spec:
 ---
 apiVersion: v1
 kind: ConfigMap
-metadata: {name: mooring-cm, namespace: default}
+metadata: {name: mooring-cm, namespace: argocd}
 data:
   accounts.alice: apiKey
   accounts.alice.groups: ml-engineers
@@ -29,7 +29,7 @@ data:
 ---
 apiVersion: v1
 kind: ConfigMap
-metadata: {name: mooring-rbac-cm, namespace: default}
+metadata: {name: mooring-rbac-cm, namespace: argocd}
 data:
   policy.csv: |
     p, role:auditor, clusters, get, *, allow
@@ -39,7 +39,7 @@ data:
 const PROJECT: &str = r#"
 apiVersion: argoproj.io/v1alpha1
 kind: AppProject
-metadata: {name: ml-platform, namespace: default}
+metadata: {name: ml-platform, namespace: argocd}
 spec:
   roles:
   - name: ml-engineers

@@ -367,6 +367,35 @@ fn verify_runs_rego_tests_and_gator_suites() {
 }
 
 #[test]
+fn verify_reads_gator_files_as_gator_does_and_goes_on_past_a_broken_suite() {
+    // Go-cased suite fields, a template with a trailing (broken) document, object files
+    // with a trailing `---` (empty: fine; non-empty: a second object), a repeated key (an
+    // error in go-yaml v3), and two suite files gator cannot read: each fails on its own.
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../engine/tests/fixtures/policy/gatekeeper/gator-go-decoding"
+    );
+    let o = policy(&["verify", dir]);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert_eq!(code(&o), 1, "{out}{err}");
+    for needle in [
+        "broken-suite.yaml",
+        "invalid YAML",
+        "duplicate-key-suite.yaml",
+        "mapping key \"tests\" at line 4 is already defined",
+        "trailing-document.yaml defines 2 objects",
+        "duplicate-key.yaml",
+        "mapping key \"team\" at line 9 is already defined",
+    ] {
+        assert!(out.contains(needle), "{needle:?} missing from:\n{out}");
+    }
+    assert!(
+        out.contains("5 tests, 1 passed, 0 warnings, 4 failures, 0 exceptions"),
+        "{out}"
+    );
+}
+
+#[test]
 fn test_walks_directories_without_following_symlink_loops() {
     let dir = tempfile::tempdir().expect("tmp");
     let inputs = dir.path().join("inputs");

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 fn sets(c: &Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         c.clone(),
-        "default",
+        "argocd",
         &mooring_controller::applicationset_resource(),
     )
 }
@@ -21,7 +21,7 @@ fn sets(c: &Client) -> Api<DynamicObject> {
 fn apps(c: &Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         c.clone(),
-        "default",
+        "argocd",
         &mooring_controller::application_resource(),
     )
 }
@@ -45,7 +45,7 @@ fn list_set(name: &str, elements: &[&str], sync_policy: Value, repo: &str) -> Dy
     let elements: Vec<Value> = elements.iter().map(|e| json!({"app": e})).collect();
     serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
-        "metadata": {"name": name, "namespace": "default"},
+        "metadata": {"name": name, "namespace": "argocd"},
         "spec": {
             "generators": [{"list": {"elements": elements}}],
             "syncPolicy": sync_policy,
@@ -137,7 +137,7 @@ async fn list_generator_creates_deletes_and_keeps_per_policy() {
     );
     assert_eq!(field(&a, "/spec/source/repoURL"), repo.url());
     // A reconcile of an unchanged set writes nothing (no update churn).
-    let again = mooring_controller::appset::reconcile(&e.controller.ctx, "default", "ml")
+    let again = mooring_controller::appset::reconcile(&e.controller.ctx, "argocd", "ml")
         .await
         .expect("reconcile");
     assert!(
@@ -260,7 +260,7 @@ fn cluster_secret(name: &str, server: &str, labels: &[(&str, &str)]) -> Secret {
     l.insert("argocd.argoproj.io/secret-type".into(), json!("cluster"));
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": format!("cluster-{name}"), "namespace": "default", "labels": l},
+        "metadata": {"name": format!("cluster-{name}"), "namespace": "argocd", "labels": l},
         "stringData": {"name": name, "server": server, "config": "{}"}
     }))
     .expect("secret")
@@ -273,7 +273,7 @@ async fn clusters_generator_follows_cluster_secrets() {
     // Two more embedded clusters in this process, registered by Secret.
     let eu = Cluster::start(ClusterOptions::default()).await.expect("eu");
     let us = Cluster::start(ClusterOptions::default()).await.expect("us");
-    let secrets: Api<Secret> = Api::namespaced(c.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(c.clone(), "argocd");
     let prod = [
         ("environment", "production"),
         ("workload-type", "inference"),
@@ -287,7 +287,7 @@ async fn clusters_generator_follows_cluster_secrets() {
         .expect("eu secret");
     let set: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
-        "metadata": {"name": "inference", "namespace": "default"},
+        "metadata": {"name": "inference", "namespace": "argocd"},
         "spec": {
             "goTemplate": true,
             "goTemplateOptions": ["missingkey=error"],
@@ -361,7 +361,7 @@ async fn git_directory_generator_follows_commits() {
     let c = &e.client;
     let set: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
-        "metadata": {"name": "models", "namespace": "default"},
+        "metadata": {"name": "models", "namespace": "argocd"},
         "spec": {
             "generators": [{"git": {"repoURL": repo.url(), "revision": "HEAD",
                 "directories": [{"path": "models/*"}, {"path": "models/experimental", "exclude": true}]}}],
@@ -387,7 +387,7 @@ async fn git_directory_generator_follows_commits() {
     // A new directory in a new commit: a new app at the next resync (forced here).
     repo.write("models/whisper/cm.yaml", &cm("whisper"));
     repo.commit("whisper");
-    mooring_controller::appset::refresh(&e.controller.ctx, "default", "models")
+    mooring_controller::appset::refresh(&e.controller.ctx, "argocd", "models")
         .await
         .expect("reconcile");
     wait_names(
@@ -453,7 +453,7 @@ async fn the_seed_applicationset_deploys_per_cluster_replicas() {
     .await
     .expect("controller");
 
-    let secrets: Api<Secret> = Api::namespaced(c.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(c.clone(), "argocd");
     let prod = [
         ("environment", "production"),
         ("workload-type", "inference"),
@@ -490,7 +490,7 @@ async fn the_seed_applicationset_deploys_per_cluster_replicas() {
             .expect("project yaml");
         let projects: Api<DynamicObject> = Api::namespaced_with(
             c.clone(),
-            "default",
+            "argocd",
             &mooring_k8s::kube::core::ApiResource::from_gvk_with_plural(
                 &mooring_k8s::kube::core::GroupVersionKind::gvk(
                     "argoproj.io",

@@ -36,7 +36,7 @@ data: {threshold: \"0.9\"}
 fn application(name: &str, repo: &str, path: &str, extra_spec: Value) -> Value {
     let mut app = json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": name, "namespace": "default"},
+        "metadata": {"name": name, "namespace": "argocd"},
         "spec": {
             "project": "default",
             "source": {"repoURL": repo, "targetRevision": "main", "path": path},
@@ -55,7 +55,7 @@ fn application(name: &str, repo: &str, path: &str, extra_spec: Value) -> Value {
 fn apps(client: &mooring_k8s::kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
-        "default",
+        "argocd",
         &mooring_controller::application_resource(),
     )
 }
@@ -137,7 +137,7 @@ async fn commit_converges_prunes_and_self_heals() {
     );
     repo.remove("apps/model/config.yaml");
     let c2 = repo.commit("model v1.1");
-    e.controller.ctx.refresh("default/model");
+    e.controller.ctx.refresh("argocd/model");
     let a = wait_synced_healthy(&apps, "model", &c2).await;
     assert_eq!(
         a["status"]["resources"].as_array().map(Vec::len),
@@ -213,7 +213,7 @@ async fn ignore_differences_and_prune_false() {
     // Removing a Prune=false resource from Git keeps it in the cluster.
     repo.remove("apps/model/keep.yaml");
     let c2 = repo.commit("drop keep");
-    e.controller.ctx.refresh("default/hpa-app");
+    e.controller.ctx.refresh("argocd/hpa-app");
     eventually(30, "revision 2 compared", || async {
         let a = app_status(&apps, "hpa-app").await;
         (field(&a, "/status/sync/revision") == c2).then_some(())
@@ -355,7 +355,7 @@ async fn a_bad_commit_keeps_the_last_synced_state_and_unknown_kinds_apply_nothin
         &deployment(5, "registry.local/model:2.0"),
     );
     repo.commit("broken");
-    e.controller.ctx.refresh("default/steady");
+    e.controller.ctx.refresh("argocd/steady");
     let a = eventually(30, "comparison error reported", || async {
         let a = app_status(&apps, "steady").await;
         a["status"]["conditions"]
@@ -436,7 +436,7 @@ async fn commits_outside_an_apps_inputs_reuse_its_render() {
     // Docs only: the render is reused.
     repo.write("docs/README.md", "v2\n");
     let c2 = repo.commit("docs");
-    e.controller.ctx.refresh("default/kusto");
+    e.controller.ctx.refresh("argocd/kusto");
     wait_synced_healthy(&apps, "kusto", &c2).await;
     assert_eq!(
         metrics.renders_reused(),
@@ -447,7 +447,7 @@ async fn commits_outside_an_apps_inputs_reuse_its_render() {
     // The kustomize base (outside the app path) changed: rendered again, and applied.
     repo.write("base/config.yaml", &CONFIG.replace("0.9", "0.8"));
     let c3 = repo.commit("base");
-    e.controller.ctx.refresh("default/kusto");
+    e.controller.ctx.refresh("argocd/kusto");
     wait_synced_healthy(&apps, "kusto", &c3).await;
     assert_eq!(metrics.renders_reused(), 1, "a base change is not reused");
     let cms = api(&e.client, "", "v1", "ConfigMap", "configmaps");
@@ -541,7 +541,7 @@ async fn cluster_secrets_register_destinations_and_an_unreachable_one_stalls_not
     };
     let secrets: Api<DynamicObject> = Api::namespaced_with(
         e.client.clone(),
-        "default",
+        "argocd",
         &mooring_k8s::kube::core::ApiResource::from_gvk_with_plural(
             &mooring_k8s::kube::core::GroupVersionKind::gvk("", "v1", "Secret"),
             "secrets",
@@ -557,7 +557,7 @@ async fn cluster_secrets_register_destinations_and_an_unreachable_one_stalls_not
             annotations: Default::default(),
         };
         let secret: DynamicObject =
-            serde_json::from_value(secret_for(&entry, "default")).expect("secret");
+            serde_json::from_value(secret_for(&entry, "argocd")).expect("secret");
         secrets
             .create(&PostParams::default(), &secret)
             .await
@@ -602,7 +602,7 @@ async fn cluster_secrets_register_destinations_and_an_unreachable_one_stalls_not
             labels: Default::default(),
             annotations: Default::default(),
         },
-        "default",
+        "argocd",
     )["metadata"]["name"]
         .as_str()
         .expect("name")

@@ -3,6 +3,8 @@
 mod analysis;
 mod appset;
 mod gitops;
+mod multisource;
+mod namespaces;
 mod operations;
 mod policy;
 mod projects;

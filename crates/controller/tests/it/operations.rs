@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 fn apps(client: &mooring_k8s::kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
-        "default",
+        "argocd",
         &mooring_controller::application_resource(),
     )
 }
@@ -30,7 +30,7 @@ fn ns_api(
 fn app(name: &str, url: &str, automated: bool) -> DynamicObject {
     let mut a = json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": name, "namespace": "default"},
+        "metadata": {"name": name, "namespace": "argocd"},
         "spec": {"project": "default",
             "source": {"repoURL": url, "targetRevision": "main", "path": "app"},
             "destination": {"server": "https://kubernetes.default.svc", "namespace": "ml"},

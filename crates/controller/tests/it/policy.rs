@@ -121,12 +121,12 @@ async fn a_deny_constraint_blocks_the_sync_and_dryrun_lets_it_through() {
 
     let apps: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
-        "default",
+        "argocd",
         &mooring_controller::application_resource(),
     );
     let app: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": "training", "namespace": "default"},
+        "metadata": {"name": "training", "namespace": "argocd"},
         "spec": {"project": "default",
             "source": {"repoURL": repo.url(), "targetRevision": "main", "path": "app"},
             "destination": {"server": "https://kubernetes.default.svc", "namespace": "ml-training"},
@@ -295,12 +295,12 @@ async fn a_template_that_does_not_compile_is_reported_and_fails_closed() {
 
     let apps: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
-        "default",
+        "argocd",
         &mooring_controller::application_resource(),
     );
     let app: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": "plain", "namespace": "default"},
+        "metadata": {"name": "plain", "namespace": "argocd"},
         "spec": {"project": "default",
             "source": {"repoURL": repo.url(), "targetRevision": "main", "path": "app"},
             "destination": {"server": "https://kubernetes.default.svc", "namespace": "plain"},

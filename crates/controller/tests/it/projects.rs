@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 fn projects(client: &mooring_k8s::kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
-        "default",
+        "argocd",
         &mooring_controller::appproject_resource(),
     )
 }
@@ -18,7 +18,7 @@ fn projects(client: &mooring_k8s::kube::Client) -> Api<DynamicObject> {
 fn apps(client: &mooring_k8s::kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
-        "default",
+        "argocd",
         &mooring_controller::application_resource(),
     )
 }
@@ -45,7 +45,7 @@ async fn create(api: &Api<DynamicObject>, v: Value) {
 fn ml_platform(repo: &str, windows: Value) -> Value {
     json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
-        "metadata": {"name": "ml-platform", "namespace": "default"},
+        "metadata": {"name": "ml-platform", "namespace": "argocd"},
         "spec": {
             "sourceRepos": [repo],
             "destinations": [{"server": "*", "namespace": "ml-*"}, {"server": "*", "namespace": "!kube-system"}],
@@ -70,7 +70,7 @@ fn seed_project(repo: &str) -> Value {
 fn app(name: &str, project: &str, repo: &str, path: &str, namespace: &str) -> Value {
     json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": name, "namespace": "default"},
+        "metadata": {"name": name, "namespace": "argocd"},
         "spec": {"project": project,
             "source": {"repoURL": repo, "targetRevision": "main", "path": path},
             "destination": {"server": "https://kubernetes.default.svc", "namespace": namespace},
@@ -160,7 +160,7 @@ async fn a_destination_or_project_the_project_refuses_is_never_synced() {
     create(
         &projects(client),
         json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
-               "metadata": {"name": "later", "namespace": "default"},
+               "metadata": {"name": "later", "namespace": "argocd"},
                "spec": {"sourceRepos": ["*"], "destinations": [{"server": "*", "namespace": "ml-*"}]}}),
     )
     .await;

@@ -41,7 +41,7 @@ const ERROR_RATE: &str = "sum(rate(http_requests_total{namespace=\"ml-serving\",
 fn application(repo: &str) -> Value {
     json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": "model", "namespace": "default", "labels": {"tier": "serving"}},
+        "metadata": {"name": "model", "namespace": "argocd", "labels": {"tier": "serving"}},
         "spec": {
             "project": "default",
             "source": {"repoURL": repo, "targetRevision": "main", "path": "apps/model"},
@@ -54,7 +54,7 @@ fn application(repo: &str) -> Value {
 fn apps(client: &mooring_k8s::kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
-        "default",
+        "argocd",
         &mooring_controller::application_resource(),
     )
 }
@@ -62,7 +62,7 @@ fn apps(client: &mooring_k8s::kube::Client) -> Api<DynamicObject> {
 fn policies(client: &mooring_k8s::kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
-        "default",
+        "argocd",
         &mooring_controller::rollback::rollback_policy_resource(),
     )
 }
@@ -203,7 +203,7 @@ async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
 
     let secrets: Api<DynamicObject> = Api::namespaced_with(
         e.client.clone(),
-        "default",
+        "argocd",
         &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Secret"), "secrets"),
     );
     create(
@@ -217,7 +217,7 @@ async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
         &policies,
         json!({
             "apiVersion": "mooring.dev/v1alpha1", "kind": "RollbackPolicy",
-            "metadata": {"name": "serving-slo", "namespace": "default"},
+            "metadata": {"name": "serving-slo", "namespace": "argocd"},
             "spec": {
                 "applications": {"selector": {"matchLabels": {"tier": "serving"}}},
                 "prometheus": {"address": prom.url()},
@@ -310,7 +310,7 @@ async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
         .unwrap_or_else(|| panic!("AutoSyncSuspended condition: {a}"));
     let msg = field(&cond, "/message");
     for want in [
-        "default/serving-slo",
+        "argocd/serving-slo",
         "error_rate",
         "0.05",
         &good,
@@ -411,7 +411,7 @@ async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
     );
     let events: Api<DynamicObject> = Api::namespaced_with(
         e.client.clone(),
-        "default",
+        "argocd",
         &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Event"), "events"),
     );
     let evs = events.list(&ListParams::default()).await.expect("events");
@@ -468,7 +468,7 @@ async fn short_breaches_no_data_and_bad_input_never_roll_back() {
     let policy = |name: &str, address: &str, rules: Value| {
         json!({
             "apiVersion": "mooring.dev/v1alpha1", "kind": "RollbackPolicy",
-            "metadata": {"name": name, "namespace": "default"},
+            "metadata": {"name": name, "namespace": "argocd"},
             "spec": {
                 "applications": {"names": ["model"]},
                 "prometheus": {"address": address},
@@ -658,7 +658,7 @@ async fn notify_fires_once_per_breach_across_a_controller_restart() {
         &policies,
         json!({
             "apiVersion": "mooring.dev/v1alpha1", "kind": "RollbackPolicy",
-            "metadata": {"name": "notify", "namespace": "default"},
+            "metadata": {"name": "notify", "namespace": "argocd"},
             "spec": {
                 "applications": {"names": ["model"]},
                 "prometheus": {"address": prom.url()},
@@ -824,7 +824,7 @@ async fn a_breach_during_a_rollout_aborts_it() {
         &policies,
         json!({
             "apiVersion": "mooring.dev/v1alpha1", "kind": "RollbackPolicy",
-            "metadata": {"name": "canary-slo", "namespace": "default"},
+            "metadata": {"name": "canary-slo", "namespace": "argocd"},
             "spec": {
                 "applications": {"names": ["model"]},
                 "prometheus": {"address": prom.url()},

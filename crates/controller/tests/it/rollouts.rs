@@ -565,7 +565,7 @@ async fn wait_seed(
             let app = get(
                 client,
                 &mooring_controller::application_resource(),
-                "default",
+                "argocd",
                 "model-serving",
             )
             .await;
@@ -595,12 +595,12 @@ async fn seed_canary_promotes_a_good_model_and_aborts_a_bad_one() {
     repo.commit("seed model serving");
     let apps: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
-        "default",
+        "argocd",
         &mooring_controller::application_resource(),
     );
     let app: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": "model-serving", "namespace": "default"},
+        "metadata": {"name": "model-serving", "namespace": "argocd"},
         "spec": {
             "project": "default",
             "source": {"repoURL": repo.url(), "targetRevision": "main", "path": "model-serving/overlays/test"},

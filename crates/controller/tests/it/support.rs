@@ -94,21 +94,28 @@ pub async fn env_with_cluster() -> (Cluster, Env) {
 
 /// A fresh controller (own Git cache) against `cluster`.
 pub async fn controller_for(cluster: &Cluster) -> Env {
+    controller_with(cluster, |_| {}).await
+}
+
+/// A fresh controller against `cluster`, with the test defaults changed by `options`.
+pub async fn controller_with(
+    cluster: &Cluster,
+    options: impl FnOnce(&mut ControllerOptions),
+) -> Env {
     let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path())
         .await
         .expect("client");
     let cache = tempfile::tempdir().expect("tmp");
-    let controller = Controller::start(
-        client.clone(),
-        ControllerOptions {
-            cache_dir: PathBuf::from(cache.path()),
-            operation_poll: Duration::from_millis(100),
-            orphan_scan: Some(Duration::from_millis(300)),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("controller");
+    let mut opts = ControllerOptions {
+        cache_dir: PathBuf::from(cache.path()),
+        operation_poll: Duration::from_millis(100),
+        orphan_scan: Some(Duration::from_millis(300)),
+        ..Default::default()
+    };
+    options(&mut opts);
+    let controller = Controller::start(client.clone(), opts)
+        .await
+        .expect("controller");
     Env {
         _cluster: None,
         client,

@@ -13,7 +13,7 @@ const NS: &str = "ml-sync";
 fn apps(client: &mooring_k8s::kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
-        "default",
+        "argocd",
         &mooring_controller::application_resource(),
     )
 }
@@ -39,7 +39,7 @@ fn cms(client: &mooring_k8s::kube::Client) -> Api<DynamicObject> {
 fn application(name: &str, url: &str, automated: bool, extra_spec: Value) -> DynamicObject {
     let mut a = json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": name, "namespace": "default"},
+        "metadata": {"name": name, "namespace": "argocd"},
         "spec": {"project": "default",
             "source": {"repoURL": url, "targetRevision": "main", "path": "app"},
             "destination": {"server": "https://kubernetes.default.svc", "namespace": NS},
@@ -133,64 +133,84 @@ fn conditions(a: &Value, type_: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_wave_is_not_awaited_and_the_status_follows_a_slow_wave() {
-    // An app of a Deployment, a Service and an Ingress: the embedded cluster gives the
-    // Ingress no address, so it stays Progressing — the operation still Succeeds (the
-    // last wave is applied), the app is Synced and its health is the Ingress's.
-    let repo = Repo::new();
-    repo.write(
-        "app/deploy.yaml",
-        &deployment("web", 1, "registry.local/web:1", json!({}), 0),
-    );
-    repo.write(
-        "app/svc.yaml",
-        r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}"#,
-    );
-    repo.write(
-        "app/ingress.yaml",
-        r#"{"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
-            "spec": {"rules": [{"host": "web.example", "http": {"paths": [{"path": "/", "pathType": "Prefix",
-              "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}"#,
-    );
-    let c1 = repo.commit("web");
+    // An app of a Deployment, a Service and an Ingress: Succeeded, Synced and Healthy
+    // once the embedded cluster gives the Ingress an address. With the address withheld
+    // (`sim.mooring.dev/load-balancer: pending`) the Ingress stays Progressing: the
+    // operation still Succeeds (the last wave is applied, not awaited), the app is Synced
+    // and its health is Progressing.
     let e = env().await;
     let apps = apps(&e.client);
-    apps.create(
-        &PostParams::default(),
-        &application("web", &repo.url(), false, json!({})),
-    )
-    .await
-    .expect("create");
-    sync(&apps, "web").await;
-    let a = finished(&apps, "web", 60).await;
-    assert_eq!(
-        field(&a, "/status/operationState/phase"),
-        "Succeeded",
-        "{a}"
-    );
-    assert_eq!(field(&a, "/status/operationState/syncResult/revision"), c1);
     let ingresses = api(&e.client, "networking.k8s.io", "v1", "Ingress", "ingresses");
-    let addressed = ingresses
-        .get("web")
+    for (name, ingress_annotations, health) in [
+        ("web", json!({}), "Healthy"),
+        (
+            "edge",
+            json!({"sim.mooring.dev/load-balancer": "pending"}),
+            "Progressing",
+        ),
+    ] {
+        let repo = Repo::new();
+        repo.write(
+            "app/deploy.yaml",
+            &deployment(name, 1, "registry.local/web:1", json!({}), 0),
+        );
+        repo.write(
+            "app/svc.yaml",
+            &serde_json::to_string(&json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name},
+                "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]}}))
+            .expect("json"),
+        );
+        repo.write(
+            "app/ingress.yaml",
+            &serde_json::to_string(
+                &json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"name": name, "annotations": ingress_annotations},
+                "spec": {"rules": [{"host": format!("{name}.example"), "http": {"paths": [{
+                    "path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": name, "port": {"number": 80}}}}]}}]}}),
+            )
+            .expect("json"),
+        );
+        let rev = repo.commit(name);
+        apps.create(
+            &PostParams::default(),
+            &application(name, &repo.url(), false, json!({})),
+        )
         .await
-        .expect("ingress")
-        .data
-        .pointer("/status/loadBalancer/ingress/0")
-        .is_some();
-    let a = eventually(30, "web Synced, health compared", || async {
-        let a = app_value(&apps, "web").await?;
-        let deploy_healthy =
-            resource(&a, "Deployment", "web").is_some_and(|r| r["health"]["status"] == "Healthy");
-        (field(&a, "/status/sync/status") == "Synced" && deploy_healthy).then_some(a)
-    })
-    .await;
-    let expected = if addressed { "Healthy" } else { "Progressing" };
-    assert_eq!(field(&a, "/status/health/status"), expected, "{a}");
-    assert_eq!(
-        resource(&a, "Ingress", "web").map(|r| r["health"]["status"].clone()),
-        Some(json!(expected)),
-        "{a}"
-    );
+        .expect("create");
+        sync(&apps, name).await;
+        let a = finished(&apps, name, 60).await;
+        assert_eq!(
+            field(&a, "/status/operationState/phase"),
+            "Succeeded",
+            "{a}"
+        );
+        assert_eq!(field(&a, "/status/operationState/syncResult/revision"), rev);
+        let a = eventually(30, &format!("{name} Synced and {health}"), || async {
+            let a = app_value(&apps, name).await?;
+            let deploy_healthy = resource(&a, "Deployment", name)
+                .is_some_and(|r| r["health"]["status"] == "Healthy");
+            (field(&a, "/status/sync/status") == "Synced"
+                && deploy_healthy
+                && field(&a, "/status/health/status") == health)
+                .then_some(a)
+        })
+        .await;
+        assert_eq!(
+            resource(&a, "Ingress", name).map(|r| r["health"]["status"].clone()),
+            Some(json!(health)),
+            "{a}"
+        );
+        let addressed = ingresses
+            .get(name)
+            .await
+            .expect("ingress")
+            .data
+            .pointer("/status/loadBalancer/ingress/0")
+            .is_some();
+        assert_eq!(addressed, health == "Healthy", "{name}");
+    }
 
     // A slow first wave (pods Ready after 200 simulated seconds = 10 s) before a
     // ConfigMap: while the operation waits for the Deployment, the status shows it as
@@ -318,7 +338,7 @@ async fn respect_ignore_differences_keeps_the_hpa_replicas() {
         &deployment("model", 2, "registry.local/model:2", json!({}), 0),
     );
     let c2 = repo.commit("v2");
-    e.controller.ctx.refresh("default/hpa");
+    e.controller.ctx.refresh("argocd/hpa");
     synced_at(c2).await;
     let d = deploys.get("model").await.expect("d");
     assert_eq!(
@@ -588,7 +608,7 @@ async fn prune_confirm_waits_for_the_approval_annotation() {
 
     repo.remove("app/precious.yaml");
     repo.commit("drop precious");
-    e.controller.ctx.refresh("default/confirm");
+    e.controller.ctx.refresh("argocd/confirm");
     eventually(30, "confirm sees the new commit", || async {
         let a = app_value(&apps, "confirm").await?;
         resource(&a, "ConfigMap", "precious")

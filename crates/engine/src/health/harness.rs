@@ -1,9 +1,23 @@
 //! `mooring health test DIR`: Argo CD's `TestLuaHealthScript` harness, as a library call.
+//!
+//! Argo CD reads `health_test.yaml` and every test object with `sigs.k8s.io/yaml` into Go
+//! structs (`TestStructure{Tests []IndividualTest}`, `IndividualTest{InputPath,
+//! HealthStatus}` in `util/lua/health_test.go`), so a file means here what it means there
+//! ([`mooring_core::yaml::GoYaml::Sigs`]): field names match case-insensitively
+//! (`inputpath` is `inputPath`), only a file's first YAML document counts (a trailing `---`
+//! document is ignored), and a key written twice keeps its last value; each repeated key is
+//! reported as a warning naming the file and the key, and so is a field Argo CD does not
+//! read.
+//!
+//! Where Argo CD stops the whole test at the first unreadable `health_test.yaml`, Mooring
+//! fails that file (one failed entry saying why) and runs the other folders' cases.
 
 use super::checks::{file_name, is_real_dir, is_real_file, read_capped, read_dir_sorted};
 use super::lua::LuaLimits;
 use super::{HealthError, LuaHealthChecks};
 use mooring_core::app::{HealthStatus, HealthStatusCode};
+use mooring_core::yaml::{go_struct, parse_go_first, GoShape, GoYaml};
+use serde::Deserialize;
 use serde_json::Value;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
@@ -16,10 +30,12 @@ const MAX_WALK_DEPTH: usize = 8;
 pub struct HealthTestCase {
     /// The folder holding `health.lua` and `health_test.yaml`.
     pub script_dir: PathBuf,
-    /// `inputPath` as written in `health_test.yaml`.
+    /// `inputPath` as written in `health_test.yaml` (`health_test.yaml` itself for the entry
+    /// of a test file that could not be read).
     pub input: String,
-    /// `healthStatus` as written (an absent message is the empty string, as in Argo CD).
-    pub expected: HealthStatus,
+    /// `healthStatus` as written (an absent message is the empty string, as in Argo CD);
+    /// `None` when there is no valid expectation to compare with.
+    pub expected: Option<HealthStatus>,
     /// What the script returned, or why it could not be run.
     pub actual: Result<HealthStatus, String>,
     /// Argo CD's verdict: status and message both equal.
@@ -30,6 +46,9 @@ pub struct HealthTestCase {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HealthTestReport {
     pub cases: Vec<HealthTestCase>,
+    /// Things Argo CD passes over silently, said out loud: repeated keys (the last value
+    /// is used), fields it does not read, a test file without tests. Each names its file.
+    pub warnings: Vec<String>,
 }
 
 impl HealthTestReport {
@@ -67,7 +86,9 @@ impl fmt::Display for HealthTestReport {
                     if c.passed { "PASS" } else { "FAIL" }.to_string(),
                     c.script_dir.display().to_string(),
                     c.input.clone(),
-                    c.expected.status.to_string(),
+                    c.expected
+                        .as_ref()
+                        .map_or_else(|| "-".to_string(), |e| e.status.to_string()),
                     actual,
                 ]
             })
@@ -97,12 +118,14 @@ impl fmt::Display for HealthTestReport {
         for c in self.cases.iter().filter(|c| !c.passed) {
             writeln!(f)?;
             writeln!(f, "FAIL {}/{}", c.script_dir.display(), c.input)?;
-            writeln!(
-                f,
-                "  expected: {} {:?}",
-                c.expected.status,
-                one_line(&c.expected.message)
-            )?;
+            if let Some(expected) = &c.expected {
+                writeln!(
+                    f,
+                    "  expected: {} {:?}",
+                    expected.status,
+                    one_line(&expected.message)
+                )?;
+            }
             match &c.actual {
                 Ok(h) => writeln!(f, "  actual:   {} {:?}", h.status, one_line(&h.message))?,
                 Err(e) => writeln!(f, "  error:    {e}")?,
@@ -119,11 +142,14 @@ impl fmt::Display for HealthTestReport {
 /// each case loads `inputPath` (relative to that folder), picks the script **by the
 /// object's own group and kind** through the whole tree (so wildcard folders and
 /// precedence are exercised too), runs it and requires status and message to equal the
-/// expected ones exactly (an omitted message means the empty string).
+/// expected ones exactly (an omitted message means the empty string). Files are decoded as
+/// Argo CD decodes them (see the module docs).
 ///
-/// A missing or malformed `health_test.yaml` is an error for the whole run. An input that
-/// cannot be read or parsed, an `inputPath` that leaves the folder, an object no script
-/// matches, and a script error are failed cases.
+/// A missing or unreadable `health_test.yaml` fails that folder (one failed entry) and the
+/// run goes on. An input that cannot be read or parsed, an `inputPath` that is missing or
+/// leaves the folder, an expectation that is not a health status, an object no script
+/// matches, and a script error are failed cases. Only a tree that cannot be walked, or
+/// whose scripts cannot be loaded, is an error.
 pub fn run_health_tests(dir: &Path) -> Result<HealthTestReport, HealthError> {
     run_health_tests_with(dir, &LuaLimits::default())
 }
@@ -138,29 +164,53 @@ pub fn run_health_tests_with(
     find_script_dirs(dir, 0, &mut script_dirs)?;
     let mut report = HealthTestReport::default();
     for script_dir in script_dirs {
-        let test_file = script_dir.join("health_test.yaml");
-        let text = read_capped(&test_file, mooring_core::yaml::MAX_YAML_BYTES as u64)?;
-        let doc = mooring_core::yaml::parse_one(&text).map_err(|e| HealthError::TestFile {
-            path: test_file.clone(),
-            message: e.to_string(),
-        })?;
         let rel_dir = script_dir
             .strip_prefix(dir)
             .unwrap_or(&script_dir)
             .to_path_buf();
-        for (i, test) in tests_of(&doc, &test_file)?.iter().enumerate() {
-            let bad = |message: String| HealthError::TestFile {
-                path: test_file.clone(),
-                message: format!("tests[{i}]: {message}"),
+        let test_file = script_dir.join(TEST_FILE);
+        let shown = rel_dir.join(TEST_FILE);
+        let tests = match read_test_file(&test_file, &shown, &mut report.warnings) {
+            Ok(tests) => tests,
+            Err(message) => {
+                report.cases.push(HealthTestCase {
+                    script_dir: rel_dir,
+                    input: TEST_FILE.to_string(),
+                    expected: None,
+                    actual: Err(message),
+                    passed: false,
+                });
+                continue;
+            }
+        };
+        if tests.is_empty() {
+            report.warnings.push(format!(
+                "{}: no tests, so {} is not tested (Argo CD runs none either)",
+                shown.display(),
+                rel_dir.join("health.lua").display()
+            ));
+        }
+        for (i, test) in tests.into_iter().enumerate() {
+            let input = test.input_path.unwrap_or_default();
+            let (expected, actual) = match expected_of(test.health_status) {
+                _ if input.is_empty() => (
+                    None,
+                    Err(format!("tests[{i}]: inputPath is missing or empty")),
+                ),
+                Err(message) => (None, Err(format!("tests[{i}]: {message}"))),
+                Ok(expected) => {
+                    let actual = run_case(
+                        &checks,
+                        &script_dir,
+                        &rel_dir,
+                        &input,
+                        limits,
+                        &mut report.warnings,
+                    );
+                    (Some(expected), actual)
+                }
             };
-            let input = test
-                .get("inputPath")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad("inputPath is missing".into()))?
-                .to_string();
-            let expected = expected_of(test).map_err(bad)?;
-            let actual = run_case(&checks, &script_dir, &input, limits);
-            let passed = actual.as_ref().is_ok_and(|a| *a == expected);
+            let passed = matches!((&expected, &actual), (Some(e), Ok(a)) if e == a);
             report.cases.push(HealthTestCase {
                 script_dir: rel_dir.clone(),
                 input,
@@ -170,7 +220,84 @@ pub fn run_health_tests_with(
             });
         }
     }
+    // An input used by several cases is read each time; say each thing once.
+    let mut seen = std::collections::BTreeSet::new();
+    report.warnings.retain(|w| seen.insert(w.clone()));
     Ok(report)
+}
+
+const TEST_FILE: &str = "health_test.yaml";
+
+/// `health.HealthStatus` (gitops-engine): `json:"status"`, `json:"message"`.
+const STATUS_SHAPE: GoShape =
+    GoShape::Struct(&[("status", GoShape::Str), ("message", GoShape::Str)]);
+/// `IndividualTest`: no json tags, so the Go field names.
+const CASE_SHAPE: GoShape =
+    GoShape::Struct(&[("InputPath", GoShape::Str), ("HealthStatus", STATUS_SHAPE)]);
+/// `TestStructure`.
+const FILE_SHAPE: GoShape = GoShape::Struct(&[("Tests", GoShape::List(&CASE_SHAPE))]);
+
+#[derive(Deserialize)]
+struct RawFile {
+    #[serde(rename = "Tests", default)]
+    tests: Vec<RawCase>,
+}
+
+#[derive(Deserialize)]
+struct RawCase {
+    #[serde(rename = "InputPath", default)]
+    input_path: Option<String>,
+    #[serde(rename = "HealthStatus", default)]
+    health_status: Option<RawStatus>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawStatus {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// Decodes the file a YAML object or test file is read from as Argo CD does, adding its
+/// repeated keys to `warnings` (named as `shown`).
+fn decode(text: &str, shown: &Path, warnings: &mut Vec<String>) -> Result<Value, String> {
+    let doc =
+        parse_go_first(text, GoYaml::Sigs).map_err(|e| format!("{}: {e}", shown.display()))?;
+    warnings.extend(
+        doc.duplicate_keys
+            .iter()
+            .map(|d| format!("{}: {d}, as Argo CD does", shown.display())),
+    );
+    Ok(doc.value)
+}
+
+/// The cases of one `health_test.yaml`, or why the file cannot be used.
+fn read_test_file(
+    path: &Path,
+    shown: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<RawCase>, String> {
+    let text =
+        read_capped(path, mooring_core::yaml::MAX_YAML_BYTES as u64).map_err(|e| match e {
+            HealthError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                format!(
+                    "{}: missing; every folder with a health.lua needs one, as in Argo CD",
+                    shown.display()
+                )
+            }
+            e => e.to_string(),
+        })?;
+    let doc = decode(&text, shown, warnings)?;
+    let (doc, unknown) = go_struct(&doc, FILE_SHAPE, GoYaml::Sigs);
+    warnings.extend(unknown.iter().map(|field| {
+        format!(
+            "{}: {field} is not a field Argo CD reads (tests[].inputPath, tests[].healthStatus.status, tests[].healthStatus.message); ignored",
+            shown.display()
+        )
+    }));
+    let file = RawFile::deserialize(&doc).map_err(|e| format!("{}: {e}", shown.display()))?;
+    Ok(file.tests)
 }
 
 fn find_script_dirs(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), HealthError> {
@@ -188,33 +315,20 @@ fn find_script_dirs(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<
     Ok(())
 }
 
-fn tests_of<'a>(doc: &'a Value, path: &Path) -> Result<&'a Vec<Value>, HealthError> {
-    doc.get("tests")
-        .and_then(Value::as_array)
-        .ok_or_else(|| HealthError::TestFile {
-            path: path.to_path_buf(),
-            message: "expected a `tests:` list".into(),
-        })
-}
-
-fn expected_of(test: &Value) -> Result<HealthStatus, String> {
-    let hs = test.get("healthStatus").unwrap_or(&Value::Null);
-    let status = hs.get("status").and_then(Value::as_str).unwrap_or("");
-    let code = HealthStatusCode::parse(status)
+fn expected_of(status: Option<RawStatus>) -> Result<HealthStatus, String> {
+    let RawStatus { status, message } = status.unwrap_or_default();
+    let code = HealthStatusCode::parse(&status)
         .ok_or_else(|| format!("healthStatus.status {status:?} is not a health status"))?;
-    let message = match hs.get("message") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    };
     Ok(HealthStatus::new(code, message))
 }
 
 fn run_case(
     checks: &LuaHealthChecks,
     script_dir: &Path,
+    rel_dir: &Path,
     input: &str,
     limits: &LuaLimits,
+    warnings: &mut Vec<String>,
 ) -> Result<HealthStatus, String> {
     let rel = Path::new(input);
     if rel.is_absolute()
@@ -237,8 +351,19 @@ fn run_case(
     }
     let text =
         read_capped(&path, mooring_core::yaml::MAX_YAML_BYTES as u64).map_err(|e| e.to_string())?;
-    let obj =
-        mooring_core::yaml::parse_one(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let shown = rel_dir.join(rel);
+    // Argo CD unmarshals into a map: an empty document is an empty object.
+    let obj = match decode(&text, &shown, warnings)? {
+        Value::Null => Value::Object(Default::default()),
+        obj @ Value::Object(_) => obj,
+        other => {
+            return Err(format!(
+                "{}: the document is {}, not an object",
+                shown.display(),
+                kind_of(&other)
+            ))
+        }
+    };
     let (group, kind) = super::group_kind(&obj);
     let script = checks.lookup(group, kind).ok_or_else(|| {
         format!(
@@ -251,4 +376,15 @@ fn run_case(
         )
     })?;
     script.run(&obj, limits).map_err(|e| e.to_string())
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
 }

@@ -24,15 +24,40 @@
 //!   silent pass) and the next one fails with "not an object". Such a key (or value)
 //!   becomes a variable, assigned from the same expression at the end of the body, which
 //!   regorus gets right. Heads that only name body variables are left alone.
+//! * **OPA's operator functions** (`equal(a, b)`, `neq`, `lt`, `lte`, `gt`, `gte`, `plus`,
+//!   `minus`, `mul`, `div`, `rem`) are the built-ins behind the infix operators; regorus
+//!   only knows the operators. A two-argument call becomes the infix expression.
+//! * **Operands of a negated expression that OPA evaluates before the `not`.** OPA's
+//!   compiler rewrites every rule body before evaluation, negated expressions included
+//!   (stages `RewriteExprTerms`, `RewriteEquals`, `RewriteDynamicTerms` of its
+//!   `ast/compile.go`): a call nested in an operand (`count(x)` in `count(x) > 0`) and the
+//!   references a call or comparison takes as arguments (`input.a` in `input.a != 1`,
+//!   `startswith(input.a, "x")`, `f(input.a)`, `input.a in s`) are bound to variables in
+//!   expressions placed *before* the negated one. So when such an operand is undefined, the
+//!   whole body is undefined, `not` or not. Equality (`==`, `=`, `equal`) is unification by
+//!   then and keeps its top-level references, and so does a bare reference: `not input.a
+//!   == 1` and `not input.a` hold when `input.a` is undefined. regorus evaluates every
+//!   operand inside the negation, so each of those answers flipped. The same operands are
+//!   moved out here, as `__mooring_negN := (…)` before the `not` (with the expression's
+//!   `with` modifiers), which also keeps OPA's iteration when the operand iterates.
+//!
+//! The last two parse the module with regorus's own parser and edit the text at the spans
+//! it reports, so they see exactly the expressions regorus will evaluate; a module that does
+//! not parse is left as it is (the compile step reports the error). Line numbers after the
+//! edited literal do not move.
 //!
 //! The scanner knows strings (with escapes), raw strings and comments, and tracks bracket
 //! nesting; it never looks inside a string or comment.
+
+use regorus::unstable as rast;
 
 /// Rewrites `text`; `v0` enables the v0-only rewrite of chained bodies.
 pub fn rewrite(text: &str, v0: bool) -> String {
     let text = resolve_imports(text);
     let text = rewrite_structure(&text, v0);
-    hoist_head_calls(&text)
+    let text = hoist_head_calls(&text);
+    let text = operator_calls_to_infix(&text, v0);
+    hoist_negated_operands(&text, v0)
 }
 
 /// The variables hoisted head terms are bound to (rule scopes are separate, so one name
@@ -313,6 +338,485 @@ fn rewrite_structure(text: &str, v0: bool) -> String {
     out
 }
 
+/// OPA's built-ins behind the infix operators, with the operator regorus understands.
+const OPERATOR_FUNCTIONS: [(&str, &str); 11] = [
+    ("equal", "=="),
+    ("neq", "!="),
+    ("lt", "<"),
+    ("lte", "<="),
+    ("gt", ">"),
+    ("gte", ">="),
+    ("plus", "+"),
+    ("minus", "-"),
+    ("mul", "*"),
+    ("div", "/"),
+    ("rem", "%"),
+];
+
+/// Prefix of the variables negated operands are bound to (numbered per module).
+const NEGATED_OPERAND: &str = "__mooring_neg";
+
+/// Most rounds of [`operator_calls_to_infix`] (one per nesting level of such calls).
+const MAX_OPERATOR_ROUNDS: usize = 8;
+
+/// regorus's parse of `text`, or `None` when it does not parse (compiling it reports why).
+fn parse_module(text: &str, v0: bool) -> Option<rast::Module> {
+    let source = rast::Source::from_contents("compat.rego".to_string(), text.to_string()).ok()?;
+    let mut parser = rast::Parser::new(&source).ok()?;
+    if !v0 {
+        parser.enable_rego_v1().ok()?;
+    }
+    parser.parse().ok()
+}
+
+/// Byte range of a span.
+fn range(span: &rast::Span) -> (usize, usize) {
+    (span.start as usize, span.end as usize)
+}
+
+/// The dotted path an expression names (`f`, `data.lib.f`), if it is one.
+fn path_of(expr: &rast::Expr) -> Option<String> {
+    regorus::utils::get_path_string(expr, None).ok()
+}
+
+/// The first name of every rule and function the module defines: a variable of that name
+/// is a reference to the rule, as OPA resolves it.
+fn rule_names(module: &rast::Module) -> std::collections::BTreeSet<String> {
+    use rast::{Rule, RuleHead};
+    module
+        .policy
+        .iter()
+        .filter_map(|rule| {
+            let refr = match rule.as_ref() {
+                Rule::Spec { head, .. } => match head {
+                    RuleHead::Compr { refr, .. }
+                    | RuleHead::Set { refr, .. }
+                    | RuleHead::Func { refr, .. } => refr,
+                },
+                Rule::Default { refr, .. } => refr,
+            };
+            let path = path_of(refr)?;
+            Some(path.split(['.', '[']).next().unwrap_or(&path).to_string())
+        })
+        .collect()
+}
+
+/// What [`walk_module`] visits.
+enum Node<'a> {
+    Expr(&'a rast::Expr),
+    /// A statement and whether it is the whole of a rule body written without braces.
+    Stmt(&'a rast::LiteralStmt, Option<(usize, usize)>),
+}
+
+/// Visits every expression and statement of a module, comprehension and `every` bodies
+/// included.
+fn walk_module(module: &rast::Module, text: &str, f: &mut dyn FnMut(Node<'_>)) {
+    use rast::{Rule, RuleHead};
+    for rule in &module.policy {
+        match rule.as_ref() {
+            Rule::Spec { head, bodies, .. } => {
+                match head {
+                    RuleHead::Compr { refr, assign, .. } => {
+                        walk_expr(refr, f);
+                        if let Some(a) = assign {
+                            walk_expr(&a.value, f);
+                        }
+                    }
+                    RuleHead::Set { refr, key, .. } => {
+                        walk_expr(refr, f);
+                        if let Some(k) = key {
+                            walk_expr(k, f);
+                        }
+                    }
+                    RuleHead::Func {
+                        refr, args, assign, ..
+                    } => {
+                        walk_expr(refr, f);
+                        for a in args {
+                            walk_expr(a, f);
+                        }
+                        if let Some(a) = assign {
+                            walk_expr(&a.value, f);
+                        }
+                    }
+                }
+                for body in bodies {
+                    if let Some(a) = &body.assign {
+                        walk_expr(&a.value, f);
+                    }
+                    let (start, end) = range(&body.query.span);
+                    let braced = text.as_bytes().get(start) == Some(&b'{');
+                    walk_query(&body.query, (!braced).then_some((start, end)), f);
+                }
+            }
+            Rule::Default { args, value, .. } => {
+                for a in args {
+                    walk_expr(a, f);
+                }
+                walk_expr(value, f);
+            }
+        }
+    }
+}
+
+fn walk_query(query: &rast::Query, unbraced: Option<(usize, usize)>, f: &mut dyn FnMut(Node<'_>)) {
+    use rast::Literal;
+    let whole = unbraced.filter(|_| query.stmts.len() == 1);
+    for stmt in &query.stmts {
+        f(Node::Stmt(stmt, whole));
+        match &stmt.literal {
+            Literal::SomeVars { .. } => {}
+            Literal::SomeIn {
+                key,
+                value,
+                collection,
+                ..
+            } => {
+                if let Some(k) = key {
+                    walk_expr(k, f);
+                }
+                walk_expr(value, f);
+                walk_expr(collection, f);
+            }
+            Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => walk_expr(expr, f),
+            Literal::Every { domain, query, .. } => {
+                walk_expr(domain, f);
+                walk_query(query, None, f);
+            }
+        }
+        for w in &stmt.with_mods {
+            walk_expr(&w.refr, f);
+            walk_expr(&w.r#as, f);
+        }
+    }
+}
+
+fn walk_expr(expr: &rast::Expr, f: &mut dyn FnMut(Node<'_>)) {
+    use rast::Expr;
+    f(Node::Expr(expr));
+    match expr {
+        Expr::ArrayCompr { term, query, .. } | Expr::SetCompr { term, query, .. } => {
+            walk_expr(term, f);
+            walk_query(query, None, f);
+        }
+        Expr::ObjectCompr {
+            key, value, query, ..
+        } => {
+            walk_expr(key, f);
+            walk_expr(value, f);
+            walk_query(query, None, f);
+        }
+        Expr::Call { fcn, params, .. } => {
+            walk_expr(fcn, f);
+            for p in params {
+                walk_expr(p, f);
+            }
+        }
+        _ => {
+            for child in term_children(expr)
+                .into_iter()
+                .chain(operands(expr).unwrap_or_default())
+            {
+                walk_expr(child, f);
+            }
+        }
+    }
+}
+
+/// The sub-terms of a collection or reference (not of calls or comprehensions).
+fn term_children(expr: &rast::Expr) -> Vec<&rast::Expr> {
+    use rast::Expr;
+    match expr {
+        Expr::Array { items, .. } | Expr::Set { items, .. } => items.iter().map(|i| &**i).collect(),
+        Expr::Object { fields, .. } => fields.iter().flat_map(|(_, k, v)| [&**k, &**v]).collect(),
+        Expr::RefDot { refr, .. } => vec![&**refr],
+        Expr::RefBrack { refr, index, .. } => vec![&**refr, &**index],
+        _ => Vec::new(),
+    }
+}
+
+/// The arguments of an expression OPA evaluates as a built-in or function call (infix
+/// operators included), or `None` for a term.
+fn operands(expr: &rast::Expr) -> Option<Vec<&rast::Expr>> {
+    use rast::Expr;
+    match expr {
+        Expr::Call { params, .. } => Some(params.iter().map(|p| &**p).collect()),
+        Expr::BinExpr { lhs, rhs, .. }
+        | Expr::BoolExpr { lhs, rhs, .. }
+        | Expr::ArithExpr { lhs, rhs, .. }
+        | Expr::AssignExpr { lhs, rhs, .. } => Some(vec![&**lhs, &**rhs]),
+        Expr::Membership {
+            key,
+            value,
+            collection,
+            ..
+        } => Some(
+            key.iter()
+                .map(|k| &**k)
+                .chain([&**value, &**collection])
+                .collect(),
+        ),
+        Expr::UnaryExpr { expr, .. } => Some(vec![&**expr]),
+        _ => None,
+    }
+}
+
+/// `==`, `=` and `equal(a, b)`: unification once OPA's `RewriteEquals` ran.
+fn is_equality(expr: &rast::Expr) -> bool {
+    use rast::{AssignOp, BoolOp, Expr};
+    match expr {
+        Expr::BoolExpr { op, .. } => *op == BoolOp::Eq,
+        Expr::AssignExpr { op, .. } => *op == AssignOp::Eq,
+        Expr::Call { fcn, params, .. } => {
+            params.len() == 2 && path_of(fcn).as_deref() == Some("equal")
+        }
+        _ => false,
+    }
+}
+
+/// Collects the byte ranges of the operands OPA binds before evaluating the negated `expr`
+/// (see the module docs), outermost first and never overlapping.
+struct Hoists<'a> {
+    globals: &'a std::collections::BTreeSet<String>,
+    ranges: Vec<(usize, usize)>,
+}
+
+impl Hoists<'_> {
+    fn of(&mut self, expr: &rast::Expr) {
+        // RewriteExprTerms: calls nested anywhere in the operands (or in a term).
+        match operands(expr) {
+            Some(ops) => ops.into_iter().for_each(|op| self.nested_calls(op)),
+            None => term_children(expr)
+                .into_iter()
+                .for_each(|c| self.nested_calls(c)),
+        }
+        // RewriteDynamicTerms.
+        match operands(expr) {
+            Some(ops) if is_equality(expr) => {
+                ops.into_iter().for_each(|op| self.dynamics_in_term(op))
+            }
+            Some(ops) => ops.into_iter().for_each(|op| self.dynamics_one(op)),
+            None => self.dynamics_in_term(expr),
+        }
+    }
+
+    fn covered(&self, expr: &rast::Expr) -> bool {
+        let (start, end) = range(expr.span());
+        self.ranges.iter().any(|&(s, e)| s <= start && end <= e)
+    }
+
+    fn hoist(&mut self, expr: &rast::Expr) {
+        if !self.covered(expr) {
+            self.ranges.push(range(expr.span()));
+        }
+    }
+
+    fn nested_calls(&mut self, expr: &rast::Expr) {
+        if operands(expr).is_some() {
+            self.hoist(expr);
+        } else {
+            term_children(expr)
+                .into_iter()
+                .for_each(|c| self.nested_calls(c));
+        }
+    }
+
+    fn is_ref(&self, expr: &rast::Expr) -> bool {
+        use rast::Expr;
+        match expr {
+            Expr::RefDot { .. } | Expr::RefBrack { .. } => true,
+            Expr::Var { .. } => path_of(expr)
+                .is_some_and(|v| v == "input" || v == "data" || self.globals.contains(&v)),
+            _ => false,
+        }
+    }
+
+    /// The dynamic operands of a reference (`x` in `a[x]`), or the term itself when it is
+    /// not a reference.
+    fn dynamics_in_term(&mut self, expr: &rast::Expr) {
+        use rast::Expr;
+        if self.covered(expr) {
+            return;
+        }
+        match expr {
+            Expr::RefBrack { refr, index, .. } => {
+                self.dynamics_in_term(refr);
+                self.dynamics_one(index);
+            }
+            Expr::RefDot { refr, .. } => self.dynamics_in_term(refr),
+            Expr::Var { .. } => {}
+            Expr::ArrayCompr { .. } | Expr::SetCompr { .. } | Expr::ObjectCompr { .. } => {}
+            _ => self.dynamics_one(expr),
+        }
+    }
+
+    /// References and comprehensions, alone or inside collections.
+    fn dynamics_one(&mut self, expr: &rast::Expr) {
+        use rast::Expr;
+        if self.covered(expr) {
+            return;
+        }
+        match expr {
+            _ if self.is_ref(expr) => self.hoist(expr),
+            Expr::ArrayCompr { .. } | Expr::SetCompr { .. } | Expr::ObjectCompr { .. } => {
+                self.hoist(expr)
+            }
+            Expr::Array { .. } | Expr::Set { .. } | Expr::Object { .. } => term_children(expr)
+                .into_iter()
+                .for_each(|c| self.dynamics_one(c)),
+            _ => {}
+        }
+    }
+}
+
+/// Applies `(start, end, replacement)` edits, in order of position (edits at one position
+/// keep their order); an edit overlapping an earlier one is dropped.
+fn apply_edits(text: &str, mut edits: Vec<(usize, usize, String)>) -> String {
+    edits.sort_by_key(|&(start, _, _)| start);
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut at = 0;
+    for (start, end, replacement) in edits {
+        if start < at || end > text.len() {
+            continue;
+        }
+        out.push_str(text.get(at..start).unwrap_or(""));
+        out.push_str(&replacement);
+        at = end;
+    }
+    out.push_str(text.get(at..).unwrap_or(""));
+    out
+}
+
+/// Whether `expr` holds a call of an operator function (that the module does not define).
+fn operator_call(
+    expr: &rast::Expr,
+    defined: &std::collections::BTreeSet<String>,
+) -> Option<&'static str> {
+    let rast::Expr::Call { fcn, params, .. } = expr else {
+        return None;
+    };
+    let name = path_of(fcn)?;
+    if params.len() != 2 || defined.contains(&name) {
+        return None;
+    }
+    OPERATOR_FUNCTIONS
+        .iter()
+        .find(|(f, _)| *f == name)
+        .map(|(_, op)| *op)
+}
+
+/// `equal(a, b)` → `((a) == (b))`, and so on for [`OPERATOR_FUNCTIONS`]; innermost calls
+/// first, one nesting level per round.
+fn operator_calls_to_infix(text: &str, v0: bool) -> String {
+    if !OPERATOR_FUNCTIONS
+        .iter()
+        .any(|(name, _)| text.contains(&format!("{name}(")))
+    {
+        return text.to_string();
+    }
+    let mut text = text.to_string();
+    for _ in 0..MAX_OPERATOR_ROUNDS {
+        let Some(module) = parse_module(&text, v0) else {
+            break;
+        };
+        let defined = rule_names(&module);
+        let mut edits = Vec::new();
+        walk_module(&module, &text, &mut |node| {
+            let Node::Expr(expr) = node else {
+                return;
+            };
+            let (Some(op), rast::Expr::Call { params, .. }) = (operator_call(expr, &defined), expr)
+            else {
+                return;
+            };
+            let mut nested = false;
+            for p in params {
+                walk_expr(p, &mut |n| {
+                    if let Node::Expr(e) = n {
+                        nested |= operator_call(e, &defined).is_some();
+                    }
+                });
+            }
+            if nested {
+                return;
+            }
+            let (start, end) = range(expr.span());
+            let (a, b) = (range(params[0].span()), range(params[1].span()));
+            let mut replacement = format!("(({}) {op} ({})", &text[a.0..a.1], &text[b.0..b.1]);
+            let lost = text[start..end]
+                .matches('\n')
+                .count()
+                .saturating_sub(replacement.matches('\n').count());
+            replacement.push_str(&"\n".repeat(lost));
+            replacement.push(')');
+            edits.push((start, end, replacement));
+        });
+        if edits.is_empty() {
+            break;
+        }
+        text = apply_edits(&text, edits);
+    }
+    text
+}
+
+/// Binds the operands OPA evaluates before a negated expression to variables defined just
+/// before it (see the module docs).
+fn hoist_negated_operands(text: &str, v0: bool) -> String {
+    if !text.contains("not") {
+        return text.to_string();
+    }
+    let Some(module) = parse_module(text, v0) else {
+        return text.to_string();
+    };
+    let globals = rule_names(&module);
+    let mut edits = Vec::new();
+    let mut counter = 0usize;
+    walk_module(&module, text, &mut |node| {
+        let Node::Stmt(stmt, unbraced) = node else {
+            return;
+        };
+        let rast::Literal::NotExpr { expr, .. } = &stmt.literal else {
+            return;
+        };
+        let mut hoists = Hoists {
+            globals: &globals,
+            ranges: Vec::new(),
+        };
+        hoists.of(expr);
+        if hoists.ranges.is_empty() {
+            return;
+        }
+        let withs = match (stmt.with_mods.first(), stmt.with_mods.last()) {
+            (Some(first), Some(last)) => {
+                format!(" {}", &text[range(&first.span).0..range(&last.span).1])
+            }
+            _ => String::new(),
+        };
+        if withs.contains('\n') {
+            // Copying it would move every later line; leave this literal as it is.
+            return;
+        }
+        hoists.ranges.sort();
+        let mut prefix = String::new();
+        if let Some((start, end)) = unbraced {
+            // `p if not …`: the body becomes a braced block so it can hold several literals.
+            edits.push((start, start, "{ ".to_string()));
+            edits.push((end, end, " }".to_string()));
+        }
+        for (start, end) in hoists.ranges {
+            let var = format!("{NEGATED_OPERAND}{counter}");
+            counter += 1;
+            prefix.push_str(&format!("{var} := ({}){withs}; ", &text[start..end]));
+            edits.push((start, end, var));
+        }
+        edits.push((range(&stmt.span).0, range(&stmt.span).0, prefix));
+    });
+    if edits.is_empty() {
+        return text.to_string();
+    }
+    apply_edits(text, edits)
+}
+
 #[derive(Debug)]
 struct Token<'a> {
     text: &'a str,
@@ -505,6 +1009,52 @@ mod tests {
             "package t\ndeny contains msg if { msg := f(1) }\n",
         ] {
             assert_eq!(rewrite(src, true), src, "{src}");
+        }
+    }
+
+    #[test]
+    fn operator_functions_become_infix() {
+        let src = "package t\np if { equal(input.a, 1); neq(plus(input.b,\n 1), 2) }\n";
+        assert_eq!(
+            rewrite(src, false),
+            "package t\np if { ((input.a) == (1)); (((input.b) + (1)) != (2)\n) }\n"
+        );
+        // A module's own function of that name, and other arities, are left alone.
+        let own = "package t\nequal(a, b) := a == b\np if equal(1, 1)\nq if gt(1, 2, x)\n";
+        assert_eq!(rewrite(own, false), own);
+    }
+
+    #[test]
+    fn operands_of_negations_move_before_the_not_as_in_opa() {
+        let src = "package t\np if { not input.a != 1; not count(input.b) > 0 }\n";
+        assert_eq!(
+            rewrite(src, false),
+            "package t\np if { __mooring_neg0 := (input.a); not __mooring_neg0 != 1; __mooring_neg1 := (count(input.b)); not __mooring_neg1 > 0 }\n"
+        );
+        // A body without braces gets them; `with` modifiers go with the operand.
+        let one = "package t\np if not startswith(input.a, \"x\") with input as {\"a\": 1}\n";
+        assert_eq!(
+            rewrite(one, false),
+            "package t\np if { __mooring_neg0 := (input.a) with input as {\"a\": 1}; not startswith(__mooring_neg0, \"x\") with input as {\"a\": 1} }\n"
+        );
+        // Lines after the literal keep their numbers when the operand spans lines.
+        let multi =
+            "package t\np {\n  not f(input.a,\n    input.b)\n  x := 1\n}\nf(a, b) { a == b }\n";
+        let out = rewrite(multi, true);
+        assert_eq!(out.lines().count(), multi.lines().count(), "{out}");
+        assert!(
+            out.lines().nth(4).is_some_and(|l| l.contains("x := 1")),
+            "{out}"
+        );
+        // Equality, bare references, local variables and constants stay inside.
+        for src in [
+            "package t\np if { not input.a == 1 }\n",
+            "package t\np if { not input.a }\n",
+            "package t\np if { x := 1; not x > 0 }\n",
+            "package t\np if { not f(\"a\", 1) }\nf(a, b) if a == b\n",
+            "package t\np if { not input.a[_] == input.b }\n",
+        ] {
+            assert_eq!(rewrite(src, false), src, "{src}");
         }
     }
 

@@ -5,11 +5,20 @@
 //! each naming a ConstraintTemplate file, a constraint file and cases. Mooring runs the same
 //! files unchanged so those suites keep passing (or failing) for the same reasons:
 //!
+//! * Files are decoded as gator decodes them (go-yaml v3, then `encoding/json`; see
+//!   [`mooring_core::yaml`]): a suite's field names match in any case (`Tests`, `inventory`),
+//!   YAML 1.2 scalars (`violations: yes` is the word), and a mapping key written twice makes
+//!   the file invalid, with an error naming the file and the key. A suite, template or
+//!   constraint file is its first YAML document; what follows a `---` is not read.
+//! * Object and inventory files are split as gator splits them (`reader.ReadUnstructureds`):
+//!   at every `\n---`, dropping blank and comment-only lines, skipping chunks left empty.
+//!   So a trailing empty `---` is harmless, while a second non-empty document is a second
+//!   object, and a case's `object` file must hold exactly one (an `AdmissionReview` is
+//!   reviewed as its request: operation, object, oldObject, userInfo); `inventory` files may
+//!   hold many, which become `data.inventory` (and the Namespaces `namespaceSelector`
+//!   needs).
 //! * Paths are relative to the suite file. The caller resolves them (`run_suite` takes a
 //!   reader), so this module stays free of I/O.
-//! * A case's `object` file must hold exactly one object (an `AdmissionReview` is reviewed
-//!   as its request: operation, object, oldObject, userInfo); `inventory` files may hold
-//!   many, which become `data.inventory` (and the Namespaces `namespaceSelector` needs).
 //! * Each assertion counts the violations whose message matches its `message` regular
 //!   expression (every violation when absent) and compares with `violations`: `yes` (the
 //!   default) means at least one, `no` none, a number exactly that many. A case passes when
@@ -18,9 +27,11 @@
 //! * A test with `invalid: true` passes when its constraint is rejected, and runs no cases.
 //! * `skip: true` on a suite, test or case skips it; skipped entries neither pass nor fail.
 //! * A template that does not compile, a constraint of an unknown kind, or an unreadable
-//!   file is an error of the test (gator's "error"), never a silent pass.
+//!   file is an error of the test (gator's "error"), never a silent pass. A suite file that
+//!   cannot be read fails on its own ([`suite_report`]); gator stops there, Mooring goes on
+//!   with the other suites. Fields gator does not read are reported as warnings.
 
-use mooring_core::yaml;
+use mooring_core::yaml::{self, GoShape, GoYaml};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
@@ -46,6 +57,8 @@ pub enum GatorError {
 pub struct Suite {
     pub skip: bool,
     pub tests: Vec<Test>,
+    /// Fields gator does not read (it ignores them), one message each.
+    pub warnings: Vec<String>,
 }
 
 /// One template + constraint pair and its cases.
@@ -95,12 +108,7 @@ mod raw {
     use serde::Deserialize;
 
     #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
     pub struct Suite {
-        #[serde(default)]
-        pub api_version: String,
-        #[serde(default)]
-        pub kind: String,
         #[serde(default)]
         pub skip: bool,
         #[serde(default)]
@@ -146,18 +154,77 @@ mod raw {
     }
 }
 
-/// Parses a suite file (one YAML document).
+/// `verify.Assertion`.
+const ASSERTION_SHAPE: GoShape =
+    GoShape::Struct(&[("violations", GoShape::Any), ("message", GoShape::Any)]);
+/// `verify.Case`.
+const CASE_SHAPE: GoShape = GoShape::Struct(&[
+    ("name", GoShape::Any),
+    ("object", GoShape::Any),
+    ("inventory", GoShape::Any),
+    ("assertions", GoShape::List(&ASSERTION_SHAPE)),
+    ("skip", GoShape::Any),
+]);
+/// `verify.Test`.
+const TEST_SHAPE: GoShape = GoShape::Struct(&[
+    ("name", GoShape::Any),
+    ("template", GoShape::Any),
+    ("constraint", GoShape::Any),
+    ("cases", GoShape::List(&CASE_SHAPE)),
+    ("invalid", GoShape::Any),
+    ("skip", GoShape::Any),
+]);
+/// `verify.Suite`: its own fields, the `ObjectMeta` it embeds, and the type and object
+/// metadata every Kubernetes-style file carries (read to recognise a suite, not decoded).
+const SUITE_SHAPE: GoShape = GoShape::Struct(&[
+    ("tests", GoShape::List(&TEST_SHAPE)),
+    ("skip", GoShape::Any),
+    ("apiVersion", GoShape::Any),
+    ("kind", GoShape::Any),
+    ("metadata", GoShape::Any),
+    ("name", GoShape::Any),
+    ("namespace", GoShape::Any),
+    ("labels", GoShape::Any),
+    ("annotations", GoShape::Any),
+]);
+
+/// Whether a file is a gator suite, by gator's rule: its first document's `apiVersion` group
+/// is `test.gatekeeper.sh` and its `kind` is `Suite` (exact keys). A file that is not YAML
+/// gator can read counts as a suite when a line says `kind: Suite`, so that it is reported
+/// as a broken suite rather than skipped.
+pub fn is_suite(text: &str) -> bool {
+    match yaml::parse_go_first(text, GoYaml::Sigs) {
+        Ok(doc) => suite_type(&doc.value).is_ok(),
+        Err(_) => text.lines().any(|l| {
+            let l = l.trim();
+            l == "kind: Suite" || l == "kind: \"Suite\"" || l == "kind: 'Suite'"
+        }),
+    }
+}
+
+/// gator's test for a suite: the exact `apiVersion` and `kind` keys, group
+/// `test.gatekeeper.sh` and kind `Suite`.
+fn suite_type(doc: &Json) -> Result<(), GatorError> {
+    let field = |k: &str| doc.get(k).and_then(Json::as_str).unwrap_or("").to_string();
+    let (api_version, kind) = (field("apiVersion"), field("kind"));
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    if group != "test.gatekeeper.sh" || kind != "Suite" {
+        return Err(GatorError::NotASuite { api_version, kind });
+    }
+    Ok(())
+}
+
+/// Parses a suite file (its first YAML document, as gator reads it).
 pub fn parse_suite(text: &str) -> Result<Suite, GatorError> {
-    let doc = yaml::parse_one(text)?;
+    let doc = yaml::parse_go_first(text, GoYaml::V3)?.value;
+    suite_type(&doc)?;
+    let (doc, unknown) = yaml::go_struct(&doc, SUITE_SHAPE, GoYaml::V3);
+    let warnings = unknown
+        .into_iter()
+        .map(|field| format!("{field} is not a field gator reads; ignored"))
+        .collect();
     let raw: raw::Suite =
         raw::Suite::deserialize(&doc).map_err(|e| GatorError::Invalid(e.to_string()))?;
-    let group = raw.api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    if group != "test.gatekeeper.sh" || raw.kind != "Suite" {
-        return Err(GatorError::NotASuite {
-            api_version: raw.api_version,
-            kind: raw.kind,
-        });
-    }
     let mut tests = Vec::new();
     for t in raw.tests {
         let mut cases = Vec::new();
@@ -165,10 +232,9 @@ pub fn parse_suite(text: &str) -> Result<Suite, GatorError> {
             let mut assertions = Vec::new();
             for a in c.assertions {
                 let violations = match a.violations {
-                    // gator reads YAML 1.1 into a string field, so unquoted `yes`/`no`
-                    // (booleans to a YAML 1.1 parser) mean the words.
-                    None | Some(Json::Null) | Some(Json::Bool(true)) => Expected::Yes,
-                    Some(Json::Bool(false)) => Expected::No,
+                    // An `IntOrString`: go-yaml v3 reads unquoted `yes`/`no` as the words;
+                    // a boolean (`true`) cannot be one, and gator refuses the suite.
+                    None | Some(Json::Null) => Expected::Yes,
                     Some(Json::String(s)) if s == "yes" => Expected::Yes,
                     Some(Json::String(s)) if s == "no" => Expected::No,
                     Some(Json::Number(n)) if n.as_u64().is_some() => {
@@ -206,12 +272,47 @@ pub fn parse_suite(text: &str) -> Result<Suite, GatorError> {
     Ok(Suite {
         skip: raw.skip,
         tests,
+        warnings,
     })
 }
 
-/// Reads the objects of a YAML or JSON file (several documents allowed; empty ones skipped).
+/// Reads the objects of an object or inventory file as gator's `ReadUnstructureds` does:
+/// split at every `\n---`, blank and comment-only lines dropped, chunks left empty skipped,
+/// each chunk's first document an object (an empty one is an empty object).
 pub fn read_objects(text: &str) -> Result<Vec<Json>, GatorError> {
-    Ok(yaml::parse_all(text)?)
+    let mut objects = Vec::new();
+    for chunk in text.split("\n---") {
+        let kept: String = chunk
+            .split('\n')
+            .filter(|line| {
+                let t = line.trim();
+                !t.is_empty() && !t.starts_with('#')
+            })
+            .flat_map(|line| [line, "\n"])
+            .collect();
+        if kept.is_empty() {
+            continue;
+        }
+        objects.push(read_object(&kept)?);
+    }
+    Ok(objects)
+}
+
+/// A file's first document as one object, as gator's `readUnstructured` reads templates and
+/// constraints.
+pub fn read_object(text: &str) -> Result<Json, GatorError> {
+    match yaml::parse_go_first(text, GoYaml::V3)?.value {
+        Json::Null => Ok(Json::Object(Default::default())),
+        obj @ Json::Object(_) => Ok(obj),
+        other => Err(GatorError::Invalid(format!(
+            "the document is {}, not an object",
+            match other {
+                Json::Array(_) => "a list",
+                Json::String(_) => "a string",
+                _ => "a scalar",
+            }
+        ))),
+    }
 }
 
 /// The result of a whole suite.
@@ -219,6 +320,8 @@ pub fn read_objects(text: &str) -> Result<Vec<Json>, GatorError> {
 pub struct SuiteResult {
     pub skipped: bool,
     pub tests: Vec<TestResult>,
+    /// The suite's [`Suite::warnings`].
+    pub warnings: Vec<String>,
 }
 
 /// The result of one test.
@@ -294,6 +397,12 @@ impl SuiteResult {
             line: None,
             metadata: Json::Null,
         };
+        for w in &self.warnings {
+            subject.findings.push(Finding {
+                severity: Severity::Warning,
+                ..finding("gator/unknown-field".to_string(), w.clone())
+            });
+        }
         for t in &self.tests {
             if let Some(error) = &t.error {
                 subject
@@ -324,6 +433,7 @@ pub fn run_suite(
         return SuiteResult {
             skipped: true,
             tests: Vec::new(),
+            warnings: suite.warnings.clone(),
         };
     }
     let tests = suite
@@ -344,6 +454,38 @@ pub fn run_suite(
     SuiteResult {
         skipped: false,
         tests,
+        warnings: suite.warnings.clone(),
+    }
+}
+
+/// Runs one suite file and reports it under `filename`: its results, or one failure saying
+/// why the file cannot be used as a suite (unreadable, not YAML gator can read, not the
+/// shape of a Suite). Every caller (`policy verify`, `mooring check`) goes through here, so
+/// one broken suite fails alone and the others still run.
+pub fn suite_report(
+    filename: &str,
+    text: Result<String, String>,
+    read: &mut dyn FnMut(&str) -> std::io::Result<String>,
+    limits: Limits,
+) -> Report {
+    match text.and_then(|t| parse_suite(&t).map_err(|e| e.to_string())) {
+        Ok(suite) => run_suite(&suite, read, limits).to_report(filename),
+        Err(message) => Report {
+            subjects: vec![Subject {
+                filename: filename.to_string(),
+                namespace: String::new(),
+                successes: 0,
+                findings: vec![Finding {
+                    severity: Severity::Failure,
+                    source: "gator".to_string(),
+                    rule: "gator/invalid".to_string(),
+                    message,
+                    resource: String::new(),
+                    line: None,
+                    metadata: Json::Null,
+                }],
+            }],
+        },
     }
 }
 
@@ -359,6 +501,16 @@ fn read_file(
     Ok(objects)
 }
 
+/// A template or constraint file: its first document.
+fn read_first(
+    read: &mut dyn FnMut(&str) -> std::io::Result<String>,
+    path: &str,
+) -> Result<Json, String> {
+    let text = read(path).map_err(|e| format!("reading {path}: {e}"))?;
+    read_object(&text).map_err(|e| format!("{path}: {e}"))
+}
+
+/// A case's object file: exactly one object.
 fn read_one(
     read: &mut dyn FnMut(&str) -> std::io::Result<String>,
     path: &str,
@@ -440,11 +592,11 @@ fn load(
     if t.constraint.is_empty() {
         return Err(Load::Test("missing constraint".to_string()));
     }
-    let template = read_one(read, &t.template).map_err(Load::Test)?;
+    let template = read_first(read, &t.template).map_err(Load::Test)?;
     let mut gk = Gatekeeper::new(limits);
     gk.add_template(&template)
         .map_err(|e| Load::Test(format!("adding template: {e}")))?;
-    let constraint = read_one(read, &t.constraint).map_err(Load::Test)?;
+    let constraint = read_first(read, &t.constraint).map_err(Load::Test)?;
     match gk.add_constraint(&constraint) {
         Ok(()) => Ok(gk),
         Err(e @ GatekeeperError::InvalidConstraint { .. }) => Err(Load::Constraint(e.to_string())),
@@ -596,6 +748,131 @@ mod tests {
     }
 
     #[test]
+    fn files_are_decoded_as_gator_decodes_them() {
+        let dir = fixtures().with_file_name("gator-go-decoding");
+        let result = run(&dir, "suite.yaml");
+        let test = &result.tests[0];
+        // `Tests`, `Template`, `Cases`, `Violations`: the suite's fields in any case; the
+        // template file's trailing (broken) document is never read.
+        assert!(test.error.is_none(), "{:?}", test.error);
+        let case = |name: &str| {
+            test.cases
+                .iter()
+                .find(|c| c.name == name)
+                .unwrap_or_else(|| panic!("case {name}: {:?}", test.cases))
+        };
+        assert!(case("trailing-empty-document").passed);
+        let two = case("trailing-document-is-a-second-object");
+        assert!(!two.passed);
+        assert!(
+            two.message
+                .as_deref()
+                .is_some_and(|m| m.contains("trailing-document.yaml defines 2 objects")),
+            "{two:?}"
+        );
+        let dup = case("duplicate-key");
+        assert!(!dup.passed);
+        assert!(
+            dup.message
+                .as_deref()
+                .is_some_and(|m| m.contains("duplicate-key.yaml")
+                    && m.contains("mapping key \"team\" at line 9 is already defined")),
+            "{dup:?}"
+        );
+        assert_eq!(result.counts(), (1, 2));
+    }
+
+    #[test]
+    fn object_files_are_split_as_gator_splits_them() {
+        let objects = |t: &str| read_objects(t).map(|o| o.len()).map_err(|e| e.to_string());
+        assert_eq!(objects("a: 1\n---\n"), Ok(1));
+        assert_eq!(objects("---\na: 1\n---\n# only a comment\n---\n\n"), Ok(1));
+        assert_eq!(objects("a: 1\n---\nb: 2\n"), Ok(2));
+        // A chunk gator reads as an empty map is still an object.
+        assert_eq!(objects("a: 1\n---\n~\n"), Ok(2));
+        assert!(objects("- a\n- b\n").is_err());
+        let dup = objects("a: 1\na: 2\n").expect_err("go-yaml v3 refuses it");
+        assert!(dup.contains("mapping key \"a\" at line 2"), "{dup}");
+        // Blank and comment-only lines go before parsing, as in gator.
+        let obj =
+            read_objects("data:\n  script: |\n    one\n\n    # two\n    three\n").expect("reads");
+        assert_eq!(obj[0]["data"]["script"], "one\nthree\n");
+        // A template or constraint is its first document.
+        let first = read_object("kind: A\n---\nkind: [\n").expect("first document only");
+        assert_eq!(first["kind"], "A");
+        assert_eq!(
+            read_object("---\n---\nkind: A\n").expect("empty"),
+            serde_json::json!({})
+        );
+    }
+
+    #[test]
+    fn suites_are_recognised_by_gators_rule() {
+        assert!(is_suite(
+            "apiVersion: test.gatekeeper.sh/v1alpha1\nkind: Suite\n"
+        ));
+        assert!(is_suite(
+            "apiVersion: test.gatekeeper.sh/v1\nkind: 'Suite'\nx: 1\nx: 2\n"
+        ));
+        assert!(
+            is_suite("kind: Suite\ntests: [\n"),
+            "a broken suite is reported, not skipped"
+        );
+        assert!(!is_suite(
+            "apiVersion: v1\nkind: ConfigMap\n---\nkind: Suite\n"
+        ));
+        assert!(!is_suite(
+            "apiVersion: test.gatekeeper.sh/v1alpha1\nKind: Suite\n"
+        ));
+    }
+
+    #[test]
+    fn a_suite_file_that_cannot_be_used_fails_alone() {
+        let dir = fixtures().with_file_name("gator-go-decoding");
+        for (file, why) in [
+            ("broken-suite.yaml", "invalid YAML"),
+            (
+                "duplicate-key-suite.yaml",
+                "mapping key \"tests\" at line 4 is already defined",
+            ),
+        ] {
+            let text = std::fs::read_to_string(dir.join(file)).expect("readable");
+            let mut read = |p: &str| std::fs::read_to_string(dir.join(p));
+            let report = suite_report(file, Ok(text), &mut read, Limits::default());
+            let findings: Vec<_> = report.findings().collect();
+            assert_eq!(findings.len(), 1, "{findings:?}");
+            assert_eq!(findings[0].rule, "gator/invalid");
+            assert!(
+                findings[0].message.contains(why),
+                "{file}: {}",
+                findings[0].message
+            );
+            assert!(report.has_failures());
+        }
+        let mut read = |_: &str| -> std::io::Result<String> { panic!("nothing is read") };
+        let report = suite_report(
+            "gone.yaml",
+            Err("gone.yaml: no such file".into()),
+            &mut read,
+            Limits::default(),
+        );
+        assert!(report.has_failures());
+        // A field gator does not read is a warning, not a silent pass.
+        let suite = parse_suite(
+            "apiVersion: test.gatekeeper.sh/v1alpha1\nkind: Suite\ntests:\n- name: t\n  templates: a.yaml\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            suite.warnings,
+            vec!["tests[0].templates is not a field gator reads; ignored"]
+        );
+        assert!(parse_suite(
+            "apiVersion: test.gatekeeper.sh/v1alpha1\nkind: Suite\ntests:\n- cases:\n  - assertions:\n    - violations: true\n"
+        )
+        .is_err(), "an IntOrString cannot hold a boolean");
+    }
+
+    #[test]
     fn suite_parsing() {
         let suite = parse_suite(
             "apiVersion: test.gatekeeper.sh/v1alpha1\nkind: Suite\ntests:\n- name: t\n  template: a.yaml\n  constraint: b.yaml\n  cases:\n  - name: c\n    object: o.yaml\n    inventory: [i.yaml]\n    assertions:\n    - violations: yes\n    - violations: no\n      message: x\n    - violations: 3\n    - message: why\n",
@@ -656,7 +933,9 @@ mod tests {
         let mut compiled = 0;
         for path in &template_files {
             let text = std::fs::read_to_string(path).expect("readable");
-            let outcome = read_objects(&text)
+            // gator reads a template file's first document.
+            let outcome = read_object(&text)
+                .map(|o| vec![o])
                 .map_err(|e| e.to_string())
                 .and_then(|objects| {
                     let mut gk = Gatekeeper::new(Limits::default());

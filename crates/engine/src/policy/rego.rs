@@ -758,6 +758,60 @@ mod tests {
             .map(|v| from_value(&v))
     }
 
+    /// The golden table of `not` with undefined operands (OPA v1.20's answers), in v1 and,
+    /// where the case is plain v0, in v0 spelling too.
+    #[test]
+    fn negation_with_undefined_operands_gives_opas_answers() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/policy/negation/undefined-operands.yaml"
+        );
+        let text = std::fs::read_to_string(path).expect("fixture readable");
+        let doc = mooring_core::yaml::parse_one(&text).expect("fixture parses");
+        let cases = doc["cases"].as_array().expect("cases");
+        assert!(cases.len() >= 14, "the issue's table has 14 rows");
+        let input = serde_json::json!({"obj": {}});
+        let mut wrong = Vec::new();
+        for case in cases {
+            let expr = case["expr"].as_str().expect("expr");
+            let functions = case["functions"].as_str().unwrap_or("");
+            let want = serde_json::json!(case["want"].clone());
+            let mut sources = vec![(
+                RegoVersion::V1,
+                format!("package t\nv contains \"v\" if {{ {expr} }}\n{functions}"),
+            )];
+            if functions.is_empty() && !expr.contains(" in ") {
+                sources.push((
+                    RegoVersion::V0,
+                    format!("package t\nv[\"v\"] {{ {expr} }}\n"),
+                ));
+                // The same literal on its own line in a multi-line body.
+                sources.push((
+                    RegoVersion::V0,
+                    format!("package t\nv[\"v\"] {{\n  true\n  {expr}\n}}\n"),
+                ));
+            }
+            for (version, src) in sources {
+                let p = match Policy::compile(
+                    &[RegoSource::new("t.rego", &src)],
+                    version,
+                    Limits::default(),
+                ) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        wrong.push(format!("{version:?} `{expr}`: {e}"));
+                        continue;
+                    }
+                };
+                let got = eval(&p, "data.t.v", input.clone()).unwrap_or(serde_json::json!([]));
+                if got != want {
+                    wrong.push(format!("{version:?} `{expr}`: got {got}, OPA gives {want}"));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
     #[test]
     fn v0_and_v1_sources_both_compile() {
         let v0 = policy("package a\ndeny[msg] { input.x; msg := \"x\" }\n");

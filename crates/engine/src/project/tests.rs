@@ -266,9 +266,42 @@ fn app_namespaces() {
         source_namespaces: vec!["team-*".into()],
         ..Default::default()
     });
-    assert!(check_app_namespace(&p, "argocd").is_ok());
-    assert!(check_app_namespace(&p, "team-a").is_ok());
-    assert!(check_app_namespace(&p, "other").is_err());
+    // Only the control-plane namespace is read until the controller allows others.
+    let cp = ControlPlane::default();
+    assert!(cp.check_app_namespace(&p, "argocd").is_ok());
+    let err = cp
+        .check_app_namespace(&p, "team-a")
+        .expect_err("not enabled");
+    assert!(
+        err.to_string().contains("--application-namespaces"),
+        "{err}"
+    );
+    // Enabled by the controller and listed by the project.
+    let cp = ControlPlane {
+        application_namespaces: vec!["team-*".into(), "/^ml-(a|b)$/".into()],
+        ..ControlPlane::default()
+    };
+    assert!(cp.check_app_namespace(&p, "team-a").is_ok());
+    assert!(cp.namespace_enabled("ml-a"));
+    assert!(!cp.namespace_enabled("ml-c"));
+    assert!(!cp.namespace_enabled("other"));
+    // Enabled by the controller but not by this project.
+    let err = cp
+        .check_app_namespace(&p, "ml-a")
+        .expect_err("project refuses");
+    assert!(err.to_string().contains("sourceNamespaces"), "{err}");
+    // Any project from the control plane, whatever its sourceNamespaces.
+    let strict = project(AppProjectSpec::default());
+    assert!(cp.check_app_namespace(&strict, "argocd").is_ok());
+    assert!(cp.check_app_namespace(&strict, "team-a").is_err());
+    // A broken regex matches nothing.
+    let cp = ControlPlane {
+        application_namespaces: vec!["/(/".into()],
+        ..ControlPlane::default()
+    };
+    assert!(!cp.namespace_enabled("("));
+    assert_eq!(cp.instance_name("argocd", "web"), "web");
+    assert_eq!(cp.instance_name("team-a", "web"), "team-a_web");
 }
 
 fn at(s: &str) -> SystemTime {

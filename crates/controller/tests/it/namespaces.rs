@@ -1,0 +1,381 @@
+//! The control-plane namespace (`argocd`) and "applications in any namespace", end to end:
+//! an Application elsewhere is ignored with an Event until the controller's
+//! `--application-namespaces` and its project's `sourceNamespaces` both allow it; a
+//! tenant's own AppProject or cluster Secret outside the control plane is never read;
+//! tracking ids carry `namespace_name` for such apps; `refresh: hard` re-renders.
+
+use crate::support::{controller_with, env_with_cluster, eventually, field, Repo};
+use mooring_k8s::kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use mooring_k8s::kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn api(client: &mooring_k8s::kube::Client, ns: &str, r: &ApiResource) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, r)
+}
+
+fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+async fn create(api: &Api<DynamicObject>, v: Value) {
+    let o: DynamicObject = serde_json::from_value(v).expect("object");
+    api.create(&PostParams::default(), &o)
+        .await
+        .expect("create");
+}
+
+const CONFIG: &str = "apiVersion: v1
+kind: ConfigMap
+metadata: {name: team-config}
+data: {owner: team-a}
+";
+
+fn tenant_app(project: &str, repo: &str) -> Value {
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "web", "namespace": "team-a"},
+        "spec": {"project": project,
+            "source": {"repoURL": repo, "targetRevision": "main", "path": "web"},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": "team-a-web"},
+            "syncPolicy": {"automated": {"prune": true}, "syncOptions": ["CreateNamespace=true"]}}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_outside_the_control_plane_is_ignored_until_both_allow_it() {
+    let repo = Repo::new();
+    repo.write("web/config.yaml", CONFIG);
+    repo.commit("team a's config");
+    let (cluster, e) = env_with_cluster().await;
+    let c = e.client.clone();
+    let namespaces: Api<DynamicObject> =
+        Api::all_with(c.clone(), &resource("", "v1", "Namespace", "namespaces"));
+    create(
+        &namespaces,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}),
+    )
+    .await;
+    let projects = api(&c, "argocd", &mooring_controller::appproject_resource());
+    create(
+        &projects,
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+               "metadata": {"name": "team", "namespace": "argocd"},
+               "spec": {"sourceRepos": ["*"],
+                        "destinations": [{"server": "*", "namespace": "team-a-*"}],
+                        "clusterResourceWhitelist": [{"group": "", "kind": "Namespace"}]}}),
+    )
+    .await;
+    // A tenant's own, permissive AppProject beside its Application: never read.
+    let tenant_projects = api(&c, "team-a", &mooring_controller::appproject_resource());
+    create(
+        &tenant_projects,
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+               "metadata": {"name": "escape", "namespace": "team-a"},
+               "spec": {"sourceRepos": ["*"], "sourceNamespaces": ["*"],
+                        "destinations": [{"server": "*", "namespace": "*"}],
+                        "clusterResourceWhitelist": [{"group": "*", "kind": "*"}]}}),
+    )
+    .await;
+    let apps = api(&c, "team-a", &mooring_controller::application_resource());
+    create(&apps, tenant_app("team", &repo.url())).await;
+    // An ApplicationSet there is ignored the same way (it would generate into team-a).
+    let sets = api(&c, "team-a", &mooring_controller::applicationset_resource());
+    create(
+        &sets,
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
+               "metadata": {"name": "fleet", "namespace": "team-a"},
+               "spec": {"generators": [{"list": {"elements": [{"n": "x"}]}}],
+                        "template": {"metadata": {"name": "gen-{{n}}"},
+                                     "spec": {"project": "escape",
+                                              "source": {"repoURL": repo.url(), "path": "web"},
+                                              "destination": {"server": "https://kubernetes.default.svc", "namespace": "kube-system"}}}}}),
+    )
+    .await;
+    let configmaps = api(
+        &c,
+        "team-a-web",
+        &resource("", "v1", "ConfigMap", "configmaps"),
+    );
+
+    // 1. The controller reads only `argocd`: a Warning Event, no status, nothing deployed.
+    let events = api(&c, "team-a", &resource("", "v1", "Event", "events"));
+    let event = eventually(30, "an Event saying why web is ignored", || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .map(|o| serde_json::to_value(o).expect("json"))
+            .find(|ev| {
+                field(ev, "/reason") == "NamespaceNotAllowed"
+                    && field(ev, "/involvedObject/kind") == "Application"
+            })
+    })
+    .await;
+    assert_eq!(field(&event, "/involvedObject/name"), "web", "{event}");
+    assert_eq!(field(&event, "/involvedObject/kind"), "Application");
+    assert_eq!(field(&event, "/type"), "Warning");
+    assert!(
+        field(&event, "/message").contains("--application-namespaces"),
+        "{event}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let a = serde_json::to_value(apps.get("web").await.expect("app")).expect("json");
+    assert!(
+        a.get("status").is_none_or(Value::is_null),
+        "never reconciled: {a}"
+    );
+    assert!(
+        apps.get_opt("gen-x").await.expect("get").is_none(),
+        "the ignored set generated nothing"
+    );
+    eventually(
+        30,
+        "an Event saying why the ApplicationSet is ignored",
+        || async {
+            events
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .map(|o| serde_json::to_value(o).expect("json"))
+                .find(|ev| {
+                    field(ev, "/reason") == "NamespaceNotAllowed"
+                        && field(ev, "/involvedObject/kind") == "ApplicationSet"
+                })
+        },
+    )
+    .await;
+    assert!(configmaps
+        .get_opt("team-config")
+        .await
+        .expect("get")
+        .is_none());
+    drop(e);
+
+    // 2. The controller allows team-*, but the project does not list team-a: refused.
+    let e = controller_with(&cluster, |o| {
+        o.control_plane.application_namespaces = vec!["team-*".into()];
+    })
+    .await;
+    let a = eventually(30, "InvalidSpecError naming sourceNamespaces", || async {
+        let a = serde_json::to_value(apps.get("web").await.ok()?).ok()?;
+        a["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| {
+                c["type"] == "InvalidSpecError"
+                    && c["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("sourceNamespaces"))
+            })
+            .then_some(a)
+    })
+    .await;
+    assert!(
+        configmaps
+            .get_opt("team-config")
+            .await
+            .expect("get")
+            .is_none(),
+        "{a}"
+    );
+
+    // The tenant's own project does not exist for the controller.
+    apps.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"project": "escape"}})),
+    )
+    .await
+    .expect("patch");
+    eventually(30, "the tenant's project is not found", || async {
+        let a = serde_json::to_value(apps.get("web").await.ok()?).ok()?;
+        a["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| {
+                c["type"] == "InvalidSpecError"
+                    && c["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("project escape which does not exist"))
+            })
+            .then_some(())
+    })
+    .await;
+    assert!(configmaps
+        .get_opt("team-config")
+        .await
+        .expect("get")
+        .is_none());
+
+    // 3. Both allow it: reconciled; its tracking ids name `team-a_web`.
+    apps.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"project": "team"}})),
+    )
+    .await
+    .expect("patch");
+    projects
+        .patch(
+            "team",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"sourceNamespaces": ["team-*"]}})),
+        )
+        .await
+        .expect("patch project");
+    let cm = eventually(60, "team-config deployed", || async {
+        configmaps.get_opt("team-config").await.ok().flatten()
+    })
+    .await;
+    let cm = serde_json::to_value(cm).expect("json");
+    assert_eq!(
+        field(&cm, "/metadata/annotations/argocd.argoproj.io~1tracking-id"),
+        "team-a_web:/ConfigMap:team-a-web/team-config"
+    );
+    eventually(60, "web Synced and Healthy", || async {
+        let a = serde_json::to_value(apps.get("web").await.ok()?).ok()?;
+        (field(&a, "/status/sync/status") == "Synced"
+            && field(&a, "/status/health/status") == "Healthy")
+            .then_some(())
+    })
+    .await;
+    drop(e);
+    drop(cluster);
+}
+
+/// A cluster Secret outside the control-plane namespace registers nothing: an app naming
+/// that cluster stays refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_secrets_outside_the_control_plane_are_not_read() {
+    let repo = Repo::new();
+    repo.write("web/config.yaml", CONFIG);
+    repo.commit("config");
+    let (_cluster, e) = env_with_cluster().await;
+    let c = e.client.clone();
+    let secrets = api(&c, "default", &resource("", "v1", "Secret", "secrets"));
+    create(
+        &secrets,
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "cluster-hijack", "namespace": "default",
+                            "labels": {"argocd.argoproj.io/secret-type": "cluster"}},
+               "stringData": {"name": "prod", "server": "https://10.9.9.9:6443", "config": "{}"}}),
+    )
+    .await;
+    let apps = api(&c, "argocd", &mooring_controller::application_resource());
+    create(
+        &apps,
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+               "metadata": {"name": "prod-web", "namespace": "argocd"},
+               "spec": {"project": "default",
+                   "source": {"repoURL": repo.url(), "targetRevision": "main", "path": "web"},
+                   "destination": {"name": "prod", "namespace": "web"}}}),
+    )
+    .await;
+    let a = eventually(30, "prod is not a registered cluster", || async {
+        let a = serde_json::to_value(apps.get("prod-web").await.ok()?).ok()?;
+        a["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| {
+                c["type"] == "InvalidSpecError"
+                    && c["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("is not registered"))
+            })
+            .then_some(a)
+    })
+    .await;
+    assert!(
+        e.controller
+            .ctx
+            .clusters
+            .read()
+            .expect("lock")
+            .get("prod")
+            .is_none(),
+        "{a}"
+    );
+}
+
+/// `argocd.argoproj.io/refresh: hard` renders again, ignoring a cached render: a stale
+/// cache entry (a manifest no longer in Git) is replaced by what Git holds; the annotation
+/// is removed afterwards, as Argo CD does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hard_refresh_renders_again_and_clears_the_annotation() {
+    let repo = Repo::new();
+    repo.write("web/config.yaml", CONFIG);
+    let commit = repo.commit("config");
+    let (_cluster, e) = env_with_cluster().await;
+    let c = e.client.clone();
+    let apps = api(&c, "argocd", &mooring_controller::application_resource());
+    create(
+        &apps,
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+               "metadata": {"name": "web", "namespace": "argocd"},
+               "spec": {"project": "default",
+                   "source": {"repoURL": repo.url(), "targetRevision": "main", "path": "web"},
+                   "destination": {"server": "https://kubernetes.default.svc", "namespace": "web"}}}),
+    )
+    .await;
+    let resources = |a: &Value| -> Vec<String> {
+        a["status"]["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| field(r, "/name").to_string())
+            .collect()
+    };
+    eventually(30, "web compared", || async {
+        let a = serde_json::to_value(apps.get("web").await.ok()?).ok()?;
+        (resources(&a) == ["team-config"]).then_some(())
+    })
+    .await;
+    // Poison the render cache for this commit: a normal refresh keeps using it.
+    let source: mooring_core::app::ApplicationSource = serde_json::from_value(json!({
+        "repoURL": repo.url(), "targetRevision": "main", "path": "web"
+    }))
+    .expect("source");
+    let key = mooring_render::RenderCache::key_for(&repo.url(), &commit, "web", &source);
+    e.controller.ctx.renders.insert(
+        key,
+        std::sync::Arc::new(vec![json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "stale"}, "data": {}})]),
+    );
+    let refresh = |level: &'static str| {
+        let apps = apps.clone();
+        async move {
+            apps.patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": level}}}),
+                ),
+            )
+            .await
+            .expect("annotate");
+        }
+    };
+    refresh("normal").await;
+    eventually(30, "the cached render is used", || async {
+        let a = serde_json::to_value(apps.get("web").await.ok()?).ok()?;
+        (resources(&a) == ["stale"]
+            && a.pointer("/metadata/annotations/argocd.argoproj.io~1refresh")
+                .is_none())
+        .then_some(())
+    })
+    .await;
+    refresh("hard").await;
+    eventually(30, "a hard refresh renders Git again", || async {
+        let a = serde_json::to_value(apps.get("web").await.ok()?).ok()?;
+        (resources(&a) == ["team-config"]
+            && a.pointer("/metadata/annotations/argocd.argoproj.io~1refresh")
+                .is_none())
+        .then_some(())
+    })
+    .await;
+}
