@@ -21,7 +21,9 @@
 //!    its resources finalizer, so its resources stay. An Application of the same name not
 //!    owned by the set is left alone and reported;
 //! 4. writes `status.conditions` (`ErrorOccurred`, `ParametersGenerated`,
-//!    `ResourcesUpToDate`) and `status.resources`, only when they change.
+//!    `ResourcesUpToDate`, and `UnsupportedFieldWarning` naming every field of the set
+//!    Mooring does not act on, e.g. a `RollingSync` strategy) and `status.resources`, only
+//!    when they change. A set that does not parse gets `ErrorOccurred` saying why.
 //!
 //! ApplicationSets are read from the control-plane namespace and the namespaces the
 //! controller allows for Applications ([`mooring_engine::project::ControlPlane`]); one
@@ -447,6 +449,40 @@ fn condition(type_: &str, status: bool, reason: &str, message: &str) -> Applicat
     }
 }
 
+/// The conditions of a set whose generation failed (nothing was changed).
+fn generation_failed(
+    message: &str,
+    unsupported: Option<ApplicationSetCondition>,
+) -> Vec<ApplicationSetCondition> {
+    let mut c = vec![
+        condition(
+            "ErrorOccurred",
+            true,
+            "ApplicationGenerationFromParamsError",
+            message,
+        ),
+        condition("ParametersGenerated", false, "ErrorOccurred", message),
+        condition("ResourcesUpToDate", false, "ErrorOccurred", message),
+    ];
+    c.extend(unsupported);
+    c
+}
+
+/// The `UnsupportedFieldWarning` condition naming every field of the set (its generators
+/// and Application template included) Mooring does not act on, if any
+/// ([`mooring_engine::unsupported::applicationset`]).
+fn unsupported_condition(raw: &Value) -> Option<ApplicationSetCondition> {
+    let found = mooring_engine::unsupported::applicationset(raw);
+    (!found.is_empty()).then(|| {
+        condition(
+            mooring_engine::unsupported::CONDITION,
+            true,
+            "UnsupportedField",
+            &mooring_engine::unsupported::summary(&found),
+        )
+    })
+}
+
 /// Write conditions (keeping transition times of unchanged ones) and resources, if changed.
 async fn write_status(
     ctx: &Context,
@@ -519,10 +555,22 @@ pub async fn reconcile(ctx: &Context, ns: &str, name: &str) -> Result<Outcome, C
     }
     let uid = obj.metadata.uid.clone().unwrap_or_default();
     let raw = serde_json::to_value(&obj).map_err(|e| ControllerError::Internal(e.to_string()))?;
-    let set: ApplicationSet = match serde_json::from_value(raw) {
+    // Fields the typed set below drops or ignores are named in a warning condition.
+    let unsupported = unsupported_condition(&raw);
+    let set: ApplicationSet = match serde_json::from_value(raw.clone()) {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!("ApplicationSet {ns}/{name} is malformed: {e}");
+            // Reported on the set, not only in a log line; nothing is generated or changed.
+            let message = format!("the ApplicationSet does not parse: {e}");
+            tracing::warn!("ApplicationSet {ns}/{name}: {message}");
+            let shell = ApplicationSet {
+                api_version: String::new(),
+                kind: String::new(),
+                metadata: raw["metadata"].clone(),
+                spec: Default::default(),
+                status: serde_json::from_value(raw["status"].clone()).ok(),
+            };
+            write_status(ctx, &shell, generation_failed(&message, unsupported), None).await?;
             return Ok(Outcome::default());
         }
     };
@@ -533,22 +581,7 @@ pub async fn reconcile(ctx: &Context, ns: &str, name: &str) -> Result<Outcome, C
     let desired = match generated {
         Ok(d) => d,
         Err(message) => {
-            write_status(
-                ctx,
-                &set,
-                vec![
-                    condition(
-                        "ErrorOccurred",
-                        true,
-                        "ApplicationGenerationFromParamsError",
-                        &message,
-                    ),
-                    condition("ParametersGenerated", false, "ErrorOccurred", &message),
-                    condition("ResourcesUpToDate", false, "ErrorOccurred", &message),
-                ],
-                None,
-            )
-            .await?;
+            write_status(ctx, &set, generation_failed(&message, unsupported), None).await?;
             return Err(ControllerError::Spec(format!(
                 "ApplicationSet {ns}/{name}: {message}"
             )));
@@ -773,6 +806,8 @@ pub async fn reconcile(ctx: &Context, ns: &str, name: &str) -> Result<Outcome, C
             ),
         ]
     };
+    let mut conditions = conditions;
+    conditions.extend(unsupported);
     write_status(ctx, &set, conditions, Some(resources)).await?;
     if errors.is_empty() {
         Ok(outcome)

@@ -597,6 +597,7 @@ pub async fn reconcile(
             auto = None;
         }
     }
+    conditions.extend(ctx.unsupported_condition(&app));
     write_status(&ctx, &app, &compared, conditions).await?;
     ctx.metrics.record_reconcile(started.elapsed());
     if compared.sync == SyncStatusCode::Synced
@@ -651,6 +652,7 @@ pub async fn write_status(
             "InvalidSpecError",
             "SyncError",
             crate::project::WINDOW_CONDITION,
+            mooring_engine::unsupported::CONDITION,
         ],
     );
     conds.extend(conditions);
@@ -717,17 +719,23 @@ pub async fn write_error(
     type_: &str,
     message: &str,
 ) -> Result<(), ControllerError> {
-    let mut conds = conditions_except(app, &[type_]);
+    let mut conds = conditions_except(app, &[type_, mooring_engine::unsupported::CONDITION]);
+    let unsupported = ctx.unsupported_condition(app);
     // The same error again: nothing to write (a write would trigger another reconcile).
     let unchanged = app.status.as_ref().is_some_and(|s| {
         s.sync.status == SyncStatusCode::Unknown
             && s.conditions
                 .iter()
                 .any(|c| c.type_ == type_ && c.message == message)
+            && s.conditions
+                .iter()
+                .find(|c| c.type_ == mooring_engine::unsupported::CONDITION)
+                == unsupported.as_ref()
     });
     if unchanged {
         return Ok(());
     }
+    conds.extend(unsupported);
     conds.push(condition(type_, message));
     let sync = app
         .status
