@@ -130,7 +130,7 @@ async fn all_set_keys(ctx: &Context) -> Vec<String> {
         Ok(l) => l
             .items
             .iter()
-            .filter(|o| namespace_enabled(ctx, o))
+            .filter(|o| ctx.reads(o))
             .map(|o| {
                 format!(
                     "{}/{}",
@@ -146,13 +146,6 @@ async fn all_set_keys(ctx: &Context) -> Vec<String> {
     }
 }
 
-/// Whether the control plane reads ApplicationSets in `o`'s namespace.
-fn namespace_enabled(ctx: &Context, o: &DynamicObject) -> bool {
-    ctx.options
-        .control_plane
-        .namespace_enabled(o.metadata.namespace.as_deref().unwrap_or_default())
-}
-
 async fn watch_sets(ctx: Arc<Context>, tx: mpsc::UnboundedSender<String>) {
     use futures::StreamExt;
     let mut stream = kube::runtime::watcher(sets_api(&ctx, None), Default::default())
@@ -166,7 +159,7 @@ async fn watch_sets(ctx: Arc<Context>, tx: mpsc::UnboundedSender<String>) {
                 kube::runtime::watcher::Event::Apply(o)
                 | kube::runtime::watcher::Event::InitApply(o),
             ) => {
-                if !namespace_enabled(&ctx, &o) {
+                if !ctx.reads(&o) {
                     let id = format!(
                         "{}/{}",
                         o.metadata.namespace.as_deref().unwrap_or_default(),

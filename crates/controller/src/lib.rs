@@ -317,6 +317,14 @@ impl Context {
         &self.options.control_plane.namespace
     }
 
+    /// Whether the control plane reads Applications (ApplicationSets, RollbackPolicies) in
+    /// the namespace of `o` ([`mooring_engine::project::ControlPlane::namespace_enabled`]).
+    pub fn reads(&self, o: &DynamicObject) -> bool {
+        self.options
+            .control_plane
+            .namespace_enabled(o.metadata.namespace.as_deref().unwrap_or_default())
+    }
+
     /// The instance name `app`'s tracking ids carry (`name`, or `namespace_name` outside
     /// the control-plane namespace).
     pub fn instance_name(&self, app: &Application) -> String {
@@ -839,11 +847,7 @@ pub(crate) async fn all_apps(ctx: &Context) -> Vec<Application> {
         Ok(l) => l
             .items
             .into_iter()
-            .filter(|o| {
-                ctx.options
-                    .control_plane
-                    .namespace_enabled(o.metadata.namespace.as_deref().unwrap_or_default())
-            })
+            .filter(|o| ctx.reads(o))
             .filter_map(|o| serde_json::to_value(o).ok())
             .filter_map(|v| serde_json::from_value(v).ok())
             .collect(),
