@@ -10,6 +10,10 @@
 //!   checkout containing FILE), whatever `repoURL` and `revision` say. This answers "what
 //!   would this set generate from my checkout", the question asked before a commit;
 //!   hidden directories (`.git`) and symbolic links are skipped.
+//!
+//! Fields of the set Mooring does not act on are printed as warnings on stderr (the
+//! controller's `UnsupportedFieldWarning` condition); a generator Mooring does not
+//! implement fails the generation, naming it, as in the controller.
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
@@ -201,6 +205,13 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<Vec<serde_json::Value>> {
             continue;
         }
         found = true;
+        // What the controller would report as UnsupportedFieldWarning.
+        for u in mooring_engine::unsupported::applicationset(&doc) {
+            eprintln!(
+                "warning: ApplicationSet {:?}: {u}",
+                doc["metadata"]["name"].as_str().unwrap_or("")
+            );
+        }
         let set: ApplicationSet = serde_json::from_value(doc)
             .with_context(|| format!("{}: not a valid ApplicationSet", args.file.display()))?;
         let out = mooring_engine::appset::generate(&set, &inputs)

@@ -22,6 +22,13 @@
 //!    rendered without a namespace get the Application's destination namespace, as Argo
 //!    CD applies them.
 //!    A render error is a `render` finding of that Application, never a crash.
+//!    Every Application and ApplicationSet written in REPO, and every Application,
+//!    ApplicationSet and Rollout rendered, is checked for fields Mooring does not act on
+//!    ([`unsupported_findings`]): `application/unsupported-field` warnings (what the
+//!    controller reports as `UnsupportedFieldWarning`), `*/unknown-field` failures for
+//!    fields Argo CD does not define, `rollout/unsupported-field` failures; and every
+//!    rendered object's `argocd.argoproj.io/sync-options` annotation
+//!    (`sync-option/unsupported` warnings).
 //! 3. **Per object**: schema validation (`engine::schema`: built-in kinds from k8s-openapi,
 //!    CRDs from the `openAPIV3Schema` of every CRD rendered or written in REPO, Gatekeeper
 //!    constraints from their ConstraintTemplates; kinds with
@@ -232,6 +239,9 @@ async fn check(
     let mut units = Vec::new();
     let mut written_objects = Vec::new();
     let mut projects: Vec<AppProject> = Vec::new();
+    // Unsupported-field findings already reported, so an Application both written in a
+    // file and rendered by an app of apps is reported once.
+    let mut reported = BTreeSet::new();
     for f in files.iter().filter(|f| is_yaml(f)) {
         let rel = rel(repo, f);
         let size = std::fs::metadata(f).map_or(0, |m| m.len());
@@ -257,6 +267,11 @@ async fn check(
         match mooring_core::yaml::parse_all(&text) {
             Ok(docs) => {
                 for d in docs {
+                    let unsupported = unsupported_findings(&d, &mut reported);
+                    if !unsupported.is_empty() {
+                        let name = d["metadata"]["name"].as_str().unwrap_or("");
+                        report.subjects.push(subject(&rel, name, unsupported));
+                    }
                     if is_application(&d) {
                         match units_of(&d, Some(&rel)) {
                             Ok(u) => units.extend(u),
@@ -497,6 +512,10 @@ async fn check(
     for r in &rendered {
         let mut s = check_objects(r, &crds, lint_opts);
         s.findings.extend(misplaced.remove(&unit_key(&r.unit)));
+        for o in &r.objects {
+            s.findings.extend(unsupported_findings(o, &mut reported));
+            s.findings.extend(sync_option_findings(o));
+        }
         project_rules(r, &projects, &cluster_crds, control_plane, &mut s);
         report.subjects.push(s);
     }
@@ -565,6 +584,76 @@ fn check_objects(r: &Rendered, crds: &Crds, lint_opts: &LintOptions) -> Subject 
         ));
     }
     s
+}
+
+/// Fields of an Argo CD `Application` or `ApplicationSet`, or an Argo Rollouts `Rollout`,
+/// that Mooring does not act on ([`mooring_engine::unsupported`], the table the
+/// controllers use). For Applications and ApplicationSets, a field Argo CD does not define
+/// at all fails (Argo CD's CRD would refuse it) and one Mooring does not implement is a
+/// warning, like the controller's `UnsupportedFieldWarning` condition; a Rollout with any
+/// such field fails, because the controller refuses it (`InvalidSpec`, nothing rolls
+/// out). Findings already in `reported` are not repeated.
+fn unsupported_findings(obj: &Value, reported: &mut BTreeSet<(String, String)>) -> Vec<Finding> {
+    use mooring_engine::unsupported::{self, Reason};
+    let argo = obj["apiVersion"]
+        .as_str()
+        .is_some_and(|a| a.starts_with("argoproj.io/"));
+    let (source, found) = match obj["kind"].as_str() {
+        _ if !argo => return vec![],
+        Some("Application") => ("application", unsupported::application(obj)),
+        Some("ApplicationSet") => ("applicationset", unsupported::applicationset(obj)),
+        Some("Rollout") => ("rollout", unsupported::rollout(obj)),
+        _ => return vec![],
+    };
+    let resource = lint::resource_label(obj);
+    found
+        .into_iter()
+        .filter(|u| reported.insert((resource.clone(), u.to_string())))
+        .map(|u| match (source, &u.reason) {
+            ("rollout", _) => failure(
+                source,
+                "rollout/unsupported-field",
+                format!("{u}; the Rollout would be Degraded (InvalidSpec) and not roll out"),
+                &resource,
+            ),
+            (_, Reason::Unknown { .. }) => failure(
+                source,
+                &format!("{source}/unknown-field"),
+                u.to_string(),
+                &resource,
+            ),
+            _ => warning(
+                source,
+                &format!("{source}/unsupported-field"),
+                u.to_string(),
+                &resource,
+            ),
+        })
+        .collect()
+}
+
+/// Per-resource sync options (the `argocd.argoproj.io/sync-options` annotation) Mooring
+/// does not act on, as warnings (the same table as `syncPolicy.syncOptions`).
+fn sync_option_findings(obj: &Value) -> Vec<Finding> {
+    let Some(options) = obj
+        .pointer("/metadata/annotations/argocd.argoproj.io~1sync-options")
+        .and_then(Value::as_str)
+    else {
+        return vec![];
+    };
+    let options: Vec<&str> = options
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .collect();
+    let resource = lint::resource_label(obj);
+    mooring_engine::unsupported::sync_options(
+        &options,
+        "metadata.annotations[\"argocd.argoproj.io/sync-options\"]",
+    )
+    .into_iter()
+    .map(|u| warning("sync", "sync-option/unsupported", u.to_string(), &resource))
+    .collect()
 }
 
 /// Gatekeeper templates and constraints, conftest policies, gator suites and Rego unit

@@ -938,6 +938,119 @@ fn check_unknown_field_exits_1_naming_the_path() {
     );
 }
 
+/// Issue 11: fields Mooring does not act on are findings, from the same table the
+/// controllers use: warnings for Argo CD fields Mooring does not implement (what the
+/// controller reports as UnsupportedFieldWarning), failures for fields Argo CD does not
+/// define and for Rollouts the controller would refuse.
+#[test]
+fn check_reports_fields_mooring_does_not_act_on() {
+    let app = APP.replace(
+        "  destination:",
+        "  syncPolicy: {syncOptions: [CreateNamespace=true, Force=true]}\n  destination:",
+    );
+    const SET: &str = r#"apiVersion: argoproj.io/v1alpha1
+kind: ApplicationSet
+metadata: {name: web, namespace: argocd}
+spec:
+  goTemplate: true
+  generators:
+  - list: {elements: [{env: staging}]}
+  strategy:
+    type: RollingSync
+    rollingSync: {steps: [{matchExpressions: [{key: env, operator: In, values: [staging]}]}]}
+  template:
+    metadata: {name: 'web-{{.env}}'}
+    spec:
+      project: default
+      source: {repoURL: "https://git.example.com/platform.git", targetRevision: main, path: apps/web/overlays/dev}
+      destination: {server: "https://kubernetes.default.svc", namespace: 'web-{{.env}}'}
+"#;
+    let repo = web_repo(&GOOD_DEPLOYMENT.replace(
+        "metadata: {name: web}",
+        "metadata: {name: web, annotations: {argocd.argoproj.io/sync-options: 'Prune=false,Delete=confirm'}}",
+    ));
+    std::fs::write(repo.path().join("environments/dev/web.yaml"), &app).expect("write");
+    std::fs::write(repo.path().join("environments/dev/set.yaml"), SET).expect("write");
+    let (code, out, err) = check(&["-o", "json"], repo.path());
+    assert_eq!(code, 0, "warnings only: {out}\n{err}");
+    let f = findings(&out);
+    let has = |rule: &str, text: &str| f.iter().any(|(_, r, _, m)| r == rule && m.contains(text));
+    assert!(
+        has(
+            "application/unsupported-field",
+            "spec.syncPolicy.syncOptions[1] \"Force=true\" is not supported by Mooring"
+        ),
+        "{f:?}"
+    );
+    assert!(
+        has(
+            "applicationset/unsupported-field",
+            "spec.strategy.type \"RollingSync\" is not supported by Mooring"
+        ),
+        "{f:?}"
+    );
+    assert!(
+        has(
+            "applicationset/unsupported-field",
+            "spec.strategy.rollingSync"
+        ),
+        "{f:?}"
+    );
+    assert!(
+        has(
+            "sync-option/unsupported",
+            "metadata.annotations[\"argocd.argoproj.io/sync-options\"][1] \"Delete=confirm\""
+        ),
+        "{f:?}"
+    );
+
+    // A field Argo CD does not define, and a Rollout with an experiment step, fail.
+    std::fs::write(
+        repo.path().join("environments/dev/web.yaml"),
+        app.replace(
+            "  project: default",
+            "  project: default\n  sourcee: {path: x}",
+        ),
+    )
+    .expect("write");
+    std::fs::write(
+        repo.path().join("apps/web/base/rollout.yaml"),
+        r#"apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: model}
+spec:
+  selector: {matchLabels: {app: model}}
+  template: {metadata: {labels: {app: model}}, spec: {containers: [{name: m, image: "registry.example.com/m:1"}]}}
+  strategy:
+    canary:
+      steps:
+      - setWeight: 10
+      - experiment: {templates: [{name: baseline, specRef: stable}]}
+"#,
+    )
+    .expect("write");
+    std::fs::write(
+        repo.path().join("apps/web/base/kustomization.yaml"),
+        "resources: [deployment.yaml, rollout.yaml]\n",
+    )
+    .expect("write");
+    let (code, out, err) = check(&["-o", "json"], repo.path());
+    assert_eq!(code, 1, "{out}\n{err}");
+    let f = findings(&out);
+    assert!(
+        f.iter().any(|(_, r, _, m)| r == "application/unknown-field"
+            && m == "spec.sourcee is not a field of an Argo CD Application"),
+        "{f:?}"
+    );
+    assert!(
+        f.iter()
+            .any(|(_, r, res, m)| r == "rollout/unsupported-field"
+                && res.ends_with("/model")
+                && m.contains("spec.strategy.canary.steps[1].experiment")),
+        "{f:?}"
+    );
+}
+
 #[test]
 fn check_lints_can_be_disabled() {
     let repo = web_repo(&GOOD_DEPLOYMENT.replace("web:1.0.0", "web:latest"));
@@ -1287,6 +1400,26 @@ fn appset_generate_prints_the_seed_applications_without_a_cluster() {
         String::from_utf8_lossy(&o.stderr).contains("unsupported generator \"scmProvider\""),
         "{}",
         String::from_utf8_lossy(&o.stderr)
+    );
+
+    // A field Mooring does not act on: generated all the same, with a warning naming it.
+    let rolling = dir.path().join("rolling.yaml");
+    std::fs::write(
+        &rolling,
+        "apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata: {name: r, namespace: argocd}\nspec:\n  generators: [{list: {elements: [{env: dev}]}}]\n  strategy: {type: RollingSync}\n  template: {metadata: {name: 'r-{{env}}'}, spec: {project: default, destination: {server: x}}}\n",
+    )
+    .expect("write");
+    let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .args(["appset", "generate"])
+        .arg(&rolling)
+        .output()
+        .expect("mooring appset generate");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("name: r-dev"));
+    assert!(
+        err.contains("warning: ApplicationSet \"r\": spec.strategy.type \"RollingSync\" is not supported by Mooring"),
+        "{err}"
     );
 }
 

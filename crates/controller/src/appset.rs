@@ -21,7 +21,9 @@
 //!    its resources finalizer, so its resources stay. An Application of the same name not
 //!    owned by the set is left alone and reported;
 //! 4. writes `status.conditions` (`ErrorOccurred`, `ParametersGenerated`,
-//!    `ResourcesUpToDate`) and `status.resources`, only when they change.
+//!    `ResourcesUpToDate`, and `UnsupportedFieldWarning` naming every field of the set
+//!    Mooring does not act on, e.g. a `RollingSync` strategy) and `status.resources`, only
+//!    when they change. A set that does not parse gets `ErrorOccurred` saying why.
 //!
 //! ApplicationSets are read from the control-plane namespace and the namespaces the
 //! controller allows for Applications ([`mooring_engine::project::ControlPlane`]); one
@@ -128,7 +130,7 @@ async fn all_set_keys(ctx: &Context) -> Vec<String> {
         Ok(l) => l
             .items
             .iter()
-            .filter(|o| namespace_enabled(ctx, o))
+            .filter(|o| ctx.reads(o))
             .map(|o| {
                 format!(
                     "{}/{}",
@@ -144,13 +146,6 @@ async fn all_set_keys(ctx: &Context) -> Vec<String> {
     }
 }
 
-/// Whether the control plane reads ApplicationSets in `o`'s namespace.
-fn namespace_enabled(ctx: &Context, o: &DynamicObject) -> bool {
-    ctx.options
-        .control_plane
-        .namespace_enabled(o.metadata.namespace.as_deref().unwrap_or_default())
-}
-
 async fn watch_sets(ctx: Arc<Context>, tx: mpsc::UnboundedSender<String>) {
     use futures::StreamExt;
     let mut stream = kube::runtime::watcher(sets_api(&ctx, None), Default::default())
@@ -164,7 +159,7 @@ async fn watch_sets(ctx: Arc<Context>, tx: mpsc::UnboundedSender<String>) {
                 kube::runtime::watcher::Event::Apply(o)
                 | kube::runtime::watcher::Event::InitApply(o),
             ) => {
-                if !namespace_enabled(&ctx, &o) {
+                if !ctx.reads(&o) {
                     let id = format!(
                         "{}/{}",
                         o.metadata.namespace.as_deref().unwrap_or_default(),
@@ -447,6 +442,40 @@ fn condition(type_: &str, status: bool, reason: &str, message: &str) -> Applicat
     }
 }
 
+/// The conditions of a set whose generation failed (nothing was changed).
+fn generation_failed(
+    message: &str,
+    unsupported: Option<ApplicationSetCondition>,
+) -> Vec<ApplicationSetCondition> {
+    let mut c = vec![
+        condition(
+            "ErrorOccurred",
+            true,
+            "ApplicationGenerationFromParamsError",
+            message,
+        ),
+        condition("ParametersGenerated", false, "ErrorOccurred", message),
+        condition("ResourcesUpToDate", false, "ErrorOccurred", message),
+    ];
+    c.extend(unsupported);
+    c
+}
+
+/// The `UnsupportedFieldWarning` condition naming every field of the set (its generators
+/// and Application template included) Mooring does not act on, if any
+/// ([`mooring_engine::unsupported::applicationset`]).
+fn unsupported_condition(raw: &Value) -> Option<ApplicationSetCondition> {
+    let found = mooring_engine::unsupported::applicationset(raw);
+    (!found.is_empty()).then(|| {
+        condition(
+            mooring_engine::unsupported::CONDITION,
+            true,
+            "UnsupportedField",
+            &mooring_engine::unsupported::summary(&found),
+        )
+    })
+}
+
 /// Write conditions (keeping transition times of unchanged ones) and resources, if changed.
 async fn write_status(
     ctx: &Context,
@@ -519,10 +548,22 @@ pub async fn reconcile(ctx: &Context, ns: &str, name: &str) -> Result<Outcome, C
     }
     let uid = obj.metadata.uid.clone().unwrap_or_default();
     let raw = serde_json::to_value(&obj).map_err(|e| ControllerError::Internal(e.to_string()))?;
-    let set: ApplicationSet = match serde_json::from_value(raw) {
+    // Fields the typed set below drops or ignores are named in a warning condition.
+    let unsupported = unsupported_condition(&raw);
+    let set: ApplicationSet = match serde_json::from_value(raw.clone()) {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!("ApplicationSet {ns}/{name} is malformed: {e}");
+            // Reported on the set, not only in a log line; nothing is generated or changed.
+            let message = format!("the ApplicationSet does not parse: {e}");
+            tracing::warn!("ApplicationSet {ns}/{name}: {message}");
+            let shell = ApplicationSet {
+                api_version: String::new(),
+                kind: String::new(),
+                metadata: raw["metadata"].clone(),
+                spec: Default::default(),
+                status: serde_json::from_value(raw["status"].clone()).ok(),
+            };
+            write_status(ctx, &shell, generation_failed(&message, unsupported), None).await?;
             return Ok(Outcome::default());
         }
     };
@@ -533,22 +574,7 @@ pub async fn reconcile(ctx: &Context, ns: &str, name: &str) -> Result<Outcome, C
     let desired = match generated {
         Ok(d) => d,
         Err(message) => {
-            write_status(
-                ctx,
-                &set,
-                vec![
-                    condition(
-                        "ErrorOccurred",
-                        true,
-                        "ApplicationGenerationFromParamsError",
-                        &message,
-                    ),
-                    condition("ParametersGenerated", false, "ErrorOccurred", &message),
-                    condition("ResourcesUpToDate", false, "ErrorOccurred", &message),
-                ],
-                None,
-            )
-            .await?;
+            write_status(ctx, &set, generation_failed(&message, unsupported), None).await?;
             return Err(ControllerError::Spec(format!(
                 "ApplicationSet {ns}/{name}: {message}"
             )));
@@ -773,6 +799,8 @@ pub async fn reconcile(ctx: &Context, ns: &str, name: &str) -> Result<Outcome, C
             ),
         ]
     };
+    let mut conditions = conditions;
+    conditions.extend(unsupported);
     write_status(ctx, &set, conditions, Some(resources)).await?;
     if errors.is_empty() {
         Ok(outcome)

@@ -216,6 +216,10 @@ pub struct Context {
     app_index: RwLock<HashMap<String, String>>,
     /// Repository paths each cached render read (for reuse across commits).
     render_inputs: Mutex<HashMap<mooring_render::CacheKey, Vec<String>>>,
+    /// `namespace/name` → the fields of that Application Mooring does not act on, read
+    /// from its raw object before parsing (the typed [`Application`] drops unknown
+    /// fields); reported as the `UnsupportedFieldWarning` condition.
+    unsupported: RwLock<HashMap<String, Vec<mooring_engine::unsupported::Unsupported>>>,
     /// The compiled Gatekeeper policy in force (see [`policy`]).
     pub policy: policy::PolicyCache,
     /// Watch and connect tasks of each destination cluster, by server URL (see [`clusters`]).
@@ -314,6 +318,14 @@ impl Context {
         &self.options.control_plane.namespace
     }
 
+    /// Whether the control plane reads Applications (ApplicationSets, RollbackPolicies) in
+    /// the namespace of `o` ([`mooring_engine::project::ControlPlane::namespace_enabled`]).
+    pub fn reads(&self, o: &DynamicObject) -> bool {
+        self.options
+            .control_plane
+            .namespace_enabled(o.metadata.namespace.as_deref().unwrap_or_default())
+    }
+
     /// The instance name `app`'s tracking ids carry (`name`, or `namespace_name` outside
     /// the control-plane namespace).
     pub fn instance_name(&self, app: &Application) -> String {
@@ -341,6 +353,41 @@ impl Context {
             ns,
             &application_resource(),
         )
+    }
+
+    /// Remember what `mooring_engine::unsupported::application` found in the Application
+    /// `namespace/name` (an empty list forgets it).
+    fn set_unsupported(&self, key: &str, found: Vec<mooring_engine::unsupported::Unsupported>) {
+        let mut all = self
+            .unsupported
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if found.is_empty() {
+            all.remove(key);
+        } else {
+            all.insert(key.to_string(), found);
+        }
+    }
+
+    /// The `UnsupportedFieldWarning` condition of `app` (the existing one when its message
+    /// is unchanged, so an unchanged status is not written again), if it sets any field
+    /// Mooring does not act on.
+    pub(crate) fn unsupported_condition(
+        &self,
+        app: &Application,
+    ) -> Option<mooring_core::app::ApplicationCondition> {
+        let key = format!("{}/{}", app.namespace(), app.name());
+        let message = self
+            .unsupported
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .map(|found| mooring_engine::unsupported::summary(found))?;
+        Some(reconcile::kept_condition(
+            app,
+            mooring_engine::unsupported::CONDITION,
+            message,
+        ))
     }
 
     /// Merge-patch the Application (the CRD has no status subresource, as in Argo CD).
@@ -546,6 +593,7 @@ impl Context {
             resolved: Mutex::new(HashMap::new()),
             app_index: RwLock::new(HashMap::new()),
             render_inputs: Mutex::new(HashMap::new()),
+            unsupported: RwLock::new(HashMap::new()),
             policy: policy::PolicyCache::default(),
             cluster_tasks: Mutex::new(HashMap::new()),
             queue: tx,
@@ -619,6 +667,7 @@ impl Controller {
             resolved: Mutex::new(HashMap::new()),
             app_index: RwLock::new(HashMap::new()),
             render_inputs: Mutex::new(HashMap::new()),
+            unsupported: RwLock::new(HashMap::new()),
             policy: policy::PolicyCache::default(),
             cluster_tasks: Mutex::new(HashMap::new()),
             queue: tx,
@@ -733,6 +782,35 @@ pub(crate) async fn report_ignored(ctx: &Context, resource: &ApiResource, o: &Dy
     .await;
 }
 
+/// An Application whose spec does not parse cannot be reconciled: say so on it, as the
+/// `InvalidSpecError` condition (written only when it changes), not only in a log line.
+async fn report_unparsable(ctx: &Context, ns: &str, name: &str, raw: &Value, message: &str) {
+    const TYPE: &str = "InvalidSpecError";
+    let mut conditions: Vec<Value> = raw
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if conditions
+        .iter()
+        .any(|c| c["type"] == TYPE && c["message"] == message)
+    {
+        return;
+    }
+    conditions.retain(|c| c["type"] != TYPE);
+    conditions.push(serde_json::json!({
+        "type": TYPE, "message": message, "lastTransitionTime": reconcile::now(),
+    }));
+    let patch = serde_json::json!({"status": {"conditions": conditions}});
+    if let Err(e) = ctx
+        .apps_api(ns)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        tracing::warn!("reporting that application {ns}/{name} does not parse: {e}");
+    }
+}
+
 /// Live changes of managed objects → queue (self-heal, health updates).
 pub(crate) async fn watch_live(ctx: Arc<Context>, cluster: Arc<ClusterClient>) {
     let mut rx = cluster.subscribe();
@@ -770,11 +848,7 @@ pub(crate) async fn all_apps(ctx: &Context) -> Vec<Application> {
         Ok(l) => l
             .items
             .into_iter()
-            .filter(|o| {
-                ctx.options
-                    .control_plane
-                    .namespace_enabled(o.metadata.namespace.as_deref().unwrap_or_default())
-            })
+            .filter(|o| ctx.reads(o))
             .filter_map(|o| serde_json::to_value(o).ok())
             .filter_map(|v| serde_json::from_value(v).ok())
             .collect(),
@@ -915,17 +989,29 @@ async fn run_one(ctx: &Arc<Context>, key: &str) -> Option<reconcile::Action> {
     }
     let obj = match ctx.apps_api(ns).get_opt(name).await {
         Ok(Some(o)) => o,
-        Ok(None) => return None,
+        Ok(None) => {
+            ctx.set_unsupported(key, vec![]);
+            return None;
+        }
         Err(e) => {
             tracing::warn!("reading application {key}: {e}");
             return Some(reconcile::Action::RequeueAfter(Duration::from_secs(2)));
         }
     };
     let value = serde_json::to_value(&obj).ok()?;
-    let app: Application = match serde_json::from_value(value) {
+    ctx.set_unsupported(key, mooring_engine::unsupported::application(&value));
+    let app: Application = match serde_path_to_error::deserialize(&value) {
         Ok(a) => a,
         Err(e) => {
             tracing::warn!("application {key} is not valid: {e}");
+            report_unparsable(
+                ctx,
+                ns,
+                name,
+                &value,
+                &format!("the Application does not parse: {e}"),
+            )
+            .await;
             return None;
         }
     };

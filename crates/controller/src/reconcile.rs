@@ -609,6 +609,7 @@ pub async fn reconcile(
             auto = None;
         }
     }
+    conditions.extend(ctx.unsupported_condition(&app));
     write_status(&ctx, &app, &compared, conditions).await?;
     ctx.metrics.record_reconcile(started.elapsed());
     if compared.sync == SyncStatusCode::Synced
@@ -625,7 +626,8 @@ pub async fn reconcile(
 }
 
 /// The comparison of an app whose operation is running: sync status, resources, health
-/// and the comparison's own conditions (`ComparisonError`, `SharedResourceWarning`) are
+/// and the comparison's own conditions (`ComparisonError`, `SharedResourceWarning`, the
+/// unsupported-field warning) are
 /// refreshed against the app's target revision and written when they changed. Only
 /// `status` fields other than `operationState` are written (the operation owns that one;
 /// both are merge patches), no automated sync is requested, and the conditions the
@@ -646,7 +648,11 @@ async fn refresh_during_operation(
     };
     // The comparison's own conditions are recomputed; the rest of what `write_status`
     // replaces belongs to the operation and the normal path, and stays.
-    let own = ["ComparisonError", SHARED_RESOURCE_WARNING];
+    let own = [
+        "ComparisonError",
+        SHARED_RESOURCE_WARNING,
+        mooring_engine::unsupported::CONDITION,
+    ];
     let mut conditions: Vec<ApplicationCondition> = app
         .status
         .iter()
@@ -657,6 +663,7 @@ async fn refresh_during_operation(
         .cloned()
         .collect();
     conditions.extend(shared_conditions(app, &compared));
+    conditions.extend(ctx.unsupported_condition(app));
     write_status(ctx, app, &compared, conditions).await
 }
 
@@ -693,6 +700,7 @@ const STATUS_CONDITIONS: &[&str] = &[
     "SyncError",
     crate::project::WINDOW_CONDITION,
     SHARED_RESOURCE_WARNING,
+    mooring_engine::unsupported::CONDITION,
 ];
 
 /// Write the comparison result into `status` (conditions of [`STATUS_CONDITIONS`] types
@@ -788,17 +796,23 @@ pub async fn write_error(
     type_: &str,
     message: &str,
 ) -> Result<(), ControllerError> {
-    let mut conds = conditions_except(app, &[type_]);
+    let mut conds = conditions_except(app, &[type_, mooring_engine::unsupported::CONDITION]);
+    let unsupported = ctx.unsupported_condition(app);
     // The same error again: nothing to write (a write would trigger another reconcile).
     let unchanged = app.status.as_ref().is_some_and(|s| {
         s.sync.status == SyncStatusCode::Unknown
             && s.conditions
                 .iter()
                 .any(|c| c.type_ == type_ && c.message == message)
+            && s.conditions
+                .iter()
+                .find(|c| c.type_ == mooring_engine::unsupported::CONDITION)
+                == unsupported.as_ref()
     });
     if unchanged {
         return Ok(());
     }
+    conds.extend(unsupported);
     conds.push(condition(type_, message));
     let sync = app
         .status

@@ -96,11 +96,7 @@ async fn run(ctx: Arc<Context>) {
             Ok(l) => l
                 .items
                 .into_iter()
-                .filter(|o| {
-                    ctx.options
-                        .control_plane
-                        .namespace_enabled(o.metadata.namespace.as_deref().unwrap_or_default())
-                })
+                .filter(|o| ctx.reads(o))
                 .collect::<Vec<_>>(),
             Err(e) => {
                 tracing::debug!("listing RollbackPolicies: {e}");

@@ -15,3 +15,4 @@ pub mod rollout;
 pub mod schema;
 pub mod sync;
 pub mod traffic;
+pub mod unsupported;

@@ -112,13 +112,19 @@ fn crd(
     })
 }
 
-/// The Argo CD-compatible `Application` CRD.
+/// The Argo CD-compatible `Application` CRD. Every object of the spec keeps the fields
+/// Mooring does not model (`directory.jsonnet`, `sourceHydrator`, fields of newer Argo CD
+/// versions): an API server would otherwise prune them before the controller reads them,
+/// and the controller names each one in its `UnsupportedFieldWarning` condition instead
+/// of never seeing it (see `mooring_engine::unsupported`).
 pub fn application_crd() -> Value {
     let mut props = Map::new();
     props.insert("apiVersion".into(), json!({"type": "string"}));
     props.insert("kind".into(), json!({"type": "string"}));
     props.insert("metadata".into(), json!({"type": "object"}));
-    props.insert("spec".into(), schema_of::<ApplicationSpec>());
+    let mut spec = schema_of::<ApplicationSpec>();
+    preserve_unknown_objects(&mut spec);
+    props.insert("spec".into(), spec);
     props.insert("status".into(), schema_of::<ApplicationStatus>());
     props.insert(
         "operation".into(),
@@ -139,14 +145,17 @@ pub fn application_crd() -> Value {
 }
 
 /// The Argo CD-compatible `ApplicationSet` CRD. `spec.generators` and
-/// `spec.template.spec` are open (see `mooring_core::appset`); like Application, no
+/// `spec.template.spec` are open (see `mooring_core::appset`), and every object of the
+/// spec keeps fields Mooring does not model, as for Application; like Application, no
 /// status subresource: the controller merge-patches `status` on the main resource.
 pub fn applicationset_crd() -> Value {
     let mut props = Map::new();
     props.insert("apiVersion".into(), json!({"type": "string"}));
     props.insert("kind".into(), json!({"type": "string"}));
     props.insert("metadata".into(), json!({"type": "object"}));
-    props.insert("spec".into(), schema_of::<ApplicationSetSpec>());
+    let mut spec = schema_of::<ApplicationSetSpec>();
+    preserve_unknown_objects(&mut spec);
+    props.insert("spec".into(), spec);
     props.insert("status".into(), schema_of::<ApplicationSetStatus>());
     crd(
         "argoproj.io",
@@ -539,6 +548,13 @@ mod tests {
             spec["properties"]["syncPolicy"]["properties"]["automated"]["properties"]["selfHeal"]
                 ["type"],
             "boolean"
+        );
+        // Fields Mooring does not model survive an API server (to be reported, not pruned).
+        assert_eq!(spec["x-kubernetes-preserve-unknown-fields"], true);
+        assert_eq!(
+            spec["properties"]["source"]["properties"]["directory"]
+                ["x-kubernetes-preserve-unknown-fields"],
+            true
         );
         // Structural: no references or untyped nodes left; keyword values stay values.
         walk(&c, &mut |o| {

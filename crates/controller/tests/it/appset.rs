@@ -252,6 +252,92 @@ async fn a_broken_template_is_reported_and_nothing_changes() {
     assert_eq!(app_names(c, "bad").await, ["bad-a"]);
 }
 
+/// The condition `type_` of the set `name` with status True, once it says `contains`.
+async fn wait_condition(c: &Client, name: &str, type_: &str, contains: &str) -> String {
+    eventually(
+        30,
+        &format!("{type_} mentioning {contains}"),
+        || async move {
+            let s = serde_json::to_value(sets(c).get(name).await.ok()?).ok()?;
+            s["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == type_ && c["status"] == "True")
+                .map(|c| c["message"].as_str().unwrap_or_default().to_string())
+                .filter(|m| m.contains(contains))
+        },
+    )
+    .await
+}
+
+/// Issue 11: a field of the set Mooring does not act on is named in a warning condition
+/// (the set still generates); a generator it does not implement fails generation naming
+/// it, and a set that does not parse is reported; neither changes the Applications.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_fields_warn_and_unsupported_generators_fail_naming_them() {
+    let e = env().await;
+    let c = &e.client;
+    let mut set = serde_json::to_value(list_set(
+        "ml",
+        &["a"],
+        json!({}),
+        "https://git.example/x.git",
+    ))
+    .expect("json");
+    set["spec"]["strategy"] = json!({"type": "RollingSync", "rollingSync": {"steps": [
+        {"matchExpressions": [{"key": "env", "operator": "In", "values": ["dev"]}]}]}});
+    let set: DynamicObject = serde_json::from_value(set).expect("set");
+    sets(c)
+        .create(&PostParams::default(), &set)
+        .await
+        .expect("create set");
+    wait_names(c, "ml", &["ml-a"]).await;
+    let warning = wait_condition(c, "ml", "UnsupportedFieldWarning", "RollingSync").await;
+    assert!(
+        warning.contains("spec.strategy.type \"RollingSync\" is not supported by Mooring: progressive syncs are not implemented")
+            && warning.contains("spec.strategy.rollingSync is not supported by Mooring"),
+        "{warning}"
+    );
+    // A pull-request generator: generation fails naming it; the app stays.
+    sets(c)
+        .patch(
+            "ml",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"generators": [
+                {"list": {"elements": [{"app": "a"}, {"app": "b"}]}},
+                {"pullRequest": {"github": {"owner": "ml", "repo": "models"}}}]}})),
+        )
+        .await
+        .expect("patch");
+    let error = wait_condition(c, "ml", "ErrorOccurred", "pullRequest").await;
+    assert!(
+        error.contains("unsupported generator \"pullRequest\""),
+        "{error}"
+    );
+    wait_condition(
+        c,
+        "ml",
+        "UnsupportedFieldWarning",
+        "spec.generators[1].pullRequest",
+    )
+    .await;
+    assert_eq!(app_names(c, "ml").await, ["ml-a"]);
+    // A set that does not parse is reported too, and changes nothing.
+    sets(c)
+        .patch(
+            "ml",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {
+                "generators": [{"list": {"elements": [{"app": "a"}, {"app": "b"}]}}],
+                "syncPolicy": {"applicationsSync": "sometimes"}}})),
+        )
+        .await
+        .expect("patch");
+    let error = wait_condition(c, "ml", "ErrorOccurred", "does not parse").await;
+    assert!(error.contains("sometimes"), "{error}");
+    assert_eq!(app_names(c, "ml").await, ["ml-a"]);
+}
+
 fn cluster_secret(name: &str, server: &str, labels: &[(&str, &str)]) -> Secret {
     let mut l: serde_json::Map<String, Value> = labels
         .iter()

@@ -629,3 +629,118 @@ async fn cluster_secrets_register_destinations_and_an_unreachable_one_stalls_not
     )
     .await;
 }
+
+/// Issue 11: fields of an Application Mooring does not act on are named in an
+/// `UnsupportedFieldWarning` condition (the app is still synced with what Mooring
+/// understands); the condition is written once, not on every reconcile, and goes away
+/// with the fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_application_fields_get_a_warning_condition() {
+    let repo = Repo::new();
+    repo.write(
+        "apps/model/deployment.yaml",
+        &deployment(1, "registry.local/model:1.0"),
+    );
+    let c1 = repo.commit("model");
+    let e = env().await;
+    let apps = apps(&e.client);
+    let app = application(
+        "legacy",
+        &repo.url(),
+        "apps/model",
+        json!({
+            "source": {"repoURL": repo.url(), "targetRevision": "main", "path": "apps/model",
+                       "directory": {"recurse": false, "jsonnet": {"tlas": [{"name": "env", "value": "prod"}]}}},
+            "syncPolicy": {"automated": {"prune": true, "selfHeal": true},
+                           "syncOptions": ["CreateNamespace=true", "Force=true"]},
+        }),
+    );
+    let app: DynamicObject = serde_json::from_value(app).expect("app");
+    apps.create(&PostParams::default(), &app)
+        .await
+        .expect("create app");
+    wait_synced_healthy(&apps, "legacy", &c1).await;
+    let warning = |a: &Value| {
+        a["status"]["conditions"]
+            .as_array()
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c["type"] == json!("UnsupportedFieldWarning"))
+            })
+            .cloned()
+    };
+    let a = eventually(30, "UnsupportedFieldWarning", || async {
+        warning(&app_status(&apps, "legacy").await)
+    })
+    .await;
+    let message = field(&a, "/message").to_string();
+    assert!(
+        message.contains(
+            "spec.source.directory.jsonnet is not supported by Mooring: jsonnet is not rendered"
+        ),
+        "{message}"
+    );
+    assert!(
+        message
+            .contains("spec.syncPolicy.syncOptions[1] \"Force=true\" is not supported by Mooring"),
+        "{message}"
+    );
+
+    // No write loop: once settled, a reconcile finds the status unchanged and leaves it
+    // alone (a condition rewritten on every reconcile would never settle).
+    eventually(30, "the status settles", || async {
+        let before = app_status(&apps, "legacy").await;
+        e.controller.ctx.refresh("argocd/legacy");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let after = app_status(&apps, "legacy").await;
+        (field(&before, "/metadata/resourceVersion") == field(&after, "/metadata/resourceVersion")
+            && warning(&after).is_some_and(|w| w == a))
+        .then_some(())
+    })
+    .await;
+
+    // Dropping the fields drops the warning.
+    apps.patch(
+        "legacy",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {
+            "source": {"directory": {"jsonnet": null}},
+            "syncPolicy": {"syncOptions": ["CreateNamespace=true"]},
+        }})),
+    )
+    .await
+    .expect("patch");
+    eventually(30, "UnsupportedFieldWarning gone", || async {
+        warning(&app_status(&apps, "legacy").await)
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+/// An Application whose spec does not parse is reported on the Application (not only in
+/// the controller's log), naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_that_does_not_parse_is_reported_on_it() {
+    let e = env().await;
+    let apps = apps(&e.client);
+    let mut app = application("broken", "file:///nowhere", "apps/model", json!({}));
+    app["spec"]["syncPolicy"]["automated"] = json!("yes");
+    let app: DynamicObject = serde_json::from_value(app).expect("app");
+    apps.create(&PostParams::default(), &app)
+        .await
+        .expect("create app");
+    let c = eventually(30, "InvalidSpecError", || async {
+        app_status(&apps, "broken").await["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == json!("InvalidSpecError")))
+            .cloned()
+    })
+    .await;
+    let message = field(&c, "/message");
+    assert!(
+        message
+            .starts_with("the Application does not parse: spec.syncPolicy.automated: invalid type"),
+        "{message}"
+    );
+}

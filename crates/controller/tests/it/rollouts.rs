@@ -323,6 +323,146 @@ async fn missing_services_and_templates_are_reported_and_fail_safe() {
     assert_eq!(s["abort"], json!(true));
 }
 
+/// The ReplicaSets the Rollout `web` owns: (pod template hash, spec.replicas).
+async fn owned_replica_sets(client: &kube::Client) -> Vec<(String, i64)> {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &res("apps", "v1", "ReplicaSet", "replicasets"),
+    );
+    let mut out: Vec<(String, i64)> = api
+        .list(&Default::default())
+        .await
+        .expect("list ReplicaSets")
+        .items
+        .into_iter()
+        .map(|o| serde_json::to_value(o).expect("json"))
+        .filter(|o| o["metadata"]["ownerReferences"][0]["name"] == json!("web"))
+        .map(|o| {
+            (
+                field(&o, "/metadata/labels/rollouts-pod-template-hash").to_string(),
+                o["spec"]["replicas"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Issue 11: a canary step Mooring does not implement is never skipped. The update that
+/// adds an `experiment` step makes the Rollout Degraded (InvalidSpec naming the step)
+/// before anything moves: the stable ReplicaSet keeps every pod, no canary ReplicaSet or
+/// pod appears, the router and the Services keep sending everything to stable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_experiment_step_is_invalid_spec_and_no_traffic_moves() {
+    let (cluster, env) = env_with_cluster().await;
+    let client = env.client.clone();
+    install_traffic_crds(&cluster, &client).await;
+    for s in ["web-stable", "web-canary"] {
+        create(&client, &svc_resource(), service(s)).await;
+    }
+    create(
+        &client,
+        &vs_resource(),
+        json!({
+            "apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"hosts": ["web.example.com"], "http": [{"name": "primary", "route": [
+                {"destination": {"host": "web-stable"}, "weight": 100},
+                {"destination": {"host": "web-canary"}, "weight": 0}]}]},
+        }),
+    )
+    .await;
+    let strategy = json!({"canary": {
+        "canaryService": "web-canary", "stableService": "web-stable",
+        "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}},
+        "steps": [{"setWeight": 20}, {"pause": {}}],
+    }});
+    create(&client, &rollout_resource(), rollout(strategy, "web:1")).await;
+    let s = wait_rollout(&client, "first deploy healthy", |s| {
+        s["phase"] == json!("Healthy")
+    })
+    .await;
+    let stable = field(&s, "/stableRS").to_string();
+    assert_eq!(owned_replica_sets(&client).await, vec![(stable.clone(), 4)]);
+
+    // One commit: a new model version, and an experiment before the canary gets traffic.
+    patch_spec(
+        &client,
+        "default",
+        "web",
+        json!({"spec": {
+            "template": {"spec": {"containers": [{"name": "web", "image": "web:2"}]}},
+            "strategy": {"canary": {"steps": [
+                {"setWeight": 20},
+                {"experiment": {"duration": "30m", "templates": [
+                    {"name": "baseline", "specRef": "stable"},
+                    {"name": "canary", "specRef": "canary"}]}},
+                {"pause": {}}]}},
+        }}),
+    )
+    .await;
+    let s = wait_rollout(&client, "Degraded for the experiment step", |s| {
+        s["phase"] == json!("Degraded")
+    })
+    .await;
+    assert_eq!(
+        field(&s, "/message"),
+        "InvalidSpec: step 1: experiment is not supported by Mooring (spec.strategy.canary.steps[1].experiment)",
+        "{s}"
+    );
+    let invalid = s["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == json!("InvalidSpec")))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(invalid["status"], json!("True"), "{s}");
+    assert!(field(&invalid, "/message").starts_with("step 1: experiment"));
+    // Nothing moved: same stable version, no canary ReplicaSet, no canary pod, the router
+    // and both Services on the stable pods.
+    assert_eq!(field(&s, "/stableRS"), stable);
+    assert_eq!(owned_replica_sets(&client).await, vec![(stable.clone(), 4)]);
+    let pods: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &res("", "v1", "Pod", "pods"));
+    for p in pods
+        .list(&kube::api::ListParams::default().labels("app=web"))
+        .await
+        .expect("pods")
+        .items
+    {
+        let p = serde_json::to_value(p).expect("json");
+        assert_eq!(
+            field(&p, "/metadata/labels/rollouts-pod-template-hash"),
+            stable,
+            "a pod of another version: {p}"
+        );
+    }
+    let vs = get(&client, &vs_resource(), "default", "web").await;
+    assert_eq!(vs_weights(&vs), (100, 0));
+    for svc in ["web-stable", "web-canary"] {
+        let svc = get(&client, &svc_resource(), "default", svc).await;
+        assert_eq!(
+            svc["spec"]["selector"]["rollouts-pod-template-hash"],
+            json!(stable)
+        );
+    }
+
+    // Without the experiment step the update proceeds as usual.
+    patch_spec(
+        &client,
+        "default",
+        "web",
+        json!({"spec": {"strategy": {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}}}}),
+    )
+    .await;
+    wait_rollout(&client, "paused at 20% once the step is gone", |s| {
+        s["phase"] == json!("Paused") && s["currentStepIndex"] == json!(1)
+    })
+    .await;
+    let vs = get(&client, &vs_resource(), "default", "web").await;
+    assert_eq!(vs_weights(&vs), (80, 20));
+}
+
 pub async fn start_prometheus(
     cluster: &Cluster,
     dir: &std::path::Path,

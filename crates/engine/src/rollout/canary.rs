@@ -91,8 +91,9 @@ pub(super) fn reconcile(cx: &mut Ctx) {
                 }
                 break;
             }
-            // setCanaryScale takes effect through `targets`; experiments, header and
-            // mirror routes are not implemented and pass (reported in the message below).
+            // setCanaryScale takes effect through `targets`. Step kinds Mooring does not
+            // implement (experiment, setHeaderRoute, setMirrorRoute, plugin) never get
+            // here: `plan` refuses such a Rollout as InvalidSpec before anything moves.
             idx += 1;
         }
     }

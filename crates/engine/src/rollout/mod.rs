@@ -18,6 +18,15 @@
 //! waits for its AnalysisRun, whose failure aborts the update; an aborted update sends all
 //! traffic back to the stable pods and reports `Degraded`; `status.promoteFull` skips the
 //! remaining steps; `spec.paused` freezes the update.
+//!
+//! A spec Mooring cannot carry out completely is refused, not half-followed: a field or
+//! step it does not act on ([`crate::unsupported::rollout`]: `experiment`,
+//! `setHeaderRoute`, `setMirrorRoute` steps, traffic routers other than Istio and the
+//! Gateway API plugin, `antiAffinity`, `pingPong`, …), a step with no action, or a
+//! malformed router reference makes the Rollout `Degraded` with Argo's `InvalidSpec`
+//! condition naming it ("step 2: experiment is not supported by Mooring"), and the plan
+//! holds nothing but that status: no ReplicaSet is created or scaled, no Service or
+//! router touched, so the stable version keeps all traffic until the spec is fixed.
 
 mod bluegreen;
 mod canary;
@@ -516,7 +525,13 @@ pub fn plan(obs: &Observed) -> Plan {
         Ok(s) => s,
         Err(e) => return invalid(&mut status, format!("spec does not parse: {e}")),
     };
-    if let Err(msg) = validate(&spec) {
+    // Nothing Mooring does not act on may pass: a skipped step or an ignored router would
+    // move traffic nobody asked to move. Checked before anything is created or scaled.
+    let unsupported = crate::unsupported::rollout(r);
+    if !unsupported.is_empty() {
+        return invalid(&mut status, unsupported_message(&unsupported));
+    }
+    if let Err(msg) = validate(&spec).and_then(|()| validate_routing(&spec, r)) {
         return invalid(&mut status, msg);
     }
     remove_condition(&mut status, "InvalidSpec");
@@ -609,10 +624,53 @@ pub fn plan(obs: &Observed) -> Plan {
     finish(cx)
 }
 
-fn validate(spec: &RolloutSpec) -> Result<(), String> {
-    if spec.workload_ref.is_some() {
-        return Err("spec.workloadRef is not supported by Mooring; inline the pod template in spec.template".into());
+/// The InvalidSpec message for fields Mooring does not act on; a canary step it does not
+/// implement reads "step 2: experiment is not supported by Mooring (…)", one it does not
+/// know "step 2: setWieght is not a canary step Argo Rollouts or Mooring knows (…)".
+fn unsupported_message(found: &[crate::unsupported::Unsupported]) -> String {
+    use crate::unsupported::{tables::STEP_NOT_SUPPORTED, Reason};
+    found
+        .iter()
+        .map(
+            |u| match (u.list_item("spec.strategy.canary.steps"), &u.reason) {
+                (Some((i, kind)), Reason::NotImplemented(note)) => {
+                    if *note == STEP_NOT_SUPPORTED {
+                        format!("step {i}: {kind} is not supported by Mooring ({})", u.path)
+                    } else {
+                        format!("step {i}: {kind} is {note} ({})", u.path)
+                    }
+                }
+                _ => u.to_string(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A traffic router, if configured, is one Mooring drives and is well formed (so a
+/// malformed reference is reported before the first ReplicaSet is scaled).
+fn validate_routing(spec: &RolloutSpec, rollout: &Value) -> Result<(), String> {
+    if spec
+        .strategy
+        .canary
+        .as_ref()
+        .is_none_or(|c| c.traffic_routing.is_none())
+    {
+        return Ok(());
     }
+    let bad = |e: crate::traffic::TrafficError| format!("spec.strategy.canary.trafficRouting: {e}");
+    let istio = crate::traffic::istio_routing(rollout).map_err(bad)?;
+    let gateway = crate::traffic::gateway_api_routing(rollout).map_err(bad)?;
+    if istio.is_none() && gateway.is_none() {
+        return Err(format!(
+            "spec.strategy.canary.trafficRouting configures no router Mooring drives (istio, or the {} plugin)",
+            crate::traffic::GATEWAY_API_PLUGIN
+        ));
+    }
+    Ok(())
+}
+
+fn validate(spec: &RolloutSpec) -> Result<(), String> {
     match (&spec.strategy.canary, &spec.strategy.blue_green) {
         (Some(_), Some(_)) => {
             return Err("spec.strategy sets both canary and blueGreen; choose one".into())
@@ -639,6 +697,25 @@ fn validate(spec: &RolloutSpec) -> Result<(), String> {
     }
     if let Some(c) = &spec.strategy.canary {
         for (i, s) in c.steps.iter().enumerate() {
+            // Exactly one action per step, as Argo Rollouts requires (the kinds Mooring
+            // does not implement are refused before this, by the field check).
+            let actions = [
+                s.set_weight.is_some(),
+                s.pause.is_some(),
+                s.analysis.is_some(),
+                s.set_canary_scale.is_some(),
+                s.experiment.is_some(),
+                s.set_header_route.is_some(),
+                s.set_mirror_route.is_some(),
+            ]
+            .into_iter()
+            .filter(|set| *set)
+            .count();
+            if actions != 1 {
+                return Err(format!(
+                    "spec.strategy.canary.steps[{i}] must set exactly one of setWeight, pause, analysis, setCanaryScale (it sets {actions})"
+                ));
+            }
             if let Some(w) = s.set_weight {
                 if !(0..=100).contains(&w) {
                     return Err(format!(

@@ -606,3 +606,140 @@ fn field_paths() {
     assert_eq!(field_path(&o, "spec.a[0].b").as_deref(), Some("3"));
     assert_eq!(field_path(&o, "spec.missing"), None);
 }
+
+/// A plan that writes nothing but the status: no ReplicaSet created, scaled or deleted,
+/// no Service or traffic router touched, no AnalysisRun started or stopped.
+fn status_only(p: &Plan) -> bool {
+    p.create.is_empty()
+        && p.patch.is_empty()
+        && p.delete.is_empty()
+        && p.service_selectors.is_empty()
+        && p.traffic.is_none()
+        && p.start_runs.is_empty()
+        && p.terminate_runs.is_empty()
+}
+
+fn invalid_spec_message(w: &World) -> String {
+    let c = condition(&w.rollout["status"], "InvalidSpec").expect("InvalidSpec condition");
+    assert_eq!(c["status"], json!("True"));
+    c["message"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn an_experiment_step_is_invalid_spec_and_nothing_moves() {
+    // First deploy: Degraded at once, not a single ReplicaSet.
+    let steps = json!([{"setWeight": 20},
+        {"experiment": {"duration": "1h", "templates": [{"name": "baseline", "specRef": "stable"}]}},
+        {"pause": {}}]);
+    let mut w = World::new(canary_rollout(steps));
+    let p = w.step();
+    assert!(status_only(&p), "{p:?}");
+    assert_eq!(w.phase(), "Degraded");
+    assert_eq!(
+        w.status("message"),
+        json!("InvalidSpec: step 1: experiment is not supported by Mooring (spec.strategy.canary.steps[1].experiment)")
+    );
+    assert!(invalid_spec_message(&w).starts_with("step 1: experiment"));
+    assert!(w.rses.is_empty());
+}
+
+#[test]
+fn an_update_adding_unsupported_steps_leaves_the_stable_version_alone() {
+    let mut w = World::new(canary_rollout(json!([{"setWeight": 20}, {"pause": {}}])));
+    w.settle();
+    let (stable, _) = w.hashes();
+    assert_eq!(w.phase(), "Healthy");
+    let before = w.rses.clone();
+    // A new version and a header-route and mirror step in the same commit.
+    w.set_image("img:2");
+    w.rollout["spec"]["strategy"]["canary"]["steps"] = json!([
+        {"setWeight": 20},
+        {"setHeaderRoute": {"name": "canary", "match": [{"headerName": "X-Canary", "headerValue": {"exact": "1"}}]}},
+        {"setMirrorRoute": {"name": "mirror", "percentage": 50}},
+        {"pause": {}}]);
+    for _ in 0..3 {
+        let p = w.step();
+        assert!(status_only(&p), "{p:?}");
+    }
+    assert_eq!(w.phase(), "Degraded");
+    let msg = invalid_spec_message(&w);
+    assert!(
+        msg.contains("step 1: setHeaderRoute is not supported by Mooring")
+            && msg.contains("step 2: setMirrorRoute is not supported by Mooring"),
+        "{msg}"
+    );
+    assert_eq!(w.rses, before, "no ReplicaSet created or scaled");
+    assert_eq!(w.replicas(&stable), 10);
+    assert_eq!(w.hashes().0, stable);
+    // Removing the steps resumes a normal update (and clears InvalidSpec).
+    w.rollout["spec"]["strategy"]["canary"]["steps"] = json!([{"setWeight": 20}, {"pause": {}}]);
+    w.settle();
+    assert_eq!(w.phase(), "Paused");
+    assert!(condition(&w.rollout["status"], "InvalidSpec").is_none());
+    assert_eq!(w.replicas(&w.hashes().1), 2);
+}
+
+#[test]
+fn unsupported_routers_fields_and_empty_steps_are_invalid_spec() {
+    let cases = [
+        (
+            json!({"nginx": {"stableIngress": "m"}}),
+            json!([{"setWeight": 20}]),
+            "spec.strategy.canary.trafficRouting.nginx is not supported by Mooring: this traffic router is not supported",
+        ),
+        (
+            json!({"plugins": {"argoproj-labs/openshift": {"routes": ["m"]}}}),
+            json!([{"setWeight": 20}]),
+            "trafficRouting.plugins[\"argoproj-labs/openshift\"] is not supported by Mooring",
+        ),
+        (
+            json!({}),
+            json!([{"setWeight": 20}]),
+            "trafficRouting configures no router Mooring drives",
+        ),
+        (
+            json!({"istio": {"destinationRule": {"name": "m"}}}),
+            json!([{"setWeight": 20}]),
+            "spec.strategy.canary.trafficRouting: istio.destinationRule.canarySubsetName of",
+        ),
+        (
+            Value::Null,
+            json!([{"setWeight": 20}, {}]),
+            "spec.strategy.canary.steps[1] must set exactly one of setWeight, pause, analysis, setCanaryScale (it sets 0)",
+        ),
+        (
+            Value::Null,
+            json!([{"setWeight": 20, "pause": {}}]),
+            "(it sets 2)",
+        ),
+        (
+            Value::Null,
+            json!([{"setWieght": 20}]),
+            "step 0: setWieght is not a canary step Argo Rollouts or Mooring knows (spec.strategy.canary.steps[0].setWieght)",
+        ),
+    ];
+    for (routing, steps, want) in cases {
+        let mut r = canary_rollout(steps);
+        if !routing.is_null() {
+            r["spec"]["strategy"]["canary"]["trafficRouting"] = routing;
+        }
+        let mut w = World::new(r);
+        let p = w.step();
+        assert!(status_only(&p), "{want}: {p:?}");
+        assert_eq!(w.phase(), "Degraded", "{want}");
+        let msg = invalid_spec_message(&w);
+        assert!(msg.contains(want), "want {want:?} in {msg:?}");
+    }
+    let mut r = canary_rollout(json!([{"setWeight": 20}]));
+    r["spec"]["strategy"]["canary"]["antiAffinity"] =
+        json!({"requiredDuringSchedulingIgnoredDuringExecution": {}});
+    r["spec"]["workloadRef"] = json!({"kind": "Deployment", "name": "m"});
+    let mut w = World::new(r);
+    w.step();
+    let msg = invalid_spec_message(&w);
+    assert!(
+        msg.contains("spec.strategy.canary.antiAffinity is not supported by Mooring")
+            && msg.contains("spec.workloadRef is not supported by Mooring: the pod template of a referenced Deployment is not used"),
+        "{msg}"
+    );
+}
