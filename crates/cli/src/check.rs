@@ -514,7 +514,7 @@ async fn check(
         s.findings.extend(misplaced.remove(&unit_key(&r.unit)));
         for o in &r.objects {
             s.findings.extend(unsupported_findings(o, &mut reported));
-            s.findings.extend(sync_option_findings(o));
+            s.findings.extend(annotation_findings(o));
         }
         project_rules(r, &projects, &cluster_crds, control_plane, &mut s);
         report.subjects.push(s);
@@ -632,28 +632,25 @@ fn unsupported_findings(obj: &Value, reported: &mut BTreeSet<(String, String)>) 
         .collect()
 }
 
-/// Per-resource sync options (the `argocd.argoproj.io/sync-options` annotation) Mooring
-/// does not act on, as warnings (the same table as `syncPolicy.syncOptions`).
-fn sync_option_findings(obj: &Value) -> Vec<Finding> {
-    let Some(options) = obj
-        .pointer("/metadata/annotations/argocd.argoproj.io~1sync-options")
-        .and_then(Value::as_str)
-    else {
-        return vec![];
-    };
-    let options: Vec<&str> = options
-        .split(',')
-        .map(str::trim)
-        .filter(|o| !o.is_empty())
-        .collect();
+/// Per-resource annotations Mooring does not act on, as warnings: sync options (the
+/// `argocd.argoproj.io/sync-options` annotation, the same table as
+/// `syncPolicy.syncOptions`) and hook types it does not run.
+fn annotation_findings(obj: &Value) -> Vec<Finding> {
     let resource = lint::resource_label(obj);
-    mooring_engine::unsupported::sync_options(
-        &options,
-        "metadata.annotations[\"argocd.argoproj.io/sync-options\"]",
-    )
-    .into_iter()
-    .map(|u| warning("sync", "sync-option/unsupported", u.to_string(), &resource))
-    .collect()
+    mooring_engine::unsupported::manifest(obj)
+        .into_iter()
+        .map(|u| {
+            let rule = if u
+                .path
+                .contains(mooring_engine::unsupported::SYNC_OPTIONS_ANNOTATION)
+            {
+                "sync-option/unsupported"
+            } else {
+                "hook/unsupported"
+            };
+            warning("sync", rule, u.to_string(), &resource)
+        })
+        .collect()
 }
 
 /// Gatekeeper templates and constraints, conftest policies, gator suites and Rego unit

@@ -967,7 +967,7 @@ spec:
 "#;
     let repo = web_repo(&GOOD_DEPLOYMENT.replace(
         "metadata: {name: web}",
-        "metadata: {name: web, annotations: {argocd.argoproj.io/sync-options: 'Prune=false,Delete=confirm'}}",
+        "metadata: {name: web, annotations: {argocd.argoproj.io/sync-options: 'Prune=false,ServerSideApply=false'}}",
     ));
     std::fs::write(repo.path().join("environments/dev/web.yaml"), &app).expect("write");
     std::fs::write(repo.path().join("environments/dev/set.yaml"), SET).expect("write");
@@ -999,7 +999,7 @@ spec:
     assert!(
         has(
             "sync-option/unsupported",
-            "metadata.annotations[\"argocd.argoproj.io/sync-options\"][1] \"Delete=confirm\""
+            "metadata.annotations[\"argocd.argoproj.io/sync-options\"][1] \"ServerSideApply=false\""
         ),
         "{f:?}"
     );

@@ -375,14 +375,26 @@ impl Context {
     pub(crate) fn unsupported_condition(
         &self,
         app: &Application,
+        desired: &[Value],
     ) -> Option<mooring_core::app::ApplicationCondition> {
         let key = format!("{}/{}", app.namespace(), app.name());
-        let message = self
+        let mut found = self
             .unsupported
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&key)
-            .map(|found| mooring_engine::unsupported::summary(found))?;
+            .cloned()
+            .unwrap_or_default();
+        // The rendered manifests' own annotations (sync options, hook types).
+        found.extend(
+            desired
+                .iter()
+                .flat_map(mooring_engine::unsupported::manifest),
+        );
+        if found.is_empty() {
+            return None;
+        }
+        let message = mooring_engine::unsupported::summary(&found);
         Some(reconcile::kept_condition(
             app,
             mooring_engine::unsupported::CONDITION,

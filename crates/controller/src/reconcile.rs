@@ -609,7 +609,7 @@ pub async fn reconcile(
             auto = None;
         }
     }
-    conditions.extend(ctx.unsupported_condition(&app));
+    conditions.extend(ctx.unsupported_condition(&app, &compared.desired));
     write_status(&ctx, &app, &compared, conditions).await?;
     ctx.metrics.record_reconcile(started.elapsed());
     if compared.sync == SyncStatusCode::Synced
@@ -663,7 +663,7 @@ async fn refresh_during_operation(
         .cloned()
         .collect();
     conditions.extend(shared_conditions(app, &compared));
-    conditions.extend(ctx.unsupported_condition(app));
+    conditions.extend(ctx.unsupported_condition(app, &compared.desired));
     write_status(ctx, app, &compared, conditions).await
 }
 
@@ -797,7 +797,8 @@ pub async fn write_error(
     message: &str,
 ) -> Result<(), ControllerError> {
     let mut conds = conditions_except(app, &[type_, mooring_engine::unsupported::CONDITION]);
-    let unsupported = ctx.unsupported_condition(app);
+    // Without a desired state, only the Application's own fields.
+    let unsupported = ctx.unsupported_condition(app, &[]);
     // The same error again: nothing to write (a write would trigger another reconcile).
     let unchanged = app.status.as_ref().is_some_and(|s| {
         s.sync.status == SyncStatusCode::Unknown

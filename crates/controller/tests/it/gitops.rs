@@ -641,6 +641,11 @@ async fn unsupported_application_fields_get_a_warning_condition() {
         "apps/model/deployment.yaml",
         &deployment(1, "registry.local/model:1.0"),
     );
+    // A hook type Mooring does not run (Argo CD 3's PreDelete): never applied, so said.
+    repo.write(
+        "apps/model/cleanup.yaml",
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: cleanup\n  annotations: {argocd.argoproj.io/hook: PreDelete}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n",
+    );
     let c1 = repo.commit("model");
     let e = env().await;
     let apps = apps(&e.client);
@@ -685,6 +690,10 @@ async fn unsupported_application_fields_get_a_warning_condition() {
             .contains("spec.syncPolicy.syncOptions[1] \"Force=true\" is not supported by Mooring"),
         "{message}"
     );
+    assert!(
+        message.contains("Job.batch/ml-serving/cleanup: metadata.annotations[\"argocd.argoproj.io/hook\"] \"PreDelete\" is not supported by Mooring"),
+        "{message}"
+    );
 
     // No write loop: once settled, a reconcile finds the status unchanged and leaves it
     // alone (a condition rewritten on every reconcile would never settle).
@@ -699,7 +708,9 @@ async fn unsupported_application_fields_get_a_warning_condition() {
     })
     .await;
 
-    // Dropping the fields drops the warning.
+    // Dropping the fields (and the hook) drops the warning.
+    repo.remove("apps/model/cleanup.yaml");
+    repo.commit("no PreDelete hook");
     apps.patch(
         "legacy",
         &PatchParams::default(),
@@ -710,6 +721,7 @@ async fn unsupported_application_fields_get_a_warning_condition() {
     )
     .await
     .expect("patch");
+    e.controller.ctx.refresh("argocd/legacy");
     eventually(30, "UnsupportedFieldWarning gone", || async {
         warning(&app_status(&apps, "legacy").await)
             .is_none()

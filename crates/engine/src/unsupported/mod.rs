@@ -116,6 +116,55 @@ pub fn rollout(rollout: &Value) -> Vec<Unsupported> {
     walk_root(rollout, tables::ROLLOUT, "an Argo Rollouts Rollout")
 }
 
+/// The per-resource annotations of one rendered manifest Mooring does not act on: sync
+/// options (`argocd.argoproj.io/sync-options`) and hook types (`argocd.argoproj.io/hook`,
+/// `helm.sh/hook`). A hook of an unknown type is never applied (as Argo CD, Mooring keeps
+/// hook-annotated objects out of the sync), so it must be said. Paths name the resource:
+/// `Job/ns/name: metadata.annotations["argocd.argoproj.io/hook"]`.
+pub fn manifest(obj: &Value) -> Vec<Unsupported> {
+    let annotation = |name: &str| {
+        obj.pointer("/metadata/annotations")
+            .and_then(|a| a.get(name))
+            .and_then(Value::as_str)
+    };
+    let resource = mooring_core::ResourceKey::of(obj)
+        .map(|k| k.to_string())
+        .unwrap_or_else(|| "a manifest".into());
+    let at = |name: &str| format!("{resource}: metadata.annotations[{name:?}]");
+    let mut out = Vec::new();
+    if let Some(options) = annotation(SYNC_OPTIONS_ANNOTATION) {
+        let options: Vec<&str> = options
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .collect();
+        out.extend(sync_options(&options, &at(SYNC_OPTIONS_ANNOTATION)));
+    }
+    for (name, known) in tables::HOOK_TYPES {
+        let Some(types) = annotation(name) else {
+            continue;
+        };
+        for t in types.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            if !known.contains(&t) {
+                out.push(Unsupported {
+                    path: at(name),
+                    reason: Reason::Value {
+                        value: t.to_string(),
+                        note: format!(
+                            "the object is kept out of the sync and never applied; Mooring runs {}",
+                            known.join(", ")
+                        ),
+                    },
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Argo CD's per-resource sync options annotation.
+pub const SYNC_OPTIONS_ANNOTATION: &str = "argocd.argoproj.io/sync-options";
+
 /// Sync options (`Key=Value`, as in `syncPolicy.syncOptions` or the comma-separated
 /// `argocd.argoproj.io/sync-options` annotation) Mooring does not act on, each reported at
 /// `path[i]`.

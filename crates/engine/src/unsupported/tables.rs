@@ -230,9 +230,36 @@ pub const SYNC_OPTIONS: &[(&str, &[&str])] = &[
     ("ServerSideApply", &["true"]),
     ("SkipDryRunOnMissingResource", &["true", "false"]),
     ("Prune", &["true", "false", "confirm"]),
-    ("Delete", &["true", "false"]),
+    ("Delete", &["true", "false", "confirm"]),
     ("RespectIgnoreDifferences", &["true", "false"]),
     ("FailOnSharedResource", &["true", "false"]),
+];
+
+/// Hook annotations and the hook types Mooring runs (`Skip` keeps an object out of the
+/// sync on purpose). Argo CD's `PreDelete` and Helm's `pre-delete`, rollback and test hooks
+/// are not run.
+pub const HOOK_TYPES: &[(&str, &[&str])] = &[
+    (
+        "argocd.argoproj.io/hook",
+        &[
+            "PreSync",
+            "Sync",
+            "PostSync",
+            "SyncFail",
+            "PostDelete",
+            "Skip",
+        ],
+    ),
+    (
+        "helm.sh/hook",
+        &[
+            "pre-install",
+            "pre-upgrade",
+            "post-install",
+            "post-upgrade",
+            "post-delete",
+        ],
+    ),
 ];
 
 /// Argo CD sync options Mooring does not act on at all, and why.

@@ -138,7 +138,7 @@ spec:
   destination: {server: https://kubernetes.default.svc, namespace: legacy}
   syncPolicy:
     automated: {enabled: false}
-    syncOptions: [CreateNamespace=true, Force=true, ServerSideApply=false, Delete=confirm, Frobnicate=yes, nonsense]
+    syncOptions: [CreateNamespace=true, Force=true, ServerSideApply=false, Delete=maybe, Frobnicate=yes, nonsense]
 "#,
     );
     let found = application(&app);
@@ -181,7 +181,7 @@ spec:
         "{text}"
     );
     assert!(
-        text.contains("\"Delete=confirm\" is not supported by Mooring: Mooring acts on Delete=true or Delete=false"),
+        text.contains("\"Delete=maybe\" is not supported by Mooring: Mooring acts on Delete=true or Delete=false or Delete=confirm"),
         "{text}"
     );
     assert!(
@@ -592,4 +592,44 @@ fn the_example_platform_is_fully_supported() {
         }
     }
     assert!(seen > 5, "found only {seen} objects");
+}
+
+#[test]
+fn manifest_annotations_mooring_does_not_act_on() {
+    use serde_json::json;
+    let obj = |ann: Value| {
+        json!({"apiVersion": "batch/v1", "kind": "Job",
+               "metadata": {"name": "db-migrate", "namespace": "ml", "annotations": ann}})
+    };
+    // Hooks Mooring runs, Skip, and options it acts on: nothing to say.
+    for ann in [
+        json!({"argocd.argoproj.io/hook": "PreSync,PostSync", "argocd.argoproj.io/hook-delete-policy": "HookSucceeded"}),
+        json!({"argocd.argoproj.io/hook": "Skip"}),
+        json!({"argocd.argoproj.io/hook": "PostDelete"}),
+        json!({"helm.sh/hook": "pre-install,pre-upgrade"}),
+        json!({"argocd.argoproj.io/sync-options": "Prune=false,Delete=confirm"}),
+    ] {
+        assert_eq!(manifest(&obj(ann.clone())), vec![], "{ann}");
+    }
+    let found = manifest(&obj(json!({
+        "argocd.argoproj.io/hook": "PreDelete",
+        "helm.sh/hook": "test,pre-rollback",
+        "argocd.argoproj.io/sync-options": "Force=true",
+    })));
+    let text: Vec<String> = found.iter().map(ToString::to_string).collect();
+    assert_eq!(found.len(), 4, "{text:?}");
+    assert!(text.iter().any(|t| t.starts_with(
+        "Job.batch/ml/db-migrate: metadata.annotations[\"argocd.argoproj.io/hook\"] \"PreDelete\" is not supported"
+    )), "{text:?}");
+    assert!(text.iter().any(|t| t.contains("\"test\"")), "{text:?}");
+    assert!(
+        text.iter().any(|t| t.contains("\"pre-rollback\"")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter().any(|t| t.contains("\"Force=true\"")),
+        "{text:?}"
+    );
+    // Hostile: no metadata at all is nothing to report, not a panic.
+    assert_eq!(manifest(&json!({"kind": "Job"})), vec![]);
 }
