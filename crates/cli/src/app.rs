@@ -231,17 +231,6 @@ fn app_ref<'a>(
     (apps(client, ns), name)
 }
 
-/// An app's display name: `name` in the control-plane namespace, `namespace/name`
-/// elsewhere (as Argo CD shows apps in any namespace).
-fn display_name(app: &Value, control_namespace: &str) -> String {
-    let (ns, name) = (s(app, "/metadata/namespace"), s(app, "/metadata/name"));
-    if ns == control_namespace || ns.is_empty() {
-        name.to_string()
-    } else {
-        format!("{ns}/{name}")
-    }
-}
-
 pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
     let m = crate::connect::connect(&common.management).await?;
     let client = m.client.clone();
@@ -323,7 +312,8 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
             .to_vec()];
             for a in &items {
                 rows.push(vec![
-                    display_name(a, m.namespace()),
+                    m.control_plane
+                        .qualified_name(s(a, "/metadata/namespace"), s(a, "/metadata/name")),
                     s(a, "/spec/destination/server").to_string() + s(a, "/spec/destination/name"),
                     s(a, "/spec/destination/namespace").into(),
                     s(a, "/spec/project").into(),
@@ -368,7 +358,11 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
             if output != Output::Table {
                 return emit(&a, output).map(|_| ExitCode::SUCCESS);
             }
-            println!("Name:           {}", display_name(&a, m.namespace()));
+            println!(
+                "Name:           {}",
+                m.control_plane
+                    .qualified_name(s(&a, "/metadata/namespace"), s(&a, "/metadata/name"))
+            );
             let app_ns = s(&a, "/metadata/namespace");
             if !m.control_plane.namespace_enabled(app_ns) {
                 println!(
@@ -638,16 +632,13 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
             let (api, name) = app_ref(&client, &default_ns, &name);
             if cascade {
                 // Added to the finalizers already there (the post-delete ones stay).
-                let a = get_app(&api, name).await?;
-                let finalizers = mooring_core::app::finalizers_with(
-                    &a["metadata"],
-                    mooring_controller::reconcile::RESOURCES_FINALIZER,
-                );
-                api.patch(
-                    name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
-                )
+                get_app(&api, name).await?;
+                mooring_k8s::update_finalizers(&api, name, |list| {
+                    mooring_core::app::finalizers_with(
+                        list,
+                        mooring_controller::reconcile::RESOURCES_FINALIZER,
+                    )
+                })
                 .await
                 .with_context(|| format!("marking {name} for cascading deletion"))?;
             }

@@ -182,6 +182,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         namespace: args.namespace.clone(),
         application_namespaces: args.application_namespaces.clone(),
     };
+    control_plane.validate().map_err(anyhow::Error::msg)?;
     let report = check(
         &repo,
         &args.environment,

@@ -487,6 +487,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         namespace: args.namespace.clone(),
         application_namespaces: args.application_namespaces.clone(),
     };
+    control_plane.validate().map_err(anyhow::Error::msg)?;
     let cluster = mooring_apiserver::Cluster::start(mooring_apiserver::ClusterOptions {
         name: "mooring".into(),
         port: args.port,

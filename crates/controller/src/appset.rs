@@ -151,23 +151,14 @@ async fn watch_sets(ctx: Arc<Context>, tx: mpsc::UnboundedSender<String>) {
     let mut stream = kube::runtime::watcher(sets_api(&ctx, None), Default::default())
         .default_backoff()
         .boxed();
-    // Ignored sets already reported, by `namespace/name` and generation.
-    let mut reported: BTreeSet<(String, i64)> = BTreeSet::new();
+    let mut ignored = crate::Ignored::new(crate::applicationset_resource());
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(
                 kube::runtime::watcher::Event::Apply(o)
                 | kube::runtime::watcher::Event::InitApply(o),
             ) => {
-                if !ctx.reads(&o) {
-                    let id = format!(
-                        "{}/{}",
-                        o.metadata.namespace.as_deref().unwrap_or_default(),
-                        o.metadata.name.as_deref().unwrap_or_default()
-                    );
-                    if reported.insert((id, o.metadata.generation.unwrap_or_default())) {
-                        crate::report_ignored(&ctx, &crate::applicationset_resource(), &o).await;
-                    }
+                if ignored.check(&ctx, &o).await {
                     continue;
                 }
                 let key = format!(
@@ -177,6 +168,7 @@ async fn watch_sets(ctx: Arc<Context>, tx: mpsc::UnboundedSender<String>) {
                 );
                 let _ = tx.send(key);
             }
+            Ok(kube::runtime::watcher::Event::Delete(o)) => ignored.forget(&o),
             Ok(_) => {}
             Err(e) => {
                 tracing::debug!("ApplicationSet watch: {e}");
@@ -726,7 +718,7 @@ pub async fn reconcile(ctx: &Context, ns: &str, name: &str) -> Result<Outcome, C
         }
     }
     // Owned but no longer generated.
-    for (key, o) in owned {
+    for key in owned.into_keys() {
         if !policy.allows_delete() {
             outcome.kept.push(key);
             continue;
@@ -734,21 +726,12 @@ pub async fn reconcile(ctx: &Context, ns: &str, name: &str) -> Result<Outcome, C
         let (app_ns, app_name) = key.split_once('/').unwrap_or_default();
         let api = apps_api(ctx, Some(app_ns));
         if preserve {
-            let finalizers: Vec<String> = o
-                .metadata
-                .finalizers
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|f| f != RESOURCES_FINALIZER)
-                .collect();
-            if let Err(e) = api
-                .patch(
-                    app_name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&json!({"metadata": {"finalizers": finalizers}})),
-                )
-                .await
+            if let Err(e) = mooring_k8s::update_finalizers(&api, app_name, |list| {
+                list.into_iter()
+                    .filter(|f| f != RESOURCES_FINALIZER)
+                    .collect()
+            })
+            .await
             {
                 errors.push(format!("removing the resources finalizer of {key}: {e}"));
                 continue;

@@ -42,10 +42,7 @@ use mooring_k8s::cluster::ClusterClient;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// Argo CD's finalizer that runs the app's `PostDelete` hooks after its deletion.
-pub const POST_DELETE_FINALIZER: &str = "post-delete-finalizer.argocd.argoproj.io";
-/// Argo CD's finalizer that deletes the `PostDelete` hooks per their delete policy.
-pub const POST_DELETE_CLEANUP_FINALIZER: &str = "post-delete-finalizer.argocd.argoproj.io/cleanup";
+pub use mooring_core::app::{POST_DELETE_CLEANUP_FINALIZER, POST_DELETE_FINALIZER};
 
 /// How often a deletion in progress is looked at again.
 const DELETION_POLL: Duration = Duration::from_millis(500);
@@ -64,13 +61,22 @@ fn app_options(app: &Application) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn set_finalizers(
+/// Change the app's finalizers (computed from a fresh read, written with its
+/// resourceVersion: see [`mooring_k8s::update_finalizers`]).
+async fn update_finalizers(
     ctx: &Context,
     app: &Application,
-    list: Vec<String>,
+    change: impl Fn(Vec<String>) -> Vec<String>,
 ) -> Result<(), ControllerError> {
-    ctx.patch_app(app, json!({"metadata": {"finalizers": list}}))
+    mooring_k8s::update_finalizers(&ctx.apps_api(app.namespace()), app.name(), change)
         .await
+        .map_err(|e| {
+            ControllerError::Write(format!(
+                "finalizers of {}/{}: {e}",
+                app.namespace(),
+                app.name()
+            ))
+        })
 }
 
 async fn remove_finalizer(
@@ -78,11 +84,10 @@ async fn remove_finalizer(
     app: &Application,
     finalizer: &str,
 ) -> Result<(), ControllerError> {
-    let rest: Vec<String> = finalizers(&app.metadata)
-        .into_iter()
-        .filter(|f| f != finalizer)
-        .collect();
-    set_finalizers(ctx, app, rest).await
+    update_finalizers(ctx, app, |list| {
+        list.into_iter().filter(|f| f != finalizer).collect()
+    })
+    .await
 }
 
 /// Add or remove the post-delete finalizers so they match whether the app's manifests
@@ -101,19 +106,22 @@ pub async fn track_post_delete_finalizers(
     let has_all = ours.iter().all(|f| current.iter().any(|c| c == f));
     let has_any = ours.iter().any(|f| current.iter().any(|c| c == f));
     if wanted && !has_all {
-        let mut next = current;
-        for f in ours {
-            if !next.iter().any(|c| c == f) {
-                next.push(f.to_string());
+        update_finalizers(ctx, app, |mut list| {
+            for f in ours {
+                if !list.iter().any(|c| c == f) {
+                    list.push(f.to_string());
+                }
             }
-        }
-        set_finalizers(ctx, app, next).await?;
+            list
+        })
+        .await?;
     } else if !wanted && has_any {
-        let next = current
-            .into_iter()
-            .filter(|c| !ours.contains(&c.as_str()))
-            .collect();
-        set_finalizers(ctx, app, next).await?;
+        update_finalizers(ctx, app, |list| {
+            list.into_iter()
+                .filter(|c| !ours.contains(&c.as_str()))
+                .collect()
+        })
+        .await?;
     }
     Ok(())
 }

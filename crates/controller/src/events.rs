@@ -7,14 +7,9 @@
 //! an error of the reconcile that wanted it.
 
 use crate::Context;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-/// `Normal` or `Warning`, as the Events API knows them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
-    Normal,
-    Warning,
-}
+pub use mooring_core::event::EventType;
 
 /// One Event about `object` (a whole Kubernetes object, or at least its `apiVersion`,
 /// `kind` and `metadata` with name, namespace and uid), recorded in the object's namespace
@@ -27,29 +22,19 @@ pub async fn record(
     message: &str,
     component: &str,
 ) {
-    let field = |p: &str| object.pointer(p).cloned().unwrap_or(Value::Null);
-    let name = object
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("object");
-    let ts = crate::reconcile::now();
-    let event = json!({
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"generateName": format!("{name}."), "namespace": field("/metadata/namespace")},
-        "involvedObject": {
-            "apiVersion": field("/apiVersion"), "kind": field("/kind"),
-            "name": name, "namespace": field("/metadata/namespace"),
-            "uid": field("/metadata/uid"),
-        },
-        "reason": reason,
-        "message": message,
-        "type": match type_ { EventType::Normal => "Normal", EventType::Warning => "Warning" },
-        "source": {"component": component},
-        "reportingComponent": component,
-        "firstTimestamp": ts, "lastTimestamp": ts, "count": 1,
-    });
+    let event = mooring_core::event::event(
+        object,
+        type_,
+        reason,
+        message,
+        component,
+        &crate::reconcile::now(),
+    );
     if let Err(err) = ctx.management.create(&event).await {
+        let name = object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("object");
         tracing::warn!("recording event {reason} for {name}: {err}");
     }
 }

@@ -652,6 +652,10 @@ impl Controller {
         management: kube::Client,
         options: ControllerOptions,
     ) -> Result<Controller, ControllerError> {
+        options
+            .control_plane
+            .validate()
+            .map_err(ControllerError::Spec)?;
         let mgmt = ClusterClient::new("in-cluster", management);
         let mut tasks = mgmt.start_cache().await?;
         let lua = match &options.health_dir {
@@ -713,24 +717,19 @@ async fn watch_apps(ctx: Arc<Context>) {
     let mut stream = kube::runtime::watcher(api, Default::default())
         .default_backoff()
         .boxed();
-    // Ignored Applications already reported, by `namespace/name` and generation.
-    let mut reported: BTreeSet<(String, i64)> = BTreeSet::new();
+    let mut ignored = Ignored::new(application_resource());
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(
                 kube::runtime::watcher::Event::Apply(o)
                 | kube::runtime::watcher::Event::InitApply(o),
             ) => {
+                if ignored.check(&ctx, &o).await {
+                    continue;
+                }
                 let ns = o.metadata.namespace.clone().unwrap_or_default();
                 let name = o.metadata.name.clone().unwrap_or_default();
                 let key = format!("{ns}/{name}");
-                if !ctx.options.control_plane.namespace_enabled(&ns) {
-                    let generation = o.metadata.generation.unwrap_or_default();
-                    if reported.insert((key.clone(), generation)) {
-                        report_ignored(&ctx, &application_resource(), &o).await;
-                    }
-                    continue;
-                }
                 ctx.app_index
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -743,8 +742,7 @@ async fn watch_apps(ctx: Arc<Context>) {
             Ok(kube::runtime::watcher::Event::Delete(o)) => {
                 let ns = o.metadata.namespace.clone().unwrap_or_default();
                 let name = o.metadata.name.clone().unwrap_or_default();
-                let key = format!("{ns}/{name}");
-                reported.retain(|(k, _)| *k != key);
+                ignored.forget(&o);
                 ctx.app_index
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -759,6 +757,48 @@ async fn watch_apps(ctx: Arc<Context>) {
     }
 }
 
+/// Objects (Applications, ApplicationSets) outside the namespaces the control plane reads,
+/// each reported once per generation ([`report_ignored`]) while a watch sees it.
+pub(crate) struct Ignored {
+    resource: ApiResource,
+    /// `namespace/name` → the generation last reported.
+    reported: HashMap<String, i64>,
+}
+
+impl Ignored {
+    pub(crate) fn new(resource: ApiResource) -> Self {
+        Ignored {
+            resource,
+            reported: HashMap::new(),
+        }
+    }
+
+    fn id(o: &DynamicObject) -> String {
+        format!(
+            "{}/{}",
+            o.metadata.namespace.as_deref().unwrap_or_default(),
+            o.metadata.name.as_deref().unwrap_or_default()
+        )
+    }
+
+    /// Whether `o` is ignored; the first time it is seen at a generation, it is reported.
+    pub(crate) async fn check(&mut self, ctx: &Context, o: &DynamicObject) -> bool {
+        if ctx.reads(o) {
+            return false;
+        }
+        let generation = o.metadata.generation.unwrap_or_default();
+        if self.reported.insert(Self::id(o), generation) != Some(generation) {
+            report_ignored(ctx, &self.resource, o).await;
+        }
+        true
+    }
+
+    /// `o` was deleted.
+    pub(crate) fn forget(&mut self, o: &DynamicObject) {
+        self.reported.remove(&Self::id(o));
+    }
+}
+
 /// Why an Application in a namespace the control plane does not read is ignored.
 pub fn ignored_reason(control_plane: &mooring_engine::project::ControlPlane, ns: &str) -> String {
     format!(
@@ -769,7 +809,7 @@ pub fn ignored_reason(control_plane: &mooring_engine::project::ControlPlane, ns:
 
 /// The Event and log line for an Application (or ApplicationSet) that is never reconciled
 /// because of the namespace it lives in.
-pub(crate) async fn report_ignored(ctx: &Context, resource: &ApiResource, o: &DynamicObject) {
+async fn report_ignored(ctx: &Context, resource: &ApiResource, o: &DynamicObject) {
     let ns = o.metadata.namespace.clone().unwrap_or_default();
     let name = o.metadata.name.clone().unwrap_or_default();
     let message = format!(

@@ -133,8 +133,7 @@ pub fn check_app_against(
     dst: &Destination,
 ) -> Result<(), rules::Refusal> {
     control_plane.check_app_namespace(proj, app.namespace())?;
-    let sources = app.spec.source.iter().chain(app.spec.sources.iter());
-    for s in sources {
+    for s in app.sources() {
         rules::check_source(proj, &s.repo_url)?;
     }
     rules::check_destination(proj, dst)

@@ -25,8 +25,7 @@ use std::time::Duration;
 /// Argo CD's refresh request on an Application (`normal` or `hard`), removed once served.
 pub const REFRESH_ANNOTATION: &str = "argocd.argoproj.io/refresh";
 
-/// Argo CD's finalizer for cascading deletion of an application's resources.
-pub const RESOURCES_FINALIZER: &str = "resources-finalizer.argocd.argoproj.io";
+pub use mooring_core::app::RESOURCES_FINALIZER;
 
 /// What to do after a reconcile.
 #[derive(Debug, Clone, PartialEq)]
@@ -543,7 +542,7 @@ pub async fn reconcile(
         REFRESH_ANNOTATION.replace('/', "~1")
     )) {
         if level.as_str() == Some("hard") {
-            for source in app.spec.source.iter().chain(app.spec.sources.iter()) {
+            for source in app.sources() {
                 ctx.renders.forget_repo(&source.repo_url);
             }
         }

@@ -15,8 +15,9 @@
 //!    differs from `stableRS`, or phase Progressing/Paused), the Rollout is aborted by
 //!    setting `status.abort` — the rollout controller returns traffic to the stable
 //!    version;
-//! 2. otherwise the app is synced (an `operation.sync.revision`, as `mooring app rollback`
-//!    does) to the newest revision it was seen Synced and Healthy at while no rule
+//! 2. otherwise the app is synced (an `operation.sync.revision`, or `revisions` — every
+//!    source's commit — for an app with `spec.sources`, as `mooring app rollback` does)
+//!    to the newest revision it was seen Synced and Healthy at while no rule
 //!    breached, other than the one deployed now; with no such revision, nothing is synced
 //!    and the policy status says so (condition `RollbackFailed`). A sync operation that is
 //!    already running is not interrupted: the rollback sync is recorded as pending in the
@@ -259,14 +260,28 @@ async fn guarded_apps(ctx: &Context, p: &RollbackPolicy) -> Vec<Application> {
         .collect()
 }
 
-/// The revision deployed now: the last successful sync's, else the compared one.
+/// The revision deployed now: the last successful sync's, else the compared one. For an
+/// app with `spec.sources` it is every source's commit, comma-separated (the form
+/// [`Revisions`](mooring_core::app::Revisions) displays and [`sync_back`] reads back).
 fn deployed_revision(app: &Application) -> Option<String> {
     let st = app.status.as_ref()?;
-    st.history
+    let revisions = st
+        .history
         .last()
-        .map(|h| h.revision.clone())
-        .or_else(|| st.sync.revision.clone())
+        .map(|h| h.revisions())
         .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| st.sync.revisions());
+    (!revisions.is_empty()).then(|| revisions.to_string())
+}
+
+/// A recorded revision (as [`deployed_revision`] wrote it) as the operation's revisions:
+/// one commit, or one per source of an app with `spec.sources`.
+fn target_revisions(app: &Application, recorded: &str) -> mooring_core::app::Revisions {
+    if app.has_multiple_sources() {
+        mooring_core::app::Revisions::multi(recorded.split(',').map(str::to_string).collect())
+    } else {
+        mooring_core::app::Revisions::single(recorded)
+    }
 }
 
 async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), RollbackError> {
@@ -370,8 +385,9 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
                     && s.health.status == HealthStatusCode::Healthy
             });
             if healthy && !breaching && !crate::operation::in_progress(a) {
-                if let Some(rev) = st.and_then(|s| s.sync.revision.as_deref()) {
-                    engine::record_healthy(&mut s.healthy_revisions, rev);
+                let rev = st.map(|s| s.sync.revisions()).unwrap_or_default();
+                if !rev.is_empty() {
+                    engine::record_healthy(&mut s.healthy_revisions, &rev.to_string());
                 }
             }
             s
@@ -623,8 +639,10 @@ async fn sync_back(
         .and_then(|sp| sp.automated.as_ref())
         .is_some_and(|a| a.prune);
     let options = sp.map(|sp| sp.sync_options.clone()).unwrap_or_default();
+    let mut sync = json!({"prune": prune, "syncOptions": options});
+    target_revisions(app, &to).write_into(&mut sync);
     let op = json!({
-        "sync": {"revision": to, "prune": prune, "syncOptions": options},
+        "sync": sync,
         "initiatedBy": {"username": format!("rollback-policy:{}/{}", p.namespace(), p.name())},
     });
     crate::operation::request(ctx, app, op)
@@ -970,6 +988,39 @@ pub async fn post_incident(w: WebhookSpec, body: Value) -> Result<u16, String> {
 mod tests {
     use super::*;
     use crate::prometheus::{PromError, Sample};
+
+    #[test]
+    fn multi_source_apps_roll_back_every_source() {
+        let app = |spec: Value, status: Value| -> Application {
+            serde_json::from_value(json!({"metadata": {"name": "a", "namespace": "argocd"},
+                "spec": spec, "status": status}))
+            .expect("app")
+        };
+        let dest = json!({"server": "https://kubernetes.default.svc", "namespace": "ml"});
+        let multi = app(
+            json!({"destination": dest, "sources": [
+                {"repoURL": "https://g/a.git", "path": "a"}, {"repoURL": "https://g/b.git", "path": "b"}]}),
+            json!({"sync": {"status": "Synced", "revisions": ["a1", "b1"]},
+                   "history": [{"id": 0, "revisions": ["a0", "b0"]}]}),
+        );
+        assert_eq!(deployed_revision(&multi).as_deref(), Some("a0,b0"));
+        let mut sync = json!({});
+        target_revisions(&multi, "a0,b0").write_into(&mut sync);
+        assert_eq!(sync, json!({"revision": null, "revisions": ["a0", "b0"]}));
+        let single = app(
+            json!({"destination": dest, "source": {"repoURL": "https://g/a.git", "path": "a"}}),
+            json!({"sync": {"status": "Synced", "revision": "c1"}}),
+        );
+        assert_eq!(deployed_revision(&single).as_deref(), Some("c1"));
+        let mut sync = json!({});
+        target_revisions(&single, "c0").write_into(&mut sync);
+        assert_eq!(sync, json!({"revision": "c0", "revisions": null}));
+        let fresh = app(
+            json!({"destination": dest, "source": {"repoURL": "https://g/a.git"}}),
+            json!({}),
+        );
+        assert_eq!(deployed_revision(&fresh), None);
+    }
 
     #[test]
     fn prometheus_answers_reduce_to_one_measurement() {

@@ -482,15 +482,20 @@ pub fn finalizers(metadata: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The finalizers with `finalizer` added (once): what a merge patch of
-/// `metadata.finalizers` must carry, since it replaces the whole list, so that adding
-/// Argo CD's resources finalizer keeps the post-delete ones and others'.
-pub fn finalizers_with(metadata: &Value, finalizer: &str) -> Vec<String> {
-    let mut out = finalizers(metadata);
-    if !out.iter().any(|f| f == finalizer) {
-        out.push(finalizer.to_string());
+/// Argo CD's finalizer for cascading deletion of an application's resources.
+pub const RESOURCES_FINALIZER: &str = "resources-finalizer.argocd.argoproj.io";
+/// Argo CD's finalizer that runs the app's `PostDelete` hooks after its deletion.
+pub const POST_DELETE_FINALIZER: &str = "post-delete-finalizer.argocd.argoproj.io";
+/// Argo CD's finalizer that deletes the `PostDelete` hooks per their delete policy.
+pub const POST_DELETE_CLEANUP_FINALIZER: &str = "post-delete-finalizer.argocd.argoproj.io/cleanup";
+
+/// `finalizers` with `finalizer` added (once), keeping the others (Argo CD's resources
+/// finalizer beside the post-delete ones and others').
+pub fn finalizers_with(mut finalizers: Vec<String>, finalizer: &str) -> Vec<String> {
+    if !finalizers.iter().any(|f| f == finalizer) {
+        finalizers.push(finalizer.to_string());
     }
-    out
+    finalizers
 }
 
 fn app_kind() -> String {
@@ -963,14 +968,18 @@ spec:
     fn adding_a_finalizer_keeps_the_others() {
         let meta = serde_json::json!({"finalizers": ["post-delete-finalizer.argocd.argoproj.io"]});
         assert_eq!(
-            finalizers_with(&meta, "resources-finalizer.argocd.argoproj.io"),
+            finalizers_with(finalizers(&meta), "resources-finalizer.argocd.argoproj.io"),
             vec![
                 "post-delete-finalizer.argocd.argoproj.io",
                 "resources-finalizer.argocd.argoproj.io"
             ]
         );
         assert_eq!(
-            finalizers_with(&meta, "post-delete-finalizer.argocd.argoproj.io").len(),
+            finalizers_with(
+                finalizers(&meta),
+                "post-delete-finalizer.argocd.argoproj.io"
+            )
+            .len(),
             1
         );
         assert!(finalizers(&serde_json::json!({})).is_empty());

@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod app;
 pub mod appset;
 pub mod cluster;
+pub mod event;
 pub mod project;
 pub mod rollback;
 pub mod rollout;

@@ -416,6 +416,36 @@ impl ControlPlane {
         }
     }
 
+    /// Refuse an `--application-namespaces` entry that matches nothing because it cannot be
+    /// compiled (`/(/`, an unclosed `[`): the admin is told at start, naming it, instead of
+    /// the pattern silently allowing no namespace.
+    pub fn validate(&self) -> Result<(), String> {
+        for p in &self.application_namespaces {
+            if !namespace_pattern_valid(p) {
+                return Err(format!(
+                    "--application-namespaces entry {p:?} is not a valid glob or /regex/"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `namespace` is the control plane's own (an empty one counts as such: an
+    /// object written without a namespace is applied there).
+    pub fn is_control_plane(&self, namespace: &str) -> bool {
+        namespace.is_empty() || namespace == self.namespace
+    }
+
+    /// How Argo CD's CLI and UI name an app: `name` in the control-plane namespace,
+    /// `namespace/name` elsewhere (RBAC objects are `project/` + this).
+    pub fn qualified_name(&self, namespace: &str, name: &str) -> String {
+        if self.is_control_plane(namespace) {
+            name.to_string()
+        } else {
+            format!("{namespace}/{name}")
+        }
+    }
+
     /// Whether Applications (and ApplicationSets) in `namespace` are read at all (Argo
     /// CD's `IsNamespaceEnabled`).
     pub fn namespace_enabled(&self, namespace: &str) -> bool {
@@ -451,7 +481,7 @@ impl ControlPlane {
             .spec
             .source_namespaces
             .iter()
-            .any(|p| glob_match(p, app_namespace, false, None))
+            .any(|p| namespace_pattern_match(p, app_namespace))
         {
             return Ok(());
         }
@@ -472,8 +502,30 @@ impl ControlPlane {
     }
 }
 
-/// One `--application-namespaces` entry against a namespace: `/regex/` or a glob (Argo
-/// CD's `glob.MatchStringInList(…, REGEXP)`). An invalid or oversized regex matches nothing.
+/// Whether a namespace pattern compiles (see [`namespace_pattern_match`]).
+fn namespace_pattern_valid(pattern: &str) -> bool {
+    let pattern = pattern.trim();
+    match pattern
+        .strip_prefix('/')
+        .and_then(|p| p.strip_suffix('/'))
+        .filter(|p| !p.is_empty())
+    {
+        Some(re) => {
+            re.len() <= MAX_GLOB
+                && regex::RegexBuilder::new(re)
+                    .size_limit(1 << 20)
+                    .build()
+                    .is_ok()
+        }
+        None => {
+            !pattern.contains(['*', '?', '[', '{', '\\']) || glob_regex(pattern, None).is_some()
+        }
+    }
+}
+
+/// One `--application-namespaces` or `sourceNamespaces` entry against a namespace:
+/// `/regex/` or a glob (Argo CD's `glob.MatchStringInList(…, REGEXP)` for both). An invalid
+/// or oversized pattern matches nothing ([`ControlPlane::validate`] refuses it at start).
 fn namespace_pattern_match(pattern: &str, namespace: &str) -> bool {
     let pattern = pattern.trim();
     match pattern

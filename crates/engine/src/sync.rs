@@ -226,6 +226,28 @@ pub fn hook_phases(obj: &Value) -> Option<Vec<SyncPhase>> {
     Some(phases)
 }
 
+/// The `argocd.argoproj.io/hook` types Mooring acts on (`Skip` keeps an object out of the
+/// sync on purpose; `PostDelete` runs when the app is deleted). Argo CD 3's `PreDelete` is
+/// not run.
+pub const HOOK_TYPES: &[&str] = &[
+    "PreSync",
+    "Sync",
+    "PostSync",
+    "SyncFail",
+    "PostDelete",
+    "Skip",
+];
+
+/// The `helm.sh/hook` types Mooring acts on (as Argo CD maps them). Helm's `pre-delete`,
+/// rollback and test hooks are not run.
+pub const HELM_HOOK_TYPES: &[&str] = &[
+    "pre-install",
+    "pre-upgrade",
+    "post-install",
+    "post-upgrade",
+    "post-delete",
+];
+
 /// Whether the manifest is a hook of any kind (including `Skip`).
 pub fn is_hook(obj: &Value) -> bool {
     hook_phases(obj).is_some()

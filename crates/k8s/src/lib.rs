@@ -27,6 +27,50 @@ pub fn api_resource(
     )
 }
 
+/// How many times [`update_finalizers`] computes its change again after a conflict.
+const FINALIZER_ATTEMPTS: usize = 5;
+
+/// Change an object's `metadata.finalizers` with `change` (given the current list). A merge
+/// patch replaces the whole list, so it is computed from a fresh read and names the
+/// `resourceVersion` it was computed from: a concurrent writer (the controller adding the
+/// post-delete finalizers while `app delete` adds the resources one) makes it a 409, and it
+/// is computed again, so no writer drops another's finalizer. A missing object is not an
+/// error (there is nothing left to hold).
+pub async fn update_finalizers(
+    api: &kube::Api<kube::api::DynamicObject>,
+    name: &str,
+    change: impl Fn(Vec<String>) -> Vec<String>,
+) -> Result<(), kube::Error> {
+    let mut last = None;
+    for _ in 0..FINALIZER_ATTEMPTS {
+        let Some(current) = api.get_opt(name).await? else {
+            return Ok(());
+        };
+        let before = current.metadata.finalizers.clone().unwrap_or_default();
+        let after = change(before.clone());
+        if after == before {
+            return Ok(());
+        }
+        let patch = serde_json::json!({"metadata": {
+            "finalizers": after,
+            "resourceVersion": current.metadata.resource_version,
+        }});
+        match api
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 => last = Some(kube::Error::Api(e)),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.expect("the loop ran and every attempt was a conflict"))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot read kubeconfig {path}: {source}")]

@@ -334,19 +334,23 @@ struct AppNamespaceQuery {
 impl AppNamespaceQuery {
     /// The namespace, refused (400) unless the control plane reads Applications there.
     fn namespace<'a>(&'a self, st: &'a ApiState) -> ApiResult<&'a str> {
-        let ns = self
-            .app_namespace
-            .as_deref()
-            .filter(|n| !n.is_empty())
-            .unwrap_or(&st.control_plane.namespace);
-        if !st.control_plane.namespace_enabled(ns) {
-            return Err(ApiError::BadRequest(format!(
-                "namespace {ns:?} is not permitted: {}",
-                mooring_controller::ignored_reason(&st.control_plane, ns)
-            )));
-        }
-        Ok(ns)
+        enabled_namespace(st, self.app_namespace.as_deref())
     }
+}
+
+/// An Application namespace a request names (the control plane's when none), refused (400)
+/// unless the control plane reads Applications there.
+fn enabled_namespace<'a>(st: &'a ApiState, ns: Option<&'a str>) -> ApiResult<&'a str> {
+    let ns = ns
+        .filter(|n| !n.is_empty())
+        .unwrap_or(&st.control_plane.namespace);
+    if !st.control_plane.namespace_enabled(ns) {
+        return Err(ApiError::BadRequest(format!(
+            "namespace {ns:?} is not permitted: {}",
+            mooring_controller::ignored_reason(&st.control_plane, ns)
+        )));
+    }
+    Ok(ns)
 }
 
 fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
@@ -360,12 +364,11 @@ fn app_object(st: &ApiState, v: &Value) -> String {
         "" => "default",
         p => p,
     };
-    let ns = str_at(v, "/metadata/namespace");
-    if ns.is_empty() || ns == st.control_plane.namespace {
-        format!("{project}/{}", str_at(v, "/metadata/name"))
-    } else {
-        format!("{project}/{ns}/{}", str_at(v, "/metadata/name"))
-    }
+    let name = st.control_plane.qualified_name(
+        str_at(v, "/metadata/namespace"),
+        str_at(v, "/metadata/name"),
+    );
+    format!("{project}/{name}")
 }
 
 fn to_value(o: &DynamicObject) -> Value {
@@ -387,10 +390,11 @@ async fn load_app(
     match apps(st, ns).get_opt(name).await? {
         Some(o) => Ok(to_value(&o)),
         None => {
-            let obj = format!("*/{name}");
+            let qualified = st.control_plane.qualified_name(ns, name);
+            let obj = format!("*/{qualified}");
             if az.allowed(p, "applications", "get", &obj) {
                 Err(ApiError::NotFound(format!(
-                    "application {name:?} not found"
+                    "application {qualified:?} not found"
                 )))
             } else {
                 Err(ApiError::Forbidden(format!(
@@ -515,11 +519,7 @@ async fn create_app(
     a["apiVersion"] = json!("argoproj.io/v1alpha1");
     a["kind"] = json!("Application");
     // `metadata.namespace` (Argo CD's API takes the app namespace from the payload).
-    let ns = AppNamespaceQuery {
-        app_namespace: Some(str_at(&a, "/metadata/namespace").to_string()),
-    }
-    .namespace(&st)?
-    .to_string();
+    let ns = enabled_namespace(&st, Some(str_at(&a, "/metadata/namespace")))?.to_string();
     a["metadata"]["namespace"] = json!(ns);
     let name = str_at(&a, "/metadata/name").to_string();
     let az = Authz::load(&st).await?;
@@ -584,15 +584,20 @@ async fn update_app(
     let Some(spec) = a.get("spec").filter(|s| s.is_object()) else {
         return Err(ApiError::BadRequest("the Application has no spec".into()));
     };
-    let body_ns = str_at(&a, "/metadata/namespace");
-    let ns = match &q.app_namespace {
-        Some(_) => q.namespace(&st)?,
-        None if !body_ns.is_empty() => AppNamespaceQuery {
-            app_namespace: Some(body_ns.to_string()),
+    // `?appNamespace=` or the body's `metadata.namespace` (Argo CD reads it from the
+    // payload); both, and different, is a request that cannot mean one app.
+    let body_ns = Some(str_at(&a, "/metadata/namespace")).filter(|n| !n.is_empty());
+    let ns = match (
+        q.app_namespace.as_deref().filter(|n| !n.is_empty()),
+        body_ns,
+    ) {
+        (Some(qn), Some(bn)) if qn != bn => {
+            return Err(ApiError::BadRequest(format!(
+                "appNamespace {qn:?} and metadata.namespace {bn:?} differ"
+            )))
         }
-        .namespace(&st)
-        .map(|_| body_ns)?,
-        None => q.namespace(&st)?,
+        (Some(n), _) | (None, Some(n)) => enabled_namespace(&st, Some(n))?,
+        (None, None) => enabled_namespace(&st, None)?,
     };
     let az = Authz::load(&st).await?;
     let current = load_app(&st, &az, &p, ns, &name).await?;
@@ -628,15 +633,12 @@ async fn delete_app(
     let api = apps(&st, ns);
     if q.cascade {
         // Added to the finalizers already there (the post-delete ones stay).
-        let finalizers = mooring_core::app::finalizers_with(
-            &a["metadata"],
-            mooring_controller::reconcile::RESOURCES_FINALIZER,
-        );
-        api.patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
-        )
+        mooring_k8s::update_finalizers(&api, &name, |list| {
+            mooring_core::app::finalizers_with(
+                list,
+                mooring_controller::reconcile::RESOURCES_FINALIZER,
+            )
+        })
         .await?;
     }
     api.delete(&name, &DeleteParams::default()).await?;

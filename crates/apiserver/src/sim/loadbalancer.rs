@@ -630,28 +630,21 @@ impl LoadBalancerController {
         if self.reported.get(key) == Some(&signature) {
             return;
         }
-        let now = util::now();
-        let event = json!({
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": format!("{}.", key.name), "namespace": key.namespace},
-            "involvedObject": {
-                "apiVersion": obj.get("apiVersion").cloned().unwrap_or(Value::Null),
-                "kind": obj.get("kind").cloned().unwrap_or(Value::Null),
-                "name": key.name,
-                "namespace": key.namespace,
-                "uid": obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
-                "resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null),
+        let mut object = obj.clone();
+        object["metadata"]["name"] = json!(key.name);
+        object["metadata"]["namespace"] = json!(key.namespace);
+        let event = mooring_core::event::event(
+            &object,
+            if n.warning {
+                mooring_core::event::EventType::Warning
+            } else {
+                mooring_core::event::EventType::Normal
             },
-            "reason": n.reason,
-            "message": n.message,
-            "type": if n.warning { "Warning" } else { "Normal" },
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        });
+            n.reason,
+            &n.message,
+            COMPONENT,
+            &util::now(),
+        );
         match ctx
             .api
             .create(&ctx.events, Some(&key.namespace), event, &ctx.wo)

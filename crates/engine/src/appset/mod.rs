@@ -53,8 +53,7 @@ pub use template::Dialect;
 pub const MAX_PARAM_SETS: usize = 10_000;
 /// Most Applications one ApplicationSet may produce.
 pub const MAX_APPLICATIONS: usize = 10_000;
-/// Argo CD's finalizer that makes deleting an Application delete its resources.
-pub const RESOURCES_FINALIZER: &str = "resources-finalizer.argocd.argoproj.io";
+pub use mooring_core::app::RESOURCES_FINALIZER;
 /// Largest git generator file read (bytes).
 pub const MAX_GIT_FILE_BYTES: usize = 1024 * 1024;
 

@@ -294,12 +294,40 @@ fn app_namespaces() {
     let strict = project(AppProjectSpec::default());
     assert!(cp.check_app_namespace(&strict, "argocd").is_ok());
     assert!(cp.check_app_namespace(&strict, "team-a").is_err());
-    // A broken regex matches nothing.
+    // A broken pattern matches nothing, and is refused at start naming it.
     let cp = ControlPlane {
         application_namespaces: vec!["/(/".into()],
         ..ControlPlane::default()
     };
     assert!(!cp.namespace_enabled("("));
+    let err = cp.validate().expect_err("invalid regex");
+    assert!(err.contains("\"/(/\""), "{err}");
+    for bad in ["team-[", "{a,b"] {
+        let cp = ControlPlane {
+            application_namespaces: vec![bad.into()],
+            ..ControlPlane::default()
+        };
+        assert!(cp.validate().is_err(), "{bad}");
+    }
+    assert!(ControlPlane {
+        application_namespaces: vec!["team-*".into(), "/^ml-/".into(), "plain".into()],
+        ..ControlPlane::default()
+    }
+    .validate()
+    .is_ok());
+    // sourceNamespaces take /regex/ too, as in Argo CD.
+    let regex_project = project(AppProjectSpec {
+        source_namespaces: vec!["/^team-(a|b)$/".into()],
+        ..Default::default()
+    });
+    let cp = ControlPlane {
+        application_namespaces: vec!["team-*".into()],
+        ..ControlPlane::default()
+    };
+    assert!(cp.check_app_namespace(&regex_project, "team-b").is_ok());
+    assert!(cp.check_app_namespace(&regex_project, "team-c").is_err());
+    assert_eq!(cp.qualified_name("argocd", "web"), "web");
+    assert_eq!(cp.qualified_name("team-a", "web"), "team-a/web");
     assert_eq!(cp.instance_name("argocd", "web"), "web");
     assert_eq!(cp.instance_name("team-a", "web"), "team-a_web");
 }

@@ -163,7 +163,7 @@ pub fn manifest(obj: &Value) -> Vec<Unsupported> {
 }
 
 /// Argo CD's per-resource sync options annotation.
-pub const SYNC_OPTIONS_ANNOTATION: &str = "argocd.argoproj.io/sync-options";
+pub use crate::sync::ANNOTATION_SYNC_OPTIONS as SYNC_OPTIONS_ANNOTATION;
 
 /// Sync options (`Key=Value`, as in `syncPolicy.syncOptions` or the comma-separated
 /// `argocd.argoproj.io/sync-options` annotation) Mooring does not act on, each reported at

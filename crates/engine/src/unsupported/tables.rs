@@ -235,30 +235,12 @@ pub const SYNC_OPTIONS: &[(&str, &[&str])] = &[
     ("FailOnSharedResource", &["true", "false"]),
 ];
 
-/// Hook annotations and the hook types Mooring runs (`Skip` keeps an object out of the
-/// sync on purpose). Argo CD's `PreDelete` and Helm's `pre-delete`, rollback and test hooks
-/// are not run.
+/// Hook annotations and the hook types Mooring runs (the lists are the sync planner's).
 pub const HOOK_TYPES: &[(&str, &[&str])] = &[
+    (crate::sync::ANNOTATION_HOOK, crate::sync::HOOK_TYPES),
     (
-        "argocd.argoproj.io/hook",
-        &[
-            "PreSync",
-            "Sync",
-            "PostSync",
-            "SyncFail",
-            "PostDelete",
-            "Skip",
-        ],
-    ),
-    (
-        "helm.sh/hook",
-        &[
-            "pre-install",
-            "pre-upgrade",
-            "post-install",
-            "post-upgrade",
-            "post-delete",
-        ],
+        crate::sync::ANNOTATION_HELM_HOOK,
+        crate::sync::HELM_HOOK_TYPES,
     ),
 ];
 
