@@ -657,6 +657,7 @@ impl Controller {
             .validate()
             .map_err(ControllerError::Spec)?;
         let mgmt = ClusterClient::new("in-cluster", management);
+        project::ensure_default_project(mgmt.client(), &options.control_plane.namespace).await;
         let mut tasks = mgmt.start_cache().await?;
         let lua = match &options.health_dir {
             Some(d) => Some(

@@ -5,9 +5,11 @@
 //! `default`); an AppProject anywhere else is never read, so a tenant cannot bring its
 //! own. An Application outside the control-plane namespace may use a project only when
 //! the controller reads its namespace and the project lists it in `sourceNamespaces`
-//! ([`mooring_engine::project::ControlPlane`]). A missing `default` project permits
-//! everything, as in Argo CD, to Applications in the control-plane namespace (the
-//! admin's) only.
+//! ([`mooring_engine::project::ControlPlane`]). A project that does not exist is an
+//! error, `default` included: there is no synthetic permissive project. As Argo CD's
+//! server does at start, the controller creates the `default` AppProject (any source, any
+//! destination, any kind) when it is missing ([`ensure_default_project`]); it is an
+//! ordinary object the admin may restrict or delete, and the controller honours that.
 //!
 //! Enforcement happens at three points, always before anything is written to a cluster:
 //!
@@ -82,10 +84,41 @@ pub async fn project_of(
             ctx.namespace()
         ))
     })?;
-    match found {
-        Some(o) => parse(o).map(Some),
-        None if name == DEFAULT_PROJECT => Ok(Some(AppProject::default_project(ctx.namespace()))),
-        None => Ok(None),
+    found.map(parse).transpose()
+}
+
+/// Create the `default` AppProject in the control-plane namespace when it does not exist,
+/// as Argo CD's server does at start (its spec: [`AppProject::default_project`]). A
+/// cluster without the AppProject CRD, or a controller without the right to create one,
+/// only logs: apps using `default` then report that it does not exist.
+pub async fn ensure_default_project(management: &kube::Client, namespace: &str) {
+    let projects: Api<DynamicObject> =
+        Api::namespaced_with(management.clone(), namespace, &crate::appproject_resource());
+    match projects.get_opt(DEFAULT_PROJECT).await {
+        Ok(Some(_)) => return,
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!("reading AppProject {namespace}/{DEFAULT_PROJECT}: {e}");
+            return;
+        }
+    }
+    let created = serde_json::to_value(AppProject::default_project(namespace))
+        .map_err(|e| e.to_string())
+        .and_then(|v| serde_json::from_value::<DynamicObject>(v).map_err(|e| e.to_string()));
+    let result = match created {
+        Ok(o) => projects
+            .create(&Default::default(), &o)
+            .await
+            .map(|_| ())
+            .or_else(|e| match e {
+                kube::Error::Api(ref a) if a.code == 409 => Ok(()),
+                e => Err(e.to_string()),
+            }),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => tracing::info!("created the default AppProject in {namespace}"),
+        Err(e) => tracing::warn!("creating the default AppProject in {namespace}: {e}"),
     }
 }
 

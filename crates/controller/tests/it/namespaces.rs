@@ -379,3 +379,237 @@ async fn a_hard_refresh_renders_again_and_clears_the_annotation() {
     })
     .await;
 }
+
+/// Finding 1 of the security audit, as the attacker did it: a tenant who can commit only to
+/// its project's repository commits an Application (no `spec.project`, then its own
+/// permissive AppProject, then the project it belongs to) meant to create a
+/// ClusterRoleBinding to cluster-admin and an object in kube-system. Its project
+/// (`ml-platform`: namespaced kinds in `ml-*` only) deploys the tenant's files into
+/// `ml-team`. Whatever the controller's `--application-namespaces`, nothing of the escape
+/// is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_commit_cannot_escape_its_project() {
+    let tenant = Repo::new();
+    let escape_app = |name: &str, project: Option<&str>| {
+        let project = project
+            .map(|p| format!("  project: {p}\n"))
+            .unwrap_or_default();
+        format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: {name}, namespace: ml-team}}\nspec:\n{project}  source: {{repoURL: \"{}\", targetRevision: main, path: evil}}\n  destination: {{server: \"https://kubernetes.default.svc\", namespace: kube-system}}\n  syncPolicy: {{automated: {{prune: true}}}}\n",
+            tenant.url()
+        )
+    };
+    tenant.write("apps/escape.yaml", &escape_app("escape", None));
+    tenant.write(
+        "apps/escape-own-project.yaml",
+        &escape_app("escape-own-project", Some("escape")),
+    );
+    tenant.write(
+        "apps/escape-as-member.yaml",
+        &escape_app("escape-as-member", Some("ml-platform")),
+    );
+    tenant.write(
+        "apps/project.yaml",
+        "apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata: {name: escape, namespace: ml-team}\nspec:\n  sourceRepos: ['*']\n  sourceNamespaces: ['*']\n  destinations: [{server: '*', namespace: '*'}]\n  clusterResourceWhitelist: [{group: '*', kind: '*'}]\n",
+    );
+    tenant.write(
+        "evil/crb.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: tenant-is-admin}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects: [{kind: ServiceAccount, name: default, namespace: ml-team}]\n",
+    );
+    tenant.write(
+        "evil/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: planted, namespace: kube-system}\ndata: {owned: \"yes\"}\n",
+    );
+    tenant.commit("escape attempt");
+
+    let (cluster, e) = env_with_cluster().await;
+    let c = e.client.clone();
+    let projects = api(&c, "argocd", &mooring_controller::appproject_resource());
+    create(
+        &projects,
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+               "metadata": {"name": "ml-platform", "namespace": "argocd"},
+               "spec": {"sourceRepos": [tenant.url()],
+                        "sourceNamespaces": ["ml-*"],
+                        "destinations": [{"server": "*", "namespace": "ml-*"}],
+                        "clusterResourceWhitelist": [{"group": "", "kind": "Namespace"}]}}),
+    )
+    .await;
+    // The admin's Application: the team's repository, into ml-team.
+    let admin_apps = api(&c, "argocd", &mooring_controller::application_resource());
+    create(
+        &admin_apps,
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+               "metadata": {"name": "team-apps", "namespace": "argocd"},
+               "spec": {"project": "ml-platform",
+                   "source": {"repoURL": tenant.url(), "targetRevision": "main", "path": "apps"},
+                   "destination": {"server": "https://kubernetes.default.svc", "namespace": "ml-team"},
+                   "syncPolicy": {"automated": {"prune": true}, "syncOptions": ["CreateNamespace=true"]}}}),
+    )
+    .await;
+    let tenant_apps = api(&c, "ml-team", &mooring_controller::application_resource());
+    eventually(
+        60,
+        "the tenant's objects are deployed into ml-team",
+        || async {
+            let names: Vec<String> = tenant_apps
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter_map(|o| o.metadata.name)
+                .collect();
+            (names.len() == 3).then_some(())
+        },
+    )
+    .await;
+    let crbs: Api<DynamicObject> = Api::all_with(
+        c.clone(),
+        &resource(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+        ),
+    );
+    let kube_system = api(
+        &c,
+        "kube-system",
+        &resource("", "v1", "ConfigMap", "configmaps"),
+    );
+    let nothing_escaped = || async {
+        assert!(
+            crbs.get_opt("tenant-is-admin")
+                .await
+                .expect("get")
+                .is_none(),
+            "a ClusterRoleBinding to cluster-admin was created"
+        );
+        assert!(
+            kube_system.get_opt("planted").await.expect("get").is_none(),
+            "a ConfigMap was created in kube-system"
+        );
+    };
+    // 1. The control plane reads Applications from argocd only: the tenant's are ignored.
+    let events = api(&c, "ml-team", &resource("", "v1", "Event", "events"));
+    eventually(
+        30,
+        "the tenant's Applications are reported as ignored",
+        || async {
+            let n = events
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .map(|o| serde_json::to_value(o).expect("json"))
+                .filter(|ev| field(ev, "/reason") == "NamespaceNotAllowed")
+                .count();
+            (n >= 3).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nothing_escaped().await;
+    drop(e);
+
+    // 2. The admin lets ml-* hold Applications: each escape is refused by the rules.
+    let e = controller_with(&cluster, |o| {
+        o.control_plane.application_namespaces = vec!["ml-*".into()];
+    })
+    .await;
+    let condition = |name: &'static str, want: &'static str| {
+        let tenant_apps = tenant_apps.clone();
+        async move {
+            eventually(60, &format!("{name}: {want}"), || async {
+                let a = serde_json::to_value(tenant_apps.get(name).await.ok()?).ok()?;
+                let text = a["status"].to_string();
+                text.contains(want).then_some(())
+            })
+            .await
+        }
+    };
+    // No spec.project: the `default` project (a real object now) does not list ml-team.
+    condition("escape", "sourceNamespaces").await;
+    // Its own AppProject, outside the control plane, does not exist for the controller.
+    condition("escape-own-project", "project escape which does not exist").await;
+    // Its real project does not permit the cluster-scoped kind nor kube-system.
+    condition("escape-as-member", "kube-system").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nothing_escaped().await;
+    drop(e);
+    drop(cluster);
+}
+
+/// A project's resource whitelist applies to what an app-of-apps creates: a project whose
+/// `namespaceResourceWhitelist` names only workloads refuses the Application, AppProject
+/// and Secret kinds its repository holds, before anything is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_whitelist_refuses_applications_projects_and_secrets() {
+    let tenant = Repo::new();
+    tenant.write(
+        "apps/app.yaml",
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: nested}\nspec:\n  source: {repoURL: 'https://x.example/r.git', path: p}\n  destination: {server: 'https://kubernetes.default.svc', namespace: ml-team}\n",
+    );
+    tenant.write(
+        "apps/project.yaml",
+        "apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata: {name: mine}\nspec: {sourceRepos: ['*']}\n",
+    );
+    tenant.write(
+        "apps/secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: repo\n  labels: {argocd.argoproj.io/secret-type: repository}\nstringData: {url: 'https://x.example/r.git', insecure: 'true'}\n",
+    );
+    tenant.write("apps/cm.yaml", CONFIG);
+    tenant.commit("nested objects");
+    let (_cluster, e) = env_with_cluster().await;
+    let c = e.client.clone();
+    let projects = api(&c, "argocd", &mooring_controller::appproject_resource());
+    create(
+        &projects,
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+               "metadata": {"name": "workloads", "namespace": "argocd"},
+               "spec": {"sourceRepos": ["*"],
+                        "destinations": [{"server": "*", "namespace": "ml-*"}],
+                        "clusterResourceWhitelist": [{"group": "", "kind": "Namespace"}],
+                        "namespaceResourceWhitelist": [
+                            {"group": "", "kind": "ConfigMap"}, {"group": "apps", "kind": "Deployment"}]}}),
+    )
+    .await;
+    let apps = api(&c, "argocd", &mooring_controller::application_resource());
+    create(
+        &apps,
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+               "metadata": {"name": "team-apps", "namespace": "argocd"},
+               "spec": {"project": "workloads",
+                   "source": {"repoURL": tenant.url(), "targetRevision": "main", "path": "apps"},
+                   "destination": {"server": "https://kubernetes.default.svc", "namespace": "ml-team"},
+                   "syncPolicy": {"automated": {"prune": true}, "syncOptions": ["CreateNamespace=true"]}}}),
+    )
+    .await;
+    let message = eventually(60, "the sync is refused by the whitelist", || async {
+        let a = serde_json::to_value(apps.get("team-apps").await.ok()?).ok()?;
+        (field(&a, "/status/operationState/phase") == "Failed")
+            .then(|| field(&a, "/status/operationState/message").to_string())
+    })
+    .await;
+    for kind in [
+        "Application.argoproj.io",
+        "AppProject.argoproj.io",
+        "Secret/ml-team/repo",
+    ] {
+        assert!(message.contains(kind), "{kind} refused: {message}");
+    }
+    assert!(message.contains("nothing was applied"), "{message}");
+    let cms = api(
+        &c,
+        "ml-team",
+        &resource("", "v1", "ConfigMap", "configmaps"),
+    );
+    assert!(
+        cms.get_opt("team-config").await.expect("get").is_none(),
+        "nothing applied"
+    );
+    let secrets = api(&c, "ml-team", &resource("", "v1", "Secret", "secrets"));
+    assert!(secrets.get_opt("repo").await.expect("get").is_none());
+}
