@@ -103,7 +103,7 @@ impl Token {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let t = Token::generate();
-                crate::files::write_private(&path, format!("{}\n", t.0).as_bytes())
+                crate::files::write_private(&path, t.0.as_bytes())
                     .map_err(|source| AccessError::Write { path, source })?;
                 Ok(t)
             }

@@ -122,6 +122,7 @@ pub struct Cluster {
     pub api: Api,
     kubeconfig: PathBuf,
     url: String,
+    dir: PathBuf,
     token: access::Token,
     ca_pem: Option<String>,
     _tmp: Option<tempdir::TempDir>,
@@ -190,10 +191,6 @@ impl Cluster {
             })?;
         }
         let store = Arc::new(Store::open(opts.data_dir.as_deref(), opts.event_log)?);
-        let token = match &opts.data_dir {
-            Some(d) => access::Token::load_or_create(d)?,
-            None => access::Token::generate(),
-        };
         let api = Api::new(store, Registry::with_builtins());
         api.load_crds();
         bootstrap(&api, &opts)?;
@@ -220,6 +217,9 @@ impl Cluster {
                 (Some(t), p)
             }
         };
+        // Per data directory; an in-memory cluster's lives in its temporary directory, so
+        // a new one is generated at every start.
+        let token = access::Token::load_or_create(&dir)?;
         let tls = serves_tls(opts.bind_address);
         let pki = if tls {
             Some(tls::load_or_create(
@@ -277,6 +277,7 @@ impl Cluster {
             api,
             kubeconfig,
             url,
+            dir,
             token,
             ca_pem,
             _tmp: tmp,
@@ -300,9 +301,22 @@ impl Cluster {
         self.token.expose()
     }
 
+    /// The file (0600) holding [`token`](Self::token), for tools that read a credentials
+    /// file (Prometheus' `authorization.credentials_file`).
+    pub fn token_path(&self) -> PathBuf {
+        self.dir.join(access::TOKEN_FILE)
+    }
+
     /// PEM of the CA that issued the serving certificate, when the cluster serves TLS.
     pub fn ca_pem(&self) -> Option<&str> {
         self.ca_pem.as_deref()
+    }
+
+    /// The file holding [`ca_pem`](Self::ca_pem), when the cluster serves TLS.
+    pub fn ca_path(&self) -> Option<PathBuf> {
+        self.ca_pem
+            .as_ref()
+            .map(|_| self.dir.join(tls::CA_CERT_FILE))
     }
 
     /// How to reach this cluster as a registered destination (an Argo CD cluster

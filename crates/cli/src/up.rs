@@ -478,8 +478,10 @@ async fn ensure_namespace(client: &kube::Client, ns: &str) -> Result<(), String>
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    // Private: it holds the cluster's database, token and kubeconfig (an existing one is
+    // tightened to 0700).
+    mooring_apiserver::files::private_dir(&args.data_dir)
+        .with_context(|| format!("creating {} (0700)", args.data_dir.display()))?;
     let work_tree = args.repo.join(".git").exists();
     let repo = local_repo(&args.repo, &args.data_dir)?;
     let repo_url = format!("file://{}", repo.display());
@@ -504,7 +506,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     .await
     .context("starting the embedded cluster")?;
     let kubeconfig = args.data_dir.join("kubeconfig");
-    std::fs::copy(cluster.kubeconfig_path(), &kubeconfig).context("writing .mooring/kubeconfig")?;
+    let kubeconfig_text = std::fs::read(cluster.kubeconfig_path())
+        .with_context(|| format!("reading {}", cluster.kubeconfig_path().display()))?;
+    mooring_apiserver::files::write_private(&kubeconfig, &kubeconfig_text)
+        .context("writing .mooring/kubeconfig (0600)")?;
     let kubeconfig = std::fs::canonicalize(&kubeconfig)?;
     let client = mooring_k8s::client_from_kubeconfig(&kubeconfig).await?;
 
@@ -608,7 +613,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 project: String::new(),
                 name: member.name.clone(),
                 server: c.url(),
-                config: Default::default(),
+                config: c.client_config(),
                 labels: member.labels.clone(),
                 annotations: Default::default(),
             },
@@ -619,8 +624,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let prometheus = match (prometheus_binary, prometheus_listen) {
         (Some(binary), Some(listen)) => {
-            let urls = std::iter::once(cluster.url())
-                .chain(fleet.iter().map(|c| c.url()))
+            let clusters = std::iter::once(&cluster)
+                .chain(fleet.iter())
+                .map(|c| mooring_controller::prometheus::ScrapeCluster {
+                    url: c.url(),
+                    token_file: c.token_path(),
+                    ca_file: c.ca_path(),
+                })
                 .collect();
             let started = mooring_controller::prometheus::LocalPrometheus::start(
                 mooring_controller::prometheus::LocalPrometheusOptions {
@@ -628,7 +638,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                     data_dir: args.data_dir.join("prometheus"),
                     listen: Some(listen),
                     scrape_interval: PROMETHEUS_SCRAPE,
-                    cluster_urls: urls,
+                    clusters,
                 },
             )
             .await;

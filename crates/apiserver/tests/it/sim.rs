@@ -722,8 +722,9 @@ async fn http_get(c: &Cluster, path: &str) -> (String, String) {
         .await
         .expect("connect");
     let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        c.addr
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        c.addr,
+        c.token()
     );
     s.write_all(req.as_bytes()).await.expect("send");
     let mut raw = Vec::new();
