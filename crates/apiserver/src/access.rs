@@ -142,17 +142,17 @@ pub struct Access {
 
 impl Access {
     /// Rules for a server at `bind:port` also known as `hostnames`.
-    pub fn new(token: Token, bind: IpAddr, port: u16, tls: bool, hostnames: &[String]) -> Self {
+    pub fn new(token: Token, bind: IpAddr, port: u16, hostnames: &[String]) -> Self {
         let mut names: Vec<String> = vec!["127.0.0.1".into(), "localhost".into(), "[::1]".into()];
         if !bind.is_unspecified() {
             names.push(host_literal(bind));
         }
         names.extend(hostnames.iter().map(|h| h.to_ascii_lowercase()));
-        let default_port = if tls { 443 } else { 80 };
         let mut hosts = Vec::new();
         for n in names {
             hosts.push(format!("{n}:{port}"));
-            if port == default_port {
+            // HTTPS' default port goes without saying.
+            if port == 443 {
                 hosts.push(n);
             }
         }
@@ -298,7 +298,6 @@ mod tests {
             Token("ab".repeat(32)),
             "127.0.0.1".parse().expect("ip"),
             6443,
-            false,
             &["Mooring.Example".into()],
         )
     }

@@ -10,8 +10,8 @@
 //! Its storage holds every Secret of the management cluster, so it is private: every
 //! request needs the cluster's bearer token, names the server in `Host` and sends a body
 //! Kubernetes accepts ([`access`]); it binds 127.0.0.1 unless told otherwise and serves
-//! TLS with a generated CA when bound elsewhere ([`tls`]); its files are its owner's only
-//! ([`files`]).
+//! HTTPS with a CA generated into its data directory ([`tls`]); its files are its owner's
+//! only ([`files`]).
 //!
 //! Start one in-process with [`Cluster::start`]; several can run in one process on
 //! distinct ports. [`Cluster::kubeconfig_path`] names the kubeconfig it wrote, which
@@ -36,7 +36,7 @@ pub mod validation;
 use api::Api;
 use base64::Engine as _;
 use registry::Registry;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use store::Store;
@@ -78,8 +78,7 @@ pub struct ClusterOptions {
     pub name: String,
     /// Port on [`bind_address`](Self::bind_address); 0 picks a free one.
     pub port: u16,
-    /// Address to listen on: 127.0.0.1 by default. On any other address (another
-    /// loopback address included) the cluster serves TLS with a generated CA.
+    /// Address to listen on: 127.0.0.1 by default. The serving certificate names it.
     pub bind_address: IpAddr,
     /// Further names (DNS names or addresses) clients use to reach the cluster: accepted
     /// in `Host` and written into the serving certificate.
@@ -124,7 +123,7 @@ pub struct Cluster {
     url: String,
     dir: PathBuf,
     token: access::Token,
-    ca_pem: Option<String>,
+    ca_pem: String,
     _tmp: Option<tempdir::TempDir>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -156,12 +155,6 @@ mod tempdir {
 }
 
 const DEFAULT_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
-
-/// Whether a cluster bound to `ip` serves TLS: everywhere but the default loopback
-/// addresses, where the token never leaves the host's loopback interface.
-pub fn serves_tls(ip: IpAddr) -> bool {
-    ip != IpAddr::V4(Ipv4Addr::LOCALHOST) && ip != IpAddr::V6(Ipv6Addr::LOCALHOST)
-}
 
 /// Serve `app` on `listener` until `stop` fires.
 async fn serve<L>(listener: L, app: axum::Router, stop: tokio::sync::oneshot::Receiver<()>)
@@ -220,16 +213,7 @@ impl Cluster {
         // Per data directory; an in-memory cluster's lives in its temporary directory, so
         // a new one is generated at every start.
         let token = access::Token::load_or_create(&dir)?;
-        let tls = serves_tls(opts.bind_address);
-        let pki = if tls {
-            Some(tls::load_or_create(
-                &dir,
-                opts.bind_address,
-                &opts.hostnames,
-            )?)
-        } else {
-            None
-        };
+        let pki = tls::load_or_create(&dir, opts.bind_address, &opts.hostnames)?;
         // Clients reach an unspecified (all-interfaces) address through loopback.
         let host = if opts.bind_address.is_unspecified() {
             "127.0.0.1".to_string()
@@ -237,12 +221,12 @@ impl Cluster {
             access::host_literal(opts.bind_address)
         };
         let address = format!("{host}:{}", addr.port());
-        let url = format!("{}://{address}", if tls { "https" } else { "http" });
-        let ca_pem = pki.as_ref().map(|p| p.ca_pem.clone());
+        let url = format!("https://{address}");
+        let ca_pem = pki.ca_pem.clone();
         let kubeconfig = dir.join("kubeconfig");
         files::write_private(
             &kubeconfig,
-            kubeconfig_yaml(&opts.name, &url, &token, ca_pem.as_deref()).as_bytes(),
+            kubeconfig_yaml(&opts.name, &url, &token, &ca_pem).as_bytes(),
         )
         .map_err(|source| ClusterError::Kubeconfig {
             path: kubeconfig.clone(),
@@ -258,16 +242,16 @@ impl Cluster {
                 token.clone(),
                 opts.bind_address,
                 addr.port(),
-                tls,
                 &opts.hostnames,
             )),
         };
         let app = http::router(state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let mut tasks = vec![match pki {
-            Some(p) => tokio::spawn(serve(tls::TlsListener::new(listener, p.server), app, rx)),
-            None => tokio::spawn(serve(listener, app, rx)),
-        }];
+        let mut tasks = vec![tokio::spawn(serve(
+            tls::TlsListener::new(listener, pki.server),
+            app,
+            rx,
+        ))];
         tasks.push(tokio::spawn(gc::run(api.clone())));
         tasks.extend(sim::start(api.clone(), opts.sim.clone()));
         tracing::info!(cluster = %opts.name, %addr, "embedded cluster serving");
@@ -291,7 +275,8 @@ impl Cluster {
         &self.kubeconfig
     }
 
-    /// `http://127.0.0.1:PORT`, or `https://ADDRESS:PORT` when bound elsewhere.
+    /// `https://127.0.0.1:PORT` (the bind address instead of 127.0.0.1 when bound
+    /// elsewhere).
     pub fn url(&self) -> String {
         self.url.clone()
     }
@@ -307,28 +292,23 @@ impl Cluster {
         self.dir.join(access::TOKEN_FILE)
     }
 
-    /// PEM of the CA that issued the serving certificate, when the cluster serves TLS.
-    pub fn ca_pem(&self) -> Option<&str> {
-        self.ca_pem.as_deref()
+    /// PEM of the CA that issued the serving certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
     }
 
-    /// The file holding [`ca_pem`](Self::ca_pem), when the cluster serves TLS.
-    pub fn ca_path(&self) -> Option<PathBuf> {
-        self.ca_pem
-            .as_ref()
-            .map(|_| self.dir.join(tls::CA_CERT_FILE))
+    /// The file holding [`ca_pem`](Self::ca_pem).
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join(tls::CA_CERT_FILE)
     }
 
     /// How to reach this cluster as a registered destination (an Argo CD cluster
-    /// Secret's `config`): its bearer token and, with TLS, its CA.
+    /// Secret's `config`): its bearer token and its CA.
     pub fn client_config(&self) -> mooring_core::cluster::ClusterConfig {
         mooring_core::cluster::ClusterConfig {
             bearer_token: Some(self.token.expose().to_string()),
             tls_client_config: mooring_core::cluster::TlsClientConfig {
-                ca_data: self
-                    .ca_pem
-                    .as_ref()
-                    .map(|p| base64::engine::general_purpose::STANDARD.encode(p)),
+                ca_data: Some(base64::engine::general_purpose::STANDARD.encode(&self.ca_pem)),
                 ..Default::default()
             },
             ..Default::default()
@@ -356,23 +336,11 @@ impl Drop for Cluster {
     }
 }
 
-/// The kubeconfig YAML for a cluster at `url` with bearer `token` (and, with TLS, the CA
-/// that issued its certificate). Its context names no namespace, as kind's does: kubectl
-/// then uses `default`, and Mooring's CLI its control-plane namespace.
-pub fn kubeconfig_yaml(
-    name: &str,
-    url: &str,
-    token: &access::Token,
-    ca_pem: Option<&str>,
-) -> String {
-    let ca = ca_pem
-        .map(|p| {
-            format!(
-                "\n    certificate-authority-data: {}",
-                base64::engine::general_purpose::STANDARD.encode(p)
-            )
-        })
-        .unwrap_or_default();
+/// The kubeconfig YAML for a cluster at `url` with bearer `token` and the CA that issued
+/// its certificate. Its context names no namespace, as kind's does: kubectl then uses
+/// `default`, and Mooring's CLI its control-plane namespace.
+pub fn kubeconfig_yaml(name: &str, url: &str, token: &access::Token, ca_pem: &str) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     let token = token.expose();
     format!(
         "apiVersion: v1
@@ -380,7 +348,8 @@ kind: Config
 clusters:
 - name: {name}
   cluster:
-    server: {url}{ca}
+    server: {url}
+    certificate-authority-data: {ca}
 contexts:
 - name: {name}
   context:

@@ -1,19 +1,22 @@
-//! TLS for a cluster bound beyond loopback.
+//! TLS: the embedded cluster serves HTTPS only, with a small PKI of its own.
 //!
-//! On 127.0.0.1 (the default) the bearer token only crosses the loopback interface and
-//! plain HTTP is served, as kind and kwok do. Bound anywhere else, the token would cross
-//! a network, so the cluster serves HTTPS with a certificate of its own small PKI:
+//! The bearer token must be presented by every client, and kubectl (client-go's
+//! `clientcmd`) only reads a kubeconfig's credentials for a TLS server: over plain HTTP
+//! it silently sends no token at all. So, as kind and every real API server, the cluster
+//! serves HTTPS also on 127.0.0.1; bound elsewhere (`ClusterOptions::bind_address`), the
+//! token crossing a network is protected the same way:
 //!
 //! - a CA (`ca.crt`, `ca.key`) generated once per data directory and kept there, so that
-//!   a kubeconfig copied elsewhere keeps verifying across restarts;
+//!   a kubeconfig or cluster Secret copied elsewhere keeps verifying across restarts (an
+//!   in-memory cluster gets a new one per start in its temporary directory);
 //! - a serving certificate (`server.crt`, `server.key`) issued by that CA at every start,
-//!   naming the bind address, 127.0.0.1, `localhost`, `::1` and the configured hostnames.
+//!   naming 127.0.0.1, `localhost`, `::1`, the bind address and the configured hostnames.
 //!
 //! The CA certificate goes into the kubeconfig (`certificate-authority-data`), so kubectl
 //! and kube-rs verify the server instead of skipping verification. Keys and certificates
-//! are 0600 in the 0700 data directory ([`crate::files`]). Only ECDSA P-256 keys from
-//! `rcgen` (on ring, the provider kube-rs and reqwest already use here) and rustls' safe
-//! defaults are used; HTTP/1.1 is the only protocol offered, as for plain HTTP.
+//! are 0600 in the 0700 data directory ([`crate::files`]). Keys are ECDSA P-256 from
+//! `rcgen` on ring (the provider kube-rs and reqwest already use here), with rustls' safe
+//! defaults; HTTP/1.1 is the only protocol offered.
 //!
 //! Handshakes run in their own tasks with a deadline, so a client that opens a connection
 //! and says nothing cannot stall the accept loop.

@@ -127,7 +127,7 @@ pub async fn run(rollouts: usize, rounds: usize) -> anyhow::Result<()> {
             clusters: vec![mooring_controller::prometheus::ScrapeCluster {
                 url: cluster.url(),
                 token_file: cluster.token_path(),
-                ca_file: cluster.ca_path(),
+                ca_file: Some(cluster.ca_path()),
             }],
         },
     )

@@ -629,7 +629,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 .map(|c| mooring_controller::prometheus::ScrapeCluster {
                     url: c.url(),
                     token_file: c.token_path(),
-                    ca_file: c.ca_path(),
+                    ca_file: Some(c.ca_path()),
                 })
                 .collect();
             let started = mooring_controller::prometheus::LocalPrometheus::start(

@@ -55,7 +55,7 @@ pub async fn start_prometheus(cluster: &Cluster, dir: &std::path::Path) -> Local
         clusters: vec![mooring_controller::prometheus::ScrapeCluster {
             url: cluster.url(),
             token_file: cluster.token_path(),
-            ca_file: cluster.ca_path(),
+            ca_file: Some(cluster.ca_path()),
         }],
     })
     .await
