@@ -193,7 +193,7 @@ impl Access {
             ));
         };
         let wanted = host.trim().to_ascii_lowercase();
-        if self.hosts.iter().any(|h| *h == wanted) {
+        if self.hosts.contains(&wanted) {
             return Ok(());
         }
         let shown: String = host.chars().take(256).collect();
