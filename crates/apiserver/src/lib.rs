@@ -81,7 +81,8 @@ pub struct ClusterOptions {
     /// Address to listen on: 127.0.0.1 by default. The serving certificate names it.
     pub bind_address: IpAddr,
     /// Further names (DNS names or addresses) clients use to reach the cluster: accepted
-    /// in `Host` and written into the serving certificate.
+    /// in `Host` and written into the serving certificate. Bound to all interfaces
+    /// (`0.0.0.0`), only loopback names and these are accepted: name the host's own.
     pub hostnames: Vec<String>,
     /// Where SQLite data and the kubeconfig live; `None` keeps everything in memory and
     /// writes the kubeconfig to a temporary directory.
@@ -248,7 +249,7 @@ impl Cluster {
         let app = http::router(state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let mut tasks = vec![tokio::spawn(serve(
-            tls::TlsListener::new(listener, pki.server),
+            tls::TlsListener::new(listener, addr, pki.server),
             app,
             rx,
         ))];

@@ -216,10 +216,12 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    pub fn new(listener: tokio::net::TcpListener, config: Arc<rustls::ServerConfig>) -> Self {
-        let local = listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+    /// Serve TLS on `listener`, bound to `local`.
+    pub fn new(
+        listener: tokio::net::TcpListener,
+        local: SocketAddr,
+        config: Arc<rustls::ServerConfig>,
+    ) -> Self {
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let (tx, ready) = tokio::sync::mpsc::channel(64);
         let accept_loop = tokio::spawn(async move {
