@@ -196,10 +196,11 @@ impl Access {
         if self.hosts.contains(&wanted) {
             return Ok(());
         }
+        // The accepted names are not echoed: the rebinding page would read them.
         let shown: String = host.chars().take(256).collect();
+        tracing::debug!(host = %shown, accepted = ?self.hosts, "Host refused");
         Err(ApiError::Forbidden(format!(
-            "Host {shown:?} names none of this server's addresses ({}): refused as a possible DNS-rebinding request; add the name with the cluster's hostnames option if it is yours",
-            self.hosts.join(", ")
+            "Host {shown:?} does not name this server: refused as a possible DNS-rebinding request (if it is a name of yours, start the cluster with --hostname NAME)"
         )))
     }
 
