@@ -27,6 +27,10 @@
 //!
 //! The first admin token is issued once everything else has started, and printed then; a
 //! start that fails earlier issues none, so the next start shows one.
+//!
+//! The data directory (`.mooring/`) is its owner's only (0700, tightened when it exists),
+//! as is the kubeconfig copy written there (0600): they hold the embedded cluster's
+//! database, token and CA key, which open every Secret Mooring keeps.
 
 use anyhow::{bail, Context as _};
 use mooring_k8s::kube;
