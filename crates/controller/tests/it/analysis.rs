@@ -183,7 +183,10 @@ async fn env(default_prometheus: Option<String>) -> Env {
         .expect("client");
     let tasks = analysis::start(
         ClusterClient::new("test", client.clone()),
-        AnalysisOptions { default_prometheus },
+        AnalysisOptions {
+            default_prometheus,
+            ..Default::default()
+        },
     );
     Env {
         _cluster: cluster,
@@ -273,6 +276,7 @@ async fn prometheus_analysis_runs_are_judged_like_argo() {
         ClusterClient::new("test", client.clone()),
         AnalysisOptions {
             default_prometheus: Some(prom.url()),
+            ..Default::default()
         },
     );
     let deploys = dynamic_api(
