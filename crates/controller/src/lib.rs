@@ -720,11 +720,10 @@ impl Controller {
                 format!("https://{host}:{port}"),
                 "https://kubernetes.default.svc:443".to_string(),
             ] {
-                ctx.outbound
-                    .protect(&url, "the management cluster's API server")
-                    .await;
+                ctx.outbound.protect(&url, outbound::MANAGEMENT_API).await;
             }
         }
+        ctx.outbound.load_config(mgmt.client().clone()).await;
         tasks.push(ctx.outbound.watch_config(mgmt.client().clone()));
         tasks.push(tokio::spawn(watch_apps(ctx.clone())));
         tasks.push(tokio::spawn(watch_live(ctx.clone(), mgmt.clone())));

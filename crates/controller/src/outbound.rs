@@ -39,6 +39,10 @@ use std::time::{Duration, Instant};
 
 /// Redirects followed at most (Go's client, which Argo Rollouts uses, stops after 10).
 pub const MAX_REDIRECTS: usize = 10;
+/// What a protected management API server is called in refusals.
+pub const MANAGEMENT_API: &str = "the management cluster's API server";
+/// What Mooring's REST API is called in refusals.
+pub const REST_API: &str = "Mooring's REST API";
 /// The ConfigMap holding `outbound.allow` (Argo CD's `argocd-cm`).
 pub const SETTINGS_CONFIGMAP: &str = "mooring-cm";
 
@@ -485,6 +489,26 @@ impl Outbound {
             });
         }
         Err(OutboundError::TooManyRedirects { url: original })
+    }
+
+    /// Read `outbound.allow` from the `mooring-cm` ConfigMap of the control-plane
+    /// namespace now (a controller starts with the admin's allowlist in force, not after
+    /// its watch's first answer). An unreadable ConfigMap leaves the allowlist empty.
+    pub async fn load_config(&self, client: kube::Client) {
+        use mooring_k8s::k8s_openapi::api::core::v1::ConfigMap;
+        let api: kube::Api<ConfigMap> = kube::Api::namespaced(client, &self.inner.namespace);
+        match api.get_opt(SETTINGS_CONFIGMAP).await {
+            Ok(cm) => self.set_allowlist(
+                cm.as_ref()
+                    .and_then(|cm| cm.data.as_ref())
+                    .and_then(|d| d.get(CONFIG_KEY))
+                    .map(String::as_str),
+            ),
+            Err(e) => tracing::warn!(
+                "reading ConfigMap {}/{SETTINGS_CONFIGMAP}: {e}; the outbound allowlist is empty until it can be read",
+                self.inner.namespace
+            ),
+        }
     }
 
     /// Follow `outbound.allow` in the `mooring-cm` ConfigMap of the control-plane
