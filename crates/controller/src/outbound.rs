@@ -43,8 +43,7 @@ pub const MAX_REDIRECTS: usize = 10;
 pub const MANAGEMENT_API: &str = "the management cluster's API server";
 /// What Mooring's REST API is called in refusals.
 pub const REST_API: &str = "Mooring's REST API";
-/// The ConfigMap holding `outbound.allow` (Argo CD's `argocd-cm`).
-pub const SETTINGS_CONFIGMAP: &str = "mooring-cm";
+use mooring_core::app::SETTINGS_CONFIGMAP;
 
 /// Errors of an outbound request; each names the URL.
 #[derive(Debug, thiserror::Error)]
