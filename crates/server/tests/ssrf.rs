@@ -412,6 +412,35 @@ async fn tenant_web_metrics_cannot_reach_internal_addresses() {
         "Successful"
     );
 
+    // 4. An allowlist with a bad entry is not used at all, and the refusal says why.
+    w.allow("127.0.0.0/8, http://127.0.0.1:1/").await;
+    web_run(&w.client, "bad-allowlist", json!({"url": trap_url})).await;
+    refused(
+        &finished(&w.client, "bad-allowlist").await,
+        &[
+            "127.0.0.1 is a loopback address",
+            "the current value is not used: outbound.allow entry `http://127.0.0.1:1/`",
+        ],
+    );
+    // 5. The admin deletes the ConfigMap: back to the default.
+    w.allow("127.0.0.0/8").await;
+    let cms: Api<ConfigMap> = Api::namespaced(w.client.clone(), "argocd");
+    cms.delete("mooring-cm", &Default::default())
+        .await
+        .expect("delete mooring-cm");
+    let outbound = w.controller.ctx.outbound.clone();
+    eventually(30, "the allowlist gone", || {
+        let outbound = outbound.clone();
+        async move { outbound.allow_text().is_none().then_some(()) }
+    })
+    .await;
+    web_run(&w.client, "after-delete", json!({"url": trap_url})).await;
+    refused(
+        &finished(&w.client, "after-delete").await,
+        &["127.0.0.1 is a loopback address"],
+    );
+    assert_eq!(trap.seen().len(), 1, "{:?}", trap.seen());
+
     // Nothing was created through the API server.
     let cms: Api<ConfigMap> = Api::namespaced(w.client.clone(), TENANT);
     assert!(cms.get_opt("pwned").await.expect("get").is_none());
