@@ -637,6 +637,104 @@ mod tests {
         assert!(e.is_refused(), "{e}");
     }
 
+    /// A one-route server on 127.0.0.1: answers every request with `reply(port)` and
+    /// records each request head.
+    async fn server(
+        reply: impl Fn(u16) -> String + Send + Sync + 'static,
+    ) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let s = seen.clone();
+        let reply = Arc::new(reply);
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = l.accept().await {
+                let mut buf = vec![0u8; 16384];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                s.lock()
+                    .expect("lock")
+                    .push(String::from_utf8_lossy(&buf[..n]).to_lowercase());
+                let _ = sock.write_all(reply(port).as_bytes()).await;
+            }
+        });
+        (port, seen)
+    }
+
+    #[tokio::test]
+    async fn redirects_are_checked_capped_and_drop_credentials() {
+        // B answers; A redirects to B (another port: the same host, another origin).
+        let (b, b_seen) = server(|_| {
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}".into()
+        })
+        .await;
+        let (a, a_seen) = server(move |_| {
+            format!("HTTP/1.1 307 X\r\nlocation: http://127.0.0.1:{b}/b\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        })
+        .await;
+        let o = Outbound::default();
+        let mut req =
+            OutboundRequest::new(reqwest::Method::POST, &format!("http://127.0.0.1:{a}/a"));
+        req.headers = vec![("Authorization".into(), "Bearer s3cret".into())];
+        req.body = Some(b"{}".to_vec());
+        // Only A is allowed: the redirect to B is refused, B sees nothing.
+        o.set_allowlist(Some(&format!("127.0.0.1:{a}")));
+        let e = o.send(req.clone()).await.expect_err("redirect refused");
+        assert!(e.is_refused(), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "redirect from http://127.0.0.1:{a}/a: request to http://127.0.0.1:{b}/b refused"
+            )),
+            "{e}"
+        );
+        assert!(b_seen.lock().expect("lock").is_empty());
+        // Both allowed: followed (307 keeps the method), without the credentials.
+        o.set_allowlist(Some(&format!("127.0.0.1:{a}, 127.0.0.1:{b}")));
+        let r = o.send(req).await.expect("followed");
+        assert_eq!(r.status, 200);
+        let at_b = b_seen.lock().expect("lock")[0].clone();
+        assert!(at_b.starts_with("post /b"), "{at_b}");
+        assert!(!at_b.contains("s3cret"), "{at_b}");
+        assert!(a_seen.lock().expect("lock")[1].contains("s3cret"));
+
+        // A loop is cut after MAX_REDIRECTS.
+        let (l, l_seen) = server(|port| {
+            format!("HTTP/1.1 302 X\r\nlocation: http://127.0.0.1:{port}/again\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        })
+        .await;
+        o.set_allowlist(Some(&format!("127.0.0.1:{l}")));
+        let e = o
+            .send(OutboundRequest::new(
+                reqwest::Method::GET,
+                &format!("http://127.0.0.1:{l}/"),
+            ))
+            .await
+            .expect_err("loop");
+        assert!(matches!(e, OutboundError::TooManyRedirects { .. }), "{e}");
+        assert_eq!(l_seen.lock().expect("lock").len(), MAX_REDIRECTS + 1);
+
+        // Bodies are capped.
+        let (big, _) = server(|_| {
+            let body = "x".repeat(4096);
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        })
+        .await;
+        o.set_allowlist(Some("127.0.0.1"));
+        let mut req =
+            OutboundRequest::new(reqwest::Method::GET, &format!("http://127.0.0.1:{big}/"));
+        req.max_body = 1024;
+        let e = o.send(req).await.expect_err("too large");
+        assert!(
+            matches!(e, OutboundError::TooLarge { limit: 1024, .. }),
+            "{e}"
+        );
+    }
+
     #[tokio::test]
     async fn urls_that_are_not_http_or_spell_loopback_oddly_are_refused() {
         let o = Outbound::default();
