@@ -191,6 +191,11 @@ fn resource(kind: &str, plural: &str) -> ApiResource {
 
 /// The tenant creates an AnalysisRun in its namespace with one `web` metric.
 async fn web_run(client: &kube::Client, name: &str, web: Value) {
+    run_with(client, name, json!({"web": web})).await
+}
+
+/// The tenant creates an AnalysisRun in its namespace with one metric of `provider`.
+async fn run_with(client: &kube::Client, name: &str, provider: Value) {
     let runs: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         TENANT,
@@ -200,7 +205,7 @@ async fn web_run(client: &kube::Client, name: &str, web: Value) {
         "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisRun",
         "metadata": {"name": name, "namespace": TENANT},
         "spec": {"metrics": [{"name": "m", "consecutiveErrorLimit": 0,
-            "successCondition": "result == true", "provider": {"web": web}}]},
+            "successCondition": "result == true", "provider": provider}]},
     });
     runs.create(
         &PostParams::default(),
@@ -332,6 +337,27 @@ async fn tenant_web_metrics_cannot_reach_internal_addresses() {
         refused(&st, &wanted);
     }
     assert!(metric.seen().is_empty(), "{:?}", metric.seen());
+    // A Prometheus `address` in a tenant's metric is a user URL too (the controller's
+    // own Prometheus is the only one trusted).
+    for (name, address, wanted) in [
+        ("prom-api", api.clone(), MANAGEMENT_API),
+        (
+            "prom-metadata",
+            "http://169.254.169.254:9090".to_string(),
+            "169.254.169.254 is a link-local address",
+        ),
+    ] {
+        run_with(
+            &w.client,
+            name,
+            json!({"prometheus": {"address": address, "query": "up"}}),
+        )
+        .await;
+        refused(
+            &finished(&w.client, name).await,
+            &[wanted, "Prometheus query"],
+        );
+    }
 
     // 2. The admin allows the metric server's port (by IP and by name), no restart.
     let port = metric.addr.port();
