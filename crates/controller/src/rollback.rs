@@ -1022,6 +1022,11 @@ pub async fn post_incident(outbound: Outbound, w: WebhookSpec, body: Value) -> R
                 tracing::warn!("incident webhook not sent: {e}");
                 return Err(e.to_string());
             }
+            // The POST was answered (with more than an incident answer needs): not resent.
+            Err(e @ OutboundError::TooLarge { .. }) => {
+                tracing::warn!("incident webhook: {e}");
+                return Err(e.to_string());
+            }
             Err(e) => last = e.to_string(),
         }
         tracing::debug!(
