@@ -571,14 +571,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             )
         })?;
     let webhook_addr = listener.local_addr()?;
-    controller
-        .ctx
-        .outbound
-        .protect(
-            &format!("http://{webhook_addr}"),
-            mooring_controller::outbound::REST_API,
-        )
-        .await;
+    controller.ctx.outbound.protect(
+        &format!("http://{webhook_addr}"),
+        mooring_controller::outbound::REST_API,
+    );
     let router = mooring_server::router(controller.ctx.clone(), Default::default()).merge(
         mooring_server::api::router(
             client.clone(),

@@ -23,8 +23,7 @@ pub async fn register(ctx: &Arc<Context>, name: &str, server: &str, client: kube
     // A tenant's web metric must not reach a destination's API server through the
     // controller (with `127.0.0.1` allowed for a local test server, say).
     ctx.outbound
-        .protect(server, &format!("the API server of cluster {name}"))
-        .await;
+        .protect(server, &format!("the API server of cluster {name}"));
     let cluster = ClusterClient::new(name, client);
     {
         let mut clusters = ctx

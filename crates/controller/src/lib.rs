@@ -705,7 +705,7 @@ impl Controller {
             appset_queue: Default::default(),
         });
         for (url, what) in ctx.options.outbound_protected.clone() {
-            ctx.outbound.protect(&url, &what).await;
+            ctx.outbound.protect(&url, &what);
         }
         if let (Ok(host), Ok(port)) = (
             std::env::var("KUBERNETES_SERVICE_HOST"),
@@ -720,7 +720,7 @@ impl Controller {
                 format!("https://{host}:{port}"),
                 "https://kubernetes.default.svc:443".to_string(),
             ] {
-                ctx.outbound.protect(&url, outbound::MANAGEMENT_API).await;
+                ctx.outbound.protect(&url, outbound::MANAGEMENT_API);
             }
         }
         ctx.outbound.load_config(mgmt.client().clone()).await;

@@ -263,41 +263,59 @@ impl Outbound {
 
     /// Never send a user's request to `url`'s host and port (an API server, Mooring's
     /// REST API) unless the allowlist names it exactly. `what` says what it is.
-    pub async fn protect(&self, url: &str, what: &str) {
+    ///
+    /// A host name is matched as written at once and by its addresses once resolved (in
+    /// the background: a slow resolver must not stall the caller). Needs a tokio runtime.
+    pub fn protect(&self, url: &str, what: &str) {
         let Ok(u) = Url::parse(url.trim()) else {
             tracing::warn!("protected endpoint `{url}` is not a URL; not protected");
             return;
         };
         let (Some(host), Some(port)) = (u.host(), u.port_or_known_default()) else {
+            tracing::warn!("protected endpoint `{url}` has no host or port; not protected");
             return;
         };
-        let ips = match host {
-            url::Host::Ipv4(a) => vec![IpAddr::V4(a)],
-            url::Host::Ipv6(a) => vec![IpAddr::V6(a)],
-            // Also matched by name; a slow resolver must not stall the caller.
-            url::Host::Domain(d) => {
-                tokio::time::timeout(Duration::from_secs(2), self.inner.resolver.lookup(d, port))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or_default()
+        let (name, ips, domain) = match host {
+            url::Host::Ipv4(a) => (a.to_string(), vec![IpAddr::V4(a)], None),
+            url::Host::Ipv6(a) => (a.to_string(), vec![IpAddr::V6(a)], None),
+            url::Host::Domain(d) => (normalize_host(d), vec![], Some(d.to_string())),
+        };
+        {
+            let mut p = self
+                .inner
+                .protected
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if p.iter().any(|e| e.host == name && e.port == port) {
+                return;
             }
-        };
-        let host = match host {
-            url::Host::Ipv6(a) => a.to_string(),
-            h => normalize_host(&h.to_string()),
-        };
-        let mut p = self
-            .inner
-            .protected
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !p.iter().any(|e| e.host == host && e.port == port) {
             p.push(ProtectedEndpoint {
-                host,
+                host: name.clone(),
                 ips,
                 port,
                 what: what.to_string(),
+            });
+        }
+        if let Some(domain) = domain {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let lookup = me.inner.resolver.lookup(&domain, port);
+                let ips = match tokio::time::timeout(Duration::from_secs(30), lookup).await {
+                    Ok(Ok(ips)) => ips,
+                    Ok(Err(e)) => {
+                        tracing::debug!("resolving protected endpoint {domain}: {e}");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let mut p = me
+                    .inner
+                    .protected
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(e) = p.iter_mut().find(|e| e.host == name && e.port == port) {
+                    e.ips = ips;
+                }
             });
         }
     }
@@ -732,6 +750,51 @@ mod tests {
         assert!(
             matches!(e, OutboundError::TooLarge { limit: 1024, .. }),
             "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn protected_endpoints_are_matched_by_name_and_by_address() {
+        struct Fixed;
+        impl Resolver for Fixed {
+            fn lookup(&self, _: &str, _: u16) -> BoxFuture<'static, std::io::Result<Vec<IpAddr>>> {
+                Box::pin(async { Ok(vec!["10.0.0.9".parse().expect("ip")]) })
+            }
+        }
+        let o = Outbound::with_resolver("argocd", Arc::new(Fixed));
+        o.protect("https://API.internal:6443/", MANAGEMENT_API);
+        let get = |url: &str| OutboundRequest::new(reqwest::Method::GET, url);
+        let e = o
+            .send(get("https://api.internal:6443/api"))
+            .await
+            .expect_err("by name");
+        assert!(e.to_string().contains(MANAGEMENT_API), "{e}");
+        // Its address, once resolved in the background, on its port only.
+        let mut last = String::new();
+        let by_ip = Url::parse("https://10.0.0.9:6443/api").expect("url");
+        for _ in 0..100 {
+            // `admit` only checks (no connection is attempted while the name resolves).
+            match o.admit(&by_ip, "").await {
+                Err(e) if e.is_refused() => {
+                    last = e.to_string();
+                    break;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        assert_eq!(
+            last,
+            "request to https://10.0.0.9:6443/api refused: 10.0.0.9:6443 is the management cluster's API server; an admin can allow it in the `outbound.allow` key of ConfigMap mooring-cm in namespace argocd"
+        );
+        // Naming it exactly in the allowlist opens it.
+        o.set_allowlist(Some("api.internal:6443"));
+        let admitted = o
+            .admit(&Url::parse("https://api.internal:6443/").expect("url"), "")
+            .await
+            .expect("allowed");
+        assert_eq!(
+            admitted,
+            vec!["10.0.0.9:6443".parse::<SocketAddr>().expect("addr")]
         );
     }
 

@@ -143,8 +143,7 @@ async fn world(prometheus: Option<String>) -> World {
     controller
         .ctx
         .outbound
-        .protect(&format!("http://{rest_api}"), REST_API)
-        .await;
+        .protect(&format!("http://{rest_api}"), REST_API);
     World {
         cluster,
         client,
