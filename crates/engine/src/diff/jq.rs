@@ -379,12 +379,10 @@ fn screen(expr: &str) -> Result<(), String> {
     while let Some(c) = chars.next() {
         if in_string {
             match c {
-                '\\' => {
-                    if chars.next() == Some('(') {
-                        return Err("string interpolation `\\(…)` is not allowed (it converts \
-                             values to text without a size limit); use `tostring` and `+`"
-                            .to_string());
-                    }
+                '\\' if chars.next() == Some('(') => {
+                    return Err("string interpolation `\\(…)` is not allowed (it converts \
+                         values to text without a size limit); use `tostring` and `+`"
+                        .to_string());
                 }
                 '"' => in_string = false,
                 _ => {}
