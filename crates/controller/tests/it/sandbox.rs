@@ -171,3 +171,114 @@ async fn jq_doubling_in_ignore_differences_is_refused_and_memory_stays_bounded()
         rss_before >> 20
     );
 }
+
+const SERVICE_ACCOUNT: &str = "apiVersion: v1
+kind: ServiceAccount
+metadata: {name: model-runner}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_lua_health_scripts_end_at_the_limit_and_the_controller_stays_responsive() {
+    // The attack: health.lua customizations whose work is inside LuaJIT's C library,
+    // where the instruction hook never runs: a pathological pattern over a long string
+    // (refused before it runs), and a loop of allowed but slow pattern calls (stopped at
+    // the time limit instead of running for tens of seconds).
+    let health = tempfile::tempdir().expect("tmp");
+    let write = |rel: &str, code: &str| {
+        let p = health.path().join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, code).expect("write");
+    };
+    write(
+        "ConfigMap/health.lua",
+        r#"local s = string.rep("a", 15000)
+for i = 1, 1000 do string.find(s, ".-b") end
+return {status = "Healthy"}
+"#,
+    );
+    write(
+        "ServiceAccount/health.lua",
+        r#"local s = string.rep("a", 100000)
+if string.find(s, ".-.-.-.-b") then return {status = "Degraded"} end
+return {status = "Healthy"}
+"#,
+    );
+    let repo = Repo::new();
+    repo.write("apps/tenant/config.yaml", CONFIG);
+    repo.write("apps/tenant/sa.yaml", SERVICE_ACCOUNT);
+    repo.write(
+        "apps/other/deployment.yaml",
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: model-server, labels: {app: model-server}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: model-server}}
+  template:
+    metadata: {labels: {app: model-server}}
+    spec: {containers: [{name: server, image: registry.local/model:1.0}]}
+",
+    );
+    repo.commit("apps");
+    let cluster = mooring_apiserver::Cluster::start(mooring_apiserver::ClusterOptions {
+        sim: mooring_apiserver::sim::SimOptions {
+            speed: 20.0,
+            ..Default::default()
+        },
+        crds: mooring_k8s::crds::all(),
+        ..Default::default()
+    })
+    .await
+    .expect("cluster");
+    let health_dir = health.path().to_path_buf();
+    let e =
+        crate::support::controller_with(&cluster, move |o| o.health_dir = Some(health_dir)).await;
+    let apps = apps(&e.client);
+    create(
+        &apps,
+        application("tenant", &repo.url(), "apps/tenant", "ml-tenant", json!({})),
+    )
+    .await;
+    create(
+        &apps,
+        application("other", &repo.url(), "apps/other", "ml-other", json!({})),
+    )
+    .await;
+
+    let a = eventually(60, "tenant: both resources assessed", || async {
+        let a = status(&apps, "tenant").await;
+        let resources = a["status"]["resources"].as_array()?;
+        let message = |kind: &str| {
+            resources.iter().find(|r| r["kind"] == kind).map(|r| {
+                r["health"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+        };
+        let (cm, sa) = (message("ConfigMap")?, message("ServiceAccount")?);
+        (cm.contains("time limit") && sa.contains("could take too long")).then_some(a)
+    })
+    .await;
+    let resources = a["status"]["resources"].to_string();
+    assert!(
+        resources.contains("ConfigMap/health.lua: exceeded its time limit of 1s"),
+        "the message names the script and the limit: {resources}"
+    );
+    assert!(
+        resources.contains("ServiceAccount/health.lua")
+            && resources.contains("string.find: pattern \\\".-.-.-.-b\\\""),
+        "the message names the script and the pattern: {resources}"
+    );
+    for r in a["status"]["resources"].as_array().expect("resources") {
+        assert_eq!(r["health"]["status"], "Unknown", "{r}");
+    }
+    // The controller stays responsive: the other app converges meanwhile.
+    eventually(60, "other: Synced and Healthy", || async {
+        let a = status(&apps, "other").await;
+        (field(&a, "/status/sync/status") == "Synced"
+            && field(&a, "/status/health/status") == "Healthy")
+            .then_some(())
+    })
+    .await;
+}
