@@ -12,7 +12,9 @@
 //! commit's tree) and left out of the export, and the rest is exported, so one bad link
 //! does not hide every other finding of a CI run. Links that stay inside are written as
 //! copies of what they point to, so the export holds no links at all. Special files
-//! (FIFOs, sockets, devices) are refused too. [`crate::Limits`] applies as for a commit.
+//! (FIFOs, sockets, devices) are refused too. [`crate::Limits`] applies as for a commit,
+//! except that a single file over the size limit is reported and left out rather than
+//! ending the export (the total and the number of files still end it).
 
 use crate::cache::write_exported;
 use crate::{Limits, SourceError, TreeFile};
@@ -24,7 +26,8 @@ const MAX_DEPTH: usize = 256;
 
 /// Copy the files of `src` into `dest` (an existing, empty, private directory), skipping
 /// the top-level entries for which `skip_top` is true (e.g. `.git`). Returns the entries
-/// that were refused and left out; limits and I/O trouble are errors.
+/// that were refused and left out (links, special files, files over the size limit); the
+/// total and file-count limits and I/O trouble are errors.
 pub fn export_dir(
     src: &Path,
     dest: &Path,
@@ -181,11 +184,12 @@ impl DirWalker<'_> {
     ) -> Result<(), SourceError> {
         let limit = self.limits.max_file_bytes;
         if meta.len() > limit {
-            return Err(SourceError::FileTooLarge {
+            self.refused.push(SourceError::FileTooLarge {
                 path: rel.to_string(),
                 size: meta.len(),
                 limit,
             });
+            return Ok(());
         }
         self.files += 1;
         if self.files > self.limits.max_files {
@@ -200,11 +204,12 @@ impl DirWalker<'_> {
             .map_err(io_err("reading a file to export", real))?;
         let size = data.len() as u64;
         if size > limit {
-            return Err(SourceError::FileTooLarge {
+            self.refused.push(SourceError::FileTooLarge {
                 path: rel.to_string(),
                 size,
                 limit,
             });
+            return Ok(());
         }
         self.total += size;
         if self.total > self.limits.max_total_bytes {
