@@ -35,8 +35,9 @@
 //!      into a buffer capped at [`MAX_TEXT_BYTES`]; string interpolation `"\(…)"`, which
 //!      jaq converts without such a cap, is refused by the screen (use `tostring` and
 //!      `+`);
-//!    - the natives whose output is many times their input (`explode`, `indices`, the
-//!      regular-expression functions, `escape_html`, `encode_uri`, `encode_base64`)
+//!    - the natives whose output is many times their input (`explode`, `fromjson`,
+//!      `indices`, the regular-expression functions, `escape_html`, `encode_uri`,
+//!      `encode_base64`)
 //!      refuse an input whose JSON text is over [`MAX_AMPLIFIED_INPUT_BYTES`].
 //! 7. **Path cap**: at most [`MAX_PATHS`] paths per expression and side.
 //! 8. **Worker thread**: evaluation runs on a worker thread with its own 32 MiB stack,
@@ -206,8 +207,9 @@ fn guarded_range<'a>(from: Val, to: Val, by: Val) -> impl Iterator<Item = ValX<'
 
 /// Stock natives whose output can be many times their input; they are renamed and
 /// reached through [`GUARD_DEFS`], which checks the input's size first.
-const AMPLIFYING: [(&str, usize, &str); 8] = [
+const AMPLIFYING: [(&str, usize, &str); 9] = [
     ("explode", 0, "mooring_raw_explode"),
+    ("fromjson", 0, "mooring_raw_fromjson"),
     ("indices", 1, "mooring_raw_indices"),
     ("matches", 2, "mooring_raw_matches"),
     ("split_matches", 2, "mooring_raw_split_matches"),
@@ -220,6 +222,7 @@ const AMPLIFYING: [(&str, usize, &str); 8] = [
 /// Loaded before jaq's own definitions (which call these names).
 const GUARD_DEFS: &str = r#"
 def explode: mooring_guard | mooring_raw_explode;
+def fromjson: mooring_guard | mooring_raw_fromjson;
 def indices($i): mooring_guard | mooring_raw_indices($i);
 def matches($re; $flags): mooring_guard | mooring_raw_matches($re; $flags);
 def split_matches($re; $flags): mooring_guard | mooring_raw_split_matches($re; $flags);
@@ -857,8 +860,13 @@ mod tests {
 
     #[test]
     fn amplifying_natives_refuse_huge_inputs() {
-        let msg =
-            stopped(r#"select((reduce range(21) as $i ("x"; . + .)) | explode | length > 0)"#);
-        assert!(msg.contains("many times its input"), "{msg}");
+        for expr in [
+            r#"select((reduce range(21) as $i ("x"; . + .)) | explode | length > 0)"#,
+            r#"select((reduce range(20) as $i ("1"; . + "," + .)) | "[" + . + "]" | fromjson | length > 0)"#,
+            r#"select((reduce range(21) as $i ("x"; . + .)) | test("y") | not)"#,
+        ] {
+            let msg = stopped(expr);
+            assert!(msg.contains("many times its input"), "{expr}: {msg}");
+        }
     }
 }
