@@ -50,12 +50,23 @@ pub const MAX_PATTERN_WORK: f64 = 1e9;
 /// Evaluations running now (each on its own thread).
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
 
-/// Decrements [`RUNNING`] when the evaluation thread ends, however it ends.
-struct Running;
+/// A place among `cap` running evaluations, counted in `counter`; released (the count
+/// decremented) when the evaluation thread ends, however it ends.
+struct Running(&'static AtomicUsize);
+
+impl Running {
+    fn admit(counter: &'static AtomicUsize, cap: usize) -> Option<Running> {
+        if counter.fetch_add(1, Ordering::SeqCst) >= cap {
+            counter.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Running(counter))
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        RUNNING.fetch_sub(1, Ordering::SeqCst);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -224,8 +235,7 @@ pub(super) fn run_named(
         script: name.to_string(),
         limit: limits.timeout,
     };
-    if RUNNING.fetch_add(1, Ordering::SeqCst) >= MAX_LUA_THREADS {
-        RUNNING.fetch_sub(1, Ordering::SeqCst);
+    let Some(guard) = Running::admit(&RUNNING, MAX_LUA_THREADS) else {
         tracing::warn!(
             script = name,
             cap = MAX_LUA_THREADS,
@@ -235,8 +245,7 @@ pub(super) fn run_named(
             script: name.to_string(),
             cap: MAX_LUA_THREADS,
         });
-    }
-    let guard = Running;
+    };
     let (tx, rx) = mpsc::sync_channel(1);
     let (owned_name, owned_script, owned_obj, owned_limits) =
         (name.to_string(), script.to_string(), obj.clone(), *limits);
@@ -478,5 +487,36 @@ fn describe(e: &mlua::Error) -> String {
         mlua::Error::RuntimeError(m) => m.clone(),
         mlua::Error::CallbackError { cause, .. } => describe(cause),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_evaluations_are_capped_and_released() {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let held: Vec<Running> = (0..3)
+            .map(|_| Running::admit(&COUNTER, 3).expect("under the cap"))
+            .collect();
+        assert!(Running::admit(&COUNTER, 3).is_none(), "the cap is hit");
+        assert_eq!(COUNTER.load(Ordering::SeqCst), 3);
+        drop(held);
+        assert_eq!(COUNTER.load(Ordering::SeqCst), 0);
+        assert!(Running::admit(&COUNTER, 3).is_some());
+    }
+
+    #[test]
+    fn busy_names_the_script_and_the_cap() {
+        let e = HealthError::Busy {
+            script: "ConfigMap/health.lua".into(),
+            cap: MAX_LUA_THREADS,
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("ConfigMap/health.lua") && msg.contains("32 health scripts"),
+            "{msg}"
+        );
     }
 }
