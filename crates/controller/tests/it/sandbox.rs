@@ -205,6 +205,14 @@ return {status = "Healthy"}
     );
     let repo = Repo::new();
     repo.write("apps/tenant/config.yaml", CONFIG);
+    // More objects under the stuck check: each assessment waits up to the limit, and
+    // other reconciles go on meanwhile.
+    for i in 0..3 {
+        repo.write(
+            &format!("apps/tenant/config-{i}.yaml"),
+            &CONFIG.replace("model-config", &format!("model-config-{i}")),
+        );
+    }
     repo.write("apps/tenant/sa.yaml", SERVICE_ACCOUNT);
     repo.write(
         "apps/other/deployment.yaml",
