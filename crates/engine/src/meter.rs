@@ -13,7 +13,10 @@
 //! wrapper around the system allocator (it stores a small header per allocation and calls
 //! a tracker for each allocation and release). The tracker is only set, and tracking only
 //! switched on, the first time a meter is armed, so a process that never evaluates jq pays
-//! only the header. The tracker adds each allocation made on a thread whose meter is armed
+//! only the header (one machine word per allocation, more for over-aligned layouts);
+//! afterwards each allocation and release also makes one thread-local check, and a
+//! reallocation is an allocation, a copy and a release (the wrapper does not forward
+//! `realloc`). The tracker adds each allocation made on a thread whose meter is armed
 //! to that thread's count and subtracts each release made there; the count is net bytes
 //! (allocated minus freed) since [`arm`], read with [`used`]. Allocations on other threads
 //! are not counted, whatever they do.

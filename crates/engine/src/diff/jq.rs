@@ -9,6 +9,8 @@
 //! 2. **Lexical screen**: the `*` operator is refused outside string literals, because
 //!    `"x" * 1e12` is a single native step that allocates a terabyte (nothing between
 //!    steps can interrupt it). No ignoreDifferences path expression needs to multiply.
+//!    String interpolation (`"\(…)"`) is refused too (see 6), and so are the names
+//!    `mooring_raw_*` of the natives that are only reached through size guards.
 //! 3. **Own parse**: the expression must parse on its own, so wrapping it as
 //!    `path(EXPR)` cannot be escaped with a stray `)`; it is wrapped with newlines so a
 //!    trailing `# comment` cannot swallow the closing parenthesis.
@@ -37,8 +39,12 @@
 //!      `+`);
 //!    - the natives whose output is many times their input (`explode`, `fromjson`,
 //!      `indices`, the regular-expression functions, `escape_html`, `encode_uri`,
-//!      `encode_base64`)
-//!      refuse an input whose JSON text is over [`MAX_AMPLIFIED_INPUT_BYTES`].
+//!      `encode_base64`) refuse an input whose JSON text is over
+//!      [`MAX_AMPLIFIED_INPUT_BYTES`].
+//!
+//!    Going past any of these stops the evaluation like the step budget does (a
+//!    [`DiffError::JqLimit`] naming the expression and the limit), so `try` cannot catch
+//!    it and carry on.
 //! 7. **Path cap**: at most [`MAX_PATHS`] paths per expression and side.
 //! 8. **Worker thread**: evaluation runs on a worker thread with its own 32 MiB stack,
 //!    one worker per calling thread (so a runaway in one reconcile never delays another),
