@@ -546,6 +546,13 @@ fn health_lua_bounded_string_functions_keep_lua_semantics() {
         ),
         "4x"
     );
+    // An anchored pattern with two quantifiers runs on a long subject.
+    assert_eq!(
+        run(
+            r#"local a, b = string.match(string.rep("1", 10000) .. "/2", "^(%d+)/(%d+)$") return {status="Healthy", message=#a .. "|" .. b}"#
+        ),
+        "10000|2"
+    );
 }
 
 #[test]

@@ -130,10 +130,14 @@ xpcall = function(f, h, ...) return pass(raw_xpcall(f, h, ...)) end
 /// Bounded `string.rep` and pattern functions (run after [`PRELUDE`]). LuaJIT's library
 /// calls run to their end whatever the hook says, so what they may do is checked before
 /// calling: `string.rep` refuses a result over the byte limit; a pattern function refuses
-/// a call whose worst-case work estimate, (subject length + 1) ^ (quantifiers + 1) ×
-/// (pattern length + 1), is over the work limit (Lua patterns backtrack once per
-/// quantifier, so that is the bound of the C matcher's steps). Plain finds and patterns
-/// without quantifiers are linear and pass for any subject the memory limit allows.
+/// a call whose worst-case work estimate is over the work limit. The estimate is the
+/// number of start positions (one when the pattern is anchored with `^`, except for
+/// `gmatch`, else the subject length + 1) times the work from one start: (subject length
+/// + 1) ^ quantifiers, as Lua's matcher backtracks over the subject once per quantifier
+/// (`*`, `+`, `-`, `%b`), or the pattern length for a pattern without quantifiers (and
+/// for a plain `find`). A pattern with one quantifier passes on subjects up to about
+/// 30 KB, with two up to about 1 KB (any length when anchored with `^` and up to about
+/// 30 KB).
 const BOUNDED_STRINGS: &str = r#"
 local max_bytes, max_work, deadline = __mooring_max_string, __mooring_max_pattern_work, __mooring_check_deadline
 __mooring_max_string, __mooring_max_pattern_work, __mooring_check_deadline = nil, nil, nil
@@ -174,12 +178,14 @@ local function quantifiers(p)
   return q
 end
 
-local function check(fname, s, p, plain)
+local function check(fname, s, p, plain, anchors)
   deadline()
   local subject, pattern = text(s), text(p)
   if subject == nil or pattern == nil then return end -- the C function reports the bad argument
   local q = plain and 0 or quantifiers(pattern)
-  local work = (#subject + 1) ^ (q + 1) * (#pattern + 1)
+  local n = #subject + 1
+  local starts = (anchors and not plain and byte(pattern, 1) == B_CARET) and 1 or n
+  local work = starts * (q == 0 and (#pattern + 1) or n ^ q)
   if work > max_work then
     local shown = #pattern > 60 and (sub(pattern, 1, 60) .. "...") or pattern
     error(format("string.%s: pattern %q on a %d-byte string could take too long (%d quantifiers; work estimate %.3g, limit %.3g)",
@@ -199,19 +205,19 @@ string.rep = function(s, n, sep)
   return raw_rep(s, n, sep)
 end
 string.find = function(s, p, init, plain)
-  check("find", s, p, plain)
+  check("find", s, p, plain, true)
   return raw_find(s, p, init, plain)
 end
 string.match = function(s, p, init)
-  check("match", s, p, false)
+  check("match", s, p, false, true)
   return raw_match(s, p, init)
 end
 string.gmatch = function(s, p)
-  check("gmatch", s, p, false)
+  check("gmatch", s, p, false, false)
   return raw_gmatch(s, p)
 end
 string.gsub = function(s, p, repl, n)
-  check("gsub", s, p, false)
+  check("gsub", s, p, false, true)
   return raw_gsub(s, p, repl, n)
 end
 "#;
