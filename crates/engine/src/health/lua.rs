@@ -132,8 +132,8 @@ xpcall = function(f, h, ...) return pass(raw_xpcall(f, h, ...)) end
 /// calling: `string.rep` refuses a result over the byte limit; a pattern function refuses
 /// a call whose worst-case work estimate is over the work limit. The estimate is the
 /// number of start positions (one when the pattern is anchored with `^`, except for
-/// `gmatch`, else the subject length + 1) times the work from one start: (subject length
-/// + 1) ^ quantifiers, as Lua's matcher backtracks over the subject once per quantifier
+/// `gmatch`, else the subject length plus one) times the work from one start: (subject
+/// length plus one) ^ quantifiers, as Lua's matcher backtracks over the subject once per quantifier
 /// (`*`, `+`, `-`, `%b`), or the pattern length for a pattern without quantifiers (and
 /// for a plain `find`). A pattern with one quantifier passes on subjects up to about
 /// 30 KB, with two up to about 1 KB (any length when anchored with `^` and up to about
