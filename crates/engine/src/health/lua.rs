@@ -133,11 +133,11 @@ xpcall = function(f, h, ...) return pass(raw_xpcall(f, h, ...)) end
 /// a call whose worst-case work estimate is over the work limit. The estimate is the
 /// number of start positions (one when the pattern is anchored with `^`, except for
 /// `gmatch`, else the subject length plus one) times the work from one start: (subject
-/// length plus one) ^ quantifiers, as Lua's matcher backtracks over the subject once per quantifier
-/// (`*`, `+`, `-`, `%b`), or the pattern length for a pattern without quantifiers (and
-/// for a plain `find`). A pattern with one quantifier passes on subjects up to about
-/// 30 KB, with two up to about 1 KB (any length when anchored with `^` and up to about
-/// 30 KB).
+/// length plus one) ^ quantifiers, as Lua's matcher backtracks over the subject once per
+/// quantifier (`*`, `+`, `-`, `%b`), or the pattern length for a pattern without
+/// quantifiers (and for a plain `find`). A pattern with one quantifier passes on subjects
+/// up to about 30 KB, with two up to about 1 KB (any length when anchored with `^` and
+/// one quantifier; up to about 30 KB with two).
 const BOUNDED_STRINGS: &str = r#"
 local max_bytes, max_work, deadline = __mooring_max_string, __mooring_max_pattern_work, __mooring_check_deadline
 __mooring_max_string, __mooring_max_pattern_work, __mooring_check_deadline = nil, nil, nil
