@@ -108,8 +108,13 @@
 //! Exceeding a limit is an error naming the script. The deadline is checked between VM
 //! instructions; a script stuck inside one library call is abandoned on its own thread
 //! when the limit (plus a short grace) has passed, and the library calls that could take
-//! long (`string.rep`, the pattern functions `find`, `match`, `gmatch` and `gsub`) are
-//! bounded: see the `lua` module.
+//! long are bounded: `string.rep` refuses results over 8 MiB, and `string.find`,
+//! `match`, `gmatch` and `gsub` refuse a pattern whose worst case on the given string is
+//! too much work (roughly: one quantifier on strings up to 30 KB, two up to 1 KB, more
+//! only on short strings; anchoring with `^` helps), with an error naming the function,
+//! the pattern and the string's length. At most 32 scripts run at once; past that a
+//! script is not run and its object's health is Unknown with a message saying so. See
+//! the `lua` module for the details.
 
 mod builtin;
 mod checks;
