@@ -8,6 +8,15 @@
 //!    manifest (it mentions `apiVersion:`, `kind:` and `metadata:`) is a `yaml` finding
 //!    naming the file and the parser's position; other unparsable YAML (CI configs) is
 //!    ignored, as Argo CD does.
+//! 0. **Export.** Everything below reads a link-checked copy of REPO made with
+//!    [`mooring_source::export_dir`] (the rules of the controller's export of a commit),
+//!    never REPO itself: a symbolic link that leaves REPO (or dangles, or loops) is not
+//!    copied and is a `repository/link-refused` failure naming the link, an Application
+//!    whose source path is such a link is a `render/error`, and links inside REPO are
+//!    copies of their targets. So Helm (`.Files.Get`, templates), kustomize and every
+//!    stage only ever see files of the repository, and nothing outside it reaches the
+//!    report. `.git` and `.mooring` are not copied (the configuration below is read from
+//!    REPO).
 //! 2. **Rendering.** An Application is rendered from the working tree when its
 //!    `source.path` is a directory of REPO: its `repoURL` usually names the remote of this
 //!    very repository (`https://git.example.com/ml-platform/platform.git`), which `check`
@@ -183,11 +192,32 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         application_namespaces: args.application_namespaces.clone(),
     };
     control_plane.validate().map_err(anyhow::Error::msg)?;
-    let report = check(
+    // Render from a link-checked export, as the controller does (see the module docs).
+    let export = tempfile::Builder::new()
+        .prefix("mooring-check-")
+        .tempdir()
+        .context("creating a temporary directory for the export")?;
+    let refused = mooring_source::export_dir(
         &repo,
+        export.path(),
+        &mooring_source::Limits::default(),
+        &|name| name == ".git" || name == ".mooring",
+    )
+    .with_context(|| format!("exporting {}", repo.display()))?;
+    let refused: Vec<Refused> = refused
+        .into_iter()
+        .map(|e| Refused {
+            path: refused_path(&e),
+            message: e.to_string(),
+            too_large: matches!(e, mooring_source::SourceError::FileTooLarge { .. }),
+        })
+        .collect();
+    let report = check(
+        export.path(),
         &args.environment,
         &LintOptions { disabled },
         &control_plane,
+        &refused,
     )
     .await?;
     let out = report::render(&report, format);
@@ -226,14 +256,58 @@ fn load_config(repo: &Path) -> anyhow::Result<CheckConfig> {
         .with_context(|| format!("{}: expected `lints: {{disable: [id, …]}}`", path.display()))
 }
 
-/// The whole run (everything but output).
+/// An entry of REPO left out of the export, with why.
+#[derive(Debug, Clone)]
+struct Refused {
+    /// Path relative to REPO.
+    path: String,
+    message: String,
+    /// A file over the size limit (a warning, as for YAML files over the parser's limit),
+    /// rather than a link or special file (a failure).
+    too_large: bool,
+}
+
+/// The repository path an export refusal names.
+fn refused_path(e: &mooring_source::SourceError) -> String {
+    use mooring_source::SourceError as E;
+    match e {
+        E::SymlinkEscapes { link, .. }
+        | E::SymlinkDangling { link, .. }
+        | E::SymlinkLoop { link, .. } => link.clone(),
+        E::UnsafeEntry { path } | E::InvalidPath { path, .. } | E::FileTooLarge { path, .. } => {
+            path.clone()
+        }
+        _ => String::new(),
+    }
+}
+
+/// The whole run (everything but output), on the exported tree `repo`.
 async fn check(
     repo: &Path,
     envs: &[String],
     lint_opts: &LintOptions,
     control_plane: &mooring_engine::project::ControlPlane,
+    refused: &[Refused],
 ) -> anyhow::Result<Report> {
     let mut report = Report::default();
+    for r in refused {
+        let finding = if r.too_large {
+            let rule = if is_yaml(Path::new(&r.path)) {
+                "yaml/too-large"
+            } else {
+                "repository/file-too-large"
+            };
+            warning("yaml", rule, format!("{}; not read", r.message), "")
+        } else {
+            failure(
+                "repository",
+                "repository/link-refused",
+                r.message.clone(),
+                "",
+            )
+        };
+        report.subjects.push(subject(&r.path, "", vec![finding]));
+    }
     let files = walk(repo);
 
     // 1. Discovery.
@@ -363,7 +437,7 @@ async fn check(
     while !queue.is_empty() && round < 8 {
         round += 1;
         eprintln!("check: rendering {} application(s)…", queue.len());
-        let results = render_all(repo, std::mem::take(&mut queue), &opts).await?;
+        let results = render_all(repo, std::mem::take(&mut queue), &opts, refused).await?;
         for (unit, result) in results {
             match result {
                 RenderResult::Objects(objects) => {
@@ -445,7 +519,7 @@ async fn check(
             "check: rendering {} overlay(s) no Application uses…",
             orphans.len()
         );
-        for (unit, result) in render_all(repo, orphans, &opts).await? {
+        for (unit, result) in render_all(repo, orphans, &opts, refused).await? {
             match result {
                 RenderResult::Objects(objects) => rendered.push(Rendered { unit, objects }),
                 RenderResult::Failed(e) => report.subjects.push(subject(
@@ -918,7 +992,9 @@ async fn render_all(
     repo: &Path,
     units: Vec<Unit>,
     opts: &mooring_render::RenderOptions,
+    refused: &[Refused],
 ) -> anyhow::Result<Vec<(Unit, RenderResult)>> {
+    let refused = std::sync::Arc::new(refused.to_vec());
     let width = std::thread::available_parallelism().map_or(2, |n| n.get());
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(width));
     let mut tasks = Vec::new();
@@ -926,10 +1002,11 @@ async fn render_all(
         let repo = repo.to_path_buf();
         let opts = opts.clone();
         let sem = sem.clone();
+        let refused = refused.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await;
             tokio::task::spawn_blocking(move || {
-                let result = render_one(&repo, &unit, &opts);
+                let result = render_one(&repo, &unit, &opts, &refused);
                 (unit, result)
             })
             .await
@@ -942,7 +1019,12 @@ async fn render_all(
     Ok(out)
 }
 
-fn render_one(repo: &Path, unit: &Unit, opts: &mooring_render::RenderOptions) -> RenderResult {
+fn render_one(
+    repo: &Path,
+    unit: &Unit,
+    opts: &mooring_render::RenderOptions,
+    refused: &[Refused],
+) -> RenderResult {
     let started = Instant::now();
     let s = &unit.source;
     if s.chart.as_deref().is_some_and(|c| !c.is_empty()) {
@@ -962,6 +1044,14 @@ fn render_one(repo: &Path, unit: &Unit, opts: &mooring_render::RenderOptions) ->
             std::path::Component::ParentDir | std::path::Component::RootDir
         )
     });
+    // A source path through a link the export refused is that link's error.
+    let normalized = path.trim_start_matches("./").trim_end_matches('/');
+    if let Some(r) = refused.iter().find(|r| {
+        !r.path.is_empty()
+            && (normalized == r.path || normalized.starts_with(&format!("{}/", r.path)))
+    }) {
+        return RenderResult::Failed(format!("source path {path:?}: {}", r.message));
+    }
     let in_repo = !path.is_empty() && (escapes || repo.join(path).exists());
     if !in_repo {
         return RenderResult::External(format!(

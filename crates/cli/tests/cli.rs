@@ -1668,3 +1668,6 @@ fn check_applies_the_control_plane_namespace() {
         "the project counts as undefined: {out}"
     );
 }
+
+#[path = "cli/check_links.rs"]
+mod check_links;

@@ -34,7 +34,6 @@ use crate::reconcile::{condition, desired_state, Action, RESOURCES_FINALIZER};
 use crate::{Context, ControllerError};
 use mooring_core::app::{finalizers, Application, HealthStatusCode, Revisions};
 use mooring_core::ResourceKey;
-use mooring_engine::health;
 use mooring_engine::sync::{
     self, deletion_approved, is_post_delete_hook, HookDeletePolicy, ANNOTATION_DELETION_APPROVED,
 };
@@ -289,8 +288,7 @@ async fn run_post_delete_hooks(
         return Ok(Action::RequeueAfter(DELETION_POLL));
     }
     let progressing = running.iter().any(|(_, live)| {
-        health::assess(live, ctx.lua.as_ref()).map(|h| h.status)
-            == Some(HealthStatusCode::Progressing)
+        ctx.assess_health(live).map(|h| h.status) == Some(HealthStatusCode::Progressing)
     });
     if progressing {
         return Ok(Action::RequeueAfter(DELETION_POLL));
@@ -310,7 +308,7 @@ async fn clean_up_post_delete_hooks(
         .filter(is_post_delete_hook)
         .collect();
     let aggregated = HealthStatusCode::worst(hooks.iter().map(|h| {
-        health::assess(h, ctx.lua.as_ref())
+        ctx.assess_health(h)
             .map(|s| s.status)
             .unwrap_or(HealthStatusCode::Healthy)
     }));

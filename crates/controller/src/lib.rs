@@ -239,6 +239,29 @@ pub struct Context {
 }
 
 impl Context {
+    /// Health of a live object, with the configured custom Lua checks. A custom check runs
+    /// on its own thread and may take up to its time limit (a second) before it is
+    /// abandoned; on a multi-threaded runtime that wait happens in `block_in_place`, so
+    /// the other tasks of this worker (other apps' reconciles) move to another thread
+    /// meanwhile. Kinds without a custom check are assessed directly.
+    pub fn assess_health(&self, live: &Value) -> Option<mooring_engine::health::HealthStatus> {
+        use mooring_engine::health;
+        let custom = self.lua.as_ref().filter(|c| {
+            let (group, kind) = health::group_kind(live);
+            c.lookup(group, kind).is_some()
+        });
+        let Some(custom) = custom else {
+            return health::assess(live, None);
+        };
+        let multi_threaded = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_threaded {
+            tokio::task::block_in_place(|| health::assess(live, Some(custom)))
+        } else {
+            health::assess(live, Some(custom))
+        }
+    }
+
     /// Settings of the analysis controllers (one per cluster).
     pub fn analysis_options(&self) -> analysis::AnalysisOptions {
         analysis::AnalysisOptions {

@@ -39,7 +39,6 @@ use mooring_core::app::{
     SyncStatusCode,
 };
 use mooring_core::ResourceKey;
-use mooring_engine::health;
 use mooring_engine::sync::{
     self, next_action, HookDeletePolicy, NextAction, PlanInput, SyncPlan, SyncState, TaskKind,
 };
@@ -768,7 +767,7 @@ async fn step_done(
                         t.key
                     )));
                 };
-                let Some(h) = health::assess(&l, ctx.lua.as_ref()) else {
+                let Some(h) = ctx.assess_health(&l) else {
                     continue;
                 };
                 let detail = if h.message.is_empty() {
@@ -799,7 +798,7 @@ async fn step_done(
                         t.key
                     )));
                 };
-                let h = health::assess(&l, ctx.lua.as_ref());
+                let h = ctx.assess_health(&l);
                 match h.as_ref().map(|h| h.status) {
                     Some(HealthStatusCode::Healthy) | None => {
                         if t.delete_policies.contains(&HookDeletePolicy::HookSucceeded) {

@@ -16,7 +16,6 @@ use mooring_core::app::{
 };
 use mooring_core::ResourceKey;
 use mooring_engine::diff::{self, DiffOptions};
-use mooring_engine::health;
 use mooring_k8s::cluster::{ClusterClient, TRACKING_ANNOTATION};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -389,7 +388,7 @@ pub async fn compare(
                 HealthStatusCode::Missing,
                 "resource does not exist",
             )),
-            Some(l) => health::assess(l, ctx.lua.as_ref()),
+            Some(l) => ctx.assess_health(l),
         };
         if let Some(h) = &h {
             healths.push(h.status);

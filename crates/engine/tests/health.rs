@@ -421,14 +421,138 @@ fn health_lua_hostile_runaway_memory_is_stopped() {
         ),
         "{err}"
     );
-    // One huge allocation is refused too.
+    // One huge `string.rep` is refused before it runs.
     let err = run_lua(
         r#"local s = string.rep("x", 2^30) return {status='Healthy'}"#,
         &json!({}),
         &LuaLimits::default(),
     )
     .expect_err("too big");
-    assert!(matches!(err, HealthError::Memory { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("string.rep: a result of 1073741824 bytes is over the"),
+        "{err}"
+    );
+}
+
+#[test]
+fn health_lua_hostile_pathological_patterns_are_refused() {
+    for (script, function) in [
+        (
+            r#"return {status = string.find(string.rep("a", 100000), ".-.-.-.-b") and "Healthy" or "Degraded"}"#,
+            "find",
+        ),
+        (
+            r#"return {status = string.match(string.rep("a", 100000), "(.*)(.*)(.*)b") or "Healthy"}"#,
+            "match",
+        ),
+        (
+            r#"for w in string.gmatch(string.rep("a", 100000), "a*a*a*b") do end return {status = "Healthy"}"#,
+            "gmatch",
+        ),
+        (
+            r#"return {status = (string.gsub(string.rep("a", 100000), ".-.-x", "")) and "Healthy"}"#,
+            "gsub",
+        ),
+        (
+            r#"local s = string.rep("a", 100000) return {status = s:find(".-.-.-.-b") and "Healthy" or "Degraded"}"#,
+            "find",
+        ),
+        (r#"return {status = string.rep("ab", 1e12, ",")}"#, "rep"),
+    ] {
+        let start = Instant::now();
+        let err = run_lua(script, &json!({}), &LuaLimits::default()).expect_err(script);
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("string.{function}:")),
+            "{script}: {msg}"
+        );
+        assert!(
+            msg.contains("<inline>:1"),
+            "the message points at the script: {msg}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{script}: {:?}",
+            start.elapsed()
+        );
+    }
+}
+
+#[test]
+fn health_lua_hostile_slow_library_calls_end_at_the_limit() {
+    // Each call is allowed (its worst case is under the work limit) but slow, and a loop
+    // of them runs few VM instructions: the deadline is still met, by the check before each
+    // bounded call and, were a call stuck, by abandoning the evaluation thread.
+    let script = r#"local s = string.rep("a", 15000)
+        for i = 1, 1000 do string.find(s, ".-b") end
+        return {status = "Healthy"}"#;
+    let start = Instant::now();
+    let err = run_lua(script, &json!({}), &LuaLimits::default()).expect_err("stopped");
+    assert!(matches!(err, HealthError::Timeout { .. }), "{err}");
+    assert!(
+        err.to_string().contains("exceeded its time limit of 1s"),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn health_lua_bounded_string_functions_keep_lua_semantics() {
+    let run = |s: &str| {
+        run_lua(
+            s,
+            &json!({"msg": "3/4 replicas ready"}),
+            &LuaLimits::default(),
+        )
+        .unwrap_or_else(|e| panic!("{s}: {e}"))
+        .message
+    };
+    assert_eq!(
+        run(
+            r#"local a, b = string.match(obj.msg, "^(%d+)/(%d+)") return {status="Healthy", message=a .. "|" .. b}"#
+        ),
+        "3|4"
+    );
+    assert_eq!(
+        run(
+            r#"local i, j = obj.msg:find("replicas", 1, true) return {status="Healthy", message=i .. "," .. j}"#
+        ),
+        "5,12"
+    );
+    assert_eq!(
+        run(
+            r#"local t = {} for w in string.gmatch(obj.msg, "%a+") do t[#t+1] = w end return {status="Healthy", message=table.concat(t, ",")}"#
+        ),
+        "replicas,ready"
+    );
+    assert_eq!(
+        run(
+            r##"local s, n = string.gsub(obj.msg, "%d", "#") return {status="Healthy", message=s .. n}"##
+        ),
+        "#/# replicas ready2"
+    );
+    assert_eq!(
+        run(r#"return {status="Healthy", message=string.rep("ab", 3, "-") .. ("x"):rep(2)}"#),
+        "ab-ab-abxx"
+    );
+    assert_eq!(
+        run(
+            r#"return {status="Healthy", message=tostring(string.find("a[b]%c", "[%]]")) .. string.gsub("x", "%bxy", "")}"#
+        ),
+        "4x"
+    );
+    // An anchored pattern with two quantifiers runs on a long subject.
+    assert_eq!(
+        run(
+            r#"local a, b = string.match(string.rep("1", 10000) .. "/2", "^(%d+)/(%d+)$") return {status="Healthy", message=#a .. "|" .. b}"#
+        ),
+        "10000|2"
+    );
 }
 
 #[test]

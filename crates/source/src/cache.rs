@@ -569,7 +569,7 @@ fn classify(url: &str, e: &gix::Error, ssh_said: Option<&str>) -> SourceError {
 }
 
 /// Write one exported file under `dest`, never following anything already there.
-fn write_exported(dest: &Path, file: &TreeFile) -> Result<(), SourceError> {
+pub(crate) fn write_exported(dest: &Path, file: &TreeFile) -> Result<(), SourceError> {
     let target = dest.join(&file.path);
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent).map_err(|source| SourceError::Io {

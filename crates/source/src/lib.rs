@@ -58,6 +58,7 @@
 
 mod cache;
 mod credentials;
+mod dir;
 mod error;
 mod tree;
 mod url;
@@ -65,6 +66,7 @@ pub mod webhook;
 
 pub use cache::RepoCache;
 pub use credentials::Credentials;
+pub use dir::export_dir;
 pub use error::SourceError;
 pub use url::{redact_url, validate_url};
 

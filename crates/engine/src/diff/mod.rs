@@ -29,7 +29,8 @@
 //!    expression that does not parse is [`DiffError::JqParse`]; one that fails at run time
 //!    on a side (say `.[]` over an absent list) removes nothing there, as in Argo CD; one
 //!    that runs away is stopped and is [`DiffError::JqLimit`] (see the `jq` module: step
-//!    budget, one-second deadline, stack guard, at most 10,000 paths, `*` refused).
+//!    budget, one-second deadline, stack guard, a 32 MiB memory budget, text conversions
+//!    capped at 4 MiB, at most 10,000 paths; `*` and string interpolation refused).
 //!    Entries match by group (`""` = core) and kind, and by name and namespace when set;
 //!    `*` matches anything.
 //! 5. **Projection.** The API server fills in defaults that Git never states, so the live

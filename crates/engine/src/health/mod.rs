@@ -105,10 +105,16 @@
 //! time (Argo CD's figure), 64 MiB of memory, and a deadline check every 1,000 VM
 //! instructions. The JIT compiler is off for health scripts, because LuaJIT does not run
 //! instruction hooks inside compiled loops; `pcall` cannot catch the time-limit error.
-//! Exceeding a limit is an error naming the script. One caveat: the deadline is checked
-//! between VM instructions, so a single long library call (a `string.rep` or pattern
-//! match over a huge string) finishes — bounded by the memory limit — before the script
-//! is stopped.
+//! Exceeding a limit is an error naming the script. The deadline is checked between VM
+//! instructions; a script stuck inside one library call is abandoned on its own thread
+//! when the limit (plus a short grace) has passed, and the library calls that could take
+//! long are bounded: `string.rep` refuses results over 8 MiB, and `string.find`,
+//! `match`, `gmatch` and `gsub` refuse a pattern whose worst case on the given string is
+//! too much work (roughly: one quantifier on strings up to 30 KB, two up to 1 KB, more
+//! only on short strings; anchoring with `^` helps), with an error naming the function,
+//! the pattern and the string's length. At most 32 scripts run at once; past that a
+//! script is not run and its object's health is Unknown with a message saying so. See
+//! the `lua` module for the details.
 
 mod builtin;
 mod checks;
@@ -133,6 +139,8 @@ pub enum HealthError {
     Lua { script: String, message: String },
     #[error("health script {script}: exceeded its time limit of {limit:?}")]
     Timeout { script: String, limit: Duration },
+    #[error("health script {script}: not run: {cap} health scripts are already running (some stuck past their time limit)")]
+    Busy { script: String, cap: usize },
     #[error("health script {script}: exceeded its memory limit of {limit} bytes")]
     Memory { script: String, limit: usize },
     #[error("health script {script}: returned invalid health status {status:?} (expected Healthy, Progressing, Suspended, Degraded, Missing or Unknown)")]
