@@ -267,7 +267,11 @@ impl RepoCache {
         {
             tracing::warn!(url = %redact_url(url), "sending credentials over plain http");
         }
-        let no_credentials = creds.password().is_none() && creds.ssh_private_key().is_none();
+        let no_credentials = creds.is_empty();
+        let withheld = creds
+            .unmatched()
+            .map(|why| format!("; {why}"))
+            .unwrap_or_default();
         let classify = |e: &gix::Error| {
             let ssh_said = ssh_log.as_ref().map(|log| ssh_messages(log.path()));
             match classify(url, e, ssh_said.as_deref()) {
@@ -275,7 +279,7 @@ impl RepoCache {
                     SourceError::AuthFailed {
                         url,
                         detail: format!(
-                            "the server wants credentials and none are configured for this repository ({detail})"
+                            "the server wants credentials and none are configured for this repository{withheld} ({detail})"
                         ),
                     }
                 }

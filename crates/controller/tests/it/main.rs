@@ -10,5 +10,6 @@ mod policy;
 mod projects;
 mod rollback;
 mod rollouts;
+mod secrets;
 mod support;
 mod sync_semantics;
