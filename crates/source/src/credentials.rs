@@ -187,8 +187,8 @@ impl RepoSecret {
             Some("repo-creds") => SecretKind::Template,
             Some(other) => {
                 return Err(bad(format!(
-                    "label {SECRET_TYPE_LABEL} is {other:?}, expected \"repository\" or \"repo-creds\""
-                )))
+                "label {SECRET_TYPE_LABEL} is {other:?}, expected \"repository\" or \"repo-creds\""
+            )))
             }
             None => {
                 return Err(bad(format!(
@@ -468,5 +468,121 @@ mod tests {
         ));
         let nourl = json!({"metadata": {"name": "x", "labels": {SECRET_TYPE_LABEL: "repository"}}, "stringData": {}});
         assert!(Credentials::from_repository_secret(&nourl).is_err());
+    }
+
+    fn secret(name: &str, kind: &str, url: &str, password: &str) -> RepoSecret {
+        RepoSecret::parse(&json!({
+            "metadata": {"name": name, "labels": {SECRET_TYPE_LABEL: kind}},
+            "stringData": {"url": url, "username": "u", "password": password}
+        }))
+        .expect("valid secret")
+    }
+
+    #[test]
+    fn repository_secrets_match_the_exact_url_with_scheme_host_and_port() {
+        let mut idx = CredentialIndex::default();
+        idx.insert(secret(
+            "r",
+            "repository",
+            "https://Git.Example.com/org/private.git",
+            "p1",
+        ));
+        for same in [
+            "https://git.example.com/org/private.git",
+            "https://git.example.com/org/private",
+            "https://git.example.com:443/org/private/",
+            "https://bob@git.example.com/ORG/private.git",
+        ] {
+            assert_eq!(idx.lookup(same).password(), Some("p1"), "{same}");
+        }
+        for other in [
+            "http://git.example.com/org/private.git",
+            "http://git.example.com:19999/org/private.git",
+            "https://git.example.com:8443/org/private.git",
+            "ssh://git@git.example.com/org/private.git",
+            "git@git.example.com:org/private.git",
+            "https://git.example.com/org/private2.git",
+            "https://evil.example.com/org/private.git",
+        ] {
+            let c = idx.lookup(other);
+            assert!(c.is_empty(), "{other}: {c:?}");
+        }
+        let why = idx.lookup("http://git.example.com:19999/org/private.git");
+        let why = why.unmatched().expect("a near miss is explained");
+        assert!(
+            why.contains("scheme, host and port must match") && why.contains("\"r\""),
+            "{why}"
+        );
+        assert!(idx
+            .lookup("https://other.example.com/x/y")
+            .unmatched()
+            .is_none());
+    }
+
+    #[test]
+    fn templates_match_by_prefix_at_a_slash_and_the_longest_wins() {
+        let mut idx = CredentialIndex::default();
+        idx.insert(secret(
+            "host",
+            "repo-creds",
+            "https://git.example.com",
+            "host",
+        ));
+        idx.insert(secret(
+            "org",
+            "repo-creds",
+            "https://git.example.com/org/",
+            "org",
+        ));
+        idx.insert(secret(
+            "exact",
+            "repository",
+            "https://git.example.com/org/special",
+            "exact",
+        ));
+        idx.insert(secret(
+            "ssh",
+            "repo-creds",
+            "git@git.example.com:org",
+            "ssh",
+        ));
+        let got = |idx: &CredentialIndex, u: &str| idx.lookup(u).password().map(String::from);
+        assert_eq!(
+            got(&idx, "https://git.example.com/org/repo.git").as_deref(),
+            Some("org")
+        );
+        assert_eq!(
+            got(&idx, "https://git.example.com/org").as_deref(),
+            Some("org")
+        );
+        assert_eq!(
+            got(&idx, "https://git.example.com/organisation/repo").as_deref(),
+            Some("host")
+        );
+        assert_eq!(
+            got(&idx, "https://git.example.com/org/special.git").as_deref(),
+            Some("exact")
+        );
+        assert_eq!(
+            got(&idx, "ssh://git@git.example.com/org/repo").as_deref(),
+            Some("ssh")
+        );
+        assert_eq!(
+            got(&idx, "git@git.example.com:org/repo.git").as_deref(),
+            Some("ssh")
+        );
+        assert_eq!(got(&idx, "http://git.example.com/org/repo.git"), None);
+        assert_eq!(got(&idx, "git@git.example.com:organisation/repo.git"), None);
+        idx.remove("org");
+        assert_eq!(
+            got(&idx, "https://git.example.com/org/repo.git").as_deref(),
+            Some("host")
+        );
+        let e = Credentials::from_repository_secret(&json!({
+            "metadata": {"name": "t", "labels": {SECRET_TYPE_LABEL: "repo-creds"}},
+            "stringData": {"url": "https://git.example.com/org"}
+        }))
+        .expect_err("a template is not a repository Secret");
+        assert!(e.to_string().contains("repo-creds"), "{e}");
     }
 }

@@ -10,7 +10,7 @@
 //!   no `Authorization` header and the app reports why.
 
 use crate::support::{env_with_cluster, eventually, Repo};
-use mooring_k8s::kube::api::{Api, DynamicObject, PostParams};
+use mooring_k8s::kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use mooring_k8s::kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -138,9 +138,12 @@ async fn https_credentials_are_never_sent_to_an_http_url() {
 
     let apps = api(&c, "argocd", &mooring_controller::application_resource());
     create(&apps, app("downgrade", &downgraded)).await;
-    let status = status_when(&apps, "downgrade", "the fetch fails with a clear error", |s| {
-        condition_says(s, "scheme, host and port must match")
-    })
+    let status = status_when(
+        &apps,
+        "downgrade",
+        "the fetch fails with a clear error",
+        |s| condition_says(s, "scheme, host and port must match"),
+    )
     .await;
     assert!(
         condition_says(&status, "authentication to"),
@@ -155,7 +158,10 @@ async fn https_credentials_are_never_sent_to_an_http_url() {
     let cms = api(
         &c,
         "downgrade",
-        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "ConfigMap"), "configmaps"),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("", "v1", "ConfigMap"),
+            "configmaps",
+        ),
     );
     assert!(cms.get_opt("private-config").await.ok().flatten().is_none());
 
@@ -165,9 +171,25 @@ async fn https_credentials_are_never_sent_to_an_http_url() {
         repo_secret("private-http", "argocd", &downgraded, "admin", "s3cret"),
     )
     .await;
-    status_when(&apps, "downgrade", "the app syncs with its own credentials", |s| {
-        s["sync"]["status"] == "Synced"
+    eventually(30, "the Secret is read", || async {
+        (e.controller.ctx.credentials.read().expect("lock").len() == 3).then_some(())
     })
+    .await;
+    apps.patch(
+        "downgrade",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}}),
+        ),
+    )
+    .await
+    .expect("refresh");
+    status_when(
+        &apps,
+        "downgrade",
+        "the app syncs with its own credentials",
+        |s| s["sync"]["status"] == "Synced",
+    )
     .await;
     assert!(!http.authorizations().is_empty());
 }
