@@ -607,7 +607,7 @@ async fn project_roles_accounts_and_bad_tokens() {
     .await;
     assert_eq!(code, 400, "{body}");
 
-    // Brute force: after the burst, 429 with Retry-After — even for a good token.
+    // Brute force: after the burst, 429 with Retry-After — but never for a good token.
     let limited = serve(
         client.clone(),
         ApiOptions {
@@ -626,9 +626,9 @@ async fn project_roles_accounts_and_bad_tokens() {
         call(limited, "GET", "/api/v1/applications", Some(&garbage), None).await;
     assert_eq!(code, 429, "{body}");
     assert!(retry.is_some_and(|r| r.parse::<u64>().is_ok_and(|s| s >= 1)));
-    let (code, _, _) = call(limited, "GET", "/api/v1/applications", Some(&admin), None).await;
-    assert_eq!(code, 429);
-    // The other server (its own limiter) still serves the admin.
+    let (code, _, body) = call(limited, "GET", "/api/v1/applications", Some(&admin), None).await;
+    assert_eq!(code, 200, "a valid token is never refused: {body}");
+    // The other server (its own limiter) serves the admin too.
     let (code, _, _) = call(addr, "GET", "/api/v1/projects", Some(&admin), None).await;
     assert_eq!(code, 200);
 
@@ -1020,5 +1020,94 @@ async fn applications_in_other_namespaces_over_the_api() {
     )
     .await;
     assert_eq!(code, 403, "{body}");
+    drop(cluster);
+}
+
+/// Issue 12 finding 7: every client of a loopback server is 127.0.0.1. A flood of bad
+/// tokens from 127.0.0.1 — garbage, well-formed unknown tokens, and an expired token of
+/// the admin itself — gets 401 then 429 with `Retry-After`, while the admin's valid token
+/// keeps getting 200 throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_bad_tokens_from_loopback_never_locks_out_the_admin() {
+    let cluster = Cluster::start(ClusterOptions {
+        crds: mooring_k8s::crds::all(),
+        ..Default::default()
+    })
+    .await
+    .expect("cluster");
+    let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path())
+        .await
+        .expect("client");
+    let store = Store::new(client.clone(), "argocd");
+    let admin = store
+        .ensure_admin_token()
+        .await
+        .expect("admin token")
+        .expect("first start issues one");
+    let expired = store
+        .update_tokens(|s| s.issue("admin", 1_000, Some(Duration::from_secs(10))).0)
+        .await
+        .expect("issue expired");
+    let addr = serve(client.clone(), ApiOptions::default()).await;
+
+    // The flood: 4 loops of bad requests for a bounded time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flooders = Vec::new();
+    for n in 0..4 {
+        let stop = stop.clone();
+        let expired = expired.clone();
+        flooders.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 2_000 {
+                let token = match (n + i) % 3 {
+                    0 => format!("mrg_{:0>43}", i),
+                    1 => "not-a-token".to_string(),
+                    _ => expired.clone(),
+                };
+                let (code, retry, _) =
+                    call(addr, "GET", "/api/v1/applications", Some(&token), None).await;
+                seen.push((code, retry));
+                i += 1;
+            }
+            seen
+        }));
+    }
+    // The admin, during the flood.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..30 {
+        let (code, _, body) =
+            call(addr, "GET", "/api/v1/session/userinfo", Some(&admin), None).await;
+        assert_eq!(code, 200, "the admin is served during the flood: {body}");
+        assert_eq!(body["username"], "admin", "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut seen = Vec::new();
+    for f in flooders {
+        seen.extend(f.await.expect("flooder"));
+    }
+    assert!(
+        seen.iter().all(|(code, _)| *code == 401 || *code == 429),
+        "the flood only ever gets 401 or 429: {:?}",
+        seen.iter()
+            .map(|(c, _)| *c)
+            .collect::<std::collections::BTreeSet<_>>()
+    );
+    let limited: Vec<_> = seen.iter().filter(|(code, _)| *code == 429).collect();
+    assert!(
+        !limited.is_empty(),
+        "the flood is limited ({} requests)",
+        seen.len()
+    );
+    assert!(
+        limited.iter().all(|(_, retry)| retry
+            .as_deref()
+            .is_some_and(|r| r.parse::<u64>().is_ok_and(|s| s >= 1))),
+        "every 429 says when to retry"
+    );
+    // And after it.
+    let (code, _, _) = call(addr, "GET", "/api/v1/applications", Some(&admin), None).await;
+    assert_eq!(code, 200);
     drop(cluster);
 }
