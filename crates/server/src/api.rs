@@ -232,7 +232,7 @@ fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
 
 /// The caller, or why not and whom the failure counts against.
 async fn principal(
-    st: &ApiState,
+    store: &Store,
     headers: &HeaderMap,
 ) -> Result<Principal, (ApiError, FailureKey)> {
     let anonymous = |e: ApiError| (e, FailureKey::Anonymous);
@@ -240,7 +240,8 @@ async fn principal(
     if !auth::well_formed(token) {
         return Err(anonymous(AuthError::Malformed.into()));
     }
-    let store = st.store.tokens().await.map_err(|e| anonymous(e.into()))?;
+    let accounts_store = store;
+    let store = store.tokens().await.map_err(|e| anonymous(e.into()))?;
     let rec = match store.verify(token, jiff::Timestamp::now().as_second()) {
         Ok(rec) => rec,
         Err(e @ AuthError::Expired { .. }) => {
@@ -260,7 +261,10 @@ async fn principal(
             groups: vec![],
         }
     } else {
-        let accounts = st.store.accounts().await.map_err(|e| anonymous(e.into()))?;
+        let accounts = accounts_store
+            .accounts()
+            .await
+            .map_err(|e| anonymous(e.into()))?;
         let a = auth::account_for(&accounts, &rec.subject)
             .map_err(|e| (e.into(), FailureKey::Subject(rec.subject.clone())))?;
         Subject {
@@ -274,6 +278,15 @@ async fn principal(
     })
 }
 
+/// The subject of a request's bearer token (for endpoints outside `/api/v1`, such as
+/// `/metrics` with `--metrics-auth`), or why it is refused.
+pub async fn authenticated_subject(store: &Store, headers: &HeaderMap) -> Result<Subject, String> {
+    principal(store, headers)
+        .await
+        .map(|p| p.subject)
+        .map_err(|(e, _)| e.to_string())
+}
+
 /// Authenticate every request. The token is checked first, so a valid one is always
 /// served; a failure counts against its [`FailureKey`], and once that budget is spent
 /// the answer is 429 with `Retry-After`, held back by the limiter's backoff.
@@ -283,7 +296,7 @@ async fn authenticate(State(st): State<ApiState>, mut req: Request, next: Next) 
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    let (e, key) = match principal(&st, req.headers()).await {
+    let (e, key) = match principal(&st.store, req.headers()).await {
         Ok(p) => {
             req.extensions_mut().insert(p);
             return next.run(req).await;
