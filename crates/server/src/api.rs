@@ -209,6 +209,7 @@ pub fn router(client: kube::Client, opts: ApiOptions) -> Router {
             "/api/v1/account/{name}/token/{id}",
             delete(delete_account_token),
         )
+        .route_layer(axum::middleware::from_fn(check_names))
         .layer(axum::middleware::from_fn_with_state(
             st.clone(),
             authenticate,
@@ -331,6 +332,38 @@ async fn authenticate(State(st): State<ApiState>, mut req: Request, next: Next) 
             ApiError::TooMany { key, retry }.into_response()
         }
     }
+}
+
+/// Refuse (400) application, project and ApplicationSet names in the path that are not
+/// Kubernetes names, and role names outside Argo CD's rule, before any handler parses
+/// them into RBAC objects (`a%2Fb` would otherwise be split as `a` / `b`, and reach the
+/// API server as a subresource path).
+async fn check_names(params: axum::extract::RawPathParams, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    let kind = if path.starts_with("/api/v1/applicationsets") {
+        "applicationset"
+    } else if path.starts_with("/api/v1/applications") {
+        "application"
+    } else if path.starts_with("/api/v1/projects") {
+        "project"
+    } else {
+        ""
+    };
+    for (key, value) in &params {
+        let refused = match key {
+            "name" if !kind.is_empty() => mooring_core::name::validate_object_name(kind, value)
+                .err()
+                .map(|e| e.to_string()),
+            "role" if !crate::rbac::valid_role_name(value) => Some(format!(
+                "role name {value:?} is invalid: use letters, digits, '-' and '_', starting and ending with a letter or digit"
+            )),
+            _ => None,
+        };
+        if let Some(why) = refused {
+            return ApiError::BadRequest(why).into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// The policy and projects, loaded once per request.
@@ -1027,6 +1060,9 @@ async fn create_project_token(
         .projects
         .get(&project)
         .ok_or_else(|| ApiError::NotFound(format!("project {project:?} not found")))?;
+    if let Some(e) = proj.role_error(&role) {
+        return Err(ApiError::BadRequest(e.to_string()));
+    }
     if proj.role(&role).is_none() {
         return Err(ApiError::NotFound(format!(
             "project {project:?} has no role {role:?}"
