@@ -396,7 +396,17 @@ impl Authz {
         let project = project_of(resource, object).and_then(|n| self.projects.get(n));
         self.rbac
             .check(&p.subject, resource, action, object, project)
-            .map_err(|d| ApiError::Forbidden(d.to_string()))
+            .map_err(|mut d| {
+                // A project token is told when its own role is disabled, whatever it asked.
+                if d.because.is_empty() {
+                    if let Some(e) = p.subject.project_role().and_then(|(proj, role)| {
+                        self.projects.get(proj).and_then(|pr| pr.role_error(role))
+                    }) {
+                        d.because = format!(" ({e})");
+                    }
+                }
+                ApiError::Forbidden(d.to_string())
+            })
     }
 }
 

@@ -1111,3 +1111,173 @@ async fn a_flood_of_bad_tokens_from_loopback_never_locks_out_the_admin() {
     assert_eq!(code, 200);
     drop(cluster);
 }
+
+/// Issue 12 finding 10: a tenant's project-role token against an AppProject whose role
+/// `policies` entry smuggles a second line (`\ng, proj:team-a:ci, role:admin`) and an
+/// object outside the project. The injected lines are never merged: the token cannot
+/// touch another team's application (403 naming the project, the role and the line,
+/// the application still there), its role is disabled until the project is fixed, a new
+/// token for it is refused (400), and names that RBAC would split (`a/b`) are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_project_role_policy_grants_nothing() {
+    let cluster = Cluster::start(ClusterOptions {
+        crds: mooring_k8s::crds::all(),
+        ..Default::default()
+    })
+    .await
+    .expect("cluster");
+    let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path())
+        .await
+        .expect("client");
+    let store = Store::new(client.clone(), "argocd");
+    let admin = store
+        .ensure_admin_token()
+        .await
+        .expect("admin token")
+        .expect("first start issues one");
+    let projects: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "argocd", &appproject_resource());
+    let project = |policies: Vec<&str>| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+            "metadata": {"name": "team-a", "namespace": "argocd"},
+            "spec": {"sourceRepos": ["*"], "destinations": [{"server": "*", "namespace": "team-a"}],
+                     "roles": [{"name": "ci", "policies": policies}]}
+        }))
+        .expect("project")
+    };
+    projects
+        .create(
+            &PostParams::default(),
+            &project(vec![
+                "p, proj:team-a:ci, applications, get, team-a/*, allow",
+            ]),
+        )
+        .await
+        .expect("team-a");
+    projects
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+                "metadata": {"name": "team-b", "namespace": "argocd"},
+                "spec": {"sourceRepos": ["*"], "destinations": [{"server": "*", "namespace": "*"}]}
+            }))
+            .expect("project"),
+        )
+        .await
+        .expect("team-b");
+    let apps: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "argocd",
+        &mooring_controller::application_resource(),
+    );
+    for (name, proj) in [("web", "team-a"), ("db", "team-b")] {
+        apps.create(
+            &PostParams::default(),
+            &serde_json::from_value(app(name, proj)).expect("app"),
+        )
+        .await
+        .expect("app");
+    }
+    let addr = serve(client.clone(), ApiOptions::default()).await;
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/projects/team-a/roles/ci/token",
+        Some(&admin),
+        Some(b"{}"),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let ci = body["token"].as_str().expect("token").to_string();
+    let (code, _, body) = call(addr, "GET", "/api/v1/applications/web", Some(&ci), None).await;
+    assert_eq!(code, 200, "the valid role works: {body}");
+    let (code, _, _) = call(addr, "GET", "/api/v1/applications/db", Some(&ci), None).await;
+    assert_eq!(code, 403);
+
+    // The project is changed: one entry smuggles a `g` line, one names team-b's apps.
+    let mut injected = project(vec![
+        "p, proj:team-a:ci, applications, get, team-a/*, allow\ng, proj:team-a:ci, role:admin",
+        "p, proj:team-a:ci, applications, delete, team-b/*, allow",
+    ]);
+    let current = projects.get("team-a").await.expect("get");
+    injected.metadata.resource_version = current.metadata.resource_version;
+    projects
+        .replace("team-a", &PostParams::default(), &injected)
+        .await
+        .expect("replace");
+    for (method, path) in [
+        ("GET", "/api/v1/applications/db"),
+        ("DELETE", "/api/v1/applications/db"),
+        ("POST", "/api/v1/applications/db/sync"),
+        ("GET", "/api/v1/applications/web"),
+    ] {
+        let (code, _, body) = call(addr, method, path, Some(&ci), Some(b"{}")).await;
+        assert_eq!(code, 403, "{method} {path}: {body}");
+        let msg = body["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains("AppProject \"team-a\" role \"ci\" policy line 1")
+                && msg.contains("line break"),
+            "{method} {path}: {msg}"
+        );
+    }
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/applications",
+        Some(&ci),
+        Some(&serde_json::to_vec(&app("planted", "team-b")).expect("json")),
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        apps.get_opt("db").await.expect("get").is_some(),
+        "db is still there"
+    );
+    assert!(apps.get_opt("planted").await.expect("get").is_none());
+    let (code, _, body) = call(
+        addr,
+        "GET",
+        "/api/v1/account/can-i/applications/delete/team-b/db",
+        Some(&ci),
+        None,
+    )
+    .await;
+    assert_eq!((code, body["value"].as_str()), (200, Some("no")), "{body}");
+    // No new token for the disabled role.
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/projects/team-a/roles/ci/token",
+        Some(&admin),
+        Some(b"{}"),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("policy line 1")),
+        "{body}"
+    );
+    // Names RBAC would split are refused before they are parsed.
+    for path in [
+        "/api/v1/projects/team-a%2Fci",
+        "/api/v1/applications/web%2Fstatus",
+        "/api/v1/projects/team-a/roles/c%3Ai/token",
+    ] {
+        let method = if path.ends_with("token") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let (code, _, body) = call(addr, method, path, Some(&admin), Some(b"{}")).await;
+        assert_eq!(code, 400, "{path}: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| m.contains("name")),
+            "{path}: {body}"
+        );
+    }
+    drop(cluster);
+}
