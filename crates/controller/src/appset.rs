@@ -404,7 +404,7 @@ async fn prefetch(ctx: &Context, set: &ApplicationSet) -> Result<Prefetched, Con
             continue;
         }
         let fetch = ctx.fetch_url(&url);
-        let creds = ctx.credentials_for(&url);
+        let creds = ctx.credentials_for(&fetch);
         let tree = match ctx.resolve(&fetch, &rev, creds).await {
             Ok(commit) => {
                 let repos = ctx.repos.clone();

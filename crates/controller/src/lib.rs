@@ -337,7 +337,8 @@ impl Context {
 
     /// The credentials for repository `url`, matched as Argo CD does (exact URL for a
     /// repository Secret, URL prefix for a credential template; scheme, host and port
-    /// always equal: see [`CredentialIndex`]).
+    /// always equal: see [`CredentialIndex`]). Pass the URL that will be contacted (after
+    /// [`Context::fetch_url`]), so credentials only ever go where they were written for.
     pub fn credentials_for(&self, url: &str) -> Credentials {
         self.credentials
             .read()

@@ -229,6 +229,11 @@ impl RepoSecret {
             .ok_or_else(|| bad("the url key is missing".to_string()))?;
         if kind == SecretKind::Repository {
             crate::validate_url(&url)?;
+        } else if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(bad(format!(
+                "url {:?} contains whitespace or control characters",
+                crate::redact_url(&url)
+            )));
         }
         if UrlKey::parse(&url).is_none() {
             return Err(bad(format!(
