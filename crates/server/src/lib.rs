@@ -15,8 +15,9 @@
 //! provider without a secret of its own) and refreshes nothing.
 //!
 //! `GET /metrics` lists per-application series (application names) only to a caller with
-//! a valid API token; anonymous callers get the aggregate series, or 401 with
-//! [`HttpOptions::metrics_auth`] (`--metrics-auth`).
+//! a valid API token whose RBAC allows `applications, get, */*` (admin, readonly); other
+//! callers get the aggregate series — anonymous ones, unless [`HttpOptions::metrics_auth`]
+//! (`--metrics-auth`) answers them 401.
 //!
 //! The REST API (`/api/v1/…`, [`api`]) with its accounts and tokens ([`auth`], [`store`])
 //! and Argo CD's RBAC model ([`rbac`]) lives here too.
@@ -79,7 +80,7 @@ pub fn router(ctx: Arc<Context>, opts: HttpOptions) -> Router {
 
 /// Prometheus metrics of the controller: reconciles and their duration, renders reused
 /// across commits, and commit-seen → Synced+Healthy convergence per application (only
-/// for an authenticated caller: the series name applications).
+/// for a caller who may get every application: the series name applications).
 async fn metrics(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -88,10 +89,15 @@ async fn metrics(
     [(axum::http::header::HeaderName, &'static str); 1],
     String,
 ) {
+    // Per-application series only for a caller who may get every application.
     let authenticated =
         if headers.contains_key(axum::http::header::AUTHORIZATION) || st.opts.metrics_auth {
             match api::authenticated_subject(&st.store, &headers).await {
-                Ok(_) => true,
+                Ok(subject) => st
+                    .store
+                    .rbac()
+                    .await
+                    .is_ok_and(|r| r.allowed(&subject, "applications", "get", "*/*", None)),
                 Err(e) => {
                     return (
                         StatusCode::UNAUTHORIZED,

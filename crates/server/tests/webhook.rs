@@ -269,6 +269,24 @@ async fn push_webhook_refreshes_the_app() {
     let (code, text) = strict.request("GET", "/metrics", &bearer, b"").await;
     assert_eq!(code, 200, "{text}");
     assert!(text.contains("application=\"hooked\""), "{text}");
+    // A token that may not get every application (a project role's) sees aggregates only.
+    let tenant = store
+        .update_tokens(|s| s.issue("proj:team-a:ci", 0, None).0)
+        .await
+        .expect("tenant token");
+    let (code, text) = strict
+        .request(
+            "GET",
+            "/metrics",
+            &format!("Authorization: Bearer {tenant}\r\n"),
+            b"",
+        )
+        .await;
+    assert_eq!(code, 200, "{text}");
+    assert!(
+        text.contains("mooring_reconciles_total") && !text.contains("hooked"),
+        "{text}"
+    );
     // Oversized body.
     let big = vec![b' '; 2 * 1024 * 1024];
     let (code, _) = http.post(&big, &sign(secret, &big)).await;
