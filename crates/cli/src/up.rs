@@ -561,6 +561,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             health_dir: args.health_dir.clone(),
             prometheus_address: prometheus_listen.map(|a| format!("http://{a}")),
             control_plane: control_plane.clone(),
+            // User-written URLs (web metrics, incident webhooks) never reach the
+            // embedded API server, whatever `outbound.allow` says short of naming it.
+            outbound_protected: vec![(
+                cluster.url(),
+                mooring_controller::outbound::MANAGEMENT_API.to_string(),
+            )],
             ..Default::default()
         },
     )
@@ -575,6 +581,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             )
         })?;
     let webhook_addr = listener.local_addr()?;
+    controller.ctx.outbound.protect(
+        &format!("http://{webhook_addr}"),
+        mooring_controller::outbound::REST_API,
+    );
     let http_options = mooring_server::HttpOptions {
         webhook: mooring_server::WebhookSecrets {
             github: args.webhook_secret.clone(),
@@ -724,6 +734,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Err(e) => println!("  prometheus  {e}"),
     }
     println!("  api         http://{webhook_addr}/api/v1 (Authorization: Bearer <token>)");
+    println!(
+        "  outbound    web metrics, Prometheus addresses and incident webhooks may not reach loopback,"
+    );
+    println!(
+        "              link-local (169.254.169.254), these APIs, …; open an address with: kubectl -n {} patch",
+        control_plane.namespace
+    );
+    println!(
+        "              configmap {} --type merge -p '{{\"data\":{{\"{}\":\"127.0.0.1:8080\"}}}}'",
+        crate::connect::SETTINGS_CONFIGMAP,
+        mooring_engine::outbound::CONFIG_KEY
+    );
     match &admin_token {
         Some(t) => {
             println!("  admin token {t}");

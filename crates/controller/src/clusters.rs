@@ -20,6 +20,10 @@ use std::time::Duration;
 /// Register (or replace) a destination cluster and start connecting to it.
 pub async fn register(ctx: &Arc<Context>, name: &str, server: &str, client: kube::Client) {
     unregister(ctx, server).await;
+    // A tenant's web metric must not reach a destination's API server through the
+    // controller (with `127.0.0.1` allowed for a local test server, say).
+    ctx.outbound
+        .protect(server, &format!("the API server of cluster {name}"));
     let cluster = ClusterClient::new(name, client);
     {
         let mut clusters = ctx

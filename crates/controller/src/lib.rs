@@ -14,6 +14,7 @@ pub mod clusters;
 pub mod deletion;
 pub mod events;
 pub mod operation;
+pub mod outbound;
 pub mod policy;
 pub mod project;
 pub mod prometheus;
@@ -89,6 +90,10 @@ pub struct ControllerOptions {
     /// and repository Secrets are read from there) and the other namespaces Applications
     /// and ApplicationSets may live in (`--application-namespaces`).
     pub control_plane: mooring_engine::project::ControlPlane,
+    /// Endpoints a user-written URL never reaches unless `outbound.allow` names them
+    /// exactly (URL, what it is): the management API server, Mooring's REST API
+    /// ([`outbound::Outbound::protect`]; destination clusters are added as they register).
+    pub outbound_protected: Vec<(String, String)>,
 }
 
 impl Default for ControllerOptions {
@@ -105,6 +110,7 @@ impl Default for ControllerOptions {
             orphan_scan: Some(Duration::from_secs(60)),
             prometheus_address: None,
             control_plane: Default::default(),
+            outbound_protected: vec![],
         }
     }
 }
@@ -223,6 +229,9 @@ pub struct Context {
     unsupported: RwLock<HashMap<String, Vec<mooring_engine::unsupported::Unsupported>>>,
     /// The compiled Gatekeeper policy in force (see [`policy`]).
     pub policy: policy::PolicyCache,
+    /// The one client for user-written URLs (analysis, RollbackPolicies), following the
+    /// admin's `outbound.allow` ([`outbound`]).
+    pub outbound: outbound::Outbound,
     /// Watch and connect tasks of each destination cluster, by server URL (see [`clusters`]).
     cluster_tasks: Mutex<HashMap<String, Vec<tokio::task::JoinHandle<()>>>>,
     queue: mpsc::UnboundedSender<String>,
@@ -235,6 +244,7 @@ impl Context {
     pub fn analysis_options(&self) -> analysis::AnalysisOptions {
         analysis::AnalysisOptions {
             default_prometheus: self.options.prometheus_address.clone(),
+            outbound: self.outbound.clone(),
         }
     }
 }
@@ -591,6 +601,7 @@ impl Context {
             ControllerError::Internal(format!("cache dir {}: {e}", options.cache_dir.display()))
         })?;
         let (tx, _rx) = mpsc::unbounded_channel();
+        let outbound_client = outbound::Outbound::new(&options.control_plane.namespace);
         Ok(Arc::new(Context {
             repos: Arc::new(RepoCache::new(options.cache_dir.clone())),
             options,
@@ -606,6 +617,7 @@ impl Context {
             render_inputs: Mutex::new(HashMap::new()),
             unsupported: RwLock::new(HashMap::new()),
             policy: policy::PolicyCache::default(),
+            outbound: outbound_client,
             cluster_tasks: Mutex::new(HashMap::new()),
             queue: tx,
             appset_queue: Default::default(),
@@ -670,6 +682,7 @@ impl Controller {
             ControllerError::Internal(format!("cache dir {}: {e}", options.cache_dir.display()))
         })?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let outbound_client = outbound::Outbound::new(&options.control_plane.namespace);
         let ctx = Arc::new(Context {
             repos: Arc::new(RepoCache::new(options.cache_dir.clone())),
             options,
@@ -685,10 +698,32 @@ impl Controller {
             render_inputs: Mutex::new(HashMap::new()),
             unsupported: RwLock::new(HashMap::new()),
             policy: policy::PolicyCache::default(),
+            outbound: outbound_client,
             cluster_tasks: Mutex::new(HashMap::new()),
             queue: tx,
             appset_queue: Default::default(),
         });
+        for (url, what) in ctx.options.outbound_protected.clone() {
+            ctx.outbound.protect(&url, &what);
+        }
+        if let (Ok(host), Ok(port)) = (
+            std::env::var("KUBERNETES_SERVICE_HOST"),
+            std::env::var("KUBERNETES_SERVICE_PORT"),
+        ) {
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host
+            };
+            for url in [
+                format!("https://{host}:{port}"),
+                "https://kubernetes.default.svc:443".to_string(),
+            ] {
+                ctx.outbound.protect(&url, outbound::MANAGEMENT_API);
+            }
+        }
+        ctx.outbound.load_config(mgmt.client().clone()).await;
+        tasks.push(ctx.outbound.watch_config(mgmt.client().clone()));
         tasks.push(tokio::spawn(watch_apps(ctx.clone())));
         tasks.push(tokio::spawn(watch_live(ctx.clone(), mgmt.clone())));
         tasks.push(tokio::spawn(poll(ctx.clone())));

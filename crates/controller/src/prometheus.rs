@@ -43,6 +43,9 @@ pub enum PromError {
         error_type: String,
         message: String,
     },
+    /// A user-written address the outbound rule refuses (or another outbound error).
+    #[error("Prometheus query: {0}")]
+    Outbound(crate::outbound::OutboundError),
     #[error("cannot decode Prometheus' answer: {0}")]
     Decode(String),
     #[error(
@@ -87,12 +90,17 @@ pub enum PromValue {
     Matrix(Vec<Series>),
 }
 
+/// Largest Prometheus answer read from a user-written address.
+pub const MAX_ANSWER: usize = 16 * 1024 * 1024;
+
 /// A Prometheus HTTP API client.
 #[derive(Debug, Clone)]
 pub struct PromClient {
     base: Url,
     http: reqwest::Client,
     headers: Vec<(String, String)>,
+    /// Set for a user-written address: queries go through the outbound client.
+    outbound: Option<crate::outbound::Outbound>,
 }
 
 /// reqwest is built without a default TLS provider; install ring's (the provider kube
@@ -137,7 +145,15 @@ impl PromClient {
             base,
             http,
             headers: vec![],
+            outbound: None,
         })
+    }
+
+    /// Query through the outbound client: the address is a user's (an AnalysisTemplate's
+    /// or a RollbackPolicy's), not the controller's own Prometheus.
+    pub fn through(mut self, outbound: crate::outbound::Outbound) -> PromClient {
+        self.outbound = Some(outbound);
+        self
     }
 
     /// Send these headers with every query (e.g. `X-Scope-Org-ID` for a multi-tenant
@@ -161,6 +177,22 @@ impl PromClient {
         url.query_pairs_mut()
             .append_pair("query", query)
             .append_pair("timeout", &format!("{}ms", timeout.as_millis().max(1)));
+        if let Some(outbound) = &self.outbound {
+            let mut req = crate::outbound::OutboundRequest::new(reqwest::Method::GET, url.as_str());
+            req.timeout = timeout;
+            req.max_body = MAX_ANSWER;
+            req.headers = self.headers.clone();
+            use crate::outbound::OutboundError as O;
+            return match outbound.send(req).await {
+                Ok(r) => decode_response(r.status, &r.body),
+                Err(O::Timeout { .. }) => Err(PromError::Timeout(timeout)),
+                Err(O::Request { reason, .. }) => Err(PromError::Unreachable {
+                    address: self.base.to_string(),
+                    reason,
+                }),
+                Err(e) => Err(PromError::Outbound(e)),
+            };
+        }
         let mut req = self.http.get(url).timeout(timeout);
         for (k, v) in &self.headers {
             req = req.header(k.as_str(), v.as_str());

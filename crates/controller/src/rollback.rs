@@ -31,7 +31,14 @@
 //! Every firing records a Kubernetes Event on the Application. `create_incident_and_rollback`
 //! and `notify` also POST one JSON incident to `spec.incident.webhook` (retried with
 //! backoff on 5xx and connection errors, in the background so the loop never waits on it).
+//!
+//! The webhook URL and `spec.prometheus.address` are written by whoever may create the
+//! policy, so both go through the outbound client ([`crate::outbound`]; the controller's
+//! own Prometheus excepted): the webhook URL is checked at every evaluation, and a refused
+//! one is reported as the `IncidentWebhookRefused` condition (and nothing is sent when
+//! a rule fires); a refused Prometheus address makes the rules' evaluation an error.
 
+use crate::outbound::{Outbound, OutboundError, OutboundRequest};
 use crate::prometheus::{PromClient, PromValue};
 use crate::reconcile::now;
 use crate::{Context, ControllerError};
@@ -59,6 +66,8 @@ const MAX_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Incident webhook attempts (first try included) and the first backoff.
 const WEBHOOK_ATTEMPTS: u32 = 6;
 const WEBHOOK_BACKOFF: Duration = Duration::from_millis(500);
+/// Largest incident webhook answer read (only its status matters).
+const WEBHOOK_MAX_ANSWER: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RollbackError {
@@ -309,8 +318,14 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
         .as_ref()
         .map(|x| x.address.clone())
         .or_else(|| ctx.options.prometheus_address.clone());
+    let trusted = ctx
+        .options
+        .prometheus_address
+        .as_deref()
+        .and_then(|a| PromClient::new(a).ok());
     let client = match address.as_deref().map(PromClient::new) {
-        Some(Ok(c)) => Ok(c),
+        Some(Ok(c)) if trusted.as_ref().is_some_and(|t| t.address() == c.address()) => Ok(c),
+        Some(Ok(c)) => Ok(c.through(ctx.outbound.clone())),
         Some(Err(e)) => Err(e.to_string()),
         None => Err(
             "no Prometheus address: set spec.prometheus.address (or start the controller with one)"
@@ -416,9 +431,24 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
     conditions.extend(
         prev.conditions
             .iter()
-            .filter(|c| c.type_ != "Ready")
+            .filter(|c| c.type_ != "Ready" && c.type_ != WEBHOOK_REFUSED)
             .cloned(),
     );
+    let webhook_refused = webhook_refusal(ctx, p).await;
+    if let Some(message) = &webhook_refused {
+        let kept = prev
+            .conditions
+            .iter()
+            .find(|c| c.type_ == WEBHOOK_REFUSED && &c.message == message);
+        conditions.push(PolicyCondition {
+            type_: WEBHOOK_REFUSED.into(),
+            status: "True".into(),
+            message: message.clone(),
+            last_transition_time: kept
+                .and_then(|c| c.last_transition_time.clone())
+                .or_else(|| Some(now())),
+        });
+    }
     let mut status = RollbackPolicyStatus {
         observed_generation: generation,
         conditions,
@@ -502,8 +532,14 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
                 if let Some(w) = p.spec.incident.as_ref().and_then(|i| i.webhook.clone()) {
                     let body = incident(p, app, rule, e, &record);
                     match resolve_headers(ctx, p.namespace(), w).await {
+                        Ok(_) if webhook_refused.is_some() => tracing::warn!(
+                            "incident webhook of RollbackPolicy {}/{} not sent: {}",
+                            p.namespace(),
+                            p.name(),
+                            webhook_refused.as_deref().unwrap_or_default()
+                        ),
                         Ok(w) => {
-                            tokio::spawn(post_incident(w, body));
+                            tokio::spawn(post_incident(ctx.outbound.clone(), w, body));
                         }
                         Err(m) => tracing::warn!(
                             "incident webhook of RollbackPolicy {}/{}: {m}",
@@ -861,6 +897,27 @@ async fn emit_event(
     .await;
 }
 
+/// The policy condition naming an incident webhook URL the outbound rule refuses.
+pub const WEBHOOK_REFUSED: &str = "IncidentWebhookRefused";
+
+/// Why the policy's incident webhook URL would be refused now (checked at every
+/// evaluation, so the admin sees it before a rule fires), if it would.
+async fn webhook_refusal(ctx: &Context, p: &RollbackPolicy) -> Option<String> {
+    let w = p.spec.incident.as_ref()?.webhook.as_ref()?;
+    let url = match reqwest::Url::parse(w.url.trim()) {
+        Ok(u) => u,
+        Err(e) => return Some(format!("incident webhook url `{}`: {e}", w.url)),
+    };
+    match ctx.outbound.admit(&url, "").await {
+        Ok(_) => None,
+        Err(e @ (OutboundError::Refused { .. } | OutboundError::Url { .. })) => {
+            Some(format!("incident webhook: {e}"))
+        }
+        // Resolution failures may be transient: the POST reports them.
+        Err(_) => None,
+    }
+}
+
 /// The incident webhook's JSON body.
 pub fn incident(
     p: &RollbackPolicy,
@@ -943,34 +1000,38 @@ async fn resolve_headers(
     Ok(w)
 }
 
-/// POST the incident, retrying 5xx answers and connection errors with exponential backoff.
-/// Returns the final HTTP status (or the last error).
-pub async fn post_incident(w: WebhookSpec, body: Value) -> Result<u16, String> {
-    crate::prometheus::install_crypto_provider();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| e.to_string())?;
+/// POST the incident through the outbound client, retrying 5xx answers and connection
+/// errors with exponential backoff (a refused address is not retried). Returns the final
+/// HTTP status (or the last error).
+pub async fn post_incident(outbound: Outbound, w: WebhookSpec, body: Value) -> Result<u16, String> {
     let mut backoff = WEBHOOK_BACKOFF;
     let mut last = String::new();
     for attempt in 1..=WEBHOOK_ATTEMPTS {
-        let mut req = client
-            .post(w.url.trim())
-            .header("content-type", "application/json")
-            .body(body.to_string());
-        for h in &w.headers {
-            req = req.header(h.name.as_str(), h.value.as_str());
-        }
-        match req.send().await {
-            Ok(resp) if resp.status().is_server_error() => {
-                last = format!("HTTP {}", resp.status());
+        let mut req = OutboundRequest::new(reqwest::Method::POST, w.url.trim());
+        req.timeout = Duration::from_secs(10);
+        req.max_body = WEBHOOK_MAX_ANSWER;
+        req.body = Some(body.to_string().into_bytes());
+        req.headers = std::iter::once(("content-type".to_string(), "application/json".to_string()))
+            .chain(w.headers.iter().map(|h| (h.name.clone(), h.value.clone())))
+            .collect();
+        match outbound.send(req).await {
+            Ok(resp) if resp.status >= 500 => {
+                last = format!("HTTP {}", resp.status);
             }
             Ok(resp) => {
-                let code = resp.status().as_u16();
-                if !resp.status().is_success() {
-                    tracing::warn!("incident webhook {} answered HTTP {code}", w.url);
+                if !(200..300).contains(&resp.status) {
+                    tracing::warn!("incident webhook {} answered HTTP {}", w.url, resp.status);
                 }
-                return Ok(code);
+                return Ok(resp.status);
+            }
+            Err(e @ (OutboundError::Refused { .. } | OutboundError::Url { .. })) => {
+                tracing::warn!("incident webhook not sent: {e}");
+                return Err(e.to_string());
+            }
+            // The POST was answered (with more than an incident answer needs): not resent.
+            Err(e @ OutboundError::TooLarge { .. }) => {
+                tracing::warn!("incident webhook: {e}");
+                return Err(e.to_string());
             }
             Err(e) => last = e.to_string(),
         }

@@ -19,6 +19,10 @@ pub const IN_CLUSTER: &str = "https://kubernetes.default.svc";
 /// live there (`--namespace` / `MOORING_NAMESPACE` choose another).
 pub const CONTROL_PLANE_NAMESPACE: &str = "argocd";
 
+/// Mooring's settings ConfigMap in the control-plane namespace (Argo CD's `argocd-cm`):
+/// accounts, repository aliases, application namespaces, the outbound allowlist.
+pub const SETTINGS_CONFIGMAP: &str = "mooring-cm";
+
 /// An Application's instance name (Argo CD's `Application.InstanceName`): what its
 /// tracking ids name. `name` for an Application in the control-plane namespace,
 /// `namespace_name` for one elsewhere ("applications in any namespace"), so two apps of

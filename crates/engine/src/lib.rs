@@ -8,6 +8,7 @@ pub mod appset;
 pub mod diff;
 pub mod health;
 pub mod lint;
+pub mod outbound;
 pub mod policy;
 pub mod project;
 pub mod rollback;

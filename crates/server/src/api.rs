@@ -23,7 +23,9 @@
 //! ACTION, OBJECT, sub: SUBJECT`, 404, 409, 413 beyond [`MAX_BODY_BYTES`], 429 with
 //! `Retry-After` once the failures of an account, or of unknown tokens together, exceed
 //! their budget (a valid token is never refused for them: see [`crate::auth`]). An application
-//! the caller may not see answers 403, not 404, so names do not leak. `expiresIn` is
+//! the caller may not see answers 403, not 404, so names do not leak. An application,
+//! project or ApplicationSet name in the path that is not a Kubernetes name (`a%2Fb`), or
+//! a role name outside Argo CD's rule, answers 400 before RBAC parses it. `expiresIn` is
 //! seconds (as in Argo CD) or a duration string such as `"90d"`.
 //!
 //! Sync and rollback set the Application's `operation` field, exactly as `mooring app

@@ -21,7 +21,7 @@ use mooring_k8s::kube::api::{Api, DynamicObject, PostParams};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub const SETTINGS_CONFIGMAP: &str = "mooring-cm";
+pub use mooring_core::app::SETTINGS_CONFIGMAP;
 pub const RBAC_CONFIGMAP: &str = "mooring-rbac-cm";
 pub const SECRET: &str = "mooring-secret";
 const TOKENS_KEY: &str = "tokens.json";

@@ -196,6 +196,13 @@ fn up_registers_the_seed_manifests_in_argocd() {
         );
     }
     assert!(up.printed("skipped", "broken.yaml"), "{:?}", up.printed);
+    // It says how an admin opens outbound requests (refused to loopback by default).
+    assert!(
+        up.printed("outbound", "loopback")
+            && up.printed("configmap mooring-cm", "\"outbound.allow\""),
+        "{:?}",
+        up.printed
+    );
     assert!(
         up.printed("skipped", "tenant-app") && up.printed("skipped", "--application-namespaces"),
         "{:?}",

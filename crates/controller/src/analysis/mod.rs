@@ -41,6 +41,9 @@ pub struct AnalysisOptions {
     /// Prometheus used when a `prometheus` provider has no `address` (Argo Rollouts'
     /// `ARGO_ROLLOUTS_PROMETHEUS_ADDRESS`).
     pub default_prometheus: Option<String>,
+    /// The client for the URLs runs name (web metrics, Prometheus addresses other than
+    /// the default one), following the admin's `outbound.allow`.
+    pub outbound: crate::outbound::Outbound,
 }
 
 /// How long a run task sleeps at most without a due measurement or an event: a safety
@@ -419,9 +422,14 @@ async fn measure(
     let started = chrono::Utc::now();
     let p = &metric.provider;
     let got = if let Some(prom) = &p.prometheus {
-        providers::prometheus(prom, ctx.options.default_prometheus.as_deref()).await
+        providers::prometheus(
+            prom,
+            ctx.options.default_prometheus.as_deref(),
+            &ctx.options.outbound,
+        )
+        .await
     } else if let Some(web) = &p.web {
-        providers::web(web).await
+        providers::web(web, &ctx.options.outbound).await
     } else if let Some(job) = &p.job {
         return start_job(ctx, ns, run, uid, metric, job, n, started).await;
     } else {

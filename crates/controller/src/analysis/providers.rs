@@ -7,7 +7,13 @@
 //! at `jsonPath` (the whole body without one); a Job is Successful when it completes
 //! and Failed when it fails, with no condition involved. Provider errors (unreachable,
 //! timeout, non-2xx, bad JSON) become Error measurements, never Failed ones.
+//!
+//! The URLs a run names are tenant input: web metrics and Prometheus addresses other than
+//! the controller's own go through [`crate::outbound`], so a refused address (loopback,
+//! link-local, the API server, …) is an Error measurement saying so and how the admin
+//! opens it, and nothing is sent.
 
+use crate::outbound::{Outbound, OutboundRequest};
 use crate::prometheus::{PromClient, PromError, PromValue};
 use mooring_core::analysis::{JobMetric, PrometheusMetric, WebMetric};
 use mooring_engine::analysis::MetricValue;
@@ -32,6 +38,7 @@ pub const MAX_WEB_BODY: usize = 4 * 1024 * 1024;
 pub async fn prometheus(
     m: &PrometheusMetric,
     default_address: Option<&str>,
+    outbound: &Outbound,
 ) -> Result<Measured, String> {
     let address = m
         .address
@@ -44,14 +51,22 @@ pub async fn prometheus(
     if m.query.trim().is_empty() {
         return Err("prometheus provider has an empty query".into());
     }
-    let client = PromClient::new(address)
-        .map_err(|e| e.to_string())?
-        .with_headers(
-            m.headers
-                .iter()
-                .map(|h| (h.key.clone(), h.value.clone()))
-                .collect(),
-        );
+    let client = PromClient::new(address).map_err(|e| e.to_string())?;
+    // The controller's own Prometheus is trusted; any other address is the run's.
+    let trusted = default_address
+        .and_then(|d| PromClient::new(d).ok())
+        .is_some_and(|d| d.address() == client.address());
+    let client = if trusted {
+        client
+    } else {
+        client.through(outbound.clone())
+    };
+    let client = client.with_headers(
+        m.headers
+            .iter()
+            .map(|h| (h.key.clone(), h.value.clone()))
+            .collect(),
+    );
     let timeout = m
         .timeout
         .filter(|t| *t > 0)
@@ -97,26 +112,13 @@ pub fn from_prometheus(v: PromValue) -> Result<Measured, String> {
     }
 }
 
-/// Call a web endpoint and read the JSON value at `jsonPath`.
-pub async fn web(m: &WebMetric) -> Result<Measured, String> {
-    crate::prometheus::install_crypto_provider();
-    let url = reqwest::Url::parse(m.url.trim()).map_err(|e| format!("invalid url: {e}"))?;
-    if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(format!(
-            "url scheme `{}` is not http or https",
-            url.scheme()
-        ));
-    }
+/// Call a web endpoint (through the outbound client) and read the JSON value at `jsonPath`.
+pub async fn web(m: &WebMetric, outbound: &Outbound) -> Result<Measured, String> {
     let timeout = m
         .timeout_seconds
         .filter(|t| *t > 0)
         .map(|t| Duration::from_secs(t.min(3600) as u64))
         .unwrap_or(DEFAULT_WEB_TIMEOUT);
-    let client = reqwest::Client::builder()
-        .danger_accept_invalid_certs(m.insecure)
-        .timeout(timeout)
-        .build()
-        .map_err(|e| e.to_string())?;
     let method = m.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
     let method = match method.as_str() {
         "GET" => reqwest::Method::GET,
@@ -124,47 +126,32 @@ pub async fn web(m: &WebMetric) -> Result<Measured, String> {
         "PUT" => reqwest::Method::PUT,
         other => return Err(format!("web method {other} is not GET, POST or PUT")),
     };
-    let mut req = client.request(method, url);
-    for h in &m.headers {
-        req = req.header(h.key.as_str(), h.value.as_str());
-    }
+    let mut req = OutboundRequest::new(method, m.url.trim());
+    req.timeout = timeout;
+    req.max_body = MAX_WEB_BODY;
+    req.insecure = m.insecure;
+    req.headers = m
+        .headers
+        .iter()
+        .map(|h| (h.key.clone(), h.value.clone()))
+        .collect();
     if let Some(b) = &m.json_body {
-        req = req
-            .header("Content-Type", "application/json")
-            .body(b.to_string());
+        req.headers
+            .push(("Content-Type".into(), "application/json".into()));
+        req.body = Some(b.to_string().into_bytes());
     } else if let Some(b) = &m.body {
-        req = req.body(b.clone());
+        req.body = Some(b.clone().into_bytes());
     }
-    let mut resp = req.send().await.map_err(|e| {
-        if e.is_timeout() {
-            format!("web metric timed out after {timeout:?}")
-        } else {
-            format!(
-                "web metric request failed: {}",
-                crate::prometheus::error_chain(&e)
-            )
-        }
-    })?;
-    let status = resp.status();
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| {
-        format!(
-            "reading the web metric body: {}",
-            crate::prometheus::error_chain(&e)
-        )
-    })? {
-        if body.len() + chunk.len() > MAX_WEB_BODY {
-            return Err(format!(
-                "web metric body is larger than {MAX_WEB_BODY} bytes"
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    if !status.is_success() {
+    let resp = outbound
+        .send(req)
+        .await
+        .map_err(|e| format!("web metric: {e}"))?;
+    let body = resp.body;
+    if !(200..300).contains(&resp.status) {
         let text = String::from_utf8_lossy(&body[..body.len().min(200)]).to_string();
         return Err(format!(
             "received non 2xx response code: {} {}",
-            status.as_u16(),
+            resp.status,
             text.trim()
         ));
     }

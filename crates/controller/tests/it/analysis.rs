@@ -136,7 +136,9 @@ async fn a_missing_prometheus_binary_says_how_to_install_it() {
 // ---------------------------------------------------------------------------------------
 // The AnalysisRun controller.
 
+use crate::support::allow_outbound;
 use mooring_controller::analysis::{self, AnalysisOptions};
+use mooring_controller::outbound::Outbound;
 use mooring_k8s::cluster::ClusterClient;
 use mooring_k8s::kube::api::{Patch, PatchParams};
 
@@ -156,7 +158,19 @@ fn analysis_run_crd() -> Value {
 struct Env {
     _cluster: Cluster,
     client: kube::Client,
+    outbound: Outbound,
     _tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The analysis controller's outbound client, following `mooring-cm` in `argocd` where
+/// the admin allows the test servers on 127.0.0.1 (refused by default).
+async fn outbound_allowing_loopback(
+    client: &kube::Client,
+) -> (Outbound, tokio::task::JoinHandle<()>) {
+    let outbound = Outbound::new("argocd");
+    let watch = outbound.watch_config(client.clone());
+    allow_outbound(client, &outbound, "127.0.0.1").await;
+    (outbound, watch)
 }
 
 impl Drop for Env {
@@ -181,13 +195,19 @@ async fn env(default_prometheus: Option<String>) -> Env {
     let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path())
         .await
         .expect("client");
-    let tasks = analysis::start(
+    let (outbound, watch) = outbound_allowing_loopback(&client).await;
+    let mut tasks = analysis::start(
         ClusterClient::new("test", client.clone()),
-        AnalysisOptions { default_prometheus },
+        AnalysisOptions {
+            default_prometheus,
+            outbound: outbound.clone(),
+        },
     );
+    tasks.push(watch);
     Env {
         _cluster: cluster,
         client,
+        outbound,
         _tasks: tasks,
     }
 }
@@ -269,10 +289,13 @@ async fn prometheus_analysis_runs_are_judged_like_argo() {
     let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path())
         .await
         .expect("client");
+    // The "unreachable" case names a user address on 127.0.0.1: the admin allows it.
+    let (outbound, _watch) = outbound_allowing_loopback(&client).await;
     let _tasks = analysis::start(
         ClusterClient::new("test", client.clone()),
         AnalysisOptions {
             default_prometheus: Some(prom.url()),
+            outbound,
         },
     );
     let deploys = dynamic_api(
@@ -648,7 +671,10 @@ async fn a_restarted_controller_resumes_runs_from_their_status() {
     }
     e._tasks = analysis::start(
         ClusterClient::new("test", e.client.clone()),
-        AnalysisOptions::default(),
+        AnalysisOptions {
+            outbound: e.outbound.clone(),
+            ..Default::default()
+        },
     );
     let st = finished(&e.client, "web").await;
     assert_eq!(phase(&st), "Successful", "{st}");

@@ -2,7 +2,7 @@
 //! metrics, a real Prometheus scraping them, the controller, and a test HTTP server that
 //! receives incident webhooks.
 
-use crate::support::{env_with_cluster, eventually, field, Env, Repo};
+use crate::support::{allow_outbound, env_with_cluster, eventually, field, Env, Repo};
 use mooring_apiserver::Cluster;
 use mooring_controller::prometheus::{LocalPrometheus, LocalPrometheusOptions};
 use mooring_k8s::kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -194,6 +194,8 @@ async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
     repo.write("apps/model/deployment.yaml", &deployment("0"));
     let good = repo.commit("model v1: healthy");
     let (cluster, e) = env_with_cluster().await;
+    // Prometheus and the incident hook listen on 127.0.0.1: the admin allows it.
+    allow_outbound(&e.client, &e.controller.ctx.outbound, "127.0.0.1").await;
     let dir = tempfile::tempdir().expect("tmp");
     let prom = start_prometheus(&cluster, dir.path()).await;
     let hook = Hook::start(1).await;
@@ -458,6 +460,8 @@ async fn short_breaches_no_data_and_bad_input_never_roll_back() {
     let bad = repo.commit("v2: bad from the start");
     let _ = good;
     let (cluster, e) = env_with_cluster().await;
+    // Prometheus and the incident hook listen on 127.0.0.1: the admin allows it.
+    allow_outbound(&e.client, &e.controller.ctx.outbound, "127.0.0.1").await;
     let dir = tempfile::tempdir().expect("tmp");
     let prom = start_prometheus(&cluster, dir.path()).await;
     let hook = Hook::start(0).await;
@@ -647,6 +651,8 @@ async fn notify_fires_once_per_breach_across_a_controller_restart() {
     repo.write("apps/model/deployment.yaml", &deployment("0.2"));
     let bad = repo.commit("bad from the start");
     let (cluster, e) = env_with_cluster().await;
+    // Prometheus and the incident hook listen on 127.0.0.1: the admin allows it.
+    allow_outbound(&e.client, &e.controller.ctx.outbound, "127.0.0.1").await;
     let dir = tempfile::tempdir().expect("tmp");
     let prom = start_prometheus(&cluster, dir.path()).await;
     let hook = Hook::start(0).await;
@@ -736,6 +742,8 @@ async fn a_breach_during_a_rollout_aborts_it() {
     repo.write("apps/model/rollout.yaml", &rollout("0"));
     repo.commit("v1");
     let (cluster, e) = env_with_cluster().await;
+    // Prometheus and the incident hook listen on 127.0.0.1: the admin allows it.
+    allow_outbound(&e.client, &e.controller.ctx.outbound, "127.0.0.1").await;
     // Argo Rollouts' CRD (kept open: only the fields this test touches matter).
     let crds: Api<DynamicObject> = Api::all_with(
         e.client.clone(),

@@ -2,7 +2,7 @@
 //! cluster (simulated pods), traffic routers edited, AnalysisRuns run against a real
 //! Prometheus scraping the simulated pods' metrics.
 
-use crate::support::{env_with_cluster, eventually, field};
+use crate::support::{allow_outbound, env_with_cluster, eventually, field};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use mooring_apiserver::Cluster;
 use mooring_controller::{analysis_run_resource, analysis_template_resource, rollout_resource};
@@ -497,6 +497,9 @@ fn constant_template(name: &str, prometheus: &str, value: f64) -> Value {
 async fn blue_green_failing_pre_promotion_analysis_never_switches_the_active_service() {
     let (cluster, env) = env_with_cluster().await;
     let client = env.client.clone();
+    // The templates name a Prometheus on 127.0.0.1 (not the controller's): the admin
+    // allows it.
+    allow_outbound(&client, &env.controller.ctx.outbound, "127.0.0.1").await;
     let dir = tempfile::tempdir().expect("tmp");
     let prom = start_prometheus(&cluster, dir.path()).await;
     create(

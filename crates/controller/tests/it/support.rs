@@ -126,6 +126,34 @@ pub async fn controller_with(
 
 pub use mooring_testkit::eventually;
 
+/// Open the controller's outbound client to `allow` as an admin does: the
+/// `outbound.allow` key of the `mooring-cm` ConfigMap in `argocd`; returns once the
+/// client follows it (no restart). Tests whose analysis or webhooks talk to servers on
+/// 127.0.0.1 need it: loopback is refused by default.
+pub async fn allow_outbound(
+    client: &kube::Client,
+    outbound: &mooring_controller::outbound::Outbound,
+    allow: &str,
+) {
+    use mooring_k8s::k8s_openapi::api::core::v1::ConfigMap;
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), "argocd");
+    api.patch(
+        "mooring-cm",
+        &kube::api::PatchParams::apply("test-admin").force(),
+        &kube::api::Patch::Apply(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "mooring-cm", "namespace": "argocd"},
+            "data": {"outbound.allow": allow},
+        })),
+    )
+    .await
+    .expect("mooring-cm");
+    eventually(30, "the outbound allowlist in force", || async {
+        (outbound.allow_text().as_deref() == Some(allow)).then_some(())
+    })
+    .await;
+}
+
 pub fn field<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
 }
