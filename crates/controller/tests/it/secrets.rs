@@ -4,7 +4,9 @@
 //! * A tenant's repository Secret, committed to its own repository and synced into a
 //!   namespace its project deploys to, for the admin's repository URL with other
 //!   credentials and `insecure: "true"`, is not read: the admin's credentials stay in force.
-//! * A tenant's cluster Secret named like another team's destination redirects nothing.
+//! * A tenant's cluster Secret named like another team's destination, pointing at a
+//!   cluster the tenant controls, redirects nothing: the team's objects reach its own
+//!   cluster only.
 //! * Credentials for `https://127.0.0.1/org/private.git` are not sent to
 //!   `http://127.0.0.1:PORT/org/private.git` (scheme and port differ): the Git server sees
 //!   no `Authorization` header and the app reports why.
@@ -206,9 +208,22 @@ async fn a_tenants_repository_and_cluster_secrets_replace_nothing() {
     let http = mooring_testkit::GitHttpServer::start(served.path(), Some(("admin", "s3cret")))
         .expect("git http server");
     let admin_url = http.url("org/private.git");
+    // Team B's cluster (registered by the admin) and a cluster the tenant controls.
+    let team_b_cluster = mooring_apiserver::Cluster::start(mooring_apiserver::ClusterOptions {
+        name: "team-b-prod".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("team-b cluster");
+    let tenant_cluster = mooring_apiserver::Cluster::start(mooring_apiserver::ClusterOptions {
+        name: "tenant-owned".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("tenant cluster");
 
     // The tenant's repository: a repository Secret for the admin's URL, and a cluster
-    // Secret named like team-b's destination `in-cluster`, pointing elsewhere.
+    // Secret named like team B's destination `team-b-prod`, pointing at its own cluster.
     let tenant = Repo::new();
     tenant.write(
         "secrets/repo.yaml",
@@ -218,7 +233,10 @@ async fn a_tenants_repository_and_cluster_secrets_replace_nothing() {
     );
     tenant.write(
         "secrets/cluster.yaml",
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: hijack-cluster\n  labels: {argocd.argoproj.io/secret-type: cluster}\nstringData:\n  name: team-b-prod\n  server: \"https://127.0.0.1:1\"\n  config: '{\"bearerToken\": \"tenant\"}'\n",
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: hijack-cluster\n  labels: {{argocd.argoproj.io/secret-type: cluster}}\nstringData:\n  name: team-b-prod\n  server: \"{}\"\n  config: '{{}}'\n",
+            tenant_cluster.url()
+        ),
     );
     tenant.commit("plant secrets");
 
@@ -230,6 +248,18 @@ async fn a_tenants_repository_and_cluster_secrets_replace_nothing() {
         repo_secret("private-repo", "argocd", &admin_url, "admin", "s3cret"),
     )
     .await;
+    {
+        use mooring_k8s::registry::{secret_for, ClusterConfig, ClusterEntry};
+        let entry = ClusterEntry {
+            project: String::new(),
+            name: "team-b-prod".into(),
+            server: team_b_cluster.url(),
+            config: ClusterConfig::default(),
+            labels: Default::default(),
+            annotations: Default::default(),
+        };
+        create(&secrets, secret_for(&entry, "argocd")).await;
+    }
     let projects = api(&c, "argocd", &mooring_controller::appproject_resource());
     create(
         &projects,
@@ -260,8 +290,7 @@ async fn a_tenants_repository_and_cluster_secrets_replace_nothing() {
     .await;
 
     // The admin's app fetches with the admin's credentials, the tenant's never reach
-    // the server; team-b's app, whose destination `team-b-prod` is not registered,
-    // is not redirected to the tenant's server.
+    // the server; team B's app deploys to team B's cluster, not to the tenant's.
     create(&apps, app("admin-private", &admin_url)).await;
     create(
         &apps,
@@ -269,17 +298,44 @@ async fn a_tenants_repository_and_cluster_secrets_replace_nothing() {
                "metadata": {"name": "team-b", "namespace": "argocd"},
                "spec": {"project": "default",
                    "source": {"repoURL": admin_url, "targetRevision": "main", "path": "web"},
-                   "destination": {"name": "team-b-prod", "namespace": "team-b"}}}),
+                   "destination": {"name": "team-b-prod", "namespace": "team-b"},
+                   "syncPolicy": {"automated": {"prune": true}, "syncOptions": ["CreateNamespace=true"]}}}),
     )
     .await;
     status_when(&apps, "admin-private", "the admin's app syncs", |s| {
         s["sync"]["status"] == "Synced"
     })
     .await;
-    status_when(&apps, "team-b", "team-b-prod is not registered", |s| {
-        condition_says(s, "is not registered")
+    status_when(&apps, "team-b", "team B's app syncs", |s| {
+        s["sync"]["status"] == "Synced"
     })
     .await;
+    let configmaps = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("", "v1", "ConfigMap"),
+        "configmaps",
+    );
+    let in_cluster = |kubeconfig: std::path::PathBuf| {
+        let configmaps = configmaps.clone();
+        async move {
+            let client = mooring_k8s::client_from_kubeconfig(&kubeconfig)
+                .await
+                .expect("client");
+            api(&client, "team-b", &configmaps)
+                .get_opt("private-config")
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+        }
+    };
+    assert!(
+        in_cluster(team_b_cluster.kubeconfig_path().to_path_buf()).await,
+        "team B's objects are in team B's cluster"
+    );
+    assert!(
+        !in_cluster(tenant_cluster.kubeconfig_path().to_path_buf()).await,
+        "nothing of team B's reached the tenant's cluster"
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let tenant_basic = {
         use base64::Engine as _;
@@ -299,10 +355,19 @@ async fn a_tenants_repository_and_cluster_secrets_replace_nothing() {
     let creds = ctx.credentials_for(&admin_url);
     assert_eq!(creds.password(), Some("s3cret"));
     assert!(!creds.insecure(), "insecure was not turned on");
-    assert!(ctx
-        .clusters
-        .read()
-        .expect("lock")
+    let clusters = ctx.clusters.read().expect("lock");
+    let by_name = clusters
         .get("team-b-prod")
-        .is_none());
+        .expect("team-b-prod is registered");
+    let by_server = clusters
+        .get(&team_b_cluster.url())
+        .expect("team B's server is registered");
+    assert!(
+        std::sync::Arc::ptr_eq(by_name, by_server),
+        "team-b-prod is team B's cluster"
+    );
+    assert!(
+        clusters.get(&tenant_cluster.url()).is_none(),
+        "the tenant's cluster is not registered"
+    );
 }
