@@ -708,7 +708,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     for u in &aliased {
         println!("  serving     {u} from the git repo above");
     }
-    println!("  webhook     http://{webhook_addr}/api/webhook");
+    println!(
+        "  webhook     http://{webhook_addr}/api/webhook ({})",
+        if args.webhook_secret.is_some() {
+            "signed pushes only"
+        } else {
+            "unsigned pushes accepted unless mooring-secret sets webhook.github.secret / webhook.gitlab.secret; see --webhook-secret"
+        }
+    );
     for (c, member) in fleet
         .iter()
         .zip(args.clusters.iter().flat_map(|f| f.0.iter()))

@@ -488,7 +488,8 @@ fn up_with_a_webhook_secret_and_metrics_auth_refuses_anonymous_callers() {
         .printed
         .iter()
         .find_map(|l| l.strip_prefix("webhook"))
-        .and_then(|l| l.trim().strip_prefix("http://"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|l| l.strip_prefix("http://"))
         .and_then(|l| l.strip_suffix("/api/webhook"))
         .unwrap_or_else(|| panic!("no webhook address printed: {:?}", up.printed))
         .to_string();
@@ -515,4 +516,9 @@ fn up_with_a_webhook_secret_and_metrics_auth_refuses_anonymous_callers() {
     let (code, text) = http(&addr, "GET", "/metrics", "", b"");
     assert_eq!(code, 401, "{text}");
     assert!(!text.contains("application="), "{text}");
+    assert!(
+        up.printed("webhook", "signed pushes only"),
+        "{:?}",
+        up.printed
+    );
 }
