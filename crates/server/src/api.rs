@@ -243,12 +243,11 @@ async fn principal(
     if !auth::well_formed(token) {
         return Err(anonymous(AuthError::Malformed.into()));
     }
-    let accounts_store = store;
-    let store = store.tokens().await.map_err(|e| anonymous(e.into()))?;
-    let rec = match store.verify(token, jiff::Timestamp::now().as_second()) {
+    let tokens = store.tokens().await.map_err(|e| anonymous(e.into()))?;
+    let rec = match tokens.verify(token, jiff::Timestamp::now().as_second()) {
         Ok(rec) => rec,
         Err(e @ AuthError::Expired { .. }) => {
-            let subject = store
+            let subject = tokens
                 .tokens
                 .iter()
                 .find(|t| t.hash == auth::hash_token(token))
@@ -264,10 +263,7 @@ async fn principal(
             groups: vec![],
         }
     } else {
-        let accounts = accounts_store
-            .accounts()
-            .await
-            .map_err(|e| anonymous(e.into()))?;
+        let accounts = store.accounts().await.map_err(|e| anonymous(e.into()))?;
         let a = auth::account_for(&accounts, &rec.subject)
             .map_err(|e| (e.into(), FailureKey::Subject(rec.subject.clone())))?;
         Subject {
