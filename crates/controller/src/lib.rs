@@ -348,12 +348,14 @@ impl Context {
     /// The credentials for repository `url`, matched as Argo CD does (exact URL for a
     /// repository Secret, URL prefix for a credential template; scheme, host and port
     /// always equal: see [`CredentialIndex`]). Pass the URL that will be contacted (after
-    /// [`Context::fetch_url`]), so credentials only ever go where they were written for.
-    pub fn credentials_for(&self, url: &str) -> Credentials {
+    /// [`Context::fetch_url`]), so credentials only ever go where they were written for,
+    /// and the project of the Application (project-scoped repository Secrets serve only
+    /// their project).
+    pub fn credentials_for(&self, url: &str, project: Option<&str>) -> Credentials {
         self.credentials
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .lookup(url)
+            .lookup(url, project)
     }
 
     fn apps_api(&self, ns: &str) -> Api<DynamicObject> {

@@ -117,7 +117,7 @@ pub async fn desired_state(
             .unwrap_or_else(|| "HEAD".into());
         // Credentials are matched against the URL actually contacted (an alias's target).
         let fetch = ctx.fetch_url(&source.repo_url);
-        let creds = ctx.credentials_for(&fetch);
+        let creds = ctx.credentials_for(&fetch, Some(crate::project::project_name(app)));
         let commit = ctx
             .resolve(&fetch, &revision, creds)
             .await

@@ -525,7 +525,17 @@ fn classify(url: &str, e: &gix::Error, ssh_said: Option<&str>) -> SourceError {
     }
     let lower = detail.to_ascii_lowercase();
     let url = redact_url(url);
-    let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
+    // Status codes only count as numbers of their own: the `404` in port 44041 is not one.
+    let has = |needles: &[&str]| {
+        needles.iter().any(|n| {
+            lower.match_indices(n).any(|(i, _)| {
+                let digit = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit());
+                !n.bytes().all(|b| b.is_ascii_digit())
+                    || (!digit(lower[..i].chars().next_back())
+                        && !digit(lower[i + n.len()..].chars().next()))
+            })
+        })
+    };
     if has(&[
         "host key verification failed",
         "remote host identification has changed",

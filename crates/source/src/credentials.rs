@@ -24,6 +24,10 @@
 //!   the URL, the case, a trailing `/` and `.git` do not matter (Argo CD's
 //!   `NormalizeGitURL`); scp-like `git@host:org/repo` is `ssh://git@host/org/repo`.
 //! * a repository Secret beats a template, as in Argo CD.
+//! * a repository Secret with a `project` key (Argo CD's project-scoped repository) serves
+//!   only Applications of that project; one without serves every project, and a scoped
+//!   one wins over it for its own project (Argo CD's `getRepositorySecret`). Another
+//!   project's scoped Secret is never used.
 //!
 //! When nothing matches but a Secret names the same host and path under another scheme
 //! or port, the returned (empty) credentials say so ([`Credentials::unmatched`]), and an
@@ -162,6 +166,8 @@ pub struct RepoSecret {
     pub kind: SecretKind,
     /// The `url` key, checked with [`crate::validate_url`].
     pub url: String,
+    /// The `project` key: the only project whose Applications may use it.
+    pub project: Option<String>,
     pub credentials: Credentials,
 }
 
@@ -249,10 +255,12 @@ impl RepoSecret {
             insecure: field("insecure")?.is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
             unmatched: None,
         };
+        let project = non_empty(field("project")?).map(|p| p.trim().to_string());
         Ok(RepoSecret {
             name,
             kind,
             url,
+            project,
             credentials,
         })
     }
@@ -370,18 +378,24 @@ impl CredentialIndex {
         self.secrets.is_empty()
     }
 
-    /// The credentials for repository `url`: the repository Secret for exactly that URL,
-    /// else the longest credential template covering it, else none (with
-    /// [`Credentials::unmatched`] naming a Secret for the same host and path under another
-    /// scheme or port, if there is one).
-    pub fn lookup(&self, url: &str) -> Credentials {
+    /// The credentials an Application of `project` (`None`: no project, e.g. a templated
+    /// ApplicationSet) uses for repository `url`: the repository Secret for exactly that
+    /// URL (scoped to `project`, else unscoped), else the longest credential template
+    /// covering it, else none (with [`Credentials::unmatched`] naming a Secret for the
+    /// same host and path under another scheme or port, or of another project, if there
+    /// is one).
+    pub fn lookup(&self, url: &str, project: Option<&str>) -> Credentials {
         let Some(want) = UrlKey::parse(url) else {
             return Credentials::none();
         };
-        let repository = self
-            .secrets
-            .values()
-            .find(|(s, k)| s.kind == SecretKind::Repository && *k == want);
+        let for_url = || {
+            self.secrets
+                .values()
+                .filter(|(s, k)| s.kind == SecretKind::Repository && *k == want)
+        };
+        let repository = for_url()
+            .find(|(s, _)| s.project.is_some() && s.project.as_deref() == project)
+            .or_else(|| for_url().find(|(s, _)| s.project.is_none()));
         if let Some((s, _)) = repository {
             return s.credentials.clone();
         }
@@ -407,7 +421,16 @@ impl CredentialIndex {
                 }
         });
         let mut none = Credentials::none();
-        if let Some((s, _)) = near {
+        // The most relevant explanation first: a Secret for exactly this URL.
+        if let Some((s, _)) = for_url().next() {
+            none.unmatched = Some(format!(
+                "repository Secret {:?} for {} belongs to project {:?}, not {}",
+                s.name,
+                crate::redact_url(url),
+                s.project.as_deref().unwrap_or_default(),
+                project.map_or("this application's".to_string(), |p| format!("{p:?}"))
+            ));
+        } else if let Some((s, _)) = near {
             none.unmatched = Some(format!(
                 "the credentials of Secret {:?} are for {} and are not sent to {}: scheme, host and port must match",
                 s.name,
@@ -498,7 +521,7 @@ mod tests {
             "https://git.example.com:443/org/private/",
             "https://bob@git.example.com/ORG/private.git",
         ] {
-            assert_eq!(idx.lookup(same).password(), Some("p1"), "{same}");
+            assert_eq!(idx.lookup(same, None).password(), Some("p1"), "{same}");
         }
         for other in [
             "http://git.example.com/org/private.git",
@@ -509,17 +532,17 @@ mod tests {
             "https://git.example.com/org/private2.git",
             "https://evil.example.com/org/private.git",
         ] {
-            let c = idx.lookup(other);
+            let c = idx.lookup(other, None);
             assert!(c.is_empty(), "{other}: {c:?}");
         }
-        let why = idx.lookup("http://git.example.com:19999/org/private.git");
+        let why = idx.lookup("http://git.example.com:19999/org/private.git", None);
         let why = why.unmatched().expect("a near miss is explained");
         assert!(
             why.contains("scheme, host and port must match") && why.contains("\"r\""),
             "{why}"
         );
         assert!(idx
-            .lookup("https://other.example.com/x/y")
+            .lookup("https://other.example.com/x/y", None)
             .unmatched()
             .is_none());
     }
@@ -551,7 +574,7 @@ mod tests {
             "git@git.example.com:org",
             "ssh",
         ));
-        let got = |idx: &CredentialIndex, u: &str| idx.lookup(u).password().map(String::from);
+        let got = |idx: &CredentialIndex, u: &str| idx.lookup(u, None).password().map(String::from);
         assert_eq!(
             got(&idx, "https://git.example.com/org/repo.git").as_deref(),
             Some("org")
@@ -589,5 +612,38 @@ mod tests {
         }))
         .expect_err("a template is not a repository Secret");
         assert!(e.to_string().contains("repo-creds"), "{e}");
+    }
+
+    #[test]
+    fn project_scoped_repository_secrets_serve_only_their_project() {
+        let scoped = |name: &str, project: Option<&str>, password: &str| {
+            let mut data = json!({"url": "https://git.example.com/org/repo.git", "username": "u", "password": password});
+            if let Some(p) = project {
+                data["project"] = json!(p);
+            }
+            RepoSecret::parse(&json!({
+                "metadata": {"name": name, "labels": {SECRET_TYPE_LABEL: "repository"}},
+                "stringData": data
+            }))
+            .expect("valid secret")
+        };
+        let url = "https://git.example.com/org/repo";
+        let mut idx = CredentialIndex::default();
+        idx.insert(scoped("team-a", Some("team-a"), "a"));
+        assert_eq!(idx.lookup(url, Some("team-a")).password(), Some("a"));
+        for other in [Some("team-b"), None] {
+            let c = idx.lookup(url, other);
+            assert!(c.is_empty(), "{other:?}");
+            let why = c.unmatched().expect("explained");
+            assert!(why.contains("belongs to project \"team-a\""), "{why}");
+        }
+        idx.insert(scoped("global", None, "g"));
+        assert_eq!(
+            idx.lookup(url, Some("team-a")).password(),
+            Some("a"),
+            "scoped wins"
+        );
+        assert_eq!(idx.lookup(url, Some("team-b")).password(), Some("g"));
+        assert_eq!(idx.lookup(url, None).password(), Some("g"));
     }
 }

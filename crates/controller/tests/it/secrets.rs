@@ -8,8 +8,9 @@
 //!   cluster the tenant controls, redirects nothing: the team's objects reach its own
 //!   cluster only.
 //! * Credentials for `https://127.0.0.1/org/private.git` are not sent to
-//!   `http://127.0.0.1:PORT/org/private.git` (scheme and port differ): the Git server sees
-//!   no `Authorization` header and the app reports why.
+//!   `http://127.0.0.1:PORT/org/private.git` (scheme and port differ), nor are another
+//!   project's scoped credentials for that very URL: the Git server sees no
+//!   `Authorization` header and the app reports why.
 
 use crate::support::{env_with_cluster, eventually, Repo};
 use mooring_k8s::kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
@@ -167,6 +168,41 @@ async fn https_credentials_are_never_sent_to_an_http_url() {
     );
     assert!(cms.get_opt("private-config").await.ok().flatten().is_none());
 
+    let refresh = || async {
+        apps.patch(
+            "downgrade",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}}),
+            ),
+        )
+        .await
+        .expect("refresh");
+    };
+    // Credentials for exactly this URL, but scoped to another project: not used either.
+    let mut scoped = repo_secret(
+        "private-http-team-a",
+        "argocd",
+        &downgraded,
+        "admin",
+        "s3cret",
+    );
+    scoped["stringData"]["project"] = json!("team-a");
+    create(&secrets, scoped).await;
+    eventually(30, "the scoped Secret is read", || async {
+        (e.controller.ctx.credentials.read().expect("lock").len() == 3).then_some(())
+    })
+    .await;
+    refresh().await;
+    status_when(
+        &apps,
+        "downgrade",
+        "another project's Secret is not used",
+        |s| condition_says(s, "belongs to project \"team-a\""),
+    )
+    .await;
+    assert_eq!(http.authorizations(), Vec::<String>::new());
+
     // Control: credentials written for exactly this http URL are sent (and work).
     create(
         &secrets,
@@ -174,18 +210,10 @@ async fn https_credentials_are_never_sent_to_an_http_url() {
     )
     .await;
     eventually(30, "the Secret is read", || async {
-        (e.controller.ctx.credentials.read().expect("lock").len() == 3).then_some(())
+        (e.controller.ctx.credentials.read().expect("lock").len() == 4).then_some(())
     })
     .await;
-    apps.patch(
-        "downgrade",
-        &PatchParams::default(),
-        &Patch::Merge(
-            json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}}),
-        ),
-    )
-    .await
-    .expect("refresh");
+    refresh().await;
     status_when(
         &apps,
         "downgrade",
@@ -352,7 +380,7 @@ async fn a_tenants_repository_and_cluster_secrets_replace_nothing() {
     );
     let ctx = &e.controller.ctx;
     assert_eq!(ctx.credentials.read().expect("lock").len(), 1);
-    let creds = ctx.credentials_for(&admin_url);
+    let creds = ctx.credentials_for(&admin_url, Some("default"));
     assert_eq!(creds.password(), Some("s3cret"));
     assert!(!creds.insecure(), "insecure was not turned on");
     let clusters = ctx.clusters.read().expect("lock");
