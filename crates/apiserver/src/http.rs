@@ -1,5 +1,7 @@
 //! The HTTP face of the embedded cluster: Kubernetes REST paths, discovery, content
 //! negotiation (JSON, YAML bodies, server-side `Table` printing) and watch streams.
+//! Every request first passes [`crate::access`] (Host, bearer token) before its body is
+//! read; bodies are decoded only in the formats Kubernetes accepts.
 //!
 //! Paths are parsed by hand rather than with a router table because Kubernetes' URL space
 //! is data-driven: `/api/v1/namespaces/x` is a Namespace, `/api/v1/namespaces/x/pods` a
@@ -41,6 +43,8 @@ pub struct HttpState {
     pub address: String,
     /// Extra routes served by other parts of the cluster (pod metrics).
     pub metrics: Option<crate::sim::MetricsHandler>,
+    /// Who may send requests.
+    pub access: Arc<crate::access::Access>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -61,7 +65,14 @@ fn json_response(code: StatusCode, v: &Value) -> Response {
 
 fn error_response(e: &ApiError) -> Response {
     let code = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_response(code, &e.to_status())
+    let mut r = json_response(code, &e.to_status());
+    if matches!(e, ApiError::Unauthorized(_)) {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer realm=\"mooring\""),
+        );
+    }
+    r
 }
 
 type Query = HashMap<String, String>;
@@ -87,6 +98,10 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if let Err(e) = st.access.check(&uri, &headers) {
+        tracing::debug!(%method, path = uri.path(), "refused: {e}");
+        return error_response(&e);
+    }
     let body = match read_body(body).await {
         Ok(b) => b,
         Err(e) => return error_response(&e),
@@ -457,20 +472,16 @@ fn content_type(headers: &HeaderMap) -> String {
         .to_string()
 }
 
-/// Decode a request body as JSON or YAML (by content type; JSON is valid YAML).
-fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
+/// Decode a request body as JSON or YAML, by its content type: only the two Kubernetes
+/// accepts ([`crate::access::body_format`]); anything else is a 415.
+fn decode_body(method: &Method, headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
+    let format = crate::access::body_format(method, headers)?;
     if body.is_empty() {
         return Err(ApiError::BadRequest("the request body is empty".into()));
     }
-    let ct = content_type(headers);
-    if ct.contains("protobuf") {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {ct:?})"
-        )));
-    }
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::BadRequest("the request body is not valid UTF-8".into()))?;
-    if ct.contains("yaml") {
+    if format == crate::access::BodyFormat::Yaml {
         mooring_core::yaml::parse_one(text)
             .map_err(|e| ApiError::BadRequest(format!("error decoding YAML body: {e}")))
     } else {
@@ -530,7 +541,7 @@ fn delete_options(q: &Query, headers: &HeaderMap, body: &Bytes) -> Result<Delete
     let from_body = if body.is_empty() {
         Value::Null
     } else {
-        decode_body(headers, body)?
+        decode_body(&Method::DELETE, headers, body)?
     };
     let policy = q
         .get("propagationPolicy")
@@ -724,12 +735,12 @@ async fn serve_resource(
             Ok(json_response(StatusCode::OK, &v))
         }
         (Method::POST, None) => {
-            let obj = decode_body(headers, &body)?;
+            let obj = decode_body(method, headers, &body)?;
             let v = api.create(&rt, ns, obj, &write_options(q, headers))?;
             Ok(json_response(StatusCode::CREATED, &v))
         }
         (Method::PUT, Some(name)) => {
-            let obj = decode_body(headers, &body)?;
+            let obj = decode_body(method, headers, &body)?;
             if is_scale {
                 let v = api.set_scale(&rt, ns, name, &obj, &write_options(q, headers))?;
                 return Ok(json_response(StatusCode::OK, &v));

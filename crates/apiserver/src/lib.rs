@@ -4,15 +4,24 @@
 //! tests and demos it ships this cluster, the way kind or kwok serve Go controller authors:
 //! an API server with SQLite storage ([`store`]), discovery and CRDs ([`registry`]), the
 //! object semantics of the real server ([`api`]), garbage collection ([`gc`]), server-side
-//! printing ([`table`]) and kwok-style workload simulation ([`sim`]), served over plain
-//! HTTP on 127.0.0.1 ([`http`]) so that the real `kubectl` and kube-rs work against it.
+//! printing ([`table`]) and kwok-style workload simulation ([`sim`]), served over HTTPS
+//! ([`http`]) so that the real `kubectl` and kube-rs work against it.
+//!
+//! Its storage holds every Secret of the management cluster, so it is private: every
+//! request needs the cluster's bearer token, names the server in `Host` and sends a body
+//! Kubernetes accepts ([`access`]); it binds 127.0.0.1 unless told otherwise and serves
+//! HTTPS with a CA generated into its data directory ([`tls`]); its files are its owner's
+//! only ([`files`]).
 //!
 //! Start one in-process with [`Cluster::start`]; several can run in one process on
-//! distinct ports. [`Cluster::kubeconfig_path`] names the kubeconfig it wrote.
+//! distinct ports. [`Cluster::kubeconfig_path`] names the kubeconfig it wrote, which
+//! carries the token (and the CA), so kubectl and kube-rs work through it unchanged.
 
+pub mod access;
 pub mod api;
 pub mod defaults;
 pub mod error;
+pub mod files;
 pub mod gc;
 pub mod http;
 pub mod patch;
@@ -21,11 +30,13 @@ pub mod selector;
 pub mod sim;
 pub mod store;
 pub mod table;
+pub mod tls;
 pub mod validation;
 
 use api::Api;
+use base64::Engine as _;
 use registry::Registry;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use store::Store;
@@ -40,9 +51,9 @@ pub enum ClusterError {
     },
     #[error(transparent)]
     Store(#[from] store::StoreError),
-    #[error("cannot listen on 127.0.0.1:{port}: {source} (is another cluster using the port? pick another with --port)")]
+    #[error("cannot listen on {address}: {source} (is another cluster using the port? pick another with --port)")]
     Bind {
-        port: u16,
+        address: String,
         #[source]
         source: std::io::Error,
     },
@@ -54,6 +65,10 @@ pub enum ClusterError {
     },
     #[error("cannot create default object: {0}")]
     Bootstrap(#[from] error::ApiError),
+    #[error(transparent)]
+    Token(#[from] access::AccessError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// How to start an embedded cluster.
@@ -61,8 +76,14 @@ pub enum ClusterError {
 pub struct ClusterOptions {
     /// Cluster (and kubeconfig context) name.
     pub name: String,
-    /// Port on 127.0.0.1; 0 picks a free one.
+    /// Port on [`bind_address`](Self::bind_address); 0 picks a free one.
     pub port: u16,
+    /// Address to listen on: 127.0.0.1 by default. The serving certificate names it.
+    pub bind_address: IpAddr,
+    /// Further names (DNS names or addresses) clients use to reach the cluster: accepted
+    /// in `Host` and written into the serving certificate. Bound to all interfaces
+    /// (`0.0.0.0`), only loopback names and these are accepted: name the host's own.
+    pub hostnames: Vec<String>,
     /// Where SQLite data and the kubeconfig live; `None` keeps everything in memory and
     /// writes the kubeconfig to a temporary directory.
     pub data_dir: Option<PathBuf>,
@@ -83,6 +104,8 @@ impl Default for ClusterOptions {
         ClusterOptions {
             name: "mooring".into(),
             port: 0,
+            bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            hostnames: vec![],
             data_dir: None,
             sim: sim::SimOptions::default(),
             event_log: store::DEFAULT_EVENT_LOG,
@@ -98,13 +121,18 @@ pub struct Cluster {
     pub addr: SocketAddr,
     pub api: Api,
     kubeconfig: PathBuf,
+    url: String,
+    dir: PathBuf,
+    token: access::Token,
+    ca_pem: String,
     _tmp: Option<tempdir::TempDir>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 mod tempdir {
-    //! A minimal self-deleting directory for in-memory clusters' kubeconfigs.
+    //! A minimal self-deleting private (0700) directory for in-memory clusters'
+    //! kubeconfigs and TLS files.
     use std::path::{Path, PathBuf};
 
     pub struct TempDir(PathBuf);
@@ -112,7 +140,7 @@ mod tempdir {
     impl TempDir {
         pub fn new(prefix: &str) -> std::io::Result<Self> {
             let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4()));
-            std::fs::create_dir_all(&dir)?;
+            crate::files::private_dir(&dir)?;
             Ok(TempDir(dir))
         }
         pub fn path(&self) -> &Path {
@@ -129,12 +157,29 @@ mod tempdir {
 
 const DEFAULT_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// Serve `app` on `listener` until `stop` fires.
+async fn serve<L>(listener: L, app: axum::Router, stop: tokio::sync::oneshot::Receiver<()>)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let r = axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = stop.await;
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::error!("embedded cluster server stopped: {e}");
+    }
+}
+
 impl Cluster {
-    /// Start a cluster: open (or create) its storage, serve the API, start garbage
-    /// collection and workload simulation, and write a kubeconfig.
+    /// Start a cluster: open (or create) its private data directory and storage, serve
+    /// the API, start garbage collection and workload simulation, and write a kubeconfig
+    /// with the cluster's token.
     pub async fn start(opts: ClusterOptions) -> Result<Cluster, ClusterError> {
         if let Some(d) = &opts.data_dir {
-            std::fs::create_dir_all(d).map_err(|source| ClusterError::DataDir {
+            files::private_dir(d).map_err(|source| ClusterError::DataDir {
                 path: d.clone(),
                 source,
             })?;
@@ -144,16 +189,15 @@ impl Cluster {
         api.load_crds();
         bootstrap(&api, &opts)?;
 
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
-            .await
-            .map_err(|source| ClusterError::Bind {
-                port: opts.port,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| ClusterError::Bind {
-            port: opts.port,
+        let wanted = SocketAddr::new(opts.bind_address, opts.port);
+        let bind_error = |source| ClusterError::Bind {
+            address: wanted.to_string(),
             source,
-        })?;
+        };
+        let listener = tokio::net::TcpListener::bind(wanted)
+            .await
+            .map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
         let (tmp, dir) = match &opts.data_dir {
             Some(d) => (None, d.clone()),
             None => {
@@ -167,32 +211,48 @@ impl Cluster {
                 (Some(t), p)
             }
         };
+        // Per data directory; an in-memory cluster's lives in its temporary directory, so
+        // a new one is generated at every start.
+        let token = access::Token::load_or_create(&dir)?;
+        let pki = tls::load_or_create(&dir, opts.bind_address, &opts.hostnames)?;
+        // Clients reach an unspecified (all-interfaces) address through loopback.
+        let host = if opts.bind_address.is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            access::host_literal(opts.bind_address)
+        };
+        let address = format!("{host}:{}", addr.port());
+        let url = format!("https://{address}");
+        let ca_pem = pki.ca_pem.clone();
         let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(&kubeconfig, kubeconfig_yaml(&opts.name, addr)).map_err(|source| {
-            ClusterError::Kubeconfig {
-                path: kubeconfig.clone(),
-                source,
-            }
+        files::write_private(
+            &kubeconfig,
+            kubeconfig_yaml(&opts.name, &url, &token, &ca_pem).as_bytes(),
+        )
+        .map_err(|source| ClusterError::Kubeconfig {
+            path: kubeconfig.clone(),
+            source,
         })?;
 
-        let metrics = sim::metrics_handler_at(api.clone(), Some(addr.to_string()));
+        let metrics = sim::metrics_handler_at(api.clone(), Some(address.clone()));
         let state = http::HttpState {
             api: api.clone(),
-            address: addr.to_string(),
+            address: address.clone(),
             metrics: Some(metrics),
+            access: Arc::new(access::Access::new(
+                token.clone(),
+                opts.bind_address,
+                addr.port(),
+                &opts.hostnames,
+            )),
         };
         let app = http::router(state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let mut tasks = vec![tokio::spawn(async move {
-            let r = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-            if let Err(e) = r {
-                tracing::error!("embedded cluster server stopped: {e}");
-            }
-        })];
+        let mut tasks = vec![tokio::spawn(serve(
+            tls::TlsListener::new(listener, addr, pki.server),
+            app,
+            rx,
+        ))];
         tasks.push(tokio::spawn(gc::run(api.clone())));
         tasks.extend(sim::start(api.clone(), opts.sim.clone()));
         tracing::info!(cluster = %opts.name, %addr, "embedded cluster serving");
@@ -201,6 +261,10 @@ impl Cluster {
             addr,
             api,
             kubeconfig,
+            url,
+            dir,
+            token,
+            ca_pem,
             _tmp: tmp,
             tasks,
             shutdown: Some(tx),
@@ -212,9 +276,44 @@ impl Cluster {
         &self.kubeconfig
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `https://127.0.0.1:PORT` (the bind address instead of 127.0.0.1 when bound
+    /// elsewhere).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.url.clone()
+    }
+
+    /// The bearer token every request needs (also in the kubeconfig).
+    pub fn token(&self) -> &str {
+        self.token.expose()
+    }
+
+    /// The file (0600) holding [`token`](Self::token), for tools that read a credentials
+    /// file (Prometheus' `authorization.credentials_file`).
+    pub fn token_path(&self) -> PathBuf {
+        self.dir.join(access::TOKEN_FILE)
+    }
+
+    /// PEM of the CA that issued the serving certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The file holding [`ca_pem`](Self::ca_pem).
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join(tls::CA_CERT_FILE)
+    }
+
+    /// How to reach this cluster as a registered destination (an Argo CD cluster
+    /// Secret's `config`): its bearer token and its CA.
+    pub fn client_config(&self) -> mooring_core::cluster::ClusterConfig {
+        mooring_core::cluster::ClusterConfig {
+            bearer_token: Some(self.token.expose().to_string()),
+            tls_client_config: mooring_core::cluster::TlsClientConfig {
+                ca_data: Some(base64::engine::general_purpose::STANDARD.encode(&self.ca_pem)),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
     }
 
     /// Stop serving and end the controllers.
@@ -238,16 +337,20 @@ impl Drop for Cluster {
     }
 }
 
-/// The kubeconfig YAML for a cluster at `addr`. Its context names no namespace, as kind's
-/// does: kubectl then uses `default`, and Mooring's CLI its control-plane namespace.
-pub fn kubeconfig_yaml(name: &str, addr: SocketAddr) -> String {
+/// The kubeconfig YAML for a cluster at `url` with bearer `token` and the CA that issued
+/// its certificate. Its context names no namespace, as kind's does: kubectl then uses
+/// `default`, and Mooring's CLI its control-plane namespace.
+pub fn kubeconfig_yaml(name: &str, url: &str, token: &access::Token, ca_pem: &str) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let token = token.expose();
     format!(
         "apiVersion: v1
 kind: Config
 clusters:
 - name: {name}
   cluster:
-    server: http://{addr}
+    server: {url}
+    certificate-authority-data: {ca}
 contexts:
 - name: {name}
   context:
@@ -257,7 +360,7 @@ current-context: {name}
 users:
 - name: {name}-admin
   user:
-    token: mooring-embedded
+    token: {token}
 preferences: {{}}
 "
     )

@@ -28,6 +28,12 @@ use tokio::sync::broadcast;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("cannot make {path} private (0600): {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("storage error in {path}: {source}")]
     Sqlite {
         path: String,
@@ -193,6 +199,18 @@ impl Store {
             path: path.clone(),
             source,
         };
+        if let Some(d) = dir {
+            // Private before SQLite opens it: it gives its -wal and -shm files the
+            // database's mode, and an older data directory's files are tightened.
+            let io = |source| StoreError::Io {
+                path: path.clone(),
+                source,
+            };
+            crate::files::touch_private(&d.join("cluster.db")).map_err(io)?;
+            for f in ["cluster.db-wal", "cluster.db-shm"] {
+                crate::files::make_private_if_exists(&d.join(f)).map_err(io)?;
+            }
+        }
         let conn = match dir {
             Some(d) => Connection::open(d.join("cluster.db")).map_err(sql)?,
             None => Connection::open_in_memory().map_err(sql)?,

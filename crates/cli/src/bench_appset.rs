@@ -72,7 +72,7 @@ pub async fn run(n_apps: usize, n_clusters: usize) -> anyhow::Result<()> {
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": format!("cluster-{name}"), "namespace": "argocd",
                 "labels": {"argocd.argoproj.io/secret-type": "cluster", "bench": "true"}},
-            "stringData": {"name": name, "server": c.url(), "config": "{}"}
+            "stringData": {"name": name, "server": c.url(), "config": serde_json::to_string(&c.client_config())?}
         }))?;
         secrets.create(&PostParams::default(), &secret).await?;
         clusters.push(c);

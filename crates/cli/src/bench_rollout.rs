@@ -124,7 +124,11 @@ pub async fn run(rollouts: usize, rounds: usize) -> anyhow::Result<()> {
             data_dir: prom_dir.path().to_path_buf(),
             listen: None,
             scrape_interval: Duration::from_secs(1),
-            cluster_urls: vec![cluster.url()],
+            clusters: vec![mooring_controller::prometheus::ScrapeCluster {
+                url: cluster.url(),
+                token_file: cluster.token_path(),
+                ca_file: Some(cluster.ca_path()),
+            }],
         },
     )
     .await

@@ -127,10 +127,18 @@ enum ClusterCommand {
         /// Cluster name (also the kubeconfig context).
         #[arg(long, default_value = "mooring")]
         name: String,
-        /// Port on 127.0.0.1 (0 picks a free port).
+        /// Port on the bind address (0 picks a free port).
         #[arg(long, default_value_t = 6443)]
         port: u16,
-        /// Where the cluster keeps its SQLite data and kubeconfig.
+        /// Address to listen on. Anywhere but 127.0.0.1 (or ::1) the cluster serves HTTPS
+        /// with a CA generated into the data directory and written into the kubeconfig.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind_address: std::net::IpAddr,
+        /// Another name (DNS name or address) clients reach the cluster by: accepted in
+        /// `Host` and put into the serving certificate. Repeatable.
+        #[arg(long = "hostname", value_name = "NAME")]
+        hostnames: Vec<String>,
+        /// Where the cluster keeps its SQLite data, token and kubeconfig (0700).
         #[arg(long, default_value = ".mooring/cluster")]
         data_dir: PathBuf,
         /// Simulated nodes (for DaemonSets and scheduling).
@@ -183,6 +191,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ClusterCommand::Start {
                     name,
                     port,
+                    bind_address,
+                    hostnames,
                     data_dir,
                     nodes,
                     speed,
@@ -196,6 +206,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let opts = mooring_apiserver::ClusterOptions {
                 name: name.clone(),
                 port,
+                bind_address,
+                hostnames,
                 data_dir: Some(data_dir.clone()),
                 sim: mooring_apiserver::sim::SimOptions {
                     nodes,

@@ -27,6 +27,10 @@
 //!
 //! The first admin token is issued once everything else has started, and printed then; a
 //! start that fails earlier issues none, so the next start shows one.
+//!
+//! The data directory (`.mooring/`) is its owner's only (0700, tightened when it exists),
+//! as is the kubeconfig copy written there (0600): they hold the embedded cluster's
+//! database, token and CA key, which open every Secret Mooring keeps.
 
 use anyhow::{bail, Context as _};
 use mooring_k8s::kube;
@@ -488,8 +492,10 @@ async fn ensure_namespace(client: &kube::Client, ns: &str) -> Result<(), String>
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    // Private: it holds the cluster's database, token and kubeconfig (an existing one is
+    // tightened to 0700).
+    mooring_apiserver::files::private_dir(&args.data_dir)
+        .with_context(|| format!("creating {} (0700)", args.data_dir.display()))?;
     let work_tree = args.repo.join(".git").exists();
     let repo = local_repo(&args.repo, &args.data_dir)?;
     let repo_url = format!("file://{}", repo.display());
@@ -514,7 +520,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     .await
     .context("starting the embedded cluster")?;
     let kubeconfig = args.data_dir.join("kubeconfig");
-    std::fs::copy(cluster.kubeconfig_path(), &kubeconfig).context("writing .mooring/kubeconfig")?;
+    let kubeconfig_text = std::fs::read(cluster.kubeconfig_path())
+        .with_context(|| format!("reading {}", cluster.kubeconfig_path().display()))?;
+    mooring_apiserver::files::write_private(&kubeconfig, &kubeconfig_text)
+        .context("writing .mooring/kubeconfig (0600)")?;
     let kubeconfig = std::fs::canonicalize(&kubeconfig)?;
     let client = mooring_k8s::client_from_kubeconfig(&kubeconfig).await?;
 
@@ -635,7 +644,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 project: String::new(),
                 name: member.name.clone(),
                 server: c.url(),
-                config: Default::default(),
+                config: c.client_config(),
                 labels: member.labels.clone(),
                 annotations: Default::default(),
             },
@@ -646,8 +655,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let prometheus = match (prometheus_binary, prometheus_listen) {
         (Some(binary), Some(listen)) => {
-            let urls = std::iter::once(cluster.url())
-                .chain(fleet.iter().map(|c| c.url()))
+            let clusters = std::iter::once(&cluster)
+                .chain(fleet.iter())
+                .map(|c| mooring_controller::prometheus::ScrapeCluster {
+                    url: c.url(),
+                    token_file: c.token_path(),
+                    ca_file: Some(c.ca_path()),
+                })
                 .collect();
             let started = mooring_controller::prometheus::LocalPrometheus::start(
                 mooring_controller::prometheus::LocalPrometheusOptions {
@@ -655,7 +669,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                     data_dir: args.data_dir.join("prometheus"),
                     listen: Some(listen),
                     scrape_interval: PROMETHEUS_SCRAPE,
-                    cluster_urls: urls,
+                    clusters,
                 },
             )
             .await;

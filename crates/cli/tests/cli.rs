@@ -80,10 +80,35 @@ fn cluster_start_prints_a_working_kubeconfig_and_keeps_data() {
     child.kill().expect("stop");
     let _ = child.wait();
 
+    // Its files are private; opened up (as older versions left them), they are closed
+    // again at the next start (security finding 4).
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    let files = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&data)
+            .expect("data dir")
+            .map(|e| e.expect("entry").path())
+            .collect()
+    };
+    assert_eq!(mode(&data), 0o700);
+    for f in files() {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+
     // A restart on the same data dir serves the same objects.
     let mut child = start();
     let kc = kubeconfig_of(&mut child);
     assert!(kubectl(&kc, &["get", "configmap", "kept", "-o", "name"]).contains("configmap/kept"));
+    assert_eq!(mode(&data), 0o700);
+    for f in files() {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+    let text = std::fs::read_to_string(&kc).expect("kubeconfig");
+    assert!(text.contains("server: https://127.0.0.1:"), "{text}");
+    assert!(text.contains("certificate-authority-data: "), "{text}");
     child.kill().expect("stop");
     let _ = child.wait();
 }

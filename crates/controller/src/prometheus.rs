@@ -16,7 +16,10 @@
 //!
 //! Discovery is Prometheus' own `http_sd_configs` on each cluster's targets document,
 //! refreshed every scrape interval (Prometheus keeps the last good list while a cluster
-//! is briefly unreachable). A watchdog process kills Prometheus when the process that
+//! is briefly unreachable). Embedded clusters authenticate every request, so both the
+//! discovery and the scrapes present the cluster's bearer token, read by Prometheus from
+//! the cluster's own 0600 token file (`credentials_file`: the secret is never copied into
+//! the generated configuration), and verify its CA when it serves TLS. A watchdog process kills Prometheus when the process that
 //! started it dies without dropping it (a test killed on timeout, a `kill -9`), so no
 //! Prometheus is ever left behind scraping a dead cluster.
 
@@ -366,8 +369,19 @@ pub struct LocalPrometheusOptions {
     pub listen: Option<SocketAddr>,
     /// Scrape, evaluation and service-discovery refresh interval (1s in tests).
     pub scrape_interval: Duration,
-    /// Embedded clusters to scrape (`http://127.0.0.1:PORT`).
-    pub cluster_urls: Vec<String>,
+    /// Embedded clusters to scrape.
+    pub clusters: Vec<ScrapeCluster>,
+}
+
+/// An embedded cluster Prometheus scrapes: where, and the files that open it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScrapeCluster {
+    /// `http://127.0.0.1:PORT` (or `https://…` when it serves TLS).
+    pub url: String,
+    /// The file holding the cluster's bearer token.
+    pub token_file: PathBuf,
+    /// The CA certificate to verify it with, when it serves TLS.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A running local Prometheus; the process is killed when this is dropped.
@@ -410,22 +424,36 @@ fn prom_duration(d: Duration) -> String {
 }
 
 /// The generated configuration (JSON, which Prometheus reads as YAML): one job per
-/// cluster, discovering its simulated Pods through http_sd.
-pub fn local_config(scrape_interval: Duration, cluster_urls: &[String]) -> Value {
+/// cluster, discovering its simulated Pods through http_sd; discovery and scrapes carry
+/// the cluster's token (and trust its CA).
+pub fn local_config(scrape_interval: Duration, clusters: &[ScrapeCluster]) -> Value {
     let interval = prom_duration(scrape_interval);
-    let jobs: Vec<Value> = cluster_urls
+    let jobs: Vec<Value> = clusters
         .iter()
         .enumerate()
         .map(|(i, cluster)| {
-            json!({
+            let auth = json!({"type": "Bearer", "credentials_file": cluster.token_file});
+            let mut sd = json!({
+                "url": targets_url(&cluster.url),
+                "refresh_interval": interval,
+                "authorization": auth,
+            });
+            let mut job = json!({
                 "job_name": format!("mooring-cluster-{i}"),
                 "scrape_interval": interval,
                 "scrape_timeout": interval,
-                "http_sd_configs": [{
-                    "url": targets_url(cluster),
-                    "refresh_interval": interval,
-                }],
-            })
+                "authorization": auth,
+            });
+            if cluster.url.starts_with("https://") {
+                job["scheme"] = json!("https");
+            }
+            if let Some(ca) = &cluster.ca_file {
+                let tls = json!({"ca_file": ca});
+                sd["tls_config"] = tls.clone();
+                job["tls_config"] = tls;
+            }
+            job["http_sd_configs"] = json!([sd]);
+            job
         })
         .collect();
     json!({
@@ -478,7 +506,7 @@ impl LocalPrometheus {
         std::fs::create_dir_all(&o.data_dir).map_err(io(&o.data_dir))?;
         let config_path = o.data_dir.join("prometheus.yml");
         install_crypto_provider();
-        let config = local_config(o.scrape_interval, &o.cluster_urls);
+        let config = local_config(o.scrape_interval, &o.clusters);
         let text =
             serde_json::to_string_pretty(&config).map_err(|e| PromError::Decode(e.to_string()))?;
         std::fs::write(&config_path, text).map_err(io(&config_path))?;
@@ -658,16 +686,41 @@ mod tests {
 
     #[test]
     fn config_has_one_job_per_cluster() {
+        let cluster = |url: &str, ca: Option<&str>| ScrapeCluster {
+            url: url.into(),
+            token_file: PathBuf::from("/data/token"),
+            ca_file: ca.map(PathBuf::from),
+        };
         let c = local_config(
             Duration::from_secs(1),
-            &["http://127.0.0.1:1".into(), "http://127.0.0.1:2/".into()],
+            &[
+                cluster("http://127.0.0.1:1", None),
+                cluster("https://127.0.0.2:2/", Some("/data/ca.crt")),
+            ],
         );
         assert_eq!(c["global"]["scrape_interval"], "1s");
         assert_eq!(
             c["scrape_configs"][1]["http_sd_configs"][0]["url"],
-            "http://127.0.0.1:2/metrics/targets"
+            "https://127.0.0.2:2/metrics/targets"
         );
         assert_eq!(c["scrape_configs"][1]["job_name"], "mooring-cluster-1");
+        // Discovery and scrapes authenticate with the token file, never a copy of it.
+        for job in [&c["scrape_configs"][0], &c["scrape_configs"][1]] {
+            let auth = json!({"type": "Bearer", "credentials_file": "/data/token"});
+            assert_eq!(job["authorization"], auth, "{job}");
+            assert_eq!(job["http_sd_configs"][0]["authorization"], auth, "{job}");
+        }
+        assert!(c["scrape_configs"][0].get("scheme").is_none());
+        assert!(c["scrape_configs"][0].get("tls_config").is_none());
+        assert_eq!(c["scrape_configs"][1]["scheme"], "https");
+        assert_eq!(
+            c["scrape_configs"][1]["tls_config"]["ca_file"],
+            "/data/ca.crt"
+        );
+        assert_eq!(
+            c["scrape_configs"][1]["http_sd_configs"][0]["tls_config"]["ca_file"],
+            "/data/ca.crt"
+        );
         assert_eq!(
             targets_url("http://127.0.0.1:2/"),
             "http://127.0.0.1:2/metrics/targets"

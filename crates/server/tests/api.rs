@@ -763,7 +763,7 @@ async fn the_seed_project_roles_on_the_seed_fleet() {
             project: String::new(),
             name: name.into(),
             server: cl.url(),
-            config: Default::default(),
+            config: cl.client_config(),
             labels: [
                 ("environment".to_string(), "production".to_string()),
                 ("workload-type".to_string(), "inference".to_string()),

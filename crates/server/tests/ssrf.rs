@@ -500,7 +500,7 @@ async fn incident_webhooks_cannot_reach_internal_addresses() {
             data_dir: dir.path().to_path_buf(),
             listen: None,
             scrape_interval: Duration::from_secs(1),
-            cluster_urls: vec![],
+            clusters: vec![],
         },
     )
     .await

@@ -1,6 +1,7 @@
 //! Integration tests of the embedded cluster, through real clients: kube-rs over HTTP and
 //! the real `kubectl` binary. One test binary for the crate (see DESIGN.md: fast builds).
 
+mod access;
 mod bad_input;
 mod kube_client;
 mod kubectl;

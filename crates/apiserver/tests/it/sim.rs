@@ -715,25 +715,19 @@ async fn endpoints_list_ready_pods() {
     assert_eq!(ep["subsets"][0]["addresses"][0]["targetRef"]["kind"], "Pod");
 }
 
-/// A plain HTTP/1.1 GET (no client dependency needed for one request).
+/// A plain HTTP/1.1 GET with the cluster's token, as Prometheus scrapes it.
 async fn http_get(c: &Cluster, path: &str) -> (String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(c.addr)
-        .await
-        .expect("connect");
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        c.addr
-    );
-    s.write_all(req.as_bytes()).await.expect("send");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.expect("read");
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
-    (
-        head.lines().next().unwrap_or_default().to_string(),
-        body.to_string(),
+    let r = crate::support::raw(
+        c,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}",
+            c.addr,
+            c.token()
+        ),
+        b"",
     )
+    .await;
+    (format!("HTTP/1.1 {} ", r.code), r.body)
 }
 
 fn metric(text: &str, name: &str, must_contain: &[&str]) -> Option<f64> {

@@ -29,3 +29,66 @@ pub async fn client(c: &Cluster) -> kube::Client {
 }
 
 pub use mooring_testkit::eventually;
+
+/// The answer to a [`raw`] request: status code, headers (lowercase names) and body.
+pub struct RawResponse {
+    pub code: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl RawResponse {
+    /// The body as JSON (`Null` when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Send exactly `head` (request line and headers, without the blank line; a
+/// `Content-Length` for `body` and `Connection: close` are appended) and `body` over TLS
+/// that verifies the cluster's CA, as a tool without a kubeconfig (or an attacker) does.
+pub async fn raw(c: &Cluster, head: &str, body: &[u8]) -> RawResponse {
+    use rustls::pki_types::{pem::PemObject as _, CertificateDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(c.ca_pem().as_bytes()).expect("CA PEM"))
+        .expect("CA in the root store");
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(c.addr)
+        .await
+        .expect("connect");
+    let name = ServerName::IpAddress(c.addr.ip().into());
+    let mut s = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake verifying the cluster's CA");
+    let req = format!(
+        "{head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("send head");
+    s.write_all(body).await.expect("send body");
+    let mut out = Vec::new();
+    // The server closes after answering (`Connection: close`); a TLS close without
+    // close_notify is not an error for this purpose.
+    let _ = s.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    RawResponse {
+        code,
+        head: head.to_ascii_lowercase(),
+        body: body.to_string(),
+    }
+}

@@ -175,6 +175,19 @@ fn up_registers_the_seed_manifests_in_argocd() {
     )
     .expect("write");
     let data = tmp.path().join("data");
+    // A `.mooring` left open by an older version (0755, a 0644 kubeconfig copy) is
+    // closed at start (security finding 4).
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::create_dir_all(&data).expect("mkdir");
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::write(data.join("kubeconfig"), "old").expect("write");
+        std::fs::set_permissions(
+            data.join("kubeconfig"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .expect("chmod");
+    }
     let up = Up::start(
         &repo,
         &data,
@@ -184,6 +197,30 @@ fn up_registers_the_seed_manifests_in_argocd() {
         ],
     );
     let kc = up.kc.clone();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| {
+            std::fs::metadata(p)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        for d in ["", "cluster", "clusters/prod-us-east"] {
+            assert_eq!(mode(&data.join(d)), 0o700, "{d:?}");
+        }
+        for f in [
+            "kubeconfig",
+            "cluster/kubeconfig",
+            "cluster/token",
+            "cluster/cluster.db",
+            "cluster/ca.key",
+            "clusters/prod-us-east/token",
+            "clusters/prod-us-east/cluster.db",
+        ] {
+            assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+        }
+    }
     for (kind, id) in [
         ("AppProject", "argocd/ml-platform"),
         ("ApplicationSet", "argocd/ml-inference-services"),

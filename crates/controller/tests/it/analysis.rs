@@ -52,7 +52,11 @@ pub async fn start_prometheus(cluster: &Cluster, dir: &std::path::Path) -> Local
         data_dir: dir.to_path_buf(),
         listen: None,
         scrape_interval: Duration::from_secs(1),
-        cluster_urls: vec![cluster.url()],
+        clusters: vec![mooring_controller::prometheus::ScrapeCluster {
+            url: cluster.url(),
+            token_file: cluster.token_path(),
+            ca_file: Some(cluster.ca_path()),
+        }],
     })
     .await
     .expect("prometheus starts")
@@ -113,7 +117,7 @@ async fn a_missing_prometheus_binary_says_how_to_install_it() {
         data_dir: dir.path().join("data"),
         listen: None,
         scrape_interval: Duration::from_secs(1),
-        cluster_urls: vec![],
+        clusters: vec![],
     })
     .await
     .expect_err("missing binary");

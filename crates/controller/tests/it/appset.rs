@@ -338,7 +338,15 @@ async fn unsupported_fields_warn_and_unsupported_generators_fail_naming_them() {
     assert_eq!(app_names(c, "ml").await, ["ml-a"]);
 }
 
-fn cluster_secret(name: &str, server: &str, labels: &[(&str, &str)]) -> Secret {
+/// An Argo CD cluster Secret; `cluster` is the embedded cluster at `server` (whose token
+/// and CA go into `config`), if any.
+fn cluster_secret(
+    name: &str,
+    server: &str,
+    cluster: Option<&Cluster>,
+    labels: &[(&str, &str)],
+) -> Secret {
+    let config = cluster.map(Cluster::client_config).unwrap_or_default();
     let mut l: serde_json::Map<String, Value> = labels
         .iter()
         .map(|(k, v)| (k.to_string(), json!(v)))
@@ -347,7 +355,8 @@ fn cluster_secret(name: &str, server: &str, labels: &[(&str, &str)]) -> Secret {
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": format!("cluster-{name}"), "namespace": "argocd", "labels": l},
-        "stringData": {"name": name, "server": server, "config": "{}"}
+        "stringData": {"name": name, "server": server,
+            "config": serde_json::to_string(&config).expect("config")}
     }))
     .expect("secret")
 }
@@ -367,7 +376,7 @@ async fn clusters_generator_follows_cluster_secrets() {
     secrets
         .create(
             &PostParams::default(),
-            &cluster_secret("prod-eu", &eu.url(), &prod),
+            &cluster_secret("prod-eu", &eu.url(), Some(&eu), &prod),
         )
         .await
         .expect("eu secret");
@@ -402,7 +411,7 @@ async fn clusters_generator_follows_cluster_secrets() {
     secrets
         .create(
             &PostParams::default(),
-            &cluster_secret("prod-us", &us.url(), &prod),
+            &cluster_secret("prod-us", &us.url(), Some(&us), &prod),
         )
         .await
         .expect("us secret");
@@ -412,6 +421,7 @@ async fn clusters_generator_follows_cluster_secrets() {
             &cluster_secret(
                 "staging",
                 "https://staging.example:6443",
+                None,
                 &[("environment", "staging")],
             ),
         )
@@ -563,7 +573,7 @@ async fn the_seed_applicationset_deploys_per_cluster_replicas() {
         secrets
             .create(
                 &PostParams::default(),
-                &cluster_secret(name, &cl.url(), labels),
+                &cluster_secret(name, &cl.url(), Some(&cl), labels),
             )
             .await
             .expect("cluster secret");

@@ -547,12 +547,15 @@ async fn cluster_secrets_register_destinations_and_an_unreachable_one_stalls_not
             "secrets",
         ),
     );
-    for (name, server) in [("gpu-west", remote.url()), ("gone", dead.clone())] {
+    for (name, server, config) in [
+        ("gpu-west", remote.url(), remote.client_config()),
+        ("gone", dead.clone(), ClusterConfig::default()),
+    ] {
         let entry = ClusterEntry {
             project: String::new(),
             name: name.into(),
             server,
-            config: ClusterConfig::default(),
+            config,
             labels: [("environment".to_string(), "production".to_string())].into(),
             annotations: Default::default(),
         };

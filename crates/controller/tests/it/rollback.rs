@@ -84,7 +84,11 @@ async fn start_prometheus(cluster: &Cluster, dir: &std::path::Path) -> LocalProm
         data_dir: dir.to_path_buf(),
         listen: None,
         scrape_interval: Duration::from_secs(1),
-        cluster_urls: vec![cluster.url()],
+        clusters: vec![mooring_controller::prometheus::ScrapeCluster {
+            url: cluster.url(),
+            token_file: cluster.token_path(),
+            ca_file: Some(cluster.ca_path()),
+        }],
     })
     .await
     .expect("prometheus starts (Debian: apt-get install prometheus)")

@@ -473,7 +473,11 @@ pub async fn start_prometheus(
             data_dir: dir.to_path_buf(),
             listen: None,
             scrape_interval: std::time::Duration::from_secs(1),
-            cluster_urls: vec![cluster.url()],
+            clusters: vec![mooring_controller::prometheus::ScrapeCluster {
+                url: cluster.url(),
+                token_file: cluster.token_path(),
+                ca_file: Some(cluster.ca_path()),
+            }],
         },
     )
     .await
