@@ -259,12 +259,23 @@ async fn a_tenants_repository_and_cluster_secrets_replace_nothing() {
             "apiVersion: v1\nkind: Secret\nmetadata:\n  name: hijack-repo\n  labels: {{argocd.argoproj.io/secret-type: repository}}\nstringData:\n  url: \"{admin_url}\"\n  username: tenant\n  password: tenant-password\n  insecure: \"true\"\n"
         ),
     );
+    // A working cluster Secret for the tenant's cluster (its token and CA), renamed.
+    let mut hijack = mooring_k8s::registry::secret_for(
+        &mooring_k8s::registry::ClusterEntry {
+            project: String::new(),
+            name: "team-b-prod".into(),
+            server: tenant_cluster.url(),
+            config: tenant_cluster.client_config(),
+            labels: Default::default(),
+            annotations: Default::default(),
+        },
+        "argocd",
+    );
+    hijack["metadata"] = json!({"name": "hijack-cluster",
+        "labels": {"argocd.argoproj.io/secret-type": "cluster"}});
     tenant.write(
         "secrets/cluster.yaml",
-        &format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: hijack-cluster\n  labels: {{argocd.argoproj.io/secret-type: cluster}}\nstringData:\n  name: team-b-prod\n  server: \"{}\"\n  config: '{{}}'\n",
-            tenant_cluster.url()
-        ),
+        &serde_json::to_string_pretty(&hijack).expect("json"),
     );
     tenant.commit("plant secrets");
 
@@ -277,12 +288,12 @@ async fn a_tenants_repository_and_cluster_secrets_replace_nothing() {
     )
     .await;
     {
-        use mooring_k8s::registry::{secret_for, ClusterConfig, ClusterEntry};
+        use mooring_k8s::registry::{secret_for, ClusterEntry};
         let entry = ClusterEntry {
             project: String::new(),
             name: "team-b-prod".into(),
             server: team_b_cluster.url(),
-            config: ClusterConfig::default(),
+            config: team_b_cluster.client_config(),
             labels: Default::default(),
             annotations: Default::default(),
         };
