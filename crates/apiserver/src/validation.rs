@@ -117,31 +117,12 @@ pub(crate) fn aggregate(errors: &[String]) -> String {
     }
 }
 
-fn is_lower_alnum(c: u8) -> bool {
-    c.is_ascii_lowercase() || c.is_ascii_digit()
-}
-
-/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`
-fn matches_dns1123_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    match (b.first(), b.last()) {
-        (Some(&first), Some(&last)) => {
-            is_lower_alnum(first)
-                && is_lower_alnum(last)
-                && b.iter().all(|&c| is_lower_alnum(c) || c == b'-')
-        }
-        _ => false,
-    }
-}
+// The DNS-1123 patterns have one home, shared with RBAC's name checks.
+use mooring_core::name::{matches_dns1123_label, matches_dns1123_subdomain};
 
 /// `[a-z]([-a-z0-9]*[a-z0-9])?`
 fn matches_dns1035_label(s: &str) -> bool {
     matches_dns1123_label(s) && s.as_bytes().first().is_some_and(|c| c.is_ascii_lowercase())
-}
-
-/// Dot-separated DNS-1123 labels.
-fn matches_dns1123_subdomain(s: &str) -> bool {
-    s.split('.').all(matches_dns1123_label)
 }
 
 /// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`

@@ -43,6 +43,9 @@ pub struct BenchArgs {
     /// Concurrent Rollouts (rollout).
     #[arg(long, default_value_t = 1000)]
     pub rollouts: usize,
+    /// Seconds of each phase (api-flood: without, then during the flood; at most 60).
+    #[arg(long, default_value_t = 3)]
+    pub seconds: u64,
 }
 
 #[derive(clap::ValueEnum, Clone, Debug)]
@@ -59,6 +62,9 @@ pub enum Target {
     /// Progressive delivery: abort latency (first failed measurement → stable traffic
     /// restored) and `--rollouts` concurrent Rollouts.
     Rollout,
+    /// The REST API and the webhook under a flood of bad requests from 127.0.0.1
+    /// (`--writers` loops for `--seconds`): the valid token's p50/p99 without and during it.
+    ApiFlood,
 }
 
 fn rss_mib() -> f64 {
@@ -127,6 +133,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Target::Policy => crate::bench_policy::run(args.objects),
         Target::Appset => crate::bench_appset::run(args.apps, args.clusters).await,
         Target::Rollout => crate::bench_rollout::run(args.rollouts, args.rounds).await,
+        Target::ApiFlood => crate::bench_flood::run(args.seconds, args.writers).await,
     }
 }
 

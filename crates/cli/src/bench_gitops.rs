@@ -31,7 +31,7 @@ fn write_app(dir: &std::path::Path, version: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn percentile(v: &mut [Duration], p: f64) -> Duration {
+pub(crate) fn percentile(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
     if v.is_empty() {
         return Duration::ZERO;

@@ -8,6 +8,7 @@ mod app;
 mod appset;
 mod bench;
 mod bench_appset;
+mod bench_flood;
 mod bench_gitops;
 mod bench_policy;
 mod bench_rollout;

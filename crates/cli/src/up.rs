@@ -86,6 +86,16 @@ pub struct UpArgs {
     /// be reached; every other repoURL is fetched from where it points.
     #[arg(long = "alias", value_name = "URL")]
     pub aliases: Vec<String>,
+    /// Secret of the Git webhooks (GitHub's HMAC secret and GitLab's token): unsigned or
+    /// wrongly signed pushes are refused. The `webhook.github.secret` and
+    /// `webhook.gitlab.secret` keys of `mooring-secret` in the control-plane namespace
+    /// (as in Argo CD's `argocd-secret`) win over it.
+    #[arg(long, env = "MOORING_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// `/metrics` requires an API token (401 without one). Without it, anonymous callers
+    /// get the aggregate series only, never application names.
+    #[arg(long)]
+    pub metrics_auth: bool,
     /// Load-balancer addresses of the embedded clusters (each cluster has its own).
     #[command(flatten)]
     pub load_balancer: crate::embedded::LoadBalancerArgs,
@@ -584,7 +594,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         &format!("http://{webhook_addr}"),
         mooring_controller::outbound::REST_API,
     );
-    let router = mooring_server::router(controller.ctx.clone(), Default::default()).merge(
+    let http_options = mooring_server::HttpOptions {
+        webhook: mooring_server::WebhookSecrets {
+            github: args.webhook_secret.clone(),
+            gitlab: args.webhook_secret.clone(),
+        },
+        metrics_auth: args.metrics_auth,
+    };
+    let router = mooring_server::router(controller.ctx.clone(), http_options).merge(
         mooring_server::api::router(
             client.clone(),
             mooring_server::api::ApiOptions {
@@ -705,7 +722,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     for u in &aliased {
         println!("  serving     {u} from the git repo above");
     }
-    println!("  webhook     http://{webhook_addr}/api/webhook");
+    println!(
+        "  webhook     http://{webhook_addr}/api/webhook ({})",
+        if args.webhook_secret.is_some() {
+            "signed pushes only"
+        } else {
+            "unsigned pushes accepted unless mooring-secret sets webhook.github.secret / webhook.gitlab.secret; see --webhook-secret"
+        }
+    );
     for (c, member) in fleet
         .iter()
         .zip(args.clusters.iter().flat_map(|f| f.0.iter()))

@@ -404,7 +404,15 @@ async fn prefetch(ctx: &Context, set: &ApplicationSet) -> Result<Prefetched, Con
             continue;
         }
         let fetch = ctx.fetch_url(&url);
-        let creds = ctx.credentials_for(&url);
+        // As Argo CD: the template's project, when it is not templated itself.
+        let project = set
+            .spec
+            .template
+            .spec
+            .get("project")
+            .and_then(Value::as_str)
+            .filter(|p| !p.contains("{{"));
+        let creds = ctx.credentials_for(&fetch, project);
         let tree = match ctx.resolve(&fetch, &rev, creds).await {
             Ok(commit) => {
                 let repos = ctx.repos.clone();

@@ -28,7 +28,7 @@ use kube::runtime::WatchStreamExt;
 use mooring_core::app::{Application, ApplicationDestination, IN_CLUSTER};
 use mooring_k8s::cluster::ClusterClient;
 use mooring_k8s::kube;
-use mooring_source::{Credentials, RepoCache};
+use mooring_source::{CredentialIndex, Credentials, RepoCache};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -211,7 +211,8 @@ pub struct Context {
     pub renders: mooring_render::RenderCache,
     pub render_options: mooring_render::RenderOptions,
     pub lua: Option<mooring_engine::health::LuaHealthChecks>,
-    pub credentials: RwLock<HashMap<String, Credentials>>,
+    /// Repository Secrets and credential templates of the control-plane namespace.
+    pub credentials: RwLock<CredentialIndex>,
     pub metrics: Metrics,
     /// Recently resolved revisions: (fetch URL, revision) → (commit, when). Reconciles
     /// triggered by live changes reuse them instead of fetching; a webhook for the URL
@@ -367,17 +368,17 @@ impl Context {
             .instance_name(app.namespace(), app.name())
     }
 
-    pub fn credentials_for(&self, url: &str) -> Credentials {
-        let creds = self
-            .credentials
+    /// The credentials for repository `url`, matched as Argo CD does (exact URL for a
+    /// repository Secret, URL prefix for a credential template; scheme, host and port
+    /// always equal: see [`CredentialIndex`]). Pass the URL that will be contacted (after
+    /// [`Context::fetch_url`]), so credentials only ever go where they were written for,
+    /// and the project of the Application (project-scoped repository Secrets serve only
+    /// their project).
+    pub fn credentials_for(&self, url: &str, project: Option<&str>) -> Credentials {
+        self.credentials
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let norm = mooring_source::webhook::normalize_repo_url(url);
-        creds
-            .iter()
-            .find(|(u, _)| mooring_source::webhook::normalize_repo_url(u) == norm)
-            .map(|(_, c)| c.clone())
-            .unwrap_or_else(Credentials::none)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .lookup(url, project)
     }
 
     fn apps_api(&self, ns: &str) -> Api<DynamicObject> {
@@ -634,7 +635,7 @@ impl Context {
             renders: mooring_render::RenderCache::new(64),
             render_options: mooring_render::RenderOptions::default(),
             lua: None,
-            credentials: RwLock::new(HashMap::new()),
+            credentials: RwLock::new(CredentialIndex::default()),
             metrics: Metrics::default(),
             resolved: Mutex::new(HashMap::new()),
             app_index: RwLock::new(HashMap::new()),
@@ -715,7 +716,7 @@ impl Controller {
             renders: mooring_render::RenderCache::new(4096),
             render_options: mooring_render::RenderOptions::default(),
             lua,
-            credentials: RwLock::new(HashMap::new()),
+            credentials: RwLock::new(CredentialIndex::default()),
             metrics: Metrics::default(),
             resolved: Mutex::new(HashMap::new()),
             app_index: RwLock::new(HashMap::new()),
@@ -979,16 +980,17 @@ fn app_key_of_instance(ctx: &Context, instance: &str) -> Option<String> {
         .cloned()
 }
 
-/// Argo CD repository Secrets (`argocd.argoproj.io/secret-type: repository`) in the
-/// management cluster provide Git credentials, matched by repository URL.
+/// Argo CD repository Secrets (`argocd.argoproj.io/secret-type: repository`) and
+/// credential templates (`repo-creds`) in the control-plane namespace provide Git
+/// credentials, matched by repository URL ([`CredentialIndex`]).
 async fn watch_repository_secrets(ctx: Arc<Context>) {
     use futures::StreamExt;
     use mooring_k8s::k8s_openapi::api::core::v1::Secret;
     // Only the control-plane namespace's: a tenant's Secret elsewhere never supplies or
-    // replaces credentials.
+    // replaces credentials, nor turns a check off.
     let api: Api<Secret> = Api::namespaced(ctx.management.client().clone(), ctx.namespace());
     let cfg = kube::runtime::watcher::Config::default()
-        .labels("argocd.argoproj.io/secret-type=repository");
+        .labels("argocd.argoproj.io/secret-type in (repository,repo-creds)");
     let mut stream = kube::runtime::watcher(api, cfg).default_backoff().boxed();
     while let Some(ev) = stream.next().await {
         let (secret, deleted) = match ev {
@@ -1004,22 +1006,25 @@ async fn watch_repository_secrets(ctx: Arc<Context>) {
                 continue;
             }
         };
-        let Ok(v) = serde_json::to_value(&secret) else {
-            continue;
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let parsed = match serde_json::to_value(&secret) {
+            Ok(v) => mooring_source::RepoSecret::parse(&v),
+            Err(e) => Err(mooring_source::SourceError::InvalidSecret {
+                name: name.clone(),
+                reason: e.to_string(),
+            }),
         };
-        match Credentials::from_repository_secret(&v) {
-            Ok((url, creds)) => {
-                let mut all = ctx
-                    .credentials
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if deleted {
-                    all.remove(&url);
-                } else {
-                    all.insert(url, creds);
-                }
-            }
-            Err(e) => tracing::warn!("repository secret ignored: {e}"),
+        let mut all = ctx
+            .credentials
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A Secret edited into an invalid one no longer provides its old credentials.
+        all.remove(&name);
+        match parsed {
+            Ok(s) if !deleted => all.insert(s),
+            Ok(_) => {}
+            Err(e) if !deleted => tracing::warn!("repository secret ignored: {e}"),
+            Err(_) => {}
         }
     }
 }

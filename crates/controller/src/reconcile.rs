@@ -114,9 +114,11 @@ pub async fn desired_state(
             .cloned()
             .or_else(|| source.target_revision.clone().filter(|r| !r.is_empty()))
             .unwrap_or_else(|| "HEAD".into());
-        let creds = ctx.credentials_for(&source.repo_url);
+        // Credentials are matched against the URL actually contacted (an alias's target).
+        let fetch = ctx.fetch_url(&source.repo_url);
+        let creds = ctx.credentials_for(&fetch, Some(crate::project::project_name(app)));
         let commit = ctx
-            .resolve(&ctx.fetch_url(&source.repo_url), &revision, creds)
+            .resolve(&fetch, &revision, creds)
             .await
             .map_err(|e| in_source(i, e))?;
         commits.push(commit);

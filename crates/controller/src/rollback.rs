@@ -951,6 +951,12 @@ pub fn incident(
 
 /// Replace `valueFrom.secretKeyRef` header values with the Secret's (read now, so a
 /// rotated token is used by the next incident). The values are never logged.
+///
+/// Trust (deliberate): the Secret is read from the RollbackPolicy's own namespace only —
+/// a `secretKeyRef` has no namespace field — so a policy can use only Secrets its author
+/// could already read there (the control plane's for the admin's policies, a tenant's own
+/// namespace for a policy in an allowed application namespace), as a Pod's `secretKeyRef`
+/// does in Kubernetes. Where the value may be sent is the outbound client's concern.
 async fn resolve_headers(
     ctx: &Context,
     ns: &str,

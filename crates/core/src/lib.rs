@@ -9,6 +9,7 @@ pub mod app;
 pub mod appset;
 pub mod cluster;
 pub mod event;
+pub mod name;
 pub mod project;
 pub mod rollback;
 pub mod rollout;

@@ -21,8 +21,11 @@
 //! Errors are JSON `{"error", "message", "code"}`: 401 for a missing, malformed,
 //! expired or revoked token (or a disabled account), 403 `permission denied: RESOURCE,
 //! ACTION, OBJECT, sub: SUBJECT`, 404, 409, 413 beyond [`MAX_BODY_BYTES`], 429 with
-//! `Retry-After` once a client IP has failed authentication too often. An application
-//! the caller may not see answers 403, not 404, so names do not leak. `expiresIn` is
+//! `Retry-After` once the failures of an account, or of unknown tokens together, exceed
+//! their budget (a valid token is never refused for them: see [`crate::auth`]). An application
+//! the caller may not see answers 403, not 404, so names do not leak. An application,
+//! project or ApplicationSet name in the path that is not a Kubernetes name (`a%2Fb`), or
+//! a role name outside Argo CD's rule, answers 400 before RBAC parses it. `expiresIn` is
 //! seconds (as in Argo CD) or a duration string such as `"90d"`.
 //!
 //! Sync and rollback set the Application's `operation` field, exactly as `mooring app
@@ -36,7 +39,7 @@
 //! control plane does not read, or that the app's project does not list in
 //! `sourceNamespaces`, is refused (400) whatever the caller's RBAC.
 
-use crate::auth::{self, AuthError, FailureLimiter};
+use crate::auth::{self, AuthError, FailureKey, FailureLimiter};
 use crate::rbac::{project_of, Project, Rbac, Subject};
 use crate::store::{Store, StoreError};
 use axum::body::Bytes;
@@ -66,7 +69,8 @@ pub struct ApiOptions {
     /// The control-plane namespace (projects, settings, tokens, Applications) and the
     /// other namespaces Applications may live in.
     pub control_plane: ControlPlane,
-    /// Failed authentications allowed per client IP before 429 …
+    /// Failed authentications allowed per account (and for unknown tokens together)
+    /// before 429 …
     pub failure_burst: u32,
     /// … refilled at this rate per second.
     pub failure_refill_per_second: f64,
@@ -87,7 +91,13 @@ struct ApiState {
     store: Store,
     control_plane: Arc<ControlPlane>,
     limiter: Arc<Mutex<FailureLimiter>>,
+    /// Refused answers being held back at once (beyond it, refusals are answered at
+    /// once: holding costs a task and a connection each).
+    tarpit: Arc<tokio::sync::Semaphore>,
 }
+
+/// Refused answers held back at most at once.
+const TARPIT_SLOTS: usize = 256;
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
@@ -108,8 +118,8 @@ enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
-    #[error("too many failed authentications from {ip}; retry in {}s", retry.as_secs())]
-    TooMany { ip: IpAddr, retry: Duration },
+    #[error("too many failed authentications {key}; retry in {}s", retry.as_secs().max(1))]
+    TooMany { key: FailureKey, retry: Duration },
     #[error("{0}")]
     Body(String, StatusCode),
     #[error("{0}")]
@@ -158,8 +168,8 @@ impl IntoResponse for ApiError {
 type ApiResult<T = Json<Value>> = Result<T, ApiError>;
 
 /// The `/api/v1` router. Serve it with
-/// `into_make_service_with_connect_info::<SocketAddr>()` so failures are limited per
-/// client IP (without it, all clients share one bucket).
+/// `into_make_service_with_connect_info::<SocketAddr>()` so failures are logged with the
+/// client's address (they are limited per account, never per address).
 pub fn router(client: kube::Client, opts: ApiOptions) -> Router {
     let st = ApiState {
         store: Store::new(client, &opts.control_plane.namespace),
@@ -168,6 +178,7 @@ pub fn router(client: kube::Client, opts: ApiOptions) -> Router {
             opts.failure_burst,
             opts.failure_refill_per_second,
         ))),
+        tarpit: Arc::new(tokio::sync::Semaphore::new(TARPIT_SLOTS)),
     };
     Router::new()
         .route("/api/v1/applications", get(list_apps).post(create_app))
@@ -200,6 +211,7 @@ pub fn router(client: kube::Client, opts: ApiOptions) -> Router {
             "/api/v1/account/{name}/token/{id}",
             delete(delete_account_token),
         )
+        .route_layer(axum::middleware::from_fn(check_names))
         .layer(axum::middleware::from_fn_with_state(
             st.clone(),
             authenticate,
@@ -221,21 +233,39 @@ fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
     Ok(token.trim())
 }
 
-async fn principal(st: &ApiState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let token = bearer(headers)?;
+/// The caller, or why not and whom the failure counts against.
+async fn principal(
+    store: &Store,
+    headers: &HeaderMap,
+) -> Result<Principal, (ApiError, FailureKey)> {
+    let anonymous = |e: ApiError| (e, FailureKey::Anonymous);
+    let token = bearer(headers).map_err(|e| anonymous(e.into()))?;
     if !auth::well_formed(token) {
-        return Err(AuthError::Malformed.into());
+        return Err(anonymous(AuthError::Malformed.into()));
     }
-    let store = st.store.tokens().await?;
-    let rec = store.verify(token, jiff::Timestamp::now().as_second())?;
+    let tokens = store.tokens().await.map_err(|e| anonymous(e.into()))?;
+    let rec = match tokens.verify(token, jiff::Timestamp::now().as_second()) {
+        Ok(rec) => rec,
+        Err(e @ AuthError::Expired { .. }) => {
+            let subject = tokens
+                .tokens
+                .iter()
+                .find(|t| t.hash == auth::hash_token(token))
+                .map(|t| t.subject.clone())
+                .unwrap_or_default();
+            return Err((e.into(), FailureKey::Subject(subject)));
+        }
+        Err(e) => return Err(anonymous(e.into())),
+    };
     let subject = if rec.subject.starts_with("proj:") {
         Subject {
             name: rec.subject.clone(),
             groups: vec![],
         }
     } else {
-        let accounts = st.store.accounts().await?;
-        let a = auth::account_for(&accounts, &rec.subject)?;
+        let accounts = store.accounts().await.map_err(|e| anonymous(e.into()))?;
+        let a = auth::account_for(&accounts, &rec.subject)
+            .map_err(|e| (e.into(), FailureKey::Subject(rec.subject.clone())))?;
         Subject {
             name: a.name.clone(),
             groups: a.groups.clone(),
@@ -247,36 +277,91 @@ async fn principal(st: &ApiState, headers: &HeaderMap) -> Result<Principal, ApiE
     })
 }
 
-/// Authenticate every request; count failures per client IP.
+/// The subject of a request's bearer token (for endpoints outside `/api/v1`, such as
+/// `/metrics` with `--metrics-auth`), or why it is refused.
+pub async fn authenticated_subject(store: &Store, headers: &HeaderMap) -> Result<Subject, String> {
+    principal(store, headers)
+        .await
+        .map(|p| p.subject)
+        .map_err(|(e, _)| e.to_string())
+}
+
+/// Authenticate every request. The token is checked first, so a valid one is always
+/// served; a failure counts against its [`FailureKey`], and once that budget is spent
+/// the answer is 429 with `Retry-After`, held back by the limiter's backoff.
 async fn authenticate(State(st): State<ApiState>, mut req: Request, next: Next) -> Response {
     let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    let blocked = st
-        .limiter
-        .lock()
-        .map(|l| l.check(ip, Instant::now()))
-        .unwrap_or(Ok(()));
-    if let Err(retry) = blocked {
-        return ApiError::TooMany { ip, retry }.into_response();
-    }
-    match principal(&st, req.headers()).await {
+    let (e, key) = match principal(&st.store, req.headers()).await {
         Ok(p) => {
             req.extensions_mut().insert(p);
-            next.run(req).await
+            return next.run(req).await;
         }
-        Err(e) => {
-            if matches!(e, ApiError::Unauthorized(_)) {
-                if let Ok(mut l) = st.limiter.lock() {
-                    l.fail(ip, Instant::now());
-                }
-                tracing::info!(%ip, error = %e, "API authentication failed");
+        Err(failed) => failed,
+    };
+    if !matches!(e, ApiError::Unauthorized(_)) {
+        // The settings could not be read: not the caller's failure.
+        return e.into_response();
+    }
+    let now = Instant::now();
+    let verdict = match st.limiter.lock() {
+        Ok(mut l) => match l.check(&key, now) {
+            Ok(()) => {
+                l.fail(key.clone(), now);
+                Ok(())
             }
+            Err(retry) => Err((retry, l.refused(&key, now))),
+        },
+        Err(_) => Ok(()),
+    };
+    match verdict {
+        Ok(()) => {
+            tracing::info!(%ip, error = %e, "API authentication failed");
             e.into_response()
         }
+        Err((retry, hold)) => {
+            tracing::debug!(%ip, error = %e, "API authentication failed (limited)");
+            if let Ok(_slot) = st.tarpit.try_acquire() {
+                tokio::time::sleep(hold).await;
+            }
+            ApiError::TooMany { key, retry }.into_response()
+        }
     }
+}
+
+/// Refuse (400) application, project and ApplicationSet names in the path that are not
+/// Kubernetes names, and role names outside Argo CD's rule, before any handler parses
+/// them into RBAC objects (`a%2Fb` would otherwise be split as `a` / `b`, and reach the
+/// API server as a subresource path).
+async fn check_names(params: axum::extract::RawPathParams, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    let kind = if path.starts_with("/api/v1/applicationsets") {
+        "applicationset"
+    } else if path.starts_with("/api/v1/applications") {
+        "application"
+    } else if path.starts_with("/api/v1/projects") {
+        "project"
+    } else {
+        ""
+    };
+    for (key, value) in &params {
+        let refused = match key {
+            "name" if !kind.is_empty() => mooring_core::name::validate_object_name(kind, value)
+                .err()
+                .map(|e| e.to_string()),
+            "role" if !crate::rbac::valid_role_name(value) => Some(format!(
+                "role name {value:?} is invalid: use letters, digits, '-' and '_', starting and ending with a letter or digit"
+            )),
+            _ => None,
+        };
+        if let Some(why) = refused {
+            return ApiError::BadRequest(why).into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// The policy and projects, loaded once per request.
@@ -309,7 +394,17 @@ impl Authz {
         let project = project_of(resource, object).and_then(|n| self.projects.get(n));
         self.rbac
             .check(&p.subject, resource, action, object, project)
-            .map_err(|d| ApiError::Forbidden(d.to_string()))
+            .map_err(|mut d| {
+                // A project token is told when its own role is disabled, whatever it asked.
+                if d.because.is_empty() {
+                    if let Some(e) = p.subject.project_role().and_then(|(proj, role)| {
+                        self.projects.get(proj).and_then(|pr| pr.role_error(role))
+                    }) {
+                        d.because = format!(" ({e})");
+                    }
+                }
+                ApiError::Forbidden(d.to_string())
+            })
     }
 }
 
@@ -973,6 +1068,9 @@ async fn create_project_token(
         .projects
         .get(&project)
         .ok_or_else(|| ApiError::NotFound(format!("project {project:?} not found")))?;
+    if let Some(e) = proj.role_error(&role) {
+        return Err(ApiError::BadRequest(e.to_string()));
+    }
     if proj.role(&role).is_none() {
         return Err(ApiError::NotFound(format!(
             "project {project:?} has no role {role:?}"

@@ -14,15 +14,21 @@
 //!   record has an id (to list and revoke), a subject — an account name or a project
 //!   role `proj:PROJECT:ROLE` — an issue time and an optional expiry. Revoking deletes
 //!   the record, so a revoked token is indistinguishable from one never issued.
-//! * **Brute force**: failed authentications are counted per client IP in a token bucket
-//!   ([`FailureLimiter`]); an empty bucket answers 429 with `Retry-After` before the
-//!   token is even looked at.
+//! * **Brute force** ([`FailureLimiter`]): a presented token is always checked first, so
+//!   a valid token is never refused because of anybody's failures. Failures are counted
+//!   in token buckets per subject (an expired token or a disabled account counts against
+//!   that account) and in one bucket for every token that names nobody (missing,
+//!   malformed, unknown, revoked) — never per client IP: every client of a loopback
+//!   server is 127.0.0.1, and a per-IP bucket let ten bad tokens lock the admin out. An
+//!   empty bucket answers 429 with `Retry-After`, held back by a delay that doubles with
+//!   each refusal in a row (at most [`MAX_BACKOFF`]), so a flood waits on itself. Tokens
+//!   carry 256 random bits: guessing is hopeless anyway; the limiter keeps a flood cheap
+//!   for the server and slow for the flooder.
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// How long expired token records are kept (seconds).
@@ -254,13 +260,47 @@ pub fn account_for<'a>(accounts: &'a [Account], name: &str) -> Result<&'a Accoun
     Ok(a)
 }
 
-/// Failed authentications per client IP: a token bucket of `burst` failures, refilled at
-/// `per_second`. Successful requests cost nothing.
+/// Whose failures a failed authentication counts against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FailureKey {
+    /// A real token of this subject (an account or `proj:PROJECT:ROLE`) that was refused:
+    /// expired, or its account disabled or without `apiKey`.
+    Subject(String),
+    /// Everything that names nobody: no token, a malformed one, an unknown or revoked one.
+    /// One bucket for all such clients, wherever they connect from.
+    Anonymous,
+}
+
+impl std::fmt::Display for FailureKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailureKey::Subject(s) => write!(f, "for {s:?}"),
+            FailureKey::Anonymous => f.write_str("with unknown or malformed tokens"),
+        }
+    }
+}
+
+/// The first tarpit delay of a refused (429) answer; it doubles with each refusal in a
+/// row, up to [`MAX_BACKOFF`].
+const BASE_BACKOFF: Duration = Duration::from_millis(50);
+/// The longest a refused answer is held.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Failed authentications per [`FailureKey`]: a token bucket of `burst` failures,
+/// refilled at `per_second`. Successful requests cost nothing and are never refused:
+/// the limiter is only consulted once a token has failed, so a valid token is served
+/// whatever other clients do (on a loopback server every client is 127.0.0.1, so a
+/// per-IP bucket would let a flood of bad tokens lock the admin out).
+///
+/// Once a bucket is empty its failures are answered 429 with `Retry-After`, after a
+/// delay that doubles with each refusal in a row ([`FailureLimiter::refused`]): the flood
+/// waits, not the valid clients.
 #[derive(Debug)]
 pub struct FailureLimiter {
     burst: f64,
     per_second: f64,
-    buckets: HashMap<IpAddr, (f64, Instant)>,
+    /// key → (tokens left, when, refusals in a row).
+    buckets: HashMap<FailureKey, (f64, Instant, u32)>,
 }
 
 /// Buckets kept at most; beyond it, full (idle) buckets are forgotten first.
@@ -275,18 +315,18 @@ impl FailureLimiter {
         }
     }
 
-    fn level(&self, ip: IpAddr, now: Instant) -> f64 {
-        match self.buckets.get(&ip) {
+    fn level(&self, key: &FailureKey, now: Instant) -> f64 {
+        match self.buckets.get(key) {
             None => self.burst,
-            Some((tokens, at)) => (tokens
+            Some((tokens, at, _)) => (tokens
                 + now.saturating_duration_since(*at).as_secs_f64() * self.per_second)
                 .min(self.burst),
         }
     }
 
-    /// `Err(retry_after)` when `ip` has used up its failures.
-    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
-        let level = self.level(ip, now);
+    /// `Err(retry_after)` when `key` has used up its failures.
+    pub fn check(&self, key: &FailureKey, now: Instant) -> Result<(), Duration> {
+        let level = self.level(key, now);
         if level >= 1.0 {
             Ok(())
         } else {
@@ -296,16 +336,34 @@ impl FailureLimiter {
         }
     }
 
-    /// Record one failed authentication from `ip`.
-    pub fn fail(&mut self, ip: IpAddr, now: Instant) {
-        let level = self.level(ip, now);
-        if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(&ip) {
+    /// Record one failed authentication counted against `key` (refusals in a row reset).
+    pub fn fail(&mut self, key: FailureKey, now: Instant) {
+        let level = self.level(&key, now);
+        if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(&key) {
             let (burst, rate) = (self.burst, self.per_second);
-            self.buckets.retain(|_, (t, at)| {
+            self.buckets.retain(|_, (t, at, _)| {
                 *t + now.saturating_duration_since(*at).as_secs_f64() * rate < burst
             });
         }
-        self.buckets.insert(ip, ((level - 1.0).max(0.0), now));
+        self.buckets.insert(key, ((level - 1.0).max(0.0), now, 0));
+    }
+
+    /// Record a refusal (429) of `key` and return how long to hold the answer: 50 ms,
+    /// doubling with each refusal in a row, at most [`MAX_BACKOFF`].
+    pub fn refused(&mut self, key: &FailureKey, now: Instant) -> Duration {
+        let level = self.level(key, now);
+        let streak = match self.buckets.get_mut(key) {
+            Some((tokens, at, streak)) => {
+                *tokens = level;
+                *at = now;
+                *streak = streak.saturating_add(1);
+                *streak
+            }
+            None => 0,
+        };
+        BASE_BACKOFF
+            .saturating_mul(1u32 << streak.saturating_sub(1).min(16))
+            .min(MAX_BACKOFF)
     }
 }
 
@@ -403,15 +461,27 @@ mod tests {
     #[test]
     fn limiter_blocks_after_burst_and_refills() {
         let mut l = FailureLimiter::new(3, 0.5);
-        let ip: IpAddr = [10, 0, 0, 1].into();
-        let other: IpAddr = [10, 0, 0, 2].into();
+        let anon = FailureKey::Anonymous;
+        let alice = FailureKey::Subject("alice".into());
         let t0 = Instant::now();
         for _ in 0..3 {
-            assert!(l.check(ip, t0).is_ok());
-            l.fail(ip, t0);
+            assert!(l.check(&anon, t0).is_ok());
+            l.fail(anon.clone(), t0);
         }
-        assert_eq!(l.check(ip, t0), Err(Duration::from_secs(2)));
-        assert!(l.check(other, t0).is_ok(), "per IP");
-        assert!(l.check(ip, t0 + Duration::from_secs(2)).is_ok());
+        assert_eq!(l.check(&anon, t0), Err(Duration::from_secs(2)));
+        assert!(l.check(&alice, t0).is_ok(), "per subject");
+        assert!(l.check(&anon, t0 + Duration::from_secs(2)).is_ok());
+        // Refusals in a row are held back longer and longer, up to the cap.
+        let delays: Vec<_> = (0..8).map(|_| l.refused(&anon, t0)).collect();
+        assert_eq!(delays[0], Duration::from_millis(50));
+        assert_eq!(delays[1], Duration::from_millis(100));
+        assert_eq!(delays[7], MAX_BACKOFF);
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{delays:?}");
+        // A failure that is let through again resets the streak.
+        l.fail(anon.clone(), t0 + Duration::from_secs(10));
+        assert_eq!(
+            l.refused(&anon, t0 + Duration::from_secs(10)),
+            Duration::from_millis(50)
+        );
     }
 }

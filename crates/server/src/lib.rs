@@ -7,6 +7,18 @@
 //! when the payload lists the changed files — whose source path it touches, as Argo CD
 //! does.
 //!
+//! The webhook secrets are `mooring up --webhook-secret` ([`WebhookSecrets`], both
+//! providers) and, read at every request so a change applies at once, the keys Argo CD
+//! keeps in `argocd-secret`: `webhook.github.secret` and `webhook.gitlab.secret` of
+//! `mooring-secret` in the control-plane namespace (a key there wins over the flag).
+//! With any secret set, an unsigned or wrongly signed push answers 401 (403 for a
+//! provider without a secret of its own) and refreshes nothing.
+//!
+//! `GET /metrics` lists per-application series (application names) only to a caller with
+//! a valid API token whose RBAC allows `applications, get, */*` (admin, readonly); other
+//! callers get the aggregate series — anonymous ones, unless [`HttpOptions::metrics_auth`]
+//! (`--metrics-auth`) answers them 401.
+//!
 //! The REST API (`/api/v1/…`, [`api`]) with its accounts and tokens ([`auth`], [`store`])
 //! and Argo CD's RBAC model ([`rbac`]) lives here too.
 
@@ -30,31 +42,73 @@ pub struct WebhookSecrets {
     pub gitlab: Option<String>,
 }
 
+/// Options of the webhook and metrics endpoints.
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    /// Secrets given on the command line (`--webhook-secret`); `mooring-secret`'s keys win.
+    pub webhook: WebhookSecrets,
+    /// `/metrics` answers 401 without a valid API token (`--metrics-auth`).
+    pub metrics_auth: bool,
+}
+
+impl From<WebhookSecrets> for HttpOptions {
+    fn from(webhook: WebhookSecrets) -> Self {
+        HttpOptions {
+            webhook,
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Clone)]
 struct AppState {
     ctx: Arc<Context>,
-    secrets: WebhookSecrets,
+    opts: HttpOptions,
+    store: store::Store,
 }
 
-pub fn router(ctx: Arc<Context>, secrets: WebhookSecrets) -> Router {
+pub fn router(ctx: Arc<Context>, opts: HttpOptions) -> Router {
+    let store = store::Store::new(ctx.management.client().clone(), ctx.namespace());
     Router::new()
         .route("/api/webhook", post(webhook))
         .route("/metrics", axum::routing::get(metrics))
         .layer(DefaultBodyLimit::max(
             mooring_source::webhook::MAX_BODY_BYTES + 1,
         ))
-        .with_state(AppState { ctx, secrets })
+        .with_state(AppState { ctx, opts, store })
 }
 
 /// Prometheus metrics of the controller: reconciles and their duration, renders reused
-/// across commits, and commit-seen → Synced+Healthy convergence per application.
+/// across commits, and commit-seen → Synced+Healthy convergence per application (only
+/// for a caller who may get every application: the series name applications).
 async fn metrics(
     State(st): State<AppState>,
+    headers: HeaderMap,
 ) -> (
     StatusCode,
     [(axum::http::header::HeaderName, &'static str); 1],
     String,
 ) {
+    // Per-application series only for a caller who may get every application.
+    let authenticated =
+        if headers.contains_key(axum::http::header::AUTHORIZATION) || st.opts.metrics_auth {
+            match api::authenticated_subject(&st.store, &headers).await {
+                Ok(subject) => st
+                    .store
+                    .rbac()
+                    .await
+                    .is_ok_and(|r| r.allowed(&subject, "applications", "get", "*/*", None)),
+                Err(e) => {
+                    return (
+                        StatusCode::UNAUTHORIZED,
+                        [(axum::http::header::CONTENT_TYPE, "text/plain")],
+                        format!("{e}\n"),
+                    )
+                }
+            }
+        } else {
+            false
+        };
     use prometheus_client::encoding::text::encode;
     use prometheus_client::metrics::counter::Counter;
     use prometheus_client::metrics::family::Family;
@@ -82,7 +136,7 @@ async fn metrics(
     );
     let convergence =
         Family::<Vec<(String, String)>, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-    for ((app, revision), took) in m.convergence() {
+    for ((app, revision), took) in m.convergence().into_iter().filter(|_| authenticated) {
         convergence
             .get_or_create(&vec![
                 ("application".into(), app),
@@ -118,29 +172,36 @@ async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, String) {
-    let event = match mooring_source::webhook::parse(
-        &headers,
-        &body,
-        st.secrets.github.as_deref(),
-        st.secrets.gitlab.as_deref(),
-    ) {
-        Ok(Some(e)) => e,
-        Ok(None) => return (StatusCode::OK, "ignored: not a push event\n".into()),
-        Err(e) => {
-            let code = match e {
-                mooring_source::webhook::WebhookError::TooLarge { .. } => {
-                    StatusCode::PAYLOAD_TOO_LARGE
-                }
-                mooring_source::webhook::WebhookError::BadSignature
-                | mooring_source::webhook::WebhookError::BadToken
-                | mooring_source::webhook::WebhookError::MissingHeader { .. } => {
-                    StatusCode::UNAUTHORIZED
-                }
-                _ => StatusCode::BAD_REQUEST,
-            };
-            return (code, format!("{e}\n"));
-        }
+    let (github, gitlab) = match st.store.webhook_secrets().await {
+        Ok(s) => s,
+        // Fail closed: without the settings no push can be verified.
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     };
+    let github = github.or_else(|| st.opts.webhook.github.clone());
+    let gitlab = gitlab.or_else(|| st.opts.webhook.gitlab.clone());
+    let event =
+        match mooring_source::webhook::parse(&headers, &body, github.as_deref(), gitlab.as_deref())
+        {
+            Ok(Some(e)) => e,
+            Ok(None) => return (StatusCode::OK, "ignored: not a push event\n".into()),
+            Err(e) => {
+                let code = match e {
+                    mooring_source::webhook::WebhookError::TooLarge { .. } => {
+                        StatusCode::PAYLOAD_TOO_LARGE
+                    }
+                    mooring_source::webhook::WebhookError::BadSignature
+                    | mooring_source::webhook::WebhookError::BadToken
+                    | mooring_source::webhook::WebhookError::MissingHeader { .. } => {
+                        StatusCode::UNAUTHORIZED
+                    }
+                    mooring_source::webhook::WebhookError::Unverified { .. } => {
+                        StatusCode::FORBIDDEN
+                    }
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                return (code, format!("{e}\n"));
+            }
+        };
     let refreshed = st.ctx.refresh_for_push(&event).await;
     tracing::info!(git_ref = %event.git_ref, apps = ?refreshed, "webhook push");
     (

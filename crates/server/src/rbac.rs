@@ -36,10 +36,20 @@
 //!   applications, applicationsets, logs, exec, project-scoped repositories and clusters;
 //!   the project itself for `projects`), the project's roles are added for that request
 //!   only: `p, proj:PROJECT:ROLE, projects, get, PROJECT, allow` for each role, the `p`
-//!   lines of `spec.roles[].policies` (kept only when their subject is that role's
-//!   `proj:PROJECT:ROLE` and their object lies in the project, which Argo CD enforces when
-//!   the project is saved) and `g, GROUP, proj:PROJECT:ROLE` for each of the role's
-//!   `groups`.
+//!   lines of `spec.roles[].policies` and `g, GROUP, proj:PROJECT:ROLE` for each of the
+//!   role's `groups`.
+//! * **Project role policies are checked line by line**, as Argo CD's `validatePolicy`
+//!   checks them when a project is saved (Mooring reads projects from the cluster, so it
+//!   checks them when it reads them): each entry is exactly one line `p, proj:PROJECT:ROLE,
+//!   RESOURCE, ACTION, PROJECT/OBJECT[, allow|deny]`, with a project-scoped resource and
+//!   an object inside the project. An entry with a line break (which would smuggle a `g,
+//!   …, role:admin` line into the policy), a `g` line, another subject or an object
+//!   outside the project is refused with a [`ProjectPolicyError`] naming the project, the
+//!   role and the line, and the **whole role is disabled** (fail closed: a refused `deny`
+//!   line must not widen the role). Its tokens and groups get nothing from it, and a
+//!   refusal quotes the error. Project and role names are checked too: a project name that
+//!   is not a Kubernetes name (`a/b`) or a role name outside Argo CD's
+//!   `[a-zA-Z0-9]([-_a-zA-Z0-9]*[a-zA-Z0-9])?` gives the project or role no rights.
 //! * Argo CD only tries a user's groups that appear on the left of some `g` line (a
 //!   lookup shortcut); here every group is tried, so `p, GROUP, …` lines work without a
 //!   `g` line.
@@ -311,6 +321,103 @@ fn enforce_all(
     allowed
 }
 
+/// Resources a project role's policy may name (Argo CD's `rbac.ProjectScoped`).
+pub const PROJECT_SCOPED: &[&str] = &[
+    "applications",
+    "applicationsets",
+    "logs",
+    "exec",
+    "repositories",
+    "clusters",
+];
+
+/// Why (part of) an AppProject gives no rights.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProjectPolicyError {
+    #[error("AppProject {0}; its roles give no rights")]
+    Name(#[from] mooring_core::name::InvalidName),
+    #[error("AppProject {project:?}: role name {role:?} is invalid: use letters, digits, '-' and '_', starting and ending with a letter or digit; the role gives no rights")]
+    RoleName { project: String, role: String },
+    #[error("AppProject {project:?} role {role:?} policy line {line} {text:?} is refused: {why}; the role gives no rights until it is fixed")]
+    Line {
+        project: String,
+        role: String,
+        /// 1-based index in the role's `policies`.
+        line: usize,
+        text: String,
+        why: String,
+    },
+}
+
+/// Argo CD's role name rule: `[a-zA-Z0-9]([-_a-zA-Z0-9]*[a-zA-Z0-9])?`.
+pub fn valid_role_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(first), Some(last)) => {
+            first.is_ascii_alphanumeric()
+                && last.is_ascii_alphanumeric()
+                && b.iter()
+                    .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        }
+        _ => false,
+    }
+}
+
+/// Check one `spec.roles[].policies` entry of role `role` in project `project`
+/// (Argo CD's `validatePolicy`); `Err(why)` when refused.
+fn check_role_policy(project: &str, role: &str, entry: &str) -> Result<(), String> {
+    if entry.chars().any(|c| c.is_control()) {
+        return Err(
+            "it contains a line break or control character: one policy line per entry".into(),
+        );
+    }
+    let f = fields(entry);
+    match f[0].as_str() {
+        "p" => {}
+        "g" => return Err("a `g` line would grant roles; project roles take `groups`".into()),
+        other => return Err(format!("policy lines start with `p`, not {other:?}")),
+    }
+    if f.len() != 5 && f.len() != 6 {
+        return Err(format!(
+            "it must be `p, proj:{project}:{role}, RESOURCE, ACTION, {project}/OBJECT, allow|deny` ({} fields found)",
+            f.len()
+        ));
+    }
+    let subject = format!("proj:{project}:{role}");
+    if f[1] != subject {
+        return Err(format!("the subject must be {subject:?}, not {:?}", f[1]));
+    }
+    if !PROJECT_SCOPED.contains(&f[2].as_str()) {
+        return Err(format!(
+            "the resource must be one of {}, not {:?}",
+            PROJECT_SCOPED.join(", "),
+            f[2]
+        ));
+    }
+    if f[3].is_empty() {
+        return Err("the action is empty".into());
+    }
+    let inside = f[4]
+        .strip_prefix(project)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || "*-_./?".contains(c))
+        });
+    if !inside {
+        return Err(format!(
+            "the object must be {project}/* or {project}/NAME inside the project, not {:?}",
+            f[4]
+        ));
+    }
+    match f.get(5).map(String::as_str) {
+        None | Some("allow") | Some("deny") => Ok(()),
+        Some(other) => Err(format!("the effect must be allow or deny, not {other:?}")),
+    }
+}
+
 /// A role of an AppProject (`spec.roles[]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectRole {
@@ -325,6 +432,8 @@ pub struct ProjectRole {
 pub struct Project {
     pub name: String,
     pub roles: Vec<ProjectRole>,
+    /// What was refused while compiling (each disables its role, or the whole project).
+    pub errors: Vec<ProjectPolicyError>,
     /// The runtime policy, compiled once.
     compiled: Policy,
 }
@@ -342,6 +451,7 @@ impl Project {
         };
         let mut p = Project {
             compiled: Policy::default(),
+            errors: Vec::new(),
             name: v
                 .pointer("/metadata/name")
                 .and_then(Value::as_str)
@@ -363,26 +473,79 @@ impl Project {
                 })
                 .collect(),
         };
-        p.compiled = p.compile();
+        let (compiled, errors) = p.compile();
+        p.compiled = compiled;
+        p.errors = errors;
         p
     }
 
+    /// The role `name`, when it exists and is not disabled by an error.
     pub fn role(&self, name: &str) -> Option<&ProjectRole> {
-        self.roles.iter().find(|r| r.name == name)
+        self.roles
+            .iter()
+            .find(|r| r.name == name)
+            .filter(|_| self.role_error(name).is_none())
     }
 
-    /// The project's runtime policy: each role's `p` lines that name the role itself and
-    /// an object inside the project (others are ignored, as Argo CD refuses to save
-    /// them), plus `g, GROUP, proj:PROJECT:ROLE` for each group.
+    /// The first error that disables role `name` (or the whole project), if any.
+    pub fn role_error(&self, name: &str) -> Option<&ProjectPolicyError> {
+        self.errors.iter().find(|e| match e {
+            ProjectPolicyError::Name(_) => true,
+            ProjectPolicyError::RoleName { role, .. } | ProjectPolicyError::Line { role, .. } => {
+                role == name
+            }
+        })
+    }
+
+    /// The project's runtime policy: each valid role's `p` lines, plus `g, GROUP,
+    /// proj:PROJECT:ROLE` for each of its groups (see the module docs for what is
+    /// refused).
     pub fn policy(&self) -> &Policy {
         &self.compiled
     }
 
-    fn compile(&self) -> Policy {
+    fn compile(&self) -> (Policy, Vec<ProjectPolicyError>) {
         let mut out = Policy::default();
-        let prefix = format!("{}/", self.name);
-        for role in &self.roles {
+        let mut errors = Vec::new();
+        if let Err(e) = mooring_core::name::validate_object_name("project", &self.name) {
+            errors.push(ProjectPolicyError::Name(e));
+            return (out, errors);
+        }
+        'roles: for role in &self.roles {
+            if !valid_role_name(&role.name) {
+                errors.push(ProjectPolicyError::RoleName {
+                    project: self.name.clone(),
+                    role: role.name.clone(),
+                });
+                continue;
+            }
+            for (i, line) in role.policies.iter().enumerate() {
+                if let Err(why) = check_role_policy(&self.name, &role.name, line) {
+                    errors.push(ProjectPolicyError::Line {
+                        project: self.name.clone(),
+                        role: role.name.clone(),
+                        line: i + 1,
+                        text: line.clone(),
+                        why,
+                    });
+                    continue 'roles;
+                }
+            }
             let subject = format!("proj:{}:{}", self.name, role.name);
+            let mut lines = Policy::default();
+            for (i, line) in role.policies.iter().enumerate() {
+                // Checked above: exactly one `p` line, so this parses one rule.
+                if let Err(e) = lines.add_csv(line) {
+                    errors.push(ProjectPolicyError::Line {
+                        project: self.name.clone(),
+                        role: role.name.clone(),
+                        line: i + 1,
+                        text: line.clone(),
+                        why: e.to_string(),
+                    });
+                    continue 'roles;
+                }
+            }
             // Every role may read its own project (Argo CD's ProjectPoliciesString).
             out.rules.push(Rule {
                 subject: subject.clone(),
@@ -391,17 +554,7 @@ impl Project {
                 object: Pattern::literal(&self.name),
                 effect: Effect::Allow,
             });
-            for line in &role.policies {
-                let f = fields(line);
-                let ok = f.len() >= 5
-                    && f[0] == "p"
-                    && f[1] == subject
-                    && (f[4].starts_with(&prefix) || f[4] == self.name);
-                if ok {
-                    // A bad line in one project must not lock out the others.
-                    let _ = out.add_csv(line);
-                }
-            }
+            out.rules.extend(lines.rules);
             for g in &role.groups {
                 out.grouping
                     .entry(g.clone())
@@ -409,7 +562,7 @@ impl Project {
                     .insert(subject.clone());
             }
         }
-        out
+        (out, errors)
     }
 }
 
@@ -428,10 +581,13 @@ impl Subject {
         }
     }
 
-    /// `proj:PROJECT:ROLE` → (PROJECT, ROLE).
+    /// `proj:PROJECT:ROLE` → (PROJECT, ROLE), when both are valid names.
     pub fn project_role(&self) -> Option<(&str, &str)> {
         let rest = self.name.strip_prefix("proj:")?;
-        rest.split_once(':')
+        let (project, role) = rest.split_once(':')?;
+        (mooring_core::name::validate_object_name("project", project).is_ok()
+            && valid_role_name(role))
+        .then_some((project, role))
     }
 }
 
@@ -439,14 +595,17 @@ impl Subject {
 /// finds it: the first segment of `PROJECT/…` objects of applications, applicationsets,
 /// logs, exec and project-scoped repositories and clusters; the object itself for
 /// `projects`.
+///
+/// A first segment that is not a Kubernetes name names no project.
 pub fn project_of<'a>(resource: &str, object: &'a str) -> Option<&'a str> {
-    match resource {
-        "applications" | "applicationsets" | "logs" | "exec" | "repositories" | "clusters" => {
-            object.split_once('/').map(|(p, _)| p)
-        }
+    let project = match resource {
+        r if PROJECT_SCOPED.contains(&r) => object.split_once('/').map(|(p, _)| p),
         "projects" => Some(object),
         _ => None,
-    }
+    }?;
+    mooring_core::name::validate_object_name("project", project)
+        .is_ok()
+        .then_some(project)
 }
 
 /// The settings of `argocd-rbac-cm` (`mooring-rbac-cm`): built-in + `policy.csv`
@@ -528,6 +687,10 @@ impl Rbac {
             }
         }
         let wanted = project_of(resource, object);
+        if subject.name.starts_with("proj:") && subject.project_role().is_none() {
+            // A project-role subject whose names do not parse has no rights.
+            return false;
+        }
         if let Some((proj, role)) = subject.project_role() {
             // A project token: only its own project, only while the role exists.
             return match (wanted, project) {
@@ -564,26 +727,39 @@ impl Rbac {
         project: Option<&Project>,
     ) -> Result<(), Denied> {
         if self.allowed(subject, resource, action, object, project) {
-            Ok(())
-        } else {
-            Err(Denied {
-                resource: resource.into(),
-                action: action.into(),
-                object: object.into(),
-                subject: subject.name.clone(),
-            })
+            return Ok(());
         }
+        // Say why when the caller's project role is disabled by a refused policy.
+        let disabled = project.and_then(|p| match subject.project_role() {
+            Some((proj, role)) if proj == p.name => p.role_error(role),
+            Some(_) => None,
+            None => p
+                .roles
+                .iter()
+                .filter(|r| r.groups.iter().any(|g| subject.groups.contains(g)))
+                .find_map(|r| p.role_error(&r.name)),
+        });
+        Err(Denied {
+            resource: resource.into(),
+            action: action.into(),
+            object: object.into(),
+            subject: subject.name.clone(),
+            because: disabled.map(|e| format!(" ({e})")).unwrap_or_default(),
+        })
     }
 }
 
-/// A refused request, worded as Argo CD words it.
+/// A refused request, worded as Argo CD words it (plus, when the caller's project role is
+/// disabled, the [`ProjectPolicyError`] that disabled it).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("permission denied: {resource}, {action}, {object}, sub: {subject}")]
+#[error("permission denied: {resource}, {action}, {object}, sub: {subject}{because}")]
 pub struct Denied {
     pub resource: String,
     pub action: String,
     pub object: String,
     pub subject: String,
+    /// ` (why)` or empty.
+    pub because: String,
 }
 
 #[cfg(test)]
@@ -599,8 +775,12 @@ mod tests {
                     "p, proj:ml-platform:ml-engineers, applications, get, ml-platform/*, allow",
                     "p, proj:ml-platform:ml-engineers, applications, sync, ml-platform/*, allow",
                     "p, proj:ml-platform:ml-engineers, applications, sync, ml-platform/frozen-*, deny",
-                    // Outside the project or for another subject: ignored.
-                    "p, proj:ml-platform:ml-engineers, applications, delete, other/*, allow",
+                ]},
+                // Outside the project or for another subject: refused, the role disabled.
+                {"name": "escape", "groups": ["ml-engineers"], "policies": [
+                    "p, proj:ml-platform:escape, applications, delete, other/*, allow",
+                ]},
+                {"name": "impostor", "groups": ["ml-engineers"], "policies": [
                     "p, role:admin, applications, delete, ml-platform/*, allow",
                 ]},
                 {"name": "data-scientists", "groups": ["data-science"], "policies": [
@@ -794,10 +974,101 @@ g, ci, role:admin
         assert_eq!(project_of("applications", "p/a"), Some("p"));
         assert_eq!(project_of("applications", "p/ns/a"), Some("p"));
         assert_eq!(project_of("clusters", "p/a"), Some("p"));
-        // As in Argo CD: a URL splits too; no project is named `https:`, so none applies.
-        assert_eq!(project_of("clusters", "https://x"), Some("https:"));
+        // A URL splits too, but `https:` is not a Kubernetes name: no project.
+        assert_eq!(project_of("clusters", "https://x"), None);
+        assert_eq!(project_of("applications", "A_B/x"), None);
         assert_eq!(project_of("projects", "p"), Some("p"));
         assert_eq!(project_of("accounts", "a/b"), None);
         assert_eq!(project_of("applications", "noslash"), None);
+    }
+
+    #[test]
+    fn role_policies_are_checked_line_by_line_and_a_bad_line_disables_the_role() {
+        let p = Project::from_json(&json!({"metadata": {"name": "team-a"}, "spec": {"roles": [
+            {"name": "ci", "groups": ["team-a-ci"], "policies": [
+                "p, proj:team-a:ci, applications, get, team-a/*, allow",
+                "p, proj:team-a:ci, applications, get, team-a/*, allow\ng, proj:team-a:ci, role:admin",
+            ]},
+            {"name": "g-line", "policies": ["g, proj:team-a:g-line, role:admin"]},
+            {"name": "outside", "policies": ["p, proj:team-a:outside, applications, get, b/*, allow"]},
+            {"name": "prefix", "policies": ["p, proj:team-a:prefix, applications, get, team-ab/*, allow"]},
+            {"name": "resource", "policies": ["p, proj:team-a:resource, accounts, update, team-a/*, allow"]},
+            {"name": "ok", "groups": ["team-a-ok"], "policies": [
+                "p, proj:team-a:ok, applications, sync, team-a/web, allow",
+                "p, proj:team-a:ok, applications, get, team-a/ns/web, deny",
+            ]},
+            {"name": "bad:name", "policies": []},
+        ]}}));
+        let why = |role: &str| {
+            p.role_error(role)
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        };
+        let ci = why("ci");
+        assert!(
+            ci.contains("\"team-a\"")
+                && ci.contains("\"ci\"")
+                && ci.contains("line 2")
+                && ci.contains("line break"),
+            "{ci}"
+        );
+        assert!(why("g-line").contains("`g` line"), "{}", why("g-line"));
+        assert!(
+            why("outside").contains("inside the project"),
+            "{}",
+            why("outside")
+        );
+        assert!(
+            why("prefix").contains("inside the project"),
+            "{}",
+            why("prefix")
+        );
+        assert!(
+            why("resource").contains("resource must be"),
+            "{}",
+            why("resource")
+        );
+        assert!(why("bad:name").contains("role name"), "{}", why("bad:name"));
+        assert!(p.role_error("ok").is_none());
+        assert!(p.role("ci").is_none() && p.role("ok").is_some());
+        let r = Rbac::default();
+        let ci = Subject::new("proj:team-a:ci", &[]);
+        // Nothing of the injected line, nor of the role's valid line, is in force.
+        for (res, act, obj) in [
+            ("applications", "get", "team-a/web"),
+            ("applications", "delete", "other/x"),
+            ("projects", "update", "team-a"),
+            ("accounts", "update", "admin"),
+        ] {
+            assert!(
+                !r.allowed(&ci, res, act, obj, Some(&p)),
+                "{res} {act} {obj}"
+            );
+        }
+        let denied = r
+            .check(&ci, "applications", "get", "team-a/web", Some(&p))
+            .expect_err("disabled");
+        assert!(denied.to_string().contains("line 2"), "{denied}");
+        // Users of the role's group get nothing from it either, and are told why.
+        let user = Subject::new("eve", &["team-a-ci"]);
+        let denied = r
+            .check(&user, "applications", "get", "team-a/web", Some(&p))
+            .expect_err("disabled");
+        assert!(denied.to_string().contains("policy line 2"), "{denied}");
+        let ok = Subject::new("proj:team-a:ok", &[]);
+        assert!(r.allowed(&ok, "applications", "sync", "team-a/web", Some(&p)));
+        assert!(r.allowed(&ok, "projects", "get", "team-a", Some(&p)));
+        // A project whose name is not a Kubernetes name gives no rights at all.
+        let slash = Project::from_json(&json!({"metadata": {"name": "a/b"}, "spec": {"roles": [
+            {"name": "r", "policies": ["p, proj:a/b:r, applications, get, a/b/*, allow"]}
+        ]}}));
+        assert!(
+            matches!(slash.errors.as_slice(), [ProjectPolicyError::Name(_)]),
+            "{:?}",
+            slash.errors
+        );
+        let s = Subject::new("proj:a/b:r", &[]);
+        assert_eq!(s.project_role(), None);
+        assert!(!r.allowed(&s, "applications", "get", "a/b/x", Some(&slash)));
     }
 }

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | ConfigMap `mooring-cm` | `accounts.NAME`, `accounts.NAME.enabled`, `accounts.NAME.groups`, `admin.enabled` |
 //! | ConfigMap `mooring-rbac-cm` | `policy.csv`, `policy.*.csv`, `policy.default`, `scopes` |
-//! | Secret `mooring-secret` | `tokens.json`: the hashes of issued tokens ([`TokenStore`]) |
+//! | Secret `mooring-secret` | `tokens.json`: the hashes of issued tokens ([`TokenStore`]); `webhook.github.secret`, `webhook.gitlab.secret` (as in Argo CD's `argocd-secret`) |
 //! | `AppProject` objects | `spec.roles` (read as JSON, whatever typed model the project has) |
 //!
 //! Everything is read per request (a handful of GETs against the API server), so a
@@ -139,6 +139,21 @@ impl Store {
             Some(b) => serde_json::from_slice(&b.0).map_err(StoreError::Tokens),
             None => Ok(TokenStore::default()),
         }
+    }
+
+    /// The webhook secrets of `mooring-secret` (`webhook.github.secret`,
+    /// `webhook.gitlab.secret`, as Argo CD's `argocd-secret`), empty values as absent.
+    pub async fn webhook_secrets(&self) -> Result<(Option<String>, Option<String>), StoreError> {
+        let secret = self.secret().await?;
+        let key = |k: &str| {
+            secret
+                .as_ref()
+                .and_then(|s| s.data.as_ref())
+                .and_then(|d| d.get(k))
+                .map(|b| String::from_utf8_lossy(&b.0).trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        Ok((key("webhook.github.secret"), key("webhook.gitlab.secret")))
     }
 
     pub async fn tokens(&self) -> Result<TokenStore, StoreError> {

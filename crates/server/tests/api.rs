@@ -607,7 +607,7 @@ async fn project_roles_accounts_and_bad_tokens() {
     .await;
     assert_eq!(code, 400, "{body}");
 
-    // Brute force: after the burst, 429 with Retry-After — even for a good token.
+    // Brute force: after the burst, 429 with Retry-After — but never for a good token.
     let limited = serve(
         client.clone(),
         ApiOptions {
@@ -626,9 +626,9 @@ async fn project_roles_accounts_and_bad_tokens() {
         call(limited, "GET", "/api/v1/applications", Some(&garbage), None).await;
     assert_eq!(code, 429, "{body}");
     assert!(retry.is_some_and(|r| r.parse::<u64>().is_ok_and(|s| s >= 1)));
-    let (code, _, _) = call(limited, "GET", "/api/v1/applications", Some(&admin), None).await;
-    assert_eq!(code, 429);
-    // The other server (its own limiter) still serves the admin.
+    let (code, _, body) = call(limited, "GET", "/api/v1/applications", Some(&admin), None).await;
+    assert_eq!(code, 200, "a valid token is never refused: {body}");
+    // The other server (its own limiter) serves the admin too.
     let (code, _, _) = call(addr, "GET", "/api/v1/projects", Some(&admin), None).await;
     assert_eq!(code, 200);
 
@@ -1020,5 +1020,264 @@ async fn applications_in_other_namespaces_over_the_api() {
     )
     .await;
     assert_eq!(code, 403, "{body}");
+    drop(cluster);
+}
+
+/// Issue 12 finding 7: every client of a loopback server is 127.0.0.1. A flood of bad
+/// tokens from 127.0.0.1 — garbage, well-formed unknown tokens, and an expired token of
+/// the admin itself — gets 401 then 429 with `Retry-After`, while the admin's valid token
+/// keeps getting 200 throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_bad_tokens_from_loopback_never_locks_out_the_admin() {
+    let cluster = Cluster::start(ClusterOptions {
+        crds: mooring_k8s::crds::all(),
+        ..Default::default()
+    })
+    .await
+    .expect("cluster");
+    let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path())
+        .await
+        .expect("client");
+    let store = Store::new(client.clone(), "argocd");
+    let admin = store
+        .ensure_admin_token()
+        .await
+        .expect("admin token")
+        .expect("first start issues one");
+    let expired = store
+        .update_tokens(|s| s.issue("admin", 1_000, Some(Duration::from_secs(10))).0)
+        .await
+        .expect("issue expired");
+    let addr = serve(client.clone(), ApiOptions::default()).await;
+
+    // The flood: 4 loops of bad requests for a bounded time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flooders = Vec::new();
+    for n in 0..4 {
+        let stop = stop.clone();
+        let expired = expired.clone();
+        flooders.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 2_000 {
+                let token = match (n + i) % 3 {
+                    0 => format!("mrg_{:0>43}", i),
+                    1 => "not-a-token".to_string(),
+                    _ => expired.clone(),
+                };
+                let (code, retry, _) =
+                    call(addr, "GET", "/api/v1/applications", Some(&token), None).await;
+                seen.push((code, retry));
+                i += 1;
+            }
+            seen
+        }));
+    }
+    // The admin, during the flood.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..30 {
+        let (code, _, body) =
+            call(addr, "GET", "/api/v1/session/userinfo", Some(&admin), None).await;
+        assert_eq!(code, 200, "the admin is served during the flood: {body}");
+        assert_eq!(body["username"], "admin", "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut seen = Vec::new();
+    for f in flooders {
+        seen.extend(f.await.expect("flooder"));
+    }
+    assert!(
+        seen.iter().all(|(code, _)| *code == 401 || *code == 429),
+        "the flood only ever gets 401 or 429: {:?}",
+        seen.iter()
+            .map(|(c, _)| *c)
+            .collect::<std::collections::BTreeSet<_>>()
+    );
+    let limited: Vec<_> = seen.iter().filter(|(code, _)| *code == 429).collect();
+    assert!(
+        !limited.is_empty(),
+        "the flood is limited ({} requests)",
+        seen.len()
+    );
+    assert!(
+        limited.iter().all(|(_, retry)| retry
+            .as_deref()
+            .is_some_and(|r| r.parse::<u64>().is_ok_and(|s| s >= 1))),
+        "every 429 says when to retry"
+    );
+    // And after it.
+    let (code, _, _) = call(addr, "GET", "/api/v1/applications", Some(&admin), None).await;
+    assert_eq!(code, 200);
+    drop(cluster);
+}
+
+/// Issue 12 finding 10: a tenant's project-role token against an AppProject whose role
+/// `policies` entry smuggles a second line (`\ng, proj:team-a:ci, role:admin`) and an
+/// object outside the project. The injected lines are never merged: the token cannot
+/// touch another team's application (403 naming the project, the role and the line,
+/// the application still there), its role is disabled until the project is fixed, a new
+/// token for it is refused (400), and names that RBAC would split (`a/b`) are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_project_role_policy_grants_nothing() {
+    let cluster = Cluster::start(ClusterOptions {
+        crds: mooring_k8s::crds::all(),
+        ..Default::default()
+    })
+    .await
+    .expect("cluster");
+    let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path())
+        .await
+        .expect("client");
+    let store = Store::new(client.clone(), "argocd");
+    let admin = store
+        .ensure_admin_token()
+        .await
+        .expect("admin token")
+        .expect("first start issues one");
+    let projects: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "argocd", &appproject_resource());
+    let project = |policies: Vec<&str>| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+            "metadata": {"name": "team-a", "namespace": "argocd"},
+            "spec": {"sourceRepos": ["*"], "destinations": [{"server": "*", "namespace": "team-a"}],
+                     "roles": [{"name": "ci", "policies": policies}]}
+        }))
+        .expect("project")
+    };
+    projects
+        .create(
+            &PostParams::default(),
+            &project(vec![
+                "p, proj:team-a:ci, applications, get, team-a/*, allow",
+            ]),
+        )
+        .await
+        .expect("team-a");
+    projects
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+                "metadata": {"name": "team-b", "namespace": "argocd"},
+                "spec": {"sourceRepos": ["*"], "destinations": [{"server": "*", "namespace": "*"}]}
+            }))
+            .expect("project"),
+        )
+        .await
+        .expect("team-b");
+    let apps: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "argocd",
+        &mooring_controller::application_resource(),
+    );
+    for (name, proj) in [("web", "team-a"), ("db", "team-b")] {
+        apps.create(
+            &PostParams::default(),
+            &serde_json::from_value(app(name, proj)).expect("app"),
+        )
+        .await
+        .expect("app");
+    }
+    let addr = serve(client.clone(), ApiOptions::default()).await;
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/projects/team-a/roles/ci/token",
+        Some(&admin),
+        Some(b"{}"),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let ci = body["token"].as_str().expect("token").to_string();
+    let (code, _, body) = call(addr, "GET", "/api/v1/applications/web", Some(&ci), None).await;
+    assert_eq!(code, 200, "the valid role works: {body}");
+    let (code, _, _) = call(addr, "GET", "/api/v1/applications/db", Some(&ci), None).await;
+    assert_eq!(code, 403);
+
+    // The project is changed: one entry smuggles a `g` line, one names team-b's apps.
+    let mut injected = project(vec![
+        "p, proj:team-a:ci, applications, get, team-a/*, allow\ng, proj:team-a:ci, role:admin",
+        "p, proj:team-a:ci, applications, delete, team-b/*, allow",
+    ]);
+    let current = projects.get("team-a").await.expect("get");
+    injected.metadata.resource_version = current.metadata.resource_version;
+    projects
+        .replace("team-a", &PostParams::default(), &injected)
+        .await
+        .expect("replace");
+    for (method, path) in [
+        ("GET", "/api/v1/applications/db"),
+        ("DELETE", "/api/v1/applications/db"),
+        ("POST", "/api/v1/applications/db/sync"),
+        ("GET", "/api/v1/applications/web"),
+    ] {
+        let (code, _, body) = call(addr, method, path, Some(&ci), Some(b"{}")).await;
+        assert_eq!(code, 403, "{method} {path}: {body}");
+        let msg = body["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains("AppProject \"team-a\" role \"ci\" policy line 1")
+                && msg.contains("line break"),
+            "{method} {path}: {msg}"
+        );
+    }
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/applications",
+        Some(&ci),
+        Some(&serde_json::to_vec(&app("planted", "team-b")).expect("json")),
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        apps.get_opt("db").await.expect("get").is_some(),
+        "db is still there"
+    );
+    assert!(apps.get_opt("planted").await.expect("get").is_none());
+    let (code, _, body) = call(
+        addr,
+        "GET",
+        "/api/v1/account/can-i/applications/delete/team-b/db",
+        Some(&ci),
+        None,
+    )
+    .await;
+    assert_eq!((code, body["value"].as_str()), (200, Some("no")), "{body}");
+    // No new token for the disabled role.
+    let (code, _, body) = call(
+        addr,
+        "POST",
+        "/api/v1/projects/team-a/roles/ci/token",
+        Some(&admin),
+        Some(b"{}"),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("policy line 1")),
+        "{body}"
+    );
+    // Names RBAC would split are refused before they are parsed.
+    for path in [
+        "/api/v1/projects/team-a%2Fci",
+        "/api/v1/applications/web%2Fstatus",
+        "/api/v1/projects/team-a/roles/c%3Ai/token",
+    ] {
+        let method = if path.ends_with("token") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let (code, _, body) = call(addr, method, path, Some(&admin), Some(b"{}")).await;
+        assert_eq!(code, 400, "{path}: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| m.contains("name")),
+            "{path}: {body}"
+        );
+    }
     drop(cluster);
 }

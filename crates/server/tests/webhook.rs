@@ -1,6 +1,12 @@
 //! A Git push delivered to the webhook endpoint refreshes the application at once (the
 //! poll interval is set to an hour, so only the webhook can explain the convergence), a
 //! bad signature is refused, and an oversized body gets 413.
+//!
+//! Issue 12 finding 10: with a webhook secret (`--webhook-secret`, or the
+//! `webhook.github.secret` / `webhook.gitlab.secret` keys of `mooring-secret`) unsigned
+//! and wrongly signed pushes are refused and refresh nothing; `/metrics` names
+//! applications only to an authenticated caller and, with `--metrics-auth`, answers 401
+//! to anonymous ones.
 
 use mooring_apiserver::{sim::SimOptions, Cluster, ClusterOptions};
 use mooring_controller::{Controller, ControllerOptions};
@@ -86,13 +92,48 @@ async fn push_webhook_refreshes_the_app() {
         mooring_server::WebhookSecrets {
             github: Some(secret.into()),
             gitlab: None,
-        },
+        }
+        .into(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
+    // A second server: no flag secret, `--metrics-auth`; mooring-secret sets GitLab's.
+    let strict = mooring_server::router(
+        controller.ctx.clone(),
+        mooring_server::HttpOptions {
+            metrics_auth: true,
+            ..Default::default()
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let strict_addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, strict).await.expect("serve") });
+    let store = mooring_server::store::Store::new(client.clone(), "argocd");
+    let admin = store
+        .ensure_admin_token()
+        .await
+        .expect("admin token")
+        .expect("first start issues one");
+    let secrets: Api<mooring_k8s::k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "argocd");
+    {
+        use base64::Engine as _;
+        secrets
+            .patch(
+                "mooring-secret",
+                &Default::default(),
+                &mooring_k8s::kube::api::Patch::Merge(json!({"data": {
+                    "webhook.gitlab.secret": base64::engine::general_purpose::STANDARD.encode("gl-token")
+                }})),
+            )
+            .await
+            .expect("webhook.gitlab.secret");
+    }
 
     let apps: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
@@ -144,9 +185,53 @@ async fn push_webhook_refreshes_the_app() {
     }))
     .expect("json");
     let http = Http(addr);
-    // Wrong signature: refused, nothing refreshed.
+    let strict = Http(strict_addr);
+    // Unsigned and wrongly signed pushes: refused, nothing refreshed.
+    let (code, body) = http
+        .request("POST", "/api/webhook", "X-GitHub-Event: push\r\n", &payload)
+        .await;
+    assert_eq!(code, 401, "unsigned: {body}");
+    assert!(body.contains("X-Hub-Signature-256"), "{body}");
     let (code, _) = http.post(&payload, "sha256=00").await;
     assert_eq!(code, 401);
+    let (code, body) = http.post(&payload, &sign("guess", &payload)).await;
+    assert_eq!(code, 401, "{body}");
+    let gitlab = serde_json::to_vec(&json!({
+        "object_kind": "push", "ref": "refs/heads/main", "after": after,
+        "project": {"web_url": "https://git.example.com/ml/platform", "git_http_url": remote},
+        "commits": [{"added": [], "removed": [], "modified": ["app/cm.yaml"]}],
+    }))
+    .expect("json");
+    for (server, headers, want) in [
+        // mooring-secret's webhook.gitlab.secret applies to every server.
+        (&http, "X-Gitlab-Event: Push Hook\r\n", 401),
+        (
+            &http,
+            "X-Gitlab-Event: Push Hook\r\nX-Gitlab-Token: guess\r\n",
+            401,
+        ),
+        // A secret is configured (GitLab's) but none for GitHub: refused, not accepted.
+        (&strict, "X-GitHub-Event: push\r\n", 403),
+    ] {
+        let body = if headers.contains("Gitlab") {
+            &gitlab
+        } else {
+            &payload
+        };
+        let (code, text) = server.request("POST", "/api/webhook", headers, body).await;
+        assert_eq!(code, want, "{headers}: {text}");
+        assert!(!text.contains("refreshing"), "{text}");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let current = cms
+        .get_opt("model-config")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        current.data["data"]["version"], "1",
+        "nothing was refreshed"
+    );
     let (code, body) = http.post(&payload, &sign(secret, &payload)).await;
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("refreshing 1"), "{body}");
@@ -157,14 +242,51 @@ async fn push_webhook_refreshes_the_app() {
     );
     // The controller's metrics are served next to the webhook; convergence is recorded
     // once a reconcile sees the app Synced and Healthy.
+    let bearer = format!("Authorization: Bearer {admin}\r\n");
     let scrape = mooring_testkit::eventually(30, "convergence in /metrics", || async {
-        let scrape = http.get("/metrics").await;
+        let (_, scrape) = http.request("GET", "/metrics", &bearer, b"").await;
         scrape
             .contains("mooring_convergence_seconds{application=\"hooked\"")
             .then_some(scrape)
     })
     .await;
     assert!(scrape.contains("mooring_reconciles_total"), "{scrape}");
+    // Anonymous callers: aggregates only, no application names; 401 with --metrics-auth.
+    let anonymous = http.get("/metrics").await;
+    assert!(anonymous.starts_with("HTTP/1.1 200"), "{anonymous}");
+    assert!(
+        anonymous.contains("mooring_reconciles_total"),
+        "{anonymous}"
+    );
+    assert!(!anonymous.contains("hooked"), "{anonymous}");
+    let (code, text) = strict.request("GET", "/metrics", "", b"").await;
+    assert_eq!(code, 401, "{text}");
+    assert!(!text.contains("hooked"), "{text}");
+    let (code, text) = strict
+        .request("GET", "/metrics", "Authorization: Bearer mrg_nope\r\n", b"")
+        .await;
+    assert_eq!(code, 401, "{text}");
+    let (code, text) = strict.request("GET", "/metrics", &bearer, b"").await;
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("application=\"hooked\""), "{text}");
+    // A token that may not get every application (a project role's) sees aggregates only.
+    let tenant = store
+        .update_tokens(|s| s.issue("proj:team-a:ci", 0, None).0)
+        .await
+        .expect("tenant token");
+    let (code, text) = strict
+        .request(
+            "GET",
+            "/metrics",
+            &format!("Authorization: Bearer {tenant}\r\n"),
+            b"",
+        )
+        .await;
+    assert_eq!(code, 200, "{text}");
+    assert!(
+        text.contains("mooring_reconciles_total") && !text.contains("hooked"),
+        "{text}"
+    );
     // Oversized body.
     let big = vec![b' '; 2 * 1024 * 1024];
     let (code, _) = http.post(&big, &sign(secret, &big)).await;
@@ -185,6 +307,29 @@ impl Http {
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out).await;
         String::from_utf8_lossy(&out).to_string()
+    }
+
+    /// Any request: `headers` are complete `Name: value\r\n` lines.
+    async fn request(&self, method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(self.0)
+            .await
+            .expect("connect");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.expect("write head");
+        let _ = s.write_all(body).await;
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        let text = String::from_utf8_lossy(&out).to_string();
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (code, text)
     }
 
     async fn post(&self, body: &[u8], signature: &str) -> (u16, String) {

@@ -267,7 +267,11 @@ impl RepoCache {
         {
             tracing::warn!(url = %redact_url(url), "sending credentials over plain http");
         }
-        let no_credentials = creds.password().is_none() && creds.ssh_private_key().is_none();
+        let no_credentials = creds.is_empty();
+        let withheld = creds
+            .unmatched()
+            .map(|why| format!("; {why}"))
+            .unwrap_or_default();
         let classify = |e: &gix::Error| {
             let ssh_said = ssh_log.as_ref().map(|log| ssh_messages(log.path()));
             match classify(url, e, ssh_said.as_deref()) {
@@ -275,7 +279,7 @@ impl RepoCache {
                     SourceError::AuthFailed {
                         url,
                         detail: format!(
-                            "the server wants credentials and none are configured for this repository ({detail})"
+                            "the server wants credentials and none are configured for this repository{withheld} ({detail})"
                         ),
                     }
                 }
@@ -521,7 +525,17 @@ fn classify(url: &str, e: &gix::Error, ssh_said: Option<&str>) -> SourceError {
     }
     let lower = detail.to_ascii_lowercase();
     let url = redact_url(url);
-    let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
+    // Status codes only count as numbers of their own: the `404` in port 44041 is not one.
+    let has = |needles: &[&str]| {
+        needles.iter().any(|n| {
+            lower.match_indices(n).any(|(i, _)| {
+                let digit = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit());
+                !n.bytes().all(|b| b.is_ascii_digit())
+                    || (!digit(lower[..i].chars().next_back())
+                        && !digit(lower[i + n.len()..].chars().next()))
+            })
+        })
+    };
     if has(&[
         "host key verification failed",
         "remote host identification has changed",

@@ -42,8 +42,10 @@
 //! * `http(s)://` uses gix's smart-HTTP client on reqwest with rustls (ring provider,
 //!   installed as the process default the first time a [`RepoCache`] is made); basic
 //!   authentication comes from [`Credentials`] only — never from a terminal prompt or a
-//!   credential helper. As with git and Argo CD, credentials are also sent over plain
-//!   `http://` (in-cluster Git servers), with a warning in the log.
+//!   credential helper. As with git and Argo CD, credentials configured for a plain
+//!   `http://` URL (in-cluster Git servers) are sent over it, with a warning in the log;
+//!   credentials for an `https://` URL are never sent to an `http://` one
+//!   ([`CredentialIndex`] matches scheme, host and port).
 //! * `ssh://` and scp-like URLs spawn the `ssh` binary (`openssh-client`) in batch mode.
 //!   A private key from [`Credentials`] is written to a private temporary file (mode 0600,
 //!   removed afterwards) and passed with `-i … -o IdentitiesOnly=yes`. Host keys are checked
@@ -65,7 +67,7 @@ mod url;
 pub mod webhook;
 
 pub use cache::RepoCache;
-pub use credentials::Credentials;
+pub use credentials::{CredentialIndex, Credentials, RepoSecret, SecretKind};
 pub use dir::export_dir;
 pub use error::SourceError;
 pub use url::{redact_url, validate_url};

@@ -13,9 +13,11 @@
 //!   sha256=<hex>`; the comparison is constant-time ([`hmac::Mac::verify_slice`]).
 //! * GitLab sends the configured secret in `X-Gitlab-Token`; compared in constant time.
 //!
-//! As in Argo CD, when no secret is configured for a provider its events are accepted
-//! without verification. Bodies over [`MAX_BODY_BYTES`] are refused before anything is
-//! parsed.
+//! When no secret is configured at all, events are accepted without verification, as in
+//! Argo CD. Once any secret is configured, a provider without its own secret is refused
+//! ([`WebhookError::Unverified`]) instead of accepted unsigned (Argo CD would accept it):
+//! an admin who sets a secret means "only signed pushes". Bodies over
+//! [`MAX_BODY_BYTES`] are refused before anything is parsed.
 
 use hmac::{Hmac, Mac as _};
 use http::HeaderMap;
@@ -80,6 +82,14 @@ pub enum WebhookError {
     /// The GitLab token differs from the configured one.
     #[error("webhook token (X-Gitlab-Token) does not match; check that the secret token is the same at GitLab and in Mooring")]
     BadToken,
+    /// Webhook secrets are configured, but none for this provider.
+    #[error("webhook secrets are configured but none for {provider}, so its unsigned pushes are refused; set webhook.{key}.secret in mooring-secret (or --webhook-secret)")]
+    Unverified {
+        /// `GitHub` or `GitLab`.
+        provider: &'static str,
+        /// `github` or `gitlab`.
+        key: &'static str,
+    },
     /// The request is not from a provider this module knows.
     #[error(
         "webhook request is neither from GitHub (X-GitHub-Event) nor from GitLab (X-Gitlab-Event)"
@@ -120,9 +130,24 @@ pub fn parse(
     gitlab_secret: Option<&str>,
 ) -> Result<Option<PushEvent>, WebhookError> {
     check_size(body)?;
+    let github_secret = github_secret.filter(|s| !s.is_empty());
+    let gitlab_secret = gitlab_secret.filter(|s| !s.is_empty());
+    let any_secret = github_secret.is_some() || gitlab_secret.is_some();
     if headers.contains_key("x-github-event") {
+        if any_secret && github_secret.is_none() {
+            return Err(WebhookError::Unverified {
+                provider: "GitHub",
+                key: "github",
+            });
+        }
         parse_github(headers, body, github_secret)
     } else if headers.contains_key("x-gitlab-event") {
+        if any_secret && gitlab_secret.is_none() {
+            return Err(WebhookError::Unverified {
+                provider: "GitLab",
+                key: "gitlab",
+            });
+        }
         parse_gitlab(headers, body, gitlab_secret)
     } else {
         Err(WebhookError::UnknownProvider)
@@ -465,6 +490,23 @@ mod tests {
         assert!(parse_github(&missing, body, None)
             .expect("accepted")
             .is_some());
+        // A secret for GitLab only: an unsigned GitHub push is refused, not accepted.
+        let e = parse(&missing, body, None, Some("t")).expect_err("unverified");
+        assert!(
+            matches!(
+                e,
+                WebhookError::Unverified {
+                    provider: "GitHub",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("webhook.github.secret"), "{e}");
+        assert!(
+            parse(&missing, body, Some(""), None).is_ok(),
+            "an empty secret is none"
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! [`eventually`] polls a condition with a deadline (tests never assert timings, but
 //! they must not hang). [`GitHttpServer`] serves Git repositories over smart HTTP on 127.0.0.1 through
 //! `git http-backend` (CGI), as a Git hosting service would, optionally demanding basic
-//! authentication. It is deliberately small (one thread per request) and only for tests.
+//! authentication, and records the `Authorization` headers it receives (so a test can
+//! prove credentials were, or were not, sent). It is deliberately small (one thread per
+//! request) and only for tests.
 
 use anyhow::{Context as _, Result};
 use base64::Engine as _;
@@ -12,7 +14,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Poll `f` until it returns `Some`, or panic after `secs` seconds naming `what`.
@@ -39,6 +41,8 @@ pub struct GitHttpServer {
     port: u16,
     /// Requests served so far (tests use it to prove a cache hit fetched nothing).
     pub requests: Arc<AtomicUsize>,
+    /// Every `Authorization` header received, in order.
+    pub authorizations: Arc<Mutex<Vec<String>>>,
 }
 
 impl GitHttpServer {
@@ -55,29 +59,54 @@ impl GitHttpServer {
         });
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
+        let authorizations: Arc<Mutex<Vec<String>>> = Arc::default();
+        let seen = authorizations.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let root = root.clone();
                 let expected = expected.clone();
+                let seen = seen.clone();
                 counter.fetch_add(1, Ordering::SeqCst);
                 std::thread::spawn(move || {
-                    if let Err(e) = serve_one(stream, &root, expected.as_deref()) {
+                    if let Err(e) = serve_one(stream, &root, expected.as_deref(), &seen) {
                         eprintln!("test http server: {e:#}");
                     }
                 });
             }
         });
-        Ok(GitHttpServer { port, requests })
+        Ok(GitHttpServer {
+            port,
+            requests,
+            authorizations,
+        })
     }
 
     /// URL of the repository at `path` under the project root.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}/{path}", self.port)
     }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The `Authorization` headers received so far.
+    pub fn authorizations(&self) -> Vec<String> {
+        self.authorizations
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default()
+    }
 }
 
-fn serve_one(stream: TcpStream, root: &Path, expected_auth: Option<&str>) -> Result<()> {
+fn serve_one(
+    stream: TcpStream,
+    root: &Path,
+    expected_auth: Option<&str>,
+    seen: &Mutex<Vec<String>>,
+) -> Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
@@ -104,6 +133,11 @@ fn serve_one(stream: TcpStream, root: &Path, expected_auth: Option<&str>) -> Res
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
     };
+    if let Some(a) = header("authorization") {
+        if let Ok(mut seen) = seen.lock() {
+            seen.push(a);
+        }
+    }
     let mut body = Vec::new();
     if let Some(len) = header("content-length") {
         body.resize(len.parse()?, 0);

@@ -486,3 +486,76 @@ fn up_fetches_a_second_repository_from_where_it_points() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// One HTTP/1.1 request to `mooring up`'s HTTP port: (status, whole response).
+fn http(addr: &str, method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).expect("write");
+    s.write_all(body).expect("write");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, out)
+}
+
+/// Issue 12 finding 10 through the binary: `mooring up --webhook-secret S --metrics-auth`
+/// refuses an unsigned push (401, nothing refreshed) and answers 401 to an anonymous
+/// `/metrics`, which names no application.
+#[test]
+fn up_with_a_webhook_secret_and_metrics_auth_refuses_anonymous_callers() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    copy_dir(&example(), &repo);
+    let up = Up::start(
+        &repo,
+        &tmp.path().join("data"),
+        &["--webhook-secret", "s3cret", "--metrics-auth"],
+    );
+    let addr = up
+        .printed
+        .iter()
+        .find_map(|l| l.strip_prefix("webhook"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|l| l.strip_prefix("http://"))
+        .and_then(|l| l.strip_suffix("/api/webhook"))
+        .unwrap_or_else(|| panic!("no webhook address printed: {:?}", up.printed))
+        .to_string();
+    let push = br#"{"ref": "refs/heads/main", "after": "0123456789012345678901234567890123456789",
+        "repository": {"html_url": "https://github.com/example/ml-platform", "clone_url": "https://github.com/example/ml-platform.git"},
+        "commits": []}"#;
+    let (code, text) = http(
+        &addr,
+        "POST",
+        "/api/webhook",
+        "X-GitHub-Event: push\r\n",
+        push,
+    );
+    assert_eq!(code, 401, "{text}");
+    assert!(!text.contains("refreshing"), "{text}");
+    let (code, text) = http(
+        &addr,
+        "POST",
+        "/api/webhook",
+        "X-GitHub-Event: push\r\nX-Hub-Signature-256: sha256=0000000000000000000000000000000000000000000000000000000000000000\r\n",
+        push,
+    );
+    assert_eq!(code, 401, "{text}");
+    let (code, text) = http(&addr, "GET", "/metrics", "", b"");
+    assert_eq!(code, 401, "{text}");
+    assert!(!text.contains("application="), "{text}");
+    assert!(
+        up.printed("webhook", "signed pushes only"),
+        "{:?}",
+        up.printed
+    );
+}

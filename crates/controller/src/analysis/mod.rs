@@ -302,6 +302,10 @@ fn unsupported_provider(m: &Metric) -> Option<String> {
 }
 
 /// The values of every `secretKeyRef` of the run's arguments (or why not).
+///
+/// Trust (deliberate, as Argo Rollouts): only the run's own namespace of the cluster it
+/// runs in — a `secretKeyRef` has no namespace field — so a run reads only Secrets that
+/// whoever may create objects in that namespace could already mount into a Pod there.
 async fn read_secrets(
     cluster: &ClusterClient,
     ns: &str,

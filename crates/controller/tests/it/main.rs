@@ -11,5 +11,6 @@ mod projects;
 mod rollback;
 mod rollouts;
 mod sandbox;
+mod secrets;
 mod support;
 mod sync_semantics;
