@@ -27,7 +27,10 @@
 //!   moment a window opens or closes); a manual sync requested then fails with the reason
 //!   unless the blocking windows permit `manualSync`.
 //!
-//! A change to an AppProject re-queues the Applications that use it ([`watch_projects`]).
+//! A change to an AppProject re-queues the Applications that use it ([`watch_projects`]),
+//! and a role whose `policies` are refused ([`mooring_engine::project::roles`]: the REST
+//! API grants that role nothing) is reported on the AppProject as a Warning Event
+//! `InvalidRolePolicy`, once per generation.
 //! Projects with `orphanedResources` get their apps' destination namespaces scanned
 //! periodically ([`orphan_loop`]): unmanaged objects without an owner raise an
 //! `OrphanedResourceWarning` condition with their count (Argo CD's message) and names.
@@ -42,7 +45,7 @@ use mooring_engine::project::{self as rules, Destination, WindowVerdict};
 use mooring_k8s::cluster::ClusterClient;
 use mooring_k8s::kube;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -285,11 +288,30 @@ pub async fn watch_projects(ctx: Arc<Context>) {
     let mut stream = kube::runtime::watcher(api, Default::default())
         .default_backoff()
         .boxed();
+    // Project name → the generation whose role errors were last reported.
+    let mut reported: HashMap<String, i64> = HashMap::new();
     while let Some(ev) = stream.next().await {
         let name = match ev {
             Ok(
-                kube::runtime::watcher::Event::Apply(o) | kube::runtime::watcher::Event::Delete(o),
-            ) => o.metadata.name.unwrap_or_default(),
+                kube::runtime::watcher::Event::Apply(ref o)
+                | kube::runtime::watcher::Event::InitApply(ref o),
+            ) => {
+                let name = o.metadata.name.clone().unwrap_or_default();
+                let generation = o.metadata.generation.unwrap_or_default();
+                if reported.insert(name.clone(), generation) != Some(generation) {
+                    report_role_errors(&ctx, o).await;
+                }
+                // At start every app is queued anyway.
+                if matches!(ev, Ok(kube::runtime::watcher::Event::InitApply(_))) {
+                    continue;
+                }
+                name
+            }
+            Ok(kube::runtime::watcher::Event::Delete(o)) => {
+                let name = o.metadata.name.unwrap_or_default();
+                reported.remove(&name);
+                name
+            }
             Ok(_) => continue,
             Err(e) => {
                 tracing::debug!("appproject watch: {e}");
@@ -303,6 +325,45 @@ pub async fn watch_projects(ctx: Arc<Context>) {
             }
         }
     }
+}
+
+/// Say on the AppProject (Warning Event `InvalidRolePolicy`, and the log) which of its
+/// roles the REST API refuses, and why; nothing when every role is valid.
+async fn report_role_errors(ctx: &Context, o: &DynamicObject) {
+    // An AppProject that does not parse is reported on every app that uses it.
+    let Ok(project) = parse(o.clone()) else {
+        return;
+    };
+    let name = o.metadata.name.clone().unwrap_or_default();
+    let errors = mooring_engine::project::roles::check_project(
+        &name,
+        project
+            .spec
+            .roles
+            .iter()
+            .map(|r| (r.name.as_str(), r.policies.as_slice())),
+    );
+    if errors.is_empty() {
+        return;
+    }
+    let message = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    tracing::warn!("{message}");
+    let Ok(object) = serde_json::to_value(&project) else {
+        return;
+    };
+    crate::events::record(
+        ctx,
+        &object,
+        crate::events::EventType::Warning,
+        "InvalidRolePolicy",
+        &message,
+        "mooring-controller",
+    )
+    .await;
 }
 
 /// How many orphaned objects the condition names (the count is always complete).

@@ -26,9 +26,10 @@
 //!   (`SyncWindows.CanSync`). [`can_sync`] also says when the answer may change next, so
 //!   the controller re-checks exactly when a window opens or closes.
 //!
-//! The `default` project permits everything when no `AppProject` of that name exists
-//! ([`AppProject::default_project`]). Refusals are structured ([`Refusal`]) and say which
-//! rule refused what.
+//! A missing project is an error, never a permissive stand-in; the controller creates Argo
+//! CD's `default` AppProject ([`AppProject::default_project`]) when it is missing, as
+//! argocd-server does. Refusals are structured ([`Refusal`]) and say which rule refused
+//! what. Role policies are checked in [`roles`].
 
 use chrono::{DateTime, TimeZone, Utc};
 use mooring_core::project::{
@@ -36,6 +37,8 @@ use mooring_core::project::{
 };
 use mooring_core::ResourceKey;
 use std::time::{Duration, SystemTime};
+
+pub mod roles;
 
 /// Why a project refuses an Application, a resource or a sync.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

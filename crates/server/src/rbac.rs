@@ -57,6 +57,8 @@
 //!   project's objects, and only while the role still exists.
 
 use globset::{Glob, GlobMatcher};
+use mooring_engine::project::roles::{check_project, policy_fields};
+pub use mooring_engine::project::roles::{valid_role_name, ProjectPolicyError, PROJECT_SCOPED};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -196,21 +198,6 @@ pub struct Policy {
     grouping: BTreeMap<String, BTreeSet<String>>,
 }
 
-/// CSV fields: split on commas outside double quotes (as casbin's CSV reader does, so
-/// `"{get,sync}"` is one field), trimmed, quotes removed.
-fn fields(line: &str) -> Vec<String> {
-    let mut out = vec![String::new()];
-    let mut quoted = false;
-    for c in line.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => out.push(String::new()),
-            c => out.last_mut().expect("never empty").push(c),
-        }
-    }
-    out.iter().map(|f| f.trim().to_string()).collect()
-}
-
 impl Policy {
     /// Parse casbin CSV lines (`p, …` and `g, …`).
     pub fn parse(csv: &str) -> Result<Policy, RbacError> {
@@ -236,7 +223,7 @@ impl Policy {
                 text: line.to_string(),
                 why,
             };
-            let f = fields(line);
+            let f = policy_fields(line);
             match f[0].as_str() {
                 "p" => {
                     if f.len() != 5 && f.len() != 6 {
@@ -321,103 +308,6 @@ fn enforce_all(
     allowed
 }
 
-/// Resources a project role's policy may name (Argo CD's `rbac.ProjectScoped`).
-pub const PROJECT_SCOPED: &[&str] = &[
-    "applications",
-    "applicationsets",
-    "logs",
-    "exec",
-    "repositories",
-    "clusters",
-];
-
-/// Why (part of) an AppProject gives no rights.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProjectPolicyError {
-    #[error("AppProject {0}; its roles give no rights")]
-    Name(#[from] mooring_core::name::InvalidName),
-    #[error("AppProject {project:?}: role name {role:?} is invalid: use letters, digits, '-' and '_', starting and ending with a letter or digit; the role gives no rights")]
-    RoleName { project: String, role: String },
-    #[error("AppProject {project:?} role {role:?} policy line {line} {text:?} is refused: {why}; the role gives no rights until it is fixed")]
-    Line {
-        project: String,
-        role: String,
-        /// 1-based index in the role's `policies`.
-        line: usize,
-        text: String,
-        why: String,
-    },
-}
-
-/// Argo CD's role name rule: `[a-zA-Z0-9]([-_a-zA-Z0-9]*[a-zA-Z0-9])?`.
-pub fn valid_role_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    match (b.first(), b.last()) {
-        (Some(first), Some(last)) => {
-            first.is_ascii_alphanumeric()
-                && last.is_ascii_alphanumeric()
-                && b.iter()
-                    .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        }
-        _ => false,
-    }
-}
-
-/// Check one `spec.roles[].policies` entry of role `role` in project `project`
-/// (Argo CD's `validatePolicy`); `Err(why)` when refused.
-fn check_role_policy(project: &str, role: &str, entry: &str) -> Result<(), String> {
-    if entry.chars().any(|c| c.is_control()) {
-        return Err(
-            "it contains a line break or control character: one policy line per entry".into(),
-        );
-    }
-    let f = fields(entry);
-    match f[0].as_str() {
-        "p" => {}
-        "g" => return Err("a `g` line would grant roles; project roles take `groups`".into()),
-        other => return Err(format!("policy lines start with `p`, not {other:?}")),
-    }
-    if f.len() != 5 && f.len() != 6 {
-        return Err(format!(
-            "it must be `p, proj:{project}:{role}, RESOURCE, ACTION, {project}/OBJECT, allow|deny` ({} fields found)",
-            f.len()
-        ));
-    }
-    let subject = format!("proj:{project}:{role}");
-    if f[1] != subject {
-        return Err(format!("the subject must be {subject:?}, not {:?}", f[1]));
-    }
-    if !PROJECT_SCOPED.contains(&f[2].as_str()) {
-        return Err(format!(
-            "the resource must be one of {}, not {:?}",
-            PROJECT_SCOPED.join(", "),
-            f[2]
-        ));
-    }
-    if f[3].is_empty() {
-        return Err("the action is empty".into());
-    }
-    let inside = f[4]
-        .strip_prefix(project)
-        .and_then(|rest| rest.strip_prefix('/'))
-        .is_some_and(|rest| {
-            !rest.is_empty()
-                && rest
-                    .chars()
-                    .all(|c| c.is_alphanumeric() || "*-_./?".contains(c))
-        });
-    if !inside {
-        return Err(format!(
-            "the object must be {project}/* or {project}/NAME inside the project, not {:?}",
-            f[4]
-        ));
-    }
-    match f.get(5).map(String::as_str) {
-        None | Some("allow") | Some("deny") => Ok(()),
-        Some(other) => Err(format!("the effect must be allow or deny, not {other:?}")),
-    }
-}
-
 /// A role of an AppProject (`spec.roles[]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectRole {
@@ -489,12 +379,7 @@ impl Project {
 
     /// The first error that disables role `name` (or the whole project), if any.
     pub fn role_error(&self, name: &str) -> Option<&ProjectPolicyError> {
-        self.errors.iter().find(|e| match e {
-            ProjectPolicyError::Name(_) => true,
-            ProjectPolicyError::RoleName { role, .. } | ProjectPolicyError::Line { role, .. } => {
-                role == name
-            }
-        })
+        self.errors.iter().find(|e| e.disables(name))
     }
 
     /// The project's runtime policy: each valid role's `p` lines, plus `g, GROUP,
@@ -506,30 +391,15 @@ impl Project {
 
     fn compile(&self) -> (Policy, Vec<ProjectPolicyError>) {
         let mut out = Policy::default();
-        let mut errors = Vec::new();
-        if let Err(e) = mooring_core::name::validate_object_name("project", &self.name) {
-            errors.push(ProjectPolicyError::Name(e));
-            return (out, errors);
-        }
+        let mut errors = check_project(
+            &self.name,
+            self.roles
+                .iter()
+                .map(|r| (r.name.as_str(), r.policies.as_slice())),
+        );
         'roles: for role in &self.roles {
-            if !valid_role_name(&role.name) {
-                errors.push(ProjectPolicyError::RoleName {
-                    project: self.name.clone(),
-                    role: role.name.clone(),
-                });
+            if errors.iter().any(|e| e.disables(&role.name)) {
                 continue;
-            }
-            for (i, line) in role.policies.iter().enumerate() {
-                if let Err(why) = check_role_policy(&self.name, &role.name, line) {
-                    errors.push(ProjectPolicyError::Line {
-                        project: self.name.clone(),
-                        role: role.name.clone(),
-                        line: i + 1,
-                        text: line.clone(),
-                        why,
-                    });
-                    continue 'roles;
-                }
             }
             let subject = format!("proj:{}:{}", self.name, role.name);
             let mut lines = Policy::default();

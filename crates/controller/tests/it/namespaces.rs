@@ -613,3 +613,81 @@ async fn a_project_whitelist_refuses_applications_projects_and_secrets() {
     let secrets = api(&c, "ml-team", &resource("", "v1", "Secret", "secrets"));
     assert!(secrets.get_opt("repo").await.expect("get").is_none());
 }
+
+/// Issue 12 finding 10, the controller's side: an AppProject role whose `policies` entry
+/// smuggles a `g` line (and another whose object is outside the project) is reported on
+/// the AppProject as a Warning Event naming the project, role and line, so the admin sees
+/// why the REST API grants that role nothing; a valid role raises nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_role_policy_is_reported_on_the_project() {
+    let (_cluster, e) = env_with_cluster().await;
+    let c = e.client.clone();
+    let projects = api(&c, "argocd", &mooring_controller::appproject_resource());
+    for (name, policies) in [
+        (
+            "team-a",
+            vec![
+                "p, proj:team-a:ci, applications, get, team-a/*, allow\ng, proj:team-a:ci, role:admin",
+            ],
+        ),
+        (
+            "team-c",
+            vec!["p, proj:team-c:ci, applications, sync, team-c/*, allow"],
+        ),
+    ] {
+        create(
+            &projects,
+            json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+                   "metadata": {"name": name, "namespace": "argocd"},
+                   "spec": {"sourceRepos": ["*"], "destinations": [{"server": "*", "namespace": name}],
+                            "roles": [{"name": "ci", "policies": policies},
+                                      {"name": "ops", "policies": [format!("p, proj:{name}:ops, applications, delete, team-b/*, allow")]}]}}),
+        )
+        .await;
+    }
+    let events = api(&c, "argocd", &resource("", "v1", "Event", "events"));
+    let event = eventually(30, "an InvalidRolePolicy Event on team-a", || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .map(|o| serde_json::to_value(o).expect("json"))
+            .find(|ev| {
+                field(ev, "/reason") == "InvalidRolePolicy"
+                    && field(ev, "/involvedObject/name") == "team-a"
+            })
+    })
+    .await;
+    assert_eq!(field(&event, "/type"), "Warning");
+    assert_eq!(field(&event, "/involvedObject/kind"), "AppProject");
+    let message = field(&event, "/message");
+    assert!(
+        message.contains("AppProject \"team-a\" role \"ci\" policy line 1")
+            && message.contains("line break")
+            && message.contains("role \"ops\"")
+            && message.contains("team-b/*"),
+        "{message}"
+    );
+    // team-c's `ci` role is valid: only its `ops` role is reported.
+    let team_c = eventually(30, "an InvalidRolePolicy Event on team-c", || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .map(|o| serde_json::to_value(o).expect("json"))
+            .find(|ev| {
+                field(ev, "/reason") == "InvalidRolePolicy"
+                    && field(ev, "/involvedObject/name") == "team-c"
+            })
+    })
+    .await;
+    let message = field(&team_c, "/message");
+    assert!(
+        message.contains("role \"ops\"") && !message.contains("role \"ci\""),
+        "{message}"
+    );
+}
