@@ -72,6 +72,27 @@ async fn call(
     (code, retry, json)
 }
 
+/// An embedded cluster with every CRD, a client, the token store in `argocd` and the
+/// admin's first token.
+async fn cluster_with_admin() -> (Cluster, mooring_k8s::kube::Client, Store, String) {
+    let cluster = Cluster::start(ClusterOptions {
+        crds: mooring_k8s::crds::all(),
+        ..Default::default()
+    })
+    .await
+    .expect("cluster");
+    let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path())
+        .await
+        .expect("client");
+    let store = Store::new(client.clone(), "argocd");
+    let admin = store
+        .ensure_admin_token()
+        .await
+        .expect("admin token")
+        .expect("first start issues one");
+    (cluster, client, store, admin)
+}
+
 async fn serve(client: mooring_k8s::kube::Client, opts: ApiOptions) -> SocketAddr {
     let router = mooring_server::api::router(client, opts);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -1029,21 +1050,7 @@ async fn applications_in_other_namespaces_over_the_api() {
 /// keeps getting 200 throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_bad_tokens_from_loopback_never_locks_out_the_admin() {
-    let cluster = Cluster::start(ClusterOptions {
-        crds: mooring_k8s::crds::all(),
-        ..Default::default()
-    })
-    .await
-    .expect("cluster");
-    let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path())
-        .await
-        .expect("client");
-    let store = Store::new(client.clone(), "argocd");
-    let admin = store
-        .ensure_admin_token()
-        .await
-        .expect("admin token")
-        .expect("first start issues one");
+    let (cluster, client, store, admin) = cluster_with_admin().await;
     let expired = store
         .update_tokens(|s| s.issue("admin", 1_000, Some(Duration::from_secs(10))).0)
         .await
@@ -1120,21 +1127,7 @@ async fn a_flood_of_bad_tokens_from_loopback_never_locks_out_the_admin() {
 /// token for it is refused (400), and names that RBAC would split (`a/b`) are refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_injected_project_role_policy_grants_nothing() {
-    let cluster = Cluster::start(ClusterOptions {
-        crds: mooring_k8s::crds::all(),
-        ..Default::default()
-    })
-    .await
-    .expect("cluster");
-    let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path())
-        .await
-        .expect("client");
-    let store = Store::new(client.clone(), "argocd");
-    let admin = store
-        .ensure_admin_token()
-        .await
-        .expect("admin token")
-        .expect("first start issues one");
+    let (cluster, client, _store, admin) = cluster_with_admin().await;
     let projects: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), "argocd", &appproject_resource());
     let project = |policies: Vec<&str>| -> DynamicObject {

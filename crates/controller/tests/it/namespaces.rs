@@ -18,6 +18,23 @@ fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
 
+/// The first Event with `reason` whose `pointer` field is `value`.
+async fn find_event(
+    events: &Api<DynamicObject>,
+    reason: &str,
+    pointer: &str,
+    value: &str,
+) -> Option<Value> {
+    events
+        .list(&ListParams::default())
+        .await
+        .ok()?
+        .items
+        .into_iter()
+        .map(|o| serde_json::to_value(o).expect("json"))
+        .find(|ev| field(ev, "/reason") == reason && field(ev, pointer) == value)
+}
+
 async fn create(api: &Api<DynamicObject>, v: Value) {
     let o: DynamicObject = serde_json::from_value(v).expect("object");
     api.create(&PostParams::default(), &o)
@@ -100,18 +117,13 @@ async fn an_application_outside_the_control_plane_is_ignored_until_both_allow_it
 
     // 1. The controller reads only `argocd`: a Warning Event, no status, nothing deployed.
     let events = api(&c, "team-a", &resource("", "v1", "Event", "events"));
-    let event = eventually(30, "an Event saying why web is ignored", || async {
-        events
-            .list(&ListParams::default())
-            .await
-            .ok()?
-            .items
-            .into_iter()
-            .map(|o| serde_json::to_value(o).expect("json"))
-            .find(|ev| {
-                field(ev, "/reason") == "NamespaceNotAllowed"
-                    && field(ev, "/involvedObject/kind") == "Application"
-            })
+    let event = eventually(30, "an Event saying why web is ignored", || {
+        find_event(
+            &events,
+            "NamespaceNotAllowed",
+            "/involvedObject/kind",
+            "Application",
+        )
     })
     .await;
     assert_eq!(field(&event, "/involvedObject/name"), "web", "{event}");
@@ -134,18 +146,13 @@ async fn an_application_outside_the_control_plane_is_ignored_until_both_allow_it
     eventually(
         30,
         "an Event saying why the ApplicationSet is ignored",
-        || async {
-            events
-                .list(&ListParams::default())
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .map(|o| serde_json::to_value(o).expect("json"))
-                .find(|ev| {
-                    field(ev, "/reason") == "NamespaceNotAllowed"
-                        && field(ev, "/involvedObject/kind") == "ApplicationSet"
-                })
+        || {
+            find_event(
+                &events,
+                "NamespaceNotAllowed",
+                "/involvedObject/kind",
+                "ApplicationSet",
+            )
         },
     )
     .await;
@@ -646,18 +653,13 @@ async fn an_injected_role_policy_is_reported_on_the_project() {
         .await;
     }
     let events = api(&c, "argocd", &resource("", "v1", "Event", "events"));
-    let event = eventually(30, "an InvalidRolePolicy Event on team-a", || async {
-        events
-            .list(&ListParams::default())
-            .await
-            .ok()?
-            .items
-            .into_iter()
-            .map(|o| serde_json::to_value(o).expect("json"))
-            .find(|ev| {
-                field(ev, "/reason") == "InvalidRolePolicy"
-                    && field(ev, "/involvedObject/name") == "team-a"
-            })
+    let event = eventually(30, "an InvalidRolePolicy Event on team-a", || {
+        find_event(
+            &events,
+            "InvalidRolePolicy",
+            "/involvedObject/name",
+            "team-a",
+        )
     })
     .await;
     assert_eq!(field(&event, "/type"), "Warning");
@@ -671,18 +673,13 @@ async fn an_injected_role_policy_is_reported_on_the_project() {
         "{message}"
     );
     // team-c's `ci` role is valid: only its `ops` role is reported.
-    let team_c = eventually(30, "an InvalidRolePolicy Event on team-c", || async {
-        events
-            .list(&ListParams::default())
-            .await
-            .ok()?
-            .items
-            .into_iter()
-            .map(|o| serde_json::to_value(o).expect("json"))
-            .find(|ev| {
-                field(ev, "/reason") == "InvalidRolePolicy"
-                    && field(ev, "/involvedObject/name") == "team-c"
-            })
+    let team_c = eventually(30, "an InvalidRolePolicy Event on team-c", || {
+        find_event(
+            &events,
+            "InvalidRolePolicy",
+            "/involvedObject/name",
+            "team-c",
+        )
     })
     .await;
     let message = field(&team_c, "/message");
