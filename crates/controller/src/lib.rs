@@ -731,22 +731,7 @@ impl Controller {
         for (url, what) in ctx.options.outbound_protected.clone() {
             ctx.outbound.protect(&url, &what);
         }
-        if let (Ok(host), Ok(port)) = (
-            std::env::var("KUBERNETES_SERVICE_HOST"),
-            std::env::var("KUBERNETES_SERVICE_PORT"),
-        ) {
-            let host = if host.contains(':') {
-                format!("[{host}]")
-            } else {
-                host
-            };
-            for url in [
-                format!("https://{host}:{port}"),
-                "https://kubernetes.default.svc:443".to_string(),
-            ] {
-                ctx.outbound.protect(&url, outbound::MANAGEMENT_API);
-            }
-        }
+        ctx.outbound.protect_in_cluster_api();
         ctx.outbound.load_config(mgmt.client().clone()).await;
         tasks.push(ctx.outbound.watch_config(mgmt.client().clone()));
         tasks.push(tokio::spawn(watch_apps(ctx.clone())));

@@ -261,6 +261,29 @@ impl Outbound {
         OutboundPolicy::from_config(allow.as_deref(), protected)
     }
 
+    /// Protect the API server of the cluster this process runs in, when it runs in one
+    /// (`KUBERNETES_SERVICE_HOST`/`_PORT`, and `kubernetes.default.svc`), as
+    /// [`MANAGEMENT_API`].
+    pub fn protect_in_cluster_api(&self) {
+        let (Ok(host), Ok(port)) = (
+            std::env::var("KUBERNETES_SERVICE_HOST"),
+            std::env::var("KUBERNETES_SERVICE_PORT"),
+        ) else {
+            return;
+        };
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        for url in [
+            format!("https://{host}:{port}"),
+            "https://kubernetes.default.svc:443".to_string(),
+        ] {
+            self.protect(&url, MANAGEMENT_API);
+        }
+    }
+
     /// Never send a user's request to `url`'s host and port (an API server, Mooring's
     /// REST API) unless the allowlist names it exactly. `what` says what it is.
     ///
