@@ -14,6 +14,7 @@ pub mod name;
 pub mod project;
 pub mod rollback;
 pub mod rollout;
+pub mod server_fields;
 pub mod yaml;
 
 use serde::{Deserialize, Serialize};

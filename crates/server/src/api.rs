@@ -635,16 +635,7 @@ async fn create_app(
         return Ok((StatusCode::OK, Json(updated)));
     }
     az.check(&p, "applications", "create", &obj)?;
-    if let Some(m) = a.pointer_mut("/metadata") {
-        for k in [
-            "resourceVersion",
-            "uid",
-            "creationTimestamp",
-            "managedFields",
-        ] {
-            m.as_object_mut().map(|m| m.remove(k));
-        }
-    }
+    mooring_core::server_fields::strip_server_metadata(&mut a);
     if let Some(o) = a.as_object_mut() {
         o.remove("status");
         o.remove("operation");

@@ -48,19 +48,11 @@ const APPLY: &str = "Apply";
 const UPDATE: &str = "Update";
 const BEFORE_FIRST_APPLY: &str = "before-first-apply";
 
-/// Metadata fields the server owns; never part of any manager's field set.
-const IGNORED_METADATA: [&str; 10] = [
-    "name",
-    "namespace",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "managedFields",
-    "selfLink",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-];
+/// Metadata fields never part of any manager's field set: the object's identity (`name`,
+/// `namespace`, as structured-merge-diff ignores them) and the server-set fields.
+fn ignored_metadata(field: &str) -> bool {
+    matches!(field, "name" | "namespace") || mooring_core::server_fields::is_server_metadata(field)
+}
 
 /// Parameters of one server-side apply request.
 #[derive(Debug, Clone, Copy)]
@@ -515,9 +507,7 @@ fn view(obj: &Map<String, Value>) -> Map<String, Value> {
     out.shift_remove("apiVersion");
     out.shift_remove("kind");
     if let Some(Value::Object(meta)) = out.get_mut("metadata") {
-        for key in IGNORED_METADATA {
-            meta.shift_remove(key);
-        }
+        meta.retain(|k, _| !ignored_metadata(k));
     }
     out
 }
