@@ -232,7 +232,7 @@ impl Ctx {
         Api::namespaced_with(
             self.client.clone(),
             &self.ns,
-            &mooring_controller::rollout_resource(),
+            &mooring_k8s::resources::rollout_resource(),
         )
     }
 
@@ -251,8 +251,10 @@ impl Ctx {
     }
 
     async fn list_all_rollouts(&self) -> anyhow::Result<Vec<Value>> {
-        let api: Api<DynamicObject> =
-            Api::all_with(self.client.clone(), &mooring_controller::rollout_resource());
+        let api: Api<DynamicObject> = Api::all_with(
+            self.client.clone(),
+            &mooring_k8s::resources::rollout_resource(),
+        );
         match api.list(&ListParams::default()).await {
             Ok(l) => l
                 .items
@@ -332,7 +334,7 @@ impl Ctx {
             .await?;
         let analysis_runs = self
             .owned(
-                &mooring_controller::analysis_run_resource(),
+                &mooring_k8s::resources::analysis_run_resource(),
                 &uid,
                 &ListParams::default(),
             )

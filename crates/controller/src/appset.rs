@@ -112,16 +112,16 @@ pub fn start(ctx: Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
 fn sets_api(ctx: &Context, ns: Option<&str>) -> Api<DynamicObject> {
     let c = ctx.management.client().clone();
     match ns {
-        Some(ns) => Api::namespaced_with(c, ns, &crate::applicationset_resource()),
-        None => Api::all_with(c, &crate::applicationset_resource()),
+        Some(ns) => Api::namespaced_with(c, ns, &mooring_k8s::resources::applicationset_resource()),
+        None => Api::all_with(c, &mooring_k8s::resources::applicationset_resource()),
     }
 }
 
 fn apps_api(ctx: &Context, ns: Option<&str>) -> Api<DynamicObject> {
     let c = ctx.management.client().clone();
     match ns {
-        Some(ns) => Api::namespaced_with(c, ns, &crate::application_resource()),
-        None => Api::all_with(c, &crate::application_resource()),
+        Some(ns) => Api::namespaced_with(c, ns, &mooring_k8s::resources::application_resource()),
+        None => Api::all_with(c, &mooring_k8s::resources::application_resource()),
     }
 }
 
@@ -151,7 +151,7 @@ async fn watch_sets(ctx: Arc<Context>, tx: mpsc::UnboundedSender<String>) {
     let mut stream = kube::runtime::watcher(sets_api(&ctx, None), Default::default())
         .default_backoff()
         .boxed();
-    let mut ignored = crate::Ignored::new(crate::applicationset_resource());
+    let mut ignored = crate::Ignored::new(mooring_k8s::resources::applicationset_resource());
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(

@@ -475,7 +475,7 @@ fn policies(client: &kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
         "argocd",
-        &mooring_controller::rollback::rollback_policy_resource(),
+        &mooring_k8s::resources::rollback_policy_resource(),
     )
 }
 
@@ -511,7 +511,7 @@ async fn incident_webhooks_cannot_reach_internal_addresses() {
     let apps: Api<DynamicObject> = Api::namespaced_with(
         w.client.clone(),
         "argocd",
-        &mooring_controller::application_resource(),
+        &mooring_k8s::resources::application_resource(),
     );
     apps.create(
         &PostParams::default(),
