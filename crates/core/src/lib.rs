@@ -9,6 +9,7 @@ pub mod app;
 pub mod appset;
 pub mod cluster;
 pub mod event;
+pub mod fields_v1;
 pub mod merge_patch;
 pub mod name;
 pub mod project;
