@@ -655,7 +655,7 @@ impl Api {
         let now = now_rfc3339();
         self.modify(rt, ns, name, sub, opts, |old| {
             let patched = match patch_type {
-                PatchType::Merge => Ok(patch::merge_patch(old, body)),
+                PatchType::Merge => Ok(mooring_core::merge_patch::applied(old, body)),
                 PatchType::Json => patch::json_patch(old, body),
                 PatchType::Strategic => patch::strategic_merge_patch(old, body),
                 PatchType::Apply => {

@@ -780,7 +780,7 @@ async fn serve_resource(
                         .map_err(|e| ApiError::BadRequest(e.to_string()))?,
                     PatchType::Strategic => crate::patch::strategic_merge_patch(&current, &patch)
                         .map_err(|e| ApiError::BadRequest(e.to_string()))?,
-                    _ => crate::patch::merge_patch(&current, &patch),
+                    _ => mooring_core::merge_patch::applied(&current, &patch),
                 };
                 let v = api.set_scale(&rt, ns, name, &patched, &opts)?;
                 return Ok(json_response(StatusCode::OK, &v));

@@ -169,7 +169,7 @@ fn apps(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
         ns,
-        &mooring_controller::application_resource(),
+        &mooring_k8s::resources::application_resource(),
     )
 }
 
@@ -278,7 +278,7 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
                 None => {
                     Api::<DynamicObject>::all_with(
                         client.clone(),
-                        &mooring_controller::application_resource(),
+                        &mooring_k8s::resources::application_resource(),
                     )
                     .list(&Default::default())
                     .await

@@ -228,7 +228,7 @@ fn sets(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
         ns,
-        &mooring_controller::applicationset_resource(),
+        &mooring_k8s::resources::applicationset_resource(),
     )
 }
 

@@ -100,12 +100,12 @@ pub async fn run(n_apps: usize, n_clusters: usize) -> anyhow::Result<()> {
     let sets: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         mooring_core::app::CONTROL_PLANE_NAMESPACE,
-        &mooring_controller::applicationset_resource(),
+        &mooring_k8s::resources::applicationset_resource(),
     );
     let apps: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         mooring_core::app::CONTROL_PLANE_NAMESPACE,
-        &mooring_controller::application_resource(),
+        &mooring_k8s::resources::application_resource(),
     );
     let want = per_cluster * n_clusters;
     let t = Instant::now();

@@ -118,7 +118,7 @@ pub async fn run(n_apps: usize, rounds: usize) -> anyhow::Result<()> {
     let apps: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         mooring_core::app::CONTROL_PLANE_NAMESPACE,
-        &mooring_controller::application_resource(),
+        &mooring_k8s::resources::application_resource(),
     );
     apps.create(&PostParams::default(), &app("bench", "bench", remote)?)
         .await?;

@@ -14,8 +14,8 @@
 use anyhow::{bail, Context};
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use mooring_controller::{analysis_run_resource, analysis_template_resource, rollout_resource};
 use mooring_k8s::kube;
+use mooring_k8s::resources::{analysis_run_resource, analysis_template_resource, rollout_resource};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 

@@ -174,7 +174,7 @@ async fn list(client: &kube::Client, ns: &str, output: Output) -> anyhow::Result
     // No Application CRD (a bare cluster): no applications.
     let apps = match Api::<kube::api::DynamicObject>::all_with(
         client.clone(),
-        &mooring_controller::application_resource(),
+        &mooring_k8s::resources::application_resource(),
     )
     .list(&Default::default())
     .await

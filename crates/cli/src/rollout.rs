@@ -232,7 +232,7 @@ impl Ctx {
         Api::namespaced_with(
             self.client.clone(),
             &self.ns,
-            &mooring_controller::rollout_resource(),
+            &mooring_k8s::resources::rollout_resource(),
         )
     }
 
@@ -251,8 +251,10 @@ impl Ctx {
     }
 
     async fn list_all_rollouts(&self) -> anyhow::Result<Vec<Value>> {
-        let api: Api<DynamicObject> =
-            Api::all_with(self.client.clone(), &mooring_controller::rollout_resource());
+        let api: Api<DynamicObject> = Api::all_with(
+            self.client.clone(),
+            &mooring_k8s::resources::rollout_resource(),
+        );
         match api.list(&ListParams::default()).await {
             Ok(l) => l
                 .items
@@ -332,7 +334,7 @@ impl Ctx {
             .await?;
         let analysis_runs = self
             .owned(
-                &mooring_controller::analysis_run_resource(),
+                &mooring_k8s::resources::analysis_run_resource(),
                 &uid,
                 &ListParams::default(),
             )
@@ -1253,7 +1255,8 @@ pub fn undo_patch(tree: &Tree, to: Option<i64>) -> anyhow::Result<(i64, Value)> 
     if live == template {
         bail!("rollout {name:?} already runs the pod template of revision {revision}: nothing to undo");
     }
-    let mut patch = json!({"spec": {"template": merge_diff(&live_raw(r), &template)}});
+    let mut patch =
+        json!({"spec": {"template": mooring_core::merge_patch::diff(&live_raw(r), &template)}});
     guard(&mut patch, r);
     Ok((revision, patch))
 }
@@ -1269,34 +1272,6 @@ fn guard(patch: &mut Value, r: &Value) {
     let rv = s(r, "/metadata/resourceVersion");
     if !rv.is_empty() {
         patch["metadata"] = json!({"resourceVersion": rv});
-    }
-}
-
-/// The JSON merge patch (RFC 7386) that turns `from` into `to`: keys gone from `to` are
-/// `null`, objects are diffed recursively, anything else is replaced.
-pub fn merge_diff(from: &Value, to: &Value) -> Value {
-    match (from, to) {
-        (Value::Object(f), Value::Object(t)) => {
-            let mut out = serde_json::Map::new();
-            for k in f.keys() {
-                if !t.contains_key(k) {
-                    out.insert(k.clone(), Value::Null);
-                }
-            }
-            for (k, tv) in t {
-                match f.get(k) {
-                    Some(fv) if fv == tv => {}
-                    Some(fv) if fv.is_object() && tv.is_object() => {
-                        out.insert(k.clone(), merge_diff(fv, tv));
-                    }
-                    _ => {
-                        out.insert(k.clone(), tv.clone());
-                    }
-                }
-            }
-            Value::Object(out)
-        }
-        _ => to.clone(),
     }
 }
 
@@ -1491,35 +1466,15 @@ mod tests {
         })
     }
 
-    /// RFC 7386, as the API server applies it.
-    fn merge(target: &mut Value, patch: &Value) {
-        match patch {
-            Value::Object(p) => {
-                if !target.is_object() {
-                    *target = json!({});
-                }
-                let t = target.as_object_mut().expect("object");
-                for (k, v) in p {
-                    if v.is_null() {
-                        t.remove(k);
-                    } else {
-                        merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                    }
-                }
-            }
-            other => *target = other.clone(),
-        }
-    }
-
     #[test]
     fn merge_diff_round_trips() {
         let from = json!({"metadata": {"labels": {"a": "1", "h": "x"}, "annotations": {"k": "v"}},
                           "spec": {"containers": [{"name": "s", "image": "1"}]}});
         let to = json!({"metadata": {"labels": {"a": "1"}},
                         "spec": {"containers": [{"name": "s", "image": "0"}], "nodeName": "n"}});
-        let d = merge_diff(&from, &to);
+        let d = mooring_core::merge_patch::diff(&from, &to);
         let mut applied = from.clone();
-        merge(&mut applied, &d);
+        mooring_core::merge_patch::apply(&mut applied, &d);
         assert_eq!(applied, to);
     }
 
@@ -1601,7 +1556,7 @@ mod tests {
         assert_eq!(p["metadata"]["resourceVersion"], "17");
         let all = set_image_patch(&r, &[("*".into(), "x:1".into())]).expect("patch");
         let mut applied = r.clone();
-        merge(&mut applied, &all);
+        mooring_core::merge_patch::apply(&mut applied, &all);
         assert_eq!(images_of(&applied["spec"]["template"]), ["x:1", "x:1"]);
         let e = set_image_patch(
             &r,
@@ -1634,7 +1589,7 @@ mod tests {
             "revision 2 is current; 3 is newer than the rollout's"
         );
         let mut r = tree.rollout.clone();
-        merge(&mut r, &patch);
+        mooring_core::merge_patch::apply(&mut r, &patch);
         assert_eq!(
             r["spec"]["template"]["metadata"]["labels"],
             json!({"app": "m"})

@@ -442,7 +442,7 @@ async fn register(
                     control_plane.namespace
                 ));
             }
-            mooring_controller::appproject_resource()
+            mooring_k8s::resources::appproject_resource()
         }
         "ApplicationSet" | "Application" => {
             if !control_plane.namespace_enabled(ns) {
@@ -452,9 +452,9 @@ async fn register(
                 ));
             }
             if kind == "Application" {
-                mooring_controller::application_resource()
+                mooring_k8s::resources::application_resource()
             } else {
-                mooring_controller::applicationset_resource()
+                mooring_k8s::resources::applicationset_resource()
             }
         }
         other => return Err(format!("{other} is not registered by up")),
@@ -801,7 +801,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut last: std::collections::BTreeMap<String, String> = Default::default();
     let list_all = kube::api::Api::<kube::api::DynamicObject>::all_with(
         client.clone(),
-        &mooring_controller::application_resource(),
+        &mooring_k8s::resources::application_resource(),
     );
     loop {
         tokio::select! {

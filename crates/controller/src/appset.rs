@@ -112,16 +112,16 @@ pub fn start(ctx: Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
 fn sets_api(ctx: &Context, ns: Option<&str>) -> Api<DynamicObject> {
     let c = ctx.management.client().clone();
     match ns {
-        Some(ns) => Api::namespaced_with(c, ns, &crate::applicationset_resource()),
-        None => Api::all_with(c, &crate::applicationset_resource()),
+        Some(ns) => Api::namespaced_with(c, ns, &mooring_k8s::resources::applicationset_resource()),
+        None => Api::all_with(c, &mooring_k8s::resources::applicationset_resource()),
     }
 }
 
 fn apps_api(ctx: &Context, ns: Option<&str>) -> Api<DynamicObject> {
     let c = ctx.management.client().clone();
     match ns {
-        Some(ns) => Api::namespaced_with(c, ns, &crate::application_resource()),
-        None => Api::all_with(c, &crate::application_resource()),
+        Some(ns) => Api::namespaced_with(c, ns, &mooring_k8s::resources::application_resource()),
+        None => Api::all_with(c, &mooring_k8s::resources::application_resource()),
     }
 }
 
@@ -151,7 +151,7 @@ async fn watch_sets(ctx: Arc<Context>, tx: mpsc::UnboundedSender<String>) {
     let mut stream = kube::runtime::watcher(sets_api(&ctx, None), Default::default())
         .default_backoff()
         .boxed();
-    let mut ignored = crate::Ignored::new(crate::applicationset_resource());
+    let mut ignored = crate::Ignored::new(mooring_k8s::resources::applicationset_resource());
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(
@@ -712,7 +712,7 @@ pub async fn reconcile(ctx: &Context, ns: &str, name: &str) -> Result<Outcome, C
                 if next != current {
                     // A merge patch of just what differs: no conflict with the
                     // application controller writing `status` meanwhile.
-                    let patch = merge_patch_diff(&current, &next);
+                    let patch = mooring_core::merge_patch::diff(&current, &next);
                     match api
                         .patch(&app_name, &PatchParams::default(), &Patch::Merge(&patch))
                         .await
@@ -800,34 +800,6 @@ pub async fn reconcile(ctx: &Context, ns: &str, name: &str) -> Result<Outcome, C
     }
 }
 
-/// The RFC 7386 merge patch that turns `old` into `new` (removed keys become `null`;
-/// arrays and scalars are replaced whole).
-pub fn merge_patch_diff(old: &Value, new: &Value) -> Value {
-    match (old, new) {
-        (Value::Object(o), Value::Object(n)) => {
-            let mut patch = serde_json::Map::new();
-            for (k, nv) in n {
-                match o.get(k) {
-                    Some(ov) if ov == nv => {}
-                    Some(ov) if ov.is_object() && nv.is_object() => {
-                        patch.insert(k.clone(), merge_patch_diff(ov, nv));
-                    }
-                    _ => {
-                        patch.insert(k.clone(), nv.clone());
-                    }
-                }
-            }
-            for k in o.keys() {
-                if !n.contains_key(k) {
-                    patch.insert(k.clone(), Value::Null);
-                }
-            }
-            Value::Object(patch)
-        }
-        (_, n) => n.clone(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -850,37 +822,18 @@ mod tests {
             (json!({"a": [1, 2]}), json!({"a": [2], "e": "x"})),
             (json!({"spec": {"x": {"y": 1}}}), json!({"spec": {}})),
         ] {
-            let patch = merge_patch_diff(&old, &new);
+            let patch = mooring_core::merge_patch::diff(&old, &new);
             let mut applied = old.clone();
-            json_merge(&mut applied, &patch);
+            mooring_core::merge_patch::apply(&mut applied, &patch);
             assert_eq!(applied, new, "{patch}");
         }
         assert_eq!(
-            merge_patch_diff(
+            mooring_core::merge_patch::diff(
                 &json!({"a": 1, "b": {"c": 2}}),
                 &json!({"a": 1, "b": {"c": 3}})
             ),
             json!({"b": {"c": 3}})
         );
-    }
-
-    fn json_merge(target: &mut Value, patch: &Value) {
-        if let Value::Object(p) = patch {
-            if !target.is_object() {
-                *target = json!({});
-            }
-            if let Value::Object(t) = target {
-                for (k, v) in p {
-                    if v.is_null() {
-                        t.remove(k);
-                    } else {
-                        json_merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                    }
-                }
-            }
-        } else {
-            *target = patch.clone();
-        }
     }
 
     #[test]

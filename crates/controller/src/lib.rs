@@ -28,6 +28,7 @@ use kube::runtime::WatchStreamExt;
 use mooring_core::app::{Application, ApplicationDestination, IN_CLUSTER};
 use mooring_k8s::cluster::ClusterClient;
 use mooring_k8s::kube;
+use mooring_k8s::resources::application_resource;
 use mooring_source::{CredentialIndex, Credentials, RepoCache};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -274,51 +275,6 @@ impl Context {
 
 /// How long a resolved revision is reused without fetching.
 pub const RESOLVE_TTL: Duration = Duration::from_secs(10);
-
-pub fn application_resource() -> ApiResource {
-    argo_resource("Application", "applications")
-}
-
-/// Argo CD's `AppProject`.
-pub fn appproject_resource() -> ApiResource {
-    argo_resource("AppProject", "appprojects")
-}
-
-/// Argo CD's `ApplicationSet`.
-pub fn applicationset_resource() -> ApiResource {
-    argo_resource("ApplicationSet", "applicationsets")
-}
-
-/// Argo Rollouts' `Rollout`.
-pub fn rollout_resource() -> ApiResource {
-    argo_resource("Rollout", "rollouts")
-}
-
-/// Argo Rollouts' `AnalysisRun`.
-pub fn analysis_run_resource() -> ApiResource {
-    argo_resource("AnalysisRun", "analysisruns")
-}
-
-/// Argo Rollouts' `AnalysisTemplate`.
-pub fn analysis_template_resource() -> ApiResource {
-    argo_resource("AnalysisTemplate", "analysistemplates")
-}
-
-/// Argo Rollouts' `ClusterAnalysisTemplate`.
-pub fn cluster_analysis_template_resource() -> ApiResource {
-    argo_resource("ClusterAnalysisTemplate", "clusteranalysistemplates")
-}
-
-/// A kind of Argo's API group (`argoproj.io/v1alpha1`), Argo CD's and Argo Rollouts'.
-fn argo_resource(kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: "argoproj.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "argoproj.io/v1alpha1".into(),
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
 
 impl Context {
     /// The cluster an app deploys to.

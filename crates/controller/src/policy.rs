@@ -53,26 +53,6 @@ pub struct PolicyCache {
     compiled: Mutex<Option<(Fingerprint, Compiled)>>,
 }
 
-fn template_resource() -> ApiResource {
-    ApiResource {
-        group: "templates.gatekeeper.sh".into(),
-        version: "v1".into(),
-        api_version: "templates.gatekeeper.sh/v1".into(),
-        kind: "ConstraintTemplate".into(),
-        plural: "constrainttemplates".into(),
-    }
-}
-
-fn constraint_resource(kind: &str) -> ApiResource {
-    ApiResource {
-        group: "constraints.gatekeeper.sh".into(),
-        version: "v1beta1".into(),
-        api_version: "constraints.gatekeeper.sh/v1beta1".into(),
-        kind: kind.into(),
-        plural: kind.to_lowercase(),
-    }
-}
-
 async fn list(
     cluster: &ClusterClient,
     resource: &ApiResource,
@@ -123,7 +103,12 @@ fn fingerprint(objects: &[Value]) -> Fingerprint {
 /// when Gatekeeper's ConstraintTemplate kind is not installed at all.
 async fn policy_objects(ctx: &Context) -> Result<Option<Vec<Value>>, ControllerError> {
     let mgmt = &ctx.management;
-    let Some(templates) = list(mgmt, &template_resource()).await? else {
+    let Some(templates) = list(
+        mgmt,
+        &mooring_k8s::resources::constraint_template_resource(),
+    )
+    .await?
+    else {
         return Ok(None);
     };
     let mut objects = templates.clone();
@@ -134,7 +119,9 @@ async fn policy_objects(ctx: &Context) -> Result<Option<Vec<Value>>, ControllerE
         else {
             continue;
         };
-        if let Some(constraints) = list(mgmt, &constraint_resource(kind)).await? {
+        if let Some(constraints) =
+            list(mgmt, &mooring_k8s::resources::constraint_resource(kind)).await?
+        {
             objects.extend(constraints);
         }
     }
@@ -381,8 +368,10 @@ pub async fn audit_app(
 pub(crate) async fn watch_templates(ctx: Arc<Context>) {
     use futures::StreamExt;
     use kube::runtime::{watcher, WatchStreamExt};
-    let api: Api<DynamicObject> =
-        Api::all_with(ctx.management.client().clone(), &template_resource());
+    let api: Api<DynamicObject> = Api::all_with(
+        ctx.management.client().clone(),
+        &mooring_k8s::resources::constraint_template_resource(),
+    );
     let mut stream = watcher(api.clone(), watcher::Config::default())
         .default_backoff()
         .boxed();

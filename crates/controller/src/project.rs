@@ -79,7 +79,7 @@ pub async fn project_of(
     let projects: Api<DynamicObject> = Api::namespaced_with(
         ctx.management.client().clone(),
         ctx.namespace(),
-        &crate::appproject_resource(),
+        &mooring_k8s::resources::appproject_resource(),
     );
     let found = projects.get_opt(name).await.map_err(|e| {
         ControllerError::Internal(format!(
@@ -95,8 +95,11 @@ pub async fn project_of(
 /// cluster without the AppProject CRD, or a controller without the right to create one,
 /// only logs: apps using `default` then report that it does not exist.
 pub async fn ensure_default_project(management: &kube::Client, namespace: &str) {
-    let projects: Api<DynamicObject> =
-        Api::namespaced_with(management.clone(), namespace, &crate::appproject_resource());
+    let projects: Api<DynamicObject> = Api::namespaced_with(
+        management.clone(),
+        namespace,
+        &mooring_k8s::resources::appproject_resource(),
+    );
     match projects.get_opt(DEFAULT_PROJECT).await {
         Ok(Some(_)) => return,
         Ok(None) => {}
@@ -283,7 +286,7 @@ pub async fn watch_projects(ctx: Arc<Context>) {
     let api: Api<DynamicObject> = Api::namespaced_with(
         ctx.management.client().clone(),
         ctx.namespace(),
-        &crate::appproject_resource(),
+        &mooring_k8s::resources::appproject_resource(),
     );
     let mut stream = kube::runtime::watcher(api, Default::default())
         .default_backoff()

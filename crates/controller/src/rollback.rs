@@ -42,12 +42,12 @@ use crate::outbound::{Outbound, OutboundError, OutboundRequest};
 use crate::prometheus::{PromClient, PromValue};
 use crate::reconcile::now;
 use crate::{Context, ControllerError};
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use mooring_core::app::{Application, ApplicationCondition, HealthStatusCode, SyncStatusCode};
 use mooring_core::rollback::{
     ApplicationRollbackStatus, PendingRollback, PolicyCondition, RollbackPolicy,
-    RollbackPolicyStatus, RollbackRecord, RuleStatus, WebhookSpec, GROUP, KIND, PLURAL,
-    SUSPENDED_CONDITION, SUSPEND_ANNOTATION, VERSION,
+    RollbackPolicyStatus, RollbackRecord, RuleStatus, WebhookSpec, SUSPENDED_CONDITION,
+    SUSPEND_ANNOTATION,
 };
 use mooring_core::ResourceKey;
 use mooring_engine::rollback::{
@@ -77,25 +77,16 @@ pub enum RollbackError {
     App { app: String, message: String },
 }
 
-/// `mooring.dev/v1alpha1` `RollbackPolicy`.
-pub fn rollback_policy_resource() -> ApiResource {
-    ApiResource {
-        group: GROUP.into(),
-        version: VERSION.into(),
-        api_version: format!("{GROUP}/{VERSION}"),
-        kind: KIND.into(),
-        plural: PLURAL.into(),
-    }
-}
-
 /// Start the RollbackPolicy loop.
 pub fn start(ctx: Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
     vec![tokio::spawn(run(ctx))]
 }
 
 async fn run(ctx: Arc<Context>) {
-    let api: Api<DynamicObject> =
-        Api::all_with(ctx.management.client().clone(), &rollback_policy_resource());
+    let api: Api<DynamicObject> = Api::all_with(
+        ctx.management.client().clone(),
+        &mooring_k8s::resources::rollback_policy_resource(),
+    );
     // When each policy (namespace/name) was last evaluated.
     let mut last: HashMap<String, Instant> = HashMap::new();
     loop {
@@ -166,7 +157,7 @@ fn policy_api(ctx: &Context, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(
         ctx.management.client().clone(),
         ns,
-        &rollback_policy_resource(),
+        &mooring_k8s::resources::rollback_policy_resource(),
     )
 }
 
@@ -839,7 +830,7 @@ async fn abort_rollout(ctx: &Context, app: &Application, key: &ResourceKey) -> R
     let api: Api<DynamicObject> = Api::namespaced_with(
         cluster.client().clone(),
         &key.namespace,
-        &crate::rollout_resource(),
+        &mooring_k8s::resources::rollout_resource(),
     );
     let patch = Patch::Merge(json!({"status": {"abort": true}}));
     match api

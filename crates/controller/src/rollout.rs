@@ -14,10 +14,6 @@
 //! All state lives in the Rollout's status and in its children's labels and annotations, so
 //! the controller can be killed at any moment and resumes where it was.
 
-use crate::{
-    analysis_run_resource, analysis_template_resource, cluster_analysis_template_resource,
-    rollout_resource,
-};
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -26,6 +22,10 @@ use kube::runtime::{watcher, WatchStreamExt};
 use mooring_core::rollout::{MANAGED_BY_ANNOTATION, POD_TEMPLATE_HASH_LABEL};
 use mooring_engine::rollout::{Observed, Plan, RunRequest};
 use mooring_k8s::cluster::ClusterClient;
+use mooring_k8s::resources::{
+    analysis_run_resource, analysis_template_resource, cluster_analysis_template_resource,
+    rollout_resource,
+};
 use mooring_k8s::{api_resource, kube};
 use serde_json::{json, Value};
 use std::sync::Arc;

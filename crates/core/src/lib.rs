@@ -9,10 +9,13 @@ pub mod app;
 pub mod appset;
 pub mod cluster;
 pub mod event;
+pub mod fields_v1;
+pub mod merge_patch;
 pub mod name;
 pub mod project;
 pub mod rollback;
 pub mod rollout;
+pub mod server_fields;
 pub mod yaml;
 
 use serde::{Deserialize, Serialize};

@@ -11,6 +11,7 @@ pub use kube;
 pub mod cluster;
 pub mod crds;
 pub mod registry;
+pub mod resources;
 
 use std::path::Path;
 

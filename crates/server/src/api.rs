@@ -50,10 +50,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
-use mooring_controller::applicationset_resource;
 use mooring_engine::project::ControlPlane;
 use mooring_k8s::kube;
 use mooring_k8s::kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use mooring_k8s::resources::applicationset_resource;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -413,7 +413,7 @@ fn apps(st: &ApiState, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(
         st.store.client.clone(),
         ns,
-        &mooring_controller::application_resource(),
+        &mooring_k8s::resources::application_resource(),
     )
 }
 
@@ -559,7 +559,7 @@ async fn list_apps(
         None => {
             Api::<DynamicObject>::all_with(
                 st.store.client.clone(),
-                &mooring_controller::application_resource(),
+                &mooring_k8s::resources::application_resource(),
             )
             .list(&Default::default())
             .await?
@@ -635,16 +635,7 @@ async fn create_app(
         return Ok((StatusCode::OK, Json(updated)));
     }
     az.check(&p, "applications", "create", &obj)?;
-    if let Some(m) = a.pointer_mut("/metadata") {
-        for k in [
-            "resourceVersion",
-            "uid",
-            "creationTimestamp",
-            "managedFields",
-        ] {
-            m.as_object_mut().map(|m| m.remove(k));
-        }
-    }
+    mooring_core::server_fields::strip_server_metadata(&mut a);
     if let Some(o) = a.as_object_mut() {
         o.remove("status");
         o.remove("operation");

@@ -97,7 +97,7 @@ impl Store {
         Api::namespaced_with(
             self.client.clone(),
             &self.namespace,
-            &mooring_controller::appproject_resource(),
+            &mooring_k8s::resources::appproject_resource(),
         )
     }
 

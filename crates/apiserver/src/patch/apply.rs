@@ -35,10 +35,12 @@
 //! ordering of values inside `k:`/`v:` elements is a reasonable total order
 //! rather than SMD's exact one.
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ops::Bound;
 
+use mooring_core::fields_v1::{
+    decode as decode_fields, encode as encode_fields, path_string, FieldPath, FieldSet, PathElement,
+};
 use serde_json::{Map, Value};
 
 use super::schema::{is_atomic_map, key_default, list_merge_keys, ListType};
@@ -48,19 +50,11 @@ const APPLY: &str = "Apply";
 const UPDATE: &str = "Update";
 const BEFORE_FIRST_APPLY: &str = "before-first-apply";
 
-/// Metadata fields the server owns; never part of any manager's field set.
-const IGNORED_METADATA: [&str; 10] = [
-    "name",
-    "namespace",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "managedFields",
-    "selfLink",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-];
+/// Metadata fields never part of any manager's field set: the object's identity (`name`,
+/// `namespace`, as structured-merge-diff ignores them) and the server-set fields.
+fn ignored_metadata(field: &str) -> bool {
+    matches!(field, "name" | "namespace") || mooring_core::server_fields::is_server_metadata(field)
+}
 
 /// Parameters of one server-side apply request.
 #[derive(Debug, Clone, Copy)]
@@ -228,164 +222,6 @@ pub fn track_update(
 // ---------------------------------------------------------------------------
 // Field paths and sets
 
-/// One step of a field path, as in SMD's `PathElement`.
-#[derive(Debug, Clone)]
-enum PathElement {
-    /// Map field: `f:name`.
-    Field(String),
-    /// Associative-list item by key fields (sorted by name): `k:{"name":"x"}`.
-    Key(Vec<(String, Value)>),
-    /// Set-list item: `v:"x"`.
-    Value(Value),
-    /// List item by position: `i:0` (only for items lacking their keys).
-    Index(usize),
-}
-
-type FieldPath = Vec<PathElement>;
-type FieldSet = BTreeSet<FieldPath>;
-
-impl PathElement {
-    fn rank(&self) -> u8 {
-        match self {
-            PathElement::Field(_) => 0,
-            PathElement::Key(_) => 1,
-            PathElement::Value(_) => 2,
-            PathElement::Index(_) => 3,
-        }
-    }
-
-    /// fieldsV1 object key.
-    fn encode(&self) -> String {
-        match self {
-            PathElement::Field(name) => format!("f:{name}"),
-            PathElement::Key(fields) => {
-                let obj: Map<String, Value> = fields.iter().cloned().collect();
-                format!("k:{}", Value::Object(obj))
-            }
-            PathElement::Value(v) => format!("v:{v}"),
-            PathElement::Index(i) => format!("i:{i}"),
-        }
-    }
-
-    fn decode(key: &str) -> Option<Self> {
-        let (kind, rest) = key.split_once(':')?;
-        match kind {
-            "f" => Some(PathElement::Field(rest.to_owned())),
-            "k" => match serde_json::from_str::<Value>(rest).ok()? {
-                Value::Object(obj) => {
-                    let mut fields: Vec<(String, Value)> = obj.into_iter().collect();
-                    fields.sort_by(|a, b| a.0.cmp(&b.0));
-                    Some(PathElement::Key(fields))
-                }
-                _ => None,
-            },
-            "v" => serde_json::from_str(rest).ok().map(PathElement::Value),
-            "i" => rest.parse().ok().map(PathElement::Index),
-            _ => None,
-        }
-    }
-
-    /// Human-readable form used in conflict messages, as SMD prints it.
-    fn display(&self, out: &mut String) {
-        match self {
-            PathElement::Field(name) => {
-                out.push('.');
-                out.push_str(name);
-            }
-            PathElement::Key(fields) => {
-                let parts: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                out.push('[');
-                out.push_str(&parts.join(","));
-                out.push(']');
-            }
-            PathElement::Value(v) => out.push_str(&format!("[={v}]")),
-            PathElement::Index(i) => out.push_str(&format!("[{i}]")),
-        }
-    }
-}
-
-impl Ord for PathElement {
-    fn cmp(&self, other: &Self) -> Ordering {
-        match (self, other) {
-            (PathElement::Field(a), PathElement::Field(b)) => a.cmp(b),
-            (PathElement::Key(a), PathElement::Key(b)) => {
-                for ((ak, av), (bk, bv)) in a.iter().zip(b) {
-                    let ord = ak.cmp(bk).then_with(|| cmp_json(av, bv));
-                    if ord != Ordering::Equal {
-                        return ord;
-                    }
-                }
-                a.len().cmp(&b.len())
-            }
-            (PathElement::Value(a), PathElement::Value(b)) => cmp_json(a, b),
-            (PathElement::Index(a), PathElement::Index(b)) => a.cmp(b),
-            _ => self.rank().cmp(&other.rank()),
-        }
-    }
-}
-
-impl PartialOrd for PathElement {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for PathElement {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for PathElement {}
-
-/// A total order on JSON values (null < bool < number < string < array < object).
-fn cmp_json(a: &Value, b: &Value) -> Ordering {
-    fn rank(v: &Value) -> u8 {
-        match v {
-            Value::Null => 0,
-            Value::Bool(_) => 1,
-            Value::Number(_) => 2,
-            Value::String(_) => 3,
-            Value::Array(_) => 4,
-            Value::Object(_) => 5,
-        }
-    }
-    match (a, b) {
-        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
-        (Value::Number(x), Value::Number(y)) => {
-            let numeric = match (x.as_i64(), y.as_i64()) {
-                (Some(x), Some(y)) => x.cmp(&y),
-                _ => x
-                    .as_f64()
-                    .zip(y.as_f64())
-                    .and_then(|(x, y)| x.partial_cmp(&y))
-                    .unwrap_or(Ordering::Equal),
-            };
-            numeric.then_with(|| x.to_string().cmp(&y.to_string()))
-        }
-        (Value::String(x), Value::String(y)) => x.cmp(y),
-        (Value::Array(x), Value::Array(y)) => {
-            for (xi, yi) in x.iter().zip(y) {
-                let ord = cmp_json(xi, yi);
-                if ord != Ordering::Equal {
-                    return ord;
-                }
-            }
-            x.len().cmp(&y.len())
-        }
-        (Value::Object(_), Value::Object(_)) => a.to_string().cmp(&b.to_string()),
-        _ => rank(a).cmp(&rank(b)),
-    }
-}
-
-fn path_string(path: &[PathElement]) -> String {
-    let mut out = String::new();
-    for pe in path {
-        pe.display(&mut out);
-    }
-    out
-}
-
 fn child(path: &[PathElement], pe: PathElement) -> FieldPath {
     let mut out = path.to_vec();
     out.push(pe);
@@ -408,64 +244,6 @@ fn has_descendant(set: &FieldSet, path: &FieldPath) -> bool {
 /// Drop paths that are never tracked (the `metadata` node itself).
 fn strip(set: &mut FieldSet) {
     set.remove(&vec![PathElement::Field("metadata".into())]);
-}
-
-/// Encode a field set as a FieldsV1 JSON object (SMD's serialization:
-/// sorted path elements, `"."` first for nodes that are members and have children).
-fn encode_fields(set: &FieldSet) -> Value {
-    #[derive(Default)]
-    struct Trie {
-        member: bool,
-        children: BTreeMap<PathElement, Trie>,
-    }
-    fn to_json(node: &Trie) -> Map<String, Value> {
-        let mut out = Map::new();
-        if node.member && !node.children.is_empty() {
-            out.insert(".".into(), Value::Object(Map::new()));
-        }
-        for (pe, child) in &node.children {
-            out.insert(pe.encode(), Value::Object(to_json(child)));
-        }
-        out
-    }
-    let mut root = Trie::default();
-    for path in set.iter().filter(|p| !p.is_empty()) {
-        let mut node = &mut root;
-        for pe in path {
-            node = node.children.entry(pe.clone()).or_default();
-        }
-        node.member = true;
-    }
-    Value::Object(to_json(&root))
-}
-
-/// Decode a FieldsV1 object; `None` if it is malformed.
-fn decode_fields(value: &Value) -> Option<FieldSet> {
-    fn walk(map: &Map<String, Value>, prefix: &mut FieldPath, out: &mut FieldSet) -> Option<()> {
-        for (key, sub) in map {
-            if key == "." {
-                if !prefix.is_empty() {
-                    out.insert(prefix.clone());
-                }
-                continue;
-            }
-            let Value::Object(sub) = sub else { return None };
-            prefix.push(PathElement::decode(key)?);
-            if sub.is_empty() {
-                out.insert(prefix.clone());
-            } else {
-                walk(sub, prefix, out)?;
-            }
-            prefix.pop();
-        }
-        Some(())
-    }
-    let Value::Object(map) = value else {
-        return None;
-    };
-    let mut out = FieldSet::new();
-    walk(map, &mut Vec::new(), &mut out)?;
-    Some(out)
 }
 
 // ---------------------------------------------------------------------------
@@ -515,9 +293,7 @@ fn view(obj: &Map<String, Value>) -> Map<String, Value> {
     out.shift_remove("apiVersion");
     out.shift_remove("kind");
     if let Some(Value::Object(meta)) = out.get_mut("metadata") {
-        for key in IGNORED_METADATA {
-            meta.shift_remove(key);
-        }
+        meta.retain(|k, _| !ignored_metadata(k));
     }
     out
 }

@@ -4,7 +4,8 @@
 //! content type, and each has different semantics that kubectl, client-go
 //! and controllers depend on:
 //!
-//! - `application/merge-patch+json` — RFC 7386, [`merge_patch`].
+//! - `application/merge-patch+json` — RFC 7386, [`mooring_core::merge_patch`] (the one
+//!   definition the controller and CLI use too).
 //! - `application/json-patch+json` — RFC 6902, [`json_patch`].
 //! - `application/strategic-merge-patch+json` — Kubernetes' schema-aware
 //!   merge where lists of containers, env vars, ports, ... merge by key
@@ -74,13 +75,6 @@ impl fmt::Display for ApplyConflict {
     }
 }
 
-/// RFC 7386 JSON merge patch.
-pub fn merge_patch(target: &Value, patch: &Value) -> Value {
-    let mut doc = target.clone();
-    json_patch::merge(&mut doc, patch);
-    doc
-}
-
 /// RFC 6902 JSON patch. The patch is applied atomically: on error the
 /// target is untouched and the failing operation is named in the message.
 pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, PatchError> {
@@ -104,7 +98,7 @@ mod tests {
 
     #[test]
     fn merge_patch_deletes_with_null() {
-        let out = merge_patch(
+        let out = mooring_core::merge_patch::applied(
             &json!({"a": 1, "b": {"c": 2, "d": 3}}),
             &json!({"b": {"c": null}}),
         );

@@ -18,7 +18,6 @@
 
 pub mod providers;
 
-use crate::analysis_run_resource;
 use base64::Engine as _;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use mooring_core::analysis::{
@@ -29,6 +28,7 @@ use mooring_engine::analysis::run::{self as engine, Plan};
 use mooring_engine::analysis::template::{resolve_args, resolve_metric, Redactor};
 use mooring_k8s::cluster::{ClusterClient, K8sError};
 use mooring_k8s::kube;
+use mooring_k8s::resources::analysis_run_resource;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

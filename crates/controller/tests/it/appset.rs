@@ -14,7 +14,7 @@ fn sets(c: &Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         c.clone(),
         "argocd",
-        &mooring_controller::applicationset_resource(),
+        &mooring_k8s::resources::applicationset_resource(),
     )
 }
 
@@ -22,7 +22,7 @@ fn apps(c: &Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         c.clone(),
         "argocd",
-        &mooring_controller::application_resource(),
+        &mooring_k8s::resources::application_resource(),
     )
 }
 

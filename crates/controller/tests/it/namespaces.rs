@@ -73,7 +73,7 @@ async fn an_application_outside_the_control_plane_is_ignored_until_both_allow_it
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}),
     )
     .await;
-    let projects = api(&c, "argocd", &mooring_controller::appproject_resource());
+    let projects = api(&c, "argocd", &mooring_k8s::resources::appproject_resource());
     create(
         &projects,
         json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
@@ -84,7 +84,7 @@ async fn an_application_outside_the_control_plane_is_ignored_until_both_allow_it
     )
     .await;
     // A tenant's own, permissive AppProject beside its Application: never read.
-    let tenant_projects = api(&c, "team-a", &mooring_controller::appproject_resource());
+    let tenant_projects = api(&c, "team-a", &mooring_k8s::resources::appproject_resource());
     create(
         &tenant_projects,
         json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
@@ -94,10 +94,18 @@ async fn an_application_outside_the_control_plane_is_ignored_until_both_allow_it
                         "clusterResourceWhitelist": [{"group": "*", "kind": "*"}]}}),
     )
     .await;
-    let apps = api(&c, "team-a", &mooring_controller::application_resource());
+    let apps = api(
+        &c,
+        "team-a",
+        &mooring_k8s::resources::application_resource(),
+    );
     create(&apps, tenant_app("team", &repo.url())).await;
     // An ApplicationSet there is ignored the same way (it would generate into team-a).
-    let sets = api(&c, "team-a", &mooring_controller::applicationset_resource());
+    let sets = api(
+        &c,
+        "team-a",
+        &mooring_k8s::resources::applicationset_resource(),
+    );
     create(
         &sets,
         json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
@@ -273,7 +281,11 @@ async fn cluster_secrets_outside_the_control_plane_are_not_read() {
                "stringData": {"name": "prod", "server": "https://10.9.9.9:6443", "config": "{}"}}),
     )
     .await;
-    let apps = api(&c, "argocd", &mooring_controller::application_resource());
+    let apps = api(
+        &c,
+        "argocd",
+        &mooring_k8s::resources::application_resource(),
+    );
     create(
         &apps,
         json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
@@ -319,7 +331,11 @@ async fn a_hard_refresh_renders_again_and_clears_the_annotation() {
     let commit = repo.commit("config");
     let (_cluster, e) = env_with_cluster().await;
     let c = e.client.clone();
-    let apps = api(&c, "argocd", &mooring_controller::application_resource());
+    let apps = api(
+        &c,
+        "argocd",
+        &mooring_k8s::resources::application_resource(),
+    );
     create(
         &apps,
         json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
@@ -431,7 +447,7 @@ async fn a_tenant_commit_cannot_escape_its_project() {
 
     let (cluster, e) = env_with_cluster().await;
     let c = e.client.clone();
-    let projects = api(&c, "argocd", &mooring_controller::appproject_resource());
+    let projects = api(&c, "argocd", &mooring_k8s::resources::appproject_resource());
     create(
         &projects,
         json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
@@ -443,7 +459,11 @@ async fn a_tenant_commit_cannot_escape_its_project() {
     )
     .await;
     // The admin's Application: the team's repository, into ml-team.
-    let admin_apps = api(&c, "argocd", &mooring_controller::application_resource());
+    let admin_apps = api(
+        &c,
+        "argocd",
+        &mooring_k8s::resources::application_resource(),
+    );
     create(
         &admin_apps,
         json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
@@ -454,7 +474,11 @@ async fn a_tenant_commit_cannot_escape_its_project() {
                    "syncPolicy": {"automated": {"prune": true}, "syncOptions": ["CreateNamespace=true"]}}}),
     )
     .await;
-    let tenant_apps = api(&c, "ml-team", &mooring_controller::application_resource());
+    let tenant_apps = api(
+        &c,
+        "ml-team",
+        &mooring_k8s::resources::application_resource(),
+    );
     eventually(
         60,
         "the tenant's objects are deployed into ml-team",
@@ -571,7 +595,7 @@ async fn a_project_whitelist_refuses_applications_projects_and_secrets() {
     tenant.commit("nested objects");
     let (_cluster, e) = env_with_cluster().await;
     let c = e.client.clone();
-    let projects = api(&c, "argocd", &mooring_controller::appproject_resource());
+    let projects = api(&c, "argocd", &mooring_k8s::resources::appproject_resource());
     create(
         &projects,
         json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
@@ -583,7 +607,11 @@ async fn a_project_whitelist_refuses_applications_projects_and_secrets() {
                             {"group": "", "kind": "ConfigMap"}, {"group": "apps", "kind": "Deployment"}]}}),
     )
     .await;
-    let apps = api(&c, "argocd", &mooring_controller::application_resource());
+    let apps = api(
+        &c,
+        "argocd",
+        &mooring_k8s::resources::application_resource(),
+    );
     create(
         &apps,
         json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
@@ -629,7 +657,7 @@ async fn a_project_whitelist_refuses_applications_projects_and_secrets() {
 async fn an_injected_role_policy_is_reported_on_the_project() {
     let (_cluster, e) = env_with_cluster().await;
     let c = e.client.clone();
-    let projects = api(&c, "argocd", &mooring_controller::appproject_resource());
+    let projects = api(&c, "argocd", &mooring_k8s::resources::appproject_resource());
     for (name, policies) in [
         (
             "team-a",

@@ -122,7 +122,7 @@ async fn a_deny_constraint_blocks_the_sync_and_dryrun_lets_it_through() {
     let apps: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         "argocd",
-        &mooring_controller::application_resource(),
+        &mooring_k8s::resources::application_resource(),
     );
     let app: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
@@ -296,7 +296,7 @@ async fn a_template_that_does_not_compile_is_reported_and_fails_closed() {
     let apps: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         "argocd",
-        &mooring_controller::application_resource(),
+        &mooring_k8s::resources::application_resource(),
     );
     let app: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",

@@ -11,7 +11,7 @@ fn projects(client: &mooring_k8s::kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
         "argocd",
-        &mooring_controller::appproject_resource(),
+        &mooring_k8s::resources::appproject_resource(),
     )
 }
 
@@ -19,7 +19,7 @@ fn apps(client: &mooring_k8s::kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
         "argocd",
-        &mooring_controller::application_resource(),
+        &mooring_k8s::resources::application_resource(),
     )
 }
 

@@ -55,7 +55,7 @@ fn apps(client: &mooring_k8s::kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
         "argocd",
-        &mooring_controller::application_resource(),
+        &mooring_k8s::resources::application_resource(),
     )
 }
 
@@ -63,7 +63,7 @@ fn policies(client: &mooring_k8s::kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
         "argocd",
-        &mooring_controller::rollback::rollback_policy_resource(),
+        &mooring_k8s::resources::rollback_policy_resource(),
     )
 }
 

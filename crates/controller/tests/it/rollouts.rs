@@ -5,8 +5,8 @@
 use crate::support::{allow_outbound, env_with_cluster, eventually, field};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use mooring_apiserver::Cluster;
-use mooring_controller::{analysis_run_resource, analysis_template_resource, rollout_resource};
 use mooring_k8s::kube;
+use mooring_k8s::resources::{analysis_run_resource, analysis_template_resource, rollout_resource};
 use serde_json::{json, Value};
 
 use mooring_k8s::api_resource as res;
@@ -711,7 +711,7 @@ async fn wait_seed(
                 .unwrap_or_default();
             let app = get(
                 client,
-                &mooring_controller::application_resource(),
+                &mooring_k8s::resources::application_resource(),
                 "argocd",
                 "model-serving",
             )
@@ -743,7 +743,7 @@ async fn seed_canary_promotes_a_good_model_and_aborts_a_bad_one() {
     let apps: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         "argocd",
-        &mooring_controller::application_resource(),
+        &mooring_k8s::resources::application_resource(),
     );
     let app: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",

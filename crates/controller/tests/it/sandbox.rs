@@ -38,7 +38,7 @@ fn apps(client: &mooring_k8s::kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
         "argocd",
-        &mooring_controller::application_resource(),
+        &mooring_k8s::resources::application_resource(),
     )
 }
 

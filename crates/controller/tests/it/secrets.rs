@@ -139,7 +139,11 @@ async fn https_credentials_are_never_sent_to_an_http_url() {
     })
     .await;
 
-    let apps = api(&c, "argocd", &mooring_controller::application_resource());
+    let apps = api(
+        &c,
+        "argocd",
+        &mooring_k8s::resources::application_resource(),
+    );
     create(&apps, app("downgrade", &downgraded)).await;
     let status = status_when(
         &apps,
@@ -299,7 +303,7 @@ async fn a_tenants_repository_and_cluster_secrets_replace_nothing() {
         };
         create(&secrets, secret_for(&entry, "argocd")).await;
     }
-    let projects = api(&c, "argocd", &mooring_controller::appproject_resource());
+    let projects = api(&c, "argocd", &mooring_k8s::resources::appproject_resource());
     create(
         &projects,
         json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
@@ -309,7 +313,11 @@ async fn a_tenants_repository_and_cluster_secrets_replace_nothing() {
                         "clusterResourceWhitelist": [{"group": "", "kind": "Namespace"}]}}),
     )
     .await;
-    let apps = api(&c, "argocd", &mooring_controller::application_resource());
+    let apps = api(
+        &c,
+        "argocd",
+        &mooring_k8s::resources::application_resource(),
+    );
     create(
         &apps,
         json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",

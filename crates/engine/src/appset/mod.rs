@@ -227,26 +227,6 @@ fn merge_template(base: &Value, over: &Value) -> Value {
     }
 }
 
-/// JSON merge patch (RFC 7386).
-fn merge_patch(target: &mut Value, patch: &Value) {
-    if let Value::Object(p) = patch {
-        if !target.is_object() {
-            *target = Value::Object(Map::new());
-        }
-        if let Value::Object(t) = target {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-    } else {
-        *target = patch.clone();
-    }
-}
-
 fn render_application(
     set: &ApplicationSet,
     template: &Value,
@@ -301,7 +281,7 @@ fn render_application(
             )));
         }
         if !patch.is_null() {
-            merge_patch(&mut app, &patch);
+            mooring_core::merge_patch::apply(&mut app, &patch);
         }
     }
     validate_application(&app)?;

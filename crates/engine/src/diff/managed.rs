@@ -3,8 +3,10 @@
 //! `FieldsV1` is a JSON tree whose keys say what is owned:
 //! `f:<name>` an object field, `k:{"name":"x"}` the item of a keyed list whose key fields
 //! have those values, `v:<json>` an item of a set list equal to that value, `i:<n>` a
-//! list position, and `.` the node itself. A node with no children is owned whole.
+//! list position, and `.` the node itself. A node with no children is owned whole. Keys are
+//! decoded by [`mooring_core::fields_v1`], the decoding the embedded API server writes with.
 
+use mooring_core::fields_v1::PathElement;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -25,25 +27,21 @@ impl Fields {
         };
         for (k, child) in map {
             let child_fields = Fields::parse(child);
-            if let Some(name) = k.strip_prefix("f:") {
-                out.fields
-                    .entry(name.to_string())
-                    .or_default()
-                    .merge(child_fields);
-            } else if let Some(key) = k.strip_prefix("k:") {
-                if let Ok(Value::Object(key)) = serde_json::from_str::<Value>(key) {
-                    out.keyed.push((key, child_fields));
+            // `.` (the node itself) adds nothing beyond the node's presence, and a key that
+            // is not a path element names no field of the object: both decode to `None`.
+            match PathElement::decode(k) {
+                Some(PathElement::Field(name)) => {
+                    out.fields.entry(name).or_default().merge(child_fields);
                 }
-            } else if let Some(val) = k.strip_prefix("v:") {
-                if let Ok(val) = serde_json::from_str::<Value>(val) {
-                    out.values.push((val, child_fields));
+                Some(PathElement::Key(key)) => {
+                    out.keyed.push((key.into_iter().collect(), child_fields));
                 }
-            } else if let Some(i) = k.strip_prefix("i:") {
-                if let Ok(i) = i.parse() {
+                Some(PathElement::Value(val)) => out.values.push((val, child_fields)),
+                Some(PathElement::Index(i)) => {
                     out.indexes.entry(i).or_default().merge(child_fields);
                 }
+                None => {}
             }
-            // `.` (the node itself) adds nothing beyond the node's presence.
         }
         out
     }

@@ -4,18 +4,6 @@
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-/// Metadata fields that the API server sets.
-const SERVER_METADATA: [&str; 8] = [
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "managedFields",
-    "selfLink",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-];
-
 /// Annotations written by tools and controllers, never declared in Git.
 const SERVER_ANNOTATIONS: [&str; 2] = [
     "kubectl.kubernetes.io/last-applied-configuration",
@@ -37,7 +25,7 @@ pub(crate) fn normalize(obj: &Value, keep_owner_refs: bool) -> Value {
     };
     map.shift_remove("status");
     if let Some(Value::Object(meta)) = map.get_mut("metadata") {
-        for f in SERVER_METADATA {
+        for f in mooring_core::server_fields::SERVER_METADATA {
             meta.shift_remove(f);
         }
         if !keep_owner_refs {

@@ -17,21 +17,6 @@ struct World {
     pods_ready: bool,
 }
 
-fn merge(into: &mut Value, patch: &Value) {
-    match (into, patch) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                if v.is_null() {
-                    a.remove(k);
-                } else {
-                    merge(a.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        (into, patch) => *into = patch.clone(),
-    }
-}
-
 fn template(image: &str) -> Value {
     json!({"metadata": {"labels": {"app": "m"}}, "spec": {"containers": [{"name": "c", "image": image}]}})
 }
@@ -78,7 +63,7 @@ impl World {
                 .iter_mut()
                 .find(|r| r["metadata"]["name"] == json!(name))
                 .expect("patched ReplicaSet exists");
-            merge(rs, patch);
+            mooring_core::merge_patch::apply(rs, patch);
         }
         self.rses
             .retain(|r| !p.delete.iter().any(|d| r["metadata"]["name"] == json!(d)));
@@ -507,7 +492,7 @@ fn invalid_specs_are_degraded_with_a_clear_message_and_change_nothing() {
         (json!({"replicas": "many"}), "does not parse"),
     ] {
         let mut r = canary_rollout(json!([]));
-        merge(&mut r["spec"], &spec_patch);
+        mooring_core::merge_patch::apply(&mut r["spec"], &spec_patch);
         let mut w = World::new(r);
         let p = w.step();
         assert!(p.create.is_empty() && p.patch.is_empty() && p.start_runs.is_empty());

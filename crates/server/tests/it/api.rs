@@ -4,9 +4,9 @@
 //! brute force is rate-limited.
 
 use mooring_apiserver::{Cluster, ClusterOptions};
-use mooring_controller::appproject_resource;
 use mooring_k8s::k8s_openapi::api::core::v1::ConfigMap;
 use mooring_k8s::kube::api::{Api, DynamicObject, PostParams};
+use mooring_k8s::resources::appproject_resource;
 use mooring_server::api::ApiOptions;
 use mooring_server::store::Store;
 use serde_json::{json, Value};
@@ -167,7 +167,7 @@ async fn project_roles_accounts_and_bad_tokens() {
     let apps: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         "argocd",
-        &mooring_controller::application_resource(),
+        &mooring_k8s::resources::application_resource(),
     );
     for (name, project) in [
         ("inference-east", "ml-platform"),
@@ -502,7 +502,7 @@ async fn project_roles_accounts_and_bad_tokens() {
     let sets: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         "argocd",
-        &mooring_controller::applicationset_resource(),
+        &mooring_k8s::resources::applicationset_resource(),
     );
     for (name, project) in [
         ("ml-inference-services", "ml-platform"),
@@ -805,7 +805,7 @@ async fn the_seed_project_roles_on_the_seed_fleet() {
         ("projects/ml-platform.yaml", appproject_resource()),
         (
             "applicationsets/ml-inference-services.yaml",
-            mooring_controller::applicationset_resource(),
+            mooring_k8s::resources::applicationset_resource(),
         ),
     ] {
         let text = std::fs::read_to_string(example.join(file)).expect("seed file");
@@ -1163,7 +1163,7 @@ async fn an_injected_project_role_policy_grants_nothing() {
     let apps: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         "argocd",
-        &mooring_controller::application_resource(),
+        &mooring_k8s::resources::application_resource(),
     );
     for (name, proj) in [("web", "team-a"), ("db", "team-b")] {
         apps.create(

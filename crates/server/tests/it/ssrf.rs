@@ -11,7 +11,7 @@ use mooring_controller::outbound::{MANAGEMENT_API, REST_API};
 use mooring_controller::{Controller, ControllerOptions};
 use mooring_k8s::k8s_openapi::api::core::v1::ConfigMap;
 use mooring_k8s::kube;
-use mooring_k8s::kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use mooring_k8s::kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use mooring_testkit::eventually;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -178,16 +178,6 @@ impl World {
     }
 }
 
-fn resource(kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: "argoproj.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "argoproj.io/v1alpha1".into(),
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
-
 /// The tenant creates an AnalysisRun in its namespace with one `web` metric.
 async fn web_run(client: &kube::Client, name: &str, web: Value) {
     run_with(client, name, json!({"web": web})).await
@@ -198,7 +188,7 @@ async fn run_with(client: &kube::Client, name: &str, provider: Value) {
     let runs: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         TENANT,
-        &resource("AnalysisRun", "analysisruns"),
+        &mooring_k8s::resources::analysis_run_resource(),
     );
     let run = json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisRun",
@@ -219,7 +209,7 @@ async fn finished(client: &kube::Client, name: &str) -> Value {
     let runs: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         TENANT,
-        &resource("AnalysisRun", "analysisruns"),
+        &mooring_k8s::resources::analysis_run_resource(),
     );
     eventually(60, &format!("AnalysisRun {name} to finish"), || {
         let runs = runs.clone();
@@ -475,7 +465,7 @@ fn policies(client: &kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
         "argocd",
-        &mooring_controller::rollback::rollback_policy_resource(),
+        &mooring_k8s::resources::rollback_policy_resource(),
     )
 }
 
@@ -511,7 +501,7 @@ async fn incident_webhooks_cannot_reach_internal_addresses() {
     let apps: Api<DynamicObject> = Api::namespaced_with(
         w.client.clone(),
         "argocd",
-        &mooring_controller::application_resource(),
+        &mooring_k8s::resources::application_resource(),
     );
     apps.create(
         &PostParams::default(),

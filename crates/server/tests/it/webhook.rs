@@ -138,7 +138,7 @@ async fn push_webhook_refreshes_the_app() {
     let apps: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         "argocd",
-        &mooring_controller::application_resource(),
+        &mooring_k8s::resources::application_resource(),
     );
     let app: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
