@@ -13,6 +13,7 @@ pub mod name;
 pub mod project;
 pub mod rollback;
 pub mod rollout;
+pub mod scope;
 pub mod yaml;
 
 use serde::{Deserialize, Serialize};

@@ -95,7 +95,7 @@ impl ClusterInfo {
     /// Argo CD's local cluster: `in-cluster` at `https://kubernetes.default.svc`.
     pub fn in_cluster() -> ClusterInfo {
         ClusterInfo {
-            name: "in-cluster".into(),
+            name: mooring_core::app::IN_CLUSTER_NAME.into(),
             server: IN_CLUSTER.into(),
             ..ClusterInfo::default()
         }
