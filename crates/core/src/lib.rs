@@ -14,6 +14,8 @@ pub mod project;
 pub mod rollback;
 pub mod rollout;
 pub mod scope;
+pub mod selector;
+pub mod validation;
 pub mod yaml;
 
 use serde::{Deserialize, Serialize};

@@ -14,6 +14,8 @@
 //!   JSON (Kubernetes allows only a per-kind list of fields); whitespace around a field-selector
 //!   term and its operator is ignored.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -36,6 +38,25 @@ pub enum SelectorError {
     /// A field selector string is malformed.
     #[error("{0}")]
     Field(String),
+}
+
+/// A label set a selector is evaluated against: an object's `metadata.labels` as JSON, or
+/// a typed label map (clusters of an ApplicationSet generator, Gatekeeper review targets).
+pub trait Labels {
+    /// The value of label `key`, if set.
+    fn label(&self, key: &str) -> Option<Cow<'_, str>>;
+}
+
+impl Labels for Map<String, Value> {
+    fn label(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.get(key).map(label_value_string)
+    }
+}
+
+impl Labels for BTreeMap<String, String> {
+    fn label(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.get(key).map(|v| Cow::Borrowed(v.as_str()))
+    }
 }
 
 /// A label requirement operator.
@@ -168,8 +189,8 @@ impl Requirement {
     }
 
     /// Whether `labels` satisfy this requirement (Kubernetes' `Requirement.Matches`).
-    pub fn matches(&self, labels: &Map<String, Value>) -> bool {
-        let actual = labels.get(&self.key).map(label_value_string);
+    pub fn matches(&self, labels: &(impl Labels + ?Sized)) -> bool {
+        let actual = labels.label(&self.key);
         match self.operator {
             Operator::In | Operator::Equals | Operator::DoubleEquals => {
                 actual.is_some_and(|v| self.has_value(&v))
@@ -226,11 +247,11 @@ fn go_string_slice(values: &[String]) -> String {
 
 /// A label as a string; labels are strings in valid objects, other scalars are compared by
 /// their textual form.
-fn label_value_string(v: &Value) -> String {
+fn label_value_string(v: &Value) -> Cow<'_, str> {
     match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
+        Value::String(s) => Cow::Borrowed(s.as_str()),
+        Value::Null => Cow::Borrowed(""),
+        other => Cow::Owned(other.to_string()),
     }
 }
 
@@ -285,7 +306,7 @@ impl LabelSelector {
 
     /// Whether an object with these labels (the `metadata.labels` object; pass an empty map
     /// when it is missing) is selected.
-    pub fn matches(&self, labels: &Map<String, Value>) -> bool {
+    pub fn matches(&self, labels: &(impl Labels + ?Sized)) -> bool {
         !self.nothing && self.requirements.iter().all(|r| r.matches(labels))
     }
 
