@@ -985,6 +985,58 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The one implementation serves JSON labels (API server) and typed label maps
+    /// (ApplicationSet clusters, Gatekeeper targets) alike, with apimachinery semantics.
+    #[test]
+    fn typed_label_maps_match_like_json_labels() {
+        let typed: BTreeMap<String, String> = [("env", "prod"), ("tier", "gpu")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let json_labels = labels(json!({"env": "prod", "tier": "gpu"}));
+        for (selector, want) in [
+            (json!({"matchLabels": {"env": "prod"}}), true),
+            (json!({"matchLabels": {"env": "dev"}}), false),
+            (
+                json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["gpu", "tpu"]}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["gpu"]}]}),
+                false,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "env", "operator": "Exists"}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "env", "operator": "DoesNotExist"}]}),
+                false,
+            ),
+            (json!({}), true),
+        ] {
+            let sel = LabelSelector::from_label_selector_json(&selector).expect("valid");
+            assert_eq!(sel.matches(&typed), want, "{selector}");
+            assert_eq!(sel.matches(&json_labels), want, "{selector}");
+        }
+        let parsed = LabelSelector::parse("env=prod,tier in (gpu,tpu),!zone").expect("parse");
+        assert!(parsed.matches(&typed));
+        for invalid in [
+            json!({"matchExpressions": [{"key": "a", "operator": "Equals", "values": ["x"]}]}),
+            json!({"matchExpressions": [{"key": "a", "operator": "In"}]}),
+            json!({"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}),
+        ] {
+            assert!(
+                LabelSelector::from_label_selector_json(&invalid).is_err(),
+                "{invalid}"
+            );
+        }
+    }
+
     fn labels(v: Value) -> Map<String, Value> {
         match v {
             Value::Object(m) => m,
