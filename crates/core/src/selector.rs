@@ -7,6 +7,12 @@
 //! validation through [`crate::validation`]) and `k8s.io/apimachinery/pkg/fields` (term
 //! splitting with `\,` `\=` `\\` escapes).
 //!
+//! This is Mooring's one label-selector implementation: the API server (list/watch,
+//! workload controllers, the scale subresource), ApplicationSet generators, Gatekeeper's
+//! `labelSelector`/`namespaceSelector` and rollback policies all evaluate selectors here, so
+//! CI, the controller and the REST API cannot disagree about which objects a selector picks.
+//! [`Labels`] lets it run over JSON `metadata.labels` and typed label maps alike.
+//!
 //! Two deliberate deviations from Kubernetes:
 //! * `key in ()` / `key notin ()` are rejected ("values set can't be empty") instead of being
 //!   read as the set `{""}`; write `key in (,)` (or `key=`) to select the empty value.
