@@ -12,7 +12,7 @@
 use crate::error::ApiError;
 use crate::patch::{self, ApplyOptions, PatchError};
 use crate::registry::{split_api_version, Registry, ResourceType};
-use crate::selector::{FieldSelector, LabelSelector};
+use crate::selector::{FieldSelector, LabelSelector, SelectorError};
 use crate::store::{ObjKey, Store, Stored, Write, Written};
 use crate::{defaults, validation};
 use serde_json::{json, Map, Value};
@@ -949,7 +949,10 @@ impl Api {
             .and_then(|p| path_get(&obj, p))
             .and_then(Value::as_str)
             .map(str::to_string)
+            .map(Ok)
             .or_else(|| obj.pointer("/spec/selector").map(selector_string))
+            .transpose()
+            .map_err(|e| ApiError::Internal(format!("{}/{name}: spec.selector: {e}", rt.kind)))?
             .unwrap_or_default();
         let m = meta(&obj).cloned().unwrap_or_default();
         Ok(json!({
@@ -1159,36 +1162,11 @@ fn path_set(v: &mut Value, path: &str, value: Value) {
     }
 }
 
-/// Render a metav1.LabelSelector as the selector string the scale subresource reports.
-pub fn selector_string(sel: &Value) -> String {
-    let mut parts = Vec::new();
-    if let Some(ml) = sel.get("matchLabels").and_then(Value::as_object) {
-        for (k, v) in ml {
-            parts.push(format!("{k}={}", v.as_str().unwrap_or_default()));
-        }
-    }
-    if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
-        for e in exprs {
-            let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
-            let vals: Vec<&str> = e
-                .get("values")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            match e
-                .get("operator")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-            {
-                "In" => parts.push(format!("{key} in ({})", vals.join(","))),
-                "NotIn" => parts.push(format!("{key} notin ({})", vals.join(","))),
-                "Exists" => parts.push(key.to_string()),
-                "DoesNotExist" => parts.push(format!("!{key}")),
-                _ => {}
-            }
-        }
-    }
-    parts.join(",")
+/// Render a metav1.LabelSelector as the selector string the scale subresource reports:
+/// Kubernetes' `LabelSelectorAsSelector(..).String()`, requirements sorted by key, from the
+/// one label-selector implementation. An invalid selector is an error, as in Kubernetes.
+pub fn selector_string(sel: &Value) -> Result<String, SelectorError> {
+    Ok(LabelSelector::from_label_selector_json(sel)?.to_string())
 }
 
 fn encode_continue(ns: &str, name: &str, rv: u64) -> String {
@@ -1216,4 +1194,26 @@ fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
             .ok_or_else(bad)?
             .to_string(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_selector_string_is_kubernetes_canonical_form() {
+        let sel = json!({"matchLabels": {"tier": "gpu", "app": "web"},
+                         "matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["b", "a"]},
+                                              {"key": "canary", "operator": "DoesNotExist"}]});
+        assert_eq!(
+            selector_string(&sel).expect("valid"),
+            "app=web,!canary,tier=gpu,zone notin (a,b)"
+        );
+        assert_eq!(selector_string(&json!({})).expect("empty"), "");
+        let err = selector_string(
+            &json!({"matchExpressions": [{"key": "a", "operator": "Equals", "values": ["x"]}]}),
+        )
+        .expect_err("invalid operator");
+        assert!(err.to_string().contains("Equals"), "{err}");
+    }
 }

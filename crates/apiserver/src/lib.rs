@@ -26,12 +26,13 @@ pub mod gc;
 pub mod http;
 pub mod patch;
 pub mod registry;
-pub mod selector;
 pub mod sim;
 pub mod store;
 pub mod table;
 pub mod tls;
-pub mod validation;
+/// Label/field selectors and name/label validation are Kubernetes vocabulary shared with the
+/// controller and `mooring check`; their one home is `mooring_core`.
+pub use mooring_core::{selector, validation};
 
 use api::Api;
 use base64::Engine as _;

@@ -97,7 +97,7 @@ pub fn types_from_crd(crd: &Value) -> Result<Vec<ResourceType>, CrdError> {
     let singular = str_at(names, &["singular"])
         .map(str::to_string)
         .unwrap_or_else(|| kind.to_lowercase());
-    let namespaced = str_at(spec, &["scope"]) != Some("Cluster");
+    let namespaced = mooring_core::scope::crd_namespaced(crd);
     let crd_name = str_at(crd, &["metadata", "name"]).unwrap_or_default();
     let expected = format!("{plural}.{group}");
     if crd_name != expected {

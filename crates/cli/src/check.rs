@@ -533,18 +533,12 @@ async fn check(
     }
 
     // Destination namespaces, as Argo CD applies them.
-    let cluster_crds: BTreeSet<(String, String)> = rendered
-        .iter()
-        .flat_map(|r| r.objects.iter())
-        .chain(written_objects.iter())
-        .filter(|o| o["kind"] == "CustomResourceDefinition" && o["spec"]["scope"] == "Cluster")
-        .filter_map(|o| {
-            Some((
-                o["spec"]["group"].as_str()?.to_string(),
-                o["spec"]["names"]["kind"].as_str()?.to_string(),
-            ))
-        })
-        .collect();
+    let cluster_crds = mooring_core::scope::crd_scopes(
+        rendered
+            .iter()
+            .flat_map(|r| r.objects.iter())
+            .chain(written_objects.iter()),
+    );
     for r in &mut rendered {
         if let Some(ns) = r.unit.namespace.clone() {
             default_namespaces(&mut r.objects, &ns, &cluster_crds);
@@ -1391,51 +1385,14 @@ fn units_of(doc: &Value, file: Option<&str>) -> Result<Vec<Unit>, String> {
     Ok(units)
 }
 
-/// Built-in cluster-scoped kinds (group, kind); CRDs say their own scope.
-const CLUSTER_SCOPED: &[(&str, &str)] = &[
-    ("", "Namespace"),
-    ("", "Node"),
-    ("", "PersistentVolume"),
-    ("rbac.authorization.k8s.io", "ClusterRole"),
-    ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
-    ("storage.k8s.io", "StorageClass"),
-    ("storage.k8s.io", "CSIDriver"),
-    ("storage.k8s.io", "CSINode"),
-    ("storage.k8s.io", "VolumeAttachment"),
-    ("storage.k8s.io", "VolumeAttributesClass"),
-    ("scheduling.k8s.io", "PriorityClass"),
-    ("node.k8s.io", "RuntimeClass"),
-    ("networking.k8s.io", "IngressClass"),
-    ("apiextensions.k8s.io", "CustomResourceDefinition"),
-    ("apiregistration.k8s.io", "APIService"),
-    (
-        "admissionregistration.k8s.io",
-        "MutatingWebhookConfiguration",
-    ),
-    (
-        "admissionregistration.k8s.io",
-        "ValidatingWebhookConfiguration",
-    ),
-    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
-    (
-        "admissionregistration.k8s.io",
-        "ValidatingAdmissionPolicyBinding",
-    ),
-    ("certificates.k8s.io", "CertificateSigningRequest"),
-    ("flowcontrol.apiserver.k8s.io", "FlowSchema"),
-    ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"),
-    ("resource.k8s.io", "DeviceClass"),
-    ("templates.gatekeeper.sh", "ConstraintTemplate"),
-];
-
 /// Give namespaced objects without a namespace the Application's destination namespace,
 /// as Argo CD does when it applies them, so findings name the namespace the object
-/// lands in. Scope comes from [`CLUSTER_SCOPED`], CRDs among `crds` (`spec.scope`), and
+/// lands in. Scope comes from CRDs among `crds` (`spec.scope`), the built-in table and
 /// Gatekeeper constraints (cluster-scoped); anything else is taken as namespaced.
 fn default_namespaces(
     objects: &mut [Value],
     namespace: &str,
-    cluster_crds: &BTreeSet<(String, String)>,
+    cluster_crds: &BTreeMap<(String, String), bool>,
 ) {
     for o in objects.iter_mut() {
         if is_cluster_scoped(o, cluster_crds) {
@@ -1453,18 +1410,12 @@ fn default_namespaces(
     }
 }
 
-/// Whether an object is cluster-scoped: [`CLUSTER_SCOPED`], CRDs among `cluster_crds`,
-/// Gatekeeper constraints.
-fn is_cluster_scoped(o: &Value, cluster_crds: &BTreeSet<(String, String)>) -> bool {
-    let group = o["apiVersion"]
-        .as_str()
-        .and_then(|a| a.rsplit_once('/'))
-        .map_or("", |(g, _)| g)
-        .to_string();
-    let kind = o["kind"].as_str().unwrap_or("").to_string();
-    CLUSTER_SCOPED.contains(&(group.as_str(), kind.as_str()))
-        || group == "constraints.gatekeeper.sh"
-        || cluster_crds.contains(&(group, kind))
+/// Whether an object is cluster-scoped without a cluster to ask: CRDs among
+/// `cluster_crds`, then the built-in table (`mooring_core::scope`).
+fn is_cluster_scoped(o: &Value, cluster_crds: &BTreeMap<(String, String), bool>) -> bool {
+    let group = mooring_core::scope::api_group(o["apiVersion"].as_str().unwrap_or(""));
+    let kind = o["kind"].as_str().unwrap_or("");
+    !mooring_core::scope::namespaced_without_discovery(group, kind, cluster_crds)
 }
 
 /// The AppProject rules the controller enforces before a sync, at CI time: the app's
@@ -1475,7 +1426,7 @@ fn is_cluster_scoped(o: &Value, cluster_crds: &BTreeSet<(String, String)>) -> bo
 fn project_rules(
     r: &Rendered,
     projects: &[AppProject],
-    cluster_crds: &BTreeSet<(String, String)>,
+    cluster_crds: &BTreeMap<(String, String), bool>,
     control_plane: &mooring_engine::project::ControlPlane,
     s: &mut Subject,
 ) {
@@ -1503,19 +1454,7 @@ fn project_rules(
             return;
         }
     };
-    let d = &r.unit.destination;
-    let mut dst = rules::Destination {
-        server: d.server.clone().unwrap_or_default(),
-        name: d.name.clone().unwrap_or_default(),
-        namespace: d.namespace.clone().unwrap_or_default(),
-    };
-    if dst.server == mooring_core::app::IN_CLUSTER
-        || dst.name == "in-cluster"
-        || (dst.server.is_empty() && dst.name.is_empty())
-    {
-        dst.server = mooring_core::app::IN_CLUSTER.into();
-        dst.name = "in-cluster".into();
-    }
+    let dst = rules::Destination::of(&r.unit.destination);
     let mut refusals = Vec::new();
     let app_namespace = r
         .unit
@@ -1677,7 +1616,7 @@ mod tests {
             serde_json::json!({"apiVersion": "ml.example.com/v1", "kind": "Pool", "metadata": {"name": "p"}}),
             serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "mine"}}),
         ];
-        let cluster = [("ml.example.com".to_string(), "Pool".to_string())].into();
+        let cluster = [(("ml.example.com".to_string(), "Pool".to_string()), false)].into();
         default_namespaces(&mut objs, "dest", &cluster);
         let ns: Vec<Option<&str>> = objs
             .iter()

@@ -156,7 +156,7 @@ async fn list(client: &kube::Client, ns: &str, output: Output) -> anyhow::Result
         .context("listing cluster Secrets")?;
     let mut entries = vec![ClusterEntry {
         project: String::new(),
-        name: "in-cluster".into(),
+        name: mooring_core::app::IN_CLUSTER_NAME.into(),
         server: mooring_core::app::IN_CLUSTER.into(),
         config: Default::default(),
         labels: BTreeMap::new(),

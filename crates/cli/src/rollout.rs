@@ -190,7 +190,7 @@ async fn target_client(common: &RolloutCommon) -> anyhow::Result<kube::Client> {
     let Some(name) = common.cluster.as_deref() else {
         return Ok(mgmt);
     };
-    if name == "in-cluster" || name == mooring_core::app::IN_CLUSTER {
+    if mooring_core::app::names_in_cluster(name) {
         return Ok(mgmt);
     }
     let secrets: Api<mooring_k8s::k8s_openapi::api::core::v1::Secret> =

@@ -25,7 +25,7 @@ pub mod rollout_traffic;
 
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
-use mooring_core::app::{Application, ApplicationDestination, IN_CLUSTER};
+use mooring_core::app::{Application, ApplicationDestination};
 use mooring_k8s::cluster::ClusterClient;
 use mooring_k8s::kube;
 use mooring_k8s::resources::application_resource;
@@ -282,11 +282,11 @@ impl Context {
         &self,
         d: &ApplicationDestination,
     ) -> Result<Arc<ClusterClient>, ControllerError> {
-        let server = d.server.as_deref().unwrap_or_default();
-        let name = d.name.as_deref().unwrap_or_default();
-        if server == IN_CLUSTER || name == "in-cluster" || (server.is_empty() && name.is_empty()) {
+        if d.is_in_cluster() {
             return Ok(self.management.clone());
         }
+        let server = d.server.as_deref().unwrap_or_default();
+        let name = d.name.as_deref().unwrap_or_default();
         let clusters = self
             .clusters
             .read()

@@ -38,7 +38,7 @@
 use crate::{Context, ControllerError};
 use kube::api::{Api, DynamicObject};
 use kube::runtime::WatchStreamExt;
-use mooring_core::app::{Application, IN_CLUSTER};
+use mooring_core::app::Application;
 use mooring_core::project::{AppProject, DEFAULT_PROJECT};
 use mooring_core::ResourceKey;
 use mooring_engine::project::{self as rules, Destination, WindowVerdict};
@@ -131,37 +131,29 @@ pub async fn ensure_default_project(management: &kube::Client, namespace: &str) 
 /// The app's destination with both server URL and cluster name filled where known (Argo
 /// CD infers one from the other before checking a project).
 pub fn destination_of(ctx: &Context, app: &Application) -> Destination {
-    let d = &app.spec.destination;
-    let mut server = d.server.clone().unwrap_or_default();
-    let mut name = d.name.clone().unwrap_or_default();
-    if server == IN_CLUSTER || name == "in-cluster" || (server.is_empty() && name.is_empty()) {
-        server = IN_CLUSTER.into();
-        name = "in-cluster".into();
-    } else {
+    let mut dst = Destination::of(&app.spec.destination);
+    if !app.spec.destination.is_in_cluster() {
+        let Destination { server, name, .. } = &mut dst;
         let clusters = ctx
             .clusters
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if name.is_empty() {
-            if let Some(c) = clusters.get(&server) {
-                name = c.name.clone();
+            if let Some(c) = clusters.get(server.as_str()) {
+                *name = c.name.clone();
             }
         } else if server.is_empty() {
-            if let Some(c) = clusters.get(&name) {
+            if let Some(c) = clusters.get(name.as_str()) {
                 if let Some((url, _)) = clusters
                     .iter()
                     .find(|(k, v)| Arc::ptr_eq(v, c) && k.contains("://"))
                 {
-                    server = url.clone();
+                    *server = url.clone();
                 }
             }
         }
     }
-    Destination {
-        server,
-        name,
-        namespace: d.namespace.clone().unwrap_or_default(),
-    }
+    dst
 }
 
 /// The pure part of [`check_app`]: the app's namespace, sources and destination.
@@ -211,16 +203,7 @@ pub async fn check_resources(
     desired: &[Value],
 ) -> Result<(), String> {
     // Scopes of kinds defined by CRDs in this same sync.
-    let crd_scopes: BTreeMap<(String, String), bool> = desired
-        .iter()
-        .filter(|d| d.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition"))
-        .filter_map(|d| {
-            let g = d.pointer("/spec/group")?.as_str()?.to_string();
-            let k = d.pointer("/spec/names/kind")?.as_str()?.to_string();
-            let scope = d.pointer("/spec/scope").and_then(Value::as_str);
-            Some(((g, k), scope != Some("Cluster")))
-        })
-        .collect();
+    let crd_scopes = mooring_core::scope::crd_scopes(desired);
     let mut refusals = Vec::new();
     for d in desired {
         let Some(key) = ResourceKey::of(d) else {
@@ -460,6 +443,7 @@ pub(crate) async fn orphan_loop(ctx: Arc<Context>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mooring_core::app::IN_CLUSTER;
 
     #[test]
     fn recheck_is_just_after_the_boundary_and_bounded() {

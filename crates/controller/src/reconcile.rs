@@ -157,17 +157,7 @@ pub async fn desired_state(
     }
     let dest_ns = app.spec.destination.namespace.clone().unwrap_or_default();
     // Scopes of the kinds CRDs in this render define (their kinds are not served yet).
-    let crd_scopes: std::collections::HashMap<(String, String), bool> = rendered
-        .iter()
-        .flat_map(|(_, m)| m.iter())
-        .filter(|m| m.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition"))
-        .filter_map(|m| {
-            let group = m.pointer("/spec/group")?.as_str()?.to_string();
-            let kind = m.pointer("/spec/names/kind")?.as_str()?.to_string();
-            let namespaced = m.pointer("/spec/scope").and_then(Value::as_str) != Some("Cluster");
-            Some(((group, kind), namespaced))
-        })
-        .collect();
+    let crd_scopes = mooring_core::scope::crd_scopes(rendered.iter().flat_map(|(_, m)| m.iter()));
     let mut parts = Vec::with_capacity(rendered.len());
     for (label, manifests) in &rendered {
         let mut objects = Vec::with_capacity(manifests.len());
@@ -185,27 +175,16 @@ pub async fn desired_state(
                 .to_string();
             // Namespaced objects without a namespace go to the destination namespace. For
             // a kind the cluster does not serve yet, the scope comes from its CRD in this
-            // render; Gatekeeper's templates and constraints (whose CRDs Gatekeeper or the
-            // controller creates) are cluster-scoped; other kinds are assumed namespaced
-            // unless they are well-known cluster-scoped ones. A wrong guess would change
-            // the object's key between the plan and the apply.
-            let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+            // render, then the built-in table `mooring_core::scope` shares with `mooring
+            // check` (Gatekeeper's templates and constraints, whose CRDs Gatekeeper or the
+            // controller creates, are cluster-scoped); other kinds are assumed namespaced.
+            // A wrong guess would change the object's key between the plan and the apply.
+            let group = mooring_core::scope::api_group(&api_version);
             let namespaced = match cluster.is_namespaced(&api_version, &kind).await {
                 Some(n) => n,
-                None => match crd_scopes.get(&(group.to_string(), kind.clone())) {
-                    Some(n) => *n,
-                    None => {
-                        !(group == "constraints.gatekeeper.sh"
-                            || matches!(
-                                kind.as_str(),
-                                "Namespace"
-                                    | "CustomResourceDefinition"
-                                    | "ClusterRole"
-                                    | "ClusterRoleBinding"
-                                    | "ConstraintTemplate"
-                            ))
-                    }
-                },
+                None => {
+                    mooring_core::scope::namespaced_without_discovery(group, &kind, &crd_scopes)
+                }
             };
             let meta = obj
                 .get_mut("metadata")

@@ -13,6 +13,14 @@ pub const GROUP: &str = "argoproj.io";
 pub const VERSION: &str = "v1alpha1";
 /// The in-cluster destination, as in Argo CD: the management cluster itself.
 pub const IN_CLUSTER: &str = "https://kubernetes.default.svc";
+/// The in-cluster destination's cluster name, as in Argo CD.
+pub const IN_CLUSTER_NAME: &str = "in-cluster";
+
+/// Whether a cluster reference (a server URL or a cluster name, e.g. a `--cluster` flag)
+/// names Argo CD's local cluster: [`IN_CLUSTER`] or [`IN_CLUSTER_NAME`].
+pub fn names_in_cluster(cluster: &str) -> bool {
+    cluster == IN_CLUSTER || cluster == IN_CLUSTER_NAME
+}
 
 /// The control-plane namespace by default, as Argo CD installs itself: Applications,
 /// AppProjects, ApplicationSets, cluster and repository Secrets and Mooring's own settings
@@ -225,6 +233,17 @@ pub struct ApplicationDestination {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+}
+
+impl ApplicationDestination {
+    /// Whether this destination is the management cluster itself: the server
+    /// [`IN_CLUSTER`], the name [`IN_CLUSTER_NAME`], or neither server nor name given.
+    /// The one definition the controller, `mooring check` and the CLI share.
+    pub fn is_in_cluster(&self) -> bool {
+        let server = self.server.as_deref().unwrap_or_default();
+        let name = self.name.as_deref().unwrap_or_default();
+        server == IN_CLUSTER || name == IN_CLUSTER_NAME || (server.is_empty() && name.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
@@ -761,6 +780,27 @@ pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_cluster_destination() {
+        let d = |server: Option<&str>, name: Option<&str>| ApplicationDestination {
+            server: server.map(str::to_string),
+            name: name.map(str::to_string),
+            namespace: Some("ml".into()),
+        };
+        assert!(d(Some(IN_CLUSTER), None).is_in_cluster());
+        assert!(d(None, Some("in-cluster")).is_in_cluster());
+        assert!(d(None, None).is_in_cluster());
+        assert!(d(Some(""), Some("")).is_in_cluster());
+        assert!(!d(Some("https://gpu.example.com"), None).is_in_cluster());
+        assert!(!d(None, Some("gpu")).is_in_cluster());
+        // Argo CD compares exactly: a trailing slash or another port is another cluster.
+        assert!(!d(Some("https://kubernetes.default.svc/"), None).is_in_cluster());
+        assert!(names_in_cluster("in-cluster"));
+        assert!(names_in_cluster(IN_CLUSTER));
+        assert!(!names_in_cluster(""));
+        assert!(!names_in_cluster("gpu"));
+    }
 
     #[test]
     fn parses_an_argo_cd_application_unchanged() {

@@ -10,6 +10,7 @@
 //! - `spec.template.spec` is a JSON value: before parameter substitution it is not an
 //!   `ApplicationSpec` yet (`count: '{{.replicas}}'` is a string where an integer goes).
 
+use crate::selector::SelectorError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -271,7 +272,8 @@ pub struct MergeGenerator {
     pub template: Option<Value>,
 }
 
-/// A Kubernetes label selector (`matchLabels`, `matchExpressions`).
+/// A Kubernetes label selector (`matchLabels`, `matchExpressions`) as written in an
+/// ApplicationSet; evaluated by the one implementation in [`crate::selector`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct LabelSelector {
@@ -296,21 +298,19 @@ impl LabelSelector {
         self.match_labels.is_empty() && self.match_expressions.is_empty()
     }
 
-    /// Does a label set match? An unknown operator matches nothing (fail closed).
+    /// The selector, validated as apimachinery's `LabelSelectorAsSelector` does (Argo CD
+    /// reports an invalid one as a generator error).
+    pub fn to_selector(&self) -> Result<crate::selector::LabelSelector, SelectorError> {
+        let json = serde_json::to_value(self).map_err(|e| {
+            SelectorError::Invalid(format!("label selector cannot be represented: {e}"))
+        })?;
+        crate::selector::LabelSelector::from_label_selector_json(&json)
+    }
+
+    /// Does a label set match? An invalid selector (e.g. an unknown operator) matches
+    /// nothing (fail closed); use [`LabelSelector::to_selector`] to report it.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.match_labels
-            .iter()
-            .all(|(k, v)| labels.get(k) == Some(v))
-            && self.match_expressions.iter().all(|r| {
-                let v = labels.get(&r.key);
-                match r.operator.as_str() {
-                    "In" => v.is_some_and(|v| r.values.contains(v)),
-                    "NotIn" => v.is_none_or(|v| !r.values.contains(v)),
-                    "Exists" => v.is_some(),
-                    "DoesNotExist" => v.is_none(),
-                    _ => false,
-                }
-            })
+        self.to_selector().is_ok_and(|s| s.matches(labels))
     }
 }
 

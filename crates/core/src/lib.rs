@@ -15,7 +15,10 @@ pub mod name;
 pub mod project;
 pub mod rollback;
 pub mod rollout;
+pub mod scope;
+pub mod selector;
 pub mod server_fields;
+pub mod validation;
 pub mod yaml;
 
 use serde::{Deserialize, Serialize};

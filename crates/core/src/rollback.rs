@@ -112,8 +112,12 @@ impl ApplicationSelector {
             return true;
         }
         match &self.selector {
+            // Evaluated by the one label-selector implementation; an invalid key or value
+            // selects nothing.
             Some(s) if !s.match_labels.is_empty() => {
-                s.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+                let json = serde_json::json!({"matchLabels": s.match_labels});
+                crate::selector::LabelSelector::from_label_selector_json(&json)
+                    .is_ok_and(|sel| sel.matches(labels))
             }
             _ => false,
         }

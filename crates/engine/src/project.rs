@@ -32,6 +32,7 @@
 //! what. Role policies are checked in [`roles`].
 
 use chrono::{DateTime, TimeZone, Utc};
+use mooring_core::app::{ApplicationDestination, IN_CLUSTER, IN_CLUSTER_NAME};
 use mooring_core::project::{
     AppProject, GroupKind, OrphanedResourcesMonitorSettings, SyncWindow, SyncWindowKind,
 };
@@ -247,6 +248,26 @@ pub struct Destination {
 }
 
 impl Destination {
+    /// An Application's destination as Argo CD checks it: the in-cluster one
+    /// ([`ApplicationDestination::is_in_cluster`]) with both its server URL and its name
+    /// filled in; any other cluster as written (the controller fills the missing half from
+    /// its cluster registry).
+    pub fn of(d: &ApplicationDestination) -> Destination {
+        let (server, name) = if d.is_in_cluster() {
+            (IN_CLUSTER.to_string(), IN_CLUSTER_NAME.to_string())
+        } else {
+            (
+                d.server.clone().unwrap_or_default(),
+                d.name.clone().unwrap_or_default(),
+            )
+        };
+        Destination {
+            server,
+            name,
+            namespace: d.namespace.clone().unwrap_or_default(),
+        }
+    }
+
     fn cluster(&self) -> &str {
         if self.server.is_empty() {
             &self.name

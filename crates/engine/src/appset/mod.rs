@@ -95,7 +95,7 @@ impl ClusterInfo {
     /// Argo CD's local cluster: `in-cluster` at `https://kubernetes.default.svc`.
     pub fn in_cluster() -> ClusterInfo {
         ClusterInfo {
-            name: "in-cluster".into(),
+            name: mooring_core::app::IN_CLUSTER_NAME.into(),
             server: IN_CLUSTER.into(),
             ..ClusterInfo::default()
         }
@@ -372,6 +372,7 @@ fn run(
         return Err(too_many("a generator", out.len()));
     }
     if let Some(sel) = &g.selector {
+        let sel = parse_selector(sel)?;
         out.retain(|p| sel.matches(&flatten_strings(p)));
     }
     Ok(out)
@@ -435,6 +436,7 @@ fn clusters(
     inputs: &dyn GeneratorInputs,
     dialect: Dialect,
 ) -> Result<Vec<Params>, AppSetError> {
+    let selector = parse_selector(&c.selector)?;
     let registered = inputs.clusters().map_err(AppSetError::Generator)?;
     let mut all: Vec<ClusterInfo> = Vec::new();
     // Argo CD: the local cluster counts without a Secret only for an empty selector.
@@ -444,7 +446,7 @@ fn clusters(
     all.extend(
         registered
             .into_iter()
-            .filter(|r| c.selector.matches(&r.labels)),
+            .filter(|r| selector.matches(&r.labels)),
     );
     let mut out = Vec::new();
     for cl in all {
@@ -833,6 +835,15 @@ fn merge(
         }
     }
     Ok(base.into_iter().map(|(_, p)| p).collect())
+}
+
+/// A generator's selector, validated like Argo CD's (`metav1.LabelSelectorAsSelector`):
+/// an invalid one is a generator error, not a selector that silently matches nothing.
+fn parse_selector(
+    sel: &LabelSelector,
+) -> Result<mooring_core::selector::LabelSelector, AppSetError> {
+    sel.to_selector()
+        .map_err(|e| AppSetError::Generator(format!("selector: {e}")))
 }
 
 /// Is this selector satisfied by a cluster's labels? (Re-exported for the controller.)

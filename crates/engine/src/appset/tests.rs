@@ -570,3 +570,20 @@ spec:
         "8"
     );
 }
+
+#[test]
+fn invalid_selectors_are_generator_errors() {
+    // As Argo CD (`metav1.LabelSelectorAsSelector`): an unknown operator or an `In`
+    // without values is an error, not a selector that silently matches nothing.
+    for selector in [
+        "{matchExpressions: [{key: region, operator: Bogus, values: [eu]}]}",
+        "{matchExpressions: [{key: region, operator: In, values: []}]}",
+        "{matchLabels: {'bad key!': x}}",
+    ] {
+        let err = gen(&format!(
+            "metadata: {{name: s}}\nspec:\n  generators:\n  - clusters: {{selector: {selector}}}\n{TEMPLATE}"
+        ))
+        .expect_err(selector);
+        assert!(err.to_string().contains("selector"), "{selector}: {err}");
+    }
+}

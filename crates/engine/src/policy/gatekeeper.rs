@@ -45,6 +45,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
+use mooring_core::selector::LabelSelector as Selector;
 use mooring_core::ResourceKey;
 use regorus::Value;
 use serde_json::Value as Json;
@@ -914,21 +915,6 @@ enum Scope {
     Namespaced,
 }
 
-/// A Kubernetes label selector.
-#[derive(Debug, Clone, Default)]
-struct Selector {
-    labels: Vec<(String, String)>,
-    expressions: Vec<Requirement>,
-}
-
-#[derive(Debug, Clone)]
-enum Requirement {
-    In(String, Vec<String>),
-    NotIn(String, Vec<String>),
-    Exists(String),
-    DoesNotExist(String),
-}
-
 fn string_list(v: Option<&Json>, what: &str) -> Result<Vec<String>, String> {
     match v {
         None | Some(Json::Null) => Ok(Vec::new()),
@@ -973,7 +959,9 @@ impl Matcher {
         let selector = |key: &str| -> Result<Option<Selector>, String> {
             match spec.get(key) {
                 None | Some(Json::Null) => Ok(None),
-                Some(s) => Selector::parse(s)
+                // One label-selector implementation (apimachinery's
+                // `LabelSelectorAsSelector`), shared with the API server and ApplicationSets.
+                Some(s) => Selector::from_label_selector_json(s)
                     .map(Some)
                     .map_err(|m| format!("spec.match.{key}: {m}")),
             }
@@ -1084,70 +1072,6 @@ fn wildcard(pattern: &str, text: &str) -> bool {
         text.ends_with(suffix)
     } else {
         pattern == text
-    }
-}
-
-impl Selector {
-    fn parse(spec: &Json) -> Result<Self, String> {
-        let mut selector = Selector::default();
-        if let Some(labels) = spec.get("matchLabels") {
-            let labels = labels
-                .as_object()
-                .ok_or_else(|| format!("matchLabels: {labels} is not a map"))?;
-            for (k, v) in labels {
-                let v = v
-                    .as_str()
-                    .ok_or_else(|| format!("matchLabels.{k}: {v} is not a string"))?;
-                selector.labels.push((k.clone(), v.to_string()));
-            }
-        }
-        for expr in spec
-            .get("matchExpressions")
-            .and_then(Json::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let key = expr
-                .get("key")
-                .and_then(Json::as_str)
-                .ok_or_else(|| format!("matchExpressions: {expr} has no key"))?
-                .to_string();
-            let values = string_list(expr.get("values"), "matchExpressions[].values")?;
-            let operator = expr.get("operator").and_then(Json::as_str).unwrap_or("");
-            let requirement = match operator {
-                "In" | "NotIn" if values.is_empty() => {
-                    return Err(format!(
-                        "matchExpressions {key}: operator {operator} needs values"
-                    ))
-                }
-                "In" => Requirement::In(key, values),
-                "NotIn" => Requirement::NotIn(key, values),
-                "Exists" | "DoesNotExist" if !values.is_empty() => {
-                    return Err(format!(
-                        "matchExpressions {key}: operator {operator} takes no values"
-                    ))
-                }
-                "Exists" => Requirement::Exists(key),
-                "DoesNotExist" => Requirement::DoesNotExist(key),
-                other => {
-                    return Err(format!(
-                        "matchExpressions {key}: operator {other:?} is not In, NotIn, Exists or DoesNotExist"
-                    ))
-                }
-            };
-            selector.expressions.push(requirement);
-        }
-        Ok(selector)
-    }
-
-    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
-            && self.expressions.iter().all(|r| match r {
-                Requirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
-                Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.contains(v)),
-                Requirement::Exists(k) => labels.contains_key(k),
-                Requirement::DoesNotExist(k) => !labels.contains_key(k),
-            })
     }
 }
 

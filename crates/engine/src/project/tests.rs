@@ -590,3 +590,37 @@ fn orphans() {
     });
     assert!(warns_of_orphans(&p).is_none());
 }
+
+#[test]
+fn destination_of_normalises_the_in_cluster_destination() {
+    let app = |server: Option<&str>, name: Option<&str>| ApplicationDestination {
+        server: server.map(str::to_string),
+        name: name.map(str::to_string),
+        namespace: Some("ml".into()),
+    };
+    let in_cluster = Destination {
+        server: IN_CLUSTER.into(),
+        name: "in-cluster".into(),
+        namespace: "ml".into(),
+    };
+    assert_eq!(Destination::of(&app(Some(IN_CLUSTER), None)), in_cluster);
+    assert_eq!(Destination::of(&app(None, Some("in-cluster"))), in_cluster);
+    assert_eq!(Destination::of(&app(None, None)), in_cluster);
+    // Another cluster keeps what was written; the controller fills in the other half.
+    assert_eq!(
+        Destination::of(&app(Some("https://gpu.example.com"), None)),
+        Destination {
+            server: "https://gpu.example.com".into(),
+            name: String::new(),
+            namespace: "ml".into(),
+        }
+    );
+    assert_eq!(
+        Destination::of(&app(None, Some("gpu"))),
+        Destination {
+            server: String::new(),
+            name: "gpu".into(),
+            namespace: "ml".into(),
+        }
+    );
+}

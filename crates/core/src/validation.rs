@@ -83,7 +83,7 @@ fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
 
 /// Quotes a string the way Go's `%q` does for the common cases, so that field errors print
 /// bad values exactly like Kubernetes (`"Bad Value!"`).
-pub(crate) fn go_quote(s: &str) -> String {
+pub fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -104,13 +104,13 @@ pub(crate) fn go_quote(s: &str) -> String {
 }
 
 /// A `field.Invalid` error rendered like Kubernetes: `path: Invalid value: "v": detail`.
-pub(crate) fn invalid(path: &str, value: &str, detail: &str) -> String {
+pub fn invalid(path: &str, value: &str, detail: &str) -> String {
     format!("{path}: Invalid value: {}: {detail}", go_quote(value))
 }
 
 /// Renders a list of field errors like Kubernetes' aggregate error: a single error as is,
 /// several as `[e1, e2]`.
-pub(crate) fn aggregate(errors: &[String]) -> String {
+pub fn aggregate(errors: &[String]) -> String {
     match errors {
         [one] => one.clone(),
         many => format!("[{}]", many.join(", ")),
@@ -118,7 +118,7 @@ pub(crate) fn aggregate(errors: &[String]) -> String {
 }
 
 // The DNS-1123 patterns have one home, shared with RBAC's name checks.
-use mooring_core::name::{matches_dns1123_label, matches_dns1123_subdomain};
+use crate::name::{matches_dns1123_label, matches_dns1123_subdomain};
 
 /// `[a-z]([-a-z0-9]*[a-z0-9])?`
 fn matches_dns1035_label(s: &str) -> bool {

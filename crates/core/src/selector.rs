@@ -7,6 +7,12 @@
 //! validation through [`crate::validation`]) and `k8s.io/apimachinery/pkg/fields` (term
 //! splitting with `\,` `\=` `\\` escapes).
 //!
+//! This is Mooring's one label-selector implementation: the API server (list/watch,
+//! workload controllers, the scale subresource), ApplicationSet generators, Gatekeeper's
+//! `labelSelector`/`namespaceSelector` and rollback policies all evaluate selectors here, so
+//! CI, the controller and the REST API cannot disagree about which objects a selector picks.
+//! [`Labels`] lets it run over JSON `metadata.labels` and typed label maps alike.
+//!
 //! Two deliberate deviations from Kubernetes:
 //! * `key in ()` / `key notin ()` are rejected ("values set can't be empty") instead of being
 //!   read as the set `{""}`; write `key in (,)` (or `key=`) to select the empty value.
@@ -14,6 +20,8 @@
 //!   JSON (Kubernetes allows only a per-kind list of fields); whitespace around a field-selector
 //!   term and its operator is ignored.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -36,6 +44,25 @@ pub enum SelectorError {
     /// A field selector string is malformed.
     #[error("{0}")]
     Field(String),
+}
+
+/// A label set a selector is evaluated against: an object's `metadata.labels` as JSON, or
+/// a typed label map (clusters of an ApplicationSet generator, Gatekeeper review targets).
+pub trait Labels {
+    /// The value of label `key`, if set.
+    fn label(&self, key: &str) -> Option<Cow<'_, str>>;
+}
+
+impl Labels for Map<String, Value> {
+    fn label(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.get(key).map(label_value_string)
+    }
+}
+
+impl Labels for BTreeMap<String, String> {
+    fn label(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.get(key).map(|v| Cow::Borrowed(v.as_str()))
+    }
 }
 
 /// A label requirement operator.
@@ -168,8 +195,8 @@ impl Requirement {
     }
 
     /// Whether `labels` satisfy this requirement (Kubernetes' `Requirement.Matches`).
-    pub fn matches(&self, labels: &Map<String, Value>) -> bool {
-        let actual = labels.get(&self.key).map(label_value_string);
+    pub fn matches(&self, labels: &(impl Labels + ?Sized)) -> bool {
+        let actual = labels.label(&self.key);
         match self.operator {
             Operator::In | Operator::Equals | Operator::DoubleEquals => {
                 actual.is_some_and(|v| self.has_value(&v))
@@ -226,11 +253,11 @@ fn go_string_slice(values: &[String]) -> String {
 
 /// A label as a string; labels are strings in valid objects, other scalars are compared by
 /// their textual form.
-fn label_value_string(v: &Value) -> String {
+fn label_value_string(v: &Value) -> Cow<'_, str> {
     match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
+        Value::String(s) => Cow::Borrowed(s.as_str()),
+        Value::Null => Cow::Borrowed(""),
+        other => Cow::Owned(other.to_string()),
     }
 }
 
@@ -285,7 +312,7 @@ impl LabelSelector {
 
     /// Whether an object with these labels (the `metadata.labels` object; pass an empty map
     /// when it is missing) is selected.
-    pub fn matches(&self, labels: &Map<String, Value>) -> bool {
+    pub fn matches(&self, labels: &(impl Labels + ?Sized)) -> bool {
         !self.nothing && self.requirements.iter().all(|r| r.matches(labels))
     }
 
@@ -963,6 +990,58 @@ fn field_value(obj: &Value, path: &str) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The one implementation serves JSON labels (API server) and typed label maps
+    /// (ApplicationSet clusters, Gatekeeper targets) alike, with apimachinery semantics.
+    #[test]
+    fn typed_label_maps_match_like_json_labels() {
+        let typed: BTreeMap<String, String> = [("env", "prod"), ("tier", "gpu")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let json_labels = labels(json!({"env": "prod", "tier": "gpu"}));
+        for (selector, want) in [
+            (json!({"matchLabels": {"env": "prod"}}), true),
+            (json!({"matchLabels": {"env": "dev"}}), false),
+            (
+                json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["gpu", "tpu"]}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["gpu"]}]}),
+                false,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "env", "operator": "Exists"}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "env", "operator": "DoesNotExist"}]}),
+                false,
+            ),
+            (json!({}), true),
+        ] {
+            let sel = LabelSelector::from_label_selector_json(&selector).expect("valid");
+            assert_eq!(sel.matches(&typed), want, "{selector}");
+            assert_eq!(sel.matches(&json_labels), want, "{selector}");
+        }
+        let parsed = LabelSelector::parse("env=prod,tier in (gpu,tpu),!zone").expect("parse");
+        assert!(parsed.matches(&typed));
+        for invalid in [
+            json!({"matchExpressions": [{"key": "a", "operator": "Equals", "values": ["x"]}]}),
+            json!({"matchExpressions": [{"key": "a", "operator": "In"}]}),
+            json!({"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}),
+        ] {
+            assert!(
+                LabelSelector::from_label_selector_json(&invalid).is_err(),
+                "{invalid}"
+            );
+        }
+    }
 
     fn labels(v: Value) -> Map<String, Value> {
         match v {
