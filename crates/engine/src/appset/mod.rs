@@ -846,11 +846,6 @@ fn parse_selector(
         .map_err(|e| AppSetError::Generator(format!("selector: {e}")))
 }
 
-/// Is this selector satisfied by a cluster's labels? (Re-exported for the controller.)
-pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    sel.matches(labels)
-}
-
 #[cfg(test)]
 mod tests;
 
