@@ -42,6 +42,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use mooring_core::rollout::{POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION};
+use mooring_engine::rollout::command;
 
 #[derive(clap::Args, Debug)]
 pub struct RolloutCommon {
@@ -452,7 +453,7 @@ fn set_weight(r: &Value) -> Option<i64> {
     if strategy(r) != "Canary" {
         return None;
     }
-    if r.pointer("/status/abort").and_then(Value::as_bool) == Some(true) {
+    if command::aborted(r) {
         return Some(0);
     }
     if let Some(w) = i(r, "/status/canary/weights/canary/weight") {
@@ -477,13 +478,6 @@ fn rs_hash(rs: &Value) -> &str {
         .and_then(|l| l.get(POD_TEMPLATE_HASH_LABEL))
         .and_then(Value::as_str)
         .unwrap_or("")
-}
-
-fn rs_revision(rs: &Value) -> Option<i64> {
-    rs.pointer("/metadata/annotations")
-        .and_then(|a| a.get(REVISION_ANNOTATION))
-        .and_then(Value::as_str)
-        .and_then(|v| v.parse().ok())
 }
 
 /// What the plugin calls the ReplicaSet's role: stable, canary, active, preview.
@@ -568,7 +562,7 @@ pub fn info(tree: &Tree) -> Value {
                 .collect();
             json!({
                 "name": s(rs, "/metadata/name"),
-                "revision": rs_revision(rs),
+                "revision": command::replica_set_revision(rs),
                 "hash": hash,
                 "tags": rs_tags(r, hash),
                 "images": images_of(rs.pointer("/spec/template").unwrap_or(&Value::Null)),
@@ -943,7 +937,7 @@ pub fn finished(r: &Value) -> Option<bool> {
         Some(o) => o >= i(r, "/metadata/generation").unwrap_or(0),
         None => r.pointer("/status/observedGeneration").is_some(),
     };
-    if r.pointer("/status/abort").and_then(Value::as_bool) == Some(true) {
+    if command::aborted(r) {
         return Some(false);
     }
     if !observed {
@@ -1056,7 +1050,7 @@ pub async fn run(cmd: RolloutCommand, common: RolloutCommon) -> anyhow::Result<E
         RolloutCommand::Status { name, timeout } => status(&ctx, &name, timeout).await,
         RolloutCommand::Promote { name, full } => {
             let r = ctx.get_rollout(&name).await?;
-            let (spec, status) = promote_patches(&r, full)?;
+            let (spec, status) = command::promote_patches(&r, full)?;
             apply_patches(&ctx, &name, spec, status).await?;
             println!(
                 "rollout '{name}' {}",
@@ -1066,35 +1060,27 @@ pub async fn run(cmd: RolloutCommand, common: RolloutCommon) -> anyhow::Result<E
         }
         RolloutCommand::Abort { name } => {
             let r = ctx.get_rollout(&name).await?;
-            if r.pointer("/status/abort").and_then(Value::as_bool) == Some(true) {
-                bail!("rollout {name:?} is already aborted; `mooring rollout retry {name}` starts the update again");
-            }
-            if fully_promoted(&r) {
-                bail!("rollout {name:?} runs its stable version with no update in progress: nothing to abort");
-            }
-            apply_patches(&ctx, &name, None, Some(json!({"status": {"abort": true}}))).await?;
+            apply_patches(&ctx, &name, None, Some(command::abort_patch(&r)?)).await?;
             println!("rollout '{name}' aborted");
             Ok(ExitCode::SUCCESS)
         }
         RolloutCommand::Retry { name } => {
             let r = ctx.get_rollout(&name).await?;
-            if r.pointer("/status/abort").and_then(Value::as_bool) != Some(true) {
-                bail!("rollout {name:?} is not aborted: nothing to retry");
-            }
-            apply_patches(&ctx, &name, None, Some(json!({"status": {"abort": false}}))).await?;
+            apply_patches(&ctx, &name, None, Some(command::retry_patch(&r)?)).await?;
             println!("rollout '{name}' retried");
             Ok(ExitCode::SUCCESS)
         }
         RolloutCommand::Pause { name } => {
             ctx.get_rollout(&name).await?;
-            apply_patches(&ctx, &name, Some(json!({"spec": {"paused": true}})), None).await?;
+            apply_patches(&ctx, &name, Some(command::pause_patch()), None).await?;
             println!("rollout '{name}' paused");
             Ok(ExitCode::SUCCESS)
         }
         RolloutCommand::Undo { name, to_revision } => {
             let r = ctx.get_rollout(&name).await?;
             let tree = ctx.tree(r).await?;
-            let (revision, patch) = undo_patch(&tree, to_revision)?;
+            let (revision, patch) =
+                command::undo_patch(&tree.rollout, &tree.replica_sets, to_revision)?;
             ctx.rollouts()
                 .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -1104,7 +1090,7 @@ pub async fn run(cmd: RolloutCommand, common: RolloutCommon) -> anyhow::Result<E
         }
         RolloutCommand::SetImage { name, images } => {
             let r = ctx.get_rollout(&name).await?;
-            let patch = set_image_patch(&r, &images)?;
+            let patch = command::set_image_patch(&r, &images)?;
             ctx.rollouts()
                 .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -1113,52 +1099,6 @@ pub async fn run(cmd: RolloutCommand, common: RolloutCommon) -> anyhow::Result<E
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn fully_promoted(r: &Value) -> bool {
-    let stable = s(r, "/status/stableRS");
-    !stable.is_empty()
-        && stable == s(r, "/status/currentPodHash")
-        && r.pointer("/status/pauseConditions")
-            .and_then(Value::as_array)
-            .is_none_or(Vec::is_empty)
-}
-
-/// The spec and status merge patches of `promote` (see the module docs).
-pub fn promote_patches(r: &Value, full: bool) -> anyhow::Result<(Option<Value>, Option<Value>)> {
-    let name = s(r, "/metadata/name");
-    let paused = r.pointer("/spec/paused").and_then(Value::as_bool) == Some(true);
-    let unpause = paused.then(|| json!({"spec": {"paused": false}}));
-    if r.pointer("/status/abort").and_then(Value::as_bool) == Some(true) {
-        bail!("rollout {name:?} is aborted: `mooring rollout retry {name}` first");
-    }
-    if full {
-        if fully_promoted(r) && !paused {
-            bail!("rollout {name:?} is already fully promoted: nothing to promote");
-        }
-        return Ok((unpause, Some(json!({"status": {"promoteFull": true}}))));
-    }
-    if paused {
-        return Ok((unpause, None));
-    }
-    if r.pointer("/status/pauseConditions")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty())
-    {
-        return Ok((None, Some(json!({"status": {"pauseConditions": null}}))));
-    }
-    if strategy(r) == "Canary" {
-        let steps = steps(r).len() as i64;
-        let index = i(r, "/status/currentStepIndex").unwrap_or(0);
-        if steps == 0 || index >= steps {
-            bail!("rollout {name:?} has no step left to skip: nothing to promote");
-        }
-        return Ok((
-            None,
-            Some(json!({"status": {"pauseConditions": null, "currentStepIndex": index + 1}})),
-        ));
-    }
-    bail!("rollout {name:?} is not paused: nothing to promote (`--full` skips its analysis)")
 }
 
 async fn apply_patches(
@@ -1179,153 +1119,6 @@ async fn apply_patches(
             .with_context(|| format!("updating rollout {name}"))?;
     }
     Ok(())
-}
-
-/// The merge patch of `undo`: the revision chosen and the patch that makes `spec.template`
-/// that revision's pod template.
-pub fn undo_patch(tree: &Tree, to: Option<i64>) -> anyhow::Result<(i64, Value)> {
-    let r = &tree.rollout;
-    let name = s(r, "/metadata/name");
-    let mut by_revision: Vec<(i64, &Value)> = tree
-        .replica_sets
-        .iter()
-        .filter_map(|rs| Some((rs_revision(rs)?, rs)))
-        .collect();
-    by_revision.sort_by_key(|(rev, _)| *rev);
-    let known = || {
-        by_revision
-            .iter()
-            .map(|(r, _)| r.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let current = r
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(REVISION_ANNOTATION))
-        .and_then(Value::as_str)
-        .and_then(|v| v.parse::<i64>().ok())
-        .or_else(|| by_revision.last().map(|(r, _)| *r));
-    let target =
-        match to {
-            Some(n) if n <= 0 => bail!("--to-revision must be a positive revision, got {n}"),
-            Some(n) => by_revision
-                .iter()
-                .find(|(rev, _)| *rev == n)
-                .with_context(|| {
-                    format!(
-                        "rollout {name:?} has no revision {n} (revisions kept: {})",
-                        if by_revision.is_empty() {
-                            "none".into()
-                        } else {
-                            known()
-                        }
-                    )
-                })?,
-            None => by_revision
-                .iter()
-                .rev()
-                .find(|(rev, _)| Some(*rev) < current)
-                .with_context(|| {
-                    format!(
-                    "rollout {name:?} has no revision before {} to go back to (revisions kept: {})",
-                    current.map_or("?".into(), |c| c.to_string()),
-                    if by_revision.is_empty() { "none".into() } else { known() }
-                )
-                })?,
-        };
-    let (revision, rs) = (target.0, target.1);
-    let mut template = rs
-        .pointer("/spec/template")
-        .cloned()
-        .filter(Value::is_object)
-        .with_context(|| format!("ReplicaSet {} has no pod template", s(rs, "/metadata/name")))?;
-    if let Some(labels) = template
-        .pointer_mut("/metadata/labels")
-        .and_then(Value::as_object_mut)
-    {
-        labels.remove(POD_TEMPLATE_HASH_LABEL);
-    }
-    let mut live = r.pointer("/spec/template").cloned().unwrap_or(Value::Null);
-    if let Some(labels) = live
-        .pointer_mut("/metadata/labels")
-        .and_then(Value::as_object_mut)
-    {
-        labels.remove(POD_TEMPLATE_HASH_LABEL);
-    }
-    if live == template {
-        bail!("rollout {name:?} already runs the pod template of revision {revision}: nothing to undo");
-    }
-    let mut patch =
-        json!({"spec": {"template": mooring_core::merge_patch::diff(&live_raw(r), &template)}});
-    guard(&mut patch, r);
-    Ok((revision, patch))
-}
-
-fn live_raw(r: &Value) -> Value {
-    r.pointer("/spec/template").cloned().unwrap_or(Value::Null)
-}
-
-/// Optimistic concurrency: the patch names the resourceVersion it was computed from, so
-/// a rollout changed in between makes the API server refuse it (409) and nothing is
-/// half-applied.
-fn guard(patch: &mut Value, r: &Value) {
-    let rv = s(r, "/metadata/resourceVersion");
-    if !rv.is_empty() {
-        patch["metadata"] = json!({"resourceVersion": rv});
-    }
-}
-
-/// The merge patch of `set-image`: every named container (`*`: every container, init
-/// container and ephemeral container) gets its image. Container lists are replaced whole
-/// (merge patches replace arrays), guarded by the resourceVersion they were read at; an
-/// unknown name changes nothing and lists the containers there are.
-pub fn set_image_patch(r: &Value, images: &[(String, String)]) -> anyhow::Result<Value> {
-    let name = s(r, "/metadata/name");
-    let lists = ["initContainers", "containers", "ephemeralContainers"];
-    let mut edited: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
-    let mut all_names = Vec::new();
-    for list in lists {
-        if let Some(cs) = r
-            .pointer(&format!("/spec/template/spec/{list}"))
-            .and_then(Value::as_array)
-        {
-            all_names.extend(
-                cs.iter()
-                    .map(|c| c["name"].as_str().unwrap_or("").to_string()),
-            );
-            edited.insert(list, cs.clone());
-        }
-    }
-    let mut changed = std::collections::BTreeSet::new();
-    for (container, image) in images {
-        let mut matched = false;
-        for (list, cs) in edited.iter_mut() {
-            for c in cs.iter_mut() {
-                if container == "*" || c["name"].as_str() == Some(container.as_str()) {
-                    matched = true;
-                    c["image"] = json!(image);
-                    changed.insert(*list);
-                }
-            }
-        }
-        if !matched {
-            bail!(
-                "rollout {name:?} has no container {container:?} (containers: {}); nothing changed",
-                if all_names.is_empty() {
-                    "none".into()
-                } else {
-                    all_names.join(", ")
-                }
-            );
-        }
-    }
-    let mut spec = serde_json::Map::new();
-    for list in changed {
-        spec.insert(list.to_string(), Value::Array(edited[list].clone()));
-    }
-    let mut patch = json!({"spec": {"template": {"spec": spec}}});
-    guard(&mut patch, r);
-    Ok(patch)
 }
 
 /// How `watch` and `status` print each change.
@@ -1447,6 +1240,14 @@ async fn follow(ctx: &Ctx, name: &str, timeout: u64, mode: Follow) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mooring_engine::rollout::command::{promote_patches, set_image_patch};
+
+    fn undo_patch(
+        tree: &Tree,
+        to: Option<i64>,
+    ) -> Result<(i64, Value), mooring_engine::rollout::command::CommandError> {
+        command::undo_patch(&tree.rollout, &tree.replica_sets, to)
+    }
 
     fn rollout(status: Value) -> Value {
         json!({
