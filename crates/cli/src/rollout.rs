@@ -1240,14 +1240,6 @@ async fn follow(ctx: &Ctx, name: &str, timeout: u64, mode: Follow) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mooring_engine::rollout::command::{promote_patches, set_image_patch};
-
-    fn undo_patch(
-        tree: &Tree,
-        to: Option<i64>,
-    ) -> Result<(i64, Value), mooring_engine::rollout::command::CommandError> {
-        command::undo_patch(&tree.rollout, &tree.replica_sets, to)
-    }
 
     fn rollout(status: Value) -> Value {
         json!({
@@ -1296,112 +1288,6 @@ mod tests {
             json!({"currentStepIndex": 3, "canary": {"weights": {"canary": {"weight": 42}}}}),
         );
         assert_eq!(set_weight(&routed), Some(42));
-    }
-
-    #[test]
-    fn promote_patches_follow_the_plugin() {
-        let paused = {
-            let mut r = rollout(
-                json!({"currentStepIndex": 1, "pauseConditions": [{"reason": "CanaryPauseStep"}]}),
-            );
-            r["spec"]["paused"] = json!(true);
-            r
-        };
-        assert_eq!(
-            promote_patches(&paused, false).expect("ok"),
-            (Some(json!({"spec": {"paused": false}})), None)
-        );
-        let step_pause = rollout(
-            json!({"currentStepIndex": 1, "pauseConditions": [{"reason": "CanaryPauseStep"}]}),
-        );
-        assert_eq!(
-            promote_patches(&step_pause, false).expect("ok"),
-            (None, Some(json!({"status": {"pauseConditions": null}})))
-        );
-        let analysing = rollout(json!({"currentStepIndex": 2}));
-        assert_eq!(
-            promote_patches(&analysing, false).expect("ok"),
-            (
-                None,
-                Some(json!({"status": {"pauseConditions": null, "currentStepIndex": 3}}))
-            )
-        );
-        assert_eq!(
-            promote_patches(&analysing, true).expect("ok"),
-            (None, Some(json!({"status": {"promoteFull": true}})))
-        );
-        let done = rollout(json!({"currentStepIndex": 5, "stableRS": "a", "currentPodHash": "a"}));
-        assert!(promote_patches(&done, false).is_err());
-        assert!(promote_patches(&done, true)
-            .expect_err("nothing to do")
-            .to_string()
-            .contains("already fully promoted"));
-        let aborted = rollout(json!({"currentStepIndex": 0, "abort": true}));
-        assert!(promote_patches(&aborted, false)
-            .expect_err("aborted")
-            .to_string()
-            .contains("retry"));
-    }
-
-    #[test]
-    fn set_image_patches_named_and_all_containers_or_nothing() {
-        let r = rollout(json!({}));
-        let p = set_image_patch(&r, &[("server".into(), "m:3".into())]).expect("patch");
-        assert_eq!(
-            p,
-            json!({"spec": {"template": {"spec": {"containers": [{"name": "server", "image": "m:3"}]}}}})
-        );
-        let mut with_rv = r.clone();
-        with_rv["metadata"]["resourceVersion"] = json!("17");
-        let p = set_image_patch(&with_rv, &[("fetch".into(), "f:2".into())]).expect("patch");
-        assert_eq!(p["metadata"]["resourceVersion"], "17");
-        let all = set_image_patch(&r, &[("*".into(), "x:1".into())]).expect("patch");
-        let mut applied = r.clone();
-        mooring_core::merge_patch::apply(&mut applied, &all);
-        assert_eq!(images_of(&applied["spec"]["template"]), ["x:1", "x:1"]);
-        let e = set_image_patch(
-            &r,
-            &[("server".into(), "m:3".into()), ("nope".into(), "y".into())],
-        )
-        .expect_err("unknown container");
-        assert!(e.to_string().contains("containers: fetch, server"), "{e}");
-    }
-
-    #[test]
-    fn undo_picks_the_previous_revision_and_drops_the_hash_label() {
-        let rs = |rev: &str, hash: &str, image: &str| {
-            json!({"metadata": {"name": format!("m-{hash}"), "annotations": {REVISION_ANNOTATION: rev},
-                                "labels": {POD_TEMPLATE_HASH_LABEL: hash}},
-                   "spec": {"template": {"metadata": {"labels": {"app": "m", POD_TEMPLATE_HASH_LABEL: hash}},
-                                         "spec": {"containers": [{"name": "server", "image": image}]}}}})
-        };
-        let tree = Tree {
-            rollout: rollout(json!({})),
-            replica_sets: vec![
-                rs("1", "a", "m:1"),
-                rs("2", "b", "m:2"),
-                rs("3", "c", "m:3"),
-            ],
-            analysis_runs: vec![],
-        };
-        let (rev, patch) = undo_patch(&tree, None).expect("previous");
-        assert_eq!(
-            rev, 1,
-            "revision 2 is current; 3 is newer than the rollout's"
-        );
-        let mut r = tree.rollout.clone();
-        mooring_core::merge_patch::apply(&mut r, &patch);
-        assert_eq!(
-            r["spec"]["template"]["metadata"]["labels"],
-            json!({"app": "m"})
-        );
-        assert_eq!(images_of(&r["spec"]["template"]), ["m:1"]);
-        assert_eq!(undo_patch(&tree, Some(3)).expect("3").0, 3);
-        assert!(undo_patch(&tree, Some(9))
-            .expect_err("missing")
-            .to_string()
-            .contains("revisions kept: 1, 2, 3"));
-        assert!(undo_patch(&tree, Some(0)).is_err());
     }
 
     #[test]
@@ -1481,11 +1367,11 @@ mod tests {
             let v = info(&tree);
             let _ = render(&v);
             let _ = finished(&r);
-            let _ = promote_patches(&r, false);
-            let _ = promote_patches(&r, true);
-            let _ = undo_patch(&tree, None);
+            let _ = command::promote_patches(&r, false);
+            let _ = command::promote_patches(&r, true);
+            let _ = command::undo_patch(&tree.rollout, &tree.replica_sets, None);
             assert!(
-                set_image_patch(&r, &[("*".into(), "x:1".into())]).is_err(),
+                command::set_image_patch(&r, &[("*".into(), "x:1".into())]).is_err(),
                 "{r}"
             );
         }

@@ -435,4 +435,144 @@ mod tests {
         )));
         assert!(!fully_promoted(&rollout(json!({}))));
     }
+
+    /// The Rollout the `mooring rollout` commands are tested on.
+    fn plugin_rollout(status: Value) -> Value {
+        json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "ml-model-serving", "namespace": "ml", "generation": 2,
+                         "annotations": {REVISION_ANNOTATION: "2"}},
+            "spec": {
+                "replicas": 4,
+                "template": {"metadata": {"labels": {"app": "m"}},
+                             "spec": {"containers": [{"name": "server", "image": "m:2"}],
+                                      "initContainers": [{"name": "fetch", "image": "f:1"}]}},
+                "strategy": {"canary": {"steps": [
+                    {"setWeight": 10}, {"pause": {}}, {"analysis": {}}, {"setWeight": 50}, {"pause": {"duration": "1m"}}
+                ]}},
+            },
+            "status": status,
+        })
+    }
+
+    /// The images of a pod template, init containers first.
+    fn images_of(template: &Value) -> Vec<String> {
+        ["initContainers", "containers"]
+            .iter()
+            .filter_map(|l| {
+                template
+                    .pointer(&format!("/spec/{l}"))
+                    .and_then(Value::as_array)
+            })
+            .flatten()
+            .filter_map(|c| c["image"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn promote_patches_follow_the_plugin() {
+        let paused = {
+            let mut r = rollout(
+                json!({"currentStepIndex": 1, "pauseConditions": [{"reason": "CanaryPauseStep"}]}),
+            );
+            r["spec"]["paused"] = json!(true);
+            r
+        };
+        assert_eq!(
+            promote_patches(&paused, false).expect("ok"),
+            (Some(json!({"spec": {"paused": false}})), None)
+        );
+        let step_pause = rollout(
+            json!({"currentStepIndex": 1, "pauseConditions": [{"reason": "CanaryPauseStep"}]}),
+        );
+        assert_eq!(
+            promote_patches(&step_pause, false).expect("ok"),
+            (None, Some(json!({"status": {"pauseConditions": null}})))
+        );
+        let analysing = plugin_rollout(json!({"currentStepIndex": 2}));
+        assert_eq!(
+            promote_patches(&analysing, false).expect("ok"),
+            (
+                None,
+                Some(json!({"status": {"pauseConditions": null, "currentStepIndex": 3}}))
+            )
+        );
+        assert_eq!(
+            promote_patches(&analysing, true).expect("ok"),
+            (None, Some(json!({"status": {"promoteFull": true}})))
+        );
+        let done =
+            plugin_rollout(json!({"currentStepIndex": 5, "stableRS": "a", "currentPodHash": "a"}));
+        assert!(promote_patches(&done, false).is_err());
+        assert!(promote_patches(&done, true)
+            .expect_err("nothing to do")
+            .to_string()
+            .contains("already fully promoted"));
+        let aborted = plugin_rollout(json!({"currentStepIndex": 0, "abort": true}));
+        assert!(promote_patches(&aborted, false)
+            .expect_err("aborted")
+            .to_string()
+            .contains("retry"));
+    }
+
+    #[test]
+    fn set_image_patches_named_and_all_containers_or_nothing() {
+        let r = plugin_rollout(json!({}));
+        let p = set_image_patch(&r, &[("server".into(), "m:3".into())]).expect("patch");
+        assert_eq!(
+            p,
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "server", "image": "m:3"}]}}}})
+        );
+        let mut with_rv = r.clone();
+        with_rv["metadata"]["resourceVersion"] = json!("17");
+        let p = set_image_patch(&with_rv, &[("fetch".into(), "f:2".into())]).expect("patch");
+        assert_eq!(p["metadata"]["resourceVersion"], "17");
+        let all = set_image_patch(&r, &[("*".into(), "x:1".into())]).expect("patch");
+        let mut applied = r.clone();
+        mooring_core::merge_patch::apply(&mut applied, &all);
+        assert_eq!(images_of(&applied["spec"]["template"]), ["x:1", "x:1"]);
+        let e = set_image_patch(
+            &r,
+            &[("server".into(), "m:3".into()), ("nope".into(), "y".into())],
+        )
+        .expect_err("unknown container");
+        assert!(e.to_string().contains("containers: fetch, server"), "{e}");
+    }
+
+    #[test]
+    fn undo_picks_the_previous_revision_and_drops_the_hash_label() {
+        let rs = |rev: &str, hash: &str, image: &str| {
+            json!({"metadata": {"name": format!("m-{hash}"), "annotations": {REVISION_ANNOTATION: rev},
+                                "labels": {POD_TEMPLATE_HASH_LABEL: hash}},
+                   "spec": {"template": {"metadata": {"labels": {"app": "m", POD_TEMPLATE_HASH_LABEL: hash}},
+                                         "spec": {"containers": [{"name": "server", "image": image}]}}}})
+        };
+        let rollout = plugin_rollout(json!({}));
+        let replica_sets = [
+            rs("1", "a", "m:1"),
+            rs("2", "b", "m:2"),
+            rs("3", "c", "m:3"),
+        ];
+        let (rev, patch) = undo_patch(&rollout, &replica_sets, None).expect("previous");
+        assert_eq!(
+            rev, 1,
+            "revision 2 is current; 3 is newer than the rollout's"
+        );
+        let mut r = rollout.clone();
+        mooring_core::merge_patch::apply(&mut r, &patch);
+        assert_eq!(
+            r["spec"]["template"]["metadata"]["labels"],
+            json!({"app": "m"})
+        );
+        assert_eq!(images_of(&r["spec"]["template"]), ["m:1"]);
+        assert_eq!(
+            undo_patch(&rollout, &replica_sets, Some(3)).expect("3").0,
+            3
+        );
+        assert!(undo_patch(&rollout, &replica_sets, Some(9))
+            .expect_err("missing")
+            .to_string()
+            .contains("revisions kept: 1, 2, 3"));
+        assert!(undo_patch(&rollout, &replica_sets, Some(0)).is_err());
+    }
 }
