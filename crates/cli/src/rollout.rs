@@ -637,7 +637,7 @@ pub fn info(tree: &Tree) -> Value {
         "step": step,
         "setWeight": set_weight(r),
         "actualWeight": actual_weight,
-        "abort": r.pointer("/status/abort").and_then(Value::as_bool).unwrap_or(false),
+        "abort": command::aborted(r),
         "paused": r.pointer("/spec/paused").and_then(Value::as_bool).unwrap_or(false),
         "revision": r.pointer("/metadata/annotations").and_then(|a| a.get(REVISION_ANNOTATION)).and_then(Value::as_str),
         "stableRS": stable,
