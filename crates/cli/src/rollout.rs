@@ -42,6 +42,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use mooring_core::rollout::{POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION};
+use mooring_engine::rollout::command;
 
 #[derive(clap::Args, Debug)]
 pub struct RolloutCommon {
@@ -452,7 +453,7 @@ fn set_weight(r: &Value) -> Option<i64> {
     if strategy(r) != "Canary" {
         return None;
     }
-    if r.pointer("/status/abort").and_then(Value::as_bool) == Some(true) {
+    if command::aborted(r) {
         return Some(0);
     }
     if let Some(w) = i(r, "/status/canary/weights/canary/weight") {
@@ -477,13 +478,6 @@ fn rs_hash(rs: &Value) -> &str {
         .and_then(|l| l.get(POD_TEMPLATE_HASH_LABEL))
         .and_then(Value::as_str)
         .unwrap_or("")
-}
-
-fn rs_revision(rs: &Value) -> Option<i64> {
-    rs.pointer("/metadata/annotations")
-        .and_then(|a| a.get(REVISION_ANNOTATION))
-        .and_then(Value::as_str)
-        .and_then(|v| v.parse().ok())
 }
 
 /// What the plugin calls the ReplicaSet's role: stable, canary, active, preview.
@@ -568,7 +562,7 @@ pub fn info(tree: &Tree) -> Value {
                 .collect();
             json!({
                 "name": s(rs, "/metadata/name"),
-                "revision": rs_revision(rs),
+                "revision": command::replica_set_revision(rs),
                 "hash": hash,
                 "tags": rs_tags(r, hash),
                 "images": images_of(rs.pointer("/spec/template").unwrap_or(&Value::Null)),
@@ -643,7 +637,7 @@ pub fn info(tree: &Tree) -> Value {
         "step": step,
         "setWeight": set_weight(r),
         "actualWeight": actual_weight,
-        "abort": r.pointer("/status/abort").and_then(Value::as_bool).unwrap_or(false),
+        "abort": command::aborted(r),
         "paused": r.pointer("/spec/paused").and_then(Value::as_bool).unwrap_or(false),
         "revision": r.pointer("/metadata/annotations").and_then(|a| a.get(REVISION_ANNOTATION)).and_then(Value::as_str),
         "stableRS": stable,
@@ -943,7 +937,7 @@ pub fn finished(r: &Value) -> Option<bool> {
         Some(o) => o >= i(r, "/metadata/generation").unwrap_or(0),
         None => r.pointer("/status/observedGeneration").is_some(),
     };
-    if r.pointer("/status/abort").and_then(Value::as_bool) == Some(true) {
+    if command::aborted(r) {
         return Some(false);
     }
     if !observed {
@@ -1056,7 +1050,7 @@ pub async fn run(cmd: RolloutCommand, common: RolloutCommon) -> anyhow::Result<E
         RolloutCommand::Status { name, timeout } => status(&ctx, &name, timeout).await,
         RolloutCommand::Promote { name, full } => {
             let r = ctx.get_rollout(&name).await?;
-            let (spec, status) = promote_patches(&r, full)?;
+            let (spec, status) = command::promote_patches(&r, full)?;
             apply_patches(&ctx, &name, spec, status).await?;
             println!(
                 "rollout '{name}' {}",
@@ -1066,35 +1060,27 @@ pub async fn run(cmd: RolloutCommand, common: RolloutCommon) -> anyhow::Result<E
         }
         RolloutCommand::Abort { name } => {
             let r = ctx.get_rollout(&name).await?;
-            if r.pointer("/status/abort").and_then(Value::as_bool) == Some(true) {
-                bail!("rollout {name:?} is already aborted; `mooring rollout retry {name}` starts the update again");
-            }
-            if fully_promoted(&r) {
-                bail!("rollout {name:?} runs its stable version with no update in progress: nothing to abort");
-            }
-            apply_patches(&ctx, &name, None, Some(json!({"status": {"abort": true}}))).await?;
+            apply_patches(&ctx, &name, None, Some(command::abort_patch(&r)?)).await?;
             println!("rollout '{name}' aborted");
             Ok(ExitCode::SUCCESS)
         }
         RolloutCommand::Retry { name } => {
             let r = ctx.get_rollout(&name).await?;
-            if r.pointer("/status/abort").and_then(Value::as_bool) != Some(true) {
-                bail!("rollout {name:?} is not aborted: nothing to retry");
-            }
-            apply_patches(&ctx, &name, None, Some(json!({"status": {"abort": false}}))).await?;
+            apply_patches(&ctx, &name, None, Some(command::retry_patch(&r)?)).await?;
             println!("rollout '{name}' retried");
             Ok(ExitCode::SUCCESS)
         }
         RolloutCommand::Pause { name } => {
             ctx.get_rollout(&name).await?;
-            apply_patches(&ctx, &name, Some(json!({"spec": {"paused": true}})), None).await?;
+            apply_patches(&ctx, &name, Some(command::pause_patch()), None).await?;
             println!("rollout '{name}' paused");
             Ok(ExitCode::SUCCESS)
         }
         RolloutCommand::Undo { name, to_revision } => {
             let r = ctx.get_rollout(&name).await?;
             let tree = ctx.tree(r).await?;
-            let (revision, patch) = undo_patch(&tree, to_revision)?;
+            let (revision, patch) =
+                command::undo_patch(&tree.rollout, &tree.replica_sets, to_revision)?;
             ctx.rollouts()
                 .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -1104,7 +1090,7 @@ pub async fn run(cmd: RolloutCommand, common: RolloutCommon) -> anyhow::Result<E
         }
         RolloutCommand::SetImage { name, images } => {
             let r = ctx.get_rollout(&name).await?;
-            let patch = set_image_patch(&r, &images)?;
+            let patch = command::set_image_patch(&r, &images)?;
             ctx.rollouts()
                 .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -1113,52 +1099,6 @@ pub async fn run(cmd: RolloutCommand, common: RolloutCommon) -> anyhow::Result<E
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn fully_promoted(r: &Value) -> bool {
-    let stable = s(r, "/status/stableRS");
-    !stable.is_empty()
-        && stable == s(r, "/status/currentPodHash")
-        && r.pointer("/status/pauseConditions")
-            .and_then(Value::as_array)
-            .is_none_or(Vec::is_empty)
-}
-
-/// The spec and status merge patches of `promote` (see the module docs).
-pub fn promote_patches(r: &Value, full: bool) -> anyhow::Result<(Option<Value>, Option<Value>)> {
-    let name = s(r, "/metadata/name");
-    let paused = r.pointer("/spec/paused").and_then(Value::as_bool) == Some(true);
-    let unpause = paused.then(|| json!({"spec": {"paused": false}}));
-    if r.pointer("/status/abort").and_then(Value::as_bool) == Some(true) {
-        bail!("rollout {name:?} is aborted: `mooring rollout retry {name}` first");
-    }
-    if full {
-        if fully_promoted(r) && !paused {
-            bail!("rollout {name:?} is already fully promoted: nothing to promote");
-        }
-        return Ok((unpause, Some(json!({"status": {"promoteFull": true}}))));
-    }
-    if paused {
-        return Ok((unpause, None));
-    }
-    if r.pointer("/status/pauseConditions")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty())
-    {
-        return Ok((None, Some(json!({"status": {"pauseConditions": null}}))));
-    }
-    if strategy(r) == "Canary" {
-        let steps = steps(r).len() as i64;
-        let index = i(r, "/status/currentStepIndex").unwrap_or(0);
-        if steps == 0 || index >= steps {
-            bail!("rollout {name:?} has no step left to skip: nothing to promote");
-        }
-        return Ok((
-            None,
-            Some(json!({"status": {"pauseConditions": null, "currentStepIndex": index + 1}})),
-        ));
-    }
-    bail!("rollout {name:?} is not paused: nothing to promote (`--full` skips its analysis)")
 }
 
 async fn apply_patches(
@@ -1179,153 +1119,6 @@ async fn apply_patches(
             .with_context(|| format!("updating rollout {name}"))?;
     }
     Ok(())
-}
-
-/// The merge patch of `undo`: the revision chosen and the patch that makes `spec.template`
-/// that revision's pod template.
-pub fn undo_patch(tree: &Tree, to: Option<i64>) -> anyhow::Result<(i64, Value)> {
-    let r = &tree.rollout;
-    let name = s(r, "/metadata/name");
-    let mut by_revision: Vec<(i64, &Value)> = tree
-        .replica_sets
-        .iter()
-        .filter_map(|rs| Some((rs_revision(rs)?, rs)))
-        .collect();
-    by_revision.sort_by_key(|(rev, _)| *rev);
-    let known = || {
-        by_revision
-            .iter()
-            .map(|(r, _)| r.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let current = r
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(REVISION_ANNOTATION))
-        .and_then(Value::as_str)
-        .and_then(|v| v.parse::<i64>().ok())
-        .or_else(|| by_revision.last().map(|(r, _)| *r));
-    let target =
-        match to {
-            Some(n) if n <= 0 => bail!("--to-revision must be a positive revision, got {n}"),
-            Some(n) => by_revision
-                .iter()
-                .find(|(rev, _)| *rev == n)
-                .with_context(|| {
-                    format!(
-                        "rollout {name:?} has no revision {n} (revisions kept: {})",
-                        if by_revision.is_empty() {
-                            "none".into()
-                        } else {
-                            known()
-                        }
-                    )
-                })?,
-            None => by_revision
-                .iter()
-                .rev()
-                .find(|(rev, _)| Some(*rev) < current)
-                .with_context(|| {
-                    format!(
-                    "rollout {name:?} has no revision before {} to go back to (revisions kept: {})",
-                    current.map_or("?".into(), |c| c.to_string()),
-                    if by_revision.is_empty() { "none".into() } else { known() }
-                )
-                })?,
-        };
-    let (revision, rs) = (target.0, target.1);
-    let mut template = rs
-        .pointer("/spec/template")
-        .cloned()
-        .filter(Value::is_object)
-        .with_context(|| format!("ReplicaSet {} has no pod template", s(rs, "/metadata/name")))?;
-    if let Some(labels) = template
-        .pointer_mut("/metadata/labels")
-        .and_then(Value::as_object_mut)
-    {
-        labels.remove(POD_TEMPLATE_HASH_LABEL);
-    }
-    let mut live = r.pointer("/spec/template").cloned().unwrap_or(Value::Null);
-    if let Some(labels) = live
-        .pointer_mut("/metadata/labels")
-        .and_then(Value::as_object_mut)
-    {
-        labels.remove(POD_TEMPLATE_HASH_LABEL);
-    }
-    if live == template {
-        bail!("rollout {name:?} already runs the pod template of revision {revision}: nothing to undo");
-    }
-    let mut patch =
-        json!({"spec": {"template": mooring_core::merge_patch::diff(&live_raw(r), &template)}});
-    guard(&mut patch, r);
-    Ok((revision, patch))
-}
-
-fn live_raw(r: &Value) -> Value {
-    r.pointer("/spec/template").cloned().unwrap_or(Value::Null)
-}
-
-/// Optimistic concurrency: the patch names the resourceVersion it was computed from, so
-/// a rollout changed in between makes the API server refuse it (409) and nothing is
-/// half-applied.
-fn guard(patch: &mut Value, r: &Value) {
-    let rv = s(r, "/metadata/resourceVersion");
-    if !rv.is_empty() {
-        patch["metadata"] = json!({"resourceVersion": rv});
-    }
-}
-
-/// The merge patch of `set-image`: every named container (`*`: every container, init
-/// container and ephemeral container) gets its image. Container lists are replaced whole
-/// (merge patches replace arrays), guarded by the resourceVersion they were read at; an
-/// unknown name changes nothing and lists the containers there are.
-pub fn set_image_patch(r: &Value, images: &[(String, String)]) -> anyhow::Result<Value> {
-    let name = s(r, "/metadata/name");
-    let lists = ["initContainers", "containers", "ephemeralContainers"];
-    let mut edited: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
-    let mut all_names = Vec::new();
-    for list in lists {
-        if let Some(cs) = r
-            .pointer(&format!("/spec/template/spec/{list}"))
-            .and_then(Value::as_array)
-        {
-            all_names.extend(
-                cs.iter()
-                    .map(|c| c["name"].as_str().unwrap_or("").to_string()),
-            );
-            edited.insert(list, cs.clone());
-        }
-    }
-    let mut changed = std::collections::BTreeSet::new();
-    for (container, image) in images {
-        let mut matched = false;
-        for (list, cs) in edited.iter_mut() {
-            for c in cs.iter_mut() {
-                if container == "*" || c["name"].as_str() == Some(container.as_str()) {
-                    matched = true;
-                    c["image"] = json!(image);
-                    changed.insert(*list);
-                }
-            }
-        }
-        if !matched {
-            bail!(
-                "rollout {name:?} has no container {container:?} (containers: {}); nothing changed",
-                if all_names.is_empty() {
-                    "none".into()
-                } else {
-                    all_names.join(", ")
-                }
-            );
-        }
-    }
-    let mut spec = serde_json::Map::new();
-    for list in changed {
-        spec.insert(list.to_string(), Value::Array(edited[list].clone()));
-    }
-    let mut patch = json!({"spec": {"template": {"spec": spec}}});
-    guard(&mut patch, r);
-    Ok(patch)
 }
 
 /// How `watch` and `status` print each change.
@@ -1498,112 +1291,6 @@ mod tests {
     }
 
     #[test]
-    fn promote_patches_follow_the_plugin() {
-        let paused = {
-            let mut r = rollout(
-                json!({"currentStepIndex": 1, "pauseConditions": [{"reason": "CanaryPauseStep"}]}),
-            );
-            r["spec"]["paused"] = json!(true);
-            r
-        };
-        assert_eq!(
-            promote_patches(&paused, false).expect("ok"),
-            (Some(json!({"spec": {"paused": false}})), None)
-        );
-        let step_pause = rollout(
-            json!({"currentStepIndex": 1, "pauseConditions": [{"reason": "CanaryPauseStep"}]}),
-        );
-        assert_eq!(
-            promote_patches(&step_pause, false).expect("ok"),
-            (None, Some(json!({"status": {"pauseConditions": null}})))
-        );
-        let analysing = rollout(json!({"currentStepIndex": 2}));
-        assert_eq!(
-            promote_patches(&analysing, false).expect("ok"),
-            (
-                None,
-                Some(json!({"status": {"pauseConditions": null, "currentStepIndex": 3}}))
-            )
-        );
-        assert_eq!(
-            promote_patches(&analysing, true).expect("ok"),
-            (None, Some(json!({"status": {"promoteFull": true}})))
-        );
-        let done = rollout(json!({"currentStepIndex": 5, "stableRS": "a", "currentPodHash": "a"}));
-        assert!(promote_patches(&done, false).is_err());
-        assert!(promote_patches(&done, true)
-            .expect_err("nothing to do")
-            .to_string()
-            .contains("already fully promoted"));
-        let aborted = rollout(json!({"currentStepIndex": 0, "abort": true}));
-        assert!(promote_patches(&aborted, false)
-            .expect_err("aborted")
-            .to_string()
-            .contains("retry"));
-    }
-
-    #[test]
-    fn set_image_patches_named_and_all_containers_or_nothing() {
-        let r = rollout(json!({}));
-        let p = set_image_patch(&r, &[("server".into(), "m:3".into())]).expect("patch");
-        assert_eq!(
-            p,
-            json!({"spec": {"template": {"spec": {"containers": [{"name": "server", "image": "m:3"}]}}}})
-        );
-        let mut with_rv = r.clone();
-        with_rv["metadata"]["resourceVersion"] = json!("17");
-        let p = set_image_patch(&with_rv, &[("fetch".into(), "f:2".into())]).expect("patch");
-        assert_eq!(p["metadata"]["resourceVersion"], "17");
-        let all = set_image_patch(&r, &[("*".into(), "x:1".into())]).expect("patch");
-        let mut applied = r.clone();
-        mooring_core::merge_patch::apply(&mut applied, &all);
-        assert_eq!(images_of(&applied["spec"]["template"]), ["x:1", "x:1"]);
-        let e = set_image_patch(
-            &r,
-            &[("server".into(), "m:3".into()), ("nope".into(), "y".into())],
-        )
-        .expect_err("unknown container");
-        assert!(e.to_string().contains("containers: fetch, server"), "{e}");
-    }
-
-    #[test]
-    fn undo_picks_the_previous_revision_and_drops_the_hash_label() {
-        let rs = |rev: &str, hash: &str, image: &str| {
-            json!({"metadata": {"name": format!("m-{hash}"), "annotations": {REVISION_ANNOTATION: rev},
-                                "labels": {POD_TEMPLATE_HASH_LABEL: hash}},
-                   "spec": {"template": {"metadata": {"labels": {"app": "m", POD_TEMPLATE_HASH_LABEL: hash}},
-                                         "spec": {"containers": [{"name": "server", "image": image}]}}}})
-        };
-        let tree = Tree {
-            rollout: rollout(json!({})),
-            replica_sets: vec![
-                rs("1", "a", "m:1"),
-                rs("2", "b", "m:2"),
-                rs("3", "c", "m:3"),
-            ],
-            analysis_runs: vec![],
-        };
-        let (rev, patch) = undo_patch(&tree, None).expect("previous");
-        assert_eq!(
-            rev, 1,
-            "revision 2 is current; 3 is newer than the rollout's"
-        );
-        let mut r = tree.rollout.clone();
-        mooring_core::merge_patch::apply(&mut r, &patch);
-        assert_eq!(
-            r["spec"]["template"]["metadata"]["labels"],
-            json!({"app": "m"})
-        );
-        assert_eq!(images_of(&r["spec"]["template"]), ["m:1"]);
-        assert_eq!(undo_patch(&tree, Some(3)).expect("3").0, 3);
-        assert!(undo_patch(&tree, Some(9))
-            .expect_err("missing")
-            .to_string()
-            .contains("revisions kept: 1, 2, 3"));
-        assert!(undo_patch(&tree, Some(0)).is_err());
-    }
-
-    #[test]
     fn info_and_watch_outcomes() {
         let r = rollout(json!({
             "observedGeneration": "2", "phase": "Paused", "message": "CanaryPauseStep",
@@ -1680,11 +1367,11 @@ mod tests {
             let v = info(&tree);
             let _ = render(&v);
             let _ = finished(&r);
-            let _ = promote_patches(&r, false);
-            let _ = promote_patches(&r, true);
-            let _ = undo_patch(&tree, None);
+            let _ = command::promote_patches(&r, false);
+            let _ = command::promote_patches(&r, true);
+            let _ = command::undo_patch(&tree.rollout, &tree.replica_sets, None);
             assert!(
-                set_image_patch(&r, &[("*".into(), "x:1".into())]).is_err(),
+                command::set_image_patch(&r, &[("*".into(), "x:1".into())]).is_err(),
                 "{r}"
             );
         }

@@ -11,10 +11,10 @@
 //!
 //! When a rule fires with a rolling-back action, for every guarded Application:
 //!
-//! 1. if the app has an active Argo Rollouts `Rollout` (mid-update: `currentPodHash`
-//!    differs from `stableRS`, or phase Progressing/Paused), the Rollout is aborted by
-//!    setting `status.abort` — the rollout controller returns traffic to the stable
-//!    version;
+//! 1. if the app has an Argo Rollouts `Rollout` that is mid-update
+//!    ([`mooring_engine::rollout::command::mid_update`]: `currentPodHash` differs from a
+//!    known `stableRS`), the Rollout is aborted by setting `status.abort` — the rollout
+//!    controller returns traffic to the stable version;
 //! 2. otherwise the app is synced (an `operation.sync.revision`, or `revisions` — every
 //!    source's commit — for an app with `spec.sources`, as `mooring app rollback` does)
 //!    to the newest revision it was seen Synced and Healthy at while no rule
@@ -813,10 +813,7 @@ async fn active_rollout(ctx: &Context, app: &Application) -> Option<ResourceKey>
             Ok(Some(l)) => l,
             _ => continue,
         };
-        let s = |p: &str| live.pointer(p).and_then(Value::as_str).unwrap_or_default();
-        let (current, stable) = (s("/status/currentPodHash"), s("/status/stableRS"));
-        let updating = !current.is_empty() && !stable.is_empty() && current != stable;
-        if updating || matches!(s("/status/phase"), "Progressing" | "Paused") {
+        if mooring_engine::rollout::command::mid_update(&live) {
             return Some(key);
         }
     }
@@ -832,7 +829,7 @@ async fn abort_rollout(ctx: &Context, app: &Application, key: &ResourceKey) -> R
         &key.namespace,
         &mooring_k8s::resources::rollout_resource(),
     );
-    let patch = Patch::Merge(json!({"status": {"abort": true}}));
+    let patch = Patch::Merge(mooring_engine::rollout::command::abort_status());
     match api
         .patch_status(&key.name, &PatchParams::default(), &patch)
         .await

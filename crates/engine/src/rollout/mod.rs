@@ -30,6 +30,7 @@
 
 mod bluegreen;
 mod canary;
+pub mod command;
 mod hash;
 #[cfg(test)]
 mod tests;
