@@ -31,6 +31,13 @@ pub fn format(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// `t` as RFC 3339, UTC, with milliseconds (truncated), `Z`: Mooring's own rollback
+/// status stamps (`breachingSince`, `firedAt`, `lastEvaluated`), where every evaluation
+/// within a second must still show.
+pub fn format_millis(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
 /// Parse an RFC 3339 timestamp (any offset, any sub-second precision), as Kubernetes reads
 /// `metav1.Time`. A timestamp without an offset is rejected.
 pub fn parse(s: &str) -> Result<Timestamp, TimeError> {
@@ -97,6 +104,14 @@ mod tests {
             "2026-01-01T00:02:03Z"
         );
         assert_eq!(format(from_unix(0).expect("epoch")), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            format_millis(ts("2026-01-01T00:00:03.9876Z")),
+            "2026-01-01T00:00:03.987Z"
+        );
+        assert_eq!(
+            format_millis(from_unix(0).expect("epoch")),
+            "1970-01-01T00:00:00.000Z"
+        );
     }
 
     #[test]
@@ -118,7 +133,7 @@ mod tests {
             ("2020-01-10T00:30:00Z", "30m"),
             ("2020-01-09T20:00:00Z", "5h0m"),
             ("2020-01-09T12:00:00Z", "13h"),
-            ("2020-01-07T22:00:00Z", "3d3h"),
+            ("2020-01-07T22:00:00Z", "2d3h"),
             ("2020-01-01T00:00:00Z", "9d"),
             ("2020-01-10T02:00:00Z", "0s"),
         ];
