@@ -11,7 +11,7 @@
 //! is read for status fields; rule code (`mooring_engine`) never calls them and takes the
 //! current time as an argument instead.
 
-pub use jiff::Timestamp;
+pub use jiff::{SignedDuration, Timestamp};
 
 /// A timestamp that could not be read or represented.
 #[derive(Debug, thiserror::Error)]
