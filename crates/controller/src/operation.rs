@@ -35,10 +35,10 @@
 use crate::reconcile::{self, desired_state, Compared};
 use crate::{Context, ControllerError};
 use mooring_core::app::{
-    parse_go_duration, sync_option, Application, HealthStatusCode, RevisionHistory, Revisions,
-    SyncStatusCode,
+    sync_option, Application, HealthStatusCode, RevisionHistory, Revisions, SyncStatusCode,
 };
 use mooring_core::time::now_rfc3339 as now;
+use mooring_core::time::parse_go_duration;
 use mooring_core::ResourceKey;
 use mooring_engine::sync::{
     self, next_action, HookDeletePolicy, NextAction, PlanInput, SyncPlan, SyncState, TaskKind,

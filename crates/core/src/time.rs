@@ -88,6 +88,47 @@ pub fn age(ts: Option<&str>, now: Timestamp) -> String {
     }
 }
 
+/// Parse a duration as Kubernetes and Argo write them (Go's `time.ParseDuration` units:
+/// `300ms`, `5s`, `3m`, `1h30m`), or a bare number of seconds; used for retry backoff,
+/// sync window lengths, rollout pauses and analysis intervals.
+pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        if c == 'm' && chars.peek() == Some(&'s') {
+            unit.push('s');
+            chars.next();
+        }
+        let n: f64 = num.parse().ok()?;
+        num.clear();
+        total += n * match unit.as_str() {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            _ => return None,
+        };
+    }
+    if !num.is_empty() {
+        return None;
+    }
+    // A hostile `99999999999999999999h` overflows: no duration rather than a panic.
+    std::time::Duration::try_from_secs_f64(total).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +192,22 @@ mod tests {
         assert!(since(None, now).is_zero());
         assert!(since(Some("x"), now).is_zero());
         assert!(since(Some("2020-01-01T00:02:00Z"), now).is_zero());
+    }
+    #[test]
+    fn go_durations() {
+        assert_eq!(
+            parse_go_duration("5s"),
+            Some(std::time::Duration::from_secs(5))
+        );
+        assert_eq!(
+            parse_go_duration("1h30m"),
+            Some(std::time::Duration::from_secs(5400))
+        );
+        assert_eq!(
+            parse_go_duration("300ms"),
+            Some(std::time::Duration::from_millis(300))
+        );
+        assert_eq!(parse_go_duration("3x"), None);
+        assert_eq!(parse_go_duration("99999999999999999999999h"), None);
     }
 }

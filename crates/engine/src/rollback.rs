@@ -193,7 +193,7 @@ fn check_query(rule: &str, what: &str, q: &str) -> Result<String, RollbackError>
 }
 
 fn duration(rule: Option<&str>, what: &str, s: &str) -> Result<Duration, RollbackError> {
-    mooring_core::app::parse_go_duration(s).ok_or_else(|| {
+    mooring_core::time::parse_go_duration(s).ok_or_else(|| {
         let message = format!("{what} {s:?} is not a duration (e.g. 30s, 5m, 1h30m)");
         match rule {
             Some(r) => rule_err(r, message),

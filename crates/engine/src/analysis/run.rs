@@ -36,7 +36,7 @@ use mooring_core::analysis::{
     AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, Measurement, Metric, MetricResult,
     RunSummary,
 };
-use mooring_core::app::parse_go_duration;
+use mooring_core::time::parse_go_duration;
 use mooring_core::time::{self, Timestamp};
 use std::time::Duration;
 

@@ -740,7 +740,7 @@ fn validate(spec: &RolloutSpec) -> Result<(), String> {
 pub fn duration_of(v: &Value) -> Option<SignedDuration> {
     let d = match v {
         Value::Number(n) => Duration::from_secs(n.as_u64()?),
-        Value::String(s) => mooring_core::app::parse_go_duration(s)?,
+        Value::String(s) => mooring_core::time::parse_go_duration(s)?,
         _ => return None,
     };
     SignedDuration::try_from(d).ok()
