@@ -15,6 +15,7 @@ use crate::registry::{split_api_version, Registry, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector, SelectorError};
 use crate::store::{ObjKey, Store, Stored, Write, Written};
 use crate::{defaults, validation};
+use mooring_core::time::now_rfc3339;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -107,13 +108,6 @@ pub enum Deleted {
 pub struct Api {
     pub store: Arc<Store>,
     pub registry: Registry,
-}
-
-/// `now` as Kubernetes writes timestamps (RFC 3339, seconds, UTC).
-pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
 }
 
 fn meta(v: &Value) -> Option<&Map<String, Value>> {

@@ -5,6 +5,7 @@
 //! from here. Custom resources use their `additionalPrinterColumns`.
 
 use crate::registry::ResourceType;
+use mooring_core::time::{self, age};
 use serde_json::{json, Value};
 
 struct Col {
@@ -188,7 +189,7 @@ fn n(v: &Value, ptr: &str) -> i64 {
     v.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
 }
 
-fn cells(rt: &ResourceType, v: &Value, now: jiff::Timestamp) -> Vec<Value> {
+fn cells(rt: &ResourceType, v: &Value, now: time::Timestamp) -> Vec<Value> {
     let mut out = vec![json!(s(v.pointer("/metadata/name")))];
     if rt.crd.is_none() {
         match (rt.group.as_str(), rt.kind.as_str()) {
@@ -407,23 +408,6 @@ fn strip_braces(p: &str) -> &str {
     p.trim().trim_start_matches('{').trim_end_matches('}')
 }
 
-/// kubectl's short human duration: `45s`, `3m12s`, `5h`, `2d3h`.
-pub fn age(ts: Option<&str>, now: jiff::Timestamp) -> String {
-    let Some(t) = ts.and_then(|t| t.parse::<jiff::Timestamp>().ok()) else {
-        return "<unknown>".into();
-    };
-    let secs = (now.as_second() - t.as_second()).max(0);
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 600 => format!("{}m{}s", s / 60, s % 60),
-        s if s < 3 * 3600 => format!("{}m", s / 60),
-        s if s < 8 * 3600 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
-        s if s < 2 * 86400 => format!("{}h", s / 3600),
-        s if s < 8 * 86400 => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
-        s => format!("{}d", s / 86400),
-    }
-}
-
 fn partial_metadata(v: &Value) -> Value {
     let mut m = v.get("metadata").cloned().unwrap_or(json!({}));
     if let Some(o) = m.as_object_mut() {
@@ -439,7 +423,7 @@ pub fn table(
     resource_version: u64,
     cont: Option<&str>,
 ) -> Value {
-    let now = jiff::Timestamp::now();
+    let now = time::now();
     let mut defs: Vec<Value> = columns(rt)
         .iter()
         .map(|c| {
@@ -557,7 +541,7 @@ mod tests {
 
     #[test]
     fn ages_read_like_kubectl() {
-        let now: jiff::Timestamp = "2020-01-01T01:00:00Z".parse().expect("ts");
+        let now = time::parse("2020-01-01T01:00:00Z").expect("ts");
         assert_eq!(age(Some("2020-01-01T00:59:15Z"), now), "45s");
         assert_eq!(age(Some("2020-01-01T00:55:00Z"), now), "5m0s");
         assert_eq!(age(None, now), "<unknown>");

@@ -153,8 +153,8 @@ async fn generate(st: &Store, account: &str, expires_in: &str) -> anyhow::Result
         "token {} for {account}{} (shown once; stored only as a hash)",
         rec.id,
         rec.expires_at
-            .and_then(|e| jiff::Timestamp::from_second(e).ok())
-            .map(|t| format!(", expires {t}"))
+            .and_then(|e| mooring_core::time::from_unix(e).ok())
+            .map(|t| format!(", expires {}", mooring_core::time::format(t)))
             .unwrap_or_default(),
     );
     println!("{token}");
@@ -181,7 +181,7 @@ pub async fn run(cmd: AccountCommand, common: Common) -> anyhow::Result<ExitCode
         AccountCommand::List { output } => {
             let accounts = st.accounts().await?;
             let tokens = st.tokens().await?;
-            let now = jiff::Timestamp::now().as_second();
+            let now = mooring_core::time::now().as_second();
             let rows: Vec<serde_json::Value> = accounts
                 .iter()
                 .map(|a| {

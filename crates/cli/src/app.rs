@@ -341,7 +341,8 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
             let (api, name) = app_ref(&client, &default_ns, &name);
             if refresh || hard_refresh {
                 let level = if hard_refresh { "hard" } else { "normal" };
-                let stamp = jiff::Timestamp::now().to_string();
+                // Full precision: the value only has to change on every request.
+                let stamp = mooring_core::time::now().to_string();
                 api.patch(
                     name,
                     &PatchParams::default(),

@@ -484,7 +484,7 @@ async fn write_status(
     resources: Option<Vec<Value>>,
 ) -> Result<(), ControllerError> {
     let old = set.status.clone().unwrap_or_default();
-    let now = jiff::Timestamp::now().to_string();
+    let now = mooring_core::time::now_rfc3339();
     for c in conditions.iter_mut() {
         let prev = old.conditions.iter().find(|o| o.type_ == c.type_);
         c.last_transition_time = match prev {

@@ -28,7 +28,7 @@ pub async fn record(
         reason,
         message,
         component,
-        &crate::reconcile::now(),
+        &mooring_core::time::now_rfc3339(),
     );
     if let Err(err) = ctx.management.create(&event).await {
         let name = object

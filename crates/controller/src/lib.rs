@@ -852,7 +852,7 @@ async fn report_unparsable(ctx: &Context, ns: &str, name: &str, raw: &Value, mes
     }
     conditions.retain(|c| c["type"] != TYPE);
     conditions.push(serde_json::json!({
-        "type": TYPE, "message": message, "lastTransitionTime": reconcile::now(),
+        "type": TYPE, "message": message, "lastTransitionTime": mooring_core::time::now_rfc3339(),
     }));
     let patch = serde_json::json!({"status": {"conditions": conditions}});
     if let Err(e) = ctx

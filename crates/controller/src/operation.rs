@@ -32,12 +32,13 @@
 //! factor and maximum) starts the operation again; on success a history entry is added and
 //! `operation` cleared.
 
-use crate::reconcile::{self, desired_state, now, Compared};
+use crate::reconcile::{self, desired_state, Compared};
 use crate::{Context, ControllerError};
 use mooring_core::app::{
-    parse_go_duration, sync_option, Application, HealthStatusCode, RevisionHistory, Revisions,
-    SyncStatusCode,
+    sync_option, Application, HealthStatusCode, RevisionHistory, Revisions, SyncStatusCode,
 };
+use mooring_core::time::now_rfc3339 as now;
+use mooring_core::time::parse_go_duration;
 use mooring_core::ResourceKey;
 use mooring_engine::sync::{
     self, next_action, HookDeletePolicy, NextAction, PlanInput, SyncPlan, SyncState, TaskKind,
@@ -287,10 +288,7 @@ pub async fn drive(
             .await?;
     }
     if let Some(at) = state.get("nextRetryAt").and_then(Value::as_str) {
-        if at
-            .parse::<jiff::Timestamp>()
-            .is_ok_and(|t| t > jiff::Timestamp::now())
-        {
+        if mooring_core::time::parse(at).is_ok_and(|t| t > mooring_core::time::now()) {
             return Ok(OperationOutcome::InProgress);
         }
     }
@@ -371,14 +369,13 @@ pub async fn drive(
                         let next = verdict
                             .next_change
                             .unwrap_or(now + std::time::Duration::from_secs(60));
-                        let next = jiff::Timestamp::try_from(next)
-                            .unwrap_or_else(|_| jiff::Timestamp::now());
+                        let next = mooring_core::time::Timestamp::try_from(next)
+                            .unwrap_or_else(|_| mooring_core::time::now());
                         state["message"] = json!(format!(
                             "sync operation blocked by sync window: {}",
                             verdict.reason
                         ));
-                        state["nextRetryAt"] =
-                            json!(next.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+                        state["nextRetryAt"] = json!(mooring_core::time::format(next));
                         ctx.patch_app(app, json!({"status": {"operationState": state}}))
                             .await?;
                         return Ok(OperationOutcome::InProgress);
@@ -868,9 +865,8 @@ async fn finish(
                 ));
                 state["plan"] = Value::Null;
                 state["sync"] = Value::Null;
-                state["nextRetryAt"] = json!((jiff::Timestamp::now() + wait)
-                    .strftime("%Y-%m-%dT%H:%M:%SZ")
-                    .to_string());
+                state["nextRetryAt"] =
+                    json!(mooring_core::time::format(mooring_core::time::now() + wait));
                 ctx.patch_app(app, json!({"status": {"operationState": state}}))
                     .await?;
                 return Ok(OperationOutcome::InProgress);

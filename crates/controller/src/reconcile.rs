@@ -50,17 +50,11 @@ pub struct Compared {
     pub shared: Vec<String>,
 }
 
-pub(crate) fn now() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
 pub(crate) fn condition(type_: &str, message: impl Into<String>) -> ApplicationCondition {
     ApplicationCondition {
         type_: type_.into(),
         message: message.into(),
-        last_transition_time: Some(now()),
+        last_transition_time: Some(mooring_core::time::now_rfc3339()),
     }
 }
 
@@ -719,7 +713,7 @@ pub async fn write_status(
         "sync": sync,
         "health": c.health,
         "resources": c.resources,
-        "reconciledAt": now(),
+        "reconciledAt": mooring_core::time::now_rfc3339(),
     });
     if conditions_changed {
         status["conditions"] = json!(conds);
@@ -763,7 +757,7 @@ async fn write_unknown(
         "conditions": conds,
         "sync": SyncStatus { status: SyncStatusCode::Unknown, ..sync },
         "health": {"status": "Unknown", "message": message},
-        "reconciledAt": now(),
+        "reconciledAt": mooring_core::time::now_rfc3339(),
     }});
     ctx.patch_app(app, patch).await
 }
@@ -802,7 +796,7 @@ pub async fn write_error(
     let patch = json!({"status": {
         "conditions": conds,
         "sync": SyncStatus { status: SyncStatusCode::Unknown, ..sync },
-        "reconciledAt": now(),
+        "reconciledAt": mooring_core::time::now_rfc3339(),
     }});
     ctx.patch_app(app, patch).await
 }

@@ -40,7 +40,6 @@
 
 use crate::outbound::{Outbound, OutboundError, OutboundRequest};
 use crate::prometheus::{PromClient, PromValue};
-use crate::reconcile::now;
 use crate::{Context, ControllerError};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use mooring_core::app::{Application, ApplicationCondition, HealthStatusCode, SyncStatusCode};
@@ -49,6 +48,7 @@ use mooring_core::rollback::{
     RollbackPolicyStatus, RollbackRecord, RuleStatus, WebhookSpec, SUSPENDED_CONDITION,
     SUSPEND_ANNOTATION,
 };
+use mooring_core::time::now_rfc3339 as now;
 use mooring_core::ResourceKey;
 use mooring_engine::rollback::{
     self as engine, format_time, parse_time, BreachState, Evaluation, Measurement, Outcome, Rule,

@@ -182,7 +182,7 @@ async fn reconcile(ro: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Roll
         rollout: &rollout,
         replica_sets: &rses,
         analysis_runs: &runs,
-        now: chrono::Utc::now(),
+        now: mooring_core::time::now(),
     });
     let owner = json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": name, "uid": uid,

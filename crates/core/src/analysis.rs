@@ -4,7 +4,7 @@
 //! Teams moving from Argo Rollouts keep their templates unchanged, so every field keeps
 //! Argo's camelCase name, unknown fields are ignored rather than rejected (a newer Argo
 //! field must not make a template unreadable), durations stay Go-duration strings
-//! (`30s`, `5m`, parsed with [`crate::app::parse_go_duration`]) and the limits and counts
+//! (`30s`, `5m`, parsed with [`crate::time::parse_go_duration`]) and the limits and counts
 //! that Argo types as int-or-string (so `count: "{{args.count}}"` works) are
 //! [`IntOrString`]. Providers other than `prometheus`, `web` and `job` are kept in
 //! [`MetricProvider::other`] so that the controller can say which one it does not support

@@ -739,44 +739,6 @@ pub fn requested_revisions(
     Ok(Revisions::multi(out))
 }
 
-/// Parse a Go duration (`300ms`, `5s`, `3m`, `1h30m`) as Argo CD's retry backoff uses.
-pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    if let Ok(secs) = s.parse::<u64>() {
-        return Some(std::time::Duration::from_secs(secs));
-    }
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        if c == 'm' && chars.peek() == Some(&'s') {
-            unit.push('s');
-            chars.next();
-        }
-        let n: f64 = num.parse().ok()?;
-        num.clear();
-        total += n * match unit.as_str() {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 0.001,
-            _ => return None,
-        };
-    }
-    if !num.is_empty() {
-        return None;
-    }
-    Some(std::time::Duration::from_secs_f64(total))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1027,22 +989,5 @@ spec:
             1
         );
         assert!(finalizers(&serde_json::json!({})).is_empty());
-    }
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(
-            parse_go_duration("5s"),
-            Some(std::time::Duration::from_secs(5))
-        );
-        assert_eq!(
-            parse_go_duration("1h30m"),
-            Some(std::time::Duration::from_secs(5400))
-        );
-        assert_eq!(
-            parse_go_duration("300ms"),
-            Some(std::time::Duration::from_millis(300))
-        );
-        assert_eq!(parse_go_duration("3x"), None);
     }
 }

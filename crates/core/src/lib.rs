@@ -18,6 +18,7 @@ pub mod rollout;
 pub mod scope;
 pub mod selector;
 pub mod server_fields;
+pub mod time;
 pub mod validation;
 pub mod yaml;
 

@@ -621,7 +621,7 @@ fn parse_window(w: &SyncWindow) -> Result<Parsed, WindowError> {
             reason: "expected five fields: minute hour day-of-month month day-of-week".into(),
         });
     }
-    let duration = mooring_core::app::parse_go_duration(&w.duration)
+    let duration = mooring_core::time::parse_go_duration(&w.duration)
         .and_then(|d| chrono::Duration::from_std(d).ok())
         .ok_or_else(|| WindowError::Duration(w.duration.clone()))?;
     let tz = if w.time_zone.is_empty() {

@@ -25,6 +25,7 @@
 //! here ([`rollback_target`]) from the revisions the controller saw Synced and Healthy.
 
 use mooring_core::rollback::{RollbackPolicySpec, RollbackRule, RuleAction};
+use mooring_core::time;
 use std::time::{Duration, SystemTime};
 
 /// Default evaluation interval.
@@ -192,7 +193,7 @@ fn check_query(rule: &str, what: &str, q: &str) -> Result<String, RollbackError>
 }
 
 fn duration(rule: Option<&str>, what: &str, s: &str) -> Result<Duration, RollbackError> {
-    mooring_core::app::parse_go_duration(s).ok_or_else(|| {
+    mooring_core::time::parse_go_duration(s).ok_or_else(|| {
         let message = format!("{what} {s:?} is not a duration (e.g. 30s, 5m, 1h30m)");
         match rule {
             Some(r) => rule_err(r, message),
@@ -502,16 +503,20 @@ fn human(d: Duration) -> String {
 }
 
 /// RFC 3339 (UTC, seconds with millisecond precision) for status fields.
+/// A `SystemTime` outside jiff's range (years -9999..=9999) is clamped to that range.
 pub fn format_time(t: SystemTime) -> String {
-    let dt: chrono::DateTime<chrono::Utc> = t.into();
-    dt.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    let ts = time::Timestamp::try_from(t).unwrap_or(if t < SystemTime::UNIX_EPOCH {
+        time::Timestamp::MIN
+    } else {
+        time::Timestamp::MAX
+    });
+    time::format_millis(ts)
 }
 
 /// Parse a status timestamp (`None` when absent or malformed: a hand-edited status
 /// never breaks the loop, it only restarts the breach timing).
 pub fn parse_time(s: Option<&str>) -> Option<SystemTime> {
-    let dt = chrono::DateTime::parse_from_rfc3339(s?.trim()).ok()?;
-    Some(dt.with_timezone(&chrono::Utc).into())
+    time::parse(s?.trim()).ok().map(SystemTime::from)
 }
 
 /// The revision to roll back to: the newest healthy revision (oldest first in

@@ -663,7 +663,7 @@ pub const ANNOTATION_DELETION_APPROVED: &str = "argocd.argoproj.io/deletion-appr
 /// Whether the approval annotation's value confirms what started at `since` (both RFC
 /// 3339). An unparsable value approves nothing, as in Argo CD.
 pub fn deletion_approved(approval: Option<&str>, since: &str) -> bool {
-    let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s.trim()).ok();
+    let parse = |s: &str| mooring_core::time::parse(s.trim()).ok();
     match (approval.and_then(parse), parse(since)) {
         (Some(a), Some(s)) => a >= s,
         _ => false,

@@ -244,7 +244,7 @@ async fn principal(
         return Err(anonymous(AuthError::Malformed.into()));
     }
     let tokens = store.tokens().await.map_err(|e| anonymous(e.into()))?;
-    let rec = match tokens.verify(token, jiff::Timestamp::now().as_second()) {
+    let rec = match tokens.verify(token, mooring_core::time::now().as_second()) {
         Ok(rec) => rec,
         Err(e @ AuthError::Expired { .. }) => {
             let subject = tokens

@@ -26,6 +26,7 @@
 //!   for the server and slow for the flooder.
 
 use base64::Engine as _;
+use mooring_core::time;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use std::collections::{BTreeMap, HashMap};
@@ -129,12 +130,6 @@ pub struct TokenStore {
     pub tokens: Vec<TokenRecord>,
 }
 
-fn rfc3339(unix: i64) -> String {
-    jiff::Timestamp::from_second(unix)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| unix.to_string())
-}
-
 impl TokenStore {
     /// Issue a token for `subject`; returns the token (to show once) and its record.
     pub fn issue(
@@ -183,7 +178,10 @@ impl TokenStore {
         match rec.expires_at {
             Some(exp) if exp <= now => Err(AuthError::Expired {
                 id: rec.id.clone(),
-                at: rfc3339(exp),
+                // An out-of-range expiry is still reported, as raw Unix seconds.
+                at: time::from_unix(exp)
+                    .map(time::format)
+                    .unwrap_or_else(|_| exp.to_string()),
             }),
             _ => Ok(rec),
         }

@@ -212,7 +212,7 @@ impl Store {
         subject: &str,
         expires_in: Option<Duration>,
     ) -> Result<(String, TokenRecord), StoreError> {
-        let now = jiff::Timestamp::now().as_second();
+        let now = mooring_core::time::now().as_second();
         self.update_tokens(|s| s.issue(subject, now, expires_in))
             .await
     }
@@ -224,7 +224,7 @@ impl Store {
     /// The first admin credential: a token is generated (and returned, to be shown once)
     /// only when `admin` has no valid token yet. There is no default password.
     pub async fn ensure_admin_token(&self) -> Result<Option<String>, StoreError> {
-        let now = jiff::Timestamp::now().as_second();
+        let now = mooring_core::time::now().as_second();
         let issued = self
             .update_tokens(|s| {
                 if s.has_valid("admin", now) {

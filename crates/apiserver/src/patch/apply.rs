@@ -716,7 +716,7 @@ fn sort_entries(entries: &mut [Entry]) {
         e.time
             .as_ref()
             .and_then(Value::as_str)
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .and_then(|t| mooring_core::time::parse(t).ok())
             .map_or(0, |t| t.as_second())
     }
     entries.sort_by(|a, b| {

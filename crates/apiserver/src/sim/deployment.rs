@@ -253,7 +253,7 @@ impl Controller for DeploymentController {
             return Ok(None);
         }
         let uid = str_at(&d, "/metadata/uid").unwrap_or_default().to_string();
-        let now = util::now();
+        let now = mooring_core::time::now_rfc3339();
         let replicas = i64_at(&d, "/spec/replicas").unwrap_or(1).max(0);
         let rolling = str_at(&d, "/spec/strategy/type") != Some("Recreate");
         let (surge, max_unavailable) = if rolling {
@@ -535,7 +535,10 @@ impl Controller for DeploymentController {
                         let limit = ctx.opts.scaled(deadline.max(0) as f64);
                         let since = match self.progress.get(key) {
                             Some((u, t)) if *u == uid => t.elapsed(),
-                            _ => util::since(cur.get("lastUpdateTime").and_then(Value::as_str)),
+                            _ => mooring_core::time::since(
+                                cur.get("lastUpdateTime").and_then(Value::as_str),
+                                mooring_core::time::now(),
+                            ),
                         };
                         if since >= limit {
                             util::set_condition(

@@ -56,7 +56,7 @@ impl Controller for JobController {
         if util::is_deleting(&job) || finished(&job) {
             return Ok(None);
         }
-        let now = util::now();
+        let now = mooring_core::time::now_rfc3339();
         let uid = str_at(&job, "/metadata/uid")
             .unwrap_or_default()
             .to_string();

@@ -643,7 +643,7 @@ impl LoadBalancerController {
             n.reason,
             &n.message,
             COMPONENT,
-            &util::now(),
+            &mooring_core::time::now_rfc3339(),
         );
         match ctx
             .api

@@ -36,6 +36,7 @@
 use super::res;
 use super::util::{annotation, str_at};
 use crate::api::Api;
+use mooring_core::time;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -88,7 +89,7 @@ fn running_pods(api: &Api, ns: Option<&str>, name: Option<&str>) -> Vec<Value> {
         .collect()
 }
 
-fn started_at(p: &Value) -> Option<jiff::Timestamp> {
+fn started_at(p: &Value) -> Option<time::Timestamp> {
     p.pointer("/status/containerStatuses")?
         .as_array()?
         .iter()
@@ -96,7 +97,7 @@ fn started_at(p: &Value) -> Option<jiff::Timestamp> {
             c.pointer("/state/running/startedAt")
                 .and_then(Value::as_str)
         })
-        .and_then(|s| s.parse().ok())
+        .and_then(|s| time::parse(s).ok())
 }
 
 fn ann_f64(p: &Value, key: &str, default: f64, min: f64, max: f64) -> f64 {
@@ -171,7 +172,7 @@ pub fn sample(rate: f64, error_rate: f64, latency_ms: f64, accuracy: f64, elapse
 }
 
 fn render(pods: &[Value]) -> String {
-    let now = jiff::Timestamp::now();
+    let now = time::now();
     let samples: Vec<(String, Sample)> = pods
         .iter()
         .filter_map(|p| {

@@ -381,7 +381,7 @@ pub fn bootstrap_nodes(api: &Api, opts: &SimOptions) -> Result<(), ApiError> {
             &wo,
         )?;
         let mut node = created;
-        let now = crate::api::now_rfc3339();
+        let now = mooring_core::time::now_rfc3339();
         let cond = |t: &str, s: &str, reason: &str, msg: &str| {
             json!({"type": t, "status": s, "reason": reason, "message": msg,
                    "lastHeartbeatTime": now, "lastTransitionTime": now})

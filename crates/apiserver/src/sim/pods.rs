@@ -128,7 +128,7 @@ impl Controller for PodController {
                     util::set_condition(
                         &mut conds,
                         json!({"type": "PodScheduled", "status": "False", "lastProbeTime": null,
-                               "lastTransitionTime": util::now(), "reason": "Unschedulable",
+                               "lastTransitionTime": mooring_core::time::now_rfc3339(), "reason": "Unschedulable",
                                "message": "0/0 nodes are available: no Ready simulated node."}),
                     );
                     status["conditions"] = json!(conds);
@@ -168,7 +168,7 @@ impl Controller for PodController {
             &pod,
             elapsed,
             &Env {
-                now: util::now(),
+                now: mooring_core::time::now_rfc3339(),
                 pod_ip: ip,
                 node,
             },

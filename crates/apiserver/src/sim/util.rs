@@ -105,24 +105,6 @@ pub fn write_main(
         .update(rt, ns, name_of(current), new, Subresource::Main, &ctx.wo)
 }
 
-pub fn now() -> String {
-    crate::api::now_rfc3339()
-}
-
-pub fn parse_ts(s: &str) -> Option<jiff::Timestamp> {
-    s.parse().ok()
-}
-
-/// Real time elapsed since an RFC 3339 timestamp (zero if unparsable or in the future).
-pub fn since(ts: Option<&str>) -> Duration {
-    ts.and_then(parse_ts)
-        .map(|t| {
-            let d = jiff::Timestamp::now().duration_since(t);
-            Duration::try_from(d).unwrap_or(Duration::ZERO)
-        })
-        .unwrap_or(Duration::ZERO)
-}
-
 /// Insert or replace a condition with Kubernetes' semantics (`SetDeploymentCondition`):
 /// the same status and reason leave the old condition untouched; the same status with a
 /// new reason keeps `lastTransitionTime`.
@@ -305,10 +287,11 @@ pub mod pod {
             return Ok(());
         }
         let conds = conditions(p);
-        let since_ready = since(
+        let since_ready = mooring_core::time::since(
             find_condition(&conds, "Ready")
                 .and_then(|c| c.get("lastTransitionTime"))
                 .and_then(Value::as_str),
+            mooring_core::time::now(),
         );
         if since_ready >= min_ready {
             Ok(())

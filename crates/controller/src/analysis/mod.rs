@@ -23,6 +23,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use mooring_core::analysis::{
     AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, Measurement, Metric, SecretKeyRef,
 };
+use mooring_core::time;
 use mooring_core::ResourceKey;
 use mooring_engine::analysis::run::{self as engine, Plan};
 use mooring_engine::analysis::template::{resolve_args, resolve_metric, Redactor};
@@ -204,7 +205,7 @@ async fn step(
         return Ok(None);
     }
     let mut status = original.clone();
-    let now = chrono::Utc::now();
+    let now = time::now();
     let spec: AnalysisRunSpec =
         match serde_json::from_value(obj.data.get("spec").cloned().unwrap_or(json!({}))) {
             Ok(s) => s,
@@ -256,7 +257,7 @@ async fn step(
     if !status.phase.completed() {
         let plan = engine::plan(&resolved, &status, now);
         execute(ctx, ns, name, &uid, &resolved, &mut status, &plan).await;
-        engine::assess(&resolved, &mut status, chrono::Utc::now());
+        engine::assess(&resolved, &mut status, time::now());
     }
     if status != original {
         write_status(api, name, &status, &redactor).await?;
@@ -270,14 +271,14 @@ async fn step(
         );
         return Ok(None);
     }
-    let now = chrono::Utc::now();
+    let now = time::now();
     let plan = engine::plan(&resolved, &status, now);
     if !plan.measure.is_empty() || !plan.resume.is_empty() || !plan.terminate.is_empty() {
         return Ok(Some(Duration::ZERO));
     }
     Ok(Some(
         plan.next_at
-            .and_then(|t| (t - now).to_std().ok())
+            .and_then(|t| Duration::try_from(t.duration_since(now)).ok())
             .map(|d| d.min(IDLE_RECHECK))
             .unwrap_or(IDLE_RECHECK),
     ))
@@ -353,7 +354,7 @@ async fn execute(
             AnalysisPhase::Successful,
             None,
             Some("Metric Terminated".into()),
-            chrono::Utc::now(),
+            time::now(),
         );
         if let Some(l) = last {
             m.started_at = l.started_at;
@@ -419,7 +420,7 @@ async fn measure(
     metric: &Metric,
     n: i64,
 ) -> Measurement {
-    let started = chrono::Utc::now();
+    let started = time::now();
     let p = &metric.provider;
     let got = if let Some(prom) = &p.prometheus {
         providers::prometheus(
@@ -435,7 +436,7 @@ async fn measure(
     } else {
         Err("no provider".into())
     };
-    let now = chrono::Utc::now();
+    let now = time::now();
     let mut m = match got {
         Ok(v) => {
             let (phase, message) = engine::assess_measurement(metric, &v.value);
@@ -443,7 +444,7 @@ async fn measure(
         }
         Err(e) => engine::measurement(AnalysisPhase::Error, None, Some(e), now),
     };
-    m.started_at = Some(engine::timestamp(started));
+    m.started_at = Some(time::format(started));
     m
 }
 
@@ -456,7 +457,7 @@ async fn start_job(
     metric: &Metric,
     job: &mooring_core::analysis::JobMetric,
     n: i64,
-    started: chrono::DateTime<chrono::Utc>,
+    started: time::Timestamp,
 ) -> Measurement {
     let name = providers::job_name(run, &metric.name, n);
     let obj = match providers::job_object(job, &name, ns, run, uid, &metric.name) {
@@ -485,12 +486,12 @@ async fn start_job(
         .into_iter()
         .collect(),
     );
-    m.resume_at = Some(engine::timestamp(started + chrono::Duration::seconds(1)));
+    m.resume_at = Some(time::format(started + Duration::from_secs(1)));
     m
 }
 
 async fn resume_job(ctx: &Ctx, ns: &str, metric: &Metric, last: Measurement) -> Measurement {
-    let now = chrono::Utc::now();
+    let now = time::now();
     let Some(name) = meta(&last, "job-name") else {
         let mut m = engine::measurement(
             AnalysisPhase::Error,
@@ -509,7 +510,7 @@ async fn resume_job(ctx: &Ctx, ns: &str, metric: &Metric, last: Measurement) -> 
         Ok(Some(job)) => match providers::job_outcome(&job) {
             None => {
                 let mut m = last;
-                m.resume_at = Some(engine::timestamp(now + chrono::Duration::seconds(1)));
+                m.resume_at = Some(time::format(now + Duration::from_secs(1)));
                 return m;
             }
             Some(Ok(())) => (AnalysisPhase::Successful, None),

@@ -32,12 +32,12 @@
 
 use super::expr::{evaluate_condition, MetricValue};
 use super::template::AnalysisError;
-use chrono::{DateTime, SecondsFormat, Utc};
 use mooring_core::analysis::{
     AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, Measurement, Metric, MetricResult,
     RunSummary,
 };
-use mooring_core::app::parse_go_duration;
+use mooring_core::time::parse_go_duration;
+use mooring_core::time::{self, Timestamp};
 use std::time::Duration;
 
 /// Argo's default `consecutiveErrorLimit`.
@@ -49,18 +49,14 @@ pub const DEFAULT_ERROR_RETRY: Duration = Duration::from_secs(10);
 /// How often a Running measurement (a Job) is looked at when it set no `resumeAt`.
 pub const DEFAULT_RESUME: Duration = Duration::from_secs(1);
 
-/// RFC 3339, second precision (Kubernetes' `metav1.Time`).
-pub fn timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+/// A status stamp (unparsable reads as absent: the run restarts its timing).
+fn stamp(s: Option<&str>) -> Option<Timestamp> {
+    s.and_then(|s| time::parse(s).ok())
 }
 
-fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
-    s.and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
-}
-
-fn to_chrono(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+/// `t + d`, saturating at the end of representable time.
+fn after(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(d).unwrap_or(Timestamp::MAX)
 }
 
 /// The limits and timing of a metric, validated (after argument substitution).
@@ -175,7 +171,7 @@ pub struct Plan {
     /// Metrics whose Running measurement must be stopped (the run is terminating).
     pub terminate: Vec<String>,
     /// When something is due next (`None`: nothing will be, or the run is complete).
-    pub next_at: Option<DateTime<Utc>>,
+    pub next_at: Option<Timestamp>,
 }
 
 /// Whether the run is stopping: `terminate` was asked, or a (non-dry-run) metric
@@ -191,14 +187,14 @@ pub fn is_terminating(spec: &AnalysisRunSpec, status: &AnalysisRunStatus) -> boo
 }
 
 /// What is due at `now`. Invalid metric settings are reported by [`assess`] (run Error).
-pub fn plan(spec: &AnalysisRunSpec, status: &AnalysisRunStatus, now: DateTime<Utc>) -> Plan {
+pub fn plan(spec: &AnalysisRunSpec, status: &AnalysisRunStatus, now: Timestamp) -> Plan {
     let mut p = Plan::default();
     if status.phase.completed() {
         return p;
     }
     let terminating = is_terminating(spec, status);
-    let started = parse_time(status.started_at.as_deref()).unwrap_or(now);
-    let wake = |t: DateTime<Utc>, p: &mut Plan| {
+    let started = stamp(status.started_at.as_deref()).unwrap_or(now);
+    let wake = |t: Timestamp, p: &mut Plan| {
         if p.next_at.is_none_or(|n| t < n) {
             p.next_at = Some(t);
         }
@@ -217,10 +213,8 @@ pub fn plan(spec: &AnalysisRunSpec, status: &AnalysisRunStatus, now: DateTime<Ut
                 p.terminate.push(m.name.clone());
                 continue;
             }
-            let at = parse_time(l.resume_at.as_deref())
-                .or_else(|| {
-                    parse_time(l.started_at.as_deref()).map(|t| t + to_chrono(DEFAULT_RESUME))
-                })
+            let at = stamp(l.resume_at.as_deref())
+                .or_else(|| stamp(l.started_at.as_deref()).map(|t| after(t, DEFAULT_RESUME)))
                 .unwrap_or(now);
             if at <= now {
                 p.resume.push(m.name.clone());
@@ -233,7 +227,7 @@ pub fn plan(spec: &AnalysisRunSpec, status: &AnalysisRunStatus, now: DateTime<Ut
             continue;
         }
         let due = match last {
-            None => started + to_chrono(rules.initial_delay.unwrap_or_default()),
+            None => after(started, rules.initial_delay.unwrap_or_default()),
             Some(l) => {
                 let r = result
                     .map(|r| (r.count, r.consecutive_error))
@@ -241,8 +235,8 @@ pub fn plan(spec: &AnalysisRunSpec, status: &AnalysisRunStatus, now: DateTime<Ut
                 if rules.count.is_some_and(|c| r.0 >= c) && l.phase != AnalysisPhase::Error {
                     continue;
                 }
-                let finished = parse_time(l.finished_at.as_deref())
-                    .or_else(|| parse_time(l.started_at.as_deref()))
+                let finished = stamp(l.finished_at.as_deref())
+                    .or_else(|| stamp(l.started_at.as_deref()))
                     .unwrap_or(now);
                 let gap = match (rules.interval, l.phase) {
                     // After an error, retry within 10s even when the interval is longer.
@@ -252,7 +246,7 @@ pub fn plan(spec: &AnalysisRunSpec, status: &AnalysisRunStatus, now: DateTime<Ut
                     // Measured once and not an error: done (assess completes it).
                     (None, _) => continue,
                 };
-                finished + to_chrono(gap)
+                after(finished, gap)
             }
         };
         if due <= now {
@@ -380,13 +374,13 @@ pub fn measurement(
     phase: AnalysisPhase,
     value: Option<String>,
     message: Option<String>,
-    now: DateTime<Utc>,
+    now: Timestamp,
 ) -> Measurement {
     Measurement {
         phase,
         message,
-        started_at: Some(timestamp(now)),
-        finished_at: phase.completed().then(|| timestamp(now)),
+        started_at: Some(time::format(now)),
+        finished_at: phase.completed().then(|| time::format(now)),
         value,
         metadata: None,
         resume_at: None,
@@ -493,12 +487,12 @@ fn count(summary: &mut RunSummary, p: AnalysisPhase) {
 }
 
 /// Update every metric's phase and the run's phase, message and summaries.
-pub fn assess(spec: &AnalysisRunSpec, status: &mut AnalysisRunStatus, now: DateTime<Utc>) {
+pub fn assess(spec: &AnalysisRunSpec, status: &mut AnalysisRunStatus, now: Timestamp) {
     if status.phase.completed() {
         return;
     }
     if status.started_at.is_none() {
-        status.started_at = Some(timestamp(now));
+        status.started_at = Some(time::format(now));
     }
     // Invalid metric settings make the whole run an Error, before anything is measured.
     let mut rules = Vec::with_capacity(spec.metrics.len());
@@ -595,11 +589,11 @@ pub fn assess(spec: &AnalysisRunSpec, status: &mut AnalysisRunStatus, now: DateT
 }
 
 /// Mark a run as failed before any measurement (unresolvable args, missing Secret).
-pub fn fail_run(status: &mut AnalysisRunStatus, message: String, now: DateTime<Utc>) {
+pub fn fail_run(status: &mut AnalysisRunStatus, message: String, now: Timestamp) {
     status.phase = AnalysisPhase::Error;
     status.message = Some(message);
     if status.started_at.is_none() {
-        status.started_at = Some(timestamp(now));
+        status.started_at = Some(time::format(now));
     }
 }
 
@@ -612,8 +606,8 @@ mod tests {
         serde_json::from_value(v).expect("spec")
     }
 
-    fn t(secs: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_000 + secs, 0).expect("time")
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + secs).expect("time")
     }
 
     fn metric(extra: serde_json::Value) -> serde_json::Value {
@@ -974,7 +968,7 @@ mod tests {
         let mut st = AnalysisRunStatus::default();
         assess(&s, &mut st, t(0));
         let mut running = measurement(AnalysisPhase::Running, None, None, t(0));
-        running.resume_at = Some(timestamp(t(5)));
+        running.resume_at = Some(time::format(t(5)));
         record(&s, &mut st, "job", running);
         assess(&s, &mut st, t(0));
         assert_eq!(st.phase, AnalysisPhase::Running);

@@ -3,6 +3,7 @@
 
 use super::{abort_message, run_status, Ctx, RunKind, DEFAULT_SCALE_DOWN_DELAY};
 use mooring_core::rollout::{BlueGreenStrategy, RolloutAnalysis};
+use mooring_core::time::SignedDuration;
 use serde_json::{json, Map, Value};
 
 pub(super) fn reconcile(cx: &mut Ctx) {
@@ -71,9 +72,9 @@ pub(super) fn reconcile(cx: &mut Ctx) {
                         .filter(|_| bg.auto_promotion_enabled != Some(false))
                     {
                         Some(secs) => {
-                            let at = start + chrono::Duration::seconds(secs);
+                            let at = start + SignedDuration::from_secs(secs);
                             if cx.now < at {
-                                cx.plan.requeue(at - cx.now);
+                                cx.plan.requeue(at.duration_since(cx.now));
                                 return;
                             }
                             cx.clear_pause();

@@ -61,7 +61,7 @@ pub(super) fn reconcile(cx: &mut Ctx) {
                         idx += 1;
                         continue;
                     }
-                    cx.plan.requeue(start + d - cx.now);
+                    cx.plan.requeue((start + d).duration_since(cx.now));
                 }
                 break;
             }

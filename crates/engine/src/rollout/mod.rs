@@ -35,8 +35,8 @@ mod hash;
 #[cfg(test)]
 mod tests;
 
-use chrono::{DateTime, Utc};
 pub use hash::{pod_template_hash, steps_hash};
+use mooring_core::time::{self, SignedDuration, Timestamp};
 
 use mooring_core::rollout::{
     RolloutAnalysis, RolloutSpec, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION,
@@ -63,7 +63,7 @@ pub struct Observed<'a> {
     pub replica_sets: &'a [Value],
     /// AnalysisRuns the Rollout owns.
     pub analysis_runs: &'a [Value],
-    pub now: DateTime<Utc>,
+    pub now: Timestamp,
 }
 
 /// Which part of an update an AnalysisRun gates (Argo's `rollout-type` label).
@@ -128,8 +128,8 @@ pub struct Plan {
 }
 
 impl Plan {
-    fn requeue(&mut self, after: chrono::Duration) {
-        let after = after.to_std().unwrap_or(Duration::from_millis(100));
+    fn requeue(&mut self, after: SignedDuration) {
+        let after = Duration::try_from(after).unwrap_or(Duration::from_millis(100));
         let after = after.max(Duration::from_millis(100));
         self.requeue_after = Some(self.requeue_after.map_or(after, |d| d.min(after)));
     }
@@ -147,7 +147,7 @@ pub(crate) struct Rs {
     pub ready: i64,
     /// Pods that exist (`status.replicas`).
     pub current: i64,
-    pub scale_down_deadline: Option<DateTime<Utc>>,
+    pub scale_down_deadline: Option<Timestamp>,
 }
 
 impl Rs {
@@ -165,7 +165,7 @@ impl Rs {
             available: int("/status/availableReplicas"),
             ready: int("/status/readyReplicas"),
             current: int("/status/replicas"),
-            scale_down_deadline: parse_time(annotation(v, SCALE_DOWN_DEADLINE_ANNOTATION)),
+            scale_down_deadline: time::parse(annotation(v, SCALE_DOWN_DEADLINE_ANNOTATION)).ok(),
         }
     }
 }
@@ -182,16 +182,6 @@ fn annotation<'a>(v: &'a Value, key: &str) -> &'a str {
         .and_then(|l| l.get(key))
         .and_then(Value::as_str)
         .unwrap_or_default()
-}
-
-pub(crate) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-pub(crate) fn fmt_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// An AnalysisRun's phase and message, as the rollout status reports it.
@@ -211,7 +201,7 @@ pub(crate) struct Ctx<'a> {
     pub rollout: &'a Value,
     pub old_status: Value,
     pub status: Map<String, Value>,
-    pub now: DateTime<Utc>,
+    pub now: Timestamp,
     pub replicas: i64,
     pub hash: String,
     pub rses: Vec<Rs>,
@@ -391,14 +381,14 @@ impl Ctx<'_> {
                 None => self.set_scale(&rs.name, 0),
                 Some(d) => match rs.scale_down_deadline {
                     Some(t) if t <= now => self.set_scale(&rs.name, 0),
-                    Some(t) => self.plan.requeue(t - now),
+                    Some(t) => self.plan.requeue(t.duration_since(now)),
                     None => {
-                        let t = now + chrono::Duration::seconds(d);
+                        let t = now + SignedDuration::from_secs(d);
                         self.plan.patch.push((
                             rs.name.clone(),
-                            json!({"metadata": {"annotations": {SCALE_DOWN_DEADLINE_ANNOTATION: fmt_time(t)}}}),
+                            json!({"metadata": {"annotations": {SCALE_DOWN_DEADLINE_ANNOTATION: time::format(t)}}}),
                         ));
-                        self.plan.requeue(t - now);
+                        self.plan.requeue(t.duration_since(now));
                     }
                 },
             }
@@ -406,7 +396,7 @@ impl Ctx<'_> {
     }
 
     /// Set (or keep) the pause condition `reason`; returns when it started.
-    pub fn pause(&mut self, reason: &str) -> DateTime<Utc> {
+    pub fn pause(&mut self, reason: &str) -> Timestamp {
         let conds = self
             .status
             .entry("pauseConditions")
@@ -422,10 +412,10 @@ impl Ctx<'_> {
             return c
                 .get("startTime")
                 .and_then(Value::as_str)
-                .and_then(parse_time)
+                .and_then(|s| time::parse(s).ok())
                 .unwrap_or(self.now);
         }
-        arr.push(json!({"reason": reason, "startTime": fmt_time(self.now)}));
+        arr.push(json!({"reason": reason, "startTime": time::format(self.now)}));
         self.status.insert("controllerPause".into(), json!(true));
         self.now
     }
@@ -460,7 +450,7 @@ impl Ctx<'_> {
         }
         if !self.status.contains_key("abortedAt") {
             self.status
-                .insert("abortedAt".into(), json!(fmt_time(self.now)));
+                .insert("abortedAt".into(), json!(time::format(self.now)));
         }
         if !message.is_empty() {
             self.status.insert("abortMessage".into(), json!(message));
@@ -748,13 +738,13 @@ fn validate(spec: &RolloutSpec) -> Result<(), String> {
 }
 
 /// A pause duration: seconds as a number or string, or a Go duration (`30s`, `1m`).
-pub fn duration_of(v: &Value) -> Option<chrono::Duration> {
+pub fn duration_of(v: &Value) -> Option<SignedDuration> {
     let d = match v {
         Value::Number(n) => Duration::from_secs(n.as_u64()?),
-        Value::String(s) => mooring_core::app::parse_go_duration(s)?,
+        Value::String(s) => mooring_core::time::parse_go_duration(s)?,
         _ => return None,
     };
-    chrono::Duration::from_std(d).ok()
+    SignedDuration::try_from(d).ok()
 }
 
 /// Find or create the ReplicaSet of the current template; give it the newest revision.
@@ -1047,7 +1037,7 @@ fn phase(cx: &mut Ctx, new: Option<&Rs>) {
             .progress_deadline_seconds
             .unwrap_or(DEFAULT_PROGRESS_DEADLINE);
         if phase == "Progressing" {
-            cx.plan.requeue(chrono::Duration::seconds(deadline.max(1)));
+            cx.plan.requeue(SignedDuration::from_secs(deadline.max(1)));
         }
     }
 }
@@ -1096,12 +1086,12 @@ fn deadline_exceeded(cx: &mut Ctx, old: Option<&Value>) -> Option<String> {
     let since = old
         .get("lastUpdateTime")
         .and_then(Value::as_str)
-        .and_then(parse_time)?;
+        .and_then(|s| time::parse(s).ok())?;
     let deadline = cx
         .spec
         .progress_deadline_seconds
         .unwrap_or(DEFAULT_PROGRESS_DEADLINE);
-    if cx.now - since < chrono::Duration::seconds(deadline) {
+    if cx.now.duration_since(since) < SignedDuration::from_secs(deadline) {
         return None;
     }
     let msg = format!(
@@ -1137,9 +1127,9 @@ pub(crate) fn set_condition(
     value: &str,
     reason: &str,
     message: &str,
-    now: DateTime<Utc>,
+    now: Timestamp,
 ) {
-    let t = fmt_time(now);
+    let t = time::format(now);
     if let Some(c) = find_condition_mut(status, kind) {
         let changed = c.get("status").and_then(Value::as_str) != Some(value)
             || c.get("reason").and_then(Value::as_str) != Some(reason);

@@ -10,7 +10,7 @@ struct World {
     rollout: Value,
     rses: Vec<Value>,
     runs: Vec<Value>,
-    now: DateTime<Utc>,
+    now: Timestamp,
     services: BTreeMap<String, String>,
     weight: Option<i64>,
     /// ReplicaSets become available (false: pods never turn ready).
@@ -40,9 +40,7 @@ impl World {
             rollout,
             rses: vec![],
             runs: vec![],
-            now: DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-                .expect("valid")
-                .with_timezone(&Utc),
+            now: time::parse("2026-01-01T00:00:00Z").expect("valid"),
             services: BTreeMap::new(),
             weight: None,
             pods_ready: true,
@@ -142,7 +140,7 @@ impl World {
     }
 
     fn advance(&mut self, secs: i64) {
-        self.now += chrono::Duration::seconds(secs);
+        self.now += SignedDuration::from_secs(secs);
     }
 
     fn hashes(&self) -> (String, String) {
