@@ -179,14 +179,20 @@ pub(crate) fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
-fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+/// Copy `from` into `to`, leaving out `skip` (the data directory, which holds the copy
+/// itself when it lies inside REPO, as with `mooring up .`: copying it would recurse
+/// without end).
+fn copy_tree(from: &Path, to: &Path, skip: &Path) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
         let entry = entry?;
         let ty = entry.file_type()?;
         let dest = to.join(entry.file_name());
+        if entry.path() == skip {
+            continue;
+        }
         if ty.is_dir() {
             std::fs::create_dir_all(&dest)?;
-            copy_tree(&entry.path(), &dest)?;
+            copy_tree(&entry.path(), &dest, skip)?;
         } else if ty.is_file() {
             std::fs::copy(entry.path(), &dest)?;
         }
@@ -210,7 +216,8 @@ fn local_repo(repo: &Path, data_dir: &Path) -> anyhow::Result<PathBuf> {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("platform");
-    let snap = std::fs::canonicalize(data_dir)?.join("repos").join(name);
+    let data_dir = std::fs::canonicalize(data_dir)?;
+    let snap = data_dir.join("repos").join(name);
     if !snap.join(".git").exists() {
         std::fs::create_dir_all(&snap)?;
         git(&snap, &["init", "-q", "-b", "main"])?;
@@ -227,7 +234,7 @@ fn local_repo(repo: &Path, data_dir: &Path) -> anyhow::Result<PathBuf> {
             }
         }
     }
-    copy_tree(&repo, &snap)?;
+    copy_tree(&repo, &snap, &data_dir)?;
     git(&snap, &["add", "-A"])?;
     if !git(&snap, &["status", "--porcelain"])?.is_empty() {
         git(
@@ -832,4 +839,29 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     cluster.stop();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `mooring up .` in a plain directory: the data directory lies inside REPO and is not
+    /// copied into its own snapshot (it used to recurse until the path was too long).
+    #[test]
+    fn the_snapshot_leaves_out_a_data_dir_inside_the_repository() {
+        let repo = tempfile::tempdir().expect("tmp");
+        std::fs::write(repo.path().join("app.yaml"), "kind: ConfigMap\n").expect("write");
+        let data = repo.path().join(".mooring");
+        std::fs::create_dir_all(&data).expect("data dir");
+        let snap = local_repo(repo.path(), &data).expect("snapshot");
+        assert!(snap.join("app.yaml").exists());
+        assert!(
+            !snap.join(".mooring").exists(),
+            "the data dir is not copied"
+        );
+        // A second start mirrors again without growing.
+        let again = local_repo(repo.path(), &data).expect("snapshot again");
+        assert_eq!(again, snap);
+        assert!(!snap.join(".mooring").exists());
+    }
 }
