@@ -35,14 +35,16 @@ use mooring_k8s::kube::{
     api::{Api, DynamicObject, ListParams, Patch, PatchParams},
     core::ApiResource,
 };
-use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use mooring_core::rollout::{POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION};
+use mooring_core::rollout::POD_TEMPLATE_HASH_LABEL;
 use mooring_engine::rollout::command;
+use mooring_engine::rollout::status::{
+    self, owned_by, Outcome, ReplicaSetState, Role, RolloutView, Strategy,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct RolloutCommon {
@@ -317,7 +319,7 @@ impl Ctx {
             .collect())
     }
 
-    /// The rollout with its ReplicaSets (each with its pods) and AnalysisRuns.
+    /// The rollout with its ReplicaSets, their pods and its AnalysisRuns.
     async fn tree(&self, rollout: Value) -> anyhow::Result<Tree> {
         let uid = rollout
             .pointer("/metadata/uid")
@@ -326,7 +328,7 @@ impl Ctx {
             .to_string();
         // Argo labels every ReplicaSet and pod of a Rollout with its template hash.
         let with_hash = ListParams::default().labels(POD_TEMPLATE_HASH_LABEL);
-        let mut replica_sets = self
+        let replica_sets = self
             .owned(
                 &resource("apps", "v1", "ReplicaSet", "replicasets"),
                 &uid,
@@ -353,75 +355,37 @@ impl Ctx {
                 .collect(),
             Err(_) => vec![],
         };
-        for rs in &mut replica_sets {
-            let rs_uid = rs
-                .pointer("/metadata/uid")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let mine: Vec<Value> = pods
-                .iter()
-                .filter(|p| owned_by(p, &rs_uid))
-                .cloned()
-                .collect();
-            rs["__pods"] = Value::Array(mine);
-        }
         Ok(Tree {
             rollout,
             replica_sets,
+            pods,
             analysis_runs,
         })
     }
 }
 
-fn owned_by(o: &Value, uid: &str) -> bool {
-    !uid.is_empty()
-        && o.pointer("/metadata/ownerReferences")
-            .and_then(Value::as_array)
-            .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
-}
-
 /// A rollout and what it owns, as read from the cluster.
-pub struct Tree {
-    pub rollout: Value,
-    /// Each with its pods under `__pods`.
-    pub replica_sets: Vec<Value>,
-    pub analysis_runs: Vec<Value>,
+struct Tree {
+    rollout: Value,
+    replica_sets: Vec<Value>,
+    /// The pods of the namespace with a pod template hash; the view keeps those its
+    /// ReplicaSets own.
+    pods: Vec<Value>,
+    analysis_runs: Vec<Value>,
 }
 
-fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
-    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
-}
-
-fn i(v: &Value, ptr: &str) -> Option<i64> {
-    match v.pointer(ptr)? {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
+impl Tree {
+    fn view(&self) -> RolloutView {
+        RolloutView::new(
+            &self.rollout,
+            &self.replica_sets,
+            &self.pods,
+            &self.analysis_runs,
+        )
     }
 }
 
-/// Status of a rollout as the plugin shows it: `status.phase` and `status.message` when
-/// the controller reports them, otherwise Argo CD's health of the object.
-fn phase(r: &Value) -> (String, String) {
-    let phase = s(r, "/status/phase");
-    if !phase.is_empty() {
-        return (phase.to_string(), s(r, "/status/message").to_string());
-    }
-    match mooring_engine::health::assess(r, None) {
-        Some(h) => {
-            let p = match h.status {
-                mooring_core::app::HealthStatusCode::Healthy => "Healthy",
-                mooring_core::app::HealthStatusCode::Suspended => "Paused",
-                mooring_core::app::HealthStatusCode::Degraded => "Degraded",
-                _ => "Progressing",
-            };
-            (p.to_string(), h.message)
-        }
-        None => ("Progressing".into(), String::new()),
-    }
-}
-
+/// The plugin's status icon of a phase.
 fn icon(phase: &str) -> &'static str {
     match phase {
         "Healthy" | "Successful" => "✔",
@@ -432,257 +396,20 @@ fn icon(phase: &str) -> &'static str {
     }
 }
 
-fn steps(r: &Value) -> &[Value] {
-    r.pointer("/spec/strategy/canary/steps")
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or(String::new(), |v| v.to_string())
 }
 
-fn strategy(r: &Value) -> &'static str {
-    if r.pointer("/spec/strategy/blueGreen")
-        .is_some_and(|v| !v.is_null())
-    {
-        "BlueGreen"
-    } else {
-        "Canary"
-    }
-}
-
-/// The weight the current step asks for (the plugin's "SetWeight").
-fn set_weight(r: &Value) -> Option<i64> {
-    if strategy(r) != "Canary" {
-        return None;
-    }
-    if command::aborted(r) {
-        return Some(0);
-    }
-    if let Some(w) = i(r, "/status/canary/weights/canary/weight") {
-        return Some(w);
-    }
-    let steps = steps(r);
-    let index = i(r, "/status/currentStepIndex").unwrap_or(steps.len() as i64);
-    if steps.is_empty() || index < 0 || index as usize >= steps.len() {
-        return Some(100);
-    }
-    Some(
-        steps[..=index as usize]
-            .iter()
-            .rev()
-            .find_map(|st| i(st, "/setWeight"))
-            .unwrap_or(0),
-    )
-}
-
-fn rs_hash(rs: &Value) -> &str {
-    rs.pointer("/metadata/labels")
-        .and_then(|l| l.get(POD_TEMPLATE_HASH_LABEL))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-}
-
-/// What the plugin calls the ReplicaSet's role: stable, canary, active, preview.
-fn rs_tags(r: &Value, hash: &str) -> Vec<&'static str> {
-    let mut tags = Vec::new();
-    if hash.is_empty() {
-        return tags;
-    }
-    let stable = s(r, "/status/stableRS");
-    let current = s(r, "/status/currentPodHash");
-    if strategy(r) == "BlueGreen" {
-        if stable == hash {
-            tags.push("stable");
-        }
-        if s(r, "/status/blueGreen/activeSelector") == hash {
-            tags.push("active");
-        }
-        if s(r, "/status/blueGreen/previewSelector") == hash && stable != hash {
-            tags.push("preview");
-        }
-    } else {
-        if stable == hash {
-            tags.push("stable");
-        }
-        if current == hash && stable != hash {
-            tags.push("canary");
-        }
-    }
-    tags
-}
-
-/// The plugin's summary of a rollout, as JSON (also what `-o json|yaml` prints).
-pub fn info(tree: &Tree) -> Value {
-    let r = &tree.rollout;
-    let (status, message) = phase(r);
-    let strategy = strategy(r);
-    let steps = steps(r);
-    let step = (strategy == "Canary" && !steps.is_empty()).then(|| {
-        let idx = i(r, "/status/currentStepIndex").unwrap_or(steps.len() as i64);
-        format!("{idx}/{}", steps.len())
-    });
-    let stable = s(r, "/status/stableRS");
-    let current = s(r, "/status/currentPodHash");
-    let available = i(r, "/status/availableReplicas").unwrap_or(0);
-    let canary_available = tree
-        .replica_sets
-        .iter()
-        .find(|rs| rs_hash(rs) == current)
-        .and_then(|rs| i(rs, "/status/availableReplicas"))
-        .unwrap_or(0);
-    let actual_weight = (strategy == "Canary").then(|| {
-        if let Some(w) = i(r, "/status/canary/weights/canary/weight") {
-            w
-        } else if !current.is_empty() && current == stable {
-            100
-        } else if available > 0 {
-            canary_available * 100 / available
-        } else {
-            0
-        }
-    });
-    let mut replica_sets: Vec<Value> = tree
-        .replica_sets
-        .iter()
-        .map(|rs| {
-            let hash = rs_hash(rs);
-            let pods: Vec<Value> = rs["__pods"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or(&[])
-                .iter()
-                .map(|p| {
-                    let ready = p
-                        .pointer("/status/conditions")
-                        .and_then(Value::as_array)
-                        .is_some_and(|c| {
-                            c.iter()
-                                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                        });
-                    json!({"name": s(p, "/metadata/name"), "phase": s(p, "/status/phase"), "ready": ready})
-                })
-                .collect();
-            json!({
-                "name": s(rs, "/metadata/name"),
-                "revision": command::replica_set_revision(rs),
-                "hash": hash,
-                "tags": rs_tags(r, hash),
-                "images": images_of(rs.pointer("/spec/template").unwrap_or(&Value::Null)),
-                "desired": i(rs, "/spec/replicas").unwrap_or(0),
-                "replicas": i(rs, "/status/replicas").unwrap_or(0),
-                "ready": i(rs, "/status/readyReplicas").unwrap_or(0),
-                "available": i(rs, "/status/availableReplicas").unwrap_or(0),
-                "pods": pods,
-            })
-        })
-        .collect();
-    replica_sets.sort_by_key(|rs| std::cmp::Reverse(rs["revision"].as_i64().unwrap_or(-1)));
-    let mut images: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    for rs in &replica_sets {
-        let tags: Vec<&str> = rs["tags"]
-            .as_array()
-            .map(|t| t.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        if tags.is_empty() || rs["replicas"].as_i64().unwrap_or(0) == 0 && tags != ["stable"] {
-            continue;
-        }
-        for img in rs["images"].as_array().into_iter().flatten() {
-            let e = images
-                .entry(img.as_str().unwrap_or("").to_string())
-                .or_default();
-            for t in &tags {
-                if !e.contains(t) {
-                    e.push(t);
-                }
-            }
-        }
-    }
-    if images.is_empty() {
-        for img in images_of(r.pointer("/spec/template").unwrap_or(&Value::Null)) {
-            images.insert(img, vec![]);
-        }
-    }
-    let mut analysis_runs: Vec<Value> = tree
-        .analysis_runs
-        .iter()
-        .map(|ar| {
-            let count = |field: &str| {
-                ar.pointer("/status/metricResults")
-                    .and_then(Value::as_array)
-                    .map_or(0, |m| m.iter().filter_map(|m| i(m, field)).sum::<i64>())
-            };
-            let phase = s(ar, "/status/phase");
-            json!({
-                "name": s(ar, "/metadata/name"),
-                "revision": ar.pointer("/metadata/annotations").and_then(|a| a.get(REVISION_ANNOTATION)).and_then(Value::as_str).and_then(|v| v.parse::<i64>().ok()),
-                "hash": ar.pointer("/metadata/labels").and_then(|l| l.get(POD_TEMPLATE_HASH_LABEL)).and_then(Value::as_str).unwrap_or(""),
-                "phase": if phase.is_empty() { "Pending" } else { phase },
-                "message": s(ar, "/status/message"),
-                "successful": count("/successful"),
-                "failed": count("/failed"),
-                "error": count("/error"),
-                "inconclusive": count("/inconclusive"),
-                "created": s(ar, "/metadata/creationTimestamp"),
-            })
-        })
-        .collect();
-    analysis_runs.sort_by(|a, b| {
-        (b["created"].as_str(), b["name"].as_str())
-            .cmp(&(a["created"].as_str(), a["name"].as_str()))
-    });
-    json!({
-        "name": s(r, "/metadata/name"),
-        "namespace": s(r, "/metadata/namespace"),
-        "status": status,
-        "message": message,
-        "strategy": strategy,
-        "step": step,
-        "setWeight": set_weight(r),
-        "actualWeight": actual_weight,
-        "abort": command::aborted(r),
-        "paused": r.pointer("/spec/paused").and_then(Value::as_bool).unwrap_or(false),
-        "revision": r.pointer("/metadata/annotations").and_then(|a| a.get(REVISION_ANNOTATION)).and_then(Value::as_str),
-        "stableRS": stable,
-        "currentPodHash": current,
-        "images": images.into_iter().map(|(image, tags)| json!({"image": image, "tags": tags})).collect::<Vec<_>>(),
-        "replicas": {
-            "desired": i(r, "/spec/replicas").unwrap_or(1),
-            "current": i(r, "/status/replicas").unwrap_or(0),
-            "updated": i(r, "/status/updatedReplicas").unwrap_or(0),
-            "ready": i(r, "/status/readyReplicas").unwrap_or(0),
-            "available": available,
-        },
-        "replicaSets": replica_sets,
-        "analysisRuns": analysis_runs,
-    })
-}
-
-fn images_of(template: &Value) -> Vec<String> {
-    ["initContainers", "containers"]
-        .iter()
-        .flat_map(|k| {
-            template
-                .pointer(&format!("/spec/{k}"))
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or(&[])
-        })
-        .filter_map(|c| c["image"].as_str().map(str::to_string))
-        .collect()
-}
-
-fn opt(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
+fn tags(tags: &[Role]) -> Vec<&'static str> {
+    tags.iter().map(|t| t.as_str()).collect()
 }
 
 /// The plugin's `get rollout` view.
-pub fn render(info: &Value) -> String {
+fn render(info: &RolloutView) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let status = info["status"].as_str().unwrap_or("");
-    let message = info["message"].as_str().unwrap_or("");
+    let status = info.status.as_str();
+    let message = info.message.as_str();
     let row = |out: &mut String, k: &str, v: &str| {
         let key = if k.is_empty() {
             String::new()
@@ -691,82 +418,65 @@ pub fn render(info: &Value) -> String {
         };
         let _ = writeln!(out, "{}", format!("{key:<17}{v}").trim_end());
     };
-    row(&mut out, "Name", info["name"].as_str().unwrap_or(""));
-    row(
-        &mut out,
-        "Namespace",
-        info["namespace"].as_str().unwrap_or(""),
-    );
+    row(&mut out, "Name", &info.name);
+    row(&mut out, "Namespace", &info.namespace);
     let mut st = format!("{} {status}", icon(status));
     if !message.is_empty() {
         let _ = write!(st, "\n{:<17}{message}", "Message:");
     }
     row(&mut out, "Status", &st);
-    row(
-        &mut out,
-        "Strategy",
-        info["strategy"].as_str().unwrap_or(""),
-    );
-    if info["strategy"] == "Canary" {
-        if !info["step"].is_null() {
-            row(&mut out, "  Step", &opt(&info["step"]));
+    row(&mut out, "Strategy", info.strategy.as_str());
+    if info.strategy == Strategy::Canary {
+        if let Some(step) = &info.step {
+            row(&mut out, "  Step", step);
         }
-        row(&mut out, "  SetWeight", &opt(&info["setWeight"]));
-        row(&mut out, "  ActualWeight", &opt(&info["actualWeight"]));
+        row(&mut out, "  SetWeight", &opt(info.set_weight));
+        row(&mut out, "  ActualWeight", &opt(info.actual_weight));
     }
-    let images: Vec<String> = info["images"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let images: Vec<String> = info
+        .images
+        .iter()
         .map(|img| {
-            let tags: Vec<String> = img["tags"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(|t| format!("({t})"))
+            let tags: Vec<String> = img
+                .tags
+                .iter()
+                .map(|t| format!("({})", t.as_str()))
                 .collect();
-            format!(
-                "{} {}",
-                img["image"].as_str().unwrap_or(""),
-                tags.join(", ")
-            )
-            .trim_end()
-            .to_string()
+            format!("{} {}", img.image, tags.join(", "))
+                .trim_end()
+                .to_string()
         })
         .collect();
     for (n, img) in images.iter().enumerate() {
         row(&mut out, if n == 0 { "Images" } else { "" }, img);
     }
-    let r = &info["replicas"];
+    let r = &info.replicas;
     row(&mut out, "Replicas", "");
-    for k in ["desired", "current", "updated", "ready", "available"] {
-        let label = format!("  {}{}", k[..1].to_uppercase(), &k[1..]);
-        row(&mut out, &label, &r[k].to_string());
+    for (label, n) in [
+        ("  Desired", r.desired),
+        ("  Current", r.current),
+        ("  Updated", r.updated),
+        ("  Ready", r.ready),
+        ("  Available", r.available),
+    ] {
+        row(&mut out, label, &n.to_string());
     }
     out.push('\n');
     let mut lines: Vec<[String; 4]> = vec![
         ["NAME".into(), "KIND".into(), "STATUS".into(), "INFO".into()],
         [
-            format!("⟳ {}", info["name"].as_str().unwrap_or("")),
+            format!("⟳ {}", info.name),
             "Rollout".into(),
             format!("{} {status}", icon(status)),
             String::new(),
         ],
     ];
     // Revisions, newest first, with their ReplicaSet, pods and AnalysisRuns.
-    let mut revisions: Vec<Option<i64>> = info["replicaSets"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|rs| rs["revision"].as_i64())
-        .chain(
-            info["analysisRuns"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|a| a["revision"].as_i64()),
-        )
+    let mut revisions: Vec<Option<i64>> = info
+        .replica_sets
+        .iter()
+        .map(|rs| rs.revision)
+        .chain(info.analysis_runs.iter().map(|a| a.revision))
         .collect();
     revisions.sort_by_key(|r| std::cmp::Reverse(*r));
     revisions.dedup();
@@ -789,29 +499,17 @@ pub fn render(info: &Value) -> String {
         ]);
         let mut children: Vec<(String, &str, String, String)> = Vec::new();
         let mut pods_of: Vec<Vec<(String, String)>> = Vec::new();
-        for rs in info["replicaSets"].as_array().into_iter().flatten() {
-            if rs["revision"].as_i64() != *rev {
-                continue;
+        for rs in info.replica_sets.iter().filter(|rs| rs.revision == *rev) {
+            let tags = tags(&rs.tags);
+            let (desired, ready) = (rs.desired, rs.ready);
+            let st = match rs.state() {
+                ReplicaSetState::ScaledDown => "• ScaledDown",
+                ReplicaSetState::Healthy => "✔ Healthy",
+                ReplicaSetState::Progressing => "◌ Progressing",
             }
-            let tags: Vec<&str> = rs["tags"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            let (desired, ready) = (
-                rs["desired"].as_i64().unwrap_or(0),
-                rs["ready"].as_i64().unwrap_or(0),
-            );
-            let st = if desired == 0 {
-                "• ScaledDown".to_string()
-            } else if ready >= desired {
-                "✔ Healthy".to_string()
-            } else {
-                "◌ Progressing".to_string()
-            };
+            .to_string();
             children.push((
-                format!("⧉ {}", rs["name"].as_str().unwrap_or("")),
+                format!("⧉ {}", rs.name),
                 "ReplicaSet",
                 st,
                 format!(
@@ -824,45 +522,37 @@ pub fn render(info: &Value) -> String {
                 ),
             ));
             pods_of.push(
-                rs["pods"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                rs.pods
+                    .iter()
                     .map(|p| {
-                        let ready = p["ready"] == true;
                         (
-                            p["name"].as_str().unwrap_or("").to_string(),
-                            if ready {
+                            p.name.clone(),
+                            if p.ready {
                                 "✔ Running".to_string()
                             } else {
-                                format!("◌ {}", p["phase"].as_str().unwrap_or("Pending"))
+                                format!("◌ {}", p.phase)
                             },
                         )
                     })
                     .collect(),
             );
         }
-        for ar in info["analysisRuns"].as_array().into_iter().flatten() {
-            if ar["revision"].as_i64() != *rev {
-                continue;
-            }
-            let phase = ar["phase"].as_str().unwrap_or("");
+        for ar in info.analysis_runs.iter().filter(|ar| ar.revision == *rev) {
             let mut counts = Vec::new();
-            for (k, sym) in [
-                ("successful", "✔"),
-                ("failed", "✖"),
-                ("error", "⚠"),
-                ("inconclusive", "?"),
+            for (c, sym) in [
+                (ar.successful, "✔"),
+                (ar.failed, "✖"),
+                (ar.error, "⚠"),
+                (ar.inconclusive, "?"),
             ] {
-                let c = ar[k].as_i64().unwrap_or(0);
                 if c > 0 {
                     counts.push(format!("{sym} {c}"));
                 }
             }
             children.push((
-                format!("α {}", ar["name"].as_str().unwrap_or("")),
+                format!("α {}", ar.name),
                 "AnalysisRun",
-                format!("{} {phase}", icon(phase)),
+                format!("{} {}", icon(&ar.phase), ar.phase),
                 counts.join(","),
             ));
             pods_of.push(vec![]);
@@ -914,45 +604,20 @@ pub fn render(info: &Value) -> String {
     out
 }
 
-fn list_row(info: &Value) -> Vec<String> {
-    let r = &info["replicas"];
+fn list_row(info: &RolloutView) -> Vec<String> {
+    let r = &info.replicas;
     vec![
-        info["namespace"].as_str().unwrap_or("").to_string(),
-        info["name"].as_str().unwrap_or("").to_string(),
-        info["strategy"].as_str().unwrap_or("").to_string(),
-        info["status"].as_str().unwrap_or("").to_string(),
-        opt(&info["step"]),
-        opt(&info["setWeight"]),
-        format!("{}/{}", r["ready"], r["current"]),
-        r["desired"].to_string(),
-        r["updated"].to_string(),
-        r["available"].to_string(),
+        info.namespace.clone(),
+        info.name.clone(),
+        info.strategy.as_str().to_string(),
+        info.status.clone(),
+        opt(info.step.as_ref()),
+        opt(info.set_weight),
+        format!("{}/{}", r.ready, r.current),
+        r.desired.to_string(),
+        r.updated.to_string(),
+        r.available.to_string(),
     ]
-}
-
-/// Whether `watch` is done: `Some(true)` Healthy and fully promoted, `Some(false)`
-/// Degraded or aborted, `None` still going.
-pub fn finished(r: &Value) -> Option<bool> {
-    let observed = match i(r, "/status/observedGeneration") {
-        Some(o) => o >= i(r, "/metadata/generation").unwrap_or(0),
-        None => r.pointer("/status/observedGeneration").is_some(),
-    };
-    if command::aborted(r) {
-        return Some(false);
-    }
-    if !observed {
-        return None;
-    }
-    let (phase, _) = phase(r);
-    match phase.as_str() {
-        "Degraded" => Some(false),
-        "Healthy" => {
-            let stable = s(r, "/status/stableRS");
-            let current = s(r, "/status/currentPodHash");
-            (stable.is_empty() || stable == current).then_some(true)
-        }
-        _ => None,
-    }
 }
 
 pub async fn run(cmd: RolloutCommand, common: RolloutCommon) -> anyhow::Result<ExitCode> {
@@ -972,12 +637,8 @@ pub async fn run(cmd: RolloutCommand, common: RolloutCommon) -> anyhow::Result<E
             } else {
                 ctx.list_rollouts().await?
             };
-            for r in rollouts {
-                infos.push(info(&Tree {
-                    rollout: r,
-                    replica_sets: vec![],
-                    analysis_runs: vec![],
-                }));
+            for r in &rollouts {
+                infos.push(RolloutView::of(r));
             }
             match output {
                 Output::Table => {
@@ -1011,7 +672,7 @@ pub async fn run(cmd: RolloutCommand, common: RolloutCommon) -> anyhow::Result<E
                     }
                     print_table(&rows);
                 }
-                o => emit(&Value::Array(infos), o)?,
+                o => emit(&serde_json::to_value(&infos)?, o)?,
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -1035,10 +696,10 @@ pub async fn run(cmd: RolloutCommand, common: RolloutCommon) -> anyhow::Result<E
                 return watch(&ctx, &name, timeout, output).await;
             }
             let r = ctx.get_rollout(&name).await?;
-            let info = info(&ctx.tree(r).await?);
+            let info = ctx.tree(r).await?.view();
             match output {
                 Output::Table => print!("{}", render(&info)),
-                o => emit(&info, o)?,
+                o => emit(&serde_json::to_value(&info)?, o)?,
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -1183,29 +844,28 @@ async fn follow(ctx: &Ctx, name: &str, timeout: u64, mode: Follow) -> anyhow::Re
             }
         }
         first = false;
-        let done = finished(&current);
+        let done = status::finished(&current);
         let (view, info) = match mode {
             Follow::View(output) => {
-                let info = info(&ctx.tree(current.clone()).await?);
+                let info = ctx.tree(current.clone()).await?.view();
                 let view = match output {
                     Output::Table => render(&info),
-                    Output::Json => format!("{}\n", serde_json::to_string(&info)?),
-                    Output::Yaml => format!("---\n{}", serde_saphyr::to_string(&info)?),
+                    Output::Json => format!("{}\n", serde_json::to_value(&info)?),
+                    Output::Yaml => {
+                        format!(
+                            "---\n{}",
+                            serde_saphyr::to_string(&serde_json::to_value(&info)?)?
+                        )
+                    }
                 };
                 (view, info)
             }
             Follow::StatusLines => {
-                let info = info(&Tree {
-                    rollout: current.clone(),
-                    replica_sets: vec![],
-                    analysis_runs: vec![],
-                });
-                let status = info["status"].as_str().unwrap_or("");
-                let message = info["message"].as_str().unwrap_or("");
-                let line = if message.is_empty() {
-                    format!("{status}\n")
+                let info = RolloutView::of(&current);
+                let line = if info.message.is_empty() {
+                    format!("{}\n", info.status)
                 } else {
-                    format!("{status} - {message}\n")
+                    format!("{} - {}\n", info.status, info.message)
                 };
                 (line, info)
             }
@@ -1218,13 +878,13 @@ async fn follow(ctx: &Ctx, name: &str, timeout: u64, mode: Follow) -> anyhow::Re
             last_view = view;
         }
         match done {
-            Some(true) => return Ok(ExitCode::SUCCESS),
-            Some(false) => {
-                let message = info["message"].as_str().unwrap_or("");
+            Some(Outcome::Promoted) => return Ok(ExitCode::SUCCESS),
+            Some(Outcome::Failed) => {
+                let message = info.message.as_str();
                 eprintln!(
                     "rollout {name} is {}: {}",
-                    info["status"].as_str().unwrap_or(""),
-                    match (message.is_empty(), info["abort"] == true) {
+                    info.status,
+                    match (message.is_empty(), info.abort) {
                         (false, _) => message,
                         (true, true) => "aborted",
                         (true, false) => "no message",
@@ -1240,6 +900,8 @@ async fn follow(ctx: &Ctx, name: &str, timeout: u64, mode: Follow) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mooring_core::rollout::REVISION_ANNOTATION;
+    use serde_json::json;
 
     fn rollout(status: Value) -> Value {
         json!({
@@ -1271,27 +933,10 @@ mod tests {
         assert_eq!(applied, to);
     }
 
+    /// The summary's rules are tested in `mooring_engine::rollout::status`; here, that the
+    /// view of a paused canary renders its icon, images and revision tree.
     #[test]
-    fn set_weight_follows_the_steps() {
-        let at = |idx: i64| {
-            set_weight(&rollout(
-                json!({"currentStepIndex": idx, "stableRS": "a", "currentPodHash": "b"}),
-            ))
-        };
-        assert_eq!(at(0), Some(10));
-        assert_eq!(at(2), Some(10));
-        assert_eq!(at(4), Some(50));
-        assert_eq!(at(5), Some(100));
-        let aborted = rollout(json!({"currentStepIndex": 3, "abort": true}));
-        assert_eq!(set_weight(&aborted), Some(0));
-        let routed = rollout(
-            json!({"currentStepIndex": 3, "canary": {"weights": {"canary": {"weight": 42}}}}),
-        );
-        assert_eq!(set_weight(&routed), Some(42));
-    }
-
-    #[test]
-    fn info_and_watch_outcomes() {
+    fn render_shows_status_images_and_revisions() {
         let r = rollout(json!({
             "observedGeneration": "2", "phase": "Paused", "message": "CanaryPauseStep",
             "currentStepIndex": 1, "stableRS": "a", "currentPodHash": "b",
@@ -1302,78 +947,86 @@ mod tests {
             json!({"metadata": {"name": format!("m-{hash}"), "annotations": {REVISION_ANNOTATION: rev},
                                 "labels": {POD_TEMPLATE_HASH_LABEL: hash}},
                    "spec": {"replicas": avail, "template": {"spec": {"containers": [{"name": "server", "image": image}]}}},
-                   "status": {"replicas": avail, "readyReplicas": avail, "availableReplicas": avail},
-                   "__pods": []})
+                   "status": {"replicas": avail, "readyReplicas": avail, "availableReplicas": avail}})
         };
         let tree = Tree {
-            rollout: r.clone(),
+            rollout: r,
             replica_sets: vec![rs("a", "1", "m:1", 4), rs("b", "2", "m:2", 1)],
+            pods: vec![],
             analysis_runs: vec![
                 json!({"metadata": {"name": "m-b-2-2", "annotations": {REVISION_ANNOTATION: "2"}},
                 "status": {"phase": "Failed", "metricResults": [{"name": "success-rate", "successful": 2, "failed": 1}]}}),
             ],
         };
-        let v = info(&tree);
-        assert_eq!(v["status"], "Paused");
-        assert_eq!(v["step"], "1/5");
-        assert_eq!(v["setWeight"], 10);
-        assert_eq!(v["actualWeight"], 20);
-        assert_eq!(
-            v["images"],
-            json!([{"image": "m:1", "tags": ["stable"]}, {"image": "m:2", "tags": ["canary"]}])
-        );
-        assert_eq!(v["analysisRuns"][0]["failed"], 1);
-        let text = render(&v);
+        let text = render(&tree.view());
         assert!(text.contains("॥ Paused"), "{text}");
         assert!(text.contains("m:2 (canary)"), "{text}");
         assert!(
             text.contains("# revision:2") && text.contains("α m-b-2-2"),
             "{text}"
         );
-        assert_eq!(finished(&r), None);
-        let mut healthy = r.clone();
-        healthy["status"] = json!({"observedGeneration": "2", "phase": "Healthy", "stableRS": "b", "currentPodHash": "b"});
-        assert_eq!(finished(&healthy), Some(true));
-        healthy["metadata"]["generation"] = json!(3);
-        assert_eq!(finished(&healthy), None, "a spec change not observed yet");
-        let mut aborted = r;
-        aborted["status"]["abort"] = json!(true);
-        assert_eq!(finished(&aborted), Some(false));
     }
 
-    /// Whatever a hostile or half-written object holds, the summary is computed without
-    /// panicking and the commands that need a field say so.
+    /// The whole `get` view of the engine's golden rollout, as printed before the summary
+    /// moved to the engine.
     #[test]
-    fn malformed_rollouts_are_summarised_not_panicked_on() {
+    fn golden_render() {
+        let objects: Value = serde_json::from_str(include_str!(
+            "../../engine/src/rollout/status/golden_objects.json"
+        ))
+        .expect("golden file is JSON");
+        let list = |k: &str| objects[k].as_array().cloned().expect("a list");
+        let tree = Tree {
+            rollout: objects["rollout"].clone(),
+            replica_sets: list("replicaSets"),
+            pods: list("pods"),
+            analysis_runs: list("analysisRuns"),
+        };
+        assert_eq!(
+            render(&tree.view()),
+            include_str!("rollout/golden_render.txt")
+        );
+        let row = list_row(&tree.view());
+        assert_eq!(
+            row,
+            [
+                "ml",
+                "ml-model-serving",
+                "Canary",
+                "Progressing",
+                "3/5",
+                "50",
+                "5/6",
+                "4",
+                "2",
+                "5"
+            ]
+        );
+    }
+
+    /// Whatever a hostile or half-written object holds, its view renders without panicking.
+    #[test]
+    fn malformed_rollouts_render() {
         for r in [
             json!(null),
             json!("rollout"),
             json!({"spec": "x", "status": 7}),
             json!({"metadata": {"name": 5}, "spec": {"strategy": {"canary": {"steps": 5}}},
                    "status": {"currentStepIndex": -3, "phase": ["Healthy"], "canary": {"weights": "x"}}}),
-            json!({"spec": {"replicas": "many", "strategy": {"canary": {"steps": [{"setWeight": "ten"}, 3, null]}},
-                   "template": {"spec": {"containers": "server"}}},
-                   "status": {"currentStepIndex": "99999999999999999999", "availableReplicas": -5}}),
             json!({"spec": {"strategy": {"blueGreen": {}}}, "status": {"blueGreen": 1, "pauseConditions": "yes"}}),
         ] {
             let tree = Tree {
-                rollout: r.clone(),
+                rollout: r,
                 replica_sets: vec![
                     json!(1),
-                    json!({"metadata": {"labels": "x", "annotations": {REVISION_ANNOTATION: "x"}}, "__pods": [7]}),
+                    json!({"metadata": {"labels": "x", "annotations": {REVISION_ANNOTATION: "x"}}}),
                 ],
+                pods: vec![json!(7)],
                 analysis_runs: vec![json!({"status": {"metricResults": "x"}})],
             };
-            let v = info(&tree);
+            let v = tree.view();
             let _ = render(&v);
-            let _ = finished(&r);
-            let _ = command::promote_patches(&r, false);
-            let _ = command::promote_patches(&r, true);
-            let _ = command::undo_patch(&tree.rollout, &tree.replica_sets, None);
-            assert!(
-                command::set_image_patch(&r, &[("*".into(), "x:1".into())]).is_err(),
-                "{r}"
-            );
+            let _ = list_row(&v);
         }
     }
 

@@ -75,11 +75,13 @@ pub enum CommandError {
     },
 }
 
-fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
+/// The string at `ptr`, or "" when it is absent or not a string.
+pub(super) fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
 }
 
-fn i(v: &Value, ptr: &str) -> Option<i64> {
+/// The integer at `ptr`, also when written as a string (`"2"`), as Argo reads it.
+pub(super) fn i(v: &Value, ptr: &str) -> Option<i64> {
     match v.pointer(ptr)? {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.parse().ok(),

@@ -32,6 +32,7 @@ mod bluegreen;
 mod canary;
 pub mod command;
 mod hash;
+pub mod status;
 #[cfg(test)]
 mod tests;
 
