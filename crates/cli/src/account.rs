@@ -6,7 +6,8 @@
 //! settings objects (`mooring-cm`, `mooring-rbac-cm`, `mooring-secret`), not through the
 //! API. Tokens are printed once and stored only as SHA-256 hashes.
 
-use crate::app::{Common, Output};
+use crate::app::Common;
+use crate::output::{emit, Output};
 use anyhow::Context as _;
 use clap::Subcommand;
 use mooring_server::store::Store;
@@ -199,8 +200,7 @@ pub async fn run(cmd: AccountCommand, common: Common) -> anyhow::Result<ExitCode
                 })
                 .collect();
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-                Output::Yaml => print!("{}", serde_saphyr::to_string(&rows)?),
+                Output::Json | Output::Yaml => emit(&rows, output)?,
                 Output::Table => {
                     println!(
                         "{:16} {:8} {:16} {:24} TOKENS",

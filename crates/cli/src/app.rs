@@ -5,22 +5,15 @@
 //! Everything goes through the Application objects: `sync` sets `operation`, the
 //! controller runs it, and `wait`/`sync` follow its progress in `status`.
 
+use crate::output::{emit, print_table, Output};
 use anyhow::{bail, Context as _};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use mooring_k8s::kube;
 use mooring_k8s::kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-
-#[derive(Clone, Copy, Debug, ValueEnum, Default, PartialEq)]
-pub enum Output {
-    #[default]
-    Table,
-    Json,
-    Yaml,
-}
 
 #[derive(Args, Debug)]
 pub struct Common {
@@ -175,35 +168,6 @@ fn apps(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
 
 fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
-}
-
-pub(crate) fn print_table(rows: &[Vec<String>]) {
-    let cols = rows.first().map_or(0, Vec::len);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| {
-            rows.iter()
-                .map(|r| r.get(c).map_or(0, String::len))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, cell)| format!("{cell:w$}", w = widths[i]))
-            .collect();
-        println!("{}", line.join("  ").trim_end());
-    }
-}
-
-pub(crate) fn emit(v: &Value, output: Output) -> anyhow::Result<()> {
-    match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(v)?),
-        Output::Yaml => print!("{}", serde_saphyr::to_string(v)?),
-        Output::Table => unreachable!("tables are printed by the caller"),
-    }
-    Ok(())
 }
 
 async fn get_app(api: &Api<DynamicObject>, name: &str) -> anyhow::Result<Value> {

@@ -36,13 +36,13 @@ pub enum AppSetCommand {
     /// List ApplicationSets in the management cluster.
     List {
         #[arg(short, long, value_enum, default_value_t)]
-        output: crate::app::Output,
+        output: crate::output::Output,
     },
     /// Show an ApplicationSet: conditions and the Applications it generated.
     Get {
         name: String,
         #[arg(short, long, value_enum, default_value_t)]
-        output: crate::app::Output,
+        output: crate::output::Output,
     },
 }
 
@@ -264,7 +264,7 @@ fn row(set: &Value) -> Vec<String> {
 }
 
 pub async fn run(command: AppSetCommand, common: crate::app::Common) -> anyhow::Result<ExitCode> {
-    use crate::app::Output as Out;
+    use crate::output::Output as Out;
     match command {
         AppSetCommand::List { output } => {
             let m = crate::connect::connect(&common.management).await?;
@@ -286,9 +286,9 @@ pub async fn run(command: AppSetCommand, common: crate::app::Common) -> anyhow::
                     "ERROR".into(),
                 ]];
                 rows.extend(items.iter().map(row));
-                crate::app::print_table(&rows);
+                crate::output::print_table(&rows);
             } else {
-                crate::app::emit(&Value::Array(items), output)?;
+                crate::output::emit(&Value::Array(items), output)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -305,7 +305,7 @@ pub async fn run(command: AppSetCommand, common: crate::app::Common) -> anyhow::
                 })?;
             let set = serde_json::to_value(set)?;
             if output != Out::Table {
-                crate::app::emit(&set, output)?;
+                crate::output::emit(&set, output)?;
                 return Ok(ExitCode::SUCCESS);
             }
             let r = row(&set);
@@ -329,7 +329,7 @@ pub async fn run(command: AppSetCommand, common: crate::app::Common) -> anyhow::
                     res["namespace"].as_str().unwrap_or_default().to_string(),
                 ]);
             }
-            crate::app::print_table(&rows);
+            crate::output::print_table(&rows);
             Ok(
                 if condition(&set, "ErrorOccurred").is_some_and(|c| c["status"] == "True") {
                     ExitCode::from(1)

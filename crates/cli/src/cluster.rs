@@ -2,7 +2,7 @@
 //! management cluster (see `mooring_k8s::registry`). The running controller picks a new
 //! Secret up at once through its watch.
 
-use crate::app::{print_table, Output};
+use crate::output::{emit, print_table, Output};
 use anyhow::{bail, Context as _};
 use mooring_k8s::kube::{self, api::Api};
 use mooring_k8s::registry::{self, ClusterEntry};
@@ -114,17 +114,10 @@ pub async fn run(command: RegistryCommand, common: ClusterCommon) -> anyhow::Res
             );
             Ok(ExitCode::SUCCESS)
         }
-        RegistryCommand::List { output } => list(&client, &namespace, output).await,
+        RegistryCommand::List { output } => list(&m, output).await,
         RegistryCommand::Rm { name } => {
             let api = secrets(&client, &namespace);
-            let all = api
-                .list(
-                    &kube::api::ListParams::default()
-                        .labels(&format!("{}=cluster", registry::SECRET_TYPE_LABEL)),
-                )
-                .await
-                .context("listing cluster Secrets")?;
-            for s in all.items {
+            for s in crate::connect::cluster_secrets(&m).await? {
                 let v = serde_json::to_value(&s)?;
                 if registry::parse_secret(&v).is_ok_and(|e| e.name == name || e.server == name) {
                     let secret_name = s.metadata.name.clone().unwrap_or_default();
@@ -146,14 +139,9 @@ fn default_kubeconfig() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".kube/config"))
 }
 
-async fn list(client: &kube::Client, ns: &str, output: Output) -> anyhow::Result<ExitCode> {
-    let all = secrets(client, ns)
-        .list(
-            &kube::api::ListParams::default()
-                .labels(&format!("{}=cluster", registry::SECRET_TYPE_LABEL)),
-        )
-        .await
-        .context("listing cluster Secrets")?;
+async fn list(m: &crate::connect::Management, output: Output) -> anyhow::Result<ExitCode> {
+    let client = &m.client;
+    let secrets = crate::connect::cluster_secrets(m).await?;
     let mut entries = vec![ClusterEntry {
         project: String::new(),
         name: mooring_core::app::IN_CLUSTER_NAME.into(),
@@ -162,7 +150,7 @@ async fn list(client: &kube::Client, ns: &str, output: Output) -> anyhow::Result
         labels: BTreeMap::new(),
         annotations: BTreeMap::new(),
     }];
-    for s in all.items {
+    for s in secrets {
         let v = serde_json::to_value(&s)?;
         match registry::parse_secret(&v) {
             Ok(e) if e.server == mooring_core::app::IN_CLUSTER => entries[0].labels = e.labels,
@@ -245,8 +233,7 @@ async fn list(client: &kube::Client, ns: &str, output: Output) -> anyhow::Result
             }
             print_table(&table);
         }
-        Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-        Output::Yaml => print!("{}", serde_saphyr::to_string(&rows)?),
+        Output::Json | Output::Yaml => emit(&rows, output)?,
     }
     Ok(ExitCode::SUCCESS)
 }

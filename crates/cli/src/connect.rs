@@ -9,8 +9,9 @@
 //! there (`mooring up --application-namespaces` records them), so `app list` shows what
 //! the controller reconciles.
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use mooring_engine::project::ControlPlane;
+use mooring_k8s::k8s_openapi::api::core::v1::Secret;
 use mooring_k8s::kube;
 use std::path::PathBuf;
 
@@ -87,6 +88,51 @@ pub async fn connect(args: &ManagementArgs) -> anyhow::Result<Management> {
         client,
         control_plane,
     })
+}
+
+/// The Argo CD cluster Secrets (label `argocd.argoproj.io/secret-type: cluster`) of the
+/// control plane, as read; each command decides what an unreadable one means.
+pub async fn cluster_secrets(m: &Management) -> anyhow::Result<Vec<Secret>> {
+    let api: kube::Api<Secret> = kube::Api::namespaced(m.client.clone(), m.namespace());
+    let params = kube::api::ListParams::default().labels(&format!(
+        "{}=cluster",
+        mooring_k8s::registry::SECRET_TYPE_LABEL
+    ));
+    Ok(api
+        .list(&params)
+        .await
+        .context("listing cluster Secrets")?
+        .items)
+}
+
+/// The client of a destination cluster named by `--cluster` (its name or server URL, as
+/// `mooring cluster list` shows them): the management cluster itself without one, or for
+/// `in-cluster`; else the cluster of the matching registered Secret.
+pub async fn destination(m: &Management, cluster: Option<&str>) -> anyhow::Result<kube::Client> {
+    let Some(name) = cluster else {
+        return Ok(m.client.clone());
+    };
+    if mooring_core::app::names_in_cluster(name) {
+        return Ok(m.client.clone());
+    }
+    let mut known = Vec::new();
+    for s in cluster_secrets(m).await? {
+        let v = serde_json::to_value(&s)?;
+        if let Ok(e) = mooring_k8s::registry::parse_secret(&v) {
+            if e.name == name || e.server == name {
+                return Ok(mooring_k8s::registry::client(&e).await?);
+            }
+            known.push(e.name);
+        }
+    }
+    bail!(
+        "no registered cluster named {name:?} (registered: {}; see `mooring cluster list`)",
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    )
 }
 
 /// The `mooring-cm` ConfigMap's data (`None` when it does not exist or cannot be read).

@@ -27,7 +27,7 @@
 //! and runtime errors, including a command that has nothing to act on (aborting a
 //! rollout that is fully promoted, retrying one that is not aborted).
 
-use crate::app::{emit, print_table, Output};
+use crate::output::{emit, print_table, Output};
 use anyhow::{bail, Context as _};
 use futures::StreamExt as _;
 use mooring_k8s::kube::{
@@ -189,40 +189,7 @@ use mooring_k8s::api_resource as resource;
 /// The client of the cluster the command targets.
 async fn target_client(common: &RolloutCommon) -> anyhow::Result<kube::Client> {
     let m = crate::connect::connect(&common.management()).await?;
-    let mgmt = m.client.clone();
-    let Some(name) = common.cluster.as_deref() else {
-        return Ok(mgmt);
-    };
-    if mooring_core::app::names_in_cluster(name) {
-        return Ok(mgmt);
-    }
-    let secrets: Api<mooring_k8s::k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(mgmt, m.namespace());
-    let all = secrets
-        .list(&ListParams::default().labels(&format!(
-            "{}=cluster",
-            mooring_k8s::registry::SECRET_TYPE_LABEL
-        )))
-        .await
-        .context("listing cluster Secrets")?;
-    let mut known = Vec::new();
-    for s in all.items {
-        let v = serde_json::to_value(&s)?;
-        if let Ok(e) = mooring_k8s::registry::parse_secret(&v) {
-            if e.name == name || e.server == name {
-                return Ok(mooring_k8s::registry::client(&e).await?);
-            }
-            known.push(e.name);
-        }
-    }
-    bail!(
-        "no registered cluster named {name:?} (registered: {}; see `mooring cluster list`)",
-        if known.is_empty() {
-            "none".to_string()
-        } else {
-            known.join(", ")
-        }
-    )
+    crate::connect::destination(&m, common.cluster.as_deref()).await
 }
 
 struct Ctx {

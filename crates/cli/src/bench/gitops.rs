@@ -7,6 +7,7 @@
 //! - drift → healed: change a managed object behind Mooring's back, wait until restored;
 //! - a full refresh pass over N applications of 10 resources each: time and peak RSS.
 
+use super::proc_status_mib;
 use crate::up::git;
 use anyhow::bail;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
@@ -37,19 +38,6 @@ pub(crate) fn percentile(v: &mut [Duration], p: f64) -> Duration {
         return Duration::ZERO;
     }
     v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
-fn vm_hwm_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
 }
 
 fn app(name: &str, ns: &str, remote: &str) -> anyhow::Result<DynamicObject> {
@@ -258,7 +246,7 @@ pub async fn run(n_apps: usize, rounds: usize) -> anyhow::Result<()> {
         ),
         (
             "peak RSS (cluster + controller in one process)".to_string(),
-            format!("{:.0} MiB", vm_hwm_mib()),
+            format!("{:.0} MiB", proc_status_mib("VmHWM:")),
         ),
     ];
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(10);

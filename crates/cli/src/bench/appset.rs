@@ -6,6 +6,7 @@
 //! Figures: time from creating the set until all Applications exist, until all are
 //! Synced, and the process's peak RSS (clusters and controller together).
 
+use super::proc_status_mib;
 use crate::up::git;
 use anyhow::bail;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
@@ -13,19 +14,6 @@ use mooring_k8s::k8s_openapi::api::core::v1::Secret;
 use mooring_k8s::kube;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-fn vm_hwm_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
 
 pub async fn run(n_apps: usize, n_clusters: usize) -> anyhow::Result<()> {
     if n_clusters == 0 || n_apps < n_clusters {
@@ -149,7 +137,7 @@ pub async fn run(n_apps: usize, n_clusters: usize) -> anyhow::Result<()> {
         ),
         (
             "peak RSS (clusters + controller)",
-            format!("{:.0} MiB", vm_hwm_mib()),
+            format!("{:.0} MiB", proc_status_mib("VmHWM:")),
         ),
     ];
     println!("| figure | value |\n|---|---|");

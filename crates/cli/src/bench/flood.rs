@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::bench_gitops::percentile;
+use super::gitops::percentile;
 
 /// One HTTP/1.1 request on a fresh connection (as a curl loop would send it): the status.
 async fn request(addr: SocketAddr, method: &str, path: &str, headers: &str, body: &[u8]) -> u16 {

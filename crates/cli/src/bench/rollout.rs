@@ -19,20 +19,8 @@ use mooring_k8s::resources::{analysis_run_resource, analysis_template_resource, 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
+use super::proc_status_mib;
 use mooring_k8s::api_resource as res;
-
-fn proc_status_mib(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
 
 /// User + system CPU time of this process.
 fn cpu_time() -> Duration {

@@ -1,10 +1,22 @@
-//! `mooring bench cluster`: the embedded cluster's figures, measured through the real
+//! `mooring bench TARGET`: the benchmarks whose figures docs/benchmarks.md records, one
+//! file each in this folder (`gitops.rs`, `policy.rs`, `appset.rs`, `rollout.rs`,
+//! `flood.rs` for api-flood), kept apart from the commands so that the binary's
+//! `src/` holds argument parsing, output and glue; the shared process-memory reader is
+//! here.
+//!
+//! `mooring bench cluster` (this file): the embedded cluster's figures, measured through the real
 //! client path (kube-rs over HTTP on 127.0.0.1) against a cluster started in-process with
 //! SQLite storage in a temporary directory.
 //!
 //! Figures: writes/s for create and server-side apply, list latency at 10k and 100k
 //! objects, watch fan-out to N watchers, and resident memory at 100k objects. Results
 //! are printed as a table; docs/benchmarks.md records them with the machine.
+
+mod appset;
+mod flood;
+mod gitops;
+mod policy;
+mod rollout;
 
 use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
@@ -67,12 +79,14 @@ pub enum Target {
     ApiFlood,
 }
 
-fn rss_mib() -> f64 {
+/// A memory figure of this process from `/proc/self/status` (`field` is `VmRSS:`,
+/// `VmHWM:`, …), in MiB; NaN where there is no such file (not Linux).
+fn proc_status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
@@ -129,11 +143,11 @@ async fn list_latency(
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
         Target::Cluster => cluster_bench(args).await,
-        Target::Gitops => crate::bench_gitops::run(args.apps, args.rounds).await,
-        Target::Policy => crate::bench_policy::run(args.objects),
-        Target::Appset => crate::bench_appset::run(args.apps, args.clusters).await,
-        Target::Rollout => crate::bench_rollout::run(args.rollouts, args.rounds).await,
-        Target::ApiFlood => crate::bench_flood::run(args.seconds, args.writers).await,
+        Target::Gitops => gitops::run(args.apps, args.rounds).await,
+        Target::Policy => policy::run(args.objects),
+        Target::Appset => appset::run(args.apps, args.clusters).await,
+        Target::Rollout => rollout::run(args.rollouts, args.rounds).await,
+        Target::ApiFlood => flood::run(args.seconds, args.writers).await,
     }
 }
 
@@ -272,7 +286,7 @@ async fn cluster_bench(args: BenchArgs) -> anyhow::Result<()> {
         "list 10k objects (median of 5)".into(),
         format!("{:.1} ms ({n} items)", lat.as_secs_f64() * 1000.0),
     ));
-    let rss_before = rss_mib();
+    let rss_before = proc_status_mib("VmRSS:");
     let t = Instant::now();
     populate("bench-big", 0, args.objects)?;
     let populate_took = t.elapsed();
@@ -281,7 +295,7 @@ async fn cluster_bench(args: BenchArgs) -> anyhow::Result<()> {
         format!("list {}k objects (median of 5)", args.objects / 1000),
         format!("{:.1} ms ({n} items)", lat.as_secs_f64() * 1000.0),
     ));
-    let rss_after = rss_mib();
+    let rss_after = proc_status_mib("VmRSS:");
     rows.push((
         format!("in-process create of {}k objects", args.objects / 1000),
         format!(
