@@ -22,7 +22,10 @@
 //!
 //! `get`, `list`, `watch` and `status` summarise a Rollout the way the plugin does (status icon,
 //! step, set and actual weight, images of the stable and canary ReplicaSets, replica
-//! counts, then the ReplicaSets by revision with their pods and AnalysisRuns). Exit codes:
+//! counts, then the ReplicaSets by revision with their pods and AnalysisRuns). The summary
+//! is `mooring_engine::rollout::status::RolloutView` (what `-o json|yaml` prints); the
+//! patches are `mooring_engine::rollout::command`'s. This module fetches the objects,
+//! renders the view as the plugin's table and runs the watch loop. Exit codes:
 //! 0 ok; 1 when `watch`/`status` end on a Degraded or aborted rollout or time out; 2 for usage
 //! and runtime errors, including a command that has nothing to act on (aborting a
 //! rollout that is fully promoted, retrying one that is not aborted).
