@@ -9,9 +9,10 @@
 //! The boundary is where kube-rs is *depended on*, not where it is *named*: the I/O
 //! crates (`controller`, `server`, `cli`) talk to the API with kube-rs types (`Api`,
 //! `DynamicObject`, watchers, patches), always through the re-exports below
-//! (`mooring_k8s::kube`, `mooring_k8s::k8s_openapi`), so the workspace has one kube-rs and
-//! one way in. The crates that decide and read (`core`, `engine`, `source`, `render`,
-//! `policy`) never see kube, the cluster or tokio. `tests/boundary.rs` enforces both from
+//! (`mooring_k8s::kube`, `mooring_k8s::k8s_openapi`; tests too), so the workspace has one
+//! kube-rs and one way in. The crates that decide and read (`core`, `engine`, `source`,
+//! `render`, `policy`) never see kube, the cluster or tokio (`engine::schema` uses
+//! k8s-openapi's plain data types only). `tests/boundary.rs` enforces both from
 //! `cargo metadata`.
 
 pub use k8s_openapi;

@@ -65,9 +65,9 @@ const ALLOWED_INDIRECT: &[(&str, &str, &str)] = &[(
     "gix's HTTP transport uses reqwest's blocking client, which runs tokio inside it",
 )];
 
-/// Crates that may depend on kube-rs directly: `mooring-k8s`, and `mooring-apiserver`'s
-/// tests, which check the embedded cluster with a real kube-rs client.
-const KUBE_DIRECT: &[(&str, &str)] = &[("mooring-k8s", "normal"), ("mooring-apiserver", "dev")];
+/// The one crate that may depend on kube-rs (and k8s-openapi's client-side use) directly;
+/// everyone else, tests included, goes through `mooring_k8s::kube`.
+const KUBE_DIRECT: &[(&str, &str)] = &[("mooring-k8s", "normal")];
 
 fn metadata() -> Value {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
@@ -231,9 +231,10 @@ fn only_mooring_k8s_depends_on_kube_rs() {
     let meta = metadata();
     let mut broken = Vec::new();
     for (krate, dep, kind) in declared(&meta) {
-        if dep.starts_with("kube") && !KUBE_DIRECT.contains(&(krate.as_str(), kind.as_str())) {
+        let kube_rs = dep.starts_with("kube") || (dep == "k8s-openapi" && !allowed(&krate, &dep));
+        if kube_rs && !KUBE_DIRECT.contains(&(krate.as_str(), kind.as_str())) {
             broken.push(format!(
-                "{krate} depends on {dep} ({kind}); use mooring_k8s::kube"
+                "{krate} depends on {dep} ({kind}); use mooring_k8s::{{kube, k8s_openapi}}"
             ));
         }
     }
