@@ -1,7 +1,9 @@
 //! Mooring's pure core, in the shape of Argo CD's gitops-engine: diff (with
 //! normalisation), health, sync planning and policy evaluation are functions of values, tested with golden
 //! YAML fixtures. No I/O happens here; the controller feeds these functions with rendered
-//! manifests and live objects and acts on their results.
+//! manifests and live objects and acts on their results, and a rule about a file tree (a
+//! Lua health customisation folder) reads it through the `mooring_core::files::Files` the
+//! caller hands in.
 
 pub mod analysis;
 pub mod appset;
