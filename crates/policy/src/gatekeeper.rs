@@ -445,8 +445,12 @@ impl Gatekeeper {
             Some(p) => p.clone(),
         };
         if let Some(schema) = &template.schema {
-            let issues =
-                crate::schema::validate_value(&parameters, schema, "spec.parameters", false);
+            let issues = mooring_engine::schema::validate_value(
+                &parameters,
+                schema,
+                "spec.parameters",
+                false,
+            );
             if !issues.is_empty() {
                 let text: Vec<String> = issues.iter().map(ToString::to_string).collect();
                 return Err(invalid(text.join("; ")));
