@@ -42,7 +42,7 @@
 //!    CRDs from the `openAPIV3Schema` of every CRD rendered or written in REPO, Gatekeeper
 //!    constraints from their ConstraintTemplates; kinds with
 //!    no schema are one `schema/skipped` warning per kind and Application) and the
-//!    built-in lints (`engine::lint`), and the AppProject rules the controller enforces
+//!    built-in lints (`policy::lint`), and the AppProject rules the controller enforces
 //!    before a sync ([`project_rules`]: source repository, destination, each object's
 //!    kind and namespace; `project/*` findings), with the projects written or rendered in
 //!    REPO.
@@ -80,12 +80,12 @@
 use anyhow::{bail, Context as _};
 use mooring_core::app::Application;
 use mooring_core::project::AppProject;
-use mooring_engine::lint::{self, LintOptions};
-use mooring_engine::policy::conftest::{self, Conftest, Input};
-use mooring_engine::policy::gatekeeper::{self, EnforcementAction, Gatekeeper};
-use mooring_engine::policy::report::{self, Finding, Format, Report, Severity, Subject};
-use mooring_engine::policy::{gator, regotest, RegoSource};
 use mooring_engine::schema::{self, Crds, Outcome};
+use mooring_policy::conftest::{self, Conftest, Input};
+use mooring_policy::gatekeeper::{self, EnforcementAction, Gatekeeper};
+use mooring_policy::lint::{self, LintOptions};
+use mooring_policy::report::{self, Finding, Format, Report, Severity, Subject};
+use mooring_policy::{gator, regotest, RegoSource};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -740,7 +740,7 @@ fn annotation_findings(obj: &Value) -> Vec<Finding> {
 /// A policy that does not compile is a failure naming its file and line, never skipped.
 fn policy_stage(repo: &Path, files: &[PathBuf], rendered: &[Rendered]) -> Report {
     let mut report = Report::default();
-    let limits = mooring_engine::policy::Limits::default();
+    let limits = mooring_policy::Limits::default();
 
     // Gatekeeper.
     let mut policy_objects: BTreeMap<(String, String), Value> = BTreeMap::new();

@@ -25,12 +25,10 @@ use crate::{Context, ControllerError};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use mooring_core::app::Application;
 use mooring_core::ResourceKey;
-use mooring_engine::policy::gatekeeper::{
-    EnforcementAction, Gatekeeper, Operation, Review, Violation,
-};
-use mooring_engine::policy::Limits;
 use mooring_k8s::cluster::ClusterClient;
 use mooring_k8s::kube;
+use mooring_policy::gatekeeper::{EnforcementAction, Gatekeeper, Operation, Review, Violation};
+use mooring_policy::Limits;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
