@@ -82,6 +82,7 @@ use mooring_core::app::Application;
 use mooring_core::project::AppProject;
 use mooring_engine::lint::{self, LintOptions};
 use mooring_engine::policy::conftest::{self, Conftest, Input};
+use mooring_engine::policy::gate;
 use mooring_engine::policy::gatekeeper::{self, EnforcementAction, Gatekeeper};
 use mooring_engine::policy::report::{self, Finding, Format, Report, Severity, Subject};
 use mooring_engine::policy::{gator, regotest, RegoSource};
@@ -729,8 +730,12 @@ fn annotation_findings(obj: &Value) -> Vec<Finding> {
 ///   among the rendered objects is in force (one copy per kind and name). Each rendered
 ///   object is reviewed as a `CREATE`, with the Namespace object of its environment when
 ///   rendered, and `data.inventory` holding every object rendered for the same
-///   environment: what the cluster would hold. `deny` violations are failures, `warn` and
-///   `dryrun` ones warnings.
+///   environment: what the cluster would hold. Only the constraints that apply to the
+///   Application's project count, as in the controller's gate
+///   ([`mooring_engine::policy::gate`]: a constraint labelled `mooring.dev/project: A`
+///   does not apply to an Application of project B; an overlay no Application renders
+///   gets every constraint). `deny` violations are failures, `warn` and `dryrun` ones
+///   warnings.
 /// * **conftest**: each policy root — a directory named `conftest` or `policy` holding
 ///   `.rego` files, outermost wins — is compiled on its own and run (namespace `main`, as
 ///   `conftest test` does by default) on every render's objects.
@@ -930,20 +935,19 @@ fn gatekeeper_stage(gk: &Gatekeeper, rendered: &[Rendered]) -> Vec<Subject> {
                 namespace: r.unit.name.clone(),
                 ..Default::default()
             };
-            for o in r
+            // The constraints that apply to the Application's project, as in the
+            // controller's gate; an overlay no Application renders gets them all.
+            let scope = r
+                .unit
+                .project
+                .as_deref()
+                .map_or(gate::Scope::Unknown, gate::Scope::Project);
+            let objects = r
                 .objects
                 .iter()
-                .filter(|o| !gatekeeper::is_policy_object(o))
-            {
-                let ns = o["metadata"]["namespace"].as_str().unwrap_or("");
-                let review = gatekeeper::Review {
-                    operation: gatekeeper::Operation::Create,
-                    object: o,
-                    old_object: None,
-                    namespace: namespaces.get(ns).copied(),
-                    user_info: None,
-                };
-                match gk.review(&review) {
+                .filter(|o| !gatekeeper::is_policy_object(o));
+            for reviewed in gate::review(&gk, scope, objects, &[], &namespaces) {
+                match reviewed.result {
                     Ok(violations) if violations.is_empty() => s.successes += 1,
                     Ok(violations) => {
                         for v in violations {
@@ -963,7 +967,7 @@ fn gatekeeper_stage(gk: &Gatekeeper, rendered: &[Rendered]) -> Vec<Subject> {
                         "gatekeeper",
                         "gatekeeper/eval",
                         e.to_string(),
-                        &lint::resource_label(o),
+                        &lint::resource_label(reviewed.object),
                     )),
                 }
             }
