@@ -95,6 +95,7 @@
 //! `--disable-lint ID`.
 
 mod appset;
+mod error;
 mod policy;
 mod project;
 mod render;
@@ -104,9 +105,12 @@ mod terraform;
 mod units;
 
 pub use appset::LocalInputs;
+pub use error::CheckError;
 
 use crate::project::{project_outside_control_plane, project_rules};
-use crate::render::{default_namespaces, render_all, RenderResult, Rendered};
+use crate::render::{
+    default_namespaces, refused_path, render_all, Refused, RenderResult, Rendered,
+};
 use crate::report::{failure, subject, warning};
 use crate::stages::{annotation_findings, check_objects, unsupported_findings};
 use crate::units::{
@@ -132,64 +136,6 @@ pub struct CheckOptions {
     pub environments: Vec<String>,
     /// The control-plane namespace and the other namespaces Applications are read from.
     pub control_plane: ControlPlane,
-}
-
-/// Why a run could not proceed (exit code 2 of `mooring check`); everything the
-/// repository gets wrong is a finding of the [`Report`] instead.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckError {
-    #[error("{} does not exist (pass the platform repository directory)", path.display())]
-    RepoMissing {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{} is not a directory", path.display())]
-    NotADirectory { path: PathBuf },
-    #[error("reading {}", path.display())]
-    ReadConfig {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{}", path.display())]
-    ParseConfig {
-        path: PathBuf,
-        #[source]
-        source: mooring_core::yaml::YamlError,
-    },
-    #[error("{}: expected `lints: {{disable: [id, …]}}`", path.display())]
-    InvalidConfig {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("unknown lint id {ids} (known: {known})")]
-    UnknownLint { ids: String, known: String },
-    #[error("{0}")]
-    ControlPlane(String),
-    #[error("creating a temporary directory for {what}")]
-    TempDir {
-        what: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("exporting {}", path.display())]
-    Export {
-        path: PathBuf,
-        #[source]
-        source: mooring_source::SourceError,
-    },
-    #[error("render task")]
-    RenderTask(#[source] tokio::task::JoinError),
-    #[error("running terraform {args:?}")]
-    Terraform {
-        args: &'static [&'static str],
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("terraform {args:?} timed out")]
-    TerraformTimeout { args: &'static [&'static str] },
 }
 
 /// `.mooring/check.yaml`.
@@ -282,31 +228,6 @@ fn load_config(repo: &Path) -> Result<CheckConfig, CheckError> {
         return Ok(CheckConfig::default());
     }
     serde_json::from_value(v).map_err(|source| CheckError::InvalidConfig { path, source })
-}
-
-/// An entry of REPO left out of the export, with why.
-#[derive(Debug, Clone)]
-pub(crate) struct Refused {
-    /// Path relative to REPO.
-    pub(crate) path: String,
-    pub(crate) message: String,
-    /// A file over the size limit (a warning, as for YAML files over the parser's limit),
-    /// rather than a link or special file (a failure).
-    pub(crate) too_large: bool,
-}
-
-/// The repository path an export refusal names.
-fn refused_path(e: &mooring_source::SourceError) -> String {
-    use mooring_source::SourceError as E;
-    match e {
-        E::SymlinkEscapes { link, .. }
-        | E::SymlinkDangling { link, .. }
-        | E::SymlinkLoop { link, .. } => link.clone(),
-        E::UnsafeEntry { path } | E::InvalidPath { path, .. } | E::FileTooLarge { path, .. } => {
-            path.clone()
-        }
-        _ => String::new(),
-    }
 }
 
 /// The whole run (everything but output), on the exported tree `repo`.

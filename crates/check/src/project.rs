@@ -3,13 +3,12 @@
 //! `mooring_core::scope`; this module only finds each render's project among those of the
 //! repository and turns refusals into findings.
 
-use crate::render::Rendered;
+use crate::render::{is_cluster_scoped, Rendered};
 use crate::report::{failure, warning};
 use mooring_core::project::AppProject;
 use mooring_engine::lint;
 use mooring_engine::policy::report::{Finding, Subject};
 use mooring_engine::project::ControlPlane;
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// The AppProject rules the controller enforces before a sync, at CI time: the app's
@@ -114,15 +113,4 @@ pub(crate) fn project_outside_control_plane(
             "",
         )
     })
-}
-
-/// Whether an object is cluster-scoped without a cluster to ask: CRDs among
-/// `cluster_crds`, then the built-in table (`mooring_core::scope`).
-pub(crate) fn is_cluster_scoped(
-    o: &Value,
-    cluster_crds: &BTreeMap<(String, String), bool>,
-) -> bool {
-    let group = mooring_core::scope::api_group(o["apiVersion"].as_str().unwrap_or(""));
-    let kind = o["kind"].as_str().unwrap_or("");
-    !mooring_core::scope::namespaced_without_discovery(group, kind, cluster_crds)
 }

@@ -1,9 +1,9 @@
-//! Rendering units with the render crate, as the controller does, and the destination
-//! namespace Argo CD gives namespaced objects rendered without one.
+//! Rendering units with the render crate, as the controller does (never through a link
+//! the export refused), and the destination namespace Argo CD gives namespaced objects
+//! rendered without one (scope from `mooring_core::scope`).
 
-use crate::project::is_cluster_scoped;
+use crate::error::CheckError;
 use crate::units::Unit;
-use crate::{CheckError, Refused};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -136,6 +136,42 @@ pub(crate) fn default_namespaces(
                 meta.insert("namespace".into(), Value::String(namespace.to_string()));
             }
         }
+    }
+}
+
+/// Whether an object is cluster-scoped without a cluster to ask: CRDs among
+/// `cluster_crds`, then the built-in table (`mooring_core::scope`).
+pub(crate) fn is_cluster_scoped(
+    o: &Value,
+    cluster_crds: &BTreeMap<(String, String), bool>,
+) -> bool {
+    let group = mooring_core::scope::api_group(o["apiVersion"].as_str().unwrap_or(""));
+    let kind = o["kind"].as_str().unwrap_or("");
+    !mooring_core::scope::namespaced_without_discovery(group, kind, cluster_crds)
+}
+
+/// An entry of REPO left out of the export, with why.
+#[derive(Debug, Clone)]
+pub(crate) struct Refused {
+    /// Path relative to REPO.
+    pub(crate) path: String,
+    pub(crate) message: String,
+    /// A file over the size limit (a warning, as for YAML files over the parser's limit),
+    /// rather than a link or special file (a failure).
+    pub(crate) too_large: bool,
+}
+
+/// The repository path an export refusal names.
+pub(crate) fn refused_path(e: &mooring_source::SourceError) -> String {
+    use mooring_source::SourceError as E;
+    match e {
+        E::SymlinkEscapes { link, .. }
+        | E::SymlinkDangling { link, .. }
+        | E::SymlinkLoop { link, .. } => link.clone(),
+        E::UnsafeEntry { path } | E::InvalidPath { path, .. } | E::FileTooLarge { path, .. } => {
+            path.clone()
+        }
+        _ => String::new(),
     }
 }
 

@@ -1,9 +1,9 @@
 //! The Terraform stage: `terraform fmt -check` and `terraform validate` of every
 //! directory with `.tf` files, leaving the repository as it was.
 
+use crate::error::CheckError;
 use crate::report::{failure, subject, warning};
 use crate::units::rel;
-use crate::CheckError;
 use mooring_engine::policy::report::Subject;
 use serde_json::Value;
 use std::collections::BTreeSet;
