@@ -9,6 +9,8 @@
 //! * [`rego`]: compiling and evaluating Rego (v0 and v1), limits, errors with file and line.
 //! * [`compat`]: source rewrites where regorus's parser differs from OPA's.
 //! * [`gatekeeper`]: ConstraintTemplates, constraints, `spec.match`, reviews, inventory.
+//! * [`gate`]: reviewing an Application's objects with project scoping (sync gate, audit,
+//!   `mooring check`).
 //! * [`gator`]: gator `Suite` files (`mooring policy verify`).
 //! * [`conftest`]: conftest policies, input parsers and exceptions (`mooring policy test`).
 //! * [`regotest`]: `test_` rules, like `opa test` (`mooring policy test-rego`).
@@ -29,6 +31,7 @@
 
 pub mod compat;
 pub mod conftest;
+pub mod gate;
 pub mod gatekeeper;
 pub mod gator;
 pub mod lint;
