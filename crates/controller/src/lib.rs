@@ -8,9 +8,11 @@
 //! webhook, and the periodic poll (default 3 minutes, with jitter) — and a small pool of
 //! workers runs [`reconcile::reconcile`] on it, one app at a time per name.
 
+pub mod action;
 pub mod analysis;
 pub mod appset;
 pub mod clusters;
+pub mod conditions;
 pub mod deletion;
 pub mod events;
 pub mod operation;
@@ -22,6 +24,7 @@ pub mod reconcile;
 pub mod rollback;
 pub mod rollout;
 pub mod rollout_traffic;
+pub mod state;
 
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
@@ -385,7 +388,7 @@ impl Context {
             return None;
         }
         let message = mooring_engine::unsupported::summary(&found);
-        Some(reconcile::kept_condition(
+        Some(conditions::kept_condition(
             app,
             mooring_engine::unsupported::CONDITION,
             message,
