@@ -8,13 +8,12 @@
 //! PostDelete hooks) share one way to compute it, and none of them imports another.
 
 use crate::{Context, ControllerError};
-use mooring_core::app::{
-    Application, HealthStatus, HealthStatusCode, ResourceStatus, Revisions, SyncStatusCode,
-};
+use mooring_core::app::{Application, HealthStatus, ResourceStatus, Revisions, SyncStatusCode};
 use mooring_core::ResourceKey;
 use mooring_engine::diff::{self, DiffOptions};
 use mooring_k8s::cluster::{ClusterClient, TRACKING_ANNOTATION};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The rendered, annotated desired state of an app and the live objects it manages.
@@ -293,7 +292,9 @@ async fn reuse_render(
     Some(m)
 }
 
-/// Compare desired with live: per-resource sync status, diffs and health.
+/// Compare desired with live: the live objects are read here (the destination's
+/// watch-fed cache, a GET for a desired object it lacks), the pairing, diffs and
+/// aggregation are [`mooring_engine::state::compare`].
 pub async fn compare(
     ctx: &Context,
     app: &Application,
@@ -306,20 +307,9 @@ pub async fn compare(
         ignore: &app.spec.ignore_differences,
         manager: Some(&ctx.options.manager),
     };
-    let mut resources = Vec::new();
-    let mut diffs = Vec::new();
-    let mut healths = Vec::new();
-    let mut desired_keys = std::collections::BTreeSet::new();
+    let mut found = BTreeMap::new();
     let mut shared = Vec::new();
-    for d in &desired {
-        let Some(key) = ResourceKey::of(d) else {
-            continue;
-        };
-        let hook = mooring_engine::sync::is_hook(d);
-        if hook {
-            continue;
-        }
-        desired_keys.insert(key.clone());
+    for (key, d) in mooring_engine::state::compared_desired(&desired) {
         let api_version = d
             .get("apiVersion")
             .and_then(Value::as_str)
@@ -328,72 +318,26 @@ pub async fn compare(
             Some(l) => Some(l),
             None => cluster.get(api_version, &key).await?,
         };
-        if let Some(msg) = live.as_ref().and_then(|l| shared_resource(&key, d, l)) {
-            shared.push(msg);
+        if let Some(l) = live {
+            if let Some(msg) = shared_resource(&key, d, &l) {
+                shared.push(msg);
+            }
+            found.insert(key, l);
         }
-        let rd = diff::diff(Some(d), live.as_ref(), &opts)?;
-        let h = match &live {
-            None => Some(HealthStatus::new(
-                HealthStatusCode::Missing,
-                "resource does not exist",
-            )),
-            Some(l) => ctx.assess_health(l),
-        };
-        if let Some(h) = &h {
-            healths.push(h.status);
-        }
-        resources.push(resource_status(&key, api_version, rd.status, h, false));
-        diffs.push(rd);
     }
-    for l in &live_managed {
-        let Some(key) = ResourceKey::of(l) else {
-            continue;
-        };
-        if desired_keys.contains(&key) || mooring_engine::sync::is_hook(l) {
-            continue;
-        }
-        let api_version = l
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let rd = diff::diff(None, Some(l), &opts)?;
-        resources.push(resource_status(&key, api_version, rd.status, None, true));
-        diffs.push(rd);
-    }
-    let sync = if resources.iter().all(|r| r.status == SyncStatusCode::Synced) {
-        SyncStatusCode::Synced
-    } else {
-        SyncStatusCode::OutOfSync
+    let live = mooring_engine::state::Live {
+        found: &found,
+        managed: &live_managed,
     };
-    let worst = HealthStatusCode::worst(healths);
-    let message = resources
-        .iter()
-        .filter(|r| {
-            r.health
-                .as_ref()
-                .is_some_and(|h| h.status == worst && worst != HealthStatusCode::Healthy)
-        })
-        .map(|r| {
-            format!(
-                "{}/{}: {}",
-                r.kind,
-                r.name,
-                r.health
-                    .as_ref()
-                    .map(|h| h.message.as_str())
-                    .unwrap_or_default()
-            )
-        })
-        .next()
-        .unwrap_or_default();
+    let c = mooring_engine::state::compare(&desired, &live, &opts, |l| ctx.assess_health(l))?;
     Ok(Compared {
         revision,
         desired,
         live: live_managed,
-        resources,
-        diffs,
-        sync,
-        health: HealthStatus::new(worst, message),
+        resources: c.resources,
+        diffs: c.diffs,
+        sync: c.sync,
+        health: c.health,
         shared,
     })
 }
@@ -417,28 +361,4 @@ fn shared_resource(key: &ResourceKey, desired: &Value, live: &Value) -> Option<S
             key.kind, key.name
         )
     })
-}
-
-fn resource_status(
-    key: &ResourceKey,
-    api_version: &str,
-    status: SyncStatusCode,
-    health: Option<HealthStatus>,
-    requires_pruning: bool,
-) -> ResourceStatus {
-    ResourceStatus {
-        group: key.group.clone(),
-        version: api_version
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_string(),
-        kind: key.kind.clone(),
-        namespace: key.namespace.clone(),
-        name: key.name.clone(),
-        status,
-        health,
-        hook: false,
-        requires_pruning,
-    }
 }
