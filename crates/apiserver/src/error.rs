@@ -193,9 +193,3 @@ impl ApiError {
         status
     }
 }
-
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        ApiError::Internal(e.to_string())
-    }
-}

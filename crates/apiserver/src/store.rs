@@ -54,6 +54,14 @@ pub enum StoreError {
     },
 }
 
+/// A storage failure reaches a client as a 500. The conversion lives here, next to
+/// `StoreError`, so that `error` (the lower layer) does not need to know about the store.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
 /// Identity of a stored object: storage key of its resource (`group/plural`), namespace
 /// (empty for cluster-scoped) and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -17,17 +17,15 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
+use mooring_check::LocalInputs;
 use mooring_core::appset::ApplicationSet;
-use mooring_engine::appset::{ClusterInfo, GeneratorInputs};
+use mooring_engine::appset::ClusterInfo;
 use mooring_k8s::kube;
 use mooring_k8s::kube::api::{Api, DynamicObject};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-/// Most files read from the local checkout.
-const MAX_FILES: usize = 50_000;
 
 #[derive(Subcommand)]
 pub enum AppSetCommand {
@@ -92,64 +90,6 @@ pub fn parse_cluster(s: &str) -> anyhow::Result<ClusterInfo> {
     })
 }
 
-struct LocalInputs {
-    clusters: Vec<ClusterInfo>,
-    root: PathBuf,
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let ft = entry.file_type().map_err(|e| e.to_string())?;
-        let path = entry.path();
-        if ft.is_dir() {
-            walk(root, &path, out)?;
-        } else if ft.is_file() {
-            let rel = path.strip_prefix(root).map_err(|e| e.to_string())?;
-            out.push(rel.to_string_lossy().replace('\\', "/"));
-            if out.len() > MAX_FILES {
-                return Err(format!(
-                    "more than {MAX_FILES} files under {}",
-                    root.display()
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-impl GeneratorInputs for LocalInputs {
-    fn clusters(&self) -> Result<Vec<ClusterInfo>, String> {
-        Ok(self.clusters.clone())
-    }
-    fn git_files(&self, _repo_url: &str, _revision: &str) -> Result<Vec<String>, String> {
-        let mut out = Vec::new();
-        walk(&self.root, &self.root, &mut out)?;
-        out.sort();
-        Ok(out)
-    }
-    fn git_read(&self, _repo_url: &str, _revision: &str, path: &str) -> Result<Vec<u8>, String> {
-        // Paths come from `git_files` (no `..`, no links), but check anyway.
-        if path.split('/').any(|s| s == ".." || s.is_empty()) {
-            return Err(format!("refusing path {path:?}"));
-        }
-        let p = self.root.join(path);
-        let meta = std::fs::symlink_metadata(&p).map_err(|e| format!("{path}: {e}"))?;
-        if !meta.is_file() {
-            return Err(format!("{path} is not a regular file"));
-        }
-        if meta.len() > mooring_engine::appset::MAX_GIT_FILE_BYTES as u64 {
-            return Err(format!("{path} is {} bytes, over the limit", meta.len()));
-        }
-        std::fs::read(&p).map_err(|e| format!("{path}: {e}"))
-    }
-}
-
 fn checkout_root(file: &Path) -> PathBuf {
     let start = std::fs::canonicalize(file)
         .ok()
@@ -165,19 +105,6 @@ fn checkout_root(file: &Path) -> PathBuf {
             None => return start,
         }
     }
-}
-
-/// Generate one ApplicationSet document against a local checkout, with no registered
-/// clusters (`mooring check`: a clusters generator then yields only what Argo CD's
-/// local-cluster rule gives).
-pub(crate) fn generate_local(doc: &Value, root: &Path) -> anyhow::Result<Vec<Value>> {
-    let set: ApplicationSet =
-        serde_json::from_value(doc.clone()).context("not a valid ApplicationSet")?;
-    let inputs = LocalInputs {
-        clusters: vec![],
-        root: root.to_path_buf(),
-    };
-    Ok(mooring_engine::appset::generate(&set, &inputs)?)
 }
 
 /// Generate the Applications of every ApplicationSet in the file.

@@ -21,9 +21,9 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use mooring_engine::policy::gatekeeper::{Gatekeeper, Review};
-use mooring_engine::policy::rego::regorus;
-use mooring_engine::policy::Limits;
+use mooring_policy::gatekeeper::{Gatekeeper, Review};
+use mooring_policy::rego::regorus;
+use mooring_policy::Limits;
 use serde_json::{json, Value};
 
 const RESOURCE_LIMITS: &str = r#"

@@ -267,8 +267,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Health {
             command: HealthCommand::Test { dir },
         } => {
-            let report = mooring_engine::health::run_health_tests(&dir)
-                .with_context(|| format!("running the health tests in {}", dir.display()))?;
+            let report =
+                mooring_engine::health::run_health_tests(&mooring_source::files::StdFiles, &dir)
+                    .with_context(|| format!("running the health tests in {}", dir.display()))?;
             for warning in &report.warnings {
                 eprintln!("warning: {warning}");
             }

@@ -2,7 +2,7 @@
 //!
 //! The flags follow conftest (`test`) and `opa test` (`test-rego`) so existing CI jobs
 //! change only the binary name. This module reads files and directories and prints; the
-//! evaluation lives in `mooring_engine::policy`.
+//! evaluation lives in `mooring_policy`.
 //!
 //! Exit codes: 0 everything passed, 1 failures (or warnings with `--fail-on-warn`), 2 an
 //! error (unreadable or malformed input, a policy that does not compile, a time limit).
@@ -13,10 +13,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use mooring_engine::policy::conftest::{self, Conftest, Parser};
-use mooring_engine::policy::regotest::{self, TestOptions};
-use mooring_engine::policy::report::{self, Format, Report};
-use mooring_engine::policy::{gator, Limits, RegoSource};
+use mooring_policy::conftest::{self, Conftest, Parser};
+use mooring_policy::regotest::{self, TestOptions};
+use mooring_policy::report::{self, Format, Report};
+use mooring_policy::{gator, Limits, RegoSource};
 
 #[derive(clap::Subcommand)]
 pub enum PolicyCommand {

@@ -1595,6 +1595,68 @@ spec:
     );
 }
 
+/// `mooring check` scopes Gatekeeper constraints by project as the controller's gate does
+/// (`mooring_policy::gate`): a constraint labelled `mooring.dev/project: team-a`
+/// fails the Applications of team-a and not those of team-b; an unlabelled one fails both.
+#[test]
+fn check_scopes_gatekeeper_constraints_by_project_like_the_controller() {
+    let template = r#"apiVersion: templates.gatekeeper.sh/v1
+kind: ConstraintTemplate
+metadata: {name: k8snoconfigmaps}
+spec:
+  crd: {spec: {names: {kind: K8sNoConfigMaps}}}
+  targets:
+    - target: admission.k8s.gatekeeper.sh
+      rego: |
+        package k8snoconfigmaps
+        violation[{"msg": msg}] {
+          input.review.object.kind == "ConfigMap"
+          msg := sprintf("no ConfigMaps (%v)", [input.parameters.tag])
+        }
+"#;
+    let constraint = |name: &str, labels: &str| {
+        format!(
+            "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sNoConfigMaps\nmetadata: {{name: {name}, labels: {{{labels}}}}}\nspec: {{parameters: {{tag: {name}}}}}\n"
+        )
+    };
+    let app = |name: &str, project: &str| {
+        format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: {name}}}\nspec:\n  project: {project}\n  source: {{repoURL: \"https://git.example.com/platform.git\", path: apps/settings}}\n  destination: {{server: \"https://kubernetes.default.svc\", namespace: {name}}}\n"
+        )
+    };
+    let repo = repo_with(&[
+        ("policy/template.yaml", template),
+        (
+            "policy/team-a-only.yaml",
+            &constraint("team-a-only", "mooring.dev/project: team-a"),
+        ),
+        ("policy/everyone.yaml", &constraint("everyone", "")),
+        (
+            "apps/settings/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {k: v}\n",
+        ),
+        ("environments/dev/in-a.yaml", &app("in-a", "team-a")),
+        ("environments/dev/in-b.yaml", &app("in-b", "team-b")),
+    ]);
+    let (code, out, err) = check(&["-o", "json"], repo.path());
+    assert_eq!(code, 1, "{err}");
+    let mut got: Vec<(String, String)> = findings(&out)
+        .into_iter()
+        .filter(|x| x.0 == "gatekeeper")
+        .map(|x| (x.1, x.2))
+        .collect();
+    got.sort();
+    let want: Vec<(String, String)> = [
+        ("K8sNoConfigMaps/everyone", "ConfigMap/in-a/settings"),
+        ("K8sNoConfigMaps/everyone", "ConfigMap/in-b/settings"),
+        ("K8sNoConfigMaps/team-a-only", "ConfigMap/in-a/settings"),
+    ]
+    .iter()
+    .map(|(r, o)| (r.to_string(), o.to_string()))
+    .collect();
+    assert_eq!(got, want, "{out}");
+}
+
 #[path = "cli/control_plane.rs"]
 mod control_plane;
 

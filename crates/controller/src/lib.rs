@@ -516,7 +516,11 @@ impl Controller {
         let mut tasks = mgmt.start_cache().await?;
         let lua = match &options.health_dir {
             Some(d) => Some(
-                mooring_engine::health::LuaHealthChecks::load_dir(d).map_err(|e| {
+                mooring_engine::health::LuaHealthChecks::load_dir(
+                    &mooring_source::files::StdFiles,
+                    d,
+                )
+                .map_err(|e| {
                     ControllerError::Spec(format!("health checks in {}: {e}", d.display()))
                 })?,
             ),

@@ -26,7 +26,6 @@
 //!
 //! The controller's own configured Prometheus is not a user URL and is queried directly.
 
-use crate::prometheus::{error_chain, install_crypto_provider};
 use futures::future::BoxFuture;
 use mooring_engine::outbound::{
     normalize_host, OutboundPolicy, ProtectedEndpoint, Refusal, CONFIG_KEY,
@@ -34,8 +33,30 @@ use mooring_engine::outbound::{
 use mooring_k8s::kube;
 use reqwest::Url;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Once, RwLock};
 use std::time::{Duration, Instant};
+
+/// reqwest is built without a default TLS provider; install ring's (the provider kube
+/// uses) once, so `https://` addresses (user URLs and Prometheus) work too.
+pub(crate) fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Another part of the process may have installed one already: that is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// An error and its sources, one line (`outer: inner: …`).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
 
 /// Redirects followed at most (Go's client, which Argo Rollouts uses, stops after 10).
 pub const MAX_REDIRECTS: usize = 10;

@@ -5,7 +5,8 @@
 //! Gatekeeper. Like Gatekeeper, the controller serves a CRD for every template's
 //! constraint kind (`constraints.gatekeeper.sh`), so constraints can be created as soon as
 //! their template exists. A constraint labelled `mooring.dev/project: NAME` applies only to
-//! the Applications of that project; an unlabelled one applies to every Application.
+//! the Applications of that project; an unlabelled one applies to every Application
+//! ([`mooring_policy::gate`], the review `mooring check` runs too).
 //!
 //! **Gate.** Before the first write of a sync, every rendered manifest (hooks included) is
 //! reviewed as Gatekeeper's admission webhook would review it (`CREATE`, or `UPDATE` with
@@ -26,18 +27,16 @@ use crate::{Context, ControllerError};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use mooring_core::app::Application;
 use mooring_core::ResourceKey;
-use mooring_engine::policy::gatekeeper::{
-    EnforcementAction, Gatekeeper, Operation, Review, Violation,
-};
-use mooring_engine::policy::Limits;
 use mooring_k8s::cluster::ClusterClient;
 use mooring_k8s::kube;
+use mooring_policy::gate::{self, Scope};
+use mooring_policy::gatekeeper::{Gatekeeper, Violation};
+use mooring_policy::Limits;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-/// The label that scopes a constraint to one project's Applications.
-pub const PROJECT_LABEL: &str = "mooring.dev/project";
+pub use mooring_policy::gate::{describe, Verdict, PROJECT_LABEL};
 /// Application condition types written here.
 pub const VIOLATION_CONDITION: &str = "PolicyViolation";
 pub const WARNING_CONDITION: &str = "PolicyWarning";
@@ -155,46 +154,6 @@ pub async fn in_force(ctx: &Context) -> Result<Option<Compiled>, ControllerError
     Ok(Some(compiled))
 }
 
-/// Whether a constraint applies to `app` (project scoping by label).
-fn applies_to(gk: &Gatekeeper, v: &Violation, app: &Application) -> bool {
-    let project = app.spec.project.as_str();
-    gk.constraints()
-        .find(|c| c.kind == v.constraint_kind && c.name == v.constraint_name)
-        .and_then(|c| c.labels.get(PROJECT_LABEL))
-        .is_none_or(|p| p == project)
-}
-
-/// The result of reviewing a set of objects.
-#[derive(Debug, Default)]
-pub struct Verdict {
-    pub denied: Vec<Violation>,
-    pub warned: Vec<Violation>,
-}
-
-impl Verdict {
-    fn push(&mut self, v: Violation) {
-        if v.enforcement_action == EnforcementAction::Deny {
-            self.denied.push(v);
-        } else {
-            self.warned.push(v);
-        }
-    }
-}
-
-/// One line per violation: `resource: [Kind/name] message (action)`.
-pub fn describe(violations: &[Violation]) -> String {
-    violations
-        .iter()
-        .map(|v| {
-            format!(
-                "{}: [{}/{}] {} ({})",
-                v.resource, v.constraint_kind, v.constraint_name, v.message, v.enforcement_action
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// Review `objects` of `app` against the constraints in force. `live` gives each object's
 /// current state: an object with a live counterpart is reviewed as an `UPDATE` (with
 /// `oldObject`), one without as a `CREATE`.
@@ -217,10 +176,6 @@ pub async fn review(
         }
     };
     let mut gk = gk.clone();
-    let live_by_key: BTreeMap<ResourceKey, &Value> = live
-        .iter()
-        .filter_map(|o| Some((ResourceKey::of(o)?, o)))
-        .collect();
     let mut inventory: Vec<Value> = cluster.cached_all();
     inventory.extend(objects.iter().cloned());
     gk.set_inventory(inventory.iter());
@@ -233,44 +188,28 @@ pub async fn review(
             }
         }
     }
-    let mut verdict = Verdict::default();
     for o in objects {
-        let ns = o
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        if let Some(ns) = &ns {
+        if let Some(ns) = o.pointer("/metadata/namespace").and_then(Value::as_str) {
             if !namespaces.contains_key(ns) {
                 let key = ResourceKey::new("", "Namespace", "", ns);
                 let got = cluster.get("v1", &key).await.ok().flatten();
-                namespaces.insert(ns.clone(), got);
-            }
-        }
-        let old = ResourceKey::of(o).and_then(|k| live_by_key.get(&k).copied());
-        let review = Review {
-            operation: if old.is_some() {
-                Operation::Update
-            } else {
-                Operation::Create
-            },
-            object: o,
-            old_object: old,
-            namespace: ns
-                .as_ref()
-                .and_then(|n| namespaces.get(n))
-                .and_then(Option::as_ref),
-            user_info: None,
-        };
-        let violations = gk
-            .review(&review)
-            .map_err(|e| ControllerError::Spec(format!("policy evaluation failed: {e}")))?;
-        for v in violations {
-            if applies_to(&gk, &v, app) {
-                verdict.push(v);
+                namespaces.insert(ns.to_string(), got);
             }
         }
     }
-    Ok(verdict)
+    let namespaces: BTreeMap<&str, &Value> = namespaces
+        .iter()
+        .filter_map(|(name, o)| Some((name.as_str(), o.as_ref()?)))
+        .collect();
+    let reviews = gate::review(
+        &gk,
+        Scope::Project(&app.spec.project),
+        objects,
+        live,
+        &namespaces,
+    );
+    Verdict::of(reviews)
+        .map_err(|e| ControllerError::Spec(format!("policy evaluation failed: {e}")))
 }
 
 /// The gate of one sync: `Err(message)` when a `deny` violation blocks it.

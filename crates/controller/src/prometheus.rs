@@ -23,12 +23,12 @@
 //! started it dies without dropping it (a test killed on timeout, a `kill -9`), so no
 //! Prometheus is ever left behind scraping a dead cluster.
 
+use crate::outbound::{error_chain, install_crypto_provider};
 use reqwest::Url;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 /// Errors of the Prometheus client and of the local Prometheus process.
@@ -104,16 +104,6 @@ pub struct PromClient {
     headers: Vec<(String, String)>,
     /// Set for a user-written address: queries go through the outbound client.
     outbound: Option<crate::outbound::Outbound>,
-}
-
-/// reqwest is built without a default TLS provider; install ring's (the provider kube
-/// uses) once, so `https://` Prometheus addresses work too.
-pub(crate) fn install_crypto_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // Another part of the process may have installed one already: that is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }
 
 impl PromClient {
@@ -219,18 +209,6 @@ impl PromClient {
         };
         decode_response(code, &body)
     }
-}
-
-/// An error and its sources, one line (`outer: inner: …`).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Decode an `/api/v1/query` answer (any HTTP status: Prometheus reports errors as JSON).

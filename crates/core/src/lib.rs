@@ -10,6 +10,7 @@ pub mod appset;
 pub mod cluster;
 pub mod event;
 pub mod fields_v1;
+pub mod files;
 pub mod merge_patch;
 pub mod name;
 pub mod project;

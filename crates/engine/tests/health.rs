@@ -5,6 +5,7 @@ use mooring_engine::health::{
     assess, run_health_tests, run_lua, HealthError, HealthStatus, HealthStatusCode,
     LuaHealthChecks, LuaLimits,
 };
+use mooring_source::files::StdFiles;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -56,7 +57,8 @@ fn health_builtin_golden_fixtures() {
 
 #[test]
 fn health_test_harness_reports_per_case_like_argo_cd() {
-    let report = run_health_tests(&fixtures().join("customizations")).expect("tree runs");
+    let report =
+        run_health_tests(&StdFiles, &fixtures().join("customizations")).expect("tree runs");
     let text = report.to_string();
     assert_eq!(report.cases.len(), 10, "{text}");
     let failed: Vec<_> = report.cases.iter().filter(|c| !c.passed).collect();
@@ -93,7 +95,7 @@ fn health_test_harness_reports_per_case_like_argo_cd() {
 
 #[test]
 fn health_test_files_are_decoded_as_argo_cd_decodes_them() {
-    let report = run_health_tests(&fixtures().join("go-decoding")).expect("tree runs");
+    let report = run_health_tests(&StdFiles, &fixtures().join("go-decoding")).expect("tree runs");
     let text = report.to_string();
     let verdict = |dir: &str, input: &str| -> Vec<bool> {
         report
@@ -179,7 +181,7 @@ fn health_harness_fails_bad_entries_one_by_one() {
         "return {status = 'Healthy'}",
     )
     .expect("write");
-    let report = run_health_tests(&dir).expect("runs");
+    let report = run_health_tests(&StdFiles, &dir).expect("runs");
     let outcome: Vec<(bool, String)> = report
         .cases
         .iter()
@@ -232,7 +234,7 @@ fn health_harness_requires_exact_message_like_argo_cd() {
         "apiVersion: example.com/v1\nkind: Thing\nmetadata: {name: a}\n",
     )
     .expect("write");
-    let report = run_health_tests(&dir).expect("runs");
+    let report = run_health_tests(&StdFiles, &dir).expect("runs");
     let verdicts: Vec<bool> = report.cases.iter().map(|c| c.passed).collect();
     assert_eq!(verdicts, [false, true, false], "{report}");
     let escape = report.cases[2].actual.as_ref().expect_err("refused");
@@ -242,7 +244,8 @@ fn health_harness_requires_exact_message_like_argo_cd() {
 
 #[test]
 fn health_custom_lua_overrides_builtin_and_wildcards_apply() {
-    let checks = LuaHealthChecks::load_dir(&fixtures().join("customizations")).expect("loads");
+    let checks =
+        LuaHealthChecks::load_dir(&StdFiles, &fixtures().join("customizations")).expect("loads");
     assert_eq!(checks.len(), 3);
     let bucket = json!({
         "apiVersion": "s3.aws.crossplane.io/v1beta1", "kind": "Bucket", "metadata": {"name": "b"},
@@ -601,7 +604,7 @@ fn health_lua_syntax_error_names_the_script() {
         "return {status = ",
     )
     .expect("write");
-    let checks = LuaHealthChecks::load_dir(&dir).expect("loads");
+    let checks = LuaHealthChecks::load_dir(&StdFiles, &dir).expect("loads");
     let hs = assess(&obj, Some(&checks)).expect("applies");
     assert!(
         hs.message.contains("example.com/Broken/health.lua"),
@@ -626,7 +629,7 @@ fn health_load_dir_ignores_symlinks_leaving_the_tree() {
     std::os::unix::fs::symlink(outside.join("Secret"), dir.join("example.com/Secret"))
         .expect("symlink");
     std::os::unix::fs::symlink(outside.join("Secret"), dir.join("Secret")).expect("symlink");
-    let checks = LuaHealthChecks::load_dir(&dir).expect("loads");
+    let checks = LuaHealthChecks::load_dir(&StdFiles, &dir).expect("loads");
     assert!(
         checks.is_empty(),
         "{:?}",
@@ -641,4 +644,50 @@ fn scratch_dir(name: &str) -> PathBuf {
     std::fs::remove_dir_all(&dir).ok();
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
+}
+
+/// The health tree is read only through the injected `Files` reader: an in-memory tree
+/// loads, runs its `health_test.yaml` cases, and refuses symlinks, with no disk involved.
+#[test]
+fn health_tree_reads_through_an_injected_reader() {
+    use mooring_core::files::MemFiles;
+    let thing = "mem/example.com/Thing";
+    let files = MemFiles::new()
+        .with_file(
+            format!("{thing}/health.lua"),
+            "return {status = 'Healthy', message = 'all good'}",
+        )
+        .with_file(
+            format!("{thing}/health_test.yaml"),
+            "tests:\n- healthStatus: {status: Healthy, message: all good}\n  inputPath: testdata/a.yaml\n- healthStatus: {status: Healthy, message: all good}\n  inputPath: testdata/link.yaml\n",
+        )
+        .with_file(
+            format!("{thing}/testdata/a.yaml"),
+            "apiVersion: example.com/v1\nkind: Thing\nmetadata: {name: a}\n",
+        )
+        .with_symlink(format!("{thing}/testdata/link.yaml"))
+        // A symlinked script folder is never loaded.
+        .with_symlink("mem/example.com/Linked")
+        .with_file("mem/ConfigMap/health.lua", "return {status = 'Degraded'}")
+        .with_file("mem/ConfigMap/health_test.yaml", "tests: []\n");
+    let dir = Path::new("mem");
+
+    let checks = LuaHealthChecks::load_dir(&files, dir).expect("loads");
+    let keys: Vec<String> = checks.scripts().map(|s| s.key()).collect();
+    assert_eq!(keys, ["ConfigMap", "example.com/Thing"]);
+
+    let report = run_health_tests(&files, dir).expect("runs");
+    let verdicts: Vec<bool> = report.cases.iter().map(|c| c.passed).collect();
+    assert_eq!(verdicts, [true, false], "{report}");
+    let link = report.cases[1].actual.as_ref().expect_err("refused");
+    assert!(link.contains("goes through a symlink"), "{link}");
+    assert!(
+        report.warnings.iter().any(|w| w.contains("no tests")),
+        "{:?}",
+        report.warnings
+    );
+
+    // A missing tree is an error naming the path.
+    let err = LuaHealthChecks::load_dir(&files, Path::new("nowhere")).expect_err("missing");
+    assert!(err.to_string().contains("nowhere"), "{err}");
 }

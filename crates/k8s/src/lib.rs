@@ -1,9 +1,19 @@
-//! The one place Mooring uses kube-rs.
+//! Mooring's way into Kubernetes: the only crate that depends on kube-rs.
 //!
 //! Every cluster, the embedded one included, is reached through the Kubernetes API with
-//! this crate's clients; there is no second in-memory path. It grows the live cache,
-//! discovery and apply logic as the controller needs them; for now it builds clients from
-//! kubeconfig files, which is what the CLI, benchmarks and tests need.
+//! this crate's clients; there is no second in-memory path. It owns client construction
+//! from kubeconfigs and cluster Secrets, the cluster connection and its live cache,
+//! discovery, the CRDs Mooring installs, finalizer updates, and the descriptors of every
+//! resource Mooring serves ([`resources`]).
+//!
+//! The boundary is where kube-rs is *depended on*, not where it is *named*: the I/O
+//! crates (`controller`, `server`, `cli`) talk to the API with kube-rs types (`Api`,
+//! `DynamicObject`, watchers, patches), always through the re-exports below
+//! (`mooring_k8s::kube`, `mooring_k8s::k8s_openapi`; tests too), so the workspace has one
+//! kube-rs and one way in. The crates that decide and read (`core`, `engine`, `source`,
+//! `render`, `policy`) never see kube, the cluster or tokio (`engine::schema` uses
+//! k8s-openapi's plain data types only). `tests/boundary.rs` enforces both from
+//! `cargo metadata`.
 
 pub use k8s_openapi;
 pub use kube;

@@ -10,6 +10,7 @@ use gix::bstr::ByteSlice as _;
 use gix::protocol::handshake::Ref;
 use sha2::Digest as _;
 
+use crate::error::describe;
 use crate::url::{kind, redact_url, validate_url, Kind};
 use crate::{CommitId, Credentials, Limits, SourceError, TreeFile};
 
@@ -486,22 +487,6 @@ fn resolve_in(
             url: redact_url(url),
             revision: revision.to_string(),
         }),
-    }
-}
-
-/// The whole chain of a gix error, outermost first, without repeats.
-pub(crate) fn describe(e: &gix::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for err in e.iter_errors() {
-        let text = err.to_string();
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-    }
-    if parts.is_empty() {
-        e.to_string()
-    } else {
-        parts.join(": ")
     }
 }
 

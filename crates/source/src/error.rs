@@ -201,3 +201,20 @@ pub enum SourceError {
         value: String,
     },
 }
+
+/// The whole chain of a gix error, outermost first, without repeats: the `detail` of
+/// the variants above, for fetching (`cache`) and reading trees (`tree`) alike.
+pub(crate) fn describe(e: &gix::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for err in e.iter_errors() {
+        let text = err.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    }
+}

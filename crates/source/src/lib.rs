@@ -62,6 +62,7 @@ mod cache;
 mod credentials;
 mod dir;
 mod error;
+pub mod files;
 mod tree;
 mod url;
 pub mod webhook;

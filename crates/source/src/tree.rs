@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use gix::bstr::ByteSlice as _;
 use gix::object::tree::EntryKind;
 
-use crate::cache::describe;
+use crate::error::describe;
 use crate::url::redact_url;
 use crate::{CommitId, Limits, SourceError, TreeFile};
 

@@ -8,6 +8,7 @@ use crate::support::{client, raw, start, start_with, RawResponse};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, PostParams};
 use mooring_apiserver::{Cluster, ClusterOptions};
+use mooring_k8s::{k8s_openapi, kube};
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;

@@ -1,6 +1,7 @@
 //! Hostile and malformed requests get the right Kubernetes error and change nothing.
 
 use crate::support::{client, start};
+use mooring_k8s::kube;
 use serde_json::json;
 
 async fn send(

@@ -11,6 +11,7 @@ use kube::api::{
 };
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::Discovery;
+use mooring_k8s::{k8s_openapi, kube};
 use serde_json::json;
 
 fn cm(name: &str) -> ConfigMap {

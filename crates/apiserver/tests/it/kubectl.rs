@@ -5,6 +5,7 @@ use crate::support::{client, eventually, start};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use mooring_apiserver::Cluster;
+use mooring_k8s::{k8s_openapi, kube};
 use serde_json::json;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};

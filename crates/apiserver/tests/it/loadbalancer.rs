@@ -9,6 +9,7 @@ use mooring_apiserver::error::ApiError;
 use mooring_apiserver::registry::ResourceType;
 use mooring_apiserver::sim::{LoadBalancerAddresses, SimOptions};
 use mooring_apiserver::{Cluster, ClusterOptions};
+use mooring_k8s::{k8s_openapi, kube};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::PathBuf;

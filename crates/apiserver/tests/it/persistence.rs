@@ -4,6 +4,7 @@
 use crate::support::{client, start};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams};
+use mooring_k8s::{k8s_openapi, kube};
 use serde_json::json;
 
 const WRITERS: usize = 8;

@@ -1,6 +1,7 @@
 //! Test harness: start an embedded cluster in-process and get a kube-rs client for it.
 
 use mooring_apiserver::{sim::SimOptions, Cluster, ClusterOptions};
+use mooring_k8s::kube;
 use std::path::PathBuf;
 
 /// Simulation speed used by tests: fast, but every state still passes through.

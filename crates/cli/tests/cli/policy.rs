@@ -356,7 +356,7 @@ fn verify_runs_rego_tests_and_gator_suites() {
     // A suite whose expectations the template does not meet fails with exit 1.
     let failing = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../engine/tests/fixtures/policy/gatekeeper/gator/failing-suite.yaml"
+        "/../policy/tests/fixtures/policy/gatekeeper/gator/failing-suite.yaml"
     );
     let o = policy(&["verify", failing]);
     assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
@@ -373,7 +373,7 @@ fn verify_reads_gator_files_as_gator_does_and_goes_on_past_a_broken_suite() {
     // error in go-yaml v3), and two suite files gator cannot read: each fails on its own.
     let dir = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../engine/tests/fixtures/policy/gatekeeper/gator-go-decoding"
+        "/../policy/tests/fixtures/policy/gatekeeper/gator-go-decoding"
     );
     let o = policy(&["verify", dir]);
     let (out, err) = (stdout(&o), stderr(&o));

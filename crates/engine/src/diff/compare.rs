@@ -7,6 +7,7 @@
 //! manager applied earlier (so a field deleted from Git is drift). See the module docs of
 //! `diff` for the rules on lists, numbers and quantities.
 
+use super::list_key::list_key;
 use super::managed::Fields;
 use super::quantity;
 use serde_json::{Map, Value};
@@ -23,19 +24,6 @@ const QUANTITY_KEYS: [&str; 8] = [
     "sizeLimit",
 ];
 
-/// Candidate merge keys of keyed lists, in order of preference (the keys Kubernetes
-/// declares with `x-kubernetes-list-map-keys` / `patchMergeKey` for the common lists:
-/// containers, env, volumes, volumeMounts, ports, hostAliases, topology spread, …).
-const LIST_KEYS: [&str; 7] = [
-    "name",
-    "containerPort",
-    "port",
-    "mountPath",
-    "devicePath",
-    "ip",
-    "topologyKey",
-];
-
 /// Where in the document a comparison is.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Ctx {
@@ -48,34 +36,6 @@ impl Ctx {
             quantities: self.quantities || QUANTITY_KEYS.contains(&key),
         }
     }
-}
-
-/// The merge key of a list, if every item on both sides is an object that has it and its
-/// values are unique on each side.
-pub(crate) fn list_key(a: &[Value], b: &[Value]) -> Option<String> {
-    if a.is_empty() && b.is_empty() {
-        return None;
-    }
-    LIST_KEYS
-        .iter()
-        .find(|k| unique_key(a, k) && unique_key(b, k))
-        .map(|k| (*k).to_string())
-}
-
-fn unique_key(items: &[Value], key: &str) -> bool {
-    let mut seen: Vec<&Value> = Vec::with_capacity(items.len());
-    for item in items {
-        match item.get(key) {
-            Some(v) if v.is_string() || v.is_number() => {
-                if seen.contains(&v) {
-                    return false;
-                }
-                seen.push(v);
-            }
-            _ => return false,
-        }
-    }
-    true
 }
 
 /// Empty values, which Kubernetes treats as unset: `null`, `{}` and `[]`.

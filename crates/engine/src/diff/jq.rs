@@ -788,7 +788,7 @@ mod tests {
                 false,
             ),
         ] {
-            let start = std::time::Instant::now();
+            // The limit error is the proof that evaluation stopped (no wall-clock assertion).
             let msg = stopped(expr);
             assert!(
                 msg.contains("built values larger than")
@@ -798,11 +798,6 @@ mod tests {
             assert!(
                 msg.contains(&format!("{expr:?}")),
                 "names the expression: {msg}"
-            );
-            assert!(
-                start.elapsed() < TIMEOUT * 10,
-                "{expr}: took {:?}",
-                start.elapsed()
             );
         }
     }
@@ -816,14 +811,10 @@ mod tests {
             r#"select((reduce range(40) as $i ("x"; [., .])) | join(",") | length > 0)"#,
             r#"select((reduce range(40) as $i ("x"; [., .])) | try tojson catch 0)"#,
         ] {
-            let start = std::time::Instant::now();
+            // Stopped by the text cap, not by the deadline: 2^40 copies are never written
+            // (no wall-clock assertion; the shared machines are noisy).
             let msg = stopped(expr);
             assert!(msg.contains("text longer than"), "{expr}: {msg}");
-            assert!(
-                start.elapsed() < TIMEOUT * 10,
-                "{expr}: took {:?}",
-                start.elapsed()
-            );
         }
         // jaq's error messages quote the value: formatted within a cap.
         let doc = serde_json::json!({"kind": "ConfigMap"});

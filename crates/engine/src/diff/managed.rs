@@ -148,7 +148,7 @@ pub(crate) fn extract(live: &Value, fields: &Fields) -> Value {
 
 /// Copy into `desired` the values of `live` that `fields` covers (ignoreDifferences
 /// `managedFieldsManagers`: those managers' values win over Git's). Keyed list items are
-/// matched by the list's key (see `compare::list_key`).
+/// matched by the list's key (see `list_key::list_key`).
 pub(crate) fn take_owned(desired: &mut Value, live: &Value, fields: &Fields) {
     if fields.is_leaf() {
         *desired = live.clone();
@@ -167,7 +167,7 @@ pub(crate) fn take_owned(desired: &mut Value, live: &Value, fields: &Fields) {
             }
         }
         (Value::Array(d), Value::Array(l)) => {
-            let key = super::compare::list_key(d, l);
+            let key = super::list_key::list_key(d, l);
             for (i, lv) in l.iter().enumerate() {
                 let Some(f) = fields.item(i, lv) else {
                     continue;

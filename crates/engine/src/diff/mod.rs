@@ -95,6 +95,7 @@
 mod compare;
 mod ignore;
 mod jq;
+mod list_key;
 mod managed;
 mod mask;
 mod normalize;

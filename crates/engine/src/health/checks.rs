@@ -3,9 +3,9 @@
 use super::lua::{run_named, LuaLimits};
 use super::HealthError;
 use mooring_core::app::HealthStatus;
+use mooring_core::files::{EntryKind, Files};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Largest `health.lua` accepted (bytes). Argo CD's own scripts are under 10 KiB.
@@ -69,33 +69,40 @@ impl LuaHealthChecks {
     /// In folder names `_` stands for `*` (Argo CD's convention, e.g.
     /// `_.crossplane.io/_/health.lua`); a literal `*` works too. Other files (`actions/`,
     /// `health_test.yaml`, `testdata/`) are ignored. Symlinks are not followed, so nothing
-    /// outside `dir` is read.
-    pub fn load_dir(dir: &Path) -> Result<Self, HealthError> {
+    /// outside `dir` is read. The tree is read through `files` (the binary passes the real
+    /// file system, `mooring_source::files::StdFiles`); nothing here touches a disk.
+    pub fn load_dir(files: &dyn Files, dir: &Path) -> Result<Self, HealthError> {
         let mut checks = LuaHealthChecks::new();
-        for first in read_dir_sorted(dir)? {
-            if !is_real_dir(&first)? {
+        for first in read_dir_sorted(files, dir)? {
+            if !is_real_dir(files, &first)? {
                 continue;
             }
             let first_name = file_name(&first);
             let core_script = first.join("health.lua");
-            if is_real_file(&core_script)? {
-                checks.insert_file("", &first_name, &core_script)?;
+            if is_real_file(files, &core_script)? {
+                checks.insert_file(files, "", &first_name, &core_script)?;
             }
-            for second in read_dir_sorted(&first)? {
-                if !is_real_dir(&second)? {
+            for second in read_dir_sorted(files, &first)? {
+                if !is_real_dir(files, &second)? {
                     continue;
                 }
                 let script = second.join("health.lua");
-                if is_real_file(&script)? {
-                    checks.insert_file(&first_name, &file_name(&second), &script)?;
+                if is_real_file(files, &script)? {
+                    checks.insert_file(files, &first_name, &file_name(&second), &script)?;
                 }
             }
         }
         Ok(checks)
     }
 
-    fn insert_file(&mut self, group: &str, kind: &str, path: &Path) -> Result<(), HealthError> {
-        let code = read_capped(path, MAX_SCRIPT_BYTES)?;
+    fn insert_file(
+        &mut self,
+        files: &dyn Files,
+        group: &str,
+        kind: &str,
+        path: &Path,
+    ) -> Result<(), HealthError> {
+        let code = read_capped(files, path, MAX_SCRIPT_BYTES)?;
         self.insert(Script {
             group: folder_pattern(group),
             kind: folder_pattern(kind),
@@ -271,38 +278,39 @@ pub(super) fn glob_match(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-pub(super) fn read_capped(path: &Path, limit: u64) -> Result<String, HealthError> {
+pub(super) fn read_capped(
+    files: &dyn Files,
+    path: &Path,
+    limit: u64,
+) -> Result<String, HealthError> {
     let io = |e| HealthError::Io {
         path: path.to_path_buf(),
         source: e,
     };
-    let meta = fs::symlink_metadata(path).map_err(io)?;
-    if meta.len() > limit {
+    let entry = files.entry(path).map_err(io)?;
+    if entry.len > limit {
         return Err(HealthError::TooLarge {
             path: path.to_path_buf(),
-            size: meta.len(),
+            size: entry.len,
             limit,
         });
     }
-    fs::read_to_string(path).map_err(io)
+    files.read(path).map_err(io)
 }
 
-pub(super) fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, HealthError> {
-    let io = |e| HealthError::Io {
+pub(super) fn read_dir_sorted(files: &dyn Files, dir: &Path) -> Result<Vec<PathBuf>, HealthError> {
+    let mut out = files.list(dir).map_err(|e| HealthError::Io {
         path: dir.to_path_buf(),
         source: e,
-    };
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir).map_err(io)? {
-        out.push(entry.map_err(io)?.path());
-    }
+    })?;
     out.sort();
     Ok(out)
 }
 
-fn meta(path: &Path) -> Result<Option<fs::Metadata>, HealthError> {
-    match fs::symlink_metadata(path) {
-        Ok(m) => Ok(Some(m)),
+/// What `path` is (symlinks not followed), `None` when nothing is there.
+pub(super) fn kind(files: &dyn Files, path: &Path) -> Result<Option<EntryKind>, HealthError> {
+    match files.entry(path) {
+        Ok(e) => Ok(Some(e.kind)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(HealthError::Io {
             path: path.to_path_buf(),
@@ -312,13 +320,13 @@ fn meta(path: &Path) -> Result<Option<fs::Metadata>, HealthError> {
 }
 
 /// A directory that is not a symlink.
-pub(super) fn is_real_dir(path: &Path) -> Result<bool, HealthError> {
-    Ok(meta(path)?.is_some_and(|m| m.is_dir()))
+pub(super) fn is_real_dir(files: &dyn Files, path: &Path) -> Result<bool, HealthError> {
+    Ok(kind(files, path)? == Some(EntryKind::Dir))
 }
 
 /// A regular file that is not a symlink.
-pub(super) fn is_real_file(path: &Path) -> Result<bool, HealthError> {
-    Ok(meta(path)?.is_some_and(|m| m.is_file()))
+pub(super) fn is_real_file(files: &dyn Files, path: &Path) -> Result<bool, HealthError> {
+    Ok(kind(files, path)? == Some(EntryKind::File))
 }
 
 pub(super) fn file_name(path: &Path) -> String {

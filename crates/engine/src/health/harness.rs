@@ -12,10 +12,11 @@
 //! Where Argo CD stops the whole test at the first unreadable `health_test.yaml`, Mooring
 //! fails that file (one failed entry saying why) and runs the other folders' cases.
 
-use super::checks::{file_name, is_real_dir, is_real_file, read_capped, read_dir_sorted};
+use super::checks::{file_name, is_real_dir, is_real_file, kind, read_capped, read_dir_sorted};
 use super::lua::LuaLimits;
 use super::{HealthError, LuaHealthChecks};
 use mooring_core::app::{HealthStatus, HealthStatusCode};
+use mooring_core::files::{EntryKind, Files};
 use mooring_core::yaml::{go_struct, parse_go_first, GoShape, GoYaml};
 use serde::Deserialize;
 use serde_json::Value;
@@ -150,18 +151,21 @@ impl fmt::Display for HealthTestReport {
 /// leaves the folder, an expectation that is not a health status, an object no script
 /// matches, and a script error are failed cases. Only a tree that cannot be walked, or
 /// whose scripts cannot be loaded, is an error.
-pub fn run_health_tests(dir: &Path) -> Result<HealthTestReport, HealthError> {
-    run_health_tests_with(dir, &LuaLimits::default())
+///
+/// The tree is read through `files` (the CLI passes `mooring_source::files::StdFiles`).
+pub fn run_health_tests(files: &dyn Files, dir: &Path) -> Result<HealthTestReport, HealthError> {
+    run_health_tests_with(files, dir, &LuaLimits::default())
 }
 
 /// [`run_health_tests`] with explicit limits.
 pub fn run_health_tests_with(
+    files: &dyn Files,
     dir: &Path,
     limits: &LuaLimits,
 ) -> Result<HealthTestReport, HealthError> {
-    let checks = LuaHealthChecks::load_dir(dir)?;
+    let checks = LuaHealthChecks::load_dir(files, dir)?;
     let mut script_dirs = Vec::new();
-    find_script_dirs(dir, 0, &mut script_dirs)?;
+    find_script_dirs(files, dir, 0, &mut script_dirs)?;
     let mut report = HealthTestReport::default();
     for script_dir in script_dirs {
         let rel_dir = script_dir
@@ -170,7 +174,7 @@ pub fn run_health_tests_with(
             .to_path_buf();
         let test_file = script_dir.join(TEST_FILE);
         let shown = rel_dir.join(TEST_FILE);
-        let tests = match read_test_file(&test_file, &shown, &mut report.warnings) {
+        let tests = match read_test_file(files, &test_file, &shown, &mut report.warnings) {
             Ok(tests) => tests,
             Err(message) => {
                 report.cases.push(HealthTestCase {
@@ -200,6 +204,7 @@ pub fn run_health_tests_with(
                 Err(message) => (None, Err(format!("tests[{i}]: {message}"))),
                 Ok(expected) => {
                     let actual = run_case(
+                        files,
                         &checks,
                         &script_dir,
                         &rel_dir,
@@ -274,12 +279,13 @@ fn decode(text: &str, shown: &Path, warnings: &mut Vec<String>) -> Result<Value,
 
 /// The cases of one `health_test.yaml`, or why the file cannot be used.
 fn read_test_file(
+    files: &dyn Files,
     path: &Path,
     shown: &Path,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<RawCase>, String> {
-    let text =
-        read_capped(path, mooring_core::yaml::MAX_YAML_BYTES as u64).map_err(|e| match e {
+    let text = read_capped(files, path, mooring_core::yaml::MAX_YAML_BYTES as u64).map_err(
+        |e| match e {
             HealthError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 format!(
                     "{}: missing; every folder with a health.lua needs one, as in Argo CD",
@@ -287,7 +293,8 @@ fn read_test_file(
                 )
             }
             e => e.to_string(),
-        })?;
+        },
+    )?;
     let doc = decode(&text, shown, warnings)?;
     let (doc, unknown) = go_struct(&doc, FILE_SHAPE, GoYaml::Sigs);
     warnings.extend(unknown.iter().map(|field| {
@@ -300,16 +307,21 @@ fn read_test_file(
     Ok(file.tests)
 }
 
-fn find_script_dirs(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), HealthError> {
-    if is_real_file(&dir.join("health.lua"))? {
+fn find_script_dirs(
+    files: &dyn Files,
+    dir: &Path,
+    depth: usize,
+    out: &mut Vec<PathBuf>,
+) -> Result<(), HealthError> {
+    if is_real_file(files, &dir.join("health.lua"))? {
         out.push(dir.to_path_buf());
     }
     if depth >= MAX_WALK_DEPTH {
         return Ok(());
     }
-    for entry in read_dir_sorted(dir)? {
-        if is_real_dir(&entry)? && file_name(&entry) != "testdata" {
-            find_script_dirs(&entry, depth + 1, out)?;
+    for entry in read_dir_sorted(files, dir)? {
+        if is_real_dir(files, &entry)? && file_name(&entry) != "testdata" {
+            find_script_dirs(files, &entry, depth + 1, out)?;
         }
     }
     Ok(())
@@ -323,6 +335,7 @@ fn expected_of(status: Option<RawStatus>) -> Result<HealthStatus, String> {
 }
 
 fn run_case(
+    files: &dyn Files,
     checks: &LuaHealthChecks,
     script_dir: &Path,
     rel_dir: &Path,
@@ -345,12 +358,12 @@ fn run_case(
     let mut cur = script_dir.to_path_buf();
     for c in rel.components() {
         cur.push(c);
-        if std::fs::symlink_metadata(&cur).is_ok_and(|m| m.file_type().is_symlink()) {
+        if kind(files, &cur).is_ok_and(|k| k == Some(EntryKind::Symlink)) {
             return Err(format!("inputPath {input:?} goes through a symlink"));
         }
     }
-    let text =
-        read_capped(&path, mooring_core::yaml::MAX_YAML_BYTES as u64).map_err(|e| e.to_string())?;
+    let text = read_capped(files, &path, mooring_core::yaml::MAX_YAML_BYTES as u64)
+        .map_err(|e| e.to_string())?;
     let shown = rel_dir.join(rel);
     // Argo CD unmarshals into a map: an empty document is an empty object.
     let obj = match decode(&text, &shown, warnings)? {

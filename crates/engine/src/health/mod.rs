@@ -53,7 +53,9 @@
 //! ## Where scripts live
 //!
 //! - A directory in Argo CD's `resource_customizations` layout, loaded with
-//!   [`LuaHealthChecks::load_dir`]: `DIR/<group>/<Kind>/health.lua`, or
+//!   [`LuaHealthChecks::load_dir`] (through the caller's `mooring_core::files::Files`
+//!   reader: the real file system in the binary, memory in tests):
+//!   `DIR/<group>/<Kind>/health.lua`, or
 //!   `DIR/<Kind>/health.lua` for core-group kinds. A folder named with `_` is a wildcard:
 //!   `DIR/_.crossplane.io/_/health.lua` applies to every kind of every group ending in
 //!   `.crossplane.io` (Argo CD's convention; `*` works too). Argo CD's own tree can be

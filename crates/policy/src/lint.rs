@@ -35,8 +35,8 @@
 //! An unknown id in either place is reported by [`unknown_ids`] so a typo does not silently
 //! leave a lint on.
 
-use crate::diff::quantity;
-use crate::policy::report::{Finding, Severity};
+use crate::report::{Finding, Severity};
+use mooring_engine::diff::quantity;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
