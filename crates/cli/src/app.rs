@@ -445,15 +445,11 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
             let (api, name) = app_ref(&client, &default_ns, &name);
             let (ctx, app) = offline(&m, &api, name).await?;
             let cluster = ctx.cluster_for(&app.spec.destination)?;
-            let (rev, desired) = mooring_controller::reconcile::desired_state(
-                &ctx,
-                &app,
-                &Default::default(),
-                &cluster,
-            )
-            .await?;
+            let (rev, desired) =
+                mooring_controller::state::desired_state(&ctx, &app, &Default::default(), &cluster)
+                    .await?;
             let compared =
-                mooring_controller::reconcile::compare(&ctx, &app, &cluster, rev, desired).await?;
+                mooring_controller::state::compare(&ctx, &app, &cluster, rev, desired).await?;
             let mut differs = false;
             for d in &compared.diffs {
                 if d.status == mooring_core::app::SyncStatusCode::OutOfSync {
@@ -480,7 +476,7 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
             let (ctx, app) = offline(&m, &api, name).await?;
             let cluster = ctx.cluster_for(&app.spec.destination)?;
             let (_, desired) =
-                mooring_controller::reconcile::desired_state(&ctx, &app, &wanted, &cluster).await?;
+                mooring_controller::state::desired_state(&ctx, &app, &wanted, &cluster).await?;
             for d in desired {
                 println!("---");
                 print!(

@@ -30,9 +30,14 @@
 //! contain `PostDelete` hooks, and removes them when the hooks are gone from Git
 //! ([`track_post_delete_finalizers`], called by the comparison), as Argo CD does.
 
-use crate::reconcile::{condition, desired_state, Action, RESOURCES_FINALIZER};
+use crate::action::Action;
+use crate::conditions::condition;
+use crate::state::desired_state;
+
 use crate::{Context, ControllerError};
-use mooring_core::app::{finalizers, Application, HealthStatusCode, Revisions};
+use mooring_core::app::{
+    finalizers, Application, HealthStatusCode, Revisions, RESOURCES_FINALIZER,
+};
 use mooring_core::ResourceKey;
 use mooring_engine::sync::{
     self, deletion_approved, is_post_delete_hook, HookDeletePolicy, ANNOTATION_DELETION_APPROVED,

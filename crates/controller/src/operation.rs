@@ -32,12 +32,12 @@
 //! factor and maximum) starts the operation again; on success a history entry is added and
 //! `operation` cleared.
 
-use crate::reconcile::{self, desired_state, Compared};
+use crate::conditions::now;
+use crate::state::{self, desired_state, Compared};
 use crate::{Context, ControllerError};
 use mooring_core::app::{
     sync_option, Application, HealthStatusCode, RevisionHistory, Revisions, SyncStatusCode,
 };
-use mooring_core::time::now_rfc3339 as now;
 use mooring_core::time::parse_go_duration;
 use mooring_core::ResourceKey;
 use mooring_engine::sync::{
@@ -301,11 +301,11 @@ pub async fn drive(
         Err(e) => return finish(ctx, app, state, "Error", &e.to_string(), None).await,
     };
     name_hooks(&mut desired, &id);
-    let compared =
-        match reconcile::compare(ctx, app, cluster, revision.clone(), desired.clone()).await {
-            Ok(c) => c,
-            Err(e) => return finish(ctx, app, state, "Error", &e.to_string(), None).await,
-        };
+    let compared = match state::compare(ctx, app, cluster, revision.clone(), desired.clone()).await
+    {
+        Ok(c) => c,
+        Err(e) => return finish(ctx, app, state, "Error", &e.to_string(), None).await,
+    };
     let plan = match state.get("plan") {
         Some(stored) if !stored.is_null() => hydrate(stored, &desired, &compared.live)?,
         _ => {

@@ -22,6 +22,7 @@
 //! result is kept in the `PolicyAudit` condition, like Gatekeeper's audit writes
 //! `totalViolations` on each constraint.
 
+use crate::conditions::set_conditions;
 use crate::{Context, ControllerError};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use mooring_core::app::Application;
@@ -209,38 +210,6 @@ pub async fn review(
     );
     Verdict::of(reviews)
         .map_err(|e| ControllerError::Spec(format!("policy evaluation failed: {e}")))
-}
-
-/// Replace the policy conditions of `types` on the Application (write only on change).
-pub async fn set_conditions(
-    ctx: &Context,
-    app: &Application,
-    updates: &[(&str, Option<String>)],
-) -> Result<(), ControllerError> {
-    let current = app
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let mut conds: Vec<_> = current
-        .iter()
-        .filter(|c| !updates.iter().any(|(t, _)| *t == c.type_))
-        .cloned()
-        .collect();
-    for (type_, message) in updates {
-        if let Some(message) = message {
-            let kept = current
-                .iter()
-                .find(|c| c.type_ == *type_ && c.message == *message)
-                .cloned();
-            conds.push(kept.unwrap_or_else(|| crate::reconcile::condition(type_, message.clone())));
-        }
-    }
-    if conds == current {
-        return Ok(());
-    }
-    ctx.patch_app(app, json!({"status": {"conditions": conds}}))
-        .await
 }
 
 /// The gate of one sync: `Err(message)` when a `deny` violation blocks it.

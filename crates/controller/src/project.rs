@@ -420,7 +420,7 @@ pub async fn scan_orphans(
         },
         Err(_) => None,
     };
-    crate::policy::set_conditions(ctx, app, &[(ORPHAN_CONDITION, warning)]).await
+    crate::conditions::set_conditions(ctx, app, &[(ORPHAN_CONDITION, warning)]).await
 }
 
 /// Periodic orphaned-resource scan of every app (see [`scan_orphans`]); each destination

@@ -19,6 +19,7 @@ pub mod project;
 pub mod rollback;
 pub mod rollout;
 pub mod schema;
+pub mod state;
 pub mod sync;
 pub mod traffic;
 pub mod unsupported;

@@ -1,0 +1,91 @@
+//! Reconcile timing and convergence figures, kept in memory and served by the API
+//! server's metrics endpoint.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How many (app, revision) pairs the convergence figures remember.
+const MAX_TRACKED_REVISIONS: usize = 100_000;
+
+/// Reconcile timing and convergence figures.
+#[derive(Default)]
+pub struct Metrics {
+    reconciles: Mutex<(u64, Duration)>,
+    renders_reused: std::sync::atomic::AtomicU64,
+    /// First time each (app, revision) was seen, to measure commit → converged.
+    seen: Mutex<HashMap<(String, String), Instant>>,
+    converged: Mutex<HashMap<(String, String), Duration>>,
+}
+
+impl Metrics {
+    pub fn record_reconcile(&self, took: Duration) {
+        let mut r = self
+            .reconciles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        r.0 += 1;
+        r.1 += took;
+    }
+
+    pub fn saw_revision(&self, app: &str, revision: &str) {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Bounded: a long-running controller sees revisions forever.
+        if seen.len() > MAX_TRACKED_REVISIONS {
+            seen.clear();
+        }
+        seen.entry((app.into(), revision.into()))
+            .or_insert_with(Instant::now);
+    }
+
+    pub fn converged(&self, app: &str, revision: &str) {
+        let seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(app.to_string(), revision.to_string()))
+            .copied();
+        if let Some(t) = seen {
+            let mut converged = self
+                .converged
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if converged.len() > MAX_TRACKED_REVISIONS {
+                converged.clear();
+            }
+            converged
+                .entry((app.into(), revision.into()))
+                .or_insert_with(|| t.elapsed());
+        }
+    }
+
+    /// Commit seen → Synced and Healthy, per (app, revision).
+    pub fn convergence(&self) -> HashMap<(String, String), Duration> {
+        self.converged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn render_reused(&self) {
+        self.renders_reused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Renders reused across commits that did not touch the app's inputs.
+    pub fn renders_reused(&self) -> u64 {
+        self.renders_reused
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// (reconciles, total time).
+    pub fn reconciles(&self) -> (u64, Duration) {
+        *self
+            .reconciles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

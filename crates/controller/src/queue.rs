@@ -1,0 +1,397 @@
+//! The Application work queue and what feeds it: the Application watch (apps outside the
+//! control plane's namespaces are reported once and ignored), the live-object watches
+//! (self-heal), repository Secret changes, the periodic poll with jitter, and the workers
+//! that run [`crate::reconcile::reconcile`] one app at a time per name.
+
+use crate::{events, reconcile, Context};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
+use mooring_core::app::Application;
+use mooring_k8s::cluster::ClusterClient;
+use mooring_k8s::kube;
+use mooring_k8s::resources::application_resource;
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Application changes → queue. Applications outside the namespaces the control plane
+/// reads ([`mooring_engine::project::ControlPlane`]) are never queued: each is reported
+/// once (a Warning Event on it and a log line naming the reason) and ignored.
+pub(crate) async fn watch_apps(ctx: Arc<Context>) {
+    use futures::StreamExt;
+    let api: Api<DynamicObject> =
+        Api::all_with(ctx.management.client().clone(), &application_resource());
+    let mut stream = kube::runtime::watcher(api, Default::default())
+        .default_backoff()
+        .boxed();
+    let mut ignored = Ignored::new(application_resource());
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(
+                kube::runtime::watcher::Event::Apply(o)
+                | kube::runtime::watcher::Event::InitApply(o),
+            ) => {
+                if ignored.check(&ctx, &o).await {
+                    continue;
+                }
+                let ns = o.metadata.namespace.clone().unwrap_or_default();
+                let name = o.metadata.name.clone().unwrap_or_default();
+                let key = format!("{ns}/{name}");
+                ctx.app_index
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(
+                        ctx.options.control_plane.instance_name(&ns, &name),
+                        key.clone(),
+                    );
+                ctx.enqueue(&key);
+            }
+            Ok(kube::runtime::watcher::Event::Delete(o)) => {
+                let ns = o.metadata.namespace.clone().unwrap_or_default();
+                let name = o.metadata.name.clone().unwrap_or_default();
+                ignored.forget(&o);
+                ctx.app_index
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&ctx.options.control_plane.instance_name(&ns, &name));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!("application watch: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Objects (Applications, ApplicationSets) outside the namespaces the control plane reads,
+/// each reported once per generation ([`report_ignored`]) while a watch sees it.
+pub(crate) struct Ignored {
+    resource: ApiResource,
+    /// `namespace/name` → the generation last reported.
+    reported: HashMap<String, i64>,
+}
+
+impl Ignored {
+    pub(crate) fn new(resource: ApiResource) -> Self {
+        Ignored {
+            resource,
+            reported: HashMap::new(),
+        }
+    }
+
+    fn id(o: &DynamicObject) -> String {
+        format!(
+            "{}/{}",
+            o.metadata.namespace.as_deref().unwrap_or_default(),
+            o.metadata.name.as_deref().unwrap_or_default()
+        )
+    }
+
+    /// Whether `o` is ignored; the first time it is seen at a generation, it is reported.
+    pub(crate) async fn check(&mut self, ctx: &Context, o: &DynamicObject) -> bool {
+        if ctx.reads(o) {
+            return false;
+        }
+        let generation = o.metadata.generation.unwrap_or_default();
+        if self.reported.insert(Self::id(o), generation) != Some(generation) {
+            report_ignored(ctx, &self.resource, o).await;
+        }
+        true
+    }
+
+    /// `o` was deleted.
+    pub(crate) fn forget(&mut self, o: &DynamicObject) {
+        self.reported.remove(&Self::id(o));
+    }
+}
+
+/// Why an Application in a namespace the control plane does not read is ignored.
+pub fn ignored_reason(control_plane: &mooring_engine::project::ControlPlane, ns: &str) -> String {
+    format!(
+        "namespace {ns} is neither the control-plane namespace {:?} nor allowed by the controller's --application-namespaces {:?}",
+        control_plane.namespace, control_plane.application_namespaces
+    )
+}
+
+/// The Event and log line for an Application (or ApplicationSet) that is never reconciled
+/// because of the namespace it lives in.
+async fn report_ignored(ctx: &Context, resource: &ApiResource, o: &DynamicObject) {
+    let ns = o.metadata.namespace.clone().unwrap_or_default();
+    let name = o.metadata.name.clone().unwrap_or_default();
+    let message = format!(
+        "{} {ns}/{name} is ignored: {}",
+        resource.kind,
+        ignored_reason(&ctx.options.control_plane, &ns)
+    );
+    tracing::warn!("{message}");
+    let Ok(mut object) = serde_json::to_value(o) else {
+        return;
+    };
+    object["apiVersion"] = resource.api_version.clone().into();
+    object["kind"] = resource.kind.clone().into();
+    events::record(
+        ctx,
+        &object,
+        events::EventType::Warning,
+        "NamespaceNotAllowed",
+        &message,
+        "mooring-controller",
+    )
+    .await;
+}
+
+/// An Application whose spec does not parse cannot be reconciled: say so on it, as the
+/// `InvalidSpecError` condition (written only when it changes), not only in a log line.
+async fn report_unparsable(ctx: &Context, ns: &str, name: &str, raw: &Value, message: &str) {
+    const TYPE: &str = "InvalidSpecError";
+    let mut conditions: Vec<Value> = raw
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if conditions
+        .iter()
+        .any(|c| c["type"] == TYPE && c["message"] == message)
+    {
+        return;
+    }
+    conditions.retain(|c| c["type"] != TYPE);
+    conditions.push(serde_json::json!({
+        "type": TYPE, "message": message, "lastTransitionTime": mooring_core::time::now_rfc3339(),
+    }));
+    let patch = serde_json::json!({"status": {"conditions": conditions}});
+    if let Err(e) = ctx
+        .apps_api(ns)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        tracing::warn!("reporting that application {ns}/{name} does not parse: {e}");
+    }
+}
+
+/// Live changes of managed objects → queue (self-heal, health updates).
+pub(crate) async fn watch_live(ctx: Arc<Context>, cluster: Arc<ClusterClient>) {
+    let mut rx = cluster.subscribe();
+    loop {
+        match rx.recv().await {
+            Ok(change) => {
+                if let Some(key) = app_key_of_instance(&ctx, &change.app) {
+                    ctx.enqueue(&key);
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                for key in all_app_keys(&ctx).await {
+                    ctx.enqueue(&key);
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+async fn all_app_keys(ctx: &Context) -> Vec<String> {
+    all_apps(ctx)
+        .await
+        .iter()
+        .map(|a| format!("{}/{}", a.namespace(), a.name()))
+        .collect()
+}
+
+/// Every Application the control plane reads (in its namespace or one the controller
+/// allows; those that do not parse are skipped, their reconcile reports them).
+pub(crate) async fn all_apps(ctx: &Context) -> Vec<Application> {
+    let api: Api<DynamicObject> =
+        Api::all_with(ctx.management.client().clone(), &application_resource());
+    match api.list(&Default::default()).await {
+        Ok(l) => l
+            .items
+            .into_iter()
+            .filter(|o| ctx.reads(o))
+            .filter_map(|o| serde_json::to_value(o).ok())
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect(),
+        Err(e) => {
+            tracing::warn!("listing applications: {e}");
+            vec![]
+        }
+    }
+}
+
+/// The `namespace/name` key of the app whose tracking ids carry `instance`.
+fn app_key_of_instance(ctx: &Context, instance: &str) -> Option<String> {
+    ctx.app_index
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(instance)
+        .cloned()
+}
+
+/// Argo CD repository Secrets (`argocd.argoproj.io/secret-type: repository`) and
+/// credential templates (`repo-creds`) in the control-plane namespace provide Git
+/// credentials, matched by repository URL ([`CredentialIndex`]).
+pub(crate) async fn watch_repository_secrets(ctx: Arc<Context>) {
+    use futures::StreamExt;
+    use mooring_k8s::k8s_openapi::api::core::v1::Secret;
+    // Only the control-plane namespace's: a tenant's Secret elsewhere never supplies or
+    // replaces credentials, nor turns a check off.
+    let api: Api<Secret> = Api::namespaced(ctx.management.client().clone(), ctx.namespace());
+    let cfg = kube::runtime::watcher::Config::default()
+        .labels("argocd.argoproj.io/secret-type in (repository,repo-creds)");
+    let mut stream = kube::runtime::watcher(api, cfg).default_backoff().boxed();
+    while let Some(ev) = stream.next().await {
+        let (secret, deleted) = match ev {
+            Ok(
+                kube::runtime::watcher::Event::Apply(s)
+                | kube::runtime::watcher::Event::InitApply(s),
+            ) => (s, false),
+            Ok(kube::runtime::watcher::Event::Delete(s)) => (s, true),
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::debug!("repository secret watch: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let parsed = match serde_json::to_value(&secret) {
+            Ok(v) => mooring_source::RepoSecret::parse(&v),
+            Err(e) => Err(mooring_source::SourceError::InvalidSecret {
+                name: name.clone(),
+                reason: e.to_string(),
+            }),
+        };
+        let mut all = ctx
+            .credentials
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A Secret edited into an invalid one no longer provides its old credentials.
+        all.remove(&name);
+        match parsed {
+            Ok(s) if !deleted => all.insert(s),
+            Ok(_) => {}
+            Err(e) if !deleted => tracing::warn!("repository secret ignored: {e}"),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Periodic refresh of every app, jittered so a fleet does not hit Git at once.
+pub(crate) async fn poll(ctx: Arc<Context>) {
+    loop {
+        let jitter = rand_fraction() * 0.1;
+        tokio::time::sleep(ctx.options.poll.mul_f64(1.0 + jitter)).await;
+        for key in all_app_keys(&ctx).await {
+            ctx.enqueue(&key);
+        }
+    }
+}
+
+fn rand_fraction() -> f64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    f64::from(n % 1000) / 1000.0
+}
+
+/// The work loop: dedups queued names, runs at most one reconcile per app at a time.
+pub(crate) async fn work(ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<String>) {
+    let busy: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let dirty: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let permits = Arc::new(tokio::sync::Semaphore::new(ctx.options.workers.max(1)));
+    // Reconciles run in a set owned by this loop: stopping the controller aborts them
+    // too, like a killed process (the operation state in the API is all that remains).
+    let mut running = tokio::task::JoinSet::new();
+    while let Some(key) = rx.recv().await {
+        while running.try_join_next().is_some() {}
+        {
+            let mut b = busy
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if b.contains(&key) {
+                dirty
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(key);
+                continue;
+            }
+            b.insert(key.clone());
+        }
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let (ctx, busy, dirty) = (ctx.clone(), busy.clone(), dirty.clone());
+        running.spawn(async move {
+            let action = run_one(&ctx, &key).await;
+            drop(permit);
+            busy.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&key);
+            let again = dirty
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&key);
+            match action {
+                Some(reconcile::Action::RequeueAfter(d)) => {
+                    tokio::time::sleep(d).await;
+                    ctx.enqueue(&key);
+                }
+                _ if again => ctx.enqueue(&key),
+                _ => {}
+            }
+        });
+    }
+}
+
+async fn run_one(ctx: &Arc<Context>, key: &str) -> Option<reconcile::Action> {
+    let (ns, name) = key.split_once('/')?;
+    if !ctx.options.control_plane.namespace_enabled(ns) {
+        return None;
+    }
+    let obj = match ctx.apps_api(ns).get_opt(name).await {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            ctx.set_unsupported(key, vec![]);
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!("reading application {key}: {e}");
+            return Some(reconcile::Action::RequeueAfter(Duration::from_secs(2)));
+        }
+    };
+    let value = serde_json::to_value(&obj).ok()?;
+    ctx.set_unsupported(key, mooring_engine::unsupported::application(&value));
+    let app: Application = match serde_path_to_error::deserialize(&value) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("application {key} is not valid: {e}");
+            report_unparsable(
+                ctx,
+                ns,
+                name,
+                &value,
+                &format!("the Application does not parse: {e}"),
+            )
+            .await;
+            return None;
+        }
+    };
+    if let Some(rev) = app.status.as_ref().map(|s| s.sync.revisions()) {
+        if !rev.is_empty() {
+            ctx.metrics
+                .saw_revision(&ctx.instance_name(&app), &rev.to_string());
+        }
+    }
+    match reconcile::reconcile(Arc::new(app), ctx.clone()).await {
+        Ok(a) => Some(a),
+        Err(e) => {
+            // Error policy: log and retry with a short backoff.
+            tracing::warn!("reconcile {key}: {e}");
+            Some(reconcile::Action::RequeueAfter(Duration::from_secs(2)))
+        }
+    }
+}
