@@ -36,7 +36,8 @@ use crate::conditions::now;
 use crate::state::{self, desired_state, Compared};
 use crate::{Context, ControllerError};
 use mooring_core::app::{
-    sync_option, Application, HealthStatusCode, RevisionHistory, Revisions, SyncStatusCode,
+    sync_option, Application, HealthStatusCode, Operation, OperationPhase, OperationState,
+    ResourceResult, RevisionHistory, Revisions, SyncOperationResult, SyncStatusCode,
 };
 use mooring_core::time::parse_go_duration;
 use mooring_core::ResourceKey;
@@ -59,14 +60,29 @@ pub enum OperationOutcome {
 /// Whether the app has an operation requested or running (it is driven before anything
 /// else, and nothing else may start one meanwhile).
 pub fn in_progress(app: &Application) -> bool {
-    app.operation.is_some()
-        || app
-            .status
-            .as_ref()
-            .and_then(|s| s.operation_state.as_ref())
-            .and_then(|o| o.get("phase"))
-            .and_then(Value::as_str)
-            == Some("Running")
+    app.operation.is_some() || stored_state(app).is_some_and(|s| s.phase.is_running())
+}
+
+/// The app's `status.operationState`, typed. An unreadable one (a field of the wrong
+/// type, written by someone else) is reported and treated as no state: a new operation
+/// then replaces it.
+fn stored_state(app: &Application) -> Option<OperationState> {
+    readable_state(app).unwrap_or(None)
+}
+
+/// `Err(())` when the app's `status.operationState` is unreadable (reported here).
+fn readable_state(app: &Application) -> Result<Option<OperationState>, ()> {
+    let Some(status) = app.status.as_ref() else {
+        return Ok(None);
+    };
+    status.operation_state().map_err(|e| {
+        tracing::warn!(app = app.name(), "{e}; treated as no operation state");
+    })
+}
+
+/// `status.operationState` as a merge patch of the Application.
+fn state_patch(state: &OperationState) -> Value {
+    json!({"status": {"operationState": state.to_patch()}})
 }
 
 pub fn automated_operation(app: &Application, c: &Compared) -> Option<Value> {
@@ -86,18 +102,11 @@ pub fn automated_operation(app: &Application, c: &Compared) -> Option<Value> {
     {
         return None;
     }
-    let last = app.status.as_ref().and_then(|s| s.operation_state.as_ref());
-    if let Some(last) = last {
-        let last_rev = last.get("syncResult").map(Revisions::of);
-        let automated = last
-            .pointer("/operation/initiatedBy/automated")
-            .and_then(Value::as_bool)
-            == Some(true);
-        let phase = last.get("phase").and_then(Value::as_str);
-        if last_rev.as_ref() == Some(&c.revision) && automated {
+    if let Some(last) = stored_state(app) {
+        if last.synced_revisions().as_ref() == Some(&c.revision) && last.automated() {
             // Already attempted this revision: only self-heal re-syncs, and only after a
             // success (a failed revision is not retried forever).
-            if !(auto.self_heal && phase == Some("Succeeded")) {
+            if !(auto.self_heal && last.phase == OperationPhase::Succeeded) {
                 return None;
             }
         }
@@ -113,14 +122,6 @@ pub fn automated_operation(app: &Application, c: &Compared) -> Option<Value> {
 /// Ask for a sync by setting `operation`.
 pub async fn request(ctx: &Context, app: &Application, op: Value) -> Result<(), ControllerError> {
     ctx.patch_app(app, json!({"operation": op})).await
-}
-
-fn op_id(state: &Value) -> String {
-    state
-        .get("id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// Strip manifests from the plan for storage.
@@ -263,50 +264,77 @@ pub async fn drive(
     app: &Application,
     cluster: &ClusterClient,
 ) -> Result<OperationOutcome, ControllerError> {
-    let mut state = app
-        .status
-        .as_ref()
-        .and_then(|s| s.operation_state.clone())
-        .unwrap_or(Value::Null);
-    let running = state.get("phase").and_then(Value::as_str) == Some("Running");
-    let requested = app.operation.clone();
-    if !running {
-        let Some(op) = requested else {
-            return Ok(OperationOutcome::Finished);
-        };
-        let retry_count = 0;
-        state = json!({
-            "id": format!("{}-{}", app.name(), uuid_like()),
-            "operation": op,
-            "phase": "Running",
-            "message": "starting",
-            "startedAt": now(),
-            "retryCount": retry_count,
-            "syncResult": {"resources": []},
-        });
-        ctx.patch_app(app, json!({"status": {"operationState": state}}))
-            .await?;
+    let (stored, unreadable_state) = match readable_state(app) {
+        Ok(stored) => (stored, false),
+        Err(()) => (None, true),
+    };
+    if let Some(OperationPhase::Other(phase)) = stored.as_ref().map(|s| &s.phase) {
+        tracing::warn!(
+            app = app.name(),
+            "operationState.phase {phase:?} is not a phase Mooring knows; treated as not running"
+        );
     }
-    if let Some(at) = state.get("nextRetryAt").and_then(Value::as_str) {
+    let running = stored.as_ref().is_some_and(|s| s.phase.is_running());
+    let mut state = match stored {
+        Some(state) if running => state,
+        _ => {
+            let Some(op) = app.operation.as_ref() else {
+                return Ok(OperationOutcome::Finished);
+            };
+            let (operation, unreadable) = match Operation::from_value(op) {
+                Ok(o) => (Some(o), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            let state = OperationState {
+                id: Some(format!("{}-{}", app.name(), uuid_like())),
+                operation,
+                phase: OperationPhase::Running,
+                message: Some("starting".into()),
+                started_at: Some(now()),
+                retry_count: Some(0),
+                sync_result: Some(SyncOperationResult {
+                    resources: Some(Vec::new()),
+                    ..SyncOperationResult::default()
+                }),
+                ..OperationState::default()
+            };
+            if unreadable_state {
+                // A merge patch keeps the fields it does not mention: the unreadable
+                // state goes first, or its bad field would outlive the new state.
+                ctx.patch_app(app, json!({"status": {"operationState": null}}))
+                    .await?;
+            }
+            ctx.patch_app(app, state_patch(&state)).await?;
+            if let Some(msg) = unreadable {
+                return finish(ctx, app, state, OperationPhase::Error, &msg, None).await;
+            }
+            state
+        }
+    };
+    if let Some(at) = state.next_retry_at.as_deref() {
         if mooring_core::time::parse(at).is_ok_and(|t| t > mooring_core::time::now()) {
             return Ok(OperationOutcome::InProgress);
         }
     }
-    let op = state.get("operation").cloned().unwrap_or(Value::Null);
-    let id = op_id(&state);
+    let op = state.operation.clone().unwrap_or_default();
+    let id = state.id().to_string();
     // `sync.revision`, or `sync.revisions` (one per source) for a multi-source app.
-    let requested = op.get("sync").map(Revisions::of).unwrap_or_default();
+    let requested = op.requested();
     let (revision, mut desired) = match desired_state(ctx, app, &requested, cluster).await {
         Ok(x) => x,
-        Err(e) => return finish(ctx, app, state, "Error", &e.to_string(), None).await,
+        Err(e) => {
+            return finish(ctx, app, state, OperationPhase::Error, &e.to_string(), None).await
+        }
     };
     name_hooks(&mut desired, &id);
     let compared = match state::compare(ctx, app, cluster, revision.clone(), desired.clone()).await
     {
         Ok(c) => c,
-        Err(e) => return finish(ctx, app, state, "Error", &e.to_string(), None).await,
+        Err(e) => {
+            return finish(ctx, app, state, OperationPhase::Error, &e.to_string(), None).await
+        }
     };
-    let plan = match state.get("plan") {
+    let plan = match state.plan.as_ref() {
         Some(stored) if !stored.is_null() => hydrate(stored, &desired, &compared.live)?,
         _ => {
             let mut options = app
@@ -315,16 +343,22 @@ pub async fn drive(
                 .as_ref()
                 .map(|p| p.sync_options.clone())
                 .unwrap_or_default();
-            if let Some(extra) = op.pointer("/sync/syncOptions").and_then(Value::as_array) {
-                options.extend(extra.iter().filter_map(Value::as_str).map(str::to_string));
-            }
+            options.extend(op.sync_options().iter().cloned());
             // FailOnSharedResource=true: a resource another app tracks fails the sync
             // before anything is applied (Argo CD's "Shared resource found").
             if sync_option(&options, "FailOnSharedResource") == Some("true")
                 && !compared.shared.is_empty()
             {
                 let msg = format!("Shared resource found: {}", compared.shared.join("; "));
-                return finish(ctx, app, state, "Failed", &msg, Some(&revision)).await;
+                return finish(
+                    ctx,
+                    app,
+                    state,
+                    OperationPhase::Failed,
+                    &msg,
+                    Some(&revision),
+                )
+                .await;
             }
             let out_of_sync: BTreeSet<ResourceKey> = compared
                 .diffs
@@ -337,7 +371,7 @@ pub async fn drive(
                 live: &compared.live,
                 out_of_sync: &out_of_sync,
                 app_options: &options,
-                prune: op.pointer("/sync/prune").and_then(Value::as_bool) == Some(true),
+                prune: op.prune(),
                 namespace: app.spec.destination.namespace.as_deref(),
                 namespace_metadata: app
                     .spec
@@ -348,15 +382,20 @@ pub async fn drive(
             let plan = match plan {
                 Ok(p) => p,
                 Err(e) => {
-                    return finish(ctx, app, state, "Failed", &e.to_string(), Some(&revision)).await
+                    return finish(
+                        ctx,
+                        app,
+                        state,
+                        OperationPhase::Failed,
+                        &e.to_string(),
+                        Some(&revision),
+                    )
+                    .await
                 }
             };
             // The project first (sources, destination, sync windows, resource lists),
             // then the policy gate, then the server-side dry run.
-            let manual = op
-                .pointer("/initiatedBy/automated")
-                .and_then(Value::as_bool)
-                != Some(true);
+            let manual = !op.automated();
             let refused = match crate::project::check_app(ctx, app).await? {
                 Err(msg) => Some(msg),
                 Ok(proj) => {
@@ -371,13 +410,12 @@ pub async fn drive(
                             .unwrap_or(now + std::time::Duration::from_secs(60));
                         let next = mooring_core::time::Timestamp::try_from(next)
                             .unwrap_or_else(|_| mooring_core::time::now());
-                        state["message"] = json!(format!(
+                        state.message = Some(format!(
                             "sync operation blocked by sync window: {}",
                             verdict.reason
                         ));
-                        state["nextRetryAt"] = json!(mooring_core::time::format(next));
-                        ctx.patch_app(app, json!({"status": {"operationState": state}}))
-                            .await?;
+                        state.next_retry_at = Some(mooring_core::time::format(next));
+                        ctx.patch_app(app, state_patch(&state)).await?;
                         return Ok(OperationOutcome::InProgress);
                     }
                     if !verdict.allowed && !manual {
@@ -418,22 +456,22 @@ pub async fn drive(
                     ctx,
                     app,
                     state,
-                    "Failed",
+                    OperationPhase::Failed,
                     &format!("nothing was applied: {msg}"),
                     Some(&revision),
                 )
                 .await;
             }
-            state["plan"] = skeleton(&plan);
-            write_revisions(&mut state, &revision);
-            state["sync"] = serde_json::to_value(SyncState::default()).unwrap_or(Value::Null);
-            ctx.patch_app(app, json!({"status": {"operationState": state}}))
-                .await?;
+            state.plan = Some(skeleton(&plan));
+            state.sync_result_mut().set_revisions(&revision);
+            state.sync = Some(serde_json::to_value(SyncState::default()).unwrap_or(Value::Null));
+            ctx.patch_app(app, state_patch(&state)).await?;
             plan
         }
     };
     let mut ss: SyncState = state
-        .get("sync")
+        .sync
+        .as_ref()
         .and_then(|s| serde_json::from_value(s.clone()).ok())
         .unwrap_or_default();
     let manager = ctx.options.manager.clone();
@@ -445,8 +483,8 @@ pub async fn drive(
                 let to_confirm = sync::prunes_to_confirm(&step);
                 if !to_confirm.is_empty() && !prune_confirmed(app, &state) {
                     let msg = sync::prune_confirmation_message(&to_confirm);
-                    if state.get("message").and_then(Value::as_str) != Some(msg.as_str()) {
-                        state["message"] = json!(msg);
+                    if state.message() != msg {
+                        state.message = Some(msg);
                         persist(ctx, app, &mut state, &ss).await?;
                     }
                     return Ok(OperationOutcome::InProgress);
@@ -461,9 +499,8 @@ pub async fn drive(
                     match r {
                         Ok(Submitted::Done(msg)) => results.push(result_entry(t, "Synced", &msg)),
                         Ok(Submitted::Retry(msg)) => {
-                            state["message"] = json!(msg);
-                            ctx.patch_app(app, json!({"status": {"operationState": state}}))
-                                .await?;
+                            state.message = Some(msg);
+                            ctx.patch_app(app, state_patch(&state)).await?;
                             return Ok(OperationOutcome::InProgress);
                         }
                         Err(msg) => {
@@ -477,8 +514,8 @@ pub async fn drive(
                 if !ss.failed {
                     ss.submitted = true;
                 }
-                append_results(&mut state, results);
-                state["message"] = json!(if ss.failed {
+                state.append_results(results);
+                state.message = Some(if ss.failed {
                     ss.message.clone()
                 } else {
                     format!(
@@ -499,8 +536,8 @@ pub async fn drive(
                         persist(ctx, app, &mut state, &ss).await?;
                     }
                     StepStatus::Waiting(msg) => {
-                        if state.get("message").and_then(Value::as_str) != Some(msg.as_str()) {
-                            state["message"] = json!(msg);
+                        if state.message() != msg {
+                            state.message = Some(msg);
                             persist(ctx, app, &mut state, &ss).await?;
                         }
                         return Ok(OperationOutcome::InProgress);
@@ -526,14 +563,22 @@ pub async fn drive(
                     ctx,
                     app,
                     state,
-                    "Succeeded",
+                    OperationPhase::Succeeded,
                     "successfully synced (all tasks run)",
                     Some(&revision),
                 )
                 .await;
             }
             NextAction::Failed(msg) => {
-                return finish(ctx, app, state, "Failed", &msg, Some(&revision)).await;
+                return finish(
+                    ctx,
+                    app,
+                    state,
+                    OperationPhase::Failed,
+                    &msg,
+                    Some(&revision),
+                )
+                .await;
             }
         }
     }
@@ -542,47 +587,40 @@ pub async fn drive(
 async fn persist(
     ctx: &Context,
     app: &Application,
-    state: &mut Value,
+    state: &mut OperationState,
     ss: &SyncState,
 ) -> Result<(), ControllerError> {
-    state["sync"] = serde_json::to_value(ss).unwrap_or(Value::Null);
-    ctx.patch_app(app, json!({"status": {"operationState": state}}))
-        .await
+    state.sync = Some(serde_json::to_value(ss).unwrap_or(Value::Null));
+    ctx.patch_app(app, state_patch(state)).await
 }
 
-fn result_entry(t: &sync::SyncTask, status: &str, message: &str) -> Value {
+fn result_entry(t: &sync::SyncTask, status: &str, message: &str) -> ResourceResult {
     let status = match (t.kind, status) {
         (TaskKind::Prune, "Synced") => "Pruned",
         (_, s) => s,
     };
-    json!({
-        "group": t.key.group, "kind": t.key.kind, "namespace": t.key.namespace, "name": t.key.name,
-        "status": status, "message": message, "syncPhase": t.phase.as_str(),
-        "hookType": if t.kind == TaskKind::Hook { Value::String(t.phase.as_str().into()) } else { Value::Null },
-    })
-}
-
-fn append_results(state: &mut Value, results: Vec<Value>) {
-    if !state["syncResult"]["resources"].is_array() {
-        state["syncResult"]["resources"] = json!([]);
-    }
-    if let Some(a) = state["syncResult"]["resources"].as_array_mut() {
-        a.extend(results);
+    ResourceResult {
+        group: t.key.group.clone(),
+        kind: t.key.kind.clone(),
+        namespace: t.key.namespace.clone(),
+        name: t.key.name.clone(),
+        status: Some(status.to_string()),
+        message: Some(message.to_string()),
+        sync_phase: Some(t.phase.as_str().to_string()),
+        hook_type: (t.kind == TaskKind::Hook).then(|| t.phase.as_str().to_string()),
+        ..ResourceResult::default()
     }
 }
 
 /// Whether the Application's approval annotation confirms this operation's prunes (it
 /// must be no older than the operation, as Argo CD's `IsDeletionConfirmed`).
-fn prune_confirmed(app: &Application, state: &Value) -> bool {
+fn prune_confirmed(app: &Application, state: &OperationState) -> bool {
     let approval = app
         .metadata
         .pointer("/annotations")
         .and_then(|a| a.get(sync::ANNOTATION_DELETION_APPROVED))
         .and_then(Value::as_str);
-    let started = state
-        .get("startedAt")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let started = state.started_at.as_deref().unwrap_or_default();
     sync::deletion_approved(approval, started)
 }
 
@@ -831,14 +869,15 @@ async fn step_done(
 async fn finish(
     ctx: &Context,
     app: &Application,
-    mut state: Value,
-    phase: &str,
+    mut state: OperationState,
+    phase: OperationPhase,
     message: &str,
     revision: Option<&Revisions>,
 ) -> Result<OperationOutcome, ControllerError> {
     let retry = app.spec.sync_policy.as_ref().and_then(|p| p.retry.clone());
-    let count = state.get("retryCount").and_then(Value::as_i64).unwrap_or(0);
-    if phase != "Succeeded" {
+    let count = state.retry_count();
+    // An operation that could not be read is not retried: there is nothing to retry.
+    if phase != OperationPhase::Succeeded && state.operation.is_some() {
         if let Some(r) = retry {
             let limit = r.limit.unwrap_or(0);
             if limit < 0 || count < limit {
@@ -857,31 +896,31 @@ async fn finish(
                 let wait = base
                     .saturating_mul(factor.saturating_pow(count as u32))
                     .min(max);
-                state["retryCount"] = json!(count + 1);
-                state["message"] = json!(format!(
+                state.retry_count = Some(count + 1);
+                state.message = Some(format!(
                     "{message} (retrying in {}s, attempt {} of {limit})",
                     wait.as_secs_f64(),
                     count + 1
                 ));
-                state["plan"] = Value::Null;
-                state["sync"] = Value::Null;
-                state["nextRetryAt"] =
-                    json!(mooring_core::time::format(mooring_core::time::now() + wait));
-                ctx.patch_app(app, json!({"status": {"operationState": state}}))
-                    .await?;
+                state.plan = None;
+                state.sync = None;
+                state.next_retry_at =
+                    Some(mooring_core::time::format(mooring_core::time::now() + wait));
+                ctx.patch_app(app, state_patch(&state)).await?;
                 return Ok(OperationOutcome::InProgress);
             }
         }
     }
-    state["phase"] = json!(phase);
-    state["message"] = json!(message);
-    state["finishedAt"] = json!(now());
-    state["plan"] = Value::Null;
+    let succeeded = phase == OperationPhase::Succeeded;
+    state.phase = phase;
+    state.message = Some(message.to_string());
+    state.finished_at = Some(now());
+    state.plan = None;
     if let Some(r) = revision {
-        write_revisions(&mut state, r);
+        state.sync_result_mut().set_revisions(r);
     }
-    let mut status = json!({"operationState": state});
-    if phase == "Succeeded" {
+    let mut status = json!({"operationState": state.to_patch()});
+    if succeeded {
         let mut history = app
             .status
             .as_ref()
@@ -898,10 +937,7 @@ async fn finish(
                 .to_string(),
             revisions: revision.map(|r| r.revisions().to_vec()).unwrap_or_default(),
             deployed_at: Some(now()),
-            deploy_started_at: state
-                .get("startedAt")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            deploy_started_at: state.started_at.clone(),
             source: if multi { None } else { app.source().cloned() },
             sources: if multi {
                 app.spec.sources.clone()
@@ -932,15 +968,6 @@ async fn finish(
     ctx.patch_app(app, json!({"status": status})).await?;
     ctx.patch_app(app, json!({"operation": null})).await?;
     Ok(OperationOutcome::Finished)
-}
-
-/// Record the revisions synced in `operationState.syncResult` (`revision` or
-/// `revisions`, as Argo CD).
-fn write_revisions(state: &mut Value, revisions: &Revisions) {
-    if !state["syncResult"].is_object() {
-        state["syncResult"] = json!({"resources": []});
-    }
-    revisions.write_into(&mut state["syncResult"]);
 }
 
 fn uuid_like() -> String {

@@ -9,6 +9,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+mod operation;
+pub use operation::{
+    Operation, OperationInitiator, OperationPhase, OperationState, OperationStateError,
+    ResourceResult, SyncOperation, SyncOperationResource, SyncOperationResult,
+};
+
 pub const GROUP: &str = "argoproj.io";
 pub const VERSION: &str = "v1alpha1";
 /// The in-cluster destination, as in Argo CD: the management cluster itself.
@@ -454,11 +460,25 @@ pub struct ApplicationStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconciled_at: Option<String>,
     /// The resumable sync operation's state (phase, per-step results), written after
-    /// every step so a restarted controller resumes where it stopped.
+    /// every step so a restarted controller resumes where it stopped. Stored as JSON and
+    /// read through [`ApplicationStatus::operation_state`] ([`OperationState`]): a
+    /// malformed state (another writer's) must not make the whole Application, and so
+    /// every list of Applications, unreadable; the operation reports it instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation_state: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_type: Option<String>,
+}
+
+impl ApplicationStatus {
+    /// `operationState`, typed (`None` when there is none).
+    pub fn operation_state(&self) -> Result<Option<OperationState>, OperationStateError> {
+        self.operation_state
+            .as_ref()
+            .filter(|v| !v.is_null())
+            .map(OperationState::from_value)
+            .transpose()
+    }
 }
 
 /// An Argo CD `Application` object (metadata kept as JSON: it is Kubernetes' own).
