@@ -8,6 +8,7 @@
 use crate::output::{emit, print_table, Output};
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
+use mooring_core::app::{OperationPhase, OperationState};
 use mooring_k8s::kube;
 use mooring_k8s::kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::{json, Value};
@@ -398,12 +399,10 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
                     .unwrap_or_default()
             );
             println!("Health Status:  {}", s(&a, "/status/health/status"));
-            if let Some(op) = a.pointer("/status/operationState") {
-                println!(
-                    "Operation:      {} — {}",
-                    s(op, "/phase"),
-                    s(op, "/message")
-                );
+            match operation_state(&a) {
+                Ok(Some(op)) => println!("Operation:      {} — {}", op.phase, op.message()),
+                Ok(None) => {}
+                Err(e) => println!("Operation:      {e}"),
             }
             if let Some(conds) = a.pointer("/status/conditions").and_then(Value::as_array) {
                 for c in conds {
@@ -506,7 +505,7 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
                 println!("sync of {name} requested");
                 return Ok(ExitCode::SUCCESS);
             }
-            let started = s(&a, "/status/operationState/id").to_string();
+            let started = operation_id(&a);
             wait_operation(&api, name, &started, timeout).await
         }
         AppCommand::Wait {
@@ -528,7 +527,12 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
                 let a = get_app(&api, name).await?;
                 let st = s(&a, "/status/sync/status");
                 let he = s(&a, "/status/health/status");
-                let op = s(&a, "/status/operationState/phase");
+                // The operation's state matters only when waiting for the operation.
+                let op = match operation_state(&a) {
+                    Ok(state) => state.map(|o| o.phase).unwrap_or_default(),
+                    Err(e) if operation => return Err(e),
+                    Err(_) => OperationPhase::default(),
+                };
                 let line = format!("{name}: sync {st:10} health {he:12} operation {op}");
                 if line != last {
                     eprintln!("{line}");
@@ -537,7 +541,7 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
                 let ok = (!sync || st == "Synced")
                     && (!health || he == "Healthy")
                     && (!operation
-                        || (op != "Running" && a.get("operation").is_none_or(Value::is_null)));
+                        || (!op.is_running() && a.get("operation").is_none_or(Value::is_null)));
                 if ok {
                     return Ok(ExitCode::SUCCESS);
                 }
@@ -580,7 +584,7 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
             // `revision`, or `revisions` (one per source) for a multi-source app.
             let mut sync = json!({"prune": prune});
             mooring_core::app::Revisions::of(entry).write_into(&mut sync);
-            let started = s(&a, "/status/operationState/id").to_string();
+            let started = operation_id(&a);
             request_operation(
                 &api,
                 name,
@@ -671,28 +675,25 @@ async fn wait_operation(
     let mut last = String::new();
     loop {
         let a = get_app(api, name).await?;
-        let op = a
-            .pointer("/status/operationState")
-            .cloned()
-            .unwrap_or(Value::Null);
+        let op = operation_state(&a)?.unwrap_or_default();
         let pending = a.get("operation").is_some_and(|o| !o.is_null());
         // Our operation is the one that started after the request.
-        let fresh = s(&op, "/id") != previous_id;
-        let line = format!("{name}: {} {}", s(&op, "/phase"), s(&op, "/message"));
+        let fresh = op.id() != previous_id;
+        let line = format!("{name}: {} {}", op.phase, op.message());
         if fresh && line != last {
             eprintln!("{line}");
             last = line;
         }
-        if fresh && !pending && s(&op, "/phase") != "Running" && !s(&op, "/phase").is_empty() {
+        if fresh && !pending && !op.phase.is_running() && !op.phase.is_unset() {
             println!(
                 "Operation:  Sync\nPhase:      {}\nMessage:    {}\nRevision:   {}",
-                s(&op, "/phase"),
-                s(&op, "/message"),
-                op.get("syncResult")
-                    .map(|r| mooring_core::app::Revisions::of(r).to_string())
+                op.phase,
+                op.message(),
+                op.synced_revisions()
+                    .map(|r| r.to_string())
                     .unwrap_or_default()
             );
-            return Ok(if s(&op, "/phase") == "Succeeded" {
+            return Ok(if op.phase == OperationPhase::Succeeded {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -703,5 +704,25 @@ async fn wait_operation(
             return Ok(ExitCode::from(1));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The app's `status.operationState`, typed (`None` when there is none).
+fn operation_state(a: &Value) -> anyhow::Result<Option<OperationState>> {
+    Ok(a.pointer("/status/operationState")
+        .filter(|v| !v.is_null())
+        .map(OperationState::from_value)
+        .transpose()?)
+}
+
+/// The id of the app's current operation state, empty when there is none. An unreadable
+/// state has no id Mooring wrote: the next operation (which replaces it) is a new one.
+fn operation_id(a: &Value) -> String {
+    match operation_state(a) {
+        Ok(state) => state.map(|o| o.id().to_string()).unwrap_or_default(),
+        Err(e) => {
+            eprintln!("warning: {e}");
+            String::new()
+        }
     }
 }

@@ -406,3 +406,211 @@ impl OperationState {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// An operation state as Argo CD writes it (the guestbook example, synced by
+    /// automation with a PreSync hook): the fields of Argo CD's `OperationState`,
+    /// `SyncOperation` and `ResourceResult`, including ones Mooring does not model.
+    fn argo_written() -> Value {
+        json!({
+            "operation": {
+                "initiatedBy": {"automated": true},
+                "retry": {"limit": 5, "backoff": {"duration": "5s", "factor": 2, "maxDuration": "3m"}},
+                "sync": {
+                    "revision": "53e28ff20cc530b9ada2173fbbd64d48338583ba",
+                    "prune": true,
+                    "syncOptions": ["CreateNamespace=true"],
+                    "syncStrategy": {"hook": {}},
+                    "resources": [{"group": "apps", "kind": "Deployment", "name": "guestbook-ui"}],
+                    "autoHealAttemptsCount": 1
+                },
+                "info": [{"name": "reason", "value": "webhook"}]
+            },
+            "phase": "Succeeded",
+            "message": "successfully synced (all tasks run)",
+            "startedAt": "2024-05-14T09:31:12Z",
+            "finishedAt": "2024-05-14T09:31:20Z",
+            "retryCount": 0,
+            "syncResult": {
+                "revision": "53e28ff20cc530b9ada2173fbbd64d48338583ba",
+                "source": {
+                    "repoURL": "https://github.com/argoproj/argocd-example-apps",
+                    "path": "guestbook",
+                    "targetRevision": "HEAD"
+                },
+                "resources": [
+                    {
+                        "group": "", "version": "v1", "kind": "Service",
+                        "namespace": "guestbook", "name": "guestbook-ui",
+                        "status": "Synced", "message": "service/guestbook-ui created",
+                        "hookPhase": "Running", "syncPhase": "Sync"
+                    },
+                    {
+                        "group": "batch", "version": "v1", "kind": "Job",
+                        "namespace": "guestbook", "name": "db-migrate-7f9c",
+                        "status": "Synced", "message": "job.batch/db-migrate-7f9c created",
+                        "hookType": "PreSync", "hookPhase": "Succeeded", "syncPhase": "PreSync",
+                        "images": ["migrate:1.2"]
+                    }
+                ]
+            }
+        })
+    }
+
+    #[test]
+    fn parses_an_operation_state_written_by_argo_cd() {
+        let state = OperationState::from_value(&argo_written()).expect("Argo CD's shape parses");
+        assert_eq!(state.phase, OperationPhase::Succeeded);
+        assert!(state.phase.completed());
+        assert!(state.automated());
+        assert_eq!(state.retry_count(), 0);
+        assert_eq!(state.finished_at.as_deref(), Some("2024-05-14T09:31:20Z"));
+        let op = state.operation.as_ref().expect("operation");
+        assert!(op.prune());
+        assert_eq!(op.sync_options(), ["CreateNamespace=true"]);
+        assert_eq!(
+            op.requested(),
+            Revisions::single("53e28ff20cc530b9ada2173fbbd64d48338583ba")
+        );
+        let sync = op.sync.as_ref().expect("sync");
+        assert_eq!(sync.extra["autoHealAttemptsCount"], json!(1));
+        assert_eq!(
+            sync.resources.as_ref().expect("resources")[0]
+                .kind
+                .as_deref(),
+            Some("Deployment")
+        );
+        assert_eq!(
+            state.synced_revisions(),
+            Some(Revisions::single(
+                "53e28ff20cc530b9ada2173fbbd64d48338583ba"
+            ))
+        );
+        let results = state
+            .sync_result
+            .as_ref()
+            .and_then(|r| r.resources.as_ref())
+            .expect("results");
+        assert_eq!(results.len(), 2);
+        assert_eq!(results[1].hook_type.as_deref(), Some("PreSync"));
+        assert_eq!(results[1].hook_phase, Some(OperationPhase::Succeeded));
+        assert_eq!(results[1].extra["images"], json!(["migrate:1.2"]));
+        // Mooring's own fields are absent from Argo CD's state.
+        assert_eq!(state.id(), "");
+        assert!(state.plan.is_none() && state.sync.is_none());
+    }
+
+    #[test]
+    fn round_trip_is_lossless() {
+        let mut written = argo_written();
+        // Mooring's own fields and an unknown one survive too.
+        written["id"] = json!("guestbook-17c0");
+        written["plan"] = json!({"steps": [], "onFail": []});
+        written["sync"] = json!({"nextStep": 1, "submitted": true});
+        written["nextRetryAt"] = json!("2024-05-14T09:32:00Z");
+        written["futureField"] = json!({"x": [1, 2]});
+        let state = OperationState::from_value(&written).expect("parses");
+        assert_eq!(serde_json::to_value(&state).expect("serializes"), written);
+        let argo = argo_written();
+        let state = OperationState::from_value(&argo).expect("parses");
+        assert_eq!(serde_json::to_value(&state).expect("serializes"), argo);
+    }
+
+    #[test]
+    fn an_unknown_phase_is_kept_and_not_finished() {
+        let state = OperationState::from_value(&json!({"phase": "Paused", "message": "m"}))
+            .expect("an unknown phase parses");
+        assert_eq!(state.phase, OperationPhase::Other("Paused".into()));
+        assert!(!state.phase.completed());
+        assert!(!state.phase.is_running());
+        assert_eq!(state.phase.to_string(), "Paused");
+        assert_eq!(
+            serde_json::to_value(&state).expect("serializes")["phase"],
+            json!("Paused")
+        );
+    }
+
+    #[test]
+    fn a_state_without_phase_is_neither_running_nor_completed() {
+        let state = OperationState::from_value(&json!({"message": "m"})).expect("parses");
+        assert!(state.phase.is_unset());
+        assert!(!state.phase.is_running() && !state.phase.completed());
+        assert_eq!(
+            serde_json::to_value(&state).expect("serializes"),
+            json!({"message": "m"})
+        );
+    }
+
+    #[test]
+    fn every_known_phase_reads_and_writes_as_argo_cd_spells_it() {
+        for p in ["Running", "Terminating", "Succeeded", "Failed", "Error"] {
+            let phase = OperationPhase::parse(p);
+            assert!(!matches!(phase, OperationPhase::Other(_)), "{p}");
+            assert_eq!(phase.as_str(), p);
+        }
+    }
+
+    #[test]
+    fn a_malformed_state_is_a_clear_error_naming_the_input() {
+        let err = OperationState::from_value(&json!({"phase": "Running", "retryCount": "three"}))
+            .expect_err("retryCount must be a number");
+        let msg = err.to_string();
+        assert!(msg.contains("status.operationState is unreadable"), "{msg}");
+        assert!(msg.contains("\"three\""), "{msg}");
+        let err = Operation::from_value(&json!({"sync": "HEAD"})).expect_err("sync is an object");
+        assert!(err.to_string().contains("operation is unreadable"), "{err}");
+    }
+
+    #[test]
+    fn the_patch_clears_what_mooring_cleared() {
+        let mut state = OperationState {
+            phase: OperationPhase::Running,
+            plan: Some(json!({"steps": []})),
+            sync: Some(json!({"nextStep": 0})),
+            ..OperationState::default()
+        };
+        state
+            .sync_result_mut()
+            .set_revisions(&Revisions::multi(vec!["a".into(), "b".into()]));
+        let patch = state.to_patch();
+        assert_eq!(patch["syncResult"]["revisions"], json!(["a", "b"]));
+        assert!(patch["syncResult"]["revision"].is_null());
+        assert!(patch["syncResult"]
+            .as_object()
+            .is_some_and(|r| r.contains_key("revision")));
+        state.plan = None;
+        state.sync = None;
+        state
+            .sync_result_mut()
+            .set_revisions(&Revisions::single("c"));
+        let patch = state.to_patch();
+        let o = patch.as_object().expect("object");
+        assert!(o["plan"].is_null() && o["sync"].is_null());
+        assert_eq!(patch["syncResult"]["revision"], json!("c"));
+        assert!(patch["syncResult"]["revisions"].is_null());
+        // Argo CD's own fields that are absent are left alone (not nulled).
+        assert!(!o.contains_key("finishedAt"));
+    }
+
+    #[test]
+    fn results_are_appended_to_a_missing_sync_result() {
+        let mut state = OperationState::default();
+        state.append_results(vec![ResourceResult {
+            kind: "ConfigMap".into(),
+            name: "c".into(),
+            status: Some("Synced".into()),
+            ..ResourceResult::default()
+        }]);
+        state.append_results(vec![ResourceResult::default()]);
+        let v = serde_json::to_value(&state).expect("serializes");
+        assert_eq!(v["syncResult"]["resources"][0]["kind"], json!("ConfigMap"));
+        assert_eq!(
+            v["syncResult"]["resources"].as_array().map(Vec::len),
+            Some(2)
+        );
+    }
+}
