@@ -978,3 +978,60 @@ fn uuid_like() -> String {
         .unwrap_or_default();
     format!("{nanos:x}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app_with(operation_state: Value) -> Application {
+        serde_json::from_value(json!({
+            "metadata": {"name": "a", "namespace": "argocd"},
+            "spec": {
+                "project": "default",
+                "source": {"repoURL": "https://git.example.com/r.git", "path": "."},
+                "destination": {"server": "https://kubernetes.default.svc", "namespace": "d"}
+            },
+            "status": {"operationState": operation_state}
+        }))
+        .expect("application")
+    }
+
+    #[test]
+    fn a_running_state_is_in_progress() {
+        assert!(in_progress(&app_with(json!({"phase": "Running"}))));
+        assert!(!in_progress(&app_with(json!({"phase": "Succeeded"}))));
+    }
+
+    #[test]
+    fn an_unknown_phase_is_kept_and_not_driven_as_running() {
+        let app = app_with(json!({"phase": "Paused", "message": "m"}));
+        assert!(!in_progress(&app));
+        let state = stored_state(&app).expect("an unknown phase still parses");
+        assert_eq!(state.phase, OperationPhase::Other("Paused".into()));
+    }
+
+    #[test]
+    fn an_unreadable_state_is_reported_not_running() {
+        let app = app_with(json!({"phase": "Running", "retryCount": "three"}));
+        assert!(readable_state(&app).is_err());
+        assert!(!in_progress(&app));
+    }
+
+    #[test]
+    fn results_follow_argo_cd_result_codes() {
+        let t = sync::SyncTask {
+            key: ResourceKey::new("", "ConfigMap", "d", "c"),
+            kind: TaskKind::Prune,
+            phase: sync::SyncPhase::Sync,
+            wave: 0,
+            object: json!({}),
+            options: Vec::new(),
+            delete_policies: Vec::new(),
+            generated: false,
+        };
+        let r = result_entry(&t, "Synced", "pruned");
+        assert_eq!(r.status.as_deref(), Some("Pruned"));
+        assert_eq!(r.sync_phase.as_deref(), Some("Sync"));
+        assert_eq!(r.hook_type, None);
+    }
+}

@@ -524,8 +524,9 @@ pub fn plan(input: &PlanInput) -> Result<SyncPlan, PlanError> {
     })
 }
 
-/// Where a running operation stands; persisted in `status.operationState` after every
-/// step so that a restarted controller continues instead of starting over.
+/// Where a running operation stands; persisted in `status.operationState` (its `sync`
+/// field, `mooring_core::app::OperationState::sync`) after every step so that a restarted
+/// controller continues instead of starting over.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncState {
