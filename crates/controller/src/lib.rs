@@ -29,6 +29,7 @@ pub mod rollback;
 pub mod rollout;
 pub mod rollout_traffic;
 pub mod state;
+mod workqueue;
 
 pub use error::ControllerError;
 pub use metrics::Metrics;
