@@ -4,6 +4,7 @@
 //! that run [`crate::reconcile::reconcile`] one app at a time per name (the shared
 //! [`crate::workqueue::WorkQueue`]).
 
+use crate::workqueue::WorkQueue;
 use crate::{events, reconcile, Context};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
@@ -12,7 +13,6 @@ use mooring_k8s::cluster::ClusterClient;
 use mooring_k8s::kube;
 use mooring_k8s::resources::application_resource;
 use serde_json::Value;
-use crate::workqueue::WorkQueue;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

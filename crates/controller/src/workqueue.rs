@@ -281,7 +281,11 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(26)).await;
         assert_eq!(started(&log).len(), 4, "the first timer fired");
         tokio::time::sleep(Duration::from_secs(20)).await;
-        assert_eq!(started(&log).len(), 4, "the later requests did not add timers");
+        assert_eq!(
+            started(&log).len(),
+            4,
+            "the later requests did not add timers"
+        );
     }
 
     #[test]
