@@ -114,8 +114,8 @@ pub(crate) fn render_one(
     result
 }
 
-/// Give namespaced objects without a namespace the Application's destination namespace,
-/// as Argo CD does when it applies them, so findings name the namespace the object
+/// Place every object where Argo CD (and the controller) would apply it
+/// (`mooring_engine::state::place_namespace`), so findings name the namespace the object
 /// lands in. Scope comes from CRDs among `crds` (`spec.scope`), the built-in table and
 /// Gatekeeper constraints (cluster-scoped); anything else is taken as namespaced.
 pub(crate) fn default_namespaces(
@@ -124,18 +124,8 @@ pub(crate) fn default_namespaces(
     cluster_crds: &BTreeMap<(String, String), bool>,
 ) {
     for o in objects.iter_mut() {
-        if is_cluster_scoped(o, cluster_crds) {
-            continue;
-        }
-        if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-            if meta
-                .get("namespace")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
-                meta.insert("namespace".into(), Value::String(namespace.to_string()));
-            }
-        }
+        let namespaced = !is_cluster_scoped(o, cluster_crds);
+        mooring_engine::state::place_namespace(o, namespace, namespaced);
     }
 }
 

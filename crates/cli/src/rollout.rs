@@ -154,28 +154,11 @@ pub enum RolloutCommand {
     },
 }
 
-/// Seconds, or a number with `s`, `m` or `h`.
+/// Seconds, or a number with `s`, `m` or `h` (one home: `mooring_core::time`).
 fn parse_duration(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => s.split_at(i),
-        None => (s, ""),
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("expected a duration like 90, 90s, 5m or 1h, got {s:?}"))?;
-    let factor = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => {
-            return Err(format!(
-                "expected a duration like 90, 90s, 5m or 1h, got {s:?}"
-            ))
-        }
-    };
-    n.checked_mul(factor)
-        .ok_or_else(|| format!("duration {s:?} is too long"))
+    mooring_core::time::parse_whole_seconds(s, mooring_core::time::UP_TO_HOURS).ok_or_else(|| {
+        format!("expected a duration like 90, 90s, 5m or 1h (at most 2^64 s), got {s:?}")
+    })
 }
 
 fn parse_image(s: &str) -> Result<(String, String), String> {

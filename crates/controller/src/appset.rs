@@ -36,6 +36,7 @@
 //! `requeueAfterSeconds`, and a Git webhook push to a repository a git generator reads.
 //! Failed reconciles retry after 10 s.
 
+use crate::workqueue::WorkQueue;
 use crate::{Context, ControllerError};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
@@ -105,7 +106,7 @@ pub fn start(ctx: Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
         tokio::spawn(watch_sets(ctx.clone(), tx.clone())),
         tokio::spawn(watch_owned_apps(ctx.clone(), tx.clone())),
         tokio::spawn(resync(ctx.clone(), tx.clone())),
-        tokio::spawn(work(ctx, tx, rx)),
+        tokio::spawn(work(ctx, rx)),
     ]
 }
 
@@ -223,63 +224,33 @@ async fn resync(ctx: Arc<Context>, tx: mpsc::UnboundedSender<String>) {
     }
 }
 
-/// One set at a time, keys deduplicated while waiting.
-async fn work(
-    ctx: Arc<Context>,
-    tx: mpsc::UnboundedSender<String>,
-    mut rx: mpsc::UnboundedReceiver<String>,
-) {
-    // Sets with a pending `requeueAfterSeconds` timer (one timer per set).
-    let scheduled: Arc<std::sync::Mutex<BTreeSet<String>>> = Arc::default();
-    while let Some(first) = rx.recv().await {
-        let mut keys = BTreeSet::from([first]);
-        while let Ok(k) = rx.try_recv() {
-            keys.insert(k);
-        }
-        for key in keys {
-            let Some((ns, name)) = key.split_once('/') else {
-                continue;
-            };
-            if !ctx.options.control_plane.namespace_enabled(ns) {
-                continue;
-            }
-            match reconcile(&ctx, ns, name).await {
-                Ok(o) => {
-                    if o.changed() {
-                        tracing::info!(appset = %key, created = ?o.created, updated = ?o.updated, deleted = ?o.deleted, "ApplicationSet reconciled");
+/// One set at a time through the shared [`WorkQueue`]: a set sent while waiting or
+/// running runs once more; a generator's `requeueAfterSeconds` is its one timer; a failed
+/// reconcile retries after [`RETRY`].
+async fn work(ctx: Arc<Context>, rx: mpsc::UnboundedReceiver<String>) {
+    WorkQueue::new(1)
+        .run(rx, move |key: String| {
+            let ctx = ctx.clone();
+            async move {
+                let (ns, name) = key.split_once('/')?;
+                if !ctx.options.control_plane.namespace_enabled(ns) {
+                    return None;
+                }
+                match reconcile(&ctx, ns, name).await {
+                    Ok(o) => {
+                        if o.changed() {
+                            tracing::info!(appset = %key, created = ?o.created, updated = ?o.updated, deleted = ?o.deleted, "ApplicationSet reconciled");
+                        }
+                        o.requeue_after
                     }
-                    let fresh = scheduled
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .insert(key.clone());
-                    if let (Some(after), true) = (o.requeue_after, fresh) {
-                        let (tx, scheduled) = (tx.clone(), scheduled.clone());
-                        tokio::spawn(async move {
-                            tokio::time::sleep(after).await;
-                            scheduled
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .remove(&key);
-                            let _ = tx.send(key);
-                        });
-                    } else if fresh {
-                        scheduled
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .remove(&key);
+                    Err(e) => {
+                        tracing::warn!(appset = %key, "ApplicationSet reconcile failed: {e}");
+                        Some(RETRY)
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(appset = %key, "ApplicationSet reconcile failed: {e}");
-                    let tx = tx.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(RETRY).await;
-                        let _ = tx.send(key);
-                    });
-                }
             }
-        }
-    }
+        })
+        .await;
 }
 
 /// A Git push (normalised repository URLs): queue the sets whose git generators read

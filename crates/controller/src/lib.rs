@@ -6,7 +6,8 @@
 //! triggers — a change of the Application itself (watch), a change of one of its live
 //! objects (the destination's watch-fed cache: this is self-heal, not a timer), a Git
 //! webhook, and the periodic poll (default 3 minutes, with jitter) — and a small pool of
-//! workers runs [`reconcile::reconcile`] on it, one app at a time per name.
+//! workers runs [`reconcile::reconcile`] on it, one app at a time per name (the shared
+//! `workqueue::WorkQueue`, also used by the ApplicationSet controller).
 
 pub mod action;
 pub mod analysis;
@@ -29,6 +30,7 @@ pub mod rollback;
 pub mod rollout;
 pub mod rollout_traffic;
 pub mod state;
+mod workqueue;
 
 pub use error::ControllerError;
 pub use metrics::Metrics;

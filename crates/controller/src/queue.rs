@@ -1,8 +1,10 @@
 //! The Application work queue and what feeds it: the Application watch (apps outside the
 //! control plane's namespaces are reported once and ignored), the live-object watches
 //! (self-heal), repository Secret changes, the periodic poll with jitter, and the workers
-//! that run [`crate::reconcile::reconcile`] one app at a time per name.
+//! that run [`crate::reconcile::reconcile`] one app at a time per name (the shared
+//! [`crate::workqueue::WorkQueue`]).
 
+use crate::workqueue::WorkQueue;
 use crate::{events, reconcile, Context};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
@@ -11,8 +13,8 @@ use mooring_k8s::cluster::ClusterClient;
 use mooring_k8s::kube;
 use mooring_k8s::resources::application_resource;
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -298,53 +300,20 @@ fn rand_fraction() -> f64 {
     f64::from(n % 1000) / 1000.0
 }
 
-/// The work loop: dedups queued names, runs at most one reconcile per app at a time.
-pub(crate) async fn work(ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<String>) {
-    let busy: Arc<Mutex<BTreeSet<String>>> = Arc::default();
-    let dirty: Arc<Mutex<BTreeSet<String>>> = Arc::default();
-    let permits = Arc::new(tokio::sync::Semaphore::new(ctx.options.workers.max(1)));
-    // Reconciles run in a set owned by this loop: stopping the controller aborts them
-    // too, like a killed process (the operation state in the API is all that remains).
-    let mut running = tokio::task::JoinSet::new();
-    while let Some(key) = rx.recv().await {
-        while running.try_join_next().is_some() {}
-        {
-            let mut b = busy
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if b.contains(&key) {
-                dirty
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(key);
-                continue;
-            }
-            b.insert(key.clone());
-        }
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        let (ctx, busy, dirty) = (ctx.clone(), busy.clone(), dirty.clone());
-        running.spawn(async move {
-            let action = run_one(&ctx, &key).await;
-            drop(permit);
-            busy.lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&key);
-            let again = dirty
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&key);
-            match action {
-                Some(reconcile::Action::RequeueAfter(d)) => {
-                    tokio::time::sleep(d).await;
-                    ctx.enqueue(&key);
+/// The Application workers: the shared [`WorkQueue`] runs [`run_one`] for each key, at
+/// most `options.workers` apps at a time and never one app twice at once.
+pub(crate) async fn work(ctx: Arc<Context>, rx: mpsc::UnboundedReceiver<String>) {
+    WorkQueue::new(ctx.options.workers)
+        .run(rx, move |key: String| {
+            let ctx = ctx.clone();
+            async move {
+                match run_one(&ctx, &key).await {
+                    Some(reconcile::Action::RequeueAfter(d)) => Some(d),
+                    Some(reconcile::Action::Idle) | None => None,
                 }
-                _ if again => ctx.enqueue(&key),
-                _ => {}
             }
-        });
-    }
+        })
+        .await;
 }
 
 async fn run_one(ctx: &Arc<Context>, key: &str) -> Option<reconcile::Action> {

@@ -153,16 +153,12 @@ pub async fn desired_state(
                     mooring_core::scope::namespaced_without_discovery(group, &kind, &crd_scopes)
                 }
             };
-            let meta = obj
-                .get_mut("metadata")
-                .and_then(Value::as_object_mut)
-                .ok_or_else(|| ControllerError::Spec(format!("manifest {kind} has no metadata")))?;
-            if namespaced && !meta.contains_key("namespace") && !dest_ns.is_empty() {
-                meta.insert("namespace".into(), json!(dest_ns));
+            if !obj.get("metadata").is_some_and(Value::is_object) {
+                return Err(ControllerError::Spec(format!(
+                    "manifest {kind} has no metadata"
+                )));
             }
-            if !namespaced {
-                meta.remove("namespace");
-            }
+            mooring_engine::state::place_namespace(&mut obj, &dest_ns, namespaced);
             objects.push(obj);
         }
         parts.push((label.clone(), objects));

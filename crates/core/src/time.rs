@@ -88,6 +88,29 @@ pub fn age(ts: Option<&str>, now: Timestamp) -> String {
     }
 }
 
+/// Units of a whole-seconds duration up to hours (`90`, `90s`, `5m`, `1h`): the waits of
+/// `mooring rollout` (`--timeout`), as the Argo Rollouts plugin takes them.
+pub const UP_TO_HOURS: &[(&str, u64)] = &[("s", 1), ("m", 60), ("h", 3600)];
+
+/// [`UP_TO_HOURS`] plus days (`90d`): token lifetimes (`--expires-in`), as `argocd account
+/// generate-token` takes them.
+pub const UP_TO_DAYS: &[(&str, u64)] = &[("s", 1), ("m", 60), ("h", 3600), ("d", 86400)];
+
+/// A whole number of seconds written as digits with at most one unit from `units` (a bare
+/// number is seconds). Anything else (a sign, a fraction, two units, an unknown unit, an
+/// overflow) is `None`; the caller names the accepted forms in its error. Go-style
+/// durations with fractions and compound units are [`parse_go_duration`].
+pub fn parse_whole_seconds(s: &str, units: &[(&str, u64)]) -> Option<u64> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits.parse().ok()?;
+    let factor = match unit {
+        "" => 1,
+        u => units.iter().find(|(name, _)| *name == u)?.1,
+    };
+    n.checked_mul(factor)
+}
+
 /// Parse a duration as Kubernetes and Argo write them (Go's `time.ParseDuration` units:
 /// `300ms`, `5s`, `3m`, `1h30m`), or a bare number of seconds; used for retry backoff,
 /// sync window lengths, rollout pauses and analysis intervals.
@@ -131,6 +154,33 @@ pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn whole_seconds_take_one_unit_from_the_callers_table() {
+        use super::{parse_whole_seconds, UP_TO_DAYS, UP_TO_HOURS};
+        for (s, want) in [
+            ("90", 90),
+            (" 90s ", 90),
+            ("5m", 300),
+            ("1h", 3600),
+            ("0", 0),
+        ] {
+            assert_eq!(parse_whole_seconds(s, UP_TO_HOURS), Some(want), "{s}");
+        }
+        assert_eq!(parse_whole_seconds("90d", UP_TO_DAYS), Some(90 * 86400));
+        assert_eq!(parse_whole_seconds("5d", UP_TO_HOURS), None);
+        for bad in [
+            "",
+            "m",
+            "-1",
+            "1.5m",
+            "1h30m",
+            "99999999999999999999h",
+            "9999999999999999999d",
+        ] {
+            assert_eq!(parse_whole_seconds(bad, UP_TO_DAYS), None, "{bad}");
+        }
+    }
+
     use super::*;
 
     fn ts(s: &str) -> Timestamp {

@@ -15,6 +15,9 @@
 //!   resources' ([`HealthStatusCode::worst`]), with the first worst resource's message.
 //!
 //! Objects without an identity are skipped here (the render already refused them).
+//!
+//! Before pairing, every rendered object is placed ([`place_namespace`]) the way Argo CD's
+//! `DeduplicateTargetObjects` places it, by the controller and by `mooring check` alike.
 
 use crate::diff::{self, DiffError, DiffOptions, ResourceDiff};
 use crate::sync::is_hook;
@@ -22,6 +25,32 @@ use mooring_core::app::{HealthStatus, HealthStatusCode, ResourceStatus, SyncStat
 use mooring_core::ResourceKey;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Where a rendered object lands, as Argo CD places it before comparing: a cluster-scoped
+/// object has no namespace (one written in Git is dropped); a namespaced object (or one of
+/// unknown scope, which the caller reports as namespaced) without a namespace, or with an
+/// empty one, goes to the destination namespace when the Application names one. The scope
+/// comes from the caller (discovery in the controller, CRDs and `mooring_core::scope`'s
+/// table in `mooring check`). An object without `metadata` is left as it is; the render
+/// refuses it.
+pub fn place_namespace(obj: &mut Value, destination_namespace: &str, namespaced: bool) {
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if !namespaced {
+        meta.remove("namespace");
+    } else if !destination_namespace.is_empty()
+        && meta
+            .get("namespace")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    {
+        meta.insert(
+            "namespace".into(),
+            Value::String(destination_namespace.to_string()),
+        );
+    }
+}
 
 /// The desired objects that take part in the comparison (not hooks, with an identity),
 /// with their keys, in desired order: the ones whose live object the caller must find.
@@ -155,5 +184,36 @@ fn resource_status(
         health,
         hook: false,
         requires_pruning,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::place_namespace;
+    use serde_json::json;
+
+    #[test]
+    fn objects_are_placed_as_argo_cd_places_them() {
+        let place = |obj: serde_json::Value, dest: &str, namespaced: bool| {
+            let mut obj = obj;
+            place_namespace(&mut obj, dest, namespaced);
+            obj["metadata"].get("namespace").cloned()
+        };
+        let none = json!({"metadata": {"name": "a"}});
+        let empty = json!({"metadata": {"name": "a", "namespace": ""}});
+        let own = json!({"metadata": {"name": "a", "namespace": "mine"}});
+        // Namespaced: missing or empty goes to the destination; a written one stays.
+        assert_eq!(place(none.clone(), "dest", true), Some(json!("dest")));
+        assert_eq!(place(empty.clone(), "dest", true), Some(json!("dest")));
+        assert_eq!(place(own.clone(), "dest", true), Some(json!("mine")));
+        // No destination namespace: nothing is invented.
+        assert_eq!(place(none.clone(), "", true), None);
+        // Cluster-scoped: a namespace written in Git is dropped.
+        assert_eq!(place(own, "dest", false), None);
+        assert_eq!(place(none, "dest", false), None);
+        // No metadata: left alone (the render refuses it).
+        let mut bare = json!({"kind": "ConfigMap"});
+        place_namespace(&mut bare, "dest", true);
+        assert_eq!(bare, json!({"kind": "ConfigMap"}));
     }
 }

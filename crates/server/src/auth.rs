@@ -91,21 +91,8 @@ pub fn well_formed(token: &str) -> bool {
 
 /// `90d`, `24h`, `30m`, `45s`, or a bare number of seconds; `0` → `None` (never expires).
 pub fn parse_duration(s: &str) -> Result<Option<Duration>, DurationError> {
-    let s = s.trim();
-    let bad = || DurationError::Bad(s.to_string());
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => return Err(bad()),
-    };
-    let secs = n.checked_mul(mult).ok_or_else(bad)?;
+    let secs = mooring_core::time::parse_whole_seconds(s, mooring_core::time::UP_TO_DAYS)
+        .ok_or_else(|| DurationError::Bad(s.trim().to_string()))?;
     Ok((secs > 0).then(|| Duration::from_secs(secs)))
 }
 
