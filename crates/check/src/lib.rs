@@ -310,25 +310,8 @@ async fn check(
                         // The Applications it generates from this checkout are checked
                         // like written ones; a set that fails to generate is a finding.
                         let set = d["metadata"]["name"].as_str().unwrap_or("?").to_string();
-                        match appset::generate_local(&d, repo) {
-                            Ok(apps) => {
-                                for a in apps {
-                                    match units_of(&a, Some(&rel)) {
-                                        Ok(u) => units.extend(u),
-                                        Err(e) => report.subjects.push(subject(
-                                            &rel,
-                                            "",
-                                            vec![failure(
-                                                "applicationset",
-                                                "applicationset/invalid",
-                                                format!("ApplicationSet {set}: {e}"),
-                                                "",
-                                            )],
-                                        )),
-                                    }
-                                }
-                            }
-                            Err(e) => report.subjects.push(subject(
+                        let invalid = |e: String| {
+                            subject(
                                 &rel,
                                 "",
                                 vec![failure(
@@ -337,7 +320,18 @@ async fn check(
                                     format!("ApplicationSet {set}: {e}"),
                                     "",
                                 )],
-                            )),
+                            )
+                        };
+                        match appset::generate_local(&d, repo) {
+                            Ok(apps) => {
+                                for a in apps {
+                                    match units_of(&a, Some(&rel)) {
+                                        Ok(u) => units.extend(u),
+                                        Err(e) => report.subjects.push(invalid(e.to_string())),
+                                    }
+                                }
+                            }
+                            Err(e) => report.subjects.push(invalid(e.to_string())),
                         }
                     }
                     if d["kind"] == "AppProject" {
