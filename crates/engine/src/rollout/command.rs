@@ -349,7 +349,7 @@ pub fn set_image_patch(r: &Value, images: &[(String, String)]) -> Result<Value, 
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn rollout(status: Value) -> Value {
@@ -438,8 +438,8 @@ mod tests {
         assert!(!fully_promoted(&rollout(json!({}))));
     }
 
-    /// The Rollout the `mooring rollout` commands are tested on.
-    fn plugin_rollout(status: Value) -> Value {
+    /// The Rollout the `mooring rollout` commands (and the status summary) are tested on.
+    pub(in crate::rollout) fn plugin_rollout(status: Value) -> Value {
         json!({
             "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
             "metadata": {"name": "ml-model-serving", "namespace": "ml", "generation": 2,

@@ -4,23 +4,7 @@
 use super::*;
 use serde_json::json;
 
-fn rollout(status: Value) -> Value {
-    json!({
-        "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": "ml-model-serving", "namespace": "ml", "generation": 2,
-                     "annotations": {REVISION_ANNOTATION: "2"}},
-        "spec": {
-            "replicas": 4,
-            "template": {"metadata": {"labels": {"app": "m"}},
-                         "spec": {"containers": [{"name": "server", "image": "m:2"}],
-                                  "initContainers": [{"name": "fetch", "image": "f:1"}]}},
-            "strategy": {"canary": {"steps": [
-                {"setWeight": 10}, {"pause": {}}, {"analysis": {}}, {"setWeight": 50}, {"pause": {"duration": "1m"}}
-            ]}},
-        },
-        "status": status,
-    })
-}
+use crate::rollout::command::tests::plugin_rollout as rollout;
 
 #[test]
 fn set_weight_follows_the_steps() {
