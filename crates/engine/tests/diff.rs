@@ -6,6 +6,8 @@
 //! When the expected status is OutOfSync, `<case>.diff` is the golden unified diff;
 //! `BLESS=1 cargo test -p mooring-engine --test diff` rewrites the golden files.
 
+mod golden;
+
 use mooring_core::app::{ResourceIgnoreDifferences, SyncStatusCode};
 use mooring_core::ResourceKey;
 use mooring_engine::diff::{diff, mask_secret, DiffError, DiffOptions};
@@ -154,25 +156,7 @@ fn run_case(path: &Path) -> Result<(), String> {
 
 #[test]
 fn diff_golden_fixtures() {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(fixtures())
-        .expect("fixtures directory")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    entries.sort();
-    assert!(entries.len() >= 12, "only {} fixtures", entries.len());
-    let mut failures = Vec::new();
-    for path in &entries {
-        if let Err(e) = run_case(path) {
-            failures.push(format!("{}: {e}", path.display()));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} failed:\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
+    golden::run_fixtures(&fixtures(), 12, run_case);
 }
 
 fn deployment() -> Value {

@@ -8,6 +8,8 @@
 //! `health`, `resources`, and each diff's key and status); `BLESS=1 cargo nextest run
 //! --workspace -E 'test(state_golden)'` rewrites the golden files.
 
+mod golden;
+
 use mooring_core::app::ResourceIgnoreDifferences;
 use mooring_core::ResourceKey;
 use mooring_engine::diff::DiffOptions;
@@ -105,23 +107,5 @@ fn run_case(path: &Path) -> Result<(), String> {
 
 #[test]
 fn state_golden_fixtures() {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(fixtures())
-        .expect("fixtures directory")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    entries.sort();
-    assert!(entries.len() >= 6, "only {} fixtures", entries.len());
-    let mut failures = Vec::new();
-    for path in &entries {
-        if let Err(e) = run_case(path) {
-            failures.push(format!("{}: {e}", path.display()));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} failed:\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
+    golden::run_fixtures(&fixtures(), 6, run_case);
 }
