@@ -375,6 +375,9 @@ async fn check(
     let opts = mooring_render::RenderOptions::default();
     let mut seen: BTreeSet<String> = units.iter().map(unit_key).collect();
     let mut rendered: Vec<Rendered> = Vec::new();
+    // Applications whose source is another repository: not rendered here, but their
+    // AppProject rules (source repository, destination) still apply and are checked below.
+    let mut external: Vec<(Unit, String)> = Vec::new();
     let mut queue = units;
     let mut round = 0;
     while !queue.is_empty() && round < 8 {
@@ -397,11 +400,7 @@ async fn check(
                     }
                     rendered.push(Rendered { unit, objects });
                 }
-                RenderResult::External(why) => report.subjects.push(subject(
-                    unit.source.path.as_deref().unwrap_or(""),
-                    &unit.name,
-                    vec![warning("render", "render/external-source", why, "")],
-                )),
+                RenderResult::External(why) => external.push((unit, why)),
                 RenderResult::Failed(e) => {
                     let e = match &unit.file {
                         Some(f) => format!("{e} (Application {} in {f})", unit.name),
@@ -529,6 +528,19 @@ async fn check(
             s.findings.extend(annotation_findings(o));
         }
         project_rules(r, &projects, &cluster_crds, control_plane, &mut s);
+        report.subjects.push(s);
+    }
+    for (unit, why) in external {
+        let mut s = subject(
+            unit.source.path.as_deref().unwrap_or(""),
+            &unit.name,
+            vec![warning("render", "render/external-source", why, "")],
+        );
+        let r = Rendered {
+            unit,
+            objects: Vec::new(),
+        };
+        project_rules(&r, &projects, &cluster_crds, control_plane, &mut s);
         report.subjects.push(s);
     }
 

@@ -1657,6 +1657,40 @@ spec:
     assert_eq!(got, want, "{out}");
 }
 
+#[test]
+fn check_applies_project_rules_to_apps_whose_source_is_another_repository() {
+    // A tenant's Applications point at the tenant's own repository (not rendered by this
+    // check); one of them aims at kube-system, which its project does not permit. The
+    // project rules must still run: an unrendered source is not a pass.
+    let project = "apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata: {name: team-a, namespace: argocd}\nspec:\n  sourceRepos: [\"https://git.example.com/team-a.git\"]\n  destinations: [{server: \"https://kubernetes.default.svc\", namespace: team-a}]\n";
+    let app = |name: &str, namespace: &str| {
+        format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: {name}, namespace: argocd}}\nspec:\n  project: team-a\n  source: {{repoURL: \"https://git.example.com/team-a.git\", targetRevision: main, path: web}}\n  destination: {{server: \"https://kubernetes.default.svc\", namespace: {namespace}}}\n"
+        )
+    };
+    let repo = repo_with(&[
+        ("project.yaml", project),
+        ("apps/good.yaml", &app("good", "team-a")),
+        ("apps/escape.yaml", &app("escape", "kube-system")),
+    ]);
+    let (code, out, err) = check(&["-o", "json"], repo.path());
+    assert_eq!(code, 1, "{err}");
+    let all = findings(&out);
+    let project: Vec<&(String, String, String, String)> =
+        all.iter().filter(|x| x.0 == "project").collect();
+    assert_eq!(project.len(), 1, "{out}");
+    assert_eq!(project[0].1, "project/destination", "{out}");
+    assert!(out.contains("kube-system"), "{out}");
+    // Both are still reported as not rendered here.
+    assert_eq!(
+        all.iter()
+            .filter(|x| x.1 == "render/external-source")
+            .count(),
+        2,
+        "{out}"
+    );
+}
+
 #[path = "cli/control_plane.rs"]
 mod control_plane;
 
