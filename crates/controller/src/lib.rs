@@ -18,6 +18,7 @@ pub mod deletion;
 mod error;
 pub mod events;
 mod metrics;
+pub mod notifications;
 pub mod operation;
 mod options;
 pub mod outbound;
