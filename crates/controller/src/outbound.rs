@@ -376,11 +376,48 @@ impl Outbound {
                 url.scheme()
             )));
         }
+        self.admit_host(url, context).await
+    }
+
+    /// Check a mail server (the notifications' email service) against the rule, as
+    /// [`Outbound::admit`] checks a URL; the addresses a connection may use. Refusals name
+    /// it `smtp://HOST:PORT`.
+    pub async fn admit_smtp(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<Vec<SocketAddr>, OutboundError> {
+        let host = match host.parse::<std::net::Ipv6Addr>() {
+            Ok(v6) => format!("[{v6}]"),
+            Err(_) => host.to_string(),
+        };
+        let shown = format!("smtp://{host}:{port}");
+        let url = Url::parse(&shown).map_err(|e| OutboundError::Url {
+            url: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        self.admit_host(&url, "").await
+    }
+
+    /// [`Outbound::admit`] after the scheme: resolve `url`'s host once, check every address.
+    async fn admit_host(&self, url: &Url, context: &str) -> Result<Vec<SocketAddr>, OutboundError> {
+        let bad = |reason: &str| OutboundError::Url {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
         let host = url.host().ok_or_else(|| bad("no host"))?;
         let port = url.port_or_known_default().ok_or_else(|| bad("no port"))?;
         let (name, ips) = match host {
             url::Host::Ipv4(a) => (a.to_string(), vec![IpAddr::V4(a)]),
             url::Host::Ipv6(a) => (a.to_string(), vec![IpAddr::V6(a)]),
+            // A non-special scheme (`smtp://`) leaves an IPv4 address as a domain.
+            url::Host::Domain(d) if d.parse::<std::net::Ipv4Addr>().is_ok() => {
+                let ip: IpAddr = d
+                    .parse::<std::net::Ipv4Addr>()
+                    .map_err(|e| bad(&e.to_string()))?
+                    .into();
+                (ip.to_string(), vec![ip])
+            }
             url::Host::Domain(d) => {
                 let ips = self.inner.resolver.lookup(d, port).await.map_err(|e| {
                     OutboundError::Resolve {
