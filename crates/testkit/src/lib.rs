@@ -6,6 +6,14 @@
 //! authentication, and records the `Authorization` headers it receives (so a test can
 //! prove credentials were, or were not, sent). It is deliberately small (one thread per
 //! request) and only for tests.
+//!
+//! Real servers the notification services talk to: [`mail::SmtpSink`] (aiosmtpd),
+//! [`alertmanager::Alertmanager`], and [`receiver::HttpReceiver`], a recording HTTP
+//! endpoint for webhook-style services (Grafana is not packaged in Debian).
+
+pub mod alertmanager;
+pub mod mail;
+pub mod receiver;
 
 use anyhow::{Context as _, Result};
 use base64::Engine as _;
@@ -33,6 +41,28 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A port of 127.0.0.1 free now (for a server that takes its port as an argument).
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// `GET path` on 127.0.0.1:`port` (HTTP/1.0): the status and the body.
+pub fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").context("no end of headers")?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .context("no status")?
+        .parse()?;
+    Ok((code, body.to_string()))
 }
 
 /// A tiny HTTP/1.1 server in front of `git http-backend` (CGI), one connection per

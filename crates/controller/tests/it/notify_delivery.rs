@@ -1,0 +1,245 @@
+//! Notification services delivered to real servers: an email received by aiosmtpd (over
+//! STARTTLS), an alert visible in a real Alertmanager's API, a Grafana annotation request
+//! (Grafana is not packaged in Debian: a recording endpoint asserts the request field by
+//! field). The service configurations are written as Argo CD users write them in
+//! `argocd-notifications-cm`; every server is on 127.0.0.1, which the admin's outbound
+//! allowlist opens, as it must for any loopback address.
+
+use mooring_controller::notifications::deliver::{deliver, DeliverError};
+use mooring_controller::outbound::Outbound;
+use mooring_notify::payload::Payload;
+use mooring_notify::services::{attach_send, payloads};
+use mooring_testkit::alertmanager::Alertmanager;
+use mooring_testkit::mail::SmtpSink;
+use mooring_testkit::receiver::HttpReceiver;
+use serde_json::{json, Value};
+
+fn yaml(s: &str) -> Value {
+    mooring_core::yaml::parse_one(s).expect("service YAML")
+}
+
+fn send_time() -> mooring_core::time::Timestamp {
+    mooring_core::time::parse("2026-12-06T08:00:00Z").expect("time")
+}
+
+/// The outbound client of the control plane `argocd`, opened to 127.0.0.1 by the admin.
+fn outbound() -> Outbound {
+    let o = Outbound::new("argocd");
+    o.set_allowlist(Some("127.0.0.1"));
+    o
+}
+
+fn email_payloads(port: u16, extra: &str, rcpt: &str) -> Vec<Payload> {
+    let config = yaml(&format!(
+        "host: 127.0.0.1\nport: {port}\nfrom: argocd-notifications@example.com\n{extra}"
+    ));
+    // Argo CD's catalog template `app-sync-succeeded`, rendered for app `guestbook`.
+    let notification = json!({
+        "message": "Application guestbook has been successfully synced at 2026-12-06T08:00:00Z.\nSync operation details are available at: https://argocd.example.com/applications/guestbook?operation=true .\n",
+        "email": {"subject": "Application guestbook has been successfully synced."},
+    });
+    payloads("email", "email", &config, &notification, rcpt).expect("email payloads")
+}
+
+fn skip(what: &str) {
+    eprintln!("SKIPPED: {what} is not installed here (scripts/test installs it; CI has it)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_is_received_by_aiosmtpd_over_starttls() {
+    if SmtpSink::available().is_none() {
+        return skip("python3-aiosmtpd");
+    }
+    let smtp = SmtpSink::start(true).expect("aiosmtpd with STARTTLS");
+    // The server's certificate is self-signed: Argo's `insecure_skip_verify` accepts it.
+    let p = email_payloads(
+        smtp.port(),
+        "insecure_skip_verify: true\n",
+        "ml-team@example.com",
+    );
+    deliver(&outbound(), &p[0]).await.expect("delivered");
+    let mail = mooring_testkit::eventually(30, "aiosmtpd stores the message", || async {
+        smtp.received().ok().filter(|m| !m.is_empty())
+    })
+    .await;
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    let m = &mail[0];
+    assert_eq!(m.header("From"), Some("argocd-notifications@example.com"));
+    assert_eq!(m.header("To"), Some("ml-team@example.com"));
+    assert_eq!(
+        m.header("X-MailFrom"),
+        Some("argocd-notifications@example.com")
+    );
+    assert_eq!(m.header("X-RcptTo"), Some("ml-team@example.com"));
+    assert_eq!(
+        m.header("Subject"),
+        Some("Application guestbook has been successfully synced.")
+    );
+    assert!(
+        m.header("Content-Type")
+            .is_some_and(|c| c.starts_with("text/plain")),
+        "{m:?}"
+    );
+    // The Maildir adds a line end after the message.
+    assert_eq!(
+        m.text().expect("body").trim_end(),
+        "Application guestbook has been successfully synced at 2026-12-06T08:00:00Z.\nSync operation details are available at: https://argocd.example.com/applications/guestbook?operation=true ."
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_or_a_closed_allowlist_sends_nothing() {
+    if SmtpSink::available().is_none() {
+        return skip("python3-aiosmtpd");
+    }
+    let smtp = SmtpSink::start(true).expect("aiosmtpd with STARTTLS");
+    // Without insecure_skip_verify, a self-signed certificate is refused (and aiosmtpd
+    // accepts no mail before STARTTLS).
+    let p = email_payloads(smtp.port(), "", "ml-team@example.com");
+    let err = deliver(&outbound(), &p[0]).await.expect_err("untrusted");
+    let text = err.to_string();
+    assert!(
+        matches!(err, DeliverError::Smtp { .. }) && text.contains("STARTTLS"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("127.0.0.1:{}", smtp.port())),
+        "{text}"
+    );
+
+    // Loopback is closed until the admin opens it.
+    let err = deliver(&Outbound::new("argocd"), &p[0])
+        .await
+        .expect_err("refused");
+    let text = err.to_string();
+    assert!(
+        matches!(err, DeliverError::SmtpRefused { .. })
+            && text.contains(&format!("smtp://127.0.0.1:{}", smtp.port()))
+            && text.contains("outbound.allow"),
+        "{text}"
+    );
+    assert!(smtp.received().expect("maildir").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_server_gets_no_password_in_clear_unless_it_is_loopback() {
+    if SmtpSink::available().is_none() {
+        return skip("python3-aiosmtpd");
+    }
+    // aiosmtpd without TLS and without AUTH: on loopback Mooring tries AUTH (the password
+    // does not leave the machine), and the server's refusal is named.
+    let smtp = SmtpSink::start(false).expect("aiosmtpd");
+    let p = email_payloads(
+        smtp.port(),
+        "username: mooring\npassword: s3cret\n",
+        "ml-team@example.com",
+    );
+    let err = deliver(&outbound(), &p[0]).await.expect_err("no AUTH");
+    assert!(err.to_string().contains("AUTH as \"mooring\""), "{err}");
+    // Without credentials the plain server takes the message.
+    let p = email_payloads(smtp.port(), "html: true\n", "ops@example.com");
+    deliver(&outbound(), &p[0]).await.expect("delivered");
+    let mail = mooring_testkit::eventually(30, "aiosmtpd stores the message", || async {
+        smtp.received().ok().filter(|m| !m.is_empty())
+    })
+    .await;
+    assert_eq!(mail[0].header("X-RcptTo"), Some("ops@example.com"));
+    assert!(
+        mail[0]
+            .header("Content-Type")
+            .is_some_and(|c| c.starts_with("text/html")),
+        "{mail:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_is_visible_in_a_real_alertmanager() {
+    if Alertmanager::binary().is_none() {
+        return skip("prometheus-alertmanager");
+    }
+    let am = Alertmanager::start().expect("alertmanager");
+    let config = yaml(&format!("targets:\n- {}\n", am.target()));
+    // The template of Argo CD's alertmanager documentation, rendered for `guestbook`.
+    let mut notification = json!({
+        "message": "Application guestbook has been successfully synced.",
+        "alertmanager": {
+            "labels": {"fault_priority": "P5", "event_bucket": "deploy", "event_status": "succeed", "recipient": "ml-team", "app": "guestbook"},
+            "annotations": {"author": "Jane Doe"},
+            "generatorURL": "git@github.com:argoproj/argocd-example-apps.git",
+        },
+    });
+    let now = mooring_core::time::now();
+    attach_send(&mut notification, "app-deployed", now);
+    let p = payloads("alertmanager", "alertmanager", &config, &notification, "")
+        .expect("alertmanager payloads");
+    assert_eq!(p.len(), 1);
+    deliver(&outbound(), &p[0]).await.expect("delivered");
+    let alerts = mooring_testkit::eventually(30, "the alert in /api/v2/alerts", || async {
+        am.alerts()
+            .ok()
+            .filter(|a| a.as_array().is_some_and(|a| !a.is_empty()))
+    })
+    .await;
+    let alert = &alerts[0];
+    assert_eq!(
+        alert["labels"],
+        json!({
+            "alertname": "app-deployed", "fault_priority": "P5", "event_bucket": "deploy",
+            "event_status": "succeed", "recipient": "ml-team", "app": "guestbook",
+        })
+    );
+    assert_eq!(alert["annotations"], json!({"author": "Jane Doe"}));
+    assert_eq!(
+        alert["generatorURL"],
+        "https://github.com/argoproj/argocd-example-apps.git"
+    );
+    assert_eq!(alert["status"]["state"], "active");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grafana_annotation_request_is_argo_cds() {
+    let grafana = HttpReceiver::start(200).expect("receiver");
+    let config = yaml(&format!(
+        "apiUrl: {}\napiKey: glsa_secret\n",
+        grafana.url("/api")
+    ));
+    let mut notification =
+        json!({"message": "Application guestbook has been successfully synced."});
+    attach_send(&mut notification, "app-sync-succeeded", send_time());
+    let p = payloads(
+        "grafana",
+        "grafana",
+        &config,
+        &notification,
+        "argocd|guestbook",
+    )
+    .expect("grafana payloads");
+    deliver(&outbound(), &p[0]).await.expect("delivered");
+    let reqs = grafana.requests();
+    assert_eq!(reqs.len(), 1);
+    let r = &reqs[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.target, "/api/annotations");
+    assert_eq!(r.header("authorization"), Some("Bearer glsa_secret"));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.json(),
+        json!({
+            "time": 1_796_544_000_000_i64,
+            "isRegion": false,
+            "tags": ["argocd", "guestbook"],
+            "text": "Application guestbook has been successfully synced.",
+        })
+    );
+
+    // A Grafana that refuses is a failure naming the URL and the status.
+    let refusing = HttpReceiver::start(401).expect("receiver");
+    let config = yaml(&format!("apiUrl: {}\napiKey: bad\n", refusing.url("/api")));
+    let p = payloads("grafana", "grafana", &config, &notification, "t").expect("payloads");
+    let err = deliver(&outbound(), &p[0]).await.expect_err("401");
+    assert!(
+        err.to_string()
+            .contains("/api/annotations answered HTTP 401"),
+        "{err}"
+    );
+}

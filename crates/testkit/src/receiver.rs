@@ -1,0 +1,118 @@
+//! An HTTP endpoint on 127.0.0.1 that records every request (method, path, headers,
+//! body) and answers a fixed status: the far end of a webhook, Slack or Grafana service
+//! in tests that assert the request field by field.
+
+use anyhow::{Context as _, Result};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One request received.
+#[derive(Debug, Clone)]
+pub struct ReceivedRequest {
+    pub method: String,
+    /// Path and query, as sent.
+    pub target: String,
+    /// Names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl ReceivedRequest {
+    /// The first header named `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON (`Null` when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// The recording endpoint; it stops with the test process.
+pub struct HttpReceiver {
+    port: u16,
+    seen: Arc<Mutex<Vec<ReceivedRequest>>>,
+}
+
+impl HttpReceiver {
+    /// Listen on a free port of 127.0.0.1, answering `status` to every request.
+    pub fn start(status: u16) -> Result<HttpReceiver> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let seen: Arc<Mutex<Vec<ReceivedRequest>>> = Arc::default();
+        let s = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    if let Err(e) = serve(stream, status, &s) {
+                        eprintln!("test HTTP receiver: {e:#}");
+                    }
+                });
+            }
+        });
+        Ok(HttpReceiver { port, seen })
+    }
+
+    /// `http://127.0.0.1:PORT` followed by `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The requests received so far, in order.
+    pub fn requests(&self) -> Vec<ReceivedRequest> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+fn serve(stream: TcpStream, status: u16, seen: &Mutex<Vec<ReceivedRequest>>) -> Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next().context("method")?.to_string();
+    let target = parts.next().context("target")?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h)?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let len = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .map(|(_, v)| v.parse::<usize>())
+        .transpose()?
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body)?;
+    if let Ok(mut s) = seen.lock() {
+        s.push(ReceivedRequest {
+            method,
+            target,
+            headers,
+            body,
+        });
+    }
+    write!(
+        out,
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    )?;
+    out.flush()?;
+    Ok(())
+}
