@@ -159,7 +159,7 @@ fn short_revisions(v: &Value) -> String {
         .join(",")
 }
 
-fn apps(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+pub(crate) fn apps(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
         ns,
@@ -171,7 +171,7 @@ fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
 }
 
-async fn get_app(api: &Api<DynamicObject>, name: &str) -> anyhow::Result<Value> {
+pub(crate) async fn get_app(api: &Api<DynamicObject>, name: &str) -> anyhow::Result<Value> {
     let o = api
         .get_opt(name)
         .await
@@ -187,7 +187,7 @@ fn automated(app: &Value) -> bool {
 
 /// The Applications API of the namespace an app reference (`NAME` or `NAMESPACE/NAME`)
 /// names, and the bare name.
-fn app_ref<'a>(
+pub(crate) fn app_ref<'a>(
     client: &kube::Client,
     default_namespace: &'a str,
     reference: &'a str,

@@ -11,6 +11,7 @@ mod check;
 mod cluster;
 mod connect;
 mod embedded;
+mod notifications;
 mod output;
 mod policy;
 mod rollout;
@@ -82,6 +83,14 @@ enum Command {
         command: rollout::RolloutCommand,
         #[command(flatten)]
         common: rollout::RolloutCommon,
+    },
+    /// Notifications in Argo CD's format, as `argocd admin notifications`: templates,
+    /// triggers, and what was delivered.
+    Notifications {
+        #[command(subcommand)]
+        command: notifications::NotificationsCommand,
+        #[command(flatten)]
+        common: app::Common,
     },
     /// Print Mooring's CustomResourceDefinitions (generated from the Rust types).
     Crds,
@@ -253,6 +262,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Account { command, common } => account::run(command, common).await,
         Command::Proj { command, common } => account::run_proj(command, common).await,
         Command::Rollout { command, common } => rollout::run(command, common).await,
+        Command::Notifications { command, common } => notifications::run(command, common).await,
         Command::Crds => {
             for crd in mooring_k8s::crds::all() {
                 println!("---");

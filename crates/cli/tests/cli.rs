@@ -700,6 +700,9 @@ mod account_cmd;
 #[path = "cli/rollout.rs"]
 mod rollout_cmd;
 
+#[path = "cli/notifications.rs"]
+mod notifications_cmd;
+
 #[path = "cli/app_sources.rs"]
 mod app_sources_cmd;
 // ---------------------------------------------------------------------------------------
