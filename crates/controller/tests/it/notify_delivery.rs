@@ -243,3 +243,62 @@ async fn a_grafana_annotation_request_is_argo_cds() {
         "{err}"
     );
 }
+
+/// A mail server name resolving to a loopback address: resolved once and checked like a
+/// URL's host (refused until the admin opens the address), and the connection goes to that
+/// checked address (the name is never looked up again: the system cannot resolve it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mail_server_name_is_resolved_once_and_checked() {
+    use mooring_controller::outbound::Resolver;
+    use std::net::IpAddr;
+    struct Fixed;
+    impl Resolver for Fixed {
+        fn lookup(
+            &self,
+            host: &str,
+            _port: u16,
+        ) -> futures::future::BoxFuture<'static, std::io::Result<Vec<IpAddr>>> {
+            let known = host == "smtp.mooring.test";
+            Box::pin(async move {
+                if known {
+                    Ok(vec![IpAddr::from([127, 0, 0, 1])])
+                } else {
+                    Err(std::io::Error::other("unknown name"))
+                }
+            })
+        }
+    }
+    if SmtpSink::available().is_none() {
+        return skip("python3-aiosmtpd");
+    }
+    let smtp = SmtpSink::start(false).expect("aiosmtpd");
+    let config = yaml(&format!(
+        "host: smtp.mooring.test\nport: {}\nfrom: argocd@example.com\n",
+        smtp.port()
+    ));
+    let p = payloads(
+        "email",
+        "email",
+        &config,
+        &json!({"message": "hello", "email": {"subject": "hi"}}),
+        "ml-team@example.com",
+    )
+    .expect("payloads");
+    let outbound = Outbound::with_resolver("argocd", std::sync::Arc::new(Fixed));
+    let err = deliver(&outbound, &p[0])
+        .await
+        .expect_err("loopback refused");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("smtp://smtp.mooring.test:{}", smtp.port()))
+            && text.contains("127.0.0.1")
+            && text.contains("outbound.allow"),
+        "{text}"
+    );
+    assert!(smtp.received().expect("maildir").is_empty());
+    outbound.set_allowlist(Some("127.0.0.1"));
+    deliver(&outbound, &p[0]).await.expect("delivered");
+    let mail = smtp.received().expect("maildir");
+    assert_eq!(mail.len(), 1);
+    assert_eq!(mail[0].header("Subject"), Some("hi"));
+}
