@@ -13,6 +13,7 @@ mod connect;
 mod embedded;
 mod output;
 mod policy;
+mod rollback_verify;
 mod rollout;
 mod up;
 
