@@ -133,7 +133,10 @@ fn bad_arguments_exit_2_with_a_message() {
             .expect("mooring runs");
         assert_eq!(o.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.contains("<ID>") && err.contains("Usage"), "{args:?}: {err}");
+        assert!(
+            err.contains("<ID>") && err.contains("Usage"),
+            "{args:?}: {err}"
+        );
     }
 }
 
