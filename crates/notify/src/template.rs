@@ -198,7 +198,9 @@ fn render_str(
     }
     let mut t = Template::default();
     t.add_funcs(go_funcs());
-    t.parse(s).map_err(|e| err(format!("parsing: {e}")))?;
+    t.add_funcs(&[(RANGEABLE, rangeable as Func)]);
+    t.parse(range_missing_as_empty(s))
+        .map_err(|e| err(format!("parsing: {e}")))?;
     let out = t
         .render(&Context::from(data.clone()))
         .map_err(|e| err(format!("rendering: {e}")))?;
@@ -209,6 +211,62 @@ fn render_str(
         )));
     }
     Ok(out)
+}
+
+/// The function [`range_missing_as_empty`] wraps `range` pipelines in.
+const RANGEABLE: &str = "mooringRangeable";
+
+/// Go's `range` over a missing value (a field the object does not have, such as
+/// `.app.status.conditions` of a healthy app) iterates zero times; gtmpl's is an error.
+/// Every `{{range …}}` pipeline is wrapped in [`rangeable`], which turns a missing value
+/// into an empty list and passes anything else through unchanged.
+fn range_missing_as_empty(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 64);
+    let mut rest = s;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start + 2]);
+        rest = &rest[start + 2..];
+        let Some(end) = rest.find("}}") else {
+            break;
+        };
+        let action = &rest[..end];
+        rest = &rest[end..];
+        let (lead, body) = match action.strip_prefix('-') {
+            Some(b) => ("-", b),
+            None => ("", action),
+        };
+        let trimmed = body.trim_start();
+        let pad = &body[..body.len() - trimmed.len()];
+        let Some(after) = trimmed
+            .strip_prefix("range")
+            .filter(|a| a.starts_with(char::is_whitespace))
+        else {
+            out.push_str(action);
+            continue;
+        };
+        let (after, trail) = match after.trim_end().strip_suffix('-') {
+            Some(a) => (a, " -"),
+            None => (after.trim_end(), ""),
+        };
+        let (decl, pipeline) = match after.split_once(":=") {
+            Some((d, p)) => (format!("{d}:="), p),
+            None => (String::new(), after),
+        };
+        out.push_str(&format!(
+            "{lead}{pad}range{decl} ({RANGEABLE} ({})){trail}",
+            pipeline.trim()
+        ));
+    }
+    out.push_str(rest);
+    out
+}
+
+fn rangeable(args: &[GValue]) -> Result<GValue, FuncError> {
+    match args {
+        [GValue::NoValue | GValue::Nil] => Ok(GValue::Array(Vec::new())),
+        [v] => Ok(v.clone()),
+        _ => Err(FuncError::ExactlyXArgs(RANGEABLE.into(), 1)),
+    }
 }
 
 /// Deep merge: objects key by key, anything else replaced.
@@ -435,6 +493,37 @@ mod tests {
             vars(&app, &ctx, &Commits::new(), "slack")
         )
         .is_err());
+    }
+
+    #[test]
+    fn range_over_missing_is_empty() {
+        for (input, want) in [
+            (
+                "{{range $i, $c := .x}}a{{end}}",
+                "{{range $i, $c := (mooringRangeable (.x))}}a{{end}}",
+            ),
+            (
+                "{{- range .x -}}a{{end}}",
+                "{{- range (mooringRangeable (.x)) -}}a{{end}}",
+            ),
+            ("{{ .rangeX }}{{ranger}}", "{{ .rangeX }}{{ranger}}"),
+        ] {
+            assert_eq!(range_missing_as_empty(input), want, "{input}");
+        }
+        let app = json!({"status": {"conditions": [{"type": "A"}, {"type": "B"}]}});
+        let ctx = BTreeMap::new();
+        let mut t = BTreeMap::new();
+        t.insert(
+            "r".to_string(),
+            json!({"message": "[{{range $i, $c := .app.status.conditions}}{{if $i}},{{end}}{{$c.type}}{{end}}][{{range .app.status.nope}}x{{end}}]"}),
+        );
+        let out = render(
+            &t,
+            &["r".into()],
+            vars(&app, &ctx, &Commits::new(), "slack"),
+        )
+        .expect("render");
+        assert_eq!(out["message"], "[A,B][]");
     }
 
     #[test]
