@@ -5,6 +5,7 @@ mod appset;
 mod gitops;
 mod multisource;
 mod namespaces;
+mod notifications;
 mod operations;
 mod policy;
 mod projects;
