@@ -24,6 +24,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
+pub use crate::trigger::Condition;
+
 /// The name of the ConfigMap, in the control-plane namespace.
 pub const CONFIG_MAP: &str = "argocd-notifications-cm";
 /// The name of the Secret, in the control-plane namespace.
@@ -49,20 +51,6 @@ pub struct Service {
     pub service_type: String,
     /// The service's YAML as JSON, `$key` references replaced by the Secret's values.
     pub config: Value,
-}
-
-/// One condition of a trigger.
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Condition {
-    #[serde(default)]
-    pub when: String,
-    #[serde(default)]
-    pub send: Vec<String>,
-    #[serde(default)]
-    pub once_per: String,
-    #[serde(default)]
-    pub description: String,
 }
 
 /// One entry of the ConfigMap's `subscriptions`.

@@ -16,6 +16,7 @@
 //! before parsing, so a hostile condition is an error, never a stack overflow.
 
 use expr::{Context, Environment, Value as ExprValue};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Longest `when`/`oncePer` accepted, in bytes.
@@ -36,6 +37,20 @@ pub enum TriggerError {
     Eval { expression: String, message: String },
     #[error("condition `{expression}` returned {value}, not a boolean")]
     NotBool { expression: String, value: String },
+}
+
+/// One condition of a trigger.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Condition {
+    #[serde(default)]
+    pub when: String,
+    #[serde(default)]
+    pub send: Vec<String>,
+    #[serde(default)]
+    pub once_per: String,
+    #[serde(default)]
+    pub description: String,
 }
 
 /// What one condition of a trigger gave.
@@ -73,7 +88,7 @@ pub fn condition_key(index: usize, when: &str) -> String {
 /// Evaluate every condition of a trigger over `object` (bound as `app`) at `now`.
 /// A condition that fails is not triggered; its error is in the second list.
 pub fn evaluate(
-    conditions: &[crate::config::Condition],
+    conditions: &[Condition],
     object: &Value,
     now: mooring_core::time::Timestamp,
 ) -> (Vec<ConditionResult>, Vec<TriggerError>) {
@@ -249,7 +264,6 @@ fn to_expr(v: &Value) -> ExprValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Condition;
     use serde_json::json;
 
     fn now() -> mooring_core::time::Timestamp {
