@@ -168,7 +168,10 @@ impl Config {
                         "condition [{i}] sends no template (`send`)"
                     )));
                 }
-                crate::trigger::check(&c.when)
+                // An empty `when` is `false` (an event trigger: once per event).
+                Some(c.when.as_str())
+                    .filter(|w| !w.trim().is_empty())
+                    .map_or(Ok(()), crate::trigger::check)
                     .and_then(|()| {
                         if c.once_per.is_empty() {
                             Ok(())

@@ -17,6 +17,7 @@
 //! payloads through the admin-controlled outbound client and reports the outcome.
 
 pub mod config;
+pub mod event;
 pub mod payload;
 pub mod services;
 pub mod state;
@@ -152,6 +153,10 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         inputs.project_annotations,
     );
     for (trigger_name, destinations) in &dests {
+        // Event triggers fire per Event ([`event::plan_event`]), not on the app's state.
+        if event::is_event_trigger(trigger_name) {
+            continue;
+        }
         let Some(conditions) = inputs.config.triggers.get(trigger_name) else {
             out.errors.push(PlanError::UnknownTrigger {
                 trigger: trigger_name.clone(),
@@ -174,7 +179,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
                 if st.contains(&key) {
                     continue;
                 }
-                match build(inputs, trigger_name, &r.templates, dest) {
+                match build(inputs, trigger_name, &r.templates, dest, None) {
                     Ok((service_type, payloads)) => {
                         st.mark(&key, now);
                         out.sends.push(Send {
@@ -204,6 +209,7 @@ pub fn build(
     trigger_name: &str,
     templates: &[String],
     dest: &Destination,
+    event: Option<&Value>,
 ) -> Result<(String, Vec<Payload>), PlanError> {
     let Some(service) = inputs.config.services.get(&dest.service) else {
         return Err(PlanError::UnknownService {
@@ -220,6 +226,7 @@ pub fn build(
             secrets: &inputs.config.secrets,
             service_type: &service.service_type,
             commits: inputs.commits,
+            event,
         },
     )
     .map_err(|source| PlanError::Template {

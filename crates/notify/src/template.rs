@@ -10,6 +10,7 @@
 //!   (`slack`, `webhook`, …), so one template can differ per service, as the catalog's
 //!   `{{if eq .serviceType "slack"}}`;
 //! - `.secrets`: `argocd-notifications-secret`'s data, as Argo CD exposes it;
+//! - `.event`: for an event trigger ([`crate::event`]), the Kubernetes Event;
 //! - `.repo`: Argo CD's repository helpers, called with `call`: `RepoURLToHTTPS`,
 //!   `FullNameByRepoURL`, `GetCommitMetadata SHA` (`.Message`, `.Author`, `.Date`,
 //!   `.Tags`). Commit metadata is an input ([`Commits`]) the caller fetched; a commit it
@@ -82,6 +83,8 @@ pub struct Vars<'a> {
     pub secrets: &'a BTreeMap<String, String>,
     pub service_type: &'a str,
     pub commits: &'a Commits,
+    /// The Kubernetes Event an event trigger fired for (`.event`).
+    pub event: Option<&'a Value>,
 }
 
 /// Render the named templates for one service type and merge them into one notification
@@ -122,6 +125,9 @@ fn data(vars: Vars<'_>) -> GValue {
         .collect();
     let mut m: HashMap<String, GValue> = HashMap::new();
     m.insert("app".into(), to_gvalue(vars.object, false));
+    if let Some(event) = vars.event {
+        m.insert("event".into(), to_gvalue(event, false));
+    }
     m.insert("context".into(), to_gvalue(&Value::Object(context), false));
     m.insert("secrets".into(), to_gvalue(&Value::Object(secrets), false));
     m.insert(
@@ -413,6 +419,7 @@ mod tests {
             secrets: ctx,
             service_type,
             commits,
+            event: None,
         }
     }
 

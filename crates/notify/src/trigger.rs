@@ -92,12 +92,24 @@ pub fn evaluate(
     object: &Value,
     now: mooring_core::time::Timestamp,
 ) -> (Vec<ConditionResult>, Vec<TriggerError>) {
+    evaluate_with(conditions, &[("app", object)], "false", now)
+}
+
+/// [`evaluate`] with more variables (an event trigger binds `app` and `event`) and what an
+/// empty `when` means (`false` for Argo CD's triggers, `true` for event triggers, which
+/// fire once per event).
+pub fn evaluate_with(
+    conditions: &[Condition],
+    variables: &[(&str, &Value)],
+    empty_when: &str,
+    now: mooring_core::time::Timestamp,
+) -> (Vec<ConditionResult>, Vec<TriggerError>) {
     let mut results = Vec::new();
     let mut errors = Vec::new();
-    let vars = Vars::new(object, now);
+    let vars = Vars::new(variables, now);
     for (i, c) in conditions.iter().enumerate() {
         let when = if c.when.trim().is_empty() {
-            "false"
+            empty_when
         } else {
             c.when.as_str()
         };
@@ -141,9 +153,11 @@ struct Vars {
 }
 
 impl Vars {
-    fn new(object: &Value, now: mooring_core::time::Timestamp) -> Vars {
+    fn new(variables: &[(&str, &Value)], now: mooring_core::time::Timestamp) -> Vars {
         let mut ctx = Context::default();
-        ctx.insert("app", to_expr(object));
+        for (name, value) in variables {
+            ctx.insert(*name, to_expr(value));
+        }
         Vars {
             ctx,
             now: mooring_core::time::format(now),
