@@ -23,6 +23,12 @@
 //! is a Warning Event `NotificationConfigError` on the app concerned and a log line, once
 //! per distinct message, never a crash; the rest of the configuration keeps working.
 //! Without `argocd-notifications-cm` nothing is evaluated.
+//!
+//! Mooring's own events are triggers too ([`mooring_notify::event`]): a Kubernetes Event
+//! about an Application in the control-plane namespace whose reason is one of
+//! [`mooring_notify::event::REASONS`] (`RollbackTriggered`, `SLOBreach`, …; recorded by
+//! any Mooring component but this one) is evaluated once, as the trigger
+//! `on-<reason>`, delivered once per Event (its uid is the state's `oncePer`).
 
 pub mod deliver;
 
@@ -58,6 +64,8 @@ enum Wake {
     Gone(String),
     /// The configuration or a project changed: every app.
     All,
+    /// A Kubernetes Event about an Application whose reason is an event trigger.
+    Event(Value),
 }
 
 /// Start the notification loop: the watches and the evaluator.
@@ -76,7 +84,15 @@ pub fn start(ctx: Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
         &mooring_k8s::resources::appproject_resource(),
     );
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let secrets: Api<Secret> = Api::namespaced(client, &ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let events: Api<DynamicObject> = Api::namespaced_with(
+        client,
+        &ns,
+        &kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("", "v1", "Event"),
+            "events",
+        ),
+    );
     vec![
         tokio::spawn(watch(apps, tx.clone(), |name, deleted| {
             Some(if deleted {
@@ -89,9 +105,10 @@ pub fn start(ctx: Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
         tokio::spawn(watch(cms, tx.clone(), |name, _| {
             (name == CONFIG_MAP).then_some(Wake::All)
         })),
-        tokio::spawn(watch(secrets, tx, |name, _| {
+        tokio::spawn(watch(secrets, tx.clone(), |name, _| {
             (name == SECRET).then_some(Wake::All)
         })),
+        tokio::spawn(watch_events(events, tx)),
         tokio::spawn(run(ctx, rx)),
     ]
 }
@@ -134,12 +151,52 @@ async fn watch<K>(
     }
 }
 
+/// Events about Applications whose reason is an event trigger ([`mooring_notify::event`]),
+/// except the ones this module records itself.
+async fn watch_events(api: Api<DynamicObject>, tx: mpsc::UnboundedSender<Wake>) {
+    use futures::StreamExt;
+    let mut stream = kube::runtime::watcher(api, Default::default())
+        .default_backoff()
+        .boxed();
+    while let Some(ev) = stream.next().await {
+        let o = match ev {
+            Ok(
+                kube::runtime::watcher::Event::Apply(o)
+                | kube::runtime::watcher::Event::InitApply(o),
+            ) => o,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::debug!("notifications: watching Events: {e}");
+                continue;
+            }
+        };
+        let Ok(v) = serde_json::to_value(&o) else {
+            continue;
+        };
+        let about_app =
+            v.pointer("/involvedObject/kind").and_then(Value::as_str) == Some("Application");
+        let ours = v.pointer("/reportingComponent").and_then(Value::as_str) == Some(COMPONENT);
+        let reason = v
+            .pointer("/reason")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if about_app
+            && !ours
+            && mooring_notify::event::trigger_for(reason).is_some()
+            && tx.send(Wake::Event(v)).is_err()
+        {
+            return;
+        }
+    }
+}
+
 async fn run(ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<Wake>) {
     let mut known: BTreeSet<String> = BTreeSet::new();
     let mut reported: HashSet<String> = HashSet::new();
     while let Some(first) = rx.recv().await {
         // Everything queued meanwhile is evaluated once.
         let mut dirty: BTreeSet<String> = BTreeSet::new();
+        let mut events: Vec<Value> = Vec::new();
         let mut all = false;
         let mut next = Some(first);
         while let Some(w) = next {
@@ -153,26 +210,39 @@ async fn run(ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<Wake>) {
                     dirty.remove(&name);
                 }
                 Wake::All => all = true,
+                Wake::Event(e) => events.push(e),
             }
             next = rx.try_recv().ok();
         }
         if all {
             dirty.extend(known.iter().cloned());
         }
-        if dirty.is_empty() {
+        if dirty.is_empty() && events.is_empty() {
             continue;
         }
         let loaded = load_config(&ctx).await;
         let Some((config, config_errors)) = loaded else {
             continue;
         };
-        for name in dirty {
-            match evaluate(&ctx, &name, &config, &config_errors, &mut reported).await {
+        let work = dirty
+            .into_iter()
+            .map(|name| (name, None))
+            .chain(events.into_iter().map(|e| {
+                let name = e
+                    .pointer("/involvedObject/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                (name, Some(e))
+            }));
+        for (name, event) in work {
+            let event = event.as_ref();
+            match evaluate(&ctx, &name, event, &config, &config_errors, &mut reported).await {
                 Ok(()) => {}
                 Err(Retry) => {
                     // The app changed under us (or the API failed): evaluate it again.
                     if let Err(e) =
-                        requeue(&ctx, &name, &config, &config_errors, &mut reported).await
+                        requeue(&ctx, &name, event, &config, &config_errors, &mut reported).await
                     {
                         tracing::debug!("notifications for {name}: {e}");
                     }
@@ -191,12 +261,13 @@ struct Retry;
 async fn requeue(
     ctx: &Arc<Context>,
     name: &str,
+    event: Option<&Value>,
     config: &Config,
     config_errors: &[String],
     reported: &mut HashSet<String>,
 ) -> Result<(), String> {
     for _ in 0..5 {
-        if evaluate(ctx, name, config, config_errors, reported)
+        if evaluate(ctx, name, event, config, config_errors, reported)
             .await
             .is_ok()
         {
@@ -238,9 +309,12 @@ async fn load_config(ctx: &Context) -> Option<(Config, Vec<String>)> {
     Some((config, errors.iter().map(ToString::to_string).collect()))
 }
 
+/// Evaluate one Application: its state triggers, or with `event` the event trigger of
+/// that Event.
 async fn evaluate(
     ctx: &Arc<Context>,
     name: &str,
+    event: Option<&Value>,
     config: &Config,
     config_errors: &[String],
     reported: &mut HashSet<String>,
@@ -291,13 +365,17 @@ async fn evaluate(
             return Err(Retry);
         }
     };
-    let plan = mooring_notify::plan(Inputs {
+    let inputs = Inputs {
         config,
         object: &object,
         project_annotations: &project_annotations,
         commits: &Commits::new(),
         now: mooring_core::time::now(),
-    });
+    };
+    let plan = match event {
+        Some(e) => mooring_notify::event::plan_event(inputs, e),
+        None => mooring_notify::plan(inputs),
+    };
     for e in &plan.errors {
         match e {
             // A condition over a field the app does not have yet (a new app without

@@ -389,3 +389,66 @@ async fn argo_cd_catalog_notifies_once_per_event_across_restarts() {
         "{metrics:?}"
     );
 }
+
+/// Mooring's own events as triggers: a RollbackPolicy's `RollbackTriggered` Event on the
+/// Application is the trigger `on-rollback-triggered`, sent once per Event, also after a
+/// restart (the new controller sees the Event again and skips it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mooring_events_are_triggers_once_per_event() {
+    let repo = Repo::new();
+    repo.write(
+        "apps/fraud-model/deployment.yaml",
+        &deployment("registry.local/fraud:1"),
+    );
+    repo.commit("fraud model v1");
+    let (cluster, e) = env_with_cluster().await;
+    allow_outbound(&e.client, &e.controller.ctx.outbound, "127.0.0.1").await;
+    let hook = Receiver::start().await;
+    create(
+        &api(&e.client, "ConfigMap", "configmaps"),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "argocd-notifications-cm", "namespace": "argocd"},
+               "data": {
+                   "service.webhook.incidents": format!("url: {}/incidents\n", hook.url()),
+                   "template.rollback-triggered": "webhook:\n  incidents:\n    method: POST\n    body: |\n      {\"application\": \"{{.app.metadata.name}}\", \"event\": \"{{.event.reason}}\", \"message\": \"{{.event.message}}\"}\n",
+                   "trigger.on-rollback-triggered": "- send: [rollback-triggered]\n",
+               }}),
+    )
+    .await;
+    let apps: Api<DynamicObject> = Api::namespaced_with(
+        e.client.clone(),
+        "argocd",
+        &mooring_k8s::resources::application_resource(),
+    );
+    let mut app = application(&repo.url());
+    app["metadata"]["annotations"] =
+        json!({"notifications.argoproj.io/subscribe.on-rollback-triggered.incidents": ""});
+    create(&apps, app).await;
+    let app = serde_json::to_value(apps.get(APP).await.expect("app")).expect("json");
+    mooring_controller::events::record(
+        &e.controller.ctx,
+        &app,
+        mooring_controller::events::EventType::Warning,
+        "RollbackTriggered",
+        "RollbackPolicy argocd/serving-slo rollback: error_rate 0.2 > 0.05",
+        "mooring-rollback",
+    )
+    .await;
+    let needle = "\"event\": \"RollbackTriggered\"";
+    eventually(60, "the rollback notification", || async {
+        (!hook.containing(needle).is_empty()).then_some(())
+    })
+    .await;
+    let r = &hook.containing(needle)[0];
+    assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/incidents"));
+    let body: Value = serde_json::from_slice(&r.body).expect("json body");
+    assert_eq!(
+        body,
+        json!({"application": APP, "event": "RollbackTriggered",
+               "message": "RollbackPolicy argocd/serving-slo rollback: error_rate 0.2 > 0.05"})
+    );
+    drop(e);
+    let _e = controller_for(&cluster).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(hook.containing(needle).len(), 1, "{:?}", hook.requests());
+}
