@@ -412,6 +412,8 @@ async fn mooring_events_are_triggers_once_per_event() {
                    "service.webhook.incidents": format!("url: {}/incidents\n", hook.url()),
                    "template.rollback-triggered": "webhook:\n  incidents:\n    method: POST\n    body: |\n      {\"application\": \"{{.app.metadata.name}}\", \"event\": \"{{.event.reason}}\", \"message\": \"{{.event.message}}\"}\n",
                    "trigger.on-rollback-triggered": "- send: [rollback-triggered]\n",
+                   // A broken key is reported and the rest still works.
+                   "trigger.broken": "- when: app.status ==\n  send: [rollback-triggered]\n",
                }}),
     )
     .await;
@@ -447,6 +449,25 @@ async fn mooring_events_are_triggers_once_per_event() {
         json!({"application": APP, "event": "RollbackTriggered",
                "message": "RollbackPolicy argocd/serving-slo rollback: error_rate 0.2 > 0.05"})
     );
+    let events = api(&e.client, "Event", "events");
+    eventually(
+        30,
+        "a NotificationConfigError Event naming trigger.broken",
+        || {
+            let events = events.clone();
+            async move {
+                let list = events.list(&Default::default()).await.ok()?;
+                list.items.iter().find_map(|ev| {
+                    let v = serde_json::to_value(ev).ok()?;
+                    (field(&v, "/reason") == "NotificationConfigError"
+                        && field(&v, "/involvedObject/name") == APP
+                        && field(&v, "/message").contains("`trigger.broken`"))
+                    .then_some(())
+                })
+            }
+        },
+    )
+    .await;
     drop(e);
     let _e = controller_for(&cluster).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
