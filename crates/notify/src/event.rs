@@ -28,6 +28,7 @@ pub const REASONS: &[&str] = &[
     "RollbackTriggered",
     "RollbackCompleted",
     "RollbackFailed",
+    "AutoSyncResumed",
     "SLOBreach",
     "SyncBlockedByPolicy",
     "FailoverStarted",
