@@ -4,10 +4,10 @@
 //! over `app` (the Application as a map); Mooring uses the same language's Rust
 //! implementation (`expr-lang`, as `mooring_engine::analysis` does for Argo Rollouts).
 //! Argo CD adds a `time` helper the catalog uses (`time.Parse(ts)`, `time.Now()`; the
-//! values have Go's methods `.Before`, `.After`, `.Sub`-style arithmetic via `-`,
-//! `.Minutes()`); Mooring maps them onto expr-lang's temporal values: `time.Parse(x)` is
-//! `date(x)` and `time.Now()` the evaluation time the caller passes (never the wall
-//! clock, so evaluation is a pure function).
+//! values have Go's methods `.Before`, `.After`, `.Sub`, and durations `.Minutes()`);
+//! Mooring maps them onto expr-lang's temporal values: `time.Parse(x)` is `date(x)`,
+//! `t.Sub(u)` is `t - u`, and `time.Now()` the evaluation time the caller passes (never
+//! the wall clock, so evaluation is a pure function).
 //!
 //! A condition that fails to evaluate is not triggered and its error is returned (Argo CD
 //! logs it); a result that is not a boolean is not triggered either (Argo CD's `ok &&
@@ -178,6 +178,16 @@ impl Vars {
             call.env
                 .eval_func(call.ctx, "date", vec![ExprValue::String(now.clone())], None)
         });
+        env.add_function(SUB, |call| match call.args.as_slice() {
+            [ExprValue::DateTime(a), ExprValue::DateTime(b)] => (a.clone() - b.clone())
+                .num_nanoseconds()
+                .map(ExprValue::Duration)
+                .ok_or_else(|| expr::Error::ExprError("Sub: duration out of range".into())),
+            other => Err(expr::Error::ExprError(format!(
+                "Sub needs two times, got {}",
+                other.len()
+            ))),
+        });
         env.run(&program, &self.ctx)
             .map_err(|e| TriggerError::Eval {
                 expression: expression.to_string(),
@@ -214,8 +224,11 @@ fn compile(expression: &str) -> Result<expr::Program, TriggerError> {
     })
 }
 
-/// Argo CD's `time.Parse(` and `time.Now(` as expr-lang's `date(` and `now(`, outside
-/// string literals.
+/// The function `.Sub(` is rewritten to.
+const SUB: &str = "mooringTimeSub";
+
+/// Argo CD's `time.Parse(` and `time.Now(` as expr-lang's `date(` and `now(`, and Go's
+/// `t.Sub(u)` as `t | mooringTimeSub(u)` (a duration), outside string literals.
 fn rewrite_time(expression: &str) -> String {
     let mut out = String::with_capacity(expression.len());
     let mut rest = expression;
@@ -246,6 +259,19 @@ fn rewrite_time(expression: &str) -> String {
             }
             if let Some(r) = rest.strip_prefix("time.Now(") {
                 out.push_str("now(");
+                rest = r;
+                continue;
+            }
+        }
+        // `a.Sub(b)`: expr-lang's temporal values have no `Sub` method but subtract with
+        // `-`; a pipe keeps the rest of the chain (`.Minutes()`) applying to the result.
+        let after_operand = out
+            .chars()
+            .next_back()
+            .is_some_and(|p| p.is_ascii_alphanumeric() || matches!(p, '_' | ')' | ']'));
+        if after_operand {
+            if let Some(r) = rest.strip_prefix(".Sub(") {
+                out.push_str(&format!(" | {SUB}("));
                 rest = r;
                 continue;
             }
@@ -321,6 +347,9 @@ mod tests {
             ("time.Parse(app.status.health.lastTransitionTime).Before(time.Parse(app.status.operationState.finishedAt))", false),
             ("(time.Now() - time.Parse(app.status.operationState.finishedAt)).Minutes() >= 2", true),
             ("(time.Now() - time.Parse(app.status.operationState.finishedAt)).Minutes() >= 3", false),
+            // Argo CD's documented form.
+            ("time.Now().Sub(time.Parse(app.status.operationState.finishedAt)).Minutes() >= 2", true),
+            ("time.Now().Sub(time.Parse(app.status.operationState.finishedAt)).Minutes() >= 3 || false", false),
             ("app.status.sync.status == 'Unknown'", false),
             ("'time.Parse(' == 'time.Parse('", true),
         ] {
