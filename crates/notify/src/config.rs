@@ -368,6 +368,30 @@ mod tests {
     }
 
     #[test]
+    fn a_yaml_bomb_is_an_error_naming_the_key() {
+        let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 0..9u8 {
+            let (prev, next) = ((b'a' + i) as char, (b'b' + i) as char);
+            bomb.push_str(&format!(
+                "{next}: &{next} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+            ));
+        }
+        bomb.push_str("message: '*j'\n");
+        let cm = map(&[
+            ("template.bomb", bomb.as_str()),
+            ("template.ok", "message: hi\n"),
+        ]);
+        let (c, errors) = Config::parse(&cm, &BTreeMap::new());
+        assert!(c.templates.contains_key("ok"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].to_string().contains("`template.bomb`"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
     fn dollar_without_a_name_is_kept() {
         let s = substitute_str("k", "cost: 5$ or $$ ok", &BTreeMap::new()).expect("ok");
         assert_eq!(s, "cost: 5$ or $$ ok");
