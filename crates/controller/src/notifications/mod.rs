@@ -436,6 +436,25 @@ async fn report(
     events::record(ctx, object, EventType::Warning, reason, message, COMPONENT).await;
 }
 
+/// An error message without the payload's full URL: a service URL can carry a secret in
+/// its path (Slack's incoming webhooks, tokens in query strings), and Events and logs are
+/// read by people who must not see it. Scheme, host and port stay.
+fn redact(message: &str, payload: &mooring_notify::payload::Payload) -> String {
+    let mooring_notify::payload::Payload::Http(m) = payload else {
+        return message.to_string();
+    };
+    let shown = match reqwest::Url::parse(&m.url) {
+        Ok(u) => format!(
+            "{}://{}{}/…",
+            u.scheme(),
+            u.host_str().unwrap_or_default(),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Err(_) => "the service URL".to_string(),
+    };
+    message.replace(&m.url, &shown)
+}
+
 /// Deliver every payload of one send, with retries, then record the outcome.
 async fn deliver_send(ctx: Arc<Context>, object: Value, send: Delivery) {
     let destination = format!("{}:{}", send.service, send.recipient);
@@ -449,7 +468,7 @@ async fn deliver_send(ctx: Arc<Context>, object: Value, send: Delivery) {
                     break;
                 }
                 Err(e) => {
-                    failure = Some(e.to_string());
+                    failure = Some(redact(&e.to_string(), payload));
                     if attempt < ATTEMPTS {
                         tokio::time::sleep(wait).await;
                         wait *= 2;
@@ -488,4 +507,25 @@ async fn deliver_send(ctx: Arc<Context>, object: Value, send: Delivery) {
     ctx.metrics
         .record_notification(&send.trigger, &send.service, result);
     events::record(&ctx, &object, type_, reason, &message, COMPONENT).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mooring_notify::payload::{HttpMessage, Payload};
+
+    #[test]
+    fn delivery_errors_do_not_show_secret_urls() {
+        let url = "https://hooks.slack.com/services/T000/B000/s3cr3t?token=x";
+        let p = Payload::Http(HttpMessage {
+            method: "POST".into(),
+            url: url.into(),
+            headers: vec![],
+            body: vec![],
+            insecure_skip_verify: false,
+        });
+        let m = redact(&format!("{url} answered HTTP 404"), &p);
+        assert_eq!(m, "https://hooks.slack.com/… answered HTTP 404");
+        assert!(!m.contains("s3cr3t"));
+    }
 }
