@@ -6,6 +6,7 @@ mod appset;
 mod gitops;
 mod multisource;
 mod namespaces;
+mod notifications;
 mod operations;
 mod policy;
 mod projects;
