@@ -956,6 +956,15 @@ async fn automated_sync_resumes_when_git_catches_up(revert: Revert) {
         resumed[0].contains(&reverted) && resumed[0].contains(&good),
         "{resumed:?}"
     );
+    let pushed = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .iter()
+        .filter(|e| e.data["reason"] == "GitRevertPushed")
+        .count();
+    assert_eq!(pushed, usize::from(matches!(revert, Revert::ByPolicy)));
     // A later good commit is deployed by automated sync.
     repo.write("apps/model/deployment.yaml", &deployment("0.01"));
     let fixed = repo.commit("model v3: fixed");
