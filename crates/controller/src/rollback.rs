@@ -490,6 +490,10 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
     if fired.is_empty() {
         if due.is_empty() {
             sync_suspension_conditions(ctx, &apps, &app_status, p).await;
+            if report_completions(ctx, &apps, &mut app_status).await {
+                status.applications = app_status;
+                return write_status(ctx, &ns, &name, &status).await;
+            }
             return Ok(());
         }
         status.applications = app_status;
@@ -523,6 +527,7 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
                     } else {
                         "notify only".into()
                     },
+                    ..Default::default()
                 }
             };
             if rolls_back_now && matches!(record.mode.as_str(), "none" | "failed") {
@@ -774,6 +779,7 @@ fn failed_record(rule: &str, app: &Application, err: RollbackError) -> RollbackR
         from_revision: deployed_revision(app),
         to_revision: None,
         message: err.to_string(),
+        ..Default::default()
     }
 }
 
@@ -805,6 +811,7 @@ async fn roll_back(
             from_revision: deployed_revision(app),
             to_revision: None,
             message: format!("aborted Rollout {rollout}"),
+            ..Default::default()
         }
     } else if crate::operation::in_progress(app) {
         // A running sync is not interrupted (its end would clear a new request): the
@@ -822,6 +829,7 @@ async fn roll_back(
             to_revision: None,
             message: "a sync operation is running; the rollback sync is requested when it ends"
                 .into(),
+            ..Default::default()
         }
     } else {
         sync_back(ctx, p, app, &rule.name, s).await?
@@ -852,6 +860,7 @@ async fn sync_back(
         from_revision: from.clone(),
         to_revision: None,
         message: String::new(),
+        ..Default::default()
     };
     let Some(to) = engine::rollback_target(&s.healthy_revisions, from.as_deref()) else {
         record.message = format!(
@@ -1059,6 +1068,53 @@ async fn abort_rollout(ctx: &Context, app: &Application, key: &ResourceKey) -> R
             .map_err(|e| format!("aborting {key}: {e}")),
         Err(e) => Err(format!("aborting {key}: {e}")),
     }
+}
+
+/// Tell the end of each rollback sync once: `RollbackCompleted` when the app is at the
+/// target revision, applied and Healthy, `RollbackFailed` when that sync failed or
+/// deployed something else (as `mooring app rollback` judges:
+/// [`mooring_engine::rollback::verify::progress`]). Returns whether a record changed.
+async fn report_completions(
+    ctx: &Context,
+    apps: &[Application],
+    statuses: &mut [ApplicationRollbackStatus],
+) -> bool {
+    use mooring_engine::rollback::verify::{progress, RollbackProgress};
+    let mut changed = false;
+    for (app, s) in apps.iter().zip(statuses.iter_mut()) {
+        let Some(r) = s.last_rollback.as_mut() else {
+            continue;
+        };
+        let (Some(to), "syncRevision", None) = (
+            r.to_revision.clone(),
+            r.mode.as_str(),
+            r.completed_at.as_ref(),
+        ) else {
+            continue;
+        };
+        let from = r.from_revision.clone().unwrap_or_default();
+        let (type_, reason, message) =
+            match progress(app, "", &mooring_core::app::Revisions::single(&to)) {
+                RollbackProgress::Pending(_) => continue,
+                RollbackProgress::Done => (
+                    crate::events::EventType::Normal,
+                    crate::app_rollback::COMPLETED,
+                    format!("rolled back from {from} to {to}: Synced and Healthy"),
+                ),
+                RollbackProgress::Failed(why) => (
+                    crate::events::EventType::Warning,
+                    crate::app_rollback::FAILED,
+                    format!("rollback from {from} to {to} failed: {why}"),
+                ),
+            };
+        r.completed_at = Some(now());
+        changed = true;
+        let object = json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": app.metadata,
+        });
+        crate::events::record(ctx, &object, type_, reason, &message, "mooring-rollback").await;
+    }
+    changed
 }
 
 /// End a suspension because Git caught up: the annotation and the condition go, and an

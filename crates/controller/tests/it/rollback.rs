@@ -965,6 +965,21 @@ async fn automated_sync_resumes_when_git_catches_up(revert: Revert) {
         .filter(|e| e.data["reason"] == "GitRevertPushed")
         .count();
     assert_eq!(pushed, usize::from(matches!(revert, Revert::ByPolicy)));
+    // The automated rollback's end was told once, as `mooring app rollback` tells it.
+    let completed: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .iter()
+        .filter(|e| e.data["reason"] == "RollbackCompleted")
+        .map(|e| e.data["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    assert!(
+        completed[0].contains(&format!("from {bad} to {good}")),
+        "{completed:?}"
+    );
     // A later good commit is deployed by automated sync.
     repo.write("apps/model/deployment.yaml", &deployment("0.01"));
     let fixed = repo.commit("model v3: fixed");
