@@ -651,7 +651,7 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn offline(
+pub(crate) async fn offline(
     m: &crate::connect::Management,
     api: &Api<DynamicObject>,
     name: &str,

@@ -13,6 +13,7 @@ mod connect;
 mod embedded;
 mod output;
 mod policy;
+mod rollback;
 mod rollback_verify;
 mod rollout;
 mod up;
@@ -83,6 +84,14 @@ enum Command {
         command: rollout::RolloutCommand,
         #[command(flatten)]
         common: rollout::RolloutCommon,
+    },
+    /// Rollback through Git: `rollback git APP --to REV --reason TEXT` reverts the commits
+    /// after REV that touch APP on a branch, pushes it and opens a pull request.
+    Rollback {
+        #[command(subcommand)]
+        command: rollback::RollbackCommand,
+        #[command(flatten)]
+        common: app::Common,
     },
     /// Print Mooring's CustomResourceDefinitions (generated from the Rust types).
     Crds,
@@ -254,6 +263,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Account { command, common } => account::run(command, common).await,
         Command::Proj { command, common } => account::run_proj(command, common).await,
         Command::Rollout { command, common } => rollout::run(command, common).await,
+        Command::Rollback { command, common } => rollback::run(command, common).await,
         Command::Crds => {
             for crd in mooring_k8s::crds::all() {
                 println!("---");

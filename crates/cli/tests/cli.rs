@@ -1783,3 +1783,6 @@ fn check_applies_the_control_plane_namespace() {
 
 #[path = "cli/check_links.rs"]
 mod check_links;
+
+#[path = "cli/rollback_git.rs"]
+mod rollback_git;

@@ -18,6 +18,8 @@ pub mod conditions;
 pub mod deletion;
 mod error;
 pub mod events;
+pub mod forge;
+pub mod git_rollback;
 mod metrics;
 pub mod notifications;
 pub mod operation;
