@@ -14,6 +14,8 @@ mod embedded;
 mod notifications;
 mod output;
 mod policy;
+mod rollback;
+mod rollback_verify;
 mod rollout;
 mod up;
 
@@ -89,6 +91,14 @@ enum Command {
     Notifications {
         #[command(subcommand)]
         command: notifications::NotificationsCommand,
+        #[command(flatten)]
+        common: app::Common,
+    },
+    /// Rollback through Git: `rollback git APP --to REV --reason TEXT` reverts the commits
+    /// after REV that touch APP on a branch, pushes it and opens a pull request.
+    Rollback {
+        #[command(subcommand)]
+        command: rollback::RollbackCommand,
         #[command(flatten)]
         common: app::Common,
     },
@@ -263,6 +273,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Proj { command, common } => account::run_proj(command, common).await,
         Command::Rollout { command, common } => rollout::run(command, common).await,
         Command::Notifications { command, common } => notifications::run(command, common).await,
+        Command::Rollback { command, common } => rollback::run(command, common).await,
         Command::Crds => {
             for crd in mooring_k8s::crds::all() {
                 println!("---");

@@ -5,6 +5,10 @@
 //! `argocd-notifications-cm` (`template.<name>`, `trigger.<name>`, `service.*`, …) and
 //! `argocd-notifications-secret`. `template get` and `trigger get` show what is configured
 //! (a key that does not parse is shown with its error, and the command exits 1);
+//! `template notify` renders a template for an Application and, given `--recipient
+//! SERVICE:RECIPIENT`, sends it through the configured service exactly as the controller
+//! would (the same payloads, the same admin-controlled outbound client); `trigger run`
+//! evaluates a trigger's conditions over an Application and shows each one's result.
 //! `status` shows, per Application, its subscriptions, the delivery state the controller
 //! keeps in the annotation Argo CD uses, and the recent `NotificationDelivered` /
 //! `NotificationFailed` Events, so a failed delivery is visible without reading logs.
@@ -12,7 +16,7 @@
 use crate::output::{emit, print_table, Output};
 use anyhow::Context as _;
 use clap::Subcommand;
-use mooring_k8s::k8s_openapi::api::core::v1::{ConfigMap, Event};
+use mooring_k8s::k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
 use mooring_k8s::kube;
 use mooring_k8s::kube::api::{Api, ListParams};
 use serde::Serialize;
@@ -20,12 +24,9 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-/// Argo CD's notifications ConfigMap, in the control-plane namespace.
-const CONFIG_MAP: &str = "argocd-notifications-cm";
-/// Where notifications-engine keeps what it delivered (a JSON map of key → Unix time).
-const STATE_ANNOTATION: &str = "notified.notifications.argoproj.io";
-/// Subscription annotations: `notifications.argoproj.io/subscribe.<trigger>.<service>`.
-const SUBSCRIBE_PREFIX: &str = "notifications.argoproj.io/subscribe.";
+use mooring_notify::config::{Config, CONFIG_MAP, SECRET};
+use mooring_notify::state::ANNOTATION as STATE_ANNOTATION;
+use mooring_notify::subscribe::PREFIX as SUBSCRIBE_PREFIX;
 /// The Event reasons the controller records for a delivery.
 const EVENT_REASONS: &[&str] = &["NotificationDelivered", "NotificationFailed"];
 
@@ -58,6 +59,16 @@ pub enum TemplateCommand {
         #[arg(short, long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Render TEMPLATE for the Application APP and print it, or send it to each
+    /// `--recipient SERVICE:RECIPIENT` (a service of argocd-notifications-cm).
+    Notify {
+        template: String,
+        /// The Application (`NAME` or `NAMESPACE/NAME`).
+        app: String,
+        /// `SERVICE:RECIPIENT` (e.g. `email:ml-team@example.com`, `hook:`); repeatable.
+        #[arg(long = "recipient", value_name = "SERVICE:RECIPIENT")]
+        recipients: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -65,6 +76,14 @@ pub enum TriggerCommand {
     /// Show the triggers (all, or NAME).
     Get {
         name: Option<String>,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Evaluate TRIGGER's conditions over the Application APP, now.
+    Run {
+        trigger: String,
+        /// The Application (`NAME` or `NAMESPACE/NAME`).
+        app: String,
         #[arg(short, long, value_enum, default_value_t)]
         output: Output,
     },
@@ -88,6 +107,30 @@ pub async fn run(
             let cm = config_map(&m.client, m.namespace()).await?;
             show_entries(&cm, "trigger", name.as_deref(), output, trigger_summary)
         }
+        NotificationsCommand::Template {
+            command:
+                TemplateCommand::Notify {
+                    template,
+                    app,
+                    recipients,
+                },
+        } => {
+            let config = config(&m.client, m.namespace()).await?;
+            let object = app_object(&m.client, common.app_namespace(&m), &app).await?;
+            notify(&m, &config, &template, &object, &recipients).await
+        }
+        NotificationsCommand::Trigger {
+            command:
+                TriggerCommand::Run {
+                    trigger,
+                    app,
+                    output,
+                },
+        } => {
+            let config = config(&m.client, m.namespace()).await?;
+            let object = app_object(&m.client, common.app_namespace(&m), &app).await?;
+            run_trigger(&config, &trigger, &object, output)
+        }
         NotificationsCommand::Status { app, output } => {
             let default_ns = common.app_namespace(&m).to_string();
             status(&m.client, &default_ns, app.as_deref(), output).await
@@ -106,6 +149,209 @@ async fn config_map(client: &kube::Client, ns: &str) -> anyhow::Result<BTreeMap<
             format!("ConfigMap {ns}/{CONFIG_MAP} does not exist (no notifications are configured)")
         })?;
     Ok(cm.data.unwrap_or_default())
+}
+
+/// The parsed configuration (ConfigMap and Secret); keys that do not parse are warned
+/// about on stderr, and an error only when the command needs them.
+async fn config(client: &kube::Client, ns: &str) -> anyhow::Result<Config> {
+    let cm = config_map(client, ns).await?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret: BTreeMap<String, String> = match secrets
+        .get_opt(SECRET)
+        .await
+        .with_context(|| format!("reading Secret {ns}/{SECRET}"))?
+    {
+        Some(s) => s
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+            .chain(s.string_data.unwrap_or_default())
+            .collect(),
+        None => BTreeMap::new(),
+    };
+    let (config, errors) = Config::parse(&cm, &secret);
+    for e in errors {
+        eprintln!("warning: {e}");
+    }
+    Ok(config)
+}
+
+/// The Application named by `reference`, as JSON.
+async fn app_object(
+    client: &kube::Client,
+    default_ns: &str,
+    reference: &str,
+) -> anyhow::Result<Value> {
+    let (api, name) = crate::app::app_ref(client, default_ns, reference);
+    crate::app::get_app(&api, name).await
+}
+
+/// `template notify`: print the rendered template, or send it to each recipient.
+async fn notify(
+    m: &crate::connect::Management,
+    config: &Config,
+    template: &str,
+    object: &Value,
+    recipients: &[String],
+) -> anyhow::Result<ExitCode> {
+    if !config.templates.contains_key(template) {
+        anyhow::bail!(
+            "template {template:?} is not configured ({CONFIG_MAP} has no `template.{template}`; configured: {})",
+            join_or_none(config.templates.keys())
+        );
+    }
+    let templates = vec![template.to_string()];
+    let no_project = BTreeMap::new();
+    let commits = mooring_notify::template::Commits::new();
+    let inputs = mooring_notify::Inputs {
+        config,
+        object,
+        project_annotations: &no_project,
+        commits: &commits,
+        now: mooring_core::time::now(),
+    };
+    if recipients.is_empty() {
+        let rendered = mooring_notify::template::render(
+            &config.templates,
+            &templates,
+            mooring_notify::template::Vars {
+                object,
+                context: &config.context,
+                secrets: &config.secrets,
+                service_type: "console",
+                commits: &commits,
+                event: None,
+            },
+        )
+        .with_context(|| format!("rendering template {template:?}"))?;
+        print!("{}", serde_saphyr::to_string(&rendered)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The admin's outbound rule, as the controller applies it.
+    let outbound = mooring_controller::outbound::Outbound::new(m.namespace());
+    let settings = crate::connect::settings(&m.client, m.namespace()).await;
+    outbound.set_allowlist(
+        settings
+            .as_ref()
+            .and_then(|s| s.get(mooring_engine::outbound::CONFIG_KEY))
+            .map(String::as_str),
+    );
+    let mut failed = false;
+    for r in recipients {
+        let (service, recipient) = r.split_once(':').with_context(|| {
+            format!("--recipient {r:?} is not SERVICE:RECIPIENT (e.g. email:ml-team@example.com)")
+        })?;
+        let dest = mooring_notify::state::Destination {
+            service: service.to_string(),
+            recipient: recipient.to_string(),
+        };
+        let result = match mooring_notify::build(inputs, "cli", &templates, &dest, None) {
+            Err(e) => Err(e.to_string()),
+            Ok((_, payloads)) => {
+                let mut result = Ok(());
+                for p in &payloads {
+                    if let Err(e) =
+                        mooring_controller::notifications::deliver::deliver(&outbound, p).await
+                    {
+                        result = Err(e.to_string());
+                        break;
+                    }
+                }
+                result
+            }
+        };
+        match result {
+            Ok(()) => println!("{r}: delivered"),
+            Err(e) => {
+                failed = true;
+                println!("{r}: failed: {e}");
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// One condition's result, as `trigger run` prints it.
+#[derive(Serialize)]
+struct ConditionRow {
+    condition: usize,
+    when: String,
+    triggered: bool,
+    #[serde(rename = "oncePer")]
+    once_per: String,
+    send: Vec<String>,
+}
+
+/// `trigger run`: every condition of the trigger over the app, now.
+fn run_trigger(
+    config: &Config,
+    trigger: &str,
+    object: &Value,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
+    let conditions = config.triggers.get(trigger).with_context(|| {
+        format!(
+            "trigger {trigger:?} is not configured ({CONFIG_MAP} has no `trigger.{trigger}`; configured: {})",
+            join_or_none(config.triggers.keys())
+        )
+    })?;
+    let (results, errors) =
+        mooring_notify::trigger::evaluate(conditions, object, mooring_core::time::now());
+    let rows: Vec<ConditionRow> = results
+        .iter()
+        .zip(conditions)
+        .enumerate()
+        .map(|(i, (r, c))| ConditionRow {
+            condition: i,
+            when: c.when.split_whitespace().collect::<Vec<_>>().join(" "),
+            triggered: r.triggered,
+            once_per: r.once_per.clone(),
+            send: r.templates.clone(),
+        })
+        .collect();
+    if output == Output::Table {
+        let mut table = vec![vec![
+            "CONDITION".to_string(),
+            "TRIGGERED".to_string(),
+            "ONCEPER".to_string(),
+            "SEND".to_string(),
+            "WHEN".to_string(),
+        ]];
+        table.extend(rows.iter().map(|r| {
+            vec![
+                r.condition.to_string(),
+                r.triggered.to_string(),
+                r.once_per.clone(),
+                r.send.join(","),
+                r.when.clone(),
+            ]
+        }));
+        print_table(&table);
+    } else {
+        emit(&rows, output)?;
+    }
+    for e in &errors {
+        eprintln!("error: trigger {trigger}: {e}");
+    }
+    Ok(if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn join_or_none<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = names.map(String::as_str).collect();
+    if v.is_empty() {
+        "none".to_string()
+    } else {
+        v.join(", ")
+    }
 }
 
 /// One configured entry, as `-o json|yaml` prints it.

@@ -11,12 +11,15 @@
 
 pub mod action;
 pub mod analysis;
+pub mod app_rollback;
 pub mod appset;
 pub mod clusters;
 pub mod conditions;
 pub mod deletion;
 mod error;
 pub mod events;
+pub mod forge;
+pub mod git_rollback;
 mod metrics;
 pub mod notifications;
 pub mod operation;
@@ -548,6 +551,7 @@ impl Controller {
         tasks.push(tokio::spawn(work(ctx.clone(), rx)));
         tasks.extend(appset::start(ctx.clone()));
         tasks.extend(rollback::start(ctx.clone()));
+        tasks.extend(notifications::start(ctx.clone()));
         tasks.extend(rollout::start(mgmt.clone()));
         tasks.extend(analysis::start(mgmt.clone(), ctx.analysis_options()));
         Ok(Controller { ctx, tasks })

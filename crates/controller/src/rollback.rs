@@ -26,7 +26,10 @@
 //!    (which the automated-sync decision honours) and an `AutoSyncSuspended` condition on
 //!    the Application naming the policy, rule, value and threshold, so Git does not
 //!    re-apply the bad version at once. Removing the annotation resumes automated sync
-//!    (the loop then removes the condition).
+//!    (the loop then removes the condition); so does Git rendering the rolled-back
+//!    revision again (a revert commit, by hand or by `spec.gitRevert`: see
+//!    [`mooring_engine::rollback::verify::git_matches_rollback`]), which the loop notices
+//!    and answers with an `AutoSyncResumed` Event.
 //!
 //! Every firing records a Kubernetes Event on the Application. `create_incident_and_rollback`
 //! and `notify` also POST one JSON incident to `spec.incident.webhook` (retried with
@@ -44,9 +47,9 @@ use crate::{Context, ControllerError};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use mooring_core::app::{Application, ApplicationCondition, HealthStatusCode, SyncStatusCode};
 use mooring_core::rollback::{
-    ApplicationRollbackStatus, PendingRollback, PolicyCondition, RollbackPolicy,
-    RollbackPolicyStatus, RollbackRecord, RuleStatus, WebhookSpec, SUSPENDED_CONDITION,
-    SUSPEND_ANNOTATION,
+    ApplicationRollbackStatus, GitRevertMode, GitRevertRecord, PendingRollback, PolicyCondition,
+    RollbackPolicy, RollbackPolicyStatus, RollbackRecord, RuleStatus, SecretKeyRef, WebhookSpec,
+    SUSPENDED_CONDITION, SUSPEND_ANNOTATION,
 };
 use mooring_core::time::now_rfc3339 as now;
 use mooring_core::ResourceKey;
@@ -472,9 +475,25 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
         }
         s.last_rollback = Some(record);
     }
+    for (i, pending) in &due {
+        git_revert_once(
+            ctx,
+            p,
+            &apps[*i],
+            &pending.reason,
+            &mut app_status,
+            *i,
+            &status,
+        )
+        .await;
+    }
     if fired.is_empty() {
         if due.is_empty() {
-            sync_suspension_conditions(ctx, &apps, p).await;
+            sync_suspension_conditions(ctx, &apps, &app_status, p).await;
+            if report_completions(ctx, &apps, &mut app_status).await {
+                status.applications = app_status;
+                return write_status(ctx, &ns, &name, &status).await;
+            }
             return Ok(());
         }
         status.applications = app_status;
@@ -486,6 +505,7 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
         .iter()
         .map(|(i, _)| apps[*i].name().to_string())
         .collect();
+    let mut reverts: Vec<(String, String)> = Vec::new();
     for (rule, e) in fired {
         for (app, s) in apps.iter().zip(app_status.iter_mut()) {
             let rolls_back_now =
@@ -507,6 +527,7 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
                     } else {
                         "notify only".into()
                     },
+                    ..Default::default()
                 }
             };
             if rolls_back_now && matches!(record.mode.as_str(), "none" | "failed") {
@@ -545,11 +566,194 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
                     status.conditions.retain(|c| c.type_ != "RollbackFailed");
                 }
                 s.last_rollback = Some(record);
+                reverts.push((app.name().to_string(), breach_text(rule, e)));
             }
+        }
+    }
+    for (app_name, reason) in &reverts {
+        if let Some(i) = apps.iter().position(|a| a.name() == app_name) {
+            git_revert_once(ctx, p, &apps[i], reason, &mut app_status, i, &status).await;
         }
     }
     status.applications = app_status;
     write_status(ctx, &ns, &name, &status).await
+}
+
+/// `spec.gitRevert`: after a rollback sync to a revision, revert the bad commits in Git
+/// (`crate::git_rollback`, what `mooring rollback git` does), at most once per rollback:
+/// the attempt is recorded (`Pending`) in the policy status before any Git work, so a
+/// controller restarted in between never pushes a second revert. The outcome (commit,
+/// branch, pull request, or the error) goes to the status and to an Event on the
+/// Application (`GitRevertPushed` / `GitRevertFailed`), which notifications subscribe to.
+///
+/// The Git work runs inline: the loop is the only writer of the policy's status, and a
+/// revert of a local clone takes well under a second (a remote push and pull request
+/// longer; other policies wait meanwhile).
+async fn git_revert_once(
+    ctx: &Context,
+    p: &RollbackPolicy,
+    app: &Application,
+    reason: &str,
+    statuses: &mut [ApplicationRollbackStatus],
+    i: usize,
+    status: &RollbackPolicyStatus,
+) {
+    let Some(spec) = p.spec.git_revert.as_ref() else {
+        return;
+    };
+    let Some(record) = statuses[i].last_rollback.clone() else {
+        return;
+    };
+    let (Some(to), "syncRevision") = (record.to_revision.clone(), record.mode.as_str()) else {
+        return;
+    };
+    if statuses[i]
+        .git_revert
+        .as_ref()
+        .is_some_and(|g| g.rollback_at == record.at)
+    {
+        return;
+    }
+    statuses[i].git_revert = Some(GitRevertRecord {
+        rollback_at: record.at.clone(),
+        phase: "Pending".into(),
+        ..Default::default()
+    });
+    let mut pending = status.clone();
+    pending.applications = statuses.to_vec();
+    if let Err(e) = write_status(ctx, p.namespace(), p.name(), &pending).await {
+        tracing::warn!(
+            "recording the git revert of {}: {e}; not reverting",
+            app.name()
+        );
+        return;
+    }
+    let result = git_revert(ctx, p, spec, app, &to, reason).await;
+    let (phase, event_type, event_reason, message) = match &result {
+        Ok(o) => {
+            let pr = o
+                .pull_request
+                .as_ref()
+                .map(|pr| format!("; pull request {}", pr.url))
+                .unwrap_or_default();
+            (
+                "Pushed",
+                crate::events::EventType::Normal,
+                "GitRevertPushed",
+                format!(
+                    "reverted {} commit(s) after {to} on {} ({}), commit {}{pr}",
+                    o.reverted.len(),
+                    o.branch,
+                    o.repo_url,
+                    o.commit
+                ),
+            )
+        }
+        Err(e) => (
+            "Failed",
+            crate::events::EventType::Warning,
+            "GitRevertFailed",
+            format!("reverting Git to {to} failed: {e}"),
+        ),
+    };
+    statuses[i].git_revert = Some(GitRevertRecord {
+        rollback_at: record.at.clone(),
+        phase: phase.into(),
+        branch: result.as_ref().ok().map(|o| o.branch.clone()),
+        commit: result.as_ref().ok().map(|o| o.commit.to_string()),
+        pull_request_url: result
+            .as_ref()
+            .ok()
+            .and_then(|o| o.pull_request.as_ref().map(|pr| pr.url.clone())),
+        message: message.clone(),
+    });
+    let object = json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": app.metadata,
+    });
+    crate::events::record(
+        ctx,
+        &object,
+        event_type,
+        event_reason,
+        &message,
+        "mooring-rollback",
+    )
+    .await;
+}
+
+/// The Git revert itself, with the repository credentials the controller uses for the
+/// app's source and, for a pull request, the forge token from the policy's namespace.
+async fn git_revert(
+    ctx: &Context,
+    p: &RollbackPolicy,
+    spec: &mooring_core::rollback::GitRevertSpec,
+    app: &Application,
+    to: &str,
+    reason: &str,
+) -> Result<crate::git_rollback::Outcome, String> {
+    use crate::git_rollback::{Mode, PrOptions, Request};
+    let source = app
+        .sources()
+        .first()
+        .cloned()
+        .ok_or_else(|| "the application has no source".to_string())?;
+    if app.sources().len() > 1 {
+        return Err("gitRevert reverts single-source applications only".into());
+    }
+    let repo_url = ctx.fetch_url(&source.repo_url);
+    let credentials = ctx.credentials_for(&repo_url, Some(crate::project::project_name(app)));
+    let pr = match (spec.mode, spec.pull_request.as_ref()) {
+        (GitRevertMode::Direct, _) => None,
+        (GitRevertMode::PullRequest, None) => {
+            return Err("gitRevert.mode pullRequest needs gitRevert.pullRequest".into())
+        }
+        (GitRevertMode::PullRequest, Some(pr)) => {
+            let kind: crate::forge::ForgeKind = pr.provider.parse().map_err(|e| format!("{e}"))?;
+            let repo = mooring_engine::git_rollback::forge_repo(&source.repo_url)
+                .map_err(|e| e.to_string())?;
+            let token = secret_value(ctx, p.namespace(), &pr.token_secret_ref).await?;
+            Some(PrOptions {
+                forge: crate::forge::Forge {
+                    kind,
+                    api: pr
+                        .api_url
+                        .clone()
+                        .unwrap_or_else(|| kind.default_api(&repo)),
+                    repo: repo.path,
+                    token,
+                },
+                reviewers: pr.reviewers.clone(),
+            })
+        }
+    };
+    let request = Request {
+        app: app.clone(),
+        repo_url,
+        credentials,
+        to: to.to_string(),
+        reason: reason.to_string(),
+        initiator: format!("RollbackPolicy {}/{}", p.namespace(), p.name()),
+        author: mooring_source::Identity {
+            name: "Mooring RollbackPolicy".into(),
+            email: "rollback-policy@mooring.invalid".into(),
+        },
+        mode: match spec.mode {
+            GitRevertMode::Direct => Mode::Direct,
+            GitRevertMode::PullRequest => Mode::Branch,
+        },
+        branch: None,
+        all: spec.all,
+        app_file: None,
+        source_index: None,
+        dry_run: false,
+        push: true,
+        pr,
+        now: mooring_core::time::now(),
+        limits: mooring_source::Limits::default(),
+    };
+    crate::git_rollback::run(ctx.repos.clone(), &ctx.outbound, request)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Why a rule fired, in one sentence.
@@ -575,6 +779,7 @@ fn failed_record(rule: &str, app: &Application, err: RollbackError) -> RollbackR
         from_revision: deployed_revision(app),
         to_revision: None,
         message: err.to_string(),
+        ..Default::default()
     }
 }
 
@@ -606,6 +811,7 @@ async fn roll_back(
             from_revision: deployed_revision(app),
             to_revision: None,
             message: format!("aborted Rollout {rollout}"),
+            ..Default::default()
         }
     } else if crate::operation::in_progress(app) {
         // A running sync is not interrupted (its end would clear a new request): the
@@ -623,6 +829,7 @@ async fn roll_back(
             to_revision: None,
             message: "a sync operation is running; the rollback sync is requested when it ends"
                 .into(),
+            ..Default::default()
         }
     } else {
         sync_back(ctx, p, app, &rule.name, s).await?
@@ -653,6 +860,7 @@ async fn sync_back(
         from_revision: from.clone(),
         to_revision: None,
         message: String::new(),
+        ..Default::default()
     };
     let Some(to) = engine::rollback_target(&s.healthy_revisions, from.as_deref()) else {
         record.message = format!(
@@ -748,14 +956,38 @@ async fn suspend(
 
 /// Keep the `AutoSyncSuspended` condition in line with the annotation: a reconcile that
 /// raced the suspension may have dropped the condition, and a user who removed the
-/// annotation has resumed automated sync.
-async fn sync_suspension_conditions(ctx: &Context, apps: &[Application], p: &RollbackPolicy) {
-    for app in apps {
+/// annotation has resumed automated sync. A suspension this policy made after rolling
+/// back to a revision ends by itself once Git renders that revision again
+/// ([`mooring_engine::rollback::verify::git_matches_rollback`]: a revert commit, by hand or
+/// by `spec.gitRevert`), with an `AutoSyncResumed` Event.
+async fn sync_suspension_conditions(
+    ctx: &Context,
+    apps: &[Application],
+    statuses: &[ApplicationRollbackStatus],
+    p: &RollbackPolicy,
+) {
+    for (app, s) in apps.iter().zip(statuses) {
         let annotated = app
             .metadata
             .pointer("/annotations")
             .and_then(|a| a.get(SUSPEND_ANNOTATION))
             .and_then(Value::as_str);
+        let ours = |reason: &str| {
+            reason.starts_with(&format!("RollbackPolicy {}/{} ", p.namespace(), p.name()))
+        };
+        if let (Some(reason), Some(r)) = (annotated, &s.last_rollback) {
+            if let (true, "syncRevision", Some(from), Some(to)) = (
+                ours(reason),
+                r.mode.as_str(),
+                r.from_revision.as_deref(),
+                r.to_revision.as_deref(),
+            ) {
+                if mooring_engine::rollback::verify::git_matches_rollback(app, from, to) {
+                    resume(ctx, app, from, to).await;
+                    continue;
+                }
+            }
+        }
         let conds: Vec<ApplicationCondition> = app
             .status
             .iter()
@@ -771,14 +1003,7 @@ async fn sync_suspension_conditions(ctx: &Context, apps: &[Application], p: &Rol
                     .collect();
                 json!({"status": {"conditions": rest}})
             }
-            Some(reason)
-                if !has
-                    && reason.starts_with(&format!(
-                        "RollbackPolicy {}/{} ",
-                        p.namespace(),
-                        p.name()
-                    )) =>
-            {
+            Some(reason) if !has && ours(reason) => {
                 let mut all = conds;
                 all.push(ApplicationCondition {
                     type_: SUSPENDED_CONDITION.into(),
@@ -843,6 +1068,92 @@ async fn abort_rollout(ctx: &Context, app: &Application, key: &ResourceKey) -> R
             .map_err(|e| format!("aborting {key}: {e}")),
         Err(e) => Err(format!("aborting {key}: {e}")),
     }
+}
+
+/// Tell the end of each rollback sync once: `RollbackCompleted` when the app is at the
+/// target revision, applied and Healthy, `RollbackFailed` when that sync failed or
+/// deployed something else (as `mooring app rollback` judges:
+/// [`mooring_engine::rollback::verify::progress`]). Returns whether a record changed.
+async fn report_completions(
+    ctx: &Context,
+    apps: &[Application],
+    statuses: &mut [ApplicationRollbackStatus],
+) -> bool {
+    use mooring_engine::rollback::verify::{progress, RollbackProgress};
+    let mut changed = false;
+    for (app, s) in apps.iter().zip(statuses.iter_mut()) {
+        let Some(r) = s.last_rollback.as_mut() else {
+            continue;
+        };
+        let (Some(to), "syncRevision", None) = (
+            r.to_revision.clone(),
+            r.mode.as_str(),
+            r.completed_at.as_ref(),
+        ) else {
+            continue;
+        };
+        let from = r.from_revision.clone().unwrap_or_default();
+        let (type_, reason, message) =
+            match progress(app, "", &mooring_core::app::Revisions::single(&to)) {
+                RollbackProgress::Pending(_) => continue,
+                RollbackProgress::Done => (
+                    crate::events::EventType::Normal,
+                    crate::app_rollback::COMPLETED,
+                    format!("rolled back from {from} to {to}: Synced and Healthy"),
+                ),
+                RollbackProgress::Failed(why) => (
+                    crate::events::EventType::Warning,
+                    crate::app_rollback::FAILED,
+                    format!("rollback from {from} to {to} failed: {why}"),
+                ),
+            };
+        r.completed_at = Some(now());
+        changed = true;
+        let object = json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": app.metadata,
+        });
+        crate::events::record(ctx, &object, type_, reason, &message, "mooring-rollback").await;
+    }
+    changed
+}
+
+/// End a suspension because Git caught up: the annotation and the condition go, and an
+/// Event says why.
+async fn resume(ctx: &Context, app: &Application, from: &str, to: &str) {
+    let rest: Vec<ApplicationCondition> = app
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter())
+        .filter(|c| c.type_ != SUSPENDED_CONDITION)
+        .cloned()
+        .collect();
+    let patch = json!({
+        "metadata": {"annotations": {SUSPEND_ANNOTATION: null}},
+        "status": {"conditions": rest},
+    });
+    if let Err(e) = ctx.patch_app(app, patch).await {
+        tracing::warn!("resuming automated sync of {}: {e}", app.name());
+        return;
+    }
+    let head = app
+        .status
+        .as_ref()
+        .map(|s| s.sync.revisions().to_string())
+        .unwrap_or_default();
+    let object = json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": app.metadata,
+    });
+    crate::events::record(
+        ctx,
+        &object,
+        crate::events::EventType::Normal,
+        "AutoSyncResumed",
+        &format!(
+            "automated sync resumed: Git's head {head} renders what the rolled-back revision {to} rendered (the bad revision was {from})"
+        ),
+        "mooring-rollback",
+    )
+    .await;
 }
 
 /// A Warning Event on the Application (the management cluster), as kubectl describes it.
@@ -950,42 +1261,39 @@ async fn resolve_headers(
     ns: &str,
     mut w: WebhookSpec,
 ) -> Result<WebhookSpec, String> {
-    use mooring_k8s::k8s_openapi::api::core::v1::Secret;
-    let secrets: Api<Secret> = Api::namespaced(ctx.management.client().clone(), ns);
     for h in &mut w.headers {
         let Some(from) = h.value_from.take() else {
             continue;
         };
-        let r = from.secret_key_ref;
-        let secret = secrets
-            .get_opt(&r.name)
+        let value = secret_value(ctx, ns, &from.secret_key_ref)
             .await
-            .map_err(|e| format!("header {}: Secret {ns}/{}: {e}", h.name, r.name))?
-            .ok_or_else(|| format!("header {}: Secret {ns}/{} not found", h.name, r.name))?;
-        let bytes = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(&r.key))
-            .map(|b| b.0.clone())
-            .ok_or_else(|| {
-                format!(
-                    "header {}: Secret {ns}/{} has no key {}",
-                    h.name, r.name, r.key
-                )
-            })?;
-        let value = String::from_utf8(bytes).map_err(|_| {
-            format!(
-                "header {}: Secret {ns}/{} key {} is not text",
-                h.name, r.name, r.key
-            )
-        })?;
-        let value = value.trim().to_string();
+            .map_err(|e| format!("header {}: {e}", h.name))?;
         if value.contains(['\r', '\n']) {
             return Err(format!("header {}: the Secret's value spans lines", h.name));
         }
         h.value = value;
     }
     Ok(w)
+}
+
+/// One key of a Secret in `ns`, as trimmed text.
+async fn secret_value(ctx: &Context, ns: &str, r: &SecretKeyRef) -> Result<String, String> {
+    use mooring_k8s::k8s_openapi::api::core::v1::Secret;
+    let secrets: Api<Secret> = Api::namespaced(ctx.management.client().clone(), ns);
+    let secret = secrets
+        .get_opt(&r.name)
+        .await
+        .map_err(|e| format!("Secret {ns}/{}: {e}", r.name))?
+        .ok_or_else(|| format!("Secret {ns}/{} not found", r.name))?;
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&r.key))
+        .map(|b| b.0.clone())
+        .ok_or_else(|| format!("Secret {ns}/{} has no key {}", r.name, r.key))?;
+    let value = String::from_utf8(bytes)
+        .map_err(|_| format!("Secret {ns}/{} key {} is not text", r.name, r.key))?;
+    Ok(value.trim().to_string())
 }
 
 /// POST the incident through the outbound client, retrying 5xx answers and connection

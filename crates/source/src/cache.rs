@@ -75,13 +75,13 @@ impl RepoCache {
     }
 
     /// The bare repository that caches `url`. The password never reaches the name.
-    fn repo_dir(&self, url: &str) -> PathBuf {
+    pub(crate) fn repo_dir(&self, url: &str) -> PathBuf {
         let digest = sha2::Sha256::digest(redact_url(url).as_bytes());
         let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
         self.dir.join(format!("{hex}.git"))
     }
 
-    fn lock_for(&self, path: &Path) -> Arc<Mutex<()>> {
+    pub(crate) fn lock_for(&self, path: &Path) -> Arc<Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry(path.to_path_buf()).or_default().clone()
     }
@@ -183,30 +183,41 @@ impl RepoCache {
                 })
         };
         let (old, new) = (tree_of(from)?, tree_of(to)?);
-        let changes = repo
-            .diff_tree_to_tree(Some(&old), Some(&new), gix::diff::Options::default())
-            .map_err(|e| SourceError::Read {
-                url: redact_url(url),
-                what: format!("the difference between {from} and {to}"),
-                detail: describe(&e),
-            })?;
-        let mut paths = Vec::new();
-        for change in &changes {
-            use gix::object::tree::diff::ChangeDetached as C;
-            if change.entry_mode().is_tree() {
-                continue;
-            }
-            if let C::Rewrite {
-                source_location, ..
-            } = change
-            {
-                paths.push(source_location.to_str_lossy().into_owned());
-            }
-            paths.push(change.location().to_str_lossy().into_owned());
+        diff_paths(
+            &repo,
+            url,
+            &old,
+            &new,
+            &format!("the difference between {from} and {to}"),
+        )
+    }
+
+    /// The `ssh` command line (for `sh`) that reaches a repository with `creds`: batch
+    /// mode, the Secret's private key (written to a private temporary file, returned so the
+    /// caller keeps it alive for as long as ssh may run) and the host-key rule.
+    pub(crate) fn ssh_command(
+        &self,
+        creds: &Credentials,
+    ) -> Result<(String, Option<tempfile::NamedTempFile>), SourceError> {
+        let mut cmd = format!("ssh -o BatchMode=yes -o ConnectTimeout={SSH_CONNECT_TIMEOUT_SECS}");
+        let mut key_file = None;
+        if let Some(key) = creds.ssh_private_key() {
+            let file = write_key_file(key)?;
+            cmd.push_str(&format!(
+                " -i {} -o IdentitiesOnly=yes",
+                shell_quote(&file.path().to_string_lossy())
+            ));
+            key_file = Some(file);
         }
-        paths.sort();
-        paths.dedup();
-        Ok(paths)
+        if creds.insecure() {
+            cmd.push_str(" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null");
+        } else if let Some(known_hosts) = &self.known_hosts {
+            cmd.push_str(&format!(
+                " -o StrictHostKeyChecking=yes -o UserKnownHostsFile={}",
+                shell_quote(&known_hosts.to_string_lossy())
+            ));
+        }
+        Ok((cmd, key_file))
     }
 
     /// Fetch all branches, tags and `HEAD` of `url` into the bare repository at `path`.
@@ -225,24 +236,8 @@ impl RepoCache {
         let mut _key_file = None;
         let mut ssh_log = None;
         if kind(url) == Kind::Ssh {
-            let mut cmd =
-                format!("ssh -o BatchMode=yes -o ConnectTimeout={SSH_CONNECT_TIMEOUT_SECS}");
-            if let Some(key) = creds.ssh_private_key() {
-                let file = write_key_file(key)?;
-                cmd.push_str(&format!(
-                    " -i {} -o IdentitiesOnly=yes",
-                    shell_quote(&file.path().to_string_lossy())
-                ));
-                _key_file = Some(file);
-            }
-            if creds.insecure() {
-                cmd.push_str(" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null");
-            } else if let Some(known_hosts) = &self.known_hosts {
-                cmd.push_str(&format!(
-                    " -o StrictHostKeyChecking=yes -o UserKnownHostsFile={}",
-                    shell_quote(&known_hosts.to_string_lossy())
-                ));
-            }
+            let (mut cmd, key_file) = self.ssh_command(creds)?;
+            _key_file = key_file;
             // ssh's own messages ("Host key verification failed", "Permission denied
             // (publickey)") go to a private log so errors can quote them.
             let log = tempfile::Builder::new()
@@ -334,7 +329,11 @@ impl RepoCache {
     }
 }
 
-fn open_existing(path: &Path, url: &str, commit: &str) -> Result<gix::Repository, SourceError> {
+pub(crate) fn open_existing(
+    path: &Path,
+    url: &str,
+    commit: &str,
+) -> Result<gix::Repository, SourceError> {
     if !path.join("HEAD").is_file() {
         return Err(SourceError::CommitUnavailable {
             url: redact_url(url),
@@ -343,6 +342,41 @@ fn open_existing(path: &Path, url: &str, commit: &str) -> Result<gix::Repository
         });
     }
     gix::open_opts(path, gix::open::Options::isolated()).map_err(|e| cache_error(path, url, &e))
+}
+
+/// The paths of the files that differ between two trees (added, deleted or modified; a
+/// rename shows both paths), sorted: the one rule for "what a commit touched".
+pub(crate) fn diff_paths(
+    repo: &gix::Repository,
+    url: &str,
+    old: &gix::Tree<'_>,
+    new: &gix::Tree<'_>,
+    what: &str,
+) -> Result<Vec<String>, SourceError> {
+    let changes = repo
+        .diff_tree_to_tree(Some(old), Some(new), gix::diff::Options::default())
+        .map_err(|e| SourceError::Read {
+            url: redact_url(url),
+            what: what.to_string(),
+            detail: describe(&e),
+        })?;
+    let mut paths = Vec::new();
+    for change in &changes {
+        use gix::object::tree::diff::ChangeDetached as C;
+        if change.entry_mode().is_tree() {
+            continue;
+        }
+        if let C::Rewrite {
+            source_location, ..
+        } = change
+        {
+            paths.push(source_location.to_str_lossy().into_owned());
+        }
+        paths.push(change.location().to_str_lossy().into_owned());
+    }
+    paths.sort();
+    paths.dedup();
+    Ok(paths)
 }
 
 /// Create the bare repository at `path`, replacing a half-made one.

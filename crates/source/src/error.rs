@@ -194,6 +194,84 @@ pub enum SourceError {
         /// What is wrong.
         reason: String,
     },
+    /// The rollback target is not on the branch's first-parent history.
+    #[error("{revision} is not an ancestor of the branch head {head} in {url} ({detail}); give a commit of the tracked branch's history")]
+    NotAnAncestor {
+        /// The URL, password redacted.
+        url: String,
+        /// The target commit.
+        revision: String,
+        /// The branch head.
+        head: String,
+        /// Why.
+        detail: String,
+    },
+    /// A revert conflicts with later changes; nothing was written.
+    #[error("reverting {commit} in {url} conflicts in {paths:?}; nothing was committed or pushed — revert by hand, or roll back to a later commit")]
+    RevertConflict {
+        /// The URL, password redacted.
+        url: String,
+        /// The commit whose revert conflicts.
+        commit: String,
+        /// The conflicting paths.
+        paths: Vec<String>,
+    },
+    /// The revert changes nothing.
+    #[error("nothing to revert in {url}: the branch head {head} already has the content the rollback would produce")]
+    NothingToRevert {
+        /// The URL, password redacted.
+        url: String,
+        /// The branch head.
+        head: String,
+    },
+    /// A file edit of the rollback commit failed.
+    #[error("cannot edit {path:?} in {url}: {reason}")]
+    EditFailed {
+        /// The URL, password redacted.
+        url: String,
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// Writing objects for a new commit failed.
+    #[error("writing {what} for {url} failed: {detail}")]
+    Write {
+        /// The URL, password redacted.
+        url: String,
+        /// What was being written.
+        what: String,
+        /// What gix said.
+        detail: String,
+    },
+    /// A branch name Git would not accept.
+    #[error("branch name {branch:?} is refused: {reason}")]
+    InvalidBranch {
+        /// The branch as given.
+        branch: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server refused the push because the branch moved (the push is never forced).
+    #[error("push of {branch} to {url} was rejected: {detail}; the branch moved since it was read — run the rollback again")]
+    PushRejected {
+        /// The URL, password redacted.
+        url: String,
+        /// The branch.
+        branch: String,
+        /// What git said.
+        detail: String,
+    },
+    /// Any other push failure.
+    #[error("push of {branch} to {url} failed: {detail}")]
+    Push {
+        /// The URL, password redacted.
+        url: String,
+        /// The branch.
+        branch: String,
+        /// What git said.
+        detail: String,
+    },
     /// A string that should have been a 40-character commit id.
     #[error("{value:?} is not a full commit id (40 hexadecimal characters)")]
     InvalidCommitId {

@@ -20,6 +20,10 @@
 //!   file count), checked from object headers before a blob is loaded.
 //! * [`RepoCache::changed_paths`] lists the files that differ between two commits, so a
 //!   new commit that does not touch an application's path can reuse its last render.
+//! * [`RepoCache::first_parent_range`], [`RepoCache::revert`] and [`RepoCache::push`]
+//!   write Git for `mooring rollback git`: reverts are in-memory 3-way tree merges with
+//!   gix (nothing is stored until the whole revert succeeded), pushes run `git push`
+//!   because gix has no push (see the `push` module for how credentials reach it).
 //! * [`webhook`] is pure: it verifies and parses GitHub and GitLab push events.
 //!
 //! All of the Git work is blocking; async callers wrap it in `spawn_blocking`.
@@ -63,6 +67,8 @@ mod credentials;
 mod dir;
 mod error;
 pub mod files;
+mod push;
+mod revert;
 mod tree;
 mod url;
 pub mod webhook;
@@ -71,6 +77,8 @@ pub use cache::RepoCache;
 pub use credentials::{CredentialIndex, Credentials, RepoSecret, SecretKind};
 pub use dir::export_dir;
 pub use error::SourceError;
+pub use push::validate_branch;
+pub use revert::{CommitInfo, FileChange, FileEdit, Identity, RevertRequest, Reverted, MAX_RANGE};
 pub use url::{redact_url, validate_url};
 
 use std::fmt;

@@ -90,6 +90,19 @@ pub(crate) fn walk(
     }
 }
 
+/// A caller's path to one file, normalised (`./a//b` → `a/b`), with the same refusals as
+/// [`split_path`]; the root itself is refused.
+pub(crate) fn file_path(path: &str) -> Result<String, SourceError> {
+    let parts = split_path(path)?;
+    if parts.is_empty() {
+        return Err(SourceError::InvalidPath {
+            path: path.to_string(),
+            reason: "it names the repository root, not a file".to_string(),
+        });
+    }
+    Ok(parts.join("/"))
+}
+
 /// Split a caller's path into components, refusing absolute paths and `..`.
 fn split_path(path: &str) -> Result<Vec<String>, SourceError> {
     let refuse = |reason: &str| SourceError::InvalidPath {

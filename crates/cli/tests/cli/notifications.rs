@@ -222,3 +222,184 @@ fn templates_triggers_and_delivery_status() {
         "{o:?}"
     );
 }
+
+/// Argo CD's catalog, verbatim (the fixture of mooring-notify's goldens).
+const CATALOG: &str = include_str!("../../../notify/tests/fixtures/catalog/install.yaml");
+
+const SYNCED_APP: &str = r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: guestbook, namespace: argocd}
+spec:
+  project: default
+  source: {repoURL: "https://github.com/argoproj/argocd-example-apps.git", path: guestbook, targetRevision: HEAD}
+  destination: {server: "https://kubernetes.default.svc", namespace: guestbook}
+status:
+  sync: {status: Synced, revision: a1b2c3d4e5f60718293a4b5c6d7e8f9012345678}
+  health: {status: Progressing, lastTransitionTime: "2026-12-06T07:59:00Z"}
+  operationState:
+    phase: Succeeded
+    startedAt: "2026-12-06T07:59:30Z"
+    finishedAt: "2026-12-06T08:00:00Z"
+    operation: {sync: {revision: a1b2c3d4e5f60718293a4b5c6d7e8f9012345678}}
+    syncResult: {revision: a1b2c3d4e5f60718293a4b5c6d7e8f9012345678}
+"#;
+
+/// `trigger run` and `template notify` with Argo CD's catalog applied verbatim: the
+/// conditions' results over a synced app, a template rendered, and sent by email to a
+/// real SMTP server through the configured service.
+#[test]
+fn trigger_run_and_template_notify_with_argo_cds_catalog() {
+    let cluster = crate::BinCluster::start();
+    let kc = cluster.kc.clone();
+    let crds = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .arg("crds")
+        .output()
+        .expect("mooring crds");
+    kubectl_ok(&kc, &["apply", "-f", "-"], Some(&stdout(&crds)));
+    kubectl_ok(&kc, &["apply", "-n", "argocd", "-f", "-"], Some(CATALOG));
+    apply_eventually(&kc, SYNCED_APP);
+    let o = mooring(
+        &kc,
+        &[
+            "notifications",
+            "trigger",
+            "run",
+            "on-sync-succeeded",
+            "guestbook",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v[0]["triggered"], true, "{v}");
+    assert_eq!(v[0]["oncePer"], "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678");
+    assert_eq!(v[0]["send"], serde_json::json!(["app-sync-succeeded"]));
+    // Progressing, not Healthy: on-deployed does not fire.
+    let o = mooring(
+        &kc,
+        &[
+            "notifications",
+            "trigger",
+            "run",
+            "on-deployed",
+            "guestbook",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    assert!(
+        out.lines().nth(1).is_some_and(|l| l.starts_with("0")
+            && l.contains("false")
+            && l.contains("app-deployed")),
+        "{out}"
+    );
+    let o = mooring(
+        &kc,
+        &["notifications", "trigger", "run", "on-nothing", "guestbook"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("trigger \"on-nothing\" is not configured"),
+        "{o:?}"
+    );
+
+    // Without a recipient: the rendered template.
+    let o = mooring(
+        &kc,
+        &[
+            "notifications",
+            "template",
+            "notify",
+            "app-sync-succeeded",
+            "guestbook",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    assert!(
+        out.contains("Application guestbook has been successfully synced at 2026-12-06T08:00:00Z."),
+        "{out}"
+    );
+
+    // An unknown service is named; nothing is sent.
+    let o = mooring(
+        &kc,
+        &[
+            "notifications",
+            "template",
+            "notify",
+            "app-sync-succeeded",
+            "guestbook",
+            "--recipient",
+            "pager:oncall",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        stdout(&o).contains("pager:oncall: failed:") && stdout(&o).contains("not configured"),
+        "{o:?}"
+    );
+
+    let Some(_) = mooring_testkit::mail::SmtpSink::available() else {
+        eprintln!(
+            "SKIPPED: python3-aiosmtpd is not installed here (scripts/test installs it; CI has it)"
+        );
+        return;
+    };
+    let smtp = mooring_testkit::mail::SmtpSink::start(false).expect("aiosmtpd");
+    kubectl_ok(
+        &kc,
+        &["patch", "configmap", "argocd-notifications-cm", "-n", "argocd", "--type", "merge", "-p",
+          &serde_json::json!({"data": {"service.email": format!("host: 127.0.0.1\nport: {}\nfrom: argocd@example.com\n", smtp.port())}}).to_string()],
+        None,
+    );
+    // Loopback is closed until the admin opens it in mooring-cm.
+    let o = mooring(
+        &kc,
+        &[
+            "notifications",
+            "template",
+            "notify",
+            "app-sync-succeeded",
+            "guestbook",
+            "--recipient",
+            "email:ml-team@example.com",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(stdout(&o).contains("outbound.allow"), "{o:?}");
+    kubectl_ok(
+        &kc,
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: mooring-cm, namespace: argocd}\ndata: {outbound.allow: 127.0.0.1}\n"),
+    );
+    let o = mooring(
+        &kc,
+        &[
+            "notifications",
+            "template",
+            "notify",
+            "app-sync-succeeded",
+            "guestbook",
+            "--recipient",
+            "email:ml-team@example.com",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(stdout(&o).trim(), "email:ml-team@example.com: delivered");
+    let mail = smtp.received().expect("maildir");
+    assert_eq!(mail.len(), 1);
+    assert_eq!(mail[0].header("X-RcptTo"), Some("ml-team@example.com"));
+    assert_eq!(
+        mail[0].header("Subject"),
+        Some("Application guestbook has been successfully synced.")
+    );
+    assert!(
+        mail[0].text().expect("body").contains(
+            "Application guestbook has been successfully synced at 2026-12-06T08:00:00Z."
+        ),
+        "{mail:?}"
+    );
+}

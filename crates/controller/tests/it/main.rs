@@ -1,10 +1,12 @@
 //! End-to-end: a real Git repository, the embedded cluster, the controller.
 
 mod analysis;
+mod app_rollback;
 mod appset;
 mod gitops;
 mod multisource;
 mod namespaces;
+mod notifications;
 mod notify_delivery;
 mod operations;
 mod policy;

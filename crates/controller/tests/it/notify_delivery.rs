@@ -244,6 +244,120 @@ async fn a_grafana_annotation_request_is_argo_cds() {
     );
 }
 
+/// Argo CD's catalog, verbatim (the fixture of mooring-notify's goldens).
+const CATALOG: &str = include_str!("../../../notify/tests/fixtures/catalog/install.yaml");
+
+/// The acceptance's last point, end to end: Argo CD's catalog applied verbatim plus an
+/// email and an Alertmanager service (and a template with Argo's `alertmanager` fields),
+/// an app subscribed by annotation; its sync sends one email that aiosmtpd receives over
+/// STARTTLS and one alert that Alertmanager shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synced_app_notifies_by_email_and_alertmanager() {
+    use crate::support::{allow_outbound, env, field, Repo};
+    use mooring_k8s::k8s_openapi::api::core::v1::ConfigMap;
+    use mooring_k8s::kube::api::{Api, DynamicObject, PostParams};
+    if SmtpSink::available().is_none() {
+        return skip("python3-aiosmtpd");
+    }
+    if Alertmanager::binary().is_none() {
+        return skip("prometheus-alertmanager");
+    }
+    let smtp = SmtpSink::start(true).expect("aiosmtpd");
+    let am = Alertmanager::start().expect("alertmanager");
+    let repo = Repo::new();
+    repo.write(
+        "apps/model/config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: model-config}\ndata: {threshold: \"0.9\"}\n",
+    );
+    let revision = repo.commit("model config");
+    let e = env().await;
+    allow_outbound(&e.client, &e.controller.ctx.outbound, "127.0.0.1").await;
+
+    let mut cm = yaml(CATALOG);
+    cm["metadata"] = json!({"name": "argocd-notifications-cm", "namespace": "argocd"});
+    let data = cm["data"].as_object_mut().expect("catalog data");
+    data.insert(
+        "service.email".into(),
+        json!(format!(
+            "host: 127.0.0.1\nport: {}\nfrom: argocd-notifications@example.com\ninsecure_skip_verify: true\n",
+            smtp.port()
+        )),
+    );
+    data.insert(
+        "service.alertmanager".into(),
+        json!(format!("targets:\n- {}\n", am.target())),
+    );
+    data.insert(
+        "template.app-synced-alert".into(),
+        json!("alertmanager:\n  labels:\n    fault_priority: \"P5\"\n    event_bucket: \"deploy\"\n    event_status: \"succeed\"\n    app: \"{{.app.metadata.name}}\"\n  annotations:\n    revision: \"{{.app.status.sync.revision}}\"\n"),
+    );
+    data.insert(
+        "trigger.on-synced-alert".into(),
+        json!("- when: app.status.operationState != nil and app.status.operationState.phase in ['Succeeded']\n  oncePer: app.status.operationState?.syncResult?.revision\n  send: [app-synced-alert]\n"),
+    );
+    let cm: ConfigMap = serde_json::from_value(cm).expect("configmap");
+    Api::<ConfigMap>::namespaced(e.client.clone(), "argocd")
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("argocd-notifications-cm");
+
+    let apps: Api<DynamicObject> = Api::namespaced_with(
+        e.client.clone(),
+        "argocd",
+        &mooring_k8s::resources::application_resource(),
+    );
+    let app: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "model", "namespace": "argocd", "annotations": {
+            "notifications.argoproj.io/subscribe.on-sync-succeeded.email": "ml-team@example.com",
+            "notifications.argoproj.io/subscribe.on-synced-alert.alertmanager": "",
+        }},
+        "spec": {
+            "project": "default",
+            "source": {"repoURL": repo.url(), "targetRevision": "main", "path": "apps/model"},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": "ml-serving"},
+            "syncPolicy": {"automated": {"prune": true}, "syncOptions": ["CreateNamespace=true"]},
+        }
+    }))
+    .expect("app");
+    apps.create(&PostParams::default(), &app)
+        .await
+        .expect("create app");
+
+    let alerts = mooring_testkit::eventually(120, "the alert in Alertmanager", || async {
+        am.alerts()
+            .ok()
+            .filter(|a| a.as_array().is_some_and(|a| !a.is_empty()))
+    })
+    .await;
+    assert_eq!(
+        alerts[0]["labels"],
+        json!({"alertname": "app-synced-alert", "fault_priority": "P5", "event_bucket": "deploy", "event_status": "succeed", "app": "model"})
+    );
+    assert_eq!(alerts[0]["annotations"]["revision"], revision);
+    assert_eq!(alerts[0]["generatorURL"], repo.url());
+    let mail = mooring_testkit::eventually(60, "the email in aiosmtpd", || async {
+        smtp.received().ok().filter(|m| !m.is_empty())
+    })
+    .await;
+    let a = apps.get("model").await.expect("app");
+    let a = serde_json::to_value(a).expect("json");
+    assert_eq!(field(&a, "/status/operationState/phase"), "Succeeded");
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    assert_eq!(mail[0].header("X-RcptTo"), Some("ml-team@example.com"));
+    assert_eq!(
+        mail[0].header("Subject"),
+        Some("Application model has been successfully synced.")
+    );
+    assert!(
+        mail[0]
+            .text()
+            .expect("body")
+            .contains("Application model has been successfully synced at"),
+        "{mail:?}"
+    );
+}
+
 /// A mail server name resolving to a loopback address: resolved once and checked like a
 /// URL's host (refused until the admin opens the address), and the connection goes to that
 /// checked address (the name is never looked up again: the system cannot resolve it).
