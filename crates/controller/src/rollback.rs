@@ -1098,12 +1098,12 @@ async fn report_completions(
                 RollbackProgress::Pending(_) => continue,
                 RollbackProgress::Done => (
                     crate::events::EventType::Normal,
-                    crate::app_rollback::COMPLETED,
+                    mooring_core::rollback::COMPLETED_REASON,
                     format!("rolled back from {from} to {to}: Synced and Healthy"),
                 ),
                 RollbackProgress::Failed(why) => (
                     crate::events::EventType::Warning,
-                    crate::app_rollback::FAILED,
+                    mooring_core::rollback::FAILED_REASON,
                     format!("rollback from {from} to {to} failed: {why}"),
                 ),
             };
