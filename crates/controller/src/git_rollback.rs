@@ -155,7 +155,7 @@ pub enum Error {
     PullRequest {
         branch: String,
         #[source]
-        source: ForgeError,
+        source: Box<ForgeError>,
     },
     #[error("internal error: {0}")]
     Internal(String),
@@ -189,7 +189,7 @@ pub async fn run(
                 .await
                 .map_err(|source| Error::PullRequest {
                     branch: outcome.branch.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
         outcome.warnings.extend(opened.warnings.iter().cloned());
         outcome.pull_request = Some(opened);

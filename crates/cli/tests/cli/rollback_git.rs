@@ -393,7 +393,7 @@ stringData: {{token: ghp_test}}
         .collect();
     assert_eq!(reverted, [c4.as_str(), c3.as_str(), c1.as_str()]);
     assert_eq!(outcome["kept"][0]["id"], c2.as_str());
-    assert_eq!(rollback_branches(&bare), [branch.clone()]);
+    assert_eq!(rollback_branches(&bare), vec![branch.clone()]);
     let show = |what: &str| git(&bare, &["show", &format!("{branch}:{what}")]);
     assert_eq!(
         show("apps/model-a/config.yaml"),
@@ -521,7 +521,7 @@ stringData: {{token: ghp_test}}
         err.contains(&c5) && err.contains("conflicts") && err.contains("apps/model-b/config.yaml"),
         "{err}"
     );
-    assert_eq!(rollback_branches(&bare), [branch.clone()], "nothing pushed");
+    assert_eq!(rollback_branches(&bare), vec![branch.clone()], "nothing pushed");
 
     // Hostile input: a target off the branch, an unknown app, a repository the project
     // does not allow.
