@@ -521,7 +521,11 @@ stringData: {{token: ghp_test}}
         err.contains(&c5) && err.contains("conflicts") && err.contains("apps/model-b/config.yaml"),
         "{err}"
     );
-    assert_eq!(rollback_branches(&bare), vec![branch.clone()], "nothing pushed");
+    assert_eq!(
+        rollback_branches(&bare),
+        vec![branch.clone()],
+        "nothing pushed"
+    );
 
     // Hostile input: a target off the branch, an unknown app, a repository the project
     // does not allow.

@@ -2,6 +2,7 @@
 
 mod analysis;
 mod appset;
+mod git_rollback;
 mod gitops;
 mod multisource;
 mod namespaces;
