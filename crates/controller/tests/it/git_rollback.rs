@@ -145,13 +145,11 @@ async fn nothing_to_roll_back_is_an_error_naming_the_inputs() {
     );
 }
 
+/// One recorded request: method, path, headers (lower-case names), JSON body.
+type Seen = (String, String, Vec<(String, String)>, Value);
+
 /// A forge API on 127.0.0.1 answering by (method, path prefix); records every request.
-fn fake_forge(
-    answers: Vec<(&'static str, &'static str, String)>,
-) -> (
-    u16,
-    Arc<Mutex<Vec<(String, String, Vec<(String, String)>, Value)>>>,
-) {
+fn fake_forge(answers: Vec<(&'static str, &'static str, String)>) -> (u16, Arc<Mutex<Vec<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let seen: Arc<Mutex<Vec<_>>> = Arc::default();
