@@ -309,3 +309,36 @@ async fn gitea_pull_request_with_label_ids_and_a_warning_for_a_missing_label() {
     let err = forge.open(&closed, &pr()).await.expect_err("refused");
     assert!(err.to_string().contains("127.0.0.1"), "{err}");
 }
+
+#[tokio::test]
+async fn direct_mode_commits_on_the_tracked_branch_and_never_forces() {
+    // The served repository (pushes to its checked-out branch allowed) and a clone.
+    let bare = Repo::new();
+    bare.git(&["config", "receive.denyCurrentBranch", "ignore"]);
+    let work = Repo::new();
+    work.git(&["remote", "add", "origin", &bare.path().to_string_lossy()]);
+    work.write("apps/model-a/config.yaml", "a: 1\n");
+    let c0 = work.commit("initial");
+    work.write("apps/model-a/config.yaml", "a: 2\n");
+    work.commit("a two");
+    work.git(&["push", "-q", "origin", "HEAD:main"]);
+    let url = format!("file://{}", bare.path().display());
+    let app = json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "model-a", "namespace": "argocd"},
+        "spec": {"project": "default", "source": {"repoURL": url, "targetRevision": "main", "path": "apps/model-a"},
+                 "destination": {"server": "https://kubernetes.default.svc", "namespace": "a"}}
+    });
+    let cache = Arc::new(RepoCache::new(work.path().join(".cache")));
+    let mut req = request(app, url, &c0, false);
+    req.mode = Mode::Direct;
+    req.branch = None;
+    let done = git_rollback::run(cache, &Outbound::default(), req)
+        .await
+        .expect("direct rollback");
+    assert_eq!(done.branch, "main");
+    assert!(done.pushed);
+    assert_eq!(bare.git(&["rev-parse", "main"]), done.commit.as_str());
+    assert_eq!(bare.git(&["show", "main:apps/model-a/config.yaml"]), "a: 1");
+    assert!(bare.git(&["branch", "--list", "rollback/*"]).is_empty());
+}
