@@ -129,6 +129,27 @@ pub async fn run(cmd: RollbackCommand, common: crate::app::Common) -> anyhow::Re
     load_credentials(&m, &ctx).await?;
     let credentials = ctx.credentials_for(&fetch_url, Some(&project_name));
 
+    // The parent Application (app-of-apps): the one whose tracking id the app carries.
+    let parent_app = parent_of(&api, &app).await?;
+    let parent_source = parent_app.as_ref().and_then(|p| p.source().cloned());
+    let parent = match (&parent_app, &parent_source) {
+        (Some(p), Some(s)) => {
+            let url = ctx.fetch_url(&s.repo_url);
+            let revision = s.target_revision.clone().unwrap_or_default();
+            Some(git_rollback::Parent {
+                name: p.name().to_string(),
+                credentials: ctx
+                    .credentials_for(&url, Some(mooring_controller::project::project_name(p))),
+                repo_url: url,
+                branch: (!revision.is_empty()
+                    && revision != "HEAD"
+                    && !mooring_engine::git_rollback::pins_commit(&revision))
+                .then_some(revision),
+                path: s.path.clone().unwrap_or_default(),
+            })
+        }
+        _ => None,
+    };
     let pr = match args.pr {
         Some(kind) => {
             let kind = match kind {
@@ -153,6 +174,11 @@ pub async fn run(cmd: RollbackCommand, common: crate::app::Common) -> anyhow::Re
                     token,
                 },
                 reviewers: args.reviewers.clone(),
+                parent_repo: parent_source
+                    .as_ref()
+                    .filter(|p| p.repo_url != source.repo_url)
+                    .and_then(|p| mooring_engine::git_rollback::forge_repo(&p.repo_url).ok())
+                    .map(|r| r.path),
             })
         }
         None => None,
@@ -193,6 +219,7 @@ pub async fn run(cmd: RollbackCommand, common: crate::app::Common) -> anyhow::Re
         all: args.all,
         app_file: args.app_file.clone(),
         source_index: index,
+        parent,
         dry_run: args.dry_run,
         push: args.push,
         pr,
@@ -253,6 +280,41 @@ pub async fn run(cmd: RollbackCommand, common: crate::app::Common) -> anyhow::Re
         println!("Pull request #{}: {}", pr.number, pr.url);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Application that deployed `app` (Argo CD's tracking annotation, else the
+/// `app.kubernetes.io/instance` label), when it is another Application of the same
+/// namespace.
+async fn parent_of(
+    api: &kube::Api<kube::api::DynamicObject>,
+    app: &mooring_core::app::Application,
+) -> anyhow::Result<Option<mooring_core::app::Application>> {
+    let meta = serde_json::to_value(&app.metadata)?;
+    let instance = meta
+        .pointer("/annotations")
+        .and_then(|a| a.get(mooring_k8s::cluster::TRACKING_ANNOTATION))
+        .and_then(|v| v.as_str())
+        .and_then(mooring_k8s::cluster::tracking_app)
+        .or_else(|| {
+            meta.pointer("/labels")
+                .and_then(|l| l.get("app.kubernetes.io/instance"))
+                .and_then(|v| v.as_str())
+        })
+        .map(str::to_string);
+    let Some(name) = instance.filter(|n| n != app.name()) else {
+        return Ok(None);
+    };
+    let Some(parent) = api
+        .get_opt(&name)
+        .await
+        .with_context(|| format!("reading the parent Application {name}"))?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(
+        serde_json::from_value(serde_json::to_value(parent)?)
+            .with_context(|| format!("reading the parent Application {name}"))?,
+    ))
 }
 
 /// Load the repository Secrets of the control-plane namespace into the context's

@@ -59,6 +59,42 @@ pub enum Mode {
 pub struct PrOptions {
     pub forge: Forge,
     pub reviewers: Vec<String>,
+    /// The forge path (`owner/name`) of the parent Application's repository, when it is
+    /// another one: its manifest change gets a pull request there too.
+    pub parent_repo: Option<String>,
+}
+
+/// The Application that deploys this one (app-of-apps), found by its tracking id: where
+/// the manifest to update lives.
+#[derive(Clone, Debug)]
+pub struct Parent {
+    /// The parent Application's name.
+    pub name: String,
+    /// Its repository URL to fetch and push (after repository aliases).
+    pub repo_url: String,
+    pub credentials: Credentials,
+    /// Its tracked branch (its `targetRevision`, when that is a branch).
+    pub branch: Option<String>,
+    /// Its source path: the directory searched for the manifest.
+    pub path: String,
+}
+
+/// The second commit, in the parent Application's repository, when the manifest lives
+/// there.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentChange {
+    pub parent: String,
+    /// The repository, password redacted.
+    pub repo_url: String,
+    pub base_branch: String,
+    pub branch: String,
+    pub commit: CommitId,
+    pub manifest: String,
+    pub diff: String,
+    pub pushed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<Opened>,
 }
 
 /// Everything a Git rollback needs.
@@ -83,6 +119,8 @@ pub struct Request {
     pub app_file: Option<String>,
     /// Index in `spec.sources` of the source to roll back (multi-source apps).
     pub source_index: Option<usize>,
+    /// The parent Application (app-of-apps), when there is one.
+    pub parent: Option<Parent>,
     pub dry_run: bool,
     pub push: bool,
     pub pr: Option<PrOptions>,
@@ -115,6 +153,9 @@ pub struct Outcome {
     /// The Application manifest whose `targetRevision` was updated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest: Option<String>,
+    /// The manifest's change in the parent's repository, when it lives in another one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_change: Option<ParentChange>,
     pub message: String,
     /// Unified diff of the commit against the branch head.
     pub diff: String,
@@ -157,6 +198,13 @@ pub enum Error {
         #[source]
         source: Box<ForgeError>,
     },
+    #[error("the rollback branch {branch} was pushed, but pushing the Application manifest's change to {url} failed: {source}")]
+    ParentPush {
+        branch: String,
+        url: String,
+        #[source]
+        source: Box<SourceError>,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -193,6 +241,29 @@ pub async fn run(
                 })?;
         outcome.warnings.extend(opened.warnings.iter().cloned());
         outcome.pull_request = Some(opened);
+        if let (Some(repo), Some(change)) = (&pr.parent_repo, outcome.parent_change.as_mut()) {
+            if change.pushed {
+                let forge = Forge {
+                    repo: repo.clone(),
+                    ..pr.forge.clone()
+                };
+                let request = PullRequest {
+                    head: change.branch.clone(),
+                    base: change.base_branch.clone(),
+                    ..request
+                };
+                let opened =
+                    forge
+                        .open(outbound, &request)
+                        .await
+                        .map_err(|source| Error::PullRequest {
+                            branch: change.branch.clone(),
+                            source: Box::new(source),
+                        })?;
+                outcome.warnings.extend(opened.warnings.iter().cloned());
+                change.pull_request = Some(opened);
+            }
+        }
     }
     Ok(outcome)
 }
@@ -319,24 +390,37 @@ fn prepare(repos: &RepoCache, req: &Request) -> Result<Outcome, Error> {
     let newest_first: Vec<CommitInfo> = reverted.iter().rev().cloned().collect();
 
     // The Application manifest, when the app pins a commit.
-    let manifest = if pinned {
-        find_manifest(repos, url, &head, &app_name, req, &mut warnings)?
+    let other_repo_parent = req
+        .parent
+        .as_ref()
+        .filter(|p| p.repo_url != req.repo_url && req.app_file.is_none());
+    let search_dir = req
+        .parent
+        .as_ref()
+        .filter(|p| p.repo_url == req.repo_url)
+        .map_or("", |p| p.path.as_str());
+    let manifest = if pinned && other_repo_parent.is_none() {
+        find_manifest(
+            repos,
+            url,
+            &head,
+            &app_name,
+            req.app_file.as_deref(),
+            search_dir,
+            &req.limits,
+            &mut warnings,
+        )?
     } else {
         None
     };
     let new_rev = target.to_string();
-    let edit = |text: &[u8]| -> Result<Vec<u8>, String> {
+    let edit_in = |file: &str, text: &[u8]| -> Result<Vec<u8>, String> {
         let text = std::str::from_utf8(text).map_err(|_| "it is not UTF-8".to_string())?;
-        rules::set_target_revision(
-            manifest.as_deref().unwrap_or_default(),
-            text,
-            req.app.name(),
-            source_index,
-            &new_rev,
-        )
-        .map(String::into_bytes)
-        .map_err(|e| e.to_string())
+        rules::set_target_revision(file, text, req.app.name(), source_index, &new_rev)
+            .map(String::into_bytes)
+            .map_err(|e| e.to_string())
     };
+    let edit = |text: &[u8]| edit_in(manifest.as_deref().unwrap_or_default(), text);
     let mut edits = Vec::new();
     if let Some(path) = &manifest {
         edits.push(FileEdit {
@@ -374,8 +458,82 @@ fn prepare(repos: &RepoCache, req: &Request) -> Result<Outcome, Error> {
         .iter()
         .map(|c| rules::file_diff(&c.path, c.before.as_deref(), c.after.as_deref()))
         .collect();
+    // The manifest in the parent's repository: a second commit there, prepared (in
+    // memory) before anything is pushed.
+    let mut parent_change = None;
+    if let (true, Some(p)) = (pinned, other_repo_parent) {
+        let pbranch = p.branch.clone().ok_or_else(|| Error::Spec {
+            app: app_name.clone(),
+            reason: format!(
+                "its parent Application {} does not track a branch, so its manifest cannot be updated; update targetRevision there by hand",
+                p.name
+            ),
+        })?;
+        mooring_source::validate_branch(&pbranch)?;
+        let phead = repos.resolve(
+            &p.repo_url,
+            &format!("refs/heads/{pbranch}"),
+            &p.credentials,
+        )?;
+        if let Some(file) = find_manifest(
+            repos,
+            &p.repo_url,
+            &phead,
+            &app_name,
+            None,
+            &p.path,
+            &req.limits,
+            &mut warnings,
+        )? {
+            let pedit = |text: &[u8]| edit_in(&file, text);
+            let pdone = repos.revert(
+                &p.repo_url,
+                &RevertRequest {
+                    head: phead,
+                    commits: vec![],
+                    edits: vec![FileEdit {
+                        path: file.clone(),
+                        edit: &pedit,
+                    }],
+                    message: message.clone(),
+                    author: req.author.clone(),
+                    committer: req.author.clone(),
+                    time: req.now.as_second(),
+                    write,
+                },
+            )?;
+            parent_change = Some(ParentChange {
+                parent: p.name.clone(),
+                repo_url: redact_url(&p.repo_url),
+                branch: match req.mode {
+                    Mode::Branch => rollback_branch.clone(),
+                    Mode::Direct => pbranch.clone(),
+                },
+                base_branch: pbranch,
+                commit: pdone.commit,
+                manifest: file,
+                diff: pdone
+                    .changes
+                    .iter()
+                    .map(|c| rules::file_diff(&c.path, c.before.as_deref(), c.after.as_deref()))
+                    .collect(),
+                pushed: false,
+                pull_request: None,
+            });
+        }
+    }
     let pushed = if write && req.push {
         repos.push(url, &done.commit, &rollback_branch, creds)?;
+        if let (Some(change), Some(p)) = (parent_change.as_mut(), other_repo_parent) {
+            repos
+                .push(&p.repo_url, &change.commit, &change.branch, &p.credentials)
+                .map_err(|e| Error::ParentPush {
+                    branch: rollback_branch.clone(),
+                    url: redact_url(&p.repo_url),
+                    source: Box::new(e),
+                })?;
+            change.pushed = true;
+        }
         true
     } else {
         false
@@ -394,6 +552,7 @@ fn prepare(repos: &RepoCache, req: &Request) -> Result<Outcome, Error> {
         reverted: newest_first,
         kept,
         manifest,
+        parent_change,
         message,
         diff,
         dry_run: req.dry_run,
@@ -432,26 +591,32 @@ fn app_inputs(
 }
 
 /// The repository file that defines Application `app` at `head`: the given one, or the
-/// one YAML file defining an Application of that name.
+/// one YAML file under `under` (`""`: the whole repository) defining an Application of
+/// that name.
+#[allow(clippy::too_many_arguments)]
 fn find_manifest(
     repos: &RepoCache,
     url: &str,
     head: &CommitId,
     app: &str,
-    req: &Request,
+    app_file: Option<&str>,
+    under: &str,
+    limits: &Limits,
     warnings: &mut Vec<String>,
 ) -> Result<Option<String>, Error> {
-    if let Some(file) = &req.app_file {
+    if let Some(file) = app_file {
         if repos.read_file(url, head, file)?.is_none() {
             return Err(rules::GitRollbackError::ApplicationNotInFile {
-                file: file.clone(),
+                file: file.to_string(),
                 app: app.to_string(),
             }
             .into());
         }
         return Ok(Some(file.trim_start_matches("./").to_string()));
     }
-    let files = repos.read_tree(url, head, "", &req.limits)?;
+    let under = under.trim_start_matches("./").trim_matches('/');
+    let under = if under == "." { "" } else { under };
+    let files = repos.read_tree(url, head, under, limits)?;
     let mut found = Vec::new();
     for f in files {
         if !(f.path.ends_with(".yaml") || f.path.ends_with(".yml")) {
@@ -472,15 +637,20 @@ fn find_manifest(
             })
             .unwrap_or(false);
         if defines {
-            found.push(f.path);
+            found.push(if under.is_empty() {
+                f.path
+            } else {
+                format!("{under}/{}", f.path)
+            });
         }
     }
     match found.len() {
         1 => Ok(found.pop()),
         0 => {
             warnings.push(format!(
-                "the Application {app} pins targetRevision to a commit, and no file of {} defines it: update its targetRevision where it is defined (or give the file)",
-                redact_url(url)
+                "the Application {app} pins targetRevision to a commit, and no file of {}{} defines it: update its targetRevision where it is defined (or give the file)",
+                redact_url(url),
+                if under.is_empty() { String::new() } else { format!(" under {under}") }
             ));
             Ok(None)
         }

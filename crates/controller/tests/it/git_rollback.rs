@@ -39,6 +39,7 @@ fn request(app: Value, url: String, to: &str, dry_run: bool) -> Request {
         all: false,
         app_file: None,
         source_index: None,
+        parent: None,
         dry_run,
         push: !dry_run,
         pr: None,
@@ -341,4 +342,53 @@ async fn direct_mode_commits_on_the_tracked_branch_and_never_forces() {
     assert_eq!(bare.git(&["rev-parse", "main"]), done.commit.as_str());
     assert_eq!(bare.git(&["show", "main:apps/model-a/config.yaml"]), "a: 1");
     assert!(bare.git(&["branch", "--list", "rollback/*"]).is_empty());
+}
+
+#[tokio::test]
+async fn a_parent_in_another_repository_gets_its_own_commit_on_the_same_branch() {
+    let platform = Repo::new();
+    platform.write("apps/model-a/config.yaml", "model: v1\n");
+    let c0 = platform.commit("initial");
+    platform.write("apps/model-a/config.yaml", "model: v2\n");
+    let c1 = platform.commit("model-a v2");
+    let root = Repo::new();
+    root.write("apps/model-a.yaml", &manifest(&c1));
+    root.write(
+        "apps/model-b.yaml",
+        &manifest(&c1).replace("model-a", "model-b"),
+    );
+    root.commit("root apps");
+    let live = mooring_core::yaml::parse_one(&manifest(&c1)).expect("manifest");
+    let cache = Arc::new(RepoCache::new(platform.path().join(".cache")));
+    let mut req = request(live, platform.url(), &c0, false);
+    req.parent = Some(git_rollback::Parent {
+        name: "root".into(),
+        repo_url: root.url(),
+        credentials: Credentials::none(),
+        branch: Some("main".into()),
+        path: "apps".into(),
+    });
+    let done = git_rollback::run(cache, &Outbound::default(), req)
+        .await
+        .expect("rollback");
+    assert_eq!(done.manifest, None);
+    let change = done
+        .parent_change
+        .expect("a commit in the parent's repository");
+    assert_eq!(change.manifest, "apps/model-a.yaml");
+    assert!(change.pushed);
+    let branch = "rollback/model-a/20260304_050607";
+    assert_eq!(change.branch, branch);
+    assert_eq!(
+        root.git(&["show", &format!("{branch}:apps/model-a.yaml")]),
+        manifest(&format!("\"{c0}\"")).trim_end()
+    );
+    assert_eq!(
+        root.git(&["show", &format!("{branch}:apps/model-b.yaml")]),
+        manifest(&c1).replace("model-a", "model-b").trim_end()
+    );
+    assert_eq!(
+        platform.git(&["show", &format!("{branch}:apps/model-a/config.yaml")]),
+        "model: v1"
+    );
 }
