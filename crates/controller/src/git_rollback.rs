@@ -17,12 +17,16 @@
 //!    [`Request::all`] (the seed's whole-range revert). When the inputs of a commit
 //!    cannot be listed (the app's directory does not exist there), its path alone is used
 //!    and a warning says so.
-//! 3. **The manifest.** When the app pins `targetRevision` to a commit, the file of the
-//!    repository that defines the Application ([`Request::app_file`], else the one YAML
-//!    file at the branch head that defines an Application of that name) gets
-//!    `targetRevision: <target>` in the same commit. When no such file is in this
-//!    repository (the parent app lives elsewhere), a warning says the pin must be updated
-//!    there.
+//! 3. **The manifest.** When the app pins `targetRevision` to a commit, the file that
+//!    defines the Application gets `targetRevision: <target>`: [`Request::app_file`];
+//!    else the one YAML file defining an Application of that name under the parent
+//!    Application's path ([`Request::parent`], the app-of-apps parent found by its
+//!    tracking id) or, without a parent, in the whole repository. When the parent lives
+//!    in the same repository, the edit is part of the revert commit; when it lives in
+//!    another one, that repository gets a second commit (the edit alone) on a branch of
+//!    the same name, pushed after the first, with its own pull request
+//!    ([`ParentChange`]). When no file defines it, a warning says the pin must be
+//!    updated where it is defined.
 //! 4. **Commit.** One revert commit (in-memory merges, `mooring_source::RepoCache::revert`)
 //!    with the seed's message, on `rollback/APP/YYYYMMDD_HHMMSS` or, in
 //!    [`Mode::Direct`], on the branch itself. A conflict stops here: nothing is written
