@@ -125,6 +125,10 @@ pub async fn run(cmd: RollbackCommand, common: crate::app::Common) -> anyhow::Re
         None => app.sources().first().cloned(),
     }
     .with_context(|| format!("application {name} has no such source"))?;
+    let tracked = source.target_revision.clone().unwrap_or_default();
+    if args.branch.is_none() && mooring_engine::git_rollback::pins_commit(&tracked) {
+        bail!("application {name} pins targetRevision to {tracked}; give the branch to revert on with --branch");
+    }
     let fetch_url = ctx.fetch_url(&source.repo_url);
     load_credentials(&m, &ctx).await?;
     let credentials = ctx.credentials_for(&fetch_url, Some(&project_name));

@@ -12,8 +12,8 @@
 //! 2. **What.** The commits after the target on the branch's first-parent history
 //!    (`git log --first-parent REV..BRANCH`), and among them those whose changed files
 //!    lie under the app's render inputs at the commit or its parent
-//!    (`mooring_render::source_inputs`, the same inputs render reuse tracks;
-//!    `mooring_engine::git_rollback::touches_inputs`), or all of them with
+//!    (`mooring_render::source_inputs` and `inputs_touched`, the rule render reuse
+//!    applies), or all of them with
 //!    [`Request::all`] (the seed's whole-range revert). When the inputs of a commit
 //!    cannot be listed (the app's directory does not exist there), its path alone is used
 //!    and a warning says so.
@@ -372,7 +372,8 @@ fn prepare(repos: &RepoCache, req: &Request) -> Result<Outcome, Error> {
         for c in &range {
             let before = inputs_at(&parent)?;
             let after = inputs_at(&c.id)?;
-            if rules::touches_inputs(&before, &after, &c.changed) {
+            let both: Vec<String> = before.into_iter().chain(after).collect();
+            if mooring_render::inputs_touched(&both, &c.changed) {
                 touched.push(c.clone());
             } else {
                 others.push(c.clone());
