@@ -9,8 +9,8 @@
 use crate::output::{emit, Output};
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
-use mooring_controller::forge::{Forge, ForgeKind};
-use mooring_controller::git_rollback::{self, Mode, PrOptions, Request};
+use mooring_controller::forge::ForgeKind;
+use mooring_controller::git_rollback::{self, Mode};
 use mooring_k8s::k8s_openapi::api::core::v1::Secret;
 use mooring_k8s::kube;
 use std::process::ExitCode;
@@ -117,74 +117,33 @@ pub async fn run(cmd: RollbackCommand, common: crate::app::Common) -> anyhow::Re
     if let Err(why) = mooring_controller::project::check_app(&ctx, &app).await? {
         bail!("application {name}: {why}");
     }
-    let project_name = mooring_controller::project::project_name(&app).to_string();
-
     let index = args.source_position.map(|p| p.saturating_sub(1));
-    let source = match index {
-        Some(i) => app.sources().get(i).cloned(),
-        None => app.sources().first().cloned(),
+    let tracked = match index {
+        Some(i) => app.sources().get(i),
+        None => app.source(),
     }
-    .with_context(|| format!("application {name} has no such source"))?;
-    let tracked = source.target_revision.clone().unwrap_or_default();
+    .and_then(|s| s.target_revision.clone())
+    .unwrap_or_default();
     if args.branch.is_none() && mooring_engine::git_rollback::pins_commit(&tracked) {
         bail!("application {name} pins targetRevision to {tracked}; give the branch to revert on with --branch");
     }
-    let fetch_url = ctx.fetch_url(&source.repo_url);
     load_credentials(&m, &ctx).await?;
-    let credentials = ctx.credentials_for(&fetch_url, Some(&project_name));
-
-    // The parent Application (app-of-apps): the one whose tracking id the app carries.
-    let parent_app = parent_of(&api, &app).await?;
-    let parent_source = parent_app.as_ref().and_then(|p| p.source().cloned());
-    let parent = match (&parent_app, &parent_source) {
-        (Some(p), Some(s)) => {
-            let url = ctx.fetch_url(&s.repo_url);
-            let revision = s.target_revision.clone().unwrap_or_default();
-            Some(git_rollback::Parent {
-                name: p.name().to_string(),
-                credentials: ctx
-                    .credentials_for(&url, Some(mooring_controller::project::project_name(p))),
-                repo_url: url,
-                branch: (!revision.is_empty()
-                    && revision != "HEAD"
-                    && !mooring_engine::git_rollback::pins_commit(&revision))
-                .then_some(revision),
-                path: s.path.clone().unwrap_or_default(),
-            })
-        }
-        _ => None,
-    };
     let pr = match args.pr {
-        Some(kind) => {
-            let kind = match kind {
+        Some(kind) => Some(git_rollback::PrAsk {
+            kind: match kind {
                 ForgeArg::Github => ForgeKind::Github,
                 ForgeArg::Gitlab => ForgeKind::Gitlab,
                 ForgeArg::Gitea => ForgeKind::Gitea,
-            };
-            let repo = mooring_engine::git_rollback::forge_repo(&source.repo_url)?;
-            let token = if args.dry_run {
+            },
+            api_url: args.forge_url.clone(),
+            // A dry run only prints the pull request.
+            token: if args.dry_run {
                 String::new()
             } else {
                 forge_token(&m, args.token_secret.as_deref()).await?
-            };
-            Some(PrOptions {
-                forge: Forge {
-                    kind,
-                    api: args
-                        .forge_url
-                        .clone()
-                        .unwrap_or_else(|| kind.default_api(&repo)),
-                    repo: repo.path,
-                    token,
-                },
-                reviewers: args.reviewers.clone(),
-                parent_repo: parent_source
-                    .as_ref()
-                    .filter(|p| p.repo_url != source.repo_url)
-                    .and_then(|p| mooring_engine::git_rollback::forge_repo(&p.repo_url).ok())
-                    .map(|r| r.path),
-            })
-        }
+            },
+            reviewers: args.reviewers.clone(),
+        }),
         None => None,
     };
     ctx.outbound.load_config(m.client.clone()).await;
@@ -206,10 +165,7 @@ pub async fn run(cmd: RollbackCommand, common: crate::app::Common) -> anyhow::Re
             .or_else(|| git_config("user.email"))
             .unwrap_or_else(|| "rollback@mooring.invalid".into()),
     };
-    let request = Request {
-        app,
-        repo_url: fetch_url,
-        credentials,
+    let ask = git_rollback::Ask {
         to: args.to.clone(),
         reason: args.reason.clone(),
         initiator,
@@ -223,13 +179,12 @@ pub async fn run(cmd: RollbackCommand, common: crate::app::Common) -> anyhow::Re
         all: args.all,
         app_file: args.app_file.clone(),
         source_index: index,
-        parent,
         dry_run: args.dry_run,
         push: args.push,
         pr,
         now: mooring_core::time::now(),
-        limits: mooring_source::Limits::default(),
     };
+    let request = git_rollback::request_for(&ctx, app, ask).await?;
     let outcome = git_rollback::run(ctx.repos.clone(), &ctx.outbound, request).await?;
     if args.output != Output::Table {
         emit(&outcome, args.output)?;
@@ -284,41 +239,6 @@ pub async fn run(cmd: RollbackCommand, common: crate::app::Common) -> anyhow::Re
         println!("Pull request #{}: {}", pr.number, pr.url);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The Application that deployed `app` (Argo CD's tracking annotation, else the
-/// `app.kubernetes.io/instance` label), when it is another Application of the same
-/// namespace.
-async fn parent_of(
-    api: &kube::Api<kube::api::DynamicObject>,
-    app: &mooring_core::app::Application,
-) -> anyhow::Result<Option<mooring_core::app::Application>> {
-    let meta = serde_json::to_value(&app.metadata)?;
-    let instance = meta
-        .pointer("/annotations")
-        .and_then(|a| a.get(mooring_k8s::cluster::TRACKING_ANNOTATION))
-        .and_then(|v| v.as_str())
-        .and_then(mooring_k8s::cluster::tracking_app)
-        .or_else(|| {
-            meta.pointer("/labels")
-                .and_then(|l| l.get("app.kubernetes.io/instance"))
-                .and_then(|v| v.as_str())
-        })
-        .map(str::to_string);
-    let Some(name) = instance.filter(|n| n != app.name()) else {
-        return Ok(None);
-    };
-    let Some(parent) = api
-        .get_opt(&name)
-        .await
-        .with_context(|| format!("reading the parent Application {name}"))?
-    else {
-        return Ok(None);
-    };
-    Ok(Some(
-        serde_json::from_value(serde_json::to_value(parent)?)
-            .with_context(|| format!("reading the parent Application {name}"))?,
-    ))
 }
 
 /// Load the repository Secrets of the control-plane namespace into the context's

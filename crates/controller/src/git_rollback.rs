@@ -213,6 +213,143 @@ pub enum Error {
     Internal(String),
 }
 
+/// What the caller decides; [`request_for`] adds what the Application and the controller
+/// know (repository, credentials, parent, forge repository).
+#[derive(Clone, Debug)]
+pub struct Ask {
+    pub to: String,
+    pub reason: String,
+    pub initiator: String,
+    pub author: Identity,
+    pub mode: Mode,
+    pub branch: Option<String>,
+    pub all: bool,
+    pub app_file: Option<String>,
+    pub source_index: Option<usize>,
+    pub dry_run: bool,
+    pub push: bool,
+    pub pr: Option<PrAsk>,
+    pub now: Timestamp,
+}
+
+/// The pull request the caller wants.
+#[derive(Clone, Debug)]
+pub struct PrAsk {
+    pub kind: crate::forge::ForgeKind,
+    /// The API base (default: from the repository URL's host).
+    pub api_url: Option<String>,
+    pub token: String,
+    pub reviewers: Vec<String>,
+}
+
+/// The [`Request`] for rolling back `app` as `ask` says, with what the controller uses
+/// for the app: the fetch URL (repository aliases), the repository Secret's credentials
+/// for the app's project, and the parent Application (app-of-apps, by tracking id) read
+/// from the management cluster. `mooring rollback git` and the RollbackPolicy's
+/// `gitRevert` both call this.
+pub async fn request_for(
+    ctx: &crate::Context,
+    app: Application,
+    ask: Ask,
+) -> Result<Request, Error> {
+    let (source, _) = pick_source(&app, ask.source_index)?;
+    let repo_url = ctx.fetch_url(&source.repo_url);
+    let credentials = ctx.credentials_for(&repo_url, Some(crate::project::project_name(&app)));
+    let parent_app = parent_of(ctx, &app).await?;
+    let parent_source = parent_app.as_ref().and_then(|p| p.source().cloned());
+    let parent = match (&parent_app, &parent_source) {
+        (Some(p), Some(s)) => {
+            let url = ctx.fetch_url(&s.repo_url);
+            let revision = s.target_revision.clone().unwrap_or_default();
+            Some(Parent {
+                name: p.name().to_string(),
+                credentials: ctx.credentials_for(&url, Some(crate::project::project_name(p))),
+                repo_url: url,
+                branch: (!revision.is_empty()
+                    && revision != "HEAD"
+                    && !rules::pins_commit(&revision))
+                .then_some(revision),
+                path: s.path.clone().unwrap_or_default(),
+            })
+        }
+        _ => None,
+    };
+    let pr = match ask.pr {
+        Some(p) => {
+            let repo = rules::forge_repo(&source.repo_url)?;
+            Some(PrOptions {
+                forge: Forge {
+                    kind: p.kind,
+                    api: p.api_url.unwrap_or_else(|| p.kind.default_api(&repo)),
+                    repo: repo.path,
+                    token: p.token,
+                },
+                reviewers: p.reviewers,
+                parent_repo: parent_source
+                    .as_ref()
+                    .filter(|s| s.repo_url != source.repo_url)
+                    .and_then(|s| rules::forge_repo(&s.repo_url).ok())
+                    .map(|r| r.path),
+            })
+        }
+        None => None,
+    };
+    Ok(Request {
+        app,
+        repo_url,
+        credentials,
+        to: ask.to,
+        reason: ask.reason,
+        initiator: ask.initiator,
+        author: ask.author,
+        mode: ask.mode,
+        branch: ask.branch,
+        all: ask.all,
+        app_file: ask.app_file,
+        source_index: ask.source_index,
+        parent,
+        dry_run: ask.dry_run,
+        push: ask.push,
+        pr,
+        now: ask.now,
+        limits: Limits::default(),
+    })
+}
+
+/// The Application that deployed `app` (Argo CD's tracking annotation, else the
+/// `app.kubernetes.io/instance` label), when it is another Application of the same
+/// namespace.
+async fn parent_of(ctx: &crate::Context, app: &Application) -> Result<Option<Application>, Error> {
+    let meta = serde_json::to_value(&app.metadata).map_err(|e| Error::Internal(e.to_string()))?;
+    let instance = meta
+        .pointer("/annotations")
+        .and_then(|a| a.get(mooring_k8s::cluster::TRACKING_ANNOTATION))
+        .and_then(|v| v.as_str())
+        .and_then(mooring_k8s::cluster::tracking_app)
+        .or_else(|| {
+            meta.pointer("/labels")
+                .and_then(|l| l.get("app.kubernetes.io/instance"))
+                .and_then(|v| v.as_str())
+        })
+        .map(str::to_string);
+    let Some(name) = instance.filter(|n| n != app.name()) else {
+        return Ok(None);
+    };
+    let read = |e: String| Error::Internal(format!("reading the parent Application {name}: {e}"));
+    let Some(parent) = ctx
+        .apps_api(app.namespace())
+        .get_opt(&name)
+        .await
+        .map_err(|e| read(e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    let value = serde_json::to_value(parent).map_err(|e| read(e.to_string()))?;
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|e| read(e.to_string()))
+}
+
 /// Run a Git rollback (blocking Git work runs on tokio's blocking pool).
 pub async fn run(
     repos: Arc<RepoCache>,
@@ -274,7 +411,15 @@ pub async fn run(
 
 /// The source rolled back, with its index in `spec.sources` (None: `spec.source`).
 fn source_of(req: &Request) -> Result<(ApplicationSource, Option<usize>), Error> {
-    let app = &req.app;
+    pick_source(&req.app, req.source_index)
+}
+
+/// The source of `app` a rollback works on: `spec.source`, or in `spec.sources` the one
+/// at `index`, else the only one with a path.
+fn pick_source(
+    app: &Application,
+    source_index: Option<usize>,
+) -> Result<(ApplicationSource, Option<usize>), Error> {
     let spec_err = |reason: String| Error::Spec {
         app: app.name().to_string(),
         reason,
@@ -288,7 +433,7 @@ fn source_of(req: &Request) -> Result<(ApplicationSource, Option<usize>), Error>
         return Ok((s, None));
     }
     let sources = app.sources();
-    let index = match req.source_index {
+    let index = match source_index {
         Some(i) if i < sources.len() => i,
         Some(i) => {
             return Err(spec_err(format!(
