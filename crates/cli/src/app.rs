@@ -8,6 +8,7 @@
 use crate::output::{emit, print_table, Output};
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
+use mooring_controller::app_rollback::{RollbackRequest, RollbackTo};
 use mooring_core::app::{OperationPhase, OperationState};
 use mooring_k8s::kube;
 use mooring_k8s::kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
@@ -104,11 +105,31 @@ pub enum AppCommand {
         output: Output,
     },
     /// Sync back to a history entry (refused while automated sync is on).
+    /// Roll back to a history entry (`ID`) or a commit (`--revision`), then verify: exit 0
+    /// only when the app is at that revision, applied and Healthy (else exit 1 naming what
+    /// is wrong); shows the destination's pods and records `RollbackCompleted` /
+    /// `RollbackFailed` (and POSTs `rollback_completed` / `rollback_failed` to
+    /// `--notify-webhook`).
     Rollback {
         name: String,
-        id: i64,
+        /// The history entry (`mooring app history NAME`).
+        #[arg(required_unless_present = "revision", conflicts_with = "revision")]
+        id: Option<i64>,
+        /// A commit of the app's source instead of a history entry.
+        #[arg(long)]
+        revision: Option<String>,
         #[arg(long)]
         prune: bool,
+        /// Seconds to wait for the app to be at the revision and Healthy.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// Monitoring webhook that gets the outcome as JSON (`event`, `application`,
+        /// `from_revision`, `to_revision`, `timestamp`); checked against the admin's
+        /// outbound allowlist like every user URL.
+        #[arg(long, env = "MOORING_ROLLBACK_WEBHOOK")]
+        notify_webhook: Option<String>,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Output,
     },
     /// Delete an application (and, with --cascade, its resources).
     Delete {
@@ -570,28 +591,35 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
             print_table(&rows);
             Ok(ExitCode::SUCCESS)
         }
-        AppCommand::Rollback { name, id, prune } => {
-            let (api, name) = app_ref(&client, &default_ns, &name);
-            let a = get_app(&api, name).await?;
-            if automated(&a) {
-                bail!("rollback cannot be initiated when auto-sync is enabled: disable spec.syncPolicy.automated of {name} first (as in Argo CD)");
-            }
-            let entry = a
-                .pointer("/status/history")
-                .and_then(Value::as_array)
-                .and_then(|h| h.iter().find(|e| e.get("id").and_then(Value::as_i64) == Some(id)))
-                .with_context(|| format!("application {name} has no history entry {id} (see `mooring app history {name}`)"))?;
-            // `revision`, or `revisions` (one per source) for a multi-source app.
-            let mut sync = json!({"prune": prune});
-            mooring_core::app::Revisions::of(entry).write_into(&mut sync);
-            let started = operation_id(&a);
-            request_operation(
-                &api,
-                name,
-                json!({"sync": sync, "initiatedBy": {"username": "mooring-cli"}}),
+        AppCommand::Rollback {
+            name,
+            id,
+            revision,
+            prune,
+            timeout,
+            notify_webhook,
+            output,
+        } => {
+            let (ns, name) = mooring_core::app::qualified_name(&name, &default_ns);
+            let to = match (id, revision) {
+                (Some(id), _) => RollbackTo::History(id),
+                (None, Some(r)) => RollbackTo::Revision(r),
+                (None, None) => bail!("give a history ID or --revision"),
+            };
+            crate::rollback_verify::run(
+                &m,
+                RollbackRequest {
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                    to,
+                    prune,
+                    timeout: Duration::from_secs(timeout),
+                    initiator: "mooring-cli".into(),
+                },
+                notify_webhook.as_deref(),
+                output,
             )
-            .await?;
-            wait_operation(&api, name, &started, 300).await
+            .await
         }
         AppCommand::Delete { name, cascade } => {
             let (api, name) = app_ref(&client, &default_ns, &name);

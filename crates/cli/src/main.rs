@@ -14,6 +14,7 @@ mod embedded;
 mod output;
 mod policy;
 mod rollback;
+mod rollback_verify;
 mod rollout;
 mod up;
 

@@ -122,6 +122,22 @@ fn bad_arguments_exit_2_with_a_message() {
         .expect("mooring runs");
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--speed"));
+    // `app rollback` takes a history ID or --revision, not both, not neither.
+    for args in [
+        &["app", "rollback", "model"][..],
+        &["app", "rollback", "model", "3", "--revision", "abc1234"][..],
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
+            .args(args)
+            .output()
+            .expect("mooring runs");
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("<ID>") && err.contains("Usage"),
+            "{args:?}: {err}"
+        );
+    }
 }
 
 /// Starts `mooring cluster start` in `data`; the child and its kubeconfig path.

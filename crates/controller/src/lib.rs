@@ -11,6 +11,7 @@
 
 pub mod action;
 pub mod analysis;
+pub mod app_rollback;
 pub mod appset;
 pub mod clusters;
 pub mod conditions;

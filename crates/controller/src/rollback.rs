@@ -26,7 +26,10 @@
 //!    (which the automated-sync decision honours) and an `AutoSyncSuspended` condition on
 //!    the Application naming the policy, rule, value and threshold, so Git does not
 //!    re-apply the bad version at once. Removing the annotation resumes automated sync
-//!    (the loop then removes the condition).
+//!    (the loop then removes the condition); so does Git rendering the rolled-back
+//!    revision again (a revert commit, by hand or by `spec.gitRevert`: see
+//!    [`mooring_engine::rollback::verify::git_matches_rollback`]), which the loop notices
+//!    and answers with an `AutoSyncResumed` Event.
 //!
 //! Every firing records a Kubernetes Event on the Application. `create_incident_and_rollback`
 //! and `notify` also POST one JSON incident to `spec.incident.webhook` (retried with
@@ -474,7 +477,7 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
     }
     if fired.is_empty() {
         if due.is_empty() {
-            sync_suspension_conditions(ctx, &apps, p).await;
+            sync_suspension_conditions(ctx, &apps, &app_status, p).await;
             return Ok(());
         }
         status.applications = app_status;
@@ -748,14 +751,38 @@ async fn suspend(
 
 /// Keep the `AutoSyncSuspended` condition in line with the annotation: a reconcile that
 /// raced the suspension may have dropped the condition, and a user who removed the
-/// annotation has resumed automated sync.
-async fn sync_suspension_conditions(ctx: &Context, apps: &[Application], p: &RollbackPolicy) {
-    for app in apps {
+/// annotation has resumed automated sync. A suspension this policy made after rolling
+/// back to a revision ends by itself once Git renders that revision again
+/// ([`mooring_engine::rollback::verify::git_matches_rollback`]: a revert commit, by hand or
+/// by `spec.gitRevert`), with an `AutoSyncResumed` Event.
+async fn sync_suspension_conditions(
+    ctx: &Context,
+    apps: &[Application],
+    statuses: &[ApplicationRollbackStatus],
+    p: &RollbackPolicy,
+) {
+    for (app, s) in apps.iter().zip(statuses) {
         let annotated = app
             .metadata
             .pointer("/annotations")
             .and_then(|a| a.get(SUSPEND_ANNOTATION))
             .and_then(Value::as_str);
+        let ours = |reason: &str| {
+            reason.starts_with(&format!("RollbackPolicy {}/{} ", p.namespace(), p.name()))
+        };
+        if let (Some(reason), Some(r)) = (annotated, &s.last_rollback) {
+            if let (true, "syncRevision", Some(from), Some(to)) = (
+                ours(reason),
+                r.mode.as_str(),
+                r.from_revision.as_deref(),
+                r.to_revision.as_deref(),
+            ) {
+                if mooring_engine::rollback::verify::git_matches_rollback(app, from, to) {
+                    resume(ctx, app, from, to).await;
+                    continue;
+                }
+            }
+        }
         let conds: Vec<ApplicationCondition> = app
             .status
             .iter()
@@ -771,14 +798,7 @@ async fn sync_suspension_conditions(ctx: &Context, apps: &[Application], p: &Rol
                     .collect();
                 json!({"status": {"conditions": rest}})
             }
-            Some(reason)
-                if !has
-                    && reason.starts_with(&format!(
-                        "RollbackPolicy {}/{} ",
-                        p.namespace(),
-                        p.name()
-                    )) =>
-            {
+            Some(reason) if !has && ours(reason) => {
                 let mut all = conds;
                 all.push(ApplicationCondition {
                     type_: SUSPENDED_CONDITION.into(),
@@ -843,6 +863,45 @@ async fn abort_rollout(ctx: &Context, app: &Application, key: &ResourceKey) -> R
             .map_err(|e| format!("aborting {key}: {e}")),
         Err(e) => Err(format!("aborting {key}: {e}")),
     }
+}
+
+/// End a suspension because Git caught up: the annotation and the condition go, and an
+/// Event says why.
+async fn resume(ctx: &Context, app: &Application, from: &str, to: &str) {
+    let rest: Vec<ApplicationCondition> = app
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter())
+        .filter(|c| c.type_ != SUSPENDED_CONDITION)
+        .cloned()
+        .collect();
+    let patch = json!({
+        "metadata": {"annotations": {SUSPEND_ANNOTATION: null}},
+        "status": {"conditions": rest},
+    });
+    if let Err(e) = ctx.patch_app(app, patch).await {
+        tracing::warn!("resuming automated sync of {}: {e}", app.name());
+        return;
+    }
+    let head = app
+        .status
+        .as_ref()
+        .map(|s| s.sync.revisions().to_string())
+        .unwrap_or_default();
+    let object = json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": app.metadata,
+    });
+    crate::events::record(
+        ctx,
+        &object,
+        crate::events::EventType::Normal,
+        "AutoSyncResumed",
+        &format!(
+            "automated sync resumed: Git's head {head} renders what the rolled-back revision {to} rendered (the bad revision was {from})"
+        ),
+        "mooring-rollback",
+    )
+    .await;
 }
 
 /// A Warning Event on the Application (the management cluster), as kubectl describes it.

@@ -22,6 +22,12 @@
 //!       - {name: X-Team, value: ml-platform}
 //!       - name: Authorization            # from a Secret in the policy's namespace
 //!         valueFrom: {secretKeyRef: {name: incident-token, key: authorization}}
+//!   gitRevert:                         # optional: also revert Git (see below)
+//!     mode: pullRequest                  # or direct: a revert commit on the branch
+//!     pullRequest:
+//!       provider: github                 # github | gitlab | gitea
+//!       tokenSecretRef: {name: forge-token, key: token}
+//!       reviewers: [ml-oncall]
 //!   rules:
 //!   - name: error_rate
 //!     query: sum(rate(http_requests_total{namespace="ml-serving",code=~"5.."}[1m]))
@@ -50,6 +56,12 @@
 //! (`mooring_engine::rollback`), and the actions are the controller's
 //! (`mooring_controller::rollback`).
 //!
+//! With `gitRevert`, a rollback to a revision also reverts, in the app's source repository,
+//! the commits after the good revision that touch the app's inputs (as `mooring rollback
+//! git` does), directly on the tracked branch or as a pull request; automated sync,
+//! suspended by the rollback, resumes by itself once Git renders the good revision again
+//! (the revert merged, or any fix that renders the same objects).
+//!
 //! The controller keeps every piece of trigger state in `status` (per-rule breach timing,
 //! when it fired, each app's recently healthy revisions), so a restarted controller neither
 //! forgets a breach in progress nor fires a second time for the same breach.
@@ -64,7 +76,8 @@ pub const VERSION: &str = "v1alpha1";
 pub const KIND: &str = "RollbackPolicy";
 pub const PLURAL: &str = "rollbackpolicies";
 /// Set on an Application whose automated sync a rollback suspended (value: the reason).
-/// Removing it resumes automated sync.
+/// Removing it resumes automated sync; the policy removes it itself once Git renders the
+/// rolled-back revision again.
 pub const SUSPEND_ANNOTATION: &str = "mooring.dev/auto-sync-suspended";
 /// The Application condition that says why automated sync is suspended.
 pub const SUSPENDED_CONDITION: &str = "AutoSyncSuspended";
@@ -84,7 +97,50 @@ pub struct RollbackPolicySpec {
     pub interval: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident: Option<IncidentSpec>,
+    /// Also revert the bad commits in Git when rolling back to a revision, so Git holds
+    /// the good version again and automated sync resumes by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_revert: Option<GitRevertSpec>,
     pub rules: Vec<RollbackRule>,
+}
+
+/// `spec.gitRevert`: how an automated rollback reverts Git (what `mooring rollback git`
+/// does by hand), with the repository credentials the controller uses for the app's source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GitRevertSpec {
+    /// `direct`: a revert commit on the tracked branch itself; `pullRequest`: a branch
+    /// `rollback/APP/YYYYMMDD_HHMMSS` and a pull request (`pullRequest` settings).
+    pub mode: GitRevertMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<PullRequestSpec>,
+    /// Revert every commit after the good revision, not only those touching the app's
+    /// inputs (the seed's whole-range revert).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum GitRevertMode {
+    #[default]
+    PullRequest,
+    Direct,
+}
+
+/// Where and how to open the pull request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PullRequestSpec {
+    /// `github`, `gitlab` or `gitea`.
+    pub provider: String,
+    /// The forge's API base URL (default: derived from the repository URL's host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// The API token: a Secret in the policy's namespace.
+    pub token_secret_ref: SecretKeyRef,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reviewers: Vec<String>,
 }
 
 /// Applications by name and/or by labels (either matches).
@@ -311,6 +367,28 @@ pub struct ApplicationRollbackStatus {
     /// operation is not interrupted; the rollback sync is requested right after it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_rollback: Option<PendingRollback>,
+    /// The Git revert of the last rollback (`spec.gitRevert`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_revert: Option<GitRevertRecord>,
+}
+
+/// What `spec.gitRevert` did for one rollback. Written (`phase: Pending`) before the
+/// revert is attempted, so a restarted controller never pushes a second revert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GitRevertRecord {
+    /// The rollback it belongs to (`lastRollback.at`).
+    pub rollback_at: String,
+    /// `Pending`, `Pushed`, `Failed`.
+    pub phase: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request_url: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]

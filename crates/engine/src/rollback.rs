@@ -24,6 +24,8 @@
 //! sync, incident) is the controller's business; which revision to return to is decided
 //! here ([`rollback_target`]) from the revisions the controller saw Synced and Healthy.
 
+pub mod verify;
+
 use mooring_core::rollback::{RollbackPolicySpec, RollbackRule, RuleAction};
 use mooring_core::time;
 use std::time::{Duration, SystemTime};

@@ -1,6 +1,7 @@
 //! End-to-end: a real Git repository, the embedded cluster, the controller.
 
 mod analysis;
+mod app_rollback;
 mod appset;
 mod git_rollback;
 mod gitops;

@@ -2,15 +2,13 @@
 //! metrics, a real Prometheus scraping them, the controller, and a test HTTP server that
 //! receives incident webhooks.
 
-use crate::support::{allow_outbound, env_with_cluster, eventually, field, Env, Repo};
+use crate::support::{allow_outbound, env_with_cluster, eventually, field, Env, Hook, Repo};
 use mooring_apiserver::Cluster;
 use mooring_controller::prometheus::{LocalPrometheus, LocalPrometheusOptions};
 use mooring_k8s::kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use mooring_k8s::kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn deployment(error_rate: &str) -> String {
     format!(
@@ -107,89 +105,6 @@ async fn wait_synced_healthy(e: &Env, revision: &str) -> Value {
         }
     })
     .await
-}
-
-/// A tiny HTTP server on 127.0.0.1 recording POST bodies; the first `fail_first`
-/// requests get a 503 (to prove the webhook is retried).
-struct Hook {
-    port: u16,
-    /// (status answered, body, request head).
-    seen: Arc<Mutex<Vec<(u16, Value, String)>>>,
-}
-
-impl Hook {
-    async fn start(fail_first: usize) -> Hook {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let seen: Arc<Mutex<Vec<(u16, Value, String)>>> = Arc::default();
-        let s = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let body = loop {
-                    let Ok(n) = sock.read(&mut chunk).await else {
-                        break None;
-                    };
-                    if n == 0 {
-                        break None;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let len: usize = text[..end]
-                            .lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case("content-length")
-                                    .then(|| v.trim().parse().ok())?
-                            })
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + len {
-                            break Some((
-                                buf[end + 4..end + 4 + len].to_vec(),
-                                text[..end].to_lowercase(),
-                            ));
-                        }
-                    }
-                };
-                let Some((body, head)) = body else { continue };
-                let code = {
-                    let mut seen = s.lock().expect("lock");
-                    let code = if seen.len() < fail_first { 503 } else { 200 };
-                    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    seen.push((code, body, head));
-                    code
-                };
-                let reply = format!(
-                    "HTTP/1.1 {code} {}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                    if code == 200 {
-                        "OK"
-                    } else {
-                        "Service Unavailable"
-                    }
-                );
-                let _ = sock.write_all(reply.as_bytes()).await;
-            }
-        });
-        Hook { port, seen }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/incidents", self.port)
-    }
-
-    fn delivered(&self) -> Vec<Value> {
-        self.seen
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|(c, _, _)| *c == 200)
-            .map(|(_, b, _)| b.clone())
-            .collect()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -880,4 +795,137 @@ async fn a_breach_during_a_rollout_aborts_it() {
         "{a}"
     );
     drop(prom);
+}
+
+/// How the bad commit leaves Git after the automated rollback.
+#[derive(Clone, Copy, Debug)]
+enum Revert {
+    /// Someone runs `git revert` and pushes.
+    ByHand,
+}
+
+async fn refresh(apps: &Api<DynamicObject>) {
+    apps.patch(
+        "model",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}}),
+        ),
+    )
+    .await
+    .expect("refresh");
+}
+
+/// After an automated rollback, automated sync resumes by itself once Git renders the good
+/// revision again, and a later good commit deploys.
+async fn automated_sync_resumes_when_git_catches_up(revert: Revert) {
+    let repo = Repo::new();
+    repo.write("apps/model/deployment.yaml", &deployment("0"));
+    let good = repo.commit("model v1: healthy");
+    let (cluster, e) = env_with_cluster().await;
+    allow_outbound(&e.client, &e.controller.ctx.outbound, "127.0.0.1").await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let prom = start_prometheus(&cluster, dir.path()).await;
+    let apps = apps(&e.client);
+    create(&apps, application(&repo.url())).await;
+    wait_synced_healthy(&e, &good).await;
+    let policies = policies(&e.client);
+    create(
+        &policies,
+        json!({
+            "apiVersion": "mooring.dev/v1alpha1", "kind": "RollbackPolicy",
+            "metadata": {"name": "serving-slo", "namespace": "argocd"},
+            "spec": {
+                "applications": {"names": ["model"]},
+                "prometheus": {"address": prom.url()},
+                "interval": "1s",
+                "rules": [{
+                    "name": "error_rate", "query": ERROR_RATE,
+                    "threshold": {"operator": ">", "value": 0.05},
+                    "for": "2s", "action": "automatic_rollback",
+                }],
+            }
+        }),
+    )
+    .await;
+    eventually(60, "v1 recorded as healthy", || {
+        let policies = policies.clone();
+        let good = good.clone();
+        async move {
+            let p = get(&policies, "serving-slo").await;
+            p.pointer("/status/applications/0/healthyRevisions")
+                .and_then(Value::as_array)
+                .is_some_and(|h| h.iter().any(|r| r == good.as_str()))
+                .then_some(())
+        }
+    })
+    .await;
+    repo.write("apps/model/deployment.yaml", &deployment("0.2"));
+    let bad = repo.commit("model v2: 20% errors");
+    refresh(&apps).await;
+    eventually(120, "rolled back to v1 and suspended", || {
+        let apps = apps.clone();
+        let good = good.clone();
+        async move {
+            let a = get(&apps, "model").await;
+            (field(&a, "/status/operationState/syncResult/revision") == good
+                && field(&a, "/status/operationState/phase") == "Succeeded"
+                && !field(&a, "/metadata/annotations/mooring.dev~1auto-sync-suspended").is_empty())
+            .then_some(())
+        }
+    })
+    .await;
+    match revert {
+        Revert::ByHand => {
+            repo.git(&["revert", "--no-edit", &bad]);
+        }
+    }
+    let reverted = repo.git(&["rev-parse", "HEAD"]);
+    assert_ne!(reverted, bad);
+    refresh(&apps).await;
+    // Git renders v1 again: suspension lifted by the policy, with an Event saying why.
+    eventually(60, "automated sync resumed", || {
+        let apps = apps.clone();
+        async move {
+            let a = get(&apps, "model").await;
+            let suspended =
+                !field(&a, "/metadata/annotations/mooring.dev~1auto-sync-suspended").is_empty();
+            let cond = a
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "AutoSyncSuspended"));
+            (!suspended && !cond).then_some(())
+        }
+    })
+    .await;
+    let events: Api<DynamicObject> = Api::namespaced_with(
+        e.client.clone(),
+        "argocd",
+        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Event"), "events"),
+    );
+    let resumed: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .iter()
+        .filter(|e| e.data["reason"] == "AutoSyncResumed")
+        .map(|e| e.data["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(resumed.len(), 1, "{resumed:?}");
+    assert!(
+        resumed[0].contains(&reverted) && resumed[0].contains(&good),
+        "{resumed:?}"
+    );
+    // A later good commit is deployed by automated sync.
+    repo.write("apps/model/deployment.yaml", &deployment("0.01"));
+    let fixed = repo.commit("model v3: fixed");
+    refresh(&apps).await;
+    wait_synced_healthy(&e, &fixed).await;
+    drop(prom);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automated_sync_resumes_after_a_revert_by_hand() {
+    automated_sync_resumes_when_git_catches_up(Revert::ByHand).await;
 }
