@@ -102,6 +102,9 @@ pub async fn run(cmd: RollbackCommand, common: crate::app::Common) -> anyhow::Re
     if args.pr.is_some() && !args.push && !args.dry_run {
         bail!("--pr needs --push (the pull request is opened from the pushed branch)");
     }
+    if args.source_position == Some(0) {
+        bail!("--source-position is 1-based (the first source is 1)");
+    }
     if args.reason.trim().is_empty() {
         bail!("--reason must not be empty");
     }
