@@ -551,6 +551,7 @@ impl Controller {
         tasks.push(tokio::spawn(work(ctx.clone(), rx)));
         tasks.extend(appset::start(ctx.clone()));
         tasks.extend(rollback::start(ctx.clone()));
+        tasks.extend(notifications::start(ctx.clone()));
         tasks.extend(rollout::start(mgmt.clone()));
         tasks.extend(analysis::start(mgmt.clone(), ctx.analysis_options()));
         Ok(Controller { ctx, tasks })

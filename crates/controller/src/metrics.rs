@@ -16,6 +16,8 @@ pub struct Metrics {
     /// First time each (app, revision) was seen, to measure commit → converged.
     seen: Mutex<HashMap<(String, String), Instant>>,
     converged: Mutex<HashMap<(String, String), Duration>>,
+    /// Notification deliveries by (trigger, service, result).
+    notifications: Mutex<std::collections::BTreeMap<(String, String, String), u64>>,
 }
 
 impl Metrics {
@@ -65,6 +67,27 @@ impl Metrics {
     /// Commit seen → Synced and Healthy, per (app, revision).
     pub fn convergence(&self) -> HashMap<(String, String), Duration> {
         self.converged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// One notification delivery finished (`result`: `success` or `failure`).
+    pub fn record_notification(&self, trigger: &str, service: &str, result: &str) {
+        *self
+            .notifications
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((trigger.into(), service.into(), result.into()))
+            .or_default() += 1;
+    }
+
+    /// Notification deliveries by (trigger, service, result), for
+    /// `mooring_notifications_deliveries_total`.
+    pub fn notification_deliveries(
+        &self,
+    ) -> std::collections::BTreeMap<(String, String, String), u64> {
+        self.notifications
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()

@@ -47,9 +47,9 @@ use crate::{Context, ControllerError};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use mooring_core::app::{Application, ApplicationCondition, HealthStatusCode, SyncStatusCode};
 use mooring_core::rollback::{
-    ApplicationRollbackStatus, PendingRollback, PolicyCondition, RollbackPolicy,
-    RollbackPolicyStatus, RollbackRecord, RuleStatus, WebhookSpec, SUSPENDED_CONDITION,
-    SUSPEND_ANNOTATION,
+    ApplicationRollbackStatus, GitRevertMode, GitRevertRecord, PendingRollback, PolicyCondition,
+    RollbackPolicy, RollbackPolicyStatus, RollbackRecord, RuleStatus, SecretKeyRef, WebhookSpec,
+    SUSPENDED_CONDITION, SUSPEND_ANNOTATION,
 };
 use mooring_core::time::now_rfc3339 as now;
 use mooring_core::ResourceKey;
@@ -475,9 +475,25 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
         }
         s.last_rollback = Some(record);
     }
+    for (i, pending) in &due {
+        git_revert_once(
+            ctx,
+            p,
+            &apps[*i],
+            &pending.reason,
+            &mut app_status,
+            *i,
+            &status,
+        )
+        .await;
+    }
     if fired.is_empty() {
         if due.is_empty() {
             sync_suspension_conditions(ctx, &apps, &app_status, p).await;
+            if report_completions(ctx, &apps, &mut app_status).await {
+                status.applications = app_status;
+                return write_status(ctx, &ns, &name, &status).await;
+            }
             return Ok(());
         }
         status.applications = app_status;
@@ -489,6 +505,7 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
         .iter()
         .map(|(i, _)| apps[*i].name().to_string())
         .collect();
+    let mut reverts: Vec<(String, String)> = Vec::new();
     for (rule, e) in fired {
         for (app, s) in apps.iter().zip(app_status.iter_mut()) {
             let rolls_back_now =
@@ -510,6 +527,7 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
                     } else {
                         "notify only".into()
                     },
+                    ..Default::default()
                 }
             };
             if rolls_back_now && matches!(record.mode.as_str(), "none" | "failed") {
@@ -548,11 +566,180 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
                     status.conditions.retain(|c| c.type_ != "RollbackFailed");
                 }
                 s.last_rollback = Some(record);
+                reverts.push((app.name().to_string(), breach_text(rule, e)));
             }
+        }
+    }
+    for (app_name, reason) in &reverts {
+        if let Some(i) = apps.iter().position(|a| a.name() == app_name) {
+            git_revert_once(ctx, p, &apps[i], reason, &mut app_status, i, &status).await;
         }
     }
     status.applications = app_status;
     write_status(ctx, &ns, &name, &status).await
+}
+
+/// `spec.gitRevert`: after a rollback sync to a revision, revert the bad commits in Git
+/// (`crate::git_rollback`, what `mooring rollback git` does), at most once per rollback:
+/// the attempt is recorded (`Pending`) in the policy status before any Git work, so a
+/// controller restarted in between never pushes a second revert. The outcome (commit,
+/// branch, pull request, or the error) goes to the status and to an Event on the
+/// Application (`GitRevertPushed` / `GitRevertFailed`), which notifications subscribe to.
+///
+/// The Git work runs inline: the loop is the only writer of the policy's status, and a
+/// revert of a local clone takes well under a second (a remote push and pull request
+/// longer; other policies wait meanwhile).
+async fn git_revert_once(
+    ctx: &Context,
+    p: &RollbackPolicy,
+    app: &Application,
+    reason: &str,
+    statuses: &mut [ApplicationRollbackStatus],
+    i: usize,
+    status: &RollbackPolicyStatus,
+) {
+    let Some(spec) = p.spec.git_revert.as_ref() else {
+        return;
+    };
+    let Some(record) = statuses[i].last_rollback.clone() else {
+        return;
+    };
+    let (Some(to), "syncRevision") = (record.to_revision.clone(), record.mode.as_str()) else {
+        return;
+    };
+    if statuses[i]
+        .git_revert
+        .as_ref()
+        .is_some_and(|g| g.rollback_at == record.at)
+    {
+        return;
+    }
+    statuses[i].git_revert = Some(GitRevertRecord {
+        rollback_at: record.at.clone(),
+        phase: "Pending".into(),
+        ..Default::default()
+    });
+    let mut pending = status.clone();
+    pending.applications = statuses.to_vec();
+    if let Err(e) = write_status(ctx, p.namespace(), p.name(), &pending).await {
+        tracing::warn!(
+            "recording the git revert of {}: {e}; not reverting",
+            app.name()
+        );
+        return;
+    }
+    let result = git_revert(ctx, p, spec, app, &to, reason).await;
+    let (phase, event_type, event_reason, message) = match &result {
+        Ok(o) => {
+            let pr = o
+                .pull_request
+                .as_ref()
+                .map(|pr| format!("; pull request {}", pr.url))
+                .unwrap_or_default();
+            (
+                "Pushed",
+                crate::events::EventType::Normal,
+                "GitRevertPushed",
+                format!(
+                    "reverted {} commit(s) after {to} on {} ({}), commit {}{pr}",
+                    o.reverted.len(),
+                    o.branch,
+                    o.repo_url,
+                    o.commit
+                ),
+            )
+        }
+        Err(e) => (
+            "Failed",
+            crate::events::EventType::Warning,
+            "GitRevertFailed",
+            format!("reverting Git to {to} failed: {e}"),
+        ),
+    };
+    statuses[i].git_revert = Some(GitRevertRecord {
+        rollback_at: record.at.clone(),
+        phase: phase.into(),
+        branch: result.as_ref().ok().map(|o| o.branch.clone()),
+        commit: result.as_ref().ok().map(|o| o.commit.to_string()),
+        pull_request_url: result
+            .as_ref()
+            .ok()
+            .and_then(|o| o.pull_request.as_ref().map(|pr| pr.url.clone())),
+        message: message.clone(),
+    });
+    let object = json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": app.metadata,
+    });
+    crate::events::record(
+        ctx,
+        &object,
+        event_type,
+        event_reason,
+        &message,
+        "mooring-rollback",
+    )
+    .await;
+}
+
+/// The Git revert itself, with the repository credentials the controller uses for the
+/// app's source and, for a pull request, the forge token from the policy's namespace.
+async fn git_revert(
+    ctx: &Context,
+    p: &RollbackPolicy,
+    spec: &mooring_core::rollback::GitRevertSpec,
+    app: &Application,
+    to: &str,
+    reason: &str,
+) -> Result<crate::git_rollback::Outcome, String> {
+    use crate::git_rollback::{Ask, Mode, PrAsk};
+    if app.sources().is_empty() {
+        return Err("the application has no source".into());
+    }
+    if app.sources().len() > 1 {
+        return Err("gitRevert reverts single-source applications only".into());
+    }
+    let pr = match (spec.mode, spec.pull_request.as_ref()) {
+        (GitRevertMode::Direct, _) => None,
+        (GitRevertMode::PullRequest, None) => {
+            return Err("gitRevert.mode pullRequest needs gitRevert.pullRequest".into())
+        }
+        (GitRevertMode::PullRequest, Some(pr)) => Some(PrAsk {
+            kind: pr.provider.parse().map_err(|e| format!("{e}"))?,
+            api_url: pr.api_url.clone(),
+            token: secret_value(ctx, p.namespace(), &pr.token_secret_ref).await?,
+            reviewers: pr.reviewers.clone(),
+        }),
+    };
+    // The fetch URL, the repository Secret's credentials, the parent Application (an
+    // app-of-apps manifest pinned to a commit follows the revert) and the forge
+    // repository come from `request_for`, as for `mooring rollback git`.
+    let ask = Ask {
+        to: to.to_string(),
+        reason: reason.to_string(),
+        initiator: format!("RollbackPolicy {}/{}", p.namespace(), p.name()),
+        author: mooring_source::Identity {
+            name: "Mooring RollbackPolicy".into(),
+            email: "rollback-policy@mooring.invalid".into(),
+        },
+        mode: match spec.mode {
+            GitRevertMode::Direct => Mode::Direct,
+            GitRevertMode::PullRequest => Mode::Branch,
+        },
+        branch: None,
+        all: spec.all,
+        app_file: None,
+        source_index: None,
+        dry_run: false,
+        push: true,
+        pr,
+        now: mooring_core::time::now(),
+    };
+    let request = crate::git_rollback::request_for(ctx, app.clone(), ask)
+        .await
+        .map_err(|e| e.to_string())?;
+    crate::git_rollback::run(ctx.repos.clone(), &ctx.outbound, request)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Why a rule fired, in one sentence.
@@ -578,6 +765,7 @@ fn failed_record(rule: &str, app: &Application, err: RollbackError) -> RollbackR
         from_revision: deployed_revision(app),
         to_revision: None,
         message: err.to_string(),
+        ..Default::default()
     }
 }
 
@@ -609,6 +797,7 @@ async fn roll_back(
             from_revision: deployed_revision(app),
             to_revision: None,
             message: format!("aborted Rollout {rollout}"),
+            ..Default::default()
         }
     } else if crate::operation::in_progress(app) {
         // A running sync is not interrupted (its end would clear a new request): the
@@ -626,6 +815,7 @@ async fn roll_back(
             to_revision: None,
             message: "a sync operation is running; the rollback sync is requested when it ends"
                 .into(),
+            ..Default::default()
         }
     } else {
         sync_back(ctx, p, app, &rule.name, s).await?
@@ -656,6 +846,7 @@ async fn sync_back(
         from_revision: from.clone(),
         to_revision: None,
         message: String::new(),
+        ..Default::default()
     };
     let Some(to) = engine::rollback_target(&s.healthy_revisions, from.as_deref()) else {
         record.message = format!(
@@ -865,6 +1056,53 @@ async fn abort_rollout(ctx: &Context, app: &Application, key: &ResourceKey) -> R
     }
 }
 
+/// Tell the end of each rollback sync once: `RollbackCompleted` when the app is at the
+/// target revision, applied and Healthy, `RollbackFailed` when that sync failed or
+/// deployed something else (as `mooring app rollback` judges:
+/// [`mooring_engine::rollback::verify::progress`]). Returns whether a record changed.
+async fn report_completions(
+    ctx: &Context,
+    apps: &[Application],
+    statuses: &mut [ApplicationRollbackStatus],
+) -> bool {
+    use mooring_engine::rollback::verify::{progress, RollbackProgress};
+    let mut changed = false;
+    for (app, s) in apps.iter().zip(statuses.iter_mut()) {
+        let Some(r) = s.last_rollback.as_mut() else {
+            continue;
+        };
+        let (Some(to), "syncRevision", None) = (
+            r.to_revision.clone(),
+            r.mode.as_str(),
+            r.completed_at.as_ref(),
+        ) else {
+            continue;
+        };
+        let from = r.from_revision.clone().unwrap_or_default();
+        let (type_, reason, message) =
+            match progress(app, "", &mooring_core::app::Revisions::single(&to)) {
+                RollbackProgress::Pending(_) => continue,
+                RollbackProgress::Done => (
+                    crate::events::EventType::Normal,
+                    crate::app_rollback::COMPLETED,
+                    format!("rolled back from {from} to {to}: Synced and Healthy"),
+                ),
+                RollbackProgress::Failed(why) => (
+                    crate::events::EventType::Warning,
+                    crate::app_rollback::FAILED,
+                    format!("rollback from {from} to {to} failed: {why}"),
+                ),
+            };
+        r.completed_at = Some(now());
+        changed = true;
+        let object = json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": app.metadata,
+        });
+        crate::events::record(ctx, &object, type_, reason, &message, "mooring-rollback").await;
+    }
+    changed
+}
+
 /// End a suspension because Git caught up: the annotation and the condition go, and an
 /// Event says why.
 async fn resume(ctx: &Context, app: &Application, from: &str, to: &str) {
@@ -1009,42 +1247,39 @@ async fn resolve_headers(
     ns: &str,
     mut w: WebhookSpec,
 ) -> Result<WebhookSpec, String> {
-    use mooring_k8s::k8s_openapi::api::core::v1::Secret;
-    let secrets: Api<Secret> = Api::namespaced(ctx.management.client().clone(), ns);
     for h in &mut w.headers {
         let Some(from) = h.value_from.take() else {
             continue;
         };
-        let r = from.secret_key_ref;
-        let secret = secrets
-            .get_opt(&r.name)
+        let value = secret_value(ctx, ns, &from.secret_key_ref)
             .await
-            .map_err(|e| format!("header {}: Secret {ns}/{}: {e}", h.name, r.name))?
-            .ok_or_else(|| format!("header {}: Secret {ns}/{} not found", h.name, r.name))?;
-        let bytes = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(&r.key))
-            .map(|b| b.0.clone())
-            .ok_or_else(|| {
-                format!(
-                    "header {}: Secret {ns}/{} has no key {}",
-                    h.name, r.name, r.key
-                )
-            })?;
-        let value = String::from_utf8(bytes).map_err(|_| {
-            format!(
-                "header {}: Secret {ns}/{} key {} is not text",
-                h.name, r.name, r.key
-            )
-        })?;
-        let value = value.trim().to_string();
+            .map_err(|e| format!("header {}: {e}", h.name))?;
         if value.contains(['\r', '\n']) {
             return Err(format!("header {}: the Secret's value spans lines", h.name));
         }
         h.value = value;
     }
     Ok(w)
+}
+
+/// One key of a Secret in `ns`, as trimmed text.
+async fn secret_value(ctx: &Context, ns: &str, r: &SecretKeyRef) -> Result<String, String> {
+    use mooring_k8s::k8s_openapi::api::core::v1::Secret;
+    let secrets: Api<Secret> = Api::namespaced(ctx.management.client().clone(), ns);
+    let secret = secrets
+        .get_opt(&r.name)
+        .await
+        .map_err(|e| format!("Secret {ns}/{}: {e}", r.name))?
+        .ok_or_else(|| format!("Secret {ns}/{} not found", r.name))?;
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&r.key))
+        .map(|b| b.0.clone())
+        .ok_or_else(|| format!("Secret {ns}/{} has no key {}", r.name, r.key))?;
+    let value = String::from_utf8(bytes)
+        .map_err(|_| format!("Secret {ns}/{} key {} is not text", r.name, r.key))?;
+    Ok(value.trim().to_string())
 }
 
 /// POST the incident through the outbound client, retrying 5xx answers and connection

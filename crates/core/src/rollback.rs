@@ -414,6 +414,10 @@ pub struct RollbackRecord {
     pub to_revision: Option<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// When the rollback sync was seen done (at the revision, applied, Healthy) or failed,
+    /// and the `RollbackCompleted` / `RollbackFailed` Event recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
 }
 
 /// A whole `RollbackPolicy` object.

@@ -323,6 +323,9 @@ pub fn compile(spec: &RollbackPolicySpec) -> Result<Policy, RollbackError> {
             }
         }
     }
+    if let Some(g) = &spec.git_revert {
+        check_git_revert(g)?;
+    }
     let mut rules: Vec<Rule> = Vec::with_capacity(spec.rules.len());
     for r in &spec.rules {
         let rule = compile_rule(r)?;
@@ -332,6 +335,36 @@ pub fn compile(spec: &RollbackPolicySpec) -> Result<Policy, RollbackError> {
         rules.push(rule);
     }
     Ok(Policy { interval, rules })
+}
+
+/// `spec.gitRevert`: a pull request needs its forge and token; nothing else is read.
+fn check_git_revert(g: &mooring_core::rollback::GitRevertSpec) -> Result<(), RollbackError> {
+    use mooring_core::rollback::GitRevertMode;
+    let err = |m: String| Err(RollbackError::Policy(format!("spec.gitRevert: {m}")));
+    match (g.mode, &g.pull_request) {
+        (GitRevertMode::PullRequest, None) => {
+            err("mode pullRequest needs pullRequest {provider, tokenSecretRef}".into())
+        }
+        (GitRevertMode::Direct, Some(_)) => {
+            err("pullRequest is set but mode is direct (no pull request is opened)".into())
+        }
+        (GitRevertMode::Direct, None) => Ok(()),
+        (GitRevertMode::PullRequest, Some(pr)) => {
+            if !["github", "gitlab", "gitea"].contains(&pr.provider.as_str()) {
+                return err(format!(
+                    "pullRequest.provider {:?}: use github, gitlab or gitea",
+                    pr.provider
+                ));
+            }
+            if pr.token_secret_ref.name.is_empty() || pr.token_secret_ref.key.is_empty() {
+                return err("pullRequest.tokenSecretRef needs name and key".into());
+            }
+            if let Some(u) = &pr.api_url {
+                check_url("spec.gitRevert.pullRequest.apiUrl", u)?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// One query's result, reduced.
@@ -904,6 +937,46 @@ mod tests {
                 ]
             );
             assert!(c.rules.iter().all(|r| r.action == action));
+        }
+    }
+
+    #[test]
+    fn git_revert_settings_are_checked() {
+        let with = |g: serde_json::Value| {
+            let spec: RollbackPolicySpec = serde_json::from_value(serde_json::json!({
+                "rules": [{"name": "r", "query": "up", "threshold": {"operator": ">", "value": 1}, "action": "automatic_rollback"}],
+                "gitRevert": g,
+            }))
+            .expect("spec");
+            compile(&spec).map(drop).map_err(|e| e.to_string())
+        };
+        assert_eq!(with(serde_json::json!({"mode": "direct"})), Ok(()));
+        let ok = serde_json::json!({"mode": "pullRequest", "pullRequest": {"provider": "github", "tokenSecretRef": {"name": "t", "key": "token"}}});
+        assert_eq!(with(ok), Ok(()));
+        for (bad, says) in [
+            (
+                serde_json::json!({"mode": "pullRequest"}),
+                "needs pullRequest",
+            ),
+            (
+                serde_json::json!({"mode": "direct", "pullRequest": {"provider": "github", "tokenSecretRef": {"name": "t", "key": "k"}}}),
+                "mode is direct",
+            ),
+            (
+                serde_json::json!({"mode": "pullRequest", "pullRequest": {"provider": "bitbucket", "tokenSecretRef": {"name": "t", "key": "k"}}}),
+                "bitbucket",
+            ),
+            (
+                serde_json::json!({"mode": "pullRequest", "pullRequest": {"provider": "gitea", "tokenSecretRef": {"name": "", "key": "k"}}}),
+                "tokenSecretRef",
+            ),
+            (
+                serde_json::json!({"mode": "pullRequest", "pullRequest": {"provider": "gitea", "apiUrl": "ftp://x", "tokenSecretRef": {"name": "t", "key": "k"}}}),
+                "apiUrl",
+            ),
+        ] {
+            let e = with(bad.clone()).expect_err("invalid");
+            assert!(e.contains(says), "{bad}: {e}");
         }
     }
 }

@@ -21,6 +21,7 @@ const PURE: &[&str] = &[
     "mooring-source",
     "mooring-render",
     "mooring-policy",
+    "mooring-notify",
 ];
 
 /// Never a direct (normal or build) dependency of a pure crate.
@@ -70,6 +71,11 @@ const ALLOWED_INDIRECT: &[(&str, &str, &str)] = &[
         "k8s-openapi",
         "through mooring-engine (schema validation of constraint parameters), the \
          exception above",
+    ),
+    (
+        "mooring-notify",
+        "k8s-openapi",
+        "through mooring-engine (the shared Go-template function set), the exception above",
     ),
 ];
 

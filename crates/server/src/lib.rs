@@ -149,6 +149,21 @@ async fn metrics(
         "Seconds from a revision first seen to the application Synced and Healthy",
         convergence,
     );
+    let deliveries = Family::<Vec<(String, String)>, Counter>::default();
+    for ((trigger, service, result), n) in m.notification_deliveries() {
+        deliveries
+            .get_or_create(&vec![
+                ("trigger".into(), trigger),
+                ("service".into(), service),
+                ("result".into(), result),
+            ])
+            .inc_by(n);
+    }
+    registry.register(
+        "notifications_deliveries",
+        "Notification deliveries (Argo CD Notifications' format) by trigger, service and result",
+        deliveries,
+    );
     let mut out = String::new();
     if let Err(e) = encode(&mut out, &registry) {
         return (

@@ -16,6 +16,7 @@ mod appset;
 mod flood;
 mod gitops;
 mod policy;
+mod rollback;
 mod rollout;
 
 use anyhow::Context;
@@ -74,6 +75,9 @@ pub enum Target {
     /// Progressive delivery: abort latency (first failed measurement → stable traffic
     /// restored) and `--rollouts` concurrent Rollouts.
     Rollout,
+    /// Automated rollback: RollbackPolicy breach → good revision Healthy, and → the
+    /// `gitRevert` commit pushed (`--rounds`, a few seconds each).
+    Rollback,
     /// The REST API and the webhook under a flood of bad requests from 127.0.0.1
     /// (`--writers` loops for `--seconds`): the valid token's p50/p99 without and during it.
     ApiFlood,
@@ -148,6 +152,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Target::Appset => appset::run(args.apps, args.clusters).await,
         Target::Rollout => rollout::run(args.rollouts, args.rounds).await,
         Target::ApiFlood => flood::run(args.seconds, args.writers).await,
+        Target::Rollback => rollback::run(args.rounds).await,
     }
 }
 

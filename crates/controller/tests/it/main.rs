@@ -7,6 +7,7 @@ mod git_rollback;
 mod gitops;
 mod multisource;
 mod namespaces;
+mod notifications;
 mod operations;
 mod policy;
 mod projects;

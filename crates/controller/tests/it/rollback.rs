@@ -802,6 +802,8 @@ async fn a_breach_during_a_rollout_aborts_it() {
 enum Revert {
     /// Someone runs `git revert` and pushes.
     ByHand,
+    /// The policy's `gitRevert: {mode: direct}` pushes the revert commit itself.
+    ByPolicy,
 }
 
 async fn refresh(apps: &Api<DynamicObject>) {
@@ -830,6 +832,12 @@ async fn automated_sync_resumes_when_git_catches_up(revert: Revert) {
     create(&apps, application(&repo.url())).await;
     wait_synced_healthy(&e, &good).await;
     let policies = policies(&e.client);
+    let git_revert = match revert {
+        Revert::ByHand => Value::Null,
+        Revert::ByPolicy => json!({"mode": "direct"}),
+    };
+    // The controller pushes to the repository's checked-out branch, as to a server's.
+    repo.git(&["config", "receive.denyCurrentBranch", "updateInstead"]);
     create(
         &policies,
         json!({
@@ -839,6 +847,7 @@ async fn automated_sync_resumes_when_git_catches_up(revert: Revert) {
                 "applications": {"names": ["model"]},
                 "prometheus": {"address": prom.url()},
                 "interval": "1s",
+                "gitRevert": git_revert,
                 "rules": [{
                     "name": "error_rate", "query": ERROR_RATE,
                     "threshold": {"operator": ">", "value": 0.05},
@@ -879,6 +888,36 @@ async fn automated_sync_resumes_when_git_catches_up(revert: Revert) {
         Revert::ByHand => {
             repo.git(&["revert", "--no-edit", &bad]);
         }
+        Revert::ByPolicy => {
+            let p = eventually(60, "the revert commit pushed", || {
+                let policies = policies.clone();
+                async move {
+                    let p = get(&policies, "serving-slo").await;
+                    (field(&p, "/status/applications/0/gitRevert/phase") == "Pushed").then_some(p)
+                }
+            })
+            .await;
+            let commit = field(&p, "/status/applications/0/gitRevert/commit").to_string();
+            assert_eq!(repo.git(&["rev-parse", "main"]), commit, "{p}");
+            assert_eq!(field(&p, "/status/applications/0/gitRevert/branch"), "main");
+            assert_eq!(
+                repo.git(&["rev-parse", "main^"]),
+                bad,
+                "one commit on top of the bad one"
+            );
+            let message = repo.git(&["log", "-1", "--format=%B", "main"]);
+            for want in [
+                format!("Rollback model to {good}"),
+                "Reason:".to_string(),
+                "error_rate".to_string(),
+                "Rollback initiated by: RollbackPolicy argocd/serving-slo".to_string(),
+                "Timestamp:".to_string(),
+            ] {
+                assert!(message.contains(&want), "{message} should contain {want}");
+            }
+            // The tree is v1's again.
+            assert_eq!(repo.git(&["diff", &good, "main", "--stat"]), "");
+        }
     }
     let reverted = repo.git(&["rev-parse", "HEAD"]);
     assert_ne!(reverted, bad);
@@ -917,6 +956,30 @@ async fn automated_sync_resumes_when_git_catches_up(revert: Revert) {
         resumed[0].contains(&reverted) && resumed[0].contains(&good),
         "{resumed:?}"
     );
+    let pushed = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .iter()
+        .filter(|e| e.data["reason"] == "GitRevertPushed")
+        .count();
+    assert_eq!(pushed, usize::from(matches!(revert, Revert::ByPolicy)));
+    // The automated rollback's end was told once, as `mooring app rollback` tells it.
+    let completed: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .iter()
+        .filter(|e| e.data["reason"] == "RollbackCompleted")
+        .map(|e| e.data["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    assert!(
+        completed[0].contains(&format!("from {bad} to {good}")),
+        "{completed:?}"
+    );
     // A later good commit is deployed by automated sync.
     repo.write("apps/model/deployment.yaml", &deployment("0.01"));
     let fixed = repo.commit("model v3: fixed");
@@ -928,4 +991,9 @@ async fn automated_sync_resumes_when_git_catches_up(revert: Revert) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn automated_sync_resumes_after_a_revert_by_hand() {
     automated_sync_resumes_when_git_catches_up(Revert::ByHand).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_revert_direct_closes_the_loop() {
+    automated_sync_resumes_when_git_catches_up(Revert::ByPolicy).await;
 }

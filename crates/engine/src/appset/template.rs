@@ -16,9 +16,9 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 
 /// Largest template string rendered (bytes): a template is configuration, not data.
-const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
+pub const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
 /// Largest rendered string (bytes), against `range`/`printf` blow-ups.
-const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 
 /// How strings are rendered: the dialect and its options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +137,16 @@ fn fast(s: &str, params: &Map<String, Value>) -> String {
     out
 }
 
-fn to_gvalue(v: &Value, strict: bool) -> GValue {
+/// The Go template functions every Go template Mooring renders shares (ApplicationSets
+/// here, notification templates in `mooring_notify::template`): one function set, so a
+/// template means the same thing wherever it is written.
+pub fn go_funcs() -> &'static [(&'static str, Func)] {
+    FUNCS
+}
+
+/// A JSON value as gtmpl sees it; `strict` makes a missing field an error
+/// (`missingkey=error`) instead of `<no value>`.
+pub fn to_gvalue(v: &Value, strict: bool) -> GValue {
     match v {
         Value::Null => GValue::Nil,
         Value::Bool(b) => GValue::Bool(*b),
@@ -164,7 +173,8 @@ fn to_gvalue(v: &Value, strict: bool) -> GValue {
     }
 }
 
-fn from_gvalue(v: &GValue) -> Value {
+/// A gtmpl value back as JSON (functions become `null`).
+pub fn from_gvalue(v: &GValue) -> Value {
     match v {
         GValue::NoValue | GValue::Nil | GValue::Function(_) => Value::Null,
         GValue::Bool(b) => Value::Bool(*b),

@@ -26,7 +26,7 @@ use crate::payload::Payload;
 use serde_json::Value;
 
 /// Why a service could not turn a notification into payloads.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum ServiceError {
     #[error("service type `{0}` is not supported (supported: webhook, slack, email, alertmanager, grafana)")]
     UnsupportedType(String),
@@ -44,7 +44,7 @@ pub fn payloads(
     recipient: &str,
 ) -> Result<Vec<Payload>, ServiceError> {
     let result = match service_type {
-        "webhook" => webhook::payloads(config, notification, recipient),
+        "webhook" => webhook::payloads(service, config, notification, recipient),
         "slack" => slack::payloads(config, notification, recipient),
         "email" => email::payloads(config, notification, recipient),
         "alertmanager" => alertmanager::payloads(config, notification, recipient),
