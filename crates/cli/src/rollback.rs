@@ -9,8 +9,8 @@
 use crate::output::{emit, Output};
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
-use mooring_controller::forge::{Forge, ForgeKind};
-use mooring_controller::git_rollback::{self, Mode, PrOptions, Request};
+use mooring_controller::forge::ForgeKind;
+use mooring_controller::git_rollback::{self, Mode};
 use mooring_k8s::k8s_openapi::api::core::v1::Secret;
 use mooring_k8s::kube;
 use std::process::ExitCode;
@@ -102,6 +102,9 @@ pub async fn run(cmd: RollbackCommand, common: crate::app::Common) -> anyhow::Re
     if args.pr.is_some() && !args.push && !args.dry_run {
         bail!("--pr needs --push (the pull request is opened from the pushed branch)");
     }
+    if args.source_position == Some(0) {
+        bail!("--source-position is 1-based (the first source is 1)");
+    }
     if args.reason.trim().is_empty() {
         bail!("--reason must not be empty");
     }
@@ -117,44 +120,33 @@ pub async fn run(cmd: RollbackCommand, common: crate::app::Common) -> anyhow::Re
     if let Err(why) = mooring_controller::project::check_app(&ctx, &app).await? {
         bail!("application {name}: {why}");
     }
-    let project_name = mooring_controller::project::project_name(&app).to_string();
-
     let index = args.source_position.map(|p| p.saturating_sub(1));
-    let source = match index {
-        Some(i) => app.sources().get(i).cloned(),
-        None => app.sources().first().cloned(),
+    let tracked = match index {
+        Some(i) => app.sources().get(i),
+        None => app.source(),
     }
-    .with_context(|| format!("application {name} has no such source"))?;
-    let fetch_url = ctx.fetch_url(&source.repo_url);
+    .and_then(|s| s.target_revision.clone())
+    .unwrap_or_default();
+    if args.branch.is_none() && mooring_engine::git_rollback::pins_commit(&tracked) {
+        bail!("application {name} pins targetRevision to {tracked}; give the branch to revert on with --branch");
+    }
     load_credentials(&m, &ctx).await?;
-    let credentials = ctx.credentials_for(&fetch_url, Some(&project_name));
-
     let pr = match args.pr {
-        Some(kind) => {
-            let kind = match kind {
+        Some(kind) => Some(git_rollback::PrAsk {
+            kind: match kind {
                 ForgeArg::Github => ForgeKind::Github,
                 ForgeArg::Gitlab => ForgeKind::Gitlab,
                 ForgeArg::Gitea => ForgeKind::Gitea,
-            };
-            let repo = mooring_engine::git_rollback::forge_repo(&source.repo_url)?;
-            let token = if args.dry_run {
+            },
+            api_url: args.forge_url.clone(),
+            // A dry run only prints the pull request.
+            token: if args.dry_run {
                 String::new()
             } else {
                 forge_token(&m, args.token_secret.as_deref()).await?
-            };
-            Some(PrOptions {
-                forge: Forge {
-                    kind,
-                    api: args
-                        .forge_url
-                        .clone()
-                        .unwrap_or_else(|| kind.default_api(&repo)),
-                    repo: repo.path,
-                    token,
-                },
-                reviewers: args.reviewers.clone(),
-            })
-        }
+            },
+            reviewers: args.reviewers.clone(),
+        }),
         None => None,
     };
     ctx.outbound.load_config(m.client.clone()).await;
@@ -176,10 +168,7 @@ pub async fn run(cmd: RollbackCommand, common: crate::app::Common) -> anyhow::Re
             .or_else(|| git_config("user.email"))
             .unwrap_or_else(|| "rollback@mooring.invalid".into()),
     };
-    let request = Request {
-        app,
-        repo_url: fetch_url,
-        credentials,
+    let ask = git_rollback::Ask {
         to: args.to.clone(),
         reason: args.reason.clone(),
         initiator,
@@ -197,8 +186,8 @@ pub async fn run(cmd: RollbackCommand, common: crate::app::Common) -> anyhow::Re
         push: args.push,
         pr,
         now: mooring_core::time::now(),
-        limits: mooring_source::Limits::default(),
     };
+    let request = git_rollback::request_for(&ctx, app, ask).await?;
     let outcome = git_rollback::run(ctx.repos.clone(), &ctx.outbound, request).await?;
     if args.output != Output::Table {
         emit(&outcome, args.output)?;

@@ -25,9 +25,8 @@ use std::time::{Duration, Instant};
 
 /// The component Events and operations are attributed to.
 pub const COMPONENT: &str = "mooring-rollback";
-/// Event reasons (and the runbook's event names, snake_case, in [`event_body`]).
-pub const COMPLETED: &str = "RollbackCompleted";
-pub const FAILED: &str = "RollbackFailed";
+/// Event reasons (the runbook's event names are their snake_case, in [`event_body`]).
+pub use mooring_core::rollback::{COMPLETED_REASON as COMPLETED, FAILED_REASON as FAILED};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppRollbackError {

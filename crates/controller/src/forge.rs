@@ -74,7 +74,7 @@ pub enum ForgeError {
     Request {
         what: String,
         #[source]
-        source: OutboundError,
+        source: Box<OutboundError>,
     },
     #[error("{what}: the forge answered HTTP {status}: {body}")]
     Status {
@@ -175,7 +175,7 @@ impl Forge {
             .await
             .map_err(|source| ForgeError::Request {
                 what: what.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let text = String::from_utf8_lossy(&resp.body);
         if !(200..300).contains(&resp.status) {

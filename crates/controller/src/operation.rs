@@ -446,7 +446,24 @@ pub async fn drive(
                 Some(msg) => Some(msg),
                 None => {
                     match crate::policy::gate(ctx, app, cluster, &desired, &compared.live).await? {
-                        Err(msg) => Some(msg),
+                        Err(msg) => {
+                            // A notification trigger (`on-sync-blocked-by-policy`) and what
+                            // `kubectl describe application` shows.
+                            let object = serde_json::json!({
+                                "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                                "metadata": app.metadata,
+                            });
+                            crate::events::record(
+                                ctx,
+                                &object,
+                                crate::events::EventType::Warning,
+                                "SyncBlockedByPolicy",
+                                &format!("sync of {revision} blocked: {msg}"),
+                                "mooring-policy",
+                            )
+                            .await;
+                            Some(msg)
+                        }
                         Ok(()) => validate(&plan, cluster, &ctx.options.manager).await.err(),
                     }
                 }

@@ -691,45 +691,29 @@ async fn git_revert(
     to: &str,
     reason: &str,
 ) -> Result<crate::git_rollback::Outcome, String> {
-    use crate::git_rollback::{Mode, PrOptions, Request};
-    let source = app
-        .sources()
-        .first()
-        .cloned()
-        .ok_or_else(|| "the application has no source".to_string())?;
+    use crate::git_rollback::{Ask, Mode, PrAsk};
+    if app.sources().is_empty() {
+        return Err("the application has no source".into());
+    }
     if app.sources().len() > 1 {
         return Err("gitRevert reverts single-source applications only".into());
     }
-    let repo_url = ctx.fetch_url(&source.repo_url);
-    let credentials = ctx.credentials_for(&repo_url, Some(crate::project::project_name(app)));
     let pr = match (spec.mode, spec.pull_request.as_ref()) {
         (GitRevertMode::Direct, _) => None,
         (GitRevertMode::PullRequest, None) => {
             return Err("gitRevert.mode pullRequest needs gitRevert.pullRequest".into())
         }
-        (GitRevertMode::PullRequest, Some(pr)) => {
-            let kind: crate::forge::ForgeKind = pr.provider.parse().map_err(|e| format!("{e}"))?;
-            let repo = mooring_engine::git_rollback::forge_repo(&source.repo_url)
-                .map_err(|e| e.to_string())?;
-            let token = secret_value(ctx, p.namespace(), &pr.token_secret_ref).await?;
-            Some(PrOptions {
-                forge: crate::forge::Forge {
-                    kind,
-                    api: pr
-                        .api_url
-                        .clone()
-                        .unwrap_or_else(|| kind.default_api(&repo)),
-                    repo: repo.path,
-                    token,
-                },
-                reviewers: pr.reviewers.clone(),
-            })
-        }
+        (GitRevertMode::PullRequest, Some(pr)) => Some(PrAsk {
+            kind: pr.provider.parse().map_err(|e| format!("{e}"))?,
+            api_url: pr.api_url.clone(),
+            token: secret_value(ctx, p.namespace(), &pr.token_secret_ref).await?,
+            reviewers: pr.reviewers.clone(),
+        }),
     };
-    let request = Request {
-        app: app.clone(),
-        repo_url,
-        credentials,
+    // The fetch URL, the repository Secret's credentials, the parent Application (an
+    // app-of-apps manifest pinned to a commit follows the revert) and the forge
+    // repository come from `request_for`, as for `mooring rollback git`.
+    let ask = Ask {
         to: to.to_string(),
         reason: reason.to_string(),
         initiator: format!("RollbackPolicy {}/{}", p.namespace(), p.name()),
@@ -749,8 +733,10 @@ async fn git_revert(
         push: true,
         pr,
         now: mooring_core::time::now(),
-        limits: mooring_source::Limits::default(),
     };
+    let request = crate::git_rollback::request_for(ctx, app.clone(), ask)
+        .await
+        .map_err(|e| e.to_string())?;
     crate::git_rollback::run(ctx.repos.clone(), &ctx.outbound, request)
         .await
         .map_err(|e| e.to_string())
@@ -1098,12 +1084,12 @@ async fn report_completions(
                 RollbackProgress::Pending(_) => continue,
                 RollbackProgress::Done => (
                     crate::events::EventType::Normal,
-                    crate::app_rollback::COMPLETED,
+                    mooring_core::rollback::COMPLETED_REASON,
                     format!("rolled back from {from} to {to}: Synced and Healthy"),
                 ),
                 RollbackProgress::Failed(why) => (
                     crate::events::EventType::Warning,
-                    crate::app_rollback::FAILED,
+                    mooring_core::rollback::FAILED_REASON,
                     format!("rollback from {from} to {to} failed: {why}"),
                 ),
             };

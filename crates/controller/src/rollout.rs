@@ -190,6 +190,10 @@ async fn reconcile(ro: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Roll
     });
     execute(&ctx, &ns, &name, &rollout, &owner, &mut plan).await?;
     write_status(&ctx, &ns, &name, &rollout, &plan.status).await?;
+    let before = rollout.get("status").cloned().unwrap_or(Value::Null);
+    for t in mooring_engine::rollout::events::transitions(&before, &plan.status) {
+        record_event(&ctx, &rollout, &t).await;
+    }
     Ok(match plan.requeue_after {
         Some(d) => Action::requeue(d),
         None => Action::await_change(),
@@ -375,6 +379,60 @@ async fn analysis_run(
         "spec": spec,
     });
     serde_json::from_value(obj).map_err(|e| format!("AnalysisRun {}: {e}", req.name))
+}
+
+/// Record a transition as a Kubernetes Event on the Rollout (as Argo Rollouts does), with
+/// `related` naming the Application that deploys it (from the Rollout's tracking id), so
+/// the notifications of that Application see it (`on-rollout-paused`, …). Best effort.
+async fn record_event(ctx: &Ctx, rollout: &Value, t: &mooring_engine::rollout::events::Transition) {
+    use mooring_k8s::k8s_openapi::api::core::v1::Event;
+    let type_ = if matches!(t.reason, "RolloutAborted" | "AnalysisRunFailed") {
+        mooring_core::event::EventType::Warning
+    } else {
+        mooring_core::event::EventType::Normal
+    };
+    let mut event = mooring_core::event::event(
+        rollout,
+        type_,
+        t.reason,
+        &t.message,
+        MANAGER,
+        &mooring_core::time::now_rfc3339(),
+    );
+    // `INSTANCE:group/kind:namespace/name`; the instance is `name`, or `namespace_name`
+    // for an Application outside the control-plane namespace.
+    let instance = rollout
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(mooring_k8s::cluster::TRACKING_ANNOTATION))
+        .and_then(Value::as_str)
+        .and_then(|id| id.split_once(':'))
+        .map(|(instance, _)| instance.to_string());
+    if let Some(instance) = instance {
+        let (namespace, name) = match instance.split_once('_') {
+            Some((ns, name)) => (Value::from(ns), name.to_string()),
+            None => (Value::Null, instance),
+        };
+        event["related"] = json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "name": name, "namespace": namespace,
+        });
+    }
+    let ns = rollout
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let api: Api<Event> = Api::namespaced(ctx.client.clone(), ns);
+    let created = match serde_json::from_value::<Event>(event) {
+        Ok(e) => api
+            .create(&PostParams::default(), &e)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = created {
+        tracing::warn!("recording event {} for Rollout {ns}: {e}", t.reason);
+    }
 }
 
 /// Write the status when it changed, with the Rollout's resourceVersion (a conflict means a

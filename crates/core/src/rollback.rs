@@ -79,6 +79,10 @@ pub const PLURAL: &str = "rollbackpolicies";
 /// Removing it resumes automated sync; the policy removes it itself once Git renders the
 /// rolled-back revision again.
 pub const SUSPEND_ANNOTATION: &str = "mooring.dev/auto-sync-suspended";
+/// Event reasons on the Application at the end of a rollback (`mooring app rollback`, or
+/// a RollbackPolicy's rollback sync): at the revision, applied and Healthy, or not.
+pub const COMPLETED_REASON: &str = "RollbackCompleted";
+pub const FAILED_REASON: &str = "RollbackFailed";
 /// The Application condition that says why automated sync is suspended.
 pub const SUSPENDED_CONDITION: &str = "AutoSyncSuspended";
 

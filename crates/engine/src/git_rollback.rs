@@ -12,10 +12,11 @@
 //! # Which commits
 //!
 //! A monorepo holds many applications; a rollback of one must not revert the others'
-//! changes. [`touches_inputs`] keeps a commit when one of the files it changed lies under
-//! the application's render inputs (its path, kustomize bases, components and patches,
-//! Helm value files: `mooring_render::source_inputs`), taken at the commit *and* at its
-//! parent, so a commit that adds or removes a base counts. A commit is reverted whole.
+//! changes. A commit is kept when one of the files it changed lies under the
+//! application's render inputs (its path, kustomize bases, components and patches, Helm
+//! value files: `mooring_render::source_inputs`, judged by `mooring_render::inputs_touched`,
+//! the rule render reuse applies), taken at the commit *and* at its parent, so a commit
+//! that adds or removes a base counts. A commit is reverted whole.
 //!
 //! # The Application manifest (app-of-apps)
 //!
@@ -143,33 +144,6 @@ pub const POST_CHECKLIST: &str = "\n### Post-rollback checklist\n\n\
 /// Reason and initiator are one line in the message's trailer block.
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// Whether a commit that changed `changed` touches an application whose inputs were
-/// `inputs_before` (at the parent) and `inputs_after` (at the commit).
-pub fn touches_inputs(
-    inputs_before: &[String],
-    inputs_after: &[String],
-    changed: &[String],
-) -> bool {
-    changed.iter().any(|c| {
-        let c = c.trim_start_matches("./");
-        inputs_before
-            .iter()
-            .chain(inputs_after)
-            .any(|i| covers(i, c))
-    })
-}
-
-/// Whether input directory `dir` (`.` = the root) contains `path`.
-fn covers(dir: &str, path: &str) -> bool {
-    let dir = dir.trim_start_matches("./").trim_end_matches('/');
-    dir.is_empty()
-        || dir == "."
-        || path == dir
-        || path
-            .strip_prefix(dir)
-            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Whether a `targetRevision` pins a commit (a full or abbreviated SHA), not a branch or

@@ -29,6 +29,8 @@ pub const REASONS: &[&str] = &[
     "RollbackCompleted",
     "RollbackFailed",
     "AutoSyncResumed",
+    "GitRevertPushed",
+    "GitRevertFailed",
     "SLOBreach",
     "SyncBlockedByPolicy",
     "FailoverStarted",

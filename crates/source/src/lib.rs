@@ -78,7 +78,9 @@ pub use credentials::{CredentialIndex, Credentials, RepoSecret, SecretKind};
 pub use dir::export_dir;
 pub use error::SourceError;
 pub use push::validate_branch;
-pub use revert::{CommitInfo, FileChange, FileEdit, Identity, RevertRequest, Reverted, MAX_RANGE};
+pub use revert::{
+    CommitInfo, EditFn, FileChange, FileEdit, Identity, RevertRequest, Reverted, MAX_RANGE,
+};
 pub use url::{redact_url, validate_url};
 
 use std::fmt;

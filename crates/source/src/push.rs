@@ -70,7 +70,12 @@ impl RepoCache {
         let mut cmd = Command::new("git");
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", home.path())
+            // ssh reads the user's known_hosts from HOME, as a fetch does; git's own
+            // global configuration is off (GIT_CONFIG_GLOBAL below).
+            .env(
+                "HOME",
+                std::env::var_os("HOME").unwrap_or_else(|| home.path().as_os_str().to_owned()),
+            )
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_TERMINAL_PROMPT", "0")

@@ -50,6 +50,9 @@ pub struct Identity {
     pub email: String,
 }
 
+/// Turns a file's content into its new content; the error names what could not be edited.
+pub type EditFn<'a> = &'a dyn Fn(&[u8]) -> Result<Vec<u8>, String>;
+
 /// A change of one existing file applied on top of the reverted tree, in the same commit
 /// (the Application manifest whose `targetRevision` follows the rollback).
 pub struct FileEdit<'a> {
@@ -57,7 +60,7 @@ pub struct FileEdit<'a> {
     pub path: String,
     /// Turns the file's content (after the reverts) into its new content; the error is a
     /// message naming what could not be edited.
-    pub edit: &'a dyn Fn(&[u8]) -> Result<Vec<u8>, String>,
+    pub edit: EditFn<'a>,
 }
 
 /// What [`RepoCache::revert`] does.

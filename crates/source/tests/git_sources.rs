@@ -725,6 +725,24 @@ fn fetch_over_ssh_with_a_private_key() -> Result<()> {
             .as_str(),
         f.c3
     );
+    // push (the `git` binary, for rollbacks) over the same ssh: key file, known hosts
+    strict.push(
+        &url,
+        &cid(&f.c3),
+        "rollback/ssh",
+        &Credentials::ssh_key(key.clone()),
+    )?;
+    assert_eq!(git(&f.bare, &["rev-parse", "rollback/ssh"])?, f.c3);
+    let other_key = std::fs::read_to_string(keys.path().join("other"))?;
+    let err = strict
+        .push(
+            &url,
+            &cid(&f.c3),
+            "rollback/ssh-2",
+            &Credentials::ssh_key(other_key),
+        )
+        .expect_err("wrong key");
+    assert!(matches!(err, SourceError::AuthFailed { .. }), "{err:?}");
 
     // an unknown host key is refused
     std::fs::write(keys.path().join("empty_known_hosts"), "")?;

@@ -49,6 +49,12 @@ fn commit(work: &Path, msg: &str, files: &[(&str, &str)]) -> String {
     git(work, &["rev-parse", "HEAD"])
 }
 
+const PLACEHOLDER: &str = "0000000000000000000000000000000000000000";
+
+fn pinned(name: &str) -> String {
+    format!("apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: {name}\n  namespace: argocd\nspec:\n  project: ml\n  source:\n    repoURL: https://example.invalid/ml/platform.git\n    targetRevision: {PLACEHOLDER}\n    path: apps/model-a\n  destination:\n    server: https://kubernetes.default.svc\n    namespace: model-c\n")
+}
+
 fn cm(name: &str, data: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n{data}")
 }
@@ -194,6 +200,10 @@ fn rollback_git_reverts_one_apps_commits_pushes_and_opens_the_pull_request() {
             ("apps/model-b/kustomization.yaml", &kust("model-b")),
             ("apps/model-b/config.yaml", &cm("model-b", "  model: v1\n")),
             ("README.md", "platform\n"),
+            // app-of-apps: the root app's manifest of model-c (pinned), and a stale copy
+            // elsewhere that only the parent's path tells apart.
+            ("apps/root/model-c.yaml", &pinned("model-c")),
+            ("legacy/model-c.yaml", &pinned("model-c")),
         ],
     );
     let c1 = commit(
@@ -280,6 +290,25 @@ spec:
   source: {{repoURL: "{url}", targetRevision: main, path: apps/model-a}}
   destination: {{server: "https://kubernetes.default.svc", namespace: model-a}}
 ---
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {{name: root, namespace: argocd}}
+spec:
+  project: ml
+  source: {{repoURL: "{url}", targetRevision: main, path: apps/root}}
+  destination: {{server: "https://kubernetes.default.svc", namespace: argocd}}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: model-c
+  namespace: argocd
+  annotations: {{argocd.argoproj.io/tracking-id: "root:argoproj.io/Application:argocd/model-c"}}
+spec:
+  project: ml
+  source: {{repoURL: "{url}", targetRevision: "{c1}", path: apps/model-a}}
+  destination: {{server: "https://kubernetes.default.svc", namespace: model-c}}
+---
 apiVersion: v1
 kind: ConfigMap
 metadata: {{name: mooring-cm, namespace: argocd}}
@@ -348,6 +377,51 @@ stringData: {{token: ghp_test}}
     assert!(rollback_branches(&bare).is_empty());
     assert!(seen.lock().expect("lock").is_empty());
 
+    // app-of-apps: model-c pins c1 and is defined by the root app: its manifest under the
+    // root app's path follows the rollback in the same commit; a pinned app needs --branch.
+    let (code, _, err) = mooring(
+        &kc,
+        &[
+            "rollback",
+            "git",
+            "model-c",
+            "--to",
+            &c0,
+            "--reason",
+            "x",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--branch"), "{err}");
+    let (code, out, err) = mooring(
+        &kc,
+        &[
+            "rollback",
+            "git",
+            "model-c",
+            "--to",
+            &c0,
+            "--reason",
+            "x",
+            "--branch",
+            "main",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("Application manifest updated: apps/root/model-c.yaml"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "-    targetRevision: {PLACEHOLDER}\n+    targetRevision: \"{c0}\"\n"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("legacy/model-c.yaml"), "{out}");
+
     // A missing token is refused before anything is pushed.
     let (code, _, err) = run(base_args(&[
         "--push",
@@ -393,7 +467,7 @@ stringData: {{token: ghp_test}}
         .collect();
     assert_eq!(reverted, [c4.as_str(), c3.as_str(), c1.as_str()]);
     assert_eq!(outcome["kept"][0]["id"], c2.as_str());
-    assert_eq!(rollback_branches(&bare), [branch.clone()]);
+    assert_eq!(rollback_branches(&bare), vec![branch.clone()]);
     let show = |what: &str| git(&bare, &["show", &format!("{branch}:{what}")]);
     assert_eq!(
         show("apps/model-a/config.yaml"),
@@ -521,7 +595,11 @@ stringData: {{token: ghp_test}}
         err.contains(&c5) && err.contains("conflicts") && err.contains("apps/model-b/config.yaml"),
         "{err}"
     );
-    assert_eq!(rollback_branches(&bare), [branch.clone()], "nothing pushed");
+    assert_eq!(
+        rollback_branches(&bare),
+        vec![branch.clone()],
+        "nothing pushed"
+    );
 
     // Hostile input: a target off the branch, an unknown app, a repository the project
     // does not allow.

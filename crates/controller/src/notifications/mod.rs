@@ -85,9 +85,10 @@ pub fn start(ctx: Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
     );
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let events: Api<DynamicObject> = Api::namespaced_with(
+    // Every namespace: Events about Applications are in the control plane's, Events about
+    // Rollouts (with `related` naming their Application) in the Rollouts' namespaces.
+    let events: Api<DynamicObject> = Api::all_with(
         client,
-        &ns,
         &kube::core::ApiResource::from_gvk_with_plural(
             &kube::core::GroupVersionKind::gvk("", "v1", "Event"),
             "events",
@@ -108,7 +109,7 @@ pub fn start(ctx: Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
         tokio::spawn(watch(secrets, tx.clone(), |name, _| {
             (name == SECRET).then_some(Wake::All)
         })),
-        tokio::spawn(watch_events(events, tx)),
+        tokio::spawn(watch_events(events, ns.clone(), tx)),
         tokio::spawn(run(ctx, rx)),
     ]
 }
@@ -153,7 +154,7 @@ async fn watch<K>(
 
 /// Events about Applications whose reason is an event trigger ([`mooring_notify::event`]),
 /// except the ones this module records itself.
-async fn watch_events(api: Api<DynamicObject>, tx: mpsc::UnboundedSender<Wake>) {
+async fn watch_events(api: Api<DynamicObject>, ns: String, tx: mpsc::UnboundedSender<Wake>) {
     use futures::StreamExt;
     let mut stream = kube::runtime::watcher(api, Default::default())
         .default_backoff()
@@ -173,8 +174,7 @@ async fn watch_events(api: Api<DynamicObject>, tx: mpsc::UnboundedSender<Wake>) 
         let Ok(v) = serde_json::to_value(&o) else {
             continue;
         };
-        let about_app =
-            v.pointer("/involvedObject/kind").and_then(Value::as_str) == Some("Application");
+        let about_app = event_app(&v, &ns).is_some();
         let ours = v.pointer("/reportingComponent").and_then(Value::as_str) == Some(COMPONENT);
         let reason = v
             .pointer("/reason")
@@ -188,6 +188,26 @@ async fn watch_events(api: Api<DynamicObject>, tx: mpsc::UnboundedSender<Wake>) 
             return;
         }
     }
+}
+
+/// The Application (in the control-plane namespace `ns`) an Event is about: its
+/// `involvedObject`, or, for an Event about something an Application deploys (a Rollout),
+/// its `related` Application.
+fn event_app(e: &Value, ns: &str) -> Option<String> {
+    let app_in = |o: &Value, default_ns: Option<&str>| {
+        let kind = o.get("kind").and_then(Value::as_str);
+        let namespace = o
+            .get("namespace")
+            .and_then(Value::as_str)
+            .or(default_ns)
+            .unwrap_or_default();
+        let name = o.get("name").and_then(Value::as_str).unwrap_or_default();
+        (kind == Some("Application") && namespace == ns && !name.is_empty())
+            .then(|| name.to_string())
+    };
+    e.get("involvedObject")
+        .and_then(|o| app_in(o, None))
+        .or_else(|| e.get("related").and_then(|o| app_in(o, Some(ns))))
 }
 
 async fn run(ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<Wake>) {
@@ -228,11 +248,7 @@ async fn run(ctx: Arc<Context>, mut rx: mpsc::UnboundedReceiver<Wake>) {
             .into_iter()
             .map(|name| (name, None))
             .chain(events.into_iter().map(|e| {
-                let name = e
-                    .pointer("/involvedObject/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
+                let name = event_app(&e, ctx.namespace()).unwrap_or_default();
                 (name, Some(e))
             }));
         for (name, event) in work {

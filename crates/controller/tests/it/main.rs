@@ -3,6 +3,7 @@
 mod analysis;
 mod app_rollback;
 mod appset;
+mod git_rollback;
 mod gitops;
 mod multisource;
 mod namespaces;

@@ -412,6 +412,7 @@ async fn mooring_events_are_triggers_once_per_event() {
                    "service.webhook.incidents": format!("url: {}/incidents\n", hook.url()),
                    "template.rollback-triggered": "webhook:\n  incidents:\n    method: POST\n    body: |\n      {\"application\": \"{{.app.metadata.name}}\", \"event\": \"{{.event.reason}}\", \"message\": \"{{.event.message}}\"}\n",
                    "trigger.on-rollback-triggered": "- send: [rollback-triggered]\n",
+                   "trigger.on-rollout-paused": "- send: [rollback-triggered]\n",
                    // A broken key is reported and the rest still works.
                    "trigger.broken": "- when: app.status ==\n  send: [rollback-triggered]\n",
                }}),
@@ -423,8 +424,8 @@ async fn mooring_events_are_triggers_once_per_event() {
         &mooring_k8s::resources::application_resource(),
     );
     let mut app = application(&repo.url());
-    app["metadata"]["annotations"] =
-        json!({"notifications.argoproj.io/subscribe.on-rollback-triggered.incidents": ""});
+    app["metadata"]["annotations"] = json!({"notifications.argoproj.io/subscribe.on-rollback-triggered.incidents": "",
+               "notifications.argoproj.io/subscribe.on-rollout-paused.incidents": ""});
     create(&apps, app).await;
     let app = serde_json::to_value(apps.get(APP).await.expect("app")).expect("json");
     mooring_controller::events::record(
@@ -449,6 +450,51 @@ async fn mooring_events_are_triggers_once_per_event() {
         json!({"application": APP, "event": "RollbackTriggered",
                "message": "RollbackPolicy argocd/serving-slo rollback: error_rate 0.2 > 0.05"})
     );
+    // An Event about a Rollout the app deploys, in the Rollout's namespace, names the app
+    // as `related` (as the rollout controller records it): the app's trigger fires.
+    let rollout = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+                         "metadata": {"name": "fraud-rollout", "namespace": "ml-serving", "uid": "r-1"}});
+    let mut paused = mooring_core::event::event(
+        &rollout,
+        mooring_core::event::EventType::Normal,
+        "RolloutPaused",
+        "Rollout paused (CanaryPauseStep)",
+        "mooring-rollouts",
+        &mooring_core::time::now_rfc3339(),
+    );
+    paused["related"] =
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "name": APP});
+    let ns_events: Api<DynamicObject> = Api::namespaced_with(
+        e.client.clone(),
+        "ml-serving",
+        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Event"), "events"),
+    );
+    let namespaces: Api<DynamicObject> = Api::all_with(
+        e.client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("", "v1", "Namespace"),
+            "namespaces",
+        ),
+    );
+    let _ = namespaces
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ml-serving"}}))
+                .expect("namespace"),
+        )
+        .await;
+    ns_events
+        .create(
+            &Default::default(),
+            &serde_json::from_value(paused).expect("event"),
+        )
+        .await
+        .expect("rollout event");
+    let paused_needle = "\"event\": \"RolloutPaused\"";
+    eventually(60, "the rollout-paused notification", || async {
+        (!hook.containing(paused_needle).is_empty()).then_some(())
+    })
+    .await;
     let events = api(&e.client, "Event", "events");
     eventually(
         30,
@@ -472,4 +518,10 @@ async fn mooring_events_are_triggers_once_per_event() {
     let _e = controller_for(&cluster).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(hook.containing(needle).len(), 1, "{:?}", hook.requests());
+    assert_eq!(
+        hook.containing(paused_needle).len(),
+        1,
+        "{:?}",
+        hook.requests()
+    );
 }

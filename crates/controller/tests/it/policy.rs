@@ -191,6 +191,24 @@ async fn a_deny_constraint_blocks_the_sync_and_dryrun_lets_it_through() {
     );
     assert!(deployments.get_opt("trainer").await.expect("get").is_none());
     assert!(configmaps.get_opt("settings").await.expect("get").is_none());
+    // The refusal is an Event on the Application too (the `on-sync-blocked-by-policy`
+    // notification trigger).
+    let events: Api<mooring_k8s::k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(client.clone(), "argocd");
+    let blocked: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("SyncBlockedByPolicy"))
+        .filter_map(|e| e.message)
+        .collect();
+    assert!(!blocked.is_empty(), "no SyncBlockedByPolicy Event");
+    assert!(
+        blocked[0].contains("more than the 8 allowed"),
+        "{blocked:?}"
+    );
 
     // The same change is allowed once the constraint is in dryrun.
     constraints

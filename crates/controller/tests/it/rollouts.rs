@@ -209,6 +209,32 @@ async fn istio_virtual_service_weights_follow_the_steps_and_return_to_stable_on_
     let vs = get(&client, &vs_resource(), "default", "web").await;
     assert_eq!(vs_weights(&vs), (100, 0));
     assert_eq!(field(&s, "/stableRS"), stable);
+    // Each transition was recorded once as an Event on the Rollout, as Argo Rollouts does
+    // (the notification triggers on-rollout-paused, on-rollout-aborted).
+    let events: Api<mooring_k8s::k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    let reasons = || {
+        let events = events.clone();
+        async move {
+            let mut r: Vec<String> = events
+                .list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter(|e| e.involved_object.kind.as_deref() == Some("Rollout"))
+                .filter_map(|e| e.reason)
+                .collect();
+            r.sort();
+            (r.iter().any(|x| x == "RolloutAborted")).then_some(r)
+        }
+    };
+    let r = mooring_testkit::eventually(30, "the Rollout's Events", reasons).await;
+    assert_eq!(
+        r,
+        ["RolloutAborted", "RolloutPaused", "RolloutPaused"],
+        "{r:?}"
+    );
 }
 
 fn http_route_weights(route: &Value) -> (i64, i64) {

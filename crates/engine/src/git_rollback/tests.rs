@@ -35,19 +35,6 @@ fn branch_message_and_pr_text_carry_the_seed_fields() {
 }
 
 #[test]
-fn a_commit_counts_when_it_touches_inputs_on_either_side() {
-    let app = vec!["apps/a".to_string(), "bases/web".to_string()];
-    assert!(touches_inputs(&app, &[], &["apps/a/k.yaml".into()]));
-    assert!(touches_inputs(&[], &app, &["./bases/web/d.yaml".into()]));
-    assert!(!touches_inputs(
-        &app,
-        &app,
-        &["apps/ab/k.yaml".into(), "apps/b/x".into()]
-    ));
-    assert!(touches_inputs(&[".".into()], &[], &["README.md".into()]));
-}
-
-#[test]
 fn pinned_revisions_are_shas() {
     assert!(pins_commit("0123456789abcdef0123456789abcdef01234567"));
     assert!(pins_commit("abc1234"));

@@ -31,6 +31,7 @@
 mod bluegreen;
 mod canary;
 pub mod command;
+pub mod events;
 mod hash;
 pub mod status;
 #[cfg(test)]
