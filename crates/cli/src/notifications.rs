@@ -254,7 +254,8 @@ async fn notify(
                     if let Err(e) =
                         mooring_controller::notifications::deliver::deliver(&outbound, p).await
                     {
-                        result = Err(e.to_string());
+                        // As in the controller's Events: a service URL can carry a secret.
+                        result = Err(mooring_controller::notifications::redact(&e.to_string(), p));
                         break;
                     }
                 }

@@ -391,6 +391,41 @@ fn trigger_run_and_template_notify_with_argo_cds_catalog() {
     assert_eq!(stdout(&o).trim(), "email:ml-team@example.com: delivered");
     let mail = smtp.received().expect("maildir");
     assert_eq!(mail.len(), 1);
+    // A failure names the service's scheme, host and port, never the URL's path (it can
+    // carry a secret), as the controller's Events do.
+    kubectl_ok(
+        &kc,
+        &[
+            "patch",
+            "configmap",
+            "argocd-notifications-cm",
+            "-n",
+            "argocd",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"data": {"service.grafana": "apiUrl: http://127.0.0.1:9/s3cret-token/api\napiKey: k\n"}}"#,
+        ],
+        None,
+    );
+    let o = mooring(
+        &kc,
+        &[
+            "notifications",
+            "template",
+            "notify",
+            "app-sync-succeeded",
+            "guestbook",
+            "--recipient",
+            "grafana:ml",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let out = stdout(&o);
+    assert!(
+        out.starts_with("grafana:ml: failed: http://127.0.0.1:9/…") && !out.contains("s3cret"),
+        "{out}"
+    );
     assert_eq!(mail[0].header("X-RcptTo"), Some("ml-team@example.com"));
     assert_eq!(
         mail[0].header("Subject"),

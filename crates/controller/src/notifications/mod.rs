@@ -455,7 +455,7 @@ async fn report(
 /// An error message without the payload's full URL: a service URL can carry a secret in
 /// its path (Slack's incoming webhooks, tokens in query strings), and Events and logs are
 /// read by people who must not see it. Scheme, host and port stay.
-fn redact(message: &str, payload: &mooring_notify::payload::Payload) -> String {
+pub fn redact(message: &str, payload: &mooring_notify::payload::Payload) -> String {
     let mooring_notify::payload::Payload::Http(m) = payload else {
         return message.to_string();
     };
