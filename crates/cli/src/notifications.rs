@@ -28,7 +28,10 @@ use mooring_notify::config::{Config, CONFIG_MAP, SECRET};
 use mooring_notify::state::ANNOTATION as STATE_ANNOTATION;
 use mooring_notify::subscribe::PREFIX as SUBSCRIBE_PREFIX;
 /// The Event reasons the controller records for a delivery.
-const EVENT_REASONS: &[&str] = &["NotificationDelivered", "NotificationFailed"];
+const EVENT_REASONS: &[&str] = &[
+    mooring_controller::notifications::DELIVERED,
+    mooring_controller::notifications::FAILED,
+];
 
 #[derive(Subcommand, Debug)]
 pub enum NotificationsCommand {

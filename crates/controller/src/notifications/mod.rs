@@ -52,6 +52,10 @@ pub const ATTEMPTS: u32 = 3;
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The component Events are recorded by.
 const COMPONENT: &str = "mooring-notifications";
+/// The Event reason of a delivered notification (`mooring notifications status` lists it).
+pub const DELIVERED: &str = "NotificationDelivered";
+/// The Event reason of a notification that could not be delivered.
+pub const FAILED: &str = "NotificationFailed";
 /// Distinct problems remembered as already reported (then forgotten, and reported again).
 const MAX_REPORTED: usize = 10_000;
 
@@ -499,7 +503,7 @@ async fn deliver_send(ctx: Arc<Context>, object: Value, send: Delivery) {
     let (type_, reason, result, message) = match &failure {
         None => (
             EventType::Normal,
-            "NotificationDelivered",
+            DELIVERED,
             "success",
             format!(
                 "trigger {}: notified {destination} (template {})",
@@ -509,7 +513,7 @@ async fn deliver_send(ctx: Arc<Context>, object: Value, send: Delivery) {
         ),
         Some(e) => (
             EventType::Warning,
-            "NotificationFailed",
+            FAILED,
             "failure",
             format!(
                 "trigger {}: notifying {destination} failed after {ATTEMPTS} attempts: {e}",
