@@ -478,37 +478,44 @@ pub fn redact(message: &str, payload: &mooring_notify::payload::Payload) -> Stri
 /// Deliver every payload of one send, with retries, then record the outcome.
 async fn deliver_send(ctx: Arc<Context>, object: Value, send: Delivery) {
     let destination = format!("{}:{}", send.service, send.recipient);
-    let mut failure = None;
+    // Every payload is tried (each with retries): one failing message does not hold back
+    // the others.
+    let mut failures = Vec::new();
     for payload in &send.payloads {
         let mut wait = FIRST_BACKOFF;
         for attempt in 1..=ATTEMPTS {
             match deliver::deliver(&ctx.outbound, payload).await {
-                Ok(()) => {
-                    failure = None;
-                    break;
-                }
-                Err(e) => {
-                    failure = Some(redact(&e.to_string(), payload));
-                    if attempt < ATTEMPTS {
-                        tokio::time::sleep(wait).await;
-                        wait *= 2;
-                    }
+                Ok(()) => break,
+                Err(e) if attempt == ATTEMPTS => failures.push(redact(&e.to_string(), payload)),
+                Err(_) => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
                 }
             }
         }
-        if failure.is_some() {
-            break;
-        }
     }
+    // Alertmanager: one POST per target of an HA cluster, which gossips the alert; as in
+    // Argo CD, the alert is delivered when one target accepted it.
+    let delivered = if send.service_type == "alertmanager" {
+        failures.len() < send.payloads.len()
+    } else {
+        failures.is_empty()
+    };
+    let failure = (!delivered).then(|| failures.join("; "));
     let (type_, reason, result, message) = match &failure {
         None => (
             EventType::Normal,
             DELIVERED,
             "success",
             format!(
-                "trigger {}: notified {destination} (template {})",
+                "trigger {}: notified {destination} (template {}){}",
                 send.trigger,
-                send.templates.join(", ")
+                send.templates.join(", "),
+                if failures.is_empty() {
+                    String::new()
+                } else {
+                    format!("; not every target accepted it: {}", failures.join("; "))
+                }
             ),
         ),
         Some(e) => (
