@@ -42,7 +42,27 @@ pub enum ConfigError {
     MissingSecret { key: String, secret_key: String },
     #[error("{CONFIG_MAP} key `{key}` is not a notifications setting Mooring knows (service.*, template.*, trigger.*, defaultTriggers, subscriptions, context)")]
     Unknown { key: String },
+    /// The key works, but some of its settings are not acted on (said, never skipped
+    /// silently).
+    #[error("{CONFIG_MAP} key `{key}`: {fields} not acted on: {why}")]
+    NotActedOn {
+        key: String,
+        fields: String,
+        why: &'static str,
+    },
 }
+
+/// notifications-engine's webhook client knobs: retries (Mooring's controller retries
+/// every delivery itself) and Go HTTP transport tuning (no equivalent).
+const WEBHOOK_KNOBS: &[&str] = &[
+    "retryMax",
+    "retryWaitMin",
+    "retryWaitMax",
+    "maxIdleConns",
+    "maxIdleConnsPerHost",
+    "maxConnsPerHost",
+    "idleConnTimeout",
+];
 
 /// One configured service.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,11 +123,30 @@ impl Config {
             .insert("argocdUrl".into(), DEFAULT_ARGOCD_URL.into());
         let mut errors = Vec::new();
         for (key, raw) in cm {
-            if let Err(e) = config.parse_key(key, raw, secret) {
-                errors.push(e);
+            match config.parse_key(key, raw, secret) {
+                Err(e) => errors.push(e),
+                Ok(()) => errors.extend(config.not_acted_on(key)),
             }
         }
         (config, errors)
+    }
+
+    /// The settings of a parsed key that Mooring accepts (Argo CD's configuration must
+    /// load unchanged) but does not act on.
+    fn not_acted_on(&self, key: &str) -> Option<ConfigError> {
+        let rest = key.strip_prefix("service.webhook")?;
+        let name = rest.strip_prefix('.').unwrap_or("webhook");
+        let config = &self.services.get(name)?.config;
+        let fields: Vec<&str> = WEBHOOK_KNOBS
+            .iter()
+            .copied()
+            .filter(|k| config.get(*k).is_some())
+            .collect();
+        (!fields.is_empty()).then(|| ConfigError::NotActedOn {
+            key: key.to_string(),
+            fields: fields.join(", "),
+            why: "Mooring retries every delivery 3 times (after 1 s and 2 s) and has no Go HTTP transport to tune",
+        })
     }
 
     fn parse_key(
@@ -399,6 +438,25 @@ mod tests {
         assert_eq!(
             substitute_str("k", "pass $pw.", &secret).expect("ok"),
             "pass p."
+        );
+    }
+
+    #[test]
+    fn webhook_knobs_mooring_does_not_act_on_are_said() {
+        let cm: BTreeMap<String, String> = [(
+            "service.webhook.github".to_string(),
+            "url: https://api.github.com\nretryMax: 5\nmaxIdleConns: 10\n".to_string(),
+        )]
+        .into();
+        let (config, errors) = Config::parse(&cm, &BTreeMap::new());
+        // The service works…
+        assert!(config.services.contains_key("github"));
+        // …and what it does not act on is named.
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let e = errors[0].to_string();
+        assert!(
+            e.contains("`service.webhook.github`") && e.contains("retryMax, maxIdleConns"),
+            "{e}"
         );
     }
 }
