@@ -16,7 +16,7 @@
 //! the state key's `oncePer` is the Event's uid.
 
 use crate::state::{self, State};
-use crate::{build, subscribe, trigger, Inputs, Plan, PlanError, Send};
+use crate::{subscribe, trigger, Inputs, Plan, PlanError};
 use serde_json::Value;
 
 /// The Event reasons that are triggers.
@@ -141,22 +141,17 @@ pub fn plan_event(inputs: Inputs<'_>, event: &Value) -> Plan {
             if st.contains(&key) {
                 continue;
             }
-            match build(inputs, &trigger_name, &r.templates, dest, Some(event)) {
-                Ok((service_type, payloads)) => {
-                    st.mark(&key, inputs.now.as_second());
-                    out.sends.push(Send {
-                        trigger: trigger_name.clone(),
-                        condition: index,
-                        service: dest.service.clone(),
-                        service_type,
-                        recipient: dest.recipient.clone(),
-                        templates: r.templates.clone(),
-                        state_key: key,
-                        payloads,
-                    });
-                }
-                Err(e) => out.errors.push(e),
-            }
+            crate::send_once(
+                inputs,
+                &mut st,
+                &mut out,
+                &trigger_name,
+                index,
+                &r.templates,
+                dest,
+                key,
+                Some(event),
+            );
         }
     }
     out.state_changed = st != before;

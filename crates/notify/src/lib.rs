@@ -145,7 +145,6 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         out.errors.push(e.into());
     }
     let before = st.clone();
-    let now = inputs.now.as_second();
     let dests = subscribe::destinations(
         inputs.config,
         &labels,
@@ -179,28 +178,55 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
                 if st.contains(&key) {
                     continue;
                 }
-                match build(inputs, trigger_name, &r.templates, dest, None) {
-                    Ok((service_type, payloads)) => {
-                        st.mark(&key, now);
-                        out.sends.push(Send {
-                            trigger: trigger_name.clone(),
-                            condition: index,
-                            service: dest.service.clone(),
-                            service_type,
-                            recipient: dest.recipient.clone(),
-                            templates: r.templates.clone(),
-                            state_key: key,
-                            payloads,
-                        });
-                    }
-                    Err(e) => out.errors.push(e),
-                }
+                send_once(
+                    inputs,
+                    &mut st,
+                    &mut out,
+                    trigger_name,
+                    index,
+                    &r.templates,
+                    dest,
+                    key,
+                    None,
+                );
             }
         }
     }
     out.state_changed = st != before;
     out.state = st;
     out
+}
+
+/// Build the send of one condition to one destination and mark it delivered in the state
+/// (the state is written before delivery: at most once), or record why it cannot be built.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn send_once(
+    inputs: Inputs<'_>,
+    st: &mut State,
+    out: &mut Plan,
+    trigger_name: &str,
+    condition: usize,
+    templates: &[String],
+    dest: &Destination,
+    key: String,
+    event: Option<&Value>,
+) {
+    match build(inputs, trigger_name, templates, dest, event) {
+        Ok((service_type, payloads)) => {
+            st.mark(&key, inputs.now.as_second());
+            out.sends.push(Send {
+                trigger: trigger_name.to_string(),
+                condition,
+                service: dest.service.clone(),
+                service_type,
+                recipient: dest.recipient.clone(),
+                templates: templates.to_vec(),
+                state_key: key,
+                payloads,
+            });
+        }
+        Err(e) => out.errors.push(e),
+    }
 }
 
 /// Render a condition's templates for one destination and build its payloads.
