@@ -22,6 +22,9 @@ pub struct HttpMessage {
     pub body: Vec<u8>,
     /// Accept any TLS certificate (the service's `insecureSkipVerify`).
     pub insecure_skip_verify: bool,
+    /// The answer is JSON whose `ok` must be `true`: Slack's Web API answers HTTP 200 with
+    /// `{"ok": false, "error": "channel_not_found"}` when it did not post.
+    pub expect_ok_field: bool,
 }
 
 /// An email, sent over SMTP.

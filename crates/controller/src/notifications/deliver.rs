@@ -37,6 +37,8 @@ pub enum DeliverError {
     },
     #[error("{url} answered HTTP {status}")]
     Status { url: String, status: u16 },
+    #[error("{url} did not accept it: {error}")]
+    NotOk { url: String, error: String },
     #[error("invalid HTTP method `{0}`")]
     Method(String),
     #[error("email to {to}: {message}")]
@@ -79,14 +81,29 @@ async fn send_http(outbound: &Outbound, m: &HttpMessage) -> Result<(), DeliverEr
             url: m.url.clone(),
             source,
         })?;
-    if (200..300).contains(&resp.status) {
-        Ok(())
-    } else {
-        Err(DeliverError::Status {
+    if !(200..300).contains(&resp.status) {
+        return Err(DeliverError::Status {
             url: m.url.clone(),
             status: resp.status,
-        })
+        });
     }
+    if m.expect_ok_field {
+        let answer: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+        if answer.get("ok").and_then(serde_json::Value::as_bool) != Some(true) {
+            let error = answer
+                .get("error")
+                .and_then(serde_json::Value::as_str)
+                .map_or_else(
+                    || "the answer has no \"ok\": true".to_string(),
+                    str::to_string,
+                );
+            return Err(DeliverError::NotOk {
+                url: m.url.clone(),
+                error,
+            });
+        }
+    }
+    Ok(())
 }
 
 async fn send_email(outbound: &Outbound, m: &EmailMessage) -> Result<(), DeliverError> {

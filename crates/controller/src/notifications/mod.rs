@@ -550,6 +550,7 @@ mod tests {
             headers: vec![],
             body: vec![],
             insecure_skip_verify: false,
+            expect_ok_field: false,
         });
         let m = redact(&format!("{url} answered HTTP 404"), &p);
         assert_eq!(m, "https://hooks.slack.com/… answered HTTP 404");

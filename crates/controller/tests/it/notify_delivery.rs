@@ -416,3 +416,25 @@ async fn the_mail_server_name_is_resolved_once_and_checked() {
     assert_eq!(mail.len(), 1);
     assert_eq!(mail[0].header("Subject"), Some("hi"));
 }
+
+/// Slack's Web API answers HTTP 200 with `{"ok": false, "error": …}` when it did not post:
+/// that is a failed delivery, not a delivered one. An incoming webhook answers with its
+/// status only.
+#[tokio::test]
+async fn a_slack_web_api_answer_without_ok_is_a_failure() {
+    let slack = HttpReceiver::start(200).expect("receiver");
+    let notification = json!({"message": "Application guestbook is Degraded."});
+    let config = yaml(&format!(
+        "token: xoxb-secret\napiURL: {}\n",
+        slack.url("/api")
+    ));
+    let p = payloads("slack", "slack", &config, &notification, "ml-ops").expect("payloads");
+    let err = deliver(&outbound(), &p[0]).await.expect_err("no ok");
+    assert!(err.to_string().contains("did not accept it"), "{err}");
+    assert_eq!(slack.requests().len(), 1, "it was sent once");
+    let config = yaml(&format!("webhookURL: {}\n", slack.url("/hooks/T0/B0/x")));
+    let p = payloads("slack", "slack", &config, &notification, "").expect("payloads");
+    deliver(&outbound(), &p[0])
+        .await
+        .expect("an incoming webhook answering 200 delivered");
+}

@@ -184,6 +184,7 @@ pub fn payloads(
                 headers: headers.clone(),
                 body: body.clone(),
                 insecure_skip_verify: insecure,
+                expect_ok_field: false,
             })
         })
         .collect())

@@ -86,6 +86,7 @@ pub fn payloads(
         ],
         body: serde_json::to_vec(&body).map_err(|e| format!("encoding the annotation: {e}"))?,
         insecure_skip_verify: opt_bool(map, "insecureSkipVerify")?,
+        expect_ok_field: false,
     })])
 }
 

@@ -142,6 +142,9 @@ pub fn payloads(
         headers,
         body: Value::Object(body).to_string().into_bytes(),
         insecure_skip_verify: opts.insecure_skip_verify,
+        // The Web API (a token) says in its answer whether it posted; an incoming webhook
+        // answers with its HTTP status.
+        expect_ok_field: !opts.token.trim().is_empty(),
     })])
 }
 

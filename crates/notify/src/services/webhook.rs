@@ -109,6 +109,7 @@ pub fn payloads(
         headers,
         body: body.into_bytes(),
         insecure_skip_verify: opts.insecure_skip_verify,
+        expect_ok_field: false,
     })])
 }
 
