@@ -712,6 +712,31 @@ fn prepare(repos: &RepoCache, req: &Request) -> Result<Outcome, Error> {
     })
 }
 
+/// Whether `head` renders for `source` what `target` rendered: no file that differs
+/// between them is an input of the app's render at either commit (the rule render reuse
+/// relies on: `mooring_render::inputs_touched`). Both commits must be in the cache. This
+/// is how a RollbackPolicy sees that Git holds the rolled-back version again, whether by
+/// its own revert, a merged pull request, or a fix by hand.
+pub fn renders_same(
+    repos: &RepoCache,
+    url: &str,
+    source: &ApplicationSource,
+    target: &CommitId,
+    head: &CommitId,
+    limits: &Limits,
+) -> Result<bool, Error> {
+    if target == head {
+        return Ok(true);
+    }
+    let changed = repos.changed_paths(url, target, head)?;
+    let mut warnings = Vec::new();
+    let inputs: Vec<String> = app_inputs(repos, url, target, source, limits, &mut warnings)?
+        .into_iter()
+        .chain(app_inputs(repos, url, head, source, limits, &mut warnings)?)
+        .collect();
+    Ok(!mooring_render::inputs_touched(&inputs, &changed))
+}
+
 /// The render inputs of `source` at commit `c` (its path alone when they cannot be
 /// listed, with a warning).
 fn app_inputs(

@@ -27,9 +27,10 @@
 //!    the Application naming the policy, rule, value and threshold, so Git does not
 //!    re-apply the bad version at once. Removing the annotation resumes automated sync
 //!    (the loop then removes the condition); so does Git rendering the rolled-back
-//!    revision again (a revert commit, by hand or by `spec.gitRevert`: see
-//!    [`mooring_engine::rollback::verify::git_matches_rollback`]), which the loop notices
-//!    and answers with an `AutoSyncResumed` Event.
+//!    revision again (a revert commit, by hand or by `spec.gitRevert`, a merged pull
+//!    request: no change since that revision touches the app's render inputs, see
+//!    [`crate::git_rollback::renders_same`]), which the loop notices and answers with an
+//!    `AutoSyncResumed` Event.
 //!
 //! Every firing records a Kubernetes Event on the Application. `create_incident_and_rollback`
 //! and `notify` also POST one JSON incident to `spec.incident.webhook` (retried with
@@ -604,7 +605,9 @@ async fn git_revert_once(
     let Some(record) = statuses[i].last_rollback.clone() else {
         return;
     };
-    let (Some(to), "syncRevision") = (record.to_revision.clone(), record.mode.as_str()) else {
+    let (Some(to), "syncRevision" | "abortRollout") =
+        (record.to_revision.clone(), record.mode.as_str())
+    else {
         return;
     };
     if statuses[i]
@@ -795,7 +798,11 @@ async fn roll_back(
             at: now(),
             mode: "abortRollout".into(),
             from_revision: deployed_revision(app),
-            to_revision: None,
+            // The stable version the Rollout returns to: the last revision seen healthy.
+            to_revision: engine::rollback_target(
+                &s.healthy_revisions,
+                deployed_revision(app).as_deref(),
+            ),
             message: format!("aborted Rollout {rollout}"),
             ..Default::default()
         }
@@ -943,9 +950,9 @@ async fn suspend(
 /// Keep the `AutoSyncSuspended` condition in line with the annotation: a reconcile that
 /// raced the suspension may have dropped the condition, and a user who removed the
 /// annotation has resumed automated sync. A suspension this policy made after rolling
-/// back to a revision ends by itself once Git renders that revision again
-/// ([`mooring_engine::rollback::verify::git_matches_rollback`]: a revert commit, by hand or
-/// by `spec.gitRevert`), with an `AutoSyncResumed` Event.
+/// back (to a revision, or by aborting a Rollout) ends by itself once Git renders the
+/// good revision again ([`git_renders`]: a revert by hand or by `spec.gitRevert`, a
+/// merged pull request), with an `AutoSyncResumed` Event.
 async fn sync_suspension_conditions(
     ctx: &Context,
     apps: &[Application],
@@ -962,13 +969,13 @@ async fn sync_suspension_conditions(
             reason.starts_with(&format!("RollbackPolicy {}/{} ", p.namespace(), p.name()))
         };
         if let (Some(reason), Some(r)) = (annotated, &s.last_rollback) {
-            if let (true, "syncRevision", Some(from), Some(to)) = (
+            if let (true, "syncRevision" | "abortRollout", Some(from), Some(to)) = (
                 ours(reason),
                 r.mode.as_str(),
                 r.from_revision.as_deref(),
                 r.to_revision.as_deref(),
             ) {
-                if mooring_engine::rollback::verify::git_matches_rollback(app, from, to) {
+                if git_renders(ctx, app, from, to).await {
                     resume(ctx, app, from, to).await;
                     continue;
                 }
@@ -1101,6 +1108,45 @@ async fn report_completions(
         crate::events::record(ctx, &object, type_, reason, &message, "mooring-rollback").await;
     }
     changed
+}
+
+/// Whether Git's head (as the controller last compared it) renders for the app what the
+/// rolled-back revision `to` rendered, and is not the bad revision `from`
+/// ([`crate::git_rollback::renders_same`]). Single-source apps; any doubt (a commit not
+/// in the cache, an unreadable tree) is "no".
+async fn git_renders(ctx: &Context, app: &Application, from: &str, to: &str) -> bool {
+    let Some(head) = app.status.as_ref().and_then(|s| s.sync.revision.clone()) else {
+        return false;
+    };
+    let [source] = app.sources() else {
+        return false;
+    };
+    if head == from {
+        return false;
+    }
+    let (Ok(head), Ok(target)) = (
+        head.parse::<mooring_source::CommitId>(),
+        to.parse::<mooring_source::CommitId>(),
+    ) else {
+        return false;
+    };
+    let repos = ctx.repos.clone();
+    let url = ctx.fetch_url(&source.repo_url);
+    let source = source.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::git_rollback::renders_same(
+            &repos,
+            &url,
+            &source,
+            &target,
+            &head,
+            &mooring_source::Limits::default(),
+        )
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .unwrap_or(false)
 }
 
 /// End a suspension because Git caught up: the annotation and the condition go, and an

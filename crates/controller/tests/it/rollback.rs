@@ -886,6 +886,31 @@ async fn automated_sync_resumes_when_git_catches_up(revert: Revert) {
     .await;
     match revert {
         Revert::ByHand => {
+            // Another app's change in the same repository first (a monorepo): Git still
+            // renders the bad version for this app, so it stays suspended…
+            repo.write(
+                "apps/feature-store/configmap.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: features}\ndata: {v: \"2\"}\n",
+            );
+            let other = repo.commit("feature store v2");
+            refresh(&apps).await;
+            eventually(60, "the other app's commit compared", || {
+                let apps = apps.clone();
+                let other = other.clone();
+                async move {
+                    let a = get(&apps, "model").await;
+                    (field(&a, "/status/sync/revision") == other).then_some(())
+                }
+            })
+            .await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let a = get(&apps, "model").await;
+            assert!(
+                !field(&a, "/metadata/annotations/mooring.dev~1auto-sync-suspended").is_empty(),
+                "{a}"
+            );
+            // …until the bad commit is reverted (the other app's change stays: the head's
+            // tree is not v1's, but it renders what v1 rendered for this app).
             repo.git(&["revert", "--no-edit", &bad]);
         }
         Revert::ByPolicy => {

@@ -25,7 +25,6 @@
 
 use mooring_core::app::{
     Application, HealthStatusCode, OperationPhase, OperationState, ResourceResult, Revisions,
-    SyncStatusCode,
 };
 
 /// Where a rollback stands.
@@ -120,36 +119,6 @@ pub fn progress(
     } else {
         RollbackProgress::Pending(pending)
     }
-}
-
-/// Whether automated sync, suspended after an automated rollback from `from` to `to`,
-/// may resume by itself: Git now renders what `to` rendered.
-///
-/// Judged with the controller's own comparison, not a second render: once the rollback
-/// sync to `to` has succeeded, the live state is `to`'s, so a comparison made after it
-/// that finds the app `Synced` with a branch head other than `from` means the head renders
-/// the same objects as `to` (a revert commit, or the branch reset to a good commit). A
-/// head still at `from`, a head that renders something else (`OutOfSync`), a rollback sync
-/// not yet done, or a comparison older than it: not yet.
-pub fn git_matches_rollback(app: &Application, from: &str, to: &str) -> bool {
-    let Some(status) = app.status.as_ref() else {
-        return false;
-    };
-    let Ok(Some(state)) = status.operation_state() else {
-        return false;
-    };
-    let synced = state.synced_revisions().unwrap_or_default();
-    let head = status.sync.revisions();
-    app.operation.as_ref().is_none_or(|o| o.is_null())
-        && state.phase == OperationPhase::Succeeded
-        && same_revisions(&synced, &Revisions::single(to))
-        && status.sync.status == SyncStatusCode::Synced
-        && !head.is_empty()
-        && head.revision() != Some(from)
-        && assessed_after(
-            status.reconciled_at.as_deref(),
-            state.finished_at.as_deref(),
-        )
 }
 
 /// A short SHA given on the command line matches the full one recorded.
@@ -348,48 +317,6 @@ mod tests {
         assert!(matches!(
             progress(&a, "op-1", &Revisions::single(GOOD)),
             RollbackProgress::Pending(_)
-        ));
-    }
-
-    #[test]
-    fn auto_sync_resumes_only_when_git_renders_the_rolled_back_revision() {
-        let done = state("op-2", "Succeeded", GOOD, "Synced");
-        let with_sync = |status: &str, head: &str, reconciled: &str| {
-            let mut a = app(done.clone(), reconciled, "Healthy");
-            let s = a.status.as_mut().expect("status");
-            s.sync.status = serde_json::from_value(json!(status)).expect("code");
-            s.sync.revision = Some(head.to_string());
-            a
-        };
-        let revert = "3333333333333333333333333333333333333333";
-        // A revert commit that renders what GOOD rendered: Synced at a new head.
-        assert!(git_matches_rollback(
-            &with_sync("Synced", revert, "2026-12-06T08:00:01Z"),
-            BAD,
-            GOOD
-        ));
-        // The head is still the bad commit, or renders something else, or the
-        // comparison is older than the rollback sync: not yet.
-        assert!(!git_matches_rollback(
-            &with_sync("Synced", BAD, "2026-12-06T08:00:01Z"),
-            BAD,
-            GOOD
-        ));
-        assert!(!git_matches_rollback(
-            &with_sync("OutOfSync", revert, "2026-12-06T08:00:01Z"),
-            BAD,
-            GOOD
-        ));
-        assert!(!git_matches_rollback(
-            &with_sync("Synced", revert, "2026-12-06T07:59:00Z"),
-            BAD,
-            GOOD
-        ));
-        // The rollback sync itself not done (another revision deployed).
-        assert!(!git_matches_rollback(
-            &with_sync("Synced", revert, "2026-12-06T08:00:01Z"),
-            BAD,
-            revert
         ));
     }
 }
