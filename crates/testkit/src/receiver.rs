@@ -1,6 +1,8 @@
 //! An HTTP endpoint on 127.0.0.1 that records every request (method, path, headers,
-//! body) and answers a fixed status: the far end of a webhook, Slack or Grafana service
-//! in tests that assert the request field by field.
+//! body, the status it answered): the far end of a webhook, Slack or Grafana service, an
+//! incident or monitoring webhook, in tests that assert the request field by field. It
+//! answers a fixed status and body, optionally 503 to the first requests (to prove a
+//! sender retries).
 
 use anyhow::{Context as _, Result};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -17,6 +19,8 @@ pub struct ReceivedRequest {
     /// Names lower-cased.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The HTTP status answered.
+    pub status: u16,
 }
 
 impl ReceivedRequest {
@@ -40,9 +44,44 @@ pub struct HttpReceiver {
     seen: Arc<Mutex<Vec<ReceivedRequest>>>,
 }
 
+/// What the endpoint answers.
+#[derive(Clone)]
+struct Answer {
+    status: u16,
+    body: String,
+    /// Requests answered 503 first.
+    fail_first: usize,
+}
+
 impl HttpReceiver {
-    /// Listen on a free port of 127.0.0.1, answering `status` to every request.
+    /// Listen on a free port of 127.0.0.1, answering `status` (and `{}`) to every request.
     pub fn start(status: u16) -> Result<HttpReceiver> {
+        Self::listen(Answer {
+            status,
+            body: "{}".into(),
+            fail_first: 0,
+        })
+    }
+
+    /// Answer `status` with `body` (e.g. Slack's `{"ok":true}`).
+    pub fn start_answering(status: u16, body: &str) -> Result<HttpReceiver> {
+        Self::listen(Answer {
+            status,
+            body: body.into(),
+            fail_first: 0,
+        })
+    }
+
+    /// Answer 503 to the first `n` requests, then 200.
+    pub fn start_failing_first(n: usize) -> Result<HttpReceiver> {
+        Self::listen(Answer {
+            status: 200,
+            body: "{}".into(),
+            fail_first: n,
+        })
+    }
+
+    fn listen(answer: Answer) -> Result<HttpReceiver> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
         let seen: Arc<Mutex<Vec<ReceivedRequest>>> = Arc::default();
@@ -51,8 +90,9 @@ impl HttpReceiver {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let s = s.clone();
+                let answer = answer.clone();
                 std::thread::spawn(move || {
-                    if let Err(e) = serve(stream, status, &s) {
+                    if let Err(e) = serve(stream, &answer, &s) {
                         eprintln!("test HTTP receiver: {e:#}");
                     }
                 });
@@ -70,9 +110,26 @@ impl HttpReceiver {
     pub fn requests(&self) -> Vec<ReceivedRequest> {
         self.seen.lock().map(|s| s.clone()).unwrap_or_default()
     }
+
+    /// The requests whose body contains `needle`.
+    pub fn containing(&self, needle: &str) -> Vec<ReceivedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| String::from_utf8_lossy(&r.body).contains(needle))
+            .collect()
+    }
+
+    /// The JSON bodies of the requests answered with a 2xx status.
+    pub fn delivered_json(&self) -> Vec<serde_json::Value> {
+        self.requests()
+            .iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .map(ReceivedRequest::json)
+            .collect()
+    }
 }
 
-fn serve(stream: TcpStream, status: u16, seen: &Mutex<Vec<ReceivedRequest>>) -> Result<()> {
+fn serve(stream: TcpStream, answer: &Answer, seen: &Mutex<Vec<ReceivedRequest>>) -> Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
@@ -101,17 +158,35 @@ fn serve(stream: TcpStream, status: u16, seen: &Mutex<Vec<ReceivedRequest>>) -> 
         .unwrap_or(0);
     let mut body = vec![0; len];
     reader.read_exact(&mut body)?;
-    if let Ok(mut s) = seen.lock() {
+    let (status, reply) = {
+        let mut s = seen
+            .lock()
+            .map_err(|_| anyhow::anyhow!("receiver lock poisoned"))?;
+        let status = if s.len() < answer.fail_first {
+            503
+        } else {
+            answer.status
+        };
         s.push(ReceivedRequest {
             method,
             target,
             headers,
             body,
+            status,
         });
-    }
+        (
+            status,
+            if status == 503 {
+                "{}"
+            } else {
+                answer.body.as_str()
+            },
+        )
+    };
     write!(
         out,
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+        reply.len()
     )?;
     out.flush()?;
     Ok(())

@@ -4,7 +4,7 @@
 //! never becomes ready fails after the timeout naming the Deployment, and the webhook gets
 //! `rollback_completed` then `rollback_failed`.
 
-use crate::support::{allow_outbound, env, eventually, field, Hook, Repo};
+use crate::support::{allow_outbound, env, eventually, field, HttpReceiver, Repo};
 use mooring_controller::app_rollback::{self, AppRollbackError, RollbackRequest, RollbackTo};
 use mooring_k8s::kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -50,7 +50,7 @@ async fn rollback_is_verified_and_reported() {
     let v3 = repo.commit("model v3");
     let e = env().await;
     allow_outbound(&e.client, &e.controller.ctx.outbound, "127.0.0.1").await;
-    let hook = Hook::start(0).await;
+    let hook = HttpReceiver::start(200).expect("receiver");
     let apps: Api<DynamicObject> = Api::namespaced_with(
         e.client.clone(),
         "argocd",
@@ -125,9 +125,13 @@ async fn rollback_is_verified_and_reported() {
     app_rollback::record_event(&e.client, &ok)
         .await
         .expect("event");
-    let status = app_rollback::post_event(e.controller.ctx.outbound.clone(), &hook.url(), &ok)
-        .await
-        .expect("webhook");
+    let status = app_rollback::post_event(
+        e.controller.ctx.outbound.clone(),
+        &hook.url("/monitoring"),
+        &ok,
+    )
+    .await
+    .expect("webhook");
     assert_eq!(status, 200);
 
     // To the never-ready revision, with a short timeout: a failure naming the Deployment.
@@ -151,10 +155,14 @@ async fn rollback_is_verified_and_reported() {
     app_rollback::record_event(&e.client, &failed)
         .await
         .expect("event");
-    app_rollback::post_event(e.controller.ctx.outbound.clone(), &hook.url(), &failed)
-        .await
-        .expect("webhook");
-    let got = hook.delivered();
+    app_rollback::post_event(
+        e.controller.ctx.outbound.clone(),
+        &hook.url("/monitoring"),
+        &failed,
+    )
+    .await
+    .expect("webhook");
+    let got = hook.delivered_json();
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got[0]["event"], "rollback_completed");
     assert_eq!(got[1]["event"], "rollback_failed");

@@ -4,14 +4,14 @@
 //! `on-health-degraded` by annotation, a real Git repository and the embedded cluster.
 //! Exactly one message per event, also across a controller restart.
 
-use crate::support::{allow_outbound, controller_for, env_with_cluster, eventually, field, Repo};
+use crate::support::{
+    allow_outbound, controller_for, env_with_cluster, eventually, field, HttpReceiver, Repo,
+};
 use mooring_k8s::kube::api::{Api, DynamicObject, PostParams};
 use mooring_k8s::kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const APP: &str = "fraud-model";
 
@@ -37,92 +37,6 @@ spec:
     )
 }
 
-/// One request a receiver got.
-#[derive(Debug, Clone)]
-struct Request {
-    method: String,
-    path: String,
-    /// Header lines, lower-cased.
-    head: String,
-    body: Vec<u8>,
-}
-
-/// An HTTP server on 127.0.0.1 that records every request and answers 200 with Slack's
-/// `{"ok":true}`.
-struct Receiver {
-    port: u16,
-    seen: Arc<Mutex<Vec<Request>>>,
-}
-
-impl Receiver {
-    async fn start() -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let seen: Arc<Mutex<Vec<Request>>> = Arc::default();
-        let s = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let request = loop {
-                    let Ok(n) = sock.read(&mut chunk).await else {
-                        break None;
-                    };
-                    if n == 0 {
-                        break None;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    let Some(end) = text.find("\r\n\r\n") else {
-                        continue;
-                    };
-                    let len: usize = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse().ok())?
-                        })
-                        .unwrap_or(0);
-                    if buf.len() >= end + 4 + len {
-                        let first = text.lines().next().unwrap_or_default().to_string();
-                        let mut parts = first.split_whitespace();
-                        break Some(Request {
-                            method: parts.next().unwrap_or_default().to_string(),
-                            path: parts.next().unwrap_or_default().to_string(),
-                            head: text[..end].to_lowercase(),
-                            body: buf[end + 4..end + 4 + len].to_vec(),
-                        });
-                    }
-                };
-                let Some(request) = request else { continue };
-                s.lock().expect("lock").push(request);
-                let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\nconnection: close\r\n\r\n{\"ok\":true}";
-                let _ = sock.write_all(reply.as_bytes()).await;
-            }
-        });
-        Receiver { port, seen }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn requests(&self) -> Vec<Request> {
-        self.seen.lock().expect("lock").clone()
-    }
-
-    /// Requests whose body contains `needle`.
-    fn containing(&self, needle: &str) -> Vec<Request> {
-        self.requests()
-            .into_iter()
-            .filter(|r| String::from_utf8_lossy(&r.body).contains(needle))
-            .collect()
-    }
-}
-
 fn api(client: &mooring_k8s::kube::Client, kind: &str, plural: &str) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
@@ -140,7 +54,7 @@ async fn create(api: &Api<DynamicObject>, v: Value) {
 
 /// Argo CD's catalog (the fixture of `mooring-notify`, verbatim) plus the services and
 /// context an admin adds.
-fn notifications_cm(hook: &Receiver, slack: &Receiver) -> Value {
+fn notifications_cm(hook: &HttpReceiver, slack: &HttpReceiver) -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../notify/tests/fixtures/catalog/install.yaml");
     let text = std::fs::read_to_string(path).expect("catalog");
@@ -150,14 +64,14 @@ fn notifications_cm(hook: &Receiver, slack: &Receiver) -> Value {
         "service.webhook.ml-hook".into(),
         json!(format!(
             "url: {}/hooks/argocd\nheaders:\n- name: X-Team\n  value: ml-platform\n",
-            hook.url()
+            hook.url("")
         )),
     );
     data.insert(
         "service.slack".into(),
         json!(format!(
             "token: $slack-token\napiURL: {}/api\nusername: argocd\n",
-            slack.url()
+            slack.url("")
         )),
     );
     data.insert(
@@ -191,7 +105,7 @@ const DEGRADED: &str = "has degraded";
 
 /// Wait until each receiver holds exactly `n` messages containing `needle`, then make
 /// sure no further one arrives.
-async fn exactly(hook: &Receiver, slack: &Receiver, needle: &str, n: usize) {
+async fn exactly(hook: &HttpReceiver, slack: &HttpReceiver, needle: &str, n: usize) {
     eventually(
         120,
         &format!("{n} `{needle}` message(s) on each receiver"),
@@ -226,8 +140,8 @@ async fn argo_cd_catalog_notifies_once_per_event_across_restarts() {
     let v1 = repo.commit("fraud model v1");
     let (cluster, e) = env_with_cluster().await;
     allow_outbound(&e.client, &e.controller.ctx.outbound, "127.0.0.1").await;
-    let hook = Receiver::start().await;
-    let slack = Receiver::start().await;
+    let hook = HttpReceiver::start_answering(200, r#"{"ok":true}"#).expect("receiver");
+    let slack = HttpReceiver::start_answering(200, r#"{"ok":true}"#).expect("receiver");
     create(
         &api(&e.client, "Secret", "secrets"),
         json!({"apiVersion": "v1", "kind": "Secret",
@@ -267,10 +181,10 @@ async fn argo_cd_catalog_notifies_once_per_event_across_restarts() {
     // templates have no `webhook.ml-hook` section), the service's headers.
     let h = &hook.containing(SYNCED)[0];
     assert_eq!(
-        (h.method.as_str(), h.path.as_str()),
+        (h.method.as_str(), h.target.as_str()),
         ("GET", "/hooks/argocd")
     );
-    assert!(h.head.contains("x-team: ml-platform"), "{}", h.head);
+    assert_eq!(h.header("x-team"), Some("ml-platform"), "{h:?}");
     let text = String::from_utf8_lossy(&h.body);
     assert!(
         text.starts_with(&format!(" Application {APP} {SYNCED} at ")),
@@ -286,18 +200,18 @@ async fn argo_cd_catalog_notifies_once_per_event_across_restarts() {
     // Slack: chat.postMessage with the bot token, the catalog's message and attachment.
     let s = &slack.containing(SYNCED)[0];
     assert_eq!(
-        (s.method.as_str(), s.path.as_str()),
+        (s.method.as_str(), s.target.as_str()),
         ("POST", "/api/chat.postMessage")
     );
-    assert!(
-        s.head.contains("authorization: bearer xoxb-mooring-test"),
-        "{}",
-        s.head
+    assert_eq!(
+        s.header("authorization"),
+        Some("Bearer xoxb-mooring-test"),
+        "{s:?}"
     );
     assert!(
-        s.head.contains("content-type: application/json"),
-        "{}",
-        s.head
+        s.header("content-type")
+            .is_some_and(|c| c.starts_with("application/json")),
+        "{s:?}"
     );
     let body: Value = serde_json::from_slice(&s.body).expect("slack json");
     assert_eq!(body["channel"], "ml-ops");
@@ -403,13 +317,13 @@ async fn mooring_events_are_triggers_once_per_event() {
     repo.commit("fraud model v1");
     let (cluster, e) = env_with_cluster().await;
     allow_outbound(&e.client, &e.controller.ctx.outbound, "127.0.0.1").await;
-    let hook = Receiver::start().await;
+    let hook = HttpReceiver::start_answering(200, r#"{"ok":true}"#).expect("receiver");
     create(
         &api(&e.client, "ConfigMap", "configmaps"),
         json!({"apiVersion": "v1", "kind": "ConfigMap",
                "metadata": {"name": "argocd-notifications-cm", "namespace": "argocd"},
                "data": {
-                   "service.webhook.incidents": format!("url: {}/incidents\n", hook.url()),
+                   "service.webhook.incidents": format!("url: {}/incidents\n", hook.url("")),
                    "template.rollback-triggered": "webhook:\n  incidents:\n    method: POST\n    body: |\n      {\"application\": \"{{.app.metadata.name}}\", \"event\": \"{{.event.reason}}\", \"message\": \"{{.event.message}}\"}\n",
                    "trigger.on-rollback-triggered": "- send: [rollback-triggered]\n",
                    "trigger.on-rollout-paused": "- send: [rollback-triggered]\n",
@@ -443,7 +357,10 @@ async fn mooring_events_are_triggers_once_per_event() {
     })
     .await;
     let r = &hook.containing(needle)[0];
-    assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/incidents"));
+    assert_eq!(
+        (r.method.as_str(), r.target.as_str()),
+        ("POST", "/incidents")
+    );
     let body: Value = serde_json::from_slice(&r.body).expect("json body");
     assert_eq!(
         body,

@@ -2,7 +2,9 @@
 //! metrics, a real Prometheus scraping them, the controller, and a test HTTP server that
 //! receives incident webhooks.
 
-use crate::support::{allow_outbound, env_with_cluster, eventually, field, Env, Hook, Repo};
+use crate::support::{
+    allow_outbound, env_with_cluster, eventually, field, Env, HttpReceiver, Repo,
+};
 use mooring_apiserver::Cluster;
 use mooring_controller::prometheus::{LocalPrometheus, LocalPrometheusOptions};
 use mooring_k8s::kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -117,7 +119,7 @@ async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
     allow_outbound(&e.client, &e.controller.ctx.outbound, "127.0.0.1").await;
     let dir = tempfile::tempdir().expect("tmp");
     let prom = start_prometheus(&cluster, dir.path()).await;
-    let hook = Hook::start(1).await;
+    let hook = HttpReceiver::start_failing_first(1).expect("receiver");
     let apps = apps(&e.client);
     create(&apps, application(&repo.url())).await;
     wait_synced_healthy(&e, &good).await;
@@ -143,7 +145,7 @@ async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
                 "applications": {"selector": {"matchLabels": {"tier": "serving"}}},
                 "prometheus": {"address": prom.url()},
                 "interval": "1s",
-                "incident": {"webhook": {"url": hook.url(), "headers": [
+                "incident": {"webhook": {"url": hook.url("/incidents"), "headers": [
                     {"name": "X-Team", "value": "ml-platform"},
                     {"name": "Authorization", "valueFrom": {"secretKeyRef": {"name": "incident-token", "key": "authorization"}}},
                 ]}},
@@ -283,12 +285,12 @@ async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
     // Several more evaluations: still one incident (the first POST got a 503 and was
     // retried), one Event, one rollback.
     let delivered = eventually(60, "the incident webhook", || {
-        let d = hook.delivered();
+        let d = hook.delivered_json();
         async move { (!d.is_empty()).then_some(d) }
     })
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let delivered_later = hook.delivered();
+    let delivered_later = hook.delivered_json();
     assert_eq!(delivered_later.len(), 1, "{delivered_later:?}");
     let i = &delivered[0];
     assert_eq!(i["rule"], "error_rate");
@@ -306,14 +308,11 @@ async fn a_sustained_breach_rolls_back_to_the_last_healthy_revision_once() {
         other => assert_eq!(other, Some("pendingSync"), "{i}"),
     }
     {
-        let seen = hook.seen.lock().expect("lock");
-        assert_eq!(seen[0].0, 503);
-        let head = &seen[seen.len() - 1].2;
-        assert!(
-            head.contains("authorization: bearer s3cr3t-t0ken"),
-            "{head}"
-        );
-        assert!(head.contains("x-team: ml-platform"), "{head}");
+        let seen = hook.requests();
+        assert_eq!(seen[0].status, 503);
+        let last = &seen[seen.len() - 1];
+        assert_eq!(last.header("authorization"), Some("Bearer s3cr3t-t0ken"));
+        assert_eq!(last.header("x-team"), Some("ml-platform"));
     }
     let p = get(&policies, "serving-slo").await;
     assert!(!p.to_string().contains("s3cr3t"), "{p}");
@@ -383,7 +382,7 @@ async fn short_breaches_no_data_and_bad_input_never_roll_back() {
     allow_outbound(&e.client, &e.controller.ctx.outbound, "127.0.0.1").await;
     let dir = tempfile::tempdir().expect("tmp");
     let prom = start_prometheus(&cluster, dir.path()).await;
-    let hook = Hook::start(0).await;
+    let hook = HttpReceiver::start(200).expect("receiver");
     let apps = apps(&e.client);
     create(&apps, application(&repo.url())).await;
     wait_synced_healthy(&e, &bad).await;
@@ -396,7 +395,7 @@ async fn short_breaches_no_data_and_bad_input_never_roll_back() {
                 "applications": {"names": ["model"]},
                 "prometheus": {"address": address},
                 "interval": "1s",
-                "incident": {"webhook": {"url": hook.url()}},
+                "incident": {"webhook": {"url": hook.url("/incidents")}},
                 "rules": rules,
             }
         })
@@ -560,7 +559,7 @@ async fn short_breaches_no_data_and_bad_input_never_roll_back() {
         Some(1),
         "{a}"
     );
-    assert!(hook.seen.lock().expect("lock").is_empty());
+    assert!(hook.requests().is_empty());
     drop(prom);
 }
 
@@ -574,7 +573,7 @@ async fn notify_fires_once_per_breach_across_a_controller_restart() {
     allow_outbound(&e.client, &e.controller.ctx.outbound, "127.0.0.1").await;
     let dir = tempfile::tempdir().expect("tmp");
     let prom = start_prometheus(&cluster, dir.path()).await;
-    let hook = Hook::start(0).await;
+    let hook = HttpReceiver::start(200).expect("receiver");
     let apps = apps(&e.client);
     create(&apps, application(&repo.url())).await;
     wait_synced_healthy(&e, &bad).await;
@@ -588,7 +587,7 @@ async fn notify_fires_once_per_breach_across_a_controller_restart() {
                 "applications": {"names": ["model"]},
                 "prometheus": {"address": prom.url()},
                 "interval": "1s",
-                "incident": {"webhook": {"url": hook.url()}},
+                "incident": {"webhook": {"url": hook.url("/incidents")}},
                 "rules": [{"name": "error_rate", "query": ERROR_RATE,
                            "threshold": {"operator": ">", "value": 0.05},
                            "for": "1s", "action": "notify"}],
@@ -597,7 +596,7 @@ async fn notify_fires_once_per_breach_across_a_controller_restart() {
     )
     .await;
     eventually(90, "the notification", || {
-        let d = hook.delivered();
+        let d = hook.delivered_json();
         async move { (!d.is_empty()).then_some(()) }
     })
     .await;
@@ -621,7 +620,7 @@ async fn notify_fires_once_per_breach_across_a_controller_restart() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let p = get(&api, "notify").await;
     assert_eq!(field(&p, "/status/rules/0/firedAt"), fired, "{p}");
-    assert_eq!(hook.delivered().len(), 1);
+    assert_eq!(hook.delivered_json().len(), 1);
     // Notify does not roll back or suspend.
     let a = get(&apps, "model").await;
     assert!(

@@ -7,9 +7,7 @@ use mooring_k8s::kube;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub struct Repo {
     pub dir: tempfile::TempDir,
@@ -160,85 +158,4 @@ pub fn field<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
 }
 
-/// A tiny HTTP server on 127.0.0.1 recording POST bodies; the first `fail_first`
-/// requests get a 503 (to prove the webhook is retried).
-pub struct Hook {
-    pub port: u16,
-    /// (status answered, body, request head).
-    pub seen: Arc<Mutex<Vec<(u16, Value, String)>>>,
-}
-
-impl Hook {
-    pub async fn start(fail_first: usize) -> Hook {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let seen: Arc<Mutex<Vec<(u16, Value, String)>>> = Arc::default();
-        let s = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let body = loop {
-                    let Ok(n) = sock.read(&mut chunk).await else {
-                        break None;
-                    };
-                    if n == 0 {
-                        break None;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let len: usize = text[..end]
-                            .lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case("content-length")
-                                    .then(|| v.trim().parse().ok())?
-                            })
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + len {
-                            break Some((
-                                buf[end + 4..end + 4 + len].to_vec(),
-                                text[..end].to_lowercase(),
-                            ));
-                        }
-                    }
-                };
-                let Some((body, head)) = body else { continue };
-                let code = {
-                    let mut seen = s.lock().expect("lock");
-                    let code = if seen.len() < fail_first { 503 } else { 200 };
-                    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    seen.push((code, body, head));
-                    code
-                };
-                let reply = format!(
-                    "HTTP/1.1 {code} {}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                    if code == 200 {
-                        "OK"
-                    } else {
-                        "Service Unavailable"
-                    }
-                );
-                let _ = sock.write_all(reply.as_bytes()).await;
-            }
-        });
-        Hook { port, seen }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/incidents", self.port)
-    }
-
-    pub fn delivered(&self) -> Vec<Value> {
-        self.seen
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|(c, _, _)| *c == 200)
-            .map(|(_, b, _)| b.clone())
-            .collect()
-    }
-}
+pub use mooring_testkit::receiver::HttpReceiver;
