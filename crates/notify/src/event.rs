@@ -38,20 +38,26 @@ pub const REASONS: &[&str] = &[
     "DrillReport",
 ];
 
-/// `RollbackTriggered` → `on-rollback-triggered`.
+/// `RollbackTriggered` → `on-rollback-triggered`; an acronym stays one word
+/// (`SLOBreach` → `on-slo-breach`).
 pub fn trigger_name(reason: &str) -> String {
+    let chars: Vec<char> = reason.chars().collect();
     let mut out = String::from("on");
-    let mut prev_lower = false;
-    for c in reason.chars() {
+    for (i, &c) in chars.iter().enumerate() {
         if c.is_ascii_uppercase() {
-            if prev_lower || out == "on" {
+            let prev = i.checked_sub(1).map(|j| chars[j]);
+            let next_lower = chars.get(i + 1).is_some_and(char::is_ascii_lowercase);
+            let word_start = match prev {
+                None => true,
+                Some(p) if p.is_ascii_lowercase() || p.is_ascii_digit() => true,
+                Some(p) => p.is_ascii_uppercase() && next_lower,
+            };
+            if word_start {
                 out.push('-');
             }
             out.push(c.to_ascii_lowercase());
-            prev_lower = false;
         } else {
             out.push(c);
-            prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
         }
     }
     out
@@ -170,7 +176,7 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(trigger_name("RollbackTriggered"), "on-rollback-triggered");
-        assert_eq!(trigger_name("SLOBreach"), "on-slobreach");
+        assert_eq!(trigger_name("SLOBreach"), "on-slo-breach");
         assert_eq!(trigger_name("AnalysisRunFailed"), "on-analysis-run-failed");
         assert_eq!(trigger_for("Synced"), None);
         assert!(is_event_trigger("on-rollout-paused"));
