@@ -10,7 +10,8 @@ use mooring_core::rollback::{
 };
 use serde_json::json;
 
-/// `spec.gitRevert`: after a rollback sync to a revision, revert the bad commits in Git
+/// `spec.gitRevert`: after a rollback (a sync back to a revision, or an aborted Rollout
+/// returning to its stable revision, `toRevision`), revert the bad commits in Git
 /// (`crate::git_rollback`, what `mooring rollback git` does), at most once per rollback:
 /// the attempt is recorded (`Pending`) in the policy status before any Git work, so a
 /// controller restarted in between never pushes a second revert. The outcome (commit,
