@@ -3,11 +3,10 @@
 //! Application and the optional monitoring webhook.
 
 use crate::output::{emit, print_table, Output};
-use anyhow::Context as _;
 use mooring_controller::app_rollback::{self, RollbackReport, RollbackRequest};
 use mooring_core::app::ApplicationDestination;
 use mooring_k8s::kube;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::process::ExitCode;
 
 pub async fn run(
@@ -17,8 +16,8 @@ pub async fn run(
     output: Output,
 ) -> anyhow::Result<ExitCode> {
     let report = app_rollback::run(&m.client, &req, &mut |line: &str| eprintln!("{line}")).await?;
-    let pods = match destination_client(m, &req).await {
-        Ok(c) => app_rollback::pod_table(&c, &report.destination_namespace).await,
+    let pods = match destination_client(m, &report.destination).await {
+        Ok(c) => app_rollback::pod_table(&c, report.destination_namespace()).await,
         Err(e) => Err(e.to_string()),
     };
     if let Err(e) = app_rollback::record_event(&m.client, &report).await {
@@ -85,10 +84,10 @@ fn print_report(r: &RollbackReport, pods: &Result<Vec<Vec<String>>, String>) {
     println!();
     match pods {
         Ok(rows) if rows.len() > 1 => {
-            println!("Pods in {}:", r.destination_namespace);
+            println!("Pods in {}:", r.destination_namespace());
             print_table(rows);
         }
-        Ok(_) => println!("No pods in {}.", r.destination_namespace),
+        Ok(_) => println!("No pods in {}.", r.destination_namespace()),
         Err(e) => eprintln!("warning: {e}"),
     }
 }
@@ -97,20 +96,8 @@ fn print_report(r: &RollbackReport, pods: &Result<Vec<Vec<String>>, String>) {
 /// cluster Secret whose server (or name) the destination names.
 async fn destination_client(
     m: &crate::connect::Management,
-    req: &RollbackRequest,
+    d: &ApplicationDestination,
 ) -> anyhow::Result<kube::Client> {
-    let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
-        m.client.clone(),
-        &req.namespace,
-        &mooring_k8s::resources::application_resource(),
-    );
-    let app = serde_json::to_value(api.get(&req.name).await?)?;
-    let d: ApplicationDestination = serde_json::from_value(
-        app.pointer("/spec/destination")
-            .cloned()
-            .unwrap_or(Value::Null),
-    )
-    .context("reading spec.destination")?;
     if d.is_in_cluster() {
         return Ok(m.client.clone());
     }
@@ -125,7 +112,10 @@ async fn destination_client(
         }
     }
     anyhow::bail!(
-        "the destination cluster of {} is not registered (see `mooring cluster list`)",
-        req.name
+        "the destination cluster {} is not registered (see `mooring cluster list`)",
+        d.server
+            .as_deref()
+            .or(d.name.as_deref())
+            .unwrap_or_default()
     )
 }

@@ -68,8 +68,8 @@ pub struct RollbackRequest {
 pub struct RollbackReport {
     pub application: String,
     pub namespace: String,
-    /// The destination namespace (where the pods are).
-    pub destination_namespace: String,
+    /// The app's destination (where the pods are).
+    pub destination: mooring_core::app::ApplicationDestination,
     pub from_revision: String,
     pub to_revision: String,
     pub succeeded: bool,
@@ -79,6 +79,11 @@ pub struct RollbackReport {
 }
 
 impl RollbackReport {
+    /// The destination namespace (where the pods are).
+    pub fn destination_namespace(&self) -> &str {
+        self.destination.namespace.as_deref().unwrap_or_default()
+    }
+
     /// `rollback_completed` or `rollback_failed`.
     pub fn event_name(&self) -> &'static str {
         if self.succeeded {
@@ -201,7 +206,7 @@ pub async fn run(
     Ok(RollbackReport {
         application: req.name.clone(),
         namespace: req.namespace.clone(),
-        destination_namespace: app.spec.destination.namespace.clone().unwrap_or_default(),
+        destination: app.spec.destination.clone(),
         from_revision: from,
         to_revision: to.to_string(),
         succeeded,
@@ -362,7 +367,7 @@ mod tests {
         let mut r = RollbackReport {
             application: "model".into(),
             namespace: "argocd".into(),
-            destination_namespace: "ml-serving".into(),
+            destination: Default::default(),
             from_revision: "b".into(),
             to_revision: "a".into(),
             succeeded: true,
