@@ -630,7 +630,12 @@ async fn status(
                 println!("delivery state: error: {e}");
             }
             if !s.delivered.is_empty() {
-                let mut rows = vec![vec!["DELIVERED".to_string(), "AT".to_string()]];
+                // The state records what was sent (at most once per key), not whether the
+                // service accepted it: the Events below say that.
+                let mut rows = vec![vec![
+                    "SENT (never again for this key)".to_string(),
+                    "AT".to_string(),
+                ]];
                 rows.extend(s.delivered.iter().map(|(k, v)| vec![k.clone(), v.clone()]));
                 print_table(&rows);
             }
