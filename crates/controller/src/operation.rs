@@ -320,6 +320,12 @@ pub async fn drive(
     let id = state.id().to_string();
     // `sync.revision`, or `sync.revisions` (one per source) for a multi-source app.
     let requested = op.requested();
+    // Nothing is fetched for a source or destination the project does not permit (the
+    // full check, with sync windows and resource lists, follows once rendered).
+    if let Err(msg) = crate::project::check_app(ctx, app).await? {
+        let msg = format!("nothing was applied: {msg}");
+        return finish(ctx, app, state, OperationPhase::Failed, &msg, None).await;
+    }
     let (revision, mut desired) = match desired_state(ctx, app, &requested, cluster).await {
         Ok(x) => x,
         Err(e) => {

@@ -87,15 +87,20 @@ pub async fn reconcile(
     // A running (or requested) operation is driven first; it renders its own revision.
     // The comparison goes on meanwhile (Argo CD refreshes and operates on separate
     // queues), so the status shows live objects as they are while waves progress.
+    // The project must permit the app's sources and destination before anything else:
+    // no repository a tenant names is contacted unless the project allows it.
+    let permitted = crate::project::check_app(&ctx, &app).await?;
     if operation::in_progress(&app) {
-        refresh_during_operation(&ctx, &app, &cluster).await?;
+        match &permitted {
+            Ok(_) => refresh_during_operation(&ctx, &app, &cluster).await?,
+            Err(msg) => write_error(&ctx, &app, "InvalidSpecError", msg).await?,
+        }
         return match operation::drive(&ctx, &app, &cluster).await? {
             OperationOutcome::InProgress => Ok(Action::RequeueAfter(ctx.options.operation_poll)),
             OperationOutcome::Finished => Ok(Action::RequeueAfter(Duration::from_millis(10))),
         };
     }
-    // The project must permit the app's sources and destination before anything else.
-    let proj = match crate::project::check_app(&ctx, &app).await? {
+    let proj = match permitted {
         Ok(p) => p,
         Err(msg) => {
             write_error(&ctx, &app, "InvalidSpecError", &msg).await?;

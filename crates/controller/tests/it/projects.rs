@@ -375,3 +375,52 @@ async fn unmanaged_objects_in_the_destination_namespace_raise_an_orphan_warning(
     })
     .await;
 }
+
+/// A tenant's Application naming a repository its project does not permit: neither the
+/// comparison nor a requested sync (`mooring app sync`, `app rollback`) contacts it — the
+/// sync fails with nothing applied and the "Git server" never sees a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_the_project_refuses_is_never_contacted() {
+    let repo = Repo::new();
+    repo.write("app/cm.yaml", SETTINGS);
+    repo.commit("settings");
+    let e = env().await;
+    let client = &e.client;
+    let server = crate::support::HttpReceiver::start(200).expect("receiver");
+    create(&projects(client), ml_platform(&repo.url(), json!([]))).await;
+    let elsewhere = server.url("/attacker/other.git");
+    create(
+        &apps(client),
+        app("escape", "ml-platform", &elsewhere, "app", "ml-escape"),
+    )
+    .await;
+    let a = eventually(30, "the repository refused", || async {
+        let a = serde_json::to_value(apps(client).get("escape").await.ok()?).ok()?;
+        condition(&a, "InvalidSpecError")
+    })
+    .await;
+    assert!(a.contains("does not permit source repository"), "{a}");
+    apps(client)
+        .patch(
+            "escape",
+            &Default::default(),
+            &mooring_k8s::kube::api::Patch::Merge(
+                json!({"operation": {"sync": {"revision": "abc1234"}, "initiatedBy": {"username": "tenant"}}}),
+            ),
+        )
+        .await
+        .expect("sync");
+    let a = eventually(30, "the sync refused", || async {
+        let a = serde_json::to_value(apps(client).get("escape").await.ok()?).ok()?;
+        (field(&a, "/status/operationState/phase") == "Failed").then_some(a)
+    })
+    .await;
+    let msg = field(&a, "/status/operationState/message");
+    assert!(
+        msg.starts_with(
+            "nothing was applied: project ml-platform does not permit source repository"
+        ),
+        "{msg}"
+    );
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+}
