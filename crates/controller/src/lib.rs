@@ -16,6 +16,7 @@ pub mod appset;
 pub mod clusters;
 pub mod conditions;
 pub mod deletion;
+pub mod dr;
 mod error;
 pub mod events;
 pub mod forge;
@@ -552,6 +553,7 @@ impl Controller {
         tasks.extend(appset::start(ctx.clone()));
         tasks.extend(rollback::start(ctx.clone()));
         tasks.extend(notifications::start(ctx.clone()));
+        tasks.extend(dr::start(ctx.clone()));
         tasks.extend(rollout::start(mgmt.clone()));
         tasks.extend(analysis::start(mgmt.clone(), ctx.analysis_options()));
         Ok(Controller { ctx, tasks })

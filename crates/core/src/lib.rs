@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod app;
 pub mod appset;
 pub mod cluster;
+pub mod dr;
 pub mod event;
 pub mod fields_v1;
 pub mod files;

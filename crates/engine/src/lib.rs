@@ -12,6 +12,7 @@
 pub mod analysis;
 pub mod appset;
 pub mod diff;
+pub mod dr;
 pub mod git_rollback;
 pub mod health;
 pub mod meter;

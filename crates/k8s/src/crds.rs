@@ -190,10 +190,43 @@ pub fn all() -> Vec<Value> {
         app_project_crd(),
         constraint_template_crd(),
         rollback_policy_crd(),
+        disaster_recovery_plan_crd(),
     ]
     .into_iter()
     .chain(argo_rollouts_crds())
     .collect()
+}
+
+/// Mooring's `DisasterRecoveryPlan` (`mooring.dev/v1alpha1`, see `mooring_core::dr`),
+/// with a status subresource like `RollbackPolicy`'s.
+pub fn disaster_recovery_plan_crd() -> Value {
+    use mooring_core::dr::{
+        DisasterRecoveryPlanSpec, DisasterRecoveryPlanStatus, GROUP, KIND, PLURAL,
+    };
+    let mut props = Map::new();
+    props.insert("apiVersion".into(), json!({"type": "string"}));
+    props.insert("kind".into(), json!({"type": "string"}));
+    props.insert("metadata".into(), json!({"type": "object"}));
+    props.insert("spec".into(), schema_of::<DisasterRecoveryPlanSpec>());
+    props.insert("status".into(), schema_of::<DisasterRecoveryPlanStatus>());
+    let mut c = crd(
+        GROUP,
+        KIND,
+        PLURAL,
+        &["drplan"],
+        props,
+        json!([
+            {"name": "Primary", "type": "string", "jsonPath": ".spec.primary.cluster"},
+            {"name": "Standby", "type": "string", "jsonPath": ".spec.standby.cluster"},
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Last-RTO", "type": "number", "jsonPath": ".status.lastFailover.rtoSeconds"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ]),
+    );
+    if let Some(v) = c.pointer_mut("/spec/versions/0") {
+        v["subresources"] = json!({"status": {}});
+    }
+    c
 }
 
 /// One open (`x-kubernetes-preserve-unknown-fields`) CRD of a third-party API: Mooring

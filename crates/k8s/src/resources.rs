@@ -11,7 +11,7 @@
 //! below).
 
 use kube::api::ApiResource;
-use mooring_core::{analysis, app, rollback};
+use mooring_core::{analysis, app, dr, rollback};
 
 /// A kind of Argo's API group (`argoproj.io/v1alpha1`), Argo CD's and Argo Rollouts'.
 fn argo(kind: &str, plural: &str) -> ApiResource {
@@ -64,6 +64,11 @@ pub fn rollback_policy_resource() -> ApiResource {
         rollback::KIND,
         rollback::PLURAL,
     )
+}
+
+/// Mooring's `mooring.dev/v1alpha1` `DisasterRecoveryPlan`.
+pub fn disaster_recovery_plan_resource() -> ApiResource {
+    crate::api_resource(dr::GROUP, dr::VERSION, dr::KIND, dr::PLURAL)
 }
 
 /// Gatekeeper's `templates.gatekeeper.sh/v1` `ConstraintTemplate`.
@@ -122,6 +127,7 @@ mod tests {
             analysis_template_resource(),
             cluster_analysis_template_resource(),
             rollback_policy_resource(),
+            disaster_recovery_plan_resource(),
             constraint_template_resource(),
             constraint_resource("K8sRequiredLabels"),
         ] {
