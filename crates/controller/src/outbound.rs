@@ -387,11 +387,26 @@ impl Outbound {
         host: &str,
         port: u16,
     ) -> Result<Vec<SocketAddr>, OutboundError> {
+        self.admit_socket("smtp", host, port).await
+    }
+
+    /// Check a plain TCP endpoint (a disaster-recovery plan's TCP check) as
+    /// [`Outbound::admit_smtp`] checks a mail server; refusals name it `tcp://HOST:PORT`.
+    pub async fn admit_tcp(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, OutboundError> {
+        self.admit_socket("tcp", host, port).await
+    }
+
+    async fn admit_socket(
+        &self,
+        scheme: &str,
+        host: &str,
+        port: u16,
+    ) -> Result<Vec<SocketAddr>, OutboundError> {
         let host = match host.parse::<std::net::Ipv6Addr>() {
             Ok(v6) => format!("[{v6}]"),
             Err(_) => host.to_string(),
         };
-        let shown = format!("smtp://{host}:{port}");
+        let shown = format!("{scheme}://{host}:{port}");
         let url = Url::parse(&shown).map_err(|e| OutboundError::Url {
             url: shown.clone(),
             reason: e.to_string(),

@@ -231,8 +231,8 @@ async fn write_invalid(
     .await
 }
 
-/// Turn a Prometheus answer into one measurement.
-fn measurement(r: Result<PromValue, crate::prometheus::PromError>) -> Measurement {
+/// Turn a Prometheus answer into one measurement (also a DR plan's PromQL check's).
+pub(crate) fn measurement(r: Result<PromValue, crate::prometheus::PromError>) -> Measurement {
     match r {
         Ok(PromValue::Vector(samples)) => {
             engine::reduce(&samples.iter().map(|s| s.value).collect::<Vec<_>>())
