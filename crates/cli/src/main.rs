@@ -10,6 +10,7 @@ mod bench;
 mod check;
 mod cluster;
 mod connect;
+mod dr;
 mod embedded;
 mod notifications;
 mod output;
@@ -91,6 +92,14 @@ enum Command {
     Notifications {
         #[command(subcommand)]
         command: notifications::NotificationsCommand,
+        #[command(flatten)]
+        common: app::Common,
+    },
+    /// Disaster recovery (`DisasterRecoveryPlan`s): status, validate, failover,
+    /// failback, drill.
+    Dr {
+        #[command(subcommand)]
+        command: dr::DrCommand,
         #[command(flatten)]
         common: app::Common,
     },
@@ -274,6 +283,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollout { command, common } => rollout::run(command, common).await,
         Command::Notifications { command, common } => notifications::run(command, common).await,
         Command::Rollback { command, common } => rollback::run(command, common).await,
+        Command::Dr { command, common } => dr::run(command, common).await,
         Command::Crds => {
             for crd in mooring_k8s::crds::all() {
                 println!("---");
