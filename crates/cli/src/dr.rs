@@ -307,7 +307,8 @@ async fn request(
             ),
             e => anyhow::Error::new(e).context(format!("writing the request into {name}'s status")),
         })?;
-    println!(
+    // On stderr, with the progress: stdout is the result (`-o json` stays parseable).
+    eprintln!(
         "{} of {name} requested{} by {}",
         kind.to_ascii_lowercase(),
         req.incident

@@ -719,6 +719,9 @@ mod rollout_cmd;
 #[path = "cli/notifications.rs"]
 mod notifications_cmd;
 
+#[path = "cli/dr.rs"]
+mod dr_cmd;
+
 #[path = "cli/app_sources.rs"]
 mod app_sources_cmd;
 // ---------------------------------------------------------------------------------------
