@@ -58,6 +58,32 @@ spec:
     )
 }
 
+const FEATURE_STORE: &str = "apiVersion: v1
+kind: Namespace
+metadata: {name: feature-store}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: redis, namespace: feature-store}
+spec:
+  replicas: 0
+  serviceName: redis
+  selector: {matchLabels: {app: redis}}
+  template:
+    metadata: {labels: {app: redis}}
+    spec:
+      containers:
+      - {name: redis, image: redis:7, ports: [{containerPort: 6379}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: redis, namespace: feature-store}
+spec:
+  type: LoadBalancer
+  selector: {app: redis}
+  ports: [{port: 6379}]
+";
+
 fn plan(kc: &str, name: &str) -> Value {
     serde_json::from_str(&kubectl_ok(
         kc,
@@ -244,6 +270,30 @@ fn dr_commands_validate_request_and_follow() {
     assert!(v["checks"][1]["message"]
         .as_str()
         .is_some_and(|m| m.contains("on cluster in-cluster")));
+
+    // The feature store exists but is stopped (StatefulSet scaled to 0): its load
+    // balancer does not answer.
+    apply_eventually(kc, FEATURE_STORE);
+    apply_eventually(
+        kc,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: mooring-cm, namespace: argocd}\ndata: {outbound.allow: 127.0.0.0/8}\n",
+    );
+    let start = Instant::now();
+    loop {
+        let (rc, out, _) = code(&mooring(
+            kc,
+            &["dr", "validate", "ml-platform", "--side", "standby"],
+        ));
+        if !out.contains("does not exist") && !out.contains("has no load-balancer address") {
+            assert_eq!(rc, Some(1), "{out}");
+            assert!(out.contains("✅ inference-health"), "{out}");
+            assert!(out.contains("❌ feature-store: connecting to "), "{out}");
+            assert!(out.contains(":6379"), "{out}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{out}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // Requests: usage errors and refusals exit 2 and say why.
     let (rc, _, err) = code(&mooring(kc, &["dr", "validate", "nope"]));
