@@ -493,5 +493,31 @@ pub fn incident_id(prefix: &str, plan: &str, now: Timestamp) -> String {
     format!("{prefix}-{plan}-{}", t.trim_end_matches('Z').to_lowercase())
 }
 
+/// An object name for something about an incident (its Events, its report ConfigMap):
+/// `<plan>-<incident>-<suffix>` lowercased with anything a DNS-1123 subdomain refuses
+/// replaced, plus a hash of the original when that changed it (so `INC-1` and `inc-1`
+/// never share a name), at most 253 characters. The same inputs always give the same
+/// name, which is what makes a second attempt to record the same thing fail.
+pub fn object_name(plan: &str, incident: &str, suffix: &str) -> String {
+    let raw = format!("{plan}-{incident}-{suffix}");
+    let mut clean: String = raw
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '-') => c,
+            _ => '-',
+        })
+        .collect();
+    if clean != raw {
+        clean = format!("{clean}-{}", crate::rollout::text_hash(&raw));
+    }
+    clean.truncate(253);
+    let trimmed = clean.trim_matches('-');
+    if trimmed.is_empty() {
+        crate::rollout::text_hash(&raw)
+    } else {
+        trimmed.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests;

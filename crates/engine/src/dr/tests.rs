@@ -188,3 +188,16 @@ fn incident_ids_are_readable_and_name_safe() {
     assert_eq!(id, "drill-ml-platform-20261206t100102");
     assert!(mooring_core::name::matches_dns1123_subdomain(&id));
 }
+
+#[test]
+fn object_names_from_hostile_incident_ids_are_valid_and_distinct() {
+    let a = object_name("ml-platform", "INC-1", "failovercompleted");
+    let b = object_name("ml-platform", "inc-1", "failovercompleted");
+    assert_ne!(a, b);
+    assert_eq!(b, "ml-platform-inc-1-failovercompleted");
+    for id in ["PD#12 / sev1", "../../etc", &"x".repeat(400), "ünïcode", ""] {
+        let n = object_name("p", id, "report");
+        assert!(mooring_core::name::matches_dns1123_subdomain(&n), "{n:?}");
+        assert_eq!(n, object_name("p", id, "report"));
+    }
+}
