@@ -30,7 +30,7 @@ use mooring_core::time;
 use mooring_engine::dr::report::{
     human_seconds, validation_report, REPORT_JSON_KEY, REPORT_MARKDOWN_KEY,
 };
-use mooring_engine::dr::Side;
+use mooring_engine::dr::{Side, DRILL, FAILBACK, FAILOVER};
 use mooring_k8s::k8s_openapi::api::core::v1::ConfigMap;
 use mooring_k8s::kube;
 use mooring_k8s::kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -122,11 +122,6 @@ impl From<SideArg> for Side {
         }
     }
 }
-
-/// Request kinds (`status.request.kind`).
-pub const FAILOVER: &str = "Failover";
-pub const FAILBACK: &str = "Failback";
-pub const DRILL: &str = "Drill";
 
 pub async fn run(cmd: DrCommand, common: crate::app::Common) -> anyhow::Result<ExitCode> {
     let m = crate::connect::connect(&common.management).await?;

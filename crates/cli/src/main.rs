@@ -11,6 +11,7 @@ mod check;
 mod cluster;
 mod connect;
 mod dr;
+mod dr_up;
 mod embedded;
 mod notifications;
 mod output;

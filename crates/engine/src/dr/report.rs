@@ -3,9 +3,10 @@
 //!
 //! A drill is worth only what it proves, so its report is built from what the controller
 //! recorded in the plan's status (the drill's own steps, its failover's and failback's,
-//! each with its start and end) and nothing else: the RTO is the time from the injected
-//! failure to the end of the failover's `validate` step (a standby that answers, not one
-//! that was merely synced), the RPO is what the failover measured, and `passed` says
+//! each with its start and end) and nothing else: the RTO is the failover's, by
+//! [`super::rto_seconds`] (from the injected failure to the validated standby serving the
+//! name: a standby that answers, not one that was merely synced), the RPO is what the
+//! failover measured, and `passed` says
 //! whether the platform really moved and came back within the objectives. The same
 //! report is rendered three ways because three audiences read it: JSON for tools
 //! (`mooring dr drill -o json`), Markdown for people (the ConfigMap, the Git commit, the
@@ -29,9 +30,6 @@ pub const REPORT_JSON_KEY: &str = "report.json";
 pub const REPORT_MARKDOWN_KEY: &str = "report.md";
 pub const REPORT_JUNIT_KEY: &str = "report.xml";
 
-/// The name of the failover step whose end is the validated standby (the RTO's end).
-pub const VALIDATE_STEP: &str = "validate";
-
 /// A check spec that does not say one thing to check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CheckSpecError {
@@ -50,6 +48,18 @@ pub enum CheckKind<'a> {
     Http(&'a mooring_core::dr::HttpCheck),
     Tcp(&'a mooring_core::dr::TcpCheck),
     Prometheus(&'a mooring_core::dr::PromCheck),
+}
+
+impl CheckKind<'_> {
+    /// `applications`, `http`, `tcp` or `prometheus`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckKind::Applications(_) => "applications",
+            CheckKind::Http(_) => "http",
+            CheckKind::Tcp(_) => "tcp",
+            CheckKind::Prometheus(_) => "prometheus",
+        }
+    }
 }
 
 /// The rule "a check is exactly one kind, and its target is complete": the plan's
@@ -231,9 +241,7 @@ fn ts(s: Option<&str>) -> Option<Timestamp> {
 }
 
 fn seconds_between(from: Option<&str>, to: Option<&str>) -> Option<f64> {
-    let (a, b) = (ts(from)?, ts(to)?);
-    let d = b.duration_since(a).as_secs_f64();
-    Some((d * 1000.0).round() / 1000.0)
+    super::seconds_between(from?, to?)
 }
 
 fn objective_seconds(
@@ -271,19 +279,6 @@ fn report_step(prefix: &str, s: &StepStatus) -> ReportStep {
         seconds: seconds_between(s.started_at.as_deref(), s.finished_at.as_deref()),
         message: s.message.clone(),
     }
-}
-
-/// The RTO of a failover: from the failure (the drill's injection, else the operation's
-/// `failureAt`, else its start) to the end of its `validate` step.
-pub fn rto_seconds(op: &DrOperation, injected_at: Option<&str>) -> Option<f64> {
-    let from = injected_at
-        .or(op.failure_at.as_deref())
-        .unwrap_or(&op.started_at);
-    let validated = op
-        .steps
-        .iter()
-        .find(|s| s.name == VALIDATE_STEP && s.phase == "Succeeded")?;
-    seconds_between(Some(from), validated.finished_at.as_deref())
 }
 
 impl DrillReport {
@@ -333,7 +328,7 @@ impl DrillReport {
         let rto = drill
             .failover
             .as_ref()
-            .and_then(|op| rto_seconds(op, drill.injected_at.as_deref()).or(op.rto_seconds));
+            .and_then(|op| op.rto_seconds.or_else(|| super::rto_seconds(op)));
         let rpo = drill
             .failover
             .as_ref()
