@@ -31,13 +31,16 @@ use mooring_engine::dr::report::{
     human_seconds, validation_report, REPORT_JSON_KEY, REPORT_MARKDOWN_KEY,
 };
 use mooring_engine::dr::{Side, DRILL, FAILBACK, FAILOVER};
-use mooring_k8s::k8s_openapi::api::core::v1::ConfigMap;
+use mooring_k8s::k8s_openapi::api::core::v1::{ConfigMap, Event};
 use mooring_k8s::kube;
-use mooring_k8s::kube::api::{Api, DynamicObject, Patch, PatchParams};
+use mooring_k8s::kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+
+/// The Event reason the controller records for a request it does not start.
+pub const REQUEST_REFUSED: &str = "RequestRefused";
 
 #[derive(Subcommand, Debug)]
 pub enum DrCommand {
@@ -414,6 +417,13 @@ async fn wait_operation(
                 });
             }
         }
+        let started = st
+            .operation
+            .as_ref()
+            .is_some_and(|o| o.kind == req.kind && started_after(&o.started_at, req));
+        if st.request.is_none() && !started {
+            return refused(api, name).await;
+        }
         if start.elapsed() > Duration::from_secs(timeout) {
             eprintln!(
                 "timed out after {timeout}s waiting for the {}; it goes on (see `mooring dr status {name}`){}",
@@ -496,6 +506,14 @@ async fn wait_drill(
                 ExitCode::from(1)
             });
         }
+        let ours = st.drill.as_ref().is_some_and(|d| d.incident == incident)
+            || st
+                .last_drill
+                .as_ref()
+                .is_some_and(|l| l.incident == incident);
+        if st.request.is_none() && !ours {
+            return refused(api, name).await;
+        }
         if start.elapsed() > Duration::from_secs(timeout) {
             eprintln!(
                 "timed out after {timeout}s waiting for drill {incident}; it goes on (see `mooring dr status {name}`){}",
@@ -505,6 +523,35 @@ async fn wait_drill(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The controller took the request without starting it: say why (its newest
+/// `RequestRefused` Event on the plan) and exit 1.
+async fn refused(api: &Api<DynamicObject>, name: &str) -> anyhow::Result<ExitCode> {
+    let ns = api
+        .namespace()
+        .unwrap_or(mooring_core::app::CONTROL_PLANE_NAMESPACE)
+        .to_string();
+    let events: Api<Event> = Api::namespaced(api.clone().into_client(), &ns);
+    let why = events
+        .list(&ListParams::default())
+        .await
+        .map(|l| {
+            l.items
+                .into_iter()
+                .filter(|e| {
+                    e.reason.as_deref() == Some(REQUEST_REFUSED)
+                        && e.involved_object.name.as_deref() == Some(name)
+                        && e.involved_object.kind.as_deref() == Some(mooring_core::dr::KIND)
+                })
+                .max_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0))
+                .and_then(|e| e.message)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "no reason recorded (see `mooring dr status`)".into());
+    eprintln!("the controller refused the request: {why}");
+    Ok(ExitCode::from(1))
 }
 
 async fn read_report(

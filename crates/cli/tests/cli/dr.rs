@@ -413,11 +413,30 @@ fn dr_commands_validate_request_and_follow() {
     let (rc, _, err) = code(&mooring(kc, &["dr", "drill", "ml-platform", "--no-wait"]));
     assert_eq!(rc, Some(2));
     assert!(err.contains("a drill needs it PrimaryActive"), "{err}");
-    let (rc, out, err) = code(&mooring(kc, &["dr", "failback", "ml-platform"]));
-    assert_eq!(rc, Some(0), "{out}{err}");
-    let req = plan(kc, "ml-platform")["status"]["request"].clone();
+    let waiting = spawn(
+        kc,
+        &["dr", "failback", "ml-platform", "--wait", "--timeout", "60"],
+    );
+    let req = wait_request(kc, "ml-platform");
     assert_eq!(req["kind"], "Failback");
     assert_eq!(req["incident"], "INC-8", "the last failover's incident");
+    // The controller takes the request without starting it, and says why in an Event.
+    let event = json!({"apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "ml-platform.refused", "namespace": "argocd"},
+        "involvedObject": {"apiVersion": "mooring.dev/v1alpha1", "kind": "DisasterRecoveryPlan",
+                           "name": "ml-platform", "namespace": "argocd"},
+        "reason": "RequestRefused", "type": "Warning",
+        "message": "Failback refused: the plan is not valid: standby cluster \"eu-west-1\" is unreachable"});
+    kubectl_ok(kc, &["apply", "-f", "-"], Some(&event.to_string()));
+    let mut st = plan(kc, "ml-platform")["status"].clone();
+    st["request"] = Value::Null;
+    set_status(kc, "ml-platform", st);
+    let (rc, out, err) = finish(waiting);
+    assert_eq!(rc, Some(1), "{out}{err}");
+    assert!(
+        err.contains("the controller refused the request: Failback refused: the plan is not valid"),
+        "{err}"
+    );
 
     // A drill, followed to its report (JSON from the report ConfigMap).
     set_status(kc, "ml-platform", json!({"phase": "PrimaryActive"}));
