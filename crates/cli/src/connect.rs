@@ -23,6 +23,10 @@ pub use mooring_server::store::SETTINGS_CONFIGMAP;
 /// (comma-separated globs or `/regex/`, Argo CD's `application.namespaces`).
 pub const APPLICATION_NAMESPACES_KEY: &str = "application.namespaces";
 
+/// `mooring-cm` key: the controller's own Prometheus (`mooring up` records the one it
+/// starts), for the CLI's one-off PromQL checks (`mooring dr validate`).
+pub const PROMETHEUS_ADDRESS_KEY: &str = "prometheus.address";
+
 /// Where the management cluster and its control plane are.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ManagementArgs {

@@ -57,7 +57,8 @@ pub enum DrCommand {
         plan: String,
         #[arg(long, value_enum)]
         side: Option<SideArg>,
-        /// The Prometheus PromQL checks query when the plan names none.
+        /// The Prometheus PromQL checks query when the plan names none (default: the
+        /// `prometheus.address` of `mooring-cm`, which `mooring up` records).
         #[arg(long, value_name = "URL")]
         prometheus: Option<String>,
         #[arg(short, long, value_enum, default_value_t)]
@@ -767,6 +768,14 @@ async fn validate(
         Phase::StandbyActive | Phase::FailingBack => Side::Standby,
         _ => Side::Primary,
     });
+    // The controller's own Prometheus: the flag, else what `mooring up` recorded.
+    let prometheus = match prometheus {
+        Some(p) => Some(p),
+        None => crate::connect::settings(&m.client, m.namespace())
+            .await
+            .and_then(|d| d.get(crate::connect::PROMETHEUS_ADDRESS_KEY).cloned())
+            .filter(|a| !a.trim().is_empty()),
+    };
     let opts = mooring_controller::ControllerOptions {
         cache_dir: std::env::temp_dir().join("mooring-cli-repos"),
         control_plane: m.control_plane.clone(),

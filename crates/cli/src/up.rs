@@ -548,6 +548,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .iter()
         .map(|u| (u.clone(), repo_url.clone()))
         .collect();
+    // Real Prometheus, when installed, scraping every embedded cluster's simulated pods:
+    // the controller (analysis, RollbackPolicies, DR checks) queries it, and `mooring dr
+    // validate` finds it in `mooring-cm`. Its port is chosen now so
+    // the controller knows the address; it starts once every cluster is up.
+    let prometheus_binary = mooring_controller::prometheus::LocalPrometheus::find_binary();
+    let prometheus_listen = match &prometheus_binary {
+        Some(_) => Some(
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .context("choosing a port for Prometheus")?,
+        ),
+        None => None,
+    };
     let settings: kube::api::Api<mooring_k8s::k8s_openapi::api::core::v1::ConfigMap> =
         kube::api::Api::namespaced(client.clone(), &control_plane.namespace);
     settings
@@ -560,23 +573,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 "data": {
                     "repository.aliases": serde_json::to_string(&aliases)?,
                     crate::connect::APPLICATION_NAMESPACES_KEY: control_plane.application_namespaces.join(","),
+                    crate::connect::PROMETHEUS_ADDRESS_KEY: prometheus_listen
+                        .map(|a| format!("http://{a}"))
+                        .unwrap_or_default(),
                 },
             })),
         )
         .await
         .context("recording settings in the mooring-cm ConfigMap")?;
-    // Real Prometheus, when installed, scraping every embedded cluster's simulated pods:
-    // the controller (analysis, RollbackPolicies) queries it. Its port is chosen now so
-    // the controller knows the address; it starts once every cluster is up.
-    let prometheus_binary = mooring_controller::prometheus::LocalPrometheus::find_binary();
-    let prometheus_listen = match &prometheus_binary {
-        Some(_) => Some(
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .context("choosing a port for Prometheus")?,
-        ),
-        None => None,
-    };
     let controller = mooring_controller::Controller::start(
         client.clone(),
         mooring_controller::ControllerOptions {

@@ -316,19 +316,19 @@ async fn applications(
         match &app.status {
             None => bad.push(format!("{name} has no status yet")),
             Some(st) => {
-                let synced = st.sync.status == SyncStatusCode::Synced;
-                let healthy = st.health.status == HealthStatusCode::Healthy;
-                if !(synced && healthy) {
-                    bad.push(format!(
-                        "{name} is {:?} and {:?}{}",
-                        st.sync.status,
-                        st.health.status,
-                        if st.health.message.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" ({})", st.health.message)
-                        }
-                    ));
+                let mut wrong = Vec::new();
+                if st.sync.status != SyncStatusCode::Synced {
+                    wrong.push(format!("{:?}", st.sync.status));
+                }
+                if st.health.status != HealthStatusCode::Healthy {
+                    wrong.push(if st.health.message.is_empty() {
+                        format!("{:?}", st.health.status)
+                    } else {
+                        format!("{:?} ({})", st.health.status, st.health.message)
+                    });
+                }
+                if !wrong.is_empty() {
+                    bad.push(format!("{name} is {}", wrong.join(" and ")));
                 }
             }
         }
