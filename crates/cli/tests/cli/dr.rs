@@ -295,6 +295,40 @@ fn dr_commands_validate_request_and_follow() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // PromQL checks go to the controller's Prometheus, found in mooring-cm as `mooring
+    // up` records it (`prometheus.address`).
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let prom_dir = tempfile::tempdir().expect("tmp");
+    let prom = rt
+        .block_on(mooring_controller::prometheus::LocalPrometheus::start(
+            mooring_controller::prometheus::LocalPrometheusOptions {
+                binary: None,
+                data_dir: prom_dir.path().to_path_buf(),
+                listen: None,
+                scrape_interval: Duration::from_secs(1),
+                clusters: vec![],
+            },
+        ))
+        .expect("prometheus starts (Debian: apt-get install prometheus)");
+    apply_eventually(
+        kc,
+        "apiVersion: mooring.dev/v1alpha1\nkind: DisasterRecoveryPlan\nmetadata: {name: metrics, namespace: argocd}\nspec:\n  primary: {cluster: in-cluster}\n  standby: {cluster: eu-west-1}\n  applications: {pairs: [{primary: a, standby: b}]}\n  validation:\n    checks:\n    - {name: up, prometheus: {query: vector(1)}}\n",
+    );
+    let (rc, out, _) = code(&mooring(kc, &["dr", "validate", "metrics"]));
+    assert_eq!(rc, Some(1), "{out}");
+    assert!(out.contains("❌ up: no Prometheus address"), "{out}");
+    apply_eventually(
+        kc,
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: mooring-cm, namespace: argocd}}\ndata: {{outbound.allow: 127.0.0.0/8, prometheus.address: \"{}\"}}\n",
+            prom.url()
+        ),
+    );
+    let (rc, out, err) = code(&mooring(kc, &["dr", "validate", "metrics"]));
+    assert_eq!(rc, Some(0), "{out}{err}");
+    assert!(out.contains("✅ up: vector(1) = 1"), "{out}");
+    drop(prom);
+
     // Requests: usage errors and refusals exit 2 and say why.
     let (rc, _, err) = code(&mooring(kc, &["dr", "validate", "nope"]));
     assert_eq!(rc, Some(2));
