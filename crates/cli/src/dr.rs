@@ -30,6 +30,7 @@ use mooring_core::time;
 use mooring_engine::dr::report::{
     human_seconds, validation_report, REPORT_JSON_KEY, REPORT_MARKDOWN_KEY,
 };
+use mooring_engine::dr::request::request_refusal;
 use mooring_engine::dr::{Side, DRILL, FAILBACK, FAILOVER};
 use mooring_k8s::k8s_openapi::api::core::v1::{ConfigMap, Event};
 use mooring_k8s::kube;
@@ -214,45 +215,6 @@ async fn get_plan(
     Ok((p, rv))
 }
 
-/// Why a request cannot be written now (`None`: it can).
-pub fn refusal(kind: &str, st: &DisasterRecoveryPlanStatus) -> Option<String> {
-    if let Some(r) = &st.request {
-        return Some(format!(
-            "a {} request{} is already pending (requested at {}); the controller has not started it yet",
-            r.kind,
-            r.incident
-                .as_deref()
-                .map(|i| format!(" ({i})"))
-                .unwrap_or_default(),
-            r.requested_at
-        ));
-    }
-    if let Some(op) = st.operation.as_ref().filter(|o| o.phase == "Running") {
-        return Some(format!(
-            "a {} ({}) is running since {}; see `mooring dr status`",
-            op.kind, op.incident, op.started_at
-        ));
-    }
-    if let Some(d) = &st.drill {
-        return Some(format!(
-            "drill {} is running (stage {}) since {}; see `mooring dr status`",
-            d.incident, d.stage, d.started_at
-        ));
-    }
-    let wanted = match kind {
-        FAILBACK => Phase::StandbyActive,
-        _ => Phase::PrimaryActive,
-    };
-    (st.phase != wanted).then(|| {
-        format!(
-            "the plan is {}; a {} needs it {}",
-            st.phase.as_str(),
-            kind.to_ascii_lowercase(),
-            wanted.as_str()
-        )
-    })
-}
-
 /// Who asks: `git config user.name`, then $USER.
 fn requester() -> String {
     std::process::Command::new("git")
@@ -275,7 +237,7 @@ async fn request(
 ) -> anyhow::Result<DrRequest> {
     let (plan, rv) = get_plan(api, name).await?;
     let st = plan.status.clone().unwrap_or_default();
-    if let Some(why) = refusal(kind, &st) {
+    if let Some(why) = request_refusal(kind, &st) {
         bail!(
             "cannot start a {} of {name}: {why}",
             kind.to_ascii_lowercase()
@@ -846,65 +808,4 @@ async fn register_clusters(
         clusters.insert(e.name.clone(), cluster);
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use mooring_core::dr::{DrOperation, DrillState};
-
-    #[test]
-    fn a_request_is_refused_while_anything_runs_or_in_the_wrong_phase() {
-        let idle = DisasterRecoveryPlanStatus::default();
-        assert_eq!(refusal(FAILOVER, &idle), None);
-        assert_eq!(refusal(DRILL, &idle), None);
-        assert_eq!(
-            refusal(FAILBACK, &idle).as_deref(),
-            Some("the plan is PrimaryActive; a failback needs it StandbyActive")
-        );
-        let standby = DisasterRecoveryPlanStatus {
-            phase: Phase::StandbyActive,
-            ..Default::default()
-        };
-        assert_eq!(refusal(FAILBACK, &standby), None);
-        assert!(refusal(FAILOVER, &standby)
-            .is_some_and(|m| m.contains("a failover needs it PrimaryActive")));
-        let running = DisasterRecoveryPlanStatus {
-            phase: Phase::FailingOver,
-            operation: Some(DrOperation {
-                kind: "Failover".into(),
-                incident: "INC-1".into(),
-                phase: "Running".into(),
-                started_at: "2026-12-06T10:00:00Z".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        assert_eq!(
-            refusal(DRILL, &running).as_deref(),
-            Some(
-                "a Failover (INC-1) is running since 2026-12-06T10:00:00Z; see `mooring dr status`"
-            )
-        );
-        let drilling = DisasterRecoveryPlanStatus {
-            phase: Phase::Drilling,
-            drill: Some(DrillState {
-                incident: "drill-1".into(),
-                stage: "Injecting".into(),
-                started_at: "2026-12-06T10:00:00Z".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        assert!(refusal(FAILOVER, &drilling).is_some_and(|m| m.contains("drill drill-1")));
-        let pending = DisasterRecoveryPlanStatus {
-            request: Some(DrRequest {
-                kind: "Drill".into(),
-                requested_at: "2026-12-06T10:00:00Z".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        assert!(refusal(FAILOVER, &pending).is_some_and(|m| m.contains("already pending")));
-    }
 }

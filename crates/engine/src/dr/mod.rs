@@ -22,6 +22,7 @@
 //! of the `dns` step: the standby validated and serving the name.
 
 pub mod report;
+pub mod request;
 
 use mooring_core::dr::{CheckSpec, DisasterRecoveryPlanSpec, DrOperation, StepStatus, Target};
 use mooring_core::time::{self, Timestamp};
