@@ -25,7 +25,7 @@ use mooring_core::dr::{
     AppsCheck, CheckResult, CheckSpec, DisasterRecoveryPlan, HttpCheck, PromCheck, ServiceRef,
     TcpCheck,
 };
-use mooring_engine::dr::report::{check_kind, prom_condition, split_host_port, CheckKind};
+use mooring_engine::dr::checks::{check_kind, prom_condition, split_host_port, CheckKind};
 use mooring_engine::dr::Side;
 use mooring_engine::rollback::Measurement;
 use mooring_k8s::cluster::ClusterClient;

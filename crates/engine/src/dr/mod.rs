@@ -21,6 +21,7 @@
 //! (detection's first sighting, the drill's injection, or the manual request) to the end
 //! of the `dns` step: the standby validated and serving the name.
 
+pub mod checks;
 pub mod report;
 pub mod request;
 
@@ -250,13 +251,13 @@ fn schedule_error(e: &crate::project::WindowError) -> String {
 }
 
 /// The one kind of a check (`applications`, `http`, `tcp`, `prometheus`), or why not:
-/// [`report::check_kind`] (one rule, also what the checks runner applies), with a name.
+/// [`checks::check_kind`] (one rule, also what the checks runner applies), with a name.
 pub fn check_kind(c: &CheckSpec) -> Result<&'static str, String> {
     if c.name.is_empty() {
         return Err("a check needs a name".into());
     }
-    report::check_kind(c)
-        .map(report::CheckKind::as_str)
+    checks::check_kind(c)
+        .map(checks::CheckKind::as_str)
         .map_err(|e| e.to_string())
 }
 

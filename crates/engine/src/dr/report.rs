@@ -1,5 +1,5 @@
-//! The drill report (JSON, Markdown, JUnit), the validation report of `mooring dr
-//! validate`, and the rule that a validation check has exactly one kind.
+//! The drill report (JSON, Markdown, JUnit) and the validation report of `mooring dr
+//! validate`.
 //!
 //! A drill is worth only what it proves, so its report is built from what the controller
 //! recorded in the plan's status (the drill's own steps, its failover's and failback's,
@@ -18,9 +18,7 @@
 //!
 //! Pure: time is read from the recorded RFC 3339 stamps, never from a clock.
 
-use mooring_core::dr::{
-    CheckResult, CheckSpec, DisasterRecoveryPlan, DrOperation, DrillState, StepStatus,
-};
+use mooring_core::dr::{CheckResult, DisasterRecoveryPlan, DrOperation, DrillState, StepStatus};
 use mooring_core::time::{self, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -29,134 +27,6 @@ use std::fmt::Write as _;
 pub const REPORT_JSON_KEY: &str = "report.json";
 pub const REPORT_MARKDOWN_KEY: &str = "report.md";
 pub const REPORT_JUNIT_KEY: &str = "report.xml";
-
-/// A check spec that does not say one thing to check.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CheckSpecError {
-    #[error("check {name:?} names no kind: give one of applications, http, tcp, prometheus")]
-    NoKind { name: String },
-    #[error("check {name:?} names several kinds ({kinds}): give exactly one")]
-    SeveralKinds { name: String, kinds: String },
-    #[error("check {name:?}: {reason}")]
-    Invalid { name: String, reason: String },
-}
-
-/// The one kind of a check.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum CheckKind<'a> {
-    Applications(&'a mooring_core::dr::AppsCheck),
-    Http(&'a mooring_core::dr::HttpCheck),
-    Tcp(&'a mooring_core::dr::TcpCheck),
-    Prometheus(&'a mooring_core::dr::PromCheck),
-}
-
-impl CheckKind<'_> {
-    /// `applications`, `http`, `tcp` or `prometheus`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckKind::Applications(_) => "applications",
-            CheckKind::Http(_) => "http",
-            CheckKind::Tcp(_) => "tcp",
-            CheckKind::Prometheus(_) => "prometheus",
-        }
-    }
-}
-
-/// The rule "a check is exactly one kind, and its target is complete": the plan's
-/// validation rejects a plan breaking it upfront, and the checks runner reports such a
-/// check as failed (naming it) if one reaches it anyway. A condition that does not
-/// compile is refused here too.
-pub fn check_kind(check: &CheckSpec) -> Result<CheckKind<'_>, CheckSpecError> {
-    let name = check.name.clone();
-    let mut kinds = Vec::new();
-    if let Some(a) = &check.applications {
-        kinds.push(("applications", CheckKind::Applications(a)));
-    }
-    if let Some(h) = &check.http {
-        kinds.push(("http", CheckKind::Http(h)));
-    }
-    if let Some(t) = &check.tcp {
-        kinds.push(("tcp", CheckKind::Tcp(t)));
-    }
-    if let Some(p) = &check.prometheus {
-        kinds.push(("prometheus", CheckKind::Prometheus(p)));
-    }
-    let kind = match kinds.as_slice() {
-        [] => return Err(CheckSpecError::NoKind { name }),
-        [(_, k)] => *k,
-        many => {
-            return Err(CheckSpecError::SeveralKinds {
-                name,
-                kinds: many.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
-            })
-        }
-    };
-    let invalid = |reason: String| CheckSpecError::Invalid {
-        name: check.name.clone(),
-        reason,
-    };
-    match kind {
-        CheckKind::Applications(_) => {}
-        CheckKind::Http(h) => match (&h.url, &h.service) {
-            (Some(_), Some(_)) => return Err(invalid("http gives both url and service".into())),
-            (None, None) => return Err(invalid("http gives neither url nor service".into())),
-            (Some(url), None) => {
-                let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-                if !matches!(scheme.as_deref(), Some("http" | "https")) {
-                    return Err(invalid(format!(
-                        "http url {url:?} is not http:// or https://"
-                    )));
-                }
-            }
-            (None, Some(_)) => {}
-        },
-        CheckKind::Tcp(t) => match (&t.address, &t.service) {
-            (Some(_), Some(_)) => return Err(invalid("tcp gives both address and service".into())),
-            (None, None) => return Err(invalid("tcp gives neither address nor service".into())),
-            (Some(a), None) => {
-                split_host_port(a).map_err(invalid)?;
-            }
-            (None, Some(_)) => {}
-        },
-        CheckKind::Prometheus(p) => {
-            if p.query.trim().is_empty() {
-                return Err(invalid("prometheus query is empty".into()));
-            }
-            crate::analysis::expr::check_condition(prom_condition(p))
-                .map_err(|e| invalid(e.to_string()))?;
-        }
-    }
-    Ok(kind)
-}
-
-/// A PromQL check's condition (default `result > 0`).
-pub fn prom_condition(p: &mooring_core::dr::PromCheck) -> &str {
-    p.condition
-        .as_deref()
-        .filter(|c| !c.trim().is_empty())
-        .unwrap_or("result > 0")
-}
-
-/// `HOST:PORT` (`[v6]:PORT` for IPv6) of a TCP check's literal address.
-pub fn split_host_port(address: &str) -> Result<(String, u16), String> {
-    let bad = |why: &str| format!("tcp address {address:?} {why}");
-    let (host, port) = address
-        .rsplit_once(':')
-        .ok_or_else(|| bad("is not HOST:PORT"))?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    if host.is_empty() || host.contains(['/', ' ', '@']) {
-        return Err(bad("has no valid host"));
-    }
-    let port: u16 = port
-        .parse()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| bad("has no valid port (1-65535)"))?;
-    Ok((host.to_string(), port))
-}
 
 /// A region in a report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
