@@ -209,7 +209,7 @@ async fn reconcile(ctx: &Arc<Context>, value: Value) -> Result<(), DrError> {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string(),
-        written: serde_json::to_value(&status).unwrap_or(Value::Null),
+        written: value.get("status").cloned().unwrap_or(Value::Null),
         status,
         plan,
     };
@@ -411,6 +411,15 @@ fn set_condition(status: &mut DisasterRecoveryPlanStatus, c: PolicyCondition) {
     }
 }
 
+/// The message of a reachability condition that is False.
+fn unreachable(status: &DisasterRecoveryPlanStatus, type_: &str) -> Option<String> {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "False")
+        .map(|c| c.message.clone())
+}
+
 /// Whether a cluster's API server answers within [`PROBE_TIMEOUT`].
 async fn reachable(cluster: &ClusterClient) -> Result<(), String> {
     match tokio::time::timeout(PROBE_TIMEOUT, cluster.server_version()).await {
@@ -553,7 +562,19 @@ async fn advance(run: &mut Run<'_>, r: &Resolved) -> Result<(), DrError> {
                 run.status.last_failover.as_ref().is_some_and(|l| {
                     !l.passed && time::parse(&l.started_at).is_ok_and(|s| s >= at)
                 });
-            if !retried {
+            if let Some(m) = unreachable(&run.status, "StandbyReachable") {
+                // Failing over to a region that does not answer would only half-switch.
+                let since = time::format(at);
+                record(
+                    run,
+                    EventType::Warning,
+                    "FailoverBlocked",
+                    &format!("{why}, but {m}: no failover; DNS stays on the primary"),
+                    Some(&since),
+                    None,
+                )
+                .await;
+            } else if !retried {
                 let incident = engine::incident_id("auto", run.name(), now);
                 tracing::info!("plan {}: {why}: failing over ({incident})", run.name());
                 return start_operation(
@@ -652,7 +673,14 @@ async fn start_requested(run: &mut Run<'_>, r: &Resolved, req: DrRequest) -> Res
             "drill refused: the plan is {} (a drill starts from PrimaryActive)",
             phase.as_str()
         ))),
-        engine::FAILOVER | engine::FAILBACK | engine::DRILL => None,
+        engine::FAILOVER | engine::DRILL => unreachable(&run.status, "StandbyReachable").map(|m| {
+            format!(
+                "{} refused: {m}; nothing was changed",
+                req.kind.to_lowercase()
+            )
+        }),
+        engine::FAILBACK => unreachable(&run.status, "PrimaryReachable")
+            .map(|m| format!("failback refused: {m}; the standby keeps serving")),
         other => Some(format!(
             "unknown request kind {other:?}: expected Failover, Failback or Drill"
         )),

@@ -60,7 +60,7 @@ pub struct Regions {
     pub mgmt_client: kube::Client,
     pub env: Option<Env>,
     pub primary: Cluster,
-    pub standby: Cluster,
+    pub standby: Option<Cluster>,
     pub primary_client: kube::Client,
     pub standby_client: kube::Client,
     pub repo: Repo,
@@ -159,7 +159,7 @@ impl Regions {
             mgmt,
             env: Some(env),
             primary,
-            standby,
+            standby: Some(standby),
             primary_client,
             standby_client,
             repo,
@@ -581,5 +581,53 @@ async fn a_controller_killed_during_the_failover_finishes_it_exactly_once() {
         r.replicas(&sc, "ml-inference", "Deployment", "inference-gateway")
             .await,
         10
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_to_a_standby_that_does_not_answer_is_refused_and_changes_nothing() {
+    let mut r = Regions::start().await;
+    r.create_plan(plan("ml-platform", json!({}))).await;
+    eventually(30, "the plan Ready", || async {
+        let p = r.plan("ml-platform").await;
+        (field(&p, "/status/phase") == "PrimaryActive").then_some(())
+    })
+    .await;
+    r.standby.take().expect("standby").stop();
+    eventually(30, "the standby seen down", || async {
+        let p = r.plan("ml-platform").await;
+        p["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "StandbyReachable" && c["status"] == "False")
+            .then_some(())
+    })
+    .await;
+    r.request("ml-platform", "Failover", Some("INC-3")).await;
+    let refused = eventually(30, "the failover refused", || async {
+        r.events("RequestRefused").await.into_iter().next()
+    })
+    .await;
+    let msg = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("standby cluster eu-west-1 does not answer"),
+        "{msg}"
+    );
+    let p = r.plan("ml-platform").await;
+    assert_eq!(field(&p, "/status/phase"), "PrimaryActive", "{p}");
+    assert!(p.pointer("/status/operation").is_none(), "{p}");
+    let prim = serde_json::to_value(
+        apps(&r.client())
+            .get("inference-primary")
+            .await
+            .expect("app"),
+    )
+    .expect("json");
+    assert_eq!(
+        field(
+            &prim,
+            "/metadata/annotations/mooring.dev~1auto-sync-suspended"
+        ),
+        ""
     );
 }
