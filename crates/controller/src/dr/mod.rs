@@ -1322,18 +1322,74 @@ async fn query_number(
     value.one_number().map_err(|e| format!("{query:?}: {e}"))
 }
 
-/// Commit a drill report to the plan's Git path (`drill.report.git`).
+/// Commit a drill report to the plan's Git path (`drill.report.git`): `<path>/<incident>.md`
+/// and `.json`, one commit on the branch, pushed (never forced), with the repository
+/// credentials of the control-plane namespace. Returns `repo@branch:path`.
 async fn commit_report(
-    _ctx: &Context,
-    _plan: &DisasterRecoveryPlan,
+    ctx: &Context,
+    plan: &DisasterRecoveryPlan,
     git: &mooring_core::dr::GitReportSpec,
-    _incident: &str,
-    _report: &engine::report::DrillReport,
+    incident: &str,
+    report: &engine::report::DrillReport,
 ) -> Result<String, String> {
-    Err(format!(
-        "committing reports to {} is not built yet",
-        git.repo_url
-    ))
+    let branch = git.branch.clone().unwrap_or_else(|| "main".into());
+    mooring_source::validate_branch(&branch).map_err(|e| e.to_string())?;
+    let dir = git
+        .path
+        .clone()
+        .unwrap_or_else(|| "dr-reports".into())
+        .trim_matches('/')
+        .to_string();
+    let file = engine::object_name(plan.name(), incident, "drill");
+    let url = ctx.fetch_url(&git.repo_url);
+    let creds = ctx.credentials_for(&url, None);
+    let repos = ctx.repos.clone();
+    let files = vec![
+        (
+            format!("{dir}/{file}.md"),
+            report.to_markdown().into_bytes(),
+        ),
+        (format!("{dir}/{file}.json"), report.to_json().into_bytes()),
+    ];
+    let message = format!(
+        "DR drill {incident} of {}: {}\n\nRTO {}, RPO {}.\nCommitted by mooring-dr.",
+        plan.name(),
+        if report.passed { "passed" } else { "failed" },
+        report
+            .rto_seconds
+            .map(|s| format!("{s:.1}s"))
+            .unwrap_or_else(|| "unknown".into()),
+        report
+            .rpo_seconds
+            .map(|s| format!("{s:.1}s"))
+            .unwrap_or_else(|| "unknown".into()),
+    );
+    let at = format!(
+        "{}@{branch}:{dir}/",
+        mooring_source::redact_url(&git.repo_url)
+    );
+    tokio::task::spawn_blocking(move || {
+        let head = repos.resolve(&url, &format!("refs/heads/{branch}"), &creds)?;
+        let author = mooring_source::Identity {
+            name: "mooring-dr".into(),
+            email: "mooring-dr@localhost".into(),
+        };
+        let commit = repos.commit_files(
+            &url,
+            &mooring_source::NewFiles {
+                head,
+                files,
+                message: &message,
+                author: &author,
+                time: time::now().as_second(),
+            },
+        )?;
+        repos.push(&url, &commit, &branch, &creds)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    Ok(at)
 }
 
 /// End a finished operation: the phase, the summary, the drill's copy.
