@@ -249,6 +249,10 @@ pub struct TsigSpec {
 pub struct DnsWebhookSpec {
     /// Base URL of the webhook provider (`GET /records`, `POST /records`).
     pub url: String,
+    /// The zone relative record names are in (a webhook has no zone of its own); without
+    /// it, record names must be absolute (`inference.ml.example.com.`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]

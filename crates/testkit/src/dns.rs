@@ -370,10 +370,7 @@ fn serve_webhook(stream: TcpStream, filter: &str, state: &Mutex<WebhookState>) -
         body: body.clone(),
     });
     let (status, reply) = match (method.as_str(), path.as_str()) {
-        ("GET", "/") => (
-            200,
-            serde_json::json!({"filters": [filter]}).to_string(),
-        ),
+        ("GET", "/") => (200, serde_json::json!({"filters": [filter]}).to_string()),
         ("GET", "/records") => (200, serde_json::Value::from(s.records.clone()).to_string()),
         ("POST", "/records") => match s.fail.take() {
             Some((status, body)) => (status, body),
