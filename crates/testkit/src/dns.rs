@@ -175,7 +175,7 @@ impl Bind {
     /// `dig @127.0.0.1 -p PORT NAME TYPE +short`: the answers, one a line.
     pub fn dig(&self, name: &str, record_type: &str) -> Result<Vec<String>> {
         let out = Command::new("dig")
-            .arg(format!("@127.0.0.1"))
+            .arg("@127.0.0.1")
             .args(["-p", &self.port.to_string()])
             .args([name, record_type])
             .args(["+short", "+time=2", "+tries=1"])
