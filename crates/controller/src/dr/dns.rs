@@ -814,7 +814,7 @@ struct Endpoint {
     #[serde(default)]
     targets: Vec<String>,
     record_type: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "recordTTL", skip_serializing_if = "Option::is_none")]
     record_ttl: Option<u32>,
     #[serde(flatten)]
     rest: serde_json::Map<String, serde_json::Value>,
