@@ -606,6 +606,7 @@ impl Provider {
                 }
             })?;
         }
+        let zone = zone.trim_end_matches('.');
         let hint = match resp.rcode {
             0 => return Ok(resp),
             // A query for a name that does not exist: no record.
@@ -628,7 +629,7 @@ impl Provider {
         };
         Err(DnsError::Rcode {
             server: server.clone(),
-            zone: zone.trim_end_matches('.').to_string(),
+            zone: zone.to_string(),
             rcode: wire::rcode_name(resp.rcode),
             hint,
         })

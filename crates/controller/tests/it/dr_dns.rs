@@ -519,3 +519,209 @@ async fn a_loopback_webhook_is_refused_unless_the_admin_allows_it() {
     assert_eq!(server.records()[0]["targets"], json!([STANDBY]));
     watch.abort();
 }
+
+// ---------------------------------------------------------------------------------------
+// A server that is not BIND: forged or unsigned answers, error RCODEs.
+
+/// A DNS server on 127.0.0.1 (TCP) answering every message with `reply(request)`.
+async fn fake_server(reply: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let reply = std::sync::Arc::new(reply);
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = l.accept().await {
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let mut len = [0u8; 2];
+                if sock.read_exact(&mut len).await.is_err() {
+                    return;
+                }
+                let mut req = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                if sock.read_exact(&mut req).await.is_err() {
+                    return;
+                }
+                let answer = reply(&req);
+                let mut framed = (answer.len() as u16).to_be_bytes().to_vec();
+                framed.extend_from_slice(&answer);
+                let _ = sock.write_all(&framed).await;
+            });
+        }
+    });
+    port
+}
+
+/// The request's header and first question/zone, as an answer with `rcode` and no
+/// records (what a server answers to an update), unsigned.
+fn bare_answer(req: &[u8], rcode: u8) -> Vec<u8> {
+    let mut pos = 12;
+    while req[pos] != 0 {
+        pos += 1 + usize::from(req[pos]);
+    }
+    let mut out = req[..pos + 5].to_vec();
+    out[2] |= 0x80;
+    out[3] = (out[3] & 0xF0) | rcode;
+    out[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    out
+}
+
+/// A TSIG record of key `mooring` (hmac-sha256) with a MAC that is not the key's.
+fn forged_tsig(answer: &mut Vec<u8>, id: [u8; 2]) {
+    let name = |out: &mut Vec<u8>, n: &str| {
+        for l in n.split('.') {
+            out.push(l.len() as u8);
+            out.extend_from_slice(l.as_bytes());
+        }
+        out.push(0);
+    };
+    name(answer, "mooring");
+    answer.extend_from_slice(&[0, 250, 0, 255, 0, 0, 0, 0]);
+    let mut rdata = Vec::new();
+    name(&mut rdata, "hmac-sha256");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    rdata.extend_from_slice(&now.to_be_bytes()[2..]);
+    rdata.extend_from_slice(&[1, 44, 0, 32]);
+    rdata.extend_from_slice(&[7u8; 32]);
+    rdata.extend_from_slice(&id);
+    rdata.extend_from_slice(&[0, 0, 0, 0]);
+    answer.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    answer.extend_from_slice(&rdata);
+    answer[11] = 1;
+}
+
+fn signed_provider(port: u16) -> Provider {
+    Provider::from_spec(
+        &DnsProvider {
+            rfc2136: Some(Rfc2136Spec {
+                server: format!("127.0.0.1:{port}"),
+                zone: ZONE.into(),
+                tsig: Some(TsigSpec {
+                    key_name: "mooring".into(),
+                    algorithm: None,
+                    secret_ref: SecretKeyRef {
+                        name: "dns-tsig".into(),
+                        key: "secret".into(),
+                    },
+                }),
+            }),
+            webhook: None,
+        },
+        Some(b"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=".to_vec()),
+    )
+    .expect("provider")
+}
+
+#[tokio::test]
+async fn unsigned_or_forged_answers_are_not_trusted() {
+    let out = loopback_allowed();
+    // Unsigned "NOERROR" to a signed update.
+    let port = fake_server(|req| bare_answer(req, 0)).await;
+    let p = signed_provider(port);
+    let switch = Switch {
+        records: vec![a(&p, "inference", STANDBY)],
+    };
+    let e = p.apply(&out, &switch).await.expect_err("unsigned");
+    assert_eq!(
+        e.to_string(),
+        format!("the answer of DNS server 127.0.0.1:{port} does not carry a valid TSIG of key mooring: the answer is not signed")
+    );
+    // A forged MAC.
+    let port = fake_server(|req| {
+        let mut a = bare_answer(req, 0);
+        forged_tsig(&mut a, [req[0], req[1]]);
+        a
+    })
+    .await;
+    let p = signed_provider(port);
+    let e = p.apply(&out, &switch).await.expect_err("forged");
+    assert!(e.to_string().ends_with(": the MAC does not match"), "{e}");
+    // A forged "the record already points to the standby" cannot make a failover skip
+    // its update: reading fails as well.
+    let e = p.pending(&out, &switch).await.expect_err("forged read");
+    assert!(matches!(e, DnsError::BadAnswerSignature { .. }), "{e}");
+    // An answer to another message.
+    let port = fake_server(|req| {
+        let mut a = bare_answer(req, 0);
+        a[0] ^= 0xFF;
+        a
+    })
+    .await;
+    let e = signed_provider(port)
+        .apply(&out, &switch)
+        .await
+        .expect_err("other id");
+    assert!(
+        e.to_string().contains("is malformed: it answers message"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn error_rcodes_say_what_to_check() {
+    let out = loopback_allowed();
+    for (rcode, wanted) in [
+        (5, "answered REFUSED for zone ml.example.com: the server refuses it: check its allow-update / update-policy for this address (no TSIG key is configured)"),
+        (2, "answered SERVFAIL for zone ml.example.com: the server failed to process it (see its log)"),
+        (10, "answered NOTZONE for zone ml.example.com: a record is not in zone ml.example.com"),
+        (9, "answered NOTAUTH for zone ml.example.com: the server is not authoritative for zone ml.example.com (is it the zone's primary?)"),
+    ] {
+        let port = fake_server(move |req| bare_answer(req, rcode)).await;
+        let p = Provider::from_spec(
+            &DnsProvider {
+                rfc2136: Some(Rfc2136Spec {
+                    server: format!("127.0.0.1:{port}"),
+                    zone: ZONE.into(),
+                    tsig: None,
+                }),
+                webhook: None,
+            },
+            None,
+        )
+        .expect("provider");
+        let e = p
+            .apply(
+                &out,
+                &Switch {
+                    records: vec![a(&p, "inference", STANDBY)],
+                },
+            )
+            .await
+            .expect_err("rcode");
+        assert_eq!(
+            e.to_string(),
+            format!("DNS server 127.0.0.1:{port} {wanted}")
+        );
+    }
+}
+
+#[tokio::test]
+async fn bind_not_serving_the_zone_answers_notauth() {
+    if !Bind::available("bind_not_serving_the_zone_answers_notauth") {
+        return;
+    }
+    let bind = start_bind();
+    let key = bind.key("hmac-sha256");
+    let mut spec = rfc2136(&bind, &key.name, "hmac-sha256");
+    if let Some(r) = spec.rfc2136.as_mut() {
+        r.zone = "other.example.org".into();
+    }
+    let p = Provider::from_spec(&spec, Some(key.secret.clone().into_bytes())).expect("provider");
+    let e = p
+        .apply(
+            &loopback_allowed(),
+            &Switch {
+                records: vec![a(&p, "inference", STANDBY)],
+            },
+        )
+        .await
+        .expect_err("not served");
+    assert!(
+        matches!(&e, DnsError::Rcode { rcode, .. } if rcode == "NOTAUTH"),
+        "{e}"
+    );
+}
