@@ -31,7 +31,7 @@
 //!         rfc2136: {server: "10.0.0.53:53", zone: ml.example.com,
 //!                   tsig: {keyName: mooring, algorithm: hmac-sha256,
 //!                          secretRef: {name: dns-tsig, key: secret}}}
-//!         # or webhook: {url: "http://external-dns-webhook:8888"}   (ExternalDNS webhook)
+//!         # or webhook: {url: "http://external-dns-webhook:8888", zone: ml.example.com}  (ExternalDNS)
 //!       ttl: 60
 //!       records:
 //!       - name: inference                  # relative to the zone, or a FQDN ending in "."
