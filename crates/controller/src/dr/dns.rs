@@ -50,13 +50,13 @@ pub enum RecordType {
 }
 
 impl RecordType {
-    /// A record's `type` (`A` when absent, `CNAME`); any case.
-    pub fn parse(s: Option<&str>) -> Result<RecordType, DnsError> {
-        match s.map(str::trim) {
-            None | Some("") => Ok(RecordType::A),
-            Some(t) if t.eq_ignore_ascii_case("A") => Ok(RecordType::A),
-            Some(t) if t.eq_ignore_ascii_case("CNAME") => Ok(RecordType::Cname),
-            Some(t) => Err(invalid("type", t, "is not A or CNAME")),
+    /// A record's `type`: `A` (also when empty), `CNAME`; any case.
+    pub fn parse(s: &str) -> Result<RecordType, DnsError> {
+        match s.trim() {
+            "" => Ok(RecordType::A),
+            t if t.eq_ignore_ascii_case("A") => Ok(RecordType::A),
+            t if t.eq_ignore_ascii_case("CNAME") => Ok(RecordType::Cname),
+            t => Err(invalid("type", t, "is not A or CNAME")),
         }
     }
 
@@ -1014,9 +1014,9 @@ mod tests {
             assert!(e.contains(wanted), "{wanted}: {e}");
         }
         assert!(p.check(&Switch::default()).is_err());
-        assert!(RecordType::parse(Some("AAAA")).is_err());
+        assert!(RecordType::parse("AAAA").is_err());
         assert_eq!(
-            RecordType::parse(Some("cname")).expect("cname"),
+            RecordType::parse("cname").expect("cname"),
             RecordType::Cname
         );
     }
