@@ -29,6 +29,21 @@ fn parse_hostname(s: &str) -> Result<LoadBalancerAddresses, String> {
 }
 
 impl LoadBalancerArgs {
+    /// The setting of the `index`th extra cluster of `mooring up --clusters`: its own
+    /// range when the default is in use (`127.0.101.0/24`, `127.0.102.0/24`, …: embedded
+    /// load balancers listen on their addresses, so two clusters must not share them);
+    /// what was given otherwise (a hostname is shared on purpose; a given range is the
+    /// user's choice, and a collision is reported by the cluster as `ListenFailed`).
+    pub fn fleet_addresses(&self, index: usize) -> LoadBalancerAddresses {
+        match (&self.load_balancer_hostname, &self.load_balancer_range) {
+            (None, None) => format!("127.0.{}.0/24", 101 + index.min(150))
+                .parse()
+                .map(LoadBalancerAddresses::Range)
+                .unwrap_or_default(),
+            _ => self.addresses(),
+        }
+    }
+
     /// The simulation's setting.
     pub fn addresses(&self) -> LoadBalancerAddresses {
         match (&self.load_balancer_hostname, &self.load_balancer_range) {

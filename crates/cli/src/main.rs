@@ -10,6 +10,7 @@ mod bench;
 mod check;
 mod cluster;
 mod connect;
+mod dr_up;
 mod embedded;
 mod notifications;
 mod output;

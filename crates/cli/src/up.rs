@@ -425,7 +425,7 @@ async fn aliases(
 
 /// Register one object with server-side apply: in its own namespace, or the control
 /// plane's when it names none. Returns `namespace/name`, or why it was skipped.
-async fn register(
+pub(crate) async fn register(
     client: &kube::Client,
     control_plane: &mooring_engine::project::ControlPlane,
     obj: &Value,
@@ -463,6 +463,15 @@ async fn register(
             } else {
                 mooring_k8s::resources::applicationset_resource()
             }
+        }
+        "DisasterRecoveryPlan" => {
+            if ns != control_plane.namespace {
+                return Err(format!(
+                    "DisasterRecoveryPlans are read only from the control-plane namespace {:?}, not {ns:?}",
+                    control_plane.namespace
+                ));
+            }
+            mooring_k8s::resources::disaster_recovery_plan_resource()
         }
         other => return Err(format!("{other} is not registered by up")),
     };
@@ -630,14 +639,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     // The fleet: extra embedded clusters, registered like any destination.
     let mut fleet = Vec::new();
-    for member in args.clusters.iter().flat_map(|f| f.0.iter()) {
+    for (index, member) in args.clusters.iter().flat_map(|f| f.0.iter()).enumerate() {
         let c = mooring_apiserver::Cluster::start(mooring_apiserver::ClusterOptions {
             name: member.name.clone(),
             port: 0,
             data_dir: Some(args.data_dir.join("clusters").join(&member.name)),
             sim: mooring_apiserver::sim::SimOptions {
                 speed: args.speed,
-                load_balancer: args.load_balancer.addresses(),
+                load_balancer: args.load_balancer.fleet_addresses(index),
                 ..Default::default()
             },
             ..Default::default()
@@ -704,6 +713,29 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 why,
             )),
         }
+    }
+    // Disaster recovery (`dr/`): registered when the fleet has the plan's regions.
+    let fleet_names: Vec<String> = args
+        .clusters
+        .iter()
+        .flat_map(|f| f.0.iter())
+        .map(|m| m.name.clone())
+        .collect();
+    let dr = crate::dr_up::register(&client, &control_plane, &repo, &fleet_names).await;
+    registered.extend(dr.registered.iter().cloned());
+    skipped.extend(dr.skipped);
+    let mut dr_notes = dr.notes;
+    if !dr.registered.is_empty() {
+        let ranges: Vec<String> = (0..fleet_names.len())
+            .filter_map(|i| match args.load_balancer.fleet_addresses(i) {
+                mooring_apiserver::sim::LoadBalancerAddresses::Range(r) => Some(r.to_string()),
+                mooring_apiserver::sim::LoadBalancerAddresses::Hostname(_) => None,
+            })
+            .collect();
+        dr_notes.insert(
+            0,
+            crate::dr_up::open_outbound(&client, &control_plane.namespace, &ranges).await,
+        );
     }
     // No default password: the first admin token is issued once everything has started,
     // and shown once (a start that failed before here issued none).
@@ -791,6 +823,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     for (what, why) in &skipped {
         println!("  skipped     {what}: {why}");
+    }
+    for note in &dr_notes {
+        println!("  dr          {note}");
     }
     println!();
     println!("try:");

@@ -93,6 +93,28 @@ pub enum PromValue {
     Matrix(Vec<Series>),
 }
 
+impl PromValue {
+    /// One number: a scalar or a one-sample instant vector (what a check or a lag query
+    /// is written to return); anything else says what it was.
+    pub fn one_number(&self) -> Result<f64, String> {
+        match self {
+            PromValue::Scalar(v) => Ok(*v),
+            PromValue::Vector(s) if s.len() == 1 => Ok(s[0].value),
+            PromValue::Vector(s) if s.is_empty() => Err("the query returned no data".into()),
+            PromValue::Vector(s) => Err(format!(
+                "the query returned {} series; reduce it to one (sum, max, …)",
+                s.len()
+            )),
+            PromValue::String(s) => {
+                Err(format!("the query returned a string ({s:?}), not a number"))
+            }
+            PromValue::Matrix(_) => Err(
+                "the query returned a range vector; use an instant query (e.g. rate(…[5m]))".into(),
+            ),
+        }
+    }
+}
+
 /// Largest Prometheus answer read from a user-written address.
 pub const MAX_ANSWER: usize = 16 * 1024 * 1024;
 

@@ -603,35 +603,55 @@ pub fn matching_windows<'a>(
 }
 
 struct Parsed {
-    cron: croner::Cron,
+    schedule: Schedule,
     duration: chrono::Duration,
+}
+
+/// A cron schedule (five fields, robfig/cron's syntax as Argo CD and CronJobs write it)
+/// in an IANA time zone: sync windows, and disaster-recovery drills.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    cron: croner::Cron,
     tz: chrono_tz::Tz,
 }
 
-fn parse_window(w: &SyncWindow) -> Result<Parsed, WindowError> {
-    let cron = croner::Cron::new(&w.schedule)
-        .parse()
-        .map_err(|e| WindowError::Schedule {
-            schedule: w.schedule.clone(),
-            reason: e.to_string(),
-        })?;
-    if w.schedule.split_whitespace().count() != 5 && !w.schedule.trim().starts_with('@') {
-        return Err(WindowError::Schedule {
-            schedule: w.schedule.clone(),
-            reason: "expected five fields: minute hour day-of-month month day-of-week".into(),
-        });
+impl Schedule {
+    /// Parse `schedule` in `time_zone` (empty: UTC).
+    pub fn parse(schedule: &str, time_zone: &str) -> Result<Schedule, WindowError> {
+        let cron = croner::Cron::new(schedule)
+            .parse()
+            .map_err(|e| WindowError::Schedule {
+                schedule: schedule.to_string(),
+                reason: e.to_string(),
+            })?;
+        if schedule.split_whitespace().count() != 5 && !schedule.trim().starts_with('@') {
+            return Err(WindowError::Schedule {
+                schedule: schedule.to_string(),
+                reason: "expected five fields: minute hour day-of-month month day-of-week".into(),
+            });
+        }
+        let tz = if time_zone.is_empty() {
+            chrono_tz::UTC
+        } else {
+            time_zone
+                .parse()
+                .map_err(|_| WindowError::TimeZone(time_zone.to_string()))?
+        };
+        Ok(Schedule { cron, tz })
     }
+
+    /// The first start strictly after `t` (robfig/cron's `Next`).
+    pub fn next_after(&self, t: SystemTime) -> Option<SystemTime> {
+        next_start(self, to_chrono(t)).map(SystemTime::from)
+    }
+}
+
+fn parse_window(w: &SyncWindow) -> Result<Parsed, WindowError> {
+    let schedule = Schedule::parse(&w.schedule, &w.time_zone)?;
     let duration = mooring_core::time::parse_go_duration(&w.duration)
         .and_then(|d| chrono::Duration::from_std(d).ok())
         .ok_or_else(|| WindowError::Duration(w.duration.clone()))?;
-    let tz = if w.time_zone.is_empty() {
-        chrono_tz::UTC
-    } else {
-        w.time_zone
-            .parse()
-            .map_err(|_| WindowError::TimeZone(w.time_zone.clone()))?
-    };
-    Ok(Parsed { cron, duration, tz })
+    Ok(Parsed { schedule, duration })
 }
 
 fn to_chrono(t: SystemTime) -> DateTime<Utc> {
@@ -639,7 +659,7 @@ fn to_chrono(t: SystemTime) -> DateTime<Utc> {
 }
 
 /// The first schedule start strictly after `t` (robfig/cron's `Next`).
-fn next_start(p: &Parsed, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+fn next_start(p: &Schedule, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let local = p.tz.from_utc_datetime(&t.naive_utc());
     p.cron
         .find_next_occurrence(&local, false)
@@ -652,7 +672,7 @@ fn next_start(p: &Parsed, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
 pub fn window_active(w: &SyncWindow, now: SystemTime) -> Result<Option<SystemTime>, WindowError> {
     let p = parse_window(w)?;
     let now = to_chrono(now);
-    Ok(next_start(&p, now - p.duration)
+    Ok(next_start(&p.schedule, now - p.duration)
         .filter(|s| *s < now)
         .map(|s| SystemTime::from(s + p.duration)))
 }
@@ -698,7 +718,7 @@ pub fn can_sync(
     let mut inactive_allow = Vec::new();
     for w in windows {
         let p = parse_window(w)?;
-        if let Some(start) = next_start(&p, to_chrono(now)) {
+        if let Some(start) = next_start(&p.schedule, to_chrono(now)) {
             consider(SystemTime::from(start));
         }
         match window_active(w, now)? {

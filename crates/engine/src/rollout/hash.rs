@@ -56,6 +56,11 @@ pub fn pod_template_hash(template: &Value, collision_count: i64) -> String {
     safe_encode(&fnv32a(text.as_bytes()).to_string())
 }
 
+/// The same stable hash of any text (for object names derived from user-written ids).
+pub fn text_hash(text: &str) -> String {
+    safe_encode(&fnv32a(text.as_bytes()).to_string())
+}
+
 /// The hash of the canary steps (`status.currentStepHash`).
 pub fn steps_hash(steps: &Value) -> String {
     safe_encode(&fnv32a(canonical(steps).as_bytes()).to_string())

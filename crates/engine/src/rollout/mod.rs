@@ -37,7 +37,7 @@ pub mod status;
 #[cfg(test)]
 mod tests;
 
-pub use hash::{pod_template_hash, steps_hash};
+pub use hash::{pod_template_hash, steps_hash, text_hash};
 use mooring_core::time::{self, SignedDuration, Timestamp};
 
 use mooring_core::rollout::{

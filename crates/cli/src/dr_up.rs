@@ -1,0 +1,172 @@
+//! `mooring up`'s disaster-recovery part: the plans and Applications in REPO's `dr/`
+//! directory are registered when the fleet (`--clusters`) has the regions they name, so
+//! `mooring up --clusters 'us-west-2:region=us-west-2;eu-west-1:region=eu-west-1'` on the
+//! example starts the primary and standby regions, their Applications and the plan, and
+//! `mooring dr drill ml-platform` runs at once. Without those clusters `dr/` is skipped,
+//! with the `--clusters` value that would register it.
+//!
+//! The plan's checks reach the regions' load-balancer addresses (loopback ranges, one per
+//! embedded cluster), which the outbound allowlist refuses by default: when the admin has
+//! not written `outbound.allow`, `up` opens exactly those ranges (and says so).
+
+use mooring_engine::project::ControlPlane;
+use mooring_k8s::kube;
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// What `up` registered, skipped and wants to say.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub registered: Vec<(String, String)>,
+    pub skipped: Vec<(String, String)>,
+    pub notes: Vec<String>,
+}
+
+/// The objects of `dr/*.yaml`.
+fn documents(repo: &Path) -> Result<Vec<(String, Value)>, (String, String)> {
+    let dir = repo.join("dr");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let mut files: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let name = format!("dr/{}", f.file_name().unwrap_or_default().to_string_lossy());
+        let docs = std::fs::read_to_string(&f)
+            .map_err(|e| e.to_string())
+            .and_then(|t| mooring_core::yaml::parse_all(&t).map_err(|e| e.to_string()))
+            .map_err(|e| (name.clone(), format!("does not parse: {e}")))?;
+        out.extend(docs.into_iter().map(|d| (name.clone(), d)));
+    }
+    Ok(out)
+}
+
+/// Register `dr/` when the fleet has every region its plans name.
+pub async fn register(
+    client: &kube::Client,
+    control_plane: &ControlPlane,
+    repo: &Path,
+    fleet: &[String],
+) -> Outcome {
+    let mut out = Outcome::default();
+    let docs = match documents(repo) {
+        Ok(d) => d,
+        Err(skip) => {
+            out.skipped.push(skip);
+            return out;
+        }
+    };
+    let plans: Vec<&(String, Value)> = docs
+        .iter()
+        .filter(|(_, d)| d["kind"] == mooring_core::dr::KIND)
+        .collect();
+    if plans.is_empty() {
+        return out;
+    }
+    let mut needed: Vec<String> = Vec::new();
+    for (_, p) in &plans {
+        for side in ["primary", "standby"] {
+            if let Some(c) = p
+                .pointer(&format!("/spec/{side}/cluster"))
+                .and_then(Value::as_str)
+            {
+                if !needed.iter().any(|n| n == c) {
+                    needed.push(c.to_string());
+                }
+            }
+        }
+    }
+    let missing: Vec<&String> = needed.iter().filter(|n| !fleet.contains(n)).collect();
+    if !missing.is_empty() {
+        let value: Vec<String> = needed.iter().map(|n| format!("{n}:region={n}")).collect();
+        out.skipped.push((
+            "dr/ (disaster recovery)".into(),
+            format!(
+                "its plans need the clusters {}: start with --clusters '{}'",
+                needed.join(", "),
+                value.join(";")
+            ),
+        ));
+        return out;
+    }
+    // Applications first, then the plans that name them.
+    let mut ordered: Vec<&(String, Value)> = docs
+        .iter()
+        .filter(|(_, d)| d["kind"] == "Application")
+        .collect();
+    ordered.extend(plans.iter().copied());
+    for (file, obj) in ordered {
+        let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+        match crate::up::register(client, control_plane, obj).await {
+            Ok(id) => out.registered.push((kind, id)),
+            Err(why) => out.skipped.push((
+                format!(
+                    "{kind} {} ({file})",
+                    obj.pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                ),
+                why,
+            )),
+        }
+    }
+    out.notes.push(format!(
+        "try: mooring dr status {0}; mooring dr validate {0}; mooring dr drill {0}",
+        plans[0]
+            .1
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("PLAN")
+    ));
+    out
+}
+
+/// Open the outbound allowlist to `entries` (the fleet's load-balancer ranges, a local
+/// DNS server) when the admin has not written one; returns what was done, for `up`'s
+/// summary.
+pub async fn open_outbound(client: &kube::Client, namespace: &str, entries: &[String]) -> String {
+    use mooring_k8s::k8s_openapi::api::core::v1::ConfigMap;
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), namespace);
+    let key = mooring_engine::outbound::CONFIG_KEY;
+    let existing = api
+        .get_opt(crate::connect::SETTINGS_CONFIGMAP)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|c| c.data)
+        .and_then(|d| d.get(key).cloned());
+    if let Some(text) = existing {
+        return format!(
+            "outbound.allow is set ({}); the plan's checks need {} open",
+            text.lines().count(),
+            entries.join(", ")
+        );
+    }
+    let cm = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": crate::connect::SETTINGS_CONFIGMAP, "namespace": namespace},
+        "data": {key: entries.join("\n")},
+    });
+    match api
+        .patch(
+            crate::connect::SETTINGS_CONFIGMAP,
+            &kube::api::PatchParams::apply("mooring-up"),
+            &kube::api::Patch::Apply(&cm),
+        )
+        .await
+    {
+        Ok(_) => format!(
+            "outbound.allow opened to {} (the regions' load balancers) for the plan's checks",
+            entries.join(", ")
+        ),
+        Err(e) => format!(
+            "could not open outbound.allow to {}: {e}",
+            entries.join(", ")
+        ),
+    }
+}

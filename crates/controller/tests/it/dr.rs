@@ -1,0 +1,585 @@
+//! Disaster recovery end to end: a management cluster, a primary and a standby embedded
+//! cluster registered with Argo CD cluster Secrets, a real Git repository, the controller;
+//! plans written as users write them (control-plane namespace `argocd`, manual-sync DR
+//! apps, automated primary apps).
+
+use crate::support::*;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use mooring_apiserver::{sim::SimOptions, Cluster, ClusterOptions};
+use mooring_k8s::kube;
+use mooring_k8s::kube::core::{ApiResource, GroupVersionKind};
+use mooring_k8s::registry::{secret_for, ClusterEntry};
+use serde_json::{json, Value};
+
+const INFERENCE: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: inference-gateway}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: inference-gateway}}
+  template:
+    metadata: {labels: {app: inference-gateway}}
+    spec:
+      containers:
+      - name: gateway
+        image: registry.ml.example.com/platform/inference-gateway:3.1.0
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /health, port: http}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: inference-gateway-lb}
+spec:
+  type: LoadBalancer
+  selector: {app: inference-gateway}
+  ports: [{name: http, port: 8080, targetPort: http}]
+"#;
+
+const FEATURE_STORE: &str = r#"apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: feature-store}
+spec:
+  serviceName: feature-store
+  replicas: 1
+  selector: {matchLabels: {app: feature-store}}
+  template:
+    metadata: {labels: {app: feature-store}}
+    spec:
+      containers:
+      - name: redis
+        image: registry.ml.example.com/infra/redis:7.2
+        ports: [{name: redis, containerPort: 6379}]
+        readinessProbe: {tcpSocket: {port: redis}}
+"#;
+
+/// The management cluster with its controller, the two regions, and the repository.
+/// (The regions' `Cluster`s are kept for the test's duration: dropping one stops it.)
+#[allow(dead_code)] // fields used by some tests only
+pub struct Regions {
+    pub mgmt: Cluster,
+    pub mgmt_client: kube::Client,
+    pub env: Option<Env>,
+    pub primary: Cluster,
+    pub standby: Cluster,
+    pub primary_client: kube::Client,
+    pub standby_client: kube::Client,
+    pub repo: Repo,
+    pub revision: String,
+}
+
+fn sim() -> SimOptions {
+    SimOptions {
+        speed: 20.0,
+        ..Default::default()
+    }
+}
+
+pub fn resource(g: &str, v: &str, k: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(g, v, k), plural)
+}
+
+pub fn plans(client: &kube::Client) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        "argocd",
+        &mooring_k8s::resources::disaster_recovery_plan_resource(),
+    )
+}
+
+pub fn apps(client: &kube::Client) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        "argocd",
+        &mooring_k8s::resources::application_resource(),
+    )
+}
+
+impl Regions {
+    pub async fn start() -> Regions {
+        let repo = Repo::new();
+        repo.write("environments/production/inference/all.yaml", INFERENCE);
+        repo.write(
+            "environments/production/feature-store/all.yaml",
+            FEATURE_STORE,
+        );
+        let revision = repo.commit("production");
+        let mgmt = Cluster::start(ClusterOptions {
+            sim: sim(),
+            crds: mooring_k8s::crds::all(),
+            ..Default::default()
+        })
+        .await
+        .expect("management cluster");
+        let region = |name: &str, range: &str| ClusterOptions {
+            name: name.into(),
+            sim: SimOptions {
+                load_balancer: mooring_apiserver::sim::loadbalancer::LoadBalancerAddresses::Range(
+                    range.parse().expect("range"),
+                ),
+                ..sim()
+            },
+            ..Default::default()
+        };
+        let primary = Cluster::start(region("us-west-2", "127.0.101.0/24"))
+            .await
+            .expect("primary");
+        let standby = Cluster::start(region("eu-west-1", "127.0.102.0/24"))
+            .await
+            .expect("standby");
+        let primary_client = mooring_k8s::client_from_kubeconfig(primary.kubeconfig_path())
+            .await
+            .expect("client");
+        let standby_client = mooring_k8s::client_from_kubeconfig(standby.kubeconfig_path())
+            .await
+            .expect("client");
+        let env = controller_for(&mgmt).await;
+        let secrets: Api<DynamicObject> = Api::namespaced_with(
+            env.client.clone(),
+            "argocd",
+            &resource("", "v1", "Secret", "secrets"),
+        );
+        for (name, c) in [("us-west-2", &primary), ("eu-west-1", &standby)] {
+            let entry = ClusterEntry {
+                project: String::new(),
+                name: name.into(),
+                server: c.url(),
+                config: c.client_config(),
+                labels: [("region".to_string(), name.to_string())].into(),
+                annotations: Default::default(),
+            };
+            let secret: DynamicObject =
+                serde_json::from_value(secret_for(&entry, "argocd")).expect("secret");
+            secrets
+                .create(&PostParams::default(), &secret)
+                .await
+                .expect("cluster secret");
+        }
+        let r = Regions {
+            mgmt_client: env.client.clone(),
+            mgmt,
+            env: Some(env),
+            primary,
+            standby,
+            primary_client,
+            standby_client,
+            repo,
+            revision,
+        };
+        r.create_apps().await;
+        r
+    }
+
+    pub fn client(&self) -> kube::Client {
+        self.mgmt_client.clone()
+    }
+
+    /// The seed's shape: automated primary apps, manual-sync DR apps that let the plan own
+    /// replicas (`managedFieldsManagers: [mooring-dr]`, as users write it for an HPA).
+    async fn create_apps(&self) {
+        let api = apps(&self.client());
+        for (name, cluster, path, namespace, automated) in [
+            (
+                "inference-primary",
+                "us-west-2",
+                "environments/production/inference",
+                "ml-inference",
+                true,
+            ),
+            (
+                "ml-platform-primary",
+                "us-west-2",
+                "environments/production/feature-store",
+                "ml-platform",
+                true,
+            ),
+            (
+                "inference-dr",
+                "eu-west-1",
+                "environments/production/inference",
+                "ml-inference",
+                false,
+            ),
+            (
+                "ml-platform-dr",
+                "eu-west-1",
+                "environments/production/feature-store",
+                "ml-platform",
+                false,
+            ),
+        ] {
+            let mut spec = json!({
+                "project": "default",
+                "source": {"repoURL": self.repo.url(), "targetRevision": "main", "path": path},
+                "destination": {"name": cluster, "namespace": namespace},
+                "syncPolicy": {"syncOptions": ["CreateNamespace=true"]},
+                "ignoreDifferences": [
+                    {"group": "apps", "kind": "Deployment", "managedFieldsManagers": ["mooring-dr"]},
+                    {"group": "apps", "kind": "StatefulSet", "managedFieldsManagers": ["mooring-dr"]},
+                ],
+            });
+            if automated {
+                spec["syncPolicy"]["automated"] = json!({"prune": true, "selfHeal": true});
+            }
+            let app: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                "metadata": {"name": name, "namespace": "argocd"},
+                "spec": spec,
+            }))
+            .expect("app");
+            api.create(&PostParams::default(), &app)
+                .await
+                .expect("create app");
+        }
+        for name in ["inference-primary", "ml-platform-primary"] {
+            self.wait_app(name, "Synced", "Healthy").await;
+        }
+    }
+
+    pub async fn wait_app(&self, name: &str, sync: &str, health: &str) -> Value {
+        let api = apps(&self.client());
+        eventually(90, &format!("{name} {sync} and {health}"), || async {
+            let a = serde_json::to_value(api.get(name).await.ok()?).ok()?;
+            (field(&a, "/status/sync/status") == sync
+                && field(&a, "/status/health/status") == health)
+                .then_some(a)
+        })
+        .await
+    }
+
+    pub async fn create_plan(&self, plan: Value) {
+        let p: DynamicObject = serde_json::from_value(plan).expect("plan");
+        plans(&self.client())
+            .create(&PostParams::default(), &p)
+            .await
+            .expect("create plan");
+    }
+
+    pub async fn plan(&self, name: &str) -> Value {
+        serde_json::to_value(plans(&self.client()).get(name).await.expect("plan")).expect("json")
+    }
+
+    /// What `mooring dr failover|failback|drill` writes.
+    pub async fn request(&self, plan: &str, kind: &str, incident: Option<&str>) {
+        plans(&self.client())
+            .patch_status(
+                plan,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"request": {
+                    "kind": kind, "incident": incident,
+                    "requestedAt": mooring_core::time::now_rfc3339(), "requestedBy": "test",
+                }}})),
+            )
+            .await
+            .expect("request");
+    }
+
+    pub async fn wait_phase(&self, plan: &str, phase: &str, secs: u64) -> Value {
+        eventually(secs, &format!("plan {plan} {phase}"), || async {
+            let p = self.plan(plan).await;
+            (field(&p, "/status/phase") == phase && p.pointer("/status/request").is_none())
+                .then_some(p)
+        })
+        .await
+    }
+
+    pub async fn replicas(&self, client: &kube::Client, ns: &str, kind: &str, name: &str) -> i64 {
+        let plural = format!("{}s", kind.to_lowercase());
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), ns, &resource("apps", "v1", kind, &plural));
+        let o = serde_json::to_value(api.get(name).await.expect("workload")).expect("json");
+        o.pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(-1)
+    }
+
+    /// Events about the plan with this reason.
+    pub async fn events(&self, reason: &str) -> Vec<Value> {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client(),
+            "argocd",
+            &resource("", "v1", "Event", "events"),
+        );
+        api.list(&Default::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .filter_map(|e| serde_json::to_value(e).ok())
+            .filter(|e| {
+                e["reason"] == reason && e["involvedObject"]["kind"] == "DisasterRecoveryPlan"
+            })
+            .collect()
+    }
+}
+
+/// The plan of the tests: the seed's pairs and scale overrides, validation of the apps.
+pub fn plan(name: &str, extra: Value) -> Value {
+    let mut p = json!({
+        "apiVersion": "mooring.dev/v1alpha1", "kind": "DisasterRecoveryPlan",
+        "metadata": {"name": name, "namespace": "argocd"},
+        "spec": {
+            "primary": {"cluster": "us-west-2"},
+            "standby": {"cluster": "eu-west-1"},
+            "applications": {"pairs": [
+                {"primary": "ml-platform-primary", "standby": "ml-platform-dr"},
+                {"primary": "inference-primary", "standby": "inference-dr", "syncTimeout": "2m"},
+            ]},
+            "detection": {"automatic": false, "primaryUnreachableFor": "3s"},
+            "activation": {"scale": [
+                {"kind": "Deployment", "namespace": "ml-inference", "name": "inference-gateway", "replicas": 10},
+                {"kind": "StatefulSet", "namespace": "ml-platform", "name": "feature-store", "replicas": 3},
+            ]},
+            "validation": {"timeout": "1m", "checks": [{"name": "apps", "applications": {}}]},
+            "objectives": {"rto": "15m", "rpo": "5m"},
+        }
+    });
+    if let (Some(spec), Some(extra)) = (p["spec"].as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_failover_moves_the_platform_and_a_failback_brings_it_home() {
+    let r = Regions::start().await;
+    r.create_plan(plan("ml-platform", json!({}))).await;
+    eventually(30, "the plan Ready", || async {
+        let p = r.plan("ml-platform").await;
+        p["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            .then_some(())
+    })
+    .await;
+    // The DR apps never synced on their own (manual sync).
+    let dr = r.wait_app("inference-dr", "OutOfSync", "Missing").await;
+    assert!(dr.pointer("/status/operationState").is_none(), "{dr}");
+
+    r.request("ml-platform", "Failover", Some("INC-1")).await;
+    let p = r.wait_phase("ml-platform", "StandbyActive", 180).await;
+    let op = &p["status"]["operation"];
+    assert_eq!(op["phase"], "Succeeded", "{p}");
+    assert_eq!(op["incident"], "INC-1");
+    let steps: Vec<&str> = op["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "freeze",
+            "sync/ml-platform-dr",
+            "sync/inference-dr",
+            "scale",
+            "validate",
+            "notify"
+        ]
+    );
+    assert!(op["rtoSeconds"].as_f64().is_some(), "{op}");
+    assert_eq!(p["status"]["lastFailover"]["passed"], true);
+    // The standby serves, at the seed's scale, and is Synced (the overrides are the plan's).
+    r.wait_app("inference-dr", "Synced", "Healthy").await;
+    r.wait_app("ml-platform-dr", "Synced", "Healthy").await;
+    let sc = r.standby_client.clone();
+    assert_eq!(
+        r.replicas(&sc, "ml-inference", "Deployment", "inference-gateway")
+            .await,
+        10
+    );
+    assert_eq!(
+        r.replicas(&sc, "ml-platform", "StatefulSet", "feature-store")
+            .await,
+        3
+    );
+    // The primary's automated sync is frozen, and says why.
+    let prim = serde_json::to_value(
+        apps(&r.client())
+            .get("inference-primary")
+            .await
+            .expect("app"),
+    )
+    .expect("json");
+    assert!(
+        field(
+            &prim,
+            "/metadata/annotations/mooring.dev~1auto-sync-suspended"
+        )
+        .contains("INC-1"),
+        "{prim}"
+    );
+    let done = r.events("FailoverCompleted").await;
+    assert_eq!(
+        done.len(),
+        1,
+        "{done:?} {:?}",
+        r.events("FailoverStarted").await
+    );
+    let msg = done[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("INC-1") && msg.contains("us-west-2 → eu-west-1") && msg.contains("RTO"),
+        "{msg}"
+    );
+    assert_eq!(done[0]["related"]["name"], "ml-platform-dr");
+
+    // A second failover is refused while the standby serves.
+    r.request("ml-platform", "Failover", Some("INC-2")).await;
+    eventually(30, "the second failover refused", || async {
+        let refused = r.events("RequestRefused").await;
+        refused
+            .iter()
+            .any(|e| {
+                e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("StandbyActive"))
+            })
+            .then_some(())
+    })
+    .await;
+
+    r.request("ml-platform", "Failback", None).await;
+    let p = r.wait_phase("ml-platform", "PrimaryActive", 180).await;
+    assert_eq!(p["status"]["lastFailback"]["passed"], true, "{p}");
+    assert_eq!(
+        r.replicas(&sc, "ml-inference", "Deployment", "inference-gateway")
+            .await,
+        2
+    );
+    assert_eq!(
+        r.replicas(&sc, "ml-platform", "StatefulSet", "feature-store")
+            .await,
+        1
+    );
+    let prim = serde_json::to_value(
+        apps(&r.client())
+            .get("inference-primary")
+            .await
+            .expect("app"),
+    )
+    .expect("json");
+    assert_eq!(
+        field(
+            &prim,
+            "/metadata/annotations/mooring.dev~1auto-sync-suspended"
+        ),
+        ""
+    );
+    assert_eq!(r.events("FailbackCompleted").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_plans_get_a_clear_condition_and_nothing_moves() {
+    let r = Regions::start().await;
+    r.create_plan(plan(
+        "unknown-parts",
+        json!({
+            "standby": {"cluster": "mars-1"},
+            "applications": {"pairs": [{"primary": "inference-primary", "standby": "no-such-app"}]},
+        }),
+    ))
+    .await;
+    let p = eventually(30, "the plan not Ready", || async {
+        let p = r.plan("unknown-parts").await;
+        let c = p["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Ready" && c["status"] == "False")?
+            .clone();
+        Some(c)
+    })
+    .await;
+    let msg = p["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("cluster \"mars-1\" is not registered"),
+        "{msg}"
+    );
+    assert!(msg.contains("argocd/no-such-app does not exist"), "{msg}");
+    // A request against it is refused, and nothing is frozen.
+    r.request("unknown-parts", "Failover", Some("INC-9")).await;
+    eventually(30, "the request refused", || async {
+        (!r.events("RequestRefused").await.is_empty()).then_some(())
+    })
+    .await;
+    let prim = serde_json::to_value(
+        apps(&r.client())
+            .get("inference-primary")
+            .await
+            .expect("app"),
+    )
+    .expect("json");
+    assert_eq!(
+        field(
+            &prim,
+            "/metadata/annotations/mooring.dev~1auto-sync-suspended"
+        ),
+        ""
+    );
+    // A spec the engine refuses: every problem named.
+    r.create_plan(plan(
+        "bad-spec",
+        json!({"detection": {"primaryUnreachableFor": "soon"}, "drill": {"failureMode": "meteor"}}),
+    ))
+    .await;
+    let c = eventually(30, "the bad spec reported", || async {
+        let p = r.plan("bad-spec").await;
+        p["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Ready" && c["status"] == "False")
+            .cloned()
+    })
+    .await;
+    let msg = c["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("primaryUnreachableFor \"soon\"") && msg.contains("meteor"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_killed_during_the_failover_finishes_it_exactly_once() {
+    let mut r = Regions::start().await;
+    r.create_plan(plan("ml-platform", json!({}))).await;
+    r.request("ml-platform", "Failover", Some("INC-7")).await;
+    // Killed as soon as a standby sync is under way.
+    eventually(60, "a standby sync running", || async {
+        let p = r.plan("ml-platform").await;
+        p.pointer("/status/operation/steps")?
+            .as_array()?
+            .iter()
+            .any(|s| {
+                s["name"].as_str().is_some_and(|n| n.starts_with("sync/"))
+                    && s["phase"] == "Running"
+            })
+            .then_some(())
+    })
+    .await;
+    r.env = None;
+    let during = r.plan("ml-platform").await;
+    assert_eq!(field(&during, "/status/phase"), "FailingOver", "{during}");
+    r.env = Some(controller_for(&r.mgmt).await);
+    let p = r.wait_phase("ml-platform", "StandbyActive", 180).await;
+    assert_eq!(p["status"]["operation"]["phase"], "Succeeded", "{p}");
+    // One sync per standby app, one FailoverStarted, one FailoverCompleted.
+    for app in ["inference-dr", "ml-platform-dr"] {
+        let a = r.wait_app(app, "Synced", "Healthy").await;
+        let history = a["status"]["history"].as_array().map(Vec::len);
+        assert_eq!(history, Some(1), "{app} synced more than once: {a}");
+        assert_eq!(
+            field(&a, "/status/operationState/operation/initiatedBy/username"),
+            "mooring-dr:INC-7"
+        );
+    }
+    assert_eq!(r.events("FailoverStarted").await.len(), 1);
+    assert_eq!(r.events("FailoverCompleted").await.len(), 1);
+    let sc = r.standby_client.clone();
+    assert_eq!(
+        r.replicas(&sc, "ml-inference", "Deployment", "inference-gateway")
+            .await,
+        10
+    );
+}
