@@ -387,11 +387,27 @@ impl Outbound {
         host: &str,
         port: u16,
     ) -> Result<Vec<SocketAddr>, OutboundError> {
+        self.admit_service("smtp", host, port).await
+    }
+
+    /// Check a DNS server (a disaster-recovery plan's RFC 2136 server) against the rule,
+    /// as [`Outbound::admit_smtp`]; refusals name it `dns://HOST:PORT`.
+    pub async fn admit_dns(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, OutboundError> {
+        self.admit_service("dns", host, port).await
+    }
+
+    /// A non-HTTP server `HOST:PORT`, shown as `SCHEME://HOST:PORT`, checked as a URL.
+    async fn admit_service(
+        &self,
+        scheme: &str,
+        host: &str,
+        port: u16,
+    ) -> Result<Vec<SocketAddr>, OutboundError> {
         let host = match host.parse::<std::net::Ipv6Addr>() {
             Ok(v6) => format!("[{v6}]"),
             Err(_) => host.to_string(),
         };
-        let shown = format!("smtp://{host}:{port}");
+        let shown = format!("{scheme}://{host}:{port}");
         let url = Url::parse(&shown).map_err(|e| OutboundError::Url {
             url: shown.clone(),
             reason: e.to_string(),

@@ -31,7 +31,7 @@
 //!         rfc2136: {server: "10.0.0.53:53", zone: ml.example.com,
 //!                   tsig: {keyName: mooring, algorithm: hmac-sha256,
 //!                          secretRef: {name: dns-tsig, key: secret}}}
-//!         # or webhook: {url: "http://external-dns-webhook:8888"}   (ExternalDNS webhook)
+//!         # or webhook: {url: "http://external-dns-webhook:8888", zone: ml.example.com}  (ExternalDNS)
 //!       ttl: 60
 //!       records:
 //!       - name: inference                  # relative to the zone, or a FQDN ending in "."
@@ -249,6 +249,10 @@ pub struct TsigSpec {
 pub struct DnsWebhookSpec {
     /// Base URL of the webhook provider (`GET /records`, `POST /records`).
     pub url: String,
+    /// The zone relative record names are in (a webhook has no zone of its own); without
+    /// it, record names must be absolute (`inference.ml.example.com.`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]

@@ -4,6 +4,7 @@ mod analysis;
 mod app_rollback;
 mod appset;
 mod dr;
+mod dr_dns;
 mod git_rollback;
 mod gitops;
 mod multisource;
