@@ -1147,7 +1147,6 @@ async fn switch_dns(run: &mut Run<'_>, r: &Resolved, side: Side) -> Outcome {
         Err(e) => return Outcome::Failed(e.to_string()),
     };
     let mut changes = Vec::new();
-    let mut already = Vec::new();
     for rec in &spec.records {
         let target = if side == Side::Standby {
             &rec.standby
@@ -1158,24 +1157,12 @@ async fn switch_dns(run: &mut Run<'_>, r: &Resolved, side: Side) -> Outcome {
             Ok(a) => a,
             Err(e) => return Outcome::Wait(format!("record {}: {e}", rec.name)),
         };
-        let record_type = dns::RecordType::parse(rec.type_.as_deref().unwrap_or("A"));
-        let record_type = match record_type {
-            Ok(t) => t,
+        let prepared = dns::RecordType::parse(rec.type_.as_deref().unwrap_or("A"))
+            .and_then(|t| Ok((t, provider.record_name(&rec.name)?)));
+        let (record_type, fqdn) = match prepared {
+            Ok(x) => x,
             Err(e) => return Outcome::Failed(e.to_string()),
         };
-        let fqdn = provider.fqdn(&rec.name);
-        // Already switched (a resumed step): not updated again.
-        match provider
-            .current(&run.ctx.outbound, &fqdn, record_type)
-            .await
-        {
-            Ok(now) if now == [address.clone()] => {
-                already.push(fqdn);
-                continue;
-            }
-            Ok(_) => {}
-            Err(e) => return Outcome::Failed(format!("reading {fqdn}: {e}")),
-        }
         changes.push(dns::Change {
             fqdn,
             record_type,
@@ -1183,22 +1170,32 @@ async fn switch_dns(run: &mut Run<'_>, r: &Resolved, side: Side) -> Outcome {
             target: address,
         });
     }
-    if changes.is_empty() {
+    let switch = dns::Switch { records: changes };
+    if let Err(e) = provider.check(&switch) {
+        return Outcome::Failed(e.to_string());
+    }
+    let outbound = &run.ctx.outbound;
+    // Already switched (a resumed step): not updated again.
+    let pending = match provider.pending(outbound, &switch).await {
+        Ok(p) => p,
+        Err(e) => return Outcome::Failed(e.to_string()),
+    };
+    let summary = |sw: &dns::Switch| {
+        sw.records
+            .iter()
+            .map(|c| format!("{} → {}", c.fqdn, c.target))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if pending.records.is_empty() {
         return Outcome::Done(format!(
             "already pointing to the {}: {}",
             side.as_str(),
-            already.join(", ")
+            summary(&switch)
         ));
     }
-    let summary: Vec<String> = changes
-        .iter()
-        .map(|c| format!("{} → {}", c.fqdn, c.target))
-        .collect();
-    match provider
-        .apply(&run.ctx.outbound, &dns::Switch { records: changes })
-        .await
-    {
-        Ok(()) => Outcome::Done(summary.join(", ")),
+    match provider.apply(outbound, &pending).await {
+        Ok(()) => Outcome::Done(summary(&switch)),
         Err(e) => Outcome::Failed(e.to_string()),
     }
 }
