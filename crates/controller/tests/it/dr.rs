@@ -645,6 +645,14 @@ async fn a_controller_killed_during_the_failover_finishes_it_exactly_once() {
             .await,
         10
     );
+    // DNS answers the standby's load balancer, written by exactly one update.
+    let standby_ip = lb_address(&sc, "ml-inference", "inference-gateway-lb").await;
+    assert!(standby_ip.starts_with("127.0.102."), "{standby_ip}");
+    assert_eq!(
+        bind.dig("inference.ml.example.com", "A").expect("dig"),
+        [standby_ip]
+    );
+    assert_eq!(bind.serial().expect("serial"), serial + 1, "one DNS update");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
