@@ -26,6 +26,7 @@
 
 pub mod checks;
 pub mod dns;
+pub mod local_dns;
 
 use crate::events::EventType;
 use crate::Context;

@@ -314,7 +314,7 @@ impl Regions {
 
 /// BIND serving the plan's zone, its TSIG key in the Secret `dr-dns-tsig`, the
 /// controller's outbound client open to it; returns the plan's `activation.dns`.
-pub async fn dns(r: &Regions, bind: &mooring_testkit::dns::Bind) -> Value {
+pub async fn dns(r: &Regions, bind: &mooring_controller::dr::local_dns::LocalBind) -> Value {
     let key = bind.key("hmac-sha256");
     let secret: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret",
@@ -594,12 +594,13 @@ async fn hostile_plans_get_a_clear_condition_and_nothing_moves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_killed_during_the_failover_finishes_it_exactly_once() {
-    if !mooring_testkit::dns::Bind::available(
+    if !mooring_controller::dr::local_dns::LocalBind::available(
         "a_controller_killed_during_the_failover_finishes_it_exactly_once",
     ) {
         return;
     }
-    let bind = mooring_testkit::dns::Bind::start("ml.example.com", &[]).expect("named");
+    let bind = mooring_controller::dr::local_dns::LocalBind::start("ml.example.com", None, &[])
+        .expect("named");
     let mut r = Regions::start().await;
     let records = dns(&r, &bind).await;
     let serial = bind.serial().expect("serial");

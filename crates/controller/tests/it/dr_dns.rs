@@ -6,9 +6,10 @@
 //! `MOORING_REQUIRE_DNS_SERVER` is unset; `scripts/test` installs BIND and sets it.
 
 use mooring_controller::dr::dns::{Change, DnsError, Provider, RecordType, Switch};
+use mooring_controller::dr::local_dns::LocalBind as Bind;
 use mooring_controller::outbound::Outbound;
 use mooring_core::dr::{DnsProvider, DnsWebhookSpec, Rfc2136Spec, SecretKeyRef, TsigSpec};
-use mooring_testkit::dns::{Bind, WebhookProvider, WEBHOOK_MEDIA_TYPE};
+use mooring_testkit::dns::{WebhookProvider, WEBHOOK_MEDIA_TYPE};
 use serde_json::json;
 
 const ZONE: &str = "ml.example.com";
@@ -19,6 +20,7 @@ const STANDBY: &str = "10.0.2.10";
 fn start_bind() -> Bind {
     Bind::start(
         ZONE,
+        None,
         &[
             ("inference", "A", PRIMARY),
             ("feature-store", "A", "10.0.1.20"),
