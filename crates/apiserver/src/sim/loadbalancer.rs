@@ -4,8 +4,9 @@
 //! Argo CD calls a `type: LoadBalancer` Service and an Ingress Healthy only once
 //! `status.loadBalancer.ingress` is non-empty. Without this controller every app with an
 //! Ingress would stay Progressing forever on the embedded cluster, so demos and tests
-//! could never show a Healthy web app. The addresses are bookkeeping only: nothing listens
-//! on them (there are no containers), but they look and behave like real ones.
+//! could never show a Healthy web app. The addresses look and behave like real ones, and
+//! they answer: [`super::listeners`] listens on them and answers by the Service's ready
+//! endpoints (HTTP 200/503, TCP accepted/refused).
 //!
 //! # Where addresses come from
 //!
