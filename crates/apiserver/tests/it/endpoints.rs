@@ -214,10 +214,10 @@ async fn service_and_ingress_answer_200_while_ready_and_503_after_scale_to_zero(
     let v: Value = serde_json::from_str(&body).expect("JSON body");
     assert_eq!(v["service"], "default/model");
     // The Ingress address routes by Host.
-    let ingress = format!("http://127.0.110.1/health");
+    let ingress = "http://127.0.110.1/health";
     eventually(30, "200 through the Ingress", || async {
         matches!(
-            count(curl(&ingress, Some("model.example.test")).await),
+            count(curl(ingress, Some("model.example.test")).await),
             Ok((200, _))
         )
         .then_some(())
