@@ -36,6 +36,10 @@
 //!   connection is accepted and held open (input is read and discarded) until the client
 //!   closes it; it counts as one request on a ready Pod.
 //!
+//! Hostile clients: a request head over 16 KiB gets 431, one that stalls mid-head is closed
+//! after five seconds, and a listener holds at most [`MAX_CONNECTIONS`] connections (more
+//! are reset).
+//!
 //! # No ready endpoints: refused
 //!
 //! A port whose name says HTTP (`http`, `http-*`) or whose `appProtocol` is plain-text
@@ -91,6 +95,10 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Largest HTTP request head read (a larger one gets 431).
 const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Connections one listener holds at once; more are reset (plain TCP connections stay
+/// open until the client closes them, so a hostile client could otherwise pile them up).
+pub const MAX_CONNECTIONS: usize = 1024;
 
 /// How often a failed bind is retried.
 const RETRY: Duration = Duration::from_secs(2);
@@ -528,7 +536,12 @@ async fn listen(listener: TcpListener, target: watch::Receiver<Target>, ctx: Arc
     loop {
         tokio::select! {
             a = listener.accept() => match a {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
+                    if conns.len() >= MAX_CONNECTIONS {
+                        tracing::debug!(%peer, "load-balancer listener full: reset");
+                        reset(stream);
+                        continue;
+                    }
                     let t = target.borrow().clone();
                     conns.spawn(serve(stream, t, ctx.clone()));
                 }

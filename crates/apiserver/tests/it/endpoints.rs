@@ -343,6 +343,39 @@ async fn listeners_close_with_the_service_and_the_cluster_without_leaking() {
             },
         )
         .await;
+        if round == 1 {
+            // Withheld (the opt-out annotation releases the address): the port closes.
+            c.api
+                .patch(
+                    &rt(&c.api, "", "services"),
+                    Some("default"),
+                    "web",
+                    PatchType::Merge,
+                    &json!({"metadata": {"annotations": {"sim.mooring.dev/load-balancer": "pending"}}}),
+                    Subresource::Main,
+                    &wo(),
+                )
+                .expect("withhold");
+            eventually(20, "refused once withheld", || async {
+                TcpStream::connect(addr).await.err()
+            })
+            .await;
+            c.api
+                .patch(
+                    &rt(&c.api, "", "services"),
+                    Some("default"),
+                    "web",
+                    PatchType::Merge,
+                    &json!({"metadata": {"annotations": {"sim.mooring.dev/load-balancer": null}}}),
+                    Subresource::Main,
+                    &wo(),
+                )
+                .expect("un-withhold");
+            eventually(20, "answers again once re-allocated", || async {
+                matches!(http_get(addr, "web", "/health").await, Ok((503, _))).then_some(())
+            })
+            .await;
+        }
         if round == 0 {
             c.api
                 .delete(
@@ -656,4 +689,59 @@ async fn a_port_held_by_another_cluster_is_a_listen_failed_event() {
     assert!(ClusterOptions::default()
         .with_load_balancer_range("127.0.115.0/33")
         .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_clients_of_a_load_balancer_address() {
+    let c = cluster("127.0.116.0/24").await;
+    create(
+        &c.api,
+        "",
+        "services",
+        lb_service("web", json!([{"name": "http", "port": 8080}])),
+    );
+    create(
+        &c.api,
+        "networking.k8s.io",
+        "ingresses",
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
+            "spec": {"defaultBackend": {"service": {"name": "web", "port": {"number": 8080}}}},
+        }),
+    );
+    let ip = lb_ip(&c.api, "web").await;
+    let addr: SocketAddr = format!("{ip}:8080").parse().expect("addr");
+    eventually(20, "the address answers", || async {
+        matches!(http_get(addr, "web", "/").await, Ok((503, _))).then_some(())
+    })
+    .await;
+    // A giant request head: 431, not an unbounded read.
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: web\r\nX-Pad: {}\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let _ = s.write_all(head.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    // Not HTTP, on an HTTP port without ready endpoints: reset, nothing answered.
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"\x16\x03\x01 not http\r\n")
+        .await
+        .expect("send");
+    let mut buf = [0u8; 64];
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("closed at once");
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    // The Ingress address speaks HTTP only; its default backend routes the rest.
+    let ingress: SocketAddr = "127.0.116.1:80".parse().expect("addr");
+    let (code, body) = eventually(20, "the Ingress address answers", || async {
+        http_get(ingress, "anything.test", "/x").await.ok()
+    })
+    .await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("default/web"), "{body}");
 }
