@@ -33,15 +33,15 @@
 //!
 //! The in-process API is [`crate::Cluster::partition`] / [`crate::Cluster::partition_for`].
 
-use serde::Deserialize;
+use mooring_core::dr::PartitionRequest as WireRequest;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// Where the partition endpoint is served.
-pub const PATH: &str = "/sim.mooring.dev/v1/partition";
+/// Where the partition endpoint is served (the contract lives in `mooring_core::dr`).
+pub const PATH: &str = mooring_core::dr::PARTITION_PATH;
 
 /// How long a partition requested over HTTP lasts when `maxDuration` is not given.
 pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(600);
@@ -62,15 +62,7 @@ pub enum PartitionRequestError {
     MaxDurationTooLong { input: String },
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawRequest {
-    partitioned: bool,
-    #[serde(default)]
-    max_duration: Option<String>,
-}
-
-/// A validated `PUT` body.
+/// A validated `PUT` body ([`mooring_core::dr::PartitionRequest`], checked).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionRequest {
     pub partitioned: bool,
@@ -81,7 +73,7 @@ pub struct PartitionRequest {
 impl PartitionRequest {
     /// Parse and check a `PUT` body.
     pub fn parse(body: &[u8]) -> Result<PartitionRequest, PartitionRequestError> {
-        let raw: RawRequest =
+        let raw: WireRequest =
             serde_json::from_slice(body).map_err(|e| PartitionRequestError::Body {
                 reason: e.to_string(),
             })?;
