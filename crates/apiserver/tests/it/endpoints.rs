@@ -745,3 +745,44 @@ async fn hostile_clients_of_a_load_balancer_address() {
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("default/web"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_not_on_this_host_is_a_listen_failed_event_not_a_crash() {
+    // TEST-NET-2 (RFC 5737) is on no local interface: the range is accepted (as on a LAN
+    // with MetalLB), binding fails, the cluster says so and keeps serving.
+    assert!(
+        std::net::TcpListener::bind("198.51.100.2:0").is_err(),
+        "this test needs 198.51.100.2 not to be an address of this host"
+    );
+    let c = cluster("198.51.100.0/24").await;
+    create(
+        &c.api,
+        "",
+        "services",
+        lb_service("model", json!([{"name": "http", "port": 8080}])),
+    );
+    assert_eq!(lb_ip(&c.api, "model").await, "198.51.100.2");
+    let message = eventually(20, "a ListenFailed Event", || async {
+        c.api
+            .list(
+                &rt(&c.api, "", "events"),
+                Some("default"),
+                &ListOptions::default(),
+            )
+            .ok()?
+            .items
+            .iter()
+            .filter_map(|s| s.value().ok())
+            .find(|e| e["reason"] == "ListenFailed")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+    })
+    .await;
+    assert!(message.contains("198.51.100.2:8080"), "{message}");
+    let r = raw(
+        &c,
+        &format!("GET /version HTTP/1.1\r\nHost: {}", c.addr),
+        b"",
+    )
+    .await;
+    assert_eq!(r.code, 200);
+}
