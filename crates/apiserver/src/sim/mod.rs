@@ -54,7 +54,7 @@
 //! Pods are deleted at once (no graceful termination), there are no ControllerRevision
 //! objects, no PersistentVolume objects, no EndpointSlices, no CronJob controller, and
 //! Events only from the load-balancer controller (what MetalLB reports: an address
-//! assigned, none available). Endpoints carry an owner reference to their Service so that garbage
+//! assigned, none available; and `ListenFailed` when an address cannot be listened on). Endpoints carry an owner reference to their Service so that garbage
 //! collection removes them (Kubernetes' endpoints controller deletes them itself).
 
 pub mod daemonset;
