@@ -786,3 +786,32 @@ async fn an_address_not_on_this_host_is_a_listen_failed_event_not_a_crash() {
     .await;
     assert_eq!(r.code, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_with_the_kubeconfig_drives_the_partition_as_the_dr_controller_does() {
+    use mooring_core::dr::{PartitionRequest, PARTITION_PATH};
+    let c = cluster("127.0.117.0/24").await;
+    let kc = client(&c).await;
+    let put = |body: &PartitionRequest| {
+        http::Request::put(PARTITION_PATH)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(body).expect("json"))
+            .expect("request")
+    };
+    let on = PartitionRequest {
+        partitioned: true,
+        max_duration: Some("120s".into()),
+    };
+    let text = kc.request_text(put(&on)).await.expect("partition");
+    let state: Value = serde_json::from_str(&text).expect("state");
+    assert_eq!(state["partitioned"], true);
+    assert!(c.is_partitioned());
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(kc.clone());
+    assert!(namespaces.list(&Default::default()).await.is_err());
+    let text = kc
+        .request_text(put(&PartitionRequest::default()))
+        .await
+        .expect("heal over a new connection");
+    assert!(text.contains("\"partitioned\":false"), "{text}");
+    assert!(namespaces.list(&Default::default()).await.is_ok());
+}
