@@ -630,6 +630,21 @@ impl DisasterRecoveryPlan {
     }
 }
 
+/// The embedded cluster's partition switch (failure mode `partition`): served at this
+/// path, outside Kubernetes' URL space, so a real cluster answers 404 there. The server
+/// side is `mooring_apiserver::partition`; the DR controller `PUT`s a [`PartitionRequest`].
+pub const PARTITION_PATH: &str = "/sim.mooring.dev/v1/partition";
+
+/// The body of `PUT` [`PARTITION_PATH`]: `{"partitioned": true, "maxDuration": "300s"}`
+/// (heals by itself after `maxDuration`, Go duration syntax), `{"partitioned": false}` heals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PartitionRequest {
+    pub partitioned: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
