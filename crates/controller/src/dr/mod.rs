@@ -1543,21 +1543,20 @@ fn primary_workloads(r: &Resolved) -> Vec<ScaleOverride> {
 }
 
 async fn partition(cluster: &ClusterClient, on: bool) -> Result<(), String> {
-    let body = if on {
-        json!({"partitioned": true, "maxDuration": PARTITION_MAX})
-    } else {
-        json!({"partitioned": false})
+    use mooring_core::dr::{PartitionRequest, PARTITION_PATH};
+    let body = PartitionRequest {
+        partitioned: on,
+        max_duration: on.then(|| PARTITION_MAX.to_string()),
     };
-    let req = http::Request::put("/sim.mooring.dev/v1/partition")
+    let req = http::Request::put(PARTITION_PATH)
         .header("content-type", "application/json")
         .body(serde_json::to_vec(&body).unwrap_or_default())
         .map_err(|e| e.to_string())?;
     match cluster.client().request_text(req).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Err(
-            "failure mode partition needs an embedded cluster (this cluster has no /sim.mooring.dev/v1/partition): use scale-to-zero"
-                .into(),
-        ),
+        Err(kube::Error::Api(e)) if e.code == 404 => Err(format!(
+            "failure mode partition needs an embedded cluster (this cluster has no {PARTITION_PATH}): use scale-to-zero"
+        )),
         Err(e) => Err(e.to_string()),
     }
 }
