@@ -866,7 +866,7 @@ async fn a_partitioned_primary_fails_over_by_itself_to_a_validated_standby() {
     assert_ne!(standby_ip, primary_ip);
     assert_eq!(
         bind.dig("inference.ml.example.com", "A").expect("dig"),
-        [standby_ip.clone()]
+        std::slice::from_ref(&standby_ip)
     );
     // The endpoint answers as the seed's validation script curls it.
     let curl = std::process::Command::new("curl")
