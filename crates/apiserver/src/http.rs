@@ -45,6 +45,8 @@ pub struct HttpState {
     pub metrics: Option<crate::sim::MetricsHandler>,
     /// Who may send requests.
     pub access: Arc<crate::access::Access>,
+    /// While on, every request but the partition endpoint's is dropped ([`crate::partition`]).
+    pub partition: crate::partition::Partition,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -98,6 +100,11 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let partition_endpoint = uri.path().trim_end_matches('/') == crate::partition::PATH;
+    if !partition_endpoint && st.partition.is_partitioned() {
+        tracing::debug!(%method, path = uri.path(), "partitioned: dropping the request");
+        return dropped();
+    }
     if let Err(e) = st.access.check(&uri, &headers) {
         tracing::debug!(%method, path = uri.path(), "refused: {e}");
         return error_response(&e);
@@ -106,10 +113,59 @@ async fn handle(
         Ok(b) => b,
         Err(e) => return error_response(&e),
     };
-    match route(&st, &method, &uri, &headers, body).await {
+    let answer = if partition_endpoint {
+        partition_endpoint_answer(&st, &method, &body)
+    } else {
+        route(&st, &method, &uri, &headers, body).await
+    };
+    match answer {
         Ok(r) => r,
         Err(e) => error_response(&e),
     }
+}
+
+/// A response whose body fails at once: the server closes the connection without sending
+/// anything (the partition's "no answer", detected at once by clients).
+fn dropped() -> Response {
+    let fail = futures::stream::once(async {
+        Err::<Bytes, _>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "the cluster is partitioned",
+        ))
+    });
+    Response::new(Body::from_stream(fail))
+}
+
+/// `GET` / `PUT` [`crate::partition::PATH`].
+fn partition_endpoint_answer(
+    st: &HttpState,
+    method: &Method,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    match *method {
+        Method::GET => {}
+        Method::PUT => {
+            let req = crate::partition::PartitionRequest::parse(body)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            tracing::info!(
+                partitioned = req.partitioned,
+                max_duration = ?req.max_duration,
+                "partition requested over the API"
+            );
+            st.partition
+                .set(req.partitioned, req.partitioned.then_some(req.max_duration));
+        }
+        _ => {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "{method} is not supported on {}: use GET or PUT",
+                crate::partition::PATH
+            )))
+        }
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &st.partition.state().to_json(),
+    ))
 }
 
 /// Read a request body up to [`MAX_BODY_BYTES`]. An oversized body is still drained (up
@@ -923,6 +979,7 @@ async fn watch_response(
         .and_then(|t| t.parse::<u64>().ok())
         .unwrap_or(1800);
     let api = st.api.clone();
+    let mut partition = st.partition.subscribe();
     let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(256);
     // Start from a consistent point: subscribe, then list at (or after) that revision.
     let (start_rv, initial, backlog, mut live) = match since {
@@ -989,6 +1046,14 @@ async fn watch_response(
             }
             tokio::select! {
                 _ = &mut deadline => return,
+                // A partition cuts the stream (an error aborts the connection).
+                _ = async { partition.wait_for(|p| p.partitioned).await.is_ok() } => {
+                    let _ = tx.send(Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "the cluster is partitioned",
+                    ))).await;
+                    return;
+                }
                 _ = tick.tick(), if bookmarks => {
                     if tx.send(Ok(filter.bookmark(last, false))).await.is_err() {
                         return;

@@ -14,7 +14,10 @@
 //! only ([`files`]).
 //!
 //! Start one in-process with [`Cluster::start`]; several can run in one process on
-//! distinct ports. [`Cluster::kubeconfig_path`] names the kubeconfig it wrote, which
+//! distinct ports — and, since load-balancer addresses answer on the host
+//! ([`sim::listeners`]), with distinct load-balancer ranges
+//! ([`ClusterOptions::with_load_balancer_range`]). [`Cluster::partition`] makes a cluster
+//! stop answering, as a region outage does, until healed ([`partition`]). [`Cluster::kubeconfig_path`] names the kubeconfig it wrote, which
 //! carries the token (and the CA), so kubectl and kube-rs work through it unchanged.
 
 pub mod access;
@@ -24,6 +27,7 @@ pub mod error;
 pub mod files;
 pub mod gc;
 pub mod http;
+pub mod partition;
 pub mod patch;
 pub mod registry;
 pub mod sim;
@@ -100,6 +104,20 @@ pub struct ClusterOptions {
     pub namespaces: Vec<String>,
 }
 
+impl ClusterOptions {
+    /// The same options with load-balancer addresses from `range` (a CIDR such as
+    /// `127.0.101.0/24` or `FIRST-LAST`). The addresses are listened on, so two embedded
+    /// clusters on one host — a primary and a standby in a test — need distinct ranges;
+    /// otherwise the second cluster's listeners fail (a `ListenFailed` Event).
+    pub fn with_load_balancer_range(
+        mut self,
+        range: &str,
+    ) -> Result<Self, sim::LoadBalancerConfigError> {
+        self.sim.load_balancer = sim::LoadBalancerAddresses::Range(range.parse()?);
+        Ok(self)
+    }
+}
+
 impl Default for ClusterOptions {
     fn default() -> Self {
         ClusterOptions {
@@ -129,6 +147,7 @@ pub struct Cluster {
     _tmp: Option<tempdir::TempDir>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    partition: partition::Partition,
 }
 
 mod tempdir {
@@ -235,7 +254,10 @@ impl Cluster {
             source,
         })?;
 
-        let metrics = sim::metrics_handler_at(api.clone(), Some(address.clone()));
+        let traffic = sim::Traffic::default();
+        let partition = partition::Partition::new();
+        let metrics =
+            sim::metrics_handler_with(api.clone(), Some(address.clone()), traffic.clone());
         let state = http::HttpState {
             api: api.clone(),
             address: address.clone(),
@@ -246,6 +268,7 @@ impl Cluster {
                 addr.port(),
                 &opts.hostnames,
             )),
+            partition: partition.clone(),
         };
         let app = http::router(state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -256,6 +279,14 @@ impl Cluster {
         ))];
         tasks.push(tokio::spawn(gc::run(api.clone())));
         tasks.extend(sim::start(api.clone(), opts.sim.clone()));
+        if opts.sim.enabled {
+            tasks.push(sim::listeners::start(
+                api.clone(),
+                partition.clone(),
+                traffic,
+            ));
+        }
+        tasks.push(tokio::spawn(partition.clone().heal_when_due()));
         tracing::info!(cluster = %opts.name, %addr, "embedded cluster serving");
         Ok(Cluster {
             name: opts.name,
@@ -269,7 +300,25 @@ impl Cluster {
             _tmp: tmp,
             tasks,
             shutdown: Some(tx),
+            partition,
         })
+    }
+
+    /// Partition the cluster (`true`: stop answering, as in a region outage) or heal it
+    /// (`false`), as `PUT /sim.mooring.dev/v1/partition` does; see [`partition`]. A
+    /// partition set here lasts until healed.
+    pub fn partition(&self, on: bool) {
+        self.partition.set(on, None);
+    }
+
+    /// Partition the cluster for at most `max`; it heals by itself afterwards.
+    pub fn partition_for(&self, max: std::time::Duration) {
+        self.partition.set(true, Some(max));
+    }
+
+    /// Whether the cluster is partitioned now.
+    pub fn is_partitioned(&self) -> bool {
+        self.partition.is_partitioned()
     }
 
     /// The kubeconfig file this cluster wrote (context = cluster name).

@@ -182,7 +182,7 @@ pub(crate) fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
 /// Copy `from` into `to`, leaving out `skip` (the data directory, which holds the copy
 /// itself when it lies inside REPO, as with `mooring up .`: copying it would recurse
 /// without end).
-fn copy_tree(from: &Path, to: &Path, skip: &Path) -> anyhow::Result<()> {
+pub(crate) fn copy_tree(from: &Path, to: &Path, skip: &Path) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
         let entry = entry?;
         let ty = entry.file_type()?;

@@ -387,16 +387,23 @@ impl Outbound {
         host: &str,
         port: u16,
     ) -> Result<Vec<SocketAddr>, OutboundError> {
-        self.admit_socket("smtp", host, port).await
+        self.admit_service("smtp", host, port).await
+    }
+
+    /// Check a DNS server (a disaster-recovery plan's RFC 2136 server) against the rule,
+    /// as [`Outbound::admit_smtp`]; refusals name it `dns://HOST:PORT`.
+    pub async fn admit_dns(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, OutboundError> {
+        self.admit_service("dns", host, port).await
     }
 
     /// Check a plain TCP endpoint (a disaster-recovery plan's TCP check) as
     /// [`Outbound::admit_smtp`] checks a mail server; refusals name it `tcp://HOST:PORT`.
     pub async fn admit_tcp(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, OutboundError> {
-        self.admit_socket("tcp", host, port).await
+        self.admit_service("tcp", host, port).await
     }
 
-    async fn admit_socket(
+    /// A non-HTTP server `HOST:PORT`, shown as `SCHEME://HOST:PORT`, checked as a URL.
+    async fn admit_service(
         &self,
         scheme: &str,
         host: &str,

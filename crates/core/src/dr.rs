@@ -31,7 +31,7 @@
 //!         rfc2136: {server: "10.0.0.53:53", zone: ml.example.com,
 //!                   tsig: {keyName: mooring, algorithm: hmac-sha256,
 //!                          secretRef: {name: dns-tsig, key: secret}}}
-//!         # or webhook: {url: "http://external-dns-webhook:8888"}   (ExternalDNS webhook)
+//!         # or webhook: {url: "http://external-dns-webhook:8888", zone: ml.example.com}  (ExternalDNS)
 //!       ttl: 60
 //!       records:
 //!       - name: inference                  # relative to the zone, or a FQDN ending in "."
@@ -249,6 +249,10 @@ pub struct TsigSpec {
 pub struct DnsWebhookSpec {
     /// Base URL of the webhook provider (`GET /records`, `POST /records`).
     pub url: String,
+    /// The zone relative record names are in (a webhook has no zone of its own); without
+    /// it, record names must be absolute (`inference.ml.example.com.`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
@@ -624,6 +628,21 @@ impl DisasterRecoveryPlan {
     pub fn namespace(&self) -> &str {
         crate::app::metadata_str(&self.metadata, "namespace")
     }
+}
+
+/// The embedded cluster's partition switch (failure mode `partition`): served at this
+/// path, outside Kubernetes' URL space, so a real cluster answers 404 there. The server
+/// side is `mooring_apiserver::partition`; the DR controller `PUT`s a [`PartitionRequest`].
+pub const PARTITION_PATH: &str = "/sim.mooring.dev/v1/partition";
+
+/// The body of `PUT` [`PARTITION_PATH`]: `{"partitioned": true, "maxDuration": "300s"}`
+/// (heals by itself after `maxDuration`, Go duration syntax), `{"partitioned": false}` heals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PartitionRequest {
+    pub partitioned: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration: Option<String>,
 }
 
 #[cfg(test)]

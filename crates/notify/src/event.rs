@@ -35,6 +35,9 @@ pub const REASONS: &[&str] = &[
     "SyncBlockedByPolicy",
     "FailoverStarted",
     "FailoverCompleted",
+    "FailoverFailed",
+    "FailoverBlocked",
+    "FailbackCompleted",
     "DrillReport",
 ];
 

@@ -63,6 +63,7 @@
 //! `GIT_*` environment variables do not change how Mooring fetches.
 
 mod cache;
+mod commit;
 mod credentials;
 mod dir;
 mod error;
@@ -74,6 +75,7 @@ mod url;
 pub mod webhook;
 
 pub use cache::RepoCache;
+pub use commit::NewFiles;
 pub use credentials::{CredentialIndex, Credentials, RepoSecret, SecretKind};
 pub use dir::export_dir;
 pub use error::SourceError;

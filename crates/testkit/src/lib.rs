@@ -10,8 +10,13 @@
 //! Real servers the notification services talk to: [`mail::SmtpSink`] (aiosmtpd),
 //! [`alertmanager::Alertmanager`], and [`receiver::HttpReceiver`], a recording HTTP
 //! endpoint for webhook-style services (Grafana is not packaged in Debian).
+//!
+//! DNS servers for disaster-recovery switching: [`dns::Bind`] (a real `named` taking
+//! TSIG-signed RFC 2136 updates) and [`dns::WebhookProvider`] (ExternalDNS's webhook
+//! protocol).
 
 pub mod alertmanager;
+pub mod dns;
 pub mod mail;
 pub mod receiver;
 

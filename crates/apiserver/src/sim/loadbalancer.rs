@@ -4,8 +4,9 @@
 //! Argo CD calls a `type: LoadBalancer` Service and an Ingress Healthy only once
 //! `status.loadBalancer.ingress` is non-empty. Without this controller every app with an
 //! Ingress would stay Progressing forever on the embedded cluster, so demos and tests
-//! could never show a Healthy web app. The addresses are bookkeeping only: nothing listens
-//! on them (there are no containers), but they look and behave like real ones.
+//! could never show a Healthy web app. The addresses look and behave like real ones, and
+//! they answer: [`super::listeners`] listens on them and answers by the Service's ready
+//! endpoints (HTTP 200/503, TCP accepted/refused).
 //!
 //! # Where addresses come from
 //!
@@ -142,6 +143,26 @@ impl AddressRange {
 
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         (self.first..=self.last).contains(&u32::from(ip))
+    }
+
+    /// The `k`th range of the same shape after this one (`k = 0`: this one), for giving
+    /// each embedded cluster of a fleet on one host its own addresses (they are listened
+    /// on, see [`super::listeners`]): `127.0.100.0/24` shifted by 1 is
+    /// `127.0.101.1-127.0.101.254`. `None` past the end of the address space.
+    pub fn shifted(&self, k: u32) -> Option<AddressRange> {
+        // By whole blocks (a CIDR's network size), so shifted CIDRs stay aligned.
+        let by = self.len().next_power_of_two().checked_mul(u64::from(k))?;
+        let by = u32::try_from(by).ok()?;
+        let first = self.first.checked_add(by)?;
+        let last = self.last.checked_add(by)?;
+        if k == 0 {
+            return Some(self.clone());
+        }
+        Some(AddressRange {
+            first,
+            last,
+            spec: format!("{}-{}", Ipv4Addr::from(first), Ipv4Addr::from(last)),
+        })
     }
 }
 
@@ -756,6 +777,23 @@ mod tests {
         assert_eq!(range("10.0.0.0/8").len(), (1 << 24) - 2);
         assert_eq!(range("0.0.0.0/0").len(), (1u64 << 32) - 2);
         assert_eq!(range("0.0.0.0-255.255.255.255").len(), 1u64 << 32);
+    }
+
+    #[test]
+    fn ranges_shift_for_fleets() {
+        let r = range("127.0.100.0/24");
+        assert_eq!(r.shifted(0), Some(r.clone()));
+        let s = r.shifted(1).expect("shifted");
+        assert_eq!(
+            (s.first(), s.last()),
+            (
+                Ipv4Addr::new(127, 0, 101, 1),
+                Ipv4Addr::new(127, 0, 101, 254)
+            )
+        );
+        assert_eq!(s.to_string(), "127.0.101.1-127.0.101.254");
+        assert_eq!(range("255.255.255.0/24").shifted(1), None);
+        assert_eq!(range("0.0.0.0-255.255.255.255").shifted(1), None);
     }
 
     #[test]

@@ -23,6 +23,11 @@
 //! listing one target per Running Pod (only when the handler knows the server address,
 //! see [`metrics_handler_at`]).
 //!
+//! Requests really answered through a Service's load-balancer address
+//! ([`super::listeners`], counted in [`super::traffic`]) are added to the Pod's
+//! `http_requests_total{code="200"}` and to every bucket of its latency histogram (they
+//! are answered at once), when the handler was built with [`metrics_handler_with`].
+//!
 //! Series: `http_requests_total{namespace,pod,app?,version?,rollouts_pod_template_hash?,code}`,
 //! `http_request_duration_seconds` (buckets .005 … 10) and `ml_model_accuracy`, labelled
 //! like the counter without `code`.
@@ -34,6 +39,7 @@
 //! whereas these values are computed in closed form on each scrape.
 
 use super::res;
+use super::traffic::Traffic;
 use super::util::{annotation, str_at};
 use crate::api::Api;
 use mooring_core::time;
@@ -61,8 +67,14 @@ pub fn metrics_handler(api: Api) -> MetricsHandler {
 
 /// The metrics handler; with `address` (`127.0.0.1:PORT`) it also serves `targets`.
 pub fn metrics_handler_at(api: Api, address: Option<String>) -> MetricsHandler {
+    metrics_handler_with(api, address, Traffic::default())
+}
+
+/// The metrics handler of a cluster whose load-balancer listeners record into `traffic`.
+pub fn metrics_handler_with(api: Api, address: Option<String>, traffic: Traffic) -> MetricsHandler {
     Arc::new(move |path: &str| {
         let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let render = |pods: &[Value]| render(pods, &traffic);
         match segs.as_slice() {
             ["pods"] => Some(render(&running_pods(&api, None, None))),
             ["pods", ns] => Some(render(&running_pods(&api, Some(ns), None))),
@@ -171,23 +183,29 @@ pub fn sample(rate: f64, error_rate: f64, latency_ms: f64, accuracy: f64, elapse
     }
 }
 
-fn render(pods: &[Value]) -> String {
+fn render(pods: &[Value], traffic: &Traffic) -> String {
     let now = time::now();
     let samples: Vec<(String, Sample)> = pods
         .iter()
         .filter_map(|p| {
             let started = started_at(p)?;
             let elapsed = now.duration_since(started).as_secs_f64();
-            Some((
-                pod_labels(p),
-                sample(
-                    ann_f64(p, REQUEST_RATE, 10.0, 0.0, 1.0e6),
-                    ann_f64(p, ERROR_RATE, 0.0, 0.0, 1.0),
-                    ann_f64(p, LATENCY_MS, 50.0, 0.001, 1.0e6),
-                    ann_f64(p, ACCURACY, 0.95, f64::MIN, f64::MAX),
-                    elapsed,
-                ),
-            ))
+            let mut s = sample(
+                ann_f64(p, REQUEST_RATE, 10.0, 0.0, 1.0e6),
+                ann_f64(p, ERROR_RATE, 0.0, 0.0, 1.0),
+                ann_f64(p, LATENCY_MS, 50.0, 0.001, 1.0e6),
+                ann_f64(p, ACCURACY, 0.95, f64::MIN, f64::MAX),
+                elapsed,
+            );
+            let served = traffic.served(
+                str_at(p, "/metadata/namespace").unwrap_or_default(),
+                str_at(p, "/metadata/name").unwrap_or_default(),
+            );
+            s.ok += served;
+            for b in &mut s.buckets {
+                *b += served;
+            }
+            Some((pod_labels(p), s))
         })
         .collect();
     let mut out = String::new();

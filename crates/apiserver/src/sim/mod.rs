@@ -19,6 +19,7 @@
 //! | [`endpoints`] | an Endpoints object per Service with a selector, with ready and not-ready Pod addresses |
 //! | [`pvc`] | PersistentVolumeClaims become Bound |
 //! | [`loadbalancer`] | LoadBalancer Services and Ingresses get an address (`status.loadBalancer.ingress`) from [`SimOptions::load_balancer`], as MetalLB / cloud-provider-kind with ingress-nginx do on kind; opt out with `sim.mooring.dev/load-balancer: pending` |
+//! | [`listeners`] | those addresses answer: HTTP 200 / 503 by the Service's ready endpoints, plain TCP accepted or refused, Ingress routing by Host and path; requests count in the Pods' metrics ([`traffic`]) |
 //!
 //! Each controller is a tokio task driven by the store's event stream (plus timers for
 //! time-based transitions such as "the container is up after one simulated second"), so an
@@ -53,19 +54,21 @@
 //! Pods are deleted at once (no graceful termination), there are no ControllerRevision
 //! objects, no PersistentVolume objects, no EndpointSlices, no CronJob controller, and
 //! Events only from the load-balancer controller (what MetalLB reports: an address
-//! assigned, none available). Endpoints carry an owner reference to their Service so that garbage
+//! assigned, none available; and `ListenFailed` when an address cannot be listened on). Endpoints carry an owner reference to their Service so that garbage
 //! collection removes them (Kubernetes' endpoints controller deletes them itself).
 
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod job;
+pub mod listeners;
 pub mod loadbalancer;
 pub mod metrics;
 pub mod pods;
 pub mod pvc;
 pub mod replicaset;
 pub mod statefulset;
+pub mod traffic;
 mod util;
 
 use crate::api::{Api, WriteOptions};
@@ -80,7 +83,8 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 
 pub use loadbalancer::{AddressRange, LoadBalancerAddresses, LoadBalancerConfigError};
-pub use metrics::{metrics_handler, metrics_handler_at, MetricsHandler};
+pub use metrics::{metrics_handler, metrics_handler_at, metrics_handler_with, MetricsHandler};
+pub use traffic::Traffic;
 
 /// How the simulation behaves.
 #[derive(Debug, Clone)]

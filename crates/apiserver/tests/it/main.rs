@@ -3,6 +3,7 @@
 
 mod access;
 mod bad_input;
+mod endpoints;
 mod kube_client;
 mod kubectl;
 mod loadbalancer;

@@ -32,6 +32,7 @@ pub async fn client(c: &Cluster) -> kube::Client {
 pub use mooring_testkit::eventually;
 
 /// The answer to a [`raw`] request: status code, headers (lowercase names) and body.
+#[derive(Debug)]
 pub struct RawResponse {
     pub code: u16,
     pub head: String,
@@ -49,6 +50,14 @@ impl RawResponse {
 /// `Content-Length` for `body` and `Connection: close` are appended) and `body` over TLS
 /// that verifies the cluster's CA, as a tool without a kubeconfig (or an attacker) does.
 pub async fn raw(c: &Cluster, head: &str, body: &[u8]) -> RawResponse {
+    try_raw(c, head, body)
+        .await
+        .unwrap_or_else(|e| panic!("{head:?}: {e}"))
+}
+
+/// [`raw`], but a connection closed without an answer (a partitioned cluster) is an `Err`
+/// describing it rather than a panic.
+pub async fn try_raw(c: &Cluster, head: &str, body: &[u8]) -> Result<RawResponse, String> {
     use rustls::pki_types::{pem::PemObject as _, CertificateDer, ServerName};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut roots = rustls::RootCertStore::empty();
@@ -64,18 +73,22 @@ pub async fn raw(c: &Cluster, head: &str, body: &[u8]) -> RawResponse {
     .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(c.addr)
         .await
-        .expect("connect");
+        .map_err(|e| format!("connect: {e}"))?;
     let name = ServerName::IpAddress(c.addr.ip().into());
     let mut s = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
         .connect(name, tcp)
         .await
-        .expect("TLS handshake verifying the cluster's CA");
+        .map_err(|e| format!("TLS handshake verifying the cluster's CA: {e}"))?;
     let req = format!(
         "{head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    s.write_all(req.as_bytes()).await.expect("send head");
-    s.write_all(body).await.expect("send body");
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("send head: {e}"))?;
+    s.write_all(body)
+        .await
+        .map_err(|e| format!("send body: {e}"))?;
     let mut out = Vec::new();
     // The server closes after answering (`Connection: close`); a TLS close without
     // close_notify is not an error for this purpose.
@@ -86,10 +99,10 @@ pub async fn raw(c: &Cluster, head: &str, body: &[u8]) -> RawResponse {
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    RawResponse {
+        .ok_or_else(|| format!("no status line in {text:?}"))?;
+    Ok(RawResponse {
         code,
         head: head.to_ascii_lowercase(),
         body: body.to_string(),
-    }
+    })
 }

@@ -13,6 +13,7 @@
 //! are printed as a table; docs/benchmarks.md records them with the machine.
 
 mod appset;
+mod dr;
 mod flood;
 mod gitops;
 mod policy;
@@ -78,6 +79,9 @@ pub enum Target {
     /// Automated rollback: RollbackPolicy breach → good revision Healthy, and → the
     /// `gitRevert` commit pushed (`--rounds`, a few seconds each).
     Rollback,
+    /// Disaster recovery: the RTO of the example plan (`examples/ml-platform/dr`) over
+    /// `--rounds` drills, broken down by step (BIND needed; run from the repository root).
+    Dr,
     /// The REST API and the webhook under a flood of bad requests from 127.0.0.1
     /// (`--writers` loops for `--seconds`): the valid token's p50/p99 without and during it.
     ApiFlood,
@@ -153,6 +157,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Target::Rollout => rollout::run(args.rollouts, args.rounds).await,
         Target::ApiFlood => flood::run(args.seconds, args.writers).await,
         Target::Rollback => rollback::run(args.rounds).await,
+        Target::Dr => dr::run(args.rounds).await,
     }
 }
 

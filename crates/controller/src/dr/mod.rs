@@ -26,6 +26,7 @@
 
 pub mod checks;
 pub mod dns;
+pub mod local_dns;
 
 use crate::events::EventType;
 use crate::Context;
@@ -209,7 +210,7 @@ async fn reconcile(ctx: &Arc<Context>, value: Value) -> Result<(), DrError> {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string(),
-        written: serde_json::to_value(&status).unwrap_or(Value::Null),
+        written: value.get("status").cloned().unwrap_or(Value::Null),
         status,
         plan,
     };
@@ -411,6 +412,15 @@ fn set_condition(status: &mut DisasterRecoveryPlanStatus, c: PolicyCondition) {
     }
 }
 
+/// The message of a reachability condition that is False.
+fn unreachable(status: &DisasterRecoveryPlanStatus, type_: &str) -> Option<String> {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "False")
+        .map(|c| c.message.clone())
+}
+
 /// Whether a cluster's API server answers within [`PROBE_TIMEOUT`].
 async fn reachable(cluster: &ClusterClient) -> Result<(), String> {
     match tokio::time::timeout(PROBE_TIMEOUT, cluster.server_version()).await {
@@ -553,7 +563,19 @@ async fn advance(run: &mut Run<'_>, r: &Resolved) -> Result<(), DrError> {
                 run.status.last_failover.as_ref().is_some_and(|l| {
                     !l.passed && time::parse(&l.started_at).is_ok_and(|s| s >= at)
                 });
-            if !retried {
+            if let Some(m) = unreachable(&run.status, "StandbyReachable") {
+                // Failing over to a region that does not answer would only half-switch.
+                let since = time::format(at);
+                record(
+                    run,
+                    EventType::Warning,
+                    "FailoverBlocked",
+                    &format!("{why}, but {m}: no failover; DNS stays on the primary"),
+                    Some(&since),
+                    None,
+                )
+                .await;
+            } else if !retried {
                 let incident = engine::incident_id("auto", run.name(), now);
                 tracing::info!("plan {}: {why}: failing over ({incident})", run.name());
                 return start_operation(
@@ -652,7 +674,14 @@ async fn start_requested(run: &mut Run<'_>, r: &Resolved, req: DrRequest) -> Res
             "drill refused: the plan is {} (a drill starts from PrimaryActive)",
             phase.as_str()
         ))),
-        engine::FAILOVER | engine::FAILBACK | engine::DRILL => None,
+        engine::FAILOVER | engine::DRILL => unreachable(&run.status, "StandbyReachable").map(|m| {
+            format!(
+                "{} refused: {m}; nothing was changed",
+                req.kind.to_lowercase()
+            )
+        }),
+        engine::FAILBACK => unreachable(&run.status, "PrimaryReachable")
+            .map(|m| format!("failback refused: {m}; the standby keeps serving")),
         other => Some(format!(
             "unknown request kind {other:?}: expected Failover, Failback or Drill"
         )),
@@ -1119,7 +1148,6 @@ async fn switch_dns(run: &mut Run<'_>, r: &Resolved, side: Side) -> Outcome {
         Err(e) => return Outcome::Failed(e.to_string()),
     };
     let mut changes = Vec::new();
-    let mut already = Vec::new();
     for rec in &spec.records {
         let target = if side == Side::Standby {
             &rec.standby
@@ -1130,24 +1158,12 @@ async fn switch_dns(run: &mut Run<'_>, r: &Resolved, side: Side) -> Outcome {
             Ok(a) => a,
             Err(e) => return Outcome::Wait(format!("record {}: {e}", rec.name)),
         };
-        let record_type = dns::RecordType::parse(rec.type_.as_deref().unwrap_or("A"));
-        let record_type = match record_type {
-            Ok(t) => t,
+        let prepared = dns::RecordType::parse(rec.type_.as_deref().unwrap_or("A"))
+            .and_then(|t| Ok((t, provider.record_name(&rec.name)?)));
+        let (record_type, fqdn) = match prepared {
+            Ok(x) => x,
             Err(e) => return Outcome::Failed(e.to_string()),
         };
-        let fqdn = provider.fqdn(&rec.name);
-        // Already switched (a resumed step): not updated again.
-        match provider
-            .current(&run.ctx.outbound, &fqdn, record_type)
-            .await
-        {
-            Ok(now) if now == [address.clone()] => {
-                already.push(fqdn);
-                continue;
-            }
-            Ok(_) => {}
-            Err(e) => return Outcome::Failed(format!("reading {fqdn}: {e}")),
-        }
         changes.push(dns::Change {
             fqdn,
             record_type,
@@ -1155,22 +1171,32 @@ async fn switch_dns(run: &mut Run<'_>, r: &Resolved, side: Side) -> Outcome {
             target: address,
         });
     }
-    if changes.is_empty() {
+    let switch = dns::Switch { records: changes };
+    if let Err(e) = provider.check(&switch) {
+        return Outcome::Failed(e.to_string());
+    }
+    let outbound = &run.ctx.outbound;
+    // Already switched (a resumed step): not updated again.
+    let pending = match provider.pending(outbound, &switch).await {
+        Ok(p) => p,
+        Err(e) => return Outcome::Failed(e.to_string()),
+    };
+    let summary = |sw: &dns::Switch| {
+        sw.records
+            .iter()
+            .map(|c| format!("{} → {}", c.fqdn, c.target))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if pending.records.is_empty() {
         return Outcome::Done(format!(
             "already pointing to the {}: {}",
             side.as_str(),
-            already.join(", ")
+            summary(&switch)
         ));
     }
-    let summary: Vec<String> = changes
-        .iter()
-        .map(|c| format!("{} → {}", c.fqdn, c.target))
-        .collect();
-    match provider
-        .apply(&run.ctx.outbound, &dns::Switch { records: changes })
-        .await
-    {
-        Ok(()) => Outcome::Done(summary.join(", ")),
+    match provider.apply(outbound, &pending).await {
+        Ok(()) => Outcome::Done(summary(&switch)),
         Err(e) => Outcome::Failed(e.to_string()),
     }
 }
@@ -1294,18 +1320,74 @@ async fn query_number(
     value.one_number().map_err(|e| format!("{query:?}: {e}"))
 }
 
-/// Commit a drill report to the plan's Git path (`drill.report.git`).
+/// Commit a drill report to the plan's Git path (`drill.report.git`): `<path>/<incident>.md`
+/// and `.json`, one commit on the branch, pushed (never forced), with the repository
+/// credentials of the control-plane namespace. Returns `repo@branch:path`.
 async fn commit_report(
-    _ctx: &Context,
-    _plan: &DisasterRecoveryPlan,
+    ctx: &Context,
+    plan: &DisasterRecoveryPlan,
     git: &mooring_core::dr::GitReportSpec,
-    _incident: &str,
-    _report: &engine::report::DrillReport,
+    incident: &str,
+    report: &engine::report::DrillReport,
 ) -> Result<String, String> {
-    Err(format!(
-        "committing reports to {} is not built yet",
-        git.repo_url
-    ))
+    let branch = git.branch.clone().unwrap_or_else(|| "main".into());
+    mooring_source::validate_branch(&branch).map_err(|e| e.to_string())?;
+    let dir = git
+        .path
+        .clone()
+        .unwrap_or_else(|| "dr-reports".into())
+        .trim_matches('/')
+        .to_string();
+    let file = engine::object_name(plan.name(), incident, "drill");
+    let url = ctx.fetch_url(&git.repo_url);
+    let creds = ctx.credentials_for(&url, None);
+    let repos = ctx.repos.clone();
+    let files = vec![
+        (
+            format!("{dir}/{file}.md"),
+            report.to_markdown().into_bytes(),
+        ),
+        (format!("{dir}/{file}.json"), report.to_json().into_bytes()),
+    ];
+    let message = format!(
+        "DR drill {incident} of {}: {}\n\nRTO {}, RPO {}.\nCommitted by mooring-dr.",
+        plan.name(),
+        if report.passed { "passed" } else { "failed" },
+        report
+            .rto_seconds
+            .map(|s| format!("{s:.1}s"))
+            .unwrap_or_else(|| "unknown".into()),
+        report
+            .rpo_seconds
+            .map(|s| format!("{s:.1}s"))
+            .unwrap_or_else(|| "unknown".into()),
+    );
+    let at = format!(
+        "{}@{branch}:{dir}/",
+        mooring_source::redact_url(&git.repo_url)
+    );
+    tokio::task::spawn_blocking(move || {
+        let head = repos.resolve(&url, &format!("refs/heads/{branch}"), &creds)?;
+        let author = mooring_source::Identity {
+            name: "mooring-dr".into(),
+            email: "mooring-dr@localhost".into(),
+        };
+        let commit = repos.commit_files(
+            &url,
+            &mooring_source::NewFiles {
+                head,
+                files,
+                message: &message,
+                author: &author,
+                time: time::now().as_second(),
+            },
+        )?;
+        repos.push(&url, &commit, &branch, &creds)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    Ok(at)
 }
 
 /// End a finished operation: the phase, the summary, the drill's copy.
@@ -1461,21 +1543,20 @@ fn primary_workloads(r: &Resolved) -> Vec<ScaleOverride> {
 }
 
 async fn partition(cluster: &ClusterClient, on: bool) -> Result<(), String> {
-    let body = if on {
-        json!({"partitioned": true, "maxDuration": PARTITION_MAX})
-    } else {
-        json!({"partitioned": false})
+    use mooring_core::dr::{PartitionRequest, PARTITION_PATH};
+    let body = PartitionRequest {
+        partitioned: on,
+        max_duration: on.then(|| PARTITION_MAX.to_string()),
     };
-    let req = http::Request::put("/sim.mooring.dev/v1/partition")
+    let req = http::Request::put(PARTITION_PATH)
         .header("content-type", "application/json")
         .body(serde_json::to_vec(&body).unwrap_or_default())
         .map_err(|e| e.to_string())?;
     match cluster.client().request_text(req).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Err(
-            "failure mode partition needs an embedded cluster (this cluster has no /sim.mooring.dev/v1/partition): use scale-to-zero"
-                .into(),
-        ),
+        Err(kube::Error::Api(e)) if e.code == 404 => Err(format!(
+            "failure mode partition needs an embedded cluster (this cluster has no {PARTITION_PATH}): use scale-to-zero"
+        )),
         Err(e) => Err(e.to_string()),
     }
 }

@@ -50,6 +50,14 @@ spec:
         image: registry.ml.example.com/infra/redis:7.2
         ports: [{name: redis, containerPort: 6379}]
         readinessProbe: {tcpSocket: {port: redis}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: feature-store-lb}
+spec:
+  type: LoadBalancer
+  selector: {app: feature-store}
+  ports: [{name: redis, port: 6379, targetPort: redis}]
 "#;
 
 /// The management cluster with its controller, the two regions, and the repository.
@@ -60,11 +68,33 @@ pub struct Regions {
     pub mgmt_client: kube::Client,
     pub env: Option<Env>,
     pub primary: Cluster,
-    pub standby: Cluster,
+    pub standby: Option<Cluster>,
     pub primary_client: kube::Client,
     pub standby_client: kube::Client,
     pub repo: Repo,
     pub revision: String,
+    /// The load-balancer ranges of the regions (each test process its own: the addresses
+    /// are real sockets) and the lease that keeps them this process's.
+    pub ranges: (String, String),
+    _lease: std::net::TcpListener,
+}
+
+/// Two /24s of loopback no other test process uses: range pair `k` is leased by holding
+/// 127.0.0.1:(LEASE_PORT + k), so concurrent test processes never share addresses (they
+/// would answer each other's checks).
+fn lease_ranges() -> (std::net::TcpListener, String, String) {
+    const LEASE_PORT: u16 = 47_300;
+    for k in 0..50u16 {
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", LEASE_PORT + k)) {
+            let base = 130 + 2 * k;
+            return (
+                l,
+                format!("127.0.{base}.0/24"),
+                format!("127.0.{}.0/24", base + 1),
+            );
+        }
+    }
+    panic!("no free load-balancer range pair (50 DR test processes at once?)");
 }
 
 fn sim() -> SimOptions {
@@ -120,10 +150,11 @@ impl Regions {
             },
             ..Default::default()
         };
-        let primary = Cluster::start(region("us-west-2", "127.0.101.0/24"))
+        let (lease, primary_range, standby_range) = lease_ranges();
+        let primary = Cluster::start(region("us-west-2", &primary_range))
             .await
             .expect("primary");
-        let standby = Cluster::start(region("eu-west-1", "127.0.102.0/24"))
+        let standby = Cluster::start(region("eu-west-1", &standby_range))
             .await
             .expect("standby");
         let primary_client = mooring_k8s::client_from_kubeconfig(primary.kubeconfig_path())
@@ -159,11 +190,13 @@ impl Regions {
             mgmt,
             env: Some(env),
             primary,
-            standby,
+            standby: Some(standby),
             primary_client,
             standby_client,
             repo,
             revision,
+            ranges: (primary_range, standby_range),
+            _lease: lease,
         };
         r.create_apps().await;
         r
@@ -310,6 +343,58 @@ impl Regions {
             })
             .collect()
     }
+}
+
+/// BIND serving the plan's zone, its TSIG key in the Secret `dr-dns-tsig`, the
+/// controller's outbound client open to it; returns the plan's `activation.dns`.
+pub async fn dns(r: &Regions, bind: &mooring_controller::dr::local_dns::LocalBind) -> Value {
+    let key = bind.key("hmac-sha256");
+    let secret: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "dr-dns-tsig", "namespace": "argocd"},
+        "stringData": {"secret": key.secret},
+    }))
+    .expect("secret");
+    Api::<DynamicObject>::namespaced_with(
+        r.client(),
+        "argocd",
+        &resource("", "v1", "Secret", "secrets"),
+    )
+    .create(&PostParams::default(), &secret)
+    .await
+    .expect("tsig secret");
+    let env = r.env.as_ref().expect("controller");
+    allow_outbound(
+        &r.client(),
+        &env.controller.ctx.outbound,
+        &format!("{}\n{}\n{}", bind.server(), r.ranges.0, r.ranges.1),
+    )
+    .await;
+    json!({
+        "provider": {"rfc2136": {"server": bind.server(), "zone": bind.zone(),
+            "tsig": {"keyName": key.name, "algorithm": "hmac-sha256",
+                     "secretRef": {"name": "dr-dns-tsig", "key": "secret"}}}},
+        "ttl": 30,
+        "records": [{"name": "inference",
+            "primary": {"service": {"namespace": "ml-inference", "name": "inference-gateway-lb"}},
+            "standby": {"service": {"namespace": "ml-inference", "name": "inference-gateway-lb"}}}],
+    })
+}
+
+/// The load-balancer address of a Service on a region's cluster.
+pub async fn lb_address(client: &kube::Client, ns: &str, name: &str) -> String {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &resource("", "v1", "Service", "services"),
+    );
+    eventually(60, &format!("{ns}/{name} has an address"), || async {
+        let s = serde_json::to_value(api.get(name).await.ok()?).ok()?;
+        s.pointer("/status/loadBalancer/ingress/0/ip")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    })
+    .await
 }
 
 /// The plan of the tests: the seed's pairs and scale overrides, validation of the apps.
@@ -542,8 +627,20 @@ async fn hostile_plans_get_a_clear_condition_and_nothing_moves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_killed_during_the_failover_finishes_it_exactly_once() {
+    if !mooring_controller::dr::local_dns::LocalBind::available(
+        "a_controller_killed_during_the_failover_finishes_it_exactly_once",
+    ) {
+        return;
+    }
+    let bind = mooring_controller::dr::local_dns::LocalBind::start("ml.example.com", None, &[])
+        .expect("named");
     let mut r = Regions::start().await;
-    r.create_plan(plan("ml-platform", json!({}))).await;
+    let records = dns(&r, &bind).await;
+    let serial = bind.serial().expect("serial");
+    let mut activation = plan("x", json!({}))["spec"]["activation"].clone();
+    activation["dns"] = records;
+    r.create_plan(plan("ml-platform", json!({"activation": activation})))
+        .await;
     r.request("ml-platform", "Failover", Some("INC-7")).await;
     // Killed as soon as a standby sync is under way.
     eventually(60, "a standby sync running", || async {
@@ -582,4 +679,222 @@ async fn a_controller_killed_during_the_failover_finishes_it_exactly_once() {
             .await,
         10
     );
+    // DNS answers the standby's load balancer, written by exactly one update.
+    let standby_ip = lb_address(&sc, "ml-inference", "inference-gateway-lb").await;
+    let prefix = r.ranges.1.trim_end_matches("0/24");
+    assert!(
+        standby_ip.starts_with(prefix),
+        "{standby_ip} not in {}",
+        r.ranges.1
+    );
+    assert_eq!(
+        bind.dig("inference.ml.example.com", "A").expect("dig"),
+        [standby_ip]
+    );
+    assert_eq!(bind.serial().expect("serial"), serial + 1, "one DNS update");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_to_a_standby_that_does_not_answer_is_refused_and_changes_nothing() {
+    let mut r = Regions::start().await;
+    r.create_plan(plan("ml-platform", json!({}))).await;
+    eventually(30, "the plan Ready", || async {
+        let p = r.plan("ml-platform").await;
+        (field(&p, "/status/phase") == "PrimaryActive").then_some(())
+    })
+    .await;
+    r.standby.take().expect("standby").stop();
+    eventually(30, "the standby seen down", || async {
+        let p = r.plan("ml-platform").await;
+        p["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "StandbyReachable" && c["status"] == "False")
+            .then_some(())
+    })
+    .await;
+    r.request("ml-platform", "Failover", Some("INC-3")).await;
+    let refused = eventually(30, "the failover refused", || async {
+        r.events("RequestRefused").await.into_iter().next()
+    })
+    .await;
+    let msg = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("standby cluster eu-west-1 does not answer"),
+        "{msg}"
+    );
+    let p = r.plan("ml-platform").await;
+    assert_eq!(field(&p, "/status/phase"), "PrimaryActive", "{p}");
+    assert!(p.pointer("/status/operation").is_none(), "{p}");
+    let prim = serde_json::to_value(
+        apps(&r.client())
+            .get("inference-primary")
+            .await
+            .expect("app"),
+    )
+    .expect("json");
+    assert_eq!(
+        field(
+            &prim,
+            "/metadata/annotations/mooring.dev~1auto-sync-suspended"
+        ),
+        ""
+    );
+}
+
+/// The checks of the seed's validation script: apps, the inference endpoint's `/health`
+/// through its load balancer, the feature store's TCP port.
+pub fn seed_checks() -> Value {
+    json!({"timeout": "1m", "checks": [
+        {"name": "apps", "applications": {}},
+        {"name": "inference-endpoint", "http": {"service": {"namespace": "ml-inference", "name": "inference-gateway-lb"}, "path": "/health", "expectedStatus": 200}},
+        {"name": "feature-store", "tcp": {"service": {"namespace": "ml-platform", "name": "feature-store-lb"}, "port": 6379}},
+    ]})
+}
+
+/// `argocd-notifications-cm` sending `on-failover-completed` to `hook`, subscribed on the
+/// standby app the plan's Events name.
+async fn notify_failovers(r: &Regions, hook: &HttpReceiver) {
+    let cms: Api<DynamicObject> = Api::namespaced_with(
+        r.client(),
+        "argocd",
+        &resource("", "v1", "ConfigMap", "configmaps"),
+    );
+    let cm: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "argocd-notifications-cm", "namespace": "argocd"},
+        "data": {
+            "service.webhook.dr-hook": format!("url: {}/dr\n", hook.url("")),
+            "template.failover": "webhook:\n  dr-hook:\n    method: POST\n    body: |\n      {\"event\": \"{{.event.reason}}\", \"message\": \"{{.event.message}}\"}\n",
+            "trigger.on-failover-completed": "- send: [failover]\n",
+        },
+    }))
+    .expect("cm");
+    cms.create(&PostParams::default(), &cm)
+        .await
+        .expect("notifications cm");
+    apps(&r.client())
+        .patch(
+            "ml-platform-dr",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "notifications.argoproj.io/subscribe.on-failover-completed.dr-hook": ""}}})),
+        )
+        .await
+        .expect("subscribe");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_primary_fails_over_by_itself_to_a_validated_standby() {
+    if !mooring_controller::dr::local_dns::LocalBind::available(
+        "a_partitioned_primary_fails_over_by_itself_to_a_validated_standby",
+    ) {
+        return;
+    }
+    let bind = mooring_controller::dr::local_dns::LocalBind::start("ml.example.com", None, &[])
+        .expect("named");
+    let r = Regions::start().await;
+    let hook = HttpReceiver::start(200).expect("receiver");
+    let mut records = dns(&r, &bind).await;
+    let env = r.env.as_ref().expect("controller");
+    allow_outbound(
+        &r.client(),
+        &env.controller.ctx.outbound,
+        &format!(
+            "{}\n{}\n{}\n{}",
+            bind.server(),
+            r.ranges.0,
+            r.ranges.1,
+            hook.url("")
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+        ),
+    )
+    .await;
+    notify_failovers(&r, &hook).await;
+    let mut activation = plan("x", json!({}))["spec"]["activation"].clone();
+    activation["dns"] = records.take();
+    r.create_plan(plan(
+        "ml-platform",
+        json!({
+            "detection": {"automatic": true, "primaryUnreachableFor": "3s"},
+            "activation": activation,
+            "validation": seed_checks(),
+        }),
+    ))
+    .await;
+    // The primary serves; a failback would point DNS here.
+    let primary_ip = lb_address(&r.primary_client, "ml-inference", "inference-gateway-lb").await;
+    eventually(30, "the plan watching a healthy primary", || async {
+        let p = r.plan("ml-platform").await;
+        p["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "PrimaryHealthy" && c["status"] == "True")
+            .then_some(())
+    })
+    .await;
+    // A region outage.
+    r.primary.partition(true);
+    let p = r.wait_phase("ml-platform", "StandbyActive", 180).await;
+    let op = &p["status"]["operation"];
+    assert_eq!(op["trigger"], "automatic", "{p}");
+    assert_eq!(op["phase"], "Succeeded", "{p}");
+    let validation = op["validation"].as_array().expect("validation");
+    assert_eq!(validation.len(), 3, "{validation:?}");
+    assert!(
+        validation.iter().all(|c| c["passed"] == true),
+        "{validation:?}"
+    );
+    // RTO from the first unanswered probe: detection (3 s) plus the activation.
+    let rto = op["rtoSeconds"].as_f64().expect("rto");
+    assert!(rto >= 3.0, "{rto}");
+    r.wait_app("inference-dr", "Synced", "Healthy").await;
+    r.wait_app("ml-platform-dr", "Synced", "Healthy").await;
+    let sc = r.standby_client.clone();
+    assert_eq!(
+        r.replicas(&sc, "ml-inference", "Deployment", "inference-gateway")
+            .await,
+        10
+    );
+    assert_eq!(
+        r.replicas(&sc, "ml-platform", "StatefulSet", "feature-store")
+            .await,
+        3
+    );
+    let standby_ip = lb_address(&sc, "ml-inference", "inference-gateway-lb").await;
+    assert_ne!(standby_ip, primary_ip);
+    assert_eq!(
+        bind.dig("inference.ml.example.com", "A").expect("dig"),
+        std::slice::from_ref(&standby_ip)
+    );
+    // The endpoint answers as the seed's validation script curls it.
+    let curl = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+        ])
+        .arg(format!("http://{standby_ip}:8080/health"))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&curl.stdout), "200");
+    // One notification with the incident, the regions and the RTO.
+    let incident = op["incident"].as_str().unwrap_or_default().to_string();
+    let sent = eventually(30, "the failover notification", || async {
+        let got = hook.containing("FailoverCompleted");
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(hook.containing("FailoverCompleted").len(), 1, "{sent:?}");
+    let body = String::from_utf8_lossy(&sent[0].body).to_string();
+    for needle in [incident.as_str(), "us-west-2", "eu-west-1", "RTO"] {
+        assert!(body.contains(needle), "{needle:?} not in {body}");
+    }
+    r.primary.partition(false);
 }

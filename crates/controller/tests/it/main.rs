@@ -5,6 +5,7 @@ mod app_rollback;
 mod appset;
 mod dr;
 mod dr_checks;
+mod dr_dns;
 mod git_rollback;
 mod gitops;
 mod multisource;

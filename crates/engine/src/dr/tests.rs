@@ -57,6 +57,7 @@ fn hostile_plans_get_every_problem_named() {
     if let Some(dns) = spec.activation.dns.as_mut() {
         dns.provider.webhook = Some(mooring_core::dr::DnsWebhookSpec {
             url: "http://x".into(),
+            zone: None,
         });
         dns.records[0].standby = Default::default();
     }
