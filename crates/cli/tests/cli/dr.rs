@@ -5,7 +5,7 @@
 //! `drill` write `status.request` or refuse; `--wait` follows a status the test writes
 //! as the controller would, and `drill -o json` prints the report from its ConfigMap.
 
-use crate::{apply_eventually, kubectl_ok, mooring, start_cluster, BinCluster};
+use crate::{apply_eventually, kubectl_ok, mooring, start_cluster_with, BinCluster};
 use mooring_core::dr::{DisasterRecoveryPlan, DrOperation, DrillState, StepStatus};
 use mooring_engine::dr::report::{DrillReport, REPORT_JSON_KEY};
 use mooring_testkit::receiver::HttpReceiver;
@@ -20,6 +20,17 @@ fn code(o: &Output) -> (Option<i32>, String, String) {
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
+}
+
+/// A loopback /24 for this process's load balancers, leased by holding
+/// 127.0.0.1:(47400 + k) (the controller's DR tests lease 127.0.130-229 the same way).
+fn lease_range() -> (std::net::TcpListener, String) {
+    for k in 0..20u16 {
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", 47_400 + k)) {
+            return (l, format!("127.0.{}.0/24", 230 + k));
+        }
+    }
+    panic!("no free load-balancer range (20 CLI DR test processes at once?)");
 }
 
 fn plan_yaml(receiver: &str) -> String {
@@ -188,7 +199,10 @@ fn step(name: &str, phase: &str, started: &str, finished: Option<&str>) -> StepS
 fn dr_commands_validate_request_and_follow() {
     let dir = tempfile::tempdir().expect("tmp");
     // The standby region is this same cluster, registered as `eu-west-1` by its Secret.
-    let (child, kc) = start_cluster("eu-west-1", dir.path());
+    // Load-balancer addresses are real sockets: a range no other test process uses.
+    let (_lease, range) = lease_range();
+    let (child, kc) =
+        start_cluster_with("eu-west-1", dir.path(), &["--load-balancer-range", &range]);
     let c = BinCluster {
         child,
         kc,

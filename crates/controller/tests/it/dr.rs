@@ -82,7 +82,7 @@ pub struct Regions {
 /// Two /24s of loopback no other test process uses: range pair `k` is leased by holding
 /// 127.0.0.1:(LEASE_PORT + k), so concurrent test processes never share addresses (they
 /// would answer each other's checks).
-fn lease_ranges() -> (std::net::TcpListener, String, String) {
+pub(crate) fn lease_ranges() -> (std::net::TcpListener, String, String) {
     const LEASE_PORT: u16 = 47_300;
     for k in 0..50u16 {
         if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", LEASE_PORT + k)) {

@@ -4,7 +4,7 @@
 //! Prometheus, and the hostile checks (two kinds, a non-http URL, a missing Service, an
 //! app not in the plan).
 
-use crate::support::{allow_outbound, env_with_cluster, eventually, field, Repo};
+use crate::support::{allow_outbound, controller_for, eventually, field, Repo};
 use mooring_controller::dr::checks;
 use mooring_controller::prometheus::{LocalPrometheus, LocalPrometheusOptions};
 use mooring_core::dr::{CheckResult, DisasterRecoveryPlan, ServiceRef};
@@ -36,7 +36,7 @@ metadata: {name: inference-lb}
 spec:
   type: LoadBalancer
   selector: {app: inference-server}
-  ports: [{port: 80, targetPort: 8080}]
+  ports: [{name: http, port: 80, targetPort: 8080}]
 ";
 
 fn result<'a>(results: &'a [CheckResult], name: &str) -> &'a CheckResult {
@@ -62,7 +62,22 @@ async fn checks_of_the_standby_side_pass_and_fail_with_their_reasons() {
     let repo = Repo::new();
     repo.write("apps/inference/inference.yaml", INFERENCE);
     repo.commit("inference");
-    let (cluster, mut e) = env_with_cluster().await;
+    // Load-balancer addresses are real sockets: a range no other test process uses.
+    let (_lease, range, _) = crate::dr::lease_ranges();
+    let cluster = mooring_apiserver::Cluster::start(mooring_apiserver::ClusterOptions {
+        sim: mooring_apiserver::sim::SimOptions {
+            speed: 20.0,
+            load_balancer: mooring_apiserver::sim::loadbalancer::LoadBalancerAddresses::Range(
+                range.parse().expect("range"),
+            ),
+            ..Default::default()
+        },
+        crds: mooring_k8s::crds::all(),
+        ..Default::default()
+    })
+    .await
+    .expect("cluster");
+    let mut e = controller_for(&cluster).await;
     // The standby region is the same embedded cluster, registered as `eu-west-1`.
     let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path())
         .await
@@ -135,6 +150,8 @@ async fn checks_of_the_standby_side_pass_and_fail_with_their_reasons() {
                 {"name": "two-kinds", "http": {"url": ok.url("/")}, "tcp": {"address": tcp_address}},
                 {"name": "feature-store", "tcp": {"service": {"namespace": "feature-store", "name": "redis"}, "port": 6379}},
                 {"name": "receiver-port", "tcp": {"address": tcp_address}},
+                {"name": "inference-lb", "http": {"service": {"namespace": "ml-serving", "name": "inference-lb"}}},
+                {"name": "inference-lb-port", "http": {"service": {"namespace": "ml-serving", "name": "inference-lb"}, "port": 8080}},
                 {"name": "prom-up", "prometheus": {"query": "vector(1)"}},
                 {"name": "prom-zero", "prometheus": {"query": "vector(0)"}},
                 {"name": "prom-condition", "prometheus": {"query": "vector(0.5)", "condition": "result < 1"}},
@@ -152,7 +169,8 @@ async fn checks_of_the_standby_side_pass_and_fail_with_their_reasons() {
     assert_check(&refused, "prom-up", false, "refused");
     assert!(ok.requests().is_empty(), "a refused check sent nothing");
 
-    allow_outbound(&e.client, &ctx.outbound, "127.0.0.1").await;
+    let allow = format!("127.0.0.1, {range}");
+    allow_outbound(&e.client, &ctx.outbound, &allow).await;
     let results = checks::run(&ctx, &plan, Side::Standby).await;
     assert_eq!(results.len(), plan.spec.validation.checks.len());
     assert_check(
@@ -205,6 +223,54 @@ async fn checks_of_the_standby_side_pass_and_fail_with_their_reasons() {
     assert_check(&results, "prom-up", true, "vector(1) = 1");
     assert_check(&results, "prom-zero", false, "not result > 0");
     assert_check(&results, "prom-condition", true, "result < 1");
+
+    // Through the Service's load balancer: 200 while the inference pods are ready.
+    let lb = eventually(30, "GET the inference load balancer answers 200", || {
+        let ctx = ctx.clone();
+        let plan = plan.clone();
+        async move {
+            let results = checks::run(&ctx, &plan, Side::Standby).await;
+            let r = result(&results, "inference-lb").clone();
+            r.passed.then_some(results)
+        }
+    })
+    .await;
+    assert_check(&lb, "inference-lb", true, "/health: HTTP 200");
+    assert_check(
+        &lb,
+        "inference-lb-port",
+        false,
+        "Service ml-serving/inference-lb has no port 8080 (its ports: [80])",
+    );
+
+    // No ready pod behind it (scaled to 0 by hand: no selfHeal): 503, with the status.
+    let deployments: Api<DynamicObject> = Api::namespaced_with(
+        e.client.clone(),
+        "ml-serving",
+        &mooring_k8s::kube::core::ApiResource::from_gvk_with_plural(
+            &mooring_k8s::kube::core::GroupVersionKind::gvk("apps", "v1", "Deployment"),
+            "deployments",
+        ),
+    );
+    deployments
+        .patch(
+            "inference-server",
+            &mooring_k8s::kube::api::PatchParams::default(),
+            &mooring_k8s::kube::api::Patch::Merge(json!({"spec": {"replicas": 0}})),
+        )
+        .await
+        .expect("scale to 0");
+    let down_lb = eventually(30, "the inference load balancer answers 503", || {
+        let ctx = ctx.clone();
+        let plan = plan.clone();
+        async move {
+            let results = checks::run(&ctx, &plan, Side::Standby).await;
+            let r = result(&results, "inference-lb").clone();
+            (!r.passed).then_some(results)
+        }
+    })
+    .await;
+    assert_check(&down_lb, "inference-lb", false, "HTTP 503 (expected 200)");
 
     // The primary side's apps: its pair app does not exist.
     let primary = checks::run(&ctx, &plan, Side::Primary).await;
