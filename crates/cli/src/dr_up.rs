@@ -155,7 +155,9 @@ pub async fn open_outbound(client: &kube::Client, namespace: &str, entries: &[St
     match api
         .patch(
             crate::connect::SETTINGS_CONFIGMAP,
-            &kube::api::PatchParams::apply("mooring-up"),
+            // Its own field manager: an apply by `mooring-up` naming only this key would
+            // drop the settings `up` applied before (repository aliases, Prometheus).
+            &kube::api::PatchParams::apply("mooring-up-dr"),
             &kube::api::Patch::Apply(&cm),
         )
         .await
