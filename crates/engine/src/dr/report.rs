@@ -91,7 +91,7 @@ pub struct DrillReport {
     pub failback_phase: Option<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub failback_message: String,
-    /// Injected failure → validated standby (`None`: the standby never validated).
+    /// Injected failure → validated standby serving (`None`: never reached).
     pub rto_seconds: Option<f64>,
     pub rpo_seconds: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -211,7 +211,7 @@ impl DrillReport {
                     human_seconds(r),
                     objectives.rto.clone().unwrap_or_default()
                 ),
-                None => "RTO not measured: the standby never validated".into(),
+                None => "RTO not measured: the failover never got a validated standby serving (validate or dns did not succeed)".into(),
             });
         }
         // RPO: only a measured lag can miss the objective.

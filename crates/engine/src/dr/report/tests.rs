@@ -221,7 +221,7 @@ fn a_standby_that_never_validated_has_no_rto_and_misses_the_objective() {
     assert!(r
         .failures
         .iter()
-        .any(|f| f == "RTO not measured: the standby never validated"));
+        .any(|f| f == "RTO not measured: the failover never got a validated standby serving (validate or dns did not succeed)"));
     assert!(r.failures.iter().any(|f| f == "the failback did not run"));
     let v: serde_json::Value = serde_json::from_str(&r.to_json()).expect("json");
     assert_eq!(v["rtoSeconds"], serde_json::Value::Null);
