@@ -15,11 +15,13 @@ use serde_json::{json, Value};
 use std::path::Path;
 
 /// What `up` registered, skipped and wants to say.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Outcome {
     pub registered: Vec<(String, String)>,
     pub skipped: Vec<(String, String)>,
     pub notes: Vec<String>,
+    /// The local name server of the plans' DNS records, kept running while `up` runs.
+    pub dns: Option<mooring_controller::dr::local_dns::LocalBind>,
 }
 
 /// The objects of `dr/*.yaml`.
@@ -94,12 +96,20 @@ pub async fn register(
         ));
         return out;
     }
-    // Applications first, then the plans that name them.
-    let mut ordered: Vec<&(String, Value)> = docs
+    // Applications first, then the plans that name them (their name server started here
+    // when it is a loopback address: the example's records live in a local BIND).
+    let mut prepared: Vec<(String, Value)> = Vec::new();
+    for (file, p) in &plans {
+        let mut p = p.clone();
+        local_dns(client, control_plane, &mut p, &mut out).await;
+        prepared.push((file.clone(), p));
+    }
+    let mut ordered: Vec<(&String, &Value)> = docs
         .iter()
         .filter(|(_, d)| d["kind"] == "Application")
+        .map(|(f, d)| (f, d))
         .collect();
-    ordered.extend(plans.iter().copied());
+    ordered.extend(prepared.iter().map(|(f, d)| (f, d)));
     for (file, obj) in ordered {
         let kind = obj["kind"].as_str().unwrap_or_default().to_string();
         match crate::up::register(client, control_plane, obj).await {
@@ -124,6 +134,92 @@ pub async fn register(
             .unwrap_or("PLAN")
     ));
     out
+}
+
+/// A plan whose `rfc2136.server` is `127.0.0.1:PORT`: start BIND there for its zone and
+/// write the TSIG key into the Secret the plan names; without BIND, leave the plan's DNS
+/// step out (said in a note, not silently).
+async fn local_dns(
+    client: &kube::Client,
+    control_plane: &ControlPlane,
+    plan: &mut Value,
+    out: &mut Outcome,
+) {
+    use mooring_controller::dr::local_dns::LocalBind;
+    let Some(rfc) = plan
+        .pointer("/spec/activation/dns/provider/rfc2136")
+        .cloned()
+    else {
+        return;
+    };
+    let text = |p: &str, default: &'static str| -> String {
+        rfc.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or(default)
+            .to_string()
+    };
+    let Some(port) = text("/server", "")
+        .strip_prefix("127.0.0.1:")
+        .and_then(|p| p.parse::<u16>().ok())
+    else {
+        return;
+    };
+    let zone = text("/zone", "");
+    let started = match LocalBind::binary() {
+        Some(_) => LocalBind::start(&zone, Some(port), &[]).map_err(|e| e.to_string()),
+        None => Err("BIND is not installed (apt-get install bind9 bind9-dnsutils)".to_string()),
+    };
+    let bind = match started {
+        Ok(b) => b,
+        Err(e) => {
+            if let Some(a) = plan
+                .pointer_mut("/spec/activation")
+                .and_then(Value::as_object_mut)
+            {
+                a.remove("dns");
+            }
+            out.notes
+                .push(format!("DNS switching left out of the plan: {e}"));
+            return;
+        }
+    };
+    let (key_name, algorithm) = (
+        text("/tsig/keyName", "mooring"),
+        text("/tsig/algorithm", "hmac-sha256"),
+    );
+    let (secret_name, secret_key) = (
+        text("/tsig/secretRef/name", "dr-dns-tsig"),
+        text("/tsig/secretRef/key", "secret"),
+    );
+    let key = bind.key(&algorithm);
+    if key.name != key_name {
+        out.notes.push(format!(
+            "the local BIND's {algorithm} key is {:?}, the plan names {key_name:?}: BIND will refuse its updates",
+            key.name
+        ));
+    }
+    let ns = &control_plane.namespace;
+    let secrets: kube::Api<mooring_k8s::k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(client.clone(), ns);
+    let written = secrets
+        .patch(
+            &secret_name,
+            &kube::api::PatchParams::apply("mooring-up").force(),
+            &kube::api::Patch::Apply(json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": secret_name, "namespace": ns},
+                "stringData": {secret_key: key.secret}})),
+        )
+        .await;
+    match written {
+        Ok(_) => out.notes.push(format!(
+            "BIND serves {zone} on {} for the plan's records (dig @127.0.0.1 -p {port} inference.{zone})",
+            bind.server()
+        )),
+        Err(e) => out
+            .notes
+            .push(format!("writing the TSIG Secret {secret_name}: {e}")),
+    }
+    out.dns = Some(bind);
 }
 
 /// Open the outbound allowlist to `entries` (the fleet's load-balancer ranges, a local

@@ -729,6 +729,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     registered.extend(dr.registered.iter().cloned());
     skipped.extend(dr.skipped);
     let mut dr_notes = dr.notes;
+    let local_dns = dr.dns;
     if !dr.registered.is_empty() {
         let ranges: Vec<String> = (0..fleet_names.len())
             .filter_map(|i| match args.load_balancer.fleet_addresses(i) {
@@ -736,9 +737,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 mooring_apiserver::sim::LoadBalancerAddresses::Hostname(_) => None,
             })
             .collect();
+        let mut open = ranges;
+        open.extend(local_dns.as_ref().map(|b| b.server()));
         dr_notes.insert(
             0,
-            crate::dr_up::open_outbound(&client, &control_plane.namespace, &ranges).await,
+            crate::dr_up::open_outbound(&client, &control_plane.namespace, &open).await,
         );
     }
     // No default password: the first admin token is issued once everything has started,
