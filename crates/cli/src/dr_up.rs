@@ -112,7 +112,7 @@ pub async fn register(
     ordered.extend(prepared.iter().map(|(f, d)| (f, d)));
     for (file, obj) in ordered {
         let kind = obj["kind"].as_str().unwrap_or_default().to_string();
-        match crate::up::register(client, control_plane, obj).await {
+        match crate::registration::register(client, control_plane, obj).await {
             Ok(id) => out.registered.push((kind, id)),
             Err(why) => out.skipped.push((
                 format!(

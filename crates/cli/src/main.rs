@@ -16,6 +16,7 @@ mod embedded;
 mod notifications;
 mod output;
 mod policy;
+mod registration;
 mod rollback;
 mod rollback_verify;
 mod rollout;

@@ -179,7 +179,7 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
     }
     objects.push(plan);
     for o in &objects {
-        crate::up::register(&client, &cp, o)
+        crate::registration::register(&client, &cp, o)
             .await
             .map_err(|e| anyhow::anyhow!("registering {}: {e}", o["metadata"]["name"]))?;
     }

@@ -291,7 +291,7 @@ async fn resolve(ctx: &Context, plan: &DisasterRecoveryPlan) -> Result<Resolved,
     };
     let mut pairs = Vec::new();
     let named: Vec<(String, String)> = match &plan.spec.applications.application_set {
-        Some(set) => generated_pairs(ctx, plan, &apps, &set.name, set.selector.as_ref()),
+        Some(_) => generated_pairs(ctx, plan, &apps),
         None => plan
             .spec
             .applications
@@ -328,60 +328,27 @@ async fn resolve(ctx: &Context, plan: &DisasterRecoveryPlan) -> Result<Resolved,
     }
 }
 
-/// The pairs of an ApplicationSet's generated apps: a primary app pairs with the app whose
-/// name is its own with the primary cluster's name replaced by the standby's.
+/// The pairs of an ApplicationSet's generated apps (each side's apps by
+/// [`checks::side_app_names`], the one rule): a primary app pairs with the app whose name
+/// is its own with the primary cluster's name replaced by the standby's.
 fn generated_pairs(
     ctx: &Context,
     plan: &DisasterRecoveryPlan,
     apps: &[Application],
-    set: &str,
-    selector: Option<&mooring_core::dr::LabelSelector>,
 ) -> Vec<(String, String)> {
-    let owned = |a: &&Application| {
-        let owner = a
-            .metadata
-            .get("ownerReferences")
-            .and_then(Value::as_array)
-            .is_some_and(|o| {
-                o.iter().any(|r| {
-                    r.get("kind").and_then(Value::as_str) == Some("ApplicationSet")
-                        && r.get("name").and_then(Value::as_str) == Some(set)
-                })
-            });
-        let labels: std::collections::BTreeMap<String, String> = a
-            .metadata
-            .get("labels")
-            .and_then(|l| serde_json::from_value(l.clone()).ok())
-            .unwrap_or_default();
-        let selected = selector.is_none_or(|s| {
-            mooring_core::rollback::ApplicationSelector {
-                names: vec![],
-                selector: Some(s.clone()),
-            }
-            .matches(a.name(), &labels)
-                || s.match_labels.is_empty()
-        });
-        owner && selected && a.namespace() == plan.namespace()
+    let cluster_of = |a: &Application| {
+        ctx.cluster_for(&a.spec.destination)
+            .ok()
+            .map(|c| c.name.clone())
     };
-    let on = |a: &Application, cluster: &str| {
-        let want = ctx.cluster_for(&ApplicationDestination {
-            name: Some(cluster.to_string()),
-            ..Default::default()
-        });
-        match (ctx.cluster_for(&a.spec.destination), want) {
-            (Ok(x), Ok(y)) => Arc::ptr_eq(&x, &y),
-            _ => false,
-        }
-    };
+    let primary = checks::side_app_names(plan, Side::Primary, apps, cluster_of);
+    let standby = checks::side_app_names(plan, Side::Standby, apps, cluster_of);
     let (pc, sc) = (&plan.spec.primary.cluster, &plan.spec.standby.cluster);
-    let mine: Vec<&Application> = apps.iter().filter(owned).collect();
-    mine.iter()
-        .filter(|a| on(a, pc))
+    primary
+        .into_iter()
         .filter_map(|p| {
-            let want = p.name().replace(pc.as_str(), sc);
-            mine.iter()
-                .find(|s| s.name() == want && on(s, sc))
-                .map(|s| (p.name().to_string(), s.name().to_string()))
+            let want = p.replace(pc.as_str(), sc);
+            standby.contains(&want).then_some((p, want))
         })
         .collect()
 }
@@ -457,10 +424,13 @@ async fn observe(run: &mut Run<'_>, r: &Resolved) {
             &prev,
         ),
     );
+    // An outage starts when a primary seen answering (healthy) stops: a primary that has
+    // not come up yet (`mooring up` starting, a new plan) is no disaster to fail over from.
+    let was = |type_: &str| prev.iter().any(|c| c.type_ == type_ && c.status == "True");
     run.status.primary_unreachable_since = match (&p, run.status.primary_unreachable_since.take()) {
         (Ok(()), _) => None,
         (Err(_), Some(since)) => Some(since),
-        (Err(_), None) => Some(now.clone()),
+        (Err(_), None) => was("PrimaryReachable").then(|| now.clone()),
     };
     // Degraded: only while the primary serves (or a drill waits for detection), and only
     // when it answers (unreachable is the other condition).
@@ -494,7 +464,7 @@ async fn observe(run: &mut Run<'_>, r: &Resolved) {
     ) {
         (true, _) => None,
         (false, Some(since)) => Some(since),
-        (false, None) => Some(now),
+        (false, None) => was("PrimaryHealthy").then_some(now),
     };
 }
 
@@ -651,8 +621,6 @@ async fn scheduled_drill(run: &mut Run<'_>, r: &Resolved, now: Timestamp) -> Res
 
 /// Act on `mooring dr failover|failback|drill`.
 async fn start_requested(run: &mut Run<'_>, r: &Resolved, req: DrRequest) -> Result<(), DrError> {
-    let phase = run.status.phase;
-    let refuse = |why: String| why;
     let incident = req.incident.clone().unwrap_or_else(|| {
         let prefix = if req.kind == engine::DRILL {
             "drill"
@@ -662,26 +630,19 @@ async fn start_requested(run: &mut Run<'_>, r: &Resolved, req: DrRequest) -> Res
         engine::incident_id(prefix, run.name(), Run::now())
     });
     let problem = match req.kind.as_str() {
-        engine::FAILOVER if phase != Phase::PrimaryActive => Some(refuse(format!(
-            "failover refused: the plan is {} (a failover starts from PrimaryActive)",
-            phase.as_str()
-        ))),
-        engine::FAILBACK if phase != Phase::StandbyActive => Some(refuse(format!(
-            "failback refused: the plan is {} (a failback starts from StandbyActive)",
-            phase.as_str()
-        ))),
-        engine::DRILL if phase != Phase::PrimaryActive => Some(refuse(format!(
-            "drill refused: the plan is {} (a drill starts from PrimaryActive)",
-            phase.as_str()
-        ))),
-        engine::FAILOVER | engine::DRILL => unreachable(&run.status, "StandbyReachable").map(|m| {
-            format!(
-                "{} refused: {m}; nothing was changed",
-                req.kind.to_lowercase()
-            )
-        }),
-        engine::FAILBACK => unreachable(&run.status, "PrimaryReachable")
-            .map(|m| format!("failback refused: {m}; the standby keeps serving")),
+        engine::FAILOVER | engine::FAILBACK | engine::DRILL => {
+            engine::request::request_refusal(&req.kind, &run.status)
+                .map(|m| format!("{} refused: {m}", req.kind.to_lowercase()))
+                .or_else(|| {
+                    let (condition, then) = if req.kind == engine::FAILBACK {
+                        ("PrimaryReachable", "the standby keeps serving")
+                    } else {
+                        ("StandbyReachable", "nothing was changed")
+                    };
+                    unreachable(&run.status, condition)
+                        .map(|m| format!("{} refused: {m}; {then}", req.kind.to_lowercase()))
+                })
+        }
         other => Some(format!(
             "unknown request kind {other:?}: expected Failover, Failback or Drill"
         )),
