@@ -384,7 +384,8 @@ pub struct RpoSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct DrillSpec {
-    /// Cron (five fields, as a CronJob's `schedule`); absent: drills only on demand.
+    /// Cron (five fields, as a CronJob's `schedule`, or six with leading seconds);
+    /// absent: drills only on demand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
     /// IANA time zone of the schedule (default UTC), as a CronJob's `timeZone`.

@@ -616,18 +616,39 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// Parse `schedule` in `time_zone` (empty: UTC).
+    /// Parse `schedule` (five fields) in `time_zone` (empty: UTC).
     pub fn parse(schedule: &str, time_zone: &str) -> Result<Schedule, WindowError> {
-        let cron = croner::Cron::new(schedule)
-            .parse()
-            .map_err(|e| WindowError::Schedule {
-                schedule: schedule.to_string(),
-                reason: e.to_string(),
-            })?;
-        if schedule.split_whitespace().count() != 5 && !schedule.trim().starts_with('@') {
+        Self::parse_fields(schedule, time_zone, false)
+    }
+
+    /// Like [`Schedule::parse`], also accepting six fields with leading seconds (drills
+    /// a few seconds ahead: `30 14 3 * * *`).
+    pub fn parse_with_seconds(schedule: &str, time_zone: &str) -> Result<Schedule, WindowError> {
+        Self::parse_fields(schedule, time_zone, true)
+    }
+
+    fn parse_fields(
+        schedule: &str,
+        time_zone: &str,
+        seconds: bool,
+    ) -> Result<Schedule, WindowError> {
+        let mut cron = croner::Cron::new(schedule);
+        if seconds {
+            cron.with_seconds_optional();
+        }
+        let cron = cron.parse().map_err(|e| WindowError::Schedule {
+            schedule: schedule.to_string(),
+            reason: e.to_string(),
+        })?;
+        let fields = schedule.split_whitespace().count();
+        if !(fields == 5 || (seconds && fields == 6)) && !schedule.trim().starts_with('@') {
             return Err(WindowError::Schedule {
                 schedule: schedule.to_string(),
-                reason: "expected five fields: minute hour day-of-month month day-of-week".into(),
+                reason: if seconds {
+                    "expected five fields (minute hour day-of-month month day-of-week) or six with leading seconds".into()
+                } else {
+                    "expected five fields: minute hour day-of-month month day-of-week".into()
+                },
             });
         }
         let tz = if time_zone.is_empty() {

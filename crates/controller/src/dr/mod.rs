@@ -573,7 +573,7 @@ async fn scheduled_drill(run: &mut Run<'_>, r: &Resolved, now: Timestamp) -> Res
         run.status.next_drill = None;
         return run.save().await;
     };
-    let Ok(s) = mooring_engine::project::Schedule::parse(
+    let Ok(s) = mooring_engine::project::Schedule::parse_with_seconds(
         schedule,
         drill.time_zone.as_deref().unwrap_or(""),
     ) else {

@@ -636,6 +636,22 @@ async fn a_controller_killed_during_the_failover_finishes_it_exactly_once() {
         .expect("named");
     let mut r = Regions::start().await;
     let records = dns(&r, &bind).await;
+    let hook = HttpReceiver::start(200).expect("receiver");
+    allow_outbound(
+        &r.client(),
+        &r.env.as_ref().expect("controller").controller.ctx.outbound,
+        &format!(
+            "{}\n{}\n{}\n{}",
+            bind.server(),
+            r.ranges.0,
+            r.ranges.1,
+            hook.url("")
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+        ),
+    )
+    .await;
+    notify_failovers(&r, &hook).await;
     let serial = bind.serial().expect("serial");
     let mut activation = plan("x", json!({}))["spec"]["activation"].clone();
     activation["dns"] = records;
@@ -692,6 +708,13 @@ async fn a_controller_killed_during_the_failover_finishes_it_exactly_once() {
         [standby_ip]
     );
     assert_eq!(bind.serial().expect("serial"), serial + 1, "one DNS update");
+    // One notification.
+    eventually(30, "the failover notification", || async {
+        (!hook.containing("FailoverCompleted").is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(hook.containing("INC-7").len(), 1, "one notification");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -897,4 +920,261 @@ async fn a_partitioned_primary_fails_over_by_itself_to_a_validated_standby() {
         assert!(body.contains(needle), "{needle:?} not in {body}");
     }
     r.primary.partition(false);
+}
+
+/// `curl -s -o /dev/null -w %{http_code} URL`, as the seed's validation script.
+fn curl(url: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            url,
+        ])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_drill_runs_end_to_end_and_the_primary_serves_again() {
+    if !mooring_controller::dr::local_dns::LocalBind::available(
+        "a_scheduled_drill_runs_end_to_end_and_the_primary_serves_again",
+    ) {
+        return;
+    }
+    let bind = mooring_controller::dr::local_dns::LocalBind::start("ml.example.com", None, &[])
+        .expect("named");
+    let r = Regions::start().await;
+    let mut records = dns(&r, &bind).await;
+    let mut activation = plan("x", json!({}))["spec"]["activation"].clone();
+    activation["dns"] = records.take();
+    let primary_ip = lb_address(&r.primary_client, "ml-inference", "inference-gateway-lb").await;
+    // A few seconds ahead, in the six-field form (leading seconds).
+    let at = mooring_core::time::now() + mooring_core::time::SignedDuration::from_secs(8);
+    let secs = at.as_second();
+    let schedule = format!(
+        "{} {} {} * * *",
+        secs % 60,
+        (secs / 60) % 60,
+        (secs / 3600) % 24
+    );
+    r.create_plan(plan(
+        "ml-platform",
+        json!({
+            "detection": {"automatic": false, "primaryDegradedFor": "2s"},
+            "activation": activation,
+            "validation": seed_checks(),
+            "drill": {"schedule": schedule, "timeZone": "UTC", "failureMode": "scale-to-zero"},
+        }),
+    ))
+    .await;
+    let p = eventually(60, "the drill scheduled", || async {
+        let p = r.plan("ml-platform").await;
+        p.pointer("/status/nextDrill").is_some().then_some(p)
+    })
+    .await;
+    let minute = mooring_core::time::format(at);
+    assert!(
+        field(&p, "/status/nextDrill").starts_with(&minute[..16]),
+        "{p}"
+    );
+    let p = eventually(240, "the drill reported", || async {
+        let p = r.plan("ml-platform").await;
+        p.pointer("/status/lastDrill/report").is_some().then_some(p)
+    })
+    .await;
+    let last = &p["status"]["lastDrill"];
+    assert_eq!(last["passed"], true, "{p}");
+    assert_eq!(field(&p, "/status/phase"), "PrimaryActive");
+    // The report: JSON with the RTO from the injected failure to the validated,
+    // DNS-switched standby; Markdown and JUnit beside it.
+    let cms: Api<DynamicObject> = Api::namespaced_with(
+        r.client(),
+        "argocd",
+        &resource("", "v1", "ConfigMap", "configmaps"),
+    );
+    let cm = serde_json::to_value(
+        cms.get(last["report"].as_str().expect("report"))
+            .await
+            .expect("cm"),
+    )
+    .expect("json");
+    let report: Value = serde_json::from_str(field(&cm, "/data/report.json")).expect("report.json");
+    let rto = report["rtoSeconds"].as_f64().expect("rto");
+    assert!(rto >= 2.0, "the RTO includes detection: {report}");
+    assert_eq!(report["passed"], true);
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    for s in [
+        "inject",
+        "detect",
+        "failover/validate",
+        "failover/dns",
+        "restore",
+        "failback/dns",
+    ] {
+        assert!(steps.contains(&s), "{s} missing from {steps:?}");
+    }
+    assert!(field(&cm, "/data/report.md").contains("RTO"));
+    assert!(field(&cm, "/data/report.xml").contains("<testsuite"));
+    assert_eq!(r.events("DrillReport").await.len(), 1);
+    // The primary serves again: replicas restored, automated sync resumed, DNS back.
+    let pc = r.primary_client.clone();
+    assert_eq!(
+        r.replicas(&pc, "ml-inference", "Deployment", "inference-gateway")
+            .await,
+        2
+    );
+    r.wait_app("inference-primary", "Synced", "Healthy").await;
+    let prim = serde_json::to_value(
+        apps(&r.client())
+            .get("inference-primary")
+            .await
+            .expect("app"),
+    )
+    .expect("json");
+    assert_eq!(
+        field(
+            &prim,
+            "/metadata/annotations/mooring.dev~1auto-sync-suspended"
+        ),
+        ""
+    );
+    assert_eq!(
+        bind.dig("inference.ml.example.com", "A").expect("dig"),
+        std::slice::from_ref(&primary_ip)
+    );
+    eventually(30, "the primary answering", || async {
+        (curl(&format!("http://{primary_ip}:8080/health")) == "200").then_some(())
+    })
+    .await;
+    // The standby is back to its warm size.
+    let sc = r.standby_client.clone();
+    assert_eq!(
+        r.replicas(&sc, "ml-inference", "Deployment", "inference-gateway")
+            .await,
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unvalidated_standby_or_a_refused_tsig_key_leaves_dns_on_the_primary() {
+    if !mooring_controller::dr::local_dns::LocalBind::available(
+        "an_unvalidated_standby_or_a_refused_tsig_key_leaves_dns_on_the_primary",
+    ) {
+        return;
+    }
+    let r = Regions::start().await;
+    let primary_ip = lb_address(&r.primary_client, "ml-inference", "inference-gateway-lb").await;
+    let bind = mooring_controller::dr::local_dns::LocalBind::start(
+        "ml.example.com",
+        None,
+        &[("inference", "A", primary_ip.as_str())],
+    )
+    .expect("named");
+    let serial = bind.serial().expect("serial");
+    let mut records = dns(&r, &bind).await;
+    let mut activation = plan("x", json!({}))["spec"]["activation"].clone();
+    activation["dns"] = records.take();
+    // 1. The standby never validates (its endpoint is not there).
+    let mut checks = seed_checks();
+    checks["timeout"] = json!("3s");
+    checks["checks"][1]["http"]["service"]["name"] = json!("no-such-lb");
+    r.create_plan(plan(
+        "ml-platform",
+        json!({"activation": activation, "validation": checks}),
+    ))
+    .await;
+    r.request("ml-platform", "Failover", Some("INC-11")).await;
+    let p = eventually(180, "the failover failed", || async {
+        let p = r.plan("ml-platform").await;
+        (p["status"]["lastFailover"]["incident"] == "INC-11").then_some(p)
+    })
+    .await;
+    assert_eq!(p["status"]["lastFailover"]["passed"], false, "{p}");
+    assert_eq!(field(&p, "/status/phase"), "PrimaryActive");
+    let failed = p["status"]["operation"]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["phase"] == "Failed")
+        .cloned()
+        .expect("a failed step");
+    assert_eq!(failed["name"], "validate", "{p}");
+    assert!(
+        field(&failed, "/message").contains("no-such-lb"),
+        "{failed}"
+    );
+    assert_eq!(
+        bind.dig("inference.ml.example.com", "A").expect("dig"),
+        std::slice::from_ref(&primary_ip)
+    );
+    assert_eq!(bind.serial().expect("serial"), serial, "no DNS update");
+    assert!(!r.events("FailoverFailed").await.is_empty());
+    let prim = serde_json::to_value(
+        apps(&r.client())
+            .get("inference-primary")
+            .await
+            .expect("app"),
+    )
+    .expect("json");
+    assert_eq!(
+        field(
+            &prim,
+            "/metadata/annotations/mooring.dev~1auto-sync-suspended"
+        ),
+        ""
+    );
+
+    // 2. The standby validates, but the name server refuses the TSIG key.
+    let secrets: Api<DynamicObject> = Api::namespaced_with(
+        r.client(),
+        "argocd",
+        &resource("", "v1", "Secret", "secrets"),
+    );
+    secrets
+        .patch(
+            "dr-dns-tsig",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"stringData": {"secret": "d3Jvbmcgc2VjcmV0IHdyb25nIHNlY3JldCB3cm9uZyE="}}),
+            ),
+        )
+        .await
+        .expect("wrong key");
+    plans(&r.client())
+        .patch(
+            "ml-platform",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"validation": seed_checks()}})),
+        )
+        .await
+        .expect("fix the checks");
+    r.request("ml-platform", "Failover", Some("INC-12")).await;
+    let p = eventually(180, "the second failover failed", || async {
+        let p = r.plan("ml-platform").await;
+        (p["status"]["lastFailover"]["incident"] == "INC-12").then_some(p)
+    })
+    .await;
+    assert_eq!(p["status"]["lastFailover"]["passed"], false, "{p}");
+    let message = field(&p, "/status/lastFailover/message").to_string();
+    assert!(
+        message.contains("step dns failed") && message.contains("TSIG"),
+        "{message}"
+    );
+    assert_eq!(field(&p, "/status/phase"), "PrimaryActive");
+    assert_eq!(
+        bind.dig("inference.ml.example.com", "A").expect("dig"),
+        std::slice::from_ref(&primary_ip)
+    );
+    assert_eq!(bind.serial().expect("serial"), serial, "no DNS update");
 }

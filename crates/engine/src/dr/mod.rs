@@ -218,9 +218,10 @@ pub fn validate(spec: &DisasterRecoveryPlanSpec) -> Result<Durations, Vec<String
             }
         }
         if let Some(s) = &drill.schedule {
-            if let Err(e) =
-                crate::project::Schedule::parse(s, drill.time_zone.as_deref().unwrap_or(""))
-            {
+            if let Err(e) = crate::project::Schedule::parse_with_seconds(
+                s,
+                drill.time_zone.as_deref().unwrap_or(""),
+            ) {
                 problems.push(format!("drill: {}", schedule_error(&e)));
             }
         }
