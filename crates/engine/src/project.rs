@@ -641,7 +641,8 @@ impl Schedule {
             reason: e.to_string(),
         })?;
         let fields = schedule.split_whitespace().count();
-        if !(fields == 5 || (seconds && fields == 6)) && !schedule.trim().starts_with('@') {
+        let shape_ok = fields == 5 || (seconds && fields == 6) || schedule.trim().starts_with('@');
+        if !shape_ok {
             return Err(WindowError::Schedule {
                 schedule: schedule.to_string(),
                 reason: if seconds {
