@@ -410,7 +410,7 @@ pub fn detection_fires(
     held(degraded_since, need).map(|t| {
         (
             format!(
-                "a primary app has been Degraded or Missing for {}s",
+                "the primary has been degraded (an app Degraded or Missing, or an endpoint check failing) for {}s",
                 need.as_secs()
             ),
             t,
