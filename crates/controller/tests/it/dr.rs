@@ -892,20 +892,7 @@ async fn a_partitioned_primary_fails_over_by_itself_to_a_validated_standby() {
         std::slice::from_ref(&standby_ip)
     );
     // The endpoint answers as the seed's validation script curls it.
-    let curl = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "5",
-        ])
-        .arg(format!("http://{standby_ip}:8080/health"))
-        .output()
-        .expect("curl");
-    assert_eq!(String::from_utf8_lossy(&curl.stdout), "200");
+    assert_eq!(curl(&format!("http://{standby_ip}:8080/health")), "200");
     // One notification with the incident, the regions and the RTO.
     let incident = op["incident"].as_str().unwrap_or_default().to_string();
     let sent = eventually(30, "the failover notification", || async {
