@@ -260,7 +260,7 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
         if d.is_empty() {
             f64::NAN
         } else {
-            percentile(&mut d, 50.0).as_secs_f64()
+            percentile(&mut d, 0.5).as_secs_f64()
         }
     };
     let mut sorted = rtos.clone();
