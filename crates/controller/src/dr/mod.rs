@@ -445,19 +445,23 @@ async fn observe(run: &mut Run<'_>, r: &Resolved) {
     } else {
         Vec::new()
     };
-    set_condition(
-        &mut run.status,
-        condition(
-            "PrimaryHealthy",
-            degraded.is_empty(),
-            if degraded.is_empty() {
-                "the primary apps are not Degraded and its endpoint checks pass".into()
-            } else {
-                degraded.join("; ")
-            },
-            &prev,
-        ),
-    );
+    // Health is judged while the primary serves; unanswered it is not healthy; otherwise
+    // (the standby serves) the last judgement stands.
+    let health = match (&p, watching) {
+        (Err(_), _) => Some((false, "the primary cluster does not answer".to_string())),
+        (Ok(()), true) if degraded.is_empty() => Some((
+            true,
+            "the primary apps are not Degraded and its endpoint checks pass".to_string(),
+        )),
+        (Ok(()), true) => Some((false, degraded.join("; "))),
+        (Ok(()), false) => None,
+    };
+    if let Some((ok, message)) = health {
+        set_condition(
+            &mut run.status,
+            condition("PrimaryHealthy", ok, message, &prev),
+        );
+    }
     run.status.primary_degraded_since = match (
         degraded.is_empty(),
         run.status.primary_degraded_since.take(),
