@@ -88,3 +88,25 @@ pub async fn set_conditions(
     ctx.patch_app(app, json!({"status": {"conditions": conds}}))
         .await
 }
+
+/// A condition of a Mooring policy object (RollbackPolicy, DisasterRecoveryPlan): `True`
+/// or `False`, keeping the transition time of the same type and status in `prev`.
+pub(crate) fn policy_condition(
+    type_: &str,
+    ok: bool,
+    message: String,
+    prev: &[mooring_core::rollback::PolicyCondition],
+) -> mooring_core::rollback::PolicyCondition {
+    let status = if ok { "True" } else { "False" };
+    let since = prev
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .and_then(|c| c.last_transition_time.clone())
+        .unwrap_or_else(now);
+    mooring_core::rollback::PolicyCondition {
+        type_: type_.into(),
+        status: status.into(),
+        message,
+        last_transition_time: Some(since),
+    }
+}

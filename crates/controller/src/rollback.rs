@@ -188,19 +188,7 @@ async fn write_status(
 }
 
 fn ready(ok: bool, message: String, prev: &RollbackPolicyStatus) -> PolicyCondition {
-    let status = if ok { "True" } else { "False" };
-    let since = prev
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready" && c.status == status)
-        .and_then(|c| c.last_transition_time.clone())
-        .unwrap_or_else(now);
-    PolicyCondition {
-        type_: "Ready".into(),
-        status: status.into(),
-        message,
-        last_transition_time: Some(since),
-    }
+    crate::conditions::policy_condition("Ready", ok, message, &prev.conditions)
 }
 
 /// A policy whose object does not even parse: say so in its status.

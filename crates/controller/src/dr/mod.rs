@@ -28,6 +28,7 @@ pub mod checks;
 pub mod dns;
 pub mod local_dns;
 
+use crate::conditions::policy_condition as condition;
 use crate::events::EventType;
 use crate::Context;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -155,10 +156,6 @@ impl Run<'_> {
         self.written = now;
         Ok(())
     }
-
-    fn now() -> Timestamp {
-        time::now()
-    }
 }
 
 /// What a plan names, found.
@@ -221,7 +218,7 @@ async fn reconcile(ctx: &Arc<Context>, value: Value) -> Result<(), DrError> {
         .and_then(Value::as_i64);
     let resolved = match resolve(ctx, &run.plan).await {
         Ok(r) => {
-            let prev = run.written_conditions();
+            let prev = run.status.conditions.clone();
             set_condition(
                 &mut run.status,
                 ready(true, "the plan is valid".into(), &prev),
@@ -229,7 +226,7 @@ async fn reconcile(ctx: &Arc<Context>, value: Value) -> Result<(), DrError> {
             r
         }
         Err(problems) => {
-            let prev = run.written_conditions();
+            let prev = run.status.conditions.clone();
             set_condition(&mut run.status, ready(false, problems.join("; "), &prev));
             // A request that cannot be acted on is answered, not kept.
             if let Some(r) = run.status.request.take() {
@@ -253,12 +250,6 @@ async fn reconcile(ctx: &Arc<Context>, value: Value) -> Result<(), DrError> {
     observe(&mut run, &resolved).await;
     run.save().await?;
     advance(&mut run, &resolved).await
-}
-
-impl Run<'_> {
-    fn written_conditions(&self) -> Vec<PolicyCondition> {
-        self.status.conditions.clone()
-    }
 }
 
 /// The plan's clusters and apps, or every problem found.
@@ -355,21 +346,6 @@ fn generated_pairs(
 
 fn ready(ok: bool, message: String, prev: &[PolicyCondition]) -> PolicyCondition {
     condition("Ready", ok, message, prev)
-}
-
-fn condition(type_: &str, ok: bool, message: String, prev: &[PolicyCondition]) -> PolicyCondition {
-    let status = if ok { "True" } else { "False" };
-    let since = prev
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .and_then(|c| c.last_transition_time.clone())
-        .unwrap_or_else(time::now_rfc3339);
-    PolicyCondition {
-        type_: type_.into(),
-        status: status.into(),
-        message,
-        last_transition_time: Some(since),
-    }
 }
 
 fn set_condition(status: &mut DisasterRecoveryPlanStatus, c: PolicyCondition) {
@@ -523,7 +499,7 @@ async fn advance(run: &mut Run<'_>, r: &Resolved) -> Result<(), DrError> {
     if let Some(req) = run.status.request.take() {
         return start_requested(run, r, req).await;
     }
-    let now = Run::now();
+    let now = time::now();
     if run.plan.spec.detection.automatic && run.status.phase == Phase::PrimaryActive {
         if let Some((why, at)) = engine::detection_fires(
             &r.durations,
@@ -631,7 +607,7 @@ async fn start_requested(run: &mut Run<'_>, r: &Resolved, req: DrRequest) -> Res
         } else {
             "manual"
         };
-        engine::incident_id(prefix, run.name(), Run::now())
+        engine::incident_id(prefix, run.name(), time::now())
     });
     let problem = match req.kind.as_str() {
         engine::FAILOVER | engine::FAILBACK | engine::DRILL => {
@@ -694,7 +670,7 @@ async fn start_operation(
         incident,
         trigger,
         &apps,
-        Run::now(),
+        time::now(),
         failure_at,
     );
     run.status.operation = Some(op);
@@ -762,7 +738,7 @@ async fn advance_operation(run: &mut Run<'_>, r: &Resolved) -> Result<(), DrErro
         if op.steps[i].phase == engine::PENDING {
             let step = &mut run.status.operation.as_mut().expect("operation").steps[i];
             step.phase = engine::RUNNING.into();
-            step.started_at = Some(time::format_millis(Run::now()));
+            step.started_at = Some(time::format_millis(time::now()));
             run.save().await?;
         }
         let outcome = execute(run, r, i).await;
@@ -770,12 +746,12 @@ async fn advance_operation(run: &mut Run<'_>, r: &Resolved) -> Result<(), DrErro
         match outcome {
             Outcome::Done(msg) => {
                 step.phase = engine::SUCCEEDED.into();
-                step.finished_at = Some(time::format_millis(Run::now()));
+                step.finished_at = Some(time::format_millis(time::now()));
                 step.message = msg;
             }
             Outcome::Failed(msg) => {
                 step.phase = engine::FAILED.into();
-                step.finished_at = Some(time::format_millis(Run::now()));
+                step.finished_at = Some(time::format_millis(time::now()));
                 step.message = msg;
             }
             Outcome::Wait(msg) => {
@@ -789,7 +765,7 @@ async fn advance_operation(run: &mut Run<'_>, r: &Resolved) -> Result<(), DrErro
 
 /// Elapsed time of a running step.
 fn step_elapsed(step: &StepStatus) -> Duration {
-    time::since(step.started_at.as_deref(), Run::now())
+    time::since(step.started_at.as_deref(), time::now())
 }
 
 async fn execute(run: &mut Run<'_>, r: &Resolved, i: usize) -> Outcome {
@@ -1365,7 +1341,7 @@ async fn finish_operation(run: &mut Run<'_>, r: &Resolved) -> Result<(), DrError
     };
     op.phase = phase.into();
     op.message = message.clone();
-    op.finished_at = Some(time::format_millis(Run::now()));
+    op.finished_at = Some(time::format_millis(time::now()));
     if op.rto_seconds.is_none() {
         op.rto_seconds = engine::rto_seconds(&op);
     }
@@ -1448,7 +1424,7 @@ async fn start_drill(
         incident: incident.into(),
         failure_mode: mode.clone(),
         trigger: trigger.into(),
-        started_at: time::format_millis(Run::now()),
+        started_at: time::format_millis(time::now()),
         stage: "Injecting".into(),
         ..Default::default()
     });
@@ -1471,7 +1447,7 @@ async fn start_drill(
 }
 
 fn drill_step(d: &mut DrillState, name: &str, phase: &str, message: String) {
-    let now = time::format_millis(Run::now());
+    let now = time::format_millis(time::now());
     match d.steps.iter_mut().find(|s| s.name == name) {
         Some(s) => {
             s.phase = phase.into();
@@ -1625,7 +1601,7 @@ async fn advance_drill(run: &mut Run<'_>, r: &Resolved) -> Result<(), DrError> {
             }
         },
         "Detecting" => {
-            let now = Run::now();
+            let now = time::now();
             let injected = d
                 .injected_at
                 .as_deref()
@@ -1790,7 +1766,7 @@ async fn report(run: &mut Run<'_>, r: &Resolved) -> Result<(), DrError> {
     run.status.last_drill = Some(OperationSummary {
         incident: d.incident.clone(),
         started_at: d.started_at.clone(),
-        finished_at: Some(time::format_millis(Run::now())),
+        finished_at: Some(time::format_millis(time::now())),
         passed: report.passed,
         rto_seconds: report.rto_seconds,
         rpo_seconds: report.rpo_seconds,
