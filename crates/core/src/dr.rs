@@ -452,7 +452,8 @@ pub struct DisasterRecoveryPlanStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Ready` (the plan is valid: clusters and apps exist), `PrimaryReachable`,
-    /// `PrimaryHealthy`, `StandbyReachable`.
+    /// `PrimaryHealthy`, `StandbyReachable`, and `LastFailover`, `LastFailback`,
+    /// `LastDrill` (passed or not, with the measured RTO and RPO).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<PolicyCondition>,
     /// When the primary was first seen unreachable / degraded (cleared when it recovers).

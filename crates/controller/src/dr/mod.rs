@@ -348,6 +348,32 @@ fn ready(ok: bool, message: String, prev: &[PolicyCondition]) -> PolicyCondition
     condition("Ready", ok, message, prev)
 }
 
+/// `LastFailover`, `LastFailback`, `LastDrill`: True when it passed, the message its
+/// incident with the measured RTO and RPO (`kubectl get drplan -o yaml` shows them).
+fn summary_condition(
+    type_: &str,
+    s: &OperationSummary,
+    prev: &[PolicyCondition],
+) -> PolicyCondition {
+    let secs = |v: Option<f64>| {
+        v.map(|x| format!("{x:.1}s"))
+            .unwrap_or_else(|| "unknown".into())
+    };
+    condition(
+        type_,
+        s.passed,
+        format!(
+            "{} {}: RTO {}, RPO {}; {}",
+            s.incident,
+            if s.passed { "passed" } else { "failed" },
+            secs(s.rto_seconds),
+            secs(s.rpo_seconds),
+            s.message
+        ),
+        prev,
+    )
+}
+
 fn set_condition(status: &mut DisasterRecoveryPlanStatus, c: PolicyCondition) {
     match status.conditions.iter_mut().find(|x| x.type_ == c.type_) {
         Some(x) => *x = c,
@@ -1356,6 +1382,13 @@ async fn finish_operation(run: &mut Run<'_>, r: &Resolved) -> Result<(), DrError
         message: message.clone(),
         report: None,
     };
+    let prev = run.status.conditions.clone();
+    let type_ = if op.kind == engine::FAILOVER {
+        "LastFailover"
+    } else {
+        "LastFailback"
+    };
+    set_condition(&mut run.status, summary_condition(type_, &summary, &prev));
     if op.kind == engine::FAILOVER {
         run.status.last_failover = Some(summary);
         if !passed {
@@ -1763,7 +1796,7 @@ async fn report(run: &mut Run<'_>, r: &Resolved) -> Result<(), DrError> {
             Err(e) => message.push_str(&format!("; committing it to Git failed: {e}")),
         }
     }
-    run.status.last_drill = Some(OperationSummary {
+    let summary = OperationSummary {
         incident: d.incident.clone(),
         started_at: d.started_at.clone(),
         finished_at: Some(time::format_millis(time::now())),
@@ -1772,7 +1805,13 @@ async fn report(run: &mut Run<'_>, r: &Resolved) -> Result<(), DrError> {
         rpo_seconds: report.rpo_seconds,
         message: message.clone(),
         report: Some(cm_name),
-    });
+    };
+    let prev = run.status.conditions.clone();
+    set_condition(
+        &mut run.status,
+        summary_condition("LastDrill", &summary, &prev),
+    );
+    run.status.last_drill = Some(summary);
     run.status.drill = None;
     run.status.phase = Phase::PrimaryActive;
     run.save().await?;

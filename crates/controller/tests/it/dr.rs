@@ -941,6 +941,11 @@ async fn a_scheduled_drill_runs_end_to_end_and_the_primary_serves_again() {
     let mut activation = plan("x", json!({}))["spec"]["activation"].clone();
     activation["dns"] = records.take();
     let primary_ip = lb_address(&r.primary_client, "ml-inference", "inference-gateway-lb").await;
+    // The reports' repository (served: pushes to its checked-out branch allowed).
+    let reports = Repo::new();
+    reports.git(&["config", "receive.denyCurrentBranch", "ignore"]);
+    reports.write("README.md", "DR reports\n");
+    reports.commit("reports");
     // A few seconds ahead, in the six-field form (leading seconds).
     let at = mooring_core::time::now() + mooring_core::time::SignedDuration::from_secs(8);
     let secs = at.as_second();
@@ -956,7 +961,8 @@ async fn a_scheduled_drill_runs_end_to_end_and_the_primary_serves_again() {
             "detection": {"automatic": false, "primaryDegradedFor": "2s"},
             "activation": activation,
             "validation": seed_checks(),
-            "drill": {"schedule": schedule, "timeZone": "UTC", "failureMode": "scale-to-zero"},
+            "drill": {"schedule": schedule, "timeZone": "UTC", "failureMode": "scale-to-zero",
+                      "report": {"git": {"repoURL": reports.url(), "branch": "main", "path": "dr-reports"}}},
         }),
     ))
     .await;
@@ -1014,6 +1020,25 @@ async fn a_scheduled_drill_runs_end_to_end_and_the_primary_serves_again() {
     assert!(field(&cm, "/data/report.md").contains("RTO"));
     assert!(field(&cm, "/data/report.xml").contains("<testsuite"));
     assert_eq!(r.events("DrillReport").await.len(), 1);
+    let passed = p["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "LastDrill")
+        .cloned()
+        .expect("LastDrill condition");
+    assert_eq!(passed["status"], "True", "{passed}");
+    assert!(field(&passed, "/message").contains("RTO"), "{passed}");
+    // The report committed to the reports repository.
+    assert!(field(last, "/message").contains("committed to"), "{last}");
+    let files = reports.git(&["show", "--name-only", "--format=%s", "main"]);
+    assert!(files.starts_with("DR drill"), "{files}");
+    assert!(
+        files.contains("dr-reports/ml-platform-")
+            && files.contains(".md")
+            && files.contains(".json"),
+        "{files}"
+    );
     // The primary serves again: replicas restored, automated sync resumed, DNS back.
     let pc = r.primary_client.clone();
     assert_eq!(
