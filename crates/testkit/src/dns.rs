@@ -3,8 +3,8 @@
 //! request. (The real BIND the tests use is `mooring_controller::dr::local_dns`, which
 //! `mooring up` starts too.)
 
-use anyhow::{Context as _, Result};
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use anyhow::Result;
+use std::io::{BufReader, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -100,31 +100,12 @@ fn serve_webhook(stream: TcpStream, filter: &str, state: &Mutex<WebhookState>) -
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next().context("method")?.to_string();
-    let path = parts.next().context("target")?.to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h)?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let len = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .map(|(_, v)| v.parse::<usize>())
-        .transpose()?
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body)?;
+    let crate::receiver::RawRequest {
+        method,
+        target: path,
+        headers,
+        body,
+    } = crate::receiver::read_request(&mut reader)?;
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     let mut s = state
         .lock()

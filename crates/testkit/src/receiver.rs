@@ -5,7 +5,7 @@
 //! sender retries).
 
 use anyhow::{Context as _, Result};
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead, BufReader, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -129,10 +129,18 @@ impl HttpReceiver {
     }
 }
 
-fn serve(stream: TcpStream, answer: &Answer, seen: &Mutex<Vec<ReceivedRequest>>) -> Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut out = stream;
+/// One HTTP/1.x request as read off the wire.
+pub(crate) struct RawRequest {
+    pub method: String,
+    pub target: String,
+    /// Names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// `Content-Length` bytes.
+    pub body: Vec<u8>,
+}
+
+/// One HTTP/1.x request from `reader`. Shared by the test servers of this crate.
+pub(crate) fn read_request(reader: &mut impl BufRead) -> Result<RawRequest> {
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let mut parts = line.split_whitespace();
@@ -158,6 +166,24 @@ fn serve(stream: TcpStream, answer: &Answer, seen: &Mutex<Vec<ReceivedRequest>>)
         .unwrap_or(0);
     let mut body = vec![0; len];
     reader.read_exact(&mut body)?;
+    Ok(RawRequest {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
+fn serve(stream: TcpStream, answer: &Answer, seen: &Mutex<Vec<ReceivedRequest>>) -> Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    let RawRequest {
+        method,
+        target,
+        headers,
+        body,
+    } = read_request(&mut reader)?;
     let (status, reply) = {
         let mut s = seen
             .lock()
