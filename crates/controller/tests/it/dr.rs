@@ -325,6 +325,13 @@ impl Regions {
             .unwrap_or(-1)
     }
 
+    /// Why the app's automated sync is suspended (empty: it is not).
+    pub async fn suspended(&self, app: &str) -> String {
+        let a =
+            serde_json::to_value(apps(&self.client()).get(app).await.expect("app")).expect("json");
+        field(&a, "/metadata/annotations/mooring.dev~1auto-sync-suspended").to_string()
+    }
+
     /// Events about the plan with this reason.
     pub async fn events(&self, reason: &str) -> Vec<Value> {
         let api: Api<DynamicObject> = Api::namespaced_with(
@@ -482,21 +489,8 @@ async fn a_manual_failover_moves_the_platform_and_a_failback_brings_it_home() {
         3
     );
     // The primary's automated sync is frozen, and says why.
-    let prim = serde_json::to_value(
-        apps(&r.client())
-            .get("inference-primary")
-            .await
-            .expect("app"),
-    )
-    .expect("json");
-    assert!(
-        field(
-            &prim,
-            "/metadata/annotations/mooring.dev~1auto-sync-suspended"
-        )
-        .contains("INC-1"),
-        "{prim}"
-    );
+    let suspended = r.suspended("inference-primary").await;
+    assert!(suspended.contains("INC-1"), "{suspended}");
     let done = r.events("FailoverCompleted").await;
     assert_eq!(
         done.len(),
@@ -539,20 +533,8 @@ async fn a_manual_failover_moves_the_platform_and_a_failback_brings_it_home() {
             .await,
         1
     );
-    let prim = serde_json::to_value(
-        apps(&r.client())
-            .get("inference-primary")
-            .await
-            .expect("app"),
-    )
-    .expect("json");
-    assert_eq!(
-        field(
-            &prim,
-            "/metadata/annotations/mooring.dev~1auto-sync-suspended"
-        ),
-        ""
-    );
+    let suspended = r.suspended("inference-primary").await;
+    assert_eq!(suspended, "");
     assert_eq!(r.events("FailbackCompleted").await.len(), 1);
 }
 
@@ -589,20 +571,8 @@ async fn hostile_plans_get_a_clear_condition_and_nothing_moves() {
         (!r.events("RequestRefused").await.is_empty()).then_some(())
     })
     .await;
-    let prim = serde_json::to_value(
-        apps(&r.client())
-            .get("inference-primary")
-            .await
-            .expect("app"),
-    )
-    .expect("json");
-    assert_eq!(
-        field(
-            &prim,
-            "/metadata/annotations/mooring.dev~1auto-sync-suspended"
-        ),
-        ""
-    );
+    let suspended = r.suspended("inference-primary").await;
+    assert_eq!(suspended, "");
     // A spec the engine refuses: every problem named.
     r.create_plan(plan(
         "bad-spec",
@@ -749,20 +719,8 @@ async fn a_failover_to_a_standby_that_does_not_answer_is_refused_and_changes_not
     let p = r.plan("ml-platform").await;
     assert_eq!(field(&p, "/status/phase"), "PrimaryActive", "{p}");
     assert!(p.pointer("/status/operation").is_none(), "{p}");
-    let prim = serde_json::to_value(
-        apps(&r.client())
-            .get("inference-primary")
-            .await
-            .expect("app"),
-    )
-    .expect("json");
-    assert_eq!(
-        field(
-            &prim,
-            "/metadata/annotations/mooring.dev~1auto-sync-suspended"
-        ),
-        ""
-    );
+    let suspended = r.suspended("inference-primary").await;
+    assert_eq!(suspended, "");
 }
 
 /// The checks of the seed's validation script: apps, the inference endpoint's `/health`
@@ -1047,20 +1005,8 @@ async fn a_scheduled_drill_runs_end_to_end_and_the_primary_serves_again() {
         2
     );
     r.wait_app("inference-primary", "Synced", "Healthy").await;
-    let prim = serde_json::to_value(
-        apps(&r.client())
-            .get("inference-primary")
-            .await
-            .expect("app"),
-    )
-    .expect("json");
-    assert_eq!(
-        field(
-            &prim,
-            "/metadata/annotations/mooring.dev~1auto-sync-suspended"
-        ),
-        ""
-    );
+    let suspended = r.suspended("inference-primary").await;
+    assert_eq!(suspended, "");
     assert_eq!(
         bind.dig("inference.ml.example.com", "A").expect("dig"),
         std::slice::from_ref(&primary_ip)
@@ -1132,20 +1078,8 @@ async fn an_unvalidated_standby_or_a_refused_tsig_key_leaves_dns_on_the_primary(
     );
     assert_eq!(bind.serial().expect("serial"), serial, "no DNS update");
     assert!(!r.events("FailoverFailed").await.is_empty());
-    let prim = serde_json::to_value(
-        apps(&r.client())
-            .get("inference-primary")
-            .await
-            .expect("app"),
-    )
-    .expect("json");
-    assert_eq!(
-        field(
-            &prim,
-            "/metadata/annotations/mooring.dev~1auto-sync-suspended"
-        ),
-        ""
-    );
+    let suspended = r.suspended("inference-primary").await;
+    assert_eq!(suspended, "");
 
     // 2. The standby validates, but the name server refuses the TSIG key.
     let secrets: Api<DynamicObject> = Api::namespaced_with(
