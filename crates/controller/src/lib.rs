@@ -21,6 +21,7 @@ mod error;
 pub mod events;
 pub mod forge;
 pub mod git_rollback;
+pub mod image;
 mod metrics;
 pub mod notifications;
 pub mod operation;
@@ -554,6 +555,7 @@ impl Controller {
         tasks.extend(rollback::start(ctx.clone()));
         tasks.extend(notifications::start(ctx.clone()));
         tasks.extend(dr::start(ctx.clone()));
+        tasks.extend(image::start(ctx.clone()));
         tasks.extend(rollout::start(mgmt.clone()));
         tasks.extend(analysis::start(mgmt.clone(), ctx.analysis_options()));
         Ok(Controller { ctx, tasks })

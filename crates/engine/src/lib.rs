@@ -15,6 +15,7 @@ pub mod diff;
 pub mod dr;
 pub mod git_rollback;
 pub mod health;
+pub mod image;
 pub mod meter;
 pub mod outbound;
 pub mod project;

@@ -1,0 +1,1 @@
+//! Placeholder: the OCI distribution API client (registry slice).

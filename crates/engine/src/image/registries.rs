@@ -1,0 +1,1 @@
+//! Placeholder: filled by the registries slice (see mod.rs).

@@ -1,0 +1,1 @@
+//! Placeholder: filled by the select slice (see mod.rs).
