@@ -252,8 +252,15 @@ pub enum SourceError {
         /// Why.
         reason: String,
     },
+    /// A write-back's check (e.g. the policy gate) refused the commit before its push.
+    #[error("the change to {url} was not pushed: {reason}")]
+    Refused {
+        /// The URL, password redacted.
+        url: String,
+        reason: String,
+    },
     /// The server refused the push because the branch moved (the push is never forced).
-    #[error("push of {branch} to {url} was rejected: {detail}; the branch moved since it was read — run the rollback again")]
+    #[error("push of {branch} to {url} was rejected: {detail}; the branch moved since it was read — run the command again")]
     PushRejected {
         /// The URL, password redacted.
         url: String,

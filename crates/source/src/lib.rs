@@ -75,7 +75,7 @@ mod url;
 pub mod webhook;
 
 pub use cache::RepoCache;
-pub use commit::NewFiles;
+pub use commit::{BranchEdit, BranchUpdate, NewFiles, UpdateOptions};
 pub use credentials::{CredentialIndex, Credentials, RepoSecret, SecretKind};
 pub use dir::export_dir;
 pub use error::SourceError;

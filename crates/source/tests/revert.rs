@@ -331,3 +331,88 @@ fn hostile_branch_names_and_urls_are_refused() -> Result<()> {
     assert!(matches!(err, SourceError::InvalidUrl { .. }), "{err}");
     Ok(())
 }
+
+/// `update_branch` racing a human: the first attempt's push is refused (someone
+/// committed in between), the edit is computed again from the new head, and both
+/// commits end up on the branch.
+#[test]
+fn update_branch_recomputes_the_edit_after_a_concurrent_commit() -> Result<()> {
+    use mooring_source::{BranchEdit, UpdateOptions};
+    let r = fixture()?;
+    let url = r.url();
+    let who = Identity {
+        name: "Image Bot".into(),
+        email: "bot@example.invalid".into(),
+    };
+    let mut seen = Vec::new();
+    let mut checked = 0;
+    let done = r
+        .cache
+        .update_branch(
+            &url,
+            &Credentials::none(),
+            &UpdateOptions {
+                branch: "main",
+                author: &who,
+                attempts: 3,
+            },
+            |cache, head| {
+                let b = cache.read_file(&url, head, "b/y.yaml")?.unwrap_or_default();
+                seen.push(String::from_utf8_lossy(&b).to_string());
+                if seen.len() == 1 {
+                    // A human pushes between our read and our push.
+                    commit(&r.work, "human", &[("b/y.yaml", "b: 7\n")]).expect("human commit");
+                }
+                Ok(Some(BranchEdit {
+                    files: vec![("a/x.yaml".into(), b"a: bot\n".to_vec())],
+                    message: "bot edit\n".into(),
+                }))
+            },
+            |_| {
+                checked += 1;
+                Ok(())
+            },
+        )?
+        .expect("a change");
+    assert_eq!(done.attempts, 2);
+    assert_eq!(
+        checked, 2,
+        "every attempt's commit is checked before its push"
+    );
+    assert_eq!(seen, vec!["b: 1\n".to_string(), "b: 7\n".to_string()]);
+    assert_eq!(git(&r.bare, &["show", "main:b/y.yaml"])?, "b: 7");
+    assert_eq!(git(&r.bare, &["show", "main:a/x.yaml"])?, "a: bot");
+    assert_eq!(
+        git(&r.bare, &["log", "-1", "--format=%s", "main"])?,
+        "bot edit"
+    );
+    assert_eq!(
+        git(&r.bare, &["log", "-1", "--format=%s", "main~1"])?,
+        "human"
+    );
+    // A refused check pushes nothing.
+    let before = git(&r.bare, &["rev-parse", "main"])?;
+    let err = r
+        .cache
+        .update_branch(
+            &url,
+            &Credentials::none(),
+            &UpdateOptions {
+                branch: "main",
+                author: &who,
+                attempts: 3,
+            },
+            |_, _| {
+                Ok(Some(BranchEdit {
+                    files: vec![("a/x.yaml".into(), b"a: forbidden\n".to_vec())],
+                    message: "forbidden\n".into(),
+                }))
+            },
+            |c| Err(format!("policy refused {c}")),
+        )
+        .expect_err("refused");
+    assert!(matches!(err, SourceError::Refused { .. }), "{err}");
+    assert!(err.to_string().contains("policy refused"), "{err}");
+    assert_eq!(git(&r.bare, &["rev-parse", "main"])?, before);
+    Ok(())
+}
