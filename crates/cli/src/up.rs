@@ -534,6 +534,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         webhook: mooring_server::WebhookSecrets {
             github: args.webhook_secret.clone(),
             gitlab: args.webhook_secret.clone(),
+            registry: args.webhook_secret.clone(),
         },
         metrics_auth: args.metrics_auth,
     };

@@ -94,6 +94,8 @@ pub struct Context {
     queue: mpsc::UnboundedSender<String>,
     /// The ApplicationSet controller's queue (`namespace/name`), set when it starts.
     appset_queue: std::sync::OnceLock<mpsc::UnboundedSender<String>>,
+    /// Wakes the image watcher for repositories a registry announced pushes to.
+    pub images: image::Trigger,
 }
 
 impl Context {
@@ -460,6 +462,7 @@ impl Context {
             cluster_tasks: Mutex::new(HashMap::new()),
             queue: tx,
             appset_queue: Default::default(),
+            images: Default::default(),
         });
         Ok((ctx, rx))
     }

@@ -36,6 +36,10 @@ pub struct ControllerOptions {
     /// exactly (URL, what it is): the management API server, Mooring's REST API
     /// ([`outbound::Outbound::protect`]; destination clusters are added as they register).
     pub outbound_protected: Vec<(String, String)>,
+    /// How often the image watcher lists the tags of a watched image whose registry sets
+    /// no `interval` (Image Updater's `--interval`, default 2 minutes); a registry's push
+    /// notification checks at once.
+    pub image_interval: Duration,
 }
 
 impl Default for ControllerOptions {
@@ -53,6 +57,7 @@ impl Default for ControllerOptions {
             prometheus_address: None,
             control_plane: Default::default(),
             outbound_protected: vec![],
+            image_interval: Duration::from_secs(120),
         }
     }
 }

@@ -14,6 +14,15 @@
 //! With any secret set, an unsigned or wrongly signed push answers 401 (403 for a
 //! provider without a secret of its own) and refreshes nothing.
 //!
+//! `POST /api/webhook/registry` takes the distribution registry's push notifications
+//! (`application/vnd.docker.distribution.events.v1+json`, configured in the registry's
+//! `notifications.endpoints` with an `Authorization: Bearer SECRET` header): every image
+//! the image watcher follows in a pushed repository is checked at once instead of at its
+//! registry's next poll. The secret is `webhook.registry.secret` of `mooring-secret` (or
+//! `mooring up --webhook-secret`); with one set, a notification without it answers 401.
+//! A notification only triggers a check (the registry is asked what it has), so a forged
+//! one can change nothing.
+//!
 //! `GET /metrics` lists per-application series (application names) only to a caller with
 //! a valid API token whose RBAC allows `applications, get, */*` (admin, readonly); other
 //! callers get the aggregate series — anonymous ones, unless [`HttpOptions::metrics_auth`]
@@ -40,6 +49,9 @@ use std::sync::Arc;
 pub struct WebhookSecrets {
     pub github: Option<String>,
     pub gitlab: Option<String>,
+    /// The bearer token a container registry's notifications must carry
+    /// (`POST /api/webhook/registry`).
+    pub registry: Option<String>,
 }
 
 /// Options of the webhook and metrics endpoints.
@@ -71,6 +83,7 @@ pub fn router(ctx: Arc<Context>, opts: HttpOptions) -> Router {
     let store = store::Store::new(ctx.management.client().clone(), ctx.namespace());
     Router::new()
         .route("/api/webhook", post(webhook))
+        .route("/api/webhook/registry", post(registry_webhook))
         .route("/metrics", axum::routing::get(metrics))
         .layer(DefaultBodyLimit::max(
             mooring_source::webhook::MAX_BODY_BYTES + 1,
@@ -222,5 +235,44 @@ async fn webhook(
     (
         StatusCode::OK,
         format!("refreshing {} application(s)\n", refreshed.len()),
+    )
+}
+
+/// A container registry's push notifications: check the images of the pushed
+/// repositories now.
+async fn registry_webhook(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let secret = match st.store.registry_webhook_secret().await {
+        Ok(s) => s.or_else(|| st.opts.webhook.registry.clone()),
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    };
+    if let Some(secret) = secret {
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        use subtle::ConstantTimeEq as _;
+        if !bool::from(given.trim().as_bytes().ct_eq(secret.as_bytes())) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                "the notification lacks the registry webhook's bearer token (Authorization: Bearer …)\n".into(),
+            );
+        }
+    }
+    let events = match mooring_engine::image::registry::parse_notifications(&body) {
+        Ok(e) => e,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")),
+    };
+    let repositories: Vec<String> = events.into_iter().map(|e| e.repository).collect();
+    let n = repositories.len();
+    st.ctx.images.notify(repositories);
+    tracing::info!(pushes = n, "registry notification");
+    (
+        StatusCode::OK,
+        format!("checking the images of {n} push(es)\n"),
     )
 }

@@ -145,15 +145,14 @@ impl Store {
     /// `webhook.gitlab.secret`, as Argo CD's `argocd-secret`), empty values as absent.
     pub async fn webhook_secrets(&self) -> Result<(Option<String>, Option<String>), StoreError> {
         let secret = self.secret().await?;
-        let key = |k: &str| {
-            secret
-                .as_ref()
-                .and_then(|s| s.data.as_ref())
-                .and_then(|d| d.get(k))
-                .map(|b| String::from_utf8_lossy(&b.0).trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let key = |k: &str| data_key(secret.as_ref(), k);
         Ok((key("webhook.github.secret"), key("webhook.gitlab.secret")))
+    }
+
+    /// `webhook.registry.secret`: the bearer token of registry notifications.
+    pub async fn registry_webhook_secret(&self) -> Result<Option<String>, StoreError> {
+        let secret = self.secret().await?;
+        Ok(data_key(secret.as_ref(), "webhook.registry.secret"))
     }
 
     pub async fn tokens(&self) -> Result<TokenStore, StoreError> {
@@ -269,4 +268,13 @@ impl Store {
         };
         Ok(rbac.allowed(subject, resource, action, object, project.as_ref()))
     }
+}
+
+/// A non-empty key of a Secret's data, trimmed.
+fn data_key(secret: Option<&Secret>, key: &str) -> Option<String> {
+    secret
+        .and_then(|s| s.data.as_ref())
+        .and_then(|d| d.get(key))
+        .map(|b| String::from_utf8_lossy(&b.0).trim().to_string())
+        .filter(|v| !v.is_empty())
 }

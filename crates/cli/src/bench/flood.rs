@@ -93,6 +93,7 @@ pub async fn run(secs: u64, flooders: usize) -> anyhow::Result<()> {
             webhook: mooring_server::WebhookSecrets {
                 github: Some(secret.clone()),
                 gitlab: Some(secret),
+                registry: None,
             },
             metrics_auth: true,
         },

@@ -22,6 +22,7 @@
 //! [`CredentialSource`], [`Platform`], [`TagInfo`], [`ImageChange`].
 
 pub mod annotations;
+pub mod credentials;
 pub mod registries;
 pub mod registry;
 pub mod select;

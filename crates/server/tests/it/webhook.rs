@@ -92,6 +92,7 @@ async fn push_webhook_refreshes_the_app() {
         mooring_server::WebhookSecrets {
             github: Some(secret.into()),
             gitlab: None,
+            registry: None,
         }
         .into(),
     );

@@ -1,0 +1,328 @@
+//! Writing an image change back: a commit (through the policy gate) or a parameter
+//! override on the Application. See the module docs of [`super`].
+
+use crate::Context;
+use mooring_core::app::Revisions;
+use mooring_core::app::{Application, ApplicationSource};
+use mooring_engine::image::{
+    self as rules, ImageChange, UpdateConfig, WriteBackMethod, WriteBackTarget,
+};
+use mooring_source::{BranchEdit, Credentials, Identity, SourceError, UpdateOptions};
+use std::sync::Arc;
+
+/// Attempts of a Git write-back when the branch keeps moving.
+const ATTEMPTS: u32 = 5;
+
+/// A write-back that did not happen.
+#[derive(Debug)]
+pub(super) struct WriteBackError {
+    pub message: String,
+    /// The policy gate refused it (reported as a Warning Event too).
+    pub refused: bool,
+}
+
+impl WriteBackError {
+    fn new(message: impl Into<String>) -> Self {
+        WriteBackError {
+            message: message.into(),
+            refused: false,
+        }
+    }
+}
+
+/// Write `changes` back as `config` says. `Ok(Some(summary))` when something was written,
+/// `Ok(None)` when Git already had it.
+pub(super) async fn write_back(
+    ctx: &Arc<Context>,
+    app: &Application,
+    config: &UpdateConfig,
+    changes: &[ImageChange],
+) -> Result<Option<String>, WriteBackError> {
+    if app.has_multiple_sources() {
+        return Err(WriteBackError::new(
+            "the image updater writes back to single-source applications only (spec.source); this one uses spec.sources",
+        ));
+    }
+    let source = app
+        .source()
+        .ok_or_else(|| WriteBackError::new("the application has no source"))?;
+    match &config.method {
+        WriteBackMethod::Argocd => argocd(ctx, app, source, changes).await,
+        WriteBackMethod::Git { secret } => {
+            git(ctx, app, source, config, secret.as_ref(), changes).await
+        }
+    }
+}
+
+/// `write-back-method: argocd`: merge the override into `spec.source`.
+async fn argocd(
+    ctx: &Context,
+    app: &Application,
+    source: &ApplicationSource,
+    changes: &[ImageChange],
+) -> Result<Option<String>, WriteBackError> {
+    let patch = rules::writeback::argocd_override(source, changes)
+        .map_err(|e| WriteBackError::new(e.to_string()))?;
+    let Some(patch) = patch else {
+        return Ok(None);
+    };
+    ctx.patch_app(app, serde_json::json!({"spec": {"source": patch}}))
+        .await
+        .map_err(|e| WriteBackError::new(e.to_string()))?;
+    Ok(Some(format!(
+        "set {} as a parameter override of the application",
+        describe(changes)
+    )))
+}
+
+fn describe(changes: &[ImageChange]) -> String {
+    changes
+        .iter()
+        .map(|c| match &c.new_digest {
+            Some(d) => format!("{}:{}@{d}", c.name, c.new_tag),
+            None => format!("{}:{}", c.name, c.new_tag),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The repository file a Git write-back edits, relative to the repository root.
+fn target_file(
+    app: &Application,
+    source: &ApplicationSource,
+    target: &WriteBackTarget,
+    exists: impl Fn(&str) -> bool,
+) -> Result<String, WriteBackError> {
+    let base = source
+        .path
+        .as_deref()
+        .unwrap_or(".")
+        .trim_matches('/')
+        .trim_start_matches("./")
+        .to_string();
+    let join = |dir: &str, file: &str| {
+        let dir = dir.trim_matches('/');
+        if dir.is_empty() || dir == "." {
+            file.to_string()
+        } else {
+            format!("{dir}/{file}")
+        }
+    };
+    Ok(match target {
+        WriteBackTarget::ParameterFile => {
+            join(&base, &format!(".argocd-source-{}.yaml", app.name()))
+        }
+        WriteBackTarget::Kustomization { path } => {
+            let dir = match path.as_deref() {
+                None | Some("") | Some(".") => base.clone(),
+                Some(p) if p.starts_with('/') => p.trim_start_matches('/').to_string(),
+                Some(p) => join(&base, p),
+            };
+            if dir.split('/').any(|c| c == "..") {
+                return Err(WriteBackError::new(format!(
+                    "write-back-target kustomization:{} leaves the repository",
+                    path.as_deref().unwrap_or_default()
+                )));
+            }
+            ["kustomization.yaml", "kustomization.yml", "Kustomization"]
+                .iter()
+                .map(|f| join(&dir, f))
+                .find(|f| exists(f))
+                .ok_or_else(|| {
+                    WriteBackError::new(format!(
+                        "write-back-target kustomization: there is no kustomization file in {dir}"
+                    ))
+                })?
+        }
+    })
+}
+
+/// `write-back-method: git`: commit the edit on the branch, gated, never forced.
+async fn git(
+    ctx: &Arc<Context>,
+    app: &Application,
+    source: &ApplicationSource,
+    config: &UpdateConfig,
+    secret: Option<&(String, String)>,
+    changes: &[ImageChange],
+) -> Result<Option<String>, WriteBackError> {
+    let branch = match config.branch.as_deref() {
+        Some(b) if b.contains(':') => {
+            return Err(WriteBackError::new(format!(
+                "git-branch {b}: committing to a separate target branch (BASE:TARGET) is not supported; name the branch to commit to"
+            )))
+        }
+        Some(b) => b.to_string(),
+        None => match source.target_revision.as_deref().map(str::trim) {
+            None | Some("") | Some("HEAD") => {
+                return Err(WriteBackError::new(
+                    "the application tracks HEAD: set the git-branch annotation to the branch to commit to",
+                ))
+            }
+            Some(rev) if rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                return Err(WriteBackError::new(format!(
+                    "the application pins commit {rev}: set the git-branch annotation to the branch to commit to"
+                )))
+            }
+            Some(rev) => rev.trim_start_matches("refs/heads/").to_string(),
+        },
+    };
+    let url = ctx.fetch_url(&source.repo_url);
+    let creds = match secret {
+        Some((ns, name)) => secret_credentials(ctx, ns, name).await?,
+        None => ctx.credentials_for(&url, Some(crate::project::project_name(app))),
+    };
+    let author = Identity {
+        name: "mooring-image-updater".into(),
+        email: "noreply@mooring.invalid".into(),
+    };
+    let message = rules::writeback::commit_message(app.name(), changes, None);
+    let repos = ctx.repos.clone();
+    let app_c = app.clone();
+    let source_c = source.clone();
+    let target = config.target.clone();
+    let changes_c = changes.to_vec();
+    let url_c = url.clone();
+    let handle = tokio::runtime::Handle::current();
+    let gate_ctx = GateContext { ctx: ctx.clone() };
+    let mut file_edited = String::new();
+    let result = tokio::task::spawn_blocking(move || {
+        let edited = &mut file_edited;
+        let r = repos.update_branch(
+            &url_c,
+            &creds,
+            &UpdateOptions {
+                branch: &branch,
+                author: &author,
+                attempts: ATTEMPTS,
+            },
+            |cache, head| {
+                let read = |p: &str| cache.read_file(&url_c, head, p);
+                let file = target_file(&app_c, &source_c, &target, |p| {
+                    matches!(read(p), Ok(Some(_)))
+                })
+                .map_err(|e| SourceError::Refused {
+                    url: mooring_source::redact_url(&url_c),
+                    reason: e.message,
+                })?;
+                let existing = read(&file)?.map(|b| String::from_utf8_lossy(&b).into_owned());
+                let new = match &target {
+                    WriteBackTarget::Kustomization { .. } => rules::writeback::edit_kustomization(
+                        existing.as_deref().unwrap_or_default(),
+                        &changes_c,
+                    ),
+                    WriteBackTarget::ParameterFile => {
+                        rules::writeback::parameter_file(existing.as_deref(), &changes_c, &source_c)
+                    }
+                }
+                .map_err(|e| SourceError::Refused {
+                    url: mooring_source::redact_url(&url_c),
+                    reason: format!("editing {file}: {e}"),
+                })?;
+                if existing.as_deref() == Some(new.as_str()) {
+                    return Ok(None);
+                }
+                edited.clone_from(&file);
+                Ok(Some(BranchEdit {
+                    files: vec![(file, new.into_bytes())],
+                    message: message.clone(),
+                }))
+            },
+            |commit| handle.block_on(gate_ctx.check(&app_c, commit)),
+        );
+        (r, file_edited)
+    })
+    .await
+    .map_err(|e| WriteBackError::new(e.to_string()))?;
+    match result {
+        (Ok(Some(done)), file) => Ok(Some(format!(
+            "committed {} to {} ({}) as {}{}",
+            describe(changes),
+            mooring_source::redact_url(&source.repo_url),
+            file,
+            done.commit.short(),
+            if done.attempts > 1 {
+                format!(" after {} attempts (the branch moved)", done.attempts)
+            } else {
+                String::new()
+            }
+        ))),
+        (Ok(None), _) => Ok(None),
+        (Err(SourceError::Refused { reason, .. }), _) => Err(WriteBackError {
+            refused: reason.starts_with(POLICY_PREFIX),
+            message: format!("{} was not written back: {reason}", describe(changes)),
+        }),
+        (Err(e), _) => Err(WriteBackError::new(format!(
+            "writing {} back to Git: {e}",
+            describe(changes)
+        ))),
+    }
+}
+
+/// The start of a refusal by the policy gate.
+const POLICY_PREFIX: &str = "the policy in force denies it";
+
+/// What the gate of a write-back commit needs, owned, to run on the blocking thread.
+struct GateContext {
+    ctx: Arc<Context>,
+}
+
+impl GateContext {
+    /// Render `app` at the unpushed `commit` and review it as a sync would be reviewed.
+    async fn check(
+        &self,
+        app: &Application,
+        commit: &mooring_source::CommitId,
+    ) -> Result<(), String> {
+        let ctx = self.ctx.as_ref();
+        let cluster = ctx
+            .cluster_for(&app.spec.destination)
+            .map_err(|e| e.to_string())?;
+        let overrides = Revisions::single(commit.to_string());
+        let (_, desired) = crate::state::desired_state(ctx, app, &overrides, &cluster)
+            .await
+            .map_err(|e| format!("the application does not render at the new commit: {e}"))?;
+        let live = cluster.managed(&ctx.instance_name(app));
+        let verdict = crate::policy::review(ctx, app, &cluster, &desired, &live)
+            .await
+            .map_err(|e| e.to_string())?;
+        if verdict.denied.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{POLICY_PREFIX}: {}",
+                crate::policy::describe(&verdict.denied)
+            ))
+        }
+    }
+}
+
+/// `git:secret:NS/NAME`: the username/password (or SSH key) of a Secret in the
+/// control-plane namespace, in the repository Secret's format.
+async fn secret_credentials(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> Result<Credentials, WriteBackError> {
+    if ns != ctx.namespace() {
+        return Err(WriteBackError::new(format!(
+            "write-back-method git:secret:{ns}/{name}: Secrets are read only from the control-plane namespace {}",
+            ctx.namespace()
+        )));
+    }
+    let key = mooring_core::ResourceKey::new("", "Secret", ns, name);
+    let secret = ctx
+        .management
+        .get("v1", &key)
+        .await
+        .map_err(|e| WriteBackError::new(format!("reading Secret {ns}/{name}: {e}")))?
+        .ok_or_else(|| WriteBackError::new(format!("Secret {ns}/{name} does not exist")))?;
+    let field = |k: &str| rules::credentials::secret_field(&secret, k);
+    match (field("username"), field("password"), field("sshPrivateKey")) {
+        (_, _, Some(key)) => Ok(Credentials::ssh_key(key)),
+        (Some(u), Some(p), None) => Ok(Credentials::basic(u, p)),
+        _ => Err(WriteBackError::new(format!(
+            "Secret {ns}/{name} has neither username and password nor sshPrivateKey"
+        ))),
+    }
+}
