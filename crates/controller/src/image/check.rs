@@ -81,9 +81,16 @@ pub(super) async fn newer(
     image: &WatchedImage,
     live: &[Value],
 ) -> Result<Option<ImageChange>, String> {
-    let running = super::running_images(live)
-        .into_iter()
-        .find(|r| rules::select::same_image(r, &image.image));
+    // The running version: of the image itself, or of the name the manifests use when
+    // the write-back renames it (`kustomize.image-name`).
+    let renamed = image
+        .kustomize_image_name
+        .as_deref()
+        .and_then(|n| ImageRef::parse(n).ok());
+    let running = super::running_images(live).into_iter().find(|r| {
+        rules::select::same_image(r, &image.image)
+            || renamed.as_ref().is_some_and(|n| rules::select::same_image(r, n))
+    });
     let tags = client
         .tags(&reg.config, auth, &reg.repository)
         .await

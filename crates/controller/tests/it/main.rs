@@ -7,6 +7,7 @@ mod dr;
 mod dr_checks;
 mod dr_dns;
 mod git_rollback;
+mod image;
 mod gitops;
 mod multisource;
 mod namespaces;
