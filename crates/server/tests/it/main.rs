@@ -4,4 +4,5 @@
 
 mod api;
 mod ssrf;
+mod registry_webhook;
 mod webhook;
