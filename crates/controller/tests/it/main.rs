@@ -8,6 +8,7 @@ mod dr_checks;
 mod dr_dns;
 mod git_rollback;
 mod gitops;
+mod image_registry;
 mod multisource;
 mod namespaces;
 mod notifications;
