@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use mooring_controller::image::registry::{Limits, RegistryAccess, RegistryClient, RegistryError};
-use mooring_controller::outbound::{Outbound, OutboundRequest};
+use mooring_controller::outbound::Outbound;
 use mooring_engine::image::registry::{parse_notification, MEDIA_OCI_MANIFEST};
 use mooring_engine::image::{Platform, RegistryConfig};
 use mooring_testkit::receiver::HttpReceiver;
@@ -96,21 +96,8 @@ async fn tags_are_listed_across_pages_of_the_real_registry() {
         Ok(())
     })
     .await;
-    // The registry pages at n=2 (the Link header is there)...
-    let page = outbound()
-        .send(OutboundRequest::new(
-            reqwest::Method::GET,
-            &format!("{}/v2/team-a/model-server/tags/list?n=2", reg.url()),
-        ))
-        .await
-        .expect("page");
-    assert!(
-        page.header("link")
-            .is_some_and(|l| l.contains("rel=\"next\"")),
-        "no next link: {:?}",
-        page.headers
-    );
-    // ... and the client follows every page.
+    // Asked for pages of 2 (distribution 2.8 answers every tag at once; pagination is
+    // pinned against the paging test server below).
     let c = RegistryClient::with_limits(
         outbound(),
         Limits {
@@ -435,6 +422,41 @@ async fn tags(
             )
                 .into_response()
         }
+        "paged" => {
+            // Pages as distribution v3 does: `n` tags after `last`, a relative next link,
+            // then an absolute one (same host).
+            let all = ["1.0", "1.1", "1.2", "2.0", "2.1"];
+            let q: std::collections::HashMap<String, String> = uri
+                .query()
+                .unwrap_or_default()
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let n: usize = q.get("n").and_then(|n| n.parse().ok()).unwrap_or(100);
+            let start = q
+                .get("last")
+                .and_then(|l| all.iter().position(|t| t == l))
+                .map_or(0, |i| i + 1);
+            let page: Vec<&str> = all.iter().skip(start).take(n).copied().collect();
+            let body = serde_json::json!({"name": "paged", "tags": page}).to_string();
+            let mut resp = json_answer(StatusCode::OK, body);
+            if start + n < all.len() {
+                let host = headers
+                    .get("host")
+                    .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+                    .unwrap_or_default();
+                let path = format!("/v2/paged/tags/list?last={}&n={n}", all[start + n - 1]);
+                let link = if start == 0 {
+                    format!("<{path}>; rel=\"next\"")
+                } else {
+                    format!("<http://{host}{path}>; rel=\"next\"")
+                };
+                resp.headers_mut()
+                    .insert("link", link.parse().expect("header value"));
+            }
+            resp
+        }
         "escape" => (
             [
                 ("content-type", "application/json"),
@@ -537,6 +559,36 @@ async fn hostile(seen: Shared) -> String {
 }
 
 #[tokio::test]
+async fn tags_pages_are_followed_relative_and_absolute() {
+    let seen = Shared::default();
+    let url = hostile(seen.clone()).await;
+    let c = RegistryClient::with_limits(
+        outbound(),
+        Limits {
+            page_size: 2,
+            ..Limits::default()
+        },
+    );
+    let tags = c.tags(&access(&url, None), "paged").await.expect("tags");
+    assert_eq!(tags, ["1.0", "1.1", "1.2", "2.0", "2.1"]);
+    let paths: Vec<String> = seen
+        .requests
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(p, _)| p.clone())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/v2/paged/tags/list?n=2",
+            "/v2/paged/tags/list?last=1.1&n=2",
+            "/v2/paged/tags/list?last=2.0&n=2"
+        ]
+    );
+}
+
+#[tokio::test]
 async fn endless_pagination_and_links_to_other_hosts_are_bounded_and_named() {
     let seen = Shared::default();
     let url = hostile(seen.clone()).await;
@@ -629,14 +681,14 @@ async fn bearer_tokens_get_credentials_only_from_the_registrys_own_host() {
     assert_eq!(client().tags(&a, "foreign").await.expect("admin"), ["1.0"]);
 
     // A realm the allowlist refuses is an error naming it.
-    *seen.realm.lock().expect("lock") = "http://10.255.255.1/token".into();
+    *seen.realm.lock().expect("lock") = "http://169.254.169.254/token".into();
     let e = client()
         .tags(&a, "foreign")
         .await
         .expect_err("refused realm");
     assert!(
         e.to_string()
-            .contains("the token realm http://10.255.255.1/token"),
+            .contains("the token realm http://169.254.169.254/token"),
         "{e}"
     );
     assert!(e.to_string().contains("outbound.allow"), "{e}");
