@@ -117,7 +117,7 @@ pub enum RegistryError {
         repository: String,
         url: String,
         #[source]
-        source: OutboundError,
+        source: Box<OutboundError>,
         hint: String,
     },
     #[error("registry {registry}, repository {repository}: {url} answered {status}: {body}")]
@@ -143,7 +143,7 @@ pub enum RegistryError {
         repository: String,
         url: String,
         #[source]
-        source: FormatError,
+        source: Box<FormatError>,
     },
     #[error("registry {registry}, repository {repository}: {url}: {reason}")]
     Protocol {
@@ -596,7 +596,7 @@ impl RegistryClient {
                         registry: ctx.name.clone(),
                         repository: ctx.repository.clone(),
                         url: url.to_string(),
-                        source: e,
+                        source: Box::new(e),
                         hint,
                     });
                 }
@@ -845,7 +845,7 @@ impl<'a> Ctx<'a> {
             registry: self.name.clone(),
             repository: self.repository.clone(),
             url: url.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 
