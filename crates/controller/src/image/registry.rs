@@ -170,6 +170,31 @@ struct Bucket {
     last: Instant,
 }
 
+impl Bucket {
+    /// A full bucket of `rate` requests per second.
+    fn new(rate: f64, now: Instant) -> Bucket {
+        Bucket {
+            tokens: rate,
+            last: now,
+        }
+    }
+
+    /// Take one request at `now`: how long to wait before sending it (the request is
+    /// reserved, so concurrent callers queue behind each other). A burst of `rate`
+    /// requests goes at once.
+    fn take(&mut self, rate: f64, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.last = now;
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / rate)
+        }
+    }
+}
+
 /// A cached Bearer token.
 struct CachedToken {
     token: String,
@@ -524,18 +549,10 @@ impl RegistryClient {
         let wait = {
             let mut st = self.state();
             let now = Instant::now();
-            let b = st.buckets.entry(ctx.key.clone()).or_insert(Bucket {
-                tokens: rate,
-                last: now,
-            });
-            b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(rate);
-            b.last = now;
-            b.tokens -= 1.0;
-            if b.tokens >= 0.0 {
-                Duration::ZERO
-            } else {
-                Duration::from_secs_f64(-b.tokens / rate)
-            }
+            st.buckets
+                .entry(ctx.key.clone())
+                .or_insert_with(|| Bucket::new(rate, now))
+                .take(rate, now)
         };
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
@@ -891,6 +908,22 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(retry_after("soon"), None);
+    }
+
+    #[test]
+    fn the_rate_limit_lets_a_burst_through_then_paces() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(2.0, t0);
+        assert_eq!(b.take(2.0, t0), Duration::ZERO);
+        assert_eq!(b.take(2.0, t0), Duration::ZERO);
+        // The third waits half a second, the fourth (queued behind it) a whole one.
+        assert_eq!(b.take(2.0, t0), Duration::from_millis(500));
+        assert_eq!(b.take(2.0, t0), Duration::from_secs(1));
+        // After a long pause the bucket is full again, never fuller.
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(b.take(2.0, later), Duration::ZERO);
+        assert_eq!(b.take(2.0, later), Duration::ZERO);
+        assert!(b.take(2.0, later) > Duration::ZERO);
     }
 
     #[test]

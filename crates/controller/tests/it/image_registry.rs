@@ -501,8 +501,42 @@ async fn tags(
     }
 }
 
+/// An image manifest whose config is the blob `{"created":"2026-01-01T00:00:00Z"}`.
+fn small_manifest() -> (String, String) {
+    let config = r#"{"created":"2026-01-01T00:00:00Z"}"#;
+    let digest = digest(config.as_bytes());
+    (
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{MEDIA_OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{digest}","size":{}}},"layers":[]}}"#,
+            config.len()
+        ),
+        config.to_string(),
+    )
+}
+
+fn digest(b: &[u8]) -> String {
+    mooring_testkit::registry::sha256_digest(b)
+}
+
 async fn manifests(Path((repo, _reference)): Path<(String, String)>) -> Response {
     match repo.as_str() {
+        "liar" => (
+            [
+                ("content-type", MEDIA_OCI_MANIFEST.to_string()),
+                ("docker-content-digest", digest(b"something else")),
+            ],
+            small_manifest().0,
+        )
+            .into_response(),
+        "badconfig" => ([("content-type", MEDIA_OCI_MANIFEST)], small_manifest().0).into_response(),
+        "schema1" => (
+            [(
+                "content-type",
+                "application/vnd.docker.distribution.manifest.v1+prettyjws",
+            )],
+            r#"{"schemaVersion":1,"name":"schema1","tag":"old","fsLayers":[]}"#,
+        )
+            .into_response(),
         "huge" => {
             let chunks = futures::stream::iter(
                 (0..100).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024 * 1024])),
@@ -518,6 +552,17 @@ async fn manifests(Path((repo, _reference)): Path<(String, String)>) -> Response
             "<html><body>Sign in</body></html>",
         )
             .into_response(),
+        _ => json_answer(StatusCode::NOT_FOUND, "{}".into()),
+    }
+}
+
+/// Blobs: `badconfig`'s config blob answers other bytes than its digest.
+async fn blobs(Path((repo, _digest)): Path<(String, String)>) -> Response {
+    match repo.as_str() {
+        "badconfig" => json_answer(
+            StatusCode::OK,
+            r#"{"created":"2030-01-01T00:00:00Z"}"#.into(),
+        ),
         _ => json_answer(StatusCode::NOT_FOUND, "{}".into()),
     }
 }
@@ -546,6 +591,7 @@ async fn hostile(seen: Shared) -> String {
     let app = axum::Router::new()
         .route("/v2/{repo}/tags/list", get(tags))
         .route("/v2/{repo}/manifests/{reference}", get(manifests))
+        .route("/v2/{repo}/blobs/{digest}", get(blobs))
         .route("/token", get(token))
         .with_state(seen);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -628,6 +674,24 @@ async fn a_huge_manifest_is_cut_and_an_html_answer_is_not_a_manifest() {
         .expect_err("html");
     assert!(e.to_string().contains("text/html"), "{e}");
     assert!(matches!(e, RegistryError::Format { .. }), "{e}");
+    let e = client()
+        .manifest(&a, "schema1", "old")
+        .await
+        .expect_err("schema 1");
+    assert!(e.to_string().contains("schema 1 is not supported"), "{e}");
+    let e = client()
+        .manifest(&a, "liar", "latest")
+        .await
+        .expect_err("digest header");
+    assert!(
+        e.to_string().contains("is not the digest of the body"),
+        "{e}"
+    );
+    let e = client()
+        .tag_info(&a, "badconfig", "latest", &[], true)
+        .await
+        .expect_err("config digest");
+    assert!(e.to_string().contains("the config blob's digest"), "{e}");
 }
 
 #[tokio::test]
@@ -656,6 +720,14 @@ async fn bearer_tokens_get_credentials_only_from_the_registrys_own_host() {
         token_reqs[0].1.as_deref(),
         Some("Basic Y2ktYm90OnMzY3JldA==")
     );
+
+    // A wrong password is refused by the realm's registry, saying so.
+    let wrong = RegistryAccess {
+        credentials: Some(("ci-bot".into(), "wrong".into())),
+        ..a.clone()
+    };
+    let e = client().tags(&wrong, "bearer").await.expect_err("wrong");
+    assert!(e.to_string().contains("credentials were refused"), "{e}");
 
     // A realm on another host (another server) gets no credentials from a registry the
     // admin did not configure; the error says why.
