@@ -468,18 +468,17 @@ async fn tags(
             "{\"tags\":[\"a\"]}",
         )
             .into_response(),
-        "flaky" => {
-            if s.flaky.fetch_add(1, Ordering::SeqCst) == 0 {
-                (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    [("retry-after", "1")],
-                    "slow down",
-                )
-                    .into_response()
-            } else {
-                json_answer(StatusCode::OK, "{\"tags\":[\"ok\"]}".into())
-            }
-        }
+        "flaky" => match s.flaky.fetch_add(1, Ordering::SeqCst) {
+            0 => (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", "1")],
+                "slow down",
+            )
+                .into_response(),
+            1 => (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response(),
+            _ => json_answer(StatusCode::OK, "{\"tags\":[\"ok\"]}".into()),
+        },
+        "down" => (StatusCode::BAD_GATEWAY, "upstream is down").into_response(),
         "bearer" | "foreign" => {
             if auth.as_deref() == Some("Bearer good-token") {
                 return json_answer(StatusCode::OK, "{\"tags\":[\"1.0\"]}".into());
@@ -767,13 +766,27 @@ async fn bearer_tokens_get_credentials_only_from_the_registrys_own_host() {
 }
 
 #[tokio::test]
-async fn a_429_is_retried_after_the_time_it_asks() {
+async fn a_429_and_a_503_are_retried_and_a_registry_that_stays_down_is_named() {
     let seen = Shared::default();
     let url = hostile(seen.clone()).await;
     let tags = client()
         .tags(&access(&url, None), "flaky")
         .await
-        .expect("after the retry");
+        .expect("after the retries");
     assert_eq!(tags, ["ok"]);
-    assert_eq!(seen.flaky.load(Ordering::SeqCst), 2);
+    assert_eq!(seen.flaky.load(Ordering::SeqCst), 3);
+    let e = client()
+        .tags(&access(&url, None), "down")
+        .await
+        .expect_err("down");
+    assert_eq!(e.status(), Some(502), "{e}");
+    assert!(e.to_string().contains("upstream is down"), "{e}");
+    let attempts = seen
+        .requests
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|(p, _)| p.starts_with("/v2/down/"))
+        .count();
+    assert_eq!(attempts, 4, "the first request and three retries");
 }
