@@ -201,11 +201,15 @@ struct CachedToken {
     until: Instant,
 }
 
+/// (api_url, scope, credentials).
+type TokenKey = (String, String, Option<(String, String)>);
+
 #[derive(Default)]
 struct State {
     buckets: HashMap<String, Bucket>,
-    /// (api_url, scope) → token.
-    tokens: HashMap<(String, String), CachedToken>,
+    /// (api_url, scope, credentials) → token: a token obtained with one tenant's
+    /// credentials is never used for a request made with other (or no) credentials.
+    tokens: HashMap<TokenKey, CachedToken>,
     /// Registries that asked for Basic: the credentials go with every request.
     basic: HashSet<String>,
 }
@@ -634,9 +638,13 @@ impl RegistryClient {
             base.push(("Accept".to_string(), a.to_string()));
         }
         let scope = format!("repository:{}:pull", ctx.repository);
+        let key: TokenKey = (
+            ctx.key.clone(),
+            scope.clone(),
+            ctx.access.credentials.clone(),
+        );
         let cached = {
             let mut st = self.state();
-            let key = (ctx.key.clone(), scope.clone());
             match st.tokens.get(&key) {
                 Some(t) if t.until > Instant::now() => Some(format!("Bearer {}", t.token)),
                 Some(_) => {
@@ -684,7 +692,7 @@ impl RegistryClient {
                 )
                 .await?;
             self.state().tokens.insert(
-                (ctx.key.clone(), scope.clone()),
+                key.clone(),
                 CachedToken {
                     token: token.token.clone(),
                     until: Instant::now()
@@ -726,9 +734,7 @@ impl RegistryClient {
             } else {
                 "anonymous access was refused: configure credentials (pull-secret annotation or registries.conf)"
             };
-            self.state()
-                .tokens
-                .remove(&(ctx.key.clone(), scope.clone()));
+            self.state().tokens.remove(&key);
             return Err(ctx.auth(url, format!("{} {which}{note}", resp.status)));
         }
         ctx.ok(url, resp)

@@ -720,6 +720,17 @@ async fn bearer_tokens_get_credentials_only_from_the_registrys_own_host() {
         Some("Basic Y2ktYm90OnMzY3JldA==")
     );
 
+    // The cached token is not lent to a request without those credentials.
+    let anonymous = RegistryAccess {
+        credentials: None,
+        ..a.clone()
+    };
+    let e = c.tags(&anonymous, "bearer").await.expect_err("anonymous");
+    assert!(
+        e.to_string().contains("anonymous access was refused"),
+        "{e}"
+    );
+
     // A wrong password is refused by the realm's registry, saying so.
     let wrong = RegistryAccess {
         credentials: Some(("ci-bot".into(), "wrong".into())),
