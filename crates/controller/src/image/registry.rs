@@ -17,7 +17,7 @@
 //!   when the realm is on the registry's own host, or the registry is the admin's (from
 //!   registries.conf, [`RegistryAccess::admin_configured`]): a tenant-named registry
 //!   cannot bounce a pull secret to a host of its choosing. Tokens are cached per
-//!   (registry, scope) until they expire;
+//!   (registry, scope, credentials) until they expire;
 //! - 429, 5xx and connection errors are retried with backoff, honouring `Retry-After`
 //!   (capped); requests to one registry are paced by its `limit` (requests per second, a
 //!   token bucket per registry).
