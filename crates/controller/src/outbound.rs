@@ -174,7 +174,26 @@ impl OutboundRequest {
 #[derive(Debug, Clone)]
 pub struct OutboundResponse {
     pub status: u16,
+    /// Its headers in order, names lower-cased (a repeated header appears repeatedly;
+    /// values that are not UTF-8 are read lossily).
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl OutboundResponse {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers_named(name).next()
+    }
+
+    /// Every value of header `name` (any case), in order.
+    pub fn headers_named<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> + 'a {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .filter(move |(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 struct Inner {
@@ -578,6 +597,16 @@ impl Outbound {
                 url = next;
                 continue;
             }
+            let response_headers = resp
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_ascii_lowercase(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
             let mut out = Vec::new();
             loop {
                 let remaining = deadline.saturating_duration_since(Instant::now());
@@ -605,6 +634,7 @@ impl Outbound {
             }
             return Ok(OutboundResponse {
                 status: status.as_u16(),
+                headers: response_headers,
                 body: out,
             });
         }

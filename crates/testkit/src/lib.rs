@@ -14,11 +14,16 @@
 //! DNS servers for disaster-recovery switching: [`dns::Bind`] (a real `named` taking
 //! TSIG-signed RFC 2136 updates) and [`dns::WebhookProvider`] (ExternalDNS's webhook
 //! protocol).
+//!
+//! An OCI registry for the image watcher: [`registry::Registry`] (Debian's
+//! `docker-registry`, optionally with htpasswd auth and notifications), with push helpers
+//! for images, indexes and artifacts through its HTTP API.
 
 pub mod alertmanager;
 pub mod dns;
 pub mod mail;
 pub mod receiver;
+pub mod registry;
 
 use anyhow::{Context as _, Result};
 use base64::Engine as _;

@@ -9,6 +9,7 @@ mod dr_dns;
 mod git_rollback;
 mod image;
 mod gitops;
+mod image_registry;
 mod multisource;
 mod namespaces;
 mod notifications;
