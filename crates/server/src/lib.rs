@@ -263,11 +263,15 @@ async fn registry_webhook(
             );
         }
     }
-    let events = match mooring_engine::image::registry::parse_notifications(&body) {
-        Ok(e) => e,
+    let notification = match mooring_engine::image::registry::parse_notification(&body) {
+        Ok(n) => n,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
-    let repositories: Vec<String> = events.into_iter().map(|e| e.repository).collect();
+    let repositories: Vec<String> = notification
+        .pushes
+        .into_iter()
+        .map(|e| e.repository)
+        .collect();
     let n = repositories.len();
     st.ctx.images.notify(repositories);
     tracing::info!(pushes = n, "registry notification");

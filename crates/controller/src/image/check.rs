@@ -1,7 +1,7 @@
 //! One image's check: which registry serves it, with which credentials, and whether its
 //! strategy picks a version other than the one running.
 
-use super::registry::RegistryClient;
+use super::registry::{RegistryAccess, RegistryClient};
 use crate::Context;
 use mooring_engine::image::credentials::{self as creds, RegistryAuth};
 use mooring_engine::image::{self as rules, ImageChange, ImageRef, RegistryConfig, WatchedImage};
@@ -89,10 +89,17 @@ pub(super) async fn newer(
         .and_then(|n| ImageRef::parse(n).ok());
     let running = super::running_images(live).into_iter().find(|r| {
         rules::select::same_image(r, &image.image)
-            || renamed.as_ref().is_some_and(|n| rules::select::same_image(r, n))
+            || renamed
+                .as_ref()
+                .is_some_and(|n| rules::select::same_image(r, n))
     });
+    let access = RegistryAccess {
+        config: reg.config.clone(),
+        credentials: auth.map(|a| (a.username.clone(), a.password.clone())),
+        admin_configured: reg.configured,
+    };
     let tags = client
-        .tags(&reg.config, auth, &reg.repository)
+        .tags(&access, &reg.repository)
         .await
         .map_err(|e| e.to_string())?;
     let candidates = rules::select::candidates(image, &tags);
@@ -100,8 +107,7 @@ pub(super) async fn newer(
     for tag in rules::select::to_inspect(image, &candidates) {
         let info = client
             .tag_info(
-                &reg.config,
-                auth,
+                &access,
                 &reg.repository,
                 tag,
                 &image.platforms,

@@ -20,7 +20,12 @@ const REPO: &str = "models/fraud-detector";
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let o = Command::new("git")
-        .args(["-c", "user.name=human", "-c", "user.email=human@example.com"])
+        .args([
+            "-c",
+            "user.name=human",
+            "-c",
+            "user.email=human@example.com",
+        ])
         .args(args)
         .current_dir(dir)
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
@@ -74,7 +79,10 @@ impl World {
     /// The overlay's kustomization on the remote's main.
     fn overlay_on_main(&self) -> String {
         let bare = self.root.path().join("srv/ml/platform.git");
-        git(&bare, &["show", "main:apps/model/overlays/dev/kustomization.yaml"])
+        git(
+            &bare,
+            &["show", "main:apps/model/overlays/dev/kustomization.yaml"],
+        )
     }
 
     fn log(&self) -> Vec<String> {
@@ -95,7 +103,8 @@ impl World {
         let (ar, _) = kube::discovery::pinned_kind(client, &gvk)
             .await
             .expect("kind served");
-        let api: Api<DynamicObject> = match v.pointer("/metadata/namespace").and_then(Value::as_str) {
+        let api: Api<DynamicObject> = match v.pointer("/metadata/namespace").and_then(Value::as_str)
+        {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
             None => Api::all_with(client.clone(), &ar),
         };
@@ -166,7 +175,13 @@ async fn world(interval: Duration) -> World {
     })
     .expect("docker-registry (Debian package docker-registry; scripts/test installs it)");
     registry
-        .push_image(REPO, "1.2.3", "linux/amd64", "2026-01-01T00:00:00Z", Format::Oci)
+        .push_image(
+            REPO,
+            "1.2.3",
+            "linux/amd64",
+            "2026-01-01T00:00:00Z",
+            Format::Oci,
+        )
         .expect("push 1.2.3");
 
     let cluster = Cluster::start(ClusterOptions {
@@ -227,7 +242,10 @@ fn app(w: &World, name: &str, annotations: Value) -> Value {
 
 async fn create(w: &World, v: Value) {
     let o: DynamicObject = serde_json::from_value(v).expect("app");
-    w.apps.create(&PostParams::default(), &o).await.expect("create app");
+    w.apps
+        .create(&PostParams::default(), &o)
+        .await
+        .expect("create app");
 }
 
 async fn condition(w: &World, name: &str, type_: &str) -> Option<String> {
@@ -265,7 +283,13 @@ async fn a_new_patch_tag_is_committed_to_the_overlay_and_deployed() {
     .await;
     for tag in ["1.3.0", "1.2.4"] {
         w.registry
-            .push_image(REPO, tag, "linux/amd64", "2026-02-01T00:00:00Z", Format::Oci)
+            .push_image(
+                REPO,
+                tag,
+                "linux/amd64",
+                "2026-02-01T00:00:00Z",
+                Format::Oci,
+            )
             .expect("push");
     }
     eventually(60, "1.2.4 running", || async {
@@ -273,7 +297,10 @@ async fn a_new_patch_tag_is_committed_to_the_overlay_and_deployed() {
     })
     .await;
     let overlay = w.overlay_on_main();
-    assert!(overlay.starts_with("# The development overlay"), "{overlay}");
+    assert!(
+        overlay.starts_with("# The development overlay"),
+        "{overlay}"
+    );
     assert!(overlay.contains("newTag: 1.2.4"), "{overlay}");
     assert!(!overlay.contains("1.3.0"), "{overlay}");
     let log = w.log();
@@ -354,7 +381,13 @@ async fn a_forbidden_registry_is_never_written_back() {
     })
     .await;
     w.registry
-        .push_image(REPO, "1.2.9", "linux/amd64", "2026-02-01T00:00:00Z", Format::Oci)
+        .push_image(
+            REPO,
+            "1.2.9",
+            "linux/amd64",
+            "2026-02-01T00:00:00Z",
+            Format::Oci,
+        )
         .expect("push");
     let message = eventually(60, "the refusal on the Application", || async {
         condition(&w, "fraud-detector-elsewhere", "ImageUpdateError")
@@ -363,7 +396,10 @@ async fn a_forbidden_registry_is_never_written_back() {
     })
     .await;
     assert!(message.contains("evil.example.com"), "{message}");
-    assert!(message.contains("ml-approved-model-registries") || message.contains("invalid image repo"), "{message}");
+    assert!(
+        message.contains("ml-approved-model-registries") || message.contains("invalid image repo"),
+        "{message}"
+    );
     assert_eq!(w.log().len(), 1, "nothing pushed: {:?}", w.log());
     assert!(!w.overlay_on_main().contains("evil"));
     assert_eq!(

@@ -3,6 +3,6 @@
 //! refusals end to end.
 
 mod api;
-mod ssrf;
 mod registry_webhook;
+mod ssrf;
 mod webhook;

@@ -91,7 +91,13 @@ async fn a_registry_notification_deploys_the_new_tag_without_waiting_for_the_pol
     })
     .expect("docker-registry (Debian package docker-registry; scripts/test installs it)");
     registry
-        .push_image(REPO, "1.2.3", "linux/amd64", "2026-01-01T00:00:00Z", Format::Oci)
+        .push_image(
+            REPO,
+            "1.2.3",
+            "linux/amd64",
+            "2026-01-01T00:00:00Z",
+            Format::Oci,
+        )
         .expect("push");
 
     // The admin's registries.conf and allowlist (the registry is on loopback).
@@ -170,7 +176,13 @@ async fn a_registry_notification_deploys_the_new_tag_without_waiting_for_the_pol
     assert_eq!(forged.status().as_u16(), 401);
 
     registry
-        .push_image(REPO, "1.2.4", "linux/amd64", "2026-02-01T00:00:00Z", Format::Oci)
+        .push_image(
+            REPO,
+            "1.2.4",
+            "linux/amd64",
+            "2026-02-01T00:00:00Z",
+            Format::Oci,
+        )
         .expect("push");
     mooring_testkit::eventually(60, "1.2.4 running (notified)", || async {
         (running().await? == format!("{IMAGE}:1.2.4")).then_some(())
@@ -179,7 +191,8 @@ async fn a_registry_notification_deploys_the_new_tag_without_waiting_for_the_pol
     // The argocd write-back method: a parameter override on the Application.
     let a = serde_json::to_value(apps.get("fraud-detector").await.expect("app")).expect("json");
     assert_eq!(
-        a.pointer("/spec/source/kustomize/images/0").and_then(Value::as_str),
+        a.pointer("/spec/source/kustomize/images/0")
+            .and_then(Value::as_str),
         Some(format!("{IMAGE}:1.2.4").as_str()),
         "{a}"
     );
