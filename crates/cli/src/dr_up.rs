@@ -222,30 +222,45 @@ async fn local_dns(
     out.dns = Some(bind);
 }
 
+/// Marks an `outbound.allow` that `mooring up` wrote (not the admin), so the next `up`
+/// may replace it (a local server's port may have changed).
+const WRITTEN_BY_UP: &str = "mooring.dev/outbound-allow-written-by";
+
 /// Open the outbound allowlist to `entries` (the fleet's load-balancer ranges, a local
-/// DNS server) when the admin has not written one; returns what was done, for `up`'s
-/// summary.
-pub async fn open_outbound(client: &kube::Client, namespace: &str, entries: &[String]) -> String {
+/// DNS server, the local registry: `why` says what needs them) unless the admin has
+/// written one; returns what was done, for `up`'s summary.
+pub async fn open_outbound(
+    client: &kube::Client,
+    namespace: &str,
+    entries: &[String],
+    why: &str,
+) -> String {
     use mooring_k8s::k8s_openapi::api::core::v1::ConfigMap;
     let api: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), namespace);
     let key = mooring_engine::outbound::CONFIG_KEY;
-    let existing = api
+    let current = api
         .get_opt(crate::connect::SETTINGS_CONFIGMAP)
         .await
         .ok()
-        .flatten()
+        .flatten();
+    let by_up = current
+        .as_ref()
+        .and_then(|c| c.metadata.annotations.as_ref())
+        .is_some_and(|a| a.contains_key(WRITTEN_BY_UP));
+    let existing = current
         .and_then(|c| c.data)
         .and_then(|d| d.get(key).cloned());
-    if let Some(text) = existing {
+    if let (Some(text), false) = (existing, by_up) {
         return format!(
-            "outbound.allow is set ({}); the plan's checks need {} open",
+            "outbound.allow is set by the admin ({} entries); {why} need {} open",
             text.lines().count(),
             entries.join(", ")
         );
     }
     let cm = json!({
         "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": crate::connect::SETTINGS_CONFIGMAP, "namespace": namespace},
+        "metadata": {"name": crate::connect::SETTINGS_CONFIGMAP, "namespace": namespace,
+                     "annotations": {WRITTEN_BY_UP: "mooring up"}},
         "data": {key: entries.join("\n")},
     });
     match api
@@ -253,15 +268,12 @@ pub async fn open_outbound(client: &kube::Client, namespace: &str, entries: &[St
             crate::connect::SETTINGS_CONFIGMAP,
             // Its own field manager: an apply by `mooring-up` naming only this key would
             // drop the settings `up` applied before (repository aliases, Prometheus).
-            &kube::api::PatchParams::apply("mooring-up-dr"),
+            &kube::api::PatchParams::apply("mooring-up-dr").force(),
             &kube::api::Patch::Apply(&cm),
         )
         .await
     {
-        Ok(_) => format!(
-            "outbound.allow opened to {} (the regions' load balancers) for the plan's checks",
-            entries.join(", ")
-        ),
+        Ok(_) => format!("outbound.allow opened to {} for {why}", entries.join(", ")),
         Err(e) => format!(
             "could not open outbound.allow to {}: {e}",
             entries.join(", ")

@@ -13,6 +13,7 @@ mod connect;
 mod dr;
 mod dr_up;
 mod embedded;
+mod image_up;
 mod notifications;
 mod output;
 mod policy;

@@ -647,19 +647,45 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     skipped.extend(dr.skipped);
     let mut dr_notes = dr.notes;
     let local_dns = dr.dns;
+    let mut open: Vec<String> = Vec::new();
+    let mut open_for: Vec<&str> = Vec::new();
     if !dr.registered.is_empty() {
-        let ranges: Vec<String> = (0..fleet_names.len())
-            .filter_map(|i| match args.load_balancer.fleet_addresses(i) {
+        open.extend((0..fleet_names.len()).filter_map(|i| {
+            match args.load_balancer.fleet_addresses(i) {
                 mooring_apiserver::sim::LoadBalancerAddresses::Range(r) => Some(r.to_string()),
                 mooring_apiserver::sim::LoadBalancerAddresses::Hostname(_) => None,
-            })
-            .collect();
-        let mut open = ranges;
+            }
+        }));
         open.extend(local_dns.as_ref().map(|b| b.server()));
-        dr_notes.insert(
-            0,
-            crate::dr_up::open_outbound(&client, &control_plane.namespace, &open).await,
-        );
+        open_for.push("the DR plan's checks and DNS");
+    }
+    // The image watcher: a local registry for images on unreachable registries.
+    let objects: Vec<Value> = found.manifests.iter().map(|m| m.object.clone()).collect();
+    let images = crate::image_up::start(
+        &client,
+        &control_plane.namespace,
+        &repo,
+        !work_tree,
+        &objects,
+        webhook_addr,
+        args.webhook_secret.clone(),
+    )
+    .await;
+    let mut image_notes = images.notes;
+    let local_registry = images.registry;
+    if let Some(r) = &local_registry {
+        open.push(r.host());
+        open_for.push("the image watcher's registry");
+    }
+    if !open.is_empty() {
+        let why = open_for.join(" and ");
+        let note =
+            crate::dr_up::open_outbound(&client, &control_plane.namespace, &open, &why).await;
+        if local_registry.is_some() {
+            image_notes.push(note);
+        } else {
+            dr_notes.insert(0, note);
+        }
     }
     // No default password: the first admin token is issued once everything has started,
     // and shown once (a start that failed before here issued none).
@@ -747,6 +773,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     for (what, why) in &skipped {
         println!("  skipped     {what}: {why}");
+    }
+    for note in &image_notes {
+        println!("  images      {note}");
     }
     for note in &dr_notes {
         println!("  dr          {note}");
