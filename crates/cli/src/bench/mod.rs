@@ -16,6 +16,7 @@ mod appset;
 mod dr;
 mod flood;
 mod gitops;
+mod image;
 mod policy;
 mod rollback;
 mod rollout;
@@ -82,6 +83,10 @@ pub enum Target {
     /// Disaster recovery: the RTO of the example plan (`examples/ml-platform/dr`) over
     /// `--rounds` drills, broken down by step (BIND needed; run from the repository root).
     Dr,
+    /// Image watcher: new tag pushed → running, with registry notifications and with a
+    /// 10 s poll, on the example's model server (`--rounds` pushes per mode;
+    /// docker-registry needed; run from the repository root).
+    Image,
     /// The REST API and the webhook under a flood of bad requests from 127.0.0.1
     /// (`--writers` loops for `--seconds`): the valid token's p50/p99 without and during it.
     ApiFlood,
@@ -158,6 +163,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Target::ApiFlood => flood::run(args.seconds, args.writers).await,
         Target::Rollback => rollback::run(args.rounds).await,
         Target::Dr => dr::run(args.rounds).await,
+        Target::Image => image::run(args.rounds).await,
     }
 }
 
