@@ -114,6 +114,8 @@ pub struct WatchedImage {
     pub helm_image_name: Option<String>,
     pub helm_image_tag: Option<String>,
     pub helm_image_spec: Option<String>,
+    /// `<alias>.force-update: "true"`: update even when no rendered object uses the image.
+    pub force_update: bool,
 }
 
 /// `write-back-method`.
@@ -124,9 +126,7 @@ pub enum WriteBackMethod {
     Argocd,
     /// `git` / `git:secret:NAMESPACE/NAME`: a commit; credentials from the repository's
     /// own Secret, or the named one.
-    Git {
-        secret: Option<(String, String)>,
-    },
+    Git { secret: Option<(String, String)> },
 }
 
 /// `write-back-target`.
@@ -193,6 +193,9 @@ pub struct ImageChange {
     /// The image as the manifests name it (`registry/repository`), or the kustomize /
     /// helm name override.
     pub name: String,
+    /// The image to run instead of `name` when they differ (`<alias>.kustomize.image-name`
+    /// set): kustomize's `newName`.
+    pub new_name: Option<String>,
     /// The version before (tag or digest), when known.
     pub old: Option<String>,
     pub new_tag: String,
