@@ -169,6 +169,11 @@ pub struct RegistryConfig {
     pub insecure: bool,
     /// Requests per second at most (`limit`), 0 = the default.
     pub limit: u32,
+    /// `credsexpire`: re-read the credentials after this long (None: read them each time
+    /// or cache them as the controller sees fit).
+    pub creds_expire_seconds: Option<u64>,
+    /// `ping`: probe `/v2/` before the first request (Image Updater's default: true).
+    pub ping: bool,
     /// How often to list tags (Mooring's extension, `interval`; default 2 minutes as
     /// Image Updater's `--interval`).
     pub interval_seconds: Option<u64>,
