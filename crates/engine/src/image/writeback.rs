@@ -22,6 +22,42 @@ use serde_json::{json, Map, Value};
 
 use super::{ImageChange, ImageError, ImageRef, WatchedImage};
 
+/// The file names kustomize reads in a directory, in its order of preference.
+pub const KUSTOMIZATION_FILES: &[&str] =
+    &["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+/// The repository-relative directory of `write-back-target: kustomization[:PATH]`:
+/// `PATH` relative to the source path, or from the repository root with a leading `/`;
+/// no `PATH` is the source path itself. `..` is resolved lexically and may not leave the
+/// repository. `""` is the root.
+pub fn kustomization_dir(source_path: &str, target: Option<&str>) -> Result<String, ImageError> {
+    let err = |r: &str| {
+        ImageError::Other(format!(
+            "write-back-target kustomization:{}: {r}",
+            target.unwrap_or("")
+        ))
+    };
+    let (base, rel) = match target {
+        None => ("", source_path),
+        Some(t) if t.starts_with('/') => ("", t),
+        Some(t) => (source_path, t),
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for comp in base.split('/').chain(rel.split('/')) {
+        match comp {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(err("leaves the repository"));
+                }
+            }
+            c if c.contains(['\\', '\0']) => return Err(err("not a path")),
+            c => parts.push(c),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
 /// Largest file written back.
 const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 

@@ -239,3 +239,54 @@ fn commit_messages() {
     assert!(commit_message("g", &[c.clone()], Some("{{ range .AppChanges }}x")).is_err());
     assert!(commit_message("g", &[c], Some("{{ .AppName")).is_err());
 }
+
+#[test]
+fn kustomization_dirs_as_image_updater_documents_them() {
+    // "if the Application spec.source.path = config/overlays/foo, this would update the
+    // kustomization in config/base"
+    assert_eq!(
+        kustomization_dir("config/overlays/foo", Some("../../base")).expect("ok"),
+        "config/base"
+    );
+    assert_eq!(
+        kustomization_dir("config/overlays/foo", Some("/config/overlays/bar")).expect("ok"),
+        "config/overlays/bar"
+    );
+    assert_eq!(
+        kustomization_dir("./apps/web/", None).expect("ok"),
+        "apps/web"
+    );
+    assert_eq!(kustomization_dir(".", None).expect("ok"), "");
+    assert!(kustomization_dir("apps", Some("../../etc")).is_err());
+    assert!(kustomization_dir("apps", Some("/../x")).is_err());
+}
+
+#[test]
+fn edit_kustomization_flow_images_and_crlf() {
+    let out = edit_kustomization(
+        "resources: [a.yaml]\nimages: []\nnamePrefix: x-\n",
+        &[change("nginx", "1.2")],
+    )
+    .expect("edits");
+    assert_eq!(
+        out,
+        "resources: [a.yaml]\nimages:\n- name: \"nginx\"\n  newTag: \"1.2\"\nnamePrefix: x-\n"
+    );
+    let out = edit_kustomization(
+        "resources:\r\n- a.yaml\r\nimages:\r\n- name: nginx\r\n  newTag: \"1.0\"\r\n",
+        &[change("nginx", "1.2")],
+    )
+    .expect("edits");
+    let v = mooring_core::yaml::parse_one(&out).expect("yaml");
+    assert_eq!(v["images"][0]["newTag"], "1.2");
+    assert_eq!(v["resources"][0], "a.yaml");
+    // A trailing comment after the block stays.
+    let out = edit_kustomization(
+        "images:\n- name: nginx\n  newTag: '1'\n\n# the prefix\nnamePrefix: p-\n",
+        &[change("nginx", "2")],
+    )
+    .expect("edits");
+    assert!(out.ends_with("\n\n# the prefix\nnamePrefix: p-\n"), "{out}");
+    // images: twice.
+    assert!(edit_kustomization("images: []\nimages: []\n", &[change("nginx", "2")]).is_err());
+}
