@@ -67,27 +67,58 @@ pub fn compile_glob(glob: &str) -> Result<globset::GlobMatcher, String> {
         .map_err(|e| format!("pattern {glob:?}: {e}"))
 }
 
-fn filter_matches(filter: &TagFilter, tag: &str) -> Result<bool, ImageError> {
-    let err = |r: String| ImageError::Other(r);
-    Ok(match filter {
-        TagFilter::Regexp(re) => compile_regex(re).map_err(err)?.is_match(tag),
-        TagFilter::Glob(g) => compile_glob(g).map_err(err)?.is_match(tag),
-    })
+/// A compiled tag filter.
+enum Matcher {
+    Regexp(regex::Regex),
+    Glob(globset::GlobMatcher),
 }
 
-/// Whether `allow-tags` and `ignore-tags` let `tag` through.
+impl Matcher {
+    fn new(filter: &TagFilter) -> Result<Matcher, ImageError> {
+        let err = ImageError::Other;
+        Ok(match filter {
+            TagFilter::Regexp(re) => Matcher::Regexp(compile_regex(re).map_err(err)?),
+            TagFilter::Glob(g) => Matcher::Glob(compile_glob(g).map_err(err)?),
+        })
+    }
+
+    fn is_match(&self, tag: &str) -> bool {
+        match self {
+            Matcher::Regexp(r) => r.is_match(tag),
+            Matcher::Glob(g) => g.is_match(tag),
+        }
+    }
+}
+
+/// An image's `allow-tags` and `ignore-tags`, compiled once for a whole tag list.
+pub struct TagFilters {
+    allow: Option<Matcher>,
+    ignore: Vec<Matcher>,
+}
+
+impl TagFilters {
+    pub fn new(image: &WatchedImage) -> Result<TagFilters, ImageError> {
+        Ok(TagFilters {
+            allow: image.allow_tags.as_ref().map(Matcher::new).transpose()?,
+            ignore: image
+                .ignore_tags
+                .iter()
+                .map(Matcher::new)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Whether `allow-tags` and `ignore-tags` let `tag` through.
+    pub fn allows(&self, tag: &str) -> bool {
+        self.allow.as_ref().is_none_or(|a| a.is_match(tag))
+            && !self.ignore.iter().any(|i| i.is_match(tag))
+    }
+}
+
+/// Whether `allow-tags` and `ignore-tags` let `tag` through (compiles the filters: for
+/// a list of tags use [`TagFilters`]).
 pub fn tag_allowed(image: &WatchedImage, tag: &str) -> Result<bool, ImageError> {
-    if let Some(allow) = &image.allow_tags {
-        if !filter_matches(allow, tag)? {
-            return Ok(false);
-        }
-    }
-    for ignore in &image.ignore_tags {
-        if filter_matches(ignore, tag)? {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    Ok(TagFilters::new(image)?.allows(tag))
 }
 
 /// Parse a tag as Masterminds' `NewVersion` does: an optional `v`, one to three numeric
@@ -328,12 +359,8 @@ impl Comparator {
 /// `newest-build` needs the build dates (see [`choose`]); here it keeps the tags in
 /// reverse alphabetical order. `digest` keeps only the constraint's tag.
 pub fn candidates(image: &WatchedImage, tags: &[String]) -> Result<Vec<String>, ImageError> {
-    let mut allowed = Vec::new();
-    for t in tags {
-        if tag_allowed(image, t)? {
-            allowed.push(t.clone());
-        }
-    }
+    let filters = TagFilters::new(image)?;
+    let mut allowed: Vec<String> = tags.iter().filter(|t| filters.allows(t)).cloned().collect();
     Ok(match image.strategy {
         Strategy::Semver => {
             let constraint = image
@@ -403,7 +430,9 @@ pub fn choose(
         .collect();
     let names: Vec<String> = usable.iter().map(|i| i.tag.clone()).collect();
     let ordered = candidates(image, &names)?;
-    let info_of = |t: &str| usable.iter().find(|i| i.tag == t).copied();
+    let by_tag: std::collections::HashMap<&str, &TagInfo> =
+        usable.iter().map(|i| (i.tag.as_str(), *i)).collect();
+    let info_of = |t: &str| by_tag.get(t).copied();
     let best: Option<&TagInfo> = match image.strategy {
         Strategy::NewestBuild => {
             let mut with: Vec<&TagInfo> = ordered.iter().filter_map(|t| info_of(t)).collect();
