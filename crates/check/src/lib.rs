@@ -383,7 +383,14 @@ async fn check(
     while !queue.is_empty() && round < 8 {
         round += 1;
         eprintln!("check: rendering {} application(s)…", queue.len());
-        let results = render_all(repo, std::mem::take(&mut queue), &opts, refused).await?;
+        let results = render_all(
+            repo,
+            std::mem::take(&mut queue),
+            &opts,
+            refused,
+            control_plane,
+        )
+        .await?;
         for (unit, result) in results {
             match result {
                 RenderResult::Objects(objects) => {
@@ -461,7 +468,7 @@ async fn check(
             "check: rendering {} overlay(s) no Application uses…",
             orphans.len()
         );
-        for (unit, result) in render_all(repo, orphans, &opts, refused).await? {
+        for (unit, result) in render_all(repo, orphans, &opts, refused, control_plane).await? {
             match result {
                 RenderResult::Objects(objects) => rendered.push(Rendered { unit, objects }),
                 RenderResult::Failed(e) => report.subjects.push(subject(

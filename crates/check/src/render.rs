@@ -27,6 +27,7 @@ pub(crate) async fn render_all(
     units: Vec<Unit>,
     opts: &mooring_render::RenderOptions,
     refused: &[Refused],
+    control_plane: &mooring_engine::project::ControlPlane,
 ) -> Result<Vec<(Unit, RenderResult)>, CheckError> {
     let refused = std::sync::Arc::new(refused.to_vec());
     let width = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -37,10 +38,11 @@ pub(crate) async fn render_all(
         let opts = opts.clone();
         let sem = sem.clone();
         let refused = refused.clone();
+        let control_plane = control_plane.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await;
             tokio::task::spawn_blocking(move || {
-                let result = render_one(&repo, &unit, &opts, &refused);
+                let result = render_one(&repo, &unit, &opts, &refused, &control_plane);
                 (unit, result)
             })
             .await
@@ -62,6 +64,7 @@ pub(crate) fn render_one(
     unit: &Unit,
     opts: &mooring_render::RenderOptions,
     refused: &[Refused],
+    control_plane: &mooring_engine::project::ControlPlane,
 ) -> RenderResult {
     let started = Instant::now();
     let s = &unit.source;
@@ -102,6 +105,19 @@ pub(crate) fn render_one(
         helm.entry("releaseName")
             .or_insert_with(|| Value::String(unit.name.clone()));
     }
+    // Argo CD's parameter files (`.argocd-source.yaml`, `.argocd-source-<app>.yaml`); an
+    // orphan overlay (no Application) reads only the shared one. The application's file
+    // is named as Argo CD's repo-server names it (`namespace_name` outside the control
+    // plane's namespace).
+    let app_name = if unit.project.is_some() {
+        control_plane.instance_name(unit.app_namespace.as_deref().unwrap_or(""), &unit.name)
+    } else {
+        String::new()
+    };
+    let source = match mooring_render::with_parameter_files(repo, &source, &app_name, opts) {
+        Ok(s) => s,
+        Err(e) => return RenderResult::Failed(e.to_string()),
+    };
     let result = match mooring_render::render(repo, &source, opts) {
         Ok(objects) => RenderResult::Objects(objects),
         Err(e) => RenderResult::Failed(e.to_string()),

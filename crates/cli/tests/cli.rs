@@ -1149,6 +1149,53 @@ fn check_broken_kustomization_is_a_render_finding() {
     );
 }
 
+/// `mooring check` renders as the controller does: Argo CD's `.argocd-source-<app>.yaml`
+/// in the source path is merged over the Application's source (another app's file is
+/// not), and a bad one is a render finding naming the file.
+#[test]
+fn check_reads_the_apps_argocd_source_parameter_file() {
+    let repo = web_repo(GOOD_DEPLOYMENT);
+    let dir = repo.path().join("apps/web/overlays/dev");
+    std::fs::write(
+        dir.join(".argocd-source-someone-else.yaml"),
+        "kustomize:\n  images:\n  - registry.example.com/web:latest\n",
+    )
+    .expect("write");
+    let (code, out, err) = check(&["-o", "json"], repo.path());
+    assert_eq!(
+        code, 0,
+        "another app's parameter file is not read: {out} {err}"
+    );
+    std::fs::write(
+        dir.join(".argocd-source-web-dev.yaml"),
+        "kustomize:\n  images:\n  - registry.example.com/web:latest\n",
+    )
+    .expect("write");
+    let (code, out, err) = check(&["-o", "json"], repo.path());
+    assert_eq!(code, 1, "{err}");
+    let f = findings(&out);
+    assert!(
+        f.iter()
+            .any(|x| x.1 == "lint/image-latest-tag" && x.2 == "Deployment.apps/web/web"),
+        "{f:?}"
+    );
+    std::fs::write(
+        dir.join(".argocd-source-web-dev.yaml"),
+        "repoURL: https://evil.example.com/x.git\n",
+    )
+    .expect("write");
+    let (code, out, err) = check(&["-o", "json"], repo.path());
+    assert_eq!(code, 1, "{err}");
+    let f = findings(&out);
+    assert!(
+        f.iter().any(|(source, rule, _, message)| source == "render"
+            && rule == "render/error"
+            && message.contains(".argocd-source-web-dev.yaml")
+            && message.contains("repoURL")),
+        "{f:?}"
+    );
+}
+
 #[test]
 fn check_malformed_yaml_is_named() {
     let repo = web_repo(GOOD_DEPLOYMENT);

@@ -91,6 +91,9 @@ pub async fn desired_state(
         commits.push(commit);
     }
     let mut rendered: Vec<(String, mooring_render::Manifests)> = Vec::new();
+    // The name Argo CD's repo-server gives the parameter file (`namespace_name` for an
+    // Application outside the control-plane namespace).
+    let instance = ctx.instance_name(app);
     for p in plan.rendered() {
         let source = &sources[p.index];
         let commit = &commits[p.index];
@@ -111,11 +114,19 @@ pub async fn desired_state(
                     refs.iter()
                         .map(|r| (r.name.as_str(), r.repo_url.as_str(), r.commit.as_str())),
                 );
+        // Argo CD's parameter files: the shared one is covered by the commit, the
+        // application's own (`.argocd-source-<app>.yaml`, Image Updater's Git write-back)
+        // makes the render this application's.
+        let key = if has_app_parameter_file(ctx, source, commit, &instance).await? {
+            key.with_app(&instance)
+        } else {
+            key
+        };
         let manifests = match ctx.renders.get(&key) {
             Some(m) => m,
             None => match reuse_render(ctx, app, p.index, source, &key, commit).await {
                 Some(m) => m,
-                None => render_source(ctx, source, commit, refs, key)
+                None => render_source(ctx, source, &instance, commit, refs, key)
                     .await
                     .map_err(|e| in_source(p.index, e))?,
             },
@@ -165,7 +176,6 @@ pub async fn desired_state(
     }
     // One desired state; identities are final now (namespaces filled in).
     let mut out = mooring_render::merge(parts)?;
-    let instance = ctx.instance_name(app);
     for obj in &mut out {
         if let Some(key) = ResourceKey::of(obj) {
             let id = mooring_k8s::cluster::tracking_id(&instance, &key);
@@ -200,6 +210,7 @@ struct RefTree {
 async fn render_source(
     ctx: &Context,
     source: &mooring_core::app::ApplicationSource,
+    app_name: &str,
     commit: &mooring_source::CommitId,
     refs: Vec<RefTree>,
     key: mooring_render::CacheKey,
@@ -213,6 +224,7 @@ async fn render_source(
     let c = commit.clone();
     let opts = ctx.render_options.clone();
     let src = source.clone();
+    let app_name = app_name.to_string();
     let (rendered, inputs) = tokio::task::spawn_blocking(
         move || -> Result<(Vec<Value>, Vec<String>), ControllerError> {
             let tmp = || {
@@ -237,6 +249,7 @@ async fn render_source(
                 roots.insert(name.clone(), d.path().to_path_buf());
                 dirs.push(d);
             }
+            let src = mooring_render::with_parameter_files(dir.path(), &src, &app_name, &opts)?;
             let rendered = mooring_render::render_with_refs(dir.path(), &src, &roots, &opts)?;
             // What the render read in its own repository, to reuse it for commits that
             // touch none of it (the ref trees are in the key).
@@ -250,6 +263,40 @@ async fn render_source(
     ctx.renders.insert(key.clone(), m.clone());
     ctx.remember_inputs(key, inputs);
     Ok(m)
+}
+
+/// Whether `source`'s path holds the application's own Argo CD parameter file at
+/// `commit` (read from the repository cache, no export).
+async fn has_app_parameter_file(
+    ctx: &Context,
+    source: &mooring_core::app::ApplicationSource,
+    commit: &mooring_source::CommitId,
+    instance: &str,
+) -> Result<bool, ControllerError> {
+    if source.chart.as_deref().is_some_and(|c| !c.is_empty()) {
+        return Ok(false);
+    }
+    let dir = source
+        .path
+        .as_deref()
+        .unwrap_or("")
+        .trim_start_matches("./")
+        .trim_end_matches('/');
+    let file = mooring_render::app_parameter_file(instance);
+    let rel = if dir.is_empty() || dir == "." {
+        file
+    } else {
+        format!("{dir}/{file}")
+    };
+    let repos = ctx.repos.clone();
+    let url = ctx.fetch_url(&source.repo_url);
+    let commit = commit.clone();
+    let found = tokio::task::spawn_blocking(move || repos.read_file(&url, &commit, &rel))
+        .await
+        .map_err(|e| ControllerError::Internal(e.to_string()))?;
+    // When the cache cannot tell (a path it refuses, `..`: the render reports that), the
+    // key is made this application's: never shared by mistake.
+    Ok(!matches!(found, Ok(None)))
 }
 
 /// Reuse the render of source `index`'s previous revision when the commits between it

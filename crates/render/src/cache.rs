@@ -50,6 +50,21 @@ impl CacheKey {
     }
 }
 
+impl CacheKey {
+    /// This key for a render that merged the application's own parameter file
+    /// (`.argocd-source-<app>.yaml`): the name is folded into the options hash, so two
+    /// applications rendering the same path share a render only when neither has its own
+    /// file.
+    pub fn with_app(mut self, app_name: &str) -> CacheKey {
+        let mut h = DefaultHasher::new();
+        self.options_hash.hash(&mut h);
+        "app-parameter-file".hash(&mut h);
+        app_name.hash(&mut h);
+        self.options_hash = format!("{:016x}", h.finish());
+        self
+    }
+}
+
 /// A rendered application, shared between readers.
 pub type Manifests = Arc<Vec<Value>>;
 

@@ -53,6 +53,10 @@ pub enum RenderError {
         second: String,
     },
 
+    /// An Argo CD parameter file (`.argocd-source[-APP].yaml`) that cannot be merged.
+    #[error("parameter file {file}: {reason}")]
+    ParameterFile { file: String, reason: String },
+
     /// An Argo CD source option (kustomize, helm or directory) has a value that is refused.
     #[error("invalid {option} {value:?}: {reason}")]
     InvalidOption {

@@ -99,6 +99,15 @@
 //! ([`CacheKey::with_refs`]), so a commit to a values repository re-renders the charts
 //! that read it and nothing else.
 //!
+//! # Parameter files
+//!
+//! Before rendering, callers merge Argo CD's `.argocd-source.yaml` and
+//! `.argocd-source-<app>.yaml` from the source path over the source
+//! ([`with_parameter_files`]; Argo CD Image Updater's Git write-back writes the latter).
+//! The files are in the commit's tree, so the cache key's commit covers them; the
+//! per-application file also makes the render specific to the application
+//! ([`CacheKey::with_app`]).
+//!
 //! # Limits and identity
 //!
 //! One file over `max_file_bytes`, a render whose input files or tool output add up to
@@ -123,12 +132,14 @@ mod exec;
 mod helm;
 mod kustomize;
 mod manifests;
+mod parameters;
 mod paths;
 mod sources;
 mod validate;
 
 pub use cache::{CacheKey, Manifests, RenderCache};
 pub use error::RenderError;
+pub use parameters::{app_parameter_file, with_parameter_files, SHARED_PARAMETER_FILE};
 pub use sources::{
     merge, parse_value_file, plan, source_label, PlannedSource, RefRoots, SourcePlan, ValueFile,
     MAX_SOURCES,

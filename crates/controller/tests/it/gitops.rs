@@ -759,3 +759,69 @@ async fn an_application_that_does_not_parse_is_reported_on_it() {
         "{message}"
     );
 }
+
+/// Argo CD's `.argocd-source-<app>.yaml` (what Image Updater's Git write-back commits) is
+/// merged over the app's source before rendering, and only for that app: another app
+/// rendering the same path at the same commit gets its own render, not a cached one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argocd_source_parameter_file_is_read_for_its_own_app_only() {
+    let repo = Repo::new();
+    repo.write(
+        "apps/model/kustomization.yaml",
+        "resources: [deployment.yaml]\n",
+    );
+    repo.write(
+        "apps/model/deployment.yaml",
+        &deployment(1, "registry.local/model:1.0"),
+    );
+    repo.write(
+        "apps/model/.argocd-source-model-prod.yaml",
+        "kustomize:\n  images:\n  - registry.local/model:2.0\n",
+    );
+    let c1 = repo.commit("model with prod parameters");
+    let e = env().await;
+    let apps = apps(&e.client);
+    for (name, ns) in [("model-dev", "ml-dev"), ("model-prod", "ml-prod")] {
+        let mut spec = application(name, &repo.url(), "apps/model", json!({}));
+        spec["spec"]["destination"]["namespace"] = json!(ns);
+        let app: DynamicObject = serde_json::from_value(spec).expect("app");
+        apps.create(&PostParams::default(), &app)
+            .await
+            .expect("create");
+    }
+    wait_synced_healthy(&apps, "model-dev", &c1).await;
+    wait_synced_healthy(&apps, "model-prod", &c1).await;
+    let image = |ns: &'static str| {
+        let client = e.client.clone();
+        async move {
+            let deployments: Api<DynamicObject> = Api::namespaced_with(
+                client,
+                ns,
+                &ApiResource::from_gvk_with_plural(
+                    &GroupVersionKind::gvk("apps", "v1", "Deployment"),
+                    "deployments",
+                ),
+            );
+            let d = deployments.get("model-server").await.expect("deployment");
+            d.data["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .expect("image")
+                .to_string()
+        }
+    };
+    assert_eq!(image("ml-prod").await, "registry.local/model:2.0");
+    assert_eq!(image("ml-dev").await, "registry.local/model:1.0");
+
+    // The write-back's next commit moves prod only.
+    repo.write(
+        "apps/model/.argocd-source-model-prod.yaml",
+        "kustomize:\n  images:\n  - registry.local/model:2.1\n",
+    );
+    let c2 = repo.commit("build: automatic update of model-prod");
+    e.controller.ctx.refresh("argocd/model-prod");
+    e.controller.ctx.refresh("argocd/model-dev");
+    wait_synced_healthy(&apps, "model-prod", &c2).await;
+    wait_synced_healthy(&apps, "model-dev", &c2).await;
+    assert_eq!(image("ml-prod").await, "registry.local/model:2.1");
+    assert_eq!(image("ml-dev").await, "registry.local/model:1.0");
+}

@@ -115,6 +115,8 @@ pub struct WatchedImage {
     pub helm_image_name: Option<String>,
     pub helm_image_tag: Option<String>,
     pub helm_image_spec: Option<String>,
+    /// `<alias>.force-update: "true"`: update even when no rendered object uses the image.
+    pub force_update: bool,
 }
 
 /// `write-back-method`.
@@ -168,6 +170,11 @@ pub struct RegistryConfig {
     pub insecure: bool,
     /// Requests per second at most (`limit`), 0 = the default.
     pub limit: u32,
+    /// `credsexpire`: re-read the credentials after this long (None: read them each time
+    /// or cache them as the controller sees fit).
+    pub creds_expire_seconds: Option<u64>,
+    /// `ping`: probe `/v2/` before the first request (Image Updater's default: true).
+    pub ping: bool,
     /// How often to list tags (Mooring's extension, `interval`; default 2 minutes as
     /// Image Updater's `--interval`).
     pub interval_seconds: Option<u64>,
@@ -192,6 +199,9 @@ pub struct ImageChange {
     /// The image as the manifests name it (`registry/repository`), or the kustomize /
     /// helm name override.
     pub name: String,
+    /// The image to run instead of `name` when they differ (`<alias>.kustomize.image-name`
+    /// set): kustomize's `newName`.
+    pub new_name: Option<String>,
     /// The version before (tag or digest), when known.
     pub old: Option<String>,
     pub new_tag: String,
