@@ -5,13 +5,12 @@ use super::registry::{RegistryAccess, RegistryClient};
 use crate::Context;
 use mooring_engine::image::credentials::{self as creds, RegistryAuth};
 use mooring_engine::image::{self as rules, ImageChange, ImageRef, RegistryConfig, WatchedImage};
-use serde_json::Value;
 
 /// The registry of one image.
 #[derive(Debug, Clone)]
 pub(super) struct Resolved {
     pub config: RegistryConfig,
-    /// Whether the admin configured it (`registries.conf`), rather than a built-in.
+    /// Whether the admin configured it (`registries.conf`), rather than built on the fly.
     pub configured: bool,
     /// The repository path the registry API wants (`library/nginx`).
     pub repository: String,
@@ -20,18 +19,19 @@ pub(super) struct Resolved {
 }
 
 /// The registry serving `image`: the admin's entry with the longest matching prefix, else
-/// the built-in for its host (`https://HOST`, Docker Hub for unqualified names).
+/// one built for its host (`https://HOST`, Docker Hub for unqualified names).
 pub(super) fn for_image(registries: &[RegistryConfig], image: &ImageRef) -> Resolved {
-    let (config, configured) = match rules::registries::for_image(registries, image) {
-        Some(c) => (c.clone(), true),
-        None => (rules::registries::builtin(image), false),
-    };
-    let repository = rules::registries::api_repository(&config, image);
+    let config = rules::registries::for_image(registries, image);
+    let configured = registries.iter().any(|r| *r == config);
     Resolved {
-        host: rules::registries::host(image),
+        repository: rules::registries::repository_path(&config, image),
+        host: if image.registry.is_empty() {
+            "docker.io".into()
+        } else {
+            image.registry.clone()
+        },
         config,
         configured,
-        repository,
     }
 }
 
@@ -73,26 +73,17 @@ pub(super) async fn credentials(
     .map_err(|e| e.to_string())
 }
 
-/// The version `image`'s strategy picks, when it differs from the one running in `live`.
+/// The version `image`'s strategy picks, when it differs from the one running in
+/// `deployed` (the live objects' images).
 pub(super) async fn newer(
     client: &RegistryClient,
     reg: &Resolved,
     auth: Option<&RegistryAuth>,
     image: &WatchedImage,
-    live: &[Value],
+    deployed: &[rules::select::DeployedImage],
 ) -> Result<Option<ImageChange>, String> {
-    // The running version: of the image itself, or of the name the manifests use when
-    // the write-back renames it (`kustomize.image-name`).
-    let renamed = image
-        .kustomize_image_name
-        .as_deref()
-        .and_then(|n| ImageRef::parse(n).ok());
-    let running = super::running_images(live).into_iter().find(|r| {
-        rules::select::same_image(r, &image.image)
-            || renamed
-                .as_ref()
-                .is_some_and(|n| rules::select::same_image(r, n))
-    });
+    let (current, current_digest) =
+        rules::select::current_tag(image, deployed).unwrap_or((None, None));
     let access = RegistryAccess {
         config: reg.config.clone(),
         credentials: auth.map(|a| (a.username.clone(), a.password.clone())),
@@ -102,25 +93,42 @@ pub(super) async fn newer(
         .tags(&access, &reg.repository)
         .await
         .map_err(|e| e.to_string())?;
-    let candidates = rules::select::candidates(image, &tags);
+    let candidates = rules::select::candidates(image, &tags).map_err(|e| e.to_string())?;
+    // What the registry says about the candidates the strategy compares: all of them for
+    // `newest-build` (by build time, bounded), else the best few (a tag lacking a wanted
+    // platform falls to the next).
+    let inspect = match image.strategy {
+        rules::Strategy::NewestBuild => MAX_INSPECT_NEWEST,
+        _ => MAX_INSPECT,
+    };
+    let want_created = image.strategy == rules::Strategy::NewestBuild;
     let mut infos = Vec::new();
-    for tag in rules::select::to_inspect(image, &candidates) {
+    for tag in candidates.iter().take(inspect) {
         let info = client
             .tag_info(
                 &access,
                 &reg.repository,
                 tag,
                 &image.platforms,
-                image.strategy == rules::Strategy::NewestBuild,
+                want_created,
             )
             .await
             .map_err(|e| e.to_string())?;
+        let usable = image.platforms.is_empty()
+            || info.platforms.is_empty()
+            || image.platforms.iter().all(|w| {
+                info.platforms
+                    .iter()
+                    .any(|p| rules::registry::platform_matches(p, w))
+            });
         infos.push(info);
+        if usable && !want_created {
+            break;
+        }
     }
-    Ok(rules::select::choose(
-        image,
-        running.as_ref(),
-        &candidates,
-        &infos,
-    ))
+    rules::select::choose(image, current, current_digest, &infos).map_err(|e| e.to_string())
 }
+
+/// Tags inspected at most per check (`newest-build` reads every candidate's config).
+const MAX_INSPECT: usize = 10;
+const MAX_INSPECT_NEWEST: usize = 50;

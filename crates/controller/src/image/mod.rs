@@ -38,7 +38,7 @@ mod writeback;
 
 use crate::Context;
 use mooring_core::app::Application;
-use mooring_engine::image::{self as rules, ImageChange, ImageRef, RegistryConfig, UpdateConfig};
+use mooring_engine::image::{self as rules, ImageChange, RegistryConfig, UpdateConfig};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -267,8 +267,10 @@ async fn check_app(
             return;
         }
     };
+    // What runs now (a container image that does not parse is reported, not skipped).
+    let (deployed, bad) = rules::select::current_images(&live);
     let mut changes: Vec<ImageChange> = Vec::new();
-    let mut problems: Vec<String> = Vec::new();
+    let mut problems: Vec<String> = bad.iter().map(ToString::to_string).collect();
     for (image, reg) in due {
         let auth = match check::credentials(ctx, image, &reg).await {
             Ok(a) => a,
@@ -277,7 +279,7 @@ async fn check_app(
                 continue;
             }
         };
-        match check::newer(client, &reg, auth.as_ref(), image, &live).await {
+        match check::newer(client, &reg, auth.as_ref(), image, &deployed).await {
             Ok(Some(change)) => changes.push(change),
             Ok(None) => {}
             Err(e) => problems.push(format!("{}: {e}", image.image)),
@@ -338,36 +340,10 @@ async fn report(ctx: &Context, app: &Application, message: Option<String>) {
     }
 }
 
-/// The image references of the containers of live objects (Pods and every workload
-/// with a pod template, Rollouts included).
-pub(crate) fn running_images(live: &[Value]) -> Vec<ImageRef> {
-    let mut out = Vec::new();
-    for o in live {
-        let spec = o
-            .pointer("/spec/template/spec")
-            .or_else(|| o.pointer("/spec/jobTemplate/spec/template/spec"))
-            .or_else(|| {
-                (o.get("kind").and_then(Value::as_str) == Some("Pod"))
-                    .then(|| o.get("spec"))
-                    .flatten()
-            });
-        let Some(spec) = spec else { continue };
-        for list in ["initContainers", "containers"] {
-            for c in spec
-                .get(list)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(r) = c
-                    .get("image")
-                    .and_then(Value::as_str)
-                    .and_then(|i| ImageRef::parse(i).ok())
-                {
-                    out.push(r);
-                }
-            }
-        }
-    }
-    out
+/// Whether merging `patch` (a JSON merge patch) into `current` leaves it as it is: an
+/// `argocd` write-back that sets what the Application already says writes nothing.
+fn merge_patch_changes_nothing(current: &Value, patch: &Value) -> bool {
+    let mut merged = current.clone();
+    mooring_core::merge_patch::apply(&mut merged, patch);
+    merged == *current
 }

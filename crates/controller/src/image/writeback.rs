@@ -4,6 +4,7 @@
 use crate::Context;
 use mooring_core::app::Revisions;
 use mooring_core::app::{Application, ApplicationSource};
+use mooring_engine::image::writeback::ParameterKind;
 use mooring_engine::image::{
     self as rules, ImageChange, UpdateConfig, WriteBackMethod, WriteBackTarget,
 };
@@ -47,7 +48,7 @@ pub(super) async fn write_back(
         .source()
         .ok_or_else(|| WriteBackError::new("the application has no source"))?;
     match &config.method {
-        WriteBackMethod::Argocd => argocd(ctx, app, source, changes).await,
+        WriteBackMethod::Argocd => argocd(ctx, app, source, config, changes).await,
         WriteBackMethod::Git { secret } => {
             git(ctx, app, source, config, secret.as_ref(), changes).await
         }
@@ -59,14 +60,18 @@ async fn argocd(
     ctx: &Context,
     app: &Application,
     source: &ApplicationSource,
+    config: &UpdateConfig,
     changes: &[ImageChange],
 ) -> Result<Option<String>, WriteBackError> {
-    let patch = rules::writeback::argocd_override(source, changes)
+    let patch = rules::writeback::argocd_override(source, changes, kind(app, source, config))
         .map_err(|e| WriteBackError::new(e.to_string()))?;
-    let Some(patch) = patch else {
+    if patch.pointer("/spec/source").is_some_and(|p| {
+        let current = serde_json::to_value(source).unwrap_or_default();
+        super::merge_patch_changes_nothing(&current, p)
+    }) {
         return Ok(None);
-    };
-    ctx.patch_app(app, serde_json::json!({"spec": {"source": patch}}))
+    }
+    ctx.patch_app(app, patch)
         .await
         .map_err(|e| WriteBackError::new(e.to_string()))?;
     Ok(Some(format!(
@@ -86,52 +91,61 @@ fn describe(changes: &[ImageChange]) -> String {
         .join(", ")
 }
 
-/// The repository file a Git write-back edits, relative to the repository root.
-fn target_file(
+/// Whether the images are set as Helm parameters (a Helm source, or helm parameter
+/// names given) or kustomize images, as Image Updater decides by the source type.
+fn kind<'a>(
     app: &Application,
+    source: &ApplicationSource,
+    config: &'a UpdateConfig,
+) -> ParameterKind<'a> {
+    let helm_source = source.helm.is_some()
+        || app.status.as_ref().and_then(|s| s.source_type.as_deref()) == Some("Helm");
+    let helm_names = config.images.iter().any(|i| {
+        i.helm_image_name.is_some() || i.helm_image_tag.is_some() || i.helm_image_spec.is_some()
+    });
+    if helm_source || helm_names {
+        ParameterKind::Helm {
+            images: &config.images,
+        }
+    } else {
+        ParameterKind::Kustomize
+    }
+}
+
+/// The repository file a Git write-back edits, relative to the repository root: Argo
+/// CD's parameter file of the app (named after its instance name, as the renderer reads
+/// it), or the kustomization file of `write-back-target: kustomization[:PATH]`.
+fn target_file(
+    instance: &str,
     source: &ApplicationSource,
     target: &WriteBackTarget,
     exists: impl Fn(&str) -> bool,
-) -> Result<String, WriteBackError> {
-    let base = source
-        .path
-        .as_deref()
-        .unwrap_or(".")
-        .trim_matches('/')
-        .trim_start_matches("./")
-        .to_string();
+) -> Result<String, String> {
     let join = |dir: &str, file: &str| {
-        let dir = dir.trim_matches('/');
-        if dir.is_empty() || dir == "." {
+        if dir.is_empty() {
             file.to_string()
         } else {
             format!("{dir}/{file}")
         }
     };
+    let base = rules::writeback::kustomization_dir(source.path.as_deref().unwrap_or(""), None)
+        .map_err(|e| e.to_string())?;
     Ok(match target {
         WriteBackTarget::ParameterFile => {
-            join(&base, &format!(".argocd-source-{}.yaml", app.name()))
+            join(&base, &mooring_render::app_parameter_file(instance))
         }
         WriteBackTarget::Kustomization { path } => {
-            let dir = match path.as_deref() {
-                None | Some("") | Some(".") => base.clone(),
-                Some(p) if p.starts_with('/') => p.trim_start_matches('/').to_string(),
-                Some(p) => join(&base, p),
-            };
-            if dir.split('/').any(|c| c == "..") {
-                return Err(WriteBackError::new(format!(
-                    "write-back-target kustomization:{} leaves the repository",
-                    path.as_deref().unwrap_or_default()
-                )));
-            }
-            ["kustomization.yaml", "kustomization.yml", "Kustomization"]
+            let dir = rules::writeback::kustomization_dir(
+                source.path.as_deref().unwrap_or(""),
+                path.as_deref(),
+            )
+            .map_err(|e| e.to_string())?;
+            rules::writeback::KUSTOMIZATION_FILES
                 .iter()
                 .map(|f| join(&dir, f))
                 .find(|f| exists(f))
                 .ok_or_else(|| {
-                    WriteBackError::new(format!(
-                        "write-back-target kustomization: there is no kustomization file in {dir}"
-                    ))
+                    format!("write-back-target kustomization: there is no kustomization file in {dir:?}")
                 })?
         }
     })
@@ -176,11 +190,14 @@ async fn git(
         name: "mooring-image-updater".into(),
         email: "noreply@mooring.invalid".into(),
     };
-    let message = rules::writeback::commit_message(app.name(), changes, None);
+    let message = rules::writeback::commit_message(app.name(), changes, None)
+        .map_err(|e| WriteBackError::new(e.to_string()))?;
+    let instance = ctx.instance_name(app);
     let repos = ctx.repos.clone();
     let app_c = app.clone();
     let source_c = source.clone();
     let target = config.target.clone();
+    let config_c = config.clone();
     let changes_c = changes.to_vec();
     let url_c = url.clone();
     let handle = tokio::runtime::Handle::current();
@@ -198,12 +215,12 @@ async fn git(
             },
             |cache, head| {
                 let read = |p: &str| cache.read_file(&url_c, head, p);
-                let file = target_file(&app_c, &source_c, &target, |p| {
+                let file = target_file(&instance, &source_c, &target, |p| {
                     matches!(read(p), Ok(Some(_)))
                 })
-                .map_err(|e| SourceError::Refused {
+                .map_err(|reason| SourceError::Refused {
                     url: mooring_source::redact_url(&url_c),
-                    reason: e.message,
+                    reason,
                 })?;
                 let existing = read(&file)?.map(|b| String::from_utf8_lossy(&b).into_owned());
                 let new = match &target {
@@ -211,9 +228,11 @@ async fn git(
                         existing.as_deref().unwrap_or_default(),
                         &changes_c,
                     ),
-                    WriteBackTarget::ParameterFile => {
-                        rules::writeback::parameter_file(existing.as_deref(), &changes_c, &source_c)
-                    }
+                    WriteBackTarget::ParameterFile => rules::writeback::parameter_file(
+                        existing.as_deref(),
+                        &changes_c,
+                        kind(&app_c, &source_c, &config_c),
+                    ),
                 }
                 .map_err(|e| SourceError::Refused {
                     url: mooring_source::redact_url(&url_c),
