@@ -55,8 +55,6 @@ pub enum OperationOutcome {
     Finished,
 }
 
-/// The automated sync Argo CD would start now, if any: out of sync, automated, and not
-/// already attempted for this revision (unless self-heal applies after a success).
 /// Whether the app has an operation requested or running (it is driven before anything
 /// else, and nothing else may start one meanwhile).
 pub fn in_progress(app: &Application) -> bool {
@@ -85,6 +83,9 @@ fn state_patch(state: &OperationState) -> Value {
     json!({"status": {"operationState": state.to_patch()}})
 }
 
+/// The automated sync Argo CD would start now, if any: out of sync, automated, and not
+/// already attempted for this revision and these sources (unless self-heal applies after
+/// a success).
 pub fn automated_operation(app: &Application, c: &Compared) -> Option<Value> {
     let policy = app.spec.sync_policy.as_ref()?;
     let auto = policy.automated.as_ref()?;
@@ -103,9 +104,16 @@ pub fn automated_operation(app: &Application, c: &Compared) -> Option<Value> {
         return None;
     }
     if let Some(last) = stored_state(app) {
-        if last.synced_revisions().as_ref() == Some(&c.revision) && last.automated() {
-            // Already attempted this revision: only self-heal re-syncs, and only after a
-            // success (a failed revision is not retried forever).
+        let same_sources = last
+            .sync_result
+            .as_ref()
+            .is_none_or(|r| r.same_sources(app));
+        if last.synced_revisions().as_ref() == Some(&c.revision) && same_sources && last.automated()
+        {
+            // Already attempted this revision from these sources: only self-heal
+            // re-syncs, and only after a success (a failed revision is not retried
+            // forever). A changed source (a parameter override) is a new attempt, as in
+            // Argo CD.
             if !(auto.self_heal && last.phase == OperationPhase::Succeeded) {
                 return None;
             }
@@ -294,6 +302,8 @@ pub async fn drive(
                 retry_count: Some(0),
                 sync_result: Some(SyncOperationResult {
                     resources: Some(Vec::new()),
+                    source: app.spec.source.clone(),
+                    sources: app.spec.sources.clone(),
                     ..SyncOperationResult::default()
                 }),
                 ..OperationState::default()

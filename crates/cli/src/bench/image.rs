@@ -249,7 +249,7 @@ async fn mode_rounds(
         let commit = until(120, &format!("the write-back of {tag}"), || async {
             let text = std::fs::read_to_string(repo.join(OVERLAY))?;
             Ok(text
-                .contains(&format!("newTag: {tag}"))
+                .contains(&format!("newTag: \"{tag}\""))
                 .then(|| git(&repo, &["rev-parse", "HEAD"]))
                 .transpose()?)
         })

@@ -301,7 +301,7 @@ async fn a_new_patch_tag_is_committed_to_the_overlay_and_deployed() {
         overlay.starts_with("# The development overlay"),
         "{overlay}"
     );
-    assert!(overlay.contains("newTag: 1.2.4"), "{overlay}");
+    assert!(overlay.contains("newTag: \"1.2.4\""), "{overlay}");
     assert!(!overlay.contains("1.3.0"), "{overlay}");
     let log = w.log();
     assert!(

@@ -272,11 +272,26 @@ pub struct SyncOperationResult {
     pub revision: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revisions: Option<Vec<String>>,
+    /// The application's `spec.source` when the sync started (Argo CD records it: an
+    /// automated sync is attempted again for the same revision when the source changed,
+    /// e.g. a parameter override).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::app::ApplicationSource>,
+    /// The same for `spec.sources`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<crate::app::ApplicationSource>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
 }
 
 impl SyncOperationResult {
+    /// Whether this result was synced from `app`'s current sources. A result that
+    /// recorded none (written before sources were recorded) counts as the same.
+    pub fn same_sources(&self, app: &crate::app::Application) -> bool {
+        (self.source.is_none() && self.sources.is_empty())
+            || (self.source == app.spec.source && self.sources == app.spec.sources)
+    }
+
     /// The revisions synced, whichever field holds them.
     pub fn revisions(&self) -> Revisions {
         Revisions::from_fields(

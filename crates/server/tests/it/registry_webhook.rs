@@ -184,10 +184,15 @@ async fn a_registry_notification_deploys_the_new_tag_without_waiting_for_the_pol
             Format::Oci,
         )
         .expect("push");
-    mooring_testkit::eventually(60, "1.2.4 running (notified)", || async {
-        (running().await? == format!("{IMAGE}:1.2.4")).then_some(())
-    })
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while running().await != Some(format!("{IMAGE}:1.2.4")) {
+        if std::time::Instant::now() > deadline {
+            let a =
+                serde_json::to_value(apps.get("fraud-detector").await.expect("app")).expect("json");
+            panic!("1.2.4 is not running after 60s: {:#}", a);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // The argocd write-back method: a parameter override on the Application.
     let a = serde_json::to_value(apps.get("fraud-detector").await.expect("app")).expect("json");
     assert_eq!(
