@@ -16,6 +16,7 @@ mod embedded;
 mod notifications;
 mod output;
 mod policy;
+mod promote;
 mod registration;
 mod rollback;
 mod rollback_verify;
@@ -110,6 +111,16 @@ enum Command {
     Rollback {
         #[command(subcommand)]
         command: rollback::RollbackCommand,
+        #[command(flatten)]
+        common: app::Common,
+    },
+    /// The hybrid model's CI step: set an Application's targetRevision (--revision) or an
+    /// image of its kustomization (--image) in the GitOps repository, commit and push
+    /// (--push; never forced, redone on the new head when the branch moved), and with
+    /// --wait follow the app until it is Synced and Healthy at the new commit.
+    Promote {
+        #[command(flatten)]
+        args: promote::PromoteArgs,
         #[command(flatten)]
         common: app::Common,
     },
@@ -286,6 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Notifications { command, common } => notifications::run(command, common).await,
         Command::Rollback { command, common } => rollback::run(command, common).await,
         Command::Dr { command, common } => dr::run(command, common).await,
+        Command::Promote { args, common } => promote::run(args, common).await,
         Command::Crds => {
             for crd in mooring_k8s::crds::all() {
                 println!("---");

@@ -262,6 +262,18 @@ pub enum SourceError {
         /// What git said.
         detail: String,
     },
+    /// Every attempt of a fetch-edit-push found the branch moved again before its push.
+    #[error("pushing to {branch} of {url} failed {attempts} times because the branch kept moving (last: {detail}); nothing was forced, try again")]
+    BranchKeptMoving {
+        /// The URL, password redacted.
+        url: String,
+        /// The branch.
+        branch: String,
+        /// How many attempts were made.
+        attempts: usize,
+        /// What git said the last time.
+        detail: String,
+    },
     /// Any other push failure.
     #[error("push of {branch} to {url} failed: {detail}")]
     Push {

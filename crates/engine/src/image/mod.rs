@@ -124,9 +124,7 @@ pub enum WriteBackMethod {
     Argocd,
     /// `git` / `git:secret:NAMESPACE/NAME`: a commit; credentials from the repository's
     /// own Secret, or the named one.
-    Git {
-        secret: Option<(String, String)>,
-    },
+    Git { secret: Option<(String, String)> },
 }
 
 /// `write-back-target`.
