@@ -38,7 +38,8 @@ pub struct BranchUpdate<'a> {
 pub struct BranchUpdated {
     /// The head the commit was made on (of the last attempt).
     pub base: CommitId,
-    /// The new commit (stored and pushed only when pushed).
+    /// The new commit (stored and pushed only when pushed); the base when nothing
+    /// changed.
     pub commit: CommitId,
     /// What it changes, by path; empty when every edit left its file as it was (then
     /// nothing was pushed).
@@ -66,7 +67,7 @@ impl RepoCache {
         loop {
             attempt += 1;
             let base = self.resolve(url, &format!("refs/heads/{}", update.branch), creds)?;
-            let done = self.revert(
+            let done = match self.revert(
                 url,
                 &RevertRequest {
                     head: base.clone(),
@@ -85,7 +86,20 @@ impl RepoCache {
                     time: update.time,
                     write: update.push,
                 },
-            )?;
+            ) {
+                Ok(done) => done,
+                // Every file already says what the edits would write.
+                Err(SourceError::NothingToRevert { .. }) => {
+                    return Ok(BranchUpdated {
+                        commit: base.clone(),
+                        base,
+                        changes: vec![],
+                        pushed: false,
+                        attempts: attempt,
+                    })
+                }
+                Err(e) => return Err(e),
+            };
             let changes: Vec<FileChange> = done
                 .changes
                 .into_iter()
