@@ -1716,6 +1716,9 @@ fn check_applies_project_rules_to_apps_whose_source_is_another_repository() {
 #[path = "cli/control_plane.rs"]
 mod control_plane;
 
+#[path = "cli/promote.rs"]
+mod promote;
+
 /// `mooring check` applies the control-plane rule the controller applies: an Application
 /// outside `argocd` needs `--application-namespaces` and its project's `sourceNamespaces`,
 /// and an AppProject outside `argocd` is never read.

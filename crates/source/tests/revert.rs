@@ -352,7 +352,7 @@ fn update_branch_redoes_the_edit_on_a_moved_branch() -> Result<()> {
         let t = String::from_utf8_lossy(text).replace("a: 2", "a: 7");
         Ok(t.into_bytes())
     };
-    let update = |push: bool, attempts: usize, edit: &dyn Fn(&[u8]) -> Result<Vec<u8>, String>| {
+    let update = |push: bool, attempts: usize, edit: mooring_source::EditFn<'_>| {
         r.cache.update_branch(
             &url,
             &creds,
