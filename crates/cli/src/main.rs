@@ -10,6 +10,7 @@ mod bench;
 mod check;
 mod cluster;
 mod connect;
+mod deploy;
 mod dr;
 mod dr_up;
 mod embedded;
@@ -124,6 +125,11 @@ enum Command {
         #[command(flatten)]
         common: app::Common,
     },
+    /// The push model, without a controller: render PATH, run the policy gate of the
+    /// target cluster (and --policy DIR), show the diff, server-side apply as
+    /// `mooring-deploy`, prune what an earlier deploy applied (kubectl's ApplySet) and
+    /// wait for health.
+    Deploy(deploy::DeployArgs),
     /// Print Mooring's CustomResourceDefinitions (generated from the Rust types).
     Crds,
     /// Policy as code: conftest-style tests, gator suites and Rego unit tests.
@@ -298,6 +304,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback { command, common } => rollback::run(command, common).await,
         Command::Dr { command, common } => dr::run(command, common).await,
         Command::Promote { args, common } => promote::run(args, common).await,
+        Command::Deploy(args) => deploy::run(args).await,
         Command::Crds => {
             for crd in mooring_k8s::crds::all() {
                 println!("---");

@@ -650,6 +650,27 @@ pub struct ApplySetRecord {
     pub namespaces: String,
 }
 
+impl ApplySetRecord {
+    /// Both records' group-kinds and namespaces (sorted, no repeats): what the parent
+    /// says while a deploy that changes the set is under way, so an interrupted run
+    /// leaves no member untracked.
+    pub fn union(&self, other: &ApplySetRecord) -> ApplySetRecord {
+        let join = |a: &str, b: &str| {
+            let all: BTreeSet<&str> = a
+                .split(',')
+                .chain(b.split(','))
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            all.into_iter().collect::<Vec<_>>().join(",")
+        };
+        ApplySetRecord {
+            group_kinds: join(&self.group_kinds, &other.group_kinds),
+            namespaces: join(&self.namespaces, &other.namespaces),
+        }
+    }
+}
+
 /// The annotations of the parent (in `parent_namespace`) recording `members`.
 pub fn applyset_record(members: &[Member], parent_namespace: &str) -> ApplySetRecord {
     let gks: BTreeSet<String> = members.iter().map(Member::group_kind).collect();

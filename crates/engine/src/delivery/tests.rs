@@ -174,6 +174,17 @@ fn applyset_bookkeeping() {
             ("".into(), "Namespace".into())
         ]
     );
+    let old = ApplySetRecord {
+        group_kinds: "Service,ConfigMap".into(),
+        namespaces: "".into(),
+    };
+    assert_eq!(
+        r.union(&old),
+        ApplySetRecord {
+            group_kinds: "ConfigMap,Deployment.apps,Namespace,Service".into(),
+            namespaces: "other".into()
+        }
+    );
     let pruned = prune_set(&members, &members[..2]);
     assert_eq!(
         pruned,
