@@ -1719,6 +1719,9 @@ mod control_plane;
 #[path = "cli/promote.rs"]
 mod promote;
 
+#[path = "cli/deploy.rs"]
+mod deploy;
+
 /// `mooring check` applies the control-plane rule the controller applies: an Application
 /// outside `argocd` needs `--application-namespaces` and its project's `sourceNamespaces`,
 /// and an AppProject outside `argocd` is never read.
