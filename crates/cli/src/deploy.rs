@@ -373,8 +373,9 @@ fn check_name(flag: &str, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Render PATH from an export of its Git work tree (or of PATH itself).
-fn render(path: &Path) -> anyhow::Result<Vec<Value>> {
+/// Render PATH from an export of its Git work tree (or of PATH itself). `app sync
+/// --local` renders its directory with this too.
+pub(crate) fn render(path: &Path) -> anyhow::Result<Vec<Value>> {
     let dir = path
         .canonicalize()
         .with_context(|| format!("{} does not exist", path.display()))?;

@@ -36,6 +36,11 @@ use serde_json::Value;
 use sha2::Digest as _;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Argo CD's refusal of `argocd app sync --local` on an app with automated sync, which
+/// would put Git's manifests back at once. The CLI and the controller both give it.
+pub const LOCAL_SYNC_WITH_AUTOMATED: &str =
+    "Cannot use local sync when Automatic Sync Policy is enabled except with --dry-run";
+
 /// Why a delivery input is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DeliveryError {
