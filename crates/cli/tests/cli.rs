@@ -1722,6 +1722,9 @@ mod promote;
 #[path = "cli/deploy.rs"]
 mod deploy;
 
+#[path = "cli/app_sync_local.rs"]
+mod app_sync_local;
+
 /// `mooring check` applies the control-plane rule the controller applies: an Application
 /// outside `argocd` needs `--application-namespaces` and its project's `sourceNamespaces`,
 /// and an AppProject outside `argocd` is never read.
