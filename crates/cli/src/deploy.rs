@@ -260,20 +260,30 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     }
 
     if args.dry_run {
+        // The server validates each object (a dry-run apply), except those in a namespace
+        // that does not exist yet (the deploy would create it first).
+        let mut skipped = 0;
         for o in &desired {
-            if cluster
-                .is_namespaced(
-                    o["apiVersion"].as_str().unwrap_or(""),
-                    o["kind"].as_str().unwrap_or(""),
-                )
-                .await
-                .is_some()
-            {
-                cluster
-                    .apply(o, FIELD_MANAGER, true)
-                    .await
-                    .with_context(|| format!("the server refuses {}", describe_obj(o)))?;
+            let ns = o
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let ns_missing = !ns.is_empty()
+                && cluster
+                    .get("v1", &ResourceKey::new("", "Namespace", "", ns))
+                    .await?
+                    .is_none();
+            if ns_missing {
+                skipped += 1;
+                continue;
             }
+            cluster
+                .apply(o, FIELD_MANAGER, true)
+                .await
+                .with_context(|| format!("the server refuses {}", describe_obj(o)))?;
+        }
+        if skipped > 0 {
+            println!("{skipped} object(s) not validated by the server: their namespace does not exist yet");
         }
         println!(
             "Dry run: {changed} object(s) to apply, {} to prune; nothing written",

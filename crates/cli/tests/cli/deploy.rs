@@ -307,4 +307,35 @@ fn deploy_refuses_hostile_input_before_applying() {
         assert!(err.contains("not a Kubernetes name"), "{bad:?}: {err}");
     }
     assert!(get(&kc, "configmap", "ok").is_none());
+    // --cluster: a cluster registered in the management cluster (`in-cluster`: itself).
+    let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .arg("deploy")
+        .arg(&dir)
+        .args([
+            "--cluster",
+            "in-cluster",
+            "--management-kubeconfig",
+            &kc,
+            "-n",
+            "ml-dev",
+        ])
+        .output()
+        .expect("mooring runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        get(&kc, "configmap", "ok").expect("deployed")["data"]["model"],
+        "v1"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
+        .arg("deploy")
+        .arg(&dir)
+        .args(["--cluster", "gpu-east", "--management-kubeconfig", &kc])
+        .output()
+        .expect("mooring runs");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no cluster \"gpu-east\" is registered"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
