@@ -194,3 +194,35 @@ fn applyset_bookkeeping() {
         ]
     );
 }
+
+#[test]
+fn set_image_finds_the_entry_by_name_wherever_name_is() {
+    // `name` not first, a comment inside the entry, another top-level key after the list.
+    let text = "images:\n- newTag: \"1.0\" # old\n  # the model server\n  name: model-server\n- name: other\n  newTag: \"2\"\nresources:\n- a.yaml\n";
+    let spec = ImageSpec::parse("model-server:1.1").expect("ok");
+    let out = set_kustomize_image("k.yaml", text, &spec).expect("edit");
+    assert_eq!(
+        out,
+        text.replace("newTag: \"1.0\" # old", "newTag: \"1.1\" # old")
+    );
+    // The digest of an entry whose first key is the tag cannot be dropped in place.
+    let d = format!("sha256:{}", "c".repeat(64));
+    let spec = ImageSpec::parse(&format!("model-server@{d}")).expect("ok");
+    let e = set_kustomize_image("k.yaml", text, &spec).expect_err("tag first");
+    assert!(e.to_string().contains("put name first"), "{e}");
+}
+
+#[test]
+fn env_with_several_candidates_is_refused() {
+    let l = BTreeMap::from([("environment".to_string(), "production".to_string())]);
+    let apps = vec![
+        ("model-serving-prod-east".to_string(), l.clone()),
+        ("model-serving-prod-west".to_string(), l),
+    ];
+    let e = env_app(&apps, "model-serving", "production").expect_err("ambiguous");
+    assert!(
+        e.to_string()
+            .contains("model-serving-prod-east, model-serving-prod-west"),
+        "{e}"
+    );
+}
