@@ -7,8 +7,9 @@
 //!    symbolic link leaving it is refused before anything is read, as in `mooring check`.
 //! 2. **Gate**: the Gatekeeper ConstraintTemplates and constraints in force in the target
 //!    cluster, plus those in the YAML files of `--policy DIR`, review every object as
-//!    Gatekeeper's admission webhook would (`mooring_policy::gate`). One `deny` and
-//!    nothing is applied (exit 1).
+//!    Gatekeeper's admission webhook would (`mooring_policy::gate`); the `.rego` files of
+//!    `--policy DIR` run as conftest policies (package `main`) on every object. One
+//!    `deny` (or conftest failure) and nothing is applied (exit 1).
 //! 3. **Diff** every object against the live one (`mooring_engine::diff`, Secrets masked).
 //! 4. **Apply** with server-side apply, field manager `mooring-deploy`, in Kubernetes'
 //!    kind order. `--dry-run` stops after the diff (the server validates each object with
@@ -72,7 +73,8 @@ pub struct DeployArgs {
     /// Render, check and diff (the server validates each object); write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// More Gatekeeper ConstraintTemplates and constraints (YAML files) to enforce.
+    /// More policies to enforce: Gatekeeper ConstraintTemplates and constraints (YAML
+    /// files) and conftest policies (`.rego` files, package `main`).
     #[arg(long)]
     pub policy: Option<PathBuf>,
     /// Wait until every applied object is Healthy.
@@ -612,6 +614,7 @@ async fn gate(
     live: &[Value],
 ) -> anyhow::Result<Option<String>> {
     let mut policy: Vec<Value> = Vec::new();
+    let mut rego: Vec<mooring_policy::RegoSource> = Vec::new();
     let templates = mooring_k8s::resources::constraint_template_resource();
     if cluster
         .is_namespaced(&templates.api_version, &templates.kind)
@@ -653,7 +656,11 @@ async fn gate(
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .with_context(|| format!("reading --policy {}", dir.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+            .filter(|p| {
+                p.extension()
+                    .is_some_and(|e| e == "yaml" || e == "yml" || e == "rego")
+                    && !p.to_string_lossy().ends_with("_test.rego")
+            })
             .collect();
         files.sort();
         for f in files {
@@ -667,6 +674,13 @@ async fn gate(
             }
             let text =
                 std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+            if f.extension().is_some_and(|e| e == "rego") {
+                rego.push(mooring_policy::RegoSource::new(
+                    f.display().to_string(),
+                    text,
+                ));
+                continue;
+            }
             policy.extend(
                 mooring_core::yaml::parse_all(&text)
                     .with_context(|| format!("parsing {}", f.display()))?
@@ -675,8 +689,43 @@ async fn gate(
             );
         }
     }
+    // conftest policies (`deny`/`violation` in package `main`, as `conftest test`): a
+    // failure refuses the deploy like a Gatekeeper `deny`.
+    let mut denied: Vec<String> = Vec::new();
+    if !rego.is_empty() {
+        let conftest =
+            mooring_policy::conftest::Conftest::load(&rego, &[], mooring_policy::Limits::default())
+                .map_err(|e| {
+                    anyhow::anyhow!("--policy: the conftest policies do not compile: {e}")
+                })?;
+        let inputs: Vec<mooring_policy::conftest::Input> = desired
+            .iter()
+            .map(|o| mooring_policy::conftest::Input {
+                path: describe_obj(o),
+                documents: vec![o.clone()],
+            })
+            .collect();
+        let report = conftest
+            .test(&inputs, &Default::default())
+            .map_err(|e| anyhow::anyhow!("--policy: conftest evaluation failed: {e}"))?;
+        for sub in &report.subjects {
+            for f in &sub.findings {
+                let line = format!("{}: {} ({})", sub.filename, f.message, f.rule);
+                match f.severity {
+                    mooring_policy::report::Severity::Failure => denied.push(line),
+                    _ => eprintln!("policy warning: {line}"),
+                }
+            }
+        }
+    }
     if policy.is_empty() {
-        return Ok(None);
+        return Ok((!denied.is_empty()).then(|| {
+            format!(
+                "{} policy violation(s):\n{}",
+                denied.len(),
+                denied.join("\n")
+            )
+        }));
     }
     let mut gk = mooring_policy::gatekeeper::Gatekeeper::from_objects(
         policy.iter(),
@@ -715,13 +764,16 @@ async fn gate(
             mooring_policy::gate::describe(&verdict.warned)
         );
     }
-    if verdict.denied.is_empty() {
+    if verdict.denied.is_empty() && denied.is_empty() {
         return Ok(None);
     }
+    let count = verdict.denied.len() + denied.len();
+    if !verdict.denied.is_empty() {
+        denied.insert(0, mooring_policy::gate::describe(&verdict.denied));
+    }
     Ok(Some(format!(
-        "{} policy violation(s):\n{}",
-        verdict.denied.len(),
-        mooring_policy::gate::describe(&verdict.denied)
+        "{count} policy violation(s):\n{}",
+        denied.join("\n")
     )))
 }
 

@@ -307,6 +307,22 @@ fn deploy_refuses_hostile_input_before_applying() {
         assert!(err.contains("not a Kubernetes name"), "{bad:?}: {err}");
     }
     assert!(get(&kc, "configmap", "ok").is_none());
+    // A conftest policy of --policy DIR refuses the deploy: nothing applied.
+    let policy = tmp.path().join("policy");
+    write(
+        &policy,
+        &[(
+            "labels.rego",
+            "package main\n\ndeny[msg] {\n  input.kind == \"ConfigMap\"\n  not input.metadata.labels.team\n  msg := sprintf(\"ConfigMap %s needs a team label\", [input.metadata.name])\n}\n",
+        )],
+    );
+    let (code, out, err) = deploy(&kc, &dir, &["--policy", &policy.display().to_string()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("ConfigMap ok needs a team label") && err.contains("nothing applied"),
+        "{err}"
+    );
+    assert!(get(&kc, "configmap", "ok").is_none());
     // --cluster: a cluster registered in the management cluster (`in-cluster`: itself).
     let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
         .arg("deploy")
