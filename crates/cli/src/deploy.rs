@@ -203,6 +203,16 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         let av = o.get("apiVersion").and_then(Value::as_str).unwrap_or("");
         if let Some(key) = ResourceKey::of(o) {
             if let Some(l) = cluster.get(av, &key).await? {
+                // An object of another applyset is not taken over (KEP-3659).
+                let theirs = l
+                    .pointer(&format!(
+                        "/metadata/labels/{}",
+                        delivery::APPLYSET_PART_OF.replace('/', "~1")
+                    ))
+                    .and_then(Value::as_str);
+                if let Some(other) = theirs.filter(|t| *t != id) {
+                    bail!("{key} belongs to another applyset ({other}); nothing was applied");
+                }
                 live.push(l);
             }
         }

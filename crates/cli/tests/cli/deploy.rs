@@ -342,6 +342,10 @@ fn deploy_refuses_hostile_input_before_applying() {
         get(&kc, "configmap", "ok").expect("deployed")["data"]["model"],
         "v1"
     );
+    // The same object in another applyset (another --name) is not taken over.
+    let (code, out, err) = deploy(&kc, &dir, &["--name", "other-set"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("belongs to another applyset"), "{err}");
     let o = Command::new(env!("CARGO_BIN_EXE_mooring"))
         .arg("deploy")
         .arg(&dir)
