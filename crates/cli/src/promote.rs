@@ -12,7 +12,8 @@
 //! (`mooring_engine::delivery`). The commit (`promote APP: … OLD → NEW`, plus who
 //! promoted) is made on the branch's head through the repository Secret's credentials and
 //! pushed, never forced; when the branch moved meanwhile, the edit is made again on the
-//! new head (`mooring_source::RepoCache::update_branch`, a bounded number of attempts).
+//! new head (`mooring_source::RepoCache::update_branch`, the image watcher's write-back
+//! loop, [`ATTEMPTS`] attempts).
 //!
 //! `--push` decides whether anything is written: Argo CD has no promote, and a CI job
 //! wants to see the change before making it, so without `--push` the diff and the commit
@@ -30,7 +31,7 @@ use mooring_engine::delivery::{self, ImageSpec, Promotion};
 use mooring_engine::git_rollback as rules;
 use mooring_k8s::kube;
 use mooring_k8s::kube::api::{DynamicObject, Patch, PatchParams};
-use mooring_source::{BranchUpdate, CommitId, Credentials, FileEdit, RepoCache};
+use mooring_source::{BranchEdit, CommitId, Credentials, RepoCache, UpdateOptions};
 use serde_json::{json, Value};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -486,42 +487,83 @@ fn commit(repos: &RepoCache, w: &Work) -> anyhow::Result<Outcome> {
     };
     let message =
         delivery::promotion_message(&w.app, &promotion, &w.initiator, w.message.as_deref());
+    let url = t.repo_url.as_str();
+    // The file at a head, edited: `None` when the edit changes nothing.
+    let edited = |repos: &RepoCache,
+                  head: &CommitId|
+     -> Result<Option<BeforeAfter>, mooring_source::SourceError> {
+        let failed = |reason: String| mooring_source::SourceError::EditFailed {
+            url: mooring_source::redact_url(url),
+            path: file.clone(),
+            reason,
+        };
+        let before = repos
+            .read_file(url, head, &file)?
+            .ok_or_else(|| failed(format!("it is not in {}", head.short())))?;
+        let after = edit(&before).map_err(failed)?;
+        Ok((before != after).then_some((before, after)))
+    };
+    let outcome =
+        |base: CommitId, commit: Option<CommitId>, attempts: u32, pushed: bool, diff: String| {
+            Outcome {
+                app: w.app.clone(),
+                promotion: promotion.clone(),
+                repo_url: mooring_source::redact_url(url),
+                branch: t.branch.clone(),
+                file: file.clone(),
+                base,
+                commit,
+                attempts: attempts as usize,
+                pushed,
+                message: message.clone(),
+                diff,
+                waited: None,
+            }
+        };
+    let diff_of = |(before, after): &(Vec<u8>, Vec<u8>)| {
+        rules::file_diff(&file, Some(before.as_slice()), Some(after.as_slice()))
+    };
+    if !w.push {
+        // A preview: the edit at the head, in memory; nothing stored or sent.
+        let diff = edited(repos, &head)?
+            .map(|c| diff_of(&c))
+            .unwrap_or_default();
+        return Ok(outcome(head, None, 1, false, diff));
+    }
+    // Commit and push (never forced); when the branch moved, the edit is made again on
+    // the new head (`RepoCache::update_branch`, shared with the image watcher).
+    let mut last_diff = String::new();
     let done = repos.update_branch(
-        &t.repo_url,
+        url,
         &t.credentials,
-        &BranchUpdate {
-            branch: t.branch.clone(),
-            edits: vec![FileEdit {
-                path: file.clone(),
-                edit: &edit,
-            }],
-            message: message.clone(),
-            author: w.author.clone(),
-            time: mooring_core::time::now().as_second(),
-            push: w.push,
-            attempts: mooring_source::DEFAULT_ATTEMPTS,
+        &UpdateOptions {
+            branch: &t.branch,
+            author: &w.author,
+            attempts: ATTEMPTS,
         },
+        |repos, head| {
+            let Some(change) = edited(repos, head)? else {
+                return Ok(None);
+            };
+            last_diff = diff_of(&change);
+            Ok(Some(BranchEdit {
+                files: vec![(file.clone(), change.1)],
+                message: message.clone(),
+            }))
+        },
+        |_| Ok(()),
     )?;
-    let diff: String = done
-        .changes
-        .iter()
-        .map(|c| rules::file_diff(&c.path, c.before.as_deref(), c.after.as_deref()))
-        .collect();
-    Ok(Outcome {
-        app: w.app.clone(),
-        promotion,
-        repo_url: mooring_source::redact_url(&t.repo_url),
-        branch: t.branch.clone(),
-        file,
-        base: done.base,
-        commit: (!done.changes.is_empty()).then_some(done.commit),
-        attempts: done.attempts,
-        pushed: done.pushed,
-        message,
-        diff,
-        waited: None,
+    Ok(match done {
+        Some(d) => outcome(d.parent, Some(d.commit), d.attempts, true, last_diff),
+        None => outcome(head, None, 1, false, String::new()),
     })
 }
+
+/// A file's content before and after the edit.
+type BeforeAfter = (Vec<u8>, Vec<u8>);
+
+/// Attempts of the fetch-edit-push loop before giving up on a branch that keeps moving.
+const ATTEMPTS: u32 = 5;
 
 /// What `--wait` waits for.
 struct Wanted {

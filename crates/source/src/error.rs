@@ -252,26 +252,21 @@ pub enum SourceError {
         /// Why.
         reason: String,
     },
+    /// A write-back's check (e.g. the policy gate) refused the commit before its push.
+    #[error("the change to {url} was not pushed: {reason}")]
+    Refused {
+        /// The URL, password redacted.
+        url: String,
+        reason: String,
+    },
     /// The server refused the push because the branch moved (the push is never forced).
-    #[error("push of {branch} to {url} was rejected: {detail}; the branch moved since it was read — run the rollback again")]
+    #[error("push of {branch} to {url} was rejected: {detail}; the branch moved since it was read — run the command again")]
     PushRejected {
         /// The URL, password redacted.
         url: String,
         /// The branch.
         branch: String,
         /// What git said.
-        detail: String,
-    },
-    /// Every attempt of a fetch-edit-push found the branch moved again before its push.
-    #[error("pushing to {branch} of {url} failed {attempts} times because the branch kept moving (last: {detail}); nothing was forced, try again")]
-    BranchKeptMoving {
-        /// The URL, password redacted.
-        url: String,
-        /// The branch.
-        branch: String,
-        /// How many attempts were made.
-        attempts: usize,
-        /// What git said the last time.
         detail: String,
     },
     /// Any other push failure.

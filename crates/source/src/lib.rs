@@ -24,9 +24,6 @@
 //!   write Git for `mooring rollback git`: reverts are in-memory 3-way tree merges with
 //!   gix (nothing is stored until the whole revert succeeded), pushes run `git push`
 //!   because gix has no push (see the `push` module for how credentials reach it).
-//! * [`RepoCache::update_branch`] commits file edits onto a branch others push to
-//!   (fetch-edit-push, redone on the new head when the branch moved; never forced): CI
-//!   promotions and the image watcher's write-back.
 //! * [`webhook`] is pure: it verifies and parses GitHub and GitLab push events.
 //!
 //! All of the Git work is blocking; async callers wrap it in `spawn_blocking`.
@@ -74,12 +71,11 @@ pub mod files;
 mod push;
 mod revert;
 mod tree;
-mod update;
 mod url;
 pub mod webhook;
 
 pub use cache::RepoCache;
-pub use commit::NewFiles;
+pub use commit::{BranchEdit, BranchUpdate, NewFiles, UpdateOptions};
 pub use credentials::{CredentialIndex, Credentials, RepoSecret, SecretKind};
 pub use dir::export_dir;
 pub use error::SourceError;
@@ -87,7 +83,6 @@ pub use push::validate_branch;
 pub use revert::{
     CommitInfo, EditFn, FileChange, FileEdit, Identity, RevertRequest, Reverted, MAX_RANGE,
 };
-pub use update::{BranchUpdate, BranchUpdated, DEFAULT_ATTEMPTS};
 pub use url::{redact_url, validate_url};
 
 use std::fmt;

@@ -7,8 +7,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context as _, Result};
 use mooring_source::{
-    validate_branch, BranchUpdate, CommitId, Credentials, FileEdit, Identity, RepoCache,
-    RevertRequest, SourceError,
+    validate_branch, CommitId, Credentials, FileEdit, Identity, RepoCache, RevertRequest,
+    SourceError,
 };
 use mooring_testkit::GitHttpServer;
 
@@ -332,103 +332,87 @@ fn hostile_branch_names_and_urls_are_refused() -> Result<()> {
     Ok(())
 }
 
-/// `update_branch`: a human commit lands between the fetch and the push (made by the edit
-/// itself, the moment a concurrent CI job would race): the push is refused, the edit is
-/// made again on the new head, and both commits are on the branch: none lost, none
-/// forced. An edit that changes nothing commits nothing; a branch that keeps moving
-/// stops after the attempts with an error naming it.
+/// `update_branch` racing a human: the first attempt's push is refused (someone
+/// committed in between), the edit is computed again from the new head, and both
+/// commits end up on the branch.
 #[test]
-fn update_branch_redoes_the_edit_on_a_moved_branch() -> Result<()> {
+fn update_branch_recomputes_the_edit_after_a_concurrent_commit() -> Result<()> {
+    use mooring_source::{BranchEdit, UpdateOptions};
     let r = fixture()?;
-    let server = GitHttpServer::start(&r.root, Some(("ci", "s3cret")))?;
-    let url = server.url("repo.git");
-    let creds = Credentials::basic("ci", "s3cret");
-    let raced = std::cell::Cell::new(0);
-    let edit = |text: &[u8]| -> Result<Vec<u8>, String> {
-        raced.set(raced.get() + 1);
-        if raced.get() == 1 {
-            commit(&r.work, "human: b", &[("b/y.yaml", "b: 42\n")]).map_err(|e| e.to_string())?;
-        }
-        let t = String::from_utf8_lossy(text).replace("a: 2", "a: 7");
-        Ok(t.into_bytes())
+    let url = r.url();
+    let who = Identity {
+        name: "Image Bot".into(),
+        email: "bot@example.invalid".into(),
     };
-    let update = |push: bool, attempts: usize, edit: mooring_source::EditFn<'_>| {
-        r.cache.update_branch(
+    let mut seen = Vec::new();
+    let mut checked = 0;
+    let done = r
+        .cache
+        .update_branch(
             &url,
-            &creds,
-            &BranchUpdate {
-                branch: "main".into(),
-                edits: vec![FileEdit {
-                    path: "a/x.yaml".into(),
-                    edit,
-                }],
-                message: "promote a: 2 → 7".into(),
-                author: Identity {
-                    name: "ci".into(),
-                    email: "ci@example.invalid".into(),
-                },
-                time: 1_700_000_000,
-                push,
-                attempts,
+            &Credentials::none(),
+            &UpdateOptions {
+                branch: "main",
+                author: &who,
+                attempts: 3,
             },
+            |cache, head| {
+                let b = cache.read_file(&url, head, "b/y.yaml")?.unwrap_or_default();
+                seen.push(String::from_utf8_lossy(&b).to_string());
+                if seen.len() == 1 {
+                    // A human pushes between our read and our push.
+                    commit(&r.work, "human", &[("b/y.yaml", "b: 7\n")]).expect("human commit");
+                }
+                Ok(Some(BranchEdit {
+                    files: vec![("a/x.yaml".into(), b"a: bot\n".to_vec())],
+                    message: "bot edit\n".into(),
+                }))
+            },
+            |_| {
+                checked += 1;
+                Ok(())
+            },
+        )?
+        .expect("a change");
+    assert_eq!(done.attempts, 2);
+    assert_eq!(
+        checked, 2,
+        "every attempt's commit is checked before its push"
+    );
+    assert_eq!(seen, vec!["b: 1\n".to_string(), "b: 7\n".to_string()]);
+    assert_eq!(git(&r.bare, &["show", "main:b/y.yaml"])?, "b: 7");
+    assert_eq!(git(&r.bare, &["show", "main:a/x.yaml"])?, "a: bot");
+    assert_eq!(
+        git(&r.bare, &["log", "-1", "--format=%s", "main"])?,
+        "bot edit"
+    );
+    assert_eq!(
+        git(&r.bare, &["log", "-1", "--format=%s", "main~1"])?,
+        "human"
+    );
+    // A refused check pushes nothing.
+    let before = git(&r.bare, &["rev-parse", "main"])?;
+    let err = r
+        .cache
+        .update_branch(
+            &url,
+            &Credentials::none(),
+            &UpdateOptions {
+                branch: "main",
+                author: &who,
+                attempts: 3,
+            },
+            |_, _| {
+                Ok(Some(BranchEdit {
+                    files: vec![("a/x.yaml".into(), b"a: forbidden\n".to_vec())],
+                    message: "forbidden\n".into(),
+                }))
+            },
+            |c| Err(format!("policy refused {c}")),
         )
-    };
-    assert_eq!(git(&r.bare, &["show", "main:a/x.yaml"])?, "a: 2");
-    let done = update(true, 3, &edit)?;
-    assert!(done.pushed);
-    assert_eq!(done.attempts, 2, "the first push was refused");
-    assert_eq!(raced.get(), 2, "the edit ran again on the new head");
-    assert_eq!(git(&r.bare, &["show", "main:a/x.yaml"])?, "a: 7");
-    assert_eq!(
-        git(&r.bare, &["show", "main:b/y.yaml"])?,
-        "b: 42",
-        "the human commit is kept"
-    );
-    assert_eq!(
-        git(&r.bare, &["rev-parse", "main"])?,
-        done.commit.to_string()
-    );
-    assert_eq!(
-        git(&r.bare, &["log", "-2", "--format=%s", "main"])?,
-        "promote a: 2 → 7\nhuman: b"
-    );
-    // Again: nothing to change, nothing committed.
-    let head = git(&r.bare, &["rev-parse", "main"])?;
-    let same = |t: &[u8]| -> Result<Vec<u8>, String> { Ok(t.to_vec()) };
-    let done = update(true, 3, &same)?;
-    assert!(!done.pushed && done.changes.is_empty());
-    assert_eq!(git(&r.bare, &["rev-parse", "main"])?, head);
-    // A preview stores and sends nothing.
-    let bump = |t: &[u8]| -> Result<Vec<u8>, String> {
-        Ok(String::from_utf8_lossy(t)
-            .replace("a: 7", "a: 5")
-            .into_bytes())
-    };
-    let done = update(false, 3, &bump)?;
-    assert!(!done.pushed && done.changes.len() == 1);
-    assert_eq!(git(&r.bare, &["rev-parse", "main"])?, head);
-    // A branch that moves before every push: bounded, named, nothing forced.
-    let n = std::cell::Cell::new(0);
-    let always = |t: &[u8]| -> Result<Vec<u8>, String> {
-        n.set(n.get() + 1);
-        git(&r.work, &["pull", "-q", "--rebase", "origin", "main"]).map_err(|e| e.to_string())?;
-        commit(
-            &r.work,
-            &format!("human {}", n.get()),
-            &[("b/y.yaml", &format!("b: {}\n", n.get()))],
-        )
-        .map_err(|e| e.to_string())?;
-        Ok(String::from_utf8_lossy(t)
-            .replace("a: 7", "a: 6")
-            .into_bytes())
-    };
-    let err = update(true, 2, &always).expect_err("kept moving");
-    assert!(
-        matches!(err, SourceError::BranchKeptMoving { attempts: 2, .. }),
-        "{err}"
-    );
-    assert!(err.to_string().contains("main"), "{err}");
-    assert_eq!(git(&r.bare, &["show", "main:a/x.yaml"])?, "a: 7");
-    assert_eq!(git(&r.bare, &["show", "main:b/y.yaml"])?, "b: 2");
+        .expect_err("refused");
+    assert!(matches!(err, SourceError::Refused { .. }), "{err}");
+    assert!(err.to_string().contains("policy refused"), "{err}");
+    assert_eq!(git(&r.bare, &["rev-parse", "main"])?, before);
     Ok(())
 }
