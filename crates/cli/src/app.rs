@@ -79,6 +79,11 @@ pub enum AppCommand {
         revision: Option<String>,
         #[command(flatten)]
         sources: SourceRevisions,
+        /// Sync the manifests rendered from this local directory (a directory of
+        /// manifests or a kustomization) instead of Git's, as `argocd app sync --local`.
+        /// Refused while automated sync is on; the app shows OutOfSync with Git after.
+        #[arg(long, conflicts_with_all = ["revision", "revisions"])]
+        local: Option<PathBuf>,
         /// Return once the operation is requested.
         #[arg(long = "async")]
         no_wait: bool,
@@ -511,15 +516,37 @@ pub async fn run(cmd: AppCommand, common: Common) -> anyhow::Result<ExitCode> {
             prune,
             revision,
             sources,
+            local,
             no_wait,
             timeout,
         } => {
             let (api, name) = app_ref(&client, &default_ns, &name);
             let a = get_app(&api, name).await?;
-            let wanted = requested(&a, revision.as_deref(), &sources)
-                .with_context(|| format!("cannot sync {name}"))?;
             let mut sync = json!({"prune": prune});
-            wanted.write_into(&mut sync);
+            if let Some(dir) = &local {
+                if automated(&a) {
+                    bail!(
+                        "cannot sync {name}: {}",
+                        mooring_engine::delivery::LOCAL_SYNC_WITH_AUTOMATED
+                    );
+                }
+                if a.pointer("/spec/sources")
+                    .is_some_and(|s| s.as_array().is_some_and(|l| !l.is_empty()))
+                {
+                    bail!("cannot sync {name} with --local: it has several sources (spec.sources)");
+                }
+                // The same render, export and symlink rule as `mooring deploy`.
+                let objects = crate::deploy::render(dir)?;
+                let manifests: Vec<String> = objects
+                    .iter()
+                    .map(serde_json::to_string)
+                    .collect::<Result<_, _>>()?;
+                sync["manifests"] = json!(manifests);
+            } else {
+                let wanted = requested(&a, revision.as_deref(), &sources)
+                    .with_context(|| format!("cannot sync {name}"))?;
+                wanted.write_into(&mut sync);
+            }
             let op = json!({"sync": sync, "initiatedBy": {"username": "mooring-cli"}});
             request_operation(&api, name, op).await?;
             if no_wait {

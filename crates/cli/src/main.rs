@@ -10,6 +10,7 @@ mod bench;
 mod check;
 mod cluster;
 mod connect;
+mod deploy;
 mod dr;
 mod dr_up;
 mod embedded;
@@ -17,6 +18,7 @@ mod image_up;
 mod notifications;
 mod output;
 mod policy;
+mod promote;
 mod registration;
 mod rollback;
 mod rollback_verify;
@@ -114,6 +116,21 @@ enum Command {
         #[command(flatten)]
         common: app::Common,
     },
+    /// The hybrid model's CI step: set an Application's targetRevision (--revision) or an
+    /// image of its kustomization (--image) in the GitOps repository, commit and push
+    /// (--push; never forced, redone on the new head when the branch moved), and with
+    /// --wait follow the app until it is Synced and Healthy at the new commit.
+    Promote {
+        #[command(flatten)]
+        args: promote::PromoteArgs,
+        #[command(flatten)]
+        common: app::Common,
+    },
+    /// The push model, without a controller: render PATH, run the policy gate of the
+    /// target cluster (and --policy DIR), show the diff, server-side apply as
+    /// `mooring-deploy`, prune what an earlier deploy applied (kubectl's ApplySet) and
+    /// wait for health.
+    Deploy(deploy::DeployArgs),
     /// Print Mooring's CustomResourceDefinitions (generated from the Rust types).
     Crds,
     /// Policy as code: conftest-style tests, gator suites and Rego unit tests.
@@ -287,6 +304,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Notifications { command, common } => notifications::run(command, common).await,
         Command::Rollback { command, common } => rollback::run(command, common).await,
         Command::Dr { command, common } => dr::run(command, common).await,
+        Command::Promote { args, common } => promote::run(args, common).await,
+        Command::Deploy(args) => deploy::run(args).await,
         Command::Crds => {
             for crd in mooring_k8s::crds::all() {
                 println!("---");

@@ -246,7 +246,7 @@ pub async fn run(cmd: RollbackCommand, common: crate::app::Common) -> anyhow::Re
 
 /// Load the repository Secrets of the control-plane namespace into the context's
 /// credential index, as the controller's watch does.
-async fn load_credentials(
+pub(crate) async fn load_credentials(
     m: &crate::connect::Management,
     ctx: &mooring_controller::Context,
 ) -> anyhow::Result<()> {
@@ -314,7 +314,7 @@ async fn forge_token(
 }
 
 /// `git config --get KEY` of the user running the command, if set.
-fn git_config(key: &str) -> Option<String> {
+pub(crate) fn git_config(key: &str) -> Option<String> {
     let out = std::process::Command::new("git")
         .args(["config", "--get", key])
         .output()

@@ -1763,6 +1763,15 @@ fn check_applies_project_rules_to_apps_whose_source_is_another_repository() {
 #[path = "cli/control_plane.rs"]
 mod control_plane;
 
+#[path = "cli/promote.rs"]
+mod promote;
+
+#[path = "cli/deploy.rs"]
+mod deploy;
+
+#[path = "cli/app_sync_local.rs"]
+mod app_sync_local;
+
 /// `mooring check` applies the control-plane rule the controller applies: an Application
 /// outside `argocd` needs `--application-namespaces` and its project's `sourceNamespaces`,
 /// and an AppProject outside `argocd` is never read.

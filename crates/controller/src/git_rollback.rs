@@ -318,8 +318,11 @@ pub async fn request_for(
 
 /// The Application that deployed `app` (Argo CD's tracking annotation, else the
 /// `app.kubernetes.io/instance` label), when it is another Application of the same
-/// namespace.
-async fn parent_of(ctx: &crate::Context, app: &Application) -> Result<Option<Application>, Error> {
+/// namespace. `mooring promote` finds the manifest to edit with it too.
+pub async fn parent_of(
+    ctx: &crate::Context,
+    app: &Application,
+) -> Result<Option<Application>, Error> {
     let meta = serde_json::to_value(&app.metadata).map_err(|e| Error::Internal(e.to_string()))?;
     let instance = meta
         .pointer("/annotations")
@@ -415,8 +418,8 @@ fn source_of(req: &Request) -> Result<(ApplicationSource, Option<usize>), Error>
 }
 
 /// The source of `app` a rollback works on: `spec.source`, or in `spec.sources` the one
-/// at `index`, else the only one with a path.
-fn pick_source(
+/// at `index`, else the only one with a path. (`mooring promote` picks the same way.)
+pub fn pick_source(
     app: &Application,
     source_index: Option<usize>,
 ) -> Result<(ApplicationSource, Option<usize>), Error> {
@@ -769,7 +772,7 @@ fn app_inputs(
 /// one YAML file under `under` (`""`: the whole repository) defining an Application of
 /// that name.
 #[allow(clippy::too_many_arguments)]
-fn find_manifest(
+pub fn find_manifest(
     repos: &RepoCache,
     url: &str,
     head: &CommitId,

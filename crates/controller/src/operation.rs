@@ -336,7 +336,31 @@ pub async fn drive(
         let msg = format!("nothing was applied: {msg}");
         return finish(ctx, app, state, OperationPhase::Failed, &msg, None).await;
     }
-    let (revision, mut desired) = match desired_state(ctx, app, &requested, cluster).await {
+    // `app sync --local`: the manifests in the operation instead of the source's render,
+    // refused while automated sync would put Git's back at once (as Argo CD refuses it).
+    let local = op
+        .sync
+        .as_ref()
+        .map(|s| s.local_manifests().to_vec())
+        .unwrap_or_default();
+    let automated = app
+        .spec
+        .sync_policy
+        .as_ref()
+        .is_some_and(|p| p.automated.is_some());
+    if !local.is_empty() && automated {
+        let msg = format!(
+            "nothing was applied: {}",
+            mooring_engine::delivery::LOCAL_SYNC_WITH_AUTOMATED
+        );
+        return finish(ctx, app, state, OperationPhase::Failed, &msg, None).await;
+    }
+    let desired_or_local = if local.is_empty() {
+        desired_state(ctx, app, &requested, cluster).await
+    } else {
+        state::local_state(ctx, app, &local, cluster).await
+    };
+    let (revision, mut desired) = match desired_or_local {
         Ok(x) => x,
         Err(e) => {
             return finish(ctx, app, state, OperationPhase::Error, &e.to_string(), None).await

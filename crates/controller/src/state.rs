@@ -70,26 +70,7 @@ pub async fn desired_state(
             e
         }
     };
-    // Every source at its own revision (`ref` sources too: their trees are read by value
-    // files, and their commits are reported).
-    let mut commits = Vec::with_capacity(sources.len());
-    for (i, source) in sources.iter().enumerate() {
-        let revision = overrides
-            .commits()
-            .get(i)
-            .filter(|r| !r.is_empty())
-            .cloned()
-            .or_else(|| source.target_revision.clone().filter(|r| !r.is_empty()))
-            .unwrap_or_else(|| "HEAD".into());
-        // Credentials are matched against the URL actually contacted (an alias's target).
-        let fetch = ctx.fetch_url(&source.repo_url);
-        let creds = ctx.credentials_for(&fetch, Some(crate::project::project_name(app)));
-        let commit = ctx
-            .resolve(&fetch, &revision, creds)
-            .await
-            .map_err(|e| in_source(i, e))?;
-        commits.push(commit);
-    }
+    let commits = resolve_sources(ctx, app, overrides, &in_source).await?;
     let mut rendered: Vec<(String, mooring_render::Manifests)> = Vec::new();
     // The name Argo CD's repo-server gives the parameter file (`namespace_name` for an
     // Application outside the control-plane namespace).
@@ -133,14 +114,87 @@ pub async fn desired_state(
         };
         rendered.push((p.label.clone(), manifests));
     }
+    let out = place(
+        ctx,
+        app,
+        cluster,
+        rendered
+            .iter()
+            .map(|(l, m)| (l.clone(), m.iter().cloned().collect::<Vec<Value>>()))
+            .collect(),
+    )
+    .await?;
+    let commits: Vec<String> = commits.iter().map(|c| c.to_string()).collect();
+    let revisions = if multi {
+        Revisions::multi(commits)
+    } else {
+        Revisions::single(commits.into_iter().next().unwrap_or_default())
+    };
+    Ok((revisions, out))
+}
+
+/// The desired state of a local sync (`mooring app sync --local`, Argo CD's
+/// `operation.sync.manifests`): the manifests the CLI rendered, placed and tracked like a
+/// render of Git, recorded at the source's resolved revision (as Argo CD records it).
+pub async fn local_state(
+    ctx: &Context,
+    app: &Application,
+    manifests: &[String],
+    cluster: &ClusterClient,
+) -> Result<(Revisions, Vec<Value>), ControllerError> {
+    if app.has_multiple_sources() {
+        return Err(ControllerError::Spec(
+            "local manifests cannot be synced to an application with several sources (spec.sources)".into(),
+        ));
+    }
+    let commits = resolve_sources(ctx, app, &Revisions::default(), &|_, e| e).await?;
+    let mut objects = Vec::new();
+    for (i, m) in manifests.iter().enumerate() {
+        let docs = mooring_core::yaml::parse_all(m).map_err(|e| {
+            ControllerError::Spec(format!(
+                "local manifest {i} (operation.sync.manifests) does not parse: {e}"
+            ))
+        })?;
+        for d in docs.into_iter().filter(|d| !d.is_null()) {
+            if !d.is_object() {
+                return Err(ControllerError::Spec(format!(
+                    "local manifest {i} (operation.sync.manifests) is not an object"
+                )));
+            }
+            objects.push(d);
+        }
+    }
+    let out = place(ctx, app, cluster, vec![("local manifests".into(), objects)]).await?;
+    Ok((
+        Revisions::single(
+            commits
+                .into_iter()
+                .next()
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+        ),
+        out,
+    ))
+}
+
+/// Place rendered objects for `app` (one list per source, with its label): namespaced
+/// objects without a namespace go to the destination namespace, the parts are merged
+/// into one desired state (duplicates refused), and every object gets the app's
+/// tracking annotation. Rendered and local (`app sync --local`) manifests both go
+/// through here, so a local sync deploys exactly what Git would have with those files.
+async fn place(
+    ctx: &Context,
+    app: &Application,
+    cluster: &ClusterClient,
+    rendered: Vec<(String, Vec<Value>)>,
+) -> Result<Vec<Value>, ControllerError> {
     let dest_ns = app.spec.destination.namespace.clone().unwrap_or_default();
     // Scopes of the kinds CRDs in this render define (their kinds are not served yet).
     let crd_scopes = mooring_core::scope::crd_scopes(rendered.iter().flat_map(|(_, m)| m.iter()));
     let mut parts = Vec::with_capacity(rendered.len());
-    for (label, manifests) in &rendered {
+    for (label, manifests) in rendered {
         let mut objects = Vec::with_capacity(manifests.len());
-        for m in manifests.iter() {
-            let mut obj = m.clone();
+        for mut obj in manifests {
             let api_version = obj
                 .get("apiVersion")
                 .and_then(Value::as_str)
@@ -172,7 +226,7 @@ pub async fn desired_state(
             mooring_engine::state::place_namespace(&mut obj, &dest_ns, namespaced);
             objects.push(obj);
         }
-        parts.push((label.clone(), objects));
+        parts.push((label, objects));
     }
     // One desired state; identities are final now (namespaces filled in).
     let mut out = mooring_render::merge(parts)?;
@@ -189,13 +243,39 @@ pub async fn desired_state(
             }
         }
     }
-    let commits: Vec<String> = commits.iter().map(|c| c.to_string()).collect();
-    let revisions = if multi {
-        Revisions::multi(commits)
-    } else {
-        Revisions::single(commits.into_iter().next().unwrap_or_default())
-    };
-    Ok((revisions, out))
+    Ok(out)
+}
+
+/// Resolve every source of `app` at its own revision (`overrides`, else its
+/// `targetRevision`, else `HEAD`); `in_source` names the source in errors.
+async fn resolve_sources(
+    ctx: &Context,
+    app: &Application,
+    overrides: &Revisions,
+    in_source: &(dyn Fn(usize, ControllerError) -> ControllerError + Sync),
+) -> Result<Vec<mooring_source::CommitId>, ControllerError> {
+    let sources = app.sources();
+    // Every source at its own revision (`ref` sources too: their trees are read by value
+    // files, and their commits are reported).
+    let mut commits = Vec::with_capacity(sources.len());
+    for (i, source) in sources.iter().enumerate() {
+        let revision = overrides
+            .commits()
+            .get(i)
+            .filter(|r| !r.is_empty())
+            .cloned()
+            .or_else(|| source.target_revision.clone().filter(|r| !r.is_empty()))
+            .unwrap_or_else(|| "HEAD".into());
+        // Credentials are matched against the URL actually contacted (an alias's target).
+        let fetch = ctx.fetch_url(&source.repo_url);
+        let creds = ctx.credentials_for(&fetch, Some(crate::project::project_name(app)));
+        let commit = ctx
+            .resolve(&fetch, &revision, creds)
+            .await
+            .map_err(|e| in_source(i, e))?;
+        commits.push(commit);
+    }
+    Ok(commits)
 }
 
 /// The tree of a `ref` source one render reads (Helm `$NAME/path` value files).

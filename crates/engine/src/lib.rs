@@ -11,6 +11,7 @@
 
 pub mod analysis;
 pub mod appset;
+pub mod delivery;
 pub mod diff;
 pub mod dr;
 pub mod git_rollback;

@@ -12,14 +12,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// `mooring up` running in the background, with what it printed up to its hints.
-struct Up {
+pub(crate) struct Up {
     child: std::process::Child,
-    kc: String,
+    pub(crate) kc: String,
     printed: Vec<String>,
 }
 
 impl Up {
-    fn start(repo: &Path, data: &Path, extra: &[&str]) -> Up {
+    pub(crate) fn start(repo: &Path, data: &Path, extra: &[&str]) -> Up {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mooring"))
             .arg("up")
             .arg(repo)
@@ -79,7 +79,13 @@ impl Drop for Up {
 }
 
 /// Poll `mooring app get NAME -o json` until `ok` holds.
-fn app_until(kc: &str, name: &str, secs: u64, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn app_until(
+    kc: &str,
+    name: &str,
+    secs: u64,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let o = mooring(kc, &["app", "get", name, "-o", "json"]);
@@ -97,7 +103,7 @@ fn app_until(kc: &str, name: &str, secs: u64, what: &str, ok: impl Fn(&Value) ->
     }
 }
 
-fn synced_healthy(v: &Value) -> bool {
+pub(crate) fn synced_healthy(v: &Value) -> bool {
     v["status"]["sync"]["status"] == "Synced" && v["status"]["health"]["status"] == "Healthy"
 }
 

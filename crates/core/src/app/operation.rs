@@ -138,7 +138,7 @@ pub struct SyncOperationResource {
     pub extra: BTreeMap<String, Value>,
 }
 
-/// Argo CD's `SyncOperation`: what to sync and how. `source(s)`, `manifests`,
+/// Argo CD's `SyncOperation`: what to sync and how. `source(s)`,
 /// `autoHealAttemptsCount` and others stay in `extra`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -160,6 +160,10 @@ pub struct SyncOperation {
     pub resources: Option<Vec<SyncOperationResource>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_options: Option<Vec<String>>,
+    /// Local manifests to sync instead of the source's render (`argocd app sync
+    /// --local`): one YAML or JSON object per string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifests: Option<Vec<String>>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
 }
@@ -175,6 +179,11 @@ impl SyncOperation {
 
     pub fn prune(&self) -> bool {
         self.prune == Some(true)
+    }
+
+    /// The local manifests of `--local` (empty: sync the source's render).
+    pub fn local_manifests(&self) -> &[String] {
+        self.manifests.as_deref().unwrap_or_default()
     }
 }
 
