@@ -189,6 +189,7 @@ async fn place(
     rendered: Vec<(String, Vec<Value>)>,
 ) -> Result<Vec<Value>, ControllerError> {
     let dest_ns = app.spec.destination.namespace.clone().unwrap_or_default();
+    let instance = ctx.instance_name(app);
     // Scopes of the kinds CRDs in this render define (their kinds are not served yet).
     let crd_scopes = mooring_core::scope::crd_scopes(rendered.iter().flat_map(|(_, m)| m.iter()));
     let mut parts = Vec::with_capacity(rendered.len());

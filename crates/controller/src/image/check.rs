@@ -22,7 +22,7 @@ pub(super) struct Resolved {
 /// one built for its host (`https://HOST`, Docker Hub for unqualified names).
 pub(super) fn for_image(registries: &[RegistryConfig], image: &ImageRef) -> Resolved {
     let config = rules::registries::for_image(registries, image);
-    let configured = registries.iter().any(|r| *r == config);
+    let configured = registries.contains(&config);
     Resolved {
         repository: rules::registries::repository_path(&config, image),
         host: if image.registry.is_empty() {

@@ -83,182 +83,30 @@ fn check_change(change: &ImageChange) -> Result<(), ImageError> {
     Ok(())
 }
 
-/// The `images:` list with `changes` applied, as `kustomize edit set image` does: the
-/// entry whose `name` equals the change's name gets `newTag` (and `newName` when the
-/// change redirects, `digest` for a pinned digest; a stale `digest` is removed); a name
-/// not listed is appended.
-fn apply_to_images(images: &mut Vec<Value>, changes: &[ImageChange]) -> Result<(), ImageError> {
-    for change in changes {
-        check_change(change)?;
-        let pos = images
-            .iter()
-            .position(|e| e.get("name").and_then(Value::as_str) == Some(change.name.as_str()));
-        let entry = match pos {
-            Some(i) => &mut images[i],
-            None => {
-                images.push(json!({ "name": change.name }));
-                let last = images.len() - 1;
-                &mut images[last]
-            }
-        };
-        let Some(obj) = entry.as_object_mut() else {
-            return Err(ImageError::Other(format!(
-                "kustomization images entry for {} is not a mapping",
-                change.name
-            )));
-        };
-        if let Some(n) = &change.new_name {
-            obj.insert("newName".into(), Value::String(n.clone()));
-        }
-        obj.insert("newTag".into(), Value::String(change.new_tag.clone()));
-        match &change.new_digest {
-            Some(d) => {
-                obj.insert("digest".into(), Value::String(d.clone()));
-            }
-            None => {
-                obj.remove("digest");
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A YAML scalar or flow value for `v` that reads back as `v`: JSON is YAML, and a JSON
-/// string is a YAML double-quoted scalar.
-fn yaml_value(v: &Value) -> String {
-    v.to_string()
-}
-
-fn yaml_key(k: &str) -> String {
-    let plain = !k.is_empty()
-        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && !matches!(
-            k,
-            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "y" | "n"
-        );
-    if plain {
-        k.to_string()
-    } else {
-        Value::String(k.to_string()).to_string()
-    }
-}
-
-/// Which top-level key a line at column 0 starts, if any (`images:`, `"images":`).
-fn top_level_key(line: &str) -> Option<&str> {
-    if line.starts_with([' ', '\t', '#', '-']) || line.is_empty() {
-        return None;
-    }
-    for key in ["images", "\"images\"", "'images'"] {
-        let after = line
-            .strip_prefix(key)
-            .and_then(|rest| rest.trim_start_matches(' ').strip_prefix(':'));
-        if let Some(after) = after {
-            if after.is_empty() || after.starts_with([' ', '\t', '\n', '\r']) {
-                return Some("images");
-            }
-        }
-    }
-    Some("")
-}
-
-/// Set `changes` in a kustomization's `images:`, rewriting only that block.
+/// Set `changes` in a kustomization's `images:` as `kustomize edit set image` would
+/// (each change's entry gets `newName`, `newTag` and `digest`; a stale digest is removed;
+/// a missing entry or list is added), keeping every other byte: the edit of `mooring
+/// promote --image` ([`crate::delivery::set_kustomize_image`]), so both write-backs edit
+/// kustomizations one way.
 pub fn edit_kustomization(text: &str, changes: &[ImageChange]) -> Result<String, ImageError> {
-    let doc = parse_yaml("kustomization", text)?;
-    let Some(map) = doc.as_object() else {
-        return Err(ImageError::Other("kustomization is not a mapping".into()));
-    };
-    let mut images = match map.get("images") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a.clone(),
-        Some(_) => {
-            return Err(ImageError::Other(
-                "kustomization images: is not a list".into(),
-            ))
-        }
-    };
-    apply_to_images(&mut images, changes)?;
-    let mut intended = map.clone();
-    intended.insert("images".into(), Value::Array(images.clone()));
-
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let starts: Vec<usize> = lines
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| top_level_key(l) == Some("images"))
-        .map(|(i, _)| i)
-        .collect();
-    if starts.len() > 1 {
-        return Err(ImageError::Other("kustomization has images: twice".into()));
-    }
-    let mut out = String::with_capacity(text.len() + 256);
-    match starts.first() {
-        Some(&start) => {
-            // The block runs to the next line at column 0 that is neither a sequence
-            // item, a comment nor blank (trailing blank and comment lines stay outside).
-            let mut end = start + 1;
-            let mut last_content = start + 1;
-            while end < lines.len() {
-                let l = lines[end];
-                let t = l.trim_end_matches(['\n', '\r']);
-                if t.trim().is_empty() || t.trim_start().starts_with('#') {
-                    end += 1;
-                    continue;
-                }
-                if t.starts_with([' ', '\t', '-']) {
-                    end += 1;
-                    last_content = end;
-                    continue;
-                }
-                break;
-            }
-            let indent = lines[start + 1..last_content]
-                .iter()
-                .map(|l| l.trim_end_matches(['\n', '\r']))
-                .find(|l| l.trim_start().starts_with('-'))
-                .map_or(0, |l| l.len() - l.trim_start().len());
-            lines[..start].iter().for_each(|l| out.push_str(l));
-            out.push_str(&render_images(&images, indent));
-            lines[last_content..].iter().for_each(|l| out.push_str(l));
-        }
-        None => {
-            out.push_str(text);
-            if !text.is_empty() && !text.ends_with('\n') {
-                out.push('\n');
-            }
-            out.push_str(&render_images(&images, 0));
-        }
-    }
-    if out.len() > MAX_OUTPUT_BYTES {
+    if text.len() > MAX_OUTPUT_BYTES {
         return Err(ImageError::Other(format!(
-            "kustomization would be larger than {MAX_OUTPUT_BYTES} bytes"
+            "kustomization is larger than {MAX_OUTPUT_BYTES} bytes"
         )));
     }
-    let reparsed = parse_yaml("edited kustomization", &out)?;
-    if reparsed != Value::Object(intended) {
-        return Err(ImageError::Other(
-            "kustomization: editing images: in place would change other fields (flow-style or unusual layout); rewrite images: as a block list".into(),
-        ));
+    let mut out = text.to_string();
+    for change in changes {
+        check_change(change)?;
+        let spec = crate::delivery::ImageSpec {
+            name: change.name.clone(),
+            new_name: change.new_name.clone(),
+            new_tag: Some(change.new_tag.clone()),
+            digest: change.new_digest.clone(),
+        };
+        out = crate::delivery::set_kustomize_image("kustomization", &out, &spec)
+            .map_err(|e| ImageError::Other(e.to_string()))?;
     }
     Ok(out)
-}
-
-fn render_images(images: &[Value], indent: usize) -> String {
-    let pad = " ".repeat(indent);
-    let mut s = String::from("images:\n");
-    for entry in images {
-        match entry.as_object() {
-            Some(obj) if !obj.is_empty() => {
-                let mut first = true;
-                for (k, v) in obj {
-                    let lead = if first { "- " } else { "  " };
-                    first = false;
-                    s.push_str(&format!("{pad}{lead}{}: {}\n", yaml_key(k), yaml_value(v)));
-                }
-            }
-            _ => s.push_str(&format!("{pad}- {}\n", yaml_value(entry))),
-        }
-    }
-    s
 }
 
 /// What a parameter file (or an `argocd` override) sets for the images.
