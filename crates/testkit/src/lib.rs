@@ -75,6 +75,32 @@ pub fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
     Ok((code, body.to_string()))
 }
 
+/// Run `git ARGS` in `dir` as a test's developer (`dev <dev@example.com>`, branch `main`
+/// by default, no signing, no global or system configuration); its trimmed stdout.
+/// Panics with git's stderr when it fails.
+pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let o = std::process::Command::new("git")
+        .args(["-c", "user.name=dev", "-c", "user.email=dev@example.com"])
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("git must be installed");
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
 /// A tiny HTTP/1.1 server in front of `git http-backend` (CGI), one connection per
 /// request, optionally demanding basic authentication.
 pub struct GitHttpServer {

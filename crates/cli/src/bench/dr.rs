@@ -36,8 +36,8 @@ fn region(name: &str, range: &str) -> anyhow::Result<mooring_apiserver::ClusterO
     .with_load_balancer_range(range)?)
 }
 
-/// Poll `f` every 100 ms until it yields, for at most `secs`.
-async fn until<T, F, Fut>(secs: u64, what: &str, mut f: F) -> anyhow::Result<T>
+/// Poll `f` every 50 ms until it yields, for at most `secs`.
+pub(super) async fn until<T, F, Fut>(secs: u64, what: &str, mut f: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
@@ -50,11 +50,11 @@ where
         if t.elapsed() > Duration::from_secs(secs) {
             bail!("timed out after {secs}s waiting for {what}");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-fn docs(path: &Path) -> anyhow::Result<Vec<Value>> {
+pub(super) fn docs(path: &Path) -> anyhow::Result<Vec<Value>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(mooring_core::yaml::parse_all(&text)?)

@@ -13,9 +13,10 @@
 //! it, and the first pod of the Rollout running the new image (the canary's first step:
 //! the canary's own pauses and analysis come after and are the rollout's, not delivery's).
 
+use super::dr::{docs, until};
 use super::gitops::percentile;
 use crate::up::git;
-use anyhow::{bail, Context};
+use anyhow::bail;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use mooring_k8s::kube;
 use mooring_testkit::registry::{Format, NotifyEndpoint, Registry, RegistryOptions};
@@ -30,12 +31,6 @@ const NS: &str = "ml-serving-development";
 const IMAGE: &str = "registry.ml.example.com/models/fraud-detector";
 const REPOSITORY: &str = "models/fraud-detector";
 const OVERLAY: &str = "applications/model-serving/overlays/development/kustomization.yaml";
-
-fn docs(path: &Path) -> anyhow::Result<Vec<Value>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(mooring_core::yaml::parse_all(&text)?)
-}
 
 /// One round's figures (seconds from the push).
 struct Round {
@@ -82,24 +77,6 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Poll `f` every 50 ms until it yields, for at most `secs`.
-async fn until<T, F, Fut>(secs: u64, what: &str, mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let t = Instant::now();
-    loop {
-        if let Some(v) = f().await? {
-            return Ok(v);
-        }
-        if t.elapsed() > Duration::from_secs(secs) {
-            bail!("timed out after {secs}s waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn mode_rounds(

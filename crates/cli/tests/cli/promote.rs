@@ -8,31 +8,9 @@ use crate::control_plane::{app_until, synced_healthy, Up};
 use crate::{kubectl, kubectl_ok, mooring};
 use mooring_testkit::GitHttpServer;
 use serde_json::Value;
-use std::path::Path;
 use std::process::Command;
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new("git")
-        .args(["-c", "user.name=dev", "-c", "user.email=dev@example.com"])
-        .args([
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("git must be installed");
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
+use mooring_testkit::git;
 
 const OVERLAY: &str = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n# development overlay of the model server\nresources:\n- ../../base\nimages:\n# bumped by CI (mooring promote)\n- name: registry.local/ml/model-server\n  newTag: \"1.2.3\"\n";
 

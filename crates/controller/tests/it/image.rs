@@ -11,33 +11,13 @@ use mooring_k8s::kube;
 use mooring_testkit::registry::{Format, Registry, RegistryOptions};
 use mooring_testkit::GitHttpServer;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
 const IMAGE: &str = "registry.ml.example.com/models/fraud-detector";
 const REPO: &str = "models/fraud-detector";
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new("git")
-        .args([
-            "-c",
-            "user.name=human",
-            "-c",
-            "user.email=human@example.com",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git must be installed");
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
+use mooring_testkit::git;
 
 /// The platform repository: a Deployment of the model server in a kustomize base and a
 /// `dev` overlay (with a comment the write-back must keep).
@@ -420,4 +400,97 @@ async fn a_forbidden_registry_is_never_written_back() {
     })
     .await;
     assert_eq!(refused["type"], "Warning");
+}
+
+/// The `spec.source.kustomize.images` override the `argocd` write-back set, if any.
+async fn override_of(w: &World, name: &str) -> Option<String> {
+    let a = serde_json::to_value(w.apps.get(name).await.ok()?).ok()?;
+    a.pointer("/spec/source/kustomize/images/0")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// The other strategies through the watcher, with the `argocd` write-back (a parameter
+/// override on the Application): `newest-build` picks by the config's creation time (not
+/// by name or push order) among `allow-tags`; `digest` follows a moving tag by digest;
+/// `platforms` skips a newer tag that lacks the wanted platform on a multi-arch index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newest_build_digest_and_platforms_pick_what_the_registry_says() {
+    let w = world(Duration::from_millis(500)).await;
+    let push = |tag: &str, created: &str| {
+        w.registry
+            .push_image(REPO, tag, "linux/amd64", created, Format::Oci)
+            .expect("push")
+    };
+    // newest-build: build-b is built later but pushed first; `nightly` is not allowed.
+    push("build-b", "2026-03-02T00:00:00Z");
+    push("build-a", "2026-03-01T00:00:00Z");
+    push("nightly", "2026-03-09T00:00:00Z");
+    // digest: `latest` moves below.
+    let first = push("latest", "2026-03-01T00:00:00Z");
+    // platforms: 1.2.5 is amd64 only, 1.2.4 an index with arm64.
+    push("1.2.5", "2026-03-01T00:00:00Z");
+    w.registry
+        .push_index(
+            REPO,
+            "1.2.4",
+            &[
+                ("linux/amd64", "2026-03-01T00:00:00Z"),
+                ("linux/arm64", "2026-03-01T00:00:00Z"),
+            ],
+            Format::Oci,
+        )
+        .expect("index");
+    for (name, annotations) in [
+        (
+            "fd-newest",
+            json!({
+                "argocd-image-updater.argoproj.io/image-list": format!("fd={IMAGE}"),
+                "argocd-image-updater.argoproj.io/fd.update-strategy": "newest-build",
+                "argocd-image-updater.argoproj.io/fd.allow-tags": "regexp:^build-",
+            }),
+        ),
+        (
+            "fd-digest",
+            json!({
+                "argocd-image-updater.argoproj.io/image-list": format!("fd={IMAGE}:latest"),
+                "argocd-image-updater.argoproj.io/fd.update-strategy": "digest",
+            }),
+        ),
+        (
+            "fd-arm",
+            json!({
+                "argocd-image-updater.argoproj.io/image-list": format!("fd={IMAGE}:~1.2"),
+                "argocd-image-updater.argoproj.io/fd.platforms": "linux/arm64",
+            }),
+        ),
+    ] {
+        create(&w, app(&w, name, annotations)).await;
+    }
+    let newest = eventually(60, "the newest build set", || async {
+        override_of(&w, "fd-newest").await
+    })
+    .await;
+    assert_eq!(newest, format!("{IMAGE}:build-b"));
+    let pinned = eventually(60, "latest pinned by digest", || async {
+        override_of(&w, "fd-digest").await
+    })
+    .await;
+    assert_eq!(pinned, format!("{IMAGE}:latest@{first}"));
+    let arm = eventually(60, "the arm64 version set", || async {
+        override_of(&w, "fd-arm").await
+    })
+    .await;
+    assert_eq!(arm, format!("{IMAGE}:1.2.4"));
+    // `latest` moves: the override follows its new digest, and the cluster runs it.
+    let moved = push("latest", "2026-03-05T00:00:00Z");
+    assert_ne!(moved, first);
+    eventually(60, "the new digest set", || async {
+        (override_of(&w, "fd-digest").await? == format!("{IMAGE}:latest@{moved}")).then_some(())
+    })
+    .await;
+    eventually(60, "the new digest running", || async {
+        (w.running("fd-digest").await? == format!("{IMAGE}:latest@{moved}")).then_some(())
+    })
+    .await;
 }

@@ -168,40 +168,24 @@ fn split_registry(name: &str) -> (&str, &str) {
 }
 
 fn check_digest(d: &str) -> Result<(), String> {
-    let Some((algo, hex)) = d.split_once(':') else {
-        return Err(format!("digest {d:?} is not ALGORITHM:HEX"));
-    };
-    let hex_ok =
-        |n: usize| hex.len() == n && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    let ok = match algo {
-        "sha256" => hex_ok(64),
-        "sha512" => hex_ok(128),
-        _ => return Err(format!("digest algorithm {algo:?} is not sha256 or sha512")),
-    };
-    if ok {
+    if super::registry::valid_digest(d) {
         Ok(())
     } else {
         Err(format!(
-            "digest {d:?} has not the right number of lowercase hex digits"
+            "digest {d:?} is not sha256:HEX (64) or sha512:HEX (128) in lowercase hex"
         ))
     }
 }
 
 /// A tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 pub fn check_tag(t: &str) -> Result<(), String> {
-    let mut bytes = t.bytes();
-    let first_ok = bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if !first_ok
-        || t.len() > 128
-        || !bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-    {
-        return Err(format!(
+    if super::registry::valid_tag(t) {
+        Ok(())
+    } else {
+        Err(format!(
             "tag {t:?} is not 1 to 128 of A-Z a-z 0-9 _ . - (not starting with . or -)"
-        ));
+        ))
     }
-    Ok(())
 }
 
 fn check_registry(r: &str) -> Result<(), String> {
@@ -234,39 +218,13 @@ fn check_repository(repo: &str) -> Result<(), String> {
         if comp.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(format!("repository {repo:?} must be lowercase"));
         }
-        if !component_ok(comp) {
+        if !super::registry::valid_repository(comp) {
             return Err(format!(
                 "path component {comp:?} is not lowercase letters and digits separated by '.', '_', '__' or '-'"
             ));
         }
     }
     Ok(())
-}
-
-/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
-fn component_ok(c: &str) -> bool {
-    let b = c.as_bytes();
-    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if alnum(b[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < b.len() && !alnum(b[i]) {
-            i += 1;
-        }
-        let sep = &c[start..i];
-        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
-        if !ok {
-            return false;
-        }
-    }
-    true
 }
 
 /// Parse a credentials reference. `pullsecret:NS/NAME`, `secret:NS/NAME#FIELD` and (when
