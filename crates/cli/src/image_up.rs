@@ -17,7 +17,6 @@
 use mooring_engine::image::{self as rules, ImageRef};
 use mooring_k8s::kube;
 use mooring_testkit::registry::{Format, NotifyEndpoint, Registry, RegistryOptions};
-use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
@@ -27,20 +26,52 @@ use std::time::Duration;
 pub struct Outcome {
     /// The local registry, kept running while `up` runs.
     pub registry: Option<Registry>,
+    /// The `registries.conf` mapping the placeholder prefixes to it, written by
+    /// [`configure`] once the outbound allowlist lets the watcher reach it.
+    pub registries_conf: Option<String>,
     pub notes: Vec<String>,
 }
 
-/// The images the Applications in `objects` watch.
-fn watched(objects: &[Value]) -> Vec<ImageRef> {
+/// The images the Applications in REPO's YAML files watch (an app-of-apps' children
+/// included: they are in REPO too).
+fn watched(repo: &Path) -> Vec<ImageRef> {
     let mut out = Vec::new();
-    for o in objects.iter().filter(|o| o["kind"] == "Application") {
-        let annotations = o
-            .pointer("/metadata/annotations")
-            .and_then(|a| serde_json::from_value(a.clone()).ok())
-            .unwrap_or_default();
-        let name = o["metadata"]["name"].as_str().unwrap_or_default();
-        if let Ok(Some(config)) = rules::annotations::parse(name, &annotations) {
-            out.extend(config.images.into_iter().map(|i| i.image));
+    for (_, text) in yaml_files(repo) {
+        let Ok(docs) = mooring_core::yaml::parse_all(&text) else {
+            continue;
+        };
+        for o in docs.iter().filter(|o| o["kind"] == "Application") {
+            let annotations = o
+                .pointer("/metadata/annotations")
+                .and_then(|a| serde_json::from_value(a.clone()).ok())
+                .unwrap_or_default();
+            let name = o["metadata"]["name"].as_str().unwrap_or_default();
+            if let Ok(Some(config)) = rules::annotations::parse(name, &annotations) {
+                out.extend(config.images.into_iter().map(|i| i.image));
+            }
+        }
+    }
+    out
+}
+
+/// Every `.yaml`/`.yml` file under `repo` (`.git` skipped) and its text.
+fn yaml_files(repo: &Path) -> Vec<(std::path::PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![repo.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let Ok(t) = e.file_type() else { continue };
+            if t.is_dir() && e.file_name() != ".git" {
+                stack.push(p);
+            } else if t.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                if let Ok(text) = std::fs::read_to_string(&p) {
+                    out.push((p, text));
+                }
+            }
         }
     }
     out
@@ -63,48 +94,30 @@ async fn resolves(host: &str) -> bool {
 fn tags_in_repo(repo: &Path, image: &ImageRef) -> BTreeSet<String> {
     let needle = format!("{}/{}:", image.registry, image.repository);
     let mut tags = BTreeSet::new();
-    let mut stack = vec![repo.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            let Ok(t) = e.file_type() else { continue };
-            if t.is_dir() && e.file_name() != ".git" {
-                stack.push(p);
-            } else if t.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
-                let Ok(text) = std::fs::read_to_string(&p) else {
-                    continue;
-                };
-                for (i, _) in text.match_indices(&needle) {
-                    let tag: String = text[i + needle.len()..]
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
-                        .collect();
-                    if !tag.is_empty() {
-                        tags.insert(tag);
-                    }
-                }
+    for (_, text) in yaml_files(repo) {
+        for (i, _) in text.match_indices(&needle) {
+            let tag: String = text[i + needle.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+                .collect();
+            if !tag.is_empty() {
+                tags.insert(tag);
             }
         }
     }
     tags
 }
 
-/// Start the local registry for the unreachable registries `objects`' Applications
-/// watch (see the module docs).
+/// Start the local registry for the unreachable registries REPO's Applications watch
+/// (see the module docs).
 pub async fn start(
-    client: &kube::Client,
-    namespace: &str,
     repo: &Path,
     snapshot: bool,
-    objects: &[Value],
     webhook: std::net::SocketAddr,
     token: Option<String>,
 ) -> Outcome {
     let mut out = Outcome::default();
-    let images = watched(objects);
+    let images = watched(repo);
     let mut hosts = BTreeSet::new();
     for i in &images {
         if !i.registry.is_empty() && !resolves(&i.registry).await {
@@ -175,25 +188,7 @@ pub async fn start(
             )
         })
         .collect();
-    let api: kube::Api<mooring_k8s::k8s_openapi::api::core::v1::ConfigMap> =
-        kube::Api::namespaced(client.clone(), namespace);
-    let written = api
-        .patch(
-            mooring_controller::image::CONFIG_MAP,
-            &kube::api::PatchParams::apply("mooring-up").force(),
-            &kube::api::Patch::Apply(serde_json::json!({
-                "apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": mooring_controller::image::CONFIG_MAP},
-                "data": {mooring_controller::image::REGISTRIES_KEY: format!("registries:\n{conf}")},
-            })),
-        )
-        .await;
-    if let Err(e) = written {
-        out.notes.push(format!(
-            "writing {}: {e}",
-            mooring_controller::image::CONFIG_MAP
-        ));
-    }
+    out.registries_conf = Some(format!("registries:\n{conf}"));
     if snapshot {
         if let Err(e) = crate::up::git(
             repo,
@@ -221,4 +216,23 @@ pub async fn start(
     );
     out.registry = Some(registry);
     out
+}
+
+/// Write Image Updater's `registries.conf` (`argocd-image-updater-config`); returns a
+/// note when it fails.
+pub async fn configure(client: &kube::Client, namespace: &str, conf: &str) -> Option<String> {
+    let api: kube::Api<mooring_k8s::k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(client.clone(), namespace);
+    api.patch(
+        mooring_controller::image::CONFIG_MAP,
+        &kube::api::PatchParams::apply("mooring-up").force(),
+        &kube::api::Patch::Apply(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": mooring_controller::image::CONFIG_MAP},
+            "data": {mooring_controller::image::REGISTRIES_KEY: conf},
+        })),
+    )
+    .await
+    .err()
+    .map(|e| format!("writing {}: {e}", mooring_controller::image::CONFIG_MAP))
 }

@@ -660,17 +660,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         open_for.push("the DR plan's checks and DNS");
     }
     // The image watcher: a local registry for images on unreachable registries.
-    let objects: Vec<Value> = found.manifests.iter().map(|m| m.object.clone()).collect();
-    let images = crate::image_up::start(
-        &client,
-        &control_plane.namespace,
-        &repo,
-        !work_tree,
-        &objects,
-        webhook_addr,
-        args.webhook_secret.clone(),
-    )
-    .await;
+    let images =
+        crate::image_up::start(&repo, !work_tree, webhook_addr, args.webhook_secret.clone()).await;
     let mut image_notes = images.notes;
     let local_registry = images.registry;
     if let Some(r) = &local_registry {
@@ -686,6 +677,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         } else {
             dr_notes.insert(0, note);
         }
+    }
+    // registries.conf last, so the watcher's first look at the local registry is allowed.
+    if let Some(conf) = &images.registries_conf {
+        image_notes
+            .extend(crate::image_up::configure(&client, &control_plane.namespace, conf).await);
     }
     // No default password: the first admin token is issued once everything has started,
     // and shown once (a start that failed before here issued none).

@@ -129,6 +129,7 @@ async fn watch(ctx: Arc<Context>) {
     let mut memory = Memory::default();
     let mut apps: Vec<Watched> = Vec::new();
     let mut apps_read: Option<Instant> = None;
+    let mut last_conf: Option<Result<Vec<RegistryConfig>, String>> = None;
     loop {
         let notified = ctx.images.take();
         if apps_read.is_none_or(|t| t.elapsed() >= APPS_EVERY) || !notified.is_empty() {
@@ -137,6 +138,12 @@ async fn watch(ctx: Arc<Context>) {
         }
         if !apps.is_empty() {
             let registries = registries_conf(&ctx).await;
+            // A changed registries.conf (a registry added, moved or its credentials
+            // changed) is looked at again at once, not at the next interval.
+            if last_conf.as_ref().is_some_and(|c| *c != registries) {
+                memory.checked.clear();
+            }
+            last_conf = Some(registries.clone());
             for w in &apps {
                 check_app(&ctx, &client, &registries, w, &notified, &mut memory).await;
             }
