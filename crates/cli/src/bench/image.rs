@@ -8,7 +8,9 @@
 //! install docker-registry`). Two modes, each `--rounds` pushes of the next patch tag:
 //! **notify** (the registry's push notification wakes the watcher; the poll interval is
 //! 10 minutes, so only the notification explains the figure) and **poll** (no
-//! notifications, a 10 s poll interval). Each round pushes 1.4.N through the registry's
+//! notifications, a 10 s poll interval; pushes land at phases of the interval spread by a
+//! golden-ratio sequence, so the figure is the poll's average wait, not its worst case).
+//! Each round pushes 1.4.N through the registry's
 //! HTTP API and times: the write-back commit on the branch, the Application Synced to
 //! it, and the first pod of the Rollout running the new image (the canary's first step:
 //! the canary's own pauses and analysis come after and are the rollout's, not delivery's).
@@ -221,6 +223,12 @@ async fn mode_rounds(
     let mut out = Vec::new();
     for i in 0..rounds {
         let tag = format!("1.4.{}", 3 + i);
+        if !notify {
+            // Pushes land at spread phases of the poll (a golden-ratio sequence over the
+            // interval): pushing right after the previous round's check would measure the
+            // worst case every time.
+            tokio::time::sleep(interval.mul_f64((i as f64 * 0.618_034).fract())).await;
+        }
         let t0 = Instant::now();
         push(tag.clone())?;
         let commit = until(120, &format!("the write-back of {tag}"), || async {
