@@ -190,12 +190,14 @@ pub async fn start(
         .collect();
     out.registries_conf = Some(format!("registries:\n{conf}"));
     if snapshot {
-        if let Err(e) = crate::up::git(
-            repo,
-            &["config", "receive.denyCurrentBranch", "updateInstead"],
-        ) {
-            out.notes
-                .push(format!("letting the repository take write-backs: {e:#}"));
+        let set = std::process::Command::new("git")
+            .args(["config", "receive.denyCurrentBranch", "updateInstead"])
+            .current_dir(repo)
+            .output();
+        if !set.as_ref().is_ok_and(|o| o.status.success()) {
+            out.notes.push(
+                "the repository does not take the watcher's write-backs: `git config receive.denyCurrentBranch updateInstead` failed in it".into(),
+            );
         }
     } else {
         out.notes.push(
