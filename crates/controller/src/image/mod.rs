@@ -38,7 +38,8 @@ mod writeback;
 
 use crate::Context;
 use mooring_core::app::Application;
-use mooring_engine::image::{self as rules, ImageChange, RegistryConfig, UpdateConfig};
+use mooring_engine::image::registries::Settings;
+use mooring_engine::image::{self as rules, ImageChange, UpdateConfig};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -129,7 +130,7 @@ async fn watch(ctx: Arc<Context>) {
     let mut memory = Memory::default();
     let mut apps: Vec<Watched> = Vec::new();
     let mut apps_read: Option<Instant> = None;
-    let mut last_conf: Option<Result<Vec<RegistryConfig>, String>> = None;
+    let mut last_conf: Option<Result<Settings, String>> = None;
     loop {
         let notified = ctx.images.take();
         if apps_read.is_none_or(|t| t.elapsed() >= APPS_EVERY) || !notified.is_empty() {
@@ -137,15 +138,15 @@ async fn watch(ctx: Arc<Context>) {
             apps_read = Some(Instant::now());
         }
         if !apps.is_empty() {
-            let registries = registries_conf(&ctx).await;
-            // A changed registries.conf (a registry added, moved or its credentials
+            let settings = settings(&ctx).await;
+            // A changed configuration (a registry added, moved or its credentials
             // changed) is looked at again at once, not at the next interval.
-            if last_conf.as_ref().is_some_and(|c| *c != registries) {
+            if last_conf.as_ref().is_some_and(|c| *c != settings) {
                 memory.checked.clear();
             }
-            last_conf = Some(registries.clone());
+            last_conf = Some(settings.clone());
             for w in &apps {
-                check_app(&ctx, &client, &registries, w, &notified, &mut memory).await;
+                check_app(&ctx, &client, &settings, w, &notified, &mut memory).await;
             }
         }
         tokio::select! {
@@ -185,40 +186,29 @@ async fn watched_apps(ctx: &Context) -> Vec<Watched> {
         .collect()
 }
 
-/// The admin's `registries.conf` (empty when there is none; an invalid one is logged and
-/// treated as empty, so only the built-in registries are used).
-async fn registries_conf(ctx: &Context) -> Result<Vec<RegistryConfig>, String> {
+/// The admin's Image Updater ConfigMap (defaults when there is none; an invalid one is
+/// reported on every watched Application and stops their updates until it is fixed).
+async fn settings(ctx: &Context) -> Result<Settings, String> {
     let key = mooring_core::ResourceKey::new("", "ConfigMap", ctx.namespace(), CONFIG_MAP);
-    let cm = match ctx.management.get("v1", &key).await {
-        Ok(cm) => cm,
-        Err(e) => {
-            return Err(format!(
-                "reading ConfigMap {}/{CONFIG_MAP}: {e}",
-                ctx.namespace()
-            ))
-        }
-    };
-    let Some(text) = cm
+    let cm = ctx
+        .management
+        .get("v1", &key)
+        .await
+        .map_err(|e| format!("reading ConfigMap {}/{CONFIG_MAP}: {e}", ctx.namespace()))?;
+    let data: BTreeMap<String, String> = cm
         .as_ref()
-        .and_then(|c| c.pointer("/data"))
-        .and_then(|d| d.get(REGISTRIES_KEY))
-        .and_then(Value::as_str)
-    else {
-        return Ok(Vec::new());
-    };
-    rules::registries::parse(text).map_err(|e| {
-        format!(
-            "{REGISTRIES_KEY} of ConfigMap {}/{CONFIG_MAP}: {e}",
-            ctx.namespace()
-        )
-    })
+        .and_then(|c| c.get("data"))
+        .and_then(|d| serde_json::from_value(d.clone()).ok())
+        .unwrap_or_default();
+    rules::registries::settings(&data)
+        .map_err(|e| format!("ConfigMap {}/{CONFIG_MAP}: {e}", ctx.namespace()))
 }
 
 /// Check the due images of one app and write back what changed; report the outcome.
 async fn check_app(
     ctx: &Arc<Context>,
     client: &registry::RegistryClient,
-    registries: &Result<Vec<RegistryConfig>, String>,
+    settings: &Result<Settings, String>,
     w: &Watched,
     notified: &HashSet<String>,
     memory: &mut Memory,
@@ -236,8 +226,8 @@ async fn check_app(
             return;
         }
     };
-    let registries = match registries {
-        Ok(r) => r.as_slice(),
+    let (registries, settings) = match settings {
+        Ok(s) => (s.registries.as_slice(), s),
         Err(e) => {
             report(ctx, &w.app, Some(e.clone())).await;
             return;
@@ -293,7 +283,7 @@ async fn check_app(
         }
     }
     if !changes.is_empty() {
-        match writeback::write_back(ctx, &w.app, config, &changes).await {
+        match writeback::write_back(ctx, &w.app, config, settings, &changes).await {
             Ok(Some(done)) => {
                 tracing::info!(app = %key, %done, "image update written back");
                 crate::events::record(

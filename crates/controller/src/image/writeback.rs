@@ -4,6 +4,7 @@
 use crate::Context;
 use mooring_core::app::Revisions;
 use mooring_core::app::{Application, ApplicationSource};
+use mooring_engine::image::registries::Settings;
 use mooring_engine::image::writeback::ParameterKind;
 use mooring_engine::image::{
     self as rules, ImageChange, UpdateConfig, WriteBackMethod, WriteBackTarget,
@@ -37,6 +38,7 @@ pub(super) async fn write_back(
     ctx: &Arc<Context>,
     app: &Application,
     config: &UpdateConfig,
+    settings: &Settings,
     changes: &[ImageChange],
 ) -> Result<Option<String>, WriteBackError> {
     if app.has_multiple_sources() {
@@ -50,7 +52,7 @@ pub(super) async fn write_back(
     match &config.method {
         WriteBackMethod::Argocd => argocd(ctx, app, source, config, changes).await,
         WriteBackMethod::Git { secret } => {
-            git(ctx, app, source, config, secret.as_ref(), changes).await
+            git(ctx, app, source, config, settings, secret.as_ref(), changes).await
         }
     }
 }
@@ -157,6 +159,7 @@ async fn git(
     app: &Application,
     source: &ApplicationSource,
     config: &UpdateConfig,
+    settings: &Settings,
     secret: Option<&(String, String)>,
     changes: &[ImageChange],
 ) -> Result<Option<String>, WriteBackError> {
@@ -187,11 +190,21 @@ async fn git(
         None => ctx.credentials_for(&url, Some(crate::project::project_name(app))),
     };
     let author = Identity {
-        name: "mooring-image-updater".into(),
-        email: "noreply@mooring.invalid".into(),
+        name: settings
+            .git_user
+            .clone()
+            .unwrap_or_else(|| "mooring-image-updater".into()),
+        email: settings
+            .git_email
+            .clone()
+            .unwrap_or_else(|| "noreply@mooring.invalid".into()),
     };
-    let message = rules::writeback::commit_message(app.name(), changes, None)
-        .map_err(|e| WriteBackError::new(e.to_string()))?;
+    let message = rules::writeback::commit_message(
+        app.name(),
+        changes,
+        settings.commit_message_template.as_deref(),
+    )
+    .map_err(|e| WriteBackError::new(e.to_string()))?;
     let instance = ctx.instance_name(app);
     let repos = ctx.repos.clone();
     let app_c = app.clone();

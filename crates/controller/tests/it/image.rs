@@ -206,7 +206,8 @@ async fn world(interval: Duration) -> World {
     );
     w.apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "argocd-image-updater-config", "namespace": "argocd"},
-        "data": {"registries.conf": conf}}))
+        "data": {"registries.conf": conf, "git.user": "image-bot",
+                 "git.email": "image-bot@example.com", "log.level": "debug"}}))
         .await;
     w
 }
@@ -285,7 +286,7 @@ async fn a_new_patch_tag_is_committed_to_the_overlay_and_deployed() {
     assert!(!overlay.contains("1.3.0"), "{overlay}");
     let log = w.log();
     assert!(
-        log[0].starts_with("mooring-image-updater|build: automatic update of fraud-detector-dev"),
+        log[0].starts_with("image-bot|build: automatic update of fraud-detector-dev"),
         "{log:?}"
     );
     assert_eq!(log.len(), 2, "one write-back commit: {log:?}");

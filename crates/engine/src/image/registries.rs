@@ -323,3 +323,80 @@ pub fn repository_path(config: &RegistryConfig, image: &ImageRef) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Image Updater's ConfigMap (`argocd-image-updater-config`), as Mooring reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Settings {
+    /// `registries.conf`.
+    pub registries: Vec<RegistryConfig>,
+    /// `git.commit-message-template` (see `writeback::commit_message`).
+    pub commit_message_template: Option<String>,
+    /// `git.user` / `git.email`: the write-back commits' author.
+    pub git_user: Option<String>,
+    pub git_email: Option<String>,
+}
+
+/// Keys of the ConfigMap that change nothing Mooring does (its logging and Events are its
+/// own): accepted so an existing Image Updater ConfigMap reads unchanged.
+pub const SETTINGS_WITHOUT_EFFECT: &[&str] = &["log.level", "kube.events"];
+
+/// Read the ConfigMap's `data`. A key Mooring does not act on (commit signing, sign-off,
+/// another Argo CD API) is an error naming it, so nothing the admin asked for is skipped.
+pub fn settings(data: &std::collections::BTreeMap<String, String>) -> Result<Settings, ImageError> {
+    let mut out = Settings::default();
+    let mut unsupported = Vec::new();
+    for (k, v) in data {
+        let v = v.trim();
+        match k.as_str() {
+            "registries.conf" => out.registries = parse(v)?,
+            "git.commit-message-template" => {
+                out.commit_message_template = (!v.is_empty()).then(|| v.to_string())
+            }
+            "git.user" => out.git_user = (!v.is_empty()).then(|| v.to_string()),
+            "git.email" => out.git_email = (!v.is_empty()).then(|| v.to_string()),
+            k if SETTINGS_WITHOUT_EFFECT.contains(&k) => {}
+            k => unsupported.push(k.to_string()),
+        }
+    }
+    if !unsupported.is_empty() {
+        return Err(ImageError::Registries(format!(
+            "{} not supported by Mooring's image watcher (it reads registries.conf, git.commit-message-template, git.user and git.email); remove {}",
+            unsupported.join(", "),
+            if unsupported.len() == 1 { "it" } else { "them" }
+        )));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    #[test]
+    fn the_config_map_keys_are_read_and_unsupported_ones_named() {
+        let data: std::collections::BTreeMap<String, String> = [
+            (
+                "registries.conf",
+                "registries:\n- name: ghcr\n  prefix: ghcr.io\n  api_url: https://ghcr.io\n",
+            ),
+            ("git.user", "image-bot"),
+            ("git.email", "bot@example.com"),
+            ("git.commit-message-template", "build: {{ .AppName }}"),
+            ("log.level", "debug"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let s = settings(&data).expect("settings");
+        assert_eq!(s.registries.len(), 1);
+        assert_eq!(s.git_user.as_deref(), Some("image-bot"));
+        assert_eq!(
+            s.commit_message_template.as_deref(),
+            Some("build: {{ .AppName }}")
+        );
+        let mut signed = data.clone();
+        signed.insert("git.commit-signing-key".into(), "/key".into());
+        let err = settings(&signed).expect_err("signing is not done");
+        assert!(err.to_string().contains("git.commit-signing-key"), "{err}");
+    }
+}
