@@ -57,12 +57,16 @@ pub(crate) fn same_conditions(a: &[ApplicationCondition], b: &[ApplicationCondit
 }
 
 /// Replace the conditions of the given types on the Application (a message of `None`
-/// removes that type) (write only on change).
+/// removes that type) (write only on change). The other conditions are taken from the
+/// Application as it is now, not from `app` (which a loop may have listed seconds ago),
+/// so a condition another loop wrote meanwhile is kept.
 pub async fn set_conditions(
     ctx: &Context,
     app: &Application,
     updates: &[(&str, Option<String>)],
 ) -> Result<(), ControllerError> {
+    let fresh = ctx.fresh_app(app).await;
+    let app = fresh.as_ref().unwrap_or(app);
     let current = app
         .status
         .as_ref()

@@ -195,6 +195,13 @@ impl Context {
             .lookup(url, project)
     }
 
+    /// The Application as the API server has it now (`None` when it cannot be read):
+    /// what a loop working from an older listing writes its status against.
+    pub async fn fresh_app(&self, app: &Application) -> Option<Application> {
+        let o = self.apps_api(app.namespace()).get(app.name()).await.ok()?;
+        serde_json::from_value(serde_json::to_value(o).ok()?).ok()
+    }
+
     fn apps_api(&self, ns: &str) -> Api<DynamicObject> {
         Api::namespaced_with(
             self.management.client().clone(),

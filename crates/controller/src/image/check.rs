@@ -82,8 +82,14 @@ pub(super) async fn newer(
     image: &WatchedImage,
     deployed: &[rules::select::DeployedImage],
 ) -> Result<Option<ImageChange>, String> {
-    let (current, current_digest) =
-        rules::select::current_tag(image, deployed).unwrap_or((None, None));
+    // As Image Updater: an image the application does not run is left alone unless the
+    // alias says `force-update: true`.
+    let Some((current, current_digest)) =
+        rules::select::current_tag(image, deployed).or(image.force_update.then_some((None, None)))
+    else {
+        tracing::debug!(image = %image.image, "not running in the application and no force-update: not checked");
+        return Ok(None);
+    };
     let access = RegistryAccess {
         config: reg.config.clone(),
         credentials: auth.map(|a| (a.username.clone(), a.password.clone())),

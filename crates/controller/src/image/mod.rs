@@ -329,6 +329,15 @@ fn app_object(app: &Application) -> Value {
 
 /// Set (or clear, with `None`) the `ImageUpdateError` condition.
 async fn report(ctx: &Context, app: &Application, message: Option<String>) {
+    let current = app
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter())
+        .find(|c| c.type_ == CONDITION)
+        .map(|c| c.message.clone());
+    if current == message {
+        return;
+    }
     if let Some(m) = &message {
         tracing::warn!(app = %app_key(app), "image update: {m}");
     }
