@@ -439,7 +439,7 @@ fn commit(repos: &RepoCache, w: &Work) -> anyhow::Result<Outcome> {
             let dir = t.dir.trim_start_matches("./").trim_matches('/');
             let dir = if dir == "." { "" } else { dir };
             let mut found = None;
-            for name in ["kustomization.yaml", "kustomization.yml", "Kustomization"] {
+            for name in mooring_core::files::KUSTOMIZATION_FILES {
                 let path = if dir.is_empty() {
                     name.to_string()
                 } else {

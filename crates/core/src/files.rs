@@ -11,6 +11,11 @@
 //! refuse them (nothing outside the tree is read); reading a file follows the path as the
 //! operating system does, so callers check the entry first.
 
+/// The file names kustomize recognises in a directory, in its order of preference (the
+/// renderer, the image watcher's write-back and `mooring promote` look for the same ones).
+pub const KUSTOMIZATION_FILES: [&str; 3] =
+    ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};

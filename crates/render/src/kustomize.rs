@@ -11,9 +11,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-/// The file names kustomize recognises, in its order of preference.
-pub(crate) const KUSTOMIZATION_FILES: [&str; 3] =
-    ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+use mooring_core::files::KUSTOMIZATION_FILES;
 
 /// Kustomizations nested deeper than this are refused (a chain of 64 overlays is not a
 /// repository layout, it is an attack on the walk).

@@ -22,9 +22,7 @@ use serde_json::{json, Map, Value};
 
 use super::{ImageChange, ImageError, ImageRef, WatchedImage};
 
-/// The file names kustomize reads in a directory, in its order of preference.
-pub const KUSTOMIZATION_FILES: &[&str] =
-    &["kustomization.yaml", "kustomization.yml", "Kustomization"];
+pub use mooring_core::files::KUSTOMIZATION_FILES;
 
 /// The repository-relative directory of `write-back-target: kustomization[:PATH]`:
 /// `PATH` relative to the source path, or from the repository root with a leading `/`;
