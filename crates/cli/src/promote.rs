@@ -359,19 +359,13 @@ fn validate_revision(rev: &str) -> anyhow::Result<()> {
 
 /// The branch to commit to: the flag, else the tracked revision when it is a branch.
 fn branch_of(flag: Option<&str>, tracked: Option<&str>, who: &str) -> anyhow::Result<String> {
-    if let Some(b) = flag {
-        return Ok(b.to_string());
-    }
-    let t = tracked.unwrap_or_default().trim();
-    if t.is_empty() || t == "HEAD" || rules::pins_commit(t) {
-        bail!(
-            "{who} tracks {:?}, not a branch: give the branch to commit to with --branch",
-            if t.is_empty() { "HEAD" } else { t }
-        );
-    }
-    let b = t.strip_prefix("refs/heads/").unwrap_or(t);
-    mooring_source::validate_branch(b)?;
-    Ok(b.to_string())
+    let b = rules::write_branch(flag, tracked).map_err(|t| {
+        anyhow::anyhow!(
+            "{who} tracks {t:?}, not a branch: give the branch to commit to with --branch"
+        )
+    })?;
+    mooring_source::validate_branch(&b)?;
+    Ok(b)
 }
 
 #[derive(Clone)]

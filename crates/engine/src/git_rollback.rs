@@ -153,6 +153,21 @@ pub fn pins_commit(target_revision: &str) -> bool {
     (7..=40).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The branch a write-back commits to: `explicit` (a `--branch` flag, the image
+/// updater's `git-branch` annotation), else the tracked `targetRevision` when it names a
+/// branch (`refs/heads/` stripped). `Err(tracked)` — what the app tracks — when that is
+/// `HEAD` or a pinned commit: the caller asks for the branch its own way.
+pub fn write_branch(explicit: Option<&str>, tracked: Option<&str>) -> Result<String, String> {
+    if let Some(b) = explicit {
+        return Ok(b.to_string());
+    }
+    let t = tracked.unwrap_or_default().trim();
+    if t.is_empty() || t == "HEAD" || pins_commit(t) {
+        return Err(if t.is_empty() { "HEAD" } else { t }.to_string());
+    }
+    Ok(t.strip_prefix("refs/heads/").unwrap_or(t).to_string())
+}
+
 /// Set `targetRevision` of the Application `app` in the YAML text `file_text` (one or more
 /// documents) to `revision`: in `spec.source`, or in `spec.sources[source_index]`. Only
 /// that scalar changes; the rest of the text is kept byte for byte.

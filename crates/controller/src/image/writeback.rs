@@ -163,27 +163,20 @@ async fn git(
     secret: Option<&(String, String)>,
     changes: &[ImageChange],
 ) -> Result<Option<String>, WriteBackError> {
-    let branch = match config.branch.as_deref() {
-        Some(b) if b.contains(':') => {
-            return Err(WriteBackError::new(format!(
-                "git-branch {b}: committing to a separate target branch (BASE:TARGET) is not supported; name the branch to commit to"
-            )))
-        }
-        Some(b) => b.to_string(),
-        None => match source.target_revision.as_deref().map(str::trim) {
-            None | Some("") | Some("HEAD") => {
-                return Err(WriteBackError::new(
-                    "the application tracks HEAD: set the git-branch annotation to the branch to commit to",
-                ))
-            }
-            Some(rev) if rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                return Err(WriteBackError::new(format!(
-                    "the application pins commit {rev}: set the git-branch annotation to the branch to commit to"
-                )))
-            }
-            Some(rev) => rev.trim_start_matches("refs/heads/").to_string(),
-        },
-    };
+    if let Some(b) = config.branch.as_deref().filter(|b| b.contains(':')) {
+        return Err(WriteBackError::new(format!(
+            "git-branch {b}: committing to a separate target branch (BASE:TARGET) is not supported; name the branch to commit to"
+        )));
+    }
+    let branch = mooring_engine::git_rollback::write_branch(
+        config.branch.as_deref(),
+        source.target_revision.as_deref(),
+    )
+    .map_err(|t| {
+        WriteBackError::new(format!(
+            "the application tracks {t:?}, not a branch: set the git-branch annotation to the branch to commit to"
+        ))
+    })?;
     let url = ctx.fetch_url(&source.repo_url);
     let creds = match secret {
         Some((ns, name)) => secret_credentials(ctx, ns, name).await?,

@@ -114,3 +114,19 @@ fn file_diffs_are_unified() {
     assert!(d.starts_with("--- /dev/null\n+++ b/n.yaml\n"), "{d}");
     assert!(file_diff("b.bin", Some(&[0xff, 0xfe]), None).starts_with("Binary files"));
 }
+
+#[test]
+fn the_write_back_branch_is_the_flag_or_the_tracked_branch() {
+    assert_eq!(
+        write_branch(Some("release"), Some("main")),
+        Ok("release".into())
+    );
+    assert_eq!(
+        write_branch(None, Some("refs/heads/main")),
+        Ok("main".into())
+    );
+    assert_eq!(write_branch(None, Some(" main ")), Ok("main".into()));
+    assert_eq!(write_branch(None, None), Err("HEAD".into()));
+    assert_eq!(write_branch(None, Some("HEAD")), Err("HEAD".into()));
+    assert_eq!(write_branch(None, Some("3f2a9c1")), Err("3f2a9c1".into()));
+}
