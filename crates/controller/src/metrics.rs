@@ -18,6 +18,11 @@ pub struct Metrics {
     converged: Mutex<HashMap<(String, String), Duration>>,
     /// Notification deliveries by (trigger, service, result).
     notifications: Mutex<std::collections::BTreeMap<(String, String, String), u64>>,
+    /// Image watcher: images checked in their registries.
+    image_checks: std::sync::atomic::AtomicU64,
+    /// Image watcher: write-backs by result (`written`, `refused` by the policy gate,
+    /// `failed`).
+    image_updates: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -88,6 +93,35 @@ impl Metrics {
         &self,
     ) -> std::collections::BTreeMap<(String, String, String), u64> {
         self.notifications
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The image watcher checked `n` images in their registries.
+    pub fn record_image_checks(&self, n: u64) {
+        self.image_checks
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Images checked so far, for `mooring_image_checks_total`.
+    pub fn image_checks(&self) -> u64 {
+        self.image_checks.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// One write-back ended (`written`, `refused`, `failed`).
+    pub fn record_image_update(&self, result: &'static str) {
+        *self
+            .image_updates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(result)
+            .or_default() += 1;
+    }
+
+    /// Write-backs by result, for `mooring_image_updates_total`.
+    pub fn image_updates(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.image_updates
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()

@@ -177,6 +177,24 @@ async fn metrics(
         "Notification deliveries (Argo CD Notifications' format) by trigger, service and result",
         deliveries,
     );
+    let checks: Counter = Counter::default();
+    checks.inc_by(m.image_checks());
+    registry.register(
+        "image_checks",
+        "Images the image watcher looked up in their registries",
+        checks,
+    );
+    let updates = Family::<Vec<(String, String)>, Counter>::default();
+    for (result, n) in m.image_updates() {
+        updates
+            .get_or_create(&vec![("result".into(), result.into())])
+            .inc_by(n);
+    }
+    registry.register(
+        "image_updates",
+        "Image write-backs by result (written, refused by the policy gate, failed)",
+        updates,
+    );
     let mut out = String::new();
     if let Err(e) = encode(&mut out, &registry) {
         return (

@@ -268,6 +268,7 @@ async fn check_app(
     let (deployed, bad) = rules::select::current_images(&live);
     let mut changes: Vec<ImageChange> = Vec::new();
     let mut problems: Vec<String> = bad.iter().map(ToString::to_string).collect();
+    ctx.metrics.record_image_checks(due.len() as u64);
     for (image, reg) in due {
         let auth = match check::credentials(ctx, image, &reg).await {
             Ok(a) => a,
@@ -285,6 +286,7 @@ async fn check_app(
     if !changes.is_empty() {
         match writeback::write_back(ctx, &w.app, config, settings, &changes).await {
             Ok(Some(done)) => {
+                ctx.metrics.record_image_update("written");
                 tracing::info!(app = %key, %done, "image update written back");
                 crate::events::record(
                     ctx,
@@ -299,6 +301,8 @@ async fn check_app(
             }
             Ok(None) => {}
             Err(e) => {
+                ctx.metrics
+                    .record_image_update(if e.refused { "refused" } else { "failed" });
                 if e.refused {
                     crate::events::record(
                         ctx,

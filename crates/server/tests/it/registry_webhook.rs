@@ -193,6 +193,20 @@ async fn a_registry_notification_deploys_the_new_tag_without_waiting_for_the_pol
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The watcher's figures on /metrics.
+    let metrics = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("mooring_image_updates_total{result=\"written\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("mooring_image_checks_total"), "{metrics}");
     // The argocd write-back method: a parameter override on the Application.
     let a = serde_json::to_value(apps.get("fraud-detector").await.expect("app")).expect("json");
     assert_eq!(
