@@ -57,16 +57,35 @@ pub(crate) fn same_conditions(a: &[ApplicationCondition], b: &[ApplicationCondit
 }
 
 /// Replace the conditions of the given types on the Application (a message of `None`
-/// removes that type) (write only on change). The other conditions are taken from the
-/// Application as it is now, not from `app` (which a loop may have listed seconds ago),
-/// so a condition another loop wrote meanwhile is kept.
+/// removes that type) (write only on change). When `app` (which a loop may have listed
+/// seconds ago) says a write is needed, the write is computed against the Application as
+/// it is now, so a condition another loop wrote meanwhile is kept; when nothing changes,
+/// nothing is read or written.
 pub async fn set_conditions(
     ctx: &Context,
     app: &Application,
     updates: &[(&str, Option<String>)],
 ) -> Result<(), ControllerError> {
+    if updated_conditions(app, updates).is_none() {
+        return Ok(());
+    }
     let fresh = ctx.fresh_app(app).await;
     let app = fresh.as_ref().unwrap_or(app);
+    match updated_conditions(app, updates) {
+        Some(conds) => {
+            ctx.patch_app(app, json!({"status": {"conditions": conds}}))
+                .await
+        }
+        None => Ok(()),
+    }
+}
+
+/// `app`'s conditions with `updates` applied (an unchanged message keeps its condition and
+/// transition time), or `None` when that changes nothing.
+fn updated_conditions(
+    app: &Application,
+    updates: &[(&str, Option<String>)],
+) -> Option<Vec<ApplicationCondition>> {
     let current = app
         .status
         .as_ref()
@@ -86,11 +105,7 @@ pub async fn set_conditions(
             conds.push(kept.unwrap_or_else(|| condition(type_, message.clone())));
         }
     }
-    if conds == current {
-        return Ok(());
-    }
-    ctx.patch_app(app, json!({"status": {"conditions": conds}}))
-        .await
+    (conds != current).then_some(conds)
 }
 
 /// A condition of a Mooring policy object (RollbackPolicy, DisasterRecoveryPlan): `True`
