@@ -119,10 +119,12 @@ struct Watched {
     config: Result<UpdateConfig, String>,
 }
 
-/// The watcher's memory: when each (app, image) was last checked.
+/// The watcher's memory: when each (app, image) was last checked, and each app's
+/// configuration then (a changed annotation is checked at once, not at the next interval).
 #[derive(Default)]
 struct Memory {
     checked: HashMap<(String, String), Instant>,
+    configs: HashMap<String, UpdateConfig>,
 }
 
 async fn watch(ctx: Arc<Context>) {
@@ -136,6 +138,10 @@ async fn watch(ctx: Arc<Context>) {
         if apps_read.is_none_or(|t| t.elapsed() >= APPS_EVERY) || !notified.is_empty() {
             apps = watched_apps(&ctx).await;
             apps_read = Some(Instant::now());
+            // Forget apps no longer watched (deleted, or their annotations removed).
+            let keys: HashSet<String> = apps.iter().map(|w| app_key(&w.app)).collect();
+            memory.checked.retain(|(app, _), _| keys.contains(app));
+            memory.configs.retain(|app, _| keys.contains(app));
         }
         if !apps.is_empty() {
             let settings = settings(&ctx).await;
@@ -233,6 +239,10 @@ async fn check_app(
             return;
         }
     };
+    if memory.configs.get(&key) != Some(config) {
+        memory.checked.retain(|(app, _), _| *app != key);
+        memory.configs.insert(key.clone(), config.clone());
+    }
     let default_interval = ctx.options.image_interval;
     // The images due now: notified, or their registry's interval passed.
     let mut due = Vec::new();
