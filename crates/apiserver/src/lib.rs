@@ -29,6 +29,7 @@ pub mod gc;
 pub mod http;
 pub mod partition;
 pub mod patch;
+pub mod proto;
 pub mod registry;
 pub mod sim;
 pub mod store;
