@@ -66,8 +66,21 @@ fn json_response(code: StatusCode, v: &Value) -> Response {
 }
 
 fn error_response(e: &ApiError) -> Response {
+    error_response_as(e, Answer::Json)
+}
+
+/// A `Status` error, in protobuf when the client prefers it (its `Status` has a
+/// protobuf form), else JSON.
+fn error_response_as(e: &ApiError, answer: Answer) -> Response {
     let code = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut r = json_response(code, &e.to_status());
+    let status = e.to_status();
+    let answer = match answer {
+        Answer::Protobuf { .. } => Answer::Protobuf { json_too: true },
+        a => a,
+    };
+    let mut r = answer
+        .respond(code, &status)
+        .unwrap_or_else(|_| json_response(code, &status));
     if matches!(e, ApiError::Unauthorized(_)) {
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -120,7 +133,7 @@ async fn handle(
     };
     match answer {
         Ok(r) => r,
-        Err(e) => error_response(&e),
+        Err(e) => error_response_as(&e, negotiate(&headers)),
     }
 }
 
@@ -509,6 +522,89 @@ fn openapi_group_version(st: &HttpState, group: &str, version: &str) -> Value {
     })
 }
 
+/// The response format a client asked for with `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Json,
+    /// Kubernetes protobuf; `json_too` when the client also accepts JSON (client-go
+    /// sends `application/vnd.kubernetes.protobuf, */*`), for kinds with no protobuf form.
+    Protobuf {
+        json_too: bool,
+    },
+}
+
+/// Read `Accept`: protobuf when the client's most preferred media type is
+/// `application/vnd.kubernetes.protobuf` (highest `q`, then order), JSON otherwise
+/// (including `as=Table`, which is always JSON here).
+fn negotiate(headers: &HeaderMap) -> Answer {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Answer::Json;
+    };
+    let mut ranges: Vec<(f32, usize, String, bool)> = accept
+        .split(',')
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let mut parts = r.split(';');
+            let media = parts.next()?.trim().to_ascii_lowercase();
+            let mut q = 1.0f32;
+            let mut has_as = false;
+            for p in parts {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                match k.trim() {
+                    "q" => q = v.trim().parse().unwrap_or(1.0),
+                    "as" => has_as = true,
+                    _ => {}
+                }
+            }
+            (q > 0.0 && !media.is_empty()).then_some((q, i, media, has_as))
+        })
+        .collect();
+    ranges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    match ranges.first() {
+        Some((_, _, media, false)) if media == crate::protobuf::MEDIA_TYPE => Answer::Protobuf {
+            json_too: ranges.iter().any(|(_, _, m, _)| {
+                matches!(m.as_str(), "application/json" | "application/*" | "*/*")
+            }),
+        },
+        _ => Answer::Json,
+    }
+}
+
+impl Answer {
+    /// Answer `v` (with `apiVersion` and `kind`) in the negotiated format: protobuf when
+    /// asked for and the kind has a protobuf form; JSON when the client accepts it; else
+    /// 406.
+    fn respond(self, code: StatusCode, v: &Value) -> Result<Response, ApiError> {
+        let Answer::Protobuf { json_too } = self else {
+            return Ok(json_response(code, v));
+        };
+        match crate::protobuf::encode_object(v) {
+            Some(Ok(bytes)) => Ok((
+                code,
+                [(header::CONTENT_TYPE, crate::protobuf::MEDIA_TYPE)],
+                bytes,
+            )
+                .into_response()),
+            Some(Err(e)) if json_too => {
+                tracing::debug!("answering in JSON: {e}");
+                Ok(json_response(code, v))
+            }
+            None if json_too => Ok(json_response(code, v)),
+            Some(Err(e)) => Err(ApiError::Internal(e.to_string())),
+            None => Err(not_acceptable(v)),
+        }
+    }
+}
+
+fn not_acceptable(v: &Value) -> ApiError {
+    let kind = v.get("kind").and_then(Value::as_str).unwrap_or("object");
+    let av = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    ApiError::NotAcceptable(format!(
+        "{kind}.{av} has no protobuf form ({} is only served for built-in kinds): accept application/json",
+        crate::protobuf::MEDIA_TYPE
+    ))
+}
+
 fn wants_table(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
@@ -528,10 +624,16 @@ fn content_type(headers: &HeaderMap) -> String {
         .to_string()
 }
 
-/// Decode a request body as JSON or YAML, by its content type: only the two Kubernetes
-/// accepts ([`crate::access::body_format`]); anything else is a 415.
-fn decode_body(method: &Method, headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
-    decode_body_checked(method, headers, body).map(|(v, _)| v)
+/// Decode a request body by its content type: JSON, YAML or Kubernetes protobuf
+/// ([`crate::access::body_format`]); anything else is a 415. `expect` is the
+/// `(apiVersion, kind)` the URL takes; a protobuf body must name it.
+fn decode_body(
+    method: &Method,
+    headers: &HeaderMap,
+    body: &Bytes,
+    expect: (&str, &str),
+) -> Result<Value, ApiError> {
+    decode_body_checked(method, headers, body, expect).map(|(v, _)| v)
 }
 
 /// [`decode_body`], also returning the paths of keys the body repeats (for
@@ -540,10 +642,15 @@ fn decode_body_checked(
     method: &Method,
     headers: &HeaderMap,
     body: &Bytes,
+    expect: (&str, &str),
 ) -> Result<(Value, Vec<String>), ApiError> {
     let format = crate::access::body_format(method, headers)?;
     if body.is_empty() {
         return Err(ApiError::BadRequest("the request body is empty".into()));
+    }
+    if format == crate::access::BodyFormat::Protobuf {
+        // Protobuf has no duplicate keys, and Kubernetes does no strict decoding of it.
+        return decode_protobuf(body, expect).map(|v| (v, Vec::new()));
     }
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::BadRequest("the request body is not valid UTF-8".into()))?;
@@ -557,6 +664,27 @@ fn decode_body_checked(
             ))
         })
     }
+}
+
+/// A protobuf body for the type `expect`: 415 when that type has no protobuf form (custom
+/// resources, Mooring's kinds), 400 naming the problem when the body is malformed or
+/// names another type.
+fn decode_protobuf(body: &[u8], (api_version, kind): (&str, &str)) -> Result<Value, ApiError> {
+    use crate::protobuf;
+    if !protobuf::supports(api_version, kind) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({kind}.{api_version} has no protobuf form: {} is only accepted for built-in kinds)",
+            protobuf::MEDIA_TYPE
+        )));
+    }
+    let decoded = protobuf::decode(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if decoded.api_version != api_version || decoded.kind != kind {
+        return Err(ApiError::BadRequest(format!(
+            "the object provided is unrecognized (must be of type {kind}): the protobuf body holds {} {} where {api_version} {kind} was expected",
+            decoded.api_version, decoded.kind
+        )));
+    }
+    Ok(decoded.object)
 }
 
 fn decode_json(body: &[u8]) -> Result<(Value, Vec<String>), serde_json::Error> {
@@ -644,7 +772,18 @@ fn delete_options(q: &Query, headers: &HeaderMap, body: &Bytes) -> Result<Delete
     let from_body = if body.is_empty() {
         Value::Null
     } else {
-        decode_body(&Method::DELETE, headers, body)?
+        match crate::access::body_format(&Method::DELETE, headers)? {
+            // client-go names DeleteOptions in the group it deletes from (`apps/v1`):
+            // the message is meta.v1's whatever the envelope's apiVersion says.
+            crate::access::BodyFormat::Protobuf => crate::protobuf::decode_delete_options(body)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+            _ => decode_body(
+                &Method::DELETE,
+                headers,
+                body,
+                ("meta.k8s.io/v1", "DeleteOptions"),
+            )?,
+        }
     };
     let policy = q
         .get("propagationPolicy")
@@ -736,6 +875,27 @@ fn list_json(
     Ok(Bytes::from(out))
 }
 
+/// A list as a JSON value (for protobuf answers, which re-encode every item anyway).
+fn list_value(
+    rt: &ResourceType,
+    items: &[Arc<Stored>],
+    rv: u64,
+    cont: Option<&str>,
+    remaining: Option<usize>,
+) -> Result<Value, ApiError> {
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if let Some(c) = cont {
+        meta["continue"] = json!(c);
+    }
+    if let Some(r) = remaining {
+        meta["remainingItemCount"] = json!(r);
+    }
+    let items: Result<Vec<Value>, ApiError> = items.iter().map(|s| Api::present(rt, s)).collect();
+    Ok(
+        json!({"kind": rt.list_kind(), "apiVersion": rt.api_version(), "metadata": meta, "items": items?}),
+    )
+}
+
 /// Whether the stored JSON already says `"apiVersion":"<want>"` (cheap prefix check; the
 /// store writes apiVersion first).
 fn stored_api_version_is(s: &Stored, want: &str) -> bool {
@@ -766,6 +926,13 @@ async fn serve_resource(
         None => None,
         Some("status") if rt.status_subresource => Some(Subresource::Status),
         Some("scale") if rt.scale.is_some() => None,
+        Some("token") if rt.group.is_empty() && rt.plural == "serviceaccounts" => {
+            // `kubectl create token`: there are no per-ServiceAccount identities here.
+            return Err(ApiError::NotFound {
+                message: "the server could not find the requested resource (serviceaccounts/token): the embedded cluster does not serve TokenRequest; every client uses the bearer token of the kubeconfig it writes".into(),
+                details: Default::default(),
+            });
+        }
         Some(other) => {
             return Err(ApiError::NotFound {
                 message: format!(
@@ -778,9 +945,12 @@ async fn serve_resource(
     };
     let is_scale = rp.sub.as_deref() == Some("scale");
     let table = wants_table(headers);
+    let answer = negotiate(headers);
+    let own_type = (rt.api_version(), rt.kind.clone());
+    let own_type = (own_type.0.as_str(), own_type.1.as_str());
     let watch = rp.watch || truthy(q, "watch");
     match (method.clone(), rp.name.as_deref()) {
-        (Method::GET, None) if watch => watch_response(st, &rt, ns, q, table).await,
+        (Method::GET, None) if watch => watch_response(st, &rt, ns, q, table, answer).await,
         (Method::GET, None) => {
             let opts = list_options(q)?;
             let res = api.list(&rt, ns, &opts)?;
@@ -796,6 +966,23 @@ async fn serve_resource(
                         res.continue_token.as_deref(),
                     ),
                 ));
+            }
+            if let Answer::Protobuf { json_too } = answer {
+                if crate::protobuf::supports(&rt.api_version(), &rt.list_kind()) {
+                    let list = list_value(
+                        &rt,
+                        &res.items,
+                        res.resource_version,
+                        res.continue_token.as_deref(),
+                        res.remaining,
+                    )?;
+                    return answer.respond(StatusCode::OK, &list);
+                }
+                if !json_too {
+                    return Err(not_acceptable(
+                        &json!({"kind": rt.list_kind(), "apiVersion": rt.api_version()}),
+                    ));
+                }
             }
             let bytes = list_json(
                 &rt,
@@ -814,14 +1001,11 @@ async fn serve_resource(
         (Method::GET, Some(name)) if watch => {
             let mut q = q.clone();
             q.insert("fieldSelector".into(), format!("metadata.name={name}"));
-            watch_response(st, &rt, ns, &q, table).await
+            watch_response(st, &rt, ns, &q, table, answer).await
         }
         (Method::GET, Some(name)) => {
             if is_scale {
-                return Ok(json_response(
-                    StatusCode::OK,
-                    &api.get_scale(&rt, ns, name)?,
-                ));
+                return answer.respond(StatusCode::OK, &api.get_scale(&rt, ns, name)?);
             }
             let v = api.get(&rt, ns, name)?;
             if table {
@@ -835,32 +1019,37 @@ async fn serve_resource(
                     &table::table(&rt, &[v], rv, None),
                 ));
             }
-            Ok(json_response(StatusCode::OK, &v))
+            answer.respond(StatusCode::OK, &v)
         }
         (Method::POST, None) => {
             let mut opts = write_options(q, headers, "CreateOptions")?;
-            let (obj, dups) = decode_body_checked(method, headers, &body)?;
+            let (obj, dups) = decode_body_checked(method, headers, &body, own_type)?;
             opts.duplicate_fields = dups;
             let v = api.create(&rt, ns, obj, &opts)?;
             Ok(with_warnings(
-                json_response(StatusCode::CREATED, &v),
+                answer.respond(StatusCode::CREATED, &v)?,
                 &opts.warnings,
             ))
         }
         (Method::PUT, Some(name)) => {
             let mut opts = write_options(q, headers, "UpdateOptions")?;
-            let (obj, dups) = decode_body_checked(method, headers, &body)?;
+            let expect = if is_scale {
+                ("autoscaling/v1", "Scale")
+            } else {
+                own_type
+            };
+            let (obj, dups) = decode_body_checked(method, headers, &body, expect)?;
             opts.duplicate_fields = dups;
             if is_scale {
                 let v = api.set_scale(&rt, ns, name, &obj, &opts)?;
                 return Ok(with_warnings(
-                    json_response(StatusCode::OK, &v),
+                    answer.respond(StatusCode::OK, &v)?,
                     &opts.warnings,
                 ));
             }
             let v = api.update(&rt, ns, name, obj, sub.unwrap_or(Subresource::Main), &opts)?;
             Ok(with_warnings(
-                json_response(StatusCode::OK, &v),
+                answer.respond(StatusCode::OK, &v)?,
                 &opts.warnings,
             ))
         }
@@ -897,7 +1086,7 @@ async fn serve_resource(
                 };
                 let v = api.set_scale(&rt, ns, name, &patched, &opts)?;
                 return Ok(with_warnings(
-                    json_response(StatusCode::OK, &v),
+                    answer.respond(StatusCode::OK, &v)?,
                     &opts.warnings,
                 ));
             }
@@ -916,23 +1105,22 @@ async fn serve_resource(
             } else {
                 StatusCode::CREATED
             };
-            Ok(with_warnings(json_response(code, &v), &opts.warnings))
+            Ok(with_warnings(answer.respond(code, &v)?, &opts.warnings))
         }
         (Method::DELETE, Some(name)) => {
             let opts = delete_options(q, headers, &body)?;
             match api.delete(&rt, ns, name, &opts)? {
-                Deleted::Gone(v) => Ok(json_response(StatusCode::OK, &v)),
-                Deleted::Pending(v) => Ok(json_response(StatusCode::OK, &v)),
+                Deleted::Gone(v) | Deleted::Pending(v) => answer.respond(StatusCode::OK, &v),
             }
         }
         (Method::DELETE, None) => {
             let opts = delete_options(q, headers, &body)?;
             let items = api.delete_collection(&rt, ns, &list_options(q)?, &opts)?;
-            Ok(json_response(
+            answer.respond(
                 StatusCode::OK,
                 &json!({"kind": rt.list_kind(), "apiVersion": rt.api_version(),
                     "metadata": {"resourceVersion": api.store.revision().to_string()}, "items": items}),
-            ))
+            )
         }
         (m, _) => Err(ApiError::MethodNotAllowed(format!(
             "the server does not allow this method on the requested resource ({m} {})",
@@ -948,6 +1136,23 @@ fn event_line(kind: &str, object: &Value) -> Bytes {
     Bytes::from(line)
 }
 
+/// One watch event in the stream's format: a JSON line, or a protobuf frame (falling back
+/// to nothing but a log line if an object cannot be encoded, which a stored built-in object
+/// always can).
+fn event_bytes(protobuf: bool, kind: &str, object: &Value) -> Option<Bytes> {
+    if !protobuf {
+        return Some(event_line(kind, object));
+    }
+    match crate::protobuf::watch_frame(kind, object) {
+        Some(Ok(frame)) => Some(Bytes::from(frame)),
+        Some(Err(e)) => {
+            tracing::warn!("a {kind} watch event cannot be sent in protobuf: {e}");
+            None
+        }
+        None => None,
+    }
+}
+
 struct WatchFilter {
     rt: Arc<ResourceType>,
     storage_key: String,
@@ -955,6 +1160,8 @@ struct WatchFilter {
     labels: Option<LabelSelector>,
     fields: Option<FieldSelector>,
     table: bool,
+    /// Frames of Kubernetes protobuf instead of JSON lines.
+    protobuf: bool,
 }
 
 impl WatchFilter {
@@ -983,7 +1190,7 @@ impl WatchFilter {
         } else {
             v
         };
-        Some(event_line(ev_kind.as_str(), &obj))
+        event_bytes(self.protobuf, ev_kind.as_str(), &obj)
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
@@ -991,18 +1198,15 @@ impl WatchFilter {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        event_line(
-            "BOOKMARK",
-            &json!({"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": meta}),
-        )
+        let obj =
+            json!({"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": meta});
+        event_bytes(self.protobuf, "BOOKMARK", &obj).unwrap_or_default()
     }
 }
 
-fn expired(rv: u64, oldest: u64) -> Bytes {
-    event_line(
-        "ERROR",
-        &ApiError::Gone(format!("too old resource version: {rv} ({oldest})")).to_status(),
-    )
+fn expired(rv: u64, oldest: u64, protobuf: bool) -> Bytes {
+    let status = ApiError::Gone(format!("too old resource version: {rv} ({oldest})")).to_status();
+    event_bytes(protobuf, "ERROR", &status).unwrap_or_default()
 }
 
 async fn watch_response(
@@ -1011,8 +1215,28 @@ async fn watch_response(
     ns: Option<&str>,
     q: &Query,
     table: bool,
+    answer: Answer,
 ) -> Result<Response, ApiError> {
     let opts = list_options(q)?;
+    let protobuf = match answer {
+        Answer::Protobuf { json_too } if !table => {
+            if crate::protobuf::supports(&rt.api_version(), &rt.kind) {
+                true
+            } else if json_too {
+                false
+            } else {
+                return Err(not_acceptable(
+                    &json!({"kind": rt.kind, "apiVersion": rt.api_version()}),
+                ));
+            }
+        }
+        _ => false,
+    };
+    let content_type = if protobuf {
+        crate::protobuf::WATCH_MEDIA_TYPE
+    } else {
+        "application/json"
+    };
     let filter = WatchFilter {
         rt: rt.clone(),
         storage_key: rt.storage_key(),
@@ -1024,6 +1248,7 @@ async fn watch_response(
         labels: opts.label_selector.clone(),
         fields: opts.field_selector.clone(),
         table,
+        protobuf,
     };
     let since: Option<u64> = match q.get("resourceVersion").filter(|s| !s.is_empty()) {
         None => None,
@@ -1046,14 +1271,11 @@ async fn watch_response(
         Some(rv) if rv > 0 && !send_initial => match api.store.watch_from(rv) {
             Ok((backlog, live)) => (rv, vec![], backlog, live),
             Err(oldest) => {
-                let line = expired(rv, oldest);
+                let line = expired(rv, oldest, protobuf);
                 let body = Body::from(line);
-                return Ok((
-                    StatusCode::OK,
-                    [(header::CONTENT_TYPE, "application/json")],
-                    body,
-                )
-                    .into_response());
+                return Ok(
+                    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response(),
+                );
             }
         },
         _ => {
@@ -1125,7 +1347,7 @@ async fn watch_response(
                         match api.store.events_since(last) {
                             Ok(evs) => pending.extend(evs),
                             Err(oldest) => {
-                                let _ = tx.send(Ok(expired(last, oldest))).await;
+                                let _ = tx.send(Ok(expired(last, oldest, filter.protobuf))).await;
                                 return;
                             }
                         }
@@ -1138,7 +1360,7 @@ async fn watch_response(
     Ok((
         StatusCode::OK,
         [
-            (header::CONTENT_TYPE, "application/json"),
+            (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "no-cache"),
         ],
         Body::from_stream(rx),

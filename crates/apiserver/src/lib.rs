@@ -31,6 +31,7 @@ pub mod http;
 pub mod partition;
 pub mod patch;
 pub mod proto;
+pub mod protobuf;
 pub mod registry;
 pub mod sim;
 pub mod store;

@@ -12,6 +12,7 @@
 
 use prost_reflect::{DescriptorPool, FieldDescriptor, MessageDescriptor};
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::sync::OnceLock;
 
 /// The descriptor set, committed (see the module docs).
@@ -42,6 +43,7 @@ pub fn package_for(group: &str, version: &str) -> Option<String> {
         "apiextensions.k8s.io" => "apiextensions_apiserver.pkg.apis.apiextensions".to_string(),
         "apiregistration.k8s.io" => "kube_aggregator.pkg.apis.apiregistration".to_string(),
         "metrics.k8s.io" => "metrics.pkg.apis.metrics".to_string(),
+        "meta.k8s.io" => "apimachinery.pkg.apis.meta".to_string(),
         g if !g.contains('.') => format!("api.{g}"),
         g if g.ends_with(".k8s.io") => format!("api.{}", g.split('.').next()?),
         _ => return None,
@@ -210,6 +212,93 @@ const INLINE: &[(&str, &str)] = &[
     ("apimachinery.pkg.runtime.Unknown", "typeMeta"),
 ];
 
+/// Whether a field is marked `+optional` in its doc comment (Kubernetes' marker for
+/// fields that may be left out), from the descriptor set's source info.
+pub fn is_optional(field: &FieldDescriptor) -> bool {
+    static OPTIONAL: OnceLock<HashSet<String>> = OnceLock::new();
+    OPTIONAL
+        .get_or_init(|| {
+            let mut out = HashSet::new();
+            let Some(pool) = pool() else {
+                return out;
+            };
+            for file in pool.files() {
+                let Some(info) = file.file_descriptor_proto().source_code_info.as_ref() else {
+                    continue;
+                };
+                let optional: HashSet<&[i32]> = info
+                    .location
+                    .iter()
+                    .filter(|l| l.leading_comments().contains("+optional"))
+                    .map(|l| l.path.as_slice())
+                    .collect();
+                let mut stack: Vec<MessageDescriptor> = file.messages().collect();
+                while let Some(m) = stack.pop() {
+                    stack.extend(m.child_messages());
+                    for f in m.fields() {
+                        if optional.contains(f.path()) {
+                            out.insert(f.full_name().to_string());
+                        }
+                    }
+                }
+            }
+            out
+        })
+        .contains(field.full_name())
+}
+
+/// Optional integer fields that are pointers in Go, where an explicit 0 means something
+/// (`replicas: 0`, `backoffLimit: 0`, `runAsUser: 0` is root). Go writes every non-pointer
+/// scalar to protobuf, zero or not, and leaves a zero out of JSON (`omitempty`); a pointer
+/// is written only when set and then a zero stays. The descriptor cannot tell them apart,
+/// so these names keep their zero and every other optional zero number is left out.
+const MEANINGFUL_ZEROS: &[&str] = &[
+    "replicas",
+    "minReplicas",
+    "revisionHistoryLimit",
+    "backoffLimit",
+    "backoffLimitPerIndex",
+    "maxFailedIndexes",
+    "parallelism",
+    "completions",
+    "successfulJobsHistoryLimit",
+    "failedJobsHistoryLimit",
+    "ttlSecondsAfterFinished",
+    "terminationGracePeriodSeconds",
+    "gracePeriodSeconds",
+    "deletionGracePeriodSeconds",
+    "activeDeadlineSeconds",
+    "startingDeadlineSeconds",
+    "progressDeadlineSeconds",
+    "runAsUser",
+    "runAsGroup",
+    "fsGroup",
+    "priority",
+    "defaultMode",
+    "mode",
+    "expirationSeconds",
+    "stabilizationWindowSeconds",
+    "averageUtilization",
+    "targetCPUUtilizationPercentage",
+    "value",
+];
+
+/// Whether a zero-valued scalar read from protobuf belongs in the JSON form (see
+/// [`MEANINGFUL_ZEROS`]): always for required fields; for optional ones, `false` stays
+/// (harmless where it is the default, meaningful for pointers such as
+/// `automountServiceAccountToken`), an empty string goes, and a zero number stays only
+/// for [`MEANINGFUL_ZEROS`].
+pub fn keeps_zero(field: &FieldDescriptor) -> bool {
+    if !is_optional(field) {
+        return true;
+    }
+    match field.kind() {
+        prost_reflect::Kind::Bool => true,
+        prost_reflect::Kind::String | prost_reflect::Kind::Bytes => false,
+        _ => MEANINGFUL_ZEROS.contains(&field.name()),
+    }
+}
+
 /// Whether a field is embedded inline in JSON (see [`INLINE`]).
 pub fn is_inline(field: &FieldDescriptor) -> bool {
     let parent = field.parent_message();
@@ -301,6 +390,15 @@ mod tests {
         assert!(field_for_key(&volume, "volumeSource").is_none());
         let rule = message_for("networking.k8s.io/v1", "IngressRule").expect("IngressRule");
         assert!(field_for_key(&rule, "http").is_some());
+        let spec = message_for("apps/v1", "DeploymentSpec").expect("DeploymentSpec");
+        let field = |m: &MessageDescriptor, n: &str| m.get_field_by_name(n).expect(n);
+        assert!(is_optional(&field(&spec, "replicas")));
+        assert!(keeps_zero(&field(&spec, "replicas")));
+        assert!(!keeps_zero(&field(&spec, "minReadySeconds")));
+        let cj = message_for("batch/v1", "CronJobSpec").expect("CronJobSpec");
+        assert!(!is_optional(&field(&cj, "schedule")));
+        let strategy = message_for("apps/v1", "DeploymentStrategy").expect("strategy");
+        assert!(!keeps_zero(&field(&strategy, "type")));
     }
 
     #[test]

@@ -9,5 +9,6 @@ mod kube_client;
 mod kubectl;
 mod loadbalancer;
 mod persistence;
+mod protobuf;
 mod sim;
 mod support;
