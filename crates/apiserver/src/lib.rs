@@ -5,7 +5,9 @@
 //! an API server with SQLite storage ([`store`]), discovery and CRDs ([`registry`]), the
 //! object semantics of the real server ([`api`]), garbage collection ([`gc`]), server-side
 //! printing ([`table`]) and kwok-style workload simulation ([`sim`]), served over HTTPS
-//! ([`http`]) so that the real `kubectl` and kube-rs work against it.
+//! ([`http`]) so that the real `kubectl` and kube-rs work against it. Bodies are JSON,
+//! YAML or, for built-in kinds, Kubernetes protobuf ([`protobuf`], over the descriptors
+//! of [`proto`]); unknown and duplicate fields follow `fieldValidation` ([`fields`]).
 //!
 //! Its storage holds every Secret of the management cluster, so it is private: every
 //! request needs the cluster's bearer token, names the server in `Host` and sends a body

@@ -26,6 +26,19 @@
 //! Custom resources and Mooring's own kinds have no protobuf form: a protobuf body for them
 //! is a `415`, as Kubernetes answers for custom resources, and a response falls back to
 //! JSON when the client accepts it (`406` otherwise).
+//!
+//! # Where it differs from Kubernetes
+//!
+//! * Go writes every non-pointer scalar field to protobuf, zero or not, and leaves zeros
+//!   out of JSON (`omitempty`); a pointer field is written only when set, and an explicit
+//!   zero then matters (`replicas: 0`). The descriptors do not say which fields are
+//!   pointers, so zeros are judged by [`crate::proto::keeps_zero`]: required fields keep
+//!   them, optional empty strings are dropped (an explicit `storageClassName: ""` sent in
+//!   protobuf is lost), optional `false` is kept, optional zero numbers only for the
+//!   pointer fields named there.
+//! * Discovery, OpenAPI and `Table` answers are JSON only (clients ask for them in JSON).
+//! * As in Kubernetes, `fieldValidation` does not apply to protobuf bodies (protobuf has
+//!   no duplicate keys, and unknown field numbers are skipped).
 
 use crate::proto::{self, JsonShape};
 use base64::Engine as _;

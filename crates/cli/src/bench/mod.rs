@@ -1,6 +1,6 @@
 //! `mooring bench TARGET`: the benchmarks whose figures docs/benchmarks.md records, one
 //! file each in this folder (`gitops.rs`, `policy.rs`, `appset.rs`, `rollout.rs`,
-//! `flood.rs` for api-flood), kept apart from the commands so that the binary's
+//! `flood.rs` for api-flood, `protobuf.rs`), kept apart from the commands so that the binary's
 //! `src/` holds argument parsing, output and glue; the shared process-memory reader is
 //! here.
 //!
@@ -18,6 +18,7 @@ mod flood;
 mod gitops;
 mod image;
 mod policy;
+mod protobuf;
 mod rollback;
 mod rollout;
 
@@ -87,6 +88,9 @@ pub enum Target {
     /// 10 s poll, on the example's model server (`--rounds` pushes per mode;
     /// docker-registry needed; run from the repository root).
     Image,
+    /// Writes/s creating Deployments and ConfigMaps with Kubernetes protobuf bodies vs
+    /// JSON bodies (`--writes` each, `--writers` concurrent), kubectl-like HTTPS client.
+    Protobuf,
     /// The REST API and the webhook under a flood of bad requests from 127.0.0.1
     /// (`--writers` loops for `--seconds`): the valid token's p50/p99 without and during it.
     ApiFlood,
@@ -164,6 +168,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Target::Rollback => rollback::run(args.rounds).await,
         Target::Dr => dr::run(args.rounds).await,
         Target::Image => image::run(args.rounds).await,
+        Target::Protobuf => protobuf::run(args.writes, args.writers).await,
     }
 }
 
