@@ -52,6 +52,9 @@ impl WriteOptions {
     /// on the body's duplicate keys as `fieldValidation` says.
     fn check_fields(&self, rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
         let unknown = fields::prune_unknown(rt, obj);
+        if !unknown.is_empty() {
+            tracing::debug!(kind = %rt.kind, manager = self.manager(), ?unknown, "unknown fields in a write");
+        }
         fields::enforce(
             self.field_validation,
             (&rt.kind, &rt.version),

@@ -67,13 +67,24 @@ impl FieldValidation {
 #[derive(Debug, Clone, Default)]
 pub struct Warnings(Arc<Mutex<Vec<String>>>);
 
+/// Most warnings kept for one request (an object with thousands of unknown fields must
+/// not make thousands of headers); past it, one warning says how the list ends.
+pub const MAX_WARNINGS: usize = 100;
+
 impl Warnings {
     /// Add a warning (once: a write retried after a conflict does not repeat it).
     pub fn push(&self, text: String) {
         let mut w = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if !w.contains(&text) {
-            w.push(text);
+        if w.len() > MAX_WARNINGS || w.contains(&text) {
+            return;
         }
+        if w.len() == MAX_WARNINGS {
+            w.push(format!(
+                "more than {MAX_WARNINGS} warnings: the rest are not listed"
+            ));
+            return;
+        }
+        w.push(text);
     }
 
     /// The warnings so far, in order.
@@ -534,6 +545,12 @@ mod tests {
                 "duplicate field \"metadata.name\""
             ]
         );
+        let many: Vec<String> = (0..1000).map(|i| format!("spec.f{i}")).collect();
+        let w = Warnings::default();
+        enforce(FieldValidation::Warn, ("Deployment", "v1"), &many, &[], &w).expect("warn");
+        let list = w.list();
+        assert_eq!(list.len(), MAX_WARNINGS + 1);
+        assert!(list[MAX_WARNINGS].contains("not listed"), "{list:?}");
         assert_eq!(
             FieldValidation::parse(None, "CreateOptions").expect("default"),
             FieldValidation::Warn

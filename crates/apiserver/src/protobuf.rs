@@ -982,6 +982,16 @@ mod tests {
                      "metrics": [{"type": "Resource", "resource": {"name": "cpu",
                         "target": {"type": "Utilization", "averageUtilization": 80}}}]}});
         assert_eq!(roundtrip(&hpa), hpa);
+        let cj = json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"},
+            "spec": {"schedule": "0 3 * * *", "timeZone": "Europe/Paris", "suspend": false,
+                     "successfulJobsHistoryLimit": 0,
+                     "jobTemplate": {"spec": {"backoffLimit": 0, "template": {"spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "c", "image": "busybox"}]}}}}}});
+        assert_eq!(roundtrip(&cj), cj);
+        let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "p"}, "spec": {"minAvailable": "50%"}});
+        assert_eq!(roundtrip(&pdb), pdb);
         let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
             "metadata": {"name": "ws.example.com"},
             "spec": {"group": "example.com", "scope": "Namespaced",
