@@ -103,6 +103,9 @@ pub struct ClusterOptions {
     /// by default Mooring's control-plane namespace, `argocd`, so Argo CD manifests apply
     /// unchanged, as on a cluster where Argo CD is installed.
     pub namespaces: Vec<String>,
+    /// How long Events live after their last write (kube-apiserver's `--event-ttl`,
+    /// default one hour); older ones are deleted ([`sim::events::expire`]).
+    pub event_ttl: std::time::Duration,
 }
 
 impl ClusterOptions {
@@ -131,6 +134,7 @@ impl Default for ClusterOptions {
             event_log: store::DEFAULT_EVENT_LOG,
             crds: vec![],
             namespaces: vec![mooring_core::app::CONTROL_PLANE_NAMESPACE.into()],
+            event_ttl: sim::events::DEFAULT_TTL,
         }
     }
 }
@@ -279,6 +283,10 @@ impl Cluster {
             rx,
         ))];
         tasks.push(tokio::spawn(gc::run(api.clone())));
+        tasks.push(tokio::spawn(sim::events::expire(
+            api.clone(),
+            opts.event_ttl,
+        )));
         tasks.extend(sim::start(api.clone(), opts.sim.clone()));
         if opts.sim.enabled {
             tasks.push(sim::listeners::start(

@@ -60,7 +60,9 @@
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
+pub mod events;
 pub mod job;
+pub mod lifecycle;
 pub mod listeners;
 pub mod loadbalancer;
 pub mod metrics;
@@ -149,7 +151,8 @@ pub(crate) struct Ctx {
     pub pvcs: Arc<ResourceType>,
     pub services: Arc<ResourceType>,
     pub ingresses: Arc<ResourceType>,
-    pub events: Arc<ResourceType>,
+    /// Where every simulated controller records its Events ([`events`]).
+    pub recorder: events::Recorder,
 }
 
 impl Ctx {
@@ -170,7 +173,7 @@ impl Ctx {
             pvcs: get("", "persistentvolumeclaims")?,
             services: get("", "services")?,
             ingresses: get("networking.k8s.io", "ingresses")?,
-            events: get("", "events")?,
+            recorder: events::Recorder::new(api.clone())?,
             wo: WriteOptions {
                 field_manager: Some("kube-controller-manager".into()),
                 ..Default::default()

@@ -12,12 +12,15 @@
 //! with `restartPolicy: Never/OnFailure` run for `sim.mooring.dev/run-seconds` (default
 //! [`DEFAULT_RUN_SECONDS`]) and then terminate.
 
+use super::events::Source;
+use super::lifecycle::{self, Change};
 use super::util::{self, annotation, name_of, str_at, FAIL_ANNOTATION};
 use super::{res, Controller, Ctx};
 use crate::error::ApiError;
 use crate::store::{Event, ObjKey};
+use mooring_core::event::EventType;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -83,6 +86,8 @@ pub struct PodController {
     /// Active Pods per node, recounted at most every [`LOAD_TTL`] (a burst of new Pods
     /// would otherwise rescan every Pod for each one).
     load: Option<(Instant, HashMap<String, usize>)>,
+    /// Images each node has pulled (the next Pod finds them "already present").
+    pulled: HashSet<(String, String)>,
 }
 
 const LOAD_TTL: Duration = Duration::from_millis(250);
@@ -92,8 +97,13 @@ impl Controller for PodController {
         "kubelet"
     }
 
-    fn keys_for(&mut self, _ctx: &Ctx, ev: &Event, out: &mut Vec<ObjKey>) {
+    fn keys_for(&mut self, ctx: &Ctx, ev: &Event, out: &mut Vec<ObjKey>) {
         if ev.object.key.resource == res::PODS {
+            if ev.kind == crate::store::EventType::Deleted {
+                if let Ok(p) = ev.object.value() {
+                    self.stopped(ctx, &p);
+                }
+            }
             out.push(ev.object.key.clone());
         }
     }
@@ -120,6 +130,15 @@ impl Controller for PodController {
                     let mut bound = pod.clone();
                     bound["spec"]["nodeName"] = json!(node);
                     pod = util::write_main(ctx, &ctx.pods, &pod, bound)?;
+                    ctx.recorder.normal(
+                        "default-scheduler",
+                        &pod,
+                        "Scheduled",
+                        &format!(
+                            "Successfully assigned {}/{} to {node}",
+                            key.namespace, key.name
+                        ),
+                    );
                 }
                 None => {
                     let mut status = pod.get("status").cloned().unwrap_or(json!({}));
@@ -133,6 +152,12 @@ impl Controller for PodController {
                     );
                     status["conditions"] = json!(conds);
                     util::write_status(ctx, &ctx.pods, &pod, status)?;
+                    ctx.recorder.warning(
+                        "default-scheduler",
+                        &pod,
+                        "FailedScheduling",
+                        "0/0 nodes are available: no Ready simulated node.",
+                    );
                     return Ok(Some(Duration::from_secs(1)));
                 }
             }
@@ -173,7 +198,12 @@ impl Controller for PodController {
                 node,
             },
         );
-        util::write_status(ctx, &ctx.pods, &pod, sim.status)?;
+        let old_status = pod.get("status").cloned().unwrap_or(json!({}));
+        let steps = lifecycle::changes(&old_status, &sim.status);
+        util::write_status(ctx, &ctx.pods, &pod, sim.status.clone())?;
+        if !steps.is_empty() {
+            self.report(ctx, &pod, &sim.status, &steps);
+        }
         Ok(sim
             .next
             .map(|t| ctx.opts.scaled((t - elapsed).max(0.0)) + Duration::from_millis(2)))
@@ -181,6 +211,168 @@ impl Controller for PodController {
 }
 
 impl PodController {
+    /// Record the kubelet's Events for these lifecycle steps.
+    fn report(&mut self, ctx: &Ctx, pod: &Value, status: &Value, steps: &[Change]) {
+        let node = str_at(pod, "/spec/nodeName")
+            .unwrap_or_default()
+            .to_string();
+        let source = Source::kubelet(&node);
+        let containers = pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let spec_of = |name: &str| {
+            containers
+                .iter()
+                .find(|c| c.get("name").and_then(Value::as_str) == Some(name))
+                .cloned()
+                .unwrap_or(json!({}))
+        };
+        let event = |field: &str, type_: EventType, reason: &str, message: &str| {
+            ctx.recorder.record_at(
+                source,
+                pod,
+                Some(&format!("spec.containers{{{field}}}")),
+                type_,
+                reason,
+                message,
+            )
+        };
+        for step in steps {
+            match step {
+                Change::Started { container, restart } => {
+                    let c = spec_of(container);
+                    let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+                    let fresh = self.pulled.insert((node.clone(), image.to_string()));
+                    if fresh && *restart == 0 {
+                        event(
+                            container,
+                            EventType::Normal,
+                            "Pulling",
+                            &format!("Pulling image \"{image}\""),
+                        );
+                        let secs = 1.0 + f64::from(util::fnv32a(image.as_bytes()) % 4000) / 1000.0;
+                        let size =
+                            10_000_000 + u64::from(util::fnv32a(image.as_bytes())) % 90_000_000;
+                        event(
+                            container,
+                            EventType::Normal,
+                            "Pulled",
+                            &format!("Successfully pulled image \"{image}\" in {secs:.3}s ({secs:.3}s including waiting). Image size: {size} bytes."),
+                        );
+                    } else {
+                        event(
+                            container,
+                            EventType::Normal,
+                            "Pulled",
+                            &format!("Container image \"{image}\" already present on machine"),
+                        );
+                    }
+                    event(
+                        container,
+                        EventType::Normal,
+                        "Created",
+                        &format!("Created container: {container}"),
+                    );
+                    event(
+                        container,
+                        EventType::Normal,
+                        "Started",
+                        &format!("Started container {container}"),
+                    );
+                    let running_unready = status
+                        .get("containerStatuses")
+                        .and_then(Value::as_array)
+                        .and_then(|a| {
+                            a.iter().find(|cs| {
+                                cs.get("name").and_then(Value::as_str) == Some(container.as_str())
+                            })
+                        })
+                        .is_some_and(|cs| cs.pointer("/state/running").is_some());
+                    if running_unready && Fail::of_container(pod, &c) == Fail::NeverReady {
+                        event(
+                            container,
+                            EventType::Warning,
+                            "Unhealthy",
+                            "Readiness probe failed: HTTP probe failed with statuscode: 503",
+                        );
+                    }
+                }
+                Change::Exited { .. } => {}
+                Change::BackOff { container } => event(
+                    container,
+                    EventType::Warning,
+                    "BackOff",
+                    &format!(
+                        "Back-off restarting failed container {container} in pod {}_{}({})",
+                        util::name_of(pod),
+                        str_at(pod, "/metadata/namespace").unwrap_or_default(),
+                        str_at(pod, "/metadata/uid").unwrap_or_default()
+                    ),
+                ),
+                Change::PullFailed { container, image } => {
+                    event(
+                        container,
+                        EventType::Normal,
+                        "Pulling",
+                        &format!("Pulling image \"{image}\""),
+                    );
+                    event(
+                        container,
+                        EventType::Warning,
+                        "Failed",
+                        &format!("Failed to pull image \"{image}\": rpc error: code = NotFound desc = failed to pull and unpack image \"{image}\": not found"),
+                    );
+                    event(
+                        container,
+                        EventType::Warning,
+                        "Failed",
+                        "Error: ErrImagePull",
+                    );
+                    event(
+                        container,
+                        EventType::Normal,
+                        "BackOff",
+                        &format!("Back-off pulling image \"{image}\""),
+                    );
+                    event(
+                        container,
+                        EventType::Warning,
+                        "Failed",
+                        "Error: ImagePullBackOff",
+                    );
+                }
+            }
+        }
+    }
+
+    /// A Pod is gone: the kubelet stops its running containers (`Killing`).
+    fn stopped(&mut self, ctx: &Ctx, pod: &Value) {
+        let Some(node) = str_at(pod, "/spec/nodeName") else {
+            return;
+        };
+        let statuses = pod
+            .pointer("/status/containerStatuses")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for cs in statuses {
+            if cs.pointer("/state/running").is_none() {
+                continue;
+            }
+            let name = cs.get("name").and_then(Value::as_str).unwrap_or_default();
+            ctx.recorder.record_at(
+                Source::kubelet(node),
+                pod,
+                Some(&format!("spec.containers{{{name}}}")),
+                EventType::Normal,
+                "Killing",
+                &format!("Stopping container {name}"),
+            );
+        }
+    }
+
     /// The Ready node with the fewest active Pods (ties: by name).
     fn schedule(&mut self, ctx: &Ctx) -> Option<String> {
         let nodes = util::ready_nodes(ctx);
