@@ -29,6 +29,7 @@ pub mod gc;
 pub mod http;
 pub mod partition;
 pub mod patch;
+pub mod podlog;
 pub mod proto;
 pub mod registry;
 pub mod sim;
@@ -259,7 +260,8 @@ impl Cluster {
             source,
         })?;
 
-        let traffic = sim::Traffic::default();
+        let logs = sim::logs::PodLogs::default();
+        let traffic = sim::Traffic::with_logs(logs.clone());
         let partition = partition::Partition::new();
         let metrics =
             sim::metrics_handler_with(api.clone(), Some(address.clone()), traffic.clone());
@@ -274,6 +276,7 @@ impl Cluster {
                 &opts.hostnames,
             )),
             partition: partition.clone(),
+            logs: logs.clone(),
         };
         let app = http::router(state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -287,7 +290,7 @@ impl Cluster {
             api.clone(),
             opts.event_ttl,
         )));
-        tasks.extend(sim::start(api.clone(), opts.sim.clone()));
+        tasks.extend(sim::start_with(api.clone(), opts.sim.clone(), logs));
         if opts.sim.enabled {
             tasks.push(sim::listeners::start(
                 api.clone(),

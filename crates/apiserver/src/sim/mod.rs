@@ -65,6 +65,7 @@ pub mod job;
 pub mod lifecycle;
 pub mod listeners;
 pub mod loadbalancer;
+pub mod logs;
 pub mod metrics;
 pub mod pods;
 pub mod pvc;
@@ -153,10 +154,12 @@ pub(crate) struct Ctx {
     pub ingresses: Arc<ResourceType>,
     /// Where every simulated controller records its Events ([`events`]).
     pub recorder: events::Recorder,
+    /// Container logs the kubelet writes ([`logs`]).
+    pub logs: logs::PodLogs,
 }
 
 impl Ctx {
-    fn new(api: Api, opts: SimOptions) -> Result<Ctx, ApiError> {
+    fn new(api: Api, opts: SimOptions, logs: logs::PodLogs) -> Result<Ctx, ApiError> {
         let get = |g: &str, p: &str| {
             api.registry
                 .get(g, "v1", p)
@@ -174,6 +177,7 @@ impl Ctx {
             services: get("", "services")?,
             ingresses: get("networking.k8s.io", "ingresses")?,
             recorder: events::Recorder::new(api.clone())?,
+            logs,
             wo: WriteOptions {
                 field_manager: Some("kube-controller-manager".into()),
                 ..Default::default()
@@ -213,10 +217,20 @@ pub(crate) trait Controller: Send + 'static {
 
 /// Start the simulation controllers.
 pub fn start(api: Api, opts: SimOptions) -> Vec<tokio::task::JoinHandle<()>> {
+    start_with(api, opts, logs::PodLogs::default())
+}
+
+/// Start the simulation controllers; the kubelet writes container logs into `logs`
+/// (which the HTTP layer serves as `pods/{name}/log`).
+pub fn start_with(
+    api: Api,
+    opts: SimOptions,
+    logs: logs::PodLogs,
+) -> Vec<tokio::task::JoinHandle<()>> {
     if !opts.enabled {
         return vec![];
     }
-    let ctx = match Ctx::new(api, opts) {
+    let ctx = match Ctx::new(api, opts, logs) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             tracing::error!("workload simulation disabled: {e}");

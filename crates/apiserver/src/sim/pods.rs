@@ -14,6 +14,7 @@
 
 use super::events::Source;
 use super::lifecycle::{self, Change};
+use super::logs;
 use super::util::{self, annotation, name_of, str_at, FAIL_ANNOTATION};
 use super::{res, Controller, Ctx};
 use crate::error::ApiError;
@@ -281,6 +282,7 @@ impl PodController {
                         "Started",
                         &format!("Started container {container}"),
                     );
+                    self.start_logs(ctx, pod, &c, *restart);
                     let running_unready = status
                         .get("containerStatuses")
                         .and_then(Value::as_array)
@@ -299,7 +301,23 @@ impl PodController {
                         );
                     }
                 }
-                Change::Exited { .. } => {}
+                Change::Exited {
+                    container,
+                    restart,
+                    code,
+                } => {
+                    let c = spec_of(container);
+                    let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+                    let ns = str_at(pod, "/metadata/namespace").unwrap_or_default();
+                    let name = util::name_of(pod);
+                    let lines = if terminates(pod) {
+                        let done = ctx.logs.synthesized(ns, name, container, *restart);
+                        logs::job_exit_lines(*code, done)
+                    } else {
+                        logs::crash_lines(logs::Style::of_image(image))
+                    };
+                    ctx.logs.exited(ns, name, container, *restart, lines);
+                }
                 Change::BackOff { container } => event(
                     container,
                     EventType::Warning,
@@ -347,8 +365,72 @@ impl PodController {
         }
     }
 
+    /// The first lines of a container instance, and what it goes on writing.
+    fn start_logs(&self, ctx: &Ctx, pod: &Value, c: &Value, restart: i64) {
+        let ns = str_at(pod, "/metadata/namespace").unwrap_or_default();
+        let uid = str_at(pod, "/metadata/uid").unwrap_or_default();
+        let container = c.get("name").and_then(Value::as_str).unwrap_or_default();
+        let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+        let port = c
+            .pointer("/ports/0/containerPort")
+            .and_then(Value::as_i64)
+            .unwrap_or(8080);
+        let style = logs::Style::of_image(image);
+        let now = logs::now_nanos();
+        let fail = Fail::of_container(pod, c);
+        let scaled_nanos =
+            |sim_secs: f64| i64::try_from(ctx.opts.scaled(sim_secs).as_nanos()).unwrap_or(i64::MAX);
+        let (lines, synth, delay) = if terminates(pod) {
+            let lines = vec![
+                format!("Starting {container} ({image})"),
+                format!(
+                    "Job pod {} on {}",
+                    util::name_of(pod),
+                    str_at(pod, "/spec/nodeName").unwrap_or_default()
+                ),
+            ];
+            // One batch per simulated second.
+            let rate = 1.0 / ctx.opts.scaled(1.0).as_secs_f64().max(1e-6);
+            (lines, Some(logs::Synth::Work { rate }), 0)
+        } else {
+            let mut lines = logs::startup_lines(style, container, image, port, now);
+            match fail {
+                Fail::CrashLoop => (lines, None, 0),
+                Fail::NeverReady => {
+                    lines.push("level=warn msg=\"not ready: dependency unavailable, /healthz answers 503\"".into());
+                    (lines, None, 0)
+                }
+                _ => {
+                    let f = |k, d, lo, hi| super::metrics::ann_f64(pod, k, d, lo, hi);
+                    let synth = logs::Synth::Requests {
+                        style,
+                        rate: f(super::metrics::REQUEST_RATE, 10.0, 0.0, 1.0e6),
+                        error_rate: f(super::metrics::ERROR_RATE, 0.0, 0.0, 1.0),
+                        latency_ms: f(super::metrics::LATENCY_MS, 50.0, 0.001, 1.0e6),
+                    };
+                    (lines, Some(synth), scaled_nanos(READY_AFTER))
+                }
+            }
+        };
+        ctx.logs.started(
+            ns,
+            util::name_of(pod),
+            uid,
+            container,
+            restart,
+            lines,
+            synth,
+            delay,
+        );
+    }
+
     /// A Pod is gone: the kubelet stops its running containers (`Killing`).
     fn stopped(&mut self, ctx: &Ctx, pod: &Value) {
+        ctx.logs.remove(
+            str_at(pod, "/metadata/namespace").unwrap_or_default(),
+            util::name_of(pod),
+            str_at(pod, "/metadata/uid").unwrap_or_default(),
+        );
         let Some(node) = str_at(pod, "/spec/nodeName") else {
             return;
         };
@@ -413,6 +495,14 @@ impl PodController {
         *n = (*n + 1) % 250;
         format!("10.244.{}.{}", util::node_index(node) % 256, 2 + *n)
     }
+}
+
+/// Whether the Pod's containers run to completion (`restartPolicy: Never/OnFailure`).
+fn terminates(pod: &Value) -> bool {
+    matches!(
+        str_at(pod, "/spec/restartPolicy"),
+        Some("Never" | "OnFailure")
+    )
 }
 
 /// Facts from outside the Pod the kubelet reports.
