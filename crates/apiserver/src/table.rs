@@ -61,6 +61,13 @@ fn columns(rt: &ResourceType) -> Vec<Col> {
                 col("Up-to-date"),
                 col("Available"),
             ]),
+            ("" | "events.k8s.io", "Event") => cols.extend([
+                col("Last Seen"),
+                col("Type"),
+                col("Reason"),
+                col("Object"),
+                col("Message"),
+            ]),
             ("batch", "Job") => cols.extend([col("Status"), col("Completions")]),
             ("batch", "CronJob") => cols.extend([col("Schedule"), col("Suspend"), col("Active")]),
             ("networking.k8s.io", "Ingress") => {
@@ -320,6 +327,32 @@ fn cells(rt: &ResourceType, v: &Value, now: time::Timestamp) -> Vec<Value> {
                 json!(n(v, "/status/updatedNumberScheduled")),
                 json!(n(v, "/status/numberAvailable")),
             ]),
+            (g @ ("" | "events.k8s.io"), "Event") => {
+                let core = g.is_empty();
+                let pick = |a: &str, b: &str| v.pointer(if core { a } else { b });
+                let obj = pick("/involvedObject", "/regarding")
+                    .cloned()
+                    .unwrap_or(json!({}));
+                let last = pick("/lastTimestamp", "/deprecatedLastTimestamp")
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty())
+                    .or_else(|| v.pointer("/eventTime").and_then(Value::as_str))
+                    .or_else(|| {
+                        v.pointer("/metadata/creationTimestamp")
+                            .and_then(Value::as_str)
+                    });
+                out.extend([
+                    json!(age(last, now)),
+                    json!(s(v.get("type"))),
+                    json!(s(v.get("reason"))),
+                    json!(format!(
+                        "{}/{}",
+                        s(obj.get("kind")).to_lowercase(),
+                        s(obj.get("name"))
+                    )),
+                    json!(s(pick("/message", "/note"))),
+                ]);
+            }
             ("batch", "Job") => {
                 let conds = v
                     .pointer("/status/conditions")

@@ -48,11 +48,7 @@ spec:
 ";
 
 fn auth(c: &Cluster) -> String {
-    format!(
-        "Host: {}\r\nAuthorization: Bearer {}",
-        c.addr,
-        c.token()
-    )
+    format!("Host: {}\r\nAuthorization: Bearer {}", c.addr, c.token())
 }
 
 async fn get(c: &Cluster, path: &str) -> crate::support::RawResponse {
