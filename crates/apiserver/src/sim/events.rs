@@ -5,7 +5,7 @@
 //! `Scheduled`, the kubelet's `Pulling` / `Pulled` / `Created` / `Started` / `BackOff`, the
 //! ReplicaSet controller's `SuccessfulCreate`, the Deployment controller's
 //! `ScalingReplicaSet`, … Every simulated controller records through one [`Recorder`]
-//! (reachable as `ctx.recorder` in a [`super::Controller`]), which behaves like client-go's
+//! (reachable as `ctx.recorder` in a simulation controller), which behaves like client-go's
 //! legacy `EventRecorder` with its `EventCorrelator`:
 //!
 //! - an Event is a core `v1` Event named `{object}.{hex nanoseconds}` in the object's
