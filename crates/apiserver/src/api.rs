@@ -619,9 +619,10 @@ impl Api {
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
         if rt.is_events_v1() {
-            return Err(ApiError::MethodNotAllowed(
-                "the embedded cluster does not patch events.k8s.io/v1 Events: patch the same object as a core v1 Event, or update it".into(),
-            ));
+            let core = self.core_events()?;
+            let body = crate::sim::events::patch_to_core(patch_type == PatchType::Json, body);
+            let out = self.patch(&core, ns, name, patch_type, &body, sub, opts)?;
+            return Ok(crate::sim::events::to_events_v1(&out));
         }
         if patch_type == PatchType::Apply && opts.field_manager.is_none() {
             return Err(ApiError::BadRequest(

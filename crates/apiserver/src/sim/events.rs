@@ -411,6 +411,48 @@ pub fn from_events_v1(ev: &Value) -> Value {
     v
 }
 
+/// A patch of an `events.k8s.io/v1` Event as the same patch of the stored core Event: a
+/// JSON patch's paths and a merge / strategic / apply body's fields renamed.
+pub fn patch_to_core(json_patch: bool, body: &Value) -> Value {
+    if json_patch {
+        let Some(ops) = body.as_array() else {
+            return body.clone();
+        };
+        let rename_path = |p: &str| -> String {
+            let rest = p.strip_prefix('/').unwrap_or(p);
+            let (first, tail) = rest
+                .split_once('/')
+                .map_or((rest, None), |(a, b)| (a, Some(b)));
+            let first = RENAMES
+                .iter()
+                .find(|(_, ev1)| *ev1 == first)
+                .map_or(first, |(core, _)| core);
+            match tail {
+                Some(t) => format!("/{first}/{t}"),
+                None => format!("/{first}"),
+            }
+        };
+        return Value::Array(
+            ops.iter()
+                .map(|op| {
+                    let mut op = op.clone();
+                    for k in ["path", "from"] {
+                        if let Some(p) = op.get(k).and_then(Value::as_str) {
+                            op[k] = json!(rename_path(p));
+                        }
+                    }
+                    op
+                })
+                .collect(),
+        );
+    }
+    let mut v = rename(body, false);
+    if v.get("apiVersion").is_some() {
+        v["apiVersion"] = json!("v1");
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,5 +546,16 @@ mod tests {
         assert_eq!(v1["deprecatedSource"]["component"], "deployment-controller");
         assert!(v1.get("involvedObject").is_none() && v1.get("message").is_none());
         assert_eq!(from_events_v1(&v1), core);
+        let merge = patch_to_core(false, &json!({"note": "n", "series": {"count": 2}}));
+        assert_eq!(merge, json!({"message": "n", "series": {"count": 2}}));
+        let jp = patch_to_core(
+            true,
+            &json!([{"op": "replace", "path": "/deprecatedCount", "value": 3},
+                    {"op": "replace", "path": "/regarding/name", "value": "x"},
+                    {"op": "add", "path": "/series", "value": {}}]),
+        );
+        assert_eq!(jp[0]["path"], "/count");
+        assert_eq!(jp[1]["path"], "/involvedObject/name");
+        assert_eq!(jp[2]["path"], "/series");
     }
 }

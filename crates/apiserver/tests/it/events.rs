@@ -356,6 +356,22 @@ async fn events_expire_after_the_ttl() {
     let core = events.get("modern").await.expect("seen as a core Event");
     assert_eq!(core.message.as_deref(), Some("new API"));
     assert_eq!(core.reporting_component.as_deref(), Some("tests"));
+    // client-go's events.k8s.io recorder patches the series of a repeated Event.
+    let r = raw(
+        &c,
+        &format!(
+            "PATCH /apis/events.k8s.io/v1/namespaces/default/events/modern HTTP/1.1\r\n{}\r\nContent-Type: application/merge-patch+json",
+            auth(&c)
+        ),
+        br#"{"series": {"count": 2, "lastObservedTime": "2026-01-01T00:00:01.000000Z"}, "note": "again"}"#,
+    )
+    .await;
+    assert_eq!(r.code, 200, "{r:?}");
+    assert_eq!(r.json()["series"]["count"], 2);
+    assert_eq!(r.json()["note"], "again");
+    let core = events.get("modern").await.expect("patched");
+    assert_eq!(core.message.as_deref(), Some("again"));
+    assert_eq!(core.series.and_then(|s| s.count), Some(2));
     eventually(30, "events expired", || async {
         let l = events.list(&ListParams::default()).await.ok()?;
         l.items.is_empty().then_some(())

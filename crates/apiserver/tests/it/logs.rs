@@ -156,11 +156,10 @@ async fn kubectl_logs_against_simulated_containers() {
     .await;
     assert!(job.contains("Processing batch 1"), "{job}");
 
-    // Following: a line written after the start arrives.
-    let web = running_pods(&pods, "app=web").await;
-    let name = web[0].metadata.name.clone().unwrap_or_default();
+    // Following the Deployment (kubectl picks a Pod): a line written after the start
+    // arrives; deleting the Deployment (and so its Pods) ends the stream.
     let mut child = tokio::process::Command::new("kubectl")
-        .args(["logs", "-f", "--tail=0", &format!("pod/{name}")])
+        .args(["logs", "-f", "--tail=0", "deploy/web"])
         .env("KUBECONFIG", c.kubeconfig_path())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -174,16 +173,14 @@ async fn kubectl_logs_against_simulated_containers() {
         .expect("read")
         .expect("a line");
     assert!(first.contains("HTTP/1.1"), "{first}");
-    // Deleting the Pod ends the stream.
-    pods.delete(&name, &Default::default())
-        .await
-        .expect("delete pod");
+    ok(&c, &["delete", "deploy", "web"], None).await;
     let end = tokio::time::timeout(std::time::Duration::from_secs(30), async {
         while let Ok(Some(_)) = lines.next_line().await {}
     })
     .await;
     assert!(end.is_ok(), "the stream ends when the Pod goes");
-    let _ = child.wait().await;
+    let status = child.wait().await.expect("kubectl exits");
+    assert!(status.success(), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
