@@ -17,6 +17,7 @@ mod dr;
 mod flood;
 mod gitops;
 mod image;
+mod logs;
 mod policy;
 mod protobuf;
 mod rollback;
@@ -91,6 +92,9 @@ pub enum Target {
     /// Writes/s creating Deployments and ConfigMaps with Kubernetes protobuf bodies vs
     /// JSON bodies (`--writes` each, `--writers` concurrent), kubectl-like HTTPS client.
     Protobuf,
+    /// Log streaming: `--watchers` followers of one Pod's `pods/log?follow=true` for
+    /// `--seconds`, with a load of Pods writing (lines/s delivered, total and per follower).
+    Logs,
     /// The REST API and the webhook under a flood of bad requests from 127.0.0.1
     /// (`--writers` loops for `--seconds`): the valid token's p50/p99 without and during it.
     ApiFlood,
@@ -169,6 +173,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Target::Dr => dr::run(args.rounds).await,
         Target::Image => image::run(args.rounds).await,
         Target::Protobuf => protobuf::run(args.writes, args.writers).await,
+        Target::Logs => logs::run(args.watchers, args.seconds).await,
     }
 }
 
