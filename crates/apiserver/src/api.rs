@@ -187,7 +187,7 @@ impl Api {
 
     /// Present a stored object as the requested version of its resource.
     pub fn present(rt: &ResourceType, stored: &Stored) -> Result<Value, ApiError> {
-        let mut v = stored.value()?;
+        let mut v = crate::convert::to_version(rt, stored.value()?);
         if let Some(o) = v.as_object_mut() {
             o.insert("apiVersion".into(), json!(rt.api_version()));
             o.insert("kind".into(), json!(rt.kind));
@@ -398,6 +398,7 @@ impl Api {
         }
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
+        let mut obj = crate::convert::to_storage(rt, obj);
         self.validate(rt, &obj, None)?;
         if let Some(ns) = &ns {
             self.check_namespace(ns)?;
@@ -617,7 +618,7 @@ impl Api {
             }
             applied["apiVersion"] = json!(rt.api_version());
             applied["kind"] = json!(rt.kind);
-            let mut obj = patch::server_side_apply(
+            let obj = patch::server_side_apply(
                 None,
                 &applied,
                 &ApplyOptions {
@@ -628,6 +629,7 @@ impl Api {
                 },
             )
             .map_err(|e| patch_error(rt, name, e))?;
+            let mut obj = crate::convert::to_storage(rt, obj);
             self.validate(rt, &obj, None)?;
             if let Some(ns) = &ns {
                 self.check_namespace(ns)?;
@@ -707,7 +709,10 @@ impl Api {
         let written = self.store.write(&key, |cur, _| {
             let cur = cur.ok_or_else(|| Self::not_found(rt, name))?;
             let old = cur.value()?;
-            let requested = change(&old)?;
+            let requested = crate::convert::to_storage(
+                rt,
+                change(&crate::convert::to_version(rt, old.clone()))?,
+            );
             if !requested.is_object() {
                 return Err(ApiError::BadRequest(
                     "the patched object is not an object".into(),
@@ -744,7 +749,7 @@ impl Api {
                     n
                 }
             };
-            new["apiVersion"] = json!(rt.api_version());
+            new["apiVersion"] = json!(crate::convert::storage_api_version(rt));
             new["kind"] = json!(rt.kind);
             preserve_system_metadata(&old, &mut new);
             if sub == Subresource::Main {

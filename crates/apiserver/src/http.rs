@@ -247,6 +247,17 @@ async fn route(
             ))
         }
         ["apis"] => return Ok(json_response(StatusCode::OK, &api_group_list(st))),
+        ["apis", crate::metrics_api::GROUP, rest @ ..] => {
+            let q = parse_query(uri);
+            let answer = crate::metrics_api::serve(&st.api, method == Method::GET, rest, &q, path)?;
+            let mut r = json_response(StatusCode::OK, &answer.body);
+            for w in answer.warnings {
+                if let Ok(v) = axum::http::HeaderValue::from_str(&format!("299 - {w:?}")) {
+                    r.headers_mut().append(header::WARNING, v);
+                }
+            }
+            return Ok(r);
+        }
         ["openapi", "v3"] => return Ok(json_response(StatusCode::OK, &openapi_root(st))),
         ["openapi", "v3", "api", "v1"] => {
             return Ok(json_response(
@@ -364,6 +375,7 @@ fn api_group_list(st: &HttpState) -> Value {
         .groups()
         .iter()
         .map(|(g, vs)| group_json(g, vs))
+        .chain(std::iter::once(crate::metrics_api::group_list_entry()))
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }

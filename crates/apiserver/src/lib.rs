@@ -22,11 +22,13 @@
 
 pub mod access;
 pub mod api;
+pub mod convert;
 pub mod defaults;
 pub mod error;
 pub mod files;
 pub mod gc;
 pub mod http;
+pub mod metrics_api;
 pub mod partition;
 pub mod patch;
 pub mod proto;

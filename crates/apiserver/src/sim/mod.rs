@@ -59,7 +59,9 @@
 
 pub mod daemonset;
 pub mod deployment;
+pub mod cronjob;
 pub mod endpoints;
+pub mod hpa;
 pub mod job;
 pub mod listeners;
 pub mod loadbalancer;
@@ -69,6 +71,7 @@ pub mod pvc;
 pub mod replicaset;
 pub mod statefulset;
 pub mod traffic;
+pub mod usage;
 mod util;
 
 use crate::api::{Api, WriteOptions};
@@ -134,6 +137,36 @@ impl SimOptions {
     }
 }
 
+/// The simulation's clock: wall-clock time at start, then running [`SimOptions::speed`]
+/// times faster. Time-of-day schedules (CronJobs) run on it, so that an "every minute"
+/// CronJob at speed 20 fires every 3 real seconds; at speed 1 it is the wall clock.
+#[derive(Debug, Clone, Copy)]
+pub struct SimClock {
+    real: Instant,
+    wall: std::time::SystemTime,
+    speed: f64,
+}
+
+impl SimClock {
+    pub fn new(opts: &SimOptions) -> Self {
+        SimClock {
+            real: Instant::now(),
+            wall: std::time::SystemTime::now(),
+            speed: if opts.speed.is_finite() && opts.speed > 0.0 {
+                opts.speed
+            } else {
+                1.0
+            },
+        }
+    }
+
+    /// The current simulated time.
+    pub fn now(&self) -> std::time::SystemTime {
+        let elapsed = self.real.elapsed().as_secs_f64() * self.speed;
+        self.wall + Duration::from_secs_f64(elapsed.clamp(0.0, 1.0e12))
+    }
+}
+
 /// What every controller needs: the API, the options and the resource types it writes.
 pub(crate) struct Ctx {
     pub api: Api,
@@ -150,6 +183,8 @@ pub(crate) struct Ctx {
     pub services: Arc<ResourceType>,
     pub ingresses: Arc<ResourceType>,
     pub events: Arc<ResourceType>,
+    pub cronjobs: Arc<ResourceType>,
+    pub clock: SimClock,
 }
 
 impl Ctx {
@@ -171,6 +206,8 @@ impl Ctx {
             services: get("", "services")?,
             ingresses: get("networking.k8s.io", "ingresses")?,
             events: get("", "events")?,
+            cronjobs: get("batch", "cronjobs")?,
+            clock: SimClock::new(&opts),
             wo: WriteOptions {
                 field_manager: Some("kube-controller-manager".into()),
                 ..Default::default()
@@ -194,6 +231,7 @@ pub(crate) mod res {
     pub const STATEFULSETS: &str = "apps/statefulsets";
     pub const DAEMONSETS: &str = "apps/daemonsets";
     pub const JOBS: &str = "batch/jobs";
+    pub const CRONJOBS: &str = "batch/cronjobs";
 }
 
 /// An event-driven controller: which objects an event concerns, and how to converge one.
@@ -235,6 +273,8 @@ pub fn start(api: Api, opts: SimOptions) -> Vec<tokio::task::JoinHandle<()>> {
             ctx.clone(),
             loadbalancer::LoadBalancerController::new(&ctx.opts.load_balancer),
         )),
+        tokio::spawn(run(ctx.clone(), hpa::HpaController::default())),
+        tokio::spawn(run(ctx.clone(), cronjob::CronJobController::default())),
         tokio::spawn(run(ctx, pvc::PvcController)),
     ]
 }

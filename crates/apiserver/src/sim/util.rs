@@ -105,6 +105,34 @@ pub fn write_main(
         .update(rt, ns, name_of(current), new, Subresource::Main, &ctx.wo)
 }
 
+/// Record a core/v1 Event about `obj` (which must carry apiVersion, kind and metadata)
+/// from `component`. Failures are logged, never fatal: an Event is a report, not state.
+pub fn record_event(
+    ctx: &Ctx,
+    obj: &Value,
+    warning: bool,
+    reason: &str,
+    message: &str,
+    component: &str,
+) {
+    let event = mooring_core::event::event(
+        obj,
+        if warning {
+            mooring_core::event::EventType::Warning
+        } else {
+            mooring_core::event::EventType::Normal
+        },
+        reason,
+        message,
+        component,
+        &mooring_core::time::now_rfc3339(),
+    );
+    let ns = str_at(obj, "/metadata/namespace").unwrap_or("default");
+    if let Err(e) = ctx.api.create(&ctx.events, Some(ns), event, &ctx.wo) {
+        tracing::warn!("{component} event {reason} for {}: {e}", name_of(obj));
+    }
+}
+
 /// Insert or replace a condition with Kubernetes' semantics (`SetDeploymentCondition`):
 /// the same status and reason leave the old condition untouched; the same status with a
 /// new reason keeps `lastTransitionTime`.
