@@ -4,9 +4,11 @@
 mod access;
 mod bad_input;
 mod endpoints;
+mod hpa;
 mod kube_client;
 mod kubectl;
 mod loadbalancer;
+mod metrics_api;
 mod persistence;
 mod sim;
 mod support;
