@@ -3,6 +3,7 @@
 
 mod access;
 mod bad_input;
+mod cronjob;
 mod endpoints;
 mod hpa;
 mod kube_client;
