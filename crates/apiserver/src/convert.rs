@@ -38,8 +38,8 @@ pub fn storage_api_version(rt: &ResourceType) -> String {
 /// Convert an object as sent to `rt`'s version into its storage form.
 pub fn to_storage(rt: &ResourceType, mut obj: Value) -> Value {
     if is_hpa(rt) {
-        let is_v1 = rt.version == "v1"
-            || obj.get("apiVersion").and_then(Value::as_str) == Some(HPA_V1);
+        let is_v1 =
+            rt.version == "v1" || obj.get("apiVersion").and_then(Value::as_str) == Some(HPA_V1);
         if is_v1 {
             obj = hpa_v1_to_v2(obj);
         }
@@ -234,8 +234,12 @@ mod tests {
     #[test]
     fn hpa_round_trips_through_v1() {
         let reg = Registry::with_builtins();
-        let v1 = reg.get("autoscaling", "v1", "horizontalpodautoscalers").unwrap();
-        let v2 = reg.get("autoscaling", "v2", "horizontalpodautoscalers").unwrap();
+        let v1 = reg
+            .get("autoscaling", "v1", "horizontalpodautoscalers")
+            .unwrap();
+        let v2 = reg
+            .get("autoscaling", "v2", "horizontalpodautoscalers")
+            .unwrap();
         let stored = json!({
             "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
             "metadata": {"name": "web", "namespace": "demo"},
@@ -274,13 +278,18 @@ mod tests {
     #[test]
     fn kubectl_autoscale_v1_object() {
         let reg = Registry::with_builtins();
-        let v1 = reg.get("autoscaling", "v1", "horizontalpodautoscalers").unwrap();
+        let v1 = reg
+            .get("autoscaling", "v1", "horizontalpodautoscalers")
+            .unwrap();
         let sent = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
             "metadata": {"name": "web"},
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
                      "minReplicas": 2, "maxReplicas": 5, "targetCPUUtilizationPercentage": 60}});
         let s = to_storage(&v1, sent);
-        assert_eq!(s["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 60);
+        assert_eq!(
+            s["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+            60
+        );
         assert!(s["spec"].get("targetCPUUtilizationPercentage").is_none());
     }
 }

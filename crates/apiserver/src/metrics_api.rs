@@ -64,7 +64,9 @@ pub struct Answer {
 }
 
 fn not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed("the server does not allow this method on the requested resource".into())
+    ApiError::MethodNotAllowed(
+        "the server does not allow this method on the requested resource".into(),
+    )
 }
 
 fn not_found_path(path: &str) -> ApiError {
@@ -85,14 +87,20 @@ pub fn serve(
     match rest {
         [] => {
             return if is_get {
-                Ok(Answer { body: api_group(), warnings: vec![] })
+                Ok(Answer {
+                    body: api_group(),
+                    warnings: vec![],
+                })
             } else {
                 Err(not_allowed())
             }
         }
         [VERSION] => {
             return if is_get {
-                Ok(Answer { body: resource_list(), warnings: vec![] })
+                Ok(Answer {
+                    body: resource_list(),
+                    warnings: vec![],
+                })
             } else {
                 Err(not_allowed())
             }
@@ -138,11 +146,16 @@ pub fn serve(
         }
         None => None,
     };
-    let warnings: Vec<String> = ["limit", "continue", "resourceVersion", "resourceVersionMatch"]
-        .iter()
-        .filter(|k| query.get(**k).is_some_and(|v| !v.is_empty()))
-        .map(|k| format!("the metrics API ignores the list option {k}"))
-        .collect();
+    let warnings: Vec<String> = [
+        "limit",
+        "continue",
+        "resourceVersion",
+        "resourceVersionMatch",
+    ]
+    .iter()
+    .filter(|k| query.get(**k).is_some_and(|v| !v.is_empty()))
+    .map(|k| format!("the metrics API ignores the list option {k}"))
+    .collect();
     let now = mooring_core::time::now_rfc3339();
     let items = match resource {
         "pods" => pod_metrics(api, ns, name, &now),
@@ -162,9 +175,9 @@ pub fn serve(
     let body = match name {
         Some(n) => {
             let mut it = items.into_iter();
-            let mut v = it.next().ok_or_else(|| {
-                ApiError::not_found((plural, GROUP), n)
-            })?;
+            let mut v = it
+                .next()
+                .ok_or_else(|| ApiError::not_found((plural, GROUP), n))?;
             v["kind"] = json!(kind);
             v["apiVersion"] = json!(format!("{GROUP}/{VERSION}"));
             v
@@ -203,7 +216,9 @@ fn pod_metrics(
 ) -> Vec<(Map<String, Value>, Value)> {
     running_pods(api, ns)
         .into_iter()
-        .filter(|p| name.is_none_or(|n| p.pointer("/metadata/name").and_then(Value::as_str) == Some(n)))
+        .filter(|p| {
+            name.is_none_or(|n| p.pointer("/metadata/name").and_then(Value::as_str) == Some(n))
+        })
         .map(|p| {
             let labels = labels_of(&p);
             let containers: Vec<Value> = usage::pod_usage(&p)

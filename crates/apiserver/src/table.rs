@@ -106,7 +106,10 @@ fn hpa_targets(v: &Value) -> String {
         let t = m.get("type").and_then(Value::as_str).unwrap_or_default();
         let part = match t {
             "Resource" => {
-                let name = m.pointer("/resource/name").and_then(Value::as_str).unwrap_or_default();
+                let name = m
+                    .pointer("/resource/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let cur = current.iter().find(|c| {
                     c.get("type").and_then(Value::as_str) == Some("Resource")
                         && c.pointer("/resource/name").and_then(Value::as_str) == Some(name)
@@ -127,7 +130,10 @@ fn hpa_targets(v: &Value) -> String {
                 }
             }
             "Pods" => {
-                let name = m.pointer("/pods/metric/name").and_then(Value::as_str).unwrap_or_default();
+                let name = m
+                    .pointer("/pods/metric/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let target = str_of(m.pointer("/pods/target/averageValue")).unwrap_or_default();
                 let now = current
                     .iter()

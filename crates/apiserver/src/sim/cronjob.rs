@@ -122,7 +122,9 @@ impl Schedule {
     /// The scheduled time formatted in the schedule's zone (the annotation's value).
     pub fn format(&self, t: DateTime<Utc>) -> String {
         match self {
-            Schedule::Cron(_, tz) => t.with_timezone(tz).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            Schedule::Cron(_, tz) => t
+                .with_timezone(tz)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             Schedule::Every(_) => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         }
     }
@@ -264,7 +266,13 @@ impl CronJobController {
             },
         ) {
             Ok(_) => {
-                record_event(ctx, cj, false, "SuccessfulDelete", &format!("Deleted job {name}"));
+                record_event(
+                    ctx,
+                    cj,
+                    false,
+                    "SuccessfulDelete",
+                    &format!("Deleted job {name}"),
+                );
                 Ok(())
             }
             Err(ApiError::NotFound { .. }) => Ok(()),
@@ -303,7 +311,11 @@ impl Controller for CronJobController {
         let uid = str_at(&cj, "/metadata/uid").unwrap_or_default().to_string();
         let now = to_chrono(ctx.clock.now());
         let mut jobs = util::owned(ctx, &uid, res::JOBS);
-        let mut status = cj.get("status").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
+        let mut status = cj
+            .get("status")
+            .cloned()
+            .filter(Value::is_object)
+            .unwrap_or_else(|| json!({}));
         let was_active: Vec<Value> = status
             .get("active")
             .and_then(Value::as_array)
@@ -320,8 +332,13 @@ impl Controller for CronJobController {
             match finished(job) {
                 Some(state) => {
                     if listed {
-                        record_event(ctx, &cj, false, "SawCompletedJob",
-                            &format!("Saw completed job: {name}, condition: {state}"));
+                        record_event(
+                            ctx,
+                            &cj,
+                            false,
+                            "SawCompletedJob",
+                            &format!("Saw completed job: {name}, condition: {state}"),
+                        );
                     }
                     if state == "Complete" {
                         let done = parse_time(str_at(job, "/status/completionTime"));
@@ -339,8 +356,12 @@ impl Controller for CronJobController {
         }
 
         // History limits: the oldest finished Jobs beyond them go.
-        let keep_ok = i64_at(&cj, "/spec/successfulJobsHistoryLimit").unwrap_or(3).max(0) as usize;
-        let keep_failed = i64_at(&cj, "/spec/failedJobsHistoryLimit").unwrap_or(1).max(0) as usize;
+        let keep_ok = i64_at(&cj, "/spec/successfulJobsHistoryLimit")
+            .unwrap_or(3)
+            .max(0) as usize;
+        let keep_failed = i64_at(&cj, "/spec/failedJobsHistoryLimit")
+            .unwrap_or(1)
+            .max(0) as usize;
         jobs.sort_by(|a, b| {
             let t = |j: &Value| {
                 str_at(j, "/status/startTime")
@@ -348,7 +369,8 @@ impl Controller for CronJobController {
                     .unwrap_or_default()
                     .to_string()
             };
-            t(a).cmp(&t(b)).then_with(|| util::name_of(a).cmp(util::name_of(b)))
+            t(a).cmp(&t(b))
+                .then_with(|| util::name_of(a).cmp(util::name_of(b)))
         });
         for (state, keep) in [("Complete", keep_ok), ("Failed", keep_failed)] {
             let done: Vec<&Value> = jobs
@@ -425,8 +447,16 @@ impl Controller for CronJobController {
         }
         if let Some(d) = deadline {
             if scheduled + chrono::Duration::seconds(d.clamp(0, 10 * 365 * 86_400)) < now {
-                record_event(ctx, &cj, true, "MissSchedule",
-                    &format!("Missed scheduled time to start a job: {}", rfc3339(scheduled)));
+                record_event(
+                    ctx,
+                    &cj,
+                    true,
+                    "MissSchedule",
+                    &format!(
+                        "Missed scheduled time to start a job: {}",
+                        rfc3339(scheduled)
+                    ),
+                );
                 status["active"] = json!(active);
                 util::write_status(ctx, &ctx.cronjobs, &cj, status)?;
                 return Ok(requeue(now));
@@ -443,7 +473,10 @@ impl Controller for CronJobController {
             }
             "Replace" => {
                 for r in std::mem::take(&mut active) {
-                    if let Some(j) = jobs.iter().find(|j| util::name_of(j) == r.get("name").and_then(Value::as_str).unwrap_or_default()) {
+                    if let Some(j) = jobs.iter().find(|j| {
+                        util::name_of(j)
+                            == r.get("name").and_then(Value::as_str).unwrap_or_default()
+                    }) {
                         Self::delete_job(ctx, &cj, j)?;
                     }
                 }
@@ -456,7 +489,10 @@ impl Controller for CronJobController {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        annotations.insert(SCHEDULED_TIMESTAMP_ANNOTATION.into(), json!(schedule.format(scheduled)));
+        annotations.insert(
+            SCHEDULED_TIMESTAMP_ANNOTATION.into(),
+            json!(schedule.format(scheduled)),
+        );
         let job = json!({
             "apiVersion": "batch/v1", "kind": "Job",
             "metadata": {
@@ -469,12 +505,24 @@ impl Controller for CronJobController {
         });
         match ctx.api.create(&ctx.jobs, Some(ns), job, &ctx.wo) {
             Ok(created) => {
-                record_event(ctx, &cj, false, "SuccessfulCreate", &format!("Created job {job_name}"));
+                record_event(
+                    ctx,
+                    &cj,
+                    false,
+                    "SuccessfulCreate",
+                    &format!("Created job {job_name}"),
+                );
                 active.push(job_ref(&created));
             }
             Err(ApiError::AlreadyExists { .. }) => {}
             Err(e) => {
-                record_event(ctx, &cj, true, "FailedCreate", &format!("Error creating job: {e}"));
+                record_event(
+                    ctx,
+                    &cj,
+                    true,
+                    "FailedCreate",
+                    &format!("Error creating job: {e}"),
+                );
                 return Err(e);
             }
         }
@@ -495,17 +543,45 @@ mod tests {
 
     #[test]
     fn kubernetes_schedule_syntax() {
-        for ok in ["*/5 * * * *", "0 9-17 * * MON-FRI", "@hourly", "@midnight", "15 2 1 JAN *", "@every 90s", "0 0 * * 7"] {
+        for ok in [
+            "*/5 * * * *",
+            "0 9-17 * * MON-FRI",
+            "@hourly",
+            "@midnight",
+            "15 2 1 JAN *",
+            "@every 90s",
+            "0 0 * * 7",
+        ] {
             assert!(Schedule::parse(ok, None).is_ok(), "{ok}");
         }
-        assert!(matches!(Schedule::parse("TZ=UTC * * * * *", None), Err(ScheduleError::TzInSchedule(_))));
-        assert!(matches!(Schedule::parse("CRON_TZ=Europe/Paris 0 * * * *", None), Err(ScheduleError::TzInSchedule(_))));
-        assert!(matches!(Schedule::parse("* * * *", None), Err(ScheduleError::Unparseable(..))));
-        assert!(matches!(Schedule::parse("61 * * * *", None), Err(ScheduleError::Unparseable(..))));
-        assert!(matches!(Schedule::parse("0 * * * * *", None), Err(ScheduleError::Unparseable(..))));
-        assert!(matches!(Schedule::parse("@every nonsense", None), Err(ScheduleError::Unparseable(..))));
+        assert!(matches!(
+            Schedule::parse("TZ=UTC * * * * *", None),
+            Err(ScheduleError::TzInSchedule(_))
+        ));
+        assert!(matches!(
+            Schedule::parse("CRON_TZ=Europe/Paris 0 * * * *", None),
+            Err(ScheduleError::TzInSchedule(_))
+        ));
+        assert!(matches!(
+            Schedule::parse("* * * *", None),
+            Err(ScheduleError::Unparseable(..))
+        ));
+        assert!(matches!(
+            Schedule::parse("61 * * * *", None),
+            Err(ScheduleError::Unparseable(..))
+        ));
+        assert!(matches!(
+            Schedule::parse("0 * * * * *", None),
+            Err(ScheduleError::Unparseable(..))
+        ));
+        assert!(matches!(
+            Schedule::parse("@every nonsense", None),
+            Err(ScheduleError::Unparseable(..))
+        ));
         assert_eq!(
-            Schedule::parse("* * * * *", Some("Mars/Olympus")).unwrap_err().to_string(),
+            Schedule::parse("* * * * *", Some("Mars/Olympus"))
+                .unwrap_err()
+                .to_string(),
             "spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus"
         );
     }
@@ -513,24 +589,39 @@ mod tests {
     #[test]
     fn next_times_and_time_zones() {
         let s = Schedule::parse("*/5 * * * *", None).unwrap();
-        assert_eq!(s.next_after(t("2026-01-01T10:02:00Z")), Some(t("2026-01-01T10:05:00Z")));
+        assert_eq!(
+            s.next_after(t("2026-01-01T10:02:00Z")),
+            Some(t("2026-01-01T10:05:00Z"))
+        );
         // 09:00 in Paris is 08:00 UTC in winter.
         let s = Schedule::parse("0 9 * * *", Some("Europe/Paris")).unwrap();
-        assert_eq!(s.next_after(t("2026-01-01T00:00:00Z")), Some(t("2026-01-01T08:00:00Z")));
-        assert_eq!(s.format(t("2026-01-01T08:00:00Z")), "2026-01-01T09:00:00+01:00");
+        assert_eq!(
+            s.next_after(t("2026-01-01T00:00:00Z")),
+            Some(t("2026-01-01T08:00:00Z"))
+        );
+        assert_eq!(
+            s.format(t("2026-01-01T08:00:00Z")),
+            "2026-01-01T09:00:00+01:00"
+        );
         let s = Schedule::parse("@every 90s", None).unwrap();
-        assert_eq!(s.next_after(t("2026-01-01T00:00:00Z")), Some(t("2026-01-01T00:01:30Z")));
+        assert_eq!(
+            s.next_after(t("2026-01-01T00:00:00Z")),
+            Some(t("2026-01-01T00:01:30Z"))
+        );
     }
 
     #[test]
     fn missed_times() {
         let s = Schedule::parse("* * * * *", None).unwrap();
-        let (last, n) = most_recent_missed(&s, t("2026-01-01T10:00:30Z"), t("2026-01-01T10:03:10Z"));
+        let (last, n) =
+            most_recent_missed(&s, t("2026-01-01T10:00:30Z"), t("2026-01-01T10:03:10Z"));
         assert_eq!((last, n), (Some(t("2026-01-01T10:03:00Z")), 3));
-        let (last, n) = most_recent_missed(&s, t("2026-01-01T10:00:00Z"), t("2026-01-01T10:00:59Z"));
+        let (last, n) =
+            most_recent_missed(&s, t("2026-01-01T10:00:00Z"), t("2026-01-01T10:00:59Z"));
         assert_eq!((last, n), (None, 0));
         // Years of minutes missed: bounded work, the newest is found.
-        let (last, n) = most_recent_missed(&s, t("2020-01-01T00:00:00Z"), t("2026-01-01T10:03:10Z"));
+        let (last, n) =
+            most_recent_missed(&s, t("2020-01-01T00:00:00Z"), t("2026-01-01T10:03:10Z"));
         assert_eq!(last, Some(t("2026-01-01T10:03:00Z")));
         assert!(n > MAX_MISSED);
     }
@@ -547,9 +638,18 @@ mod tests {
         };
         assert!(validate(&cj("* * * * *", json!({}))).is_empty());
         assert_eq!(validate(&cj("bogus", json!({}))).len(), 1);
-        assert_eq!(validate(&cj("* * * * *", json!({"timeZone": "Nowhere/Land"}))).len(), 1);
-        assert_eq!(validate(&cj("* * * * *", json!({"concurrencyPolicy": "Sometimes"}))).len(), 1);
-        assert_eq!(validate(&cj("* * * * *", json!({"startingDeadlineSeconds": -1}))).len(), 1);
+        assert_eq!(
+            validate(&cj("* * * * *", json!({"timeZone": "Nowhere/Land"}))).len(),
+            1
+        );
+        assert_eq!(
+            validate(&cj("* * * * *", json!({"concurrencyPolicy": "Sometimes"}))).len(),
+            1
+        );
+        assert_eq!(
+            validate(&cj("* * * * *", json!({"startingDeadlineSeconds": -1}))).len(),
+            1
+        );
         let long = json!({"metadata": {"name": "x".repeat(53)}, "spec": {"schedule": "* * * * *",
             "jobTemplate": {"spec": {"template": {}}}}});
         assert_eq!(validate(&long).len(), 1);

@@ -80,7 +80,10 @@ pub struct Rules {
 impl Rules {
     fn parse(v: Option<&Value>, up: bool) -> Rules {
         let default_policies = if up {
-            vec![("Pods".to_string(), 4, 15.0), ("Percent".to_string(), 100, 15.0)]
+            vec![
+                ("Pods".to_string(), 4, 15.0),
+                ("Percent".to_string(), 100, 15.0),
+            ]
         } else {
             vec![("Percent".to_string(), 100, 15.0)]
         };
@@ -211,7 +214,11 @@ pub fn scale_limit(current: i64, events: &[(f64, i64)], rules: &Rules, up: bool)
             .filter(|(age, change)| *age < *period && (*change > 0) == up)
             .map(|(_, c)| c.abs())
             .sum();
-        let start = if up { current - changed } else { current + changed };
+        let start = if up {
+            current - changed
+        } else {
+            current + changed
+        };
         let limit = match (kind.as_str(), up) {
             ("Pods", true) => start + value,
             ("Pods", false) => start - value,
@@ -389,9 +396,15 @@ pub fn validate(obj: &Value) -> Vec<String> {
                 "{at}.{field}.target.type: Unsupported value: {other:?}: supported values: \"AverageValue\", \"Utilization\", \"Value\""
             )),
         }
-        if t == "Resource" && src.get("name").and_then(Value::as_str).is_none_or(str::is_empty)
+        if t == "Resource"
+            && src
+                .get("name")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
         {
-            errs.push(format!("{at}.resource.name: Required value: must specify a resource name"));
+            errs.push(format!(
+                "{at}.resource.name: Required value: must specify a resource name"
+            ));
         }
     }
     errs
@@ -487,7 +500,10 @@ fn format_value(name: &str, v: f64) -> String {
 
 /// One metric's proposal.
 fn compute(metric: &Value, pods: &[Value], current: i64) -> Result<Proposal, MetricError> {
-    let t = metric.get("type").and_then(Value::as_str).unwrap_or_default();
+    let t = metric
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     match t {
         "Resource" => {
             let name = metric
@@ -608,7 +624,10 @@ impl HpaController {
         };
         let age = |t: &Instant| ctx.opts.sim_seconds(now.saturating_duration_since(*t));
         (
-            h.recommendations.iter().map(|(t, r)| (age(t), *r)).collect(),
+            h.recommendations
+                .iter()
+                .map(|(t, r)| (age(t), *r))
+                .collect(),
             h.scale_events.iter().map(|(t, c)| (age(t), *c)).collect(),
         )
     }
@@ -658,10 +677,15 @@ impl Controller for HpaController {
             .unwrap_or(json!(1));
         let min = i64_at(&hpa, "/spec/minReplicas").unwrap_or(1);
         let max = i64_at(&hpa, "/spec/maxReplicas").unwrap_or(min);
-        let target_ref = hpa.pointer("/spec/scaleTargetRef").cloned().unwrap_or_default();
+        let target_ref = hpa
+            .pointer("/spec/scaleTargetRef")
+            .cloned()
+            .unwrap_or_default();
         let t_kind = str_at(&target_ref, "/kind").unwrap_or_default().to_string();
         let t_name = str_at(&target_ref, "/name").unwrap_or_default().to_string();
-        let t_av = str_at(&target_ref, "/apiVersion").unwrap_or_default().to_string();
+        let t_av = str_at(&target_ref, "/apiVersion")
+            .unwrap_or_default()
+            .to_string();
         let (t_group, _) = crate::registry::split_api_version(&t_av);
         let target_rt = ctx
             .api
@@ -680,8 +704,12 @@ impl Controller for HpaController {
         let scale = match scale {
             Ok(s) => s,
             Err(e) => {
-                let msg = format!("the HPA controller was unable to get the target's current scale: {e}");
-                util::set_condition(&mut conds, condition("AbleToScale", false, "FailedGetScale", &msg, &now));
+                let msg =
+                    format!("the HPA controller was unable to get the target's current scale: {e}");
+                util::set_condition(
+                    &mut conds,
+                    condition("AbleToScale", false, "FailedGetScale", &msg, &now),
+                );
                 status["conditions"] = json!(conds);
                 if util::write_status(ctx, &rt, &hpa, status)? {
                     record_event(ctx, &hpa, true, "FailedGetScale", &e);
@@ -690,7 +718,10 @@ impl Controller for HpaController {
             }
         };
         let current = i64_at(&scale, "/spec/replicas").unwrap_or(0);
-        status["currentReplicas"] = scale.pointer("/status/replicas").cloned().unwrap_or(json!(current));
+        status["currentReplicas"] = scale
+            .pointer("/status/replicas")
+            .cloned()
+            .unwrap_or(json!(current));
         let selector = str_at(&scale, "/status/selector").unwrap_or_default();
         let selector = LabelSelector::parse(selector).unwrap_or_else(|_| LabelSelector::nothing());
         let pods: Vec<Value> = ctx
@@ -709,22 +740,49 @@ impl Controller for HpaController {
         let down = Rules::parse(behavior.and_then(|b| b.get("scaleDown")), false);
         let desired;
         let mut rescale_reason = String::new();
-        let mut able = ("ReadyForNewScale", "recommended size matches current size".to_string());
+        let mut able = (
+            "ReadyForNewScale",
+            "recommended size matches current size".to_string(),
+        );
         if current == 0 && min != 0 {
             desired = 0;
-            util::set_condition(&mut conds, condition("ScalingActive", false, "ScalingDisabled",
-                "scaling is disabled since the replica count of the target is zero", &now));
+            util::set_condition(
+                &mut conds,
+                condition(
+                    "ScalingActive",
+                    false,
+                    "ScalingDisabled",
+                    "scaling is disabled since the replica count of the target is zero",
+                    &now,
+                ),
+            );
             util::remove_condition(&mut conds, "ScalingLimited");
         } else if current > max {
             desired = max;
             rescale_reason = "Current number of replicas above Spec.MaxReplicas".into();
-            util::set_condition(&mut conds, condition("ScalingLimited", true, "TooManyReplicas",
-                "the desired replica count is more than the maximum replica count", &now));
+            util::set_condition(
+                &mut conds,
+                condition(
+                    "ScalingLimited",
+                    true,
+                    "TooManyReplicas",
+                    "the desired replica count is more than the maximum replica count",
+                    &now,
+                ),
+            );
         } else if current < min {
             desired = min;
             rescale_reason = "Current number of replicas below Spec.MinReplicas".into();
-            util::set_condition(&mut conds, condition("ScalingLimited", true, "TooFewReplicas",
-                "the desired replica count is less than the minimum replica count", &now));
+            util::set_condition(
+                &mut conds,
+                condition(
+                    "ScalingLimited",
+                    true,
+                    "TooFewReplicas",
+                    "the desired replica count is less than the minimum replica count",
+                    &now,
+                ),
+            );
         } else {
             let metrics = hpa
                 .pointer("/spec/metrics")
@@ -753,7 +811,10 @@ impl Controller for HpaController {
                     "InvalidMetricSourceType",
                     "the HPA was unable to compute the replica count: no metrics".into(),
                 ));
-                util::set_condition(&mut conds, condition("ScalingActive", false, reason, &msg, &now));
+                util::set_condition(
+                    &mut conds,
+                    condition("ScalingActive", false, reason, &msg, &now),
+                );
                 status["conditions"] = json!(conds);
                 status["desiredReplicas"] = json!(current);
                 if util::write_status(ctx, &rt, &hpa, status)? {
@@ -765,8 +826,19 @@ impl Controller for HpaController {
                 // Some metrics worked: scale on those, but say which did not.
                 record_event(ctx, &hpa, true, reason, msg);
             }
-            util::set_condition(&mut conds, condition("ScalingActive", true, "ValidMetricFound",
-                &format!("the HPA was able to successfully calculate a replica count from {}", best.metric_name), &now));
+            util::set_condition(
+                &mut conds,
+                condition(
+                    "ScalingActive",
+                    true,
+                    "ValidMetricFound",
+                    &format!(
+                        "the HPA was able to successfully calculate a replica count from {}",
+                        best.metric_name
+                    ),
+                    &now,
+                ),
+            );
             let proposed = best.replicas;
             if proposed > current {
                 rescale_reason = format!("{} above target", best.metric_name);
@@ -799,12 +871,20 @@ impl Controller for HpaController {
             desired = limited;
             util::set_condition(
                 &mut conds,
-                condition("ScalingLimited", reason != "DesiredWithinRange", reason, msg, &now),
+                condition(
+                    "ScalingLimited",
+                    reason != "DesiredWithinRange",
+                    reason,
+                    msg,
+                    &now,
+                ),
             );
         }
         status["desiredReplicas"] = json!(desired);
         if desired != current {
-            let trt = target_rt.as_ref().ok_or_else(|| ApiError::Internal("no target".into()))?;
+            let trt = target_rt
+                .as_ref()
+                .ok_or_else(|| ApiError::Internal("no target".into()))?;
             let mut s = scale.clone();
             s["spec"]["replicas"] = json!(desired);
             if let Some(m) = s.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -833,16 +913,28 @@ impl Controller for HpaController {
                     );
                 }
                 Err(e) => {
-                    let msg = format!("the HPA controller was unable to update the target scale: {e}");
-                    util::set_condition(&mut conds, condition("AbleToScale", false, "FailedUpdateScale", &msg, &now));
-                    record_event(ctx, &hpa, true, "FailedRescale",
-                        &format!("New size: {desired}; reason: {rescale_reason}; error: {e}"));
+                    let msg =
+                        format!("the HPA controller was unable to update the target scale: {e}");
+                    util::set_condition(
+                        &mut conds,
+                        condition("AbleToScale", false, "FailedUpdateScale", &msg, &now),
+                    );
+                    record_event(
+                        ctx,
+                        &hpa,
+                        true,
+                        "FailedRescale",
+                        &format!("New size: {desired}; reason: {rescale_reason}; error: {e}"),
+                    );
                 }
             }
         } else {
             // Keep the SucceededRescale condition until the next decision differs, as the
             // real controller refreshes it only on change of reason.
-            util::set_condition(&mut conds, condition("AbleToScale", true, able.0, &able.1, &now));
+            util::set_condition(
+                &mut conds,
+                condition("AbleToScale", true, able.0, &able.1, &now),
+            );
         }
         status["conditions"] = json!(conds);
         util::write_status(ctx, &rt, &hpa, status)?;
@@ -896,21 +988,32 @@ mod tests {
         // From 1: max(1+4, 2×1) = 5 per 15 s.
         assert_eq!(limit(1, 20, 1, 50, &[], &up, &down).0, 5);
         assert_eq!(limit(1, 20, 1, 50, &[], &up, &down).1, "ScaleUpLimit");
-        assert_eq!(limit(2, 20, 1, 3, &[], &up, &down), (3, "TooManyReplicas",
-            "the desired replica count is more than the maximum replica count"));
+        assert_eq!(
+            limit(2, 20, 1, 3, &[], &up, &down),
+            (
+                3,
+                "TooManyReplicas",
+                "the desired replica count is more than the maximum replica count"
+            )
+        );
         assert_eq!(limit(4, 1, 2, 5, &[], &up, &down).0, 2);
         assert_eq!(limit(4, 1, 2, 5, &[], &up, &down).1, "TooFewReplicas");
         assert_eq!(limit(3, 4, 1, 5, &[], &up, &down).1, "DesiredWithinRange");
         // Having just added 4, only 100 % of the period start remains.
         assert_eq!(scale_limit(5, &[(5.0, 4)], &up, true), 5);
-        let disabled = Rules { select: "Disabled".into(), ..down.clone() };
+        let disabled = Rules {
+            select: "Disabled".into(),
+            ..down.clone()
+        };
         assert_eq!(limit(4, 1, 1, 5, &[], &up, &disabled).0, 4);
     }
 
     #[test]
     fn validation() {
-        let hpa = |min: i64, max: i64| json!({"spec": {"minReplicas": min, "maxReplicas": max,
-            "scaleTargetRef": {"kind": "Deployment", "name": "web"}}});
+        let hpa = |min: i64, max: i64| {
+            json!({"spec": {"minReplicas": min, "maxReplicas": max,
+            "scaleTargetRef": {"kind": "Deployment", "name": "web"}}})
+        };
         assert!(validate(&hpa(2, 5)).is_empty());
         assert_eq!(
             validate(&hpa(5, 2)),

@@ -57,9 +57,9 @@
 //! assigned, none available; and `ListenFailed` when an address cannot be listened on). Endpoints carry an owner reference to their Service so that garbage
 //! collection removes them (Kubernetes' endpoints controller deletes them itself).
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
-pub mod cronjob;
 pub mod endpoints;
 pub mod hpa;
 pub mod job;

@@ -72,7 +72,10 @@ pub fn parse_quantity(q: &str) -> Option<f64> {
     ];
     for (suffix, mult) in suffixes {
         if let Some(num) = q.strip_suffix(suffix) {
-            if num.is_empty() || !num.starts_with(|c: char| c.is_ascii_digit() || c == '.' || c == '-' || c == '+') {
+            if num.is_empty()
+                || !num
+                    .starts_with(|c: char| c.is_ascii_digit() || c == '.' || c == '-' || c == '+')
+            {
                 continue;
             }
             // `1E3` is an exponent, `1E` is exa: only the bare number may use `e`.
@@ -251,8 +254,14 @@ mod tests {
 
     #[test]
     fn request_rate_drives_default_cpu() {
-        let low = pod_usage(&pod(json!({"sim.mooring.dev/request-rate": "10"}), json!({})));
-        let high = pod_usage(&pod(json!({"sim.mooring.dev/request-rate": "100"}), json!({})));
+        let low = pod_usage(&pod(
+            json!({"sim.mooring.dev/request-rate": "10"}),
+            json!({}),
+        ));
+        let high = pod_usage(&pod(
+            json!({"sim.mooring.dev/request-rate": "100"}),
+            json!({}),
+        ));
         assert!(high[0].cpu_nanos > 5 * low[0].cpu_nanos);
         // Absurd values are bounded, not overflowing.
         let absurd = pod_usage(&pod(json!({CPU_UTILIZATION: "1e300"}), json!({})));

@@ -20,12 +20,24 @@ fn cronjob(name: &str, schedule: &str, spec: Value, run_seconds: &str) -> Value 
 }
 
 async fn jobs_of(kc: &mooring_k8s::kube::Client, name: &str) -> Vec<Value> {
-    let (_, list) = send(kc, "GET", &format!("/apis/batch/v1/namespaces/demo/jobs?labelSelector=job%3D{name}"), None).await;
+    let (_, list) = send(
+        kc,
+        "GET",
+        &format!("/apis/batch/v1/namespaces/demo/jobs?labelSelector=job%3D{name}"),
+        None,
+    )
+    .await;
     list["items"].as_array().cloned().unwrap_or_default()
 }
 
 async fn event_messages(kc: &mooring_k8s::kube::Client, name: &str, reason: &str) -> Vec<String> {
-    let (_, events) = send(kc, "GET", &format!("/api/v1/namespaces/demo/events?fieldSelector=involvedObject.name%3D{name}"), None).await;
+    let (_, events) = send(
+        kc,
+        "GET",
+        &format!("/api/v1/namespaces/demo/events?fieldSelector=involvedObject.name%3D{name}"),
+        None,
+    )
+    .await;
     events["items"]
         .as_array()
         .cloned()
@@ -37,18 +49,34 @@ async fn event_messages(kc: &mooring_k8s::kube::Client, name: &str, reason: &str
 }
 
 fn complete(job: &Value) -> bool {
-    job["status"]["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Complete" && c["status"] == "True"))
+    job["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Complete" && c["status"] == "True")
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cronjob_every_minute_creates_jobs_that_complete_and_history_limits_prune_them() {
     let c = start(None).await;
     let kc = client(&c).await;
-    ok(&c, &["apply", "-f", "-"], Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n")).await;
-    let (code, v) = send(&kc, "POST", CRONJOBS, Some(cronjob("tick", "* * * * *",
-        json!({"successfulJobsHistoryLimit": 2}), "1"))).await;
+    ok(
+        &c,
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n"),
+    )
+    .await;
+    let (code, v) = send(
+        &kc,
+        "POST",
+        CRONJOBS,
+        Some(cronjob(
+            "tick",
+            "* * * * *",
+            json!({"successfulJobsHistoryLimit": 2}),
+            "1",
+        )),
+    )
+    .await;
     assert_eq!(code, 200, "{v}");
 
     // Jobs complete, and more than the limit were created: the oldest were deleted.
@@ -60,13 +88,20 @@ async fn cronjob_every_minute_creates_jobs_that_complete_and_history_limits_prun
     .await;
     let jobs = jobs_of(&kc, "tick").await;
     let done = jobs.iter().filter(|j| complete(j)).count();
-    assert!(done <= 2, "history limit 2, found {done} completed: {jobs:?}");
+    assert!(
+        done <= 2,
+        "history limit 2, found {done} completed: {jobs:?}"
+    );
     let job = jobs.iter().find(|j| complete(j)).expect("a completed Job");
     let name = job["metadata"]["name"].as_str().expect("name");
-    let minutes: i64 = name.strip_prefix("tick-").and_then(|m| m.parse().ok()).expect("tick-{minutes}");
+    let minutes: i64 = name
+        .strip_prefix("tick-")
+        .and_then(|m| m.parse().ok())
+        .expect("tick-{minutes}");
     assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "CronJob");
     assert_eq!(job["metadata"]["ownerReferences"][0]["controller"], true);
-    let scheduled = job["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"]
+    let scheduled = job["metadata"]["annotations"]
+        ["batch.kubernetes.io/cronjob-scheduled-timestamp"]
         .as_str()
         .expect("scheduled timestamp");
     let t = mooring_core::time::parse(scheduled).expect("RFC 3339");
@@ -75,7 +110,9 @@ async fn cronjob_every_minute_creates_jobs_that_complete_and_history_limits_prun
     let (_, cj) = send(&kc, "GET", &format!("{CRONJOBS}/tick"), None).await;
     assert!(cj["status"]["lastScheduleTime"].is_string(), "{cj}");
     assert!(cj["status"]["lastSuccessfulTime"].is_string(), "{cj}");
-    assert!(!event_messages(&kc, "tick", "SawCompletedJob").await.is_empty());
+    assert!(!event_messages(&kc, "tick", "SawCompletedJob")
+        .await
+        .is_empty());
     let out = ok(&c, &["get", "cronjobs", "-n", "demo"], None).await;
     assert!(out.contains("tick") && out.contains("* * * * *"), "{out}");
 
@@ -88,7 +125,10 @@ async fn cronjob_every_minute_creates_jobs_that_complete_and_history_limits_prun
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let before = event_messages(&kc, "tick", "SuccessfulCreate").await.len();
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-    assert_eq!(event_messages(&kc, "tick", "SuccessfulCreate").await.len(), before);
+    assert_eq!(
+        event_messages(&kc, "tick", "SuccessfulCreate").await.len(),
+        before
+    );
     c.stop();
 }
 
@@ -96,12 +136,31 @@ async fn cronjob_every_minute_creates_jobs_that_complete_and_history_limits_prun
 async fn cronjob_concurrency_policies_and_invalid_schedules() {
     let c = start(None).await;
     let kc = client(&c).await;
-    ok(&c, &["apply", "-f", "-"], Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n")).await;
+    ok(
+        &c,
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n"),
+    )
+    .await;
     // Jobs that never finish (a day of simulated run time), every minute.
     let forever = "86400";
-    for (name, policy) in [("allow", "Allow"), ("forbid", "Forbid"), ("replace", "Replace")] {
-        let (code, v) = send(&kc, "POST", CRONJOBS, Some(cronjob(name, "*/1 * * * *",
-            json!({"concurrencyPolicy": policy, "timeZone": "Europe/Paris"}), forever))).await;
+    for (name, policy) in [
+        ("allow", "Allow"),
+        ("forbid", "Forbid"),
+        ("replace", "Replace"),
+    ] {
+        let (code, v) = send(
+            &kc,
+            "POST",
+            CRONJOBS,
+            Some(cronjob(
+                name,
+                "*/1 * * * *",
+                json!({"concurrencyPolicy": policy, "timeZone": "Europe/Paris"}),
+                forever,
+            )),
+        )
+        .await;
         assert_eq!(code, 200, "{v}");
     }
     eventually(60, "three schedules passed", || async {
@@ -110,20 +169,35 @@ async fn cronjob_concurrency_policies_and_invalid_schedules() {
     .await;
     // Allow: they accumulate, as in Kubernetes (all in status.active).
     let (_, allow) = send(&kc, "GET", &format!("{CRONJOBS}/allow"), None).await;
-    assert!(allow["status"]["active"].as_array().is_some_and(|a| a.len() >= 3), "{allow}");
+    assert!(
+        allow["status"]["active"]
+            .as_array()
+            .is_some_and(|a| a.len() >= 3),
+        "{allow}"
+    );
     // Forbid: one Job, later schedules skipped.
     eventually(30, "forbid skips", || async {
-        (!event_messages(&kc, "forbid", "JobAlreadyActive").await.is_empty()).then_some(())
+        (!event_messages(&kc, "forbid", "JobAlreadyActive")
+            .await
+            .is_empty())
+        .then_some(())
     })
     .await;
     assert_eq!(jobs_of(&kc, "forbid").await.len(), 1);
     // Replace: the running Job is deleted for the new one.
     eventually(30, "replace deletes", || async {
-        (!event_messages(&kc, "replace", "SuccessfulDelete").await.is_empty()).then_some(())
+        (!event_messages(&kc, "replace", "SuccessfulDelete")
+            .await
+            .is_empty())
+        .then_some(())
     })
     .await;
     let (_, replace) = send(&kc, "GET", &format!("{CRONJOBS}/replace"), None).await;
-    assert_eq!(replace["status"]["active"].as_array().map(Vec::len), Some(1), "{replace}");
+    assert_eq!(
+        replace["status"]["active"].as_array().map(Vec::len),
+        Some(1),
+        "{replace}"
+    );
     // The scheduled timestamp is written in the CronJob's zone.
     let job = &jobs_of(&kc, "forbid").await[0];
     let ts = job["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"]
@@ -134,23 +208,78 @@ async fn cronjob_concurrency_policies_and_invalid_schedules() {
     // Invalid CronJobs: 422, nothing stored.
     let before = c.api.store.count("batch/cronjobs");
     for (what, body) in [
-        ("garbage schedule", cronjob("x1", "every tuesday", json!({}), "1")),
+        (
+            "garbage schedule",
+            cronjob("x1", "every tuesday", json!({}), "1"),
+        ),
         ("six fields", cronjob("x2", "0 * * * * *", json!({}), "1")),
         ("minute 61", cronjob("x3", "61 * * * *", json!({}), "1")),
-        ("TZ prefix", cronjob("x4", "TZ=UTC 0 * * * *", json!({}), "1")),
-        ("CRON_TZ prefix", cronjob("x5", "CRON_TZ=Europe/Paris 0 * * * *", json!({}), "1")),
-        ("unknown time zone", cronjob("x6", "0 * * * *", json!({"timeZone": "Mars/Olympus_Mons"}), "1")),
-        ("concurrency policy", cronjob("x7", "0 * * * *", json!({"concurrencyPolicy": "Sometimes"}), "1")),
-        ("negative deadline", cronjob("x8", "0 * * * *", json!({"startingDeadlineSeconds": -5}), "1")),
-        ("name too long", cronjob(&"n".repeat(53), "0 * * * *", json!({}), "1")),
+        (
+            "TZ prefix",
+            cronjob("x4", "TZ=UTC 0 * * * *", json!({}), "1"),
+        ),
+        (
+            "CRON_TZ prefix",
+            cronjob("x5", "CRON_TZ=Europe/Paris 0 * * * *", json!({}), "1"),
+        ),
+        (
+            "unknown time zone",
+            cronjob(
+                "x6",
+                "0 * * * *",
+                json!({"timeZone": "Mars/Olympus_Mons"}),
+                "1",
+            ),
+        ),
+        (
+            "concurrency policy",
+            cronjob(
+                "x7",
+                "0 * * * *",
+                json!({"concurrencyPolicy": "Sometimes"}),
+                "1",
+            ),
+        ),
+        (
+            "negative deadline",
+            cronjob(
+                "x8",
+                "0 * * * *",
+                json!({"startingDeadlineSeconds": -5}),
+                "1",
+            ),
+        ),
+        (
+            "name too long",
+            cronjob(&"n".repeat(53), "0 * * * *", json!({}), "1"),
+        ),
         ("empty schedule", cronjob("x9", "", json!({}), "1")),
-        ("absurd schedule", cronjob("x10", &"1,".repeat(20_000), json!({}), "1")),
+        (
+            "absurd schedule",
+            cronjob("x10", &"1,".repeat(20_000), json!({}), "1"),
+        ),
     ] {
         let (code, v) = send(&kc, "POST", CRONJOBS, Some(body)).await;
-        assert_eq!((code, v["reason"].as_str()), (422, Some("Invalid")), "{what}: {v}");
+        assert_eq!(
+            (code, v["reason"].as_str()),
+            (422, Some("Invalid")),
+            "{what}: {v}"
+        );
     }
-    let (_, v) = send(&kc, "POST", CRONJOBS, Some(cronjob("x4", "TZ=UTC 0 * * * *", json!({}), "1"))).await;
-    assert!(v["message"].as_str().unwrap_or_default().contains("use timeZone field instead"), "{v}");
+    let (_, v) = send(
+        &kc,
+        "POST",
+        CRONJOBS,
+        Some(cronjob("x4", "TZ=UTC 0 * * * *", json!({}), "1")),
+    )
+    .await;
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("use timeZone field instead"),
+        "{v}"
+    );
     assert_eq!(c.api.store.count("batch/cronjobs"), before);
     c.stop();
 }

@@ -8,6 +8,7 @@ mod endpoints;
 mod hpa;
 mod kube_client;
 mod kubectl;
+mod list_watch;
 mod loadbalancer;
 mod metrics_api;
 mod persistence;
