@@ -262,6 +262,9 @@ impl Api {
     /// Present a stored object as the requested version of its resource.
     pub fn present(rt: &ResourceType, stored: &Stored) -> Result<Value, ApiError> {
         let mut v = crate::convert::to_version(rt, stored.value()?);
+        if rt.is_events_v1() {
+            return Ok(crate::sim::events::to_events_v1(&v));
+        }
         if let Some(o) = v.as_object_mut() {
             o.insert("apiVersion".into(), json!(rt.api_version()));
             o.insert("kind".into(), json!(rt.kind));
@@ -331,7 +334,12 @@ impl Api {
                             continue;
                         }
                     }
-                    if !fs.matches(&s.value()?) {
+                    let v = if rt.is_events_v1() {
+                        Self::present(rt, &s)?
+                    } else {
+                        s.value()?
+                    };
+                    if !fs.matches(&v) {
                         continue;
                     }
                 }
@@ -354,6 +362,13 @@ impl Api {
             continue_token,
             remaining: (remaining > 0).then_some(remaining),
         })
+    }
+
+    /// Core `v1` Events, where `events.k8s.io` Events are stored.
+    fn core_events(&self) -> Result<Arc<ResourceType>, ApiError> {
+        self.registry
+            .get("", "v1", "events")
+            .ok_or_else(|| ApiError::Internal("v1 events are not registered".into()))
     }
 
     /// Check the namespace of a new namespaced object exists and is not terminating.
@@ -453,6 +468,12 @@ impl Api {
         mut obj: Value,
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
+        if rt.is_events_v1() {
+            Self::check_type(rt, &obj)?;
+            let core = self.core_events()?;
+            let out = self.create(&core, ns, crate::sim::events::from_events_v1(&obj), opts)?;
+            return Ok(crate::sim::events::to_events_v1(&out));
+        }
         Self::check_type(rt, &obj)?;
         let ns = self.resolve_namespace(rt, ns, &obj)?;
         {
@@ -650,6 +671,13 @@ impl Api {
         sub: Subresource,
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
+        if rt.is_events_v1() {
+            Self::check_type(rt, &obj)?;
+            let core = self.core_events()?;
+            let obj = crate::sim::events::from_events_v1(&obj);
+            let out = self.update(&core, ns, name, obj, sub, opts)?;
+            return Ok(crate::sim::events::to_events_v1(&out));
+        }
         Self::check_type(rt, &obj)?;
         if let Some(n) = meta_str(&obj, "name") {
             if n != name {
@@ -681,6 +709,12 @@ impl Api {
         sub: Subresource,
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
+        if rt.is_events_v1() {
+            let core = self.core_events()?;
+            let body = crate::sim::events::patch_to_core(patch_type == PatchType::Json, body);
+            let out = self.patch(&core, ns, name, patch_type, &body, sub, opts)?;
+            return Ok(crate::sim::events::to_events_v1(&out));
+        }
         if patch_type == PatchType::Apply && opts.field_manager.is_none() {
             return Err(ApiError::BadRequest(
                 "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),

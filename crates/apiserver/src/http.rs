@@ -47,6 +47,8 @@ pub struct HttpState {
     pub access: Arc<crate::access::Access>,
     /// While on, every request but the partition endpoint's is dropped ([`crate::partition`]).
     pub partition: crate::partition::Partition,
+    /// Container logs of the simulated Pods (`pods/{name}/log`).
+    pub logs: crate::sim::logs::PodLogs,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -422,6 +424,10 @@ fn resource_list(st: &HttpState, group: &str, version: &str) -> Value {
                 "namespaced": t.namespaced, "kind": t.kind, "verbs": ["get", "patch", "update"]}),
             );
         }
+        if t.group.is_empty() && t.plural == "pods" {
+            resources.push(json!({"name": "pods/log", "singularName": "",
+                "namespaced": true, "kind": "Pod", "verbs": ["get"]}));
+        }
         if t.scale.is_some() {
             resources.push(
                 json!({"name": format!("{}/scale", t.plural), "singularName": "",
@@ -731,6 +737,16 @@ async fn serve_resource(
             message: format!("the server could not find the requested resource ({} must be addressed in a namespace)", rt.plural),
             details: Default::default(),
         });
+    }
+    if rp.sub.as_deref() == Some("log") && rt.group.is_empty() && rt.plural == "pods" {
+        if let (Some(ns), Some(name)) = (ns, rp.name.as_deref()) {
+            if *method != Method::GET {
+                return Err(ApiError::MethodNotAllowed(format!(
+                    "{method} is not supported on pods/log: use GET"
+                )));
+            }
+            return crate::podlog::serve(st, q, ns, name).await;
+        }
     }
     let sub = match rp.sub.as_deref() {
         None => None,

@@ -31,6 +31,7 @@ pub mod http;
 pub mod metrics_api;
 pub mod partition;
 pub mod patch;
+pub mod podlog;
 pub mod proto;
 pub mod registry;
 pub mod sim;
@@ -105,6 +106,9 @@ pub struct ClusterOptions {
     /// by default Mooring's control-plane namespace, `argocd`, so Argo CD manifests apply
     /// unchanged, as on a cluster where Argo CD is installed.
     pub namespaces: Vec<String>,
+    /// How long Events live after their last write (kube-apiserver's `--event-ttl`,
+    /// default one hour); older ones are deleted ([`sim::events::expire`]).
+    pub event_ttl: std::time::Duration,
 }
 
 impl ClusterOptions {
@@ -133,6 +137,7 @@ impl Default for ClusterOptions {
             event_log: store::DEFAULT_EVENT_LOG,
             crds: vec![],
             namespaces: vec![mooring_core::app::CONTROL_PLANE_NAMESPACE.into()],
+            event_ttl: sim::events::DEFAULT_TTL,
         }
     }
 }
@@ -257,7 +262,8 @@ impl Cluster {
             source,
         })?;
 
-        let traffic = sim::Traffic::default();
+        let logs = sim::logs::PodLogs::default();
+        let traffic = sim::Traffic::with_logs(logs.clone());
         let partition = partition::Partition::new();
         let metrics =
             sim::metrics_handler_with(api.clone(), Some(address.clone()), traffic.clone());
@@ -272,6 +278,7 @@ impl Cluster {
                 &opts.hostnames,
             )),
             partition: partition.clone(),
+            logs: logs.clone(),
         };
         let app = http::router(state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -281,7 +288,11 @@ impl Cluster {
             rx,
         ))];
         tasks.push(tokio::spawn(gc::run(api.clone())));
-        tasks.extend(sim::start(api.clone(), opts.sim.clone()));
+        tasks.push(tokio::spawn(sim::events::expire(
+            api.clone(),
+            opts.event_ttl,
+        )));
+        tasks.extend(sim::start_with(api.clone(), opts.sim.clone(), logs));
         if opts.sim.enabled {
             tasks.push(sim::listeners::start(
                 api.clone(),

@@ -61,7 +61,17 @@ impl ResourceType {
 
     /// The storage key shared by every version of the resource: `group/plural`.
     pub fn storage_key(&self) -> String {
+        // events.k8s.io/v1 Events are the core Events seen through another schema: one
+        // storage, as in Kubernetes ([`crate::sim::events::to_events_v1`]).
+        if self.is_events_v1() {
+            return "/events".into();
+        }
         format!("{}/{}", self.group, self.plural)
+    }
+
+    /// Whether this is `events.k8s.io` Events (stored as core `v1` Events).
+    pub fn is_events_v1(&self) -> bool {
+        self.group == "events.k8s.io" && self.plural == "events"
     }
 
     /// `plural.group` (or `plural` for core), as Kubernetes names resources in errors.
@@ -296,6 +306,17 @@ const BUILTINS: &[(&str, &str, &str, &str, bool, &[&str], bool, bool, bool)] = &
         false,
     ),
     (
+        "events.k8s.io",
+        "v1",
+        "Event",
+        "events",
+        true,
+        &["ev"],
+        false,
+        false,
+        false,
+    ),
+    (
         "",
         "v1",
         "LimitRange",
@@ -413,6 +434,17 @@ const BUILTINS: &[(&str, &str, &str, &str, bool, &[&str], bool, bool, bool)] = &
         "networkpolicies",
         true,
         &["netpol"],
+        false,
+        false,
+        true,
+    ),
+    (
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        true,
+        &[],
         false,
         false,
         true,

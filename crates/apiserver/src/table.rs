@@ -61,6 +61,16 @@ fn columns(rt: &ResourceType) -> Vec<Col> {
                 col("Up-to-date"),
                 col("Available"),
             ]),
+            ("" | "events.k8s.io", "Event") => cols.extend([
+                col("Last Seen"),
+                col("Type"),
+                col("Reason"),
+                col("Object"),
+                col("Message"),
+            ]),
+            ("discovery.k8s.io", "EndpointSlice") => {
+                cols.extend([col("AddressType"), col("Ports"), col("Endpoints")])
+            }
             ("batch", "Job") => cols.extend([col("Status"), col("Completions")]),
             ("batch", "CronJob") => cols.extend([col("Schedule"), col("Suspend"), col("Active")]),
             ("autoscaling", "HorizontalPodAutoscaler") => cols.extend([
@@ -401,6 +411,69 @@ fn cells(rt: &ResourceType, v: &Value, now: time::Timestamp) -> Vec<Value> {
                 json!(n(v, "/status/updatedNumberScheduled")),
                 json!(n(v, "/status/numberAvailable")),
             ]),
+            ("discovery.k8s.io", "EndpointSlice") => {
+                let ports: Vec<String> = v
+                    .get("ports")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().map(|p| s(p.get("port"))).collect())
+                    .unwrap_or_default();
+                let addrs: Vec<String> = v
+                    .get("endpoints")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .flat_map(|e| {
+                                e.get("addresses")
+                                    .and_then(Value::as_array)
+                                    .cloned()
+                                    .unwrap_or_default()
+                            })
+                            .map(|x| s(Some(&x)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                // kubectl's printer: the first three, then "+ N more...".
+                let endpoints = match addrs.len() {
+                    0 => "<unset>".to_string(),
+                    n if n > 3 => format!("{} + {} more...", addrs[..3].join(","), n - 3),
+                    _ => addrs.join(","),
+                };
+                out.extend([
+                    json!(s(v.get("addressType"))),
+                    json!(if ports.is_empty() {
+                        "<unset>".to_string()
+                    } else {
+                        ports.join(",")
+                    }),
+                    json!(endpoints),
+                ]);
+            }
+            (g @ ("" | "events.k8s.io"), "Event") => {
+                let core = g.is_empty();
+                let pick = |a: &str, b: &str| v.pointer(if core { a } else { b });
+                let obj = pick("/involvedObject", "/regarding")
+                    .cloned()
+                    .unwrap_or(json!({}));
+                let last = pick("/lastTimestamp", "/deprecatedLastTimestamp")
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty())
+                    .or_else(|| v.pointer("/eventTime").and_then(Value::as_str))
+                    .or_else(|| {
+                        v.pointer("/metadata/creationTimestamp")
+                            .and_then(Value::as_str)
+                    });
+                out.extend([
+                    json!(age(last, now)),
+                    json!(s(v.get("type"))),
+                    json!(s(v.get("reason"))),
+                    json!(format!(
+                        "{}/{}",
+                        s(obj.get("kind")).to_lowercase(),
+                        s(obj.get("name"))
+                    )),
+                    json!(s(pick("/message", "/note"))),
+                ]);
+            }
             ("batch", "Job") => {
                 let conds = v
                     .pointer("/status/conditions")
@@ -539,6 +612,14 @@ pub fn table(
         .any(|c| c.name.eq_ignore_ascii_case("age"))
     {
         defs.push(json!({"name": "Age", "type": "string", "format": "", "description": "", "priority": 0}));
+    }
+    if rt.kind == "Event" && rt.crd.is_none() {
+        // As Kubernetes prints Events: the name and age only with `-o wide`.
+        for d in defs.iter_mut() {
+            if matches!(d["name"].as_str(), Some("Name" | "Age")) {
+                d["priority"] = json!(1);
+            }
+        }
     }
     let rows: Vec<Value> = objects
         .iter()

@@ -248,8 +248,13 @@ fn job_ref(job: &Value) -> Value {
            "resourceVersion": job.pointer("/metadata/resourceVersion")})
 }
 
+/// Record an Event about the CronJob through the simulation's shared recorder.
 fn record_event(ctx: &Ctx, obj: &Value, warning: bool, reason: &str, message: &str) {
-    super::util::record_event(ctx, obj, warning, reason, message, COMPONENT);
+    if warning {
+        ctx.recorder.warning(COMPONENT, obj, reason, message);
+    } else {
+        ctx.recorder.normal(COMPONENT, obj, reason, message);
+    }
 }
 
 impl CronJobController {

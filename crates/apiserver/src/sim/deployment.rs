@@ -143,6 +143,9 @@ fn copied_annotations(d: &Value) -> Map<String, Value> {
     a
 }
 
+/// Reported as the source of the Deployment controller's Events.
+const COMPONENT: &str = "deployment-controller";
+
 struct Plan<'a> {
     ctx: &'a Ctx,
     d: &'a Value,
@@ -161,11 +164,24 @@ impl Plan<'_> {
         {
             return Ok(());
         }
+        let old = spec_replicas(rs);
         let mut new = rs.clone();
         new["spec"]["replicas"] = json!(n);
         set_annotation(&mut new, DESIRED_REPLICAS, &desired);
         set_annotation(&mut new, MAX_REPLICAS, &max);
         *rs = util::write_main(self.ctx, &self.ctx.replicasets, rs, new)?;
+        if old != n {
+            let op = if old < n { "up" } else { "down" };
+            self.ctx.recorder.normal(
+                COMPONENT,
+                self.d,
+                "ScalingReplicaSet",
+                &format!(
+                    "Scaled {op} replica set {} to {n} from {old}",
+                    util::name_of(rs)
+                ),
+            );
+        }
         Ok(())
     }
 
@@ -198,12 +214,24 @@ impl Plan<'_> {
             },
             "spec": spec,
         });
-        self.ctx.api.create(
+        let created = self.ctx.api.create(
             &self.ctx.replicasets,
             str_at(d, "/metadata/namespace"),
             rs,
             &self.ctx.wo,
-        )
+        )?;
+        if replicas > 0 {
+            self.ctx.recorder.normal(
+                COMPONENT,
+                d,
+                "ScalingReplicaSet",
+                &format!(
+                    "Scaled up replica set {} to {replicas} from 0",
+                    util::name_of(&created)
+                ),
+            );
+        }
+        Ok(created)
     }
 }
 

@@ -109,6 +109,23 @@ impl Controller for EndpointsController {
         } else {
             Some(json!([subset]))
         };
+        let slice_endpoints: Vec<Value> = ready
+            .iter()
+            .map(|a| (a, true))
+            .chain(not_ready.iter().map(|a| (a, false)))
+            .map(|(a, is_ready)| {
+                let mut e = json!({
+                    "addresses": [a["ip"].clone()],
+                    "conditions": {"ready": is_ready, "serving": is_ready, "terminating": false},
+                    "targetRef": a["targetRef"].clone(),
+                });
+                if let Some(n) = a.get("nodeName") {
+                    e["nodeName"] = n.clone();
+                }
+                e
+            })
+            .collect();
+        write_slice(ctx, &svc, key, slice_endpoints, ports.clone())?;
         let ns = Some(key.namespace.as_str());
         match ctx.api.get(&ctx.endpoints, ns, &key.name) {
             Err(ApiError::NotFound { .. }) => {
@@ -148,6 +165,77 @@ impl Controller for EndpointsController {
         }
         Ok(None)
     }
+}
+
+/// The label naming a slice's Service, and the one naming its manager.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
+
+/// Keep the Service's one `discovery.k8s.io/v1` EndpointSlice (`{service}-{suffix}`) in
+/// line with its endpoints, as the EndpointSlice controller does (one slice suffices
+/// below its 100-endpoint default).
+fn write_slice(
+    ctx: &Ctx,
+    svc: &Value,
+    key: &ObjKey,
+    endpoints: Vec<Value>,
+    ports: Vec<Value>,
+) -> Result<(), ApiError> {
+    let Some(rt) = ctx
+        .api
+        .registry
+        .get("discovery.k8s.io", "v1", "endpointslices")
+    else {
+        return Ok(());
+    };
+    let ns = Some(key.namespace.as_str());
+    let uid = str_at(svc, "/metadata/uid").unwrap_or_default();
+    let (existing, _) = ctx.api.store.list(&rt.storage_key(), ns);
+    let current = existing
+        .iter()
+        .filter(|s| s.owners.iter().any(|o| o == uid))
+        .filter_map(|s| s.value().ok())
+        .find(|v| {
+            v.pointer("/metadata/labels")
+                .and_then(|l| l.get(MANAGED_BY_LABEL))
+                .and_then(Value::as_str)
+                == Some(MANAGED_BY)
+        });
+    let mut labels = util::labels(svc);
+    labels.insert(SERVICE_NAME_LABEL.into(), json!(key.name));
+    labels.insert(MANAGED_BY_LABEL.into(), json!(MANAGED_BY));
+    let body = |mut v: Value| {
+        v["addressType"] = json!("IPv4");
+        v["endpoints"] = json!(endpoints);
+        v["ports"] = json!(ports);
+        v["metadata"]["labels"] = json!(labels);
+        v
+    };
+    match current {
+        None => {
+            let slice = body(json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"generateName": format!("{}-", key.name), "namespace": key.namespace,
+                             "ownerReferences": [util::owner_ref(svc)]},
+            }));
+            ctx.api.create(&rt, ns, slice, &ctx.wo)?;
+        }
+        Some(cur) => {
+            let new = body(cur.clone());
+            if new != cur {
+                ctx.api.update(
+                    &rt,
+                    ns,
+                    util::name_of(&cur),
+                    new,
+                    Subresource::Main,
+                    &ctx.wo,
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The Service's ports as Endpoints ports of this Pod (`targetPort` names resolved).

@@ -942,12 +942,17 @@ impl Controller for HpaController {
     }
 }
 
-/// Record an Event about `obj` from this controller.
-///
-/// A small local function on purpose: when the shared Event recorder of the simulation
-/// lands (aggregation, TTL), this is the one place to switch over.
+/// Record an Event about the HPA through the simulation's shared recorder (which
+/// aggregates repeats into `count`, as client-go does).
 fn record_event(ctx: &Ctx, obj: &Value, warning: bool, reason: &str, message: &str) {
-    super::util::record_event(ctx, obj, warning, reason, message, COMPONENT);
+    let mut regarding = obj.clone();
+    regarding["apiVersion"] = json!("autoscaling/v2");
+    regarding["kind"] = json!("HorizontalPodAutoscaler");
+    if warning {
+        ctx.recorder.warning(COMPONENT, &regarding, reason, message);
+    } else {
+        ctx.recorder.normal(COMPONENT, &regarding, reason, message);
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,9 @@ use crate::store::{Event, ObjKey};
 use serde_json::{json, Value};
 use std::time::Duration;
 
+/// Reported as the source of the Job controller's Events.
+const COMPONENT: &str = "job-controller";
+
 pub struct JobController;
 
 fn finished(job: &Value) -> bool {
@@ -135,7 +138,7 @@ impl Controller for JobController {
         if !suspended || old.get("startTime").is_some() {
             status["startTime"] = old.get("startTime").cloned().unwrap_or_else(|| json!(now));
         }
-        if let Some(t) = completion_time {
+        if let Some(t) = &completion_time {
             status["completionTime"] = json!(t);
         }
         if !active.is_empty() {
@@ -150,7 +153,21 @@ impl Controller for JobController {
         status["terminating"] = json!(0);
         status["uncountedTerminatedPods"] = json!({});
         status["ready"] = json!(active.iter().filter(|p| pod::is_ready(p)).count());
+        let had = |t: &str| util::find_condition(&util::conditions(&job), t).is_some();
+        let (was_complete, was_failed) = (had("Complete"), had("Failed"));
         util::write_status(ctx, &ctx.jobs, &job, status)?;
+        if completion_time.is_some() && !was_complete {
+            ctx.recorder
+                .normal(COMPONENT, &job, "Completed", "Job completed");
+        }
+        if failed > backoff_limit && !was_failed {
+            ctx.recorder.warning(
+                COMPONENT,
+                &job,
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+            );
+        }
         Ok(None)
     }
 }

@@ -654,7 +654,8 @@ impl LoadBalancerController {
         let mut object = obj.clone();
         object["metadata"]["name"] = json!(key.name);
         object["metadata"]["namespace"] = json!(key.namespace);
-        let event = mooring_core::event::event(
+        ctx.recorder.record(
+            super::events::Source::controller(COMPONENT),
             &object,
             if n.warning {
                 mooring_core::event::EventType::Warning
@@ -663,18 +664,8 @@ impl LoadBalancerController {
             },
             n.reason,
             &n.message,
-            COMPONENT,
-            &mooring_core::time::now_rfc3339(),
         );
-        match ctx
-            .api
-            .create(&ctx.events, Some(&key.namespace), event, &ctx.wo)
-        {
-            Ok(_) => {
-                self.reported.insert(key.clone(), signature);
-            }
-            Err(e) => tracing::warn!("load-balancer event for {key}: {e}"),
-        }
+        self.reported.insert(key.clone(), signature);
     }
 
     /// Pending Services, oldest first, after an address was released.

@@ -112,7 +112,7 @@ fn started_at(p: &Value) -> Option<time::Timestamp> {
         .and_then(|s| time::parse(s).ok())
 }
 
-fn ann_f64(p: &Value, key: &str, default: f64, min: f64, max: f64) -> f64 {
+pub(crate) fn ann_f64(p: &Value, key: &str, default: f64, min: f64, max: f64) -> f64 {
     annotation(p, key)
         .and_then(|s| s.trim().parse::<f64>().ok())
         .filter(|v| v.is_finite())

@@ -16,10 +16,28 @@
 //! | [`statefulset`] | `{sts}-{i}` Pods one at a time (OrderedReady) or all at once (Parallel), PVCs `{tmpl}-{sts}-{i}`, rolling update from the highest ordinal (honouring `partition`) |
 //! | [`daemonset`] | one Pod per Ready node, rolling update with `maxUnavailable` |
 //! | [`job`] | parallelism / completions, `backoffLimit`, conditions Complete / SuccessCriteriaMet and Failed / FailureTarget |
-//! | [`endpoints`] | an Endpoints object per Service with a selector, with ready and not-ready Pod addresses |
+//! | [`endpoints`] | an Endpoints object and a `discovery.k8s.io/v1` EndpointSlice per Service with a selector, with ready and not-ready Pod addresses |
 //! | [`pvc`] | PersistentVolumeClaims become Bound |
 //! | [`loadbalancer`] | LoadBalancer Services and Ingresses get an address (`status.loadBalancer.ingress`) from [`SimOptions::load_balancer`], as MetalLB / cloud-provider-kind with ingress-nginx do on kind; opt out with `sim.mooring.dev/load-balancer: pending` |
 //! | [`listeners`] | those addresses answer: HTTP 200 / 503 by the Service's ready endpoints, plain TCP accepted or refused, Ingress routing by Host and path; requests count in the Pods' metrics ([`traffic`]) |
+//!
+//!
+//! The kubelet also writes container logs ([`logs`], served as `pods/{name}/log`), and
+//! every controller records Events through one [`events::Recorder`] (`ctx.recorder`):
+//!
+//! | reported by | Events |
+//! |---|---|
+//! | `default-scheduler` | `Scheduled` "Successfully assigned ns/pod to node", Warning `FailedScheduling` |
+//! | `kubelet` (source host: the node) | `Pulling`, `Pulled` (once per node and image, then "already present on machine"), `Created`, `Started`, `Killing` (Pod deleted), Warning `BackOff` (crash loop), `Failed` / `BackOff` (image pull), Warning `Unhealthy` (never-ready) |
+//! | `replicaset-controller`, `daemonset-controller`, `job-controller` | `SuccessfulCreate` "Created pod: x", `SuccessfulDelete` "Deleted pod: x", Warning `FailedCreate` / `FailedDelete` |
+//! | `statefulset-controller` | `SuccessfulCreate` "create Pod web-0 in StatefulSet web successful", `SuccessfulDelete` |
+//! | `deployment-controller` | `ScalingReplicaSet` "Scaled up replica set web-abc to 2 from 0" / "Scaled down …" |
+//! | `job-controller` | `Completed` "Job completed", Warning `BackoffLimitExceeded` |
+//! | [`loadbalancer`] | `IPAllocated`, Warning `AllocationFailed`, `ListenFailed`, `InvalidAnnotation` |
+//!
+//! A new controller records with `ctx.recorder.normal("cronjob-controller", &obj,
+//! "SuccessfulCreate", &msg)` (or `warning`, or `record` with a [`events::Source`]);
+//! repeats of the same Event are aggregated (count, lastTimestamp) as client-go does.
 //!
 //! Each controller is a tokio task driven by the store's event stream (plus timers for
 //! time-based transitions such as "the container is up after one simulated second"), so an
@@ -52,19 +70,27 @@
 //! # Deliberate simplifications
 //!
 //! Pods are deleted at once (no graceful termination), there are no ControllerRevision
-//! objects, no PersistentVolume objects, no EndpointSlices, no CronJob controller, and
-//! Events only from the load-balancer controller (what MetalLB reports: an address
-//! assigned, none available; and `ListenFailed` when an address cannot be listened on). Endpoints carry an owner reference to their Service so that garbage
-//! collection removes them (Kubernetes' endpoints controller deletes them itself).
+//! objects, no PersistentVolume objects and no CronJob controller. Endpoints and
+//! EndpointSlices carry an owner reference to their Service so that garbage collection
+//! removes them (Kubernetes' controllers delete them themselves); a Service has one
+//! EndpointSlice whatever its size (Kubernetes splits at 100 endpoints). Events are
+//! recorded once per transition the kubelet observes: a never-ready container's
+//! `Unhealthy` is not repeated every probe period, and client-go's spam filter and
+//! "(combined from similar events)" aggregation are not simulated (identical Events are
+//! counted). Container logs are kept in memory only (they start afresh after a restart of
+//! the cluster, as the Pods' counters do), and only for containers the kubelet saw start.
 
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
+pub mod events;
 pub mod hpa;
 pub mod job;
+pub mod lifecycle;
 pub mod listeners;
 pub mod loadbalancer;
+pub mod logs;
 pub mod metrics;
 pub mod pods;
 pub mod pvc;
@@ -182,13 +208,17 @@ pub(crate) struct Ctx {
     pub pvcs: Arc<ResourceType>,
     pub services: Arc<ResourceType>,
     pub ingresses: Arc<ResourceType>,
-    pub events: Arc<ResourceType>,
     pub cronjobs: Arc<ResourceType>,
+    /// The simulated time of day (CronJob schedules).
     pub clock: SimClock,
+    /// Where every simulated controller records its Events ([`events`]).
+    pub recorder: events::Recorder,
+    /// Container logs the kubelet writes ([`logs`]).
+    pub logs: logs::PodLogs,
 }
 
 impl Ctx {
-    fn new(api: Api, opts: SimOptions) -> Result<Ctx, ApiError> {
+    fn new(api: Api, opts: SimOptions, logs: logs::PodLogs) -> Result<Ctx, ApiError> {
         let get = |g: &str, p: &str| {
             api.registry
                 .get(g, "v1", p)
@@ -205,9 +235,10 @@ impl Ctx {
             pvcs: get("", "persistentvolumeclaims")?,
             services: get("", "services")?,
             ingresses: get("networking.k8s.io", "ingresses")?,
-            events: get("", "events")?,
             cronjobs: get("batch", "cronjobs")?,
             clock: SimClock::new(&opts),
+            recorder: events::Recorder::new(api.clone())?,
+            logs,
             wo: WriteOptions {
                 field_manager: Some("kube-controller-manager".into()),
                 ..Default::default()
@@ -248,10 +279,20 @@ pub(crate) trait Controller: Send + 'static {
 
 /// Start the simulation controllers.
 pub fn start(api: Api, opts: SimOptions) -> Vec<tokio::task::JoinHandle<()>> {
+    start_with(api, opts, logs::PodLogs::default())
+}
+
+/// Start the simulation controllers; the kubelet writes container logs into `logs`
+/// (which the HTTP layer serves as `pods/{name}/log`).
+pub fn start_with(
+    api: Api,
+    opts: SimOptions,
+    logs: logs::PodLogs,
+) -> Vec<tokio::task::JoinHandle<()>> {
     if !opts.enabled {
         return vec![];
     }
-    let ctx = match Ctx::new(api, opts) {
+    let ctx = match Ctx::new(api, opts, logs) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             tracing::error!("workload simulation disabled: {e}");

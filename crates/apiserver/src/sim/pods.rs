@@ -12,12 +12,16 @@
 //! with `restartPolicy: Never/OnFailure` run for `sim.mooring.dev/run-seconds` (default
 //! [`DEFAULT_RUN_SECONDS`]) and then terminate.
 
+use super::events::Source;
+use super::lifecycle::{self, Change};
+use super::logs;
 use super::util::{self, annotation, name_of, str_at, FAIL_ANNOTATION};
 use super::{res, Controller, Ctx};
 use crate::error::ApiError;
 use crate::store::{Event, ObjKey};
+use mooring_core::event::EventType;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -83,6 +87,8 @@ pub struct PodController {
     /// Active Pods per node, recounted at most every [`LOAD_TTL`] (a burst of new Pods
     /// would otherwise rescan every Pod for each one).
     load: Option<(Instant, HashMap<String, usize>)>,
+    /// Images each node has pulled (the next Pod finds them "already present").
+    pulled: HashSet<(String, String)>,
 }
 
 const LOAD_TTL: Duration = Duration::from_millis(250);
@@ -92,8 +98,13 @@ impl Controller for PodController {
         "kubelet"
     }
 
-    fn keys_for(&mut self, _ctx: &Ctx, ev: &Event, out: &mut Vec<ObjKey>) {
+    fn keys_for(&mut self, ctx: &Ctx, ev: &Event, out: &mut Vec<ObjKey>) {
         if ev.object.key.resource == res::PODS {
+            if ev.kind == crate::store::EventType::Deleted {
+                if let Ok(p) = ev.object.value() {
+                    self.stopped(ctx, &p);
+                }
+            }
             out.push(ev.object.key.clone());
         }
     }
@@ -120,6 +131,15 @@ impl Controller for PodController {
                     let mut bound = pod.clone();
                     bound["spec"]["nodeName"] = json!(node);
                     pod = util::write_main(ctx, &ctx.pods, &pod, bound)?;
+                    ctx.recorder.normal(
+                        "default-scheduler",
+                        &pod,
+                        "Scheduled",
+                        &format!(
+                            "Successfully assigned {}/{} to {node}",
+                            key.namespace, key.name
+                        ),
+                    );
                 }
                 None => {
                     let mut status = pod.get("status").cloned().unwrap_or(json!({}));
@@ -133,6 +153,12 @@ impl Controller for PodController {
                     );
                     status["conditions"] = json!(conds);
                     util::write_status(ctx, &ctx.pods, &pod, status)?;
+                    ctx.recorder.warning(
+                        "default-scheduler",
+                        &pod,
+                        "FailedScheduling",
+                        "0/0 nodes are available: no Ready simulated node.",
+                    );
                     return Ok(Some(Duration::from_secs(1)));
                 }
             }
@@ -173,7 +199,12 @@ impl Controller for PodController {
                 node,
             },
         );
-        util::write_status(ctx, &ctx.pods, &pod, sim.status)?;
+        let old_status = pod.get("status").cloned().unwrap_or(json!({}));
+        let steps = lifecycle::changes(&old_status, &sim.status);
+        util::write_status(ctx, &ctx.pods, &pod, sim.status.clone())?;
+        if !steps.is_empty() {
+            self.report(ctx, &pod, &sim.status, &steps);
+        }
         Ok(sim
             .next
             .map(|t| ctx.opts.scaled((t - elapsed).max(0.0)) + Duration::from_millis(2)))
@@ -181,6 +212,249 @@ impl Controller for PodController {
 }
 
 impl PodController {
+    /// Record the kubelet's Events for these lifecycle steps.
+    fn report(&mut self, ctx: &Ctx, pod: &Value, status: &Value, steps: &[Change]) {
+        let node = str_at(pod, "/spec/nodeName")
+            .unwrap_or_default()
+            .to_string();
+        let source = Source::kubelet(&node);
+        let containers = pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let spec_of = |name: &str| {
+            containers
+                .iter()
+                .find(|c| c.get("name").and_then(Value::as_str) == Some(name))
+                .cloned()
+                .unwrap_or(json!({}))
+        };
+        let event = |field: &str, type_: EventType, reason: &str, message: &str| {
+            ctx.recorder.record_at(
+                source,
+                pod,
+                Some(&format!("spec.containers{{{field}}}")),
+                type_,
+                reason,
+                message,
+            )
+        };
+        for step in steps {
+            match step {
+                Change::Started { container, restart } => {
+                    let c = spec_of(container);
+                    let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+                    let fresh = self.pulled.insert((node.clone(), image.to_string()));
+                    if fresh && *restart == 0 {
+                        event(
+                            container,
+                            EventType::Normal,
+                            "Pulling",
+                            &format!("Pulling image \"{image}\""),
+                        );
+                        let secs = 1.0 + f64::from(util::fnv32a(image.as_bytes()) % 4000) / 1000.0;
+                        let size =
+                            10_000_000 + u64::from(util::fnv32a(image.as_bytes())) % 90_000_000;
+                        event(
+                            container,
+                            EventType::Normal,
+                            "Pulled",
+                            &format!("Successfully pulled image \"{image}\" in {secs:.3}s ({secs:.3}s including waiting). Image size: {size} bytes."),
+                        );
+                    } else {
+                        event(
+                            container,
+                            EventType::Normal,
+                            "Pulled",
+                            &format!("Container image \"{image}\" already present on machine"),
+                        );
+                    }
+                    event(
+                        container,
+                        EventType::Normal,
+                        "Created",
+                        &format!("Created container: {container}"),
+                    );
+                    event(
+                        container,
+                        EventType::Normal,
+                        "Started",
+                        &format!("Started container {container}"),
+                    );
+                    self.start_logs(ctx, pod, &c, *restart);
+                    let running_unready = status
+                        .get("containerStatuses")
+                        .and_then(Value::as_array)
+                        .and_then(|a| {
+                            a.iter().find(|cs| {
+                                cs.get("name").and_then(Value::as_str) == Some(container.as_str())
+                            })
+                        })
+                        .is_some_and(|cs| cs.pointer("/state/running").is_some());
+                    if running_unready && Fail::of_container(pod, &c) == Fail::NeverReady {
+                        event(
+                            container,
+                            EventType::Warning,
+                            "Unhealthy",
+                            "Readiness probe failed: HTTP probe failed with statuscode: 503",
+                        );
+                    }
+                }
+                Change::Exited {
+                    container,
+                    restart,
+                    code,
+                } => {
+                    let c = spec_of(container);
+                    let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+                    let ns = str_at(pod, "/metadata/namespace").unwrap_or_default();
+                    let name = util::name_of(pod);
+                    let lines = if terminates(pod) {
+                        let done = ctx.logs.synthesized(ns, name, container, *restart);
+                        logs::job_exit_lines(*code, done)
+                    } else {
+                        logs::crash_lines(logs::Style::of_image(image))
+                    };
+                    ctx.logs.exited(ns, name, container, *restart, lines);
+                }
+                Change::BackOff { container } => event(
+                    container,
+                    EventType::Warning,
+                    "BackOff",
+                    &format!(
+                        "Back-off restarting failed container {container} in pod {}_{}({})",
+                        util::name_of(pod),
+                        str_at(pod, "/metadata/namespace").unwrap_or_default(),
+                        str_at(pod, "/metadata/uid").unwrap_or_default()
+                    ),
+                ),
+                Change::PullFailed { container, image } => {
+                    event(
+                        container,
+                        EventType::Normal,
+                        "Pulling",
+                        &format!("Pulling image \"{image}\""),
+                    );
+                    event(
+                        container,
+                        EventType::Warning,
+                        "Failed",
+                        &format!("Failed to pull image \"{image}\": rpc error: code = NotFound desc = failed to pull and unpack image \"{image}\": not found"),
+                    );
+                    event(
+                        container,
+                        EventType::Warning,
+                        "Failed",
+                        "Error: ErrImagePull",
+                    );
+                    event(
+                        container,
+                        EventType::Normal,
+                        "BackOff",
+                        &format!("Back-off pulling image \"{image}\""),
+                    );
+                    event(
+                        container,
+                        EventType::Warning,
+                        "Failed",
+                        "Error: ImagePullBackOff",
+                    );
+                }
+            }
+        }
+    }
+
+    /// The first lines of a container instance, and what it goes on writing.
+    fn start_logs(&self, ctx: &Ctx, pod: &Value, c: &Value, restart: i64) {
+        let ns = str_at(pod, "/metadata/namespace").unwrap_or_default();
+        let uid = str_at(pod, "/metadata/uid").unwrap_or_default();
+        let container = c.get("name").and_then(Value::as_str).unwrap_or_default();
+        let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+        let port = c
+            .pointer("/ports/0/containerPort")
+            .and_then(Value::as_i64)
+            .unwrap_or(8080);
+        let style = logs::Style::of_image(image);
+        let now = logs::now_nanos();
+        let fail = Fail::of_container(pod, c);
+        let scaled_nanos =
+            |sim_secs: f64| i64::try_from(ctx.opts.scaled(sim_secs).as_nanos()).unwrap_or(i64::MAX);
+        let (lines, synth, delay) = if terminates(pod) {
+            let lines = vec![
+                format!("Starting {container} ({image})"),
+                format!(
+                    "Job pod {} on {}",
+                    util::name_of(pod),
+                    str_at(pod, "/spec/nodeName").unwrap_or_default()
+                ),
+            ];
+            // One batch per simulated second.
+            let rate = 1.0 / ctx.opts.scaled(1.0).as_secs_f64().max(1e-6);
+            (lines, Some(logs::Synth::Work { rate }), 0)
+        } else {
+            let mut lines = logs::startup_lines(style, container, image, port, now);
+            match fail {
+                Fail::CrashLoop => (lines, None, 0),
+                Fail::NeverReady => {
+                    lines.push("level=warn msg=\"not ready: dependency unavailable, /healthz answers 503\"".into());
+                    (lines, None, 0)
+                }
+                _ => {
+                    let f = |k, d, lo, hi| super::metrics::ann_f64(pod, k, d, lo, hi);
+                    let synth = logs::Synth::Requests {
+                        style,
+                        rate: f(super::metrics::REQUEST_RATE, 10.0, 0.0, 1.0e6),
+                        error_rate: f(super::metrics::ERROR_RATE, 0.0, 0.0, 1.0),
+                        latency_ms: f(super::metrics::LATENCY_MS, 50.0, 0.001, 1.0e6),
+                    };
+                    (lines, Some(synth), scaled_nanos(READY_AFTER))
+                }
+            }
+        };
+        ctx.logs.started(
+            ns,
+            util::name_of(pod),
+            uid,
+            container,
+            restart,
+            lines,
+            synth,
+            delay,
+        );
+    }
+
+    /// A Pod is gone: the kubelet stops its running containers (`Killing`).
+    fn stopped(&mut self, ctx: &Ctx, pod: &Value) {
+        ctx.logs.remove(
+            str_at(pod, "/metadata/namespace").unwrap_or_default(),
+            util::name_of(pod),
+            str_at(pod, "/metadata/uid").unwrap_or_default(),
+        );
+        let Some(node) = str_at(pod, "/spec/nodeName") else {
+            return;
+        };
+        let statuses = pod
+            .pointer("/status/containerStatuses")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for cs in statuses {
+            if cs.pointer("/state/running").is_none() {
+                continue;
+            }
+            let name = cs.get("name").and_then(Value::as_str).unwrap_or_default();
+            ctx.recorder.record_at(
+                Source::kubelet(node),
+                pod,
+                Some(&format!("spec.containers{{{name}}}")),
+                EventType::Normal,
+                "Killing",
+                &format!("Stopping container {name}"),
+            );
+        }
+    }
+
     /// The Ready node with the fewest active Pods (ties: by name).
     fn schedule(&mut self, ctx: &Ctx) -> Option<String> {
         let nodes = util::ready_nodes(ctx);
@@ -221,6 +495,14 @@ impl PodController {
         *n = (*n + 1) % 250;
         format!("10.244.{}.{}", util::node_index(node) % 256, 2 + *n)
     }
+}
+
+/// Whether the Pod's containers run to completion (`restartPolicy: Never/OnFailure`).
+fn terminates(pod: &Value) -> bool {
+    matches!(
+        str_at(pod, "/spec/restartPolicy"),
+        Some("Never" | "OnFailure")
+    )
 }
 
 /// Facts from outside the Pod the kubelet reports.

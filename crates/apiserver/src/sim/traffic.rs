@@ -15,14 +15,33 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone, Default)]
 pub struct Traffic {
     served: Arc<Mutex<HashMap<(String, String), u64>>>,
+    /// Where answered requests are also logged, as lines of the Pod's containers.
+    logs: Option<super::logs::PodLogs>,
 }
 
 impl Traffic {
+    /// Counters whose requests are also written to the Pods' logs.
+    pub fn with_logs(logs: super::logs::PodLogs) -> Self {
+        Traffic {
+            served: Arc::default(),
+            logs: Some(logs),
+        }
+    }
+
     /// Count one answered request on Pod `namespace/pod`.
     pub fn record(&self, namespace: &str, pod: &str) {
-        let mut m = self.served.lock().expect("traffic lock is never poisoned");
-        *m.entry((namespace.to_string(), pod.to_string()))
-            .or_default() += 1;
+        {
+            let mut m = self.served.lock().expect("traffic lock is never poisoned");
+            *m.entry((namespace.to_string(), pod.to_string()))
+                .or_default() += 1;
+        }
+        if let Some(logs) = &self.logs {
+            logs.append(
+                namespace,
+                pod,
+                "level=info msg=\"request served\" via=load-balancer status=200",
+            );
+        }
     }
 
     /// Requests answered by Pod `namespace/pod` so far.

@@ -105,34 +105,6 @@ pub fn write_main(
         .update(rt, ns, name_of(current), new, Subresource::Main, &ctx.wo)
 }
 
-/// Record a core/v1 Event about `obj` (which must carry apiVersion, kind and metadata)
-/// from `component`. Failures are logged, never fatal: an Event is a report, not state.
-pub fn record_event(
-    ctx: &Ctx,
-    obj: &Value,
-    warning: bool,
-    reason: &str,
-    message: &str,
-    component: &str,
-) {
-    let event = mooring_core::event::event(
-        obj,
-        if warning {
-            mooring_core::event::EventType::Warning
-        } else {
-            mooring_core::event::EventType::Normal
-        },
-        reason,
-        message,
-        component,
-        &mooring_core::time::now_rfc3339(),
-    );
-    let ns = str_at(obj, "/metadata/namespace").unwrap_or("default");
-    if let Err(e) = ctx.api.create(&ctx.events, Some(ns), event, &ctx.wo) {
-        tracing::warn!("{component} event {reason} for {}: {e}", name_of(obj));
-    }
-}
-
 /// Insert or replace a condition with Kubernetes' semantics (`SetDeploymentCondition`):
 /// the same status and reason leave the old condition untouched; the same status with a
 /// new reason keeps `lastTransitionTime`.
@@ -367,9 +339,102 @@ pub mod pod {
         })
     }
 
-    /// Create a Pod; returns the created object.
+    /// The controller owning a Pod, as an object reference Events can be about, and the
+    /// component reporting for that kind of owner.
+    fn owner(p: &Value) -> Option<(Value, &'static str, String)> {
+        let r = p
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)?
+            .iter()
+            .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))?;
+        let kind = r.get("kind").and_then(Value::as_str)?.to_string();
+        let component = match kind.as_str() {
+            "ReplicaSet" => "replicaset-controller",
+            "StatefulSet" => "statefulset-controller",
+            "DaemonSet" => "daemonset-controller",
+            "Job" => "job-controller",
+            _ => return None,
+        };
+        let ns = str_at(p, "/metadata/namespace").unwrap_or_default();
+        let obj = json!({"apiVersion": r.get("apiVersion"), "kind": kind,
+            "metadata": {"name": r.get("name"), "namespace": ns, "uid": r.get("uid")}});
+        Some((obj, component, kind))
+    }
+
+    /// The owner's SuccessfulCreate / SuccessfulDelete (or FailedCreate / FailedDelete)
+    /// Event, worded as each Kubernetes controller words it.
+    fn report(ctx: &Ctx, p: &Value, create: bool, err: Option<&ApiError>) {
+        let Some((owner, component, kind)) = owner(p) else {
+            return;
+        };
+        let pod = name_of(p);
+        let (verb, ok_reason, failed_reason) = if create {
+            ("create", "SuccessfulCreate", "FailedCreate")
+        } else {
+            ("delete", "SuccessfulDelete", "FailedDelete")
+        };
+        if kind == "StatefulSet" {
+            let set = name_of(&owner);
+            match err {
+                None => ctx.recorder.normal(
+                    component,
+                    &owner,
+                    ok_reason,
+                    &format!("{verb} Pod {pod} in StatefulSet {set} successful"),
+                ),
+                Some(e) => ctx.recorder.warning(
+                    component,
+                    &owner,
+                    failed_reason,
+                    &format!("{verb} Pod {pod} in StatefulSet {set} failed error: {e}"),
+                ),
+            }
+            return;
+        }
+        match (err, create) {
+            (None, true) => {
+                ctx.recorder
+                    .normal(component, &owner, ok_reason, &format!("Created pod: {pod}"))
+            }
+            (None, false) => {
+                ctx.recorder
+                    .normal(component, &owner, ok_reason, &format!("Deleted pod: {pod}"))
+            }
+            (Some(e), true) => ctx.recorder.warning(
+                component,
+                &owner,
+                failed_reason,
+                &format!("Error creating: {e}"),
+            ),
+            (Some(e), false) => ctx.recorder.warning(
+                component,
+                &owner,
+                failed_reason,
+                &format!("Error deleting: {e}"),
+            ),
+        }
+    }
+
+    /// Create a Pod; returns the created object. The owner's Event is recorded.
     pub fn create(ctx: &Ctx, namespace: &str, pod: Value) -> Result<Value, ApiError> {
-        ctx.api.create(&ctx.pods, Some(namespace), pod, &ctx.wo)
+        match ctx
+            .api
+            .create(&ctx.pods, Some(namespace), pod.clone(), &ctx.wo)
+        {
+            Ok(created) => {
+                report(ctx, &created, true, None);
+                Ok(created)
+            }
+            Err(e) => {
+                if !matches!(
+                    e,
+                    ApiError::AlreadyExists { .. } | ApiError::Conflict { .. }
+                ) {
+                    report(ctx, &pod, true, Some(&e));
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Delete a Pod at once (simulated Pods have nothing to shut down).
@@ -384,8 +449,17 @@ pub mod pod {
                 ..Default::default()
             },
         ) {
-            Ok(_) | Err(ApiError::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e),
+            Ok(_) => {
+                report(ctx, p, false, None);
+                Ok(())
+            }
+            Err(ApiError::NotFound { .. }) => Ok(()),
+            Err(e) => {
+                if !matches!(e, ApiError::Conflict { .. }) {
+                    report(ctx, p, false, Some(&e));
+                }
+                Err(e)
+            }
         }
     }
 

@@ -713,6 +713,76 @@ async fn endpoints_list_ready_pods() {
     listed.sort();
     assert_eq!(ips, listed);
     assert_eq!(ep["subsets"][0]["addresses"][0]["targetRef"]["kind"], "Pod");
+
+    // The EndpointSlice next to it, as the EndpointSlice controller writes it.
+    let slice = eventually(20, "an EndpointSlice with two ready endpoints", || {
+        let slices = list(
+            api,
+            "discovery.k8s.io",
+            "endpointslices",
+            "kubernetes.io/service-name=shop",
+        );
+        match slices.as_slice() {
+            [one] if one["endpoints"].as_array().map_or(0, Vec::len) == 2 => Ok(one.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(
+        slice["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("shop-")),
+        "{slice}"
+    );
+    assert_eq!(
+        slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+        "endpointslice-controller.k8s.io"
+    );
+    assert_eq!(slice["metadata"]["ownerReferences"][0]["kind"], "Service");
+    assert_eq!(slice["addressType"], "IPv4");
+    assert_eq!(slice["ports"][0]["port"], 8080);
+    assert_eq!(slice["ports"][0]["name"], "web");
+    let e = &slice["endpoints"][0];
+    assert_eq!(
+        e["conditions"],
+        json!({"ready": true, "serving": true, "terminating": false})
+    );
+    assert_eq!(e["targetRef"]["kind"], "Pod");
+    assert!(e["nodeName"]
+        .as_str()
+        .is_some_and(|n| n.starts_with("mooring-node-")));
+    let mut slice_ips: Vec<&str> = slice["endpoints"]
+        .as_array()
+        .expect("endpoints")
+        .iter()
+        .filter_map(|e| e["addresses"][0].as_str())
+        .collect();
+    slice_ips.sort();
+    assert_eq!(ips, slice_ips);
+    // Scaled to zero: the slice stays, empty.
+    api.patch(
+        &rt(api, "apps", "deployments"),
+        Some("default"),
+        "shop",
+        mooring_apiserver::api::PatchType::Merge,
+        &json!({"spec": {"replicas": 0}}),
+        mooring_apiserver::api::Subresource::Main,
+        &wo(),
+    )
+    .expect("scale to zero");
+    eventually(20, "an empty EndpointSlice", || {
+        let slices = list(
+            api,
+            "discovery.k8s.io",
+            "endpointslices",
+            "kubernetes.io/service-name=shop",
+        );
+        match slices.as_slice() {
+            [one] if one["endpoints"].as_array().is_some_and(Vec::is_empty) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
 }
 
 /// A plain HTTP/1.1 GET with the cluster's token, as Prometheus scrapes it.

@@ -17,6 +17,7 @@ mod dr;
 mod flood;
 mod gitops;
 mod image;
+mod logs;
 mod policy;
 mod rollback;
 mod rollout;
@@ -87,6 +88,9 @@ pub enum Target {
     /// 10 s poll, on the example's model server (`--rounds` pushes per mode;
     /// docker-registry needed; run from the repository root).
     Image,
+    /// Log streaming: `--watchers` followers of one Pod's `pods/log?follow=true` for
+    /// `--seconds`, with a load of Pods writing (lines/s delivered, total and per follower).
+    Logs,
     /// The REST API and the webhook under a flood of bad requests from 127.0.0.1
     /// (`--writers` loops for `--seconds`): the valid token's p50/p99 without and during it.
     ApiFlood,
@@ -164,6 +168,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Target::Rollback => rollback::run(args.rounds).await,
         Target::Dr => dr::run(args.rounds).await,
         Target::Image => image::run(args.rounds).await,
+        Target::Logs => logs::run(args.watchers, args.seconds).await,
     }
 }
 
