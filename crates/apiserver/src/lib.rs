@@ -4,7 +4,9 @@
 //! tests and demos it ships this cluster, the way kind or kwok serve Go controller authors:
 //! an API server with SQLite storage ([`store`]), discovery and CRDs ([`registry`]), the
 //! object semantics of the real server ([`api`]), garbage collection ([`gc`]), server-side
-//! printing ([`table`]) and kwok-style workload simulation ([`sim`]), served over HTTPS
+//! printing ([`table`]), version conversion ([`convert`]), the resource metrics API
+//! ([`metrics_api`], for `kubectl top`) and kwok-style workload simulation
+//! ([`sim`]), served over HTTPS
 //! ([`http`]) so that the real `kubectl` and kube-rs work against it.
 //!
 //! Its storage holds every Secret of the management cluster, so it is private: every

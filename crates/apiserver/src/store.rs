@@ -13,6 +13,11 @@
 //! holds is answered with 410 Gone, exactly like a compacted etcd revision. After a restart
 //! the log starts empty, so only the current revision can be watched from.
 //!
+//! Each logged event also holds the object as it was before the write, so the log doubles
+//! as etcd's MVCC history: [`Store::list_at`] rebuilds a past revision (continue tokens
+//! page over the snapshot of their first page; `resourceVersionMatch=Exact`), and a watch
+//! with a selector can tell an object leaving its selection from one that never matched.
+//!
 //! Writes are expressed as a closure over the current object ([`Store::write`]), executed
 //! under the writer lock: optimistic-concurrency checks, generation bumps and finalizer
 //! logic in the API layer are therefore atomic with the write itself.

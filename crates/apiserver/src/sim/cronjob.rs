@@ -41,7 +41,6 @@ const MAX_MISSED: usize = 100;
 /// A CronJob name leaves room for the 11-character Job suffix within 63.
 const MAX_NAME_LEN: usize = 52;
 
-#[derive(Default)]
 pub struct CronJobController;
 
 /// A parsed schedule in its time zone.

@@ -443,11 +443,17 @@ pub fn apply_defaults(obj: &mut Value) {
 /// A failure to compute a metric: (condition reason, message).
 type MetricError = (&'static str, String);
 
-/// Per-Pod figures of a resource: (value per ready Pod with metrics, request per Pod).
-fn resource_values(
-    pods: &[Value],
-    name: &str,
-) -> Result<(Vec<f64>, Vec<Option<f64>>, usize), String> {
+/// Per-Pod figures of a resource.
+struct ResourceValues {
+    /// Usage per ready Pod with metrics.
+    values: Vec<f64>,
+    /// The request of each of those Pods.
+    requests: Vec<Option<f64>>,
+    /// Pods without metrics (yet).
+    missing: usize,
+}
+
+fn resource_values(pods: &[Value], name: &str) -> Result<ResourceValues, String> {
     let mut values = Vec::new();
     let mut requests = Vec::new();
     let mut missing = 0;
@@ -487,7 +493,11 @@ fn resource_values(
         }
         requests.push(Some(reqs.iter().flatten().sum()));
     }
-    Ok((values, requests, missing))
+    Ok(ResourceValues {
+        values,
+        requests,
+        missing,
+    })
 }
 
 fn format_value(name: &str, v: f64) -> String {
@@ -520,7 +530,11 @@ fn compute(metric: &Value, pods: &[Value], current: i64) -> Result<Proposal, Met
             if name != "cpu" && name != "memory" {
                 return Err(fail(format!("unable to get metrics for resource {name}: no metrics returned from resource metrics API")));
             }
-            let (values, requests, missing) = resource_values(pods, name).map_err(fail)?;
+            let ResourceValues {
+                values,
+                requests,
+                missing,
+            } = resource_values(pods, name).map_err(fail)?;
             if values.is_empty() {
                 return Err(fail(format!(
                     "unable to get metrics for resource {name}: no metrics returned from resource metrics API"
@@ -617,8 +631,12 @@ fn condition(t: &str, status: bool, reason: &str, message: &str, now: &str) -> V
            "lastTransitionTime": now, "reason": reason, "message": message})
 }
 
+/// (age in simulated seconds, replicas) pairs.
+type Aged = Vec<(f64, i64)>;
+
 impl HpaController {
-    fn ages(&self, key: &ObjKey, ctx: &Ctx, now: Instant) -> (Vec<(f64, i64)>, Vec<(f64, i64)>) {
+    /// (recommendations, scale events) as (age in simulated seconds, replicas).
+    fn ages(&self, key: &ObjKey, ctx: &Ctx, now: Instant) -> (Aged, Aged) {
         let Some(h) = self.state.get(key) else {
             return (vec![], vec![]);
         };
