@@ -17,7 +17,7 @@
 
 use crate::error::ApiError;
 use crate::http::HttpState;
-use crate::sim::logs::{rfc3339_nano, Cursor, Nanos, PodLogs, Poll};
+use crate::sim::logs::{rfc3339_nano, Cursor, InstanceRef, Nanos, PodLogs, Poll};
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -273,6 +273,18 @@ struct Target {
     restart: i64,
 }
 
+impl Target {
+    fn at(&self) -> InstanceRef<'_> {
+        InstanceRef {
+            namespace: &self.namespace,
+            pod: &self.pod,
+            uid: &self.uid,
+            container: &self.container,
+            restart: self.restart,
+        }
+    }
+}
+
 /// Serve `GET …/pods/{name}/log`.
 pub async fn serve(
     st: &HttpState,
@@ -336,15 +348,7 @@ pub async fn serve(
         container,
         restart,
     };
-    let Some((lines, cursor)) = target.logs.read(
-        &target.namespace,
-        &target.pod,
-        &target.uid,
-        &target.container,
-        restart,
-        since,
-        tail,
-    ) else {
+    let Some((lines, cursor)) = target.logs.read(&target.at(), since, tail) else {
         return Ok(respond(Body::empty(), resp_headers));
     };
     let mut budget = opts.limit_bytes.map(|b| u64::try_from(b).unwrap_or(0));
@@ -387,15 +391,7 @@ impl Follow {
             if self.done {
                 return None;
             }
-            let t = &self.target;
-            match t.logs.poll(
-                &t.namespace,
-                &t.pod,
-                &t.uid,
-                &t.container,
-                t.restart,
-                self.cursor,
-            ) {
+            match self.target.logs.poll(&self.target.at(), self.cursor) {
                 Poll::Ended | Poll::Gone => return None,
                 Poll::Lines(lines, next) => {
                     self.cursor = next;

@@ -546,17 +546,13 @@ impl PodLogs {
     /// from. `None` when the instance has no logs (never started here, or gone).
     pub fn read(
         &self,
-        namespace: &str,
-        pod: &str,
-        uid: &str,
-        container: &str,
-        restart: i64,
+        at: &InstanceRef<'_>,
         since: Option<Nanos>,
         tail: Option<u64>,
     ) -> Option<(Vec<(Nanos, String)>, Cursor)> {
         let now = now_nanos();
         let all = self.lock();
-        let inst = find(&all, namespace, pod, uid, container, restart)?;
+        let inst = find(&all, at)?;
         let n = inst.synth_count(now);
         let want = tail.unwrap_or(u64::MAX).min(MAX_LINES as u64);
         let lo = n
@@ -589,18 +585,10 @@ impl PodLogs {
     }
 
     /// Lines written since `cursor`.
-    pub fn poll(
-        &self,
-        namespace: &str,
-        pod: &str,
-        uid: &str,
-        container: &str,
-        restart: i64,
-        cursor: Cursor,
-    ) -> Poll {
+    pub fn poll(&self, at: &InstanceRef<'_>, cursor: Cursor) -> Poll {
         let now = now_nanos();
         let all = self.lock();
-        let Some(inst) = find(&all, namespace, pod, uid, container, restart) else {
+        let Some(inst) = find(&all, at) else {
             return Poll::Gone;
         };
         let n = inst.synth_count(now);
@@ -626,25 +614,38 @@ impl PodLogs {
     }
 }
 
-fn find<'a>(
-    all: &'a HashMap<PodKey, PodEntry>,
-    namespace: &str,
-    pod: &str,
-    uid: &str,
-    container: &str,
-    restart: i64,
-) -> Option<&'a Instance> {
-    all.get(&(namespace.to_string(), pod.to_string()))
-        .filter(|e| e.uid == uid)?
+/// One container instance of one Pod (by uid, so a new Pod of the same name is another).
+#[derive(Debug, Clone, Copy)]
+pub struct InstanceRef<'a> {
+    pub namespace: &'a str,
+    pub pod: &'a str,
+    pub uid: &'a str,
+    pub container: &'a str,
+    pub restart: i64,
+}
+
+fn find<'a>(all: &'a HashMap<PodKey, PodEntry>, at: &InstanceRef<'_>) -> Option<&'a Instance> {
+    all.get(&(at.namespace.to_string(), at.pod.to_string()))
+        .filter(|e| e.uid == at.uid)?
         .containers
-        .get(container)?
+        .get(at.container)?
         .iter()
-        .find(|i| i.restart == restart)
+        .find(|i| i.restart == at.restart)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(uid: &str, restart: i64) -> InstanceRef<'_> {
+        InstanceRef {
+            namespace: "ns",
+            pod: "p",
+            uid,
+            container: "c",
+            restart,
+        }
+    }
 
     #[test]
     fn timestamps_are_rfc3339_nano() {
@@ -674,14 +675,14 @@ mod tests {
         for i in 0..(MAX_LINES + 50) {
             logs.append("ns", "p", &format!("line {i}"));
         }
-        let (lines, _) = logs.read("ns", "p", "u", "c", 0, None, None).expect("logs");
+        let (lines, _) = logs.read(&at("u", 0), None, None).expect("logs");
         assert_eq!(lines.len(), MAX_LINES);
         assert_eq!(lines.last().map(|l| l.1.as_str()), Some("line 1049"));
         // Huge lines are cut; bytes stay bounded.
         for _ in 0..40 {
             logs.append("ns", "p", &"x".repeat(100_000));
         }
-        let (lines, _) = logs.read("ns", "p", "u", "c", 0, None, None).expect("logs");
+        let (lines, _) = logs.read(&at("u", 0), None, None).expect("logs");
         let bytes: usize = lines.iter().map(|l| l.1.len() + 1).sum();
         assert!(bytes <= MAX_BYTES, "{bytes}");
         assert!(lines.iter().all(|l| l.1.len() <= MAX_LINE_BYTES));
@@ -689,13 +690,11 @@ mod tests {
         logs.exited("ns", "p", "c", 0, vec!["bye".into()]);
         logs.started("ns", "p", "u", "c", 1, vec!["again".into()], None, 0);
         logs.started("ns", "p", "u", "c", 2, vec!["and again".into()], None, 0);
-        assert!(logs.read("ns", "p", "u", "c", 0, None, None).is_none());
-        let (prev, _) = logs
-            .read("ns", "p", "u", "c", 1, None, None)
-            .expect("previous");
+        assert!(logs.read(&at("u", 0), None, None).is_none());
+        let (prev, _) = logs.read(&at("u", 1), None, None).expect("previous");
         assert_eq!(prev[0].1, "again");
         // Another Pod with the same name (new uid) starts afresh; removal drops all.
-        assert!(logs.read("ns", "p", "other", "c", 2, None, None).is_none());
+        assert!(logs.read(&at("other", 2), None, None).is_none());
         logs.remove("ns", "p", "u");
         assert_eq!(logs.pods(), 0);
     }
@@ -711,23 +710,18 @@ mod tests {
         };
         logs.started("ns", "p", "u", "c", 0, vec!["start".into()], Some(synth), 0);
         std::thread::sleep(std::time::Duration::from_millis(5));
-        let (lines, cursor) = logs
-            .read("ns", "p", "u", "c", 0, None, Some(10))
-            .expect("logs");
+        let (lines, cursor) = logs.read(&at("u", 0), None, Some(10)).expect("logs");
         assert_eq!(lines.len(), 10);
         assert!(lines.windows(2).all(|w| w[0].0 <= w[1].0));
         // Half the requests fail, as the error rate says.
-        let all = logs
-            .read("ns", "p", "u", "c", 0, None, None)
-            .expect("logs")
-            .0;
+        let all = logs.read(&at("u", 0), None, None).expect("logs").0;
         let failed = all.iter().filter(|l| l.1.contains("status=500")).count();
         assert!(
             (failed as i64 - all.len() as i64 / 2).abs() <= 1,
             "{failed}"
         );
         std::thread::sleep(std::time::Duration::from_millis(2));
-        match logs.poll("ns", "p", "u", "c", 0, cursor) {
+        match logs.poll(&at("u", 0), cursor) {
             Poll::Lines(more, next) => {
                 assert!(!more.is_empty() && more.len() as u64 <= MAX_POLL_LINES);
                 assert!(more[0].0 >= lines[9].0);
@@ -736,16 +730,16 @@ mod tests {
             other => panic!("{other:?}"),
         }
         logs.exited("ns", "p", "c", 0, vec![]);
-        let end = logs
-            .read("ns", "p", "u", "c", 0, None, None)
-            .expect("logs")
-            .1;
+        let end = logs.read(&at("u", 0), None, None).expect("logs").1;
+        assert!(matches!(logs.poll(&at("u", 0), end), Poll::Ended));
         assert!(matches!(
-            logs.poll("ns", "p", "u", "c", 0, end),
-            Poll::Ended
-        ));
-        assert!(matches!(
-            logs.poll("ns", "gone", "u", "c", 0, end),
+            logs.poll(
+                &InstanceRef {
+                    pod: "gone",
+                    ..at("u", 0)
+                },
+                end
+            ),
             Poll::Gone
         ));
     }
