@@ -256,7 +256,7 @@ pub enum BodyFormat {
 /// The format of the body of a create, update or delete request, from its
 /// `Content-Type`: `application/json` or `application/yaml` (parameters such as
 /// `charset` aside), as Kubernetes accepts; anything else is a 415.
-pub fn body_format(method: &Method, headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
+pub fn body_format(_method: &Method, headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
     let accepted = "accepted media types include: application/json, application/yaml";
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         // Kubernetes' default (the Python client names no content type).

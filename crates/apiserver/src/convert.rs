@@ -236,10 +236,10 @@ mod tests {
         let reg = Registry::with_builtins();
         let v1 = reg
             .get("autoscaling", "v1", "horizontalpodautoscalers")
-            .unwrap();
+            .expect("test value");
         let v2 = reg
             .get("autoscaling", "v2", "horizontalpodautoscalers")
-            .unwrap();
+            .expect("test value");
         let stored = json!({
             "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
             "metadata": {"name": "web", "namespace": "demo"},
@@ -264,7 +264,7 @@ mod tests {
         assert!(view["spec"].get("metrics").is_none());
         assert!(view["metadata"]["annotations"][HPA_METRICS_ANNOTATION]
             .as_str()
-            .unwrap()
+            .expect("test value")
             .contains("http_requests_per_second"));
         let back = to_storage(&v1, view);
         assert_eq!(back["apiVersion"], "autoscaling/v2");
@@ -280,7 +280,7 @@ mod tests {
         let reg = Registry::with_builtins();
         let v1 = reg
             .get("autoscaling", "v1", "horizontalpodautoscalers")
-            .unwrap();
+            .expect("test value");
         let sent = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
             "metadata": {"name": "web"},
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},

@@ -542,7 +542,7 @@ mod tests {
     use super::*;
 
     fn t(s: &str) -> DateTime<Utc> {
-        parse_time(Some(s)).unwrap()
+        parse_time(Some(s)).expect("test value")
     }
 
     #[test]
@@ -584,7 +584,7 @@ mod tests {
         ));
         assert_eq!(
             Schedule::parse("* * * * *", Some("Mars/Olympus"))
-                .unwrap_err()
+                .expect_err("an error")
                 .to_string(),
             "spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus"
         );
@@ -592,13 +592,13 @@ mod tests {
 
     #[test]
     fn next_times_and_time_zones() {
-        let s = Schedule::parse("*/5 * * * *", None).unwrap();
+        let s = Schedule::parse("*/5 * * * *", None).expect("test value");
         assert_eq!(
             s.next_after(t("2026-01-01T10:02:00Z")),
             Some(t("2026-01-01T10:05:00Z"))
         );
         // 09:00 in Paris is 08:00 UTC in winter.
-        let s = Schedule::parse("0 9 * * *", Some("Europe/Paris")).unwrap();
+        let s = Schedule::parse("0 9 * * *", Some("Europe/Paris")).expect("test value");
         assert_eq!(
             s.next_after(t("2026-01-01T00:00:00Z")),
             Some(t("2026-01-01T08:00:00Z"))
@@ -607,7 +607,7 @@ mod tests {
             s.format(t("2026-01-01T08:00:00Z")),
             "2026-01-01T09:00:00+01:00"
         );
-        let s = Schedule::parse("@every 90s", None).unwrap();
+        let s = Schedule::parse("@every 90s", None).expect("test value");
         assert_eq!(
             s.next_after(t("2026-01-01T00:00:00Z")),
             Some(t("2026-01-01T00:01:30Z"))
@@ -616,7 +616,7 @@ mod tests {
 
     #[test]
     fn missed_times() {
-        let s = Schedule::parse("* * * * *", None).unwrap();
+        let s = Schedule::parse("* * * * *", None).expect("test value");
         let (last, n) =
             most_recent_missed(&s, t("2026-01-01T10:00:30Z"), t("2026-01-01T10:03:10Z"));
         assert_eq!((last, n), (Some(t("2026-01-01T10:03:00Z")), 3));
