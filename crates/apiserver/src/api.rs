@@ -111,6 +111,80 @@ pub struct ListOptions {
     pub field_selector: Option<FieldSelector>,
     pub limit: Option<usize>,
     pub continue_token: Option<String>,
+    /// `resourceVersion`: unset is the most recent state; `0` any state; otherwise a
+    /// revision, read as `resourceVersionMatch` says.
+    pub resource_version: Option<String>,
+    /// `resourceVersionMatch`: `Exact` or `NotOlderThan`.
+    pub resource_version_match: Option<String>,
+}
+
+/// The message Kubernetes sends with a 410 for a continue token whose snapshot is gone.
+const CONTINUE_EXPIRED: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
+
+/// Which revision a list reads.
+enum ReadAt {
+    /// The current state.
+    Latest,
+    /// The state at this revision (a continue token's snapshot, or `Exact`).
+    Revision(u64),
+}
+
+/// Validate the resourceVersion options of a list (Kubernetes' `ValidateListOptions`)
+/// and decide which revision it reads.
+fn read_at(opts: &ListOptions, continue_rv: Option<u64>, current: u64) -> Result<ReadAt, ApiError> {
+    let rv = opts.resource_version.as_deref().filter(|v| !v.is_empty());
+    let m = opts
+        .resource_version_match
+        .as_deref()
+        .filter(|v| !v.is_empty());
+    let invalid =
+        |cause: String| ApiError::invalid(("ListOptions", "meta.k8s.io"), "", vec![cause]);
+    if let Some(m) = m {
+        if !matches!(m, "Exact" | "NotOlderThan") {
+            return Err(invalid(format!(
+                "resourceVersionMatch: Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\", \"\""
+            )));
+        }
+        if rv.is_none() {
+            return Err(invalid("resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided".into()));
+        }
+        if opts.continue_token.is_some() {
+            return Err(invalid("resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden when continue is provided".into()));
+        }
+        if m == "Exact" && rv == Some("0") {
+            return Err(invalid("resourceVersionMatch: Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"".into()));
+        }
+    }
+    if let Some(crv) = continue_rv {
+        if rv.is_some_and(|v| v != "0") {
+            return Err(ApiError::BadRequest(
+                "specifying resource version is not allowed when using continue".into(),
+            ));
+        }
+        // 0: an inconsistent continuation (after an expired snapshot): current state.
+        return Ok(if crv == 0 {
+            ReadAt::Latest
+        } else {
+            ReadAt::Revision(crv)
+        });
+    }
+    let Some(rv) = rv else {
+        return Ok(ReadAt::Latest);
+    };
+    let n: u64 = rv
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {rv:?}")))?;
+    if n > current {
+        return Err(ApiError::Timeout(format!(
+            "Too large resource version: {n}, current: {current}"
+        )));
+    }
+    Ok(match m {
+        Some("Exact") => ReadAt::Revision(n),
+        // NotOlderThan (the default for a non-zero version) and "0": the latest state
+        // is never older than what was asked for.
+        _ => ReadAt::Latest,
+    })
 }
 
 pub struct ListResult {
@@ -210,7 +284,7 @@ impl Api {
 
     /// Present a stored object as the requested version of its resource.
     pub fn present(rt: &ResourceType, stored: &Stored) -> Result<Value, ApiError> {
-        let mut v = stored.value()?;
+        let mut v = crate::convert::to_version(rt, stored.value()?);
         if rt.is_events_v1() {
             return Ok(crate::sim::events::to_events_v1(&v));
         }
@@ -240,16 +314,32 @@ impl Api {
             .field_selector
             .as_ref()
             .and_then(|f| f.exact_namespace()));
-        let (all, rev) = self.store.list(&rt.storage_key(), ns);
         let start_after = match &opts.continue_token {
             Some(t) => Some(decode_continue(t)?),
             None => None,
+        };
+        let current = self.store.revision();
+        let at = read_at(opts, start_after.as_ref().map(|(_, _, rv)| *rv), current)?;
+        let (all, rev) = match at {
+            ReadAt::Latest => self.store.list(&rt.storage_key(), ns),
+            ReadAt::Revision(r) => match self.store.list_at(&rt.storage_key(), ns, r) {
+                Ok(items) => (items, r),
+                Err(oldest) => {
+                    return Err(match &start_after {
+                        Some((sns, sname, _)) => ApiError::ContinueExpired {
+                            message: CONTINUE_EXPIRED.into(),
+                            continue_token: encode_continue(sns, sname, 0),
+                        },
+                        None => ApiError::Gone(format!("too old resource version: {r} ({oldest})")),
+                    })
+                }
+            },
         };
         let mut items = Vec::new();
         let mut remaining = 0usize;
         let mut last = None;
         for s in all {
-            if let Some((ref sns, ref sname)) = start_after {
+            if let Some((ref sns, ref sname, _)) = start_after {
                 if (s.key.namespace.as_str(), s.key.name.as_str()) <= (sns.as_str(), sname.as_str())
                 {
                     continue;
@@ -443,6 +533,7 @@ impl Api {
         }
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
+        let mut obj = crate::convert::to_storage(rt, obj);
         self.validate(rt, &obj, None)?;
         if let Some(ns) = &ns {
             self.check_namespace(ns)?;
@@ -687,7 +778,7 @@ impl Api {
             }
             applied["apiVersion"] = json!(rt.api_version());
             applied["kind"] = json!(rt.kind);
-            let mut obj = patch::server_side_apply(
+            let obj = patch::server_side_apply(
                 None,
                 &applied,
                 &ApplyOptions {
@@ -698,6 +789,7 @@ impl Api {
                 },
             )
             .map_err(|e| patch_error(rt, name, e))?;
+            let mut obj = crate::convert::to_storage(rt, obj);
             self.validate(rt, &obj, None)?;
             if let Some(ns) = &ns {
                 self.check_namespace(ns)?;
@@ -781,7 +873,10 @@ impl Api {
         let written = self.store.write(&key, |cur, _| {
             let cur = cur.ok_or_else(|| Self::not_found(rt, name))?;
             let old = cur.value()?;
-            let requested = change(&old)?;
+            let requested = crate::convert::to_storage(
+                rt,
+                change(&crate::convert::to_version(rt, old.clone()))?,
+            );
             if !requested.is_object() {
                 return Err(ApiError::BadRequest(
                     "the patched object is not an object".into(),
@@ -818,7 +913,7 @@ impl Api {
                     n
                 }
             };
-            new["apiVersion"] = json!(rt.api_version());
+            new["apiVersion"] = json!(crate::convert::storage_api_version(rt));
             new["kind"] = json!(rt.kind);
             preserve_system_metadata(&old, &mut new);
             if sub == Subresource::Main {
@@ -1253,7 +1348,7 @@ fn encode_continue(ns: &str, name: &str, rv: u64) -> String {
     raw.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
+fn decode_continue(token: &str) -> Result<(String, String, u64), ApiError> {
     let bad = || ApiError::BadRequest(format!("continue key is not valid: {token:?}"));
     if !token.len().is_multiple_of(2) || token.len() > 4096 {
         return Err(bad());
@@ -1272,6 +1367,7 @@ fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
             .and_then(Value::as_str)
             .ok_or_else(bad)?
             .to_string(),
+        v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?,
     ))
 }
 

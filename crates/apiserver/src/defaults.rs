@@ -198,6 +198,7 @@ pub fn apply(rt: &ResourceType, obj: &mut Value) {
                 pod_spec_defaults(ps, false);
             }
         }
+        ("autoscaling", "HorizontalPodAutoscaler") => crate::sim::hpa::apply_defaults(obj),
         ("batch", "CronJob") => {
             let spec = obj_mut(obj, "spec");
             default(spec, "concurrencyPolicy", json!("Allow"));
@@ -274,6 +275,12 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Stri
     let mut errs = Vec::new();
     if rt.crd.is_some() {
         return errs;
+    }
+    if is_kind(rt, "autoscaling", "HorizontalPodAutoscaler") {
+        errs.extend(crate::sim::hpa::validate(obj));
+    }
+    if is_kind(rt, "batch", "CronJob") {
+        errs.extend(crate::sim::cronjob::validate(obj));
     }
     let workload = rt.group == "apps"
         && matches!(

@@ -37,6 +37,16 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     Gone(String),
+    /// 410 `Expired` for a continue token whose snapshot is gone, carrying the fresh
+    /// (inconsistent) token in the Status' `metadata.continue`, as Kubernetes does.
+    #[error("{message}")]
+    ContinueExpired {
+        message: String,
+        continue_token: String,
+    },
+    /// 504 `Timeout` (e.g. a resourceVersion newer than the store's).
+    #[error("{0}")]
+    Timeout(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -126,7 +136,8 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::Unauthorized(_) => 401,
             ApiError::Forbidden(_) => 403,
-            ApiError::Gone(_) => 410,
+            ApiError::Gone(_) | ApiError::ContinueExpired { .. } => 410,
+            ApiError::Timeout(_) => 504,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::NotAcceptable(_) => 406,
             ApiError::RequestEntityTooLarge(_) => 413,
@@ -144,7 +155,8 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::Unauthorized(_) => "Unauthorized",
             ApiError::Forbidden(_) => "Forbidden",
-            ApiError::Gone(_) => "Expired",
+            ApiError::Gone(_) | ApiError::ContinueExpired { .. } => "Expired",
+            ApiError::Timeout(_) => "Timeout",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::NotAcceptable(_) => "NotAcceptable",
             ApiError::RequestEntityTooLarge(_) => "RequestEntityTooLarge",
@@ -163,6 +175,9 @@ impl ApiError {
             "reason": self.reason(),
             "code": self.code(),
         });
+        if let ApiError::ContinueExpired { continue_token, .. } = self {
+            status["metadata"]["continue"] = json!(continue_token);
+        }
         let details = match self {
             ApiError::NotFound { details, .. }
             | ApiError::AlreadyExists { details, .. }

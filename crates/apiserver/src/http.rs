@@ -294,6 +294,17 @@ async fn route(
             ))
         }
         ["apis"] => return Ok(json_response(StatusCode::OK, &api_group_list(st))),
+        ["apis", crate::metrics_api::GROUP, rest @ ..] => {
+            let q = parse_query(uri);
+            let answer = crate::metrics_api::serve(&st.api, method == Method::GET, rest, &q, path)?;
+            let mut r = json_response(StatusCode::OK, &answer.body);
+            for w in answer.warnings {
+                if let Ok(v) = axum::http::HeaderValue::from_str(&format!("299 - {w:?}")) {
+                    r.headers_mut().append(header::WARNING, v);
+                }
+            }
+            return Ok(r);
+        }
         ["openapi", "v3"] => return Ok(json_response(StatusCode::OK, &openapi_root(st))),
         ["openapi", "v3", "api", "v1"] => {
             return Ok(json_response(
@@ -442,6 +453,7 @@ fn api_group_list(st: &HttpState) -> Value {
         .groups()
         .iter()
         .map(|(g, vs)| group_json(g, vs))
+        .chain(std::iter::once(crate::metrics_api::group_list_entry()))
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
@@ -824,6 +836,11 @@ fn list_options(q: &Query) -> Result<ListOptions, ApiError> {
         field_selector,
         limit,
         continue_token: q.get("continue").filter(|s| !s.is_empty()).cloned(),
+        resource_version: q.get("resourceVersion").filter(|s| !s.is_empty()).cloned(),
+        resource_version_match: q
+            .get("resourceVersionMatch")
+            .filter(|s| !s.is_empty())
+            .cloned(),
     })
 }
 
@@ -1262,6 +1279,54 @@ impl WatchFilter {
         event_bytes(self.protobuf, ev_kind.as_str(), &obj)
     }
 
+    /// Whether a stored object is in this watch's selection.
+    fn selects(&self, s: &Stored) -> bool {
+        if s.key.resource != self.storage_key {
+            return false;
+        }
+        if let Some(ns) = &self.namespace {
+            if &s.key.namespace != ns {
+                return false;
+            }
+        }
+        if let Some(l) = &self.labels {
+            if !l.matches(&s.labels) {
+                return false;
+            }
+        }
+        match &self.fields {
+            Some(f) => Api::present(&self.rt, s).is_ok_and(|v| f.matches(&v)),
+            None => true,
+        }
+    }
+
+    /// One logged write as this watcher sees it, as Kubernetes' watch cache does: an
+    /// update that moves an object into the selection is ADDED, one that moves it out is
+    /// DELETED (with its last matching state, at the update's resourceVersion).
+    fn render_event(&self, ev: &Event) -> Option<Bytes> {
+        if ev.kind != EventType::Modified || (self.labels.is_none() && self.fields.is_none()) {
+            return self.render(ev.kind, &ev.object);
+        }
+        let now = self.selects(&ev.object);
+        let before = ev.prev.as_deref().is_some_and(|p| self.selects(p));
+        match (before, now) {
+            (true, true) => self.render(EventType::Modified, &ev.object),
+            (false, true) => self.render(EventType::Added, &ev.object),
+            (true, false) => {
+                let prev = ev.prev.as_deref()?;
+                let mut v = Api::present(&self.rt, prev).ok()?;
+                v["metadata"]["resourceVersion"] = json!(ev.rv().to_string());
+                let obj = if self.table {
+                    table::table(&self.rt, &[v], ev.rv(), None)
+                } else {
+                    v
+                };
+                Some(event_line(EventType::Deleted.as_str(), &obj))
+            }
+            (false, false) => None,
+        }
+    }
+
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
         let mut meta = json!({"resourceVersion": rv.to_string()});
         if initial_end {
@@ -1327,6 +1392,15 @@ async fn watch_response(
         ),
     };
     let send_initial = truthy(q, "sendInitialEvents");
+    if let Some(m) = opts.resource_version_match.as_deref() {
+        if !(send_initial && m == "NotOlderThan") {
+            return Err(ApiError::invalid(
+                ("ListOptions", "meta.k8s.io"),
+                "",
+                vec![format!("resourceVersionMatch: Forbidden: resourceVersionMatch {m:?} is forbidden for watch unless sendInitialEvents is provided with \"NotOlderThan\"")],
+            ));
+        }
+    }
     let bookmarks = truthy(q, "allowWatchBookmarks");
     let timeout = q
         .get("timeoutSeconds")
@@ -1359,8 +1433,7 @@ async fn watch_response(
                 &ListOptions {
                     label_selector: opts.label_selector.clone(),
                     field_selector: opts.field_selector.clone(),
-                    limit: None,
-                    continue_token: None,
+                    ..Default::default()
                 },
             )?;
             (res.resource_version, res.items, backlog, live)
@@ -1389,7 +1462,7 @@ async fn watch_response(
                     continue;
                 }
                 last = ev.rv();
-                if let Some(line) = filter.render(ev.kind, &ev.object) {
+                if let Some(line) = filter.render_event(&ev) {
                     if tx.send(Ok(line)).await.is_err() {
                         return;
                     }

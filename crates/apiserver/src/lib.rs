@@ -4,10 +4,12 @@
 //! tests and demos it ships this cluster, the way kind or kwok serve Go controller authors:
 //! an API server with SQLite storage ([`store`]), discovery and CRDs ([`registry`]), the
 //! object semantics of the real server ([`api`]), garbage collection ([`gc`]), server-side
-//! printing ([`table`]) and kwok-style workload simulation ([`sim`]), served over HTTPS
-//! ([`http`]) so that the real `kubectl` and kube-rs work against it. Bodies are JSON,
-//! YAML or, for built-in kinds, Kubernetes protobuf ([`protobuf`], over the descriptors
-//! of [`proto`]); unknown and duplicate fields follow `fieldValidation` ([`fields`]).
+//! printing ([`table`]), version conversion ([`convert`]), the resource metrics API
+//! ([`metrics_api`], for `kubectl top`) and kwok-style workload simulation ([`sim`]),
+//! served over HTTPS ([`http`]) so that the real `kubectl` and kube-rs work against it.
+//! Bodies are JSON, YAML or, for built-in kinds, Kubernetes protobuf ([`protobuf`], over
+//! the descriptors of [`proto`]); unknown and duplicate fields follow `fieldValidation`
+//! ([`fields`]).
 //!
 //! Its storage holds every Secret of the management cluster, so it is private: every
 //! request needs the cluster's bearer token, names the server in `Host` and sends a body
@@ -25,12 +27,14 @@
 pub mod access;
 pub mod api;
 pub mod authz;
+pub mod convert;
 pub mod defaults;
 pub mod error;
 pub mod fields;
 pub mod files;
 pub mod gc;
 pub mod http;
+pub mod metrics_api;
 pub mod partition;
 pub mod patch;
 pub mod podlog;

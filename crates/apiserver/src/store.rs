@@ -13,6 +13,11 @@
 //! holds is answered with 410 Gone, exactly like a compacted etcd revision. After a restart
 //! the log starts empty, so only the current revision can be watched from.
 //!
+//! Each logged event also holds the object as it was before the write, so the log doubles
+//! as etcd's MVCC history: [`Store::list_at`] rebuilds a past revision (continue tokens
+//! page over the snapshot of their first page; `resourceVersionMatch=Exact`), and a watch
+//! with a selector can tell an object leaving its selection from one that never matched.
+//!
 //! Writes are expressed as a closure over the current object ([`Store::write`]), executed
 //! under the writer lock: optimistic-concurrency checks, generation bumps and finalizer
 //! logic in the API layer are therefore atomic with the write itself.
@@ -136,6 +141,10 @@ impl EventType {
 pub struct Event {
     pub kind: EventType,
     pub object: Arc<Stored>,
+    /// The object before this write (`None` for a create): watchers with selectors need
+    /// it to tell "left the selection" from "never matched", and [`Store::list_at`] to
+    /// rebuild a past revision.
+    pub prev: Option<Arc<Stored>>,
 }
 
 impl Event {
@@ -344,6 +353,52 @@ impl Store {
         (items, st.rev)
     }
 
+    /// The objects of a resource (optionally in one namespace) as they were at revision
+    /// `rev`, in (namespace, name) order: the current objects with the logged writes
+    /// after `rev` undone, newest first. `Err(oldest)` when the log no longer reaches back
+    /// to `rev` (as a compacted etcd revision); a `rev` at or beyond the current revision
+    /// is the current list.
+    pub fn list_at(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        rev: u64,
+    ) -> Result<Vec<Arc<Stored>>, u64> {
+        let st = self.read();
+        if rev < st.oldest_watchable && rev < st.rev {
+            return Err(st.oldest_watchable);
+        }
+        let in_scope =
+            |k: &ObjKey| k.resource == resource && namespace.is_none_or(|n| k.namespace == n);
+        let mut items: BTreeMap<(String, String), Arc<Stored>> = match st.objects.get(resource) {
+            None => BTreeMap::new(),
+            Some(m) => m
+                .iter()
+                .filter(|((ns, _), _)| namespace.is_none_or(|n| ns == n))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        for e in st.log.iter().rev() {
+            if e.rv() <= rev {
+                break;
+            }
+            let k = &e.object.key;
+            if !in_scope(k) {
+                continue;
+            }
+            let id = (k.namespace.clone(), k.name.clone());
+            match &e.prev {
+                Some(p) => {
+                    items.insert(id, p.clone());
+                }
+                None => {
+                    items.remove(&id);
+                }
+            }
+        }
+        Ok(items.into_values().collect())
+    }
+
     /// Number of stored objects of a resource, across namespaces.
     pub fn count(&self, resource: &str) -> usize {
         self.read().objects.get(resource).map_or(0, BTreeMap::len)
@@ -458,6 +513,7 @@ impl Store {
         let event = Event {
             kind,
             object: stored,
+            prev: current.clone(),
         };
         self.publish(current.as_deref(), event);
         drop(conn);

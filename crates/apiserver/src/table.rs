@@ -73,6 +73,13 @@ fn columns(rt: &ResourceType) -> Vec<Col> {
             }
             ("batch", "Job") => cols.extend([col("Status"), col("Completions")]),
             ("batch", "CronJob") => cols.extend([col("Schedule"), col("Suspend"), col("Active")]),
+            ("autoscaling", "HorizontalPodAutoscaler") => cols.extend([
+                col("Reference"),
+                col("Targets"),
+                col("MinPods"),
+                col("MaxPods"),
+                col("Replicas"),
+            ]),
             ("networking.k8s.io", "Ingress") => {
                 cols.extend([col("Class"), col("Hosts"), col("Address"), col("Ports")])
             }
@@ -80,6 +87,80 @@ fn columns(rt: &ResourceType) -> Vec<Col> {
         }
     }
     cols
+}
+
+/// The TARGETS cell of an HPA (kubectl 1.32's printer): `cpu: 20%/50%` per resource
+/// metric, `current/target` for Pods metrics, `<unknown>` before a first measurement,
+/// and `+ N more...` beyond three metrics.
+fn hpa_targets(v: &Value) -> String {
+    let specs = v
+        .pointer("/spec/metrics")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let current = v
+        .pointer("/status/currentMetrics")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if specs.is_empty() {
+        return "<none>".into();
+    }
+    let str_of = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let mut parts = Vec::new();
+    for m in specs.iter().take(3) {
+        let t = m.get("type").and_then(Value::as_str).unwrap_or_default();
+        let part = match t {
+            "Resource" => {
+                let name = m
+                    .pointer("/resource/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let cur = current.iter().find(|c| {
+                    c.get("type").and_then(Value::as_str) == Some("Resource")
+                        && c.pointer("/resource/name").and_then(Value::as_str) == Some(name)
+                });
+                if let Some(target) = m.pointer("/resource/target/averageUtilization") {
+                    let now = cur
+                        .and_then(|c| str_of(c.pointer("/resource/current/averageUtilization")))
+                        .map_or("<unknown>".to_string(), |u| format!("{u}%"));
+                    format!("{name}: {now}/{target}%")
+                } else {
+                    let target = str_of(m.pointer("/resource/target/averageValue"))
+                        .or_else(|| str_of(m.pointer("/resource/target/value")))
+                        .unwrap_or_default();
+                    let now = cur
+                        .and_then(|c| str_of(c.pointer("/resource/current/averageValue")))
+                        .unwrap_or_else(|| "<unknown>".into());
+                    format!("{name}: {now}/{target}")
+                }
+            }
+            "Pods" => {
+                let name = m
+                    .pointer("/pods/metric/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let target = str_of(m.pointer("/pods/target/averageValue")).unwrap_or_default();
+                let now = current
+                    .iter()
+                    .find(|c| c.pointer("/pods/metric/name").and_then(Value::as_str) == Some(name))
+                    .and_then(|c| str_of(c.pointer("/pods/current/averageValue")))
+                    .unwrap_or_else(|| "<unknown>".into());
+                format!("{now}/{target}")
+            }
+            _ => "<unknown>/<unknown>".into(),
+        };
+        parts.push(part);
+    }
+    let mut out = parts.join(", ");
+    if specs.len() > 3 {
+        out.push_str(&format!(" + {} more...", specs.len() - 3));
+    }
+    out
 }
 
 /// kubectl's width of a load-balancer address cell (longer lists end in `...`).
@@ -438,6 +519,25 @@ fn cells(rt: &ResourceType, v: &Value, now: time::Timestamp) -> Vec<Value> {
                     "80"
                 }),
             ]),
+            ("autoscaling", "HorizontalPodAutoscaler") => {
+                // Rows are printed from the v2 form, whichever version was asked for.
+                let v2 = crate::convert::to_storage(rt, v.clone());
+                out.extend([
+                    json!(format!(
+                        "{}/{}",
+                        s(v2.pointer("/spec/scaleTargetRef/kind")),
+                        s(v2.pointer("/spec/scaleTargetRef/name"))
+                    )),
+                    json!(hpa_targets(&v2)),
+                    v2.pointer("/spec/minReplicas")
+                        .cloned()
+                        .unwrap_or(json!("<unset>")),
+                    v2.pointer("/spec/maxReplicas").cloned().unwrap_or(json!(0)),
+                    v2.pointer("/status/currentReplicas")
+                        .cloned()
+                        .unwrap_or(json!(0)),
+                ]);
+            }
             ("batch", "CronJob") => out.extend([
                 json!(s(v.pointer("/spec/schedule"))),
                 json!(s(v.pointer("/spec/suspend"))),

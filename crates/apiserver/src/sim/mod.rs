@@ -16,6 +16,8 @@
 //! | [`statefulset`] | `{sts}-{i}` Pods one at a time (OrderedReady) or all at once (Parallel), PVCs `{tmpl}-{sts}-{i}`, rolling update from the highest ordinal (honouring `partition`) |
 //! | [`daemonset`] | one Pod per Ready node, rolling update with `maxUnavailable` |
 //! | [`job`] | parallelism / completions, `backoffLimit`, conditions Complete / SuccessCriteriaMet and Failed / FailureTarget |
+//! | [`cronjob`] | Jobs `{cronjob}-{minutes since epoch}` on the schedule (five fields, macros, `spec.timeZone`) of the simulated clock ([`SimClock`]), `concurrencyPolicy`, `startingDeadlineSeconds`, `suspend`, history limits, `status.active` / `lastScheduleTime` / `lastSuccessfulTime` |
+//! | [`hpa`] | HorizontalPodAutoscalers scale any target with a scale subresource on simulated CPU / memory ([`usage`]) and the `http_requests_per_second` Pods metric, with Kubernetes' algorithm (tolerance, stabilisation windows, rate policies) and conditions |
 //! | [`endpoints`] | an Endpoints object and a `discovery.k8s.io/v1` EndpointSlice per Service with a selector, with ready and not-ready Pod addresses |
 //! | [`pvc`] | PersistentVolumeClaims become Bound |
 //! | [`loadbalancer`] | LoadBalancer Services and Ingresses get an address (`status.loadBalancer.ingress`) from [`SimOptions::load_balancer`], as MetalLB / cloud-provider-kind with ingress-nginx do on kind; opt out with `sim.mooring.dev/load-balancer: pending` |
@@ -33,6 +35,8 @@
 //! | `statefulset-controller` | `SuccessfulCreate` "create Pod web-0 in StatefulSet web successful", `SuccessfulDelete` |
 //! | `deployment-controller` | `ScalingReplicaSet` "Scaled up replica set web-abc to 2 from 0" / "Scaled down …" |
 //! | `job-controller` | `Completed` "Job completed", Warning `BackoffLimitExceeded` |
+//! | `cronjob-controller` | `SuccessfulCreate` "Created job x", `SawCompletedJob`, `SuccessfulDelete` "Deleted job x", `JobAlreadyActive`, Warning `MissSchedule`, `TooManyMissedTimes`, `UnparseableSchedule`, `UnknownTimeZone`, `FailedCreate` |
+//! | `horizontal-pod-autoscaler` | `SuccessfulRescale` "New size: 4; reason: cpu resource utilization (percentage of request) above target", Warning `FailedGetScale`, `FailedRescale`, `FailedGetResourceMetric`, `FailedGetPodsMetric`, … |
 //! | [`loadbalancer`] | `IPAllocated`, Warning `AllocationFailed`, `ListenFailed`, `InvalidAnnotation` |
 //!
 //! A new controller records with `ctx.recorder.normal("cronjob-controller", &obj,
@@ -49,7 +53,13 @@
 //! after creation and Ready half a second later; at `20.0` it is Ready after ~75 ms.
 //! Every duration the simulation honours is divided by the speed, including
 //! `progressDeadlineSeconds`, `minReadySeconds`, readiness `initialDelaySeconds`, the
-//! crash-loop back-off and the run time of Job Pods.
+//! crash-loop back-off, the run time of Job Pods and the HPA's sync period (15 s),
+//! stabilisation windows and policy periods.
+//!
+//! Times of day run on [`SimClock`]: the wall clock when the simulation started, then
+//! `speed` times faster. CronJob schedules use it, so an every-minute CronJob at speed 20
+//! starts a Job every 3 real seconds; its `lastScheduleTime` and the Jobs' scheduled
+//! timestamps are simulated times (ahead of the wall clock at speeds above 1).
 //!
 //! # Failure injection
 //!
@@ -65,12 +75,21 @@
 //! An image tag ending in `:crashloop`, `:never-ready` or `:image-pull` does the same for
 //! that container, so a change of the manifest alone (a "bad release") can produce a
 //! Degraded workload. Other annotations: `sim.mooring.dev/run-seconds` (how long a Job
-//! Pod runs, default 2) and the metrics annotations described in [`metrics`].
+//! Pod runs, default 2), the metrics annotations described in [`metrics`] and the usage
+//! annotations of [`usage`]: `sim.mooring.dev/cpu-utilization` /
+//! `sim.mooring.dev/memory-utilization` (percent of the requests) are how a test raises
+//! the load an HPA sees — `kubectl top` (the `metrics.k8s.io` API,
+//! [`crate::metrics_api`]) shows the same figures.
 //!
 //! # Deliberate simplifications
 //!
 //! Pods are deleted at once (no graceful termination), there are no ControllerRevision
-//! objects, no PersistentVolume objects and no CronJob controller. Endpoints and
+//! objects and no PersistentVolume objects. The HPA has no source for `Object`,
+//! `External` or `ContainerResource` metrics nor for Pods metrics other than
+//! `http_requests_per_second` (it reports `ScalingActive=False` saying so), ignores the
+//! CPU initialisation period (unready Pods simply count as missing), and forgets its
+//! recommendation history when the cluster restarts. CronJobs do not adopt orphaned Jobs,
+//! and a restarted cluster restarts the simulated clock at the wall clock. Endpoints and
 //! EndpointSlices carry an owner reference to their Service so that garbage collection
 //! removes them (Kubernetes' controllers delete them themselves); a Service has one
 //! EndpointSlice whatever its size (Kubernetes splits at 100 endpoints). Events are
@@ -80,10 +99,12 @@
 //! counted). Container logs are kept in memory only (they start afresh after a restart of
 //! the cluster, as the Pods' counters do), and only for containers the kubelet saw start.
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod events;
+pub mod hpa;
 pub mod job;
 pub mod lifecycle;
 pub mod listeners;
@@ -95,6 +116,7 @@ pub mod pvc;
 pub mod replicaset;
 pub mod statefulset;
 pub mod traffic;
+pub mod usage;
 mod util;
 
 use crate::api::{Api, WriteOptions};
@@ -160,6 +182,36 @@ impl SimOptions {
     }
 }
 
+/// The simulation's clock: wall-clock time at start, then running [`SimOptions::speed`]
+/// times faster. Time-of-day schedules (CronJobs) run on it, so that an "every minute"
+/// CronJob at speed 20 fires every 3 real seconds; at speed 1 it is the wall clock.
+#[derive(Debug, Clone, Copy)]
+pub struct SimClock {
+    real: Instant,
+    wall: std::time::SystemTime,
+    speed: f64,
+}
+
+impl SimClock {
+    pub fn new(opts: &SimOptions) -> Self {
+        SimClock {
+            real: Instant::now(),
+            wall: std::time::SystemTime::now(),
+            speed: if opts.speed.is_finite() && opts.speed > 0.0 {
+                opts.speed
+            } else {
+                1.0
+            },
+        }
+    }
+
+    /// The current simulated time.
+    pub fn now(&self) -> std::time::SystemTime {
+        let elapsed = self.real.elapsed().as_secs_f64() * self.speed;
+        self.wall + Duration::from_secs_f64(elapsed.clamp(0.0, 1.0e12))
+    }
+}
+
 /// What every controller needs: the API, the options and the resource types it writes.
 pub(crate) struct Ctx {
     pub api: Api,
@@ -175,6 +227,9 @@ pub(crate) struct Ctx {
     pub pvcs: Arc<ResourceType>,
     pub services: Arc<ResourceType>,
     pub ingresses: Arc<ResourceType>,
+    pub cronjobs: Arc<ResourceType>,
+    /// The simulated time of day (CronJob schedules).
+    pub clock: SimClock,
     /// Where every simulated controller records its Events ([`events`]).
     pub recorder: events::Recorder,
     /// Container logs the kubelet writes ([`logs`]).
@@ -199,6 +254,8 @@ impl Ctx {
             pvcs: get("", "persistentvolumeclaims")?,
             services: get("", "services")?,
             ingresses: get("networking.k8s.io", "ingresses")?,
+            cronjobs: get("batch", "cronjobs")?,
+            clock: SimClock::new(&opts),
             recorder: events::Recorder::new(api.clone())?,
             logs,
             wo: WriteOptions {
@@ -224,6 +281,7 @@ pub(crate) mod res {
     pub const STATEFULSETS: &str = "apps/statefulsets";
     pub const DAEMONSETS: &str = "apps/daemonsets";
     pub const JOBS: &str = "batch/jobs";
+    pub const CRONJOBS: &str = "batch/cronjobs";
 }
 
 /// An event-driven controller: which objects an event concerns, and how to converge one.
@@ -275,6 +333,8 @@ pub fn start_with(
             ctx.clone(),
             loadbalancer::LoadBalancerController::new(&ctx.opts.load_balancer),
         )),
+        tokio::spawn(run(ctx.clone(), hpa::HpaController::default())),
+        tokio::spawn(run(ctx.clone(), cronjob::CronJobController)),
         tokio::spawn(run(ctx, pvc::PvcController)),
     ]
 }

@@ -4,13 +4,17 @@
 mod access;
 mod authz;
 mod bad_input;
+mod cronjob;
 mod endpoints;
 mod field_validation;
 mod events;
+mod hpa;
 mod kube_client;
 mod kubectl;
+mod list_watch;
 mod loadbalancer;
 mod logs;
+mod metrics_api;
 mod persistence;
 mod protobuf;
 mod sim;

@@ -114,3 +114,29 @@ pub async fn try_raw(c: &Cluster, head: &str, body: &[u8]) -> Result<RawResponse
         bytes,
     })
 }
+
+/// A request through kube-rs: (status code, body or `{reason, message}` of the Status).
+pub async fn send(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(body.map(|b| b.to_string().into_bytes()).unwrap_or_default())
+        .expect("request");
+    match client.request_text(req).await {
+        Ok(text) => (
+            200,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        ),
+        Err(kube::Error::Api(s)) => (
+            s.code,
+            serde_json::json!({"reason": s.reason, "message": s.message}),
+        ),
+        Err(e) => panic!("transport error for {method} {path}: {e}"),
+    }
+}

@@ -288,6 +288,19 @@ async fn respect_ignore_differences_keeps_the_hpa_replicas() {
         "app/deploy.yaml",
         &deployment("model", 2, "registry.local/model:1", json!({}), 0),
     );
+    // The embedded cluster's HPA controller scales the Deployment to its minimum of 5
+    // (the simulated request rate, 10/s per Pod, is far below the target).
+    repo.write(
+        "app/hpa.yaml",
+        &serde_json::to_string(&json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "model"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "model"},
+                "minReplicas": 5, "maxReplicas": 6,
+                "metrics": [{"type": "Pods", "pods": {"metric": {"name": "http_requests_per_second"},
+                    "target": {"type": "AverageValue", "averageValue": "1000"}}}]}}))
+        .expect("json"),
+    );
     let c1 = repo.commit("v1");
     let e = env().await;
     let apps = apps(&e.client);
@@ -317,20 +330,11 @@ async fn respect_ignore_differences_keeps_the_hpa_replicas() {
     };
     synced_at(c1).await;
     let deploys = api(&e.client, "apps", "v1", "Deployment", "deployments");
-    assert_eq!(
-        deploys.get("model").await.expect("d").data["spec"]["replicas"],
-        2
-    );
-    // Another field manager (the HPA) scales to 5.
-    deploys
-        .patch(
-            "model",
-            &PatchParams::apply("hpa").force(),
-            &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": "model"}, "spec": {"replicas": 5}})),
-        )
-        .await
-        .expect("scale");
+    eventually(60, "the HPA scales the Deployment to 5", || async {
+        let d = deploys.get("model").await.ok()?;
+        (d.data["spec"]["replicas"] == 5).then_some(())
+    })
+    .await;
     // A Git commit changes something else in the Deployment: the sync applies it and
     // keeps the HPA's replicas.
     repo.write(
