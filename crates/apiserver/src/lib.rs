@@ -27,6 +27,7 @@ pub mod error;
 pub mod files;
 pub mod gc;
 pub mod http;
+pub mod openapi;
 pub mod partition;
 pub mod patch;
 pub mod proto;
@@ -270,6 +271,7 @@ impl Cluster {
                 &opts.hostnames,
             )),
             partition: partition.clone(),
+            openapi: Arc::default(),
         };
         let app = http::router(state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -9,6 +9,7 @@
 
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// Where a CRD's scale subresource finds its replica counts.
@@ -47,6 +48,9 @@ pub struct ResourceType {
     pub printer_columns: Vec<PrinterColumn>,
     /// Present when the type comes from a CustomResourceDefinition (its name).
     pub crd: Option<String>,
+    /// A custom resource version's `openAPIV3Schema` (`None` for built-in kinds, whose
+    /// schemas come from [`crate::openapi`], and for CRDs without one).
+    pub schema: Option<Arc<Value>>,
 }
 
 impl ResourceType {
@@ -167,6 +171,11 @@ pub fn types_from_crd(crd: &Value) -> Result<Vec<ResourceType>, CrdError> {
             has_generation: true,
             printer_columns,
             crd: Some(crd_name.to_string()),
+            schema: v
+                .pointer("/schema/openAPIV3Schema")
+                .or_else(|| spec.pointer("/validation/openAPIV3Schema"))
+                .cloned()
+                .map(Arc::new),
         });
     }
     Ok(out)
@@ -611,6 +620,7 @@ pub fn builtin_types() -> Vec<ResourceType> {
                     has_generation: generation,
                     printer_columns: vec![],
                     crd: None,
+                    schema: None,
                 }
             },
         )
@@ -623,6 +633,9 @@ type TypeMap = BTreeMap<(String, String, String), Arc<ResourceType>>;
 #[derive(Clone, Default)]
 pub struct Registry {
     inner: Arc<RwLock<TypeMap>>,
+    /// Bumped whenever the served types change, so documents derived from them
+    /// (OpenAPI) know when to rebuild.
+    generation: Arc<AtomicU64>,
 }
 
 impl Registry {
@@ -679,9 +692,15 @@ impl Registry {
         self.read().values().cloned().collect()
     }
 
+    /// Changes whenever the served types (or a CRD's schema) change.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     /// Replace the types served for one CRD (empty `types` removes them).
     pub fn set_crd_types(&self, crd_name: &str, types: Vec<ResourceType>) {
         let mut map = self.write();
+        self.generation.fetch_add(1, Ordering::SeqCst);
         map.retain(|_, t| t.crd.as_deref() != Some(crd_name));
         for t in types {
             map.insert(

@@ -10,13 +10,13 @@ use serde_json::json;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Out {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
 }
 
-async fn kubectl(c: &Cluster, args: &[&str], stdin: Option<&str>) -> Out {
+pub(crate) async fn kubectl(c: &Cluster, args: &[&str], stdin: Option<&str>) -> Out {
     let mut cmd = tokio::process::Command::new("kubectl");
     cmd.args(args)
         .env("KUBECONFIG", c.kubeconfig_path())
@@ -44,7 +44,7 @@ async fn kubectl(c: &Cluster, args: &[&str], stdin: Option<&str>) -> Out {
     }
 }
 
-async fn ok(c: &Cluster, args: &[&str], stdin: Option<&str>) -> String {
+pub(crate) async fn ok(c: &Cluster, args: &[&str], stdin: Option<&str>) -> String {
     let o = kubectl(c, args, stdin).await;
     assert!(o.ok, "kubectl {args:?} failed:\n{}\n{}", o.stdout, o.stderr);
     o.stdout

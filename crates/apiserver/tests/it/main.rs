@@ -7,6 +7,7 @@ mod endpoints;
 mod kube_client;
 mod kubectl;
 mod loadbalancer;
+mod openapi;
 mod persistence;
 mod sim;
 mod support;
