@@ -34,6 +34,7 @@ pub mod proto;
 pub mod registry;
 pub mod sim;
 pub mod store;
+pub mod structural;
 pub mod table;
 pub mod tls;
 /// Label/field selectors and name/label validation are Kubernetes vocabulary shared with the
