@@ -10,6 +10,7 @@
 //! cleanup run asynchronously in [`crate::gc`], as in Kubernetes.
 
 use crate::error::ApiError;
+use crate::fields::{self, FieldValidation, Warnings};
 use crate::patch::{self, ApplyOptions, PatchError};
 use crate::registry::{split_api_version, Registry, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector, SelectorError};
@@ -34,11 +35,30 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// `force` for server-side apply.
     pub force: bool,
+    /// `fieldValidation`: what unknown and duplicate fields do ([`crate::fields`]).
+    pub field_validation: FieldValidation,
+    /// Keys the body repeated, as paths: only its decoder sees them (the HTTP layer).
+    pub duplicate_fields: Vec<String>,
+    /// Where `fieldValidation=Warn` findings go (the HTTP layer sends them as headers).
+    pub warnings: Warnings,
 }
 
 impl WriteOptions {
     fn manager(&self) -> &str {
         self.field_manager.as_deref().unwrap_or("unknown")
+    }
+
+    /// Drop the fields the schema of `rt` does not declare from `obj` and act on them and
+    /// on the body's duplicate keys as `fieldValidation` says.
+    fn check_fields(&self, rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
+        let unknown = fields::prune_unknown(rt, obj);
+        fields::enforce(
+            self.field_validation,
+            (&rt.kind, &rt.version),
+            &unknown,
+            &self.duplicate_fields,
+            &self.warnings,
+        )
     }
 }
 
@@ -364,6 +384,7 @@ impl Api {
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
         Self::check_type(rt, &obj)?;
+        opts.check_fields(rt, &mut obj)?;
         let ns = self.resolve_namespace(rt, ns, &obj)?;
         {
             let m = meta_mut(&mut obj);
@@ -555,11 +576,12 @@ impl Api {
         rt: &ResourceType,
         ns: Option<&str>,
         name: &str,
-        obj: Value,
+        mut obj: Value,
         sub: Subresource,
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
         Self::check_type(rt, &obj)?;
+        opts.check_fields(rt, &mut obj)?;
         if let Some(n) = meta_str(&obj, "name") {
             if n != name {
                 return Err(ApiError::BadRequest(format!(
@@ -595,6 +617,17 @@ impl Api {
                 "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),
             ));
         }
+        // An applied configuration is checked before apply computes field ownership from
+        // it; the other patch types are checked on the object they produce.
+        let pruned_body;
+        let body = if patch_type == PatchType::Apply {
+            let mut b = body.clone();
+            opts.check_fields(rt, &mut b)?;
+            pruned_body = b;
+            &pruned_body
+        } else {
+            body
+        };
         let key = Self::key(rt, ns, name);
         if patch_type == PatchType::Apply && self.store.get(&key).is_none() {
             if sub != Subresource::Main {
@@ -679,6 +712,10 @@ impl Api {
                 }
             }
             .map_err(|e| patch_error(rt, name, e))?;
+            let mut patched = patched;
+            if patch_type != PatchType::Apply {
+                opts.check_fields(rt, &mut patched)?;
+            }
             let want = meta_str(&patched, "resourceVersion").filter(|s| !s.is_empty());
             check_resource_version(rt, name, want, old)?;
             Ok(patched)
@@ -978,6 +1015,17 @@ impl Api {
             ),
             details: Default::default(),
         })?;
+        let mut scale = scale.clone();
+        if let Some(message) = crate::proto::message_for("autoscaling/v1", "Scale") {
+            let unknown = fields::prune_object(&message, &mut scale);
+            fields::enforce(
+                opts.field_validation,
+                ("Scale", "v1"),
+                &unknown,
+                &opts.duplicate_fields,
+                &opts.warnings,
+            )?;
+        }
         let replicas = scale
             .pointer("/spec/replicas")
             .and_then(Value::as_i64)

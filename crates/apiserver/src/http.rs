@@ -544,6 +544,16 @@ fn content_type(headers: &HeaderMap) -> String {
 /// Decode a request body as JSON or YAML, by its content type: only the two Kubernetes
 /// accepts ([`crate::access::body_format`]); anything else is a 415.
 fn decode_body(method: &Method, headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
+    decode_body_checked(method, headers, body).map(|(v, _)| v)
+}
+
+/// [`decode_body`], also returning the paths of keys the body repeats (for
+/// `fieldValidation`, [`crate::fields`]).
+fn decode_body_checked(
+    method: &Method,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(Value, Vec<String>), ApiError> {
     let format = crate::access::body_format(method, headers)?;
     if body.is_empty() {
         return Err(ApiError::BadRequest("the request body is empty".into()));
@@ -551,10 +561,10 @@ fn decode_body(method: &Method, headers: &HeaderMap, body: &Bytes) -> Result<Val
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::BadRequest("the request body is not valid UTF-8".into()))?;
     if format == crate::access::BodyFormat::Yaml {
-        mooring_core::yaml::parse_one(text)
+        crate::fields::yaml_with_duplicates(text)
             .map_err(|e| ApiError::BadRequest(format!("error decoding YAML body: {e}")))
     } else {
-        serde_json::from_str(text).map_err(|e| {
+        decode_json(body).map_err(|e| {
             ApiError::BadRequest(format!(
                 "the object provided is unrecognized: error decoding JSON body: {e}"
             ))
@@ -562,18 +572,55 @@ fn decode_body(method: &Method, headers: &HeaderMap, body: &Bytes) -> Result<Val
     }
 }
 
-fn write_options(q: &Query, headers: &HeaderMap) -> WriteOptions {
+fn decode_json(body: &[u8]) -> Result<(Value, Vec<String>), serde_json::Error> {
+    crate::fields::json_with_duplicates(body)
+}
+
+/// Add the request's warnings to its response as `Warning: 299 - "..."` headers, as the
+/// Kubernetes API server sends them (kubectl prints each as `Warning: ...`).
+fn with_warnings(mut r: Response, warnings: &crate::fields::Warnings) -> Response {
+    for w in warnings.list() {
+        let text: String = w
+            .chars()
+            .map(|c| {
+                if c.is_ascii() && !c.is_control() {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = axum::http::HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            r.headers_mut().append(header::WARNING, v);
+        }
+    }
+    r
+}
+
+/// The options of a write from its query: `fieldManager` (default: the user-agent's
+/// program name), `dryRun`, `force`, `fieldValidation` (of `options_kind`, for errors).
+fn write_options(
+    q: &Query,
+    headers: &HeaderMap,
+    options_kind: &str,
+) -> Result<WriteOptions, ApiError> {
     let agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .and_then(|ua| ua.split('/').next())
         .filter(|s| !s.is_empty())
         .map(str::to_string);
-    WriteOptions {
+    Ok(WriteOptions {
         field_manager: q.get("fieldManager").cloned().or(agent),
         dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
         force: truthy(q, "force"),
-    }
+        field_validation: crate::fields::FieldValidation::parse(
+            q.get("fieldValidation").map(String::as_str),
+            options_kind,
+        )?,
+        ..Default::default()
+    })
 }
 
 fn list_options(q: &Query) -> Result<ListOptions, ApiError> {
@@ -804,25 +851,31 @@ async fn serve_resource(
             Ok(json_response(StatusCode::OK, &v))
         }
         (Method::POST, None) => {
-            let obj = decode_body(method, headers, &body)?;
-            let v = api.create(&rt, ns, obj, &write_options(q, headers))?;
-            Ok(json_response(StatusCode::CREATED, &v))
+            let mut opts = write_options(q, headers, "CreateOptions")?;
+            let (obj, dups) = decode_body_checked(method, headers, &body)?;
+            opts.duplicate_fields = dups;
+            let v = api.create(&rt, ns, obj, &opts)?;
+            Ok(with_warnings(
+                json_response(StatusCode::CREATED, &v),
+                &opts.warnings,
+            ))
         }
         (Method::PUT, Some(name)) => {
-            let obj = decode_body(method, headers, &body)?;
+            let mut opts = write_options(q, headers, "UpdateOptions")?;
+            let (obj, dups) = decode_body_checked(method, headers, &body)?;
+            opts.duplicate_fields = dups;
             if is_scale {
-                let v = api.set_scale(&rt, ns, name, &obj, &write_options(q, headers))?;
-                return Ok(json_response(StatusCode::OK, &v));
+                let v = api.set_scale(&rt, ns, name, &obj, &opts)?;
+                return Ok(with_warnings(
+                    json_response(StatusCode::OK, &v),
+                    &opts.warnings,
+                ));
             }
-            let v = api.update(
-                &rt,
-                ns,
-                name,
-                obj,
-                sub.unwrap_or(Subresource::Main),
-                &write_options(q, headers),
-            )?;
-            Ok(json_response(StatusCode::OK, &v))
+            let v = api.update(&rt, ns, name, obj, sub.unwrap_or(Subresource::Main), &opts)?;
+            Ok(with_warnings(
+                json_response(StatusCode::OK, &v),
+                &opts.warnings,
+            ))
         }
         (Method::PATCH, Some(name)) => {
             let ct = content_type(headers);
@@ -831,17 +884,21 @@ async fn serve_resource(
                     "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"
                 ))
             })?;
-            let patch = if pt == PatchType::Apply {
+            let mut opts = write_options(q, headers, "PatchOptions")?;
+            let (patch, dups) = if pt == PatchType::Apply {
                 let text = std::str::from_utf8(&body).map_err(|_| {
                     ApiError::BadRequest("the request body is not valid UTF-8".into())
                 })?;
-                mooring_core::yaml::parse_one(text)
+                crate::fields::yaml_with_duplicates(text)
                     .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?
             } else {
-                serde_json::from_slice(&body)
+                decode_json(&body)
                     .map_err(|e| ApiError::BadRequest(format!("error decoding patch body: {e}")))?
             };
-            let opts = write_options(q, headers);
+            // A JSON patch is a list of operations: its keys are not the object's.
+            if pt != PatchType::Json {
+                opts.duplicate_fields = dups;
+            }
             if is_scale {
                 let current = api.get_scale(&rt, ns, name)?;
                 let patched = match pt {
@@ -852,7 +909,10 @@ async fn serve_resource(
                     _ => mooring_core::merge_patch::applied(&current, &patch),
                 };
                 let v = api.set_scale(&rt, ns, name, &patched, &opts)?;
-                return Ok(json_response(StatusCode::OK, &v));
+                return Ok(with_warnings(
+                    json_response(StatusCode::OK, &v),
+                    &opts.warnings,
+                ));
             }
             let existed = pt != PatchType::Apply || api.get(&rt, ns, name).is_ok();
             let v = api.patch(
@@ -869,7 +929,7 @@ async fn serve_resource(
             } else {
                 StatusCode::CREATED
             };
-            Ok(json_response(code, &v))
+            Ok(with_warnings(json_response(code, &v), &opts.warnings))
         }
         (Method::DELETE, Some(name)) => {
             let opts = delete_options(q, headers, &body)?;

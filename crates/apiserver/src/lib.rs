@@ -24,6 +24,7 @@ pub mod access;
 pub mod api;
 pub mod defaults;
 pub mod error;
+pub mod fields;
 pub mod files;
 pub mod gc;
 pub mod http;

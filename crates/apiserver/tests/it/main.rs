@@ -4,6 +4,7 @@
 mod access;
 mod bad_input;
 mod endpoints;
+mod field_validation;
 mod kube_client;
 mod kubectl;
 mod loadbalancer;
