@@ -52,6 +52,14 @@ impl WriteOptions {
     /// on the body's duplicate keys as `fieldValidation` says.
     fn check_fields(&self, rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
         let unknown = fields::prune_unknown(rt, obj);
+        if Api::is_crd_type(rt) {
+            // CEL rules are not evaluated here: say so rather than accept them silently.
+            for rule in crate::structural::cel_rules(obj) {
+                self.warnings.push(format!(
+                    "x-kubernetes-validations are not enforced by the embedded cluster (no CEL): {rule}"
+                ));
+            }
+        }
         fields::enforce(
             self.field_validation,
             (&rt.kind, &rt.version),
@@ -367,6 +375,10 @@ impl Api {
             if let Err(e) = crate::registry::types_from_crd(obj) {
                 causes.push(e.to_string());
             }
+            causes.extend(crate::structural::crd_errors(obj));
+        }
+        if let Some(schema) = &rt.schema {
+            causes.extend(crate::structural::validate(schema, obj, old));
         }
         if causes.is_empty() {
             Ok(())
@@ -419,6 +431,7 @@ impl Api {
         }
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
+        structural_defaults(rt, &mut obj);
         self.validate(rt, &obj, None)?;
         if let Some(ns) = &ns {
             self.check_namespace(ns)?;
@@ -661,6 +674,7 @@ impl Api {
                 },
             )
             .map_err(|e| patch_error(rt, name, e))?;
+            structural_defaults(rt, &mut obj);
             self.validate(rt, &obj, None)?;
             if let Some(ns) = &ns {
                 self.check_namespace(ns)?;
@@ -787,6 +801,7 @@ impl Api {
             if sub == Subresource::Main {
                 defaults::apply(rt, &mut new);
             }
+            structural_defaults(rt, &mut new);
             self.validate(rt, &new, Some(&old))?;
             if rt.has_generation {
                 let gen = old
@@ -1061,6 +1076,13 @@ impl Api {
 }
 
 /// Optimistic concurrency: a write that names a resourceVersion must name the current one.
+/// Fill in the `default`s of a custom resource's schema ([`crate::structural`]).
+fn structural_defaults(rt: &ResourceType, obj: &mut Value) {
+    if let Some(schema) = &rt.schema {
+        crate::structural::default(schema, obj);
+    }
+}
+
 fn check_resource_version(
     rt: &ResourceType,
     name: &str,

@@ -65,7 +65,16 @@ pub fn pattern(p: &str) -> Result<Arc<Regex>, PatternError> {
         .size_limit(MAX_REGEX_SIZE)
         .dfa_size_limit(MAX_REGEX_SIZE)
         .build()
-        .map_err(|e| PatternError::Invalid(e.to_string()))?;
+        .map_err(|e| {
+            // The parser's message spans lines (pattern, caret, error); keep the error.
+            let text = e.to_string();
+            let line = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("error: "))
+                .unwrap_or(text.lines().last().unwrap_or(""))
+                .to_string();
+            PatternError::Invalid(line)
+        })?;
     let r = Arc::new(r);
     let mut c = cache
         .lock()
@@ -108,7 +117,14 @@ pub fn prune(schema: &Value, v: &mut Value, root: bool) -> Vec<String> {
     out
 }
 
-fn prune_at(s: &Value, v: &mut Value, path: &str, keep_meta: bool, depth: usize, out: &mut Vec<String>) {
+fn prune_at(
+    s: &Value,
+    v: &mut Value,
+    path: &str,
+    keep_meta: bool,
+    depth: usize,
+    out: &mut Vec<String>,
+) {
     if depth > MAX_DEPTH {
         return;
     }
@@ -186,7 +202,8 @@ fn default_at(s: &Value, v: &mut Value, depth: usize) {
             if let Some(items) = s.get("items").filter(|i| i.is_object()) {
                 for x in a.iter_mut() {
                     if x.is_null() {
-                        if let Some(d) = items.get("default").filter(|_| !truthy(items, "nullable")) {
+                        if let Some(d) = items.get("default").filter(|_| !truthy(items, "nullable"))
+                        {
                             *x = d.clone();
                         }
                     }
@@ -230,7 +247,10 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 fn is_integer(n: &serde_json::Number) -> bool {
-    n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.is_finite())
+    n.is_i64()
+        || n.is_u64()
+        || n.as_f64()
+            .is_some_and(|f| f.fract() == 0.0 && f.is_finite())
 }
 
 fn type_matches(t: &str, v: &Value) -> bool {
@@ -261,7 +281,9 @@ fn json_eq(a: &Value, b: &Value) -> bool {
             x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
         }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, a)| y.get(k).is_some_and(|b| json_eq(a, b)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, a)| y.get(k).is_some_and(|b| json_eq(a, b)))
         }
         _ => a == b,
     }
@@ -271,7 +293,10 @@ fn json_eq(a: &Value, b: &Value) -> bool {
 fn canonical(v: &Value) -> String {
     match v {
         Value::Number(n) => n.as_f64().map(|f| f.to_string()).unwrap_or_default(),
-        Value::Array(a) => format!("[{}]", a.iter().map(canonical).collect::<Vec<_>>().join(",")),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
         Value::Object(o) => {
             let mut keys: Vec<&String> = o.keys().collect();
             keys.sort();
@@ -308,7 +333,9 @@ fn validate_at(
     }
     let at = if path.is_empty() { "<root>" } else { path };
     if depth > MAX_DEPTH {
-        out.push(format!("{at}: Invalid value: \"object\": nested too deeply (more than {MAX_DEPTH} levels)"));
+        out.push(format!(
+            "{at}: Invalid value: \"object\": nested too deeply (more than {MAX_DEPTH} levels)"
+        ));
         return;
     }
     if v.is_null() {
@@ -316,7 +343,9 @@ fn validate_at(
             return;
         }
         if let Some(t) = s.get("type").and_then(Value::as_str) {
-            out.push(format!("{at}: Invalid value: \"null\": {at} in body must be of type {t}: \"null\""));
+            out.push(format!(
+                "{at}: Invalid value: \"null\": {at} in body must be of type {t}: \"null\""
+            ));
             return;
         }
         if truthy(s, "x-kubernetes-int-or-string") {
@@ -333,7 +362,9 @@ fn validate_at(
     } else if let Some(t) = s.get("type").and_then(Value::as_str) {
         if !type_matches(t, v) {
             let got = type_name(v);
-            out.push(format!("{at}: Invalid value: \"{got}\": {at} in body must be of type {t}: \"{got}\""));
+            out.push(format!(
+                "{at}: Invalid value: \"{got}\": {at} in body must be of type {t}: \"{got}\""
+            ));
             return;
         }
     }
@@ -355,12 +386,16 @@ fn validate_at(
             let n = a.len() as u64;
             if let Some(max) = count(s, "maxItems") {
                 if n > max {
-                    out.push(format!("{at}: Too many: {n}: must have at most {max} items"));
+                    out.push(format!(
+                        "{at}: Too many: {n}: must have at most {max} items"
+                    ));
                 }
             }
             if let Some(min) = count(s, "minItems") {
                 if n < min {
-                    out.push(format!("{at}: Invalid value: {n}: {at} in body should have at least {min} items"));
+                    out.push(format!(
+                        "{at}: Invalid value: {n}: {at} in body should have at least {min} items"
+                    ));
                 }
             }
             let list_type = s.get("x-kubernetes-list-type").and_then(Value::as_str);
@@ -389,7 +424,10 @@ fn validate_at(
                             .iter()
                             .filter_map(|k| Some((k.to_string(), x.get(*k)?.clone())))
                             .collect();
-                        out.push(format!("{at}[{i}]: Duplicate value: {}", Value::Object(shown_key)));
+                        out.push(format!(
+                            "{at}[{i}]: Duplicate value: {}",
+                            Value::Object(shown_key)
+                        ));
                     }
                 }
             }
@@ -407,7 +445,9 @@ fn validate_at(
             let n = o.len() as u64;
             if let Some(max) = count(s, "maxProperties") {
                 if n > max {
-                    out.push(format!("{at}: Too many: {n}: must have at most {max} items"));
+                    out.push(format!(
+                        "{at}: Too many: {n}: must have at most {max} items"
+                    ));
                 }
             }
             if let Some(min) = count(s, "minProperties") {
@@ -442,7 +482,12 @@ fn validate_at(
     validate_combinators(s, v, old, path, root, depth, out);
 }
 
-fn correlate<'a>(list_type: Option<&str>, s: &Value, old: &'a [Value], x: &Value) -> Option<&'a Value> {
+fn correlate<'a>(
+    list_type: Option<&str>,
+    s: &Value,
+    old: &'a [Value],
+    x: &Value,
+) -> Option<&'a Value> {
     match list_type {
         Some("set") => old.iter().find(|o| json_eq(o, x)),
         Some("map") => {
@@ -491,7 +536,10 @@ fn validate_combinators(
     }
     if let Some(not) = s.get("not") {
         if errs(not).is_empty() {
-            out.push(format!("{at}: Invalid value: {}: {at} in body must not be valid against the schema of not", shown(v)));
+            out.push(format!(
+                "{at}: Invalid value: {}: {at} in body must not be valid against the schema of not",
+                shown(v)
+            ));
         }
     }
 }
@@ -505,22 +553,35 @@ fn validate_string(s: &Value, st: &str, v: &Value, at: &str, out: &mut Vec<Strin
     }
     if let Some(min) = count(s, "minLength") {
         if chars < min {
-            out.push(format!("{at}: Invalid value: {}: {at} in body should be at least {min} chars long", shown(v)));
+            out.push(format!(
+                "{at}: Invalid value: {}: {at} in body should be at least {min} chars long",
+                shown(v)
+            ));
         }
     }
     if let Some(p) = s.get("pattern").and_then(Value::as_str) {
         match pattern(p) {
             Ok(re) => {
                 if !re.is_match(st) {
-                    out.push(format!("{at}: Invalid value: {}: {at} in body should match '{p}'", shown(v)));
+                    out.push(format!(
+                        "{at}: Invalid value: {}: {at} in body should match '{p}'",
+                        shown(v)
+                    ));
                 }
             }
-            Err(e) => out.push(format!("{at}: Invalid value: {}: the schema's pattern does not compile: {e}", shown(v))),
+            Err(e) => out.push(format!(
+                "{at}: Invalid value: {}: the schema's pattern does not compile: {e}",
+                shown(v)
+            )),
         }
     }
     if let Some(f) = s.get("format").and_then(Value::as_str) {
         if !format_ok(f, st) {
-            out.push(format!("{at}: Invalid value: {}: {at} in body must be of type {f}: {}", shown(v), shown(v)));
+            out.push(format!(
+                "{at}: Invalid value: {}: {at} in body must be of type {f}: {}",
+                shown(v),
+                shown(v)
+            ));
         }
     }
 }
@@ -528,28 +589,48 @@ fn validate_string(s: &Value, st: &str, v: &Value, at: &str, out: &mut Vec<Strin
 fn validate_number(s: &Value, n: &serde_json::Number, v: &Value, at: &str, out: &mut Vec<String>) {
     let Some(x) = n.as_f64() else { return };
     let show = shown(v);
-    let fmt = |f: f64| Value::from(f).to_string().trim_end_matches(".0").to_string();
+    let fmt = |f: f64| {
+        Value::from(f)
+            .to_string()
+            .trim_end_matches(".0")
+            .to_string()
+    };
     if let Some(min) = num(s, "minimum") {
         if truthy(s, "exclusiveMinimum") {
             if x <= min {
-                out.push(format!("{at}: Invalid value: {show}: {at} in body should be greater than {}", fmt(min)));
+                out.push(format!(
+                    "{at}: Invalid value: {show}: {at} in body should be greater than {}",
+                    fmt(min)
+                ));
             }
         } else if x < min {
-            out.push(format!("{at}: Invalid value: {show}: {at} in body should be greater than or equal to {}", fmt(min)));
+            out.push(format!(
+                "{at}: Invalid value: {show}: {at} in body should be greater than or equal to {}",
+                fmt(min)
+            ));
         }
     }
     if let Some(max) = num(s, "maximum") {
         if truthy(s, "exclusiveMaximum") {
             if x >= max {
-                out.push(format!("{at}: Invalid value: {show}: {at} in body should be less than {}", fmt(max)));
+                out.push(format!(
+                    "{at}: Invalid value: {show}: {at} in body should be less than {}",
+                    fmt(max)
+                ));
             }
         } else if x > max {
-            out.push(format!("{at}: Invalid value: {show}: {at} in body should be less than or equal to {}", fmt(max)));
+            out.push(format!(
+                "{at}: Invalid value: {show}: {at} in body should be less than or equal to {}",
+                fmt(max)
+            ));
         }
     }
     if let Some(m) = num(s, "multipleOf") {
         if m > 0.0 && ((x / m).fract().abs() > 1e-9) {
-            out.push(format!("{at}: Invalid value: {show}: {at} in body should be a multiple of {}", fmt(m)));
+            out.push(format!(
+                "{at}: Invalid value: {show}: {at} in body should be a multiple of {}",
+                fmt(m)
+            ));
         }
     }
     if let Some(f) = s.get("format").and_then(Value::as_str) {
@@ -559,7 +640,9 @@ fn validate_number(s: &Value, n: &serde_json::Number, v: &Value, at: &str, out: 
             _ => true,
         };
         if !fits {
-            out.push(format!("{at}: Invalid value: {show}: {at} in body must be of type {f}: {show}"));
+            out.push(format!(
+                "{at}: Invalid value: {show}: {at} in body must be of type {f}: {show}"
+            ));
         }
     }
 }
@@ -589,10 +672,15 @@ fn format_ok(f: &str, s: &str) -> bool {
                         && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
                 })
         }
-        "email" => s.split_once('@').is_some_and(|(a, b)| !a.is_empty() && b.contains('.')),
+        "email" => s
+            .split_once('@')
+            .is_some_and(|(a, b)| !a.is_empty() && b.contains('.')),
         "mac" => {
             let parts: Vec<&str> = s.split([':', '-']).collect();
-            parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+            parts.len() == 6
+                && parts
+                    .iter()
+                    .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
         }
         _ => true,
     }
@@ -601,21 +689,31 @@ fn format_ok(f: &str, s: &str) -> bool {
 /// One served version's schema problems: the CRD is rejected with these.
 fn structural_errors(s: &Value, path: &str, depth: usize, out: &mut Vec<String>) {
     if depth > MAX_DEPTH {
-        out.push(format!("{path}: Invalid value: \"object\": nested too deeply (more than {MAX_DEPTH} levels)"));
+        out.push(format!(
+            "{path}: Invalid value: \"object\": nested too deeply (more than {MAX_DEPTH} levels)"
+        ));
         return;
     }
     let Some(o) = s.as_object() else {
-        out.push(format!("{path}: Invalid value: {}: must be an object", shown(s)));
+        out.push(format!(
+            "{path}: Invalid value: {}: must be an object",
+            shown(s)
+        ));
         return;
     };
     let t = o.get("type").and_then(Value::as_str).unwrap_or("");
     let int_or_string = truthy(s, "x-kubernetes-int-or-string");
     let preserve = truthy(s, "x-kubernetes-preserve-unknown-fields");
     if t.is_empty() && !int_or_string && !preserve {
-        out.push(format!("{path}.type: Required value: must not be empty for specified object fields"));
+        out.push(format!(
+            "{path}.type: Required value: must not be empty for specified object fields"
+        ));
     }
     if !t.is_empty()
-        && !matches!(t, "object" | "array" | "string" | "integer" | "number" | "boolean")
+        && !matches!(
+            t,
+            "object" | "array" | "string" | "integer" | "number" | "boolean"
+        )
     {
         out.push(format!(
             "{path}.type: Unsupported value: {t:?}: supported values: \"array\", \"boolean\", \"integer\", \"number\", \"object\", \"string\""
@@ -650,7 +748,11 @@ fn structural_errors(s: &Value, path: &str, depth: usize, out: &mut Vec<String>)
                 "{path}.x-kubernetes-list-type: Unsupported value: {t:?}: supported values: \"atomic\", \"map\", \"set\""
             ));
         }
-        if t == "map" && o.get("x-kubernetes-list-map-keys").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+        if t == "map"
+            && o.get("x-kubernetes-list-map-keys")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty)
+        {
             out.push(format!(
                 "{path}.x-kubernetes-list-map-keys: Required value: must not be empty if x-kubernetes-list-type is map"
             ));
@@ -663,7 +765,10 @@ fn structural_errors(s: &Value, path: &str, depth: usize, out: &mut Vec<String>)
                     structural_errors(ps, &format!("{path}.properties[{k}]"), depth + 1, out);
                 }
             }
-            None => out.push(format!("{path}.properties: Invalid value: {}: must be an object", shown(props))),
+            None => out.push(format!(
+                "{path}.properties: Invalid value: {}: must be an object",
+                shown(props)
+            )),
         }
     }
     if let Some(a) = o.get("additionalProperties").filter(|a| a.is_object()) {
@@ -694,12 +799,24 @@ fn structural_errors(s: &Value, path: &str, depth: usize, out: &mut Vec<String>)
 /// Inside `allOf`/`anyOf`/`oneOf`/`not` a structural schema holds value validations only.
 fn combinator_errors(s: &Value, path: &str, depth: usize, out: &mut Vec<String>) {
     if depth > MAX_DEPTH {
-        out.push(format!("{path}: Invalid value: \"object\": nested too deeply (more than {MAX_DEPTH} levels)"));
+        out.push(format!(
+            "{path}: Invalid value: \"object\": nested too deeply (more than {MAX_DEPTH} levels)"
+        ));
         return;
     }
-    for k in ["type", "additionalProperties", "default", "nullable", "x-kubernetes-preserve-unknown-fields", "x-kubernetes-embedded-resource", "x-kubernetes-int-or-string"] {
+    for k in [
+        "type",
+        "additionalProperties",
+        "default",
+        "nullable",
+        "x-kubernetes-preserve-unknown-fields",
+        "x-kubernetes-embedded-resource",
+        "x-kubernetes-int-or-string",
+    ] {
         if s.get(k).is_some() {
-            out.push(format!("{path}.{k}: Forbidden: must be empty to be structural"));
+            out.push(format!(
+                "{path}.{k}: Forbidden: must be empty to be structural"
+            ));
         }
     }
     if let Some(props) = s.get("properties").and_then(Value::as_object) {
@@ -717,6 +834,9 @@ fn combinator_errors(s: &Value, path: &str, depth: usize, out: &mut Vec<String>)
 /// Required value: ...`), as apiextensions.k8s.io/v1 requires.
 pub fn crd_errors(crd: &Value) -> Vec<String> {
     let mut out = Vec::new();
+    if crd.pointer("/spec/preserveUnknownFields") == Some(&Value::Bool(true)) {
+        out.push("spec.preserveUnknownFields: Invalid value: true: must be false in order to use defaults in the schema".into());
+    }
     let Some(versions) = crd.pointer("/spec/versions").and_then(Value::as_array) else {
         return out;
     };
@@ -726,10 +846,15 @@ pub fn crd_errors(crd: &Value) -> Vec<String> {
             Some(s) => {
                 structural_errors(s, &path, 0, &mut out);
                 if s.get("type").and_then(Value::as_str) != Some("object") && s.is_object() {
-                    out.push(format!("{path}.type: Invalid value: {}: must be object at the root", shown(s.get("type").unwrap_or(&Value::Null))));
+                    out.push(format!(
+                        "{path}.type: Invalid value: {}: must be object at the root",
+                        shown(s.get("type").unwrap_or(&Value::Null))
+                    ));
                 }
             }
-            None => out.push(format!("spec.versions[{i}].schema.openAPIV3Schema: Required value: schemas are required")),
+            None => out.push(format!(
+                "spec.versions[{i}].schema.openAPIV3Schema: Required value: schemas are required"
+            )),
         }
     }
     out
@@ -774,7 +899,12 @@ pub fn cel_rules(crd: &Value) -> Vec<String> {
     if let Some(versions) = crd.pointer("/spec/versions").and_then(Value::as_array) {
         for (i, v) in versions.iter().enumerate() {
             if let Some(s) = v.pointer("/schema/openAPIV3Schema") {
-                walk(s, &format!("spec.versions[{i}].schema.openAPIV3Schema"), 0, &mut out);
+                walk(
+                    s,
+                    &format!("spec.versions[{i}].schema.openAPIV3Schema"),
+                    0,
+                    &mut out,
+                );
             }
         }
     }
@@ -840,7 +970,15 @@ mod tests {
             "top": true
         }));
         assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(pruned, vec!["spec.bogus", "spec.ports[0].zzz", "spec.template.spec.c", "top"]);
+        assert_eq!(
+            pruned,
+            vec![
+                "spec.bogus",
+                "spec.ports[0].zzz",
+                "spec.template.spec.c",
+                "top"
+            ]
+        );
         assert_eq!(o["spec"]["extra"]["anything"]["goes"], true);
         assert_eq!(o["spec"]["template"]["kind"], "Pod");
         assert_eq!(o["metadata"]["name"], "x");
@@ -858,14 +996,23 @@ mod tests {
             "spec.image: Required value",
             "spec.replicas: Invalid value: 11: spec.replicas in body should be less than or equal to 10",
         ]);
-        let (_, _, e) = admitted(json!({"spec": {"image": "Nginx", "mode": "medium", "replicas": 1.5}}));
-        assert!(e.contains(&"spec.mode: Unsupported value: \"medium\": supported values: \"fast\", \"slow\"".to_string()), "{e:?}");
+        let (_, _, e) =
+            admitted(json!({"spec": {"image": "Nginx", "mode": "medium", "replicas": 1.5}}));
+        assert!(
+            e.contains(
+                &"spec.mode: Unsupported value: \"medium\": supported values: \"fast\", \"slow\""
+                    .to_string()
+            ),
+            "{e:?}"
+        );
         assert!(e.contains(&"spec.image: Invalid value: \"Nginx\": spec.image in body should match '^[a-z]+(:[0-9.]+)?$'".to_string()), "{e:?}");
         assert!(e.contains(&"spec.replicas: Invalid value: \"number\": spec.replicas in body must be of type integer: \"number\"".to_string()), "{e:?}");
         let (_, _, e) = admitted(json!({"spec": {"image": "a".repeat(100_000)}}));
         assert_eq!(e, ["spec.image: Too long: may not be more than 20 bytes"]);
-        let (_, _, e) = admitted(json!({"spec": {"image": "a", "port": true, "ratio": 0, "when": "yesterday", "note": null,
-            "tags": ["a", "a"], "ports": [{"name": "x"}, {"name": "x"}], "labels": {"a": "1", "b": "2", "c": 3}}}));
+        let (_, _, e) = admitted(
+            json!({"spec": {"image": "a", "port": true, "ratio": 0, "when": "yesterday", "note": null,
+            "tags": ["a", "a"], "ports": [{"name": "x"}, {"name": "x"}], "labels": {"a": "1", "b": "2", "c": 3}}}),
+        );
         for want in [
             "spec.port: Invalid value: \"boolean\": spec.port in body must be of type integer,string: \"boolean\"",
             "spec.ratio: Invalid value: 0: spec.ratio in body should be greater than 0",
@@ -878,7 +1025,9 @@ mod tests {
             assert!(e.contains(&want.to_string()), "missing {want}: {e:?}");
         }
         assert_eq!(e.len(), 7, "{e:?}");
-        let (_, _, e) = admitted(json!({"spec": {"image": "a", "port": "http", "ports": [{"name": "a", "port": 3_000_000_000u64}]}}));
+        let (_, _, e) = admitted(
+            json!({"spec": {"image": "a", "port": "http", "ports": [{"name": "a", "port": 3_000_000_000u64}]}}),
+        );
         assert_eq!(e, ["spec.ports[0].port: Invalid value: 3000000000: spec.ports[0].port in body must be of type int32: 3000000000"]);
     }
 
@@ -895,25 +1044,40 @@ mod tests {
     fn crd_schemas_must_be_structural() {
         let crd = |s: Value| json!({"spec": {"versions": [{"name": "v1", "schema": {"openAPIV3Schema": s}}]}});
         assert!(crd_errors(&crd(schema())).is_empty());
-        let e = crd_errors(&crd(json!({"type": "object", "properties": {"spec": {"properties": {}}}})));
+        let e = crd_errors(&crd(
+            json!({"type": "object", "properties": {"spec": {"properties": {}}}}),
+        ));
         assert_eq!(e, ["spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields"]);
-        let e = crd_errors(&crd(json!({"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": {"type": "string"}})));
+        let e = crd_errors(&crd(
+            json!({"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": {"type": "string"}}),
+        ));
         assert_eq!(e, ["spec.versions[0].schema.openAPIV3Schema.additionalProperties: Forbidden: additionalProperties and properties are mutual exclusive"]);
-        let e = crd_errors(&crd(json!({"type": "object", "properties": {"a": {"type": "string", "pattern": "(", "default": 3}}})));
+        let e = crd_errors(&crd(
+            json!({"type": "object", "properties": {"a": {"type": "string", "pattern": "(", "default": 3}}}),
+        ));
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(e[0].starts_with("spec.versions[0].schema.openAPIV3Schema.properties[a].pattern: Invalid value: \"(\": must be a valid regular expression"), "{e:?}");
         // A pathological pattern compiles (linear-time engine) or is refused by size; either
         // way validating against it is bounded.
         let huge = format!("^{}$", "(a|aa)*".repeat(2000));
-        let _ = crd_errors(&crd(json!({"type": "object", "properties": {"a": {"type": "string", "pattern": huge}}})));
+        let _ = crd_errors(&crd(
+            json!({"type": "object", "properties": {"a": {"type": "string", "pattern": huge}}}),
+        ));
         // Deep nesting is refused, not overflowed.
         let mut deep = json!({"type": "string"});
         for _ in 0..(MAX_DEPTH + 5) {
             deep = json!({"type": "object", "properties": {"x": deep}});
         }
-        assert!(crd_errors(&crd(deep)).iter().any(|e| e.contains("nested too deeply")));
-        let rules = cel_rules(&crd(json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.a == self.b"}]})));
-        assert_eq!(rules, ["spec.versions[0].schema.openAPIV3Schema: self.a == self.b"]);
+        assert!(crd_errors(&crd(deep))
+            .iter()
+            .any(|e| e.contains("nested too deeply")));
+        let rules = cel_rules(&crd(
+            json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.a == self.b"}]}),
+        ));
+        assert_eq!(
+            rules,
+            ["spec.versions[0].schema.openAPIV3Schema: self.a == self.b"]
+        );
     }
 
     #[test]

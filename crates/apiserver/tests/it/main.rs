@@ -3,6 +3,7 @@
 
 mod access;
 mod bad_input;
+mod crd_validation;
 mod endpoints;
 mod field_validation;
 mod kube_client;
