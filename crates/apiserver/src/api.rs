@@ -6,7 +6,9 @@
 //! namespace existence, defaulting, `metadata.generation` bumped only on spec changes,
 //! optimistic concurrency on `resourceVersion`, immutable fields, the split between the
 //! main resource and its `status`/`scale` subresources, managed fields, finalizers and
-//! `deletionTimestamp`, and dry runs. Garbage collection of dependents and namespace
+//! `deletionTimestamp`, and dry runs. Custom resources are pruned, defaulted and validated
+//! against their CRD's structural schema ([`crate::structural`]), unknown fields reported as
+//! `fieldValidation` asks ([`crate::fields`]). Garbage collection of dependents and namespace
 //! cleanup run asynchronously in [`crate::gc`], as in Kubernetes.
 
 use crate::error::ApiError;

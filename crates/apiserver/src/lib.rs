@@ -3,7 +3,9 @@
 //! Mooring reaches every cluster through the Kubernetes API. For zero-setup development,
 //! tests and demos it ships this cluster, the way kind or kwok serve Go controller authors:
 //! an API server with SQLite storage ([`store`]), discovery and CRDs ([`registry`]), the
-//! object semantics of the real server ([`api`]), garbage collection ([`gc`]), server-side
+//! object semantics of the real server ([`api`]), custom resources validated against their
+//! structural schemas ([`structural`]), OpenAPI v3 documents for `kubectl explain`
+//! ([`openapi`]), garbage collection ([`gc`]), server-side
 //! printing ([`table`]) and kwok-style workload simulation ([`sim`]), served over HTTPS
 //! ([`http`]) so that the real `kubectl` and kube-rs work against it.
 //!

@@ -23,9 +23,9 @@
 //! real server names them (reversed group, version, kind: `io.argoproj.v1alpha1.Application`),
 //! with the standard `apiVersion`, `kind` and `metadata` (a reference to `ObjectMeta`).
 //!
-//! Documents are built once per group version and kept until the registry changes (a CRD is
-//! written or deleted, see [`crate::registry::Registry::generation`]); the root lists each with
-//! a `?hash=` of its content, which is what kubectl's disk cache keys on.
+//! Documents are built once per group version and kept until a type of that group version
+//! changes (a CRD is written or deleted); the root lists each with a `?hash=` of its
+//! content, which is what kubectl's disk cache keys on.
 
 use crate::registry::{Registry, ResourceType};
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
@@ -513,41 +513,50 @@ pub struct Document {
     pub hash: String,
 }
 
-/// Built documents, by group version, for one registry generation.
+/// Built documents, by group version, with the resource types each was built from: a
+/// document is rebuilt only when a type of its group version changed (the registry
+/// replaces a CRD's types with new ones when it is written), so a CRD write does not
+/// rebuild the built-in groups' documents.
 #[derive(Default)]
 pub struct Cache {
-    docs: Mutex<(u64, HashMap<(String, String), Document>)>,
+    docs: Mutex<HashMap<(String, String), (Vec<Arc<ResourceType>>, Document)>>,
 }
 
 impl Cache {
-    /// The document of a group version, built at most once per registry generation.
+    /// The document of a group version, built once per version of its types.
     pub fn document(&self, registry: &Registry, group: &str, version: &str) -> Document {
-        let generation = registry.generation();
+        let all = registry.all();
+        let types: Vec<Arc<ResourceType>> = all
+            .iter()
+            .filter(|t| t.group == group && t.version == version)
+            .cloned()
+            .collect();
         let key = (group.to_string(), version.to_string());
-        {
-            let docs = self.lock();
-            if docs.0 == generation {
-                if let Some(d) = docs.1.get(&key) {
-                    return d.clone();
-                }
+        if let Some((built_from, d)) = self.lock().get(&key) {
+            if built_from.len() == types.len()
+                && built_from
+                    .iter()
+                    .zip(&types)
+                    .all(|(a, b)| Arc::ptr_eq(a, b))
+            {
+                return d.clone();
             }
         }
-        let doc = group_version_document(&registry.all(), group, version);
+        let doc = group_version_document(&types, group, version);
         let body = serde_json::to_vec(&doc).unwrap_or_default();
         let hash = content_hash(&body);
         let d = Document {
             body: Arc::new(body),
             hash,
         };
-        let mut docs = self.lock();
-        if docs.0 != generation {
-            *docs = (generation, HashMap::new());
-        }
-        docs.1.insert(key, d.clone());
+        self.lock().insert(key, (types, d.clone()));
         d
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<(String, String), Document>)> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), (Vec<Arc<ResourceType>>, Document)>>
+    {
         self.docs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

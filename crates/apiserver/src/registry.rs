@@ -9,7 +9,6 @@
 
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// Where a CRD's scale subresource finds its replica counts.
@@ -633,9 +632,6 @@ type TypeMap = BTreeMap<(String, String, String), Arc<ResourceType>>;
 #[derive(Clone, Default)]
 pub struct Registry {
     inner: Arc<RwLock<TypeMap>>,
-    /// Bumped whenever the served types change, so documents derived from them
-    /// (OpenAPI) know when to rebuild.
-    generation: Arc<AtomicU64>,
 }
 
 impl Registry {
@@ -692,15 +688,9 @@ impl Registry {
         self.read().values().cloned().collect()
     }
 
-    /// Changes whenever the served types (or a CRD's schema) change.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::SeqCst)
-    }
-
     /// Replace the types served for one CRD (empty `types` removes them).
     pub fn set_crd_types(&self, crd_name: &str, types: Vec<ResourceType>) {
         let mut map = self.write();
-        self.generation.fetch_add(1, Ordering::SeqCst);
         map.retain(|_, t| t.crd.as_deref() != Some(crd_name));
         for t in types {
             map.insert(
