@@ -48,7 +48,7 @@ pub struct HttpState {
     /// While on, every request but the partition endpoint's is dropped ([`crate::partition`]).
     pub partition: crate::partition::Partition,
     /// Built OpenAPI v3 documents ([`crate::openapi`]).
-    pub openapi: Arc<crate::openapi::Cache>,
+    pub openapi: crate::openapi::Cache,
 }
 
 pub fn router(state: HttpState) -> Router {

@@ -275,7 +275,7 @@ impl Cluster {
                 &opts.hostnames,
             )),
             partition: partition.clone(),
-            openapi: Arc::default(),
+            openapi: openapi::Cache::shared(),
         };
         let app = http::router(state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -513,23 +513,28 @@ pub struct Document {
     pub hash: String,
 }
 
+/// A built document with the resource types it was built from.
+type Built = (Vec<Arc<ResourceType>>, Document);
+
+/// Group versions whose documents are kept at most (past that the cache starts over).
+const MAX_CACHED: usize = 256;
+
 /// Built documents, by group version, with the resource types each was built from: a
-/// document is rebuilt only when a type of its group version changed (the registry
-/// replaces a CRD's types with new ones when it is written), so a CRD write does not
-/// rebuild the built-in groups' documents.
-#[derive(Default)]
+/// document is rebuilt only when a type of its group version changed (a CRD written or
+/// deleted), so a CRD write does not rebuild the built-in groups' documents. Cheap to
+/// clone (shared).
+#[derive(Default, Clone)]
 pub struct Cache {
-    docs: Mutex<HashMap<(String, String), (Vec<Arc<ResourceType>>, Document)>>,
+    docs: Arc<Mutex<HashMap<(String, String), Built>>>,
 }
 
 impl Cache {
     /// The document of a group version, built once per version of its types.
     pub fn document(&self, registry: &Registry, group: &str, version: &str) -> Document {
-        let all = registry.all();
-        let types: Vec<Arc<ResourceType>> = all
-            .iter()
+        let types: Vec<Arc<ResourceType>> = registry
+            .all()
+            .into_iter()
             .filter(|t| t.group == group && t.version == version)
-            .cloned()
             .collect();
         let key = (group.to_string(), version.to_string());
         if let Some((built_from, d)) = self.lock().get(&key) {
@@ -537,7 +542,7 @@ impl Cache {
                 && built_from
                     .iter()
                     .zip(&types)
-                    .all(|(a, b)| Arc::ptr_eq(a, b))
+                    .all(|(a, b)| Arc::ptr_eq(a, b) || a == b)
             {
                 return d.clone();
             }
@@ -549,14 +554,22 @@ impl Cache {
             body: Arc::new(body),
             hash,
         };
-        self.lock().insert(key, (types, d.clone()));
+        let mut docs = self.lock();
+        if docs.len() >= MAX_CACHED {
+            docs.clear();
+        }
+        docs.insert(key, (types, d.clone()));
         d
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), (Vec<Arc<ResourceType>>, Document)>>
-    {
+    /// The cache every cluster of this process shares: the built-in groups' documents are
+    /// the same for all of them.
+    pub fn shared() -> Cache {
+        static SHARED: OnceLock<Cache> = OnceLock::new();
+        SHARED.get_or_init(Cache::default).clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Built>> {
         self.docs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
