@@ -29,9 +29,11 @@
 //!    in particular the three "simple" content types a browser sends cross-site without
 //!    asking first (`text/plain`, `application/x-www-form-urlencoded`,
 //!    `multipart/form-data`) — is a `415 Unsupported Media Type` and nothing is written.
-//!    Kubernetes reads a body without `Content-Type` as JSON; here it is refused too,
-//!    because a browser's `fetch` with a `Blob` body sends none and is still "simple".
-//!    Every Kubernetes client names its content type.
+//!    A body without `Content-Type` is read as JSON, as Kubernetes does: the official
+//!    Python client (what the KServe and Kubeflow SDKs use) sends none. That opens no
+//!    cross-site door, because every request also needs the bearer token in an
+//!    `Authorization` header, which a browser never sends cross-site without a CORS
+//!    preflight this server does not grant.
 
 use crate::error::ApiError;
 use axum::http::{header, HeaderMap, Method, Uri};
@@ -257,9 +259,8 @@ pub enum BodyFormat {
 pub fn body_format(method: &Method, headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
     let accepted = "accepted media types include: application/json, application/yaml";
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "the {method} request has a body but no Content-Type - {accepted}"
-        )));
+        // Kubernetes' default (the Python client names no content type).
+        return Ok(BodyFormat::Json);
     };
     let ct = value.to_str().unwrap_or_default();
     match media_type(ct).as_str() {
@@ -412,8 +413,8 @@ mod tests {
             assert_eq!(body_format(&m, &ct(bad)).expect_err(bad).code(), 415);
         }
         assert_eq!(
-            body_format(&m, &HeaderMap::new()).expect_err("none").code(),
-            415
+            body_format(&m, &HeaderMap::new()).expect("none is JSON"),
+            BodyFormat::Json
         );
     }
 }

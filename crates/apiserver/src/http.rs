@@ -111,6 +111,13 @@ async fn handle(
         tracing::debug!(%method, path = uri.path(), "refused: {e}");
         return error_response(&e);
     }
+    let user = match authorize(&st, &method, &uri, &headers) {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::debug!(%method, path = uri.path(), "forbidden: {e}");
+            return error_response(&e);
+        }
+    };
     let body = match read_body(body).await {
         Ok(b) => b,
         Err(e) => return error_response(&e),
@@ -118,11 +125,35 @@ async fn handle(
     let answer = if partition_endpoint {
         partition_endpoint_answer(&st, &method, &body)
     } else {
-        route(&st, &method, &uri, &headers, body).await
+        route(&st, &method, &uri, &headers, &user, body).await
     };
     match answer {
         Ok(r) => r,
         Err(e) => error_response(&e),
+    }
+}
+
+/// Who the request acts as ([`crate::authz::identity`]) and whether RBAC lets them: the
+/// administrator always; an impersonated identity only as its roles allow.
+fn authorize(
+    st: &HttpState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<crate::authz::UserInfo, ApiError> {
+    let user = crate::authz::identity(headers)?;
+    if user.is_privileged() || crate::access::is_public(uri.path()) {
+        return Ok(user);
+    }
+    let watch = truthy(&parse_query(uri), "watch");
+    let attrs = crate::authz::request_attributes(method, uri.path(), watch);
+    if crate::authz::Rbac::load(&st.api)?
+        .authorize(&user, &attrs)
+        .allowed
+    {
+        Ok(user)
+    } else {
+        Err(crate::authz::forbidden(&user, &attrs))
     }
 }
 
@@ -210,6 +241,7 @@ async fn route(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
+    user: &crate::authz::UserInfo,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let path = uri.path();
@@ -286,7 +318,37 @@ async fn route(
     };
     let rp = parse_resource_path(st, group, version, rest).ok_or_else(|| not_served(path))?;
     let q = parse_query(uri);
+    if rp.rt.verbs == crate::registry::CREATE_ONLY {
+        return serve_review(st, method, headers, user, rp, body);
+    }
     serve_resource(st, method, headers, &q, rp, body).await
+}
+
+/// A review ([`crate::authz::review`]): POST to the collection answers; nothing else is served.
+fn serve_review(
+    st: &HttpState,
+    method: &Method,
+    headers: &HeaderMap,
+    user: &crate::authz::UserInfo,
+    rp: ResourcePath,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if *method != Method::POST || rp.name.is_some() || rp.watch {
+        return Err(ApiError::MethodNotAllowed(format!(
+            "the server does not allow this method on the requested resource ({} only accepts create)",
+            rp.rt.qualified_plural()
+        )));
+    }
+    let request = decode_body(method, headers, &body)?;
+    let answer = crate::authz::review(
+        &st.api,
+        &rp.rt,
+        rp.namespace.as_deref(),
+        request,
+        user,
+        |t| st.access.token().matches(t.as_bytes()),
+    )?;
+    Ok(json_response(StatusCode::CREATED, &answer))
 }
 
 fn not_served(path: &str) -> ApiError {
@@ -379,19 +441,9 @@ fn resource_list(st: &HttpState, group: &str, version: &str) -> Value {
         if t.group != group || t.version != version {
             continue;
         }
-        let verbs = [
-            "create",
-            "delete",
-            "deletecollection",
-            "get",
-            "list",
-            "patch",
-            "update",
-            "watch",
-        ];
         let mut r = json!({
             "name": t.plural, "singularName": t.singular, "namespaced": t.namespaced,
-            "kind": t.kind, "verbs": verbs, "storageVersionHash": "",
+            "kind": t.kind, "verbs": t.verbs, "storageVersionHash": "",
         });
         if !t.short_names.is_empty() {
             r["shortNames"] = json!(t.short_names);

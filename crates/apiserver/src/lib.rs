@@ -24,6 +24,7 @@
 
 pub mod access;
 pub mod api;
+pub mod authz;
 pub mod defaults;
 pub mod error;
 pub mod fields;
@@ -445,6 +446,27 @@ fn bootstrap(api: &Api, opts: &ClusterOptions) -> Result<(), error::ApiError> {
                 serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
                 &wo,
             )?;
+        }
+    }
+    // The default RBAC roles of a real cluster (crate::authz), created once: an
+    // administrator may change or delete them, as in Kubernetes.
+    for obj in authz::bootstrap_objects() {
+        let kind = obj["kind"].as_str().unwrap_or_default();
+        let rt = api
+            .registry
+            .get(
+                "rbac.authorization.k8s.io",
+                "v1",
+                authz::bootstrap_plural(kind),
+            )
+            .ok_or_else(|| error::ApiError::Internal(format!("{kind} is not registered")))?;
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if api.get(&rt, None, &name).is_err() {
+            api.create(&rt, None, obj, &wo)?;
         }
     }
     let crd_rt = api

@@ -50,7 +50,25 @@ pub struct ResourceType {
     /// A custom resource version's `openAPIV3Schema` (`None` for built-in kinds, whose
     /// schemas come from [`crate::openapi`], and for CRDs without one).
     pub schema: Option<Arc<Value>>,
+    /// The verbs discovery lists and the server serves ([`ALL_VERBS`] for stored kinds;
+    /// [`CREATE_ONLY`] for reviews, which answer a question and store nothing).
+    pub verbs: &'static [&'static str],
 }
+
+/// Every verb of a stored resource, in discovery order.
+pub const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+/// The verbs of a review (`SubjectAccessReview`, `TokenReview` …): POST only, nothing stored.
+pub const CREATE_ONLY: &[&str] = &["create"];
 
 impl ResourceType {
     /// `group/version`, or just `version` for the core group.
@@ -175,6 +193,7 @@ pub fn types_from_crd(crd: &Value) -> Result<Vec<ResourceType>, CrdError> {
                 .or_else(|| spec.pointer("/validation/openAPIV3Schema"))
                 .cloned()
                 .map(Arc::new),
+            verbs: ALL_VERBS,
         });
     }
     Ok(out)
@@ -579,6 +598,73 @@ const BUILTINS: &[(&str, &str, &str, &str, bool, &[&str], bool, bool, bool)] = &
         false,
         true,
     ),
+    // Reviews (crate::authz): create-only questions, never stored.
+    (
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        false,
+        &[],
+        false,
+        false,
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        false,
+        &[],
+        false,
+        false,
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "v1",
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        false,
+        &[],
+        false,
+        false,
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "v1",
+        "LocalSubjectAccessReview",
+        "localsubjectaccessreviews",
+        true,
+        &[],
+        false,
+        false,
+        false,
+    ),
+    (
+        "authentication.k8s.io",
+        "v1",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        false,
+        &[],
+        false,
+        false,
+        false,
+    ),
+    (
+        "authentication.k8s.io",
+        "v1",
+        "TokenReview",
+        "tokenreviews",
+        false,
+        &[],
+        false,
+        false,
+        false,
+    ),
 ];
 
 /// The built-in resource types, in discovery order.
@@ -620,6 +706,11 @@ pub fn builtin_types() -> Vec<ResourceType> {
                     printer_columns: vec![],
                     crd: None,
                     schema: None,
+                    verbs: if crate::authz::is_review(group) {
+                        CREATE_ONLY
+                    } else {
+                        ALL_VERBS
+                    },
                 }
             },
         )

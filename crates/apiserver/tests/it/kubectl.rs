@@ -16,6 +16,7 @@ pub(crate) struct Out {
     pub stderr: String,
 }
 
+/// Run the real kubectl with the cluster's kubeconfig (and `stdin`), whatever its outcome.
 pub(crate) async fn kubectl(c: &Cluster, args: &[&str], stdin: Option<&str>) -> Out {
     let mut cmd = tokio::process::Command::new("kubectl");
     cmd.args(args)
@@ -44,6 +45,7 @@ pub(crate) async fn kubectl(c: &Cluster, args: &[&str], stdin: Option<&str>) -> 
     }
 }
 
+/// Run the real kubectl; it must succeed. Returns its stdout.
 pub(crate) async fn ok(c: &Cluster, args: &[&str], stdin: Option<&str>) -> String {
     let o = kubectl(c, args, stdin).await;
     assert!(o.ok, "kubectl {args:?} failed:\n{}\n{}", o.stdout, o.stderr);

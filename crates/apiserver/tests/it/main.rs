@@ -2,6 +2,7 @@
 //! the real `kubectl` binary. One test binary for the crate (see DESIGN.md: fast builds).
 
 mod access;
+mod authz;
 mod bad_input;
 mod crd_validation;
 mod endpoints;
