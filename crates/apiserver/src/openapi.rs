@@ -134,28 +134,6 @@ fn reference(name: &str) -> Value {
     json!({ "$ref": format!("{REF_PREFIX}{name}") })
 }
 
-/// The JSON name of a field: its protobuf name, except for JSONSchemaProps' renamed ones.
-fn json_name(f: &FieldDescriptor) -> String {
-    let n = f.name();
-    match n {
-        "ref" => "$ref".into(),
-        "schema" => "$schema".into(),
-        _ if n.starts_with("xKubernetes") => {
-            let mut out = String::from("x");
-            for c in n[1..].chars() {
-                if c.is_ascii_uppercase() {
-                    out.push('-');
-                    out.push(c.to_ascii_lowercase());
-                } else {
-                    out.push(c);
-                }
-            }
-            out
-        }
-        _ => n.to_string(),
-    }
-}
-
 /// The schema of one value of a field's type (an element, for lists and maps).
 fn value_schema(kind: &Kind) -> Value {
     match kind {
@@ -255,6 +233,36 @@ fn special(full_name: &str, desc: String) -> Option<Value> {
     })
 }
 
+/// Add the properties of `m`'s fields to `props`; fields embedded inline in Go
+/// (`json:",inline"`, [`crate::proto::is_inline`]) contribute their own fields instead, as
+/// in the real document (a ConfigMapKeySelector has `name`, not `localObjectReference`).
+fn add_fields(
+    m: &MessageDescriptor,
+    is_object: bool,
+    props: &mut Map<String, Value>,
+    required: &mut Vec<Value>,
+    depth: usize,
+) {
+    for f in m.fields() {
+        if crate::proto::is_inline(&f) {
+            if let (Kind::Message(inner), true) = (f.kind(), depth < 4) {
+                add_fields(&inner, is_object, props, required, depth + 1);
+            }
+            continue;
+        }
+        let comment = comment_of(f.parent_file().file_descriptor_proto().name(), f.path());
+        let name = crate::proto::json_key(&f).into_owned();
+        // A defaulted field is not required either, whatever its markers say.
+        let optional = markers(comment).iter().any(|(k, _)| *k == "optional")
+            || comment.contains("Defaults to")
+            || comment.contains("defaults to");
+        if !optional && !is_object {
+            required.push(json!(name));
+        }
+        props.insert(name, field_schema(&f));
+    }
+}
+
 /// The schema of one built-in message.
 fn definition(m: &MessageDescriptor) -> Value {
     let comment = comment_of(m.parent_file().file_descriptor_proto().name(), m.path());
@@ -289,18 +297,7 @@ fn definition(m: &MessageDescriptor) -> Value {
             json!({"type": "string", "description": KIND_DOC}),
         );
     }
-    for f in &fields {
-        let comment = comment_of(f.parent_file().file_descriptor_proto().name(), f.path());
-        let name = json_name(f);
-        // A defaulted field is not required either, whatever its markers say.
-        let optional = markers(comment).iter().any(|(k, _)| *k == "optional")
-            || comment.contains("Defaults to")
-            || comment.contains("defaults to");
-        if !optional && !is_object {
-            required.push(json!(name));
-        }
-        props.insert(name, field_schema(f));
-    }
+    add_fields(m, is_object, &mut props, &mut required, 0);
     if is_object {
         // Of a kind, only `items` of a list is required (spec and status are optional).
         if fields.iter().any(|f| f.name() == "items") {
@@ -646,6 +643,16 @@ mod tests {
             ports["x-kubernetes-list-map-keys"],
             json!(["containerPort", "protocol"])
         );
+        // Inline-embedded Go structs are flattened, as in the real document.
+        let key = &schema("io.k8s.api.core.v1.ConfigMapKeySelector")["properties"];
+        assert!(
+            key.get("name").is_some() && key.get("localObjectReference").is_none(),
+            "{key}"
+        );
+        let volume = &schema("io.k8s.api.core.v1.Volume")["properties"];
+        assert!(volume.get("configMap").is_some() && volume.get("volumeSource").is_none());
+        let probe = &schema("io.k8s.api.core.v1.Probe")["properties"];
+        assert!(probe.get("httpGet").is_some() && probe.get("handler").is_none());
         let sel = schema("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector");
         assert_eq!(sel["x-kubernetes-map-type"], "atomic");
         assert_eq!(
