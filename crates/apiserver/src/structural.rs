@@ -789,25 +789,40 @@ fn structural_errors(s: &Value, path: &str, depth: usize, out: &mut Vec<String>)
     for comb in ["allOf", "anyOf", "oneOf"] {
         if let Some(subs) = o.get(comb).and_then(Value::as_array) {
             for (i, sub) in subs.iter().enumerate() {
-                combinator_errors(sub, &format!("{path}.{comb}[{i}]"), depth + 1, out);
+                let p = format!("{path}.{comb}[{i}]");
+                combinator_errors(sub, &p, int_or_string, depth + 1, out);
             }
         }
     }
     if let Some(n) = o.get("not") {
-        combinator_errors(n, &format!("{path}.not"), depth + 1, out);
+        combinator_errors(n, &format!("{path}.not"), false, depth + 1, out);
     }
 }
 
-/// Inside `allOf`/`anyOf`/`oneOf`/`not` a structural schema holds value validations only.
-fn combinator_errors(s: &Value, path: &str, depth: usize, out: &mut Vec<String>) {
+/// Inside `allOf`/`anyOf`/`oneOf`/`not` a structural schema holds value validations only,
+/// except for the int-or-string idiom controller-gen emits next to
+/// `x-kubernetes-int-or-string: true` (`anyOf: [{type: integer}, {type: string}]`), which
+/// Kubernetes allows.
+fn combinator_errors(
+    s: &Value,
+    path: &str,
+    int_or_string: bool,
+    depth: usize,
+    out: &mut Vec<String>,
+) {
     if depth > MAX_DEPTH {
         out.push(format!(
             "{path}: Invalid value: \"object\": nested too deeply (more than {MAX_DEPTH} levels)"
         ));
         return;
     }
+    let t = s.get("type").and_then(Value::as_str);
+    if s.get("type").is_some() && !(int_or_string && matches!(t, Some("integer" | "string"))) {
+        out.push(format!(
+            "{path}.type: Forbidden: must be empty to be structural"
+        ));
+    }
     for k in [
-        "type",
         "additionalProperties",
         "default",
         "nullable",
@@ -823,11 +838,17 @@ fn combinator_errors(s: &Value, path: &str, depth: usize, out: &mut Vec<String>)
     }
     if let Some(props) = s.get("properties").and_then(Value::as_object) {
         for (k, ps) in props {
-            combinator_errors(ps, &format!("{path}.properties[{k}]"), depth + 1, out);
+            combinator_errors(
+                ps,
+                &format!("{path}.properties[{k}]"),
+                false,
+                depth + 1,
+                out,
+            );
         }
     }
     if let Some(i) = s.get("items").filter(|i| i.is_object()) {
-        combinator_errors(i, &format!("{path}.items"), depth + 1, out);
+        combinator_errors(i, &format!("{path}.items"), false, depth + 1, out);
     }
 }
 
@@ -1073,6 +1094,22 @@ mod tests {
         assert!(crd_errors(&crd(deep))
             .iter()
             .any(|e| e.contains("nested too deeply")));
+        // controller-gen's int-or-string (a Quantity) is structural, and validates.
+        let q = json!({"type": "object", "properties": {"cpu": {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": "^[0-9]+m?$", "x-kubernetes-int-or-string": true}}});
+        assert!(
+            crd_errors(&crd(q.clone())).is_empty(),
+            "{:?}",
+            crd_errors(&crd(q.clone()))
+        );
+        assert!(validate(&q, &json!({"cpu": "500m"}), None).is_empty());
+        assert!(validate(&q, &json!({"cpu": 2}), None).is_empty());
+        assert_eq!(validate(&q, &json!({"cpu": "lots"}), None).len(), 1);
+        assert_eq!(validate(&q, &json!({"cpu": 1.5}), None).len(), 1);
+        let e = crd_errors(&crd(json!({"type": "object", "properties": {"a": {
+            "type": "string", "anyOf": [{"type": "integer"}]}}})));
+        assert_eq!(e, ["spec.versions[0].schema.openAPIV3Schema.properties[a].anyOf[0].type: Forbidden: must be empty to be structural"]);
         let rules = cel_rules(&crd(
             json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.a == self.b"}]}),
         ));
