@@ -222,6 +222,9 @@ impl Api {
             o.insert("apiVersion".into(), json!(rt.api_version()));
             o.insert("kind".into(), json!(rt.kind));
         }
+        // A custom resource stored before its schema gained a default reads with it, as
+        // the real server defaults what it reads from etcd.
+        structural_defaults(rt, &mut v);
         Ok(v)
     }
 

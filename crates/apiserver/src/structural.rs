@@ -21,9 +21,9 @@
 //!    update equal to the stored object's is not re-validated, so objects stored before a
 //!    schema tightened can still be updated elsewhere.
 //!
-//! Defaults are applied on writes only; the real server also applies them when it reads an
-//! object stored before the default was added to the schema (here such an object gets them
-//! at its next write). `x-kubernetes-validations` (CEL rules) are not evaluated; a CRD carrying them is accepted
+//! Defaults are applied on writes and on reads (an object stored before its schema gained a
+//! default reads with it, as the real server defaults what it reads from etcd).
+//! `x-kubernetes-validations` (CEL rules) are not evaluated; a CRD carrying them is accepted
 //! with a `Warning` naming each rule that will not be enforced ([`cel_rules`]).
 //!
 //! Hostile input stays bounded: patterns are compiled with the linear-time `regex` crate

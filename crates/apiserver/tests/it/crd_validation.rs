@@ -321,6 +321,19 @@ async fn custom_resources_are_validated_defaulted_and_pruned() {
         Some(&widget("k1", json!({"image": "nginx", "replicas": 3}))),
     )
     .await;
+
+    // A default added to the schema later shows on reads of objects stored before it.
+    let r = send(
+        &c,
+        "PATCH",
+        &format!("{crds}/widgets.example.com"),
+        "application/json-patch+json",
+        r#"[{"op": "add", "path": "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/colour",
+             "value": {"type": "string", "default": "blue"}}]"#,
+    )
+    .await;
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert_eq!(get(&c, "w1").await.json()["spec"]["colour"], "blue");
     c.stop();
 }
 
