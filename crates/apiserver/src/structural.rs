@@ -45,6 +45,14 @@ const MAX_REGEX_SIZE: usize = 1 << 20;
 /// Compiled patterns kept at most.
 const REGEX_CACHE: usize = 512;
 
+/// Longest pattern kept in the cache (longer ones, rare and possibly hostile, are compiled
+/// each time rather than pinned in memory).
+const MAX_CACHED_PATTERN: usize = 4096;
+
+/// Field errors listed at most for one object; the rest are counted (a hostile object with
+/// a million bad items gets a bounded answer).
+pub const MAX_ERRORS: usize = 100;
+
 /// Why a `pattern` cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum PatternError {
@@ -78,13 +86,15 @@ pub fn pattern(p: &str) -> Result<Arc<Regex>, PatternError> {
             PatternError::Invalid(line)
         })?;
     let r = Arc::new(r);
-    let mut c = cache
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if c.len() >= REGEX_CACHE {
-        c.clear();
+    if p.len() <= MAX_CACHED_PATTERN {
+        let mut c = cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if c.len() >= REGEX_CACHE {
+            c.clear();
+        }
+        c.insert(p.to_string(), r.clone());
     }
-    c.insert(p.to_string(), r.clone());
     Ok(r)
 }
 
@@ -272,6 +282,11 @@ fn type_matches(t: &str, v: &Value) -> bool {
 pub fn validate(schema: &Value, v: &Value, old: Option<&Value>) -> Vec<String> {
     let mut out = Vec::new();
     validate_at(schema, v, old, "", true, 0, &mut out);
+    if out.len() > MAX_ERRORS {
+        let more = out.len() - MAX_ERRORS;
+        out.truncate(MAX_ERRORS);
+        out.push(format!("<root>: Forbidden: {more} more errors not listed"));
+    }
     out
 }
 
@@ -1128,5 +1143,12 @@ mod tests {
         let e = validate(&s, &json!(["nope"]), None);
         assert_eq!(e.len(), 1);
         assert!(e[0].ends_with(", ..."), "{}", e[0]);
+        let bad: Vec<Value> = (0..5_000).map(|i| json!(i)).collect();
+        let e = validate(&s, &Value::Array(bad), None);
+        assert_eq!(e.len(), MAX_ERRORS + 1);
+        assert_eq!(
+            e[MAX_ERRORS],
+            "<root>: Forbidden: 4900 more errors not listed"
+        );
     }
 }
