@@ -6,7 +6,9 @@
 //! namespace existence, defaulting, `metadata.generation` bumped only on spec changes,
 //! optimistic concurrency on `resourceVersion`, immutable fields, the split between the
 //! main resource and its `status`/`scale` subresources, managed fields, finalizers and
-//! `deletionTimestamp`, and dry runs. Garbage collection of dependents and namespace
+//! `deletionTimestamp`, and dry runs. Custom resources are pruned, defaulted and validated
+//! against their CRD's structural schema ([`crate::structural`]), unknown fields reported as
+//! `fieldValidation` asks ([`crate::fields`]). Garbage collection of dependents and namespace
 //! cleanup run asynchronously in [`crate::gc`], as in Kubernetes.
 
 use crate::error::ApiError;
@@ -54,6 +56,14 @@ impl WriteOptions {
         let unknown = fields::prune_unknown(rt, obj);
         if !unknown.is_empty() {
             tracing::debug!(kind = %rt.kind, manager = self.manager(), ?unknown, "unknown fields in a write");
+        }
+        if Api::is_crd_type(rt) {
+            // CEL rules are not evaluated here: say so rather than accept them silently.
+            for rule in crate::structural::cel_rules(obj) {
+                self.warnings.push(format!(
+                    "x-kubernetes-validations are not enforced by the embedded cluster (no CEL): {rule}"
+                ));
+            }
         }
         fields::enforce(
             self.field_validation,
@@ -292,6 +302,9 @@ impl Api {
             o.insert("apiVersion".into(), json!(rt.api_version()));
             o.insert("kind".into(), json!(rt.kind));
         }
+        // A custom resource stored before its schema gained a default reads with it, as
+        // the real server defaults what it reads from etcd.
+        structural_defaults(rt, &mut v);
         Ok(v)
     }
 
@@ -475,6 +488,10 @@ impl Api {
             if let Err(e) = crate::registry::types_from_crd(obj) {
                 causes.push(e.to_string());
             }
+            causes.extend(crate::structural::crd_errors(obj));
+        }
+        if let Some(schema) = &rt.schema {
+            causes.extend(crate::structural::validate(schema, obj, old));
         }
         if causes.is_empty() {
             Ok(())
@@ -534,6 +551,7 @@ impl Api {
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
         let mut obj = crate::convert::to_storage(rt, obj);
+        structural_defaults(rt, &mut obj);
         self.validate(rt, &obj, None)?;
         if let Some(ns) = &ns {
             self.check_namespace(ns)?;
@@ -790,6 +808,7 @@ impl Api {
             )
             .map_err(|e| patch_error(rt, name, e))?;
             let mut obj = crate::convert::to_storage(rt, obj);
+            structural_defaults(rt, &mut obj);
             self.validate(rt, &obj, None)?;
             if let Some(ns) = &ns {
                 self.check_namespace(ns)?;
@@ -919,6 +938,7 @@ impl Api {
             if sub == Subresource::Main {
                 defaults::apply(rt, &mut new);
             }
+            structural_defaults(rt, &mut new);
             self.validate(rt, &new, Some(&old))?;
             if rt.has_generation {
                 let gen = old
@@ -1193,6 +1213,13 @@ impl Api {
 }
 
 /// Optimistic concurrency: a write that names a resourceVersion must name the current one.
+/// Fill in the `default`s of a custom resource's schema ([`crate::structural`]).
+fn structural_defaults(rt: &ResourceType, obj: &mut Value) {
+    if let Some(schema) = &rt.schema {
+        crate::structural::default(schema, obj);
+    }
+}
+
 fn check_resource_version(
     rt: &ResourceType,
     name: &str,

@@ -97,12 +97,23 @@ impl Warnings {
 pub type UnknownFields = Vec<String>;
 
 /// Remove the fields of `obj` the schema of `rt` does not declare, returning their paths in
-/// document order. Built-in kinds are checked against their protobuf message; kinds without
-/// one (custom resources, Mooring's own kinds) have nothing pruned here yet: this is where
-/// the structural-schema pruning of custom resources plugs in.
+/// document order. Built-in kinds are checked against their protobuf message; custom
+/// resources (Mooring's own kinds included) against their CRD's structural schema
+/// ([`crate::structural::prune`]), their `metadata` against `ObjectMeta`.
 pub fn prune_unknown(rt: &ResourceType, obj: &mut Value) -> UnknownFields {
     if rt.crd.is_some() {
-        return Vec::new();
+        // Custom resources: their structural schema, and ObjectMeta for `metadata`.
+        let mut found = match &rt.schema {
+            Some(schema) => crate::structural::prune(schema, obj, true),
+            None => Vec::new(),
+        };
+        if let (Some(meta), Some(m)) = (
+            proto::meta_message("ObjectMeta"),
+            obj.get_mut("metadata").filter(|m| m.is_object()),
+        ) {
+            prune_value(&meta, m, "metadata", &mut found);
+        }
+        return found;
     }
     match proto::message_for(&rt.api_version(), &rt.kind) {
         Some(message) => prune_object(&message, obj),

@@ -49,6 +49,8 @@ pub struct HttpState {
     pub partition: crate::partition::Partition,
     /// Container logs of the simulated Pods (`pods/{name}/log`).
     pub logs: crate::sim::logs::PodLogs,
+    /// Built OpenAPI v3 documents ([`crate::openapi`]).
+    pub openapi: crate::openapi::Cache,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -307,16 +309,10 @@ async fn route(
         }
         ["openapi", "v3"] => return Ok(json_response(StatusCode::OK, &openapi_root(st))),
         ["openapi", "v3", "api", "v1"] => {
-            return Ok(json_response(
-                StatusCode::OK,
-                &openapi_group_version(st, "", "v1"),
-            ))
+            return openapi_group_version(st, uri, headers, "", "v1");
         }
         ["openapi", "v3", "apis", group, version] => {
-            return Ok(json_response(
-                StatusCode::OK,
-                &openapi_group_version(st, group, version),
-            ))
+            return openapi_group_version(st, uri, headers, group, version);
         }
         ["api", "v1"] => return Ok(json_response(StatusCode::OK, &resource_list(st, "", "v1"))),
         ["apis", group] => {
@@ -532,65 +528,82 @@ fn gv_path(group: &str, version: &str) -> String {
     }
 }
 
-/// The OpenAPI v3 index. kubectl reads it to learn that the server validates fields
-/// itself (`fieldValidation`), instead of downloading schemas to validate client-side.
+/// The OpenAPI v3 index: one entry per group version, whose `?hash=` changes with the
+/// document ([`crate::openapi`]), so kubectl's cache of the documents stays correct.
 fn openapi_root(st: &HttpState) -> Value {
-    use std::hash::{Hash, Hasher};
     let mut paths = serde_json::Map::new();
     for (g, v) in served_group_versions(st) {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        for t in st.api.registry.all() {
-            if t.group == g && t.version == v {
-                t.kind.hash(&mut h);
-                t.plural.hash(&mut h);
-            }
-        }
+        let doc = st.openapi.document(&st.api.registry, &g, &v);
         let p = gv_path(&g, &v);
         paths.insert(
             p.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={:016X}", h.finish())}),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", doc.hash)}),
         );
     }
     json!({"paths": paths})
 }
 
-/// A minimal OpenAPI v3 document for one group/version: the PATCH operations with their
-/// group-version-kind and query parameters. Schemas are not published, so kubectl falls
-/// back to its compiled-in types for strategic merge patches, as it does for old servers.
-fn openapi_group_version(st: &HttpState, group: &str, version: &str) -> Value {
-    let params: Vec<Value> = ["dryRun", "fieldManager", "fieldValidation", "force"]
+/// One group version's OpenAPI v3 document, with the real server's caching: a request
+/// naming the current `hash` may be cached for good; one naming a stale hash is redirected
+/// to the current one; `If-None-Match` with the current ETag is a 304.
+fn openapi_group_version(
+    st: &HttpState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    group: &str,
+    version: &str,
+) -> Result<Response, ApiError> {
+    if !served_group_versions(st)
         .iter()
-        .map(|n| json!({"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": true}}))
-        .collect();
-    let mut paths = serde_json::Map::new();
-    for t in st.api.registry.all() {
-        if t.group != group || t.version != version {
-            continue;
-        }
-        let base = format!("/{}", gv_path(group, version));
-        let path = if t.namespaced {
-            format!("{base}/namespaces/{{namespace}}/{}/{{name}}", t.plural)
-        } else {
-            format!("{base}/{}/{{name}}", t.plural)
-        };
-        let gvk = json!({"group": t.group, "version": t.version, "kind": t.kind});
-        paths.insert(
-            path,
-            json!({"patch": {
-                "operationId": format!("patch{}", t.kind),
-                "parameters": params,
-                "responses": {"200": {"description": "OK"}},
-                "x-kubernetes-action": "patch",
-                "x-kubernetes-group-version-kind": gvk,
-            }}),
-        );
+        .any(|(g, v)| g == group && v == version)
+    {
+        return Err(not_served(uri.path()));
     }
-    json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": "v1.32.0-mooring"},
-        "paths": paths,
-        "components": {"schemas": {}},
-    })
+    let doc = st.openapi.document(&st.api.registry, group, version);
+    let etag = format!("\"{}\"", doc.hash);
+    let q = parse_query(uri);
+    if let Some(h) = q.get("hash") {
+        if *h != doc.hash {
+            let location = format!("/openapi/v3/{}?hash={}", gv_path(group, version), doc.hash);
+            return Ok((
+                StatusCode::MOVED_PERMANENTLY,
+                [
+                    (header::LOCATION, location),
+                    (header::CACHE_CONTROL, "no-cache, no-store".to_string()),
+                ],
+            )
+                .into_response());
+        }
+    }
+    let cache_control = if q.contains_key("hash") {
+        "public, immutable, max-age=31536000"
+    } else {
+        "no-cache, private"
+    };
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    if matches {
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [
+                (header::ETAG, etag),
+                (header::CACHE_CONTROL, cache_control.to_string()),
+            ],
+        )
+            .into_response());
+    }
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (header::ETAG, etag),
+            (header::CACHE_CONTROL, cache_control.to_string()),
+        ],
+        doc.body.as_ref().clone(),
+    )
+        .into_response())
 }
 
 /// The response format a client asked for with `Accept`.
