@@ -4,11 +4,12 @@
 mod access;
 mod authz;
 mod bad_input;
-mod cronjob;
+mod conformance;
 mod crd_validation;
+mod cronjob;
 mod endpoints;
-mod field_validation;
 mod events;
+mod field_validation;
 mod hpa;
 mod kube_client;
 mod kubectl;
