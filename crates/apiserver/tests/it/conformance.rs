@@ -422,3 +422,148 @@ async fn everyday_python_client_calls_work_against_the_embedded_cluster() {
         "docs/compatibility.md does not list {undocumented:?}"
     );
 }
+
+/// The issue's acceptance chain, command for command: a namespace, a Deployment, wait,
+/// logs, top, autoscale — then the simulated load rises and the HPA scales the Deployment up.
+/// As on a real cluster, a CPU-utilization HPA needs CPU requests, which `kubectl create
+/// deployment` does not set: the HPA says so (`FailedGetResourceMetric`) until `kubectl set
+/// resources` adds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_wait_logs_top_autoscale_and_the_hpa_scales_up_under_load() {
+    use crate::kubectl::ok;
+    use crate::support::eventually;
+    let c = start_with(ClusterOptions::default()).await;
+    ok(&c, &["create", "namespace", "demo"], None).await;
+    ok(
+        &c,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx",
+            "--replicas=2",
+            "-n",
+            "demo",
+        ],
+        None,
+    )
+    .await;
+    ok(
+        &c,
+        &[
+            "wait",
+            "--for=condition=Available",
+            "deploy/web",
+            "-n",
+            "demo",
+            "--timeout=60s",
+        ],
+        None,
+    )
+    .await;
+    let logs = ok(&c, &["logs", "deploy/web", "-n", "demo"], None).await;
+    assert!(!logs.trim().is_empty(), "no logs");
+    let top = eventually(30, "kubectl top shows both Pods", || async {
+        let o = kubectl(&c, &["top", "pods", "-n", "demo"], None).await;
+        (o.ok && o.stdout.matches("web-").count() == 2).then_some(o.stdout)
+    })
+    .await;
+    assert!(top.contains("CPU(cores)"), "{top}");
+    let o = ok(
+        &c,
+        &[
+            "autoscale",
+            "deploy",
+            "web",
+            "--min=2",
+            "--max=5",
+            "--cpu-percent=50",
+            "-n",
+            "demo",
+        ],
+        None,
+    )
+    .await;
+    assert!(o.contains("autoscaled"), "{o}");
+
+    // No CPU requests: the HPA cannot compute utilization and says why.
+    let events = eventually(30, "the HPA reports the missing request", || async {
+        let o = kubectl(
+            &c,
+            &[
+                "get",
+                "events",
+                "-n",
+                "demo",
+                "--field-selector=involvedObject.kind=HorizontalPodAutoscaler",
+            ],
+            None,
+        )
+        .await;
+        o.stdout
+            .contains("missing request for cpu")
+            .then_some(o.stdout)
+    })
+    .await;
+    assert!(events.contains("FailedGetResourceMetric"), "{events}");
+    ok(
+        &c,
+        &[
+            "set",
+            "resources",
+            "deploy/web",
+            "-n",
+            "demo",
+            "--requests=cpu=100m",
+        ],
+        None,
+    )
+    .await;
+    ok(
+        &c,
+        &[
+            "rollout",
+            "status",
+            "deploy/web",
+            "-n",
+            "demo",
+            "--timeout=60s",
+        ],
+        None,
+    )
+    .await;
+
+    // The load rises (the simulation's usage annotation on the Pod template): scale up.
+    ok(
+        &c,
+        &["patch", "deploy", "web", "-n", "demo", "--type=merge", "-p",
+          r#"{"spec":{"template":{"metadata":{"annotations":{"sim.mooring.dev/cpu-utilization":"90"}}}}}"#],
+        None,
+    )
+    .await;
+    eventually(90, "the HPA scales web up to 5", || async {
+        let o = kubectl(
+            &c,
+            &[
+                "get",
+                "deploy",
+                "web",
+                "-n",
+                "demo",
+                "-o",
+                "jsonpath={.spec.replicas}",
+            ],
+            None,
+        )
+        .await;
+        (o.stdout.trim() == "5").then_some(())
+    })
+    .await;
+    let hpa = ok(&c, &["get", "hpa", "web", "-n", "demo"], None).await;
+    assert!(
+        hpa.contains("Deployment/web") && hpa.contains("/50%"),
+        "{hpa}"
+    );
+    let described = ok(&c, &["describe", "hpa", "web", "-n", "demo"], None).await;
+    assert!(described.contains("SuccessfulRescale"), "{described}");
+}
