@@ -338,6 +338,16 @@ async fn hpa_targets_statefulsets_on_request_rate_and_reports_failures() {
             HPA_V2,
         ),
         (
+            "absurd behavior",
+            {
+                let mut h = hpa("x8", "Deployment", "apps/v1", "web", cpu.clone(), 1, 3);
+                h["spec"]["behavior"] = json!({"scaleUp": {"stabilizationWindowSeconds": -1,
+                    "policies": [{"type": "Pods", "value": 1_000_000_000, "periodSeconds": 0}]}});
+                h
+            },
+            HPA_V2,
+        ),
+        (
             "v1 min > max",
             json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
             "metadata": {"name": "x7"}, "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"},
