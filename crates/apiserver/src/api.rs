@@ -6,10 +6,13 @@
 //! namespace existence, defaulting, `metadata.generation` bumped only on spec changes,
 //! optimistic concurrency on `resourceVersion`, immutable fields, the split between the
 //! main resource and its `status`/`scale` subresources, managed fields, finalizers and
-//! `deletionTimestamp`, and dry runs. Garbage collection of dependents and namespace
+//! `deletionTimestamp`, and dry runs. Custom resources are pruned, defaulted and validated
+//! against their CRD's structural schema ([`crate::structural`]), unknown fields reported as
+//! `fieldValidation` asks ([`crate::fields`]). Garbage collection of dependents and namespace
 //! cleanup run asynchronously in [`crate::gc`], as in Kubernetes.
 
 use crate::error::ApiError;
+use crate::fields::{self, FieldValidation, Warnings};
 use crate::patch::{self, ApplyOptions, PatchError};
 use crate::registry::{split_api_version, Registry, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector, SelectorError};
@@ -34,11 +37,41 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// `force` for server-side apply.
     pub force: bool,
+    /// `fieldValidation`: what unknown and duplicate fields do ([`crate::fields`]).
+    pub field_validation: FieldValidation,
+    /// Keys the body repeated, as paths: only its decoder sees them (the HTTP layer).
+    pub duplicate_fields: Vec<String>,
+    /// Where `fieldValidation=Warn` findings go (the HTTP layer sends them as headers).
+    pub warnings: Warnings,
 }
 
 impl WriteOptions {
     fn manager(&self) -> &str {
         self.field_manager.as_deref().unwrap_or("unknown")
+    }
+
+    /// Drop the fields the schema of `rt` does not declare from `obj` and act on them and
+    /// on the body's duplicate keys as `fieldValidation` says.
+    fn check_fields(&self, rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
+        let unknown = fields::prune_unknown(rt, obj);
+        if !unknown.is_empty() {
+            tracing::debug!(kind = %rt.kind, manager = self.manager(), ?unknown, "unknown fields in a write");
+        }
+        if Api::is_crd_type(rt) {
+            // CEL rules are not evaluated here: say so rather than accept them silently.
+            for rule in crate::structural::cel_rules(obj) {
+                self.warnings.push(format!(
+                    "x-kubernetes-validations are not enforced by the embedded cluster (no CEL): {rule}"
+                ));
+            }
+        }
+        fields::enforce(
+            self.field_validation,
+            (&rt.kind, &rt.version),
+            &unknown,
+            &self.duplicate_fields,
+            &self.warnings,
+        )
     }
 }
 
@@ -269,6 +302,9 @@ impl Api {
             o.insert("apiVersion".into(), json!(rt.api_version()));
             o.insert("kind".into(), json!(rt.kind));
         }
+        // A custom resource stored before its schema gained a default reads with it, as
+        // the real server defaults what it reads from etcd.
+        structural_defaults(rt, &mut v);
         Ok(v)
     }
 
@@ -452,6 +488,10 @@ impl Api {
             if let Err(e) = crate::registry::types_from_crd(obj) {
                 causes.push(e.to_string());
             }
+            causes.extend(crate::structural::crd_errors(obj));
+        }
+        if let Some(schema) = &rt.schema {
+            causes.extend(crate::structural::validate(schema, obj, old));
         }
         if causes.is_empty() {
             Ok(())
@@ -475,6 +515,7 @@ impl Api {
             return Ok(crate::sim::events::to_events_v1(&out));
         }
         Self::check_type(rt, &obj)?;
+        opts.check_fields(rt, &mut obj)?;
         let ns = self.resolve_namespace(rt, ns, &obj)?;
         {
             let m = meta_mut(&mut obj);
@@ -510,6 +551,7 @@ impl Api {
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
         let mut obj = crate::convert::to_storage(rt, obj);
+        structural_defaults(rt, &mut obj);
         self.validate(rt, &obj, None)?;
         if let Some(ns) = &ns {
             self.check_namespace(ns)?;
@@ -667,7 +709,7 @@ impl Api {
         rt: &ResourceType,
         ns: Option<&str>,
         name: &str,
-        obj: Value,
+        mut obj: Value,
         sub: Subresource,
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
@@ -679,6 +721,7 @@ impl Api {
             return Ok(crate::sim::events::to_events_v1(&out));
         }
         Self::check_type(rt, &obj)?;
+        opts.check_fields(rt, &mut obj)?;
         if let Some(n) = meta_str(&obj, "name") {
             if n != name {
                 return Err(ApiError::BadRequest(format!(
@@ -720,6 +763,17 @@ impl Api {
                 "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),
             ));
         }
+        // An applied configuration is checked before apply computes field ownership from
+        // it; the other patch types are checked on the object they produce.
+        let pruned_body;
+        let body = if patch_type == PatchType::Apply {
+            let mut b = body.clone();
+            opts.check_fields(rt, &mut b)?;
+            pruned_body = b;
+            &pruned_body
+        } else {
+            body
+        };
         let key = Self::key(rt, ns, name);
         if patch_type == PatchType::Apply && self.store.get(&key).is_none() {
             if sub != Subresource::Main {
@@ -754,6 +808,7 @@ impl Api {
             )
             .map_err(|e| patch_error(rt, name, e))?;
             let mut obj = crate::convert::to_storage(rt, obj);
+            structural_defaults(rt, &mut obj);
             self.validate(rt, &obj, None)?;
             if let Some(ns) = &ns {
                 self.check_namespace(ns)?;
@@ -805,6 +860,10 @@ impl Api {
                 }
             }
             .map_err(|e| patch_error(rt, name, e))?;
+            let mut patched = patched;
+            if patch_type != PatchType::Apply {
+                opts.check_fields(rt, &mut patched)?;
+            }
             let want = meta_str(&patched, "resourceVersion").filter(|s| !s.is_empty());
             check_resource_version(rt, name, want, old)?;
             Ok(patched)
@@ -879,6 +938,7 @@ impl Api {
             if sub == Subresource::Main {
                 defaults::apply(rt, &mut new);
             }
+            structural_defaults(rt, &mut new);
             self.validate(rt, &new, Some(&old))?;
             if rt.has_generation {
                 let gen = old
@@ -1107,6 +1167,17 @@ impl Api {
             ),
             details: Default::default(),
         })?;
+        let mut scale = scale.clone();
+        if let Some(message) = crate::proto::message_for("autoscaling/v1", "Scale") {
+            let unknown = fields::prune_object(&message, &mut scale);
+            fields::enforce(
+                opts.field_validation,
+                ("Scale", "v1"),
+                &unknown,
+                &opts.duplicate_fields,
+                &opts.warnings,
+            )?;
+        }
         let replicas = scale
             .pointer("/spec/replicas")
             .and_then(Value::as_i64)
@@ -1142,6 +1213,13 @@ impl Api {
 }
 
 /// Optimistic concurrency: a write that names a resourceVersion must name the current one.
+/// Fill in the `default`s of a custom resource's schema ([`crate::structural`]).
+fn structural_defaults(rt: &ResourceType, obj: &mut Value) {
+    if let Some(schema) = &rt.schema {
+        crate::structural::default(schema, obj);
+    }
+}
+
 fn check_resource_version(
     rt: &ResourceType,
     name: &str,

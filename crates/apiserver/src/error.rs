@@ -66,6 +66,28 @@ fn qualified(name: &str, group: &str) -> String {
     }
 }
 
+/// The `details.causes[].reason` of a field error, from its message as
+/// `k8s.io/apimachinery/pkg/util/validation/field` words each error type.
+fn cause_reason(msg: &str) -> &'static str {
+    if msg.starts_with("Required value") {
+        "FieldValueRequired"
+    } else if msg.starts_with("Unsupported value") {
+        "FieldValueNotSupported"
+    } else if msg.starts_with("Duplicate value") {
+        "FieldValueDuplicate"
+    } else if msg.starts_with("Too long") {
+        "FieldValueTooLong"
+    } else if msg.starts_with("Too many") {
+        "FieldValueTooMany"
+    } else if msg.starts_with("Forbidden") {
+        "FieldValueForbidden"
+    } else if msg.starts_with("Invalid value") && msg.contains(" in body must be of type ") {
+        "FieldValueTypeInvalid"
+    } else {
+        "FieldValueInvalid"
+    }
+}
+
 impl ApiError {
     pub fn not_found(plural_group: (&str, &str), name: &str) -> Self {
         let (plural, group) = plural_group;
@@ -198,7 +220,7 @@ impl ApiError {
                         .iter()
                         .map(|c| {
                             let (field, msg) = c.split_once(": ").unwrap_or(("", c));
-                            json!({"reason": "FieldValueInvalid", "message": msg, "field": field})
+                            json!({"reason": cause_reason(msg), "message": msg, "field": field})
                         })
                         .collect(),
                 );

@@ -49,6 +49,8 @@ pub struct HttpState {
     pub partition: crate::partition::Partition,
     /// Container logs of the simulated Pods (`pods/{name}/log`).
     pub logs: crate::sim::logs::PodLogs,
+    /// Built OpenAPI v3 documents ([`crate::openapi`]).
+    pub openapi: crate::openapi::Cache,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -68,8 +70,21 @@ fn json_response(code: StatusCode, v: &Value) -> Response {
 }
 
 fn error_response(e: &ApiError) -> Response {
+    error_response_as(e, Answer::Json)
+}
+
+/// A `Status` error, in protobuf when the client prefers it (its `Status` has a
+/// protobuf form), else JSON.
+fn error_response_as(e: &ApiError, answer: Answer) -> Response {
     let code = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut r = json_response(code, &e.to_status());
+    let status = e.to_status();
+    let answer = match answer {
+        Answer::Protobuf { .. } => Answer::Protobuf { json_too: true },
+        a => a,
+    };
+    let mut r = answer
+        .respond(code, &status)
+        .unwrap_or_else(|_| json_response(code, &status));
     if matches!(e, ApiError::Unauthorized(_)) {
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -129,7 +144,7 @@ async fn handle(
     };
     match answer {
         Ok(r) => r,
-        Err(e) => error_response(&e),
+        Err(e) => error_response_as(&e, negotiate(&headers)),
     }
 }
 
@@ -294,16 +309,10 @@ async fn route(
         }
         ["openapi", "v3"] => return Ok(json_response(StatusCode::OK, &openapi_root(st))),
         ["openapi", "v3", "api", "v1"] => {
-            return Ok(json_response(
-                StatusCode::OK,
-                &openapi_group_version(st, "", "v1"),
-            ))
+            return openapi_group_version(st, uri, headers, "", "v1");
         }
         ["openapi", "v3", "apis", group, version] => {
-            return Ok(json_response(
-                StatusCode::OK,
-                &openapi_group_version(st, group, version),
-            ))
+            return openapi_group_version(st, uri, headers, group, version);
         }
         ["api", "v1"] => return Ok(json_response(StatusCode::OK, &resource_list(st, "", "v1"))),
         ["apis", group] => {
@@ -356,7 +365,8 @@ fn serve_review(
             rp.rt.qualified_plural()
         )));
     }
-    let request = decode_body(method, headers, &body)?;
+    let api_version = rp.rt.api_version();
+    let request = decode_body(method, headers, &body, (&api_version, &rp.rt.kind))?;
     let answer = crate::authz::review(
         &st.api,
         &rp.rt,
@@ -365,7 +375,7 @@ fn serve_review(
         user,
         |t| st.access.token().matches(t.as_bytes()),
     )?;
-    Ok(json_response(StatusCode::CREATED, &answer))
+    negotiate(headers).respond(StatusCode::CREATED, &answer)
 }
 
 fn not_served(path: &str) -> ApiError {
@@ -518,65 +528,165 @@ fn gv_path(group: &str, version: &str) -> String {
     }
 }
 
-/// The OpenAPI v3 index. kubectl reads it to learn that the server validates fields
-/// itself (`fieldValidation`), instead of downloading schemas to validate client-side.
+/// The OpenAPI v3 index: one entry per group version, whose `?hash=` changes with the
+/// document ([`crate::openapi`]), so kubectl's cache of the documents stays correct.
 fn openapi_root(st: &HttpState) -> Value {
-    use std::hash::{Hash, Hasher};
     let mut paths = serde_json::Map::new();
     for (g, v) in served_group_versions(st) {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        for t in st.api.registry.all() {
-            if t.group == g && t.version == v {
-                t.kind.hash(&mut h);
-                t.plural.hash(&mut h);
-            }
-        }
+        let doc = st.openapi.document(&st.api.registry, &g, &v);
         let p = gv_path(&g, &v);
         paths.insert(
             p.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={:016X}", h.finish())}),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", doc.hash)}),
         );
     }
     json!({"paths": paths})
 }
 
-/// A minimal OpenAPI v3 document for one group/version: the PATCH operations with their
-/// group-version-kind and query parameters. Schemas are not published, so kubectl falls
-/// back to its compiled-in types for strategic merge patches, as it does for old servers.
-fn openapi_group_version(st: &HttpState, group: &str, version: &str) -> Value {
-    let params: Vec<Value> = ["dryRun", "fieldManager", "fieldValidation", "force"]
+/// One group version's OpenAPI v3 document, with the real server's caching: a request
+/// naming the current `hash` may be cached for good; one naming a stale hash is redirected
+/// to the current one; `If-None-Match` with the current ETag is a 304.
+fn openapi_group_version(
+    st: &HttpState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    group: &str,
+    version: &str,
+) -> Result<Response, ApiError> {
+    if !served_group_versions(st)
         .iter()
-        .map(|n| json!({"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": true}}))
-        .collect();
-    let mut paths = serde_json::Map::new();
-    for t in st.api.registry.all() {
-        if t.group != group || t.version != version {
-            continue;
-        }
-        let base = format!("/{}", gv_path(group, version));
-        let path = if t.namespaced {
-            format!("{base}/namespaces/{{namespace}}/{}/{{name}}", t.plural)
-        } else {
-            format!("{base}/{}/{{name}}", t.plural)
-        };
-        let gvk = json!({"group": t.group, "version": t.version, "kind": t.kind});
-        paths.insert(
-            path,
-            json!({"patch": {
-                "operationId": format!("patch{}", t.kind),
-                "parameters": params,
-                "responses": {"200": {"description": "OK"}},
-                "x-kubernetes-action": "patch",
-                "x-kubernetes-group-version-kind": gvk,
-            }}),
-        );
+        .any(|(g, v)| g == group && v == version)
+    {
+        return Err(not_served(uri.path()));
     }
-    json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": "v1.32.0-mooring"},
-        "paths": paths,
-        "components": {"schemas": {}},
-    })
+    let doc = st.openapi.document(&st.api.registry, group, version);
+    let etag = format!("\"{}\"", doc.hash);
+    let q = parse_query(uri);
+    if let Some(h) = q.get("hash") {
+        if *h != doc.hash {
+            let location = format!("/openapi/v3/{}?hash={}", gv_path(group, version), doc.hash);
+            return Ok((
+                StatusCode::MOVED_PERMANENTLY,
+                [
+                    (header::LOCATION, location),
+                    (header::CACHE_CONTROL, "no-cache, no-store".to_string()),
+                ],
+            )
+                .into_response());
+        }
+    }
+    let cache_control = if q.contains_key("hash") {
+        "public, immutable, max-age=31536000"
+    } else {
+        "no-cache, private"
+    };
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    if matches {
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [
+                (header::ETAG, etag),
+                (header::CACHE_CONTROL, cache_control.to_string()),
+            ],
+        )
+            .into_response());
+    }
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (header::ETAG, etag),
+            (header::CACHE_CONTROL, cache_control.to_string()),
+        ],
+        doc.body.as_ref().clone(),
+    )
+        .into_response())
+}
+
+/// The response format a client asked for with `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Json,
+    /// Kubernetes protobuf; `json_too` when the client also accepts JSON (client-go
+    /// sends `application/vnd.kubernetes.protobuf, */*`), for kinds with no protobuf form.
+    Protobuf {
+        json_too: bool,
+    },
+}
+
+/// Read `Accept`: protobuf when the client's most preferred media type is
+/// `application/vnd.kubernetes.protobuf` (highest `q`, then order), JSON otherwise
+/// (including `as=Table`, which is always JSON here).
+fn negotiate(headers: &HeaderMap) -> Answer {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Answer::Json;
+    };
+    let mut ranges: Vec<(f32, usize, String, bool)> = accept
+        .split(',')
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let mut parts = r.split(';');
+            let media = parts.next()?.trim().to_ascii_lowercase();
+            let mut q = 1.0f32;
+            let mut has_as = false;
+            for p in parts {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                match k.trim() {
+                    "q" => q = v.trim().parse().unwrap_or(1.0),
+                    "as" => has_as = true,
+                    _ => {}
+                }
+            }
+            (q > 0.0 && !media.is_empty()).then_some((q, i, media, has_as))
+        })
+        .collect();
+    ranges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    match ranges.first() {
+        Some((_, _, media, false)) if media == crate::protobuf::MEDIA_TYPE => Answer::Protobuf {
+            json_too: ranges.iter().any(|(_, _, m, _)| {
+                matches!(m.as_str(), "application/json" | "application/*" | "*/*")
+            }),
+        },
+        _ => Answer::Json,
+    }
+}
+
+impl Answer {
+    /// Answer `v` (with `apiVersion` and `kind`) in the negotiated format: protobuf when
+    /// asked for and the kind has a protobuf form; JSON when the client accepts it; else
+    /// 406.
+    fn respond(self, code: StatusCode, v: &Value) -> Result<Response, ApiError> {
+        let Answer::Protobuf { json_too } = self else {
+            return Ok(json_response(code, v));
+        };
+        match crate::protobuf::encode_object(v) {
+            Some(Ok(bytes)) => Ok((
+                code,
+                [(header::CONTENT_TYPE, crate::protobuf::MEDIA_TYPE)],
+                bytes,
+            )
+                .into_response()),
+            Some(Err(e)) if json_too => {
+                tracing::debug!("answering in JSON: {e}");
+                Ok(json_response(code, v))
+            }
+            None if json_too => Ok(json_response(code, v)),
+            Some(Err(e)) => Err(ApiError::Internal(e.to_string())),
+            None => Err(not_acceptable(v)),
+        }
+    }
+}
+
+fn not_acceptable(v: &Value) -> ApiError {
+    let kind = v.get("kind").and_then(Value::as_str).unwrap_or("object");
+    let av = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    ApiError::NotAcceptable(format!(
+        "{kind}.{av} has no protobuf form ({} is only served for built-in kinds): accept application/json",
+        crate::protobuf::MEDIA_TYPE
+    ))
 }
 
 fn wants_table(headers: &HeaderMap) -> bool {
@@ -598,20 +708,41 @@ fn content_type(headers: &HeaderMap) -> String {
         .to_string()
 }
 
-/// Decode a request body as JSON or YAML, by its content type: only the two Kubernetes
-/// accepts ([`crate::access::body_format`]); anything else is a 415.
-fn decode_body(method: &Method, headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
+/// Decode a request body by its content type: JSON, YAML or Kubernetes protobuf
+/// ([`crate::access::body_format`]); anything else is a 415. `expect` is the
+/// `(apiVersion, kind)` the URL takes; a protobuf body must name it.
+fn decode_body(
+    method: &Method,
+    headers: &HeaderMap,
+    body: &Bytes,
+    expect: (&str, &str),
+) -> Result<Value, ApiError> {
+    decode_body_checked(method, headers, body, expect).map(|(v, _)| v)
+}
+
+/// [`decode_body`], also returning the paths of keys the body repeats (for
+/// `fieldValidation`, [`crate::fields`]).
+fn decode_body_checked(
+    method: &Method,
+    headers: &HeaderMap,
+    body: &Bytes,
+    expect: (&str, &str),
+) -> Result<(Value, Vec<String>), ApiError> {
     let format = crate::access::body_format(method, headers)?;
     if body.is_empty() {
         return Err(ApiError::BadRequest("the request body is empty".into()));
     }
+    if format == crate::access::BodyFormat::Protobuf {
+        // Protobuf has no duplicate keys, and Kubernetes does no strict decoding of it.
+        return decode_protobuf(body, expect).map(|v| (v, Vec::new()));
+    }
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::BadRequest("the request body is not valid UTF-8".into()))?;
     if format == crate::access::BodyFormat::Yaml {
-        mooring_core::yaml::parse_one(text)
+        crate::fields::yaml_with_duplicates(text)
             .map_err(|e| ApiError::BadRequest(format!("error decoding YAML body: {e}")))
     } else {
-        serde_json::from_str(text).map_err(|e| {
+        decode_json(body).map_err(|e| {
             ApiError::BadRequest(format!(
                 "the object provided is unrecognized: error decoding JSON body: {e}"
             ))
@@ -619,18 +750,76 @@ fn decode_body(method: &Method, headers: &HeaderMap, body: &Bytes) -> Result<Val
     }
 }
 
-fn write_options(q: &Query, headers: &HeaderMap) -> WriteOptions {
+/// A protobuf body for the type `expect`: 415 when that type has no protobuf form (custom
+/// resources, Mooring's kinds), 400 naming the problem when the body is malformed or
+/// names another type.
+fn decode_protobuf(body: &[u8], (api_version, kind): (&str, &str)) -> Result<Value, ApiError> {
+    use crate::protobuf;
+    if !protobuf::supports(api_version, kind) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({kind}.{api_version} has no protobuf form: {} is only accepted for built-in kinds)",
+            protobuf::MEDIA_TYPE
+        )));
+    }
+    let decoded = protobuf::decode(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if decoded.api_version != api_version || decoded.kind != kind {
+        return Err(ApiError::BadRequest(format!(
+            "the object provided is unrecognized (must be of type {kind}): the protobuf body holds {} {} where {api_version} {kind} was expected",
+            decoded.api_version, decoded.kind
+        )));
+    }
+    Ok(decoded.object)
+}
+
+fn decode_json(body: &[u8]) -> Result<(Value, Vec<String>), serde_json::Error> {
+    crate::fields::json_with_duplicates(body)
+}
+
+/// Add the request's warnings to its response as `Warning: 299 - "..."` headers, as the
+/// Kubernetes API server sends them (kubectl prints each as `Warning: ...`).
+fn with_warnings(mut r: Response, warnings: &crate::fields::Warnings) -> Response {
+    for w in warnings.list() {
+        let text: String = w
+            .chars()
+            .map(|c| {
+                if c.is_ascii() && !c.is_control() {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = axum::http::HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            r.headers_mut().append(header::WARNING, v);
+        }
+    }
+    r
+}
+
+/// The options of a write from its query: `fieldManager` (default: the user-agent's
+/// program name), `dryRun`, `force`, `fieldValidation` (of `options_kind`, for errors).
+fn write_options(
+    q: &Query,
+    headers: &HeaderMap,
+    options_kind: &str,
+) -> Result<WriteOptions, ApiError> {
     let agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .and_then(|ua| ua.split('/').next())
         .filter(|s| !s.is_empty())
         .map(str::to_string);
-    WriteOptions {
+    Ok(WriteOptions {
         field_manager: q.get("fieldManager").cloned().or(agent),
         dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
         force: truthy(q, "force"),
-    }
+        field_validation: crate::fields::FieldValidation::parse(
+            q.get("fieldValidation").map(String::as_str),
+            options_kind,
+        )?,
+        ..Default::default()
+    })
 }
 
 fn list_options(q: &Query) -> Result<ListOptions, ApiError> {
@@ -672,7 +861,18 @@ fn delete_options(q: &Query, headers: &HeaderMap, body: &Bytes) -> Result<Delete
     let from_body = if body.is_empty() {
         Value::Null
     } else {
-        decode_body(&Method::DELETE, headers, body)?
+        match crate::access::body_format(&Method::DELETE, headers)? {
+            // client-go names DeleteOptions in the group it deletes from (`apps/v1`):
+            // the message is meta.v1's whatever the envelope's apiVersion says.
+            crate::access::BodyFormat::Protobuf => crate::protobuf::decode_delete_options(body)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+            _ => decode_body(
+                &Method::DELETE,
+                headers,
+                body,
+                ("meta.k8s.io/v1", "DeleteOptions"),
+            )?,
+        }
     };
     let policy = q
         .get("propagationPolicy")
@@ -764,6 +964,27 @@ fn list_json(
     Ok(Bytes::from(out))
 }
 
+/// A list as a JSON value (for protobuf answers, which re-encode every item anyway).
+fn list_value(
+    rt: &ResourceType,
+    items: &[Arc<Stored>],
+    rv: u64,
+    cont: Option<&str>,
+    remaining: Option<usize>,
+) -> Result<Value, ApiError> {
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if let Some(c) = cont {
+        meta["continue"] = json!(c);
+    }
+    if let Some(r) = remaining {
+        meta["remainingItemCount"] = json!(r);
+    }
+    let items: Result<Vec<Value>, ApiError> = items.iter().map(|s| Api::present(rt, s)).collect();
+    Ok(
+        json!({"kind": rt.list_kind(), "apiVersion": rt.api_version(), "metadata": meta, "items": items?}),
+    )
+}
+
 /// Whether the stored JSON already says `"apiVersion":"<want>"` (cheap prefix check; the
 /// store writes apiVersion first).
 fn stored_api_version_is(s: &Stored, want: &str) -> bool {
@@ -804,6 +1025,13 @@ async fn serve_resource(
         None => None,
         Some("status") if rt.status_subresource => Some(Subresource::Status),
         Some("scale") if rt.scale.is_some() => None,
+        Some("token") if rt.group.is_empty() && rt.plural == "serviceaccounts" => {
+            // `kubectl create token`: there are no per-ServiceAccount identities here.
+            return Err(ApiError::NotFound {
+                message: "the server could not find the requested resource (serviceaccounts/token): the embedded cluster does not serve TokenRequest; every client uses the bearer token of the kubeconfig it writes".into(),
+                details: Default::default(),
+            });
+        }
         Some(other) => {
             return Err(ApiError::NotFound {
                 message: format!(
@@ -816,9 +1044,12 @@ async fn serve_resource(
     };
     let is_scale = rp.sub.as_deref() == Some("scale");
     let table = wants_table(headers);
+    let answer = negotiate(headers);
+    let own_type = (rt.api_version(), rt.kind.clone());
+    let own_type = (own_type.0.as_str(), own_type.1.as_str());
     let watch = rp.watch || truthy(q, "watch");
     match (method.clone(), rp.name.as_deref()) {
-        (Method::GET, None) if watch => watch_response(st, &rt, ns, q, table).await,
+        (Method::GET, None) if watch => watch_response(st, &rt, ns, q, table, answer).await,
         (Method::GET, None) => {
             let opts = list_options(q)?;
             let res = api.list(&rt, ns, &opts)?;
@@ -834,6 +1065,23 @@ async fn serve_resource(
                         res.continue_token.as_deref(),
                     ),
                 ));
+            }
+            if let Answer::Protobuf { json_too } = answer {
+                if crate::protobuf::supports(&rt.api_version(), &rt.list_kind()) {
+                    let list = list_value(
+                        &rt,
+                        &res.items,
+                        res.resource_version,
+                        res.continue_token.as_deref(),
+                        res.remaining,
+                    )?;
+                    return answer.respond(StatusCode::OK, &list);
+                }
+                if !json_too {
+                    return Err(not_acceptable(
+                        &json!({"kind": rt.list_kind(), "apiVersion": rt.api_version()}),
+                    ));
+                }
             }
             let bytes = list_json(
                 &rt,
@@ -852,14 +1100,11 @@ async fn serve_resource(
         (Method::GET, Some(name)) if watch => {
             let mut q = q.clone();
             q.insert("fieldSelector".into(), format!("metadata.name={name}"));
-            watch_response(st, &rt, ns, &q, table).await
+            watch_response(st, &rt, ns, &q, table, answer).await
         }
         (Method::GET, Some(name)) => {
             if is_scale {
-                return Ok(json_response(
-                    StatusCode::OK,
-                    &api.get_scale(&rt, ns, name)?,
-                ));
+                return answer.respond(StatusCode::OK, &api.get_scale(&rt, ns, name)?);
             }
             let v = api.get(&rt, ns, name)?;
             if table {
@@ -873,28 +1118,39 @@ async fn serve_resource(
                     &table::table(&rt, &[v], rv, None),
                 ));
             }
-            Ok(json_response(StatusCode::OK, &v))
+            answer.respond(StatusCode::OK, &v)
         }
         (Method::POST, None) => {
-            let obj = decode_body(method, headers, &body)?;
-            let v = api.create(&rt, ns, obj, &write_options(q, headers))?;
-            Ok(json_response(StatusCode::CREATED, &v))
+            let mut opts = write_options(q, headers, "CreateOptions")?;
+            let (obj, dups) = decode_body_checked(method, headers, &body, own_type)?;
+            opts.duplicate_fields = dups;
+            let v = api.create(&rt, ns, obj, &opts)?;
+            Ok(with_warnings(
+                answer.respond(StatusCode::CREATED, &v)?,
+                &opts.warnings,
+            ))
         }
         (Method::PUT, Some(name)) => {
-            let obj = decode_body(method, headers, &body)?;
+            let mut opts = write_options(q, headers, "UpdateOptions")?;
+            let expect = if is_scale {
+                ("autoscaling/v1", "Scale")
+            } else {
+                own_type
+            };
+            let (obj, dups) = decode_body_checked(method, headers, &body, expect)?;
+            opts.duplicate_fields = dups;
             if is_scale {
-                let v = api.set_scale(&rt, ns, name, &obj, &write_options(q, headers))?;
-                return Ok(json_response(StatusCode::OK, &v));
+                let v = api.set_scale(&rt, ns, name, &obj, &opts)?;
+                return Ok(with_warnings(
+                    answer.respond(StatusCode::OK, &v)?,
+                    &opts.warnings,
+                ));
             }
-            let v = api.update(
-                &rt,
-                ns,
-                name,
-                obj,
-                sub.unwrap_or(Subresource::Main),
-                &write_options(q, headers),
-            )?;
-            Ok(json_response(StatusCode::OK, &v))
+            let v = api.update(&rt, ns, name, obj, sub.unwrap_or(Subresource::Main), &opts)?;
+            Ok(with_warnings(
+                answer.respond(StatusCode::OK, &v)?,
+                &opts.warnings,
+            ))
         }
         (Method::PATCH, Some(name)) => {
             let ct = content_type(headers);
@@ -903,17 +1159,21 @@ async fn serve_resource(
                     "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"
                 ))
             })?;
-            let patch = if pt == PatchType::Apply {
+            let mut opts = write_options(q, headers, "PatchOptions")?;
+            let (patch, dups) = if pt == PatchType::Apply {
                 let text = std::str::from_utf8(&body).map_err(|_| {
                     ApiError::BadRequest("the request body is not valid UTF-8".into())
                 })?;
-                mooring_core::yaml::parse_one(text)
+                crate::fields::yaml_with_duplicates(text)
                     .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?
             } else {
-                serde_json::from_slice(&body)
+                decode_json(&body)
                     .map_err(|e| ApiError::BadRequest(format!("error decoding patch body: {e}")))?
             };
-            let opts = write_options(q, headers);
+            // A JSON patch is a list of operations: its keys are not the object's.
+            if pt != PatchType::Json {
+                opts.duplicate_fields = dups;
+            }
             if is_scale {
                 let current = api.get_scale(&rt, ns, name)?;
                 let patched = match pt {
@@ -924,7 +1184,10 @@ async fn serve_resource(
                     _ => mooring_core::merge_patch::applied(&current, &patch),
                 };
                 let v = api.set_scale(&rt, ns, name, &patched, &opts)?;
-                return Ok(json_response(StatusCode::OK, &v));
+                return Ok(with_warnings(
+                    answer.respond(StatusCode::OK, &v)?,
+                    &opts.warnings,
+                ));
             }
             let existed = pt != PatchType::Apply || api.get(&rt, ns, name).is_ok();
             let v = api.patch(
@@ -941,23 +1204,22 @@ async fn serve_resource(
             } else {
                 StatusCode::CREATED
             };
-            Ok(json_response(code, &v))
+            Ok(with_warnings(answer.respond(code, &v)?, &opts.warnings))
         }
         (Method::DELETE, Some(name)) => {
             let opts = delete_options(q, headers, &body)?;
             match api.delete(&rt, ns, name, &opts)? {
-                Deleted::Gone(v) => Ok(json_response(StatusCode::OK, &v)),
-                Deleted::Pending(v) => Ok(json_response(StatusCode::OK, &v)),
+                Deleted::Gone(v) | Deleted::Pending(v) => answer.respond(StatusCode::OK, &v),
             }
         }
         (Method::DELETE, None) => {
             let opts = delete_options(q, headers, &body)?;
             let items = api.delete_collection(&rt, ns, &list_options(q)?, &opts)?;
-            Ok(json_response(
+            answer.respond(
                 StatusCode::OK,
                 &json!({"kind": rt.list_kind(), "apiVersion": rt.api_version(),
                     "metadata": {"resourceVersion": api.store.revision().to_string()}, "items": items}),
-            ))
+            )
         }
         (m, _) => Err(ApiError::MethodNotAllowed(format!(
             "the server does not allow this method on the requested resource ({m} {})",
@@ -973,6 +1235,23 @@ fn event_line(kind: &str, object: &Value) -> Bytes {
     Bytes::from(line)
 }
 
+/// One watch event in the stream's format: a JSON line, or a protobuf frame (falling back
+/// to nothing but a log line if an object cannot be encoded, which a stored built-in object
+/// always can).
+fn event_bytes(protobuf: bool, kind: &str, object: &Value) -> Option<Bytes> {
+    if !protobuf {
+        return Some(event_line(kind, object));
+    }
+    match crate::protobuf::watch_frame(kind, object) {
+        Some(Ok(frame)) => Some(Bytes::from(frame)),
+        Some(Err(e)) => {
+            tracing::warn!("a {kind} watch event cannot be sent in protobuf: {e}");
+            None
+        }
+        None => None,
+    }
+}
+
 struct WatchFilter {
     rt: Arc<ResourceType>,
     storage_key: String,
@@ -980,6 +1259,8 @@ struct WatchFilter {
     labels: Option<LabelSelector>,
     fields: Option<FieldSelector>,
     table: bool,
+    /// Frames of Kubernetes protobuf instead of JSON lines.
+    protobuf: bool,
 }
 
 impl WatchFilter {
@@ -1008,7 +1289,7 @@ impl WatchFilter {
         } else {
             v
         };
-        Some(event_line(ev_kind.as_str(), &obj))
+        event_bytes(self.protobuf, ev_kind.as_str(), &obj)
     }
 
     /// Whether a stored object is in this watch's selection.
@@ -1064,18 +1345,15 @@ impl WatchFilter {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        event_line(
-            "BOOKMARK",
-            &json!({"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": meta}),
-        )
+        let obj =
+            json!({"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": meta});
+        event_bytes(self.protobuf, "BOOKMARK", &obj).unwrap_or_default()
     }
 }
 
-fn expired(rv: u64, oldest: u64) -> Bytes {
-    event_line(
-        "ERROR",
-        &ApiError::Gone(format!("too old resource version: {rv} ({oldest})")).to_status(),
-    )
+fn expired(rv: u64, oldest: u64, protobuf: bool) -> Bytes {
+    let status = ApiError::Gone(format!("too old resource version: {rv} ({oldest})")).to_status();
+    event_bytes(protobuf, "ERROR", &status).unwrap_or_default()
 }
 
 async fn watch_response(
@@ -1084,8 +1362,28 @@ async fn watch_response(
     ns: Option<&str>,
     q: &Query,
     table: bool,
+    answer: Answer,
 ) -> Result<Response, ApiError> {
     let opts = list_options(q)?;
+    let protobuf = match answer {
+        Answer::Protobuf { json_too } if !table => {
+            if crate::protobuf::supports(&rt.api_version(), &rt.kind) {
+                true
+            } else if json_too {
+                false
+            } else {
+                return Err(not_acceptable(
+                    &json!({"kind": rt.kind, "apiVersion": rt.api_version()}),
+                ));
+            }
+        }
+        _ => false,
+    };
+    let content_type = if protobuf {
+        crate::protobuf::WATCH_MEDIA_TYPE
+    } else {
+        "application/json"
+    };
     let filter = WatchFilter {
         rt: rt.clone(),
         storage_key: rt.storage_key(),
@@ -1097,6 +1395,7 @@ async fn watch_response(
         labels: opts.label_selector.clone(),
         fields: opts.field_selector.clone(),
         table,
+        protobuf,
     };
     let since: Option<u64> = match q.get("resourceVersion").filter(|s| !s.is_empty()) {
         None => None,
@@ -1128,14 +1427,11 @@ async fn watch_response(
         Some(rv) if rv > 0 && !send_initial => match api.store.watch_from(rv) {
             Ok((backlog, live)) => (rv, vec![], backlog, live),
             Err(oldest) => {
-                let line = expired(rv, oldest);
+                let line = expired(rv, oldest, protobuf);
                 let body = Body::from(line);
-                return Ok((
-                    StatusCode::OK,
-                    [(header::CONTENT_TYPE, "application/json")],
-                    body,
-                )
-                    .into_response());
+                return Ok(
+                    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response(),
+                );
             }
         },
         _ => {
@@ -1206,7 +1502,7 @@ async fn watch_response(
                         match api.store.events_since(last) {
                             Ok(evs) => pending.extend(evs),
                             Err(oldest) => {
-                                let _ = tx.send(Ok(expired(last, oldest))).await;
+                                let _ = tx.send(Ok(expired(last, oldest, filter.protobuf))).await;
                                 return;
                             }
                         }
@@ -1219,7 +1515,7 @@ async fn watch_response(
     Ok((
         StatusCode::OK,
         [
-            (header::CONTENT_TYPE, "application/json"),
+            (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "no-cache"),
         ],
         Body::from_stream(rx),

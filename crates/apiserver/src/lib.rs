@@ -3,11 +3,14 @@
 //! Mooring reaches every cluster through the Kubernetes API. For zero-setup development,
 //! tests and demos it ships this cluster, the way kind or kwok serve Go controller authors:
 //! an API server with SQLite storage ([`store`]), discovery and CRDs ([`registry`]), the
-//! object semantics of the real server ([`api`]), garbage collection ([`gc`]), server-side
-//! printing ([`table`]), version conversion ([`convert`]), the resource metrics API
-//! ([`metrics_api`], for `kubectl top`) and kwok-style workload simulation
-//! ([`sim`]), served over HTTPS
-//! ([`http`]) so that the real `kubectl` and kube-rs work against it.
+//! object semantics of the real server ([`api`]), custom resources validated against their
+//! structural schemas ([`structural`]), OpenAPI v3 documents for `kubectl explain`
+//! ([`openapi`]), garbage collection ([`gc`]), server-side printing ([`table`]), version
+//! conversion ([`convert`]), the resource metrics API ([`metrics_api`], for `kubectl top`)
+//! and kwok-style workload simulation ([`sim`]), served over HTTPS ([`http`]) so that the
+//! real `kubectl` and kube-rs work against it. Bodies are JSON, YAML or, for built-in
+//! kinds, Kubernetes protobuf ([`protobuf`], over the descriptors of [`proto`]); unknown
+//! and duplicate fields follow `fieldValidation` ([`fields`]).
 //!
 //! Its storage holds every Secret of the management cluster, so it is private: every
 //! request needs the cluster's bearer token, names the server in `Host` and sends a body
@@ -28,17 +31,21 @@ pub mod authz;
 pub mod convert;
 pub mod defaults;
 pub mod error;
+pub mod fields;
 pub mod files;
 pub mod gc;
 pub mod http;
 pub mod metrics_api;
+pub mod openapi;
 pub mod partition;
 pub mod patch;
 pub mod podlog;
 pub mod proto;
+pub mod protobuf;
 pub mod registry;
 pub mod sim;
 pub mod store;
+pub mod structural;
 pub mod table;
 pub mod tls;
 /// Label/field selectors and name/label validation are Kubernetes vocabulary shared with the
@@ -282,6 +289,7 @@ impl Cluster {
             )),
             partition: partition.clone(),
             logs: logs.clone(),
+            openapi: openapi::Cache::shared(),
         };
         let app = http::router(state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -28,6 +28,8 @@ use std::time::Duration;
 
 /// How often a follower looks for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(50);
+/// How long a follower waits for a just-started container's first lines.
+const FOLLOW_GRACE: Duration = Duration::from_secs(2);
 
 /// Query parameters of `pods/log` the server understands.
 const KNOWN: &[&str] = &[
@@ -348,14 +350,24 @@ pub async fn serve(
         container,
         restart,
     };
-    let Some((lines, cursor)) = target.logs.read(&target.at(), since, tail) else {
-        return Ok(respond(Body::empty(), resp_headers));
-    };
     let mut budget = opts.limit_bytes.map(|b| u64::try_from(b).unwrap_or(0));
-    let (first, exhausted) = render(&lines, opts.timestamps, &mut budget);
-    if !opts.follow || exhausted {
-        return Ok(respond(Body::from(first), resp_headers));
-    }
+    let (first, cursor, grace) = match target.logs.read(&target.at(), since, tail) {
+        Some((lines, cursor)) => {
+            let (first, exhausted) = render(&lines, opts.timestamps, &mut budget);
+            if !opts.follow || exhausted {
+                return Ok(respond(Body::from(first), resp_headers));
+            }
+            (first, cursor, None)
+        }
+        None if !opts.follow => return Ok(respond(Body::empty(), resp_headers)),
+        // The status says the container started, but the kubelet has not written its
+        // first lines yet (a moment's race): wait for them a little.
+        None => (
+            Vec::new(),
+            Cursor::default(),
+            Some(tokio::time::Instant::now() + FOLLOW_GRACE),
+        ),
+    };
     let state = Follow {
         target,
         cursor,
@@ -363,6 +375,7 @@ pub async fn serve(
         timestamps: opts.timestamps,
         pending: Some(first),
         done: false,
+        grace,
     };
     let stream = futures::stream::unfold(state, |mut s| async move {
         let chunk = s.next().await?;
@@ -379,6 +392,8 @@ struct Follow {
     timestamps: bool,
     pending: Option<Vec<u8>>,
     done: bool,
+    /// Until when a container instance without logs yet is waited for.
+    grace: Option<tokio::time::Instant>,
 }
 
 impl Follow {
@@ -392,8 +407,10 @@ impl Follow {
                 return None;
             }
             match self.target.logs.poll(&self.target.at(), self.cursor) {
+                Poll::Gone if self.grace.is_some_and(|g| tokio::time::Instant::now() < g) => {}
                 Poll::Ended | Poll::Gone => return None,
                 Poll::Lines(lines, next) => {
+                    self.grace = None;
                     self.cursor = next;
                     if !lines.is_empty() {
                         let (out, exhausted) = render(&lines, self.timestamps, &mut self.budget);

@@ -10,7 +10,9 @@
 //! The descriptor set shortens Kubernetes' package names (`api.apps.v1` for
 //! `k8s.io.api.apps.v1`); [`message_for`] maps an `apiVersion` and `kind` to its message.
 
-use prost_reflect::{DescriptorPool, MessageDescriptor};
+use prost_reflect::{DescriptorPool, FieldDescriptor, MessageDescriptor};
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::sync::OnceLock;
 
 /// The descriptor set, committed (see the module docs).
@@ -41,6 +43,7 @@ pub fn package_for(group: &str, version: &str) -> Option<String> {
         "apiextensions.k8s.io" => "apiextensions_apiserver.pkg.apis.apiextensions".to_string(),
         "apiregistration.k8s.io" => "kube_aggregator.pkg.apis.apiregistration".to_string(),
         "metrics.k8s.io" => "metrics.pkg.apis.metrics".to_string(),
+        "meta.k8s.io" => "apimachinery.pkg.apis.meta".to_string(),
         g if !g.contains('.') => format!("api.{g}"),
         g if g.ends_with(".k8s.io") => format!("api.{}", g.split('.').next()?),
         _ => return None,
@@ -59,6 +62,267 @@ pub fn message_for(api_version: &str, kind: &str) -> Option<MessageDescriptor> {
 /// A message of the apimachinery meta package (`"Status"`, `"WatchEvent"` …).
 pub fn meta_message(name: &str) -> Option<MessageDescriptor> {
     pool()?.get_message_by_name(&format!("{META_PACKAGE}.{name}"))
+}
+
+/// How a message appears in Kubernetes' JSON. Most messages are objects whose keys are
+/// the proto field names; the apimachinery types below have their own JSON forms (Go
+/// `MarshalJSON` methods), which the protobuf codec and the unknown-field check both need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonShape {
+    /// An object keyed by field name (with [`json_key`]'s renames).
+    Object,
+    /// `meta.v1.Time`: an RFC 3339 string with seconds.
+    Time,
+    /// `meta.v1.MicroTime`: an RFC 3339 string with 6 fractional digits.
+    MicroTime,
+    /// `meta.v1.Duration`: a Go duration string (`"1h2m3s"`).
+    Duration,
+    /// `intstr.IntOrString`: a number or a string.
+    IntOrString,
+    /// `resource.Quantity`: a string (`"500m"`).
+    Quantity,
+    /// `runtime.RawExtension`, `meta.v1.FieldsV1`, apiextensions `JSON`: any JSON value,
+    /// carried as raw bytes in protobuf.
+    Embedded,
+    /// A message whose only field is `repeated string items` (`Verbs`, `ExtraValue`): an
+    /// array of strings.
+    StringList,
+    /// `JSONSchemaPropsOrArray`: a schema, or an array of schemas.
+    SchemaOrArray,
+    /// `JSONSchemaPropsOrBool`: a boolean, or a schema.
+    SchemaOrBool,
+    /// `JSONSchemaPropsOrStringArray`: an array of strings, or a schema.
+    SchemaOrStringArray,
+}
+
+/// Package of the CustomResourceDefinition types.
+const APIEXTENSIONS_V1: &str = "apiextensions_apiserver.pkg.apis.apiextensions.v1";
+
+/// The JSON form of a message (see [`JsonShape`]).
+pub fn json_shape(message: &MessageDescriptor) -> JsonShape {
+    let full = message.full_name();
+    let meta = |n: &str| {
+        full.strip_prefix(META_PACKAGE)
+            .and_then(|r| r.strip_prefix('.'))
+            == Some(n)
+    };
+    let apiext = |n: &str| {
+        full.strip_prefix(APIEXTENSIONS_V1)
+            .and_then(|r| r.strip_prefix('.'))
+            == Some(n)
+    };
+    if meta("Time") {
+        JsonShape::Time
+    } else if meta("MicroTime") {
+        JsonShape::MicroTime
+    } else if meta("Duration") {
+        JsonShape::Duration
+    } else if meta("FieldsV1") || apiext("JSON") || full == "apimachinery.pkg.runtime.RawExtension"
+    {
+        JsonShape::Embedded
+    } else if full == "apimachinery.pkg.util.intstr.IntOrString" {
+        JsonShape::IntOrString
+    } else if full == "apimachinery.pkg.api.resource.Quantity"
+        || full == "apimachinery.pkg.api.resource.QuantityValue"
+    {
+        JsonShape::Quantity
+    } else if apiext("JSONSchemaPropsOrArray") {
+        JsonShape::SchemaOrArray
+    } else if apiext("JSONSchemaPropsOrBool") {
+        JsonShape::SchemaOrBool
+    } else if apiext("JSONSchemaPropsOrStringArray") {
+        JsonShape::SchemaOrStringArray
+    } else if is_string_list(message) {
+        JsonShape::StringList
+    } else {
+        JsonShape::Object
+    }
+}
+
+fn is_string_list(message: &MessageDescriptor) -> bool {
+    let mut fields = message.fields();
+    match (fields.next(), fields.next()) {
+        (Some(f), None) => {
+            f.name() == "items" && f.is_list() && f.kind() == prost_reflect::Kind::String
+        }
+        _ => false,
+    }
+}
+
+/// Whether a message is `JSONSchemaProps`, whose JSON keys are renamed ([`json_key`]).
+fn is_schema_props(message: &MessageDescriptor) -> bool {
+    message
+        .full_name()
+        .strip_prefix(APIEXTENSIONS_V1)
+        .and_then(|r| r.strip_prefix('.'))
+        == Some("JSONSchemaProps")
+}
+
+/// The JSON key of a field: its proto name, except in `JSONSchemaProps` where Go field
+/// tags differ from the proto names (`ref` is `$ref`, `schema` is `$schema`,
+/// `xKubernetesListType` is `x-kubernetes-list-type`).
+pub fn json_key(field: &FieldDescriptor) -> Cow<'_, str> {
+    let name = field.name();
+    if !is_schema_props(&field.parent_message().clone()) {
+        return Cow::Borrowed(name);
+    }
+    match name {
+        "ref" => Cow::Borrowed("$ref"),
+        "schema" => Cow::Borrowed("$schema"),
+        n => match n.strip_prefix("xKubernetes") {
+            Some(rest) => {
+                let mut out = String::from("x-kubernetes");
+                for c in rest.chars() {
+                    if c.is_ascii_uppercase() {
+                        out.push('-');
+                        out.push(c.to_ascii_lowercase());
+                    } else {
+                        out.push(c);
+                    }
+                }
+                Cow::Owned(out)
+            }
+            None => Cow::Borrowed(n),
+        },
+    }
+}
+
+/// Fields whose Go struct is embedded with `json:",inline"`: in JSON their fields sit in
+/// the parent object (a Volume's `configMap`, an IngressRule's `http`), in protobuf they
+/// are one message field. The descriptor does not record this, so the list is kept here
+/// (Kubernetes v1.32, every inline embedding of a protobuf-serialised type).
+const INLINE: &[(&str, &str)] = &[
+    ("api.core.v1.Volume", "volumeSource"),
+    ("api.core.v1.PersistentVolumeSpec", "persistentVolumeSource"),
+    ("api.core.v1.Probe", "handler"),
+    ("api.core.v1.EphemeralContainer", "ephemeralContainerCommon"),
+    ("api.core.v1.ConfigMapEnvSource", "localObjectReference"),
+    ("api.core.v1.ConfigMapKeySelector", "localObjectReference"),
+    ("api.core.v1.ConfigMapProjection", "localObjectReference"),
+    ("api.core.v1.ConfigMapVolumeSource", "localObjectReference"),
+    ("api.core.v1.SecretEnvSource", "localObjectReference"),
+    ("api.core.v1.SecretKeySelector", "localObjectReference"),
+    ("api.core.v1.SecretProjection", "localObjectReference"),
+    ("api.networking.v1.IngressRule", "ingressRuleValue"),
+    (
+        "api.admissionregistration.v1.NamedRuleWithOperations",
+        "ruleWithOperations",
+    ),
+    ("api.admissionregistration.v1.RuleWithOperations", "rule"),
+    ("apimachinery.pkg.runtime.Unknown", "typeMeta"),
+];
+
+/// Whether a field is marked `+optional` in its doc comment (Kubernetes' marker for
+/// fields that may be left out), from the descriptor set's source info.
+pub fn is_optional(field: &FieldDescriptor) -> bool {
+    static OPTIONAL: OnceLock<HashSet<String>> = OnceLock::new();
+    OPTIONAL
+        .get_or_init(|| {
+            let mut out = HashSet::new();
+            let Some(pool) = pool() else {
+                return out;
+            };
+            for file in pool.files() {
+                let Some(info) = file.file_descriptor_proto().source_code_info.as_ref() else {
+                    continue;
+                };
+                let optional: HashSet<&[i32]> = info
+                    .location
+                    .iter()
+                    .filter(|l| l.leading_comments().contains("+optional"))
+                    .map(|l| l.path.as_slice())
+                    .collect();
+                let mut stack: Vec<MessageDescriptor> = file.messages().collect();
+                while let Some(m) = stack.pop() {
+                    stack.extend(m.child_messages());
+                    for f in m.fields() {
+                        if optional.contains(f.path()) {
+                            out.insert(f.full_name().to_string());
+                        }
+                    }
+                }
+            }
+            out
+        })
+        .contains(field.full_name())
+}
+
+/// Optional integer fields that are pointers in Go, where an explicit 0 means something
+/// (`replicas: 0`, `backoffLimit: 0`, `runAsUser: 0` is root). Go writes every non-pointer
+/// scalar to protobuf, zero or not, and leaves a zero out of JSON (`omitempty`); a pointer
+/// is written only when set and then a zero stays. The descriptor cannot tell them apart,
+/// so these names keep their zero and every other optional zero number is left out.
+const MEANINGFUL_ZEROS: &[&str] = &[
+    "replicas",
+    "minReplicas",
+    "revisionHistoryLimit",
+    "backoffLimit",
+    "backoffLimitPerIndex",
+    "maxFailedIndexes",
+    "parallelism",
+    "completions",
+    "successfulJobsHistoryLimit",
+    "failedJobsHistoryLimit",
+    "ttlSecondsAfterFinished",
+    "terminationGracePeriodSeconds",
+    "gracePeriodSeconds",
+    "deletionGracePeriodSeconds",
+    "activeDeadlineSeconds",
+    "startingDeadlineSeconds",
+    "progressDeadlineSeconds",
+    "runAsUser",
+    "runAsGroup",
+    "fsGroup",
+    "priority",
+    "defaultMode",
+    "mode",
+    "expirationSeconds",
+    "stabilizationWindowSeconds",
+    "averageUtilization",
+    "targetCPUUtilizationPercentage",
+    "value",
+];
+
+/// Whether a zero-valued scalar read from protobuf belongs in the JSON form (see
+/// [`MEANINGFUL_ZEROS`]): always for required fields; for optional ones, `false` stays
+/// (harmless where it is the default, meaningful for pointers such as
+/// `automountServiceAccountToken`), an empty string goes, and a zero number stays only
+/// for [`MEANINGFUL_ZEROS`].
+pub fn keeps_zero(field: &FieldDescriptor) -> bool {
+    if !is_optional(field) {
+        return true;
+    }
+    match field.kind() {
+        prost_reflect::Kind::Bool => true,
+        prost_reflect::Kind::String | prost_reflect::Kind::Bytes => false,
+        _ => MEANINGFUL_ZEROS.contains(&field.name()),
+    }
+}
+
+/// Whether a field is embedded inline in JSON (see [`INLINE`]).
+pub fn is_inline(field: &FieldDescriptor) -> bool {
+    let parent = field.parent_message();
+    INLINE
+        .iter()
+        .any(|(m, f)| *f == field.name() && *m == parent.full_name())
+}
+
+/// The field of a message a JSON key names (the inverse of [`json_key`]), looking into
+/// inline-embedded messages.
+pub fn field_for_key(message: &MessageDescriptor, key: &str) -> Option<FieldDescriptor> {
+    if is_schema_props(message) {
+        return message.fields().find(|f| json_key(f) == key);
+    }
+    if let Some(f) = message.get_field_by_name(key).filter(|f| !is_inline(f)) {
+        return Some(f);
+    }
+    message
+        .fields()
+        .filter(is_inline)
+        .find_map(|f| match f.kind() {
+            prost_reflect::Kind::Message(m) => field_for_key(&m, key),
+            _ => None,
+        })
 }
 
 #[cfg(test)]
@@ -90,6 +354,51 @@ mod tests {
         assert!(message_for("argoproj.io/v1alpha1", "Application").is_none());
         assert!(meta_message("Status").is_some());
         assert!(meta_message("WatchEvent").is_some());
+    }
+
+    #[test]
+    fn special_types_have_their_json_shapes() {
+        let meta = |n: &str| meta_message(n).expect(n);
+        assert_eq!(json_shape(&meta("Time")), JsonShape::Time);
+        assert_eq!(json_shape(&meta("MicroTime")), JsonShape::MicroTime);
+        assert_eq!(json_shape(&meta("Duration")), JsonShape::Duration);
+        assert_eq!(json_shape(&meta("FieldsV1")), JsonShape::Embedded);
+        assert_eq!(json_shape(&meta("Verbs")), JsonShape::StringList);
+        assert_eq!(json_shape(&meta("ObjectMeta")), JsonShape::Object);
+        let port = message_for("v1", "ServicePort").expect("ServicePort");
+        let target = port.get_field_by_name("targetPort").expect("targetPort");
+        let prost_reflect::Kind::Message(m) = target.kind() else {
+            panic!("targetPort is a message")
+        };
+        assert_eq!(json_shape(&m), JsonShape::IntOrString);
+        let props = message_for("apiextensions.k8s.io/v1", "JSONSchemaProps").expect("props");
+        let key = |k: &str| field_for_key(&props, k).map(|f| json_key(&f).into_owned());
+        assert_eq!(key("$ref").as_deref(), Some("$ref"));
+        assert_eq!(
+            key("x-kubernetes-list-map-keys").as_deref(),
+            Some("x-kubernetes-list-map-keys")
+        );
+        assert_eq!(
+            key("x-kubernetes-preserve-unknown-fields").as_deref(),
+            Some("x-kubernetes-preserve-unknown-fields")
+        );
+        assert_eq!(key("ref"), None);
+        assert_eq!(key("xKubernetesListType"), None);
+        let volume = message_for("v1", "Volume").expect("Volume");
+        let cm = field_for_key(&volume, "configMap").expect("inline configMap");
+        assert_eq!(cm.parent_message().name(), "VolumeSource");
+        assert!(field_for_key(&volume, "volumeSource").is_none());
+        let rule = message_for("networking.k8s.io/v1", "IngressRule").expect("IngressRule");
+        assert!(field_for_key(&rule, "http").is_some());
+        let spec = message_for("apps/v1", "DeploymentSpec").expect("DeploymentSpec");
+        let field = |m: &MessageDescriptor, n: &str| m.get_field_by_name(n).expect(n);
+        assert!(is_optional(&field(&spec, "replicas")));
+        assert!(keeps_zero(&field(&spec, "replicas")));
+        assert!(!keeps_zero(&field(&spec, "minReadySeconds")));
+        let cj = message_for("batch/v1", "CronJobSpec").expect("CronJobSpec");
+        assert!(!is_optional(&field(&cj, "schedule")));
+        let strategy = message_for("apps/v1", "DeploymentStrategy").expect("strategy");
+        assert!(!keeps_zero(&field(&strategy, "type")));
     }
 
     #[test]

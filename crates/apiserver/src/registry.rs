@@ -47,6 +47,9 @@ pub struct ResourceType {
     pub printer_columns: Vec<PrinterColumn>,
     /// Present when the type comes from a CustomResourceDefinition (its name).
     pub crd: Option<String>,
+    /// A custom resource version's `openAPIV3Schema` (`None` for built-in kinds, whose
+    /// schemas come from [`crate::openapi`], and for CRDs without one).
+    pub schema: Option<Arc<Value>>,
     /// The verbs discovery lists and the server serves ([`ALL_VERBS`] for stored kinds;
     /// [`CREATE_ONLY`] for reviews, which answer a question and store nothing).
     pub verbs: &'static [&'static str],
@@ -195,6 +198,11 @@ pub fn types_from_crd(crd: &Value) -> Result<Vec<ResourceType>, CrdError> {
             has_generation: true,
             printer_columns,
             crd: Some(crd_name.to_string()),
+            schema: v
+                .pointer("/schema/openAPIV3Schema")
+                .or_else(|| spec.pointer("/validation/openAPIV3Schema"))
+                .cloned()
+                .map(Arc::new),
             verbs: ALL_VERBS,
         });
     }
@@ -729,6 +737,7 @@ pub fn builtin_types() -> Vec<ResourceType> {
                     has_generation: generation,
                     printer_columns: vec![],
                     crd: None,
+                    schema: None,
                     verbs: if crate::authz::is_review(group) {
                         CREATE_ONLY
                     } else {

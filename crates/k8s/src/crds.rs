@@ -116,7 +116,10 @@ fn crd(
 /// Mooring does not model (`directory.jsonnet`, `sourceHydrator`, fields of newer Argo CD
 /// versions): an API server would otherwise prune them before the controller reads them,
 /// and the controller names each one in its `UnsupportedFieldWarning` condition instead
-/// of never seeing it (see `mooring_engine::unsupported`).
+/// of never seeing it (see `mooring_engine::unsupported`). The status keeps them too: it
+/// is Argo CD's status (`health.lastTransitionTime`, `operationState` details …) when an
+/// Application comes from an Argo CD installation or backup, and Argo CD's own CRD
+/// declares those fields, so a drop-in must not prune them.
 pub fn application_crd() -> Value {
     let mut props = Map::new();
     props.insert("apiVersion".into(), json!({"type": "string"}));
@@ -125,7 +128,9 @@ pub fn application_crd() -> Value {
     let mut spec = schema_of::<ApplicationSpec>();
     preserve_unknown_objects(&mut spec);
     props.insert("spec".into(), spec);
-    props.insert("status".into(), schema_of::<ApplicationStatus>());
+    let mut status = schema_of::<ApplicationStatus>();
+    preserve_unknown_objects(&mut status);
+    props.insert("status".into(), status);
     props.insert(
         "operation".into(),
         json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
@@ -146,8 +151,9 @@ pub fn application_crd() -> Value {
 
 /// The Argo CD-compatible `ApplicationSet` CRD. `spec.generators` and
 /// `spec.template.spec` are open (see `mooring_core::appset`), and every object of the
-/// spec keeps fields Mooring does not model, as for Application; like Application, no
-/// status subresource: the controller merge-patches `status` on the main resource.
+/// spec keeps fields Mooring does not model, as for Application (its status as well); like
+/// Application, no status subresource: the controller merge-patches `status` on the main
+/// resource.
 pub fn applicationset_crd() -> Value {
     let mut props = Map::new();
     props.insert("apiVersion".into(), json!({"type": "string"}));
@@ -156,7 +162,9 @@ pub fn applicationset_crd() -> Value {
     let mut spec = schema_of::<ApplicationSetSpec>();
     preserve_unknown_objects(&mut spec);
     props.insert("spec".into(), spec);
-    props.insert("status".into(), schema_of::<ApplicationSetStatus>());
+    let mut status = schema_of::<ApplicationSetStatus>();
+    preserve_unknown_objects(&mut status);
+    props.insert("status".into(), status);
     crd(
         "argoproj.io",
         "ApplicationSet",

@@ -524,7 +524,7 @@ impl PodLogs {
         }
     }
 
-    /// The Pod is gone: its logs go too.
+    /// The Pod is gone: its logs go too (`uid` empty: whichever Pod had the name).
     pub fn remove(&self, namespace: &str, pod: &str, uid: &str) {
         let mut all = self.lock();
         let key = (namespace.to_string(), pod.to_string());

@@ -116,6 +116,9 @@ impl Controller for PodController {
     fn reconcile(&mut self, ctx: &Ctx, key: &ObjKey) -> Result<Option<Duration>, ApiError> {
         let Some(mut pod) = util::get(ctx, key)? else {
             self.seen.remove(key);
+            // Normally gone with the delete event already; after a lagged event stream
+            // this is where a deleted Pod's logs go.
+            ctx.logs.remove(&key.namespace, &key.name, "");
             return Ok(None);
         };
         if util::is_deleting(&pod) || matches!(util::pod::phase(&pod), "Succeeded" | "Failed") {

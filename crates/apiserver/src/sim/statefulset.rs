@@ -273,9 +273,24 @@ fn ensure_claims(ctx: &Ctx, sts: &Value, i: i64) -> Result<(), ApiError> {
             "metadata": meta,
             "spec": c.get("spec").cloned().unwrap_or(json!({})),
         });
+        let pod = format!("{name}-{i}");
         match ctx.api.create(&ctx.pvcs, Some(ns), pvc, &ctx.wo) {
-            Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e),
+            Ok(_) => ctx.recorder.normal(
+                "statefulset-controller",
+                sts,
+                "SuccessfulCreate",
+                &format!("create Claim {cname} Pod {pod} in StatefulSet {name} success"),
+            ),
+            Err(ApiError::AlreadyExists { .. }) => {}
+            Err(e) => {
+                ctx.recorder.warning(
+                    "statefulset-controller",
+                    sts,
+                    "FailedCreate",
+                    &format!("create Claim {cname} for Pod {pod} in StatefulSet {name} failed error: {e}"),
+                );
+                return Err(e);
+            }
         }
     }
     Ok(())

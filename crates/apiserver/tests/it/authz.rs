@@ -30,7 +30,6 @@ subjects:
 ";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "kubectl sends reviews as protobuf: enabled when protobuf bodies land (issue 17)"]
 async fn kubectl_auth_can_i_whoami_and_impersonation_follow_rbac() {
     let c = start(None).await;
     ok(

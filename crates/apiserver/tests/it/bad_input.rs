@@ -67,7 +67,7 @@ async fn bad_requests_get_kubernetes_errors_and_store_is_unchanged() {
             v.shrink_to_fit();
             v
         }, 413, "RequestEntityTooLarge"),
-        ("protobuf body", cms, "application/vnd.kubernetes.protobuf", b"k8s\0garbage".to_vec(), 415, "UnsupportedMediaType"),
+        ("malformed protobuf body", cms, "application/vnd.kubernetes.protobuf", b"k8s\0garbage".to_vec(), 400, "BadRequest"),
         ("deployment without selector", "/apis/apps/v1/namespaces/default/deployments", json_ct,
             serde_json::to_vec(&json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
                 "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}})).expect("json"), 422, "Invalid"),

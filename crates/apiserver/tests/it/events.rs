@@ -29,6 +29,33 @@ spec:
   selector: {app: web}
   ports: [{port: 80}]
 ---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  replicas: 1
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers:
+      - {name: db, image: postgres:16}
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      containers:
+      - {name: agent, image: busybox}
+---
 apiVersion: v1
 kind: Pod
 metadata: {name: crashy}
@@ -104,6 +131,22 @@ async fn controllers_record_events_kubectl_shows() {
     assert!(d.contains("Scaled up replica set web-"), "{d}");
     let rs = described(&c, &["rs", "-l", "app=web"], "SuccessfulCreate").await;
     assert!(rs.contains("Created pod: web-"), "{rs}");
+
+    let sts = described(
+        &c,
+        &["sts", "db"],
+        "create Pod db-0 in StatefulSet db successful",
+    )
+    .await;
+    assert!(
+        sts.contains("create Claim data-db-0 Pod db-0 in StatefulSet db success"),
+        "{sts}"
+    );
+    let ds = described(&c, &["ds", "agent"], "SuccessfulCreate").await;
+    assert!(
+        ds.contains("daemonset-controller") && ds.contains("Created pod: agent-"),
+        "{ds}"
+    );
 
     // A Pod's life: scheduler and kubelet.
     let pods: Api<Pod> = Api::namespaced(kc.clone(), "default");

@@ -36,6 +36,13 @@ spec:
   - {name: a, image: registry.local/model-server:1}
   - {name: b, image: busybox}
 ---
+apiVersion: v1
+kind: Pod
+metadata: {name: pull}
+spec:
+  containers:
+  - {name: app, image: registry.local/app:image-pull}
+---
 apiVersion: batch/v1
 kind: Job
 metadata: {name: batch}
@@ -146,6 +153,17 @@ async fn kubectl_logs_against_simulated_containers() {
             && none.stderr.contains("not found"),
         "{}",
         none.stderr
+    );
+
+    // A container that never started: the kubelet's words.
+    let pulling = eventually(30, "pull pod waiting", || async {
+        let o = kubectl(&c, &["logs", "pull"], None).await;
+        (!o.ok && o.stderr.contains("waiting to start")).then_some(o.stderr)
+    })
+    .await;
+    assert!(
+        pulling.contains("container \"app\" in pod \"pull\" is waiting to start: trying and failing to pull image"),
+        "{pulling}"
     );
 
     // A Job Pod logs its work and its result.

@@ -37,6 +37,8 @@ pub struct RawResponse {
     pub code: u16,
     pub head: String,
     pub body: String,
+    /// The body as sent (binary answers: protobuf).
+    pub bytes: Vec<u8>,
 }
 
 impl RawResponse {
@@ -93,6 +95,11 @@ pub async fn try_raw(c: &Cluster, head: &str, body: &[u8]) -> Result<RawResponse
     // The server closes after answering (`Connection: close`); a TLS close without
     // close_notify is not an error for this purpose.
     let _ = s.read_to_end(&mut out).await;
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(out.len());
+    let bytes = out.get(split + 4..).unwrap_or_default().to_vec();
     let text = String::from_utf8_lossy(&out).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
     let code = head
@@ -104,6 +111,7 @@ pub async fn try_raw(c: &Cluster, head: &str, body: &[u8]) -> Result<RawResponse
         code,
         head: head.to_ascii_lowercase(),
         body: body.to_string(),
+        bytes,
     })
 }
 

@@ -1,6 +1,6 @@
 //! `mooring bench TARGET`: the benchmarks whose figures docs/benchmarks.md records, one
 //! file each in this folder (`gitops.rs`, `policy.rs`, `appset.rs`, `rollout.rs`,
-//! `flood.rs` for api-flood), kept apart from the commands so that the binary's
+//! `flood.rs` for api-flood, `protobuf.rs`), kept apart from the commands so that the binary's
 //! `src/` holds argument parsing, output and glue; the shared process-memory reader is
 //! here.
 //!
@@ -19,6 +19,7 @@ mod gitops;
 mod image;
 mod logs;
 mod policy;
+mod protobuf;
 mod rollback;
 mod rollout;
 
@@ -88,6 +89,9 @@ pub enum Target {
     /// 10 s poll, on the example's model server (`--rounds` pushes per mode;
     /// docker-registry needed; run from the repository root).
     Image,
+    /// Writes/s creating Deployments and ConfigMaps with Kubernetes protobuf bodies vs
+    /// JSON bodies (`--writes` each, `--writers` concurrent), kubectl-like HTTPS client.
+    Protobuf,
     /// Log streaming: `--watchers` followers of one Pod's `pods/log?follow=true` for
     /// `--seconds`, with a load of Pods writing (lines/s delivered, total and per follower).
     Logs,
@@ -168,6 +172,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Target::Rollback => rollback::run(args.rounds).await,
         Target::Dr => dr::run(args.rounds).await,
         Target::Image => image::run(args.rounds).await,
+        Target::Protobuf => protobuf::run(args.writes, args.writers).await,
         Target::Logs => logs::run(args.watchers, args.seconds).await,
     }
 }

@@ -272,7 +272,8 @@ async fn wait_condition(c: &Client, name: &str, type_: &str, contains: &str) -> 
 
 /// Issue 11: a field of the set Mooring does not act on is named in a warning condition
 /// (the set still generates); a generator it does not implement fails generation naming
-/// it, and a set that does not parse is reported; neither changes the Applications.
+/// it, and a value its schema does not allow is refused by the API server; neither changes
+/// the Applications.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_fields_warn_and_unsupported_generators_fail_naming_them() {
     let e = env().await;
@@ -322,8 +323,9 @@ async fn unsupported_fields_warn_and_unsupported_generators_fail_naming_them() {
     )
     .await;
     assert_eq!(app_names(c, "ml").await, ["ml-a"]);
-    // A set that does not parse is reported too, and changes nothing.
-    sets(c)
+    // A value the schema does not allow is refused by the API server (as a real one
+    // refuses it under Argo CD's CRD), naming the supported values; nothing changes.
+    let refused = sets(c)
         .patch(
             "ml",
             &PatchParams::default(),
@@ -332,9 +334,13 @@ async fn unsupported_fields_warn_and_unsupported_generators_fail_naming_them() {
                 "syncPolicy": {"applicationsSync": "sometimes"}}})),
         )
         .await
-        .expect("patch");
-    let error = wait_condition(c, "ml", "ErrorOccurred", "does not parse").await;
-    assert!(error.contains("sometimes"), "{error}");
+        .expect_err("an unsupported applicationsSync is refused");
+    let refused = refused.to_string();
+    assert!(
+        refused.contains("spec.syncPolicy.applicationsSync: Unsupported value: \"sometimes\"")
+            && refused.contains("\"create-only\""),
+        "{refused}"
+    );
     assert_eq!(app_names(c, "ml").await, ["ml-a"]);
 }
 

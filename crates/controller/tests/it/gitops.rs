@@ -734,10 +734,33 @@ async fn unsupported_application_fields_get_a_warning_condition() {
 }
 
 /// An Application whose spec does not parse is reported on the Application (not only in
-/// the controller's log), naming the field.
+/// the controller's log), naming the field. Mooring's CRD schema refuses such a spec at the
+/// API server, so this happens under a looser Application CRD (another installation's, or
+/// an older one): the test installs one whose spec is open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_application_that_does_not_parse_is_reported_on_it() {
     let e = env().await;
+    let crds: Api<DynamicObject> = Api::all_with(
+        e.client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
+    );
+    crds.patch(
+        "applications.argoproj.io",
+        &PatchParams::default(),
+        &Patch::<Value>::Json(
+            serde_json::from_value(json!([{
+                "op": "replace",
+                "path": "/spec/versions/0/schema/openAPIV3Schema/properties/spec",
+                "value": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+            }]))
+            .expect("json patch"),
+        ),
+    )
+    .await
+    .expect("loosen the Application CRD");
     let apps = apps(&e.client);
     let mut app = application("broken", "file:///nowhere", "apps/model", json!({}));
     app["spec"]["syncPolicy"]["automated"] = json!("yes");
