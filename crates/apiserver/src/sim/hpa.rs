@@ -340,6 +340,11 @@ pub fn validate(obj: &Value) -> Vec<String> {
             errs.push(format!("spec.scaleTargetRef.{f}: Required value"));
         }
     }
+    for dir in ["scaleUp", "scaleDown"] {
+        if let Some(rules) = obj.pointer(&format!("/spec/behavior/{dir}")) {
+            errs.extend(validate_rules(rules, &format!("spec.behavior.{dir}")));
+        }
+    }
     let metrics = obj
         .pointer("/spec/metrics")
         .and_then(Value::as_array)
@@ -405,6 +410,64 @@ pub fn validate(obj: &Value) -> Vec<String> {
             errs.push(format!(
                 "{at}.resource.name: Required value: must specify a resource name"
             ));
+        }
+    }
+    errs
+}
+
+/// Validation of `behavior.scaleUp` / `scaleDown` (Kubernetes' `validateScalingRules`).
+fn validate_rules(rules: &Value, at: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if let Some(w) = rules
+        .get("stabilizationWindowSeconds")
+        .and_then(Value::as_i64)
+    {
+        if w < 0 {
+            errs.push(format!("{at}.stabilizationWindowSeconds: Invalid value: {w}: must be greater than or equal to zero"));
+        } else if w > 3600 {
+            errs.push(format!("{at}.stabilizationWindowSeconds: Invalid value: {w}: must be less than or equal to 3600"));
+        }
+    }
+    if let Some(p) = rules.get("selectPolicy").and_then(Value::as_str) {
+        if !matches!(p, "Max" | "Min" | "Disabled") {
+            errs.push(format!("{at}.selectPolicy: Unsupported value: {p:?}: supported values: \"Disabled\", \"Max\", \"Min\""));
+        }
+    }
+    let policies = rules
+        .get("policies")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if rules.get("policies").is_some() && policies.is_empty() {
+        errs.push(format!(
+            "{at}.policies: Required value: must specify at least one Policy"
+        ));
+    }
+    for (i, p) in policies.iter().enumerate() {
+        let pat = format!("{at}.policies[{i}]");
+        match p.get("type").and_then(Value::as_str) {
+            Some("Pods" | "Percent") => {}
+            other => errs.push(format!(
+                "{pat}.type: Unsupported value: {:?}: supported values: \"Percent\", \"Pods\"",
+                other.unwrap_or_default()
+            )),
+        }
+        match p.get("value").and_then(Value::as_i64) {
+            Some(v) if v > 0 => {}
+            v => errs.push(format!(
+                "{pat}.value: Invalid value: {}: must be greater than zero",
+                v.unwrap_or(0)
+            )),
+        }
+        match p.get("periodSeconds").and_then(Value::as_i64) {
+            Some(v) if v > 1800 => errs.push(format!(
+                "{pat}.periodSeconds: Invalid value: {v}: must be less than or equal to 1800"
+            )),
+            Some(v) if v > 0 => {}
+            v => errs.push(format!(
+                "{pat}.periodSeconds: Invalid value: {}: must be greater than zero",
+                v.unwrap_or(0)
+            )),
         }
     }
     errs
@@ -1047,5 +1110,10 @@ mod tests {
             "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": -5}}}]}});
         let errs = validate(&bad);
         assert_eq!(errs.len(), 3, "{errs:?}");
+        let behavior = json!({"spec": {"minReplicas": 1, "maxReplicas": 3,
+            "scaleTargetRef": {"kind": "Deployment", "name": "web"},
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 7200, "selectPolicy": "Often",
+                "policies": [{"type": "Pods", "value": 0, "periodSeconds": 0}, {"type": "Blocks", "value": 1, "periodSeconds": 99999}]}}}});
+        assert_eq!(validate(&behavior).len(), 6, "{:?}", validate(&behavior));
     }
 }

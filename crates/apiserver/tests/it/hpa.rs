@@ -60,9 +60,7 @@ async fn hpa_scales_a_deployment_up_under_load_and_back_down() {
         None,
     )
     .await;
-    // kubectl's own generator; created with apply because `kubectl autoscale` posts
-    // protobuf, which the protobuf slice of issue 17 serves.
-    let generated = ok(
+    ok(
         &c,
         &[
             "autoscale",
@@ -73,15 +71,10 @@ async fn hpa_scales_a_deployment_up_under_load_and_back_down() {
             "--cpu-percent=50",
             "-n",
             "demo",
-            "--dry-run=client",
-            "-o",
-            "yaml",
         ],
         None,
     )
     .await;
-    assert!(generated.contains("autoscaling/v1"), "{generated}");
-    ok(&c, &["apply", "-n", "demo", "-f", "-"], Some(&generated)).await;
 
     // One object, two views: v1 has targetCPUUtilizationPercentage, v2 metrics.
     let (code, v1) = send(&kc, "GET", &format!("{HPA_V1}/web"), None).await;
@@ -335,6 +328,16 @@ async fn hpa_targets_statefulsets_on_request_rate_and_reports_failures() {
         (
             "unknown metric type",
             hpa("x6", "Deployment", "apps/v1", "web", bad_type, 1, 3),
+            HPA_V2,
+        ),
+        (
+            "absurd behavior",
+            {
+                let mut h = hpa("x8", "Deployment", "apps/v1", "web", cpu.clone(), 1, 3);
+                h["spec"]["behavior"] = json!({"scaleUp": {"stabilizationWindowSeconds": -1,
+                    "policies": [{"type": "Pods", "value": 1_000_000_000, "periodSeconds": 0}]}});
+                h
+            },
             HPA_V2,
         ),
         (
