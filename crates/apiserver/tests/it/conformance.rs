@@ -8,6 +8,9 @@ use crate::support::start_with;
 use mooring_apiserver::{Cluster, ClusterOptions};
 use std::time::Duration;
 
+/// A row's check of kubectl's outcome (`Err` says what is wrong).
+type Check = Box<dyn Fn(&Out) -> Result<(), String> + Send + Sync>;
+
 /// One row: the command as the docs show it, the kubectl arguments, optional stdin, and a
 /// check of the outcome (`Err` says what is wrong).
 struct Row {
@@ -15,7 +18,7 @@ struct Row {
     args: Vec<String>,
     stdin: Option<String>,
     env: Vec<(&'static str, String)>,
-    check: Box<dyn Fn(&Out) -> Result<(), String> + Send + Sync>,
+    check: Check,
 }
 
 fn row(
