@@ -296,7 +296,7 @@ impl Api {
     pub fn present(rt: &ResourceType, stored: &Stored) -> Result<Value, ApiError> {
         let mut v = crate::convert::to_version(rt, stored.value()?);
         if rt.is_events_v1() {
-            return Ok(crate::sim::events::to_events_v1(&v));
+            return Ok(crate::convert::to_events_v1(&v));
         }
         if let Some(o) = v.as_object_mut() {
             o.insert("apiVersion".into(), json!(rt.api_version()));
@@ -511,8 +511,8 @@ impl Api {
         if rt.is_events_v1() {
             Self::check_type(rt, &obj)?;
             let core = self.core_events()?;
-            let out = self.create(&core, ns, crate::sim::events::from_events_v1(&obj), opts)?;
-            return Ok(crate::sim::events::to_events_v1(&out));
+            let out = self.create(&core, ns, crate::convert::from_events_v1(&obj), opts)?;
+            return Ok(crate::convert::to_events_v1(&out));
         }
         Self::check_type(rt, &obj)?;
         opts.check_fields(rt, &mut obj)?;
@@ -716,9 +716,9 @@ impl Api {
         if rt.is_events_v1() {
             Self::check_type(rt, &obj)?;
             let core = self.core_events()?;
-            let obj = crate::sim::events::from_events_v1(&obj);
+            let obj = crate::convert::from_events_v1(&obj);
             let out = self.update(&core, ns, name, obj, sub, opts)?;
-            return Ok(crate::sim::events::to_events_v1(&out));
+            return Ok(crate::convert::to_events_v1(&out));
         }
         Self::check_type(rt, &obj)?;
         opts.check_fields(rt, &mut obj)?;
@@ -754,9 +754,9 @@ impl Api {
     ) -> Result<Value, ApiError> {
         if rt.is_events_v1() {
             let core = self.core_events()?;
-            let body = crate::sim::events::patch_to_core(patch_type == PatchType::Json, body);
+            let body = crate::convert::patch_to_core(patch_type == PatchType::Json, body);
             let out = self.patch(&core, ns, name, patch_type, &body, sub, opts)?;
-            return Ok(crate::sim::events::to_events_v1(&out));
+            return Ok(crate::convert::to_events_v1(&out));
         }
         if patch_type == PatchType::Apply && opts.field_manager.is_none() {
             return Err(ApiError::BadRequest(

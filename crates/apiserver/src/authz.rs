@@ -49,11 +49,6 @@ const AUTHENTICATED_GROUP: &str = "system:authenticated";
 /// Label the bootstrap RBAC objects carry in a real cluster.
 const BOOTSTRAP_LABEL: &str = "kubernetes.io/bootstrapping";
 
-/// Whether a group's kinds are reviews (create-only, never stored).
-pub fn is_review(group: &str) -> bool {
-    group == "authorization.k8s.io" || group == "authentication.k8s.io"
-}
-
 /// An authenticated (or impersonated) identity: Kubernetes' `user.Info`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserInfo {
@@ -297,7 +292,7 @@ fn namespace_of(v: &Value) -> &str {
         .unwrap_or_default()
 }
 
-fn strings(v: Option<&Value>) -> Vec<&str> {
+fn string_list(v: Option<&Value>) -> Vec<&str> {
     v.and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default()
@@ -482,8 +477,8 @@ impl Rbac {
         }
         for (_, _, rules) in self.applicable(user, namespace) {
             for r in rules {
-                let verbs = strings(r.get("verbs"));
-                let urls = strings(r.get("nonResourceURLs"));
+                let verbs = string_list(r.get("verbs"));
+                let urls = string_list(r.get("nonResourceURLs"));
                 if !urls.is_empty() {
                     let v = json!({"verbs": verbs, "nonResourceURLs": urls});
                     if !non_resource.contains(&v) {
@@ -491,9 +486,9 @@ impl Rbac {
                     }
                     continue;
                 }
-                let mut v = json!({"verbs": verbs, "apiGroups": strings(r.get("apiGroups")),
-                    "resources": strings(r.get("resources"))});
-                let names = strings(r.get("resourceNames"));
+                let mut v = json!({"verbs": verbs, "apiGroups": string_list(r.get("apiGroups")),
+                    "resources": string_list(r.get("resources"))});
+                let names = string_list(r.get("resourceNames"));
                 if !names.is_empty() {
                     v["resourceNames"] = json!(names);
                 }
@@ -539,19 +534,19 @@ fn has(list: &[&str], want: &str) -> bool {
 
 /// Whether one PolicyRule allows the request, as Kubernetes' `RuleAllows`.
 pub fn rule_allows(rule: &Value, a: &Attributes) -> bool {
-    let verbs = strings(rule.get("verbs"));
+    let verbs = string_list(rule.get("verbs"));
     if !has(&verbs, &a.verb) {
         return false;
     }
     if !a.resource_request {
-        return strings(rule.get("nonResourceURLs")).iter().any(|u| {
+        return string_list(rule.get("nonResourceURLs")).iter().any(|u| {
             *u == "*"
                 || *u == a.path
                 || u.strip_suffix('*')
                     .is_some_and(|prefix| a.path.starts_with(prefix))
         });
     }
-    if !has(&strings(rule.get("apiGroups")), &a.api_group) {
+    if !has(&string_list(rule.get("apiGroups")), &a.api_group) {
         return false;
     }
     let combined = if a.subresource.is_empty() {
@@ -559,7 +554,7 @@ pub fn rule_allows(rule: &Value, a: &Attributes) -> bool {
     } else {
         format!("{}/{}", a.resource, a.subresource)
     };
-    let resources = strings(rule.get("resources"));
+    let resources = string_list(rule.get("resources"));
     let resource_ok = resources.iter().any(|r| {
         *r == "*"
             || *r == combined
@@ -568,7 +563,7 @@ pub fn rule_allows(rule: &Value, a: &Attributes) -> bool {
     if !resource_ok {
         return false;
     }
-    let names = strings(rule.get("resourceNames"));
+    let names = string_list(rule.get("resourceNames"));
     names.is_empty() || (!a.name.is_empty() && names.contains(&a.name.as_str()))
 }
 
@@ -725,7 +720,7 @@ pub fn review(
                 requester.clone()
             } else {
                 let user = spec.get("user").and_then(Value::as_str).unwrap_or("");
-                let groups: Vec<String> = strings(spec.get("groups"))
+                let groups: Vec<String> = string_list(spec.get("groups"))
                     .into_iter()
                     .map(str::to_string)
                     .collect();
@@ -744,7 +739,10 @@ pub fn review(
                             .map(|(k, v)| {
                                 (
                                     k.clone(),
-                                    strings(Some(v)).into_iter().map(str::to_string).collect(),
+                                    string_list(Some(v))
+                                        .into_iter()
+                                        .map(str::to_string)
+                                        .collect(),
                                 )
                             })
                             .collect()

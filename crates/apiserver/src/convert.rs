@@ -10,6 +10,10 @@
 //! `…/behavior`, `…/conditions`, `…/current-metrics`), so that reading an HPA through v1
 //! and writing it back loses nothing. `kubectl autoscale` creates v1 objects; the HPA
 //! controller works on the v2 form.
+//!
+//! Events are stored as core `v1` Events and also served as `events.k8s.io/v1`, whose
+//! fields have other names (`involvedObject` ↔ `regarding`, `message` ↔ `note` …):
+//! [`to_events_v1`], [`from_events_v1`] and [`patch_to_core`].
 
 use crate::registry::ResourceType;
 use serde_json::{json, Map, Value};
@@ -224,6 +228,96 @@ fn hpa_v1_to_v2(mut obj: Value) -> Value {
     }
     obj["apiVersion"] = json!(HPA_V2);
     obj
+}
+
+/// Field renames between core `v1` and `events.k8s.io/v1` Events (core, events.k8s.io).
+const RENAMES: &[(&str, &str)] = &[
+    ("involvedObject", "regarding"),
+    ("message", "note"),
+    ("reportingComponent", "reportingController"),
+    ("source", "deprecatedSource"),
+    ("firstTimestamp", "deprecatedFirstTimestamp"),
+    ("lastTimestamp", "deprecatedLastTimestamp"),
+    ("count", "deprecatedCount"),
+];
+
+fn rename(v: &Value, to_events_v1: bool) -> Value {
+    let Some(o) = v.as_object() else {
+        return v.clone();
+    };
+    let mut out = serde_json::Map::new();
+    for (k, x) in o {
+        let new = RENAMES
+            .iter()
+            .find_map(|(core, ev1)| {
+                if to_events_v1 {
+                    (k == core).then_some(*ev1)
+                } else {
+                    (k == ev1).then_some(*core)
+                }
+            })
+            .unwrap_or(k);
+        out.insert(new.to_string(), x.clone());
+    }
+    Value::Object(out)
+}
+
+/// A stored (core `v1`) Event as `events.k8s.io/v1` shows it.
+pub fn to_events_v1(core: &Value) -> Value {
+    let mut v = rename(core, true);
+    v["apiVersion"] = json!("events.k8s.io/v1");
+    v["kind"] = json!("Event");
+    v
+}
+
+/// An `events.k8s.io/v1` Event as the core `v1` object stored.
+pub fn from_events_v1(ev: &Value) -> Value {
+    let mut v = rename(ev, false);
+    v["apiVersion"] = json!("v1");
+    v["kind"] = json!("Event");
+    v
+}
+
+/// A patch of an `events.k8s.io/v1` Event as the same patch of the stored core Event: a
+/// JSON patch's paths and a merge / strategic / apply body's fields renamed.
+pub fn patch_to_core(json_patch: bool, body: &Value) -> Value {
+    if json_patch {
+        let Some(ops) = body.as_array() else {
+            return body.clone();
+        };
+        let rename_path = |p: &str| -> String {
+            let rest = p.strip_prefix('/').unwrap_or(p);
+            let (first, tail) = rest
+                .split_once('/')
+                .map_or((rest, None), |(a, b)| (a, Some(b)));
+            let first = RENAMES
+                .iter()
+                .find(|(_, ev1)| *ev1 == first)
+                .map_or(first, |(core, _)| core);
+            match tail {
+                Some(t) => format!("/{first}/{t}"),
+                None => format!("/{first}"),
+            }
+        };
+        return Value::Array(
+            ops.iter()
+                .map(|op| {
+                    let mut op = op.clone();
+                    for k in ["path", "from"] {
+                        if let Some(p) = op.get(k).and_then(Value::as_str) {
+                            op[k] = json!(rename_path(p));
+                        }
+                    }
+                    op
+                })
+                .collect(),
+        );
+    }
+    let mut v = rename(body, false);
+    if v.get("apiVersion").is_some() {
+        v["apiVersion"] = json!("v1");
+    }
+    v
 }
 
 #[cfg(test)]

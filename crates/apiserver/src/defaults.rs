@@ -198,7 +198,7 @@ pub fn apply(rt: &ResourceType, obj: &mut Value) {
                 pod_spec_defaults(ps, false);
             }
         }
-        ("autoscaling", "HorizontalPodAutoscaler") => crate::sim::hpa::apply_defaults(obj),
+        ("autoscaling", "HorizontalPodAutoscaler") => crate::autoscaling::apply_defaults(obj),
         ("batch", "CronJob") => {
             let spec = obj_mut(obj, "spec");
             default(spec, "concurrencyPolicy", json!("Allow"));
@@ -277,10 +277,10 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Stri
         return errs;
     }
     if is_kind(rt, "autoscaling", "HorizontalPodAutoscaler") {
-        errs.extend(crate::sim::hpa::validate(obj));
+        errs.extend(crate::autoscaling::validate(obj));
     }
     if is_kind(rt, "batch", "CronJob") {
-        errs.extend(crate::sim::cronjob::validate(obj));
+        errs.extend(crate::schedule::validate(obj));
     }
     let workload = rt.group == "apps"
         && matches!(

@@ -1018,7 +1018,7 @@ async fn serve_resource(
                     "{method} is not supported on pods/log: use GET"
                 )));
             }
-            return crate::podlog::serve(st, q, ns, name).await;
+            return crate::podlog::serve(&st.api, &st.logs, q, ns, name).await;
         }
     }
     let sub = match rp.sub.as_deref() {

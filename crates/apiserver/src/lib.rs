@@ -28,6 +28,7 @@
 pub mod access;
 pub mod api;
 pub mod authz;
+pub mod autoscaling;
 pub mod convert;
 pub mod defaults;
 pub mod error;
@@ -42,7 +43,9 @@ pub mod patch;
 pub mod podlog;
 pub mod proto;
 pub mod protobuf;
+pub mod quantity;
 pub mod registry;
+pub mod schedule;
 pub mod sim;
 pub mod store;
 pub mod structural;

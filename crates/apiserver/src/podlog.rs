@@ -15,8 +15,8 @@
 //! slow for leave the window (they are dropped, not queued). Query parameters the
 //! simulation has no use for are answered with a `Warning` header naming them.
 
+use crate::api::Api;
 use crate::error::ApiError;
-use crate::http::HttpState;
 use crate::sim::logs::{rfc3339_nano, Cursor, InstanceRef, Nanos, PodLogs, Poll};
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -289,18 +289,18 @@ impl Target {
 
 /// Serve `GET …/pods/{name}/log`.
 pub async fn serve(
-    st: &HttpState,
+    api: &Api,
+    logs: &PodLogs,
     q: &HashMap<String, String>,
     namespace: &str,
     name: &str,
 ) -> Result<Response, ApiError> {
     let (opts, unknown) = parse_options(name, q)?;
-    let pods = st
-        .api
+    let pods = api
         .registry
         .get("", "v1", "pods")
         .ok_or_else(|| ApiError::Internal("pods are not registered".into()))?;
-    let pod = st.api.get(&pods, Some(namespace), name)?;
+    let pod = api.get(&pods, Some(namespace), name)?;
     let container = pick_container(name, &pod, opts.container.as_deref())?;
     let mut resp_headers = vec![(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))];
     if !unknown.is_empty() {
@@ -339,7 +339,7 @@ pub async fn serve(
     };
     let tail = opts.tail_lines.map(|t| u64::try_from(t).unwrap_or(0));
     let target = Target {
-        logs: st.logs.clone(),
+        logs: logs.clone(),
         namespace: namespace.to_string(),
         pod: name.to_string(),
         uid: pod

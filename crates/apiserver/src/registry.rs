@@ -70,6 +70,11 @@ pub const ALL_VERBS: &[&str] = &[
 /// The verbs of a review (`SubjectAccessReview`, `TokenReview` …): POST only, nothing stored.
 pub const CREATE_ONLY: &[&str] = &["create"];
 
+/// Whether a group's kinds are reviews (create-only, never stored; [`crate::authz`]).
+pub fn is_review(group: &str) -> bool {
+    group == "authorization.k8s.io" || group == "authentication.k8s.io"
+}
+
 impl ResourceType {
     /// `group/version`, or just `version` for the core group.
     pub fn api_version(&self) -> String {
@@ -83,7 +88,7 @@ impl ResourceType {
     /// The storage key shared by every version of the resource: `group/plural`.
     pub fn storage_key(&self) -> String {
         // events.k8s.io/v1 Events are the core Events seen through another schema: one
-        // storage, as in Kubernetes ([`crate::sim::events::to_events_v1`]).
+        // storage, as in Kubernetes ([`crate::convert::to_events_v1`]).
         if self.is_events_v1() {
             return "/events".into();
         }
@@ -738,7 +743,7 @@ pub fn builtin_types() -> Vec<ResourceType> {
                     printer_columns: vec![],
                     crd: None,
                     schema: None,
-                    verbs: if crate::authz::is_review(group) {
+                    verbs: if is_review(group) {
                         CREATE_ONLY
                     } else {
                         ALL_VERBS

@@ -22,8 +22,8 @@
 //! deletes every Event (whoever wrote it) whose last write is older than the TTL,
 //! [`crate::ClusterOptions::event_ttl`].
 //!
-//! Kubernetes serves the same objects as `events.k8s.io/v1` too; [`to_events_v1`] and
-//! [`from_events_v1`] are that conversion (`involvedObject` ↔ `regarding`, `message` ↔
+//! Kubernetes serves the same objects as `events.k8s.io/v1` too; [`crate::convert::to_events_v1`] and
+//! [`crate::convert::from_events_v1`] are that conversion (`involvedObject` ↔ `regarding`, `message` ↔
 //! `note`, `count` ↔ `deprecatedCount`, …), used by the API layer for that group.
 //!
 //! ```ignore
@@ -363,99 +363,10 @@ pub async fn expire(api: Api, ttl: Duration) {
     }
 }
 
-/// Field renames between core `v1` and `events.k8s.io/v1` Events (core, events.k8s.io).
-const RENAMES: &[(&str, &str)] = &[
-    ("involvedObject", "regarding"),
-    ("message", "note"),
-    ("reportingComponent", "reportingController"),
-    ("source", "deprecatedSource"),
-    ("firstTimestamp", "deprecatedFirstTimestamp"),
-    ("lastTimestamp", "deprecatedLastTimestamp"),
-    ("count", "deprecatedCount"),
-];
-
-fn rename(v: &Value, to_events_v1: bool) -> Value {
-    let Some(o) = v.as_object() else {
-        return v.clone();
-    };
-    let mut out = serde_json::Map::new();
-    for (k, x) in o {
-        let new = RENAMES
-            .iter()
-            .find_map(|(core, ev1)| {
-                if to_events_v1 {
-                    (k == core).then_some(*ev1)
-                } else {
-                    (k == ev1).then_some(*core)
-                }
-            })
-            .unwrap_or(k);
-        out.insert(new.to_string(), x.clone());
-    }
-    Value::Object(out)
-}
-
-/// A stored (core `v1`) Event as `events.k8s.io/v1` shows it.
-pub fn to_events_v1(core: &Value) -> Value {
-    let mut v = rename(core, true);
-    v["apiVersion"] = json!("events.k8s.io/v1");
-    v["kind"] = json!("Event");
-    v
-}
-
-/// An `events.k8s.io/v1` Event as the core `v1` object stored.
-pub fn from_events_v1(ev: &Value) -> Value {
-    let mut v = rename(ev, false);
-    v["apiVersion"] = json!("v1");
-    v["kind"] = json!("Event");
-    v
-}
-
-/// A patch of an `events.k8s.io/v1` Event as the same patch of the stored core Event: a
-/// JSON patch's paths and a merge / strategic / apply body's fields renamed.
-pub fn patch_to_core(json_patch: bool, body: &Value) -> Value {
-    if json_patch {
-        let Some(ops) = body.as_array() else {
-            return body.clone();
-        };
-        let rename_path = |p: &str| -> String {
-            let rest = p.strip_prefix('/').unwrap_or(p);
-            let (first, tail) = rest
-                .split_once('/')
-                .map_or((rest, None), |(a, b)| (a, Some(b)));
-            let first = RENAMES
-                .iter()
-                .find(|(_, ev1)| *ev1 == first)
-                .map_or(first, |(core, _)| core);
-            match tail {
-                Some(t) => format!("/{first}/{t}"),
-                None => format!("/{first}"),
-            }
-        };
-        return Value::Array(
-            ops.iter()
-                .map(|op| {
-                    let mut op = op.clone();
-                    for k in ["path", "from"] {
-                        if let Some(p) = op.get(k).and_then(Value::as_str) {
-                            op[k] = json!(rename_path(p));
-                        }
-                    }
-                    op
-                })
-                .collect(),
-        );
-    }
-    let mut v = rename(body, false);
-    if v.get("apiVersion").is_some() {
-        v["apiVersion"] = json!("v1");
-    }
-    v
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::convert::{from_events_v1, patch_to_core, to_events_v1};
 
     fn pod() -> Value {
         json!({"apiVersion": "v1", "kind": "Pod",
