@@ -349,6 +349,63 @@ async fn missing_services_and_templates_are_reported_and_fail_safe() {
     assert_eq!(s["abort"], json!(true));
 }
 
+/// An HPA scales a Rollout through its `scale` subresource (`status.selector` finds its
+/// Pods), as with Argo Rollouts: the simulated load is high from the start, so the HPA
+/// raises `spec.replicas` to its maximum and the controller scales the stable ReplicaSet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hpa_scales_a_rollout_through_its_scale_subresource() {
+    let (_cluster, env) = env_with_cluster().await;
+    let client = env.client.clone();
+    for svc in ["web-stable", "web-canary"] {
+        create(&client, &svc_resource(), service(svc)).await;
+    }
+    let mut r = rollout(
+        json!({"canary": {"canaryService": "web-canary", "stableService": "web-stable",
+                          "steps": [{"setWeight": 50}]}}),
+        "web:1",
+    );
+    r["spec"]["replicas"] = json!(2);
+    r["spec"]["template"]["metadata"]["annotations"] =
+        json!({"sim.mooring.dev/cpu-utilization": "90"});
+    r["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        json!({"requests": {"cpu": "100m"}});
+    create(&client, &rollout_resource(), r).await;
+    wait_rollout(&client, "Healthy with 2 replicas", |s| {
+        s["phase"] == json!("Healthy") && s["availableReplicas"] == json!(2)
+    })
+    .await;
+    let hpa = res(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+    );
+    create(
+        &client,
+        &hpa,
+        json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+               "metadata": {"name": "web", "namespace": "default"},
+               "spec": {"scaleTargetRef": {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "web"},
+                        "minReplicas": 2, "maxReplicas": 4,
+                        "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                                     "target": {"type": "Utilization", "averageUtilization": 50}}}]}}),
+    )
+    .await;
+    let s = wait_rollout(&client, "scaled to 4 by the HPA", |s| {
+        s["availableReplicas"] == json!(4) && s["phase"] == json!("Healthy")
+    })
+    .await;
+    assert_eq!(s["replicas"], json!(4), "{s}");
+    let h = get(&client, &hpa, "default", "web").await;
+    assert_eq!(h["status"]["desiredReplicas"], json!(4), "{h}");
+    assert!(
+        h["status"]["conditions"].as_array().is_some_and(|c| c
+            .iter()
+            .any(|c| c["type"] == "ScalingActive" && c["status"] == "True")),
+        "{h}"
+    );
+}
+
 /// The ReplicaSets the Rollout `web` owns: (pod template hash, spec.replicas).
 async fn owned_replica_sets(client: &kube::Client) -> Vec<(String, i64)> {
     let api: Api<DynamicObject> = Api::namespaced_with(
