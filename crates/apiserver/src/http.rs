@@ -924,6 +924,18 @@ fn delete_options(q: &Query, headers: &HeaderMap, body: &Bytes) -> Result<Delete
     })
 }
 
+/// A list's `metadata`: its resourceVersion, and the next page's token and count.
+fn list_meta(rv: u64, cont: Option<&str>, remaining: Option<usize>) -> Value {
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if let Some(c) = cont {
+        meta["continue"] = json!(c);
+    }
+    if let Some(r) = remaining {
+        meta["remainingItemCount"] = json!(r);
+    }
+    meta
+}
+
 fn list_json(
     rt: &ResourceType,
     items: &[Arc<Stored>],
@@ -932,13 +944,7 @@ fn list_json(
     remaining: Option<usize>,
 ) -> Result<Bytes, ApiError> {
     // Stored objects are already JSON: splice them instead of re-serialising.
-    let mut meta = json!({"resourceVersion": rv.to_string()});
-    if let Some(c) = cont {
-        meta["continue"] = json!(c);
-    }
-    if let Some(r) = remaining {
-        meta["remainingItemCount"] = json!(r);
-    }
+    let meta = list_meta(rv, cont, remaining);
     let head = format!(
         "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{},\"items\":[",
         json!(rt.list_kind()),
@@ -972,13 +978,7 @@ fn list_value(
     cont: Option<&str>,
     remaining: Option<usize>,
 ) -> Result<Value, ApiError> {
-    let mut meta = json!({"resourceVersion": rv.to_string()});
-    if let Some(c) = cont {
-        meta["continue"] = json!(c);
-    }
-    if let Some(r) = remaining {
-        meta["remainingItemCount"] = json!(r);
-    }
+    let meta = list_meta(rv, cont, remaining);
     let items: Result<Vec<Value>, ApiError> = items.iter().map(|s| Api::present(rt, s)).collect();
     Ok(
         json!({"kind": rt.list_kind(), "apiVersion": rt.api_version(), "metadata": meta, "items": items?}),
