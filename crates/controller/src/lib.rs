@@ -40,7 +40,7 @@ mod workqueue;
 
 pub use error::ControllerError;
 pub use metrics::Metrics;
-pub use options::ControllerOptions;
+pub use options::{ControllerOptions, ShardingOptions};
 pub use queue::ignored_reason;
 pub(crate) use queue::{all_apps, watch_live, Ignored};
 use queue::{poll, watch_apps, watch_repository_secrets, work};

@@ -40,6 +40,40 @@ pub struct ControllerOptions {
     /// no `interval` (Image Updater's `--interval`, default 2 minutes); a registry's push
     /// notification checks at once.
     pub image_interval: Duration,
+    /// How this replica takes part in sharding (one replica, no Leases, by default).
+    pub sharding: ShardingOptions,
+}
+
+/// How this replica takes part in sharding (Argo CD's `--shards`, `--shard`,
+/// `--sharding-method`): see `mooring_engine::shard` and `crate::sharding`.
+#[derive(Debug, Clone)]
+pub struct ShardingOptions {
+    /// Number of shards; 1 means this replica handles every cluster and takes no Lease.
+    pub shards: u32,
+    /// A pinned shard (`--shard K`, or the ordinal of a StatefulSet pod's name); `None`
+    /// claims shards dynamically through Leases.
+    pub shard: Option<u32>,
+    pub method: mooring_engine::shard::Method,
+    /// How long a Lease is held without renewal before another replica may take it.
+    pub lease_duration: Duration,
+    /// This replica's `holderIdentity` in Leases (host name and process id by default).
+    pub replica: String,
+}
+
+impl Default for ShardingOptions {
+    fn default() -> Self {
+        ShardingOptions {
+            shards: 1,
+            shard: None,
+            method: Default::default(),
+            lease_duration: Duration::from_secs(15),
+            replica: format!(
+                "{}-{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "mooring".into()),
+                std::process::id()
+            ),
+        }
+    }
 }
 
 impl Default for ControllerOptions {
@@ -58,6 +92,7 @@ impl Default for ControllerOptions {
             control_plane: Default::default(),
             outbound_protected: vec![],
             image_interval: Duration::from_secs(120),
+            sharding: Default::default(),
         }
     }
 }

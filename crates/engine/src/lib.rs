@@ -23,6 +23,7 @@ pub mod project;
 pub mod rollback;
 pub mod rollout;
 pub mod schema;
+pub mod shard;
 pub mod state;
 pub mod sync;
 pub mod traffic;
