@@ -174,22 +174,13 @@ async fn report_unparsable(ctx: &Context, ns: &str, name: &str, raw: &Value, mes
     }
 }
 
-/// Live changes of managed objects → queue (self-heal, health updates).
+/// Live changes of managed objects → queue (self-heal, health updates). The change
+/// stream never drops a change, so there is no "lagged: requeue everything" case.
 pub(crate) async fn watch_live(ctx: Arc<Context>, cluster: Arc<ClusterClient>) {
     let mut rx = cluster.subscribe();
-    loop {
-        match rx.recv().await {
-            Ok(change) => {
-                if let Some(key) = app_key_of_instance(&ctx, &change.app) {
-                    ctx.enqueue(&key);
-                }
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                for key in all_app_keys(&ctx).await {
-                    ctx.enqueue(&key);
-                }
-            }
-            Err(_) => return,
+    while let Some(change) = rx.recv().await {
+        if let Some(key) = app_key_of_instance(&ctx, &change.app) {
+            ctx.enqueue(&key);
         }
     }
 }

@@ -22,7 +22,7 @@ use mooring_core::ResourceKey;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
-use tokio::sync::broadcast;
+use tokio::sync::mpsc;
 
 pub const TRACKING_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
 
@@ -148,19 +148,23 @@ pub struct ClusterClient {
     client: kube::Client,
     kinds: RwLock<HashMap<(String, String), Kind>>,
     live: Arc<RwLock<LiveCache>>,
-    changes: broadcast::Sender<LiveChange>,
+    /// One channel per subscriber ([`ClusterClient::subscribe`]). Unbounded on purpose:
+    /// a bounded broadcast that overflows loses *which* apps changed, and the only safe
+    /// answer is to requeue every application — an O(apps) storm exactly when the
+    /// cluster is busiest (a fleet converging). The subscriber only maps a change to an
+    /// app key and queues it (the work queue dedupes), so the backlog drains quickly.
+    changes: std::sync::Mutex<Vec<mpsc::UnboundedSender<LiveChange>>>,
     connection: RwLock<Connection>,
 }
 
 impl ClusterClient {
     pub fn new(name: &str, client: kube::Client) -> Arc<Self> {
-        let (changes, _) = broadcast::channel(1024);
         Arc::new(ClusterClient {
             name: name.to_string(),
             client,
             kinds: RwLock::new(HashMap::new()),
             live: Arc::new(RwLock::new(LiveCache::default())),
-            changes,
+            changes: std::sync::Mutex::new(Vec::new()),
             connection: RwLock::new(Connection::Connecting),
         })
     }
@@ -458,8 +462,22 @@ impl ClusterClient {
             .map(|(_, v)| v.clone())
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<LiveChange> {
-        self.changes.subscribe()
+    /// Every change of a managed object from now on (none is ever dropped; see
+    /// `changes`). Dropping the receiver unsubscribes.
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<LiveChange> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(tx);
+        rx
+    }
+
+    fn publish(&self, change: LiveChange) {
+        self.changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|tx| tx.send(change.clone()).is_ok());
     }
 
     /// Start watching every listable kind; managed objects enter the cache and changes
@@ -539,7 +557,7 @@ impl ClusterClient {
         drop(live);
         let moved = previous_app.filter(|p| Some(p) != app.as_ref());
         for a in [app, moved].into_iter().flatten() {
-            let _ = self.changes.send(LiveChange {
+            self.publish(LiveChange {
                 app: a,
                 key: key.clone(),
             });
