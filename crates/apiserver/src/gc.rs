@@ -67,6 +67,10 @@ pub fn resync(api: &Api) {
 }
 
 fn on_changed(api: &Api, obj: &Arc<Stored>) {
+    // Most writes are not deletions: no need to parse them.
+    if !obj.deleting {
+        return;
+    }
     let Ok(v) = obj.value() else { return };
     let Some(meta) = v.get("metadata") else {
         return;

@@ -107,6 +107,9 @@ pub struct Stored {
     pub uid: String,
     /// uids from `metadata.ownerReferences`.
     pub owners: Vec<String>,
+    /// `metadata.deletionTimestamp` is set: the object is being deleted (what the
+    /// garbage collector looks at on every write, without parsing the object).
+    pub deleting: bool,
 }
 
 impl Stored {
@@ -299,7 +302,11 @@ impl Store {
                     .insert((key.namespace, key.name), stored);
             }
         }
-        let (tx, _) = broadcast::channel(4096);
+        // In-process consumers (the garbage collector, the simulation controllers) answer
+        // a lag with a full resync, which at 100k objects costs far more than the slots:
+        // room for a burst of a fleet's writes. (The ring keeps its last events alive,
+        // as the log does, so it stays well under the log's length.)
+        let (tx, _) = broadcast::channel(16_384);
         Ok(Store {
             conn: Mutex::new(conn),
             state: RwLock::new(State {
@@ -635,6 +642,7 @@ fn make_stored(key: ObjKey, rv: u64, json: Bytes, value: &Value) -> Stored {
                 .collect()
         })
         .unwrap_or_default();
+    let deleting = meta.is_some_and(|m| m.get("deletionTimestamp").is_some());
     Stored {
         key,
         rv,
@@ -642,6 +650,7 @@ fn make_stored(key: ObjKey, rv: u64, json: Bytes, value: &Value) -> Stored {
         labels,
         uid,
         owners,
+        deleting,
     }
 }
 
