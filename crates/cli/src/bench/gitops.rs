@@ -6,6 +6,12 @@
 //!   app reports the commit as Synced and Healthy (10-resource app);
 //! - drift → healed: change a managed object behind Mooring's back, wait until restored;
 //! - a full refresh pass over N applications of 10 resources each: time and peak RSS.
+//!
+//! With `--split-cluster` the embedded cluster (management and destination: the apps
+//! deploy in-cluster) runs in a child process (`mooring cluster start`, this binary) and
+//! only the controller and the webhook run in the benchmark's process, so its peak RSS is
+//! the controller's alone (plus the benchmark's small driver); the child's is reported
+//! too. The child is killed when the benchmark ends, however it ends ([`ChildCluster`]).
 
 use super::proc_status_mib;
 use crate::up::git;
@@ -14,6 +20,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use mooring_k8s::kube;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use tokio::io::AsyncBufReadExt;
 
 fn write_app(dir: &std::path::Path, version: usize) -> anyhow::Result<()> {
     let app = dir.join("app");
@@ -67,7 +74,120 @@ async fn converged(
         && revision.is_none_or(|r| s("/status/sync/revision") == r))
 }
 
-pub async fn run(n_apps: usize, rounds: usize) -> anyhow::Result<()> {
+/// Where the embedded cluster runs: in this process, or in a child process.
+enum Env {
+    InProcess(mooring_apiserver::Cluster),
+    Child(ChildCluster),
+}
+
+/// `mooring cluster start` as a child process, killed on drop (also when the benchmark
+/// fails half-way), with its data in a temporary directory.
+struct ChildCluster {
+    child: tokio::process::Child,
+    kubeconfig: std::path::PathBuf,
+    _data: tempfile::TempDir,
+}
+
+impl ChildCluster {
+    async fn start(speed: f64) -> anyhow::Result<Self> {
+        let data = tempfile::tempdir()?;
+        let exe = std::env::current_exe()?;
+        let mut child = tokio::process::Command::new(exe)
+            .args(["cluster", "start", "--name", "bench", "--port", "0"])
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["--speed", &speed.to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()?;
+        let Some(stdout) = child.stdout.take() else {
+            bail!("the child cluster has no stdout");
+        };
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let wait = async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(path) = line.strip_prefix("kubeconfig: ") {
+                    return Ok(std::path::PathBuf::from(path));
+                }
+            }
+            bail!("the child cluster exited before printing its kubeconfig")
+        };
+        let kubeconfig = tokio::time::timeout(Duration::from_secs(60), wait)
+            .await
+            .map_err(|_| anyhow::anyhow!("the child cluster did not start within 60 s"))??;
+        // Keep reading its stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(ChildCluster {
+            child,
+            kubeconfig,
+            _data: data,
+        })
+    }
+
+    /// The child's peak RSS in MiB (NaN once it is gone or off Linux).
+    fn peak_rss_mib(&self) -> f64 {
+        self.child
+            .id()
+            .map(|pid| super::proc_status_mib_of(&format!("/proc/{pid}/status"), "VmHWM:"))
+            .unwrap_or(f64::NAN)
+    }
+}
+
+/// Install Mooring's CRDs into a cluster through its API (server-side apply), as
+/// `mooring crds | kubectl apply --server-side -f -` would.
+async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &kube::core::ApiResource::erase::<
+            mooring_k8s::k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        >(&()),
+    );
+    for crd in mooring_k8s::crds::all() {
+        let name = crd
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        crds.patch(
+            &name,
+            &PatchParams::apply("mooring-bench").force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// How many Applications in the control-plane namespace are Synced and Healthy, read page
+/// by page (500 a page) so the benchmark's own memory stays small next to the
+/// controller's.
+async fn count_converged(apps: &Api<DynamicObject>) -> anyhow::Result<usize> {
+    let mut done = 0;
+    let mut params = kube::api::ListParams::default().limit(500);
+    loop {
+        let page = apps.list(&params).await?;
+        done += page
+            .items
+            .iter()
+            .filter(|o| {
+                let s = |k: &str| {
+                    o.data
+                        .pointer(&format!("/status/{k}/status"))
+                        .and_then(Value::as_str)
+                };
+                s("sync") == Some("Synced") && s("health") == Some("Healthy")
+            })
+            .count();
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(c) => params = params.continue_token(&c),
+            None => return Ok(done),
+        }
+    }
+}
+
+pub async fn run(n_apps: usize, rounds: usize, split: bool) -> anyhow::Result<()> {
     let repo = tempfile::tempdir()?;
     git(repo.path(), &["init", "-q", "-b", "main"])?;
     write_app(repo.path(), 0)?;
@@ -75,16 +195,29 @@ pub async fn run(n_apps: usize, rounds: usize) -> anyhow::Result<()> {
     git(repo.path(), &["commit", "-q", "-m", "v0"])?;
     let remote = "https://git.example.com/bench/platform.git";
     let speed = 20.0;
-    let cluster = mooring_apiserver::Cluster::start(mooring_apiserver::ClusterOptions {
-        sim: mooring_apiserver::sim::SimOptions {
-            speed,
-            ..Default::default()
-        },
-        crds: mooring_k8s::crds::all(),
-        ..Default::default()
-    })
-    .await?;
-    let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path()).await?;
+    let env = if split {
+        Env::Child(ChildCluster::start(speed).await?)
+    } else {
+        Env::InProcess(
+            mooring_apiserver::Cluster::start(mooring_apiserver::ClusterOptions {
+                sim: mooring_apiserver::sim::SimOptions {
+                    speed,
+                    ..Default::default()
+                },
+                crds: mooring_k8s::crds::all(),
+                ..Default::default()
+            })
+            .await?,
+        )
+    };
+    let kubeconfig = match &env {
+        Env::InProcess(c) => c.kubeconfig_path().to_path_buf(),
+        Env::Child(c) => c.kubeconfig.clone(),
+    };
+    let client = mooring_k8s::client_from_kubeconfig(&kubeconfig).await?;
+    if split {
+        install_crds(&client).await?;
+    }
     let cache = tempfile::tempdir()?;
     let controller = mooring_controller::Controller::start(
         client.clone(),
@@ -108,8 +241,18 @@ pub async fn run(n_apps: usize, rounds: usize) -> anyhow::Result<()> {
         mooring_core::app::CONTROL_PLANE_NAMESPACE,
         &mooring_k8s::resources::application_resource(),
     );
-    apps.create(&PostParams::default(), &app("bench", "bench", remote)?)
-        .await?;
+    // Right after the CRDs are applied (split mode), the kind may take a moment to be
+    // served.
+    let t = Instant::now();
+    while let Err(e) = apps
+        .create(&PostParams::default(), &app("bench", "bench", remote)?)
+        .await
+    {
+        if t.elapsed() > Duration::from_secs(30) {
+            bail!("creating the benchmark app: {e}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let t = Instant::now();
     while !converged(&apps, "bench", None).await? {
         if t.elapsed() > Duration::from_secs(120) {
@@ -178,23 +321,16 @@ pub async fn run(n_apps: usize, rounds: usize) -> anyhow::Result<()> {
         .await?;
     }
     loop {
-        let list = apps.list(&Default::default()).await?;
-        let done = list
-            .items
-            .iter()
-            .filter(|o| {
-                let v = serde_json::to_value(o).unwrap_or(Value::Null);
-                v.pointer("/status/sync/status").and_then(Value::as_str) == Some("Synced")
-                    && v.pointer("/status/health/status").and_then(Value::as_str) == Some("Healthy")
-            })
-            .count();
+        let done = count_converged(&apps).await?;
         if done > n_apps {
             break;
         }
-        if t.elapsed() > Duration::from_secs(1800) {
+        if t.elapsed() > Duration::from_secs(3600) {
             bail!("only {done} of {} apps converged", n_apps + 1);
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Each look reads every Application: not so often that the benchmark's own
+        // reading weighs on the figure it measures.
+        tokio::time::sleep(Duration::from_millis(if n_apps > 2000 { 2000 } else { 500 })).await;
     }
     let fleet_converge = t.elapsed();
     let (before, _) = controller.ctx.metrics.reconciles();
@@ -209,7 +345,7 @@ pub async fn run(n_apps: usize, rounds: usize) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let pass = t.elapsed();
-    let rows = vec![
+    let mut rows = vec![
         (
             "first sync of a 10-resource app (sim speed 20)".to_string(),
             format!("{:.0} ms", first.as_secs_f64() * 1e3),
@@ -244,18 +380,32 @@ pub async fn run(n_apps: usize, rounds: usize) -> anyhow::Result<()> {
                 pass.as_secs_f64() * 1e3 / n_apps as f64
             ),
         ),
-        (
+    ];
+    match &env {
+        Env::InProcess(_) => rows.push((
             "peak RSS (cluster + controller in one process)".to_string(),
             format!("{:.0} MiB", proc_status_mib("VmHWM:")),
-        ),
-    ];
+        )),
+        Env::Child(c) => {
+            rows.push((
+                "peak RSS, controller alone (cluster in another process)".to_string(),
+                format!("{:.0} MiB", proc_status_mib("VmHWM:")),
+            ));
+            rows.push((
+                "peak RSS of the cluster process".to_string(),
+                format!("{:.0} MiB", c.peak_rss_mib()),
+            ));
+        }
+    }
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(10);
     println!("{:width$}  RESULT", "FIGURE");
     for (k, v) in rows {
         println!("{k:width$}  {v}");
     }
     drop(controller);
-    cluster.stop();
+    if let Env::InProcess(cluster) = env {
+        cluster.stop();
+    }
     Ok(())
 }
 

@@ -60,6 +60,10 @@ pub struct BenchArgs {
     /// Concurrent Rollouts (rollout).
     #[arg(long, default_value_t = 1000)]
     pub rollouts: usize,
+    /// Run the embedded cluster in a child process (`mooring cluster start`), so the
+    /// benchmark process holds the controller alone (gitops).
+    #[arg(long)]
+    pub split_cluster: bool,
     /// Seconds of each phase (api-flood: without, then during the flood; at most 60).
     #[arg(long, default_value_t = 3)]
     pub seconds: u64,
@@ -103,7 +107,12 @@ pub enum Target {
 /// A memory figure of this process from `/proc/self/status` (`field` is `VmRSS:`,
 /// `VmHWM:`, …), in MiB; NaN where there is no such file (not Linux).
 fn proc_status_mib(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    proc_status_mib_of("/proc/self/status", field)
+}
+
+/// [`proc_status_mib`] of another process's status file (`/proc/PID/status`).
+fn proc_status_mib_of(path: &str, field: &str) -> f64 {
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|s| {
             s.lines()
@@ -164,7 +173,7 @@ async fn list_latency(
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
         Target::Cluster => cluster_bench(args).await,
-        Target::Gitops => gitops::run(args.apps, args.rounds).await,
+        Target::Gitops => gitops::run(args.apps, args.rounds, args.split_cluster).await,
         Target::Policy => policy::run(args.objects),
         Target::Appset => appset::run(args.apps, args.clusters).await,
         Target::Rollout => rollout::run(args.rollouts, args.rounds).await,
