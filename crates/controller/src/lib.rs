@@ -12,6 +12,7 @@
 pub mod action;
 pub mod analysis;
 pub mod app_rollback;
+mod app_store;
 pub mod appset;
 pub mod clusters;
 pub mod conditions;
@@ -78,6 +79,9 @@ pub struct Context {
     /// Application instance name (what tracking ids name) → `namespace/name` key, kept by
     /// the Application watch, so a live change is queued without listing Applications.
     app_index: RwLock<HashMap<String, String>>,
+    /// Every Application the control plane reads, as the Application watch last saw it
+    /// (see [`app_store`]): what [`all_apps`] serves.
+    app_store: RwLock<app_store::AppStore>,
     /// Repository paths each cached render read (for reuse across commits).
     render_inputs: Mutex<HashMap<mooring_render::CacheKey, Vec<String>>>,
     /// `namespace/name` → the fields of that Application Mooring does not act on, read
@@ -462,6 +466,7 @@ impl Context {
             metrics: Metrics::default(),
             resolved: Mutex::new(HashMap::new()),
             app_index: RwLock::new(HashMap::new()),
+            app_store: RwLock::new(app_store::AppStore::default()),
             render_inputs: Mutex::new(HashMap::new()),
             unsupported: RwLock::new(HashMap::new()),
             policy: policy::PolicyCache::default(),

@@ -29,12 +29,25 @@ pub(crate) async fn watch_apps(ctx: Arc<Context>) {
         .default_backoff()
         .boxed();
     let mut ignored = Ignored::new(application_resource());
+    let store = |f: &dyn Fn(&mut crate::app_store::AppStore)| {
+        f(&mut ctx
+            .app_store
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
+    };
     while let Some(ev) = stream.next().await {
         match ev {
+            Ok(kube::runtime::watcher::Event::Init) => store(&|s| s.begin_relist()),
+            Ok(kube::runtime::watcher::Event::InitDone) => store(&|s| s.end_relist()),
             Ok(
-                kube::runtime::watcher::Event::Apply(o)
-                | kube::runtime::watcher::Event::InitApply(o),
+                ev @ (kube::runtime::watcher::Event::Apply(_)
+                | kube::runtime::watcher::Event::InitApply(_)),
             ) => {
+                let (relisted, o) = match ev {
+                    kube::runtime::watcher::Event::InitApply(o) => (true, o),
+                    kube::runtime::watcher::Event::Apply(o) => (false, o),
+                    _ => continue,
+                };
                 if ignored.check(&ctx, &o).await {
                     continue;
                 }
@@ -48,6 +61,16 @@ pub(crate) async fn watch_apps(ctx: Arc<Context>) {
                         ctx.options.control_plane.instance_name(&ns, &name),
                         key.clone(),
                     );
+                let parsed = serde_json::to_value(&o)
+                    .ok()
+                    .and_then(crate::app_store::parse);
+                store(&|s| {
+                    if relisted {
+                        s.relisted(key.clone(), parsed.clone());
+                    } else {
+                        s.put(key.clone(), parsed.clone());
+                    }
+                });
                 ctx.enqueue(&key);
             }
             Ok(kube::runtime::watcher::Event::Delete(o)) => {
@@ -58,8 +81,8 @@ pub(crate) async fn watch_apps(ctx: Arc<Context>) {
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .remove(&ctx.options.control_plane.instance_name(&ns, &name));
+                store(&|s| s.remove(&format!("{ns}/{name}")));
             }
-            Ok(_) => {}
             Err(e) => {
                 tracing::debug!("application watch: {e}");
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -194,8 +217,18 @@ async fn all_app_keys(ctx: &Context) -> Vec<String> {
 }
 
 /// Every Application the control plane reads (in its namespace or one the controller
-/// allows; those that do not parse are skipped, their reconcile reports them).
-pub(crate) async fn all_apps(ctx: &Context) -> Vec<Application> {
+/// allows; those that do not parse are skipped, their reconcile reports them): from the
+/// Application watch's store ([`crate::app_store`]), or — before its first listing is
+/// complete — from the API server.
+pub(crate) async fn all_apps(ctx: &Context) -> Vec<Arc<Application>> {
+    let stored = ctx
+        .app_store
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .list();
+    if let Some(apps) = stored {
+        return apps;
+    }
     let api: Api<DynamicObject> =
         Api::all_with(ctx.management.client().clone(), &application_resource());
     match api.list(&Default::default()).await {
@@ -205,6 +238,7 @@ pub(crate) async fn all_apps(ctx: &Context) -> Vec<Application> {
             .filter(|o| ctx.reads(o))
             .filter_map(|o| serde_json::to_value(o).ok())
             .filter_map(|v| serde_json::from_value(v).ok())
+            .map(Arc::new)
             .collect(),
         Err(e) => {
             tracing::warn!("listing applications: {e}");

@@ -251,6 +251,7 @@ async fn guarded_apps(ctx: &Context, p: &RollbackPolicy) -> Vec<Application> {
                 .unwrap_or_default();
             p.spec.applications.matches(a.name(), &labels)
         })
+        .map(|a| Application::clone(&a))
         .collect()
 }
 

@@ -201,10 +201,10 @@ async fn plan_apps(ctx: &Context, namespace: &str) -> Result<Vec<Application>, S
 /// The plan's apps of `side`, by name (pure: `cluster_of` names an app's destination
 /// cluster). Pairs give them directly; an ApplicationSet gives the apps it owns (its
 /// selector's labels) whose destination is that side's cluster.
-pub fn side_app_names(
+pub fn side_app_names<A: std::borrow::Borrow<Application>>(
     plan: &DisasterRecoveryPlan,
     side: Side,
-    apps: &[Application],
+    apps: &[A],
     cluster_of: impl Fn(&Application) -> Option<String>,
 ) -> Vec<String> {
     let mut names: Vec<String> = plan
@@ -219,7 +219,7 @@ pub fn side_app_names(
         .collect();
     if let Some(set) = &plan.spec.applications.application_set {
         let cluster = &side_spec(plan, side).cluster;
-        for app in apps {
+        for app in apps.iter().map(A::borrow) {
             let owned = app
                 .metadata
                 .get("ownerReferences")

@@ -278,7 +278,7 @@ async fn resolve(ctx: &Context, plan: &DisasterRecoveryPlan) -> Result<Resolved,
     let find = |name: &str| {
         apps.iter()
             .find(|a| a.name() == name && a.namespace() == ns)
-            .cloned()
+            .map(|a| Application::clone(a))
     };
     let mut pairs = Vec::new();
     let named: Vec<(String, String)> = match &plan.spec.applications.application_set {
@@ -325,7 +325,7 @@ async fn resolve(ctx: &Context, plan: &DisasterRecoveryPlan) -> Result<Resolved,
 fn generated_pairs(
     ctx: &Context,
     plan: &DisasterRecoveryPlan,
-    apps: &[Application],
+    apps: &[std::sync::Arc<Application>],
 ) -> Vec<(String, String)> {
     let cluster_of = |a: &Application| {
         ctx.cluster_for(&a.spec.destination)

@@ -115,7 +115,7 @@ pub fn start(ctx: Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
 
 /// A watched Application and what its annotations ask.
 struct Watched {
-    app: Application,
+    app: std::sync::Arc<Application>,
     config: Result<UpdateConfig, String>,
 }
 
