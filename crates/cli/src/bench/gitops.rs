@@ -13,7 +13,7 @@
 //! the controller's alone (plus the benchmark's small driver); the child's is reported
 //! too. The child is killed when the benchmark ends, however it ends ([`ChildCluster`]).
 
-use super::proc_status_mib;
+use super::{proc_cpu_seconds, proc_status_mib};
 use crate::up::git;
 use anyhow::bail;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
@@ -124,6 +124,14 @@ impl ChildCluster {
             kubeconfig,
             _data: data,
         })
+    }
+
+    /// CPU seconds the child has used (NaN once it is gone or off Linux).
+    fn cpu_seconds(&self) -> f64 {
+        self.child
+            .id()
+            .map(|pid| proc_cpu_seconds(&pid.to_string()))
+            .unwrap_or(f64::NAN)
     }
 
     /// The child's peak RSS in MiB (NaN once it is gone or off Linux).
@@ -312,6 +320,12 @@ pub async fn run(n_apps: usize, rounds: usize, split: bool) -> anyhow::Result<()
     }
 
     // Many applications: initial convergence, then one full refresh pass.
+    let cluster_cpu = || match &env {
+        Env::Child(c) => c.cpu_seconds(),
+        Env::InProcess(_) => 0.0,
+    };
+    let cpu = || (proc_cpu_seconds("self"), cluster_cpu());
+    let cpu_start = cpu();
     let t = Instant::now();
     for i in 0..n_apps {
         apps.create(
@@ -329,10 +343,11 @@ pub async fn run(n_apps: usize, rounds: usize, split: bool) -> anyhow::Result<()
             bail!("only {done} of {} apps converged", n_apps + 1);
         }
         // Each look reads every Application: not so often that the benchmark's own
-        // reading weighs on the figure it measures.
-        tokio::time::sleep(Duration::from_millis(if n_apps > 2000 { 2000 } else { 500 })).await;
+        // reading weighs on the figure it measures (500 ms at 1,000 apps, 5 s at 10,000).
+        tokio::time::sleep(Duration::from_millis((n_apps as u64 / 2).clamp(500, 5000))).await;
     }
     let fleet_converge = t.elapsed();
+    let cpu_converged = cpu();
     let (before, _) = controller.ctx.metrics.reconciles();
     let t = Instant::now();
     for i in 0..n_apps {
@@ -345,6 +360,16 @@ pub async fn run(n_apps: usize, rounds: usize, split: bool) -> anyhow::Result<()
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let pass = t.elapsed();
+    let cpu_pass = cpu();
+    // CPU seconds spent in (this process, the cluster's process) between two readings.
+    let spent = |a: (f64, f64), b: (f64, f64)| match &env {
+        Env::InProcess(_) => format!("{:.0} CPU s", b.0 - a.0),
+        Env::Child(_) => format!(
+            "{:.0} CPU s controller, {:.0} CPU s cluster",
+            b.0 - a.0,
+            b.1 - a.1
+        ),
+    };
     let mut rows = vec![
         (
             "first sync of a 10-resource app (sim speed 20)".to_string(),
@@ -370,14 +395,19 @@ pub async fn run(n_apps: usize, rounds: usize, split: bool) -> anyhow::Result<()
         ),
         (
             format!("{n_apps} apps × 10 resources: created → all Synced+Healthy"),
-            format!("{:.1} s", fleet_converge.as_secs_f64()),
+            format!(
+                "{:.1} s ({})",
+                fleet_converge.as_secs_f64(),
+                spent(cpu_start, cpu_converged)
+            ),
         ),
         (
             format!("full refresh pass over {n_apps} apps"),
             format!(
-                "{:.2} s ({:.1} ms/app)",
+                "{:.2} s ({:.1} ms/app; {})",
                 pass.as_secs_f64(),
-                pass.as_secs_f64() * 1e3 / n_apps as f64
+                pass.as_secs_f64() * 1e3 / n_apps as f64,
+                spent(cpu_converged, cpu_pass)
             ),
         ),
     ];

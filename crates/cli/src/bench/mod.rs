@@ -110,6 +110,17 @@ fn proc_status_mib(field: &str) -> f64 {
     proc_status_mib_of("/proc/self/status", field)
 }
 
+/// CPU time a process has used so far (all its threads), in seconds, from
+/// `/proc/PID/schedstat` (`self` for this process); NaN off Linux. Figures measured on a
+/// shared machine are more comparable in CPU seconds than in wall time.
+fn proc_cpu_seconds(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|ns| ns / 1e9)
+        .unwrap_or(f64::NAN)
+}
+
 /// [`proc_status_mib`] of another process's status file (`/proc/PID/status`).
 fn proc_status_mib_of(path: &str, field: &str) -> f64 {
     std::fs::read_to_string(path)
