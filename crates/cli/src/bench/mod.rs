@@ -110,15 +110,20 @@ fn proc_status_mib(field: &str) -> f64 {
     proc_status_mib_of("/proc/self/status", field)
 }
 
-/// CPU time a process has used so far (all its threads), in seconds, from
-/// `/proc/PID/schedstat` (`self` for this process); NaN off Linux. Figures measured on a
-/// shared machine are more comparable in CPU seconds than in wall time.
+/// CPU time a process has used so far (all its threads), in seconds: the sum of
+/// `/proc/PID/task/*/schedstat` (`self` for this process; threads that already exited
+/// are not counted); NaN off Linux. Figures measured on a shared machine are more
+/// comparable in CPU seconds than in wall time.
 fn proc_cpu_seconds(pid: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .map(|ns| ns / 1e9)
-        .unwrap_or(f64::NAN)
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return f64::NAN;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .sum::<f64>()
+        / 1e9
 }
 
 /// [`proc_status_mib`] of another process's status file (`/proc/PID/status`).
