@@ -35,6 +35,7 @@ pub mod reconcile;
 pub mod rollback;
 pub mod rollout;
 pub mod rollout_traffic;
+mod shutdown;
 pub mod state;
 mod workqueue;
 
@@ -96,6 +97,8 @@ pub struct Context {
     appset_queue: std::sync::OnceLock<mpsc::UnboundedSender<String>>,
     /// Wakes the image watcher for repositories a registry announced pushes to.
     pub images: image::Trigger,
+    /// Stopping, and the reconciles in flight ([`Controller::shutdown`]).
+    lifecycle: shutdown::Lifecycle,
 }
 
 impl Context {
@@ -470,6 +473,7 @@ impl Context {
             queue: tx,
             appset_queue: Default::default(),
             images: Default::default(),
+            lifecycle: Default::default(),
         });
         Ok((ctx, rx))
     }

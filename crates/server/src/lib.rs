@@ -122,12 +122,32 @@ async fn metrics(
         } else {
             false
         };
+    metrics_response(Some(&st.ctx.metrics), authenticated)
+}
+
+/// The type of a `/metrics` answer.
+pub type MetricsResponse = (
+    StatusCode,
+    [(axum::http::header::HeaderName, &'static str); 1],
+    String,
+);
+
+/// The controller's metrics in OpenMetrics text: reconciles and their duration, renders
+/// reused across commits, notification deliveries, image checks and write-backs, and —
+/// with `per_app` — commit-seen → Synced+Healthy convergence per application (series
+/// naming applications). `None` (a controller still starting) gives the series at zero.
+pub fn metrics_response(
+    metrics: Option<&mooring_controller::Metrics>,
+    per_app: bool,
+) -> MetricsResponse {
+    let authenticated = per_app;
+    let empty = mooring_controller::Metrics::default();
+    let m = metrics.unwrap_or(&empty);
     use prometheus_client::encoding::text::encode;
     use prometheus_client::metrics::counter::Counter;
     use prometheus_client::metrics::family::Family;
     use prometheus_client::metrics::gauge::Gauge;
     use prometheus_client::registry::Registry;
-    let m = &st.ctx.metrics;
     let mut registry = Registry::with_prefix("mooring");
     let (count, total) = m.reconciles();
     let reconciles: Counter = Counter::default();
