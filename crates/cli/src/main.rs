@@ -62,6 +62,9 @@ enum Command {
     /// kubeconfig or the in-cluster service account, as Argo CD's
     /// argocd-application-controller. Stops gracefully on SIGTERM.
     Controller(components::controller::ControllerArgs),
+    /// The REST API, webhooks and metrics alone, as Argo CD's argocd-server: webhook pushes
+    /// set refresh annotations the controller acts on. HTTPS with --tls-cert/--tls-key.
+    Server(components::server::ServerArgs),
     /// Argo CD-compatible application commands.
     App {
         #[command(subcommand)]
@@ -218,6 +221,7 @@ fn main() -> ExitCode {
     }
     let (format, default_filter) = match &cli.command {
         Command::Controller(a) => (a.cluster.log_format, COMPONENT_LOG),
+        Command::Server(a) => (a.cluster.log_format, COMPONENT_LOG),
         _ => (components::LogFormat::Text, "warn"),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MOORING_LOG")
@@ -321,6 +325,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Controller(args) => components::controller::run(args).await,
+        Command::Server(args) => components::server::run(args).await,
         Command::App { command, common } => app::run(command, common).await,
         Command::Appset { command, common } => appset::run(command, common).await,
         Command::Account { command, common } => account::run(command, common).await,

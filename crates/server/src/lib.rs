@@ -34,6 +34,7 @@
 pub mod api;
 pub mod auth;
 pub mod rbac;
+pub mod refresh;
 pub mod store;
 
 use axum::body::Bytes;
@@ -42,6 +43,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use mooring_controller::Context;
+use mooring_k8s::kube;
 use std::sync::Arc;
 
 /// Webhook secrets (`None`: accept unsigned payloads, as Argo CD does without a secret).
@@ -72,15 +74,47 @@ impl From<WebhookSecrets> for HttpOptions {
     }
 }
 
+/// Where the webhooks' pushes go, and whose metrics `/metrics` serves.
 #[derive(Clone)]
-struct AppState {
-    ctx: Arc<Context>,
-    opts: HttpOptions,
-    store: store::Store,
+pub enum Backend {
+    /// The controller runs in this process (`mooring up`): pushes queue its work directly
+    /// and `/metrics` serves its series.
+    InProcess(Arc<Context>),
+    /// A standalone `mooring server`: pushes set Argo CD's refresh annotations on the
+    /// concerned objects in the management cluster ([`refresh`]), which the controller —
+    /// another process — honours; `/metrics` serves the server's own series.
+    Standalone(refresh::Annotator),
 }
 
+#[derive(Clone)]
+struct AppState {
+    backend: Backend,
+    opts: HttpOptions,
+    store: store::Store,
+    counters: Arc<refresh::Counters>,
+}
+
+/// The webhook and metrics endpoints of a server whose controller runs in this process.
 pub fn router(ctx: Arc<Context>, opts: HttpOptions) -> Router {
     let store = store::Store::new(ctx.management.client().clone(), ctx.namespace());
+    routes(Backend::InProcess(ctx), store, opts)
+}
+
+/// The webhook and metrics endpoints of a standalone server (see [`Backend::Standalone`]).
+pub fn standalone_router(
+    client: kube::Client,
+    control_plane: mooring_engine::project::ControlPlane,
+    opts: HttpOptions,
+) -> Router {
+    let store = store::Store::new(client.clone(), &control_plane.namespace);
+    routes(
+        Backend::Standalone(refresh::Annotator::new(client, control_plane)),
+        store,
+        opts,
+    )
+}
+
+fn routes(backend: Backend, store: store::Store, opts: HttpOptions) -> Router {
     Router::new()
         .route("/api/webhook", post(webhook))
         .route("/api/webhook/registry", post(registry_webhook))
@@ -88,7 +122,12 @@ pub fn router(ctx: Arc<Context>, opts: HttpOptions) -> Router {
         .layer(DefaultBodyLimit::max(
             mooring_source::webhook::MAX_BODY_BYTES + 1,
         ))
-        .with_state(AppState { ctx, opts, store })
+        .with_state(AppState {
+            backend,
+            opts,
+            store,
+            counters: Default::default(),
+        })
 }
 
 /// Prometheus metrics of the controller: reconciles and their duration, renders reused
@@ -122,7 +161,10 @@ async fn metrics(
         } else {
             false
         };
-    metrics_response(Some(&st.ctx.metrics), authenticated)
+    match &st.backend {
+        Backend::InProcess(ctx) => metrics_response(Some(&ctx.metrics), authenticated),
+        Backend::Standalone(_) => st.counters.response(),
+    }
 }
 
 /// The type of a `/metrics` answer.
@@ -268,7 +310,17 @@ async fn webhook(
                 return (code, format!("{e}\n"));
             }
         };
-    let refreshed = st.ctx.refresh_for_push(&event).await;
+    let refreshed = match &st.backend {
+        Backend::InProcess(ctx) => ctx.refresh_for_push(&event).await,
+        Backend::Standalone(a) => match a.git_push(&event).await {
+            Ok(r) => r,
+            Err(e) => {
+                st.counters.webhook("git", "error");
+                return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
+            }
+        },
+    };
+    st.counters.webhook("git", "ok");
     tracing::info!(git_ref = %event.git_ref, apps = ?refreshed, "webhook push");
     (
         StatusCode::OK,
@@ -311,7 +363,18 @@ async fn registry_webhook(
         .map(|e| e.repository)
         .collect();
     let n = repositories.len();
-    st.ctx.images.notify(repositories);
+    match &st.backend {
+        Backend::InProcess(ctx) => {
+            ctx.images.notify(repositories);
+        }
+        Backend::Standalone(a) => {
+            if let Err(e) = a.registry_push(&repositories).await {
+                st.counters.webhook("registry", "error");
+                return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
+            }
+        }
+    }
+    st.counters.webhook("registry", "ok");
     tracing::info!(pushes = n, "registry notification");
     (
         StatusCode::OK,

@@ -36,9 +36,7 @@ use std::time::Duration;
 /// is 30 s; what is cut short resumes from the Application's status).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
-/// `mooring-cm` key: repository URL rewrites, a JSON list of `[from, to]` pairs
-/// (`mooring up` records the URLs it serves from the local repository).
-pub const REPOSITORY_ALIASES_KEY: &str = "repository.aliases";
+use crate::connect::REPOSITORY_ALIASES_KEY;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ControllerArgs {
@@ -214,7 +212,7 @@ pub fn router(client: mooring_k8s::kube::Client, ctx: Arc<OnceLock<Arc<Context>>
             if ctx.get().is_none() {
                 return Err("the controller is starting".into());
             }
-            crds_served(&client).await
+            super::management_ready(&client).await
         }
     });
     probes.route(
@@ -224,25 +222,6 @@ pub fn router(client: mooring_k8s::kube::Client, ctx: Arc<OnceLock<Arc<Context>>
             async move { mooring_server::metrics_response(ctx.get().map(|c| &c.metrics), true) }
         }),
     )
-}
-
-/// Whether the management cluster answers and serves Mooring's CRDs (Applications can
-/// be listed); else why not, with what to do.
-pub async fn crds_served(client: &mooring_k8s::kube::Client) -> Result<(), String> {
-    let api = mooring_k8s::kube::Api::<mooring_k8s::kube::api::DynamicObject>::all_with(
-        client.clone(),
-        &mooring_k8s::resources::application_resource(),
-    );
-    let params = mooring_k8s::kube::api::ListParams::default().limit(1);
-    let list = api.list(&params);
-    match tokio::time::timeout(Duration::from_secs(3), list).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(mooring_k8s::kube::Error::Api(e))) if e.code == 404 => Err(
-            "the Application CRD is not installed in the management cluster (`mooring crds | kubectl apply -f -`, or `mooring install`)".into(),
-        ),
-        Ok(Err(e)) => Err(format!("the management cluster does not answer: {e}")),
-        Err(_) => Err("the management cluster does not answer within 3s".into()),
-    }
 }
 
 /// `mooring controller`: run until SIGTERM or SIGINT, then stop gracefully (exit 0).
@@ -269,7 +248,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
         "mooring controller: control plane {} (replica {}, {} shard(s))",
         options.control_plane.namespace, options.sharding.replica, options.sharding.shards
     );
-    if let Err(why) = crds_served(&connected.client).await {
+    if let Err(why) = super::management_ready(&connected.client).await {
         tracing::warn!("{why}; the controller retries until it is");
     }
     let controller = start(connected.client.clone(), options).await?;

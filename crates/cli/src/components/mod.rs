@@ -14,6 +14,7 @@
 //! start.
 
 pub mod controller;
+pub mod server;
 
 use anyhow::Context as _;
 use mooring_k8s::kube;
@@ -181,6 +182,25 @@ where
                 }
             }),
         )
+}
+
+/// Whether the management cluster answers and serves Mooring's CRDs (Applications can
+/// be listed); else why not, with what to do.
+pub async fn management_ready(client: &kube::Client) -> Result<(), String> {
+    let api = kube::Api::<kube::api::DynamicObject>::all_with(
+        client.clone(),
+        &mooring_k8s::resources::application_resource(),
+    );
+    let params = kube::api::ListParams::default().limit(1);
+    let list = api.list(&params);
+    match tokio::time::timeout(std::time::Duration::from_secs(3), list).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(kube::Error::Api(e))) if e.code == 404 => Err(
+            "the Application CRD is not installed in the management cluster (`mooring crds | kubectl apply -f -`, or `mooring install`)".into(),
+        ),
+        Ok(Err(e)) => Err(format!("the management cluster does not answer: {e}")),
+        Err(_) => Err("the management cluster does not answer within 3s".into()),
+    }
 }
 
 #[cfg(test)]
