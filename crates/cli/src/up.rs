@@ -1,8 +1,10 @@
 //! `mooring up [REPO]`: the one command that shows everything.
 //!
 //! It starts an embedded cluster (with Mooring's CRDs and the control-plane namespace,
-//! `argocd` by default), the application controller, the REST API and the Git webhook
-//! endpoint in one process, turns REPO into a local Git repository the controller fetches
+//! `argocd` by default) and, in the same process, the two components `mooring
+//! controller` and `mooring server` run on their own (the same functions:
+//! [`crate::components`]) — the application controller, the REST API and the Git webhook
+//! endpoint — turns REPO into a local Git repository the controller fetches
 //! from, and registers what an Argo CD admin would `kubectl apply` from REPO: every
 //! AppProject, then every ApplicationSet, then every Application in REPO's top-level YAML
 //! files (and in `applicationsets/`). It prints what it registered and what it skipped
