@@ -20,7 +20,8 @@
 //! clusters come from the Argo CD cluster Secrets there, which the controller watches.
 //!
 //! `--metrics-address` serves `/healthz` (the process serves), `/readyz` (the management
-//! cluster answers and the controller has started its watches) and `/metrics` (the
+//! cluster answers, serves the CRDs, and the controller's Application watch has listed
+//! every Application once) and `/metrics` (the
 //! controller's series, per application too, as Argo CD's controller metrics port:
 //! keep it inside the cluster, as `mooring install`'s NetworkPolicy does).
 
@@ -209,8 +210,12 @@ pub fn router(client: mooring_k8s::kube::Client, ctx: Arc<OnceLock<Arc<Context>>
         let client = client.clone();
         let ctx = ready_ctx.clone();
         async move {
-            if ctx.get().is_none() {
-                return Err("the controller is starting".into());
+            match ctx.get() {
+                None => return Err("the controller is starting".into()),
+                Some(c) if !c.synced() => {
+                    return Err("the controller has not listed the Applications yet".into())
+                }
+                Some(_) => {}
             }
             super::management_ready(&client).await
         }
