@@ -210,14 +210,14 @@ pub fn router(client: mooring_k8s::kube::Client, ctx: Arc<OnceLock<Arc<Context>>
         let client = client.clone();
         let ctx = ready_ctx.clone();
         async move {
+            super::management_ready(&client).await?;
             match ctx.get() {
-                None => return Err("the controller is starting".into()),
+                None => Err("the controller is starting".into()),
                 Some(c) if !c.synced() => {
-                    return Err("the controller has not listed the Applications yet".into())
+                    Err("the controller has not listed the Applications yet".into())
                 }
-                Some(_) => {}
+                Some(_) => Ok(()),
             }
-            super::management_ready(&client).await
         }
     });
     probes.route(
@@ -253,8 +253,25 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
         "mooring controller: control plane {} (replica {}, {} shard(s))",
         options.control_plane.namespace, options.sharding.replica, options.sharding.shards
     );
-    if let Err(why) = super::management_ready(&connected.client).await {
-        tracing::warn!("{why}; the controller retries until it is");
+    // The controller starts once the CRDs are served (installed with the same manifests,
+    // they may come a moment later); meanwhile it is alive and not ready.
+    let wait = async {
+        let mut warned = false;
+        while let Err(why) = super::management_ready(&connected.client).await {
+            if !warned {
+                tracing::warn!("{why}; waiting");
+                warned = true;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    };
+    tokio::select! {
+        () = wait => {}
+        () = super::shutdown_signal() => {
+            http.abort();
+            println!("mooring controller: stopped");
+            return Ok(ExitCode::SUCCESS);
+        }
     }
     let controller = start(connected.client.clone(), options).await?;
     let _ = ctx_cell.set(controller.ctx.clone());

@@ -359,12 +359,15 @@ fn standalone_components_probe_log_stop_and_refresh() {
     let dir = tempfile::tempdir().expect("tmp");
     let (mgmt, kc) = start_cluster_with("mgmt", &dir.path().join("mgmt"), &[]);
     let _mgmt = Proc(mgmt);
-    install_crds(&kc);
     let url = hook_repo(dir.path());
     // Only webhooks and the operation trigger work: no resync during the test.
     let mut controller = start_controller(&kc, &["--log-format", "json", "--app-resync", "3600"]);
     let r = http(&controller.addr, "GET", "/healthz", &[], "");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    // Alive but not ready until the CRDs are installed; then it starts on its own.
+    let r = http(&controller.addr, "GET", "/readyz", &[], "");
+    assert!(r.starts_with("HTTP/1.1 503") && r.contains("CRD"), "{r}");
+    install_crds(&kc);
     eventually(30, "/readyz 200", || {
         http(&controller.addr, "GET", "/readyz", &[], "")
             .starts_with("HTTP/1.1 200")
