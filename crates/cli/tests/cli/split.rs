@@ -315,7 +315,7 @@ metadata:
 spec:
   template:
     metadata:
-      annotations: {sim.mooring.dev/run-seconds: "4"}
+      annotations: {sim.mooring.dev/run-seconds: "8"}
     spec:
       restartPolicy: Never
       containers: [{name: migrate, image: busybox}]
