@@ -786,9 +786,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         client.clone(),
         &mooring_k8s::resources::application_resource(),
     );
+    // Ctrl-C or SIGTERM (one listener for the whole loop, so no signal falls between two).
+    let stop = crate::components::shutdown_signal();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            () = &mut stop => break,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {
                 if let Ok(l) = list_all.list(&Default::default()).await {
                     for o in l.items {
@@ -808,7 +811,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             }
         }
     }
-    drop(controller);
+    controller
+        .shutdown(crate::components::controller::SHUTDOWN_GRACE)
+        .await;
     drop(prometheus);
     for c in fleet {
         c.stop();
