@@ -15,6 +15,7 @@ mod dr;
 mod dr_up;
 mod embedded;
 mod image_up;
+mod install;
 mod notifications;
 mod output;
 mod policy;
@@ -133,6 +134,9 @@ enum Command {
     Deploy(deploy::DeployArgs),
     /// Print Mooring's CustomResourceDefinitions (generated from the Rust types).
     Crds,
+    /// Print the manifests that run Mooring inside Kubernetes (the kustomize base of
+    /// `deploy/`): `mooring install | kubectl apply -f -`.
+    Install(install::InstallArgs),
     /// Policy as code: conftest-style tests, gator suites and Rego unit tests.
     Policy {
         #[command(subcommand)]
@@ -313,6 +317,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Install(args) => install::run(args),
         Command::Health {
             command: HealthCommand::Test { dir },
         } => {
