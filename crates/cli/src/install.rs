@@ -24,11 +24,17 @@ use std::process::ExitCode;
 
 /// The files of `deploy/`, in the order of its kustomization's `resources:`.
 const DEPLOY_FILES: [(&str, &str); 7] = [
-    ("namespace.yaml", include_str!("../../../deploy/namespace.yaml")),
+    (
+        "namespace.yaml",
+        include_str!("../../../deploy/namespace.yaml"),
+    ),
     ("crds.yaml", include_str!("../../../deploy/crds.yaml")),
     ("rbac.yaml", include_str!("../../../deploy/rbac.yaml")),
     ("config.yaml", include_str!("../../../deploy/config.yaml")),
-    ("controller.yaml", include_str!("../../../deploy/controller.yaml")),
+    (
+        "controller.yaml",
+        include_str!("../../../deploy/controller.yaml"),
+    ),
     ("server.yaml", include_str!("../../../deploy/server.yaml")),
     (
         "network-policies.yaml",
@@ -61,7 +67,10 @@ pub enum InstallError {
         source: mooring_core::yaml::YamlError,
     },
     #[error("deploy/ has no {kind} {name}: the base and `mooring install` disagree")]
-    Missing { kind: &'static str, name: &'static str },
+    Missing {
+        kind: &'static str,
+        name: &'static str,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -277,7 +286,10 @@ mod tests {
 
     #[test]
     fn defaults_are_the_base() {
-        assert_eq!(manifests(&args()).expect("manifests"), base().expect("base"));
+        assert_eq!(
+            manifests(&args()).expect("manifests"),
+            base().expect("base")
+        );
     }
 
     #[test]
@@ -315,7 +327,10 @@ mod tests {
         assert_eq!(server["spec"]["replicas"], 2);
         assert!(server["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"].is_object());
         let pdb = get(&objs, "PodDisruptionBudget", SERVER);
-        assert_eq!(pdb["spec"], json!({"minAvailable": 1, "selector": pdb["spec"]["selector"]}));
+        assert_eq!(
+            pdb["spec"],
+            json!({"minAvailable": 1, "selector": pdb["spec"]["selector"]})
+        );
         // CRDs and cluster roles stay cluster-scoped.
         assert!(get(&objs, "ClusterRole", CONTROLLER)["metadata"]["namespace"].is_null());
     }
