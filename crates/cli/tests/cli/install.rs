@@ -95,13 +95,16 @@ fn install_is_the_kustomize_base_and_the_api_server_accepts_it() {
     ] {
         assert!(dry.contains(line), "{line}:\n{dry}");
     }
-    // Applied for real, twice (the second apply changes nothing).
+    // Applied for real: client-side, then server-side over it (no conflicts with the
+    // client-side manager, as on a real API server), then again (nothing changes).
     kubectl_ok(kc, &["apply", "-f", "-"], Some(&ha));
+    kubectl_ok(kc, &["apply", "--server-side", "-f", "-"], Some(&ha));
     let again = kubectl_ok(kc, &["apply", "-f", "-"], Some(&ha));
     assert!(
         again.contains("statefulset.apps/mooring-controller unchanged"),
         "{again}"
     );
+    kubectl_ok(kc, &["apply", "--server-side", "-f", "-"], Some(&printed));
     let sts: Value = serde_json::from_str(&kubectl_ok(
         kc,
         &[
