@@ -141,6 +141,13 @@ fn kind_label(kind: Kind) -> String {
 
 async fn export(m: &crate::connect::Management, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let (objects, unserved) = live(m).await?;
+    if !m.control_plane.application_namespaces.is_empty() {
+        eprintln!(
+            "warning: only the control-plane namespace {} is exported; Applications and ApplicationSets in the other namespaces of application.namespaces ({}) are not",
+            m.namespace(),
+            m.control_plane.application_namespaces.join(", ")
+        );
+    }
     for kind in unserved {
         eprintln!(
             "warning: {} is not served by this cluster (CRD not installed): none exported",

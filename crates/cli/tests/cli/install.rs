@@ -104,7 +104,6 @@ fn install_is_the_kustomize_base_and_the_api_server_accepts_it() {
         again.contains("statefulset.apps/mooring-controller unchanged"),
         "{again}"
     );
-    kubectl_ok(kc, &["apply", "--server-side", "-f", "-"], Some(&printed));
     let sts: Value = serde_json::from_str(&kubectl_ok(
         kc,
         &[
