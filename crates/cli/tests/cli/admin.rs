@@ -77,7 +77,7 @@ fn admin_export_import_round_trip_prune_and_hostile_backups() {
         &kc,
         &["apply", "-f", "-"],
         Some(&format!(
-            "apiVersion: v1\nkind: Secret\nmetadata: {{name: repo-models, namespace: argocd, labels: {{argocd.argoproj.io/secret-type: repository}}}}\nstringData: {{url: \"{url}\"}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: someone-elses, namespace: argocd}}\nstringData: {{password: hunter2}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: mooring-rbac-cm, namespace: argocd}}\ndata: {{policy.csv: 'g, ml-team, role:admin'}}\n"
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: repo-models, namespace: argocd, labels: {{argocd.argoproj.io/secret-type: repository}}}}\nstringData: {{url: \"{url}\"}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: someone-elses, namespace: argocd}}\nstringData: {{password: hunter2}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: mooring-rbac-cm, namespace: argocd}}\ndata: {{policy.csv: 'g, ml-team, role:admin'}}\n---\napiVersion: mooring.dev/v1alpha1\nkind: RollbackPolicy\nmetadata: {{name: model-guard, namespace: argocd}}\nspec:\n  applications: {{names: [model]}}\n  interval: 15s\n  rules: [{{name: error_rate, query: 'vector(0)', threshold: {{operator: '>', value: 0.05}}, action: notify}}]\n"
         )),
     );
     let backup = tmp.path().join("backup.yaml");
@@ -144,6 +144,12 @@ fn admin_export_import_round_trip_prune_and_hostile_backups() {
     );
     assert!(exists(&kc, "appproject", "ml"));
     assert!(!exists(&kc, "secret", "someone-elses"));
+    let guarded = kubectl_ok(
+        &kc,
+        &["get", "rollbackpolicy", "model-guard", "-n", "argocd", "-o", "jsonpath={.spec.applications.names[0]}"],
+        None,
+    );
+    assert_eq!(guarded, "model");
     let policy = kubectl_ok(
         &kc,
         &[
