@@ -146,7 +146,15 @@ fn admin_export_import_round_trip_prune_and_hostile_backups() {
     assert!(!exists(&kc, "secret", "someone-elses"));
     let guarded = kubectl_ok(
         &kc,
-        &["get", "rollbackpolicy", "model-guard", "-n", "argocd", "-o", "jsonpath={.spec.applications.names[0]}"],
+        &[
+            "get",
+            "rollbackpolicy",
+            "model-guard",
+            "-n",
+            "argocd",
+            "-o",
+            "jsonpath={.spec.applications.names[0]}",
+        ],
         None,
     );
     assert_eq!(guarded, "model");

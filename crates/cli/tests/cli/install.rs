@@ -232,12 +232,22 @@ fn install_bad_flags_exit_2() {
     }
 }
 
-/// `mooring check` on a repository that deploys Mooring from `deploy/` (Mooring managing
-/// itself): schemas and lints are clean; with the example platform's policies (images
+/// `mooring check deploy/`, and `mooring check` on a repository that deploys Mooring from
+/// `deploy/` (Mooring managing itself): schemas and lints are clean; with the example platform's policies (images
 /// only from its registries) the site's overlay pointing the image at its registry is
 /// clean too.
 #[test]
 fn check_is_clean_on_the_deploy_base() {
+    // The base itself: `mooring check deploy/` renders its kustomization.
+    let (code, out, err) = check(&["-o", "json"], &repo_root().join("deploy"));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(findings(&out).is_empty(), "{:?}", findings(&out));
+    let objects = install_ok(&[]).matches("\nkind: ").count();
+    assert!(
+        err.contains(&format!("validating and linting {objects} object(s)")),
+        "{err}"
+    );
+
     let tmp = tempfile::tempdir().expect("tmp");
     let repo = tmp.path();
     copy_dir(&repo_root().join("deploy"), &repo.join("deploy"));
