@@ -43,8 +43,9 @@ pub struct ExportArgs {
 pub struct ImportArgs {
     /// The backup file, or `-` for standard input.
     pub source: String,
-    /// Delete the control plane's objects of the backed-up kinds that the backup does not
-    /// have (never other objects).
+    /// Delete the Applications, AppProjects, ApplicationSets, RollbackPolicies, DR plans
+    /// and cluster/repository Secrets of the control plane that the backup does not have
+    /// (never other objects, nor the installation's settings ConfigMaps and Secrets).
     #[arg(long)]
     pub prune: bool,
     /// Validate with the API server and print what would be done; write nothing.
@@ -222,7 +223,7 @@ async fn import(m: &crate::connect::Management, args: ImportArgs) -> anyhow::Res
             missing.join(", ")
         );
     }
-    let steps = backup::plan(objects, live);
+    let steps = backup::plan(&scope(m.namespace()), objects, live);
     let suffix = if args.dry_run { " (dry run)" } else { "" };
     let post = PostParams {
         dry_run: args.dry_run,

@@ -40,8 +40,9 @@
 //! live object kept, its `status` too: the running controller's is newer than a backup's,
 //! so a backup's status is restored only into objects it creates), equal ones left alone,
 //! and with `--prune` the live objects of the selection that the backup does not have are
-//! deleted. Objects are written in dependency order: settings, credentials and projects
-//! before the Applications that use them.
+//! deleted — except the settings ConfigMaps and Secrets named in the [`Scope`], which
+//! belong to the installation ([`Scope::prunable`]). Objects are written in dependency
+//! order: settings, credentials and projects before the Applications that use them.
 
 use mooring_core::ResourceKey;
 use serde_json::{Map, Value};
@@ -155,6 +156,22 @@ impl Scope<'_> {
                     || obj["metadata"]["labels"][SECRET_TYPE_LABEL]
                         .as_str()
                         .is_some_and(|t| SECRET_TYPES.contains(&t))
+            }
+            _ => true,
+        }
+    }
+
+    /// Whether `--prune` may delete a live object of the selection the backup lacks: not
+    /// the settings ConfigMaps and Secrets named in the scope, which belong to the
+    /// installation (a backup without them leaves them alone, as Argo CD's import never
+    /// prunes its ConfigMaps); cluster and repository Secrets and the custom resources,
+    /// yes.
+    pub fn prunable(&self, kind: Kind, obj: &Value) -> bool {
+        match kind {
+            Kind::ConfigMap => false,
+            Kind::Secret => {
+                let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+                !self.secrets.contains(&name)
             }
             _ => true,
         }
@@ -382,9 +399,9 @@ pub enum Step {
 }
 
 /// The steps that make `live` (the selection of the live cluster, by kind) equal to
-/// `backup` (from [`parse_backup`]), creates and updates in [`Kind`] order, prunes in
-/// reverse (Applications before the projects they belong to).
-pub fn plan(backup: Vec<(Kind, Value)>, live: Vec<(Kind, Value)>) -> Vec<Step> {
+/// `backup` (from [`parse_backup`]), creates and updates in [`Kind`] order, prunes (only
+/// of [`Scope::prunable`] objects) in reverse (Applications before their projects).
+pub fn plan(scope: &Scope<'_>, backup: Vec<(Kind, Value)>, live: Vec<(Kind, Value)>) -> Vec<Step> {
     let mut live: BTreeMap<ResourceKey, (Kind, Value)> = live
         .into_iter()
         .map(|(k, o)| (key_of(k, &o), (k, o)))
@@ -398,7 +415,10 @@ pub fn plan(backup: Vec<(Kind, Value)>, live: Vec<(Kind, Value)>) -> Vec<Step> {
             Some((_, l)) => steps.push(Step::Update(kind, updated(kind, &l, &bak))),
         }
     }
-    let mut prunes: Vec<(Kind, Value)> = live.into_values().collect();
+    let mut prunes: Vec<(Kind, Value)> = live
+        .into_values()
+        .filter(|(k, o)| scope.prunable(*k, o))
+        .collect();
     prunes.sort_by_key(|(k, _)| std::cmp::Reverse(*k));
     steps.extend(prunes.into_iter().map(|(k, o)| Step::Prune(k, o)));
     steps
@@ -519,8 +539,16 @@ mod tests {
                 json!({"metadata": {"name": "p", "namespace": "argocd"}}),
             ),
             (Kind::Application, app("d", "v1")),
+            (
+                Kind::ConfigMap,
+                json!({"metadata": {"name": "mooring-cm", "namespace": "argocd"}}),
+            ),
+            (
+                Kind::Secret,
+                json!({"metadata": {"name": "mooring-secret", "namespace": "argocd"}}),
+            ),
         ];
-        let steps = plan(backup, live);
+        let steps = plan(&SCOPE, backup, live);
         assert!(matches!(&steps[0], Step::Create(_, o) if o["metadata"]["name"] == "a"));
         match &steps[1] {
             Step::Update(_, o) => {

@@ -211,7 +211,7 @@ fn admin_export_import_round_trip_prune_and_hostile_backups() {
         &kc,
         &["apply", "-f", "-"],
         Some(&format!(
-            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: stray, namespace: argocd, finalizers: [resources-finalizer.argocd.argoproj.io]}}\nspec:\n  project: ml\n  source: {{repoURL: \"{url}\", targetRevision: main, path: serving}}\n  destination: {{server: \"https://kubernetes.default.svc\", namespace: stray}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: tls-key, namespace: argocd}}\nstringData: {{key: k}}\n"
+            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: stray, namespace: argocd, finalizers: [resources-finalizer.argocd.argoproj.io]}}\nspec:\n  project: ml\n  source: {{repoURL: \"{url}\", targetRevision: main, path: serving}}\n  destination: {{server: \"https://kubernetes.default.svc\", namespace: stray}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: tls-key, namespace: argocd}}\nstringData: {{key: k}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: argocd-notifications-cm, namespace: argocd}}\n"
         )),
     );
     let listed = admin_ok(&kc, &["import", backup.to_str().expect("path")]);
