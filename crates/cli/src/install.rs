@@ -15,8 +15,9 @@
 //! | `--ha` | two server replicas, the server's PodDisruptionBudget becomes `minAvailable: 1`, and both workloads prefer to spread over nodes (pod anti-affinity on `kubernetes.io/hostname`) |
 //! | `--image IMAGE` | every container's image (kustomize's `images:`) |
 //!
-//! A bad value (`--shards 0`, a namespace that is not a DNS-1123 label) is a usage error
-//! (exit 2) before anything is printed.
+//! `examples/install-ha` writes `--namespace mooring-system --shards 3 --ha` as a kustomize
+//! overlay (a test compares the two). A bad value (`--shards 0`, a namespace that is not a
+//! DNS-1123 label) is a usage error (exit 2) before anything is printed.
 
 use clap::Args;
 use serde_json::{json, Value};

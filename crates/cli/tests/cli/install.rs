@@ -72,6 +72,24 @@ fn install_is_the_kustomize_base_and_the_api_server_accepts_it() {
         "`mooring install` and `kubectl kustomize deploy/` differ"
     );
 
+    // The flags are an overlay: examples/install-ha is `--namespace mooring-system
+    // --shards 3 --ha` written as one.
+    let overlay = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(repo_root().join("examples/install-ha"))
+        .output()
+        .expect("kubectl");
+    assert!(
+        overlay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&overlay.stderr)
+    );
+    assert_eq!(
+        objects(&install_ok(&["--namespace", "mooring-system", "--shards", "3", "--ha"])),
+        objects(&String::from_utf8_lossy(&overlay.stdout)),
+        "`mooring install --namespace mooring-system --shards 3 --ha` and examples/install-ha differ"
+    );
+
     let cluster = BinCluster::start();
     let kc = &cluster.kc;
     let dry = kubectl_ok(
