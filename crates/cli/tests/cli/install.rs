@@ -150,6 +150,58 @@ fn install_is_the_kustomize_base_and_the_api_server_accepts_it() {
         None,
     );
     assert_eq!(String::from_utf8_lossy(&binding.stdout), "mooring-system");
+
+    // Least privilege, as the API server's RBAC answers for the service accounts.
+    let sa = |name: &str| format!("--as=system:serviceaccount:mooring-system:{name}");
+    for (who, verb, what, ns, allowed) in [
+        (
+            "mooring-server",
+            "create",
+            "applications.argoproj.io",
+            "team-a",
+            true,
+        ),
+        (
+            "mooring-server",
+            "delete",
+            "applicationsets.argoproj.io",
+            "team-a",
+            false,
+        ),
+        ("mooring-server", "delete", "deployments", "team-a", false),
+        ("mooring-server", "get", "secrets", "mooring-system", true),
+        ("mooring-server", "get", "secrets", "kube-system", false),
+        (
+            "mooring-server",
+            "update",
+            "configmaps",
+            "mooring-system",
+            false,
+        ),
+        (
+            "mooring-controller",
+            "delete",
+            "deployments",
+            "team-a",
+            true,
+        ),
+        (
+            "mooring-controller",
+            "update",
+            "leases.coordination.k8s.io",
+            "mooring-system",
+            true,
+        ),
+    ] {
+        let o = kubectl(kc, &["auth", "can-i", verb, what, "-n", ns, &sa(who)], None);
+        let answer = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        assert_eq!(
+            answer,
+            if allowed { "yes" } else { "no" },
+            "{who} {verb} {what} -n {ns}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
 }
 
 /// Every container runs non-root on a read-only root filesystem without privilege
