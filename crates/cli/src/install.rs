@@ -276,7 +276,8 @@ mod tests {
                 assert_eq!(
                     c["image"],
                     format!("mooring:{}", env!("CARGO_PKG_VERSION")),
-                    "{}",
+                    "{}: after a version bump, update the image tag in deploy/controller.yaml \
+                     and deploy/server.yaml (and the Containerfile's build hint)",
                     o["metadata"]["name"]
                 );
                 n += 1;
