@@ -221,12 +221,20 @@ fn documents(text: &str) -> Vec<(usize, String)> {
     let mut current = String::new();
     let mut start = 1;
     for (i, line) in text.lines().enumerate() {
-        if line == "---" || line.starts_with("--- ") {
+        if line == "---" || line.starts_with("--- ") || line.starts_with("---\t") {
             if !current.trim().is_empty() {
                 docs.push((start, std::mem::take(&mut current)));
             }
             current.clear();
-            start = i + 2;
+            // Content on the marker's line (`--- {kind: …}`) belongs to the new document.
+            let rest = line[3..].trim();
+            if rest.is_empty() {
+                start = i + 2;
+            } else {
+                start = i + 1;
+                current.push_str(rest);
+                current.push('\n');
+            }
             continue;
         }
         current.push_str(line);
@@ -486,6 +494,18 @@ mod tests {
         let p = refused("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: y}\n");
         assert_eq!(p.len(), 2);
         assert!(p[1].starts_with("document at line 5"), "{p:?}");
+    }
+
+    #[test]
+    fn documents_split_at_markers_keeping_content_on_the_marker_line() {
+        let text = "a: 1\n--- {b: 2}\n---\n\n---\nc: 3\n";
+        let docs = documents(text);
+        let values: Vec<Value> = docs
+            .iter()
+            .map(|(_, d)| mooring_core::yaml::parse_one(d).expect("yaml"))
+            .collect();
+        assert_eq!(values, [json!({"a": 1}), json!({"b": 2}), json!({"c": 3})]);
+        assert_eq!(docs.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [1, 2, 6]);
     }
 
     #[test]
