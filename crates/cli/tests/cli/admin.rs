@@ -77,7 +77,7 @@ fn admin_export_import_round_trip_prune_and_hostile_backups() {
         &kc,
         &["apply", "-f", "-"],
         Some(&format!(
-            "apiVersion: v1\nkind: Secret\nmetadata: {{name: repo-models, namespace: argocd, labels: {{argocd.argoproj.io/secret-type: repository}}}}\nstringData: {{url: \"{url}\"}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: someone-elses, namespace: argocd}}\nstringData: {{password: hunter2}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: mooring-rbac-cm, namespace: argocd}}\ndata: {{policy.csv: 'g, ml-team, role:admin'}}\n---\napiVersion: mooring.dev/v1alpha1\nkind: RollbackPolicy\nmetadata: {{name: model-guard, namespace: argocd}}\nspec:\n  applications: {{names: [model]}}\n  interval: 15s\n  rules: [{{name: error_rate, query: 'vector(0)', threshold: {{operator: '>', value: 0.05}}, action: notify}}]\n"
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: repo-models, namespace: argocd, labels: {{argocd.argoproj.io/secret-type: repository}}}}\nstringData: {{url: \"{url}\"}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: someone-elses, namespace: argocd}}\nstringData: {{password: hunter2}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: mooring-rbac-cm, namespace: argocd}}\ndata: {{policy.csv: 'g, ml-team, role:admin'}}\n---\napiVersion: mooring.dev/v1alpha1\nkind: RollbackPolicy\nmetadata: {{name: model-guard, namespace: argocd}}\nspec:\n  applications: {{names: [model]}}\n  interval: 15s\n  rules: [{{name: error_rate, query: 'vector(0)', threshold: {{operator: '>', value: 0.05}}, action: notify}}]\n---\napiVersion: mooring.dev/v1alpha1\nkind: DisasterRecoveryPlan\nmetadata: {{name: models-dr, namespace: argocd}}\nspec:\n  primary: {{cluster: in-cluster}}\n  standby: {{cluster: standby}}\n  applications: {{pairs: [{{primary: model, standby: model-dr}}]}}\n  detection: {{automatic: false}}\n"
         )),
     );
     let backup = tmp.path().join("backup.yaml");
@@ -158,6 +158,7 @@ fn admin_export_import_round_trip_prune_and_hostile_backups() {
         None,
     );
     assert_eq!(guarded, "model");
+    assert!(exists(&kc, "disasterrecoveryplan", "models-dr"));
     let policy = kubectl_ok(
         &kc,
         &[
