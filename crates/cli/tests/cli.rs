@@ -1789,6 +1789,12 @@ mod deploy;
 #[path = "cli/app_sync_local.rs"]
 mod app_sync_local;
 
+#[path = "cli/install.rs"]
+mod install;
+
+#[path = "cli/admin.rs"]
+mod admin;
+
 /// `mooring check` applies the control-plane rule the controller applies: an Application
 /// outside `argocd` needs `--application-namespaces` and its project's `sourceNamespaces`,
 /// and an AppProject outside `argocd` is never read.
