@@ -1,8 +1,10 @@
 //! `mooring up [REPO]`: the one command that shows everything.
 //!
 //! It starts an embedded cluster (with Mooring's CRDs and the control-plane namespace,
-//! `argocd` by default), the application controller, the REST API and the Git webhook
-//! endpoint in one process, turns REPO into a local Git repository the controller fetches
+//! `argocd` by default) and, in the same process, the two components `mooring
+//! controller` and `mooring server` run on their own (the same functions:
+//! [`crate::components`]) — the application controller, the REST API and the Git webhook
+//! endpoint — turns REPO into a local Git repository the controller fetches
 //! from, and registers what an Argo CD admin would `kubectl apply` from REPO: every
 //! AppProject, then every ApplicationSet, then every Application in REPO's top-level YAML
 //! files (and in `applicationsets/`). It prints what it registered and what it skipped
@@ -487,7 +489,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 "apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": crate::connect::SETTINGS_CONFIGMAP},
                 "data": {
-                    "repository.aliases": serde_json::to_string(&aliases)?,
+                    crate::connect::REPOSITORY_ALIASES_KEY: serde_json::to_string(&aliases)?,
                     crate::connect::APPLICATION_NAMESPACES_KEY: control_plane.application_namespaces.join(","),
                     crate::connect::PROMETHEUS_ADDRESS_KEY: prometheus_listen
                         .map(|a| format!("http://{a}"))
@@ -497,7 +499,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         )
         .await
         .context("recording settings in the mooring-cm ConfigMap")?;
-    let controller = mooring_controller::Controller::start(
+    let controller = crate::components::controller::start(
         client.clone(),
         mooring_controller::ControllerOptions {
             cache_dir: args.data_dir.join("repos-cache"),
@@ -515,8 +517,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
     )
-    .await
-    .context("starting the controller")?;
+    .await?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.webhook_port))
         .await
         .with_context(|| {
@@ -530,22 +531,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         &format!("http://{webhook_addr}"),
         mooring_controller::outbound::REST_API,
     );
-    let http_options = mooring_server::HttpOptions {
-        webhook: mooring_server::WebhookSecrets {
-            github: args.webhook_secret.clone(),
-            gitlab: args.webhook_secret.clone(),
-            registry: args.webhook_secret.clone(),
-        },
-        metrics_auth: args.metrics_auth,
-    };
-    let router = mooring_server::router(controller.ctx.clone(), http_options).merge(
-        mooring_server::api::router(
-            client.clone(),
-            mooring_server::api::ApiOptions {
-                control_plane: control_plane.clone(),
-                ..Default::default()
-            },
-        ),
+    // The server component, with this process's controller behind its webhooks.
+    let router = crate::components::server::router(
+        mooring_server::Backend::InProcess(controller.ctx.clone()),
+        client.clone(),
+        control_plane.clone(),
+        args.webhook_secret.clone(),
+        args.metrics_auth,
     );
     tokio::spawn(async move {
         if let Err(e) = axum::serve(
@@ -794,9 +786,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         client.clone(),
         &mooring_k8s::resources::application_resource(),
     );
+    // Ctrl-C or SIGTERM (one listener for the whole loop, so no signal falls between two).
+    let stop = crate::components::shutdown_signal();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            () = &mut stop => break,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {
                 if let Ok(l) = list_all.list(&Default::default()).await {
                     for o in l.items {
@@ -816,7 +811,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             }
         }
     }
-    drop(controller);
+    controller
+        .shutdown(crate::components::controller::SHUTDOWN_GRACE)
+        .await;
     drop(prometheus);
     for c in fleet {
         c.stop();

@@ -38,7 +38,10 @@ pub(crate) async fn watch_apps(ctx: Arc<Context>) {
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(kube::runtime::watcher::Event::Init) => store(&|s| s.begin_relist()),
-            Ok(kube::runtime::watcher::Event::InitDone) => store(&|s| s.end_relist()),
+            Ok(kube::runtime::watcher::Event::InitDone) => {
+                store(&|s| s.end_relist());
+                ctx.lifecycle.listed_apps();
+            }
             Ok(
                 ev @ (kube::runtime::watcher::Event::Apply(_)
                 | kube::runtime::watcher::Event::InitApply(_)),
@@ -342,6 +345,8 @@ pub(crate) async fn work(ctx: Arc<Context>, rx: mpsc::UnboundedReceiver<String>)
 }
 
 async fn run_one(ctx: &Arc<Context>, key: &str) -> Option<reconcile::Action> {
+    // A stopping controller takes no new work (see `crate::shutdown`).
+    let _in_flight = ctx.lifecycle.begin()?;
     let (ns, name) = key.split_once('/')?;
     if !ctx.options.control_plane.namespace_enabled(ns) {
         return None;
