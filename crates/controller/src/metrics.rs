@@ -23,6 +23,9 @@ pub struct Metrics {
     /// Image watcher: write-backs by result (`written`, `refused` by the policy gate,
     /// `failed`).
     image_updates: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Application reconciles by (destination, shard): which replica works on which
+    /// destination (bounded by the number of destination clusters).
+    by_destination: Mutex<std::collections::BTreeMap<(String, u32), u64>>,
 }
 
 impl Metrics {
@@ -122,6 +125,34 @@ impl Metrics {
     /// Write-backs by result, for `mooring_image_updates_total`.
     pub fn image_updates(&self) -> std::collections::BTreeMap<&'static str, u64> {
         self.image_updates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// An Application deploying to `d` (in shard `shard`) is reconciled here.
+    pub fn record_destination_reconcile(
+        &self,
+        d: &mooring_core::app::ApplicationDestination,
+        shard: u32,
+    ) {
+        let dest = d
+            .server
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| d.name.clone())
+            .unwrap_or_default();
+        *self
+            .by_destination
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((dest, shard))
+            .or_default() += 1;
+    }
+
+    /// Reconciles by (destination, shard), for `mooring_destination_reconciles_total`.
+    pub fn destination_reconciles(&self) -> std::collections::BTreeMap<(String, u32), u64> {
+        self.by_destination
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()

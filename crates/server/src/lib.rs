@@ -195,6 +195,44 @@ async fn metrics(
         "Image write-backs by result (written, refused by the policy gate, failed)",
         updates,
     );
+    // Sharding: which shards this replica owns, whether it leads, and which destinations
+    // it reconciled (Argo CD shows the same per shard in its cluster list).
+    let sharding = &st.ctx.sharding;
+    let owned_now = sharding.owned();
+    let owned = Family::<Vec<(String, String)>, Gauge>::default();
+    for k in 0..sharding.shards() {
+        owned
+            .get_or_create(&vec![("shard".into(), k.to_string())])
+            .set(i64::from(owned_now.contains(&k)));
+    }
+    registry.register(
+        "controller_shard_owned",
+        "1 for each shard this controller replica owns (holds the Lease of), else 0",
+        owned,
+    );
+    let leader: Gauge = Gauge::default();
+    leader.set(i64::from(sharding.is_leader()));
+    registry.register(
+        "controller_leader",
+        "1 when this replica runs the management-cluster loops (ApplicationSets, notifications, DR)",
+        leader,
+    );
+    let replica = st.ctx.options.sharding.replica.clone();
+    let by_destination = Family::<Vec<(String, String)>, Counter>::default();
+    for ((destination, shard), n) in m.destination_reconciles() {
+        by_destination
+            .get_or_create(&vec![
+                ("destination".into(), destination),
+                ("shard".into(), shard.to_string()),
+                ("replica".into(), replica.clone()),
+            ])
+            .inc_by(n);
+    }
+    registry.register(
+        "destination_reconciles",
+        "Application reconciles run by this replica, by destination cluster and shard",
+        by_destination,
+    );
     let mut out = String::new();
     if let Err(e) = encode(&mut out, &registry) {
         return (
