@@ -203,6 +203,55 @@ pub fn load_or_create(dir: &Path, bind: IpAddr, hostnames: &[String]) -> Result<
     })
 }
 
+/// A TLS server configuration from a PEM certificate chain and its PEM private key (PKCS#8,
+/// PKCS#1 or SEC1), as an operator provides them (`mooring server --tls-cert --tls-key`,
+/// a Kubernetes `kubernetes.io/tls` Secret): rustls' safe defaults, HTTP/1.1.
+pub fn server_config_from_pem(
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|source| TlsError::Read {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    let cert_pem = read(cert_path)?;
+    let key_pem = read(key_path)?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Config(format!("{}: {e}", cert_path.display())))?;
+    if certs.is_empty() {
+        return Err(TlsError::Config(format!(
+            "{}: no PEM certificate in it",
+            cert_path.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        TlsError::Config(format!(
+            "{}: not a PEM private key: {e}",
+            key_path.display()
+        ))
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            TlsError::Config(format!(
+                "{} and {}: {e}",
+                cert_path.display(),
+                key_path.display()
+            ))
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// A TLS listener for `axum::serve`: TCP connections are accepted at once and their
 /// handshakes finished in separate tasks (with [`HANDSHAKE_TIMEOUT`]); only completed
 /// ones are handed to the server.

@@ -693,7 +693,7 @@ pub(crate) async fn offline(
     // repository aliases in the `mooring-cm` ConfigMap, as Argo CD keeps `argocd-cm`).
     let repo_aliases = crate::connect::settings(&m.client, m.namespace())
         .await
-        .and_then(|d| d.get("repository.aliases").cloned())
+        .and_then(|d| d.get(crate::connect::REPOSITORY_ALIASES_KEY).cloned())
         .and_then(|j| serde_json::from_str::<Vec<(String, String)>>(&j).ok())
         .unwrap_or_default();
     let opts = mooring_controller::ControllerOptions {

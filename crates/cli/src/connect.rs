@@ -19,6 +19,10 @@ use std::path::PathBuf;
 /// `argocd-cm` / `argocd-cmd-params-cm`), in the control-plane namespace.
 pub use mooring_server::store::SETTINGS_CONFIGMAP;
 
+/// `mooring-cm` key: repository URL rewrites (`[from, to]` pairs as JSON) that `mooring
+/// up` records and the controller and server read.
+pub use mooring_server::refresh::REPOSITORY_ALIASES_KEY;
+
 /// `mooring-cm` key: the namespaces besides the control plane's Applications may live in
 /// (comma-separated globs or `/regex/`, Argo CD's `application.namespaces`).
 pub const APPLICATION_NAMESPACES_KEY: &str = "application.namespaces";

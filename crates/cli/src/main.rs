@@ -9,6 +9,7 @@ mod appset;
 mod bench;
 mod check;
 mod cluster;
+mod components;
 mod connect;
 mod deploy;
 mod dr;
@@ -26,7 +27,7 @@ mod rollout;
 mod up;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -56,6 +57,14 @@ enum Command {
     /// the AppProjects, ApplicationSets and Applications in REPO's top-level YAML files
     /// (default examples/ml-platform) in the control-plane namespace (`argocd`).
     Up(up::UpArgs),
+    /// The application controller alone (Application, ApplicationSet, Rollout, analysis,
+    /// rollback, notification, image and DR loops) against a management cluster from a
+    /// kubeconfig or the in-cluster service account, as Argo CD's
+    /// argocd-application-controller. Stops gracefully on SIGTERM.
+    Controller(components::controller::ControllerArgs),
+    /// The REST API, webhooks and metrics alone, as Argo CD's argocd-server: webhook pushes
+    /// set refresh annotations the controller acts on. HTTPS with --tls-cert/--tls-key.
+    Server(components::server::ServerArgs),
     /// Argo CD-compatible application commands.
     App {
         #[command(subcommand)]
@@ -196,15 +205,34 @@ enum ClusterCommand {
     },
 }
 
+/// Log levels of the long-running components when `MOORING_LOG` sets none: what they
+/// do at info, their dependencies' warnings.
+const COMPONENT_LOG: &str = "warn,mooring=info,mooring_controller=info,mooring_server=info";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MOORING_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Flags whose validity depends on each other: a usage error (exit 2), as clap's own.
+    if let Command::Controller(args) = &cli.command {
+        if let Err(e) = args.sharding() {
+            Cli::command()
+                .error(clap::error::ErrorKind::ArgumentConflict, e)
+                .exit();
+        }
+    }
+    let (format, default_filter) = match &cli.command {
+        Command::Controller(a) => (a.cluster.log_format, COMPONENT_LOG),
+        Command::Server(a) => (a.cluster.log_format, COMPONENT_LOG),
+        _ => (components::LogFormat::Text, "warn"),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MOORING_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        components::LogFormat::Text => logs.init(),
+        components::LogFormat::Json => logs.json().init(),
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -296,6 +324,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             up::run(args).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Controller(args) => components::controller::run(args).await,
+        Command::Server(args) => components::server::run(args).await,
         Command::App { command, common } => app::run(command, common).await,
         Command::Appset { command, common } => appset::run(command, common).await,
         Command::Account { command, common } => account::run(command, common).await,

@@ -487,7 +487,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 "apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": crate::connect::SETTINGS_CONFIGMAP},
                 "data": {
-                    "repository.aliases": serde_json::to_string(&aliases)?,
+                    crate::connect::REPOSITORY_ALIASES_KEY: serde_json::to_string(&aliases)?,
                     crate::connect::APPLICATION_NAMESPACES_KEY: control_plane.application_namespaces.join(","),
                     crate::connect::PROMETHEUS_ADDRESS_KEY: prometheus_listen
                         .map(|a| format!("http://{a}"))
@@ -497,7 +497,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         )
         .await
         .context("recording settings in the mooring-cm ConfigMap")?;
-    let controller = mooring_controller::Controller::start(
+    let controller = crate::components::controller::start(
         client.clone(),
         mooring_controller::ControllerOptions {
             cache_dir: args.data_dir.join("repos-cache"),
@@ -515,8 +515,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
     )
-    .await
-    .context("starting the controller")?;
+    .await?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.webhook_port))
         .await
         .with_context(|| {
@@ -530,22 +529,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         &format!("http://{webhook_addr}"),
         mooring_controller::outbound::REST_API,
     );
-    let http_options = mooring_server::HttpOptions {
-        webhook: mooring_server::WebhookSecrets {
-            github: args.webhook_secret.clone(),
-            gitlab: args.webhook_secret.clone(),
-            registry: args.webhook_secret.clone(),
-        },
-        metrics_auth: args.metrics_auth,
-    };
-    let router = mooring_server::router(controller.ctx.clone(), http_options).merge(
-        mooring_server::api::router(
-            client.clone(),
-            mooring_server::api::ApiOptions {
-                control_plane: control_plane.clone(),
-                ..Default::default()
-            },
-        ),
+    // The server component, with this process's controller behind its webhooks.
+    let router = crate::components::server::router(
+        mooring_server::Backend::InProcess(controller.ctx.clone()),
+        client.clone(),
+        control_plane.clone(),
+        args.webhook_secret.clone(),
+        args.metrics_auth,
     );
     tokio::spawn(async move {
         if let Err(e) = axum::serve(

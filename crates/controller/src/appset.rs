@@ -265,7 +265,6 @@ async fn work(ctx: Arc<Context>, rx: mpsc::UnboundedReceiver<String>) {
 /// A Git push (normalised repository URLs): queue the sets whose git generators read
 /// that repository, after forgetting cached resolutions so they see the new commit.
 pub(crate) async fn enqueue_for_push(ctx: &Context, pushed: &[String]) {
-    use mooring_source::webhook::normalize_repo_url;
     let Some(tx) = ctx
         .appset_queue
         .read()
@@ -277,29 +276,18 @@ pub(crate) async fn enqueue_for_push(ctx: &Context, pushed: &[String]) {
     let Ok(list) = sets_api(ctx, None).list(&ListParams::default()).await else {
         return;
     };
-    let mut any = false;
-    for o in list.items {
-        let Ok(v) = serde_json::to_value(&o) else {
-            continue;
-        };
-        let mut sources = BTreeSet::new();
-        git_sources(&v["spec"]["generators"], &mut sources);
-        let hit = sources.iter().any(|(url, _)| {
-            [url.clone(), ctx.fetch_url(url)]
-                .iter()
-                .any(|u| pushed.contains(&normalize_repo_url(u)))
-        });
-        if hit {
-            any = true;
-            let _ = tx.send(format!(
-                "{}/{}",
-                o.metadata.namespace.as_deref().unwrap_or_default(),
-                o.metadata.name.as_deref().unwrap_or_default()
-            ));
-        }
+    let sets: Vec<Value> = list
+        .items
+        .iter()
+        .filter_map(|o| serde_json::to_value(o).ok())
+        .collect();
+    let keys = crate::push::appsets_for_push(&sets, pushed, &ctx.options.repo_aliases);
+    if keys.is_empty() {
+        return;
     }
-    if any {
-        ctx.forget_all_resolutions();
+    ctx.forget_all_resolutions();
+    for key in keys {
+        let _ = tx.send(key);
     }
 }
 
@@ -339,26 +327,6 @@ impl GeneratorInputs for Prefetched {
     }
 }
 
-/// Every (repoURL, revision) a git generator names, at any depth.
-fn git_sources(v: &Value, out: &mut BTreeSet<(String, String)>) {
-    match v {
-        Value::Object(o) => {
-            if let Some(g) = o.get("git") {
-                if let Some(url) = g.get("repoURL").and_then(Value::as_str) {
-                    let rev = g
-                        .get("revision")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    out.insert((url.to_string(), rev.to_string()));
-                }
-            }
-            o.values().for_each(|x| git_sources(x, out));
-        }
-        Value::Array(a) => a.iter().for_each(|x| git_sources(x, out)),
-        _ => {}
-    }
-}
-
 async fn prefetch(ctx: &Context, set: &ApplicationSet) -> Result<Prefetched, ControllerError> {
     use mooring_k8s::k8s_openapi::api::core::v1::Secret;
     let mut p = Prefetched::default();
@@ -383,7 +351,7 @@ async fn prefetch(ctx: &Context, set: &ApplicationSet) -> Result<Prefetched, Con
         }
     }
     let mut sources = BTreeSet::new();
-    git_sources(&Value::Array(set.spec.generators.clone()), &mut sources);
+    crate::push::git_generator_sources(&Value::Array(set.spec.generators.clone()), &mut sources);
     for (url, rev) in sources {
         if url.contains("{{") {
             continue;
@@ -530,6 +498,25 @@ pub async fn reconcile(ctx: &Context, ns: &str, name: &str) -> Result<Outcome, C
     };
     if obj.metadata.deletion_timestamp.is_some() {
         return Ok(Outcome::default());
+    }
+    // Argo CD's refresh request (a webhook through a standalone `mooring server`):
+    // generate from fresh Git resolutions, then clear the request.
+    let refresh_requested = obj
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(crate::push::APPSET_REFRESH_ANNOTATION));
+    if refresh_requested {
+        ctx.forget_all_resolutions();
+        sets_api(ctx, Some(ns))
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(serde_json::json!({"metadata": {"annotations": {
+                    crate::push::APPSET_REFRESH_ANNOTATION: null}}})),
+            )
+            .await
+            .map_err(|e| ControllerError::Write(format!("ApplicationSet {ns}/{name}: {e}")))?;
     }
     let uid = obj.metadata.uid.clone().unwrap_or_default();
     let raw = serde_json::to_value(&obj).map_err(|e| ControllerError::Internal(e.to_string()))?;
@@ -830,7 +817,7 @@ mod tests {
             {"git": {"repoURL": "https://b", "directories": [{"path": "*"}]}}
         ]);
         let mut out = BTreeSet::new();
-        git_sources(&gens, &mut out);
+        crate::push::git_generator_sources(&gens, &mut out);
         assert_eq!(
             out.into_iter().collect::<Vec<_>>(),
             vec![

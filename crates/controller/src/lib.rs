@@ -22,7 +22,7 @@ pub mod events;
 pub mod forge;
 pub mod git_rollback;
 pub mod image;
-mod metrics;
+pub(crate) mod metrics;
 pub mod notifications;
 pub mod operation;
 mod options;
@@ -30,17 +30,19 @@ pub mod outbound;
 pub mod policy;
 pub mod project;
 pub mod prometheus;
+pub mod push;
 mod queue;
 pub mod reconcile;
 pub mod rollback;
 pub mod rollout;
 pub mod rollout_traffic;
 pub mod sharding;
+mod shutdown;
 pub mod state;
 mod workqueue;
 
 pub use error::ControllerError;
-pub use metrics::Metrics;
+pub use metrics::{Metrics, ShardingState};
 pub use options::{ControllerOptions, ShardingOptions};
 pub use queue::ignored_reason;
 pub(crate) use queue::{all_apps, watch_live, Ignored};
@@ -103,6 +105,8 @@ pub struct Context {
     /// `namespace/name` → the resourceVersion a running reconcile of it read or last
     /// wrote: its writes are conditional on it ([`Context::patch_app`]).
     write_guards: Mutex<HashMap<String, String>>,
+    /// Stopping, and the reconciles in flight ([`Controller::shutdown`]).
+    lifecycle: shutdown::Lifecycle,
 }
 
 impl Context {
@@ -347,13 +351,7 @@ impl Context {
 
     /// The URL to fetch for a repository URL named in an Application.
     pub fn fetch_url(&self, url: &str) -> String {
-        let norm = mooring_source::webhook::normalize_repo_url(url);
-        self.options
-            .repo_aliases
-            .iter()
-            .find(|(from, _)| mooring_source::webhook::normalize_repo_url(from) == norm)
-            .map(|(_, to)| to.clone())
-            .unwrap_or_else(|| url.to_string())
+        push::fetch_url(&self.options.repo_aliases, url)
     }
 
     /// Resolve a revision, reusing a resolution younger than [`RESOLVE_TTL`].
@@ -397,56 +395,21 @@ impl Context {
             });
     }
 
-    /// Refresh the applications a Git push concerns; returns their keys.
+    /// Refresh the applications a Git push concerns ([`push::apps_for_push`]) and the
+    /// ApplicationSets whose git generators read the pushed repository; returns the
+    /// applications' keys.
     pub async fn refresh_for_push(
         &self,
         event: &mooring_source::webhook::PushEvent,
     ) -> Vec<String> {
-        use mooring_source::webhook::{normalize_repo_url, touches};
-        let pushed: Vec<String> = event
-            .repo_urls
-            .iter()
-            .map(|u| normalize_repo_url(u))
-            .collect();
-        let mut out = Vec::new();
-        for app in all_apps(self).await {
-            // Any of the app's sources (`ref` sources too: their files are value files).
-            let mut concerned = false;
-            for src in app.sources() {
-                let names = [src.repo_url.clone(), self.fetch_url(&src.repo_url)];
-                if !names
-                    .iter()
-                    .any(|u| pushed.contains(&normalize_repo_url(u)))
-                {
-                    continue;
-                }
-                self.forget_resolutions(&[normalize_repo_url(&names[1])]);
-                let target = src.target_revision.as_deref().unwrap_or("HEAD");
-                let same_ref = matches!(target, "" | "HEAD")
-                    || event.branch() == Some(target)
-                    || event.tag() == Some(target)
-                    || event.git_ref == target;
-                if !same_ref {
-                    continue;
-                }
-                // A path-less `ref` source lends files anywhere in its repository.
-                let path = src.path.as_deref().unwrap_or(".");
-                if let Some(files) = &event.changed_files {
-                    if src.ref_.is_none() && !touches(files, path) {
-                        continue;
-                    }
-                }
-                concerned = true;
-            }
-            if !concerned {
-                continue;
-            }
-            let key = format!("{}/{}", app.namespace(), app.name());
-            self.enqueue(&key);
-            out.push(key);
+        let apps = all_apps(self).await;
+        let concerned = push::apps_for_push(&apps, event, &self.options.repo_aliases);
+        self.forget_resolutions(&concerned.stale);
+        for key in &concerned.apps {
+            self.enqueue(key);
         }
-        appset::enqueue_for_push(self, &pushed).await;
-        out
+        appset::enqueue_for_push(self, &push::pushed_urls(event)).await;
+        concerned.apps
     }
 
     pub(crate) fn remember_inputs(&self, key: mooring_render::CacheKey, inputs: Vec<String>) {
@@ -552,6 +515,7 @@ impl Context {
             images: Default::default(),
             sharding: sharding::Sharding::new(&options_sharding),
             write_guards: Mutex::new(HashMap::new()),
+            lifecycle: Default::default(),
         });
         Ok((ctx, rx))
     }
@@ -570,16 +534,6 @@ impl Context {
 }
 
 impl Controller {
-    /// Graceful shutdown: stop every loop, then give up this replica's Leases so the
-    /// others take its shards at once. An operation in flight stays resumable from the
-    /// Application's status (the next owner continues it).
-    pub async fn shutdown(mut self) {
-        for t in self.tasks.drain(..) {
-            t.abort();
-        }
-        sharding::release_all(&self.ctx).await;
-    }
-
     /// Register a destination cluster under its server URL (and name): its managed
     /// objects get their own watch-fed cache, whose changes trigger self-heal like the
     /// management cluster's. Waits for the first connection attempt (up to the connect

@@ -26,6 +26,16 @@ pub struct Metrics {
     /// Application reconciles by (destination, shard): which replica works on which
     /// destination (bounded by the number of destination clusters).
     by_destination: Mutex<std::collections::BTreeMap<(String, u32), u64>>,
+    sharding: Mutex<ShardingState>,
+}
+
+/// This replica's part in sharding, for the metrics endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct ShardingState {
+    pub replica: String,
+    pub shards: u32,
+    pub owned: std::collections::BTreeSet<u32>,
+    pub leader: bool,
 }
 
 impl Metrics {
@@ -148,6 +158,22 @@ impl Metrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry((dest, shard))
             .or_default() += 1;
+    }
+
+    /// Record this replica's sharding state (at start and after every Lease round).
+    pub fn set_sharding(&self, state: ShardingState) {
+        *self
+            .sharding
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = state;
+    }
+
+    /// This replica's sharding state.
+    pub fn sharding(&self) -> ShardingState {
+        self.sharding
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Reconciles by (destination, shard), for `mooring_destination_reconciles_total`.

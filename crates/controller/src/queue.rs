@@ -317,6 +317,8 @@ pub(crate) async fn work(ctx: Arc<Context>, rx: mpsc::UnboundedReceiver<String>)
 }
 
 async fn run_one(ctx: &Arc<Context>, key: &str) -> Option<reconcile::Action> {
+    // A stopping controller takes no new work (see `crate::shutdown`).
+    let _in_flight = ctx.lifecycle.begin()?;
     let (ns, name) = key.split_once('/')?;
     if !ctx.options.control_plane.namespace_enabled(ns) {
         return None;

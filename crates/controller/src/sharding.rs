@@ -84,6 +84,8 @@ pub enum ShardingError {
 /// The local view of ownership: what the work queue and the loops ask.
 pub struct Sharding {
     shards: u32,
+    replica: String,
+
     method: shard::Method,
     state: RwLock<State>,
     changed: tokio::sync::watch::Sender<u64>,
@@ -106,6 +108,7 @@ impl Sharding {
         let single = options.shards <= 1;
         Sharding {
             shards: options.shards.max(1),
+            replica: options.replica.clone(),
             method: options.method,
             state: RwLock::new(State {
                 owned: if single {
@@ -270,6 +273,7 @@ impl Sharding {
     /// Apply the outcome of a Lease round; true when something changed.
     fn set(&self, owned: BTreeSet<u32>, leader: bool) -> bool {
         let mut st = self.write();
+
         if st.owned == owned && st.leader == leader {
             return false;
         }
@@ -440,8 +444,20 @@ impl Leases {
     }
 }
 
+/// Publish this replica's sharding state for `/metrics`.
+fn publish(ctx: &Context) {
+    let st = ctx.sharding.read();
+    ctx.metrics.set_sharding(crate::metrics::ShardingState {
+        replica: ctx.sharding.replica.clone(),
+        shards: ctx.sharding.shards,
+        owned: st.owned.clone(),
+        leader: st.leader,
+    });
+}
+
 /// Start the Lease loop and the takeover task (nothing with one shard).
 pub(crate) fn start(ctx: Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
+    publish(&ctx);
     if ctx.options.sharding.shards <= 1 {
         return vec![];
     }
@@ -510,6 +526,7 @@ async fn run(ctx: Arc<Context>) {
         let before = ctx.sharding.owned();
         let was_leader = ctx.sharding.is_leader();
         if ctx.sharding.set(owned.clone(), leader) {
+            publish(&ctx);
             for k in owned.difference(&before) {
                 tracing::info!(replica = opts.replica, shard = k, "acquired shard");
             }

@@ -34,6 +34,7 @@
 pub mod api;
 pub mod auth;
 pub mod rbac;
+pub mod refresh;
 pub mod store;
 
 use axum::body::Bytes;
@@ -42,6 +43,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use mooring_controller::Context;
+use mooring_k8s::kube;
 use std::sync::Arc;
 
 /// Webhook secrets (`None`: accept unsigned payloads, as Argo CD does without a secret).
@@ -72,15 +74,47 @@ impl From<WebhookSecrets> for HttpOptions {
     }
 }
 
+/// Where the webhooks' pushes go, and whose metrics `/metrics` serves.
 #[derive(Clone)]
-struct AppState {
-    ctx: Arc<Context>,
-    opts: HttpOptions,
-    store: store::Store,
+pub enum Backend {
+    /// The controller runs in this process (`mooring up`): pushes queue its work directly
+    /// and `/metrics` serves its series.
+    InProcess(Arc<Context>),
+    /// A standalone `mooring server`: pushes set Argo CD's refresh annotations on the
+    /// concerned objects in the management cluster ([`refresh`]), which the controller —
+    /// another process — honours; `/metrics` serves the server's own series.
+    Standalone(refresh::Annotator),
 }
 
+#[derive(Clone)]
+struct AppState {
+    backend: Backend,
+    opts: HttpOptions,
+    store: store::Store,
+    counters: Arc<refresh::Counters>,
+}
+
+/// The webhook and metrics endpoints of a server whose controller runs in this process.
 pub fn router(ctx: Arc<Context>, opts: HttpOptions) -> Router {
     let store = store::Store::new(ctx.management.client().clone(), ctx.namespace());
+    routes(Backend::InProcess(ctx), store, opts)
+}
+
+/// The webhook and metrics endpoints of a standalone server (see [`Backend::Standalone`]).
+pub fn standalone_router(
+    client: kube::Client,
+    control_plane: mooring_engine::project::ControlPlane,
+    opts: HttpOptions,
+) -> Router {
+    let store = store::Store::new(client.clone(), &control_plane.namespace);
+    routes(
+        Backend::Standalone(refresh::Annotator::new(client, control_plane)),
+        store,
+        opts,
+    )
+}
+
+fn routes(backend: Backend, store: store::Store, opts: HttpOptions) -> Router {
     Router::new()
         .route("/api/webhook", post(webhook))
         .route("/api/webhook/registry", post(registry_webhook))
@@ -88,7 +122,12 @@ pub fn router(ctx: Arc<Context>, opts: HttpOptions) -> Router {
         .layer(DefaultBodyLimit::max(
             mooring_source::webhook::MAX_BODY_BYTES + 1,
         ))
-        .with_state(AppState { ctx, opts, store })
+        .with_state(AppState {
+            backend,
+            opts,
+            store,
+            counters: Default::default(),
+        })
 }
 
 /// Prometheus metrics of the controller: reconciles and their duration, renders reused
@@ -122,12 +161,35 @@ async fn metrics(
         } else {
             false
         };
+    match &st.backend {
+        Backend::InProcess(ctx) => metrics_response(Some(&ctx.metrics), authenticated),
+        Backend::Standalone(_) => st.counters.response(),
+    }
+}
+
+/// The type of a `/metrics` answer.
+pub type MetricsResponse = (
+    StatusCode,
+    [(axum::http::header::HeaderName, &'static str); 1],
+    String,
+);
+
+/// The controller's metrics in OpenMetrics text: reconciles and their duration, renders
+/// reused across commits, notification deliveries, image checks and write-backs, and —
+/// with `per_app` — commit-seen → Synced+Healthy convergence per application (series
+/// naming applications). `None` (a controller still starting) gives the series at zero.
+pub fn metrics_response(
+    metrics: Option<&mooring_controller::Metrics>,
+    per_app: bool,
+) -> MetricsResponse {
+    let authenticated = per_app;
+    let empty = mooring_controller::Metrics::default();
+    let m = metrics.unwrap_or(&empty);
     use prometheus_client::encoding::text::encode;
     use prometheus_client::metrics::counter::Counter;
     use prometheus_client::metrics::family::Family;
     use prometheus_client::metrics::gauge::Gauge;
     use prometheus_client::registry::Registry;
-    let m = &st.ctx.metrics;
     let mut registry = Registry::with_prefix("mooring");
     let (count, total) = m.reconciles();
     let reconciles: Counter = Counter::default();
@@ -197,13 +259,12 @@ async fn metrics(
     );
     // Sharding: which shards this replica owns, whether it leads, and which destinations
     // it reconciled (Argo CD shows the same per shard in its cluster list).
-    let sharding = &st.ctx.sharding;
-    let owned_now = sharding.owned();
+    let shards = m.sharding();
     let owned = Family::<Vec<(String, String)>, Gauge>::default();
-    for k in 0..sharding.shards() {
+    for k in 0..shards.shards {
         owned
             .get_or_create(&vec![("shard".into(), k.to_string())])
-            .set(i64::from(owned_now.contains(&k)));
+            .set(i64::from(shards.owned.contains(&k)));
     }
     registry.register(
         "controller_shard_owned",
@@ -211,13 +272,13 @@ async fn metrics(
         owned,
     );
     let leader: Gauge = Gauge::default();
-    leader.set(i64::from(sharding.is_leader()));
+    leader.set(i64::from(shards.leader));
     registry.register(
         "controller_leader",
         "1 when this replica runs the management-cluster loops (ApplicationSets, notifications, DR)",
         leader,
     );
-    let replica = st.ctx.options.sharding.replica.clone();
+    let replica = shards.replica.clone();
     let by_destination = Family::<Vec<(String, String)>, Counter>::default();
     for ((destination, shard), n) in m.destination_reconciles() {
         by_destination
@@ -286,7 +347,17 @@ async fn webhook(
                 return (code, format!("{e}\n"));
             }
         };
-    let refreshed = st.ctx.refresh_for_push(&event).await;
+    let refreshed = match &st.backend {
+        Backend::InProcess(ctx) => ctx.refresh_for_push(&event).await,
+        Backend::Standalone(a) => match a.git_push(&event).await {
+            Ok(r) => r,
+            Err(e) => {
+                st.counters.webhook("git", "error");
+                return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
+            }
+        },
+    };
+    st.counters.webhook("git", "ok");
     tracing::info!(git_ref = %event.git_ref, apps = ?refreshed, "webhook push");
     (
         StatusCode::OK,
@@ -329,7 +400,18 @@ async fn registry_webhook(
         .map(|e| e.repository)
         .collect();
     let n = repositories.len();
-    st.ctx.images.notify(repositories);
+    match &st.backend {
+        Backend::InProcess(ctx) => {
+            ctx.images.notify(repositories);
+        }
+        Backend::Standalone(a) => {
+            if let Err(e) = a.registry_push(&repositories).await {
+                st.counters.webhook("registry", "error");
+                return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
+            }
+        }
+    }
+    st.counters.webhook("registry", "ok");
     tracing::info!(pushes = n, "registry notification");
     (
         StatusCode::OK,

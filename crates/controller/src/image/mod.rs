@@ -167,11 +167,30 @@ fn app_key(app: &Application) -> String {
     format!("{}/{}", app.namespace(), app.name())
 }
 
-/// The Applications with an `image-list` annotation, parsed.
+/// The Applications with an `image-list` annotation, parsed. Registry pushes a
+/// standalone server recorded on them ([`crate::push::REGISTRY_PUSH_ANNOTATION`]) are
+/// taken as [`Trigger::notify`] and the annotation removed.
 async fn watched_apps(ctx: &Context) -> Vec<Watched> {
-    crate::all_apps(ctx)
-        .await
-        .into_iter()
+    let apps = crate::all_apps(ctx).await;
+    for app in &apps {
+        let pushed = app
+            .metadata
+            .pointer(&format!(
+                "/annotations/{}",
+                crate::push::REGISTRY_PUSH_ANNOTATION.replace('/', "~1")
+            ))
+            .and_then(Value::as_str)
+            .map(crate::push::registry_push_paths);
+        if let Some(paths) = pushed {
+            ctx.images.notify(paths);
+            let clear = serde_json::json!({"metadata": {"annotations": {
+                crate::push::REGISTRY_PUSH_ANNOTATION: null}}});
+            if let Err(e) = ctx.patch_app(app, clear).await {
+                tracing::warn!("clearing the registry push of {}: {e}", app_key(app));
+            }
+        }
+    }
+    apps.into_iter()
         .filter_map(|app| {
             let annotations: BTreeMap<String, String> = app
                 .metadata
