@@ -102,8 +102,7 @@ pub fn requeue_after(generators: &Value) -> Option<Duration> {
 pub fn start(ctx: Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
     let (tx, rx) = mpsc::unbounded_channel::<String>();
     // Replaced when the loops restart (leadership moved away and back).
-    *ctx
-        .appset_queue
+    *ctx.appset_queue
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx.clone());
     vec![

@@ -356,8 +356,10 @@ async fn run_one(ctx: &Arc<Context>, key: &str) -> Option<reconcile::Action> {
     if !ctx.sharding.owns(&app.spec.destination) {
         return None;
     }
-    ctx.metrics
-        .record_destination_reconcile(&app.spec.destination, ctx.sharding.shard_of(&app.spec.destination));
+    ctx.metrics.record_destination_reconcile(
+        &app.spec.destination,
+        ctx.sharding.shard_of(&app.spec.destination),
+    );
     if let Some(rev) = app.status.as_ref().map(|s| s.sync.revisions()) {
         if !rev.is_empty() {
             ctx.metrics

@@ -220,7 +220,9 @@ impl Sharding {
         let explicit = match shard::secret_shard(secret) {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!("cluster Secret {id}: {e}; the cluster is assigned by the sharding method");
+                tracing::warn!(
+                    "cluster Secret {id}: {e}; the cluster is assigned by the sharding method"
+                );
                 None
             }
         };
@@ -346,7 +348,8 @@ fn read_lease(o: DynamicObject) -> Read {
 
 /// `metav1.MicroTime` of `t`.
 fn micro_time(t: SystemTime) -> String {
-    let t = mooring_core::time::Timestamp::try_from(t).unwrap_or_else(|_| mooring_core::time::now());
+    let t =
+        mooring_core::time::Timestamp::try_from(t).unwrap_or_else(|_| mooring_core::time::now());
     mooring_core::time::format_micros(t)
 }
 
@@ -432,11 +435,7 @@ impl Leases {
             }),
         };
         obj.data["spec"] = spec;
-        match self
-            .api
-            .replace(name, &PostParams::default(), &obj)
-            .await
-        {
+        match self.api.replace(name, &PostParams::default(), &obj).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => Ok(false),
             Err(e) => Err(fail(e)),
@@ -496,9 +495,14 @@ async fn run(ctx: Arc<Context>) {
     let preferred = opts
         .shard
         .is_none()
-        .then(|| shard::ordinal(&opts.replica).or_else(|| {
-            std::env::var("HOSTNAME").ok().as_deref().and_then(shard::ordinal)
-        }))
+        .then(|| {
+            shard::ordinal(&opts.replica).or_else(|| {
+                std::env::var("HOSTNAME")
+                    .ok()
+                    .as_deref()
+                    .and_then(shard::ordinal)
+            })
+        })
         .flatten()
         .filter(|k| *k < opts.shards);
     tracing::info!(
@@ -574,7 +578,13 @@ async fn round(
         .iter()
         .filter(|(n, r)| {
             **n != presence
-                && r.raw.metadata.labels.as_ref().and_then(|l| l.get(LEASE_LABEL)).map(String::as_str) == Some("replica")
+                && r.raw
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LEASE_LABEL))
+                    .map(String::as_str)
+                    == Some("replica")
                 && r.view.live_holder(now).is_some()
         })
         .count();
@@ -598,9 +608,7 @@ async fn round(
         .chain(plan.release.iter().map(|k| (*k, Write::Release)));
     for (k, what) in steps {
         let name = shard_lease_name(k);
-        let ok = leases
-            .write(&name, "shard", by_name.get(&name), what)
-            .await;
+        let ok = leases.write(&name, "shard", by_name.get(&name), what).await;
         match (what, ok) {
             (Write::Release, Ok(_)) => {
                 renewed.remove(&Some(k));
@@ -633,7 +641,10 @@ async fn round(
         } else {
             Write::Acquire
         };
-        match leases.write(LEADER_LEASE, "leader", leader.as_ref(), what).await {
+        match leases
+            .write(LEADER_LEASE, "leader", leader.as_ref(), what)
+            .await
+        {
             Ok(true) => {
                 renewed.insert(None, Instant::now());
             }
@@ -741,7 +752,10 @@ mod tests {
     #[test]
     fn replica_lease_names_are_dns_labels_and_distinct() {
         let a = replica_lease_name("Host_A:1234");
-        assert!(a.starts_with("mooring-controller-replica-host-a-1234-"), "{a}");
+        assert!(
+            a.starts_with("mooring-controller-replica-host-a-1234-"),
+            "{a}"
+        );
         let long = replica_lease_name(&"x".repeat(300));
         assert!(long.len() <= 63, "{long}");
         assert!(a.len() <= 63);

@@ -83,7 +83,10 @@ impl Assignment {
         server
             .filter(|s| !s.is_empty())
             .and_then(|s| self.by_server.get(s))
-            .or_else(|| name.filter(|n| !n.is_empty()).and_then(|n| self.by_name.get(n)))
+            .or_else(|| {
+                name.filter(|n| !n.is_empty())
+                    .and_then(|n| self.by_name.get(n))
+            })
             .copied()
             .unwrap_or(0)
     }
@@ -175,7 +178,9 @@ impl Ring {
 
     fn new(shards: u32) -> Ring {
         let mut points: Vec<(u64, u32)> = (0..shards)
-            .flat_map(|s| (0..Self::POINTS).map(move |p| (ring_hash(format!("{s}-{p}").as_bytes()), s)))
+            .flat_map(|s| {
+                (0..Self::POINTS).map(move |p| (ring_hash(format!("{s}-{p}").as_bytes()), s))
+            })
             .collect();
         points.sort_unstable();
         Ring {
@@ -318,13 +323,7 @@ pub fn plan(input: &ClaimInput<'_>) -> Plan {
     let mut out = Plan::default();
     let shards = input.shards.max(1);
     let mine: BTreeSet<u32> = (0..shards)
-        .filter(|s| {
-            input
-                .leases
-                .get(s)
-                .and_then(|l| l.live_holder(input.now))
-                == Some(input.me)
-        })
+        .filter(|s| input.leases.get(s).and_then(|l| l.live_holder(input.now)) == Some(input.me))
         .collect();
     let free = |s: &u32| {
         input
@@ -398,7 +397,11 @@ mod tests {
     #[test]
     fn explicit_shard_wins_and_out_of_range_is_reassigned_with_a_warning() {
         let cs = [cluster("a", Some(2)), cluster("b", Some(7))];
-        for m in [Method::Legacy, Method::RoundRobin, Method::ConsistentHashing] {
+        for m in [
+            Method::Legacy,
+            Method::RoundRobin,
+            Method::ConsistentHashing,
+        ] {
             let a = assign(m, 3, &cs);
             assert_eq!(a.shard_of(Some("https://a.example"), None), 2);
             assert!(a.shard_of(Some("https://b.example"), None) < 3);
@@ -428,12 +431,17 @@ mod tests {
                 i as u32 % 3
             );
         }
-        assert_eq!(a.servers_of(1), vec!["https://b.example", "https://e.example"]);
+        assert_eq!(
+            a.servers_of(1),
+            vec!["https://b.example", "https://e.example"]
+        );
     }
 
     #[test]
     fn consistent_hashing_is_bounded_and_moves_few_clusters() {
-        let cs: Vec<Cluster> = (0..60).map(|i| cluster(&format!("uid-{i}"), None)).collect();
+        let cs: Vec<Cluster> = (0..60)
+            .map(|i| cluster(&format!("uid-{i}"), None))
+            .collect();
         let a = assign(Method::ConsistentHashing, 4, &cs);
         let mut load = [0u32; 4];
         for c in &cs {
@@ -455,8 +463,14 @@ mod tests {
     #[test]
     fn secret_shard_reads_data_and_string_data_and_rejects_garbage() {
         use serde_json::json;
-        assert_eq!(secret_shard(&json!({"data": {"shard": "Mg=="}})), Ok(Some(2)));
-        assert_eq!(secret_shard(&json!({"stringData": {"shard": " 1 "}})), Ok(Some(1)));
+        assert_eq!(
+            secret_shard(&json!({"data": {"shard": "Mg=="}})),
+            Ok(Some(2))
+        );
+        assert_eq!(
+            secret_shard(&json!({"stringData": {"shard": " 1 "}})),
+            Ok(Some(1))
+        );
         assert_eq!(secret_shard(&json!({"data": {}})), Ok(None));
         assert!(secret_shard(&json!({"stringData": {"shard": "-1"}})).is_err());
         assert!(secret_shard(&json!({"stringData": {"shard": "two"}})).is_err());
@@ -548,16 +562,30 @@ mod tests {
     #[test]
     fn a_returning_replica_gets_a_shard_back() {
         // a holds 0 and 2 after c's death; c comes back (3 live replicas).
-        let leases = BTreeMap::from([(0, held("a", 100)), (1, held("b", 100)), (2, held("a", 100))]);
+        let leases = BTreeMap::from([
+            (0, held("a", 100)),
+            (1, held("b", 100)),
+            (2, held("a", 100)),
+        ]);
         let p = run("a", None, Some(0), &leases, 3, 105);
         assert_eq!((p.keep, p.release), (set(&[0]), set(&[2])));
         // c sees nothing free yet: waits.
         assert!(run("c", None, Some(2), &leases, 3, 105).acquire.is_empty());
         let mut after = leases.clone();
-        after.insert(2, LeaseView { holder: None, ..held("a", 106) });
+        after.insert(
+            2,
+            LeaseView {
+                holder: None,
+                ..held("a", 106)
+            },
+        );
         assert_eq!(run("c", None, Some(2), &after, 3, 107).acquire, set(&[2]));
         // a keeps its preferred shard even when it holds too many.
-        let leases = BTreeMap::from([(0, held("a", 100)), (1, held("a", 100)), (2, held("b", 100))]);
+        let leases = BTreeMap::from([
+            (0, held("a", 100)),
+            (1, held("a", 100)),
+            (2, held("b", 100)),
+        ]);
         let p = run("a", None, Some(1), &leases, 3, 105);
         assert_eq!((p.keep, p.release), (set(&[1]), set(&[0])));
     }
@@ -573,6 +601,9 @@ mod tests {
         let p = run("me", Some(1), None, &mine, 1, 105);
         assert_eq!((p.keep, p.release), (set(&[1]), set(&[0])));
         // Out of range: nothing (the controller refuses such a flag at start).
-        assert_eq!(run("me", Some(5), None, &BTreeMap::new(), 1, 0), Plan::default());
+        assert_eq!(
+            run("me", Some(5), None, &BTreeMap::new(), 1, 0),
+            Plan::default()
+        );
     }
 }
