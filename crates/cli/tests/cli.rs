@@ -1772,6 +1772,9 @@ mod deploy;
 #[path = "cli/app_sync_local.rs"]
 mod app_sync_local;
 
+#[path = "cli/shard.rs"]
+mod shard;
+
 /// `mooring check` applies the control-plane rule the controller applies: an Application
 /// outside `argocd` needs `--application-namespaces` and its project's `sourceNamespaces`,
 /// and an AppProject outside `argocd` is never read.
