@@ -8,6 +8,11 @@
 //! webhook, and the periodic poll (default 3 minutes, with jitter) — and a small pool of
 //! workers runs [`reconcile::reconcile`] on it, one app at a time per name (the shared
 //! `workqueue::WorkQueue`, also used by the ApplicationSet controller).
+//!
+//! Several replicas share the work by destination cluster ([`sharding`]): each reconciles
+//! only the apps whose destination is in a shard whose Lease it holds, one leader runs
+//! the management-cluster loops, and every write of a reconcile names the
+//! resourceVersion it read, so a stale replica can never sync an app a second time.
 
 pub mod action;
 pub mod analysis;
