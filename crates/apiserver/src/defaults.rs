@@ -461,6 +461,48 @@ fn validate_pod_spec(spec: Option<&Value>, at: &str) -> Vec<String> {
     errs
 }
 
+/// A Lease's spec as Kubernetes checks it (`ValidateLeaseSpec`, and the types its decoder
+/// insists on): controllers lock on these fields, so a malformed one must not be stored.
+fn validate_lease(obj: &Value) -> Vec<String> {
+    let mut errs = Vec::new();
+    let Some(spec) = obj.get("spec") else {
+        return errs;
+    };
+    let Some(spec) = spec.as_object() else {
+        return vec!["spec: Invalid value: must be an object".into()];
+    };
+    for (k, v) in spec {
+        match k.as_str() {
+            "holderIdentity" | "strategy" | "preferredHolder" if !v.is_string() && !v.is_null() => {
+                errs.push(format!("spec.{k}: Invalid value: must be a string"))
+            }
+            "leaseDurationSeconds" => match v.as_i64() {
+                Some(d) if d > 0 && d <= i64::from(i32::MAX) => {}
+                None if v.is_null() => {}
+                _ => errs.push(format!(
+                    "spec.leaseDurationSeconds: Invalid value: {v}: must be greater than 0"
+                )),
+            },
+            "leaseTransitions" => match v.as_i64() {
+                Some(t) if (0..=i64::from(i32::MAX)).contains(&t) => {}
+                None if v.is_null() => {}
+                _ => errs.push(format!(
+                    "spec.leaseTransitions: Invalid value: {v}: must be greater than or equal to 0"
+                )),
+            },
+            "acquireTime" | "renewTime" => match v.as_str() {
+                Some(t) if mooring_core::time::parse(t).is_ok() => {}
+                None if v.is_null() => {}
+                _ => errs.push(format!(
+                    "spec.{k}: Invalid value: {v}: must be an RFC 3339 time (metav1.MicroTime)"
+                )),
+            },
+            _ => {}
+        }
+    }
+    errs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,46 +556,4 @@ mod tests {
         assert!(s.get("stringData").is_none());
         assert_eq!(s["type"], "Opaque");
     }
-}
-
-/// A Lease's spec as Kubernetes checks it (`ValidateLeaseSpec`, and the types its decoder
-/// insists on): controllers lock on these fields, so a malformed one must not be stored.
-fn validate_lease(obj: &Value) -> Vec<String> {
-    let mut errs = Vec::new();
-    let Some(spec) = obj.get("spec") else {
-        return errs;
-    };
-    let Some(spec) = spec.as_object() else {
-        return vec!["spec: Invalid value: must be an object".into()];
-    };
-    for (k, v) in spec {
-        match k.as_str() {
-            "holderIdentity" | "strategy" | "preferredHolder" if !v.is_string() && !v.is_null() => {
-                errs.push(format!("spec.{k}: Invalid value: must be a string"))
-            }
-            "leaseDurationSeconds" => match v.as_i64() {
-                Some(d) if d > 0 && d <= i64::from(i32::MAX) => {}
-                None if v.is_null() => {}
-                _ => errs.push(format!(
-                    "spec.leaseDurationSeconds: Invalid value: {v}: must be greater than 0"
-                )),
-            },
-            "leaseTransitions" => match v.as_i64() {
-                Some(t) if (0..=i64::from(i32::MAX)).contains(&t) => {}
-                None if v.is_null() => {}
-                _ => errs.push(format!(
-                    "spec.leaseTransitions: Invalid value: {v}: must be greater than or equal to 0"
-                )),
-            },
-            "acquireTime" | "renewTime" => match v.as_str() {
-                Some(t) if mooring_core::time::parse(t).is_ok() => {}
-                None if v.is_null() => {}
-                _ => errs.push(format!(
-                    "spec.{k}: Invalid value: {v}: must be an RFC 3339 time (metav1.MicroTime)"
-                )),
-            },
-            _ => {}
-        }
-    }
-    errs
 }
