@@ -43,7 +43,9 @@
 //!    exists, Argo CD's defaulting of the Helm release name to the Application's name).
 //!    Applications among the rendered objects (an app-of-apps) are rendered too. Each
 //!    `overlays/<env>` directory with a kustomization that no Application renders is
-//!    rendered on its own, so an environment nobody deployed yet is still checked.
+//!    rendered on its own, so an environment nobody deployed yet is still checked; so is
+//!    REPO's own kustomization when no Application renders it (`mooring check deploy/`
+//!    of a kustomize base).
 //!    Multi-source Applications render each source that has a path. Namespaced objects
 //!    rendered without a namespace get the Application's destination namespace, as Argo
 //!    CD applies them.
@@ -422,7 +424,8 @@ async fn check(
             }
         }
     }
-    // Orphan overlays: overlays/<env> kustomizations no Application renders.
+    // Orphan overlays: overlays/<env> kustomizations no Application renders (and REPO's
+    // own kustomization).
     let rendered_paths: BTreeSet<String> = rendered
         .iter()
         .filter_map(|r| r.unit.source.path.clone())
@@ -439,6 +442,28 @@ async fn check(
         }
         let Some(dir) = f.parent() else { continue };
         let rel_dir = rel(repo, dir);
+        // REPO itself a kustomization (`mooring check deploy/` of a base): rendered on
+        // its own when no Application renders it.
+        if rel_dir == "."
+            && envs.is_empty()
+            && !rendered_paths.contains(".")
+            && !rendered_paths.contains("")
+        {
+            orphans.push(Unit {
+                name: "kustomization .".into(),
+                file: None,
+                environment: None,
+                namespace: None,
+                app_namespace: None,
+                source: mooring_core::app::ApplicationSource {
+                    path: Some(".".into()),
+                    ..Default::default()
+                },
+                project: None,
+                destination: Default::default(),
+            });
+            continue;
+        }
         let Some(env) = env_after(&rel_dir, "overlays") else {
             continue;
         };

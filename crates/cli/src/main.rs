@@ -4,6 +4,7 @@
 //! Exit codes: 0 ok, 1 findings/diff, 2 usage or runtime error.
 
 mod account;
+mod admin;
 mod app;
 mod appset;
 mod bench;
@@ -16,6 +17,7 @@ mod dr;
 mod dr_up;
 mod embedded;
 mod image_up;
+mod install;
 mod notifications;
 mod output;
 mod policy;
@@ -142,6 +144,16 @@ enum Command {
     Deploy(deploy::DeployArgs),
     /// Print Mooring's CustomResourceDefinitions (generated from the Rust types).
     Crds,
+    /// Backup and restore of the control plane, as `argocd admin export` / `import`.
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+        #[command(flatten)]
+        common: app::Common,
+    },
+    /// Print the manifests that run Mooring inside Kubernetes (the kustomize base of
+    /// `deploy/`): `mooring install | kubectl apply -f -`.
+    Install(install::InstallArgs),
     /// Policy as code: conftest-style tests, gator suites and Rego unit tests.
     Policy {
         #[command(subcommand)]
@@ -343,6 +355,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Install(args) => install::run(args),
+        Command::Admin { command, common } => admin::run(command, common).await,
         Command::Health {
             command: HealthCommand::Test { dir },
         } => {

@@ -1,8 +1,10 @@
 //! `mooring up [REPO]`: the one command that shows everything.
 //!
 //! It starts an embedded cluster (with Mooring's CRDs and the control-plane namespace,
-//! `argocd` by default), the application controller, the REST API and the Git webhook
-//! endpoint in one process, turns REPO into a local Git repository the controller fetches
+//! `argocd` by default) and, in the same process, the two components `mooring
+//! controller` and `mooring server` run on their own (the same functions:
+//! [`crate::components`]) — the application controller, the REST API and the Git webhook
+//! endpoint — turns REPO into a local Git repository the controller fetches
 //! from, and registers what an Argo CD admin would `kubectl apply` from REPO: every
 //! AppProject, then every ApplicationSet, then every Application in REPO's top-level YAML
 //! files (and in `applicationsets/`). It prints what it registered and what it skipped
@@ -784,9 +786,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         client.clone(),
         &mooring_k8s::resources::application_resource(),
     );
+    // Ctrl-C or SIGTERM (one listener for the whole loop, so no signal falls between two).
+    let stop = crate::components::shutdown_signal();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            () = &mut stop => break,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {
                 if let Ok(l) = list_all.list(&Default::default()).await {
                     for o in l.items {
@@ -806,7 +811,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             }
         }
     }
-    drop(controller);
+    controller
+        .shutdown(crate::components::controller::SHUTDOWN_GRACE)
+        .await;
     drop(prometheus);
     for c in fleet {
         c.stop();

@@ -421,6 +421,26 @@ fn up_converges_the_example_platform() {
         .strip_prefix("http://")
         .and_then(|r| r.strip_suffix("/api/v1"))
         .expect("api url");
+    let _up = Proc(child);
+    assert_example_platform(&kc, hostport, &token);
+}
+
+/// A process of the binary, killed when the test ends (passed or not).
+pub(crate) struct Proc(pub(crate) std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The end-to-end assertions on the example platform, whichever way Mooring was started
+/// (`mooring up`, or the split components): the REST API at `hostport` opens with
+/// `token`, every example app converges, an API sync runs as the admin's, the `app`
+/// commands report it, and the fleet is registered and reachable.
+pub(crate) fn assert_example_platform(kc: &str, hostport: &str, token: &str) {
+    let kc = kc.to_string();
     let http = |method: &str, path: &str, token: &str| -> String {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(hostport).expect("connect to the API");
@@ -430,7 +450,7 @@ fn up_converges_the_example_platform() {
         out
     };
     let http_get = |path: &str, token: &str| http("GET", path, token);
-    let r = http_get("/api/v1/session/userinfo", &token);
+    let r = http_get("/api/v1/session/userinfo", token);
     assert!(
         r.starts_with("HTTP/1.1 200") && r.contains("\"admin\""),
         "{r}"
@@ -468,7 +488,6 @@ fn up_converges_the_example_platform() {
             }
         }
         if std::time::Instant::now() > deadline {
-            let _ = child.kill();
             panic!(
                 "example apps did not converge: {}",
                 String::from_utf8_lossy(&o.stdout)
@@ -482,7 +501,7 @@ fn up_converges_the_example_platform() {
     let r = http(
         "POST",
         "/api/v1/applications/model-serving-development/sync",
-        &token,
+        token,
     );
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -611,8 +630,6 @@ fn up_converges_the_example_platform() {
         in_cluster["applications"].as_u64().unwrap_or(0) >= 6,
         "{in_cluster}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]
@@ -1772,6 +1789,12 @@ mod deploy;
 #[path = "cli/app_sync_local.rs"]
 mod app_sync_local;
 
+#[path = "cli/install.rs"]
+mod install;
+
+#[path = "cli/admin.rs"]
+mod admin;
+
 #[path = "cli/shard.rs"]
 mod shard;
 
@@ -1851,3 +1874,7 @@ mod check_links;
 
 #[path = "cli/rollback_git.rs"]
 mod rollback_git;
+
+/// `mooring controller` and `mooring server` as separate processes (issue 18).
+#[path = "cli/split.rs"]
+mod split;

@@ -59,6 +59,7 @@ pub(crate) async fn watch_apps(ctx: Arc<Context>) {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .remove(&ctx.options.control_plane.instance_name(&ns, &name));
             }
+            Ok(kube::runtime::watcher::Event::InitDone) => ctx.lifecycle.listed_apps(),
             Ok(_) => {}
             Err(e) => {
                 tracing::debug!("application watch: {e}");

@@ -11,11 +11,13 @@ use crate::Controller;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// Whether the controller is stopping, and how many reconciles run.
+/// Whether the controller is stopping, how many reconciles run, and whether the
+/// Application watch has listed every Application once (readiness).
 #[derive(Debug, Default)]
 pub(crate) struct Lifecycle {
     stopping: AtomicBool,
     in_flight: AtomicUsize,
+    apps_listed: AtomicBool,
 }
 
 /// One reconcile in flight; counted until dropped.
@@ -41,6 +43,20 @@ impl Lifecycle {
     fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
     }
+
+    /// The Application watch finished its initial listing.
+    pub(crate) fn listed_apps(&self) {
+        self.apps_listed.store(true, Ordering::SeqCst);
+    }
+}
+
+impl crate::Context {
+    /// Whether the controller's Application cache is synced (the watch has listed every
+    /// Application once) and it is not stopping: what a readiness probe asks.
+    pub fn synced(&self) -> bool {
+        self.lifecycle.apps_listed.load(Ordering::SeqCst)
+            && !self.lifecycle.stopping.load(Ordering::SeqCst)
+    }
 }
 
 impl Controller {
@@ -60,12 +76,6 @@ impl Controller {
         // its shards at once instead of after the lease duration.
         crate::sharding::release_all(&ctx).await;
         left
-    }
-
-    /// Whether [`Controller::shutdown`] was called (for probes: a stopping controller is
-    /// not ready).
-    pub fn stopping(&self) -> bool {
-        self.ctx.lifecycle.stopping.load(Ordering::SeqCst)
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod analysis;
 pub mod appset;
+pub mod backup;
 pub mod delivery;
 pub mod diff;
 pub mod dr;

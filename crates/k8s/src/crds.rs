@@ -66,6 +66,15 @@ fn structural(v: &mut Value) {
     if untyped {
         o.insert("x-kubernetes-preserve-unknown-fields".into(), json!(true));
     }
+    // A `None` field of a Rust default serialises as null: in a CRD default that is a
+    // value of the wrong type (Kubernetes refuses it, and client-side apply drops it, so
+    // a later server-side apply of the same CRD conflicts). Absent means the same.
+    if o.get("default").is_some_and(Value::is_null) {
+        o.remove("default");
+    }
+    if let Some(d) = o.get_mut("default") {
+        drop_nulls(d);
+    }
     for (key, child) in o.iter_mut() {
         match (key.as_str(), child) {
             ("properties" | "patternProperties" | "definitions" | "$defs", Value::Object(m)) => {
@@ -79,6 +88,18 @@ fn structural(v: &mut Value) {
             }
             _ => {}
         }
+    }
+}
+
+/// Remove null members of objects, recursively.
+fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
     }
 }
 
@@ -669,5 +690,34 @@ mod tests {
             .as_array()
             .is_some_and(|a| a.contains(&json!("create_incident_and_rollback"))));
         walk(&c, &mut |o| assert!(!o.contains_key("$ref"), "{o:?}"));
+    }
+
+    /// No CRD default holds a null (a wrong-typed value Kubernetes refuses, and that made
+    /// a server-side apply after a client-side one conflict on `.spec.versions`).
+    #[test]
+    fn defaults_hold_no_nulls() {
+        fn has_null(v: &Value) -> bool {
+            match v {
+                Value::Null => true,
+                Value::Object(m) => m.values().any(has_null),
+                Value::Array(a) => a.iter().any(has_null),
+                _ => false,
+            }
+        }
+        fn check(v: &Value, crd: &str) {
+            match v {
+                Value::Object(m) => {
+                    if let Some(d) = m.get("default") {
+                        assert!(!has_null(d), "{crd}: default {d}");
+                    }
+                    m.values().for_each(|x| check(x, crd));
+                }
+                Value::Array(a) => a.iter().for_each(|x| check(x, crd)),
+                _ => {}
+            }
+        }
+        for c in all() {
+            check(&c, c["metadata"]["name"].as_str().unwrap_or_default());
+        }
     }
 }

@@ -1,5 +1,11 @@
-//! Mooring's HTTP endpoints. For now: the Git webhook receiver, so a push refreshes the
-//! applications it concerns at once instead of at the next poll.
+//! Mooring's HTTP endpoints: the Git and registry webhook receivers, so a push refreshes
+//! what it concerns at once instead of at the next poll, metrics, and the REST API.
+//!
+//! The webhooks run either next to the controller ([`Backend::InProcess`], `mooring up`:
+//! a push queues the controller's work directly) or in a standalone `mooring server`
+//! ([`Backend::Standalone`]: a push sets refresh annotations the controller, another
+//! process, acts on; see [`refresh`]). Which objects a push concerns is decided by the
+//! same pure functions in both cases (`mooring_controller::push`).
 //!
 //! `POST /api/webhook` accepts GitHub (`X-GitHub-Event: push`, HMAC-SHA256 signature when
 //! a secret is configured) and GitLab (`X-Gitlab-Event: Push Hook`, token) payloads, with

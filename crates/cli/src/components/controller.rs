@@ -20,7 +20,8 @@
 //! clusters come from the Argo CD cluster Secrets there, which the controller watches.
 //!
 //! `--metrics-address` serves `/healthz` (the process serves), `/readyz` (the management
-//! cluster answers and the controller has started its watches) and `/metrics` (the
+//! cluster answers, serves the CRDs, and the controller's Application watch has listed
+//! every Application once) and `/metrics` (the
 //! controller's series, per application too, as Argo CD's controller metrics port:
 //! keep it inside the cluster, as `mooring install`'s NetworkPolicy does).
 
@@ -209,10 +210,14 @@ pub fn router(client: mooring_k8s::kube::Client, ctx: Arc<OnceLock<Arc<Context>>
         let client = client.clone();
         let ctx = ready_ctx.clone();
         async move {
-            if ctx.get().is_none() {
-                return Err("the controller is starting".into());
+            super::management_ready(&client).await?;
+            match ctx.get() {
+                None => Err("the controller is starting".into()),
+                Some(c) if !c.synced() => {
+                    Err("the controller has not listed the Applications yet".into())
+                }
+                Some(_) => Ok(()),
             }
-            super::management_ready(&client).await
         }
     });
     probes.route(
@@ -248,8 +253,25 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
         "mooring controller: control plane {} (replica {}, {} shard(s))",
         options.control_plane.namespace, options.sharding.replica, options.sharding.shards
     );
-    if let Err(why) = super::management_ready(&connected.client).await {
-        tracing::warn!("{why}; the controller retries until it is");
+    // The controller starts once the CRDs are served (installed with the same manifests,
+    // they may come a moment later); meanwhile it is alive and not ready.
+    let wait = async {
+        let mut warned = false;
+        while let Err(why) = super::management_ready(&connected.client).await {
+            if !warned {
+                tracing::warn!("{why}; waiting");
+                warned = true;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    };
+    tokio::select! {
+        () = wait => {}
+        () = super::shutdown_signal() => {
+            http.abort();
+            println!("mooring controller: stopped");
+            return Ok(ExitCode::SUCCESS);
+        }
     }
     let controller = start(connected.client.clone(), options).await?;
     let _ = ctx_cell.set(controller.ctx.clone());

@@ -27,6 +27,18 @@ fn git(dir: &std::path::Path, args: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_notification_deploys_the_new_tag_without_waiting_for_the_poll() {
+    registry_notification_deploys_the_new_tag(false).await;
+}
+
+/// The same through a standalone server (`mooring server`), which has no controller in
+/// its process: it records the push on the watching Application and the image watcher
+/// takes it from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_notification_through_a_standalone_server_deploys_the_new_tag() {
+    registry_notification_deploys_the_new_tag(true).await;
+}
+
+async fn registry_notification_deploys_the_new_tag(standalone: bool) {
     let repo = tempfile::tempdir().expect("tmp");
     git(repo.path(), &["init", "-q", "-b", "main"]);
     std::fs::create_dir_all(repo.path().join("app")).expect("mkdir");
@@ -68,14 +80,15 @@ async fn a_registry_notification_deploys_the_new_tag_without_waiting_for_the_pol
     .await
     .expect("controller");
     let token = "registry-token";
-    let router = mooring_server::router(
-        controller.ctx.clone(),
-        mooring_server::WebhookSecrets {
-            registry: Some(token.into()),
-            ..Default::default()
-        }
-        .into(),
-    );
+    let secrets = mooring_server::WebhookSecrets {
+        registry: Some(token.into()),
+        ..Default::default()
+    };
+    let router = if standalone {
+        mooring_server::standalone_router(client.clone(), Default::default(), secrets.into())
+    } else {
+        mooring_server::router(controller.ctx.clone(), secrets.into())
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -193,7 +206,7 @@ async fn a_registry_notification_deploys_the_new_tag_without_waiting_for_the_pol
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // The watcher's figures on /metrics.
+    // The watcher's figures on /metrics (the controller's own in the standalone case).
     let metrics = http
         .get(format!("http://{addr}/metrics"))
         .send()
@@ -202,6 +215,16 @@ async fn a_registry_notification_deploys_the_new_tag_without_waiting_for_the_pol
         .text()
         .await
         .expect("text");
+    let metrics = if standalone {
+        assert!(
+            metrics
+                .contains("mooring_server_webhook_requests_total{kind=\"registry\",result=\"ok\"}"),
+            "{metrics}"
+        );
+        mooring_server::metrics_response(Some(&controller.ctx.metrics), true).2
+    } else {
+        metrics
+    };
     assert!(
         metrics.contains("mooring_image_updates_total{result=\"written\"} 1"),
         "{metrics}"

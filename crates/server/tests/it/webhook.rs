@@ -355,3 +355,156 @@ impl Http {
         (code, text)
     }
 }
+
+/// A standalone server (no controller in its process) marks what a push concerns with
+/// Argo CD's refresh annotations — the Application whose source it touches (through the
+/// repository alias of `mooring-cm`), the ApplicationSet whose git generator reads the
+/// repository — and nothing else; a controller started afterwards serves and clears them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_server_marks_what_a_push_concerns_and_the_controller_clears_it() {
+    let cluster = Cluster::start(ClusterOptions {
+        crds: mooring_k8s::crds::all(),
+        ..Default::default()
+    })
+    .await
+    .expect("cluster");
+    let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path())
+        .await
+        .expect("client");
+    let public = "https://git.example.com/ml/platform.git";
+    let cms: Api<mooring_k8s::k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), "argocd");
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "mooring-cm"}, "data": {
+            "repository.aliases": json!([[public, "file:///srv/platform"]]).to_string()}}))
+        .expect("cm"),
+    )
+    .await
+    .expect("create cm");
+    let apps: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "argocd",
+        &mooring_k8s::resources::application_resource(),
+    );
+    for (name, repo, path) in [
+        ("touched", public, "models"),
+        ("elsewhere", public, "training"),
+        (
+            "other-repo",
+            "https://git.example.com/ml/other.git",
+            "models",
+        ),
+    ] {
+        let app = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": {"name": name, "namespace": "argocd"},
+            "spec": {"project": "default",
+                "source": {"repoURL": repo, "targetRevision": "main", "path": path},
+                "destination": {"server": "https://kubernetes.default.svc", "namespace": "x"}}});
+        apps.create(
+            &PostParams::default(),
+            &serde_json::from_value(app).expect("app"),
+        )
+        .await
+        .expect("create app");
+    }
+    let sets: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "argocd",
+        &mooring_k8s::resources::applicationset_resource(),
+    );
+    let set = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
+        "metadata": {"name": "per-dir", "namespace": "argocd"},
+        "spec": {"generators": [{"git": {"repoURL": public, "revision": "main",
+                                         "directories": [{"path": "envs/*"}]}}],
+                 "template": {"metadata": {"name": "{{path.basename}}"},
+                    "spec": {"project": "default",
+                        "source": {"repoURL": public, "targetRevision": "main", "path": "{{path}}"},
+                        "destination": {"server": "https://kubernetes.default.svc", "namespace": "x"}}}}});
+    sets.create(
+        &PostParams::default(),
+        &serde_json::from_value(set).expect("set"),
+    )
+    .await
+    .expect("create set");
+
+    let router = mooring_server::standalone_router(
+        client.clone(),
+        Default::default(),
+        mooring_server::HttpOptions::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
+    // The push names the URL the repository is fetched from (the alias target).
+    let body = json!({"ref": "refs/heads/main", "after": "1111111111111111111111111111111111111111",
+        "repository": {"html_url": "file:///srv/platform", "clone_url": "file:///srv/platform"},
+        "commits": [{"added": ["models/v2.yaml"], "modified": [], "removed": []}]});
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/api/webhook"))
+        .header("X-GitHub-Event", "push")
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.text().await.expect("text"),
+        "refreshing 1 application(s)\n"
+    );
+    let annotation = |o: &DynamicObject, key: &str| {
+        o.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key).cloned())
+    };
+    let refresh = mooring_controller::reconcile::REFRESH_ANNOTATION;
+    for (name, marked) in [
+        ("touched", true),
+        ("elsewhere", false),
+        ("other-repo", false),
+    ] {
+        let o = apps.get(name).await.expect("app");
+        assert_eq!(
+            annotation(&o, refresh).is_some(),
+            marked,
+            "{name}: {:?}",
+            o.metadata.annotations
+        );
+    }
+    let set_refresh = mooring_controller::push::APPSET_REFRESH_ANNOTATION;
+    assert_eq!(
+        annotation(&sets.get("per-dir").await.expect("set"), set_refresh).as_deref(),
+        Some("true")
+    );
+
+    // The controller serves both requests and clears them.
+    let cache = tempfile::tempdir().expect("tmp");
+    let _controller = Controller::start(
+        client.clone(),
+        ControllerOptions {
+            cache_dir: cache.path().to_path_buf(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("controller");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let app = apps.get("touched").await.expect("app");
+        let set = sets.get("per-dir").await.expect("set");
+        if annotation(&app, refresh).is_none() && annotation(&set, set_refresh).is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "refresh requests never cleared: {:?} {:?}",
+            app.metadata.annotations,
+            set.metadata.annotations
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
