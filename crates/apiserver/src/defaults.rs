@@ -282,6 +282,9 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Stri
     if is_kind(rt, "batch", "CronJob") {
         errs.extend(crate::schedule::validate(obj));
     }
+    if is_kind(rt, "coordination.k8s.io", "Lease") {
+        errs.extend(validate_lease(obj));
+    }
     let workload = rt.group == "apps"
         && matches!(
             rt.kind.as_str(),
@@ -453,6 +456,48 @@ fn validate_pod_spec(spec: Option<&Value>, at: &str) -> Vec<String> {
                     errs.push(format!("{at}.containers[{i}].image: Required value"));
                 }
             }
+        }
+    }
+    errs
+}
+
+/// A Lease's spec as Kubernetes checks it (`ValidateLeaseSpec`, and the types its decoder
+/// insists on): controllers lock on these fields, so a malformed one must not be stored.
+fn validate_lease(obj: &Value) -> Vec<String> {
+    let mut errs = Vec::new();
+    let Some(spec) = obj.get("spec") else {
+        return errs;
+    };
+    let Some(spec) = spec.as_object() else {
+        return vec!["spec: Invalid value: must be an object".into()];
+    };
+    for (k, v) in spec {
+        match k.as_str() {
+            "holderIdentity" | "strategy" | "preferredHolder" if !v.is_string() && !v.is_null() => {
+                errs.push(format!("spec.{k}: Invalid value: must be a string"))
+            }
+            "leaseDurationSeconds" => match v.as_i64() {
+                Some(d) if d > 0 && d <= i64::from(i32::MAX) => {}
+                None if v.is_null() => {}
+                _ => errs.push(format!(
+                    "spec.leaseDurationSeconds: Invalid value: {v}: must be greater than 0"
+                )),
+            },
+            "leaseTransitions" => match v.as_i64() {
+                Some(t) if (0..=i64::from(i32::MAX)).contains(&t) => {}
+                None if v.is_null() => {}
+                _ => errs.push(format!(
+                    "spec.leaseTransitions: Invalid value: {v}: must be greater than or equal to 0"
+                )),
+            },
+            "acquireTime" | "renewTime" => match v.as_str() {
+                Some(t) if mooring_core::time::parse(t).is_ok() => {}
+                None if v.is_null() => {}
+                _ => errs.push(format!(
+                    "spec.{k}: Invalid value: {v}: must be an RFC 3339 time (metav1.MicroTime)"
+                )),
+            },
+            _ => {}
         }
     }
     errs

@@ -1795,6 +1795,9 @@ mod install;
 #[path = "cli/admin.rs"]
 mod admin;
 
+#[path = "cli/shard.rs"]
+mod shard;
+
 /// `mooring check` applies the control-plane rule the controller applies: an Application
 /// outside `argocd` needs `--application-namespaces` and its project's `sourceNamespaces`,
 /// and an AppProject outside `argocd` is never read.

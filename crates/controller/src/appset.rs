@@ -101,7 +101,10 @@ pub fn requeue_after(generators: &Value) -> Option<Duration> {
 /// Spawn the ApplicationSet watches and worker.
 pub fn start(ctx: Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
     let (tx, rx) = mpsc::unbounded_channel::<String>();
-    let _ = ctx.appset_queue.set(tx.clone());
+    // Replaced when the loops restart (leadership moved away and back).
+    *ctx.appset_queue
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx.clone());
     vec![
         tokio::spawn(watch_sets(ctx.clone(), tx.clone())),
         tokio::spawn(watch_owned_apps(ctx.clone(), tx.clone())),
@@ -181,7 +184,12 @@ async fn watch_sets(ctx: Arc<Context>, tx: mpsc::UnboundedSender<String>) {
 
 /// Queue every set (a cluster Secret changed: any set may select differently now).
 pub(crate) async fn requeue_all(ctx: &Context) {
-    let Some(tx) = ctx.appset_queue.get() else {
+    let Some(tx) = ctx
+        .appset_queue
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+    else {
         return;
     };
     for key in all_set_keys(ctx).await {
@@ -256,7 +264,12 @@ async fn work(ctx: Arc<Context>, rx: mpsc::UnboundedReceiver<String>) {
 /// A Git push (normalised repository URLs): queue the sets whose git generators read
 /// that repository, after forgetting cached resolutions so they see the new commit.
 pub(crate) async fn enqueue_for_push(ctx: &Context, pushed: &[String]) {
-    let Some(tx) = ctx.appset_queue.get() else {
+    let Some(tx) = ctx
+        .appset_queue
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+    else {
         return;
     };
     let Ok(list) = sets_api(ctx, None).list(&ListParams::default()).await else {

@@ -92,10 +92,16 @@ async fn connect(ctx: Arc<Context>, cluster: Arc<ClusterClient>, server: String)
                     ctx.clone(),
                     cluster.clone(),
                 )));
-                tasks.extend(crate::rollout::start(cluster.clone()));
-                tasks.extend(crate::analysis::start(
-                    cluster.clone(),
-                    ctx.analysis_options(),
+                // Rollouts and analyses of a cluster follow its shard.
+                let (c, cl, srv) = (ctx.clone(), cluster.clone(), server.clone());
+                tasks.push(crate::sharding::gated(
+                    ctx.clone(),
+                    move |ctx| ctx.sharding.owns_server(&srv),
+                    move || {
+                        let mut t = crate::rollout::start(cl.clone());
+                        t.extend(crate::analysis::start(cl.clone(), c.analysis_options()));
+                        t
+                    },
                 ));
                 ctx.cluster_tasks
                     .lock()
@@ -153,6 +159,7 @@ pub(crate) async fn watch_cluster_secrets(ctx: Arc<Context>) {
                 (s, true)
             }
             Ok(watcher::Event::InitDone) => {
+                ctx.sharding.set_loaded();
                 crate::appset::requeue_all(&ctx).await;
                 continue;
             }
@@ -173,6 +180,7 @@ pub(crate) async fn watch_cluster_secrets(ctx: Arc<Context>) {
                 .unwrap_or("")
         );
         if deleted {
+            ctx.sharding.forget_cluster(&id);
             if let Some(old) = known.remove(&id) {
                 unregister(&ctx, &old.server).await;
             }
@@ -185,6 +193,8 @@ pub(crate) async fn watch_cluster_secrets(ctx: Arc<Context>) {
                 continue;
             }
         };
+        ctx.sharding
+            .cluster_secret(&id, &secret, &entry.server, &entry.name);
         if entry.server == mooring_core::app::IN_CLUSTER {
             // The management cluster: already connected; its Secret only names it.
             known.insert(id, entry);

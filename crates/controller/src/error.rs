@@ -15,6 +15,11 @@ pub enum ControllerError {
     Kube(#[from] mooring_k8s::cluster::K8sError),
     #[error("writing the Application: {0}")]
     Write(String),
+    /// The Application changed since this reconcile read it (another writer — another
+    /// replica, the API, a user — got there first): nothing more is written from the
+    /// stale read; the app is reconciled again from a fresh one.
+    #[error("the Application changed since it was read (409 Conflict): {0}")]
+    Conflict(String),
     #[error("{0}")]
     Internal(String),
     /// An error of one source of a multi-source application (`label` names it).

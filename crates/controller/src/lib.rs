@@ -8,6 +8,11 @@
 //! webhook, and the periodic poll (default 3 minutes, with jitter) — and a small pool of
 //! workers runs [`reconcile::reconcile`] on it, one app at a time per name (the shared
 //! `workqueue::WorkQueue`, also used by the ApplicationSet controller).
+//!
+//! Several replicas share the work by destination cluster ([`sharding`]): each reconciles
+//! only the apps whose destination is in a shard whose Lease it holds, one leader runs
+//! the management-cluster loops, and every write of a reconcile names the
+//! resourceVersion it read, so a stale replica can never sync an app a second time.
 
 pub mod action;
 pub mod analysis;
@@ -23,7 +28,7 @@ pub mod events;
 pub mod forge;
 pub mod git_rollback;
 pub mod image;
-mod metrics;
+pub(crate) mod metrics;
 pub mod notifications;
 pub mod operation;
 mod options;
@@ -37,12 +42,13 @@ pub mod reconcile;
 pub mod rollback;
 pub mod rollout;
 pub mod rollout_traffic;
+pub mod sharding;
 mod shutdown;
 pub mod state;
 mod workqueue;
 
 pub use error::ControllerError;
-pub use metrics::Metrics;
+pub use metrics::{Metrics, ShardingState};
 pub use options::{ControllerOptions, ShardingOptions};
 pub use queue::ignored_reason;
 pub(crate) use queue::{all_apps, watch_live, Ignored};
@@ -99,9 +105,15 @@ pub struct Context {
     cluster_tasks: Mutex<HashMap<String, Vec<tokio::task::JoinHandle<()>>>>,
     queue: mpsc::UnboundedSender<String>,
     /// The ApplicationSet controller's queue (`namespace/name`), set when it starts.
-    appset_queue: std::sync::OnceLock<mpsc::UnboundedSender<String>>,
+    appset_queue: RwLock<Option<mpsc::UnboundedSender<String>>>,
+    /// Which shards (destination clusters) this replica owns and whether it leads
+    /// ([`sharding`]).
+    pub sharding: sharding::Sharding,
     /// Wakes the image watcher for repositories a registry announced pushes to.
     pub images: image::Trigger,
+    /// `namespace/name` → the resourceVersion a running reconcile of it read or last
+    /// wrote: its writes are conditional on it ([`Context::patch_app`]).
+    write_guards: Mutex<HashMap<String, String>>,
     /// Stopping, and the reconciles in flight ([`Controller::shutdown`]).
     lifecycle: shutdown::Lifecycle,
 }
@@ -136,6 +148,23 @@ impl Context {
             default_prometheus: self.options.prometheus_address.clone(),
             outbound: self.outbound.clone(),
         }
+    }
+}
+
+/// The stale-writer guard of one reconcile ([`Context::guard_writes`]); dropping it ends
+/// the guarded writes.
+pub(crate) struct WriteGuard<'a> {
+    ctx: &'a Context,
+    key: String,
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        self.ctx
+            .write_guards
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.key);
     }
 }
 
@@ -266,12 +295,67 @@ impl Context {
     }
 
     /// Merge-patch the Application (the CRD has no status subresource, as in Argo CD).
+    ///
+    /// During a reconcile ([`Context::guard_writes`]) the patch names the
+    /// `resourceVersion` the reconcile read (then the one its own last write returned):
+    /// the stale-writer guard. A replica working from a stale read — another replica took
+    /// the shard over and synced meanwhile — gets 409 ([`ControllerError::Conflict`]) on
+    /// its first write, before it could start an operation or apply anything, so no
+    /// Application is ever synced by two replicas at once.
     pub async fn patch_app(&self, app: &Application, patch: Value) -> Result<(), ControllerError> {
-        self.apps_api(app.namespace())
+        let key = format!("{}/{}", app.namespace(), app.name());
+        let guarded = self
+            .write_guards
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        let mut patch = patch;
+        if let (Some(rv), Some(obj)) = (&guarded, patch.as_object_mut()) {
+            let meta = obj
+                .entry("metadata")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Some(meta) = meta.as_object_mut() {
+                meta.insert("resourceVersion".into(), Value::String(rv.clone()));
+            }
+        }
+        match self
+            .apps_api(app.namespace())
             .patch(app.name(), &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map(|_| ())
-            .map_err(|e| ControllerError::Write(format!("{}/{}: {e}", app.namespace(), app.name())))
+        {
+            Ok(written) => {
+                if guarded.is_some() {
+                    if let Some(rv) = written.metadata.resource_version {
+                        self.write_guards
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(key, rv);
+                    }
+                }
+                Ok(())
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => Err(ControllerError::Conflict(key)),
+            Err(e) => Err(ControllerError::Write(format!("{key}: {e}"))),
+        }
+    }
+
+    /// Make every [`Context::patch_app`] of `app` until the guard drops conditional on
+    /// the `resourceVersion` `app` was read at (nothing is guarded when it has none).
+    pub(crate) fn guard_writes(&self, app: &Application) -> WriteGuard<'_> {
+        let key = format!("{}/{}", app.namespace(), app.name());
+        if let Some(rv) = app
+            .metadata
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .filter(|rv| !rv.is_empty())
+        {
+            self.write_guards
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(key.clone(), rv.to_string());
+        }
+        WriteGuard { ctx: self, key }
     }
 
     /// The URL to fetch for a repository URL named in an Application.
@@ -416,6 +500,7 @@ impl Context {
             ControllerError::Internal(format!("cache dir {}: {e}", options.cache_dir.display()))
         })?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let options_sharding = options.sharding.clone();
         let outbound_client = outbound::Outbound::new(&options.control_plane.namespace);
         let ctx = Arc::new(Context {
             repos: Arc::new(RepoCache::new(options.cache_dir.clone())),
@@ -438,6 +523,8 @@ impl Context {
             queue: tx,
             appset_queue: Default::default(),
             images: Default::default(),
+            sharding: sharding::Sharding::new(&options_sharding),
+            write_guards: Mutex::new(HashMap::new()),
             lifecycle: Default::default(),
         });
         Ok((ctx, rx))
@@ -498,6 +585,8 @@ impl Controller {
             .control_plane
             .validate()
             .map_err(ControllerError::Spec)?;
+        sharding::Sharding::validate(&options.sharding)
+            .map_err(|e| ControllerError::Spec(e.to_string()))?;
         let mgmt = ClusterClient::new("in-cluster", management);
         project::ensure_default_project(mgmt.client(), &options.control_plane.namespace).await;
         let mut tasks = mgmt.start_cache().await?;
@@ -527,16 +616,37 @@ impl Controller {
         tasks.push(tokio::spawn(clusters::watch_cluster_secrets(ctx.clone())));
         tasks.push(tokio::spawn(policy::watch_templates(ctx.clone())));
         tasks.push(tokio::spawn(project::watch_projects(ctx.clone())));
-        tasks.push(tokio::spawn(project::orphan_loop(ctx.clone())));
-        tasks.push(tokio::spawn(policy::audit_loop(ctx.clone())));
         tasks.push(tokio::spawn(work(ctx.clone(), rx)));
-        tasks.extend(appset::start(ctx.clone()));
-        tasks.extend(rollback::start(ctx.clone()));
-        tasks.extend(notifications::start(ctx.clone()));
-        tasks.extend(dr::start(ctx.clone()));
-        tasks.extend(image::start(ctx.clone()));
-        tasks.extend(rollout::start(mgmt.clone()));
-        tasks.extend(analysis::start(mgmt.clone(), ctx.analysis_options()));
+        tasks.extend(sharding::start(ctx.clone()));
+        // The management-cluster loops run in the leader only (see `sharding`).
+        let c = ctx.clone();
+        tasks.push(sharding::gated(
+            ctx.clone(),
+            |ctx| ctx.sharding.is_leader(),
+            move || {
+                let mut t = vec![
+                    tokio::spawn(project::orphan_loop(c.clone())),
+                    tokio::spawn(policy::audit_loop(c.clone())),
+                ];
+                t.extend(appset::start(c.clone()));
+                t.extend(rollback::start(c.clone()));
+                t.extend(notifications::start(c.clone()));
+                t.extend(dr::start(c.clone()));
+                t.extend(image::start(c.clone()));
+                t
+            },
+        ));
+        // Rollouts of the management cluster follow the in-cluster destination's shard.
+        let (c, m) = (ctx.clone(), mgmt.clone());
+        tasks.push(sharding::gated(
+            ctx.clone(),
+            |ctx| ctx.sharding.owns_server(mooring_core::app::IN_CLUSTER),
+            move || {
+                let mut t = rollout::start(m.clone());
+                t.extend(analysis::start(m.clone(), c.analysis_options()));
+                t
+            },
+        ));
         Ok(Controller { ctx, tasks })
     }
 }

@@ -23,6 +23,19 @@ pub struct Metrics {
     /// Image watcher: write-backs by result (`written`, `refused` by the policy gate,
     /// `failed`).
     image_updates: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Application reconciles by (destination, shard): which replica works on which
+    /// destination (bounded by the number of destination clusters).
+    by_destination: Mutex<std::collections::BTreeMap<(String, u32), u64>>,
+    sharding: Mutex<ShardingState>,
+}
+
+/// This replica's part in sharding, for the metrics endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct ShardingState {
+    pub replica: String,
+    pub shards: u32,
+    pub owned: std::collections::BTreeSet<u32>,
+    pub leader: bool,
 }
 
 impl Metrics {
@@ -122,6 +135,50 @@ impl Metrics {
     /// Write-backs by result, for `mooring_image_updates_total`.
     pub fn image_updates(&self) -> std::collections::BTreeMap<&'static str, u64> {
         self.image_updates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// An Application deploying to `d` (in shard `shard`) is reconciled here.
+    pub fn record_destination_reconcile(
+        &self,
+        d: &mooring_core::app::ApplicationDestination,
+        shard: u32,
+    ) {
+        let dest = d
+            .server
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| d.name.clone())
+            .unwrap_or_default();
+        *self
+            .by_destination
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((dest, shard))
+            .or_default() += 1;
+    }
+
+    /// Record this replica's sharding state (at start and after every Lease round).
+    pub fn set_sharding(&self, state: ShardingState) {
+        *self
+            .sharding
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = state;
+    }
+
+    /// This replica's sharding state.
+    pub fn sharding(&self) -> ShardingState {
+        self.sharding
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Reconciles by (destination, shard), for `mooring_destination_reconciles_total`.
+    pub fn destination_reconciles(&self) -> std::collections::BTreeMap<(String, u32), u64> {
+        self.by_destination
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()

@@ -379,6 +379,15 @@ async fn run_one(ctx: &Arc<Context>, key: &str) -> Option<reconcile::Action> {
             return None;
         }
     };
+    // Sharding: apps of destinations in shards this replica does not own are another
+    // replica's (nothing is read or written for them here).
+    if !ctx.sharding.owns(&app.spec.destination) {
+        return None;
+    }
+    ctx.metrics.record_destination_reconcile(
+        &app.spec.destination,
+        ctx.sharding.shard_of(&app.spec.destination),
+    );
     if let Some(rev) = app.status.as_ref().map(|s| s.sync.revisions()) {
         if !rev.is_empty() {
             ctx.metrics
@@ -387,6 +396,11 @@ async fn run_one(ctx: &Arc<Context>, key: &str) -> Option<reconcile::Action> {
     }
     match reconcile::reconcile(Arc::new(app), ctx.clone()).await {
         Ok(a) => Some(a),
+        Err(e @ crate::ControllerError::Conflict(_)) => {
+            // Someone wrote the app since it was read: read it again soon.
+            tracing::debug!("reconcile {key}: {e}");
+            Some(reconcile::Action::RequeueAfter(Duration::from_millis(100)))
+        }
         Err(e) => {
             // Error policy: log and retry with a short backoff.
             tracing::warn!("reconcile {key}: {e}");

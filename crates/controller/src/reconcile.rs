@@ -43,6 +43,8 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, ControllerError> {
     let started = std::time::Instant::now();
+    // Every write of this reconcile names the resourceVersion it read (stale writers fail).
+    let _guard = ctx.guard_writes(&app);
     let cluster = match ctx.cluster_for(&app.spec.destination) {
         Ok(c) => c,
         Err(e) => {

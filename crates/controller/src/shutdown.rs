@@ -70,7 +70,11 @@ impl Controller {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let left = self.ctx.lifecycle.in_flight();
+        let ctx = self.ctx.clone();
         drop(self);
+        // The Lease loop is stopped: give this replica's Leases up, so the others take
+        // its shards at once instead of after the lease duration.
+        crate::sharding::release_all(&ctx).await;
         left
     }
 }

@@ -38,6 +38,12 @@ pub fn format_millis(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
+/// `t` as Kubernetes writes `metav1.MicroTime` (a Lease's `acquireTime`, `renewTime`):
+/// RFC 3339, UTC, microseconds, `Z`.
+pub fn format_micros(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
 /// Parse an RFC 3339 timestamp (any offset, any sub-second precision), as Kubernetes reads
 /// `metav1.Time`. A timestamp without an offset is rejected.
 pub fn parse(s: &str) -> Result<Timestamp, TimeError> {

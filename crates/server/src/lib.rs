@@ -263,6 +263,43 @@ pub fn metrics_response(
         "Image write-backs by result (written, refused by the policy gate, failed)",
         updates,
     );
+    // Sharding: which shards this replica owns, whether it leads, and which destinations
+    // it reconciled (Argo CD shows the same per shard in its cluster list).
+    let shards = m.sharding();
+    let owned = Family::<Vec<(String, String)>, Gauge>::default();
+    for k in 0..shards.shards {
+        owned
+            .get_or_create(&vec![("shard".into(), k.to_string())])
+            .set(i64::from(shards.owned.contains(&k)));
+    }
+    registry.register(
+        "controller_shard_owned",
+        "1 for each shard this controller replica owns (holds the Lease of), else 0",
+        owned,
+    );
+    let leader: Gauge = Gauge::default();
+    leader.set(i64::from(shards.leader));
+    registry.register(
+        "controller_leader",
+        "1 when this replica runs the management-cluster loops (ApplicationSets, notifications, DR)",
+        leader,
+    );
+    let replica = shards.replica.clone();
+    let by_destination = Family::<Vec<(String, String)>, Counter>::default();
+    for ((destination, shard), n) in m.destination_reconciles() {
+        by_destination
+            .get_or_create(&vec![
+                ("destination".into(), destination),
+                ("shard".into(), shard.to_string()),
+                ("replica".into(), replica.clone()),
+            ])
+            .inc_by(n);
+    }
+    registry.register(
+        "destination_reconciles",
+        "Application reconciles run by this replica, by destination cluster and shard",
+        by_destination,
+    );
     let mut out = String::new();
     if let Err(e) = encode(&mut out, &registry) {
         return (

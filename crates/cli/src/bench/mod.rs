@@ -22,6 +22,7 @@ mod policy;
 mod protobuf;
 mod rollback;
 mod rollout;
+mod shard;
 
 use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
@@ -99,6 +100,9 @@ pub enum Target {
     /// Log streaming: `--watchers` followers of one Pod's `pods/log?follow=true` for
     /// `--seconds`, with a load of Pods writing (lines/s delivered, total and per follower).
     Logs,
+    /// Sharding: shard takeover after a replica dies holding its Leases (as after
+    /// `kill -9`), three replicas, six destination clusters, `--rounds` kills.
+    Shard,
     /// The REST API and the webhook under a flood of bad requests from 127.0.0.1
     /// (`--writers` loops for `--seconds`): the valid token's p50/p99 without and during it.
     ApiFlood,
@@ -199,6 +203,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Target::Image => image::run(args.rounds).await,
         Target::Protobuf => protobuf::run(args.writes, args.writers).await,
         Target::Logs => logs::run(args.watchers, args.seconds).await,
+        Target::Shard => shard::run(args.rounds).await,
     }
 }
 

@@ -21,5 +21,6 @@ mod rollback;
 mod rollouts;
 mod sandbox;
 mod secrets;
+mod sharding;
 mod support;
 mod sync_semantics;

@@ -12,7 +12,8 @@ use serde_json::Value;
 
 const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
-fn fnv32a(bytes: &[u8]) -> u32 {
+/// FNV-1a, 32 bits (Go's `hash/fnv` New32a).
+pub fn fnv32a(bytes: &[u8]) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     for b in bytes {
         h ^= u32::from(*b);

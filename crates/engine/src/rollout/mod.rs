@@ -32,7 +32,7 @@ mod bluegreen;
 mod canary;
 pub mod command;
 pub mod events;
-mod hash;
+pub(crate) mod hash;
 pub mod status;
 #[cfg(test)]
 mod tests;
