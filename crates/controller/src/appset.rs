@@ -182,14 +182,17 @@ async fn watch_sets(ctx: Arc<Context>, tx: mpsc::UnboundedSender<String>) {
     }
 }
 
-/// Queue every set (a cluster Secret changed: any set may select differently now).
-pub(crate) async fn requeue_all(ctx: &Context) {
-    let Some(tx) = ctx
-        .appset_queue
+/// The running ApplicationSet controller's queue (`None` while it does not run here).
+fn queue(ctx: &Context) -> Option<mpsc::UnboundedSender<String>> {
+    ctx.appset_queue
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone()
-    else {
+}
+
+/// Queue every set (a cluster Secret changed: any set may select differently now).
+pub(crate) async fn requeue_all(ctx: &Context) {
+    let Some(tx) = queue(ctx) else {
         return;
     };
     for key in all_set_keys(ctx).await {
@@ -264,12 +267,7 @@ async fn work(ctx: Arc<Context>, rx: mpsc::UnboundedReceiver<String>) {
 /// A Git push (normalised repository URLs): queue the sets whose git generators read
 /// that repository, after forgetting cached resolutions so they see the new commit.
 pub(crate) async fn enqueue_for_push(ctx: &Context, pushed: &[String]) {
-    let Some(tx) = ctx
-        .appset_queue
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone()
-    else {
+    let Some(tx) = queue(ctx) else {
         return;
     };
     let Ok(list) = sets_api(ctx, None).list(&ListParams::default()).await else {

@@ -140,13 +140,7 @@ pub fn appsets_for_push(
                     .any(|u| pushed.contains(&normalize_repo_url(u)))
             })
         })
-        .map(|v| {
-            format!(
-                "{}/{}",
-                v["metadata"]["namespace"].as_str().unwrap_or_default(),
-                v["metadata"]["name"].as_str().unwrap_or_default()
-            )
-        })
+        .map(object_key)
         .collect()
 }
 
@@ -167,13 +161,7 @@ pub fn apps_for_registry_push(apps: &[Value], repositories: &[String]) -> Vec<St
                     .any(|r| !r.is_empty() && (image == r || image.ends_with(&format!("/{r}"))))
             })
         })
-        .map(|v| {
-            format!(
-                "{}/{}",
-                v["metadata"]["namespace"].as_str().unwrap_or_default(),
-                v["metadata"]["name"].as_str().unwrap_or_default()
-            )
-        })
+        .map(object_key)
         .collect()
 }
 
@@ -195,6 +183,15 @@ pub fn registry_push_paths(value: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// `namespace/name` of a raw object (the work queues' key).
+fn object_key(v: &Value) -> String {
+    format!(
+        "{}/{}",
+        v["metadata"]["namespace"].as_str().unwrap_or_default(),
+        v["metadata"]["name"].as_str().unwrap_or_default()
+    )
 }
 
 #[cfg(test)]

@@ -372,6 +372,19 @@ struct Leases {
 }
 
 impl Leases {
+    /// This replica's view of the Leases in the control-plane namespace.
+    fn new(ctx: &Context) -> Leases {
+        Leases {
+            api: Api::namespaced_with(
+                ctx.management.client().clone(),
+                ctx.namespace(),
+                &lease_resource(),
+            ),
+            me: ctx.options.sharding.replica.clone(),
+            duration: ctx.options.sharding.lease_duration,
+        }
+    }
+
     /// Write `what` to Lease `name` (read as `current`, if it exists), labelled `kind`.
     /// A 409 (someone else wrote it since) or 404 is `Ok(false)`: not ours this round.
     async fn write(
@@ -483,15 +496,7 @@ async fn takeover(ctx: Arc<Context>) {
 /// The Lease loop: one round every `lease_duration / 3`.
 async fn run(ctx: Arc<Context>) {
     let opts = ctx.options.sharding.clone();
-    let leases = Leases {
-        api: Api::namespaced_with(
-            ctx.management.client().clone(),
-            ctx.namespace(),
-            &lease_resource(),
-        ),
-        me: opts.replica.clone(),
-        duration: opts.lease_duration,
-    };
+    let leases = Leases::new(&ctx);
     let preferred = opts
         .shard
         .is_none()
@@ -666,15 +671,7 @@ pub async fn release_all(ctx: &Context) {
     if opts.shards <= 1 {
         return;
     }
-    let leases = Leases {
-        api: Api::namespaced_with(
-            ctx.management.client().clone(),
-            ctx.namespace(),
-            &lease_resource(),
-        ),
-        me: opts.replica.clone(),
-        duration: opts.lease_duration,
-    };
+    let leases = Leases::new(ctx);
     ctx.sharding.set(BTreeSet::new(), false);
     let Ok(list) = leases
         .api
