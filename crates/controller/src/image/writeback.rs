@@ -41,6 +41,11 @@ pub(super) async fn write_back(
     settings: &Settings,
     changes: &[ImageChange],
 ) -> Result<Option<String>, WriteBackError> {
+    // The watcher's copy comes from the Application watch's store, which can lag behind
+    // a write-back this watcher has just made: decide on what the API server has now, so
+    // an override already written is not written (and counted) again.
+    let fresh = ctx.fresh_app(app).await;
+    let app = fresh.as_ref().unwrap_or(app);
     if app.has_multiple_sources() {
         return Err(WriteBackError::new(
             "the image updater writes back to single-source applications only (spec.source); this one uses spec.sources",
