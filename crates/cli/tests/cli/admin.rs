@@ -5,22 +5,8 @@
 
 use crate::control_plane::{app_until, synced_healthy, Up};
 use crate::{kubectl, kubectl_ok, mooring};
-use std::path::Path;
-use std::process::Command;
 
-fn git(dir: &Path, args: &[&str]) {
-    let o = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
+use super::git;
 
 fn out(o: &std::process::Output) -> String {
     format!(

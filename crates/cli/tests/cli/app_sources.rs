@@ -5,7 +5,6 @@
 
 use crate::{apply_eventually, kubectl_ok, mooring};
 use std::path::Path;
-use std::process::Command;
 
 const APPLICATION_CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
@@ -22,20 +21,7 @@ spec:
     schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
 "#;
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git must be installed");
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
+use super::git;
 
 /// A repository with one ConfigMap `name` holding `value` under `path`; its commit.
 fn commit_cm(dir: &Path, path: &str, name: &str, value: &str) -> String {

@@ -153,20 +153,7 @@ fn all_synced_at(kc: &str, commit: &str) -> bool {
         })
 }
 
-fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    let o = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
+use super::git;
 
 fn commit_config(repo: &std::path::Path, value: &str) -> String {
     std::fs::create_dir_all(repo.join("app")).expect("mkdir");

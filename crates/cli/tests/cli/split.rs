@@ -135,26 +135,7 @@ fn terminate(c: &mut Component) -> std::process::ExitStatus {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let o = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@localhost",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
+use super::git;
 
 /// Mooring's CRDs, applied as an admin would (`mooring crds | kubectl apply -f -`).
 fn install_crds(kc: &str) {
