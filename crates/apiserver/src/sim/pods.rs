@@ -84,14 +84,52 @@ pub struct PodController {
     seen: HashMap<ObjKey, (String, Instant)>,
     /// Next IP suffix per node.
     next_ip: HashMap<String, u32>,
-    /// Active Pods per node, recounted at most every [`LOAD_TTL`] (a burst of new Pods
-    /// would otherwise rescan every Pod for each one).
-    load: Option<(Instant, HashMap<String, usize>)>,
+    /// Active Pods per node, kept up to date as each Pod is reconciled (every Pod event
+    /// reconciles it), so scheduling never rescans every Pod: at 100,000 Pods a rescan
+    /// cost more than everything else the simulation does.
+    load: NodeLoad,
     /// Images each node has pulled (the next Pod finds them "already present").
     pulled: HashSet<(String, String)>,
 }
 
-const LOAD_TTL: Duration = Duration::from_millis(250);
+/// Which node each active Pod is bound to, and the count per node.
+#[derive(Default)]
+struct NodeLoad {
+    node_of: HashMap<ObjKey, String>,
+    count: HashMap<String, usize>,
+}
+
+impl NodeLoad {
+    /// Record that the Pod `key` is active on `node`, or (`None`) no longer active.
+    fn set(&mut self, key: &ObjKey, node: Option<&str>) {
+        if self.node_of.get(key).map(String::as_str) == node {
+            return;
+        }
+        let old = match node {
+            Some(n) => self.node_of.insert(key.clone(), n.to_string()),
+            None => self.node_of.remove(key),
+        };
+        if let Some(old) = old {
+            if let Some(c) = self.count.get_mut(&old) {
+                *c = c.saturating_sub(1);
+                if *c == 0 {
+                    self.count.remove(&old);
+                }
+            }
+        }
+        if let Some(n) = node {
+            *self.count.entry(n.to_string()).or_insert(0) += 1;
+        }
+    }
+
+    /// The node of `nodes` with the fewest active Pods (ties: by name).
+    fn least_loaded(&self, nodes: &[String]) -> Option<String> {
+        nodes
+            .iter()
+            .min_by_key(|n| (self.count.get(n.as_str()).copied().unwrap_or(0), n.as_str()))
+            .cloned()
+    }
+}
 
 impl Controller for PodController {
     fn name(&self) -> &'static str {
@@ -116,12 +154,14 @@ impl Controller for PodController {
     fn reconcile(&mut self, ctx: &Ctx, key: &ObjKey) -> Result<Option<Duration>, ApiError> {
         let Some(mut pod) = util::get(ctx, key)? else {
             self.seen.remove(key);
+            self.load.set(key, None);
             // Normally gone with the delete event already; after a lagged event stream
             // this is where a deleted Pod's logs go.
             ctx.logs.remove(&key.namespace, &key.name, "");
             return Ok(None);
         };
-        if util::is_deleting(&pod) || matches!(util::pod::phase(&pod), "Succeeded" | "Failed") {
+        if !util::pod::is_active(&pod) {
+            self.load.set(key, None);
             return Ok(None);
         }
         if pod
@@ -166,6 +206,7 @@ impl Controller for PodController {
                 }
             }
         }
+        self.load.set(key, str_at(&pod, "/spec/nodeName"));
         let uid = str_at(&pod, "/metadata/uid")
             .unwrap_or_default()
             .to_string();
@@ -459,35 +500,8 @@ impl PodController {
     }
 
     /// The Ready node with the fewest active Pods (ties: by name).
-    fn schedule(&mut self, ctx: &Ctx) -> Option<String> {
-        let nodes = util::ready_nodes(ctx);
-        if nodes.is_empty() {
-            return None;
-        }
-        let fresh = self
-            .load
-            .as_ref()
-            .is_some_and(|(t, _)| t.elapsed() < LOAD_TTL);
-        if !fresh {
-            let mut load = HashMap::new();
-            let (pods, _) = ctx.api.store.list(res::PODS, None);
-            for p in pods.iter().filter_map(|s| s.value().ok()) {
-                if !util::pod::is_active(&p) {
-                    continue;
-                }
-                if let Some(n) = str_at(&p, "/spec/nodeName") {
-                    *load.entry(n.to_string()).or_insert(0usize) += 1;
-                }
-            }
-            self.load = Some((Instant::now(), load));
-        }
-        let load = &mut self.load.as_mut().expect("load was just computed").1;
-        let node = nodes
-            .iter()
-            .min_by_key(|n| (load.get(n.as_str()).copied().unwrap_or(0), n.as_str()))
-            .cloned()?;
-        *load.entry(node.clone()).or_insert(0) += 1;
-        Some(node)
+    fn schedule(&self, ctx: &Ctx) -> Option<String> {
+        self.load.least_loaded(&util::ready_nodes(ctx))
     }
 
     fn allocate_ip(&mut self, node: &str) -> String {
@@ -980,6 +994,35 @@ fn crashed(now: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_load_follows_each_pod_and_picks_the_least_loaded_node() {
+        let key = |n: &str| ObjKey {
+            resource: res::PODS.into(),
+            namespace: "default".into(),
+            name: n.into(),
+        };
+        let nodes = vec!["a".to_string(), "b".to_string()];
+        let mut load = NodeLoad::default();
+        assert_eq!(
+            load.least_loaded(&nodes).as_deref(),
+            Some("a"),
+            "tie: by name"
+        );
+        load.set(&key("p1"), Some("a"));
+        load.set(&key("p1"), Some("a"));
+        assert_eq!(load.least_loaded(&nodes).as_deref(), Some("b"));
+        load.set(&key("p2"), Some("b"));
+        load.set(&key("p3"), Some("b"));
+        assert_eq!(load.least_loaded(&nodes).as_deref(), Some("a"));
+        // A Pod that ends or is deleted frees its place; one rebound moves its count.
+        load.set(&key("p2"), None);
+        load.set(&key("p3"), Some("a"));
+        assert_eq!(load.count.get("a"), Some(&2));
+        assert_eq!(load.count.get("b"), None);
+        assert_eq!(load.least_loaded(&nodes).as_deref(), Some("b"));
+        assert_eq!(load.least_loaded(&[]), None);
+    }
 
     fn env() -> Env {
         Env {
