@@ -194,6 +194,8 @@ struct State {
     by_owner: HashMap<String, BTreeSet<ObjKey>>,
     by_uid: HashMap<String, ObjKey>,
     log: VecDeque<Arc<Event>>,
+    /// JSON bytes of the logged events' objects.
+    log_bytes: usize,
     /// Lowest revision a watch may start from (exclusive start revision).
     oldest_watchable: u64,
 }
@@ -203,13 +205,28 @@ pub struct Store {
     state: RwLock<State>,
     tx: broadcast::Sender<Arc<Event>>,
     log_capacity: usize,
+    /// Bound on [`State::log_bytes`]: with many Applications, 50,000 events of status
+    /// writes (several KiB each, plus the previous version each holds) would keep
+    /// hundreds of MiB. Kubernetes' watch cache is bounded too; a watcher resuming from
+    /// before the log gets `410 Gone` and lists again.
+    log_bytes_capacity: usize,
     path: String,
 }
 
 /// How many past events watchers can resume from by default.
 pub const DEFAULT_EVENT_LOG: usize = 50_000;
+/// How many bytes of past objects the event log keeps by default (whichever bound of the
+/// two is reached first applies). The previous version each event holds can add as much
+/// again for objects whose earlier event has left the log.
+pub const DEFAULT_EVENT_LOG_BYTES: usize = 64 << 20;
 
 impl Store {
+    /// Bound the event log to `bytes` of objects as well as to its event count.
+    pub fn with_log_bytes(mut self, bytes: usize) -> Self {
+        self.log_bytes_capacity = bytes;
+        self
+    }
+
     /// Open (or create) the store in `dir/cluster.db`; `None` keeps it in memory.
     pub fn open(dir: Option<&Path>, log_capacity: usize) -> Result<Self, StoreError> {
         let path = dir
@@ -315,10 +332,12 @@ impl Store {
                 by_owner,
                 by_uid,
                 log: VecDeque::new(),
+                log_bytes: 0,
                 oldest_watchable: rev,
             }),
             tx,
             log_capacity: log_capacity.max(1),
+            log_bytes_capacity: DEFAULT_EVENT_LOG_BYTES,
             path,
         })
     }
@@ -598,9 +617,14 @@ impl Store {
         }
         st.rev = stored.rv;
         let event = Arc::new(event);
+        st.log_bytes += event.object.json.len();
         st.log.push_back(event.clone());
-        while st.log.len() > self.log_capacity {
+        // The newest event always stays (a watch from the current revision must work).
+        while st.log.len() > self.log_capacity
+            || (st.log_bytes > self.log_bytes_capacity && st.log.len() > 1)
+        {
             if let Some(old) = st.log.pop_front() {
+                st.log_bytes -= old.object.json.len();
                 st.oldest_watchable = old.rv();
             }
         }
@@ -716,6 +740,19 @@ mod tests {
             backlog.iter().map(|e| e.rv()).collect::<Vec<_>>(),
             vec![3, 4]
         );
+    }
+
+    #[test]
+    fn watch_log_is_bounded_by_bytes_too() {
+        let s = Store::open(None, 100).expect("open").with_log_bytes(200);
+        let big = "x".repeat(80);
+        for n in ["a", "b", "c", "d"] {
+            put(&s, n, json!({"metadata": {"name": n}, "data": {"v": big}}));
+        }
+        // About 120 bytes each: only the newest event fits in 200 bytes.
+        assert!(s.watch_from(2).is_err());
+        let (backlog, _) = s.watch_from(3).expect("the newest event stays");
+        assert_eq!(backlog.iter().map(|e| e.rv()).collect::<Vec<_>>(), vec![4]);
     }
 
     #[test]
