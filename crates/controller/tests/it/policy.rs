@@ -339,3 +339,60 @@ async fn a_template_that_does_not_compile_is_reported_and_fails_closed() {
         "{message}"
     );
 }
+
+/// With no policy installed, the audit loop skips every Application except one that still
+/// carries a `PolicyAudit` from a removed policy, and clears that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_clears_a_stale_finding_once_no_policy_is_installed() {
+    let repo = Repo::new();
+    repo.write(
+        "app/cm.yaml",
+        r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"k": "v"}}"#,
+    );
+    repo.commit("one ConfigMap");
+    let cluster = mooring_apiserver::Cluster::start(mooring_apiserver::ClusterOptions {
+        crds: mooring_k8s::crds::all(),
+        ..Default::default()
+    })
+    .await
+    .expect("cluster");
+    let e = crate::support::controller_with(&cluster, |o| {
+        o.policy_audit = Some(std::time::Duration::from_millis(200));
+    })
+    .await;
+    let apps: Api<DynamicObject> = Api::namespaced_with(
+        e.client.clone(),
+        "argocd",
+        &mooring_k8s::resources::application_resource(),
+    );
+    let app: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "settings", "namespace": "argocd"},
+        "spec": {"project": "default",
+                 "source": {"repoURL": repo.url(), "path": "app", "targetRevision": "HEAD"},
+                 "destination": {"server": "https://kubernetes.default.svc", "namespace": "settings"}}
+    }))
+    .expect("app");
+    apps.create(&PostParams::default(), &app)
+        .await
+        .expect("create app");
+    let stale = json!({"type": "PolicyAudit", "message": "1 live object(s) violate the policy in force",
+                       "lastTransitionTime": "2026-01-01T00:00:00Z"});
+    apps.patch(
+        "settings",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"conditions": [stale]}})),
+    )
+    .await
+    .expect("stale finding");
+    eventually(20, "the stale PolicyAudit is cleared", || async {
+        let a = serde_json::to_value(apps.get("settings").await.ok()?).ok()?;
+        let conditions = a
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        (!conditions.iter().any(|c| c["type"] == "PolicyAudit")).then_some(())
+    })
+    .await;
+}
