@@ -96,9 +96,15 @@ struct Kind {
 
 /// Managed objects, and which keys each application owns (so listing an app's objects
 /// does not scan every object of the cluster).
+///
+/// Each object is kept as its JSON text and parsed when read. Why: a parsed `Value` takes
+/// several times the size of its text (a map per object, a `String` per key), and at
+/// 10,000 applications the cache holds 100,000 objects, most of them read only when their
+/// application is compared; parsing ten small objects per comparison costs less than the
+/// memory of keeping them all parsed (the largest part of the controller's memory).
 #[derive(Default)]
 struct LiveCache {
-    objects: BTreeMap<ResourceKey, (String, Value)>,
+    objects: BTreeMap<ResourceKey, (String, Arc<[u8]>)>,
     by_app: HashMap<String, std::collections::BTreeSet<ResourceKey>>,
 }
 
@@ -114,7 +120,7 @@ impl LiveCache {
         Some(app)
     }
 
-    fn insert(&mut self, key: ResourceKey, app: String, v: Value) {
+    fn insert(&mut self, key: ResourceKey, app: String, v: Arc<[u8]>) {
         self.remove(&key);
         self.by_app
             .entry(app.clone())
@@ -122,6 +128,12 @@ impl LiveCache {
             .insert(key.clone());
         self.objects.insert(key, (app, v));
     }
+}
+
+/// A cached object's text, parsed (it was written by `serde_json`, so it parses; a
+/// failure would drop the object from the answer rather than fail the reader).
+fn parse_cached(text: &[u8]) -> Option<Value> {
+    serde_json::from_slice(text).ok()
 }
 
 /// A live object changed (for self-heal and refresh triggers).
@@ -382,18 +394,21 @@ impl ClusterClient {
 
     /// Live objects tracked as belonging to `app`.
     pub fn managed(&self, app: &str) -> Vec<Value> {
-        let live = self
-            .live
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        live.by_app
-            .get(app)
-            .map(|keys| {
-                keys.iter()
-                    .filter_map(|k| live.objects.get(k).map(|(_, v)| v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
+        let texts: Vec<Arc<[u8]>> = {
+            let live = self
+                .live
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            live.by_app
+                .get(app)
+                .map(|keys| {
+                    keys.iter()
+                        .filter_map(|k| live.objects.get(k).map(|(_, v)| v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        texts.iter().filter_map(|t| parse_cached(t)).collect()
     }
 
     /// Every object of the listable namespaced kinds in `namespace` (preferred versions;
@@ -443,23 +458,27 @@ impl ClusterClient {
 
     /// Every cached live object (all applications'), e.g. for a policy inventory.
     pub fn cached_all(&self) -> Vec<Value> {
-        self.live
+        let texts: Vec<Arc<[u8]>> = self
+            .live
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .objects
             .values()
             .map(|(_, v)| v.clone())
-            .collect()
+            .collect();
+        texts.iter().filter_map(|t| parse_cached(t)).collect()
     }
 
     /// The cached live object, if managed.
     pub fn cached(&self, key: &ResourceKey) -> Option<Value> {
-        self.live
+        let text = self
+            .live
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .objects
             .get(key)
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| v.clone())?;
+        parse_cached(&text)
     }
 
     /// Every change of a managed object from now on (none is ever dropped; see
@@ -546,13 +565,18 @@ impl ClusterClient {
             .and_then(Value::as_str)
             .and_then(tracking_app)
             .map(str::to_string);
+        // Serialised before the lock is taken (only managed objects are kept).
+        let text: Option<Arc<[u8]>> = match (deleted, &app) {
+            (false, Some(_)) => serde_json::to_vec(&v).ok().map(Arc::from),
+            _ => None,
+        };
         let mut live = self
             .live
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let previous_app = live.remove(&key);
-        if let (false, Some(a)) = (deleted, &app) {
-            live.insert(key.clone(), a.clone(), v);
+        if let (Some(text), Some(a)) = (text, &app) {
+            live.insert(key.clone(), a.clone(), text);
         }
         drop(live);
         let moved = previous_app.filter(|p| Some(p) != app.as_ref());
