@@ -1,6 +1,16 @@
 //! The Applications the control plane reads, as the Application watch last delivered them
 //! (Argo CD's application informer): what the loops that look at every app — the poll,
-//! webhooks, the image watcher, project and cluster changes, audits — iterate over.
+//! webhooks, the image watcher, project and cluster changes, audits — iterate over, and
+//! what each reconcile starts from.
+//!
+//! Why a reconcile reads here rather than the API server: a GET per reconcile was a full
+//! read, JSON encode, decode and parse of the app each time (at 10,000 apps, most of a
+//! refresh pass's cost on both sides). The store is never older than the controller's own
+//! writes ([`AppStore::wrote`]: a write's answer goes in at once, and a watch event never
+//! replaces a newer version), and every write by someone else reaches it before the
+//! watch queues the app. A reconcile that still reads a version someone has just replaced
+//! writes nothing: every status write is conditional on the resourceVersion it read
+//! (`Context::guard_writes`), so it fails, and the app is read again.
 //!
 //! Why: listing every Application from the API server each time one of those loops runs
 //! costs a full read, JSON decode and parse of the fleet (at 10,000 apps, tens of MiB and
@@ -52,19 +62,50 @@ impl AppStore {
         }
     }
 
-    /// An app changed (`None`: it no longer parses, and is left out).
+    /// An app changed (`None`: it no longer parses, and is left out). A version older
+    /// than the one held (a watch event behind a write the controller already stored) is
+    /// not taken.
     pub(crate) fn put(&mut self, key: String, app: Option<Arc<Application>>) {
         if let Some(staged) = &mut self.staged {
             // Changes during a relist belong to the new listing too.
             match &app {
-                Some(a) => staged.insert(key.clone(), a.clone()),
-                None => staged.remove(&key),
+                Some(a) if !newer_held(staged.get(&key), a) => {
+                    staged.insert(key.clone(), a.clone());
+                }
+                Some(_) => {}
+                None => {
+                    staged.remove(&key);
+                }
             };
         }
         match app {
-            Some(a) => self.apps.insert(key, a),
-            None => self.apps.remove(&key),
+            Some(a) if !newer_held(self.apps.get(&key), &a) => {
+                self.apps.insert(key, a);
+            }
+            Some(_) => {}
+            None => {
+                self.apps.remove(&key);
+            }
         };
+    }
+
+    /// The controller wrote `app` (the API server's answer): held at once, so the next
+    /// reconcile does not start from the version before its own write.
+    pub(crate) fn wrote(&mut self, key: String, app: Arc<Application>) {
+        let known = self.get(&key).is_some();
+        // An app the store does not hold (deleted, or not listed yet) stays out.
+        if known {
+            self.put(key, Some(app));
+        }
+    }
+
+    /// The app as last seen (a relist in progress has the newest versions).
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<Application>> {
+        self.staged
+            .as_ref()
+            .and_then(|s| s.get(key))
+            .or_else(|| self.apps.get(key))
+            .cloned()
     }
 
     /// An app was deleted.
@@ -83,6 +124,21 @@ impl AppStore {
         let mut keys: Vec<&String> = self.apps.keys().collect();
         keys.sort_unstable();
         Some(keys.into_iter().map(|k| self.apps[k].clone()).collect())
+    }
+}
+
+/// Whether `held` is a newer version than `app` (resourceVersions compared as numbers, as
+/// etcd's and the embedded cluster's are; one that is not a number is never "newer").
+fn newer_held(held: Option<&Arc<Application>>, app: &Application) -> bool {
+    let rv = |a: &Application| {
+        a.metadata
+            .get("resourceVersion")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|s| s.parse::<u64>().ok())
+    };
+    match (held.and_then(|h| rv(h)), rv(app)) {
+        (Some(h), Some(n)) => h > n,
+        _ => false,
     }
 }
 
@@ -110,6 +166,42 @@ mod tests {
             "spec": {"project": "default", "source": {"repoURL": "https://g/r.git", "path": "p"},
                 "destination": {"server": "https://kubernetes.default.svc", "namespace": "n"}}
         }))
+    }
+
+    fn at(name: &str, rv: &str) -> Option<Arc<Application>> {
+        let mut a = app(name)?;
+        Arc::make_mut(&mut a).metadata["resourceVersion"] = json!(rv);
+        Some(a)
+    }
+
+    fn rv_of(s: &AppStore, key: &str) -> Option<String> {
+        s.get(key)
+            .and_then(|a| a.metadata["resourceVersion"].as_str().map(str::to_string))
+    }
+
+    #[test]
+    fn a_write_is_held_at_once_and_an_older_watch_event_does_not_replace_it() {
+        let mut s = AppStore::default();
+        s.begin_relist();
+        s.relisted("argocd/a".into(), at("a", "5"));
+        s.end_relist();
+        // The controller's write (rv 7) is held before its watch event arrives; the
+        // event of an earlier write (rv 6) comes after it and is not taken.
+        s.wrote("argocd/a".into(), at("a", "7").expect("parses"));
+        assert_eq!(rv_of(&s, "argocd/a").as_deref(), Some("7"));
+        s.put("argocd/a".into(), at("a", "6"));
+        assert_eq!(rv_of(&s, "argocd/a").as_deref(), Some("7"));
+        s.put("argocd/a".into(), at("a", "8"));
+        assert_eq!(rv_of(&s, "argocd/a").as_deref(), Some("8"));
+        // A write to an app the store does not hold (deleted meanwhile) is not kept.
+        s.wrote("argocd/gone".into(), at("gone", "9").expect("parses"));
+        assert_eq!(s.get("argocd/gone"), None);
+        // During a relist, the relisted version is the one read.
+        s.begin_relist();
+        s.relisted("argocd/a".into(), at("a", "10"));
+        assert_eq!(rv_of(&s, "argocd/a").as_deref(), Some("10"));
+        s.end_relist();
+        assert_eq!(rv_of(&s, "argocd/a").as_deref(), Some("10"));
     }
 
     fn names(s: &AppStore) -> Option<Vec<String>> {

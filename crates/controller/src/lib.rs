@@ -326,12 +326,22 @@ impl Context {
         {
             Ok(written) => {
                 if guarded.is_some() {
-                    if let Some(rv) = written.metadata.resource_version {
+                    if let Some(rv) = &written.metadata.resource_version {
                         self.write_guards
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .insert(key, rv);
+                            .insert(key.clone(), rv.clone());
                     }
+                }
+                // The next reconcile starts from this version (see `app_store`).
+                if let Some(app) = serde_json::to_value(&written)
+                    .ok()
+                    .and_then(app_store::parse)
+                {
+                    self.app_store
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .wrote(key, app);
                 }
                 Ok(())
             }

@@ -64,9 +64,12 @@ pub(crate) async fn watch_apps(ctx: Arc<Context>) {
                         ctx.options.control_plane.instance_name(&ns, &name),
                         key.clone(),
                     );
-                let parsed = serde_json::to_value(&o)
-                    .ok()
-                    .and_then(crate::app_store::parse);
+                // Fields Argo CD has and Mooring does not act on are reported per change
+                // of the app, not per reconcile (reconciles read the parsed app).
+                let parsed = serde_json::to_value(&o).ok().and_then(|v| {
+                    ctx.set_unsupported(&key, mooring_engine::unsupported::application(&v));
+                    crate::app_store::parse(v)
+                });
                 store(&|s| {
                     if relisted {
                         s.relisted(key.clone(), parsed.clone());
@@ -344,28 +347,32 @@ pub(crate) async fn work(ctx: Arc<Context>, rx: mpsc::UnboundedReceiver<String>)
         .await;
 }
 
-async fn run_one(ctx: &Arc<Context>, key: &str) -> Option<reconcile::Action> {
-    // A stopping controller takes no new work (see `crate::shutdown`).
-    let _in_flight = ctx.lifecycle.begin()?;
-    let (ns, name) = key.split_once('/')?;
-    if !ctx.options.control_plane.namespace_enabled(ns) {
-        return None;
-    }
+/// Read an app the store does not hold from the API server. `Err` carries what
+/// [`run_one`] returns when there is nothing to reconcile: the app is gone, cannot be
+/// read now (retried), or does not parse (reported on the app).
+async fn read_app(
+    ctx: &Arc<Context>,
+    key: &str,
+    ns: &str,
+    name: &str,
+) -> Result<Application, Option<reconcile::Action>> {
     let obj = match ctx.apps_api(ns).get_opt(name).await {
         Ok(Some(o)) => o,
         Ok(None) => {
             ctx.set_unsupported(key, vec![]);
-            return None;
+            return Err(None);
         }
         Err(e) => {
             tracing::warn!("reading application {key}: {e}");
-            return Some(reconcile::Action::RequeueAfter(Duration::from_secs(2)));
+            return Err(Some(reconcile::Action::RequeueAfter(Duration::from_secs(
+                2,
+            ))));
         }
     };
-    let value = serde_json::to_value(&obj).ok()?;
+    let value = serde_json::to_value(&obj).map_err(|_| None)?;
     ctx.set_unsupported(key, mooring_engine::unsupported::application(&value));
-    let app: Application = match serde_path_to_error::deserialize(&value) {
-        Ok(a) => a,
+    match serde_path_to_error::deserialize(&value) {
+        Ok(a) => Ok(a),
         Err(e) => {
             tracing::warn!("application {key} is not valid: {e}");
             report_unparsable(
@@ -376,8 +383,32 @@ async fn run_one(ctx: &Arc<Context>, key: &str) -> Option<reconcile::Action> {
                 &format!("the Application does not parse: {e}"),
             )
             .await;
-            return None;
+            Err(None)
         }
+    }
+}
+
+async fn run_one(ctx: &Arc<Context>, key: &str) -> Option<reconcile::Action> {
+    // A stopping controller takes no new work (see `crate::shutdown`).
+    let _in_flight = ctx.lifecycle.begin()?;
+    let (ns, name) = key.split_once('/')?;
+    if !ctx.options.control_plane.namespace_enabled(ns) {
+        return None;
+    }
+    // The app as the watch (or this controller's last write) left it; the API server
+    // only for one the store does not hold (not listed yet, or it does not parse: that
+    // path reports why).
+    let stored = ctx
+        .app_store
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(key);
+    let app = match stored {
+        Some(app) => app,
+        None => match read_app(ctx, key, ns, name).await {
+            Ok(app) => Arc::new(app),
+            Err(action) => return action,
+        },
     };
     // Sharding: apps of destinations in shards this replica does not own are another
     // replica's (nothing is read or written for them here).
@@ -394,7 +425,7 @@ async fn run_one(ctx: &Arc<Context>, key: &str) -> Option<reconcile::Action> {
                 .saw_revision(&ctx.instance_name(&app), &rev.to_string());
         }
     }
-    match reconcile::reconcile(Arc::new(app), ctx.clone()).await {
+    match reconcile::reconcile(app, ctx.clone()).await {
         Ok(a) => Some(a),
         Err(e @ crate::ControllerError::Conflict(_)) => {
             // Someone wrote the app since it was read: read it again soon.
