@@ -16,7 +16,7 @@ use mooring_core::app::{
     Application, ApplicationCondition, HealthStatusCode, Revisions, SyncStatus, SyncStatusCode,
 };
 use mooring_k8s::cluster::ClusterClient;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -248,9 +248,16 @@ pub async fn write_status(
     // `revision` or `revisions` (the other cleared), as Argo CD writes them.
     let mut sync = json!({"status": c.sync});
     c.revision.write_into(&mut sync);
+    // A merge patch keeps what it does not name: an empty message (not serialised) must
+    // be removed explicitly, or the last Progressing message stays, the next comparison
+    // differs again, and every reconcile writes.
+    let mut health = json!(c.health);
+    if c.health.message.is_empty() {
+        health["message"] = Value::Null;
+    }
     let mut status = json!({
         "sync": sync,
-        "health": c.health,
+        "health": health,
         "resources": c.resources,
         "reconciledAt": mooring_core::time::now_rfc3339(),
     });

@@ -848,3 +848,65 @@ async fn argocd_source_parameter_file_is_read_for_its_own_app_only() {
     assert_eq!(image("ml-prod").await, "registry.local/model:2.1");
     assert_eq!(image("ml-dev").await, "registry.local/model:1.0");
 }
+
+/// A converged app is not written again: the Progressing message of its rollout is
+/// cleared with the Healthy status (a merge patch keeps a key it does not name), so
+/// refreshes find nothing to write and its resourceVersion stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_converged_app_is_not_written_again() {
+    let repo = Repo::new();
+    repo.write(
+        "serving/deployment.yaml",
+        &deployment(2, "registry.local/model:1"),
+    );
+    repo.write("serving/config.yaml", CONFIG);
+    let rev = repo.commit("model v1");
+    let e = env().await;
+    let apps = apps(&e.client);
+    apps.create(
+        &PostParams::default(),
+        &serde_json::from_value(application("quiet", &repo.url(), "serving", json!({})))
+            .expect("app"),
+    )
+    .await
+    .expect("create");
+    let a = wait_synced_healthy(&apps, "quiet", &rev).await;
+    assert_eq!(
+        a.pointer("/status/health/message"),
+        None,
+        "the rollout's Progressing message is gone: {}",
+        a["status"]["health"]
+    );
+    // Let the last writes of the sync settle, then refresh a few times.
+    let settled = eventually(20, "no write for 2 s", || async {
+        let before = field(
+            &app_status(&apps, "quiet").await,
+            "/metadata/resourceVersion",
+        )
+        .to_string();
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let after = field(
+            &app_status(&apps, "quiet").await,
+            "/metadata/resourceVersion",
+        )
+        .to_string();
+        (before == after).then_some(after)
+    })
+    .await;
+    let (before, _) = e.controller.ctx.metrics.reconciles();
+    for _ in 0..3 {
+        e.controller.ctx.refresh("argocd/quiet");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    eventually(10, "the refreshes reconciled", || async {
+        (e.controller.ctx.metrics.reconciles().0 >= before + 3).then_some(())
+    })
+    .await;
+    let a = app_status(&apps, "quiet").await;
+    assert_eq!(
+        field(&a, "/metadata/resourceVersion"),
+        settled,
+        "{}",
+        a["status"]
+    );
+}
