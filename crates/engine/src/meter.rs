@@ -32,13 +32,21 @@
 //! one operation allocates (at most a few times its inputs for jq, whose amplifying
 //! natives are bounded separately).
 
+#[cfg(not(feature = "system-allocator"))]
 use mimalloc::MiMalloc;
 use std::cell::Cell;
 use std::sync::Once;
 use tracking_allocator::{AllocationGroupId, AllocationRegistry, AllocationTracker, Allocator};
 
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: Allocator<MiMalloc> = Allocator::from_allocator(MiMalloc);
+
+/// The system allocator instead, for heap profilers that hook `malloc` (heaptrack,
+/// massif): `cargo build --release -p mooring --features system-allocator`.
+#[cfg(feature = "system-allocator")]
+#[global_allocator]
+static GLOBAL: Allocator<std::alloc::System> = Allocator::system();
 
 thread_local! {
     /// `Some(net bytes)` while this thread's meter is armed.

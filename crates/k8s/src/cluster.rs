@@ -101,7 +101,7 @@ struct Kind {
 /// several times the size of its text (a map per object, a `String` per key), and at
 /// 10,000 applications the cache holds 100,000 objects, most of them read only when their
 /// application is compared; parsing ten small objects per comparison costs less than the
-/// memory of keeping them all parsed (the largest part of the controller's memory).
+/// memory of keeping them all parsed.
 #[derive(Default)]
 struct LiveCache {
     objects: BTreeMap<ResourceKey, (String, Arc<[u8]>)>,
