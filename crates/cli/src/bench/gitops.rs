@@ -203,6 +203,9 @@ pub async fn run(n_apps: usize, rounds: usize, split: bool) -> anyhow::Result<()
     git(repo.path(), &["commit", "-q", "-m", "v0"])?;
     let remote = "https://git.example.com/bench/platform.git";
     let speed = 20.0;
+    // SQLite on disk, as `mooring up` keeps it (in memory it would be a second copy of
+    // every object in the process whose memory is measured).
+    let cluster_dir = tempfile::tempdir()?;
     let env = if split {
         Env::Child(ChildCluster::start(speed).await?)
     } else {
@@ -213,6 +216,7 @@ pub async fn run(n_apps: usize, rounds: usize, split: bool) -> anyhow::Result<()
                     ..Default::default()
                 },
                 crds: mooring_k8s::crds::all(),
+                data_dir: Some(cluster_dir.path().to_path_buf()),
                 ..Default::default()
             })
             .await?,
