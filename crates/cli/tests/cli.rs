@@ -1792,28 +1792,8 @@ mod app_sync_local;
 #[path = "cli/install.rs"]
 mod install;
 
-/// Run git in `dir` with a fixed identity (the tests' repositories); stdout, trimmed.
-fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    let o = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git must be installed");
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
+/// Git as the tests' developer (one helper for every test crate).
+use mooring_testkit::git;
 
 #[path = "cli/admin.rs"]
 mod admin;
