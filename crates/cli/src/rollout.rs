@@ -36,17 +36,16 @@ use futures::StreamExt as _;
 use mooring_k8s::kube::{
     self,
     api::{Api, DynamicObject, ListParams, Patch, PatchParams},
-    core::ApiResource,
 };
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use mooring_core::rollout::POD_TEMPLATE_HASH_LABEL;
+use mooring_controller::rollout_tree::RolloutTree;
 use mooring_engine::rollout::command;
 use mooring_engine::rollout::status::{
-    self, owned_by, Outcome, ReplicaSetState, Role, RolloutView, Strategy,
+    self, Outcome, ReplicaSetState, Role, RolloutView, Strategy,
 };
 
 #[derive(clap::Args, Debug)]
@@ -170,8 +169,6 @@ fn parse_image(s: &str) -> Result<(String, String), String> {
     }
 }
 
-use mooring_k8s::api_resource as resource;
-
 /// The client of the cluster the command targets.
 async fn target_client(common: &RolloutCommon) -> anyhow::Result<kube::Client> {
     let m = crate::connect::connect(&common.management()).await?;
@@ -251,90 +248,11 @@ impl Ctx {
         }
     }
 
-    /// Objects of `res` in the namespace owned by the rollout `uid` (an empty list when
-    /// the kind is not served).
-    async fn owned(
-        &self,
-        res: &ApiResource,
-        owner_uid: &str,
-        params: &ListParams,
-    ) -> anyhow::Result<Vec<Value>> {
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.ns, res);
-        let items = match api.list(params).await {
-            Ok(l) => l.items,
-            Err(kube::Error::Api(e)) if e.code == 404 => vec![],
-            Err(e) => return Err(e).with_context(|| format!("listing {}", res.plural)),
-        };
-        Ok(items
-            .into_iter()
-            .filter_map(|o| serde_json::to_value(o).ok())
-            .filter(|o| owned_by(o, owner_uid))
-            .collect())
-    }
-
     /// The rollout with its ReplicaSets, their pods and its AnalysisRuns.
-    async fn tree(&self, rollout: Value) -> anyhow::Result<Tree> {
-        let uid = rollout
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        // Argo labels every ReplicaSet and pod of a Rollout with its template hash.
-        let with_hash = ListParams::default().labels(POD_TEMPLATE_HASH_LABEL);
-        let replica_sets = self
-            .owned(
-                &resource("apps", "v1", "ReplicaSet", "replicasets"),
-                &uid,
-                &with_hash,
-            )
-            .await?;
-        let analysis_runs = self
-            .owned(
-                &mooring_k8s::resources::analysis_run_resource(),
-                &uid,
-                &ListParams::default(),
-            )
-            .await?;
-        let pods: Api<DynamicObject> = Api::namespaced_with(
-            self.client.clone(),
-            &self.ns,
-            &resource("", "v1", "Pod", "pods"),
-        );
-        let pods: Vec<Value> = match pods.list(&with_hash).await {
-            Ok(l) => l
-                .items
-                .into_iter()
-                .filter_map(|o| serde_json::to_value(o).ok())
-                .collect(),
-            Err(_) => vec![],
-        };
-        Ok(Tree {
-            rollout,
-            replica_sets,
-            pods,
-            analysis_runs,
-        })
-    }
-}
-
-/// A rollout and what it owns, as read from the cluster.
-struct Tree {
-    rollout: Value,
-    replica_sets: Vec<Value>,
-    /// The pods of the namespace with a pod template hash; the view keeps those its
-    /// ReplicaSets own.
-    pods: Vec<Value>,
-    analysis_runs: Vec<Value>,
-}
-
-impl Tree {
-    fn view(&self) -> RolloutView {
-        RolloutView::new(
-            &self.rollout,
-            &self.replica_sets,
-            &self.pods,
-            &self.analysis_runs,
-        )
+    async fn tree(&self, rollout: Value) -> anyhow::Result<RolloutTree> {
+        RolloutTree::read(&self.client, rollout)
+            .await
+            .context("reading the rollout's ReplicaSets, pods and AnalysisRuns")
     }
 }
 
@@ -853,7 +771,7 @@ async fn follow(ctx: &Ctx, name: &str, timeout: u64, mode: Follow) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mooring_core::rollout::REVISION_ANNOTATION;
+    use mooring_core::rollout::{POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION};
     use serde_json::json;
 
     fn rollout(status: Value) -> Value {
@@ -902,7 +820,7 @@ mod tests {
                    "spec": {"replicas": avail, "template": {"spec": {"containers": [{"name": "server", "image": image}]}}},
                    "status": {"replicas": avail, "readyReplicas": avail, "availableReplicas": avail}})
         };
-        let tree = Tree {
+        let tree = RolloutTree {
             rollout: r,
             replica_sets: vec![rs("a", "1", "m:1", 4), rs("b", "2", "m:2", 1)],
             pods: vec![],
@@ -929,7 +847,7 @@ mod tests {
         ))
         .expect("golden file is JSON");
         let list = |k: &str| objects[k].as_array().cloned().expect("a list");
-        let tree = Tree {
+        let tree = RolloutTree {
             rollout: objects["rollout"].clone(),
             replica_sets: list("replicaSets"),
             pods: list("pods"),
@@ -968,7 +886,7 @@ mod tests {
                    "status": {"currentStepIndex": -3, "phase": ["Healthy"], "canary": {"weights": "x"}}}),
             json!({"spec": {"strategy": {"blueGreen": {}}}, "status": {"blueGreen": 1, "pauseConditions": "yes"}}),
         ] {
-            let tree = Tree {
+            let tree = RolloutTree {
                 rollout: r,
                 replica_sets: vec![
                     json!(1),

@@ -538,6 +538,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         control_plane.clone(),
         args.webhook_secret.clone(),
         args.metrics_auth,
+        false,
     );
     tokio::spawn(async move {
         if let Err(e) = axum::serve(
@@ -731,6 +732,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ),
         Err(e) => println!("  prometheus  {e}"),
     }
+    println!("  web UI      http://{webhook_addr}/ (log in with an API token)");
     println!("  api         http://{webhook_addr}/api/v1 (Authorization: Bearer <token>)");
     println!(
         "  outbound    web metrics, Prometheus addresses and incident webhooks may not reach loopback,"
@@ -747,6 +749,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     match &admin_token {
         Some(t) => {
             println!("  admin token {t}");
+            println!("  log in      http://{webhook_addr}/login?token={t}");
             println!("              (shown once; stored only as a hash; more with `mooring account generate-token`)");
         }
         None => println!(

@@ -1780,6 +1780,9 @@ fn check_applies_project_rules_to_apps_whose_source_is_another_repository() {
 #[path = "cli/control_plane.rs"]
 mod control_plane;
 
+#[path = "cli/ui.rs"]
+mod ui;
+
 #[path = "cli/promote.rs"]
 mod promote;
 

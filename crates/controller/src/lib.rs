@@ -42,6 +42,7 @@ pub mod reconcile;
 pub mod rollback;
 pub mod rollout;
 pub mod rollout_traffic;
+pub mod rollout_tree;
 pub mod sharding;
 mod shutdown;
 pub mod state;

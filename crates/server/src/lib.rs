@@ -42,6 +42,7 @@ pub mod auth;
 pub mod rbac;
 pub mod refresh;
 pub mod store;
+pub mod ui;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};

@@ -50,6 +50,7 @@ pub fn router(
     control_plane: mooring_engine::project::ControlPlane,
     webhook_secret: Option<String>,
     metrics_auth: bool,
+    secure_cookie: bool,
 ) -> axum::Router {
     let http_options = mooring_server::HttpOptions {
         webhook: mooring_server::WebhookSecrets {
@@ -59,11 +60,15 @@ pub fn router(
         },
         metrics_auth,
     };
-    let hooks = match backend {
-        mooring_server::Backend::InProcess(ctx) => mooring_server::router(ctx, http_options),
-        mooring_server::Backend::Standalone(_) => {
-            mooring_server::standalone_router(client.clone(), control_plane.clone(), http_options)
-        }
+    let (hooks, live) = match backend {
+        mooring_server::Backend::InProcess(ctx) => (
+            mooring_server::router(ctx.clone(), http_options),
+            Some(mooring_server::api::live::Live::controller(ctx)),
+        ),
+        mooring_server::Backend::Standalone(_) => (
+            mooring_server::standalone_router(client.clone(), control_plane.clone(), http_options),
+            None,
+        ),
     };
     let ready_client = client.clone();
     let probes = super::probes(move || {
@@ -74,6 +79,8 @@ pub fn router(
         client,
         mooring_server::api::ApiOptions {
             control_plane,
+            live,
+            secure_cookie,
             ..Default::default()
         },
     ))
@@ -99,6 +106,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         connected.control_plane.clone(),
         args.webhook_secret.clone(),
         args.metrics_auth,
+        tls.is_some(),
     );
     let listener = tokio::net::TcpListener::bind((args.address, args.port))
         .await
@@ -106,7 +114,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let local = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
-        "mooring server: {scheme}://{local} (/api/v1, /api/webhook, /metrics, /healthz, /readyz; control plane {})",
+        "mooring server: {scheme}://{local} (web UI at /, /api/v1, /api/webhook, /metrics, /healthz, /readyz; control plane {})",
         connected.control_plane.namespace
     );
     if let Err(why) = super::management_ready(&connected.client).await {

@@ -64,6 +64,13 @@ impl Up {
         Up { child, kc, printed }
     }
 
+    /// What `up` printed after `prefix` (e.g. `log in` → the login link).
+    pub(crate) fn printed_value(&self, prefix: &str) -> Option<String> {
+        self.printed
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix).map(|v| v.trim().to_string()))
+    }
+
     fn printed(&self, prefix: &str, text: &str) -> bool {
         self.printed
             .iter()

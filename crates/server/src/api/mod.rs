@@ -39,6 +39,11 @@
 //! control plane does not read, or that the app's project does not list in
 //! `sourceNamespaces`, is refused (400) whatever the caller's RBAC.
 
+pub mod live;
+pub mod openapi;
+mod stream;
+mod views;
+
 use crate::auth::{self, AuthError, FailureKey, FailureLimiter};
 use crate::rbac::{project_of, Project, Rbac, Subject};
 use crate::store::{Store, StoreError};
@@ -74,6 +79,11 @@ pub struct ApiOptions {
     pub failure_burst: u32,
     /// … refilled at this rate per second.
     pub failure_refill_per_second: f64,
+    /// Where the views (tree, managed resources, rollouts) read live state; `None`: a
+    /// context of their own made on first use ([`live::Live::offline`]).
+    pub live: Option<live::Live>,
+    /// Set `Secure` on the UI's cookie (the server is reached over HTTPS).
+    pub secure_cookie: bool,
 }
 
 impl Default for ApiOptions {
@@ -82,14 +92,22 @@ impl Default for ApiOptions {
             control_plane: ControlPlane::default(),
             failure_burst: 10,
             failure_refill_per_second: 0.2,
+            live: None,
+            secure_cookie: false,
         }
     }
 }
 
 #[derive(Clone)]
-struct ApiState {
-    store: Store,
-    control_plane: Arc<ControlPlane>,
+pub(crate) struct ApiState {
+    pub(crate) store: Store,
+    pub(crate) control_plane: Arc<ControlPlane>,
+    /// The controller of this process (`mooring up`), or one made for reading (a
+    /// standalone `mooring server`): renders, compares and reads live state.
+    pub(crate) live: live::Live,
+    /// The Application watch behind every `/api/v1/stream/applications`.
+    feed: Arc<stream::Feed>,
+    pub(crate) secure_cookie: bool,
     limiter: Arc<Mutex<FailureLimiter>>,
     /// Refused answers being held back at once (beyond it, refusals are answered at
     /// once: holding costs a task and a connection each).
@@ -101,13 +119,15 @@ const TARPIT_SLOTS: usize = 256;
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
-struct Principal {
-    subject: Subject,
+pub(crate) struct Principal {
+    pub(crate) subject: Subject,
     token_id: String,
+    /// Authenticated by the web UI's cookie rather than an `Authorization` header.
+    by_cookie: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
-enum ApiError {
+pub(crate) enum ApiError {
     #[error("{0}")]
     Unauthorized(#[from] AuthError),
     #[error("{0}")]
@@ -118,6 +138,9 @@ enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    /// Live state could not be read (a destination unreachable or unregistered).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("too many failed authentications {key}; retry in {}s", retry.as_secs().max(1))]
     TooMany { key: FailureKey, retry: Duration },
     #[error("{0}")]
@@ -136,6 +159,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Body(_, c) => *c,
             ApiError::Kube(kube::Error::Api(e)) => {
@@ -165,15 +189,21 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T = Json<Value>> = Result<T, ApiError>;
+pub(crate) type ApiResult<T = Json<Value>> = Result<T, ApiError>;
 
 /// The `/api/v1` router. Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()` so failures are logged with the
 /// client's address (they are limited per account, never per address).
 pub fn router(client: kube::Client, opts: ApiOptions) -> Router {
+    let live = opts
+        .live
+        .unwrap_or_else(|| live::Live::offline(client.clone(), opts.control_plane.clone()));
     let st = ApiState {
         store: Store::new(client, &opts.control_plane.namespace),
         control_plane: Arc::new(opts.control_plane),
+        live,
+        feed: Default::default(),
+        secure_cookie: opts.secure_cookie,
         limiter: Arc::new(Mutex::new(FailureLimiter::new(
             opts.failure_burst,
             opts.failure_refill_per_second,
@@ -188,6 +218,29 @@ pub fn router(client: kube::Client, opts: ApiOptions) -> Router {
         )
         .route("/api/v1/applications/{name}/sync", post(sync_app))
         .route("/api/v1/applications/{name}/rollback", post(rollback_app))
+        .route(
+            "/api/v1/applications/{name}/resource-tree",
+            get(views::resource_tree),
+        )
+        .route(
+            "/api/v1/applications/{name}/managed-resources",
+            get(views::managed_resources),
+        )
+        .route("/api/v1/applications/{name}/events", get(views::events))
+        .route(
+            "/api/v1/applications/{name}/pods/{pod}/logs",
+            get(views::pod_logs),
+        )
+        .route("/api/v1/applications/{name}/rollouts", get(views::rollouts))
+        .route(
+            "/api/v1/applications/{name}/rollouts/{namespace}/{rollout}/{action}",
+            post(views::rollout_action),
+        )
+        .route("/api/v1/stream/applications", get(stream::applications))
+        .route("/api/v1/clusters", get(views::clusters))
+        .route("/api/v1/policy", get(views::policy))
+        .route("/api/v1/rollbackpolicies", get(views::rollback_policies))
+        .route("/api/v1/drplans", get(views::dr_plans))
         .route("/api/v1/projects", get(list_projects))
         .route("/api/v1/projects/{name}", get(get_project))
         .route(
@@ -217,7 +270,42 @@ pub fn router(client: kube::Client, opts: ApiOptions) -> Router {
             authenticate,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .merge(crate::ui::router())
+        .route("/api/openapi.json", get(openapi::document))
         .with_state(st)
+}
+
+/// The cookie the web UI keeps its token in (Argo CD's name); `HttpOnly` and
+/// `SameSite=Strict` (see [`crate::ui`]).
+pub const TOKEN_COOKIE: &str = "argocd.token";
+
+/// The header the web UI sends with every request that changes something. A request
+/// authenticated by the cookie without it is refused: a cross-site form cannot set a
+/// header, and a cross-site script would need a CORS preflight, which is never granted.
+pub const CSRF_HEADER: &str = "x-requested-with";
+
+/// The request's token: the `Authorization: Bearer` header, else the web UI's cookie
+/// (`true`).
+fn request_token(headers: &HeaderMap) -> Result<(&str, bool), AuthError> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return bearer(headers).map(|t| (t, false));
+    }
+    cookie_token(headers)
+        .map(|t| (t, true))
+        .ok_or(AuthError::Missing)
+}
+
+/// The value of the [`TOKEN_COOKIE`] cookie, if the request carries one.
+pub(crate) fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == TOKEN_COOKIE)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
 }
 
 fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
@@ -239,7 +327,22 @@ async fn principal(
     headers: &HeaderMap,
 ) -> Result<Principal, (ApiError, FailureKey)> {
     let anonymous = |e: ApiError| (e, FailureKey::Anonymous);
-    let token = bearer(headers).map_err(|e| anonymous(e.into()))?;
+    let (token, by_cookie) = request_token(headers).map_err(|e| anonymous(e.into()))?;
+    verify_token(store, token)
+        .await
+        .map(|(subject, token_id)| Principal {
+            subject,
+            token_id,
+            by_cookie,
+        })
+}
+
+/// The subject and token id of a token, or why not and whom the failure counts against.
+pub(crate) async fn verify_token(
+    store: &Store,
+    token: &str,
+) -> Result<(Subject, String), (ApiError, FailureKey)> {
+    let anonymous = |e: ApiError| (e, FailureKey::Anonymous);
     if !auth::well_formed(token) {
         return Err(anonymous(AuthError::Malformed.into()));
     }
@@ -271,10 +374,7 @@ async fn principal(
             groups: a.groups.clone(),
         }
     };
-    Ok(Principal {
-        subject,
-        token_id: rec.id.clone(),
-    })
+    Ok((subject, rec.id.clone()))
 }
 
 /// The subject of a request's bearer token (for endpoints outside `/api/v1`, such as
@@ -288,20 +388,55 @@ pub async fn authenticated_subject(store: &Store, headers: &HeaderMap) -> Result
 
 /// Authenticate every request. The token is checked first, so a valid one is always
 /// served; a failure counts against its [`FailureKey`], and once that budget is spent
-/// the answer is 429 with `Retry-After`, held back by the limiter's backoff.
+/// the answer is 429 with `Retry-After`, held back by the limiter's backoff. A request
+/// that changes something and is authenticated by the web UI's cookie must carry
+/// [`CSRF_HEADER`] (403 without it).
 async fn authenticate(State(st): State<ApiState>, mut req: Request, next: Next) -> Response {
-    let ip = req
-        .extensions()
+    let ip = peer_ip(&req);
+    let p = match principal(&st.store, req.headers()).await {
+        Ok(p) => p,
+        Err(failed) => return refuse(&st, ip, failed).await,
+    };
+    let safe = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if p.by_cookie && !safe && !req.headers().contains_key(CSRF_HEADER) {
+        tracing::info!(%ip, sub = %p.subject.name, "cookie-authenticated request without the CSRF header refused");
+        return ApiError::Forbidden(format!(
+            "cross-site request refused: a {} authenticated by the UI's cookie must carry the {CSRF_HEADER} header (scripts use `Authorization: Bearer TOKEN`)",
+            req.method()
+        ))
+        .into_response();
+    }
+    req.extensions_mut().insert(p);
+    next.run(req).await
+}
+
+/// The client's address, for logs.
+pub(crate) fn peer_ip(req: &Request) -> IpAddr {
+    req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    let (e, key) = match principal(&st.store, req.headers()).await {
-        Ok(p) => {
-            req.extensions_mut().insert(p);
-            return next.run(req).await;
-        }
-        Err(failed) => failed,
-    };
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+/// Check a token the web UI's login form or link presents, under the same failure
+/// budget as the API's.
+pub(crate) async fn admit_token(
+    st: &ApiState,
+    ip: IpAddr,
+    token: &str,
+) -> Result<Subject, Response> {
+    match verify_token(&st.store, token).await {
+        Ok((subject, _)) => Ok(subject),
+        Err(failed) => Err(refuse(st, ip, failed).await),
+    }
+}
+
+/// The answer to a failed authentication: counted against its key, 429 (held back) once
+/// the key's budget is spent.
+async fn refuse(st: &ApiState, ip: IpAddr, (e, key): (ApiError, FailureKey)) -> Response {
     if !matches!(e, ApiError::Unauthorized(_)) {
         // The settings could not be read: not the caller's failure.
         return e.into_response();
@@ -365,13 +500,13 @@ async fn check_names(params: axum::extract::RawPathParams, req: Request, next: N
 }
 
 /// The policy and projects, loaded once per request.
-struct Authz {
+pub(crate) struct Authz {
     rbac: Rbac,
     projects: HashMap<String, Project>,
 }
 
 impl Authz {
-    async fn load(st: &ApiState) -> ApiResult<Authz> {
+    pub(crate) async fn load(st: &ApiState) -> ApiResult<Authz> {
         let rbac = st.store.rbac().await?;
         let projects = st
             .store
@@ -384,13 +519,25 @@ impl Authz {
         Ok(Authz { rbac, projects })
     }
 
-    fn allowed(&self, p: &Principal, resource: &str, action: &str, object: &str) -> bool {
+    pub(crate) fn allowed(
+        &self,
+        p: &Principal,
+        resource: &str,
+        action: &str,
+        object: &str,
+    ) -> bool {
         let project = project_of(resource, object).and_then(|n| self.projects.get(n));
         self.rbac
             .allowed(&p.subject, resource, action, object, project)
     }
 
-    fn check(&self, p: &Principal, resource: &str, action: &str, object: &str) -> ApiResult<()> {
+    pub(crate) fn check(
+        &self,
+        p: &Principal,
+        resource: &str,
+        action: &str,
+        object: &str,
+    ) -> ApiResult<()> {
         let project = project_of(resource, object).and_then(|n| self.projects.get(n));
         self.rbac
             .check(&p.subject, resource, action, object, project)
@@ -409,7 +556,7 @@ impl Authz {
 }
 
 /// The Applications of namespace `ns`.
-fn apps(st: &ApiState, ns: &str) -> Api<DynamicObject> {
+pub(crate) fn apps(st: &ApiState, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(
         st.store.client.clone(),
         ns,
@@ -421,21 +568,21 @@ fn apps(st: &ApiState, ns: &str) -> Api<DynamicObject> {
 /// control plane's), as in Argo CD's API.
 #[derive(serde::Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct AppNamespaceQuery {
+pub(crate) struct AppNamespaceQuery {
     #[serde(default)]
-    app_namespace: Option<String>,
+    pub(crate) app_namespace: Option<String>,
 }
 
 impl AppNamespaceQuery {
     /// The namespace, refused (400) unless the control plane reads Applications there.
-    fn namespace<'a>(&'a self, st: &'a ApiState) -> ApiResult<&'a str> {
+    pub(crate) fn namespace<'a>(&'a self, st: &'a ApiState) -> ApiResult<&'a str> {
         enabled_namespace(st, self.app_namespace.as_deref())
     }
 }
 
 /// An Application namespace a request names (the control plane's when none), refused (400)
 /// unless the control plane reads Applications there.
-fn enabled_namespace<'a>(st: &'a ApiState, ns: Option<&'a str>) -> ApiResult<&'a str> {
+pub(crate) fn enabled_namespace<'a>(st: &'a ApiState, ns: Option<&'a str>) -> ApiResult<&'a str> {
     let ns = ns
         .filter(|n| !n.is_empty())
         .unwrap_or(&st.control_plane.namespace);
@@ -448,13 +595,13 @@ fn enabled_namespace<'a>(st: &'a ApiState, ns: Option<&'a str>) -> ApiResult<&'a
     Ok(ns)
 }
 
-fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
+pub(crate) fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
 }
 
 /// The RBAC object of an Application: `PROJECT/NAME` in the control-plane namespace,
 /// `PROJECT/NAMESPACE/NAME` elsewhere (Argo CD's `RBACName`); project `default` when unset.
-fn app_object(st: &ApiState, v: &Value) -> String {
+pub(crate) fn app_object(st: &ApiState, v: &Value) -> String {
     let project = match str_at(v, "/spec/project") {
         "" => "default",
         p => p,
@@ -466,7 +613,7 @@ fn app_object(st: &ApiState, v: &Value) -> String {
     format!("{project}/{name}")
 }
 
-fn to_value(o: &DynamicObject) -> Value {
+pub(crate) fn to_value(o: &DynamicObject) -> Value {
     let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
     if let Some(m) = v.pointer_mut("/metadata/managedFields") {
         *m = Value::Null;
@@ -475,7 +622,7 @@ fn to_value(o: &DynamicObject) -> Value {
 }
 
 /// The Application `ns/name`, or 403 (not 404) unless the caller could see any app.
-async fn load_app(
+pub(crate) async fn load_app(
     st: &ApiState,
     az: &Authz,
     p: &Principal,
@@ -501,7 +648,7 @@ async fn load_app(
     }
 }
 
-fn body_json<T: serde::de::DeserializeOwned + Default>(
+pub(crate) fn body_json<T: serde::de::DeserializeOwned + Default>(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<T> {
     let bytes = body.map_err(|e| ApiError::Body(e.body_text(), e.status()))?;
@@ -578,16 +725,39 @@ async fn list_apps(
     Ok(Json(json!({"items": items, "metadata": {}})))
 }
 
+#[derive(serde::Deserialize, Default)]
+struct RefreshQuery {
+    /// `normal` or `hard`: set Argo CD's refresh annotation, which the controller acts on
+    /// at once (`hard` also drops the app's cached render).
+    #[serde(default)]
+    refresh: Option<String>,
+}
+
 async fn get_app(
     State(st): State<ApiState>,
     Extension(p): Extension<Principal>,
     Path(name): Path<String>,
     Query(q): Query<AppNamespaceQuery>,
+    Query(r): Query<RefreshQuery>,
 ) -> ApiResult {
     let az = Authz::load(&st).await?;
-    let a = load_app(&st, &az, &p, q.namespace(&st)?, &name).await?;
+    let ns = q.namespace(&st)?;
+    let a = load_app(&st, &az, &p, ns, &name).await?;
     az.check(&p, "applications", "get", &app_object(&st, &a))?;
-    Ok(Json(a))
+    let Some(kind) = r.refresh.filter(|k| !k.is_empty()) else {
+        return Ok(Json(a));
+    };
+    if kind != "normal" && kind != "hard" {
+        return Err(ApiError::BadRequest(format!(
+            "refresh must be normal or hard, not {kind:?}"
+        )));
+    }
+    let patch = json!({"metadata": {"annotations": {
+        mooring_controller::reconcile::REFRESH_ANNOTATION: kind}}});
+    let out = apps(&st, ns)
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(Json(to_value(&out)))
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -744,6 +914,39 @@ struct SyncRequest {
     source_positions: Vec<i64>,
     #[serde(default)]
     prune: bool,
+    /// Compare and run the sync's checks without applying anything.
+    #[serde(default)]
+    dry_run: bool,
+    /// Sync only these resources (`{group, kind, namespace, name}`), as Argo CD's
+    /// selective sync.
+    #[serde(default)]
+    resources: Vec<mooring_core::app::SyncOperationResource>,
+    /// Argo CD's `syncOptions: {items: ["ServerSideApply=true", …]}`.
+    #[serde(default)]
+    sync_options: Option<SyncOptionsItems>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct SyncOptionsItems {
+    #[serde(default)]
+    items: Vec<String>,
+}
+
+impl SyncRequest {
+    /// The operation's fields beyond revisions and prune.
+    fn options(&self) -> serde_json::Map<String, Value> {
+        let mut m = serde_json::Map::new();
+        if self.dry_run {
+            m.insert("dryRun".into(), json!(true));
+        }
+        if !self.resources.is_empty() {
+            m.insert("resources".into(), json!(self.resources));
+        }
+        if let Some(o) = self.sync_options.as_ref().filter(|o| !o.items.is_empty()) {
+            m.insert("syncOptions".into(), json!(o.items));
+        }
+        m
+    }
 }
 
 async fn request_operation(
@@ -752,6 +955,7 @@ async fn request_operation(
     current: &Value,
     revisions: mooring_core::app::Revisions,
     prune: bool,
+    options: serde_json::Map<String, Value>,
 ) -> ApiResult {
     let (ns, name) = (
         str_at(current, "/metadata/namespace"),
@@ -764,6 +968,9 @@ async fn request_operation(
     }
     let mut sync = json!({"prune": prune});
     revisions.write_into(&mut sync);
+    if let Some(m) = sync.as_object_mut() {
+        m.extend(options);
+    }
     let op = json!({
         "sync": sync,
         "initiatedBy": {"username": p.subject.name},
@@ -799,7 +1006,8 @@ async fn sync_app(
         &req.source_positions,
     )
     .map_err(|e| ApiError::BadRequest(format!("cannot sync {name}: {e}")))?;
-    request_operation(&st, &p, &a, revisions, req.prune).await
+    let options = req.options();
+    request_operation(&st, &p, &a, revisions, req.prune, options).await
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -845,7 +1053,7 @@ async fn rollback_app(
         .ok_or_else(|| {
             ApiError::BadRequest(format!("application {name} has no history entry {id}"))
         })?;
-    request_operation(&st, &p, &a, rev, req.prune).await
+    request_operation(&st, &p, &a, rev, req.prune, Default::default()).await
 }
 
 async fn list_projects(

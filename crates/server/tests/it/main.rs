@@ -5,4 +5,5 @@
 mod api;
 mod registry_webhook;
 mod ssrf;
+mod ui;
 mod webhook;
