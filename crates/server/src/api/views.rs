@@ -455,9 +455,8 @@ pub(super) async fn pod_logs(
         limit_bytes: Some(MAX_LOG_BYTES),
         ..Default::default()
     };
-    pods.logs(&pod, &params)
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("reading the log of {ns}/{pod}: {e}")))
+    // The API server's answer as it is (400 while the container starts, 404, …).
+    Ok(pods.logs(&pod, &params).await?)
 }
 
 /// `GET /api/v1/applications/{name}/rollouts`: every Rollout the application manages, with

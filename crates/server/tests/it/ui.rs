@@ -374,3 +374,173 @@ async fn the_application_stream_follows_changes_the_caller_may_see() {
         .expect("anonymous");
     assert_eq!(anonymous.status(), 401);
 }
+
+/// The views read with the control plane's credentials, so they serve only the app's own
+/// tree: a pod or a rollout outside it answers 404 whatever the caller may do elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_serve_only_the_applications_own_tree() {
+    let (cluster, client, admin, addr) = start().await;
+    let base = format!("http://{addr}");
+    let kc = cluster.kubeconfig_path().to_path_buf();
+    let apply = |yaml: &str| {
+        let mut child = std::process::Command::new("kubectl")
+            .args(["apply", "-f", "-"])
+            .env("KUBECONFIG", &kc)
+            .stdin(std::process::Stdio::piped())
+            .output_with_stdin(yaml);
+        assert!(
+            child.status.success(),
+            "{}",
+            String::from_utf8_lossy(&child.stderr)
+        );
+        child.stdout.clear();
+    };
+    apply(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: ml}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: model, namespace: ml}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: model}}\n  template:\n    metadata: {labels: {app: model}}\n    spec: {containers: [{name: server, image: registry.local/model:1}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: stranger, namespace: ml}\nspec: {containers: [{name: c, image: registry.local/other:1}]}\n",
+    );
+    let apps: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "argocd",
+        &mooring_k8s::resources::application_resource(),
+    );
+    let a: DynamicObject = serde_json::from_value(app("model", "default")).expect("app");
+    apps.create(&PostParams::default(), &a)
+        .await
+        .expect("create");
+    // What the controller would have written: the app manages the Deployment.
+    apps.patch(
+        "model",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"resources": [
+            {"group": "apps", "version": "v1", "kind": "Deployment", "namespace": "ml", "name": "model", "status": "Synced"}
+        ]}})),
+    )
+    .await
+    .expect("status");
+    let c = http();
+    let get = |path: String, token: String| {
+        let c = c.clone();
+        async move {
+            let r = c.get(path).bearer_auth(token).send().await.expect("get");
+            let code = r.status().as_u16();
+            (code, r.text().await.unwrap_or_default())
+        }
+    };
+    // The tree: Deployment → ReplicaSet → Pod, each with its parent.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (pod, tree) = loop {
+        let (code, text) = get(
+            format!("{base}/api/v1/applications/model/resource-tree"),
+            admin.clone(),
+        )
+        .await;
+        assert_eq!(code, 200, "{text}");
+        let tree = parse(&text);
+        let nodes = tree["nodes"].as_array().cloned().unwrap_or_default();
+        let pod = nodes.iter().find(|n| n["kind"] == "Pod").cloned();
+        if let Some(pod) = pod {
+            break (pod, nodes);
+        }
+        assert!(Instant::now() < deadline, "no pod in the tree: {tree}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let rs = tree
+        .iter()
+        .find(|n| n["kind"] == "ReplicaSet")
+        .expect("a ReplicaSet");
+    assert_eq!(pod["parentRefs"][0]["kind"], "ReplicaSet", "{pod}");
+    assert_eq!(rs["parentRefs"][0]["kind"], "Deployment", "{rs}");
+    assert!(
+        !tree.iter().any(|n| n["name"] == "stranger"),
+        "a pod the app does not own is in its tree"
+    );
+    let pod_name = pod["name"].as_str().expect("name").to_string();
+    // The log, once the simulated container runs (400 from the API server before).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, text) = get(
+            format!("{base}/api/v1/applications/model/pods/{pod_name}/logs?namespace=ml"),
+            admin.clone(),
+        )
+        .await;
+        if code == 200 {
+            break;
+        }
+        assert!(
+            code == 400 && text.contains("waiting to start") && Instant::now() < deadline,
+            "{code} {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (code, text) = get(
+        format!("{base}/api/v1/applications/model/pods/stranger/logs?namespace=ml"),
+        admin.clone(),
+    )
+    .await;
+    assert_eq!(code, 404, "{text}");
+    assert!(text.contains("not part of application model"), "{text}");
+    // Rollout actions: only on a Rollout the app manages, only the known ones.
+    let post = |path: String| {
+        let c = c.clone();
+        let admin = admin.clone();
+        async move {
+            let r = c
+                .post(path)
+                .bearer_auth(admin)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .expect("post");
+            let code = r.status().as_u16();
+            (code, r.text().await.unwrap_or_default())
+        }
+    };
+    let (code, text) = post(format!(
+        "{base}/api/v1/applications/model/rollouts/ml/model/abort"
+    ))
+    .await;
+    assert_eq!(code, 404, "{text}");
+    let (code, text) = post(format!(
+        "{base}/api/v1/applications/model/rollouts/ml/model/delete-everything"
+    ))
+    .await;
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("unknown rollout action"), "{text}");
+    // Events of the tree; a name that is no Kubernetes name is refused before RBAC.
+    let (code, text) = get(
+        format!("{base}/api/v1/applications/model/events"),
+        admin.clone(),
+    )
+    .await;
+    assert_eq!(code, 200, "{text}");
+    let (code, _) = get(
+        format!("{base}/api/v1/applications/a%2Fb/resource-tree"),
+        admin.clone(),
+    )
+    .await;
+    assert_eq!(code, 400);
+}
+
+/// `Command::output` with a stdin.
+trait OutputWithStdin {
+    fn output_with_stdin(&mut self, input: &str) -> std::process::Output;
+}
+
+impl OutputWithStdin for std::process::Command {
+    fn output_with_stdin(&mut self, input: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("wait")
+    }
+}
