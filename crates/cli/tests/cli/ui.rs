@@ -652,3 +652,156 @@ fn merge_data(kc: &str, name: &str, key: &str, value: &str) {
         kubectl_ok(kc, &["apply", "-f", "-"], Some(&cm.to_string()));
     }
 }
+
+/// Record in the page when the list shows `app` with a new sync status (wall-clock ms), so
+/// latency is read from the browser's own clock rather than from polling.
+const OBSERVE: &str = r#"
+const app = arguments[0];
+window.__seen = [];
+let last = null;
+const look = () => {
+  const r = document.querySelector(`tr[data-app="${app}"] [data-sync]`);
+  const v = r ? r.dataset.sync : null;
+  if (v !== last) { last = v; window.__seen.push([Date.now(), v]); }
+};
+new MutationObserver(look).observe(document.getElementById('main'), {subtree: true, childList: true, attributes: true});
+look();
+return 1;
+"#;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// The UI's figures for `docs/benchmarks.md` (not part of `scripts/test`; run with
+/// `cargo nextest run -p mooring --run-ignored only -E 'test(bench_ui)' --no-capture`):
+/// a live change (a StatefulSet scaled with the API) until the list shows the app's new
+/// sync status, p50 over 20 changes; and the application list's load with 1,000 apps.
+#[test]
+#[ignore = "a benchmark: run it on a quiet machine"]
+fn bench_ui_live_change_and_list_load() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo = tmp.path().join("platform");
+    platform_repo(&repo);
+    let up = Up::start(&repo, &tmp.path().join("data"), &[]);
+    let kc = up.kc.clone();
+    let login = up.printed_value("log in").expect("login link");
+    let base = login.split("/login?").next().expect("base").to_string();
+    app_until(&kc, "feature-store-development", 240, "registered", |v| {
+        v["status"]["sync"]["status"] == "OutOfSync"
+    });
+    let o = mooring(
+        &kc,
+        &[
+            "app",
+            "sync",
+            "feature-store-development",
+            "--timeout",
+            "120",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    app_until(
+        &kc,
+        "feature-store-development",
+        120,
+        "Synced",
+        synced_healthy,
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let client = mooring_k8s::client_from_kubeconfig(Path::new(&kc))
+            .await
+            .expect("client");
+        let sets: mooring_k8s::kube::Api<mooring_k8s::k8s_openapi::api::apps::v1::StatefulSet> =
+            mooring_k8s::kube::Api::namespaced(client.clone(), "ml-features-development");
+        let b = Browser::start().await;
+        b.goto(&login).await;
+        b.goto(&format!("{base}/applications")).await;
+        let state = "const r = document.querySelector('tr[data-app=\"feature-store-development\"] [data-sync]'); return r ? r.dataset.sync : null;";
+        b.until("the list", 60, state, |v| v == "Synced").await;
+        b.client
+            .execute(OBSERVE, vec![json!("feature-store-development")])
+            .await
+            .expect("observer");
+        let mut took = Vec::new();
+        for i in 0..20 {
+            let (replicas, want) = if i % 2 == 0 { (2, "OutOfSync") } else { (1, "Synced") };
+            let started = now_ms();
+            sets.patch(
+                "feature-store",
+                &mooring_k8s::kube::api::PatchParams::default(),
+                &mooring_k8s::kube::api::Patch::Merge(json!({"spec": {"replicas": replicas}})),
+            )
+            .await
+            .expect("scale");
+            let seen = b
+                .until(&format!("change {i}"), 30, "return window.__seen;", |v| {
+                    v.as_array()
+                        .and_then(|s| s.last())
+                        .is_some_and(|l| l[1] == want)
+                })
+                .await;
+            let shown = seen
+                .as_array()
+                .and_then(|s| s.last())
+                .and_then(|l| l[0].as_i64())
+                .expect("time");
+            took.push(shown - started);
+        }
+        took.sort_unstable();
+        println!(
+            "live change → shown in the list, 20 changes: p50 {} ms, p90 {} ms, max {} ms",
+            took[took.len() / 2],
+            took[took.len() * 9 / 10],
+            took[took.len() - 1]
+        );
+
+        // 1,000 more applications (not synced: the list shows what the API has).
+        let apps: mooring_k8s::kube::Api<mooring_k8s::kube::api::DynamicObject> =
+            mooring_k8s::kube::Api::namespaced_with(
+                client.clone(),
+                "argocd",
+                &mooring_k8s::resources::application_resource(),
+            );
+        for i in 0..1000 {
+            let a: mooring_k8s::kube::api::DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                "metadata": {"name": format!("fleet-{i:04}"), "namespace": "argocd",
+                             "labels": {"team": format!("team-{}", i % 10)}},
+                "spec": {"project": "default",
+                    "source": {"repoURL": "https://git.example.com/ml/fleet.git", "targetRevision": "main", "path": format!("apps/{i}")},
+                    "destination": {"server": "https://kubernetes.default.svc", "namespace": format!("fleet-{i}")}},
+                "status": {"sync": {"status": "OutOfSync"}, "health": {"status": "Missing"}}
+            }))
+            .expect("app");
+            apps.create(&Default::default(), &a).await.expect("create");
+        }
+        let total = apps_in_cluster(&kc).len();
+        assert!(total >= 1000, "{total}");
+        let mut loads = Vec::new();
+        for _ in 0..5 {
+            let started = now_ms();
+            b.goto(&format!("{base}/applications")).await;
+            b.until("1,000 rows", 120, "return document.querySelectorAll('tr[data-app]').length;", |v| {
+                v.as_u64().is_some_and(|n| n as usize >= total)
+            })
+            .await;
+            loads.push(now_ms() - started);
+        }
+        loads.sort_unstable();
+        println!(
+            "application list with {total} apps, navigation → every row shown, 5 loads: median {} ms, min {} ms, max {} ms",
+            loads[2], loads[0], loads[4]
+        );
+        b.client.close().await.expect("close");
+    });
+    drop(up);
+}
