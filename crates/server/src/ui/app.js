@@ -497,10 +497,23 @@ function table(id, cols, rows) {
   return h("table", { id }, h("thead", {}, h("tr", {}, cols.map((c) => h("th", {}, c[0])))), h("tbody", {}, rows.map((r) => h("tr", {}, cols.map((c) => h("td", {}, c[1](r)))))));
 }
 
+// A constraint's `match` in a line: kinds, namespaces, exclusions, label selector.
+function matchSummary(m) {
+  m = m || {};
+  const parts = [];
+  const kinds = (m.kinds || []).flatMap((k) => k.kinds || []);
+  if (kinds.length) parts.push(`kinds ${kinds.join(", ")}`);
+  if ((m.namespaces || []).length) parts.push(`namespaces ${m.namespaces.join(", ")}`);
+  if ((m.excludedNamespaces || []).length) parts.push(`except ${m.excludedNamespaces.join(", ")}`);
+  const labels = get(m, "labelSelector.matchLabels", {}) || {};
+  if (Object.keys(labels).length) parts.push(`labels ${Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(", ")}`);
+  return parts.join("; ") || "everything";
+}
+
 async function policyPage() {
   const p = await api("/api/v1/policy");
   main().append(h("h1", {}, "Policy"),
-    h("h2", {}, "Constraints"), table("constraints", [["Kind", (c) => c.kind], ["Name", (c) => c.name], ["Enforcement", (c) => c.enforcementAction], ["Match", (c) => JSON.stringify(c.match || {})]], p.constraints || []),
+    h("h2", {}, "Constraints"), table("constraints", [["Kind", (c) => c.kind], ["Name", (c) => c.name], ["Enforcement", (c) => c.enforcementAction], ["Match", (c) => matchSummary(c.match)]], p.constraints || []),
     h("h2", {}, "Findings (sync-time blocks and audit)"), table("findings", [["Application", (f) => h("a", { href: `/applications/${f.namespace}/${f.application}` }, f.application)], ["Type", (f) => f.type], ["Message", (f) => f.message]], p.findings || []),
     h("h2", {}, "Templates"), table("templates", [["Name", (t) => t.name], ["Kind", (t) => t.kind]], p.templates || []));
 }
