@@ -691,17 +691,8 @@ pub(crate) async fn offline(
         serde_json::from_value(a).context("reading the Application")?;
     // Settings the running controller was started with (`mooring up` records its
     // repository aliases in the `mooring-cm` ConfigMap, as Argo CD keeps `argocd-cm`).
-    let repo_aliases = crate::connect::settings(&m.client, m.namespace())
-        .await
-        .and_then(|d| d.get(crate::connect::REPOSITORY_ALIASES_KEY).cloned())
-        .and_then(|j| serde_json::from_str::<Vec<(String, String)>>(&j).ok())
-        .unwrap_or_default();
-    let opts = mooring_controller::ControllerOptions {
-        cache_dir: std::env::temp_dir().join("mooring-cli-repos"),
-        repo_aliases,
-        control_plane: m.control_plane.clone(),
-        ..Default::default()
-    };
+    let opts =
+        crate::connect::offline_options(&m.client, &m.control_plane, "mooring-cli-repos").await;
     Ok((
         mooring_controller::Context::offline(m.client.clone(), opts).await?,
         app,

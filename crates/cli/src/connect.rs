@@ -143,6 +143,28 @@ pub async fn destination(m: &Management, cluster: Option<&str>) -> anyhow::Resul
     )
 }
 
+/// Controller options for reading without a controller (`mooring app diff`, a standalone
+/// server's views): the control plane and the repository aliases the running controller
+/// was started with (`mooring up` records them in `mooring-cm`), repositories cached under
+/// the temporary directory's `cache`.
+pub async fn offline_options(
+    client: &kube::Client,
+    control_plane: &mooring_engine::project::ControlPlane,
+    cache: &str,
+) -> mooring_controller::ControllerOptions {
+    let repo_aliases = settings(client, &control_plane.namespace)
+        .await
+        .and_then(|d| d.get(REPOSITORY_ALIASES_KEY).cloned())
+        .and_then(|j| serde_json::from_str::<Vec<(String, String)>>(&j).ok())
+        .unwrap_or_default();
+    mooring_controller::ControllerOptions {
+        cache_dir: std::env::temp_dir().join(cache),
+        repo_aliases,
+        control_plane: control_plane.clone(),
+        ..Default::default()
+    }
+}
+
 /// The `mooring-cm` ConfigMap's data (`None` when it does not exist or cannot be read).
 pub async fn settings(
     client: &kube::Client,

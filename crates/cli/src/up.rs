@@ -539,6 +539,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         args.webhook_secret.clone(),
         args.metrics_auth,
         false,
+        None,
     );
     tokio::spawn(async move {
         if let Err(e) = axum::serve(

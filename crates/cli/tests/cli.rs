@@ -544,6 +544,30 @@ pub(crate) fn assert_example_platform(kc: &str, hostport: &str, token: &str) {
         text.contains("Synced") && text.contains("Rollout") && text.contains("ml-model-serving"),
         "{text}"
     );
+    // The UI's views read live state whichever way Mooring runs (with the controller in
+    // the process, or a standalone server connecting on its own): the tree and the
+    // comparison of the model server, and the UI's page.
+    let tree = http_get(
+        "/api/v1/applications/model-serving-development/resource-tree",
+        token,
+    );
+    assert!(tree.starts_with("HTTP/1.1 200"), "{tree}");
+    for kind in ["\"Rollout\"", "\"ReplicaSet\"", "\"Pod\""] {
+        assert!(tree.contains(kind), "{kind} missing: {tree}");
+    }
+    let managed = http_get(
+        "/api/v1/applications/model-serving-development/managed-resources",
+        token,
+    );
+    assert!(
+        managed.starts_with("HTTP/1.1 200") && managed.contains("\"targetState\""),
+        "{managed}"
+    );
+    let page = http_get("/", "none");
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.contains("/assets/app.js"),
+        "{page}"
+    );
     // As in Argo CD, rollback is refused while automated sync would undo it.
     let rb = Command::new(env!("CARGO_BIN_EXE_mooring"))
         .args([

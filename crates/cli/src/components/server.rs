@@ -51,6 +51,7 @@ pub fn router(
     webhook_secret: Option<String>,
     metrics_auth: bool,
     secure_cookie: bool,
+    offline: Option<mooring_controller::ControllerOptions>,
 ) -> axum::Router {
     let http_options = mooring_server::HttpOptions {
         webhook: mooring_server::WebhookSecrets {
@@ -67,7 +68,7 @@ pub fn router(
         ),
         mooring_server::Backend::Standalone(_) => (
             mooring_server::standalone_router(client.clone(), control_plane.clone(), http_options),
-            None,
+            offline.map(|o| mooring_server::api::live::Live::offline(client.clone(), o)),
         ),
     };
     let ready_client = client.clone();
@@ -107,6 +108,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         args.webhook_secret.clone(),
         args.metrics_auth,
         tls.is_some(),
+        // The views render as the controller does, with its repository settings.
+        Some(
+            crate::connect::offline_options(
+                &connected.client,
+                &connected.control_plane,
+                "mooring-server-repos",
+            )
+            .await,
+        ),
     );
     let listener = tokio::net::TcpListener::bind((args.address, args.port))
         .await

@@ -30,7 +30,7 @@ enum Source {
     /// A context made on first use from the management cluster's client.
     Offline {
         client: kube::Client,
-        control_plane: ControlPlane,
+        options: mooring_controller::ControllerOptions,
         context: OnceCell<Arc<Context>>,
     },
 }
@@ -52,15 +52,28 @@ impl Live {
         }
     }
 
-    /// No controller here: views render and connect on their own.
-    pub fn offline(client: kube::Client, control_plane: ControlPlane) -> Live {
+    /// No controller here: views render and connect on their own, with `options` (the
+    /// control plane and repository settings a controller would use).
+    pub fn offline(client: kube::Client, options: mooring_controller::ControllerOptions) -> Live {
         Live {
             source: Arc::new(Source::Offline {
                 client,
-                control_plane,
+                options,
                 context: OnceCell::new(),
             }),
         }
+    }
+
+    /// [`Live::offline`] with default settings for `control_plane`.
+    pub fn offline_default(client: kube::Client, control_plane: ControlPlane) -> Live {
+        Live::offline(
+            client,
+            mooring_controller::ControllerOptions {
+                cache_dir: std::env::temp_dir().join("mooring-server-repos"),
+                control_plane,
+                ..Default::default()
+            },
+        )
     }
 
     /// The controller's context (made on first use when offline).
@@ -69,16 +82,11 @@ impl Live {
             Source::Controller(ctx) => Ok(ctx.clone()),
             Source::Offline {
                 client,
-                control_plane,
+                options,
                 context,
             } => context
                 .get_or_try_init(|| async {
-                    let opts = mooring_controller::ControllerOptions {
-                        cache_dir: std::env::temp_dir().join("mooring-server-repos"),
-                        control_plane: control_plane.clone(),
-                        ..Default::default()
-                    };
-                    Context::offline(client.clone(), opts)
+                    Context::offline(client.clone(), options.clone())
                         .await
                         .map_err(|e| ApiError::Unavailable(format!("reading live state: {e}")))
                 })
@@ -98,16 +106,14 @@ impl Live {
             return Ok(c);
         }
         let Source::Offline {
-            client,
-            control_plane,
-            ..
+            client, options, ..
         } = &*self.source
         else {
             return ctx
                 .cluster_for(dest)
                 .map_err(|e| ApiError::Unavailable(e.to_string()));
         };
-        let entry = find_cluster(client, &control_plane.namespace, dest).await?;
+        let entry = find_cluster(client, &options.control_plane.namespace, dest).await?;
         let kube_client = mooring_k8s::registry::client(&entry)
             .await
             .map_err(|e| ApiError::Unavailable(format!("connecting to {}: {e}", entry.server)))?;

@@ -197,7 +197,7 @@ pub(crate) type ApiResult<T = Json<Value>> = Result<T, ApiError>;
 pub fn router(client: kube::Client, opts: ApiOptions) -> Router {
     let live = opts
         .live
-        .unwrap_or_else(|| live::Live::offline(client.clone(), opts.control_plane.clone()));
+        .unwrap_or_else(|| live::Live::offline_default(client.clone(), opts.control_plane.clone()));
     let st = ApiState {
         store: Store::new(client, &opts.control_plane.namespace),
         control_plane: Arc::new(opts.control_plane),
