@@ -30,7 +30,7 @@ enum Source {
     /// A context made on first use from the management cluster's client.
     Offline {
         client: kube::Client,
-        options: mooring_controller::ControllerOptions,
+        options: Box<mooring_controller::ControllerOptions>,
         context: OnceCell<Arc<Context>>,
     },
 }
@@ -58,7 +58,7 @@ impl Live {
         Live {
             source: Arc::new(Source::Offline {
                 client,
-                options,
+                options: Box::new(options),
                 context: OnceCell::new(),
             }),
         }
@@ -86,7 +86,7 @@ impl Live {
                 context,
             } => context
                 .get_or_try_init(|| async {
-                    Context::offline(client.clone(), options.clone())
+                    Context::offline(client.clone(), (**options).clone())
                         .await
                         .map_err(|e| ApiError::Unavailable(format!("reading live state: {e}")))
                 })
