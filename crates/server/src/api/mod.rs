@@ -286,7 +286,7 @@ pub const CSRF_HEADER: &str = "x-requested-with";
 
 /// The request's token: the `Authorization: Bearer` header, else the web UI's cookie
 /// (`true`).
-fn request_token(headers: &HeaderMap) -> Result<(&str, bool), AuthError> {
+pub(crate) fn request_token(headers: &HeaderMap) -> Result<(&str, bool), AuthError> {
     if headers.contains_key(header::AUTHORIZATION) {
         return bearer(headers).map(|t| (t, false));
     }

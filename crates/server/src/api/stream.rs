@@ -6,7 +6,8 @@
 //! broadcast. A new stream first gets every application it may see (`ADDED`), then the
 //! changes; one too slow to keep up gets the current state again instead of a gap. So a
 //! thousand open browser tabs cost one watch, not a thousand polls. The caller's RBAC is
-//! applied to every event (reloaded at most every [`AUTHZ_TTL`]), with `?name=`,
+//! applied to every event (reloaded, and the token checked again, at most every
+//! [`AUTHZ_TTL`]: a revoked token's stream ends), with `?name=`,
 //! `?projects=` and `?appNamespace=` filters as Argo CD's.
 
 use super::{app_object, str_at, ApiError, ApiResult, ApiState, Authz, Principal};
@@ -200,7 +201,13 @@ pub(super) async fn applications(
     State(st): State<ApiState>,
     Extension(p): Extension<Principal>,
     Query(q): Query<StreamQuery>,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>> {
+    // Checked again with the RBAC reload: a token revoked (or expired, or an account
+    // disabled) while its stream is open ends the stream.
+    let token = super::request_token(&headers)
+        .map(|(t, _)| t.to_string())
+        .map_err(ApiError::from)?;
     if let Some(ns) = q.app_namespace.as_deref().filter(|n| !n.is_empty()) {
         super::enabled_namespace(&st, Some(ns))?;
     }
@@ -243,6 +250,10 @@ pub(super) async fn applications(
                 Err(broadcast::error::RecvError::Closed) => return,
             };
             if loaded.elapsed() > AUTHZ_TTL {
+                if let Err((e, _)) = super::verify_token(&st.store, &token).await {
+                    tracing::info!(error = %e, "an application stream's token is no longer valid; closing it");
+                    return;
+                }
                 match Authz::load(&st).await {
                     Ok(fresh) => az = fresh,
                     Err(ApiError::Store(e)) => {
