@@ -356,6 +356,43 @@ fn web_ui_in_a_real_browser() {
             .await
             .expect("reset");
 
+        // Hostile text from a tenant's Application is shown as text: no element, no script.
+        kubectl_ok(
+            &kc,
+            &["apply", "-f", "-"],
+            Some(&json!({
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                "metadata": {"name": "hostile", "namespace": "argocd",
+                             "labels": {"team": "x"}},
+                "spec": {"project": "default",
+                    "source": {"repoURL": "https://git.example.com/<img src=x onerror=window.__xss=1>.git",
+                               "targetRevision": "<script>window.__xss=2</script>", "path": "x"},
+                    "destination": {"server": "https://kubernetes.default.svc", "namespace": "<b>ns</b>"}}
+            }).to_string()),
+        );
+        let cell = b
+            .until(
+                "the hostile app in the list",
+                30,
+                "const r = document.querySelector('tr[data-app=\"hostile\"]'); return r ? [r.textContent, r.querySelectorAll('img,script,b').length, window.__xss || 0] : null;",
+                |v| v.is_array(),
+            )
+            .await;
+        assert!(cell[0].as_str().is_some_and(|t| t.contains("<img src=x")), "{cell}");
+        assert_eq!((cell[1].clone(), cell[2].clone()), (json!(0), json!(0)), "{cell}");
+        b.goto(&format!("{base}/applications/argocd/hostile")).await;
+        let page = b
+            .until(
+                "the hostile app's page",
+                30,
+                "const h = document.querySelector('#app-head'); return h ? [h.textContent, document.querySelectorAll('main img, main script, #app-head b').length, window.__xss || 0] : null;",
+                |v| v[0].as_str().is_some_and(|t| !t.is_empty()),
+            )
+            .await;
+        assert!(page[0].as_str().is_some_and(|t| t.contains("<script>")), "{page}");
+        assert_eq!((page[1].clone(), page[2].clone()), (json!(0), json!(0)), "{page}");
+        kubectl_ok(&kc, &["-n", "argocd", "delete", "application", "hostile"], None);
+
         // The model server: Rollout → ReplicaSet → Pod in the tree.
         b.goto(&format!("{base}/applications/argocd/model-serving-development"))
             .await;

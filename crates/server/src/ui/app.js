@@ -257,6 +257,7 @@ async function appPage(ns, name) {
   const obj = rbacObject(app);
   const [maySync, mayDelete] = await Promise.all([can("applications", "sync", obj), can("applications", "delete", obj)]);
   let selected = null;
+  let selectedTab = null;
   let managed = null;
 
   const renderHead = () => {
@@ -318,6 +319,7 @@ async function appPage(ns, name) {
     mayDelete ? h("button", { class: "danger", id: "delete-button", onclick: () => { if (confirm(`Delete ${name} and its resources?`)) act("Delete", () => api(`${base}${q}`, { method: "DELETE" })).then(() => navigate("/applications")); } }, "Delete") : "");
 
   const showDetail = async (n) => {
+    if (!selected || nodeKey(selected) !== nodeKey(n)) selectedTab = null;
     selected = n;
     for (const el of tree.querySelectorAll(".node")) el.classList.toggle("selected", el.dataset.key === nodeKey(n));
     const tabs = h("div", { class: "tabs" });
@@ -332,9 +334,10 @@ async function appPage(ns, name) {
       Diff: () => m_ ? (m_.diff ? h("pre", { class: "diff", id: "diff" }, m_.diff.split("\n").map((l) => h("div", { class: l.startsWith("+") ? "add" : l.startsWith("-") ? "del" : "" }, l))) : h("p", { id: "diff", class: "muted" }, "No difference: live matches Git.")) : h("p", { class: "muted" }, managed.error || "Not a managed resource."),
     };
     if (n.kind === "Pod") views.Logs = () => { const pre = h("pre", { id: "logs" }, "Loading…"); api(`${base}/pods/${encodeURIComponent(n.name)}/logs${q}&namespace=${encodeURIComponent(n.namespace)}`, { text: true }).then((t) => { pre.textContent = t || "(empty)"; }).catch((e) => { pre.textContent = e.message; }); return pre; };
-    const open = (k) => { for (const b of tabs.children) b.classList.toggle("on", b.textContent === k); put(content, views[k]()); };
+    const open = (k) => { selectedTab = k; for (const b of tabs.children) b.classList.toggle("on", b.textContent === k); put(content, views[k]()); };
     tabs.append(...Object.keys(views).map((k) => h("button", { "data-tab": k, onclick: () => open(k) }, k)));
-    open(m_ && m_.status === "OutOfSync" ? "Diff" : "Live");
+    // The tab the user chose stays open as the tree refreshes.
+    open(selectedTab && views[selectedTab] ? selectedTab : m_ && m_.status === "OutOfSync" ? "Diff" : "Live");
   };
 
   const nodeKey = (n) => `${n.kind}/${n.namespace}/${n.name}`;
@@ -546,15 +549,31 @@ async function appSetsPage() {
 
 async function rollbackPoliciesPage() {
   const r = await api("/api/v1/rollbackpolicies");
-  main().append(h("h1", {}, "Rollback policies"), table("rollbackpolicies", [["Name", (x) => get(x, "metadata.name")], ["Applications", (x) => JSON.stringify(get(x, "spec.selector", get(x, "spec.applications", "")))],
-    ["Rules", (x) => (get(x, "spec.rules", get(x, "spec.triggers", [])) || []).map((t) => t.name || Object.keys(t)[0]).join(", ")], ["Phase", (x) => badge(get(x, "status.phase", "Unknown"))], ["Last breach", (x) => JSON.stringify(get(x, "status.lastBreach", get(x, "status.breaches", "")) || "")]], r.items || []));
+  const rules = (x) => (get(x, "status.rules", []) || []).map((t) => h("div", { "data-rule": t.name, "data-state": t.state },
+    badge(t.state === "Ok" ? "Healthy" : t.state === "Firing" ? "Degraded" : t.state === "Pending" ? "Suspended" : "Unknown", {}), ` ${t.name}: ${t.value ?? "no data"}`,
+    t.threshold !== undefined && t.threshold !== null ? ` (threshold ${t.threshold})` : "", t.breachingSince ? `, breaching since ${t.breachingSince}` : "", t.message ? ` — ${t.message}` : ""));
+  const rollbacks = (x) => (get(x, "status.applications", []) || []).filter((a) => a.lastRollback).map((a) => h("div", {}, `${a.name}: ${a.lastRollback.rule} at ${a.lastRollback.at}, ${(a.lastRollback.fromRevision || "").slice(0, 8)} → ${(a.lastRollback.toRevision || "").slice(0, 8)} (${a.lastRollback.mode})`));
+  main().append(h("h1", {}, "Rollback policies"), table("rollbackpolicies", [
+    ["Name", (x) => get(x, "metadata.name")],
+    ["Applications", (x) => JSON.stringify(get(x, "spec.applications", {}))],
+    ["Rules (state, value)", rules],
+    ["Last rollbacks", rollbacks]], r.items || []));
+}
+
+function summary(o) {
+  if (!o) return "";
+  return `${o.passed ? "passed" : "failed"} · ${o.startedAt}${o.rtoSeconds !== undefined ? ` · RTO ${o.rtoSeconds.toFixed(1)} s` : ""}${o.rpoSeconds !== undefined ? ` · RPO ${o.rpoSeconds.toFixed(1)} s` : ""}${o.message ? ` · ${o.message}` : ""}`;
 }
 
 async function drPlansPage() {
   const r = await api("/api/v1/drplans");
-  main().append(h("h1", {}, "Disaster recovery plans"), table("drplans", [["Name", (x) => get(x, "metadata.name")], ["Phase", (x) => badge(get(x, "status.phase", "Unknown"))],
-    ["Primary → DR", (x) => `${get(x, "spec.primary.cluster", get(x, "spec.primary", ""))} → ${get(x, "spec.secondary.cluster", get(x, "spec.dr", ""))}`.replace(/\[object Object\]/g, "…")],
-    ["Last failover / drill", (x) => JSON.stringify(get(x, "status.lastFailover", get(x, "status.lastDrill", "")) || "")]], r.items || []));
+  main().append(h("h1", {}, "Disaster recovery plans"), table("drplans", [
+    ["Name", (x) => get(x, "metadata.name")],
+    ["Phase", (x) => badge(get(x, "status.phase", "Unknown"))],
+    ["Primary → standby", (x) => `${get(x, "spec.primary.cluster", "")} → ${get(x, "spec.standby.cluster", "")}`],
+    ["Last failover", (x) => summary(get(x, "status.lastFailover"))],
+    ["Last drill", (x) => summary(get(x, "status.lastDrill"))],
+    ["Next drill", (x) => get(x, "status.nextDrill", "")]], r.items || []));
 }
 
 // ---- start ------------------------------------------------------------------------------
