@@ -171,6 +171,25 @@ fn install_is_the_kustomize_base_and_the_api_server_accepts_it() {
         ("mooring-server", "delete", "deployments", "team-a", false),
         ("mooring-server", "get", "secrets", "mooring-system", true),
         ("mooring-server", "get", "secrets", "kube-system", false),
+        ("mooring-server", "get", "secrets", "team-a", false),
+        // The UI's views: live objects, logs and the rollout actions, read or patch only.
+        ("mooring-server", "list", "pods", "team-a", true),
+        ("mooring-server", "get", "pods/log", "team-a", true),
+        (
+            "mooring-server",
+            "patch",
+            "rollouts.argoproj.io",
+            "team-a",
+            true,
+        ),
+        (
+            "mooring-server",
+            "delete",
+            "rollouts.argoproj.io",
+            "team-a",
+            false,
+        ),
+        ("mooring-server", "patch", "deployments", "team-a", false),
         (
             "mooring-server",
             "update",

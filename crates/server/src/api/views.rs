@@ -99,6 +99,9 @@ fn node(obj: &Value, parents: Vec<Value>, health: Option<Value>, sync: Option<&s
         .filter_map(|c| c.get("image").and_then(Value::as_str))
         .collect();
     let mut info = Vec::new();
+    if let Some(why) = obj.pointer("/status/unreadable").and_then(Value::as_str) {
+        info.push(json!({"name": "Not readable", "value": why}));
+    }
     if let Some(phase) = obj.pointer("/status/phase").and_then(Value::as_str) {
         info.push(json!({"name": "Status", "value": phase}));
     }
@@ -177,21 +180,29 @@ impl Tree {
                     key.name.clone(),
                 ))
                 .cloned();
-            let live = match cluster.cached(&key) {
-                Some(l) => Some(l),
-                None => cluster.get(&api_version, &key).await.map_err(|e| {
-                    ApiError::Unavailable(format!("reading {}/{}: {e}", key.kind, key.name))
-                })?,
+            let stub = || {
+                json!({"apiVersion": api_version, "kind": key.kind,
+                       "metadata": {"namespace": key.namespace, "name": key.name}})
             };
-            let Some(mut live) = live else {
+            let live = match cluster.cached(&key) {
+                Some(l) => Ok(Some(l)),
+                None => cluster.get(&api_version, &key).await,
+            };
+            let mut live = match live {
+                Ok(Some(l)) => l,
                 // Missing from the cluster: shown from its key, as Argo CD does.
-                objects.push((
-                    json!({"apiVersion": api_version, "kind": key.kind,
-                           "metadata": {"namespace": key.namespace, "name": key.name}}),
-                    vec![],
-                    sync,
-                ));
-                continue;
+                Ok(None) => {
+                    objects.push((stub(), vec![], sync));
+                    continue;
+                }
+                // Not readable with the server's credentials (a Secret, a kind its role
+                // does not cover): shown from its key, with why.
+                Err(e) => {
+                    let mut o = stub();
+                    o["status"] = json!({"unreadable": e.to_string()});
+                    objects.push((o, vec![], sync));
+                    continue;
+                }
             };
             mask_secret_in_place(&mut live);
             if !key.namespace.is_empty() {
