@@ -130,16 +130,26 @@ impl Browser {
         }
     }
 
+    /// Click `css` once it exists; the pages re-render as the stream updates them, so an
+    /// element found may be replaced before the click lands: then it is found again.
     async fn click(&self, css: &str) {
-        self.client
-            .wait()
-            .at_most(Duration::from_secs(30))
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = self
+                .client
+                .wait()
+                .at_most(Duration::from_secs(30))
+                .for_element(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("{css}: {e}"));
+            match found.click().await {
+                Ok(()) => return,
+                Err(e) if e.to_string().contains("stale element") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("clicking {css}: {e}"),
+            }
+        }
     }
 
     async fn goto(&self, url: &str) {

@@ -278,7 +278,7 @@ async function appPage(ns, name) {
         h("p", {}, op.message || ""),
         results.length ? h("table", {}, h("thead", {}, h("tr", {}, ["Kind", "Name", "Wave", "Hook", "Status", "Message"].map((t) => h("th", {}, t)))),
           h("tbody", {}, results.map((r) => h("tr", {}, h("td", {}, r.kind), h("td", {}, r.name), h("td", {}, r.syncWave ?? ""), h("td", {}, r.hookType || r.hookPhase || ""), h("td", {}, r.status || ""), h("td", {}, r.message || ""))))) : ""));
-    } else put(operation, );
+    } else put(operation);
     const hist = (get(app, "status.history", []) || []).slice().reverse();
     put(history_, hist.length ? h("table", {}, h("thead", {}, h("tr", {}, ["ID", "Revision", "Deployed", ""].map((t) => h("th", {}, t)))),
       h("tbody", {}, hist.map((e) => h("tr", {}, h("td", {}, e.id), h("td", {}, h("code", {}, (e.revision || (e.revisions || []).join(", ") || "").slice(0, 12))), h("td", {}, e.deployedAt || ""),
@@ -365,10 +365,12 @@ async function appPage(ns, name) {
       h("tbody", {}, items.map((e) => h("tr", {}, h("td", {}, e.type || ""), h("td", {}, e.reason || ""), h("td", {}, `${get(e, "involvedObject.kind", "")}/${get(e, "involvedObject.name", "")}`), h("td", {}, e.message || ""), h("td", {}, e.lastTimestamp || e.eventTime || ""))))) : h("p", { class: "muted" }, "No events."));
   };
 
+  let progressing = false;
   const renderRollouts = async () => {
-    if (!(get(app, "status.resources", []) || []).some((r) => r.kind === "Rollout")) { put(rollouts, ); return; }
+    if (!(get(app, "status.resources", []) || []).some((r) => r.kind === "Rollout")) { put(rollouts); progressing = false; return; }
     try {
       const r = await api(`${base}/rollouts${q}`);
+      progressing = (r.items || []).some(inMotion);
       put(rollouts, h("h2", {}, "Rollouts"), await Promise.all((r.items || []).map((it) => rolloutWidget(app, it))));
     } catch (e) { put(rollouts, h("p", { class: "error" }, e.message)); }
   };
@@ -388,9 +390,10 @@ async function appPage(ns, name) {
     clearTimeout(timer);
     timer = setTimeout(() => { renderTree(); renderRollouts(); renderEvents(); }, 250);
   });
-  // Children (Pods, AnalysisRuns) change without the app changing: refresh the tree and
-  // rollouts every few seconds while the page is open.
-  const poll = setInterval(() => { if (!document.hidden) { renderTree(); renderRollouts(); } }, 3000);
+  // Children (Pods, AnalysisRuns) change without the app changing: while something is in
+  // motion (the app not Healthy, a rollout stepping or analysing), the tree and rollouts
+  // are read again every few seconds; a settled app is followed by its stream alone.
+  const poll = setInterval(() => { if (!document.hidden && (progressing || healthStatus(app) !== "Healthy")) { renderTree(); renderRollouts(); } }, 3000);
   onCleanup(() => { clearInterval(poll); clearTimeout(timer); });
 }
 
@@ -439,6 +442,12 @@ function chart(metric, result, args) {
     svg("text", { x: 4, y: H - 6 }, `${lo}`), svg("text", { x: 4, y: P }, `${hi}`));
 }
 
+// A rollout that will change without its application changing: stepping, paused, or
+// with an analysis running.
+function inMotion(it) {
+  return (it.view && it.view.status !== "Healthy") || (it.analysisRuns || []).some((r) => !["Successful", "Failed", "Error", "Inconclusive"].includes(r.phase));
+}
+
 async function rolloutWidget(app, it) {
   const v = it.view;
   const name = get(app, "metadata.name");
@@ -472,23 +481,27 @@ async function rolloutsPage() {
   const body = h("div", { id: "rollouts" });
   m.append(body);
   let busy = false;
+  let moving = true;
   const render = async () => {
     if (busy) return;
     busy = true;
     try {
       const apps = [...store.apps.values()].filter((a) => (get(a, "status.resources", []) || []).some((r) => r.kind === "Rollout"));
       if (!apps.length) { put(body, h("p", { class: "muted" }, store.ready ? "No application manages a Rollout." : "Loading…")); return; }
+      let anyMoving = false;
       const parts = await Promise.all(apps.map(async (a) => {
         try {
           const r = await api(`/api/v1/applications/${encodeURIComponent(get(a, "metadata.name"))}/rollouts?appNamespace=${encodeURIComponent(get(a, "metadata.namespace"))}`);
+          if ((r.items || []).some(inMotion)) anyMoving = true;
           return [h("p", {}, "Application ", h("a", { href: `/applications/${get(a, "metadata.namespace")}/${get(a, "metadata.name")}` }, get(a, "metadata.name"))), await Promise.all((r.items || []).map((it) => rolloutWidget(a, it)))];
         } catch (e) { return h("p", { class: "error" }, `${get(a, "metadata.name")}: ${e.message}`); }
       }));
       put(body, ...parts.flat(2));
+      moving = anyMoving;
     } finally { busy = false; }
   };
   store.listeners.add(render);
-  const poll = setInterval(() => { if (!document.hidden) render(); }, 3000);
+  const poll = setInterval(() => { if (!document.hidden && moving) render(); }, 3000);
   onCleanup(() => clearInterval(poll));
   await render();
 }
