@@ -198,6 +198,67 @@ fn platform_repo(dir: &Path) {
     git(dir, &["commit", "-q", "-m", "the ML platform"]);
 }
 
+/// `mooring up` on the scenario's platform (see the module doc), the feature store synced
+/// by hand and both apps of the scenario Synced and Healthy: its kubeconfig, the work
+/// tree, the login link and the base URL.
+struct Platform {
+    /// Stopped when the platform is dropped.
+    _up: Up,
+    kc: String,
+    repo: PathBuf,
+    login: String,
+    base: String,
+    _tmp: tempfile::TempDir,
+}
+
+impl Platform {
+    fn start() -> Platform {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let repo = tmp.path().join("platform");
+        platform_repo(&repo);
+        let up = Up::start(&repo, &tmp.path().join("data"), &[]);
+        let kc = up.kc.clone();
+        let login = up
+            .printed_value("log in")
+            .expect("mooring up prints a one-click login link");
+        let base = login.split("/login?").next().expect("base URL").to_string();
+        app_until(&kc, "feature-store-development", 240, "registered", |v| {
+            v["status"]["sync"]["status"] == "OutOfSync"
+        });
+        let o = mooring(
+            &kc,
+            &[
+                "app",
+                "sync",
+                "feature-store-development",
+                "--timeout",
+                "120",
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        for app in ["model-serving-development", "feature-store-development"] {
+            app_until(&kc, app, 240, "Synced and Healthy", synced_healthy);
+        }
+        Platform {
+            _up: up,
+            kc,
+            repo,
+            login,
+            base,
+            _tmp: tmp,
+        }
+    }
+}
+
+/// A runtime for the browser's client.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// Every Application as the API reports it: name → (sync, health).
 fn apps_in_cluster(kc: &str) -> std::collections::BTreeMap<String, (String, String)> {
     let o = kubectl(kc, &["get", "applications", "-A", "-o", "json"], None);
@@ -242,37 +303,14 @@ fn rows(v: &Value) -> std::collections::BTreeMap<String, (String, String)> {
 
 #[test]
 fn web_ui_in_a_real_browser() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let repo = tmp.path().join("platform");
-    platform_repo(&repo);
-    let up = Up::start(&repo, &tmp.path().join("data"), &[]);
-    let kc = up.kc.clone();
-    let login = up
-        .printed_value("log in")
-        .expect("mooring up prints a one-click login link");
-    let base = login.split("/login?").next().expect("base URL").to_string();
-    app_until(&kc, "feature-store-development", 240, "registered", |v| {
-        v["status"]["sync"]["status"] == "OutOfSync"
-    });
-    let o = mooring(
-        &kc,
-        &[
-            "app",
-            "sync",
-            "feature-store-development",
-            "--timeout",
-            "120",
-        ],
+    let p = Platform::start();
+    let (kc, repo, login, base) = (
+        p.kc.clone(),
+        p.repo.clone(),
+        p.login.clone(),
+        p.base.clone(),
     );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    for app in ["model-serving-development", "feature-store-development"] {
-        app_until(&kc, app, 240, "Synced and Healthy", synced_healthy);
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         let b = Browser::start().await;
 
@@ -610,7 +648,7 @@ fn web_ui_in_a_real_browser() {
         assert!(no_header[1].as_str().is_some_and(|t| t.contains("cross-site")), "{no_header}");
         b.client.close().await.expect("close the browser");
     });
-    drop(up);
+    drop(p);
 }
 
 /// The names of the apps with label `key=value`, sorted.
@@ -730,39 +768,9 @@ fn now_ms() -> i64 {
 #[test]
 #[ignore = "a benchmark: run it on a quiet machine"]
 fn bench_ui_live_change_and_list_load() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let repo = tmp.path().join("platform");
-    platform_repo(&repo);
-    let up = Up::start(&repo, &tmp.path().join("data"), &[]);
-    let kc = up.kc.clone();
-    let login = up.printed_value("log in").expect("login link");
-    let base = login.split("/login?").next().expect("base").to_string();
-    app_until(&kc, "feature-store-development", 240, "registered", |v| {
-        v["status"]["sync"]["status"] == "OutOfSync"
-    });
-    let o = mooring(
-        &kc,
-        &[
-            "app",
-            "sync",
-            "feature-store-development",
-            "--timeout",
-            "120",
-        ],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    app_until(
-        &kc,
-        "feature-store-development",
-        120,
-        "Synced",
-        synced_healthy,
-    );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let p = Platform::start();
+    let (kc, login, base) = (p.kc.clone(), p.login.clone(), p.base.clone());
+    let rt = runtime();
     rt.block_on(async {
         let client = mooring_k8s::client_from_kubeconfig(Path::new(&kc))
             .await
@@ -850,5 +858,5 @@ fn bench_ui_live_change_and_list_load() {
         );
         b.client.close().await.expect("close");
     });
-    drop(up);
+    drop(p);
 }

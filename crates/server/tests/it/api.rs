@@ -74,7 +74,7 @@ async fn call(
 
 /// An embedded cluster with every CRD, a client, the token store in `argocd` and the
 /// admin's first token.
-async fn cluster_with_admin() -> (Cluster, mooring_k8s::kube::Client, Store, String) {
+pub(crate) async fn cluster_with_admin() -> (Cluster, mooring_k8s::kube::Client, Store, String) {
     let cluster = Cluster::start(ClusterOptions {
         crds: mooring_k8s::crds::all(),
         ..Default::default()
@@ -93,7 +93,7 @@ async fn cluster_with_admin() -> (Cluster, mooring_k8s::kube::Client, Store, Str
     (cluster, client, store, admin)
 }
 
-async fn serve(client: mooring_k8s::kube::Client, opts: ApiOptions) -> SocketAddr {
+pub(crate) async fn serve(client: mooring_k8s::kube::Client, opts: ApiOptions) -> SocketAddr {
     let router = mooring_server::api::router(client, opts);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -5,42 +5,16 @@
 //! refused as cross-site, the OpenAPI document is served, and the application stream
 //! delivers changes filtered by the caller's RBAC.
 
-use mooring_apiserver::{Cluster, ClusterOptions};
+use mooring_apiserver::Cluster;
 use mooring_k8s::kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use mooring_server::api::ApiOptions;
-use mooring_server::store::Store;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 async fn start() -> (Cluster, mooring_k8s::kube::Client, String, SocketAddr) {
-    let cluster = Cluster::start(ClusterOptions {
-        crds: mooring_k8s::crds::all(),
-        ..Default::default()
-    })
-    .await
-    .expect("cluster");
-    let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path())
-        .await
-        .expect("client");
-    let admin = Store::new(client.clone(), "argocd")
-        .ensure_admin_token()
-        .await
-        .expect("admin token")
-        .expect("first start issues one");
-    let router = mooring_server::api::router(client.clone(), ApiOptions::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .expect("serve")
-    });
+    let (cluster, client, _, admin) = crate::api::cluster_with_admin().await;
+    let addr = crate::api::serve(client.clone(), ApiOptions::default()).await;
     (cluster, client, admin, addr)
 }
 
