@@ -512,8 +512,10 @@ fn targets_url(cluster: &str) -> String {
     format!("{}/metrics/targets", cluster.trim_end_matches('/'))
 }
 
-/// A shell that kills `pid` once this process is gone (checked every second).
-fn watchdog(pid: u32) -> Option<std::process::Child> {
+/// A shell that kills `pid` once this process is gone (checked every second): the local
+/// servers started for the user (Prometheus, BIND) never outlive a process killed without
+/// dropping them.
+pub(crate) fn watchdog(pid: u32) -> Option<std::process::Child> {
     let script = "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; kill \"$2\" 2>/dev/null";
     std::process::Command::new("sh")
         .args(["-c", script, "mooring-prometheus-watchdog"])
