@@ -43,9 +43,11 @@
 //! No label carries a revision, a commit, an operation id or an error message: labels are
 //! application, project, cluster, repository, resource kind and namespace, stage and
 //! outcome names, so the number of series is bounded by the number of applications,
-//! clusters, repositories and resource kinds, however many commits go by. The maps that
-//! follow an application (drift, pending health verification) forget applications that
-//! are deleted.
+//! clusters, repositories and resource kinds, however many commits go by. What is kept
+//! per application (drift, a pending health verification) is forgotten at the first
+//! scrape after the application is deleted ([`Metrics::forget_apps_except`]). Counters
+//! naming a deleted application stay until the process restarts, as in Argo CD (which
+//! offers `--metrics-cache-expiration` for that; Mooring has no such flag yet).
 
 use mooring_core::app::ApplicationDestination;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -459,11 +461,16 @@ impl Metrics {
         lock(&self.drift).insert(key.into(), drift);
     }
 
-    /// Drift by `namespace/name`, of the apps still in `keep` (the others are forgotten).
-    pub fn drift(&self, keep: &HashSet<String>) -> HashMap<String, Drift> {
-        let mut drift = lock(&self.drift);
-        drift.retain(|k, _| keep.contains(k));
-        drift.clone()
+    /// Forget what is kept per application (drift, a pending health verification) for
+    /// every app not in `keep` (`namespace/name` of the apps that exist).
+    pub fn forget_apps_except(&self, keep: &HashSet<String>) {
+        lock(&self.drift).retain(|k, _| keep.contains(k));
+        lock(&self.verifying).retain(|k| keep.contains(k));
+    }
+
+    /// Drift by `namespace/name`, as each app's last comparison found it.
+    pub fn drift(&self) -> HashMap<String, Drift> {
+        lock(&self.drift).clone()
     }
 
     /// A sync of app `key` succeeded: its health verdict is pending.
@@ -749,9 +756,12 @@ mod tests {
                 fields: 0,
             },
         );
+        m.verify_health("argocd/a");
         let keep: HashSet<String> = ["argocd/b".to_string()].into();
-        let d = m.drift(&keep);
+        m.forget_apps_except(&keep);
+        let d = m.drift();
         assert_eq!(d.len(), 1);
-        assert!(m.drift(&keep).contains_key("argocd/b"));
+        assert!(d.contains_key("argocd/b"));
+        assert!(lock(&m.verifying).is_empty());
     }
 }

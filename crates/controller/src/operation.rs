@@ -821,47 +821,68 @@ async fn submit_task(
             r.map(|_| Submitted::Done("pruned".into()))
                 .map_err(|e| e.to_string())
         }
-        TaskKind::Hook => match {
-            let r = cluster.get(&av, &t.key).await;
-            count("Get", response_code(&r));
-            r.map_err(|e| e.to_string())?
-        } {
-            Some(existing) => {
-                let same_op = existing
-                    .pointer("/metadata/annotations")
-                    .and_then(|a| a.get(OPERATION_ANNOTATION))
-                    .and_then(Value::as_str)
-                    == Some(op);
-                if same_op {
-                    return Ok(Submitted::Done(
-                        "hook already created by this operation".into(),
-                    ));
-                }
-                if t.delete_policies
-                    .contains(&HookDeletePolicy::BeforeHookCreation)
-                {
-                    let r = cluster.delete(&av, &t.key, Some("foreground")).await;
-                    count("Delete", response_code(&r));
-                    r.map_err(|e| e.to_string())?;
-                    return Ok(Submitted::Retry(format!(
-                        "waiting for the previous {} to be deleted (BeforeHookCreation)",
-                        t.key
-                    )));
-                }
-                Ok(Submitted::Done("hook exists".into()))
+        TaskKind::Hook => {
+            let existing = cluster.get(&av, &t.key).await;
+            count("Get", response_code(&existing));
+            submit_hook(
+                existing.map_err(|e| e.to_string())?,
+                cluster,
+                t,
+                op,
+                &av,
+                count,
+            )
+            .await
+        }
+    }
+}
+
+/// A hook task: created unless this operation created it already; one of an earlier
+/// operation is deleted first with `BeforeHookCreation`.
+async fn submit_hook(
+    existing: Option<Value>,
+    cluster: &ClusterClient,
+    t: &sync::SyncTask,
+    op: &str,
+    av: &str,
+    count: impl Fn(&'static str, u16),
+) -> Result<Submitted, String> {
+    match existing {
+        Some(existing) => {
+            let same_op = existing
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(OPERATION_ANNOTATION))
+                .and_then(Value::as_str)
+                == Some(op);
+            if same_op {
+                return Ok(Submitted::Done(
+                    "hook already created by this operation".into(),
+                ));
             }
-            None => match {
-                let r = cluster.create(&t.object).await;
-                count("Create", response_code(&r));
-                r
-            } {
+            if t.delete_policies
+                .contains(&HookDeletePolicy::BeforeHookCreation)
+            {
+                let r = cluster.delete(av, &t.key, Some("foreground")).await;
+                count("Delete", response_code(&r));
+                r.map_err(|e| e.to_string())?;
+                return Ok(Submitted::Retry(format!(
+                    "waiting for the previous {} to be deleted (BeforeHookCreation)",
+                    t.key
+                )));
+            }
+            Ok(Submitted::Done("hook exists".into()))
+        }
+        None => {
+            let created = cluster.create(&t.object).await;
+            count("Create", response_code(&created));
+            match created {
                 Ok(_) => Ok(Submitted::Done("hook created".into())),
                 Err(e) if e.is_conflict() => {
                     Ok(Submitted::Retry(format!("{} is still terminating", t.key)))
                 }
                 Err(e) => Err(e.to_string()),
-            },
-        },
+            }
+        }
     }
 }
 

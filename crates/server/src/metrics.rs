@@ -299,12 +299,18 @@ fn register_states(registry: &mut Registry, ctx: &Context, per_app: bool) {
     let info = Gauges::default();
     let drift_resources = Gauges::default();
     let drift_fields = Gauges::default();
-    let apps = ctx.listed_apps().unwrap_or_default();
-    let mut keys = HashSet::new();
-    for app in &apps {
-        keys.insert(format!("{}/{}", app.namespace(), app.name()));
+    // Before the Application watch's first listing nothing is reported (and nothing
+    // forgotten).
+    let listed = ctx.listed_apps();
+    if let Some(apps) = &listed {
+        let keys: HashSet<String> = apps
+            .iter()
+            .map(|a| format!("{}/{}", a.namespace(), a.name()))
+            .collect();
+        ctx.metrics.forget_apps_except(&keys);
     }
-    let drift = ctx.metrics.drift(&keys);
+    let apps = listed.unwrap_or_default();
+    let drift = ctx.metrics.drift();
     for app in apps
         .iter()
         .filter(|a| ctx.sharding.owns(&a.spec.destination))
