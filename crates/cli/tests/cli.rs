@@ -376,6 +376,26 @@ fn cluster_add_list_rm() {
 #[test]
 fn up_converges_the_example_platform() {
     let data = tempfile::tempdir().expect("tmp");
+    let up = start_up_example(
+        data.path(),
+        "prod-east:environment=production,workload-type=inference;prod-west:environment=production",
+    );
+    assert_example_platform(&up.kubeconfig, &up.hostport, &up.token);
+}
+
+/// A running `mooring up` of the example platform and what it printed.
+pub(crate) struct UpExample {
+    pub(crate) kubeconfig: String,
+    /// `127.0.0.1:PORT` of its REST API, webhook and `/metrics`.
+    pub(crate) hostport: String,
+    /// The first admin token.
+    pub(crate) token: String,
+    pub(crate) _proc: Proc,
+}
+
+/// Start `mooring up` on `examples/ml-platform` with the fleet `clusters` (`--clusters`),
+/// keeping its data in `data`; returns once it has registered the example.
+pub(crate) fn start_up_example(data: &std::path::Path, clusters: &str) -> UpExample {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/ml-platform");
     let mut child = Command::new(env!("CARGO_BIN_EXE_mooring"))
         .args([
@@ -388,10 +408,10 @@ fn up_converges_the_example_platform() {
             "--speed",
             "20",
             "--clusters",
-            "prod-east:environment=production,workload-type=inference;prod-west:environment=production",
+            clusters,
             "--data-dir",
         ])
-        .arg(data.path())
+        .arg(data)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -413,16 +433,22 @@ fn up_converges_the_example_platform() {
         }
     }
     std::thread::spawn(move || lines.for_each(drop));
-    let kc = kubeconfig.expect("mooring up prints its kubeconfig");
+    let proc = Proc(child);
+    let kubeconfig = kubeconfig.expect("mooring up prints its kubeconfig");
     // The REST API is up and the first admin token (shown once) opens it.
     let api = api.expect("mooring up prints the API URL");
     let token = token.expect("mooring up prints the first admin token");
     let hostport = api
         .strip_prefix("http://")
         .and_then(|r| r.strip_suffix("/api/v1"))
-        .expect("api url");
-    let _up = Proc(child);
-    assert_example_platform(&kc, hostport, &token);
+        .expect("api url")
+        .to_string();
+    UpExample {
+        kubeconfig,
+        hostport,
+        token,
+        _proc: proc,
+    }
 }
 
 /// A process of the binary, killed when the test ends (passed or not).
@@ -440,6 +466,18 @@ impl Drop for Proc {
 /// `token`, every example app converges, an API sync runs as the admin's, the `app`
 /// commands report it, and the fleet is registered and reachable.
 pub(crate) fn assert_example_platform(kc: &str, hostport: &str, token: &str) {
+    assert_example_platform_in_fleet(kc, hostport, token, 3);
+}
+
+/// [`assert_example_platform`] for a fleet of `clusters` registered clusters (the
+/// management cluster included).
+pub(crate) fn assert_example_platform_in_fleet(
+    kc: &str,
+    hostport: &str,
+    token: &str,
+    clusters: usize,
+) {
+    let fleet_size = clusters;
     let kc = kc.to_string();
     let http = |method: &str, path: &str, token: &str| -> String {
         use std::io::{Read, Write};
@@ -637,7 +675,7 @@ pub(crate) fn assert_example_platform(kc: &str, hostport: &str, token: &str) {
         .expect("mooring cluster list");
     let clusters: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
     let clusters = clusters.as_array().expect("list");
-    assert_eq!(clusters.len(), 3, "{clusters:?}");
+    assert_eq!(clusters.len(), fleet_size, "{clusters:?}");
     for c in clusters {
         assert_eq!(c["status"], "Reachable", "{c}");
     }
@@ -765,6 +803,9 @@ mod dr_cmd;
 
 #[path = "cli/app_sources.rs"]
 mod app_sources_cmd;
+
+#[path = "cli/dashboards.rs"]
+mod dashboards;
 // ---------------------------------------------------------------------------------------
 // mooring check
 

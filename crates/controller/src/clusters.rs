@@ -94,14 +94,11 @@ async fn connect(ctx: Arc<Context>, cluster: Arc<ClusterClient>, server: String)
                 )));
                 // Rollouts and analyses of a cluster follow its shard.
                 let (c, cl, srv) = (ctx.clone(), cluster.clone(), server.clone());
+                let owned = server.clone();
                 tasks.push(crate::sharding::gated(
                     ctx.clone(),
-                    move |ctx| ctx.sharding.owns_server(&srv),
-                    move || {
-                        let mut t = crate::rollout::start(cl.clone());
-                        t.extend(crate::analysis::start(cl.clone(), c.analysis_options()));
-                        t
-                    },
+                    move |ctx| ctx.sharding.owns_server(&owned),
+                    move || c.start_rollouts(&srv, cl.clone()),
                 ));
                 ctx.cluster_tasks
                     .lock()

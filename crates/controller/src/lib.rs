@@ -28,7 +28,7 @@ pub mod events;
 pub mod forge;
 pub mod git_rollback;
 pub mod image;
-pub(crate) mod metrics;
+pub mod metrics;
 pub mod notifications;
 pub mod operation;
 mod options;
@@ -117,7 +117,17 @@ pub struct Context {
     write_guards: Mutex<HashMap<String, String>>,
     /// Stopping, and the reconciles in flight ([`Controller::shutdown`]).
     lifecycle: shutdown::Lifecycle,
+    /// The rollout controllers running here, by cluster server URL: their stores, read
+    /// by `/metrics` while the controller's task runs ([`Context::rollout_stores`]).
+    rollout_stores: Mutex<HashMap<String, (rollout::RolloutStores, tokio::task::AbortHandle)>>,
+    /// The DisasterRecoveryPlans as the DR loop last listed them, and when
+    /// ([`Context::dr_plans`]).
+    dr_plans: Mutex<Option<(Instant, Vec<mooring_core::dr::DisasterRecoveryPlan>)>>,
 }
+
+/// How old the DR loop's last listing of plans may be and still be served to `/metrics`:
+/// an older one means the loop stopped here (leadership went to another replica).
+const DR_LISTING_MAX_AGE: Duration = Duration::from_secs(30);
 
 impl Context {
     /// Health of a live object, with the configured custom Lua checks. A custom check runs
@@ -395,9 +405,12 @@ impl Context {
         }
         let repos = self.repos.clone();
         let (u, r) = key.clone();
-        let commit = tokio::task::spawn_blocking(move || repos.resolve(&u, &r, &creds))
+        let resolved = tokio::task::spawn_blocking(move || repos.resolve(&u, &r, &creds))
             .await
-            .map_err(|e| ControllerError::Internal(e.to_string()))??;
+            .map_err(|e| ControllerError::Internal(e.to_string()))?;
+        self.metrics
+            .record_stage(metrics::Stage::Fetch, resolved.is_ok());
+        let commit = resolved?;
         self.resolved
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -470,6 +483,98 @@ impl Context {
     pub fn enqueue(&self, key: &str) {
         let _ = self.queue.send(key.to_string());
     }
+
+    /// Start the rollout and analysis controllers of `cluster` (server URL `server`):
+    /// their tasks, with the rollout controller's stores kept for `/metrics`.
+    pub(crate) fn start_rollouts(
+        &self,
+        server: &str,
+        cluster: Arc<ClusterClient>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let (task, stores) = rollout::start(cluster.clone());
+        self.rollout_stores
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(server.to_string(), (stores, task.abort_handle()));
+        let mut tasks = vec![task];
+        tasks.extend(analysis::start(cluster, self.analysis_options()));
+        tasks
+    }
+
+    /// The stores of the rollout controllers running here, by cluster server URL (a
+    /// controller stopped — its shard went to another replica, its cluster was removed —
+    /// is forgotten: its stores would go stale).
+    pub fn rollout_stores(&self) -> Vec<(String, rollout::RolloutStores)> {
+        let mut all = self
+            .rollout_stores
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.retain(|_, (_, task)| !task.is_finished());
+        let mut out: Vec<(String, rollout::RolloutStores)> = all
+            .iter()
+            .map(|(server, (stores, _))| (server.clone(), stores.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// The DR loop listed these plans just now.
+    pub(crate) fn listed_dr_plans(&self, plans: Vec<mooring_core::dr::DisasterRecoveryPlan>) {
+        *self
+            .dr_plans
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((Instant::now(), plans));
+    }
+
+    /// The DisasterRecoveryPlans as this replica's DR loop last listed them (every
+    /// [`dr::TICK`]); empty where the loop does not run (not the leader) or stopped.
+    pub fn dr_plans(&self) -> Vec<mooring_core::dr::DisasterRecoveryPlan> {
+        match &*self
+            .dr_plans
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Some((at, plans)) if at.elapsed() < DR_LISTING_MAX_AGE => plans.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Every Application the control plane reads (the Application watch's store); `None`
+    /// before its first listing is complete.
+    pub fn listed_apps(&self) -> Option<Vec<Arc<Application>>> {
+        self.app_store
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .list()
+    }
+
+    /// Every registered destination cluster (by server URL) with its name and
+    /// connection, the management cluster first (as `in-cluster`, unless a cluster Secret
+    /// registers its URL).
+    pub fn cluster_connections(&self) -> Vec<(String, String, mooring_k8s::cluster::Connection)> {
+        let clusters = self
+            .clusters
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out: Vec<(String, String, mooring_k8s::cluster::Connection)> = clusters
+            .iter()
+            // Each cluster is in the map under its server URL and its name.
+            .filter(|(key, c)| **key != c.name || key.contains("://"))
+            .map(|(server, c)| (server.clone(), c.name.clone(), c.connection()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        if !clusters.contains_key(mooring_core::app::IN_CLUSTER) {
+            out.insert(
+                0,
+                (
+                    mooring_core::app::IN_CLUSTER.to_string(),
+                    mooring_core::app::IN_CLUSTER_NAME.to_string(),
+                    self.management.connection(),
+                ),
+            );
+        }
+        out
+    }
 }
 
 /// A running controller.
@@ -513,8 +618,11 @@ impl Context {
         let (tx, rx) = mpsc::unbounded_channel();
         let options_sharding = options.sharding.clone();
         let outbound_client = outbound::Outbound::new(&options.control_plane.namespace);
+        let metrics = Metrics::default();
+        let repos =
+            RepoCache::new(options.cache_dir.clone()).with_request_observer(metrics.git_observer());
         let ctx = Arc::new(Context {
-            repos: Arc::new(RepoCache::new(options.cache_dir.clone())),
+            repos: Arc::new(repos),
             options,
             management,
             clusters: RwLock::new(HashMap::new()),
@@ -522,7 +630,7 @@ impl Context {
             render_options: mooring_render::RenderOptions::default(),
             lua,
             credentials: RwLock::new(CredentialIndex::default()),
-            metrics: Metrics::default(),
+            metrics,
             resolved: Mutex::new(HashMap::new()),
             app_index: RwLock::new(HashMap::new()),
             app_store: RwLock::new(app_store::AppStore::default()),
@@ -537,6 +645,8 @@ impl Context {
             sharding: sharding::Sharding::new(&options_sharding),
             write_guards: Mutex::new(HashMap::new()),
             lifecycle: Default::default(),
+            rollout_stores: Mutex::new(HashMap::new()),
+            dr_plans: Mutex::new(None),
         });
         Ok((ctx, rx))
     }
@@ -599,6 +709,12 @@ impl Controller {
         sharding::Sharding::validate(&options.sharding)
             .map_err(|e| ControllerError::Spec(e.to_string()))?;
         let mgmt = ClusterClient::new("in-cluster", management);
+        // The management cluster answers (the controller works through it): its version
+        // for `argocd_cluster_info`. A failure leaves it `Connecting` (reported as not
+        // connected) and is not fatal: everything else retries on its own.
+        if let Ok(version) = mgmt.server_version().await {
+            mgmt.set_connection(mooring_k8s::cluster::Connection::Connected { version });
+        }
         project::ensure_default_project(mgmt.client(), &options.control_plane.namespace).await;
         let mut tasks = mgmt.start_cache().await?;
         let lua = match &options.health_dir {
@@ -652,11 +768,7 @@ impl Controller {
         tasks.push(sharding::gated(
             ctx.clone(),
             |ctx| ctx.sharding.owns_server(mooring_core::app::IN_CLUSTER),
-            move || {
-                let mut t = rollout::start(m.clone());
-                t.extend(analysis::start(m.clone(), c.analysis_options()));
-                t
-            },
+            move || c.start_rollouts(mooring_core::app::IN_CLUSTER, m.clone()),
         ));
         Ok(Controller { ctx, tasks })
     }

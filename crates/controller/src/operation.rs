@@ -33,6 +33,7 @@
 //! `operation` cleared.
 
 use crate::conditions::now;
+use crate::metrics::{response_code, K8sRequest, Stage};
 use crate::state::{self, desired_state, Compared};
 use crate::{Context, ControllerError};
 use mooring_core::app::{
@@ -222,7 +223,13 @@ fn api_version(obj: &Value) -> &str {
 
 /// Validate before the first write: unknown kinds must come from a CRD of this sync, and
 /// every served kind passes a server-side dry run.
-async fn validate(plan: &SyncPlan, cluster: &ClusterClient, manager: &str) -> Result<(), String> {
+async fn validate(
+    ctx: &Context,
+    app: &Application,
+    plan: &SyncPlan,
+    cluster: &ClusterClient,
+) -> Result<(), String> {
+    let manager = ctx.options.manager.as_str();
     let crds: BTreeSet<(String, String)> = plan
         .steps
         .iter()
@@ -255,7 +262,13 @@ async fn validate(plan: &SyncPlan, cluster: &ClusterClient, manager: &str) -> Re
         if t.option("Validate") == Some("false") || t.option("Replace") == Some("true") {
             continue;
         }
-        if let Err(e) = cluster.apply(&t.object, manager, true).await {
+        let dry_run = cluster.apply(&t.object, manager, true).await;
+        ctx.metrics.record_k8s_request(
+            app,
+            &crate::project::destination_of(ctx, app).server,
+            K8sRequest::of("Patch", &t.key, true, &dry_run),
+        );
+        if let Err(e) = dry_run {
             // A namespace created by this same sync does not exist yet for the dry run.
             let missing_ns = matches!(&e, mooring_k8s::cluster::K8sError::Api { code: 404, message, .. } if message.contains("namespaces"));
             if !missing_ns {
@@ -485,7 +498,11 @@ pub async fn drive(
             let refused = match refused {
                 Some(msg) => Some(msg),
                 None => {
-                    match crate::policy::gate(ctx, app, cluster, &desired, &compared.live).await? {
+                    let gate =
+                        crate::policy::gate(ctx, app, cluster, &desired, &compared.live).await;
+                    ctx.metrics
+                        .record_stage(Stage::Policy, matches!(gate, Ok(Ok(()))));
+                    match gate? {
                         Err(msg) => {
                             // A notification trigger (`on-sync-blocked-by-policy`) and what
                             // `kubectl describe application` shows.
@@ -504,7 +521,7 @@ pub async fn drive(
                             .await;
                             Some(msg)
                         }
-                        Ok(()) => validate(&plan, cluster, &ctx.options.manager).await.err(),
+                        Ok(()) => validate(ctx, app, &plan, cluster).await.err(),
                     }
                 }
             };
@@ -549,7 +566,9 @@ pub async fn drive(
                 let mut results = Vec::new();
                 for t in &step.tasks {
                     let r = match prepare(app, cluster, t).await {
-                        Ok(Prepared::Submit(t)) => submit_task(cluster, &t, &manager, &id).await,
+                        Ok(Prepared::Submit(t)) => {
+                            submit_task(ctx, app, cluster, &t, &manager, &id).await
+                        }
                         Ok(Prepared::Skip(msg)) => Ok(Submitted::Done(msg)),
                         Err(msg) => Err(msg),
                     };
@@ -608,7 +627,7 @@ pub async fn drive(
             }
             NextAction::RunFailHooks => {
                 for t in plan.on_fail.clone() {
-                    if let Err(msg) = submit_task(cluster, &t, &manager, &id).await {
+                    if let Err(msg) = submit_task(ctx, app, cluster, &t, &manager, &id).await {
                         tracing::warn!(app = app.name(), "SyncFail hook {}: {msg}", t.key);
                     }
                 }
@@ -616,6 +635,7 @@ pub async fn drive(
                 persist(ctx, app, &mut state, &ss).await?;
             }
             NextAction::Succeeded => {
+                ctx.metrics.record_stage(Stage::Apply, true);
                 return finish(
                     ctx,
                     app,
@@ -627,6 +647,7 @@ pub async fn drive(
                 .await;
             }
             NextAction::Failed(msg) => {
+                ctx.metrics.record_stage(Stage::Apply, false);
                 return finish(
                     ctx,
                     app,
@@ -741,19 +762,41 @@ enum Submitted {
     Retry(String),
 }
 
+/// Submit one task of a step; every request it makes to the destination is counted in
+/// `argocd_app_k8s_request_total`.
 async fn submit_task(
+    ctx: &Context,
+    app: &Application,
     cluster: &ClusterClient,
     t: &sync::SyncTask,
     manager: &str,
     op: &str,
 ) -> Result<Submitted, String> {
     let av = api_version(&t.object).to_string();
+    let server = crate::project::destination_of(ctx, app).server;
+    let count = |verb: &'static str, response_code: u16| {
+        ctx.metrics.record_k8s_request(
+            app,
+            &server,
+            K8sRequest {
+                verb,
+                kind: &t.key.kind,
+                namespace: &t.key.namespace,
+                response_code,
+                dry_run: false,
+            },
+        );
+    };
     match t.kind {
         TaskKind::Apply => {
             let r = if t.option("Replace") == Some("true") {
-                cluster.replace(&t.object).await
+                let r = cluster.replace(&t.object).await;
+                count("Update", response_code(&r));
+                r
             } else {
-                cluster.apply(&t.object, manager, false).await
+                let r = cluster.apply(&t.object, manager, false).await;
+                count("Patch", response_code(&r));
+                r
             };
             match r {
                 Ok(_) => Ok(Submitted::Done("applied".into())),
@@ -773,46 +816,73 @@ async fn submit_task(
         }
         TaskKind::Prune => {
             let policy = t.option("PrunePropagationPolicy").unwrap_or("foreground");
-            cluster
-                .delete(&av, &t.key, Some(policy))
-                .await
-                .map(|_| Submitted::Done("pruned".into()))
+            let r = cluster.delete(&av, &t.key, Some(policy)).await;
+            count("Delete", response_code(&r));
+            r.map(|_| Submitted::Done("pruned".into()))
                 .map_err(|e| e.to_string())
         }
-        TaskKind::Hook => match cluster.get(&av, &t.key).await.map_err(|e| e.to_string())? {
-            Some(existing) => {
-                let same_op = existing
-                    .pointer("/metadata/annotations")
-                    .and_then(|a| a.get(OPERATION_ANNOTATION))
-                    .and_then(Value::as_str)
-                    == Some(op);
-                if same_op {
-                    return Ok(Submitted::Done(
-                        "hook already created by this operation".into(),
-                    ));
-                }
-                if t.delete_policies
-                    .contains(&HookDeletePolicy::BeforeHookCreation)
-                {
-                    cluster
-                        .delete(&av, &t.key, Some("foreground"))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    return Ok(Submitted::Retry(format!(
-                        "waiting for the previous {} to be deleted (BeforeHookCreation)",
-                        t.key
-                    )));
-                }
-                Ok(Submitted::Done("hook exists".into()))
+        TaskKind::Hook => {
+            let existing = cluster.get(&av, &t.key).await;
+            count("Get", response_code(&existing));
+            submit_hook(
+                existing.map_err(|e| e.to_string())?,
+                cluster,
+                t,
+                op,
+                &av,
+                count,
+            )
+            .await
+        }
+    }
+}
+
+/// A hook task: created unless this operation created it already; one of an earlier
+/// operation is deleted first with `BeforeHookCreation`.
+async fn submit_hook(
+    existing: Option<Value>,
+    cluster: &ClusterClient,
+    t: &sync::SyncTask,
+    op: &str,
+    av: &str,
+    count: impl Fn(&'static str, u16),
+) -> Result<Submitted, String> {
+    match existing {
+        Some(existing) => {
+            let same_op = existing
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(OPERATION_ANNOTATION))
+                .and_then(Value::as_str)
+                == Some(op);
+            if same_op {
+                return Ok(Submitted::Done(
+                    "hook already created by this operation".into(),
+                ));
             }
-            None => match cluster.create(&t.object).await {
+            if t.delete_policies
+                .contains(&HookDeletePolicy::BeforeHookCreation)
+            {
+                let r = cluster.delete(av, &t.key, Some("foreground")).await;
+                count("Delete", response_code(&r));
+                r.map_err(|e| e.to_string())?;
+                return Ok(Submitted::Retry(format!(
+                    "waiting for the previous {} to be deleted (BeforeHookCreation)",
+                    t.key
+                )));
+            }
+            Ok(Submitted::Done("hook exists".into()))
+        }
+        None => {
+            let created = cluster.create(&t.object).await;
+            count("Create", response_code(&created));
+            match created {
                 Ok(_) => Ok(Submitted::Done("hook created".into())),
                 Err(e) if e.is_conflict() => {
                     Ok(Submitted::Retry(format!("{} is still terminating", t.key)))
                 }
                 Err(e) => Err(e.to_string()),
-            },
-        },
+            }
+        }
     }
 }
 
@@ -969,6 +1039,15 @@ async fn finish(
         }
     }
     let succeeded = phase == OperationPhase::Succeeded;
+    ctx.metrics.record_sync(
+        app,
+        &crate::project::destination_of(ctx, app).server,
+        phase.as_str(),
+    );
+    if succeeded {
+        ctx.metrics
+            .verify_health(&format!("{}/{}", app.namespace(), app.name()));
+    }
     state.phase = phase;
     state.message = Some(message.to_string());
     state.finished_at = Some(now());

@@ -384,6 +384,29 @@ pub struct ScrapeCluster {
     pub ca_file: Option<PathBuf>,
 }
 
+/// What a local Prometheus scrapes and evaluates besides the embedded clusters' Pods
+/// ([`LocalPrometheus::start_with`]).
+#[derive(Debug, Clone, Default)]
+pub struct ScrapeExtras {
+    /// Further `/metrics` endpoints (Mooring's own), one job each.
+    pub targets: Vec<ScrapeTarget>,
+    /// Recording and alerting rule files, loaded as `rule_files` (a file that does not
+    /// parse makes Prometheus refuse to start, so [`LocalPrometheus::start_with`] fails).
+    pub rule_files: Vec<PathBuf>,
+}
+
+/// One `/metrics` endpoint a local Prometheus scrapes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScrapeTarget {
+    /// The job name (the `job` label of its series).
+    pub job: String,
+    /// `HOST:PORT`, scraped over http at `/metrics`.
+    pub address: String,
+    /// A file holding the bearer token to present (Mooring's API server shows the series
+    /// naming applications only to a token allowed `applications, get, */*`).
+    pub token_file: Option<PathBuf>,
+}
+
 /// A running local Prometheus; the process is killed when this is dropped.
 pub struct LocalPrometheus {
     child: std::process::Child,
@@ -427,8 +450,17 @@ fn prom_duration(d: Duration) -> String {
 /// cluster, discovering its simulated Pods through http_sd; discovery and scrapes carry
 /// the cluster's token (and trust its CA).
 pub fn local_config(scrape_interval: Duration, clusters: &[ScrapeCluster]) -> Value {
+    local_config_with(scrape_interval, clusters, &ScrapeExtras::default())
+}
+
+/// [`local_config`] with further scrape targets and rule files.
+pub fn local_config_with(
+    scrape_interval: Duration,
+    clusters: &[ScrapeCluster],
+    extras: &ScrapeExtras,
+) -> Value {
     let interval = prom_duration(scrape_interval);
-    let jobs: Vec<Value> = clusters
+    let mut jobs: Vec<Value> = clusters
         .iter()
         .enumerate()
         .map(|(i, cluster)| {
@@ -456,9 +488,22 @@ pub fn local_config(scrape_interval: Duration, clusters: &[ScrapeCluster]) -> Va
             job
         })
         .collect();
+    for t in &extras.targets {
+        let mut job = json!({
+            "job_name": t.job,
+            "scrape_interval": interval,
+            "scrape_timeout": interval,
+            "static_configs": [{"targets": [t.address]}],
+        });
+        if let Some(token) = &t.token_file {
+            job["authorization"] = json!({"type": "Bearer", "credentials_file": token});
+        }
+        jobs.push(job);
+    }
     json!({
         "global": {"scrape_interval": interval, "evaluation_interval": interval, "scrape_timeout": interval},
         "scrape_configs": jobs,
+        "rule_files": extras.rule_files,
     })
 }
 
@@ -467,8 +512,10 @@ fn targets_url(cluster: &str) -> String {
     format!("{}/metrics/targets", cluster.trim_end_matches('/'))
 }
 
-/// A shell that kills `pid` once this process is gone (checked every second).
-fn watchdog(pid: u32) -> Option<std::process::Child> {
+/// A shell that kills `pid` once this process is gone (checked every second): the local
+/// servers started for the user (Prometheus, BIND) never outlive a process killed without
+/// dropping them.
+pub(crate) fn watchdog(pid: u32) -> Option<std::process::Child> {
     let script = "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; kill \"$2\" 2>/dev/null";
     std::process::Command::new("sh")
         .args(["-c", script, "mooring-prometheus-watchdog"])
@@ -493,6 +540,15 @@ impl LocalPrometheus {
 
     /// Write the configuration, start Prometheus and wait until `/-/ready` answers.
     pub async fn start(o: LocalPrometheusOptions) -> Result<LocalPrometheus, PromError> {
+        Self::start_with(o, ScrapeExtras::default()).await
+    }
+
+    /// [`LocalPrometheus::start`], also scraping `extras.targets` and evaluating
+    /// `extras.rule_files`.
+    pub async fn start_with(
+        o: LocalPrometheusOptions,
+        extras: ScrapeExtras,
+    ) -> Result<LocalPrometheus, PromError> {
         let binary = match o.binary.clone() {
             Some(b) if b.is_file() => b,
             Some(b) => return Err(PromError::BinaryMissing(b.display().to_string())),
@@ -506,7 +562,7 @@ impl LocalPrometheus {
         std::fs::create_dir_all(&o.data_dir).map_err(io(&o.data_dir))?;
         let config_path = o.data_dir.join("prometheus.yml");
         install_crypto_provider();
-        let config = local_config(o.scrape_interval, &o.clusters);
+        let config = local_config_with(o.scrape_interval, &o.clusters, &extras);
         let text =
             serde_json::to_string_pretty(&config).map_err(|e| PromError::Decode(e.to_string()))?;
         std::fs::write(&config_path, text).map_err(io(&config_path))?;
@@ -726,5 +782,30 @@ mod tests {
             "http://127.0.0.1:2/metrics/targets"
         );
         assert_eq!(prom_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(c["rule_files"], json!([]));
+    }
+
+    #[test]
+    fn extra_targets_scrape_with_their_token_and_rules_are_loaded() {
+        let extras = ScrapeExtras {
+            targets: vec![ScrapeTarget {
+                job: "mooring".into(),
+                address: "127.0.0.1:8080".into(),
+                token_file: Some(PathBuf::from("/data/mooring-token")),
+            }],
+            rule_files: vec![PathBuf::from("/repo/examples/dashboards/rules.yaml")],
+        };
+        let c = local_config_with(Duration::from_secs(1), &[], &extras);
+        let job = &c["scrape_configs"][0];
+        assert_eq!(job["job_name"], "mooring");
+        assert_eq!(job["static_configs"][0]["targets"][0], "127.0.0.1:8080");
+        assert_eq!(
+            job["authorization"],
+            json!({"type": "Bearer", "credentials_file": "/data/mooring-token"})
+        );
+        assert_eq!(
+            c["rule_files"],
+            json!(["/repo/examples/dashboards/rules.yaml"])
+        );
     }
 }

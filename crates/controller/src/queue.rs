@@ -419,12 +419,6 @@ async fn run_one(ctx: &Arc<Context>, key: &str) -> Option<reconcile::Action> {
         &app.spec.destination,
         ctx.sharding.shard_of(&app.spec.destination),
     );
-    if let Some(rev) = app.status.as_ref().map(|s| s.sync.revisions()) {
-        if !rev.is_empty() {
-            ctx.metrics
-                .saw_revision(&ctx.instance_name(&app), &rev.to_string());
-        }
-    }
     match reconcile::reconcile(app, ctx.clone()).await {
         Ok(a) => Some(a),
         Err(e @ crate::ControllerError::Conflict(_)) => {

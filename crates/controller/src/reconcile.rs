@@ -117,8 +117,14 @@ pub async fn reconcile(
             return Ok(Action::Idle);
         }
     };
-    ctx.metrics
-        .saw_revision(&ctx.instance_name(&app), &revision.to_string());
+    // Commit → converged: the clock of a revision starts when a reconcile first resolves
+    // the app to a revision its status was not compared at (a new commit, or a new app);
+    // not for an app found at its revision already (after a controller restart), nor for
+    // drift at the same revision (self-heal is not a commit).
+    let key = format!("{}/{}", app.namespace(), app.name());
+    if app.status.as_ref().map(|s| s.sync.revisions()) != Some(revision.clone()) {
+        ctx.metrics.saw_revision(&key, &revision.to_string());
+    }
     crate::deletion::track_post_delete_finalizers(&ctx, &app, &desired).await?;
     let compared = match compare(&ctx, &app, &cluster, revision, desired).await {
         Ok(c) => c,
@@ -148,12 +154,21 @@ pub async fn reconcile(
     }
     conditions.extend(ctx.unsupported_condition(&app, &compared.desired));
     write_status(&ctx, &app, &compared, conditions).await?;
-    ctx.metrics.record_reconcile(started.elapsed());
+    let dest_server = crate::project::destination_of(&ctx, &app).server;
+    ctx.metrics
+        .record_reconcile(app.namespace(), &dest_server, started.elapsed());
+    ctx.metrics
+        .set_drift(&key, crate::metrics::drift_of(&compared.diffs));
+    ctx.metrics.health_seen(&key, &compared.health.status);
     if compared.sync == SyncStatusCode::Synced
         && compared.health.status == HealthStatusCode::Healthy
     {
-        ctx.metrics
-            .converged(&ctx.instance_name(&app), &compared.revision.to_string());
+        ctx.metrics.converged(
+            &key,
+            app.namespace(),
+            &dest_server,
+            &compared.revision.to_string(),
+        );
     }
     if let Some(op) = auto {
         operation::request(&ctx, &app, op).await?;

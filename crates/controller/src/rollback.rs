@@ -340,6 +340,14 @@ async fn evaluate_policy(ctx: &Context, p: &RollbackPolicy) -> Result<(), Rollba
             Err(e) => (Measurement::Error(e.clone()), None),
         };
         let e = engine::evaluate(rule, state, &value, baseline.as_ref(), now_t);
+        ctx.metrics.record_rollback_evaluation(
+            &ns,
+            &name,
+            &rule.name,
+            e.outcome.state(),
+            (e.outcome == Outcome::Fire).then_some(rule.action.as_str()),
+            rule.action.as_str(),
+        );
         rules.push(RuleStatus {
             name: rule.name.clone(),
             value: e.value,

@@ -65,9 +65,17 @@ struct Ctx {
     runs: Store<DynamicObject>,
 }
 
+/// The rollout controller's watch-fed stores of one cluster: what `/metrics` reads
+/// `rollout_info` and `analysis_run_metric_phase` from (nothing is kept twice).
+#[derive(Clone)]
+pub struct RolloutStores {
+    pub rollouts: Store<DynamicObject>,
+    pub runs: Store<DynamicObject>,
+}
+
 /// Start the rollout controller for one cluster. Clusters without the Rollout CRD are
-/// retried with the watcher's backoff, quietly.
-pub fn start(cluster: Arc<ClusterClient>) -> Vec<tokio::task::JoinHandle<()>> {
+/// retried with the watcher's backoff, quietly. Returns its task and its stores.
+pub fn start(cluster: Arc<ClusterClient>) -> (tokio::task::JoinHandle<()>, RolloutStores) {
     let client = cluster.client().clone();
     let rs_api: Api<DynamicObject> = Api::all_with(client.clone(), &replica_set_resource());
     let run_api: Api<DynamicObject> = Api::all_with(client.clone(), &analysis_run_resource());
@@ -89,7 +97,7 @@ pub fn start(cluster: Arc<ClusterClient>) -> Vec<tokio::task::JoinHandle<()>> {
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         replica_sets: rs_store,
-        runs: run_store,
+        runs: run_store.clone(),
     });
     let rollouts: Api<DynamicObject> = Api::all_with(client, &rollout_resource());
     let name = cluster.name.clone();
@@ -100,15 +108,20 @@ pub fn start(cluster: Arc<ClusterClient>) -> Vec<tokio::task::JoinHandle<()>> {
     )
     .with_config(kube::runtime::controller::Config::default().concurrency(16))
     .owns_stream_with(rs_stream, replica_set_resource())
-    .owns_stream_with(run_stream, analysis_run_resource())
-    .run(reconcile, error_policy, ctx)
-    .for_each(move |r| {
-        if let Err(e) = r {
-            tracing::debug!(cluster = name, "rollout controller: {e}");
-        }
-        async {}
-    });
-    vec![tokio::spawn(controller)]
+    .owns_stream_with(run_stream, analysis_run_resource());
+    let stores = RolloutStores {
+        rollouts: controller.store(),
+        runs: run_store,
+    };
+    let controller = controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(move |r| {
+            if let Err(e) = r {
+                tracing::debug!(cluster = name, "rollout controller: {e}");
+            }
+            async {}
+        });
+    (tokio::spawn(controller), stores)
 }
 
 fn error_policy(ro: Arc<DynamicObject>, e: &RolloutError, _ctx: Arc<Ctx>) -> Action {

@@ -107,9 +107,12 @@ pub async fn desired_state(
             Some(m) => m,
             None => match reuse_render(ctx, app, p.index, source, &key, commit).await {
                 Some(m) => m,
-                None => render_source(ctx, source, &instance, commit, refs, key)
-                    .await
-                    .map_err(|e| in_source(p.index, e))?,
+                None => {
+                    let rendered = render_source(ctx, source, &instance, commit, refs, key).await;
+                    ctx.metrics
+                        .record_stage(crate::metrics::Stage::Render, rendered.is_ok());
+                    rendered.map_err(|e| in_source(p.index, e))?
+                }
             },
         };
         rendered.push((p.label.clone(), manifests));

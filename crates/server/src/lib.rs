@@ -39,10 +39,13 @@
 
 pub mod api;
 pub mod auth;
+pub mod metrics;
 pub mod rbac;
 pub mod refresh;
 pub mod store;
 pub mod ui;
+
+pub use metrics::{controller_metrics_response, metrics_response, MetricsResponse};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -137,9 +140,8 @@ fn routes(backend: Backend, store: store::Store, opts: HttpOptions) -> Router {
         })
 }
 
-/// Prometheus metrics of the controller: reconciles and their duration, renders reused
-/// across commits, and commit-seen → Synced+Healthy convergence per application (only
-/// for a caller who may get every application: the series name applications).
+/// Prometheus metrics of the controller ([`metrics`]); the series naming applications only
+/// for a caller who may get every application.
 async fn metrics(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -169,154 +171,9 @@ async fn metrics(
             false
         };
     match &st.backend {
-        Backend::InProcess(ctx) => metrics_response(Some(&ctx.metrics), authenticated),
+        Backend::InProcess(ctx) => controller_metrics_response(Some(ctx), authenticated),
         Backend::Standalone(_) => st.counters.response(),
     }
-}
-
-/// The type of a `/metrics` answer.
-pub type MetricsResponse = (
-    StatusCode,
-    [(axum::http::header::HeaderName, &'static str); 1],
-    String,
-);
-
-/// The controller's metrics in OpenMetrics text: reconciles and their duration, renders
-/// reused across commits, notification deliveries, image checks and write-backs, and —
-/// with `per_app` — commit-seen → Synced+Healthy convergence per application (series
-/// naming applications). `None` (a controller still starting) gives the series at zero.
-pub fn metrics_response(
-    metrics: Option<&mooring_controller::Metrics>,
-    per_app: bool,
-) -> MetricsResponse {
-    let authenticated = per_app;
-    let empty = mooring_controller::Metrics::default();
-    let m = metrics.unwrap_or(&empty);
-    use prometheus_client::encoding::text::encode;
-    use prometheus_client::metrics::counter::Counter;
-    use prometheus_client::metrics::family::Family;
-    use prometheus_client::metrics::gauge::Gauge;
-    use prometheus_client::registry::Registry;
-    let mut registry = Registry::with_prefix("mooring");
-    let (count, total) = m.reconciles();
-    let reconciles: Counter = Counter::default();
-    reconciles.inc_by(count);
-    registry.register("reconciles", "Application reconciles run", reconciles);
-    let seconds: Counter<f64, std::sync::atomic::AtomicU64> = Counter::default();
-    seconds.inc_by(total.as_secs_f64());
-    registry.register(
-        "reconcile_seconds",
-        "Time spent reconciling applications",
-        seconds,
-    );
-    let reused: Counter = Counter::default();
-    reused.inc_by(m.renders_reused());
-    registry.register(
-        "renders_reused",
-        "Renders reused for commits outside an app's inputs",
-        reused,
-    );
-    let convergence =
-        Family::<Vec<(String, String)>, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-    for ((app, revision), took) in m.convergence().into_iter().filter(|_| authenticated) {
-        convergence
-            .get_or_create(&vec![
-                ("application".into(), app),
-                ("revision".into(), revision),
-            ])
-            .set(took.as_secs_f64());
-    }
-    registry.register(
-        "convergence_seconds",
-        "Seconds from a revision first seen to the application Synced and Healthy",
-        convergence,
-    );
-    let deliveries = Family::<Vec<(String, String)>, Counter>::default();
-    for ((trigger, service, result), n) in m.notification_deliveries() {
-        deliveries
-            .get_or_create(&vec![
-                ("trigger".into(), trigger),
-                ("service".into(), service),
-                ("result".into(), result),
-            ])
-            .inc_by(n);
-    }
-    registry.register(
-        "notifications_deliveries",
-        "Notification deliveries (Argo CD Notifications' format) by trigger, service and result",
-        deliveries,
-    );
-    let checks: Counter = Counter::default();
-    checks.inc_by(m.image_checks());
-    registry.register(
-        "image_checks",
-        "Images the image watcher looked up in their registries",
-        checks,
-    );
-    let updates = Family::<Vec<(String, String)>, Counter>::default();
-    for (result, n) in m.image_updates() {
-        updates
-            .get_or_create(&vec![("result".into(), result.into())])
-            .inc_by(n);
-    }
-    registry.register(
-        "image_updates",
-        "Image write-backs by result (written, refused by the policy gate, failed)",
-        updates,
-    );
-    // Sharding: which shards this replica owns, whether it leads, and which destinations
-    // it reconciled (Argo CD shows the same per shard in its cluster list).
-    let shards = m.sharding();
-    let owned = Family::<Vec<(String, String)>, Gauge>::default();
-    for k in 0..shards.shards {
-        owned
-            .get_or_create(&vec![("shard".into(), k.to_string())])
-            .set(i64::from(shards.owned.contains(&k)));
-    }
-    registry.register(
-        "controller_shard_owned",
-        "1 for each shard this controller replica owns (holds the Lease of), else 0",
-        owned,
-    );
-    let leader: Gauge = Gauge::default();
-    leader.set(i64::from(shards.leader));
-    registry.register(
-        "controller_leader",
-        "1 when this replica runs the management-cluster loops (ApplicationSets, notifications, DR)",
-        leader,
-    );
-    let replica = shards.replica.clone();
-    let by_destination = Family::<Vec<(String, String)>, Counter>::default();
-    for ((destination, shard), n) in m.destination_reconciles() {
-        by_destination
-            .get_or_create(&vec![
-                ("destination".into(), destination),
-                ("shard".into(), shard.to_string()),
-                ("replica".into(), replica.clone()),
-            ])
-            .inc_by(n);
-    }
-    registry.register(
-        "destination_reconciles",
-        "Application reconciles run by this replica, by destination cluster and shard",
-        by_destination,
-    );
-    let mut out = String::new();
-    if let Err(e) = encode(&mut out, &registry) {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            [(axum::http::header::CONTENT_TYPE, "text/plain")],
-            format!("{e}\n"),
-        );
-    }
-    (
-        StatusCode::OK,
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        out,
-    )
 }
 
 async fn webhook(

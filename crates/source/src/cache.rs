@@ -24,6 +24,31 @@ const REFSPECS: &[&str] = &[
 /// Seconds `ssh` waits for the TCP connection.
 const SSH_CONNECT_TIMEOUT_SECS: u32 = 30;
 
+/// What one contact with a remote repository turned out to be, in Argo CD's terms
+/// (`argocd_git_request_total`'s `request_type`). Mooring contacts a remote once per
+/// fetch: the server advertises its refs, and objects are downloaded only when a ref
+/// moved. A contact that downloaded nothing is what Argo CD calls an `ls-remote`; one
+/// that downloaded objects (or failed, when it cannot be told) is a `fetch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GitRequest {
+    LsRemote,
+    Fetch,
+}
+
+impl GitRequest {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GitRequest::LsRemote => "ls-remote",
+            GitRequest::Fetch => "fetch",
+        }
+    }
+}
+
+/// Told about every contact with a remote: the URL without credentials, what the contact
+/// was, and how long it took.
+pub type RequestObserver =
+    Arc<dyn Fn(&str, GitRequest, std::time::Duration) + Send + Sync + 'static>;
+
 /// A directory of cached bare repositories, one per repository URL.
 ///
 /// All methods block; call them from `spawn_blocking` in async code. Calls for the same
@@ -32,6 +57,7 @@ pub struct RepoCache {
     dir: PathBuf,
     known_hosts: Option<PathBuf>,
     locks: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+    observer: Option<RequestObserver>,
 }
 
 impl std::fmt::Debug for RepoCache {
@@ -59,7 +85,14 @@ impl RepoCache {
             dir,
             known_hosts: None,
             locks: Mutex::new(HashMap::new()),
+            observer: None,
         }
+    }
+
+    /// Report every contact with a remote (fetches) to `observer` (metrics).
+    pub fn with_request_observer(mut self, observer: RequestObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Check ssh host keys against this `known_hosts` file (strictly) instead of the
@@ -220,13 +253,33 @@ impl RepoCache {
         Ok((cmd, key_file))
     }
 
-    /// Fetch all branches, tags and `HEAD` of `url` into the bare repository at `path`.
+    /// Fetch all branches, tags and `HEAD` of `url` into the bare repository at `path`,
+    /// telling the observer what the contact was and how long it took.
     fn fetch(
         &self,
         path: &Path,
         url: &str,
         creds: &Credentials,
     ) -> Result<(gix::Repository, Vec<Ref>), SourceError> {
+        let started = std::time::Instant::now();
+        let result = self.fetch_remote(path, url, creds);
+        if let Some(observe) = &self.observer {
+            let kind = match &result {
+                Ok((_, _, false)) => GitRequest::LsRemote,
+                _ => GitRequest::Fetch,
+            };
+            observe(&redact_url(url), kind, started.elapsed());
+        }
+        result.map(|(repo, refs, _)| (repo, refs))
+    }
+
+    /// [`RepoCache::fetch`]; also says whether objects were downloaded.
+    fn fetch_remote(
+        &self,
+        path: &Path,
+        url: &str,
+        creds: &Credentials,
+    ) -> Result<(gix::Repository, Vec<Ref>, bool), SourceError> {
         ensure_bare(path)?;
         let mut overrides = vec![
             "core.logAllRefUpdates=false".to_string(),
@@ -324,8 +377,9 @@ impl RepoCache {
             .receive(gix::progress::Discard, &AtomicBool::new(false))
             .map_err(|e| classify(&e))?;
         tracing::debug!(url = %redact_url(url), refs = outcome.ref_map.remote_refs.len(), "fetched");
+        let downloaded = matches!(outcome.status, gix::remote::fetch::Status::Change { .. });
         let refs = outcome.ref_map.remote_refs;
-        Ok((repo, refs))
+        Ok((repo, refs, downloaded))
     }
 }
 

@@ -74,7 +74,7 @@ mod tree;
 mod url;
 pub mod webhook;
 
-pub use cache::RepoCache;
+pub use cache::{GitRequest, RepoCache, RequestObserver};
 pub use commit::{BranchEdit, BranchUpdate, NewFiles, UpdateOptions};
 pub use credentials::{CredentialIndex, Credentials, RepoSecret, SecretKind};
 pub use dir::export_dir;

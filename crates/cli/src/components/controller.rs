@@ -224,7 +224,9 @@ pub fn router(client: mooring_k8s::kube::Client, ctx: Arc<OnceLock<Arc<Context>>
         "/metrics",
         axum::routing::get(move || {
             let ctx = ctx.clone();
-            async move { mooring_server::metrics_response(ctx.get().map(|c| &c.metrics), true) }
+            async move {
+                mooring_server::controller_metrics_response(ctx.get().map(|c| c.as_ref()), true)
+            }
         }),
     )
 }

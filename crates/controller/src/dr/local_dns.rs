@@ -45,6 +45,8 @@ pub struct TsigKey {
 /// A running `named`; killed on drop.
 pub struct LocalBind {
     child: Child,
+    /// Kills `named` if this process dies without dropping the server.
+    watchdog: Option<Child>,
     port: u16,
     zone: String,
     keys: Vec<TsigKey>,
@@ -141,8 +143,12 @@ impl LocalBind {
             .stderr(log)
             .spawn()
             .map_err(|e| failed(format!("starting {}: {e}", binary.display())))?;
+        // A `named` left behind by a process killed without dropping this (a test killed on
+        // timeout, `kill -9` of `mooring up`) would keep the port with keys nobody has.
+        let watchdog = crate::prometheus::watchdog(child.id());
         let mut bind = LocalBind {
             child,
+            watchdog,
             port,
             zone: zone.trim_end_matches('.').to_string(),
             keys,
@@ -237,6 +243,10 @@ impl Drop for LocalBind {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(w) = &mut self.watchdog {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
     }
 }
 

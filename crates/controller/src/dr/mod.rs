@@ -93,6 +93,15 @@ async fn run(ctx: Arc<Context>) {
     loop {
         match plans_api(&ctx).list(&Default::default()).await {
             Ok(list) => {
+                // What `/metrics` reports of the plans (a plan that does not parse says so
+                // in its own status).
+                ctx.listed_dr_plans(
+                    list.items
+                        .iter()
+                        .filter_map(|o| serde_json::to_value(o).ok())
+                        .filter_map(|v| serde_json::from_value(v).ok())
+                        .collect(),
+                );
                 for o in list.items {
                     let name = o.metadata.name.clone().unwrap_or_default();
                     if running.get(&name).is_some_and(|h| !h.is_finished()) {

@@ -241,16 +241,17 @@ async fn push_webhook_refreshes_the_app() {
         git_http.requests.load(std::sync::atomic::Ordering::SeqCst) > 0,
         "fetched over HTTP"
     );
-    // The controller's metrics are served next to the webhook; convergence is recorded
-    // once a reconcile sees the app Synced and Healthy.
+    // The controller's metrics are served next to the webhook; the push's commit → converged
+    // time is recorded once a reconcile sees the app Synced and Healthy at it.
     let bearer = format!("Authorization: Bearer {admin}\r\n");
     let scrape = mooring_testkit::eventually(30, "convergence in /metrics", || async {
         let (_, scrape) = http.request("GET", "/metrics", &bearer, b"").await;
-        scrape
-            .contains("mooring_convergence_seconds{application=\"hooked\"")
-            .then_some(scrape)
+        (scrape.contains("mooring_commit_to_converged_seconds_count{")
+            && scrape.contains("argocd_app_info{namespace=\"argocd\",name=\"hooked\""))
+        .then_some(scrape)
     })
     .await;
+    assert!(!scrape.contains("revision"), "{scrape}");
     assert!(scrape.contains("mooring_reconciles_total"), "{scrape}");
     // Anonymous callers: aggregates only, no application names; 401 with --metrics-auth.
     let anonymous = http.get("/metrics").await;
@@ -269,7 +270,7 @@ async fn push_webhook_refreshes_the_app() {
     assert_eq!(code, 401, "{text}");
     let (code, text) = strict.request("GET", "/metrics", &bearer, b"").await;
     assert_eq!(code, 200, "{text}");
-    assert!(text.contains("application=\"hooked\""), "{text}");
+    assert!(text.contains("name=\"hooked\""), "{text}");
     // A token that may not get every application (a project role's) sees aggregates only.
     let tenant = store
         .update_tokens(|s| s.issue("proj:team-a:ci", 0, None).0)
