@@ -408,6 +408,7 @@ impl Metrics {
         app: &mooring_core::app::Application,
         dest_server: &str,
         phase: &str,
+        dry_run: bool,
     ) {
         self.syncs
             .get_or_create(&SyncLabels {
@@ -416,7 +417,7 @@ impl Metrics {
                 project: project_of(app),
                 dest_server: dest_server.into(),
                 phase: phase.into(),
-                dry_run: "false".into(),
+                dry_run: dry_run.to_string(),
             })
             .inc();
     }

@@ -446,6 +446,24 @@ pub async fn drive(
                     .await
                 }
             };
+            // `sync.resources`: a selective sync of those resources only.
+            let selected: Vec<(String, String, String, String)> = op
+                .selected_resources()
+                .iter()
+                .map(|r| {
+                    (
+                        r.group.clone().unwrap_or_default(),
+                        r.kind.clone().unwrap_or_default(),
+                        r.namespace.clone().unwrap_or_default(),
+                        r.name.clone().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            let plan = if selected.is_empty() {
+                plan
+            } else {
+                sync::select(plan, &selected)
+            };
             // The project first (sources, destination, sync windows, resource lists),
             // then the policy gate, then the server-side dry run.
             let manual = !op.automated();
@@ -532,6 +550,35 @@ pub async fn drive(
                     state,
                     OperationPhase::Failed,
                     &format!("nothing was applied: {msg}"),
+                    Some(&revision),
+                )
+                .await;
+            }
+            // `sync.dryRun`: the project, the policy gate and the API server's dry run of
+            // every apply have passed; nothing is changed and no history is recorded.
+            if op.dry_run() {
+                for t in plan.steps.iter().flat_map(|s| &s.tasks) {
+                    let (status, what) = match t.kind {
+                        TaskKind::Apply => ("Synced", "would be applied (dry run)"),
+                        TaskKind::Prune => ("PruneSkipped", "would be pruned (dry run)"),
+                        TaskKind::Hook => ("Synced", "hook would run (dry run)"),
+                    };
+                    state
+                        .sync_result_mut()
+                        .resources
+                        .get_or_insert_with(Vec::new)
+                        .push(result_entry(t, status, what));
+                }
+                let msg = format!(
+                    "dry run: {} tasks validated, nothing was changed",
+                    plan.task_count()
+                );
+                return finish(
+                    ctx,
+                    app,
+                    state,
+                    OperationPhase::Succeeded,
+                    &msg,
                     Some(&revision),
                 )
                 .await;
@@ -1039,10 +1086,12 @@ async fn finish(
         }
     }
     let succeeded = phase == OperationPhase::Succeeded;
+    let dry_run = state.operation.as_ref().is_some_and(|o| o.dry_run());
     ctx.metrics.record_sync(
         app,
         &crate::project::destination_of(ctx, app).server,
         phase.as_str(),
+        dry_run,
     );
     if succeeded {
         ctx.metrics
@@ -1056,7 +1105,8 @@ async fn finish(
         state.sync_result_mut().set_revisions(r);
     }
     let mut status = json!({"operationState": state.to_patch()});
-    if succeeded {
+    // A dry run deployed nothing: no history entry.
+    if succeeded && !dry_run {
         let mut history = app
             .status
             .as_ref()

@@ -164,6 +164,28 @@ impl SyncPlan {
     }
 }
 
+/// Argo CD's selective sync: only the tasks of the `selected` resources (group, kind, name,
+/// and namespace when given) are kept, pruning included; hooks do not run in a partial
+/// sync, as in Argo CD. The namespace the plan creates (`CreateNamespace=true`) stays.
+pub fn select(mut plan: SyncPlan, selected: &[(String, String, String, String)]) -> SyncPlan {
+    let chosen = |k: &ResourceKey| {
+        selected.iter().any(|(group, kind, namespace, name)| {
+            *group == k.group
+                && *kind == k.kind
+                && *name == k.name
+                && (namespace.is_empty() || *namespace == k.namespace)
+        })
+    };
+    for step in &mut plan.steps {
+        step.tasks
+            .retain(|t| t.generated || (t.kind != TaskKind::Hook && chosen(&t.key)));
+    }
+    plan.steps.retain(|s| !s.tasks.is_empty());
+    plan.on_fail.clear();
+    plan.prune_skipped.retain(|p| chosen(&p.key));
+    plan
+}
+
 /// Inputs to planning. `desired` are the rendered manifests (hooks included); `live` the
 /// live objects currently managed by the app; `out_of_sync` the keys the diff found out of
 /// sync (used by `ApplyOutOfSyncOnly`).
@@ -792,6 +814,66 @@ mod tests {
             ]
         );
         assert_eq!(p.on_fail.len(), 1);
+    }
+
+    #[test]
+    fn a_selective_sync_keeps_only_the_named_resources_and_runs_no_hooks() {
+        let desired = vec![
+            obj("Deployment", "server", json!({})),
+            obj("ConfigMap", "config", json!({})),
+            obj(
+                "Job",
+                "migrate",
+                json!({"argocd.argoproj.io/hook": "PreSync"}),
+            ),
+            obj(
+                "Job",
+                "cleanup",
+                json!({"argocd.argoproj.io/hook": "SyncFail"}),
+            ),
+        ];
+        let live = vec![
+            obj("ConfigMap", "old", json!({})),
+            obj("ConfigMap", "older", json!({})),
+        ];
+        let p = plan(&PlanInput {
+            desired: &desired,
+            live: &live,
+            out_of_sync: &BTreeSet::new(),
+            app_options: &["CreateNamespace=true".to_string()],
+            prune: true,
+            namespace: Some("ml"),
+            namespace_metadata: None,
+        })
+        .expect("plan");
+        let pick = |kind: &str, ns: &str, name: &str| {
+            let group = if kind == "Deployment" { "apps" } else { "" };
+            (
+                group.to_string(),
+                kind.to_string(),
+                ns.to_string(),
+                name.to_string(),
+            )
+        };
+        // The namespace may be left out, as in Argo CD's `--resource GROUP:KIND:NAME`.
+        let chosen = select(
+            p.clone(),
+            &[
+                pick("Deployment", "", "server"),
+                pick("ConfigMap", "ml", "old"),
+            ],
+        );
+        assert_eq!(
+            names(&chosen),
+            vec![
+                vec!["PreSync:Apply:ml"],
+                vec!["Sync:Prune:old", "Sync:Apply:server"],
+            ]
+        );
+        assert!(chosen.on_fail.is_empty());
+        // Another namespace names nothing.
+        let none = select(p, &[pick("Deployment", "other", "server")]);
+        assert_eq!(names(&none), vec![vec!["PreSync:Apply:ml"]]);
     }
 
     #[test]

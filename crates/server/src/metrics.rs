@@ -21,8 +21,7 @@
 //!
 //! What Mooring cannot fill honestly is said, not faked: `hydrator_status` is always
 //! empty (Mooring has no source hydrator; Argo CD leaves it empty too when none is
-//! configured), `dry_run` of a sync is always `false` (there is no dry-run sync
-//! operation), `argocd_app_k8s_request_total` counts the requests of sync operations
+//! configured), `argocd_app_k8s_request_total` counts the requests of sync operations
 //! (dry runs, applies, prunes, hooks) — comparisons read the watch-fed cache and make none
 //! — and `request_type` of a Git request says what one contact turned out to be
 //! (`mooring_source::GitRequest`).
@@ -909,7 +908,7 @@ mod tests {
         let a = app();
         let server = "https://kubernetes.default.svc";
         m.record_reconcile("argocd", server, std::time::Duration::from_millis(300));
-        m.record_sync(&a, server, "Succeeded");
+        m.record_sync(&a, server, "Succeeded", false);
         let key = mooring_core::ResourceKey {
             group: "apps".into(),
             kind: "Deployment".into(),
@@ -964,7 +963,7 @@ mod tests {
     fn series_naming_applications_need_per_app() {
         let m = Metrics::default();
         let a = app();
-        m.record_sync(&a, "https://kubernetes.default.svc", "Failed");
+        m.record_sync(&a, "https://kubernetes.default.svc", "Failed", false);
         (m.git_observer())(
             "https://git.example.com/ml.git",
             mooring_source::GitRequest::LsRemote,
@@ -991,7 +990,7 @@ mod tests {
             let server = "https://kubernetes.default.svc";
             m.converged("argocd/serving", "argocd", server, rev);
             m.record_reconcile("argocd", server, std::time::Duration::from_millis(10));
-            m.record_sync(&a, server, "Succeeded");
+            m.record_sync(&a, server, "Succeeded", false);
             m.record_stage(mooring_controller::metrics::Stage::Apply, true);
         };
         converge("0000000000000000000000000000000000000000");

@@ -135,13 +135,21 @@ impl Browser {
     async fn click(&self, css: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let found = self
+            let found = match self
                 .client
                 .wait()
                 .at_most(Duration::from_secs(30))
                 .for_element(Locator::Css(css))
                 .await
-                .unwrap_or_else(|e| panic!("{css}: {e}"));
+            {
+                Ok(e) => e,
+                Err(e) => {
+                    self.shot("timeout-click").await;
+                    let page = self.client.source().await.unwrap_or_default();
+                    let at = page.find("<main").unwrap_or(0);
+                    panic!("{css}: {e}\n{}", &page[at..page.len().min(at + 6000)]);
+                }
+            };
             match found.click().await {
                 Ok(()) => return,
                 Err(e) if e.to_string().contains("stale element") && Instant::now() < deadline => {
@@ -548,7 +556,39 @@ fn web_ui_in_a_real_browser() {
             .await;
         assert!(diff.to_string().contains("replicas: 1"), "{diff}");
         b.shot_of("#detail", "diff").await;
+        // A dry run validates and changes nothing (no history entry either).
+        let history = "return document.querySelectorAll('#history [data-rollback], #history tbody tr').length;";
+        let before = b.client.execute(history, vec![]).await.expect("history");
         b.click("#sync-button").await;
+        b.click("#sync-dry-run").await;
+        b.click("#sync-confirm").await;
+        b.until(
+            "the dry run's result",
+            60,
+            "const o = document.querySelector('#operation-state'); return o ? o.textContent : null;",
+            |v| v.as_str().is_some_and(|t| t.contains("dry run: ") && t.contains("nothing was changed")),
+        )
+        .await;
+        let replicas = || {
+            kubectl_ok(
+                &kc,
+                &[
+                    "-n",
+                    "ml-features-development",
+                    "get",
+                    "statefulset",
+                    "feature-store",
+                    "-o",
+                    "jsonpath={.spec.replicas}",
+                ],
+                None,
+            )
+        };
+        assert_eq!(replicas().trim(), "2", "a dry run changed the StatefulSet");
+        assert_eq!(b.client.execute(history, vec![]).await.expect("history"), before);
+        // A selective sync of the StatefulSet alone heals it.
+        b.click("#sync-button").await;
+        b.click("input[data-resource='StatefulSet/feature-store']").await;
         b.click("#sync-confirm").await;
         b.until(
             "feature-store Synced again",
@@ -557,20 +597,20 @@ fn web_ui_in_a_real_browser() {
             |v| v == "Synced",
         )
         .await;
-        let replicas = kubectl_ok(
-            &kc,
-            &[
-                "-n",
-                "ml-features-development",
-                "get",
-                "statefulset",
-                "feature-store",
-                "-o",
-                "jsonpath={.spec.replicas}",
-            ],
-            None,
+        assert_eq!(replicas().trim(), "1");
+        let synced = b
+            .until(
+                "the selective sync's result",
+                30,
+                "const o = document.querySelector('#operation-state'); return o && !o.textContent.includes('dry run') ? [...o.querySelectorAll('tbody tr')].map(r => r.children[0].textContent) : null;",
+                |v| v.as_array().is_some_and(|k| !k.is_empty()),
+            )
+            .await;
+        assert!(
+            synced.as_array().is_some_and(|k| k.iter().all(|k| k == "StatefulSet" || k == "Namespace")
+                && k.contains(&json!("StatefulSet"))),
+            "a selective sync touched more: {synced}"
         );
-        assert_eq!(replicas.trim(), "1");
 
         // Every other page loads without an error.
         for (page, table) in [

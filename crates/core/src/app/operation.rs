@@ -239,6 +239,19 @@ impl Operation {
     pub fn prune(&self) -> bool {
         self.sync.as_ref().is_some_and(SyncOperation::prune)
     }
+
+    /// `sync.dryRun`: validate everything, change nothing.
+    pub fn dry_run(&self) -> bool {
+        self.sync.as_ref().and_then(|s| s.dry_run) == Some(true)
+    }
+
+    /// `sync.resources`: a selective sync of these resources only (empty: all).
+    pub fn selected_resources(&self) -> &[SyncOperationResource] {
+        self.sync
+            .as_ref()
+            .and_then(|s| s.resources.as_deref())
+            .unwrap_or_default()
+    }
 }
 
 /// Argo CD's `ResourceResult`: what the operation did to one resource.

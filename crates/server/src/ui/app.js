@@ -295,7 +295,7 @@ async function appPage(ns, name) {
     const dry = h("input", { type: "checkbox", id: "sync-dry-run" });
     const opts = ["ServerSideApply=true", "CreateNamespace=true", "Replace=true", "PruneLast=true", "ApplyOutOfSyncOnly=true"].map((o) => [o, h("input", { type: "checkbox", "data-option": o })]);
     const res = (get(app, "status.resources", []) || []).map((r) => [r, h("input", { type: "checkbox", "data-resource": `${r.kind}/${r.name}` })]);
-    dlg.append(h("h2", {}, `Sync ${name}`),
+    put(dlg, h("h2", {}, `Sync ${name}`),
       h("label", {}, prune, " Prune"), h("label", {}, dry, " Dry run"),
       h("h2", {}, "Options"), opts.map(([o, c]) => h("label", {}, c, " ", o)),
       h("h2", {}, "Resources (none checked: all)"), res.map(([r, c]) => h("label", {}, c, ` ${r.kind}/${r.name}`)),
