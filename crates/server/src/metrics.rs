@@ -19,6 +19,13 @@
 //! | `mooring_dr_plan_info`, `mooring_dr_cluster_reachable`, `mooring_dr_objective_seconds`, `mooring_dr_last_operation_{passed,rto_seconds,rpo_seconds,finished_timestamp_seconds}` | namespace, plan, phase / side, cluster / objective / operation | DisasterRecoveryPlans as the DR loop last listed them |
 //! | `mooring_rollback_rule_evaluations_total`, `mooring_rollback_triggers_total` | namespace, policy, rule, state / action | the RollbackPolicy loop |
 //!
+//! Label values differ from Argo CD's where Mooring's data differ, and are said here:
+//! `argocd_app_info`'s `repo` is the first source's URL in the comparable form webhooks
+//! match on (`github.com/org/repo`: lower-case, no scheme, credentials, port or `.git`;
+//! Argo CD keeps the scheme); `dest_server` is the destination's server URL, resolved from
+//! its cluster name when that is what the Application gives, as Argo CD does; the `repo`
+//! of Git requests is the URL contacted (an alias's target), without credentials.
+//!
 //! What Mooring cannot fill honestly is said, not faked: `hydrator_status` is always
 //! empty (Mooring has no source hydrator; Argo CD leaves it empty too when none is
 //! configured), `argocd_app_k8s_request_total` counts the requests of sync operations
