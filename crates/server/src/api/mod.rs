@@ -17,6 +17,14 @@
 //! | `POST /api/v1/account/{name}/token` `{expiresIn}` · `DELETE …/token/{id}` | `accounts, update, NAME` |
 //! | `GET /api/v1/account/can-i/{resource}/{action}/{object…}` | none: answers `{"value": "yes"\|"no"}` for the caller |
 //! | `GET /api/v1/session/userinfo` | none |
+//! | `GET /api/v1/applications/{name}/resource-tree`, `…/managed-resources`, `…/events`, `…/rollouts` (`views`) | `applications, get` |
+//! | `GET /api/v1/applications/{name}/pods/{pod}/logs` | `applications, get` and `logs, get` |
+//! | `POST /api/v1/applications/{name}/rollouts/{ns}/{rollout}/{action}` | `applications, action/argoproj.io/Rollout/ACTION` |
+//! | `GET /api/v1/stream/applications` (`stream`) | `applications, get` per event |
+//! | `GET /api/v1/clusters` | `clusters, get, SERVER` (filtered) |
+//! | `GET /api/v1/policy` | findings filtered by `applications, get` |
+//! | `GET /api/v1/rollbackpolicies`, `GET /api/v1/drplans` | `applications, get, */*` |
+//! | `GET /api/openapi.json` | none: the document of these routes ([`openapi`]) |
 //!
 //! Errors are JSON `{"error", "message", "code"}`: 401 for a missing, malformed,
 //! expired or revoked token (or a disabled account), 403 `permission denied: RESOURCE,
