@@ -46,8 +46,16 @@ async fn visible_app(
     Ok((az, a, typed))
 }
 
-/// The resources `status.resources` lists, as (apiVersion, key).
-fn managed_keys(a: &Value) -> Vec<(String, mooring_core::ResourceKey)> {
+/// One resource `status.resources` lists.
+struct Managed {
+    api_version: String,
+    key: mooring_core::ResourceKey,
+    /// Its sync status as the controller last compared it.
+    sync: String,
+}
+
+/// The resources `status.resources` lists.
+fn managed(a: &Value) -> Vec<Managed> {
     a.pointer("/status/resources")
         .and_then(Value::as_array)
         .into_iter()
@@ -59,15 +67,16 @@ fn managed_keys(a: &Value) -> Vec<(String, mooring_core::ResourceKey)> {
             } else {
                 format!("{group}/{version}")
             };
-            (
+            Managed {
                 api_version,
-                mooring_core::ResourceKey::new(
+                key: mooring_core::ResourceKey::new(
                     group,
                     str_at(r, "/kind"),
                     str_at(r, "/namespace"),
                     str_at(r, "/name"),
                 ),
-            )
+                sync: str_at(r, "/status").to_string(),
+            }
         })
         .collect()
 }
@@ -151,35 +160,16 @@ struct Tree {
 impl Tree {
     async fn read(st: &ApiState, a: &Value, app: &Application) -> ApiResult<Tree> {
         let cluster = st.live.cluster(&app.spec.destination).await?;
-        let statuses: BTreeMap<(String, String, String, String), String> = a
-            .pointer("/status/resources")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|r| {
-                (
-                    (
-                        str_at(r, "/group").to_string(),
-                        str_at(r, "/kind").to_string(),
-                        str_at(r, "/namespace").to_string(),
-                        str_at(r, "/name").to_string(),
-                    ),
-                    str_at(r, "/status").to_string(),
-                )
-            })
-            .collect();
         let mut objects = Vec::new();
         let mut namespaces = BTreeSet::new();
         let mut uids: BTreeMap<String, Value> = BTreeMap::new();
-        for (api_version, key) in managed_keys(a) {
-            let sync = statuses
-                .get(&(
-                    key.group.clone(),
-                    key.kind.clone(),
-                    key.namespace.clone(),
-                    key.name.clone(),
-                ))
-                .cloned();
+        for Managed {
+            api_version,
+            key,
+            sync,
+        } in managed(a)
+        {
+            let sync = Some(sync).filter(|s| !s.is_empty());
             let stub = || {
                 json!({"apiVersion": api_version, "kind": key.kind,
                        "metadata": {"namespace": key.namespace, "name": key.name}})
@@ -482,7 +472,7 @@ pub(super) async fn rollouts(
     let (_, a, app) = visible_app(&st, &p, &name, &q).await?;
     let cluster = st.live.cluster(&app.spec.destination).await?;
     let mut items = Vec::new();
-    for (_, key) in managed_keys(&a) {
+    for Managed { key, .. } in managed(&a) {
         if key.group != "argoproj.io" || key.kind != "Rollout" {
             continue;
         }
@@ -542,10 +532,10 @@ pub(super) async fn rollout_action(
         &format!("action/argoproj.io/Rollout/{action}"),
         &app_object(&st, &a),
     )?;
-    let managed = managed_keys(&a).into_iter().any(|(_, k)| {
+    let is_managed = managed(&a).into_iter().any(|Managed { key: k, .. }| {
         k.group == "argoproj.io" && k.kind == "Rollout" && k.namespace == ns && k.name == rollout
     });
-    if !managed {
+    if !is_managed {
         return Err(ApiError::NotFound(format!(
             "rollout {ns}/{rollout} is not managed by application {name}"
         )));
