@@ -267,29 +267,38 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// Every Application (`kubectl get applications -A` with `extra` arguments), as JSON.
+fn applications(kc: &str, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["get", "applications", "-A", "-o", "json"];
+    args.extend_from_slice(extra);
+    let o = kubectl(kc, &args, None);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn name_of(a: &Value) -> String {
+    a["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Every Application as the API reports it: name → (sync, health).
 fn apps_in_cluster(kc: &str) -> std::collections::BTreeMap<String, (String, String)> {
-    let o = kubectl(kc, &["get", "applications", "-A", "-o", "json"], None);
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-    v["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let status = |a: &Value, p: &str| {
+        a.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("Unknown")
+            .to_string()
+    };
+    applications(kc, &[])
+        .iter()
         .map(|a| {
             (
-                a["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
+                name_of(a),
                 (
-                    a["status"]["sync"]["status"]
-                        .as_str()
-                        .unwrap_or("Unknown")
-                        .to_string(),
-                    a["status"]["health"]["status"]
-                        .as_str()
-                        .unwrap_or("Unknown")
-                        .to_string(),
+                    status(a, "/status/sync/status"),
+                    status(a, "/status/health/status"),
                 ),
             )
         })
@@ -693,25 +702,9 @@ fn web_ui_in_a_real_browser() {
 
 /// The names of the apps with label `key=value`, sorted.
 fn apps_labelled(kc: &str, key: &str, value: &str) -> Vec<String> {
-    let o = kubectl(
-        kc,
-        &[
-            "get",
-            "applications",
-            "-A",
-            "-l",
-            &format!("{key}={value}"),
-            "-o",
-            "json",
-        ],
-        None,
-    );
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-    let mut names: Vec<String> = v["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a["metadata"]["name"].as_str().map(String::from))
+    let mut names: Vec<String> = applications(kc, &["-l", &format!("{key}={value}")])
+        .iter()
+        .map(name_of)
         .collect();
     names.sort();
     names
@@ -719,18 +712,11 @@ fn apps_labelled(kc: &str, key: &str, value: &str) -> Vec<String> {
 
 /// Each app's project.
 fn apps_projects(kc: &str) -> std::collections::BTreeMap<String, String> {
-    let o = kubectl(kc, &["get", "applications", "-A", "-o", "json"], None);
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-    v["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    applications(kc, &[])
+        .iter()
         .map(|a| {
             (
-                a["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
+                name_of(a),
                 a["spec"]["project"]
                     .as_str()
                     .unwrap_or("default")
