@@ -1949,3 +1949,7 @@ mod rollback_git;
 /// `mooring controller` and `mooring server` as separate processes (issue 18).
 #[path = "cli/split.rs"]
 mod split;
+
+/// `mooring bench chaos`: kill -9 and outages with the invariants checked (issue 20).
+#[path = "cli/chaos.rs"]
+mod chaos;

@@ -21,6 +21,7 @@ mod app_store;
 pub mod appset;
 pub mod clusters;
 pub mod conditions;
+pub mod crash;
 pub mod deletion;
 pub mod dr;
 mod error;

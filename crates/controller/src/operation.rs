@@ -33,6 +33,7 @@
 //! `operation` cleared.
 
 use crate::conditions::now;
+use crate::crash;
 use crate::metrics::{response_code, K8sRequest, Stage};
 use crate::state::{self, desired_state, Compared};
 use crate::{Context, ControllerError};
@@ -610,11 +611,21 @@ pub async fn drive(
                     }
                     return Ok(OperationOutcome::InProgress);
                 }
+                if injected_bug(BUG_STATUS_BEFORE_APPLY) {
+                    // The deliberate bug (debug builds only): the step is recorded as
+                    // submitted before anything is applied.
+                    let mut early = ss.clone();
+                    early.submitted = true;
+                    persist(ctx, app, &mut state, &early).await?;
+                    crash::point(crash::Point::SyncPersisted);
+                }
                 let mut results = Vec::new();
                 for t in &step.tasks {
                     let r = match prepare(app, cluster, t).await {
                         Ok(Prepared::Submit(t)) => {
-                            submit_task(ctx, app, cluster, &t, &manager, &id).await
+                            let r = submit_task(ctx, app, cluster, &t, &manager, &id).await;
+                            crash::point(crash::Point::SyncApplied);
+                            r
                         }
                         Ok(Prepared::Skip(msg)) => Ok(Submitted::Done(msg)),
                         Err(msg) => Err(msg),
@@ -657,6 +668,7 @@ pub async fn drive(
                         ss.next_step += 1;
                         ss.submitted = false;
                         persist(ctx, app, &mut state, &ss).await?;
+                        crash::point(crash::Point::SyncPersisted);
                     }
                     StepStatus::Waiting(msg) => {
                         if state.message() != msg {
@@ -1151,9 +1163,22 @@ async fn finish(
         conds.push(json!({"type": "SyncError", "message": message, "lastTransitionTime": now()}));
         status["conditions"] = json!(conds);
     }
-    ctx.patch_app(app, json!({"status": status})).await?;
-    ctx.patch_app(app, json!({"operation": null})).await?;
+    crash::point(crash::Point::SyncFinished);
+    // One write: the final state and the cleared request together, as Argo CD writes
+    // them. Two writes left a window (found by `mooring bench chaos`'s crash points) in
+    // which a restarted controller saw a finished state beside a pending request and
+    // ran the same operation again.
+    ctx.patch_app(app, json!({"status": status, "operation": null}))
+        .await?;
     Ok(OperationOutcome::Finished)
+}
+
+/// The deliberate bug `mooring bench chaos` must catch (issue 20): named by
+/// `MOORING_INJECT_BUG`, and only in debug builds, so no release binary can carry it.
+const BUG_STATUS_BEFORE_APPLY: &str = "status-before-apply";
+
+fn injected_bug(name: &str) -> bool {
+    cfg!(debug_assertions) && std::env::var("MOORING_INJECT_BUG").is_ok_and(|b| b == name)
 }
 
 fn uuid_like() -> String {

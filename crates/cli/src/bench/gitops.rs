@@ -145,7 +145,7 @@ impl ChildCluster {
 
 /// Install Mooring's CRDs into a cluster through its API (server-side apply), as
 /// `mooring crds | kubectl apply --server-side -f -` would.
-async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
+pub(crate) async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
     let crds: Api<DynamicObject> = Api::all_with(
         client.clone(),
         &kube::core::ApiResource::erase::<

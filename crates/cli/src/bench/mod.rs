@@ -13,6 +13,7 @@
 //! are printed as a table; docs/benchmarks.md records them with the machine.
 
 mod appset;
+mod chaos;
 mod dr;
 mod flood;
 mod gitops;
@@ -68,6 +69,25 @@ pub struct BenchArgs {
     /// Seconds of each phase (api-flood: without, then during the flood; at most 60).
     #[arg(long, default_value_t = 3)]
     pub seconds: u64,
+    /// `kill -9` faults injected, one per round (chaos).
+    #[arg(long, default_value_t = 100)]
+    pub kills: usize,
+    /// Seed of the random choices (chaos); random and printed when not given.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Sharded controller replicas (chaos; a kill hits one of them).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub replicas: u32,
+    /// Seconds a chaos round may take to converge before it is a violation.
+    #[arg(long, default_value_t = 120)]
+    pub round_timeout: u64,
+    /// Crash points armed in the controllers (chaos), `NAME=PROBABILITY,…`
+    /// (`MOORING_CRASH_POINTS`; empty: none).
+    #[arg(
+        long,
+        default_value = "sync.applied=0.02,sync.persisted=0.02,sync.finished=0.05,notification.recorded=0.05"
+    )]
+    pub crash_points: String,
 }
 
 #[derive(clap::ValueEnum, Clone, Debug)]
@@ -103,6 +123,11 @@ pub enum Target {
     /// Sharding: shard takeover after a replica dies holding its Leases (as after
     /// `kill -9`), three replicas, six destination clusters, `--rounds` kills.
     Shard,
+    /// Reliability: `--kills` rounds of `kill -9` (controller, API server) with Git,
+    /// cluster and receiver outages and controller crash points, then the invariants
+    /// (nothing lost, nothing done twice) and the recovery time per fault class; exit 1
+    /// on a violation. Replays with `--seed`.
+    Chaos,
     /// The REST API and the webhook under a flood of bad requests from 127.0.0.1
     /// (`--writers` loops for `--seconds`): the valid token's p50/p99 without and during it.
     ApiFlood,
@@ -190,7 +215,17 @@ async fn list_latency(
     Ok((times[times.len() / 2], count))
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
+    if let Target::Chaos = args.target {
+        return chaos::run(chaos::Options {
+            kills: args.kills,
+            seed: args.seed,
+            replicas: args.replicas,
+            timeout: Duration::from_secs(args.round_timeout),
+            crash_points: args.crash_points,
+        })
+        .await;
+    }
     match args.target {
         Target::Cluster => cluster_bench(args).await,
         Target::Gitops => gitops::run(args.apps, args.rounds, args.split_cluster).await,
@@ -204,7 +239,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Target::Protobuf => protobuf::run(args.writes, args.writers).await,
         Target::Logs => logs::run(args.watchers, args.seconds).await,
         Target::Shard => shard::run(args.rounds).await,
+        Target::Chaos => Ok(()),
     }
+    .map(|()| std::process::ExitCode::SUCCESS)
 }
 
 async fn cluster_bench(args: BenchArgs) -> anyhow::Result<()> {

@@ -430,6 +430,9 @@ async fn evaluate(
             // Nothing is sent unless the state that says it was sent is written.
             return Err(Retry);
         }
+        if !plan.sends.is_empty() {
+            crate::crash::point(crate::crash::Point::NotificationRecorded);
+        }
     }
     for send in plan.sends {
         tokio::spawn(deliver_send(ctx.clone(), object.clone(), send));
