@@ -4,7 +4,8 @@
 //! What must hold for every object, whatever the normalisation:
 //!
 //! * an object compared with itself is Synced with an empty unified diff, under any
-//!   `ignoreDifferences` (pointers, jq paths, `managedFieldsManagers`) and field manager;
+//!   `ignoreDifferences` (pointers, jq paths, `managedFieldsManagers`) and field manager,
+//!   and `respect_ignored` with itself as the live object leaves it as it is;
 //! * normalising (and masking) twice is normalising once;
 //! * what the API server does to an object (server metadata, `status`, defaults, other
 //!   spellings of numbers and quantities, keyed lists in another order, dropped zero and
@@ -541,6 +542,9 @@ proptest! {
             prop_assert_eq!(d.status, SyncStatusCode::Synced, "{}", x);
             prop_assert_eq!(&d.unified, "");
             prop_assert_eq!(&d.desired, &d.live);
+            // RespectIgnoreDifferences: the live values of the ignored fields are the
+            // desired ones already.
+            prop_assert_eq!(&respect_ignored(&x, Some(&x), &rules).expect("respect"), &x);
         }
     }
 
