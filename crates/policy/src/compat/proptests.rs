@@ -410,3 +410,25 @@ fn regression_deeply_nested_operator_calls_are_rewritten_at_once() {
     assert!(!once.contains("equal("), "{once}");
     assert_eq!(rewrite(&once, true), once);
 }
+
+/// The comparison above is not vacuous: on one input that breaks every rule, each
+/// representative policy, original and rewritten, evaluates to the same non-empty set.
+#[test]
+fn representative_policies_find_violations() {
+    let input = json!({
+        "review": {"object": {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 5, "containers": [{"name": "c0", "image": "nginx"}]}}},
+        "parameters": {"labels": ["team"], "repos": ["registry.example.com/"], "max": 1},
+    });
+    ENGINES.with(|engines| {
+        for ((package, rule, _, _), (original, rewritten)) in POLICIES.iter().zip(engines) {
+            let path = format!("data.{package}.{rule}");
+            let want = answer(original, &path, &input).expect("the original evaluates");
+            let got = answer(rewritten, &path, &input).expect("the rewrite evaluates");
+            let found = want.as_set().map(|s| s.len()).unwrap_or_default();
+            assert!(found > 0, "{package}: {want:?}");
+            assert_eq!(got, want, "{package}");
+        }
+    });
+}
