@@ -13,7 +13,8 @@
 //!    prunes), then `PostSync` hooks. If any step fails, the `SyncFail` hooks run and the
 //!    operation fails. Hooks are resources annotated `argocd.argoproj.io/hook:
 //!    PreSync|Sync|PostSync|SyncFail|Skip` (comma-separated; Helm's `helm.sh/hook`
-//!    `pre-install`/`post-install`… map to PreSync/PostSync). `Skip` resources are never
+//!    `pre-install`/`post-install`… map to PreSync/PostSync; a hook runs once in each phase
+//!    it names, however many of its types map there). `Skip` resources are never
 //!    applied. `PostDelete` hooks (Helm: `post-delete`) are not part of a sync: they run
 //!    when the Application is deleted ([`is_post_delete_hook`]; the controller's deletion
 //!    module is their manual).
@@ -69,6 +70,9 @@ use mooring_core::ResourceKey;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeSet;
+
+#[cfg(test)]
+mod proptests;
 
 pub const ANNOTATION_HOOK: &str = "argocd.argoproj.io/hook";
 pub const ANNOTATION_HOOK_DELETE_POLICY: &str = "argocd.argoproj.io/hook-delete-policy";
@@ -223,29 +227,35 @@ fn annotation<'a>(obj: &'a Value, name: &str) -> Option<&'a str> {
 /// The hook phases of a manifest (`None` = not a hook). `Skip` is reported as an empty set.
 pub fn hook_phases(obj: &Value) -> Option<Vec<SyncPhase>> {
     if let Some(h) = annotation(obj, ANNOTATION_HOOK) {
-        let mut phases = Vec::new();
-        for p in h.split(',').map(str::trim) {
-            match p {
-                "PreSync" => phases.push(SyncPhase::PreSync),
-                "Sync" => phases.push(SyncPhase::Sync),
-                "PostSync" => phases.push(SyncPhase::PostSync),
-                "SyncFail" => phases.push(SyncPhase::SyncFail),
-                _ => {}
-            }
-        }
-        return Some(phases);
+        let phases = h.split(',').filter_map(|p| match p.trim() {
+            "PreSync" => Some(SyncPhase::PreSync),
+            "Sync" => Some(SyncPhase::Sync),
+            "PostSync" => Some(SyncPhase::PostSync),
+            "SyncFail" => Some(SyncPhase::SyncFail),
+            _ => None,
+        });
+        return Some(distinct(phases));
     }
     let helm = annotation(obj, ANNOTATION_HELM_HOOK)?;
-    let mut phases = Vec::new();
-    for p in helm.split(',').map(str::trim) {
-        match p {
-            "pre-install" | "pre-upgrade" => phases.push(SyncPhase::PreSync),
-            "post-install" | "post-upgrade" => phases.push(SyncPhase::PostSync),
-            _ => {}
+    let phases = helm.split(',').filter_map(|p| match p.trim() {
+        "pre-install" | "pre-upgrade" => Some(SyncPhase::PreSync),
+        "post-install" | "post-upgrade" => Some(SyncPhase::PostSync),
+        _ => None,
+    });
+    Some(distinct(phases))
+}
+
+/// Each phase once, in the order first named: a hook runs once per phase however often
+/// its annotations name it (`pre-install,post-install,pre-upgrade,post-upgrade` is one
+/// PreSync and one PostSync run), as gitops-engine collects hook phases into a set.
+fn distinct(phases: impl Iterator<Item = SyncPhase>) -> Vec<SyncPhase> {
+    let mut out = Vec::new();
+    for p in phases {
+        if !out.contains(&p) {
+            out.push(p);
         }
     }
-    phases.dedup();
-    Some(phases)
+    out
 }
 
 /// The `argocd.argoproj.io/hook` types Mooring acts on (`Skip` keeps an object out of the

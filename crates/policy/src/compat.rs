@@ -51,6 +51,9 @@
 
 use regorus::unstable as rast;
 
+#[cfg(test)]
+mod proptests;
+
 /// Rewrites `text`; `v0` enables the v0-only rewrite of chained bodies.
 pub fn rewrite(text: &str, v0: bool) -> String {
     let text = resolve_imports(text);
@@ -355,9 +358,6 @@ const OPERATOR_FUNCTIONS: [(&str, &str); 11] = [
 
 /// Prefix of the variables negated operands are bound to (numbered per module).
 const NEGATED_OPERAND: &str = "__mooring_neg";
-
-/// Most rounds of [`operator_calls_to_infix`] (one per nesting level of such calls).
-const MAX_OPERATOR_ROUNDS: usize = 8;
 
 /// regorus's parse of `text`, or `None` when it does not parse (compiling it reports why).
 fn parse_module(text: &str, v0: bool) -> Option<rast::Module> {
@@ -714,8 +714,16 @@ fn operator_calls_to_infix(text: &str, v0: bool) -> String {
     {
         return text.to_string();
     }
+    // One round per nesting level of such calls, until none is left: every round but the
+    // last replaces at least one call, so there are at most as many rounds as calls. (A
+    // fixed number of rounds left the outermost calls of a deeper nest for the next
+    // rewrite, which then changed the text again.)
+    let rounds = OPERATOR_FUNCTIONS
+        .iter()
+        .map(|(name, _)| text.matches(&format!("{name}(")).count())
+        .sum::<usize>();
     let mut text = text.to_string();
-    for _ in 0..MAX_OPERATOR_ROUNDS {
+    for _ in 0..=rounds {
         let Some(module) = parse_module(&text, v0) else {
             break;
         };

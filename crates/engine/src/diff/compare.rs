@@ -13,7 +13,7 @@ use super::quantity;
 use serde_json::{Map, Value};
 
 /// Object keys whose values (and everything below them) are Kubernetes quantities.
-const QUANTITY_KEYS: [&str; 8] = [
+pub(crate) const QUANTITY_KEYS: [&str; 8] = [
     "resources",
     "limits",
     "requests",

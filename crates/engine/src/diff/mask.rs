@@ -25,13 +25,24 @@ pub fn mask_secret(obj: &Value) -> Value {
 /// Mask the Secret values of several versions of one object (desired and live) with a
 /// shared table, so equal values get equal masks across sides.
 pub(crate) fn mask_sides(sides: &mut [Option<&mut Value>]) {
-    // key -> (value -> mask length index)
-    let mut table: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let secrets: Vec<bool> = sides
         .iter()
         .map(|s| s.as_deref().is_some_and(is_secret))
         .collect();
-    for (side, secret) in sides.iter().zip(&secrets) {
+    mask_where(sides, &secrets);
+}
+
+/// [`mask_sides`] for the sides of a diff of a Secret, whatever they still say about their
+/// kind: an ignoreDifferences entry may have removed `kind` or `apiVersion` from them.
+pub(crate) fn mask_secret_sides(sides: &mut [Option<&mut Value>]) {
+    let secrets = vec![true; sides.len()];
+    mask_where(sides, &secrets);
+}
+
+fn mask_where(sides: &mut [Option<&mut Value>], secrets: &[bool]) {
+    // key -> (value -> mask length index)
+    let mut table: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for (side, secret) in sides.iter().zip(secrets) {
         if !secret {
             continue;
         }
@@ -47,7 +58,7 @@ pub(crate) fn mask_sides(sides: &mut [Option<&mut Value>]) {
             }
         }
     }
-    for (side, secret) in sides.iter_mut().zip(&secrets) {
+    for (side, secret) in sides.iter_mut().zip(secrets) {
         if !secret {
             continue;
         }

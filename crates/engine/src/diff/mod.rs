@@ -21,7 +21,8 @@
 //! 3. **`managedFieldsManagers`.** For each matching ignoreDifferences entry, the fields
 //!    that the named managers own in the live object's `metadata.managedFields` (any
 //!    operation) are copied from live into desired: those managers win, so e.g. an HPA
-//!    controller's `replicas` or a webhook's injected field is not drift.
+//!    controller's `replicas` or a webhook's injected field is not drift. Managers with
+//!    no entry in `managedFields` own nothing, and nothing is copied.
 //! 4. **`jsonPointers` and `jqPathExpressions`.** Every matching entry's RFC 6901 pointers
 //!    are removed from both sides (a pointer to an absent field is fine; a malformed one
 //!    is [`DiffError::BadJsonPointer`]). Every jq expression is evaluated as `path(EXPR)`
@@ -59,7 +60,9 @@
 //!    ([`ResourceDiff::requires_pruning`]).
 //! 8. **Masking.** For `v1` Secrets, `data` and `stringData` values are replaced in
 //!    [`ResourceDiff::desired`], [`ResourceDiff::live`] and [`ResourceDiff::unified`] by
-//!    `+` runs whose lengths differ between different values ([`mask_secret`]); the
+//!    `+` runs whose lengths differ between different values ([`mask_secret`]). Whether
+//!    the resource is a Secret is read from the objects as given (either side), so an
+//!    entry that removes `kind` or `apiVersion` does not turn masking off. The
 //!    comparison itself uses the real values, so a changed value is still OutOfSync. No
 //!    error message ever quotes a value of a Secret.
 //! 9. **Unified diff.** The YAML renderings of the projected live object (`--- live`) and
@@ -100,6 +103,8 @@ mod managed;
 mod mask;
 mod normalize;
 mod path;
+#[cfg(test)]
+mod proptests;
 pub mod quantity;
 mod render;
 mod respect;
@@ -198,7 +203,10 @@ pub fn diff(
         .filter(|r| ignore::matches(r, &key))
         .collect();
     ignore::validate(&rules)?;
-    let secret = desired.or(live).is_some_and(normalize::is_secret);
+    // Decided on the objects as given: an ignore rule may remove `kind` or `apiVersion`
+    // from the compared sides, and the values must stay masked all the same.
+    let secret =
+        desired.is_some_and(normalize::is_secret) || live.is_some_and(normalize::is_secret);
 
     let keep_owner_refs = desired.is_some_and(|d| d.pointer("/metadata/ownerReferences").is_some());
     let mut want = desired.map(|d| normalize::normalize(d, keep_owner_refs));
@@ -245,7 +253,9 @@ pub fn diff(
 
     // 8. Masking, shared between the sides so a changed value still shows.
     let mut have = have;
-    mask::mask_sides(&mut [want.as_mut(), have.as_mut()]);
+    if secret {
+        mask::mask_secret_sides(&mut [want.as_mut(), have.as_mut()]);
+    }
 
     // 9. Unified diff.
     let unified = if status == SyncStatusCode::Synced {
@@ -268,6 +278,12 @@ pub fn diff(
 /// `take_owned`, but never for `apiVersion`, `kind` and `metadata.name`/`namespace`:
 /// those identify the object and no manager can change them.
 fn take_owned_except_identity(want: &mut Value, have: &Value, owned: &managed::Fields) {
+    // A tree that lists nothing is what managers that own nothing (no managedFields entry
+    // of theirs) leave. At the root it must not read as a leaf, "owned whole": no manager
+    // owns an object whole, and taking the whole live object would hide every change.
+    if owned.is_leaf() {
+        return;
+    }
     let identity = |w: &Value| {
         (
             w.get("apiVersion").cloned(),
