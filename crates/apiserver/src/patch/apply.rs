@@ -85,8 +85,21 @@ pub fn server_side_apply(
         ));
     };
     let mut applied = applied.clone();
-    if let Some(Value::Object(meta)) = applied.get_mut("metadata") {
-        meta.shift_remove("managedFields");
+    match applied.get_mut("metadata") {
+        None => {}
+        Some(Value::Object(meta)) => {
+            meta.shift_remove("managedFields");
+        }
+        // `metadata` is a struct: `null` is its zero value, which declares nothing (and
+        // must not clear the object's name, namespace and server-set fields).
+        Some(Value::Null) => {
+            applied.shift_remove("metadata");
+        }
+        Some(other) => {
+            return Err(PatchError::Invalid(format!(
+                "apply configuration: metadata must be an object, not {other}"
+            )))
+        }
     }
     let empty = Map::new();
     let live_map = match live {
@@ -1348,5 +1361,23 @@ mod tests {
             fields(&applied, "before-first-apply", "Update"),
             json!({"f:data": {".": {}, "f:a": {}}})
         );
+    }
+
+    /// Found by `ssa_hostile_config_is_refused_or_idempotent`: `metadata: null` removed the
+    /// whole metadata (name and namespace included), and each identical apply "changed"
+    /// the object again.
+    #[test]
+    fn null_metadata_declares_nothing() {
+        let live = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                          "metadata": {"name": "o", "namespace": "default"}});
+        let config = json!({"metadata": null, "spec": null});
+        let once = apply(Some(&live), config.clone(), "m1", T1);
+        assert_eq!(once["metadata"]["name"], "o");
+        assert_eq!(once["metadata"]["namespace"], "default");
+        assert_eq!(apply(Some(&once), config, "m1", T2), once);
+        assert!(matches!(
+            server_side_apply(Some(&live), &json!({"metadata": 1}), &opts("m1", false, T1)),
+            Err(PatchError::Invalid(_))
+        ));
     }
 }

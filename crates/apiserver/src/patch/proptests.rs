@@ -624,3 +624,74 @@ fn smp_errors_are_invalid() {
     let err = strategic_merge_patch(&json!({}), &json!({"spec": {"$patch": "bogus"}}));
     assert!(matches!(err, Err(PatchError::Invalid(_))));
 }
+
+/// Arbitrary JSON over the keys objects and patches use, directives included: what a
+/// hostile or broken client may send.
+fn hostile() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        (0i64..3).prop_map(Value::from),
+        prop::sample::select(vec!["replace", "delete", "merge", "a", "f1", "app", "TCP"])
+            .prop_map(Value::from),
+    ];
+    let keys = prop::sample::select(vec![
+        "metadata",
+        "spec",
+        "template",
+        "containers",
+        "finalizers",
+        "name",
+        "image",
+        "env",
+        "ports",
+        "containerPort",
+        "protocol",
+        "data",
+        "labels",
+        "a",
+        "$patch",
+        "$retainKeys",
+        "$setElementOrder/containers",
+        "$setElementOrder/finalizers",
+        "$deleteFromPrimitiveList/finalizers",
+    ]);
+    leaf.prop_recursive(5, 40, 4, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec((keys.clone(), inner), 0..4).prop_map(|kv| {
+                Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            }),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Any patch either is refused or applies, and then applies again to the same result.
+    #[test]
+    fn smp_hostile_patch_is_refused_or_idempotent(
+        original in prop_oneof![object(), hostile()],
+        patch in hostile(),
+    ) {
+        let Ok(once) = strategic_merge_patch(&original, &patch) else {
+            return Ok(());
+        };
+        let twice = strategic_merge_patch(&once, &patch);
+        prop_assert!(twice.is_ok(), "{:?}", twice);
+        prop_assert_eq!(twice.expect("checked"), once);
+    }
+
+    /// Any apply configuration either is refused or applies, and then applies again to
+    /// the same result.
+    #[test]
+    fn ssa_hostile_config_is_refused_or_idempotent(live in object(), config in hostile()) {
+        let Ok(once) = server_side_apply(Some(&live), &config, &opts("m1", true, T1)) else {
+            return Ok(());
+        };
+        let twice = server_side_apply(Some(&once), &config, &opts("m1", false, T2));
+        prop_assert!(twice.is_ok(), "{:?}", twice);
+        prop_assert_eq!(twice.expect("checked"), once);
+    }
+}
