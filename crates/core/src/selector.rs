@@ -239,8 +239,20 @@ impl fmt::Display for Requirement {
             Operator::NotEquals => write!(f, "{}!={first}", self.key),
             Operator::GreaterThan => write!(f, "{}>{first}", self.key),
             Operator::LessThan => write!(f, "{}<{first}", self.key),
-            Operator::In => write!(f, "{} in ({})", self.key, self.values.join(",")),
-            Operator::NotIn => write!(f, "{} notin ({})", self.key, self.values.join(",")),
+            Operator::In => write!(f, "{} in ({})", self.key, self.values_text()),
+            Operator::NotIn => write!(f, "{} notin ({})", self.key, self.values_text()),
+        }
+    }
+}
+
+impl Requirement {
+    /// The values of `in`/`notin`, comma-separated. The set holding only the empty value
+    /// is `,`: Kubernetes prints `()`, which Mooring reads as no values and rejects (see
+    /// the module docs), so the printed selector would not parse back.
+    fn values_text(&self) -> String {
+        match self.values.as_slice() {
+            [only] if only.is_empty() => ",".to_string(),
+            values => values.join(","),
         }
     }
 }
@@ -791,7 +803,7 @@ impl FieldTerm {
     }
 }
 
-/// A parsed field selector: a conjunction of [`FieldTerm`]s, sorted like Kubernetes does.
+/// A parsed field selector: a conjunction of [`FieldTerm`]s, sorted by their printed form.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldSelector {
     terms: Vec<FieldTerm>,
@@ -828,10 +840,14 @@ impl FieldSelector {
                 equal: op != "!=",
             });
         }
+        // Kubernetes sorts the terms as written; sorting them as printed as well makes the
+        // printed form canonical: ` b=1,a==2` and `a=2,b=1` are one selector, printed
+        // `a=2,b=1`, which parses back to the same terms in the same order.
+        terms.sort_by_cached_key(FieldTerm::to_string);
         Ok(FieldSelector { terms })
     }
 
-    /// The terms, in parse order (sorted by their text).
+    /// The terms, sorted by their printed form.
     pub fn terms(&self) -> &[FieldTerm] {
         &self.terms
     }
@@ -866,6 +882,17 @@ impl FieldSelector {
     }
 }
 
+impl fmt::Display for FieldTerm {
+    /// `field=value` or `field!=value`, with the value escaped.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = if self.equal { "=" } else { "!=" };
+        // `a!` then `=` would read as `a` then `!=`: a blank keeps them apart (it is
+        // trimmed off the field when parsed).
+        let gap = if self.field.ends_with('!') { " " } else { "" };
+        write!(f, "{}{gap}{op}{}", self.field, escape_value(&self.value))
+    }
+}
+
 impl fmt::Display for FieldSelector {
     /// The canonical string form, with values escaped; it parses back to an equal selector.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -873,8 +900,7 @@ impl fmt::Display for FieldSelector {
             if i > 0 {
                 f.write_str(",")?;
             }
-            let op = if t.equal { "=" } else { "!=" };
-            write!(f, "{}{op}{}", t.field, escape_value(&t.value))?;
+            write!(f, "{t}")?;
         }
         Ok(())
     }
@@ -1417,5 +1443,315 @@ mod tests {
         assert!(FieldSelector::parse("metadata.namespace=")
             .expect("valid")
             .matches(&ns));
+    }
+
+    /// Found by `label_selector_print_parse_round_trip`: `key in (,)` (the set holding
+    /// only the empty value) printed as `key in ()`, which does not parse.
+    #[test]
+    fn in_the_empty_value_prints_as_a_selector_that_parses() {
+        for text in ["0 in (,)", "0 notin (,)", "0 in ( , )"] {
+            let parsed = LabelSelector::parse(text).expect(text);
+            assert_eq!(parsed.requirements()[0].values(), [""], "{text}");
+            let printed = parsed.to_string();
+            assert_eq!(
+                LabelSelector::parse(&printed),
+                Ok(parsed),
+                "{text} printed as {printed}"
+            );
+        }
+        let r = Requirement::new("0", Operator::In, vec![String::new()]).expect("valid");
+        assert_eq!(r.to_string(), "0 in (,)");
+        let r =
+            Requirement::new("0", Operator::NotIn, vec![String::new(), "a".into()]).expect("valid");
+        assert_eq!(r.to_string(), "0 notin (,a)");
+    }
+
+    /// Found by `field_selector_parse_never_panics_and_prints_canonically`: the field `!`
+    /// (from `! =`) printed as `!=`, which reads as an operator with no field.
+    #[test]
+    fn field_ending_in_bang_prints_apart_from_its_operator() {
+        for text in ["! =", "a! =b", "a! !=b", "a!\\ =b"] {
+            let parsed = FieldSelector::parse(text).expect(text);
+            let printed = parsed.to_string();
+            assert_eq!(
+                FieldSelector::parse(&printed),
+                Ok(parsed),
+                "{text} printed as {printed}"
+            );
+        }
+        let parsed = FieldSelector::parse("a! =b").expect("valid");
+        assert_eq!(
+            parsed.terms(),
+            [FieldTerm {
+                field: "a!".into(),
+                value: "b".into(),
+                equal: true
+            }]
+        );
+        assert_eq!(parsed.to_string(), "a! =b");
+    }
+
+    /// Found by `field_selector_spellings_print_canonically`: terms were kept in the order
+    /// of their text as written, so ` a= ,a.b=` (terms `a`, `a.b`) printed as `a=,a.b=`,
+    /// which parses to the terms `a.b`, `a`.
+    #[test]
+    fn field_terms_are_in_the_order_of_their_printed_form() {
+        for (text, canonical) in [
+            (" a= ,a.b=", "a.b=,a="),
+            ("a==z,a=y", "a=y,a=z"),
+            (" b=1,a==2", "a=2,b=1"),
+        ] {
+            let parsed = FieldSelector::parse(text).expect(text);
+            assert_eq!(parsed.to_string(), canonical, "{text}");
+            assert_eq!(FieldSelector::parse(canonical), Ok(parsed), "{text}");
+        }
+    }
+
+    /// Property tests: the printed form of a selector is canonical (it parses back to an
+    /// equal selector that prints the same), and no input makes the parsers panic.
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// The name part of a label key or a label value (`[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?`),
+        /// with the selector keywords mixed in.
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                8 => "[A-Za-z0-9]([-A-Za-z0-9_.]{0,8}[A-Za-z0-9])?",
+                1 => Just("in".to_string()),
+                1 => Just("notin".to_string()),
+            ]
+        }
+
+        fn key() -> impl Strategy<Value = String> {
+            (
+                proptest::option::of("[a-z0-9]([-a-z0-9]{0,4}[a-z0-9])?(\\.[a-z0-9]{1,4}){0,2}"),
+                name(),
+            )
+                .prop_map(|(prefix, name)| match prefix {
+                    Some(p) => format!("{p}/{name}"),
+                    None => name,
+                })
+        }
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![1 => Just(String::new()), 6 => name()]
+        }
+
+        fn requirement() -> impl Strategy<Value = Requirement> {
+            let values = || prop::collection::vec(value(), 1..4);
+            (
+                key(),
+                prop_oneof![
+                    (Just(Operator::In), values()),
+                    (Just(Operator::NotIn), values()),
+                    (Just(Operator::Equals), value().prop_map(|v| vec![v])),
+                    (Just(Operator::DoubleEquals), value().prop_map(|v| vec![v])),
+                    (Just(Operator::NotEquals), value().prop_map(|v| vec![v])),
+                    (Just(Operator::Exists), Just(Vec::new())),
+                    (Just(Operator::DoesNotExist), Just(Vec::new())),
+                    (
+                        Just(Operator::GreaterThan),
+                        "[0-9]{1,12}".prop_map(|v| vec![v])
+                    ),
+                    (
+                        Just(Operator::LessThan),
+                        "[0-9]{1,12}".prop_map(|v| vec![v])
+                    ),
+                ],
+            )
+                .prop_map(|(key, (op, values))| {
+                    Requirement::new(&key, op, values).expect("generated requirements are valid")
+                })
+        }
+
+        /// Text in the label selector alphabet: its symbols, keywords, names and blanks.
+        fn label_soup() -> impl Strategy<Value = String> {
+            let token = prop_oneof![
+                Just("a"),
+                Just("b/c"),
+                Just("x.y"),
+                Just("1"),
+                Just("in"),
+                Just("notin"),
+                Just("("),
+                Just(")"),
+                Just(","),
+                Just("="),
+                Just("=="),
+                Just("!="),
+                Just("!"),
+                Just(">"),
+                Just("<"),
+                Just(" "),
+                Just("\t"),
+                Just("-"),
+                Just("_"),
+                Just("é"),
+                Just("/"),
+                Just("."),
+            ];
+            prop::collection::vec(token, 0..16).prop_map(|t| t.concat())
+        }
+
+        /// A selector's text, its parse, the parse of its printed form, and both printed.
+        fn assert_canonical(text: &str, parsed: &LabelSelector) -> Result<(), TestCaseError> {
+            let printed = parsed.to_string();
+            let reparsed = LabelSelector::parse(&printed);
+            prop_assert!(
+                reparsed.is_ok(),
+                "{text:?} parsed, printed as {printed:?}, which fails: {reparsed:?}"
+            );
+            let reparsed = reparsed.expect("checked");
+            prop_assert_eq!(&reparsed, parsed, "{:?} printed as {:?}", text, printed);
+            prop_assert_eq!(reparsed.to_string(), printed);
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Generated selectors print to text that parses back to the same requirements.
+            #[test]
+            fn label_selector_print_parse_round_trip(
+                reqs in prop::collection::vec(requirement(), 0..5),
+            ) {
+                let text = reqs.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(",");
+                let parsed = LabelSelector::parse(&text);
+                prop_assert!(parsed.is_ok(), "{text:?}: {parsed:?}");
+                let parsed = parsed.expect("checked");
+                let mut sorted = reqs.clone();
+                sorted.sort_by(|a, b| a.key.cmp(&b.key));
+                prop_assert_eq!(parsed.requirements(), sorted.as_slice());
+                assert_canonical(&text, &parsed)?;
+            }
+
+        }
+
+        proptest! {
+            // Cheap: a few microseconds a case, and the alphabet is small.
+            #![proptest_config(ProptestConfig::with_cases(2048))]
+
+            /// Whatever label selector text parses has a canonical printed form that selects
+            /// the same objects; nothing panics.
+            #[test]
+            fn label_selector_parse_never_panics_and_prints_canonically(
+                text in prop_oneof![label_soup(), any::<String>()],
+                labels in prop::collection::btree_map(
+                    prop_oneof![Just("a".to_string()), Just("b/c".to_string()), Just("x.y".to_string())],
+                    prop_oneof![Just(String::new()), Just("1".to_string()), Just("in".to_string()), Just("a".to_string())],
+                    0..3,
+                ),
+            ) {
+                if let Ok(parsed) = LabelSelector::parse(&text) {
+                    assert_canonical(&text, &parsed)?;
+                    let reparsed = LabelSelector::parse(&parsed.to_string()).expect("checked");
+                    prop_assert_eq!(parsed.matches(&labels), reparsed.matches(&labels));
+                }
+            }
+
+            /// Generated field selectors (any value text, escaped) parse to their terms and
+            /// print canonically.
+            #[test]
+            fn field_selector_print_parse_round_trip(
+                terms in prop::collection::vec(
+                    ("[a-z]{1,6}(\\.[a-zA-Z]{1,6}){0,2}", any::<String>(), any::<bool>()),
+                    0..5,
+                ),
+            ) {
+                let text = terms
+                    .iter()
+                    .map(|(f, v, eq)| format!("{f}{}{}", if *eq { "=" } else { "!=" }, escape_value(v)))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let parsed = FieldSelector::parse(&text);
+                prop_assert!(parsed.is_ok(), "{text:?}: {parsed:?}");
+                let parsed = parsed.expect("checked");
+                let mut got: Vec<(String, String, bool)> = parsed
+                    .terms()
+                    .iter()
+                    .map(|t| (t.field.clone(), t.value.clone(), t.equal))
+                    .collect();
+                // Surrounding whitespace of a value is not kept (module docs).
+                let mut want: Vec<(String, String, bool)> = terms
+                    .iter()
+                    .map(|(f, v, eq)| (f.clone(), escape_value(v).trim().to_string(), *eq))
+                    .map(|(f, v, eq)| (f, unescape_value(&v).expect("escaped"), eq))
+                    .collect();
+                got.sort();
+                want.sort();
+                prop_assert_eq!(got, want);
+                let printed = parsed.to_string();
+                let reparsed = FieldSelector::parse(&printed);
+                prop_assert_eq!(reparsed.as_ref(), Ok(&parsed), "printed as {:?}", printed);
+            }
+
+        }
+
+        proptest! {
+            // Cheap: a few microseconds a case, and the alphabet is small.
+            #![proptest_config(ProptestConfig::with_cases(2048))]
+
+            /// Terms written in any of the accepted spellings (`=` or `==`, blanks around
+            /// the parts) print canonically.
+            #[test]
+            fn field_selector_spellings_print_canonically(
+                terms in prop::collection::vec(
+                    (
+                        prop::sample::select(vec!["a", "b", "a.b", "a!"]),
+                        prop::sample::select(vec!["=", "==", "!="]),
+                        prop::sample::select(vec!["", "a", "x", "!", "\\,", "\\="]),
+                        prop::sample::select(vec!["", " "]),
+                        prop::sample::select(vec!["", " "]),
+                    ),
+                    0..4,
+                ),
+            ) {
+                let text = terms
+                    .iter()
+                    .map(|(f, op, v, pre, post)| {
+                        // `a!==x` is `a` `!=` `=x`, which is refused.
+                        let gap = if f.ends_with('!') { " " } else { post };
+                        format!("{pre}{f}{gap}{op}{pre}{v}{post}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let parsed = FieldSelector::parse(&text);
+                prop_assert!(parsed.is_ok(), "{text:?}: {parsed:?}");
+                let parsed = parsed.expect("checked");
+                let printed = parsed.to_string();
+                let reparsed = FieldSelector::parse(&printed);
+                prop_assert_eq!(reparsed.as_ref(), Ok(&parsed), "{:?} printed as {:?}", text, printed);
+            }
+
+            /// Whatever field selector text parses has a canonical printed form that selects
+            /// the same objects; nothing panics.
+            #[test]
+            fn field_selector_parse_never_panics_and_prints_canonically(
+                text in prop_oneof![
+                    prop::collection::vec(
+                        prop_oneof![
+                            Just("a"), Just("b.c"), Just("="), Just("=="), Just("!="), Just("!"),
+                            Just(","), Just("\\"), Just(" "), Just("x"), Just("é"),
+                        ],
+                        0..16,
+                    ).prop_map(|t| t.concat()),
+                    any::<String>(),
+                ],
+                value in prop_oneof![Just(""), Just("x"), Just("a"), Just("=")],
+            ) {
+                if let Ok(parsed) = FieldSelector::parse(&text) {
+                    let printed = parsed.to_string();
+                    let reparsed = FieldSelector::parse(&printed);
+                    prop_assert_eq!(reparsed.as_ref(), Ok(&parsed), "{:?} printed as {:?}", text, printed);
+                    prop_assert_eq!(reparsed.expect("checked").to_string(), printed);
+                    let obj = json!({"a": value, "b": {"c": value}});
+                    prop_assert_eq!(
+                        parsed.matches(&obj),
+                        FieldSelector::parse(&parsed.to_string()).expect("checked").matches(&obj)
+                    );
+                }
+            }
+        }
     }
 }

@@ -568,4 +568,233 @@ mod tests {
         let big = "a".repeat(MAX_YAML_BYTES + 1);
         assert!(matches!(parse_one(&big), Err(YamlError::TooLarge { .. })));
     }
+
+    /// Property tests: the parsers never panic, refuse what is over their limits with an
+    /// error, and read back what a YAML emitter wrote.
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Text in YAML's alphabet: indicators, anchors, tags, directives, blanks, breaks.
+        fn yaml_soup() -> impl Strategy<Value = String> {
+            let token = prop_oneof![
+                Just("a"),
+                Just("1"),
+                Just("-1.5e3"),
+                Just("yes"),
+                Just("null"),
+                Just("~"),
+                Just(":"),
+                Just(": "),
+                Just("- "),
+                Just("-"),
+                Just("? "),
+                Just(","),
+                Just("["),
+                Just("]"),
+                Just("{"),
+                Just("}"),
+                Just("&x "),
+                Just("*x"),
+                Just("&y "),
+                Just("*y"),
+                Just("<<: "),
+                Just("!!str "),
+                Just("!!binary "),
+                Just("!!int "),
+                Just("!!map "),
+                Just("!!seq "),
+                Just("!t "),
+                Just("'"),
+                Just("\""),
+                Just("\\"),
+                Just("|"),
+                Just("|-"),
+                Just(">"),
+                Just("#"),
+                Just("---"),
+                Just("..."),
+                Just("%YAML 1.2\n"),
+                Just("%TAG ! tag:x,2024:\n"),
+                Just(" "),
+                Just("  "),
+                Just("\t"),
+                Just("\n"),
+                Just("\r\n"),
+                Just("\u{feff}"),
+                Just("é"),
+                Just("\0"),
+                Just("\u{85}"),
+                Just("\u{2028}"),
+            ];
+            prop::collection::vec(token, 0..48).prop_map(|t| t.concat())
+        }
+
+        fn any_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                3 => yaml_soup(),
+                1 => any::<String>(),
+                1 => prop::collection::vec(any::<u8>(), 0..64)
+                    .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+            ]
+        }
+
+        /// Strings a YAML emitter must quote to keep them strings.
+        fn tricky_string() -> impl Strategy<Value = String> {
+            prop_oneof![
+                2 => any::<String>(),
+                2 => "[ -~\t\n]{0,12}",
+                1 => prop::sample::select(vec![
+                    "", " ", "yes", "No", "on", "OFF", "y", "n", "true", "False", "null", "Null",
+                    "~", "1", "-1", "+1", "0x1F", "0o17", "017", "1_000", "1e3", "1.", ".5",
+                    ".inf", "-.Inf", ".nan", "12:30", "2024-01-01", "a: b", "- x", "#c", "a #c",
+                    "&a", "*a", "!t", "|", ">", "'", "\"", "---", "...", "%", "@", "`", "{}",
+                    "[]", "? x", "\n", "a\n", "\na", " a", "a ", "\t", "\r", "\u{85}", "\u{feff}",
+                    "\u{2028}", "<<", "=", "\\",
+                ])
+                .prop_map(str::to_string),
+            ]
+        }
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                tricky_string().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::vec((tricky_string(), inner), 0..6)
+                        .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// `width` values per level, each level a list of aliases of the previous one:
+        /// `width^(depth + 1)` scalars once expanded.
+        fn alias_bomb(width: usize, depth: usize) -> String {
+            let items = |item: &str| vec![item; width].join(", ");
+            let mut y = format!("l0: &l0 [{}]\n", items("x"));
+            for level in 1..=depth {
+                let prev = format!("*l{}", level - 1);
+                y.push_str(&format!("l{level}: &l{level} [{}]\n", items(&prev)));
+            }
+            y
+        }
+
+        fn scalars(v: &Value) -> usize {
+            match v {
+                Value::Array(items) => items.iter().map(scalars).sum(),
+                Value::Object(map) => map.values().map(scalars).sum(),
+                _ => 1,
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// No text makes any of the readers panic.
+            #[test]
+            fn yaml_parsers_never_panic(text in any_text()) {
+                let _ = parse_one(&text);
+                let _ = parse_all(&text);
+                let _ = parse_go_first(&text, GoYaml::Sigs);
+                let _ = parse_go_first(&text, GoYaml::V3);
+            }
+
+            /// A JSON-like value written by the YAML emitter Mooring prints with reads back
+            /// as the same value, through every reader.
+            #[test]
+            fn yaml_emitted_values_read_back(value in json_value()) {
+                let text = serde_saphyr::to_string(&value).expect("serializable");
+                let one = parse_one(&text);
+                prop_assert_eq!(one.as_ref().ok(), Some(&value), "{:?} -> {:?}: {:?}", value, text, one);
+                // As `mooring install` and `admin export` join documents.
+                let all = parse_all(&format!("---\n{text}---\n{text}")).expect("parses");
+                let want: Vec<Value> = if value.is_null() { vec![] } else { vec![value.clone(), value.clone()] };
+                prop_assert_eq!(all, want);
+                let v3 = parse_go_first(&text, GoYaml::V3);
+                prop_assert!(v3.is_ok(), "{:?}: {:?}", text, v3);
+                prop_assert_eq!(v3.expect("checked").value, value);
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Alias graphs within the budget expand fully, through both readers.
+            #[test]
+            fn small_alias_graphs_expand_fully(width in 1usize..8, depth in 0usize..6) {
+                let text = alias_bomb(width, depth);
+                let expanded: usize = (1..=depth + 1).map(|k| width.pow(k as u32)).sum();
+                prop_assume!(expanded <= 20_000);
+                let value = parse_one(&text).expect("a small alias graph parses");
+                prop_assert_eq!(scalars(&value), expanded);
+                let go = parse_go_first(&text, GoYaml::Sigs).expect("a small alias graph parses");
+                prop_assert_eq!(go.value, value);
+            }
+        }
+
+        proptest! {
+            // Each case parses up to the node budget (about 0.7 s in a debug build).
+            #![proptest_config(ProptestConfig::with_cases(3))]
+
+            /// Alias bombs whose expansion is over the node budget are refused with an
+            /// error, not expanded.
+            #[test]
+            fn alias_bombs_are_refused(width in 2usize..12, depth in 0usize..20) {
+                let expanded: usize = (1..=depth + 1).map(|k| width.saturating_pow(k as u32)).sum();
+                prop_assume!(expanded > 1_000_000);
+                let result = parse_one(&alias_bomb(width, depth));
+                prop_assert!(matches!(result, Err(YamlError::Parse(_))), "{width}^{depth}: {result:?}");
+            }
+
+            /// A long scalar aliased until the copies are over the scalar-bytes budget
+            /// (64 MiB) is refused, however many anchors pad the alias-to-anchor ratio.
+            #[test]
+            fn aliased_long_scalars_are_refused(
+                mib in 1usize..5,
+                anchors in 0usize..200,
+                extra in 0usize..64,
+            ) {
+                let copies = 64 / mib + 1 + extra;
+                let mut text = format!("big: &big {}\n", "x".repeat(mib << 20));
+                for i in 0..anchors {
+                    text.push_str(&format!("p{i}: &p{i} v\n"));
+                }
+                text.push_str("list:\n");
+                text.push_str(&"- *big\n".repeat(copies));
+                prop_assert!(parse_one(&text).is_err(), "{copies} copies of {mib} MiB accepted");
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(8))]
+
+            /// Input over [`MAX_YAML_BYTES`] is refused by size, whatever it holds.
+            #[test]
+            fn oversized_input_is_refused_by_size(
+                line in "[a-z]{1,8}: [a-z0-9]{1,8}\n",
+                extra in 1usize..4096,
+            ) {
+                let size = MAX_YAML_BYTES + extra;
+                let mut text = line.repeat(size / line.len() + 1);
+                text.truncate(size);
+                for result in [
+                    parse_one(&text),
+                    parse_all(&text).map(Value::from),
+                    parse_go_first(&text, GoYaml::Sigs).map(|d| d.value),
+                ] {
+                    let refused = matches!(
+                        result,
+                        Err(YamlError::TooLarge { size: s, limit: MAX_YAML_BYTES }) if s == size
+                    );
+                    prop_assert!(refused);
+                }
+            }
+        }
+    }
 }

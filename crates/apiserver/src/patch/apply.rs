@@ -85,8 +85,21 @@ pub fn server_side_apply(
         ));
     };
     let mut applied = applied.clone();
-    if let Some(Value::Object(meta)) = applied.get_mut("metadata") {
-        meta.shift_remove("managedFields");
+    match applied.get_mut("metadata") {
+        None => {}
+        Some(Value::Object(meta)) => {
+            meta.shift_remove("managedFields");
+        }
+        // `metadata` is a struct: `null` is its zero value, which declares nothing (and
+        // must not clear the object's name, namespace and server-set fields).
+        Some(Value::Null) => {
+            applied.shift_remove("metadata");
+        }
+        Some(other) => {
+            return Err(PatchError::Invalid(format!(
+                "apply configuration: metadata must be an object, not {other}"
+            )))
+        }
     }
     let empty = Map::new();
     let live_map = match live {
@@ -114,6 +127,16 @@ pub fn server_side_apply(
             opts.api_version,
             opts.now,
         );
+        // Bare structure (empty maps and lists, and maps and lists of nothing else) is no
+        // one's value: a typed object would not even hold it. Claiming it would also make
+        // an object created by an apply that owns nothing (`data: {}`) change at its
+        // next, identical apply.
+        for entry in &mut entries {
+            entry
+                .set
+                .retain(|path| !value_at(&live_view, path).is_some_and(is_hollow));
+        }
+        entries.retain(|e| !e.set.is_empty());
     }
 
     let mut new_set = FieldSet::new();
@@ -283,6 +306,35 @@ fn key_matches(item: &Value, key: &[(String, Value)]) -> bool {
         Some(actual) if !actual.is_null() => actual == v,
         _ => key_default(k).is_some_and(|d| v.as_str() == Some(d)),
     })
+}
+
+/// The value at `path` in `map`, if there is one.
+fn value_at<'a>(map: &'a Map<String, Value>, path: &[PathElement]) -> Option<&'a Value> {
+    let (PathElement::Field(name), rest) = path.split_first()? else {
+        return None;
+    };
+    let mut value = map.get(name)?;
+    for pe in rest {
+        value = match (value, pe) {
+            (Value::Object(map), PathElement::Field(name)) => map.get(name)?,
+            (Value::Array(items), PathElement::Key(key)) => {
+                items.iter().find(|i| key_matches(i, key))?
+            }
+            (Value::Array(items), PathElement::Value(v)) => items.iter().find(|i| *i == v)?,
+            (Value::Array(items), PathElement::Index(i)) => items.get(*i)?,
+            _ => return None,
+        };
+    }
+    Some(value)
+}
+
+/// Whether `value` is structure only: maps and lists holding nothing but such.
+fn is_hollow(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map.values().all(is_hollow),
+        Value::Array(items) => items.iter().all(is_hollow),
+        _ => false,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1279,5 +1331,53 @@ mod tests {
         let obj = apply(None, cfg, "kubectl", T1);
         let meta = &fields(&obj, "kubectl", "Apply")["f:metadata"];
         assert_eq!(meta, &json!({"f:labels": {"f:app": {}}}));
+    }
+
+    /// Found by `ssa_same_apply_twice_is_idempotent`: an apply that owns nothing (`data:
+    /// {}`) leaves no managedFields, so at the identical next apply the object looked
+    /// untracked and `before-first-apply` claimed `data`.
+    #[test]
+    fn apply_owning_nothing_is_idempotent() {
+        for config in [
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "o"}, "data": {}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "o"},
+                   "spec": {"template": {"spec": {"containers": []}}}}),
+        ] {
+            let once = apply(None, config.clone(), "m1", T1);
+            assert!(once["metadata"].get("managedFields").is_none(), "{once}");
+            let twice = apply(Some(&once), config, "m1", T2);
+            assert_eq!(twice, once);
+        }
+        // What an untracked object holds besides bare structure is still claimed.
+        let live = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "o"},
+                          "data": {"a": "1"}, "binaryData": {}});
+        let applied = apply(
+            Some(&live),
+            json!({"metadata": {"name": "o"}, "data": {"b": "2"}}),
+            "m1",
+            T2,
+        );
+        assert_eq!(
+            fields(&applied, "before-first-apply", "Update"),
+            json!({"f:data": {".": {}, "f:a": {}}})
+        );
+    }
+
+    /// Found by `ssa_hostile_config_is_refused_or_idempotent`: `metadata: null` removed the
+    /// whole metadata (name and namespace included), and each identical apply "changed"
+    /// the object again.
+    #[test]
+    fn null_metadata_declares_nothing() {
+        let live = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                          "metadata": {"name": "o", "namespace": "default"}});
+        let config = json!({"metadata": null, "spec": null});
+        let once = apply(Some(&live), config.clone(), "m1", T1);
+        assert_eq!(once["metadata"]["name"], "o");
+        assert_eq!(once["metadata"]["namespace"], "default");
+        assert_eq!(apply(Some(&once), config, "m1", T2), once);
+        assert!(matches!(
+            server_side_apply(Some(&live), &json!({"metadata": 1}), &opts("m1", false, T1)),
+            Err(PatchError::Invalid(_))
+        ));
     }
 }

@@ -20,6 +20,8 @@
 //! (which lists are keyed by what) lives in [`schema`].
 
 mod apply;
+#[cfg(test)]
+mod proptests;
 pub mod schema;
 mod strategic;
 

@@ -266,11 +266,20 @@ fn merge_list(
                 .filter(|item| !deletes.iter().any(|d| matches_without_directive(item, d)))
                 .cloned()
                 .collect();
+            let live = result.clone();
+            let mut order = Vec::with_capacity(items.len());
             for item in items {
-                if !result.contains(item) {
-                    result.push(clean(item, &item_path)?);
+                let item = clean(item, &item_path)?;
+                if !result.contains(&item) {
+                    result.push(item.clone());
                 }
+                order.push(item);
             }
+            // As apimachinery's mergeSlice: the patch's items in the patch's order, the
+            // others where they were. (Appending alone is not idempotent: an item deleted
+            // with `$deleteFromPrimitiveList` and listed again would move to the end at
+            // each application.)
+            reorder(&mut result, &order, &live, None);
             Ok(result)
         }
         _ => items
@@ -584,5 +593,35 @@ mod tests {
             strategic_merge_patch(&deployment(), &missing_key),
             Err(PatchError::Invalid(_))
         ));
+    }
+
+    /// Found by `smp_is_idempotent`: an item both deleted with `$deleteFromPrimitiveList`
+    /// and listed again moved to the end at each application.
+    #[test]
+    fn set_list_delete_and_re_add_is_idempotent() {
+        let patch = json!({"metadata": {
+            "finalizers": ["f1", "f3"],
+            "$deleteFromPrimitiveList/finalizers": ["f1"],
+        }});
+        let once = smp(json!({"metadata": {"name": "o"}}), patch.clone());
+        assert_eq!(once["metadata"]["finalizers"], json!(["f1", "f3"]));
+        let twice = smp(once.clone(), patch);
+        assert_eq!(twice, once);
+        // Items only the server has keep their place between the patch's items.
+        let out = smp(
+            json!({"metadata": {"finalizers": ["a", "x", "b"]}}),
+            json!({"metadata": {"finalizers": ["b", "a"]}}),
+        );
+        assert_eq!(out["metadata"]["finalizers"], json!(["x", "b", "a"]));
+    }
+
+    /// An object item of a set list with a `null` in it is stored cleaned, and a second
+    /// application does not add it again.
+    #[test]
+    fn set_list_object_items_are_compared_cleaned() {
+        let patch = json!({"metadata": {"finalizers": [{"a": 1, "b": null}]}});
+        let once = smp(json!({}), patch.clone());
+        assert_eq!(once["metadata"]["finalizers"], json!([{"a": 1}]));
+        assert_eq!(smp(once.clone(), patch), once);
     }
 }
