@@ -12,6 +12,10 @@
 //! only the controller and the webhook run in the benchmark's process, so its peak RSS is
 //! the controller's alone (plus the benchmark's small driver); the child's is reported
 //! too. The child is killed when the benchmark ends, however it ends ([`ChildCluster`]).
+//!
+//! The setup — repository, cluster, controller ([`Loop`]), the fleet of applications
+//! ([`Loop::create_fleet`]) and a commit ([`Loop::commit`], [`push_body`]) — is shared
+//! with `mooring bench load` (`load.rs`), which measures the same loop under request load.
 
 use super::{proc_cpu_seconds, proc_status_mib};
 use crate::up::git;
@@ -22,19 +26,21 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncBufReadExt;
 
-fn write_app(dir: &std::path::Path, version: usize) -> anyhow::Result<()> {
-    let app = dir.join("app");
+/// The 10-resource app in `folder` of the repository: nine ConfigMaps (`cm-0` carries
+/// `version`) and a Deployment, labelled so that label selectors have something to select.
+pub(crate) fn write_app(dir: &std::path::Path, folder: &str, version: usize) -> anyhow::Result<()> {
+    let app = dir.join(folder);
     std::fs::create_dir_all(&app)?;
     for i in 0..9 {
         let v = if i == 0 { version } else { 0 };
         std::fs::write(
             app.join(format!("cm-{i}.yaml")),
-            format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i}}}\ndata: {{version: \"{v}\"}}\n"),
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i}, labels: {{tier: config}}}}\ndata: {{version: \"{v}\"}}\n"),
         )?;
     }
     std::fs::write(
         app.join("deployment.yaml"),
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: server}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: server}}\n  template:\n    metadata: {labels: {app: server}}\n    spec:\n      containers: [{name: s, image: registry.local/server:1}]\n",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: server, labels: {app: server}}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: server}}\n  template:\n    metadata: {labels: {app: server}}\n    spec:\n      containers: [{name: s, image: registry.local/server:1}]\n",
     )?;
     Ok(())
 }
@@ -47,7 +53,8 @@ pub(crate) fn percentile(v: &mut [Duration], p: f64) -> Duration {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-fn app(name: &str, ns: &str, remote: &str) -> anyhow::Result<DynamicObject> {
+/// An automated Application of the app in `app/` of [`REMOTE`], deployed to `ns`.
+pub(crate) fn app(name: &str, ns: &str, remote: &str) -> anyhow::Result<DynamicObject> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
         "metadata": {"name": name, "namespace": "argocd"},
@@ -57,7 +64,8 @@ fn app(name: &str, ns: &str, remote: &str) -> anyhow::Result<DynamicObject> {
     }))?)
 }
 
-async fn converged(
+/// Whether app `name` is Synced and Healthy (at `revision`, when given).
+pub(crate) async fn converged(
     apps: &Api<DynamicObject>,
     name: &str,
     revision: Option<&str>,
@@ -168,14 +176,15 @@ pub(crate) async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How many Applications in the control-plane namespace are Synced and Healthy, read page
-/// by page (500 a page) so the benchmark's own memory stays small next to the
-/// controller's.
-async fn count_converged(apps: &Api<DynamicObject>) -> anyhow::Result<usize> {
-    let mut done = 0;
+/// How many Applications in the control-plane namespace are Synced and Healthy, and how
+/// many there are, read page by page (500 a page) so the benchmark's own memory stays
+/// small next to the controller's.
+async fn count_converged(apps: &Api<DynamicObject>) -> anyhow::Result<(usize, usize)> {
+    let (mut done, mut all) = (0, 0);
     let mut params = kube::api::ListParams::default().limit(500);
     loop {
         let page = apps.list(&params).await?;
+        all += page.items.len();
         done += page
             .items
             .iter()
@@ -190,69 +199,166 @@ async fn count_converged(apps: &Api<DynamicObject>) -> anyhow::Result<usize> {
             .count();
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(c) => params = params.continue_token(&c),
-            None => return Ok(done),
+            None => return Ok((done, all)),
         }
     }
 }
 
-pub async fn run(n_apps: usize, rounds: usize, split: bool) -> anyhow::Result<()> {
-    let repo = tempfile::tempdir()?;
-    git(repo.path(), &["init", "-q", "-b", "main"])?;
-    write_app(repo.path(), 0)?;
-    git(repo.path(), &["add", "-A"])?;
-    git(repo.path(), &["commit", "-q", "-m", "v0"])?;
-    let remote = "https://git.example.com/bench/platform.git";
-    let speed = 20.0;
-    // SQLite on disk, as `mooring up` keeps it (in memory it would be a second copy of
-    // every object in the process whose memory is measured).
-    let cluster_dir = tempfile::tempdir()?;
-    let env = if split {
-        Env::Child(ChildCluster::start(speed).await?)
-    } else {
-        Env::InProcess(
-            mooring_apiserver::Cluster::start(mooring_apiserver::ClusterOptions {
-                sim: mooring_apiserver::sim::SimOptions {
-                    speed,
+/// The repository URL the benchmark's applications name; the controller reads it from
+/// the local repository (`file://`, a repository alias).
+pub(crate) const REMOTE: &str = "https://git.example.com/bench/platform.git";
+
+/// The GitOps loop under measurement: a Git repository (git CLI, `app/` committed at
+/// version 0) behind [`REMOTE`], the embedded cluster (in this process or a child, at
+/// simulation speed 20, SQLite on disk as `mooring up` keeps it) and a controller
+/// (Git polled hourly: only webhooks and refreshes trigger it). Stop it with
+/// [`Loop::stop`]: the controller first, then the cluster.
+pub(crate) struct Loop {
+    pub(crate) repo: tempfile::TempDir,
+    pub(crate) kubeconfig: std::path::PathBuf,
+    pub(crate) client: kube::Client,
+    /// Applications in the control-plane namespace.
+    pub(crate) apps: Api<DynamicObject>,
+    pub(crate) controller: mooring_controller::Controller,
+    env: Env,
+    _cache: tempfile::TempDir,
+    _cluster_dir: tempfile::TempDir,
+}
+
+impl Loop {
+    pub(crate) async fn start(split: bool) -> anyhow::Result<Self> {
+        let repo = tempfile::tempdir()?;
+        git(repo.path(), &["init", "-q", "-b", "main"])?;
+        write_app(repo.path(), "app", 0)?;
+        git(repo.path(), &["add", "-A"])?;
+        git(repo.path(), &["commit", "-q", "-m", "v0"])?;
+        let speed = 20.0;
+        // SQLite on disk, as `mooring up` keeps it (in memory it would be a second copy of
+        // every object in the process whose memory is measured).
+        let cluster_dir = tempfile::tempdir()?;
+        let env = if split {
+            Env::Child(ChildCluster::start(speed).await?)
+        } else {
+            Env::InProcess(
+                mooring_apiserver::Cluster::start(mooring_apiserver::ClusterOptions {
+                    sim: mooring_apiserver::sim::SimOptions {
+                        speed,
+                        ..Default::default()
+                    },
+                    crds: mooring_k8s::crds::all(),
+                    data_dir: Some(cluster_dir.path().to_path_buf()),
                     ..Default::default()
-                },
-                crds: mooring_k8s::crds::all(),
-                data_dir: Some(cluster_dir.path().to_path_buf()),
+                })
+                .await?,
+            )
+        };
+        let kubeconfig = match &env {
+            Env::InProcess(c) => c.kubeconfig_path().to_path_buf(),
+            Env::Child(c) => c.kubeconfig.clone(),
+        };
+        let client = mooring_k8s::client_from_kubeconfig(&kubeconfig).await?;
+        if split {
+            install_crds(&client).await?;
+        }
+        let cache = tempfile::tempdir()?;
+        let controller = mooring_controller::Controller::start(
+            client.clone(),
+            mooring_controller::ControllerOptions {
+                cache_dir: cache.path().to_path_buf(),
+                poll: Duration::from_secs(3600),
+                operation_poll: Duration::from_millis(50),
+                repo_aliases: vec![(REMOTE.into(), format!("file://{}", repo.path().display()))],
                 ..Default::default()
-            })
-            .await?,
+            },
         )
-    };
-    let kubeconfig = match &env {
-        Env::InProcess(c) => c.kubeconfig_path().to_path_buf(),
-        Env::Child(c) => c.kubeconfig.clone(),
-    };
-    let client = mooring_k8s::client_from_kubeconfig(&kubeconfig).await?;
-    if split {
-        install_crds(&client).await?;
+        .await?;
+        let apps = Api::namespaced_with(
+            client.clone(),
+            mooring_core::app::CONTROL_PLANE_NAMESPACE,
+            &mooring_k8s::resources::application_resource(),
+        );
+        Ok(Loop {
+            repo,
+            kubeconfig,
+            client,
+            apps,
+            controller,
+            env,
+            _cache: cache,
+            _cluster_dir: cluster_dir,
+        })
     }
-    let cache = tempfile::tempdir()?;
-    let controller = mooring_controller::Controller::start(
-        client.clone(),
-        mooring_controller::ControllerOptions {
-            cache_dir: cache.path().to_path_buf(),
-            poll: Duration::from_secs(3600),
-            operation_poll: Duration::from_millis(50),
-            repo_aliases: vec![(remote.into(), format!("file://{}", repo.path().display()))],
-            ..Default::default()
-        },
-    )
-    .await?;
+
+    /// Write version `version` of the app in `folder` and commit it: the new commit.
+    pub(crate) fn commit(&self, folder: &str, version: usize) -> anyhow::Result<String> {
+        write_app(self.repo.path(), folder, version)?;
+        git(self.repo.path(), &["add", "-A"])?;
+        git(
+            self.repo.path(),
+            &["commit", "-q", "-m", &format!("{folder} v{version}")],
+        )?;
+        git(self.repo.path(), &["rev-parse", "HEAD"])
+    }
+
+    /// Create `n` applications of `app/` (`fleet-0` … in namespaces of the same names)
+    /// and wait until every application of the namespace is Synced and Healthy.
+    pub(crate) async fn create_fleet(&self, n: usize) -> anyhow::Result<()> {
+        let t = Instant::now();
+        for i in 0..n {
+            self.apps
+                .create(
+                    &PostParams::default(),
+                    &app(&format!("fleet-{i}"), &format!("fleet-{i}"), REMOTE)?,
+                )
+                .await?;
+        }
+        loop {
+            let (done, all) = count_converged(&self.apps).await?;
+            if done == all {
+                return Ok(());
+            }
+            if t.elapsed() > Duration::from_secs(3600) {
+                bail!("only {done} of {all} apps converged");
+            }
+            // Each look reads every Application: not so often that the benchmark's own
+            // reading weighs on the figure it measures (500 ms at 1,000 apps, 5 s at
+            // 10,000).
+            tokio::time::sleep(Duration::from_millis((n as u64 / 2).clamp(500, 5000))).await;
+        }
+    }
+
+    /// The controller first, then the cluster (a child cluster is killed on drop).
+    pub(crate) fn stop(self) {
+        let Loop {
+            controller, env, ..
+        } = self;
+        drop(controller);
+        if let Env::InProcess(cluster) = env {
+            cluster.stop();
+        }
+    }
+}
+
+/// A GitHub push of commit `sha` of [`REMOTE`] that modified `file` (only the apps
+/// whose path holds it are refreshed).
+pub(crate) fn push_body(sha: &str, file: &str) -> anyhow::Result<Vec<u8>> {
+    Ok(serde_json::to_vec(
+        &json!({"ref": "refs/heads/main", "after": sha,
+        "repository": {"clone_url": REMOTE, "html_url": REMOTE.trim_end_matches(".git")},
+        "commits": [{"modified": [file], "added": [], "removed": []}]}),
+    )?)
+}
+
+pub async fn run(n_apps: usize, rounds: usize, split: bool) -> anyhow::Result<()> {
+    let lp = Loop::start(split).await?;
+    let (client, apps, controller, env) = (&lp.client, &lp.apps, &lp.controller, &lp.env);
+    let remote = REMOTE;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let hook_addr = listener.local_addr()?;
     let router = mooring_server::router(controller.ctx.clone(), Default::default());
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
-    let apps: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        mooring_core::app::CONTROL_PLANE_NAMESPACE,
-        &mooring_k8s::resources::application_resource(),
-    );
     // Right after the CRDs are applied (split mode), the kind may take a moment to be
     // served.
     let t = Instant::now();
@@ -266,7 +372,7 @@ pub async fn run(n_apps: usize, rounds: usize, split: bool) -> anyhow::Result<()
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let t = Instant::now();
-    while !converged(&apps, "bench", None).await? {
+    while !converged(apps, "bench", None).await? {
         if t.elapsed() > Duration::from_secs(120) {
             bail!("the benchmark app did not converge");
         }
@@ -277,16 +383,11 @@ pub async fn run(n_apps: usize, rounds: usize, split: bool) -> anyhow::Result<()
     // Commit → webhook → converged.
     let mut commit_lat = Vec::new();
     for i in 1..=rounds {
-        write_app(repo.path(), i)?;
-        git(repo.path(), &["add", "-A"])?;
-        git(repo.path(), &["commit", "-q", "-m", &format!("v{i}")])?;
-        let sha = git(repo.path(), &["rev-parse", "HEAD"])?;
-        let payload = serde_json::to_vec(&json!({"ref": "refs/heads/main", "after": sha,
-            "repository": {"clone_url": remote, "html_url": remote.trim_end_matches(".git")},
-            "commits": [{"modified": ["app/cm-0.yaml"], "added": [], "removed": []}]}))?;
+        let sha = lp.commit("app", i)?;
+        let payload = push_body(&sha, "app/cm-0.yaml")?;
         let t = Instant::now();
         post_webhook(hook_addr, &payload).await?;
-        while !converged(&apps, "bench", Some(&sha)).await? {
+        while !converged(apps, "bench", Some(&sha)).await? {
             if t.elapsed() > Duration::from_secs(60) {
                 bail!("commit {i} did not converge");
             }
@@ -324,32 +425,14 @@ pub async fn run(n_apps: usize, rounds: usize, split: bool) -> anyhow::Result<()
     }
 
     // Many applications: initial convergence, then one full refresh pass.
-    let cluster_cpu = || match &env {
+    let cluster_cpu = || match env {
         Env::Child(c) => c.cpu_seconds(),
         Env::InProcess(_) => 0.0,
     };
     let cpu = || (proc_cpu_seconds("self"), cluster_cpu());
     let cpu_start = cpu();
     let t = Instant::now();
-    for i in 0..n_apps {
-        apps.create(
-            &PostParams::default(),
-            &app(&format!("fleet-{i}"), &format!("fleet-{i}"), remote)?,
-        )
-        .await?;
-    }
-    loop {
-        let done = count_converged(&apps).await?;
-        if done > n_apps {
-            break;
-        }
-        if t.elapsed() > Duration::from_secs(3600) {
-            bail!("only {done} of {} apps converged", n_apps + 1);
-        }
-        // Each look reads every Application: not so often that the benchmark's own
-        // reading weighs on the figure it measures (500 ms at 1,000 apps, 5 s at 10,000).
-        tokio::time::sleep(Duration::from_millis((n_apps as u64 / 2).clamp(500, 5000))).await;
-    }
+    lp.create_fleet(n_apps).await?;
     let fleet_converge = t.elapsed();
     let cpu_fleet = cpu();
     // The pass starts from a quiet controller (Pods becoming Ready, the last status
@@ -382,7 +465,7 @@ pub async fn run(n_apps: usize, rounds: usize, split: bool) -> anyhow::Result<()
     let pass = t.elapsed();
     let cpu_pass = cpu();
     // CPU seconds spent in (this process, the cluster's process) between two readings.
-    let spent = |a: (f64, f64), b: (f64, f64)| match &env {
+    let spent = |a: (f64, f64), b: (f64, f64)| match env {
         Env::InProcess(_) => format!("{:.0} CPU s", b.0 - a.0),
         Env::Child(_) => format!(
             "{:.0} CPU s controller, {:.0} CPU s cluster",
@@ -431,7 +514,7 @@ pub async fn run(n_apps: usize, rounds: usize, split: bool) -> anyhow::Result<()
             ),
         ),
     ];
-    match &env {
+    match env {
         Env::InProcess(_) => rows.push((
             "peak RSS (cluster + controller in one process)".to_string(),
             format!("{:.0} MiB", proc_status_mib("VmHWM:")),
@@ -452,10 +535,7 @@ pub async fn run(n_apps: usize, rounds: usize, split: bool) -> anyhow::Result<()
     for (k, v) in rows {
         println!("{k:width$}  {v}");
     }
-    drop(controller);
-    if let Env::InProcess(cluster) = env {
-        cluster.stop();
-    }
+    lp.stop();
     Ok(())
 }
 

@@ -18,6 +18,7 @@ mod dr;
 mod flood;
 mod gitops;
 mod image;
+mod load;
 mod logs;
 mod policy;
 mod protobuf;
@@ -131,6 +132,10 @@ pub enum Target {
     /// The REST API and the webhook under a flood of bad requests from 127.0.0.1
     /// (`--writers` loops for `--seconds`): the valid token's p50/p99 without and during it.
     ApiFlood,
+    /// The REST API, the webhook and the embedded API server under `--writers` concurrent
+    /// clients for `--seconds` while the controller reconciles `--apps` apps: p50/p99 and
+    /// errors per class, and commit → converged p50 idle and under load (`--rounds`).
+    Load,
 }
 
 /// A memory figure of this process from `/proc/self/status` (`field` is `VmRSS:`,
@@ -240,6 +245,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         Target::Logs => logs::run(args.watchers, args.seconds).await,
         Target::Shard => shard::run(args.rounds).await,
         Target::Chaos => Ok(()),
+        Target::Load => {
+            load::run(
+                args.apps,
+                args.writers,
+                args.seconds,
+                args.rounds,
+                args.split_cluster,
+            )
+            .await
+        }
     }
     .map(|()| std::process::ExitCode::SUCCESS)
 }
