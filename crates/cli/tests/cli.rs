@@ -1869,6 +1869,9 @@ mod admin;
 #[path = "cli/shard.rs"]
 mod shard;
 
+#[path = "cli/soak.rs"]
+mod soak;
+
 /// `mooring check` applies the control-plane rule the controller applies: an Application
 /// outside `argocd` needs `--application-namespaces` and its project's `sourceNamespaces`,
 /// and an AppProject outside `argocd` is never read.

@@ -23,6 +23,7 @@ mod protobuf;
 mod rollback;
 mod rollout;
 mod shard;
+mod soak;
 
 use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
@@ -68,6 +69,19 @@ pub struct BenchArgs {
     /// Seconds of each phase (api-flood: without, then during the flood; at most 60).
     #[arg(long, default_value_t = 3)]
     pub seconds: u64,
+    /// Simulated time the soak runs for (Go syntax: 30m, 1h, 2h30m); wall time is this
+    /// divided by `--speed`.
+    #[arg(long, default_value = "1h", value_parser = soak::parse_duration)]
+    pub duration: Duration,
+    /// Simulation speed of the soak's clusters.
+    #[arg(long, default_value_t = 20.0)]
+    pub speed: f64,
+    /// Seed of the soak's random events (default: from the clock; printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Exit non-zero when a soak series grows after warm-up.
+    #[arg(long)]
+    pub fail_on_leak: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Debug)]
@@ -106,6 +120,10 @@ pub enum Target {
     /// The REST API and the webhook under a flood of bad requests from 127.0.0.1
     /// (`--writers` loops for `--seconds`): the valid token's p50/p99 without and during it.
     ApiFlood,
+    /// Soak: random commits, drifts, good and bad rollouts and cluster flaps for
+    /// `--duration` of simulated time at `--speed`, sampling RSS, CPU, file descriptors,
+    /// the work queue, watches and tasks; prints each series' trend after warm-up.
+    Soak,
 }
 
 /// A memory figure of this process from `/proc/self/status` (`field` is `VmRSS:`,
@@ -204,6 +222,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Target::Protobuf => protobuf::run(args.writes, args.writers).await,
         Target::Logs => logs::run(args.watchers, args.seconds).await,
         Target::Shard => shard::run(args.rounds).await,
+        Target::Soak => {
+            soak::run(soak::Options {
+                duration: args.duration,
+                speed: args.speed,
+                seed: args.seed,
+                fail_on_leak: args.fail_on_leak,
+            })
+            .await
+        }
     }
 }
 
