@@ -481,6 +481,18 @@ impl Store {
         Ok((backlog, rx))
     }
 
+    /// How many objects the store holds.
+    pub fn object_count(&self) -> usize {
+        self.read().by_uid.len()
+    }
+
+    /// Watches following the event stream now: every open HTTP watch, plus the
+    /// in-process ones (the simulation's controllers). A soak test reads it to see that
+    /// watches cut by a client or a partition are let go.
+    pub fn watchers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
     /// Events after `since` still in the log (for a watcher that lagged behind).
     pub fn events_since(&self, since: u64) -> Result<Vec<Arc<Event>>, u64> {
         let st = self.read();

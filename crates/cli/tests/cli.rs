@@ -1872,6 +1872,9 @@ mod shard;
 #[path = "cli/load.rs"]
 mod load;
 
+#[path = "cli/soak.rs"]
+mod soak;
+
 /// `mooring check` applies the control-plane rule the controller applies: an Application
 /// outside `argocd` needs `--application-namespaces` and its project's `sourceNamespaces`,
 /// and an AppProject outside `argocd` is never read.

@@ -240,6 +240,7 @@ async fn resync(ctx: Arc<Context>, tx: mpsc::UnboundedSender<String>) {
 /// reconcile retries after [`RETRY`].
 async fn work(ctx: Arc<Context>, rx: mpsc::UnboundedReceiver<String>) {
     WorkQueue::new(1)
+        .with_depth(ctx.metrics.workqueue_gauge(crate::metrics::APPSET_QUEUE))
         .run(rx, move |key: String| {
             let ctx = ctx.clone();
             async move {

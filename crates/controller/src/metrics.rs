@@ -53,6 +53,7 @@ use mooring_core::app::ApplicationDestination;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -134,6 +135,19 @@ pub struct GitRequestLabels {
     pub repo: String,
     /// `ls-remote` or `fetch` (see [`mooring_source::GitRequest`]).
     pub request_type: String,
+}
+
+/// The Application work queue's name in `workqueue_depth` (Argo CD's).
+pub const APP_QUEUE: &str = "app_reconciliation_queue";
+/// The ApplicationSet work queue's name in `workqueue_depth` (the ApplicationSet
+/// controller's: a controller-runtime queue named after its kind).
+pub const APPSET_QUEUE: &str = "applicationset";
+
+/// `workqueue_depth`'s labels: the queue's name, as Argo CD's controllers name theirs
+/// (`app_reconciliation_queue`, `applicationset`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkqueueLabels {
+    pub name: String,
 }
 
 /// `mooring_rollback_rule_evaluations_total`'s labels.
@@ -244,6 +258,9 @@ pub struct Metrics {
     /// `mooring_rollback_triggers_total`: a rule's breach fired its action (once per
     /// breach).
     pub rollback_triggers: Family<RollbackTriggerLabels, Counter>,
+    /// `workqueue_depth`: keys waiting in each work queue (not counting those running),
+    /// set by the queue itself after every change (client-go's gauge of the same name).
+    pub workqueue_depth: Family<WorkqueueLabels, Gauge>,
     /// `namespace/name` → its last comparison's drift.
     drift: Mutex<HashMap<String, Drift>>,
     /// `namespace/name` of the apps whose last sync succeeded and whose health verdict
@@ -282,6 +299,7 @@ impl Default for Metrics {
             stages,
             rollback_evaluations: Family::default(),
             rollback_triggers: Family::default(),
+            workqueue_depth: Family::default(),
             drift: Default::default(),
             verifying: Default::default(),
         }
@@ -571,6 +589,18 @@ impl Metrics {
     /// (reconciles, total time).
     pub fn reconciles(&self) -> (u64, Duration) {
         *lock(&self.reconciles)
+    }
+
+    /// The depth gauge of the work queue `name`, for the queue to set.
+    pub fn workqueue_gauge(&self, name: &str) -> Gauge {
+        self.workqueue_depth
+            .get_or_create(&WorkqueueLabels { name: name.into() })
+            .clone()
+    }
+
+    /// Keys waiting in the work queue `name` now (0 for a queue not started).
+    pub fn workqueue_depth(&self, name: &str) -> i64 {
+        self.workqueue_gauge(name).get()
     }
 }
 

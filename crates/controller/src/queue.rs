@@ -335,6 +335,7 @@ fn rand_fraction() -> f64 {
 /// most `options.workers` apps at a time and never one app twice at once.
 pub(crate) async fn work(ctx: Arc<Context>, rx: mpsc::UnboundedReceiver<String>) {
     WorkQueue::new(ctx.options.workers)
+        .with_depth(ctx.metrics.workqueue_gauge(crate::metrics::APP_QUEUE))
         .run(rx, move |key: String| {
             let ctx = ctx.clone();
             async move {

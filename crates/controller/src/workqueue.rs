@@ -103,6 +103,8 @@ impl Keys {
 /// A work queue running `handler` for the keys received, at most `concurrency` at a time.
 pub(crate) struct WorkQueue {
     concurrency: usize,
+    /// Set to the number of keys waiting after every change (`workqueue_depth`).
+    depth: Option<prometheus_client::metrics::gauge::Gauge>,
 }
 
 impl WorkQueue {
@@ -110,7 +112,14 @@ impl WorkQueue {
     pub(crate) fn new(concurrency: usize) -> Self {
         WorkQueue {
             concurrency: concurrency.max(1),
+            depth: None,
         }
+    }
+
+    /// Report the number of keys waiting (not running) in `gauge`.
+    pub(crate) fn with_depth(mut self, gauge: prometheus_client::metrics::gauge::Gauge) -> Self {
+        self.depth = Some(gauge);
+        self
     }
 
     /// Run until every sender of `rx` is gone. `handler` returns when to run the key
@@ -131,6 +140,9 @@ impl WorkQueue {
                 let work = handler(key.clone());
                 let task = running.spawn(work);
                 running_keys.insert(task.id(), key);
+            }
+            if let Some(g) = &self.depth {
+                g.set(i64::try_from(keys.pending.len()).unwrap_or(i64::MAX));
             }
             let deadline = keys.next_deadline();
             tokio::select! {

@@ -13,6 +13,7 @@
 //! | `argocd_cluster_connection_status` | server, k8s_version | cluster registry |
 //! | `rollout_info`, `rollout_info_replicas_*` | namespace, name, strategy, traffic_router, phase | rollout controllers' stores |
 //! | `analysis_run_info`, `analysis_run_metric_phase` | namespace, name, (metric, type, dry_run,) phase | rollout controllers' stores |
+//! | `workqueue_depth` | name (`app_reconciliation_queue`, `applicationset`) | the work queues |
 //! | `mooring_commit_to_converged_seconds` (histogram) | namespace, dest_server | reconciles |
 //! | `mooring_app_drift_resources`, `mooring_app_drift_fields` | namespace, name, project | last comparison |
 //! | `mooring_stage_outcomes_total` | stage, outcome | the pipeline (see `mooring_controller::metrics`) |
@@ -145,6 +146,11 @@ fn register_events(registry: &mut Registry, m: &Metrics, per_app: bool) {
         "argocd_app_reconcile",
         "Application reconciliation performance in seconds.",
         m.reconcile.clone(),
+    );
+    registry.register(
+        "workqueue_depth",
+        "Current depth of workqueue",
+        m.workqueue_depth.clone(),
     );
     registry.register(
         "mooring_commit_to_converged_seconds",

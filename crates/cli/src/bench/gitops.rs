@@ -539,7 +539,8 @@ pub async fn run(n_apps: usize, rounds: usize, split: bool) -> anyhow::Result<()
     Ok(())
 }
 
-async fn post_webhook(addr: std::net::SocketAddr, body: &[u8]) -> anyhow::Result<()> {
+/// POST a GitHub push event to the webhook endpoint at `addr`.
+pub(super) async fn post_webhook(addr: std::net::SocketAddr, body: &[u8]) -> anyhow::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     let head = format!(

@@ -25,6 +25,7 @@ mod protobuf;
 mod rollback;
 mod rollout;
 mod shard;
+mod soak;
 
 use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
@@ -73,7 +74,7 @@ pub struct BenchArgs {
     /// `kill -9` faults injected, one per round (chaos).
     #[arg(long, default_value_t = 100)]
     pub kills: usize,
-    /// Seed of the random choices (chaos); random and printed when not given.
+    /// Seed of the random choices (chaos, soak); random and printed when not given.
     #[arg(long)]
     pub seed: Option<u64>,
     /// Sharded controller replicas (chaos; a kill hits one of them).
@@ -89,6 +90,16 @@ pub struct BenchArgs {
         default_value = "sync.applied=0.02,sync.persisted=0.02,sync.finished=0.05,notification.recorded=0.05"
     )]
     pub crash_points: String,
+    /// Simulated time the soak runs for (Go syntax: 30m, 1h, 2h30m); wall time is this
+    /// divided by `--speed`.
+    #[arg(long, default_value = "1h", value_parser = soak::parse_duration)]
+    pub duration: Duration,
+    /// Simulation speed of the soak's clusters.
+    #[arg(long, default_value_t = 20.0)]
+    pub speed: f64,
+    /// Exit non-zero when a soak series grows after warm-up.
+    #[arg(long)]
+    pub fail_on_leak: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Debug)]
@@ -136,6 +147,10 @@ pub enum Target {
     /// clients for `--seconds` while the controller reconciles `--apps` apps: p50/p99 and
     /// errors per class, and commit → converged p50 idle and under load (`--rounds`).
     Load,
+    /// Soak: random commits, drifts, good and bad rollouts and cluster flaps for
+    /// `--duration` of simulated time at `--speed`, sampling RSS, CPU, file descriptors,
+    /// the work queue, watches and tasks; prints each series' trend after warm-up.
+    Soak,
 }
 
 /// A memory figure of this process from `/proc/self/status` (`field` is `VmRSS:`,
@@ -253,6 +268,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
                 args.rounds,
                 args.split_cluster,
             )
+            .await
+        }
+        Target::Soak => {
+            soak::run(soak::Options {
+                duration: args.duration,
+                speed: args.speed,
+                seed: args.seed,
+                fail_on_leak: args.fail_on_leak,
+            })
             .await
         }
     }

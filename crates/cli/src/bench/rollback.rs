@@ -25,10 +25,10 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const NS: &str = "ml-serving";
-const ERROR_RATE: &str = "sum(rate(http_requests_total{namespace=\"ml-serving\",code=~\"5..\"}[10s])) / sum(rate(http_requests_total{namespace=\"ml-serving\"}[10s]))";
+pub(super) const NS: &str = "ml-serving";
+pub(super) const ERROR_RATE: &str = "sum(rate(http_requests_total{namespace=\"ml-serving\",code=~\"5..\"}[10s])) / sum(rate(http_requests_total{namespace=\"ml-serving\"}[10s]))";
 
-fn write_model(dir: &Path, error_rate: &str) -> anyhow::Result<()> {
+pub(super) fn write_model(dir: &Path, error_rate: &str) -> anyhow::Result<()> {
     let d = dir.join("applications/model-serving");
     std::fs::create_dir_all(&d)?;
     std::fs::write(
