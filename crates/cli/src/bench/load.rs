@@ -23,7 +23,7 @@
 //!    - webhook: a GitHub push signed with the secret, of a commit that changed a file
 //!      no application deploys (`docs/`): verified, matched against every app, none
 //!      refreshed (a push storm concerning the whole fleet would measure the controller's
-//!      queue, not the server: see docs/load-figures.md);
+//!      queue, not the server: see docs/reliability.md ("Load"));
 //!    - kube reads: ConfigMaps and Deployments listed by label selector (in a namespace,
 //!      and a first page of 100 across all), one ConfigMap;
 //!    - kube writes: ConfigMaps created, then merge-patched, in a scratch namespace;
@@ -37,7 +37,7 @@
 //! is an error: under a bounded load there must be none, so the command fails when there
 //! is one, printing the first few. It prints per class requests, requests/s, p50, p99
 //! and errors, and commit → converged p50 idle and under load. Figures are recorded in
-//! docs/load-figures.md.
+//! docs/reliability.md ("Load").
 
 use super::gitops::{converged, percentile, push_body, Loop};
 use anyhow::{bail, Context as _};
