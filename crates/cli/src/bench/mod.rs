@@ -153,6 +153,30 @@ pub enum Target {
     Soak,
 }
 
+/// A real Prometheus (Debian's `prometheus`) scraping `cluster`'s simulated pod metrics
+/// every second, its data in `data_dir`: what the analysis, rollback and soak benchmarks
+/// query.
+async fn scraping_prometheus(
+    cluster: &mooring_apiserver::Cluster,
+    data_dir: std::path::PathBuf,
+) -> anyhow::Result<mooring_controller::prometheus::LocalPrometheus> {
+    mooring_controller::prometheus::LocalPrometheus::start(
+        mooring_controller::prometheus::LocalPrometheusOptions {
+            binary: None,
+            data_dir,
+            listen: None,
+            scrape_interval: Duration::from_secs(1),
+            clusters: vec![mooring_controller::prometheus::ScrapeCluster {
+                url: cluster.url(),
+                token_file: cluster.token_path(),
+                ca_file: Some(cluster.ca_path()),
+            }],
+        },
+    )
+    .await
+    .context("starting Prometheus (install the Debian package `prometheus`)")
+}
+
 /// A memory figure of this process from `/proc/self/status` (`field` is `VmRSS:`,
 /// `VmHWM:`, …), in MiB; NaN where there is no such file (not Linux).
 fn proc_status_mib(field: &str) -> f64 {

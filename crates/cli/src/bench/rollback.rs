@@ -18,7 +18,7 @@
 
 use super::gitops::percentile;
 use crate::up::git;
-use anyhow::{bail, Context};
+use anyhow::bail;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use mooring_k8s::kube;
 use serde_json::{json, Value};
@@ -121,21 +121,7 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
     .await?;
     let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path()).await?;
     let data = tempfile::tempdir()?;
-    let prom = mooring_controller::prometheus::LocalPrometheus::start(
-        mooring_controller::prometheus::LocalPrometheusOptions {
-            binary: None,
-            data_dir: data.path().join("prometheus"),
-            listen: None,
-            scrape_interval: Duration::from_secs(1),
-            clusters: vec![mooring_controller::prometheus::ScrapeCluster {
-                url: cluster.url(),
-                token_file: cluster.token_path(),
-                ca_file: Some(cluster.ca_path()),
-            }],
-        },
-    )
-    .await
-    .context("starting Prometheus (Debian: apt-get install prometheus)")?;
+    let prom = super::scraping_prometheus(&cluster, data.path().join("prometheus")).await?;
     let controller = mooring_controller::Controller::start(
         client.clone(),
         mooring_controller::ControllerOptions {

@@ -106,21 +106,7 @@ pub async fn run(rollouts: usize, rounds: usize) -> anyhow::Result<()> {
     })
     .await?;
     let prom_dir = tempfile::tempdir()?;
-    let prom = mooring_controller::prometheus::LocalPrometheus::start(
-        mooring_controller::prometheus::LocalPrometheusOptions {
-            binary: None,
-            data_dir: prom_dir.path().to_path_buf(),
-            listen: None,
-            scrape_interval: Duration::from_secs(1),
-            clusters: vec![mooring_controller::prometheus::ScrapeCluster {
-                url: cluster.url(),
-                token_file: cluster.token_path(),
-                ca_file: Some(cluster.ca_path()),
-            }],
-        },
-    )
-    .await
-    .context("starting Prometheus (install the Debian package `prometheus`)")?;
+    let prom = super::scraping_prometheus(&cluster, prom_dir.path().to_path_buf()).await?;
     let client = mooring_k8s::client_from_kubeconfig(cluster.kubeconfig_path()).await?;
     let cache = tempfile::tempdir()?;
     let _controller = mooring_controller::Controller::start(

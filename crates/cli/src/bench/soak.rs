@@ -513,21 +513,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         },
     )
     .await?;
-    let prom = mooring_controller::prometheus::LocalPrometheus::start(
-        mooring_controller::prometheus::LocalPrometheusOptions {
-            binary: None,
-            data_dir: root.join("prometheus"),
-            listen: None,
-            scrape_interval: Duration::from_secs(1),
-            clusters: vec![mooring_controller::prometheus::ScrapeCluster {
-                url: mgmt.url(),
-                token_file: mgmt.token_path(),
-                ca_file: Some(mgmt.ca_path()),
-            }],
-        },
-    )
-    .await
-    .context("starting Prometheus (Debian: apt-get install prometheus)")?;
+    let prom = super::scraping_prometheus(&mgmt, root.join("prometheus")).await?;
     let controller = mooring_controller::Controller::start(
         client.clone(),
         mooring_controller::ControllerOptions {
