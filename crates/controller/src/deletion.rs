@@ -184,7 +184,7 @@ async fn delete_resources(
 ) -> Result<Action, ControllerError> {
     let options = app_options(app);
     let doomed: Vec<Value> = cluster
-        .managed(&ctx.instance_name(app))
+        .managed(&ctx.instance_name(app))?
         .into_iter()
         .filter(|l| !is_post_delete_hook(l))
         .filter(|l| sync::kept_on_app_deletion(l, &options).is_none())
@@ -308,7 +308,7 @@ async fn clean_up_post_delete_hooks(
     cluster: &ClusterClient,
 ) -> Result<Action, ControllerError> {
     let hooks: Vec<Value> = cluster
-        .managed(&ctx.instance_name(app))
+        .managed(&ctx.instance_name(app))?
         .into_iter()
         .filter(is_post_delete_hook)
         .collect();

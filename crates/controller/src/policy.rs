@@ -255,7 +255,7 @@ pub async fn audit_app(
     app: &Application,
 ) -> Result<Vec<Violation>, ControllerError> {
     let cluster = ctx.cluster_for(&app.spec.destination)?;
-    let live = cluster.managed(&ctx.instance_name(app));
+    let live = cluster.managed(&ctx.instance_name(app))?;
     let verdict = review(ctx, app, &cluster, &live, &live).await?;
     let mut all = verdict.denied;
     all.extend(verdict.warned);

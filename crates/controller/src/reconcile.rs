@@ -62,6 +62,13 @@ pub async fn reconcile(
         write_unknown(&ctx, &app, &message).await?;
         return Ok(Action::RequeueAfter(Duration::from_secs(30)));
     }
+    // Nothing is compared, planned, pruned or deleted against a cache that has not
+    // listed every kind yet (a controller just started): missing objects would read as
+    // absent, and a sync planned then would skip their prunes. Found by `mooring bench
+    // chaos` (a prune skipped after a restart); Argo CD waits for its cluster cache too.
+    if !cluster.cache_synced() {
+        return Ok(Action::RequeueAfter(Duration::from_millis(200)));
+    }
     // Deletion (Argo CD's finalizers: resources, then PostDelete hooks, then their
     // cleanup; see `deletion`).
     if app.metadata.get("deletionTimestamp").is_some() {

@@ -429,7 +429,7 @@ pub async fn compare(
     revision: Revisions,
     desired: Vec<Value>,
 ) -> Result<Compared, ControllerError> {
-    let live_managed = cluster.managed(&ctx.instance_name(app));
+    let live_managed = cluster.managed(&ctx.instance_name(app))?;
     let opts = DiffOptions {
         ignore: &app.spec.ignore_differences,
         manager: Some(&ctx.options.manager),

@@ -47,6 +47,12 @@ pub enum K8sError {
     Discovery(#[source] kube::Error),
     #[error("object has no apiVersion/kind/metadata.name: {0}")]
     NoIdentity(String),
+    /// The watch-fed cache has not listed every kind yet: a comparison now would miss
+    /// live objects (and a sync would skip their prunes).
+    #[error(
+        "the live state of cluster {0} is still loading (not every kind is listed yet); retried"
+    )]
+    CacheSyncing(String),
 }
 
 impl K8sError {
@@ -167,7 +173,12 @@ pub struct ClusterClient {
     /// app key and queues it (the work queue dedupes), so the backlog drains quickly.
     changes: std::sync::Mutex<Vec<mpsc::UnboundedSender<LiveChange>>>,
     connection: RwLock<Connection>,
+    /// Kinds whose first list has not completed; [`CACHE_NOT_STARTED`] before
+    /// [`ClusterClient::start_cache`].
+    cache_pending: std::sync::atomic::AtomicUsize,
 }
+
+const CACHE_NOT_STARTED: usize = usize::MAX;
 
 impl ClusterClient {
     pub fn new(name: &str, client: kube::Client) -> Arc<Self> {
@@ -178,7 +189,14 @@ impl ClusterClient {
             live: Arc::new(RwLock::new(LiveCache::default())),
             changes: std::sync::Mutex::new(Vec::new()),
             connection: RwLock::new(Connection::Connecting),
+            cache_pending: std::sync::atomic::AtomicUsize::new(CACHE_NOT_STARTED),
         })
+    }
+
+    /// Whether the cache has listed every kind it watches at least once (a freshly
+    /// started controller must not compare, plan or prune against a partial cache).
+    pub fn cache_synced(&self) -> bool {
+        self.cache_pending.load(std::sync::atomic::Ordering::SeqCst) == 0
     }
 
     /// The last known reachability.
@@ -392,8 +410,12 @@ impl ClusterClient {
         }
     }
 
-    /// Live objects tracked as belonging to `app`.
-    pub fn managed(&self, app: &str) -> Vec<Value> {
+    /// Live objects tracked as belonging to `app`; [`K8sError::CacheSyncing`] until the
+    /// cache has listed every kind.
+    pub fn managed(&self, app: &str) -> Result<Vec<Value>, K8sError> {
+        if !self.cache_synced() {
+            return Err(K8sError::CacheSyncing(self.name.clone()));
+        }
         let texts: Vec<Arc<[u8]>> = {
             let live = self
                 .live
@@ -408,7 +430,7 @@ impl ClusterClient {
                 })
                 .unwrap_or_default()
         };
-        texts.iter().filter_map(|t| parse_cached(t)).collect()
+        Ok(texts.iter().filter_map(|t| parse_cached(t)).collect())
     }
 
     /// Every object of the listable namespaced kinds in `namespace` (preferred versions;
@@ -513,15 +535,20 @@ impl ClusterClient {
             .filter(|k| k.watchable)
             .cloned()
             .collect();
+        // Pods, events and leases churn and are never applied from Git.
+        let kinds: Vec<Kind> = kinds
+            .into_iter()
+            .filter(|k| {
+                !matches!(
+                    k.resource.kind.as_str(),
+                    "Event" | "Lease" | "Pod" | "Endpoints" | "ReplicaSet" | "ControllerRevision"
+                )
+            })
+            .collect();
+        self.cache_pending
+            .store(kinds.len(), std::sync::atomic::Ordering::SeqCst);
         let mut tasks = Vec::new();
         for k in kinds {
-            // Pods, events and leases churn and are never applied from Git.
-            if matches!(
-                k.resource.kind.as_str(),
-                "Event" | "Lease" | "Pod" | "Endpoints" | "ReplicaSet" | "ControllerRevision"
-            ) {
-                continue;
-            }
             let me = self.clone();
             tasks.push(tokio::spawn(async move { me.watch_kind(k).await }));
         }
@@ -535,30 +562,80 @@ impl ClusterClient {
         let mut stream = watcher(api, watcher::Config::default())
             .default_backoff()
             .boxed();
+        // Keys listed by the current (re-)list: after a re-list (the watch expired or the
+        // server restarted), cached objects of this kind it did not list were deleted
+        // meanwhile and are dropped, as a store replaces its contents.
+        let mut listed: Option<std::collections::HashSet<ResourceKey>> = None;
+        let mut first_list_done = false;
         while let Some(ev) = stream.next().await {
             let Ok(ev) = ev else {
                 // The watcher retries with backoff by itself; keep going.
                 continue;
             };
             match ev {
-                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => self.observe(o, false),
-                watcher::Event::Delete(o) => self.observe(o, true),
-                watcher::Event::Init | watcher::Event::InitDone => {}
+                watcher::Event::Apply(o) => {
+                    self.observe(o, false);
+                }
+                watcher::Event::InitApply(o) => {
+                    if let (Some(key), Some(seen)) = (self.observe(o, false), listed.as_mut()) {
+                        seen.insert(key);
+                    }
+                }
+                watcher::Event::Delete(o) => {
+                    self.observe(o, true);
+                }
+                watcher::Event::Init => listed = Some(Default::default()),
+                watcher::Event::InitDone => {
+                    if let Some(seen) = listed.take() {
+                        self.forget_unlisted(&k, &seen);
+                    }
+                    if !first_list_done {
+                        first_list_done = true;
+                        let _ = self.cache_pending.fetch_update(
+                            std::sync::atomic::Ordering::SeqCst,
+                            std::sync::atomic::Ordering::SeqCst,
+                            |n| (n != CACHE_NOT_STARTED && n > 0).then(|| n - 1),
+                        );
+                    }
+                }
             }
         }
     }
 
-    fn observe(&self, o: DynamicObject, deleted: bool) {
+    /// Drop the cached objects of kind `k` that a completed list did not return.
+    fn forget_unlisted(&self, k: &Kind, listed: &std::collections::HashSet<ResourceKey>) {
+        let (group, kind) = (k.resource.group.as_str(), k.resource.kind.as_str());
+        let gone: Vec<(ResourceKey, String)> = {
+            let mut live = self
+                .live
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let stale: Vec<ResourceKey> = live
+                .objects
+                .keys()
+                .filter(|key| key.group == group && key.kind == kind && !listed.contains(*key))
+                .cloned()
+                .collect();
+            stale
+                .into_iter()
+                .filter_map(|key| live.remove(&key).map(|app| (key, app)))
+                .collect()
+        };
+        for (key, app) in gone {
+            self.publish(LiveChange { app, key });
+        }
+    }
+
+    /// Record a watched object (or its deletion); its key.
+    fn observe(&self, o: DynamicObject, deleted: bool) -> Option<ResourceKey> {
         let Ok(mut v) = serde_json::to_value(&o) else {
-            return;
+            return None;
         };
         if let Some(tm) = &o.types {
             v["apiVersion"] = Value::String(tm.api_version.clone());
             v["kind"] = Value::String(tm.kind.clone());
         }
-        let Some(key) = ResourceKey::of(&v) else {
-            return;
-        };
+        let key = ResourceKey::of(&v)?;
         let app = v
             .pointer("/metadata/annotations")
             .and_then(|a| a.get(TRACKING_ANNOTATION))
@@ -586,5 +663,6 @@ impl ClusterClient {
                 key: key.clone(),
             });
         }
+        Some(key)
     }
 }

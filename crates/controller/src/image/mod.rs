@@ -287,7 +287,11 @@ async fn check_app(
         return;
     }
     let live = match ctx.cluster_for(&w.app.spec.destination) {
-        Ok(cluster) => cluster.managed(&ctx.instance_name(&w.app)),
+        Ok(cluster) => match cluster.managed(&ctx.instance_name(&w.app)) {
+            Ok(live) => live,
+            // Loading: the next pass reads it.
+            Err(_) => return,
+        },
         Err(e) => {
             report(ctx, &w.app, Some(format!("the destination: {e}"))).await;
             return;

@@ -312,7 +312,9 @@ impl GateContext {
         let (_, desired) = crate::state::desired_state(ctx, app, &overrides, &cluster)
             .await
             .map_err(|e| format!("the application does not render at the new commit: {e}"))?;
-        let live = cluster.managed(&ctx.instance_name(app));
+        let live = cluster
+            .managed(&ctx.instance_name(app))
+            .map_err(|e| e.to_string())?;
         let verdict = crate::policy::review(ctx, app, &cluster, &desired, &live)
             .await
             .map_err(|e| e.to_string())?;
