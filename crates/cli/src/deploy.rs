@@ -106,7 +106,7 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
 
     // The target.
     let client = target_client(&args).await?;
-    let cluster = ClusterClient::new("deploy-target", client.clone());
+    let cluster = ClusterClient::without_cache("deploy-target", client.clone());
     cluster
         .refresh_discovery()
         .await

@@ -799,7 +799,7 @@ async fn register_clusters(
             .with_context(|| format!("connecting to cluster {}", e.name))?;
         ctx.outbound
             .protect(&e.server, &format!("the API server of cluster {}", e.name));
-        let cluster = mooring_k8s::cluster::ClusterClient::new(&e.name, client);
+        let cluster = mooring_k8s::cluster::ClusterClient::without_cache(&e.name, client);
         let mut clusters = ctx
             .clusters
             .write()

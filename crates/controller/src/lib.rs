@@ -658,7 +658,7 @@ impl Context {
         management: kube::Client,
         options: ControllerOptions,
     ) -> Result<Arc<Context>, ControllerError> {
-        let mgmt = ClusterClient::new("in-cluster", management);
+        let mgmt = ClusterClient::without_cache("in-cluster", management);
         mgmt.refresh_discovery().await?;
         let (ctx, _queue) = Context::new(mgmt, options, 64, None)?;
         Ok(ctx)

@@ -193,6 +193,16 @@ impl ClusterClient {
         })
     }
 
+    /// A client that will never start a cache (one-off commands: `app diff`, the
+    /// standalone API server's views, `deploy`): [`ClusterClient::managed`] answers
+    /// empty, and comparisons GET each desired object.
+    pub fn without_cache(name: &str, client: kube::Client) -> Arc<Self> {
+        let c = Self::new(name, client);
+        c.cache_pending
+            .store(0, std::sync::atomic::Ordering::SeqCst);
+        c
+    }
+
     /// Whether the cache has listed every kind it watches at least once (a freshly
     /// started controller must not compare, plan or prune against a partial cache).
     pub fn cache_synced(&self) -> bool {
@@ -567,10 +577,37 @@ impl ClusterClient {
         // meanwhile and are dropped, as a store replaces its contents.
         let mut listed: Option<std::collections::HashSet<ResourceKey>> = None;
         let mut first_list_done = false;
+        let mark_listed = |done: &mut bool| {
+            if !*done {
+                *done = true;
+                let _ = self.cache_pending.fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| (n != CACHE_NOT_STARTED && n > 0).then(|| n - 1),
+                );
+            }
+        };
         while let Some(ev) = stream.next().await {
-            let Ok(ev) = ev else {
-                // The watcher retries with backoff by itself; keep going.
-                continue;
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(e) => {
+                    // A kind this identity may not list (RBAC) or that went away holds
+                    // nothing it could manage: it must not keep the cache from being
+                    // read. Other errors are retried by the watcher, with backoff.
+                    if let watcher::Error::InitialListFailed(kube::Error::Api(s)) = &e {
+                        if (403..=405).contains(&s.code) && !first_list_done {
+                            tracing::warn!(
+                                cluster = %self.name,
+                                kind = %k.resource.kind,
+                                "cannot list {}: {} (its objects are not watched)",
+                                k.resource.kind,
+                                s.message
+                            );
+                            mark_listed(&mut first_list_done);
+                        }
+                    }
+                    continue;
+                }
             };
             match ev {
                 watcher::Event::Apply(o) => {
@@ -589,14 +626,7 @@ impl ClusterClient {
                     if let Some(seen) = listed.take() {
                         self.forget_unlisted(&k, &seen);
                     }
-                    if !first_list_done {
-                        first_list_done = true;
-                        let _ = self.cache_pending.fetch_update(
-                            std::sync::atomic::Ordering::SeqCst,
-                            std::sync::atomic::Ordering::SeqCst,
-                            |n| (n != CACHE_NOT_STARTED && n > 0).then(|| n - 1),
-                        );
-                    }
+                    mark_listed(&mut first_list_done);
                 }
             }
         }

@@ -117,7 +117,7 @@ impl Live {
         let kube_client = mooring_k8s::registry::client(&entry)
             .await
             .map_err(|e| ApiError::Unavailable(format!("connecting to {}: {e}", entry.server)))?;
-        let cluster = ClusterClient::new(&entry.name, kube_client);
+        let cluster = ClusterClient::without_cache(&entry.name, kube_client);
         // Discovery failing leaves the client usable for the kinds it can guess.
         if let Err(e) = cluster.refresh_discovery().await {
             tracing::debug!(server = %entry.server, error = %e, "discovery of a destination failed");
