@@ -876,6 +876,8 @@ impl Run {
 }
 
 pub async fn run(o: Options) -> anyhow::Result<ExitCode> {
+    mooring_controller::crash::parse(&o.crash_points)
+        .map_err(|e| anyhow::anyhow!("--crash-points: {e}"))?;
     let seed = o.seed.unwrap_or_else(rand::random);
     println!(
         "chaos: seed {seed} (replay: mooring bench chaos --kills {} --seed {seed}{})",
@@ -886,8 +888,6 @@ pub async fn run(o: Options) -> anyhow::Result<ExitCode> {
             String::new()
         }
     );
-    mooring_controller::crash::parse(&o.crash_points)
-        .map_err(|e| anyhow::anyhow!("--crash-points: {e}"))?;
     let work = tempfile::Builder::new()
         .prefix("mooring-chaos-")
         .tempdir()?;
